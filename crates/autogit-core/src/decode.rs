@@ -1,0 +1,776 @@
+//! Decoding the merged YAML tree into [`Config`], collecting every problem on the way.
+//!
+//! Unlike serde, decoding does not stop at the first error: each field that fails is reported
+//! with its location and path and replaced by its default, so one run lists all mistakes.
+
+use crate::config::*;
+use crate::diag::{Diagnostic, Diagnostics, suggest};
+use crate::preset::Preset;
+use crate::source::Loc;
+use crate::units::{Bytes, Dur, check_cron};
+use crate::validate::{check_env_name, check_git_url, check_hostname, check_url};
+use crate::yaml::{Node, Value};
+
+/// Why a value was rejected.
+pub(crate) struct Bad {
+    pub expected: String,
+    pub help: Option<String>,
+}
+
+impl Bad {
+    pub fn new(expected: impl Into<String>) -> Self {
+        Self {
+            expected: expected.into(),
+            help: None,
+        }
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+type Parse<T> = fn(&Node) -> Result<T, Bad>;
+
+pub(crate) struct Cx {
+    pub diags: Diagnostics,
+}
+
+/// A mapping being decoded, with its path.
+pub(crate) struct Obj<'n> {
+    node: &'n Node,
+    path: String,
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Cx {
+    /// Opens a mapping, reporting unknown keys (with "did you mean") and wrong types.
+    /// Absent or null yields `None` without a diagnostic.
+    pub fn obj<'n>(&mut self, node: Option<&'n Node>, path: &str, keys: &[&str]) -> Option<Obj<'n>> {
+        let node = node?;
+        match &node.value {
+            Value::Null => None,
+            Value::Map(entries) => {
+                for e in entries {
+                    if !keys.contains(&e.key.as_str()) {
+                        let mut d = Diagnostic::error(
+                            "unknown-key",
+                            format!(
+                                "unknown key `{}` in {}",
+                                e.key,
+                                if path.is_empty() { "the top level" } else { path }
+                            ),
+                        )
+                        .at(Some(e.key_loc))
+                        .path(join(path, &e.key))
+                        .expected(format!("one of: {}", keys.join(", ")));
+                        d = match suggest(&e.key, keys.iter().copied()) {
+                            Some(s) => d.label(format!("did you mean `{s}`?")),
+                            None => d.label("not a known key"),
+                        };
+                        self.diags.push(d);
+                    }
+                }
+                Some(Obj {
+                    node,
+                    path: path.to_owned(),
+                })
+            }
+            _ => {
+                self.diags.push(
+                    Diagnostic::error("type", format!("`{}` must be a mapping", display(path)))
+                        .at(Some(node.loc))
+                        .path(path)
+                        .found(node.describe())
+                        .expected(format!("a mapping with keys: {}", keys.join(", "))),
+                );
+                None
+            }
+        }
+    }
+
+    /// Decodes one field; reports and returns `None` on failure or absence.
+    pub fn field<T>(&mut self, obj: &Option<Obj<'_>>, key: &str, parse: Parse<T>) -> Option<T> {
+        let obj = obj.as_ref()?;
+        let node = obj.node.get(key)?;
+        if matches!(node.value, Value::Null) {
+            return None;
+        }
+        self.value(node, &join(&obj.path, key), parse)
+    }
+
+    pub fn value<T>(&mut self, node: &Node, path: &str, parse: Parse<T>) -> Option<T> {
+        match parse(node) {
+            Ok(v) => Some(v),
+            Err(bad) => {
+                let mut d = Diagnostic::error("invalid-value", format!("invalid value for `{path}`"))
+                    .at(Some(node.loc))
+                    .path(path)
+                    .found(node.describe())
+                    .label(format!("expected {}", bad.expected))
+                    .expected(bad.expected);
+                if let Some(h) = bad.help {
+                    d = d.help(h);
+                }
+                self.diags.push(d);
+                None
+            }
+        }
+    }
+
+    /// A list field; a single value where a list is expected is accepted as a one-item list.
+    pub fn list<'n>(&mut self, obj: &Option<Obj<'n>>, key: &str) -> Vec<(String, &'n Node)> {
+        let Some(obj) = obj.as_ref() else {
+            return Vec::new();
+        };
+        let Some(node) = obj.node.get(key) else {
+            return Vec::new();
+        };
+        let path = join(&obj.path, key);
+        match &node.value {
+            Value::Null => Vec::new(),
+            Value::Seq(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (format!("{path}[{i}]"), n))
+                .collect(),
+            _ => vec![(path, node)],
+        }
+    }
+
+    pub fn list_of<T>(&mut self, obj: &Option<Obj<'_>>, key: &str, parse: Parse<T>) -> Option<Vec<T>> {
+        let obj_ref = obj.as_ref()?;
+        obj_ref.node.get(key)?;
+        let items = self.list(obj, key);
+        Some(
+            items
+                .into_iter()
+                .filter_map(|(p, n)| self.value(n, &p, parse))
+                .collect(),
+        )
+    }
+
+    pub fn required(&mut self, obj: &Option<Obj<'_>>, key: &str, what: &str) {
+        if let Some(o) = obj
+            && o.node.get(key).is_none_or(|n| matches!(n.value, Value::Null))
+        {
+            self.diags.push(
+                Diagnostic::error("missing", format!("`{}` is required", join(&o.path, key)))
+                    .at(Some(o.node.loc))
+                    .path(join(&o.path, key))
+                    .expected(what.to_owned()),
+            );
+        }
+    }
+
+    pub fn error_at(&mut self, loc: Loc, path: &str, d: Diagnostic) {
+        self.diags.push(d.at(Some(loc)).path(path));
+    }
+}
+
+impl Obj<'_> {
+    pub fn loc(&self) -> Loc {
+        self.node.loc
+    }
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+    pub fn key_loc(&self, key: &str) -> Option<Loc> {
+        match &self.node.value {
+            Value::Map(es) => es.iter().find(|e| e.key == key).map(|e| e.value.loc),
+            _ => None,
+        }
+    }
+}
+
+fn display(path: &str) -> &str {
+    if path.is_empty() { "the document" } else { path }
+}
+
+// ---- scalar parsers -------------------------------------------------------------------------
+
+fn scalar(n: &Node) -> Result<&str, Bad> {
+    match &n.value {
+        Value::Scalar(s) => Ok(&s.text),
+        _ => Err(Bad::new("a single value")),
+    }
+}
+
+pub(crate) fn p_string(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a string"))?;
+    if s.trim().is_empty() {
+        return Err(Bad::new("a non-empty string"));
+    }
+    Ok(s.to_owned())
+}
+
+pub(crate) fn p_bool(n: &Node) -> Result<bool, Bad> {
+    match scalar(n).map(str::to_ascii_lowercase).as_deref() {
+        Ok("true") => Ok(true),
+        Ok("false") => Ok(false),
+        _ => Err(Bad::new("`true` or `false`")),
+    }
+}
+
+pub(crate) fn p_port(n: &Node) -> Result<u16, Bad> {
+    match scalar(n).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+        Some(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(Bad::new("a port number from 1 to 65535")),
+    }
+}
+
+fn count(n: &Node, min: u32, max: u32) -> Result<u32, Bad> {
+    match scalar(n).ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+        Some(v) if (min..=max).contains(&v) => Ok(v),
+        _ => Err(Bad::new(format!("a whole number from {min} to {max}"))),
+    }
+}
+
+pub(crate) fn p_concurrency(n: &Node) -> Result<u32, Bad> {
+    count(n, 1, 1024)
+}
+pub(crate) fn p_small_count(n: &Node) -> Result<u32, Bad> {
+    count(n, 1, 100)
+}
+pub(crate) fn p_count(n: &Node) -> Result<u32, Bad> {
+    count(n, 0, 1_000_000)
+}
+
+pub(crate) fn p_cpu(n: &Node) -> Result<f64, Bad> {
+    match scalar(n).ok().and_then(|s| s.trim().parse::<f64>().ok()) {
+        Some(v) if v.is_finite() && (0.1..=1024.0).contains(&v) => Ok(v),
+        _ => Err(Bad::new("a number of CPUs from 0.1 to 1024 (for example 6 or 0.5)")),
+    }
+}
+
+pub(crate) fn p_bytes(n: &Node) -> Result<Bytes, Bad> {
+    match scalar(n).ok().and_then(Bytes::parse) {
+        Some(b) if b.0 >= 4 * 1024 * 1024 => Ok(b),
+        Some(_) => Err(Bad::new("at least 4M").help("sizes use K, M, G or T (binary), e.g. 6G")),
+        None => Err(Bad::new("a size such as 512M, 6G or 1.5G")),
+    }
+}
+
+pub(crate) fn p_duration(n: &Node) -> Result<Dur, Bad> {
+    match scalar(n).ok().and_then(Dur::parse) {
+        Some(d) if d.as_secs() > 0 => Ok(d),
+        _ => Err(Bad::new("a duration such as 60 (seconds), 90s, 5m or 1h")),
+    }
+}
+
+pub(crate) fn p_cron(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a cron schedule"))?;
+    check_cron(s).map_err(|e| {
+        Bad::new("a 5-field cron schedule such as \"0 */6 * * *\"")
+            .help(format!("{e}; fields are minute hour day-of-month month day-of-week"))
+    })?;
+    Ok(s.trim().to_owned())
+}
+
+pub(crate) fn p_hostname(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a hostname"))?;
+    check_hostname(s).map_err(|why| Bad::new("a DNS hostname such as gitlab.example.com").help(why))?;
+    Ok(s.to_ascii_lowercase())
+}
+
+pub(crate) fn p_http_url(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a URL"))?;
+    check_url(s, &["http", "https"])
+        .map_err(|why| Bad::new("an http:// or https:// URL").help(why))?;
+    Ok(s.trim_end_matches('/').to_owned())
+}
+
+pub(crate) fn p_git_url(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a git URL"))?;
+    check_git_url(s).map_err(|why| Bad::new("an https://, ssh:// or git:// URL").help(why))?;
+    Ok(s.to_owned())
+}
+
+pub(crate) fn p_env_name(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an environment variable name"))?;
+    check_env_name(s).map_err(|why| Bad::new("the NAME of an environment variable, like GITHUB_PAT_MIRROR").help(why))?;
+    Ok(s.to_owned())
+}
+
+pub(crate) fn p_name(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a name"))?;
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new("a name of lowercase letters, digits and `-` (at most 63)"))
+    }
+}
+
+pub(crate) fn p_version(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a version"))?;
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+        Ok(s.to_owned())
+    } else if s == "latest" {
+        Err(Bad::new("a pinned version such as 18.5.4")
+            .help("`latest` is never used: upgrades must pass GitLab's required upgrade stops"))
+    } else {
+        Err(Bad::new("a pinned version MAJOR.MINOR.PATCH such as 18.5.4"))
+    }
+}
+
+pub(crate) fn p_image(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an image name"))?;
+    let ok = !s.is_empty()
+        && !s.starts_with(['-', '/', '.'])
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-:@".contains(&b))
+        && s.bytes().any(|b| b.is_ascii_alphanumeric());
+    if ok { Ok(s.to_owned()) } else { Err(Bad::new("a container image reference like gitlab/gitlab-ce")) }
+}
+
+pub(crate) fn p_glob(n: &Node) -> Result<String, Bad> {
+    p_string(n)
+}
+
+fn p_cidr(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an address range"))?;
+    let (ip, bits) = s.split_once('/').unwrap_or((s, ""));
+    let ok = match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => bits.parse::<u8>().is_ok_and(|b| b <= 32),
+        Ok(std::net::IpAddr::V6(_)) => bits.parse::<u8>().is_ok_and(|b| b <= 128),
+        Err(_) => false,
+    };
+    if ok { Ok(s.to_owned()) } else { Err(Bad::new("a CIDR range such as 10.0.0.0/8")) }
+}
+
+macro_rules! enum_parser {
+    ($name:ident, $ty:ty, $expected:literal, { $($text:literal => $val:expr),+ $(,)? }) => {
+        pub(crate) fn $name(n: &Node) -> Result<$ty, Bad> {
+            let s = scalar(n).map_err(|_| Bad::new($expected))?;
+            match s.to_ascii_lowercase().as_str() {
+                $($text => Ok($val),)+
+                other => {
+                    let mut bad = Bad::new($expected);
+                    if let Some(sug) = suggest(other, [$($text),+]) {
+                        bad = bad.help(format!("did you mean `{sug}`?"));
+                    }
+                    Err(bad)
+                }
+            }
+        }
+    };
+}
+
+enum_parser!(p_preset, Preset, "one of: minimal, homelab, team, beast", {
+    "minimal" => Preset::Minimal, "homelab" => Preset::Homelab, "team" => Preset::Team,
+    "beast" => Preset::Beast, "production" => Preset::Beast,
+});
+enum_parser!(p_executor, Executor, "one of: docker, podman, shell", {
+    "docker" => Executor::Docker, "podman" => Executor::Podman, "shell" => Executor::Shell,
+});
+enum_parser!(p_gpu, GpuVendor, "`nvidia` (the only GPU vendor supported)", { "nvidia" => GpuVendor::Nvidia });
+enum_parser!(p_capability, Capability, "one of: inference, render, train", {
+    "inference" => Capability::Inference, "render" => Capability::Render, "train" => Capability::Train,
+});
+enum_parser!(p_mode, RunnerMode, "one of: on-demand, always", {
+    "on-demand" => RunnerMode::OnDemand, "always" => RunnerMode::Always,
+});
+enum_parser!(p_autobool, AutoBool, "one of: auto, true, false", {
+    "auto" => AutoBool::Auto, "true" => AutoBool::True, "false" => AutoBool::False,
+});
+enum_parser!(p_engine, EngineKind, "one of: auto, docker, podman", {
+    "auto" => EngineKind::Auto, "docker" => EngineKind::Docker, "podman" => EngineKind::Podman,
+});
+enum_parser!(p_ingress, IngressKind, "one of: traefik, nginx, none", {
+    "traefik" => IngressKind::Traefik, "nginx" => IngressKind::Nginx, "none" => IngressKind::None,
+});
+
+pub(crate) fn p_host(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a host"))?;
+    if s == "auto" || s == "local" {
+        return Ok(s.to_owned());
+    }
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(s.to_owned());
+    }
+    check_hostname(s).map_err(|why| {
+        Bad::new("`auto`, `local`, an IP address or a hostname").help(format!(
+            "{why}; use `auto` to have `autogit runner discover` find the host"
+        ))
+    })?;
+    Ok(s.to_ascii_lowercase())
+}
+
+// ---- the document ---------------------------------------------------------------------------
+
+const TOP: &[&str] = &[
+    "version", "gitlab", "mirroring", "runners", "health", "compute", "backup", "platform",
+];
+
+/// Decodes a merged tree into a configuration; `None` means an empty document (all defaults).
+pub fn decode(root: Option<&Node>) -> (Config, Diagnostics) {
+    let mut cx = Cx {
+        diags: Diagnostics::default(),
+    };
+    let mut c = Config::default();
+    let top = cx.obj(root, "", TOP);
+    if let Some(v) = cx.field(&top, "version", p_string) {
+        if v == CONFIG_VERSION {
+            c.version = v;
+        } else if let Some(loc) = top.as_ref().and_then(|t| t.key_loc("version")) {
+            cx.error_at(
+                loc,
+                "version",
+                Diagnostic::error("version", format!("unsupported configuration version `{v}`"))
+                    .found(format!("`{v}`"))
+                    .expected(format!("\"{CONFIG_VERSION}\"")),
+            );
+        }
+    }
+    gitlab(&mut cx, &top, &mut c.gitlab);
+    mirroring(&mut cx, &top, &mut c.mirroring);
+    runners(&mut cx, &top, &mut c.runners, c.gitlab.resources.preset);
+    health(&mut cx, &top, &mut c.health);
+    compute(&mut cx, &top, &mut c.compute);
+    backup(&mut cx, &top, &mut c.backup);
+    platform(&mut cx, &top, &mut c.platform);
+    crate::validate::cross_check(&mut cx, root, &c);
+    (c, cx.diags)
+}
+
+fn sub<'n>(cx: &mut Cx, parent: &Option<Obj<'n>>, key: &str, keys: &[&str]) -> Option<Obj<'n>> {
+    let p = parent.as_ref()?;
+    let path = join(p.path(), key);
+    cx.obj(p.node.get(key), &path, keys)
+}
+
+fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
+    let o = sub(cx, top, "gitlab", &["hostname", "external_url", "version", "image", "ports", "resources", "tuning"]);
+    let hostname_given = cx.field(&o, "hostname", p_hostname);
+    let url_given = cx.field(&o, "external_url", p_http_url);
+    if let Some(v) = cx.field(&o, "version", p_version) {
+        g.version = v;
+    }
+    if let Some(v) = cx.field(&o, "image", p_image) {
+        g.image = v;
+    }
+    let ports = sub(cx, &o, "ports", &["http", "https", "ssh"]);
+    if let Some(v) = cx.field(&ports, "http", p_port) {
+        g.ports.http = v;
+    }
+    if let Some(v) = cx.field(&ports, "https", p_port) {
+        g.ports.https = v;
+    }
+    if let Some(v) = cx.field(&ports, "ssh", p_port) {
+        g.ports.ssh = v;
+    }
+    let res = sub(cx, &o, "resources", &["preset", "cpu", "memory"]);
+    if let Some(v) = cx.field(&res, "preset", p_preset) {
+        g.resources.preset = v;
+    }
+    g.resources.cpu = cx.field(&res, "cpu", p_cpu);
+    g.resources.memory = cx.field(&res, "memory", p_bytes);
+    let t = sub(cx, &o, "tuning", &["puma_workers", "sidekiq_concurrency", "postgres_shared_buffers", "prometheus"]);
+    g.tuning.puma_workers = cx.field(&t, "puma_workers", p_small_count);
+    g.tuning.sidekiq_concurrency = cx.field(&t, "sidekiq_concurrency", p_small_count);
+    g.tuning.postgres_shared_buffers = cx.field(&t, "postgres_shared_buffers", p_bytes);
+    g.tuning.prometheus = cx.field(&t, "prometheus", p_bool);
+    // hostname and external_url default from each other.
+    match (hostname_given, url_given) {
+        (Some(h), Some(u)) => {
+            g.hostname = h;
+            g.external_url = u;
+        }
+        (Some(h), None) => {
+            g.external_url = format!("http://{h}:{}", g.ports.http);
+            g.hostname = h;
+        }
+        (None, Some(u)) => {
+            if let Some(h) = crate::validate::url_host(&u) {
+                g.hostname = h.to_ascii_lowercase();
+            }
+            g.external_url = u;
+        }
+        (None, None) => g.external_url = format!("http://{}:{}", g.hostname, g.ports.http),
+    }
+}
+
+const FILTER_KEYS: [&str; 4] = ["include", "exclude", "forks", "archived"];
+
+fn filters(cx: &mut Cx, o: &Option<Obj<'_>>) -> Filters {
+    Filters {
+        include: cx.list_of(o, "include", p_glob).unwrap_or_default(),
+        exclude: cx.list_of(o, "exclude", p_glob).unwrap_or_default(),
+        forks: cx.field(o, "forks", p_bool).unwrap_or(false),
+        archived: cx.field(o, "archived", p_bool).unwrap_or(false),
+    }
+}
+
+fn keys_with_filters(base: &[&'static str]) -> Vec<&'static str> {
+    base.iter().copied().chain(FILTER_KEYS).collect()
+}
+
+fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
+    let o = sub(cx, top, "mirroring", &["enabled", "schedule", "parallelism", "namespace", "timeout", "prune_projects", "sources"]);
+    if let Some(v) = cx.field(&o, "enabled", p_bool) {
+        m.enabled = v;
+    }
+    if let Some(v) = cx.field(&o, "schedule", p_cron) {
+        m.schedule = v;
+    }
+    m.parallelism = cx.field(&o, "parallelism", p_small_count);
+    if let Some(v) = cx.field(&o, "namespace", p_name) {
+        m.namespace = v;
+    }
+    if let Some(v) = cx.field(&o, "timeout", p_duration) {
+        m.timeout = v;
+    }
+    if let Some(v) = cx.field(&o, "prune_projects", p_bool) {
+        m.prune_projects = v;
+    }
+    let s = sub(cx, &o, "sources", &["github", "gitlab", "git"]);
+    let gh_keys = keys_with_filters(&["username", "organization", "token_env"]);
+    for (path, node) in cx.list(&s, "github") {
+        let Some(so) = cx.obj(Some(node), &path, &gh_keys) else { continue };
+        let src = Some(so);
+        let username = cx.field(&src, "username", p_string);
+        let organization = cx.field(&src, "organization", p_string);
+        let so = src.as_ref().map(|o| (o.loc(), o.path().to_owned()));
+        if let Some((loc, path)) = &so
+            && username.is_some() == organization.is_some()
+        {
+            cx.error_at(*loc, path, Diagnostic::error("github-owner", "a GitHub source names exactly one of `username` or `organization`")
+                .expected("`username: NAME` or `organization: NAME`"));
+        }
+        let token_env = cx.field(&src, "token_env", p_env_name);
+        let filters = filters(cx, &src);
+        m.sources.github.push(GitHubSource { username, organization, token_env, filters });
+    }
+    let gl_keys = keys_with_filters(&["url", "username", "group", "token_env"]);
+    for (path, node) in cx.list(&s, "gitlab") {
+        let Some(so) = cx.obj(Some(node), &path, &gl_keys) else { continue };
+        let src = Some(so);
+        let url = cx.field(&src, "url", p_http_url).unwrap_or_else(|| "https://gitlab.com".to_owned());
+        let username = cx.field(&src, "username", p_string);
+        let group = cx.field(&src, "group", p_string);
+        let token_env = cx.field(&src, "token_env", p_env_name);
+        let filters = filters(cx, &src);
+        if let Some(o) = &src
+            && username.is_none()
+            && group.is_none()
+        {
+            cx.error_at(o.loc(), o.path(), Diagnostic::error("gitlab-owner", "a GitLab source names a `username` or a `group`")
+                .expected("`username: NAME` or `group: PATH`"));
+        }
+        m.sources.gitlab.push(GitLabSource { url, username, group, token_env, filters });
+    }
+    for (path, node) in cx.list(&s, "git") {
+        // A bare string is a URL; a mapping gives url, name and token_env.
+        if let Value::Scalar(_) = node.value {
+            if let Some(url) = cx.value(node, &path, p_git_url) {
+                m.sources.git.push(GitSource { url, name: None, token_env: None });
+            }
+            continue;
+        }
+        let src = cx.obj(Some(node), &path, &["url", "name", "token_env"]);
+        cx.required(&src, "url", "the repository URL");
+        let url = cx.field(&src, "url", p_git_url);
+        let name = cx.field(&src, "name", p_name);
+        let token_env = cx.field(&src, "token_env", p_env_name);
+        if let Some(url) = url {
+            m.sources.git.push(GitSource { url, name, token_env });
+        }
+    }
+}
+
+fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) {
+    let o = sub(cx, top, "runners", &["mode", "cooldown", "image", "cpu", "gpu"]);
+    if let Some(v) = cx.field(&o, "mode", p_mode) {
+        r.mode = v;
+    }
+    if let Some(v) = cx.field(&o, "cooldown", p_duration) {
+        r.cooldown = v;
+    }
+    if let Some(v) = cx.field(&o, "image", p_image) {
+        r.image = v;
+    }
+    let keys = ["name", "host", "user", "executor", "concurrent", "tags", "gpu", "capabilities", "wsl2"];
+    for (list, is_gpu) in [("cpu", false), ("gpu", true)] {
+        for (path, node) in cx.list(&o, list) {
+            let ro = cx.obj(Some(node), &path, &keys);
+            if ro.is_none() {
+                if matches!(node.value, Value::Scalar(_)) {
+                    cx.error_at(node.loc, &path, Diagnostic::error("type", format!("`{path}` must be a mapping"))
+                        .found(node.describe())
+                        .expected("a mapping with at least `name` and `host`"));
+                }
+                continue;
+            }
+            cx.required(&ro, "name", "a runner name of lowercase letters, digits and `-`");
+            let name = cx.field(&ro, "name", p_name).unwrap_or_default();
+            let host = cx.field(&ro, "host", p_host).unwrap_or_else(|| "auto".to_owned());
+            let user = cx.field(&ro, "user", p_string);
+            let executor = cx.field(&ro, "executor", p_executor).unwrap_or(Executor::Docker);
+            let concurrent = cx.field(&ro, "concurrent", p_concurrency).unwrap_or(preset.runner_concurrency());
+            let tags = cx.list_of(&ro, "tags", p_string).unwrap_or_default();
+            let mut gpu = cx.field(&ro, "gpu", p_gpu);
+            let mut capabilities = cx.list_of(&ro, "capabilities", p_capability).unwrap_or_default();
+            capabilities.sort();
+            capabilities.dedup();
+            let wsl2 = cx.field(&ro, "wsl2", p_bool).unwrap_or(false);
+            if is_gpu {
+                gpu.get_or_insert(GpuVendor::Nvidia);
+                if capabilities.is_empty() {
+                    capabilities.push(Capability::Inference);
+                }
+            } else if let Some(ro) = &ro
+                && (gpu.is_some() || !capabilities.is_empty())
+            {
+                let loc = ro.key_loc("gpu").or(ro.key_loc("capabilities")).unwrap_or(ro.loc());
+                cx.error_at(loc, ro.path(), Diagnostic::error("cpu-runner-gpu", "a runner under `runners.cpu` cannot have `gpu` or `capabilities`")
+                    .help("move it to `runners.gpu`"));
+            }
+            let runner = Runner { name, host, user, executor, concurrent, tags, gpu, capabilities, wsl2 };
+            if is_gpu { r.gpu.push(runner) } else { r.cpu.push(runner) }
+        }
+    }
+}
+
+fn health(cx: &mut Cx, top: &Option<Obj<'_>>, h: &mut Health) {
+    let o = sub(cx, top, "health", &["check_interval", "reconcile_interval", "timeout", "failure_threshold", "self_heal", "restart_budget", "backoff", "notify"]);
+    if let Some(v) = cx.field(&o, "check_interval", p_duration) {
+        h.check_interval = v;
+    }
+    if let Some(v) = cx.field(&o, "reconcile_interval", p_duration) {
+        h.reconcile_interval = v;
+    }
+    if let Some(v) = cx.field(&o, "timeout", p_duration) {
+        h.timeout = v;
+    }
+    if let Some(v) = cx.field(&o, "failure_threshold", p_small_count) {
+        h.failure_threshold = v;
+    }
+    if let Some(v) = cx.field(&o, "self_heal", p_bool) {
+        h.self_heal = v;
+    }
+    let b = sub(cx, &o, "restart_budget", &["max", "window"]);
+    if let Some(v) = cx.field(&b, "max", p_small_count) {
+        h.restart_budget.max = v;
+    }
+    if let Some(v) = cx.field(&b, "window", p_duration) {
+        h.restart_budget.window = v;
+    }
+    let bo = sub(cx, &o, "backoff", &["initial", "max"]);
+    if let Some(v) = cx.field(&bo, "initial", p_duration) {
+        h.backoff.initial = v;
+    }
+    if let Some(v) = cx.field(&bo, "max", p_duration) {
+        h.backoff.max = v;
+    }
+    if o.as_ref().is_some_and(|o| o.node.get("notify").is_some()) {
+        h.notify.clear();
+    }
+    for (path, node) in cx.list(&o, "notify") {
+        let no = cx.obj(Some(node), &path, &["type", "url", "secret_env"]);
+        let Some(no_ref) = &no else { continue };
+        let (loc, p) = (no_ref.loc(), no_ref.path().to_owned());
+        match cx.field(&no, "type", p_string).as_deref() {
+            Some("log") => h.notify.push(Notify::Log),
+            Some("webhook") => {
+                cx.required(&no, "url", "the webhook's http(s) URL");
+                let url = cx.field(&no, "url", p_http_url);
+                let secret_env = cx.field(&no, "secret_env", p_env_name);
+                if let Some(url) = url {
+                    h.notify.push(Notify::Webhook { url, secret_env });
+                }
+            }
+            Some(other) => {
+                let loc = no_ref.key_loc("type").unwrap_or(loc);
+                let mut d = Diagnostic::error("invalid-value", format!("unknown notifier type `{other}`"))
+                    .expected("`log` or `webhook`")
+                    .found(format!("`{other}`"));
+                if let Some(s) = suggest(other, ["log", "webhook"]) {
+                    d = d.label(format!("did you mean `{s}`?"));
+                }
+                cx.error_at(loc, &format!("{p}.type"), d);
+            }
+            None => cx.required(&no, "type", "`log` or `webhook`"),
+        }
+    }
+    if h.backoff.initial > h.backoff.max
+        && let Some(bo) = &bo
+    {
+        cx.error_at(bo.loc(), "health.backoff", Diagnostic::error("backoff", "`health.backoff.initial` is longer than `health.backoff.max`")
+            .found(format!("initial {} > max {}", h.backoff.initial, h.backoff.max))
+            .expected("initial ≤ max"));
+    }
+}
+
+fn compute(cx: &mut Cx, top: &Option<Obj<'_>>, c: &mut Compute) {
+    let o = sub(cx, top, "compute", &["queue_limit", "aging", "quotas"]);
+    if let Some(v) = cx.field(&o, "queue_limit", p_count) {
+        c.queue_limit = v;
+    }
+    if let Some(v) = cx.field(&o, "aging", p_duration) {
+        c.aging = v;
+    }
+    for (path, node) in cx.list(&o, "quotas") {
+        let q = cx.obj(Some(node), &path, &["user", "gpus", "vram"]);
+        if q.is_none() {
+            continue;
+        }
+        cx.required(&q, "user", "a GitLab username");
+        let user = cx.field(&q, "user", p_string);
+        let gpus = cx.field(&q, "gpus", p_count).unwrap_or(1);
+        let vram = cx.field(&q, "vram", p_bytes).unwrap_or(Bytes::gib(24));
+        if let Some(user) = user {
+            c.quotas.push(Quota { user, gpus, vram });
+        }
+    }
+}
+
+fn backup(cx: &mut Cx, top: &Option<Obj<'_>>, b: &mut Backup) {
+    let o = sub(cx, top, "backup", &["path", "retention", "schedule", "btrfs_snapshot"]);
+    if let Some(v) = cx.field(&o, "path", p_string) {
+        b.path = v;
+    }
+    if let Some(v) = cx.field(&o, "retention", p_small_count) {
+        b.retention = v;
+    }
+    if let Some(v) = cx.field(&o, "schedule", p_cron) {
+        b.schedule = v;
+    }
+    if let Some(v) = cx.field(&o, "btrfs_snapshot", p_autobool) {
+        b.btrfs_snapshot = v;
+    }
+}
+
+fn platform(cx: &mut Cx, top: &Option<Obj<'_>>, p: &mut Platform) {
+    let o = sub(cx, top, "platform", &["engine", "socket", "rootless", "project", "network", "ingress", "monitoring_whitelist"]);
+    if let Some(v) = cx.field(&o, "engine", p_engine) {
+        p.engine = v;
+    }
+    p.socket = cx.field(&o, "socket", p_string);
+    if let Some(v) = cx.field(&o, "rootless", p_autobool) {
+        p.rootless = v;
+    }
+    if let Some(v) = cx.field(&o, "project", p_name) {
+        p.project = v;
+    }
+    if let Some(v) = cx.field(&o, "network", p_name) {
+        p.network = v;
+    }
+    if let Some(v) = cx.field(&o, "ingress", p_ingress) {
+        p.ingress = v;
+    }
+    if let Some(v) = cx.list_of(&o, "monitoring_whitelist", p_cidr) {
+        p.monitoring_whitelist = v;
+    }
+}

@@ -1,0 +1,16 @@
+//! autogit's core: the model, the configuration schema and its validation, presets, the planner,
+//! the state machine and the renderers.
+//!
+//! **Architecture invariant:** this crate does no I/O. It never touches the file system, the
+//! network, processes, the clock or the environment; callers hand it text and facts and get
+//! values back. `clippy.toml` in this crate's folder forbids the std APIs that would break this,
+//! and `tests/no_io.rs` checks the dependency list.
+
+pub mod config;
+pub mod decode;
+pub mod diag;
+pub mod preset;
+pub mod source;
+pub mod units;
+pub mod validate;
+pub mod yaml;

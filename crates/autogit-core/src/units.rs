@@ -1,0 +1,177 @@
+//! Small value types with their text forms: durations, byte sizes, cron schedules.
+
+use serde::{Serialize, Serializer};
+use std::fmt;
+use std::time::Duration;
+
+/// A duration written as `90s`, `5m`, `1h30m`, `2d`, or a bare number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub const fn secs(s: u64) -> Self {
+        Self(Duration::from_secs(s))
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim();
+        if t.is_empty() {
+            return None;
+        }
+        if let Ok(n) = t.parse::<u64>() {
+            return Some(Self::secs(n));
+        }
+        let mut total: u64 = 0;
+        let mut num = String::new();
+        let mut any = false;
+        for c in t.chars() {
+            if c.is_ascii_digit() {
+                num.push(c);
+                continue;
+            }
+            let mult = match c {
+                's' => 1,
+                'm' => 60,
+                'h' => 3600,
+                'd' => 86_400,
+                _ => return None,
+            };
+            let n: u64 = num.parse().ok()?;
+            total = total.checked_add(n.checked_mul(mult)?)?;
+            num.clear();
+            any = true;
+        }
+        (any && num.is_empty()).then_some(Self::secs(total))
+    }
+    pub fn as_secs(self) -> u64 {
+        self.0.as_secs()
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut s = self.0.as_secs();
+        if s == 0 {
+            return write!(f, "0s");
+        }
+        for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+            if s >= len {
+                write!(f, "{}{unit}", s / len)?;
+                s %= len;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A size in bytes written as `512M`, `6G`, `6GiB`, `1.5G` (binary multiples, as Docker reads
+/// them), or a bare number of bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Bytes(pub u64);
+
+pub const KIB: u64 = 1024;
+pub const MIB: u64 = 1024 * KIB;
+pub const GIB: u64 = 1024 * MIB;
+pub const TIB: u64 = 1024 * GIB;
+
+impl Bytes {
+    pub const fn mib(n: u64) -> Self {
+        Self(n * MIB)
+    }
+    pub const fn gib(n: u64) -> Self {
+        Self(n * GIB)
+    }
+    pub fn parse(text: &str) -> Option<Self> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.is_empty() {
+            return None;
+        }
+        let mult = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" | "ki" | "kib" => KIB,
+            "m" | "mb" | "mi" | "mib" => MIB,
+            "g" | "gb" | "gi" | "gib" => GIB,
+            "t" | "tb" | "ti" | "tib" => TIB,
+            _ => return None,
+        };
+        if let Ok(n) = num.parse::<u64>() {
+            return n.checked_mul(mult).map(Self);
+        }
+        let f: f64 = num.parse().ok()?;
+        let v = f * mult as f64;
+        (v.is_finite() && v >= 0.0 && v < u64::MAX as f64).then(|| Self(v.round() as u64))
+    }
+}
+
+impl fmt::Display for Bytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b = self.0;
+        for (unit, len) in [("T", TIB), ("G", GIB), ("M", MIB), ("K", KIB)] {
+            if b >= len && b % len == 0 {
+                return write!(f, "{}{unit}", b / len);
+            }
+        }
+        write!(f, "{b}")
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// Checks a standard 5-field cron expression (minute hour day-of-month month day-of-week).
+pub fn check_cron(expr: &str) -> Result<(), String> {
+    let fields = expr.split_whitespace().count();
+    if fields != 5 {
+        return Err(format!(
+            "a cron schedule has 5 fields (minute hour day month weekday), this one has {fields}"
+        ));
+    }
+    expr.parse::<croner::Cron>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(Dur::parse("90"), Some(Dur::secs(90)));
+        assert_eq!(Dur::parse("5m"), Some(Dur::secs(300)));
+        assert_eq!(Dur::parse("1h30m"), Some(Dur::secs(5400)));
+        assert_eq!(Dur::parse("5x"), None);
+        assert_eq!(Dur::parse("m"), None);
+        assert_eq!(Dur::parse("5m3"), None);
+        assert_eq!(Dur::secs(5400).to_string(), "1h30m");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Bytes::parse("6G"), Some(Bytes::gib(6)));
+        assert_eq!(Bytes::parse("512MiB"), Some(Bytes::mib(512)));
+        assert_eq!(Bytes::parse("1.5g"), Some(Bytes(3 * GIB / 2)));
+        assert_eq!(Bytes::parse("6X"), None);
+        assert_eq!(Bytes::gib(6).to_string(), "6G");
+        assert_eq!(Bytes(1536 * MIB).to_string(), "1536M");
+    }
+
+    #[test]
+    fn cron() {
+        assert!(check_cron("0 */6 * * *").is_ok());
+        assert!(check_cron("0 */6 * *").is_err());
+        assert!(check_cron("61 * * * *").is_err());
+    }
+}
