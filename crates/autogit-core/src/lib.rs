@@ -9,7 +9,12 @@
 pub mod config;
 pub mod decode;
 pub mod diag;
+pub mod emit;
+pub mod load;
+pub mod plan;
+pub mod platform;
 pub mod preset;
+pub mod render;
 pub mod source;
 pub mod units;
 pub mod validate;

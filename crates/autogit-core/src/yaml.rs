@@ -458,3 +458,24 @@ mod tests {
         assert!(matches!(n.get("d").unwrap().value, Value::Scalar(_)));
     }
 }
+
+/// Converts a tree to JSON values, reading plain scalars as YAML 1.2 core types.
+pub fn node_to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Scalar(s) if s.quoted => J::String(s.text.clone()),
+        Value::Scalar(s) => match s.text.as_str() {
+            "true" | "True" | "TRUE" => J::Bool(true),
+            "false" | "False" | "FALSE" => J::Bool(false),
+            t => t
+                .parse::<i64>()
+                .map(J::from)
+                .ok()
+                .or_else(|| t.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f).map(J::Number)))
+                .unwrap_or_else(|| J::String(t.to_owned())),
+        },
+        Value::Seq(items) => J::Array(items.iter().map(node_to_json).collect()),
+        Value::Map(entries) => J::Object(entries.iter().map(|e| (e.key.clone(), node_to_json(&e.value))).collect()),
+    }
+}

@@ -1,0 +1,549 @@
+//! The planner: configuration + platform registry + host facts → the desired platform.
+//!
+//! A [`Plan`] is everything a driver needs to deploy: per service the image with its pinned tag,
+//! resources, ports, subdomain, volumes, network, health check and dependencies. It is a pure
+//! function of its inputs, so `plan` never touches the system.
+
+use crate::config::{AutoBool, Config, IngressKind, RunnerMode};
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::platform::{PlatformEnv, PortAllocation, ServiceId};
+use crate::preset::{Component, Preset};
+use crate::source::Loc;
+use crate::units::{Bytes, Dur};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Pinned images of the platform's services. Bump deliberately, never `latest`.
+pub mod images {
+    pub const TRAEFIK: (&str, &str) = ("traefik", "v3.6.8");
+    pub const NGINX: (&str, &str) = ("nginx", "1.27.3-alpine");
+    pub const GRAFANA: (&str, &str) = ("grafana/grafana", "11.3.0");
+    pub const LOKI: (&str, &str) = ("grafana/loki", "3.2.1");
+    pub const TEMPO: (&str, &str) = ("grafana/tempo", "2.6.1");
+    pub const PROMETHEUS: (&str, &str) = ("prom/prometheus", "v2.55.1");
+    pub const MEILISEARCH: (&str, &str) = ("getmeili/meilisearch", "v1.11.3");
+    /// The API runs the host's own autogit binary, mounted read-only into a slim Debian image.
+    pub const API_BASE: (&str, &str) = ("debian", "bookworm-slim");
+}
+
+/// What autogit knows about the machine it plans for.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct HostFacts {
+    pub cpus: f64,
+    pub memory: Bytes,
+    /// Whether the container engine runs rootless (cannot bind ports below 1024).
+    pub rootless: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct PlanInput {
+    pub host: Option<HostFacts>,
+    /// Ports picked by earlier runs in dynamic mode (service name → port).
+    pub remembered_ports: BTreeMap<String, u16>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ImageRef {
+    pub repository: String,
+    pub tag: String,
+}
+
+impl ImageRef {
+    pub fn new(repository: &str, tag: &str) -> Self {
+        Self {
+            repository: repository.to_owned(),
+            tag: tag.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.repository, self.tag)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PortMap {
+    pub name: String,
+    /// Host address to bind; `None` is every address.
+    pub bind: Option<String>,
+    pub host: u16,
+    pub container: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Mount {
+    /// A named volume managed by the engine (`<project>_<name>`).
+    Volume { name: String, target: String },
+    /// A file rendered by autogit into the data dir (relative to `rendered/`).
+    Rendered { file: String, target: String },
+    /// A host path (the autogit binary for the API service).
+    Host { path: String, target: String, read_only: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Probe {
+    /// HTTP GET on the container port; healthy on `status` (and `body` contained, if given).
+    Http { port: u16, path: String, status: u16, body: Option<String> },
+    Tcp { port: u16 },
+    /// A command run inside the container; healthy on exit 0.
+    Command { argv: Vec<String> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    /// Readiness endpoint (GitLab `/-/readiness`), when the service has one.
+    pub ready_path: Option<String>,
+    pub interval: Dur,
+    pub timeout: Dur,
+    pub retries: u32,
+    pub start_period: Dur,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "address")]
+pub enum Placement {
+    Local,
+    /// A runner host reached over SSH; `auto` until discovery finds it.
+    Remote(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub role: Role,
+    pub image: ImageRef,
+    pub cpus: f64,
+    pub memory: Bytes,
+    pub shm_size: Option<Bytes>,
+    pub ports: Vec<PortMap>,
+    pub subdomain: Option<String>,
+    /// Port inside the container that the ingress routes to.
+    pub internal_port: Option<u16>,
+    pub mounts: Vec<Mount>,
+    pub environment: BTreeMap<String, String>,
+    /// Environment variables whose values are secrets, passed from the engine's environment.
+    pub secret_env: Vec<String>,
+    pub command: Vec<String>,
+    pub health: Option<HealthCheck>,
+    pub depends_on: Vec<String>,
+    pub labels: Vec<String>,
+    pub placement: Placement,
+    /// Runners in on-demand mode are created stopped and started when jobs wait.
+    pub on_demand: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Gitlab,
+    Ingress,
+    Observability,
+    Search,
+    Api,
+    Runner,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Plan {
+    pub project: String,
+    pub network: String,
+    pub base_domain: Option<String>,
+    pub preset: Preset,
+    pub services: Vec<ServiceSpec>,
+    /// CPU and memory of everything that runs on this host.
+    pub total_cpus: f64,
+    pub total_memory: Bytes,
+}
+
+impl Plan {
+    /// Every image the plan needs, without duplicates, sorted.
+    pub fn images(&self) -> Vec<ImageRef> {
+        let mut v: Vec<ImageRef> = self.services.iter().map(|s| s.image.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name == name)
+    }
+
+    /// Services deployed on this host (not remote runners).
+    pub fn local(&self) -> impl Iterator<Item = &ServiceSpec> {
+        self.services.iter().filter(|s| s.placement == Placement::Local)
+    }
+}
+
+fn http(port: u16, path: &str) -> Probe {
+    Probe::Http {
+        port,
+        path: path.to_owned(),
+        status: 200,
+        body: None,
+    }
+}
+
+struct Catalog {
+    internal_port: u16,
+    image: (&'static str, &'static str),
+    component: Component,
+    role: Role,
+    probe: Probe,
+    ready: Option<&'static str>,
+    volumes: &'static [(&'static str, &'static str)],
+    labels: &'static [&'static str],
+}
+
+fn catalog(id: ServiceId) -> Option<Catalog> {
+    use images::*;
+    Some(match id {
+        ServiceId::Gitlab => return None,
+        ServiceId::Grafana => Catalog { internal_port: 3000, image: GRAFANA, component: Component::Grafana, role: Role::Observability, probe: http(3000, "/api/health"), ready: None, volumes: &[("grafana-data", "/var/lib/grafana")], labels: &["dashboards"] },
+        ServiceId::Loki => Catalog { internal_port: 3100, image: LOKI, component: Component::Loki, role: Role::Observability, probe: http(3100, "/ready"), ready: Some("/ready"), volumes: &[("loki-data", "/loki")], labels: &["logs"] },
+        ServiceId::Tempo => Catalog { internal_port: 3200, image: TEMPO, component: Component::Tempo, role: Role::Observability, probe: http(3200, "/ready"), ready: Some("/ready"), volumes: &[("tempo-data", "/var/tempo")], labels: &["traces"] },
+        ServiceId::Prometheus => Catalog { internal_port: 9090, image: PROMETHEUS, component: Component::Prometheus, role: Role::Observability, probe: http(9090, "/-/healthy"), ready: Some("/-/ready"), volumes: &[("prometheus-data", "/prometheus")], labels: &["metrics"] },
+        ServiceId::Meilisearch => Catalog { internal_port: 7700, image: MEILISEARCH, component: Component::Meilisearch, role: Role::Search, probe: http(7700, "/health"), ready: None, volumes: &[("meili-data", "/meili_data")], labels: &["search"] },
+        ServiceId::Api => Catalog { internal_port: 8000, image: API_BASE, component: Component::Api, role: Role::Api, probe: http(8000, "/healthz"), ready: None, volumes: &[], labels: &["api"] },
+    })
+}
+
+/// Builds the plan. Diagnostics are warnings about the host (preset too large, low ports when
+/// rootless) and errors about ports (collisions, explicit mode without a port).
+pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Diagnostics) {
+    let mut diags = Diagnostics::default();
+    let preset = config.gitlab.resources.preset;
+    let project = config.platform.project.clone();
+    let health = &config.health;
+    let mut services = Vec::new();
+    let mut used: Vec<(u16, String, Option<Loc>)> = Vec::new();
+
+    // GitLab.
+    let size = config.gitlab_size();
+    let g = &config.gitlab;
+    services.push(ServiceSpec {
+        name: "gitlab".to_owned(),
+        role: Role::Gitlab,
+        image: ImageRef::new(&g.image, &format!("{}-ce.0", g.version)),
+        cpus: size.cpus,
+        memory: size.memory,
+        shm_size: Some(Bytes::mib(256)),
+        ports: vec![
+            PortMap { name: "http".into(), bind: None, host: g.ports.http, container: 80, protocol: Protocol::Tcp },
+            PortMap { name: "https".into(), bind: None, host: g.ports.https, container: 443, protocol: Protocol::Tcp },
+            PortMap { name: "ssh".into(), bind: None, host: g.ports.ssh, container: 22, protocol: Protocol::Tcp },
+        ],
+        subdomain: Some("gitlab".to_owned()),
+        internal_port: Some(80),
+        mounts: vec![
+            Mount::Volume { name: "gitlab-config".into(), target: "/etc/gitlab".into() },
+            Mount::Volume { name: "gitlab-logs".into(), target: "/var/log/gitlab".into() },
+            Mount::Volume { name: "gitlab-data".into(), target: "/var/opt/gitlab".into() },
+        ],
+        environment: BTreeMap::from([(
+            "GITLAB_OMNIBUS_CONFIG".to_owned(),
+            crate::render::gitlab_omnibus(config),
+        )]),
+        secret_env: Vec::new(),
+        command: Vec::new(),
+        health: Some(HealthCheck {
+            probe: Probe::Http { port: 80, path: "/-/health".into(), status: 200, body: Some("GitLab OK".into()) },
+            ready_path: Some("/-/readiness".into()),
+            interval: health.check_interval,
+            timeout: health.timeout,
+            retries: health.failure_threshold,
+            // First boot runs migrations and reconfigure: minutes.
+            start_period: Dur::secs(600),
+        }),
+        depends_on: Vec::new(),
+        labels: vec!["git".into(), "ci".into(), "registry".into()],
+        placement: Placement::Local,
+        on_demand: false,
+    });
+    for (name, port) in [("http", g.ports.http), ("https", g.ports.https), ("ssh", g.ports.ssh)] {
+        used.push((port, format!("gitlab.ports.{name}"), None));
+    }
+
+    // Catalog services from SERVICES_ENABLED.
+    let mut next_free = env.port_pool.0;
+    for id in &env.services_enabled {
+        let Some(cat) = catalog(*id) else { continue };
+        let name = id.name().to_owned();
+        let host_port = match env.ports.get(id) {
+            Some(p) => Some(*p),
+            None if env.port_allocation == PortAllocation::Explicit => {
+                diags.push(
+                    Diagnostic::error("port-missing", format!("PORT_ALLOCATION=explicit but `PORT_{}` is not set", name.to_ascii_uppercase()))
+                        .path(format!("PORT_{}", name.to_ascii_uppercase()))
+                        .help(format!("set PORT_{}=<port> in .env, or use PORT_ALLOCATION=dynamic", name.to_ascii_uppercase())),
+                );
+                None
+            }
+            None => match input.remembered_ports.get(&name) {
+                Some(p) if !used.iter().any(|(u, _, _)| u == p) && !env.ports.values().any(|v| v == p) => Some(*p),
+                _ => {
+                    let mut p = next_free;
+                    while used.iter().any(|(u, _, _)| *u == p)
+                        || env.ports.values().any(|v| *v == p)
+                        || input.remembered_ports.values().any(|v| *v == p)
+                    {
+                        p = p.saturating_add(1);
+                    }
+                    if p > env.port_pool.1 {
+                        diags.push(Diagnostic::error("port-pool", format!("no free port left in PORT_POOL {}-{}", env.port_pool.0, env.port_pool.1)));
+                        None
+                    } else {
+                        next_free = p + 1;
+                        Some(p)
+                    }
+                }
+            },
+        };
+        if let Some(p) = host_port {
+            used.push((p, format!("PORT_{}", name.to_ascii_uppercase()), env.port_locs.get(id).copied()));
+        }
+        let size = preset.size(cat.component);
+        let mut spec = ServiceSpec {
+            name: name.clone(),
+            role: cat.role,
+            image: ImageRef::new(cat.image.0, cat.image.1),
+            cpus: size.cpus,
+            memory: size.memory,
+            shm_size: None,
+            ports: host_port
+                .map(|hp| PortMap { name: "http".into(), bind: Some("127.0.0.1".into()), host: hp, container: cat.internal_port, protocol: Protocol::Tcp })
+                .into_iter()
+                .collect(),
+            subdomain: Some(name.clone()),
+            internal_port: Some(cat.internal_port),
+            mounts: cat.volumes.iter().map(|(v, t)| Mount::Volume { name: (*v).into(), target: (*t).into() }).collect(),
+            environment: BTreeMap::new(),
+            secret_env: Vec::new(),
+            command: Vec::new(),
+            health: Some(HealthCheck {
+                probe: cat.probe.clone(),
+                ready_path: cat.ready.map(str::to_owned),
+                interval: health.check_interval,
+                timeout: health.timeout,
+                retries: health.failure_threshold,
+                start_period: Dur::secs(60),
+            }),
+            depends_on: Vec::new(),
+            labels: cat.labels.iter().map(|l| (*l).to_owned()).collect(),
+            placement: Placement::Local,
+            on_demand: false,
+        };
+        match id {
+            ServiceId::Tempo => {
+                spec.mounts.push(Mount::Rendered { file: "tempo/tempo.yaml".into(), target: "/etc/tempo/tempo.yaml".into() });
+                spec.command = vec!["-config.file=/etc/tempo/tempo.yaml".into()];
+            }
+            ServiceId::Prometheus => {
+                spec.mounts.push(Mount::Rendered { file: "prometheus/prometheus.yml".into(), target: "/etc/prometheus/prometheus.yml".into() });
+            }
+            ServiceId::Meilisearch => {
+                spec.environment.insert("MEILI_ENV".into(), "production".into());
+                spec.secret_env.push("MEILI_MASTER_KEY".into());
+            }
+            ServiceId::Grafana => {
+                spec.environment.insert("GF_SERVER_ROOT_URL".into(), match &env.base_domain {
+                    Some(d) => format!("https://grafana.{d}"),
+                    None => "http://localhost:3000".into(),
+                });
+                spec.secret_env.push("GF_SECURITY_ADMIN_PASSWORD".into());
+            }
+            ServiceId::Api => {
+                spec.mounts.push(Mount::Host { path: "/usr/local/bin/autogit".into(), target: "/usr/local/bin/autogit".into(), read_only: true });
+                spec.command = vec!["/usr/local/bin/autogit".into(), "serve".into(), "--listen".into(), "0.0.0.0:8000".into()];
+                diags.push(Diagnostic::warning("api-preview", "service `api` is planned, but this autogit version has no `serve` command yet: the container will not become healthy")
+                    .path("SERVICES_ENABLED")
+                    .help("remove `api` from SERVICES_ENABLED until the API server ships"));
+            }
+            ServiceId::Gitlab | ServiceId::Loki => {}
+        }
+        services.push(spec);
+    }
+
+    // Ingress: one subdomain per service under BASE_DOMAIN.
+    let rootless = match (config.platform.rootless, input.host.and_then(|h| h.rootless)) {
+        (AutoBool::True, _) => true,
+        (AutoBool::False, _) => false,
+        (AutoBool::Auto, detected) => detected.unwrap_or(false),
+    };
+    if config.platform.ingress != IngressKind::None {
+        if let Some(domain) = &env.base_domain {
+            let (image, component, name) = match config.platform.ingress {
+                IngressKind::Nginx => (images::NGINX, Component::Nginx, "nginx"),
+                _ => (images::TRAEFIK, Component::Traefik, "traefik"),
+            };
+            let size = preset.size(component);
+            let routed: Vec<String> = services.iter().filter(|s| s.subdomain.is_some()).map(|s| s.name.clone()).collect();
+            let mounts = match config.platform.ingress {
+                IngressKind::Nginx => vec![Mount::Rendered { file: "nginx/autogit.conf".into(), target: "/etc/nginx/conf.d/autogit.conf".into() }],
+                _ => vec![
+                    Mount::Rendered { file: "traefik/traefik.yml".into(), target: "/etc/traefik/traefik.yml".into() },
+                    Mount::Volume { name: "traefik-acme".into(), target: "/acme".into() },
+                ],
+            };
+            services.push(ServiceSpec {
+                name: name.to_owned(),
+                role: Role::Ingress,
+                image: ImageRef::new(image.0, image.1),
+                cpus: size.cpus,
+                memory: size.memory,
+                shm_size: None,
+                ports: vec![
+                    PortMap { name: "http".into(), bind: env.ingress_ip.clone(), host: env.ingress_http_port, container: 80, protocol: Protocol::Tcp },
+                    PortMap { name: "https".into(), bind: env.ingress_ip.clone(), host: env.ingress_https_port, container: 443, protocol: Protocol::Tcp },
+                ],
+                subdomain: None,
+                internal_port: None,
+                mounts,
+                environment: BTreeMap::new(),
+                secret_env: Vec::new(),
+                command: Vec::new(),
+                health: Some(HealthCheck {
+                    probe: Probe::Tcp { port: 80 },
+                    ready_path: None,
+                    interval: health.check_interval,
+                    timeout: health.timeout,
+                    retries: health.failure_threshold,
+                    start_period: Dur::secs(10),
+                }),
+                depends_on: routed,
+                labels: vec!["ingress".into(), format!("domain={domain}")],
+                placement: Placement::Local,
+                on_demand: false,
+            });
+            for (i, (pname, p)) in [("INGRESS_HTTP_PORT", env.ingress_http_port), ("INGRESS_HTTPS_PORT", env.ingress_https_port)].into_iter().enumerate() {
+                used.push((p, pname.to_owned(), env.ingress_port_locs[i]));
+                if rootless && p < 1024 {
+                    diags.push(
+                        Diagnostic::warning("rootless-low-port", format!("{pname}={p}: a rootless engine cannot bind ports below 1024"))
+                            .at(env.ingress_port_locs[i])
+                            .path(pname)
+                            .help(format!("set {pname} to 1024 or above (and forward {p} to it), or allow it with `sysctl net.ipv4.ip_unprivileged_port_start={p}`")),
+                    );
+                }
+            }
+        } else {
+            diags.push(Diagnostic::warning("no-base-domain", "BASE_DOMAIN is not set: no ingress, no subdomains, no TLS; services are reached on their published ports")
+                .path("BASE_DOMAIN")
+                .help("set BASE_DOMAIN=example.com in .env to serve https://<service>.example.com"));
+        }
+    }
+    if rootless {
+        for (name, p) in [("http", g.ports.http), ("https", g.ports.https), ("ssh", g.ports.ssh)] {
+            if p < 1024 {
+                diags.push(Diagnostic::warning("rootless-low-port", format!("gitlab.ports.{name} = {p}: a rootless engine cannot bind ports below 1024"))
+                    .path(format!("gitlab.ports.{name}"))
+                    .help("use a port of 1024 or above (the defaults are 8080, 8443 and 2222)"));
+            }
+        }
+    }
+
+    // Runners: one gitlab-runner manager per runner entry, placed on its host.
+    let runner_image = config.runners.image.rsplit_once(':').map_or_else(
+        || ImageRef::new(&config.runners.image, "alpine-v18.5.0"),
+        |(r, t)| ImageRef::new(r, t),
+    );
+    for r in config.all_runners() {
+        let size = preset.size(Component::Runner);
+        let placement = if r.host == "local" { Placement::Local } else { Placement::Remote(r.host.clone()) };
+        let mut labels = vec![format!("executor={}", serde_json::to_value(r.executor).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())];
+        labels.extend(r.capabilities.iter().map(|c| format!("capability={}", serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())));
+        if r.gpu.is_some() {
+            labels.push("gpu=nvidia".into());
+        }
+        if r.wsl2 {
+            labels.push("wsl2".into());
+        }
+        services.push(ServiceSpec {
+            name: format!("runner-{}", r.name),
+            role: Role::Runner,
+            image: runner_image.clone(),
+            cpus: size.cpus,
+            memory: size.memory,
+            shm_size: None,
+            ports: Vec::new(),
+            subdomain: None,
+            internal_port: None,
+            mounts: vec![
+                Mount::Volume { name: format!("runner-{}-config", r.name), target: "/etc/gitlab-runner".into() },
+                Mount::Host { path: "/var/run/docker.sock".into(), target: "/var/run/docker.sock".into(), read_only: false },
+            ],
+            environment: BTreeMap::new(),
+            secret_env: Vec::new(),
+            command: Vec::new(),
+            health: Some(HealthCheck {
+                probe: Probe::Command { argv: vec!["gitlab-runner".into(), "verify".into()] },
+                ready_path: None,
+                interval: health.check_interval,
+                timeout: health.timeout,
+                retries: health.failure_threshold,
+                start_period: Dur::secs(30),
+            }),
+            depends_on: if placement == Placement::Local { vec!["gitlab".into()] } else { Vec::new() },
+            labels,
+            placement,
+            on_demand: config.runners.mode == RunnerMode::OnDemand,
+        });
+    }
+
+    // Published port collisions.
+    for (i, (p, a, aloc)) in used.iter().enumerate() {
+        if let Some((_, b, bloc)) = used[i + 1..].iter().find(|(q, _, _)| q == p) {
+            let mut d = Diagnostic::error("port-collision", format!("host port {p} is used by both {a} and {b}"))
+                .at(bloc.or(*aloc))
+                .path(b.clone())
+                .help("give each published service its own port");
+            if let (Some(l), Some(_)) = (aloc, bloc) {
+                d = d.related(*l, format!("{a} = {p}"));
+            }
+            diags.push(d);
+        }
+    }
+
+    let local: Vec<&ServiceSpec> = services.iter().filter(|s| s.placement == Placement::Local && !s.on_demand).collect();
+    let total_cpus: f64 = local.iter().map(|s| s.cpus).sum();
+    let total_memory = Bytes(local.iter().map(|s| s.memory.0).sum());
+    if let Some(h) = input.host {
+        if total_cpus > h.cpus {
+            diags.push(Diagnostic::warning("preset-exceeds-host", format!(
+                "preset `{preset}` asks for {total_cpus} CPUs, this host has {}", h.cpus))
+                .path("gitlab.resources.preset")
+                .help("choose a smaller preset, set gitlab.resources.cpu, or enable fewer services"));
+        }
+        if total_memory > h.memory {
+            diags.push(Diagnostic::warning("preset-exceeds-host", format!(
+                "preset `{preset}` asks for {total_memory} of memory, this host has {}", h.memory))
+                .path("gitlab.resources.preset")
+                .help("choose a smaller preset, set gitlab.resources.memory, or enable fewer services"));
+        }
+    }
+
+    (
+        Plan {
+            project,
+            network: config.platform.network.clone(),
+            base_domain: env.base_domain.clone(),
+            preset,
+            services,
+            total_cpus,
+            total_memory,
+        },
+        diags,
+    )
+}

@@ -1,0 +1,440 @@
+//! The platform registry: the `.env` file (BASE_DOMAIN, ACME_EMAIL, SERVICES_ENABLED,
+//! PORT_ALLOCATION, PORT_<SERVICE>, DNS settings). The process environment overrides the file,
+//! as with every dotenv tool. Keys autogit does not know are allowed (the file also holds the
+//! secrets that `token_env` fields name) unless they look like a misspelt autogit key.
+
+use crate::diag::{Diagnostic, Diagnostics, suggest};
+use crate::source::{Loc, Origin, SourceId, Sources};
+use crate::validate::check_hostname;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A service of the platform catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceId {
+    Gitlab,
+    Grafana,
+    Loki,
+    Tempo,
+    Prometheus,
+    Meilisearch,
+    Api,
+}
+
+impl ServiceId {
+    pub const ALL: [ServiceId; 7] = [
+        ServiceId::Gitlab,
+        ServiceId::Grafana,
+        ServiceId::Loki,
+        ServiceId::Tempo,
+        ServiceId::Prometheus,
+        ServiceId::Meilisearch,
+        ServiceId::Api,
+    ];
+    pub const NAMES: [&'static str; 7] = ["gitlab", "grafana", "loki", "tempo", "prometheus", "meilisearch", "api"];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::NAMES.iter().position(|n| n.eq_ignore_ascii_case(s)).map(|i| Self::ALL[i])
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PortAllocation {
+    /// Free ports are picked from the pool and remembered across runs.
+    Dynamic,
+    /// Every published service names its port in PORT_<SERVICE>.
+    Explicit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsProvider {
+    None,
+    Rfc2136,
+    Cloudflare,
+    Route53,
+    Gcloud,
+    Dnsmasq,
+    Manual,
+}
+
+impl DnsProvider {
+    const NAMES: [&'static str; 7] = ["none", "rfc2136", "cloudflare", "route53", "gcloud", "dnsmasq", "manual"];
+
+    fn parse(s: &str) -> Option<Self> {
+        use DnsProvider::*;
+        Some(match s.to_ascii_lowercase().as_str() {
+            "none" => None,
+            "rfc2136" | "bind" => Rfc2136,
+            "cloudflare" => Cloudflare,
+            "route53" => Route53,
+            "gcloud" | "google" => Gcloud,
+            "dnsmasq" => Dnsmasq,
+            "manual" => Manual,
+            _ => return Option::None,
+        })
+    }
+
+    /// Keys that must be set when this provider is selected.
+    pub fn required_keys(self) -> &'static [&'static str] {
+        match self {
+            DnsProvider::None | DnsProvider::Manual => &[],
+            DnsProvider::Rfc2136 => &["RFC2136_SERVER", "RFC2136_TSIG_KEY_NAME", "RFC2136_TSIG_SECRET"],
+            DnsProvider::Cloudflare => &["CLOUDFLARE_API_TOKEN"],
+            DnsProvider::Route53 => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_HOSTED_ZONE_ID"],
+            DnsProvider::Gcloud => &["GCP_PROJECT", "GCP_MANAGED_ZONE", "GCP_SERVICE_ACCOUNT_FILE"],
+            DnsProvider::Dnsmasq => &["DNSMASQ_CONFIG_PATH"],
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsMode {
+    Wildcard,
+    PerService,
+}
+
+/// The decoded platform registry. Secret values are never kept here, only whether they are set.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PlatformEnv {
+    pub base_domain: Option<String>,
+    pub acme_email: Option<String>,
+    /// `staging`, `production` or a directory URL.
+    pub acme_directory: String,
+    pub services_enabled: Vec<ServiceId>,
+    pub port_allocation: PortAllocation,
+    pub port_pool: (u16, u16),
+    pub ports: BTreeMap<ServiceId, u16>,
+    pub ingress_ip: Option<String>,
+    pub ingress_http_port: u16,
+    pub ingress_https_port: u16,
+    pub dns_provider: DnsProvider,
+    pub dns_mode: DnsMode,
+    /// Where each explicit port was set, for collision diagnostics.
+    #[serde(skip)]
+    pub port_locs: BTreeMap<ServiceId, Loc>,
+    #[serde(skip)]
+    pub ingress_port_locs: [Option<Loc>; 2],
+}
+
+impl Default for PlatformEnv {
+    fn default() -> Self {
+        Self {
+            base_domain: None,
+            acme_email: None,
+            acme_directory: "production".to_owned(),
+            services_enabled: vec![ServiceId::Gitlab],
+            port_allocation: PortAllocation::Dynamic,
+            port_pool: (20000, 20999),
+            ports: BTreeMap::new(),
+            ingress_ip: None,
+            ingress_http_port: 80,
+            ingress_https_port: 443,
+            dns_provider: DnsProvider::None,
+            dns_mode: DnsMode::Wildcard,
+            port_locs: BTreeMap::new(),
+            ingress_port_locs: [None, None],
+        }
+    }
+}
+
+const KNOWN: &[&str] = &[
+    "BASE_DOMAIN", "ACME_EMAIL", "ACME_DIRECTORY", "SERVICES_ENABLED", "PORT_ALLOCATION", "PORT_POOL",
+    "INGRESS_IP", "INGRESS_HTTP_PORT", "INGRESS_HTTPS_PORT", "DNS_PROVIDER", "DNS_MODE", "DNS_TTL", "DNS_ZONE",
+    "RFC2136_SERVER", "RFC2136_TSIG_KEY_NAME", "RFC2136_TSIG_ALGORITHM", "RFC2136_TSIG_SECRET",
+    "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ZONE_ID", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+    "AWS_HOSTED_ZONE_ID", "AWS_REGION", "GCP_PROJECT", "GCP_MANAGED_ZONE", "GCP_SERVICE_ACCOUNT_FILE",
+    "DNSMASQ_CONFIG_PATH",
+];
+
+/// One `KEY=VALUE` entry with where it came from.
+#[derive(Clone, Debug)]
+pub struct EnvEntry {
+    pub key: String,
+    pub value: String,
+    pub loc: Loc,
+}
+
+/// Parses dotenv text: `KEY=VALUE`, optional `export `, `#` comments, single or double quotes
+/// (double quotes understand `\n`, `\"` and `\\`). Later keys win, as in the shell.
+pub fn parse_dotenv(text: &str, source: SourceId, diags: &mut Diagnostics) -> Vec<EnvEntry> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = raw.trim_start();
+        let indent = raw.len() - line.len();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, rest)) = line.split_once('=') else {
+            diags.push(
+                Diagnostic::error("dotenv-syntax", "expected KEY=VALUE")
+                    .at(Some(Loc::new(source, line_no, indent + 1, raw.trim().chars().count())))
+                    .found(format!("`{}`", raw.trim())),
+            );
+            continue;
+        };
+        let key = key.trim();
+        let valid = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !key.as_bytes()[0].is_ascii_digit();
+        let key_col = raw.find(key).unwrap_or(0) + 1;
+        if !valid {
+            diags.push(
+                Diagnostic::error("dotenv-syntax", format!("`{key}` is not a valid variable name"))
+                    .at(Some(Loc::new(source, line_no, key_col, key.len().max(1))))
+                    .expected("letters, digits and `_`, not starting with a digit"),
+            );
+            continue;
+        }
+        let value_col = raw.len() - rest.len() + 1;
+        let rest_t = rest.trim();
+        let value = if let Some(inner) = rest_t.strip_prefix('"') {
+            match inner.rfind('"') {
+                Some(end) => unescape(&inner[..end]),
+                None => {
+                    diags.push(Diagnostic::error("dotenv-syntax", "unterminated double quote")
+                        .at(Some(Loc::new(source, line_no, value_col, 1))));
+                    continue;
+                }
+            }
+        } else if let Some(inner) = rest_t.strip_prefix('\'') {
+            match inner.rfind('\'') {
+                Some(end) => inner[..end].to_owned(),
+                None => {
+                    diags.push(Diagnostic::error("dotenv-syntax", "unterminated single quote")
+                        .at(Some(Loc::new(source, line_no, value_col, 1))));
+                    continue;
+                }
+            }
+        } else {
+            // An unquoted value ends at ` #` (an inline comment).
+            rest_t.split(" #").next().unwrap_or("").trim().to_owned()
+        };
+        out.push(EnvEntry {
+            key: key.to_owned(),
+            value,
+            loc: Loc::new(source, line_no, value_col, rest.trim_end().chars().count().max(1)),
+        });
+    }
+    out
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some(other) => out.push(other),
+                None => out.push('\\'),
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Builds the platform registry from the `.env` text (if any) and the process environment.
+/// Returns the registry and the merged key → value map (secrets included, for drivers).
+pub fn load_platform(
+    dotenv: Option<(&str, &str)>,
+    process_env: &[(String, String)],
+    sources: &mut Sources,
+    diags: &mut Diagnostics,
+) -> (PlatformEnv, BTreeMap<String, EnvEntry>) {
+    let mut merged: BTreeMap<String, EnvEntry> = BTreeMap::new();
+    if let Some((name, text)) = dotenv {
+        let id = sources.add(Origin::File(name.to_owned()), text);
+        for e in parse_dotenv(text, id, diags) {
+            // Misspelt autogit keys in the file are worth a warning; other keys are secrets or
+            // settings for other tools.
+            if !KNOWN.contains(&e.key.as_str())
+                && !e.key.starts_with("PORT_")
+                && let Some(s) = suggest(&e.key, KNOWN.iter().copied())
+            {
+                let key_loc = Loc::new(e.loc.source, e.loc.line as usize, 1, e.key.len());
+                diags.push(
+                    Diagnostic::warning("dotenv-unknown", format!("`{}` is not an autogit setting", e.key))
+                        .at(Some(key_loc))
+                        .label(format!("did you mean `{s}`?"))
+                        .path(e.key.clone()),
+                );
+            }
+            merged.insert(e.key.clone(), e);
+        }
+    }
+    for (k, v) in process_env {
+        if KNOWN.contains(&k.as_str()) || (k.starts_with("PORT_") && k.len() > 5) {
+            let id = sources.add(Origin::Env(k.clone()), format!("{k}={v}"));
+            merged.insert(
+                k.clone(),
+                EnvEntry {
+                    key: k.clone(),
+                    value: v.clone(),
+                    loc: Loc::new(id, 1, k.len() + 2, v.chars().count().max(1)),
+                },
+            );
+        }
+    }
+
+    let mut p = PlatformEnv::default();
+    let bad = |e: &EnvEntry, expected: &str| {
+        Diagnostic::error("invalid-value", format!("invalid value for `{}`", e.key))
+            .at(Some(e.loc))
+            .path(e.key.clone())
+            .found(format!("`{}`", e.value))
+            .label(format!("expected {expected}"))
+            .expected(expected.to_owned())
+    };
+    let get = |k: &str| merged.get(k).filter(|e| !e.value.is_empty());
+
+    if let Some(e) = get("BASE_DOMAIN") {
+        match check_hostname(&e.value) {
+            Ok(()) if e.value.contains('.') => p.base_domain = Some(e.value.to_ascii_lowercase()),
+            Ok(()) => diags.push(bad(e, "a domain with at least two labels, e.g. example.com")),
+            Err(why) => diags.push(bad(e, "a domain such as example.com").help(why)),
+        }
+    }
+    if let Some(e) = get("ACME_EMAIL") {
+        let ok = e.value.split_once('@').is_some_and(|(u, d)| !u.is_empty() && d.contains('.') && !d.contains('@'));
+        if ok { p.acme_email = Some(e.value.clone()) } else { diags.push(bad(e, "an email address")) }
+    }
+    if let Some(e) = get("ACME_DIRECTORY") {
+        let v = e.value.as_str();
+        if v == "staging" || v == "production" || v.starts_with("https://") {
+            p.acme_directory = v.to_owned();
+        } else {
+            diags.push(bad(e, "`staging`, `production` or an https:// directory URL"));
+        }
+    }
+    if let Some(e) = get("SERVICES_ENABLED") {
+        let mut list = Vec::new();
+        for name in e.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match ServiceId::parse(name) {
+                Some(s) if !list.contains(&s) => list.push(s),
+                Some(_) => {}
+                None => {
+                    let mut d = bad(e, &format!("a comma-separated list of: {}", ServiceId::NAMES.join(", ")))
+                        .message_with(format!("unknown service `{name}` in SERVICES_ENABLED"));
+                    if let Some(s) = suggest(name, ServiceId::NAMES) {
+                        d = d.help(format!("did you mean `{s}`?"));
+                    }
+                    diags.push(d);
+                }
+            }
+        }
+        if !list.contains(&ServiceId::Gitlab) {
+            diags.push(Diagnostic::warning("no-gitlab", "SERVICES_ENABLED does not list `gitlab`; it is always deployed").at(Some(e.loc)));
+            list.insert(0, ServiceId::Gitlab);
+        }
+        list.sort();
+        p.services_enabled = list;
+    }
+    if let Some(e) = get("PORT_ALLOCATION") {
+        match e.value.to_ascii_lowercase().as_str() {
+            "dynamic" => p.port_allocation = PortAllocation::Dynamic,
+            "explicit" => p.port_allocation = PortAllocation::Explicit,
+            _ => diags.push(bad(e, "`dynamic` or `explicit`")),
+        }
+    }
+    if let Some(e) = get("PORT_POOL") {
+        let range = e.value.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+        match range {
+            Some((a, b)) if a >= 1024 && a < b => p.port_pool = (a, b),
+            _ => diags.push(bad(e, "a range LOW-HIGH of ports from 1024 to 65535, e.g. 20000-20999")),
+        }
+    }
+    let port = |e: &EnvEntry| e.value.trim().parse::<u16>().ok().filter(|p| *p > 0);
+    for (k, e) in &merged {
+        let Some(svc) = k.strip_prefix("PORT_") else { continue };
+        if matches!(svc, "ALLOCATION" | "POOL") || e.value.is_empty() {
+            continue;
+        }
+        let Some(id) = ServiceId::parse(svc) else {
+            let mut d = Diagnostic::error("unknown-service", format!("`{k}` names no service"))
+                .at(Some(Loc::new(e.loc.source, e.loc.line as usize, 1, k.len())))
+                .path(k.clone())
+                .expected(format!("PORT_<SERVICE> with SERVICE one of: {}", ServiceId::NAMES.join(", ").to_uppercase()));
+            if let Some(s) = suggest(&svc.to_ascii_lowercase(), ServiceId::NAMES) {
+                d = d.label(format!("did you mean `PORT_{}`?", s.to_ascii_uppercase()));
+            }
+            diags.push(d);
+            continue;
+        };
+        if id == ServiceId::Gitlab {
+            diags.push(Diagnostic::error("gitlab-port", "GitLab's ports are set in autogit.yml (`gitlab.ports`), not PORT_GITLAB")
+                .at(Some(e.loc)).path(k.clone()));
+            continue;
+        }
+        match port(e) {
+            Some(v) => {
+                p.ports.insert(id, v);
+                p.port_locs.insert(id, e.loc);
+            }
+            None => diags.push(bad(e, "a port number from 1 to 65535")),
+        }
+    }
+    for (i, key) in ["INGRESS_HTTP_PORT", "INGRESS_HTTPS_PORT"].into_iter().enumerate() {
+        if let Some(e) = get(key) {
+            match port(e) {
+                Some(v) => {
+                    if i == 0 { p.ingress_http_port = v } else { p.ingress_https_port = v }
+                    p.ingress_port_locs[i] = Some(e.loc);
+                }
+                None => diags.push(bad(e, "a port number from 1 to 65535")),
+            }
+        }
+    }
+    if let Some(e) = get("INGRESS_IP") {
+        if e.value.parse::<std::net::IpAddr>().is_ok() { p.ingress_ip = Some(e.value.clone()) } else { diags.push(bad(e, "an IP address")) }
+    }
+    if let Some(e) = get("DNS_PROVIDER") {
+        match DnsProvider::parse(&e.value) {
+            Some(d) => p.dns_provider = d,
+            None => {
+                let mut d = bad(e, &format!("one of: {}", DnsProvider::NAMES.join(", ")));
+                if let Some(s) = suggest(&e.value, DnsProvider::NAMES) {
+                    d = d.help(format!("did you mean `{s}`?"));
+                }
+                diags.push(d);
+            }
+        }
+        for req in p.dns_provider.required_keys() {
+            if get(req).is_none() {
+                diags.push(
+                    Diagnostic::error("dns-missing", format!("DNS_PROVIDER={} needs `{req}`", e.value))
+                        .at(Some(e.loc))
+                        .path((*req).to_owned())
+                        .help(format!("add {req}=... to the .env file or the environment")),
+                );
+            }
+        }
+    }
+    if let Some(e) = get("DNS_MODE") {
+        match e.value.to_ascii_lowercase().as_str() {
+            "wildcard" => p.dns_mode = DnsMode::Wildcard,
+            "per-service" => p.dns_mode = DnsMode::PerService,
+            _ => diags.push(bad(e, "`wildcard` or `per-service`")),
+        }
+    }
+    (p, merged)
+}
+
+trait MessageWith {
+    fn message_with(self, m: String) -> Self;
+}
+impl MessageWith for Diagnostic {
+    fn message_with(mut self, m: String) -> Self {
+        self.message = m;
+        self
+    }
+}

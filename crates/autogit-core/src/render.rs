@@ -1,0 +1,309 @@
+//! Renderers: pure functions from the model to the text of files. Snapshot-tested.
+
+use crate::config::{Config, IngressKind};
+use crate::emit::to_yaml;
+use crate::plan::{Mount, Placement, Plan, Probe, Role, ServiceSpec};
+use crate::validate::url_port;
+use serde_json::{Map, Value, json};
+use std::fmt::Write as _;
+
+fn ruby_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// GitLab Omnibus configuration (the body of `GITLAB_OMNIBUS_CONFIG`, same syntax as gitlab.rb).
+pub fn gitlab_omnibus(config: &Config) -> String {
+    let g = &config.gitlab;
+    let t = config.gitlab_tuning();
+    let mut o = String::new();
+    let _ = writeln!(o, "# Rendered by autogit from autogit.yml; edit that file, not this one.");
+    let _ = writeln!(o, "external_url {}", ruby_str(&g.external_url));
+    let _ = writeln!(o, "gitlab_rails['gitlab_shell_ssh_port'] = {}", g.ports.ssh);
+    // The container's nginx stays on 80 whatever port external_url names; the host port
+    // mapping (gitlab.ports.http -> 80) does the rest.
+    let _ = writeln!(o, "nginx['listen_port'] = 80");
+    let https = g.external_url.starts_with("https://");
+    if https && config.platform.ingress != IngressKind::None {
+        let _ = writeln!(o, "# TLS ends at the ingress; GitLab serves plain HTTP behind it.");
+        let _ = writeln!(o, "nginx['listen_https'] = false");
+        let _ = writeln!(o, "nginx['proxy_set_headers'] = {{ 'X-Forwarded-Proto' => 'https', 'X-Forwarded-Ssl' => 'on' }}");
+    }
+    let _ = writeln!(o, "letsencrypt['enable'] = false");
+    // Puma keeps its unix socket (used by Workhorse); its TCP listener moves to a loopback port
+    // that no configured port can collide with.
+    let taken = [Some(g.ports.http), Some(g.ports.https), Some(g.ports.ssh), url_port(&g.external_url)];
+    let puma_port = [8089u16, 18089, 28089].into_iter().find(|p| !taken.contains(&Some(*p))).unwrap_or(38089);
+    let _ = writeln!(o, "puma['listen'] = '127.0.0.1'");
+    let _ = writeln!(o, "puma['port'] = {puma_port}");
+    let _ = writeln!(o, "puma['socket'] = '/var/opt/gitlab/gitlab-rails/sockets/gitlab.socket'");
+    let _ = writeln!(o, "puma['worker_processes'] = {}", t.puma_workers);
+    let _ = writeln!(o, "sidekiq['concurrency'] = {}", t.sidekiq_concurrency);
+    let _ = writeln!(o, "postgresql['shared_buffers'] = {}", ruby_str(&format!("{}MB", t.postgres_shared_buffers.0 / (1024 * 1024))));
+    let _ = writeln!(o, "prometheus_monitoring['enable'] = {}", t.prometheus);
+    let list: Vec<String> = config.platform.monitoring_whitelist.iter().map(|c| ruby_str(c)).collect();
+    let _ = writeln!(o, "gitlab_rails['monitoring_whitelist'] = [{}]", list.join(", "));
+    let _ = writeln!(o, "gitlab_rails['backup_keep_time'] = {}", u64::from(config.backup.retention) * 86_400);
+    o
+}
+
+fn healthcheck_test(probe: &Probe, role: Role) -> Value {
+    match (role, probe) {
+        // The GitLab image ships its own check that reads the right port and path.
+        (Role::Gitlab, _) => json!(["CMD", "/opt/gitlab/bin/gitlab-healthcheck", "--fail", "--max-time", "10"]),
+        (_, Probe::Http { port, path, .. }) => json!(["CMD", "wget", "-q", "-O", "/dev/null", format!("http://127.0.0.1:{port}{path}")]),
+        (_, Probe::Tcp { port }) => json!(["CMD-SHELL", format!("nc -z 127.0.0.1 {port} || wget -q -O /dev/null http://127.0.0.1:{port}/ || exit 1")]),
+        (_, Probe::Command { argv }) => {
+            let mut v = vec![Value::from("CMD")];
+            v.extend(argv.iter().map(|a| Value::from(a.as_str())));
+            Value::Array(v)
+        }
+    }
+}
+
+fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
+    let mut m = Map::new();
+    m.insert("image".into(), Value::from(s.image.to_string()));
+    m.insert("container_name".into(), Value::from(format!("{}-{}", plan.project, s.name)));
+    if s.role == Role::Gitlab
+        && let Some(h) = s.environment.get("GITLAB_OMNIBUS_CONFIG").and_then(|c| {
+            c.lines().find_map(|l| l.strip_prefix("external_url '")).and_then(|u| crate::validate::url_host(u.trim_end_matches('\'')).map(str::to_owned))
+        })
+    {
+        m.insert("hostname".into(), Value::from(h));
+    }
+    m.insert("restart".into(), Value::from("unless-stopped"));
+    m.insert("cpus".into(), json!(s.cpus));
+    m.insert("mem_limit".into(), Value::from(s.memory.to_string().to_ascii_lowercase()));
+    if let Some(shm) = s.shm_size {
+        m.insert("shm_size".into(), Value::from(shm.to_string().to_ascii_lowercase()));
+    }
+    if !s.command.is_empty() {
+        m.insert("command".into(), json!(s.command));
+    }
+    if !s.ports.is_empty() {
+        let ports: Vec<Value> = s
+            .ports
+            .iter()
+            .map(|p| {
+                let proto = if p.protocol == crate::plan::Protocol::Udp { "/udp" } else { "" };
+                Value::from(match &p.bind {
+                    Some(b) => format!("{b}:{}:{}{proto}", p.host, p.container),
+                    None => format!("{}:{}{proto}", p.host, p.container),
+                })
+            })
+            .collect();
+        m.insert("ports".into(), Value::Array(ports));
+    }
+    if !s.environment.is_empty() || !s.secret_env.is_empty() {
+        let mut env = Map::new();
+        for (k, v) in &s.environment {
+            env.insert(k.clone(), Value::from(v.as_str()));
+        }
+        // Secrets come from the environment or the .env file next to the compose file;
+        // compose refuses to start without them.
+        for k in &s.secret_env {
+            env.insert(k.clone(), Value::from(format!("${{{k}:?set {k} in .env}}")));
+        }
+        m.insert("environment".into(), Value::Object(env));
+    }
+    if !s.mounts.is_empty() {
+        let vols: Vec<Value> = s
+            .mounts
+            .iter()
+            .map(|mnt| {
+                Value::from(match mnt {
+                    Mount::Volume { name, target } => format!("{name}:{target}"),
+                    Mount::Rendered { file, target } => format!("{rendered_dir}/{file}:{target}:ro"),
+                    Mount::Host { path, target, read_only } => format!("{path}:{target}{}", if *read_only { ":ro" } else { "" }),
+                })
+            })
+            .collect();
+        m.insert("volumes".into(), Value::Array(vols));
+    }
+    if let Some(h) = &s.health {
+        m.insert(
+            "healthcheck".into(),
+            json!({
+                "test": healthcheck_test(&h.probe, s.role),
+                "interval": h.interval.to_string(),
+                "timeout": h.timeout.to_string(),
+                "retries": h.retries,
+                "start_period": h.start_period.to_string(),
+            }),
+        );
+    }
+    let deps: Vec<&String> = s.depends_on.iter().filter(|d| plan.local().any(|l| &l.name == *d && !l.on_demand)).collect();
+    if !deps.is_empty() {
+        m.insert("depends_on".into(), json!(deps));
+    }
+    m.insert("networks".into(), json!([plan.network]));
+    let mut labels = Map::new();
+    labels.insert("io.autogit.project".into(), Value::from(plan.project.as_str()));
+    labels.insert("io.autogit.service".into(), Value::from(s.name.as_str()));
+    labels.insert("io.autogit.role".into(), serde_json::to_value(s.role).unwrap_or(Value::Null));
+    if let (Some(sub), Some(domain)) = (&s.subdomain, &plan.base_domain) {
+        labels.insert("io.autogit.host".into(), Value::from(format!("{sub}.{domain}")));
+    }
+    m.insert("labels".into(), Value::Object(labels));
+    Value::Object(m)
+}
+
+/// The whole platform as a compose file (`autogit export compose`). `rendered_dir` is where the
+/// rendered configuration files are, relative to the compose file.
+pub fn compose(plan: &Plan, rendered_dir: &str) -> String {
+    let mut services = Map::new();
+    let mut volumes = Map::new();
+    for s in plan.local().filter(|s| !s.on_demand) {
+        services.insert(s.name.clone(), compose_service(plan, s, rendered_dir));
+        for mnt in &s.mounts {
+            if let Mount::Volume { name, .. } = mnt {
+                volumes.insert(name.clone(), json!({}));
+            }
+        }
+    }
+    let doc = json!({
+        "services": services,
+        "networks": { plan.network.clone(): { "name": format!("{}_{}", plan.project, plan.network) } },
+        "volumes": volumes,
+    });
+    let mut out = format!(
+        "# Rendered by autogit for project `{}` (preset {}). Run with:\n#   docker compose -p {} up -d\n# Runners and remote hosts are managed by autogit and are not part of this file.\n",
+        plan.project, plan.preset, plan.project
+    );
+    out.push_str(&to_yaml(&doc));
+    out
+}
+
+/// The service discovery JSON of the platform spec: one object per routed service.
+pub fn discovery(plan: &Plan) -> Value {
+    let items: Vec<Value> = plan
+        .services
+        .iter()
+        .filter(|s| s.placement == Placement::Local && s.role != Role::Runner)
+        .map(|s| {
+            let health = s.health.as_ref();
+            json!({
+                "service": s.name,
+                "subdomain": s.subdomain,
+                "internal_port": s.internal_port,
+                "external_port": s.ports.first().map(|p| p.host),
+                "health_endpoint": health.and_then(|h| match &h.probe { Probe::Http { path, .. } => Some(path.clone()), _ => None }),
+                "ready_endpoint": health.and_then(|h| h.ready_path.clone()),
+                "labels": s.labels,
+            })
+        })
+        .collect();
+    Value::Array(items)
+}
+
+/// Prometheus configuration: scrapes itself and every service with a metrics endpoint.
+pub fn prometheus(plan: &Plan, config: &Config) -> String {
+    let mut jobs = vec![json!({"job_name": "prometheus", "static_configs": [{"targets": ["127.0.0.1:9090"]}]})];
+    for s in plan.local() {
+        let target = match s.name.as_str() {
+            "loki" => Some("loki:3100"),
+            "tempo" => Some("tempo:3200"),
+            "grafana" => Some("grafana:3000"),
+            "traefik" => None,
+            _ => None,
+        };
+        if let Some(t) = target {
+            jobs.push(json!({"job_name": s.name, "static_configs": [{"targets": [t]}]}));
+        }
+    }
+    if config.gitlab_tuning().prometheus {
+        jobs.push(json!({"job_name": "gitlab", "metrics_path": "/-/metrics", "static_configs": [{"targets": ["gitlab:80"]}]}));
+    }
+    let doc = json!({
+        "global": {"scrape_interval": format!("{}s", config.health.check_interval.as_secs().clamp(5, 300)), "evaluation_interval": "60s"},
+        "scrape_configs": jobs,
+    });
+    format!("# Rendered by autogit.\n{}", to_yaml(&doc))
+}
+
+/// Tempo: single-binary mode with local storage, OTLP receivers.
+pub fn tempo() -> String {
+    let doc = json!({
+        "server": {"http_listen_port": 3200},
+        "distributor": {"receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}}}},
+        "storage": {"trace": {"backend": "local", "local": {"path": "/var/tempo/traces"}, "wal": {"path": "/var/tempo/wal"}}},
+    });
+    format!("# Rendered by autogit.\n{}", to_yaml(&doc))
+}
+
+/// Traefik static configuration with the routers inline in a file provider.
+pub fn traefik(plan: &Plan) -> String {
+    let Some(domain) = &plan.base_domain else {
+        return String::new();
+    };
+    let mut routers = Map::new();
+    let mut services = Map::new();
+    for s in plan.local() {
+        if let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) {
+            routers.insert(s.name.clone(), json!({
+                "rule": format!("Host(`{sub}.{domain}`)"),
+                "entryPoints": ["websecure"],
+                "service": s.name,
+                "tls": {},
+                "middlewares": ["security-headers"],
+            }));
+            services.insert(s.name.clone(), json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{port}", s.name)}]}}));
+        }
+    }
+    let static_doc = json!({
+        "entryPoints": {
+            "web": {"address": ":80", "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https"}}}},
+            "websecure": {"address": ":443"},
+        },
+        "providers": {"file": {"filename": "/etc/traefik/traefik.yml", "watch": true}},
+        "ping": {},
+        "log": {"level": "INFO"},
+        "http": {
+            "routers": routers,
+            "services": services,
+            "middlewares": {"security-headers": {"headers": {"stsSeconds": 31_536_000, "contentTypeNosniff": true, "frameDeny": true}}},
+        },
+    });
+    format!("# Rendered by autogit. TLS certificates come from the DNS/TLS work (see docs/ingress.md).\n{}", to_yaml(&static_doc))
+}
+
+/// nginx: one server block per subdomain, proxying to the service on the platform network.
+pub fn nginx(plan: &Plan) -> String {
+    let Some(domain) = &plan.base_domain else {
+        return String::new();
+    };
+    let mut o = String::from("# Rendered by autogit.\n");
+    for s in plan.local() {
+        if let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) {
+            let _ = write!(
+                o,
+                "server {{\n    listen 80;\n    server_name {sub}.{domain};\n    client_max_body_size 0;\n    location / {{\n        proxy_pass http://{name}:{port};\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                name = s.name
+            );
+        }
+    }
+    o
+}
+
+/// Every file `install --dry-run` writes under `rendered/`, as (relative path, content).
+pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
+    let mut files = vec![
+        ("docker-compose.yml".to_owned(), compose(plan, ".")),
+        ("gitlab/gitlab.rb".to_owned(), gitlab_omnibus(config)),
+        ("services.json".to_owned(), format!("{:#}\n", discovery(plan))),
+    ];
+    let has = |n: &str| plan.local().any(|s| s.name == n);
+    if has("prometheus") {
+        files.push(("prometheus/prometheus.yml".into(), prometheus(plan, config)));
+    }
+    if has("tempo") {
+        files.push(("tempo/tempo.yaml".into(), tempo()));
+    }
+    if has("traefik") {
+        files.push(("traefik/traefik.yml".into(), traefik(plan)));
+    }
+    if has("nginx") {
+        files.push(("nginx/autogit.conf".into(), nginx(plan)));
+    }
+    files
+}
