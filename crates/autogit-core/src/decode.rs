@@ -53,7 +53,12 @@ fn join(path: &str, key: &str) -> String {
 impl Cx {
     /// Opens a mapping, reporting unknown keys (with "did you mean") and wrong types.
     /// Absent or null yields `None` without a diagnostic.
-    pub fn obj<'n>(&mut self, node: Option<&'n Node>, path: &str, keys: &[&str]) -> Option<Obj<'n>> {
+    pub fn obj<'n>(
+        &mut self,
+        node: Option<&'n Node>,
+        path: &str,
+        keys: &[&str],
+    ) -> Option<Obj<'n>> {
         let node = node?;
         match &node.value {
             Value::Null => None,
@@ -65,7 +70,11 @@ impl Cx {
                             format!(
                                 "unknown key `{}` in {}",
                                 e.key,
-                                if path.is_empty() { "the top level" } else { path }
+                                if path.is_empty() {
+                                    "the top level"
+                                } else {
+                                    path
+                                }
                             ),
                         )
                         .at(Some(e.key_loc))
@@ -110,12 +119,13 @@ impl Cx {
         match parse(node) {
             Ok(v) => Some(v),
             Err(bad) => {
-                let mut d = Diagnostic::error("invalid-value", format!("invalid value for `{path}`"))
-                    .at(Some(node.loc))
-                    .path(path)
-                    .found(node.describe())
-                    .label(format!("expected {}", bad.expected))
-                    .expected(bad.expected);
+                let mut d =
+                    Diagnostic::error("invalid-value", format!("invalid value for `{path}`"))
+                        .at(Some(node.loc))
+                        .path(path)
+                        .found(node.describe())
+                        .label(format!("expected {}", bad.expected))
+                        .expected(bad.expected);
                 if let Some(h) = bad.help {
                     d = d.help(h);
                 }
@@ -145,7 +155,12 @@ impl Cx {
         }
     }
 
-    pub fn list_of<T>(&mut self, obj: &Option<Obj<'_>>, key: &str, parse: Parse<T>) -> Option<Vec<T>> {
+    pub fn list_of<T>(
+        &mut self,
+        obj: &Option<Obj<'_>>,
+        key: &str,
+        parse: Parse<T>,
+    ) -> Option<Vec<T>> {
         let obj_ref = obj.as_ref()?;
         obj_ref.node.get(key)?;
         let items = self.list(obj, key);
@@ -159,7 +174,9 @@ impl Cx {
 
     pub fn required(&mut self, obj: &Option<Obj<'_>>, key: &str, what: &str) {
         if let Some(o) = obj
-            && o.node.get(key).is_none_or(|n| matches!(n.value, Value::Null))
+            && o.node
+                .get(key)
+                .is_none_or(|n| matches!(n.value, Value::Null))
         {
             self.diags.push(
                 Diagnostic::error("missing", format!("`{}` is required", join(&o.path, key)))
@@ -191,7 +208,11 @@ impl Obj<'_> {
 }
 
 fn display(path: &str) -> &str {
-    if path.is_empty() { "the document" } else { path }
+    if path.is_empty() {
+        "the document"
+    } else {
+        path
+    }
 }
 
 // ---- scalar parsers -------------------------------------------------------------------------
@@ -246,7 +267,9 @@ pub(crate) fn p_count(n: &Node) -> Result<u32, Bad> {
 pub(crate) fn p_cpu(n: &Node) -> Result<f64, Bad> {
     match scalar(n).ok().and_then(|s| s.trim().parse::<f64>().ok()) {
         Some(v) if v.is_finite() && (0.1..=1024.0).contains(&v) => Ok(v),
-        _ => Err(Bad::new("a number of CPUs from 0.1 to 1024 (for example 6 or 0.5)")),
+        _ => Err(Bad::new(
+            "a number of CPUs from 0.1 to 1024 (for example 6 or 0.5)",
+        )),
     }
 }
 
@@ -268,15 +291,17 @@ pub(crate) fn p_duration(n: &Node) -> Result<Dur, Bad> {
 pub(crate) fn p_cron(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a cron schedule"))?;
     check_cron(s).map_err(|e| {
-        Bad::new("a 5-field cron schedule such as \"0 */6 * * *\"")
-            .help(format!("{e}; fields are minute hour day-of-month month day-of-week"))
+        Bad::new("a 5-field cron schedule such as \"0 */6 * * *\"").help(format!(
+            "{e}; fields are minute hour day-of-month month day-of-week"
+        ))
     })?;
     Ok(s.trim().to_owned())
 }
 
 pub(crate) fn p_hostname(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a hostname"))?;
-    check_hostname(s).map_err(|why| Bad::new("a DNS hostname such as gitlab.example.com").help(why))?;
+    check_hostname(s)
+        .map_err(|why| Bad::new("a DNS hostname such as gitlab.example.com").help(why))?;
     Ok(s.to_ascii_lowercase())
 }
 
@@ -295,7 +320,9 @@ pub(crate) fn p_git_url(n: &Node) -> Result<String, Bad> {
 
 pub(crate) fn p_env_name(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("an environment variable name"))?;
-    check_env_name(s).map_err(|why| Bad::new("the NAME of an environment variable, like GITHUB_PAT_MIRROR").help(why))?;
+    check_env_name(s).map_err(|why| {
+        Bad::new("the NAME of an environment variable, like GITHUB_PAT_MIRROR").help(why)
+    })?;
     Ok(s.to_owned())
 }
 
@@ -303,26 +330,35 @@ pub(crate) fn p_name(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a name"))?;
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
     if ok {
         Ok(s.to_owned())
     } else {
-        Err(Bad::new("a name of lowercase letters, digits and `-` (at most 63)"))
+        Err(Bad::new(
+            "a name of lowercase letters, digits and `-` (at most 63)",
+        ))
     }
 }
 
 pub(crate) fn p_version(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a version"))?;
     let parts: Vec<&str> = s.split('.').collect();
-    if parts.len() == 3 && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) {
+    if parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
         Ok(s.to_owned())
     } else if s == "latest" {
         Err(Bad::new("a pinned version such as 18.5.4")
             .help("`latest` is never used: upgrades must pass GitLab's required upgrade stops"))
     } else {
-        Err(Bad::new("a pinned version MAJOR.MINOR.PATCH such as 18.5.4"))
+        Err(Bad::new(
+            "a pinned version MAJOR.MINOR.PATCH such as 18.5.4",
+        ))
     }
 }
 
@@ -330,9 +366,16 @@ pub(crate) fn p_image(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("an image name"))?;
     let ok = !s.is_empty()
         && !s.starts_with(['-', '/', '.'])
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-:@".contains(&b))
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:@".contains(&b))
         && s.bytes().any(|b| b.is_ascii_alphanumeric());
-    if ok { Ok(s.to_owned()) } else { Err(Bad::new("a container image reference like gitlab/gitlab-ce")) }
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new(
+            "a container image reference like gitlab/gitlab-ce",
+        ))
+    }
 }
 
 pub(crate) fn p_glob(n: &Node) -> Result<String, Bad> {
@@ -347,7 +390,11 @@ fn p_cidr(n: &Node) -> Result<String, Bad> {
         Ok(std::net::IpAddr::V6(_)) => bits.parse::<u8>().is_ok_and(|b| b <= 128),
         Err(_) => false,
     };
-    if ok { Ok(s.to_owned()) } else { Err(Bad::new("a CIDR range such as 10.0.0.0/8")) }
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new("a CIDR range such as 10.0.0.0/8"))
+    }
 }
 
 macro_rules! enum_parser {
@@ -411,7 +458,14 @@ pub(crate) fn p_host(n: &Node) -> Result<String, Bad> {
 // ---- the document ---------------------------------------------------------------------------
 
 const TOP: &[&str] = &[
-    "version", "gitlab", "mirroring", "runners", "health", "compute", "backup", "platform",
+    "version",
+    "gitlab",
+    "mirroring",
+    "runners",
+    "health",
+    "compute",
+    "backup",
+    "platform",
 ];
 
 /// Decodes a merged tree into a configuration; `None` means an empty document (all defaults).
@@ -428,9 +482,12 @@ pub fn decode(root: Option<&Node>) -> (Config, Diagnostics) {
             cx.error_at(
                 loc,
                 "version",
-                Diagnostic::error("version", format!("unsupported configuration version `{v}`"))
-                    .found(format!("`{v}`"))
-                    .expected(format!("\"{CONFIG_VERSION}\"")),
+                Diagnostic::error(
+                    "version",
+                    format!("unsupported configuration version `{v}`"),
+                )
+                .found(format!("`{v}`"))
+                .expected(format!("\"{CONFIG_VERSION}\"")),
             );
         }
     }
@@ -452,7 +509,20 @@ fn sub<'n>(cx: &mut Cx, parent: &Option<Obj<'n>>, key: &str, keys: &[&str]) -> O
 }
 
 fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
-    let o = sub(cx, top, "gitlab", &["hostname", "external_url", "version", "image", "ports", "resources", "tuning"]);
+    let o = sub(
+        cx,
+        top,
+        "gitlab",
+        &[
+            "hostname",
+            "external_url",
+            "version",
+            "image",
+            "ports",
+            "resources",
+            "tuning",
+        ],
+    );
     let hostname_given = cx.field(&o, "hostname", p_hostname);
     let url_given = cx.field(&o, "external_url", p_http_url);
     if let Some(v) = cx.field(&o, "version", p_version) {
@@ -477,7 +547,17 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
     }
     g.resources.cpu = cx.field(&res, "cpu", p_cpu);
     g.resources.memory = cx.field(&res, "memory", p_bytes);
-    let t = sub(cx, &o, "tuning", &["puma_workers", "sidekiq_concurrency", "postgres_shared_buffers", "prometheus"]);
+    let t = sub(
+        cx,
+        &o,
+        "tuning",
+        &[
+            "puma_workers",
+            "sidekiq_concurrency",
+            "postgres_shared_buffers",
+            "prometheus",
+        ],
+    );
     g.tuning.puma_workers = cx.field(&t, "puma_workers", p_small_count);
     g.tuning.sidekiq_concurrency = cx.field(&t, "sidekiq_concurrency", p_small_count);
     g.tuning.postgres_shared_buffers = cx.field(&t, "postgres_shared_buffers", p_bytes);
@@ -518,7 +598,20 @@ fn keys_with_filters(base: &[&'static str]) -> Vec<&'static str> {
 }
 
 fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
-    let o = sub(cx, top, "mirroring", &["enabled", "schedule", "parallelism", "namespace", "timeout", "prune_projects", "sources"]);
+    let o = sub(
+        cx,
+        top,
+        "mirroring",
+        &[
+            "enabled",
+            "schedule",
+            "parallelism",
+            "namespace",
+            "timeout",
+            "prune_projects",
+            "sources",
+        ],
+    );
     if let Some(v) = cx.field(&o, "enabled", p_bool) {
         m.enabled = v;
     }
@@ -538,7 +631,9 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
     let s = sub(cx, &o, "sources", &["github", "gitlab", "git"]);
     let gh_keys = keys_with_filters(&["username", "organization", "token_env"]);
     for (path, node) in cx.list(&s, "github") {
-        let Some(so) = cx.obj(Some(node), &path, &gh_keys) else { continue };
+        let Some(so) = cx.obj(Some(node), &path, &gh_keys) else {
+            continue;
+        };
         let src = Some(so);
         let username = cx.field(&src, "username", p_string);
         let organization = cx.field(&src, "organization", p_string);
@@ -546,18 +641,34 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
         if let Some((loc, path)) = &so
             && username.is_some() == organization.is_some()
         {
-            cx.error_at(*loc, path, Diagnostic::error("github-owner", "a GitHub source names exactly one of `username` or `organization`")
-                .expected("`username: NAME` or `organization: NAME`"));
+            cx.error_at(
+                *loc,
+                path,
+                Diagnostic::error(
+                    "github-owner",
+                    "a GitHub source names exactly one of `username` or `organization`",
+                )
+                .expected("`username: NAME` or `organization: NAME`"),
+            );
         }
         let token_env = cx.field(&src, "token_env", p_env_name);
         let filters = filters(cx, &src);
-        m.sources.github.push(GitHubSource { username, organization, token_env, filters });
+        m.sources.github.push(GitHubSource {
+            username,
+            organization,
+            token_env,
+            filters,
+        });
     }
     let gl_keys = keys_with_filters(&["url", "username", "group", "token_env"]);
     for (path, node) in cx.list(&s, "gitlab") {
-        let Some(so) = cx.obj(Some(node), &path, &gl_keys) else { continue };
+        let Some(so) = cx.obj(Some(node), &path, &gl_keys) else {
+            continue;
+        };
         let src = Some(so);
-        let url = cx.field(&src, "url", p_http_url).unwrap_or_else(|| "https://gitlab.com".to_owned());
+        let url = cx
+            .field(&src, "url", p_http_url)
+            .unwrap_or_else(|| "https://gitlab.com".to_owned());
         let username = cx.field(&src, "username", p_string);
         let group = cx.field(&src, "group", p_string);
         let token_env = cx.field(&src, "token_env", p_env_name);
@@ -566,16 +677,33 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             && username.is_none()
             && group.is_none()
         {
-            cx.error_at(o.loc(), o.path(), Diagnostic::error("gitlab-owner", "a GitLab source names a `username` or a `group`")
-                .expected("`username: NAME` or `group: PATH`"));
+            cx.error_at(
+                o.loc(),
+                o.path(),
+                Diagnostic::error(
+                    "gitlab-owner",
+                    "a GitLab source names a `username` or a `group`",
+                )
+                .expected("`username: NAME` or `group: PATH`"),
+            );
         }
-        m.sources.gitlab.push(GitLabSource { url, username, group, token_env, filters });
+        m.sources.gitlab.push(GitLabSource {
+            url,
+            username,
+            group,
+            token_env,
+            filters,
+        });
     }
     for (path, node) in cx.list(&s, "git") {
         // A bare string is a URL; a mapping gives url, name and token_env.
         if let Value::Scalar(_) = node.value {
             if let Some(url) = cx.value(node, &path, p_git_url) {
-                m.sources.git.push(GitSource { url, name: None, token_env: None });
+                m.sources.git.push(GitSource {
+                    url,
+                    name: None,
+                    token_env: None,
+                });
             }
             continue;
         }
@@ -585,13 +713,22 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
         let name = cx.field(&src, "name", p_name);
         let token_env = cx.field(&src, "token_env", p_env_name);
         if let Some(url) = url {
-            m.sources.git.push(GitSource { url, name, token_env });
+            m.sources.git.push(GitSource {
+                url,
+                name,
+                token_env,
+            });
         }
     }
 }
 
 fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) {
-    let o = sub(cx, top, "runners", &["mode", "cooldown", "image", "cpu", "gpu"]);
+    let o = sub(
+        cx,
+        top,
+        "runners",
+        &["mode", "cooldown", "image", "cpu", "gpu"],
+    );
     if let Some(v) = cx.field(&o, "mode", p_mode) {
         r.mode = v;
     }
@@ -601,27 +738,53 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) 
     if let Some(v) = cx.field(&o, "image", p_image) {
         r.image = v;
     }
-    let keys = ["name", "host", "user", "executor", "concurrent", "tags", "gpu", "capabilities", "wsl2"];
+    let keys = [
+        "name",
+        "host",
+        "user",
+        "executor",
+        "concurrent",
+        "tags",
+        "gpu",
+        "capabilities",
+        "wsl2",
+    ];
     for (list, is_gpu) in [("cpu", false), ("gpu", true)] {
         for (path, node) in cx.list(&o, list) {
             let ro = cx.obj(Some(node), &path, &keys);
             if ro.is_none() {
                 if matches!(node.value, Value::Scalar(_)) {
-                    cx.error_at(node.loc, &path, Diagnostic::error("type", format!("`{path}` must be a mapping"))
-                        .found(node.describe())
-                        .expected("a mapping with at least `name` and `host`"));
+                    cx.error_at(
+                        node.loc,
+                        &path,
+                        Diagnostic::error("type", format!("`{path}` must be a mapping"))
+                            .found(node.describe())
+                            .expected("a mapping with at least `name` and `host`"),
+                    );
                 }
                 continue;
             }
-            cx.required(&ro, "name", "a runner name of lowercase letters, digits and `-`");
+            cx.required(
+                &ro,
+                "name",
+                "a runner name of lowercase letters, digits and `-`",
+            );
             let name = cx.field(&ro, "name", p_name).unwrap_or_default();
-            let host = cx.field(&ro, "host", p_host).unwrap_or_else(|| "auto".to_owned());
+            let host = cx
+                .field(&ro, "host", p_host)
+                .unwrap_or_else(|| "auto".to_owned());
             let user = cx.field(&ro, "user", p_string);
-            let executor = cx.field(&ro, "executor", p_executor).unwrap_or(Executor::Docker);
-            let concurrent = cx.field(&ro, "concurrent", p_concurrency).unwrap_or(preset.runner_concurrency());
+            let executor = cx
+                .field(&ro, "executor", p_executor)
+                .unwrap_or(Executor::Docker);
+            let concurrent = cx
+                .field(&ro, "concurrent", p_concurrency)
+                .unwrap_or(preset.runner_concurrency());
             let tags = cx.list_of(&ro, "tags", p_string).unwrap_or_default();
             let mut gpu = cx.field(&ro, "gpu", p_gpu);
-            let mut capabilities = cx.list_of(&ro, "capabilities", p_capability).unwrap_or_default();
+            let mut capabilities = cx
+                .list_of(&ro, "capabilities", p_capability)
+                .unwrap_or_default();
             capabilities.sort();
             capabilities.dedup();
             let wsl2 = cx.field(&ro, "wsl2", p_bool).unwrap_or(false);
@@ -633,18 +796,56 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) 
             } else if let Some(ro) = &ro
                 && (gpu.is_some() || !capabilities.is_empty())
             {
-                let loc = ro.key_loc("gpu").or(ro.key_loc("capabilities")).unwrap_or(ro.loc());
-                cx.error_at(loc, ro.path(), Diagnostic::error("cpu-runner-gpu", "a runner under `runners.cpu` cannot have `gpu` or `capabilities`")
-                    .help("move it to `runners.gpu`"));
+                let loc = ro
+                    .key_loc("gpu")
+                    .or(ro.key_loc("capabilities"))
+                    .unwrap_or(ro.loc());
+                cx.error_at(
+                    loc,
+                    ro.path(),
+                    Diagnostic::error(
+                        "cpu-runner-gpu",
+                        "a runner under `runners.cpu` cannot have `gpu` or `capabilities`",
+                    )
+                    .help("move it to `runners.gpu`"),
+                );
             }
-            let runner = Runner { name, host, user, executor, concurrent, tags, gpu, capabilities, wsl2 };
-            if is_gpu { r.gpu.push(runner) } else { r.cpu.push(runner) }
+            let runner = Runner {
+                name,
+                host,
+                user,
+                executor,
+                concurrent,
+                tags,
+                gpu,
+                capabilities,
+                wsl2,
+            };
+            if is_gpu {
+                r.gpu.push(runner)
+            } else {
+                r.cpu.push(runner)
+            }
         }
     }
 }
 
 fn health(cx: &mut Cx, top: &Option<Obj<'_>>, h: &mut Health) {
-    let o = sub(cx, top, "health", &["check_interval", "reconcile_interval", "timeout", "failure_threshold", "self_heal", "restart_budget", "backoff", "notify"]);
+    let o = sub(
+        cx,
+        top,
+        "health",
+        &[
+            "check_interval",
+            "reconcile_interval",
+            "timeout",
+            "failure_threshold",
+            "self_heal",
+            "restart_budget",
+            "backoff",
+            "notify",
+        ],
+    );
     if let Some(v) = cx.field(&o, "check_interval", p_duration) {
         h.check_interval = v;
     }
@@ -693,9 +894,10 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_>>, h: &mut Health) {
             }
             Some(other) => {
                 let loc = no_ref.key_loc("type").unwrap_or(loc);
-                let mut d = Diagnostic::error("invalid-value", format!("unknown notifier type `{other}`"))
-                    .expected("`log` or `webhook`")
-                    .found(format!("`{other}`"));
+                let mut d =
+                    Diagnostic::error("invalid-value", format!("unknown notifier type `{other}`"))
+                        .expected("`log` or `webhook`")
+                        .found(format!("`{other}`"));
                 if let Some(s) = suggest(other, ["log", "webhook"]) {
                     d = d.label(format!("did you mean `{s}`?"));
                 }
@@ -707,9 +909,19 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_>>, h: &mut Health) {
     if h.backoff.initial > h.backoff.max
         && let Some(bo) = &bo
     {
-        cx.error_at(bo.loc(), "health.backoff", Diagnostic::error("backoff", "`health.backoff.initial` is longer than `health.backoff.max`")
-            .found(format!("initial {} > max {}", h.backoff.initial, h.backoff.max))
-            .expected("initial ≤ max"));
+        cx.error_at(
+            bo.loc(),
+            "health.backoff",
+            Diagnostic::error(
+                "backoff",
+                "`health.backoff.initial` is longer than `health.backoff.max`",
+            )
+            .found(format!(
+                "initial {} > max {}",
+                h.backoff.initial, h.backoff.max
+            ))
+            .expected("initial ≤ max"),
+        );
     }
 }
 
@@ -737,7 +949,12 @@ fn compute(cx: &mut Cx, top: &Option<Obj<'_>>, c: &mut Compute) {
 }
 
 fn backup(cx: &mut Cx, top: &Option<Obj<'_>>, b: &mut Backup) {
-    let o = sub(cx, top, "backup", &["path", "retention", "schedule", "btrfs_snapshot"]);
+    let o = sub(
+        cx,
+        top,
+        "backup",
+        &["path", "retention", "schedule", "btrfs_snapshot"],
+    );
     if let Some(v) = cx.field(&o, "path", p_string) {
         b.path = v;
     }
@@ -753,7 +970,20 @@ fn backup(cx: &mut Cx, top: &Option<Obj<'_>>, b: &mut Backup) {
 }
 
 fn platform(cx: &mut Cx, top: &Option<Obj<'_>>, p: &mut Platform) {
-    let o = sub(cx, top, "platform", &["engine", "socket", "rootless", "project", "network", "ingress", "monitoring_whitelist"]);
+    let o = sub(
+        cx,
+        top,
+        "platform",
+        &[
+            "engine",
+            "socket",
+            "rootless",
+            "project",
+            "network",
+            "ingress",
+            "monitoring_whitelist",
+        ],
+    );
     if let Some(v) = cx.field(&o, "engine", p_engine) {
         p.engine = v;
     }

@@ -114,9 +114,7 @@ impl Diagnostics {
     pub fn sort(&mut self) {
         self.0.sort_by(|a, b| {
             let key = |d: &Diagnostic| d.loc.map(|l| (l.source, l.line, l.col));
-            key(a)
-                .cmp(&key(b))
-                .then_with(|| a.message.cmp(&b.message))
+            key(a).cmp(&key(b)).then_with(|| a.message.cmp(&b.message))
         });
     }
 }
@@ -138,7 +136,10 @@ pub struct DiagnosticJson<'a> {
 
 impl Diagnostic {
     pub fn to_json<'a>(&'a self, sources: &Sources) -> DiagnosticJson<'a> {
-        let origin = self.loc.and_then(|l| sources.get(l.source)).map(|s| s.origin.to_string());
+        let origin = self
+            .loc
+            .and_then(|l| sources.get(l.source))
+            .map(|s| s.origin.to_string());
         DiagnosticJson {
             severity: self.severity,
             code: self.code,
@@ -216,7 +217,12 @@ fn snippet(out: &mut String, sources: &Sources, loc: Loc, label: Option<&str>) {
     let _ = writeln!(out, "{pad} |");
     let _ = writeln!(out, "{line:>gutter$} | {}", shown.trim_end());
     let width = (loc.len as usize).clamp(1, 120usize.saturating_sub(caret_col).max(1));
-    let _ = write!(out, "{pad} | {}{}", " ".repeat(caret_col), "^".repeat(width));
+    let _ = write!(
+        out,
+        "{pad} | {}{}",
+        " ".repeat(caret_col),
+        "^".repeat(width)
+    );
     match label {
         Some(l) => {
             let _ = writeln!(out, " {l}");
@@ -245,7 +251,12 @@ pub fn suggest<'a>(found: &str, candidates: impl IntoIterator<Item = &'a str>) -
     let found_l = found.to_ascii_lowercase();
     candidates
         .into_iter()
-        .map(|c| (strsim::damerau_levenshtein(&found_l, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::damerau_levenshtein(&found_l, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(d, c)| *d <= (c.len().max(found.len()) / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)

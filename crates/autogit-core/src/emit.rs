@@ -82,13 +82,17 @@ fn plain_ok(s: &str) -> bool {
         return false;
     }
     let lower = s.to_ascii_lowercase();
-    if matches!(lower.as_str(), "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "~" | "y" | "n") {
+    if matches!(
+        lower.as_str(),
+        "true" | "false" | "yes" | "no" | "on" | "off" | "null" | "~" | "y" | "n"
+    ) {
         return false;
     }
     if s.parse::<f64>().is_ok() || s.starts_with(|c: char| c.is_ascii_digit()) {
         return false;
     }
-    s.chars().all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+    s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
         && !s.starts_with(['-', '.', '/'])
 }
 
@@ -101,7 +105,8 @@ fn string(s: &str, indent: usize) -> String {
         && !s.starts_with([' ', '\t', '\n'])
         && s.ends_with('\n')
         && !s.ends_with("\n\n")
-        && s.lines().all(|l| !l.ends_with([' ', '\t']) && !l.contains('\t'));
+        && s.lines()
+            .all(|l| !l.ends_with([' ', '\t']) && !l.contains('\t'));
     if literal_ok {
         let pad = " ".repeat(indent);
         let mut out = String::from("|");
@@ -129,7 +134,9 @@ mod tests {
     fn emitted_yaml_parses_back() {
         let v = json!({"a": {"b": [1, "two", {"c": "x: y", "d": ["3"]}], "e": "true"}, "f": "line1\nline2\n", "g": "", "h": [], "i": "-x"});
         let text = to_yaml(&v);
-        let node = parse(&text, SourceId(0), Limits::default()).unwrap().unwrap();
+        let node = parse(&text, SourceId(0), Limits::default())
+            .unwrap()
+            .unwrap();
         let back = crate::yaml::node_to_json(&node);
         assert_eq!(back, v, "{text}");
     }

@@ -37,9 +37,9 @@ pub struct FlagOverride {
 impl FlagOverride {
     /// Parses `--set a.b.c=value`.
     pub fn from_set(arg: &str) -> Result<Self, String> {
-        let (path, value) = arg
-            .split_once('=')
-            .ok_or_else(|| format!("`--set {arg}`: expected KEY.PATH=VALUE, e.g. gitlab.hostname=git.example.com"))?;
+        let (path, value) = arg.split_once('=').ok_or_else(|| {
+            format!("`--set {arg}`: expected KEY.PATH=VALUE, e.g. gitlab.hostname=git.example.com")
+        })?;
         let parts: Vec<String> = path.split('.').map(str::to_owned).collect();
         if parts.iter().any(String::is_empty) {
             return Err(format!("`--set {arg}`: empty segment in key path `{path}`"));
@@ -71,14 +71,24 @@ pub struct Loaded {
 
 /// A value given as text (env var or flag) becomes a node; `[a, b]` and `{k: v}` are parsed as
 /// YAML flow collections so lists can be overridden too.
-fn text_node(sources: &mut Sources, origin: Origin, shown: String, value_col: usize, value: &str, limits: Limits) -> Result<Node, Diagnostic> {
+fn text_node(
+    sources: &mut Sources,
+    origin: Origin,
+    shown: String,
+    value_col: usize,
+    value: &str,
+    limits: Limits,
+) -> Result<Node, Diagnostic> {
     let id = sources.add(origin, shown);
     let loc = Loc::new(id, 1, value_col, value.chars().count().max(1));
     let trimmed = value.trim_start();
     if trimmed.starts_with('[') || trimmed.starts_with('{') {
         let mut node = yaml::parse(value, id, limits)
             .map_err(|d| d.at(Some(loc)))?
-            .unwrap_or(Node { value: Value::Null, loc });
+            .unwrap_or(Node {
+                value: Value::Null,
+                loc,
+            });
         relocate(&mut node, loc);
         return Ok(node);
     }
@@ -109,7 +119,11 @@ pub fn load(input: &LoadInput<'_>) -> Loaded {
     let mut diags = Diagnostics::default();
     let (name, text, origin) = match input.file {
         Some((name, text)) => (name, text, Origin::File(name.to_owned())),
-        None => (EMBEDDED_NAME, EMBEDDED_DEFAULT, Origin::BuiltIn("autogit.yml".to_owned())),
+        None => (
+            EMBEDDED_NAME,
+            EMBEDDED_DEFAULT,
+            Origin::BuiltIn("autogit.yml".to_owned()),
+        ),
     };
     let _ = name;
     let file_id = sources.add(origin, text);
@@ -153,7 +167,14 @@ pub fn load(input: &LoadInput<'_>) -> Loaded {
         if path.iter().any(String::is_empty) {
             continue;
         }
-        match text_node(&mut sources, Origin::Env(key.clone()), shown, key.len() + 2, value, input.limits) {
+        match text_node(
+            &mut sources,
+            Origin::Env(key.clone()),
+            shown,
+            key.len() + 2,
+            value,
+            input.limits,
+        ) {
             Ok(node) => set(&mut root, &path, node),
             Err(d) => diags.push(d),
         }
@@ -162,7 +183,14 @@ pub fn load(input: &LoadInput<'_>) -> Loaded {
     // Command-line overrides, last wins.
     for f in input.flags {
         let col = f.flag.len() - f.value.len() + 1;
-        match text_node(&mut sources, Origin::Flag(f.flag.clone()), f.flag.clone(), col, &f.value, input.limits) {
+        match text_node(
+            &mut sources,
+            Origin::Flag(f.flag.clone()),
+            f.flag.clone(),
+            col,
+            &f.value,
+            input.limits,
+        ) {
             Ok(node) => set(&mut root, &f.path, node),
             Err(d) => diags.push(d),
         }

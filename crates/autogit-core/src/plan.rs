@@ -88,17 +88,30 @@ pub enum Mount {
     /// A file rendered by autogit into the data dir (relative to `rendered/`).
     Rendered { file: String, target: String },
     /// A host path (the autogit binary for the API service).
-    Host { path: String, target: String, read_only: bool },
+    Host {
+        path: String,
+        target: String,
+        read_only: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Probe {
     /// HTTP GET on the container port; healthy on `status` (and `body` contained, if given).
-    Http { port: u16, path: String, status: u16, body: Option<String> },
-    Tcp { port: u16 },
+    Http {
+        port: u16,
+        path: String,
+        status: u16,
+        body: Option<String>,
+    },
+    Tcp {
+        port: u16,
+    },
     /// A command run inside the container; healthy on exit 0.
-    Command { argv: Vec<String> },
+    Command {
+        argv: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -183,7 +196,9 @@ impl Plan {
 
     /// Services deployed on this host (not remote runners).
     pub fn local(&self) -> impl Iterator<Item = &ServiceSpec> {
-        self.services.iter().filter(|s| s.placement == Placement::Local)
+        self.services
+            .iter()
+            .filter(|s| s.placement == Placement::Local)
     }
 }
 
@@ -211,12 +226,66 @@ fn catalog(id: ServiceId) -> Option<Catalog> {
     use images::*;
     Some(match id {
         ServiceId::Gitlab => return None,
-        ServiceId::Grafana => Catalog { internal_port: 3000, image: GRAFANA, component: Component::Grafana, role: Role::Observability, probe: http(3000, "/api/health"), ready: None, volumes: &[("grafana-data", "/var/lib/grafana")], labels: &["dashboards"] },
-        ServiceId::Loki => Catalog { internal_port: 3100, image: LOKI, component: Component::Loki, role: Role::Observability, probe: http(3100, "/ready"), ready: Some("/ready"), volumes: &[("loki-data", "/loki")], labels: &["logs"] },
-        ServiceId::Tempo => Catalog { internal_port: 3200, image: TEMPO, component: Component::Tempo, role: Role::Observability, probe: http(3200, "/ready"), ready: Some("/ready"), volumes: &[("tempo-data", "/var/tempo")], labels: &["traces"] },
-        ServiceId::Prometheus => Catalog { internal_port: 9090, image: PROMETHEUS, component: Component::Prometheus, role: Role::Observability, probe: http(9090, "/-/healthy"), ready: Some("/-/ready"), volumes: &[("prometheus-data", "/prometheus")], labels: &["metrics"] },
-        ServiceId::Meilisearch => Catalog { internal_port: 7700, image: MEILISEARCH, component: Component::Meilisearch, role: Role::Search, probe: http(7700, "/health"), ready: None, volumes: &[("meili-data", "/meili_data")], labels: &["search"] },
-        ServiceId::Api => Catalog { internal_port: 8000, image: API_BASE, component: Component::Api, role: Role::Api, probe: http(8000, "/healthz"), ready: None, volumes: &[], labels: &["api"] },
+        ServiceId::Grafana => Catalog {
+            internal_port: 3000,
+            image: GRAFANA,
+            component: Component::Grafana,
+            role: Role::Observability,
+            probe: http(3000, "/api/health"),
+            ready: None,
+            volumes: &[("grafana-data", "/var/lib/grafana")],
+            labels: &["dashboards"],
+        },
+        ServiceId::Loki => Catalog {
+            internal_port: 3100,
+            image: LOKI,
+            component: Component::Loki,
+            role: Role::Observability,
+            probe: http(3100, "/ready"),
+            ready: Some("/ready"),
+            volumes: &[("loki-data", "/loki")],
+            labels: &["logs"],
+        },
+        ServiceId::Tempo => Catalog {
+            internal_port: 3200,
+            image: TEMPO,
+            component: Component::Tempo,
+            role: Role::Observability,
+            probe: http(3200, "/ready"),
+            ready: Some("/ready"),
+            volumes: &[("tempo-data", "/var/tempo")],
+            labels: &["traces"],
+        },
+        ServiceId::Prometheus => Catalog {
+            internal_port: 9090,
+            image: PROMETHEUS,
+            component: Component::Prometheus,
+            role: Role::Observability,
+            probe: http(9090, "/-/healthy"),
+            ready: Some("/-/ready"),
+            volumes: &[("prometheus-data", "/prometheus")],
+            labels: &["metrics"],
+        },
+        ServiceId::Meilisearch => Catalog {
+            internal_port: 7700,
+            image: MEILISEARCH,
+            component: Component::Meilisearch,
+            role: Role::Search,
+            probe: http(7700, "/health"),
+            ready: None,
+            volumes: &[("meili-data", "/meili_data")],
+            labels: &["search"],
+        },
+        ServiceId::Api => Catalog {
+            internal_port: 8000,
+            image: API_BASE,
+            component: Component::Api,
+            role: Role::Api,
+            probe: http(8000, "/healthz"),
+            ready: None,
+            volumes: &[],
+            labels: &["api"],
+        },
     })
 }
 
@@ -241,16 +310,43 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         memory: size.memory,
         shm_size: Some(Bytes::mib(256)),
         ports: vec![
-            PortMap { name: "http".into(), bind: None, host: g.ports.http, container: 80, protocol: Protocol::Tcp },
-            PortMap { name: "https".into(), bind: None, host: g.ports.https, container: 443, protocol: Protocol::Tcp },
-            PortMap { name: "ssh".into(), bind: None, host: g.ports.ssh, container: 22, protocol: Protocol::Tcp },
+            PortMap {
+                name: "http".into(),
+                bind: None,
+                host: g.ports.http,
+                container: 80,
+                protocol: Protocol::Tcp,
+            },
+            PortMap {
+                name: "https".into(),
+                bind: None,
+                host: g.ports.https,
+                container: 443,
+                protocol: Protocol::Tcp,
+            },
+            PortMap {
+                name: "ssh".into(),
+                bind: None,
+                host: g.ports.ssh,
+                container: 22,
+                protocol: Protocol::Tcp,
+            },
         ],
         subdomain: Some("gitlab".to_owned()),
         internal_port: Some(80),
         mounts: vec![
-            Mount::Volume { name: "gitlab-config".into(), target: "/etc/gitlab".into() },
-            Mount::Volume { name: "gitlab-logs".into(), target: "/var/log/gitlab".into() },
-            Mount::Volume { name: "gitlab-data".into(), target: "/var/opt/gitlab".into() },
+            Mount::Volume {
+                name: "gitlab-config".into(),
+                target: "/etc/gitlab".into(),
+            },
+            Mount::Volume {
+                name: "gitlab-logs".into(),
+                target: "/var/log/gitlab".into(),
+            },
+            Mount::Volume {
+                name: "gitlab-data".into(),
+                target: "/var/opt/gitlab".into(),
+            },
         ],
         environment: BTreeMap::from([(
             "GITLAB_OMNIBUS_CONFIG".to_owned(),
@@ -259,7 +355,12 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         secret_env: Vec::new(),
         command: Vec::new(),
         health: Some(HealthCheck {
-            probe: Probe::Http { port: 80, path: "/-/health".into(), status: 200, body: Some("GitLab OK".into()) },
+            probe: Probe::Http {
+                port: 80,
+                path: "/-/health".into(),
+                status: 200,
+                body: Some("GitLab OK".into()),
+            },
             ready_path: Some("/-/readiness".into()),
             interval: health.check_interval,
             timeout: health.timeout,
@@ -272,7 +373,11 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         placement: Placement::Local,
         on_demand: false,
     });
-    for (name, port) in [("http", g.ports.http), ("https", g.ports.https), ("ssh", g.ports.ssh)] {
+    for (name, port) in [
+        ("http", g.ports.http),
+        ("https", g.ports.https),
+        ("ssh", g.ports.ssh),
+    ] {
         used.push((port, format!("gitlab.ports.{name}"), None));
     }
 
@@ -285,14 +390,28 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             Some(p) => Some(*p),
             None if env.port_allocation == PortAllocation::Explicit => {
                 diags.push(
-                    Diagnostic::error("port-missing", format!("PORT_ALLOCATION=explicit but `PORT_{}` is not set", name.to_ascii_uppercase()))
-                        .path(format!("PORT_{}", name.to_ascii_uppercase()))
-                        .help(format!("set PORT_{}=<port> in .env, or use PORT_ALLOCATION=dynamic", name.to_ascii_uppercase())),
+                    Diagnostic::error(
+                        "port-missing",
+                        format!(
+                            "PORT_ALLOCATION=explicit but `PORT_{}` is not set",
+                            name.to_ascii_uppercase()
+                        ),
+                    )
+                    .path(format!("PORT_{}", name.to_ascii_uppercase()))
+                    .help(format!(
+                        "set PORT_{}=<port> in .env, or use PORT_ALLOCATION=dynamic",
+                        name.to_ascii_uppercase()
+                    )),
                 );
                 None
             }
             None => match input.remembered_ports.get(&name) {
-                Some(p) if !used.iter().any(|(u, _, _)| u == p) && !env.ports.values().any(|v| v == p) => Some(*p),
+                Some(p)
+                    if !used.iter().any(|(u, _, _)| u == p)
+                        && !env.ports.values().any(|v| v == p) =>
+                {
+                    Some(*p)
+                }
                 _ => {
                     let mut p = next_free;
                     while used.iter().any(|(u, _, _)| *u == p)
@@ -302,7 +421,13 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                         p = p.saturating_add(1);
                     }
                     if p > env.port_pool.1 {
-                        diags.push(Diagnostic::error("port-pool", format!("no free port left in PORT_POOL {}-{}", env.port_pool.0, env.port_pool.1)));
+                        diags.push(Diagnostic::error(
+                            "port-pool",
+                            format!(
+                                "no free port left in PORT_POOL {}-{}",
+                                env.port_pool.0, env.port_pool.1
+                            ),
+                        ));
                         None
                     } else {
                         next_free = p + 1;
@@ -312,7 +437,11 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             },
         };
         if let Some(p) = host_port {
-            used.push((p, format!("PORT_{}", name.to_ascii_uppercase()), env.port_locs.get(id).copied()));
+            used.push((
+                p,
+                format!("PORT_{}", name.to_ascii_uppercase()),
+                env.port_locs.get(id).copied(),
+            ));
         }
         let size = preset.size(cat.component);
         let mut spec = ServiceSpec {
@@ -323,12 +452,25 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             memory: size.memory,
             shm_size: None,
             ports: host_port
-                .map(|hp| PortMap { name: "http".into(), bind: Some("127.0.0.1".into()), host: hp, container: cat.internal_port, protocol: Protocol::Tcp })
+                .map(|hp| PortMap {
+                    name: "http".into(),
+                    bind: Some("127.0.0.1".into()),
+                    host: hp,
+                    container: cat.internal_port,
+                    protocol: Protocol::Tcp,
+                })
                 .into_iter()
                 .collect(),
             subdomain: Some(name.clone()),
             internal_port: Some(cat.internal_port),
-            mounts: cat.volumes.iter().map(|(v, t)| Mount::Volume { name: (*v).into(), target: (*t).into() }).collect(),
+            mounts: cat
+                .volumes
+                .iter()
+                .map(|(v, t)| Mount::Volume {
+                    name: (*v).into(),
+                    target: (*t).into(),
+                })
+                .collect(),
             environment: BTreeMap::new(),
             secret_env: Vec::new(),
             command: Vec::new(),
@@ -347,26 +489,45 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         };
         match id {
             ServiceId::Tempo => {
-                spec.mounts.push(Mount::Rendered { file: "tempo/tempo.yaml".into(), target: "/etc/tempo/tempo.yaml".into() });
+                spec.mounts.push(Mount::Rendered {
+                    file: "tempo/tempo.yaml".into(),
+                    target: "/etc/tempo/tempo.yaml".into(),
+                });
                 spec.command = vec!["-config.file=/etc/tempo/tempo.yaml".into()];
             }
             ServiceId::Prometheus => {
-                spec.mounts.push(Mount::Rendered { file: "prometheus/prometheus.yml".into(), target: "/etc/prometheus/prometheus.yml".into() });
+                spec.mounts.push(Mount::Rendered {
+                    file: "prometheus/prometheus.yml".into(),
+                    target: "/etc/prometheus/prometheus.yml".into(),
+                });
             }
             ServiceId::Meilisearch => {
-                spec.environment.insert("MEILI_ENV".into(), "production".into());
+                spec.environment
+                    .insert("MEILI_ENV".into(), "production".into());
                 spec.secret_env.push("MEILI_MASTER_KEY".into());
             }
             ServiceId::Grafana => {
-                spec.environment.insert("GF_SERVER_ROOT_URL".into(), match &env.base_domain {
-                    Some(d) => format!("https://grafana.{d}"),
-                    None => "http://localhost:3000".into(),
-                });
+                spec.environment.insert(
+                    "GF_SERVER_ROOT_URL".into(),
+                    match &env.base_domain {
+                        Some(d) => format!("https://grafana.{d}"),
+                        None => "http://localhost:3000".into(),
+                    },
+                );
                 spec.secret_env.push("GF_SECURITY_ADMIN_PASSWORD".into());
             }
             ServiceId::Api => {
-                spec.mounts.push(Mount::Host { path: "/usr/local/bin/autogit".into(), target: "/usr/local/bin/autogit".into(), read_only: true });
-                spec.command = vec!["/usr/local/bin/autogit".into(), "serve".into(), "--listen".into(), "0.0.0.0:8000".into()];
+                spec.mounts.push(Mount::Host {
+                    path: "/usr/local/bin/autogit".into(),
+                    target: "/usr/local/bin/autogit".into(),
+                    read_only: true,
+                });
+                spec.command = vec![
+                    "/usr/local/bin/autogit".into(),
+                    "serve".into(),
+                    "--listen".into(),
+                    "0.0.0.0:8000".into(),
+                ];
                 diags.push(Diagnostic::warning("api-preview", "service `api` is planned, but this autogit version has no `serve` command yet: the container will not become healthy")
                     .path("SERVICES_ENABLED")
                     .help("remove `api` from SERVICES_ENABLED until the API server ships"));
@@ -377,7 +538,10 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
     }
 
     // Ingress: one subdomain per service under BASE_DOMAIN.
-    let rootless = match (config.platform.rootless, input.host.and_then(|h| h.rootless)) {
+    let rootless = match (
+        config.platform.rootless,
+        input.host.and_then(|h| h.rootless),
+    ) {
         (AutoBool::True, _) => true,
         (AutoBool::False, _) => false,
         (AutoBool::Auto, detected) => detected.unwrap_or(false),
@@ -389,12 +553,25 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 _ => (images::TRAEFIK, Component::Traefik, "traefik"),
             };
             let size = preset.size(component);
-            let routed: Vec<String> = services.iter().filter(|s| s.subdomain.is_some()).map(|s| s.name.clone()).collect();
+            let routed: Vec<String> = services
+                .iter()
+                .filter(|s| s.subdomain.is_some())
+                .map(|s| s.name.clone())
+                .collect();
             let mounts = match config.platform.ingress {
-                IngressKind::Nginx => vec![Mount::Rendered { file: "nginx/autogit.conf".into(), target: "/etc/nginx/conf.d/autogit.conf".into() }],
+                IngressKind::Nginx => vec![Mount::Rendered {
+                    file: "nginx/autogit.conf".into(),
+                    target: "/etc/nginx/conf.d/autogit.conf".into(),
+                }],
                 _ => vec![
-                    Mount::Rendered { file: "traefik/traefik.yml".into(), target: "/etc/traefik/traefik.yml".into() },
-                    Mount::Volume { name: "traefik-acme".into(), target: "/acme".into() },
+                    Mount::Rendered {
+                        file: "traefik/traefik.yml".into(),
+                        target: "/etc/traefik/traefik.yml".into(),
+                    },
+                    Mount::Volume {
+                        name: "traefik-acme".into(),
+                        target: "/acme".into(),
+                    },
                 ],
             };
             services.push(ServiceSpec {
@@ -405,8 +582,20 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 memory: size.memory,
                 shm_size: None,
                 ports: vec![
-                    PortMap { name: "http".into(), bind: env.ingress_ip.clone(), host: env.ingress_http_port, container: 80, protocol: Protocol::Tcp },
-                    PortMap { name: "https".into(), bind: env.ingress_ip.clone(), host: env.ingress_https_port, container: 443, protocol: Protocol::Tcp },
+                    PortMap {
+                        name: "http".into(),
+                        bind: env.ingress_ip.clone(),
+                        host: env.ingress_http_port,
+                        container: 80,
+                        protocol: Protocol::Tcp,
+                    },
+                    PortMap {
+                        name: "https".into(),
+                        bind: env.ingress_ip.clone(),
+                        host: env.ingress_https_port,
+                        container: 443,
+                        protocol: Protocol::Tcp,
+                    },
                 ],
                 subdomain: None,
                 internal_port: None,
@@ -427,7 +616,13 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 placement: Placement::Local,
                 on_demand: false,
             });
-            for (i, (pname, p)) in [("INGRESS_HTTP_PORT", env.ingress_http_port), ("INGRESS_HTTPS_PORT", env.ingress_https_port)].into_iter().enumerate() {
+            for (i, (pname, p)) in [
+                ("INGRESS_HTTP_PORT", env.ingress_http_port),
+                ("INGRESS_HTTPS_PORT", env.ingress_https_port),
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 used.push((p, pname.to_owned(), env.ingress_port_locs[i]));
                 if rootless && p < 1024 {
                     diags.push(
@@ -445,7 +640,11 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         }
     }
     if rootless {
-        for (name, p) in [("http", g.ports.http), ("https", g.ports.https), ("ssh", g.ports.ssh)] {
+        for (name, p) in [
+            ("http", g.ports.http),
+            ("https", g.ports.https),
+            ("ssh", g.ports.ssh),
+        ] {
             if p < 1024 {
                 diags.push(Diagnostic::warning("rootless-low-port", format!("gitlab.ports.{name} = {p}: a rootless engine cannot bind ports below 1024"))
                     .path(format!("gitlab.ports.{name}"))
@@ -461,9 +660,27 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
     );
     for r in config.all_runners() {
         let size = preset.size(Component::Runner);
-        let placement = if r.host == "local" { Placement::Local } else { Placement::Remote(r.host.clone()) };
-        let mut labels = vec![format!("executor={}", serde_json::to_value(r.executor).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())];
-        labels.extend(r.capabilities.iter().map(|c| format!("capability={}", serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())));
+        let placement = if r.host == "local" {
+            Placement::Local
+        } else {
+            Placement::Remote(r.host.clone())
+        };
+        let mut labels = vec![format!(
+            "executor={}",
+            serde_json::to_value(r.executor)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        )];
+        labels.extend(r.capabilities.iter().map(|c| {
+            format!(
+                "capability={}",
+                serde_json::to_value(c)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        }));
         if r.gpu.is_some() {
             labels.push("gpu=nvidia".into());
         }
@@ -481,21 +698,34 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             subdomain: None,
             internal_port: None,
             mounts: vec![
-                Mount::Volume { name: format!("runner-{}-config", r.name), target: "/etc/gitlab-runner".into() },
-                Mount::Host { path: "/var/run/docker.sock".into(), target: "/var/run/docker.sock".into(), read_only: false },
+                Mount::Volume {
+                    name: format!("runner-{}-config", r.name),
+                    target: "/etc/gitlab-runner".into(),
+                },
+                Mount::Host {
+                    path: "/var/run/docker.sock".into(),
+                    target: "/var/run/docker.sock".into(),
+                    read_only: false,
+                },
             ],
             environment: BTreeMap::new(),
             secret_env: Vec::new(),
             command: Vec::new(),
             health: Some(HealthCheck {
-                probe: Probe::Command { argv: vec!["gitlab-runner".into(), "verify".into()] },
+                probe: Probe::Command {
+                    argv: vec!["gitlab-runner".into(), "verify".into()],
+                },
                 ready_path: None,
                 interval: health.check_interval,
                 timeout: health.timeout,
                 retries: health.failure_threshold,
                 start_period: Dur::secs(30),
             }),
-            depends_on: if placement == Placement::Local { vec!["gitlab".into()] } else { Vec::new() },
+            depends_on: if placement == Placement::Local {
+                vec!["gitlab".into()]
+            } else {
+                Vec::new()
+            },
             labels,
             placement,
             on_demand: config.runners.mode == RunnerMode::OnDemand,
@@ -505,10 +735,13 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
     // Published port collisions.
     for (i, (p, a, aloc)) in used.iter().enumerate() {
         if let Some((_, b, bloc)) = used[i + 1..].iter().find(|(q, _, _)| q == p) {
-            let mut d = Diagnostic::error("port-collision", format!("host port {p} is used by both {a} and {b}"))
-                .at(bloc.or(*aloc))
-                .path(b.clone())
-                .help("give each published service its own port");
+            let mut d = Diagnostic::error(
+                "port-collision",
+                format!("host port {p} is used by both {a} and {b}"),
+            )
+            .at(bloc.or(*aloc))
+            .path(b.clone())
+            .help("give each published service its own port");
             if let (Some(l), Some(_)) = (aloc, bloc) {
                 d = d.related(*l, format!("{a} = {p}"));
             }
@@ -516,15 +749,27 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         }
     }
 
-    let local: Vec<&ServiceSpec> = services.iter().filter(|s| s.placement == Placement::Local && !s.on_demand).collect();
+    let local: Vec<&ServiceSpec> = services
+        .iter()
+        .filter(|s| s.placement == Placement::Local && !s.on_demand)
+        .collect();
     let total_cpus: f64 = local.iter().map(|s| s.cpus).sum();
     let total_memory = Bytes(local.iter().map(|s| s.memory.0).sum());
     if let Some(h) = input.host {
         if total_cpus > h.cpus {
-            diags.push(Diagnostic::warning("preset-exceeds-host", format!(
-                "preset `{preset}` asks for {total_cpus} CPUs, this host has {}", h.cpus))
+            diags.push(
+                Diagnostic::warning(
+                    "preset-exceeds-host",
+                    format!(
+                        "preset `{preset}` asks for {total_cpus} CPUs, this host has {}",
+                        h.cpus
+                    ),
+                )
                 .path("gitlab.resources.preset")
-                .help("choose a smaller preset, set gitlab.resources.cpu, or enable fewer services"));
+                .help(
+                    "choose a smaller preset, set gitlab.resources.cpu, or enable fewer services",
+                ),
+            );
         }
         if total_memory > h.memory {
             diags.push(Diagnostic::warning("preset-exceeds-host", format!(

@@ -32,13 +32,24 @@ impl ServiceId {
         ServiceId::Meilisearch,
         ServiceId::Api,
     ];
-    pub const NAMES: [&'static str; 7] = ["gitlab", "grafana", "loki", "tempo", "prometheus", "meilisearch", "api"];
+    pub const NAMES: [&'static str; 7] = [
+        "gitlab",
+        "grafana",
+        "loki",
+        "tempo",
+        "prometheus",
+        "meilisearch",
+        "api",
+    ];
 
     pub fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }
     pub fn parse(s: &str) -> Option<Self> {
-        Self::NAMES.iter().position(|n| n.eq_ignore_ascii_case(s)).map(|i| Self::ALL[i])
+        Self::NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(s))
+            .map(|i| Self::ALL[i])
     }
 }
 
@@ -64,7 +75,15 @@ pub enum DnsProvider {
 }
 
 impl DnsProvider {
-    const NAMES: [&'static str; 7] = ["none", "rfc2136", "cloudflare", "route53", "gcloud", "dnsmasq", "manual"];
+    const NAMES: [&'static str; 7] = [
+        "none",
+        "rfc2136",
+        "cloudflare",
+        "route53",
+        "gcloud",
+        "dnsmasq",
+        "manual",
+    ];
 
     fn parse(s: &str) -> Option<Self> {
         use DnsProvider::*;
@@ -84,10 +103,22 @@ impl DnsProvider {
     pub fn required_keys(self) -> &'static [&'static str] {
         match self {
             DnsProvider::None | DnsProvider::Manual => &[],
-            DnsProvider::Rfc2136 => &["RFC2136_SERVER", "RFC2136_TSIG_KEY_NAME", "RFC2136_TSIG_SECRET"],
+            DnsProvider::Rfc2136 => &[
+                "RFC2136_SERVER",
+                "RFC2136_TSIG_KEY_NAME",
+                "RFC2136_TSIG_SECRET",
+            ],
             DnsProvider::Cloudflare => &["CLOUDFLARE_API_TOKEN"],
-            DnsProvider::Route53 => &["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_HOSTED_ZONE_ID"],
-            DnsProvider::Gcloud => &["GCP_PROJECT", "GCP_MANAGED_ZONE", "GCP_SERVICE_ACCOUNT_FILE"],
+            DnsProvider::Route53 => &[
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_HOSTED_ZONE_ID",
+            ],
+            DnsProvider::Gcloud => &[
+                "GCP_PROJECT",
+                "GCP_MANAGED_ZONE",
+                "GCP_SERVICE_ACCOUNT_FILE",
+            ],
             DnsProvider::Dnsmasq => &["DNSMASQ_CONFIG_PATH"],
         }
     }
@@ -145,11 +176,32 @@ impl Default for PlatformEnv {
 }
 
 const KNOWN: &[&str] = &[
-    "BASE_DOMAIN", "ACME_EMAIL", "ACME_DIRECTORY", "SERVICES_ENABLED", "PORT_ALLOCATION", "PORT_POOL",
-    "INGRESS_IP", "INGRESS_HTTP_PORT", "INGRESS_HTTPS_PORT", "DNS_PROVIDER", "DNS_MODE", "DNS_TTL", "DNS_ZONE",
-    "RFC2136_SERVER", "RFC2136_TSIG_KEY_NAME", "RFC2136_TSIG_ALGORITHM", "RFC2136_TSIG_SECRET",
-    "CLOUDFLARE_API_TOKEN", "CLOUDFLARE_ZONE_ID", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-    "AWS_HOSTED_ZONE_ID", "AWS_REGION", "GCP_PROJECT", "GCP_MANAGED_ZONE", "GCP_SERVICE_ACCOUNT_FILE",
+    "BASE_DOMAIN",
+    "ACME_EMAIL",
+    "ACME_DIRECTORY",
+    "SERVICES_ENABLED",
+    "PORT_ALLOCATION",
+    "PORT_POOL",
+    "INGRESS_IP",
+    "INGRESS_HTTP_PORT",
+    "INGRESS_HTTPS_PORT",
+    "DNS_PROVIDER",
+    "DNS_MODE",
+    "DNS_TTL",
+    "DNS_ZONE",
+    "RFC2136_SERVER",
+    "RFC2136_TSIG_KEY_NAME",
+    "RFC2136_TSIG_ALGORITHM",
+    "RFC2136_TSIG_SECRET",
+    "CLOUDFLARE_API_TOKEN",
+    "CLOUDFLARE_ZONE_ID",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_HOSTED_ZONE_ID",
+    "AWS_REGION",
+    "GCP_PROJECT",
+    "GCP_MANAGED_ZONE",
+    "GCP_SERVICE_ACCOUNT_FILE",
     "DNSMASQ_CONFIG_PATH",
 ];
 
@@ -176,19 +228,29 @@ pub fn parse_dotenv(text: &str, source: SourceId, diags: &mut Diagnostics) -> Ve
         let Some((key, rest)) = line.split_once('=') else {
             diags.push(
                 Diagnostic::error("dotenv-syntax", "expected KEY=VALUE")
-                    .at(Some(Loc::new(source, line_no, indent + 1, raw.trim().chars().count())))
+                    .at(Some(Loc::new(
+                        source,
+                        line_no,
+                        indent + 1,
+                        raw.trim().chars().count(),
+                    )))
                     .found(format!("`{}`", raw.trim())),
             );
             continue;
         };
         let key = key.trim();
-        let valid = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !key.as_bytes()[0].is_ascii_digit();
+        let valid = !key.is_empty()
+            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && !key.as_bytes()[0].is_ascii_digit();
         let key_col = raw.find(key).unwrap_or(0) + 1;
         if !valid {
             diags.push(
-                Diagnostic::error("dotenv-syntax", format!("`{key}` is not a valid variable name"))
-                    .at(Some(Loc::new(source, line_no, key_col, key.len().max(1))))
-                    .expected("letters, digits and `_`, not starting with a digit"),
+                Diagnostic::error(
+                    "dotenv-syntax",
+                    format!("`{key}` is not a valid variable name"),
+                )
+                .at(Some(Loc::new(source, line_no, key_col, key.len().max(1))))
+                .expected("letters, digits and `_`, not starting with a digit"),
             );
             continue;
         }
@@ -198,8 +260,10 @@ pub fn parse_dotenv(text: &str, source: SourceId, diags: &mut Diagnostics) -> Ve
             match inner.rfind('"') {
                 Some(end) => unescape(&inner[..end]),
                 None => {
-                    diags.push(Diagnostic::error("dotenv-syntax", "unterminated double quote")
-                        .at(Some(Loc::new(source, line_no, value_col, 1))));
+                    diags.push(
+                        Diagnostic::error("dotenv-syntax", "unterminated double quote")
+                            .at(Some(Loc::new(source, line_no, value_col, 1))),
+                    );
                     continue;
                 }
             }
@@ -207,8 +271,10 @@ pub fn parse_dotenv(text: &str, source: SourceId, diags: &mut Diagnostics) -> Ve
             match inner.rfind('\'') {
                 Some(end) => inner[..end].to_owned(),
                 None => {
-                    diags.push(Diagnostic::error("dotenv-syntax", "unterminated single quote")
-                        .at(Some(Loc::new(source, line_no, value_col, 1))));
+                    diags.push(
+                        Diagnostic::error("dotenv-syntax", "unterminated single quote")
+                            .at(Some(Loc::new(source, line_no, value_col, 1))),
+                    );
                     continue;
                 }
             }
@@ -219,7 +285,12 @@ pub fn parse_dotenv(text: &str, source: SourceId, diags: &mut Diagnostics) -> Ve
         out.push(EnvEntry {
             key: key.to_owned(),
             value,
-            loc: Loc::new(source, line_no, value_col, rest.trim_end().chars().count().max(1)),
+            loc: Loc::new(
+                source,
+                line_no,
+                value_col,
+                rest.trim_end().chars().count().max(1),
+            ),
         });
     }
     out
@@ -263,10 +334,13 @@ pub fn load_platform(
             {
                 let key_loc = Loc::new(e.loc.source, e.loc.line as usize, 1, e.key.len());
                 diags.push(
-                    Diagnostic::warning("dotenv-unknown", format!("`{}` is not an autogit setting", e.key))
-                        .at(Some(key_loc))
-                        .label(format!("did you mean `{s}`?"))
-                        .path(e.key.clone()),
+                    Diagnostic::warning(
+                        "dotenv-unknown",
+                        format!("`{}` is not an autogit setting", e.key),
+                    )
+                    .at(Some(key_loc))
+                    .label(format!("did you mean `{s}`?"))
+                    .path(e.key.clone()),
                 );
             }
             merged.insert(e.key.clone(), e);
@@ -300,20 +374,33 @@ pub fn load_platform(
     if let Some(e) = get("BASE_DOMAIN") {
         match check_hostname(&e.value) {
             Ok(()) if e.value.contains('.') => p.base_domain = Some(e.value.to_ascii_lowercase()),
-            Ok(()) => diags.push(bad(e, "a domain with at least two labels, e.g. example.com")),
+            Ok(()) => diags.push(bad(
+                e,
+                "a domain with at least two labels, e.g. example.com",
+            )),
             Err(why) => diags.push(bad(e, "a domain such as example.com").help(why)),
         }
     }
     if let Some(e) = get("ACME_EMAIL") {
-        let ok = e.value.split_once('@').is_some_and(|(u, d)| !u.is_empty() && d.contains('.') && !d.contains('@'));
-        if ok { p.acme_email = Some(e.value.clone()) } else { diags.push(bad(e, "an email address")) }
+        let ok = e
+            .value
+            .split_once('@')
+            .is_some_and(|(u, d)| !u.is_empty() && d.contains('.') && !d.contains('@'));
+        if ok {
+            p.acme_email = Some(e.value.clone())
+        } else {
+            diags.push(bad(e, "an email address"))
+        }
     }
     if let Some(e) = get("ACME_DIRECTORY") {
         let v = e.value.as_str();
         if v == "staging" || v == "production" || v.starts_with("https://") {
             p.acme_directory = v.to_owned();
         } else {
-            diags.push(bad(e, "`staging`, `production` or an https:// directory URL"));
+            diags.push(bad(
+                e,
+                "`staging`, `production` or an https:// directory URL",
+            ));
         }
     }
     if let Some(e) = get("SERVICES_ENABLED") {
@@ -323,8 +410,11 @@ pub fn load_platform(
                 Some(s) if !list.contains(&s) => list.push(s),
                 Some(_) => {}
                 None => {
-                    let mut d = bad(e, &format!("a comma-separated list of: {}", ServiceId::NAMES.join(", ")))
-                        .message_with(format!("unknown service `{name}` in SERVICES_ENABLED"));
+                    let mut d = bad(
+                        e,
+                        &format!("a comma-separated list of: {}", ServiceId::NAMES.join(", ")),
+                    )
+                    .message_with(format!("unknown service `{name}` in SERVICES_ENABLED"));
                     if let Some(s) = suggest(name, ServiceId::NAMES) {
                         d = d.help(format!("did you mean `{s}`?"));
                     }
@@ -333,7 +423,13 @@ pub fn load_platform(
             }
         }
         if !list.contains(&ServiceId::Gitlab) {
-            diags.push(Diagnostic::warning("no-gitlab", "SERVICES_ENABLED does not list `gitlab`; it is always deployed").at(Some(e.loc)));
+            diags.push(
+                Diagnostic::warning(
+                    "no-gitlab",
+                    "SERVICES_ENABLED does not list `gitlab`; it is always deployed",
+                )
+                .at(Some(e.loc)),
+            );
             list.insert(0, ServiceId::Gitlab);
         }
         list.sort();
@@ -347,23 +443,38 @@ pub fn load_platform(
         }
     }
     if let Some(e) = get("PORT_POOL") {
-        let range = e.value.split_once('-').and_then(|(a, b)| Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?)));
+        let range = e.value.split_once('-').and_then(|(a, b)| {
+            Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+        });
         match range {
             Some((a, b)) if a >= 1024 && a < b => p.port_pool = (a, b),
-            _ => diags.push(bad(e, "a range LOW-HIGH of ports from 1024 to 65535, e.g. 20000-20999")),
+            _ => diags.push(bad(
+                e,
+                "a range LOW-HIGH of ports from 1024 to 65535, e.g. 20000-20999",
+            )),
         }
     }
     let port = |e: &EnvEntry| e.value.trim().parse::<u16>().ok().filter(|p| *p > 0);
     for (k, e) in &merged {
-        let Some(svc) = k.strip_prefix("PORT_") else { continue };
+        let Some(svc) = k.strip_prefix("PORT_") else {
+            continue;
+        };
         if matches!(svc, "ALLOCATION" | "POOL") || e.value.is_empty() {
             continue;
         }
         let Some(id) = ServiceId::parse(svc) else {
             let mut d = Diagnostic::error("unknown-service", format!("`{k}` names no service"))
-                .at(Some(Loc::new(e.loc.source, e.loc.line as usize, 1, k.len())))
+                .at(Some(Loc::new(
+                    e.loc.source,
+                    e.loc.line as usize,
+                    1,
+                    k.len(),
+                )))
                 .path(k.clone())
-                .expected(format!("PORT_<SERVICE> with SERVICE one of: {}", ServiceId::NAMES.join(", ").to_uppercase()));
+                .expected(format!(
+                    "PORT_<SERVICE> with SERVICE one of: {}",
+                    ServiceId::NAMES.join(", ").to_uppercase()
+                ));
             if let Some(s) = suggest(&svc.to_ascii_lowercase(), ServiceId::NAMES) {
                 d = d.label(format!("did you mean `PORT_{}`?", s.to_ascii_uppercase()));
             }
@@ -371,8 +482,14 @@ pub fn load_platform(
             continue;
         };
         if id == ServiceId::Gitlab {
-            diags.push(Diagnostic::error("gitlab-port", "GitLab's ports are set in autogit.yml (`gitlab.ports`), not PORT_GITLAB")
-                .at(Some(e.loc)).path(k.clone()));
+            diags.push(
+                Diagnostic::error(
+                    "gitlab-port",
+                    "GitLab's ports are set in autogit.yml (`gitlab.ports`), not PORT_GITLAB",
+                )
+                .at(Some(e.loc))
+                .path(k.clone()),
+            );
             continue;
         }
         match port(e) {
@@ -383,11 +500,18 @@ pub fn load_platform(
             None => diags.push(bad(e, "a port number from 1 to 65535")),
         }
     }
-    for (i, key) in ["INGRESS_HTTP_PORT", "INGRESS_HTTPS_PORT"].into_iter().enumerate() {
+    for (i, key) in ["INGRESS_HTTP_PORT", "INGRESS_HTTPS_PORT"]
+        .into_iter()
+        .enumerate()
+    {
         if let Some(e) = get(key) {
             match port(e) {
                 Some(v) => {
-                    if i == 0 { p.ingress_http_port = v } else { p.ingress_https_port = v }
+                    if i == 0 {
+                        p.ingress_http_port = v
+                    } else {
+                        p.ingress_https_port = v
+                    }
                     p.ingress_port_locs[i] = Some(e.loc);
                 }
                 None => diags.push(bad(e, "a port number from 1 to 65535")),
@@ -395,7 +519,11 @@ pub fn load_platform(
         }
     }
     if let Some(e) = get("INGRESS_IP") {
-        if e.value.parse::<std::net::IpAddr>().is_ok() { p.ingress_ip = Some(e.value.clone()) } else { diags.push(bad(e, "an IP address")) }
+        if e.value.parse::<std::net::IpAddr>().is_ok() {
+            p.ingress_ip = Some(e.value.clone())
+        } else {
+            diags.push(bad(e, "an IP address"))
+        }
     }
     if let Some(e) = get("DNS_PROVIDER") {
         match DnsProvider::parse(&e.value) {
@@ -411,10 +539,13 @@ pub fn load_platform(
         for req in p.dns_provider.required_keys() {
             if get(req).is_none() {
                 diags.push(
-                    Diagnostic::error("dns-missing", format!("DNS_PROVIDER={} needs `{req}`", e.value))
-                        .at(Some(e.loc))
-                        .path((*req).to_owned())
-                        .help(format!("add {req}=... to the .env file or the environment")),
+                    Diagnostic::error(
+                        "dns-missing",
+                        format!("DNS_PROVIDER={} needs `{req}`", e.value),
+                    )
+                    .at(Some(e.loc))
+                    .path((*req).to_owned())
+                    .help(format!("add {req}=... to the .env file or the environment")),
                 );
             }
         }
@@ -438,3 +569,6 @@ impl MessageWith for Diagnostic {
         self
     }
 }
+
+/// The commented `.env` that `autogit init` writes.
+pub const ENV_TEMPLATE: &str = include_str!("default.env");

@@ -16,7 +16,12 @@ pub enum Preset {
 }
 
 impl Preset {
-    pub const ALL: [Preset; 4] = [Preset::Minimal, Preset::Homelab, Preset::Team, Preset::Beast];
+    pub const ALL: [Preset; 4] = [
+        Preset::Minimal,
+        Preset::Homelab,
+        Preset::Team,
+        Preset::Beast,
+    ];
     pub const NAMES: [&'static str; 4] = ["minimal", "homelab", "team", "beast"];
 
     pub fn parse(s: &str) -> Option<Self> {
@@ -41,24 +46,52 @@ impl Preset {
     /// CPU and memory for one component under this preset.
     pub fn size(self, component: Component) -> Size {
         let row = match component {
-            Component::GitLab => [(4.0, 4 * GIB), (6.0, 6 * GIB), (12.0, 16 * GIB), (24.0, 32 * GIB)],
+            Component::GitLab => [
+                (4.0, 4 * GIB),
+                (6.0, 6 * GIB),
+                (12.0, 16 * GIB),
+                (24.0, 32 * GIB),
+            ],
             Component::Traefik | Component::Nginx => [
                 (0.5, 128 * MIB),
                 (1.0, 256 * MIB),
                 (2.0, 512 * MIB),
                 (4.0, GIB),
             ],
-            Component::Grafana => [(0.5, 256 * MIB), (1.0, 512 * MIB), (2.0, GIB), (4.0, 2 * GIB)],
+            Component::Grafana => [
+                (0.5, 256 * MIB),
+                (1.0, 512 * MIB),
+                (2.0, GIB),
+                (4.0, 2 * GIB),
+            ],
             Component::Loki => [(1.0, 512 * MIB), (2.0, GIB), (4.0, 4 * GIB), (8.0, 8 * GIB)],
-            Component::Tempo => [(0.5, 256 * MIB), (1.0, 512 * MIB), (2.0, 2 * GIB), (4.0, 4 * GIB)],
+            Component::Tempo => [
+                (0.5, 256 * MIB),
+                (1.0, 512 * MIB),
+                (2.0, 2 * GIB),
+                (4.0, 4 * GIB),
+            ],
             Component::Prometheus => [(1.0, 512 * MIB), (2.0, GIB), (4.0, 4 * GIB), (8.0, 8 * GIB)],
-            Component::Meilisearch => {
-                [(1.0, 512 * MIB), (2.0, GIB), (4.0, 4 * GIB), (8.0, 16 * GIB)]
-            }
-            Component::Api => [(0.5, 256 * MIB), (1.0, 512 * MIB), (2.0, GIB), (4.0, 2 * GIB)],
+            Component::Meilisearch => [
+                (1.0, 512 * MIB),
+                (2.0, GIB),
+                (4.0, 4 * GIB),
+                (8.0, 16 * GIB),
+            ],
+            Component::Api => [
+                (0.5, 256 * MIB),
+                (1.0, 512 * MIB),
+                (2.0, GIB),
+                (4.0, 2 * GIB),
+            ],
             // Not in the spec's table: a runner manager is light; jobs run in their own
             // containers and are limited by `concurrent`.
-            Component::Runner => [(0.5, 256 * MIB), (1.0, 512 * MIB), (2.0, GIB), (4.0, 2 * GIB)],
+            Component::Runner => [
+                (0.5, 256 * MIB),
+                (1.0, 512 * MIB),
+                (2.0, GIB),
+                (4.0, 2 * GIB),
+            ],
         };
         let (cpus, mem) = row[self.col()];
         Size {
@@ -133,7 +166,16 @@ mod tests {
     #[test]
     fn table_totals_match_the_spec() {
         use Component::*;
-        let rows = [GitLab, Traefik, Grafana, Loki, Tempo, Prometheus, Meilisearch, Api];
+        let rows = [
+            GitLab,
+            Traefik,
+            Grafana,
+            Loki,
+            Tempo,
+            Prometheus,
+            Meilisearch,
+            Api,
+        ];
         let expect = [(9.0, 6.5), (16.0, 11.0), (32.0, 33.0), (64.0, 73.0)];
         for (p, (c, g)) in Preset::ALL.into_iter().zip(expect) {
             let cpu: f64 = rows.iter().map(|r| p.size(*r).cpus).sum();

@@ -16,7 +16,10 @@ pub fn gitlab_omnibus(config: &Config) -> String {
     let g = &config.gitlab;
     let t = config.gitlab_tuning();
     let mut o = String::new();
-    let _ = writeln!(o, "# Rendered by autogit from autogit.yml; edit that file, not this one.");
+    let _ = writeln!(
+        o,
+        "# Rendered by autogit from autogit.yml; edit that file, not this one."
+    );
     let _ = writeln!(o, "external_url {}", ruby_str(&g.external_url));
     let _ = writeln!(o, "gitlab_rails['gitlab_shell_ssh_port'] = {}", g.ports.ssh);
     // The container's nginx stays on 80 whatever port external_url names; the host port
@@ -24,34 +27,89 @@ pub fn gitlab_omnibus(config: &Config) -> String {
     let _ = writeln!(o, "nginx['listen_port'] = 80");
     let https = g.external_url.starts_with("https://");
     if https && config.platform.ingress != IngressKind::None {
-        let _ = writeln!(o, "# TLS ends at the ingress; GitLab serves plain HTTP behind it.");
+        let _ = writeln!(
+            o,
+            "# TLS ends at the ingress; GitLab serves plain HTTP behind it."
+        );
         let _ = writeln!(o, "nginx['listen_https'] = false");
-        let _ = writeln!(o, "nginx['proxy_set_headers'] = {{ 'X-Forwarded-Proto' => 'https', 'X-Forwarded-Ssl' => 'on' }}");
+        let _ = writeln!(
+            o,
+            "nginx['proxy_set_headers'] = {{ 'X-Forwarded-Proto' => 'https', 'X-Forwarded-Ssl' => 'on' }}"
+        );
     }
     let _ = writeln!(o, "letsencrypt['enable'] = false");
     // Puma keeps its unix socket (used by Workhorse); its TCP listener moves to a loopback port
     // that no configured port can collide with.
-    let taken = [Some(g.ports.http), Some(g.ports.https), Some(g.ports.ssh), url_port(&g.external_url)];
-    let puma_port = [8089u16, 18089, 28089].into_iter().find(|p| !taken.contains(&Some(*p))).unwrap_or(38089);
+    let taken = [
+        Some(g.ports.http),
+        Some(g.ports.https),
+        Some(g.ports.ssh),
+        url_port(&g.external_url),
+    ];
+    let puma_port = [8089u16, 18089, 28089]
+        .into_iter()
+        .find(|p| !taken.contains(&Some(*p)))
+        .unwrap_or(38089);
     let _ = writeln!(o, "puma['listen'] = '127.0.0.1'");
     let _ = writeln!(o, "puma['port'] = {puma_port}");
-    let _ = writeln!(o, "puma['socket'] = '/var/opt/gitlab/gitlab-rails/sockets/gitlab.socket'");
+    let _ = writeln!(
+        o,
+        "puma['socket'] = '/var/opt/gitlab/gitlab-rails/sockets/gitlab.socket'"
+    );
     let _ = writeln!(o, "puma['worker_processes'] = {}", t.puma_workers);
     let _ = writeln!(o, "sidekiq['concurrency'] = {}", t.sidekiq_concurrency);
-    let _ = writeln!(o, "postgresql['shared_buffers'] = {}", ruby_str(&format!("{}MB", t.postgres_shared_buffers.0 / (1024 * 1024))));
+    let _ = writeln!(
+        o,
+        "postgresql['shared_buffers'] = {}",
+        ruby_str(&format!(
+            "{}MB",
+            t.postgres_shared_buffers.0 / (1024 * 1024)
+        ))
+    );
     let _ = writeln!(o, "prometheus_monitoring['enable'] = {}", t.prometheus);
-    let list: Vec<String> = config.platform.monitoring_whitelist.iter().map(|c| ruby_str(c)).collect();
-    let _ = writeln!(o, "gitlab_rails['monitoring_whitelist'] = [{}]", list.join(", "));
-    let _ = writeln!(o, "gitlab_rails['backup_keep_time'] = {}", u64::from(config.backup.retention) * 86_400);
+    let list: Vec<String> = config
+        .platform
+        .monitoring_whitelist
+        .iter()
+        .map(|c| ruby_str(c))
+        .collect();
+    let _ = writeln!(
+        o,
+        "gitlab_rails['monitoring_whitelist'] = [{}]",
+        list.join(", ")
+    );
+    let _ = writeln!(
+        o,
+        "gitlab_rails['backup_keep_time'] = {}",
+        u64::from(config.backup.retention) * 86_400
+    );
     o
 }
 
 fn healthcheck_test(probe: &Probe, role: Role) -> Value {
     match (role, probe) {
         // The GitLab image ships its own check that reads the right port and path.
-        (Role::Gitlab, _) => json!(["CMD", "/opt/gitlab/bin/gitlab-healthcheck", "--fail", "--max-time", "10"]),
-        (_, Probe::Http { port, path, .. }) => json!(["CMD", "wget", "-q", "-O", "/dev/null", format!("http://127.0.0.1:{port}{path}")]),
-        (_, Probe::Tcp { port }) => json!(["CMD-SHELL", format!("nc -z 127.0.0.1 {port} || wget -q -O /dev/null http://127.0.0.1:{port}/ || exit 1")]),
+        (Role::Gitlab, _) => json!([
+            "CMD",
+            "/opt/gitlab/bin/gitlab-healthcheck",
+            "--fail",
+            "--max-time",
+            "10"
+        ]),
+        (_, Probe::Http { port, path, .. }) => json!([
+            "CMD",
+            "wget",
+            "-q",
+            "-O",
+            "/dev/null",
+            format!("http://127.0.0.1:{port}{path}")
+        ]),
+        (_, Probe::Tcp { port }) => json!([
+            "CMD-SHELL",
+            format!(
+                "nc -z 127.0.0.1 {port} || wget -q -O /dev/null http://127.0.0.1:{port}/ || exit 1"
+            )
+        ]),
         (_, Probe::Command { argv }) => {
             let mut v = vec![Value::from("CMD")];
             v.extend(argv.iter().map(|a| Value::from(a.as_str())));
@@ -63,19 +121,32 @@ fn healthcheck_test(probe: &Probe, role: Role) -> Value {
 fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
     let mut m = Map::new();
     m.insert("image".into(), Value::from(s.image.to_string()));
-    m.insert("container_name".into(), Value::from(format!("{}-{}", plan.project, s.name)));
+    m.insert(
+        "container_name".into(),
+        Value::from(format!("{}-{}", plan.project, s.name)),
+    );
     if s.role == Role::Gitlab
         && let Some(h) = s.environment.get("GITLAB_OMNIBUS_CONFIG").and_then(|c| {
-            c.lines().find_map(|l| l.strip_prefix("external_url '")).and_then(|u| crate::validate::url_host(u.trim_end_matches('\'')).map(str::to_owned))
+            c.lines()
+                .find_map(|l| l.strip_prefix("external_url '"))
+                .and_then(|u| {
+                    crate::validate::url_host(u.trim_end_matches('\'')).map(str::to_owned)
+                })
         })
     {
         m.insert("hostname".into(), Value::from(h));
     }
     m.insert("restart".into(), Value::from("unless-stopped"));
     m.insert("cpus".into(), json!(s.cpus));
-    m.insert("mem_limit".into(), Value::from(s.memory.to_string().to_ascii_lowercase()));
+    m.insert(
+        "mem_limit".into(),
+        Value::from(s.memory.to_string().to_ascii_lowercase()),
+    );
     if let Some(shm) = s.shm_size {
-        m.insert("shm_size".into(), Value::from(shm.to_string().to_ascii_lowercase()));
+        m.insert(
+            "shm_size".into(),
+            Value::from(shm.to_string().to_ascii_lowercase()),
+        );
     }
     if !s.command.is_empty() {
         m.insert("command".into(), json!(s.command));
@@ -85,7 +156,11 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
             .ports
             .iter()
             .map(|p| {
-                let proto = if p.protocol == crate::plan::Protocol::Udp { "/udp" } else { "" };
+                let proto = if p.protocol == crate::plan::Protocol::Udp {
+                    "/udp"
+                } else {
+                    ""
+                };
                 Value::from(match &p.bind {
                     Some(b) => format!("{b}:{}:{}{proto}", p.host, p.container),
                     None => format!("{}:{}{proto}", p.host, p.container),
@@ -113,8 +188,14 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
             .map(|mnt| {
                 Value::from(match mnt {
                     Mount::Volume { name, target } => format!("{name}:{target}"),
-                    Mount::Rendered { file, target } => format!("{rendered_dir}/{file}:{target}:ro"),
-                    Mount::Host { path, target, read_only } => format!("{path}:{target}{}", if *read_only { ":ro" } else { "" }),
+                    Mount::Rendered { file, target } => {
+                        format!("{rendered_dir}/{file}:{target}:ro")
+                    }
+                    Mount::Host {
+                        path,
+                        target,
+                        read_only,
+                    } => format!("{path}:{target}{}", if *read_only { ":ro" } else { "" }),
                 })
             })
             .collect();
@@ -132,17 +213,30 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
             }),
         );
     }
-    let deps: Vec<&String> = s.depends_on.iter().filter(|d| plan.local().any(|l| &l.name == *d && !l.on_demand)).collect();
+    let deps: Vec<&String> = s
+        .depends_on
+        .iter()
+        .filter(|d| plan.local().any(|l| &l.name == *d && !l.on_demand))
+        .collect();
     if !deps.is_empty() {
         m.insert("depends_on".into(), json!(deps));
     }
     m.insert("networks".into(), json!([plan.network]));
     let mut labels = Map::new();
-    labels.insert("io.autogit.project".into(), Value::from(plan.project.as_str()));
+    labels.insert(
+        "io.autogit.project".into(),
+        Value::from(plan.project.as_str()),
+    );
     labels.insert("io.autogit.service".into(), Value::from(s.name.as_str()));
-    labels.insert("io.autogit.role".into(), serde_json::to_value(s.role).unwrap_or(Value::Null));
+    labels.insert(
+        "io.autogit.role".into(),
+        serde_json::to_value(s.role).unwrap_or(Value::Null),
+    );
     if let (Some(sub), Some(domain)) = (&s.subdomain, &plan.base_domain) {
-        labels.insert("io.autogit.host".into(), Value::from(format!("{sub}.{domain}")));
+        labels.insert(
+            "io.autogit.host".into(),
+            Value::from(format!("{sub}.{domain}")),
+        );
     }
     m.insert("labels".into(), Value::Object(labels));
     Value::Object(m)
@@ -198,7 +292,9 @@ pub fn discovery(plan: &Plan) -> Value {
 
 /// Prometheus configuration: scrapes itself and every service with a metrics endpoint.
 pub fn prometheus(plan: &Plan, config: &Config) -> String {
-    let mut jobs = vec![json!({"job_name": "prometheus", "static_configs": [{"targets": ["127.0.0.1:9090"]}]})];
+    let mut jobs = vec![
+        json!({"job_name": "prometheus", "static_configs": [{"targets": ["127.0.0.1:9090"]}]}),
+    ];
     for s in plan.local() {
         let target = match s.name.as_str() {
             "loki" => Some("loki:3100"),
@@ -240,13 +336,16 @@ pub fn traefik(plan: &Plan) -> String {
     let mut services = Map::new();
     for s in plan.local() {
         if let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) {
-            routers.insert(s.name.clone(), json!({
-                "rule": format!("Host(`{sub}.{domain}`)"),
-                "entryPoints": ["websecure"],
-                "service": s.name,
-                "tls": {},
-                "middlewares": ["security-headers"],
-            }));
+            routers.insert(
+                s.name.clone(),
+                json!({
+                    "rule": format!("Host(`{sub}.{domain}`)"),
+                    "entryPoints": ["websecure"],
+                    "service": s.name,
+                    "tls": {},
+                    "middlewares": ["security-headers"],
+                }),
+            );
             services.insert(s.name.clone(), json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{port}", s.name)}]}}));
         }
     }
@@ -264,7 +363,10 @@ pub fn traefik(plan: &Plan) -> String {
             "middlewares": {"security-headers": {"headers": {"stsSeconds": 31_536_000, "contentTypeNosniff": true, "frameDeny": true}}},
         },
     });
-    format!("# Rendered by autogit. TLS certificates come from the DNS/TLS work (see docs/ingress.md).\n{}", to_yaml(&static_doc))
+    format!(
+        "# Rendered by autogit. TLS certificates come from the DNS/TLS work (see docs/ingress.md).\n{}",
+        to_yaml(&static_doc)
+    )
 }
 
 /// nginx: one server block per subdomain, proxying to the service on the platform network.
@@ -290,7 +392,10 @@ pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
     let mut files = vec![
         ("docker-compose.yml".to_owned(), compose(plan, ".")),
         ("gitlab/gitlab.rb".to_owned(), gitlab_omnibus(config)),
-        ("services.json".to_owned(), format!("{:#}\n", discovery(plan))),
+        (
+            "services.json".to_owned(),
+            format!("{:#}\n", discovery(plan)),
+        ),
     ];
     let has = |n: &str| plan.local().any(|s| s.name == n);
     if has("prometheus") {

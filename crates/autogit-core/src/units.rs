@@ -116,7 +116,7 @@ impl fmt::Display for Bytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
         for (unit, len) in [("T", TIB), ("G", GIB), ("M", MIB), ("K", KIB)] {
-            if b >= len && b % len == 0 {
+            if b >= len && b.is_multiple_of(len) {
                 return write!(f, "{}{unit}", b / len);
             }
         }

@@ -16,8 +16,13 @@ pub fn check_hostname(s: &str) -> Result<(), String> {
         if label.is_empty() || label.len() > 63 {
             return Err(format!("label `{label}` must have 1 to 63 characters"));
         }
-        if let Some(bad) = label.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
-            return Err(format!("`{bad}` is not allowed in a hostname (letters, digits and `-` only)"));
+        if let Some(bad) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err(format!(
+                "`{bad}` is not allowed in a hostname (letters, digits and `-` only)"
+            ));
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err(format!("label `{label}` may not start or end with `-`"));
@@ -50,20 +55,31 @@ pub fn check_url(s: &str, schemes: &[&str]) -> Result<(), String> {
         return Err(format!("a URL starts with {}://", schemes.join(":// or ")));
     };
     if !schemes.contains(&scheme.to_ascii_lowercase().as_str()) {
-        return Err(format!("scheme `{scheme}` is not allowed here; use {}", schemes.join(" or ")));
+        return Err(format!(
+            "scheme `{scheme}` is not allowed here; use {}",
+            schemes.join(" or ")
+        ));
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err("a URL may not contain spaces or control characters".to_owned());
     }
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
-        return Err("credentials in URLs end up in logs and process listings; use `token_env`".to_owned());
+        return Err(
+            "credentials in URLs end up in logs and process listings; use `token_env`".to_owned(),
+        );
     }
     let host = url_host(s).unwrap_or("");
     if host.parse::<std::net::IpAddr>().is_err() {
         check_hostname(host)?;
     }
-    if authority.rsplit(']').next().and_then(|hp| hp.rsplit_once(':')).is_some() && url_port(s).is_none_or(|p| p == 0) {
+    if authority
+        .rsplit(']')
+        .next()
+        .and_then(|hp| hp.rsplit_once(':'))
+        .is_some()
+        && url_port(s).is_none_or(|p| p == 0)
+    {
         return Err("the port must be a number from 1 to 65535".to_owned());
     }
     Ok(())
@@ -81,7 +97,9 @@ pub fn check_git_url(s: &str) -> Result<(), String> {
     let lower = s.to_ascii_lowercase();
     for bad in ["ext::", "fd::", "file:"] {
         if lower.starts_with(bad) {
-            return Err(format!("`{bad}` URLs are refused: they run commands or read local files"));
+            return Err(format!(
+                "`{bad}` URLs are refused: they run commands or read local files"
+            ));
         }
     }
     if lower.contains("upload-pack") || lower.contains("receive-pack") {
@@ -91,7 +109,9 @@ pub fn check_git_url(s: &str) -> Result<(), String> {
         return match scheme.to_ascii_lowercase().as_str() {
             "https" | "http" | "git" => check_url(s, &["https", "http", "git"]),
             "ssh" | "git+ssh" => Ok(()),
-            other => Err(format!("scheme `{other}` is not allowed; use https, ssh or git")),
+            other => Err(format!(
+                "scheme `{other}` is not allowed; use https, ssh or git"
+            )),
         };
     }
     // scp-like: user@host:path
@@ -107,14 +127,24 @@ pub fn check_git_url(s: &str) -> Result<(), String> {
 /// Names of environment variables that hold secrets: upper case, digits, underscores. A value
 /// that looks like a token itself is refused: secrets never go into the YAML.
 pub fn check_env_name(s: &str) -> Result<(), String> {
-    for prefix in ["ghp_", "gho_", "ghs_", "github_pat_", "glpat-", "glrt-", "xox", "sk-"] {
+    for prefix in [
+        "ghp_",
+        "gho_",
+        "ghs_",
+        "github_pat_",
+        "glpat-",
+        "glrt-",
+        "xox",
+        "sk-",
+    ] {
         if s.starts_with(prefix) {
             return Err("this looks like a token itself; put the token in an environment variable (or the .env file) and write that variable's NAME here".to_owned());
         }
     }
     let ok = !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
         && !s.as_bytes()[0].is_ascii_digit();
     if ok {
         Ok(())
@@ -133,14 +163,22 @@ pub(crate) fn loc_at(root: Option<&Node>, path: &[&str]) -> Option<Loc> {
 
 pub(crate) fn cross_check(cx: &mut Cx, root: Option<&Node>, c: &Config) {
     // GitLab's own published ports must differ.
-    let ports = [("http", c.gitlab.ports.http), ("https", c.gitlab.ports.https), ("ssh", c.gitlab.ports.ssh)];
+    let ports = [
+        ("http", c.gitlab.ports.http),
+        ("https", c.gitlab.ports.https),
+        ("ssh", c.gitlab.ports.ssh),
+    ];
     for (i, (a, pa)) in ports.iter().enumerate() {
         for (b, pb) in &ports[i + 1..] {
             if pa == pb {
-                let loc = loc_at(root, &["gitlab", "ports", b]).or(loc_at(root, &["gitlab", "ports"]));
-                let mut d = Diagnostic::error("port-collision", format!("port {pb} is used by both `gitlab.ports.{a}` and `gitlab.ports.{b}`"))
-                    .path(format!("gitlab.ports.{b}"))
-                    .expected("a different port for each");
+                let loc =
+                    loc_at(root, &["gitlab", "ports", b]).or(loc_at(root, &["gitlab", "ports"]));
+                let mut d = Diagnostic::error(
+                    "port-collision",
+                    format!("port {pb} is used by both `gitlab.ports.{a}` and `gitlab.ports.{b}`"),
+                )
+                .path(format!("gitlab.ports.{b}"))
+                .expected("a different port for each");
                 if let Some(other) = loc_at(root, &["gitlab", "ports", a]) {
                     d = d.related(other, format!("`gitlab.ports.{a}` is {pa}"));
                 }
@@ -153,10 +191,16 @@ pub(crate) fn cross_check(cx: &mut Cx, root: Option<&Node>, c: &Config) {
         && !h.eq_ignore_ascii_case(&c.gitlab.hostname)
     {
         cx.diags.push(
-            Diagnostic::warning("hostname-mismatch", format!("`gitlab.external_url` names host `{h}` but `gitlab.hostname` is `{}`", c.gitlab.hostname))
-                .at(loc_at(root, &["gitlab", "external_url"]))
-                .path("gitlab.external_url")
-                .help("GitLab builds clone URLs and links from external_url; keep both the same"),
+            Diagnostic::warning(
+                "hostname-mismatch",
+                format!(
+                    "`gitlab.external_url` names host `{h}` but `gitlab.hostname` is `{}`",
+                    c.gitlab.hostname
+                ),
+            )
+            .at(loc_at(root, &["gitlab", "external_url"]))
+            .path("gitlab.external_url")
+            .help("GitLab builds clone URLs and links from external_url; keep both the same"),
         );
     }
     // Runner names are unique across cpu and gpu.
@@ -178,19 +222,30 @@ pub(crate) fn cross_check(cx: &mut Cx, root: Option<&Node>, c: &Config) {
                     .and_then(|n| n.get("name"))
                     .map(|n| n.loc);
                 cx.diags.push(
-                    Diagnostic::error("duplicate-runner", format!("runner name `{}` is used twice", r.name))
-                        .at(loc)
-                        .path(path)
-                        .help(format!("already used at `{first}`; runner names must be unique")),
+                    Diagnostic::error(
+                        "duplicate-runner",
+                        format!("runner name `{}` is used twice", r.name),
+                    )
+                    .at(loc)
+                    .path(path)
+                    .help(format!(
+                        "already used at `{first}`; runner names must be unique"
+                    )),
                 );
             } else {
                 seen.insert(&r.name, path);
             }
             if r.wsl2 && r.executor == crate::config::Executor::Shell {
                 cx.diags.push(
-                    Diagnostic::error("wsl2-executor", format!("runner `{}`: WSL2 GPU access needs the docker or podman executor", r.name))
-                        .path(format!("runners.{list}[{i}].executor"))
-                        .at(loc_at(root, &["runners"])),
+                    Diagnostic::error(
+                        "wsl2-executor",
+                        format!(
+                            "runner `{}`: WSL2 GPU access needs the docker or podman executor",
+                            r.name
+                        ),
+                    )
+                    .path(format!("runners.{list}[{i}].executor"))
+                    .at(loc_at(root, &["runners"])),
                 );
             }
         }
@@ -203,10 +258,24 @@ mod tests {
 
     #[test]
     fn git_urls() {
-        for ok in ["https://github.com/a/b.git", "ssh://git@host/a.git", "git@github.com:a/b.git", "git://host/x"] {
+        for ok in [
+            "https://github.com/a/b.git",
+            "ssh://git@host/a.git",
+            "git@github.com:a/b.git",
+            "git://host/x",
+        ] {
             assert!(check_git_url(ok).is_ok(), "{ok}");
         }
-        for bad in ["file:///etc", "ext::sh -c id", "fd::3", "-uevil", "--upload-pack=touch /tmp/x", "/srv/repo", "https://user:pw@host/x", "ftp://h/x"] {
+        for bad in [
+            "file:///etc",
+            "ext::sh -c id",
+            "fd::3",
+            "-uevil",
+            "--upload-pack=touch /tmp/x",
+            "/srv/repo",
+            "https://user:pw@host/x",
+            "ftp://h/x",
+        ] {
             assert!(check_git_url(bad).is_err(), "{bad}");
         }
     }

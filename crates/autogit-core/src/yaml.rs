@@ -165,14 +165,22 @@ pub fn parse(text: &str, source: SourceId, limits: Limits) -> Result<Option<Node
             }
             Event::Alias(id) => {
                 let Some((node, count)) = anchors.get(&id) else {
-                    return Err(Diagnostic::error("yaml-syntax", "alias to an unknown anchor")
-                        .at(Some(loc)));
+                    return Err(
+                        Diagnostic::error("yaml-syntax", "alias to an unknown anchor")
+                            .at(Some(loc)),
+                    );
                 };
                 nodes += count;
                 if nodes > limits.max_nodes {
                     return Err(too_many_nodes(loc, limits));
                 }
-                Some((Node { value: node.value.clone(), loc }, 0))
+                Some((
+                    Node {
+                        value: node.value.clone(),
+                        loc,
+                    },
+                    0,
+                ))
             }
             Event::Scalar(text, style, anchor, tag) => {
                 if let Some(tag) = tag
@@ -232,7 +240,11 @@ pub fn parse(text: &str, source: SourceId, limits: Limits) -> Result<Option<Node
                         anchor,
                     ))
                 }
-                _ => return Err(Diagnostic::error("yaml-syntax", "unbalanced sequence").at(Some(loc))),
+                _ => {
+                    return Err(
+                        Diagnostic::error("yaml-syntax", "unbalanced sequence").at(Some(loc))
+                    );
+                }
             },
             Event::MappingEnd => match stack.pop() {
                 Some(Frame::Map {
@@ -257,7 +269,9 @@ pub fn parse(text: &str, source: SourceId, limits: Limits) -> Result<Option<Node
                         anchor,
                     ))
                 }
-                _ => return Err(Diagnostic::error("yaml-syntax", "unbalanced mapping").at(Some(loc))),
+                _ => {
+                    return Err(Diagnostic::error("yaml-syntax", "unbalanced mapping").at(Some(loc)));
+                }
             },
         };
         let Some((node, anchor)) = complete else {
@@ -349,8 +363,11 @@ fn merge_into(merged: &mut Vec<Entry>, node: Node, key_loc: Loc) -> Result<(), D
             }
             Ok(())
         }
-        _ => Err(Diagnostic::error("yaml-merge", "`<<` must merge a mapping or a list of mappings")
-            .at(Some(key_loc))),
+        _ => Err(Diagnostic::error(
+            "yaml-merge",
+            "`<<` must merge a mapping or a list of mappings",
+        )
+        .at(Some(key_loc))),
     }
 }
 
@@ -406,6 +423,36 @@ pub fn merge(base: &mut Node, overlay: Node) {
     }
 }
 
+/// Converts a tree to JSON values, reading plain scalars as YAML 1.2 core types.
+pub fn node_to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Scalar(s) if s.quoted => J::String(s.text.clone()),
+        Value::Scalar(s) => match s.text.as_str() {
+            "true" | "True" | "TRUE" => J::Bool(true),
+            "false" | "False" | "FALSE" => J::Bool(false),
+            t => t
+                .parse::<i64>()
+                .map(J::from)
+                .ok()
+                .or_else(|| {
+                    t.parse::<f64>()
+                        .ok()
+                        .and_then(|f| serde_json::Number::from_f64(f).map(J::Number))
+                })
+                .unwrap_or_else(|| J::String(t.to_owned())),
+        },
+        Value::Seq(items) => J::Array(items.iter().map(node_to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|e| (e.key.clone(), node_to_json(&e.value)))
+                .collect(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,13 +467,18 @@ mod tests {
         let Value::Map(es) = &n.get("a").unwrap().value else {
             panic!("map")
         };
-        assert_eq!((es[0].key_loc.line, es[0].key_loc.col, es[0].key_loc.len), (2, 3, 2));
+        assert_eq!(
+            (es[0].key_loc.line, es[0].key_loc.col, es[0].key_loc.len),
+            (2, 3, 2)
+        );
         assert_eq!((es[0].value.loc.line, es[0].value.loc.col), (2, 7));
     }
 
     #[test]
     fn merge_keys_and_override() {
-        let n = p("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  y: 3\n").unwrap().unwrap();
+        let n = p("base: &b {x: 1, y: 2}\nc:\n  <<: *b\n  y: 3\n")
+            .unwrap()
+            .unwrap();
         let c = n.get("c").unwrap();
         let get = |k| match &c.get(k).unwrap().value {
             Value::Scalar(s) => s.text.clone(),
@@ -456,26 +508,5 @@ mod tests {
         assert_eq!(n.get("b").unwrap().value, Value::Null);
         assert_eq!(n.get("c").unwrap().value, Value::Null);
         assert!(matches!(n.get("d").unwrap().value, Value::Scalar(_)));
-    }
-}
-
-/// Converts a tree to JSON values, reading plain scalars as YAML 1.2 core types.
-pub fn node_to_json(node: &Node) -> serde_json::Value {
-    use serde_json::Value as J;
-    match &node.value {
-        Value::Null => J::Null,
-        Value::Scalar(s) if s.quoted => J::String(s.text.clone()),
-        Value::Scalar(s) => match s.text.as_str() {
-            "true" | "True" | "TRUE" => J::Bool(true),
-            "false" | "False" | "FALSE" => J::Bool(false),
-            t => t
-                .parse::<i64>()
-                .map(J::from)
-                .ok()
-                .or_else(|| t.parse::<f64>().ok().and_then(|f| serde_json::Number::from_f64(f).map(J::Number)))
-                .unwrap_or_else(|| J::String(t.to_owned())),
-        },
-        Value::Seq(items) => J::Array(items.iter().map(node_to_json).collect()),
-        Value::Map(entries) => J::Object(entries.iter().map(|e| (e.key.clone(), node_to_json(&e.value))).collect()),
     }
 }

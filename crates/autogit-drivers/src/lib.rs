@@ -1,1 +1,5 @@
-//! placeholder
+//! Drivers: everything that touches the outside world. Each driver sits behind a small API so
+//! the binary and the server stay thin and the core stays pure.
+
+pub mod fsx;
+pub mod host;

@@ -1,1 +1,35 @@
-fn main() {}
+//! The `autogit` binary: a thin shell. It parses the command line, reads files and the
+//! environment, calls the core, and prints. Exit codes are documented in the README.
+
+mod cli;
+mod commands;
+mod ctx;
+mod ui;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// Exit codes.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    /// Usage error, or a command this version cannot perform yet.
+    pub const UNAVAILABLE: u8 = 2;
+    pub const INVALID_CONFIG: u8 = 3;
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                exit::UNAVAILABLE
+            } else {
+                exit::OK
+            });
+        }
+    };
+    ExitCode::from(commands::run(cli))
+}

@@ -1,0 +1,208 @@
+//! The command line, defined once: `--help`, the man page (`autogit man`) and shell completions
+//! (`autogit completions <shell>`) are all generated from these types.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "autogit",
+    version,
+    about = "Stand up a self-hosted Git platform (GitLab CE, mirrors, runners, ingress) and keep it healthy",
+    long_about = "autogit deploys GitLab CE in containers, mirrors repositories into it, manages CPU and GPU runners, \
+                  serves every service on its own subdomain and heals what breaks.\n\n\
+                  Configuration layers, lowest first: built-in defaults < preset < autogit.yml < environment \
+                  (AUTOGIT_SECTION__KEY=value) < command-line flags (--preset, --set key.path=value).",
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error or command not available yet, 3 invalid configuration."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Configuration file [default: ./autogit.yml, else the embedded default]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "AUTOGIT_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+    /// Platform registry (.env) [default: .env next to the configuration file]
+    #[arg(long, global = true, env = "AUTOGIT_ENV_FILE", value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Where autogit keeps state, secrets and rendered files
+    /// [default: $XDG_DATA_HOME/autogit, or /var/lib/autogit as root]
+    #[arg(long, global = true, env = "AUTOGIT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Output format
+    #[arg(long, short = 'o', global = true, env = "AUTOGIT_OUTPUT", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Override one configuration value (repeatable), e.g. --set gitlab.hostname=git.example.com
+    #[arg(long = "set", global = true, value_name = "KEY.PATH=VALUE")]
+    pub set: Vec<String>,
+    /// More detail (repeat for more)
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Never color the output (also NO_COLOR=1)
+    #[arg(long, global = true, env = "AUTOGIT_NO_COLOR")]
+    pub no_color: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresetArg {
+    Minimal,
+    Homelab,
+    Team,
+    Beast,
+}
+
+impl PresetArg {
+    pub fn name(self) -> &'static str {
+        match self {
+            PresetArg::Minimal => "minimal",
+            PresetArg::Homelab => "homelab",
+            PresetArg::Team => "team",
+            PresetArg::Beast => "beast",
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Write a commented autogit.yml and .env to start from
+    Init {
+        /// Directory to write into
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Overwrite existing files
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the configuration and report every problem at once
+    Validate,
+    /// Show the platform autogit would deploy; changes nothing
+    Plan {
+        /// Use this preset instead of the configured one
+        #[arg(long, value_enum)]
+        preset: Option<PresetArg>,
+    },
+    /// Deploy the platform (with --dry-run: render files and show what would happen)
+    Install {
+        /// Use this preset instead of the configured one
+        #[arg(long, value_enum)]
+        preset: Option<PresetArg>,
+        /// Render files into the data dir and print the plan and images; touch nothing else
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export the platform as infrastructure as code
+    #[command(subcommand)]
+    Export(ExportCommand),
+    /// Health of the platform or one part of it
+    Status {
+        #[arg(value_enum)]
+        component: Option<StatusComponent>,
+    },
+    /// Repository mirroring
+    #[command(subcommand)]
+    Mirror(MirrorCommand),
+    /// CPU and GPU runners
+    #[command(subcommand)]
+    Runner(RunnerCommand),
+    /// GPU compute jobs
+    #[command(subcommand)]
+    Compute(ComputeCommand),
+    /// Run one reconcile pass now
+    Reconcile {
+        /// Clear the human-intervention flag of a service
+        #[arg(long, value_name = "SERVICE")]
+        clear: Option<String>,
+    },
+    /// Back up GitLab, its secrets and autogit's state
+    Backup,
+    /// Restore a backup archive
+    Restore { archive: PathBuf },
+    /// Show logs of the platform's services
+    Logs {
+        component: Vec<String>,
+        #[arg(long, short = 'f')]
+        follow: bool,
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff)
+    Man,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// A compose file of the whole platform
+    Compose {
+        /// Write here (and the rendered files next to it) instead of printing
+        #[arg(long, short = 'O', value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusComponent {
+    Gitlab,
+    Runners,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MirrorCommand {
+    /// Sync all mirrors (or the named ones) now
+    Sync { repos: Vec<String> },
+    /// List configured mirrors and their last sync
+    List,
+    /// Add a source: a git URL, github:USER or gitlab:GROUP
+    Add { source: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunnerCommand {
+    /// List runners and their hosts
+    List,
+    /// Find GPU hosts on the LAN
+    Discover {
+        /// Hosts or CIDR ranges to probe over SSH
+        targets: Vec<String>,
+    },
+    /// Register a runner with GitLab
+    Register { name: String },
+    /// Health of every runner host
+    Health,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComputeCommand {
+    /// Hosts, GPUs, free VRAM and the queue
+    List,
+    /// Submit a compute job
+    Run { job: Vec<String> },
+    /// Status of a job
+    Status { job_id: String },
+}

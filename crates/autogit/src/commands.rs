@@ -1,0 +1,497 @@
+//! One function per command. Commands whose capability is still being built exit with
+//! [`exit::UNAVAILABLE`] and say what they will do; they never pretend to succeed.
+
+use crate::cli::{
+    Cli, Command, ComputeCommand, ExportCommand, MirrorCommand, RunnerCommand, StatusComponent,
+};
+use crate::ctx::{Loaded, data_dir, load_all};
+use crate::exit;
+use crate::ui::{Ui, diagnostics_json};
+use autogit_core::load::{EMBEDDED_DEFAULT, FlagOverride};
+use autogit_core::plan::{Placement, Plan, PlanInput, plan};
+use autogit_core::platform::ENV_TEMPLATE;
+use autogit_core::render;
+use autogit_drivers::fsx::write_atomic;
+use clap::CommandFactory;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub fn run(cli: Cli) -> u8 {
+    let ui = Ui::new(&cli.global);
+    let g = &cli.global;
+    match cli.command {
+        Command::Init { dir, force } => init(&ui, &dir, force),
+        Command::Validate => validate(&ui, &load_all(g, &[])),
+        Command::Plan { preset } => {
+            let flags = preset_flag(preset);
+            show_plan(&ui, g, &load_all(g, &flags))
+        }
+        Command::Install { preset, dry_run } => {
+            let flags = preset_flag(preset);
+            let loaded = load_all(g, &flags);
+            if dry_run {
+                dry_run_install(&ui, g, &loaded)
+            } else {
+                unavailable(
+                    &ui,
+                    "install",
+                    "deploy the planned services on Docker or Podman, then keep them healthy; use `autogit install --dry-run` to render the files and see the plan",
+                )
+            }
+        }
+        Command::Export(ExportCommand::Compose { out }) => {
+            export_compose(&ui, g, &load_all(g, &[]), out.as_deref())
+        }
+        Command::Status { component } => unavailable(
+            &ui,
+            match component {
+                Some(StatusComponent::Gitlab) => "status gitlab",
+                Some(StatusComponent::Runners) => "status runners",
+                None => "status",
+            },
+            "report each service's state, health, uptime, restarts and last transition from the runtime state",
+        ),
+        Command::Mirror(m) => match m {
+            MirrorCommand::Sync { .. } => unavailable(
+                &ui,
+                "mirror sync",
+                "fetch every configured source and push branches, tags and LFS objects into GitLab",
+            ),
+            MirrorCommand::List => mirror_list(&ui, &load_all(g, &[])),
+            MirrorCommand::Add { .. } => unavailable(
+                &ui,
+                "mirror add",
+                "add a source to autogit.yml, keeping its comments",
+            ),
+        },
+        Command::Runner(r) => match r {
+            RunnerCommand::List => runner_list(&ui, &load_all(g, &[])),
+            RunnerCommand::Discover { .. } => unavailable(
+                &ui,
+                "runner discover",
+                "find autogit agents over mDNS and probe the given hosts over SSH",
+            ),
+            RunnerCommand::Register { .. } => unavailable(
+                &ui,
+                "runner register",
+                "create a runner token in GitLab and register gitlab-runner on the host",
+            ),
+            RunnerCommand::Health => unavailable(
+                &ui,
+                "runner health",
+                "check each runner host over SSH: engine, CPU, memory, GPUs, last contact",
+            ),
+        },
+        Command::Compute(c) => match c {
+            ComputeCommand::List => unavailable(
+                &ui,
+                "compute list",
+                "list hosts, GPUs, free VRAM and the job queue",
+            ),
+            ComputeCommand::Run { .. } => unavailable(
+                &ui,
+                "compute run",
+                "place the job on a host with the capability and free VRAM, and run it",
+            ),
+            ComputeCommand::Status { .. } => {
+                unavailable(&ui, "compute status", "show a job's placement and state")
+            }
+        },
+        Command::Reconcile { .. } => unavailable(
+            &ui,
+            "reconcile",
+            "observe the running services, compare with the plan, repair and record",
+        ),
+        Command::Backup => unavailable(
+            &ui,
+            "backup",
+            "run gitlab-backup in the container and archive it with GitLab's secrets and autogit's state",
+        ),
+        Command::Restore { .. } => unavailable(
+            &ui,
+            "restore",
+            "verify the archive and GitLab version, restore it and wait for health",
+        ),
+        Command::Logs { .. } => unavailable(
+            &ui,
+            "logs",
+            "merge the services' container logs with a prefix per service",
+        ),
+        Command::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "autogit", &mut std::io::stdout());
+            exit::OK
+        }
+        Command::Man => {
+            let man = clap_mangen::Man::new(Cli::command());
+            match man.render(&mut std::io::stdout()) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    ui.error(&format!("cannot write the man page: {e}"));
+                    exit::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn preset_flag(preset: Option<crate::cli::PresetArg>) -> Vec<FlagOverride> {
+    preset
+        .map(|p| FlagOverride {
+            flag: format!("--preset {}", p.name()),
+            path: vec!["gitlab".into(), "resources".into(), "preset".into()],
+            value: p.name().to_owned(),
+        })
+        .into_iter()
+        .collect()
+}
+
+fn unavailable(ui: &Ui, command: &str, what: &str) -> u8 {
+    ui.error(&format!(
+        "`{command}` is not available in this version yet; it will {what}"
+    ));
+    exit::UNAVAILABLE
+}
+
+/// Prints diagnostics; returns false if there are errors.
+fn report(ui: &Ui, loaded: &Loaded) -> bool {
+    if !ui.json {
+        ui.diagnostics(&loaded.diagnostics, &loaded.sources);
+    }
+    !loaded.diagnostics.has_errors()
+}
+
+fn init(ui: &Ui, dir: &Path, force: bool) -> u8 {
+    let files = [
+        ("autogit.yml", EMBEDDED_DEFAULT, 0o644),
+        (".env", ENV_TEMPLATE, 0o600),
+    ];
+    if !force {
+        let existing: Vec<String> = files
+            .iter()
+            .map(|(n, _, _)| dir.join(n))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            ui.error(&format!(
+                "{} already exist(s); nothing was written. Use --force to overwrite",
+                existing.join(" and ")
+            ));
+            return exit::FAILURE;
+        }
+    }
+    for (name, text, mode) in files {
+        let path = dir.join(name);
+        if let Err(e) = write_atomic(&path, text.as_bytes(), mode) {
+            ui.error(&format!("cannot write {e}"));
+            return exit::FAILURE;
+        }
+        ui.note(&format!("wrote {}", path.display()));
+    }
+    ui.note("next: edit autogit.yml and .env, then run `autogit validate` and `autogit plan`");
+    exit::OK
+}
+
+fn validate(ui: &Ui, loaded: &Loaded) -> u8 {
+    let ok = report(ui, loaded);
+    if ui.json {
+        ui.print_json(&json!({
+            "valid": ok,
+            "config": loaded.config_path.as_ref().map(|p| p.display().to_string()),
+            "errors": loaded.diagnostics.errors(),
+            "warnings": loaded.diagnostics.warnings(),
+            "diagnostics": diagnostics_json(&loaded.diagnostics, &loaded.sources),
+        }));
+    } else if ok {
+        let what = loaded
+            .config_path
+            .as_ref()
+            .map_or("the embedded default configuration".to_owned(), |p| {
+                p.display().to_string()
+            });
+        ui.note(&format!("{what} is valid"));
+    }
+    if ok { exit::OK } else { exit::INVALID_CONFIG }
+}
+
+fn remembered_ports(data: &Path) -> BTreeMap<String, u16> {
+    std::fs::read(data.join("state/ports.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Loads, plans, and reports. `None` means errors were reported.
+fn make_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> Option<Plan> {
+    let host = autogit_drivers::host::facts(&loaded.env);
+    let input = PlanInput {
+        host,
+        remembered_ports: remembered_ports(&data_dir(g)),
+    };
+    let (plan, mut diags) = plan(&loaded.config, &loaded.platform, &input);
+    let mut all = loaded.diagnostics.clone();
+    all.extend(std::mem::take(&mut diags));
+    if ui.json {
+        if all.has_errors() {
+            ui.print_json(
+                &json!({"valid": false, "diagnostics": diagnostics_json(&all, &loaded.sources)}),
+            );
+            return None;
+        }
+    } else {
+        ui.diagnostics(&all, &loaded.sources);
+    }
+    if all.has_errors() {
+        return None;
+    }
+    if loaded.config_path.is_none() && !ui.json {
+        ui.note("note: no autogit.yml here; using the embedded default configuration (write one with `autogit init`)");
+    }
+    if ui.verbose > 0 {
+        let cfg = loaded
+            .config_path
+            .as_ref()
+            .map_or("<embedded default>".to_owned(), |p| p.display().to_string());
+        ui.note(&format!(
+            "config: {cfg}; data dir: {}; host: {:?}",
+            data_dir(g).display(),
+            input.host
+        ));
+    }
+    Some(plan)
+}
+
+fn plan_table(ui: &Ui, plan: &Plan) {
+    let mut t = ui.table();
+    t.set_header(vec![
+        "SERVICE", "IMAGE", "CPU", "MEMORY", "PORTS", "URL", "HOST", "HEALTH",
+    ]);
+    for s in &plan.services {
+        let ports: Vec<String> = s
+            .ports
+            .iter()
+            .map(|p| format!("{}→{}", p.host, p.container))
+            .collect();
+        let url = match (&s.subdomain, &plan.base_domain) {
+            (Some(sub), Some(d)) => format!("https://{sub}.{d}"),
+            _ => s
+                .ports
+                .first()
+                .map(|p| format!("http://localhost:{}", p.host))
+                .unwrap_or_default(),
+        };
+        let host = match &s.placement {
+            Placement::Local if s.on_demand => "local (on demand)".to_owned(),
+            Placement::Local => "local".to_owned(),
+            Placement::Remote(h) if s.on_demand => format!("{h} (on demand)"),
+            Placement::Remote(h) => h.clone(),
+        };
+        let health = s.health.as_ref().map(|h| match &h.probe {
+            autogit_core::plan::Probe::Http { path, .. } => format!("GET {path}"),
+            autogit_core::plan::Probe::Tcp { port } => format!("tcp {port}"),
+            autogit_core::plan::Probe::Command { argv } => argv.join(" "),
+        });
+        t.add_row(vec![
+            s.name.clone(),
+            s.image.to_string(),
+            format!("{}", s.cpus),
+            s.memory.to_string(),
+            ports.join(" "),
+            url,
+            host,
+            health.unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "preset {}; this host: {} CPUs, {} memory planned (on-demand runners not counted)",
+        plan.preset, plan.total_cpus, plan.total_memory
+    );
+}
+
+fn show_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
+    let Some(plan) = make_plan(ui, g, loaded) else {
+        return exit::INVALID_CONFIG;
+    };
+    if ui.json {
+        ui.print_json(&json!({
+            "plan": plan,
+            "images": plan.images().iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "services": render::discovery(&plan),
+        }));
+    } else {
+        plan_table(ui, &plan);
+    }
+    exit::OK
+}
+
+fn write_rendered(ui: &Ui, dir: &Path, plan: &Plan, loaded: &Loaded) -> Result<Vec<String>, u8> {
+    let mut written = Vec::new();
+    for (rel, content) in render::all_files(plan, &loaded.config) {
+        let path = dir.join(&rel);
+        if let Err(e) = write_atomic(&path, content.as_bytes(), 0o644) {
+            ui.error(&format!("cannot write {e}"));
+            return Err(exit::FAILURE);
+        }
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
+fn dry_run_install(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
+    let Some(plan) = make_plan(ui, g, loaded) else {
+        return exit::INVALID_CONFIG;
+    };
+    let dir = data_dir(g).join("rendered");
+    let written = match write_rendered(ui, &dir, &plan, loaded) {
+        Ok(w) => w,
+        Err(code) => return code,
+    };
+    let plan_json = serde_json::to_vec_pretty(&plan).unwrap_or_default();
+    if let Err(e) = write_atomic(&dir.join("plan.json"), &plan_json, 0o644) {
+        ui.error(&format!("cannot write {e}"));
+        return exit::FAILURE;
+    }
+    let images: Vec<String> = plan.images().iter().map(ToString::to_string).collect();
+    if ui.json {
+        ui.print_json(&json!({"dry_run": true, "rendered_dir": dir.display().to_string(), "files": written, "images": images, "plan": plan}));
+        return exit::OK;
+    }
+    plan_table(ui, &plan);
+    println!("\nRendered into {}:", dir.display());
+    for f in &written {
+        println!("  {f}");
+    }
+    println!("\nImages it would pull (skipped when already present):");
+    for i in &images {
+        println!("  {i}");
+    }
+    println!("\nDry run: no container, network or volume was created.");
+    exit::OK
+}
+
+fn export_compose(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded, out: Option<&Path>) -> u8 {
+    let Some(plan) = make_plan(ui, g, loaded) else {
+        return exit::INVALID_CONFIG;
+    };
+    match out {
+        None => {
+            print!("{}", render::compose(&plan, "."));
+            exit::OK
+        }
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if let Err(code) = write_rendered(ui, dir, &plan, loaded) {
+                return code;
+            }
+            if path.file_name().is_some_and(|n| n != "docker-compose.yml")
+                && let Err(e) = write_atomic(path, render::compose(&plan, ".").as_bytes(), 0o644)
+            {
+                ui.error(&format!("cannot write {e}"));
+                return exit::FAILURE;
+            }
+            ui.note(&format!(
+                "wrote {} and its rendered files; run: docker compose -p {} -f {} up -d",
+                path.display(),
+                plan.project,
+                path.display()
+            ));
+            exit::OK
+        }
+    }
+}
+
+fn mirror_list(ui: &Ui, loaded: &Loaded) -> u8 {
+    if !report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let m = &loaded.config.mirroring;
+    let mut rows = Vec::new();
+    for s in &m.sources.github {
+        let owner = s
+            .username
+            .clone()
+            .or(s.organization.clone())
+            .unwrap_or_default();
+        rows.push(("github", owner, s.token_env.clone()));
+    }
+    for s in &m.sources.gitlab {
+        let owner = s.group.clone().or(s.username.clone()).unwrap_or_default();
+        rows.push(("gitlab", format!("{} {owner}", s.url), s.token_env.clone()));
+    }
+    for s in &m.sources.git {
+        rows.push(("git", s.url.clone(), s.token_env.clone()));
+    }
+    if ui.json {
+        ui.print_json(&json!({
+            "enabled": m.enabled, "schedule": m.schedule, "namespace": m.namespace,
+            "sources": rows.iter().map(|(k, s, t)| json!({"kind": k, "source": s, "token_env": t, "last_sync": null})).collect::<Vec<_>>(),
+        }));
+        return exit::OK;
+    }
+    let mut t = ui.table();
+    t.set_header(vec!["KIND", "SOURCE", "TOKEN FROM", "LAST SYNC"]);
+    for (k, s, tok) in &rows {
+        t.add_row(vec![
+            (*k).to_owned(),
+            s.clone(),
+            tok.clone().unwrap_or_else(|| "-".into()),
+            "never".into(),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "mirroring {} · schedule \"{}\" · into group `{}`",
+        if m.enabled { "enabled" } else { "disabled" },
+        m.schedule,
+        m.namespace
+    );
+    exit::OK
+}
+
+fn runner_list(ui: &Ui, loaded: &Loaded) -> u8 {
+    if !report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let r = &loaded.config.runners;
+    if ui.json {
+        ui.print_json(&json!({"mode": r.mode, "cooldown": r.cooldown, "runners": loaded.config.all_runners().collect::<Vec<_>>()}));
+        return exit::OK;
+    }
+    let mut t = ui.table();
+    t.set_header(vec![
+        "NAME",
+        "HOST",
+        "EXECUTOR",
+        "CONCURRENT",
+        "GPU",
+        "CAPABILITIES",
+        "STATE",
+    ]);
+    for x in loaded.config.all_runners() {
+        let caps: Vec<String> = x
+            .capabilities
+            .iter()
+            .map(|c| format!("{c:?}").to_ascii_lowercase())
+            .collect();
+        t.add_row(vec![
+            x.name.clone(),
+            x.host.clone(),
+            format!("{:?}", x.executor).to_ascii_lowercase(),
+            x.concurrent.to_string(),
+            x.gpu
+                .map(|_| if x.wsl2 { "nvidia (wsl2)" } else { "nvidia" })
+                .unwrap_or("-")
+                .to_owned(),
+            caps.join(","),
+            "not registered".to_owned(),
+        ]);
+    }
+    println!("{t}");
+    exit::OK
+}
