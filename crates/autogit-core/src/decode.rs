@@ -64,7 +64,9 @@ impl Cx {
             Value::Null => None,
             Value::Map(entries) => {
                 for e in entries {
-                    if !keys.contains(&e.key.as_str()) {
+                    // Top-level `x-…` keys hold YAML anchors for reuse, as in compose files.
+                    let extension = path.is_empty() && e.key.starts_with("x-");
+                    if !extension && !keys.contains(&e.key.as_str()) {
                         let mut d = Diagnostic::error(
                             "unknown-key",
                             format!(
@@ -446,6 +448,12 @@ pub(crate) fn p_host(n: &Node) -> Result<String, Bad> {
     }
     if s.parse::<std::net::IpAddr>().is_ok() {
         return Ok(s.to_owned());
+    }
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.len() == 4 && parts[..3].iter().all(|p| p.parse::<u8>().is_ok()) {
+        return Err(Bad::new("`auto`, `local`, an IP address or a hostname").help(
+            "this looks like an incomplete IP address; give the real address, or `auto` to have `autogit runner discover` find the host",
+        ));
     }
     check_hostname(s).map_err(|why| {
         Bad::new("`auto`, `local`, an IP address or a hostname").help(format!(

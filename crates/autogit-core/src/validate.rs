@@ -91,9 +91,6 @@ pub fn check_git_url(s: &str) -> Result<(), String> {
     if s.starts_with('-') {
         return Err("a URL may not start with `-` (it would be read as a git option)".to_owned());
     }
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("a URL may not contain spaces or control characters".to_owned());
-    }
     let lower = s.to_ascii_lowercase();
     for bad in ["ext::", "fd::", "file:"] {
         if lower.starts_with(bad) {
@@ -101,6 +98,9 @@ pub fn check_git_url(s: &str) -> Result<(), String> {
                 "`{bad}` URLs are refused: they run commands or read local files"
             ));
         }
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a URL may not contain spaces or control characters".to_owned());
     }
     if lower.contains("upload-pack") || lower.contains("receive-pack") {
         return Err("option injection (`--upload-pack`) is refused".to_owned());

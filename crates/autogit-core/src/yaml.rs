@@ -270,7 +270,9 @@ pub fn parse(text: &str, source: SourceId, limits: Limits) -> Result<Option<Node
                     ))
                 }
                 _ => {
-                    return Err(Diagnostic::error("yaml-syntax", "unbalanced mapping").at(Some(loc)));
+                    return Err(
+                        Diagnostic::error("yaml-syntax", "unbalanced mapping").at(Some(loc))
+                    );
                 }
             },
         };

@@ -1,0 +1,87 @@
+//! Data-driven configuration cases: each `config/*.yml` is one case; its snapshot holds the
+//! rendered diagnostics and, for valid files, the effective values that matter most.
+//! Add a case by adding a file; accept new output with `cargo insta review`.
+
+use autogit_core::diag::render_all;
+use autogit_core::load::{LoadInput, load};
+use std::fmt::Write as _;
+
+fn check(name: &str, text: &str) -> String {
+    let input = LoadInput {
+        file: Some((name, text)),
+        ..Default::default()
+    };
+    let loaded = load(&input);
+    let mut out = render_all(&loaded.diagnostics, &loaded.sources);
+    if !loaded.diagnostics.has_errors() {
+        let c = &loaded.config;
+        let size = c.gitlab_size();
+        let t = c.gitlab_tuning();
+        let _ = writeln!(out, "OK");
+        let _ = writeln!(
+            out,
+            "gitlab: {} {} {}-ce.0 ports {}/{}/{}",
+            c.gitlab.hostname,
+            c.gitlab.external_url,
+            c.gitlab.version,
+            c.gitlab.ports.http,
+            c.gitlab.ports.https,
+            c.gitlab.ports.ssh
+        );
+        let _ = writeln!(
+            out,
+            "size: preset {} → {} CPUs, {}; puma {}, sidekiq {}, shared_buffers {}, prometheus {}",
+            c.gitlab.resources.preset,
+            size.cpus,
+            size.memory,
+            t.puma_workers,
+            t.sidekiq_concurrency,
+            t.postgres_shared_buffers,
+            t.prometheus
+        );
+        let _ = writeln!(
+            out,
+            "mirroring: enabled {} schedule {:?} github {} gitlab {} git {}",
+            c.mirroring.enabled,
+            c.mirroring.schedule,
+            c.mirroring.sources.github.len(),
+            c.mirroring.sources.gitlab.len(),
+            c.mirroring.sources.git.len()
+        );
+        for r in c.all_runners() {
+            let _ = writeln!(
+                out,
+                "runner: {} host {} {:?} x{} gpu {:?} caps {:?} wsl2 {}",
+                r.name, r.host, r.executor, r.concurrent, r.gpu, r.capabilities, r.wsl2
+            );
+        }
+        let _ = writeln!(
+            out,
+            "health: check {} reconcile {} budget {}/{} backoff {}..{} notify {:?}",
+            c.health.check_interval,
+            c.health.reconcile_interval,
+            c.health.restart_budget.max,
+            c.health.restart_budget.window,
+            c.health.backoff.initial,
+            c.health.backoff.max,
+            c.health.notify
+        );
+    }
+    out
+}
+
+#[test]
+fn config_cases() {
+    insta::glob!("config/*.yml", |path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        let name = format!("config/{}", path.file_name().unwrap().to_string_lossy());
+        let out = check(&name, &text);
+        let is_err_case = name.contains("/err_");
+        assert_eq!(
+            out.contains("error["),
+            is_err_case,
+            "{name}: error cases must fail and ok cases must pass:\n{out}"
+        );
+        insta::assert_snapshot!(out);
+    });
+}

@@ -1,0 +1,167 @@
+//! Planner and renderer snapshots for a full platform, plus planner checks on ports and host.
+
+use autogit_core::diag::{Diagnostics, render_all};
+use autogit_core::load::{LoadInput, load};
+use autogit_core::plan::{HostFacts, Plan, PlanInput, plan};
+use autogit_core::platform::load_platform;
+use autogit_core::render;
+use autogit_core::units::Bytes;
+use std::collections::BTreeMap;
+
+const CONFIG: &str = r#"
+gitlab:
+  hostname: gitlab.vectorweight.com
+  external_url: https://gitlab.vectorweight.com
+  resources:
+    preset: team
+runners:
+  cpu:
+    - name: homelab-cpu
+      host: local
+  gpu:
+    - name: wsl-5080
+      host: desktop2.lan
+      executor: podman
+      wsl2: true
+      capabilities: [inference, train]
+"#;
+
+const ENV: &str = "BASE_DOMAIN=vectorweight.com\nSERVICES_ENABLED=gitlab,grafana,loki,tempo,prometheus,meilisearch\nPORT_GRAFANA=3000\n";
+
+fn build(config: &str, env: &str, input: &PlanInput) -> (Plan, String) {
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", config)),
+        ..Default::default()
+    });
+    let mut sources = loaded.sources;
+    let mut diags = loaded.diagnostics;
+    let (platform, _) = load_platform(Some((".env", env)), &[], &mut sources, &mut diags);
+    let (plan, pd) = plan(&loaded.config, &platform, input);
+    let mut all = Diagnostics::default();
+    all.extend(diags);
+    all.extend(pd);
+    (plan, render_all(&all, &sources))
+}
+
+fn full() -> (Plan, autogit_core::config::Config) {
+    let (p, diags) = build(CONFIG, ENV, &PlanInput::default());
+    assert!(!diags.contains("error["), "{diags}");
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", CONFIG)),
+        ..Default::default()
+    });
+    (p, loaded.config)
+}
+
+#[test]
+fn omnibus_config() {
+    let (_, config) = full();
+    insta::assert_snapshot!(render::gitlab_omnibus(&config));
+}
+
+#[test]
+fn compose_file() {
+    let (p, _) = full();
+    insta::assert_snapshot!(render::compose(&p, "."));
+}
+
+#[test]
+fn discovery_json() {
+    let (p, _) = full();
+    insta::assert_json_snapshot!(render::discovery(&p));
+}
+
+#[test]
+fn ingress_and_observability_files() {
+    let (p, config) = full();
+    insta::assert_snapshot!("traefik", render::traefik(&p));
+    insta::assert_snapshot!("nginx", render::nginx(&p));
+    insta::assert_snapshot!("prometheus", render::prometheus(&p, &config));
+    insta::assert_snapshot!("tempo", render::tempo());
+}
+
+#[test]
+fn plan_places_services_and_pins_images() {
+    let (p, _) = full();
+    let names: Vec<&str> = p.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "gitlab",
+            "grafana",
+            "loki",
+            "tempo",
+            "prometheus",
+            "meilisearch",
+            "traefik",
+            "runner-homelab-cpu",
+            "runner-wsl-5080"
+        ]
+    );
+    for i in p.images() {
+        assert!(!i.tag.is_empty() && i.tag != "latest", "{i} must be pinned");
+    }
+    let gitlab = p.service("gitlab").unwrap();
+    assert_eq!(
+        (gitlab.cpus, gitlab.memory),
+        (12.0, Bytes::gib(16)),
+        "team preset: 12C/16G"
+    );
+    assert_eq!(
+        p.service("grafana").unwrap().ports[0].host,
+        3000,
+        "explicit PORT_GRAFANA"
+    );
+    // Dynamic ports come from the pool in order, skipping taken ones.
+    assert_eq!(p.service("loki").unwrap().ports[0].host, 20000);
+    assert_eq!(p.service("tempo").unwrap().ports[0].host, 20001);
+}
+
+#[test]
+fn remembered_ports_are_kept() {
+    let input = PlanInput {
+        host: None,
+        remembered_ports: BTreeMap::from([("loki".to_owned(), 20500)]),
+    };
+    let (p, _) = build(CONFIG, ENV, &input);
+    assert_eq!(p.service("loki").unwrap().ports[0].host, 20500);
+    assert_eq!(p.service("tempo").unwrap().ports[0].host, 20000);
+}
+
+#[test]
+fn plan_diagnostics() {
+    let host = HostFacts {
+        cpus: 2.0,
+        memory: Bytes::gib(4),
+        rootless: Some(true),
+    };
+    let cases = [
+        (
+            "collision",
+            "gitlab:\n  ports:\n    http: 3000\n",
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana\nPORT_GRAFANA=3000\n",
+        ),
+        (
+            "explicit_missing",
+            "",
+            "SERVICES_ENABLED=gitlab,loki\nPORT_ALLOCATION=explicit\n",
+        ),
+        ("rootless_low_ports", "", "BASE_DOMAIN=example.com\n"),
+        (
+            "bad_env",
+            "",
+            "BASE_DOMAIN=localhost\nSERVICES_ENABLED=gitlab,grafanna\nPORT_LOKKI=1\nDNS_PROVIDER=cloudflare\nBASE_DOMIAN=x\nPORT_ALLOCATION=sometimes\n",
+        ),
+    ];
+    for (name, config, env) in cases {
+        let (_, out) = build(
+            config,
+            env,
+            &PlanInput {
+                host: Some(host),
+                remembered_ports: BTreeMap::new(),
+            },
+        );
+        insta::assert_snapshot!(name, out);
+    }
+}

@@ -1,0 +1,180 @@
+//! Property: any valid configuration, written back as YAML, parses to the same configuration.
+
+use autogit_core::config::*;
+use autogit_core::emit::to_yaml;
+use autogit_core::load::{LoadInput, load};
+use autogit_core::preset::Preset;
+use autogit_core::units::{Bytes, Dur};
+use proptest::prelude::*;
+
+fn name() -> impl Strategy<Value = String> {
+    "[a-z][a-z0-9]{0,8}(-[a-z0-9]{1,6})?"
+}
+fn env_name() -> impl Strategy<Value = String> {
+    "[A-Z][A-Z0-9_]{2,20}"
+}
+fn dur() -> impl Strategy<Value = Dur> {
+    (1u64..200_000).prop_map(Dur::secs)
+}
+fn bytes() -> impl Strategy<Value = Bytes> {
+    prop_oneof![
+        (4u64..4096).prop_map(Bytes::mib),
+        (1u64..512).prop_map(Bytes::gib)
+    ]
+}
+fn cron() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("0 */6 * * *".to_owned()),
+        Just("30 2 * * 0".to_owned()),
+        (0u8..60, 0u8..24).prop_map(|(m, h)| format!("{m} {h} * * *")),
+    ]
+}
+fn preset() -> impl Strategy<Value = Preset> {
+    prop::sample::select(Preset::ALL.to_vec())
+}
+fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
+    (
+        name(),
+        prop_oneof![
+            Just("auto".to_owned()),
+            Just("local".to_owned()),
+            Just("10.0.0.7".to_owned()),
+            "[a-z]{1,8}\\.lan"
+        ],
+        prop::option::of("[a-z]{1,8}"),
+        prop::sample::select(vec![Executor::Docker, Executor::Podman]),
+        1u32..64,
+        prop::collection::vec("[a-z]{1,6}", 0..3),
+        prop::sample::subsequence(
+            vec![Capability::Inference, Capability::Render, Capability::Train],
+            1..=3,
+        ),
+        any::<bool>(),
+    )
+        .prop_map(
+            move |(name, host, user, executor, concurrent, tags, caps, wsl2)| Runner {
+                name,
+                host,
+                user,
+                executor,
+                concurrent,
+                tags,
+                gpu: gpu.then_some(GpuVendor::Nvidia),
+                capabilities: if gpu { caps } else { Vec::new() },
+                wsl2: gpu && wsl2,
+            },
+        )
+}
+
+fn config() -> impl Strategy<Value = Config> {
+    (
+        (
+            "[a-z]{1,10}\\.(lan|example\\.com)",
+            prop::sample::select(vec!["http", "https"]),
+            1024u16..60000,
+            preset(),
+            prop::option::of((1u32..64).prop_map(|c| f64::from(c) / 2.0)),
+            prop::option::of(bytes()),
+        ),
+        (
+            any::<bool>(),
+            cron(),
+            prop::option::of(1u32..32),
+            name(),
+            prop::option::of(env_name()),
+            prop::collection::vec("https://[a-z]{1,8}\\.example/[a-z]{1,8}\\.git", 0..3),
+        ),
+        (
+            prop::collection::vec(runner(false), 0..3),
+            prop::collection::vec(runner(true), 0..3),
+            dur(),
+        ),
+        (
+            dur(),
+            dur(),
+            1u32..100,
+            any::<bool>(),
+            prop::option::of(env_name()),
+        ),
+        (
+            1u32..100,
+            cron(),
+            prop::sample::select(vec![
+                IngressKind::Traefik,
+                IngressKind::Nginx,
+                IngressKind::None,
+            ]),
+        ),
+    )
+        .prop_map(|(g, m, r, h, b)| {
+            let mut c = Config::default();
+            c.gitlab.hostname = g.0.clone();
+            c.gitlab.external_url = format!("{}://{}:{}", g.1, g.0, g.2);
+            c.gitlab.ports.http = g.2;
+            c.gitlab.resources = Resources {
+                preset: g.3,
+                cpu: g.4,
+                memory: g.5,
+            };
+            c.mirroring.enabled = m.0;
+            c.mirroring.schedule = m.1;
+            c.mirroring.parallelism = m.2;
+            c.mirroring.namespace = m.3;
+            c.mirroring.sources.github = vec![GitHubSource {
+                username: Some("someone".into()),
+                organization: None,
+                token_env: m.4,
+                filters: Filters::default(),
+            }];
+            c.mirroring.sources.git =
+                m.5.into_iter()
+                    .map(|url| GitSource {
+                        url,
+                        name: None,
+                        token_env: None,
+                    })
+                    .collect();
+            // Runner names must be unique across both lists.
+            let mut seen = std::collections::HashSet::new();
+            c.runners.cpu =
+                r.0.into_iter()
+                    .filter(|x| seen.insert(x.name.clone()))
+                    .collect();
+            c.runners.gpu =
+                r.1.into_iter()
+                    .filter(|x| seen.insert(x.name.clone()))
+                    .collect();
+            c.runners.cooldown = r.2;
+            c.health.check_interval = h.0;
+            c.health.reconcile_interval = h.1;
+            c.health.restart_budget.max = h.2;
+            c.health.self_heal = h.3;
+            c.health.notify = vec![
+                Notify::Log,
+                Notify::Webhook {
+                    url: "https://hooks.example.com/x".into(),
+                    secret_env: h.4,
+                },
+            ];
+            c.backup.retention = b.0;
+            c.backup.schedule = b.1;
+            c.platform.ingress = b.2;
+            c
+        })
+        // The generated ports must not collide with the fixed https/ssh defaults.
+        .prop_filter("distinct ports", |c| {
+            c.gitlab.ports.http != c.gitlab.ports.https && c.gitlab.ports.http != c.gitlab.ports.ssh
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+    #[test]
+    fn valid_configs_round_trip(c in config()) {
+        let yaml = to_yaml(&serde_json::to_value(&c).unwrap());
+        let loaded = load(&LoadInput { file: Some(("roundtrip.yml", &yaml)), ..Default::default() });
+        let errors: Vec<_> = loaded.diagnostics.0.iter().filter(|d| d.is_error()).collect();
+        prop_assert!(errors.is_empty(), "{yaml}\n{errors:#?}");
+        prop_assert_eq!(&loaded.config, &c, "{}", yaml);
+    }
+}
