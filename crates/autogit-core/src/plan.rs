@@ -761,7 +761,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 Diagnostic::warning(
                     "preset-exceeds-host",
                     format!(
-                        "preset `{preset}` asks for {total_cpus} CPUs, this host has {}",
+                        "the plan asks for {total_cpus} CPUs (preset `{preset}`), this host has {}",
                         h.cpus
                     ),
                 )
