@@ -1,0 +1,291 @@
+//! Stage 3: structural signs of injected instructions.
+//!
+//! Fake role markers at line starts, chat-template section headers, instructions hidden in
+//! HTML or markdown comments, in link text, image alt text and HTML attributes, CSS that hides
+//! text, unusual delimiter density or whitespace padding, and instruction-like text inside
+//! data fields (JSON values). Comments and links are found with `memchr::memmem`-style
+//! scanning over bounded windows, so the stage stays linear.
+
+use aho_corasick::AhoCorasick;
+use regex::Regex;
+
+use crate::{GuardError, Hit, Span, Stage};
+
+/// Longest comment, link text or field value that is inspected.
+const MAX_INSPECT: usize = 4096;
+/// Most matches of one structural regex that are inspected per text.
+const MAX_MATCHES: usize = 512;
+
+#[derive(Debug)]
+pub(crate) struct Structure {
+    system_line: Regex,
+    turn_line: Regex,
+    generic_token: Regex,
+    section_header: Regex,
+    markdown_comment: Regex,
+    attribute: Regex,
+    json_field: Regex,
+    instruction_like: Regex,
+    hidden_css: AhoCorasick,
+}
+
+fn hit(rule: &'static str, weight: f32, start: usize, end: usize) -> Hit {
+    Hit {
+        stage: Stage::Structure,
+        rule,
+        weight,
+        span: Span::new(start, end),
+    }
+}
+
+impl Structure {
+    pub(crate) fn new() -> Result<Self, GuardError> {
+        let re = |p: &str| Regex::new(p).map_err(|e| GuardError::Pattern(e.to_string()));
+        Ok(Self {
+            system_line: re(r"(?m)^[ \t>*#_\[(<-]*(?:system|developer|sys)\s*[\])>]?\s*:")?,
+            turn_line: re(
+                r"(?m)^[ \t>*#_]*(?:assistant|user|human|ai|bot|model|gpt|chatgpt|claude)\s*:",
+            )?,
+            generic_token: re(r"<\|[a-z_]{2,40}\|>")?,
+            section_header: re(r"(?m)^#{2,}\s*(?:instruction|system|response|input)s?\s*:?\s*$")?,
+            markdown_comment: re(r"(?m)^\[(?://|comment|_)\]:\s*(?:#|<>)\s*\(([^)\n]{0,2000})\)")?,
+            attribute: re(r#"\b(?:alt|title|aria-label)\s*=\s*"([^"]{0,1000})""#)?,
+            json_field: re(r#""[^"\n]{1,64}"\s*:\s*"((?:[^"\\\n]|\\.){8,2000})""#)?,
+            instruction_like: re(
+                r"\b(?:ignore|disregard|forget|override|reveal|print|output|send|forward|email|execute|run|delete|respond|reply|say|tell|write|you\s+must|you\s+should|you\s+are\s+now|do\s+not|don't|stop|always|never|please)\b[^\n]{0,80}?\b(?:instructions?|assistant|ai|llm|model|system|prompt|previous|above|passwords?|secrets?|api\s+keys?|credentials?|tokens?|the\s+user|rules)\b",
+            )?,
+            hidden_css: AhoCorasick::new([
+                "display:none",
+                "display: none",
+                "visibility:hidden",
+                "visibility: hidden",
+                "font-size:0",
+                "font-size: 0",
+                "font-size:1px",
+                "color:white",
+                "color: white",
+                "color:#fff",
+                "color: #fff",
+                "opacity:0;",
+                "opacity: 0;",
+            ])
+            .map_err(|e| GuardError::Pattern(e.to_string()))?,
+        })
+    }
+
+    /// Does this fragment read like an instruction to the model?
+    pub(crate) fn instruction_like(&self, s: &str) -> bool {
+        self.instruction_like.is_match(s)
+    }
+
+    fn suspicious_inside(&self, lower: &str, span: Span, stage2: &[Hit]) -> bool {
+        let end = span.end.min(span.start + MAX_INSPECT);
+        let mut e = end;
+        while !lower.is_char_boundary(e) {
+            e -= 1;
+        }
+        self.instruction_like(&lower[span.start..e])
+            || stage2
+                .iter()
+                .any(|h| h.weight >= 0.3 && h.span.start >= span.start && h.span.end <= span.end)
+    }
+
+    /// Scan lower-cased text; `stage2` are the pattern hits already found in it.
+    pub(crate) fn scan(&self, lower: &str, stage2: &[Hit], out: &mut Vec<Hit>) {
+        let bytes = lower.as_bytes();
+        for m in self.system_line.find_iter(lower).take(MAX_MATCHES) {
+            let line_end = memchr_from(bytes, b'\n', m.end()).unwrap_or(bytes.len());
+            let rest = Span::new(m.end(), line_end);
+            let rest_text = lower[m.end()..line_end].trim_start();
+            let weight =
+                if rest_text.starts_with("you ") || self.suspicious_inside(lower, rest, stage2) {
+                    0.65
+                } else {
+                    0.3
+                };
+            out.push(hit("fake_role_marker", weight, m.start(), line_end));
+        }
+        for m in self.turn_line.find_iter(lower).take(MAX_MATCHES) {
+            out.push(hit("fake_dialogue_turn", 0.25, m.start(), m.end()));
+        }
+        for m in self.generic_token.find_iter(lower).take(MAX_MATCHES) {
+            out.push(hit("chat_template_marker", 0.5, m.start(), m.end()));
+        }
+        for m in self.section_header.find_iter(lower).take(MAX_MATCHES) {
+            out.push(hit("template_section_header", 0.4, m.start(), m.end()));
+        }
+        self.html_comments(lower, stage2, out);
+        for c in self.markdown_comment.captures_iter(lower).take(MAX_MATCHES) {
+            if let (Some(all), Some(body)) = (c.get(0), c.get(1))
+                && self.suspicious_inside(lower, Span::new(body.start(), body.end()), stage2)
+            {
+                out.push(hit(
+                    "hidden_comment_instruction",
+                    0.65,
+                    all.start(),
+                    all.end(),
+                ));
+            }
+        }
+        self.links(lower, stage2, out);
+        for c in self.attribute.captures_iter(lower).take(MAX_MATCHES) {
+            if let (Some(all), Some(body)) = (c.get(0), c.get(1))
+                && self.suspicious_inside(lower, Span::new(body.start(), body.end()), stage2)
+            {
+                out.push(hit("attribute_instruction", 0.5, all.start(), all.end()));
+            }
+        }
+        if let Some(m) = self.hidden_css.find(lower) {
+            out.push(hit("hidden_css_text", 0.35, m.start(), m.end()));
+        }
+        self.density(bytes, out);
+        let fields: Vec<_> = self
+            .json_field
+            .captures_iter(lower)
+            .take(MAX_MATCHES)
+            .collect();
+        for c in &fields {
+            if let (Some(all), Some(body)) = (c.get(0), c.get(1))
+                && self.suspicious_inside(lower, Span::new(body.start(), body.end()), stage2)
+            {
+                out.push(hit(
+                    "instruction_in_data_field",
+                    0.55,
+                    all.start(),
+                    all.end(),
+                ));
+            }
+        }
+    }
+
+    fn html_comments(&self, lower: &str, stage2: &[Hit], out: &mut Vec<Hit>) {
+        let bytes = lower.as_bytes();
+        let mut pos = 0;
+        let mut seen = 0;
+        while let Some(start) = find(bytes, b"<!--", pos) {
+            seen += 1;
+            let body_start = start + 4;
+            let (body_end, end) = match find(bytes, b"-->", body_start) {
+                Some(e) => (e, e + 3),
+                None => (bytes.len(), bytes.len()),
+            };
+            if seen <= MAX_MATCHES
+                && self.suspicious_inside(lower, Span::new(body_start, body_end), stage2)
+            {
+                out.push(hit("hidden_comment_instruction", 0.65, start, end));
+            }
+            pos = end;
+        }
+    }
+
+    /// Markdown links `[text](url "title")` and images `![alt](url)`.
+    fn links(&self, lower: &str, stage2: &[Hit], out: &mut Vec<Hit>) {
+        let bytes = lower.as_bytes();
+        let mut pos = 0;
+        let mut seen = 0;
+        while let Some(mid) = find(bytes, b"](", pos) {
+            pos = mid + 2;
+            seen += 1;
+            if seen > MAX_MATCHES {
+                break;
+            }
+            let window_start = mid.saturating_sub(MAX_INSPECT);
+            let Some(open) = bytes[window_start..mid]
+                .iter()
+                .rposition(|&b| b == b'[')
+                .map(|p| window_start + p)
+            else {
+                continue;
+            };
+            if bytes[open + 1..mid].contains(&b']') {
+                continue;
+            }
+            let window_end = (mid + 2 + MAX_INSPECT).min(bytes.len());
+            let close = bytes[mid + 2..window_end]
+                .iter()
+                .position(|&b| b == b')')
+                .map_or(window_end, |p| mid + 2 + p + 1);
+            let image = open > 0 && bytes[open - 1] == b'!';
+            let text_span = Span::new(open + 1, mid);
+            let title_span = Span::new(mid + 2, close.saturating_sub(1).max(mid + 2));
+            if self.suspicious_inside(lower, text_span, stage2)
+                || self.suspicious_inside(lower, title_span, stage2)
+            {
+                let rule = if image {
+                    "image_alt_instruction"
+                } else {
+                    "link_text_instruction"
+                };
+                out.push(hit(rule, 0.5, if image { open - 1 } else { open }, close));
+            }
+        }
+    }
+
+    fn density(&self, bytes: &[u8], out: &mut Vec<Hit>) {
+        let mut lines = 0usize;
+        let mut delimiter_lines = 0usize;
+        let mut newline_run = 0usize;
+        let mut max_newline_run = (0usize, 0usize);
+        let mut space_run = 0usize;
+        let mut max_space_run = (0usize, 0usize);
+        let mut line_start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b'\n' {
+                newline_run += 1;
+                if newline_run > max_newline_run.0 {
+                    max_newline_run = (newline_run, i + 1);
+                }
+                let line = bytes[line_start..i].trim_ascii();
+                if !line.is_empty() {
+                    lines += 1;
+                    if line.len() >= 3 && line.iter().all(|c| b"=-#*_~`<>|/\\+".contains(c)) {
+                        delimiter_lines += 1;
+                    }
+                }
+                line_start = i + 1;
+            } else if b != b'\r' {
+                newline_run = 0;
+            }
+            if b == b' ' {
+                space_run += 1;
+                if space_run > max_space_run.0 {
+                    max_space_run = (space_run, i + 1);
+                }
+            } else {
+                space_run = 0;
+            }
+        }
+        if delimiter_lines >= 5 && delimiter_lines * 4 >= lines {
+            out.push(hit("delimiter_density", 0.3, 0, bytes.len()));
+        }
+        if max_newline_run.0 >= 25 {
+            let (n, end) = max_newline_run;
+            out.push(hit("whitespace_padding", 0.25, end - n, end));
+        } else if max_space_run.0 >= 300 {
+            let (n, end) = max_space_run;
+            out.push(hit("whitespace_padding", 0.25, end - n, end));
+        }
+    }
+}
+
+fn memchr_from(bytes: &[u8], needle: u8, from: usize) -> Option<usize> {
+    bytes[from..]
+        .iter()
+        .position(|&b| b == needle)
+        .map(|p| from + p)
+}
+
+fn find(bytes: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    if from >= bytes.len() {
+        return None;
+    }
+    let first = needle[0];
+    let mut i = from;
+    while let Some(p) = memchr_from(bytes, first, i) {
+        if bytes[p..].starts_with(needle) {
+            return Some(p);
+        }
+        i = p + 1;
+    }
+    None
+}
