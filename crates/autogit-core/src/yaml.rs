@@ -145,8 +145,14 @@ pub fn parse(text: &str, source: SourceId, limits: Limits) -> Result<Option<Node
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| {
             let m = e.marker();
-            Diagnostic::error("yaml-syntax", format!("invalid YAML: {}", e.info()))
-                .at(Some(Loc::new(source, m.line(), m.col() + 1, 1)))
+            let loc = Some(Loc::new(source, m.line(), m.col() + 1, 1));
+            if e.info().contains("recursion limit") {
+                // The parser's own guard against deep flow nesting.
+                return Diagnostic::error("too-deep", "nesting is too deep")
+                    .at(loc)
+                    .help("autogit.yml is at most a few levels deep; check the brackets");
+            }
+            Diagnostic::error("yaml-syntax", format!("invalid YAML: {}", e.info())).at(loc)
         })?;
         let loc = loc_of(source, &span);
         let complete: Option<(Node, usize)> = match event {

@@ -1,0 +1,427 @@
+//! The real binary, every command, every exit code.
+
+mod common;
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+fn tmp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[test]
+fn help_version_and_usage_errors() {
+    let d = tmp();
+    let r = run(d.path(), &["--help"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("Exit codes: 0 success"), "{}", r.stdout);
+    for c in [
+        "install",
+        "status",
+        "mirror",
+        "runner",
+        "compute",
+        "reconcile",
+        "backup",
+        "restore",
+        "logs",
+        "init",
+        "validate",
+        "plan",
+        "completions",
+        "man",
+        "export",
+    ] {
+        assert!(r.stdout.contains(c), "help lists {c}");
+    }
+    assert_eq!(run(d.path(), &["--version"]).code, 0);
+    let r = run(d.path(), &["--no-such-flag"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("unexpected argument"), "{}", r.stderr);
+    assert_eq!(run(d.path(), &["plan", "--preset", "huge"]).code, 2);
+}
+
+#[test]
+fn init_writes_files_and_refuses_to_overwrite() {
+    let d = tmp();
+    let r = run(d.path(), &["init"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let yml = d.path().join("autogit.yml");
+    let env = d.path().join(".env");
+    assert!(
+        fs::read_to_string(&yml)
+            .unwrap()
+            .contains("preset: homelab")
+    );
+    assert_eq!(
+        fs::metadata(&env).unwrap().permissions().mode() & 0o777,
+        0o600,
+        ".env holds secrets"
+    );
+    fs::write(&yml, "# mine\n").unwrap();
+    let r = run(d.path(), &["init"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.starts_with("autogit: ") && r.stderr.contains("--force"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(&yml).unwrap(),
+        "# mine\n",
+        "not overwritten"
+    );
+    assert_eq!(run(d.path(), &["init", "--force"]).code, 0);
+    assert!(
+        fs::read_to_string(&yml)
+            .unwrap()
+            .contains("preset: homelab")
+    );
+    // What init writes is valid.
+    let r = run(d.path(), &["validate"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn validate_reports_every_error_with_location() {
+    let d = tmp();
+    fs::write(
+        d.path().join("autogit.yml"),
+        "gitlab:\n  hostnme: x\n  ports:\n    http: 0\nmirroring:\n  schedule: \"* *\"\n",
+    )
+    .unwrap();
+    let r = run(d.path(), &["validate"]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("autogit.yml:2:3"), "{}", r.stderr);
+    assert!(r.stderr.contains("did you mean `hostname`?"));
+    assert!(r.stderr.contains("autogit.yml:4:11"));
+    assert!(r.stderr.contains("autogit.yml:6:13"));
+    assert!(r.stderr.contains("3 errors"));
+
+    let r = run(d.path(), &["validate", "--output", "json"]);
+    assert_eq!(r.code, 3);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"], 3);
+    let first = &v["diagnostics"][0];
+    assert_eq!(first["file"], "autogit.yml");
+    assert_eq!(first["line"], 2);
+    assert_eq!(first["column"], 3);
+    assert_eq!(first["path"], "gitlab.hostnme");
+    assert_eq!(first["code"], "unknown-key");
+}
+
+#[test]
+fn overrides_are_named_in_errors() {
+    let d = tmp();
+    let r = run_env(
+        d.path(),
+        &["validate"],
+        &[("AUTOGIT_GITLAB__PORTS__HTTP", "abc")],
+    );
+    assert_eq!(r.code, 3);
+    assert!(
+        r.stderr
+            .contains("environment variable AUTOGIT_GITLAB__PORTS__HTTP"),
+        "{}",
+        r.stderr
+    );
+    let r = run(d.path(), &["validate", "--set", "gitlab.ports.ssh=70000"]);
+    assert_eq!(r.code, 3);
+    assert!(
+        r.stderr
+            .contains("command-line flag --set gitlab.ports.ssh=70000"),
+        "{}",
+        r.stderr
+    );
+    let r = run_env(d.path(), &["validate"], &[("AUTOGIT_GITLAB_HOSTNAME", "x")]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr.contains("AUTOGIT_GITLAB__HOSTNAME"),
+        "hint about `__`: {}",
+        r.stderr
+    );
+}
+
+fn preset_of(r: &Run) -> String {
+    let v: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", r.stdout, r.stderr));
+    v["plan"]["preset"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn layering_defaults_file_env_flags() {
+    let d = tmp();
+    let p = d.path();
+    assert_eq!(
+        preset_of(&run(p, &["plan", "-o", "json"])),
+        "homelab",
+        "built-in default"
+    );
+    fs::write(
+        p.join("autogit.yml"),
+        "gitlab:\n  resources:\n    preset: minimal\n",
+    )
+    .unwrap();
+    assert_eq!(
+        preset_of(&run(p, &["plan", "-o", "json"])),
+        "minimal",
+        "file over default"
+    );
+    let env = [("AUTOGIT_GITLAB__RESOURCES__PRESET", "team")];
+    assert_eq!(
+        preset_of(&run_env(p, &["plan", "-o", "json"], &env)),
+        "team",
+        "env over file"
+    );
+    assert_eq!(
+        preset_of(&run_env(
+            p,
+            &["plan", "-o", "json", "--preset", "beast"],
+            &env
+        )),
+        "beast",
+        "flag over env"
+    );
+    assert_eq!(
+        preset_of(&run_env(
+            p,
+            &[
+                "plan",
+                "-o",
+                "json",
+                "--set",
+                "gitlab.resources.preset=minimal"
+            ],
+            &env
+        )),
+        "minimal",
+        "--set over env"
+    );
+    // The preset fills what the file leaves out; explicit values win over it.
+    fs::write(
+        p.join("autogit.yml"),
+        "gitlab:\n  resources:\n    preset: team\n    memory: 20G\n",
+    )
+    .unwrap();
+    let r = run(p, &["plan", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let gitlab = &v["plan"]["services"][0];
+    assert_eq!(gitlab["cpus"], 12.0);
+    assert_eq!(gitlab["memory"], "20G");
+}
+
+#[test]
+fn plan_json_pins_every_image() {
+    let d = tmp();
+    fs::write(
+        d.path().join(".env"),
+        "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,prometheus\n",
+    )
+    .unwrap();
+    fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let r = run(d.path(), &["plan", "--output", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let images: Vec<&str> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap())
+        .collect();
+    assert!(
+        images.contains(&"gitlab/gitlab-ce:18.5.4-ce.0"),
+        "{images:?}"
+    );
+    assert!(
+        images
+            .iter()
+            .all(|i| i.contains(':') && !i.ends_with(":latest"))
+    );
+    let subs: Vec<&str> = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["subdomain"].as_str())
+        .collect();
+    assert_eq!(subs, ["gitlab", "grafana", "prometheus"]);
+    let r = run(d.path(), &["plan"]);
+    assert!(
+        r.stdout.contains("https://grafana.example.com"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn env_file_permissions_are_checked() {
+    let d = tmp();
+    fs::write(d.path().join(".env"), "GITHUB_PAT_MIRROR=secret\n").unwrap();
+    fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run(d.path(), &["validate"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+    assert!(
+        !r.stderr.contains("secret\n") && !r.stdout.contains("secret"),
+        "secret values are never printed"
+    );
+}
+
+#[test]
+fn install_dry_run_renders_files_and_lists_images() {
+    let d = tmp();
+    let data = d.path().join("data");
+    let r = run(
+        d.path(),
+        &["install", "--dry-run", "--data-dir", data.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for f in [
+        "docker-compose.yml",
+        "gitlab/gitlab.rb",
+        "services.json",
+        "plan.json",
+    ] {
+        assert!(data.join("rendered").join(f).is_file(), "{f}");
+    }
+    assert!(r.stdout.contains("gitlab/gitlab-ce:18.5.4-ce.0"));
+    assert!(r.stdout.contains("Dry run"));
+    let rb = fs::read_to_string(data.join("rendered/gitlab/gitlab.rb")).unwrap();
+    assert!(
+        rb.contains("puma['port']") && !rb.contains("puma['port'] = 8080"),
+        "Puma off 8080: {rb}"
+    );
+    let r = run(
+        d.path(),
+        &[
+            "install",
+            "--dry-run",
+            "--preset",
+            "minimal",
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["plan"]["preset"], "minimal");
+    assert_eq!(v["dry_run"], true);
+}
+
+#[test]
+fn commands_not_available_yet_exit_2_and_say_so() {
+    let d = tmp();
+    let cases: &[&[&str]] = &[
+        &["install"],
+        &["status"],
+        &["status", "gitlab"],
+        &["status", "runners"],
+        &["mirror", "sync"],
+        &["mirror", "add", "github:me"],
+        &["runner", "discover"],
+        &["runner", "register", "x"],
+        &["runner", "health"],
+        &["compute", "list"],
+        &["compute", "run", "job"],
+        &["compute", "status", "1"],
+        &["reconcile"],
+        &["backup"],
+        &["restore", "a.tar"],
+        &["logs"],
+    ];
+    for args in cases {
+        let r = run(d.path(), args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.starts_with("autogit: `")
+                && r.stderr
+                    .contains("not available in this version yet; it will"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
+        assert!(r.stdout.is_empty(), "{args:?} must not pretend to succeed");
+    }
+}
+
+#[test]
+fn list_commands_read_the_config() {
+    let d = tmp();
+    fs::write(d.path().join("autogit.yml"), "mirroring:\n  sources:\n    github:\n      username: me\n      token_env: GH_TOKEN\n    git:\n      - https://git.example.org/a.git\nrunners:\n  gpu:\n    - name: g1\n      host: auto\n      capabilities: [render]\n").unwrap();
+    let r = run(d.path(), &["mirror", "list"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("GH_TOKEN") && r.stdout.contains("https://git.example.org/a.git"));
+    let r = run(d.path(), &["runner", "list", "-o", "json"]);
+    assert_eq!(r.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["runners"][0]["name"], "g1");
+    assert_eq!(v["runners"][0]["capabilities"][0], "render");
+}
+
+#[test]
+fn completions_and_man_page() {
+    let d = tmp();
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let r = run(d.path(), &["completions", shell]);
+        assert_eq!(r.code, 0, "{shell}");
+        assert!(r.stdout.contains("autogit"), "{shell}");
+    }
+    let r = run(d.path(), &["man"]);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains(".TH autogit"),
+        "{}",
+        &r.stdout[..200.min(r.stdout.len())]
+    );
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let d = tmp();
+    let r = run(d.path(), &["validate", "--config", "nope.yml"]);
+    assert_eq!(r.code, 3);
+    assert!(r.stderr.contains("cannot read nope.yml"), "{}", r.stderr);
+}
+
+#[test]
+fn exported_compose_is_accepted_by_docker_compose() {
+    let d = tmp();
+    fs::write(d.path().join(".env"), "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,loki,tempo,prometheus,meilisearch\n").unwrap();
+    fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let out = d.path().join("export/docker-compose.yml");
+    let r = run(
+        d.path(),
+        &["export", "compose", "-O", out.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = fs::read_to_string(&out).unwrap();
+    assert!(text.contains("gitlab/gitlab-ce:18.5.4-ce.0"));
+    assert!(d.path().join("export/traefik/traefik.yml").is_file());
+    let r = run(d.path(), &["export", "compose"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.starts_with("# Rendered by autogit"));
+    if !have("docker-compose") {
+        return;
+    }
+    let check = std::process::Command::new("docker-compose")
+        .args(["-p", "autogit", "-f", out.to_str().unwrap(), "config", "-q"])
+        .env("MEILI_MASTER_KEY", "test-only")
+        .env("GF_SECURITY_ADMIN_PASSWORD", "test-only")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    // Without the secrets, compose refuses and names the variable.
+    let check = std::process::Command::new("docker-compose")
+        .args(["-p", "autogit", "-f", out.to_str().unwrap(), "config", "-q"])
+        .env_remove("MEILI_MASTER_KEY")
+        .env("GF_SECURITY_ADMIN_PASSWORD", "test-only")
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stderr).contains("MEILI_MASTER_KEY"));
+}

@@ -1,0 +1,64 @@
+//! Helpers shared by the integration tests: run the real binary in a scratch directory with a
+//! clean environment.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_autogit"))
+}
+
+/// A command for the binary, run in `dir`, with only PATH and HOME from the outside.
+pub fn cmd(dir: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("NO_COLOR", "1");
+    c
+}
+
+pub fn finish(out: Output) -> Run {
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub fn run(dir: &Path, args: &[&str]) -> Run {
+    finish(cmd(dir).args(args).output().expect("run autogit"))
+}
+
+pub fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut c = cmd(dir);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    finish(c.output().expect("run autogit"))
+}
+
+/// Whether a tool is on PATH. With AUTOGIT_REQUIRE_TOOLS=1 (set by the README test command)
+/// a missing tool fails the test instead of skipping it.
+pub fn have(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        assert!(
+            std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
+            "{tool} is required (AUTOGIT_REQUIRE_TOOLS=1) but not on PATH"
+        );
+        eprintln!("skipping: {tool} not installed");
+    }
+    found
+}
