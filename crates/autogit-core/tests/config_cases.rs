@@ -2,6 +2,8 @@
 //! rendered diagnostics and, for valid files, the effective values that matter most.
 //! Add a case by adding a file; accept new output with `cargo insta review`.
 
+#![allow(clippy::disallowed_methods)] // tests read fixtures; the no-I/O rule is for the library
+
 use autogit_core::diag::render_all;
 use autogit_core::load::{LoadInput, load};
 use std::fmt::Write as _;
