@@ -1,0 +1,50 @@
+//! The one error type of this crate.
+
+use std::path::PathBuf;
+
+/// Errors of the guard service (storage, files, datasets, HTTP).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The quarantine database failed.
+    #[error("quarantine store: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Building the guard failed (bad thresholds).
+    #[error(transparent)]
+    Guard(#[from] autogit_guard::GuardError),
+    /// JSON (de)serialization failed.
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A dataset file is malformed.
+    #[error("dataset {path}, line {line}: {message}")]
+    Dataset {
+        /// The dataset file.
+        path: PathBuf,
+        /// 1-based line of the problem.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// No quarantine record has this id.
+    #[error("no quarantine record with id {0}")]
+    NotFound(String),
+    /// The HTTP server could not start or run.
+    #[error("http server: {0}")]
+    Http(String),
+}
+
+impl ServiceError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
