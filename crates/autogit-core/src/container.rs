@@ -32,7 +32,11 @@ pub enum MountSpec {
     /// Named volume (full engine name, `<project>_<name>`).
     Volume { name: String, target: String },
     /// Host path bind mount.
-    Bind { source: String, target: String, read_only: bool },
+    Bind {
+        source: String,
+        target: String,
+        read_only: bool,
+    },
 }
 
 /// The engine's own HEALTHCHECK for a container (what `docker inspect` reports as Health).
@@ -112,10 +116,30 @@ pub fn network_name(project: &str, network: &str) -> String {
 fn engine_healthcheck(s: &ServiceSpec) -> Option<EngineHealthcheck> {
     let h = s.health.as_ref()?;
     let test = match (&s.role, &h.probe) {
-        (crate::plan::Role::Gitlab, _) => vec!["CMD".into(), "/opt/gitlab/bin/gitlab-healthcheck".into(), "--fail".into(), "--max-time".into(), "10".into()],
-        (_, Probe::Http { port, path, .. }) => vec!["CMD".into(), "wget".into(), "-q".into(), "-O".into(), "/dev/null".into(), format!("http://127.0.0.1:{port}{path}")],
-        (_, Probe::Tcp { port }) => vec!["CMD-SHELL".into(), format!("nc -z 127.0.0.1 {port} || wget -q -O /dev/null http://127.0.0.1:{port}/ || exit 1")],
-        (_, Probe::Command { argv }) => std::iter::once("CMD".to_owned()).chain(argv.iter().cloned()).collect(),
+        (crate::plan::Role::Gitlab, _) => vec![
+            "CMD".into(),
+            "/opt/gitlab/bin/gitlab-healthcheck".into(),
+            "--fail".into(),
+            "--max-time".into(),
+            "10".into(),
+        ],
+        (_, Probe::Http { port, path, .. }) => vec![
+            "CMD".into(),
+            "wget".into(),
+            "-q".into(),
+            "-O".into(),
+            "/dev/null".into(),
+            format!("http://127.0.0.1:{port}{path}"),
+        ],
+        (_, Probe::Tcp { port }) => vec![
+            "CMD-SHELL".into(),
+            format!(
+                "nc -z 127.0.0.1 {port} || wget -q -O /dev/null http://127.0.0.1:{port}/ || exit 1"
+            ),
+        ],
+        (_, Probe::Command { argv }) => std::iter::once("CMD".to_owned())
+            .chain(argv.iter().cloned())
+            .collect(),
     };
     Some(EngineHealthcheck {
         test,
@@ -129,7 +153,12 @@ fn engine_healthcheck(s: &ServiceSpec) -> Option<EngineHealthcheck> {
 /// The container for one local service of the plan. `rendered_dir` is the absolute directory
 /// holding the rendered files; `secrets` resolves `secret_env` names (missing ones are left
 /// out and reported by the caller).
-pub fn container_spec(plan: &Plan, s: &ServiceSpec, rendered_dir: &str, secrets: &BTreeMap<String, String>) -> ContainerSpec {
+pub fn container_spec(
+    plan: &Plan,
+    s: &ServiceSpec,
+    rendered_dir: &str,
+    secrets: &BTreeMap<String, String>,
+) -> ContainerSpec {
     let mut env = s.environment.clone();
     let mut secret_keys = Vec::new();
     for k in &s.secret_env {
@@ -142,9 +171,24 @@ pub fn container_spec(plan: &Plan, s: &ServiceSpec, rendered_dir: &str, secrets:
         .mounts
         .iter()
         .map(|m| match m {
-            Mount::Volume { name, target } => MountSpec::Volume { name: volume_name(&plan.project, name), target: target.clone() },
-            Mount::Rendered { file, target } => MountSpec::Bind { source: format!("{rendered_dir}/{file}"), target: target.clone(), read_only: true },
-            Mount::Host { path, target, read_only } => MountSpec::Bind { source: path.clone(), target: target.clone(), read_only: *read_only },
+            Mount::Volume { name, target } => MountSpec::Volume {
+                name: volume_name(&plan.project, name),
+                target: target.clone(),
+            },
+            Mount::Rendered { file, target } => MountSpec::Bind {
+                source: format!("{rendered_dir}/{file}"),
+                target: target.clone(),
+                read_only: true,
+            },
+            Mount::Host {
+                path,
+                target,
+                read_only,
+            } => MountSpec::Bind {
+                source: path.clone(),
+                target: target.clone(),
+                read_only: *read_only,
+            },
         })
         .collect();
     let mut labels = BTreeMap::from([
@@ -153,7 +197,10 @@ pub fn container_spec(plan: &Plan, s: &ServiceSpec, rendered_dir: &str, secrets:
         (labels::MANAGED.to_owned(), plan.project.clone()),
         (labels::SERVICE.to_owned(), s.name.clone()),
     ]);
-    let hostname = s.environment.get("GITLAB_OMNIBUS_CONFIG").and(Some(s.name.clone()));
+    let hostname = s
+        .environment
+        .get("GITLAB_OMNIBUS_CONFIG")
+        .and(Some(s.name.clone()));
     let mut spec = ContainerSpec {
         name: format!("{}-{}", plan.project, s.name),
         service: s.name.clone(),
@@ -164,7 +211,12 @@ pub fn container_spec(plan: &Plan, s: &ServiceSpec, rendered_dir: &str, secrets:
         ports: s
             .ports
             .iter()
-            .map(|p| PortBinding { host_ip: p.bind.clone(), host_port: p.host, container_port: p.container, udp: p.protocol == Protocol::Udp })
+            .map(|p| PortBinding {
+                host_ip: p.bind.clone(),
+                host_port: p.host,
+                container_port: p.container,
+                udp: p.protocol == Protocol::Udp,
+            })
             .collect(),
         mounts,
         nano_cpus: (s.cpus * 1e9) as i64,
