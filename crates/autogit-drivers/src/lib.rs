@@ -4,3 +4,4 @@
 pub mod engine;
 pub mod fsx;
 pub mod host;
+pub mod state;

@@ -1,0 +1,363 @@
+//! The runtime's memory: a SQLite database (WAL) in the data dir with every service's state,
+//! every state-machine transition with time and reason, repairs, the human-intervention flag,
+//! events, and remembered ports. Schema migrations are versioned with `PRAGMA user_version`.
+//! A corrupt or locked database is a clear error; it is never silently replaced.
+
+use autogit_core::lifecycle::{History, State};
+use autogit_core::reconcile::Record;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state database {path} is corrupt ({detail}); autogit will not replace it. Move it aside to start with empty history, or restore it from a backup")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("state database {path} is locked by another process (is `autogit daemon` running?); try again, or stop the other process")]
+    Locked { path: PathBuf },
+    #[error("state database {path} was written by a newer autogit (schema {found}, this one knows {known})")]
+    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("state database {path}: {source}")]
+    Sql { path: PathBuf, source: rusqlite::Error },
+    #[error("cannot create {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Versioned migrations; index + 1 is the schema version they produce. Never edit one that
+/// shipped: add a new one.
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE services (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        attempt INTEGER NOT NULL DEFAULT 0,
+        restarts INTEGER NOT NULL DEFAULT 0,
+        flagged INTEGER NOT NULL DEFAULT 0,
+        flag_reason TEXT
+    );
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        from_state TEXT,
+        to_state TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );
+    CREATE INDEX transitions_service ON transitions(service, id);
+    CREATE TABLE repairs (
+        id INTEGER PRIMARY KEY,
+        service TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        action TEXT NOT NULL,
+        attempt INTEGER NOT NULL
+    );
+    CREATE INDEX repairs_service ON repairs(service, at);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        service TEXT,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE ports (service TEXT PRIMARY KEY, port INTEGER NOT NULL);",
+];
+
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+/// One row of `autogit status`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceRow {
+    pub service: String,
+    pub state: String,
+    pub since: i64,
+    pub reason: String,
+    pub restarts: i64,
+    pub flagged: bool,
+    pub flag_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TransitionRow {
+    pub service: String,
+    pub at: i64,
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: String,
+}
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Store, StateError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Io { path: dir.to_owned(), source })?;
+        }
+        let conn = Connection::open(path).map_err(|e| classify(path, e))?;
+        let store = Store { conn, path: path.to_owned() };
+        store.conn.busy_timeout(Duration::from_secs(5)).map_err(|e| store.err(e))?;
+        // Integrity first: a damaged file must be reported, not migrated over.
+        let check: String = store
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| store.err(e))?;
+        if check != "ok" {
+            return Err(StateError::Corrupt { path: path.to_owned(), detail: check });
+        }
+        store.conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| store.err(e))?;
+        store.conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| store.err(e))?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StateError {
+        classify(&self.path, e)
+    }
+
+    fn migrate(&self) -> Result<(), StateError> {
+        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StateError::TooNew { path: self.path.clone(), found: version, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+            tx.execute_batch(sql).map_err(|e| self.err(e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| self.err(e))?;
+            tx.commit().map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    pub fn schema_version(&self) -> Result<i64, StateError> {
+        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
+    }
+
+    /// What the reconciler needs to know of every service.
+    pub fn records(&self, now: u64, window: u64) -> Result<BTreeMap<String, Record>, StateError> {
+        let mut out = BTreeMap::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, state, since, attempt, flagged, flag_reason FROM services")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, bool>(4)?, r.get::<_, Option<String>>(5)?))
+            })
+            .map_err(|e| self.err(e))?;
+        let cutoff = now.saturating_sub(window) as i64;
+        for row in rows {
+            let (name, state, since, attempt, flagged, flag_reason) = row.map_err(|e| self.err(e))?;
+            let mut rs = self.conn.prepare_cached("SELECT at FROM repairs WHERE service = ?1 AND at >= ?2 ORDER BY at").map_err(|e| self.err(e))?;
+            let repairs: Vec<u64> = rs
+                .query_map(params![name, cutoff], |r| r.get::<_, i64>(0))
+                .map_err(|e| self.err(e))?
+                .filter_map(Result::ok)
+                .map(|t| t.max(0) as u64)
+                .collect();
+            out.insert(
+                name,
+                Record {
+                    state: State::parse(&state),
+                    since: since.max(0) as u64,
+                    history: History { repairs, attempt: attempt.max(0) as u32, flagged, flag_reason },
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// Records a transition and moves the service to `to`. Reaching HEALTHY ends a repair streak.
+    pub fn transition(&self, service: &str, from: Option<State>, to: State, reason: &str, at: u64) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO transitions (service, at, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![service, at as i64, from.map(State::as_str), to.as_str(), reason],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO services (name, state, since, reason) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET state = excluded.state, since = excluded.since, reason = excluded.reason,
+               attempt = CASE WHEN excluded.state = 'HEALTHY' THEN 0 ELSE services.attempt END",
+            params![service, to.as_str(), at as i64, reason],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn record_repair(&self, service: &str, action: &str, attempt: u32, at: u64) -> Result<(), StateError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        tx.execute("INSERT INTO repairs (service, at, action, attempt) VALUES (?1, ?2, ?3, ?4)", params![service, at as i64, action, attempt])
+            .map_err(|e| self.err(e))?;
+        tx.execute("UPDATE services SET attempt = ?2, restarts = restarts + 1 WHERE name = ?1", params![service, attempt])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    pub fn set_flag(&self, service: &str, reason: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("UPDATE services SET flagged = 1, flag_reason = ?2 WHERE name = ?1", params![service, reason])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Clears the flag and the repair streak; returns false if the service is unknown.
+    pub fn clear_flag(&self, service: &str) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute("UPDATE services SET flagged = 0, flag_reason = NULL, attempt = 0 WHERE name = ?1", params![service])
+            .map_err(|e| self.err(e))?;
+        self.conn.execute("DELETE FROM repairs WHERE service = ?1", params![service]).map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    pub fn event(&self, at: u64, service: Option<&str>, kind: &str, detail: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("INSERT INTO events (at, service, kind, detail) VALUES (?1, ?2, ?3, ?4)", params![at as i64, service, kind, detail])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn services(&self) -> Result<Vec<ServiceRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, state, since, reason, restarts, flagged, flag_reason FROM services ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ServiceRow { service: r.get(0)?, state: r.get(1)?, since: r.get(2)?, reason: r.get(3)?, restarts: r.get(4)?, flagged: r.get(5)?, flag_reason: r.get(6)? })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn transitions(&self, service: Option<&str>, limit: usize) -> Result<Vec<TransitionRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT service, at, from_state, to_state, reason FROM transitions WHERE ?1 IS NULL OR service = ?1 ORDER BY id DESC LIMIT ?2")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![service, limit as i64], |r| Ok(TransitionRow { service: r.get(0)?, at: r.get(1)?, from: r.get(2)?, to: r.get(3)?, reason: r.get(4)? }))
+            .map_err(|e| self.err(e))?;
+        let mut v: Vec<TransitionRow> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        v.reverse();
+        Ok(v)
+    }
+
+    pub fn forget(&self, service: &str) -> Result<(), StateError> {
+        self.conn.execute("DELETE FROM services WHERE name = ?1", params![service]).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn ports(&self) -> Result<BTreeMap<String, u16>, StateError> {
+        let mut stmt = self.conn.prepare("SELECT service, port FROM ports").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(|e| self.err(e))?;
+        let mut out = BTreeMap::new();
+        for r in rows {
+            let (s, p) = r.map_err(|e| self.err(e))?;
+            if let Ok(p) = u16::try_from(p) {
+                out.insert(s, p);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn set_port(&self, service: &str, port: u16) -> Result<(), StateError> {
+        self.conn
+            .execute("INSERT INTO ports (service, port) VALUES (?1, ?2) ON CONFLICT(service) DO UPDATE SET port = excluded.port", params![service, port])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    pub fn state_of(&self, service: &str) -> Result<Option<State>, StateError> {
+        let s: Option<String> = self
+            .conn
+            .query_row("SELECT state FROM services WHERE name = ?1", params![service], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        Ok(s.as_deref().and_then(State::parse))
+    }
+}
+
+fn classify(path: &Path, e: rusqlite::Error) -> StateError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StateError::Locked { path: path.to_owned() },
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StateError::Corrupt { path: path.to_owned(), detail: e.to_string() },
+        _ => StateError::Sql { path: path.to_owned(), source: e },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_repairs_and_flags() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("state.db")).unwrap();
+        assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
+        s.transition("web", None, State::Deploying, "install", 10).unwrap();
+        s.transition("web", Some(State::Deploying), State::Healthy, "deployed", 20).unwrap();
+        s.transition("web", Some(State::Healthy), State::Failed, "container stopped", 30).unwrap();
+        s.record_repair("web", "restart", 1, 31).unwrap();
+        let r = s.records(40, 600).unwrap();
+        assert_eq!(r["web"].state, Some(State::Failed));
+        assert_eq!(r["web"].history.repairs, [31]);
+        assert_eq!(r["web"].history.attempt, 1);
+        s.transition("web", Some(State::Failed), State::Healthy, "fixed", 45).unwrap();
+        assert_eq!(s.records(50, 600).unwrap()["web"].history.attempt, 0, "healthy ends the streak");
+        s.set_flag("web", "budget").unwrap();
+        assert!(s.records(50, 600).unwrap()["web"].history.flagged);
+        assert!(s.clear_flag("web").unwrap());
+        assert!(!s.clear_flag("nope").unwrap());
+        let t = s.transitions(Some("web"), 10).unwrap();
+        assert_eq!(t.len(), 4);
+        assert_eq!(t[0].to, "DEPLOYING");
+        assert_eq!(s.services().unwrap()[0].restarts, 1);
+    }
+
+    #[test]
+    fn reopen_keeps_data_and_does_not_remigrate() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        Store::open(&p).unwrap().set_port("grafana", 20001).unwrap();
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.ports().unwrap()["grafana"], 20001);
+    }
+
+    #[test]
+    fn corrupt_database_is_reported_not_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        std::fs::write(&p, b"this is not a database, it is a text file that is long enough").unwrap();
+        let e = Store::open(&p).unwrap_err();
+        assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("will not replace it"));
+        assert!(std::fs::read(&p).unwrap().starts_with(b"this is not"), "left as it was");
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        let c = Connection::open(&p).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+        drop(c);
+        assert!(matches!(Store::open(&p).unwrap_err(), StateError::TooNew { found: 99, .. }));
+    }
+
+    #[test]
+    fn locked_database_is_a_clear_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        let a = Store::open(&p).unwrap();
+        a.conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let b = Connection::open(&p).unwrap();
+        b.busy_timeout(Duration::from_millis(50)).unwrap();
+        let e = b.execute("INSERT INTO events (at, kind) VALUES (1, 'x')", []).unwrap_err();
+        assert!(matches!(classify(&p, e), StateError::Locked { .. }));
+    }
+}
