@@ -3,5 +3,7 @@
 
 pub mod engine;
 pub mod fsx;
+pub mod health;
 pub mod host;
+pub mod notify;
 pub mod state;
