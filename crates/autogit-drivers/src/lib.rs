@@ -6,4 +6,5 @@ pub mod fsx;
 pub mod health;
 pub mod host;
 pub mod notify;
+pub mod runtime;
 pub mod state;

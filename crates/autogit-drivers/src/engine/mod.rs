@@ -11,13 +11,18 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub mod docker;
+pub mod memory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// No socket found, or nothing listens on it.
-    #[error("no container engine found ({tried}); start Docker or Podman, or set DOCKER_HOST / platform.socket")]
+    #[error(
+        "no container engine found ({tried}); start Docker or Podman, or set DOCKER_HOST / platform.socket"
+    )]
     NoEngine { tried: String },
-    #[error("permission denied on {socket}; add your user to the `docker` group or use the rootless socket")]
+    #[error(
+        "permission denied on {socket}; add your user to the `docker` group or use the rootless socket"
+    )]
     PermissionDenied { socket: String },
     #[error("the engine speaks API {found}; autogit needs {needed} or newer")]
     TooOld { found: String, needed: String },
@@ -99,25 +104,64 @@ pub struct PullProgress {
 pub trait ContainerEngine: Send + Sync {
     fn info(&self) -> impl Future<Output = Result<EngineInfo, EngineError>> + Send;
     /// Creates the network if missing (labels mark it managed); returns whether it was created.
-    fn ensure_network(&self, name: &str, labels: &BTreeMap<String, String>) -> impl Future<Output = Result<bool, EngineError>> + Send;
-    fn ensure_volume(&self, name: &str, labels: &BTreeMap<String, String>) -> impl Future<Output = Result<bool, EngineError>> + Send;
+    fn ensure_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send;
+    fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> impl Future<Output = Result<bool, EngineError>> + Send;
     fn image_present(&self, image: &str) -> impl Future<Output = Result<bool, EngineError>> + Send;
-    fn pull(&self, image: &str, progress: &(dyn Fn(PullProgress) + Send + Sync)) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn pull(
+        &self,
+        image: &str,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Managed containers of a project (label `io.autogit.project=<project>`), running or not.
-    fn list(&self, project: &str) -> impl Future<Output = Result<Vec<Observed>, EngineError>> + Send;
+    fn list(
+        &self,
+        project: &str,
+    ) -> impl Future<Output = Result<Vec<Observed>, EngineError>> + Send;
     /// Creates (not starts) the container; returns its id.
-    fn create(&self, spec: &ContainerSpec) -> impl Future<Output = Result<String, EngineError>> + Send;
+    fn create(
+        &self,
+        spec: &ContainerSpec,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
     fn start(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
-    fn stop(&self, id: &str, timeout_secs: u32) -> impl Future<Output = Result<(), EngineError>> + Send;
-    fn restart(&self, id: &str, timeout_secs: u32) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn stop(
+        &self,
+        id: &str,
+        timeout_secs: u32,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn restart(
+        &self,
+        id: &str,
+        timeout_secs: u32,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Removes the container (force); never its volumes.
     fn remove(&self, id: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     fn remove_network(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     fn remove_volume(&self, name: &str) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// The last `tail` lines (all if `None`) since `since` (unix seconds), stdout and stderr.
-    fn logs(&self, id: &str, since: Option<i64>, tail: Option<usize>) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
+    fn logs(
+        &self,
+        id: &str,
+        since: Option<i64>,
+        tail: Option<usize>,
+    ) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
     /// Runs a command in a running container; returns (exit code, combined output).
-    fn exec(&self, id: &str, argv: &[String]) -> impl Future<Output = Result<(i64, String), EngineError>> + Send;
+    fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+    ) -> impl Future<Output = Result<(i64, String), EngineError>> + Send;
     /// Events of the project's containers, from now on, sent into `tx` until it closes.
-    fn events(&self, project: &str, tx: tokio::sync::mpsc::Sender<EngineEvent>) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn events(
+        &self,
+        project: &str,
+        tx: tokio::sync::mpsc::Sender<EngineEvent>,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
 }
