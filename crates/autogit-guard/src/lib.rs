@@ -149,7 +149,8 @@ pub struct GuardConfig {
     pub block_threshold: f64,
     /// Run stage 4 (default true).
     pub enable_model: bool,
-    /// How much the classifier may contribute to the risk (default 0.8).
+    /// How much the classifier may contribute to the risk (default 0.4: on its own the
+    /// classifier can make a text suspicious, never blocked).
     pub model_weight: f64,
     /// Total bytes of encoded payload decoded per analysis (default 1 MiB).
     pub max_decode_bytes: usize,
@@ -169,7 +170,7 @@ impl Default for GuardConfig {
             suspicious_threshold: 0.35,
             block_threshold: 0.7,
             enable_model: true,
-            model_weight: 0.8,
+            model_weight: 0.4,
             max_decode_bytes: 1 << 20,
             max_decode_depth: 2,
             combining_mark_limit: 8,
@@ -487,7 +488,15 @@ impl Guard {
             norm.text
         };
         let mut findings = sink.findings;
-        findings.sort_by(|a, b| a.span.start.cmp(&b.span.start).then(a.rule.cmp(&b.rule)));
+        findings.sort_by(|a, b| {
+            a.span
+                .start
+                .cmp(&b.span.start)
+                .then(a.rule.cmp(&b.rule))
+                .then(a.span.end.cmp(&b.span.end))
+        });
+        // The same rule can match the same bytes through a literal and a regex.
+        findings.dedup_by(|a, b| a.rule == b.rule && a.span == b.span);
         let quarantined = fragments(text, &findings);
         Analysis {
             clean_text,
