@@ -1,1 +1,994 @@
-//! placeholder, implemented by the engine work
+//! The Docker implementation of [`ContainerEngine`], over the engine's unix socket with bollard.
+//! It also speaks to Podman's Docker-compatible socket.
+//!
+//! Finding the socket: an explicit path wins; else `DOCKER_HOST` (`unix://` only, and then
+//! nothing else is tried, like the docker CLI); else the rootless Docker socket
+//! `$XDG_RUNTIME_DIR/docker.sock`, the system socket `/var/run/docker.sock`, and Podman's sockets
+//! (`$XDG_RUNTIME_DIR/podman/podman.sock`, `/run/podman/podman.sock`), in that order. The API
+//! version is negotiated (Debian's engine speaks 1.41), and engines older than
+//! [`MIN_API`] are refused.
+//!
+//! Environment values of containers may hold secrets: nothing here logs or formats them, and
+//! errors never quote a create request.
+
+use super::{
+    ContainerEngine, EngineError, EngineEvent, EngineInfo, Health, Observed, PullProgress,
+    RunState,
+};
+use autogit_core::container::{ContainerSpec, MountSpec, labels};
+use bollard::errors::Error as BollardError;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings,
+    EventMessage, ExecConfig, HealthConfig, HealthStatusEnum, HostConfig, Mount, MountType,
+    NetworkCreateRequest, NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    VolumeCreateRequest,
+};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, EventsOptions, InspectContainerOptions,
+    InspectNetworkOptions, ListContainersOptions, LogsOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+};
+use futures_util::StreamExt;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The oldest Docker API autogit works with (Docker 19.03).
+pub const MIN_API: (u32, u32) = (1, 40);
+
+/// Seconds a single request may take to get its response headers (streams may last longer).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+
+/// A connection to a Docker or Podman engine.
+#[derive(Clone)]
+pub struct Docker {
+    client: bollard::Docker,
+    socket: PathBuf,
+}
+
+impl std::fmt::Debug for Docker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Docker")
+            .field("socket", &self.socket)
+            .finish_non_exhaustive()
+    }
+}
+
+fn env_get<'a>(env: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// Where to look for the engine's socket, in order (see the module documentation). `Err` when
+/// `DOCKER_HOST` names something other than a unix socket.
+pub fn socket_candidates(
+    socket: Option<&Path>,
+    env: &[(String, String)],
+) -> Result<Vec<PathBuf>, EngineError> {
+    if let Some(s) = socket {
+        let text = s.to_string_lossy();
+        return Ok(vec![PathBuf::from(
+            text.strip_prefix("unix://").unwrap_or(&text),
+        )]);
+    }
+    if let Some(host) = env_get(env, "DOCKER_HOST") {
+        return match host.strip_prefix("unix://") {
+            Some(path) => Ok(vec![PathBuf::from(path)]),
+            None => Err(EngineError::NoEngine {
+                tried: format!("DOCKER_HOST={host} is not a unix:// socket, the only kind autogit supports"),
+            }),
+        };
+    }
+    let mut out = Vec::new();
+    let xdg = env_get(env, "XDG_RUNTIME_DIR").map(PathBuf::from);
+    if let Some(x) = &xdg {
+        out.push(x.join("docker.sock"));
+    }
+    out.push(PathBuf::from("/var/run/docker.sock"));
+    if let Some(x) = &xdg {
+        out.push(x.join("podman").join("podman.sock"));
+    }
+    out.push(PathBuf::from("/run/podman/podman.sock"));
+    Ok(out)
+}
+
+/// The io error at the root of a bollard error, if any (connection failures).
+fn io_cause(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn status_of(e: &BollardError) -> Option<(u16, &str)> {
+    match e {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => Some((*status_code, message.as_str())),
+        _ => None,
+    }
+}
+
+/// Splits an image reference into repository and tag (`None` for digests or no tag).
+fn split_image(image: &str) -> (&str, Option<&str>) {
+    if image.contains('@') {
+        return (image, None);
+    }
+    let last_slash = image.rfind('/').map_or(0, |i| i + 1);
+    match image[last_slash..].rfind(':') {
+        Some(i) => (
+            &image[..last_slash + i],
+            Some(&image[last_slash + i + 1..]),
+        ),
+        None => (image, None),
+    }
+}
+
+fn restart_policy(name: &str) -> RestartPolicyNameEnum {
+    match name {
+        "always" => RestartPolicyNameEnum::ALWAYS,
+        "unless-stopped" => RestartPolicyNameEnum::UNLESS_STOPPED,
+        "on-failure" => RestartPolicyNameEnum::ON_FAILURE,
+        _ => RestartPolicyNameEnum::NO,
+    }
+}
+
+fn secs_to_nanos(secs: u64) -> i64 {
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX / 1_000_000_000)
+        .saturating_mul(1_000_000_000)
+}
+
+/// The engine's create request for a spec: config, host config and networking config.
+pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
+    let mut exposed = Vec::new();
+    let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
+    for p in &spec.ports {
+        let key = format!(
+            "{}/{}",
+            p.container_port,
+            if p.udp { "udp" } else { "tcp" }
+        );
+        if !exposed.contains(&key) {
+            exposed.push(key.clone());
+        }
+        bindings
+            .entry(key)
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(PortBinding {
+                host_ip: p.host_ip.clone(),
+                host_port: Some(p.host_port.to_string()),
+            });
+    }
+    let mounts = spec
+        .mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Volume { name, target } => Mount {
+                target: Some(target.clone()),
+                source: Some(name.clone()),
+                typ: Some(MountType::VOLUME),
+                read_only: Some(false),
+                ..Default::default()
+            },
+            MountSpec::Bind {
+                source,
+                target,
+                read_only,
+            } => Mount {
+                target: Some(target.clone()),
+                source: Some(source.clone()),
+                typ: Some(MountType::BIND),
+                read_only: Some(*read_only),
+                ..Default::default()
+            },
+        })
+        .collect::<Vec<_>>();
+    let host_config = HostConfig {
+        nano_cpus: (spec.nano_cpus > 0).then_some(spec.nano_cpus),
+        memory: (spec.memory_bytes > 0).then_some(spec.memory_bytes),
+        shm_size: spec.shm_size_bytes,
+        restart_policy: Some(RestartPolicy {
+            name: Some(restart_policy(&spec.restart_policy)),
+            maximum_retry_count: None,
+        }),
+        port_bindings: (!bindings.is_empty()).then_some(bindings),
+        mounts: (!mounts.is_empty()).then_some(mounts),
+        network_mode: (!spec.network.is_empty()).then(|| spec.network.clone()),
+        ..Default::default()
+    };
+    let healthcheck = spec.healthcheck.as_ref().map(|h| HealthConfig {
+        test: Some(h.test.clone()),
+        interval: Some(secs_to_nanos(h.interval_secs)),
+        timeout: Some(secs_to_nanos(h.timeout_secs)),
+        retries: Some(i64::from(h.retries)),
+        start_period: Some(secs_to_nanos(h.start_period_secs)),
+        ..Default::default()
+    });
+    let networking_config = (!spec.network.is_empty()).then(|| NetworkingConfig {
+        endpoints_config: Some(HashMap::from([(
+            spec.network.clone(),
+            EndpointSettings {
+                aliases: (!spec.aliases.is_empty()).then(|| spec.aliases.clone()),
+                ..Default::default()
+            },
+        )])),
+    });
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+        labels: Some(
+            spec.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        hostname: spec.hostname.clone(),
+        healthcheck,
+        host_config: Some(host_config),
+        networking_config,
+        ..Default::default()
+    }
+}
+
+/// Maps an engine event to the action autogit cares about, if it is one.
+fn event_action(action: &str) -> Option<String> {
+    match action {
+        "die" | "oom" | "kill" | "stop" | "start" | "destroy" => Some(action.to_owned()),
+        a if a.starts_with("health_status") => {
+            let status = a.split_once(':').map_or("", |(_, s)| s.trim());
+            matches!(status, "healthy" | "unhealthy").then(|| format!("health_status: {status}"))
+        }
+        _ => None,
+    }
+}
+
+fn observed_from(
+    id: String,
+    summary_labels: Option<HashMap<String, String>>,
+    name: String,
+    inspect: &ContainerInspectResponse,
+) -> Observed {
+    let labels: BTreeMap<String, String> = summary_labels
+        .or_else(|| inspect.config.as_ref().and_then(|c| c.labels.clone()))
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let state = inspect.state.as_ref();
+    let run = match state.and_then(|s| s.status) {
+        Some(ContainerStateStatusEnum::CREATED) => RunState::Created,
+        Some(ContainerStateStatusEnum::RUNNING) => RunState::Running,
+        Some(ContainerStateStatusEnum::PAUSED) => RunState::Paused,
+        Some(ContainerStateStatusEnum::RESTARTING) => RunState::Restarting,
+        Some(ContainerStateStatusEnum::EXITED) => RunState::Exited,
+        Some(ContainerStateStatusEnum::DEAD) => RunState::Dead,
+        _ => RunState::Other,
+    };
+    // Docker keeps the last health status of a stopped container; it means nothing then.
+    let health = match (
+        run,
+        state
+            .and_then(|s| s.health.as_ref())
+            .and_then(|h| h.status),
+    ) {
+        (RunState::Running | RunState::Paused, Some(HealthStatusEnum::STARTING)) => {
+            Health::Starting
+        }
+        (RunState::Running | RunState::Paused, Some(HealthStatusEnum::HEALTHY)) => Health::Healthy,
+        (RunState::Running | RunState::Paused, Some(HealthStatusEnum::UNHEALTHY)) => {
+            Health::Unhealthy
+        }
+        _ => Health::None,
+    };
+    let exited = matches!(run, RunState::Exited | RunState::Dead);
+    Observed {
+        id,
+        name,
+        service: labels
+            .get(labels::SERVICE)
+            .or_else(|| labels.get(labels::COMPOSE_SERVICE))
+            .cloned()
+            .unwrap_or_default(),
+        spec_hash: labels.get(labels::SPEC_HASH).cloned(),
+        state: run,
+        health,
+        exit_code: if exited {
+            state.and_then(|s| s.exit_code)
+        } else {
+            None
+        },
+        oom_killed: state.and_then(|s| s.oom_killed).unwrap_or(false),
+        started_at: state
+            .and_then(|s| s.started_at.clone())
+            .filter(|t| !t.is_empty() && !t.starts_with("0001-")),
+        labels,
+    }
+}
+
+impl Docker {
+    /// Finds the engine's socket (see the module documentation), connects, negotiates the API
+    /// version and refuses engines older than [`MIN_API`]. `env` is the environment to read
+    /// `DOCKER_HOST` and `XDG_RUNTIME_DIR` from (the caller's, not necessarily the process's).
+    pub async fn connect(
+        socket: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Docker, EngineError> {
+        let candidates = socket_candidates(socket, env)?;
+        let mut tried = Vec::new();
+        let mut denied: Option<PathBuf> = None;
+        for path in candidates {
+            match tokio::net::UnixStream::connect(&path).await {
+                Ok(s) => drop(s),
+                Err(e) => {
+                    let why = match e.kind() {
+                        std::io::ErrorKind::NotFound => "missing".to_owned(),
+                        std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                        std::io::ErrorKind::PermissionDenied => {
+                            denied.get_or_insert_with(|| path.clone());
+                            "permission denied".to_owned()
+                        }
+                        _ => e.to_string(),
+                    };
+                    tried.push(format!("{}: {why}", path.display()));
+                    continue;
+                }
+            }
+            return Self::open(&path).await;
+        }
+        if let Some(socket) = denied {
+            return Err(EngineError::PermissionDenied {
+                socket: socket.display().to_string(),
+            });
+        }
+        Err(EngineError::NoEngine {
+            tried: tried.join(", "),
+        })
+    }
+
+    async fn open(path: &Path) -> Result<Docker, EngineError> {
+        let text = path.to_string_lossy();
+        let client = bollard::Docker::connect_with_socket(
+            &text,
+            REQUEST_TIMEOUT_SECS,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| EngineError::NoEngine {
+            tried: format!("{text}: {e}"),
+        })?;
+        let pending = Docker {
+            client: client.clone(),
+            socket: path.to_owned(),
+        };
+        let client = client
+            .negotiate_version()
+            .await
+            .map_err(|e| pending.err(e, || format!("engine at {text}")))?;
+        let docker = Docker {
+            client,
+            socket: path.to_owned(),
+        };
+        let v = docker.client.client_version();
+        let found = (
+            u32::try_from(v.major_version).unwrap_or(0),
+            u32::try_from(v.minor_version).unwrap_or(0),
+        );
+        if found < MIN_API {
+            return Err(EngineError::TooOld {
+                found: format!("{}.{}", found.0, found.1),
+                needed: format!("{}.{}", MIN_API.0, MIN_API.1),
+            });
+        }
+        Ok(docker)
+    }
+
+    /// The socket this connection uses.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The bollard client, for what the trait does not cover (tests, image import).
+    pub fn client(&self) -> &bollard::Docker {
+        &self.client
+    }
+
+    /// Maps a bollard error: 404 is `NotFound { what }`, a dead socket `NoEngine`, EACCES
+    /// `PermissionDenied`, everything else `Engine` with the engine's message.
+    fn err(&self, e: BollardError, what: impl FnOnce() -> String) -> EngineError {
+        let socket = self.socket.display().to_string();
+        if let Some((code, message)) = status_of(&e) {
+            return match code {
+                404 => EngineError::NotFound { what: what() },
+                _ => EngineError::Engine(format!("{}: {}", what(), message.trim())),
+            };
+        }
+        match &e {
+            BollardError::SocketNotFoundError(_) => {
+                return EngineError::NoEngine {
+                    tried: format!("{socket}: missing"),
+                };
+            }
+            BollardError::RequestTimeoutError => {
+                return EngineError::Engine(format!(
+                    "{}: the engine did not answer within {REQUEST_TIMEOUT_SECS} s",
+                    what()
+                ));
+            }
+            _ => {}
+        }
+        match io_cause(&e) {
+            Some(std::io::ErrorKind::PermissionDenied) => EngineError::PermissionDenied { socket },
+            Some(
+                kind @ (std::io::ErrorKind::NotFound
+                | std::io::ErrorKind::ConnectionRefused
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe),
+            ) => EngineError::NoEngine {
+                tried: format!("{socket}: {kind}"),
+            },
+            _ => EngineError::Engine(format!("{}: {e}", what())),
+        }
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse, EngineError> {
+        self.client
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+            .map_err(|e| self.err(e, || format!("container {id}")))
+    }
+
+    /// Creates from the spec; on a name conflict says which container holds the name.
+    async fn create_inner(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let options = CreateContainerOptions {
+            name: Some(spec.name.clone()),
+            ..Default::default()
+        };
+        match self
+            .client
+            .create_container(Some(options), create_body(spec))
+            .await
+        {
+            Ok(r) => Ok(r.id),
+            Err(e) => match status_of(&e) {
+                Some((409, _)) => {
+                    let holder = self
+                        .inspect(&spec.name)
+                        .await
+                        .ok()
+                        .and_then(|i| i.id)
+                        .map(|id| format!(" (id {})", &id[..id.len().min(12)]))
+                        .unwrap_or_default();
+                    Err(EngineError::Engine(format!(
+                        "a container named {} already exists{holder}; remove it or let autogit adopt it",
+                        spec.name
+                    )))
+                }
+                Some((404, _)) => Err(EngineError::NotFound {
+                    what: format!("image {} (for container {})", spec.image, spec.name),
+                }),
+                // The engine's message may quote the request; keep only its status line.
+                _ => Err(self.err(e, || format!("create container {}", spec.name))),
+            },
+        }
+    }
+}
+
+impl ContainerEngine for Docker {
+    async fn info(&self) -> Result<EngineInfo, EngineError> {
+        let version = self
+            .client
+            .version()
+            .await
+            .map_err(|e| self.err(e, || "engine version".to_owned()))?;
+        let info = self
+            .client
+            .info()
+            .await
+            .map_err(|e| self.err(e, || "engine info".to_owned()))?;
+        let podman = version
+            .components
+            .iter()
+            .flatten()
+            .any(|c| c.name.to_ascii_lowercase().contains("podman"))
+            || version
+                .platform
+                .as_ref()
+                .is_some_and(|p| p.name.to_ascii_lowercase().contains("podman"));
+        let rootless = info
+            .security_options
+            .iter()
+            .flatten()
+            .any(|o| o.split(',').any(|part| part == "name=rootless"));
+        let negotiated = self.client.client_version();
+        Ok(EngineInfo {
+            kind: if podman { "podman" } else { "docker" }.to_owned(),
+            version: version.version.unwrap_or_default(),
+            api_version: version
+                .api_version
+                .unwrap_or_else(|| format!("{negotiated}")),
+            rootless,
+            socket: self.socket.clone(),
+        })
+    }
+
+    async fn ensure_network(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, EngineError> {
+        match self
+            .client
+            .inspect_network(name, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(_) => return Ok(false),
+            Err(e) if status_of(&e).is_some_and(|(c, _)| c == 404) => {}
+            Err(e) => return Err(self.err(e, || format!("network {name}"))),
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some("bridge".to_owned()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        match self.client.create_network(request).await {
+            Ok(_) => Ok(true),
+            // Created concurrently by someone else: it exists, which is what was asked.
+            Err(e) if status_of(&e).is_some_and(|(c, _)| c == 409) => Ok(false),
+            Err(e) => Err(self.err(e, || format!("create network {name}"))),
+        }
+    }
+
+    async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool, EngineError> {
+        match self.client.inspect_volume(name).await {
+            Ok(_) => return Ok(false),
+            Err(e) if status_of(&e).is_some_and(|(c, _)| c == 404) => {}
+            Err(e) => return Err(self.err(e, || format!("volume {name}"))),
+        }
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            driver: Some("local".to_owned()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        self.client
+            .create_volume(request)
+            .await
+            .map_err(|e| self.err(e, || format!("create volume {name}")))?;
+        Ok(true)
+    }
+
+    async fn image_present(&self, image: &str) -> Result<bool, EngineError> {
+        match self.client.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(e) if status_of(&e).is_some_and(|(c, _)| c == 404) => Ok(false),
+            Err(e) => Err(self.err(e, || format!("image {image}"))),
+        }
+    }
+
+    async fn pull(
+        &self,
+        image: &str,
+        progress: &(dyn Fn(PullProgress) + Send + Sync),
+    ) -> Result<(), EngineError> {
+        let (repo, tag) = split_image(image);
+        let options = CreateImageOptions {
+            from_image: Some(repo.to_owned()),
+            tag: tag.map(str::to_owned),
+            ..Default::default()
+        };
+        let pull_err = |e: BollardError| -> EngineError {
+            if let Some((_, message)) = status_of(&e) {
+                return EngineError::Pull {
+                    image: image.to_owned(),
+                    reason: message.trim().to_owned(),
+                };
+            }
+            match self.err(e, || format!("pull {image}")) {
+                e @ (EngineError::NoEngine { .. } | EngineError::PermissionDenied { .. }) => e,
+                other => EngineError::Pull {
+                    image: image.to_owned(),
+                    reason: other.to_string(),
+                },
+            }
+        };
+        let mut stream = self.client.create_image(Some(options), None, None);
+        let mut seen = BTreeSet::new();
+        let mut done = BTreeSet::new();
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(info) => info,
+                Err(BollardError::DockerStreamError { error }) => {
+                    return Err(EngineError::Pull {
+                        image: image.to_owned(),
+                        reason: error,
+                    });
+                }
+                Err(e) => return Err(pull_err(e)),
+            };
+            let status = info.status.unwrap_or_default();
+            if let Some(id) = info.id.filter(|id| !id.is_empty() && id.as_str() != tag.unwrap_or("")) {
+                seen.insert(id.clone());
+                if matches!(status.as_str(), "Pull complete" | "Already exists") {
+                    done.insert(id);
+                }
+            }
+            progress(PullProgress {
+                image: image.to_owned(),
+                status,
+                current: done.len() as u64,
+                total: seen.len() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    async fn list(&self, project: &str) -> Result<Vec<Observed>, EngineError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![format!("{}={project}", labels::MANAGED)],
+            )])),
+            ..Default::default()
+        };
+        let summaries = self
+            .client
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.err(e, || format!("containers of {project}")))?;
+        let mut out = Vec::with_capacity(summaries.len());
+        for s in summaries {
+            let Some(id) = s.id else { continue };
+            let inspect = match self.inspect(&id).await {
+                Ok(i) => i,
+                // Removed between the list and the inspect.
+                Err(EngineError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let name = s
+                .names
+                .as_ref()
+                .and_then(|n| n.first())
+                .cloned()
+                .or_else(|| inspect.name.clone())
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_owned();
+            out.push(observed_from(id, s.labels, name, &inspect));
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        self.create_inner(spec).await
+    }
+
+    async fn start(&self, id: &str) -> Result<(), EngineError> {
+        match self
+            .client
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            // Already running.
+            Err(e) if status_of(&e).is_some_and(|(c, _)| c == 304) => Ok(()),
+            Err(e) => Err(self.err(e, || format!("container {id}"))),
+        }
+    }
+
+    async fn stop(&self, id: &str, timeout_secs: u32) -> Result<(), EngineError> {
+        let options = StopContainerOptions {
+            t: Some(i32::try_from(timeout_secs).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        match self.client.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // Already stopped.
+            Err(e) if status_of(&e).is_some_and(|(c, _)| c == 304) => Ok(()),
+            Err(e) => Err(self.err(e, || format!("container {id}"))),
+        }
+    }
+
+    async fn restart(&self, id: &str, timeout_secs: u32) -> Result<(), EngineError> {
+        let options = RestartContainerOptions {
+            t: Some(i32::try_from(timeout_secs).unwrap_or(i32::MAX)),
+            ..Default::default()
+        };
+        self.client
+            .restart_container(id, Some(options))
+            .await
+            .map_err(|e| self.err(e, || format!("container {id}")))
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), EngineError> {
+        let options = RemoveContainerOptions {
+            force: true,
+            v: false,
+            link: false,
+        };
+        self.client
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| self.err(e, || format!("container {id}")))
+    }
+
+    async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
+        self.client
+            .remove_network(name)
+            .await
+            .map_err(|e| self.err(e, || format!("network {name}")))
+    }
+
+    async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
+        self.client
+            .remove_volume(name, None::<RemoveVolumeOptions>)
+            .await
+            .map_err(|e| self.err(e, || format!("volume {name}")))
+    }
+
+    async fn logs(
+        &self,
+        id: &str,
+        since: Option<i64>,
+        tail: Option<usize>,
+    ) -> Result<Vec<String>, EngineError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            since: since
+                .map(|s| i32::try_from(s.max(0)).unwrap_or(i32::MAX))
+                .unwrap_or(0),
+            tail: tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
+            ..Default::default()
+        };
+        let mut stream = self.client.logs(id, Some(options));
+        let mut text = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(e, || format!("container {id}")))?;
+            text.extend_from_slice(chunk.as_ref());
+        }
+        Ok(String::from_utf8_lossy(&text)
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    async fn exec(&self, id: &str, argv: &[String]) -> Result<(i64, String), EngineError> {
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(argv.to_vec()),
+            ..Default::default()
+        };
+        let exec = self
+            .client
+            .create_exec(id, config)
+            .await
+            .map_err(|e| self.err(e, || format!("container {id}")))?;
+        let started = self
+            .client
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| self.err(e, || format!("exec in container {id}")))?;
+        let mut text = Vec::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+            while let Some(chunk) = output.next().await {
+                let chunk = chunk.map_err(|e| self.err(e, || format!("exec in container {id}")))?;
+                text.extend_from_slice(chunk.as_ref());
+            }
+        }
+        // The exit code is set once the process is gone; the stream ends a moment before.
+        let mut code = None;
+        for _ in 0..50 {
+            let inspect = self
+                .client
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(|e| self.err(e, || format!("exec in container {id}")))?;
+            if inspect.running != Some(true) {
+                code = inspect.exit_code;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let code = code.ok_or_else(|| {
+            EngineError::Engine(format!("exec in container {id}: no exit code reported"))
+        })?;
+        Ok((code, String::from_utf8_lossy(&text).into_owned()))
+    }
+
+    async fn events(
+        &self,
+        project: &str,
+        tx: tokio::sync::mpsc::Sender<EngineEvent>,
+    ) -> Result<(), EngineError> {
+        let options = EventsOptions {
+            filters: Some(HashMap::from([
+                (
+                    "label".to_owned(),
+                    vec![format!("{}={project}", labels::MANAGED)],
+                ),
+                ("type".to_owned(), vec!["container".to_owned()]),
+            ])),
+            ..Default::default()
+        };
+        let mut stream = self.client.events(Some(options));
+        loop {
+            let item = tokio::select! {
+                () = tx.closed() => return Ok(()),
+                item = stream.next() => item,
+            };
+            let Some(item) = item else {
+                return Err(EngineError::Engine(format!(
+                    "the event stream of {} ended",
+                    self.socket.display()
+                )));
+            };
+            let msg: EventMessage = item.map_err(|e| self.err(e, || "events".to_owned()))?;
+            let Some(action) = msg.action.as_deref().and_then(event_action) else {
+                continue;
+            };
+            let actor = msg.actor.unwrap_or_default();
+            let attrs = actor.attributes.unwrap_or_default();
+            let event = EngineEvent {
+                service: attrs
+                    .get(labels::SERVICE)
+                    .or_else(|| attrs.get(labels::COMPOSE_SERVICE))
+                    .cloned()
+                    .unwrap_or_default(),
+                container_id: actor.id.unwrap_or_default(),
+                action,
+                time: msg.time.unwrap_or_default(),
+            };
+            if tx.send(event).await.is_err() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autogit_core::container::{EngineHealthcheck, PortBinding as Port};
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn socket_order() {
+        let explicit = socket_candidates(Some(Path::new("unix:///x.sock")), &[]).unwrap();
+        assert_eq!(explicit, vec![PathBuf::from("/x.sock")]);
+        let host = socket_candidates(None, &env(&[("DOCKER_HOST", "unix:///d.sock")])).unwrap();
+        assert_eq!(host, vec![PathBuf::from("/d.sock")]);
+        assert!(matches!(
+            socket_candidates(None, &env(&[("DOCKER_HOST", "tcp://h:2375")])),
+            Err(EngineError::NoEngine { .. })
+        ));
+        let all = socket_candidates(None, &env(&[("XDG_RUNTIME_DIR", "/run/user/7")])).unwrap();
+        assert_eq!(
+            all,
+            vec![
+                PathBuf::from("/run/user/7/docker.sock"),
+                PathBuf::from("/var/run/docker.sock"),
+                PathBuf::from("/run/user/7/podman/podman.sock"),
+                PathBuf::from("/run/podman/podman.sock"),
+            ]
+        );
+        let none = socket_candidates(None, &[]).unwrap();
+        assert_eq!(none[0], PathBuf::from("/var/run/docker.sock"));
+    }
+
+    #[test]
+    fn image_references() {
+        assert_eq!(split_image("busybox"), ("busybox", None));
+        assert_eq!(split_image("busybox:1.36"), ("busybox", Some("1.36")));
+        assert_eq!(
+            split_image("localhost:5000/a/b:2"),
+            ("localhost:5000/a/b", Some("2"))
+        );
+        assert_eq!(
+            split_image("localhost:5000/a/b"),
+            ("localhost:5000/a/b", None)
+        );
+        assert_eq!(split_image("a/b@sha256:00"), ("a/b@sha256:00", None));
+    }
+
+    #[test]
+    fn events_of_interest() {
+        assert_eq!(event_action("die").as_deref(), Some("die"));
+        assert_eq!(
+            event_action("health_status: unhealthy").as_deref(),
+            Some("health_status: unhealthy")
+        );
+        assert_eq!(event_action("health_status: starting"), None);
+        assert_eq!(event_action("exec_create: sh"), None);
+    }
+
+    #[test]
+    fn create_body_maps_the_spec() {
+        let spec = ContainerSpec {
+            name: "p-web".into(),
+            service: "web".into(),
+            image: "img:1".into(),
+            command: vec!["httpd".into()],
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            secret_keys: vec![],
+            ports: vec![
+                Port {
+                    host_ip: Some("127.0.0.1".into()),
+                    host_port: 18080,
+                    container_port: 8080,
+                    udp: false,
+                },
+                Port {
+                    host_ip: None,
+                    host_port: 18081,
+                    container_port: 8080,
+                    udp: false,
+                },
+            ],
+            mounts: vec![MountSpec::Volume {
+                name: "p_data".into(),
+                target: "/data".into(),
+            }],
+            nano_cpus: 500_000_000,
+            memory_bytes: 64 << 20,
+            shm_size_bytes: Some(1 << 20),
+            network: "p_net".into(),
+            aliases: vec!["web".into()],
+            hostname: Some("web".into()),
+            healthcheck: Some(EngineHealthcheck {
+                test: vec!["CMD".into(), "true".into()],
+                interval_secs: 2,
+                timeout_secs: 3,
+                retries: 4,
+                start_period_secs: 5,
+            }),
+            labels: BTreeMap::from([(labels::MANAGED.into(), "p".into())]),
+            restart_policy: "no".into(),
+        };
+        let b = create_body(&spec);
+        assert_eq!(b.env, Some(vec!["A=1".to_owned()]));
+        assert_eq!(b.exposed_ports, Some(vec!["8080/tcp".to_owned()]));
+        let hc = b.host_config.unwrap();
+        assert_eq!(hc.port_bindings.unwrap()["8080/tcp"].as_ref().unwrap().len(), 2);
+        assert_eq!(hc.nano_cpus, Some(500_000_000));
+        assert_eq!(hc.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::NO));
+        let h = b.healthcheck.unwrap();
+        assert_eq!(h.interval, Some(2_000_000_000));
+        assert_eq!(h.start_period, Some(5_000_000_000));
+        let net = b.networking_config.unwrap().endpoints_config.unwrap();
+        assert_eq!(net["p_net"].aliases, Some(vec!["web".to_owned()]));
+    }
+}
