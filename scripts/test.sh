@@ -6,12 +6,40 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 need_rust
 apt_need docker-compose docker-compose
-mkdir -p target/test-logs
+apt_need docker.io dockerd
+apt_need busybox-static busybox
+logs=$PWD/target/test-logs
+mkdir -p "$logs"
+
+started_dockerd=""
 cleanup() {
-    # Daemons started by this script are stopped here (none outlive the run).
-    for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
+    if [ -n "$started_dockerd" ]; then
+        kill "$started_dockerd" 2>/dev/null || true
+        wait "$started_dockerd" 2>/dev/null || true
+    fi
 }
-trap cleanup EXIT
+trap cleanup EXIT INT TERM
+
+# A Docker engine: use the one that answers, else start dockerd (root needed).
+export DOCKER_HOST=${DOCKER_HOST:-unix:///var/run/docker.sock}
+if ! docker version >/dev/null 2>&1; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "autogit: no Docker engine answers at $DOCKER_HOST and starting dockerd needs root" >&2
+        exit 1
+    fi
+    dockerd --host "$DOCKER_HOST" >"$logs/dockerd.log" 2>&1 </dev/null &
+    started_dockerd=$!
+    for _ in $(seq 1 60); do
+        docker version >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    if ! docker version >/dev/null 2>&1; then
+        echo "autogit: dockerd did not start; see $logs/dockerd.log" >&2
+        tail -n 20 "$logs/dockerd.log" >&2 || true
+        exit 1
+    fi
+fi
+
 # Tests that need a tool fail instead of skipping when it is missing.
 export AUTOGIT_REQUIRE_TOOLS=1
 cargo test --workspace --locked --no-fail-fast "$@"

@@ -767,7 +767,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 )
                 .path("gitlab.resources.preset")
                 .help(
-                    "choose a smaller preset, set gitlab.resources.cpu, or enable fewer services",
+                    "each container's CPU limit is capped at the host's CPUs; choose a smaller preset, set gitlab.resources.cpu, or enable fewer services",
                 ),
             );
         }
@@ -776,6 +776,17 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 "the plan asks for {total_memory} of memory (preset `{preset}`), this host has {}", h.memory))
                 .path("gitlab.resources.preset")
                 .help("choose a smaller preset, set gitlab.resources.memory, or enable fewer services"));
+        }
+    }
+
+    // A limit above the host's CPUs is refused by the engine; the warning above still says
+    // the plan wants more than the host has.
+    if let Some(h) = input.host {
+        for s in services
+            .iter_mut()
+            .filter(|s| s.placement == Placement::Local)
+        {
+            s.cpus = s.cpus.min(h.cpus);
         }
     }
 

@@ -78,6 +78,8 @@ pub struct Runtime<E: ContainerEngine> {
     probe_timeout: Duration,
     rng: Mutex<u64>,
     clock: Clock,
+    /// service → a secret it needs that is not set; creating it fails with a clear error.
+    missing_secrets: BTreeMap<String, String>,
 }
 
 /// Where the runtime gets the time (unix seconds); tests drive it by hand.
@@ -91,7 +93,8 @@ impl std::fmt::Debug for Clock {
 
 impl<E: ContainerEngine> Runtime<E> {
     /// `rendered_dir` must be absolute (bind mounts). `secrets` holds the values of every
-    /// `secret_env` the plan names; a missing one is an error before anything is created.
+    /// `secret_env` the plan names; a missing one makes `prepare` fail before anything is
+    /// created (and creating that service fail), while `down` and observation still work.
     pub fn new(
         engine: E,
         store: Store,
@@ -105,13 +108,14 @@ impl<E: ContainerEngine> Runtime<E> {
         let mut desired = Vec::new();
         let mut probes = BTreeMap::new();
         let mut volumes = Vec::new();
+        let mut missing_secrets = BTreeMap::new();
         for s in plan
             .services
             .iter()
             .filter(|s| s.placement == Placement::Local && !s.on_demand)
         {
             if let Some(missing) = s.secret_env.iter().find(|k| !secrets.contains_key(*k)) {
-                return Err(RuntimeError::MissingSecret(missing.clone()));
+                missing_secrets.insert(s.name.clone(), missing.clone());
             }
             let spec = container_spec(plan, s, rendered_dir, secrets);
             desired.push(Desired {
@@ -180,6 +184,7 @@ impl<E: ContainerEngine> Runtime<E> {
             probe_timeout: config.health.timeout.0,
             rng: Mutex::new(seed),
             clock: Clock(Box::new(now)),
+            missing_secrets,
         })
     }
 
@@ -236,6 +241,9 @@ impl<E: ContainerEngine> Runtime<E> {
         &self,
         progress: &(dyn Fn(PullProgress) + Send + Sync),
     ) -> Result<(), RuntimeError> {
+        if let Some(secret) = self.missing_secrets.values().next() {
+            return Err(RuntimeError::MissingSecret(secret.clone()));
+        }
         let l = self.managed_labels();
         self.engine.ensure_network(&self.network, &l).await?;
         for v in &self.volumes {
@@ -340,6 +348,9 @@ impl<E: ContainerEngine> Runtime<E> {
         let Some(spec) = self.spec(service) else {
             return Ok(());
         };
+        if let Some(secret) = self.missing_secrets.get(service) {
+            return Err(RuntimeError::MissingSecret(secret.clone()));
+        }
         let id = self.engine.create(spec).await?;
         self.engine.start(&id).await?;
         Ok(())

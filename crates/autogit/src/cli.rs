@@ -109,14 +109,33 @@ pub enum Command {
         /// Render files into the data dir and print the plan and images; touch nothing else
         #[arg(long)]
         dry_run: bool,
+        /// How long to wait for every service to become healthy (GitLab's first boot takes
+        /// minutes); 0 returns right after starting the containers
+        #[arg(long, default_value = "15m", value_name = "DURATION")]
+        wait: String,
+    },
+    /// Remove the platform's containers and network (volumes only with --volumes)
+    Down {
+        /// Also delete the named volumes: all GitLab data. Asks first unless --yes
+        #[arg(long)]
+        volumes: bool,
+        /// Do not ask
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Run the reconcile loop: react to engine events and reconcile every interval
+    Daemon {
+        /// Print a systemd unit for this daemon and exit
+        #[arg(long)]
+        print_systemd_unit: bool,
     },
     /// Export the platform as infrastructure as code
     #[command(subcommand)]
     Export(ExportCommand),
     /// Health of the platform or one part of it
     Status {
-        #[arg(value_enum)]
-        component: Option<StatusComponent>,
+        /// A service (gitlab, grafana, runner-NAME, ...), or `runners` for every runner
+        service: Option<String>,
     },
     /// Repository mirroring
     #[command(subcommand)]
@@ -164,12 +183,6 @@ pub enum ExportCommand {
         #[arg(long, short = 'O', value_name = "FILE")]
         out: Option<PathBuf>,
     },
-}
-
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StatusComponent {
-    Gitlab,
-    Runners,
 }
 
 #[derive(Subcommand, Debug)]

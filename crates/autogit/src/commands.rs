@@ -1,9 +1,7 @@
 //! One function per command. Commands whose capability is still being built exit with
 //! [`exit::UNAVAILABLE`] and say what they will do; they never pretend to succeed.
 
-use crate::cli::{
-    Cli, Command, ComputeCommand, ExportCommand, MirrorCommand, RunnerCommand, StatusComponent,
-};
+use crate::cli::{Cli, Command, ComputeCommand, ExportCommand, MirrorCommand, RunnerCommand};
 use crate::ctx::{Loaded, data_dir, load_all};
 use crate::exit;
 use crate::ui::{Ui, diagnostics_json};
@@ -27,31 +25,31 @@ pub fn run(cli: Cli) -> u8 {
             let flags = preset_flag(preset);
             show_plan(&ui, g, &load_all(g, &flags))
         }
-        Command::Install { preset, dry_run } => {
+        Command::Install {
+            preset,
+            dry_run,
+            wait,
+        } => {
             let flags = preset_flag(preset);
             let loaded = load_all(g, &flags);
             if dry_run {
                 dry_run_install(&ui, g, &loaded)
             } else {
-                unavailable(
-                    &ui,
-                    "install",
-                    "deploy the planned services on Docker or Podman, then keep them healthy; use `autogit install --dry-run` to render the files and see the plan",
-                )
+                crate::runtime_cmd::install(&ui, g, &loaded, &wait)
             }
+        }
+        Command::Down { volumes, yes } => {
+            crate::runtime_cmd::down(&ui, g, &load_all(g, &[]), volumes, yes)
+        }
+        Command::Daemon { print_systemd_unit } => {
+            crate::runtime_cmd::daemon(&ui, g, &load_all(g, &[]), print_systemd_unit)
         }
         Command::Export(ExportCommand::Compose { out }) => {
             export_compose(&ui, g, &load_all(g, &[]), out.as_deref())
         }
-        Command::Status { component } => unavailable(
-            &ui,
-            match component {
-                Some(StatusComponent::Gitlab) => "status gitlab",
-                Some(StatusComponent::Runners) => "status runners",
-                None => "status",
-            },
-            "report each service's state, health, uptime, restarts and last transition from the runtime state",
-        ),
+        Command::Status { service } => {
+            crate::runtime_cmd::status(&ui, g, &load_all(g, &[]), service.as_deref())
+        }
         Command::Mirror(m) => match m {
             MirrorCommand::Sync { .. } => unavailable(
                 &ui,
@@ -98,11 +96,9 @@ pub fn run(cli: Cli) -> u8 {
                 unavailable(&ui, "compute status", "show a job's placement and state")
             }
         },
-        Command::Reconcile { .. } => unavailable(
-            &ui,
-            "reconcile",
-            "observe the running services, compare with the plan, repair and record",
-        ),
+        Command::Reconcile { clear } => {
+            crate::runtime_cmd::reconcile(&ui, g, &load_all(g, &[]), clear.as_deref())
+        }
         Command::Backup => unavailable(
             &ui,
             "backup",
@@ -113,10 +109,18 @@ pub fn run(cli: Cli) -> u8 {
             "restore",
             "verify the archive and GitLab version, restore it and wait for health",
         ),
-        Command::Logs { .. } => unavailable(
+        Command::Logs {
+            component,
+            follow,
+            since,
+            tail,
+        } => crate::runtime_cmd::logs(
             &ui,
-            "logs",
-            "merge the services' container logs with a prefix per service",
+            &load_all(g, &[]),
+            &component,
+            follow,
+            since.as_deref(),
+            tail,
         ),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
@@ -224,7 +228,7 @@ fn remembered_ports(data: &Path) -> BTreeMap<String, u16> {
 }
 
 /// Loads, plans, and reports. `None` means errors were reported.
-fn make_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> Option<Plan> {
+pub(crate) fn make_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> Option<Plan> {
     let host = autogit_drivers::host::facts(&loaded.env);
     let input = PlanInput {
         host,
@@ -327,7 +331,12 @@ fn show_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
     exit::OK
 }
 
-fn write_rendered(ui: &Ui, dir: &Path, plan: &Plan, loaded: &Loaded) -> Result<Vec<String>, u8> {
+pub(crate) fn write_rendered(
+    ui: &Ui,
+    dir: &Path,
+    plan: &Plan,
+    loaded: &Loaded,
+) -> Result<Vec<String>, u8> {
     let mut written = Vec::new();
     for (rel, content) in render::all_files(plan, &loaded.config) {
         let path = dir.join(&rel);

@@ -9,6 +9,7 @@ use autogit_core::platform::{PlatformEnv, load_platform};
 use autogit_core::source::{Origin, Sources, decode_utf8};
 use autogit_core::yaml::Limits;
 use autogit_drivers::fsx::{FsError, read_bounded};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub struct Loaded {
@@ -19,6 +20,39 @@ pub struct Loaded {
     /// Which configuration file was used; `None` for the embedded default.
     pub config_path: Option<PathBuf>,
     pub env: Vec<(String, String)>,
+    /// Values of the `.env` file and the environment, for the secrets services name.
+    /// Never printed.
+    pub values: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("config_path", &self.config_path)
+            .field("values", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loaded {
+    /// The value of a secret named by the plan: `.env` first, the environment wins.
+    pub fn secrets(&self, names: &[String]) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for n in names {
+            let from_env = self
+                .env
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone());
+            if let Some(v) = from_env
+                .or_else(|| self.values.get(n).cloned())
+                .filter(|v| !v.is_empty())
+            {
+                out.insert(n.clone(), v);
+            }
+        }
+        out
+    }
 }
 
 pub fn process_env() -> Vec<(String, String)> {
@@ -93,6 +127,7 @@ pub fn load_all(g: &Global, extra_flags: &[FlagOverride]) -> Loaded {
             diagnostics: pre,
             config_path,
             env,
+            values: BTreeMap::new(),
         };
     }
 
@@ -140,7 +175,7 @@ pub fn load_all(g: &Global, extra_flags: &[FlagOverride]) -> Loaded {
         .as_ref()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
-    let (platform, _values) = load_platform(
+    let (platform, entries) = load_platform(
         env_text.as_deref().map(|t| (env_name.as_str(), t)),
         &env,
         &mut sources,
@@ -154,6 +189,7 @@ pub fn load_all(g: &Global, extra_flags: &[FlagOverride]) -> Loaded {
         diagnostics,
         config_path,
         env,
+        values: entries.into_iter().map(|(k, e)| (k, e.value)).collect(),
     }
 }
 

@@ -221,7 +221,14 @@ pub fn run(cmd: GuardCommand, ctx: &GuardContext) -> ExitCode {
             no_quarantine,
             source,
             thresholds,
-        } => check(ctx, file.as_deref(), output, no_quarantine, &source, &thresholds),
+        } => check(
+            ctx,
+            file.as_deref(),
+            output,
+            no_quarantine,
+            &source,
+            &thresholds,
+        ),
         GuardCommand::Quarantine { action } => quarantine(ctx, action),
         GuardCommand::ScanRepo { path, format } => scan_repo(ctx, &path, format),
         GuardCommand::Eval {
@@ -237,7 +244,15 @@ pub fn run(cmd: GuardCommand, ctx: &GuardContext) -> ExitCode {
             scan_system,
             no_quarantine,
             thresholds,
-        } => serve(ctx, listen, upstream, max_body_bytes, scan_system, no_quarantine, &thresholds),
+        } => serve(
+            ctx,
+            listen,
+            upstream,
+            max_body_bytes,
+            scan_system,
+            no_quarantine,
+            &thresholds,
+        ),
     }
 }
 
@@ -250,18 +265,26 @@ fn read_input(file: Option<&Path>) -> Result<(String, String), ServiceError> {
                 path: p.to_owned(),
                 source: e,
             })?;
-            Ok((String::from_utf8_lossy(&bytes).into_owned(), p.display().to_string()))
+            Ok((
+                String::from_utf8_lossy(&bytes).into_owned(),
+                p.display().to_string(),
+            ))
         }
     }
 }
 
 fn read_stdin() -> Result<(String, String), ServiceError> {
     let mut buf = Vec::new();
-    std::io::stdin().read_to_end(&mut buf).map_err(|e| ServiceError::Io {
-        path: PathBuf::from("<stdin>"),
-        source: e,
-    })?;
-    Ok((String::from_utf8_lossy(&buf).into_owned(), "stdin".to_owned()))
+    std::io::stdin()
+        .read_to_end(&mut buf)
+        .map_err(|e| ServiceError::Io {
+            path: PathBuf::from("<stdin>"),
+            source: e,
+        })?;
+    Ok((
+        String::from_utf8_lossy(&buf).into_owned(),
+        "stdin".to_owned(),
+    ))
 }
 
 fn verdict_code(v: Verdict) -> ExitCode {
@@ -290,7 +313,13 @@ fn check(
 ) -> ExitCode {
     let guard = match Guard::new(thresholds.config()) {
         Ok(g) => g,
-        Err(e) => return fail("check", &e, "thresholds must lie in [0, 1] with suspicious <= block"),
+        Err(e) => {
+            return fail(
+                "check",
+                &e,
+                "thresholds must lie in [0, 1] with suspicious <= block",
+            );
+        }
     };
     let (text, origin) = match read_input(file) {
         Ok(x) => x,
@@ -299,10 +328,18 @@ fn check(
     let analysis = guard.analyze(&text);
     let mut quarantine_id = None;
     if !no_quarantine && analysis.verdict != Verdict::Clean {
-        let label = if source == "cli" { format!("cli:{origin}") } else { source.to_owned() };
-        match QuarantineStore::open(&ctx.store_path()).and_then(|mut s| s.insert(&label, &text, &analysis)) {
+        let label = if source == "cli" {
+            format!("cli:{origin}")
+        } else {
+            source.to_owned()
+        };
+        match QuarantineStore::open(&ctx.store_path())
+            .and_then(|mut s| s.insert(&label, &text, &analysis))
+        {
             Ok(r) => quarantine_id = Some(r.id),
-            Err(e) => eprintln!("autogit: guard check: could not quarantine: {e}; use --no-quarantine to skip storing"),
+            Err(e) => eprintln!(
+                "autogit: guard check: could not quarantine: {e}; use --no-quarantine to skip storing"
+            ),
         }
     }
     if ctx.json || output == CheckOutput::Json {
@@ -321,7 +358,11 @@ fn check(
 }
 
 fn print_analysis(a: &Analysis, text: &str, quarantine_id: Option<&str>) {
-    println!("verdict: {} (risk {:.2})", verdict_word(a.verdict), a.risk_score);
+    println!(
+        "verdict: {} (risk {:.2})",
+        verdict_word(a.verdict),
+        a.risk_score
+    );
     for f in &a.detected_patterns {
         let frag: String = text
             .get(f.span.start..f.span.end)
@@ -354,7 +395,13 @@ fn quarantine(ctx: &GuardContext, action: QuarantineAction) -> ExitCode {
     let path = ctx.store_path();
     let mut store = match QuarantineStore::open(&path) {
         Ok(s) => s,
-        Err(e) => return fail("quarantine", &e, "check that the data directory is writable"),
+        Err(e) => {
+            return fail(
+                "quarantine",
+                &e,
+                "check that the data directory is writable",
+            );
+        }
     };
     let result = match action {
         QuarantineAction::List { status, limit } => {
@@ -370,7 +417,12 @@ fn quarantine(ctx: &GuardContext, action: QuarantineAction) -> ExitCode {
                     println!("no quarantined texts");
                 }
                 for r in &records {
-                    let preview: String = r.original_text.chars().take(50).flat_map(char::escape_debug).collect();
+                    let preview: String = r
+                        .original_text
+                        .chars()
+                        .take(50)
+                        .flat_map(char::escape_debug)
+                        .collect();
                     println!(
                         "{}  {}  {:<8}  risk {:.2}  {:<10}  {}  \"{}\"",
                         r.id,
@@ -389,14 +441,16 @@ fn quarantine(ctx: &GuardContext, action: QuarantineAction) -> ExitCode {
             })
         }
         QuarantineAction::Show { id } => store.get(&id).and_then(|r| print_json(&r)),
-        QuarantineAction::Release { id } => store.set_status(&id, AnalysisStatus::Released).and_then(|r| {
-            if ctx.json {
-                print_json(&r)
-            } else {
-                println!("released {}", r.id);
-                Ok(())
-            }
-        }),
+        QuarantineAction::Release { id } => store
+            .set_status(&id, AnalysisStatus::Released)
+            .and_then(|r| {
+                if ctx.json {
+                    print_json(&r)
+                } else {
+                    println!("released {}", r.id);
+                    Ok(())
+                }
+            }),
         QuarantineAction::Delete { id } => store.delete(&id).and_then(|()| {
             if ctx.json {
                 print_json(&serde_json::json!({ "deleted": id }))
@@ -408,8 +462,16 @@ fn quarantine(ctx: &GuardContext, action: QuarantineAction) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::from(EXIT_CLEAN),
-        Err(e @ ServiceError::NotFound(_)) => fail("quarantine", &e, "list the ids with: autogit guard quarantine list"),
-        Err(e) => fail("quarantine", &e, &format!("the database is {}", path.display())),
+        Err(e @ ServiceError::NotFound(_)) => fail(
+            "quarantine",
+            &e,
+            "list the ids with: autogit guard quarantine list",
+        ),
+        Err(e) => fail(
+            "quarantine",
+            &e,
+            &format!("the database is {}", path.display()),
+        ),
     }
 }
 
@@ -418,7 +480,11 @@ fn scan_repo(ctx: &GuardContext, path: &Path, format: ScanFormat) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail("scan-repo", &e, "pass a readable directory or file"),
     };
-    let format = if ctx.json && format == ScanFormat::Text { ScanFormat::Json } else { format };
+    let format = if ctx.json && format == ScanFormat::Text {
+        ScanFormat::Json
+    } else {
+        format
+    };
     let printed = match format {
         ScanFormat::Text => {
             print!("{}", scan::to_text(&report));
@@ -430,20 +496,48 @@ fn scan_repo(ctx: &GuardContext, path: &Path, format: ScanFormat) -> ExitCode {
     if let Err(e) = printed {
         return fail("scan-repo", &e, "this is a bug, please report it");
     }
-    ExitCode::from(if report.has_errors() { EXIT_SUSPICIOUS } else { EXIT_CLEAN })
+    ExitCode::from(if report.has_errors() {
+        EXIT_SUSPICIOUS
+    } else {
+        EXIT_CLEAN
+    })
 }
 
-fn evaluate(ctx: &GuardContext, file: &Path, threshold: Option<f64>, show_misses: bool, thresholds: &ThresholdArgs) -> ExitCode {
+fn evaluate(
+    ctx: &GuardContext,
+    file: &Path,
+    threshold: Option<f64>,
+    show_misses: bool,
+    thresholds: &ThresholdArgs,
+) -> ExitCode {
     let config = thresholds.config();
     let threshold = threshold.unwrap_or(config.suspicious_threshold);
     let guard = match Guard::new(config) {
         Ok(g) => g,
-        Err(e) => return fail("eval", &e, "thresholds must lie in [0, 1] with suspicious <= block"),
+        Err(e) => {
+            return fail(
+                "eval",
+                &e,
+                "thresholds must lie in [0, 1] with suspicious <= block",
+            );
+        }
     };
     let examples = match eval::load_dataset(file) {
         Ok(x) if !x.is_empty() => x,
-        Ok(_) => return fail("eval", &"the dataset is empty", "add rows with text and label"),
-        Err(e) => return fail("eval", &e, "expected CSV (text,label header) or JSONL ({\"text\":…,\"label\":…})"),
+        Ok(_) => {
+            return fail(
+                "eval",
+                &"the dataset is empty",
+                "add rows with text and label",
+            );
+        }
+        Err(e) => {
+            return fail(
+                "eval",
+                &e,
+                "expected CSV (text,label header) or JSONL ({\"text\":…,\"label\":…})",
+            );
+        }
     };
     let (m, misses) = eval::evaluate(&guard, &examples, threshold);
     if ctx.json {
@@ -456,9 +550,17 @@ fn evaluate(ctx: &GuardContext, file: &Path, threshold: Option<f64>, show_misses
             Err(e) => fail("eval", &e, "this is a bug, please report it"),
         };
     }
-    println!("dataset      {} ({} injections, {} benign)", file.display(), m.positives, m.negatives);
+    println!(
+        "dataset      {} ({} injections, {} benign)",
+        file.display(),
+        m.positives,
+        m.negatives
+    );
     println!("threshold    {:.2}", m.threshold);
-    println!("TP {}  FP {}  TN {}  FN {}", m.true_positives, m.false_positives, m.true_negatives, m.false_negatives);
+    println!(
+        "TP {}  FP {}  TN {}  FN {}",
+        m.true_positives, m.false_positives, m.true_negatives, m.false_negatives
+    );
     println!("TPR          {:.3}", m.tpr);
     println!("FPR          {:.3}", m.fpr);
     println!("precision    {:.3}", m.precision);
@@ -469,7 +571,10 @@ fn evaluate(ctx: &GuardContext, file: &Path, threshold: Option<f64>, show_misses
     if show_misses {
         for miss in &misses {
             let kind = if miss.label { "missed" } else { "false alarm" };
-            println!("  #{:<4} {kind:<11} risk {:.2}  {:?}", miss.index, miss.risk_score, miss.text);
+            println!(
+                "  #{:<4} {kind:<11} risk {:.2}  {:?}",
+                miss.index, miss.risk_score, miss.text
+            );
         }
     }
     ExitCode::from(EXIT_CLEAN)
@@ -486,14 +591,26 @@ fn serve(
 ) -> ExitCode {
     let guard = match Guard::new(thresholds.config()) {
         Ok(g) => g,
-        Err(e) => return fail("serve", &e, "thresholds must lie in [0, 1] with suspicious <= block"),
+        Err(e) => {
+            return fail(
+                "serve",
+                &e,
+                "thresholds must lie in [0, 1] with suspicious <= block",
+            );
+        }
     };
     let store = if no_quarantine {
         None
     } else {
         match QuarantineStore::open(&ctx.store_path()) {
             Ok(s) => Some(s),
-            Err(e) => return fail("serve", &e, "check the data directory, or pass --no-quarantine"),
+            Err(e) => {
+                return fail(
+                    "serve",
+                    &e,
+                    "check the data directory, or pass --no-quarantine",
+                );
+            }
         }
     };
     let options = ServeOptions {

@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod ctx;
+mod runtime_cmd;
 mod ui;
 
 use clap::Parser;

@@ -1,0 +1,586 @@
+//! Commands that drive the container engine: install, down, status, logs, reconcile, daemon.
+
+use crate::cli::Global;
+use crate::commands::{make_plan, write_rendered};
+use crate::ctx::{Loaded, data_dir};
+use crate::exit;
+use crate::ui::Ui;
+use autogit_core::config::Notify;
+use autogit_core::lifecycle::State;
+use autogit_core::plan::Plan;
+use autogit_core::units::Dur;
+use autogit_drivers::engine::docker::Docker;
+use autogit_drivers::engine::{ContainerEngine, EngineError};
+use autogit_drivers::fsx::write_atomic;
+use autogit_drivers::notify::{Notifier, Retry, Webhook};
+use autogit_drivers::runtime::{Runtime, now};
+use autogit_drivers::state::Store;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn fail(ui: &Ui, msg: impl std::fmt::Display) -> u8 {
+    ui.error(&msg.to_string());
+    exit::FAILURE
+}
+
+struct Ready {
+    plan: Plan,
+    data: PathBuf,
+    store: Store,
+    secrets: BTreeMap<String, String>,
+    notifier_hooks: Vec<Webhook>,
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_owned())
+    })
+}
+
+/// Plan, render, open the store: what every engine command needs.
+fn ready(ui: &Ui, g: &Global, loaded: &Loaded) -> Result<Ready, u8> {
+    let plan = make_plan(ui, g, loaded).ok_or(exit::INVALID_CONFIG)?;
+    let data = data_dir(g);
+    std::fs::create_dir_all(&data)
+        .map_err(|e| fail(ui, format!("cannot create {}: {e}", data.display())))?;
+    let data = absolute(&data);
+    let store = Store::open(&data.join("state.db")).map_err(|e| fail(ui, e))?;
+    let names: Vec<String> = plan
+        .services
+        .iter()
+        .flat_map(|s| s.secret_env.clone())
+        .collect();
+    let mut hook_names = Vec::new();
+    for n in &loaded.config.health.notify {
+        if let Notify::Webhook {
+            secret_env: Some(k),
+            ..
+        } = n
+        {
+            hook_names.push(k.clone());
+        }
+    }
+    let secrets = loaded.secrets(&[names, hook_names].concat());
+    let notifier_hooks = loaded
+        .config
+        .health
+        .notify
+        .iter()
+        .filter_map(|n| match n {
+            Notify::Webhook { url, secret_env } => Some(Webhook {
+                url: url.clone(),
+                secret: secret_env.as_ref().and_then(|k| secrets.get(k).cloned()),
+            }),
+            Notify::Log => None,
+        })
+        .collect();
+    Ok(Ready {
+        plan,
+        data,
+        store,
+        secrets,
+        notifier_hooks,
+    })
+}
+
+async fn connect(loaded: &Loaded) -> Result<Docker, EngineError> {
+    Docker::connect(
+        loaded.config.platform.socket.as_deref().map(Path::new),
+        &loaded.env,
+    )
+    .await
+}
+
+fn log_notify(loaded: &Loaded) -> bool {
+    loaded.config.health.notify.contains(&Notify::Log)
+}
+
+pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str) -> u8 {
+    let Some(wait) = Dur::parse(wait).or((wait == "0").then_some(Dur::secs(0))) else {
+        return fail(
+            ui,
+            format!("--wait {wait}: expected a duration such as 90s, 15m or 0"),
+        );
+    };
+    let r = match ready(ui, g, loaded) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let rendered = r.data.join("rendered");
+    if let Err(code) = write_rendered(ui, &rendered, &r.plan, loaded) {
+        return code;
+    }
+    // Dynamic ports are remembered so the next plan keeps them.
+    let ports: BTreeMap<String, u16> = r
+        .plan
+        .local()
+        .filter(|s| s.name != "gitlab")
+        .filter_map(|s| s.ports.first().map(|p| (s.name.clone(), p.host)))
+        .collect();
+    let _ = write_atomic(
+        &r.data.join("state/ports.json"),
+        &serde_json::to_vec_pretty(&ports).unwrap_or_default(),
+        0o644,
+    );
+    let rt = tokio();
+    rt.block_on(async {
+        let engine = match connect(loaded).await {
+            Ok(e) => e,
+            Err(e) => return fail(ui, e),
+        };
+        match engine.info().await {
+            Ok(i) => ui.note(&format!("engine: {} {} (API {}{}) at {}", i.kind, i.version, i.api_version, if i.rootless { ", rootless" } else { "" }, i.socket.display())),
+            Err(e) => return fail(ui, e),
+        }
+        let notifier = Notifier::start(r.notifier_hooks, log_notify(loaded) && ui.verbose > 0, Retry::default());
+        let runtime = match Runtime::new(engine, r.store, &r.plan, &loaded.config, &rendered.display().to_string(), &r.secrets, notifier) {
+            Ok(rt) => rt,
+            Err(e) => return fail(ui, e),
+        };
+        let quiet = ui.quiet;
+        let progress = move |p: autogit_drivers::engine::PullProgress| {
+            if !quiet {
+                eprintln!("pulling {}: {} {}/{}", p.image, p.status, p.current, p.total);
+            }
+        };
+        if let Err(e) = runtime.prepare(&progress).await {
+            return fail(ui, e);
+        }
+        let start = Instant::now();
+        let mut last_line = String::new();
+        let mut seen_errors = std::collections::HashSet::new();
+        loop {
+            let report = match runtime.reconcile_once().await {
+                Ok(r) => r,
+                Err(e) => return fail(ui, format!("{e}; run `autogit install` again once it is fixed: it resumes where it stopped")),
+            };
+            for (svc, e) in &report.errors {
+                if seen_errors.insert(format!("{svc}: {e}")) {
+                    ui.error(&format!("{svc}: {e}"));
+                } else if !e.contains("no container engine") {
+                    // The same refusal twice in a row will not fix itself by waiting.
+                    ui.error(&format!("giving up: {svc} keeps failing with the error above; fix it and run `autogit install` again"));
+                    return exit::FAILURE;
+                }
+            }
+            let rows = runtime.with_store(Store::services).unwrap_or_default();
+            let wanted: Vec<&str> = runtime.specs.iter().map(|s| s.service.as_str()).collect();
+            let states: Vec<(String, String)> = rows.iter().filter(|r| wanted.contains(&r.service.as_str())).map(|r| (r.service.clone(), r.state.clone())).collect();
+            let healthy = states.len() == wanted.len() && states.iter().all(|(_, s)| s == State::Healthy.as_str());
+            let line = states.iter().map(|(s, st)| format!("{s}: {st}")).collect::<Vec<_>>().join(", ");
+            if line != last_line && !ui.quiet {
+                eprintln!("[{:>4}s] {line}", start.elapsed().as_secs());
+                last_line = line;
+            }
+            if healthy {
+                ui.note(&format!("installed: {} service(s) healthy after {}s", wanted.len(), start.elapsed().as_secs()));
+                return exit::OK;
+            }
+            if start.elapsed() >= wait.0 {
+                if wait.as_secs() == 0 {
+                    ui.note("containers started; `autogit status` shows when they are healthy");
+                    return exit::OK;
+                }
+                ui.error(&format!("not healthy after {wait}: {last_line}"));
+                for (svc, st) in &states {
+                    if st != State::Healthy.as_str()
+                        && let Ok(observed) = runtime.engine.list(&runtime.project).await
+                        && let Some(o) = observed.iter().find(|o| &o.service == svc)
+                        && let Ok(lines) = runtime.engine.logs(&o.id, None, Some(15)).await
+                    {
+                        eprintln!("last log lines of {svc}:");
+                        for l in lines {
+                            eprintln!("  {svc} | {l}");
+                        }
+                    }
+                }
+                return exit::FAILURE;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    })
+}
+
+pub fn down(ui: &Ui, g: &Global, loaded: &Loaded, volumes: bool, yes: bool) -> u8 {
+    if volumes && !yes {
+        use std::io::{BufRead, IsTerminal, Write};
+        if !std::io::stdin().is_terminal() {
+            return fail(
+                ui,
+                "--volumes deletes all GitLab data; add --yes to confirm",
+            );
+        }
+        eprint!(
+            "Delete the volumes of project `{}` (all GitLab data)? Type `yes`: ",
+            loaded.config.platform.project
+        );
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut answer);
+        if answer.trim() != "yes" {
+            ui.note("nothing was removed");
+            return exit::FAILURE;
+        }
+    }
+    let r = match ready(ui, g, loaded) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    tokio().block_on(async {
+        let engine = match connect(loaded).await {
+            Ok(e) => e,
+            Err(e) => return fail(ui, e),
+        };
+        let rendered = r.data.join("rendered").display().to_string();
+        let runtime = match Runtime::new(
+            engine,
+            r.store,
+            &r.plan,
+            &loaded.config,
+            &rendered,
+            &r.secrets,
+            Notifier::none(),
+        ) {
+            Ok(rt) => rt,
+            Err(e) => return fail(ui, e),
+        };
+        match runtime.down(volumes).await {
+            Ok(removed) => {
+                for n in &removed {
+                    ui.note(&format!("removed {n}"));
+                }
+                ui.note(&format!(
+                    "{} container(s) removed; volumes {}",
+                    removed.len(),
+                    if volumes { "deleted" } else { "kept" }
+                ));
+                exit::OK
+            }
+            Err(e) => fail(ui, e),
+        }
+    })
+}
+
+fn ago(t: i64) -> String {
+    let secs = (now() as i64 - t).max(0) as u64;
+    format!("{} ago", Dur::secs(secs))
+}
+
+pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8 {
+    let data = data_dir(g);
+    let db = data.join("state.db");
+    if !db.exists() {
+        if ui.json {
+            ui.print_json(&json!({"installed": false, "services": []}));
+        } else {
+            ui.note(&format!(
+                "nothing installed yet (no {}); run `autogit install`",
+                db.display()
+            ));
+        }
+        return exit::OK;
+    }
+    let store = match Store::open(&db) {
+        Ok(s) => s,
+        Err(e) => return fail(ui, e),
+    };
+    let rows = match store.services() {
+        Ok(r) => r,
+        Err(e) => return fail(ui, e),
+    };
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| match service {
+            None => true,
+            Some("runners") => r.service.starts_with("runner-"),
+            Some(s) => r.service == s,
+        })
+        .collect();
+    if let Some(s) = service
+        && rows.is_empty()
+        && s != "runners"
+    {
+        return fail(
+            ui,
+            format!("no service `{s}` in the state of this data dir"),
+        );
+    }
+    let observed = tokio().block_on(async {
+        match connect(loaded).await {
+            Ok(e) => e
+                .list(&loaded.config.platform.project)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    let obs = match &observed {
+        Ok(o) => o.clone(),
+        Err(e) => {
+            if !ui.json {
+                ui.note(&format!(
+                    "warning: container engine not reachable ({e}); showing recorded state only"
+                ));
+            }
+            Vec::new()
+        }
+    };
+    let health_of = |svc: &str| {
+        obs.iter()
+            .find(|o| o.service == svc)
+            .map(|o| format!("{:?}", o.health).to_ascii_lowercase())
+    };
+    let started_of = |svc: &str| {
+        obs.iter()
+            .find(|o| o.service == svc)
+            .and_then(|o| o.started_at.clone())
+    };
+    if ui.json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "service": r.service, "state": r.state, "since": r.since, "last_reason": r.reason,
+                    "restarts": r.restarts, "flagged": r.flagged, "flag_reason": r.flag_reason,
+                    "health": health_of(&r.service), "started_at": started_of(&r.service),
+                })
+            })
+            .collect();
+        ui.print_json(
+            &json!({"installed": true, "engine_reachable": observed.is_ok(), "services": items}),
+        );
+        return exit::OK;
+    }
+    let mut t = ui.table();
+    t.set_header(vec![
+        "SERVICE",
+        "STATE",
+        "HEALTH",
+        "STARTED",
+        "RESTARTS",
+        "LAST TRANSITION",
+        "FLAG",
+    ]);
+    for r in &rows {
+        t.add_row(vec![
+            r.service.clone(),
+            r.state.clone(),
+            health_of(&r.service).unwrap_or_else(|| "-".into()),
+            started_of(&r.service).unwrap_or_else(|| "-".into()),
+            r.restarts.to_string(),
+            format!("{} ({})", r.reason, ago(r.since)),
+            if r.flagged {
+                format!(
+                    "NEEDS ATTENTION: {}",
+                    r.flag_reason.clone().unwrap_or_default()
+                )
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    println!("{t}");
+    if rows.iter().any(|r| r.flagged) {
+        println!(
+            "A flagged service is not repaired automatically; fix the cause, then `autogit reconcile --clear <service>`."
+        );
+    }
+    exit::OK
+}
+
+pub fn logs(
+    ui: &Ui,
+    loaded: &Loaded,
+    services: &[String],
+    follow: bool,
+    since: Option<&str>,
+    tail: Option<usize>,
+) -> u8 {
+    let since_secs = match since.map(|s| Dur::parse(s).ok_or(s)) {
+        Some(Ok(d)) => Some(now().saturating_sub(d.as_secs()) as i64),
+        Some(Err(s)) => {
+            return fail(
+                ui,
+                format!("--since {s}: expected a duration such as 10m or 2h"),
+            );
+        }
+        None => None,
+    };
+    tokio().block_on(async {
+        let engine = match connect(loaded).await {
+            Ok(e) => e,
+            Err(e) => return fail(ui, e),
+        };
+        let project = &loaded.config.platform.project;
+        let mut since_at = since_secs;
+        let mut tail = tail;
+        loop {
+            let observed = match engine.list(project).await {
+                Ok(o) => o,
+                Err(e) => return fail(ui, e),
+            };
+            let chosen: Vec<_> = observed
+                .iter()
+                .filter(|o| services.is_empty() || services.contains(&o.service))
+                .collect();
+            if chosen.is_empty() && !follow {
+                return fail(ui, "no matching containers; is the platform installed?");
+            }
+            let width = chosen.iter().map(|o| o.service.len()).max().unwrap_or(0);
+            let fetched_at = now() as i64;
+            for o in &chosen {
+                match engine.logs(&o.id, since_at, tail).await {
+                    Ok(lines) => {
+                        for l in lines {
+                            println!("{:<width$} | {l}", o.service);
+                        }
+                    }
+                    Err(e) => ui.error(&format!("{}: {e}", o.service)),
+                }
+            }
+            if !follow {
+                return exit::OK;
+            }
+            since_at = Some(fetched_at);
+            tail = None;
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::signal::ctrl_c() => return exit::OK,
+            }
+        }
+    })
+}
+
+pub fn reconcile(ui: &Ui, g: &Global, loaded: &Loaded, clear: Option<&str>) -> u8 {
+    let r = match ready(ui, g, loaded) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if let Some(svc) = clear {
+        return match r.store.clear_flag(svc) {
+            Ok(true) => {
+                ui.note(&format!(
+                    "cleared the human-intervention flag of `{svc}`; automatic repair is on again"
+                ));
+                exit::OK
+            }
+            Ok(false) => fail(
+                ui,
+                format!("no service `{svc}` in the state of this data dir"),
+            ),
+            Err(e) => fail(ui, e),
+        };
+    }
+    let rendered = r.data.join("rendered");
+    if let Err(code) = write_rendered(ui, &rendered, &r.plan, loaded) {
+        return code;
+    }
+    tokio().block_on(async {
+        let engine = match connect(loaded).await {
+            Ok(e) => e,
+            Err(e) => return fail(ui, e),
+        };
+        let runtime = match Runtime::new(engine, r.store, &r.plan, &loaded.config, &rendered.display().to_string(), &r.secrets, Notifier::start(r.notifier_hooks, log_notify(loaded) && !ui.quiet, Retry::default())) {
+            Ok(rt) => rt,
+            Err(e) => return fail(ui, e),
+        };
+        match runtime.reconcile_once().await {
+            Ok(report) => {
+                if ui.json {
+                    ui.print_json(&json!({"actions": report.actions, "errors": report.errors.iter().map(|(s, e)| json!({"service": s, "error": e})).collect::<Vec<_>>()}));
+                } else if report.actions.is_empty() {
+                    ui.note("everything matches the plan");
+                } else {
+                    for a in &report.actions {
+                        println!("{}", serde_json::to_string(a).unwrap_or_default());
+                    }
+                }
+                // Let queued webhooks go out before the process ends.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if report.errors.is_empty() { exit::OK } else { exit::FAILURE }
+            }
+            Err(e) => fail(ui, e),
+        }
+    })
+}
+
+pub fn systemd_unit(g: &Global, loaded: &Loaded) -> String {
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "/usr/local/bin/autogit".into());
+    let config = loaded
+        .config_path
+        .as_ref()
+        .map(|p| format!(" --config {}", absolute(p).display()))
+        .unwrap_or_default();
+    let data = absolute(&data_dir(g)).display().to_string();
+    format!(
+        "[Unit]\nDescription=autogit: keep the self-hosted Git platform healthy\nDocumentation=man:autogit(1)\nAfter=network-online.target docker.service\nWants=network-online.target\n\n\
+         [Service]\nType=exec\nExecStart={exe} daemon{config} --data-dir {data}\nRestart=on-failure\nRestartSec=10s\nKillSignal=SIGTERM\nTimeoutStopSec=30s\n\
+         NoNewPrivileges=yes\nPrivateTmp=yes\nProtectSystem=strict\nReadWritePaths={data}\nProtectHome=read-only\nUMask=0077\n\n\
+         [Install]\nWantedBy=default.target\n"
+    )
+}
+
+pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
+    if print_unit {
+        print!("{}", systemd_unit(g, loaded));
+        return exit::OK;
+    }
+    let r = match ready(ui, g, loaded) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let rendered = r.data.join("rendered");
+    if let Err(code) = write_rendered(ui, &rendered, &r.plan, loaded) {
+        return code;
+    }
+    let interval = loaded.config.health.reconcile_interval.0;
+    tokio().block_on(async {
+        let engine = match connect(loaded).await {
+            Ok(e) => e,
+            Err(e) => return fail(ui, e),
+        };
+        let runtime = match Runtime::new(engine, r.store, &r.plan, &loaded.config, &rendered.display().to_string(), &r.secrets, Notifier::start(r.notifier_hooks, log_notify(loaded) && !ui.quiet, Retry::default())) {
+            Ok(rt) => rt,
+            Err(e) => return fail(ui, e),
+        };
+        let shutdown = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+            }
+        };
+        ui.note(&format!("autogit daemon: project `{}`, reconcile every {}; SIGTERM stops it", runtime.project, loaded.config.health.reconcile_interval));
+        let quiet = ui.quiet;
+        runtime
+            .run(interval, shutdown, |res| match res {
+                Ok(report) if !quiet && !report.actions.is_empty() => {
+                    for a in &report.actions {
+                        eprintln!("{}", serde_json::json!({"event": "action", "action": a}));
+                    }
+                    for (s, e) in &report.errors {
+                        eprintln!("{}", serde_json::json!({"event": "action_failed", "service": s, "error": e}));
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("{}", serde_json::json!({"event": "pass_failed", "error": e.to_string()})),
+            })
+            .await;
+        ui.note("autogit daemon: stopped");
+        exit::OK
+    })
+}
