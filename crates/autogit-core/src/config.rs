@@ -36,6 +36,9 @@ pub struct GitLab {
     pub ports: GitLabPorts,
     pub resources: Resources,
     pub tuning: Tuning,
+    /// How long GitLab may take to become healthy after a (re)start: its first boot runs
+    /// migrations and a reconfigure.
+    pub start_period: Dur,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -317,6 +320,7 @@ impl Default for Config {
                     memory: None,
                 },
                 tuning: Tuning::default(),
+                start_period: Dur::secs(600),
             },
             mirroring: Mirroring {
                 enabled: false,

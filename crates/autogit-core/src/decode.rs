@@ -529,6 +529,7 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
             "ports",
             "resources",
             "tuning",
+            "start_period",
         ],
     );
     let hostname_given = cx.field(&o, "hostname", p_hostname);
@@ -538,6 +539,9 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
     }
     if let Some(v) = cx.field(&o, "image", p_image) {
         g.image = v;
+    }
+    if let Some(v) = cx.field(&o, "start_period", p_duration) {
+        g.start_period = v;
     }
     let ports = sub(cx, &o, "ports", &["http", "https", "ssh"]);
     if let Some(v) = cx.field(&ports, "http", p_port) {

@@ -366,7 +366,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             timeout: health.timeout,
             retries: health.failure_threshold,
             // First boot runs migrations and reconfigure: minutes.
-            start_period: Dur::secs(600),
+            start_period: g.start_period,
         }),
         depends_on: Vec::new(),
         labels: vec!["git".into(), "ci".into(), "registry".into()],

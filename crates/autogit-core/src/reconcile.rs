@@ -281,7 +281,22 @@ fn decide_one(
                     "adopted a starting container",
                 );
             }
-            Some(State::Repairing) | Some(State::Deploying) => {}
+            // A repair that is still starting when the start period is over did not work.
+            Some(State::Repairing) if input.now >= rec.since + d.start_period_secs => {
+                let st = move_to(
+                    actions,
+                    svc,
+                    state,
+                    Event::RepairFailed,
+                    "not healthy within the start period after repair",
+                );
+                repair(actions, input, d, st, rec, "not healthy after repair");
+            }
+            Some(State::Repairing) => actions.push(Action::RequeueAt {
+                service: svc.to_owned(),
+                at: rec.since + d.start_period_secs,
+            }),
+            Some(State::Deploying) => {}
             Some(_) => {}
         },
         Health::Unhealthy => match state {

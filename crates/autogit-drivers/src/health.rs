@@ -17,10 +17,21 @@ impl ProbeResult {
 }
 
 /// GET `url`; passes on `status`, and when `body` is given, if the response contains it.
-pub async fn http(client: &reqwest::Client, url: &str, status: u16, body: Option<&str>, timeout: Duration) -> ProbeResult {
+pub async fn http(
+    client: &reqwest::Client,
+    url: &str,
+    status: u16,
+    body: Option<&str>,
+    timeout: Duration,
+) -> ProbeResult {
     let resp = match client.get(url).timeout(timeout).send().await {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => return ProbeResult::Fail(format!("GET {url}: no answer within {}s", timeout.as_secs())),
+        Err(e) if e.is_timeout() => {
+            return ProbeResult::Fail(format!(
+                "GET {url}: no answer within {}s",
+                timeout.as_secs()
+            ));
+        }
         Err(e) => return ProbeResult::Fail(format!("GET {url}: {}", root_cause(&e))),
     };
     let got = resp.status().as_u16();
@@ -44,7 +55,10 @@ pub async fn tcp(addr: &str, timeout: Duration) -> ProbeResult {
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => ProbeResult::Pass,
         Ok(Err(e)) => ProbeResult::Fail(format!("connect {addr}: {e}")),
-        Err(_) => ProbeResult::Fail(format!("connect {addr}: no answer within {}s", timeout.as_secs())),
+        Err(_) => ProbeResult::Fail(format!(
+            "connect {addr}: no answer within {}s",
+            timeout.as_secs()
+        )),
     }
 }
 
@@ -75,7 +89,10 @@ mod tests {
             if let Ok((mut s, _)) = l.accept().await {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
-                let resp = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
                 let _ = s.write_all(resp.as_bytes()).await;
             }
         });
@@ -86,10 +103,34 @@ mod tests {
     async fn http_probe_checks_status_and_body() {
         let c = client();
         let t = Duration::from_secs(2);
-        assert_eq!(http(&c, &serve_once("200 OK", "GitLab OK").await, 200, Some("GitLab OK"), t).await, ProbeResult::Pass);
-        let r = http(&c, &serve_once("200 OK", "starting").await, 200, Some("GitLab OK"), t).await;
+        assert_eq!(
+            http(
+                &c,
+                &serve_once("200 OK", "GitLab OK").await,
+                200,
+                Some("GitLab OK"),
+                t
+            )
+            .await,
+            ProbeResult::Pass
+        );
+        let r = http(
+            &c,
+            &serve_once("200 OK", "starting").await,
+            200,
+            Some("GitLab OK"),
+            t,
+        )
+        .await;
         assert!(matches!(r, ProbeResult::Fail(m) if m.contains("does not contain")));
-        let r = http(&c, &serve_once("503 Service Unavailable", "").await, 200, None, t).await;
+        let r = http(
+            &c,
+            &serve_once("503 Service Unavailable", "").await,
+            200,
+            None,
+            t,
+        )
+        .await;
         assert!(matches!(r, ProbeResult::Fail(m) if m.contains("status 503")));
         let r = http(&c, "http://127.0.0.1:1/", 200, None, t).await;
         assert!(!r.passed());

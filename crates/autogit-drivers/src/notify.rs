@@ -33,13 +33,17 @@ pub struct Webhook {
 
 impl std::fmt::Debug for Webhook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Webhook").field("url", &self.url).field("secret", &self.secret.as_ref().map(|_| "<redacted>")).finish()
+        f.debug_struct("Webhook")
+            .field("url", &self.url)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .finish()
     }
 }
 
 pub fn sign(secret: &str, body: &[u8]) -> String {
     // HMAC accepts keys of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable_key());
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+        .unwrap_or_else(|_| unreachable_key());
     mac.update(body);
     let bytes = mac.finalize().into_bytes();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
@@ -60,12 +64,21 @@ pub struct Retry {
 
 impl Default for Retry {
     fn default() -> Self {
-        Self { attempts: 4, first_delay: Duration::from_secs(1), timeout: Duration::from_secs(5) }
+        Self {
+            attempts: 4,
+            first_delay: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+        }
     }
 }
 
 /// Delivers one notification to one webhook; returns the number of tries used.
-pub async fn deliver(client: &reqwest::Client, hook: &Webhook, change: &StateChange, retry: Retry) -> Result<u32, String> {
+pub async fn deliver(
+    client: &reqwest::Client,
+    hook: &Webhook,
+    change: &StateChange,
+    retry: Retry,
+) -> Result<u32, String> {
     let body = serde_json::to_vec(change).map_err(|e| e.to_string())?;
     let mut delay = retry.first_delay;
     let mut last = String::new();
@@ -112,25 +125,37 @@ impl Notifier {
         tokio::spawn(async move {
             while let Some(change) = rx.recv().await {
                 if log {
-                    eprintln!("{}", serde_json::json!({"event": "state_change", "service": change.service, "from": change.from, "to": change.to, "reason": change.reason, "at": change.at, "flagged": change.flagged}));
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({"event": "state_change", "service": change.service, "from": change.from, "to": change.to, "reason": change.reason, "at": change.at, "flagged": change.flagged})
+                    );
                 }
                 for hook in &hooks {
                     let (client, hook, change) = (client.clone(), hook.clone(), change.clone());
                     // Each delivery on its own: one slow endpoint does not hold up the others.
                     tokio::spawn(async move {
                         if let Err(e) = deliver(&client, &hook, &change, retry).await {
-                            eprintln!("{}", serde_json::json!({"event": "webhook_failed", "url": hook.url, "service": change.service, "error": e}));
+                            eprintln!(
+                                "{}",
+                                serde_json::json!({"event": "webhook_failed", "url": hook.url, "service": change.service, "error": e})
+                            );
                         }
                     });
                 }
             }
         });
-        Notifier { tx: Some(tx), dropped }
+        Notifier {
+            tx: Some(tx),
+            dropped,
+        }
     }
 
     /// A notifier that drops everything (tests, `--quiet` one-shots).
     pub fn none() -> Notifier {
-        Notifier { tx: None, dropped: Arc::new(AtomicU64::new(0)) }
+        Notifier {
+            tx: None,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     pub fn send(&self, change: StateChange) {
@@ -150,12 +175,18 @@ mod tests {
     #[test]
     fn signature_matches_a_known_vector() {
         // RFC 4231 test case 2.
-        assert_eq!(sign("Jefe", b"what do ya want for nothing?"), "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+        assert_eq!(
+            sign("Jefe", b"what do ya want for nothing?"),
+            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 
     #[test]
     fn debug_hides_the_secret() {
-        let h = Webhook { url: "http://x".into(), secret: Some("hunter2".into()) };
+        let h = Webhook {
+            url: "http://x".into(),
+            secret: Some("hunter2".into()),
+        };
         assert!(!format!("{h:?}").contains("hunter2"));
     }
 
@@ -171,20 +202,50 @@ mod tests {
                 let mut buf = vec![0u8; 8192];
                 let n = s.read(&mut buf).await.unwrap();
                 seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-                let status = if i < 2 { "503 Service Unavailable" } else { "204 No Content" };
-                s.write_all(format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+                let status = if i < 2 {
+                    "503 Service Unavailable"
+                } else {
+                    "204 No Content"
+                };
+                s.write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                )
+                .await
+                .unwrap();
             }
             seen
         });
-        let change = StateChange { project: "p".into(), service: "web".into(), from: Some("HEALTHY".into()), to: "FAILED".into(), reason: "container stopped".into(), at: 1, flagged: false };
-        let hook = Webhook { url, secret: Some("s3cret".into()) };
-        let retry = Retry { attempts: 4, first_delay: Duration::from_millis(10), timeout: Duration::from_secs(2) };
-        let tries = deliver(&crate::health::client(), &hook, &change, retry).await.unwrap();
+        let change = StateChange {
+            project: "p".into(),
+            service: "web".into(),
+            from: Some("HEALTHY".into()),
+            to: "FAILED".into(),
+            reason: "container stopped".into(),
+            at: 1,
+            flagged: false,
+        };
+        let hook = Webhook {
+            url,
+            secret: Some("s3cret".into()),
+        };
+        let retry = Retry {
+            attempts: 4,
+            first_delay: Duration::from_millis(10),
+            timeout: Duration::from_secs(2),
+        };
+        let tries = deliver(&crate::health::client(), &hook, &change, retry)
+            .await
+            .unwrap();
         assert_eq!(tries, 3);
         let seen = server.await.unwrap();
         let last = seen.last().unwrap();
         let body = serde_json::to_vec(&change).unwrap();
-        assert!(last.to_ascii_lowercase().contains(&format!("x-autogit-signature: {}", sign("s3cret", &body))), "{last}");
+        assert!(
+            last.to_ascii_lowercase()
+                .contains(&format!("x-autogit-signature: {}", sign("s3cret", &body))),
+            "{last}"
+        );
         assert!(!last.contains("s3cret"), "the secret itself is never sent");
     }
 
@@ -196,13 +257,46 @@ mod tests {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = vec![0u8; 8192];
             let _ = s.read(&mut buf).await;
-            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                )
+                .await;
         });
-        let change = StateChange { project: "p".into(), service: "s".into(), from: None, to: "HEALTHY".into(), reason: "r".into(), at: 1, flagged: false };
-        let retry = Retry { attempts: 3, first_delay: Duration::from_millis(5), timeout: Duration::from_millis(500) };
-        let e = deliver(&crate::health::client(), &Webhook { url, secret: None }, &change, retry).await.unwrap_err();
+        let change = StateChange {
+            project: "p".into(),
+            service: "s".into(),
+            from: None,
+            to: "HEALTHY".into(),
+            reason: "r".into(),
+            at: 1,
+            flagged: false,
+        };
+        let retry = Retry {
+            attempts: 3,
+            first_delay: Duration::from_millis(5),
+            timeout: Duration::from_millis(500),
+        };
+        let e = deliver(
+            &crate::health::client(),
+            &Webhook { url, secret: None },
+            &change,
+            retry,
+        )
+        .await
+        .unwrap_err();
         assert!(e.contains("404"));
-        let e = deliver(&crate::health::client(), &Webhook { url: "http://127.0.0.1:1/x".into(), secret: None }, &change, retry).await.unwrap_err();
+        let e = deliver(
+            &crate::health::client(),
+            &Webhook {
+                url: "http://127.0.0.1:1/x".into(),
+                secret: None,
+            },
+            &change,
+            retry,
+        )
+        .await
+        .unwrap_err();
         assert!(!e.is_empty());
     }
 }

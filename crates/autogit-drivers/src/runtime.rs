@@ -289,13 +289,14 @@ impl<E: ContainerEngine> Runtime<E> {
                 EngineHealth::Healthy => Health::Healthy,
                 EngineHealth::Unhealthy => Health::Unhealthy,
             };
-            if running
-                && health != Health::Starting
-                && let Some(result) = self.probe(&o.service).await
-            {
+            if running && let Some(result) = self.probe(&o.service).await {
                 health = match (result.passed(), health) {
-                    (true, Health::None) => Health::Healthy,
+                    // The service answers from the host: good enough while the engine's own
+                    // check has not run yet.
+                    (true, Health::None | Health::Starting) => Health::Healthy,
                     (true, h) => h,
+                    // Still in its start period: not a failure yet.
+                    (false, Health::Starting) => Health::Starting,
                     (false, _) => Health::Unhealthy,
                 };
             }

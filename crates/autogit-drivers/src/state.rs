@@ -12,22 +12,37 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state database {path} is corrupt ({detail}); autogit will not replace it. Move it aside to start with empty history, or restore it from a backup")]
+    #[error(
+        "state database {path} is corrupt ({detail}); autogit will not replace it. Move it aside to start with empty history, or restore it from a backup"
+    )]
     Corrupt { path: PathBuf, detail: String },
-    #[error("state database {path} is locked by another process (is `autogit daemon` running?); try again, or stop the other process")]
+    #[error(
+        "state database {path} is locked by another process (is `autogit daemon` running?); try again, or stop the other process"
+    )]
     Locked { path: PathBuf },
-    #[error("state database {path} was written by a newer autogit (schema {found}, this one knows {known})")]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    #[error(
+        "state database {path} was written by a newer autogit (schema {found}, this one knows {known})"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("state database {path}: {source}")]
-    Sql { path: PathBuf, source: rusqlite::Error },
+    Sql {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("cannot create {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Versioned migrations; index + 1 is the schema version they produce. Never edit one that
 /// shipped: add a new one.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE services (
+const MIGRATIONS: &[&str] = &["CREATE TABLE services (
         name TEXT PRIMARY KEY,
         state TEXT NOT NULL,
         since INTEGER NOT NULL,
@@ -61,8 +76,7 @@ const MIGRATIONS: &[&str] = &[
         kind TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT ''
     );
-    CREATE TABLE ports (service TEXT PRIMARY KEY, port INTEGER NOT NULL);",
-];
+    CREATE TABLE ports (service TEXT PRIMARY KEY, port INTEGER NOT NULL);"];
 
 #[derive(Debug)]
 pub struct Store {
@@ -94,21 +108,39 @@ pub struct TransitionRow {
 impl Store {
     pub fn open(path: &Path) -> Result<Store, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StateError::Io { path: dir.to_owned(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
         let conn = Connection::open(path).map_err(|e| classify(path, e))?;
-        let store = Store { conn, path: path.to_owned() };
-        store.conn.busy_timeout(Duration::from_secs(5)).map_err(|e| store.err(e))?;
+        let store = Store {
+            conn,
+            path: path.to_owned(),
+        };
+        store
+            .conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| store.err(e))?;
         // Integrity first: a damaged file must be reported, not migrated over.
         let check: String = store
             .conn
             .query_row("PRAGMA quick_check", [], |r| r.get(0))
             .map_err(|e| store.err(e))?;
         if check != "ok" {
-            return Err(StateError::Corrupt { path: path.to_owned(), detail: check });
+            return Err(StateError::Corrupt {
+                path: path.to_owned(),
+                detail: check,
+            });
         }
-        store.conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| store.err(e))?;
-        store.conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| store.err(e))?;
+        store
+            .conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| store.err(e))?;
+        store
+            .conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| store.err(e))?;
         store.migrate()?;
         Ok(store)
     }
@@ -118,22 +150,32 @@ impl Store {
     }
 
     fn migrate(&self) -> Result<(), StateError> {
-        let version: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
         let known = MIGRATIONS.len() as i64;
         if version > known {
-            return Err(StateError::TooNew { path: self.path.clone(), found: version, known });
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known,
+            });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
             let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
             tx.execute_batch(sql).map_err(|e| self.err(e))?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64).map_err(|e| self.err(e))?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)
+                .map_err(|e| self.err(e))?;
             tx.commit().map_err(|e| self.err(e))?;
         }
         Ok(())
     }
 
     pub fn schema_version(&self) -> Result<i64, StateError> {
-        self.conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| self.err(e))
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
     }
 
     /// What the reconciler needs to know of every service.
@@ -145,13 +187,26 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get::<_, bool>(4)?, r.get::<_, Option<String>>(5)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, bool>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
             })
             .map_err(|e| self.err(e))?;
         let cutoff = now.saturating_sub(window) as i64;
         for row in rows {
-            let (name, state, since, attempt, flagged, flag_reason) = row.map_err(|e| self.err(e))?;
-            let mut rs = self.conn.prepare_cached("SELECT at FROM repairs WHERE service = ?1 AND at >= ?2 ORDER BY at").map_err(|e| self.err(e))?;
+            let (name, state, since, attempt, flagged, flag_reason) =
+                row.map_err(|e| self.err(e))?;
+            let mut rs = self
+                .conn
+                .prepare_cached(
+                    "SELECT at FROM repairs WHERE service = ?1 AND at >= ?2 ORDER BY at",
+                )
+                .map_err(|e| self.err(e))?;
             let repairs: Vec<u64> = rs
                 .query_map(params![name, cutoff], |r| r.get::<_, i64>(0))
                 .map_err(|e| self.err(e))?
@@ -163,7 +218,12 @@ impl Store {
                 Record {
                     state: State::parse(&state),
                     since: since.max(0) as u64,
-                    history: History { repairs, attempt: attempt.max(0) as u32, flagged, flag_reason },
+                    history: History {
+                        repairs,
+                        attempt: attempt.max(0) as u32,
+                        flagged,
+                        flag_reason,
+                    },
                 },
             );
         }
@@ -171,7 +231,14 @@ impl Store {
     }
 
     /// Records a transition and moves the service to `to`. Reaching HEALTHY ends a repair streak.
-    pub fn transition(&self, service: &str, from: Option<State>, to: State, reason: &str, at: u64) -> Result<(), StateError> {
+    pub fn transition(
+        &self,
+        service: &str,
+        from: Option<State>,
+        to: State,
+        reason: &str,
+        at: u64,
+    ) -> Result<(), StateError> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
         tx.execute(
             "INSERT INTO transitions (service, at, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -188,18 +255,33 @@ impl Store {
         tx.commit().map_err(|e| self.err(e))
     }
 
-    pub fn record_repair(&self, service: &str, action: &str, attempt: u32, at: u64) -> Result<(), StateError> {
+    pub fn record_repair(
+        &self,
+        service: &str,
+        action: &str,
+        attempt: u32,
+        at: u64,
+    ) -> Result<(), StateError> {
         let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
-        tx.execute("INSERT INTO repairs (service, at, action, attempt) VALUES (?1, ?2, ?3, ?4)", params![service, at as i64, action, attempt])
-            .map_err(|e| self.err(e))?;
-        tx.execute("UPDATE services SET attempt = ?2, restarts = restarts + 1 WHERE name = ?1", params![service, attempt])
-            .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO repairs (service, at, action, attempt) VALUES (?1, ?2, ?3, ?4)",
+            params![service, at as i64, action, attempt],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.execute(
+            "UPDATE services SET attempt = ?2, restarts = restarts + 1 WHERE name = ?1",
+            params![service, attempt],
+        )
+        .map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))
     }
 
     pub fn set_flag(&self, service: &str, reason: &str) -> Result<(), StateError> {
         self.conn
-            .execute("UPDATE services SET flagged = 1, flag_reason = ?2 WHERE name = ?1", params![service, reason])
+            .execute(
+                "UPDATE services SET flagged = 1, flag_reason = ?2 WHERE name = ?1",
+                params![service, reason],
+            )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -208,15 +290,29 @@ impl Store {
     pub fn clear_flag(&self, service: &str) -> Result<bool, StateError> {
         let n = self
             .conn
-            .execute("UPDATE services SET flagged = 0, flag_reason = NULL, attempt = 0 WHERE name = ?1", params![service])
+            .execute(
+                "UPDATE services SET flagged = 0, flag_reason = NULL, attempt = 0 WHERE name = ?1",
+                params![service],
+            )
             .map_err(|e| self.err(e))?;
-        self.conn.execute("DELETE FROM repairs WHERE service = ?1", params![service]).map_err(|e| self.err(e))?;
+        self.conn
+            .execute("DELETE FROM repairs WHERE service = ?1", params![service])
+            .map_err(|e| self.err(e))?;
         Ok(n > 0)
     }
 
-    pub fn event(&self, at: u64, service: Option<&str>, kind: &str, detail: &str) -> Result<(), StateError> {
+    pub fn event(
+        &self,
+        at: u64,
+        service: Option<&str>,
+        kind: &str,
+        detail: &str,
+    ) -> Result<(), StateError> {
         self.conn
-            .execute("INSERT INTO events (at, service, kind, detail) VALUES (?1, ?2, ?3, ?4)", params![at as i64, service, kind, detail])
+            .execute(
+                "INSERT INTO events (at, service, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+                params![at as i64, service, kind, detail],
+            )
             .map_err(|e| self.err(e))?;
         Ok(())
     }
@@ -228,19 +324,39 @@ impl Store {
             .map_err(|e| self.err(e))?;
         let rows = stmt
             .query_map([], |r| {
-                Ok(ServiceRow { service: r.get(0)?, state: r.get(1)?, since: r.get(2)?, reason: r.get(3)?, restarts: r.get(4)?, flagged: r.get(5)?, flag_reason: r.get(6)? })
+                Ok(ServiceRow {
+                    service: r.get(0)?,
+                    state: r.get(1)?,
+                    since: r.get(2)?,
+                    reason: r.get(3)?,
+                    restarts: r.get(4)?,
+                    flagged: r.get(5)?,
+                    flag_reason: r.get(6)?,
+                })
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
-    pub fn transitions(&self, service: Option<&str>, limit: usize) -> Result<Vec<TransitionRow>, StateError> {
+    pub fn transitions(
+        &self,
+        service: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<TransitionRow>, StateError> {
         let mut stmt = self
             .conn
             .prepare("SELECT service, at, from_state, to_state, reason FROM transitions WHERE ?1 IS NULL OR service = ?1 ORDER BY id DESC LIMIT ?2")
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![service, limit as i64], |r| Ok(TransitionRow { service: r.get(0)?, at: r.get(1)?, from: r.get(2)?, to: r.get(3)?, reason: r.get(4)? }))
+            .query_map(params![service, limit as i64], |r| {
+                Ok(TransitionRow {
+                    service: r.get(0)?,
+                    at: r.get(1)?,
+                    from: r.get(2)?,
+                    to: r.get(3)?,
+                    reason: r.get(4)?,
+                })
+            })
             .map_err(|e| self.err(e))?;
         let mut v: Vec<TransitionRow> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
         v.reverse();
@@ -248,13 +364,20 @@ impl Store {
     }
 
     pub fn forget(&self, service: &str) -> Result<(), StateError> {
-        self.conn.execute("DELETE FROM services WHERE name = ?1", params![service]).map_err(|e| self.err(e))?;
+        self.conn
+            .execute("DELETE FROM services WHERE name = ?1", params![service])
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
     pub fn ports(&self) -> Result<BTreeMap<String, u16>, StateError> {
-        let mut stmt = self.conn.prepare("SELECT service, port FROM ports").map_err(|e| self.err(e))?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).map_err(|e| self.err(e))?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT service, port FROM ports")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
         let mut out = BTreeMap::new();
         for r in rows {
             let (s, p) = r.map_err(|e| self.err(e))?;
@@ -275,7 +398,11 @@ impl Store {
     pub fn state_of(&self, service: &str) -> Result<Option<State>, StateError> {
         let s: Option<String> = self
             .conn
-            .query_row("SELECT state FROM services WHERE name = ?1", params![service], |r| r.get(0))
+            .query_row(
+                "SELECT state FROM services WHERE name = ?1",
+                params![service],
+                |r| r.get(0),
+            )
             .optional()
             .map_err(|e| self.err(e))?;
         Ok(s.as_deref().and_then(State::parse))
@@ -284,9 +411,17 @@ impl Store {
 
 fn classify(path: &Path, e: rusqlite::Error) -> StateError {
     match e.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StateError::Locked { path: path.to_owned() },
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StateError::Corrupt { path: path.to_owned(), detail: e.to_string() },
-        _ => StateError::Sql { path: path.to_owned(), source: e },
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StateError::Locked {
+            path: path.to_owned(),
+        },
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StateError::Corrupt {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        },
+        _ => StateError::Sql {
+            path: path.to_owned(),
+            source: e,
+        },
     }
 }
 
@@ -299,16 +434,36 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(&d.path().join("state.db")).unwrap();
         assert_eq!(s.schema_version().unwrap(), MIGRATIONS.len() as i64);
-        s.transition("web", None, State::Deploying, "install", 10).unwrap();
-        s.transition("web", Some(State::Deploying), State::Healthy, "deployed", 20).unwrap();
-        s.transition("web", Some(State::Healthy), State::Failed, "container stopped", 30).unwrap();
+        s.transition("web", None, State::Deploying, "install", 10)
+            .unwrap();
+        s.transition(
+            "web",
+            Some(State::Deploying),
+            State::Healthy,
+            "deployed",
+            20,
+        )
+        .unwrap();
+        s.transition(
+            "web",
+            Some(State::Healthy),
+            State::Failed,
+            "container stopped",
+            30,
+        )
+        .unwrap();
         s.record_repair("web", "restart", 1, 31).unwrap();
         let r = s.records(40, 600).unwrap();
         assert_eq!(r["web"].state, Some(State::Failed));
         assert_eq!(r["web"].history.repairs, [31]);
         assert_eq!(r["web"].history.attempt, 1);
-        s.transition("web", Some(State::Failed), State::Healthy, "fixed", 45).unwrap();
-        assert_eq!(s.records(50, 600).unwrap()["web"].history.attempt, 0, "healthy ends the streak");
+        s.transition("web", Some(State::Failed), State::Healthy, "fixed", 45)
+            .unwrap();
+        assert_eq!(
+            s.records(50, 600).unwrap()["web"].history.attempt,
+            0,
+            "healthy ends the streak"
+        );
         s.set_flag("web", "budget").unwrap();
         assert!(s.records(50, 600).unwrap()["web"].history.flagged);
         assert!(s.clear_flag("web").unwrap());
@@ -332,11 +487,18 @@ mod tests {
     fn corrupt_database_is_reported_not_replaced() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("state.db");
-        std::fs::write(&p, b"this is not a database, it is a text file that is long enough").unwrap();
+        std::fs::write(
+            &p,
+            b"this is not a database, it is a text file that is long enough",
+        )
+        .unwrap();
         let e = Store::open(&p).unwrap_err();
         assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
         assert!(e.to_string().contains("will not replace it"));
-        assert!(std::fs::read(&p).unwrap().starts_with(b"this is not"), "left as it was");
+        assert!(
+            std::fs::read(&p).unwrap().starts_with(b"this is not"),
+            "left as it was"
+        );
     }
 
     #[test]
@@ -346,7 +508,10 @@ mod tests {
         let c = Connection::open(&p).unwrap();
         c.pragma_update(None, "user_version", 99).unwrap();
         drop(c);
-        assert!(matches!(Store::open(&p).unwrap_err(), StateError::TooNew { found: 99, .. }));
+        assert!(matches!(
+            Store::open(&p).unwrap_err(),
+            StateError::TooNew { found: 99, .. }
+        ));
     }
 
     #[test]
@@ -357,7 +522,9 @@ mod tests {
         a.conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
         let b = Connection::open(&p).unwrap();
         b.busy_timeout(Duration::from_millis(50)).unwrap();
-        let e = b.execute("INSERT INTO events (at, kind) VALUES (1, 'x')", []).unwrap_err();
+        let e = b
+            .execute("INSERT INTO events (at, kind) VALUES (1, 'x')", [])
+            .unwrap_err();
         assert!(matches!(classify(&p, e), StateError::Locked { .. }));
     }
 }

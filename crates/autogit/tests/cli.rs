@@ -313,22 +313,9 @@ fn install_dry_run_renders_files_and_lists_images() {
 fn commands_not_available_yet_exit_2_and_say_so() {
     let d = tmp();
     let cases: &[&[&str]] = &[
-        &["install"],
-        &["status"],
-        &["status", "gitlab"],
-        &["status", "runners"],
-        &["mirror", "sync"],
-        &["mirror", "add", "github:me"],
-        &["runner", "discover"],
-        &["runner", "register", "x"],
-        &["runner", "health"],
-        &["compute", "list"],
-        &["compute", "run", "job"],
-        &["compute", "status", "1"],
-        &["reconcile"],
-        &["backup"],
-        &["restore", "a.tar"],
-        &["logs"],
+        &["mirror", "sync"], &["mirror", "add", "github:me"],
+        &["runner", "discover"], &["runner", "register", "x"], &["runner", "health"], &["compute", "list"], &["compute", "run", "job"],
+        &["compute", "status", "1"], &["backup"], &["restore", "a.tar"],
     ];
     for args in cases {
         let r = run(d.path(), args);
@@ -343,6 +330,26 @@ fn commands_not_available_yet_exit_2_and_say_so() {
         assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
         assert!(r.stdout.is_empty(), "{args:?} must not pretend to succeed");
     }
+}
+
+#[test]
+fn status_before_install_and_systemd_unit() {
+    let d = tmp();
+    let data = d.path().join("data");
+    let r = run(d.path(), &["status", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(r.code, 0);
+    assert!(r.stderr.contains("nothing installed yet"), "{}", r.stderr);
+    let r = run(d.path(), &["status", "-o", "json", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["installed"], false);
+    let r = run(d.path(), &["daemon", "--print-systemd-unit", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("ExecStart=") && r.stdout.contains(" daemon") && r.stdout.contains("NoNewPrivileges=yes"), "{}", r.stdout);
+    let r = run(d.path(), &["down", "--volumes", "--data-dir", data.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "no confirmation without a terminal");
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    let r = run(d.path(), &["install", "--wait", "soon"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--wait soon"), "{}", r.stderr);
 }
 
 #[test]
