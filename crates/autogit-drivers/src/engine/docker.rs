@@ -12,8 +12,7 @@
 //! errors never quote a create request.
 
 use super::{
-    ContainerEngine, EngineError, EngineEvent, EngineInfo, Health, Observed, PullProgress,
-    RunState,
+    ContainerEngine, EngineError, EngineEvent, EngineInfo, Health, Observed, PullProgress, RunState,
 };
 use autogit_core::container::{ContainerSpec, MountSpec, labels};
 use bollard::errors::Error as BollardError;
@@ -78,7 +77,9 @@ pub fn socket_candidates(
         return match host.strip_prefix("unix://") {
             Some(path) => Ok(vec![PathBuf::from(path)]),
             None => Err(EngineError::NoEngine {
-                tried: format!("DOCKER_HOST={host} is not a unix:// socket, the only kind autogit supports"),
+                tried: format!(
+                    "DOCKER_HOST={host} is not a unix:// socket, the only kind autogit supports"
+                ),
             }),
         };
     }
@@ -124,10 +125,7 @@ fn split_image(image: &str) -> (&str, Option<&str>) {
     }
     let last_slash = image.rfind('/').map_or(0, |i| i + 1);
     match image[last_slash..].rfind(':') {
-        Some(i) => (
-            &image[..last_slash + i],
-            Some(&image[last_slash + i + 1..]),
-        ),
+        Some(i) => (&image[..last_slash + i], Some(&image[last_slash + i + 1..])),
         None => (image, None),
     }
 }
@@ -152,11 +150,7 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let mut exposed = Vec::new();
     let mut bindings: HashMap<String, Option<Vec<PortBinding>>> = HashMap::new();
     for p in &spec.ports {
-        let key = format!(
-            "{}/{}",
-            p.container_port,
-            if p.udp { "udp" } else { "tcp" }
-        );
+        let key = format!("{}/{}", p.container_port, if p.udp { "udp" } else { "tcp" });
         if !exposed.contains(&key) {
             exposed.push(key.clone());
         }
@@ -278,9 +272,7 @@ fn observed_from(
     // Docker keeps the last health status of a stopped container; it means nothing then.
     let health = match (
         run,
-        state
-            .and_then(|s| s.health.as_ref())
-            .and_then(|h| h.status),
+        state.and_then(|s| s.health.as_ref()).and_then(|h| h.status),
     ) {
         (RunState::Running | RunState::Paused, Some(HealthStatusEnum::STARTING)) => {
             Health::Starting
@@ -538,12 +530,7 @@ impl ContainerEngine for Docker {
         let request = NetworkCreateRequest {
             name: name.to_owned(),
             driver: Some("bridge".to_owned()),
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
+            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };
         match self.client.create_network(request).await {
@@ -567,12 +554,7 @@ impl ContainerEngine for Docker {
         let request = VolumeCreateRequest {
             name: Some(name.to_owned()),
             driver: Some("local".to_owned()),
-            labels: Some(
-                labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
+            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
             ..Default::default()
         };
         self.client
@@ -631,7 +613,10 @@ impl ContainerEngine for Docker {
                 Err(e) => return Err(pull_err(e)),
             };
             let status = info.status.unwrap_or_default();
-            if let Some(id) = info.id.filter(|id| !id.is_empty() && id.as_str() != tag.unwrap_or("")) {
+            if let Some(id) = info
+                .id
+                .filter(|id| !id.is_empty() && id.as_str() != tag.unwrap_or(""))
+            {
                 seen.insert(id.clone());
                 if matches!(status.as_str(), "Pull complete" | "Already exists") {
                     done.insert(id);
@@ -982,9 +967,18 @@ mod tests {
         assert_eq!(b.env, Some(vec!["A=1".to_owned()]));
         assert_eq!(b.exposed_ports, Some(vec!["8080/tcp".to_owned()]));
         let hc = b.host_config.unwrap();
-        assert_eq!(hc.port_bindings.unwrap()["8080/tcp"].as_ref().unwrap().len(), 2);
+        assert_eq!(
+            hc.port_bindings.unwrap()["8080/tcp"]
+                .as_ref()
+                .unwrap()
+                .len(),
+            2
+        );
         assert_eq!(hc.nano_cpus, Some(500_000_000));
-        assert_eq!(hc.restart_policy.unwrap().name, Some(RestartPolicyNameEnum::NO));
+        assert_eq!(
+            hc.restart_policy.unwrap().name,
+            Some(RestartPolicyNameEnum::NO)
+        );
         let h = b.healthcheck.unwrap();
         assert_eq!(h.interval, Some(2_000_000_000));
         assert_eq!(h.start_period, Some(5_000_000_000));
