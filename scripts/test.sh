@@ -8,6 +8,8 @@ need_rust
 apt_need docker-compose docker-compose
 apt_need docker.io dockerd
 apt_need busybox-static busybox
+apt_need socat socat
+apt_need sqlite3 sqlite3
 logs=$PWD/target/test-logs
 mkdir -p "$logs"
 

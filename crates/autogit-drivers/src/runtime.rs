@@ -549,7 +549,7 @@ impl<E: ContainerEngine> Runtime<E> {
                         }
                     }
                     ev = rx.recv(), if rx_open => match ev {
-                        Some(ev) if matches!(ev.action.as_str(), "die" | "oom" | "destroy" | "kill" | "stop") || ev.action.starts_with("health_status") => {
+                        Some(ev) if matches!(ev.action.as_str(), "die" | "oom" | "destroy") || ev.action.starts_with("health_status") => {
                             // Let a burst of events (kill, die, stop) settle into one pass.
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             while rx.try_recv().is_ok() {}

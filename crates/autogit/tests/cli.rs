@@ -313,9 +313,16 @@ fn install_dry_run_renders_files_and_lists_images() {
 fn commands_not_available_yet_exit_2_and_say_so() {
     let d = tmp();
     let cases: &[&[&str]] = &[
-        &["mirror", "sync"], &["mirror", "add", "github:me"],
-        &["runner", "discover"], &["runner", "register", "x"], &["runner", "health"], &["compute", "list"], &["compute", "run", "job"],
-        &["compute", "status", "1"], &["backup"], &["restore", "a.tar"],
+        &["mirror", "sync"],
+        &["mirror", "add", "github:me"],
+        &["runner", "discover"],
+        &["runner", "register", "x"],
+        &["runner", "health"],
+        &["compute", "list"],
+        &["compute", "run", "job"],
+        &["compute", "status", "1"],
+        &["backup"],
+        &["restore", "a.tar"],
     ];
     for args in cases {
         let r = run(d.path(), args);
@@ -339,12 +346,35 @@ fn status_before_install_and_systemd_unit() {
     let r = run(d.path(), &["status", "--data-dir", data.to_str().unwrap()]);
     assert_eq!(r.code, 0);
     assert!(r.stderr.contains("nothing installed yet"), "{}", r.stderr);
-    let r = run(d.path(), &["status", "-o", "json", "--data-dir", data.to_str().unwrap()]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["installed"], false);
-    let r = run(d.path(), &["daemon", "--print-systemd-unit", "--data-dir", data.to_str().unwrap()]);
+    let r = run(
+        d.path(),
+        &["status", "-o", "json", "--data-dir", data.to_str().unwrap()],
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["installed"],
+        false
+    );
+    let r = run(
+        d.path(),
+        &[
+            "daemon",
+            "--print-systemd-unit",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
     assert_eq!(r.code, 0);
-    assert!(r.stdout.contains("ExecStart=") && r.stdout.contains(" daemon") && r.stdout.contains("NoNewPrivileges=yes"), "{}", r.stdout);
-    let r = run(d.path(), &["down", "--volumes", "--data-dir", data.to_str().unwrap()]);
+    assert!(
+        r.stdout.contains("ExecStart=")
+            && r.stdout.contains(" daemon")
+            && r.stdout.contains("NoNewPrivileges=yes"),
+        "{}",
+        r.stdout
+    );
+    let r = run(
+        d.path(),
+        &["down", "--volumes", "--data-dir", data.to_str().unwrap()],
+    );
     assert_eq!(r.code, 1, "no confirmation without a terminal");
     assert!(r.stderr.contains("--yes"), "{}", r.stderr);
     let r = run(d.path(), &["install", "--wait", "soon"]);
