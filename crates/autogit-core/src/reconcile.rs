@@ -420,7 +420,8 @@ mod tests {
             flagged,
             flag_reason: None,
         };
-        let cases: Vec<(&str, Option<State>, u64, History, Option<Seen>, u64)> = vec![
+        type Case<'a> = (&'a str, Option<State>, u64, History, Option<Seen>, u64);
+        let cases: Vec<Case> = vec![
             ("fresh install", None, 0, h(0, &[], false), None, 100),
             (
                 "created, not started",
