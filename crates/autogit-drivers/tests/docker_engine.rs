@@ -113,9 +113,123 @@ async fn missing_socket_is_no_engine() {
                 .await;
         }
     });
-    let r = Docker::connect(Some(&other), &[]).await;
-    assert!(r.is_err(), "{r:?}");
+    match Docker::connect(Some(&other), &[]).await {
+        Err(EngineError::NoEngine { tried }) => {
+            assert!(tried.contains("not a Docker API"), "{tried}")
+        }
+        r => panic!("expected NoEngine, got {r:?}"),
+    }
     server.abort();
+}
+
+/// A fake engine on a unix socket: answers `GET .../version` and `GET .../info` with the given
+/// JSON, everything else with 404. Returns the socket path (inside `dir`) and the server task.
+fn fake_engine(
+    dir: &Path,
+    version: &'static str,
+    info: &'static str,
+) -> (std::path::PathBuf, tokio::task::JoinHandle<()>) {
+    let path = dir.join("fake.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&req);
+                let path = head.split_whitespace().nth(1).unwrap_or("/");
+                let path = path.split('?').next().unwrap_or(path);
+                let (status, body) = if path.ends_with("/version") {
+                    ("200 OK", version)
+                } else if path.ends_with("/info") {
+                    ("200 OK", info)
+                } else {
+                    ("404 Not Found", r#"{"message":"page not found"}"#)
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    (path, task)
+}
+
+#[tokio::test]
+async fn old_engine_is_too_old() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, server) = fake_engine(
+        dir.path(),
+        r#"{"Version":"18.09.9","ApiVersion":"1.39","MinAPIVersion":"1.12"}"#,
+        "{}",
+    );
+    match Docker::connect(Some(&path), &[]).await {
+        Err(EngineError::TooOld { found, needed }) => {
+            assert_eq!((found.as_str(), needed.as_str()), ("1.39", "1.40"));
+        }
+        other => panic!("expected TooOld, got {other:?}"),
+    }
+    server.abort();
+}
+
+#[tokio::test]
+async fn podman_socket_is_recognised() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, server) = fake_engine(
+        dir.path(),
+        r#"{"Version":"4.3.1","ApiVersion":"1.41","MinAPIVersion":"1.24",
+            "Platform":{"Name":"linux/amd64/debian-12"},
+            "Components":[{"Name":"Podman Engine","Version":"4.3.1","Details":{}}]}"#,
+        r#"{"SecurityOptions":["name=seccomp,profile=default","name=rootless"]}"#,
+    );
+    // Found where rootless Podman puts it, after the Docker sockets are not there.
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir_all(runtime.join("podman")).expect("mkdir");
+    std::fs::rename(&path, runtime.join("podman/podman.sock")).expect("move the socket");
+    let env = vec![("XDG_RUNTIME_DIR".to_owned(), runtime.display().to_string())];
+    let candidates =
+        autogit_drivers::engine::docker::socket_candidates(None, &env).expect("candidates");
+    let podman = runtime.join("podman/podman.sock");
+    let engine = Docker::connect(Some(&podman), &env).await.expect("connect");
+    let info = engine.info().await.expect("info");
+    assert_eq!(info.kind, "podman");
+    assert_eq!(info.version, "4.3.1");
+    assert_eq!(info.api_version, "1.41");
+    assert!(info.rootless);
+    assert_eq!(info.socket, podman);
+    assert!(candidates.contains(&podman));
+    assert!(
+        candidates.iter().position(|c| c == &podman)
+            > candidates.iter().position(|c| c.ends_with("docker.sock"))
+    );
+    server.abort();
+}
+
+#[tokio::test]
+async fn unreadable_socket_is_permission_denied() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("locked.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        eprintln!("skipping: running with privileges that ignore socket permissions");
+        return;
+    }
+    match Docker::connect(Some(&path), &[]).await {
+        Err(EngineError::PermissionDenied { socket }) => {
+            assert_eq!(socket, path.display().to_string());
+        }
+        other => panic!("expected PermissionDenied, got {other:?}"),
+    }
 }
 
 #[tokio::test]
@@ -634,6 +748,7 @@ async fn images_present_and_failed_pull() {
         "{err:?}"
     );
     assert!(err.to_string().contains("autogit-test/does-not-exist:0"));
+    eprintln!("pull error: {err}");
 
     // Creating from an image that is not there says which image.
     let project = project("images");

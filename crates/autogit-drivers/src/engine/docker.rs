@@ -236,6 +236,23 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     }
 }
 
+/// Replaces the spec's environment values (secret ones always, others from 4 characters on,
+/// so that short values do not garble the message) with `***`.
+fn scrub(mut msg: String, spec: &ContainerSpec) -> String {
+    let mut values: Vec<&str> = spec
+        .env
+        .iter()
+        .filter(|(k, v)| !v.is_empty() && (v.len() >= 4 || spec.secret_keys.contains(k)))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    // Longest first, so a value containing another is hidden whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    for v in values {
+        msg = msg.replace(v, "***");
+    }
+    msg
+}
+
 /// Maps an engine event to the action autogit cares about, if it is one.
 fn event_action(action: &str) -> Option<String> {
     match action {
@@ -362,10 +379,25 @@ impl Docker {
             client: client.clone(),
             socket: path.to_owned(),
         };
-        let client = client
-            .negotiate_version()
-            .await
-            .map_err(|e| pending.err(e, || format!("engine at {text}")))?;
+        let client = client.negotiate_version().await.map_err(|e| {
+            // Something answers, but not with the engine's API.
+            if let Some((code, message)) = status_of(&e) {
+                return EngineError::NoEngine {
+                    tried: format!(
+                        "{text}: answers HTTP {code} to /version, not a Docker API ({})",
+                        message.trim()
+                    ),
+                };
+            }
+            match e {
+                BollardError::APIVersionParseError {} | BollardError::JsonDataError { .. } => {
+                    EngineError::NoEngine {
+                        tried: format!("{text}: no Docker API version in the answer to /version"),
+                    }
+                }
+                e => pending.err(e, || format!("engine at {text}")),
+            }
+        })?;
         let docker = Docker {
             client,
             socket: path.to_owned(),
@@ -468,8 +500,13 @@ impl Docker {
                 Some((404, _)) => Err(EngineError::NotFound {
                     what: format!("image {} (for container {})", spec.image, spec.name),
                 }),
-                // The engine's message may quote the request; keep only its status line.
-                _ => Err(self.err(e, || format!("create container {}", spec.name))),
+                // The engine's message may quote an environment entry: hide the values.
+                _ => Err(
+                    match self.err(e, || format!("create container {}", spec.name)) {
+                        EngineError::Engine(msg) => EngineError::Engine(scrub(msg, spec)),
+                        other => other,
+                    },
+                ),
             },
         }
     }
@@ -835,7 +872,12 @@ impl ContainerEngine for Docker {
                     self.socket.display()
                 )));
             };
-            let msg: EventMessage = item.map_err(|e| self.err(e, || "events".to_owned()))?;
+            let msg: EventMessage = match item {
+                Ok(m) => m,
+                // One event this client cannot decode must not end the stream.
+                Err(BollardError::JsonDataError { .. }) => continue,
+                Err(e) => return Err(self.err(e, || "events".to_owned())),
+            };
             let Some(action) = msg.action.as_deref().and_then(event_action) else {
                 continue;
             };
@@ -907,6 +949,64 @@ mod tests {
             ("localhost:5000/a/b", None)
         );
         assert_eq!(split_image("a/b@sha256:00"), ("a/b@sha256:00", None));
+    }
+
+    #[test]
+    fn scrub_hides_env_values() {
+        let mut spec = ContainerSpec {
+            name: "p-a".into(),
+            service: "a".into(),
+            image: "i".into(),
+            command: vec![],
+            env: BTreeMap::from([
+                ("TOKEN".into(), "abc".into()),
+                ("LONG".into(), "hunter22".into()),
+                ("N".into(), "1".into()),
+            ]),
+            secret_keys: vec!["TOKEN".into()],
+            ports: vec![],
+            mounts: vec![],
+            nano_cpus: 0,
+            memory_bytes: 0,
+            shm_size_bytes: None,
+            network: String::new(),
+            aliases: vec![],
+            hostname: None,
+            healthcheck: None,
+            labels: BTreeMap::new(),
+            restart_policy: "no".into(),
+        };
+        let msg = scrub("bad env TOKEN=abc LONG=hunter22 N=1".into(), &spec);
+        assert_eq!(msg, "bad env TOKEN=*** LONG=*** N=1");
+        spec.env.clear();
+        assert_eq!(scrub("x".into(), &spec), "x");
+    }
+
+    #[tokio::test]
+    async fn dead_socket_is_no_engine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.sock");
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+        let client = bollard::Docker::connect_with_socket(
+            &path.to_string_lossy(),
+            5,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .unwrap();
+        let docker = Docker {
+            client,
+            socket: path.clone(),
+        };
+        // What an engine that went away mid-apply looks like.
+        let err = docker.info().await.unwrap_err();
+        match err {
+            EngineError::NoEngine { tried } => {
+                assert!(tried.contains(&path.display().to_string()), "{tried}");
+            }
+            other => panic!("expected NoEngine, got {other:?}"),
+        }
+        let err = docker.list("p").await.unwrap_err();
+        assert!(matches!(err, EngineError::NoEngine { .. }), "{err:?}");
     }
 
     #[test]
