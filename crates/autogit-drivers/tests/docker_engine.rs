@@ -766,6 +766,35 @@ async fn images_present_and_failed_pull() {
 }
 
 #[tokio::test]
+async fn start_without_its_network_names_the_network() {
+    let Some(docker) = ready().await else {
+        return;
+    };
+    let project = project("nonet");
+    let _guard = Cleanup::new(&docker, &project).await;
+    let s = spec(&project, "web");
+    docker
+        .ensure_network(&s.network, &project_labels(&project))
+        .await
+        .expect("network");
+    let id = docker.create(&s).await.expect("create");
+    docker
+        .remove_network(&s.network)
+        .await
+        .expect("remove network");
+    match docker.start(&id).await {
+        Err(EngineError::NotFound { what }) => assert!(what.contains(&s.network), "{what}"),
+        other => panic!("expected NotFound naming the network, got {other:?}"),
+    }
+    // Back with the network, the same container starts.
+    docker
+        .ensure_network(&s.network, &project_labels(&project))
+        .await
+        .expect("network");
+    docker.start(&id).await.expect("start");
+}
+
+#[tokio::test]
 async fn volume_data_survives_remove_and_recreate() {
     let Some(docker) = ready().await else {
         return;

@@ -118,6 +118,17 @@ fn status_of(e: &BollardError) -> Option<(u16, &str)> {
     }
 }
 
+/// What a 404 is about: usually the object asked for, but starting a container whose network
+/// is gone is a 404 about the network, which the engine's message names.
+fn missing_object(what: String, message: &str) -> String {
+    let message = message.trim();
+    if message.starts_with("network ") && !what.starts_with("network ") {
+        message.trim_end_matches(" not found").to_owned()
+    } else {
+        what
+    }
+}
+
 /// Splits an image reference into repository and tag (`None` for digests or no tag).
 fn split_image(image: &str) -> (&str, Option<&str>) {
     if image.contains('@') {
@@ -233,6 +244,27 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         host_config: Some(host_config),
         networking_config,
         ..Default::default()
+    }
+}
+
+/// Layers of a pull: seen and done, from the engine's progress messages.
+#[derive(Debug, Default)]
+struct Layers {
+    seen: BTreeSet<String>,
+    done: BTreeSet<String>,
+}
+
+impl Layers {
+    /// Counts one progress message; returns (layers done, layers seen). The message about the
+    /// tag itself ("Pulling from ...", id = the tag) is not a layer.
+    fn update(&mut self, id: Option<&str>, status: &str, tag: Option<&str>) -> (u64, u64) {
+        if let Some(id) = id.filter(|id| !id.is_empty() && Some(*id) != tag) {
+            self.seen.insert(id.to_owned());
+            if matches!(status, "Pull complete" | "Already exists") {
+                self.done.insert(id.to_owned());
+            }
+        }
+        (self.done.len() as u64, self.seen.len() as u64)
     }
 }
 
@@ -432,7 +464,9 @@ impl Docker {
         let socket = self.socket.display().to_string();
         if let Some((code, message)) = status_of(&e) {
             return match code {
-                404 => EngineError::NotFound { what: what() },
+                404 => EngineError::NotFound {
+                    what: missing_object(what(), message),
+                },
                 _ => EngineError::Engine(format!("{}: {}", what(), message.trim())),
             };
         }
@@ -636,8 +670,7 @@ impl ContainerEngine for Docker {
             }
         };
         let mut stream = self.client.create_image(Some(options), None, None);
-        let mut seen = BTreeSet::new();
-        let mut done = BTreeSet::new();
+        let mut layers = Layers::default();
         while let Some(item) = stream.next().await {
             let info = match item {
                 Ok(info) => info,
@@ -650,20 +683,12 @@ impl ContainerEngine for Docker {
                 Err(e) => return Err(pull_err(e)),
             };
             let status = info.status.unwrap_or_default();
-            if let Some(id) = info
-                .id
-                .filter(|id| !id.is_empty() && id.as_str() != tag.unwrap_or(""))
-            {
-                seen.insert(id.clone());
-                if matches!(status.as_str(), "Pull complete" | "Already exists") {
-                    done.insert(id);
-                }
-            }
+            let (current, total) = layers.update(info.id.as_deref(), &status, tag);
             progress(PullProgress {
                 image: image.to_owned(),
                 status,
-                current: done.len() as u64,
-                total: seen.len() as u64,
+                current,
+                total,
             });
         }
         Ok(())
@@ -1007,6 +1032,38 @@ mod tests {
         }
         let err = docker.list("p").await.unwrap_err();
         assert!(matches!(err, EngineError::NoEngine { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn pull_progress_counts_layers() {
+        let mut l = Layers::default();
+        let tag = Some("1.36");
+        assert_eq!(
+            l.update(Some("1.36"), "Pulling from library/busybox", tag),
+            (0, 0)
+        );
+        assert_eq!(l.update(Some("aaa"), "Pulling fs layer", tag), (0, 1));
+        assert_eq!(l.update(Some("bbb"), "Already exists", tag), (1, 2));
+        assert_eq!(l.update(Some("aaa"), "Downloading", tag), (1, 2));
+        assert_eq!(l.update(Some("aaa"), "Pull complete", tag), (2, 2));
+        assert_eq!(l.update(None, "Digest: sha256:00", tag), (2, 2));
+        assert_eq!(l.update(Some("aaa"), "Pull complete", tag), (2, 2));
+    }
+
+    #[test]
+    fn not_found_names_the_missing_network() {
+        assert_eq!(
+            missing_object("container abc".into(), "network p_net not found"),
+            "network p_net"
+        );
+        assert_eq!(
+            missing_object("container abc".into(), "No such container: abc"),
+            "container abc"
+        );
+        assert_eq!(
+            missing_object("network p_net".into(), "network p_net not found"),
+            "network p_net"
+        );
     }
 
     #[test]
