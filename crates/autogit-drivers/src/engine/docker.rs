@@ -285,12 +285,17 @@ fn scrub(mut msg: String, spec: &ContainerSpec) -> String {
     msg
 }
 
-/// Maps an engine event to the action autogit cares about, if it is one.
-fn event_action(action: &str) -> Option<String> {
+/// Maps an engine event to the action autogit cares about, if it is one. Docker says
+/// `health_status: healthy`; Podman may say `health_status` with the status in an attribute.
+fn event_action(action: &str, attrs: &HashMap<String, String>) -> Option<String> {
     match action {
         "die" | "oom" | "kill" | "stop" | "start" | "destroy" => Some(action.to_owned()),
+        "remove" => Some("destroy".to_owned()),
         a if a.starts_with("health_status") => {
-            let status = a.split_once(':').map_or("", |(_, s)| s.trim());
+            let status = match a.split_once(':') {
+                Some((_, s)) => s.trim(),
+                None => attrs.get("health_status").map_or("", |s| s.trim()),
+            };
             matches!(status, "healthy" | "unhealthy").then(|| format!("health_status: {status}"))
         }
         _ => None,
@@ -524,7 +529,7 @@ impl Docker {
                         .await
                         .ok()
                         .and_then(|i| i.id)
-                        .map(|id| format!(" (id {})", &id[..id.len().min(12)]))
+                        .map(|id| format!(" (id {})", id.chars().take(12).collect::<String>()))
                         .unwrap_or_default();
                     Err(EngineError::Engine(format!(
                         "a container named {} already exists{holder}; remove it or let autogit adopt it",
@@ -903,11 +908,11 @@ impl ContainerEngine for Docker {
                 Err(BollardError::JsonDataError { .. }) => continue,
                 Err(e) => return Err(self.err(e, || "events".to_owned())),
             };
-            let Some(action) = msg.action.as_deref().and_then(event_action) else {
-                continue;
-            };
             let actor = msg.actor.unwrap_or_default();
             let attrs = actor.attributes.unwrap_or_default();
+            let Some(action) = msg.action.as_deref().and_then(|a| event_action(a, &attrs)) else {
+                continue;
+            };
             let event = EngineEvent {
                 service: attrs
                     .get(labels::SERVICE)
@@ -1068,13 +1073,22 @@ mod tests {
 
     #[test]
     fn events_of_interest() {
-        assert_eq!(event_action("die").as_deref(), Some("die"));
+        let none = HashMap::new();
+        assert_eq!(event_action("die", &none).as_deref(), Some("die"));
         assert_eq!(
-            event_action("health_status: unhealthy").as_deref(),
+            event_action("health_status: unhealthy", &none).as_deref(),
             Some("health_status: unhealthy")
         );
-        assert_eq!(event_action("health_status: starting"), None);
-        assert_eq!(event_action("exec_create: sh"), None);
+        assert_eq!(event_action("health_status: starting", &none), None);
+        assert_eq!(event_action("exec_create: sh", &none), None);
+        // Podman's shape.
+        let podman = HashMap::from([("health_status".to_owned(), "healthy".to_owned())]);
+        assert_eq!(
+            event_action("health_status", &podman).as_deref(),
+            Some("health_status: healthy")
+        );
+        assert_eq!(event_action("health_status", &none), None);
+        assert_eq!(event_action("remove", &none).as_deref(), Some("destroy"));
     }
 
     #[test]
