@@ -35,8 +35,7 @@ impl Encoding {
 
 #[derive(Debug)]
 pub(crate) struct Decoder {
-    base64: Regex,
-    hex: Regex,
+    hex_escaped: Regex,
     url: Regex,
 }
 
@@ -69,41 +68,102 @@ fn hex_val(b: u8) -> Option<u8> {
     }
 }
 
+fn is_base64_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'_' | b'-')
+}
+
+/// Charge `len` bytes to the budget; false when it is exhausted.
+fn charge(budget: &mut usize, len: usize) -> bool {
+    if len > *budget {
+        *budget = 0;
+        return false;
+    }
+    *budget -= len;
+    true
+}
+
 impl Decoder {
     pub(crate) fn new() -> Result<Self, GuardError> {
         let re = |p: &str| Regex::new(p).map_err(|e| GuardError::Pattern(e.to_string()));
         Ok(Self {
-            base64: re(r"[A-Za-z0-9+/_-]{20,}={0,2}")?,
-            hex: re(r"(?:\\x[0-9a-fA-F]{2}){8,}|\b(?:[0-9a-fA-F]{2}){12,}\b")?,
+            hex_escaped: re(r"(?-u)(?:\\x[0-9a-fA-F]{2}){8,}")?,
             url: re(r"(?:[A-Za-z0-9._~+-]*%[0-9a-fA-F]{2}){3,}[A-Za-z0-9._~+-]*")?,
         })
     }
 
-    /// Decoded candidates: (encoding, span in `text`, decoded text).
+    /// Decoded candidates: (encoding, span in `text`, decoded text). Base64 and hex runs are
+    /// found by one byte loop; the regexes for `\x41` escapes and URL encoding run only when
+    /// their marker byte occurs.
     pub(crate) fn candidates(
         &self,
         text: &str,
         budget: &mut usize,
     ) -> Vec<(Encoding, Span, String)> {
         let mut out = Vec::new();
-        let kinds = [
-            (Encoding::Base64, &self.base64),
-            (Encoding::Hex, &self.hex),
-            (Encoding::Url, &self.url),
+        let bytes = text.as_bytes();
+        let mut runs = 0;
+        let mut i = 0;
+        while i < bytes.len() && runs < MAX_CANDIDATES {
+            if !is_base64_byte(bytes[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < bytes.len() && is_base64_byte(bytes[i]) {
+                i += 1;
+            }
+            let mut end = i;
+            while end < bytes.len() && end - i < 2 && bytes[end] == b'=' {
+                end += 1;
+            }
+            let run_len = i - start;
+            i = end;
+            if run_len < 20 {
+                continue;
+            }
+            runs += 1;
+            // Runs are ASCII, so any offset is a char boundary.
+            let raw = &text[start..(start + MAX_CANDIDATE).min(end)];
+            if !charge(budget, raw.len()) {
+                return out;
+            }
+            let hexish = run_len >= 24
+                && run_len % 2 == 0
+                && bytes[start..start + run_len]
+                    .iter()
+                    .all(u8::is_ascii_hexdigit);
+            let decoded = if hexish {
+                decode(Encoding::Hex, raw).map(|d| (Encoding::Hex, d))
+            } else {
+                None
+            };
+            if let Some((enc, d)) =
+                decoded.or_else(|| decode(Encoding::Base64, raw).map(|d| (Encoding::Base64, d)))
+            {
+                out.push((enc, Span::new(start, end), d));
+            }
+        }
+        let markers = [
+            (
+                Encoding::Hex,
+                &self.hex_escaped,
+                memchr::memmem::find(bytes, b"\\x").is_some(),
+            ),
+            (
+                Encoding::Url,
+                &self.url,
+                memchr::memchr(b'%', bytes).is_some(),
+            ),
         ];
-        for (enc, re) in kinds {
+        for (enc, re, present) in markers {
+            if !present {
+                continue;
+            }
             for m in re.find_iter(text).take(MAX_CANDIDATES) {
-                if *budget == 0 {
+                let raw = &text[m.start()..(m.start() + MAX_CANDIDATE).min(m.end())];
+                if !charge(budget, raw.len()) {
                     return out;
                 }
-                // Candidates are ASCII, so any byte offset is a char boundary.
-                let end = (m.start() + MAX_CANDIDATE).min(m.end());
-                let raw = &text[m.start()..end];
-                if raw.len() > *budget {
-                    *budget = 0;
-                    return out;
-                }
-                *budget -= raw.len();
                 if let Some(decoded) = decode(enc, raw) {
                     out.push((enc, Span::new(m.start(), m.end()), decoded));
                 }

@@ -302,31 +302,35 @@ impl FindingSink {
 /// Lower-case without changing any character's UTF-8 length (so offsets stay valid), and
 /// turn tabs and carriage returns into spaces.
 fn lowercase(s: &str) -> String {
-    if s.is_ascii() {
-        let mut v = s.as_bytes().to_vec();
-        for b in &mut v {
-            *b = match *b {
+    let bytes = s.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b.is_ascii() {
+            out.push(match b {
                 b'\t' | b'\r' => b' ',
                 x => x.to_ascii_lowercase(),
-            };
+            });
+            i += 1;
+            continue;
         }
-        return String::from_utf8(v).unwrap_or_else(|_| s.to_owned());
-    }
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '\t' | '\r' => out.push(' '),
-            c if c.is_ascii() => out.push(c.to_ascii_lowercase()),
-            c => {
-                let mut l = c.to_lowercase();
-                match (l.next(), l.next()) {
-                    (Some(x), None) if x.len_utf8() == c.len_utf8() => out.push(x),
-                    _ => out.push(c),
-                }
+        let Some(c) = s[i..].chars().next() else {
+            break;
+        };
+        let n = c.len_utf8();
+        let mut l = c.to_lowercase();
+        match (l.next(), l.next()) {
+            (Some(x), None) if x.len_utf8() == n && x != c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(x.encode_utf8(&mut buf).as_bytes());
             }
+            _ => out.extend_from_slice(&bytes[i..i + n]),
         }
+        i += n;
     }
-    out
+    // Only whole characters were copied or replaced by characters, so this cannot fail.
+    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 
 /// The filter. Build once (compiles the patterns), then call [`Guard::analyze`] from any

@@ -6,7 +6,8 @@
 //! data fields (JSON values). Comments and links are found with `memchr::memmem`-style
 //! scanning over bounded windows, so the stage stays linear.
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use memchr::memmem;
 use regex::Regex;
 
 use crate::{GuardError, Hit, Span, Stage};
@@ -42,34 +43,38 @@ impl Structure {
     pub(crate) fn new() -> Result<Self, GuardError> {
         let re = |p: &str| Regex::new(p).map_err(|e| GuardError::Pattern(e.to_string()));
         Ok(Self {
-            system_line: re(r"(?m)^[ \t>*#_\[(<-]*(?:system|developer|sys)\s*[\])>]?\s*:")?,
+            system_line: re(r"(?m-u)^[ \t>*#_\[(<-]*(?:system|developer|sys)[ \t]*[\])>]?[ \t]*:")?,
             turn_line: re(
-                r"(?m)^[ \t>*#_]*(?:assistant|user|human|ai|bot|model|gpt|chatgpt|claude)\s*:",
+                r"(?m-u)^[ \t>*#_]*(?:assistant|user|human|ai|bot|model|gpt|chatgpt|claude)[ \t]*:",
             )?,
-            generic_token: re(r"<\|[a-z_]{2,40}\|>")?,
-            section_header: re(r"(?m)^#{2,}\s*(?:instruction|system|response|input)s?\s*:?\s*$")?,
-            markdown_comment: re(r"(?m)^\[(?://|comment|_)\]:\s*(?:#|<>)\s*\(([^)\n]{0,2000})\)")?,
-            attribute: re(r#"\b(?:alt|title|aria-label)\s*=\s*"([^"]{0,1000})""#)?,
-            json_field: re(r#""[^"\n]{1,64}"\s*:\s*"((?:[^"\\\n]|\\.){8,2000})""#)?,
+            generic_token: re(r"(?-u)<\|[a-z_]{2,40}\|>")?,
+            section_header: re(
+                r"(?m-u)^#{2,}[ \t]*(?:instruction|system|response|input)s?[ \t]*:?[ \t]*$",
+            )?,
+            markdown_comment: re(r"(?m)^\[(?://|comment|_)\]:[ \t]*(?:#|<>)[ \t]*\(([^)\n]*)\)")?,
+            attribute: re(r#"(?-u:\b)(?:alt|title|aria-label)[ \t]*=[ \t]*"([^"]*)""#)?,
+            json_field: re(r#""[^"\n]+"[ \t]*:[ \t]*"((?:[^"\\\n]|\\.)*)""#)?,
             instruction_like: re(
-                r"\b(?:ignore|disregard|forget|override|reveal|print|output|send|forward|email|execute|run|delete|respond|reply|say|tell|write|you\s+must|you\s+should|you\s+are\s+now|do\s+not|don't|stop|always|never|please)\b[^\n]{0,80}?\b(?:instructions?|assistant|ai|llm|model|system|prompt|previous|above|passwords?|secrets?|api\s+keys?|credentials?|tokens?|the\s+user|rules)\b",
+                r"(?-u:\b)(?:ignore|disregard|forget|override|reveal|print|output|send|forward|email|execute|run|delete|respond|reply|say|tell|write|you\s+must|you\s+should|you\s+are\s+now|do\s+not|don't|stop|always|never|please)(?-u:\b)[^\n]{0,80}?(?-u:\b)(?:instructions?|assistant|ai|llm|model|system|prompt|previous|above|passwords?|secrets?|api\s+keys?|credentials?|tokens?|the\s+user|rules)(?-u:\b)",
             )?,
-            hidden_css: AhoCorasick::new([
-                "display:none",
-                "display: none",
-                "visibility:hidden",
-                "visibility: hidden",
-                "font-size:0",
-                "font-size: 0",
-                "font-size:1px",
-                "color:white",
-                "color: white",
-                "color:#fff",
-                "color: #fff",
-                "opacity:0;",
-                "opacity: 0;",
-            ])
-            .map_err(|e| GuardError::Pattern(e.to_string()))?,
+            hidden_css: AhoCorasick::builder()
+                .kind(Some(AhoCorasickKind::DFA))
+                .build([
+                    "display:none",
+                    "display: none",
+                    "visibility:hidden",
+                    "visibility: hidden",
+                    "font-size:0",
+                    "font-size: 0",
+                    "font-size:1px",
+                    "color:white",
+                    "color: white",
+                    "color:#fff",
+                    "color: #fff",
+                    "opacity:0;",
+                    "opacity: 0;",
+                ])
+                .map_err(|e| GuardError::Pattern(e.to_string()))?,
         })
     }
 
@@ -93,7 +98,19 @@ impl Structure {
     /// Scan lower-cased text; `stage2` are the pattern hits already found in it.
     pub(crate) fn scan(&self, lower: &str, stage2: &[Hit], out: &mut Vec<Hit>) {
         let bytes = lower.as_bytes();
-        for m in self.system_line.find_iter(lower).take(MAX_MATCHES) {
+        let has = |needle: &[u8]| memmem::find(bytes, needle).is_some();
+        let has_colon = memchr::memchr(b':', bytes).is_some();
+        // Each structural regex runs only when the literal it needs is present (cheap SIMD
+        // searches), which keeps ordinary text on the fast path.
+        let system_lines = if has_colon && (has(b"sys") || has(b"developer")) {
+            self.system_line
+                .find_iter(lower)
+                .take(MAX_MATCHES)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for m in system_lines {
             let line_end = memchr_from(bytes, b'\n', m.end()).unwrap_or(bytes.len());
             let rest = Span::new(m.end(), line_end);
             let rest_text = lower[m.end()..line_end].trim_start();
@@ -105,17 +122,46 @@ impl Structure {
                 };
             out.push(hit("fake_role_marker", weight, m.start(), line_end));
         }
-        for m in self.turn_line.find_iter(lower).take(MAX_MATCHES) {
+        let turn_lines = if has_colon {
+            self.turn_line.find_iter(lower).take(MAX_MATCHES).collect()
+        } else {
+            Vec::new()
+        };
+        for m in turn_lines {
             out.push(hit("fake_dialogue_turn", 0.25, m.start(), m.end()));
         }
-        for m in self.generic_token.find_iter(lower).take(MAX_MATCHES) {
+        let tokens = if has(b"<|") {
+            self.generic_token
+                .find_iter(lower)
+                .take(MAX_MATCHES)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for m in tokens {
             out.push(hit("chat_template_marker", 0.5, m.start(), m.end()));
         }
-        for m in self.section_header.find_iter(lower).take(MAX_MATCHES) {
+        let headers = if has(b"##") {
+            self.section_header
+                .find_iter(lower)
+                .take(MAX_MATCHES)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for m in headers {
             out.push(hit("template_section_header", 0.4, m.start(), m.end()));
         }
         self.html_comments(lower, stage2, out);
-        for c in self.markdown_comment.captures_iter(lower).take(MAX_MATCHES) {
+        let md_comments = if has(b"]:") {
+            self.markdown_comment
+                .captures_iter(lower)
+                .take(MAX_MATCHES)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for c in md_comments {
             if let (Some(all), Some(body)) = (c.get(0), c.get(1))
                 && self.suspicious_inside(lower, Span::new(body.start(), body.end()), stage2)
             {
@@ -128,7 +174,15 @@ impl Structure {
             }
         }
         self.links(lower, stage2, out);
-        for c in self.attribute.captures_iter(lower).take(MAX_MATCHES) {
+        let attributes = if has(b"=") && has(b"\"") {
+            self.attribute
+                .captures_iter(lower)
+                .take(MAX_MATCHES)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for c in attributes {
             if let (Some(all), Some(body)) = (c.get(0), c.get(1))
                 && self.suspicious_inside(lower, Span::new(body.start(), body.end()), stage2)
             {

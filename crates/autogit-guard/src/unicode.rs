@@ -7,8 +7,8 @@
 //! mixed-script confusables. Work per word is bounded by [`MAX_CHUNK`] bytes, so the whole
 //! pass is linear in the input length.
 
-use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 use unicode_script::{Script, UnicodeScript};
 use unicode_security::MixedScript;
 
@@ -54,6 +54,9 @@ struct State {
     tag_run: Option<(usize, usize, String)>,
     /// Inside an emoji tag sequence (subdivision flag such as England), which is legitimate.
     flag_tag: bool,
+    /// Scratch buffers reused across chunks.
+    kept: String,
+    word: String,
 }
 
 impl State {
@@ -162,7 +165,8 @@ impl Chunk<'_> {
     fn process(&self, st: &mut State, sink: &mut FindingSink, out: &mut Normalized) {
         let input = self.input;
         let chunk = &input[self.start..self.end];
-        let mut kept = String::with_capacity(chunk.len());
+        let mut kept = std::mem::take(&mut st.kept);
+        kept.clear();
         let mut removed_any = false;
         let mut styled = false;
         let mut prev = input[..self.start].chars().next_back();
@@ -224,21 +228,28 @@ impl Chunk<'_> {
             prev = Some(c);
         }
         let span = Span::new(self.start, self.end);
-        let mut word = String::with_capacity(kept.len());
-        word.extend(kept.chars().stream_safe().nfkc());
+        let mut word = std::mem::take(&mut st.word);
+        word.clear();
+        if is_nfkc_quick(kept.chars()) == IsNormalized::Yes {
+            word.push_str(&kept);
+        } else {
+            word.extend(kept.chars().stream_safe().nfkc());
+        }
         if styled && word.bytes().any(|b| b.is_ascii_alphanumeric()) {
             sink.push(Stage::Unicode, "styled_compatibility_chars", 0.15, span);
         }
         let folded = fold_confusables(&word, self.latin_context, sink, span);
-        let word = folded.unwrap_or(word);
+        let result: &str = folded.as_deref().unwrap_or(&word);
         let norm = out.text.len();
-        out.text.push_str(&word);
-        if !removed_any && word == chunk {
+        out.text.push_str(result);
+        if !removed_any && result == chunk {
             out.map.push_identity(norm, self.start, chunk.len());
         } else {
             out.map
-                .push_rewritten(norm, word.len(), self.start, chunk.len());
+                .push_rewritten(norm, result.len(), self.start, chunk.len());
         }
+        st.kept = kept;
+        st.word = word;
     }
 }
 
@@ -366,6 +377,14 @@ fn is_symbol(c: char) -> bool {
     matches!(c as u32, 0x2000..=0x2BFF | 0x3000..=0x303F)
 }
 
+/// Cheap pre-check: letters of the scripts that have Latin look-alikes.
+fn is_potential_lookalike(c: char) -> bool {
+    matches!(
+        c.script(),
+        Script::Cyrillic | Script::Greek | Script::Armenian | Script::Cherokee | Script::Latin
+    )
+}
+
 /// The ASCII prototype of a confusable character (UTS #39 skeleton), if it has one.
 pub(crate) fn ascii_prototype(c: char) -> Option<String> {
     let mut buf = [0u8; 4];
@@ -419,7 +438,13 @@ fn fold_confusables(
             sink.push(Stage::Unicode, "mixed_script", 0.15, span);
             None
         }
-    } else if latin_context && foreign_letters >= 2 && word.is_single_script() {
+    } else if latin_context
+        && foreign_letters >= 2
+        && word
+            .chars()
+            .all(|c| !c.is_alphabetic() || is_potential_lookalike(c))
+        && word.is_single_script()
+    {
         let mut folded = String::with_capacity(word.len());
         for c in word.chars() {
             if c.is_alphabetic() {
