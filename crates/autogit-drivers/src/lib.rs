@@ -8,3 +8,4 @@ pub mod host;
 pub mod notify;
 pub mod runtime;
 pub mod state;
+pub mod testing;

@@ -482,7 +482,11 @@ impl<E: ContainerEngine> Runtime<E> {
     pub async fn down(&self, remove_volumes: bool) -> Result<Vec<String>, RuntimeError> {
         let mut removed = Vec::new();
         for o in self.engine.list(&self.project).await? {
-            self.engine.remove(&o.id).await?;
+            match self.engine.remove(&o.id).await {
+                // Already gone (removed by hand or by a concurrent down): that is the goal.
+                Ok(()) | Err(EngineError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
             let st = self.store();
             if let Some(from) = st.state_of(&o.service)? {
                 st.transition(

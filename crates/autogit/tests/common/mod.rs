@@ -100,76 +100,7 @@ pub fn have_engine() -> bool {
     ok
 }
 
-static IMAGE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A stand-in for the GitLab CE image, built locally (there is no registry): Debian's static
-/// busybox, `httpd` on port 80 answering `/-/health` with `GitLab OK`, the image's
-/// `/opt/gitlab/bin/gitlab-healthcheck`, and GitLab's volume paths. `cmd` replaces the
-/// command (a crash loop uses `["/bin/sh", "-c", "exit 3"]`). Tagged
-/// `autogit-test/gitlab-ce:<version>-ce.0` as autogit expects.
+/// See `autogit_drivers::testing::fake_gitlab_image`.
 pub fn fake_gitlab_image(version: &str, cmd: &[&str]) -> String {
-    let tag = format!("autogit-test/gitlab-ce:{version}-ce.0");
-    let _guard = IMAGE_LOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if docker_ok(&["image", "inspect", &tag]) {
-        return tag;
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .expect("busybox-static installed (scripts/test.sh installs it)");
-    let root = tempfile::tempdir().unwrap();
-    let r = root.path();
-    for d in [
-        "bin",
-        "www/-",
-        "opt/gitlab/bin",
-        "etc/gitlab",
-        "var/opt/gitlab",
-        "var/log/gitlab",
-        "tmp",
-    ] {
-        std::fs::create_dir_all(r.join(d)).unwrap();
-    }
-    std::fs::copy(busybox, r.join("bin/busybox")).unwrap();
-    for applet in [
-        "sh", "httpd", "wget", "sleep", "cat", "echo", "ls", "rm", "mkdir", "nc", "true", "false",
-    ] {
-        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
-    }
-    std::fs::write(r.join("www/-/health"), "GitLab OK").unwrap();
-    let hc = r.join("opt/gitlab/bin/gitlab-healthcheck");
-    std::fs::write(
-        &hc,
-        "#!/bin/sh\nexec wget -q -O /dev/null http://127.0.0.1:80/-/health\n",
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hc, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let cmd_json = serde_json::to_string(&if cmd.is_empty() {
-        vec!["/bin/httpd", "-f", "-p", "80", "-h", "/www"]
-    } else {
-        cmd.to_vec()
-    })
-    .unwrap();
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(r)
-        .args(["-c", "."])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Command::new("docker")
-        .args(["import", "-c", &format!("CMD {cmd_json}"), "-", &tag])
-        .stdin(tar.stdout.take().unwrap())
-        .output()
-        .unwrap();
-    assert!(tar.wait().unwrap().success(), "tar of the image root");
-    assert!(
-        out.status.success(),
-        "docker import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    tag
+    autogit_drivers::testing::fake_gitlab_image(version, cmd).unwrap_or_else(|e| panic!("{e}"))
 }

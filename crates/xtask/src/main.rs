@@ -1,0 +1,281 @@
+//! `cargo run -p xtask --release -- bench heal [--runs N]`
+//!
+//! Measures, on the real Docker engine, in one run:
+//! 1. SIGKILL of a container → its health endpoint answers again: `autogit daemon` (restart
+//!    policy "no") against Docker's own `restart: always`.
+//! 2. A container turning unhealthy → healthy again: `autogit daemon` against an
+//!    autoheal-style loop that polls `docker inspect` every 5 s and restarts unhealthy
+//!    containers (what willfarrell/autoheal does by default).
+//!
+//! Prints each sample, the medians, and the ratio autogit / baseline (below 1: autogit is
+//! faster). Timing is measured here, never asserted in tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runs = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3usize);
+    match args
+        .first()
+        .map(String::as_str)
+        .zip(args.get(1).map(String::as_str))
+    {
+        Some(("bench", "heal")) => bench_heal(runs),
+        _ => {
+            eprintln!("usage: cargo run -p xtask --release -- bench heal [--runs N]");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn sh(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn quiet(cmd: &str, args: &[&str]) {
+    let _ = Command::new(cmd)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Waits until `GET http://127.0.0.1:{port}/-/health` answers `GitLab OK`.
+fn wait_healthy(port: u16, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut s) = std::net::TcpStream::connect_timeout(
+            &([127, 0, 0, 1], port).into(),
+            Duration::from_millis(200),
+        ) {
+            use std::io::{Read, Write};
+            let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+            let _ = s.write_all(b"GET /-/health HTTP/1.0\r\nHost: x\r\n\r\n");
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            if buf.starts_with("HTTP/1.") && buf.contains(" 200 ") && buf.contains("GitLab OK") {
+                return start.elapsed();
+            }
+        }
+        assert!(start.elapsed() < limit, "not healthy within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn median(v: &mut [Duration]) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+struct Autogit {
+    dir: PathBuf,
+    bin: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Autogit {
+    fn start(name: &str, version: &str, port: u16) -> Autogit {
+        let bin = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.join("autogit")))
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| PathBuf::from("target/release/autogit"));
+        assert!(
+            bin.exists(),
+            "build autogit first: cargo build --release -p autogit"
+        );
+        let dir = std::env::temp_dir().join(format!("autogit-bench-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("autogit.yml"),
+            format!("gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"{version}\"\n  ports: {{http: {port}, https: {}, ssh: {}}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 5s\nrunners: {{}}\nhealth:\n  check_interval: 1s\n  timeout: 1s\n  failure_threshold: 1\n  reconcile_interval: 30s\n  restart_budget: {{max: 100, window: 1h}}\n  backoff: {{initial: 1s, max: 1s}}\nplatform:\n  project: bench-{name}\n", port + 1, port + 2),
+        )
+        .unwrap();
+        let mut a = Autogit {
+            dir,
+            bin,
+            daemon: None,
+        };
+        let st = a.cmd(&["install", "--wait", "60s", "-q"]).status().unwrap();
+        assert!(st.success(), "autogit install");
+        a.daemon = Some(
+            a.cmd(&["daemon", "-q"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        a
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.current_dir(&self.dir)
+            .args(args)
+            .arg("--data-dir")
+            .arg(self.dir.join("data"));
+        c
+    }
+}
+
+impl Drop for Autogit {
+    fn drop(&mut self) {
+        if let Some(mut d) = self.daemon.take() {
+            quiet("kill", &["-TERM", &d.id().to_string()]);
+            let _ = d.wait();
+        }
+        let _ = self
+            .cmd(&["down", "--volumes", "--yes", "-q"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run_plain(name: &str, image: &str, port: u16, restart: &str) {
+    quiet("docker", &["rm", "-f", name]);
+    sh(
+        "docker",
+        &[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            restart,
+            "-p",
+            &format!("127.0.0.1:{port}:80"),
+            "--health-cmd",
+            "/opt/gitlab/bin/gitlab-healthcheck",
+            "--health-interval",
+            "1s",
+            "--health-retries",
+            "1",
+            "--health-timeout",
+            "1s",
+            image,
+        ],
+    );
+    wait_healthy(port, Duration::from_secs(30));
+}
+
+fn bench_heal(runs: usize) {
+    let image =
+        autogit_drivers::testing::fake_gitlab_image("0.2.0", &[]).unwrap_or_else(|e| panic!("{e}"));
+    // For the unhealthy case the server must die while the container lives, so that a restart
+    // fixes it: httpd in the background, a shell as PID 1.
+    let bg = autogit_drivers::testing::fake_gitlab_image(
+        "0.2.1",
+        &[
+            "/bin/sh",
+            "-c",
+            "httpd -p 80 -h /www; while true; do sleep 1; done",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // Docker's restart policy backs off when a container ran less than 10 s; space the kills.
+    let spacing = Duration::from_secs(11);
+
+    println!("== SIGKILL -> health endpoint answers again ({runs} runs)");
+    let mut ours = Vec::new();
+    {
+        let a = Autogit::start("kill", "0.2.0", 33080);
+        let name = "bench-kill-gitlab";
+        for i in 0..runs {
+            std::thread::sleep(spacing);
+            let t = Instant::now();
+            sh("docker", &["kill", "-s", "KILL", name]);
+            let _ = wait_healthy(33080, Duration::from_secs(60));
+            ours.push(t.elapsed());
+            println!("  autogit daemon     run {i}: {:?}", t.elapsed());
+        }
+        drop(a);
+    }
+    let mut theirs = Vec::new();
+    run_plain("bench-docker-always", &image, 33180, "always");
+    for i in 0..runs {
+        std::thread::sleep(spacing);
+        let t = Instant::now();
+        sh("docker", &["kill", "-s", "KILL", "bench-docker-always"]);
+        let _ = wait_healthy(33180, Duration::from_secs(60));
+        theirs.push(t.elapsed());
+        println!("  restart: always    run {i}: {:?}", t.elapsed());
+    }
+    quiet("docker", &["rm", "-f", "bench-docker-always"]);
+    let (m1, m2) = (median(&mut ours), median(&mut theirs));
+    println!(
+        "  median: autogit {m1:?}, docker restart=always {m2:?}, ratio autogit/docker = {:.2}",
+        m1.as_secs_f64() / m2.as_secs_f64()
+    );
+
+    println!("== unhealthy -> healthy again ({runs} runs)");
+    let mut ours = Vec::new();
+    {
+        let a = Autogit::start("sick", "0.2.1", 33280);
+        let name = "bench-sick-gitlab";
+        for i in 0..runs {
+            std::thread::sleep(Duration::from_secs(2));
+            let t = Instant::now();
+            sh("docker", &["exec", name, "pkill", "httpd"]);
+            let _ = wait_healthy(33280, Duration::from_secs(120));
+            ours.push(t.elapsed());
+            println!("  autogit daemon     run {i}: {:?}", t.elapsed());
+        }
+        drop(a);
+    }
+    let mut theirs = Vec::new();
+    run_plain("bench-autoheal", &bg, 33380, "no");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let s2 = stop.clone();
+    // The autoheal loop: every 5 s, restart containers whose health is `unhealthy`.
+    let healer = std::thread::spawn(move || {
+        while !s2.load(std::sync::atomic::Ordering::SeqCst) {
+            let out = Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{.State.Health.Status}}",
+                    "bench-autoheal",
+                ])
+                .output();
+            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "unhealthy") {
+                quiet("docker", &["restart", "-t", "10", "bench-autoheal"]);
+            }
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    });
+    for i in 0..runs {
+        std::thread::sleep(Duration::from_secs(2));
+        let t = Instant::now();
+        sh("docker", &["exec", "bench-autoheal", "pkill", "httpd"]);
+        let _ = wait_healthy(33380, Duration::from_secs(120));
+        theirs.push(t.elapsed());
+        println!("  autoheal 5s loop   run {i}: {:?}", t.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = healer.join();
+    quiet("docker", &["rm", "-f", "bench-autoheal"]);
+    let (m1, m2) = (median(&mut ours), median(&mut theirs));
+    println!(
+        "  median: autogit {m1:?}, autoheal-style 5s loop {m2:?}, ratio autogit/autoheal = {:.2}",
+        m1.as_secs_f64() / m2.as_secs_f64()
+    );
+    let _ = Path::new(".");
+}
