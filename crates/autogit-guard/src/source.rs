@@ -104,16 +104,16 @@ pub fn scan_source(text: &str) -> Vec<SourceFinding> {
                 kind: SourceFindingKind::BidiControl,
                 message: format!("bidirectional control U+{:04X} {}", c as u32, describe(c)),
             });
-        } else if !c.is_ascii() || c.is_ascii_control() {
-            if let Some(rule) = crate::unicode::classify_for_source(c, prev, next, at) {
-                out.push(SourceFinding {
-                    line,
-                    column: col,
-                    byte_offset: at,
-                    kind: SourceFindingKind::InvisibleChar,
-                    message: format!("{rule}: U+{:04X} {}", c as u32, describe(c)),
-                });
-            }
+        } else if (!c.is_ascii() || c.is_ascii_control())
+            && let Some(rule) = crate::unicode::classify_for_source(c, prev, next, at)
+        {
+            out.push(SourceFinding {
+                line,
+                column: col,
+                byte_offset: at,
+                kind: SourceFindingKind::InvisibleChar,
+                message: format!("{rule}: U+{:04X} {}", c as u32, describe(c)),
+            });
         }
         if c == '\n' {
             line += 1;

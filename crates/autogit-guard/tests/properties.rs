@@ -73,7 +73,8 @@ proptest! {
 #[test]
 fn pathological_inputs_scale_linearly() {
     let g = guard();
-    let cases: [(&str, fn(usize) -> String); 5] = [
+    type Maker = fn(usize) -> String;
+    let cases: [(&str, Maker); 5] = [
         ("combining marks", |n| {
             format!("a{}", "\u{0301}".repeat(n / 2))
         }),
