@@ -302,16 +302,18 @@ impl FindingSink {
 /// Lower-case without changing any character's UTF-8 length (so offsets stay valid), and
 /// turn tabs and carriage returns into spaces.
 fn lowercase(s: &str) -> String {
+    // Vectorized ASCII pass, then fix up tabs, carriage returns and non-ASCII characters in
+    // place (a replacement always has the same UTF-8 length).
+    let mut out = s.to_ascii_lowercase().into_bytes();
     let bytes = s.as_bytes();
-    let mut out: Vec<u8> = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b.is_ascii() {
-            out.push(match b {
-                b'\t' | b'\r' => b' ',
-                x => x.to_ascii_lowercase(),
-            });
+    while let Some(p) = bytes[i..]
+        .iter()
+        .position(|&b| b >= 0x80 || b == b'\t' || b == b'\r')
+    {
+        i += p;
+        if bytes[i] < 0x80 {
+            out[i] = b' ';
             i += 1;
             continue;
         }
@@ -319,17 +321,18 @@ fn lowercase(s: &str) -> String {
             break;
         };
         let n = c.len_utf8();
-        let mut l = c.to_lowercase();
-        match (l.next(), l.next()) {
-            (Some(x), None) if x.len_utf8() == n && x != c => {
+        if c.is_uppercase() {
+            let mut l = c.to_lowercase();
+            if let (Some(x), None) = (l.next(), l.next())
+                && x.len_utf8() == n
+            {
                 let mut buf = [0u8; 4];
-                out.extend_from_slice(x.encode_utf8(&mut buf).as_bytes());
+                out[i..i + n].copy_from_slice(x.encode_utf8(&mut buf).as_bytes());
             }
-            _ => out.extend_from_slice(&bytes[i..i + n]),
         }
         i += n;
     }
-    // Only whole characters were copied or replaced by characters, so this cannot fail.
+    // Whole characters were replaced by characters of the same length: still UTF-8.
     String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
 }
 

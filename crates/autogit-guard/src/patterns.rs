@@ -482,12 +482,20 @@ const WINDOW: usize = 320;
 /// Stage 2 matcher, built once per [`crate::Guard`].
 #[derive(Debug)]
 pub(crate) struct Patterns {
+    /// Phrases and anchors in one automaton, searched once with overlapping matches.
     ac: AhoCorasick,
-    ac_meta: Vec<(&'static str, f32)>,
-    anchors: AhoCorasick,
+    meta: Vec<Pattern>,
     /// For every anchor, the paraphrases it starts.
     anchor_rules: Vec<Vec<usize>>,
     regexes: Vec<Regex>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pattern {
+    /// A literal phrase: (rule, weight).
+    Phrase(&'static str, f32),
+    /// An anchor word: index into `anchor_rules`.
+    Anchor(usize),
 }
 
 fn rot13(s: &str) -> String {
@@ -522,11 +530,6 @@ impl Patterns {
                 }
             }
         }
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&phrases)
-            .map_err(|e| err(&e))?;
         let mut anchor_words: Vec<&'static str> = Vec::new();
         let mut anchor_rules: Vec<Vec<usize>> = Vec::new();
         for (i, p) in PARAPHRASES.iter().enumerate() {
@@ -540,12 +543,16 @@ impl Patterns {
                 }
             }
         }
-        // Overlapping-free leftmost-longest would hide "you are" behind "you're"-style
-        // neighbours; anchors are distinct words, so standard leftmost-longest suffices.
-        let anchors = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
+        let mut meta: Vec<Pattern> = ac_meta
+            .iter()
+            .map(|&(r, w)| Pattern::Phrase(r, w))
+            .collect();
+        meta.extend((0..anchor_words.len()).map(Pattern::Anchor));
+        phrases.extend(anchor_words.iter().map(|w| (*w).to_owned()));
+        let ac = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
             .kind(Some(AhoCorasickKind::DFA))
-            .build(&anchor_words)
+            .build(&phrases)
             .map_err(|e| err(&e))?;
         let regexes = PARAPHRASES
             .iter()
@@ -556,8 +563,7 @@ impl Patterns {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             ac,
-            ac_meta,
-            anchors,
+            meta,
             anchor_rules,
             regexes,
         })
@@ -566,49 +572,50 @@ impl Patterns {
     /// Scan lower-cased text; spans are byte offsets in `lower`.
     pub(crate) fn scan(&self, lower: &str, cap: usize, out: &mut Vec<Hit>) {
         let bytes = lower.as_bytes();
-        let mut counts = vec![0usize; self.ac_meta.len()];
-        for m in self.ac.find_iter(lower) {
-            let idx = m.pattern().as_usize();
-            let (rule, weight) = self.ac_meta[idx];
-            // Word boundaries for phrases that start or end with an ASCII letter.
-            let before_ok =
-                m.start() == 0 || !is_word(bytes[m.start()]) || !is_word(bytes[m.start() - 1]);
-            let after_ok =
-                m.end() == bytes.len() || !is_word(bytes[m.end() - 1]) || !is_word(bytes[m.end()]);
-            if !(before_ok && after_ok) || counts[idx] >= cap {
-                continue;
-            }
-            counts[idx] += 1;
-            out.push(Hit {
-                stage: Stage::Pattern,
-                rule,
-                weight,
-                span: Span::new(m.start(), m.end()),
-            });
-        }
+        let mut counts = vec![0usize; self.meta.len()];
         let mut rule_counts = vec![0usize; PARAPHRASES.len()];
-        for m in self.anchors.find_iter(lower) {
-            let start = m.start();
+        for m in self.ac.find_overlapping_iter(lower) {
+            let idx = m.pattern().as_usize();
+            let (start, end) = (m.start(), m.end());
+            // Word boundary at the start for phrases and anchors that start with a letter.
             if start > 0 && is_word(bytes[start - 1]) && is_word(bytes[start]) {
                 continue;
             }
-            let mut end = (start + WINDOW).min(bytes.len());
-            while !lower.is_char_boundary(end) {
-                end -= 1;
-            }
-            let window = &lower[start..end];
-            for &i in &self.anchor_rules[m.pattern().as_usize()] {
-                if rule_counts[i] >= cap {
-                    continue;
-                }
-                if let Some(found) = self.regexes[i].find(window) {
-                    rule_counts[i] += 1;
+            match self.meta[idx] {
+                Pattern::Phrase(rule, weight) => {
+                    let after_ok =
+                        end == bytes.len() || !is_word(bytes[end - 1]) || !is_word(bytes[end]);
+                    if !after_ok || counts[idx] >= cap {
+                        continue;
+                    }
+                    counts[idx] += 1;
                     out.push(Hit {
                         stage: Stage::Pattern,
-                        rule: PARAPHRASES[i].rule,
-                        weight: PARAPHRASES[i].weight,
-                        span: Span::new(start + found.start(), start + found.end()),
+                        rule,
+                        weight,
+                        span: Span::new(start, end),
                     });
+                }
+                Pattern::Anchor(anchor) => {
+                    let mut wend = (start + WINDOW).min(bytes.len());
+                    while !lower.is_char_boundary(wend) {
+                        wend -= 1;
+                    }
+                    let window = &lower[start..wend];
+                    for &i in &self.anchor_rules[anchor] {
+                        if rule_counts[i] >= cap {
+                            continue;
+                        }
+                        if let Some(found) = self.regexes[i].find(window) {
+                            rule_counts[i] += 1;
+                            out.push(Hit {
+                                stage: Stage::Pattern,
+                                rule: PARAPHRASES[i].rule,
+                                weight: PARAPHRASES[i].weight,
+                                span: Span::new(start + found.start(), start + found.end()),
+                            });
+                        }
+                    }
                 }
             }
         }

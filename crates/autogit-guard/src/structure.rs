@@ -189,7 +189,10 @@ impl Structure {
                 out.push(hit("attribute_instruction", 0.5, all.start(), all.end()));
             }
         }
-        if let Some(m) = self.hidden_css.find(lower) {
+        let css = ["display", "visibility", "font-size", "color", "opacity"];
+        if css.iter().any(|k| has(k.as_bytes()))
+            && let Some(m) = self.hidden_css.find(lower)
+        {
             out.push(hit("hidden_css_text", 0.35, m.start(), m.end()));
         }
         self.density(bytes, out);
@@ -278,49 +281,53 @@ impl Structure {
     fn density(&self, bytes: &[u8], out: &mut Vec<Hit>) {
         let mut lines = 0usize;
         let mut delimiter_lines = 0usize;
-        let mut newline_run = 0usize;
-        let mut max_newline_run = (0usize, 0usize);
-        let mut space_run = 0usize;
-        let mut max_space_run = (0usize, 0usize);
-        let mut line_start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if b == b'\n' {
-                newline_run += 1;
-                if newline_run > max_newline_run.0 {
-                    max_newline_run = (newline_run, i + 1);
+        let mut blank_run = 0usize;
+        let mut padding: Option<(usize, usize)> = None;
+        let mut blank_start = 0;
+        let mut start = 0;
+        // Line by line with memchr; only lines that start with a delimiter byte are examined.
+        while start < bytes.len() {
+            let end = memchr_from(bytes, b'\n', start).unwrap_or(bytes.len());
+            let line = bytes[start..end].trim_ascii();
+            if line.is_empty() {
+                if blank_run == 0 {
+                    blank_start = start;
                 }
-                let line = bytes[line_start..i].trim_ascii();
-                if !line.is_empty() {
-                    lines += 1;
-                    if line.len() >= 3 && line.iter().all(|c| b"=-#*_~`<>|/\\+".contains(c)) {
-                        delimiter_lines += 1;
-                    }
-                }
-                line_start = i + 1;
-            } else if b != b'\r' {
-                newline_run = 0;
-            }
-            if b == b' ' {
-                space_run += 1;
-                if space_run > max_space_run.0 {
-                    max_space_run = (space_run, i + 1);
+                blank_run += 1;
+                if blank_run >= 25 && padding.is_none() {
+                    padding = Some((blank_start, end));
                 }
             } else {
-                space_run = 0;
+                blank_run = 0;
+                lines += 1;
+                if DELIMITERS.contains(&line[0])
+                    && line.len() >= 3
+                    && line.iter().all(|c| DELIMITERS.contains(c))
+                {
+                    delimiter_lines += 1;
+                }
             }
+            start = end + 1;
         }
         if delimiter_lines >= 5 && delimiter_lines * 4 >= lines {
             out.push(hit("delimiter_density", 0.3, 0, bytes.len()));
         }
-        if max_newline_run.0 >= 25 {
-            let (n, end) = max_newline_run;
-            out.push(hit("whitespace_padding", 0.25, end - n, end));
-        } else if max_space_run.0 >= 300 {
-            let (n, end) = max_space_run;
-            out.push(hit("whitespace_padding", 0.25, end - n, end));
+        if padding.is_none()
+            && let Some(p) = memmem::find(bytes, &[b' '; 300])
+        {
+            let end = bytes[p..]
+                .iter()
+                .position(|&b| b != b' ')
+                .map_or(bytes.len(), |e| p + e);
+            padding = Some((p, end));
+        }
+        if let Some((s, e)) = padding {
+            out.push(hit("whitespace_padding", 0.25, s, e));
         }
     }
 }
+
+const DELIMITERS: &[u8] = b"=-#*_~`<>|/\\+";
 
 fn memchr_from(bytes: &[u8], needle: u8, from: usize) -> Option<usize> {
     bytes[from..]

@@ -39,6 +39,54 @@ enum Action {
     Remove(&'static str, f32),
 }
 
+/// Is the text predominantly Latin? Decides whether an all-Cyrillic word made only of Latin
+/// look-alikes ("рау") is a disguise or just Russian. Computed once, on first need.
+struct LatinContext<'a> {
+    bytes: &'a [u8],
+    value: Option<bool>,
+}
+
+impl<'a> LatinContext<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, value: None }
+    }
+
+    fn get(&mut self) -> bool {
+        let bytes = self.bytes;
+        *self.value.get_or_insert_with(|| {
+            let ascii_letters = bytes.iter().filter(|b| b.is_ascii_alphabetic()).count();
+            let non_ascii_chars = bytes.iter().filter(|&&b| b >= 0xC0).count();
+            ascii_letters > 4 * non_ascii_chars
+        })
+    }
+}
+
+/// Position of the next byte the fast path cannot copy (8 bytes at a time).
+fn next_interesting(bytes: &[u8], from: usize) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut arr = [0u8; 8];
+        arr.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(arr);
+        // Bytes >= 0x80, bytes < 0x20, and 0x7F (SWAR "has byte less than / equal to").
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w;
+        let x = w ^ (ONES * 0x7f);
+        let del = x.wrapping_sub(ONES) & !x;
+        if (w | below_space | del) & HIGH != 0 {
+            if let Some(p) = chunk.iter().position(|&b| interesting(b)) {
+                return i + p;
+            }
+        }
+        i += 8;
+    }
+    bytes[i.min(bytes.len())..]
+        .iter()
+        .position(|&b| interesting(b))
+        .map_or(bytes.len(), |p| i + p)
+}
+
 /// Is this byte the start of something the fast path cannot copy verbatim?
 #[inline]
 fn interesting(b: u8) -> bool {
@@ -94,19 +142,12 @@ pub(crate) fn normalize(input: &str, combining_limit: usize, sink: &mut FindingS
         text: String::with_capacity(len),
         ..Normalized::default()
     };
-    // Is the text predominantly Latin? Decides whether an all-Cyrillic word made only of
-    // Latin look-alikes ("рау") is a disguise or just Russian.
-    let ascii_letters = bytes.iter().filter(|b| b.is_ascii_alphabetic()).count();
-    let non_ascii_chars = bytes.iter().filter(|&&b| b >= 0xC0).count();
-    let latin_context = ascii_letters > 4 * non_ascii_chars;
+    let mut latin_context = LatinContext::new(bytes);
 
     let mut st = State::default();
     let mut i = 0;
     while i < len {
-        let j = bytes[i..]
-            .iter()
-            .position(|&b| interesting(b))
-            .map_or(len, |r| i + r);
+        let j = next_interesting(bytes, i);
         // Copy verbatim up to the start of the word that holds the interesting byte.
         let word_start = if j == len {
             len
@@ -143,9 +184,8 @@ pub(crate) fn normalize(input: &str, combining_limit: usize, sink: &mut FindingS
             start: word_start,
             end,
             combining_limit,
-            latin_context,
         };
-        chunk.process(&mut st, sink, &mut out);
+        chunk.process(&mut st, &mut latin_context, sink, &mut out);
         i = end;
     }
     st.end_combining(len, sink);
@@ -158,11 +198,16 @@ struct Chunk<'a> {
     start: usize,
     end: usize,
     combining_limit: usize,
-    latin_context: bool,
 }
 
 impl Chunk<'_> {
-    fn process(&self, st: &mut State, sink: &mut FindingSink, out: &mut Normalized) {
+    fn process(
+        &self,
+        st: &mut State,
+        latin: &mut LatinContext<'_>,
+        sink: &mut FindingSink,
+        out: &mut Normalized,
+    ) {
         let input = self.input;
         let chunk = &input[self.start..self.end];
         let mut kept = std::mem::take(&mut st.kept);
@@ -238,7 +283,7 @@ impl Chunk<'_> {
         if styled && word.bytes().any(|b| b.is_ascii_alphanumeric()) {
             sink.push(Stage::Unicode, "styled_compatibility_chars", 0.15, span);
         }
-        let folded = fold_confusables(&word, self.latin_context, sink, span);
+        let folded = fold_confusables(&word, latin, sink, span);
         let result: &str = folded.as_deref().unwrap_or(&word);
         let norm = out.text.len();
         out.text.push_str(result);
@@ -377,12 +422,17 @@ fn is_symbol(c: char) -> bool {
     matches!(c as u32, 0x2000..=0x2BFF | 0x3000..=0x303F)
 }
 
-/// Cheap pre-check: letters of the scripts that have Latin look-alikes.
-fn is_potential_lookalike(c: char) -> bool {
-    matches!(
-        c.script(),
-        Script::Cyrillic | Script::Greek | Script::Armenian | Script::Cherokee | Script::Latin
-    )
+/// `c.script()` with table-free answers for the most common blocks.
+fn quick_script(c: char) -> Script {
+    match c as u32 {
+        0x00C0..=0x024F => Script::Latin,
+        0x0400..=0x04FF => Script::Cyrillic,
+        0x3040..=0x309F => Script::Hiragana,
+        0x30A0..=0x30FA | 0x30FD..=0x30FF => Script::Katakana,
+        0x4E00..=0x9FFF => Script::Han,
+        0xAC00..=0xD7AF => Script::Hangul,
+        _ => c.script(),
+    }
 }
 
 /// The ASCII prototype of a confusable character (UTS #39 skeleton), if it has one.
@@ -398,7 +448,7 @@ pub(crate) fn ascii_prototype(c: char) -> Option<String> {
 /// Latin text) with their ASCII prototypes, reporting what was found.
 fn fold_confusables(
     word: &str,
-    latin_context: bool,
+    latin: &mut LatinContext<'_>,
     sink: &mut FindingSink,
     span: Span,
 ) -> Option<String> {
@@ -406,15 +456,32 @@ fn fold_confusables(
         return None;
     }
     let has_ascii_letter = word.bytes().any(|b| b.is_ascii_alphabetic());
-    let foreign_letters = word
-        .chars()
-        .filter(|c| !c.is_ascii() && c.is_alphabetic())
-        .count();
+    let mut foreign_letters = 0usize;
+    let mut all_foreign_latin = true;
+    let mut all_lookalike_scripts = true;
+    for c in word.chars() {
+        if c.is_ascii() || !c.is_alphabetic() {
+            continue;
+        }
+        foreign_letters += 1;
+        let script = quick_script(c);
+        all_foreign_latin &= script == Script::Latin;
+        all_lookalike_scripts &= matches!(
+            script,
+            Script::Cyrillic | Script::Greek | Script::Armenian | Script::Cherokee | Script::Latin
+        );
+        // Without ASCII letters only a whole-script look-alike word matters; one letter of
+        // another script (CJK, Arabic…) settles it.
+        if !has_ascii_letter && !all_lookalike_scripts {
+            return None;
+        }
+    }
     if foreign_letters == 0 {
         return None;
     }
     if has_ascii_letter {
-        if word.is_single_script() {
+        // Latin letters with diacritics ("Zoë") are the common case: no script-set work.
+        if all_foreign_latin || word.is_single_script() {
             return None;
         }
         let mut folded = String::with_capacity(word.len());
@@ -438,11 +505,10 @@ fn fold_confusables(
             sink.push(Stage::Unicode, "mixed_script", 0.15, span);
             None
         }
-    } else if latin_context
-        && foreign_letters >= 2
-        && word
-            .chars()
-            .all(|c| !c.is_alphabetic() || is_potential_lookalike(c))
+    } else if foreign_letters >= 2
+        && all_lookalike_scripts
+        && !all_foreign_latin
+        && latin.get()
         && word.is_single_script()
     {
         let mut folded = String::with_capacity(word.len());
@@ -484,5 +550,31 @@ pub(crate) fn classify_for_source(
     match classify(c, prev, next, at) {
         Action::Remove("private_use", _) | Action::Keep | Action::Drop => None,
         Action::Remove(rule, _) => Some(rule),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{interesting, next_interesting};
+
+    #[test]
+    fn swar_scan_agrees_with_the_byte_loop() {
+        for special in 0u8..=255 {
+            for pos in [0usize, 3, 7, 8, 9, 15, 16, 20] {
+                let mut bytes = vec![b'a'; 21];
+                bytes[pos] = special;
+                for from in [0usize, 1, 5, 9] {
+                    let naive = bytes[from..]
+                        .iter()
+                        .position(|&b| interesting(b))
+                        .map_or(bytes.len(), |p| from + p);
+                    assert_eq!(
+                        next_interesting(&bytes, from),
+                        naive,
+                        "byte {special:#x} at {pos} from {from}"
+                    );
+                }
+            }
+        }
     }
 }
