@@ -89,31 +89,36 @@ impl Model {
         })
     }
 
-    fn window_logit(&self, w: &[u8], scratch: &mut Vec<u32>) -> f32 {
-        scratch.clear();
-        for n in self.n_min..=self.n_max {
-            if w.len() < n {
-                break;
+    /// Logit of one window. `counts` is a zeroed bucket array (left zeroed on return) and
+    /// `touched` a scratch list of the buckets used.
+    fn window_logit(&self, w: &[u8], counts: &mut [u16], touched: &mut Vec<u32>) -> f32 {
+        touched.clear();
+        for start in 0..w.len() {
+            // FNV-1a is sequential, so the 3-, 4- and 5-gram hashes share their prefix.
+            let mut h: u32 = 0x811c_9dc5;
+            for (k, &b) in w[start..].iter().take(self.n_max).enumerate() {
+                h ^= u32::from(b);
+                h = h.wrapping_mul(0x0100_0193);
+                if k + 1 >= self.n_min {
+                    let idx = h & self.mask;
+                    let c = &mut counts[idx as usize];
+                    if *c == 0 {
+                        touched.push(idx);
+                    }
+                    *c = c.saturating_add(1);
+                }
             }
-            scratch.extend(w.windows(n).map(|g| fnv1a(g) & self.mask));
         }
-        if scratch.is_empty() {
+        if touched.is_empty() {
             return self.bias;
         }
-        scratch.sort_unstable();
         let mut dot = 0.0f32;
         let mut norm = 0.0f32;
-        let mut i = 0;
-        while i < scratch.len() {
-            let idx = scratch[i];
-            let mut j = i;
-            while j < scratch.len() && scratch[j] == idx {
-                j += 1;
-            }
-            let c = (j - i) as f32;
+        for &idx in touched.iter() {
+            let c = f32::from(counts[idx as usize]);
+            counts[idx as usize] = 0;
             norm += c * c;
             dot += c * self.weights[idx as usize];
-            i = j;
         }
         self.bias + dot / norm.sqrt()
     }
@@ -121,12 +126,13 @@ impl Model {
     /// Probability that `lower` (lower-cased normalized text) is an injection.
     pub(crate) fn score(&self, lower: &str) -> f64 {
         let bytes = lower.as_bytes();
-        let mut scratch = Vec::with_capacity(3 * WINDOW);
+        let mut counts = vec![0u16; self.weights.len()];
+        let mut touched = Vec::with_capacity(3 * WINDOW);
         let mut best = f32::NEG_INFINITY;
         let mut start = 0;
         loop {
             let end = (start + WINDOW).min(bytes.len());
-            best = best.max(self.window_logit(&bytes[start..end], &mut scratch));
+            best = best.max(self.window_logit(&bytes[start..end], &mut counts, &mut touched));
             if end == bytes.len() {
                 break;
             }

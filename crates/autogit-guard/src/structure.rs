@@ -28,7 +28,23 @@ pub(crate) struct Structure {
     json_field: Regex,
     instruction_like: Regex,
     hidden_css: AhoCorasick,
+    /// Prebuilt searchers for the literals that gate the regexes.
+    gates: Vec<memmem::Finder<'static>>,
 }
+
+/// Literals that gate structural regexes (see `Structure::scan`).
+const GATES: &[&str] = &[
+    "sys",
+    "developer",
+    "<|",
+    "##",
+    "]:",
+    "display",
+    "visibility",
+    "font-size",
+    "color",
+    "opacity",
+];
 
 fn hit(rule: &'static str, weight: f32, start: usize, end: usize) -> Hit {
     Hit {
@@ -75,6 +91,10 @@ impl Structure {
                     "opacity: 0;",
                 ])
                 .map_err(|e| GuardError::Pattern(e.to_string()))?,
+            gates: GATES
+                .iter()
+                .map(|g| memmem::Finder::new(g.as_bytes()).into_owned())
+                .collect(),
         })
     }
 
@@ -98,7 +118,17 @@ impl Structure {
     /// Scan lower-cased text; `stage2` are the pattern hits already found in it.
     pub(crate) fn scan(&self, lower: &str, stage2: &[Hit], out: &mut Vec<Hit>) {
         let bytes = lower.as_bytes();
-        let has = |needle: &[u8]| memmem::find(bytes, needle).is_some();
+        let has = |needle: &[u8]| match needle {
+            [b] => memchr::memchr(*b, bytes).is_some(),
+            _ => self
+                .gates
+                .iter()
+                .find(|f| f.needle() == needle)
+                .map_or_else(
+                    || memmem::find(bytes, needle).is_some(),
+                    |f| f.find(bytes).is_some(),
+                ),
+        };
         let has_colon = memchr::memchr(b':', bytes).is_some();
         // Each structural regex runs only when the literal it needs is present (cheap SIMD
         // searches), which keeps ordinary text on the fast path.

@@ -54,8 +54,13 @@ impl<'a> LatinContext<'a> {
     fn get(&mut self) -> bool {
         let bytes = self.bytes;
         *self.value.get_or_insert_with(|| {
-            let ascii_letters = bytes.iter().filter(|b| b.is_ascii_alphabetic()).count();
-            let non_ascii_chars = bytes.iter().filter(|&&b| b >= 0xC0).count();
+            let (ascii_letters, non_ascii_chars) =
+                bytes.iter().fold((0usize, 0usize), |(a, n), &b| {
+                    (
+                        a + usize::from(b.is_ascii_alphabetic()),
+                        n + usize::from(b >= 0xC0),
+                    )
+                });
             ascii_letters > 4 * non_ascii_chars
         })
     }
