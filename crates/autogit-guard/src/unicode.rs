@@ -79,10 +79,10 @@ fn next_interesting(bytes: &[u8], from: usize) -> usize {
         let below_space = w.wrapping_sub(ONES * 0x20) & !w;
         let x = w ^ (ONES * 0x7f);
         let del = x.wrapping_sub(ONES) & !x;
-        if (w | below_space | del) & HIGH != 0 {
-            if let Some(p) = chunk.iter().position(|&b| interesting(b)) {
-                return i + p;
-            }
+        if (w | below_space | del) & HIGH != 0
+            && let Some(p) = chunk.iter().position(|&b| interesting(b))
+        {
+            return i + p;
         }
         i += 8;
     }
