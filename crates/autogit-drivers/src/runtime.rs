@@ -369,6 +369,11 @@ impl<E: ContainerEngine> Runtime<E> {
                 .find(|o| o.service == service)
                 .map(|o| o.id.clone())
         };
+        let is_running = |id: &str| {
+            observed
+                .iter()
+                .any(|o| o.id == id && matches!(o.state, RunState::Running | RunState::Restarting))
+        };
         let wrap = |s: &str| {
             let s = s.to_owned();
             move |e: RuntimeError| (s, e)
@@ -429,6 +434,12 @@ impl<E: ContainerEngine> Runtime<E> {
                     .record_repair(service, what, *attempt, t)
                     .map_err(|e| (service.clone(), e.into()))?;
                 match (how, id_of(service)) {
+                    // A stopped container only needs starting; a running one a restart.
+                    (RepairAction::Restart, Some(id)) if !is_running(&id) => self
+                        .engine
+                        .start(&id)
+                        .await
+                        .map_err(|e| (service.clone(), e.into()))?,
                     (RepairAction::Restart, Some(id)) => self
                         .engine
                         .restart(&id, 10)

@@ -53,7 +53,7 @@ fn build(r: &Path, busybox: &str, tag: &str, cmd: &[&str]) -> Result<(), String>
     std::fs::copy(busybox, r.join("bin/busybox")).map_err(io)?;
     for applet in [
         "sh", "httpd", "wget", "sleep", "cat", "echo", "ls", "rm", "mkdir", "nc", "true", "false",
-        "pkill", "ps",
+        "killall", "pidof",
     ] {
         std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
     }

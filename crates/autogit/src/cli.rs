@@ -166,6 +166,9 @@ pub enum Command {
         #[arg(long)]
         tail: Option<usize>,
     },
+    /// Prompt-injection filter: check text, scan repositories, quarantine, serve forward-auth
+    #[command(subcommand)]
+    Guard(crate::guard_cmd::GuardCommand),
     /// Print shell completions
     Completions {
         #[arg(value_enum)]

@@ -15,10 +15,18 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-pub fn run(cli: Cli) -> u8 {
+pub fn run(cli: Cli) -> std::process::ExitCode {
     let ui = Ui::new(&cli.global);
     let g = &cli.global;
-    match cli.command {
+    let code = match cli.command {
+        // The filter has its own exit codes (its verdicts): see docs/guard.md.
+        Command::Guard(cmd) => {
+            let ctx = crate::guard_cmd::GuardContext {
+                json: ui.json,
+                data_dir: data_dir(g),
+            };
+            return crate::guard_cmd::run(cmd, &ctx);
+        }
         Command::Init { dir, force } => init(&ui, &dir, force),
         Command::Validate => validate(&ui, &load_all(g, &[])),
         Command::Plan { preset } => {
@@ -131,13 +139,15 @@ pub fn run(cli: Cli) -> u8 {
             let man = clap_mangen::Man::new(Cli::command());
             match man.render(&mut std::io::stdout()) {
                 Ok(()) => exit::OK,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
                 Err(e) => {
                     ui.error(&format!("cannot write the man page: {e}"));
                     exit::FAILURE
                 }
             }
         }
-    }
+    };
+    std::process::ExitCode::from(code)
 }
 
 fn preset_flag(preset: Option<crate::cli::PresetArg>) -> Vec<FlagOverride> {

@@ -140,8 +140,8 @@ pub enum GuardCommand {
     Check {
         /// File to read; `-` or nothing reads standard input.
         file: Option<PathBuf>,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
+        /// Output format (the global `--output json` also selects JSON).
+        #[arg(id = "check_format", long = "format", value_enum, default_value_t)]
         output: CheckOutput,
         /// Do not store suspicious or blocked texts in the quarantine.
         #[arg(long)]

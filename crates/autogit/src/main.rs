@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod ctx;
+mod guard_cmd;
 mod runtime_cmd;
 mod ui;
 
@@ -20,6 +21,21 @@ pub mod exit {
 }
 
 fn main() -> ExitCode {
+    // `autogit plan | head`: a reader that goes away is not an error (as with ripgrep); end
+    // quietly instead of the panic println! raises on a broken pipe.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -32,5 +48,5 @@ fn main() -> ExitCode {
             });
         }
     };
-    ExitCode::from(commands::run(cli))
+    commands::run(cli)
 }

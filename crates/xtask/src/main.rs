@@ -1,7 +1,7 @@
 //! `cargo run -p xtask --release -- bench heal [--runs N]`
 //!
 //! Measures, on the real Docker engine, in one run:
-//! 1. SIGKILL of a container → its health endpoint answers again: `autogit daemon` (restart
+//! 1. SIGKILL of a container's process → its health endpoint answers again: `autogit daemon` (restart
 //!    policy "no") against Docker's own `restart: always`.
 //! 2. A container turning unhealthy → healthy again: `autogit daemon` against an
 //!    autoheal-style loop that polls `docker inspect` every 5 s and restarts unhealthy
@@ -76,6 +76,14 @@ fn wait_healthy(port: u16, limit: Duration) -> Duration {
         assert!(start.elapsed() < limit, "not healthy within {limit:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// SIGKILL of the container's main process from the host, as a crash or the OOM killer would
+/// do it. (`docker kill` is a manual stop for the engine, and `restart: always` then does
+/// not restart the container.)
+fn crash(container: &str) {
+    let pid = sh("docker", &["inspect", "-f", "{{.State.Pid}}", container]);
+    sh("kill", &["-KILL", &pid]);
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -201,7 +209,7 @@ fn bench_heal(runs: usize) {
         for i in 0..runs {
             std::thread::sleep(spacing);
             let t = Instant::now();
-            sh("docker", &["kill", "-s", "KILL", name]);
+            crash(name);
             let _ = wait_healthy(33080, Duration::from_secs(60));
             ours.push(t.elapsed());
             println!("  autogit daemon     run {i}: {:?}", t.elapsed());
@@ -213,7 +221,7 @@ fn bench_heal(runs: usize) {
     for i in 0..runs {
         std::thread::sleep(spacing);
         let t = Instant::now();
-        sh("docker", &["kill", "-s", "KILL", "bench-docker-always"]);
+        crash("bench-docker-always");
         let _ = wait_healthy(33180, Duration::from_secs(60));
         theirs.push(t.elapsed());
         println!("  restart: always    run {i}: {:?}", t.elapsed());
@@ -233,7 +241,7 @@ fn bench_heal(runs: usize) {
         for i in 0..runs {
             std::thread::sleep(Duration::from_secs(2));
             let t = Instant::now();
-            sh("docker", &["exec", name, "pkill", "httpd"]);
+            sh("docker", &["exec", name, "killall", "httpd"]);
             let _ = wait_healthy(33280, Duration::from_secs(120));
             ours.push(t.elapsed());
             println!("  autogit daemon     run {i}: {:?}", t.elapsed());
@@ -264,7 +272,7 @@ fn bench_heal(runs: usize) {
     for i in 0..runs {
         std::thread::sleep(Duration::from_secs(2));
         let t = Instant::now();
-        sh("docker", &["exec", "bench-autoheal", "pkill", "httpd"]);
+        sh("docker", &["exec", "bench-autoheal", "killall", "httpd"]);
         let _ = wait_healthy(33380, Duration::from_secs(120));
         theirs.push(t.elapsed());
         println!("  autoheal 5s loop   run {i}: {:?}", t.elapsed());
