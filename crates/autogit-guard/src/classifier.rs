@@ -6,6 +6,8 @@
 //! `data/model/weights.txt`; nothing is downloaded at build or run time. Long texts are scored
 //! in overlapping windows and the highest window probability is returned.
 
+use std::cell::RefCell;
+
 use crate::GuardError;
 
 /// Bytes per scoring window (training uses the first window of each example).
@@ -127,19 +129,30 @@ impl Model {
 
     /// Probability that `lower` (lower-cased normalized text) is an injection.
     pub(crate) fn score(&self, lower: &str) -> f64 {
-        let bytes = lower.as_bytes();
-        let mut counts = vec![0u16; self.weights.len()];
-        let mut touched = Vec::with_capacity(3 * WINDOW);
-        let mut best = f32::NEG_INFINITY;
-        let mut start = 0;
-        loop {
-            let end = (start + WINDOW).min(bytes.len());
-            best = best.max(self.window_logit(&bytes[start..end], &mut counts, &mut touched));
-            if end == bytes.len() {
-                break;
-            }
-            start += STEP;
+        thread_local! {
+            /// Zeroed bucket counts and the touched list, reused per thread (a fresh 128 KiB
+            /// array per call would cost more than scoring a short prompt).
+            static SCRATCH: RefCell<(Vec<u16>, Vec<u32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
         }
+        let bytes = lower.as_bytes();
+        let best = SCRATCH.with(|cell| {
+            let mut guard = cell.borrow_mut();
+            let (counts, touched) = &mut *guard;
+            if counts.len() != self.weights.len() {
+                *counts = vec![0u16; self.weights.len()];
+            }
+            let mut best = f32::NEG_INFINITY;
+            let mut start = 0;
+            loop {
+                let end = (start + WINDOW).min(bytes.len());
+                best = best.max(self.window_logit(&bytes[start..end], counts, touched));
+                if end == bytes.len() {
+                    break;
+                }
+                start += STEP;
+            }
+            best
+        });
         1.0 / (1.0 + f64::from(-best).exp())
     }
 }

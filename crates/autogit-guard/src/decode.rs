@@ -103,21 +103,28 @@ impl Decoder {
         let bytes = text.as_bytes();
         let mut runs = 0;
         let mut i = 0;
-        while i < bytes.len() && runs < MAX_CANDIDATES {
-            if !is_base64_byte(bytes[i]) {
-                i += 1;
+        // A run of >= 20 base64 bytes starting at or after `i` must cover `i + 19`: probe
+        // there and skip 20 bytes when it is not a base64 byte (most prose), else widen.
+        while i + 20 <= bytes.len() && runs < MAX_CANDIDATES {
+            let probe = i + 19;
+            if !is_base64_byte(bytes[probe]) {
+                i = probe + 1;
                 continue;
             }
-            let start = i;
-            while i < bytes.len() && is_base64_byte(bytes[i]) {
-                i += 1;
+            let mut start = probe;
+            while start > i && is_base64_byte(bytes[start - 1]) {
+                start -= 1;
             }
-            let mut end = i;
-            while end < bytes.len() && end - i < 2 && bytes[end] == b'=' {
+            let mut run_end = probe;
+            while run_end < bytes.len() && is_base64_byte(bytes[run_end]) {
+                run_end += 1;
+            }
+            let mut end = run_end;
+            while end < bytes.len() && end - run_end < 2 && bytes[end] == b'=' {
                 end += 1;
             }
-            let run_len = i - start;
             i = end;
+            let run_len = run_end - start;
             if run_len < 20 {
                 continue;
             }
@@ -129,9 +136,7 @@ impl Decoder {
             }
             let hexish = run_len >= 24
                 && run_len % 2 == 0
-                && bytes[start..start + run_len]
-                    .iter()
-                    .all(u8::is_ascii_hexdigit);
+                && bytes[start..run_end].iter().all(u8::is_ascii_hexdigit);
             let decoded = if hexish {
                 decode(Encoding::Hex, raw).map(|d| (Encoding::Hex, d))
             } else {
@@ -242,6 +247,29 @@ mod tests {
         for (_, _, s) in &found {
             assert!(s.starts_with("ignore"), "{s}");
         }
+    }
+
+    #[test]
+    fn finds_runs_at_every_offset() {
+        let d = Decoder::new().expect("decoder");
+        // 20 characters, "ignore previous".
+        let run = "aWdub3JlIHByZXZpb3Vz";
+        for pad in 0..30 {
+            let text = format!(
+                "{}{run} tail",
+                "a b ".repeat(pad / 4) + &"x".repeat(pad % 4).replace('x', " ")
+            );
+            let mut budget = 1 << 20;
+            let found = d.candidates(&text, &mut budget);
+            assert_eq!(found.len(), 1, "pad {pad}: {text:?} {found:?}");
+            assert_eq!(&text[found[0].1.start..found[0].1.end], run);
+        }
+        let mut budget = 1 << 20;
+        assert!(
+            d.candidates("aWdub3JlIHByZXZpb3V and more", &mut budget)
+                .is_empty(),
+            "19 bytes"
+        );
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub(crate) struct Structure {
     json_field: Regex,
     instruction_like: Regex,
     hidden_css: AhoCorasick,
+    /// Gate for `turn_line`: a role name directly followed by a colon.
+    turn_names: AhoCorasick,
     /// Prebuilt searchers for the literals that gate the regexes.
     gates: Vec<memmem::Finder<'static>>,
 }
@@ -91,6 +93,21 @@ impl Structure {
                     "opacity: 0;",
                 ])
                 .map_err(|e| GuardError::Pattern(e.to_string()))?,
+            turn_names: AhoCorasick::new(
+                [
+                    "assistant",
+                    "user",
+                    "human",
+                    "ai",
+                    "bot",
+                    "model",
+                    "gpt",
+                    "claude",
+                ]
+                .iter()
+                .flat_map(|n| [format!("{n}:"), format!("{n} :")]),
+            )
+            .map_err(|e| GuardError::Pattern(e.to_string()))?,
             gates: GATES
                 .iter()
                 .map(|g| memmem::Finder::new(g.as_bytes()).into_owned())
@@ -152,7 +169,7 @@ impl Structure {
                 };
             out.push(hit("fake_role_marker", weight, m.start(), line_end));
         }
-        let turn_lines = if has_colon {
+        let turn_lines = if has_colon && self.turn_names.is_match(lower) {
             self.turn_line.find_iter(lower).take(MAX_MATCHES).collect()
         } else {
             Vec::new()

@@ -215,6 +215,30 @@ impl Chunk<'_> {
     ) {
         let input = self.input;
         let chunk = &input[self.start..self.end];
+        // Fast path: letters from common blocks that are never removed, never combine and are
+        // NFKC-stable. Only the confusable check remains.
+        if chunk
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || is_stable_letter(c))
+        {
+            st.end_combining(self.start, sink);
+            st.end_tags(sink, out);
+            st.flag_tag = false;
+            let span = Span::new(self.start, self.end);
+            let norm = out.text.len();
+            match fold_confusables(chunk, latin, sink, span) {
+                Some(folded) => {
+                    out.text.push_str(&folded);
+                    out.map
+                        .push_rewritten(norm, folded.len(), self.start, chunk.len());
+                }
+                None => {
+                    out.text.push_str(chunk);
+                    out.map.push_identity(norm, self.start, chunk.len());
+                }
+            }
+            return;
+        }
         let mut kept = std::mem::take(&mut st.kept);
         kept.clear();
         let mut removed_any = false;
@@ -301,6 +325,15 @@ impl Chunk<'_> {
         st.kept = kept;
         st.word = word;
     }
+}
+
+/// Letters (and CJK full stops/commas) of common blocks that are not invisible, not
+/// combining marks, and unchanged by NFKC: Latin-1 letters, basic Greek and Cyrillic,
+/// Hiragana, Katakana, CJK unified ideographs, Hangul syllables.
+fn is_stable_letter(c: char) -> bool {
+    matches!(c as u32,
+        0xC0..=0xD6 | 0xD8..=0xF6 | 0xF8..=0xFF | 0x391..=0x3A1 | 0x3A3..=0x3C9 | 0x400..=0x45F
+        | 0x3001..=0x3002 | 0x3041..=0x3096 | 0x30A1..=0x30FE | 0x4E00..=0x9FFF | 0xAC00..=0xD7A3)
 }
 
 /// Mathematical alphanumerics, fullwidth and enclosed letters: text dressed up to evade filters.
@@ -560,7 +593,33 @@ pub(crate) fn classify_for_source(
 
 #[cfg(test)]
 mod tests {
-    use super::{interesting, next_interesting};
+    use unicode_normalization::UnicodeNormalization;
+    use unicode_normalization::char::is_combining_mark;
+
+    use super::{Action, classify, interesting, is_stable_letter, next_interesting};
+
+    #[test]
+    fn stable_letters_really_are_stable() {
+        for c in (0u32..0x1_0000)
+            .filter_map(char::from_u32)
+            .filter(|&c| is_stable_letter(c))
+        {
+            let s = c.to_string();
+            assert_eq!(
+                s.nfkc().collect::<String>(),
+                s,
+                "U+{:04X} changes under NFKC",
+                c as u32
+            );
+            assert!(!is_combining_mark(c), "U+{:04X}", c as u32);
+            assert_eq!(
+                classify(c, None, None, 1),
+                Action::Keep,
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
 
     #[test]
     fn swar_scan_agrees_with_the_byte_loop() {
