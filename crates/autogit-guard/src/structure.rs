@@ -30,6 +30,10 @@ pub(crate) struct Structure {
     hidden_css: AhoCorasick,
     /// Gate for `turn_line`: a role name directly followed by a colon.
     turn_names: AhoCorasick,
+    comment_open: memmem::Finder<'static>,
+    comment_close: memmem::Finder<'static>,
+    link_mid: memmem::Finder<'static>,
+    spaces: memmem::Finder<'static>,
     /// Prebuilt searchers for the literals that gate the regexes.
     gates: Vec<memmem::Finder<'static>>,
 }
@@ -108,6 +112,10 @@ impl Structure {
                 .flat_map(|n| [format!("{n}:"), format!("{n} :")]),
             )
             .map_err(|e| GuardError::Pattern(e.to_string()))?,
+            comment_open: memmem::Finder::new(b"<!--").into_owned(),
+            comment_close: memmem::Finder::new(b"-->").into_owned(),
+            link_mid: memmem::Finder::new(b"](").into_owned(),
+            spaces: memmem::Finder::new(&[b' '; 32]).into_owned(),
             gates: GATES
                 .iter()
                 .map(|g| memmem::Finder::new(g.as_bytes()).into_owned())
@@ -266,10 +274,10 @@ impl Structure {
         let bytes = lower.as_bytes();
         let mut pos = 0;
         let mut seen = 0;
-        while let Some(start) = find(bytes, b"<!--", pos) {
+        while let Some(start) = find(&self.comment_open, bytes, pos) {
             seen += 1;
             let body_start = start + 4;
-            let (body_end, end) = match find(bytes, b"-->", body_start) {
+            let (body_end, end) = match find(&self.comment_close, bytes, body_start) {
                 Some(e) => (e, e + 3),
                 None => (bytes.len(), bytes.len()),
             };
@@ -287,7 +295,7 @@ impl Structure {
         let bytes = lower.as_bytes();
         let mut pos = 0;
         let mut seen = 0;
-        while let Some(mid) = find(bytes, b"](", pos) {
+        while let Some(mid) = find(&self.link_mid, bytes, pos) {
             pos = mid + 2;
             seen += 1;
             if seen > MAX_MATCHES {
@@ -359,14 +367,20 @@ impl Structure {
         if delimiter_lines >= 5 && delimiter_lines * 4 >= lines {
             out.push(hit("delimiter_density", 0.3, 0, bytes.len()));
         }
-        if padding.is_none()
-            && let Some(p) = memmem::find(bytes, &[b' '; 300])
-        {
-            let end = bytes[p..]
-                .iter()
-                .position(|&b| b != b' ')
-                .map_or(bytes.len(), |e| p + e);
-            padding = Some((p, end));
+        if padding.is_none() {
+            // Find 32-space blocks with a prebuilt searcher and measure the run at each.
+            let mut from = 0;
+            while let Some(p) = find(&self.spaces, bytes, from) {
+                let end = bytes[p..]
+                    .iter()
+                    .position(|&b| b != b' ')
+                    .map_or(bytes.len(), |e| p + e);
+                if end - p >= 300 {
+                    padding = Some((p, end));
+                    break;
+                }
+                from = end;
+            }
         }
         if let Some((s, e)) = padding {
             out.push(hit("whitespace_padding", 0.25, s, e));
@@ -377,23 +391,9 @@ impl Structure {
 const DELIMITERS: &[u8] = b"=-#*_~`<>|/\\+";
 
 fn memchr_from(bytes: &[u8], needle: u8, from: usize) -> Option<usize> {
-    bytes[from..]
-        .iter()
-        .position(|&b| b == needle)
-        .map(|p| from + p)
+    memchr::memchr(needle, bytes.get(from..)?).map(|p| from + p)
 }
 
-fn find(bytes: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if from >= bytes.len() {
-        return None;
-    }
-    let first = needle[0];
-    let mut i = from;
-    while let Some(p) = memchr_from(bytes, first, i) {
-        if bytes[p..].starts_with(needle) {
-            return Some(p);
-        }
-        i = p + 1;
-    }
-    None
+fn find(finder: &memmem::Finder<'_>, bytes: &[u8], from: usize) -> Option<usize> {
+    finder.find(bytes.get(from..)?).map(|p| from + p)
 }

@@ -366,3 +366,38 @@ fn thresholds_are_configurable() {
         .is_err()
     );
 }
+
+#[test]
+fn whitespace_padding_and_delimiter_floods() {
+    let g = guard();
+    let cases = [
+        (
+            format!("hello{}then the real text", "\n".repeat(30)),
+            "whitespace_padding",
+        ),
+        (
+            format!("hello\r\n{}then", "\r\n".repeat(30)),
+            "whitespace_padding",
+        ),
+        (
+            format!("hello{}then", " ".repeat(310)),
+            "whitespace_padding",
+        ),
+        (format!("x{}y", "====\n".repeat(10)), "delimiter_density"),
+    ];
+    for (text, rule) in cases {
+        let a = g.analyze(&text);
+        assert!(
+            a.detected_patterns.iter().any(|f| f.rule == rule),
+            "{rule} not found in {:?}",
+            a.detected_patterns
+        );
+    }
+    let fine = g.analyze(&format!("a{}b\n\nc", " ".repeat(200)));
+    assert!(
+        !fine
+            .detected_patterns
+            .iter()
+            .any(|f| f.rule == "whitespace_padding")
+    );
+}
