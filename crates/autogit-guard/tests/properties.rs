@@ -108,6 +108,14 @@ fn pathological_inputs_scale_linearly() {
             );
             assert!((0.0..=1.0).contains(&a.risk_score));
         }
+        let small = best_of_three(&make(1 << 20));
+        let large = best_of_three(&make(4 << 20));
+        let ratio = large.as_secs_f64() / small.as_secs_f64().max(1e-6);
+        eprintln!("{name}: 1 MiB {small:?}, 4 MiB {large:?}, ratio {ratio:.2}");
+        assert!(
+            ratio < 10.0,
+            "{name}: 4x input took {ratio:.1}x the time ({small:?} -> {large:?})"
+        );
     }
     // 10 MiB of combining marks (the issue asks for 100 MB; run `--ignored` for that).
     let marks = format!("x{}", "\u{0300}".repeat(5 << 20));
