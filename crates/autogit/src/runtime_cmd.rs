@@ -150,15 +150,36 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str) -> u8 {
             Err(e) => return fail(ui, e),
         };
         let quiet = ui.quiet;
+        // One bar per image being pulled (layers done / layers seen); drawn only on a
+        // terminal, plain lines otherwise.
+        let bars = std::sync::Mutex::new(BTreeMap::<String, indicatif::ProgressBar>::new());
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let progress = move |p: autogit_drivers::engine::PullProgress| {
-            if !quiet {
-                eprintln!("pulling {}: {} {}/{}", p.image, p.status, p.current, p.total);
+            if quiet {
+                return;
             }
+            if !tty {
+                eprintln!("pulling {}: {} {}/{}", p.image, p.status, p.current, p.total);
+                return;
+            }
+            let mut bars = bars.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let bar = bars.entry(p.image.clone()).or_insert_with(|| {
+                let b = indicatif::ProgressBar::new(p.total.max(1));
+                b.set_style(indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} layers {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()));
+                b.set_prefix(p.image.clone());
+                b
+            });
+            bar.set_length(p.total.max(1));
+            bar.set_position(p.current);
+            bar.set_message(p.status.clone());
         };
         if let Err(e) = runtime.prepare(&progress).await {
             return fail(ui, e);
         }
         let start = Instant::now();
+        let spinner = if ui.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new_spinner() };
+        spinner.set_style(indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}").unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()));
+        spinner.enable_steady_tick(Duration::from_millis(200));
         let mut last_line = String::new();
         let mut seen_errors = std::collections::HashSet::new();
         loop {
@@ -181,14 +202,20 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str) -> u8 {
             let healthy = states.len() == wanted.len() && states.iter().all(|(_, s)| s == State::Healthy.as_str());
             let line = states.iter().map(|(s, st)| format!("{s}: {st}")).collect::<Vec<_>>().join(", ");
             if line != last_line && !ui.quiet {
-                eprintln!("[{:>4}s] {line}", start.elapsed().as_secs());
+                if spinner.is_hidden() {
+                    eprintln!("[{:>4}s] {line}", start.elapsed().as_secs());
+                } else {
+                    spinner.set_message(format!("waiting for health: {line}"));
+                }
                 last_line = line;
             }
             if healthy {
+                spinner.finish_and_clear();
                 ui.note(&format!("installed: {} service(s) healthy after {}s", wanted.len(), start.elapsed().as_secs()));
                 return exit::OK;
             }
             if start.elapsed() >= wait.0 {
+                spinner.finish_and_clear();
                 if wait.as_secs() == 0 {
                     ui.note("containers started; `autogit status` shows when they are healthy");
                     return exit::OK;
