@@ -357,6 +357,14 @@ impl<E: ContainerEngine> Runtime<E> {
         Ok(())
     }
 
+    /// Removes the service's container (if any; volumes stay) and creates it afresh.
+    async fn recreate(&self, service: &str, id: Option<String>) -> Result<(), RuntimeError> {
+        if let Some(id) = id {
+            self.engine.remove(&id).await?;
+        }
+        self.create_and_start(service).await
+    }
+
     async fn execute(
         &self,
         action: &Action,
@@ -402,17 +410,10 @@ impl<E: ContainerEngine> Runtime<E> {
                 .create_and_start(service)
                 .await
                 .map_err(wrap(service))?,
-            Action::Recreate { service, .. } => {
-                if let Some(id) = id_of(service) {
-                    self.engine
-                        .remove(&id)
-                        .await
-                        .map_err(|e| (service.clone(), e.into()))?;
-                }
-                self.create_and_start(service)
-                    .await
-                    .map_err(wrap(service))?;
-            }
+            Action::Recreate { service, .. } => self
+                .recreate(service, id_of(service))
+                .await
+                .map_err(wrap(service))?,
             Action::Start { service } => {
                 if let Some(id) = id_of(service) {
                     self.engine
@@ -445,17 +446,7 @@ impl<E: ContainerEngine> Runtime<E> {
                         .restart(&id, 10)
                         .await
                         .map_err(|e| (service.clone(), e.into()))?,
-                    (_, id) => {
-                        if let Some(id) = id {
-                            self.engine
-                                .remove(&id)
-                                .await
-                                .map_err(|e| (service.clone(), e.into()))?;
-                        }
-                        self.create_and_start(service)
-                            .await
-                            .map_err(wrap(service))?;
-                    }
+                    (_, id) => self.recreate(service, id).await.map_err(wrap(service))?,
                 }
             }
             Action::Flag { service, reason } => {

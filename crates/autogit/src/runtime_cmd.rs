@@ -103,6 +103,58 @@ async fn connect(loaded: &Loaded) -> Result<Docker, EngineError> {
     .await
 }
 
+/// How a command wants state changes reported.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum NotifyMode {
+    /// Configured webhooks; the log notifier when `log` is true.
+    Configured {
+        log: bool,
+    },
+    Silent,
+}
+
+/// Connects to the engine and builds the runtime for the plan. With `announce`, says which
+/// engine it found.
+async fn open_runtime(
+    ui: &Ui,
+    loaded: &Loaded,
+    r: Ready,
+    rendered: &Path,
+    notify: NotifyMode,
+    announce: bool,
+) -> Result<Runtime<Docker>, u8> {
+    let engine = connect(loaded).await.map_err(|e| fail(ui, e))?;
+    if announce {
+        let i = engine.info().await.map_err(|e| fail(ui, e))?;
+        ui.note(&format!(
+            "engine: {} {} (API {}{}) at {}",
+            i.kind,
+            i.version,
+            i.api_version,
+            if i.rootless { ", rootless" } else { "" },
+            i.socket.display()
+        ));
+    }
+    let notifier = match notify {
+        NotifyMode::Configured { log } => Notifier::start(
+            r.notifier_hooks,
+            log && log_notify(loaded),
+            Retry::default(),
+        ),
+        NotifyMode::Silent => Notifier::none(),
+    };
+    Runtime::new(
+        engine,
+        r.store,
+        &r.plan,
+        &loaded.config,
+        &rendered.display().to_string(),
+        &r.secrets,
+        notifier,
+    )
+    .map_err(|e| fail(ui, e))
+}
+
 fn log_notify(loaded: &Loaded) -> bool {
     loaded.config.health.notify.contains(&Notify::Log)
 }
@@ -136,18 +188,9 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str) -> u8 {
     );
     let rt = tokio();
     rt.block_on(async {
-        let engine = match connect(loaded).await {
-            Ok(e) => e,
-            Err(e) => return fail(ui, e),
-        };
-        match engine.info().await {
-            Ok(i) => ui.note(&format!("engine: {} {} (API {}{}) at {}", i.kind, i.version, i.api_version, if i.rootless { ", rootless" } else { "" }, i.socket.display())),
-            Err(e) => return fail(ui, e),
-        }
-        let notifier = Notifier::start(r.notifier_hooks, log_notify(loaded) && ui.verbose > 0, Retry::default());
-        let runtime = match Runtime::new(engine, r.store, &r.plan, &loaded.config, &rendered.display().to_string(), &r.secrets, notifier) {
+        let runtime = match open_runtime(ui, loaded, r, &rendered, NotifyMode::Configured { log: ui.verbose > 0 }, true).await {
             Ok(rt) => rt,
-            Err(e) => return fail(ui, e),
+            Err(code) => return code,
         };
         let quiet = ui.quiet;
         // One bar per image being pulled (layers done / layers seen); drawn only on a
@@ -266,22 +309,11 @@ pub fn down(ui: &Ui, g: &Global, loaded: &Loaded, volumes: bool, yes: bool) -> u
         Err(code) => return code,
     };
     tokio().block_on(async {
-        let engine = match connect(loaded).await {
-            Ok(e) => e,
-            Err(e) => return fail(ui, e),
-        };
-        let rendered = r.data.join("rendered").display().to_string();
-        let runtime = match Runtime::new(
-            engine,
-            r.store,
-            &r.plan,
-            &loaded.config,
-            &rendered,
-            &r.secrets,
-            Notifier::none(),
-        ) {
+        let rendered = r.data.join("rendered");
+        let runtime = match open_runtime(ui, loaded, r, &rendered, NotifyMode::Silent, false).await
+        {
             Ok(rt) => rt,
-            Err(e) => return fail(ui, e),
+            Err(code) => return code,
         };
         match runtime.down(volumes).await {
             Ok(removed) => {
@@ -515,13 +547,9 @@ pub fn reconcile(ui: &Ui, g: &Global, loaded: &Loaded, clear: Option<&str>) -> u
         return code;
     }
     tokio().block_on(async {
-        let engine = match connect(loaded).await {
-            Ok(e) => e,
-            Err(e) => return fail(ui, e),
-        };
-        let runtime = match Runtime::new(engine, r.store, &r.plan, &loaded.config, &rendered.display().to_string(), &r.secrets, Notifier::start(r.notifier_hooks, log_notify(loaded) && !ui.quiet, Retry::default())) {
+        let runtime = match open_runtime(ui, loaded, r, &rendered, NotifyMode::Configured { log: !ui.quiet }, false).await {
             Ok(rt) => rt,
-            Err(e) => return fail(ui, e),
+            Err(code) => return code,
         };
         match runtime.reconcile_once().await {
             Ok(report) => {
@@ -576,13 +604,9 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
     }
     let interval = loaded.config.health.reconcile_interval.0;
     tokio().block_on(async {
-        let engine = match connect(loaded).await {
-            Ok(e) => e,
-            Err(e) => return fail(ui, e),
-        };
-        let runtime = match Runtime::new(engine, r.store, &r.plan, &loaded.config, &rendered.display().to_string(), &r.secrets, Notifier::start(r.notifier_hooks, log_notify(loaded) && !ui.quiet, Retry::default())) {
+        let runtime = match open_runtime(ui, loaded, r, &rendered, NotifyMode::Configured { log: !ui.quiet }, false).await {
             Ok(rt) => rt,
-            Err(e) => return fail(ui, e),
+            Err(code) => return code,
         };
         let shutdown = async {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
