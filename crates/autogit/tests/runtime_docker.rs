@@ -241,16 +241,19 @@ fn sigkill_is_healed_by_the_daemon_and_data_survives() {
         "precious"
     );
     assert!(d.stop().success(), "SIGTERM stops the daemon cleanly");
+    // A pass may look in the instant after the kill, while the engine still says running and
+    // the probe already fails: then the first step is DEGRADED instead of FAILED. Either way
+    // it is repaired and ends HEALTHY.
     let t = p.transitions();
     if !t.is_empty() {
-        assert!(
-            t.ends_with(&[
-                "HEALTHY>FAILED".into(),
-                "FAILED>REPAIRING".into(),
-                "REPAIRING>HEALTHY".into()
-            ]),
-            "{t:?}"
-        );
+        let n = t.len();
+        assert!(n >= 5, "{t:?}");
+        let via = match t[n - 3].as_str() {
+            "HEALTHY>FAILED" => "FAILED>REPAIRING",
+            "HEALTHY>DEGRADED" => "DEGRADED>REPAIRING",
+            other => panic!("unexpected first step {other}: {t:?}"),
+        };
+        assert_eq!(t[n - 2..], [via, "REPAIRING>HEALTHY"], "{t:?}");
     }
 }
 
