@@ -40,7 +40,7 @@ fn reports_trojan_source_invisible_chars_and_homoglyphs() {
     let expected = [
         "src/auth.rs:3:29: error[bidi-control]: bidirectional control U+202E RIGHT-TO-LEFT OVERRIDE",
         "src/auth.rs:3:31: error[bidi-control]: bidirectional control U+2066 LEFT-TO-RIGHT ISOLATE",
-        "src/login.js:1:7: error[homoglyph-identifier]: identifier `pаssword` contains look-alike letters: U+0430 looks like 'a'",
+        "src/login.js:1:7: error[homoglyph-identifier]: identifier `p\u{0430}ssword` contains look-alike letters: U+0430 looks like 'a'",
         "src/zw.py:2:10: error[invisible-char]: zero_width_space: U+200B ZERO WIDTH SPACE",
     ];
     for line in expected {

@@ -81,7 +81,8 @@ pub fn scan_source(text: &str) -> Vec<SourceFinding> {
     let mut line = 1;
     let mut col = 0;
     let mut prev: Option<char> = None;
-    let mut ident: Option<(usize, usize, usize)> = None; // (byte start, line, column)
+    // (byte start, line, column, follows a backslash)
+    let mut ident: Option<(usize, usize, usize, bool)> = None;
     let mut iter = text.char_indices().peekable();
     while let Some((at, c)) = iter.next() {
         col += 1;
@@ -89,9 +90,12 @@ pub fn scan_source(text: &str) -> Vec<SourceFinding> {
         let ident_char =
             c.is_alphanumeric() || c == '_' || (ident.is_some() && is_combining_mark(c));
         match (ident_char, ident) {
-            (true, None) => ident = Some((at, line, col)),
-            (false, Some((start, l, cl))) => {
-                check_identifier(&text[start..at], start, l, cl, &mut out);
+            // Right after a backslash it is an escape sequence (`\u200c…`), not an identifier.
+            (true, None) => ident = Some((at, line, col, prev == Some('\\'))),
+            (false, Some((start, l, cl, escaped))) => {
+                if !escaped {
+                    check_identifier(&text[start..at], start, l, cl, &mut out);
+                }
                 ident = None;
             }
             _ => {}
@@ -121,7 +125,7 @@ pub fn scan_source(text: &str) -> Vec<SourceFinding> {
         }
         prev = Some(c);
     }
-    if let Some((start, l, cl)) = ident {
+    if let Some((start, l, cl, false)) = ident {
         check_identifier(&text[start..], start, l, cl, &mut out);
     }
     out

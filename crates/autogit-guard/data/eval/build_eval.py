@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Writes eval.jsonl: the hand-written evaluation set (CC0, written for autogit).
 
+Written with JSON escapes (ASCII only) so that the hidden characters and homoglyphs in the
+attack examples do not trip `autogit guard scan-repo` on this repository.
+
 Kept separate from the training data: the training generator (train/make_training_set.py)
 uses different templates, and train.py refuses to run if any evaluation text appears in the
 training set. Edit the lists below and re-run to change the set.
@@ -174,9 +177,9 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "eval.jsonl"), "w", encoding="utf-8") as f:
         for t in INJECTIONS:
-            f.write(json.dumps({"text": t, "label": 1, "source": "autogit-handwritten"}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({"text": t, "label": 1, "source": "autogit-handwritten"}) + "\n")
         for t in BENIGN:
-            f.write(json.dumps({"text": t, "label": 0, "source": "autogit-handwritten"}, ensure_ascii=False) + "\n")
+            f.write(json.dumps({"text": t, "label": 0, "source": "autogit-handwritten"}) + "\n")
     print(f"wrote {len(INJECTIONS)} injections and {len(BENIGN)} benign texts")
 
 if __name__ == "__main__":
