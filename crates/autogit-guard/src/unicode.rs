@@ -54,13 +54,9 @@ impl<'a> LatinContext<'a> {
     fn get(&mut self) -> bool {
         let bytes = self.bytes;
         *self.value.get_or_insert_with(|| {
-            let (ascii_letters, non_ascii_chars) =
-                bytes.iter().fold((0usize, 0usize), |(a, n), &b| {
-                    (
-                        a + usize::from(b.is_ascii_alphabetic()),
-                        n + usize::from(b >= 0xC0),
-                    )
-                });
+            // Two simple counts vectorize; a combined fold does not.
+            let ascii_letters = bytes.iter().filter(|b| b.is_ascii_alphabetic()).count();
+            let non_ascii_chars = bytes.iter().filter(|&&b| b >= 0xC0).count();
             ascii_letters > 4 * non_ascii_chars
         })
     }
@@ -460,6 +456,15 @@ fn is_symbol(c: char) -> bool {
     matches!(c as u32, 0x2000..=0x2BFF | 0x3000..=0x303F)
 }
 
+/// `c.is_alphabetic()` without the table lookup for the common blocks of [`is_stable_letter`].
+fn is_letter(c: char) -> bool {
+    if is_stable_letter(c) {
+        !matches!(c, '\u{3001}' | '\u{3002}')
+    } else {
+        c.is_alphabetic()
+    }
+}
+
 /// `c.script()` with table-free answers for the most common blocks.
 fn quick_script(c: char) -> Script {
     match c as u32 {
@@ -498,7 +503,7 @@ fn fold_confusables(
     let mut all_foreign_latin = true;
     let mut all_lookalike_scripts = true;
     for c in word.chars() {
-        if c.is_ascii() || !c.is_alphabetic() {
+        if c.is_ascii() || !is_letter(c) {
             continue;
         }
         foreign_letters += 1;
@@ -543,22 +548,22 @@ fn fold_confusables(
             sink.push(Stage::Unicode, "mixed_script", 0.15, span);
             None
         }
-    } else if foreign_letters >= 2
-        && all_lookalike_scripts
-        && !all_foreign_latin
-        && latin.get()
-        && word.is_single_script()
-    {
+    } else if foreign_letters >= 2 && all_lookalike_scripts && !all_foreign_latin {
+        // Cheapest test first: every letter must have an ASCII look-alike (most Cyrillic
+        // and Greek words fail at their first letter); then the context and script set.
         let mut folded = String::with_capacity(word.len());
         for c in word.chars() {
-            if c.is_alphabetic() {
-                if c.script() == Script::Latin {
+            if is_letter(c) {
+                if quick_script(c) == Script::Latin {
                     return None;
                 }
                 folded.push_str(&ascii_prototype(c)?);
             } else {
                 folded.push(c);
             }
+        }
+        if !latin.get() || !word.is_single_script() {
+            return None;
         }
         sink.push(Stage::Unicode, "whole_script_confusable", 0.3, span);
         Some(folded)
@@ -596,7 +601,10 @@ mod tests {
     use unicode_normalization::UnicodeNormalization;
     use unicode_normalization::char::is_combining_mark;
 
-    use super::{Action, classify, interesting, is_stable_letter, next_interesting};
+    use super::{
+        Action, classify, interesting, is_letter, is_stable_letter, next_interesting, quick_script,
+    };
+    use unicode_script::UnicodeScript;
 
     #[test]
     fn stable_letters_really_are_stable() {
