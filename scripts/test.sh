@@ -45,3 +45,5 @@ fi
 # Tests that need a tool fail instead of skipping when it is missing.
 export AUTOGIT_REQUIRE_TOOLS=1
 cargo test --workspace --locked --no-fail-fast "$@"
+# Tests marked #[ignore] because they are slow in debug builds run here, optimised.
+cargo test --locked --release -p autogit-guard --test properties -- --ignored
