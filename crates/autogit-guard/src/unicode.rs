@@ -459,7 +459,7 @@ fn is_symbol(c: char) -> bool {
 /// `c.is_alphabetic()` without the table lookup for the common blocks of [`is_stable_letter`].
 fn is_letter(c: char) -> bool {
     if is_stable_letter(c) {
-        !matches!(c, '\u{3001}' | '\u{3002}')
+        !matches!(c, '\u{3001}' | '\u{3002}' | '\u{30FB}')
     } else {
         c.is_alphabetic()
     }
@@ -468,12 +468,13 @@ fn is_letter(c: char) -> bool {
 /// `c.script()` with table-free answers for the most common blocks.
 fn quick_script(c: char) -> Script {
     match c as u32 {
-        0x00C0..=0x024F => Script::Latin,
-        0x0400..=0x04FF => Script::Cyrillic,
-        0x3040..=0x309F => Script::Hiragana,
-        0x30A0..=0x30FA | 0x30FD..=0x30FF => Script::Katakana,
+        0xC0..=0xD6 | 0xD8..=0xF6 | 0xF8..=0x24F => Script::Latin,
+        0x391..=0x3A1 | 0x3A3..=0x3C9 => Script::Greek,
+        0x400..=0x482 | 0x48A..=0x4FF => Script::Cyrillic,
+        0x3041..=0x3096 => Script::Hiragana,
+        0x30A1..=0x30FA | 0x30FD..=0x30FF => Script::Katakana,
         0x4E00..=0x9FFF => Script::Han,
-        0xAC00..=0xD7AF => Script::Hangul,
+        0xAC00..=0xD7A3 => Script::Hangul,
         _ => c.script(),
     }
 }
@@ -626,6 +627,14 @@ mod tests {
                 "U+{:04X}",
                 c as u32
             );
+        }
+    }
+
+    #[test]
+    fn quick_lookups_agree_with_the_tables() {
+        for c in (0u32..0x1_0000).filter_map(char::from_u32) {
+            assert_eq!(is_letter(c), c.is_alphabetic(), "U+{:04X}", c as u32);
+            assert_eq!(quick_script(c), c.script(), "U+{:04X}", c as u32);
         }
     }
 
