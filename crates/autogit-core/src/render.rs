@@ -374,12 +374,17 @@ pub fn nginx(plan: &Plan) -> String {
     let Some(domain) = &plan.base_domain else {
         return String::new();
     };
-    let mut o = String::from("# Rendered by autogit.\n");
+    // Upstreams are resolved per request through the engine's embedded DNS, not once at
+    // start: a container autogit recreates comes back with a new address.
+    let mut o = String::from(
+        "# Rendered by autogit.\nresolver 127.0.0.11 valid=10s ipv6=off;\n\
+         limit_req_zone $binary_remote_addr zone=autogit:10m rate=20r/s;\n",
+    );
     for s in plan.local() {
         if let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) {
             let _ = write!(
                 o,
-                "server {{\n    listen 80;\n    server_name {sub}.{domain};\n    client_max_body_size 0;\n    location / {{\n        proxy_pass http://{name}:{port};\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                "\nserver {{\n    listen 80;\n    server_name {sub}.{domain};\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
                 name = s.name
             );
         }
