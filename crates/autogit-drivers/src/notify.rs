@@ -249,6 +249,46 @@ mod tests {
         assert!(!last.contains("s3cret"), "the secret itself is never sent");
     }
 
+    /// A webhook that never answers fills the queue; `send` still returns at once and counts
+    /// what it had to drop, so a reconcile pass is never held up by notifications.
+    #[tokio::test]
+    async fn a_stuck_webhook_never_blocks_send() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        // Accept connections and never answer.
+        let _server = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let n = Notifier::start(
+            vec![Webhook { url, secret: None }],
+            false,
+            Retry {
+                attempts: 1,
+                first_delay: Duration::from_secs(1),
+                timeout: Duration::from_secs(60),
+            },
+        );
+        let change = StateChange {
+            project: "p".into(),
+            service: "s".into(),
+            from: None,
+            to: "HEALTHY".into(),
+            reason: "r".into(),
+            at: 1,
+            flagged: false,
+        };
+        for _ in 0..2000 {
+            n.send(change.clone());
+        }
+        assert!(
+            n.dropped.load(Ordering::Relaxed) > 0,
+            "a full queue drops instead of waiting"
+        );
+    }
+
     #[tokio::test]
     async fn client_errors_are_not_retried_and_dead_hosts_give_up() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -67,7 +67,7 @@ fn build(r: &Path, busybox: &str, tag: &str, cmd: &[&str]) -> Result<(), String>
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&hc, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
     let cmd: Vec<&str> = if cmd.is_empty() {
-        vec!["/bin/httpd", "-f", "-p", "80", "-h", "/www"]
+        vec!["/bin/httpd", "-f", "-v", "-p", "80", "-h", "/www"]
     } else {
         cmd.to_vec()
     };

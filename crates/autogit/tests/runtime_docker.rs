@@ -152,8 +152,8 @@ fn install_is_idempotent_and_healthy() {
     if !have_engine() {
         return;
     }
-    fake_gitlab_image("0.0.1", &[]);
-    let p = Platform::new("idem", "0.0.1", 31080, "");
+    fake_gitlab_image("0.0.2", &[]);
+    let p = Platform::new("idem", "0.0.2", 31080, "");
     let r = p.run(&["install", "--wait", "60s"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(p.state(), "HEALTHY");
@@ -206,6 +206,16 @@ fn install_is_idempotent_and_healthy() {
         docker(&["exec", &p.container(), "cat", "/var/opt/gitlab/marker"]),
         "kept"
     );
+    // Logs, prefixed with the service (busybox httpd -v logs each health request).
+    std::thread::sleep(Duration::from_secs(2));
+    let r = p.run(&["logs", "--tail", "5"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.lines().any(|l| l.starts_with("gitlab | ")),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(p.run(&["logs", "nope"]).code, 1);
     // down keeps volumes.
     assert_eq!(p.run(&["down"]).code, 0);
     assert!(!docker_ok(&["inspect", &p.container()]));
@@ -221,8 +231,8 @@ fn sigkill_is_healed_by_the_daemon_and_data_survives() {
     if !have_engine() {
         return;
     }
-    fake_gitlab_image("0.0.1", &[]);
-    let p = Platform::new("kill", "0.0.1", 31180, "");
+    fake_gitlab_image("0.0.2", &[]);
+    let p = Platform::new("kill", "0.0.2", 31180, "");
     assert_eq!(p.run(&["install", "--wait", "60s"]).code, 0);
     docker(&[
         "exec",
@@ -262,8 +272,8 @@ fn failing_health_endpoint_degrades_then_repairs() {
     if !have_engine() {
         return;
     }
-    fake_gitlab_image("0.0.1", &[]);
-    let p = Platform::new("health", "0.0.1", 31280, "");
+    fake_gitlab_image("0.0.2", &[]);
+    let p = Platform::new("health", "0.0.2", 31280, "");
     assert_eq!(p.run(&["install", "--wait", "60s"]).code, 0);
     let _d = p.daemon();
     // The endpoint starts failing. A restart keeps the container's file system, so it stays
@@ -328,8 +338,8 @@ fn autogit_killed_mid_apply_resumes_without_duplicates() {
     if !have_engine() {
         return;
     }
-    fake_gitlab_image("0.0.1", &[]);
-    let p = Platform::new("resume", "0.0.1", 31480, "");
+    fake_gitlab_image("0.0.2", &[]);
+    let p = Platform::new("resume", "0.0.2", 31480, "");
     let a = p.args(&["install", "--wait", "60s"]);
     let mut child = cmd(p.path())
         .args(&a)
@@ -366,8 +376,8 @@ fn engine_down_is_a_clear_error_then_install_completes() {
     if !have_engine() || !have("socat") {
         return;
     }
-    fake_gitlab_image("0.0.1", &[]);
-    let p = Platform::new("engine", "0.0.1", 31580, "");
+    fake_gitlab_image("0.0.2", &[]);
+    let p = Platform::new("engine", "0.0.2", 31580, "");
     let sock: PathBuf = p.path().join("docker.sock");
     let host = format!("unix://{}", sock.display());
     let r = p.run_env(&["install", "--wait", "30s"], &[("DOCKER_HOST", &host)]);
