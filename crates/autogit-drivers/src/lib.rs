@@ -3,9 +3,11 @@
 
 pub mod engine;
 pub mod fsx;
+pub mod gitlab;
 pub mod health;
 pub mod host;
 pub mod notify;
 pub mod runtime;
+pub mod secrets;
 pub mod state;
 pub mod testing;
