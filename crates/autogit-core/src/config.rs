@@ -39,6 +39,166 @@ pub struct GitLab {
     /// How long GitLab may take to become healthy after a (re)start: its first boot runs
     /// migrations and a reconfigure.
     pub start_period: Dur,
+    /// People `autogit gitlab bootstrap` creates (missing ones only; never changes passwords).
+    pub users: Vec<GitLabUser>,
+    /// Groups, created when missing, with their members.
+    pub groups: Vec<GitLabGroup>,
+    /// Bot users `autogit-<name>` with a personal access token each (narrowest scopes).
+    pub service_accounts: Vec<ServiceAccount>,
+    /// Expiry of the tokens autogit creates (GitLab allows at most 365 days).
+    pub token_lifetime: Dur,
+}
+
+/// A GitLab user named in config.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GitLabUser {
+    pub username: String,
+    pub email: String,
+    pub name: String,
+    pub role: UserRole,
+}
+
+/// What a configured user is: an administrator, or the default access level of the user in
+/// groups that list them without `access`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserRole {
+    Admin,
+    Maintainer,
+    Developer,
+}
+
+impl UserRole {
+    /// The group access level this role grants when a membership does not say.
+    pub fn default_access(self) -> AccessLevel {
+        match self {
+            UserRole::Admin | UserRole::Maintainer => AccessLevel::Maintainer,
+            UserRole::Developer => AccessLevel::Developer,
+        }
+    }
+}
+
+/// A group named in config; `path` may be nested (`parent/child`, parents listed first or
+/// existing).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GitLabGroup {
+    pub path: String,
+    pub name: String,
+    pub visibility: Visibility,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<GroupMember>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Visibility {
+    Private,
+    Internal,
+    Public,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Private => "private",
+            Visibility::Internal => "internal",
+            Visibility::Public => "public",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GroupMember {
+    pub username: String,
+    pub access: AccessLevel,
+}
+
+/// Group access levels autogit grants (GitLab's numeric levels in [`AccessLevel::level`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessLevel {
+    Reporter,
+    Developer,
+    Maintainer,
+}
+
+impl AccessLevel {
+    /// GitLab's `access_level`: reporter 20, developer 30, maintainer 40.
+    pub fn level(self) -> u32 {
+        match self {
+            AccessLevel::Reporter => 20,
+            AccessLevel::Developer => 30,
+            AccessLevel::Maintainer => 40,
+        }
+    }
+}
+
+/// A service account: bot user `autogit-<name>` with one personal access token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceAccount {
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+/// Personal access token scopes GitLab CE knows.
+pub const TOKEN_SCOPES: &[&str] = &[
+    "api",
+    "read_api",
+    "read_user",
+    "create_runner",
+    "manage_runner",
+    "k8s_proxy",
+    "read_repository",
+    "write_repository",
+    "read_registry",
+    "write_registry",
+    "read_virtual_registry",
+    "write_virtual_registry",
+    "ai_features",
+    "self_rotate",
+    "sudo",
+    "admin_mode",
+    "read_service_ping",
+];
+
+/// Default token lifetime: 90 days.
+pub const DEFAULT_TOKEN_LIFETIME: Dur = Dur::secs(90 * 86_400);
+/// Longest token lifetime GitLab accepts by default: 365 days.
+pub const MAX_TOKEN_LIFETIME: Dur = Dur::secs(365 * 86_400);
+
+impl ServiceAccount {
+    /// The built-in accounts and their narrowest scopes (see docs/gitlab.md for why):
+    /// `ci` creates and manages runners, `api` automates through the API, `backup` only
+    /// reads, `mirror` creates projects and pushes to them.
+    pub fn default_scopes(name: &str) -> Option<&'static [&'static str]> {
+        match name {
+            "ci" => Some(&["create_runner", "manage_runner"]),
+            "api" => Some(&["api"]),
+            "backup" => Some(&["read_api"]),
+            "mirror" => Some(&["api", "write_repository"]),
+            _ => None,
+        }
+    }
+
+    /// The default list: ci, api, backup, mirror.
+    pub fn defaults() -> Vec<ServiceAccount> {
+        ["ci", "api", "backup", "mirror"]
+            .into_iter()
+            .map(|n| ServiceAccount {
+                name: n.to_owned(),
+                scopes: Self::default_scopes(n)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The GitLab username of the bot: `autogit-<name>`.
+    pub fn username(&self) -> String {
+        format!("autogit-{}", self.name)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -321,6 +481,10 @@ impl Default for Config {
                 },
                 tuning: Tuning::default(),
                 start_period: Dur::secs(600),
+                users: Vec::new(),
+                groups: Vec::new(),
+                service_accounts: ServiceAccount::defaults(),
+                token_lifetime: DEFAULT_TOKEN_LIFETIME,
             },
             mirroring: Mirroring {
                 enabled: false,

@@ -568,6 +568,10 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                         file: "traefik/traefik.yml".into(),
                         target: "/etc/traefik/traefik.yml".into(),
                     },
+                    Mount::Rendered {
+                        file: "traefik/dynamic".into(),
+                        target: "/etc/traefik/dynamic".into(),
+                    },
                     Mount::Volume {
                         name: "traefik-acme".into(),
                         target: "/acme".into(),

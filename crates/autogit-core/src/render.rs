@@ -237,6 +237,9 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
             "io.autogit.host".into(),
             Value::from(format!("{sub}.{domain}")),
         );
+        for (k, v) in traefik_labels(s, domain) {
+            labels.insert(k, Value::from(v));
+        }
     }
     m.insert("labels".into(), Value::Object(labels));
     Value::Object(m)
@@ -327,8 +330,37 @@ pub fn tempo() -> String {
     format!("# Rendered by autogit.\n{}", to_yaml(&doc))
 }
 
-/// Traefik static configuration with the routers inline in a file provider.
-pub fn traefik(plan: &Plan) -> String {
+/// Middlewares every routed service gets, in order (defined in the dynamic configuration).
+const TRAEFIK_MIDDLEWARES: [&str; 2] = ["security-headers", "rate-limit"];
+
+/// Traefik's static configuration: entry points (HTTP redirects to HTTPS), the file provider
+/// watching the dynamic directory, ping for health. autogit routes through the file provider,
+/// so the ingress never needs the Docker socket (which is root-equivalent); the compose export
+/// also carries docker-provider labels for those who prefer that provider.
+pub fn traefik_static(plan: &Plan) -> String {
+    if plan.base_domain.is_none() {
+        return String::new();
+    }
+    let doc = json!({
+        "entryPoints": {
+            "web": {"address": ":80", "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": true}}}},
+            "websecure": {"address": ":443"},
+        },
+        "providers": {"file": {"directory": "/etc/traefik/dynamic", "watch": true}},
+        "ping": {"entryPoint": "web"},
+        "log": {"level": "INFO"},
+        "accessLog": {},
+    });
+    format!(
+        "# Rendered by autogit: Traefik static configuration.\n{}",
+        to_yaml(&doc)
+    )
+}
+
+/// Traefik's dynamic configuration: a router per service with a Host rule on HTTPS, its
+/// service, and the shared middlewares. Certificates: Traefik's default certificate until the
+/// TLS work installs the wildcard certificate.
+pub fn traefik_dynamic(plan: &Plan) -> String {
     let Some(domain) = &plan.base_domain else {
         return String::new();
     };
@@ -343,30 +375,58 @@ pub fn traefik(plan: &Plan) -> String {
                     "entryPoints": ["websecure"],
                     "service": s.name,
                     "tls": {},
-                    "middlewares": ["security-headers"],
+                    "middlewares": TRAEFIK_MIDDLEWARES,
                 }),
             );
             services.insert(s.name.clone(), json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{port}", s.name)}]}}));
         }
     }
-    let static_doc = json!({
-        "entryPoints": {
-            "web": {"address": ":80", "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https"}}}},
-            "websecure": {"address": ":443"},
-        },
-        "providers": {"file": {"filename": "/etc/traefik/traefik.yml", "watch": true}},
-        "ping": {},
-        "log": {"level": "INFO"},
+    let doc = json!({
         "http": {
             "routers": routers,
             "services": services,
-            "middlewares": {"security-headers": {"headers": {"stsSeconds": 31_536_000, "contentTypeNosniff": true, "frameDeny": true}}},
+            "middlewares": {
+                "security-headers": {"headers": {
+                    "stsSeconds": 31_536_000,
+                    "stsIncludeSubdomains": true,
+                    "contentTypeNosniff": true,
+                    "frameDeny": true,
+                    "referrerPolicy": "strict-origin-when-cross-origin",
+                }},
+                "rate-limit": {"rateLimit": {"average": 100, "burst": 200}},
+            },
         },
     });
     format!(
-        "# Rendered by autogit. TLS certificates come from the DNS/TLS work (see docs/ingress.md).\n{}",
-        to_yaml(&static_doc)
+        "# Rendered by autogit: Traefik dynamic configuration (file provider).\n{}",
+        to_yaml(&doc)
     )
+}
+
+/// Docker-provider labels for a routed service (compose export).
+fn traefik_labels(s: &ServiceSpec, domain: &str) -> Vec<(String, String)> {
+    let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) else {
+        return Vec::new();
+    };
+    let r = format!("traefik.http.routers.{}", s.name);
+    vec![
+        ("traefik.enable".into(), "true".into()),
+        (format!("{r}.rule"), format!("Host(`{sub}.{domain}`)")),
+        (format!("{r}.entrypoints"), "websecure".into()),
+        (format!("{r}.tls"), "true".into()),
+        (
+            format!("{r}.middlewares"),
+            TRAEFIK_MIDDLEWARES
+                .iter()
+                .map(|m| format!("{m}@file"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (
+            format!("traefik.http.services.{}.loadbalancer.server.port", s.name),
+            port.to_string(),
+        ),
+    ]
 }
 
 /// nginx: one server block per subdomain, proxying to the service on the platform network.
@@ -410,7 +470,8 @@ pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
         files.push(("tempo/tempo.yaml".into(), tempo()));
     }
     if has("traefik") {
-        files.push(("traefik/traefik.yml".into(), traefik(plan)));
+        files.push(("traefik/traefik.yml".into(), traefik_static(plan)));
+        files.push(("traefik/dynamic/autogit.yml".into(), traefik_dynamic(plan)));
     }
     if has("nginx") {
         files.push(("nginx/autogit.conf".into(), nginx(plan)));

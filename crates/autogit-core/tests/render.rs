@@ -74,10 +74,68 @@ fn discovery_json() {
 #[test]
 fn ingress_and_observability_files() {
     let (p, config) = full();
-    insta::assert_snapshot!("traefik", render::traefik(&p));
+    insta::assert_snapshot!("traefik", render::traefik_static(&p));
+    insta::assert_snapshot!("traefik_dynamic", render::traefik_dynamic(&p));
     insta::assert_snapshot!("nginx", render::nginx(&p));
     insta::assert_snapshot!("prometheus", render::prometheus(&p, &config));
     insta::assert_snapshot!("tempo", render::tempo());
+}
+
+/// Traefik's static file must hold only static options (its loader rejects dynamic ones such
+/// as `http`), and every router must point at a defined service and defined middlewares.
+#[test]
+fn traefik_static_and_dynamic_are_separate_and_consistent() {
+    use autogit_core::source::SourceId;
+    use autogit_core::yaml::{Limits, node_to_json, parse};
+    let (p, _) = full();
+    let parse_json = |text: &str| {
+        node_to_json(
+            &parse(text, SourceId(0), Limits::default())
+                .unwrap()
+                .unwrap(),
+        )
+    };
+    let st = parse_json(&render::traefik_static(&p));
+    for k in st.as_object().unwrap().keys() {
+        assert!(
+            [
+                "entryPoints",
+                "providers",
+                "ping",
+                "log",
+                "accessLog",
+                "api",
+                "certificatesResolvers",
+                "metrics"
+            ]
+            .contains(&k.as_str()),
+            "`{k}` is not a static option"
+        );
+    }
+    let dy = parse_json(&render::traefik_dynamic(&p));
+    let http = &dy["http"];
+    let routers = http["routers"].as_object().unwrap();
+    assert_eq!(routers.len(), 6, "gitlab + 5 services");
+    for (name, r) in routers {
+        assert!(
+            http["services"]
+                .get(r["service"].as_str().unwrap())
+                .is_some(),
+            "{name}: service defined"
+        );
+        for m in r["middlewares"].as_array().unwrap() {
+            assert!(
+                http["middlewares"].get(m.as_str().unwrap()).is_some(),
+                "{name}: middleware {m} defined"
+            );
+        }
+        assert_eq!(r["rule"], format!("Host(`{name}.vectorweight.com`)"));
+    }
+    let compose = render::compose(&p, ".");
+    assert!(
+        compose.contains("traefik.http.routers.grafana.rule: \"Host(`grafana.vectorweight.com`)\""),
+        "{compose}"
+    );
 }
 
 #[test]
