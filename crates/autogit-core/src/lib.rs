@@ -18,6 +18,7 @@ pub mod platform;
 pub mod preset;
 pub mod reconcile;
 pub mod render;
+pub mod runner;
 pub mod source;
 pub mod units;
 pub mod validate;

@@ -1,0 +1,134 @@
+//! gitlab-runner's `config.toml`, rendered from the runner entries of `autogit.yml`.
+//!
+//! Tokens are secrets: the renderer takes them as input and the caller writes the file with
+//! mode 0600 into the runner's configuration volume. Tags, `run_untagged` and the description
+//! belong to the runner as GitLab knows it (GitLab 17+ runner-creation flow:
+//! `POST /user/runners`), not to this file.
+
+use crate::config::{Executor, Runner, Runners};
+use std::fmt::Write as _;
+
+/// What a rendered runner needs besides its configuration entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerAuth {
+    /// GitLab's URL as the runner reaches it.
+    pub url: String,
+    /// The `glrt-` authentication token.
+    pub token: String,
+}
+
+/// Default job image when a `.gitlab-ci.yml` names none.
+pub const DEFAULT_JOB_IMAGE: &str = "debian:bookworm-slim";
+
+/// A TOML basic string: quotes, backslashes and control characters escaped, so no value from
+/// the configuration or from GitLab can break out of its string.
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn list(items: &[String]) -> String {
+    format!(
+        "[{}]",
+        items
+            .iter()
+            .map(|i| toml_str(i))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Renders `config.toml` for the runners of one host. `check_interval` is in seconds.
+pub fn config_toml(
+    runners: &Runners,
+    on_host: &[(&Runner, RunnerAuth)],
+    check_interval: u32,
+) -> String {
+    let concurrent: u32 = on_host
+        .iter()
+        .map(|(r, _)| r.concurrent)
+        .sum::<u32>()
+        .max(1);
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "# Rendered by autogit; edit autogit.yml instead. Holds tokens: keep mode 0600."
+    );
+    let _ = writeln!(o, "concurrent = {concurrent}");
+    let _ = writeln!(o, "check_interval = {check_interval}");
+    let _ = writeln!(
+        o,
+        "shutdown_timeout = {}",
+        runners.cooldown.as_secs().min(3600)
+    );
+    let _ = writeln!(o, "log_level = \"info\"");
+    for (r, auth) in on_host {
+        let _ = writeln!(o);
+        let _ = writeln!(o, "[[runners]]");
+        let _ = writeln!(o, "  name = {}", toml_str(&r.name));
+        let _ = writeln!(o, "  url = {}", toml_str(&auth.url));
+        let _ = writeln!(o, "  token = {}", toml_str(&auth.token));
+        let _ = writeln!(o, "  limit = {}", r.concurrent);
+        match r.executor {
+            Executor::Shell => {
+                let _ = writeln!(o, "  executor = \"shell\"");
+                continue;
+            }
+            Executor::Docker | Executor::Podman => {
+                let _ = writeln!(o, "  executor = \"docker\"");
+            }
+        }
+        let mut volumes = vec!["/cache".to_owned()];
+        let mut env = Vec::new();
+        if r.wsl2 {
+            // WSL2 exposes the GPU as /dev/dxg with the driver libraries under /usr/lib/wsl.
+            volumes.push("/usr/lib/wsl:/usr/lib/wsl:ro".to_owned());
+            env.push("LD_LIBRARY_PATH=/usr/lib/wsl/lib".to_owned());
+        }
+        if !env.is_empty() {
+            let _ = writeln!(o, "  environment = {}", list(&env));
+        }
+        let _ = writeln!(o, "  [runners.docker]");
+        if r.executor == Executor::Podman {
+            // Podman's Docker-compatible socket (rootless: the user's runtime directory).
+            let uid = if r.user.as_deref() == Some("root") {
+                None
+            } else {
+                Some(1000)
+            };
+            let sock = match uid {
+                Some(u) => format!("unix:///run/user/{u}/podman/podman.sock"),
+                None => "unix:///run/podman/podman.sock".to_owned(),
+            };
+            let _ = writeln!(o, "    host = {}", toml_str(&sock));
+        }
+        let _ = writeln!(o, "    image = {}", toml_str(DEFAULT_JOB_IMAGE));
+        let _ = writeln!(o, "    privileged = false");
+        let _ = writeln!(o, "    disable_cache = false");
+        let _ = writeln!(o, "    volumes = {}", list(&volumes));
+        if r.gpu.is_some() {
+            let _ = writeln!(o, "    gpus = \"all\"");
+        }
+        if r.wsl2 {
+            let _ = writeln!(o, "    devices = {}", list(&["/dev/dxg".to_owned()]));
+        }
+        let _ = writeln!(o, "  [runners.cache]");
+        let _ = writeln!(o, "    MaxUploadedArchiveSize = 0");
+    }
+    o
+}
