@@ -40,8 +40,10 @@ pub struct GitLab {
     /// migrations and a reconfigure.
     pub start_period: Dur,
     /// People `autogit gitlab bootstrap` creates (missing ones only; never changes passwords).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub users: Vec<GitLabUser>,
     /// Groups, created when missing, with their members.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<GitLabGroup>,
     /// Bot users `autogit-<name>` with a personal access token each (narrowest scopes).
     pub service_accounts: Vec<ServiceAccount>,
@@ -175,7 +177,7 @@ impl ServiceAccount {
             "ci" => Some(&["create_runner", "manage_runner"]),
             "api" => Some(&["api"]),
             "backup" => Some(&["read_api"]),
-            "mirror" => Some(&["api", "write_repository"]),
+            "mirror" => Some(&["api"]),
             _ => None,
         }
     }

@@ -530,8 +530,13 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
             "resources",
             "tuning",
             "start_period",
+            "users",
+            "groups",
+            "service_accounts",
+            "token_lifetime",
         ],
     );
+    gitlab_accounts(cx, &o, g);
     let hostname_given = cx.field(&o, "hostname", p_hostname);
     let url_given = cx.field(&o, "external_url", p_http_url);
     if let Some(v) = cx.field(&o, "version", p_version) {
@@ -591,6 +596,323 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
             g.external_url = u;
         }
         (None, None) => g.external_url = format!("http://{}:{}", g.hostname, g.ports.http),
+    }
+}
+
+// ---- gitlab: users, groups, service accounts ------------------------------------------------
+
+/// A GitLab username: letters, digits, `_`, `-`, `.`; not starting with `-` or `.`, not ending
+/// with `.`, `.git` or `.atom`; 2 to 255 characters.
+pub(crate) fn p_username(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a GitLab username"))?;
+    if gitlab_path_ok(s) && s.len() >= 2 {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            Bad::new("a GitLab username (letters, digits, `_`, `-`, `.`)")
+                .help("it cannot start with `-` or `.`, nor end with `.`, `.git` or `.atom`"),
+        )
+    }
+}
+
+fn gitlab_path_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && !s.starts_with(['-', '.'])
+        && !s.ends_with('.')
+        && !s.ends_with(".git")
+        && !s.ends_with(".atom")
+}
+
+/// A group's full path: one or more GitLab path segments separated by `/`.
+pub(crate) fn p_group_path(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a group path"))?;
+    if s.split('/').all(gitlab_path_ok) {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new("a group path such as `team` or `team/backend`")
+            .help("segments use letters, digits, `_`, `-`, `.`; none starts with `-` or `.`"))
+    }
+}
+
+pub(crate) fn p_email(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an email address"))?;
+    let ok = match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.is_empty()
+                && !domain.contains('@')
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        }
+        None => false,
+    };
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new("an email address such as alice@example.com"))
+    }
+}
+
+pub(crate) fn p_scope(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a token scope"))?;
+    let l = s.to_ascii_lowercase();
+    if TOKEN_SCOPES.contains(&l.as_str()) {
+        return Ok(l);
+    }
+    let mut bad = Bad::new(format!(
+        "a token scope, one of: {}",
+        TOKEN_SCOPES.join(", ")
+    ));
+    if let Some(sug) = suggest(&l, TOKEN_SCOPES.iter().copied()) {
+        bad = bad.help(format!("did you mean `{sug}`?"));
+    }
+    Err(bad)
+}
+
+pub(crate) fn p_token_lifetime(n: &Node) -> Result<Dur, Bad> {
+    match scalar(n).ok().and_then(Dur::parse) {
+        Some(d) if d >= Dur::secs(86_400) && d <= MAX_TOKEN_LIFETIME => Ok(d),
+        Some(_) => Err(Bad::new("a lifetime from 1d to 365d")
+            .help("GitLab refuses personal access tokens that live longer than 365 days")),
+        None => Err(Bad::new("a duration such as 90d")),
+    }
+}
+
+enum_parser!(p_role, UserRole, "one of: admin, maintainer, developer", {
+    "admin" => UserRole::Admin, "maintainer" => UserRole::Maintainer, "developer" => UserRole::Developer,
+});
+enum_parser!(p_visibility, Visibility, "one of: private, internal, public", {
+    "private" => Visibility::Private, "internal" => Visibility::Internal, "public" => Visibility::Public,
+});
+enum_parser!(p_access, AccessLevel, "one of: maintainer, developer, reporter", {
+    "maintainer" => AccessLevel::Maintainer, "developer" => AccessLevel::Developer,
+    "reporter" => AccessLevel::Reporter,
+});
+
+/// Reports a second use of `key` (compared case-insensitively) within one list.
+fn duplicate(
+    cx: &mut Cx,
+    seen: &mut Vec<(String, Loc)>,
+    key: &str,
+    loc: Loc,
+    path: &str,
+    what: &str,
+) {
+    let k = key.to_ascii_lowercase();
+    if let Some((_, first)) = seen.iter().find(|(s, _)| *s == k) {
+        let d = Diagnostic::error("duplicate", format!("{what} `{key}` is listed twice"))
+            .expected(format!("each {what} once"))
+            .related(*first, "first listed here");
+        cx.error_at(loc, path, d);
+    } else {
+        seen.push((k, loc));
+    }
+}
+
+fn gitlab_accounts(cx: &mut Cx, o: &Option<Obj<'_>>, g: &mut GitLab) {
+    if let Some(v) = cx.field(o, "token_lifetime", p_token_lifetime) {
+        g.token_lifetime = v;
+    }
+    let mut seen_users = Vec::new();
+    for (path, node) in cx.list(o, "users") {
+        let u = cx.obj(Some(node), &path, &["username", "email", "name", "role"]);
+        if u.is_none() {
+            if matches!(node.value, Value::Scalar(_)) {
+                cx.error_at(
+                    node.loc,
+                    &path,
+                    Diagnostic::error("type", format!("`{path}` must be a mapping"))
+                        .found(node.describe())
+                        .expected("a mapping with `username` and `email`"),
+                );
+            }
+            continue;
+        }
+        cx.required(&u, "username", "a GitLab username");
+        cx.required(&u, "email", "the user's email address");
+        let username = cx.field(&u, "username", p_username);
+        let email = cx.field(&u, "email", p_email);
+        let name = cx.field(&u, "name", p_string);
+        let role = cx.field(&u, "role", p_role).unwrap_or(UserRole::Developer);
+        if let (Some(username), Some(email)) = (username, email) {
+            let loc = u
+                .as_ref()
+                .and_then(|u| u.key_loc("username"))
+                .unwrap_or(node.loc);
+            duplicate(cx, &mut seen_users, &username, loc, &path, "user");
+            g.users.push(GitLabUser {
+                name: name.unwrap_or_else(|| username.clone()),
+                username,
+                email,
+                role,
+            });
+        }
+    }
+    let mut seen_groups = Vec::new();
+    for (path, node) in cx.list(o, "groups") {
+        let go = cx.obj(
+            Some(node),
+            &path,
+            &["path", "name", "visibility", "members"],
+        );
+        if go.is_none() {
+            if matches!(node.value, Value::Scalar(_)) {
+                cx.error_at(
+                    node.loc,
+                    &path,
+                    Diagnostic::error("type", format!("`{path}` must be a mapping"))
+                        .found(node.describe())
+                        .expected("a mapping with at least `path`"),
+                );
+            }
+            continue;
+        }
+        cx.required(&go, "path", "the group's path, e.g. `team`");
+        let gpath = cx.field(&go, "path", p_group_path);
+        let name = cx.field(&go, "name", p_string);
+        let visibility = cx
+            .field(&go, "visibility", p_visibility)
+            .unwrap_or(Visibility::Private);
+        let mut members = Vec::new();
+        let mut seen_members = Vec::new();
+        for (mpath, mnode) in cx.list(&go, "members") {
+            // A bare username takes the access its role implies.
+            let (username, access, loc) = if let Value::Scalar(_) = mnode.value {
+                (cx.value(mnode, &mpath, p_username), None, mnode.loc)
+            } else {
+                let m = cx.obj(Some(mnode), &mpath, &["username", "access"]);
+                if m.is_none() {
+                    continue;
+                }
+                cx.required(&m, "username", "a GitLab username");
+                let loc = m
+                    .as_ref()
+                    .and_then(|m| m.key_loc("username"))
+                    .unwrap_or(mnode.loc);
+                (
+                    cx.field(&m, "username", p_username),
+                    cx.field(&m, "access", p_access),
+                    loc,
+                )
+            };
+            let Some(username) = username else { continue };
+            duplicate(cx, &mut seen_members, &username, loc, &mpath, "member");
+            let access = access.unwrap_or_else(|| {
+                g.users
+                    .iter()
+                    .find(|u| u.username.eq_ignore_ascii_case(&username))
+                    .map_or(AccessLevel::Developer, |u| u.role.default_access())
+            });
+            members.push(GroupMember { username, access });
+        }
+        if let Some(gpath) = gpath {
+            let loc = go
+                .as_ref()
+                .and_then(|g| g.key_loc("path"))
+                .unwrap_or(node.loc);
+            duplicate(cx, &mut seen_groups, &gpath, loc, &path, "group");
+            g.groups.push(GitLabGroup {
+                name: name.unwrap_or_else(|| gpath.rsplit('/').next().unwrap_or(&gpath).to_owned()),
+                path: gpath,
+                visibility,
+                members,
+            });
+        }
+    }
+    if o.as_ref()
+        .is_some_and(|o| o.node.get("service_accounts").is_some())
+    {
+        g.service_accounts.clear();
+    }
+    let mut seen_accounts = Vec::new();
+    for (path, node) in cx.list(o, "service_accounts") {
+        let (name, scopes, loc) = if let Value::Scalar(_) = node.value {
+            (cx.value(node, &path, p_name), None, node.loc)
+        } else {
+            let so = cx.obj(Some(node), &path, &["name", "scopes"]);
+            if so.is_none() {
+                continue;
+            }
+            cx.required(&so, "name", "the account's short name, e.g. `ci`");
+            let loc = so
+                .as_ref()
+                .and_then(|s| s.key_loc("name"))
+                .unwrap_or(node.loc);
+            let written = so
+                .as_ref()
+                .and_then(|s| s.node.get("scopes"))
+                .map(|n| match &n.value {
+                    Value::Seq(items) => items.len(),
+                    Value::Null => 0,
+                    _ => 1,
+                });
+            let scopes = cx.list_of(&so, "scopes", p_scope);
+            if written.is_some_and(|n| n > 0) && scopes.as_ref().is_some_and(Vec::is_empty) {
+                // Every scope was invalid and is reported already.
+                continue;
+            }
+            (cx.field(&so, "name", p_name), scopes, loc)
+        };
+        let Some(name) = name else { continue };
+        let scopes = match scopes {
+            Some(s) if !s.is_empty() => {
+                let mut unique: Vec<String> = Vec::new();
+                for x in s {
+                    if !unique.contains(&x) {
+                        unique.push(x);
+                    }
+                }
+                unique
+            }
+            Some(_) => {
+                cx.error_at(
+                    loc,
+                    &path,
+                    Diagnostic::error(
+                        "no-scopes",
+                        format!("service account `{name}` has an empty `scopes` list"),
+                    )
+                    .expected("at least one token scope, e.g. read_api"),
+                );
+                continue;
+            }
+            None => match ServiceAccount::default_scopes(&name) {
+                Some(d) => d.iter().map(|s| (*s).to_owned()).collect(),
+                None => {
+                    cx.error_at(
+                        loc,
+                        &path,
+                        Diagnostic::error(
+                            "no-scopes",
+                            format!("service account `{name}` needs `scopes`"),
+                        )
+                        .expected("`{name: NAME, scopes: [SCOPE, ...]}`")
+                        .help("only ci, api, backup and mirror have default scopes"),
+                    );
+                    continue;
+                }
+            },
+        };
+        duplicate(cx, &mut seen_accounts, &name, loc, &path, "service account");
+        let account = ServiceAccount { name, scopes };
+        if let Some((_, first)) = seen_users.iter().find(|(u, _)| *u == account.username()) {
+            let d = Diagnostic::error(
+                "duplicate",
+                format!(
+                    "service account `{}` is the bot user `{}`, also listed under `gitlab.users`",
+                    account.name,
+                    account.username()
+                ),
+            )
+            .expected("distinct usernames")
+            .related(*first, "listed here");
+            cx.error_at(loc, &path, d);
+        }
+        g.service_accounts.push(account);
     }
 }
 
@@ -1014,5 +1336,128 @@ fn platform(cx: &mut Cx, top: &Option<Obj<'_>>, p: &mut Platform) {
     }
     if let Some(v) = cx.list_of(&o, "monitoring_whitelist", p_cidr) {
         p.monitoring_whitelist = v;
+    }
+}
+
+#[cfg(test)]
+mod gitlab_accounts_tests {
+    use crate::config::*;
+    use crate::load::{LoadInput, load};
+
+    fn cfg(text: &str) -> (Config, Vec<String>) {
+        let l = load(&LoadInput {
+            file: Some(("t.yml", text)),
+            ..Default::default()
+        });
+        let errs = l
+            .diagnostics
+            .0
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| format!("{}: {}", d.path, d.message))
+            .collect();
+        (l.config, errs)
+    }
+
+    #[test]
+    fn defaults_are_four_service_accounts_and_90_days() {
+        let (c, errs) = cfg("version: \"1.0\"\n");
+        assert!(errs.is_empty(), "{errs:?}");
+        let names: Vec<_> = c
+            .gitlab
+            .service_accounts
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        assert_eq!(names, ["ci", "api", "backup", "mirror"]);
+        assert_eq!(
+            c.gitlab.service_accounts[0].scopes,
+            ["create_runner", "manage_runner"]
+        );
+        assert_eq!(c.gitlab.service_accounts[2].scopes, ["read_api"]);
+        assert_eq!(c.gitlab.token_lifetime.as_secs(), 90 * 86_400);
+        assert!(c.gitlab.users.is_empty() && c.gitlab.groups.is_empty());
+    }
+
+    #[test]
+    fn users_groups_and_accounts_decode() {
+        let (c, errs) = cfg(r#"
+gitlab:
+  token_lifetime: 30d
+  users:
+    - {username: alice, email: alice@example.com, name: Alice, role: admin}
+    - {username: bob, email: bob@example.com}
+  groups:
+    - path: team
+      visibility: internal
+      members: [alice, {username: bob, access: reporter}]
+    - path: team/backend
+  service_accounts: [ci, {name: deploy, scopes: [read_repository, read_registry]}]
+"#);
+        assert!(errs.is_empty(), "{errs:?}");
+        let g = &c.gitlab;
+        assert_eq!(g.token_lifetime.as_secs(), 30 * 86_400);
+        assert_eq!(g.users[0].role, UserRole::Admin);
+        assert_eq!(g.users[1].role, UserRole::Developer);
+        assert_eq!(g.users[1].name, "bob");
+        assert_eq!(g.groups[0].visibility, Visibility::Internal);
+        assert_eq!(
+            g.groups[0].members[0].access,
+            AccessLevel::Maintainer,
+            "admin's default"
+        );
+        assert_eq!(g.groups[0].members[1].access, AccessLevel::Reporter);
+        assert_eq!(g.groups[1].name, "backend");
+        assert_eq!(g.groups[1].visibility, Visibility::Private);
+        assert_eq!(g.service_accounts.len(), 2);
+        assert_eq!(g.service_accounts[1].username(), "autogit-deploy");
+        assert_eq!(
+            g.service_accounts[1].scopes,
+            ["read_repository", "read_registry"]
+        );
+        let (c, errs) = cfg("gitlab:\n  service_accounts: []\n");
+        assert!(errs.is_empty(), "{errs:?}");
+        assert!(
+            c.gitlab.service_accounts.is_empty(),
+            "an empty list disables them"
+        );
+    }
+
+    #[test]
+    fn every_mistake_is_reported() {
+        let (_, errs) = cfg(r#"
+gitlab:
+  token_lifetime: 400d
+  users:
+    - {username: -bad, email: nope}
+    - {username: carol, email: c@x.org, role: owner}
+    - {username: Carol, email: c2@x.org}
+    - {username: autogit-ci, email: ci@x.org}
+  groups:
+    - {path: "a//b"}
+    - {path: ok, members: [{username: carol, acess: developer}]}
+  service_accounts: [ci, custom, {name: x, scopes: [apii]}, {name: y, scopes: []}]
+"#);
+        let all = errs.join("\n");
+        for needle in [
+            "gitlab.token_lifetime",
+            "gitlab.users[0].username",
+            "gitlab.users[0].email",
+            "gitlab.users[1].role",
+            "user `Carol` is listed twice",
+            "gitlab.groups[0].path",
+            "unknown key `acess`",
+            "service account `custom` needs `scopes`",
+            "gitlab.service_accounts[2].scopes[0]",
+            "`y` has an empty `scopes` list",
+            "gitlab.service_accounts[2].scopes[0]",
+            "bot user `autogit-ci`",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in\n{all}");
+        }
+        assert!(
+            !all.contains("`x` has an empty"),
+            "invalid scopes are reported once, not as an empty list:\n{all}"
+        );
     }
 }

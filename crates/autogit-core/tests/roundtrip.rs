@@ -66,6 +66,70 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
         )
 }
 
+type Accounts = (Vec<GitLabUser>, Vec<GitLabGroup>, Vec<ServiceAccount>, Dur);
+
+fn gitlab_accounts() -> impl Strategy<Value = Accounts> {
+    (
+        prop::collection::btree_set("[a-z][a-z0-9]{1,8}", 0..3),
+        prop::sample::select(vec![
+            UserRole::Admin,
+            UserRole::Maintainer,
+            UserRole::Developer,
+        ]),
+        prop::collection::btree_set("[a-z][a-z0-9-]{0,8}[a-z0-9]", 0..3),
+        prop::sample::select(vec![
+            Visibility::Private,
+            Visibility::Internal,
+            Visibility::Public,
+        ]),
+        prop::sample::select(vec![
+            AccessLevel::Reporter,
+            AccessLevel::Developer,
+            AccessLevel::Maintainer,
+        ]),
+        prop::sample::subsequence(TOKEN_SCOPES.to_vec(), 1..4),
+        prop::option::of(Just(())),
+        1u64..366,
+    )
+        .prop_map(
+            |(users, role, groups, vis, access, scopes, defaults, days)| {
+                let users: Vec<GitLabUser> = users
+                    .into_iter()
+                    .map(|u| GitLabUser {
+                        email: format!("{u}@example.com"),
+                        name: format!("User {u}"),
+                        username: u,
+                        role,
+                    })
+                    .collect();
+                let members: Vec<GroupMember> = users
+                    .iter()
+                    .map(|u| GroupMember {
+                        username: u.username.clone(),
+                        access,
+                    })
+                    .collect();
+                let groups = groups
+                    .into_iter()
+                    .map(|p| GitLabGroup {
+                        name: format!("Group {p}"),
+                        path: p,
+                        visibility: vis,
+                        members: members.clone(),
+                    })
+                    .collect();
+                let accounts = match defaults {
+                    Some(()) => ServiceAccount::defaults(),
+                    None => vec![ServiceAccount {
+                        name: "deploy".into(),
+                        scopes: scopes.into_iter().map(str::to_owned).collect(),
+                    }],
+                };
+                (users, groups, accounts, Dur::secs(days * 86_400))
+            },
+        )
+}
+
 fn config() -> impl Strategy<Value = Config> {
     (
         (
@@ -105,8 +169,9 @@ fn config() -> impl Strategy<Value = Config> {
                 IngressKind::None,
             ]),
         ),
+        gitlab_accounts(),
     )
-        .prop_map(|(g, m, r, h, b)| {
+        .prop_map(|(g, m, r, h, b, acc)| {
             let mut c = Config::default();
             c.gitlab.hostname = g.0.clone();
             c.gitlab.external_url = format!("{}://{}:{}", g.1, g.0, g.2);
@@ -159,6 +224,12 @@ fn config() -> impl Strategy<Value = Config> {
             c.backup.retention = b.0;
             c.backup.schedule = b.1;
             c.platform.ingress = b.2;
+            (
+                c.gitlab.users,
+                c.gitlab.groups,
+                c.gitlab.service_accounts,
+                c.gitlab.token_lifetime,
+            ) = acc;
             c
         })
         // The generated ports must not collide with the fixed https/ssh defaults.
