@@ -130,6 +130,45 @@ impl Serialize for Bytes {
     }
 }
 
+/// Unix seconds of an RFC 3339 UTC timestamp as container engines report it
+/// (`2026-11-25T04:37:24.134456868Z`; an offset like `+01:00` is applied). `None` if malformed.
+pub fn rfc3339_to_unix(t: &str) -> Option<i64> {
+    let (date, rest) = t.split_once('T')?;
+    let mut d = date.split('-');
+    let (y, m, day): (i64, i64, i64) = (
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+        d.next()?.parse().ok()?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (clock, offset) = match rest.find(['Z', 'z', '+', '-']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => return None,
+    };
+    let mut c = clock.split(':');
+    let (hh, mm): (i64, i64) = (c.next()?.parse().ok()?, c.next()?.parse().ok()?);
+    let ss: i64 = c.next()?.split('.').next()?.parse().ok()?;
+    let off = match offset.as_bytes().first()? {
+        b'Z' | b'z' => 0,
+        sign => {
+            let (oh, om) = offset[1..].split_once(':')?;
+            let v = oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60;
+            if *sign == b'-' { -v } else { v }
+        }
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - off)
+}
+
 /// Checks a standard 5-field cron expression (minute hour day-of-month month day-of-week).
 pub fn check_cron(expr: &str) -> Result<(), String> {
     let fields = expr.split_whitespace().count();
@@ -166,6 +205,27 @@ mod tests {
         assert_eq!(Bytes::parse("6X"), None);
         assert_eq!(Bytes::gib(6).to_string(), "6G");
         assert_eq!(Bytes(1536 * MIB).to_string(), "1536M");
+    }
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(rfc3339_to_unix("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339_to_unix("2000-03-01T00:00:00Z"), Some(951_868_800));
+        assert_eq!(
+            rfc3339_to_unix("2026-11-25T04:37:24.134456868Z"),
+            Some(1_795_581_444)
+        );
+        assert_eq!(
+            rfc3339_to_unix("2026-11-25T05:37:24+01:00"),
+            Some(1_795_581_444)
+        );
+        assert_eq!(
+            rfc3339_to_unix("0001-01-01T00:00:00Z"),
+            Some(-62_135_596_800),
+            "Docker's zero time"
+        );
+        assert_eq!(rfc3339_to_unix("yesterday"), None);
+        assert_eq!(rfc3339_to_unix("2026-13-01T00:00:00Z"), None);
     }
 
     #[test]

@@ -406,12 +406,21 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
             .find(|o| o.service == svc)
             .and_then(|o| o.started_at.clone())
     };
+    // Uptime from the engine's start time; Docker reports year 1 for never-started containers.
+    let uptime_of = |svc: &str| {
+        obs.iter()
+            .find(|o| o.service == svc && o.state == autogit_drivers::engine::RunState::Running)
+            .and_then(|o| o.started_at.clone())
+            .and_then(|t| autogit_core::units::rfc3339_to_unix(&t))
+            .filter(|t| *t > 0)
+            .map(|t| Dur::secs((now() as i64 - t).max(0) as u64).to_string())
+    };
     if ui.json {
         let items: Vec<_> = rows
             .iter()
             .map(|r| {
                 json!({
-                    "service": r.service, "state": r.state, "since": r.since, "last_reason": r.reason,
+                    "service": r.service, "state": r.state, "since": r.since, "last_reason": r.reason, "uptime": uptime_of(&r.service),
                     "restarts": r.restarts, "flagged": r.flagged, "flag_reason": r.flag_reason,
                     "health": health_of(&r.service), "started_at": started_of(&r.service),
                 })
@@ -427,7 +436,7 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
         "SERVICE",
         "STATE",
         "HEALTH",
-        "STARTED",
+        "UPTIME",
         "RESTARTS",
         "LAST TRANSITION",
         "FLAG",
@@ -437,7 +446,7 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
             r.service.clone(),
             r.state.clone(),
             health_of(&r.service).unwrap_or_else(|| "-".into()),
-            started_of(&r.service).unwrap_or_else(|| "-".into()),
+            uptime_of(&r.service).unwrap_or_else(|| "-".into()),
             r.restarts.to_string(),
             format!("{} ({})", r.reason, ago(r.since)),
             if r.flagged {
