@@ -486,15 +486,19 @@ impl GitLabClient {
     }
 
     /// `POST /users` (admin). The password is sent once and never kept by the client.
+    /// The body is JSON, so a password never shows up in a URL or an access log.
     pub async fn create_user(&self, new: &NewUser<'_>) -> Result<User, GitLabError> {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "username": new.username,
             "email": new.email,
             "name": new.name,
-            "password": new.password.expose_secret(),
             "admin": new.admin,
             "skip_confirmation": true,
         });
+        match new.password {
+            Some(p) => body["password"] = p.expose_secret().into(),
+            None => body["force_random_password"] = true.into(),
+        }
         self.post("users", &body).await
     }
 
@@ -750,7 +754,8 @@ pub struct NewUser<'a> {
     pub username: &'a str,
     pub email: &'a str,
     pub name: &'a str,
-    pub password: &'a SecretString,
+    /// `None`: GitLab picks a random password nobody knows (service accounts).
+    pub password: Option<&'a SecretString>,
     pub admin: bool,
 }
 
