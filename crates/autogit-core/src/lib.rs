@@ -10,6 +10,7 @@ pub mod config;
 pub mod container;
 pub mod decode;
 pub mod diag;
+pub mod dns;
 pub mod emit;
 pub mod lifecycle;
 pub mod load;
