@@ -286,7 +286,7 @@ async fn a_missing_stored_token_is_recreated_and_the_old_one_revoked() {
     fake.state().requests.clear();
 
     let report = run(&fake, &rails, &store, &cfg).await;
-    assert_eq!(report.tokens_created, [secret.clone()]);
+    assert_eq!(report.tokens_created, std::slice::from_ref(&secret));
     assert_eq!(report.tokens_kept.len(), 3);
     let new = store.get(&secret).unwrap().unwrap();
     assert_ne!(new.expose_secret(), old);
