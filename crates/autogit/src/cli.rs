@@ -113,6 +113,9 @@ pub enum Command {
         /// minutes); 0 returns right after starting the containers
         #[arg(long, default_value = "15m", value_name = "DURATION")]
         wait: String,
+        /// Do not run `gitlab bootstrap` once GitLab is healthy
+        #[arg(long, env = "AUTOGIT_NO_BOOTSTRAP")]
+        no_bootstrap: bool,
     },
     /// Remove the platform's containers and network (volumes only with --volumes)
     Down {
@@ -137,6 +140,9 @@ pub enum Command {
         /// A service (gitlab, grafana, runner-NAME, ...), or `runners` for every runner
         service: Option<String>,
     },
+    /// GitLab: bootstrap users and tokens, rotate tokens, runner tokens, status, secrets
+    #[command(subcommand)]
+    Gitlab(crate::gitlab_cmd::GitlabCommand),
     /// Repository mirroring
     #[command(subcommand)]
     Mirror(MirrorCommand),

@@ -37,13 +37,14 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             preset,
             dry_run,
             wait,
+            no_bootstrap,
         } => {
             let flags = preset_flag(preset);
             let loaded = load_all(g, &flags);
             if dry_run {
                 dry_run_install(&ui, g, &loaded)
             } else {
-                crate::runtime_cmd::install(&ui, g, &loaded, &wait)
+                crate::runtime_cmd::install(&ui, g, &loaded, &wait, !no_bootstrap)
             }
         }
         Command::Down { volumes, yes } => {
@@ -58,6 +59,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Command::Status { service } => {
             crate::runtime_cmd::status(&ui, g, &load_all(g, &[]), service.as_deref())
         }
+        Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, g, &load_all(g, &[]), cmd),
         Command::Mirror(m) => match m {
             MirrorCommand::Sync { .. } => unavailable(
                 &ui,

@@ -159,7 +159,7 @@ fn log_notify(loaded: &Loaded) -> bool {
     loaded.config.health.notify.contains(&Notify::Log)
 }
 
-pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str) -> u8 {
+pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str, bootstrap: bool) -> u8 {
     let Some(wait) = Dur::parse(wait).or((wait == "0").then_some(Dur::secs(0))) else {
         return fail(
             ui,
@@ -255,12 +255,18 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str) -> u8 {
             if healthy {
                 spinner.finish_and_clear();
                 ui.note(&format!("installed: {} service(s) healthy after {}s", wanted.len(), start.elapsed().as_secs()));
+                if bootstrap && wanted.contains(&"gitlab") {
+                    return bootstrap_gitlab(ui, g, loaded).await;
+                }
                 return exit::OK;
             }
             if start.elapsed() >= wait.0 {
                 spinner.finish_and_clear();
                 if wait.as_secs() == 0 {
                     ui.note("containers started; `autogit status` shows when they are healthy");
+                    if bootstrap && wanted.contains(&"gitlab") {
+                        ui.note("once GitLab is healthy, `autogit gitlab bootstrap` creates its users and tokens");
+                    }
                     return exit::OK;
                 }
                 ui.error(&format!("not healthy after {wait}: {last_line}"));
@@ -281,6 +287,31 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str) -> u8 {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     })
+}
+
+/// The last step of `install`: users, groups and tokens in the GitLab that just became
+/// healthy. A failure names what to run once the cause is fixed.
+async fn bootstrap_gitlab(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
+    let store = match autogit_drivers::secrets::SecretStore::open(&data_dir(g)) {
+        Ok(s) => s,
+        Err(e) => return fail(ui, e),
+    };
+    let url = format!("http://127.0.0.1:{}", loaded.config.gitlab.ports.http);
+    ui.note(&format!(
+        "bootstrapping GitLab at {url}: admin token, users, groups, service accounts"
+    ));
+    match crate::gitlab_cmd::bootstrap_with(loaded, &store, &url).await {
+        Ok(report) => {
+            crate::gitlab_cmd::print_report(ui, &report);
+            exit::OK
+        }
+        Err(e) => fail(
+            ui,
+            format!(
+                "{e}; GitLab itself is installed: run `autogit gitlab bootstrap` once this is fixed"
+            ),
+        ),
+    }
 }
 
 pub fn down(ui: &Ui, g: &Global, loaded: &Loaded, volumes: bool, yes: bool) -> u8 {
@@ -426,9 +457,12 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
                 })
             })
             .collect();
-        ui.print_json(
-            &json!({"installed": true, "engine_reachable": observed.is_ok(), "services": items}),
-        );
+        let mut out =
+            json!({"installed": true, "engine_reachable": observed.is_ok(), "services": items});
+        if service == Some("gitlab") {
+            out["gitlab"] = gitlab_rest_status(g, loaded);
+        }
+        ui.print_json(&out);
         return exit::OK;
     }
     let mut t = ui.table();
@@ -465,7 +499,49 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
             "A flagged service is not repaired automatically; fix the cause, then `autogit reconcile --clear <service>`."
         );
     }
+    if service == Some("gitlab") {
+        let v = gitlab_rest_status(g, loaded);
+        let mut t = ui.table();
+        t.set_header(vec!["GITLAB", v["url"].as_str().unwrap_or("")]);
+        for key in [
+            "version",
+            "health",
+            "ready",
+            "users",
+            "runners",
+            "runners_online",
+        ] {
+            let val = &v["status"][key];
+            t.add_row(vec![
+                key.replace('_', " "),
+                if val.is_null() {
+                    "unknown".to_owned()
+                } else {
+                    val.to_string().trim_matches('"').to_owned()
+                },
+            ]);
+        }
+        println!("{t}");
+        if let Some(e) = v["error"].as_str() {
+            ui.note(&format!("warning: {e}"));
+        }
+    }
     exit::OK
+}
+
+/// What GitLab's REST API says (version, health, readiness, users, runners), for `status gitlab`.
+fn gitlab_rest_status(g: &Global, loaded: &Loaded) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:{}", loaded.config.gitlab.ports.http);
+    let store = match autogit_drivers::secrets::SecretStore::open(&data_dir(g)) {
+        Ok(s) => s,
+        Err(e) => return json!({"url": url, "error": e.to_string()}),
+    };
+    match crate::gitlab_cmd::fetch_status(&store, &url) {
+        Ok((authenticated, s)) => {
+            json!({"url": url, "authenticated": authenticated, "status": s, "error": s.errors.first()})
+        }
+        Err(e) => json!({"url": url, "error": e}),
+    }
 }
 
 pub fn logs(

@@ -33,6 +33,11 @@ impl Platform {
     }
     fn args<'a>(&'a self, args: &[&'a str]) -> Vec<String> {
         let mut v: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        // The stand-in GitLab serves health endpoints only, not the REST API the bootstrap
+        // needs (that is tested against the fake GitLab in gitlab_cli.rs).
+        if args.first() == Some(&"install") {
+            v.push("--no-bootstrap".to_owned());
+        }
         v.extend([
             "--data-dir".to_owned(),
             self.path().join("data").display().to_string(),

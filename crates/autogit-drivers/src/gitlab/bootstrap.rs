@@ -283,6 +283,23 @@ pub async fn admin_client(
         let client = base.clone().with_token(Some(token));
         match client.current_token().await {
             Ok(t) if t.active && !t.revoked && !expired(t.expires_at.as_deref(), today) => {
+                // A token put in the store by hand (or by an older autogit) becomes managed:
+                // `rotate-tokens` needs its id.
+                let mut index = TokenIndex::load(store)?;
+                if index.tokens.get(ADMIN_TOKEN).map(|m| m.pat_id) != Some(t.id) {
+                    index.tokens.insert(
+                        ADMIN_TOKEN.to_owned(),
+                        TokenMeta {
+                            pat_id: t.id,
+                            username: "root".to_owned(),
+                            name: t.name.clone(),
+                            scopes: t.scopes.clone(),
+                            expires_at: t.expires_at.clone().unwrap_or_default(),
+                            env_key: None,
+                        },
+                    );
+                    index.save(store)?;
+                }
                 return Ok((client, false));
             }
             Ok(_) | Err(GitLabError::Unauthorized { .. }) => {}
