@@ -172,6 +172,15 @@ impl Store {
         Ok(())
     }
 
+    /// A consistent copy of the database at `dest` (`VACUUM INTO`: safe while other
+    /// connections write). `dest` must not exist.
+    pub fn snapshot_to(&self, dest: &Path) -> Result<(), StateError> {
+        self.conn
+            .execute("VACUUM INTO ?1", [dest.to_string_lossy().as_ref()])
+            .map(|_| ())
+            .map_err(|e| self.err(e))
+    }
+
     pub fn schema_version(&self) -> Result<i64, StateError> {
         self.conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -208,3 +208,175 @@ fn build_rails(r: &Path, busybox: &str, tag: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Where the backup stand-in records every `gitlab-ctl`, `gitlab-backup` and `gitlab-rake`
+/// call, one line each.
+pub const STAND_IN_LOG: &str = "/var/log/gitlab/stand-in.log";
+
+const GITLAB_CTL: &str = r#"#!/bin/sh
+# Stand-in for gitlab-ctl: records the call; `stop [svc]` marks services down, `start` and
+# `restart` bring them up, `reconfigure` needs /etc/gitlab/gitlab-secrets.json.
+echo "gitlab-ctl $*" >> /var/log/gitlab/stand-in.log
+st=/var/opt/gitlab/.stand-in-stopped
+case "$1" in
+  stop) touch "$st.${2:-all}" ;;
+  start|restart) rm -f "$st".* ;;
+  reconfigure) [ -f /etc/gitlab/gitlab-secrets.json ] || { echo "gitlab-secrets.json is missing" >&2; exit 1; } ;;
+  status) ls /var/opt/gitlab/ | grep -q stand-in-stopped && echo "down: some" || echo "run: all" ;;
+  *) ;;
+esac
+"#;
+
+const GITLAB_BACKUP: &str = r#"#!/bin/sh
+# Stand-in for gitlab-backup: `create` tars /var/opt/gitlab/data into a file named the way
+# GitLab names its backups; `restore BACKUP=<id>` refuses while puma or sidekiq run, on a
+# version mismatch or a missing file, else replaces /var/opt/gitlab/data.
+echo "gitlab-backup $*" >> /var/log/gitlab/stand-in.log
+v=$(cat /opt/gitlab/embedded/service/gitlab-rails/VERSION)
+dir=/var/opt/gitlab/backups
+case "$1" in
+create)
+  if [ -f /var/opt/gitlab/.stand-in-fail-create ]; then echo "Dumping PostgreSQL database gitlabhq_production ... [FAILED]"; exit 1; fi
+  mkdir -p "$dir"
+  id="$(date +%s)_$(date +%Y_%m_%d)_$v"
+  tar -C /var/opt/gitlab -cf "$dir/${id}_gitlab_backup.tar" data || exit 1
+  chown git:git "$dir/${id}_gitlab_backup.tar"
+  echo "Backup $id is done."
+  ;;
+restore)
+  id=""
+  for a in "$@"; do case "$a" in BACKUP=*) id="${a#BACKUP=}" ;; esac; done
+  f="$dir/${id}_gitlab_backup.tar"
+  [ -f "$f" ] || { echo "The backup file $f does not exist!"; exit 1; }
+  for s in puma sidekiq; do
+    [ -f /var/opt/gitlab/.stand-in-stopped.$s ] || [ -f /var/opt/gitlab/.stand-in-stopped.all ] || { echo "$s is running: stop puma and sidekiq before restoring"; exit 1; }
+  done
+  case "$id" in *_"$v") ;; *) echo "GitLab version mismatch: backup $id, running $v"; exit 1 ;; esac
+  rm -rf /var/opt/gitlab/data && tar -C /var/opt/gitlab -xf "$f" || exit 1
+  echo "Restore task is done."
+  ;;
+*) echo "gitlab-backup: unknown command $1"; exit 1 ;;
+esac
+"#;
+
+/// A stand-in for the GitLab container's backup side, tagged
+/// `autogit-test/gitlab-backup:<version>`: `gitlab-ctl`, `gitlab-backup` and `gitlab-rake`
+/// scripts that record their calls in [`STAND_IN_LOG`] and behave as described in their
+/// comments, the Omnibus VERSION file, `/etc/gitlab/{gitlab-secrets.json,gitlab.rb}` and a
+/// `git` user, laid out as in the real image. The command is `sleep`. Built once per tag.
+pub fn fake_gitlab_backup_image(version: &str) -> Result<String, String> {
+    let tag = format!("autogit-test/gitlab-backup:{version}");
+    let _guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let present = Command::new("docker")
+        .args(["image", "inspect", &tag])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if present {
+        return Ok(tag);
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
+    let root = std::env::temp_dir().join(format!(
+        "autogit-backup-image-{}-{version}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&root);
+    let result = build_backup(&root, busybox, version, &tag);
+    let _ = std::fs::remove_dir_all(&root);
+    result.map(|()| tag)
+}
+
+fn build_backup(r: &Path, busybox: &str, version: &str, tag: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| e.to_string();
+    for d in [
+        "bin",
+        "opt/gitlab/bin",
+        "opt/gitlab/embedded/service/gitlab-rails",
+        "etc/gitlab",
+        "var/opt/gitlab/backups",
+        "var/opt/gitlab/data",
+        "var/log/gitlab",
+        "tmp",
+    ] {
+        std::fs::create_dir_all(r.join(d)).map_err(io)?;
+    }
+    std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(io)?;
+    std::fs::copy(busybox, r.join("bin/busybox")).map_err(io)?;
+    for applet in [
+        "sh", "cat", "echo", "printf", "grep", "ls", "rm", "mkdir", "true", "false", "sleep",
+        "tar", "date", "chown", "chmod", "touch", "id", "mv", "cp",
+    ] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
+    }
+    let script = |name: &str, body: &str| -> Result<(), String> {
+        let p = r.join("opt/gitlab/bin").join(name);
+        std::fs::write(&p, body).map_err(io)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).map_err(io)
+    };
+    script("gitlab-ctl", GITLAB_CTL)?;
+    script("gitlab-backup", GITLAB_BACKUP)?;
+    script(
+        "gitlab-rake",
+        "#!/bin/sh\necho \"gitlab-rake $*\" >> /var/log/gitlab/stand-in.log\n",
+    )?;
+    std::fs::write(
+        r.join("opt/gitlab/embedded/service/gitlab-rails/VERSION"),
+        format!("{version}\n"),
+    )
+    .map_err(io)?;
+    std::fs::write(
+        r.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\ngit:x:998:998::/var/opt/gitlab:/bin/sh\n",
+    )
+    .map_err(io)?;
+    std::fs::write(r.join("etc/group"), "root:x:0:\ngit:x:998:\n").map_err(io)?;
+    std::fs::write(
+        r.join("etc/gitlab/gitlab-secrets.json"),
+        "{\"gitlab_rails\": {\"secret_key_base\": \"stand-in-secret-key-base\"}}\n",
+    )
+    .map_err(io)?;
+    std::fs::write(
+        r.join("etc/gitlab/gitlab.rb"),
+        "external_url 'http://gitlab.example.test'\n",
+    )
+    .map_err(io)?;
+    for f in ["etc/gitlab/gitlab-secrets.json", "etc/gitlab/gitlab.rb"] {
+        std::fs::set_permissions(r.join(f), std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(r)
+        .args(["-c", "."])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(io)?;
+    let stdin = tar.stdout.take().ok_or("tar has no stdout")?;
+    let out = Command::new("docker")
+        .args([
+            "import",
+            "-c",
+            r#"CMD ["/bin/sleep", "3600"]"#,
+            "-c",
+            "ENV PATH=/opt/gitlab/bin:/bin",
+            "-",
+            tag,
+        ])
+        .stdin(stdin)
+        .output()
+        .map_err(io)?;
+    let tar_ok = tar.wait().map_err(io)?.success();
+    if !out.status.success() || !tar_ok {
+        return Err(format!(
+            "docker import {tag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(())
+}

@@ -158,10 +158,19 @@ pub enum Command {
         #[arg(long, value_name = "SERVICE")]
         clear: Option<String>,
     },
-    /// Back up GitLab, its secrets and autogit's state
+    /// Back up GitLab (gitlab-backup), its secrets, autogit's configuration, state and secrets
+    /// into one archive under backup.path; keeps backup.retention archives
     Backup,
-    /// Restore a backup archive
-    Restore { archive: PathBuf },
+    /// Restore a backup archive into the running GitLab (same GitLab version only)
+    Restore {
+        archive: PathBuf,
+        /// Do not ask
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// How long to wait for GitLab's readiness afterwards; 0 does not wait
+        #[arg(long, default_value = "10m", value_name = "DURATION")]
+        wait: String,
+    },
     /// Show logs of the platform's services
     Logs {
         component: Vec<String>,

@@ -109,16 +109,10 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Command::Reconcile { clear } => {
             crate::runtime_cmd::reconcile(&ui, g, &load_all(g, &[]), clear.as_deref())
         }
-        Command::Backup => unavailable(
-            &ui,
-            "backup",
-            "run gitlab-backup in the container and archive it with GitLab's secrets and autogit's state",
-        ),
-        Command::Restore { .. } => unavailable(
-            &ui,
-            "restore",
-            "verify the archive and GitLab version, restore it and wait for health",
-        ),
+        Command::Backup => crate::backup_cmd::backup(&ui, g, &load_all(g, &[])),
+        Command::Restore { archive, yes, wait } => {
+            crate::backup_cmd::restore(&ui, g, &load_all(g, &[]), &archive, yes, &wait)
+        }
         Command::Logs {
             component,
             follow,

@@ -19,6 +19,8 @@ pub struct Loaded {
     pub diagnostics: Diagnostics,
     /// Which configuration file was used; `None` for the embedded default.
     pub config_path: Option<PathBuf>,
+    /// Which platform `.env` was read, if any.
+    pub env_path: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     /// Values of the `.env` file and the environment, for the secrets services name.
     /// Never printed.
@@ -126,6 +128,7 @@ pub fn load_all(g: &Global, extra_flags: &[FlagOverride]) -> Loaded {
             sources: pre_sources,
             diagnostics: pre,
             config_path,
+            env_path: None,
             env,
             values: BTreeMap::new(),
         };
@@ -188,6 +191,7 @@ pub fn load_all(g: &Global, extra_flags: &[FlagOverride]) -> Loaded {
         sources,
         diagnostics,
         config_path,
+        env_path,
         env,
         values: entries.into_iter().map(|(k, e)| (k, e.value)).collect(),
     }

@@ -12,7 +12,7 @@ use autogit_drivers::gitlab::bootstrap::{
     self, ADMIN_TOKEN, Bootstrap, Date, Exec, Report, RunnerTarget, TokenIndex, admin_client,
     capture_initial_root_password,
 };
-use autogit_drivers::gitlab::client::GitLabClient;
+use autogit_drivers::gitlab::client::{GitLabClient, RetryPolicy};
 use autogit_drivers::secrets::{ExposeSecret, SecretStore};
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -309,7 +309,9 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: GitlabCommand) -> u8 {
         }
         GitlabCommand::Status { api } => {
             let url = api_url(&api, loaded);
-            gitlab_status(ui, &store, &url)
+            let last =
+                autogit_drivers::backup::last_backup(&crate::backup_cmd::backup_dir(g, loaded));
+            gitlab_status(ui, &store, &url, last)
         }
         GitlabCommand::Secrets { show_secrets } => secrets(ui, &store, show_secrets),
     }
@@ -317,13 +319,21 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: GitlabCommand) -> u8 {
 
 /// `gitlab status` (and the GitLab part of `status gitlab`): the admin token when stored,
 /// else the unauthenticated endpoints only.
-pub fn gitlab_status(ui: &Ui, store: &SecretStore, url: &str) -> u8 {
+pub fn gitlab_status(
+    ui: &Ui,
+    store: &SecretStore,
+    url: &str,
+    last_backup: Option<(String, u64)>,
+) -> u8 {
     let (authenticated, s) = match fetch_status(store, url) {
         Ok(r) => r,
         Err(e) => return fail(ui, e),
     };
     if ui.json {
-        ui.print_json(&json!({ "url": url, "authenticated": authenticated, "status": s }));
+        ui.print_json(&json!({
+            "url": url, "authenticated": authenticated, "status": s,
+            "last_backup": last_backup.as_ref().map(|(n, size)| json!({"archive": n, "size": size})),
+        }));
     } else {
         let show = |v: Option<String>| v.unwrap_or_else(|| "unknown".to_owned());
         let mut t = ui.table();
@@ -349,6 +359,12 @@ pub fn gitlab_status(ui: &Ui, store: &SecretStore, url: &str) -> u8 {
             "managed tokens".to_owned(),
             s.managed_tokens.to_string(),
         ]);
+        t.add_row(vec![
+            "last backup".to_owned(),
+            last_backup
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), |(n, _)| n.clone()),
+        ]);
         println!("{t}");
         if !authenticated {
             ui.note("no admin token stored: version, users and runners need `autogit gitlab bootstrap` first");
@@ -368,11 +384,26 @@ pub fn gitlab_status(ui: &Ui, store: &SecretStore, url: &str) -> u8 {
 pub fn fetch_status(store: &SecretStore, url: &str) -> Result<(bool, bootstrap::Status), String> {
     let token = store.get(ADMIN_TOKEN).map_err(|e| e.to_string())?;
     let authenticated = token.is_some();
-    let client = GitLabClient::new(url, token).map_err(|e| e.to_string())?;
+    // A status answers quickly: one retry, short timeouts (the bootstrap keeps the patient
+    // default policy).
+    let client = GitLabClient::new(url, token)
+        .map_err(|e| e.to_string())?
+        .with_retry(quick_retry());
     Ok((
         authenticated,
         runtime().block_on(bootstrap::status(&client, store)),
     ))
+}
+
+/// The retry policy of status-like calls.
+pub fn quick_retry() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 2,
+        first_delay: std::time::Duration::from_millis(200),
+        max_delay: std::time::Duration::from_secs(1),
+        max_retry_after: std::time::Duration::from_secs(5),
+        timeout: std::time::Duration::from_secs(10),
+    }
 }
 
 fn secrets(ui: &Ui, store: &SecretStore, show: bool) -> u8 {

@@ -538,7 +538,12 @@ fn gitlab_rest_status(g: &Global, loaded: &Loaded) -> serde_json::Value {
     };
     match crate::gitlab_cmd::fetch_status(&store, &url) {
         Ok((authenticated, s)) => {
-            json!({"url": url, "authenticated": authenticated, "status": s, "error": s.errors.first()})
+            let last =
+                autogit_drivers::backup::last_backup(&crate::backup_cmd::backup_dir(g, loaded));
+            json!({
+                "url": url, "authenticated": authenticated, "status": s, "error": s.errors.first(),
+                "last_backup": last.map(|(n, _)| n),
+            })
         }
         Err(e) => json!({"url": url, "error": e}),
     }

@@ -875,6 +875,49 @@ impl ContainerEngine for Docker {
         Ok((code, String::from_utf8_lossy(&text).into_owned()))
     }
 
+    async fn copy_out(&self, id: &str, path: &str, dest: &Path) -> Result<u64, EngineError> {
+        use tokio::io::AsyncWriteExt;
+        let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
+            .path(path)
+            .build();
+        let mut stream = self.client.download_from_container(id, Some(options));
+        let io = |e: std::io::Error| EngineError::Engine(format!("{}: {e}", dest.display()));
+        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut written = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(e, || format!("{path} in container {id}")))?;
+            file.write_all(&chunk).await.map_err(io)?;
+            written += chunk.len() as u64;
+        }
+        file.sync_all().await.map_err(io)?;
+        Ok(written)
+    }
+
+    async fn copy_in(&self, id: &str, dir: &str, tar: &Path) -> Result<(), EngineError> {
+        use tokio::io::AsyncReadExt;
+        let io = |e: std::io::Error| EngineError::Engine(format!("{}: {e}", tar.display()));
+        let file = tokio::fs::File::open(tar).await.map_err(io)?;
+        // Read in 1 MiB chunks so a multi-gigabyte backup is streamed, not loaded.
+        let chunks = futures_util::stream::unfold(file, |mut f| async move {
+            let mut buf = vec![0u8; 1 << 20];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(bytes::Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default()
+            .path(dir)
+            .build();
+        self.client
+            .upload_to_container(id, Some(options), bollard::body_try_stream(chunks))
+            .await
+            .map_err(|e| self.err(e, || format!("{dir} in container {id}")))
+    }
+
     async fn events(
         &self,
         project: &str,

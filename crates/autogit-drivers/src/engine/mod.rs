@@ -158,6 +158,22 @@ pub trait ContainerEngine: Send + Sync {
         id: &str,
         argv: &[String],
     ) -> impl Future<Output = Result<(i64, String), EngineError>> + Send;
+    /// Copies `path` (a file or directory) out of the container into the local file `dest`,
+    /// as the tar archive the engine produces (members named from `path`'s last component).
+    /// Streams: the archive never sits in memory. Returns the bytes written.
+    fn copy_out(
+        &self,
+        id: &str,
+        path: &str,
+        dest: &std::path::Path,
+    ) -> impl Future<Output = Result<u64, EngineError>> + Send;
+    /// Extracts the local tar archive `tar` into the directory `dir` of the container.
+    fn copy_in(
+        &self,
+        id: &str,
+        dir: &str,
+        tar: &std::path::Path,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
     /// Events of the project's containers, from now on, sent into `tx` until it closes.
     fn events(
         &self,

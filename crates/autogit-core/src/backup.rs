@@ -1,0 +1,444 @@
+//! Backup archives, as data: the archive's name, its manifest, which member names are safe to
+//! extract, what GitLab's own backup file names mean, and which archives retention removes.
+//! The drivers (`autogit_drivers::backup`) do the copying; every decision is here.
+//!
+//! An autogit backup is one uncompressed tar (GitLab's own backup inside is already a tar of
+//! compressed parts):
+//!
+//! ```text
+//! gitlab/<id>_gitlab_backup.tar   what `gitlab-backup create` wrote
+//! etc-gitlab/gitlab-secrets.json   not in GitLab's backup; without it encrypted data is lost
+//! etc-gitlab/gitlab.rb
+//! autogit/autogit.yml, autogit/platform.env   the configuration, when present
+//! autogit/state.db                 autogit's state (SQLite snapshot)
+//! autogit/secrets/<name>           the secret store (tokens match the restored database)
+//! manifest.json                    last: format, versions, size and sha256 of every member
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the archive layout; a restore refuses layouts it does not know.
+pub const FORMAT: u32 = 1;
+/// The manifest's member name.
+pub const MANIFEST: &str = "manifest.json";
+/// Prefix of autogit's archive names.
+pub const ARCHIVE_PREFIX: &str = "autogit-backup-";
+/// Where GitLab writes its backups inside the container.
+pub const GITLAB_BACKUP_DIR: &str = "/var/opt/gitlab/backups";
+/// The version file of the Omnibus image.
+pub const GITLAB_VERSION_FILE: &str = "/opt/gitlab/embedded/service/gitlab-rails/VERSION";
+/// GitLab's secrets (not part of `gitlab-backup`).
+pub const GITLAB_SECRETS_FILE: &str = "/etc/gitlab/gitlab-secrets.json";
+pub const GITLAB_RB_FILE: &str = "/etc/gitlab/gitlab.rb";
+
+/// One member of the archive.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub size: u64,
+    /// Lower-case hex.
+    pub sha256: String,
+}
+
+/// `manifest.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    /// RFC 3339, UTC.
+    pub created: String,
+    /// The GitLab version that wrote the backup; a restore needs exactly this version.
+    pub gitlab_version: String,
+    /// GitLab's backup id (`BACKUP=` of `gitlab-backup restore`).
+    pub gitlab_backup_id: String,
+    pub autogit_version: String,
+    pub members: Vec<Member>,
+}
+
+/// A GitLab backup file name: `<timestamp>_<YYYY_MM_DD>_<version>_gitlab_backup.tar`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GitLabBackupName {
+    /// Everything before `_gitlab_backup.tar`: what `BACKUP=` takes.
+    pub id: String,
+    pub timestamp: u64,
+    /// `18.5.4` (an `-ee` suffix is kept).
+    pub version: String,
+}
+
+/// Parses a GitLab backup file name; `None` for anything else.
+pub fn parse_gitlab_backup_name(name: &str) -> Option<GitLabBackupName> {
+    let id = name.strip_suffix("_gitlab_backup.tar")?;
+    let mut parts = id.splitn(5, '_');
+    let ts = parts.next()?;
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    let version = parts.next()?;
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    if ts.is_empty()
+        || !ts.bytes().all(|b| b.is_ascii_digit())
+        || !digits(y, 4)
+        || !digits(m, 2)
+        || !digits(d, 2)
+        || version.is_empty()
+        || !version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+    {
+        return None;
+    }
+    Some(GitLabBackupName {
+        id: id.to_owned(),
+        timestamp: ts.parse().ok()?,
+        version: version.to_owned(),
+    })
+}
+
+/// The archive's file name for a backup taken at `unix` (UTC) of GitLab `version`.
+pub fn archive_name(unix: u64, version: &str) -> String {
+    format!("{ARCHIVE_PREFIX}{}-{version}.tar", compact_utc(unix))
+}
+
+/// `20261201T023000Z`.
+pub fn compact_utc(unix: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(unix);
+    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
+}
+
+/// RFC 3339 (`2026-12-01T02:30:00Z`).
+pub fn rfc3339_utc(unix: u64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(unix);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+fn civil(unix: u64) -> (i64, i64, i64, u64, u64, u64) {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
+/// Whether `name` is an autogit archive name (what retention may delete).
+pub fn is_archive_name(name: &str) -> bool {
+    name.strip_prefix(ARCHIVE_PREFIX)
+        .and_then(|r| r.strip_suffix(".tar"))
+        .is_some_and(|r| {
+            r.len() > 17
+                && r.as_bytes()[8] == b'T'
+                && r.as_bytes()[15] == b'Z'
+                && r.as_bytes()[16] == b'-'
+                && r[..8].bytes().all(|b| b.is_ascii_digit())
+                && r[9..15].bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
+/// Which archives to delete so that the newest `keep` remain. Names sort by time; anything
+/// that is not an archive name is never touched. `keep` of 0 keeps everything.
+pub fn retention(names: &[String], keep: u32) -> Vec<String> {
+    if keep == 0 {
+        return Vec::new();
+    }
+    let mut archives: Vec<&String> = names.iter().filter(|n| is_archive_name(n)).collect();
+    archives.sort();
+    let excess = archives.len().saturating_sub(keep as usize);
+    archives[..excess].iter().map(|s| (*s).clone()).collect()
+}
+
+/// What an archive member is, by name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MemberKind {
+    Manifest,
+    GitLabBackup(GitLabBackupName),
+    GitLabSecrets,
+    GitLabRb,
+    Config(String),
+    State,
+    Secret(String),
+}
+
+/// Classifies a member name, refusing anything a restore must not write: absolute paths,
+/// `..`, empty or `.` components, backslashes, control characters, and names outside the
+/// layout above. This is the zip-slip guard; links are refused separately by type.
+pub fn classify_member(name: &str) -> Result<MemberKind, String> {
+    if name.is_empty() {
+        return Err("empty member name".to_owned());
+    }
+    if name.starts_with('/') {
+        return Err("absolute path".to_owned());
+    }
+    if name.contains('\\') || name.chars().any(char::is_control) {
+        return Err("backslash or control character in the name".to_owned());
+    }
+    let parts: Vec<&str> = name.split('/').collect();
+    if parts.contains(&"..") {
+        return Err("`..` leaves the target directory".to_owned());
+    }
+    if parts.iter().any(|p| p.is_empty() || *p == ".") {
+        return Err("empty or `.` path component".to_owned());
+    }
+    let secret_name = |s: &str| {
+        !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            && !s.starts_with('.')
+    };
+    match parts.as_slice() {
+        [MANIFEST] => Ok(MemberKind::Manifest),
+        ["gitlab", file] => parse_gitlab_backup_name(file)
+            .map(MemberKind::GitLabBackup)
+            .ok_or_else(|| format!("`{file}` is not a GitLab backup file name")),
+        ["etc-gitlab", "gitlab-secrets.json"] => Ok(MemberKind::GitLabSecrets),
+        ["etc-gitlab", "gitlab.rb"] => Ok(MemberKind::GitLabRb),
+        ["autogit", f @ ("autogit.yml" | "platform.env")] => {
+            Ok(MemberKind::Config((*f).to_owned()))
+        }
+        ["autogit", "state.db"] => Ok(MemberKind::State),
+        ["autogit", "secrets", s] if secret_name(s) => Ok(MemberKind::Secret((*s).to_owned())),
+        _ => Err("not part of an autogit backup".to_owned()),
+    }
+}
+
+/// Checks a manifest against the members found in the archive (name, size and digest each):
+/// every listed member present and equal, nothing extra, exactly one GitLab backup whose name
+/// agrees with the manifest.
+pub fn verify_manifest(manifest: &Manifest, found: &[Member]) -> Result<(), String> {
+    if manifest.format != FORMAT {
+        return Err(format!(
+            "archive format {} is not supported (this autogit reads format {FORMAT})",
+            manifest.format
+        ));
+    }
+    for m in &manifest.members {
+        match found.iter().find(|f| f.name == m.name) {
+            None => return Err(format!("member `{}` is missing", m.name)),
+            Some(f) if f.size != m.size || f.sha256 != m.sha256 => {
+                return Err(format!(
+                    "member `{}` does not match the manifest (sha256 {} expected, {} found): the archive is damaged or was changed",
+                    m.name, m.sha256, f.sha256
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = found
+        .iter()
+        .find(|f| f.name != MANIFEST && !manifest.members.iter().any(|m| m.name == f.name))
+    {
+        return Err(format!(
+            "member `{}` is not listed in the manifest",
+            extra.name
+        ));
+    }
+    let backups: Vec<GitLabBackupName> = manifest
+        .members
+        .iter()
+        .filter_map(|m| match classify_member(&m.name) {
+            Ok(MemberKind::GitLabBackup(b)) => Some(b),
+            _ => None,
+        })
+        .collect();
+    match backups.as_slice() {
+        [b] if b.id == manifest.gitlab_backup_id && b.version == manifest.gitlab_version => Ok(()),
+        [b] => Err(format!(
+            "the GitLab backup `{}` does not agree with the manifest (id {}, version {})",
+            b.id, manifest.gitlab_backup_id, manifest.gitlab_version
+        )),
+        [] => Err("the archive holds no GitLab backup".to_owned()),
+        _ => Err("the archive holds more than one GitLab backup".to_owned()),
+    }
+}
+
+/// A restore needs the same GitLab version as the backup (GitLab refuses otherwise, after
+/// stopping services; autogit refuses before touching anything).
+pub fn check_version(archive: &str, running: &str) -> Result<(), String> {
+    let norm = |v: &str| {
+        v.trim()
+            .trim_end_matches("-ee")
+            .trim_end_matches("-ce")
+            .to_owned()
+    };
+    if norm(archive) == norm(running) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the backup was taken with GitLab {archive} but GitLab {running} is running: deploy {archive} first (`--set gitlab.version={archive}` or `gitlab.version` in autogit.yml), restore, then upgrade"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gitlab_backup_names() {
+        let b = parse_gitlab_backup_name("1764556200_2025_12_01_18.5.4_gitlab_backup.tar").unwrap();
+        assert_eq!(b.id, "1764556200_2025_12_01_18.5.4");
+        assert_eq!(b.timestamp, 1_764_556_200);
+        assert_eq!(b.version, "18.5.4");
+        assert_eq!(
+            parse_gitlab_backup_name("1_2025_12_01_18.5.4-ee_gitlab_backup.tar")
+                .unwrap()
+                .version,
+            "18.5.4-ee"
+        );
+        for bad in [
+            "x_2025_12_01_18.5.4_gitlab_backup.tar",
+            "1_2025_12_18.5.4_gitlab_backup.tar",
+            "1_2025_12_01__gitlab_backup.tar",
+            "1_2025_12_01_18.5.4_gitlab_backup.tgz",
+            "1_2025_12_01_18/../x_gitlab_backup.tar",
+        ] {
+            assert!(parse_gitlab_backup_name(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_times() {
+        assert_eq!(compact_utc(0), "19700101T000000Z");
+        assert_eq!(rfc3339_utc(1_764_556_245), "2025-12-01T02:30:45Z");
+        let n = archive_name(1_764_556_245, "18.5.4");
+        assert_eq!(n, "autogit-backup-20251201T023045Z-18.5.4.tar");
+        assert!(is_archive_name(&n));
+        assert!(!is_archive_name("autogit-backup-x.tar"));
+        assert!(!is_archive_name("notes.txt"));
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_and_ignores_other_files() {
+        let names: Vec<String> = [
+            "autogit-backup-20251203T000000Z-18.5.4.tar",
+            "autogit-backup-20251201T000000Z-18.5.4.tar",
+            "README",
+            "autogit-backup-20251202T000000Z-18.5.4.tar",
+            ".autogit-backup-20251204T000000Z-18.5.4.tar.partial",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            retention(&names, 2),
+            ["autogit-backup-20251201T000000Z-18.5.4.tar"]
+        );
+        assert_eq!(retention(&names, 1).len(), 2);
+        assert!(retention(&names, 3).is_empty());
+        assert!(retention(&names, 0).is_empty());
+    }
+
+    #[test]
+    fn member_names_zip_slip() {
+        let ok = [
+            ("manifest.json", "Manifest"),
+            (
+                "gitlab/1_2025_12_01_18.5.4_gitlab_backup.tar",
+                "GitLabBackup",
+            ),
+            ("etc-gitlab/gitlab-secrets.json", "GitLabSecrets"),
+            ("autogit/secrets/gitlab-admin-token", "Secret"),
+            ("autogit/state.db", "State"),
+            ("autogit/platform.env", "Config"),
+        ];
+        for (name, kind) in ok {
+            let k = classify_member(name).unwrap();
+            assert!(format!("{k:?}").starts_with(kind), "{name}: {k:?}");
+        }
+        let bad = [
+            ("/etc/passwd", "absolute"),
+            ("../evil", "`..`"),
+            ("gitlab/../../evil", "`..`"),
+            ("autogit/secrets/../../x", "`..`"),
+            ("autogit//state.db", "empty"),
+            ("./manifest.json", "`.`"),
+            ("autogit\\..\\x", "backslash"),
+            ("autogit/secrets/.hidden", "not part"),
+            ("autogit/secrets/a/b", "not part"),
+            ("etc/shadow", "not part"),
+            ("gitlab/evil.sh", "not a GitLab backup"),
+            ("", "empty"),
+        ];
+        for (name, why) in bad {
+            let e = classify_member(name).unwrap_err();
+            assert!(e.contains(why), "{name}: {e}");
+        }
+    }
+
+    fn manifest() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            created: "2025-12-01T02:30:45Z".into(),
+            gitlab_version: "18.5.4".into(),
+            gitlab_backup_id: "1_2025_12_01_18.5.4".into(),
+            autogit_version: "0.1.0".into(),
+            members: vec![
+                Member {
+                    name: "gitlab/1_2025_12_01_18.5.4_gitlab_backup.tar".into(),
+                    size: 10,
+                    sha256: "aa".into(),
+                },
+                Member {
+                    name: "etc-gitlab/gitlab-secrets.json".into(),
+                    size: 2,
+                    sha256: "bb".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn manifest_verification() {
+        let m = manifest();
+        let found = m.members.clone();
+        assert_eq!(verify_manifest(&m, &found), Ok(()));
+        let mut changed = found.clone();
+        changed[1].sha256 = "cc".into();
+        assert!(
+            verify_manifest(&m, &changed)
+                .unwrap_err()
+                .contains("does not match")
+        );
+        assert!(
+            verify_manifest(&m, &found[..1])
+                .unwrap_err()
+                .contains("missing")
+        );
+        let mut extra = found.clone();
+        extra.push(Member {
+            name: "autogit/state.db".into(),
+            size: 1,
+            sha256: "dd".into(),
+        });
+        assert!(
+            verify_manifest(&m, &extra)
+                .unwrap_err()
+                .contains("not listed")
+        );
+        let mut other = m.clone();
+        other.gitlab_version = "18.6.0".into();
+        assert!(
+            verify_manifest(&other, &found)
+                .unwrap_err()
+                .contains("does not agree")
+        );
+        let mut future = m.clone();
+        future.format = 2;
+        assert!(
+            verify_manifest(&future, &found)
+                .unwrap_err()
+                .contains("format 2")
+        );
+    }
+
+    #[test]
+    fn versions_must_match() {
+        assert!(check_version("18.5.4", "18.5.4\n").is_ok());
+        assert!(check_version("18.5.4", "18.5.4-ee").is_ok());
+        let e = check_version("18.5.4", "18.6.0").unwrap_err();
+        assert!(e.contains("gitlab.version=18.5.4"), "{e}");
+    }
+}

@@ -1,0 +1,665 @@
+//! Backup and restore of the GitLab container, its secrets and autogit's own files.
+//!
+//! The layout, the zip-slip guard, manifest checks and retention are decided in
+//! `autogit_core::backup`; this module runs the commands and moves the bytes:
+//!
+//! - [`create`]: `gitlab-backup create` in the container, copy its archive and
+//!   `/etc/gitlab/{gitlab-secrets.json,gitlab.rb}` out, add autogit's configuration, a state
+//!   snapshot and the secret store, write `manifest.json` with the sha256 of every member, and
+//!   move the archive into place atomically (a `.partial` file is fsynced, then renamed; on
+//!   any error, a full disk included, it is removed). Then retention.
+//! - [`restore`]: read the archive refusing unsafe members (absolute, `..`, links, devices,
+//!   anything outside the layout), verify every digest, check the running GitLab's version,
+//!   and only then stop puma and sidekiq, `gitlab-backup restore`, put the secrets back,
+//!   reconfigure and restart.
+//!
+//! Archives hold secrets: they are written with mode 0600.
+
+use crate::engine::{ContainerEngine, EngineError};
+use crate::secrets::SecretStore;
+use autogit_core::backup::{
+    self as core, FORMAT, GITLAB_BACKUP_DIR, GITLAB_RB_FILE, GITLAB_SECRETS_FILE,
+    GITLAB_VERSION_FILE, MANIFEST, Manifest, Member, MemberKind,
+};
+use sha2::{Digest, Sha256};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Errors of backup and restore. None carries a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{command}` failed in the GitLab container (exit {code}):\n{output}")]
+    Command {
+        command: String,
+        code: i64,
+        output: String,
+    },
+    #[error("{archive}: {reason}")]
+    Archive { archive: PathBuf, reason: String },
+    #[error("{archive}: refusing member `{member}`: {reason}; nothing was restored")]
+    UnsafeMember {
+        archive: PathBuf,
+        member: String,
+        reason: String,
+    },
+    #[error("refusing to restore {archive}: {reason}")]
+    VersionMismatch { archive: PathBuf, reason: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn io_at(path: &Path) -> impl Fn(io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Files of autogit's own that go into the archive.
+#[derive(Clone, Debug, Default)]
+pub struct LocalFiles {
+    /// `autogit.yml`, when there is one.
+    pub config: Option<PathBuf>,
+    /// The platform `.env`, when there is one.
+    pub platform_env: Option<PathBuf>,
+    /// A state snapshot (see `state::Store::snapshot_to`).
+    pub state_snapshot: Option<PathBuf>,
+    /// The secret store's directory (`<data>/secrets`); its env file is derived and left out.
+    pub secrets: Option<PathBuf>,
+}
+
+/// What [`create`] needs.
+#[derive(Clone, Debug)]
+pub struct BackupOptions {
+    /// Where archives go (created 0700 when missing).
+    pub dest: PathBuf,
+    /// Archives kept after this one (0: all).
+    pub keep: u32,
+    /// A scratch directory on the same file system as `dest` is best (copies, not moves).
+    pub work: PathBuf,
+    pub local: LocalFiles,
+    /// Seconds since the epoch (the caller's clock).
+    pub now: u64,
+    pub autogit_version: String,
+}
+
+/// What [`create`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackupReport {
+    pub archive: PathBuf,
+    pub size: u64,
+    pub gitlab_version: String,
+    pub gitlab_backup_id: String,
+    pub members: usize,
+    /// Archives removed by retention.
+    pub removed: Vec<String>,
+}
+
+async fn run_in(
+    engine: &impl ContainerEngine,
+    id: &str,
+    argv: &[&str],
+) -> Result<String, BackupError> {
+    let argv: Vec<String> = argv.iter().map(|s| (*s).to_owned()).collect();
+    let (code, output) = engine.exec(id, &argv).await?;
+    if code != 0 {
+        let lines: Vec<&str> = output.lines().collect();
+        return Err(BackupError::Command {
+            command: argv.join(" "),
+            code,
+            output: lines[lines.len().saturating_sub(20)..].join("\n"),
+        });
+    }
+    Ok(output)
+}
+
+/// The GitLab version running in the container (the Omnibus image's VERSION file).
+pub async fn running_version(
+    engine: &impl ContainerEngine,
+    id: &str,
+) -> Result<String, BackupError> {
+    Ok(run_in(engine, id, &["cat", GITLAB_VERSION_FILE])
+        .await?
+        .trim()
+        .to_owned())
+}
+
+/// Copies one file out of the container into `dest_file` (unwrapping the engine's tar).
+async fn copy_file_out(
+    engine: &impl ContainerEngine,
+    id: &str,
+    path: &str,
+    work: &Path,
+    dest_file: &Path,
+) -> Result<(), BackupError> {
+    let wrapped = work.join(".copy-out.tar");
+    engine.copy_out(id, path, &wrapped).await?;
+    let result = (|| {
+        let file = File::open(&wrapped).map_err(io_at(&wrapped))?;
+        let mut archive = tar::Archive::new(file);
+        let mut entries = archive.entries().map_err(io_at(&wrapped))?;
+        let mut entry = entries
+            .next()
+            .ok_or_else(|| BackupError::Other(format!("{path}: the engine sent an empty archive")))?
+            .map_err(io_at(&wrapped))?;
+        if !entry.header().entry_type().is_file() {
+            return Err(BackupError::Other(format!(
+                "{path} in the container is not a regular file"
+            )));
+        }
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(dest_file)
+            .map_err(io_at(dest_file))?;
+        io::copy(&mut entry, &mut out).map_err(io_at(dest_file))?;
+        out.sync_all().map_err(io_at(dest_file))
+    })();
+    let _ = fs::remove_file(&wrapped);
+    result
+}
+
+/// A writer that hashes what passes through.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn header(size: u64) -> tar::Header {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(size);
+    h.set_mode(0o600);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mtime(0);
+    h
+}
+
+/// Appends the local file `src` as `name`, returning its manifest entry.
+fn append_file<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &str,
+    src: &Path,
+) -> Result<Member, BackupError> {
+    let file = File::open(src).map_err(io_at(src))?;
+    let size = file.metadata().map_err(io_at(src))?.len();
+    let mut reader = Hashing {
+        inner: file.take(size),
+        hash: Sha256::new(),
+        size: 0,
+    };
+    let mut h = header(size);
+    builder
+        .append_data(&mut h, name, &mut reader)
+        .map_err(io_at(src))?;
+    Ok(Member {
+        name: name.to_owned(),
+        size: reader.size,
+        sha256: hex(&reader.hash.finalize()),
+    })
+}
+
+/// Writes the archive `members` (name, local file) plus the manifest to `final_path`
+/// atomically. On any error nothing is left under either name.
+pub fn write_archive(
+    final_path: &Path,
+    members: &[(String, PathBuf)],
+    mut manifest: Manifest,
+) -> Result<u64, BackupError> {
+    let dir = final_path.parent().unwrap_or(Path::new("."));
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = dir.join(format!(".{name}.partial"));
+    let result = (|| {
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .map_err(io_at(&partial))?;
+        let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file));
+        builder.mode(tar::HeaderMode::Deterministic);
+        for (member, src) in members {
+            manifest
+                .members
+                .push(append_file(&mut builder, member, src)?);
+        }
+        let json = serde_json::to_vec_pretty(&manifest)
+            .map_err(|e| BackupError::Other(format!("manifest: {e}")))?;
+        let mut h = header(json.len() as u64);
+        builder
+            .append_data(&mut h, MANIFEST, json.as_slice())
+            .map_err(io_at(&partial))?;
+        let buffered = builder.into_inner().map_err(io_at(&partial))?;
+        let file = buffered
+            .into_inner()
+            .map_err(|e| io_at(&partial)(e.into_error()))?;
+        file.sync_all().map_err(io_at(&partial))?;
+        let size = file.metadata().map_err(io_at(&partial))?.len();
+        fs::rename(&partial, final_path).map_err(io_at(final_path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_at(dir))?;
+        Ok(size)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&partial);
+    }
+    result
+}
+
+/// Takes a backup. `progress` gets one line per phase.
+pub async fn create(
+    engine: &impl ContainerEngine,
+    id: &str,
+    opts: &BackupOptions,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<BackupReport, BackupError> {
+    for d in [&opts.dest, &opts.work] {
+        fs::create_dir_all(d).map_err(io_at(d))?;
+        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(io_at(d))?;
+    }
+    let version = running_version(engine, id).await?;
+    progress(&format!(
+        "gitlab-backup create (GitLab {version}); this takes a while"
+    ));
+    // Skip nothing: repositories, uploads, builds, artifacts, LFS, registry, packages.
+    let out = run_in(engine, id, &["gitlab-backup", "create", "STRATEGY=copy"]).await?;
+    // GitLab prints the id ("Backup <id> is done."); find the file by listing to be sure.
+    let listing = run_in(engine, id, &["ls", "-1", GITLAB_BACKUP_DIR]).await?;
+    let mut found: Vec<core::GitLabBackupName> = listing
+        .lines()
+        .filter_map(|l| core::parse_gitlab_backup_name(l.trim()))
+        .collect();
+    found.sort_by_key(|b| b.timestamp);
+    let gl = found.pop().ok_or_else(|| {
+        BackupError::Other(format!(
+            "gitlab-backup create finished but left no backup in {GITLAB_BACKUP_DIR}; its output ended with:\n{}",
+            out.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        ))
+    })?;
+    let scratch = opts.work.join(format!("backup-{}", opts.now));
+    fs::create_dir_all(&scratch).map_err(io_at(&scratch))?;
+    let result = async {
+        let gl_file = format!("{}_gitlab_backup.tar", gl.id);
+        let gl_local = scratch.join(&gl_file);
+        progress(&format!("copying {gl_file} out of the container"));
+        copy_file_out(
+            engine,
+            id,
+            &format!("{GITLAB_BACKUP_DIR}/{gl_file}"),
+            &scratch,
+            &gl_local,
+        )
+        .await?;
+        let secrets_local = scratch.join("gitlab-secrets.json");
+        copy_file_out(engine, id, GITLAB_SECRETS_FILE, &scratch, &secrets_local).await?;
+        let rb_local = scratch.join("gitlab.rb");
+        copy_file_out(engine, id, GITLAB_RB_FILE, &scratch, &rb_local).await?;
+
+        let mut members = vec![
+            (format!("gitlab/{gl_file}"), gl_local),
+            ("etc-gitlab/gitlab-secrets.json".to_owned(), secrets_local),
+            ("etc-gitlab/gitlab.rb".to_owned(), rb_local),
+        ];
+        let l = &opts.local;
+        if let Some(p) = l.config.as_ref().filter(|p| p.is_file()) {
+            members.push(("autogit/autogit.yml".to_owned(), p.clone()));
+        }
+        if let Some(p) = l.platform_env.as_ref().filter(|p| p.is_file()) {
+            members.push(("autogit/platform.env".to_owned(), p.clone()));
+        }
+        if let Some(p) = l.state_snapshot.as_ref().filter(|p| p.is_file()) {
+            members.push(("autogit/state.db".to_owned(), p.clone()));
+        }
+        if let Some(dir) = l.secrets.as_ref().filter(|p| p.is_dir()) {
+            let store = SecretStore::open(dir.parent().unwrap_or(Path::new(".")))
+                .map_err(|e| BackupError::Other(e.to_string()))?;
+            for n in store
+                .names()
+                .map_err(|e| BackupError::Other(e.to_string()))?
+            {
+                members.push((format!("autogit/secrets/{n}"), dir.join(&n)));
+            }
+        }
+        for (m, _) in &members {
+            // What we write must be what a restore accepts.
+            core::classify_member(m)
+                .map_err(|reason| BackupError::Other(format!("{m}: {reason}")))?;
+        }
+        let manifest = Manifest {
+            format: FORMAT,
+            created: core::rfc3339_utc(opts.now),
+            gitlab_version: gl.version.clone(),
+            gitlab_backup_id: gl.id.clone(),
+            autogit_version: opts.autogit_version.clone(),
+            members: Vec::new(),
+        };
+        let final_path = opts.dest.join(core::archive_name(opts.now, &gl.version));
+        progress(&format!("writing {}", final_path.display()));
+        let members_n = members.len() + 1;
+        let size = {
+            let final_path = final_path.clone();
+            tokio::task::spawn_blocking(move || write_archive(&final_path, &members, manifest))
+                .await
+                .map_err(|e| BackupError::Other(e.to_string()))??
+        };
+        Ok::<_, BackupError>((final_path, size, members_n))
+    }
+    .await;
+    let _ = fs::remove_dir_all(&scratch);
+    let (archive, size, members) = result?;
+    // The copy is safe outside; do not keep a second one in the container's volume.
+    let _ = run_in(
+        engine,
+        id,
+        &[
+            "rm",
+            "-f",
+            &format!("{GITLAB_BACKUP_DIR}/{}_gitlab_backup.tar", gl.id),
+        ],
+    )
+    .await;
+    let names: Vec<String> = fs::read_dir(&opts.dest)
+        .map_err(io_at(&opts.dest))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let mut removed = Vec::new();
+    for old in core::retention(&names, opts.keep) {
+        let p = opts.dest.join(&old);
+        fs::remove_file(&p).map_err(io_at(&p))?;
+        removed.push(old);
+    }
+    Ok(BackupReport {
+        archive,
+        size,
+        gitlab_version: gl.version,
+        gitlab_backup_id: gl.id,
+        members,
+        removed,
+    })
+}
+
+/// An archive read and verified: the manifest and where its members were extracted.
+#[derive(Debug)]
+pub struct Verified {
+    pub manifest: Manifest,
+    /// Extracted members, by name.
+    pub dir: PathBuf,
+}
+
+/// Extracts `archive` into the empty directory `into`, refusing unsafe members before
+/// writing anything for them, and verifies the manifest. On error `into` is removed.
+pub fn extract_verified(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
+    let result = extract_inner(archive, into);
+    if result.is_err() {
+        let _ = fs::remove_dir_all(into);
+    }
+    result
+}
+
+fn extract_inner(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
+    let bad = |member: &str, reason: String| BackupError::UnsafeMember {
+        archive: archive.to_owned(),
+        member: member.to_owned(),
+        reason,
+    };
+    fs::create_dir_all(into).map_err(io_at(into))?;
+    let file = File::open(archive).map_err(io_at(archive))?;
+    let mut tar = tar::Archive::new(file);
+    let mut found: Vec<Member> = Vec::new();
+    let mut manifest_bytes = None;
+    for entry in tar.entries().map_err(io_at(archive))? {
+        let mut entry = entry.map_err(io_at(archive))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            return Err(bad(
+                &raw,
+                format!("it is a {kind:?} entry; an autogit backup holds regular files only"),
+            ));
+        }
+        let member_kind = core::classify_member(&raw).map_err(|r| bad(&raw, r))?;
+        if found.iter().any(|m| m.name == raw) {
+            return Err(bad(&raw, "it appears twice".to_owned()));
+        }
+        if member_kind == MemberKind::Manifest {
+            let mut buf = Vec::new();
+            (&mut entry)
+                .take(1 << 20)
+                .read_to_end(&mut buf)
+                .map_err(io_at(archive))?;
+            manifest_bytes = Some(buf);
+            continue;
+        }
+        // classify_member allows only fixed directories and one file name below them.
+        let dest = into.join(&raw);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io_at(parent))?;
+        }
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&dest)
+            .map_err(io_at(&dest))?;
+        let mut reader = Hashing {
+            inner: &mut entry,
+            hash: Sha256::new(),
+            size: 0,
+        };
+        io::copy(&mut reader, &mut out).map_err(io_at(&dest))?;
+        out.sync_all().map_err(io_at(&dest))?;
+        found.push(Member {
+            name: raw,
+            size: reader.size,
+            sha256: hex(&reader.hash.finalize()),
+        });
+    }
+    let manifest_bytes = manifest_bytes.ok_or_else(|| BackupError::Archive {
+        archive: archive.to_owned(),
+        reason: format!("no {MANIFEST}: not an autogit backup, or it was cut short"),
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| BackupError::Archive {
+            archive: archive.to_owned(),
+            reason: format!("{MANIFEST}: {e}"),
+        })?;
+    core::verify_manifest(&manifest, &found).map_err(|reason| BackupError::Archive {
+        archive: archive.to_owned(),
+        reason,
+    })?;
+    Ok(Verified {
+        manifest,
+        dir: into.to_owned(),
+    })
+}
+
+/// Wraps one local file into a tar (for `copy_in`), named `name`, with `mode`.
+fn single_file_tar(src: &Path, name: &str, mode: u32, tar_path: &Path) -> Result<(), BackupError> {
+    let out = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(tar_path)
+        .map_err(io_at(tar_path))?;
+    let mut b = tar::Builder::new(io::BufWriter::new(out));
+    let file = File::open(src).map_err(io_at(src))?;
+    let size = file.metadata().map_err(io_at(src))?.len();
+    let mut h = header(size);
+    h.set_mode(mode);
+    b.append_data(&mut h, name, file.take(size))
+        .map_err(io_at(tar_path))?;
+    b.into_inner()
+        .map_err(io_at(tar_path))?
+        .flush()
+        .map_err(io_at(tar_path))
+}
+
+/// What [`restore`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RestoreReport {
+    pub gitlab_version: String,
+    pub gitlab_backup_id: String,
+    /// autogit secrets put back into the store.
+    pub secrets_restored: Vec<String>,
+    /// Where the archive's autogit.yml / platform.env / state.db were left for comparison.
+    pub kept_for_reference: PathBuf,
+}
+
+/// Restores `archive` into the running GitLab container `id`. Verification and the version
+/// check happen before anything in the container is touched.
+pub async fn restore(
+    engine: &impl ContainerEngine,
+    id: &str,
+    archive: &Path,
+    work: &Path,
+    store: &SecretStore,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<RestoreReport, BackupError> {
+    let stem = archive
+        .file_name()
+        .map(|n| n.to_string_lossy().trim_end_matches(".tar").to_owned())
+        .unwrap_or_else(|| "archive".to_owned());
+    let into = work.join(format!("restore-{stem}"));
+    if into.exists() {
+        fs::remove_dir_all(&into).map_err(io_at(&into))?;
+    }
+    progress(&format!("verifying {}", archive.display()));
+    let verified = {
+        let (a, i) = (archive.to_owned(), into.clone());
+        tokio::task::spawn_blocking(move || extract_verified(&a, &i))
+            .await
+            .map_err(|e| BackupError::Other(e.to_string()))??
+    };
+    let m = &verified.manifest;
+    let running = running_version(engine, id).await?;
+    core::check_version(&m.gitlab_version, &running).map_err(|reason| {
+        BackupError::VersionMismatch {
+            archive: archive.to_owned(),
+            reason,
+        }
+    })?;
+
+    let gl_file = format!("{}_gitlab_backup.tar", m.gitlab_backup_id);
+    let upload = into.join(".upload.tar");
+    single_file_tar(
+        &into.join("gitlab").join(&gl_file),
+        &gl_file,
+        0o600,
+        &upload,
+    )?;
+    progress(&format!("copying {gl_file} into the container"));
+    run_in(engine, id, &["mkdir", "-p", GITLAB_BACKUP_DIR]).await?;
+    engine.copy_in(id, GITLAB_BACKUP_DIR, &upload).await?;
+    let _ = fs::remove_file(&upload);
+    let in_container = format!("{GITLAB_BACKUP_DIR}/{gl_file}");
+    run_in(engine, id, &["chown", "git:git", &in_container]).await?;
+
+    progress("stopping puma and sidekiq");
+    run_in(engine, id, &["gitlab-ctl", "stop", "puma"]).await?;
+    run_in(engine, id, &["gitlab-ctl", "stop", "sidekiq"]).await?;
+    progress(&format!(
+        "gitlab-backup restore BACKUP={}",
+        m.gitlab_backup_id
+    ));
+    let backup_arg = format!("BACKUP={}", m.gitlab_backup_id);
+    let restored = run_in(
+        engine,
+        id,
+        &["gitlab-backup", "restore", &backup_arg, "force=yes"],
+    )
+    .await;
+    if let Err(e) = restored {
+        // Leave GitLab running rather than half-stopped; the error says what failed.
+        let _ = run_in(engine, id, &["gitlab-ctl", "start"]).await;
+        return Err(e);
+    }
+    progress("putting gitlab-secrets.json and gitlab.rb back");
+    for (member, name) in [
+        ("etc-gitlab/gitlab-secrets.json", "gitlab-secrets.json"),
+        ("etc-gitlab/gitlab.rb", "gitlab.rb"),
+    ] {
+        let t = into.join(".etc.tar");
+        single_file_tar(&into.join(member), name, 0o600, &t)?;
+        engine.copy_in(id, "/etc/gitlab", &t).await?;
+        let _ = fs::remove_file(&t);
+    }
+    progress("gitlab-ctl reconfigure and restart");
+    run_in(engine, id, &["gitlab-ctl", "reconfigure"]).await?;
+    run_in(engine, id, &["gitlab-ctl", "restart"]).await?;
+    let _ = run_in(engine, id, &["rm", "-f", &in_container]).await;
+
+    // Tokens in the archive belong to the restored database.
+    let mut secrets_restored = Vec::new();
+    let secrets_dir = into.join("autogit").join("secrets");
+    if secrets_dir.is_dir() {
+        for e in fs::read_dir(&secrets_dir).map_err(io_at(&secrets_dir))? {
+            let e = e.map_err(io_at(&secrets_dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mut value = String::new();
+            File::open(e.path())
+                .and_then(|mut f| f.read_to_string(&mut value))
+                .map_err(io_at(&e.path()))?;
+            store
+                .put(&name, &secrecy::SecretString::from(value))
+                .map_err(|e| BackupError::Other(e.to_string()))?;
+            secrets_restored.push(name);
+        }
+        let _ = fs::remove_dir_all(&secrets_dir);
+    }
+    secrets_restored.sort();
+    // GitLab's own copy of the data and the secrets were only needed to restore.
+    let _ = fs::remove_dir_all(into.join("gitlab"));
+    let _ = fs::remove_dir_all(into.join("etc-gitlab"));
+    Ok(RestoreReport {
+        gitlab_version: m.gitlab_version.clone(),
+        gitlab_backup_id: m.gitlab_backup_id.clone(),
+        secrets_restored,
+        kept_for_reference: into,
+    })
+}
+
+/// The newest archive in `dir`: (file name, size, manifest time from the name).
+pub fn last_backup(dir: &Path) -> Option<(String, u64)> {
+    let mut names: Vec<(String, u64)> = fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let size = e.metadata().ok()?.len();
+            core::is_archive_name(&n).then_some((n, size))
+        })
+        .collect();
+    names.sort();
+    names.pop()
+}

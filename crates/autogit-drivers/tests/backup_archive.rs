@@ -1,0 +1,171 @@
+//! Reading backup archives: hostile archives (zip-slip through `..`, absolute names, links
+//! leaving the target, devices, duplicates) and damaged ones are refused before anything is
+//! written outside the extraction directory, which is removed on refusal.
+
+use autogit_core::backup::{FORMAT, Manifest};
+use autogit_drivers::backup::{BackupError, extract_verified, write_archive};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+const GL: &str = "gitlab/1764556245_2025_12_01_18.5.4_gitlab_backup.tar";
+
+fn manifest() -> Manifest {
+    Manifest {
+        format: FORMAT,
+        created: "2025-12-01T02:30:45Z".into(),
+        gitlab_version: "18.5.4".into(),
+        gitlab_backup_id: "1764556245_2025_12_01_18.5.4".into(),
+        autogit_version: "test".into(),
+        members: Vec::new(),
+    }
+}
+
+/// A good archive written by the production writer.
+fn good(dir: &Path) -> PathBuf {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("gl.tar"), b"gitlab backup bytes").unwrap();
+    std::fs::write(src.join("secrets.json"), b"{}").unwrap();
+    let out = dir.join("autogit-backup-20251201T023045Z-18.5.4.tar");
+    write_archive(
+        &out,
+        &[
+            (GL.to_owned(), src.join("gl.tar")),
+            (
+                "etc-gitlab/gitlab-secrets.json".to_owned(),
+                src.join("secrets.json"),
+            ),
+        ],
+        manifest(),
+    )
+    .unwrap();
+    out
+}
+
+/// Writes a raw ustar header with any name (the tar crate refuses to build hostile ones).
+fn raw_entry(out: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8]) {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    let size = format!("{:011o}", data.len());
+    h[124..135].copy_from_slice(size.as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+}
+
+fn hostile(dir: &Path, entries: &[(&str, u8, &str, &[u8])]) -> PathBuf {
+    let mut bytes = Vec::new();
+    for (name, kind, link, data) in entries {
+        raw_entry(&mut bytes, name, *kind, link, data);
+    }
+    bytes.extend_from_slice(&[0u8; 1024]);
+    let p = dir.join("hostile.tar");
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+#[test]
+fn a_good_archive_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = good(dir.path());
+    let v = extract_verified(&a, &dir.path().join("out")).unwrap();
+    assert_eq!(v.manifest.members.len(), 2);
+    let digest: String = Sha256::digest(b"gitlab backup bytes")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(v.manifest.members[0].sha256, digest);
+    assert_eq!(
+        std::fs::read(dir.path().join("out").join(GL)).unwrap(),
+        b"gitlab backup bytes"
+    );
+}
+
+#[test]
+fn hostile_members_are_refused_and_nothing_escapes() {
+    let cases: &[(&str, u8, &str, &str)] = &[
+        ("../escaped", b'0', "", "`..`"),
+        ("gitlab/../../escaped", b'0', "", "`..`"),
+        ("/tmp/autogit-escaped-abs", b'0', "", "absolute"),
+        ("gitlab/link", b'2', "/etc/passwd", "Symlink"),
+        ("autogit/secrets/hard", b'1', "../../escaped", "Link"),
+        ("autogit/secrets/dev", b'3', "", "Char"),
+        ("autogit/secrets/dir", b'5', "", "Directory"),
+        ("etc/shadow", b'0', "", "not part of an autogit backup"),
+    ];
+    for (name, kind, link, why) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let a = hostile(dir.path(), &[(name, *kind, link, b"evil")]);
+        let into = dir.path().join("work/out");
+        let e = extract_verified(&a, &into).unwrap_err();
+        assert!(
+            matches!(e, BackupError::UnsafeMember { .. }) && e.to_string().contains(why),
+            "{name}: {e}"
+        );
+        assert!(e.to_string().contains("nothing was restored"), "{e}");
+        assert!(!into.exists(), "{name}: extraction dir left behind");
+        assert!(!dir.path().join("work/escaped").exists());
+        assert!(!dir.path().join("escaped").exists());
+        assert!(!Path::new("/tmp/autogit-escaped-abs").exists());
+    }
+}
+
+#[test]
+fn duplicates_missing_manifest_and_tampering_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = hostile(
+        dir.path(),
+        &[
+            ("autogit/secrets/tok", b'0', "", b"one"),
+            ("autogit/secrets/tok", b'0', "", b"two"),
+        ],
+    );
+    let e = extract_verified(&a, &dir.path().join("o1")).unwrap_err();
+    assert!(e.to_string().contains("appears twice"), "{e}");
+
+    let a = hostile(dir.path(), &[("autogit/secrets/tok", b'0', "", b"one")]);
+    let e = extract_verified(&a, &dir.path().join("o2")).unwrap_err();
+    assert!(e.to_string().contains("no manifest.json"), "{e}");
+
+    // Flip one byte of a member's data: its digest no longer matches the manifest.
+    let a = good(dir.path());
+    let mut bytes = std::fs::read(&a).unwrap();
+    let at = bytes
+        .windows(19)
+        .position(|w| w == b"gitlab backup bytes")
+        .unwrap();
+    bytes[at] ^= 0x20;
+    std::fs::write(&a, &bytes).unwrap();
+    let e = extract_verified(&a, &dir.path().join("o3")).unwrap_err();
+    assert!(e.to_string().contains("does not match the manifest"), "{e}");
+    assert!(!dir.path().join("o3").exists());
+}
+
+#[test]
+fn a_failing_write_leaves_neither_archive_nor_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir
+        .path()
+        .join("autogit-backup-20251201T023045Z-18.5.4.tar");
+    // A member that cannot be read fails the write half-way.
+    let e = write_archive(
+        &out,
+        &[(GL.to_owned(), dir.path().join("missing"))],
+        manifest(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("missing"), "{e}");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -1,0 +1,140 @@
+//! `autogit backup` and `autogit restore` through the real binary on the real engine. The
+//! platform runs the backup stand-in (`testing::fake_gitlab_backup_image`: `gitlab-backup`,
+//! `gitlab-ctl`, `/etc/gitlab` laid out as in GitLab's image), since GitLab cannot run here.
+
+mod common;
+
+use common::{Run, cmd, docker, finish, have_engine, run};
+use serde_json::Value;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+fn autogit(dir: &Path, args: &[&str]) -> Run {
+    let data = dir.join("data");
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend(["--data-dir", data.to_str().unwrap()]);
+    run(dir, &a)
+}
+
+#[test]
+fn backup_then_restore_through_the_binary() {
+    if !have_engine() {
+        return;
+    }
+    let image = autogit_drivers::testing::fake_gitlab_backup_image("18.5.4").unwrap();
+    // The planner derives `<image>:<version>-ce.0`.
+    docker(&["tag", &image, "autogit-test/gitlab-backup:18.5.4-ce.0"]);
+    let dir = tempfile::tempdir().unwrap();
+    let project = format!("agt-backupcli-{}", std::process::id());
+    std::fs::write(
+        dir.path().join("autogit.yml"),
+        format!(
+            "gitlab:\n  image: autogit-test/gitlab-backup\n  version: \"18.5.4\"\n  ports: {{http: 31380, https: 31381, ssh: 31382}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\nrunners: {{}}\nbackup: {{retention: 2}}\nplatform:\n  project: {project}\n"
+        ),
+    )
+    .unwrap();
+    struct Down<'a>(&'a Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = autogit(self.0, &["down", "--volumes", "--yes"]);
+        }
+    }
+    let _down = Down(dir.path());
+    let r = autogit(
+        dir.path(),
+        &["install", "--wait", "0", "--no-bootstrap", "-q"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let c = format!("{project}-gitlab");
+    docker(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "mkdir -p /var/opt/gitlab/data && echo before > /var/opt/gitlab/data/marker",
+    ]);
+
+    let r = autogit(dir.path(), &["backup", "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let archive = v["backup"]["archive"].as_str().unwrap().to_owned();
+    assert!(archive.starts_with(dir.path().join("data/backups").to_str().unwrap()));
+    assert_eq!(
+        std::fs::metadata(&archive).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        r.stderr.contains("gitlab-backup create"),
+        "progress: {}",
+        r.stderr
+    );
+
+    docker(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "echo after > /var/opt/gitlab/data/marker",
+    ]);
+    // Without --yes and without a terminal, nothing happens.
+    let out = cmd(dir.path())
+        .args(["restore", &archive, "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let r = finish(out);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--yes"), "{}", r.stderr);
+    assert_eq!(
+        docker(&["exec", &c, "cat", "/var/opt/gitlab/data/marker"]),
+        "after"
+    );
+
+    let r = autogit(
+        dir.path(),
+        &["restore", &archive, "--yes", "--wait", "0", "-o", "json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["restore"]["gitlab_version"], "18.5.4");
+    assert_eq!(
+        docker(&["exec", &c, "cat", "/var/opt/gitlab/data/marker"]),
+        "before"
+    );
+
+    // `gitlab status` names the last backup (GitLab's API is not there: exit 1, JSON still).
+    let r = autogit(
+        dir.path(),
+        &[
+            "gitlab",
+            "status",
+            "--url",
+            "http://127.0.0.1:9",
+            "-o",
+            "json",
+        ],
+    );
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let name = Path::new(&archive).file_name().unwrap().to_str().unwrap();
+    assert_eq!(v["last_backup"]["archive"], name, "{}", r.stdout);
+
+    // A damaged archive is refused before the container is touched.
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    let bad = dir.path().join("damaged.tar");
+    std::fs::write(&bad, &bytes).unwrap();
+    docker(&["exec", &c, "sh", "-c", ": > /var/log/gitlab/stand-in.log"]);
+    let r = autogit(
+        dir.path(),
+        &["restore", bad.to_str().unwrap(), "--yes", "--wait", "0"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("restore failed"), "{}", r.stderr);
+    assert_eq!(
+        docker(&["exec", &c, "cat", "/var/log/gitlab/stand-in.log"]),
+        "",
+        "nothing may run in GitLab for a damaged archive"
+    );
+}
