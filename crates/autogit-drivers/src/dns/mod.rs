@@ -76,7 +76,9 @@ pub enum DnsProviderError {
         "no answer from DNS server {server} within {after:?}: check RFC2136_SERVER and that the server listens on TCP"
     )]
     Timeout { server: String, after: Duration },
-    #[error("cannot reach DNS server {server}: {source}")]
+    #[error(
+        "cannot reach DNS server {server}: {source}; check RFC2136_SERVER (host:port of the zone's primary) and that it listens on TCP"
+    )]
     Connect {
         server: String,
         #[source]
