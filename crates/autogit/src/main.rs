@@ -4,6 +4,7 @@
 mod cli;
 mod commands;
 mod ctx;
+mod dns_cmd;
 mod guard_cmd;
 mod runtime_cmd;
 mod ui;
