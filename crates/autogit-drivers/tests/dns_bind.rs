@@ -377,7 +377,10 @@ async fn wrong_secret_is_tsig_rejected_naming_the_key_not_the_secret() {
 
 #[tokio::test]
 async fn zone_without_allow_update_is_refused_with_the_bind_hint() {
-    let Some(bind) = start(&[TestZone::new("locked.test", "").read_only()]) else {
+    let Some(bind) = start(&[
+        TestZone::new("locked.test", "").read_only(),
+        TestZone::new("secret.test", "").no_transfer(),
+    ]) else {
         return;
     };
     let p = provider(&bind, "locked.test");
@@ -392,20 +395,40 @@ async fn zone_without_allow_update_is_refused_with_the_bind_hint() {
     assert!(matches!(err, DnsProviderError::Refused { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains("allow-update { key autogit-test-key; };") && msg.contains("locked.test"),
+        msg.contains("allow-update { key autogit-test-key; };")
+            && !msg.contains("allow-transfer")
+            && msg.contains("locked.test"),
         "{msg}"
+    );
+
+    // Updates allowed, transfers not: `dns plan` cannot read the zone, and says which setting.
+    let p = provider(&bind, "secret.test");
+    p.apply(&[Change::Create {
+        record: rec("x.secret.test", RecordType::A, "203.0.113.1"),
+    }])
+    .await
+    .unwrap();
+    let err = p.transfer().await.unwrap_err();
+    assert!(matches!(err, DnsProviderError::Refused { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("allow-transfer { key autogit-test-key; };"),
+        "{err}"
     );
 
     // A zone the server does not serve at all.
     let p = provider(&bind, "other.test");
-    let err = p.transfer().await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DnsProviderError::NotAuth { .. } | DnsProviderError::Refused { .. }
-        ),
-        "{err:?}"
-    );
+    let transfer = p.transfer().await.unwrap_err();
+    let update = p
+        .apply(&[Change::Create {
+            record: rec("x.other.test", RecordType::A, "203.0.113.1"),
+        }])
+        .await
+        .unwrap_err();
+    for err in [transfer, update] {
+        assert!(matches!(err, DnsProviderError::NotAuth { .. }), "{err:?}");
+        assert!(err.to_string().contains("other.test"), "{err}");
+    }
 }
 
 #[tokio::test]

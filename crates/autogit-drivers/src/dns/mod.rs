@@ -53,13 +53,15 @@ pub enum DnsProviderError {
     )]
     BadResponseSignature { server: String, key: String },
     #[error(
-        "{server} refused to {operation} zone `{zone}` (REFUSED): allow it for key `{key}` in the zone's configuration (BIND: `allow-update {{ key {key}; }};` / `allow-transfer {{ key {key}; }};`)"
+        "{server} refused to {operation} zone `{zone}` (REFUSED): allow it for key `{key}` in the zone's configuration on the primary (BIND: `{setting}`)"
     )]
     Refused {
         server: String,
         zone: String,
         key: String,
         operation: &'static str,
+        /// The BIND zone option that allows it, e.g. `allow-update { key autogit; };`.
+        setting: String,
     },
     #[error(
         "{server} is not authoritative for zone `{zone}` (NOTAUTH): check DNS_ZONE / BASE_DOMAIN and RFC2136_SERVER (it must be the zone's primary)"

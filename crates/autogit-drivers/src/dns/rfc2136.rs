@@ -414,6 +414,11 @@ impl Rfc2136 {
                 zone: self.zone_text.clone(),
                 key: self.key_name.clone(),
                 operation: Self::operation_name(op),
+                setting: match op {
+                    "update" => format!("allow-update {{ key {}; }};", self.key_name),
+                    "transfer" => format!("allow-transfer {{ key {}; }};", self.key_name),
+                    _ => "allow-query { any; };".to_owned(),
+                },
             }),
             ResponseCode::NotAuth => Err(DnsProviderError::NotAuth {
                 server: self.server.clone(),

@@ -26,6 +26,8 @@ pub struct TestZone {
     pub records: String,
     /// `allow-update { key K; };` (else updates are refused).
     pub allow_update: bool,
+    /// `allow-transfer { key K; };` (else transfers are refused).
+    pub allow_transfer: bool,
 }
 
 impl TestZone {
@@ -34,12 +36,19 @@ impl TestZone {
             name: name.to_owned(),
             records: records.to_owned(),
             allow_update: true,
+            allow_transfer: true,
         }
     }
 
     /// The same zone without `allow-update`.
     pub fn read_only(mut self) -> Self {
         self.allow_update = false;
+        self
+    }
+
+    /// The same zone without `allow-transfer` (BIND then refuses every AXFR).
+    pub fn no_transfer(mut self) -> Self {
+        self.allow_transfer = false;
         self
     }
 }
@@ -259,9 +268,14 @@ key "{KEY_NAME}" {{
         } else {
             String::new()
         };
+        let transfer = if z.allow_transfer {
+            format!("allow-transfer {{ key \"{KEY_NAME}\"; }};")
+        } else {
+            "allow-transfer { none; };".to_owned()
+        };
         let _ = writeln!(
             conf,
-            "zone \"{}\" {{ type primary; file \"{}\"; {update} allow-transfer {{ key \"{KEY_NAME}\"; }}; }};",
+            "zone \"{}\" {{ type primary; file \"{}\"; {update} {transfer} }};",
             z.name,
             file.display()
         );
