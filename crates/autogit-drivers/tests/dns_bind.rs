@@ -223,6 +223,21 @@ async fn transfer_of_a_zone_spanning_many_messages() {
 }
 
 #[tokio::test]
+async fn sha384_and_sha512_keys() {
+    let Some(named) = named_or_skip() else {
+        return;
+    };
+    for algorithm in ["hmac-sha384", "hmac-sha512"] {
+        let bind = Bind::start_with_algorithm(&named, &[TestZone::new(ZONE, "")], algorithm)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let p = provider(&bind, ZONE);
+        let desired = desired_records(&target(DnsMode::Wildcard, "203.0.113.7", &[]), PROJECT);
+        assert_eq!(sync(&p, &desired).await.changes.len(), 4, "{algorithm}");
+        assert!(sync(&p, &desired).await.is_empty(), "{algorithm}");
+    }
+}
+
+#[tokio::test]
 async fn two_txt_values_at_one_name_coexist() {
     let Some(bind) = start(&[TestZone::new(ZONE, "")]) else {
         return;

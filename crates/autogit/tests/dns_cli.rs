@@ -255,3 +255,57 @@ fn unsupported_and_unset_providers_say_what_works() {
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("INGRESS_IP is not set"), "{}", r.stderr);
 }
+
+#[tokio::test]
+async fn base_domain_below_the_zone_apex() {
+    let Some(bind) = start("") else {
+        return;
+    };
+    let d = tempfile::tempdir().unwrap();
+    write_env(
+        d.path(),
+        &bind.server(),
+        &format!(
+            "DNS_ZONE={ZONE}\nDNS_TTL=120\nRFC2136_TSIG_SECRET={}\n",
+            bind.secret()
+        ),
+    );
+    let env = [("BASE_DOMAIN", "lab.example.test")];
+    let sync = json(&dns(d.path(), &["sync", "-o", "json"], &env));
+    let names: Vec<&str> = sync["applied"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["record"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "*.lab.example.test",
+            "_autogit._wildcard.lab.example.test",
+            "_autogit.lab.example.test",
+            "lab.example.test"
+        ],
+        "{sync}"
+    );
+    assert!(
+        sync["applied"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["record"]["ttl"] == 120),
+        "{sync}"
+    );
+    assert_eq!(
+        a_records(&bind, "gitlab.lab.example.test").await,
+        ["203.0.113.7"]
+    );
+    let again = json(&dns(d.path(), &["sync", "-o", "json"], &env));
+    assert_eq!(again["applied"], serde_json::json!([]), "{again}");
+    assert_eq!(again["in_sync"], true, "{again}");
+
+    // A BASE_DOMAIN outside DNS_ZONE is a configuration error, found before any network I/O.
+    let r = dns(d.path(), &["plan"], &[("BASE_DOMAIN", "example.org")]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("DNS_ZONE"), "{}", r.stderr);
+}

@@ -1,5 +1,5 @@
 //! A throwaway BIND 9 (`named`) for tests of the RFC 2136 provider: a primary zone (or more)
-//! in a temporary directory, one TSIG key (hmac-sha256, random secret), listening on a free
+//! in a temporary directory, one TSIG key (hmac-sha256 unless told otherwise, random secret), listening on a free
 //! port of 127.0.0.1 (UDP and TCP). `named` logs to `named.log` in that directory (never to
 //! the test's stdout); the log's tail is printed when a test fails. The server is killed and
 //! the directory removed on drop.
@@ -59,6 +59,7 @@ pub struct Bind {
     dir: PathBuf,
     port: u16,
     secret: String,
+    algorithm: &'static str,
 }
 
 /// Where `named` is, or `None` (Debian installs it in /usr/sbin, not on every PATH).
@@ -100,6 +101,15 @@ impl Bind {
     /// Starts `named` serving `zones`; waits until it answers on TCP. Retries on another port
     /// when the chosen one was taken in the meantime.
     pub fn start(named: &Path, zones: &[TestZone]) -> Result<Bind, String> {
+        Self::start_with_algorithm(named, zones, "hmac-sha256")
+    }
+
+    /// As [`Bind::start`], with a key of `algorithm` (`hmac-sha384`, `hmac-sha512`, ...).
+    pub fn start_with_algorithm(
+        named: &Path,
+        zones: &[TestZone],
+        algorithm: &'static str,
+    ) -> Result<Bind, String> {
         let mut raw = [0u8; 32];
         getrandom::fill(&mut raw).map_err(|e| format!("random secret: {e}"))?;
         let secret = data_encoding::BASE64.encode(&raw);
@@ -110,7 +120,7 @@ impl Bind {
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
             let port = free_port();
-            write_config(&dir, port, &secret, zones)?;
+            write_config(&dir, port, &secret, algorithm, zones)?;
             let out = std::fs::File::create(dir.join("named.out"))
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
             let err = out.try_clone().map_err(|e| e.to_string())?;
@@ -132,6 +142,7 @@ impl Bind {
                 dir,
                 port,
                 secret: secret.clone(),
+                algorithm,
             };
             match bind.wait_ready() {
                 Ok(()) => return Ok(bind),
@@ -188,7 +199,7 @@ impl Bind {
             server: self.server(),
             zone: zone.to_owned(),
             key_name: KEY_NAME.to_owned(),
-            algorithm: "hmac-sha256".to_owned(),
+            algorithm: self.algorithm.to_owned(),
             secret: SecretString::from(self.secret.clone()),
             timeout: Duration::from_secs(5),
         }
@@ -232,7 +243,13 @@ impl Drop for Bind {
     }
 }
 
-fn write_config(dir: &Path, port: u16, secret: &str, zones: &[TestZone]) -> Result<(), String> {
+fn write_config(
+    dir: &Path,
+    port: u16,
+    secret: &str,
+    algorithm: &str,
+    zones: &[TestZone],
+) -> Result<(), String> {
     let d = dir.display();
     let mut conf = format!(
         r#"options {{
@@ -251,7 +268,7 @@ logging {{
     category default {{ test; }};
 }};
 key "{KEY_NAME}" {{
-    algorithm hmac-sha256;
+    algorithm {algorithm};
     secret "{secret}";
 }};
 "#
