@@ -238,6 +238,43 @@ async fn sha384_and_sha512_keys() {
 }
 
 #[tokio::test]
+async fn an_update_after_a_concurrent_change_applies_nothing() {
+    let Some(bind) = start(&[TestZone::new(ZONE, FOREIGN)]) else {
+        return;
+    };
+    let ours = provider(&bind, ZONE);
+    let someone_else = provider(&bind, ZONE);
+    let desired = desired_records(&target(DnsMode::Wildcard, "203.0.113.7", &[]), PROJECT);
+    let plan = dns_plan(&desired, &ours.list(&[]).await.unwrap(), PROJECT);
+
+    // Between our read and our update, another client changes the zone.
+    let theirs = rec("x.example.test", RecordType::A, "198.51.100.9");
+    someone_else
+        .apply(&[Change::Create {
+            record: theirs.clone(),
+        }])
+        .await
+        .unwrap();
+    let err = ours.apply(&plan.changes).await.unwrap_err();
+    assert!(
+        matches!(err, DnsProviderError::ZoneChanged { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("run the command again"), "{err}");
+    let zone = ours.transfer().await.unwrap();
+    assert!(zone.contains(&theirs), "{zone:#?}");
+    assert!(
+        !zone.iter().any(|r| r.name.starts_with("_autogit")),
+        "{zone:#?}"
+    );
+
+    // Read again, plan again: it goes through.
+    let plan = sync(&ours, &desired).await;
+    assert_eq!(plan.changes.len(), 4, "{plan}");
+    assert!(sync(&ours, &desired).await.is_empty());
+}
+
+#[tokio::test]
 async fn two_txt_values_at_one_name_coexist() {
     let Some(bind) = start(&[TestZone::new(ZONE, "")]) else {
         return;

@@ -11,8 +11,8 @@ use autogit_core::dns::{
     Change, ConflictReason, DnsPlan, DnsTarget, Record, desired_records, dns_plan,
 };
 use autogit_core::platform::DnsProvider as Kind;
-use autogit_drivers::dns::DnsProvider;
 use autogit_drivers::dns::rfc2136::{Rfc2136, Rfc2136Config};
+use autogit_drivers::dns::{DnsProvider, DnsProviderError};
 use clap::Subcommand;
 use secrecy::SecretString;
 use serde_json::json;
@@ -33,7 +33,7 @@ pub enum DnsCommand {
 }
 
 enum Backend {
-    Rfc2136(Rfc2136),
+    Rfc2136(Box<Rfc2136>),
     /// DNS_PROVIDER=manual: autogit lists the records; a person creates them.
     Manual,
 }
@@ -73,7 +73,7 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
     let desired = desired_records(&target, &plan.project);
     let backend = match kind {
         Kind::Rfc2136 => match rfc2136(&loaded, &target) {
-            Ok(p) => Backend::Rfc2136(p),
+            Ok(p) => Backend::Rfc2136(Box::new(p)),
             Err(msg) => {
                 ui.error(&msg);
                 return exit::INVALID_CONFIG;
@@ -179,7 +179,19 @@ async fn sync_cmd(ui: &Ui, p: &Rfc2136, desired: &[Record], project: &str) -> u8
     };
     if !plan.changes.is_empty() {
         if let Err(e) = p.apply(&plan.changes).await {
-            ui.error(&format!("{e}; the zone was not changed"));
+            // An error answer means the server applied nothing (one update, all or nothing);
+            // without an answer nobody knows.
+            let outcome = match e {
+                DnsProviderError::Timeout { .. }
+                | DnsProviderError::Connect { .. }
+                | DnsProviderError::Protocol { .. }
+                | DnsProviderError::BadResponseSignature { .. } => {
+                    "; the update may or may not have been applied: run `autogit dns plan` to see"
+                }
+                DnsProviderError::ZoneChanged { .. } => "",
+                _ => "; nothing was applied",
+            };
+            ui.error(&format!("{e}{outcome}"));
             return exit::FAILURE;
         }
         // Read back: what was applied must be what the zone now holds.

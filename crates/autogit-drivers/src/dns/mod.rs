@@ -27,7 +27,9 @@ pub trait DnsProvider: Send + Sync {
         names: &[String],
     ) -> impl Future<Output = Result<Vec<Record>, DnsProviderError>> + Send;
 
-    /// Apply the changes, atomically where the backend can (RFC 2136: one update message).
+    /// Apply the changes, atomically where the backend can (RFC 2136: one update message), and
+    /// where it can, only if the zone is still as the last `list` saw it
+    /// ([`DnsProviderError::ZoneChanged`] otherwise).
     fn apply(
         &self,
         changes: &[Change],
@@ -63,6 +65,10 @@ pub enum DnsProviderError {
         /// The BIND zone option that allows it, e.g. `allow-update { key autogit; };`.
         setting: String,
     },
+    #[error(
+        "zone `{zone}` on {server} changed between reading it and updating it (NXRRSET on its SOA); nothing was applied: run the command again"
+    )]
+    ZoneChanged { server: String, zone: String },
     #[error(
         "{server} is not authoritative for zone `{zone}` (NOTAUTH): check DNS_ZONE / BASE_DOMAIN and RFC2136_SERVER (it must be the zone's primary)"
     )]
