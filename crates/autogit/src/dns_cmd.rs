@@ -20,6 +20,8 @@ use std::time::Duration;
 
 /// Per network step (connect, each read) when talking to the DNS server.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Reads and updates of `dns sync` when the zone keeps changing in between.
+const SYNC_ATTEMPTS: u32 = 3;
 
 #[derive(Subcommand, Debug)]
 pub enum DnsCommand {
@@ -170,38 +172,51 @@ async fn plan_cmd(ui: &Ui, p: &Rfc2136, desired: &[Record], project: &str) -> u8
 }
 
 async fn sync_cmd(ui: &Ui, p: &Rfc2136, desired: &[Record], project: &str) -> u8 {
-    let plan = match current_plan(p, desired, project).await {
-        Ok(plan) => plan,
-        Err(e) => {
-            ui.error(&e);
-            return exit::FAILURE;
+    let mut attempt = 0;
+    let plan = loop {
+        attempt += 1;
+        let plan = match current_plan(p, desired, project).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                ui.error(&e);
+                return exit::FAILURE;
+            }
+        };
+        if plan.changes.is_empty() {
+            break plan;
+        }
+        match p.apply(&plan.changes).await {
+            Ok(()) => break plan,
+            // Someone else changed the zone after we read it: read and plan again.
+            Err(DnsProviderError::ZoneChanged { .. }) if attempt < SYNC_ATTEMPTS => {
+                ui.note("the zone changed while syncing; reading it again");
+            }
+            Err(e) => {
+                // An error answer means the server applied nothing (one update, all or
+                // nothing); without an answer nobody knows.
+                let outcome = match e {
+                    DnsProviderError::Timeout { .. }
+                    | DnsProviderError::Connect { .. }
+                    | DnsProviderError::Protocol { .. }
+                    | DnsProviderError::BadResponseSignature { .. } => {
+                        "; the update may or may not have been applied: run `autogit dns plan` to see"
+                    }
+                    DnsProviderError::ZoneChanged { .. } => "",
+                    _ => "; nothing was applied",
+                };
+                ui.error(&format!("{e}{outcome}"));
+                return exit::FAILURE;
+            }
         }
     };
     if !plan.changes.is_empty() {
-        if let Err(e) = p.apply(&plan.changes).await {
-            // An error answer means the server applied nothing (one update, all or nothing);
-            // without an answer nobody knows.
-            let outcome = match e {
-                DnsProviderError::Timeout { .. }
-                | DnsProviderError::Connect { .. }
-                | DnsProviderError::Protocol { .. }
-                | DnsProviderError::BadResponseSignature { .. } => {
-                    "; the update may or may not have been applied: run `autogit dns plan` to see"
-                }
-                DnsProviderError::ZoneChanged { .. } => "",
-                _ => "; nothing was applied",
-            };
-            ui.error(&format!("{e}{outcome}"));
-            return exit::FAILURE;
-        }
         // Read back: what was applied must be what the zone now holds.
         match current_plan(p, desired, project).await {
             Ok(after) if after.changes.is_empty() => {}
             Ok(after) => {
                 ui.error(&format!(
-                    "{} accepted the update but the zone still differs: {}",
+                    "{} accepted the update but the zone still differs; still to do:\n{after}",
                     p.describe(),
-                    after.changes.len()
                 ));
                 return exit::FAILURE;
             }
