@@ -309,3 +309,42 @@ async fn base_domain_below_the_zone_apex() {
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.stderr.contains("DNS_ZONE"), "{}", r.stderr);
 }
+
+#[test]
+fn secret_file_problems_name_the_variable_and_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("no-such-file");
+    write_env(
+        d.path(),
+        "127.0.0.1",
+        &format!("RFC2136_TSIG_SECRET_FILE={}\n", missing.display()),
+    );
+    let r = dns(d.path(), &["plan"], &[]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("RFC2136_TSIG_SECRET_FILE: cannot read")
+            && r.stderr.contains(&missing.display().to_string()),
+        "{}",
+        r.stderr
+    );
+
+    let empty = d.path().join("empty");
+    fs::write(&empty, "\n").unwrap();
+    let file = empty.display().to_string();
+    let r = dns(d.path(), &["plan"], &[("RFC2136_TSIG_SECRET_FILE", &file)]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(r.stderr.contains("is empty"), "{}", r.stderr);
+
+    // Not base64: the message names the key, not the value.
+    let r = dns(
+        d.path(),
+        &["plan"],
+        &[("RFC2136_TSIG_SECRET", "not base64 at all!")],
+    );
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not valid base64") && !r.stderr.contains("not base64 at all"),
+        "{}",
+        r.stderr
+    );
+}
