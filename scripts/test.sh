@@ -12,6 +12,9 @@ apt_need socat socat
 apt_need sqlite3 sqlite3
 apt_need nginx-light nginx
 apt_need prometheus promtool
+# named lives in /usr/sbin, which is not on every user's PATH.
+PATH="$PATH:/usr/sbin:/sbin" apt_need bind9 named
+apt_need bind9-utils named-checkconf
 logs=$PWD/target/test-logs
 mkdir -p "$logs"
 

@@ -147,6 +147,10 @@ pub struct PlatformEnv {
     pub ingress_https_port: u16,
     pub dns_provider: DnsProvider,
     pub dns_mode: DnsMode,
+    /// TTL of the records autogit writes (DNS_TTL), seconds.
+    pub dns_ttl: u32,
+    /// The zone to update (DNS_ZONE); `None`: BASE_DOMAIN is the zone apex.
+    pub dns_zone: Option<String>,
     /// Where each explicit port was set, for collision diagnostics.
     #[serde(skip)]
     pub port_locs: BTreeMap<ServiceId, Loc>,
@@ -169,6 +173,8 @@ impl Default for PlatformEnv {
             ingress_https_port: 443,
             dns_provider: DnsProvider::None,
             dns_mode: DnsMode::Wildcard,
+            dns_ttl: 300,
+            dns_zone: None,
             port_locs: BTreeMap::new(),
             ingress_port_locs: [None, None],
         }
@@ -193,6 +199,7 @@ const KNOWN: &[&str] = &[
     "RFC2136_TSIG_KEY_NAME",
     "RFC2136_TSIG_ALGORITHM",
     "RFC2136_TSIG_SECRET",
+    "RFC2136_TSIG_SECRET_FILE",
     "CLOUDFLARE_API_TOKEN",
     "CLOUDFLARE_ZONE_ID",
     "AWS_ACCESS_KEY_ID",
@@ -204,6 +211,10 @@ const KNOWN: &[&str] = &[
     "GCP_SERVICE_ACCOUNT_FILE",
     "DNSMASQ_CONFIG_PATH",
 ];
+
+/// Secrets that may instead be read from a file named by `<KEY>_FILE` (Docker/systemd
+/// credentials style); the file's content, without a trailing newline, is the value.
+pub const FILE_VARIANTS: &[&str] = &["RFC2136_TSIG_SECRET"];
 
 /// One `KEY=VALUE` entry with where it came from.
 #[derive(Clone, Debug)]
@@ -537,7 +548,13 @@ pub fn load_platform(
             }
         }
         for req in p.dns_provider.required_keys() {
-            if get(req).is_none() {
+            let from_file = FILE_VARIANTS.contains(req);
+            if get(req).is_none() && !(from_file && get(&format!("{req}_FILE")).is_some()) {
+                let or_file = if from_file {
+                    format!(" (or {req}_FILE=<path of a file holding it>)")
+                } else {
+                    String::new()
+                };
                 diags.push(
                     Diagnostic::error(
                         "dns-missing",
@@ -545,7 +562,9 @@ pub fn load_platform(
                     )
                     .at(Some(e.loc))
                     .path((*req).to_owned())
-                    .help(format!("add {req}=... to the .env file or the environment")),
+                    .help(format!(
+                        "add {req}=...{or_file} to the .env file or the environment"
+                    )),
                 );
             }
         }
@@ -555,6 +574,32 @@ pub fn load_platform(
             "wildcard" => p.dns_mode = DnsMode::Wildcard,
             "per-service" => p.dns_mode = DnsMode::PerService,
             _ => diags.push(bad(e, "`wildcard` or `per-service`")),
+        }
+    }
+    if let Some(e) = get("DNS_TTL") {
+        match e.value.trim().parse::<u32>() {
+            Ok(t) if (1..=604_800).contains(&t) => p.dns_ttl = t,
+            _ => diags.push(bad(e, "a TTL in seconds from 1 to 604800, e.g. 300")),
+        }
+    }
+    if let Some(e) = get("DNS_ZONE") {
+        let zone = e.value.trim_end_matches('.').to_ascii_lowercase();
+        match check_hostname(&zone) {
+            Ok(()) => {
+                let inside = p
+                    .base_domain
+                    .as_deref()
+                    .is_none_or(|b| b == zone || b.ends_with(&format!(".{zone}")));
+                if inside {
+                    p.dns_zone = Some(zone);
+                } else {
+                    diags.push(
+                        bad(e, "the zone that holds BASE_DOMAIN (BASE_DOMAIN or a parent of it)")
+                            .help("DNS_ZONE is the zone apex on the DNS server; leave it unset when BASE_DOMAIN is the apex"),
+                    );
+                }
+            }
+            Err(why) => diags.push(bad(e, "a zone name such as example.com").help(why)),
         }
     }
     (p, merged)
@@ -572,3 +617,52 @@ impl MessageWith for Diagnostic {
 
 /// The commented `.env` that `autogit init` writes.
 pub const ENV_TEMPLATE: &str = include_str!("default.env");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> (PlatformEnv, Vec<String>) {
+        let mut sources = Sources::new();
+        let mut diags = Diagnostics::default();
+        let (p, _) = load_platform(Some((".env", text)), &[], &mut sources, &mut diags);
+        let codes = diags
+            .0
+            .iter()
+            .map(|d| format!("{}: {}", d.code, d.message))
+            .collect();
+        (p, codes)
+    }
+
+    #[test]
+    fn dns_settings() {
+        let rfc = "BASE_DOMAIN=git.example.com\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER=10.0.0.2\nRFC2136_TSIG_KEY_NAME=k\n";
+        let (p, d) = load(&format!(
+            "{rfc}RFC2136_TSIG_SECRET_FILE=/run/secrets/tsig\nDNS_TTL=60\nDNS_ZONE=Example.COM.\n"
+        ));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.dns_provider, DnsProvider::Rfc2136);
+        assert_eq!(
+            (p.dns_ttl, p.dns_zone.as_deref()),
+            (60, Some("example.com"))
+        );
+
+        let (p, d) = load(rfc);
+        assert_eq!(p.dns_ttl, 300);
+        assert_eq!(
+            d,
+            ["dns-missing: DNS_PROVIDER=rfc2136 needs `RFC2136_TSIG_SECRET`"]
+        );
+
+        let (_, d) = load(&format!(
+            "{rfc}RFC2136_TSIG_SECRET=c2VjcmV0\nDNS_TTL=0\nDNS_ZONE=other.org\n"
+        ));
+        assert_eq!(
+            d,
+            [
+                "invalid-value: invalid value for `DNS_TTL`",
+                "invalid-value: invalid value for `DNS_ZONE`"
+            ]
+        );
+    }
+}

@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+pub mod bind;
+
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// A stand-in for GitLab CE: busybox `httpd` on port 80 answering `/-/health` with

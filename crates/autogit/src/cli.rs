@@ -181,6 +181,9 @@ pub enum Command {
         #[arg(long)]
         tail: Option<usize>,
     },
+    /// DNS records of the platform: compare with the zone, and sync (DNS_PROVIDER in .env)
+    #[command(subcommand)]
+    Dns(crate::dns_cmd::DnsCommand),
     /// Prompt-injection filter: check text, scan repositories, quarantine, serve forward-auth
     #[command(subcommand)]
     Guard(crate::guard_cmd::GuardCommand),

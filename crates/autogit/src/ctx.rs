@@ -215,3 +215,28 @@ fn warn_if_readable_by_others(path: &Path, diags: &mut Diagnostics) {
         );
     }
 }
+
+/// A secret named in the registry: `NAME` from the environment or `.env`, else the content of
+/// the file `NAME_FILE` points at (without its trailing newline). `Ok(None)` when neither is
+/// set; the error names the variable and the file, never the value.
+pub fn secret(loaded: &Loaded, name: &str) -> Result<Option<String>, String> {
+    let file_var = format!("{name}_FILE");
+    let found = loaded.secrets(&[name.to_owned(), file_var.clone()]);
+    if let Some(v) = found.get(name) {
+        return Ok(Some(v.clone()));
+    }
+    let Some(path) = found.get(&file_var) else {
+        return Ok(None);
+    };
+    let bytes = read_bounded(Path::new(path), 64 * 1024).map_err(|e| match e {
+        FsError::TooLarge { .. } => format!("{file_var}: {path} is larger than 64 KiB"),
+        FsError::Io { source, .. } => format!("{file_var}: cannot read {path}: {source}"),
+    })?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{file_var}: {path} is not UTF-8 text"))?;
+    let value = text.trim_end_matches(['\n', '\r']).to_owned();
+    if value.is_empty() {
+        return Err(format!("{file_var}: {path} is empty"));
+    }
+    Ok(Some(value))
+}

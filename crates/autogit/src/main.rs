@@ -5,6 +5,7 @@ mod backup_cmd;
 mod cli;
 mod commands;
 mod ctx;
+mod dns_cmd;
 mod gitlab_cmd;
 mod guard_cmd;
 mod runtime_cmd;

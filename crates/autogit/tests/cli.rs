@@ -312,6 +312,40 @@ fn install_dry_run_renders_files_and_lists_images() {
 }
 
 #[test]
+fn backup_and_restore_without_a_platform_are_clear_errors() {
+    let d = tmp();
+    let r = run(
+        d.path(),
+        &["restore", "missing.tar", "--yes", "--data-dir", "data"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("missing.tar: no such archive"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        "platform: {socket: /nonexistent/docker.sock}\n",
+    )
+    .unwrap();
+    let r = run(d.path(), &["backup", "--data-dir", "data"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("backup failed") && r.stderr.contains("container engine"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !d.path().join("data/backups").exists()
+            || std::fs::read_dir(d.path().join("data/backups"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
+}
+
+#[test]
 fn commands_not_available_yet_exit_2_and_say_so() {
     let d = tmp();
     let cases: &[&[&str]] = &[
@@ -323,8 +357,6 @@ fn commands_not_available_yet_exit_2_and_say_so() {
         &["compute", "list"],
         &["compute", "run", "job"],
         &["compute", "status", "1"],
-        &["backup"],
-        &["restore", "a.tar"],
     ];
     for args in cases {
         let r = run(d.path(), args);

@@ -27,7 +27,9 @@ pub trait DnsProvider: Send + Sync {
         names: &[String],
     ) -> impl Future<Output = Result<Vec<Record>, DnsProviderError>> + Send;
 
-    /// Apply the changes, atomically where the backend can (RFC 2136: one update message).
+    /// Apply the changes, atomically where the backend can (RFC 2136: one update message), and
+    /// where it can, only if the zone is still as the last `list` saw it
+    /// ([`DnsProviderError::ZoneChanged`] otherwise).
     fn apply(
         &self,
         changes: &[Change],
@@ -53,14 +55,20 @@ pub enum DnsProviderError {
     )]
     BadResponseSignature { server: String, key: String },
     #[error(
-        "{server} refused to {operation} zone `{zone}` (REFUSED): allow it for key `{key}` in the zone's configuration (BIND: `allow-update {{ key {key}; }};` / `allow-transfer {{ key {key}; }};`)"
+        "{server} refused to {operation} zone `{zone}` (REFUSED): allow it for key `{key}` in the zone's configuration on the primary (BIND: `{setting}`)"
     )]
     Refused {
         server: String,
         zone: String,
         key: String,
         operation: &'static str,
+        /// The BIND zone option that allows it, e.g. `allow-update { key autogit; };`.
+        setting: String,
     },
+    #[error(
+        "zone `{zone}` on {server} changed between reading it and updating it (NXRRSET on its SOA); nothing was applied: run the command again"
+    )]
+    ZoneChanged { server: String, zone: String },
     #[error(
         "{server} is not authoritative for zone `{zone}` (NOTAUTH): check DNS_ZONE / BASE_DOMAIN and RFC2136_SERVER (it must be the zone's primary)"
     )]
@@ -76,7 +84,9 @@ pub enum DnsProviderError {
         "no answer from DNS server {server} within {after:?}: check RFC2136_SERVER and that the server listens on TCP"
     )]
     Timeout { server: String, after: Duration },
-    #[error("cannot reach DNS server {server}: {source}")]
+    #[error(
+        "cannot reach DNS server {server}: {source}; check RFC2136_SERVER (host:port of the zone's primary) and that it listens on TCP"
+    )]
     Connect {
         server: String,
         #[source]

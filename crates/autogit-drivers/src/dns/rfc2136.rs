@@ -6,7 +6,10 @@
 //! or they are discarded.
 //!
 //! - `list` is a TSIG-signed AXFR of the zone (the server must allow transfers with the key).
-//! - `apply` sends every change in one UPDATE message, so BIND applies all or nothing.
+//! - `apply` sends every change in one UPDATE message, so BIND applies all or nothing. After a
+//!   `list`, the update carries the zone's SOA as read as a prerequisite (RFC 2136 3.2.5, "RRset
+//!   exists, value dependent"): if anything changed the zone in between (the serial moved), the
+//!   server applies nothing and answers NXRRSET, which is [`DnsProviderError::ZoneChanged`].
 //! - [`Rfc2136::query`] is a plain (unsigned) query, for reading back and propagation checks.
 
 use super::{DnsProvider, DnsProviderError};
@@ -18,6 +21,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType, TSigner};
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -67,6 +71,8 @@ pub struct Rfc2136 {
     algorithm: String,
     signer: TSigner,
     timeout: Duration,
+    /// The SOA of the last transfer: the next update's prerequisite.
+    read_soa: Arc<Mutex<Option<Record>>>,
 }
 
 impl fmt::Debug for Rfc2136 {
@@ -131,6 +137,7 @@ impl Rfc2136 {
             algorithm: algorithm_name,
             signer,
             timeout: config.timeout,
+            read_soa: Arc::new(Mutex::new(None)),
         })
     }
 
@@ -151,17 +158,18 @@ impl Rfc2136 {
         msg.add_query(q);
         let responses = self.exchange(msg, true, "transfer").await?;
         let mut out = Vec::new();
-        let mut soa_seen = 0;
+        let mut soa = None;
         for r in responses.iter().flat_map(|m| m.answers.iter()) {
             if r.record_type() == RecordType::SOA {
-                soa_seen += 1;
                 // The closing SOA repeats the first.
-                if soa_seen > 1 {
+                if soa.is_some() {
                     continue;
                 }
+                soa = Some(r.clone());
             }
             out.push(to_core(r));
         }
+        *self.read_soa.lock().unwrap_or_else(PoisonError::into_inner) = soa;
         out.sort();
         Ok(out)
     }
@@ -194,11 +202,17 @@ impl Rfc2136 {
         Ok(out)
     }
 
-    /// Every change in one signed UPDATE message.
+    /// Every change in one signed UPDATE message; after a [`Rfc2136::transfer`], on the
+    /// condition that the zone's SOA is still the one it read.
     pub async fn update(&self, changes: &[Change]) -> Result<(), DnsProviderError> {
         if changes.is_empty() {
             return Ok(());
         }
+        let read_soa = self
+            .read_soa
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let mut zone = Query::new();
         zone.set_name(self.zone.clone())
             .set_query_class(DNSClass::IN)
@@ -207,6 +221,11 @@ impl Rfc2136 {
         msg.metadata.op_code = OpCode::Update;
         msg.metadata.recursion_desired = false;
         msg.add_zone(zone);
+        if let Some(mut soa) = read_soa {
+            // RFC 2136 2.4.2: RRset exists (value dependent): the zone's class, TTL 0.
+            soa.ttl = 0;
+            msg.add_pre_requisite(soa);
+        }
         for change in changes {
             match change {
                 Change::Create { record } => msg.add_update(self.to_wire(record)?),
@@ -414,6 +433,15 @@ impl Rfc2136 {
                 zone: self.zone_text.clone(),
                 key: self.key_name.clone(),
                 operation: Self::operation_name(op),
+                setting: match op {
+                    "update" => format!("allow-update {{ key {}; }};", self.key_name),
+                    "transfer" => format!("allow-transfer {{ key {}; }};", self.key_name),
+                    _ => "allow-query { any; };".to_owned(),
+                },
+            }),
+            ResponseCode::NXRRSet if op == "update" => Err(DnsProviderError::ZoneChanged {
+                server: self.server.clone(),
+                zone: self.zone_text.clone(),
             }),
             ResponseCode::NotAuth => Err(DnsProviderError::NotAuth {
                 server: self.server.clone(),
