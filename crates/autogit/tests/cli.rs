@@ -324,7 +324,7 @@ fn backup_and_restore_without_a_platform_are_clear_errors() {
         "{}",
         r.stderr
     );
-    std::fs::write(
+    fs::write(
         d.path().join("autogit.yml"),
         "platform: {socket: /nonexistent/docker.sock}\n",
     )
@@ -338,7 +338,7 @@ fn backup_and_restore_without_a_platform_are_clear_errors() {
     );
     assert!(
         !d.path().join("data/backups").exists()
-            || std::fs::read_dir(d.path().join("data/backups"))
+            || fs::read_dir(d.path().join("data/backups"))
                 .unwrap()
                 .next()
                 .is_none()
