@@ -23,5 +23,6 @@ pub mod render;
 pub mod runner;
 pub mod source;
 pub mod units;
+pub mod upgrade;
 pub mod validate;
 pub mod yaml;

@@ -9,6 +9,26 @@ pub mod bind;
 
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Revision of the stand-in images' contents: an image built by an older revision (label
+/// `io.autogit.stand-in`) is rebuilt rather than reused.
+const STAND_IN_REV: &str = "2";
+
+/// Whether `tag` exists and was built by this revision.
+fn current(tag: &str) -> bool {
+    Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"io.autogit.stand-in\"}}",
+            tag,
+        ])
+        .output()
+        .is_ok_and(|o| {
+            o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == STAND_IN_REV
+        })
+}
+
 /// A stand-in for GitLab CE: busybox `httpd` on port 80 answering `/-/health` with
 /// `GitLab OK`, the image's `/opt/gitlab/bin/gitlab-healthcheck`, GitLab's volume paths.
 /// `cmd` replaces the command (empty: httpd in the foreground as PID 1). Tagged
@@ -19,13 +39,7 @@ pub fn fake_gitlab_image(version: &str, cmd: &[&str]) -> Result<String, String> 
     let _guard = LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let present = Command::new("docker")
-        .args(["image", "inspect", &tag])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
+    if current(&tag) {
         return Ok(tag);
     }
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -34,12 +48,12 @@ pub fn fake_gitlab_image(version: &str, cmd: &[&str]) -> Result<String, String> 
         .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
     let root = std::env::temp_dir().join(format!("autogit-image-{}-{version}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let result = build(&root, busybox, &tag, cmd);
+    let result = build(&root, busybox, &tag, version, cmd);
     let _ = std::fs::remove_dir_all(&root);
     result.map(|()| tag)
 }
 
-fn build(r: &Path, busybox: &str, tag: &str, cmd: &[&str]) -> Result<(), String> {
+fn build(r: &Path, busybox: &str, tag: &str, version: &str, cmd: &[&str]) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
     for d in [
         "bin",
@@ -55,11 +69,13 @@ fn build(r: &Path, busybox: &str, tag: &str, cmd: &[&str]) -> Result<(), String>
     std::fs::copy(busybox, r.join("bin/busybox")).map_err(io)?;
     for applet in [
         "sh", "httpd", "wget", "sleep", "cat", "echo", "ls", "rm", "mkdir", "nc", "true", "false",
-        "killall", "pidof",
+        "killall", "pidof", "printf", "grep", "tar", "date", "chown", "chmod", "touch", "id", "mv",
+        "cp",
     ] {
         std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
     }
     std::fs::write(r.join("www/-/health"), "GitLab OK").map_err(io)?;
+    gitlab_side(r, version)?;
     let hc = r.join("opt/gitlab/bin/gitlab-healthcheck");
     std::fs::write(
         &hc,
@@ -83,7 +99,17 @@ fn build(r: &Path, busybox: &str, tag: &str, cmd: &[&str]) -> Result<(), String>
         .map_err(io)?;
     let stdin = tar.stdout.take().ok_or("tar has no stdout")?;
     let out = Command::new("docker")
-        .args(["import", "-c", &format!("CMD {cmd_json}"), "-", tag])
+        .args([
+            "import",
+            "-c",
+            &format!("CMD {cmd_json}"),
+            "-c",
+            &format!("LABEL io.autogit.stand-in={STAND_IN_REV}"),
+            "-c",
+            "ENV PATH=/opt/gitlab/bin:/bin",
+            "-",
+            tag,
+        ])
         .stdin(stdin)
         .output()
         .map_err(io)?;
@@ -229,6 +255,22 @@ case "$1" in
 esac
 "#;
 
+const GITLAB_RAILS_MIGRATIONS: &str = r#"#!/bin/sh
+# Stand-in for gitlab-rails: `runner` with autogit's background-migration check answers
+# pending migrations counting down from 2 (per GitLab version), as GitLab finishes them.
+echo "gitlab-rails $1" >> /var/log/gitlab/stand-in.log
+case "$*" in
+*BatchedMigration*)
+  v=$(cat /opt/gitlab/embedded/service/gitlab-rails/VERSION)
+  f="/var/opt/gitlab/.stand-in-migrations-$v"
+  n=$(cat "$f" 2>/dev/null || echo 2)
+  if [ "$n" -gt 0 ]; then echo $((n - 1)) > "$f"; fi
+  echo "autogit-pending=$n failed=0"
+  ;;
+*) echo "gitlab-rails: this stand-in only answers the background-migration check" >&2; exit 1 ;;
+esac
+"#;
+
 const GITLAB_BACKUP: &str = r#"#!/bin/sh
 # Stand-in for gitlab-backup: `create` tars /var/opt/gitlab/data into a file named the way
 # GitLab names its backups; `restore BACKUP=<id>` refuses while puma or sidekiq run, on a
@@ -271,13 +313,7 @@ pub fn fake_gitlab_backup_image(version: &str) -> Result<String, String> {
     let _guard = LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let present = Command::new("docker")
-        .args(["image", "inspect", &tag])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
+    if current(&tag) {
         return Ok(tag);
     }
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -294,28 +330,21 @@ pub fn fake_gitlab_backup_image(version: &str) -> Result<String, String> {
     result.map(|()| tag)
 }
 
-fn build_backup(r: &Path, busybox: &str, version: &str, tag: &str) -> Result<(), String> {
+/// The parts of GitLab's image that backup, restore and upgrades use: `gitlab-ctl`,
+/// `gitlab-backup`, `gitlab-rake` and `gitlab-rails` stand-ins, the VERSION file, a `git`
+/// user and `/etc/gitlab`.
+fn gitlab_side(r: &Path, version: &str) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let io = |e: std::io::Error| e.to_string();
     for d in [
-        "bin",
         "opt/gitlab/bin",
         "opt/gitlab/embedded/service/gitlab-rails",
         "etc/gitlab",
         "var/opt/gitlab/backups",
         "var/opt/gitlab/data",
         "var/log/gitlab",
-        "tmp",
     ] {
         std::fs::create_dir_all(r.join(d)).map_err(io)?;
-    }
-    std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(io)?;
-    std::fs::copy(busybox, r.join("bin/busybox")).map_err(io)?;
-    for applet in [
-        "sh", "cat", "echo", "printf", "grep", "ls", "rm", "mkdir", "true", "false", "sleep",
-        "tar", "date", "chown", "chmod", "touch", "id", "mv", "cp",
-    ] {
-        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
     }
     let script = |name: &str, body: &str| -> Result<(), String> {
         let p = r.join("opt/gitlab/bin").join(name);
@@ -352,6 +381,34 @@ fn build_backup(r: &Path, busybox: &str, version: &str, tag: &str) -> Result<(),
     for f in ["etc/gitlab/gitlab-secrets.json", "etc/gitlab/gitlab.rb"] {
         std::fs::set_permissions(r.join(f), std::fs::Permissions::from_mode(0o600)).map_err(io)?;
     }
+    script("gitlab-rails", GITLAB_RAILS_MIGRATIONS)?;
+    Ok(())
+}
+
+fn build_backup(r: &Path, busybox: &str, version: &str, tag: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| e.to_string();
+    for d in [
+        "bin",
+        "opt/gitlab/bin",
+        "opt/gitlab/embedded/service/gitlab-rails",
+        "etc/gitlab",
+        "var/opt/gitlab/backups",
+        "var/opt/gitlab/data",
+        "var/log/gitlab",
+        "tmp",
+    ] {
+        std::fs::create_dir_all(r.join(d)).map_err(io)?;
+    }
+    std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(io)?;
+    std::fs::copy(busybox, r.join("bin/busybox")).map_err(io)?;
+    for applet in [
+        "sh", "cat", "echo", "printf", "grep", "ls", "rm", "mkdir", "true", "false", "sleep",
+        "tar", "date", "chown", "chmod", "touch", "id", "mv", "cp",
+    ] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
+    }
+    gitlab_side(r, version)?;
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(r)
@@ -365,6 +422,8 @@ fn build_backup(r: &Path, busybox: &str, version: &str, tag: &str) -> Result<(),
             "import",
             "-c",
             r#"CMD ["/bin/sleep", "3600"]"#,
+            "-c",
+            &format!("LABEL io.autogit.stand-in={STAND_IN_REV}"),
             "-c",
             "ENV PATH=/opt/gitlab/bin:/bin",
             "-",

@@ -39,7 +39,7 @@ pub fn backup_dir(g: &Global, loaded: &Loaded) -> PathBuf {
     }
 }
 
-async fn gitlab_container(loaded: &Loaded) -> Result<(Docker, String), String> {
+pub async fn gitlab_container(loaded: &Loaded) -> Result<(Docker, String), String> {
     let engine = Docker::connect(
         loaded.config.platform.socket.as_deref().map(Path::new),
         &loaded.env,
@@ -60,7 +60,7 @@ async fn gitlab_container(loaded: &Loaded) -> Result<(Docker, String), String> {
     Ok((engine, id))
 }
 
-fn progress_printer(ui: &Ui) -> impl Fn(&str) + Send + Sync + use<> {
+pub fn progress_printer(ui: &Ui) -> impl Fn(&str) + Send + Sync + use<> {
     let quiet = ui.quiet;
     let start = Instant::now();
     move |line: &str| {
@@ -126,22 +126,50 @@ fn btrfs_snapshot(
 }
 
 pub fn backup(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
+    let (report, snapshot) = match take_backup(ui, g, loaded) {
+        Ok(r) => r,
+        Err(e) => return fail(ui, format!("backup failed: {e}")),
+    };
+    if ui.json {
+        ui.print_json(&json!({ "backup": report, "btrfs_snapshot": snapshot }));
+    } else {
+        println!(
+            "backup written: {} ({} MiB, GitLab {}, {} members)",
+            report.archive.display(),
+            report.size.div_ceil(1 << 20),
+            report.gitlab_version,
+            report.members
+        );
+        for r in &report.removed {
+            println!("retention removed {r}");
+        }
+        if let Some(s) = snapshot {
+            println!("btrfs snapshot: {}", s.display());
+        }
+    }
+    exit::OK
+}
+
+/// Takes a backup (and the btrfs snapshot when configured); progress goes to stderr.
+pub fn take_backup(
+    ui: &Ui,
+    g: &Global,
+    loaded: &Loaded,
+) -> Result<(backup::BackupReport, Option<PathBuf>), String> {
     let data = data_dir(g);
     let dest = backup_dir(g, loaded);
     let work = data.join("tmp");
-    if let Err(e) = std::fs::create_dir_all(&work) {
-        return fail(ui, format!("{}: {e}", work.display()));
-    }
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let started = now();
     // A consistent snapshot of autogit's state, taken while the daemon may be writing.
     let snapshot = work.join(format!("state-{started}.db"));
     let _ = std::fs::remove_file(&snapshot);
     let state_db = data.join("state.db");
     let state_snapshot = if state_db.exists() {
-        match Store::open(&state_db).and_then(|s| s.snapshot_to(&snapshot)) {
-            Ok(()) => Some(snapshot.clone()),
-            Err(e) => return fail(ui, e),
-        }
+        Store::open(&state_db)
+            .and_then(|s| s.snapshot_to(&snapshot))
+            .map_err(|e| e.to_string())?;
+        Some(snapshot.clone())
     } else {
         None
     };
@@ -166,10 +194,7 @@ pub fn backup(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
             .map_err(|e| e.to_string())
     });
     let _ = std::fs::remove_file(&snapshot);
-    let report = match result {
-        Ok(r) => r,
-        Err(e) => return fail(ui, format!("backup failed: {e}")),
-    };
+    let report = result?;
     let name = report
         .archive
         .file_name()
@@ -183,24 +208,7 @@ pub fn backup(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
             None
         }
     };
-    if ui.json {
-        ui.print_json(&json!({ "backup": report, "btrfs_snapshot": snapshot }));
-    } else {
-        println!(
-            "backup written: {} ({} MiB, GitLab {}, {} members)",
-            report.archive.display(),
-            report.size.div_ceil(1 << 20),
-            report.gitlab_version,
-            report.members
-        );
-        for r in &report.removed {
-            println!("retention removed {r}");
-        }
-        if let Some(s) = snapshot {
-            println!("btrfs snapshot: {}", s.display());
-        }
-    }
-    exit::OK
+    Ok((report, snapshot))
 }
 
 pub fn restore(ui: &Ui, g: &Global, loaded: &Loaded, archive: &Path, yes: bool, wait: &str) -> u8 {

@@ -171,6 +171,28 @@ pub enum Command {
         #[arg(long, default_value = "10m", value_name = "DURATION")]
         wait: String,
     },
+    /// Upgrade GitLab through its required upgrade stops: a backup before each step, then the
+    /// new image, health, and background migrations
+    Upgrade {
+        /// The GitLab version to reach, e.g. 18.5.4
+        #[arg(long, value_name = "VERSION")]
+        to: String,
+        /// The patch to use for a required stop (repeatable), e.g. --via 18.8.3
+        #[arg(long, value_name = "VERSION")]
+        via: Vec<String>,
+        /// Show the path; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Do not ask
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Per step: how long to wait for health, then for background migrations
+        #[arg(long, default_value = "30m", value_name = "DURATION")]
+        wait: String,
+        /// How often to check background migrations
+        #[arg(long, default_value = "30s", value_name = "DURATION")]
+        poll: String,
+    },
     /// Show logs of the platform's services
     Logs {
         component: Vec<String>,

@@ -114,6 +114,26 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Command::Restore { archive, yes, wait } => {
             crate::backup_cmd::restore(&ui, g, &load_all(g, &[]), &archive, yes, &wait)
         }
+        Command::Upgrade {
+            to,
+            via,
+            dry_run,
+            yes,
+            wait,
+            poll,
+        } => crate::upgrade_cmd::upgrade(
+            &ui,
+            g,
+            &load_all(g, &[]),
+            &crate::upgrade_cmd::UpgradeArgs {
+                to: &to,
+                via: &via,
+                dry_run,
+                yes,
+                wait: &wait,
+                poll: &poll,
+            },
+        ),
         Command::Logs {
             component,
             follow,

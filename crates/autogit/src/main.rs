@@ -10,6 +10,7 @@ mod gitlab_cmd;
 mod guard_cmd;
 mod runtime_cmd;
 mod ui;
+mod upgrade_cmd;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -244,7 +244,7 @@ fn sigkill_is_healed_by_the_daemon_and_data_survives() {
         &p.container(),
         "sh",
         "-c",
-        "echo precious > /var/opt/gitlab/data",
+        "echo precious > /var/opt/gitlab/precious",
     ]);
     let mut d = p.daemon();
     docker(&["kill", "-s", "KILL", &p.container()]);
@@ -252,7 +252,7 @@ fn sigkill_is_healed_by_the_daemon_and_data_survives() {
         s["services"][0]["restarts"] == 1 && s["services"][0]["state"] == "HEALTHY"
     });
     assert_eq!(
-        docker(&["exec", &p.container(), "cat", "/var/opt/gitlab/data"]),
+        docker(&["exec", &p.container(), "cat", "/var/opt/gitlab/precious"]),
         "precious"
     );
     assert!(d.stop().success(), "SIGTERM stops the daemon cleanly");
