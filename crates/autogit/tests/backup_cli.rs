@@ -137,4 +137,50 @@ fn backup_then_restore_through_the_binary() {
         "",
         "nothing may run in GitLab for a damaged archive"
     );
+
+    // Zip-slip: a member that climbs out of the extraction directory, and a link to /etc.
+    for (name, kind, link) in [
+        ("../../escaped-by-restore", b'0', ""),
+        ("gitlab/evil-link", b'2', "/etc"),
+    ] {
+        let mut tar = Vec::new();
+        raw_entry(&mut tar, name, kind, link, b"evil");
+        tar.extend_from_slice(&[0u8; 1024]);
+        let hostile = dir.path().join("hostile.tar");
+        std::fs::write(&hostile, tar).unwrap();
+        let r = autogit(
+            dir.path(),
+            &["restore", hostile.to_str().unwrap(), "--yes", "--wait", "0"],
+        );
+        assert_eq!(r.code, 1, "{}", r.stderr);
+        assert!(r.stderr.contains("refusing member"), "{}", r.stderr);
+        assert!(!dir.path().join("escaped-by-restore").exists());
+        assert!(!dir.path().join("data/escaped-by-restore").exists());
+        assert_eq!(
+            docker(&["exec", &c, "cat", "/var/log/gitlab/stand-in.log"]),
+            "",
+            "nothing may run in GitLab for a hostile archive"
+        );
+    }
+}
+
+/// A raw ustar header with any name (tar libraries refuse to write hostile ones).
+fn raw_entry(out: &mut Vec<u8>, name: &str, kind: u8, link: &str, data: &[u8]) {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..107].copy_from_slice(b"0000644");
+    h[108..115].copy_from_slice(b"0000000");
+    h[116..123].copy_from_slice(b"0000000");
+    h[124..135].copy_from_slice(format!("{:011o}", data.len()).as_bytes());
+    h[136..147].copy_from_slice(b"00000000000");
+    h[156] = kind;
+    h[157..157 + link.len()].copy_from_slice(link.as_bytes());
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| u32::from(*b)).sum();
+    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
 }
