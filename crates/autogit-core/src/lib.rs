@@ -22,6 +22,7 @@ pub mod reconcile;
 pub mod render;
 pub mod runner;
 pub mod source;
+pub mod tls;
 pub mod units;
 pub mod upgrade;
 pub mod validate;

@@ -138,6 +138,9 @@ pub struct PlatformEnv {
     pub acme_email: Option<String>,
     /// `staging`, `production` or a directory URL.
     pub acme_directory: String,
+    /// ACME_CA_ROOT: a PEM file to trust for the ACME CA's HTTPS (a private CA such as
+    /// step-ca or Pebble); unset: the public web PKI.
+    pub acme_ca_root: Option<String>,
     pub services_enabled: Vec<ServiceId>,
     pub port_allocation: PortAllocation,
     pub port_pool: (u16, u16),
@@ -164,6 +167,7 @@ impl Default for PlatformEnv {
             base_domain: None,
             acme_email: None,
             acme_directory: "production".to_owned(),
+            acme_ca_root: None,
             services_enabled: vec![ServiceId::Gitlab],
             port_allocation: PortAllocation::Dynamic,
             port_pool: (20000, 20999),
@@ -185,6 +189,7 @@ const KNOWN: &[&str] = &[
     "BASE_DOMAIN",
     "ACME_EMAIL",
     "ACME_DIRECTORY",
+    "ACME_CA_ROOT",
     "SERVICES_ENABLED",
     "PORT_ALLOCATION",
     "PORT_POOL",
@@ -412,6 +417,13 @@ pub fn load_platform(
                 e,
                 "`staging`, `production` or an https:// directory URL",
             ));
+        }
+    }
+    if let Some(e) = get("ACME_CA_ROOT") {
+        if e.value.starts_with('/') {
+            p.acme_ca_root = Some(e.value.clone());
+        } else {
+            diags.push(bad(e, "an absolute path to a PEM file"));
         }
     }
     if let Some(e) = get("SERVICES_ENABLED") {

@@ -1,6 +1,7 @@
 //! Drivers: everything that touches the outside world. Each driver sits behind a small API so
 //! the binary and the server stay thin and the core stays pure.
 
+pub mod acme;
 pub mod backup;
 pub mod dns;
 pub mod engine;

@@ -143,6 +143,9 @@ pub enum Command {
     /// GitLab: bootstrap users and tokens, rotate tokens, runner tokens, status, secrets
     #[command(subcommand)]
     Gitlab(crate::gitlab_cmd::GitlabCommand),
+    /// The platform's wildcard certificate (ACME DNS-01): status, renew
+    #[command(subcommand)]
+    Tls(crate::tls_cmd::TlsCommand),
     /// Repository mirroring
     #[command(subcommand)]
     Mirror(MirrorCommand),

@@ -61,6 +61,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             crate::runtime_cmd::status(&ui, g, &load_all(g, &[]), service.as_deref())
         }
         Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, g, &load_all(g, &[]), cmd),
+        Command::Tls(cmd) => crate::tls_cmd::run(&ui, g, cmd),
         Command::Mirror(m) => match m {
             MirrorCommand::Sync { .. } => unavailable(
                 &ui,

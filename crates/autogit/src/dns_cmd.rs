@@ -74,7 +74,7 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
     };
     let desired = desired_records(&target, &plan.project);
     let backend = match kind {
-        Kind::Rfc2136 => match rfc2136(&loaded, &target) {
+        Kind::Rfc2136 => match rfc2136(&loaded, &target.base_domain) {
             Ok(p) => Backend::Rfc2136(Box::new(p)),
             Err(msg) => {
                 ui.error(&msg);
@@ -122,7 +122,7 @@ fn provider_name(kind: Kind) -> String {
 }
 
 /// The RFC 2136 provider from the registry; the zone is DNS_ZONE, else BASE_DOMAIN.
-fn rfc2136(loaded: &Loaded, target: &DnsTarget) -> Result<Rfc2136, String> {
+pub(crate) fn rfc2136(loaded: &Loaded, base_domain: &str) -> Result<Rfc2136, String> {
     let value = |k: &str| {
         loaded
             .secrets(&[k.to_owned()])
@@ -141,7 +141,7 @@ fn rfc2136(loaded: &Loaded, target: &DnsTarget) -> Result<Rfc2136, String> {
         .platform
         .dns_zone
         .clone()
-        .unwrap_or_else(|| target.base_domain.clone());
+        .unwrap_or_else(|| base_domain.to_owned());
     Rfc2136::new(&Rfc2136Config {
         server: server.trim().to_owned(),
         zone,

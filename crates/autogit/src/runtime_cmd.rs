@@ -707,7 +707,8 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         };
         ui.note(&format!("autogit daemon: project `{}`, reconcile every {}; SIGTERM stops it", runtime.project, loaded.config.health.reconcile_interval));
         let quiet = ui.quiet;
-        runtime
+        let tls = tls_renewal(g, loaded, interval);
+        let run = runtime
             .run(interval, shutdown, |res| match res {
                 Ok(report) if !quiet && !report.actions.is_empty() => {
                     for a in &report.actions {
@@ -719,9 +720,52 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
                 }
                 Ok(_) => {}
                 Err(e) => eprintln!("{}", serde_json::json!({"event": "pass_failed", "error": e.to_string()})),
-            })
-            .await;
+            });
+        // The renewal loop never ends on its own; the daemon stops when `run` returns.
+        tokio::select! {
+            () = run => {}
+            () = tls => {}
+        }
         ui.note("autogit daemon: stopped");
         exit::OK
     })
+}
+
+/// Renews the platform certificate when due, when TLS is configured (BASE_DOMAIN and
+/// ACME_EMAIL set). Failures back off (`core::tls::retry_after`) and never stop the daemon;
+/// the old certificate keeps serving.
+async fn tls_renewal(g: &Global, loaded: &Loaded, interval: Duration) {
+    if loaded.platform.base_domain.is_none() || loaded.platform.acme_email.is_none() {
+        return std::future::pending().await;
+    }
+    let mut failures = 0u32;
+    let mut next = 0i64;
+    loop {
+        let t = now() as i64;
+        if t >= next {
+            match crate::tls_cmd::renew_if_due(g, loaded, false, &|_| {}).await {
+                Ok(Some(info)) => {
+                    failures = 0;
+                    eprintln!(
+                        "{}",
+                        json!({"event": "certificate_renewed", "names": info.names, "not_after": info.not_after})
+                    );
+                }
+                Ok(None) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    let not_after = crate::tls_cmd::settings(g, loaded)
+                        .ok()
+                        .and_then(|(s, d)| crate::tls_cmd::current(&s, &d))
+                        .map_or(t + 90 * 86_400, |(i, _)| i.not_after);
+                    next = autogit_core::tls::retry_after(failures, t, not_after);
+                    eprintln!(
+                        "{}",
+                        json!({"event": "certificate_renewal_failed", "error": e, "failures": failures, "retry_at": next})
+                    );
+                }
+            }
+        }
+        tokio::time::sleep(interval.max(Duration::from_secs(60))).await;
+    }
 }

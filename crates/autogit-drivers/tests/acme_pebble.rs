@@ -1,0 +1,176 @@
+//! Wildcard certificates by ACME DNS-01 against real servers: Pebble (Let's Encrypt's ACME
+//! test server) validating through a real BIND 9 that autogit updates with RFC 2136 + TSIG;
+//! then real nginx serves the certificate and a client that trusts only Pebble's root
+//! fetches `https://git.example.test`. Then the CA goes down: issuance fails with a clear
+//! error and the old certificate is still served. Without `pebble`, `named` or `nginx` the
+//! test says "skipping" and passes, unless `AUTOGIT_REQUIRE_TOOLS` is set.
+
+use autogit_core::dns::RecordType;
+use autogit_drivers::acme::{AcmeError, AcmeSettings, issue, read_cert};
+use autogit_drivers::dns::DnsProvider;
+use autogit_drivers::dns::rfc2136::Rfc2136;
+use autogit_drivers::testing::bind::{Bind, TestZone, free_port, named_or_skip};
+use autogit_drivers::testing::pebble::{Pebble, pebble_or_skip};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ZONE: &str = "example.test";
+
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx(dir: &Path, port: u16, chain: &Path, key: &Path) -> Option<Nginx> {
+    let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(bin) = bin else {
+        assert!(
+            std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
+            "nginx is required (AUTOGIT_REQUIRE_TOOLS=1)"
+        );
+        eprintln!("skipping: nginx not installed");
+        return None;
+    };
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{port} ssl;\n    server_name *.{ZONE};\n    ssl_certificate {c};\n    ssl_certificate_key {k};\n    location / {{ return 200 \"hello from $host\\n\"; }}\n  }}\n}}\n",
+            d = dir.display(),
+            c = chain.display(),
+            k = key.display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Nginx(child))
+}
+
+async fn fetch(root_pem: &str, port: u16) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(root_pem.as_bytes()).unwrap())
+        .resolve(
+            &format!("git.{ZONE}"),
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let r = client
+        .get(format!("https://git.{ZONE}:{port}/"))
+        .send()
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    r.text().await.map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_certificate_by_dns01_served_by_nginx_and_kept_when_the_ca_is_down() {
+    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    let bind = Bind::start(&named, &[TestZone::new(ZONE, "")]).unwrap();
+    let mut pebble = Pebble::start(&pebble_bin, &bind.server()).unwrap();
+    let dns = Rfc2136::new(&bind.config(ZONE)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let settings = AcmeSettings {
+        directory: pebble.directory(),
+        email: Some("admin@example.test".into()),
+        ca_root: Some(pebble.https_root()),
+        dir: work.path().join("tls"),
+        propagation_timeout: Duration::from_secs(20),
+        order_timeout: Duration::from_secs(60),
+        ttl: 60,
+    };
+    let lines = std::sync::Mutex::new(Vec::<String>::new());
+    let progress = |l: &str| lines.lock().unwrap().push(l.to_owned());
+
+    let cert = issue(&settings, ZONE, &dns, &progress).await.unwrap();
+    let mut names = cert.names.clone();
+    names.sort();
+    assert_eq!(names, ["*.example.test", "example.test"]);
+    assert!(cert.not_after > cert.not_before);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&cert.key), 0o600);
+    assert_eq!(mode(&settings.dir.join("acme-account.json")), 0o600);
+    let l = lines.lock().unwrap().clone();
+    assert!(
+        l.iter()
+            .any(|x| x.contains("adding 2 challenge record(s) at _acme-challenge.example.test")),
+        "{l:?}"
+    );
+    // The challenge records were removed afterwards.
+    let zone = dns.list(&[]).await.unwrap();
+    assert!(
+        !zone
+            .iter()
+            .any(|r| r.kind == RecordType::Txt && r.name.starts_with("_acme-challenge")),
+        "{zone:?}"
+    );
+
+    // Real nginx serves it; a client trusting only Pebble's root accepts it.
+    let root = pebble.issuing_root().await.unwrap();
+    let port = free_port();
+    let nginx_dir = work.path().join("nginx");
+    let Some(_nginx) = nginx(&nginx_dir, port, &cert.fullchain, &cert.key) else {
+        return;
+    };
+    assert_eq!(
+        fetch(&root, port).await.unwrap(),
+        format!("hello from git.{ZONE}\n")
+    );
+
+    // Renewal reuses the account and replaces the certificate.
+    let account_before = std::fs::read(settings.dir.join("acme-account.json")).unwrap();
+    let renewed = issue(&settings, ZONE, &dns, &|_| {}).await.unwrap();
+    assert_eq!(
+        std::fs::read(settings.dir.join("acme-account.json")).unwrap(),
+        account_before
+    );
+    assert!(renewed.not_before >= cert.not_before);
+
+    // The CA is down: a clear error, the certificate on disk and in nginx unchanged.
+    let on_disk = std::fs::read(&renewed.fullchain).unwrap();
+    pebble.stop();
+    let e = issue(&settings, ZONE, &dns, &|_| {}).await.unwrap_err();
+    assert!(matches!(e, AcmeError::Ca { .. }), "{e}");
+    assert!(e.to_string().contains(&settings.directory), "{e}");
+    assert_eq!(std::fs::read(&renewed.fullchain).unwrap(), on_disk);
+    assert_eq!(
+        read_cert(&renewed.fullchain, &renewed.key)
+            .unwrap()
+            .not_after,
+        renewed.not_after
+    );
+    assert_eq!(
+        fetch(&root, port).await.unwrap(),
+        format!("hello from git.{ZONE}\n")
+    );
+}

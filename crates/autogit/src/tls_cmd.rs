@@ -1,0 +1,185 @@
+//! `autogit tls status` and `autogit tls renew`: the platform's wildcard certificate
+//! (`*.BASE_DOMAIN` and the apex) from the ACME CA of `ACME_DIRECTORY`, by DNS-01 through the
+//! DNS provider of `.env`; the daemon renews it at two thirds of its lifetime
+//! ([`renew_if_due`]). The work is in `autogit_drivers::acme`.
+
+use crate::cli::Global;
+use crate::ctx::{Loaded, data_dir, load_all};
+use crate::exit;
+use crate::ui::Ui;
+use autogit_core::platform::DnsProvider as Kind;
+use autogit_core::tls::{certificate_names, directory_url, renewal_due};
+use autogit_drivers::acme::{AcmeSettings, CertInfo, cert_paths, issue, read_cert};
+use clap::Subcommand;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+#[derive(Subcommand, Debug)]
+pub enum TlsCommand {
+    /// The certificate: names, validity, whether renewal is due
+    Status,
+    /// Get a certificate, or renew it when two thirds of its lifetime have passed
+    Renew {
+        /// Renew even when not due
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn fail(ui: &Ui, msg: impl std::fmt::Display) -> u8 {
+    ui.error(&msg.to_string());
+    exit::FAILURE
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The ACME settings and base domain from `.env`, or why TLS is not configured.
+pub fn settings(g: &Global, loaded: &Loaded) -> Result<(AcmeSettings, String), String> {
+    let p = &loaded.platform;
+    let domain = p
+        .base_domain
+        .clone()
+        .ok_or("BASE_DOMAIN is not set in .env: the certificate is for *.BASE_DOMAIN")?;
+    Ok((
+        AcmeSettings {
+            directory: directory_url(&p.acme_directory).to_owned(),
+            email: p.acme_email.clone(),
+            ca_root: p.acme_ca_root.as_ref().map(PathBuf::from),
+            dir: data_dir(g).join("tls"),
+            propagation_timeout: Duration::from_secs(180),
+            order_timeout: Duration::from_secs(180),
+            ttl: 60,
+        },
+        domain,
+    ))
+}
+
+/// The certificate on disk and whether it is due, or `None` when there is none yet.
+pub fn current(s: &AcmeSettings, domain: &str) -> Option<(CertInfo, bool)> {
+    let (chain, key) = cert_paths(&s.dir, domain);
+    let info = read_cert(&chain, &key).ok()?;
+    let covers = certificate_names(domain)
+        .iter()
+        .all(|n| info.names.contains(n));
+    let due = renewal_due(info.not_before, info.not_after, now(), covers);
+    Some((info, due))
+}
+
+/// Renews when due (or `force`); `Ok(None)` when nothing was needed.
+pub async fn renew_if_due(
+    g: &Global,
+    loaded: &Loaded,
+    force: bool,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Option<CertInfo>, String> {
+    let (s, domain) = settings(g, loaded)?;
+    if !force && let Some((_, false)) = current(&s, &domain) {
+        return Ok(None);
+    }
+    match loaded.platform.dns_provider {
+        Kind::Rfc2136 => {
+            let dns = crate::dns_cmd::rfc2136(loaded, &domain)?;
+            issue(&s, &domain, &dns, progress)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
+        other => Err(format!(
+            "DNS-01 needs a DNS provider autogit can update; DNS_PROVIDER={} cannot be used for certificates yet (rfc2136 can)",
+            serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        )),
+    }
+}
+
+fn show(ui: &Ui, info: &CertInfo, due: bool) {
+    let days = (info.not_after - now()) / 86_400;
+    if ui.json {
+        ui.print_json(&json!({
+            "names": info.names, "not_before": info.not_before, "not_after": info.not_after,
+            "days_left": days, "renewal_due": due,
+            "fullchain": info.fullchain, "key": info.key,
+        }));
+    } else {
+        let mut t = ui.table();
+        t.set_header(vec!["NAMES", "EXPIRES IN", "RENEWAL", "FILES"]);
+        t.add_row(vec![
+            info.names.join(", "),
+            format!("{days} days"),
+            if due {
+                "due".to_owned()
+            } else {
+                "not due".to_owned()
+            },
+            format!("{} (key {})", info.fullchain.display(), info.key.display()),
+        ]);
+        println!("{t}");
+    }
+}
+
+pub fn run(ui: &Ui, g: &Global, cmd: TlsCommand) -> u8 {
+    let loaded = load_all(g, &[]);
+    let (s, domain) = match settings(g, &loaded) {
+        Ok(x) => x,
+        Err(e) => return fail(ui, e),
+    };
+    match cmd {
+        TlsCommand::Status => match current(&s, &domain) {
+            Some((info, due)) => {
+                show(ui, &info, due);
+                exit::OK
+            }
+            None => {
+                if ui.json {
+                    ui.print_json(&json!({ "certificate": null }));
+                } else {
+                    ui.note(&format!(
+                        "no certificate for {domain} yet: `autogit tls renew` gets one"
+                    ));
+                }
+                exit::OK
+            }
+        },
+        TlsCommand::Renew { force } => {
+            let quiet = ui.quiet;
+            let progress = move |l: &str| {
+                if !quiet {
+                    eprintln!("{l}");
+                }
+            };
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => return fail(ui, e),
+            };
+            match rt.block_on(renew_if_due(g, &loaded, force, &progress)) {
+                Ok(Some(info)) => {
+                    show(ui, &info, false);
+                    exit::OK
+                }
+                Ok(None) => {
+                    if let Some((info, due)) = current(&s, &domain) {
+                        show(ui, &info, due);
+                    }
+                    ui.note("not due for renewal (two thirds of its lifetime have not passed); --force renews anyway");
+                    exit::OK
+                }
+                Err(e) => fail(
+                    ui,
+                    format!(
+                        "certificate for {domain}: {e}; the current certificate (if any) keeps serving"
+                    ),
+                ),
+            }
+        }
+    }
+}

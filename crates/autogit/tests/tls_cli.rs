@@ -1,0 +1,89 @@
+//! `autogit tls renew` and `autogit tls status` through the real binary, configured only
+//! through `.env`, against a real Pebble (ACME test CA) validating through a real BIND 9 that
+//! autogit updates with RFC 2136. Without `pebble` or `named` the test says "skipping" and
+//! passes, unless `AUTOGIT_REQUIRE_TOOLS` is set.
+
+mod common;
+
+use autogit_drivers::testing::bind::{Bind, KEY_NAME, TestZone, named_or_skip};
+use autogit_drivers::testing::pebble::{Pebble, pebble_or_skip};
+use common::{Run, run_env};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+const ZONE: &str = "example.test";
+
+fn tls(dir: &Path, args: &[&str], secret: &str) -> Run {
+    let data = dir.join("data");
+    let mut all = vec!["tls"];
+    all.extend_from_slice(args);
+    all.extend(["--data-dir", data.to_str().unwrap()]);
+    run_env(dir, &all, &[("RFC2136_TSIG_SECRET", secret)])
+}
+
+fn json(r: &Run) -> serde_json::Value {
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
+}
+
+#[test]
+fn renew_status_not_due_forced_and_ca_down() {
+    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    let bind = Bind::start(&named, &[TestZone::new(ZONE, "")]).unwrap();
+    let mut pebble = Pebble::start(&pebble_bin, &bind.server()).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let env = format!(
+        "BASE_DOMAIN={ZONE}\nACME_EMAIL=admin@{ZONE}\nACME_DIRECTORY={}\nACME_CA_ROOT={}\n\
+         DNS_PROVIDER=rfc2136\nRFC2136_SERVER={}\nRFC2136_TSIG_KEY_NAME={KEY_NAME}\n",
+        pebble.directory(),
+        pebble.https_root().display(),
+        bind.server()
+    );
+    fs::write(d.path().join(".env"), env).unwrap();
+    fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let secret = bind.secret().to_owned();
+
+    let r = tls(d.path(), &["status", "-o", "json"], &secret);
+    assert!(json(&r)["certificate"].is_null());
+
+    let r = tls(d.path(), &["renew", "-o", "json"], &secret);
+    let v = json(&r);
+    let mut names: Vec<&str> = v["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["*.example.test", "example.test"]);
+    assert!(!r.stderr.contains(&secret), "the TSIG secret leaked");
+    let not_after = v["not_after"].as_i64().unwrap();
+
+    let v = json(&tls(d.path(), &["status", "-o", "json"], &secret));
+    assert_eq!(v["renewal_due"], false);
+    assert!(v["days_left"].as_i64().unwrap() > 0);
+
+    // Not due: nothing is asked of the CA.
+    let r = tls(d.path(), &["renew"], &secret);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("not due"), "{}", r.stderr);
+
+    // Forced: a new certificate.
+    let v = json(&tls(d.path(), &["renew", "--force", "-o", "json"], &secret));
+    assert!(v["not_after"].as_i64().unwrap() >= not_after);
+
+    // The CA is down: exit 1 with a clear message; the certificate stays.
+    pebble.stop();
+    let r = tls(d.path(), &["renew", "--force"], &secret);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("keeps serving") && r.stderr.contains("ACME CA at https://127.0.0.1"),
+        "{}",
+        r.stderr
+    );
+    let v = json(&tls(d.path(), &["status", "-o", "json"], &secret));
+    assert_eq!(v["renewal_due"], false);
+}
