@@ -688,6 +688,7 @@ mod tests {
             project: PROJECT.into(),
             network: "autogit".into(),
             base_domain: None,
+            tls: None,
             preset: crate::preset::Preset::Minimal,
             services: vec![],
             total_cpus: 0.0,

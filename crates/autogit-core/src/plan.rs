@@ -35,11 +35,18 @@ pub struct HostFacts {
     pub rootless: Option<bool>,
 }
 
+/// Where the ingress container sees the platform certificate (`fullchain.pem`, `key.pem`);
+/// the binary copies it into `rendered/tls/`.
+pub const TLS_DIR: &str = "/etc/autogit/tls";
+
 #[derive(Clone, Debug, Default)]
 pub struct PlanInput {
     pub host: Option<HostFacts>,
     /// Ports picked by earlier runs in dynamic mode (service name → port).
     pub remembered_ports: BTreeMap<String, u16>,
+    /// The platform certificate, when one is on disk: an identifier that changes with every
+    /// renewal (its expiry), so rendered configurations change and ingresses reload.
+    pub tls_certificate: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -174,6 +181,9 @@ pub struct Plan {
     pub project: String,
     pub network: String,
     pub base_domain: Option<String>,
+    /// The certificate identifier when the ingress serves HTTPS with the platform certificate
+    /// (mounted at [`TLS_DIR`] in the ingress container); `None`: no certificate yet.
+    pub tls: Option<String>,
     pub preset: Preset,
     pub services: Vec<ServiceSpec>,
     /// CPU and memory of everything that runs on this host.
@@ -558,7 +568,8 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 .filter(|s| s.subdomain.is_some())
                 .map(|s| s.name.clone())
                 .collect();
-            let mounts = match config.platform.ingress {
+            let tls = input.tls_certificate.is_some();
+            let mut mounts = match config.platform.ingress {
                 IngressKind::Nginx => vec![Mount::Rendered {
                     file: "nginx/autogit.conf".into(),
                     target: "/etc/nginx/conf.d/autogit.conf".into(),
@@ -578,6 +589,12 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     },
                 ],
             };
+            if tls {
+                mounts.push(Mount::Rendered {
+                    file: "tls".into(),
+                    target: TLS_DIR.into(),
+                });
+            }
             services.push(ServiceSpec {
                 name: name.to_owned(),
                 role: Role::Ingress,
@@ -799,6 +816,9 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             project,
             network: config.platform.network.clone(),
             base_domain: env.base_domain.clone(),
+            tls: input.tls_certificate.clone().filter(|_| {
+                env.base_domain.is_some() && config.platform.ingress != IngressKind::None
+            }),
             preset,
             services,
             total_cpus,

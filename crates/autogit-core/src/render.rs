@@ -2,7 +2,7 @@
 
 use crate::config::{Config, IngressKind};
 use crate::emit::to_yaml;
-use crate::plan::{Mount, Placement, Plan, Probe, Role, ServiceSpec};
+use crate::plan::{Mount, Placement, Plan, Probe, Role, ServiceSpec, TLS_DIR};
 use crate::validate::url_port;
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -358,8 +358,9 @@ pub fn traefik_static(plan: &Plan) -> String {
 }
 
 /// Traefik's dynamic configuration: a router per service with a Host rule on HTTPS, its
-/// service, and the shared middlewares. Certificates: Traefik's default certificate until the
-/// TLS work installs the wildcard certificate.
+/// service, and the shared middlewares. With the platform certificate (`plan.tls`), it is the
+/// default certificate of the default TLS store; the file names the certificate's identifier,
+/// so a renewal changes the file and Traefik's file provider reloads it.
 pub fn traefik_dynamic(plan: &Plan) -> String {
     let Some(domain) = &plan.base_domain else {
         return String::new();
@@ -381,7 +382,7 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
             services.insert(s.name.clone(), json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{port}", s.name)}]}}));
         }
     }
-    let doc = json!({
+    let mut doc = json!({
         "http": {
             "routers": routers,
             "services": services,
@@ -397,10 +398,21 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
             },
         },
     });
-    format!(
-        "# Rendered by autogit: Traefik dynamic configuration (file provider).\n{}",
-        to_yaml(&doc)
-    )
+    let mut head =
+        String::from("# Rendered by autogit: Traefik dynamic configuration (file provider).\n");
+    if let Some(id) = &plan.tls {
+        let files = json!({
+            "certFile": format!("{TLS_DIR}/fullchain.pem"),
+            "keyFile": format!("{TLS_DIR}/key.pem"),
+        });
+        doc["tls"] = json!({
+            "certificates": [files.clone()],
+            "stores": {"default": {"defaultCertificate": files}},
+            "options": {"default": {"minVersion": "VersionTLS12"}},
+        });
+        let _ = writeln!(head, "# certificate: *.{domain} {id}");
+    }
+    format!("{head}{}", to_yaml(&doc))
 }
 
 /// Docker-provider labels for a routed service (compose export).
@@ -440,11 +452,30 @@ pub fn nginx(plan: &Plan) -> String {
         "# Rendered by autogit.\nresolver 127.0.0.11 valid=10s ipv6=off;\n\
          limit_req_zone $binary_remote_addr zone=autogit:10m rate=20r/s;\n",
     );
+    if let Some(id) = &plan.tls {
+        let _ = write!(
+            o,
+            "# certificate: *.{domain} {id}\n\
+             ssl_certificate {TLS_DIR}/fullchain.pem;\n\
+             ssl_certificate_key {TLS_DIR}/key.pem;\n\
+             ssl_protocols TLSv1.2 TLSv1.3;\n\
+             ssl_session_cache shared:autogit_tls:10m;\n\
+             \nserver {{\n    listen 80 default_server;\n    server_name _;\n    return 308 https://$host$request_uri;\n}}\n"
+        );
+    }
+    let (listen, hsts) = if plan.tls.is_some() {
+        (
+            "443 ssl",
+            "\n    add_header Strict-Transport-Security \"max-age=31536000; includeSubDomains\" always;",
+        )
+    } else {
+        ("80", "")
+    };
     for s in plan.local() {
         if let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) {
             let _ = write!(
                 o,
-                "\nserver {{\n    listen 80;\n    server_name {sub}.{domain};\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                "\nserver {{\n    listen {listen};\n    server_name {sub}.{domain};{hsts}\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
                 name = s.name
             );
         }

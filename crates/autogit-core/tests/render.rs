@@ -72,6 +72,30 @@ fn discovery_json() {
 }
 
 #[test]
+fn ingress_with_the_platform_certificate() {
+    let input = PlanInput {
+        tls_certificate: Some("expires 2026-03-01".into()),
+        ..Default::default()
+    };
+    let (p, diags) = build(CONFIG, ENV, &input);
+    assert!(!diags.contains("error["), "{diags}");
+    assert_eq!(p.tls.as_deref(), Some("expires 2026-03-01"));
+    let ingress = p.service("traefik").unwrap();
+    assert!(
+        ingress.mounts.iter().any(|m| matches!(m, autogit_core::plan::Mount::Rendered { file, target } if file == "tls" && target == autogit_core::plan::TLS_DIR)),
+        "{:?}",
+        ingress.mounts
+    );
+    insta::assert_snapshot!("traefik_dynamic_tls", render::traefik_dynamic(&p));
+    insta::assert_snapshot!("nginx_tls", render::nginx(&p));
+    // Without a certificate: no TLS section, no mount.
+    let (p, _) = build(CONFIG, ENV, &PlanInput::default());
+    assert!(p.tls.is_none());
+    assert!(!render::traefik_dynamic(&p).contains("certFile"));
+    assert!(!render::nginx(&p).contains("ssl_certificate"));
+}
+
+#[test]
 fn ingress_and_observability_files() {
     let (p, config) = full();
     insta::assert_snapshot!("traefik", render::traefik_static(&p));
@@ -180,6 +204,7 @@ fn remembered_ports_are_kept() {
     let input = PlanInput {
         host: None,
         remembered_ports: BTreeMap::from([("loki".to_owned(), 20500)]),
+        ..Default::default()
     };
     let (p, _) = build(CONFIG, ENV, &input);
     assert_eq!(p.service("loki").unwrap().ports[0].host, 20500);
@@ -218,6 +243,7 @@ fn plan_diagnostics() {
             &PlanInput {
                 host: Some(host),
                 remembered_ports: BTreeMap::new(),
+                ..Default::default()
             },
         );
         insta::assert_snapshot!(name, out);

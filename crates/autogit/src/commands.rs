@@ -255,12 +255,28 @@ fn remembered_ports(data: &Path) -> BTreeMap<String, u16> {
         .unwrap_or_default()
 }
 
+/// The platform certificate on disk, as the planner's fact: its expiry (changes with every
+/// renewal), or `None` when there is none (the ingress then serves without it).
+fn tls_certificate(g: &crate::cli::Global, loaded: &Loaded) -> Option<String> {
+    let domain = loaded.platform.base_domain.as_ref()?;
+    let (chain, key) = autogit_drivers::acme::cert_paths(&data_dir(g).join("tls"), domain);
+    if !key.is_file() {
+        return None;
+    }
+    let info = autogit_drivers::acme::read_cert(&chain, &key).ok()?;
+    Some(format!(
+        "expires {}",
+        autogit_core::backup::rfc3339_utc(info.not_after.max(0) as u64)
+    ))
+}
+
 /// Loads, plans, and reports. `None` means errors were reported.
 pub(crate) fn make_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> Option<Plan> {
     let host = autogit_drivers::host::facts(&loaded.env);
     let input = PlanInput {
         host,
         remembered_ports: remembered_ports(&data_dir(g)),
+        tls_certificate: tls_certificate(g, loaded),
     };
     let (plan, mut diags) = plan(&loaded.config, &loaded.platform, &input);
     let mut all = loaded.diagnostics.clone();
@@ -361,6 +377,7 @@ fn show_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
 
 pub(crate) fn write_rendered(
     ui: &Ui,
+    g: &crate::cli::Global,
     dir: &Path,
     plan: &Plan,
     loaded: &Loaded,
@@ -374,6 +391,24 @@ pub(crate) fn write_rendered(
         }
         written.push(path.display().to_string());
     }
+    // The platform certificate, next to the configurations that name it (`tls/`): the
+    // ingress mounts that directory. The key stays 0600.
+    if plan.tls.is_some()
+        && let Some(domain) = &plan.base_domain
+    {
+        let (chain, key) = autogit_drivers::acme::cert_paths(&data_dir(g).join("tls"), domain);
+        for (src, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "key.pem", 0o600)] {
+            let dest = dir.join("tls").join(name);
+            let copied = std::fs::read(&src)
+                .map_err(|e| format!("{}: {e}", src.display()))
+                .and_then(|b| write_atomic(&dest, &b, mode).map_err(|e| e.to_string()));
+            if let Err(e) = copied {
+                ui.error(&format!("cannot copy the certificate: {e}"));
+                return Err(exit::FAILURE);
+            }
+            written.push(dest.display().to_string());
+        }
+    }
     Ok(written)
 }
 
@@ -382,7 +417,7 @@ fn dry_run_install(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
         return exit::INVALID_CONFIG;
     };
     let dir = data_dir(g).join("rendered");
-    let written = match write_rendered(ui, &dir, &plan, loaded) {
+    let written = match write_rendered(ui, g, &dir, &plan, loaded) {
         Ok(w) => w,
         Err(code) => return code,
     };
@@ -423,7 +458,7 @@ fn export_compose(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded, out: Option<
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            if let Err(code) = write_rendered(ui, dir, &plan, loaded) {
+            if let Err(code) = write_rendered(ui, g, dir, &plan, loaded) {
                 return code;
             }
             if path.file_name().is_some_and(|n| n != "docker-compose.yml")

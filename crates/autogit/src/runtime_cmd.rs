@@ -171,7 +171,7 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str, bootstrap: bool
         Err(code) => return code,
     };
     let rendered = r.data.join("rendered");
-    if let Err(code) = write_rendered(ui, &rendered, &r.plan, loaded) {
+    if let Err(code) = write_rendered(ui, g, &rendered, &r.plan, loaded) {
         return code;
     }
     // Dynamic ports are remembered so the next plan keeps them.
@@ -633,7 +633,7 @@ pub fn reconcile(ui: &Ui, g: &Global, loaded: &Loaded, clear: Option<&str>) -> u
         };
     }
     let rendered = r.data.join("rendered");
-    if let Err(code) = write_rendered(ui, &rendered, &r.plan, loaded) {
+    if let Err(code) = write_rendered(ui, g, &rendered, &r.plan, loaded) {
         return code;
     }
     tokio().block_on(async {
@@ -689,7 +689,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         Err(code) => return code,
     };
     let rendered = r.data.join("rendered");
-    if let Err(code) = write_rendered(ui, &rendered, &r.plan, loaded) {
+    if let Err(code) = write_rendered(ui, g, &rendered, &r.plan, loaded) {
         return code;
     }
     let interval = loaded.config.health.reconcile_interval.0;
@@ -707,7 +707,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         };
         ui.note(&format!("autogit daemon: project `{}`, reconcile every {}; SIGTERM stops it", runtime.project, loaded.config.health.reconcile_interval));
         let quiet = ui.quiet;
-        let tls = tls_renewal(g, loaded, interval);
+        let tls = tls_renewal(ui, g, loaded, interval);
         let run = runtime
             .run(interval, shutdown, |res| match res {
                 Ok(report) if !quiet && !report.actions.is_empty() => {
@@ -734,7 +734,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
 /// Renews the platform certificate when due, when TLS is configured (BASE_DOMAIN and
 /// ACME_EMAIL set). Failures back off (`core::tls::retry_after`) and never stop the daemon;
 /// the old certificate keeps serving.
-async fn tls_renewal(g: &Global, loaded: &Loaded, interval: Duration) {
+async fn tls_renewal(ui: &Ui, g: &Global, loaded: &Loaded, interval: Duration) {
     if loaded.platform.base_domain.is_none() || loaded.platform.acme_email.is_none() {
         return std::future::pending().await;
     }
@@ -750,6 +750,9 @@ async fn tls_renewal(g: &Global, loaded: &Loaded, interval: Duration) {
                         "{}",
                         json!({"event": "certificate_renewed", "names": info.names, "not_after": info.not_after})
                     );
+                    if let Err(e) = crate::tls_cmd::refresh_ingress(ui, g, loaded).await {
+                        eprintln!("{}", json!({"event": "ingress_refresh_failed", "error": e}));
+                    }
                 }
                 Ok(None) => failures = 0,
                 Err(e) => {

@@ -99,6 +99,58 @@ pub async fn renew_if_due(
     }
 }
 
+/// After a renewal: render again (the ingress configuration names the new certificate, and
+/// `rendered/tls/` gets its files) and make a running nginx reload; Traefik reloads by itself
+/// when its dynamic file changes. The first certificate also adds a mount to the ingress:
+/// `autogit install` (or the next daemon start) recreates it.
+pub async fn refresh_ingress(ui: &Ui, g: &Global, loaded: &Loaded) -> Result<(), String> {
+    let quiet = Ui {
+        quiet: true,
+        json: false,
+        ..*ui
+    };
+    let Some(plan) = crate::commands::make_plan(&quiet, g, loaded) else {
+        return Err("the configuration has errors; run `autogit validate`".to_owned());
+    };
+    let rendered = data_dir(g).join("rendered");
+    crate::commands::write_rendered(&quiet, g, &rendered, &plan, loaded)
+        .map_err(|_| format!("cannot write {}", rendered.display()))?;
+    if plan.service("nginx").is_none() {
+        return Ok(());
+    }
+    use autogit_drivers::engine::ContainerEngine;
+    let engine = autogit_drivers::engine::docker::Docker::connect(
+        loaded
+            .config
+            .platform
+            .socket
+            .as_deref()
+            .map(std::path::Path::new),
+        &loaded.env,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let running = engine
+        .list(&plan.project)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|o| o.service == "nginx" && o.state == autogit_drivers::engine::RunState::Running);
+    if let Some(o) = running {
+        let (code, out) = engine
+            .exec(
+                &o.id,
+                &["nginx".to_owned(), "-s".to_owned(), "reload".to_owned()],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if code != 0 {
+            return Err(format!("nginx -s reload failed: {}", out.trim()));
+        }
+    }
+    Ok(())
+}
+
 fn show(ui: &Ui, info: &CertInfo, due: bool) {
     let days = (info.not_after - now()) / 86_400;
     if ui.json {
@@ -164,6 +216,9 @@ pub fn run(ui: &Ui, g: &Global, cmd: TlsCommand) -> u8 {
             match rt.block_on(renew_if_due(g, &loaded, force, &progress)) {
                 Ok(Some(info)) => {
                     show(ui, &info, false);
+                    if let Err(e) = rt.block_on(refresh_ingress(ui, g, &loaded)) {
+                        ui.note(&format!("warning: the ingress was not updated: {e}"));
+                    }
                     exit::OK
                 }
                 Ok(None) => {

@@ -74,6 +74,102 @@ fn nginx_accepts_the_rendered_ingress() {
     );
 }
 
+/// With a platform certificate in the data dir, the nginx ingress serves HTTPS with it (and
+/// redirects HTTP), the certificate is copied next to the rendered files (key 0600), and
+/// `nginx -t` accepts the result with the real certificate files.
+#[test]
+fn nginx_accepts_the_rendered_ingress_with_tls() {
+    if !have("nginx") || !have("openssl") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let tls = d.path().join("data/tls/example.com");
+    fs::create_dir_all(&tls).unwrap();
+    let out = std::process::Command::new("openssl")
+        .current_dir(&tls)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "fullchain.pem",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=example.com",
+            "-addext",
+            "subjectAltName=DNS:*.example.com,DNS:example.com",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = render(d.path(), "nginx");
+    let key = rendered.join("tls/key.pem");
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let conf = rendered.join("nginx/autogit.conf");
+    let text = fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.contains("listen 443 ssl;")
+            && text.contains("return 308 https://$host$request_uri;")
+            && text.contains("Strict-Transport-Security"),
+        "{text}"
+    );
+    // The container sees the files at /etc/autogit/tls; here they are in rendered/tls.
+    let local = text.replace("/etc/autogit/tls", rendered.join("tls").to_str().unwrap());
+    let local_conf = d.path().join("autogit-local.conf");
+    fs::write(&local_conf, local).unwrap();
+    let main = d.path().join("nginx.conf");
+    fs::write(
+        &main,
+        format!(
+            "pid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\nhttp {{\n    access_log off;\n    client_body_temp_path {0};\n    proxy_temp_path {0};\n    include {1};\n}}\n",
+            d.path().display(),
+            local_conf.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("nginx")
+        .args(["-t", "-q", "-c"])
+        .arg(&main)
+        .arg("-p")
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nginx -t: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Traefik: the dynamic configuration names the same files.
+    let d2 = tempfile::tempdir().unwrap();
+    fs::create_dir_all(d2.path().join("data/tls")).unwrap();
+    std::process::Command::new("cp")
+        .arg("-r")
+        .arg(&tls)
+        .arg(d2.path().join("data/tls/"))
+        .status()
+        .unwrap();
+    let rendered = render(d2.path(), "traefik");
+    let dynamic = fs::read_to_string(rendered.join("traefik/dynamic/autogit.yml")).unwrap();
+    assert!(
+        dynamic.contains("certFile: \"/etc/autogit/tls/fullchain.pem\""),
+        "{dynamic}"
+    );
+}
+
 #[test]
 fn promtool_accepts_the_rendered_prometheus_config() {
     if !have("promtool") {
