@@ -242,6 +242,12 @@ pub struct Mirroring {
     pub namespace: String,
     pub timeout: Dur,
     pub prune_projects: bool,
+    /// Accept sources whose host is a literal loopback/private/link-local address (SSRF guard).
+    pub allow_private: bool,
+    /// Push to `template` with `{path}` replaced by `namespace/name` instead of the local
+    /// GitLab's REST-created project (plain git remotes, tests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_url_template: Option<String>,
     pub sources: MirrorSources,
 }
 
@@ -495,6 +501,8 @@ impl Default for Config {
                 namespace: "mirrors".to_owned(),
                 timeout: Dur::secs(30 * 60),
                 prune_projects: false,
+                allow_private: false,
+                target_url_template: None,
                 sources: MirrorSources::default(),
             },
             runners: Runners {

@@ -320,6 +320,17 @@ pub(crate) fn p_git_url(n: &Node) -> Result<String, Bad> {
     Ok(s.to_owned())
 }
 
+pub(crate) fn p_target_template(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a URL template"))?;
+    let expected = "a git URL containing `{path}`, like git://host/{path}.git";
+    if !s.contains("{path}") {
+        return Err(Bad::new(expected).help("`{path}` is replaced by `namespace/name`"));
+    }
+    let example = s.replace("{path}", "ns/name");
+    check_git_url(&example).map_err(|why| Bad::new(expected).help(why))?;
+    Ok(s.to_owned())
+}
+
 pub(crate) fn p_env_name(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("an environment variable name"))?;
     check_env_name(s).map_err(|why| {
@@ -943,6 +954,8 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             "namespace",
             "timeout",
             "prune_projects",
+            "allow_private",
+            "target_url_template",
             "sources",
         ],
     );
@@ -962,6 +975,10 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
     if let Some(v) = cx.field(&o, "prune_projects", p_bool) {
         m.prune_projects = v;
     }
+    if let Some(v) = cx.field(&o, "allow_private", p_bool) {
+        m.allow_private = v;
+    }
+    m.target_url_template = cx.field(&o, "target_url_template", p_target_template);
     let s = sub(cx, &o, "sources", &["github", "gitlab", "git"]);
     let gh_keys = keys_with_filters(&["username", "organization", "token_env"]);
     for (path, node) in cx.list(&s, "github") {
