@@ -314,6 +314,87 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// One configured mirror as `autogit mirror sync` sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Planned {
+    /// Unique among the planned mirrors; names the cache repository and the history rows.
+    pub name: String,
+    /// `git`, `github` or `gitlab`.
+    pub kind: &'static str,
+    pub source: String,
+    pub target: TargetPath,
+    pub token_env: Option<String>,
+    /// Why this mirror cannot be synced (an unacceptable URL, a source kind not built yet).
+    pub problem: Option<String>,
+}
+
+/// Every configured mirror: git sources one each (URL checked against `allow_private`),
+/// GitHub and GitLab accounts one each, marked as not listable yet. Names are made unique.
+pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
+    let mut out: Vec<Planned> = Vec::new();
+    for g in &m.sources.git {
+        let target = target_path(&m.namespace, &g.url, g.name.as_deref());
+        out.push(Planned {
+            name: target.name.clone(),
+            kind: "git",
+            source: g.url.clone(),
+            problem: check_source(&g.url, m.allow_private).err(),
+            target,
+            token_env: g.token_env.clone(),
+        });
+    }
+    let not_yet = |what: &str| {
+        Some(format!(
+            "listing the repositories of a {what} account is not built yet; list them under `mirroring.sources.git` for now"
+        ))
+    };
+    for g in &m.sources.github {
+        let owner = g
+            .username
+            .clone()
+            .or(g.organization.clone())
+            .unwrap_or_default();
+        out.push(Planned {
+            name: sanitize_name(&format!("github-{owner}")),
+            kind: "github",
+            source: format!("github:{owner}"),
+            target: TargetPath {
+                namespace: m.namespace.clone(),
+                name: sanitize_name(&owner),
+            },
+            token_env: g.token_env.clone(),
+            problem: not_yet("GitHub"),
+        });
+    }
+    for g in &m.sources.gitlab {
+        let owner = g.group.clone().or(g.username.clone()).unwrap_or_default();
+        out.push(Planned {
+            name: sanitize_name(&format!("gitlab-{owner}")),
+            kind: "gitlab",
+            source: format!("{} {owner}", g.url),
+            target: TargetPath {
+                namespace: m.namespace.clone(),
+                name: sanitize_name(&owner),
+            },
+            token_env: g.token_env.clone(),
+            problem: not_yet("GitLab"),
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &mut out {
+        let base = p.name.clone();
+        let mut n = 2;
+        while !seen.insert(p.name.clone()) {
+            p.name = format!("{base}-{n}");
+            n += 1;
+        }
+        if p.kind == "git" && p.name != base {
+            p.target.name = p.name.clone();
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -563,6 +644,40 @@ mod tests {
                 ("xyz\trefs/heads/a", "line 1: `xyz` is not an object id"),
             ],
             |t| parse_ls_remote(t).unwrap_err(),
+        );
+    }
+
+    #[test]
+    fn planned_mirrors() {
+        let text = "mirroring:\n  namespace: m\n  sources:\n    github:\n      username: me\n    git:\n      - https://a.example/x/app.git\n      - https://b.example/y/app.git\n      - url: git://127.0.0.1/z.git\n        name: zed\n";
+        let loaded = crate::load::load(&crate::load::LoadInput {
+            file: Some(("autogit.yml", text)),
+            ..Default::default()
+        });
+        assert!(!loaded.diagnostics.has_errors());
+        let got: Vec<String> = planned(&loaded.config.mirroring)
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} -> {} {}",
+                    p.kind,
+                    p.name,
+                    p.source,
+                    p.target,
+                    p.problem
+                        .as_deref()
+                        .map_or("ok", |e| e.split(';').next().unwrap())
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "git app https://a.example/x/app.git -> m/app ok",
+                "git app-2 https://b.example/y/app.git -> m/app-2 ok",
+                "git zed git://127.0.0.1/z.git -> m/zed host `127.0.0.1` is a loopback address",
+                "github github-me github:me -> m/me listing the repositories of a GitHub account is not built yet",
+            ]
         );
     }
 

@@ -357,3 +357,60 @@ async fn endpoints_round_trip_through_the_fake() {
         "only the configured token is sent"
     );
 }
+
+#[tokio::test]
+async fn projects_are_found_by_path_and_created_in_a_group() {
+    let (fake, client) = setup().await;
+    let g = client
+        .create_group("mirrors", "mirrors", "private", None)
+        .await
+        .unwrap();
+    assert_eq!(client.project_by_path("mirrors/app").await.unwrap(), None);
+    let p = client
+        .create_project("app", "app", g.id, "private")
+        .await
+        .unwrap();
+    assert_eq!(p.path_with_namespace, "mirrors/app");
+    assert!(p.http_url_to_repo.ends_with("/mirrors/app.git"));
+    assert_eq!(
+        client.project_by_path("mirrors/app").await.unwrap(),
+        Some(p.clone())
+    );
+    let again = client.create_project("app", "app", g.id, "private").await;
+    assert!(
+        matches!(again, Err(GitLabError::BadRequest { .. })),
+        "{again:?}"
+    );
+    assert!(
+        fake.state()
+            .requests
+            .iter()
+            .any(|(m, p)| m == "GET" && p == "/api/v4/projects/mirrors%2Fapp")
+    );
+}
+
+#[tokio::test]
+async fn mirror_targets_are_ensured_idempotently() {
+    let (fake, client) = setup().await;
+    let t = autogit_core::mirror::TargetPath {
+        namespace: "mirrors".into(),
+        name: "app".into(),
+    };
+    let a = autogit_drivers::mirror::ensure_project(&client, &t)
+        .await
+        .unwrap();
+    let b = autogit_drivers::mirror::ensure_project(&client, &t)
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.path_with_namespace, "mirrors/app");
+    let st = fake.state();
+    assert_eq!(
+        st.groups
+            .iter()
+            .filter(|g| g.full_path == "mirrors")
+            .count(),
+        1
+    );
+    assert_eq!(st.projects.len(), 1);
+}

@@ -455,6 +455,30 @@ pub async fn sync_once(
     })
 }
 
+/// The local GitLab project a mirror pushes to: found by path, or created (private, empty) in
+/// its namespace group, which is created too when missing. Idempotent.
+pub async fn ensure_project(
+    client: &crate::gitlab::client::GitLabClient,
+    target: &autogit_core::mirror::TargetPath,
+) -> Result<crate::gitlab::client::Project, crate::gitlab::client::GitLabError> {
+    if let Some(p) = client.project_by_path(&target.full()).await? {
+        return Ok(p);
+    }
+    let group = match client.group(&target.namespace).await? {
+        Some(g) => g,
+        None => {
+            let (parent, path) = match target.namespace.rsplit_once('/') {
+                Some((parent, leaf)) => (client.group(parent).await?.map(|g| g.id), leaf),
+                None => (None, target.namespace.as_str()),
+            };
+            client.create_group(path, path, "private", parent).await?
+        }
+    };
+    client
+        .create_project(&target.name, &target.name, group.id, "private")
+        .await
+}
+
 async fn ls_remote(
     git: &Git,
     url: &str,

@@ -44,6 +44,16 @@ pub struct FGroup {
 }
 
 #[derive(Clone, Debug)]
+pub struct FProject {
+    pub id: u64,
+    pub name: String,
+    pub path: String,
+    pub namespace_id: u64,
+    pub path_with_namespace: String,
+    pub visibility: String,
+}
+
+#[derive(Clone, Debug)]
 pub struct FPat {
     pub id: u64,
     pub user_id: u64,
@@ -79,6 +89,7 @@ pub enum Paging {
 pub struct FakeState {
     pub users: Vec<FUser>,
     pub groups: Vec<FGroup>,
+    pub projects: Vec<FProject>,
     /// (group id, user id, access level).
     pub members: Vec<(u64, u64, u32)>,
     pub pats: Vec<FPat>,
@@ -156,6 +167,12 @@ impl FakeState {
                "visibility": g.visibility, "parent_id": g.parent_id})
     }
 
+    fn project_json(p: &FProject) -> Value {
+        json!({"id": p.id, "name": p.name, "path": p.path, "path_with_namespace": p.path_with_namespace,
+               "namespace": {"id": p.namespace_id}, "visibility": p.visibility,
+               "http_url_to_repo": format!("{EXTERNAL}/{}.git", p.path_with_namespace)})
+    }
+
     fn pat_json(&self, p: &FPat) -> Value {
         let expired = p
             .expires_at
@@ -181,6 +198,7 @@ impl Fake {
         let mut st = FakeState {
             users: Vec::new(),
             groups: Vec::new(),
+            projects: Vec::new(),
             members: Vec::new(),
             pats: Vec::new(),
             runners: Vec::new(),
@@ -599,6 +617,62 @@ async fn handle(
             // The creator becomes the group's owner, as in GitLab.
             st.members.push((id, me.id, 50));
             reply(201, FakeState::group_json(&g))
+        }
+        (Method::GET, ["projects", id]) => {
+            if !api_read {
+                return scope_error();
+            }
+            let found = st
+                .projects
+                .iter()
+                .find(|p| p.id.to_string() == *id || p.path_with_namespace == *id);
+            match found {
+                Some(p) => reply(200, FakeState::project_json(p)),
+                None => msg(404, json!("404 Project Not Found")),
+            }
+        }
+        (Method::POST, ["projects"]) => {
+            if !api_write {
+                return scope_error();
+            }
+            let (Some(name), Some(ppath), Some(ns)) = (
+                str_field(&body, "name"),
+                str_field(&body, "path"),
+                body.get("namespace_id").and_then(Value::as_u64),
+            ) else {
+                return reply(
+                    400,
+                    json!({"error": "name, path or namespace_id is missing"}),
+                );
+            };
+            let Some(group) = st.groups.iter().find(|g| g.id == ns).cloned() else {
+                return msg(404, json!("404 Namespace Not Found"));
+            };
+            if !st
+                .members
+                .iter()
+                .any(|(g, u, level)| *g == ns && *u == me.id && *level >= 30)
+                && !me.admin
+            {
+                return forbidden();
+            }
+            let full = format!("{}/{ppath}", group.full_path);
+            if st.projects.iter().any(|p| p.path_with_namespace == full) {
+                return msg(400, json!({"path": ["has already been taken"]}));
+            }
+            let id = st.id();
+            let p = FProject {
+                id,
+                name: name.to_owned(),
+                path: ppath.to_owned(),
+                namespace_id: ns,
+                path_with_namespace: full,
+                visibility: str_field(&body, "visibility")
+                    .unwrap_or("private")
+                    .to_owned(),
+            };
+            st.projects.push(p.clone());
+            reply(201, FakeState::project_json(&p))
         }
         (Method::GET, ["groups", id, "members"]) => {
             if !api_read {
