@@ -241,6 +241,8 @@ pub struct Mirroring {
     /// Namespace (group path) in the local GitLab that receives mirrored projects.
     pub namespace: String,
     pub timeout: Dur,
+    /// Further attempts after a failed sync (network errors, timeouts), with backoff.
+    pub retries: u32,
     pub prune_projects: bool,
     /// Accept sources whose host is a literal loopback/private/link-local address (SSRF guard).
     pub allow_private: bool,
@@ -500,6 +502,7 @@ impl Default for Config {
                 parallelism: None,
                 namespace: "mirrors".to_owned(),
                 timeout: Dur::secs(30 * 60),
+                retries: 2,
                 prune_projects: false,
                 allow_private: false,
                 target_url_template: None,

@@ -262,6 +262,9 @@ pub(crate) fn p_concurrency(n: &Node) -> Result<u32, Bad> {
 pub(crate) fn p_small_count(n: &Node) -> Result<u32, Bad> {
     count(n, 1, 100)
 }
+pub(crate) fn p_retries(n: &Node) -> Result<u32, Bad> {
+    count(n, 0, 10)
+}
 pub(crate) fn p_count(n: &Node) -> Result<u32, Bad> {
     count(n, 0, 1_000_000)
 }
@@ -953,6 +956,7 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             "parallelism",
             "namespace",
             "timeout",
+            "retries",
             "prune_projects",
             "allow_private",
             "target_url_template",
@@ -974,6 +978,9 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
     }
     if let Some(v) = cx.field(&o, "prune_projects", p_bool) {
         m.prune_projects = v;
+    }
+    if let Some(v) = cx.field(&o, "retries", p_retries) {
+        m.retries = v;
     }
     if let Some(v) = cx.field(&o, "allow_private", p_bool) {
         m.allow_private = v;

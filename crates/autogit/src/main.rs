@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod ctx;
 mod guard_cmd;
+mod mirror_cmd;
 mod runtime_cmd;
 mod ui;
 

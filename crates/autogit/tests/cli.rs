@@ -315,7 +315,6 @@ fn install_dry_run_renders_files_and_lists_images() {
 fn commands_not_available_yet_exit_2_and_say_so() {
     let d = tmp();
     let cases: &[&[&str]] = &[
-        &["mirror", "sync"],
         &["mirror", "add", "github:me"],
         &["runner", "discover"],
         &["runner", "register", "x"],

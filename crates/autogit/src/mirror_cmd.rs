@@ -1,0 +1,386 @@
+//! `autogit mirror sync` and `autogit mirror list`: the configured mirrors (core), the git
+//! driver, the GitLab projects they push to, and their history in SQLite.
+
+use crate::cli::Global;
+use crate::commands::report;
+use crate::ctx::{Loaded, data_dir};
+use crate::exit;
+use crate::ui::Ui;
+use autogit_core::mirror::{Planned, expand_target, planned, redact_url};
+use autogit_drivers::gitlab::bootstrap::account_token_secret;
+use autogit_drivers::gitlab::client::GitLabClient;
+use autogit_drivers::mirror::{Event, Job, MirrorError, Options, Outcome, Report, sync_all};
+use autogit_drivers::runtime::now;
+use autogit_drivers::secrets::{SecretStore, SecretString};
+use autogit_drivers::state::{MirrorRunEnd, Store};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn tokio() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn absolute(p: PathBuf) -> PathBuf {
+    std::fs::canonicalize(&p).unwrap_or(p)
+}
+
+/// A mirror that cannot be synced, as a failed report.
+fn failed(p: &Planned, target: &str, why: String) -> Report {
+    Report {
+        name: p.name.clone(),
+        source: redact_url(&p.source),
+        target: redact_url(target),
+        attempts: 0,
+        elapsed: Duration::ZERO,
+        result: Err(MirrorError::Invalid(why)),
+    }
+}
+
+pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
+    if !report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let m = &loaded.config.mirroring;
+    let mut all = planned(m);
+    if !repos.is_empty() {
+        for r in repos {
+            if !all
+                .iter()
+                .any(|p| &p.name == r || &p.source == r || &p.target.full() == r)
+            {
+                ui.error(&format!(
+                    "no configured mirror is named `{r}`; `autogit mirror list` shows their names"
+                ));
+                return exit::FAILURE;
+            }
+        }
+        all.retain(|p| {
+            repos
+                .iter()
+                .any(|r| &p.name == r || &p.source == r || &p.target.full() == r)
+        });
+    }
+    if all.is_empty() {
+        ui.note("nothing to sync: no sources under `mirroring.sources`");
+        if ui.json {
+            ui.print_json(&json!({"mirrors": [], "failed": 0}));
+        }
+        return exit::OK;
+    }
+    if !m.enabled {
+        ui.note("note: `mirroring.enabled` is false (no scheduled syncs); syncing now as asked");
+    }
+    let data = data_dir(g);
+    if let Err(e) = std::fs::create_dir_all(&data) {
+        ui.error(&format!("cannot create {}: {e}", data.display()));
+        return exit::FAILURE;
+    }
+    let data = absolute(data);
+    let store = match Store::open(&data.join("state.db")) {
+        Ok(s) => s,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return exit::FAILURE;
+        }
+    };
+    let rt = tokio();
+
+    // Targets: the URL template, or the local GitLab's projects (created when missing).
+    let mut problems: Vec<Report> = Vec::new();
+    let mut jobs: Vec<Job> = Vec::new();
+    let gitlab = if m.target_url_template.is_none() {
+        Some(gitlab_client(loaded, &data))
+    } else {
+        None
+    };
+    for p in &all {
+        let placeholder = p.target.full();
+        if let Some(why) = &p.problem {
+            problems.push(failed(p, &placeholder, why.clone()));
+            continue;
+        }
+        let source_token = match &p.token_env {
+            Some(k) => match loaded.secrets(std::slice::from_ref(k)).remove(k) {
+                Some(v) => Some(SecretString::from(v)),
+                None => {
+                    problems.push(failed(
+                        p,
+                        &placeholder,
+                        format!("`{k}` (its token_env) is not set in the environment or .env"),
+                    ));
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let (target, target_token) = match (&m.target_url_template, &gitlab) {
+            (Some(t), _) => (expand_target(t, &p.target), None),
+            (None, Some(Ok((client, token)))) => {
+                match rt.block_on(autogit_drivers::mirror::ensure_project(client, &p.target)) {
+                    Ok(_) => (
+                        format!(
+                            "{}/{}.git",
+                            loaded.config.gitlab.external_url.trim_end_matches('/'),
+                            p.target.full()
+                        ),
+                        Some(token.clone()),
+                    ),
+                    Err(e) => {
+                        problems.push(failed(
+                            p,
+                            &placeholder,
+                            format!("cannot find or create GitLab project {}: {e}", p.target),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            (None, Some(Err(why))) => {
+                problems.push(failed(p, &placeholder, why.clone()));
+                continue;
+            }
+            (None, None) => unreachable!("a client is made when there is no template"),
+        };
+        jobs.push(Job {
+            name: p.name.clone(),
+            source: p.source.clone(),
+            target,
+            source_token,
+            target_token,
+        });
+    }
+
+    let mut opts = Options::new(data.join("mirrors"));
+    if let Some(n) = m.parallelism {
+        opts.parallel = n as usize;
+    }
+    opts.timeout = m.timeout.0;
+    opts.retries = m.retries;
+    let total = jobs.len() + problems.len();
+    let started = Instant::now();
+    let mut reports = rt.block_on(sync_all(jobs, &opts, Some(&store), |e| {
+        if ui.json {
+            return;
+        }
+        match e {
+            Event::Started { name } => ui.note(&format!("{name}: syncing")),
+            Event::Retrying {
+                name,
+                attempt,
+                error,
+            } => ui.note(&format!(
+                "{name}: attempt {attempt} failed ({error}); retrying"
+            )),
+            Event::Finished(r) => ui.note(&format!("{}: {}", r.name, line(r))),
+        }
+    }));
+    for r in &problems {
+        if let Ok(id) = store.mirror_run_start(&r.name, &r.source, &r.target, now()) {
+            let err = r.result.as_ref().err().map(ToString::to_string);
+            let _ = store.mirror_run_end(
+                id,
+                now(),
+                &MirrorRunEnd {
+                    result: "failed",
+                    changed: 0,
+                    deleted: 0,
+                    error: err.as_deref(),
+                },
+            );
+        }
+        if !ui.json {
+            ui.note(&format!("{}: {}", r.name, line(r)));
+        }
+    }
+    reports.extend(problems);
+    let failures = reports.iter().filter(|r| r.result.is_err()).count();
+    if ui.json {
+        ui.print_json(&json!({
+            "mirrors": reports.iter().map(Report::json).collect::<Vec<_>>(),
+            "failed": failures,
+            "elapsed_ms": started.elapsed().as_millis() as u64,
+        }));
+    } else {
+        let mut t = ui.table();
+        t.set_header(vec![
+            "NAME", "SOURCE", "TARGET", "RESULT", "CHANGED", "DELETED", "TIME",
+        ]);
+        for r in &reports {
+            let (res, ch, del) = match &r.result {
+                Ok(Outcome::UpToDate) => ("up to date".to_owned(), 0, 0),
+                Ok(Outcome::Synced {
+                    changed,
+                    deleted,
+                    lfs,
+                }) => (
+                    if *lfs { "synced (+LFS)" } else { "synced" }.to_owned(),
+                    *changed,
+                    *deleted,
+                ),
+                Err(_) => ("FAILED".to_owned(), 0, 0),
+            };
+            t.add_row(vec![
+                r.name.clone(),
+                r.source.clone(),
+                r.target.clone(),
+                res,
+                ch.to_string(),
+                del.to_string(),
+                format!("{:.1}s", r.elapsed.as_secs_f64()),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "{} of {total} mirrors synced or up to date, {failures} failed, in {:.1}s",
+            total - failures,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    if failures > 0 {
+        exit::FAILURE
+    } else {
+        exit::OK
+    }
+}
+
+fn line(r: &Report) -> String {
+    match &r.result {
+        Ok(Outcome::UpToDate) => "up to date".to_owned(),
+        Ok(Outcome::Synced {
+            changed, deleted, ..
+        }) => format!(
+            "synced ({changed} refs changed, {deleted} deleted) in {:.1}s",
+            r.elapsed.as_secs_f64()
+        ),
+        Err(e) => format!("FAILED: {e}"),
+    }
+}
+
+/// The client for the local GitLab with the `mirror` service account's token, or why not.
+fn gitlab_client(
+    loaded: &Loaded,
+    data: &std::path::Path,
+) -> Result<(GitLabClient, SecretString), String> {
+    let secret = account_token_secret("mirror");
+    let token = SecretStore::open(data)
+        .and_then(|s| s.get(&secret))
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "no token for the `mirror` service account in {}/secrets (GitLab bootstrap creates it: run `autogit install`), or set `mirroring.target_url_template`",
+                data.display()
+            )
+        })?;
+    let client = GitLabClient::new(&loaded.config.gitlab.external_url, Some(token.clone()))
+        .map_err(|e| e.to_string())?;
+    Ok((client, token))
+}
+
+pub fn list(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
+    if !report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let m = &loaded.config.mirroring;
+    let all = planned(m);
+    // Read-only: a missing database means no sync has run; it is not created here.
+    let db = data_dir(g).join("state.db");
+    let history = if db.exists() {
+        match Store::open(&db).and_then(|s| s.mirror_status()) {
+            Ok(h) => h,
+            Err(e) => {
+                ui.error(&e.to_string());
+                return exit::FAILURE;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let t_now = now() as i64;
+    let rows: Vec<serde_json::Value> = all
+        .iter()
+        .map(|p| {
+            let h = history.iter().find(|h| h.mirror == p.name);
+            json!({
+                "name": p.name, "kind": p.kind, "source": redact_url(&p.source),
+                "target": p.target.full(), "token_env": p.token_env, "problem": p.problem,
+                "last_result": h.map(|h| h.last_result.clone()),
+                "last_success": h.and_then(|h| h.last_success),
+                "last_error_at": h.and_then(|h| h.last_error_at),
+                "last_error": h.and_then(|h| h.last_error.clone()),
+                "lag_s": h.and_then(|h| h.last_success).map(|s| (t_now - s).max(0)),
+                // Kept for scripts written against the first shape.
+                "last_sync": h.and_then(|h| h.last_success),
+            })
+        })
+        .collect();
+    if ui.json {
+        ui.print_json(&json!({
+            "enabled": m.enabled, "schedule": m.schedule, "namespace": m.namespace,
+            "sources": rows,
+        }));
+        return exit::OK;
+    }
+    let mut t = ui.table();
+    t.set_header(vec![
+        "NAME",
+        "KIND",
+        "SOURCE",
+        "TARGET",
+        "TOKEN FROM",
+        "LAST SUCCESS",
+        "LAST ERROR",
+    ]);
+    for r in &rows {
+        let s = |k: &str| r[k].as_str().unwrap_or("-").to_owned();
+        let success = match r["lag_s"].as_i64() {
+            Some(lag) => format!("{} ago", human(lag)),
+            None => "never".to_owned(),
+        };
+        let error = match (r["last_error_at"].as_i64(), r["last_error"].as_str()) {
+            (Some(at), Some(e)) => format!("{} ago: {}", human((t_now - at).max(0)), short(e)),
+            _ => r["problem"]
+                .as_str()
+                .map_or("-".to_owned(), |p| format!("not synced: {}", short(p))),
+        };
+        t.add_row(vec![
+            s("name"),
+            s("kind"),
+            s("source"),
+            s("target"),
+            s("token_env"),
+            success,
+            error,
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "mirroring {} · schedule \"{}\" · into group `{}`",
+        if m.enabled { "enabled" } else { "disabled" },
+        m.schedule,
+        m.namespace
+    );
+    exit::OK
+}
+
+fn short(s: &str) -> String {
+    let first = s.split(';').next().unwrap_or(s);
+    if first.chars().count() > 80 {
+        format!("{}…", first.chars().take(79).collect::<String>())
+    } else {
+        first.to_owned()
+    }
+}
+
+fn human(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}

@@ -1,0 +1,176 @@
+//! `autogit mirror sync` and `autogit mirror list`, the real binary against real git over
+//! loopback (`git daemon` for sources and targets, `mirroring.target_url_template` pointing at
+//! the target daemon). Skips without `git daemon` unless `AUTOGIT_REQUIRE_TOOLS=1`.
+
+mod common;
+#[path = "../../autogit-drivers/tests/git_support/mod.rs"]
+mod git_support;
+
+use common::*;
+use git_support::*;
+use std::fs;
+use std::path::Path;
+
+fn config(dir: &Path, src: &Daemon, dst: &Daemon, repos: &[&str], allow_private: bool) {
+    let sources: String = repos
+        .iter()
+        .map(|r| format!("      - {}\n", src.url(&format!("{r}.git"))))
+        .collect();
+    fs::write(
+        dir.join("autogit.yml"),
+        format!(
+            "mirroring:\n  namespace: mirrors\n  retries: 0\n  allow_private: {allow_private}\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    git:\n{sources}",
+            dst.port
+        ),
+    )
+    .unwrap();
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn sync_then_list_then_failures() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "cli-src");
+    let dst = Daemon::start(&root.join("dst"), "cli-dst");
+    for name in ["app", "lib"] {
+        let bare = src.init(&format!("{name}.git"));
+        dst.init(&format!("mirrors/{name}.git"));
+        let w = Work::new(&root.join("work").join(name), &bare);
+        w.commit("README", name);
+        w.run(&["tag", "v1"]);
+        w.publish();
+    }
+    let data = root.join("data");
+    let data_s = data.to_str().unwrap();
+    config(root, &src, &dst, &["app", "lib"], true);
+
+    // First sync: both mirrored.
+    let r = run(
+        root,
+        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r.stdout);
+    assert_eq!(v["failed"], 0);
+    assert_eq!(v["mirrors"][0]["name"], "app");
+    assert_eq!(v["mirrors"][0]["result"], "synced");
+    assert_eq!(v["mirrors"][0]["changed"], 2);
+    for name in ["app", "lib"] {
+        assert_eq!(
+            refs(&src.url(&format!("{name}.git"))),
+            refs(&dst.url(&format!("mirrors/{name}.git")))
+        );
+    }
+
+    // Second sync, plain output: progress on stderr, a table on stdout, nothing to do.
+    let r = run(root, &["mirror", "sync", "--data-dir", data_s]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("app: syncing"), "{}", r.stderr);
+    assert!(r.stderr.contains("app: up to date"), "{}", r.stderr);
+    assert!(r.stdout.contains("up to date") && r.stdout.contains("0 failed"));
+
+    // One named mirror only.
+    let r = run(
+        root,
+        &["mirror", "sync", "lib", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r.stdout);
+    assert_eq!(v["mirrors"].as_array().unwrap().len(), 1);
+    assert_eq!(v["mirrors"][0]["result"], "up_to_date");
+
+    // An unknown name is an error, not a silent no-op.
+    let r = run(root, &["mirror", "sync", "nope", "--data-dir", data_s]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no configured mirror is named `nope`"));
+
+    // The history: last success and lag.
+    let r = run(
+        root,
+        &["mirror", "list", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r.stdout);
+    assert_eq!(v["sources"][0]["name"], "app");
+    assert_eq!(v["sources"][0]["last_result"], "up_to_date");
+    assert!(v["sources"][0]["last_success"].as_i64().is_some());
+    assert!(v["sources"][0]["lag_s"].as_i64().unwrap() >= 0);
+    let r = run(root, &["mirror", "list", "--data-dir", data_s]);
+    assert!(r.stdout.contains(" ago"), "{}", r.stdout);
+
+    // A source that is gone: exit 1, the others still synced, the error recorded.
+    config(root, &src, &dst, &["app", "lib", "gone"], true);
+    let r = run(
+        root,
+        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = json(&r.stdout);
+    assert_eq!(v["failed"], 1);
+    assert_eq!(v["mirrors"][2]["result"], "failed");
+    assert!(
+        v["mirrors"][2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("git ls-remote failed")
+    );
+    let r = run(
+        root,
+        &["mirror", "list", "-o", "json", "--data-dir", data_s],
+    );
+    let v = json(&r.stdout);
+    assert_eq!(v["sources"][2]["last_result"], "failed");
+    assert!(v["sources"][2]["last_error"].as_str().is_some());
+
+    // Without `allow_private`, loopback sources are refused before git runs (SSRF guard).
+    config(root, &src, &dst, &["app"], false);
+    let r = run(
+        root,
+        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = json(&r.stdout);
+    let err = v["mirrors"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("loopback") && err.contains("mirroring.allow_private"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sync_without_sources_or_gitlab_token_says_why() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let r = run(d.path(), &["mirror", "sync", "--data-dir", data_s]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to sync"), "{}", r.stderr);
+
+    // No target template and no bootstrap yet: each mirror fails with what to do.
+    fs::write(
+        d.path().join("autogit.yml"),
+        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    github:\n      username: me\n",
+    )
+    .unwrap();
+    let r = run(
+        d.path(),
+        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = json(&r.stdout);
+    let errors: Vec<&str> = v["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["error"].as_str().unwrap())
+        .collect();
+    assert!(errors[0].contains("autogit install"), "{errors:?}");
+    assert!(errors[1].contains("not built yet"), "{errors:?}");
+}
