@@ -351,8 +351,11 @@ pub async fn sync_once(
             job.name
         )));
     }
-    let source = ls_remote(git, &job.source, job.source_token.as_ref()).await?;
-    let target = ls_remote(git, &job.target, job.target_token.as_ref()).await?;
+    // Both sides at once: a no-change sync costs one round trip, not two.
+    let (source, target) = tokio::try_join!(
+        ls_remote(git, &job.source, job.source_token.as_ref()),
+        ls_remote(git, &job.target, job.target_token.as_ref())
+    )?;
     let (changed, deleted) = match decide(&source, &target) {
         Decision::UpToDate => return Ok(Outcome::UpToDate),
         Decision::Sync { changed, deleted } => (changed.len(), deleted.len()),
