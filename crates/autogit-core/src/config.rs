@@ -281,6 +281,9 @@ pub struct GitHubSource {
     pub organization: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
+    /// The REST API root; `None`: `https://api.github.com` (GitHub Enterprise: `https://HOST/api/v3`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
     #[serde(flatten)]
     pub filters: Filters,
 }

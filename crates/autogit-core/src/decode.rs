@@ -987,7 +987,7 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
     }
     m.target_url_template = cx.field(&o, "target_url_template", p_target_template);
     let s = sub(cx, &o, "sources", &["github", "gitlab", "git"]);
-    let gh_keys = keys_with_filters(&["username", "organization", "token_env"]);
+    let gh_keys = keys_with_filters(&["username", "organization", "token_env", "api_url"]);
     for (path, node) in cx.list(&s, "github") {
         let Some(so) = cx.obj(Some(node), &path, &gh_keys) else {
             continue;
@@ -1010,11 +1010,13 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             );
         }
         let token_env = cx.field(&src, "token_env", p_env_name);
+        let api_url = cx.field(&src, "api_url", p_http_url);
         let filters = filters(cx, &src);
         m.sources.github.push(GitHubSource {
             username,
             organization,
             token_env,
+            api_url,
             filters,
         });
     }

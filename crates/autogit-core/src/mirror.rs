@@ -363,7 +363,7 @@ pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
                 name: sanitize_name(&owner),
             },
             token_env: g.token_env.clone(),
-            problem: not_yet("GitHub"),
+            problem: None,
         });
     }
     for g in &m.sources.gitlab {
@@ -380,19 +380,66 @@ pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
             problem: not_yet("GitLab"),
         });
     }
+    unique_names(&mut out);
+    out
+}
+
+/// A repository an account listing returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub clone_url: String,
+    pub fork: bool,
+    pub archived: bool,
+}
+
+/// Whether a listed repository passes an account's filters: name globs (`include`, `exclude`),
+/// forks and archived repositories only when asked for.
+pub fn keep(r: &Listed, f: &crate::config::Filters) -> bool {
+    selected(&r.name, &f.include, &f.exclude) && (f.forks || !r.fork) && (f.archived || !r.archived)
+}
+
+/// The mirrors of one account (`account` is its planned entry): the repositories that pass the
+/// filters, each to `namespace/<repo name>`, URL checked like any source. Call
+/// [`unique_names`] after replacing the account's entry with these.
+pub fn from_listing(
+    account: &Planned,
+    namespace: &str,
+    filters: &crate::config::Filters,
+    repos: &[Listed],
+    allow_private: bool,
+) -> Vec<Planned> {
+    repos
+        .iter()
+        .filter(|r| keep(r, filters))
+        .map(|r| Planned {
+            name: sanitize_name(&r.name),
+            kind: account.kind,
+            source: r.clone_url.clone(),
+            target: TargetPath {
+                namespace: namespace.trim_matches('/').to_owned(),
+                name: sanitize_name(&r.name),
+            },
+            token_env: account.token_env.clone(),
+            problem: check_source(&r.clone_url, allow_private).err(),
+        })
+        .collect()
+}
+
+/// Makes names unique (`app`, `app-2`, …); the target follows the new name.
+pub fn unique_names(out: &mut [Planned]) {
     let mut seen = std::collections::BTreeSet::new();
-    for p in &mut out {
+    for p in out.iter_mut() {
         let base = p.name.clone();
         let mut n = 2;
         while !seen.insert(p.name.clone()) {
             p.name = format!("{base}-{n}");
             n += 1;
         }
-        if p.kind == "git" && p.name != base {
+        if p.name != base {
             p.target.name = p.name.clone();
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -676,9 +723,63 @@ mod tests {
                 "git app https://a.example/x/app.git -> m/app ok",
                 "git app-2 https://b.example/y/app.git -> m/app-2 ok",
                 "git zed git://127.0.0.1/z.git -> m/zed host `127.0.0.1` is a loopback address",
-                "github github-me github:me -> m/me listing the repositories of a GitHub account is not built yet",
+                "github github-me github:me -> m/me ok",
             ]
         );
+    }
+
+    #[test]
+    fn listings_are_filtered() {
+        let repo = |n: &str, fork, archived| Listed {
+            name: n.into(),
+            clone_url: format!("https://github.com/me/{n}.git"),
+            fork,
+            archived,
+        };
+        let repos = [
+            repo("tool-a", false, false),
+            repo("tool-old", false, true),
+            repo("tool-fork", true, false),
+            repo("lib", false, false),
+            repo("tool-skip", false, false),
+        ];
+        let account = Planned {
+            name: "github-me".into(),
+            kind: "github",
+            source: "github:me".into(),
+            target: target_path("m", "x", None),
+            token_env: Some("GH".into()),
+            problem: None,
+        };
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let f = |include: &[&str], forks, archived| crate::config::Filters {
+            include: v(include),
+            exclude: v(&["*-skip"]),
+            forks,
+            archived,
+        };
+        check(
+            &[
+                ("tool-*,false,false", "tool-a"),
+                ("tool-*,true,false", "tool-a tool-fork"),
+                ("tool-*,true,true", "tool-a tool-old tool-fork"),
+                (",false,false", "tool-a lib"),
+            ],
+            |c| {
+                let parts: Vec<&str> = c.split(',').collect();
+                let inc: Vec<&str> = parts[0].split(' ').filter(|s| !s.is_empty()).collect();
+                let filters = f(&inc, parts[1] == "true", parts[2] == "true");
+                from_listing(&account, "m", &filters, &repos, false)
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        );
+        let one = from_listing(&account, "m", &f(&["lib"], false, false), &repos, false);
+        assert_eq!(one[0].target.full(), "m/lib");
+        assert_eq!(one[0].token_env.as_deref(), Some("GH"));
+        assert_eq!(one[0].source, "https://github.com/me/lib.git");
     }
 
     #[test]

@@ -193,6 +193,7 @@ fn config() -> impl Strategy<Value = Config> {
                 username: Some("someone".into()),
                 organization: None,
                 token_env: m.4,
+                api_url: None,
                 filters: Filters::default(),
             }];
             c.mirroring.sources.git =

@@ -6,9 +6,12 @@ use crate::commands::report;
 use crate::ctx::{Loaded, data_dir};
 use crate::exit;
 use crate::ui::Ui;
-use autogit_core::mirror::{Planned, expand_target, planned, redact_url};
+use autogit_core::mirror::{
+    Listed, Planned, expand_target, from_listing, planned, redact_url, unique_names,
+};
 use autogit_drivers::gitlab::bootstrap::account_token_secret;
 use autogit_drivers::gitlab::client::GitLabClient;
+use autogit_drivers::mirror::github::{self, GitHub, Owner};
 use autogit_drivers::mirror::{Event, Job, MirrorError, Options, Outcome, Report, sync_all};
 use autogit_drivers::runtime::now;
 use autogit_drivers::secrets::{SecretStore, SecretString};
@@ -46,7 +49,8 @@ pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
         return exit::INVALID_CONFIG;
     }
     let m = &loaded.config.mirroring;
-    let mut all = planned(m);
+    let rt = tokio();
+    let mut all = rt.block_on(resolve_accounts(loaded, planned(m)));
     if !repos.is_empty() {
         for r in repos {
             if !all
@@ -88,7 +92,6 @@ pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
             return exit::FAILURE;
         }
     };
-    let rt = tokio();
 
     // Targets: the URL template, or the local GitLab's projects (created when missing).
     let mut problems: Vec<Report> = Vec::new();
@@ -261,6 +264,72 @@ fn line(r: &Report) -> String {
     }
 }
 
+/// Replaces each GitHub account with its repositories (listed over the API, filtered); an
+/// account that cannot be listed stays, failed, with the reason.
+async fn resolve_accounts(loaded: &Loaded, all: Vec<Planned>) -> Vec<Planned> {
+    let m = &loaded.config.mirroring;
+    let mut out = Vec::new();
+    let mut github = m.sources.github.iter();
+    for mut p in all {
+        if p.kind != "github" {
+            out.push(p);
+            continue;
+        }
+        let Some(src) = github.next() else {
+            continue;
+        };
+        let token = match &src.token_env {
+            Some(k) => match loaded.secrets(std::slice::from_ref(k)).remove(k) {
+                Some(v) => Some(SecretString::from(v)),
+                None => {
+                    p.problem = Some(format!(
+                        "`{k}` (its token_env) is not set in the environment or .env"
+                    ));
+                    out.push(p);
+                    continue;
+                }
+            },
+            None => None,
+        };
+        let owner = match (&src.username, &src.organization) {
+            (Some(u), _) => Owner::User(u.clone()),
+            (None, Some(o)) => Owner::Org(o.clone()),
+            (None, None) => continue,
+        };
+        let api = src.api_url.as_deref().unwrap_or(github::DEFAULT_API);
+        let listed = match GitHub::new(api, token) {
+            Ok(gh) => gh.list(&owner).await,
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(repos) => {
+                let repos: Vec<Listed> = repos
+                    .into_iter()
+                    .map(|r| Listed {
+                        name: r.name,
+                        clone_url: r.clone_url,
+                        fork: r.fork,
+                        archived: r.archived,
+                    })
+                    .collect();
+                out.extend(from_listing(
+                    &p,
+                    &m.namespace,
+                    &src.filters,
+                    &repos,
+                    m.allow_private,
+                ));
+            }
+            Err(e) => {
+                p.problem = Some(format!("cannot list the repositories: {e}"));
+                out.push(p);
+            }
+        }
+    }
+    unique_names(&mut out);
+    out
+}
+
 /// The client for the local GitLab with the `mirror` service account's token, or why not.
 fn gitlab_client(
     loaded: &Loaded,
@@ -301,6 +370,23 @@ pub fn list(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
         Vec::new()
     };
     let t_now = now() as i64;
+    // Mirrors found by listing an account are not in the configuration: shown from history.
+    let mut all = all;
+    for h in &history {
+        if !all.iter().any(|p| p.name == h.mirror) {
+            all.push(Planned {
+                name: h.mirror.clone(),
+                kind: "listed",
+                source: h.source.clone(),
+                target: autogit_core::mirror::TargetPath {
+                    namespace: m.namespace.clone(),
+                    name: h.mirror.clone(),
+                },
+                token_env: None,
+                problem: None,
+            });
+        }
+    }
     let rows: Vec<serde_json::Value> = all
         .iter()
         .map(|p| {

@@ -5,6 +5,8 @@
 mod common;
 #[path = "../../autogit-drivers/tests/git_support/mod.rs"]
 mod git_support;
+#[path = "../../autogit-drivers/tests/github_support/mod.rs"]
+mod github_support;
 
 use common::*;
 use git_support::*;
@@ -156,7 +158,7 @@ fn sync_without_sources_or_gitlab_token_says_why() {
     // No target template and no bootstrap yet: each mirror fails with what to do.
     fs::write(
         d.path().join("autogit.yml"),
-        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    github:\n      username: me\n",
+        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    gitlab:\n      group: team\n",
     )
     .unwrap();
     let r = run(
@@ -173,4 +175,95 @@ fn sync_without_sources_or_gitlab_token_says_why() {
         .collect();
     assert!(errors[0].contains("autogit install"), "{errors:?}");
     assert!(errors[1].contains("not built yet"), "{errors:?}");
+}
+
+#[test]
+fn github_accounts_are_listed_filtered_and_mirrored() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "gh-src");
+    let dst = Daemon::start(&root.join("dst"), "gh-dst");
+    let names: Vec<String> = ["app", "app-fork", "old-app", "docs"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for name in &names {
+        let bare = src.init(&format!("{name}.git"));
+        dst.init(&format!("mirrors/{name}.git"));
+        let w = Work::new(&root.join("work").join(name), &bare);
+        w.commit("README", name);
+        w.publish();
+    }
+    let gh = github_support::FakeGitHub::start_blocking();
+    {
+        let mut st = gh.state();
+        st.token = Some("ghp_fake_token_1".into());
+        st.max_per_page = 2;
+        st.add_repos(
+            false,
+            "me",
+            &names,
+            &format!("git://127.0.0.1:{}", src.port),
+        );
+    }
+    fs::write(
+        root.join("autogit.yml"),
+        format!(
+            "mirroring:\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    github:\n      username: me\n      token_env: GH_TOKEN\n      api_url: {}\n      include: [\"*app*\"]\n",
+            dst.port, gh.url
+        ),
+    )
+    .unwrap();
+    let data = root.join("data");
+    let args = [
+        "mirror",
+        "sync",
+        "-o",
+        "json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    // Without the token: the account fails, saying which variable is missing.
+    let r = run(root, &args);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("`GH_TOKEN`"), "{}", r.stdout);
+
+    let r = run_env(root, &args, &[("GH_TOKEN", "ghp_fake_token_1")]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r.stdout);
+    let synced: Vec<&str> = v["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    // Forks and archived repositories are left out unless asked for; `docs` is not included.
+    assert_eq!(synced, ["app"], "{}", r.stdout);
+    assert_eq!(refs(&src.url("app.git")), refs(&dst.url("mirrors/app.git")));
+    assert!(!r.stdout.contains("ghp_fake_token_1") && !r.stderr.contains("ghp_fake_token_1"));
+    // Listed mirrors show up in `mirror list` from their history.
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "list",
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let v = json(&r.stdout);
+    assert!(
+        v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "app" && s["last_result"] == "synced"),
+        "{}",
+        r.stdout
+    );
 }

@@ -12,6 +12,7 @@
 //! **Invariant:** credentials only travel through `GIT_ASKPASS` ([`git`]).
 
 pub mod git;
+pub mod github;
 
 use crate::state::{MirrorRunEnd, Store};
 use autogit_core::mirror::{Decision, decide, parse_ls_remote, redact_url};
