@@ -11,6 +11,7 @@ apt_need busybox-static busybox
 apt_need socat socat
 apt_need sqlite3 sqlite3
 apt_need git git
+apt_need git-lfs git-lfs
 apt_need nginx-light nginx
 apt_need prometheus promtool
 logs=$PWD/target/test-logs

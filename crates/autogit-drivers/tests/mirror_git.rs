@@ -2,8 +2,7 @@
 //! repositories served by `git daemon` (receive-pack enabled). Skips without `git daemon`
 //! unless `AUTOGIT_REQUIRE_TOOLS=1`.
 //!
-//! Not covered here: LFS (needs a smart-HTTP server with the LFS API, and `git-lfs` is not
-//! installed where these tests run).
+//! LFS needs smart HTTP and the LFS API: see `mirror_lfs.rs`.
 
 mod git_support;
 

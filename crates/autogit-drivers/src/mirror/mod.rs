@@ -426,7 +426,15 @@ pub async fn sync_once(
             git.run(Call {
                 step,
                 dir: Some(&cache),
-                args: vec!["lfs".into(), verb.into(), "--all".into(), remote.clone()],
+                // No lock verification: a mirror pushes what the source has, locks or not.
+                args: vec![
+                    "-c".into(),
+                    "lfs.locksverify=false".into(),
+                    "lfs".into(),
+                    verb.into(),
+                    "--all".into(),
+                    remote.clone(),
+                ],
                 remote: Some(remote),
                 token,
                 stdin: None,
