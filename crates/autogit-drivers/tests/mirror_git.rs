@@ -366,3 +366,20 @@ async fn parallel_syncs_are_recorded_in_sqlite() {
             .all(|s| s.last_result == "synced" && s.last_success.is_some())
     );
 }
+
+#[tokio::test]
+async fn option_and_transport_injection_is_refused_before_git_runs() {
+    let Some(fx) = Fx::new("inject") else { return };
+    for bad in [
+        "--upload-pack=touch /tmp/x",
+        "ext::sh -c id",
+        "-oProxyCommand=x",
+    ] {
+        let mut job = fx.job("x");
+        job.source = bad.into();
+        let r = fx.sync(vec![job]).await.remove(0);
+        let e = r.result.expect_err(bad).to_string();
+        assert!(e.contains("refusing URL"), "{e}");
+    }
+    assert!(fx.git_calls().is_empty(), "{:?}", fx.git_calls());
+}

@@ -352,6 +352,16 @@ pub async fn sync_once(
             job.name
         )));
     }
+    // Defense in depth (callers check sources with core::mirror::check_source): nothing that
+    // git could read as an option or as a command-running transport.
+    for url in [&job.source, &job.target] {
+        if url.starts_with('-') || url.contains("::") || url.chars().any(char::is_control) {
+            return Err(MirrorError::Invalid(format!(
+                "refusing URL `{}`: it could be read as a git option or transport",
+                redact_url(url)
+            )));
+        }
+    }
     // Both sides at once: a no-change sync costs one round trip, not two.
     let (source, target) = tokio::try_join!(
         ls_remote(git, &job.source, job.source_token.as_ref()),
