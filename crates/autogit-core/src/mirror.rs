@@ -329,7 +329,8 @@ pub struct Planned {
 }
 
 /// Every configured mirror: git sources one each (URL checked against `allow_private`),
-/// GitHub and GitLab accounts one each, marked as not listable yet. Names are made unique.
+/// GitHub and GitLab accounts one entry each, to be replaced by their listing
+/// ([`from_listing`]). Names are made unique.
 pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
     let mut out: Vec<Planned> = Vec::new();
     for g in &m.sources.git {
@@ -343,11 +344,6 @@ pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
             token_env: g.token_env.clone(),
         });
     }
-    let not_yet = |what: &str| {
-        Some(format!(
-            "listing the repositories of a {what} account is not built yet; list them under `mirroring.sources.git` for now"
-        ))
-    };
     for g in &m.sources.github {
         let owner = g
             .username
@@ -377,7 +373,7 @@ pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
                 name: sanitize_name(&owner),
             },
             token_env: g.token_env.clone(),
-            problem: not_yet("GitLab"),
+            problem: None,
         });
     }
     unique_names(&mut out);

@@ -414,3 +414,38 @@ async fn mirror_targets_are_ensured_idempotently() {
     );
     assert_eq!(st.projects.len(), 1);
 }
+
+#[tokio::test]
+async fn group_and_user_projects_are_listed_across_pages() {
+    let (fake, client) = setup().await;
+    let top = client
+        .create_group("team", "team", "private", None)
+        .await
+        .unwrap();
+    client
+        .create_group("sub", "sub", "private", Some(top.id))
+        .await
+        .unwrap();
+    {
+        let mut st = fake.state();
+        st.max_per_page = 2;
+        for i in 0..3 {
+            st.add_project("team", &format!("p{i}"), false, false);
+        }
+        st.add_project("team/sub", "deep", true, false);
+        st.add_project("team", "forked", false, true);
+        st.add_project("root", "mine", false, false);
+    }
+    let all = client.group_projects("team").await.unwrap();
+    let names: Vec<&str> = all.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(names, ["p0", "p1", "p2", "deep", "forked"]);
+    assert!(all[3].archived && all[4].forked_from_project.is_some());
+    assert!(!all[0].archived && all[0].forked_from_project.is_none());
+    let mine = client.user_projects("root").await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].path_with_namespace, "root/mine");
+    assert!(matches!(
+        client.group_projects("nope").await,
+        Err(GitLabError::NotFound { .. })
+    ));
+}

@@ -264,13 +264,53 @@ fn line(r: &Report) -> String {
     }
 }
 
-/// Replaces each GitHub account with its repositories (listed over the API, filtered); an
-/// account that cannot be listed stays, failed, with the reason.
+/// The value of a source's `token_env`: `Ok(None)` without one, `Err` when it is not set.
+fn source_token(
+    loaded: &Loaded,
+    token_env: &Option<String>,
+) -> Result<Option<SecretString>, String> {
+    match token_env {
+        Some(k) => match loaded.secrets(std::slice::from_ref(k)).remove(k) {
+            Some(v) => Ok(Some(SecretString::from(v))),
+            None => Err(format!(
+                "`{k}` (its token_env) is not set in the environment or .env"
+            )),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Replaces each GitHub or GitLab account with its repositories (listed over the API,
+/// filtered); an account that cannot be listed stays, failed, with the reason.
 async fn resolve_accounts(loaded: &Loaded, all: Vec<Planned>) -> Vec<Planned> {
     let m = &loaded.config.mirroring;
     let mut out = Vec::new();
     let mut github = m.sources.github.iter();
+    let mut gitlab = m.sources.gitlab.iter();
     for mut p in all {
+        if p.kind == "gitlab" {
+            let Some(src) = gitlab.next() else {
+                continue;
+            };
+            let listed = match source_token(loaded, &src.token_env) {
+                Ok(token) => list_gitlab(src, token).await,
+                Err(why) => Err(why),
+            };
+            match listed {
+                Ok(repos) => out.extend(from_listing(
+                    &p,
+                    &m.namespace,
+                    &src.filters,
+                    &repos,
+                    m.allow_private,
+                )),
+                Err(why) => {
+                    p.problem = Some(why);
+                    out.push(p);
+                }
+            }
+            continue;
+        }
         if p.kind != "github" {
             out.push(p);
             continue;
@@ -278,18 +318,13 @@ async fn resolve_accounts(loaded: &Loaded, all: Vec<Planned>) -> Vec<Planned> {
         let Some(src) = github.next() else {
             continue;
         };
-        let token = match &src.token_env {
-            Some(k) => match loaded.secrets(std::slice::from_ref(k)).remove(k) {
-                Some(v) => Some(SecretString::from(v)),
-                None => {
-                    p.problem = Some(format!(
-                        "`{k}` (its token_env) is not set in the environment or .env"
-                    ));
-                    out.push(p);
-                    continue;
-                }
-            },
-            None => None,
+        let token = match source_token(loaded, &src.token_env) {
+            Ok(t) => t,
+            Err(why) => {
+                p.problem = Some(why);
+                out.push(p);
+                continue;
+            }
         };
         let owner = match (&src.username, &src.organization) {
             (Some(u), _) => Owner::User(u.clone()),
@@ -328,6 +363,29 @@ async fn resolve_accounts(loaded: &Loaded, all: Vec<Planned>) -> Vec<Planned> {
     }
     unique_names(&mut out);
     out
+}
+
+/// The projects of a GitLab group (with subgroups) or user.
+async fn list_gitlab(
+    src: &autogit_core::config::GitLabSource,
+    token: Option<SecretString>,
+) -> Result<Vec<Listed>, String> {
+    let client = GitLabClient::new(&src.url, token).map_err(|e| e.to_string())?;
+    let projects = match (&src.group, &src.username) {
+        (Some(g), _) => client.group_projects(g).await,
+        (None, Some(u)) => client.user_projects(u).await,
+        (None, None) => Ok(Vec::new()),
+    }
+    .map_err(|e| format!("cannot list the repositories: {e}"))?;
+    Ok(projects
+        .into_iter()
+        .map(|p| Listed {
+            name: p.path,
+            clone_url: p.http_url_to_repo,
+            fork: p.forked_from_project.is_some(),
+            archived: p.archived,
+        })
+        .collect())
 }
 
 /// The client for the local GitLab with the `mirror` service account's token, or why not.

@@ -7,6 +7,8 @@ mod common;
 mod git_support;
 #[path = "../../autogit-drivers/tests/github_support/mod.rs"]
 mod github_support;
+#[path = "../../autogit-drivers/tests/gitlab_support/mod.rs"]
+mod gitlab_support;
 
 use common::*;
 use git_support::*;
@@ -158,7 +160,7 @@ fn sync_without_sources_or_gitlab_token_says_why() {
     // No target template and no bootstrap yet: each mirror fails with what to do.
     fs::write(
         d.path().join("autogit.yml"),
-        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    gitlab:\n      group: team\n",
+        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    gitlab:\n      url: http://127.0.0.1:9\n      group: team\n      token_env: GL_TOKEN\n",
     )
     .unwrap();
     let r = run(
@@ -174,7 +176,7 @@ fn sync_without_sources_or_gitlab_token_says_why() {
         .map(|m| m["error"].as_str().unwrap())
         .collect();
     assert!(errors[0].contains("autogit install"), "{errors:?}");
-    assert!(errors[1].contains("not built yet"), "{errors:?}");
+    assert!(errors[1].contains("`GL_TOKEN`"), "{errors:?}");
 }
 
 #[test]
@@ -265,5 +267,71 @@ fn github_accounts_are_listed_filtered_and_mirrored() {
             .any(|s| s["name"] == "app" && s["last_result"] == "synced"),
         "{}",
         r.stdout
+    );
+}
+
+#[test]
+fn gitlab_groups_are_listed_and_their_projects_checked() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = rt.block_on(gitlab_support::Fake::start());
+    {
+        let mut st = fake.state();
+        st.add_token(1, "reader", "glpat-reader-0001", &["read_api"]);
+        st.add_group("team");
+        st.add_project("team", "api", false, false);
+        st.add_project("team", "web", false, false);
+        st.add_project("team", "old", true, false);
+        st.max_per_page = 1;
+    }
+    let d = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "mirroring:\n  retries: 0\n  target_url_template: \"git://127.0.0.1:9/{{path}}.git\"\n  sources:\n    gitlab:\n      url: {}\n      group: team\n      token_env: GL_TOKEN\n",
+            fake.url
+        ),
+    )
+    .unwrap();
+    let data = d.path().join("data");
+    let r = run_env(
+        d.path(),
+        &[
+            "mirror",
+            "sync",
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[("GL_TOKEN", "glpat-reader-0001")],
+    );
+    // The fake's clone URLs are plain http on its external host: listed, then refused by the
+    // source check before git runs. Archived projects are left out.
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = json(&r.stdout);
+    let got: Vec<(String, String)> = v["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["error"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].0.as_str(), got[1].0.as_str()), ("api", "web"));
+    assert!(got[0].1.contains("unencrypted http is refused"), "{got:?}");
+    assert!(!r.stdout.contains("glpat-reader-0001"));
+    assert!(
+        fake.state()
+            .requests
+            .iter()
+            .any(|(_, p)| p.starts_with("/api/v4/groups/team/projects"))
     );
 }

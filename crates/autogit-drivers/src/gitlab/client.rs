@@ -541,6 +541,24 @@ impl GitLabClient {
         }
     }
 
+    /// `GET /groups/:id/projects` with subgroups, every page.
+    pub async fn group_projects(&self, full_path: &str) -> Result<Vec<Project>, GitLabError> {
+        self.get_all(&format!(
+            "groups/{}/projects?include_subgroups=true&order_by=id&sort=asc",
+            enc(full_path)
+        ))
+        .await
+    }
+
+    /// `GET /users/:username/projects` (the projects in that user's namespace), every page.
+    pub async fn user_projects(&self, username: &str) -> Result<Vec<Project>, GitLabError> {
+        self.get_all(&format!(
+            "users/{}/projects?order_by=id&sort=asc",
+            enc(username)
+        ))
+        .await
+    }
+
     /// `POST /projects` in the namespace `namespace_id`, empty (no README).
     pub async fn create_project(
         &self,
@@ -807,6 +825,11 @@ pub struct Project {
     pub http_url_to_repo: String,
     #[serde(default)]
     pub visibility: String,
+    #[serde(default)]
+    pub archived: bool,
+    /// Present (as an object) when the project is a fork.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from_project: Option<serde_json::Value>,
 }
 
 /// A group member.

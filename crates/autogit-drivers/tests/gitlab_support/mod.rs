@@ -51,6 +51,8 @@ pub struct FProject {
     pub namespace_id: u64,
     pub path_with_namespace: String,
     pub visibility: String,
+    pub archived: bool,
+    pub fork: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -168,9 +170,54 @@ impl FakeState {
     }
 
     fn project_json(p: &FProject) -> Value {
-        json!({"id": p.id, "name": p.name, "path": p.path, "path_with_namespace": p.path_with_namespace,
-               "namespace": {"id": p.namespace_id}, "visibility": p.visibility,
-               "http_url_to_repo": format!("{EXTERNAL}/{}.git", p.path_with_namespace)})
+        let mut v = json!({"id": p.id, "name": p.name, "path": p.path, "path_with_namespace": p.path_with_namespace,
+               "namespace": {"id": p.namespace_id}, "visibility": p.visibility, "archived": p.archived,
+               "http_url_to_repo": format!("{EXTERNAL}/{}.git", p.path_with_namespace)});
+        if p.fork {
+            v["forked_from_project"] = json!({"id": 1});
+        }
+        v
+    }
+
+    /// Adds a top-level group, without the API.
+    pub fn add_group(&mut self, path: &str) -> u64 {
+        let id = self.id();
+        self.groups.push(FGroup {
+            id,
+            name: path.to_owned(),
+            path: path.to_owned(),
+            full_path: path.to_owned(),
+            visibility: "private".to_owned(),
+            parent_id: None,
+        });
+        id
+    }
+
+    /// Adds a project in a group (by full path) or a user's namespace, without the API.
+    pub fn add_project(&mut self, namespace: &str, path: &str, archived: bool, fork: bool) {
+        let ns = self
+            .groups
+            .iter()
+            .find(|g| g.full_path == namespace)
+            .map(|g| g.id)
+            .or_else(|| {
+                self.users
+                    .iter()
+                    .find(|u| u.username == namespace)
+                    .map(|u| u.id)
+            })
+            .expect("a group or user");
+        let id = self.id();
+        self.projects.push(FProject {
+            id,
+            name: path.to_owned(),
+            path: path.to_owned(),
+            namespace_id: ns,
+            path_with_namespace: format!("{namespace}/{path}"),
+            visibility: "private".to_owned(),
+            archived,
+            fork,
+        });
     }
 
     fn pat_json(&self, p: &FPat) -> Value {
@@ -618,6 +665,43 @@ async fn handle(
             st.members.push((id, me.id, 50));
             reply(201, FakeState::group_json(&g))
         }
+        (Method::GET, ["groups", id, "projects"]) => {
+            if !api_read {
+                return scope_error();
+            }
+            let Some(g) = find_group(st, id) else {
+                return msg(404, json!("404 Group Not Found"));
+            };
+            let sub = format!("{}/", g.full_path);
+            let inside: Vec<u64> = st
+                .groups
+                .iter()
+                .filter(|x| x.id == g.id || x.full_path.starts_with(&sub))
+                .map(|x| x.id)
+                .collect();
+            let items: Vec<Value> = st
+                .projects
+                .iter()
+                .filter(|p| inside.contains(&p.namespace_id))
+                .map(FakeState::project_json)
+                .collect();
+            paginate(st, &uri, items)
+        }
+        (Method::GET, ["users", u, "projects"]) => {
+            if !api_read {
+                return scope_error();
+            }
+            let Some(user) = st.users.iter().find(|x| x.username == *u).cloned() else {
+                return msg(404, json!("404 User Not Found"));
+            };
+            let items: Vec<Value> = st
+                .projects
+                .iter()
+                .filter(|p| p.namespace_id == user.id)
+                .map(FakeState::project_json)
+                .collect();
+            paginate(st, &uri, items)
+        }
         (Method::GET, ["projects", id]) => {
             if !api_read {
                 return scope_error();
@@ -670,6 +754,8 @@ async fn handle(
                 visibility: str_field(&body, "visibility")
                     .unwrap_or("private")
                     .to_owned(),
+                archived: false,
+                fork: false,
             };
             st.projects.push(p.clone());
             reply(201, FakeState::project_json(&p))
