@@ -17,6 +17,7 @@ use autogit_drivers::runtime::now;
 use autogit_drivers::secrets::{SecretStore, SecretString};
 use autogit_drivers::state::{MirrorRunEnd, Store};
 use serde_json::json;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -166,22 +167,46 @@ pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
     opts.retries = m.retries;
     let total = jobs.len() + problems.len();
     let started = Instant::now();
+    // On a terminal a progress bar with the lines above it; elsewhere plain lines.
+    let bar = (!ui.json && !ui.quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(jobs.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("[{elapsed}] [{bar:30}] {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let say = |msg: String| match &bar {
+        Some(b) => b.println(msg),
+        None => ui.note(&msg),
+    };
     let mut reports = rt.block_on(sync_all(jobs, &opts, Some(&store), |e| {
         if ui.json {
             return;
         }
         match e {
-            Event::Started { name } => ui.note(&format!("{name}: syncing")),
+            Event::Started { name } => match &bar {
+                Some(b) => b.set_message(name.to_owned()),
+                None => ui.note(&format!("{name}: syncing")),
+            },
             Event::Retrying {
                 name,
                 attempt,
                 error,
-            } => ui.note(&format!(
+            } => say(format!(
                 "{name}: attempt {attempt} failed ({error}); retrying"
             )),
-            Event::Finished(r) => ui.note(&format!("{}: {}", r.name, line(r))),
+            Event::Finished(r) => {
+                if let Some(b) = &bar {
+                    b.inc(1);
+                }
+                say(format!("{}: {}", r.name, line(r)));
+            }
         }
     }));
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
     for r in &problems {
         if let Ok(id) = store.mirror_run_start(&r.name, &r.source, &r.target, now()) {
             let err = r.result.as_ref().err().map(ToString::to_string);
