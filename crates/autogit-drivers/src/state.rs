@@ -463,6 +463,26 @@ impl Store {
         Ok(())
     }
 
+    /// Ends the still-running runs of these mirrors as failed with `why` (an interrupted sync).
+    pub fn mirror_runs_abort(
+        &self,
+        mirrors: &[String],
+        at: u64,
+        why: &str,
+    ) -> Result<usize, StateError> {
+        let mut n = 0;
+        for m in mirrors {
+            n += self
+                .conn
+                .execute(
+                    "UPDATE mirror_runs SET finished = ?2, result = 'failed', error = ?3 WHERE mirror = ?1 AND result = 'running'",
+                    params![m, at as i64, why],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(n)
+    }
+
     /// The latest run of every mirror with its last success and last error.
     pub fn mirror_status(&self) -> Result<Vec<MirrorStatus>, StateError> {
         let mut stmt = self
@@ -614,6 +634,16 @@ mod tests {
         assert_eq!(
             (st[1].last_result.as_str(), st[1].last_success),
             ("running", None)
+        );
+        assert_eq!(
+            s.mirror_runs_abort(&["b".into()], 301, "interrupted")
+                .unwrap(),
+            1
+        );
+        let st = s.mirror_status().unwrap();
+        assert_eq!(
+            (st[1].last_result.as_str(), st[1].last_error.as_deref()),
+            ("failed", Some("interrupted"))
         );
     }
 

@@ -180,7 +180,8 @@ pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
         Some(b) => b.println(msg),
         None => ui.note(&msg),
     };
-    let mut reports = rt.block_on(sync_all(jobs, &opts, Some(&store), |e| {
+    let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    let sync = sync_all(jobs, &opts, Some(&store), |e| {
         if ui.json {
             return;
         }
@@ -203,10 +204,23 @@ pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
                 say(format!("{}: {}", r.name, line(r)));
             }
         }
-    }));
+    });
+    // Ctrl-C: stop (git children are killed with their tasks when the runtime goes); fetches
+    // and pushes are atomic, so nothing is half-written; the runs are recorded as interrupted.
+    let done = rt.block_on(async {
+        tokio::select! {
+            r = sync => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
+    let Some(mut reports) = done else {
+        let _ = store.mirror_runs_abort(&names, now(), "interrupted");
+        ui.error("mirror sync interrupted; every mirror is as before its sync or fully synced");
+        return exit::FAILURE;
+    };
     for r in &problems {
         if let Ok(id) = store.mirror_run_start(&r.name, &r.source, &r.target, now()) {
             let err = r.result.as_ref().err().map(ToString::to_string);

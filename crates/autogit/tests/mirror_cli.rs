@@ -335,3 +335,61 @@ fn gitlab_groups_are_listed_and_their_projects_checked() {
             .any(|(_, p)| p.starts_with("/api/v4/groups/team/projects"))
     );
 }
+
+#[test]
+fn ctrl_c_stops_a_sync_and_records_it_as_interrupted() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "int-src");
+    let dst = Daemon::start(&root.join("dst"), "int-dst");
+    let bare = src.init("slow.git");
+    dst.init("mirrors/slow.git");
+    let w = Work::new(&root.join("work/slow"), &bare);
+    w.commit("README", "x");
+    w.publish();
+    config(root, &src, &dst, &["slow"], true);
+    src.flag("stall", true);
+    let data = root.join("data");
+    let child = cmd(root)
+        .args(["mirror", "sync", "--data-dir", data.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let t = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let r = finish(child.wait_with_output().unwrap());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("interrupted"), "{}", r.stderr);
+    src.flag("stall", false);
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "list",
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let v = json(&r.stdout);
+    assert_eq!(v["sources"][0]["last_result"], "failed", "{}", r.stdout);
+    assert_eq!(v["sources"][0]["last_error"], "interrupted");
+    // The target is as it was: empty.
+    assert!(refs(&dst.url("mirrors/slow.git")).is_empty());
+}
