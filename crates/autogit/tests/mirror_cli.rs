@@ -393,3 +393,70 @@ fn ctrl_c_stops_a_sync_and_records_it_as_interrupted() {
     // The target is as it was: empty.
     assert!(refs(&dst.url("mirrors/slow.git")).is_empty());
 }
+
+#[test]
+fn without_a_template_targets_are_gitlab_projects_created_with_the_mirror_token() {
+    if !have_git_daemon() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = rt.block_on(gitlab_support::Fake::start());
+    fake.state()
+        .add_token(1, "autogit-mirror", "glpat-mirror-0001", &["api"]);
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "gl-src");
+    let bare = src.init("app.git");
+    let w = Work::new(&root.join("work/app"), &bare);
+    w.commit("README", "x");
+    w.publish();
+    let data = root.join("data");
+    let store = autogit_drivers::secrets::SecretStore::open(&data).unwrap();
+    store
+        .put(
+            &autogit_drivers::gitlab::bootstrap::account_token_secret("mirror"),
+            &autogit_drivers::secrets::SecretString::from("glpat-mirror-0001"),
+        )
+        .unwrap();
+    let port = fake.url.rsplit(':').next().unwrap();
+    fs::write(
+        root.join("autogit.yml"),
+        format!(
+            "gitlab:\n  hostname: 127.0.0.1\n  external_url: {}\n  ports:\n    http: {port}\nmirroring:\n  retries: 0\n  allow_private: true\n  sources:\n    git:\n      - {}\n",
+            fake.url,
+            src.url("app.git")
+        ),
+    )
+    .unwrap();
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "sync",
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    // The fake GitLab has the REST API but no git: the project is created, the push cannot be.
+    let v = json(&r.stdout);
+    assert_eq!(
+        v["mirrors"][0]["target"],
+        format!("{}/mirrors/app.git", fake.url)
+    );
+    assert_eq!(v["mirrors"][0]["result"], "failed", "{}", r.stdout);
+    let st = fake.state();
+    assert!(st.groups.iter().any(|g| g.full_path == "mirrors"));
+    assert!(
+        st.projects
+            .iter()
+            .any(|p| p.path_with_namespace == "mirrors/app")
+    );
+    assert!(st.tokens_seen.iter().all(|t| t == "glpat-mirror-0001"));
+    assert!(!r.stdout.contains("glpat-mirror-0001") && !r.stderr.contains("glpat-mirror-0001"));
+}
