@@ -10,6 +10,8 @@ apt_need docker.io dockerd
 apt_need busybox-static busybox
 apt_need socat socat
 apt_need sqlite3 sqlite3
+apt_need git git
+apt_need git-lfs git-lfs
 apt_need nginx-light nginx
 apt_need prometheus promtool
 # named lives in /usr/sbin, which is not on every user's PATH.

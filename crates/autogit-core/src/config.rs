@@ -241,7 +241,15 @@ pub struct Mirroring {
     /// Namespace (group path) in the local GitLab that receives mirrored projects.
     pub namespace: String,
     pub timeout: Dur,
+    /// Further attempts after a failed sync (network errors, timeouts), with backoff.
+    pub retries: u32,
     pub prune_projects: bool,
+    /// Accept sources whose host is a literal loopback/private/link-local address (SSRF guard).
+    pub allow_private: bool,
+    /// Push to `template` with `{path}` replaced by `namespace/name` instead of the local
+    /// GitLab's REST-created project (plain git remotes, tests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_url_template: Option<String>,
     pub sources: MirrorSources,
 }
 
@@ -273,6 +281,9 @@ pub struct GitHubSource {
     pub organization: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
+    /// The REST API root; `None`: `https://api.github.com` (GitHub Enterprise: `https://HOST/api/v3`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
     #[serde(flatten)]
     pub filters: Filters,
 }
@@ -494,7 +505,10 @@ impl Default for Config {
                 parallelism: None,
                 namespace: "mirrors".to_owned(),
                 timeout: Dur::secs(30 * 60),
+                retries: 2,
                 prune_projects: false,
+                allow_private: false,
+                target_url_template: None,
                 sources: MirrorSources::default(),
             },
             runners: Runners {

@@ -262,6 +262,9 @@ pub(crate) fn p_concurrency(n: &Node) -> Result<u32, Bad> {
 pub(crate) fn p_small_count(n: &Node) -> Result<u32, Bad> {
     count(n, 1, 100)
 }
+pub(crate) fn p_retries(n: &Node) -> Result<u32, Bad> {
+    count(n, 0, 10)
+}
 pub(crate) fn p_count(n: &Node) -> Result<u32, Bad> {
     count(n, 0, 1_000_000)
 }
@@ -317,6 +320,17 @@ pub(crate) fn p_http_url(n: &Node) -> Result<String, Bad> {
 pub(crate) fn p_git_url(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a git URL"))?;
     check_git_url(s).map_err(|why| Bad::new("an https://, ssh:// or git:// URL").help(why))?;
+    Ok(s.to_owned())
+}
+
+pub(crate) fn p_target_template(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a URL template"))?;
+    let expected = "a git URL containing `{path}`, like git://host/{path}.git";
+    if !s.contains("{path}") {
+        return Err(Bad::new(expected).help("`{path}` is replaced by `namespace/name`"));
+    }
+    let example = s.replace("{path}", "ns/name");
+    check_git_url(&example).map_err(|why| Bad::new(expected).help(why))?;
     Ok(s.to_owned())
 }
 
@@ -942,7 +956,10 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             "parallelism",
             "namespace",
             "timeout",
+            "retries",
             "prune_projects",
+            "allow_private",
+            "target_url_template",
             "sources",
         ],
     );
@@ -962,8 +979,15 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
     if let Some(v) = cx.field(&o, "prune_projects", p_bool) {
         m.prune_projects = v;
     }
+    if let Some(v) = cx.field(&o, "retries", p_retries) {
+        m.retries = v;
+    }
+    if let Some(v) = cx.field(&o, "allow_private", p_bool) {
+        m.allow_private = v;
+    }
+    m.target_url_template = cx.field(&o, "target_url_template", p_target_template);
     let s = sub(cx, &o, "sources", &["github", "gitlab", "git"]);
-    let gh_keys = keys_with_filters(&["username", "organization", "token_env"]);
+    let gh_keys = keys_with_filters(&["username", "organization", "token_env", "api_url"]);
     for (path, node) in cx.list(&s, "github") {
         let Some(so) = cx.obj(Some(node), &path, &gh_keys) else {
             continue;
@@ -986,11 +1010,13 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             );
         }
         let token_env = cx.field(&src, "token_env", p_env_name);
+        let api_url = cx.field(&src, "api_url", p_http_url);
         let filters = filters(cx, &src);
         m.sources.github.push(GitHubSource {
             username,
             organization,
             token_env,
+            api_url,
             filters,
         });
     }

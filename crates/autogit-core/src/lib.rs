@@ -15,6 +15,7 @@ pub mod dns;
 pub mod emit;
 pub mod lifecycle;
 pub mod load;
+pub mod mirror;
 pub mod plan;
 pub mod platform;
 pub mod preset;

@@ -147,6 +147,8 @@ fn config() -> impl Strategy<Value = Config> {
             name(),
             prop::option::of(env_name()),
             prop::collection::vec("https://[a-z]{1,8}\\.example/[a-z]{1,8}\\.git", 0..3),
+            any::<bool>(),
+            prop::option::of("git://[a-z]{1,8}\\.example/\\{path\\}\\.git"),
         ),
         (
             prop::collection::vec(runner(false), 0..3),
@@ -185,10 +187,13 @@ fn config() -> impl Strategy<Value = Config> {
             c.mirroring.schedule = m.1;
             c.mirroring.parallelism = m.2;
             c.mirroring.namespace = m.3;
+            c.mirroring.allow_private = m.6;
+            c.mirroring.target_url_template = m.7;
             c.mirroring.sources.github = vec![GitHubSource {
                 username: Some("someone".into()),
                 organization: None,
                 token_env: m.4,
+                api_url: None,
                 filters: Filters::default(),
             }];
             c.mirroring.sources.git =

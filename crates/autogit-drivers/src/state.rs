@@ -42,7 +42,8 @@ pub enum StateError {
 
 /// Versioned migrations; index + 1 is the schema version they produce. Never edit one that
 /// shipped: add a new one.
-const MIGRATIONS: &[&str] = &["CREATE TABLE services (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE services (
         name TEXT PRIMARY KEY,
         state TEXT NOT NULL,
         since INTEGER NOT NULL,
@@ -76,7 +77,22 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE services (
         kind TEXT NOT NULL,
         detail TEXT NOT NULL DEFAULT ''
     );
-    CREATE TABLE ports (service TEXT PRIMARY KEY, port INTEGER NOT NULL);"];
+    CREATE TABLE ports (service TEXT PRIMARY KEY, port INTEGER NOT NULL);",
+    // 2: one row per mirror sync attempt (URLs redacted, no credentials).
+    "CREATE TABLE mirror_runs (
+        id INTEGER PRIMARY KEY,
+        mirror TEXT NOT NULL,
+        source TEXT NOT NULL,
+        target TEXT NOT NULL,
+        started INTEGER NOT NULL,
+        finished INTEGER,
+        result TEXT NOT NULL,
+        changed INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX mirror_runs_mirror ON mirror_runs(mirror, id);",
+];
 
 #[derive(Debug)]
 pub struct Store {
@@ -103,6 +119,31 @@ pub struct TransitionRow {
     pub from: Option<String>,
     pub to: String,
     pub reason: String,
+}
+
+/// The last known state of one mirror (`autogit mirror list`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MirrorStatus {
+    pub mirror: String,
+    pub source: String,
+    pub target: String,
+    /// Start of the latest run and its result (`running`, `up_to_date`, `synced`, `failed`).
+    pub last_run: i64,
+    pub last_result: String,
+    /// End of the latest run that succeeded (up to date or synced).
+    pub last_success: Option<i64>,
+    /// End and message of the latest failed run.
+    pub last_error_at: Option<i64>,
+    pub last_error: Option<String>,
+}
+
+/// How a mirror run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorRunEnd<'a> {
+    pub result: &'a str,
+    pub changed: usize,
+    pub deleted: usize,
+    pub error: Option<&'a str>,
 }
 
 impl Store {
@@ -404,6 +445,84 @@ impl Store {
         Ok(())
     }
 
+    /// Records the start of a mirror run; returns its id for [`Store::mirror_run_end`].
+    pub fn mirror_run_start(
+        &self,
+        mirror: &str,
+        source: &str,
+        target: &str,
+        at: u64,
+    ) -> Result<i64, StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO mirror_runs (mirror, source, target, started, result) VALUES (?1, ?2, ?3, ?4, 'running')",
+                params![mirror, source, target, at as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn mirror_run_end(&self, id: i64, at: u64, end: &MirrorRunEnd) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE mirror_runs SET finished = ?2, result = ?3, changed = ?4, deleted = ?5, error = ?6 WHERE id = ?1",
+                params![id, at as i64, end.result, end.changed as i64, end.deleted as i64, end.error],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Ends the still-running runs of these mirrors as failed with `why` (an interrupted sync).
+    pub fn mirror_runs_abort(
+        &self,
+        mirrors: &[String],
+        at: u64,
+        why: &str,
+    ) -> Result<usize, StateError> {
+        let mut n = 0;
+        for m in mirrors {
+            n += self
+                .conn
+                .execute(
+                    "UPDATE mirror_runs SET finished = ?2, result = 'failed', error = ?3 WHERE mirror = ?1 AND result = 'running'",
+                    params![m, at as i64, why],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(n)
+    }
+
+    /// The latest run of every mirror with its last success and last error.
+    pub fn mirror_status(&self) -> Result<Vec<MirrorStatus>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT r.mirror, r.source, r.target, r.started, r.result,
+                    (SELECT MAX(finished) FROM mirror_runs s WHERE s.mirror = r.mirror AND s.result IN ('up_to_date', 'synced')),
+                    (SELECT finished FROM mirror_runs f WHERE f.mirror = r.mirror AND f.result = 'failed' ORDER BY f.id DESC LIMIT 1),
+                    (SELECT error FROM mirror_runs f WHERE f.mirror = r.mirror AND f.result = 'failed' ORDER BY f.id DESC LIMIT 1)
+                 FROM mirror_runs r
+                 WHERE r.id = (SELECT MAX(id) FROM mirror_runs m WHERE m.mirror = r.mirror)
+                 ORDER BY r.mirror",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(MirrorStatus {
+                    mirror: r.get(0)?,
+                    source: r.get(1)?,
+                    target: r.get(2)?,
+                    last_run: r.get(3)?,
+                    last_result: r.get(4)?,
+                    last_success: r.get(5)?,
+                    last_error_at: r.get(6)?,
+                    last_error: r.get(7)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     pub fn state_of(&self, service: &str) -> Result<Option<State>, StateError> {
         let s: Option<String> = self
             .conn
@@ -481,6 +600,60 @@ mod tests {
         assert_eq!(t.len(), 4);
         assert_eq!(t[0].to, "DEPLOYING");
         assert_eq!(s.services().unwrap()[0].restarts, 1);
+    }
+
+    #[test]
+    fn mirror_runs_keep_last_success_and_last_error() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("state.db")).unwrap();
+        assert!(s.mirror_status().unwrap().is_empty());
+        let ok = MirrorRunEnd {
+            result: "synced",
+            changed: 3,
+            deleted: 1,
+            error: None,
+        };
+        let id = s
+            .mirror_run_start("a", "git://h/a", "git://t/m/a", 100)
+            .unwrap();
+        s.mirror_run_end(id, 110, &ok).unwrap();
+        let id = s
+            .mirror_run_start("a", "git://h/a", "git://t/m/a", 200)
+            .unwrap();
+        let failed = MirrorRunEnd {
+            result: "failed",
+            changed: 0,
+            deleted: 0,
+            error: Some("fetch failed"),
+        };
+        s.mirror_run_end(id, 205, &failed).unwrap();
+        s.mirror_run_start("b", "git://h/b", "git://t/m/b", 300)
+            .unwrap();
+        let st = s.mirror_status().unwrap();
+        assert_eq!(st.len(), 2);
+        assert_eq!(
+            (
+                st[0].last_result.as_str(),
+                st[0].last_success,
+                st[0].last_error_at
+            ),
+            ("failed", Some(110), Some(205))
+        );
+        assert_eq!(st[0].last_error.as_deref(), Some("fetch failed"));
+        assert_eq!(
+            (st[1].last_result.as_str(), st[1].last_success),
+            ("running", None)
+        );
+        assert_eq!(
+            s.mirror_runs_abort(&["b".into()], 301, "interrupted")
+                .unwrap(),
+            1
+        );
+        let st = s.mirror_status().unwrap();
+        assert_eq!(
+            (st[1].last_result.as_str(), st[1].last_error.as_deref()),
+            ("failed", Some("interrupted"))
+        );
     }
 
     #[test]

@@ -357,3 +357,95 @@ async fn endpoints_round_trip_through_the_fake() {
         "only the configured token is sent"
     );
 }
+
+#[tokio::test]
+async fn projects_are_found_by_path_and_created_in_a_group() {
+    let (fake, client) = setup().await;
+    let g = client
+        .create_group("mirrors", "mirrors", "private", None)
+        .await
+        .unwrap();
+    assert_eq!(client.project_by_path("mirrors/app").await.unwrap(), None);
+    let p = client
+        .create_project("app", "app", g.id, "private")
+        .await
+        .unwrap();
+    assert_eq!(p.path_with_namespace, "mirrors/app");
+    assert!(p.http_url_to_repo.ends_with("/mirrors/app.git"));
+    assert_eq!(
+        client.project_by_path("mirrors/app").await.unwrap(),
+        Some(p.clone())
+    );
+    let again = client.create_project("app", "app", g.id, "private").await;
+    assert!(
+        matches!(again, Err(GitLabError::BadRequest { .. })),
+        "{again:?}"
+    );
+    assert!(
+        fake.state()
+            .requests
+            .iter()
+            .any(|(m, p)| m == "GET" && p == "/api/v4/projects/mirrors%2Fapp")
+    );
+}
+
+#[tokio::test]
+async fn mirror_targets_are_ensured_idempotently() {
+    let (fake, client) = setup().await;
+    let t = autogit_core::mirror::TargetPath {
+        namespace: "mirrors".into(),
+        name: "app".into(),
+    };
+    let a = autogit_drivers::mirror::ensure_project(&client, &t)
+        .await
+        .unwrap();
+    let b = autogit_drivers::mirror::ensure_project(&client, &t)
+        .await
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.path_with_namespace, "mirrors/app");
+    let st = fake.state();
+    assert_eq!(
+        st.groups
+            .iter()
+            .filter(|g| g.full_path == "mirrors")
+            .count(),
+        1
+    );
+    assert_eq!(st.projects.len(), 1);
+}
+
+#[tokio::test]
+async fn group_and_user_projects_are_listed_across_pages() {
+    let (fake, client) = setup().await;
+    let top = client
+        .create_group("team", "team", "private", None)
+        .await
+        .unwrap();
+    client
+        .create_group("sub", "sub", "private", Some(top.id))
+        .await
+        .unwrap();
+    {
+        let mut st = fake.state();
+        st.max_per_page = 2;
+        for i in 0..3 {
+            st.add_project("team", &format!("p{i}"), false, false);
+        }
+        st.add_project("team/sub", "deep", true, false);
+        st.add_project("team", "forked", false, true);
+        st.add_project("root", "mine", false, false);
+    }
+    let all = client.group_projects("team").await.unwrap();
+    let names: Vec<&str> = all.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(names, ["p0", "p1", "p2", "deep", "forked"]);
+    assert!(all[3].archived && all[4].forked_from_project.is_some());
+    assert!(!all[0].archived && all[0].forked_from_project.is_none());
+    let mine = client.user_projects("root").await.unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].path_with_namespace, "root/mine");
+    assert!(matches!(
+        client.group_projects("nope").await,
+        Err(GitLabError::NotFound { .. })
+    ));
+}

@@ -63,12 +63,10 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, g, &load_all(g, &[]), cmd),
         Command::Tls(cmd) => crate::tls_cmd::run(&ui, g, cmd),
         Command::Mirror(m) => match m {
-            MirrorCommand::Sync { .. } => unavailable(
-                &ui,
-                "mirror sync",
-                "fetch every configured source and push branches, tags and LFS objects into GitLab",
-            ),
-            MirrorCommand::List => mirror_list(&ui, &load_all(g, &[])),
+            MirrorCommand::Sync { repos } => {
+                crate::mirror_cmd::sync(&ui, g, &load_all(g, &[]), &repos)
+            }
+            MirrorCommand::List => crate::mirror_cmd::list(&ui, g, &load_all(g, &[])),
             MirrorCommand::Add { .. } => unavailable(
                 &ui,
                 "mirror add",
@@ -187,7 +185,7 @@ fn unavailable(ui: &Ui, command: &str, what: &str) -> u8 {
 }
 
 /// Prints diagnostics; returns false if there are errors.
-fn report(ui: &Ui, loaded: &Loaded) -> bool {
+pub(crate) fn report(ui: &Ui, loaded: &Loaded) -> bool {
     if !ui.json {
         ui.diagnostics(&loaded.diagnostics, &loaded.sources);
     }
@@ -476,54 +474,6 @@ fn export_compose(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded, out: Option<
             exit::OK
         }
     }
-}
-
-fn mirror_list(ui: &Ui, loaded: &Loaded) -> u8 {
-    if !report(ui, loaded) {
-        return exit::INVALID_CONFIG;
-    }
-    let m = &loaded.config.mirroring;
-    let mut rows = Vec::new();
-    for s in &m.sources.github {
-        let owner = s
-            .username
-            .clone()
-            .or(s.organization.clone())
-            .unwrap_or_default();
-        rows.push(("github", owner, s.token_env.clone()));
-    }
-    for s in &m.sources.gitlab {
-        let owner = s.group.clone().or(s.username.clone()).unwrap_or_default();
-        rows.push(("gitlab", format!("{} {owner}", s.url), s.token_env.clone()));
-    }
-    for s in &m.sources.git {
-        rows.push(("git", s.url.clone(), s.token_env.clone()));
-    }
-    if ui.json {
-        ui.print_json(&json!({
-            "enabled": m.enabled, "schedule": m.schedule, "namespace": m.namespace,
-            "sources": rows.iter().map(|(k, s, t)| json!({"kind": k, "source": s, "token_env": t, "last_sync": null})).collect::<Vec<_>>(),
-        }));
-        return exit::OK;
-    }
-    let mut t = ui.table();
-    t.set_header(vec!["KIND", "SOURCE", "TOKEN FROM", "LAST SYNC"]);
-    for (k, s, tok) in &rows {
-        t.add_row(vec![
-            (*k).to_owned(),
-            s.clone(),
-            tok.clone().unwrap_or_else(|| "-".into()),
-            "never".into(),
-        ]);
-    }
-    println!("{t}");
-    println!(
-        "mirroring {} · schedule \"{}\" · into group `{}`",
-        if m.enabled { "enabled" } else { "disabled" },
-        m.schedule,
-        m.namespace
-    );
-    exit::OK
 }
 
 fn runner_list(ui: &Ui, loaded: &Loaded) -> u8 {

@@ -8,6 +8,7 @@ mod ctx;
 mod dns_cmd;
 mod gitlab_cmd;
 mod guard_cmd;
+mod mirror_cmd;
 mod runtime_cmd;
 mod tls_cmd;
 mod ui;

@@ -1,4 +1,5 @@
 //! `cargo run -p xtask --release -- bench heal [--runs N]`
+//! `cargo run -p xtask --release -- bench mirror [--repos N]` (see `bench_mirror.rs`)
 //!
 //! Measures, on the real Docker engine, in one run:
 //! 1. SIGKILL of a container's process → its health endpoint answers again: `autogit daemon` (restart
@@ -9,6 +10,8 @@
 //!
 //! Prints each sample, the medians, and the ratio autogit / baseline (below 1: autogit is
 //! faster). Timing is measured here, never asserted in tests.
+
+mod bench_mirror;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,8 +31,19 @@ fn main() {
         .zip(args.get(1).map(String::as_str))
     {
         Some(("bench", "heal")) => bench_heal(runs),
+        Some(("bench", "mirror")) => {
+            let repos = args
+                .iter()
+                .position(|a| a == "--repos")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(200usize);
+            bench_mirror::bench_mirror(repos);
+        }
         _ => {
-            eprintln!("usage: cargo run -p xtask --release -- bench heal [--runs N]");
+            eprintln!(
+                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N]"
+            );
             std::process::exit(2);
         }
     }

@@ -532,6 +532,48 @@ impl GitLabClient {
         self.post("groups", &body).await
     }
 
+    /// `GET /projects/:id` by full path (URL-encoded): the project, or `None` on 404.
+    pub async fn project_by_path(&self, full_path: &str) -> Result<Option<Project>, GitLabError> {
+        match self.get(&format!("projects/{}", enc(full_path))).await {
+            Ok(p) => Ok(Some(p)),
+            Err(GitLabError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET /groups/:id/projects` with subgroups, every page.
+    pub async fn group_projects(&self, full_path: &str) -> Result<Vec<Project>, GitLabError> {
+        self.get_all(&format!(
+            "groups/{}/projects?include_subgroups=true&order_by=id&sort=asc",
+            enc(full_path)
+        ))
+        .await
+    }
+
+    /// `GET /users/:username/projects` (the projects in that user's namespace), every page.
+    pub async fn user_projects(&self, username: &str) -> Result<Vec<Project>, GitLabError> {
+        self.get_all(&format!(
+            "users/{}/projects?order_by=id&sort=asc",
+            enc(username)
+        ))
+        .await
+    }
+
+    /// `POST /projects` in the namespace `namespace_id`, empty (no README).
+    pub async fn create_project(
+        &self,
+        name: &str,
+        path: &str,
+        namespace_id: u64,
+        visibility: &str,
+    ) -> Result<Project, GitLabError> {
+        let body = serde_json::json!({
+            "name": name, "path": path, "namespace_id": namespace_id,
+            "visibility": visibility, "initialize_with_readme": false,
+        });
+        self.post("projects", &body).await
+    }
+
     /// `GET /groups/:id/members` (direct members).
     pub async fn group_members(&self, group_id: u64) -> Result<Vec<Member>, GitLabError> {
         self.get_all(&format!("groups/{group_id}/members")).await
@@ -770,6 +812,24 @@ pub struct Group {
     pub visibility: String,
     #[serde(default)]
     pub parent_id: Option<u64>,
+}
+
+/// A project.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct Project {
+    pub id: u64,
+    pub name: String,
+    pub path: String,
+    pub path_with_namespace: String,
+    #[serde(default)]
+    pub http_url_to_repo: String,
+    #[serde(default)]
+    pub visibility: String,
+    #[serde(default)]
+    pub archived: bool,
+    /// Present (as an object) when the project is a fork.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from_project: Option<serde_json::Value>,
 }
 
 /// A group member.

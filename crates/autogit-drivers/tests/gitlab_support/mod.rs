@@ -44,6 +44,18 @@ pub struct FGroup {
 }
 
 #[derive(Clone, Debug)]
+pub struct FProject {
+    pub id: u64,
+    pub name: String,
+    pub path: String,
+    pub namespace_id: u64,
+    pub path_with_namespace: String,
+    pub visibility: String,
+    pub archived: bool,
+    pub fork: bool,
+}
+
+#[derive(Clone, Debug)]
 pub struct FPat {
     pub id: u64,
     pub user_id: u64,
@@ -79,6 +91,7 @@ pub enum Paging {
 pub struct FakeState {
     pub users: Vec<FUser>,
     pub groups: Vec<FGroup>,
+    pub projects: Vec<FProject>,
     /// (group id, user id, access level).
     pub members: Vec<(u64, u64, u32)>,
     pub pats: Vec<FPat>,
@@ -156,6 +169,57 @@ impl FakeState {
                "visibility": g.visibility, "parent_id": g.parent_id})
     }
 
+    fn project_json(p: &FProject) -> Value {
+        let mut v = json!({"id": p.id, "name": p.name, "path": p.path, "path_with_namespace": p.path_with_namespace,
+               "namespace": {"id": p.namespace_id}, "visibility": p.visibility, "archived": p.archived,
+               "http_url_to_repo": format!("{EXTERNAL}/{}.git", p.path_with_namespace)});
+        if p.fork {
+            v["forked_from_project"] = json!({"id": 1});
+        }
+        v
+    }
+
+    /// Adds a top-level group, without the API.
+    pub fn add_group(&mut self, path: &str) -> u64 {
+        let id = self.id();
+        self.groups.push(FGroup {
+            id,
+            name: path.to_owned(),
+            path: path.to_owned(),
+            full_path: path.to_owned(),
+            visibility: "private".to_owned(),
+            parent_id: None,
+        });
+        id
+    }
+
+    /// Adds a project in a group (by full path) or a user's namespace, without the API.
+    pub fn add_project(&mut self, namespace: &str, path: &str, archived: bool, fork: bool) {
+        let ns = self
+            .groups
+            .iter()
+            .find(|g| g.full_path == namespace)
+            .map(|g| g.id)
+            .or_else(|| {
+                self.users
+                    .iter()
+                    .find(|u| u.username == namespace)
+                    .map(|u| u.id)
+            })
+            .expect("a group or user");
+        let id = self.id();
+        self.projects.push(FProject {
+            id,
+            name: path.to_owned(),
+            path: path.to_owned(),
+            namespace_id: ns,
+            path_with_namespace: format!("{namespace}/{path}"),
+            visibility: "private".to_owned(),
+            archived,
+            fork,
+        });
+    }
+
     fn pat_json(&self, p: &FPat) -> Value {
         let expired = p
             .expires_at
@@ -181,6 +245,7 @@ impl Fake {
         let mut st = FakeState {
             users: Vec::new(),
             groups: Vec::new(),
+            projects: Vec::new(),
             members: Vec::new(),
             pats: Vec::new(),
             runners: Vec::new(),
@@ -599,6 +664,101 @@ async fn handle(
             // The creator becomes the group's owner, as in GitLab.
             st.members.push((id, me.id, 50));
             reply(201, FakeState::group_json(&g))
+        }
+        (Method::GET, ["groups", id, "projects"]) => {
+            if !api_read {
+                return scope_error();
+            }
+            let Some(g) = find_group(st, id) else {
+                return msg(404, json!("404 Group Not Found"));
+            };
+            let sub = format!("{}/", g.full_path);
+            let inside: Vec<u64> = st
+                .groups
+                .iter()
+                .filter(|x| x.id == g.id || x.full_path.starts_with(&sub))
+                .map(|x| x.id)
+                .collect();
+            let items: Vec<Value> = st
+                .projects
+                .iter()
+                .filter(|p| inside.contains(&p.namespace_id))
+                .map(FakeState::project_json)
+                .collect();
+            paginate(st, &uri, items)
+        }
+        (Method::GET, ["users", u, "projects"]) => {
+            if !api_read {
+                return scope_error();
+            }
+            let Some(user) = st.users.iter().find(|x| x.username == *u).cloned() else {
+                return msg(404, json!("404 User Not Found"));
+            };
+            let items: Vec<Value> = st
+                .projects
+                .iter()
+                .filter(|p| p.namespace_id == user.id)
+                .map(FakeState::project_json)
+                .collect();
+            paginate(st, &uri, items)
+        }
+        (Method::GET, ["projects", id]) => {
+            if !api_read {
+                return scope_error();
+            }
+            let found = st
+                .projects
+                .iter()
+                .find(|p| p.id.to_string() == *id || p.path_with_namespace == *id);
+            match found {
+                Some(p) => reply(200, FakeState::project_json(p)),
+                None => msg(404, json!("404 Project Not Found")),
+            }
+        }
+        (Method::POST, ["projects"]) => {
+            if !api_write {
+                return scope_error();
+            }
+            let (Some(name), Some(ppath), Some(ns)) = (
+                str_field(&body, "name"),
+                str_field(&body, "path"),
+                body.get("namespace_id").and_then(Value::as_u64),
+            ) else {
+                return reply(
+                    400,
+                    json!({"error": "name, path or namespace_id is missing"}),
+                );
+            };
+            let Some(group) = st.groups.iter().find(|g| g.id == ns).cloned() else {
+                return msg(404, json!("404 Namespace Not Found"));
+            };
+            if !st
+                .members
+                .iter()
+                .any(|(g, u, level)| *g == ns && *u == me.id && *level >= 30)
+                && !me.admin
+            {
+                return forbidden();
+            }
+            let full = format!("{}/{ppath}", group.full_path);
+            if st.projects.iter().any(|p| p.path_with_namespace == full) {
+                return msg(400, json!({"path": ["has already been taken"]}));
+            }
+            let id = st.id();
+            let p = FProject {
+                id,
+                name: name.to_owned(),
+                path: ppath.to_owned(),
+                namespace_id: ns,
+                path_with_namespace: full,
+                visibility: str_field(&body, "visibility")
+                    .unwrap_or("private")
+                    .to_owned(),
+                archived: false,
+                fork: false,
+            };
+            st.projects.push(p.clone());
+            reply(201, FakeState::project_json(&p))
         }
         (Method::GET, ["groups", id, "members"]) => {
             if !api_read {

@@ -1,0 +1,793 @@
+//! Mirroring decisions, pure: which source URLs are acceptable (and which hosts are private),
+//! which repositories a filter selects, where a source lands in the local GitLab, and whether a
+//! mirror needs a sync at all, from the `git ls-remote` output of both sides.
+//!
+//! The git driver (`autogit_drivers::mirror`) runs git; everything it decides comes from here.
+
+use crate::validate::{check_git_url, check_hostname};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The transport of an accepted source URL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Https,
+    Ssh,
+    Git,
+}
+
+impl Transport {
+    /// The name git uses in `protocol.<name>.allow`.
+    pub fn git_protocol(self) -> &'static str {
+        match self {
+            Transport::Https => "https",
+            Transport::Ssh => "ssh",
+            Transport::Git => "git",
+        }
+    }
+}
+
+/// A source URL that passed [`check_source`]: its transport and host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceUrl {
+    pub transport: Transport,
+    pub host: String,
+}
+
+const VALID: &str = "valid sources are https://host/path, ssh://[user@]host/path, user@host:path (scp-like) and git://host/path";
+
+/// Accepts https, ssh (also scp-like `git@host:path`) and git URLs; refuses `file://`, `ext::`,
+/// `fd::`, local paths, plain `http://`, option injection (`-…`, `--upload-pack=…`) and
+/// credentials in the URL. With `allow_private: false`, a host that is a literal loopback,
+/// private, link-local or unspecified address (or `localhost`) is refused too (SSRF).
+pub fn check_source(url: &str, allow_private: bool) -> Result<SourceUrl, String> {
+    check_git_url(url).map_err(|why| format!("{why}; {VALID}"))?;
+    let (transport, host) = if let Some((scheme, rest)) = url.split_once("://") {
+        let transport = match scheme.to_ascii_lowercase().as_str() {
+            "https" => Transport::Https,
+            "ssh" | "git+ssh" => Transport::Ssh,
+            "git" => Transport::Git,
+            other => {
+                return Err(format!(
+                    "scheme `{other}` is not accepted for a source (unencrypted http is refused); {VALID}"
+                ));
+            }
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if transport != Transport::Ssh && authority.contains('@') {
+            return Err(
+                "credentials in URLs end up in logs and process listings; use `token_env`"
+                    .to_owned(),
+            );
+        }
+        let hostport = authority.rsplit('@').next().unwrap_or(authority);
+        let host = match hostport.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => hostport.split(':').next().unwrap_or(hostport),
+        };
+        (transport, host.to_owned())
+    } else {
+        let userhost = url.split(':').next().unwrap_or("");
+        let host = userhost.rsplit('@').next().unwrap_or(userhost);
+        (Transport::Ssh, host.to_owned())
+    };
+    if host.is_empty() {
+        return Err(format!("the URL names no host; {VALID}"));
+    }
+    if host.parse::<IpAddr>().is_err() {
+        check_hostname(&host)?;
+    }
+    if !allow_private && let Some(class) = host_class(&host) {
+        return Err(format!(
+            "host `{host}` is a {class} address; sources on private networks are refused unless `mirroring.allow_private: true`"
+        ));
+    }
+    Ok(SourceUrl { transport, host })
+}
+
+/// Why a host is not public: `Some("loopback")`, `Some("private")`, … or `None` for a public
+/// address or a DNS name (names are resolved by git, not here).
+pub fn host_class(host: &str) -> Option<&'static str> {
+    let h = host.trim_end_matches('.').to_ascii_lowercase();
+    if h == "localhost" || h.ends_with(".localhost") {
+        return Some("loopback");
+    }
+    match h.parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) => v4_class(a),
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            Some(v4) => v4_class(v4),
+            None => v6_class(a),
+        },
+    }
+}
+
+fn v4_class(a: Ipv4Addr) -> Option<&'static str> {
+    let o = a.octets();
+    if a.is_loopback() {
+        Some("loopback")
+    } else if a.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
+        // RFC 1918 and carrier-grade NAT (100.64.0.0/10).
+        Some("private")
+    } else if a.is_link_local() {
+        Some("link-local")
+    } else if a.is_unspecified() || o[0] == 0 {
+        Some("unspecified")
+    } else if a.is_broadcast() || a.is_multicast() {
+        Some("broadcast or multicast")
+    } else {
+        None
+    }
+}
+
+fn v6_class(a: Ipv6Addr) -> Option<&'static str> {
+    let s = a.segments();
+    if a.is_loopback() {
+        Some("loopback")
+    } else if a.is_unspecified() {
+        Some("unspecified")
+    } else if (s[0] & 0xfe00) == 0xfc00 {
+        Some("private")
+    } else if (s[0] & 0xffc0) == 0xfe80 {
+        Some("link-local")
+    } else if a.is_multicast() {
+        Some("broadcast or multicast")
+    } else {
+        None
+    }
+}
+
+/// A glob with `*` (any run of characters, also `/`) and `?` (one character), matching the whole
+/// text, case-sensitively. Linear in practice (the classic two-pointer backtracking).
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Whether a repository named `name` is mirrored: it matches one `include` glob (or there are
+/// none) and no `exclude` glob. Exclusion wins.
+pub fn selected(name: &str, include: &[String], exclude: &[String]) -> bool {
+    (include.is_empty() || include.iter().any(|g| glob_match(g, name)))
+        && !exclude.iter().any(|g| glob_match(g, name))
+}
+
+/// Where a mirror lands in the local GitLab: `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct TargetPath {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl TargetPath {
+    pub fn full(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+}
+
+impl std::fmt::Display for TargetPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// The repository name a URL points at: its last path segment without `.git`.
+pub fn repo_name_of(url: &str) -> Option<&str> {
+    let path = match url.split_once("://") {
+        Some((_, rest)) => rest.split_once('/').map(|(_, p)| p)?,
+        None => url.split_once(':').map(|(_, p)| p)?,
+    };
+    let last = path.trim_end_matches('/').rsplit('/').next()?;
+    let name = last.strip_suffix(".git").unwrap_or(last);
+    (!name.is_empty()).then_some(name)
+}
+
+/// A GitLab project path: letters, digits, `_`, `-`, `.`; anything else becomes `-`; no leading
+/// `-`/`.`, no trailing `.git`/`.atom` (GitLab refuses those).
+pub fn sanitize_name(raw: &str) -> String {
+    let mut s: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    while s.starts_with(['-', '.']) {
+        s.remove(0);
+    }
+    for suffix in [".git", ".atom"] {
+        while let Some(stripped) = s.strip_suffix(suffix) {
+            s = stripped.to_owned();
+        }
+    }
+    let s = s.trim_end_matches(['-', '.']).to_owned();
+    if s.is_empty() { "repo".to_owned() } else { s }
+}
+
+/// The target of a source: `namespace/<name>`, where name is the configured one or the URL's.
+pub fn target_path(namespace: &str, url: &str, name: Option<&str>) -> TargetPath {
+    let raw = name.or_else(|| repo_name_of(url)).unwrap_or("repo");
+    TargetPath {
+        namespace: namespace.trim_matches('/').to_owned(),
+        name: sanitize_name(raw),
+    }
+}
+
+/// A target URL from a template: `{path}` is replaced by `namespace/name`.
+pub fn expand_target(template: &str, target: &TargetPath) -> String {
+    template.replace("{path}", &target.full())
+}
+
+/// Branches and tags of one side, `refname → object id`.
+pub type Refs = BTreeMap<String, String>;
+
+/// Parses `git ls-remote` output. Only `refs/heads/*` and `refs/tags/*` count; peeled tag lines
+/// (`^{}`), `HEAD` and other namespaces (`refs/merge-requests/*`, `refs/pull/*`, …) are ignored.
+pub fn parse_ls_remote(text: &str) -> Result<Refs, String> {
+    let mut refs = Refs::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((oid, name)) = line.split_once('\t') else {
+            return Err(format!(
+                "line {}: expected `<object id>\\t<ref>`, found {line:?}",
+                i + 1
+            ));
+        };
+        if !(oid.len() == 40 || oid.len() == 64) || !oid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("line {}: `{oid}` is not an object id", i + 1));
+        }
+        if name.ends_with("^{}") {
+            continue;
+        }
+        if name.starts_with("refs/heads/") || name.starts_with("refs/tags/") {
+            refs.insert(name.to_owned(), oid.to_ascii_lowercase());
+        }
+    }
+    Ok(refs)
+}
+
+/// What a mirror needs.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Target has exactly the source's branches and tags: no fetch, no push.
+    UpToDate,
+    /// `changed`: refs new or different in the source; `deleted`: refs only in the target.
+    Sync {
+        changed: Vec<String>,
+        deleted: Vec<String>,
+    },
+}
+
+/// Compares the branches and tags of source and target.
+pub fn decide(source: &Refs, target: &Refs) -> Decision {
+    let changed: Vec<String> = source
+        .iter()
+        .filter(|(r, oid)| target.get(*r) != Some(*oid))
+        .map(|(r, _)| r.clone())
+        .collect();
+    let deleted: Vec<String> = target
+        .keys()
+        .filter(|r| !source.contains_key(*r))
+        .cloned()
+        .collect();
+    if changed.is_empty() && deleted.is_empty() {
+        Decision::UpToDate
+    } else {
+        Decision::Sync { changed, deleted }
+    }
+}
+
+/// A URL without userinfo (`https://user:secret@host/x` → `https://***@host/x`), for logs and
+/// errors. scp-like URLs keep their user name (it is not a secret: `git@`).
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    match authority.rsplit_once('@') {
+        Some((_, host)) => format!("{scheme}://***@{host}{tail}"),
+        None => url.to_owned(),
+    }
+}
+
+/// One configured mirror as `autogit mirror sync` sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Planned {
+    /// Unique among the planned mirrors; names the cache repository and the history rows.
+    pub name: String,
+    /// `git`, `github` or `gitlab`.
+    pub kind: &'static str,
+    pub source: String,
+    pub target: TargetPath,
+    pub token_env: Option<String>,
+    /// Why this mirror cannot be synced (an unacceptable URL, a source kind not built yet).
+    pub problem: Option<String>,
+}
+
+/// Every configured mirror: git sources one each (URL checked against `allow_private`),
+/// GitHub and GitLab accounts one entry each, to be replaced by their listing
+/// ([`from_listing`]). Names are made unique.
+pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
+    let mut out: Vec<Planned> = Vec::new();
+    for g in &m.sources.git {
+        let target = target_path(&m.namespace, &g.url, g.name.as_deref());
+        out.push(Planned {
+            name: target.name.clone(),
+            kind: "git",
+            source: g.url.clone(),
+            problem: check_source(&g.url, m.allow_private).err(),
+            target,
+            token_env: g.token_env.clone(),
+        });
+    }
+    for g in &m.sources.github {
+        let owner = g
+            .username
+            .clone()
+            .or(g.organization.clone())
+            .unwrap_or_default();
+        out.push(Planned {
+            name: sanitize_name(&format!("github-{owner}")),
+            kind: "github",
+            source: format!("github:{owner}"),
+            target: TargetPath {
+                namespace: m.namespace.clone(),
+                name: sanitize_name(&owner),
+            },
+            token_env: g.token_env.clone(),
+            problem: None,
+        });
+    }
+    for g in &m.sources.gitlab {
+        let owner = g.group.clone().or(g.username.clone()).unwrap_or_default();
+        out.push(Planned {
+            name: sanitize_name(&format!("gitlab-{owner}")),
+            kind: "gitlab",
+            source: format!("{} {owner}", g.url),
+            target: TargetPath {
+                namespace: m.namespace.clone(),
+                name: sanitize_name(&owner),
+            },
+            token_env: g.token_env.clone(),
+            problem: None,
+        });
+    }
+    unique_names(&mut out);
+    out
+}
+
+/// A repository an account listing returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub name: String,
+    pub clone_url: String,
+    pub fork: bool,
+    pub archived: bool,
+}
+
+/// Whether a listed repository passes an account's filters: name globs (`include`, `exclude`),
+/// forks and archived repositories only when asked for.
+pub fn keep(r: &Listed, f: &crate::config::Filters) -> bool {
+    selected(&r.name, &f.include, &f.exclude) && (f.forks || !r.fork) && (f.archived || !r.archived)
+}
+
+/// The mirrors of one account (`account` is its planned entry): the repositories that pass the
+/// filters, each to `namespace/<repo name>`, URL checked like any source. Call
+/// [`unique_names`] after replacing the account's entry with these.
+pub fn from_listing(
+    account: &Planned,
+    namespace: &str,
+    filters: &crate::config::Filters,
+    repos: &[Listed],
+    allow_private: bool,
+) -> Vec<Planned> {
+    repos
+        .iter()
+        .filter(|r| keep(r, filters))
+        .map(|r| Planned {
+            name: sanitize_name(&r.name),
+            kind: account.kind,
+            source: r.clone_url.clone(),
+            target: TargetPath {
+                namespace: namespace.trim_matches('/').to_owned(),
+                name: sanitize_name(&r.name),
+            },
+            token_env: account.token_env.clone(),
+            problem: check_source(&r.clone_url, allow_private).err(),
+        })
+        .collect()
+}
+
+/// Makes names unique (`app`, `app-2`, …); the target follows the new name.
+pub fn unique_names(out: &mut [Planned]) {
+    let mut seen = std::collections::BTreeSet::new();
+    for p in out.iter_mut() {
+        let base = p.name.clone();
+        let mut n = 2;
+        while !seen.insert(p.name.clone()) {
+            p.name = format!("{base}-{n}");
+            n += 1;
+        }
+        if p.name != base {
+            p.target.name = p.name.clone();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(cases: &[(&str, &str)], f: impl Fn(&str) -> String) {
+        let mut failures = Vec::new();
+        for (input, expect) in cases {
+            let got = f(input);
+            if got != *expect {
+                failures.push(format!(
+                    "{input:?}\n  expected: {expect}\n  got:      {got}"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+    }
+
+    fn show(r: Result<SourceUrl, String>) -> String {
+        match r {
+            Ok(s) => format!("ok {:?} {}", s.transport, s.host),
+            Err(e) => format!("err {}", e.split(';').next().unwrap_or(&e)),
+        }
+    }
+
+    #[test]
+    fn source_urls() {
+        check(
+            &[
+                ("https://github.com/o/r.git", "ok Https github.com"),
+                ("ssh://git@github.com/o/r.git", "ok Ssh github.com"),
+                ("ssh://git@[2001:db8::1]:22/o/r", "ok Ssh 2001:db8::1"),
+                ("git@github.com:o/r.git", "ok Ssh github.com"),
+                ("git://git.kernel.org/pub/x.git", "ok Git git.kernel.org"),
+                (
+                    "https://10.0.0.5/x.git",
+                    "err host `10.0.0.5` is a private address",
+                ),
+                (
+                    "git://127.0.0.1:9418/x",
+                    "err host `127.0.0.1` is a loopback address",
+                ),
+                (
+                    "https://localhost/x",
+                    "err host `localhost` is a loopback address",
+                ),
+                (
+                    "git@192.168.1.2:x.git",
+                    "err host `192.168.1.2` is a private address",
+                ),
+                ("https://[::1]/x", "err host `::1` is a loopback address"),
+                (
+                    "https://169.254.169.254/x",
+                    "err host `169.254.169.254` is a link-local address",
+                ),
+                (
+                    "https://[::ffff:127.0.0.1]/x",
+                    "err host `::ffff:127.0.0.1` is a loopback address",
+                ),
+                (
+                    "http://example.org/x.git",
+                    "err scheme `http` is not accepted for a source (unencrypted http is refused)",
+                ),
+                (
+                    "file:///etc/passwd",
+                    "err `file:` URLs are refused: they run commands or read local files",
+                ),
+                (
+                    "ext::sh -c touch% /tmp/pwned",
+                    "err `ext::` URLs are refused: they run commands or read local files",
+                ),
+                (
+                    "fd::3",
+                    "err `fd::` URLs are refused: they run commands or read local files",
+                ),
+                (
+                    "--upload-pack=touch /tmp/x",
+                    "err a URL may not start with `-` (it would be read as a git option)",
+                ),
+                (
+                    "-oProxyCommand=x",
+                    "err a URL may not start with `-` (it would be read as a git option)",
+                ),
+                (
+                    "ssh://h/x --upload-pack=y",
+                    "err a URL may not contain spaces or control characters",
+                ),
+                ("/srv/git/x.git", "err local paths are refused"),
+                (
+                    "https://u:pw@github.com/x",
+                    "err credentials in URLs end up in logs and process listings",
+                ),
+                ("ftp://h/x", "err scheme `ftp` is not allowed"),
+            ],
+            |u| show(check_source(u, false)),
+        );
+        check(
+            &[
+                ("git://127.0.0.1:9418/x", "ok Git 127.0.0.1"),
+                ("https://10.1.2.3/x", "ok Https 10.1.2.3"),
+                (
+                    "file:///x",
+                    "err `file:` URLs are refused: they run commands or read local files",
+                ),
+            ],
+            |u| show(check_source(u, true)),
+        );
+        let e = check_source("file:///x", false).unwrap_err();
+        assert!(e.contains("valid sources are https://"), "{e}");
+    }
+
+    #[test]
+    fn host_classes() {
+        check(
+            &[
+                ("127.0.0.1", "Some(\"loopback\")"),
+                ("10.255.0.1", "Some(\"private\")"),
+                ("172.16.0.1", "Some(\"private\")"),
+                ("172.32.0.1", "None"),
+                ("100.64.0.1", "Some(\"private\")"),
+                ("0.0.0.0", "Some(\"unspecified\")"),
+                ("fd00::1", "Some(\"private\")"),
+                ("fe80::1", "Some(\"link-local\")"),
+                ("8.8.8.8", "None"),
+                ("2001:4860::8888", "None"),
+                ("github.com", "None"),
+                ("LOCALHOST.", "Some(\"loopback\")"),
+            ],
+            |h| format!("{:?}", host_class(h)),
+        );
+    }
+
+    #[test]
+    fn globs() {
+        check(
+            &[
+                ("* abc", "true"),
+                ("a* abc", "true"),
+                ("a*c abc", "true"),
+                ("a*c abd", "false"),
+                ("?bc abc", "true"),
+                ("?bc bc", "false"),
+                ("*-archive foo-archive", "true"),
+                ("*-archive foo-archive2", "false"),
+                ("a*b*c aXbYbZc", "true"),
+                ("a*b*c aXbYbZ", "false"),
+                ("abc abc", "true"),
+                ("abc ABC", "false"),
+                ("** x", "true"),
+            ],
+            |s| {
+                let (p, t) = s.split_once(' ').unwrap();
+                glob_match(p, t).to_string()
+            },
+        );
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert!(selected("x", &[], &[]));
+        assert!(selected("tool-a", &v(&["tool-*"]), &[]));
+        assert!(!selected("lib", &v(&["tool-*"]), &[]));
+        assert!(!selected("tool-old", &v(&["tool-*"]), &v(&["*-old"])));
+    }
+
+    #[test]
+    fn targets() {
+        check(
+            &[
+                ("https://github.com/o/repo.git", "mirrors/repo"),
+                ("https://github.com/o/repo/", "mirrors/repo"),
+                ("git@github.com:o/My Repo.git", "mirrors/My-Repo"),
+                ("ssh://h/a/.hidden.git.git", "mirrors/hidden"),
+                ("git://h/", "mirrors/repo"),
+                ("git://h/x/-dash", "mirrors/dash"),
+            ],
+            |u| target_path("/mirrors/", u, None).full(),
+        );
+        assert_eq!(
+            target_path("m", "https://h/x.git", Some("named")).full(),
+            "m/named"
+        );
+        assert_eq!(
+            expand_target(
+                "git://127.0.0.1:1/{path}.git",
+                &target_path("m", "https://h/x", None)
+            ),
+            "git://127.0.0.1:1/m/x.git"
+        );
+    }
+
+    const A: &str = "1111111111111111111111111111111111111111";
+    const B: &str = "2222222222222222222222222222222222222222";
+    const C: &str = "3333333333333333333333333333333333333333";
+
+    #[test]
+    fn ls_remote_and_decisions() {
+        let src = format!(
+            "{A}\tHEAD\n{A}\trefs/heads/main\n{B}\trefs/heads/dev\n{C}\trefs/tags/v1\n{A}\trefs/tags/v1^{{}}\n{B}\trefs/merge-requests/1/head\n{B}\trefs/pull/2/head\n"
+        );
+        let s = parse_ls_remote(&src).unwrap();
+        assert_eq!(
+            s.keys().collect::<Vec<_>>(),
+            ["refs/heads/dev", "refs/heads/main", "refs/tags/v1"]
+        );
+        let refs = |t: &str| parse_ls_remote(t).unwrap();
+        check(
+            &[
+                // target | expected decision (source = main A, dev B, tag v1 C)
+                (
+                    "",
+                    "sync changed [refs/heads/dev, refs/heads/main, refs/tags/v1] deleted []",
+                ),
+                (&src, "up to date"),
+                (
+                    &format!(
+                        "{A}\trefs/heads/main\n{B}\trefs/heads/dev\n{C}\trefs/tags/v1\n{B}\trefs/merge-requests/9/head\n"
+                    ),
+                    "up to date",
+                ),
+                (
+                    &format!("{B}\trefs/heads/main\n{B}\trefs/heads/dev\n{C}\trefs/tags/v1\n"),
+                    "sync changed [refs/heads/main] deleted []",
+                ),
+                (
+                    &format!(
+                        "{A}\trefs/heads/main\n{B}\trefs/heads/dev\n{C}\trefs/tags/v1\n{C}\trefs/heads/gone\n"
+                    ),
+                    "sync changed [] deleted [refs/heads/gone]",
+                ),
+                (
+                    &format!("{A}\trefs/heads/main\n{B}\trefs/heads/dev\n{A}\trefs/tags/v1\n"),
+                    "sync changed [refs/tags/v1] deleted []",
+                ),
+            ],
+            |t| match decide(&s, &refs(t)) {
+                Decision::UpToDate => "up to date".to_owned(),
+                Decision::Sync { changed, deleted } => format!(
+                    "sync changed [{}] deleted [{}]",
+                    changed.join(", "),
+                    deleted.join(", ")
+                ),
+            },
+        );
+        check(
+            &[
+                (
+                    "garbage",
+                    "line 1: expected `<object id>\\t<ref>`, found \"garbage\"",
+                ),
+                ("xyz\trefs/heads/a", "line 1: `xyz` is not an object id"),
+            ],
+            |t| parse_ls_remote(t).unwrap_err(),
+        );
+    }
+
+    #[test]
+    fn planned_mirrors() {
+        let text = "mirroring:\n  namespace: m\n  sources:\n    github:\n      username: me\n    git:\n      - https://a.example/x/app.git\n      - https://b.example/y/app.git\n      - url: git://127.0.0.1/z.git\n        name: zed\n";
+        let loaded = crate::load::load(&crate::load::LoadInput {
+            file: Some(("autogit.yml", text)),
+            ..Default::default()
+        });
+        assert!(!loaded.diagnostics.has_errors());
+        let got: Vec<String> = planned(&loaded.config.mirroring)
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {} {} -> {} {}",
+                    p.kind,
+                    p.name,
+                    p.source,
+                    p.target,
+                    p.problem
+                        .as_deref()
+                        .map_or("ok", |e| e.split(';').next().unwrap())
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "git app https://a.example/x/app.git -> m/app ok",
+                "git app-2 https://b.example/y/app.git -> m/app-2 ok",
+                "git zed git://127.0.0.1/z.git -> m/zed host `127.0.0.1` is a loopback address",
+                "github github-me github:me -> m/me ok",
+            ]
+        );
+    }
+
+    #[test]
+    fn listings_are_filtered() {
+        let repo = |n: &str, fork, archived| Listed {
+            name: n.into(),
+            clone_url: format!("https://github.com/me/{n}.git"),
+            fork,
+            archived,
+        };
+        let repos = [
+            repo("tool-a", false, false),
+            repo("tool-old", false, true),
+            repo("tool-fork", true, false),
+            repo("lib", false, false),
+            repo("tool-skip", false, false),
+        ];
+        let account = Planned {
+            name: "github-me".into(),
+            kind: "github",
+            source: "github:me".into(),
+            target: target_path("m", "x", None),
+            token_env: Some("GH".into()),
+            problem: None,
+        };
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let f = |include: &[&str], forks, archived| crate::config::Filters {
+            include: v(include),
+            exclude: v(&["*-skip"]),
+            forks,
+            archived,
+        };
+        check(
+            &[
+                ("tool-*,false,false", "tool-a"),
+                ("tool-*,true,false", "tool-a tool-fork"),
+                ("tool-*,true,true", "tool-a tool-old tool-fork"),
+                (",false,false", "tool-a lib"),
+            ],
+            |c| {
+                let parts: Vec<&str> = c.split(',').collect();
+                let inc: Vec<&str> = parts[0].split(' ').filter(|s| !s.is_empty()).collect();
+                let filters = f(&inc, parts[1] == "true", parts[2] == "true");
+                from_listing(&account, "m", &filters, &repos, false)
+                    .iter()
+                    .map(|p| p.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        );
+        let one = from_listing(&account, "m", &f(&["lib"], false, false), &repos, false);
+        assert_eq!(one[0].target.full(), "m/lib");
+        assert_eq!(one[0].token_env.as_deref(), Some("GH"));
+        assert_eq!(one[0].source, "https://github.com/me/lib.git");
+    }
+
+    #[test]
+    fn redaction() {
+        check(
+            &[
+                ("https://user:tok@h/x.git", "https://***@h/x.git"),
+                ("https://h/x@y", "https://h/x@y"),
+                ("ssh://git@h/x", "ssh://***@h/x"),
+                ("git@h:x", "git@h:x"),
+            ],
+            redact_url,
+        );
+    }
+}

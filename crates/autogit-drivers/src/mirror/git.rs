@@ -1,0 +1,278 @@
+//! Running the `git` CLI for mirrors, hardened: no system or global configuration, only the
+//! transport of the remote being contacted, no prompts, no credential helpers. Credentials reach
+//! git only through `GIT_ASKPASS`: a script in a private (0700) directory that prints an
+//! environment variable set on that one child. They are never on a command line, in a config
+//! file, in a log line or in an error (stderr is scrubbed of the token and of URL userinfo).
+
+use super::MirrorError;
+use autogit_core::mirror::redact_url;
+use secrecy::{ExposeSecret, SecretString};
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::AsyncWriteExt;
+
+const PASSWORD_VAR: &str = "AUTOGIT_GIT_PASSWORD";
+const USERNAME_VAR: &str = "AUTOGIT_GIT_USERNAME";
+
+/// The askpass script: the username prompt gets `oauth2` (GitLab and GitHub accept any user
+/// name with a token), every other prompt the token.
+const ASKPASS: &str = "#!/bin/sh\ncase \"$1\" in\n  Username*|username*) printf '%s\\n' \"${AUTOGIT_GIT_USERNAME:-oauth2}\" ;;\n  *) printf '%s\\n' \"$AUTOGIT_GIT_PASSWORD\" ;;\nesac\n";
+
+/// Variables that would let the caller's environment redirect or loosen git.
+const SCRUBBED: &[&str] = &[
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_CONFIG",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_ALLOW_PROTOCOL",
+    "GIT_PROTOCOL_FROM_USER",
+    "GIT_NAMESPACE",
+    "GIT_ASKPASS",
+    "SSH_ASKPASS",
+];
+
+/// A private directory holding the askpass script; removed on drop.
+#[derive(Debug)]
+pub struct Askpass {
+    dir: PathBuf,
+    script: PathBuf,
+}
+
+impl Askpass {
+    pub fn create() -> std::io::Result<Askpass> {
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let tag: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let dir =
+            std::env::temp_dir().join(format!("autogit-askpass-{}-{tag}", std::process::id()));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        let script = dir.join("askpass");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o700)
+            .open(&script)?;
+        f.write_all(ASKPASS.as_bytes())?;
+        f.sync_all()?;
+        Ok(Askpass { dir, script })
+    }
+
+    pub fn script(&self) -> &Path {
+        &self.script
+    }
+}
+
+impl Drop for Askpass {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The `protocol.<name>` that a URL uses.
+pub fn protocol_of(url: &str) -> &'static str {
+    match url.split_once("://").map(|(s, _)| s.to_ascii_lowercase()) {
+        Some(s) if s == "https" => "https",
+        Some(s) if s == "http" => "http",
+        Some(s) if s == "git" => "git",
+        Some(s) if s == "ssh" || s == "git+ssh" => "ssh",
+        Some(_) => "none",
+        None => "ssh", // scp-like
+    }
+}
+
+/// One git invocation.
+#[derive(Debug)]
+pub struct Call<'a> {
+    pub step: &'static str,
+    /// The repository to run in (`git -C`), if any.
+    pub dir: Option<&'a Path>,
+    pub args: Vec<String>,
+    /// The remote contacted: its transport is the only one allowed; named (redacted) in errors.
+    pub remote: Option<&'a str>,
+    pub token: Option<&'a SecretString>,
+    pub stdin: Option<Vec<u8>>,
+}
+
+/// Runs git as configured.
+#[derive(Debug)]
+pub struct Git {
+    pub program: PathBuf,
+    askpass: Askpass,
+}
+
+impl Git {
+    pub fn new(program: PathBuf) -> Result<Git, MirrorError> {
+        let askpass = Askpass::create().map_err(|source| MirrorError::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        Ok(Git { program, askpass })
+    }
+
+    pub fn askpass_script(&self) -> &Path {
+        self.askpass.script()
+    }
+
+    /// Runs the call; stdout on success, a scrubbed error otherwise. The child is killed when
+    /// the future is dropped (timeouts).
+    pub async fn run(&self, call: Call<'_>) -> Result<Vec<u8>, MirrorError> {
+        let mut cmd = tokio::process::Command::new(&self.program);
+        for k in SCRUBBED {
+            cmd.env_remove(k);
+        }
+        cmd.env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", self.askpass.script())
+            .env("GCM_INTERACTIVE", "never")
+            .env("LC_ALL", "C");
+        if std::env::var_os("GIT_SSH_COMMAND").is_none() {
+            cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
+        }
+        match call.token {
+            Some(t) => {
+                cmd.env(PASSWORD_VAR, t.expose_secret());
+            }
+            None => {
+                cmd.env_remove(PASSWORD_VAR);
+            }
+        }
+        cmd.env_remove(USERNAME_VAR);
+        let mut args: Vec<String> = vec![
+            "-c".into(),
+            "protocol.allow=never".into(),
+            "-c".into(),
+            "credential.helper=".into(),
+            "-c".into(),
+            "core.hooksPath=/dev/null".into(),
+        ];
+        if let Some(r) = call.remote {
+            args.push("-c".into());
+            args.push(format!("protocol.{}.allow=always", protocol_of(r)));
+        }
+        if let Some(d) = call.dir {
+            args.push("-C".into());
+            args.push(d.to_string_lossy().into_owned());
+        }
+        args.extend(call.args);
+        cmd.args(&args)
+            .stdin(if call.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|source| MirrorError::Spawn {
+            git: self.program.clone(),
+            source,
+        })?;
+        if let (Some(input), Some(mut stdin)) = (call.stdin, child.stdin.take()) {
+            // Written concurrently with reading the output, so a large answer cannot deadlock.
+            tokio::spawn(async move {
+                let _ = stdin.write_all(&input).await;
+            });
+        }
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|source| MirrorError::Spawn {
+                git: self.program.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        Err(MirrorError::Git {
+            step: call.step,
+            remote: call.remote.map(redact_url),
+            detail: scrub(&stderr, call.token),
+        })
+    }
+}
+
+/// The last lines of git's stderr without the token or URL userinfo.
+pub fn scrub(stderr: &str, token: Option<&SecretString>) -> String {
+    let mut s = stderr.to_owned();
+    if let Some(t) = token
+        && !t.expose_secret().is_empty()
+    {
+        s = s.replace(t.expose_secret(), "***");
+    }
+    let lines: Vec<String> = s
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(' ').map(redact_url).collect::<Vec<_>>().join(" "))
+        .collect();
+    let tail = &lines[lines.len().saturating_sub(4)..];
+    let joined = tail.join(" | ");
+    if joined.is_empty() {
+        "git exited with an error and said nothing".to_owned()
+    } else {
+        joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn askpass_is_private_and_prints_the_variable() {
+        let a = Askpass::create().unwrap();
+        let dir_mode = std::fs::metadata(a.script().parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dir_mode & 0o777, 0o700);
+        let out = std::process::Command::new(a.script())
+            .arg("Password for 'https://h': ")
+            .env(PASSWORD_VAR, "s3cret")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "s3cret\n");
+        let out = std::process::Command::new(a.script())
+            .arg("Username for 'https://h': ")
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "oauth2\n");
+        let dir = a.script().parent().unwrap().to_owned();
+        drop(a);
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn stderr_is_scrubbed() {
+        let t = SecretString::from("tok123");
+        let s = scrub(
+            "fatal: could not read from https://user:tok123@h/x.git\nremote said tok123\n",
+            Some(&t),
+        );
+        assert!(!s.contains("tok123"), "{s}");
+        assert!(s.contains("https://***@h/x.git"), "{s}");
+    }
+
+    #[test]
+    fn protocols() {
+        for (u, p) in [
+            ("https://h/x", "https"),
+            ("git://h/x", "git"),
+            ("ssh://h/x", "ssh"),
+            ("git@h:x", "ssh"),
+            ("http://h/x", "http"),
+            ("ext::sh", "ssh"),
+            ("file:///x", "none"),
+        ] {
+            assert_eq!(protocol_of(u), p, "{u}");
+        }
+    }
+}

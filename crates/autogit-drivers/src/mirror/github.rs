@@ -1,0 +1,248 @@
+//! Listing the repositories of a GitHub user or organization (REST v3), following `Link`
+//! pagination. Errors say what happened: a rejected token (401), no access (403), the rate limit
+//! (403/429 with `x-ratelimit-remaining: 0`, with the reset time), an unknown owner (404).
+//! The token goes only to the API origin: a `next` link elsewhere is refused.
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::time::Duration;
+
+pub const DEFAULT_API: &str = "https://api.github.com";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitHubError {
+    #[error("GitHub API URL `{0}` is not an http(s) URL")]
+    Url(String),
+    #[error("GitHub rejected the token for {path} (401): check the token_env variable")]
+    Unauthorized { path: String },
+    #[error(
+        "GitHub API rate limit reached on {path}; it resets at {reset} (unix time){}",
+        if *authenticated { "" } else { "; set token_env for a higher limit" }
+    )]
+    RateLimited {
+        path: String,
+        reset: u64,
+        authenticated: bool,
+    },
+    #[error("GitHub refused {path} (403): {message}")]
+    Forbidden { path: String, message: String },
+    #[error("GitHub has no user or organization for {path} (404)")]
+    NotFound { path: String },
+    #[error("GitHub answered {status} for {path}: {message}")]
+    Status {
+        path: String,
+        status: u16,
+        message: String,
+    },
+    #[error("GitHub API {path}: {message}")]
+    Transport { path: String, message: String },
+    #[error("GitHub's next-page link points to another host ({0}); not followed")]
+    ForeignLink(String),
+}
+
+/// Whose repositories.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    User(String),
+    Org(String),
+}
+
+/// What a mirror needs to know about a repository.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct RemoteRepo {
+    pub name: String,
+    pub full_name: String,
+    pub clone_url: String,
+    #[serde(default)]
+    pub fork: bool,
+    #[serde(default)]
+    pub archived: bool,
+    #[serde(default)]
+    pub private: bool,
+}
+
+pub struct GitHub {
+    http: reqwest::Client,
+    api: Url,
+    token: Option<SecretString>,
+}
+
+impl std::fmt::Debug for GitHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitHub")
+            .field("api", &self.api.as_str())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl GitHub {
+    pub fn new(api: &str, token: Option<SecretString>) -> Result<GitHub, GitHubError> {
+        let api = Url::parse(&format!("{}/", api.trim_end_matches('/')))
+            .map_err(|_| GitHubError::Url(api.into()))?;
+        if !matches!(api.scheme(), "http" | "https") || !api.username().is_empty() {
+            return Err(GitHubError::Url(api.to_string()));
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("autogit/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| GitHubError::Url(e.to_string()))?;
+        Ok(GitHub { http, api, token })
+    }
+
+    /// Every repository of the owner, all pages.
+    pub async fn list(&self, owner: &Owner) -> Result<Vec<RemoteRepo>, GitHubError> {
+        let first = match owner {
+            Owner::User(u) => format!("users/{}/repos?per_page=100&type=owner", enc(u)),
+            Owner::Org(o) => format!("orgs/{}/repos?per_page=100&type=all", enc(o)),
+        };
+        let mut url = self
+            .api
+            .join(&first)
+            .map_err(|_| GitHubError::Url(first.clone()))?;
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            let (items, next) = self.page(url.clone()).await?;
+            out.extend(items);
+            match next {
+                Some(n) => {
+                    if n.origin() != self.api.origin() {
+                        return Err(GitHubError::ForeignLink(n.origin().ascii_serialization()));
+                    }
+                    url = n;
+                }
+                None => return Ok(out),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn page(&self, url: Url) -> Result<(Vec<RemoteRepo>, Option<Url>), GitHubError> {
+        let path = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        };
+        let mut req = self
+            .http
+            .get(url)
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", "2022-11-28");
+        if let Some(t) = &self.token {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", t.expose_secret()))
+                .map_err(|_| GitHubError::Url("the token is not a valid header value".into()))?;
+            v.set_sensitive(true);
+            req = req.header("authorization", v);
+        }
+        let resp = req.send().await.map_err(|e| GitHubError::Transport {
+            path: path.clone(),
+            message: chain(e),
+        })?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.text().await.map_err(|e| GitHubError::Transport {
+            path: path.clone(),
+            message: chain(e),
+        })?;
+        if !status.is_success() {
+            return Err(self.error(path, status, &headers, &body));
+        }
+        let items: Vec<RemoteRepo> =
+            serde_json::from_str(&body).map_err(|e| GitHubError::Transport {
+                path: path.clone(),
+                message: format!("unexpected answer: {e}"),
+            })?;
+        Ok((items, next_link(&headers)))
+    }
+
+    fn error(&self, path: String, status: StatusCode, h: &HeaderMap, body: &str) -> GitHubError {
+        let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+        let message = serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| body.chars().take(200).collect());
+        let limited = header("x-ratelimit-remaining") == Some("0")
+            || (status == StatusCode::FORBIDDEN && message.contains("rate limit"));
+        match status.as_u16() {
+            401 => GitHubError::Unauthorized { path },
+            403 | 429 if limited => GitHubError::RateLimited {
+                path,
+                reset: header("x-ratelimit-reset")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                authenticated: self.token.is_some(),
+            },
+            403 => GitHubError::Forbidden { path, message },
+            404 => GitHubError::NotFound { path },
+            s => GitHubError::Status {
+                path,
+                status: s,
+                message,
+            },
+        }
+    }
+}
+
+/// The error and its causes, without the URL (the path is named separately).
+fn chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    msg
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// The `rel="next"` target of a `Link` header.
+pub fn next_link(h: &HeaderMap) -> Option<Url> {
+    let link = h.get("link")?.to_str().ok()?;
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| p.trim() == "rel=\"next\"")
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_owned()
+            })
+            .and_then(|u| Url::parse(&u).ok())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "link",
+            HeaderValue::from_static(
+                "<https://api.github.com/user/1/repos?page=2>; rel=\"next\", <https://api.github.com/user/1/repos?page=5>; rel=\"last\"",
+            ),
+        );
+        assert_eq!(
+            next_link(&h).unwrap().as_str(),
+            "https://api.github.com/user/1/repos?page=2"
+        );
+        h.insert(
+            "link",
+            HeaderValue::from_static("<https://api.github.com/x?page=1>; rel=\"prev\""),
+        );
+        assert_eq!(next_link(&h), None);
+    }
+}

@@ -1,0 +1,589 @@
+//! Mirroring with the `git` CLI: one bare cache repository per mirror under
+//! `<data_dir>/mirrors/<name>.git`, branches and tags only (never `--mirror`: GitLab refuses
+//! pushes to its hidden refs).
+//!
+//! One sync: `ls-remote` both sides; when their branches and tags agree
+//! ([`autogit_core::mirror::decide`]) nothing else runs. Otherwise a complete, atomic
+//! `fetch --prune` into the cache, LFS objects when the repository uses LFS and `git lfs` is
+//! installed, then one atomic `push --prune`. A failed or interrupted fetch therefore never
+//! reaches the target. Mirrors run in parallel up to a bound, each attempt under a timeout (the
+//! child is killed), with retries and exponential backoff, and each run is recorded in SQLite.
+//!
+//! **Invariant:** credentials only travel through `GIT_ASKPASS` ([`git`]).
+
+pub mod git;
+pub mod github;
+
+use crate::state::{MirrorRunEnd, Store};
+use autogit_core::mirror::{Decision, decide, parse_ls_remote, redact_url};
+use git::{Call, Git};
+use secrecy::SecretString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OnceCell, Semaphore, mpsc};
+
+const HEADS: &str = "+refs/heads/*:refs/heads/*";
+const TAGS: &str = "+refs/tags/*:refs/tags/*";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error("{step} failed{}: {detail}", remote.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())]
+    Git {
+        step: &'static str,
+        /// Redacted.
+        remote: Option<String>,
+        /// git's last stderr lines, scrubbed of credentials.
+        detail: String,
+    },
+    #[error("timed out after {}s (the git process was killed)", after.as_secs())]
+    Timeout { after: Duration },
+    #[error("cannot run {}: {source}; is git installed?", git.display())]
+    Spawn {
+        git: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("unexpected `git ls-remote` output from {remote}: {detail}")]
+    Parse { remote: String, detail: String },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl MirrorError {
+    /// Worth another attempt: network and git failures, timeouts. Not: bad input, missing git.
+    fn retryable(&self) -> bool {
+        matches!(self, MirrorError::Git { .. } | MirrorError::Timeout { .. })
+    }
+}
+
+/// One mirror to sync.
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// Unique; names the cache repository and the SQLite rows.
+    pub name: String,
+    pub source: String,
+    pub target: String,
+    pub source_token: Option<SecretString>,
+    pub target_token: Option<SecretString>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `<data_dir>/mirrors`.
+    pub cache_dir: PathBuf,
+    pub parallel: usize,
+    /// Per attempt.
+    pub timeout: Duration,
+    /// Further attempts after the first failure.
+    pub retries: u32,
+    /// Wait before the first retry; doubles each time (at most a minute).
+    pub backoff: Duration,
+    /// The git program (tests put a recording wrapper here).
+    pub git: PathBuf,
+}
+
+impl Options {
+    pub fn new(cache_dir: PathBuf) -> Options {
+        Options {
+            cache_dir,
+            parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            timeout: Duration::from_secs(30 * 60),
+            retries: 2,
+            backoff: Duration::from_secs(5),
+            git: PathBuf::from("git"),
+        }
+    }
+}
+
+/// What a successful sync did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Source and target agreed: nothing was fetched or pushed.
+    UpToDate,
+    Synced {
+        changed: usize,
+        deleted: usize,
+        lfs: bool,
+    },
+}
+
+/// One mirror's result.
+#[derive(Debug)]
+pub struct Report {
+    pub name: String,
+    /// Redacted.
+    pub source: String,
+    /// Redacted.
+    pub target: String,
+    pub attempts: u32,
+    pub elapsed: Duration,
+    pub result: Result<Outcome, MirrorError>,
+}
+
+impl Report {
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "name": self.name, "source": self.source, "target": self.target,
+            "attempts": self.attempts, "elapsed_ms": self.elapsed.as_millis() as u64,
+        });
+        match &self.result {
+            Ok(Outcome::UpToDate) => v["result"] = "up_to_date".into(),
+            Ok(Outcome::Synced {
+                changed,
+                deleted,
+                lfs,
+            }) => {
+                v["result"] = "synced".into();
+                v["changed"] = (*changed).into();
+                v["deleted"] = (*deleted).into();
+                v["lfs"] = (*lfs).into();
+            }
+            Err(e) => {
+                v["result"] = "failed".into();
+                v["error"] = e.to_string().into();
+            }
+        }
+        v
+    }
+}
+
+/// Progress, in the order it happens.
+#[derive(Debug)]
+pub enum Event<'a> {
+    Started {
+        name: &'a str,
+    },
+    Retrying {
+        name: &'a str,
+        attempt: u32,
+        error: &'a MirrorError,
+    },
+    Finished(&'a Report),
+}
+
+/// The cache repository of a mirror.
+pub fn cache_path(cache_dir: &Path, name: &str) -> PathBuf {
+    cache_dir.join(format!("{name}.git"))
+}
+
+enum Msg {
+    Started(usize),
+    Retrying(usize, u32, MirrorError),
+    Done(usize, Report),
+}
+
+/// Syncs every job, at most `opts.parallel` at a time. Records each run in `store` when given
+/// and reports progress to `on_event` (on the caller's task). Reports come back in job order.
+pub async fn sync_all(
+    jobs: Vec<Job>,
+    opts: &Options,
+    store: Option<&Store>,
+    mut on_event: impl FnMut(Event<'_>),
+) -> Vec<Report> {
+    let n = jobs.len();
+    let git = match Git::new(opts.git.clone()) {
+        Ok(g) => Arc::new(g),
+        Err(e) => {
+            let msg = e.to_string();
+            return jobs
+                .into_iter()
+                .map(|j| Report {
+                    source: redact_url(&j.source),
+                    target: redact_url(&j.target),
+                    name: j.name,
+                    attempts: 0,
+                    elapsed: Duration::ZERO,
+                    result: Err(MirrorError::Invalid(msg.clone())),
+                })
+                .collect();
+        }
+    };
+    let sem = Arc::new(Semaphore::new(opts.parallel.max(1)));
+    let lfs = Arc::new(OnceCell::new());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let names: Vec<(String, String, String)> = jobs
+        .iter()
+        .map(|j| (j.name.clone(), redact_url(&j.source), redact_url(&j.target)))
+        .collect();
+    for (i, job) in jobs.into_iter().enumerate() {
+        let (sem, git, lfs, tx, opts) = (
+            sem.clone(),
+            git.clone(),
+            lfs.clone(),
+            tx.clone(),
+            opts.clone(),
+        );
+        tokio::spawn(async move {
+            let Ok(_permit) = sem.acquire_owned().await else {
+                return;
+            };
+            let _ = tx.send(Msg::Started(i));
+            let report = sync_with_retries(&job, &opts, &git, &lfs, |a, e| {
+                let _ = tx.send(Msg::Retrying(i, a, e));
+            })
+            .await;
+            let _ = tx.send(Msg::Done(i, report));
+        });
+    }
+    drop(tx);
+    let mut run_ids = vec![None; n];
+    let mut reports: Vec<Option<Report>> = (0..n).map(|_| None).collect();
+    while let Some(msg) = rx.recv().await {
+        match msg {
+            Msg::Started(i) => {
+                let (name, src, dst) = &names[i];
+                if let Some(s) = store {
+                    run_ids[i] = s.mirror_run_start(name, src, dst, now()).ok();
+                }
+                on_event(Event::Started { name });
+            }
+            Msg::Retrying(i, attempt, e) => on_event(Event::Retrying {
+                name: &names[i].0,
+                attempt,
+                error: &e,
+            }),
+            Msg::Done(i, report) => {
+                if let (Some(s), Some(id)) = (store, run_ids[i]) {
+                    let err = report.result.as_ref().err().map(ToString::to_string);
+                    let end = match &report.result {
+                        Ok(Outcome::UpToDate) => MirrorRunEnd {
+                            result: "up_to_date",
+                            changed: 0,
+                            deleted: 0,
+                            error: None,
+                        },
+                        Ok(Outcome::Synced {
+                            changed, deleted, ..
+                        }) => MirrorRunEnd {
+                            result: "synced",
+                            changed: *changed,
+                            deleted: *deleted,
+                            error: None,
+                        },
+                        Err(_) => MirrorRunEnd {
+                            result: "failed",
+                            changed: 0,
+                            deleted: 0,
+                            error: err.as_deref(),
+                        },
+                    };
+                    let _ = s.mirror_run_end(id, now(), &end);
+                }
+                on_event(Event::Finished(&report));
+                reports[i] = Some(report);
+            }
+        }
+    }
+    reports
+        .into_iter()
+        .zip(names)
+        .map(|(r, (name, source, target))| {
+            r.unwrap_or(Report {
+                name,
+                source,
+                target,
+                attempts: 0,
+                elapsed: Duration::ZERO,
+                result: Err(MirrorError::Invalid("the sync task ended early".into())),
+            })
+        })
+        .collect()
+}
+
+fn now() -> u64 {
+    crate::runtime::now()
+}
+
+async fn sync_with_retries(
+    job: &Job,
+    opts: &Options,
+    git: &Git,
+    lfs: &OnceCell<bool>,
+    mut on_retry: impl FnMut(u32, MirrorError),
+) -> Report {
+    let start = Instant::now();
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        let r = match tokio::time::timeout(opts.timeout, sync_once(job, opts, git, lfs)).await {
+            Ok(r) => r,
+            Err(_) => Err(MirrorError::Timeout {
+                after: opts.timeout,
+            }),
+        };
+        match r {
+            Err(e) if e.retryable() && attempt <= opts.retries => {
+                let wait = opts
+                    .backoff
+                    .saturating_mul(1 << (attempt - 1).min(16))
+                    .min(Duration::from_secs(60));
+                on_retry(attempt, e);
+                tokio::time::sleep(wait).await;
+            }
+            r => break r,
+        }
+    };
+    Report {
+        name: job.name.clone(),
+        source: redact_url(&job.source),
+        target: redact_url(&job.target),
+        attempts: attempt,
+        elapsed: start.elapsed(),
+        result,
+    }
+}
+
+/// One attempt, without retries or timeout.
+pub async fn sync_once(
+    job: &Job,
+    opts: &Options,
+    git: &Git,
+    lfs_installed: &OnceCell<bool>,
+) -> Result<Outcome, MirrorError> {
+    if job.name.is_empty() || job.name.contains(['/', '\\']) || job.name.starts_with('.') {
+        return Err(MirrorError::Invalid(format!(
+            "mirror name `{}` cannot name a cache directory",
+            job.name
+        )));
+    }
+    // Defense in depth (callers check sources with core::mirror::check_source): nothing that
+    // git could read as an option or as a command-running transport.
+    for url in [&job.source, &job.target] {
+        if url.starts_with('-') || url.contains("::") || url.chars().any(char::is_control) {
+            return Err(MirrorError::Invalid(format!(
+                "refusing URL `{}`: it could be read as a git option or transport",
+                redact_url(url)
+            )));
+        }
+    }
+    // Both sides at once: a no-change sync costs one round trip, not two.
+    let (source, target) = tokio::try_join!(
+        ls_remote(git, &job.source, job.source_token.as_ref()),
+        ls_remote(git, &job.target, job.target_token.as_ref())
+    )?;
+    let (changed, deleted) = match decide(&source, &target) {
+        Decision::UpToDate => return Ok(Outcome::UpToDate),
+        Decision::Sync { changed, deleted } => (changed.len(), deleted.len()),
+    };
+    let cache = cache_path(&opts.cache_dir, &job.name);
+    if !cache.join("HEAD").exists() {
+        std::fs::create_dir_all(&opts.cache_dir).map_err(|source| MirrorError::Io {
+            path: opts.cache_dir.clone(),
+            source,
+        })?;
+        git.run(Call {
+            step: "git init",
+            dir: None,
+            args: vec![
+                "init".into(),
+                "--bare".into(),
+                "--quiet".into(),
+                cache.to_string_lossy().into_owned(),
+            ],
+            remote: None,
+            token: None,
+            stdin: None,
+        })
+        .await?;
+    }
+    // Complete and atomic, or nothing: the push below only ever sees a whole fetch.
+    git.run(Call {
+        step: "git fetch",
+        dir: Some(&cache),
+        args: vec![
+            "fetch".into(),
+            "--atomic".into(),
+            "--prune".into(),
+            "--no-tags".into(),
+            "--update-head-ok".into(),
+            "--no-write-fetch-head".into(),
+            "--quiet".into(),
+            "--".into(),
+            job.source.clone(),
+            HEADS.into(),
+            TAGS.into(),
+        ],
+        remote: Some(&job.source),
+        token: job.source_token.as_ref(),
+        stdin: None,
+    })
+    .await?;
+    let installed = *lfs_installed
+        .get_or_init(|| async { lfs_available(git).await })
+        .await;
+    let lfs = installed && uses_lfs(git, &cache).await?;
+    if lfs {
+        for (step, verb, remote, token) in [
+            (
+                "git lfs fetch",
+                "fetch",
+                &job.source,
+                job.source_token.as_ref(),
+            ),
+            (
+                "git lfs push",
+                "push",
+                &job.target,
+                job.target_token.as_ref(),
+            ),
+        ] {
+            git.run(Call {
+                step,
+                dir: Some(&cache),
+                // No lock verification: a mirror pushes what the source has, locks or not.
+                args: vec![
+                    "-c".into(),
+                    "lfs.locksverify=false".into(),
+                    "lfs".into(),
+                    verb.into(),
+                    "--all".into(),
+                    remote.clone(),
+                ],
+                remote: Some(remote),
+                token,
+                stdin: None,
+            })
+            .await?;
+        }
+    }
+    git.run(Call {
+        step: "git push",
+        dir: Some(&cache),
+        args: vec![
+            "push".into(),
+            "--atomic".into(),
+            "--prune".into(),
+            "--quiet".into(),
+            "--".into(),
+            job.target.clone(),
+            HEADS.into(),
+            TAGS.into(),
+        ],
+        remote: Some(&job.target),
+        token: job.target_token.as_ref(),
+        stdin: None,
+    })
+    .await?;
+    Ok(Outcome::Synced {
+        changed,
+        deleted,
+        lfs,
+    })
+}
+
+/// The local GitLab project a mirror pushes to: found by path, or created (private, empty) in
+/// its namespace group, which is created too when missing. Idempotent.
+pub async fn ensure_project(
+    client: &crate::gitlab::client::GitLabClient,
+    target: &autogit_core::mirror::TargetPath,
+) -> Result<crate::gitlab::client::Project, crate::gitlab::client::GitLabError> {
+    if let Some(p) = client.project_by_path(&target.full()).await? {
+        return Ok(p);
+    }
+    let group = match client.group(&target.namespace).await? {
+        Some(g) => g,
+        None => {
+            let (parent, path) = match target.namespace.rsplit_once('/') {
+                Some((parent, leaf)) => (client.group(parent).await?.map(|g| g.id), leaf),
+                None => (None, target.namespace.as_str()),
+            };
+            client.create_group(path, path, "private", parent).await?
+        }
+    };
+    client
+        .create_project(&target.name, &target.name, group.id, "private")
+        .await
+}
+
+async fn ls_remote(
+    git: &Git,
+    url: &str,
+    token: Option<&SecretString>,
+) -> Result<autogit_core::mirror::Refs, MirrorError> {
+    let out = git
+        .run(Call {
+            step: "git ls-remote",
+            dir: None,
+            args: vec![
+                "ls-remote".into(),
+                "--".into(),
+                url.into(),
+                "refs/heads/*".into(),
+                "refs/tags/*".into(),
+            ],
+            remote: Some(url),
+            token,
+            stdin: None,
+        })
+        .await?;
+    parse_ls_remote(&String::from_utf8_lossy(&out)).map_err(|detail| MirrorError::Parse {
+        remote: redact_url(url),
+        detail,
+    })
+}
+
+async fn lfs_available(git: &Git) -> bool {
+    git.run(Call {
+        step: "git lfs version",
+        dir: None,
+        args: vec!["lfs".into(), "version".into()],
+        remote: None,
+        token: None,
+        stdin: None,
+    })
+    .await
+    .is_ok()
+}
+
+/// Whether any branch's root `.gitattributes` routes files through LFS, or `git lfs ls-files
+/// --all` lists anything.
+async fn uses_lfs(git: &Git, cache: &Path) -> Result<bool, MirrorError> {
+    let heads = git
+        .run(Call {
+            step: "git for-each-ref",
+            dir: Some(cache),
+            args: vec![
+                "for-each-ref".into(),
+                "--format=%(refname)".into(),
+                "refs/heads".into(),
+            ],
+            remote: None,
+            token: None,
+            stdin: None,
+        })
+        .await?;
+    let input: String = String::from_utf8_lossy(&heads)
+        .lines()
+        .map(|r| format!("{r}:.gitattributes\n"))
+        .collect();
+    let attrs = git
+        .run(Call {
+            step: "git cat-file",
+            dir: Some(cache),
+            args: vec!["cat-file".into(), "--batch".into()],
+            remote: None,
+            token: None,
+            stdin: Some(input.into_bytes()),
+        })
+        .await?;
+    if String::from_utf8_lossy(&attrs).contains("filter=lfs") {
+        return Ok(true);
+    }
+    let files = git
+        .run(Call {
+            step: "git lfs ls-files",
+            dir: Some(cache),
+            args: vec!["lfs".into(), "ls-files".into(), "--all".into()],
+            remote: None,
+            token: None,
+            stdin: None,
+        })
+        .await?;
+    Ok(!files.iter().all(u8::is_ascii_whitespace))
+}

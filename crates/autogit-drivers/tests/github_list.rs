@@ -1,0 +1,81 @@
+//! The GitHub repository lister (`autogit_drivers::mirror::github`) against a fake GitHub API
+//! over loopback: Link pagination, users and organizations, 401, 403, the rate limit, 404.
+
+mod github_support;
+
+use autogit_drivers::mirror::github::{GitHub, GitHubError, Owner};
+use github_support::FakeGitHub;
+use secrecy::SecretString;
+
+fn names(n: usize, prefix: &str) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i:03}")).collect()
+}
+
+#[tokio::test]
+async fn lists_every_page_of_a_user_and_an_org() {
+    let fake = FakeGitHub::start().await;
+    {
+        let mut st = fake.state();
+        st.max_per_page = 40;
+        st.add_repos(false, "me", &names(95, "r"), "git://h");
+        st.add_repos(true, "acme", &names(3, "o"), "git://h/acme");
+    }
+    let gh = GitHub::new(&fake.url, None).unwrap();
+    let repos = gh.list(&Owner::User("me".into())).await.unwrap();
+    assert_eq!(repos.len(), 95);
+    assert_eq!(repos[94].name, "r094");
+    assert_eq!(repos[0].clone_url, "git://h/r000.git");
+    assert_eq!(
+        fake.state().requests.len(),
+        3,
+        "{:?}",
+        fake.state().requests
+    );
+    let org = gh.list(&Owner::Org("acme".into())).await.unwrap();
+    assert_eq!(
+        org.iter().map(|r| r.full_name.as_str()).collect::<Vec<_>>(),
+        ["acme/o000", "acme/o001", "acme/o002"]
+    );
+    assert!(
+        fake.state()
+            .requests
+            .last()
+            .unwrap()
+            .starts_with("/orgs/acme/repos?per_page=100")
+    );
+}
+
+#[tokio::test]
+async fn the_token_is_sent_as_bearer_and_errors_are_typed() {
+    let fake = FakeGitHub::start().await;
+    {
+        let mut st = fake.state();
+        st.token = Some("ghp_goodtoken".into());
+        st.add_repos(false, "me", &names(2, "r"), "git://h");
+    }
+    let good = GitHub::new(&fake.url, Some(SecretString::from("ghp_goodtoken"))).unwrap();
+    assert_eq!(good.list(&Owner::User("me".into())).await.unwrap().len(), 2);
+    assert_eq!(fake.state().auth_seen, ["Bearer ghp_goodtoken"]);
+    assert!(!format!("{good:?}").contains("ghp_goodtoken"));
+
+    let bad = GitHub::new(&fake.url, Some(SecretString::from("ghp_wrong"))).unwrap();
+    let e = bad.list(&Owner::User("me".into())).await.unwrap_err();
+    assert!(matches!(e, GitHubError::Unauthorized { .. }), "{e}");
+    assert!(!e.to_string().contains("ghp_wrong"));
+
+    let e = good.list(&Owner::User("nobody".into())).await.unwrap_err();
+    assert!(matches!(e, GitHubError::NotFound { .. }), "{e}");
+
+    fake.state().forbidden = true;
+    let e = good.list(&Owner::Org("me".into())).await.unwrap_err();
+    assert!(matches!(e, GitHubError::Forbidden { .. }), "{e}");
+    assert!(e.to_string().contains("Resource not accessible"), "{e}");
+
+    fake.state().rate_limited = true;
+    let e = good.list(&Owner::User("me".into())).await.unwrap_err();
+    match &e {
+        GitHubError::RateLimited { reset, .. } => assert_eq!(*reset, 1_767_225_600),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("resets at 1767225600"), "{e}");
+}

@@ -1,0 +1,462 @@
+//! `autogit mirror sync` and `autogit mirror list`, the real binary against real git over
+//! loopback (`git daemon` for sources and targets, `mirroring.target_url_template` pointing at
+//! the target daemon). Skips without `git daemon` unless `AUTOGIT_REQUIRE_TOOLS=1`.
+
+mod common;
+#[path = "../../autogit-drivers/tests/git_support/mod.rs"]
+mod git_support;
+#[path = "../../autogit-drivers/tests/github_support/mod.rs"]
+mod github_support;
+#[path = "../../autogit-drivers/tests/gitlab_support/mod.rs"]
+mod gitlab_support;
+
+use common::*;
+use git_support::*;
+use std::fs;
+use std::path::Path;
+
+fn config(dir: &Path, src: &Daemon, dst: &Daemon, repos: &[&str], allow_private: bool) {
+    let sources: String = repos
+        .iter()
+        .map(|r| format!("      - {}\n", src.url(&format!("{r}.git"))))
+        .collect();
+    fs::write(
+        dir.join("autogit.yml"),
+        format!(
+            "mirroring:\n  namespace: mirrors\n  retries: 0\n  allow_private: {allow_private}\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    git:\n{sources}",
+            dst.port
+        ),
+    )
+    .unwrap();
+}
+
+fn json(stdout: &str) -> serde_json::Value {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+#[test]
+fn sync_then_list_then_failures() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "cli-src");
+    let dst = Daemon::start(&root.join("dst"), "cli-dst");
+    for name in ["app", "lib"] {
+        let bare = src.init(&format!("{name}.git"));
+        dst.init(&format!("mirrors/{name}.git"));
+        let w = Work::new(&root.join("work").join(name), &bare);
+        w.commit("README", name);
+        w.run(&["tag", "v1"]);
+        w.publish();
+    }
+    let data = root.join("data");
+    let data_s = data.to_str().unwrap();
+    config(root, &src, &dst, &["app", "lib"], true);
+
+    // First sync: both mirrored.
+    let r = run(
+        root,
+        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r.stdout);
+    assert_eq!(v["failed"], 0);
+    assert_eq!(v["mirrors"][0]["name"], "app");
+    assert_eq!(v["mirrors"][0]["result"], "synced");
+    assert_eq!(v["mirrors"][0]["changed"], 2);
+    for name in ["app", "lib"] {
+        assert_eq!(
+            refs(&src.url(&format!("{name}.git"))),
+            refs(&dst.url(&format!("mirrors/{name}.git")))
+        );
+    }
+
+    // Second sync, plain output: progress on stderr, a table on stdout, nothing to do.
+    let r = run(root, &["mirror", "sync", "--data-dir", data_s]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("app: syncing"), "{}", r.stderr);
+    assert!(r.stderr.contains("app: up to date"), "{}", r.stderr);
+    assert!(r.stdout.contains("up to date") && r.stdout.contains("0 failed"));
+
+    // One named mirror only.
+    let r = run(
+        root,
+        &["mirror", "sync", "lib", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r.stdout);
+    assert_eq!(v["mirrors"].as_array().unwrap().len(), 1);
+    assert_eq!(v["mirrors"][0]["result"], "up_to_date");
+
+    // An unknown name is an error, not a silent no-op.
+    let r = run(root, &["mirror", "sync", "nope", "--data-dir", data_s]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no configured mirror is named `nope`"));
+
+    // The history: last success and lag.
+    let r = run(
+        root,
+        &["mirror", "list", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = json(&r.stdout);
+    assert_eq!(v["sources"][0]["name"], "app");
+    assert_eq!(v["sources"][0]["last_result"], "up_to_date");
+    assert!(v["sources"][0]["last_success"].as_i64().is_some());
+    assert!(v["sources"][0]["lag_s"].as_i64().unwrap() >= 0);
+    let r = run(root, &["mirror", "list", "--data-dir", data_s]);
+    assert!(r.stdout.contains(" ago"), "{}", r.stdout);
+
+    // A source that is gone: exit 1, the others still synced, the error recorded.
+    config(root, &src, &dst, &["app", "lib", "gone"], true);
+    let r = run(
+        root,
+        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = json(&r.stdout);
+    assert_eq!(v["failed"], 1);
+    assert_eq!(v["mirrors"][2]["result"], "failed");
+    assert!(
+        v["mirrors"][2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("git ls-remote failed")
+    );
+    let r = run(
+        root,
+        &["mirror", "list", "-o", "json", "--data-dir", data_s],
+    );
+    let v = json(&r.stdout);
+    assert_eq!(v["sources"][2]["last_result"], "failed");
+    assert!(v["sources"][2]["last_error"].as_str().is_some());
+
+    // Without `allow_private`, loopback sources are refused before git runs (SSRF guard).
+    config(root, &src, &dst, &["app"], false);
+    let r = run(
+        root,
+        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = json(&r.stdout);
+    let err = v["mirrors"][0]["error"].as_str().unwrap();
+    assert!(
+        err.contains("loopback") && err.contains("mirroring.allow_private"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sync_without_sources_or_gitlab_token_says_why() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let r = run(d.path(), &["mirror", "sync", "--data-dir", data_s]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to sync"), "{}", r.stderr);
+
+    // No target template and no bootstrap yet: each mirror fails with what to do.
+    fs::write(
+        d.path().join("autogit.yml"),
+        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    gitlab:\n      url: http://127.0.0.1:9\n      group: team\n      token_env: GL_TOKEN\n",
+    )
+    .unwrap();
+    let r = run(
+        d.path(),
+        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = json(&r.stdout);
+    let errors: Vec<&str> = v["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["error"].as_str().unwrap())
+        .collect();
+    assert!(errors[0].contains("autogit install"), "{errors:?}");
+    assert!(errors[1].contains("`GL_TOKEN`"), "{errors:?}");
+}
+
+#[test]
+fn github_accounts_are_listed_filtered_and_mirrored() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "gh-src");
+    let dst = Daemon::start(&root.join("dst"), "gh-dst");
+    let names: Vec<String> = ["app", "app-fork", "old-app", "docs"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for name in &names {
+        let bare = src.init(&format!("{name}.git"));
+        dst.init(&format!("mirrors/{name}.git"));
+        let w = Work::new(&root.join("work").join(name), &bare);
+        w.commit("README", name);
+        w.publish();
+    }
+    let gh = github_support::FakeGitHub::start_blocking();
+    {
+        let mut st = gh.state();
+        st.token = Some("ghp_fake_token_1".into());
+        st.max_per_page = 2;
+        st.add_repos(
+            false,
+            "me",
+            &names,
+            &format!("git://127.0.0.1:{}", src.port),
+        );
+    }
+    fs::write(
+        root.join("autogit.yml"),
+        format!(
+            "mirroring:\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    github:\n      username: me\n      token_env: GH_TOKEN\n      api_url: {}\n      include: [\"*app*\"]\n",
+            dst.port, gh.url
+        ),
+    )
+    .unwrap();
+    let data = root.join("data");
+    let args = [
+        "mirror",
+        "sync",
+        "-o",
+        "json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    // Without the token: the account fails, saying which variable is missing.
+    let r = run(root, &args);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains("`GH_TOKEN`"), "{}", r.stdout);
+
+    let r = run_env(root, &args, &[("GH_TOKEN", "ghp_fake_token_1")]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v = json(&r.stdout);
+    let synced: Vec<&str> = v["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    // Forks and archived repositories are left out unless asked for; `docs` is not included.
+    assert_eq!(synced, ["app"], "{}", r.stdout);
+    assert_eq!(refs(&src.url("app.git")), refs(&dst.url("mirrors/app.git")));
+    assert!(!r.stdout.contains("ghp_fake_token_1") && !r.stderr.contains("ghp_fake_token_1"));
+    // Listed mirrors show up in `mirror list` from their history.
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "list",
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let v = json(&r.stdout);
+    assert!(
+        v["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "app" && s["last_result"] == "synced"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn gitlab_groups_are_listed_and_their_projects_checked() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = rt.block_on(gitlab_support::Fake::start());
+    {
+        let mut st = fake.state();
+        st.add_token(1, "reader", "glpat-reader-0001", &["read_api"]);
+        st.add_group("team");
+        st.add_project("team", "api", false, false);
+        st.add_project("team", "web", false, false);
+        st.add_project("team", "old", true, false);
+        st.max_per_page = 1;
+    }
+    let d = tempfile::tempdir().unwrap();
+    fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "mirroring:\n  retries: 0\n  target_url_template: \"git://127.0.0.1:9/{{path}}.git\"\n  sources:\n    gitlab:\n      url: {}\n      group: team\n      token_env: GL_TOKEN\n",
+            fake.url
+        ),
+    )
+    .unwrap();
+    let data = d.path().join("data");
+    let r = run_env(
+        d.path(),
+        &[
+            "mirror",
+            "sync",
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[("GL_TOKEN", "glpat-reader-0001")],
+    );
+    // The fake's clone URLs are plain http on its external host: listed, then refused by the
+    // source check before git runs. Archived projects are left out.
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    let v = json(&r.stdout);
+    let got: Vec<(String, String)> = v["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_owned(),
+                m["error"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!((got[0].0.as_str(), got[1].0.as_str()), ("api", "web"));
+    assert!(got[0].1.contains("unencrypted http is refused"), "{got:?}");
+    assert!(!r.stdout.contains("glpat-reader-0001"));
+    assert!(
+        fake.state()
+            .requests
+            .iter()
+            .any(|(_, p)| p.starts_with("/api/v4/groups/team/projects"))
+    );
+}
+
+#[test]
+fn ctrl_c_stops_a_sync_and_records_it_as_interrupted() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "int-src");
+    let dst = Daemon::start(&root.join("dst"), "int-dst");
+    let bare = src.init("slow.git");
+    dst.init("mirrors/slow.git");
+    let w = Work::new(&root.join("work/slow"), &bare);
+    w.commit("README", "x");
+    w.publish();
+    config(root, &src, &dst, &["slow"], true);
+    src.flag("stall", true);
+    let data = root.join("data");
+    let child = cmd(root)
+        .args(["mirror", "sync", "--data-dir", data.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let t = std::time::Instant::now();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let r = finish(child.wait_with_output().unwrap());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("interrupted"), "{}", r.stderr);
+    src.flag("stall", false);
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "list",
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    let v = json(&r.stdout);
+    assert_eq!(v["sources"][0]["last_result"], "failed", "{}", r.stdout);
+    assert_eq!(v["sources"][0]["last_error"], "interrupted");
+    // The target is as it was: empty.
+    assert!(refs(&dst.url("mirrors/slow.git")).is_empty());
+}
+
+#[test]
+fn without_a_template_targets_are_gitlab_projects_created_with_the_mirror_token() {
+    if !have_git_daemon() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = rt.block_on(gitlab_support::Fake::start());
+    fake.state()
+        .add_token(1, "autogit-mirror", "glpat-mirror-0001", &["api"]);
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "gl-src");
+    let bare = src.init("app.git");
+    let w = Work::new(&root.join("work/app"), &bare);
+    w.commit("README", "x");
+    w.publish();
+    let data = root.join("data");
+    let store = autogit_drivers::secrets::SecretStore::open(&data).unwrap();
+    store
+        .put(
+            &autogit_drivers::gitlab::bootstrap::account_token_secret("mirror"),
+            &autogit_drivers::secrets::SecretString::from("glpat-mirror-0001"),
+        )
+        .unwrap();
+    let port = fake.url.rsplit(':').next().unwrap();
+    fs::write(
+        root.join("autogit.yml"),
+        format!(
+            "gitlab:\n  hostname: 127.0.0.1\n  external_url: {}\n  ports:\n    http: {port}\nmirroring:\n  retries: 0\n  allow_private: true\n  sources:\n    git:\n      - {}\n",
+            fake.url,
+            src.url("app.git")
+        ),
+    )
+    .unwrap();
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "sync",
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    // The fake GitLab has the REST API but no git: the project is created, the push cannot be.
+    let v = json(&r.stdout);
+    assert_eq!(
+        v["mirrors"][0]["target"],
+        format!("{}/mirrors/app.git", fake.url)
+    );
+    assert_eq!(v["mirrors"][0]["result"], "failed", "{}", r.stdout);
+    let st = fake.state();
+    assert!(st.groups.iter().any(|g| g.full_path == "mirrors"));
+    assert!(
+        st.projects
+            .iter()
+            .any(|p| p.path_with_namespace == "mirrors/app")
+    );
+    assert!(st.tokens_seen.iter().all(|t| t == "glpat-mirror-0001"));
+    assert!(!r.stdout.contains("glpat-mirror-0001") && !r.stderr.contains("glpat-mirror-0001"));
+}
