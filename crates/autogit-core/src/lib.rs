@@ -22,6 +22,7 @@ pub mod preset;
 pub mod reconcile;
 pub mod render;
 pub mod runner;
+pub mod schedule;
 pub mod source;
 pub mod tls;
 pub mod units;

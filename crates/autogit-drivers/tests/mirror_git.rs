@@ -383,3 +383,30 @@ async fn option_and_transport_injection_is_refused_before_git_runs() {
     }
     assert!(fx.git_calls().is_empty(), "{:?}", fx.git_calls());
 }
+
+#[tokio::test]
+async fn never_two_syncs_of_one_mirror_at_once() {
+    let Some(fx) = Fx::new("busy") else { return };
+    let w = fx.repo("app");
+    w.commit("a", "1");
+    w.publish();
+    // Another process holds the mirror's lock (as a running `autogit mirror sync` would).
+    std::fs::create_dir_all(&fx.opts.cache_dir).unwrap();
+    let held = std::fs::File::create(fx.opts.cache_dir.join("app.lock")).unwrap();
+    held.lock().unwrap();
+    let before = fx.git_calls().len();
+    let r = fx.sync_one("app").await;
+    assert!(
+        matches!(r, Err(MirrorError::Busy(ref n)) if n == "app"),
+        "{r:?}"
+    );
+    assert_eq!(
+        fx.git_calls().len(),
+        before,
+        "git must not run while another sync holds the lock"
+    );
+    held.unlock().unwrap();
+    drop(held);
+    let r = fx.sync_one("app").await;
+    assert_eq!(synced(&r), (1, 0));
+}

@@ -708,6 +708,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         ui.note(&format!("autogit daemon: project `{}`, reconcile every {}; SIGTERM stops it", runtime.project, loaded.config.health.reconcile_interval));
         let quiet = ui.quiet;
         let tls = tls_renewal(ui, g, loaded, interval);
+        let mirrors = mirror_schedule(g, loaded);
         let run = runtime
             .run(interval, shutdown, |res| match res {
                 Ok(report) if !quiet && !report.actions.is_empty() => {
@@ -725,6 +726,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         tokio::select! {
             () = run => {}
             () = tls => {}
+            () = mirrors => {}
         }
         ui.note("autogit daemon: stopped");
         exit::OK
@@ -770,5 +772,92 @@ async fn tls_renewal(ui: &Ui, g: &Global, loaded: &Loaded, interval: Duration) {
             }
         }
         tokio::time::sleep(interval.max(Duration::from_secs(60))).await;
+    }
+}
+
+/// Scheduled mirroring (`mirroring.enabled`, `mirroring.schedule`): when the schedule is due,
+/// runs `autogit mirror sync` as a child process with the daemon's own configuration, one at a
+/// time. The scheduled time of the last run is kept in `<data>/state/mirror-schedule.json`, so
+/// after downtime a missed schedule runs once, not once per missed time; a repository is never
+/// synced twice at once (the mirror driver locks each one).
+async fn mirror_schedule(g: &Global, loaded: &Loaded) {
+    let m = &loaded.config.mirroring;
+    let s = &m.sources;
+    if !m.enabled || (s.github.is_empty() && s.gitlab.is_empty() && s.git.is_empty()) {
+        return std::future::pending().await;
+    }
+    let state = data_dir(g).join("state/mirror-schedule.json");
+    loop {
+        let last = std::fs::read(&state)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["last_scheduled"].as_i64());
+        match autogit_core::schedule::due(&m.schedule, last, now() as i64) {
+            Ok(Some(t)) => {
+                eprintln!(
+                    "{}",
+                    json!({"event": "mirror_sync_started", "scheduled_for": t})
+                );
+                let (code, failed) = run_mirror_sync(g).await;
+                let _ = write_atomic(
+                    &state,
+                    json!({"last_scheduled": t}).to_string().as_bytes(),
+                    0o644,
+                );
+                eprintln!(
+                    "{}",
+                    json!({"event": "mirror_sync_finished", "scheduled_for": t, "exit": code, "failed": failed,
+                           "next": autogit_core::schedule::next(&m.schedule, t).ok().flatten()})
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!(
+                    "{}",
+                    json!({"event": "mirror_schedule_invalid", "error": e})
+                );
+                return std::future::pending().await;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    }
+}
+
+/// `autogit mirror sync -o json` as a child, with the daemon's global options. Returns its exit
+/// code and the number of failed mirrors it reported.
+async fn run_mirror_sync(g: &Global) -> (i32, Option<u64>) {
+    let Ok(exe) = std::env::current_exe() else {
+        return (-1, None);
+    };
+    let mut cmd = tokio::process::Command::new(exe);
+    cmd.args(["mirror", "sync", "-o", "json", "-q"]);
+    if let Some(c) = &g.config {
+        cmd.arg("--config").arg(c);
+    }
+    if let Some(e) = &g.env_file {
+        cmd.arg("--env-file").arg(e);
+    }
+    cmd.arg("--data-dir").arg(data_dir(g));
+    for s in &g.set {
+        cmd.arg("--set").arg(s);
+    }
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    match cmd.output().await {
+        Ok(out) => {
+            let failed = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|v| v["failed"].as_u64());
+            (out.status.code().unwrap_or(-1), failed)
+        }
+        Err(e) => {
+            eprintln!(
+                "{}",
+                json!({"event": "mirror_sync_spawn_failed", "error": e.to_string()})
+            );
+            (-1, None)
+        }
     }
 }

@@ -460,3 +460,93 @@ fn without_a_template_targets_are_gitlab_projects_created_with_the_mirror_token(
     assert!(st.tokens_seen.iter().all(|t| t == "glpat-mirror-0001"));
     assert!(!r.stdout.contains("glpat-mirror-0001") && !r.stderr.contains("glpat-mirror-0001"));
 }
+
+/// `autogit daemon` runs scheduled syncs: a schedule that never ran is due at once; once it
+/// ran, a restarted daemon does not run it again before the next scheduled time (missed and
+/// repeated runs collapse). Needs git daemon and a container engine (the daemon also keeps a
+/// stand-in GitLab running).
+#[test]
+fn the_daemon_runs_scheduled_syncs_once() {
+    if !have_git_daemon() || !have_engine() {
+        return;
+    }
+    autogit_drivers::testing::fake_gitlab_image("0.0.9", &[]).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "sched-src");
+    let dst = Daemon::start(&root.join("dst"), "sched-dst");
+    let bare = src.init("app.git");
+    dst.init("mirrors/app.git");
+    let w = Work::new(&root.join("work/app"), &bare);
+    w.commit("README", "app");
+    w.publish();
+    let project = format!("agt-sched-{}", std::process::id());
+    fs::write(
+        root.join("autogit.yml"),
+        format!(
+            "gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"0.0.9\"\n  ports: {{http: 31580, https: 31581, ssh: 31582}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 3s\nrunners: {{}}\nplatform:\n  project: {project}\nmirroring:\n  enabled: true\n  schedule: \"0 0 1 1 *\"\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    git:\n      - {}\n",
+            dst.port,
+            src.url("app.git")
+        ),
+    )
+    .unwrap();
+    let data = root.join("data");
+    let data_s = data.to_str().unwrap().to_owned();
+    struct Down<'a>(&'a Path, String);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = run(
+                self.0,
+                &["down", "--volumes", "--yes", "--data-dir", &self.1],
+            );
+        }
+    }
+    let _down = Down(root, data_s.clone());
+    // Rows in the sync history (every run, whatever its result).
+    let runs = |_: &Path| -> usize {
+        let out = std::process::Command::new("sqlite3")
+            .arg(data.join("state.db"))
+            .arg("SELECT count(*) FROM mirror_runs")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    };
+    let daemon = |root: &Path| {
+        cmd(root)
+            .args(["daemon", "--data-dir", &data_s])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let stop = |mut c: std::process::Child| {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status();
+        let _ = c.wait();
+    };
+    let first = daemon(root);
+    let start = std::time::Instant::now();
+    while refs(&dst.url("mirrors/app.git")) != refs(&src.url("app.git")) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the daemon did not run the due sync"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    stop(first);
+    let state = fs::read_to_string(data.join("state/mirror-schedule.json")).unwrap();
+    assert!(state.contains("last_scheduled"), "{state}");
+    let after_first = runs(root);
+    assert!(after_first >= 1);
+
+    // A new commit; the restarted daemon must not sync before the next scheduled time.
+    w.commit("README", "app 2");
+    w.publish();
+    let second = daemon(root);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    stop(second);
+    assert_eq!(runs(root), after_first, "not due: nothing ran");
+    assert_ne!(refs(&dst.url("mirrors/app.git")), refs(&src.url("app.git")));
+}

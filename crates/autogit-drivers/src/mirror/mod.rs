@@ -52,6 +52,10 @@ pub enum MirrorError {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error(
+        "another sync of mirror `{0}` is running (a scheduled one, or `autogit mirror sync` elsewhere); skipped"
+    )]
+    Busy(String),
 }
 
 impl MirrorError {
@@ -351,6 +355,32 @@ pub async fn sync_once(
             "mirror name `{}` cannot name a cache directory",
             job.name
         )));
+    }
+    // Never two syncs of one mirror at once, across processes: an exclusive lock on
+    // `<cache>.lock`, held until this attempt ends (the OS releases it if we die).
+    std::fs::create_dir_all(&opts.cache_dir).map_err(|source| MirrorError::Io {
+        path: opts.cache_dir.clone(),
+        source,
+    })?;
+    let lock_path = opts.cache_dir.join(format!("{}.lock", job.name));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| MirrorError::Io {
+            path: lock_path.clone(),
+            source,
+        })?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => return Err(MirrorError::Busy(job.name.clone())),
+        Err(std::fs::TryLockError::Error(source)) => {
+            return Err(MirrorError::Io {
+                path: lock_path,
+                source,
+            });
+        }
     }
     // Defense in depth (callers check sources with core::mirror::check_source): nothing that
     // git could read as an option or as a command-running transport.
