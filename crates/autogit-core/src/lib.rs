@@ -29,3 +29,4 @@ pub mod units;
 pub mod upgrade;
 pub mod validate;
 pub mod yaml;
+pub mod yaml_edit;

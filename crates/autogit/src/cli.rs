@@ -237,8 +237,19 @@ pub enum MirrorCommand {
     Sync { repos: Vec<String> },
     /// List configured mirrors and their last sync
     List,
-    /// Add a source: a git URL, github:USER or gitlab:GROUP
-    Add { source: String },
+    /// Add a source to autogit.yml (comments kept): a git URL, github:USER or gitlab:GROUP
+    Add {
+        source: String,
+        /// The environment variable holding the source's token (never the token itself)
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
+        /// github:NAME is an organization, not a user
+        #[arg(long)]
+        org: bool,
+        /// gitlab:GROUP on another GitLab than gitlab.com
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

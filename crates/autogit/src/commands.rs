@@ -67,10 +67,18 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 crate::mirror_cmd::sync(&ui, g, &load_all(g, &[]), &repos)
             }
             MirrorCommand::List => crate::mirror_cmd::list(&ui, g, &load_all(g, &[])),
-            MirrorCommand::Add { .. } => unavailable(
+            MirrorCommand::Add {
+                source,
+                token_env,
+                org,
+                url,
+            } => crate::mirror_cmd::add(
                 &ui,
-                "mirror add",
-                "add a source to autogit.yml, keeping its comments",
+                &load_all(g, &[]),
+                &source,
+                token_env.as_deref(),
+                org,
+                url.as_deref(),
             ),
         },
         Command::Runner(r) => match r {

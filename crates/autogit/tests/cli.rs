@@ -349,7 +349,6 @@ fn backup_and_restore_without_a_platform_are_clear_errors() {
 fn commands_not_available_yet_exit_2_and_say_so() {
     let d = tmp();
     let cases: &[&[&str]] = &[
-        &["mirror", "add", "github:me"],
         &["runner", "discover"],
         &["runner", "register", "x"],
         &["runner", "health"],

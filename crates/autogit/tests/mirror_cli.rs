@@ -550,3 +550,73 @@ fn the_daemon_runs_scheduled_syncs_once() {
     assert_eq!(runs(root), after_first, "not due: nothing ran");
     assert_ne!(refs(&dst.url("mirrors/app.git")), refs(&src.url("app.git")));
 }
+
+#[test]
+fn mirror_add_appends_and_keeps_the_file_as_written() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let original = "# my platform\nmirroring:\n  enabled: true   # sync every 6 hours\n  sources:\n    git:\n      - https://example.com/old.git  # kept\n\nbackup: {retention: 3}\n";
+    fs::write(root.join("autogit.yml"), original).unwrap();
+    let r = run(
+        root,
+        &["mirror", "add", "https://git.example.org/team/new.git"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "add",
+            "github:octo",
+            "--token-env",
+            "GITHUB_TOKEN",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "add",
+            "gitlab:infra/tools",
+            "--url",
+            "https://gitlab.example.net",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = fs::read_to_string(root.join("autogit.yml")).unwrap();
+    assert_eq!(
+        text,
+        "# my platform\nmirroring:\n  enabled: true   # sync every 6 hours\n  sources:\n    git:\n      - https://example.com/old.git  # kept\n      - \"https://git.example.org/team/new.git\"\n    github:\n      - {username: \"octo\", token_env: GITHUB_TOKEN}\n    gitlab:\n      - {group: \"infra/tools\", url: \"https://gitlab.example.net\"}\n\nbackup: {retention: 3}\n"
+    );
+    // Again: already there, nothing written.
+    let r = run(
+        root,
+        &["mirror", "add", "https://git.example.org/team/new.git"],
+    );
+    assert_eq!(r.code, 0);
+    assert!(r.stderr.contains("already a source"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(root.join("autogit.yml")).unwrap(), text);
+    // Refused sources and token values leave the file alone.
+    for (args, why) in [
+        (vec!["mirror", "add", "file:///etc"], "https"),
+        (
+            vec!["mirror", "add", "--", "--upload-pack=touch /tmp/x"],
+            "https",
+        ),
+        (
+            vec!["mirror", "add", "github:x", "--token-env", "ghp_abc123"],
+            "not a token",
+        ),
+    ] {
+        let r = run(root, &args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
+        assert_eq!(fs::read_to_string(root.join("autogit.yml")).unwrap(), text);
+    }
+    // No autogit.yml: nothing to add to.
+    let e = tempfile::tempdir().unwrap();
+    let r = run(e.path(), &["mirror", "add", "https://example.com/x.git"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("autogit init"), "{}", r.stderr);
+}
