@@ -438,6 +438,33 @@ pub fn unique_names(out: &mut [Planned]) {
     }
 }
 
+/// What `mirroring.prune_projects` deletes: projects under `namespace/` in the local GitLab
+/// whose path is no mirror's target any more. Nothing at all when the listing of the sources was
+/// incomplete (`complete` false: an account's API failed, a source was refused), since a
+/// failed listing would make every mirror look gone. Projects outside the namespace are never
+/// candidates.
+pub fn prune_candidates(
+    namespace: &str,
+    existing: &[String],
+    wanted: &[String],
+    complete: bool,
+) -> Result<Vec<String>, String> {
+    if !complete {
+        return Err(
+            "some sources could not be listed or were refused: nothing is pruned this time"
+                .to_owned(),
+        );
+    }
+    let prefix = format!("{}/", namespace.trim_end_matches('/'));
+    let mut out: Vec<String> = existing
+        .iter()
+        .filter(|p| p.starts_with(&prefix) && !wanted.contains(p))
+        .cloned()
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -788,6 +815,24 @@ mod tests {
                 ("git@h:x", "git@h:x"),
             ],
             redact_url,
+        );
+    }
+
+    #[test]
+    fn prune_only_gone_mirrors_in_the_namespace() {
+        let existing: Vec<String> = ["mirrors/app", "mirrors/gone", "mirrors/sub/old", "team/app"]
+            .map(String::from)
+            .to_vec();
+        let wanted: Vec<String> = ["mirrors/app".to_owned()].to_vec();
+        assert_eq!(
+            prune_candidates("mirrors", &existing, &wanted, true).unwrap(),
+            ["mirrors/gone", "mirrors/sub/old"]
+        );
+        assert!(prune_candidates("mirrors", &existing, &wanted, false).is_err());
+        assert!(
+            prune_candidates("mirror", &existing, &[], true)
+                .unwrap()
+                .is_empty()
         );
     }
 }

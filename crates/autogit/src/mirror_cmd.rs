@@ -239,12 +239,53 @@ pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
             ui.note(&format!("{}: {}", r.name, line(r)));
         }
     }
+    let complete = problems.is_empty() && repos.is_empty();
     reports.extend(problems);
     let failures = reports.iter().filter(|r| r.result.is_err()).count();
+    // prune_projects: only against the local GitLab, only after a complete listing.
+    let mut pruned: Vec<String> = Vec::new();
+    if m.prune_projects
+        && let Some(Ok((client, _))) = &gitlab
+    {
+        let wanted: Vec<String> = all.iter().map(|p| p.target.full()).collect();
+        let result = rt.block_on(async {
+            let existing = client
+                .group_projects(&m.namespace)
+                .await
+                .map_err(|e| e.to_string())?;
+            let names: Vec<String> = existing
+                .iter()
+                .map(|p| p.path_with_namespace.clone())
+                .collect();
+            let gone =
+                autogit_core::mirror::prune_candidates(&m.namespace, &names, &wanted, complete)?;
+            let mut done = Vec::new();
+            for path in gone {
+                if let Some(p) = existing.iter().find(|p| p.path_with_namespace == path) {
+                    client
+                        .delete_project(p.id)
+                        .await
+                        .map_err(|e| format!("deleting {path}: {e}"))?;
+                    done.push(path);
+                }
+            }
+            Ok::<_, String>(done)
+        });
+        match result {
+            Ok(done) => {
+                for p in &done {
+                    ui.note(&format!("pruned {p}: its source is no longer configured"));
+                }
+                pruned = done;
+            }
+            Err(e) => ui.note(&format!("prune_projects: {e}")),
+        }
+    }
     if ui.json {
         ui.print_json(&json!({
             "mirrors": reports.iter().map(Report::json).collect::<Vec<_>>(),
             "failed": failures,
+            "pruned": pruned,
             "elapsed_ms": started.elapsed().as_millis() as u64,
         }));
     } else {

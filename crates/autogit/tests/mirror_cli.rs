@@ -459,6 +459,70 @@ fn without_a_template_targets_are_gitlab_projects_created_with_the_mirror_token(
     );
     assert!(st.tokens_seen.iter().all(|t| t == "glpat-mirror-0001"));
     assert!(!r.stdout.contains("glpat-mirror-0001") && !r.stderr.contains("glpat-mirror-0001"));
+    drop(st);
+
+    // prune_projects: `app` is no longer configured. First with a refused source in the
+    // list: the listing is incomplete, so nothing is pruned.
+    let lib = src.init("lib.git");
+    let wl = Work::new(&root.join("work/lib"), &lib);
+    wl.commit("README", "lib");
+    wl.publish();
+    let write = |sources: &str| {
+        fs::write(
+            root.join("autogit.yml"),
+            format!(
+                "gitlab:\n  hostname: 127.0.0.1\n  external_url: {}\n  ports:\n    http: {port}\nmirroring:\n  retries: 0\n  allow_private: true\n  prune_projects: true\n  sources:\n    git:\n{sources}",
+                fake.url
+            ),
+        )
+        .unwrap();
+    };
+    let sync = || {
+        run(
+            root,
+            &[
+                "mirror",
+                "sync",
+                "-o",
+                "json",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+        )
+    };
+    write(&format!(
+        "      - {}\n      - {{url: \"https://gone.example.invalid/x.git\", token_env: NOT_SET_ANYWHERE}}\n",
+        src.url("lib.git")
+    ));
+    let v = json(&sync().stdout);
+    assert_eq!(v["pruned"], serde_json::json!([]), "{v}");
+    assert!(
+        fake.state()
+            .projects
+            .iter()
+            .any(|p| p.path_with_namespace == "mirrors/app")
+    );
+    // Complete listing: `mirrors/app` goes; `mirrors/lib` (configured) stays.
+    write(&format!("      - {}\n", src.url("lib.git")));
+    let r = sync();
+    let v = json(&r.stdout);
+    assert_eq!(
+        v["pruned"],
+        serde_json::json!(["mirrors/app"]),
+        "{}",
+        r.stderr
+    );
+    let st = fake.state();
+    assert!(
+        !st.projects
+            .iter()
+            .any(|p| p.path_with_namespace == "mirrors/app")
+    );
+    assert!(
+        st.projects
+            .iter()
+            .any(|p| p.path_with_namespace == "mirrors/lib")
+    );
 }
 
 /// `autogit daemon` runs scheduled syncs: a schedule that never ran is due at once; once it

@@ -541,6 +541,11 @@ impl GitLabClient {
         }
     }
 
+    /// `DELETE /projects/:id` (GitLab schedules the deletion and answers 202).
+    pub async fn delete_project(&self, id: u64) -> Result<(), GitLabError> {
+        self.delete(&format!("projects/{id}")).await
+    }
+
     /// `GET /groups/:id/projects` with subgroups, every page.
     pub async fn group_projects(&self, full_path: &str) -> Result<Vec<Project>, GitLabError> {
         self.get_all(&format!(

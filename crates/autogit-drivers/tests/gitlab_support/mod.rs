@@ -1015,6 +1015,21 @@ async fn handle(
                 .collect();
             paginate(st, &uri, items)
         }
+        (Method::DELETE, ["projects", id]) => {
+            // GitLab answers 202 Accepted: deletion is scheduled (immediate here).
+            if !api_write {
+                return scope_error();
+            }
+            let before = st.projects.len();
+            let id = (*id).to_owned();
+            st.projects
+                .retain(|p| p.id.to_string() != id && p.path_with_namespace != id);
+            if st.projects.len() == before {
+                msg(404, json!("404 Project Not Found"))
+            } else {
+                msg(202, json!("202 Accepted"))
+            }
+        }
         (Method::DELETE, ["runners", id]) => {
             if !api_write {
                 return scope_error();
