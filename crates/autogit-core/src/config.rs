@@ -471,6 +471,16 @@ pub struct Platform {
     pub ingress: IngressKind,
     /// Address ranges allowed to read GitLab's health endpoints.
     pub monitoring_whitelist: Vec<String>,
+    /// Address ranges allowed through the ingress at all (empty: everyone).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingress_allow: Vec<String>,
+    /// The prompt-injection filter's forward-auth endpoint (`autogit guard serve`), e.g.
+    /// `http://autogit-guard:8787/guard/forward-auth`; routes of `guard_services` go through it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard_forward_auth: Option<String>,
+    /// Services whose requests the guard checks (by service name).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub guard_services: Vec<String>,
 }
 
 impl Default for Config {
@@ -558,6 +568,9 @@ impl Default for Config {
                     "10.0.0.0/8".to_owned(),
                     "172.16.0.0/12".to_owned(),
                 ],
+                ingress_allow: Vec::new(),
+                guard_forward_auth: None,
+                guard_services: Vec::new(),
             },
         }
     }

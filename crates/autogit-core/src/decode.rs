@@ -1342,6 +1342,9 @@ fn platform(cx: &mut Cx, top: &Option<Obj<'_>>, p: &mut Platform) {
             "network",
             "ingress",
             "monitoring_whitelist",
+            "ingress_allow",
+            "guard_forward_auth",
+            "guard_services",
         ],
     );
     if let Some(v) = cx.field(&o, "engine", p_engine) {
@@ -1362,6 +1365,13 @@ fn platform(cx: &mut Cx, top: &Option<Obj<'_>>, p: &mut Platform) {
     }
     if let Some(v) = cx.list_of(&o, "monitoring_whitelist", p_cidr) {
         p.monitoring_whitelist = v;
+    }
+    if let Some(v) = cx.list_of(&o, "ingress_allow", p_cidr) {
+        p.ingress_allow = v;
+    }
+    p.guard_forward_auth = cx.field(&o, "guard_forward_auth", p_http_url);
+    if let Some(v) = cx.list_of(&o, "guard_services", p_name) {
+        p.guard_services = v;
     }
 }
 

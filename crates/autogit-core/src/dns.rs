@@ -689,6 +689,8 @@ mod tests {
             network: "autogit".into(),
             base_domain: None,
             tls: None,
+            ingress_allow: Vec::new(),
+            guard: None,
             preset: crate::preset::Preset::Minimal,
             services: vec![],
             total_cpus: 0.0,

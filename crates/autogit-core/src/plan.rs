@@ -184,6 +184,12 @@ pub struct Plan {
     /// The certificate identifier when the ingress serves HTTPS with the platform certificate
     /// (mounted at [`TLS_DIR`] in the ingress container); `None`: no certificate yet.
     pub tls: Option<String>,
+    /// Address ranges the ingress lets in (empty: everyone).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ingress_allow: Vec<String>,
+    /// The guard's forward-auth address and the services routed through it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard: Option<(String, Vec<String>)>,
     pub preset: Preset,
     pub services: Vec<ServiceSpec>,
     /// CPU and memory of everything that runs on this host.
@@ -811,6 +817,30 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         }
     }
 
+    if config.platform.guard_forward_auth.is_some() {
+        if config.platform.ingress == IngressKind::Nginx {
+            diags.push(
+                Diagnostic::warning(
+                    "guard-needs-traefik",
+                    "platform.guard_forward_auth is only wired into the Traefik ingress; with nginx no request goes through the guard",
+                )
+                .path("platform.guard_forward_auth")
+                .help("set platform.ingress: traefik, or put `autogit guard serve` in front of the service as a reverse proxy (docs/guard.md)"),
+            );
+        }
+        for name in &config.platform.guard_services {
+            if !services.iter().any(|s| &s.name == name && s.subdomain.is_some()) {
+                diags.push(
+                    Diagnostic::warning(
+                        "guard-unknown-service",
+                        format!("platform.guard_services names `{name}`, which is not a routed service of this plan"),
+                    )
+                    .path("platform.guard_services")
+                    .help("name services that have a subdomain (see `autogit plan`)"),
+                );
+            }
+        }
+    }
     (
         Plan {
             project,
@@ -819,6 +849,12 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             tls: input.tls_certificate.clone().filter(|_| {
                 env.base_domain.is_some() && config.platform.ingress != IngressKind::None
             }),
+            ingress_allow: config.platform.ingress_allow.clone(),
+            guard: config
+                .platform
+                .guard_forward_auth
+                .clone()
+                .map(|a| (a, config.platform.guard_services.clone())),
             preset,
             services,
             total_cpus,

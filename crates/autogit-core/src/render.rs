@@ -237,7 +237,7 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
             "io.autogit.host".into(),
             Value::from(format!("{sub}.{domain}")),
         );
-        for (k, v) in traefik_labels(s, domain) {
+        for (k, v) in traefik_labels(plan, s, domain) {
             labels.insert(k, Value::from(v));
         }
     }
@@ -376,7 +376,7 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                     "entryPoints": ["websecure"],
                     "service": s.name,
                     "tls": {},
-                    "middlewares": TRAEFIK_MIDDLEWARES,
+                    "middlewares": router_middlewares(plan, &s.name),
                 }),
             );
             services.insert(s.name.clone(), json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{port}", s.name)}]}}));
@@ -398,6 +398,18 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
             },
         },
     });
+    if !plan.ingress_allow.is_empty() {
+        doc["http"]["middlewares"]["ip-allowlist"] =
+            json!({"ipAllowList": {"sourceRange": plan.ingress_allow}});
+    }
+    if let Some((address, _)) = &plan.guard {
+        doc["http"]["middlewares"]["guard"] = json!({"forwardAuth": {
+            "address": address,
+            "forwardBody": true,
+            "maxBodySize": 1_048_576,
+            "authResponseHeaders": ["X-Autogit-Guard-Verdict", "X-Autogit-Guard-Risk"],
+        }});
+    }
     let mut head =
         String::from("# Rendered by autogit: Traefik dynamic configuration (file provider).\n");
     if let Some(id) = &plan.tls {
@@ -415,8 +427,24 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
     format!("{head}{}", to_yaml(&doc))
 }
 
+/// A router's middlewares, in order: the IP allowlist first (reject before any work), the
+/// shared ones, then the guard for the services it checks.
+fn router_middlewares(plan: &Plan, service: &str) -> Vec<String> {
+    let mut m = Vec::new();
+    if !plan.ingress_allow.is_empty() {
+        m.push("ip-allowlist".to_owned());
+    }
+    m.extend(TRAEFIK_MIDDLEWARES.iter().map(|s| (*s).to_owned()));
+    if let Some((_, services)) = &plan.guard
+        && services.iter().any(|s| s == service)
+    {
+        m.push("guard".to_owned());
+    }
+    m
+}
+
 /// Docker-provider labels for a routed service (compose export).
-fn traefik_labels(s: &ServiceSpec, domain: &str) -> Vec<(String, String)> {
+fn traefik_labels(plan: &Plan, s: &ServiceSpec, domain: &str) -> Vec<(String, String)> {
     let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) else {
         return Vec::new();
     };
@@ -428,7 +456,7 @@ fn traefik_labels(s: &ServiceSpec, domain: &str) -> Vec<(String, String)> {
         (format!("{r}.tls"), "true".into()),
         (
             format!("{r}.middlewares"),
-            TRAEFIK_MIDDLEWARES
+            router_middlewares(plan, &s.name)
                 .iter()
                 .map(|m| format!("{m}@file"))
                 .collect::<Vec<_>>()
@@ -471,11 +499,22 @@ pub fn nginx(plan: &Plan) -> String {
     } else {
         ("80", "")
     };
+    let allow: String = if plan.ingress_allow.is_empty() {
+        String::new()
+    } else {
+        let mut a: String = plan
+            .ingress_allow
+            .iter()
+            .map(|c| format!("\n    allow {c};"))
+            .collect();
+        a.push_str("\n    deny all;");
+        a
+    };
     for s in plan.local() {
         if let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) {
             let _ = write!(
                 o,
-                "\nserver {{\n    listen {listen};\n    server_name {sub}.{domain};{hsts}\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                "\nserver {{\n    listen {listen};\n    server_name {sub}.{domain};{hsts}{allow}\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
                 name = s.name
             );
         }

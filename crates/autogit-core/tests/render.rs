@@ -96,6 +96,29 @@ fn ingress_with_the_platform_certificate() {
 }
 
 #[test]
+fn ingress_allowlist_and_guard_forward_auth() {
+    let config = format!(
+        "{CONFIG}platform:\n  ingress_allow: [10.0.0.0/8, 192.168.1.0/24]\n  guard_forward_auth: http://autogit-guard:8787/guard/forward-auth\n  guard_services: [grafana, nosuch]\n"
+    );
+    let (p, diags) = build(&config, ENV, &PlanInput::default());
+    assert!(diags.contains("guard-unknown-service"), "{diags}");
+    assert!(diags.contains("`nosuch`"), "{diags}");
+    insta::assert_snapshot!("traefik_dynamic_allow_guard", render::traefik_dynamic(&p));
+    let compose = render::compose(&p, ".");
+    assert!(
+        compose.contains("traefik.http.routers.grafana.middlewares: \"ip-allowlist@file,security-headers@file,rate-limit@file,guard@file\""),
+        "{compose}"
+    );
+    let config = format!(
+        "{CONFIG}platform:\n  ingress: nginx\n  ingress_allow: [10.0.0.0/8]\n  guard_forward_auth: http://g:8787/guard/forward-auth\n"
+    );
+    let (p, diags) = build(&config, ENV, &PlanInput::default());
+    assert!(diags.contains("guard-needs-traefik"), "{diags}");
+    let nginx = render::nginx(&p);
+    assert!(nginx.contains("    allow 10.0.0.0/8;\n    deny all;"), "{nginx}");
+}
+
+#[test]
 fn ingress_and_observability_files() {
     let (p, config) = full();
     insta::assert_snapshot!("traefik", render::traefik_static(&p));
