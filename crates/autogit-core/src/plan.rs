@@ -829,7 +829,10 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             );
         }
         for name in &config.platform.guard_services {
-            if !services.iter().any(|s| &s.name == name && s.subdomain.is_some()) {
+            if !services
+                .iter()
+                .any(|s| &s.name == name && s.subdomain.is_some())
+            {
                 diags.push(
                     Diagnostic::warning(
                         "guard-unknown-service",

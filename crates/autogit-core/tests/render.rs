@@ -115,7 +115,10 @@ fn ingress_allowlist_and_guard_forward_auth() {
     let (p, diags) = build(&config, ENV, &PlanInput::default());
     assert!(diags.contains("guard-needs-traefik"), "{diags}");
     let nginx = render::nginx(&p);
-    assert!(nginx.contains("    allow 10.0.0.0/8;\n    deny all;"), "{nginx}");
+    assert!(
+        nginx.contains("    allow 10.0.0.0/8;\n    deny all;"),
+        "{nginx}"
+    );
 }
 
 #[test]

@@ -135,6 +135,8 @@ pub enum Command {
     /// Export the platform as infrastructure as code
     #[command(subcommand)]
     Export(ExportCommand),
+    /// The service registry: every service, its URL, ports and health endpoints
+    Services,
     /// Health of the platform or one part of it
     Status {
         /// A service (gitlab, grafana, runner-NAME, ...), or `runners` for every runner

@@ -62,6 +62,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         }
         Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, g, &load_all(g, &[]), cmd),
         Command::Tls(cmd) => crate::tls_cmd::run(&ui, g, cmd),
+        Command::Services => services(&ui, g, &load_all(g, &[])),
         Command::Mirror(m) => match m {
             MirrorCommand::Sync { repos } => {
                 crate::mirror_cmd::sync(&ui, g, &load_all(g, &[]), &repos)
@@ -523,5 +524,52 @@ fn runner_list(ui: &Ui, loaded: &Loaded) -> u8 {
         ]);
     }
     println!("{t}");
+    exit::OK
+}
+
+/// `autogit services`: the service registry (the discovery JSON `install` writes to
+/// `rendered/services.json`), as a table with each service's URL, or that JSON.
+fn services(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
+    let Some(plan) = make_plan(ui, g, loaded) else {
+        return exit::INVALID_CONFIG;
+    };
+    let registry = render::discovery(&plan);
+    if ui.json {
+        ui.print_json(&json!({ "base_domain": plan.base_domain, "tls": plan.tls.is_some(), "services": registry }));
+        return exit::OK;
+    }
+    let scheme = if plan.tls.is_some() { "https" } else { "http" };
+    let mut t = ui.table();
+    t.set_header(vec![
+        "SERVICE",
+        "URL",
+        "INTERNAL PORT",
+        "HOST PORT",
+        "HEALTH",
+        "READY",
+    ]);
+    for s in registry.as_array().into_iter().flatten() {
+        let text = |k: &str| s[k].as_str().map(str::to_owned);
+        let num = |k: &str| {
+            s[k].as_u64()
+                .map_or_else(|| "-".to_owned(), |n| n.to_string())
+        };
+        let url = match (text("subdomain"), &plan.base_domain) {
+            (Some(sub), Some(d)) => format!("{scheme}://{sub}.{d}"),
+            _ => "-".to_owned(),
+        };
+        t.add_row(vec![
+            text("service").unwrap_or_default(),
+            url,
+            num("internal_port"),
+            num("external_port"),
+            text("health_endpoint").unwrap_or_else(|| "-".to_owned()),
+            text("ready_endpoint").unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    println!("{t}");
+    if plan.base_domain.is_none() {
+        ui.note("BASE_DOMAIN is not set in .env: services have no subdomains (no ingress)");
+    }
     exit::OK
 }

@@ -30,7 +30,9 @@ pub enum DnsCommand {
     /// changes nothing
     Plan,
     /// Apply the plan to the zone. Only records autogit owns (marked by an `_autogit.<name>`
-    /// TXT record) are changed; a second run has nothing to do
+    /// TXT record) are changed; a second run has nothing to do. `autogit daemon` runs it every
+    /// reconcile interval (at least 5 minutes)
+    #[command(alias = "apply")]
     Sync,
 }
 

@@ -709,6 +709,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         let quiet = ui.quiet;
         let tls = tls_renewal(ui, g, loaded, interval);
         let mirrors = mirror_schedule(g, loaded);
+        let dns = dns_schedule(g, loaded, interval);
         let run = runtime
             .run(interval, shutdown, |res| match res {
                 Ok(report) if !quiet && !report.actions.is_empty() => {
@@ -727,6 +728,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
             () = run => {}
             () = tls => {}
             () = mirrors => {}
+            () = dns => {}
         }
         ui.note("autogit daemon: stopped");
         exit::OK
@@ -826,11 +828,43 @@ async fn mirror_schedule(g: &Global, loaded: &Loaded) {
 /// `autogit mirror sync -o json` as a child, with the daemon's global options. Returns its exit
 /// code and the number of failed mirrors it reported.
 async fn run_mirror_sync(g: &Global) -> (i32, Option<u64>) {
+    let (code, out) = run_self(g, &["mirror", "sync"]).await;
+    (code, out.and_then(|v| v["failed"].as_u64()))
+}
+
+/// DNS records kept in sync by the daemon (DNS_PROVIDER set to a provider autogit can
+/// update): `autogit dns sync` as a child every reconcile interval (at least 5 minutes), so a
+/// changed ingress address or service list reaches the zone without a person.
+async fn dns_schedule(g: &Global, loaded: &Loaded, interval: Duration) {
+    use autogit_core::platform::DnsProvider as Kind;
+    if loaded.platform.base_domain.is_none()
+        || matches!(loaded.platform.dns_provider, Kind::None | Kind::Manual)
+    {
+        return std::future::pending().await;
+    }
+    loop {
+        let (code, out) = run_self(g, &["dns", "sync"]).await;
+        let applied = out
+            .as_ref()
+            .and_then(|v| v["applied"].as_array().map(Vec::len));
+        if code != 0 || applied.is_some_and(|n| n > 0) {
+            eprintln!(
+                "{}",
+                json!({"event": "dns_sync", "exit": code, "applied": applied})
+            );
+        }
+        tokio::time::sleep(interval.max(Duration::from_secs(300))).await;
+    }
+}
+
+/// `autogit <args> -o json -q` as a child with the daemon's global options: its exit code and
+/// its JSON answer.
+async fn run_self(g: &Global, args: &[&str]) -> (i32, Option<serde_json::Value>) {
     let Ok(exe) = std::env::current_exe() else {
         return (-1, None);
     };
     let mut cmd = tokio::process::Command::new(exe);
-    cmd.args(["mirror", "sync", "-o", "json", "-q"]);
+    cmd.args(args).args(["-o", "json", "-q"]);
     if let Some(c) = &g.config {
         cmd.arg("--config").arg(c);
     }
@@ -846,16 +880,14 @@ async fn run_mirror_sync(g: &Global) -> (i32, Option<u64>) {
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true);
     match cmd.output().await {
-        Ok(out) => {
-            let failed = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-                .ok()
-                .and_then(|v| v["failed"].as_u64());
-            (out.status.code().unwrap_or(-1), failed)
-        }
+        Ok(out) => (
+            out.status.code().unwrap_or(-1),
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).ok(),
+        ),
         Err(e) => {
             eprintln!(
                 "{}",
-                json!({"event": "mirror_sync_spawn_failed", "error": e.to_string()})
+                json!({"event": "spawn_failed", "command": args.join(" "), "error": e.to_string()})
             );
             (-1, None)
         }

@@ -415,6 +415,38 @@ fn status_before_install_and_systemd_unit() {
 }
 
 #[test]
+fn services_lists_the_registry() {
+    let d = tmp();
+    fs::write(
+        d.path().join(".env"),
+        "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana\nPORT_GRAFANA=3300\n",
+    )
+    .unwrap();
+    fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let r = run(d.path(), &["services", "-o", "json", "--data-dir", "data"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["base_domain"], "example.com");
+    assert_eq!(v["tls"], false);
+    let grafana = v["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["service"] == "grafana")
+        .unwrap();
+    assert_eq!(grafana["subdomain"], "grafana");
+    assert_eq!(grafana["external_port"], 3300);
+    let r = run(d.path(), &["services", "--data-dir", "data"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("http://grafana.example.com"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("/-/readiness"), "{}", r.stdout);
+}
+
+#[test]
 fn list_commands_read_the_config() {
     let d = tmp();
     fs::write(d.path().join("autogit.yml"), "mirroring:\n  sources:\n    github:\n      username: me\n      token_env: GH_TOKEN\n    git:\n      - https://git.example.org/a.git\nrunners:\n  gpu:\n    - name: g1\n      host: auto\n      capabilities: [render]\n").unwrap();

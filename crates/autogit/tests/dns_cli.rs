@@ -348,3 +348,70 @@ fn secret_file_problems_name_the_variable_and_the_file() {
         r.stderr
     );
 }
+
+/// `autogit daemon` keeps the zone in sync by itself (and `dns apply` is `dns sync`). Needs
+/// BIND and a container engine (the daemon also keeps a stand-in GitLab running).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_syncs_the_zone_and_apply_is_sync() {
+    let Some(bind) = start("") else {
+        return;
+    };
+    if !common::have_engine() {
+        return;
+    }
+    tokio::task::spawn_blocking(|| autogit_drivers::testing::fake_gitlab_image("0.0.9", &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    write_env(
+        d.path(),
+        &bind.server(),
+        &format!("RFC2136_TSIG_SECRET={}\n", bind.secret()),
+    );
+    let project = format!("agt-dnsd-{}", std::process::id());
+    fs::write(
+        d.path().join("autogit.yml"),
+        format!("gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"0.0.9\"\n  ports: {{http: 31680, https: 31681, ssh: 31682}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 3s\nrunners: {{}}\nplatform:\n  project: {project}\n  ingress: none\n"),
+    )
+    .unwrap();
+    let data = d.path().join("data");
+    let mut child = common::cmd(d.path())
+        .args(["daemon", "--data-dir", data.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start_t = std::time::Instant::now();
+    let mut seen = Vec::new();
+    while start_t.elapsed() < std::time::Duration::from_secs(60) {
+        seen = a_records(&bind, "gitlab.example.test").await;
+        if !seen.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let _ = common::run(
+        d.path(),
+        &[
+            "down",
+            "--volumes",
+            "--yes",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(seen, ["203.0.113.7"], "the daemon did not sync the zone");
+    // `dns apply` is the same command: nothing left to do.
+    let r = dns(
+        d.path(),
+        &["apply"],
+        &[("RFC2136_TSIG_SECRET", bind.secret())],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("nothing to do"), "{}", r.stdout);
+}
