@@ -356,7 +356,7 @@ async fn the_daemon_syncs_the_zone_and_apply_is_sync() {
     let Some(bind) = start("") else {
         return;
     };
-    if !common::have_engine() {
+    if !have_engine() {
         return;
     }
     tokio::task::spawn_blocking(|| autogit_drivers::testing::fake_gitlab_image("0.0.9", &[]))
@@ -376,7 +376,7 @@ async fn the_daemon_syncs_the_zone_and_apply_is_sync() {
     )
     .unwrap();
     let data = d.path().join("data");
-    let mut child = common::cmd(d.path())
+    let mut child = cmd(d.path())
         .args(["daemon", "--data-dir", data.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -395,7 +395,7 @@ async fn the_daemon_syncs_the_zone_and_apply_is_sync() {
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-    let _ = common::run(
+    let _ = run(
         d.path(),
         &[
             "down",
