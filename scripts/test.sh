@@ -15,6 +15,9 @@ apt_need prometheus promtool
 # named lives in /usr/sbin, which is not on every user's PATH.
 PATH="$PATH:/usr/sbin:/sbin" apt_need bind9 named
 apt_need bind9-utils named-checkconf
+PATH="$PATH:/usr/sbin:/sbin" apt_need openssh-server sshd
+apt_need openssh-client ssh
+apt_need iproute2 ip
 logs=$PWD/target/test-logs
 mkdir -p "$logs"
 

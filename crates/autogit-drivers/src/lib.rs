@@ -9,6 +9,7 @@ pub mod gitlab;
 pub mod health;
 pub mod host;
 pub mod notify;
+pub mod remote;
 pub mod runtime;
 pub mod secrets;
 pub mod state;

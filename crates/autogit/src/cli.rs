@@ -229,6 +229,15 @@ pub enum RunnerCommand {
     Register { name: String },
     /// Health of every runner host
     Health,
+    /// Fetch a host's SSH key (ssh-keyscan), show its fingerprint and trust it. autogit only
+    /// talks to hosts whose keys are in its own known_hosts (`<data>/known_hosts`)
+    Trust {
+        /// Host name or address (`user@` allowed)
+        host: String,
+        /// Replace keys recorded earlier for this host (after checking the new fingerprint)
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

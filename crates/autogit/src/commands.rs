@@ -91,6 +91,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 "runner health",
                 "check each runner host over SSH: engine, CPU, memory, GPUs, last contact",
             ),
+            RunnerCommand::Trust { host, replace } => {
+                crate::runner_cmd::trust(&ui, g, &host, replace)
+            }
         },
         Command::Compute(c) => match c {
             ComputeCommand::List => unavailable(

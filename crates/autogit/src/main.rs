@@ -8,6 +8,7 @@ mod ctx;
 mod dns_cmd;
 mod gitlab_cmd;
 mod guard_cmd;
+mod runner_cmd;
 mod runtime_cmd;
 mod ui;
 

@@ -1,0 +1,1 @@
+//! Host inventory over [`RemoteExec`](super::RemoteExec): filled in below.

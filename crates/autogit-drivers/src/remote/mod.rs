@@ -1,0 +1,138 @@
+//! Running commands on runner hosts: the [`RemoteExec`] trait, [`Local`] (this machine) and
+//! [`ssh::Ssh`] (the system `ssh`, host keys pinned in autogit's own `known_hosts`).
+//!
+//! **Invariant:** commands are argument vectors end to end. Nothing is parsed by a local shell;
+//! over SSH every argument is quoted with `autogit_core::remote::sh_join` for the remote one.
+
+pub mod inventory;
+pub mod ssh;
+
+use std::future::Future;
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+
+/// What a command printed and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    /// The exit status; `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("`{host}` is not a usable host: {reason}")]
+    BadHost { host: String, reason: String },
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
+    #[error("{host} is unreachable: {detail}")]
+    Unreachable { host: String, detail: String },
+    #[error(
+        "{host}: host key not trusted ({detail}); check it and run `autogit runner trust {host}`"
+    )]
+    HostKey { host: String, detail: String },
+    #[error("{host}: SSH authentication failed ({detail}); is autogit's key in authorized_keys?")]
+    Auth { host: String, detail: String },
+    #[error("{host}: no answer within {}s", after.as_secs())]
+    Timeout { host: String, after: Duration },
+    #[error("{host}: ssh failed: {detail}")]
+    Ssh { host: String, detail: String },
+    #[error("{host}: the host key changed: {detail}")]
+    KeyChanged { host: String, detail: String },
+    #[error(transparent)]
+    Fs(#[from] crate::fsx::FsError),
+}
+
+/// Runs an argument vector on one host.
+pub trait RemoteExec: Send + Sync {
+    /// The host, as the user named it (for messages).
+    fn host(&self) -> &str;
+    fn run(&self, argv: &[String]) -> impl Future<Output = Result<Output, RemoteError>> + Send;
+}
+
+/// This machine, without a shell.
+#[derive(Clone, Debug)]
+pub struct Local {
+    pub timeout: Duration,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RemoteExec for Local {
+    fn host(&self) -> &str {
+        "local"
+    }
+
+    async fn run(&self, argv: &[String]) -> Result<Output, RemoteError> {
+        let Some((program, args)) = argv.split_first() else {
+            return Err(RemoteError::Spawn {
+                program: String::new(),
+                source: std::io::Error::other("empty command"),
+            });
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args);
+        run_with_timeout(cmd, program, "local", self.timeout).await
+    }
+}
+
+/// Spawns `cmd` (stdin closed, output captured), waits at most `timeout`, kills it after that.
+pub(crate) async fn run_with_timeout(
+    mut cmd: tokio::process::Command,
+    program: &str,
+    host: &str,
+    timeout: Duration,
+) -> Result<Output, RemoteError> {
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|source| RemoteError::Spawn {
+        program: program.to_owned(),
+        source,
+    })?;
+    let mut out = child.stdout.take().expect("piped").take(LIMIT);
+    let mut err = child.stderr.take().expect("piped").take(LIMIT);
+    let work = async {
+        let mut o = Vec::new();
+        let mut e = Vec::new();
+        // Bounded: a runaway remote command cannot exhaust memory.
+        let (r1, r2) = tokio::join!(out.read_to_end(&mut o), err.read_to_end(&mut e));
+        r1.and(r2)?;
+        let status = child.wait().await?;
+        Ok::<_, std::io::Error>((status, o, e))
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok((status, o, e))) => Ok(Output {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&o).into_owned(),
+            stderr: String::from_utf8_lossy(&e).into_owned(),
+        }),
+        Ok(Err(source)) => Err(RemoteError::Spawn {
+            program: program.to_owned(),
+            source,
+        }),
+        Err(_) => Err(RemoteError::Timeout {
+            host: host.to_owned(),
+            after: timeout,
+        }),
+    }
+}
+
+const LIMIT: u64 = 16 << 20;
