@@ -198,3 +198,39 @@ async fn bad_host_names_never_reach_ssh() {
         ));
     }
 }
+
+/// A stand-in `nvidia-smi`: two GPUs for the query, a header with the CUDA version otherwise.
+pub const FAKE_NVIDIA_SMI: &str = r#"#!/bin/sh
+case "$*" in
+  *--query-gpu=name,memory.total,memory.free,utilization.gpu,driver_version*)
+    echo "NVIDIA GeForce RTX 3090 Ti, 24564, 20000, 7, 550.54.14"
+    echo "NVIDIA GeForce RTX 5080, 16303, 16303, [N/A], 550.54.14" ;;
+  *)
+    echo "+-----------------------------------------------------------------------------+"
+    echo "| NVIDIA-SMI 550.54.14    Driver Version: 550.54.14    CUDA Version: 12.4     |" ;;
+esac
+"#;
+
+#[tokio::test]
+async fn inventory_of_a_gpu_host_and_a_cpu_host() {
+    use autogit_drivers::remote::inventory::probe;
+    let Some(lab) = lab(2) else { return };
+    lab.hosts[0].install_script("nvidia-smi", FAKE_NVIDIA_SMI);
+    let data = tempfile::tempdir().unwrap();
+    let (_, hosts) = trusted(&lab, data.path()).await;
+    let gpu = probe(&hosts[0]).await.unwrap();
+    assert!(gpu.problems.is_empty(), "{:?}", gpu.problems);
+    assert_eq!(gpu.gpus.len(), 2);
+    assert_eq!(gpu.gpus[0].name, "NVIDIA GeForce RTX 3090 Ti");
+    assert_eq!(gpu.gpus[0].memory_free.0, 20000 << 20);
+    assert_eq!(gpu.gpus[1].utilization, None);
+    assert_eq!(gpu.cuda.as_deref(), Some("12.4"));
+    assert!(gpu.cpus.unwrap() >= 1);
+    assert!(gpu.memory.unwrap().0 > 0);
+    let cpu = probe(&hosts[1]).await.unwrap();
+    assert!(cpu.gpus.is_empty() && cpu.cuda.is_none(), "{cpu:?}");
+    assert_eq!(cpu.cpus, gpu.cpus);
+    for h in &hosts {
+        h.close().await;
+    }
+}

@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             ),
         },
         Command::Runner(r) => match r {
-            RunnerCommand::List => runner_list(&ui, &load_all(g, &[])),
+            RunnerCommand::List => runner_list(&ui, g, &load_all(g, &[])),
             RunnerCommand::Discover { .. } => unavailable(
                 &ui,
                 "runner discover",
@@ -86,11 +86,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 "runner register",
                 "create a runner token in GitLab and register gitlab-runner on the host",
             ),
-            RunnerCommand::Health => unavailable(
-                &ui,
-                "runner health",
-                "check each runner host over SSH: engine, CPU, memory, GPUs, last contact",
-            ),
+            RunnerCommand::Health => crate::runner_cmd::health(&ui, g, &load_all(g, &[])),
             RunnerCommand::Trust { host, replace } => {
                 crate::runner_cmd::trust(&ui, g, &host, replace)
             }
@@ -169,7 +165,7 @@ fn unavailable(ui: &Ui, command: &str, what: &str) -> u8 {
 }
 
 /// Prints diagnostics; returns false if there are errors.
-fn report(ui: &Ui, loaded: &Loaded) -> bool {
+pub(crate) fn report(ui: &Ui, loaded: &Loaded) -> bool {
     if !ui.json {
         ui.diagnostics(&loaded.diagnostics, &loaded.sources);
     }
@@ -473,7 +469,7 @@ fn mirror_list(ui: &Ui, loaded: &Loaded) -> u8 {
     exit::OK
 }
 
-fn runner_list(ui: &Ui, loaded: &Loaded) -> u8 {
+fn runner_list(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
     if !report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
@@ -491,7 +487,9 @@ fn runner_list(ui: &Ui, loaded: &Loaded) -> u8 {
         "GPU",
         "CAPABILITIES",
         "STATE",
+        "HOST HEALTH",
     ]);
+    let seen = crate::runner_cmd::last_seen(g);
     for x in loaded.config.all_runners() {
         let caps: Vec<String> = x
             .capabilities
@@ -509,6 +507,9 @@ fn runner_list(ui: &Ui, loaded: &Loaded) -> u8 {
                 .to_owned(),
             caps.join(","),
             "not registered".to_owned(),
+            seen.get(&x.host)
+                .cloned()
+                .unwrap_or_else(|| "never checked (`runner health`)".to_owned()),
         ]);
     }
     println!("{t}");

@@ -136,3 +136,45 @@ pub(crate) async fn run_with_timeout(
 }
 
 const LIMIT: u64 = 16 << 20;
+
+/// A runner host as configuration names it: `local` runs here, anything else over SSH.
+#[derive(Clone, Debug)]
+pub enum Host {
+    Local(Local),
+    Ssh(ssh::Ssh),
+}
+
+impl Host {
+    /// `local` (or `localhost`) → [`Local`]; otherwise [`ssh::Ssh`] with `user` unless the
+    /// name carries `user@`.
+    pub fn new(cfg: &ssh::SshConfig, name: &str, user: Option<&str>) -> Result<Self, RemoteError> {
+        if name == "local" || name == "localhost" {
+            return Ok(Host::Local(Local {
+                timeout: cfg.command_timeout,
+            }));
+        }
+        let mut cfg = cfg.clone();
+        if let Some(u) = user
+            && !name.contains('@')
+        {
+            cfg.user = Some(u.to_owned());
+        }
+        ssh::Ssh::new(cfg, name).map(Host::Ssh)
+    }
+}
+
+impl RemoteExec for Host {
+    fn host(&self) -> &str {
+        match self {
+            Host::Local(l) => l.host(),
+            Host::Ssh(s) => s.host(),
+        }
+    }
+
+    async fn run(&self, argv: &[String]) -> Result<Output, RemoteError> {
+        match self {
+            Host::Local(l) => l.run(argv).await,
+            Host::Ssh(s) => s.run(argv).await,
+        }
+    }
+}
