@@ -431,6 +431,73 @@ impl Scheduler {
     }
 }
 
+/// The container name of a job (`autogit-job-7`).
+pub fn container_name(job: &str) -> String {
+    format!("autogit-{job}")
+}
+
+/// The engine command that starts a placed job, detached: Docker selects GPUs with
+/// `--gpus device=0,1`, Podman with CDI (`--device nvidia.com/gpu=N`); under WSL2 the GPU
+/// is `/dev/dxg` with the driver libraries from `/usr/lib/wsl`. The image and the command
+/// come after every option (an image cannot be read as an option: `--` is not supported by
+/// `run`, so images starting with `-` are refused by [`check_image`]).
+pub fn run_argv(
+    engine: crate::inventory::EngineKind,
+    wsl2: bool,
+    job: &str,
+    spec: &JobSpec,
+    gpus: &[u32],
+) -> Vec<String> {
+    use crate::inventory::EngineKind;
+    let program = match engine {
+        EngineKind::Docker => "docker",
+        EngineKind::Podman => "podman",
+    };
+    let mut v: Vec<String> = [program, "run", "-d", "--name"].map(str::to_owned).into();
+    v.push(container_name(job));
+    v.extend(["--label".to_owned(), format!("io.autogit.job={job}")]);
+    if !gpus.is_empty() {
+        let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+        match engine {
+            EngineKind::Docker => {
+                v.extend([
+                    "--gpus".to_owned(),
+                    format!("\"device={}\"", list.join(",")),
+                ]);
+            }
+            EngineKind::Podman => {
+                for g in &list {
+                    v.extend(["--device".to_owned(), format!("nvidia.com/gpu={g}")]);
+                }
+            }
+        }
+        if wsl2 {
+            v.extend(["--device".to_owned(), "/dev/dxg".to_owned()]);
+            v.extend(["-v".to_owned(), "/usr/lib/wsl:/usr/lib/wsl:ro".to_owned()]);
+        }
+    }
+    v.push(spec.image.clone());
+    v.extend(spec.command.iter().cloned());
+    v
+}
+
+/// An image reference the engine will not read as an option or anything but a name.
+pub fn check_image(image: &str) -> Result<(), String> {
+    let ok = !image.is_empty()
+        && image.len() <= 512
+        && !image.starts_with('-')
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{image}` is not an image reference (registry/name:tag or name@sha256:…)"
+        ))
+    }
+}
+
 fn has_cap(h: &HostState, r: &Request) -> bool {
     r.capability.is_none_or(|c| h.caps.contains(&c))
 }
@@ -486,6 +553,49 @@ mod tests {
         p.iter()
             .map(|p| format!("{}@{}{:?}", p.job, p.host, p.gpus))
             .collect()
+    }
+
+    #[test]
+    fn engine_commands() {
+        use crate::inventory::EngineKind;
+        let spec = JobSpec {
+            image: "pytorch/pytorch:2.5.1".into(),
+            command: vec!["python".into(), "-c".into(), "print('hi')".into()],
+            gpus: 2,
+            vram: Bytes::gib(8),
+            capability: None,
+            priority: 0,
+        };
+        let cases: &[(EngineKind, bool, &[u32], &str)] = &[
+            (
+                EngineKind::Docker,
+                false,
+                &[0, 2],
+                "docker run -d --name autogit-job-1 --label io.autogit.job=job-1 --gpus \"device=0,2\" pytorch/pytorch:2.5.1 python -c print('hi')",
+            ),
+            (
+                EngineKind::Podman,
+                true,
+                &[1],
+                "podman run -d --name autogit-job-1 --label io.autogit.job=job-1 --device nvidia.com/gpu=1 --device /dev/dxg -v /usr/lib/wsl:/usr/lib/wsl:ro pytorch/pytorch:2.5.1 python -c print('hi')",
+            ),
+            (
+                EngineKind::Docker,
+                true,
+                &[],
+                "docker run -d --name autogit-job-1 --label io.autogit.job=job-1 pytorch/pytorch:2.5.1 python -c print('hi')",
+            ),
+        ];
+        for (engine, wsl, gpus, want) in cases {
+            assert_eq!(
+                run_argv(*engine, *wsl, "job-1", &spec, gpus).join(" "),
+                *want
+            );
+        }
+        assert!(check_image("ghcr.io/a/b:1@sha256:abc").is_ok());
+        for bad in ["", "-v", "a b", "a;b", "$(id)"] {
+            assert!(check_image(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -244,8 +244,28 @@ pub enum RunnerCommand {
 pub enum ComputeCommand {
     /// Hosts, GPUs, free VRAM and the queue
     List,
-    /// Submit a compute job
-    Run { job: Vec<String> },
+    /// Submit a compute job: place it on a host with the capability, enough GPUs and free
+    /// VRAM (best fit, within the user's quota) and start it there, or queue it
+    Run {
+        /// Distinct GPUs the job needs on one host (0: CPU only)
+        #[arg(long, default_value_t = 1)]
+        gpus: u32,
+        /// VRAM needed on each GPU, e.g. 8G
+        #[arg(long, default_value = "1G")]
+        vram: String,
+        /// Only hosts whose runners have this capability
+        #[arg(long, value_parser = ["inference", "render", "train"])]
+        capability: Option<String>,
+        /// Higher runs first; waiting jobs gain one step per `compute.aging`
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        /// Whose quota (`compute.quotas`) the job counts against
+        #[arg(long, env = "USER", default_value = "default")]
+        user: String,
+        /// IMAGE [COMMAND...]
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        job: Vec<String>,
+    },
     /// Status of a job
     Status { job_id: String },
 }

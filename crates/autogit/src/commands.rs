@@ -92,18 +92,29 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             }
         },
         Command::Compute(c) => match c {
-            ComputeCommand::List => unavailable(
+            ComputeCommand::List => crate::runner_cmd::compute_list(&ui, g, &load_all(g, &[])),
+            ComputeCommand::Run {
+                gpus,
+                vram,
+                capability,
+                priority,
+                user,
+                job,
+            } => crate::runner_cmd::compute_run(
                 &ui,
-                "compute list",
-                "list hosts, GPUs, free VRAM and the job queue",
+                g,
+                &load_all(g, &[]),
+                crate::runner_cmd::RunArgs {
+                    gpus,
+                    vram,
+                    capability,
+                    priority,
+                    user,
+                    job,
+                },
             ),
-            ComputeCommand::Run { .. } => unavailable(
-                &ui,
-                "compute run",
-                "place the job on a host with the capability and free VRAM, and run it",
-            ),
-            ComputeCommand::Status { .. } => {
-                unavailable(&ui, "compute status", "show a job's placement and state")
+            ComputeCommand::Status { job_id } => {
+                crate::runner_cmd::compute_status(&ui, g, &load_all(g, &[]), &job_id)
             }
         },
         Command::Reconcile { clear } => {

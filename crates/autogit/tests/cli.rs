@@ -353,9 +353,6 @@ fn commands_not_available_yet_exit_2_and_say_so() {
         &["mirror", "add", "github:me"],
         &["runner", "discover"],
         &["runner", "register", "x"],
-        &["compute", "list"],
-        &["compute", "run", "job"],
-        &["compute", "status", "1"],
     ];
     for args in cases {
         let r = run(d.path(), args);
