@@ -1,4 +1,5 @@
 //! `cargo run -p xtask --release -- bench heal [--runs N]`
+//! `cargo run -p xtask --release -- bench scheduler [--jobs N] [--hosts N]` (see `scheduler.rs`)
 //!
 //! Measures, on the real Docker engine, in one run:
 //! 1. SIGKILL of a container's process → its health endpoint answers again: `autogit daemon` (restart
@@ -9,6 +10,8 @@
 //!
 //! Prints each sample, the medians, and the ratio autogit / baseline (below 1: autogit is
 //! faster). Timing is measured here, never asserted in tests.
+
+mod scheduler;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -28,8 +31,20 @@ fn main() {
         .zip(args.get(1).map(String::as_str))
     {
         Some(("bench", "heal")) => bench_heal(runs),
+        Some(("bench", "scheduler")) => {
+            let num = |flag: &str, default: usize| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(default)
+            };
+            scheduler::bench(num("--jobs", 10_000), num("--hosts", 100));
+        }
         _ => {
-            eprintln!("usage: cargo run -p xtask --release -- bench heal [--runs N]");
+            eprintln!(
+                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench scheduler [--jobs N] [--hosts N]"
+            );
             std::process::exit(2);
         }
     }
