@@ -102,6 +102,16 @@ const MIGRATIONS: &[&str] = &[
         message TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX compute_jobs_state ON compute_jobs(state, seq);",
+    // 3: runner registrations (`runner register`).
+    "CREATE TABLE runner_registrations (
+        name TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        runner_id INTEGER NOT NULL,
+        secret TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        message TEXT NOT NULL DEFAULT ''
+    );",
 ];
 
 #[derive(Debug)]
@@ -119,6 +129,19 @@ pub struct HostRow {
     /// `core::inventory::Inventory` as JSON.
     pub inventory: Option<String>,
     pub error: Option<String>,
+}
+
+/// A runner's registration: `token` (GitLab created the runner; its token is in the secret
+/// store as `secret`) or `registered` (gitlab-runner on the host has it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RegistrationRow {
+    pub name: String,
+    pub host: String,
+    pub runner_id: i64,
+    pub secret: String,
+    pub state: String,
+    pub at: i64,
+    pub message: String,
 }
 
 /// One compute job.
@@ -480,6 +503,37 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    pub fn set_registration(&self, r: &RegistrationRow) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO runner_registrations (name, host, runner_id, secret, state, at, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.name, r.host, r.runner_id, r.secret, r.state, r.at, r.message],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn registrations(&self) -> Result<Vec<RegistrationRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, host, runner_id, secret, state, at, message FROM runner_registrations ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(RegistrationRow {
+                name: r.get(0)?,
+                host: r.get(1)?,
+                runner_id: r.get(2)?,
+                secret: r.get(3)?,
+                state: r.get(4)?,
+                at: r.get(5)?,
+                message: r.get(6)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
     pub fn hosts(&self) -> Result<Vec<HostRow>, StateError> {
         let mut stmt = self
             .conn
@@ -696,6 +750,20 @@ mod tests {
         assert_eq!(s.job("job-1").unwrap().unwrap(), j);
         assert_eq!(s.jobs().unwrap().len(), 2);
         assert!(s.job("job-9").unwrap().is_none());
+
+        let mut reg = RegistrationRow {
+            name: "g1".into(),
+            host: "gpu1".into(),
+            runner_id: 7,
+            secret: "gitlab-runner-7-token".into(),
+            state: "token".into(),
+            at: 1,
+            message: String::new(),
+        };
+        s.set_registration(&reg).unwrap();
+        reg.state = "registered".into();
+        s.set_registration(&reg).unwrap();
+        assert_eq!(s.registrations().unwrap(), [reg]);
     }
 
     #[test]

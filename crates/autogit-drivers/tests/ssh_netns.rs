@@ -92,6 +92,15 @@ async fn hostile_arguments_arrive_unchanged() {
     let got: Vec<&str> = out.stdout.split('\0').collect();
     assert_eq!(&got[..got.len() - 1], &hostile[..]);
     assert!(!canary.exists(), "a hostile argument ran a command");
+    // Secrets travel on stdin (runner register).
+    let out = hosts[0]
+        .run_input(
+            &argv(&["sh", "-c", "IFS= read -r T; printf '%s' \"$T\""]),
+            b"glrt-secret'$(x)\n",
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.stdout, "glrt-secret'$(x)");
     hosts[0].close().await;
 }
 

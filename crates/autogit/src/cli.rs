@@ -225,8 +225,18 @@ pub enum RunnerCommand {
         /// Hosts or CIDR ranges to probe over SSH
         targets: Vec<String>,
     },
-    /// Register a runner with GitLab
-    Register { name: String },
+    /// Register a runner with GitLab: create it (`POST /user/runners`, token kept in the
+    /// secret store) and run `gitlab-runner register` on its host, the token on stdin.
+    /// Idempotent: a registered runner is left alone
+    Register {
+        /// The runner's `name` in autogit.yml
+        name: String,
+        #[command(flatten)]
+        api: crate::gitlab_cmd::ApiArgs,
+        /// GitLab's URL as the runner host reaches it [default: gitlab.external_url]
+        #[arg(long, value_name = "URL")]
+        runner_url: Option<String>,
+    },
     /// Health of every runner host
     Health,
     /// Fetch a host's SSH key (ssh-keyscan), show its fingerprint and trust it. autogit only

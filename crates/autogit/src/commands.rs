@@ -81,10 +81,17 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 "runner discover",
                 "find autogit agents over mDNS and probe the given hosts over SSH",
             ),
-            RunnerCommand::Register { .. } => unavailable(
+            RunnerCommand::Register {
+                name,
+                api,
+                runner_url,
+            } => crate::runner_cmd::register(
                 &ui,
-                "runner register",
-                "create a runner token in GitLab and register gitlab-runner on the host",
+                g,
+                &load_all(g, &[]),
+                &name,
+                &api,
+                runner_url.as_deref(),
             ),
             RunnerCommand::Health => crate::runner_cmd::health(&ui, g, &load_all(g, &[])),
             RunnerCommand::Trust { host, replace } => {

@@ -746,3 +746,178 @@ pub fn compute_list(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
     println!("{t}");
     exit::OK
 }
+
+// ---- runner register ----------------------------------------------------------------------
+
+/// `runner register NAME`: GitLab creates the runner (token into the secret store), then
+/// `gitlab-runner register` runs on the runner's host with the token on stdin. A token minted
+/// by an earlier attempt that failed on the host is reused, not minted again.
+pub fn register(
+    ui: &Ui,
+    g: &Global,
+    loaded: &Loaded,
+    name: &str,
+    api: &crate::gitlab_cmd::ApiArgs,
+    runner_url: Option<&str>,
+) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let Some(runner) = loaded.config.all_runners().find(|r| r.name == name) else {
+        let names: Vec<&str> = loaded
+            .config
+            .all_runners()
+            .map(|r| r.name.as_str())
+            .collect();
+        ui.error(&format!(
+            "no runner named `{name}` in the configuration (configured: {})",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ));
+        return exit::FAILURE;
+    };
+    if runner.host == "auto" {
+        ui.error(&format!(
+            "runner `{name}` has `host: auto` and has not been discovered; set its host"
+        ));
+        return exit::FAILURE;
+    }
+    let Some(store) = open_store(ui, g) else {
+        return exit::FAILURE;
+    };
+    let previous = store
+        .registrations()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| r.name == name && r.host == runner.host);
+    let done = |ui: &Ui, row: &autogit_drivers::state::RegistrationRow, changed: bool| {
+        if ui.json {
+            ui.print_json(&json!({
+                "name": row.name, "host": row.host, "runner_id": row.runner_id,
+                "state": row.state, "changed": changed,
+            }));
+        } else if changed {
+            println!(
+                "runner {} registered on {} (GitLab runner {})",
+                row.name, row.host, row.runner_id
+            );
+        } else {
+            println!(
+                "runner {} is already registered on {} (GitLab runner {})",
+                row.name, row.host, row.runner_id
+            );
+        }
+        exit::OK
+    };
+    if let Some(row) = previous.as_ref().filter(|r| r.state == "registered") {
+        return done(ui, row, false);
+    }
+    let host = match remote(g, loaded, &runner.host) {
+        Ok(h) => h,
+        Err(e) => {
+            ui.error(&e);
+            return exit::FAILURE;
+        }
+    };
+    let rt = runtime();
+    let engine = match rt.block_on(probe(&host)) {
+        Ok(inv) => match inv.engine.map(|e| e.kind) {
+            Some(EngineKind::Docker) => "docker",
+            Some(EngineKind::Podman) => "podman",
+            None => {
+                ui.error(&format!(
+                    "{}: no container engine answers (docker or podman); gitlab-runner runs in a container",
+                    runner.host
+                ));
+                return exit::FAILURE;
+            }
+        },
+        Err(e) => {
+            ui.error(&e.to_string());
+            return exit::FAILURE;
+        }
+    };
+    let reuse = previous
+        .as_ref()
+        .and_then(|r| crate::gitlab_cmd::stored_secret(g, &r.secret).map(|t| (r, t)));
+    let (runner_id, secret, token) = match reuse {
+        Some((r, t)) => (r.runner_id, r.secret.clone(), t),
+        None => {
+            let mut tags = runner.tags.clone();
+            tags.extend(
+                runner
+                    .capabilities
+                    .iter()
+                    .map(|c| format!("{c:?}").to_ascii_lowercase()),
+            );
+            match crate::gitlab_cmd::create_instance_runner(
+                g,
+                loaded,
+                api,
+                &tags,
+                &format!("autogit {name}"),
+            ) {
+                Ok((id, secret, token)) => (id as i64, secret, token),
+                Err(e) => {
+                    ui.error(&e);
+                    return exit::FAILURE;
+                }
+            }
+        }
+    };
+    let mut row = autogit_drivers::state::RegistrationRow {
+        name: name.to_owned(),
+        host: runner.host.clone(),
+        runner_id,
+        secret,
+        state: "token".into(),
+        at: now(),
+        message: String::new(),
+    };
+    if let Err(e) = store.set_registration(&row) {
+        ui.error(&e.to_string());
+        return exit::FAILURE;
+    }
+    let url = runner_url.unwrap_or(&loaded.config.gitlab.external_url);
+    let out = rt.block_on(autogit_drivers::remote::register::register(
+        &host,
+        engine,
+        runner,
+        &loaded.config.runners.image,
+        url,
+        &token,
+    ));
+    let failure = match out {
+        Ok(o) if o.success() => None,
+        Ok(o) => Some(format!(
+            "gitlab-runner register failed on {} (exit {:?}): {}",
+            runner.host,
+            o.code,
+            o.stderr.trim().lines().last().unwrap_or("")
+        )),
+        Err(e) => Some(e.to_string()),
+    };
+    match failure {
+        None => {
+            row.state = "registered".into();
+            row.at = now();
+            if let Err(e) = store.set_registration(&row) {
+                ui.error(&e.to_string());
+                return exit::FAILURE;
+            }
+            done(ui, &row, true)
+        }
+        Some(msg) => {
+            row.message = msg.clone();
+            let _ = store.set_registration(&row);
+            ui.error(&format!(
+                "{msg}; GitLab runner {} exists and its token is kept: run `autogit runner register {name}` again",
+                row.runner_id
+            ));
+            exit::FAILURE
+        }
+    }
+}

@@ -352,7 +352,6 @@ fn commands_not_available_yet_exit_2_and_say_so() {
         &["mirror", "sync"],
         &["mirror", "add", "github:me"],
         &["runner", "discover"],
-        &["runner", "register", "x"],
     ];
     for args in cases {
         let r = run(d.path(), args);

@@ -5,6 +5,7 @@
 //! over SSH every argument is quoted with `autogit_core::remote::sh_join` for the remote one.
 
 pub mod inventory;
+pub mod register;
 pub mod ssh;
 
 use std::future::Future;
@@ -57,7 +58,18 @@ pub enum RemoteError {
 pub trait RemoteExec: Send + Sync {
     /// The host, as the user named it (for messages).
     fn host(&self) -> &str;
-    fn run(&self, argv: &[String]) -> impl Future<Output = Result<Output, RemoteError>> + Send;
+    /// Runs `argv` with `input` on its standard input (how secrets travel: never in argv,
+    /// where `ps` on either machine would show them).
+    fn run_input(
+        &self,
+        argv: &[String],
+        input: &[u8],
+    ) -> impl Future<Output = Result<Output, RemoteError>> + Send;
+
+    /// Runs `argv` with an empty standard input.
+    fn run(&self, argv: &[String]) -> impl Future<Output = Result<Output, RemoteError>> + Send {
+        self.run_input(argv, &[])
+    }
 }
 
 /// This machine, without a shell.
@@ -79,7 +91,7 @@ impl RemoteExec for Local {
         "local"
     }
 
-    async fn run(&self, argv: &[String]) -> Result<Output, RemoteError> {
+    async fn run_input(&self, argv: &[String], input: &[u8]) -> Result<Output, RemoteError> {
         let Some((program, args)) = argv.split_first() else {
             return Err(RemoteError::Spawn {
                 program: String::new(),
@@ -88,7 +100,7 @@ impl RemoteExec for Local {
         };
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args);
-        run_with_timeout(cmd, program, "local", self.timeout).await
+        run_with_timeout(cmd, program, "local", self.timeout, input).await
     }
 }
 
@@ -98,22 +110,37 @@ pub(crate) async fn run_with_timeout(
     program: &str,
     host: &str,
     timeout: Duration,
+    input: &[u8],
 ) -> Result<Output, RemoteError> {
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
+    cmd.stdin(if input.is_empty() {
+        std::process::Stdio::null()
+    } else {
+        std::process::Stdio::piped()
+    })
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true);
     let mut child = cmd.spawn().map_err(|source| RemoteError::Spawn {
         program: program.to_owned(),
         source,
     })?;
+    let stdin = child.stdin.take();
+    let input = input.to_vec();
+    let feed = async move {
+        if let Some(mut w) = stdin {
+            use tokio::io::AsyncWriteExt;
+            // A command that does not read its input is not an error.
+            let _ = w.write_all(&input).await;
+            let _ = w.shutdown().await;
+        }
+    };
     let mut out = child.stdout.take().expect("piped").take(LIMIT);
     let mut err = child.stderr.take().expect("piped").take(LIMIT);
     let work = async {
         let mut o = Vec::new();
         let mut e = Vec::new();
         // Bounded: a runaway remote command cannot exhaust memory.
-        let (r1, r2) = tokio::join!(out.read_to_end(&mut o), err.read_to_end(&mut e));
+        let ((), r1, r2) = tokio::join!(feed, out.read_to_end(&mut o), err.read_to_end(&mut e));
         r1.and(r2)?;
         let status = child.wait().await?;
         Ok::<_, std::io::Error>((status, o, e))
@@ -171,10 +198,10 @@ impl RemoteExec for Host {
         }
     }
 
-    async fn run(&self, argv: &[String]) -> Result<Output, RemoteError> {
+    async fn run_input(&self, argv: &[String], input: &[u8]) -> Result<Output, RemoteError> {
         match self {
-            Host::Local(l) => l.run(argv).await,
-            Host::Ssh(s) => s.run(argv).await,
+            Host::Local(l) => l.run_input(argv, input).await,
+            Host::Ssh(s) => s.run_input(argv, input).await,
         }
     }
 }

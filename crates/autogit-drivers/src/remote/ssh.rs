@@ -137,7 +137,7 @@ impl Ssh {
         let (program, args) = argv.split_first().expect("ssh");
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args);
-        let _ = run_with_timeout(cmd, program, &self.host, Duration::from_secs(5)).await;
+        let _ = run_with_timeout(cmd, program, &self.host, Duration::from_secs(5), &[]).await;
     }
 }
 
@@ -146,13 +146,14 @@ impl RemoteExec for Ssh {
         &self.host
     }
 
-    async fn run(&self, remote: &[String]) -> Result<Output, RemoteError> {
+    async fn run_input(&self, remote: &[String], input: &[u8]) -> Result<Output, RemoteError> {
         self.prepare()?;
         let argv = self.argv(remote);
         let (program, args) = argv.split_first().expect("ssh");
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args);
-        let out = run_with_timeout(cmd, program, &self.host, self.cfg.command_timeout).await?;
+        let out =
+            run_with_timeout(cmd, program, &self.host, self.cfg.command_timeout, input).await?;
         // 255 is ssh's own failure; a remote command exiting 255 is indistinguishable, so it
         // is only treated as ssh's when ssh said why.
         if out.code == Some(255)
@@ -266,7 +267,7 @@ pub async fn trust(cfg: &SshConfig, host: &str, replace: bool) -> Result<TrustRe
     let (program, args) = argv.split_first().expect("ssh-keyscan");
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args);
-    let out = run_with_timeout(cmd, program, host, cfg.connect_timeout * 3).await?;
+    let out = run_with_timeout(cmd, program, host, cfg.connect_timeout * 3, &[]).await?;
     let scanned: Vec<String> = out
         .stdout
         .lines()
@@ -359,7 +360,7 @@ async fn fingerprints(lines: &str) -> Vec<TrustedKey> {
         }
         let mut cmd = tokio::process::Command::new("ssh-keygen");
         cmd.arg("-lf").arg(&file);
-        let res = run_with_timeout(cmd, "ssh-keygen", "local", Duration::from_secs(10)).await;
+        let res = run_with_timeout(cmd, "ssh-keygen", "local", Duration::from_secs(10), &[]).await;
         let _ = std::fs::remove_dir_all(&dir);
         if let Ok(o) = res
             && let Some(fp) = o
