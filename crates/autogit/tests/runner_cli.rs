@@ -135,6 +135,13 @@ fn bad_hosts_are_refused_without_running_ssh() {
     let r = common::run(d.path(), &["runner", "trust", "--", "-oProxyCommand=id"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("not a host name"), "{}", r.stderr);
+    // AUTOGIT_SSH_CONFIG is a program setting, not a misspelt override.
+    let r = common::run_env(
+        d.path(),
+        &["validate"],
+        &[("AUTOGIT_SSH_CONFIG", "/dev/null")],
+    );
+    assert!(!r.stderr.contains("AUTOGIT_SSH_CONFIG"), "{}", r.stderr);
 }
 
 /// A stand-in `docker` that records `run` arguments and answers `inspect` from marker files
