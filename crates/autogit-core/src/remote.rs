@@ -68,6 +68,54 @@ pub fn check_ssh_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The hosts `runner discover` probes: names and addresses as given (checked with
+/// [`check_ssh_host`]), IPv4 CIDR ranges expanded to their host addresses (network and
+/// broadcast left out below /31). At most `limit` hosts in all.
+pub fn expand_targets(targets: &[String], limit: usize) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in targets {
+        if let Some((addr, bits)) = t.split_once('/') {
+            let addr: std::net::Ipv4Addr = addr
+                .parse()
+                .map_err(|_| format!("`{t}`: not an IPv4 range like 192.168.1.0/24"))?;
+            let bits: u32 = bits
+                .parse()
+                .ok()
+                .filter(|b| *b <= 32)
+                .ok_or_else(|| format!("`{t}`: the prefix length must be 0 to 32"))?;
+            let size = 1u64 << (32 - bits);
+            if size > limit as u64 {
+                return Err(format!(
+                    "`{t}` has {size} addresses; at most {limit} are probed (use a longer prefix)"
+                ));
+            }
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            let base = u32::from(addr) & mask;
+            let (first, last) = if size <= 2 {
+                (0, size - 1)
+            } else {
+                (1, size - 2)
+            };
+            for i in first..=last {
+                out.push(std::net::Ipv4Addr::from(base + i as u32).to_string());
+            }
+        } else {
+            check_ssh_host(t)?;
+            out.push(t.clone());
+        }
+        if out.len() > limit {
+            return Err(format!("more than {limit} hosts to probe"));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    out.retain(|h| seen.insert(h.clone()));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +140,22 @@ mod tests {
             assert_eq!(sh_quote(input), *want, "{input:?}");
         }
         assert_eq!(sh_join(&["echo", "a b", "'"]), "echo 'a b' ''\\'''");
+    }
+
+    #[test]
+    fn targets() {
+        let t = |v: &[&str]| {
+            expand_targets(&v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(), 1024)
+        };
+        let r = t(&["10.0.0.0/30", "gpu1", "10.0.0.1"]).unwrap();
+        assert_eq!(r, ["10.0.0.1", "10.0.0.2", "gpu1"]);
+        assert_eq!(t(&["10.0.0.7/32"]).unwrap(), ["10.0.0.7"]);
+        assert_eq!(t(&["10.0.0.5/24"]).unwrap().len(), 254);
+        assert_eq!(t(&["10.0.0.0/31"]).unwrap(), ["10.0.0.0", "10.0.0.1"]);
+        assert!(t(&["10.0.0.0/16"]).unwrap_err().contains("65536"));
+        assert!(t(&["10.0.0.0/33"]).is_err());
+        assert!(t(&["nope/24"]).is_err());
+        assert!(t(&["-oProxyCommand=x"]).is_err());
     }
 
     #[test]

@@ -220,9 +220,10 @@ pub enum MirrorCommand {
 pub enum RunnerCommand {
     /// List runners and their hosts
     List,
-    /// Find GPU hosts on the LAN
+    /// Find GPU hosts: which of the given hosts or IPv4 ranges answer SSH, their key
+    /// fingerprints, and the GPUs and engine of those already trusted
     Discover {
-        /// Hosts or CIDR ranges to probe over SSH
+        /// Hosts or IPv4 CIDR ranges (at most 1024 addresses), e.g. 192.168.1.0/24
         targets: Vec<String>,
     },
     /// Register a runner with GitLab: create it (`POST /user/runners`, token kept in the

@@ -76,11 +76,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         },
         Command::Runner(r) => match r {
             RunnerCommand::List => runner_list(&ui, g, &load_all(g, &[])),
-            RunnerCommand::Discover { .. } => unavailable(
-                &ui,
-                "runner discover",
-                "find autogit agents over mDNS and probe the given hosts over SSH",
-            ),
+            RunnerCommand::Discover { targets } => crate::runner_cmd::discover(&ui, g, &targets),
             RunnerCommand::Register {
                 name,
                 api,

@@ -921,3 +921,139 @@ pub fn register(
         }
     }
 }
+
+// ---- runner discover ----------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+struct Found {
+    host: String,
+    ssh: bool,
+    trusted: bool,
+    keys: Vec<autogit_drivers::remote::ssh::TrustedKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inventory: Option<Inventory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `runner discover TARGETS`: which hosts answer SSH (one `ssh-keyscan` over all), their key
+/// fingerprints, and for hosts already trusted their inventory (GPUs, engine).
+pub fn discover(ui: &Ui, g: &Global, targets: &[String]) -> u8 {
+    if targets.is_empty() {
+        ui.error(
+            "`runner discover` is not available in this version yet; it will find autogit agents over mDNS (give hosts or IPv4 ranges to probe them over SSH now)",
+        );
+        return exit::UNAVAILABLE;
+    }
+    let hosts = match autogit_core::remote::expand_targets(targets, 1024) {
+        Ok(h) => h,
+        Err(e) => {
+            ui.error(&e);
+            return exit::UNAVAILABLE;
+        }
+    };
+    let cfg = ssh_config(g);
+    let named: Vec<&String> = targets.iter().filter(|t| !t.contains('/')).collect();
+    let found = runtime().block_on(async {
+        let scanned = autogit_drivers::remote::ssh::scan(&cfg, &hosts).await?;
+        let mut set = tokio::task::JoinSet::new();
+        for (host, lines) in scanned {
+            let cfg = cfg.clone();
+            set.spawn(async move {
+                let trusted = autogit_drivers::remote::ssh::is_trusted(&cfg, &lines);
+                let keys = autogit_drivers::remote::ssh::fingerprints(&lines.join("\n")).await;
+                let (inventory, error) = if trusted {
+                    match autogit_drivers::remote::ssh::Ssh::new(cfg.clone(), &host) {
+                        Ok(s) => match probe(&s).await {
+                            Ok(i) => (Some(i), None),
+                            Err(e) => (None, Some(e.to_string())),
+                        },
+                        Err(e) => (None, Some(e.to_string())),
+                    }
+                } else {
+                    (
+                        None,
+                        Some(format!(
+                            "not trusted: compare the fingerprint, then `autogit runner trust {host}`"
+                        )),
+                    )
+                };
+                Found {
+                    host,
+                    ssh: true,
+                    trusted,
+                    keys,
+                    inventory,
+                    error,
+                }
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(Ok(f)) = set.join_next().await {
+            out.push(f);
+        }
+        Ok::<_, autogit_drivers::remote::RemoteError>(out)
+    });
+    let mut found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return exit::FAILURE;
+        }
+    };
+    for n in named {
+        if !found.iter().any(|f| &f.host == n) {
+            found.push(Found {
+                host: n.clone(),
+                ssh: false,
+                trusted: false,
+                keys: Vec::new(),
+                inventory: None,
+                error: Some("no SSH server answered".into()),
+            });
+        }
+    }
+    found.sort_by(|a, b| a.host.cmp(&b.host));
+    if ui.json {
+        ui.print_json(&json!({ "scanned": hosts.len(), "hosts": found }));
+        return exit::OK;
+    }
+    let mut t = ui.table();
+    t.set_header(vec![
+        "HOST", "SSH", "TRUSTED", "KEY", "ENGINE", "GPUS", "NOTES",
+    ]);
+    for f in &found {
+        let inv = f.inventory.as_ref();
+        t.add_row(vec![
+            f.host.clone(),
+            if f.ssh { "yes" } else { "no" }.to_owned(),
+            if f.trusted { "yes" } else { "no" }.to_owned(),
+            f.keys.first().map_or(String::new(), |k| {
+                format!("{} {}", k.key_type, k.fingerprint)
+            }),
+            inv.and_then(|i| i.engine.as_ref())
+                .map_or("-".to_owned(), |e| {
+                    format!("{:?} {}", e.kind, e.version).to_lowercase()
+                }),
+            inv.map_or("-".to_owned(), |i| {
+                if i.gpus.is_empty() {
+                    "none".to_owned()
+                } else {
+                    i.gpus
+                        .iter()
+                        .map(|g| format!("{} ({})", g.name, gib(g.memory_total)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            }),
+            f.error.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    ui.note(&format!(
+        "{} of {} addresses answer SSH",
+        found.iter().filter(|f| f.ssh).count(),
+        hosts.len()
+    ));
+    exit::OK
+}

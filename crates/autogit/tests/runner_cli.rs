@@ -325,3 +325,69 @@ fn compute_run_places_starts_queues_and_tracks_jobs() {
     let r = run(&["compute", "status", "job-99"]);
     assert_eq!(r.code, 1);
 }
+
+#[test]
+fn discover_finds_ssh_hosts_and_the_gpus_of_trusted_ones() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(2).unwrap_or_else(|e| panic!("{e}"));
+    lab.hosts[0].install_script("nvidia-smi", FAKE_NVIDIA_SMI);
+    let d = tempfile::tempdir().unwrap();
+    let (gpu, cpu) = (&lab.hosts[0].addr, &lab.hosts[1].addr);
+    // A /29 around the first host (its client side .1 has no sshd), the second by address,
+    // and an address where nothing answers.
+    let range = "10.77.0.0/29";
+    let r = run_in(
+        &lab,
+        d.path(),
+        &["runner", "discover", range, cpu, "10.77.1.9", "-o", "json"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert_eq!(v["scanned"], 8);
+    let host = |v: &serde_json::Value, h: &str| {
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["host"] == h)
+            .cloned()
+    };
+    let g = host(&v, gpu).expect("the GPU host answers SSH");
+    assert_eq!(
+        (g["ssh"].as_bool(), g["trusted"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(
+        g["keys"][0]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    assert!(
+        g["error"]
+            .as_str()
+            .unwrap()
+            .contains("autogit runner trust")
+    );
+    assert!(host(&v, "10.77.0.1").is_none(), "no sshd there: {v}");
+    assert_eq!(host(&v, "10.77.1.9").unwrap()["ssh"], false);
+    assert_eq!(host(&v, cpu).unwrap()["ssh"], true);
+
+    assert_eq!(run_in(&lab, d.path(), &["runner", "trust", gpu]).code, 0);
+    let r = run_in(&lab, d.path(), &["runner", "discover", gpu]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("RTX 3090 Ti") && r.stdout.contains("yes"),
+        "{}",
+        r.stdout
+    );
+
+    // Ranges too large, and no targets at all (mDNS is not built): exit 2.
+    assert_eq!(
+        run_in(&lab, d.path(), &["runner", "discover", "10.0.0.0/8"]).code,
+        2
+    );
+    assert_eq!(run_in(&lab, d.path(), &["runner", "discover"]).code, 2);
+}

@@ -342,8 +342,61 @@ pub async fn trust(cfg: &SshConfig, host: &str, replace: bool) -> Result<TrustRe
     })
 }
 
-/// `ssh-keygen -lf -` over known_hosts lines: (type, SHA256 fingerprint) each.
-async fn fingerprints(lines: &str) -> Vec<TrustedKey> {
+/// Host keys offered by `hosts` (one `ssh-keyscan -f -` for all, in parallel; hosts without
+/// an SSH server are absent): host → known_hosts lines.
+pub async fn scan(
+    cfg: &SshConfig,
+    hosts: &[String],
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, RemoteError> {
+    let mut argv = cfg.launcher.clone();
+    argv.extend(["ssh-keyscan".into(), "-T".into()]);
+    argv.push(cfg.connect_timeout.as_secs().max(1).to_string());
+    if let Some(p) = cfg.port {
+        argv.extend(["-p".into(), p.to_string()]);
+    }
+    argv.extend([
+        "-t".into(),
+        "ed25519,ecdsa,rsa".into(),
+        "-f".into(),
+        "-".into(),
+    ]);
+    let (program, args) = argv.split_first().expect("ssh-keyscan");
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args);
+    let input: String = hosts.iter().map(|h| format!("{h}\n")).collect();
+    // ssh-keyscan works through the list in parallel; allow for a few rounds of timeouts.
+    let limit = cfg.connect_timeout * 4 + Duration::from_secs(10);
+    let out = run_with_timeout(cmd, program, "ssh-keyscan", limit, input.as_bytes()).await?;
+    let mut found: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for line in out.stdout.lines().map(str::trim) {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        if parts.len() != 3 || line.starts_with('#') {
+            continue;
+        }
+        let host = parts[0]
+            .trim_start_matches('[')
+            .split("]:")
+            .next()
+            .unwrap_or(parts[0]);
+        if let Some(h) = hosts.iter().find(|h| h.as_str() == host) {
+            found.entry(h.clone()).or_default().push(line.to_owned());
+        }
+    }
+    Ok(found)
+}
+
+/// Whether known_hosts already holds one of these scanned lines.
+pub fn is_trusted(cfg: &SshConfig, scanned: &[String]) -> bool {
+    let Ok(bytes) = read_bounded(&cfg.known_hosts, 4 << 20) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    text.lines()
+        .any(|l| scanned.iter().any(|s| s.trim() == l.trim()))
+}
+
+/// `ssh-keygen -lf` over known_hosts lines: (type, SHA256 fingerprint) each.
+pub async fn fingerprints(lines: &str) -> Vec<TrustedKey> {
     let mut out = Vec::new();
     for line in lines.lines() {
         let mut parts = line.split_whitespace();
