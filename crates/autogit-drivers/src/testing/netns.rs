@@ -204,6 +204,7 @@ impl SshLab {
                  PidFile {pid}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n\
                  MaxStartups 50\nMaxSessions 50\nLogLevel VERBOSE\n\
+                 ClientAliveInterval 5\nClientAliveCountMax 2\n\
                  SetEnv PATH={bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n",
                 key = key.display(),
                 ak = hdir.join("authorized_keys").display(),
@@ -298,6 +299,19 @@ impl Drop for SshLab {
                     .arg(pid.to_string())
                     .stderr(Stdio::null())
                     .status();
+            }
+        }
+        // Every process still in a namespace (sshd's per-connection children, ssh masters)
+        // goes too; otherwise it keeps the namespace alive after `ip netns del`.
+        for ns in &self.namespaces {
+            let pids = Command::new("ip")
+                .args(["netns", "pids", ns])
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            for pid in pids.split_whitespace() {
+                let _ = Command::new("kill").arg(pid).stderr(Stdio::null()).status();
             }
         }
         for ns in self.namespaces.iter().rev() {
