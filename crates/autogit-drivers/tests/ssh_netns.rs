@@ -243,3 +243,23 @@ async fn inventory_of_a_gpu_host_and_a_cpu_host() {
         h.close().await;
     }
 }
+
+#[tokio::test]
+async fn a_key_the_host_does_not_know_is_an_authentication_error() {
+    let Some(lab) = lab(1) else { return };
+    let data = tempfile::tempdir().unwrap();
+    let (mut cfg, _) = trusted(&lab, data.path()).await;
+    let stranger = data.path().join("stranger");
+    let out = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    cfg.identity = Some(stranger);
+    cfg.control_dir = None;
+    let h = Ssh::new(cfg, &lab.hosts[0].addr).unwrap();
+    let err = h.run(&argv(&["true"])).await.unwrap_err();
+    assert!(matches!(err, RemoteError::Auth { .. }), "{err:?}");
+    assert!(err.to_string().contains("authorized_keys"), "{err}");
+}
