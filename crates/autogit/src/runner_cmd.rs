@@ -407,10 +407,17 @@ fn refresh(g: &Global, loaded: &Loaded, health: &[HostHealth], row: &mut JobRow,
                 _ => row.message.clear(),
             }
         }
-        Ok(o) => {
+        Ok(o) if o.stderr.to_ascii_lowercase().contains("no such") => {
             row.state = "failed".into();
             row.finished_at = Some(now);
             row.message = format!("the container is gone: {}", o.stderr.trim());
+        }
+        // The engine did not answer (daemon down, permissions): the job's fate is unknown.
+        Ok(o) => {
+            row.message = format!(
+                "{engine} inspect failed on {host}: {}",
+                o.stderr.trim().lines().last().unwrap_or("")
+            );
         }
         Err(e) => row.message = e,
     }

@@ -314,6 +314,13 @@ fn compute_run_places_starts_queues_and_tracks_jobs() {
         r.stdout
     );
 
+    // A container that vanished: the job failed.
+    assert_eq!(job("job-6")["state"], "running");
+    std::fs::remove_file(lab.hosts[1].dir.join("docker/run-autogit-job-6.args")).unwrap();
+    let v = json(&run(&["compute", "status", "job-6", "-o", "json"]));
+    assert_eq!(v["state"], "failed");
+    assert!(v["message"].as_str().unwrap().contains("gone"), "{v}");
+
     // The GPU host goes away: its job's state is unknown, not invented.
     lab.set_link(0, false).unwrap();
     let v = json(&run(&["compute", "status", "job-3", "-o", "json"]));
