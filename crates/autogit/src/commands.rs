@@ -504,6 +504,7 @@ fn runner_list(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
         "HOST HEALTH",
     ]);
     let seen = crate::runner_cmd::last_seen(g);
+    let registered = crate::runner_cmd::registration_states(g);
     for x in loaded.config.all_runners() {
         let caps: Vec<String> = x
             .capabilities
@@ -520,7 +521,10 @@ fn runner_list(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
                 .unwrap_or("-")
                 .to_owned(),
             caps.join(","),
-            "not registered".to_owned(),
+            registered
+                .get(&x.name)
+                .cloned()
+                .unwrap_or_else(|| "not registered".to_owned()),
             seen.get(&x.host)
                 .cloned()
                 .unwrap_or_else(|| "never checked (`runner health`)".to_owned()),

@@ -279,6 +279,27 @@ pub(crate) fn last_seen(g: &Global) -> std::collections::BTreeMap<String, String
         .collect()
 }
 
+/// Each runner's registration, in words, from the state database.
+pub(crate) fn registration_states(g: &Global) -> std::collections::BTreeMap<String, String> {
+    let path = data_dir(g).join("state.db");
+    if !path.exists() {
+        return Default::default();
+    }
+    let Ok(rows) = Store::open(&path).and_then(|s| s.registrations()) else {
+        return Default::default();
+    };
+    rows.into_iter()
+        .map(|r| {
+            let text = if r.state == "registered" {
+                format!("registered (GitLab runner {})", r.runner_id)
+            } else {
+                "token created; host step failed (run `runner register` again)".to_owned()
+            };
+            (r.name, text)
+        })
+        .collect()
+}
+
 fn ago(secs: i64) -> String {
     match secs.max(0) {
         s if s < 60 => format!("{s}s ago"),

@@ -144,6 +144,14 @@ async fn register_creates_the_runner_once_and_passes_the_token_on_stdin() {
     assert_eq!(v["changed"], false);
     assert_eq!(fake.state().runners.len(), 1);
 
+    // runner list shows it.
+    let r = autogit(dir.path(), &path, &["runner", "list", "--data-dir", &d]).await;
+    assert!(
+        r.stdout.contains("registered (GitLab runner"),
+        "{}",
+        r.stdout
+    );
+
     // Unknown runner names are an error that lists the configured ones.
     let r = autogit(
         dir.path(),
