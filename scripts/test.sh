@@ -20,6 +20,9 @@ apt_need bind9-utils named-checkconf
 # ACME: Let's Encrypt's test CA, and openssl for its HTTPS certificate in the tests.
 apt_need pebble pebble
 apt_need openssl openssl
+PATH="$PATH:/usr/sbin:/sbin" apt_need openssh-server sshd
+apt_need openssh-client ssh
+apt_need iproute2 ip
 logs=$PWD/target/test-logs
 mkdir -p "$logs"
 

@@ -7,12 +7,14 @@
 //! and `tests/no_io.rs` checks the dependency list.
 
 pub mod backup;
+pub mod compute;
 pub mod config;
 pub mod container;
 pub mod decode;
 pub mod diag;
 pub mod dns;
 pub mod emit;
+pub mod inventory;
 pub mod lifecycle;
 pub mod load;
 pub mod mirror;
@@ -20,6 +22,7 @@ pub mod plan;
 pub mod platform;
 pub mod preset;
 pub mod reconcile;
+pub mod remote;
 pub mod render;
 pub mod runner;
 pub mod schedule;

@@ -23,6 +23,8 @@ pub const RESERVED_ENV: &[&str] = &[
     "AUTOGIT_OUTPUT",
     "AUTOGIT_LOG",
     "AUTOGIT_NO_COLOR",
+    "AUTOGIT_GITLAB_URL",
+    "AUTOGIT_SSH_CONFIG",
 ];
 
 /// A configuration override from the command line: `--preset team` is

@@ -132,3 +132,105 @@ pub fn config_toml(
     }
     o
 }
+
+/// The name of a runner's container and configuration volume on its host.
+pub fn runner_volume(name: &str) -> String {
+    format!("autogit-runner-{name}")
+}
+
+/// `gitlab-runner register --non-interactive` in a one-shot container of the runner image,
+/// writing `config.toml` into the runner's volume. The `glrt-` token is read from standard
+/// input into `CI_SERVER_TOKEN` (gitlab-runner's variable for `--token`) and handed to the
+/// container by name, so it never appears in an argument list (`ps` on either machine).
+/// `engine` is `docker` or `podman`; GPU runners get `--docker-gpus all`, WSL2 ones
+/// `/dev/dxg` and `/usr/lib/wsl`.
+pub fn register_argv(engine: &str, runner: &Runner, image: &str, url: &str) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "sh",
+        "-c",
+        "IFS= read -r CI_SERVER_TOKEN || exit 97; export CI_SERVER_TOKEN; exec \"$@\"",
+        "sh",
+        engine,
+        "run",
+        "--rm",
+        "-i",
+        "-e",
+        "CI_SERVER_TOKEN",
+        "-v",
+    ]
+    .map(str::to_owned)
+    .into();
+    v.push(format!(
+        "{}:/etc/gitlab-runner",
+        runner_volume(&runner.name)
+    ));
+    v.push(image.to_owned());
+    v.extend(
+        [
+            "register",
+            "--non-interactive",
+            "--url",
+            url,
+            "--name",
+            &runner.name,
+        ]
+        .map(str::to_owned),
+    );
+    match runner.executor {
+        Executor::Shell => v.extend(["--executor".to_owned(), "shell".to_owned()]),
+        Executor::Docker | Executor::Podman => {
+            v.extend(
+                ["--executor", "docker", "--docker-image", DEFAULT_JOB_IMAGE].map(str::to_owned),
+            );
+            if runner.gpu.is_some() {
+                v.extend(["--docker-gpus".to_owned(), "all".to_owned()]);
+            }
+            if runner.wsl2 {
+                v.extend(
+                    [
+                        "--docker-devices",
+                        "/dev/dxg",
+                        "--docker-volumes",
+                        "/usr/lib/wsl:/usr/lib/wsl:ro",
+                    ]
+                    .map(str::to_owned),
+                );
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_reads_the_token_from_stdin_only() {
+        let r = Runner {
+            name: "gpu-1".into(),
+            host: "10.0.0.2".into(),
+            user: None,
+            executor: Executor::Podman,
+            concurrent: 1,
+            tags: Vec::new(),
+            gpu: Some(crate::config::GpuVendor::Nvidia),
+            capabilities: Vec::new(),
+            wsl2: true,
+        };
+        let argv = register_argv(
+            "podman",
+            &r,
+            "gitlab/gitlab-runner:alpine-v18.5.0",
+            "https://git.example.test",
+        );
+        let joined = argv.join(" ");
+        assert!(
+            joined.starts_with("sh -c IFS= read -r CI_SERVER_TOKEN"),
+            "{joined}"
+        );
+        assert!(joined.contains("podman run --rm -i -e CI_SERVER_TOKEN -v autogit-runner-gpu-1:/etc/gitlab-runner gitlab/gitlab-runner:alpine-v18.5.0 register --non-interactive --url https://git.example.test --name gpu-1 --executor docker"), "{joined}");
+        assert!(joined.contains("--docker-gpus all --docker-devices /dev/dxg --docker-volumes /usr/lib/wsl:/usr/lib/wsl:ro"), "{joined}");
+        assert!(!joined.contains("--token"));
+    }
+}

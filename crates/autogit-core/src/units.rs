@@ -1,6 +1,6 @@
 //! Small value types with their text forms: durations, byte sizes, cron schedules.
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
 use std::time::Duration;
 
@@ -127,6 +127,14 @@ impl fmt::Display for Bytes {
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Bytes::parse(&text)
+            .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a size")))
     }
 }
 

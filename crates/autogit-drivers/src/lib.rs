@@ -11,6 +11,7 @@ pub mod health;
 pub mod host;
 pub mod mirror;
 pub mod notify;
+pub mod remote;
 pub mod runtime;
 pub mod secrets;
 pub mod state;

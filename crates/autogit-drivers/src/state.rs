@@ -92,12 +92,90 @@ const MIGRATIONS: &[&str] = &[
         error TEXT
     );
     CREATE INDEX mirror_runs_mirror ON mirror_runs(mirror, id);",
+    // 3: runner hosts as `runner health` last saw them; compute jobs.
+    "CREATE TABLE runner_hosts (
+        host TEXT PRIMARY KEY,
+        checked_at INTEGER NOT NULL,
+        reachable INTEGER NOT NULL,
+        inventory TEXT,
+        error TEXT
+    );
+    CREATE TABLE compute_jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        user TEXT NOT NULL,
+        state TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        submitted_at INTEGER NOT NULL,
+        host TEXT,
+        gpus TEXT,
+        container TEXT,
+        started_at INTEGER,
+        finished_at INTEGER,
+        exit_code INTEGER,
+        message TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX compute_jobs_state ON compute_jobs(state, seq);",
+    // 4: runner registrations (`runner register`).
+    "CREATE TABLE runner_registrations (
+        name TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        runner_id INTEGER NOT NULL,
+        secret TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        message TEXT NOT NULL DEFAULT ''
+    );",
 ];
 
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+}
+
+/// A runner host as `runner health` last saw it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HostRow {
+    pub host: String,
+    pub checked_at: i64,
+    pub reachable: bool,
+    /// `core::inventory::Inventory` as JSON.
+    pub inventory: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A runner's registration: `token` (GitLab created the runner; its token is in the secret
+/// store as `secret`) or `registered` (gitlab-runner on the host has it).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RegistrationRow {
+    pub name: String,
+    pub host: String,
+    pub runner_id: i64,
+    pub secret: String,
+    pub state: String,
+    pub at: i64,
+    pub message: String,
+}
+
+/// One compute job.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct JobRow {
+    pub id: String,
+    pub user: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`.
+    pub state: String,
+    /// The request (`core::compute::JobSpec`) as JSON.
+    pub spec: String,
+    pub submitted_at: i64,
+    pub host: Option<String>,
+    /// GPU indexes on `host`, as JSON.
+    pub gpus: Option<String>,
+    pub container: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub message: String,
 }
 
 /// One row of `autogit status`.
@@ -523,6 +601,159 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    pub fn record_host(&self, row: &HostRow) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO runner_hosts (host, checked_at, reachable, inventory, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(host) DO UPDATE SET checked_at = ?2, reachable = ?3,
+                   inventory = COALESCE(?4, inventory), error = ?5",
+                params![
+                    row.host,
+                    row.checked_at,
+                    row.reachable,
+                    row.inventory,
+                    row.error
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_registration(&self, r: &RegistrationRow) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO runner_registrations (name, host, runner_id, secret, state, at, message)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.name, r.host, r.runner_id, r.secret, r.state, r.at, r.message],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn registrations(&self) -> Result<Vec<RegistrationRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, host, runner_id, secret, state, at, message FROM runner_registrations ORDER BY name")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(RegistrationRow {
+                name: r.get(0)?,
+                host: r.get(1)?,
+                runner_id: r.get(2)?,
+                secret: r.get(3)?,
+                state: r.get(4)?,
+                at: r.get(5)?,
+                message: r.get(6)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    pub fn hosts(&self) -> Result<Vec<HostRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT host, checked_at, reachable, inventory, error FROM runner_hosts ORDER BY host",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(HostRow {
+                host: r.get(0)?,
+                checked_at: r.get(1)?,
+                reachable: r.get(2)?,
+                inventory: r.get(3)?,
+                error: r.get(4)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
+    /// Adds a queued job; its id is `job-<n>`, n counting up from 1.
+    pub fn add_job(&self, user: &str, spec: &str, at: i64) -> Result<String, StateError> {
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let next: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM compute_jobs",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.err(e))?;
+        let id = format!("job-{next}");
+        tx.execute(
+            "INSERT INTO compute_jobs (seq, id, user, state, spec, submitted_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+            params![next, id, user, spec, at],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(id)
+    }
+
+    /// Stores a job's new state and placement (every field of `row` but id, user, spec and
+    /// submitted_at).
+    pub fn update_job(&self, row: &JobRow) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE compute_jobs SET state = ?2, host = ?3, gpus = ?4, container = ?5,
+                   started_at = ?6, finished_at = ?7, exit_code = ?8, message = ?9 WHERE id = ?1",
+                params![
+                    row.id,
+                    row.state,
+                    row.host,
+                    row.gpus,
+                    row.container,
+                    row.started_at,
+                    row.finished_at,
+                    row.exit_code,
+                    row.message
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn jobs(&self) -> Result<Vec<JobRow>, StateError> {
+        self.jobs_where("1 = 1", &[])
+    }
+
+    pub fn job(&self, id: &str) -> Result<Option<JobRow>, StateError> {
+        Ok(self.jobs_where("id = ?1", &[&id])?.pop())
+    }
+
+    fn jobs_where(
+        &self,
+        cond: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<JobRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT id, user, state, spec, submitted_at, host, gpus, container, started_at,
+                   finished_at, exit_code, message FROM compute_jobs WHERE {cond} ORDER BY seq"
+            ))
+            .map_err(|e| self.err(e))?;
+        stmt.query_map(args, |r| {
+            Ok(JobRow {
+                id: r.get(0)?,
+                user: r.get(1)?,
+                state: r.get(2)?,
+                spec: r.get(3)?,
+                submitted_at: r.get(4)?,
+                host: r.get(5)?,
+                gpus: r.get(6)?,
+                container: r.get(7)?,
+                started_at: r.get(8)?,
+                finished_at: r.get(9)?,
+                exit_code: r.get(10)?,
+                message: r.get(11)?,
+            })
+        })
+        .and_then(Iterator::collect)
+        .map_err(|e| self.err(e))
+    }
+
     pub fn state_of(&self, service: &str) -> Result<Option<State>, StateError> {
         let s: Option<String> = self
             .conn
@@ -654,6 +885,56 @@ mod tests {
             (st[1].last_result.as_str(), st[1].last_error.as_deref()),
             ("failed", Some("interrupted"))
         );
+    }
+
+    #[test]
+    fn runner_hosts_and_compute_jobs() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("state.db")).unwrap();
+        let mut h = HostRow {
+            host: "gpu1".into(),
+            checked_at: 10,
+            reachable: true,
+            inventory: Some("{}".into()),
+            error: None,
+        };
+        s.record_host(&h).unwrap();
+        h.checked_at = 20;
+        h.reachable = false;
+        h.inventory = None;
+        h.error = Some("unreachable".into());
+        s.record_host(&h).unwrap();
+        let rows = s.hosts().unwrap();
+        assert_eq!(rows.len(), 1);
+        // The last inventory is kept while the host is unreachable.
+        assert_eq!(rows[0].inventory.as_deref(), Some("{}"));
+        assert!(!rows[0].reachable);
+
+        assert_eq!(s.add_job("ann", "{}", 5).unwrap(), "job-1");
+        assert_eq!(s.add_job("bob", "{}", 6).unwrap(), "job-2");
+        let mut j = s.job("job-1").unwrap().unwrap();
+        assert_eq!(j.state, "queued");
+        j.state = "running".into();
+        j.host = Some("gpu1".into());
+        j.gpus = Some("[0]".into());
+        s.update_job(&j).unwrap();
+        assert_eq!(s.job("job-1").unwrap().unwrap(), j);
+        assert_eq!(s.jobs().unwrap().len(), 2);
+        assert!(s.job("job-9").unwrap().is_none());
+
+        let mut reg = RegistrationRow {
+            name: "g1".into(),
+            host: "gpu1".into(),
+            runner_id: 7,
+            secret: "gitlab-runner-7-token".into(),
+            state: "token".into(),
+            at: 1,
+            message: String::new(),
+        };
+        s.set_registration(&reg).unwrap();
+        reg.state = "registered".into();
+        s.set_registration(&reg).unwrap();
+        assert_eq!(s.registrations().unwrap(), [reg]);
     }
 
     #[test]

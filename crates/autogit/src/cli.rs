@@ -258,23 +258,63 @@ pub enum MirrorCommand {
 pub enum RunnerCommand {
     /// List runners and their hosts
     List,
-    /// Find GPU hosts on the LAN
+    /// Find GPU hosts: which of the given hosts or IPv4 ranges answer SSH, their key
+    /// fingerprints, and the GPUs and engine of those already trusted
     Discover {
-        /// Hosts or CIDR ranges to probe over SSH
+        /// Hosts or IPv4 CIDR ranges (at most 1024 addresses), e.g. 192.168.1.0/24
         targets: Vec<String>,
     },
-    /// Register a runner with GitLab
-    Register { name: String },
+    /// Register a runner with GitLab: create it (`POST /user/runners`, token kept in the
+    /// secret store) and run `gitlab-runner register` on its host, the token on stdin.
+    /// Idempotent: a registered runner is left alone
+    Register {
+        /// The runner's `name` in autogit.yml
+        name: String,
+        #[command(flatten)]
+        api: crate::gitlab_cmd::ApiArgs,
+        /// GitLab's URL as the runner host reaches it [default: gitlab.external_url]
+        #[arg(long, value_name = "URL")]
+        runner_url: Option<String>,
+    },
     /// Health of every runner host
     Health,
+    /// Fetch a host's SSH key (ssh-keyscan), show its fingerprint and trust it. autogit only
+    /// talks to hosts whose keys are in its own known_hosts (`<data>/known_hosts`)
+    Trust {
+        /// Host name or address (`user@` allowed)
+        host: String,
+        /// Replace keys recorded earlier for this host (after checking the new fingerprint)
+        #[arg(long)]
+        replace: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ComputeCommand {
     /// Hosts, GPUs, free VRAM and the queue
     List,
-    /// Submit a compute job
-    Run { job: Vec<String> },
+    /// Submit a compute job: place it on a host with the capability, enough GPUs and free
+    /// VRAM (best fit, within the user's quota) and start it there, or queue it
+    Run {
+        /// Distinct GPUs the job needs on one host (0: CPU only)
+        #[arg(long, default_value_t = 1)]
+        gpus: u32,
+        /// VRAM needed on each GPU, e.g. 8G
+        #[arg(long, default_value = "1G")]
+        vram: String,
+        /// Only hosts whose runners have this capability
+        #[arg(long, value_parser = ["inference", "render", "train"])]
+        capability: Option<String>,
+        /// Higher runs first; waiting jobs gain one step per `compute.aging`
+        #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+        priority: i32,
+        /// Whose quota (`compute.quotas`) the job counts against
+        #[arg(long, env = "USER", default_value = "default")]
+        user: String,
+        /// IMAGE [COMMAND...]
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        job: Vec<String>,
+    },
     /// Status of a job
     Status { job_id: String },
 }

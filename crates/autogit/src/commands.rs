@@ -83,36 +83,49 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             ),
         },
         Command::Runner(r) => match r {
-            RunnerCommand::List => runner_list(&ui, &load_all(g, &[])),
-            RunnerCommand::Discover { .. } => unavailable(
+            RunnerCommand::List => runner_list(&ui, g, &load_all(g, &[])),
+            RunnerCommand::Discover { targets } => crate::runner_cmd::discover(&ui, g, &targets),
+            RunnerCommand::Register {
+                name,
+                api,
+                runner_url,
+            } => crate::runner_cmd::register(
                 &ui,
-                "runner discover",
-                "find autogit agents over mDNS and probe the given hosts over SSH",
+                g,
+                &load_all(g, &[]),
+                &name,
+                &api,
+                runner_url.as_deref(),
             ),
-            RunnerCommand::Register { .. } => unavailable(
-                &ui,
-                "runner register",
-                "create a runner token in GitLab and register gitlab-runner on the host",
-            ),
-            RunnerCommand::Health => unavailable(
-                &ui,
-                "runner health",
-                "check each runner host over SSH: engine, CPU, memory, GPUs, last contact",
-            ),
+            RunnerCommand::Health => crate::runner_cmd::health(&ui, g, &load_all(g, &[])),
+            RunnerCommand::Trust { host, replace } => {
+                crate::runner_cmd::trust(&ui, g, &host, replace)
+            }
         },
         Command::Compute(c) => match c {
-            ComputeCommand::List => unavailable(
+            ComputeCommand::List => crate::runner_cmd::compute_list(&ui, g, &load_all(g, &[])),
+            ComputeCommand::Run {
+                gpus,
+                vram,
+                capability,
+                priority,
+                user,
+                job,
+            } => crate::runner_cmd::compute_run(
                 &ui,
-                "compute list",
-                "list hosts, GPUs, free VRAM and the job queue",
+                g,
+                &load_all(g, &[]),
+                crate::runner_cmd::RunArgs {
+                    gpus,
+                    vram,
+                    capability,
+                    priority,
+                    user,
+                    job,
+                },
             ),
-            ComputeCommand::Run { .. } => unavailable(
-                &ui,
-                "compute run",
-                "place the job on a host with the capability and free VRAM, and run it",
-            ),
-            ComputeCommand::Status { .. } => {
-                unavailable(&ui, "compute status", "show a job's placement and state")
+            ComputeCommand::Status { job_id } => {
+                crate::runner_cmd::compute_status(&ui, g, &load_all(g, &[]), &job_id)
             }
         },
         Command::Reconcile { clear } => {
@@ -184,13 +197,6 @@ fn preset_flag(preset: Option<crate::cli::PresetArg>) -> Vec<FlagOverride> {
         })
         .into_iter()
         .collect()
-}
-
-fn unavailable(ui: &Ui, command: &str, what: &str) -> u8 {
-    ui.error(&format!(
-        "`{command}` is not available in this version yet; it will {what}"
-    ));
-    exit::UNAVAILABLE
 }
 
 /// Prints diagnostics; returns false if there are errors.
@@ -485,7 +491,7 @@ fn export_compose(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded, out: Option<
     }
 }
 
-fn runner_list(ui: &Ui, loaded: &Loaded) -> u8 {
+fn runner_list(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
     if !report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
@@ -503,7 +509,10 @@ fn runner_list(ui: &Ui, loaded: &Loaded) -> u8 {
         "GPU",
         "CAPABILITIES",
         "STATE",
+        "HOST HEALTH",
     ]);
+    let seen = crate::runner_cmd::last_seen(g);
+    let registered = crate::runner_cmd::registration_states(g);
     for x in loaded.config.all_runners() {
         let caps: Vec<String> = x
             .capabilities
@@ -520,7 +529,13 @@ fn runner_list(ui: &Ui, loaded: &Loaded) -> u8 {
                 .unwrap_or("-")
                 .to_owned(),
             caps.join(","),
-            "not registered".to_owned(),
+            registered
+                .get(&x.name)
+                .cloned()
+                .unwrap_or_else(|| "not registered".to_owned()),
+            seen.get(&x.host)
+                .cloned()
+                .unwrap_or_else(|| "never checked (`runner health`)".to_owned()),
         ]);
     }
     println!("{t}");

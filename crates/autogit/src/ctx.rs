@@ -63,6 +63,17 @@ pub fn process_env() -> Vec<(String, String)> {
         .collect()
 }
 
+/// How the binary reaches runner hosts: `ssh` with autogit's known_hosts and connection
+/// sockets under the data directory; `AUTOGIT_SSH_CONFIG` names an ssh_config file to read
+/// instead of the user's (identity, user, jump hosts).
+pub fn ssh_config(g: &Global) -> autogit_drivers::remote::ssh::SshConfig {
+    let mut cfg = autogit_drivers::remote::ssh::SshConfig::new(&data_dir(g));
+    cfg.config_file = std::env::var_os("AUTOGIT_SSH_CONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    cfg
+}
+
 pub fn data_dir(g: &Global) -> PathBuf {
     if let Some(d) = &g.data_dir {
         return d.clone();

@@ -153,6 +153,40 @@ async fn admin(
     .map_err(|e| format!("cannot get an admin token for {url}: {e}"))
 }
 
+/// Creates an instance runner in GitLab (`POST /user/runners`) for `runner register`:
+/// (runner id, secret name, token). The token is stored in the secret store first.
+pub(crate) fn create_instance_runner(
+    g: &Global,
+    loaded: &Loaded,
+    api: &ApiArgs,
+    tags: &[String],
+    description: &str,
+) -> Result<(u64, String, autogit_drivers::secrets::SecretString), String> {
+    let store = SecretStore::open(&data_dir(g)).map_err(|e| e.to_string())?;
+    let url = api_url(api, loaded);
+    runtime().block_on(async {
+        let (client, _) = admin(loaded, &store, &url).await?;
+        let boot = Bootstrap::new(client, &store, &loaded.config.gitlab, Date::today());
+        let t = boot
+            .create_runner_token(&RunnerTarget::Instance, tags, tags.is_empty(), description)
+            .await
+            .map_err(|e| format!("creating a runner in GitLab: {e}"))?;
+        let token = store
+            .get(&t.secret)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("the token {} was not stored", t.secret))?;
+        Ok((t.id, t.secret, token))
+    })
+}
+
+/// A stored runner token, by secret name.
+pub(crate) fn stored_secret(
+    g: &Global,
+    name: &str,
+) -> Option<autogit_drivers::secrets::SecretString> {
+    SecretStore::open(&data_dir(g)).ok()?.get(name).ok()?
+}
+
 /// The bootstrap, for `gitlab bootstrap` and `install`. Returns the report or a message.
 pub async fn bootstrap_with(
     loaded: &Loaded,

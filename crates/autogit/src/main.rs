@@ -9,6 +9,7 @@ mod dns_cmd;
 mod gitlab_cmd;
 mod guard_cmd;
 mod mirror_cmd;
+mod runner_cmd;
 mod runtime_cmd;
 mod tls_cmd;
 mod ui;

@@ -348,14 +348,7 @@ fn backup_and_restore_without_a_platform_are_clear_errors() {
 #[test]
 fn commands_not_available_yet_exit_2_and_say_so() {
     let d = tmp();
-    let cases: &[&[&str]] = &[
-        &["runner", "discover"],
-        &["runner", "register", "x"],
-        &["runner", "health"],
-        &["compute", "list"],
-        &["compute", "run", "job"],
-        &["compute", "status", "1"],
-    ];
+    let cases: &[&[&str]] = &[&["runner", "discover"]];
     for args in cases {
         let r = run(d.path(), args);
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);

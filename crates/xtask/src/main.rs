@@ -1,5 +1,6 @@
 //! `cargo run -p xtask --release -- bench heal [--runs N]`
 //! `cargo run -p xtask --release -- bench mirror [--repos N]` (see `bench_mirror.rs`)
+//! `cargo run -p xtask --release -- bench scheduler [--jobs N] [--hosts N]` (see `scheduler.rs`)
 //!
 //! Measures, on the real Docker engine, in one run:
 //! 1. SIGKILL of a container's process → its health endpoint answers again: `autogit daemon` (restart
@@ -12,6 +13,7 @@
 //! faster). Timing is measured here, never asserted in tests.
 
 mod bench_mirror;
+mod scheduler;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,9 +42,19 @@ fn main() {
                 .unwrap_or(200usize);
             bench_mirror::bench_mirror(repos);
         }
+        Some(("bench", "scheduler")) => {
+            let num = |flag: &str, default: usize| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(default)
+            };
+            scheduler::bench(num("--jobs", 10_000), num("--hosts", 100));
+        }
         _ => {
             eprintln!(
-                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N]"
+                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] | bench scheduler [--jobs N] [--hosts N]"
             );
             std::process::exit(2);
         }

@@ -1,0 +1,736 @@
+//! The compute scheduler: where GPU jobs run. Pure: the caller passes hosts (from
+//! `runner health` inventories and the runner configuration), quotas, jobs and the time, and
+//! gets placements back.
+//!
+//! - **Placement** needs the capability (if the job names one), `gpus` distinct GPUs on one
+//!   reachable host, each with `vram` available, and the user's quota (GPUs and VRAM held at
+//!   once). Best fit: the host and GPUs that leave the least VRAM over, so large GPUs stay
+//!   free for large jobs ([`Fit::FirstFit`] is the baseline `xtask bench scheduler` compares).
+//! - **Queue:** highest effective priority first: `priority` plus one per `aging` interval
+//!   waited, then submission order. Jobs that do not fit are passed over (backfill), except a
+//!   job that has waited four aging intervals and would fit the reachable hosts when empty: it
+//!   holds the jobs behind it until capacity frees for it, so no job starves.
+//! - **Hosts going away:** [`Scheduler::host_down`] puts that host's jobs back in the queue
+//!   (keeping their submission time), to be placed elsewhere.
+//!
+//! **Invariant:** VRAM reserved on a GPU never exceeds its total, and what a user holds never
+//! exceeds the quota (property-tested, with every job eventually running).
+
+use crate::config::{Capability, Quota};
+use crate::units::{Bytes, Dur};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A compute job as the user submitted it (stored as JSON in the state database).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub image: String,
+    #[serde(default)]
+    pub command: Vec<String>,
+    pub gpus: u32,
+    /// VRAM needed on each GPU.
+    pub vram: Bytes,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability: Option<Capability>,
+    #[serde(default)]
+    pub priority: i32,
+}
+
+/// A job the scheduler knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub id: String,
+    pub user: String,
+    pub gpus: u32,
+    pub vram: Bytes,
+    pub capability: Option<Capability>,
+    pub priority: i32,
+    /// Unix seconds.
+    pub submitted_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GpuSlot {
+    pub index: u32,
+    pub total: Bytes,
+    /// What the host reported free (foreign processes included).
+    pub free: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostSlots {
+    pub name: String,
+    pub capabilities: Vec<Capability>,
+    pub gpus: Vec<GpuSlot>,
+    pub reachable: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Placement {
+    pub job: String,
+    pub host: String,
+    pub gpus: Vec<u32>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fit {
+    BestFit,
+    FirstFit,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error("the queue is full ({limit} jobs; compute.queue_limit)")]
+    QueueFull { limit: u32 },
+    #[error("no configured host can ever run it: {0}")]
+    NeverFits(String),
+    #[error("it needs more than {user}'s quota ({0})", user = .1)]
+    OverQuota(String, String),
+    #[error("job {0} is already known")]
+    Duplicate(String),
+}
+
+#[derive(Clone, Debug)]
+struct GpuState {
+    index: u32,
+    total: u64,
+    free: u64,
+    reserved: u64,
+}
+
+impl GpuState {
+    fn available(&self) -> u64 {
+        (self.total - self.reserved).min(self.free)
+    }
+}
+
+#[derive(Clone, Debug)]
+struct HostState {
+    name: String,
+    caps: Vec<Capability>,
+    reachable: bool,
+    gpus: Vec<GpuState>,
+}
+
+/// The scheduler's view: hosts, what runs where, the queue, who holds what.
+#[derive(Clone, Debug)]
+pub struct Scheduler {
+    hosts: Vec<HostState>,
+    quotas: BTreeMap<String, (u32, u64)>,
+    usage: BTreeMap<String, (u32, u64)>,
+    queue: Vec<Request>,
+    running: BTreeMap<String, (Request, Placement)>,
+    aging: u64,
+    queue_limit: u32,
+    fit: Fit,
+}
+
+/// Aging intervals after which an unplaceable job stops others from passing it.
+const STARVATION_STEPS: u64 = 4;
+
+impl Scheduler {
+    pub fn new(
+        mut hosts: Vec<HostSlots>,
+        quotas: &[Quota],
+        aging: Dur,
+        queue_limit: u32,
+        fit: Fit,
+    ) -> Self {
+        hosts.sort_by(|a, b| a.name.cmp(&b.name));
+        Self {
+            hosts: hosts
+                .into_iter()
+                .map(|h| HostState {
+                    name: h.name,
+                    caps: h.capabilities,
+                    reachable: h.reachable,
+                    gpus: h
+                        .gpus
+                        .into_iter()
+                        .map(|g| GpuState {
+                            index: g.index,
+                            total: g.total.0,
+                            free: g.free.0.min(g.total.0),
+                            reserved: 0,
+                        })
+                        .collect(),
+                })
+                .collect(),
+            quotas: quotas
+                .iter()
+                .map(|q| (q.user.clone(), (q.gpus, q.vram.0)))
+                .collect(),
+            usage: BTreeMap::new(),
+            queue: Vec::new(),
+            running: BTreeMap::new(),
+            aging: aging.as_secs(),
+            queue_limit,
+            fit,
+        }
+    }
+
+    pub fn queued(&self) -> &[Request] {
+        &self.queue
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = &Placement> {
+        self.running.values().map(|(_, p)| p)
+    }
+
+    /// `priority` plus one per aging interval waited.
+    pub fn effective_priority(&self, r: &Request, now: u64) -> i64 {
+        let steps = now
+            .saturating_sub(r.submitted_at)
+            .checked_div(self.aging)
+            .unwrap_or(0);
+        i64::from(r.priority) + steps.min(i64::MAX as u64 / 2) as i64
+    }
+
+    /// Queues a job; refuses what could never run (no host has the capability and enough
+    /// GPUs of enough VRAM, or it is larger than the user's quota) and a full queue.
+    pub fn submit(&mut self, r: Request) -> Result<(), Rejected> {
+        if self.queue.iter().any(|q| q.id == r.id) || self.running.contains_key(&r.id) {
+            return Err(Rejected::Duplicate(r.id));
+        }
+        if self.queue.len() >= self.queue_limit as usize {
+            return Err(Rejected::QueueFull {
+                limit: self.queue_limit,
+            });
+        }
+        if let Some(&(gpus, vram)) = self.quotas.get(&r.user) {
+            let need = u64::from(r.gpus).saturating_mul(r.vram.0);
+            if r.gpus > gpus || need > vram {
+                return Err(Rejected::OverQuota(
+                    format!("{gpus} GPUs, {} VRAM", Bytes(vram)),
+                    r.user.clone(),
+                ));
+            }
+        }
+        if !self.hosts.iter().any(|h| fits_empty(h, &r)) {
+            let what = match r.capability {
+                Some(c) => format!("{c:?}").to_ascii_lowercase() + " with ",
+                None => String::new(),
+            };
+            return Err(Rejected::NeverFits(format!(
+                "{what}{} GPU(s) of {} each",
+                r.gpus, r.vram
+            )));
+        }
+        self.queue.push(r);
+        Ok(())
+    }
+
+    /// Records a job that already runs (from the state database): its VRAM and quota count
+    /// as taken. The hosts' `free` figures already show its memory, so only the reservation
+    /// is added (the scheduler takes the smaller of the two; never over-commits).
+    pub fn adopt(&mut self, r: Request, p: Placement) {
+        if let Some(h) = self.hosts.iter_mut().find(|h| h.name == p.host) {
+            for g in h.gpus.iter_mut().filter(|g| p.gpus.contains(&g.index)) {
+                g.reserved = (g.reserved + r.vram.0).min(g.total);
+            }
+        }
+        let u = self.usage.entry(r.user.clone()).or_default();
+        u.0 += r.gpus;
+        u.1 += u64::from(r.gpus) * r.vram.0;
+        self.running.insert(r.id.clone(), (r, p));
+    }
+
+    /// Places what can run now, in queue order; returns the new placements.
+    pub fn schedule(&mut self, now: u64) -> Vec<Placement> {
+        let mut order: Vec<Request> = std::mem::take(&mut self.queue);
+        order.sort_by(|a, b| {
+            self.effective_priority(b, now)
+                .cmp(&self.effective_priority(a, now))
+                .then(a.submitted_at.cmp(&b.submitted_at))
+                .then(a.id.cmp(&b.id))
+        });
+        let mut placed = Vec::new();
+        let mut blocked = false;
+        for r in order {
+            if blocked || !self.within_quota(&r) {
+                self.queue.push(r);
+                continue;
+            }
+            match self.find(&r) {
+                Some((hi, gpus)) => {
+                    let p = self.apply(&r, hi, gpus);
+                    placed.push(p.clone());
+                    self.running.insert(r.id.clone(), (r, p));
+                }
+                None => {
+                    let starving = self.aging > 0
+                        && now.saturating_sub(r.submitted_at) >= self.aging * STARVATION_STEPS;
+                    if starving && self.hosts.iter().any(|h| h.reachable && fits_empty(h, &r)) {
+                        blocked = true;
+                    }
+                    self.queue.push(r);
+                }
+            }
+        }
+        placed
+    }
+
+    /// A job ended: its VRAM and quota are free again. False if it was not running.
+    pub fn finish(&mut self, job: &str) -> bool {
+        let Some((r, p)) = self.running.remove(job) else {
+            return false;
+        };
+        self.release(&r, &p);
+        true
+    }
+
+    /// The host is unreachable: nothing more goes there, and its running jobs go back to the
+    /// queue (their ids are returned) to be placed elsewhere.
+    pub fn host_down(&mut self, host: &str) -> Vec<String> {
+        if let Some(h) = self.hosts.iter_mut().find(|h| h.name == host) {
+            h.reachable = false;
+        }
+        let ids: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(_, (_, p))| p.host == host)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            if let Some((r, p)) = self.running.remove(id) {
+                self.release(&r, &p);
+                self.queue.push(r);
+            }
+        }
+        ids
+    }
+
+    pub fn host_up(&mut self, host: &str) {
+        if let Some(h) = self.hosts.iter_mut().find(|h| h.name == host) {
+            h.reachable = true;
+        }
+    }
+
+    fn within_quota(&self, r: &Request) -> bool {
+        let Some(&(gpus, vram)) = self.quotas.get(&r.user) else {
+            return true;
+        };
+        let (ug, uv) = self.usage.get(&r.user).copied().unwrap_or_default();
+        ug + r.gpus <= gpus && uv + u64::from(r.gpus) * r.vram.0 <= vram
+    }
+
+    /// (host index, GPU positions on that host) for `r`, by the configured fit.
+    fn find(&self, r: &Request) -> Option<(usize, Vec<usize>)> {
+        // (score: VRAM left over, GPU sizes, host position), host, GPU positions.
+        type Choice = ((u64, u64, usize), usize, Vec<usize>);
+        let mut best: Option<Choice> = None;
+        for (hi, h) in self.hosts.iter().enumerate() {
+            if !h.reachable || !has_cap(h, r) {
+                continue;
+            }
+            if r.gpus == 0 {
+                // CPU-only: prefer hosts without GPUs, keeping GPU hosts for GPU work.
+                let score = (h.gpus.len() as u64, 0, hi);
+                if best.as_ref().is_none_or(|b| score < b.0) {
+                    best = Some((score, hi, Vec::new()));
+                }
+                if self.fit == Fit::FirstFit {
+                    break;
+                }
+                continue;
+            }
+            let mut cands: Vec<usize> = (0..h.gpus.len())
+                .filter(|&i| h.gpus[i].available() >= r.vram.0)
+                .collect();
+            if cands.len() < r.gpus as usize {
+                continue;
+            }
+            if self.fit == Fit::FirstFit {
+                cands.truncate(r.gpus as usize);
+                return Some((hi, cands));
+            }
+            cands.sort_by_key(|&i| (h.gpus[i].available(), h.gpus[i].total, h.gpus[i].index));
+            cands.truncate(r.gpus as usize);
+            let left: u64 = cands
+                .iter()
+                .map(|&i| h.gpus[i].available() - r.vram.0)
+                .sum();
+            let size: u64 = cands.iter().map(|&i| h.gpus[i].total).sum();
+            let score = (left, size, hi);
+            if best.as_ref().is_none_or(|b| score < b.0) {
+                best = Some((score, hi, cands));
+            }
+        }
+        best.map(|(_, hi, g)| (hi, g))
+    }
+
+    fn apply(&mut self, r: &Request, hi: usize, gpus: Vec<usize>) -> Placement {
+        let h = &mut self.hosts[hi];
+        let mut indexes = Vec::new();
+        for i in gpus {
+            let g = &mut h.gpus[i];
+            g.reserved += r.vram.0;
+            g.free -= r.vram.0;
+            indexes.push(g.index);
+        }
+        let u = self.usage.entry(r.user.clone()).or_default();
+        u.0 += r.gpus;
+        u.1 += u64::from(r.gpus) * r.vram.0;
+        Placement {
+            job: r.id.clone(),
+            host: h.name.clone(),
+            gpus: indexes,
+        }
+    }
+
+    fn release(&mut self, r: &Request, p: &Placement) {
+        if let Some(h) = self.hosts.iter_mut().find(|h| h.name == p.host) {
+            for g in h.gpus.iter_mut().filter(|g| p.gpus.contains(&g.index)) {
+                g.reserved = g.reserved.saturating_sub(r.vram.0);
+                g.free = (g.free + r.vram.0).min(g.total);
+            }
+        }
+        if let Some(u) = self.usage.get_mut(&r.user) {
+            u.0 = u.0.saturating_sub(r.gpus);
+            u.1 = u.1.saturating_sub(u64::from(r.gpus) * r.vram.0);
+        }
+    }
+
+    /// For tests and benchmarks: (reserved, total) per GPU of every host, and each user's use.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for h in &self.hosts {
+            for g in &h.gpus {
+                if g.reserved > g.total {
+                    return Err(format!(
+                        "{} GPU {}: {} reserved of {}",
+                        h.name, g.index, g.reserved, g.total
+                    ));
+                }
+            }
+        }
+        for (user, &(gpus, vram)) in &self.quotas {
+            let (ug, uv) = self.usage.get(user).copied().unwrap_or_default();
+            if ug > gpus || uv > vram {
+                return Err(format!(
+                    "{user} holds {ug} GPUs / {uv} bytes over the quota"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reserved VRAM over total VRAM of reachable hosts (0..=1).
+    pub fn vram_utilisation(&self) -> f64 {
+        let (mut used, mut total) = (0u64, 0u64);
+        for h in self.hosts.iter().filter(|h| h.reachable) {
+            for g in &h.gpus {
+                used += g.reserved;
+                total += g.total;
+            }
+        }
+        if total == 0 {
+            0.0
+        } else {
+            used as f64 / total as f64
+        }
+    }
+}
+
+/// The container name of a job (`autogit-job-7`).
+pub fn container_name(job: &str) -> String {
+    format!("autogit-{job}")
+}
+
+/// The engine command that starts a placed job, detached: Docker selects GPUs with
+/// `--gpus device=0,1`, Podman with CDI (`--device nvidia.com/gpu=N`); under WSL2 the GPU
+/// is `/dev/dxg` with the driver libraries from `/usr/lib/wsl`. The image and the command
+/// come after every option (an image cannot be read as an option: `--` is not supported by
+/// `run`, so images starting with `-` are refused by [`check_image`]).
+pub fn run_argv(
+    engine: crate::inventory::EngineKind,
+    wsl2: bool,
+    job: &str,
+    spec: &JobSpec,
+    gpus: &[u32],
+) -> Vec<String> {
+    use crate::inventory::EngineKind;
+    let program = match engine {
+        EngineKind::Docker => "docker",
+        EngineKind::Podman => "podman",
+    };
+    let mut v: Vec<String> = [program, "run", "-d", "--name"].map(str::to_owned).into();
+    v.push(container_name(job));
+    v.extend(["--label".to_owned(), format!("io.autogit.job={job}")]);
+    if !gpus.is_empty() {
+        let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+        match engine {
+            EngineKind::Docker => {
+                v.extend([
+                    "--gpus".to_owned(),
+                    format!("\"device={}\"", list.join(",")),
+                ]);
+            }
+            EngineKind::Podman => {
+                for g in &list {
+                    v.extend(["--device".to_owned(), format!("nvidia.com/gpu={g}")]);
+                }
+            }
+        }
+        if wsl2 {
+            v.extend(["--device".to_owned(), "/dev/dxg".to_owned()]);
+            v.extend(["-v".to_owned(), "/usr/lib/wsl:/usr/lib/wsl:ro".to_owned()]);
+        }
+    }
+    v.push(spec.image.clone());
+    v.extend(spec.command.iter().cloned());
+    v
+}
+
+/// An image reference the engine will not read as an option or anything but a name.
+pub fn check_image(image: &str) -> Result<(), String> {
+    let ok = !image.is_empty()
+        && image.len() <= 512
+        && !image.starts_with('-')
+        && image
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{image}` is not an image reference (registry/name:tag or name@sha256:…)"
+        ))
+    }
+}
+
+fn has_cap(h: &HostState, r: &Request) -> bool {
+    r.capability.is_none_or(|c| h.caps.contains(&c))
+}
+
+/// Whether `r` fits `h` with nothing else running.
+fn fits_empty(h: &HostState, r: &Request) -> bool {
+    has_cap(h, r) && h.gpus.iter().filter(|g| g.total >= r.vram.0).count() >= r.gpus as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, caps: &[Capability], gib: &[u64]) -> HostSlots {
+        HostSlots {
+            name: name.into(),
+            capabilities: caps.to_vec(),
+            gpus: gib
+                .iter()
+                .enumerate()
+                .map(|(i, g)| GpuSlot {
+                    index: i as u32,
+                    total: Bytes::gib(*g),
+                    free: Bytes::gib(*g),
+                })
+                .collect(),
+            reachable: true,
+        }
+    }
+
+    fn job(id: &str, user: &str, gpus: u32, gib: u64, prio: i32, at: u64) -> Request {
+        Request {
+            id: id.into(),
+            user: user.into(),
+            gpus,
+            vram: Bytes::gib(gib),
+            capability: None,
+            priority: prio,
+            submitted_at: at,
+        }
+    }
+
+    fn sched(hosts: Vec<HostSlots>, fit: Fit) -> Scheduler {
+        let quotas = [Quota {
+            user: "capped".into(),
+            gpus: 1,
+            vram: Bytes::gib(16),
+        }];
+        Scheduler::new(hosts, &quotas, Dur::secs(60), 100, fit)
+    }
+
+    fn show(p: &[Placement]) -> Vec<String> {
+        p.iter()
+            .map(|p| format!("{}@{}{:?}", p.job, p.host, p.gpus))
+            .collect()
+    }
+
+    #[test]
+    fn engine_commands() {
+        use crate::inventory::EngineKind;
+        let spec = JobSpec {
+            image: "pytorch/pytorch:2.5.1".into(),
+            command: vec!["python".into(), "-c".into(), "print('hi')".into()],
+            gpus: 2,
+            vram: Bytes::gib(8),
+            capability: None,
+            priority: 0,
+        };
+        let cases: &[(EngineKind, bool, &[u32], &str)] = &[
+            (
+                EngineKind::Docker,
+                false,
+                &[0, 2],
+                "docker run -d --name autogit-job-1 --label io.autogit.job=job-1 --gpus \"device=0,2\" pytorch/pytorch:2.5.1 python -c print('hi')",
+            ),
+            (
+                EngineKind::Podman,
+                true,
+                &[1],
+                "podman run -d --name autogit-job-1 --label io.autogit.job=job-1 --device nvidia.com/gpu=1 --device /dev/dxg -v /usr/lib/wsl:/usr/lib/wsl:ro pytorch/pytorch:2.5.1 python -c print('hi')",
+            ),
+            (
+                EngineKind::Docker,
+                true,
+                &[],
+                "docker run -d --name autogit-job-1 --label io.autogit.job=job-1 pytorch/pytorch:2.5.1 python -c print('hi')",
+            ),
+        ];
+        for (engine, wsl, gpus, want) in cases {
+            assert_eq!(
+                run_argv(*engine, *wsl, "job-1", &spec, gpus).join(" "),
+                *want
+            );
+        }
+        assert!(check_image("ghcr.io/a/b:1@sha256:abc").is_ok());
+        for bad in ["", "-v", "a b", "a;b", "$(id)"] {
+            assert!(check_image(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn best_fit_keeps_large_gpus_free_first_fit_does_not() {
+        let hosts = || vec![host("a", &[], &[80]), host("b", &[], &[24, 16])];
+        let mut best = sched(hosts(), Fit::BestFit);
+        let mut first = sched(hosts(), Fit::FirstFit);
+        for s in [&mut best, &mut first] {
+            s.submit(job("small", "u", 1, 10, 0, 0)).unwrap();
+        }
+        assert_eq!(show(&best.schedule(0)), ["small@b[1]"]);
+        assert_eq!(show(&first.schedule(0)), ["small@a[0]"]);
+        // Then a 75 GiB job only fits where best fit left room.
+        for s in [&mut best, &mut first] {
+            s.submit(job("big", "u", 1, 75, 0, 1)).unwrap();
+        }
+        assert_eq!(show(&best.schedule(1)), ["big@a[0]"]);
+        assert!(first.schedule(1).is_empty());
+    }
+
+    #[test]
+    fn capability_gpu_count_and_never_fits() {
+        let mut s = sched(
+            vec![
+                host("r", &[Capability::Render], &[24, 24]),
+                host("t", &[Capability::Train], &[16]),
+            ],
+            Fit::BestFit,
+        );
+        let mut j = job("t1", "u", 2, 8, 0, 0);
+        j.capability = Some(Capability::Train);
+        assert!(matches!(s.submit(j), Err(Rejected::NeverFits(_))));
+        let mut j = job("r1", "u", 2, 8, 0, 0);
+        j.capability = Some(Capability::Render);
+        s.submit(j).unwrap();
+        assert_eq!(show(&s.schedule(0)), ["r1@r[0, 1]"]);
+        assert!(matches!(
+            s.submit(job("huge", "u", 1, 100, 0, 0)),
+            Err(Rejected::NeverFits(_))
+        ));
+        assert!(matches!(
+            s.submit(job("q", "capped", 2, 1, 0, 0)),
+            Err(Rejected::OverQuota(..))
+        ));
+        assert!(matches!(
+            s.submit(job("r1", "u", 1, 1, 0, 0)),
+            Err(Rejected::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn quota_holds_a_user_but_not_the_others() {
+        let mut s = sched(vec![host("a", &[], &[24, 24, 24])], Fit::BestFit);
+        s.submit(job("c1", "capped", 1, 16, 0, 0)).unwrap();
+        s.submit(job("c2", "capped", 1, 16, 0, 1)).unwrap();
+        s.submit(job("o1", "other", 1, 16, 0, 2)).unwrap();
+        assert_eq!(show(&s.schedule(2)), ["c1@a[0]", "o1@a[1]"]);
+        assert!(s.finish("c1"));
+        assert_eq!(show(&s.schedule(3)), ["c2@a[0]"]);
+    }
+
+    #[test]
+    fn priority_then_aging() {
+        let mut s = sched(vec![host("a", &[], &[24])], Fit::BestFit);
+        s.submit(job("blocker", "u", 1, 24, 0, 0)).unwrap();
+        s.schedule(0);
+        s.submit(job("old", "u", 1, 24, 0, 0)).unwrap();
+        s.submit(job("urgent", "u", 1, 24, 2, 100)).unwrap();
+        // At t=100 "old" has aged one step (1 < 2): urgent first.
+        assert_eq!(s.effective_priority(&s.queued()[0], 100), 1);
+        s.finish("blocker");
+        assert_eq!(show(&s.schedule(100)), ["urgent@a[0]"]);
+        // Had it waited three intervals, old would have gone first.
+        let mut s = sched(vec![host("a", &[], &[24])], Fit::BestFit);
+        s.submit(job("old", "u", 1, 24, 0, 0)).unwrap();
+        s.submit(job("urgent", "u", 1, 24, 2, 170)).unwrap();
+        assert_eq!(show(&s.schedule(180)), ["old@a[0]"]);
+    }
+
+    #[test]
+    fn a_starving_job_stops_backfill() {
+        let mut s = sched(vec![host("a", &[], &[24, 24])], Fit::BestFit);
+        s.submit(job("one", "u", 1, 20, 0, 0)).unwrap();
+        s.schedule(0);
+        s.submit(job("wide", "u", 2, 20, 0, 0)).unwrap();
+        s.submit(job("small", "u", 1, 4, 0, 10)).unwrap();
+        // Early: small passes wide (backfill).
+        assert_eq!(show(&s.schedule(10)), ["small@a[0]"]);
+        s.finish("small");
+        s.submit(job("small2", "u", 1, 5, 0, 300)).unwrap();
+        // wide has waited 5 intervals: it holds small2 back.
+        assert!(s.schedule(300).is_empty());
+        s.finish("one");
+        assert_eq!(show(&s.schedule(301)), ["wide@a[0, 1]"]);
+    }
+
+    #[test]
+    fn unreachable_host_work_is_placed_elsewhere() {
+        let mut s = sched(
+            vec![host("a", &[], &[24]), host("b", &[], &[24])],
+            Fit::BestFit,
+        );
+        s.submit(job("j1", "u", 1, 20, 0, 0)).unwrap();
+        s.submit(job("j2", "u", 1, 20, 0, 0)).unwrap();
+        assert_eq!(show(&s.schedule(0)), ["j1@a[0]", "j2@b[0]"]);
+        assert_eq!(s.host_down("a"), ["j1"]);
+        assert!(s.schedule(1).is_empty());
+        s.finish("j2");
+        assert_eq!(show(&s.schedule(2)), ["j1@b[0]"]);
+        s.host_up("a");
+        s.submit(job("j3", "u", 1, 20, 0, 3)).unwrap();
+        assert_eq!(show(&s.schedule(3)), ["j3@a[0]"]);
+    }
+
+    #[test]
+    fn adopted_jobs_count_and_foreign_use_is_respected() {
+        let mut h = host("a", &[], &[24]);
+        h.gpus[0].free = Bytes::gib(10); // something else uses 14 GiB
+        let mut s = sched(vec![h], Fit::BestFit);
+        s.submit(job("big", "u", 1, 12, 0, 0)).unwrap();
+        assert!(s.schedule(0).is_empty());
+        s.submit(job("fits", "u", 1, 8, 0, 0)).unwrap();
+        assert_eq!(show(&s.schedule(0)), ["fits@a[0]"]);
+        let mut s = sched(vec![host("a", &[], &[24])], Fit::BestFit);
+        s.adopt(
+            job("old", "capped", 1, 16, 0, 0),
+            Placement {
+                job: "old".into(),
+                host: "a".into(),
+                gpus: vec![0],
+            },
+        );
+        s.submit(job("c", "capped", 1, 4, 0, 0)).unwrap();
+        s.submit(job("o", "other", 1, 10, 0, 0)).unwrap();
+        assert!(s.schedule(0).is_empty(), "quota held and 8 GiB left");
+        s.check_invariants().unwrap();
+    }
+}

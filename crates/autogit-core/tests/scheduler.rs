@@ -1,0 +1,125 @@
+//! Properties of `core::compute::Scheduler`: VRAM and quotas are never over-committed, and
+//! every accepted job runs once capacity frees (jobs finish in an arbitrary order, hosts go
+//! down and come back).
+
+use autogit_core::compute::{Fit, GpuSlot, HostSlots, Request, Scheduler};
+use autogit_core::config::{Capability, Quota};
+use autogit_core::units::{Bytes, Dur};
+use proptest::prelude::*;
+
+fn hosts() -> impl Strategy<Value = Vec<HostSlots>> {
+    let gpu = prop::sample::select(vec![8u64, 16, 24, 48, 80]);
+    let caps = prop::sample::subsequence(
+        vec![Capability::Inference, Capability::Render, Capability::Train],
+        0..=3,
+    );
+    prop::collection::vec((prop::collection::vec(gpu, 0..4), caps), 1..6).prop_map(|hs| {
+        hs.into_iter()
+            .enumerate()
+            .map(|(i, (gpus, caps))| HostSlots {
+                name: format!("h{i}"),
+                capabilities: caps,
+                gpus: gpus
+                    .into_iter()
+                    .enumerate()
+                    .map(|(gi, g)| GpuSlot {
+                        index: gi as u32,
+                        total: Bytes::gib(g),
+                        free: Bytes::gib(g),
+                    })
+                    .collect(),
+                reachable: true,
+            })
+            .collect()
+    })
+}
+
+fn jobs() -> impl Strategy<Value = Vec<Request>> {
+    let cap = prop::option::of(prop::sample::select(vec![
+        Capability::Inference,
+        Capability::Render,
+        Capability::Train,
+    ]));
+    prop::collection::vec(
+        (0u32..3, 1u64..40, -2i32..3, 0u64..600, 0usize..3, cap),
+        1..40,
+    )
+    .prop_map(|js| {
+        js.into_iter()
+            .enumerate()
+            .map(|(i, (gpus, gib, prio, at, user, capability))| Request {
+                id: format!("j{i}"),
+                user: ["ann", "bob", "cy"][user].to_owned(),
+                gpus,
+                vram: Bytes::gib(gib),
+                capability,
+                priority: prio,
+                submitted_at: at,
+            })
+            .collect()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+    #[test]
+    fn never_over_commits_and_every_job_runs(
+        hosts in hosts(),
+        jobs in jobs(),
+        picks in prop::collection::vec(any::<prop::sample::Index>(), 200),
+        best in any::<bool>(),
+        outage in any::<bool>(),
+    ) {
+        let quotas = [
+            Quota { user: "ann".into(), gpus: 2, vram: Bytes::gib(64) },
+            Quota { user: "bob".into(), gpus: 1, vram: Bytes::gib(48) },
+        ];
+        let fit = if best { Fit::BestFit } else { Fit::FirstFit };
+        let mut s = Scheduler::new(hosts.clone(), &quotas, Dur::secs(60), 1000, fit);
+        let mut accepted = Vec::new();
+        for j in jobs {
+            let id = j.id.clone();
+            if s.submit(j).is_ok() {
+                accepted.push(id);
+            }
+        }
+        let mut started = std::collections::BTreeSet::new();
+        let mut running: Vec<String> = Vec::new();
+        let mut now = 600;
+        let mut steps = 0;
+        loop {
+            // A host goes away for a while, once.
+            if outage && steps == 3 {
+                for id in s.host_down("h0") {
+                    running.retain(|r| *r != id);
+                }
+            }
+            if outage && steps == 6 {
+                s.host_up("h0");
+            }
+            for p in s.schedule(now) {
+                started.insert(p.job.clone());
+                running.push(p.job);
+            }
+            s.check_invariants().map_err(TestCaseError::fail)?;
+            if s.queued().is_empty() && running.is_empty() {
+                break;
+            }
+            prop_assert!(
+                !running.is_empty() || (outage && (3..6).contains(&steps)),
+                "stuck: nothing runs, queue {:?}", s.queued()
+            );
+            if !running.is_empty() {
+                let i = picks[steps % picks.len()].index(running.len());
+                let id = running.remove(i);
+                prop_assert!(s.finish(&id));
+            }
+            now += 30;
+            steps += 1;
+            prop_assert!(steps < 500, "did not drain");
+        }
+        for id in &accepted {
+            prop_assert!(started.contains(id), "{id} never ran");
+        }
+    }
+}

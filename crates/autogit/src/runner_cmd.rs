@@ -1,0 +1,1087 @@
+//! `autogit runner trust|health` and `autogit compute …`: runner hosts reached through
+//! `drivers::remote` (SSH with autogit's own known_hosts, or this machine for `local`).
+
+use crate::cli::Global;
+use crate::ctx::{Loaded, data_dir, ssh_config};
+use crate::exit;
+use crate::ui::Ui;
+use autogit_core::compute::{
+    Fit, GpuSlot, HostSlots, JobSpec, Placement, Request, Scheduler, check_image, container_name,
+    run_argv,
+};
+use autogit_core::config::Capability;
+use autogit_core::inventory::{EngineKind, Inventory};
+use autogit_core::units::Bytes;
+use autogit_drivers::remote::Host;
+use autogit_drivers::remote::RemoteExec;
+use autogit_drivers::remote::inventory::probe;
+use autogit_drivers::remote::ssh::trust as ssh_trust;
+use autogit_drivers::state::{HostRow, JobRow, Store};
+use serde::Serialize;
+use serde_json::json;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// `runner trust HOST`: ssh-keyscan, fingerprints, add to the managed known_hosts.
+pub fn trust(ui: &Ui, g: &Global, host: &str, replace: bool) -> u8 {
+    let cfg = ssh_config(g);
+    match runtime().block_on(ssh_trust(&cfg, host, replace)) {
+        Ok(r) => {
+            if ui.json {
+                ui.print_json(&json!({
+                    "host": r.host,
+                    "added": r.added,
+                    "known_hosts": cfg.known_hosts,
+                    "keys": r.keys,
+                }));
+            } else {
+                for k in &r.keys {
+                    println!("{}  {}  {}", r.host, k.key_type, k.fingerprint);
+                }
+                ui.note(&format!(
+                    "{} {} in {}",
+                    if r.added {
+                        "trusted"
+                    } else {
+                        "already trusted:"
+                    },
+                    r.host,
+                    cfg.known_hosts.display()
+                ));
+            }
+            exit::OK
+        }
+        Err(e) => {
+            ui.error(&e.to_string());
+            exit::FAILURE
+        }
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub(crate) fn gib(b: Bytes) -> String {
+    format!("{:.1} GiB", b.0 as f64 / (1u64 << 30) as f64)
+}
+
+/// The distinct hosts of the configured runners, with the runners on each and the SSH user.
+fn configured_hosts(loaded: &Loaded) -> Vec<(String, Option<String>, Vec<String>)> {
+    let mut out: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
+    for r in loaded.config.all_runners() {
+        match out
+            .iter_mut()
+            .find(|(h, u, _)| *h == r.host && *u == r.user)
+        {
+            Some((_, _, names)) => names.push(r.name.clone()),
+            None => out.push((r.host.clone(), r.user.clone(), vec![r.name.clone()])),
+        }
+    }
+    out
+}
+
+/// One host's health as `runner health` reports it.
+#[derive(Debug, Serialize)]
+pub(crate) struct HostHealth {
+    pub host: String,
+    pub runners: Vec<String>,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
+    pub checked_at: i64,
+}
+
+/// Probes every configured host (concurrently) and records what it found in the state database.
+pub(crate) fn probe_all(g: &Global, loaded: &Loaded) -> Vec<HostHealth> {
+    let cfg = ssh_config(g);
+    let hosts = configured_hosts(loaded);
+    let rt = runtime();
+    let results = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (name, user, _)) in hosts.iter().enumerate() {
+            let (cfg, name, user) = (cfg.clone(), name.clone(), user.clone());
+            set.spawn(async move {
+                if name == "auto" {
+                    return (i, Err("not discovered yet (`host: auto`)".to_owned()));
+                }
+                let r = match Host::new(&cfg, &name, user.as_deref()) {
+                    Ok(h) => probe(&h).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (i, r)
+            });
+        }
+        let mut out: Vec<Option<Result<Inventory, String>>> = vec![None; hosts.len()];
+        while let Some(Ok((i, r))) = set.join_next().await {
+            out[i] = Some(r);
+        }
+        out
+    });
+    let at = now();
+    let store = Store::open(&data_dir(g).join("state.db"));
+    hosts
+        .into_iter()
+        .zip(results)
+        .map(|((host, _, runners), r)| {
+            let r = r.unwrap_or_else(|| Err("the probe did not finish".to_owned()));
+            let h = HostHealth {
+                host,
+                runners,
+                reachable: r.is_ok(),
+                error: r.as_ref().err().cloned(),
+                inventory: r.ok(),
+                checked_at: at,
+            };
+            if let Ok(s) = &store {
+                let _ = s.record_host(&HostRow {
+                    host: h.host.clone(),
+                    checked_at: at,
+                    reachable: h.reachable,
+                    inventory: h
+                        .inventory
+                        .as_ref()
+                        .and_then(|i| serde_json::to_string(i).ok()),
+                    error: h.error.clone(),
+                });
+            }
+            h
+        })
+        .collect()
+}
+
+/// `runner health`: reachable, engine, CPUs, memory, GPUs per host. Exit 1 if any host is
+/// unreachable.
+pub fn health(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let hosts = probe_all(g, loaded);
+    if ui.json {
+        ui.print_json(&json!({ "hosts": hosts }));
+    } else if hosts.is_empty() {
+        ui.note("no runners configured (runners.cpu / runners.gpu in autogit.yml)");
+    } else {
+        let mut t = ui.table();
+        t.set_header(vec![
+            "HOST",
+            "RUNNERS",
+            "REACHABLE",
+            "ENGINE",
+            "CPUS",
+            "MEMORY",
+            "GPUS",
+            "NOTES",
+        ]);
+        for h in &hosts {
+            let inv = h.inventory.as_ref();
+            let gpus = inv.map_or_else(String::new, |i| {
+                i.gpus
+                    .iter()
+                    .map(|g| {
+                        format!(
+                            "{}: {} ({} free of {})",
+                            g.index,
+                            g.name,
+                            gib(g.memory_free),
+                            gib(g.memory_total)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            let mut notes: Vec<String> = Vec::new();
+            if let Some(e) = &h.error {
+                notes.push(e.clone());
+            }
+            if let Some(i) = inv {
+                if let Some(c) = &i.cuda {
+                    notes.push(format!("CUDA {c}"));
+                }
+                if i.wsl2 {
+                    notes.push("WSL2".into());
+                }
+                notes.extend(i.problems.iter().cloned());
+            }
+            t.add_row(vec![
+                h.host.clone(),
+                h.runners.join(","),
+                if h.reachable { "yes" } else { "no" }.to_owned(),
+                inv.and_then(|i| i.engine.as_ref())
+                    .map_or("-".to_owned(), |e| {
+                        format!(
+                            "{} {}",
+                            if e.kind == EngineKind::Docker {
+                                "docker"
+                            } else {
+                                "podman"
+                            },
+                            e.version
+                        )
+                    }),
+                inv.and_then(|i| i.cpus)
+                    .map_or("-".into(), |c| c.to_string()),
+                inv.and_then(|i| i.memory).map_or("-".into(), gib),
+                if gpus.is_empty() { "-".into() } else { gpus },
+                notes.join("; "),
+            ]);
+        }
+        println!("{t}");
+    }
+    if hosts.iter().all(|h| h.reachable) {
+        exit::OK
+    } else {
+        exit::FAILURE
+    }
+}
+
+/// What `runner health` last saw of each host, in words (`up · 2 GPUs · 3m ago`).
+pub(crate) fn last_seen(g: &Global) -> std::collections::BTreeMap<String, String> {
+    let path = data_dir(g).join("state.db");
+    if !path.exists() {
+        return Default::default();
+    }
+    let Ok(rows) = Store::open(&path).and_then(|s| s.hosts()) else {
+        return Default::default();
+    };
+    let at = now();
+    rows.into_iter()
+        .map(|r| {
+            let ago = ago(at - r.checked_at);
+            let text = if r.reachable {
+                let gpus = r
+                    .inventory
+                    .as_deref()
+                    .and_then(|i| serde_json::from_str::<serde_json::Value>(i).ok())
+                    .and_then(|v| v["gpus"].as_array().map(Vec::len))
+                    .unwrap_or(0);
+                match gpus {
+                    0 => format!("up · {ago}"),
+                    1 => format!("up · 1 GPU · {ago}"),
+                    n => format!("up · {n} GPUs · {ago}"),
+                }
+            } else {
+                format!("unreachable · {ago}")
+            };
+            (r.host, text)
+        })
+        .collect()
+}
+
+/// Each runner's registration, in words, from the state database.
+pub(crate) fn registration_states(g: &Global) -> std::collections::BTreeMap<String, String> {
+    let path = data_dir(g).join("state.db");
+    if !path.exists() {
+        return Default::default();
+    }
+    let Ok(rows) = Store::open(&path).and_then(|s| s.registrations()) else {
+        return Default::default();
+    };
+    rows.into_iter()
+        .map(|r| {
+            let text = if r.state == "registered" {
+                format!("registered (GitLab runner {})", r.runner_id)
+            } else {
+                "token created; host step failed (run `runner register` again)".to_owned()
+            };
+            (r.name, text)
+        })
+        .collect()
+}
+
+fn ago(secs: i64) -> String {
+    match secs.max(0) {
+        s if s < 60 => format!("{s}s ago"),
+        s if s < 3600 => format!("{}m ago", s / 60),
+        s if s < 86400 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86400),
+    }
+}
+
+// ---- compute ----------------------------------------------------------------------------
+
+/// `compute run`'s arguments.
+#[derive(Debug)]
+pub struct RunArgs {
+    pub gpus: u32,
+    pub vram: String,
+    pub capability: Option<String>,
+    pub priority: i32,
+    pub user: String,
+    pub job: Vec<String>,
+}
+
+/// The scheduler's hosts: every configured host with the capabilities of its runners and
+/// the GPUs `runner health` just saw; a host without a container engine takes no jobs.
+fn host_slots(loaded: &Loaded, health: &[HostHealth]) -> Vec<HostSlots> {
+    health
+        .iter()
+        .map(|h| {
+            let mut caps: Vec<Capability> = loaded
+                .config
+                .all_runners()
+                .filter(|r| r.host == h.host)
+                .flat_map(|r| r.capabilities.iter().copied())
+                .collect();
+            caps.sort();
+            caps.dedup();
+            let inv = h.inventory.as_ref();
+            HostSlots {
+                name: h.host.clone(),
+                capabilities: caps,
+                gpus: inv.map_or_else(Vec::new, |i| {
+                    i.gpus
+                        .iter()
+                        .map(|g| GpuSlot {
+                            index: g.index,
+                            total: g.memory_total,
+                            free: g.memory_free,
+                        })
+                        .collect()
+                }),
+                reachable: h.reachable && inv.is_some_and(|i| i.engine.is_some()),
+            }
+        })
+        .collect()
+}
+
+fn spec_of(row: &JobRow) -> Option<JobSpec> {
+    serde_json::from_str(&row.spec).ok()
+}
+
+fn request_of(row: &JobRow, spec: &JobSpec) -> Request {
+    Request {
+        id: row.id.clone(),
+        user: row.user.clone(),
+        gpus: spec.gpus,
+        vram: spec.vram,
+        capability: spec.capability,
+        priority: spec.priority,
+        submitted_at: row.submitted_at.max(0) as u64,
+    }
+}
+
+fn host_of<'a>(health: &'a [HostHealth], name: &str) -> Option<&'a HostHealth> {
+    health.iter().find(|h| h.host == name)
+}
+
+fn remote(g: &Global, loaded: &Loaded, host: &str) -> Result<Host, String> {
+    let user = loaded
+        .config
+        .all_runners()
+        .find(|r| r.host == host)
+        .and_then(|r| r.user.clone());
+    Host::new(&ssh_config(g), host, user.as_deref()).map_err(|e| e.to_string())
+}
+
+/// Asks the engine on the job's host how its container is doing and updates the row.
+fn refresh(g: &Global, loaded: &Loaded, health: &[HostHealth], row: &mut JobRow, now: i64) {
+    let Some(host) = row.host.clone() else { return };
+    let Some(h) = host_of(health, &host).filter(|h| h.reachable) else {
+        row.message = format!("{host} is unreachable; the job's state is unknown");
+        return;
+    };
+    let engine = h
+        .inventory
+        .as_ref()
+        .and_then(|i| i.engine.as_ref())
+        .map_or("docker", |e| match e.kind {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        });
+    let argv: Vec<String> = [
+        engine,
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &container_name(&row.id),
+    ]
+    .map(str::to_owned)
+    .into();
+    let out = match remote(g, loaded, &host) {
+        Ok(r) => runtime().block_on(r.run(&argv)).map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    match out {
+        Ok(o) if o.success() => {
+            let text = o.stdout.trim();
+            let (status, code) = text.split_once(' ').unwrap_or((text, ""));
+            match status {
+                "exited" | "dead" => {
+                    let code: i64 = code.parse().unwrap_or(-1);
+                    row.state = if code == 0 { "succeeded" } else { "failed" }.into();
+                    row.exit_code = Some(code);
+                    row.finished_at = Some(now);
+                    row.message.clear();
+                }
+                _ => row.message.clear(),
+            }
+        }
+        Ok(o) if o.stderr.to_ascii_lowercase().contains("no such") => {
+            row.state = "failed".into();
+            row.finished_at = Some(now);
+            row.message = format!("the container is gone: {}", o.stderr.trim());
+        }
+        // The engine did not answer (daemon down, permissions): the job's fate is unknown.
+        Ok(o) => {
+            row.message = format!(
+                "{engine} inspect failed on {host}: {}",
+                o.stderr.trim().lines().last().unwrap_or("")
+            );
+        }
+        Err(e) => row.message = e,
+    }
+}
+
+/// One scheduling pass: refresh running jobs, place what fits (best fit), start it.
+/// Returns the rows after the pass.
+fn pump(
+    g: &Global,
+    loaded: &Loaded,
+    store: &Store,
+    health: &[HostHealth],
+) -> Result<Vec<JobRow>, String> {
+    let now = now();
+    let c = &loaded.config.compute;
+    let mut rows = store.jobs().map_err(|e| e.to_string())?;
+    for row in rows.iter_mut().filter(|r| r.state == "running") {
+        refresh(g, loaded, health, row, now);
+        store.update_job(row).map_err(|e| e.to_string())?;
+    }
+    let mut sched = Scheduler::new(
+        host_slots(loaded, health),
+        &c.quotas,
+        c.aging,
+        u32::MAX,
+        Fit::BestFit,
+    );
+    for row in rows.iter().filter(|r| r.state == "running") {
+        let (Some(spec), Some(host)) = (spec_of(row), row.host.clone()) else {
+            continue;
+        };
+        let gpus: Vec<u32> = row
+            .gpus
+            .as_deref()
+            .and_then(|t| serde_json::from_str(t).ok())
+            .unwrap_or_default();
+        let p = Placement {
+            job: row.id.clone(),
+            host,
+            gpus,
+        };
+        sched.adopt(request_of(row, &spec), p);
+    }
+    for row in rows.iter_mut().filter(|r| r.state == "queued") {
+        let Some(spec) = spec_of(row) else {
+            row.state = "failed".into();
+            row.message = "unreadable job description".into();
+            store.update_job(row).map_err(|e| e.to_string())?;
+            continue;
+        };
+        if let Err(e) = sched.submit(request_of(row, &spec)) {
+            row.state = "failed".into();
+            row.finished_at = Some(now);
+            row.message = format!("rejected: {e}");
+            store.update_job(row).map_err(|e| e.to_string())?;
+        }
+    }
+    for p in sched.schedule(now.max(0) as u64) {
+        let Some(row) = rows.iter_mut().find(|r| r.id == p.job) else {
+            continue;
+        };
+        let Some(spec) = spec_of(row) else { continue };
+        let Some(inv) = host_of(health, &p.host).and_then(|h| h.inventory.as_ref()) else {
+            continue;
+        };
+        let Some(engine) = inv.engine.as_ref().map(|e| e.kind) else {
+            continue;
+        };
+        let argv = run_argv(engine, inv.wsl2, &row.id, &spec, &p.gpus);
+        let out = match remote(g, loaded, &p.host) {
+            Ok(r) => runtime().block_on(r.run(&argv)),
+            Err(e) => {
+                row.message = e;
+                store.update_job(row).map_err(|e| e.to_string())?;
+                continue;
+            }
+        };
+        match out {
+            Ok(o) if o.success() => {
+                row.state = "running".into();
+                row.host = Some(p.host.clone());
+                row.gpus = serde_json::to_string(&p.gpus).ok();
+                row.container = o.stdout.trim().lines().last().map(str::to_owned);
+                row.started_at = Some(now);
+                row.message.clear();
+            }
+            Ok(o) => {
+                row.state = "failed".into();
+                row.host = Some(p.host.clone());
+                row.finished_at = Some(now);
+                row.message = format!(
+                    "{} could not start it: {}",
+                    p.host,
+                    o.stderr.trim().lines().last().unwrap_or("")
+                );
+            }
+            // Unreachable now: it stays queued and is placed again on the next pass.
+            Err(e) => row.message = format!("not started: {e}"),
+        }
+        store.update_job(row).map_err(|e| e.to_string())?;
+    }
+    Ok(rows)
+}
+
+fn open_store(ui: &Ui, g: &Global) -> Option<Store> {
+    match Store::open(&data_dir(g).join("state.db")) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            ui.error(&e.to_string());
+            None
+        }
+    }
+}
+
+fn job_json(row: &JobRow) -> serde_json::Value {
+    json!({
+        "id": row.id,
+        "user": row.user,
+        "state": row.state,
+        "spec": serde_json::from_str::<serde_json::Value>(&row.spec).unwrap_or_default(),
+        "submitted_at": row.submitted_at,
+        "host": row.host,
+        "gpus": row.gpus.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+        "container": row.container,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "exit_code": row.exit_code,
+        "message": row.message,
+    })
+}
+
+/// `compute run`: record the job, run a scheduling pass, say where it went.
+pub fn compute_run(ui: &Ui, g: &Global, loaded: &Loaded, args: RunArgs) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let Some((image, command)) = args.job.split_first() else {
+        ui.error("compute run needs an image");
+        return exit::UNAVAILABLE;
+    };
+    if let Err(e) = check_image(image) {
+        ui.error(&e);
+        return exit::UNAVAILABLE;
+    }
+    let Some(vram) = Bytes::parse(&args.vram) else {
+        ui.error(&format!("--vram `{}` is not a size (e.g. 8G)", args.vram));
+        return exit::UNAVAILABLE;
+    };
+    let capability = args.capability.as_deref().and_then(|c| {
+        serde_json::from_value::<Capability>(serde_json::Value::String(c.to_owned())).ok()
+    });
+    let spec = JobSpec {
+        image: image.clone(),
+        command: command.to_vec(),
+        gpus: args.gpus,
+        vram,
+        capability,
+        priority: args.priority,
+    };
+    let Some(store) = open_store(ui, g) else {
+        return exit::FAILURE;
+    };
+    let queued = store
+        .jobs()
+        .map(|j| j.iter().filter(|r| r.state == "queued").count())
+        .unwrap_or(0);
+    let limit = loaded.config.compute.queue_limit as usize;
+    if queued >= limit {
+        ui.error(&format!(
+            "the queue is full ({limit} jobs; compute.queue_limit); try again when jobs have started"
+        ));
+        return exit::FAILURE;
+    }
+    let spec_text = serde_json::to_string(&spec).expect("a job spec serializes");
+    let id = match store.add_job(&args.user, &spec_text, now()) {
+        Ok(id) => id,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return exit::FAILURE;
+        }
+    };
+    let health = probe_all(g, loaded);
+    let rows = match pump(g, loaded, &store, &health) {
+        Ok(r) => r,
+        Err(e) => {
+            ui.error(&e);
+            return exit::FAILURE;
+        }
+    };
+    let Some(row) = rows.into_iter().find(|r| r.id == id) else {
+        ui.error(&format!("{id} vanished from the state database"));
+        return exit::FAILURE;
+    };
+    if ui.json {
+        ui.print_json(&job_json(&row));
+    } else {
+        match row.state.as_str() {
+            "running" => println!(
+                "{id} running on {} (GPUs {})",
+                row.host.as_deref().unwrap_or("?"),
+                row.gpus.as_deref().unwrap_or("[]")
+            ),
+            "queued" => println!(
+                "{id} queued: no host has the capacity now{}",
+                if row.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", row.message)
+                }
+            ),
+            other => println!("{id} {other}: {}", row.message),
+        }
+    }
+    if row.state == "failed" {
+        exit::FAILURE
+    } else {
+        exit::OK
+    }
+}
+
+/// `compute status JOB`: the job's placement and state (asking the engine when it runs).
+pub fn compute_status(ui: &Ui, g: &Global, loaded: &Loaded, job: &str) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let Some(store) = open_store(ui, g) else {
+        return exit::FAILURE;
+    };
+    let mut row = match store.job(job) {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            ui.error(&format!("no job `{job}` (see `autogit compute list`)"));
+            return exit::FAILURE;
+        }
+        Err(e) => {
+            ui.error(&e.to_string());
+            return exit::FAILURE;
+        }
+    };
+    if row.state == "running" {
+        let health = probe_all(g, loaded);
+        refresh(g, loaded, &health, &mut row, now());
+        if let Err(e) = store.update_job(&row) {
+            ui.error(&e.to_string());
+            return exit::FAILURE;
+        }
+    }
+    if ui.json {
+        ui.print_json(&job_json(&row));
+    } else {
+        println!("job:       {}", row.id);
+        println!("user:      {}", row.user);
+        println!("state:     {}", row.state);
+        if let Some(h) = &row.host {
+            println!("host:      {h}");
+            println!("gpus:      {}", row.gpus.as_deref().unwrap_or("[]"));
+        }
+        if let Some(c) = row.exit_code {
+            println!("exit code: {c}");
+        }
+        if !row.message.is_empty() {
+            println!("note:      {}", row.message);
+        }
+    }
+    exit::OK
+}
+
+/// `compute list`: hosts and GPUs (free VRAM), then the jobs; runs a scheduling pass first.
+pub fn compute_list(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let Some(store) = open_store(ui, g) else {
+        return exit::FAILURE;
+    };
+    let health = probe_all(g, loaded);
+    let rows = match pump(g, loaded, &store, &health) {
+        Ok(r) => r,
+        Err(e) => {
+            ui.error(&e);
+            return exit::FAILURE;
+        }
+    };
+    if ui.json {
+        let hosts: Vec<serde_json::Value> = health
+            .iter()
+            .map(|h| {
+                json!({
+                    "host": h.host,
+                    "reachable": h.reachable,
+                    "gpus": h.inventory.as_ref().map(|i| &i.gpus),
+                })
+            })
+            .collect();
+        let jobs: Vec<serde_json::Value> = rows.iter().map(job_json).collect();
+        ui.print_json(&json!({ "hosts": hosts, "jobs": jobs }));
+        return exit::OK;
+    }
+    let mut t = ui.table();
+    t.set_header(vec!["HOST", "GPU", "NAME", "FREE", "TOTAL", "UTIL"]);
+    for h in &health {
+        let Some(inv) = h.inventory.as_ref().filter(|_| h.reachable) else {
+            t.add_row(vec![h.host.clone(), "-".into(), "unreachable".into()]);
+            continue;
+        };
+        for gpu in &inv.gpus {
+            t.add_row(vec![
+                h.host.clone(),
+                gpu.index.to_string(),
+                gpu.name.clone(),
+                gib(gpu.memory_free),
+                gib(gpu.memory_total),
+                gpu.utilization.map_or("-".into(), |u| format!("{u}%")),
+            ]);
+        }
+    }
+    println!("{t}");
+    let mut t = ui.table();
+    t.set_header(vec![
+        "JOB", "USER", "STATE", "HOST", "GPUS", "IMAGE", "NOTE",
+    ]);
+    for r in &rows {
+        t.add_row(vec![
+            r.id.clone(),
+            r.user.clone(),
+            r.state.clone(),
+            r.host.clone().unwrap_or_default(),
+            r.gpus.clone().unwrap_or_default(),
+            spec_of(r).map(|s| s.image).unwrap_or_default(),
+            r.message.clone(),
+        ]);
+    }
+    println!("{t}");
+    exit::OK
+}
+
+// ---- runner register ----------------------------------------------------------------------
+
+/// `runner register NAME`: GitLab creates the runner (token into the secret store), then
+/// `gitlab-runner register` runs on the runner's host with the token on stdin. A token minted
+/// by an earlier attempt that failed on the host is reused, not minted again.
+pub fn register(
+    ui: &Ui,
+    g: &Global,
+    loaded: &Loaded,
+    name: &str,
+    api: &crate::gitlab_cmd::ApiArgs,
+    runner_url: Option<&str>,
+) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let Some(runner) = loaded.config.all_runners().find(|r| r.name == name) else {
+        let names: Vec<&str> = loaded
+            .config
+            .all_runners()
+            .map(|r| r.name.as_str())
+            .collect();
+        ui.error(&format!(
+            "no runner named `{name}` in the configuration (configured: {})",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        ));
+        return exit::FAILURE;
+    };
+    if runner.host == "auto" {
+        ui.error(&format!(
+            "runner `{name}` has `host: auto` and has not been discovered; set its host"
+        ));
+        return exit::FAILURE;
+    }
+    let Some(store) = open_store(ui, g) else {
+        return exit::FAILURE;
+    };
+    let previous = store
+        .registrations()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| r.name == name && r.host == runner.host);
+    let done = |ui: &Ui, row: &autogit_drivers::state::RegistrationRow, changed: bool| {
+        if ui.json {
+            ui.print_json(&json!({
+                "name": row.name, "host": row.host, "runner_id": row.runner_id,
+                "state": row.state, "changed": changed,
+            }));
+        } else if changed {
+            println!(
+                "runner {} registered on {} (GitLab runner {})",
+                row.name, row.host, row.runner_id
+            );
+        } else {
+            println!(
+                "runner {} is already registered on {} (GitLab runner {})",
+                row.name, row.host, row.runner_id
+            );
+        }
+        exit::OK
+    };
+    if let Some(row) = previous.as_ref().filter(|r| r.state == "registered") {
+        return done(ui, row, false);
+    }
+    let host = match remote(g, loaded, &runner.host) {
+        Ok(h) => h,
+        Err(e) => {
+            ui.error(&e);
+            return exit::FAILURE;
+        }
+    };
+    let rt = runtime();
+    let engine = match rt.block_on(probe(&host)) {
+        Ok(inv) => match inv.engine.map(|e| e.kind) {
+            Some(EngineKind::Docker) => "docker",
+            Some(EngineKind::Podman) => "podman",
+            None => {
+                ui.error(&format!(
+                    "{}: no container engine answers (docker or podman); gitlab-runner runs in a container",
+                    runner.host
+                ));
+                return exit::FAILURE;
+            }
+        },
+        Err(e) => {
+            ui.error(&e.to_string());
+            return exit::FAILURE;
+        }
+    };
+    let reuse = previous
+        .as_ref()
+        .and_then(|r| crate::gitlab_cmd::stored_secret(g, &r.secret).map(|t| (r, t)));
+    let (runner_id, secret, token) = match reuse {
+        Some((r, t)) => (r.runner_id, r.secret.clone(), t),
+        None => {
+            let mut tags = runner.tags.clone();
+            tags.extend(
+                runner
+                    .capabilities
+                    .iter()
+                    .map(|c| format!("{c:?}").to_ascii_lowercase()),
+            );
+            match crate::gitlab_cmd::create_instance_runner(
+                g,
+                loaded,
+                api,
+                &tags,
+                &format!("autogit {name}"),
+            ) {
+                Ok((id, secret, token)) => (id as i64, secret, token),
+                Err(e) => {
+                    ui.error(&e);
+                    return exit::FAILURE;
+                }
+            }
+        }
+    };
+    let mut row = autogit_drivers::state::RegistrationRow {
+        name: name.to_owned(),
+        host: runner.host.clone(),
+        runner_id,
+        secret,
+        state: "token".into(),
+        at: now(),
+        message: String::new(),
+    };
+    if let Err(e) = store.set_registration(&row) {
+        ui.error(&e.to_string());
+        return exit::FAILURE;
+    }
+    let url = runner_url.unwrap_or(&loaded.config.gitlab.external_url);
+    let out = rt.block_on(autogit_drivers::remote::register::register(
+        &host,
+        engine,
+        runner,
+        &loaded.config.runners.image,
+        url,
+        &token,
+    ));
+    let failure = match out {
+        Ok(o) if o.success() => None,
+        Ok(o) => Some(format!(
+            "gitlab-runner register failed on {} (exit {:?}): {}",
+            runner.host,
+            o.code,
+            o.stderr.trim().lines().last().unwrap_or("")
+        )),
+        Err(e) => Some(e.to_string()),
+    };
+    match failure {
+        None => {
+            row.state = "registered".into();
+            row.at = now();
+            if let Err(e) = store.set_registration(&row) {
+                ui.error(&e.to_string());
+                return exit::FAILURE;
+            }
+            done(ui, &row, true)
+        }
+        Some(msg) => {
+            row.message = msg.clone();
+            let _ = store.set_registration(&row);
+            ui.error(&format!(
+                "{msg}; GitLab runner {} exists and its token is kept: run `autogit runner register {name}` again",
+                row.runner_id
+            ));
+            exit::FAILURE
+        }
+    }
+}
+
+// ---- runner discover ----------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+struct Found {
+    host: String,
+    ssh: bool,
+    trusted: bool,
+    keys: Vec<autogit_drivers::remote::ssh::TrustedKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inventory: Option<Inventory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// `runner discover TARGETS`: which hosts answer SSH (one `ssh-keyscan` over all), their key
+/// fingerprints, and for hosts already trusted their inventory (GPUs, engine).
+pub fn discover(ui: &Ui, g: &Global, targets: &[String]) -> u8 {
+    if targets.is_empty() {
+        ui.error(
+            "`runner discover` is not available in this version yet; it will find autogit agents over mDNS (give hosts or IPv4 ranges to probe them over SSH now)",
+        );
+        return exit::UNAVAILABLE;
+    }
+    let hosts = match autogit_core::remote::expand_targets(targets, 1024) {
+        Ok(h) => h,
+        Err(e) => {
+            ui.error(&e);
+            return exit::UNAVAILABLE;
+        }
+    };
+    let cfg = ssh_config(g);
+    let named: Vec<&String> = targets.iter().filter(|t| !t.contains('/')).collect();
+    let found = runtime().block_on(async {
+        let scanned = autogit_drivers::remote::ssh::scan(&cfg, &hosts).await?;
+        let mut set = tokio::task::JoinSet::new();
+        for (host, lines) in scanned {
+            let cfg = cfg.clone();
+            set.spawn(async move {
+                let trusted = autogit_drivers::remote::ssh::is_trusted(&cfg, &lines);
+                let keys = autogit_drivers::remote::ssh::fingerprints(&lines.join("\n")).await;
+                let (inventory, error) = if trusted {
+                    match autogit_drivers::remote::ssh::Ssh::new(cfg.clone(), &host) {
+                        Ok(s) => match probe(&s).await {
+                            Ok(i) => (Some(i), None),
+                            Err(e) => (None, Some(e.to_string())),
+                        },
+                        Err(e) => (None, Some(e.to_string())),
+                    }
+                } else {
+                    (
+                        None,
+                        Some(format!(
+                            "not trusted: compare the fingerprint, then `autogit runner trust {host}`"
+                        )),
+                    )
+                };
+                Found {
+                    host,
+                    ssh: true,
+                    trusted,
+                    keys,
+                    inventory,
+                    error,
+                }
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(Ok(f)) = set.join_next().await {
+            out.push(f);
+        }
+        Ok::<_, autogit_drivers::remote::RemoteError>(out)
+    });
+    let mut found = match found {
+        Ok(f) => f,
+        Err(e) => {
+            ui.error(&e.to_string());
+            return exit::FAILURE;
+        }
+    };
+    for n in named {
+        if !found.iter().any(|f| &f.host == n) {
+            found.push(Found {
+                host: n.clone(),
+                ssh: false,
+                trusted: false,
+                keys: Vec::new(),
+                inventory: None,
+                error: Some("no SSH server answered".into()),
+            });
+        }
+    }
+    found.sort_by(|a, b| a.host.cmp(&b.host));
+    if ui.json {
+        ui.print_json(&json!({ "scanned": hosts.len(), "hosts": found }));
+        return exit::OK;
+    }
+    let mut t = ui.table();
+    t.set_header(vec![
+        "HOST", "SSH", "TRUSTED", "KEY", "ENGINE", "GPUS", "NOTES",
+    ]);
+    for f in &found {
+        let inv = f.inventory.as_ref();
+        t.add_row(vec![
+            f.host.clone(),
+            if f.ssh { "yes" } else { "no" }.to_owned(),
+            if f.trusted { "yes" } else { "no" }.to_owned(),
+            f.keys.first().map_or(String::new(), |k| {
+                format!("{} {}", k.key_type, k.fingerprint)
+            }),
+            inv.and_then(|i| i.engine.as_ref())
+                .map_or("-".to_owned(), |e| {
+                    format!("{:?} {}", e.kind, e.version).to_lowercase()
+                }),
+            inv.map_or("-".to_owned(), |i| {
+                if i.gpus.is_empty() {
+                    "none".to_owned()
+                } else {
+                    i.gpus
+                        .iter()
+                        .map(|g| format!("{} ({})", g.name, gib(g.memory_total)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            }),
+            f.error.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{t}");
+    ui.note(&format!(
+        "{} of {} addresses answer SSH",
+        found.iter().filter(|f| f.ssh).count(),
+        hosts.len()
+    ));
+    exit::OK
+}

@@ -1,0 +1,400 @@
+//! `autogit runner trust` and `autogit runner health` through the binary, against real `sshd`s
+//! in network namespaces made for the test (`autogit_drivers::testing::netns`). The binary
+//! itself runs inside the lab's client namespace (`ip netns exec`); `AUTOGIT_SSH_CONFIG`
+//! gives it the lab's key. Needs root, iproute2 and openssh, else "skipping".
+
+mod common;
+
+use autogit_drivers::testing::netns::{SshLab, lab_available};
+use common::{Run, bin, finish};
+use std::path::Path;
+use std::process::Command;
+
+const FAKE_NVIDIA_SMI: &str = r#"#!/bin/sh
+case "$*" in
+  *--query-gpu=*) echo "NVIDIA GeForce RTX 3090 Ti, 24564, 20000, 7, 550.54.14" ;;
+  *) echo "| NVIDIA-SMI 550.54.14    Driver Version: 550.54.14    CUDA Version: 12.4 |" ;;
+esac
+"#;
+
+/// Runs the binary in the lab's client namespace with `dir` as working and data directory.
+fn run_in(lab: &SshLab, dir: &Path, args: &[&str]) -> Run {
+    let ssh_cfg = dir.join("ssh_config");
+    std::fs::write(
+        &ssh_cfg,
+        format!("IdentityFile {}\nUser root\n", lab.identity.display()),
+    )
+    .unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.client_ns])
+        .arg(bin())
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("NO_COLOR", "1")
+        .env("AUTOGIT_SSH_CONFIG", &ssh_cfg)
+        .output()
+        .unwrap();
+    finish(out)
+}
+
+#[test]
+fn trust_then_health_shows_each_host() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(2).unwrap_or_else(|e| panic!("{e}"));
+    lab.hosts[0].install_script("nvidia-smi", FAKE_NVIDIA_SMI);
+    let d = tempfile::tempdir().unwrap();
+    let (gpu, cpu) = (&lab.hosts[0].addr, &lab.hosts[1].addr);
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "runners:\n  cpu:\n    - name: c1\n      host: {cpu}\n  gpu:\n    - name: g1\n      host: {gpu}\n      gpu: nvidia\n      capabilities: [inference]\n"
+        ),
+    )
+    .unwrap();
+
+    // Unknown host keys: unreachable, with the way out in the message; exit 1.
+    let r = run_in(&lab, d.path(), &["runner", "health", "-o", "json"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["hosts"][0]["reachable"], false);
+    assert!(
+        v["hosts"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("autogit runner trust"),
+        "{v}"
+    );
+
+    for h in [gpu, cpu] {
+        let r = run_in(&lab, d.path(), &["runner", "trust", h]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(
+            r.stdout.contains("ssh-ed25519") && r.stdout.contains("SHA256:"),
+            "{}",
+            r.stdout
+        );
+    }
+    let r = run_in(&lab, d.path(), &["runner", "health", "-o", "json"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let hosts = v["hosts"].as_array().unwrap();
+    let g = hosts.iter().find(|h| h["host"] == gpu.as_str()).unwrap();
+    let c = hosts.iter().find(|h| h["host"] == cpu.as_str()).unwrap();
+    assert_eq!(g["runners"][0], "g1");
+    assert_eq!(
+        g["inventory"]["gpus"][0]["name"],
+        "NVIDIA GeForce RTX 3090 Ti"
+    );
+    assert_eq!(g["inventory"]["cuda"], "12.4");
+    assert!(c["inventory"]["gpus"].as_array().unwrap().is_empty());
+    assert!(c["inventory"]["cpus"].as_u64().unwrap() >= 1);
+
+    let r = run_in(&lab, d.path(), &["runner", "health"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("RTX 3090 Ti") && r.stdout.contains("CUDA 12.4"),
+        "{}",
+        r.stdout
+    );
+
+    // A partition: that host is reported unreachable, the other still answers; exit 1.
+    lab.set_link(1, false).unwrap();
+    let r = run_in(&lab, d.path(), &["runner", "health", "-o", "json"]);
+    assert_eq!(r.code, 1);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let c = v["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == cpu.as_str())
+        .unwrap();
+    assert_eq!(c["reachable"], false, "{v}");
+    // runner list shows what health last saw.
+    let r = run_in(&lab, d.path(), &["runner", "list"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("unreachable") && r.stdout.contains("1 GPU"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn bad_hosts_are_refused_without_running_ssh() {
+    let d = tempfile::tempdir().unwrap();
+    let r = common::run(d.path(), &["runner", "trust", "-oProxyCommand=id"]);
+    // clap sees an option; either way nothing runs and the exit code is not 0.
+    assert_ne!(r.code, 0);
+    let r = common::run(d.path(), &["runner", "trust", "--", "-oProxyCommand=id"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("not a host name"), "{}", r.stderr);
+    // AUTOGIT_SSH_CONFIG is a program setting, not a misspelt override.
+    let r = common::run_env(
+        d.path(),
+        &["validate"],
+        &[("AUTOGIT_SSH_CONFIG", "/dev/null")],
+    );
+    assert!(!r.stderr.contains("AUTOGIT_SSH_CONFIG"), "{}", r.stderr);
+}
+
+/// A stand-in `docker` that records `run` arguments and answers `inspect` from marker files
+/// in `state` (`done-NAME` holds the exit code).
+fn fake_docker(state: &Path) -> String {
+    format!(
+        r#"#!/bin/sh
+state={state}
+mkdir -p "$state"
+case "$1" in
+  version) echo 27.3.1 ;;
+  run) printf '%s\n' "$@" > "$state/run-$4.args"; echo "cid-$4" ;;
+  inspect)
+    if [ -e "$state/done-$4" ]; then echo "exited $(cat "$state/done-$4")"
+    elif [ -e "$state/run-$4.args" ]; then echo "running 0"
+    else echo "Error: No such object: $4" >&2; exit 1; fi ;;
+  *) echo "fake docker: $*" >&2; exit 1 ;;
+esac
+"#,
+        state = state.display()
+    )
+}
+
+const TWO_GPUS: &str = r#"#!/bin/sh
+case "$*" in
+  *--query-gpu=*)
+    echo "NVIDIA GeForce RTX 3090 Ti, 24564, 24000, 0, 550.54.14"
+    echo "NVIDIA GeForce RTX 5080, 16303, 16303, 0, 550.54.14" ;;
+  *) echo "| NVIDIA-SMI 550.54.14    Driver Version: 550.54.14    CUDA Version: 12.4 |" ;;
+esac
+"#;
+
+fn json(r: &Run) -> serde_json::Value {
+    serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr))
+}
+
+#[test]
+fn compute_run_places_starts_queues_and_tracks_jobs() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(2).unwrap_or_else(|e| panic!("{e}"));
+    let docker_state = lab.hosts[0].dir.join("docker");
+    lab.hosts[0].install_script("nvidia-smi", TWO_GPUS);
+    lab.hosts[0].install_script("docker", &fake_docker(&docker_state));
+    lab.hosts[1].install_script("docker", &fake_docker(&lab.hosts[1].dir.join("docker")));
+    let d = tempfile::tempdir().unwrap();
+    let (gpu, cpu) = (&lab.hosts[0].addr, &lab.hosts[1].addr);
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "runners:\n  cpu:\n    - name: c1\n      host: {cpu}\n  gpu:\n    - name: g1\n      host: {gpu}\n      gpu: nvidia\n      capabilities: [inference]\ncompute:\n  quotas:\n    - user: ann\n      gpus: 1\n      vram: 16G\n"
+        ),
+    )
+    .unwrap();
+    for h in [gpu, cpu] {
+        assert_eq!(run_in(&lab, d.path(), &["runner", "trust", h]).code, 0);
+    }
+    let run = |args: &[&str]| run_in(&lab, d.path(), args);
+
+    // Best fit: 10 GiB goes to the 16 GiB GPU (index 1), hostile arguments intact.
+    let r = run(&[
+        "compute",
+        "run",
+        "-o",
+        "json",
+        "--vram",
+        "10G",
+        "--capability",
+        "inference",
+        "--user",
+        "bob",
+        "busybox:1.36",
+        "echo",
+        "a b;c",
+        "$(id)",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert_eq!(v["id"], "job-1");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["host"], gpu.as_str());
+    assert_eq!(v["gpus"], serde_json::json!([1]));
+    let args = std::fs::read_to_string(docker_state.join("run-autogit-job-1.args")).unwrap();
+    let args: Vec<&str> = args.lines().collect();
+    assert!(
+        args.windows(2).any(|w| w == ["--gpus", "\"device=1\""]),
+        "{args:?}"
+    );
+    assert_eq!(
+        &args[args.len() - 4..],
+        ["busybox:1.36", "echo", "a b;c", "$(id)"]
+    );
+
+    // 20 GiB: only the 24 GiB GPU.
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--vram", "20G", "--user", "bob", "img:1",
+    ]));
+    assert_eq!(
+        (v["state"].as_str(), v["gpus"].clone()),
+        (Some("running"), serde_json::json!([0]))
+    );
+    // Another 20 GiB: no room, queued.
+    let r = run(&["compute", "run", "--vram", "20G", "--user", "bob", "img:1"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("job-3 queued"), "{}", r.stdout);
+    // Never fits: rejected, exit 1.
+    let r = run(&["compute", "run", "-o", "json", "--vram", "100G", "img:1"]);
+    assert_eq!(r.code, 1);
+    assert_eq!(json(&r)["state"], "failed");
+    assert!(
+        json(&r)["message"]
+            .as_str()
+            .unwrap()
+            .contains("no configured host"),
+        "{}",
+        r.stdout
+    );
+    // Over ann's quota (16G at once): rejected.
+    let r = run(&[
+        "compute", "run", "-o", "json", "--gpus", "2", "--vram", "8G", "--user", "ann", "img:1",
+    ]);
+    assert_eq!(json(&r)["state"], "failed");
+    assert!(
+        json(&r)["message"].as_str().unwrap().contains("quota"),
+        "{}",
+        r.stdout
+    );
+    // CPU-only jobs go to the host without GPUs.
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--gpus", "0", "img:1",
+    ]));
+    assert_eq!(v["host"], cpu.as_str(), "{v}");
+
+    // Status follows the container.
+    let v = json(&run(&["compute", "status", "job-1", "-o", "json"]));
+    assert_eq!(v["state"], "running");
+    std::fs::write(docker_state.join("done-autogit-job-1"), "0").unwrap();
+    let v = json(&run(&["compute", "status", "job-1", "-o", "json"]));
+    assert_eq!(
+        (v["state"].as_str(), v["exit_code"].as_i64()),
+        (Some("succeeded"), Some(0))
+    );
+
+    // job-2 fails with 3; its GPU frees and the queued job-3 starts there on the next pass.
+    std::fs::write(docker_state.join("done-autogit-job-2"), "3").unwrap();
+    let v = json(&run(&["compute", "list", "-o", "json"]));
+    let job = |id: &str| {
+        v["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (
+            job("job-2")["state"].as_str(),
+            job("job-2")["exit_code"].as_i64()
+        ),
+        (Some("failed"), Some(3))
+    );
+    assert_eq!(job("job-3")["state"], "running", "{v}");
+    assert_eq!(job("job-3")["gpus"], serde_json::json!([0]));
+    let r = run(&["compute", "list"]);
+    assert!(
+        r.stdout.contains("RTX 5080") && r.stdout.contains("job-3"),
+        "{}",
+        r.stdout
+    );
+
+    // A container that vanished: the job failed.
+    assert_eq!(job("job-6")["state"], "running");
+    std::fs::remove_file(lab.hosts[1].dir.join("docker/run-autogit-job-6.args")).unwrap();
+    let v = json(&run(&["compute", "status", "job-6", "-o", "json"]));
+    assert_eq!(v["state"], "failed");
+    assert!(v["message"].as_str().unwrap().contains("gone"), "{v}");
+
+    // The GPU host goes away: its job's state is unknown, not invented.
+    lab.set_link(0, false).unwrap();
+    let v = json(&run(&["compute", "status", "job-3", "-o", "json"]));
+    assert_eq!(v["state"], "running");
+    assert!(
+        v["message"].as_str().unwrap().contains("unreachable"),
+        "{v}"
+    );
+    let r = run(&["compute", "status", "job-99"]);
+    assert_eq!(r.code, 1);
+}
+
+#[test]
+fn discover_finds_ssh_hosts_and_the_gpus_of_trusted_ones() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(2).unwrap_or_else(|e| panic!("{e}"));
+    lab.hosts[0].install_script("nvidia-smi", FAKE_NVIDIA_SMI);
+    let d = tempfile::tempdir().unwrap();
+    let (gpu, cpu) = (&lab.hosts[0].addr, &lab.hosts[1].addr);
+    // A /29 around the first host (its client side .1 has no sshd), the second by address,
+    // and an address where nothing answers.
+    let range = "10.77.0.0/29";
+    let r = run_in(
+        &lab,
+        d.path(),
+        &["runner", "discover", range, cpu, "10.77.1.9", "-o", "json"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert_eq!(v["scanned"], 8);
+    let host = |v: &serde_json::Value, h: &str| {
+        v["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["host"] == h)
+            .cloned()
+    };
+    let g = host(&v, gpu).expect("the GPU host answers SSH");
+    assert_eq!(
+        (g["ssh"].as_bool(), g["trusted"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(
+        g["keys"][0]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    assert!(
+        g["error"]
+            .as_str()
+            .unwrap()
+            .contains("autogit runner trust")
+    );
+    assert!(host(&v, "10.77.0.1").is_none(), "no sshd there: {v}");
+    assert_eq!(host(&v, "10.77.1.9").unwrap()["ssh"], false);
+    assert_eq!(host(&v, cpu).unwrap()["ssh"], true);
+
+    assert_eq!(run_in(&lab, d.path(), &["runner", "trust", gpu]).code, 0);
+    let r = run_in(&lab, d.path(), &["runner", "discover", gpu]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("RTX 3090 Ti") && r.stdout.contains("yes"),
+        "{}",
+        r.stdout
+    );
+
+    // Ranges too large, and no targets at all (mDNS is not built): exit 2.
+    assert_eq!(
+        run_in(&lab, d.path(), &["runner", "discover", "10.0.0.0/8"]).code,
+        2
+    );
+    assert_eq!(run_in(&lab, d.path(), &["runner", "discover"]).code, 2);
+}

@@ -1,0 +1,164 @@
+//! `autogit runner register` through the binary: GitLab is the fake REST server of the
+//! drivers' tests, the runner host is `local` with a stand-in `docker` on PATH that records
+//! what `gitlab-runner register` would get (arguments, and the token from its environment).
+
+mod common;
+#[path = "../../autogit-drivers/tests/gitlab_support/mod.rs"]
+mod gitlab_support;
+
+use autogit_drivers::gitlab::bootstrap::{ADMIN_TOKEN, Date};
+use autogit_drivers::secrets::{ExposeSecret, SecretStore, SecretString};
+use common::{Run, run_env};
+use gitlab_support::Fake;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+const ADMIN: &str = "glpat-autogit-test-admin-0123456789";
+
+fn fake_docker(dir: &Path) {
+    let script = format!(
+        r#"#!/bin/sh
+state={state}
+case "$1" in
+  version) echo 27.3.1 ;;
+  run)
+    if [ -e "$state/fail-once" ]; then rm "$state/fail-once"; echo "ERROR: connection refused" >&2; exit 1; fi
+    printf '%s\n' "$@" > "$state/register.args"
+    printf '%s' "$CI_SERVER_TOKEN" > "$state/register.token"
+    echo "Runner registered successfully." ;;
+  *) exit 1 ;;
+esac
+"#,
+        state = dir.display()
+    );
+    let p = dir.join("docker");
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+async fn autogit(dir: &Path, path: &str, args: &[&str]) -> Run {
+    let dir = dir.to_owned();
+    let path = path.to_owned();
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_env(&dir, &a, &[("PATH", &path)])
+    })
+    .await
+    .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_creates_the_runner_once_and_passes_the_token_on_stdin() {
+    let fake = Fake::start().await;
+    {
+        let mut st = fake.state();
+        st.today = Date::today().to_string();
+        st.add_token(1, "autogit-admin", ADMIN, &["api", "admin_mode"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    fake_docker(&bin);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    std::fs::write(
+        dir.path().join("autogit.yml"),
+        "gitlab:\n  external_url: https://git.example.test\nrunners:\n  gpu:\n    - name: g1\n      host: local\n      tags: [cuda]\n      capabilities: [inference]\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let store = SecretStore::open(&data).unwrap();
+    store.put(ADMIN_TOKEN, &SecretString::from(ADMIN)).unwrap();
+    let d = data.to_str().unwrap().to_owned();
+    let url = fake.url.clone();
+    let args = [
+        "runner",
+        "register",
+        "g1",
+        "--data-dir",
+        &d,
+        "--url",
+        &url,
+        "-o",
+        "json",
+    ];
+
+    // The host fails once: exit 1, GitLab's runner and its token are kept.
+    std::fs::write(bin.join("fail-once"), "").unwrap();
+    let r = autogit(dir.path(), &path, &args).await;
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("connection refused") && r.stderr.contains("again"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fake.state().runners.len(), 1);
+
+    // Again: the same GitLab runner, registered on the host.
+    let r = autogit(dir.path(), &path, &args).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        (v["state"].as_str(), v["changed"].as_bool()),
+        (Some("registered"), Some(true))
+    );
+    assert_eq!(fake.state().runners.len(), 1, "no second runner in GitLab");
+    let runner = fake.state().runners[0].clone();
+    assert_eq!(runner.tags, ["cuda", "inference"]);
+
+    let token = std::fs::read_to_string(bin.join("register.token")).unwrap();
+    assert!(token.starts_with("glrt-"), "{token}");
+    let stored: Vec<String> = store
+        .names()
+        .unwrap()
+        .iter()
+        .filter_map(|n| store.get(n).unwrap())
+        .map(|s| s.expose_secret().to_owned())
+        .collect();
+    assert!(stored.contains(&token));
+    let args_text = std::fs::read_to_string(bin.join("register.args")).unwrap();
+    let argv: Vec<&str> = args_text.lines().collect();
+    assert!(
+        !args_text.contains(&token),
+        "the token must not be an argument"
+    );
+    for w in [
+        ["--url", "https://git.example.test"],
+        ["--name", "g1"],
+        ["--docker-gpus", "all"],
+        ["-e", "CI_SERVER_TOKEN"],
+    ] {
+        assert!(argv.windows(2).any(|x| x == w), "{w:?} in {argv:?}");
+    }
+    assert!(argv.contains(&"register") && argv.contains(&"--non-interactive"));
+    assert!(!r.stdout.contains(&token) && !r.stderr.contains(&token));
+
+    // Third time: nothing to do.
+    let r = autogit(dir.path(), &path, &args).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["changed"], false);
+    assert_eq!(fake.state().runners.len(), 1);
+
+    // runner list shows it.
+    let r = autogit(dir.path(), &path, &["runner", "list", "--data-dir", &d]).await;
+    assert!(
+        r.stdout.contains("registered (GitLab runner"),
+        "{}",
+        r.stdout
+    );
+
+    // Unknown runner names are an error that lists the configured ones.
+    let r = autogit(
+        dir.path(),
+        &path,
+        &["runner", "register", "nope", "--data-dir", &d],
+    )
+    .await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("configured: g1"), "{}", r.stderr);
+}
