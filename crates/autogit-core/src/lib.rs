@@ -18,6 +18,7 @@ pub mod inventory;
 pub mod lifecycle;
 pub mod load;
 pub mod mirror;
+pub mod ondemand;
 pub mod plan;
 pub mod platform;
 pub mod preset;

@@ -276,6 +276,16 @@ pub enum RunnerCommand {
         #[arg(long, value_name = "URL")]
         runner_url: Option<String>,
     },
+    /// Start registered runners when jobs wait for their tags, stop them after
+    /// `runners.cooldown` without work (`runners.mode: on-demand`); `autogit daemon` does this
+    /// every 30 seconds
+    Autoscale {
+        /// One pass, then exit (else every 30 seconds until Ctrl-C)
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        api: crate::gitlab_cmd::ApiArgs,
+    },
     /// Health of every runner host
     Health,
     /// Fetch a host's SSH key (ssh-keyscan), show its fingerprint and trust it. autogit only

@@ -85,6 +85,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Command::Runner(r) => match r {
             RunnerCommand::List => runner_list(&ui, g, &load_all(g, &[])),
             RunnerCommand::Discover { targets } => crate::runner_cmd::discover(&ui, g, &targets),
+            RunnerCommand::Autoscale { once, api } => {
+                crate::runner_cmd::autoscale(&ui, g, &load_all(g, &[]), once, &api)
+            }
             RunnerCommand::Register {
                 name,
                 api,

@@ -1085,3 +1085,207 @@ pub fn discover(ui: &Ui, g: &Global, targets: &[String]) -> u8 {
     ));
     exit::OK
 }
+
+/// One runner in an autoscale pass.
+#[derive(Debug, serde::Serialize)]
+pub struct ScaleRow {
+    pub runner: String,
+    pub host: String,
+    /// Pending or running jobs it could take.
+    pub jobs: usize,
+    pub was_running: bool,
+    pub action: autogit_core::ondemand::Action,
+    pub error: Option<String>,
+}
+
+/// One pass over the registered runners: demand from GitLab's pending and running jobs,
+/// the decision from `core::ondemand`, the container started or stopped on the runner's host.
+/// When each runner became idle is kept in `<data>/state/runner-idle.json`.
+pub async fn autoscale_pass(
+    g: &Global,
+    loaded: &Loaded,
+    url: &str,
+) -> Result<Vec<ScaleRow>, String> {
+    use autogit_core::ondemand::{
+        Action, decide, job_matches, running_argv, start_argv, stop_argv,
+    };
+    let data = data_dir(g);
+    let store = Store::open(&data.join("state.db")).map_err(|e| e.to_string())?;
+    let registered: Vec<String> = store
+        .registrations()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|r| r.state == "registered")
+        .map(|r| r.name)
+        .collect();
+    let runners: Vec<&autogit_core::config::Runner> = loaded
+        .config
+        .all_runners()
+        .filter(|r| registered.contains(&r.name) && r.host != "auto")
+        .collect();
+    if runners.is_empty() {
+        return Ok(Vec::new());
+    }
+    let secrets = autogit_drivers::secrets::SecretStore::open(&data).map_err(|e| e.to_string())?;
+    let token = secrets
+        .get(autogit_drivers::gitlab::bootstrap::ADMIN_TOKEN)
+        .map_err(|e| e.to_string())?
+        .ok_or("no admin token stored: run `autogit gitlab bootstrap` first")?;
+    let client = autogit_drivers::gitlab::client::GitLabClient::new(url, Some(token))
+        .map_err(|e| e.to_string())?;
+    let jobs = client
+        .active_jobs()
+        .await
+        .map_err(|e| format!("listing pending jobs: {e}"))?;
+    let idle_file = data.join("state/runner-idle.json");
+    let mut idle: std::collections::BTreeMap<String, i64> = std::fs::read(&idle_file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let cooldown = loaded.config.runners.cooldown.as_secs() as i64;
+    let mut rows = Vec::new();
+    for r in runners {
+        let demand = jobs
+            .iter()
+            .filter(|j| job_matches(&j.tag_list, &r.tags))
+            .count();
+        let mut row = ScaleRow {
+            runner: r.name.clone(),
+            host: r.host.clone(),
+            jobs: demand,
+            was_running: false,
+            action: Action::Keep,
+            error: None,
+        };
+        let host = match remote(g, loaded, &r.host) {
+            Ok(h) => h,
+            Err(e) => {
+                row.error = Some(e);
+                rows.push(row);
+                continue;
+            }
+        };
+        let running = match host.run(&running_argv(r)).await {
+            Ok(o) if o.success() => !o.stdout.trim().is_empty(),
+            Ok(o) => {
+                row.error = Some(format!(
+                    "checking the runner container: {}",
+                    o.stderr.trim()
+                ));
+                rows.push(row);
+                continue;
+            }
+            Err(e) => {
+                row.error = Some(e.to_string());
+                rows.push(row);
+                continue;
+            }
+        };
+        row.was_running = running;
+        let d = decide(
+            loaded.config.runners.mode,
+            running,
+            demand > 0,
+            idle.get(&r.name).copied(),
+            now(),
+            cooldown,
+        );
+        row.action = d.action;
+        let argv = match d.action {
+            Action::Start => Some(start_argv(r, &loaded.config.runners.image)),
+            Action::Stop => Some(stop_argv(r)),
+            Action::Keep => None,
+        };
+        if let Some(argv) = argv {
+            match host.run(&argv).await {
+                Ok(o) if o.success() => {}
+                Ok(o) => row.error = Some(o.stderr.trim().lines().last().unwrap_or("").to_owned()),
+                Err(e) => row.error = Some(e.to_string()),
+            }
+        }
+        match d.idle_since {
+            Some(t) => {
+                idle.insert(r.name.clone(), t);
+            }
+            None => {
+                idle.remove(&r.name);
+            }
+        }
+        rows.push(row);
+    }
+    let _ = autogit_drivers::fsx::write_atomic(
+        &idle_file,
+        &serde_json::to_vec(&idle).unwrap_or_default(),
+        0o644,
+    );
+    Ok(rows)
+}
+
+/// `runner autoscale`.
+pub fn autoscale(
+    ui: &Ui,
+    g: &Global,
+    loaded: &Loaded,
+    once: bool,
+    api: &crate::gitlab_cmd::ApiArgs,
+) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let url = crate::gitlab_cmd::api_url(api, loaded);
+    let rt = runtime();
+    loop {
+        match rt.block_on(autoscale_pass(g, loaded, &url)) {
+            Ok(rows) => {
+                if ui.json {
+                    ui.print_json(&json!({ "runners": rows }));
+                } else if rows.is_empty() {
+                    ui.note("no registered runners (`autogit runner register NAME`)");
+                } else {
+                    let mut t = ui.table();
+                    t.set_header(vec![
+                        "RUNNER",
+                        "HOST",
+                        "JOBS WAITING/RUNNING",
+                        "WAS RUNNING",
+                        "ACTION",
+                        "ERROR",
+                    ]);
+                    for r in &rows {
+                        t.add_row(vec![
+                            r.runner.clone(),
+                            r.host.clone(),
+                            r.jobs.to_string(),
+                            r.was_running.to_string(),
+                            format!("{:?}", r.action).to_ascii_lowercase(),
+                            r.error.clone().unwrap_or_default(),
+                        ]);
+                    }
+                    println!("{t}");
+                }
+                if once {
+                    return if rows.iter().any(|r| r.error.is_some()) {
+                        exit::FAILURE
+                    } else {
+                        exit::OK
+                    };
+                }
+            }
+            Err(e) => {
+                ui.error(&e);
+                if once {
+                    return exit::FAILURE;
+                }
+            }
+        }
+        let stop = rt.block_on(async {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => false,
+                _ = tokio::signal::ctrl_c() => true,
+            }
+        });
+        if stop {
+            return exit::OK;
+        }
+    }
+}

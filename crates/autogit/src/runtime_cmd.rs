@@ -710,6 +710,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         let tls = tls_renewal(ui, g, loaded, interval);
         let mirrors = mirror_schedule(g, loaded);
         let dns = dns_schedule(g, loaded, interval);
+        let runners = runner_autoscale(g, loaded);
         let run = runtime
             .run(interval, shutdown, |res| match res {
                 Ok(report) if !quiet && !report.actions.is_empty() => {
@@ -729,6 +730,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
             () = tls => {}
             () = mirrors => {}
             () = dns => {}
+            () = runners => {}
         }
         ui.note("autogit daemon: stopped");
         exit::OK
@@ -891,5 +893,30 @@ async fn run_self(g: &Global, args: &[&str]) -> (i32, Option<serde_json::Value>)
             );
             (-1, None)
         }
+    }
+}
+
+/// On-demand runners: every 30 seconds, an autoscale pass (`autogit runner autoscale`) over
+/// the registered runners; actions and errors are logged as events.
+async fn runner_autoscale(g: &Global, loaded: &Loaded) {
+    if loaded.config.all_runners().next().is_none() {
+        return std::future::pending().await;
+    }
+    let url = format!("http://127.0.0.1:{}", loaded.config.gitlab.ports.http);
+    loop {
+        match crate::runner_cmd::autoscale_pass(g, loaded, &url).await {
+            Ok(rows) => {
+                for r in rows.iter().filter(|r| {
+                    r.error.is_some() || r.action != autogit_core::ondemand::Action::Keep
+                }) {
+                    eprintln!("{}", json!({"event": "runner_autoscale", "runner": r}));
+                }
+            }
+            Err(e) => eprintln!(
+                "{}",
+                json!({"event": "runner_autoscale_failed", "error": e})
+            ),
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
     }
 }

@@ -541,6 +541,26 @@ impl GitLabClient {
         }
     }
 
+    /// Pending and running CI jobs of every project (as an administrator): GitLab has no
+    /// instance-wide job listing, so this lists projects, then each project's jobs with
+    /// `scope[]=pending&scope[]=running`. For on-demand runners.
+    pub async fn active_jobs(&self) -> Result<Vec<CiJob>, GitLabError> {
+        let projects: Vec<Project> = self
+            .get_all("projects?simple=true&archived=false&order_by=id&sort=asc")
+            .await?;
+        let mut jobs = Vec::new();
+        for p in projects {
+            let mut j: Vec<CiJob> = self
+                .get_all(&format!(
+                    "projects/{}/jobs?scope%5B%5D=pending&scope%5B%5D=running",
+                    p.id
+                ))
+                .await?;
+            jobs.append(&mut j);
+        }
+        Ok(jobs)
+    }
+
     /// `DELETE /projects/:id` (GitLab schedules the deletion and answers 202).
     pub async fn delete_project(&self, id: u64) -> Result<(), GitLabError> {
         self.delete(&format!("projects/{id}")).await
@@ -819,7 +839,17 @@ pub struct Group {
     pub parent_id: Option<u64>,
 }
 
-/// A project.
+/// A CI job, as `GET /projects/:id/jobs` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+pub struct CiJob {
+    pub id: u64,
+    /// `pending`, `running`, ...
+    pub status: String,
+    #[serde(default)]
+    pub tag_list: Vec<String>,
+}
+
+/// A project (the fields autogit reads).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
 pub struct Project {
     pub id: u64,

@@ -55,6 +55,16 @@ pub struct FProject {
     pub fork: bool,
 }
 
+/// A CI job (`GET /projects/:id/jobs`).
+#[derive(Clone, Debug)]
+pub struct FJob {
+    pub id: u64,
+    pub project_id: u64,
+    /// `pending`, `running`, `success`, ...
+    pub status: String,
+    pub tag_list: Vec<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct FPat {
     pub id: u64,
@@ -92,6 +102,7 @@ pub struct FakeState {
     pub users: Vec<FUser>,
     pub groups: Vec<FGroup>,
     pub projects: Vec<FProject>,
+    pub jobs: Vec<FJob>,
     /// (group id, user id, access level).
     pub members: Vec<(u64, u64, u32)>,
     pub pats: Vec<FPat>,
@@ -246,6 +257,7 @@ impl Fake {
             users: Vec::new(),
             groups: Vec::new(),
             projects: Vec::new(),
+            jobs: Vec::new(),
             members: Vec::new(),
             pats: Vec::new(),
             runners: Vec::new(),
@@ -714,6 +726,44 @@ async fn handle(
                 Some(p) => reply(200, FakeState::project_json(p)),
                 None => msg(404, json!("404 Project Not Found")),
             }
+        }
+        (Method::GET, ["projects"]) => {
+            // As an administrator: every project (`simple=true` shape is a subset).
+            if !api_read {
+                return scope_error();
+            }
+            let items = st.projects.iter().map(FakeState::project_json).collect();
+            paginate(st, &uri, items)
+        }
+        (Method::GET, ["projects", id, "jobs"]) => {
+            if !api_read {
+                return scope_error();
+            }
+            let Some(project) = st
+                .projects
+                .iter()
+                .find(|p| p.id.to_string() == *id || p.path_with_namespace == *id)
+                .map(|p| p.id)
+            else {
+                return msg(404, json!("404 Project Not Found"));
+            };
+            // `scope[]=pending&scope[]=running` (repeated keys: read the raw query).
+            let scopes: Vec<String> = uri
+                .query()
+                .unwrap_or("")
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .filter(|(k, _)| *k == "scope[]" || *k == "scope%5B%5D")
+                .map(|(_, v)| v.to_owned())
+                .collect();
+            let items = st
+                .jobs
+                .iter()
+                .filter(|j| j.project_id == project)
+                .filter(|j| scopes.is_empty() || scopes.contains(&j.status))
+                .map(|j| json!({"id": j.id, "status": j.status, "tag_list": j.tag_list, "name": format!("job-{}", j.id)}))
+                .collect();
+            paginate(st, &uri, items)
         }
         (Method::POST, ["projects"]) => {
             if !api_write {

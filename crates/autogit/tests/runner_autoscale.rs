@@ -1,0 +1,151 @@
+//! On-demand runners through the real binary: `runner autoscale --once` against the fake
+//! GitLab (pending and running jobs listed as GitLab's jobs API answers; GitLab cannot run
+//! here) and the real container engine on `host: local`, with a stand-in runner image. A job
+//! waiting for the runner's tags starts its container; after `runners.cooldown` without work
+//! it is stopped: zero runner containers when idle.
+
+mod common;
+#[path = "../../autogit-drivers/tests/gitlab_support/mod.rs"]
+mod gitlab_support;
+
+use autogit_drivers::gitlab::bootstrap::ADMIN_TOKEN;
+use autogit_drivers::secrets::{SecretStore, SecretString};
+use autogit_drivers::state::{RegistrationRow, Store};
+use common::{Run, docker_ok, have_engine, run};
+use gitlab_support::{FJob, Fake};
+use std::path::Path;
+
+const ADMIN: &str = "glpat-autoscale-admin-0123456789";
+
+async fn autogit(dir: &Path, args: Vec<String>) -> Run {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&dir, &a)
+    })
+    .await
+    .unwrap()
+}
+
+fn running(container: &str) -> bool {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("name=^{container}$")])
+        .output()
+        .unwrap();
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
+    if !have_engine() {
+        return;
+    }
+    let image = tokio::task::spawn_blocking(|| {
+        autogit_drivers::testing::fake_gitlab_image("runner-standin", &["/bin/sleep", "3600"])
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let fake = Fake::start().await;
+    let project = {
+        let mut st = fake.state();
+        st.add_token(1, "autogit-admin", ADMIN, &["api", "admin_mode"]);
+        st.add_group("team");
+        st.add_project("team", "app", false, false);
+        st.projects.last().unwrap().id
+    };
+    fake.state().jobs.push(FJob {
+        id: 501,
+        project_id: project,
+        status: "pending".into(),
+        tag_list: vec!["gpu".into()],
+    });
+    let name = format!("r{}", std::process::id());
+    let container = format!("autogit-runner-{name}");
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            docker_ok(&["rm", "-f", &self.0]);
+            docker_ok(&["volume", "rm", "-f", &self.0]);
+        }
+    }
+    let _cleanup = Cleanup(container.clone());
+
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "runners:\n  mode: on-demand\n  cooldown: 2s\n  image: {image}\n  cpu:\n    - name: {name}\n      host: local\n      tags: [gpu]\n"
+        ),
+    )
+    .unwrap();
+    let data = d.path().join("data");
+    SecretStore::open(&data)
+        .unwrap()
+        .put(ADMIN_TOKEN, &SecretString::from(ADMIN))
+        .unwrap();
+    Store::open(&data.join("state.db"))
+        .unwrap()
+        .set_registration(&RegistrationRow {
+            name: name.clone(),
+            host: "local".into(),
+            runner_id: 7,
+            secret: "gitlab-runner-7-token".into(),
+            state: "registered".into(),
+            at: 0,
+            message: String::new(),
+        })
+        .unwrap();
+    let pass = || {
+        let args: Vec<String> = [
+            "runner",
+            "autoscale",
+            "--once",
+            "--url",
+            &fake.url,
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        autogit(d.path(), args)
+    };
+    let action = |r: &Run| -> (String, u64) {
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let row = &v["runners"][0];
+        (
+            row["action"].as_str().unwrap().to_owned(),
+            row["jobs"].as_u64().unwrap(),
+        )
+    };
+
+    assert!(
+        !running(&container),
+        "no runner container before there is work"
+    );
+    // A job waits for `gpu`: the runner starts.
+    assert_eq!(action(&pass().await), ("start".to_owned(), 1));
+    assert!(running(&container));
+    // While it runs, the runner stays.
+    fake.state().jobs[0].status = "running".into();
+    assert_eq!(action(&pass().await), ("keep".to_owned(), 1));
+    // The job is done: the cooldown starts; the runner stays until it has passed.
+    fake.state().jobs[0].status = "success".into();
+    assert_eq!(action(&pass().await), ("keep".to_owned(), 0));
+    assert!(running(&container));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(action(&pass().await), ("stop".to_owned(), 0));
+    assert!(!running(&container), "idle: zero runner containers");
+    // A job for other tags does not start it.
+    fake.state().jobs.push(FJob {
+        id: 502,
+        project_id: project,
+        status: "pending".into(),
+        tag_list: vec!["windows".into()],
+    });
+    assert_eq!(action(&pass().await), ("keep".to_owned(), 0));
+    assert!(!running(&container));
+}
