@@ -2,6 +2,7 @@
 //! `autogit_core::dns::dns_plan` decided. One module per provider, all behind [`DnsProvider`].
 //!
 //! - `rfc2136.rs`: RFC 2136 dynamic updates and AXFR, both TSIG-signed (BIND, Knot, PowerDNS).
+//! - `cloudflare.rs`: Cloudflare's API v4 (API token, paginated listing, one request per change).
 //!
 //! The decision (what to create, update or delete, and what is not ours) is pure and lives in
 //! core; a provider only lists and applies. **Invariant:** a provider applies exactly the
@@ -12,12 +13,19 @@ use autogit_core::dns::{Change, Record};
 use std::future::Future;
 use std::time::Duration;
 
+pub mod cloudflare;
 pub mod rfc2136;
 
 /// A DNS backend that can list and change records of one zone.
 pub trait DnsProvider: Send + Sync {
     /// Short name for messages (`rfc2136 127.0.0.1:53`).
     fn describe(&self) -> String;
+
+    /// Whether [`DnsProvider::apply`] is all or nothing. When it is not (one API request per
+    /// change), an error may leave the changes before it applied.
+    fn atomic(&self) -> bool {
+        true
+    }
 
     /// The records at `names` (canonical, see `autogit_core::dns::canonical_name`), or more:
     /// providers that can list the whole zone (AXFR, paginated APIs) return all of it, which
@@ -96,4 +104,57 @@ pub enum DnsProviderError {
     Protocol { server: String, reason: String },
     #[error("DNS provider configuration: {0}")]
     Config(String),
+    /// An HTTP API refused the credentials (bad or expired token, wrong key).
+    #[error("{service} rejected the credentials ({detail}): {hint}")]
+    Auth {
+        service: String,
+        detail: String,
+        hint: String,
+    },
+    /// An HTTP API accepted the credentials but does not allow the operation.
+    #[error("{service} does not allow this ({detail}): {hint}")]
+    Forbidden {
+        service: String,
+        detail: String,
+        hint: String,
+    },
+    #[error(
+        "{service} kept answering 429 Too Many Requests (rate limit); waited {waited:?} in all: try again later"
+    )]
+    RateLimited { service: String, waited: Duration },
+    /// Any other error answer of an HTTP API, with its code and message.
+    #[error("{service} answered {status} to {operation}: {detail}")]
+    Api {
+        service: String,
+        operation: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("cannot reach {service} at {url}: {reason}; check the network and the endpoint")]
+    Http {
+        service: String,
+        url: String,
+        reason: String,
+    },
+    #[error("zone `{zone}` not found at {service}: {hint}")]
+    ZoneNotFound {
+        service: String,
+        zone: String,
+        hint: String,
+    },
+}
+
+impl DnsProviderError {
+    /// Whether the backend may have applied the changes, or part of them, despite this error
+    /// (no answer, or an answer autogit could not use).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            DnsProviderError::Timeout { .. }
+                | DnsProviderError::Connect { .. }
+                | DnsProviderError::Protocol { .. }
+                | DnsProviderError::BadResponseSignature { .. }
+                | DnsProviderError::Http { .. }
+        )
+    }
 }
