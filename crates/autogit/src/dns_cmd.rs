@@ -14,6 +14,7 @@ use autogit_core::dns::{
 use autogit_core::platform::DnsProvider as Kind;
 use autogit_drivers::dns::cloudflare::{self, Cloudflare, CloudflareConfig};
 use autogit_drivers::dns::rfc2136::{Rfc2136, Rfc2136Config};
+use autogit_drivers::dns::route53::{self, Route53, Route53Config};
 use autogit_drivers::dns::{DnsProvider, DnsProviderError};
 use clap::Subcommand;
 use secrecy::SecretString;
@@ -39,25 +40,26 @@ pub enum DnsCommand {
 enum Backend {
     Rfc2136(Box<Rfc2136>),
     Cloudflare(Box<Cloudflare>),
+    Route53(Box<Route53>),
     /// DNS_PROVIDER=manual: autogit lists the records; a person creates them.
     Manual,
 }
 
 /// Providers `dns plan` and `dns sync` work with in this version, for messages.
-const WORKING: &str = "rfc2136 (BIND, Knot, PowerDNS: dynamic updates with a TSIG key), cloudflare (an API token) and manual (`autogit dns plan` lists the records to create)";
+const WORKING: &str = "rfc2136 (BIND, Knot, PowerDNS: dynamic updates with a TSIG key), cloudflare (an API token), route53 (an IAM access key) and manual (`autogit dns plan` lists the records to create)";
 
 pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
     let loaded = load_all(g, &[]);
     let kind = loaded.platform.dns_provider;
     match kind {
-        Kind::Route53 | Kind::Gcloud | Kind::Dnsmasq => {
+        Kind::Gcloud | Kind::Dnsmasq => {
             ui.error(&format!(
                 "DNS_PROVIDER={} is not supported by this version yet; working now: {WORKING}",
                 provider_name(kind)
             ));
             return exit::UNAVAILABLE;
         }
-        Kind::None | Kind::Rfc2136 | Kind::Cloudflare | Kind::Manual => {}
+        Kind::None | Kind::Rfc2136 | Kind::Cloudflare | Kind::Route53 | Kind::Manual => {}
     }
     let Some(plan) = make_plan(ui, g, &loaded) else {
         return exit::INVALID_CONFIG;
@@ -82,6 +84,9 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
         }
         Kind::Cloudflare => {
             cloudflare(&loaded, &target.base_domain).map(|p| Backend::Cloudflare(Box::new(p)))
+        }
+        Kind::Route53 => {
+            route53(&loaded, &target.base_domain).map(|p| Backend::Route53(Box::new(p)))
         }
         _ => Ok(Backend::Manual),
     };
@@ -112,10 +117,22 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
             exit::OK
         }
         (DnsCommand::Sync, Backend::Manual) => {
-            ui.error("DNS_PROVIDER=manual: autogit does not change DNS; create the records `autogit dns plan` lists, or set DNS_PROVIDER to rfc2136 or cloudflare");
+            ui.error("DNS_PROVIDER=manual: autogit does not change DNS; create the records `autogit dns plan` lists, or set DNS_PROVIDER to rfc2136, cloudflare or route53");
             exit::UNAVAILABLE
         }
         (cmd, Backend::Rfc2136(p)) => {
+            let zone = p.zone().to_owned();
+            rt.block_on(run_with(
+                ui,
+                cmd,
+                &*p,
+                &name,
+                &zone,
+                &desired,
+                &plan.project,
+            ))
+        }
+        (cmd, Backend::Route53(p)) => {
             let zone = p.zone().to_owned();
             rt.block_on(run_with(
                 ui,
@@ -227,6 +244,31 @@ pub(crate) fn cloudflare(loaded: &Loaded, base_domain: &str) -> Result<Cloudflar
         zone: zone_of(loaded, base_domain),
         zone_id: setting(loaded, "CLOUDFLARE_ZONE_ID"),
         timeout: Duration::from_secs(30),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The Route 53 provider from the registry: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (or
+/// `_FILE`), AWS_SESSION_TOKEN (optional), AWS_HOSTED_ZONE_ID, AWS_ROUTE53_ENDPOINT (optional).
+pub(crate) fn route53(loaded: &Loaded, base_domain: &str) -> Result<Route53, String> {
+    let missing = |k: &str| format!("DNS_PROVIDER=route53 needs {k} in .env or the environment");
+    let key = setting(loaded, "AWS_ACCESS_KEY_ID").ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?;
+    let secret_key = secret(loaded, "AWS_SECRET_ACCESS_KEY")?.ok_or_else(|| {
+        missing("AWS_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY_FILE, a file holding it)")
+    })?;
+    let zone_id =
+        setting(loaded, "AWS_HOSTED_ZONE_ID").ok_or_else(|| missing("AWS_HOSTED_ZONE_ID"))?;
+    Route53::new(&Route53Config {
+        endpoint: setting(loaded, "AWS_ROUTE53_ENDPOINT")
+            .unwrap_or_else(|| route53::DEFAULT_ENDPOINT.to_owned()),
+        access_key_id: key,
+        secret_access_key: SecretString::from(secret_key),
+        session_token: setting(loaded, "AWS_SESSION_TOKEN").map(SecretString::from),
+        hosted_zone_id: zone_id,
+        zone: zone_of(loaded, base_domain),
+        timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_secs(2),
+        insync_timeout: Duration::from_secs(180),
     })
     .map_err(|e| e.to_string())
 }

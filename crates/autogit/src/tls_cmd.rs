@@ -96,8 +96,15 @@ pub async fn renew_if_due(
                 .map(Some)
                 .map_err(|e| e.to_string())
         }
+        Kind::Route53 => {
+            let dns = crate::dns_cmd::route53(loaded, &domain)?;
+            issue(&s, &domain, &dns, progress)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
         other => Err(format!(
-            "DNS-01 needs a DNS provider autogit can update; DNS_PROVIDER={} cannot be used for certificates yet (rfc2136 and cloudflare can)",
+            "DNS-01 needs a DNS provider autogit can update; DNS_PROVIDER={} cannot be used for certificates yet (rfc2136, cloudflare and route53 can)",
             serde_json::to_value(other)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))

@@ -217,7 +217,7 @@ fn no_server_listening_is_a_one_line_error() {
 fn unsupported_and_unset_providers_say_what_works() {
     let d = tempfile::tempdir().unwrap();
     write_env(d.path(), "127.0.0.1", "RFC2136_TSIG_SECRET=c2VjcmV0\n");
-    for provider in ["route53", "gcloud", "dnsmasq"] {
+    for provider in ["gcloud", "dnsmasq"] {
         let r = dns(d.path(), &["sync"], &[("DNS_PROVIDER", provider)]);
         assert_eq!(r.code, 2, "{provider}: {}", r.stderr);
         assert!(

@@ -3,6 +3,8 @@
 //!
 //! - `rfc2136.rs`: RFC 2136 dynamic updates and AXFR, both TSIG-signed (BIND, Knot, PowerDNS).
 //! - `cloudflare.rs`: Cloudflare's API v4 (API token, paginated listing, one request per change).
+//! - `route53.rs`: Amazon Route 53 (SigV4-signed REST/XML, RRset upserts, waits for INSYNC);
+//!   `sigv4.rs` signs, `xml.rs` reads the answers.
 //!
 //! The decision (what to create, update or delete, and what is not ours) is pure and lives in
 //! core; a provider only lists and applies. **Invariant:** a provider applies exactly the
@@ -15,6 +17,9 @@ use std::time::Duration;
 
 pub mod cloudflare;
 pub mod rfc2136;
+pub mod route53;
+pub mod sigv4;
+pub mod xml;
 
 /// A DNS backend that can list and change records of one zone.
 pub trait DnsProvider: Send + Sync {
