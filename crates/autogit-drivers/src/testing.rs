@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub mod bind;
+pub mod dnsmasq;
 pub mod pebble;
 
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -13,6 +13,7 @@ use autogit_core::dns::{
 };
 use autogit_core::platform::DnsProvider as Kind;
 use autogit_drivers::dns::cloudflare::{self, Cloudflare, CloudflareConfig};
+use autogit_drivers::dns::dnsmasq::{Dnsmasq, DnsmasqConfig};
 use autogit_drivers::dns::rfc2136::{Rfc2136, Rfc2136Config};
 use autogit_drivers::dns::route53::{self, Route53, Route53Config};
 use autogit_drivers::dns::{DnsProvider, DnsProviderError};
@@ -41,25 +42,31 @@ enum Backend {
     Rfc2136(Box<Rfc2136>),
     Cloudflare(Box<Cloudflare>),
     Route53(Box<Route53>),
+    Dnsmasq(Box<Dnsmasq>),
     /// DNS_PROVIDER=manual: autogit lists the records; a person creates them.
     Manual,
 }
 
 /// Providers `dns plan` and `dns sync` work with in this version, for messages.
-const WORKING: &str = "rfc2136 (BIND, Knot, PowerDNS: dynamic updates with a TSIG key), cloudflare (an API token), route53 (an IAM access key) and manual (`autogit dns plan` lists the records to create)";
+const WORKING: &str = "rfc2136 (BIND, Knot, PowerDNS: dynamic updates with a TSIG key), cloudflare (an API token), route53 (an IAM access key), dnsmasq (a configuration file) and manual (`autogit dns plan` lists the records to create)";
 
 pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
     let loaded = load_all(g, &[]);
     let kind = loaded.platform.dns_provider;
     match kind {
-        Kind::Gcloud | Kind::Dnsmasq => {
+        Kind::Gcloud => {
             ui.error(&format!(
                 "DNS_PROVIDER={} is not supported by this version yet; working now: {WORKING}",
                 provider_name(kind)
             ));
             return exit::UNAVAILABLE;
         }
-        Kind::None | Kind::Rfc2136 | Kind::Cloudflare | Kind::Route53 | Kind::Manual => {}
+        Kind::None
+        | Kind::Rfc2136
+        | Kind::Cloudflare
+        | Kind::Route53
+        | Kind::Dnsmasq
+        | Kind::Manual => {}
     }
     let Some(plan) = make_plan(ui, g, &loaded) else {
         return exit::INVALID_CONFIG;
@@ -88,6 +95,7 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
         Kind::Route53 => {
             route53(&loaded, &target.base_domain).map(|p| Backend::Route53(Box::new(p)))
         }
+        Kind::Dnsmasq => dnsmasq(&loaded).map(|p| Backend::Dnsmasq(Box::new(p))),
         _ => Ok(Backend::Manual),
     };
     let backend = match backend {
@@ -117,7 +125,7 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
             exit::OK
         }
         (DnsCommand::Sync, Backend::Manual) => {
-            ui.error("DNS_PROVIDER=manual: autogit does not change DNS; create the records `autogit dns plan` lists, or set DNS_PROVIDER to rfc2136, cloudflare or route53");
+            ui.error("DNS_PROVIDER=manual: autogit does not change DNS; create the records `autogit dns plan` lists, or set DNS_PROVIDER to rfc2136, cloudflare, route53 or dnsmasq");
             exit::UNAVAILABLE
         }
         (cmd, Backend::Rfc2136(p)) => {
@@ -131,6 +139,25 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
                 &desired,
                 &plan.project,
             ))
+        }
+        (cmd, Backend::Dnsmasq(p)) => {
+            let sync = matches!(cmd, DnsCommand::Sync);
+            let file = p.path().display().to_string();
+            let code = rt.block_on(run_with(
+                ui,
+                cmd,
+                &*p,
+                &name,
+                &file,
+                &desired,
+                &plan.project,
+            ));
+            if sync && !p.reloads() {
+                ui.note(&format!(
+                    "dnsmasq reads {file} only when it starts: restart it (systemctl restart dnsmasq), or set DNSMASQ_RELOAD_COMMAND so that `dns sync` does"
+                ));
+            }
+            code
         }
         (cmd, Backend::Route53(p)) => {
             let zone = p.zone().to_owned();
@@ -269,6 +296,21 @@ pub(crate) fn route53(loaded: &Loaded, base_domain: &str) -> Result<Route53, Str
         timeout: Duration::from_secs(30),
         poll_interval: Duration::from_secs(2),
         insync_timeout: Duration::from_secs(180),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The dnsmasq provider from the registry: DNSMASQ_CONFIG_PATH, DNSMASQ_RELOAD_COMMAND
+/// (optional), DNS_TTL.
+pub(crate) fn dnsmasq(loaded: &Loaded) -> Result<Dnsmasq, String> {
+    let path = setting(loaded, "DNSMASQ_CONFIG_PATH").ok_or_else(|| {
+        "DNS_PROVIDER=dnsmasq needs DNSMASQ_CONFIG_PATH in .env or the environment: the absolute path of a file dnsmasq includes (conf-file= or a file in conf-dir)".to_owned()
+    })?;
+    Dnsmasq::new(&DnsmasqConfig {
+        path: path.into(),
+        reload_command: setting(loaded, "DNSMASQ_RELOAD_COMMAND"),
+        default_ttl: loaded.platform.dns_ttl,
+        timeout: Duration::from_secs(60),
     })
     .map_err(|e| e.to_string())
 }

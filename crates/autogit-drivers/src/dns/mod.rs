@@ -5,6 +5,8 @@
 //! - `cloudflare.rs`: Cloudflare's API v4 (API token, paginated listing, one request per change).
 //! - `route53.rs`: Amazon Route 53 (SigV4-signed REST/XML, RRset upserts, waits for INSYNC);
 //!   `sigv4.rs` signs, `xml.rs` reads the answers.
+//! - `dnsmasq.rs`: lines between autogit's markers in a dnsmasq configuration file, then a
+//!   reload command.
 //!
 //! The decision (what to create, update or delete, and what is not ours) is pure and lives in
 //! core; a provider only lists and applies. **Invariant:** a provider applies exactly the
@@ -16,6 +18,7 @@ use std::future::Future;
 use std::time::Duration;
 
 pub mod cloudflare;
+pub mod dnsmasq;
 pub mod rfc2136;
 pub mod route53;
 pub mod sigv4;
