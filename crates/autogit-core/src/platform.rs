@@ -118,6 +118,7 @@ impl DnsProvider {
                 "GCP_PROJECT",
                 "GCP_MANAGED_ZONE",
                 "GCP_SERVICE_ACCOUNT_FILE",
+                "GCP_DNS_ENDPOINT",
             ],
             DnsProvider::Dnsmasq => &["DNSMASQ_CONFIG_PATH"],
         }

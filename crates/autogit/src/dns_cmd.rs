@@ -14,6 +14,7 @@ use autogit_core::dns::{
 use autogit_core::platform::DnsProvider as Kind;
 use autogit_drivers::dns::cloudflare::{self, Cloudflare, CloudflareConfig};
 use autogit_drivers::dns::dnsmasq::{Dnsmasq, DnsmasqConfig};
+use autogit_drivers::dns::gcloud::{self, Gcloud, GcloudConfig, ServiceAccount};
 use autogit_drivers::dns::rfc2136::{Rfc2136, Rfc2136Config};
 use autogit_drivers::dns::route53::{self, Route53, Route53Config};
 use autogit_drivers::dns::{DnsProvider, DnsProviderError};
@@ -43,31 +44,17 @@ enum Backend {
     Cloudflare(Box<Cloudflare>),
     Route53(Box<Route53>),
     Dnsmasq(Box<Dnsmasq>),
+    Gcloud(Box<Gcloud>),
     /// DNS_PROVIDER=manual: autogit lists the records; a person creates them.
     Manual,
 }
 
 /// Providers `dns plan` and `dns sync` work with in this version, for messages.
-const WORKING: &str = "rfc2136 (BIND, Knot, PowerDNS: dynamic updates with a TSIG key), cloudflare (an API token), route53 (an IAM access key), dnsmasq (a configuration file) and manual (`autogit dns plan` lists the records to create)";
+const WORKING: &str = "rfc2136 (BIND, Knot, PowerDNS: dynamic updates with a TSIG key), cloudflare (an API token), route53 (an IAM access key), gcloud (a service-account key), dnsmasq (a configuration file) and manual (`autogit dns plan` lists the records to create)";
 
 pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
     let loaded = load_all(g, &[]);
     let kind = loaded.platform.dns_provider;
-    match kind {
-        Kind::Gcloud => {
-            ui.error(&format!(
-                "DNS_PROVIDER={} is not supported by this version yet; working now: {WORKING}",
-                provider_name(kind)
-            ));
-            return exit::UNAVAILABLE;
-        }
-        Kind::None
-        | Kind::Rfc2136
-        | Kind::Cloudflare
-        | Kind::Route53
-        | Kind::Dnsmasq
-        | Kind::Manual => {}
-    }
     let Some(plan) = make_plan(ui, g, &loaded) else {
         return exit::INVALID_CONFIG;
     };
@@ -96,6 +83,7 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
             route53(&loaded, &target.base_domain).map(|p| Backend::Route53(Box::new(p)))
         }
         Kind::Dnsmasq => dnsmasq(&loaded).map(|p| Backend::Dnsmasq(Box::new(p))),
+        Kind::Gcloud => gcloud(&loaded, &target.base_domain).map(|p| Backend::Gcloud(Box::new(p))),
         _ => Ok(Backend::Manual),
     };
     let backend = match backend {
@@ -125,7 +113,7 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
             exit::OK
         }
         (DnsCommand::Sync, Backend::Manual) => {
-            ui.error("DNS_PROVIDER=manual: autogit does not change DNS; create the records `autogit dns plan` lists, or set DNS_PROVIDER to rfc2136, cloudflare, route53 or dnsmasq");
+            ui.error("DNS_PROVIDER=manual: autogit does not change DNS; create the records `autogit dns plan` lists, or set DNS_PROVIDER to rfc2136, cloudflare, route53, gcloud or dnsmasq");
             exit::UNAVAILABLE
         }
         (cmd, Backend::Rfc2136(p)) => {
@@ -158,6 +146,18 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
                 ));
             }
             code
+        }
+        (cmd, Backend::Gcloud(p)) => {
+            let zone = p.zone().to_owned();
+            rt.block_on(run_with(
+                ui,
+                cmd,
+                &*p,
+                &name,
+                &zone,
+                &desired,
+                &plan.project,
+            ))
         }
         (cmd, Backend::Route53(p)) => {
             let zone = p.zone().to_owned();
@@ -311,6 +311,35 @@ pub(crate) fn dnsmasq(loaded: &Loaded) -> Result<Dnsmasq, String> {
         reload_command: setting(loaded, "DNSMASQ_RELOAD_COMMAND"),
         default_ttl: loaded.platform.dns_ttl,
         timeout: Duration::from_secs(60),
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The Google Cloud DNS provider from the registry: GCP_PROJECT, GCP_MANAGED_ZONE,
+/// GCP_SERVICE_ACCOUNT_FILE, GCP_DNS_ENDPOINT (optional).
+pub(crate) fn gcloud(loaded: &Loaded, base_domain: &str) -> Result<Gcloud, String> {
+    let missing = |k: &str| format!("DNS_PROVIDER=gcloud needs {k} in .env or the environment");
+    let project = setting(loaded, "GCP_PROJECT").ok_or_else(|| missing("GCP_PROJECT"))?;
+    let managed_zone =
+        setting(loaded, "GCP_MANAGED_ZONE").ok_or_else(|| missing("GCP_MANAGED_ZONE"))?;
+    let file = setting(loaded, "GCP_SERVICE_ACCOUNT_FILE")
+        .ok_or_else(|| missing("GCP_SERVICE_ACCOUNT_FILE (the service account's JSON key)"))?;
+    let path = std::path::Path::new(&file);
+    let bytes = autogit_drivers::fsx::read_bounded(path, 64 * 1024)
+        .map_err(|e| format!("GCP_SERVICE_ACCOUNT_FILE: cannot read {file}: {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("GCP_SERVICE_ACCOUNT_FILE: {file} is not UTF-8 text"))?;
+    let account = ServiceAccount::from_json(&text, path).map_err(|e| e.to_string())?;
+    Gcloud::new(&GcloudConfig {
+        endpoint: setting(loaded, "GCP_DNS_ENDPOINT")
+            .unwrap_or_else(|| gcloud::DEFAULT_ENDPOINT.to_owned()),
+        project,
+        managed_zone,
+        account,
+        zone: zone_of(loaded, base_domain),
+        timeout: Duration::from_secs(30),
+        poll_interval: Duration::from_secs(2),
+        done_timeout: Duration::from_secs(180),
     })
     .map_err(|e| e.to_string())
 }

@@ -110,8 +110,15 @@ pub async fn renew_if_due(
                 .map(Some)
                 .map_err(|e| e.to_string())
         }
+        Kind::Gcloud => {
+            let dns = crate::dns_cmd::gcloud(loaded, &domain)?;
+            issue(&s, &domain, &dns, progress)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string())
+        }
         other => Err(format!(
-            "DNS-01 needs a DNS provider autogit can update; DNS_PROVIDER={} cannot be used for certificates yet (rfc2136, cloudflare, route53 and dnsmasq can)",
+            "DNS-01 needs a DNS provider autogit can update; DNS_PROVIDER={} cannot be used for certificates yet (rfc2136, cloudflare, route53, gcloud and dnsmasq can)",
             serde_json::to_value(other)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))

@@ -5,6 +5,8 @@
 //! - `cloudflare.rs`: Cloudflare's API v4 (API token, paginated listing, one request per change).
 //! - `route53.rs`: Amazon Route 53 (SigV4-signed REST/XML, RRset upserts, waits for INSYNC);
 //!   `sigv4.rs` signs, `xml.rs` reads the answers.
+//! - `gcloud.rs`: Google Cloud DNS (service-account JWT signed RS256 by ring, one atomic change
+//!   of RRset deletions and additions, polled until done).
 //! - `dnsmasq.rs`: lines between autogit's markers in a dnsmasq configuration file, then a
 //!   reload command.
 //!
@@ -19,6 +21,7 @@ use std::time::Duration;
 
 pub mod cloudflare;
 pub mod dnsmasq;
+pub mod gcloud;
 pub mod rfc2136;
 pub mod route53;
 pub mod sigv4;
