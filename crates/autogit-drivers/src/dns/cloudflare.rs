@@ -12,6 +12,7 @@
 //! - Errors come from Cloudflare's `{"success": false, "errors": [{"code", "message"}]}` and
 //!   say what to check; 429 is retried after `Retry-After` (three times, at most a minute each).
 
+use super::wire::{error_chain, unquote_txt};
 use super::{DnsProvider, DnsProviderError};
 use autogit_core::dns::{Change, Record, RecordType, canonical_name};
 use reqwest::{Method, StatusCode};
@@ -534,43 +535,6 @@ impl DnsProvider for Cloudflare {
     }
 }
 
-/// A TXT content as Cloudflare shows it: plain, or as one or more quoted strings
-/// (`"a" "b"`), which are joined.
-pub fn unquote_txt(content: &str) -> String {
-    let t = content.trim();
-    if !(t.len() >= 2 && t.starts_with('"') && t.ends_with('"')) {
-        return content.to_owned();
-    }
-    let mut out = String::new();
-    let mut chars = t.chars();
-    let mut inside = false;
-    while let Some(c) = chars.next() {
-        match (inside, c) {
-            (false, '"') => inside = true,
-            (false, _) => {}
-            (true, '"') => inside = false,
-            (true, '\\') => {
-                if let Some(n) = chars.next() {
-                    out.push(n);
-                }
-            }
-            (true, c) => out.push(c),
-        }
-    }
-    out
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
 fn unreachable_json(url: &str) -> DnsProviderError {
     DnsProviderError::Protocol {
         server: url.to_owned(),
@@ -581,14 +545,6 @@ fn unreachable_json(url: &str) -> DnsProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn txt_contents_are_unquoted_and_joined() {
-        assert_eq!(unquote_txt("plain value"), "plain value");
-        assert_eq!(unquote_txt("\"quoted\""), "quoted");
-        assert_eq!(unquote_txt("\"a\" \"b\""), "ab");
-        assert_eq!(unquote_txt("\"with \\\" quote\""), "with \" quote");
-    }
 
     #[test]
     fn settings_are_checked() {

@@ -12,7 +12,7 @@
 //!   set is no longer exactly as read, which is [`DnsProviderError::ZoneChanged`].
 //! - Then the change is polled until its status is `done`.
 
-use super::cloudflare::unquote_txt;
+use super::wire::{core_type, core_value, error_chain as chain, wire_value};
 use super::{DnsProvider, DnsProviderError};
 use autogit_core::dns::{Change, Record, RecordType, canonical_name};
 use reqwest::{Method, StatusCode};
@@ -612,53 +612,4 @@ fn pem_pkcs8(pem: &str) -> Option<Vec<u8>> {
         .filter(|c| !c.is_whitespace())
         .collect();
     data_encoding::BASE64.decode(b64.as_bytes()).ok()
-}
-
-fn core_type(kind: &str) -> RecordType {
-    match kind {
-        "A" => RecordType::A,
-        "AAAA" => RecordType::Aaaa,
-        "TXT" => RecordType::Txt,
-        "CNAME" => RecordType::Cname,
-        _ => RecordType::Other,
-    }
-}
-
-fn core_value(kind: RecordType, wire: &str) -> String {
-    match kind {
-        RecordType::Txt => unquote_txt(wire),
-        _ => wire.to_owned(),
-    }
-}
-
-/// TXT as quoted strings of at most 255 bytes; addresses as they are.
-fn wire_value(r: &Record) -> String {
-    if r.kind != RecordType::Txt {
-        return r.value.clone();
-    }
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    for c in r.value.chars() {
-        if cur.len() + c.len_utf8() > 255 {
-            parts.push(std::mem::take(&mut cur));
-        }
-        cur.push(c);
-    }
-    parts.push(cur);
-    parts
-        .iter()
-        .map(|p| format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }

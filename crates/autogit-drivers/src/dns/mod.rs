@@ -25,6 +25,7 @@ pub mod gcloud;
 pub mod rfc2136;
 pub mod route53;
 pub mod sigv4;
+pub mod wire;
 pub mod xml;
 
 /// A DNS backend that can list and change records of one zone.

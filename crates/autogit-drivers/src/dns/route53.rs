@@ -13,7 +13,7 @@
 //! - Errors come from `<ErrorResponse><Error><Code>` (and `<InvalidChangeBatch>`) and say what
 //!   to check; `Throttling` and `PriorRequestNotComplete` are retried with backoff.
 
-use super::cloudflare::unquote_txt;
+use super::wire::{core_type, core_value, error_chain as chain, wire_value};
 use super::{DnsProvider, DnsProviderError, sigv4, xml};
 use autogit_core::dns::{Change, Record, RecordType, canonical_name};
 use reqwest::Method;
@@ -583,44 +583,6 @@ impl DnsProvider for Route53 {
     }
 }
 
-fn core_type(kind: &str) -> RecordType {
-    match kind {
-        "A" => RecordType::A,
-        "AAAA" => RecordType::Aaaa,
-        "TXT" => RecordType::Txt,
-        "CNAME" => RecordType::Cname,
-        _ => RecordType::Other,
-    }
-}
-
-fn core_value(kind: RecordType, wire: &str) -> String {
-    match kind {
-        RecordType::Txt => unquote_txt(wire),
-        _ => wire.to_owned(),
-    }
-}
-
-/// A value as Route 53 wants it: TXT as quoted strings of at most 255 bytes.
-fn wire_value(r: &Record) -> String {
-    if r.kind != RecordType::Txt {
-        return r.value.clone();
-    }
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = String::new();
-    for c in r.value.chars() {
-        if cur.len() + c.len_utf8() > 255 {
-            parts.push(std::mem::take(&mut cur));
-        }
-        cur.push(c);
-    }
-    parts.push(cur);
-    parts
-        .iter()
-        .map(|p| format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Route 53 writes some characters of names as `\ooo` octal escapes (`*` is `\052`).
 fn decode_name(name: &str) -> String {
     let b = name.as_bytes();
@@ -644,17 +606,6 @@ fn decode_name(name: &str) -> String {
         }
     }
     canonical_name(&String::from_utf8_lossy(&out))
-}
-
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
