@@ -207,3 +207,35 @@ async fn errors_say_what_to_check() {
     // Not a key file.
     assert!(ServiceAccount::from_json("{\"type\": \"user\"}", Path::new("x.json")).is_err());
 }
+
+#[tokio::test]
+async fn a_set_changed_between_read_and_change_is_zone_changed() {
+    let fake = Fake::start(ZONE).await;
+    fake.state().pending_polls = 0;
+    let p = provider(&fake, EMAIL, KEY_PEM);
+    let name = format!("_acme-challenge.{ZONE}");
+    let one = Record::new(&name, RecordType::Txt, "one", 60);
+    p.apply(&[Change::Create {
+        record: one.clone(),
+    }])
+    .await
+    .unwrap();
+    // Another writer adds a value after autogit read the set: 412, nothing applied.
+    fake.state().interfere = Some(gcloud_fake::Set {
+        name: format!("{name}."),
+        kind: "TXT".into(),
+        ttl: 60,
+        rrdatas: vec!["\"one\"".into(), "\"other\"".into()],
+    });
+    let two = Record::new(&name, RecordType::Txt, "two", 60);
+    let e = p
+        .apply(&[Change::Create { record: two }])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DnsProviderError::ZoneChanged { .. }), "{e:?}");
+    assert!(e.to_string().contains("412"), "{e}");
+    assert_eq!(
+        fake.state().set(&name, "TXT").unwrap().rrdatas,
+        ["\"one\"", "\"other\""]
+    );
+}

@@ -218,3 +218,34 @@ async fn errors_say_what_to_check() {
     let e = Route53::new(&c).unwrap().list(&[]).await.unwrap_err();
     assert!(matches!(e, DnsProviderError::Http { .. }), "{e:?}");
 }
+
+#[tokio::test]
+async fn a_set_changed_between_read_and_change_is_zone_changed() {
+    let fake = Fake::start(ZONE).await;
+    fake.state().pending_polls = 0;
+    let p = provider(&fake);
+    let name = format!("_acme-challenge.{ZONE}");
+    let one = Record::new(&name, RecordType::Txt, "one", 60);
+    p.apply(&[Change::Create {
+        record: one.clone(),
+    }])
+    .await
+    .unwrap();
+    // Another writer adds a value after autogit read the set: Route 53 refuses the DELETE of
+    // the set as read, and applies nothing.
+    fake.state().interfere = Some(route53_fake::Set {
+        name: name.clone(),
+        kind: "TXT".into(),
+        ttl: 60,
+        values: vec!["\"one\"".into(), "\"other\"".into()],
+    });
+    let e = p
+        .apply(&[Change::Delete { record: one }])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DnsProviderError::ZoneChanged { .. }), "{e:?}");
+    assert_eq!(
+        fake.state().set(&name, "TXT").unwrap().values,
+        ["\"one\"", "\"other\""]
+    );
+}

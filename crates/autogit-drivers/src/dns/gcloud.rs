@@ -371,6 +371,7 @@ impl Gcloud {
             412 => DnsProviderError::ZoneChanged {
                 server: SERVICE.into(),
                 zone: self.zone.clone(),
+                evidence: format!("412 {reason}: {message}"),
             },
             429 => DnsProviderError::RateLimited {
                 service: SERVICE.into(),

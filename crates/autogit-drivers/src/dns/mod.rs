@@ -86,9 +86,14 @@ pub enum DnsProviderError {
         setting: String,
     },
     #[error(
-        "zone `{zone}` on {server} changed between reading it and updating it (NXRRSET on its SOA); nothing was applied: run the command again"
+        "zone `{zone}` on {server} changed between reading it and updating it ({evidence}); nothing was applied: run the command again"
     )]
-    ZoneChanged { server: String, zone: String },
+    ZoneChanged {
+        server: String,
+        zone: String,
+        /// How the server said so (`NXRRSET on its SOA`, `412 conditionNotMet`, ...).
+        evidence: String,
+    },
     #[error(
         "{server} is not authoritative for zone `{zone}` (NOTAUTH): check DNS_ZONE / BASE_DOMAIN and RFC2136_SERVER (it must be the zone's primary)"
     )]

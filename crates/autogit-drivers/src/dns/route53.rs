@@ -303,6 +303,19 @@ impl Route53 {
                     self.zone_id
                 ),
             },
+            // The sets were read just before the batch: a set that appeared, vanished or
+            // changed since is another writer's doing, and Route 53 applied nothing.
+            "InvalidChangeBatch"
+                if message.contains("but it already exists")
+                    || message.contains("but it was not found")
+                    || message.contains("do not match the current values") =>
+            {
+                DnsProviderError::ZoneChanged {
+                    server: SERVICE.into(),
+                    zone: self.zone.clone(),
+                    evidence: detail,
+                }
+            }
             _ => DnsProviderError::Api {
                 service: SERVICE.into(),
                 operation: operation.to_owned(),

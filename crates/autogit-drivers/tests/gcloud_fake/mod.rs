@@ -64,6 +64,9 @@ pub struct FakeState {
     /// The change bodies received, in order.
     pub changes_received: Vec<Value>,
     pub requests: Vec<String>,
+    /// Another writer: this set replaces the one of its name and type just before the next
+    /// change is processed (between autogit's read and its change).
+    pub interfere: Option<Set>,
 }
 
 impl FakeState {
@@ -104,6 +107,7 @@ impl Fake {
             issued: 0,
             changes_received: Vec::new(),
             requests: Vec::new(),
+            interfere: None,
         };
         st.add(
             zone,
@@ -295,6 +299,11 @@ fn parse_set(v: &Value) -> Option<Set> {
 }
 
 fn change(st: &mut FakeState, body: &[u8]) -> Response {
+    if let Some(other) = st.interfere.take() {
+        st.sets
+            .retain(|s| !(s.name == other.name && s.kind == other.kind));
+        st.sets.push(other);
+    }
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return gerror(400, "parseError", "INVALID_ARGUMENT", "Parse Error");
     };

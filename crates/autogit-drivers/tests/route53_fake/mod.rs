@@ -53,6 +53,9 @@ pub struct FakeState {
     next_change: u64,
     /// "METHOD path?query" of every request, in order.
     pub requests: Vec<String>,
+    /// Another writer: this set replaces the one of its name and type just before the next
+    /// change is processed (between autogit's read and its change).
+    pub interfere: Option<Set>,
     /// The change batches received (their XML), in order.
     pub batches: Vec<String>,
 }
@@ -91,6 +94,7 @@ impl Fake {
             next_change: 0,
             requests: Vec::new(),
             batches: Vec::new(),
+            interfere: None,
         };
         st.add(
             zone,
@@ -375,6 +379,11 @@ fn list(st: &FakeState, uri: &Uri) -> Response {
 }
 
 fn change(st: &mut FakeState, body: &[u8]) -> Response {
+    if let Some(other) = st.interfere.take() {
+        st.sets
+            .retain(|s| !(s.name == other.name && s.kind == other.kind));
+        st.sets.push(other);
+    }
     let text = String::from_utf8_lossy(body).into_owned();
     let Ok(root) = xml::parse(&text) else {
         return error(
