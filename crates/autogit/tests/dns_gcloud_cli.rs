@@ -84,3 +84,30 @@ async fn a_key_file_with_the_wrong_key_is_refused() {
     );
     assert!(!r.stderr.contains("PRIVATE KEY"), "{}", r.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_while_syncing_is_read_again_and_left_alone() {
+    let fake = Fake::start(ZONE).await;
+    fake.state().pending_polls = 0;
+    // Someone creates the wildcard between autogit's read and its change.
+    fake.state().interfere = Some(gcloud_fake::Set {
+        name: format!("*.{ZONE}."),
+        kind: "A".into(),
+        ttl: 300,
+        rrdatas: vec!["198.51.100.9".into()],
+    });
+    let d = tempfile::tempdir().unwrap();
+    write_env(d.path(), &fake, KEY_PEM);
+    let r = dns(d.path(), &["sync"]).await;
+    // Cloud DNS refused the first change (409): read again, the wildcard is now a conflict,
+    // the apex is created.
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("reading it again"), "{}", r.stderr);
+    assert!(r.stderr.contains("left alone"), "{}", r.stderr);
+    let st = fake.state();
+    assert_eq!(
+        st.set(&format!("*.{ZONE}"), "A").unwrap().rrdatas,
+        ["198.51.100.9"]
+    );
+    assert_eq!(st.set(ZONE, "A").unwrap().rrdatas, ["203.0.113.7"]);
+}

@@ -8,8 +8,9 @@
 //! - Cloud DNS holds RRsets, not values. `apply` reads each touched set afresh, applies the
 //!   changes to its values (a `Create` adds one, a `Delete` removes exactly one, an `Update` swaps
 //!   one) and sends one change: the old set as a deletion and the new set as an addition. Cloud
-//!   DNS applies a change all or nothing, and refuses it (412 `conditionNotMet`) when a deleted
-//!   set is no longer exactly as read, which is [`DnsProviderError::ZoneChanged`].
+//!   DNS applies a change all or nothing, and refuses it when a deleted set is no longer exactly
+//!   as read (412 `conditionNotMet`) or an added one appeared meanwhile (409 `alreadyExists`),
+//!   which is [`DnsProviderError::ZoneChanged`].
 //! - Then the change is polled until its status is `done`.
 
 use super::wire::{core_type, core_value, error_chain as chain, wire_value};
@@ -368,7 +369,9 @@ impl Gcloud {
                     ),
                 }
             }
-            412 => DnsProviderError::ZoneChanged {
+            // The sets were read just before the change: one that no longer matches (412) or
+            // that appeared meanwhile (409) is another writer's doing; nothing was applied.
+            412 | 409 => DnsProviderError::ZoneChanged {
                 server: SERVICE.into(),
                 zone: self.zone.clone(),
                 evidence: format!("412 {reason}: {message}"),
