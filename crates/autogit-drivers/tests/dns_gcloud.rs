@@ -204,6 +204,10 @@ async fn errors_say_what_to_check() {
     assert!(matches!(e, DnsProviderError::ZoneNotFound { .. }), "{e:?}");
     assert!(e.to_string().contains("GCP_MANAGED_ZONE"), "{e}");
 
+    // Rate limited: retried with backoff, then served.
+    fake.state().rate_limit = 1;
+    provider(&fake, EMAIL, KEY_PEM).list(&[]).await.unwrap();
+
     // Not a key file.
     assert!(ServiceAccount::from_json("{\"type\": \"user\"}", Path::new("x.json")).is_err());
 }

@@ -212,6 +212,10 @@ async fn errors_say_what_to_check() {
     assert!(matches!(e, DnsProviderError::ZoneNotFound { .. }), "{e:?}");
     assert!(e.to_string().contains("AWS_HOSTED_ZONE_ID"), "{e}");
 
+    // Throttled: retried with backoff, then served.
+    fake.state().throttle = 1;
+    provider(&fake).list(&[]).await.unwrap();
+
     // Nothing listening.
     let mut c = config(&fake, ACCESS_KEY, SECRET_KEY);
     c.endpoint = "http://127.0.0.1:9".into();

@@ -104,6 +104,12 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
             return exit::FAILURE;
         }
     };
+    // One call per provider type: the trait's methods return `impl Future`, so no `dyn`.
+    macro_rules! with {
+        ($cmd:expr, $p:expr, $zone:expr) => {
+            run_with(ui, $cmd, $p, &name, $zone, &desired, &plan.project)
+        };
+    }
     match (cmd, backend) {
         (DnsCommand::Plan, Backend::Manual) => {
             let p = dns_plan(&desired, &[], &plan.project);
@@ -116,30 +122,11 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
             ui.error("DNS_PROVIDER=manual: autogit does not change DNS; create the records `autogit dns plan` lists, or set DNS_PROVIDER to rfc2136, cloudflare, route53, gcloud or dnsmasq");
             exit::UNAVAILABLE
         }
-        (cmd, Backend::Rfc2136(p)) => {
-            let zone = p.zone().to_owned();
-            rt.block_on(run_with(
-                ui,
-                cmd,
-                &*p,
-                &name,
-                &zone,
-                &desired,
-                &plan.project,
-            ))
-        }
+        (cmd, Backend::Rfc2136(p)) => rt.block_on(with!(cmd, &*p, p.zone())),
         (cmd, Backend::Dnsmasq(p)) => {
             let sync = matches!(cmd, DnsCommand::Sync);
             let file = p.path().display().to_string();
-            let code = rt.block_on(run_with(
-                ui,
-                cmd,
-                &*p,
-                &name,
-                &file,
-                &desired,
-                &plan.project,
-            ));
+            let code = rt.block_on(with!(cmd, &*p, &file));
             if sync && !p.reloads() {
                 ui.note(&format!(
                     "dnsmasq reads {file} only when it starts: restart it (systemctl restart dnsmasq), or set DNSMASQ_RELOAD_COMMAND so that `dns sync` does"
@@ -147,42 +134,9 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
             }
             code
         }
-        (cmd, Backend::Gcloud(p)) => {
-            let zone = p.zone().to_owned();
-            rt.block_on(run_with(
-                ui,
-                cmd,
-                &*p,
-                &name,
-                &zone,
-                &desired,
-                &plan.project,
-            ))
-        }
-        (cmd, Backend::Route53(p)) => {
-            let zone = p.zone().to_owned();
-            rt.block_on(run_with(
-                ui,
-                cmd,
-                &*p,
-                &name,
-                &zone,
-                &desired,
-                &plan.project,
-            ))
-        }
-        (cmd, Backend::Cloudflare(p)) => {
-            let zone = p.zone().to_owned();
-            rt.block_on(run_with(
-                ui,
-                cmd,
-                &*p,
-                &name,
-                &zone,
-                &desired,
-                &plan.project,
-            ))
-        }
+        (cmd, Backend::Gcloud(p)) => rt.block_on(with!(cmd, &*p, p.zone())),
+        (cmd, Backend::Route53(p)) => rt.block_on(with!(cmd, &*p, p.zone())),
+        (cmd, Backend::Cloudflare(p)) => rt.block_on(with!(cmd, &*p, p.zone())),
     }
 }
 

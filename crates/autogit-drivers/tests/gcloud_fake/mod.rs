@@ -10,7 +10,7 @@
 //! assertion as Google does: RS256 signature verified with the service account's public key
 //! (a JWT signed with another key is `invalid_grant` "Invalid JWT Signature."), `iss`, `aud`,
 //! `scope` and expiry. API calls need a token it issued (401 otherwise); a second, read-only
-//! account gets 403 on changes.
+//! account gets 403 on changes; a switch answers 429.
 //!
 //! It is a fake because Google Cloud DNS cannot run on the machines that test autogit; the code
 //! under test is the production client (`autogit_drivers::dns::gcloud`), unchanged, talking
@@ -67,6 +67,8 @@ pub struct FakeState {
     /// Another writer: this set replaces the one of its name and type just before the next
     /// change is processed (between autogit's read and its change).
     pub interfere: Option<Set>,
+    /// Answer this many API requests with 429 `rateLimitExceeded`.
+    pub rate_limit: u32,
 }
 
 impl FakeState {
@@ -108,6 +110,7 @@ impl Fake {
             changes_received: Vec::new(),
             requests: Vec::new(),
             interfere: None,
+            rate_limit: 0,
         };
         st.add(
             zone,
@@ -436,6 +439,15 @@ async fn handle(
             "Request had invalid authentication credentials. Expected OAuth 2 access token.",
         );
     };
+    if st.rate_limit > 0 {
+        st.rate_limit -= 1;
+        return gerror(
+            429,
+            "rateLimitExceeded",
+            "RESOURCE_EXHAUSTED",
+            "Quota exceeded for quota metric 'Read requests'",
+        );
+    }
     let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let [
         "dns",

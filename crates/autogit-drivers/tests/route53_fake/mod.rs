@@ -10,7 +10,7 @@
 //! (canonical request from the method, path, query, signed headers and a hash of the body) and
 //! checked against the secret of the access key: a wrong one is 403 `SignatureDoesNotMatch`, an
 //! unknown key 403 `InvalidClientTokenId`, and a read-only key 403 `AccessDenied` on changes,
-//! each as Route 53's `<ErrorResponse>` XML.
+//! each as Route 53's `<ErrorResponse>` XML; a switch answers `Throttling`.
 //!
 //! It is a fake because Route 53 cannot run on the machines that test autogit; the code under
 //! test is the production client (`autogit_drivers::dns::route53`), unchanged, talking HTTP to
@@ -56,6 +56,8 @@ pub struct FakeState {
     /// Another writer: this set replaces the one of its name and type just before the next
     /// change is processed (between autogit's read and its change).
     pub interfere: Option<Set>,
+    /// Answer this many (signed) requests with 400 `Throttling`.
+    pub throttle: u32,
     /// The change batches received (their XML), in order.
     pub batches: Vec<String>,
 }
@@ -95,6 +97,7 @@ impl Fake {
             requests: Vec::new(),
             batches: Vec::new(),
             interfere: None,
+            throttle: 0,
         };
         st.add(
             zone,
@@ -504,6 +507,10 @@ async fn handle(
         Ok(k) => k,
         Err(r) => return r,
     };
+    if st.throttle > 0 {
+        st.throttle -= 1;
+        return error(400, "Throttling", "Rate exceeded");
+    }
     let segs: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     match (method.as_str(), segs.as_slice()) {
         (m, ["2013-04-01", "hostedzone", zone, "rrset"]) => {
