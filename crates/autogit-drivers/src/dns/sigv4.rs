@@ -12,7 +12,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 
 /// What to sign for one request.
-#[derive(Debug)]
 pub struct Request<'a> {
     pub method: &'a str,
     /// The path, already percent-encoded as sent (`/2013-04-01/hostedzone/Z1/rrset`).
@@ -29,12 +28,36 @@ pub struct Request<'a> {
 }
 
 /// Credentials and scope.
-#[derive(Debug)]
 pub struct Signer<'a> {
     pub access_key_id: &'a str,
     pub secret_access_key: &'a str,
     pub region: &'a str,
     pub service: &'a str,
+}
+
+impl std::fmt::Debug for Request<'_> {
+    /// Header values (a session token among them) are not shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.extra_headers.iter().map(|(k, _)| *k).collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("host", &self.host)
+            .field("amz_date", &self.amz_date)
+            .field("extra_headers", &headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Signer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"[redacted]")
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .finish()
+    }
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -184,6 +207,7 @@ mod tests {
             extra_headers: &[],
             payload: b"",
         });
+        assert!(!format!("{signer:?}").contains("EXAMPLEKEY"));
         assert_eq!(
             auth,
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, SignedHeaders=host;x-amz-date, Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
