@@ -126,7 +126,8 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
         (cmd, Backend::Dnsmasq(p)) => {
             let sync = matches!(cmd, DnsCommand::Sync);
             let file = p.path().display().to_string();
-            let code = rt.block_on(with!(cmd, &*p, &file));
+            let zone = zone_of(&loaded, &target.base_domain);
+            let code = rt.block_on(with!(cmd, &*p, &zone));
             if sync && !p.reloads() {
                 ui.note(&format!(
                     "dnsmasq reads {file} only when it starts: restart it (systemctl restart dnsmasq), or set DNSMASQ_RELOAD_COMMAND so that `dns sync` does"

@@ -46,8 +46,17 @@ async fn sync_writes_the_file_restarts_dnsmasq_and_a_second_sync_has_nothing_to_
     assert_eq!(v["provider"], "dnsmasq");
     assert_eq!(v["changes"].as_array().unwrap().len(), 4, "{v}");
 
-    let sync = dns(d.path(), &["sync"]);
+    let sync = dns(d.path(), &["sync", "-o", "json"]);
     assert_eq!(sync.code, 0, "{}\n{}", sync.stdout, sync.stderr);
+    let v: serde_json::Value = serde_json::from_str(&sync.stdout).unwrap();
+    assert_eq!(v["zone"], "example.test");
+    assert!(
+        v["target"]
+            .as_str()
+            .unwrap()
+            .contains(s.config_path().to_str().unwrap()),
+        "{v}"
+    );
     let a = s
         .client()
         .query("gitlab.example.test", RecordType::A)
