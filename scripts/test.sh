@@ -17,6 +17,8 @@ apt_need prometheus promtool
 # named lives in /usr/sbin, which is not on every user's PATH.
 PATH="$PATH:/usr/sbin:/sbin" apt_need bind9 named
 apt_need bind9-utils named-checkconf
+# dnsmasq for the dnsmasq DNS provider's tests (also in /usr/sbin).
+PATH="$PATH:/usr/sbin:/sbin" apt_need dnsmasq-base dnsmasq
 # ACME: Let's Encrypt's test CA, and openssl for its HTTPS certificate in the tests.
 apt_need pebble pebble
 apt_need openssl openssl

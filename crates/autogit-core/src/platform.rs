@@ -118,6 +118,7 @@ impl DnsProvider {
                 "GCP_PROJECT",
                 "GCP_MANAGED_ZONE",
                 "GCP_SERVICE_ACCOUNT_FILE",
+                "GCP_DNS_ENDPOINT",
             ],
             DnsProvider::Dnsmasq => &["DNSMASQ_CONFIG_PATH"],
         }
@@ -206,20 +207,30 @@ const KNOWN: &[&str] = &[
     "RFC2136_TSIG_SECRET",
     "RFC2136_TSIG_SECRET_FILE",
     "CLOUDFLARE_API_TOKEN",
+    "CLOUDFLARE_API_TOKEN_FILE",
     "CLOUDFLARE_ZONE_ID",
+    "CLOUDFLARE_API_URL",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
+    "AWS_SECRET_ACCESS_KEY_FILE",
+    "AWS_SESSION_TOKEN",
     "AWS_HOSTED_ZONE_ID",
     "AWS_REGION",
+    "AWS_ROUTE53_ENDPOINT",
     "GCP_PROJECT",
     "GCP_MANAGED_ZONE",
     "GCP_SERVICE_ACCOUNT_FILE",
     "DNSMASQ_CONFIG_PATH",
+    "DNSMASQ_RELOAD_COMMAND",
 ];
 
 /// Secrets that may instead be read from a file named by `<KEY>_FILE` (Docker/systemd
 /// credentials style); the file's content, without a trailing newline, is the value.
-pub const FILE_VARIANTS: &[&str] = &["RFC2136_TSIG_SECRET"];
+pub const FILE_VARIANTS: &[&str] = &[
+    "RFC2136_TSIG_SECRET",
+    "CLOUDFLARE_API_TOKEN",
+    "AWS_SECRET_ACCESS_KEY",
+];
 
 /// One `KEY=VALUE` entry with where it came from.
 #[derive(Clone, Debug)]

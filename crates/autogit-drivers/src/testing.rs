@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 pub mod bind;
+pub mod dnsmasq;
 pub mod netns;
 pub mod pebble;
 

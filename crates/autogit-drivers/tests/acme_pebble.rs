@@ -174,3 +174,34 @@ async fn wildcard_certificate_by_dns01_served_by_nginx_and_kept_when_the_ca_is_d
         format!("hello from git.{ZONE}\n")
     );
 }
+
+/// DNS-01 through another provider: Pebble validates through a real dnsmasq whose records the
+/// dnsmasq provider writes (and restarts it to load them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_certificate_by_dns01_through_dnsmasq() {
+    use autogit_drivers::dns::dnsmasq::Dnsmasq;
+    use autogit_drivers::testing::dnsmasq::{DnsmasqServer, dnsmasq_or_skip};
+    let (Some(bin), Some(pebble_bin)) = (dnsmasq_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    let server = DnsmasqServer::start(&bin, "").unwrap();
+    let pebble = Pebble::start(&pebble_bin, &server.server()).unwrap();
+    let dns = Dnsmasq::new(&server.provider_config()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let settings = AcmeSettings {
+        directory: pebble.directory(),
+        email: None,
+        ca_root: Some(pebble.https_root()),
+        dir: work.path().join("tls"),
+        propagation_timeout: Duration::from_secs(20),
+        order_timeout: Duration::from_secs(60),
+        ttl: 60,
+    };
+    let cert = issue(&settings, ZONE, &dns, &|_| {}).await.unwrap();
+    let mut names = cert.names.clone();
+    names.sort();
+    assert_eq!(names, ["*.example.test", "example.test"]);
+    // The challenge lines were removed afterwards.
+    let left = dns.list(&[]).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -1,6 +1,6 @@
 //! `autogit tls status` and `autogit tls renew`: the platform's wildcard certificate
 //! (`*.BASE_DOMAIN` and the apex) from the ACME CA of `ACME_DIRECTORY`, by DNS-01 through the
-//! DNS provider of `.env`; the daemon renews it at two thirds of its lifetime
+//! DNS provider of `.env` (any but `manual`); the daemon renews it at two thirds of its lifetime
 //! ([`renew_if_due`]). The work is in `autogit_drivers::acme`.
 
 use crate::cli::Global;
@@ -10,6 +10,7 @@ use crate::ui::Ui;
 use autogit_core::platform::DnsProvider as Kind;
 use autogit_core::tls::{certificate_names, directory_url, renewal_due};
 use autogit_drivers::acme::{AcmeSettings, CertInfo, cert_paths, issue, read_cert};
+use autogit_drivers::dns::DnsProvider;
 use clap::Subcommand;
 use serde_json::json;
 use std::path::PathBuf;
@@ -81,16 +82,16 @@ pub async fn renew_if_due(
     if !force && let Some((_, false)) = current(&s, &domain) {
         return Ok(None);
     }
+    use crate::dns_cmd as dns;
+    let d = domain.as_str();
     match loaded.platform.dns_provider {
-        Kind::Rfc2136 => {
-            let dns = crate::dns_cmd::rfc2136(loaded, &domain)?;
-            issue(&s, &domain, &dns, progress)
-                .await
-                .map(Some)
-                .map_err(|e| e.to_string())
-        }
-        other => Err(format!(
-            "DNS-01 needs a DNS provider autogit can update; DNS_PROVIDER={} cannot be used for certificates yet (rfc2136 can)",
+        Kind::Rfc2136 => issue_via(&s, d, dns::rfc2136(loaded, d)?, progress).await,
+        Kind::Cloudflare => issue_via(&s, d, dns::cloudflare(loaded, d)?, progress).await,
+        Kind::Route53 => issue_via(&s, d, dns::route53(loaded, d)?, progress).await,
+        Kind::Gcloud => issue_via(&s, d, dns::gcloud(loaded, d)?, progress).await,
+        Kind::Dnsmasq => issue_via(&s, d, dns::dnsmasq(loaded)?, progress).await,
+        other @ (Kind::Manual | Kind::None) => Err(format!(
+            "DNS-01 needs a DNS provider autogit can update; DNS_PROVIDER={} cannot be used for certificates (rfc2136, cloudflare, route53, gcloud and dnsmasq can)",
             serde_json::to_value(other)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))
@@ -149,6 +150,18 @@ pub async fn refresh_ingress(ui: &Ui, g: &Global, loaded: &Loaded) -> Result<(),
         }
     }
     Ok(())
+}
+
+async fn issue_via<P: DnsProvider>(
+    s: &AcmeSettings,
+    domain: &str,
+    dns: P,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Option<CertInfo>, String> {
+    issue(s, domain, &dns, progress)
+        .await
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 fn show(ui: &Ui, info: &CertInfo, due: bool) {

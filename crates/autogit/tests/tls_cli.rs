@@ -1,7 +1,8 @@
 //! `autogit tls renew` and `autogit tls status` through the real binary, configured only
 //! through `.env`, against a real Pebble (ACME test CA) validating through a real BIND 9 that
-//! autogit updates with RFC 2136. Without `pebble` or `named` the test says "skipping" and
-//! passes, unless `AUTOGIT_REQUIRE_TOOLS` is set.
+//! autogit updates with RFC 2136, and through a real dnsmasq that the dnsmasq provider writes.
+//! Without `pebble`, `named` or `dnsmasq` the tests say "skipping" and pass, unless
+//! `AUTOGIT_REQUIRE_TOOLS` is set.
 
 mod common;
 
@@ -86,4 +87,39 @@ fn renew_status_not_due_forced_and_ca_down() {
     );
     let v = json(&tls(d.path(), &["status", "-o", "json"], &secret));
     assert_eq!(v["renewal_due"], false);
+}
+
+/// `tls renew` through another provider: DNS_PROVIDER=dnsmasq, Pebble validating through the
+/// real dnsmasq that autogit writes and restarts; the challenge lines are gone afterwards.
+#[test]
+fn renew_through_dnsmasq() {
+    use autogit_drivers::testing::dnsmasq::{DnsmasqServer, dnsmasq_or_skip};
+    let (Some(bin), Some(pebble_bin)) = (dnsmasq_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    let server = DnsmasqServer::start(&bin, "").unwrap();
+    let pebble = Pebble::start(&pebble_bin, &server.server()).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let env = format!(
+        "BASE_DOMAIN={ZONE}\nACME_DIRECTORY={}\nACME_CA_ROOT={}\nDNS_PROVIDER=dnsmasq\n\
+         DNSMASQ_CONFIG_PATH={}\nDNSMASQ_RELOAD_COMMAND={}\n",
+        pebble.directory(),
+        pebble.https_root().display(),
+        server.config_path().display(),
+        server.reload_command()
+    );
+    fs::write(d.path().join(".env"), env).unwrap();
+    fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+
+    let v = json(&tls(d.path(), &["renew", "-o", "json"], ""));
+    let mut names: Vec<&str> = v["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["*.example.test", "example.test"]);
+    let file = fs::read_to_string(server.config_path()).unwrap();
+    assert!(!file.contains("_acme-challenge"), "{file}");
 }

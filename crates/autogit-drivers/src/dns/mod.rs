@@ -2,6 +2,13 @@
 //! `autogit_core::dns::dns_plan` decided. One module per provider, all behind [`DnsProvider`].
 //!
 //! - `rfc2136.rs`: RFC 2136 dynamic updates and AXFR, both TSIG-signed (BIND, Knot, PowerDNS).
+//! - `cloudflare.rs`: Cloudflare's API v4 (API token, paginated listing, one request per change).
+//! - `route53.rs`: Amazon Route 53 (SigV4-signed REST/XML, RRset upserts, waits for INSYNC);
+//!   `sigv4.rs` signs, `xml.rs` reads the answers.
+//! - `gcloud.rs`: Google Cloud DNS (service-account JWT signed RS256 by ring, one atomic change
+//!   of RRset deletions and additions, polled until done).
+//! - `dnsmasq.rs`: lines between autogit's markers in a dnsmasq configuration file, then a
+//!   reload command.
 //!
 //! The decision (what to create, update or delete, and what is not ours) is pure and lives in
 //! core; a provider only lists and applies. **Invariant:** a provider applies exactly the
@@ -12,12 +19,25 @@ use autogit_core::dns::{Change, Record};
 use std::future::Future;
 use std::time::Duration;
 
+pub mod cloudflare;
+pub mod dnsmasq;
+pub mod gcloud;
 pub mod rfc2136;
+pub mod route53;
+pub mod sigv4;
+pub mod wire;
+pub mod xml;
 
 /// A DNS backend that can list and change records of one zone.
 pub trait DnsProvider: Send + Sync {
     /// Short name for messages (`rfc2136 127.0.0.1:53`).
     fn describe(&self) -> String;
+
+    /// Whether [`DnsProvider::apply`] is all or nothing. When it is not (one API request per
+    /// change), an error may leave the changes before it applied.
+    fn atomic(&self) -> bool {
+        true
+    }
 
     /// The records at `names` (canonical, see `autogit_core::dns::canonical_name`), or more:
     /// providers that can list the whole zone (AXFR, paginated APIs) return all of it, which
@@ -66,9 +86,14 @@ pub enum DnsProviderError {
         setting: String,
     },
     #[error(
-        "zone `{zone}` on {server} changed between reading it and updating it (NXRRSET on its SOA); nothing was applied: run the command again"
+        "zone `{zone}` on {server} changed between reading it and updating it ({evidence}); nothing was applied: run the command again"
     )]
-    ZoneChanged { server: String, zone: String },
+    ZoneChanged {
+        server: String,
+        zone: String,
+        /// How the server said so (`NXRRSET on its SOA`, `412 conditionNotMet`, ...).
+        evidence: String,
+    },
     #[error(
         "{server} is not authoritative for zone `{zone}` (NOTAUTH): check DNS_ZONE / BASE_DOMAIN and RFC2136_SERVER (it must be the zone's primary)"
     )]
@@ -96,4 +121,57 @@ pub enum DnsProviderError {
     Protocol { server: String, reason: String },
     #[error("DNS provider configuration: {0}")]
     Config(String),
+    /// An HTTP API refused the credentials (bad or expired token, wrong key).
+    #[error("{service} rejected the credentials ({detail}): {hint}")]
+    Auth {
+        service: String,
+        detail: String,
+        hint: String,
+    },
+    /// An HTTP API accepted the credentials but does not allow the operation.
+    #[error("{service} does not allow this ({detail}): {hint}")]
+    Forbidden {
+        service: String,
+        detail: String,
+        hint: String,
+    },
+    #[error(
+        "{service} kept answering 429 Too Many Requests (rate limit); waited {waited:?} in all: try again later"
+    )]
+    RateLimited { service: String, waited: Duration },
+    /// Any other error answer of an HTTP API, with its code and message.
+    #[error("{service} answered {status} to {operation}: {detail}")]
+    Api {
+        service: String,
+        operation: String,
+        status: u16,
+        detail: String,
+    },
+    #[error("cannot reach {service} at {url}: {reason}; check the network and the endpoint")]
+    Http {
+        service: String,
+        url: String,
+        reason: String,
+    },
+    #[error("zone `{zone}` not found at {service}: {hint}")]
+    ZoneNotFound {
+        service: String,
+        zone: String,
+        hint: String,
+    },
+}
+
+impl DnsProviderError {
+    /// Whether the backend may have applied the changes, or part of them, despite this error
+    /// (no answer, or an answer autogit could not use).
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(
+            self,
+            DnsProviderError::Timeout { .. }
+                | DnsProviderError::Connect { .. }
+                | DnsProviderError::Protocol { .. }
+                | DnsProviderError::BadResponseSignature { .. }
+                | DnsProviderError::Http { .. }
+        )
+    }
 }

@@ -442,6 +442,7 @@ impl Rfc2136 {
             ResponseCode::NXRRSet if op == "update" => Err(DnsProviderError::ZoneChanged {
                 server: self.server.clone(),
                 zone: self.zone_text.clone(),
+                evidence: "NXRRSET on its SOA".into(),
             }),
             ResponseCode::NotAuth => Err(DnsProviderError::NotAuth {
                 server: self.server.clone(),

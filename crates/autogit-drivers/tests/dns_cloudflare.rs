@@ -1,0 +1,246 @@
+//! The Cloudflare provider against a fake Cloudflare API (`cloudflare_fake`): pagination,
+//! two TXT values at one name (ACME's wildcard + apex), ownership through `dns_plan`, and the
+//! errors a user meets (bad token, token without DNS edit, unknown zone, rate limit).
+
+mod cloudflare_fake;
+
+use autogit_core::dns::{
+    Change, ConflictReason, DnsTarget, Record, RecordType, desired_records, dns_plan,
+};
+use autogit_core::platform::DnsMode;
+use autogit_drivers::dns::cloudflare::{Cloudflare, CloudflareConfig};
+use autogit_drivers::dns::{DnsProvider, DnsProviderError};
+use cloudflare_fake::{Fake, READ_ONLY_TOKEN, TOKEN};
+use secrecy::SecretString;
+use std::time::Duration;
+
+const ZONE: &str = "example.test";
+const PROJECT: &str = "autogit";
+
+fn provider(fake: &Fake, token: &str) -> Cloudflare {
+    Cloudflare::new(&CloudflareConfig {
+        api_url: fake.url.clone(),
+        token: SecretString::from(token.to_owned()),
+        zone: ZONE.into(),
+        zone_id: None,
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap()
+}
+
+fn target(mode: DnsMode, ip: &str, subdomains: &[&str]) -> DnsTarget {
+    DnsTarget {
+        base_domain: ZONE.into(),
+        ingress_ip: ip.parse().unwrap(),
+        mode,
+        ttl: 300,
+        subdomains: subdomains.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+async fn sync(p: &Cloudflare, desired: &[Record]) -> autogit_core::dns::DnsPlan {
+    let observed = p.list(&[]).await.unwrap();
+    let plan = dns_plan(desired, &observed, PROJECT);
+    p.apply(&plan.changes).await.unwrap();
+    plan
+}
+
+#[tokio::test]
+async fn lists_every_page_and_syncs_with_ownership() {
+    let fake = Fake::start(&["other.test", ZONE]).await;
+    {
+        let mut st = fake.state();
+        st.max_per_page = 5;
+        for i in 0..12 {
+            st.add(ZONE, "A", &format!("host{i}.{ZONE}"), "198.51.100.1", 300);
+        }
+        st.add(ZONE, "TXT", &format!("mail.{ZONE}"), "\"v=spf1 -all\"", 300);
+    }
+    let p = provider(&fake, TOKEN);
+    let listed = p.list(&[]).await.unwrap();
+    assert_eq!(listed.len(), 13, "{listed:?}");
+    // Quoted TXT content is read as its value.
+    assert!(listed.contains(&Record::new(
+        &format!("mail.{ZONE}"),
+        RecordType::Txt,
+        "v=spf1 -all",
+        300
+    )));
+    let pages = fake
+        .state()
+        .requests
+        .iter()
+        .filter(|r| r.contains("/dns_records?"))
+        .count();
+    assert_eq!(pages, 3, "{:?}", fake.state().requests);
+
+    let desired = desired_records(&target(DnsMode::Wildcard, "203.0.113.7", &[]), PROJECT);
+    let plan = sync(&p, &desired).await;
+    assert_eq!(plan.changes.len(), 4, "{plan}");
+    let after = p.list(&[]).await.unwrap();
+    for r in &desired {
+        assert!(after.contains(r), "{r} missing from {after:?}");
+    }
+    // A records are not proxied: they point at the ingress itself.
+    assert!(fake.state().records.iter().all(|r| !r.proxied));
+    // Second sync: nothing to do, no write.
+    let writes = fake.state().writes();
+    let again = sync(&p, &desired).await;
+    assert!(again.is_empty(), "{again}");
+    assert_eq!(fake.state().writes(), writes);
+
+    // New address: updated in place (PATCH), foreign records untouched.
+    let moved = desired_records(&target(DnsMode::Wildcard, "203.0.113.8", &[]), PROJECT);
+    let plan = sync(&p, &moved).await;
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| matches!(c, Change::Update { .. })),
+        "{plan}"
+    );
+    assert!(fake.state().requests.iter().any(|r| r.starts_with("PATCH")));
+    let after = p.list(&[]).await.unwrap();
+    assert_eq!(after.len(), 13 + 4);
+    assert!(after.contains(&Record::new(ZONE, RecordType::A, "203.0.113.8", 300)));
+
+    // Per-service mode: the wildcard and apex go (they are ours), gitlab comes.
+    let per = desired_records(
+        &target(DnsMode::PerService, "203.0.113.8", &["gitlab"]),
+        PROJECT,
+    );
+    sync(&p, &per).await;
+    let after = p.list(&[]).await.unwrap();
+    assert!(!after.iter().any(|r| r.name == format!("*.{ZONE}")));
+    assert!(after.contains(&Record::new(
+        &format!("gitlab.{ZONE}"),
+        RecordType::A,
+        "203.0.113.8",
+        300
+    )));
+    assert_eq!(after.len(), 13 + 2);
+}
+
+#[tokio::test]
+async fn two_txt_values_at_one_name_coexist_and_delete_one_by_one() {
+    let fake = Fake::start(&[ZONE]).await;
+    let p = provider(&fake, TOKEN);
+    let name = format!("_acme-challenge.{ZONE}");
+    let a = Record::new(&name, RecordType::Txt, "token-for-wildcard", 60);
+    let b = Record::new(&name, RecordType::Txt, "token-for-apex", 60);
+    p.apply(&[
+        Change::Create { record: a.clone() },
+        Change::Create { record: b.clone() },
+    ])
+    .await
+    .unwrap();
+    let listed = p.list(std::slice::from_ref(&name)).await.unwrap();
+    assert!(listed.contains(&a) && listed.contains(&b), "{listed:?}");
+    p.apply(&[Change::Delete { record: a.clone() }])
+        .await
+        .unwrap();
+    let listed = p.list(std::slice::from_ref(&name)).await.unwrap();
+    assert_eq!(listed, vec![b.clone()]);
+    // A provider that never listed finds the id by name and type.
+    let fresh = provider(&fake, TOKEN);
+    fresh
+        .apply(&[Change::Delete { record: b.clone() }])
+        .await
+        .unwrap();
+    assert!(fake.state().records.is_empty());
+}
+
+#[tokio::test]
+async fn records_it_does_not_own_are_conflicts_and_left_alone() {
+    let fake = Fake::start(&[ZONE]).await;
+    fake.state()
+        .add(ZONE, "A", &format!("gitlab.{ZONE}"), "198.51.100.9", 300);
+    fake.state().add(
+        ZONE,
+        "TXT",
+        &format!("_autogit.grafana.{ZONE}"),
+        "heritage=autogit,owner=someone-else",
+        300,
+    );
+    let p = provider(&fake, TOKEN);
+    let desired = desired_records(
+        &target(DnsMode::PerService, "203.0.113.7", &["gitlab", "grafana"]),
+        PROJECT,
+    );
+    let plan = sync(&p, &desired).await;
+    assert!(plan.changes.is_empty(), "{plan}");
+    let reasons: Vec<_> = plan.conflicts.iter().map(|c| c.reason).collect();
+    assert_eq!(
+        reasons,
+        [ConflictReason::NotOwned, ConflictReason::OtherOwner]
+    );
+    assert_eq!(fake.state().records.len(), 2);
+    assert_eq!(fake.state().writes(), 0);
+}
+
+#[tokio::test]
+async fn errors_say_what_to_check() {
+    let fake = Fake::start(&[ZONE]).await;
+    // Unknown token: 403 code 9109.
+    let e = provider(&fake, "wrong").list(&[]).await.unwrap_err();
+    assert!(matches!(e, DnsProviderError::Auth { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("9109") && msg.contains("CLOUDFLARE_API_TOKEN"),
+        "{msg}"
+    );
+    assert!(!msg.contains("wrong"), "the token leaks: {msg}");
+
+    // Read-only token: listing works, writing is 403 code 10000.
+    let ro = provider(&fake, READ_ONLY_TOKEN);
+    ro.list(&[]).await.unwrap();
+    let e = ro
+        .apply(&[Change::Create {
+            record: Record::new(ZONE, RecordType::A, "203.0.113.7", 300),
+        }])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DnsProviderError::Forbidden { .. }), "{e:?}");
+    assert!(e.to_string().contains("Zone:DNS:Edit"), "{e}");
+
+    // A zone the token cannot see.
+    let other = Cloudflare::new(&CloudflareConfig {
+        api_url: fake.url.clone(),
+        token: SecretString::from(TOKEN.to_owned()),
+        zone: "nope.test".into(),
+        zone_id: None,
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let e = other.list(&[]).await.unwrap_err();
+    assert!(matches!(e, DnsProviderError::ZoneNotFound { .. }), "{e:?}");
+
+    // Cloudflare's own validation message comes through.
+    let p = provider(&fake, TOKEN);
+    let r = Record::new(ZONE, RecordType::A, "203.0.113.7", 300);
+    p.apply(&[Change::Create { record: r.clone() }])
+        .await
+        .unwrap();
+    let e = p.apply(&[Change::Create { record: r }]).await.unwrap_err();
+    assert!(e.to_string().contains("81058"), "{e}");
+
+    // 429: retried after Retry-After, then served.
+    fake.state().rate_limit = 2;
+    p.list(&[]).await.unwrap();
+    // Still limited after the retries: a clear error.
+    fake.state().rate_limit = 10;
+    let e = p.list(&[]).await.unwrap_err();
+    assert!(matches!(e, DnsProviderError::RateLimited { .. }), "{e:?}");
+    fake.state().rate_limit = 0;
+
+    // Nothing listening.
+    let dead = Cloudflare::new(&CloudflareConfig {
+        api_url: "http://127.0.0.1:9/client/v4".into(),
+        token: SecretString::from(TOKEN.to_owned()),
+        zone: ZONE.into(),
+        zone_id: None,
+        timeout: Duration::from_secs(5),
+    })
+    .unwrap();
+    let e = dead.list(&[]).await.unwrap_err();
+    assert!(matches!(e, DnsProviderError::Http { .. }), "{e:?}");
+}
