@@ -22,6 +22,8 @@ PATH="$PATH:/usr/sbin:/sbin" apt_need dnsmasq-base dnsmasq
 # ACME: Let's Encrypt's test CA, and openssl for its HTTPS certificate in the tests.
 apt_need pebble pebble
 apt_need openssl openssl
+# Podman's Docker-compatible API (the engine driver recognises it).
+apt_need podman podman
 PATH="$PATH:/usr/sbin:/sbin" apt_need openssh-server sshd
 apt_need openssh-client ssh
 apt_need iproute2 ip

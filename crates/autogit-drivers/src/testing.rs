@@ -93,37 +93,7 @@ fn build(r: &Path, busybox: &str, tag: &str, version: &str, cmd: &[&str]) -> Res
         cmd.to_vec()
     };
     let cmd_json = serde_json::to_string(&cmd).map_err(|e| e.to_string())?;
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(r)
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(io)?;
-    let stdin = tar.stdout.take().ok_or("tar has no stdout")?;
-    let out = Command::new("docker")
-        .args([
-            "import",
-            "-c",
-            &format!("CMD {cmd_json}"),
-            "-c",
-            &format!("LABEL io.autogit.stand-in={STAND_IN_REV}"),
-            "-c",
-            "ENV PATH=/opt/gitlab/bin:/bin",
-            "-",
-            tag,
-        ])
-        .stdin(stdin)
-        .output()
-        .map_err(io)?;
-    let tar_ok = tar.wait().map_err(io)?.success();
-    if !out.status.success() || !tar_ok {
-        return Err(format!(
-            "docker import {tag}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
+    import_rootfs(r, tag, &[format!("CMD {cmd_json}")], true)
 }
 
 /// Tag of [`fake_gitlab_rails_image`].
@@ -209,35 +179,7 @@ fn build_rails(r: &Path, busybox: &str, tag: &str) -> Result<(), String> {
         std::fs::Permissions::from_mode(0o600),
     )
     .map_err(io)?;
-    let mut tar = Command::new("tar")
-        .arg("-C")
-        .arg(r)
-        .args(["-c", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(io)?;
-    let stdin = tar.stdout.take().ok_or("tar has no stdout")?;
-    let out = Command::new("docker")
-        .args([
-            "import",
-            "-c",
-            r#"CMD ["/bin/sleep", "3600"]"#,
-            "-c",
-            "ENV PATH=/opt/gitlab/bin:/bin",
-            "-",
-            tag,
-        ])
-        .stdin(stdin)
-        .output()
-        .map_err(io)?;
-    let tar_ok = tar.wait().map_err(io)?.success();
-    if !out.status.success() || !tar_ok {
-        return Err(format!(
-            "docker import {tag}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    Ok(())
+    import_rootfs(r, tag, &[r#"CMD ["/bin/sleep", "3600"]"#.to_owned()], false)
 }
 
 /// Where the backup stand-in records every `gitlab-ctl`, `gitlab-backup` and `gitlab-rake`
@@ -412,6 +354,24 @@ fn build_backup(r: &Path, busybox: &str, version: &str, tag: &str) -> Result<(),
         std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
     }
     gitlab_side(r, version)?;
+    import_rootfs(r, tag, &[r#"CMD ["/bin/sleep", "3600"]"#.to_owned()], true)
+}
+
+/// `tar -c` of the root file system `r` piped into `docker import` as `tag`, with PATH set to
+/// GitLab's and the image's command; `labelled` adds the stand-in revision label.
+fn import_rootfs(r: &Path, tag: &str, cmd: &[String], labelled: bool) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let mut changes: Vec<String> = cmd
+        .iter()
+        .flat_map(|c| ["-c".to_owned(), c.clone()])
+        .collect();
+    changes.extend(["-c".to_owned(), "ENV PATH=/opt/gitlab/bin:/bin".to_owned()]);
+    if labelled {
+        changes.extend([
+            "-c".to_owned(),
+            format!("LABEL io.autogit.stand-in={STAND_IN_REV}"),
+        ]);
+    }
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(r)
@@ -421,17 +381,9 @@ fn build_backup(r: &Path, busybox: &str, version: &str, tag: &str) -> Result<(),
         .map_err(io)?;
     let stdin = tar.stdout.take().ok_or("tar has no stdout")?;
     let out = Command::new("docker")
-        .args([
-            "import",
-            "-c",
-            r#"CMD ["/bin/sleep", "3600"]"#,
-            "-c",
-            &format!("LABEL io.autogit.stand-in={STAND_IN_REV}"),
-            "-c",
-            "ENV PATH=/opt/gitlab/bin:/bin",
-            "-",
-            tag,
-        ])
+        .arg("import")
+        .args(&changes)
+        .args(["-", tag])
         .stdin(stdin)
         .output()
         .map_err(io)?;

@@ -4,7 +4,7 @@
 use crate::cli::Global;
 use crate::ctx::{Loaded, data_dir};
 use crate::exit;
-use crate::ui::Ui;
+use crate::ui::{Ui, fail, runtime};
 use autogit_core::config::AutoBool;
 use autogit_drivers::backup::{self, BackupOptions, LocalFiles};
 use autogit_drivers::engine::ContainerEngine;
@@ -15,19 +15,6 @@ use autogit_drivers::state::Store;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn fail(ui: &Ui, msg: impl std::fmt::Display) -> u8 {
-    ui.error(&msg.to_string());
-    exit::FAILURE
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 /// Where archives go: `backup.path`, relative to the data dir unless absolute.
 pub fn backup_dir(g: &Global, loaded: &Loaded) -> PathBuf {

@@ -5,7 +5,7 @@
 use crate::cli::Global;
 use crate::ctx::{Loaded, data_dir};
 use crate::exit;
-use crate::ui::Ui;
+use crate::ui::{Ui, fail, runtime};
 use autogit_drivers::engine::docker::Docker;
 use autogit_drivers::engine::{ContainerEngine, EngineError};
 use autogit_drivers::gitlab::bootstrap::{
@@ -72,11 +72,6 @@ pub struct ApiArgs {
     pub url: Option<String>,
 }
 
-fn fail(ui: &Ui, msg: impl std::fmt::Display) -> u8 {
-    ui.error(&msg.to_string());
-    exit::FAILURE
-}
-
 /// The URL autogit talks to GitLab on: `--url`, else the published HTTP port on loopback.
 pub fn api_url(api: &ApiArgs, loaded: &Loaded) -> String {
     api.url
@@ -118,14 +113,6 @@ impl Exec for GitLabContainer<'_> {
         let (engine, id) = self.engine_and_id().await?;
         engine.exec(&id, argv).await
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
 }
 
 fn open_store(ui: &Ui, g: &Global) -> Result<SecretStore, u8> {

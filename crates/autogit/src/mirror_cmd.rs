@@ -5,7 +5,7 @@ use crate::cli::Global;
 use crate::commands::report;
 use crate::ctx::{Loaded, data_dir};
 use crate::exit;
-use crate::ui::Ui;
+use crate::ui::{Ui, runtime};
 use autogit_core::mirror::{
     Listed, Planned, expand_target, from_listing, planned, redact_url, unique_names,
 };
@@ -20,14 +20,6 @@ use serde_json::json;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-fn tokio() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 fn absolute(p: PathBuf) -> PathBuf {
     std::fs::canonicalize(&p).unwrap_or(p)
@@ -50,7 +42,7 @@ pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
         return exit::INVALID_CONFIG;
     }
     let m = &loaded.config.mirroring;
-    let rt = tokio();
+    let rt = runtime();
     let mut all = rt.block_on(resolve_accounts(loaded, planned(m)));
     if !repos.is_empty() {
         for r in repos {

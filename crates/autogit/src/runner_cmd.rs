@@ -4,7 +4,7 @@
 use crate::cli::Global;
 use crate::ctx::{Loaded, data_dir, ssh_config};
 use crate::exit;
-use crate::ui::Ui;
+use crate::ui::{Ui, runtime};
 use autogit_core::compute::{
     Fit, GpuSlot, HostSlots, JobSpec, Placement, Request, Scheduler, check_image, container_name,
     run_argv,
@@ -19,14 +19,6 @@ use autogit_drivers::remote::ssh::trust as ssh_trust;
 use autogit_drivers::state::{HostRow, JobRow, Store};
 use serde::Serialize;
 use serde_json::json;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
 
 /// `runner trust HOST`: ssh-keyscan, fingerprints, add to the managed known_hosts.
 pub fn trust(ui: &Ui, g: &Global, host: &str, replace: bool) -> u8 {

@@ -4,7 +4,7 @@ use crate::cli::Global;
 use crate::commands::{make_plan, write_rendered};
 use crate::ctx::{Loaded, data_dir};
 use crate::exit;
-use crate::ui::Ui;
+use crate::ui::{Ui, fail, runtime};
 use autogit_core::config::Notify;
 use autogit_core::lifecycle::State;
 use autogit_core::plan::Plan;
@@ -19,19 +19,6 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-fn tokio() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-fn fail(ui: &Ui, msg: impl std::fmt::Display) -> u8 {
-    ui.error(&msg.to_string());
-    exit::FAILURE
-}
 
 struct Ready {
     plan: Plan,
@@ -186,7 +173,7 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str, bootstrap: bool
         &serde_json::to_vec_pretty(&ports).unwrap_or_default(),
         0o644,
     );
-    let rt = tokio();
+    let rt = runtime();
     rt.block_on(async {
         let runtime = match open_runtime(ui, loaded, r, &rendered, NotifyMode::Configured { log: ui.verbose > 0 }, true).await {
             Ok(rt) => rt,
@@ -339,7 +326,7 @@ pub fn down(ui: &Ui, g: &Global, loaded: &Loaded, volumes: bool, yes: bool) -> u
         Ok(r) => r,
         Err(code) => return code,
     };
-    tokio().block_on(async {
+    runtime().block_on(async {
         let rendered = r.data.join("rendered");
         let runtime = match open_runtime(ui, loaded, r, &rendered, NotifyMode::Silent, false).await
         {
@@ -407,7 +394,7 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
             format!("no service `{s}` in the state of this data dir"),
         );
     }
-    let observed = tokio().block_on(async {
+    let observed = runtime().block_on(async {
         match connect(loaded).await {
             Ok(e) => e
                 .list(&loaded.config.platform.project)
@@ -567,7 +554,7 @@ pub fn logs(
         }
         None => None,
     };
-    tokio().block_on(async {
+    runtime().block_on(async {
         let engine = match connect(loaded).await {
             Ok(e) => e,
             Err(e) => return fail(ui, e),
@@ -636,7 +623,7 @@ pub fn reconcile(ui: &Ui, g: &Global, loaded: &Loaded, clear: Option<&str>) -> u
     if let Err(code) = write_rendered(ui, g, &rendered, &r.plan, loaded) {
         return code;
     }
-    tokio().block_on(async {
+    runtime().block_on(async {
         let runtime = match open_runtime(ui, loaded, r, &rendered, NotifyMode::Configured { log: !ui.quiet }, false).await {
             Ok(rt) => rt,
             Err(code) => return code,
@@ -693,7 +680,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         return code;
     }
     let interval = loaded.config.health.reconcile_interval.0;
-    tokio().block_on(async {
+    runtime().block_on(async {
         let runtime = match open_runtime(ui, loaded, r, &rendered, NotifyMode::Configured { log: !ui.quiet }, false).await {
             Ok(rt) => rt,
             Err(code) => return code,
@@ -916,6 +903,21 @@ async fn runner_autoscale(g: &Global, loaded: &Loaded) {
                 "{}",
                 json!({"event": "runner_autoscale_failed", "error": e})
             ),
+        }
+        // Compute jobs waiting or running: a scheduling pass (`compute list` places queued
+        // jobs on hosts with room, notices finished ones and unreachable hosts).
+        let active = Store::open(&data_dir(g).join("state.db"))
+            .and_then(|s| s.jobs())
+            .map(|jobs| {
+                jobs.iter()
+                    .any(|j| j.state == "queued" || j.state == "running")
+            })
+            .unwrap_or(false);
+        if active {
+            let (code, _) = run_self(g, &["compute", "list"]).await;
+            if code != 0 {
+                eprintln!("{}", json!({"event": "compute_pass_failed", "exit": code}));
+            }
         }
         tokio::time::sleep(Duration::from_secs(30)).await;
     }

@@ -6,7 +6,7 @@
 use crate::cli::Global;
 use crate::ctx::{Loaded, data_dir, load_all};
 use crate::exit;
-use crate::ui::Ui;
+use crate::ui::{Ui, fail};
 use autogit_core::platform::DnsProvider as Kind;
 use autogit_core::tls::{certificate_names, directory_url, renewal_due};
 use autogit_drivers::acme::{AcmeSettings, CertInfo, cert_paths, issue, read_cert};
@@ -26,11 +26,6 @@ pub enum TlsCommand {
         #[arg(long)]
         force: bool,
     },
-}
-
-fn fail(ui: &Ui, msg: impl std::fmt::Display) -> u8 {
-    ui.error(&msg.to_string());
-    exit::FAILURE
 }
 
 fn now() -> i64 {

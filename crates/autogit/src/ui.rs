@@ -84,3 +84,18 @@ pub fn diagnostics_json(diags: &Diagnostics, sources: &Sources) -> serde_json::V
     )
     .unwrap_or_default()
 }
+
+/// Reports `msg` as the command's error and returns the failure exit status.
+pub fn fail(ui: &Ui, msg: impl std::fmt::Display) -> u8 {
+    ui.error(&msg.to_string());
+    crate::exit::FAILURE
+}
+
+/// The async runtime a command runs its I/O on (two workers: the machines are small).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}

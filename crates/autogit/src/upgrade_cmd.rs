@@ -7,7 +7,7 @@ use crate::backup_cmd::{gitlab_container, progress_printer, take_backup};
 use crate::cli::Global;
 use crate::ctx::{Loaded, load_all};
 use crate::exit;
-use crate::ui::Ui;
+use crate::ui::{Ui, fail, runtime};
 use autogit_core::units::Dur;
 use autogit_core::upgrade::{STOPS, Step, Version, set_gitlab_version, upgrade_path};
 use autogit_drivers::backup::running_version;
@@ -24,19 +24,6 @@ pub struct UpgradeArgs<'a> {
     pub yes: bool,
     pub wait: &'a str,
     pub poll: &'a str,
-}
-
-fn fail(ui: &Ui, msg: impl std::fmt::Display) -> u8 {
-    ui.error(&msg.to_string());
-    exit::FAILURE
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
 }
 
 /// The Ruby `gitlab-rails runner` evaluates to count pending and failed background

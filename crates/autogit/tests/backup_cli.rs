@@ -4,17 +4,10 @@
 
 mod common;
 
-use common::{Run, cmd, docker, finish, have_engine, run};
+use common::{Down, cmd, docker, finish, have_engine, run_data};
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-
-fn autogit(dir: &Path, args: &[&str]) -> Run {
-    let data = dir.join("data");
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["--data-dir", data.to_str().unwrap()]);
-    run(dir, &a)
-}
 
 #[test]
 fn backup_then_restore_through_the_binary() {
@@ -33,14 +26,8 @@ fn backup_then_restore_through_the_binary() {
         ),
     )
     .unwrap();
-    struct Down<'a>(&'a Path);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = autogit(self.0, &["down", "--volumes", "--yes"]);
-        }
-    }
-    let _down = Down(dir.path());
-    let r = autogit(
+    let _down = Down(dir.path().to_owned());
+    let r = run_data(
         dir.path(),
         &["install", "--wait", "0", "--no-bootstrap", "-q"],
     );
@@ -54,7 +41,7 @@ fn backup_then_restore_through_the_binary() {
         "mkdir -p /var/opt/gitlab/data && echo before > /var/opt/gitlab/data/marker",
     ]);
 
-    let r = autogit(dir.path(), &["backup", "-o", "json"]);
+    let r = run_data(dir.path(), &["backup", "-o", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     let archive = v["backup"]["archive"].as_str().unwrap().to_owned();
@@ -91,7 +78,7 @@ fn backup_then_restore_through_the_binary() {
         "after"
     );
 
-    let r = autogit(
+    let r = run_data(
         dir.path(),
         &["restore", &archive, "--yes", "--wait", "0", "-o", "json"],
     );
@@ -104,7 +91,7 @@ fn backup_then_restore_through_the_binary() {
     );
 
     // `gitlab status` names the last backup (GitLab's API is not there: exit 1, JSON still).
-    let r = autogit(
+    let r = run_data(
         dir.path(),
         &[
             "gitlab",
@@ -126,7 +113,7 @@ fn backup_then_restore_through_the_binary() {
     let bad = dir.path().join("damaged.tar");
     std::fs::write(&bad, &bytes).unwrap();
     docker(&["exec", &c, "sh", "-c", ": > /var/log/gitlab/stand-in.log"]);
-    let r = autogit(
+    let r = run_data(
         dir.path(),
         &["restore", bad.to_str().unwrap(), "--yes", "--wait", "0"],
     );
@@ -148,7 +135,7 @@ fn backup_then_restore_through_the_binary() {
         tar.extend_from_slice(&[0u8; 1024]);
         let hostile = dir.path().join("hostile.tar");
         std::fs::write(&hostile, tar).unwrap();
-        let r = autogit(
+        let r = run_data(
             dir.path(),
             &["restore", hostile.to_str().unwrap(), "--yes", "--wait", "0"],
         );

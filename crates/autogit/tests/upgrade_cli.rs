@@ -5,16 +5,8 @@
 
 mod common;
 
-use common::{Run, docker, have_engine, run};
+use common::{Down, docker, have_engine, run_data};
 use serde_json::Value;
-use std::path::Path;
-
-fn autogit(dir: &Path, args: &[&str]) -> Run {
-    let data = dir.join("data");
-    let mut a: Vec<&str> = args.to_vec();
-    a.extend(["--data-dir", data.to_str().unwrap()]);
-    run(dir, &a)
-}
 
 #[test]
 fn upgrade_goes_through_each_required_stop_with_a_backup_before_each() {
@@ -30,14 +22,8 @@ fn upgrade_goes_through_each_required_stop_with_a_backup_before_each() {
         "# my platform\ngitlab:\n  image: autogit-test/gitlab-ce\n  version: \"17.11.7\"  # pinned by hand\n  ports: {{http: 31480, https: 31481, ssh: 31482}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 3s\nrunners: {{}}\nhealth:\n  check_interval: 1s\n  timeout: 1s\n  failure_threshold: 1\nplatform:\n  project: {project}\n"
     );
     std::fs::write(dir.path().join("autogit.yml"), &config).unwrap();
-    struct Down<'a>(&'a Path);
-    impl Drop for Down<'_> {
-        fn drop(&mut self) {
-            let _ = autogit(self.0, &["down", "--volumes", "--yes"]);
-        }
-    }
-    let _down = Down(dir.path());
-    let r = autogit(
+    let _down = Down(dir.path().to_owned());
+    let r = run_data(
         dir.path(),
         &["install", "--wait", "60s", "--no-bootstrap", "-q"],
     );
@@ -52,7 +38,7 @@ fn upgrade_goes_through_each_required_stop_with_a_backup_before_each() {
     ]);
 
     // The plan: one required stop, then the target.
-    let r = autogit(
+    let r = run_data(
         dir.path(),
         &["upgrade", "--to", "18.5.4", "--dry-run", "-o", "json"],
     );
@@ -67,7 +53,7 @@ fn upgrade_goes_through_each_required_stop_with_a_backup_before_each() {
         .collect();
     assert_eq!(steps, ["18.2.8", "18.5.4"]);
 
-    let r = autogit(
+    let r = run_data(
         dir.path(),
         &[
             "upgrade", "--to", "18.5.4", "--yes", "--wait", "60s", "--poll", "1s", "-o", "json",
@@ -115,7 +101,7 @@ fn upgrade_goes_through_each_required_stop_with_a_backup_before_each() {
     );
 
     // Downgrades are refused before anything happens.
-    let r = autogit(dir.path(), &["upgrade", "--to", "18.2.8", "--yes"]);
+    let r = run_data(dir.path(), &["upgrade", "--to", "18.2.8", "--yes"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("cannot be downgraded"), "{}", r.stderr);
 }

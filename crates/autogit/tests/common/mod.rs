@@ -104,3 +104,20 @@ pub fn have_engine() -> bool {
 pub fn fake_gitlab_image(version: &str, cmd: &[&str]) -> String {
     autogit_drivers::testing::fake_gitlab_image(version, cmd).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// The binary in `dir` with `--data-dir dir/data` appended.
+pub fn run_data(dir: &Path, args: &[&str]) -> Run {
+    let data = dir.join("data");
+    let mut a: Vec<&str> = args.to_vec();
+    a.extend(["--data-dir", data.to_str().unwrap_or("data")]);
+    run(dir, &a)
+}
+
+/// Removes the platform of `dir` (containers, network, volumes) when dropped.
+pub struct Down(pub PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = run_data(&self.0, &["down", "--volumes", "--yes"]);
+    }
+}
