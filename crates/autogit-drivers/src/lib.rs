@@ -9,6 +9,7 @@ pub mod fsx;
 pub mod gitlab;
 pub mod health;
 pub mod host;
+pub mod mdns;
 pub mod mirror;
 pub mod notify;
 pub mod remote;

@@ -214,6 +214,16 @@ pub enum Command {
     /// Prompt-injection filter: check text, scan repositories, quarantine, serve forward-auth
     #[command(subcommand)]
     Guard(crate::guard_cmd::GuardCommand),
+    /// Announce this host on the LAN over mDNS (`_autogit._tcp`) so that `autogit runner
+    /// discover` finds it; runs until stopped (a systemd service on GPU hosts)
+    Agent {
+        /// The name to announce [default: the host name]
+        #[arg(long)]
+        name: Option<String>,
+        /// The SSH port autogit should use for this host
+        #[arg(long, default_value_t = 22)]
+        ssh_port: u16,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]
@@ -261,8 +271,12 @@ pub enum RunnerCommand {
     /// Find GPU hosts: which of the given hosts or IPv4 ranges answer SSH, their key
     /// fingerprints, and the GPUs and engine of those already trusted
     Discover {
-        /// Hosts or IPv4 CIDR ranges (at most 1024 addresses), e.g. 192.168.1.0/24
+        /// Hosts or IPv4 CIDR ranges (at most 1024 addresses), e.g. 192.168.1.0/24; without
+        /// any, hosts running `autogit agent` are found over mDNS
         targets: Vec<String>,
+        /// How long to listen for mDNS answers
+        #[arg(long, default_value = "3s", value_name = "DURATION")]
+        wait: String,
     },
     /// Register a runner with GitLab: create it (`POST /user/runners`, token kept in the
     /// secret store) and run `gitlab-runner register` on its host, the token on stdin.

@@ -84,7 +84,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         },
         Command::Runner(r) => match r {
             RunnerCommand::List => runner_list(&ui, g, &load_all(g, &[])),
-            RunnerCommand::Discover { targets } => crate::runner_cmd::discover(&ui, g, &targets),
+            RunnerCommand::Discover { targets, wait } => {
+                crate::runner_cmd::discover(&ui, g, &targets, &wait)
+            }
             RunnerCommand::Autoscale { once, api } => {
                 crate::runner_cmd::autoscale(&ui, g, &load_all(g, &[]), once, &api)
             }
@@ -171,6 +173,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             since.as_deref(),
             tail,
         ),
+        Command::Agent { name, ssh_port } => {
+            crate::runner_cmd::agent(&ui, name.as_deref(), ssh_port)
+        }
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(shell, &mut cmd, "autogit", &mut std::io::stdout());

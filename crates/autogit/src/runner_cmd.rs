@@ -958,13 +958,50 @@ struct Found {
 
 /// `runner discover TARGETS`: which hosts answer SSH (one `ssh-keyscan` over all), their key
 /// fingerprints, and for hosts already trusted their inventory (GPUs, engine).
-pub fn discover(ui: &Ui, g: &Global, targets: &[String]) -> u8 {
+pub fn discover(ui: &Ui, g: &Global, targets: &[String], wait: &str) -> u8 {
+    let mut targets = targets.to_vec();
     if targets.is_empty() {
-        ui.error(
-            "`runner discover` is not available in this version yet; it will find autogit agents over mDNS (give hosts or IPv4 ranges to probe them over SSH now)",
-        );
-        return exit::UNAVAILABLE;
+        let Some(wait) = autogit_core::units::Dur::parse(wait) else {
+            ui.error(&format!("--wait {wait}: expected a duration such as 3s"));
+            return exit::FAILURE;
+        };
+        let agents = match autogit_drivers::mdns::browse(wait.0, false) {
+            Ok(a) => a,
+            Err(e) => {
+                ui.error(&e);
+                return exit::FAILURE;
+            }
+        };
+        if agents.is_empty() {
+            ui.error(&format!(
+                "no autogit agent answered over mDNS within {wait}: run `autogit agent` on the GPU hosts (same LAN segment), or give hosts or IPv4 ranges to probe over SSH"
+            ));
+            return exit::FAILURE;
+        }
+        for a in &agents {
+            let facts: Vec<String> = a
+                .properties
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            ui.note(&format!(
+                "mDNS: {} ({}) at {} port {} {}",
+                a.instance,
+                a.host,
+                a.addresses
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                a.port,
+                facts.join(" ")
+            ));
+            if let Some(ip) = a.addresses.first() {
+                targets.push(ip.to_string());
+            }
+        }
     }
+    let targets = &targets;
     let hosts = match autogit_core::remote::expand_targets(targets, 1024) {
         Ok(h) => h,
         Err(e) => {
@@ -1280,4 +1317,62 @@ pub fn autoscale(
             return exit::OK;
         }
     }
+}
+
+/// `autogit agent`: announces this host over mDNS until SIGTERM or Ctrl-C. The announcement
+/// holds the host name, the SSH port, autogit's version, and whether the host has NVIDIA GPUs
+/// (`nvidia-smi -L`) and runs under WSL2; nothing secret.
+pub fn agent(ui: &Ui, name: Option<&str>, ssh_port: u16) -> u8 {
+    let host = name.map(str::to_owned).unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "autogit-host".to_owned())
+    });
+    let gpus = std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(0, |o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("GPU "))
+                .count()
+        });
+    let wsl2 = std::fs::read_to_string("/proc/version")
+        .is_ok_and(|v| v.to_ascii_lowercase().contains("microsoft"))
+        || std::path::Path::new("/dev/dxg").exists();
+    let props = std::collections::BTreeMap::from([
+        ("version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        ("gpus".to_owned(), gpus.to_string()),
+        ("wsl2".to_owned(), wsl2.to_string()),
+    ]);
+    let announcement = match autogit_drivers::mdns::announce(&host, ssh_port, &props, false) {
+        Ok(a) => a,
+        Err(e) => {
+            ui.error(&e);
+            return exit::FAILURE;
+        }
+    };
+    ui.note(&format!(
+        "announcing {} (SSH port {ssh_port}, {gpus} GPU(s){}); SIGTERM or Ctrl-C stops",
+        announcement.fullname(),
+        if wsl2 { ", WSL2" } else { "" }
+    ));
+    runtime().block_on(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async {
+                match term.as_mut() {
+                    Some(t) => { t.recv().await; }
+                    None => std::future::pending::<()>().await,
+                }
+            } => {}
+        }
+    });
+    drop(announcement);
+    ui.note("stopped announcing");
+    exit::OK
 }

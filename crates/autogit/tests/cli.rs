@@ -346,22 +346,18 @@ fn backup_and_restore_without_a_platform_are_clear_errors() {
 }
 
 #[test]
-fn commands_not_available_yet_exit_2_and_say_so() {
+fn discover_without_targets_listens_for_agents_and_says_what_to_do() {
+    // Nothing announces `_autogit._tcp` here: a clear error, not a silent empty list.
     let d = tmp();
-    let cases: &[&[&str]] = &[&["runner", "discover"]];
-    for args in cases {
-        let r = run(d.path(), args);
-        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(
-            r.stderr.starts_with("autogit: `")
-                && r.stderr
-                    .contains("not available in this version yet; it will"),
-            "{args:?}: {}",
-            r.stderr
-        );
-        assert_eq!(r.stderr.lines().count(), 1, "one line: {}", r.stderr);
-        assert!(r.stdout.is_empty(), "{args:?} must not pretend to succeed");
-    }
+    let r = run(d.path(), &["runner", "discover", "--wait", "1s"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no autogit agent answered over mDNS")
+            && r.stderr.contains("autogit agent"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
 }
 
 #[test]
