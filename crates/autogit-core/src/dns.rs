@@ -690,6 +690,7 @@ mod tests {
             base_domain: None,
             tls: None,
             ingress_allow: Vec::new(),
+            http01: None,
             guard: None,
             preset: crate::preset::Preset::Minimal,
             services: vec![],

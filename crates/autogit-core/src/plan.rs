@@ -38,6 +38,8 @@ pub struct HostFacts {
 /// Where the ingress container sees the platform certificate (`fullchain.pem`, `key.pem`);
 /// the binary copies it into `rendered/tls/`.
 pub const TLS_DIR: &str = "/etc/autogit/tls";
+/// Where the nginx ingress serves HTTP-01 challenge files from (`rendered/acme-http`).
+pub const ACME_HTTP_DIR: &str = "/etc/autogit/acme-http";
 
 #[derive(Clone, Debug, Default)]
 pub struct PlanInput {
@@ -187,6 +189,10 @@ pub struct Plan {
     /// Address ranges the ingress lets in (empty: everyone).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ingress_allow: Vec<String>,
+    /// ACME by HTTP-01 through the ingress (ACME_CHALLENGE=http-01): (contact e-mail, directory
+    /// setting). nginx serves `rendered/acme-http` for autogit; Traefik runs its own resolver.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http01: Option<(Option<String>, String)>,
     /// The guard's forward-auth address and the services routed through it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<(String, Vec<String>)>,
@@ -601,6 +607,12 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     target: TLS_DIR.into(),
                 });
             }
+            if env.acme_http01 && config.platform.ingress == IngressKind::Nginx {
+                mounts.push(Mount::Rendered {
+                    file: "acme-http".into(),
+                    target: ACME_HTTP_DIR.into(),
+                });
+            }
             services.push(ServiceSpec {
                 name: name.to_owned(),
                 role: Role::Ingress,
@@ -853,6 +865,8 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 env.base_domain.is_some() && config.platform.ingress != IngressKind::None
             }),
             ingress_allow: config.platform.ingress_allow.clone(),
+            http01: (env.acme_http01 && env.base_domain.is_some())
+                .then(|| (env.acme_email.clone(), env.acme_directory.clone())),
             guard: config
                 .platform
                 .guard_forward_auth

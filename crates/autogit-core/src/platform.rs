@@ -142,6 +142,9 @@ pub struct PlatformEnv {
     /// ACME_CA_ROOT: a PEM file to trust for the ACME CA's HTTPS (a private CA such as
     /// step-ca or Pebble); unset: the public web PKI.
     pub acme_ca_root: Option<String>,
+    /// ACME_CHALLENGE=http-01: certificates for the services' own names by HTTP-01 (served by
+    /// the ingress) instead of the DNS-01 wildcard.
+    pub acme_http01: bool,
     pub services_enabled: Vec<ServiceId>,
     pub port_allocation: PortAllocation,
     pub port_pool: (u16, u16),
@@ -169,6 +172,7 @@ impl Default for PlatformEnv {
             acme_email: None,
             acme_directory: "production".to_owned(),
             acme_ca_root: None,
+            acme_http01: false,
             services_enabled: vec![ServiceId::Gitlab],
             port_allocation: PortAllocation::Dynamic,
             port_pool: (20000, 20999),
@@ -191,6 +195,7 @@ const KNOWN: &[&str] = &[
     "ACME_EMAIL",
     "ACME_DIRECTORY",
     "ACME_CA_ROOT",
+    "ACME_CHALLENGE",
     "SERVICES_ENABLED",
     "PORT_ALLOCATION",
     "PORT_POOL",
@@ -428,6 +433,13 @@ pub fn load_platform(
                 e,
                 "`staging`, `production` or an https:// directory URL",
             ));
+        }
+    }
+    if let Some(e) = get("ACME_CHALLENGE") {
+        match e.value.as_str() {
+            "dns-01" => p.acme_http01 = false,
+            "http-01" => p.acme_http01 = true,
+            _ => diags.push(bad(e, "`dns-01` (a wildcard certificate) or `http-01`")),
         }
     }
     if let Some(e) = get("ACME_CA_ROOT") {

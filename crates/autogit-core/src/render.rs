@@ -2,7 +2,7 @@
 
 use crate::config::{Config, IngressKind};
 use crate::emit::to_yaml;
-use crate::plan::{Mount, Placement, Plan, Probe, Role, ServiceSpec, TLS_DIR};
+use crate::plan::{ACME_HTTP_DIR, Mount, Placement, Plan, Probe, Role, ServiceSpec, TLS_DIR};
 use crate::validate::url_port;
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -341,7 +341,7 @@ pub fn traefik_static(plan: &Plan) -> String {
     if plan.base_domain.is_none() {
         return String::new();
     }
-    let doc = json!({
+    let mut doc = json!({
         "entryPoints": {
             "web": {"address": ":80", "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": true}}}},
             "websecure": {"address": ":443"},
@@ -351,6 +351,19 @@ pub fn traefik_static(plan: &Plan) -> String {
         "log": {"level": "INFO"},
         "accessLog": {},
     });
+    // HTTP-01 without a platform certificate: Traefik's own ACME resolver answers the
+    // challenges on `web` (before the HTTPS redirect) and renews by itself.
+    if let (Some((email, directory)), None) = (&plan.http01, &plan.tls) {
+        let mut acme = json!({
+            "storage": "/acme/acme.json",
+            "caServer": crate::tls::directory_url(directory),
+            "httpChallenge": {"entryPoint": "web"},
+        });
+        if let Some(e) = email {
+            acme["email"] = json!(e);
+        }
+        doc["certificatesResolvers"] = json!({"autogit": {"acme": acme}});
+    }
     format!(
         "# Rendered by autogit: Traefik static configuration.\n{}",
         to_yaml(&doc)
@@ -375,7 +388,7 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                     "rule": format!("Host(`{sub}.{domain}`)"),
                     "entryPoints": ["websecure"],
                     "service": s.name,
-                    "tls": {},
+                    "tls": if plan.http01.is_some() && plan.tls.is_none() { json!({"certResolver": "autogit"}) } else { json!({}) },
                     "middlewares": router_middlewares(plan, &s.name),
                 }),
             );
@@ -480,6 +493,14 @@ pub fn nginx(plan: &Plan) -> String {
         "# Rendered by autogit.\nresolver 127.0.0.11 valid=10s ipv6=off;\n\
          limit_req_zone $binary_remote_addr zone=autogit:10m rate=20r/s;\n",
     );
+    // HTTP-01: the challenge files autogit writes into `rendered/acme-http`.
+    let acme = if plan.http01.is_some() {
+        format!(
+            "\n    location ^~ /.well-known/acme-challenge/ {{\n        root {ACME_HTTP_DIR};\n        default_type text/plain;\n    }}"
+        )
+    } else {
+        String::new()
+    };
     if let Some(id) = &plan.tls {
         let _ = write!(
             o,
@@ -488,7 +509,7 @@ pub fn nginx(plan: &Plan) -> String {
              ssl_certificate_key {TLS_DIR}/key.pem;\n\
              ssl_protocols TLSv1.2 TLSv1.3;\n\
              ssl_session_cache shared:autogit_tls:10m;\n\
-             \nserver {{\n    listen 80 default_server;\n    server_name _;\n    return 308 https://$host$request_uri;\n}}\n"
+             \nserver {{\n    listen 80 default_server;\n    server_name _;{acme}\n    location / {{\n        return 308 https://$host$request_uri;\n    }}\n}}\n"
         );
     }
     let (listen, hsts) = if plan.tls.is_some() {
@@ -510,11 +531,17 @@ pub fn nginx(plan: &Plan) -> String {
         a.push_str("\n    deny all;");
         a
     };
+    // Without TLS the service blocks themselves listen on 80 and answer the challenges.
+    let acme80 = if plan.tls.is_none() {
+        acme.as_str()
+    } else {
+        ""
+    };
     for s in plan.local() {
         if let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) {
             let _ = write!(
                 o,
-                "\nserver {{\n    listen {listen};\n    server_name {sub}.{domain};{hsts}{allow}\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                "\nserver {{\n    listen {listen};\n    server_name {sub}.{domain};{hsts}{allow}{acme80}\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
                 name = s.name
             );
         }

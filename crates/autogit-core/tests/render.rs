@@ -122,6 +122,50 @@ fn ingress_allowlist_and_guard_forward_auth() {
 }
 
 #[test]
+fn http01_through_the_ingress() {
+    let env = format!(
+        "{ENV}ACME_CHALLENGE=http-01\nACME_EMAIL=ops@vectorweight.com\nACME_DIRECTORY=staging\n"
+    );
+    let (p, diags) = build(CONFIG, &env, &PlanInput::default());
+    assert!(!diags.contains("error["), "{diags}");
+    let stat = render::traefik_static(&p);
+    assert!(
+        stat.contains("certificatesResolvers:")
+            && stat.contains("entryPoint: web")
+            && stat.contains("acme-staging-v02")
+            && stat.contains("email: \"ops@vectorweight.com\""),
+        "{stat}"
+    );
+    let dynamic = render::traefik_dynamic(&p);
+    assert!(dynamic.contains("certResolver: autogit"), "{dynamic}");
+    // nginx: the challenge files autogit writes, served on port 80, mounted into the ingress.
+    let config = format!("{CONFIG}platform:\n  ingress: nginx\n");
+    let (p, _) = build(&config, &env, &PlanInput::default());
+    let nginx = render::nginx(&p);
+    assert!(
+        nginx.contains(
+            "location ^~ /.well-known/acme-challenge/ {\n        root /etc/autogit/acme-http;"
+        ),
+        "{nginx}"
+    );
+    assert!(p.service("nginx").unwrap().mounts.iter().any(
+        |m| matches!(m, autogit_core::plan::Mount::Rendered { file, .. } if file == "acme-http")
+    ));
+    // With the certificate in place, the HTTPS redirect server still answers challenges.
+    let input = PlanInput {
+        tls_certificate: Some("expires 2026-03-01".into()),
+        ..Default::default()
+    };
+    let (p, _) = build(&config, &env, &input);
+    let nginx = render::nginx(&p);
+    let redirect = nginx.split("listen 80 default_server;").nth(1).unwrap();
+    assert!(
+        redirect.contains("/.well-known/acme-challenge/") && redirect.contains("return 308"),
+        "{nginx}"
+    );
+}
+
+#[test]
 fn ingress_and_observability_files() {
     let (p, config) = full();
     insta::assert_snapshot!("traefik", render::traefik_static(&p));

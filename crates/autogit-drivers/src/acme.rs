@@ -260,7 +260,19 @@ pub async fn issue<P: DnsProvider>(
             ));
         }
     }
-    let (mut key_pem, chain) = result?;
+    let (key_pem, chain) = result?;
+    store_certificate(s, base_domain, &names, key_pem, &chain)
+}
+
+/// Checks that the chain names every one of `names`, then writes the key (0600) and the chain
+/// where the ingress takes them from, each atomically.
+fn store_certificate(
+    s: &AcmeSettings,
+    base_domain: &str,
+    names: &[String],
+    mut key_pem: String,
+    chain: &str,
+) -> Result<CertInfo, AcmeError> {
     let (fullchain, key) = cert_paths(&s.dir, base_domain);
     let write = |p: &Path, data: &[u8], mode: u32| {
         fsx::write_atomic(p, data, mode).map_err(|e| AcmeError::File {
@@ -273,7 +285,7 @@ pub async fn issue<P: DnsProvider>(
     let tmp_chain = fullchain.with_extension("pem.new");
     write(&tmp_chain, chain.as_bytes(), 0o644)?;
     let info = read_cert(&tmp_chain, &key)?;
-    for n in &names {
+    for n in names {
         if !info.names.contains(n) {
             let _ = std::fs::remove_file(&tmp_chain);
             return Err(AcmeError::Certificate(format!(
@@ -289,6 +301,90 @@ pub async fn issue<P: DnsProvider>(
         message: e.to_string(),
     })?;
     Ok(CertInfo { fullchain, ..info })
+}
+
+/// Issues a certificate for exactly `names` (no wildcard) by HTTP-01: the key authorizations
+/// are written as files under `webroot/.well-known/acme-challenge/` (the nginx ingress serves
+/// that directory on port 80, as certbot's webroot mode expects), removed afterwards whatever
+/// the outcome. Stored like the DNS-01 certificate, under `base_domain`.
+pub async fn issue_http01(
+    s: &AcmeSettings,
+    base_domain: &str,
+    names: &[String],
+    webroot: &Path,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<CertInfo, AcmeError> {
+    let err = ca_err(&s.directory);
+    if names.is_empty() || names.iter().any(|n| n.starts_with("*.")) {
+        return Err(AcmeError::Certificate(
+            "HTTP-01 needs explicit names (a wildcard needs DNS-01)".to_owned(),
+        ));
+    }
+    progress(&format!("ACME account at {}", s.directory));
+    let account = account(s).await?;
+    let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+    let mut order = account
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .map_err(&err)?;
+    let dir = webroot.join(".well-known/acme-challenge");
+    std::fs::create_dir_all(&dir).map_err(|e| AcmeError::File {
+        path: dir.clone(),
+        message: e.to_string(),
+    })?;
+    let mut written: Vec<PathBuf> = Vec::new();
+    let result = async {
+        let mut authzs = order.authorizations();
+        while let Some(a) = authzs.next().await {
+            let mut a = a.map_err(&err)?;
+            if a.status != AuthorizationStatus::Pending {
+                continue;
+            }
+            let mut ch = a.challenge(ChallengeType::Http01).ok_or_else(|| AcmeError::Ca {
+                directory: s.directory.clone(),
+                message: "the CA offers no http-01 challenge".to_owned(),
+            })?;
+            let token = ch.token.clone();
+            if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                return Err(AcmeError::Ca {
+                    directory: s.directory.clone(),
+                    message: "the CA sent a challenge token that is not base64url".to_owned(),
+                });
+            }
+            let file = dir.join(&token);
+            fsx::write_atomic(&file, ch.key_authorization().as_str().as_bytes(), 0o644).map_err(
+                |e| AcmeError::File {
+                    path: file.clone(),
+                    message: e.to_string(),
+                },
+            )?;
+            written.push(file);
+            progress(&format!("http-01 for {} ready", ch.identifier()));
+            ch.set_ready().await.map_err(&err)?;
+        }
+        let retry = RetryPolicy::new()
+            .initial_delay(Duration::from_millis(500))
+            .timeout(s.order_timeout);
+        let status = order.poll_ready(&retry).await.map_err(&err)?;
+        if status != OrderStatus::Ready {
+            return Err(AcmeError::Ca {
+                directory: s.directory.clone(),
+                message: format!(
+                    "the order is {status:?} after validation (the CA could not fetch http://<name>/.well-known/acme-challenge/…: check that the names resolve to the ingress and port 80 reaches it)"
+                ),
+            });
+        }
+        progress("validated; finalizing");
+        let key_pem = order.finalize().await.map_err(&err)?;
+        let chain = order.poll_certificate(&retry).await.map_err(&err)?;
+        Ok((key_pem, chain))
+    }
+    .await;
+    for f in &written {
+        let _ = std::fs::remove_file(f);
+    }
+    let (key_pem, chain) = result?;
+    store_certificate(s, base_domain, names, key_pem, &chain)
 }
 
 /// Reads the zone back until every record in `want` is there (as a TXT value at its name).

@@ -205,3 +205,99 @@ async fn wildcard_certificate_by_dns01_through_dnsmasq() {
     let left = dns.list(&[]).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// HTTP-01 for explicit names (no wildcard): the key authorizations are files in a webroot
+/// that real nginx serves on the port Pebble validates against; the names resolve (through the
+/// test's BIND) to that nginx. The files are gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http01_certificate_for_service_names_through_an_nginx_webroot() {
+    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    let bind = Bind::start(
+        &named,
+        &[TestZone::new(
+            ZONE,
+            "git 60 IN A 127.0.0.1\ngrafana 60 IN A 127.0.0.1\n",
+        )],
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let webroot = work.path().join("acme-http");
+    std::fs::create_dir_all(&webroot).unwrap();
+    let http_port = free_port();
+    let Some(bin) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        assert!(
+            std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
+            "nginx is required"
+        );
+        return;
+    };
+    let ndir = work.path().join("nginx");
+    std::fs::create_dir_all(ndir.join("logs")).unwrap();
+    std::fs::write(
+        ndir.join("nginx.conf"),
+        format!(
+            "pid {d}/nginx.pid;\nerror_log {d}/logs/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{http_port};\n    location ^~ /.well-known/acme-challenge/ {{ root {w}; default_type text/plain; }}\n    location / {{ return 308 https://$host$request_uri; }}\n  }}\n}}\n",
+            d = ndir.display(),
+            w = webroot.display(),
+        ),
+    )
+    .unwrap();
+    let _nginx = Nginx(
+        Command::new(bin)
+            .arg("-p")
+            .arg(&ndir)
+            .arg("-c")
+            .arg(ndir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nginx did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pebble = Pebble::start_with_http_port(&pebble_bin, &bind.server(), http_port).unwrap();
+    let settings = AcmeSettings {
+        directory: pebble.directory(),
+        email: None,
+        ca_root: Some(pebble.https_root()),
+        dir: work.path().join("tls"),
+        propagation_timeout: Duration::from_secs(20),
+        order_timeout: Duration::from_secs(60),
+        ttl: 60,
+    };
+    let names = vec![format!("git.{ZONE}"), format!("grafana.{ZONE}")];
+    let cert = autogit_drivers::acme::issue_http01(&settings, ZONE, &names, &webroot, &|_| {})
+        .await
+        .unwrap();
+    let mut got = cert.names.clone();
+    got.sort();
+    assert_eq!(got, names);
+    let left: Vec<_> = std::fs::read_dir(webroot.join(".well-known/acme-challenge"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "challenge files are removed afterwards");
+    // A wildcard cannot be had this way.
+    let e = autogit_drivers::acme::issue_http01(
+        &settings,
+        ZONE,
+        &[format!("*.{ZONE}")],
+        &webroot,
+        &|_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(e.to_string().contains("wildcard needs DNS-01"), "{e}");
+}

@@ -412,6 +412,14 @@ pub(crate) fn write_rendered(
         }
         written.push(path.display().to_string());
     }
+    // HTTP-01: the directory the nginx ingress serves challenge files from.
+    if plan.http01.is_some() {
+        let acme = dir.join("acme-http/.well-known/acme-challenge");
+        if let Err(e) = std::fs::create_dir_all(&acme) {
+            ui.error(&format!("cannot create {}: {e}", acme.display()));
+            return Err(exit::FAILURE);
+        }
+    }
     // The platform certificate, next to the configurations that name it (`tls/`): the
     // ingress mounts that directory. The key stays 0600.
     if plan.tls.is_some()

@@ -752,7 +752,10 @@ async fn tls_renewal(ui: &Ui, g: &Global, loaded: &Loaded, interval: Duration) {
                     failures += 1;
                     let not_after = crate::tls_cmd::settings(g, loaded)
                         .ok()
-                        .and_then(|(s, d)| crate::tls_cmd::current(&s, &d))
+                        .and_then(|(s, d)| {
+                            let wanted = crate::tls_cmd::wanted_names(g, loaded, &d).ok()?;
+                            crate::tls_cmd::current(&s, &d, &wanted)
+                        })
                         .map_or(t + 90 * 86_400, |(i, _)| i.not_after);
                     next = autogit_core::tls::retry_after(failures, t, not_after);
                     eprintln!(

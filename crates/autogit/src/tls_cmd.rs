@@ -56,14 +56,35 @@ pub fn settings(g: &Global, loaded: &Loaded) -> Result<(AcmeSettings, String), S
 }
 
 /// The certificate on disk and whether it is due, or `None` when there is none yet.
-pub fn current(s: &AcmeSettings, domain: &str) -> Option<(CertInfo, bool)> {
+pub fn current(s: &AcmeSettings, domain: &str, wanted: &[String]) -> Option<(CertInfo, bool)> {
     let (chain, key) = cert_paths(&s.dir, domain);
     let info = read_cert(&chain, &key).ok()?;
-    let covers = certificate_names(domain)
-        .iter()
-        .all(|n| info.names.contains(n));
+    let covers = wanted.iter().all(|n| info.names.contains(n));
     let due = renewal_due(info.not_before, info.not_after, now(), covers);
     Some((info, due))
+}
+
+/// The names the certificate must cover: `*.BASE_DOMAIN` and the apex by DNS-01, or with
+/// ACME_CHALLENGE=http-01 each routed service's own name (HTTP-01 cannot prove a wildcard).
+pub fn wanted_names(g: &Global, loaded: &Loaded, domain: &str) -> Result<Vec<String>, String> {
+    if !loaded.platform.acme_http01 {
+        return Ok(certificate_names(domain));
+    }
+    let quiet = Ui {
+        json: false,
+        verbose: 0,
+        quiet: true,
+        color: false,
+    };
+    let plan = crate::commands::make_plan(&quiet, g, loaded)
+        .ok_or("the configuration has errors; run `autogit validate`")?;
+    let mut names: Vec<String> = plan
+        .local()
+        .filter_map(|s| s.subdomain.as_ref().map(|sub| format!("{sub}.{domain}")))
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
 }
 
 /// Renews when due (or `force`); `Ok(None)` when nothing was needed.
@@ -74,8 +95,22 @@ pub async fn renew_if_due(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Option<CertInfo>, String> {
     let (s, domain) = settings(g, loaded)?;
-    if !force && let Some((_, false)) = current(&s, &domain) {
+    let wanted = wanted_names(g, loaded, &domain)?;
+    if !force && let Some((_, false)) = current(&s, &domain, &wanted) {
         return Ok(None);
+    }
+    if loaded.platform.acme_http01 {
+        if loaded.config.platform.ingress != autogit_core::config::IngressKind::Nginx {
+            return Err(
+                "ACME_CHALLENGE=http-01 with the Traefik ingress: Traefik obtains and renews these certificates itself (its `autogit` resolver in rendered/traefik/traefik.yml); autogit issues HTTP-01 certificates only for the nginx ingress"
+                    .to_owned(),
+            );
+        }
+        let webroot = data_dir(g).join("rendered/acme-http");
+        return autogit_drivers::acme::issue_http01(&s, &domain, &wanted, &webroot, progress)
+            .await
+            .map(Some)
+            .map_err(|e| e.to_string());
     }
     use crate::dns_cmd as dns;
     let d = domain.as_str();
@@ -190,8 +225,12 @@ pub fn run(ui: &Ui, g: &Global, cmd: TlsCommand) -> u8 {
         Ok(x) => x,
         Err(e) => return fail(ui, e),
     };
+    let wanted = match wanted_names(g, &loaded, &domain) {
+        Ok(w) => w,
+        Err(e) => return fail(ui, e),
+    };
     match cmd {
-        TlsCommand::Status => match current(&s, &domain) {
+        TlsCommand::Status => match current(&s, &domain, &wanted) {
             Some((info, due)) => {
                 show(ui, &info, due);
                 exit::OK
@@ -230,7 +269,7 @@ pub fn run(ui: &Ui, g: &Global, cmd: TlsCommand) -> u8 {
                     exit::OK
                 }
                 Ok(None) => {
-                    if let Some((info, due)) = current(&s, &domain) {
+                    if let Some((info, due)) = current(&s, &domain, &wanted) {
                         show(ui, &info, due);
                     }
                     ui.note("not due for renewal (two thirds of its lifetime have not passed); --force renews anyway");

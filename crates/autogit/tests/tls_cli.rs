@@ -123,3 +123,94 @@ fn renew_through_dnsmasq() {
     let file = fs::read_to_string(server.config_path()).unwrap();
     assert!(!file.contains("_acme-challenge"), "{file}");
 }
+
+/// ACME_CHALLENGE=http-01 with the nginx ingress: `tls renew` writes the challenge files into
+/// `rendered/acme-http`, which (here) a real nginx serves on the port Pebble validates against,
+/// and gets a certificate for the services' own names.
+#[test]
+fn http01_renew_for_the_service_names() {
+    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    let Some(nginx) = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        assert!(
+            std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
+            "nginx is required"
+        );
+        return;
+    };
+    let bind = Bind::start(
+        &named,
+        &[TestZone::new(
+            ZONE,
+            "gitlab 60 IN A 127.0.0.1\ngrafana 60 IN A 127.0.0.1\n",
+        )],
+    )
+    .unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let webroot = d.path().join("data/rendered/acme-http");
+    fs::create_dir_all(&webroot).unwrap();
+    let port = autogit_drivers::testing::bind::free_port();
+    let ndir = d.path().join("nginx");
+    fs::create_dir_all(&ndir).unwrap();
+    fs::write(
+        ndir.join("nginx.conf"),
+        format!(
+            "pid {n}/nginx.pid;\nerror_log {n}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {n};\n  proxy_temp_path {n};\n  server {{\n    listen 127.0.0.1:{port};\n    location ^~ /.well-known/acme-challenge/ {{ root {w}; default_type text/plain; }}\n  }}\n}}\n",
+            n = ndir.display(),
+            w = webroot.display()
+        ),
+    )
+    .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _nginx = Kill(
+        std::process::Command::new(nginx)
+            .arg("-p")
+            .arg(&ndir)
+            .arg("-c")
+            .arg(ndir.join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pebble = Pebble::start_with_http_port(&pebble_bin, &bind.server(), port).unwrap();
+    fs::write(
+        d.path().join("autogit.yml"),
+        "platform:\n  ingress: nginx\n",
+    )
+    .unwrap();
+    let env = format!(
+        "BASE_DOMAIN={ZONE}\nSERVICES_ENABLED=gitlab,grafana\nACME_CHALLENGE=http-01\nACME_DIRECTORY={}\nACME_CA_ROOT={}\n",
+        pebble.directory(),
+        pebble.https_root().display(),
+    );
+    fs::write(d.path().join(".env"), env).unwrap();
+    fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let v = json(&tls(d.path(), &["renew", "-o", "json"], ""));
+    let mut names: Vec<&str> = v["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["gitlab.example.test", "grafana.example.test"]);
+    let v = json(&tls(d.path(), &["status", "-o", "json"], ""));
+    assert_eq!(v["renewal_due"], false, "{v}");
+}

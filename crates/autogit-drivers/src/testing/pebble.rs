@@ -44,6 +44,7 @@ pub struct Pebble {
     mgmt_port: u16,
     dns: String,
     bin: PathBuf,
+    http_port: u16,
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
@@ -66,6 +67,11 @@ fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
 impl Pebble {
     /// Starts Pebble resolving through `dns` (`127.0.0.1:PORT`) and waits until it answers.
     pub fn start(bin: &Path, dns: &str) -> Result<Pebble, String> {
+        Self::start_with_http_port(bin, dns, 5002)
+    }
+
+    /// As [`Pebble::start`]; HTTP-01 validation connects to `http_port` of the names' address.
+    pub fn start_with_http_port(bin: &Path, dns: &str, http_port: u16) -> Result<Pebble, String> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("autogit-pebble-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -140,6 +146,7 @@ impl Pebble {
             mgmt_port: 0,
             dns: dns.to_owned(),
             bin: bin.to_owned(),
+            http_port,
         };
         p.launch()?;
         Ok(p)
@@ -154,7 +161,7 @@ impl Pebble {
                 "managementListenAddress": format!("127.0.0.1:{}", self.mgmt_port),
                 "certificate": self.dir.join("cert.pem"),
                 "privateKey": self.dir.join("key.pem"),
-                "httpPort": 5002,
+                "httpPort": self.http_port,
                 "tlsPort": 5001,
                 "ocspResponderURL": "",
                 "externalAccountBindingRequired": false
