@@ -486,6 +486,18 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
             "A flagged service is not repaired automatically; fix the cause, then `autogit reconcile --clear <service>`."
         );
     }
+    if service.is_none()
+        && let Ok((s, d)) = crate::tls_cmd::settings(g, loaded)
+        && let Ok(wanted) = crate::tls_cmd::wanted_names(g, loaded, &d)
+        && let Some((info, due)) = crate::tls_cmd::current(&s, &d, &wanted)
+    {
+        println!(
+            "certificate: {} expires in {} days{}",
+            info.names.join(", "),
+            (info.not_after - now() as i64) / 86_400,
+            if due { " (renewal due)" } else { "" }
+        );
+    }
     if service == Some("gitlab") {
         let v = gitlab_rest_status(g, loaded);
         let mut t = ui.table();
@@ -762,6 +774,10 @@ async fn tls_renewal(ui: &Ui, g: &Global, loaded: &Loaded, interval: Duration) {
                         "{}",
                         json!({"event": "certificate_renewal_failed", "error": e, "failures": failures, "retry_at": next})
                     );
+                    // Recorded with the platform's events, for `status` and later reading.
+                    if let Ok(store) = Store::open(&data_dir(g).join("state.db")) {
+                        let _ = store.event(now(), Some("tls"), "certificate_renewal_failed", &e);
+                    }
                 }
             }
         }
