@@ -451,7 +451,14 @@ fn without_a_template_targets_are_gitlab_projects_created_with_the_mirror_token(
     );
     assert_eq!(v["mirrors"][0]["result"], "failed", "{}", r.stdout);
     let st = fake.state();
-    assert!(st.groups.iter().any(|g| g.full_path == "mirrors"));
+    let group = st.groups.iter().find(|g| g.full_path == "mirrors").unwrap();
+    // Mirrors take rewritten history: the group lets maintainers force-push its default branches.
+    assert_eq!(
+        group.branch_protection.as_ref().unwrap()["allow_force_push"],
+        true,
+        "{:?}",
+        group.branch_protection
+    );
     assert!(
         st.projects
             .iter()

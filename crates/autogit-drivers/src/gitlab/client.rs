@@ -532,6 +532,30 @@ impl GitLabClient {
         self.post("groups", &body).await
     }
 
+    /// A group for mirrors: like [`GitLabClient::create_group`], with default-branch
+    /// protection that lets maintainers push and force-push (GitLab 17+
+    /// `default_branch_protection_defaults`). A mirror must accept the source's history,
+    /// rewritten branches included; GitLab's default protection would reject force-pushes to
+    /// the default branch of every mirrored project.
+    pub async fn create_mirror_group(
+        &self,
+        path: &str,
+        parent_id: Option<u64>,
+    ) -> Result<Group, GitLabError> {
+        let mut body = serde_json::json!({
+            "name": path, "path": path, "visibility": "private",
+            "default_branch_protection_defaults": {
+                "allowed_to_push": [{"access_level": 40}],
+                "allowed_to_merge": [{"access_level": 40}],
+                "allow_force_push": true,
+            },
+        });
+        if let Some(p) = parent_id {
+            body["parent_id"] = p.into();
+        }
+        self.post("groups", &body).await
+    }
+
     /// `GET /projects/:id` by full path (URL-encoded): the project, or `None` on 404.
     pub async fn project_by_path(&self, full_path: &str) -> Result<Option<Project>, GitLabError> {
         match self.get(&format!("projects/{}", enc(full_path))).await {

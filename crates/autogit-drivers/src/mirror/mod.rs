@@ -523,7 +523,7 @@ pub async fn ensure_project(
                 Some((parent, leaf)) => (client.group(parent).await?.map(|g| g.id), leaf),
                 None => (None, target.namespace.as_str()),
             };
-            client.create_group(path, path, "private", parent).await?
+            client.create_mirror_group(path, parent).await?
         }
     };
     client

@@ -41,6 +41,8 @@ pub struct FGroup {
     pub full_path: String,
     pub visibility: String,
     pub parent_id: Option<u64>,
+    /// `default_branch_protection_defaults` as created (GitLab 17+).
+    pub branch_protection: Option<Value>,
 }
 
 #[derive(Clone, Debug)]
@@ -200,6 +202,7 @@ impl FakeState {
             full_path: path.to_owned(),
             visibility: "private".to_owned(),
             parent_id: None,
+            branch_protection: None,
         });
         id
     }
@@ -671,6 +674,7 @@ async fn handle(
                     .unwrap_or("private")
                     .to_owned(),
                 parent_id,
+                branch_protection: body.get("default_branch_protection_defaults").cloned(),
             };
             st.groups.push(g.clone());
             // The creator becomes the group's owner, as in GitLab.
