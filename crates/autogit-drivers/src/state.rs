@@ -631,6 +631,17 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Forgets a runner's registration; absent is fine.
+    pub fn remove_registration(&self, name: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "DELETE FROM runner_registrations WHERE name = ?1",
+                params![name],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn registrations(&self) -> Result<Vec<RegistrationRow>, StateError> {
         let mut stmt = self
             .conn

@@ -300,6 +300,15 @@ pub enum RunnerCommand {
         #[command(flatten)]
         api: crate::gitlab_cmd::ApiArgs,
     },
+    /// Remove a registered runner everywhere: in GitLab (`DELETE /runners/:id`), on its host
+    /// (its container and the volume holding config.toml) and in autogit's state and secret
+    /// store. Idempotent
+    Unregister {
+        /// The runner's `name` in autogit.yml
+        name: String,
+        #[command(flatten)]
+        api: crate::gitlab_cmd::ApiArgs,
+    },
     /// Health of every runner host
     Health,
     /// Fetch a host's SSH key (ssh-keyscan), show its fingerprint and trust it. autogit only

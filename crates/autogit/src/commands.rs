@@ -87,6 +87,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             RunnerCommand::Discover { targets, wait } => {
                 crate::runner_cmd::discover(&ui, g, &targets, &wait)
             }
+            RunnerCommand::Unregister { name, api } => {
+                crate::runner_cmd::unregister(&ui, g, &load_all(g, &[]), &name, &api)
+            }
             RunnerCommand::Autoscale { once, api } => {
                 crate::runner_cmd::autoscale(&ui, g, &load_all(g, &[]), once, &api)
             }

@@ -4,7 +4,7 @@
 use crate::cli::Global;
 use crate::ctx::{Loaded, data_dir, ssh_config};
 use crate::exit;
-use crate::ui::{Ui, runtime};
+use crate::ui::{Ui, fail, runtime};
 use autogit_core::compute::{
     Fit, GpuSlot, HostSlots, JobSpec, Placement, Request, Scheduler, check_image, container_name,
     run_argv,
@@ -1374,5 +1374,119 @@ pub fn agent(ui: &Ui, name: Option<&str>, ssh_port: u16) -> u8 {
     });
     drop(announcement);
     ui.note("stopped announcing");
+    exit::OK
+}
+
+/// `runner unregister NAME`: GitLab first (so the token stops working), then the host, then
+/// autogit's records. Each step tolerates what is already gone; a failed step stops with the
+/// registration kept, so running the command again finishes the job.
+pub fn unregister(
+    ui: &Ui,
+    g: &Global,
+    loaded: &Loaded,
+    name: &str,
+    api: &crate::gitlab_cmd::ApiArgs,
+) -> u8 {
+    let Some(store) = open_store(ui, g) else {
+        return exit::FAILURE;
+    };
+    let Some(row) = store
+        .registrations()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|r| r.name == name)
+    else {
+        ui.note(&format!("runner `{name}` is not registered; nothing to do"));
+        return exit::OK;
+    };
+    let data = data_dir(g);
+    let secrets = match autogit_drivers::secrets::SecretStore::open(&data) {
+        Ok(s) => s,
+        Err(e) => return fail(ui, e),
+    };
+    let url = crate::gitlab_cmd::api_url(api, loaded);
+    let rt = runtime();
+    // 1. GitLab: the runner and its authentication token.
+    let gitlab = rt.block_on(async {
+        let token = secrets
+            .get(autogit_drivers::gitlab::bootstrap::ADMIN_TOKEN)
+            .map_err(|e| e.to_string())?
+            .ok_or("no admin token stored: run `autogit gitlab bootstrap` first")?;
+        let client = autogit_drivers::gitlab::client::GitLabClient::new(&url, Some(token))
+            .map_err(|e| e.to_string())?;
+        match client.delete_runner(row.runner_id as u64).await {
+            Ok(()) | Err(autogit_drivers::gitlab::client::GitLabError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    if let Err(e) = gitlab {
+        return fail(
+            ui,
+            format!(
+                "removing GitLab runner {}: {e}; nothing else was changed",
+                row.runner_id
+            ),
+        );
+    }
+    // 2. The host: the runner's container and its configuration volume.
+    if let Some(runner) = loaded.config.all_runners().find(|r| r.name == name) {
+        let engine = autogit_core::ondemand::engine_of(runner);
+        let volume = autogit_core::runner::runner_volume(name);
+        let host = match remote(g, loaded, &row.host) {
+            Ok(h) => h,
+            Err(e) => {
+                return fail(
+                    ui,
+                    format!(
+                        "{e}; GitLab runner {} is already removed: run this again",
+                        row.runner_id
+                    ),
+                );
+            }
+        };
+        let out = rt.block_on(async {
+            let _ = host.run(&autogit_core::ondemand::stop_argv(runner)).await;
+            host.run(&[
+                engine.to_owned(),
+                "volume".to_owned(),
+                "rm".to_owned(),
+                "-f".to_owned(),
+                volume.clone(),
+            ])
+            .await
+        });
+        match out {
+            Ok(o) if o.success() => {}
+            Ok(o) => {
+                return fail(
+                    ui,
+                    format!(
+                        "removing volume {volume} on {}: {}; run this again",
+                        row.host,
+                        o.stderr.trim()
+                    ),
+                );
+            }
+            Err(e) => return fail(ui, format!("{}: {e}; run this again", row.host)),
+        }
+    } else {
+        ui.note(&format!(
+            "runner `{name}` is no longer in autogit.yml: its container and volume on {} are left for you to remove",
+            row.host
+        ));
+    }
+    // 3. autogit's records.
+    let _ = secrets.remove(&row.secret);
+    if let Err(e) = store.remove_registration(name) {
+        return fail(ui, e);
+    }
+    if ui.json {
+        ui.print_json(&json!({"name": name, "runner_id": row.runner_id, "removed": true}));
+    } else {
+        println!(
+            "runner {name} (GitLab runner {}) unregistered",
+            row.runner_id
+        );
+    }
     exit::OK
 }

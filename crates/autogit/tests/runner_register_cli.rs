@@ -26,6 +26,8 @@ case "$1" in
     printf '%s\n' "$@" > "$state/register.args"
     printf '%s' "$CI_SERVER_TOKEN" > "$state/register.token"
     echo "Runner registered successfully." ;;
+  rm) printf '%s\n' "$@" >> "$state/removed" ;;
+  volume) printf '%s\n' "$@" >> "$state/removed" ;;
   *) exit 1 ;;
 esac
 "#,
@@ -151,6 +153,45 @@ async fn register_creates_the_runner_once_and_passes_the_token_on_stdin() {
         "{}",
         r.stdout
     );
+
+    // Unregister: gone from GitLab, the host (container and config volume) and autogit.
+    let unreg = [
+        "runner",
+        "unregister",
+        "g1",
+        "--data-dir",
+        &d,
+        "--url",
+        &url,
+        "-o",
+        "json",
+    ];
+    let r = autogit(dir.path(), &path, &unreg).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        fake.state().runners.is_empty(),
+        "the GitLab runner is deleted"
+    );
+    let removed = std::fs::read_to_string(bin.join("removed")).unwrap();
+    assert!(
+        removed.contains("autogit-runner-g1") && removed.contains("volume"),
+        "{removed}"
+    );
+    let left: Vec<String> = store
+        .names()
+        .unwrap()
+        .iter()
+        .filter_map(|n| store.get(n).unwrap())
+        .map(|s| s.expose_secret().to_owned())
+        .collect();
+    assert!(
+        !left.contains(&token),
+        "the runner token is removed from the store"
+    );
+    // Again: nothing to do.
+    let r = autogit(dir.path(), &path, &unreg).await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("not registered"), "{}", r.stderr);
 
     // Unknown runner names are an error that lists the configured ones.
     let r = autogit(
