@@ -214,3 +214,41 @@ fn http01_renew_for_the_service_names() {
     let v = json(&tls(d.path(), &["status", "-o", "json"], ""));
     assert_eq!(v["renewal_due"], false, "{v}");
 }
+
+/// The renewal path with a short-lived certificate (Pebble issuing 12-second certificates):
+/// not due at first, due after two thirds of its lifetime, then `tls renew` (not forced)
+/// replaces it.
+#[test]
+fn a_short_lived_certificate_is_renewed_when_two_thirds_have_passed() {
+    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    let bind = Bind::start(&named, &[TestZone::new(ZONE, "")]).unwrap();
+    let pebble = Pebble::start_short_lived(&pebble_bin, &bind.server(), 12).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let env = format!(
+        "BASE_DOMAIN={ZONE}\nACME_DIRECTORY={}\nACME_CA_ROOT={}\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER={}\nRFC2136_TSIG_KEY_NAME={KEY_NAME}\n",
+        pebble.directory(),
+        pebble.https_root().display(),
+        bind.server()
+    );
+    fs::write(d.path().join(".env"), env).unwrap();
+    fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let secret = bind.secret().to_owned();
+    let first = json(&tls(d.path(), &["renew", "-o", "json"], &secret));
+    let lifetime = first["not_after"].as_i64().unwrap() - first["not_before"].as_i64().unwrap();
+    assert!(lifetime <= 13, "a short-lived certificate: {first}");
+    let v = json(&tls(d.path(), &["status", "-o", "json"], &secret));
+    assert_eq!(v["renewal_due"], false, "{v}");
+    // Two thirds of 12 s (plus the second the certificate may have been backdated by).
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let v = json(&tls(d.path(), &["status", "-o", "json"], &secret));
+    assert_eq!(v["renewal_due"], true, "{v}");
+    let renewed = json(&tls(d.path(), &["renew", "-o", "json"], &secret));
+    assert!(
+        renewed["not_after"].as_i64().unwrap() > first["not_after"].as_i64().unwrap(),
+        "{renewed}"
+    );
+    let v = json(&tls(d.path(), &["status", "-o", "json"], &secret));
+    assert_eq!(v["renewal_due"], false, "{v}");
+}

@@ -45,6 +45,7 @@ pub struct Pebble {
     dns: String,
     bin: PathBuf,
     http_port: u16,
+    validity_secs: Option<u64>,
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
@@ -72,6 +73,21 @@ impl Pebble {
 
     /// As [`Pebble::start`]; HTTP-01 validation connects to `http_port` of the names' address.
     pub fn start_with_http_port(bin: &Path, dns: &str, http_port: u16) -> Result<Pebble, String> {
+        Self::start_with(bin, dns, http_port, None)
+    }
+
+    /// As [`Pebble::start`], issuing certificates valid for `validity_secs` (short-lived ones
+    /// exercise renewal).
+    pub fn start_short_lived(bin: &Path, dns: &str, validity_secs: u64) -> Result<Pebble, String> {
+        Self::start_with(bin, dns, 5002, Some(validity_secs))
+    }
+
+    fn start_with(
+        bin: &Path,
+        dns: &str,
+        http_port: u16,
+        validity_secs: Option<u64>,
+    ) -> Result<Pebble, String> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("autogit-pebble-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -147,6 +163,7 @@ impl Pebble {
             dns: dns.to_owned(),
             bin: bin.to_owned(),
             http_port,
+            validity_secs,
         };
         p.launch()?;
         Ok(p)
@@ -167,6 +184,10 @@ impl Pebble {
                 "externalAccountBindingRequired": false
             }
         });
+        let mut config = config;
+        if let Some(v) = self.validity_secs {
+            config["pebble"]["certificateValidityPeriod"] = v.into();
+        }
         std::fs::write(self.dir.join("pebble.json"), config.to_string())
             .map_err(|e| e.to_string())?;
         let log = std::fs::OpenOptions::new()
