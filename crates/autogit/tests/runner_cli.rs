@@ -391,10 +391,13 @@ fn discover_finds_ssh_hosts_and_the_gpus_of_trusted_ones() {
         r.stdout
     );
 
-    // Ranges too large, and no targets at all (mDNS is not built): exit 2.
+    // Ranges too large: exit 2. No targets: listen for `autogit agent` over mDNS; none runs in
+    // the lab, so exit 1 saying what to do.
     assert_eq!(
         run_in(&lab, d.path(), &["runner", "discover", "10.0.0.0/8"]).code,
         2
     );
-    assert_eq!(run_in(&lab, d.path(), &["runner", "discover"]).code, 2);
+    let r = run_in(&lab, d.path(), &["runner", "discover", "--wait", "1s"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("no autogit agent answered"), "{}", r.stderr);
 }
