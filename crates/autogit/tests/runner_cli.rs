@@ -399,5 +399,9 @@ fn discover_finds_ssh_hosts_and_the_gpus_of_trusted_ones() {
     );
     let r = run_in(&lab, d.path(), &["runner", "discover", "--wait", "1s"]);
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stderr.contains("no autogit agent answered"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no autogit agent answered"),
+        "{}",
+        r.stderr
+    );
 }
