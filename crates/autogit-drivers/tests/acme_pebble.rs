@@ -24,14 +24,14 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         // SIGTERM: nginx's master stops its workers (SIGKILL would orphan them, still
         // listening). SIGKILL only if it does not go within 5 s.
-        let _ = std::process::Command::new("kill")
+        let _ = Command::new("kill")
             .args(["-TERM", &self.0.id().to_string()])
             .status();
         for _ in 0..50 {
             if let Ok(Some(_)) = self.0.try_wait() {
                 return;
             }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.0.kill();
         let _ = self.0.wait();
