@@ -114,8 +114,11 @@ pub enum Command {
         #[arg(long, default_value = "15m", value_name = "DURATION")]
         wait: String,
         /// Do not run `gitlab bootstrap` once GitLab is healthy
-        #[arg(long, env = "AUTOGIT_NO_BOOTSTRAP")]
+        #[arg(long, env = "AUTOGIT_NO_BOOTSTRAP", value_parser = clap::builder::BoolishValueParser::new())]
         no_bootstrap: bool,
+        /// Do not install and start `autogit daemon` as a systemd service afterwards
+        #[arg(long, env = "AUTOGIT_NO_SERVICE", value_parser = clap::builder::BoolishValueParser::new())]
+        no_service: bool,
     },
     /// Remove the platform's containers and network (volumes only with --volumes)
     Down {

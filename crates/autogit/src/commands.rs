@@ -39,13 +39,18 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             dry_run,
             wait,
             no_bootstrap,
+            no_service,
         } => {
             let flags = preset_flag(preset);
             let loaded = load_all(g, &flags);
             if dry_run {
                 dry_run_install(&ui, g, &loaded)
             } else {
-                crate::runtime_cmd::install(&ui, g, &loaded, &wait, !no_bootstrap)
+                let code = crate::runtime_cmd::install(&ui, g, &loaded, &wait, !no_bootstrap);
+                if code == exit::OK && !no_service {
+                    crate::runtime_cmd::ensure_service(&ui, g, &loaded);
+                }
+                code
             }
         }
         Command::Down { volumes, yes } => {

@@ -678,6 +678,93 @@ pub fn systemd_unit(g: &Global, loaded: &Loaded) -> String {
     )
 }
 
+/// After a successful install: `autogit daemon` as a systemd service, so that nothing else is
+/// needed. As root the system unit `/etc/systemd/system/autogit.service`, otherwise the user
+/// unit `~/.config/systemd/user/autogit.service` (`systemctl --user`; lingering keeps it running
+/// after logout). `AUTOGIT_SYSTEMD_UNIT_DIR` puts the unit elsewhere. Never fails the install:
+/// without systemd, or when systemctl refuses, it says what to run instead.
+pub fn ensure_service(ui: &Ui, g: &Global, loaded: &Loaded) {
+    let user = autogit_drivers::host::euid() != Some(0);
+    let dir = loaded
+        .env
+        .iter()
+        .find(|(k, _)| k == "AUTOGIT_SYSTEMD_UNIT_DIR")
+        .map(|(_, v)| PathBuf::from(v))
+        .or_else(|| {
+            if user {
+                loaded
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == "HOME")
+                    .map(|(_, h)| Path::new(h).join(".config/systemd/user"))
+            } else {
+                Some(PathBuf::from("/etc/systemd/system"))
+            }
+        });
+    let manual = "run `autogit daemon` under your init system (`autogit daemon --print-systemd-unit` prints a unit)";
+    let has_systemctl = std::process::Command::new("systemctl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let Some(dir) = dir.filter(|_| has_systemctl) else {
+        ui.note(&format!("no systemd here: {manual}"));
+        return;
+    };
+    let unit = dir.join("autogit.service");
+    let text = systemd_unit(g, loaded);
+    let unchanged = std::fs::read_to_string(&unit).is_ok_and(|t| t == text);
+    if !unchanged && let Err(e) = write_atomic(&unit, text.as_bytes(), 0o644) {
+        ui.error(&format!("cannot write {}: {e}; {manual}", unit.display()));
+        return;
+    }
+    let systemctl = |args: &[&str]| {
+        let mut c = std::process::Command::new("systemctl");
+        if user {
+            c.arg("--user");
+        }
+        c.args(args)
+            .output()
+            .map(|o| {
+                (
+                    o.status.success(),
+                    String::from_utf8_lossy(&o.stderr).trim().to_owned(),
+                )
+            })
+            .unwrap_or_else(|e| (false, e.to_string()))
+    };
+    let scope = if user {
+        "systemctl --user"
+    } else {
+        "systemctl"
+    };
+    let steps: &[&[&str]] = if unchanged {
+        &[&["enable", "--now", "autogit.service"]]
+    } else {
+        &[
+            &["daemon-reload"],
+            &["enable", "--now", "autogit.service"],
+            &["restart", "autogit.service"],
+        ]
+    };
+    for args in steps {
+        let (ok, err) = systemctl(args);
+        if !ok {
+            // Not an install failure, but the user must act: shown even with --quiet.
+            ui.error(&format!(
+                "wrote {} but `{scope} {}` failed ({err}); run it yourself, or {manual}",
+                unit.display(),
+                args.join(" ")
+            ));
+            return;
+        }
+    }
+    ui.note(&format!(
+        "autogit daemon runs as the systemd service autogit.service ({}; `{scope} status autogit` shows it){}",
+        unit.display(),
+        if user { "; `loginctl enable-linger` keeps it running after you log out" } else { "" }
+    ));
+}
+
 pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
     if print_unit {
         print!("{}", systemd_unit(g, loaded));

@@ -441,3 +441,83 @@ fn engine_down_is_a_clear_error_then_install_completes() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(p.state(), "HEALTHY");
 }
+
+/// After a healthy install, `autogit daemon` becomes a systemd service: the unit is written
+/// and enabled (a stand-in `systemctl` records the calls: systemd does not run where autogit
+/// is tested). A second install with the same unit only makes sure it is enabled; a
+/// `systemctl` that refuses never fails the install.
+#[test]
+fn install_sets_up_the_daemon_as_a_systemd_service() {
+    if !have_engine() {
+        return;
+    }
+    fake_gitlab_image("0.0.2", &[]);
+    let p = Platform::new("svc", "0.0.2", 31880, "");
+    let bin = p.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let calls = p.path().join("systemctl.calls");
+    std::fs::write(
+        bin.join("systemctl"),
+        format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'systemd 252'; exit 0; }}\necho \"$*\" >> {}\n[ -e {}/refuse ] && {{ echo 'Failed to connect to bus' >&2; exit 1; }}\nexit 0\n",
+            calls.display(),
+            p.path().display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("systemctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let units = p.path().join("units");
+    let install = || {
+        let a = p.args(&["install", "--wait", "60s"]);
+        let out = cmd(p.path())
+            .env_remove("AUTOGIT_NO_SERVICE")
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    bin.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("AUTOGIT_SYSTEMD_UNIT_DIR", &units)
+            .args(&a)
+            .output()
+            .unwrap();
+        finish(out)
+    };
+    let r = install();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let unit = std::fs::read_to_string(units.join("autogit.service")).unwrap();
+    assert!(
+        unit.contains(" daemon") && unit.contains("--data-dir ") && unit.contains("[Install]"),
+        "{unit}"
+    );
+    let scope = if autogit_drivers::host::euid() == Some(0) {
+        ""
+    } else {
+        "--user "
+    };
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        format!(
+            "{scope}daemon-reload\n{scope}enable --now autogit.service\n{scope}restart autogit.service\n"
+        )
+    );
+    // Same unit: only enabled (idempotent), no reload or restart.
+    std::fs::remove_file(&calls).unwrap();
+    assert_eq!(install().code, 0);
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        format!("{scope}enable --now autogit.service\n")
+    );
+    // systemctl refuses: the install still succeeds and says what to run.
+    std::fs::write(p.path().join("refuse"), "").unwrap();
+    let r = install();
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("run it yourself"), "{}", r.stderr);
+}

@@ -22,7 +22,9 @@ pub fn cmd(dir: &Path) -> Command {
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir)
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        // `install` would set autogit up as a systemd service of the machine running the tests.
+        .env("AUTOGIT_NO_SERVICE", "1");
     c
 }
 
