@@ -12,7 +12,7 @@
 //! - Errors come from Cloudflare's `{"success": false, "errors": [{"code", "message"}]}` and
 //!   say what to check; 429 is retried after `Retry-After` (three times, at most a minute each).
 
-use super::wire::{error_chain, unquote_txt};
+use super::wire::{error_chain, http_client, unquote_txt};
 use super::{DnsProvider, DnsProviderError};
 use autogit_core::dns::{Change, Record, RecordType, canonical_name};
 use reqwest::{Method, StatusCode};
@@ -102,11 +102,7 @@ impl Cloudflare {
         if zone.is_empty() {
             return Err(bad("the Cloudflare zone name is empty".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("autogit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let http = http_client(config.timeout).map_err(bad)?;
         Ok(Self {
             http,
             api,

@@ -23,6 +23,7 @@
 //!   must restart dnsmasq: dnsmasq reads `address=`, `host-record=` and `txt-record=` only at
 //!   start (SIGHUP re-reads hosts files, not these; checked with dnsmasq 2.90).
 
+use super::wire::{quote_txt, split_txt};
 use super::{DnsProvider, DnsProviderError};
 use crate::fsx::{FsError, read_bounded, write_atomic};
 use autogit_core::dns::{Change, Record, RecordType, canonical_name};
@@ -339,19 +340,7 @@ fn render_record(r: &Record) -> Result<String, DnsProviderError> {
                 return bad("a TXT value with a newline");
             }
             // dnsmasq's TXT strings are at most 255 bytes; longer values are split.
-            let mut parts: Vec<String> = Vec::new();
-            let mut cur = String::new();
-            for c in r.value.chars() {
-                if cur.len() + c.len_utf8() > 255 {
-                    parts.push(std::mem::take(&mut cur));
-                }
-                cur.push(c);
-            }
-            parts.push(cur);
-            let quoted: Vec<String> = parts
-                .iter()
-                .map(|p| format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")))
-                .collect();
+            let quoted: Vec<String> = split_txt(&r.value).iter().map(|p| quote_txt(p)).collect();
             Ok(format!(
                 "# ttl {}\ntxt-record={},{}\n",
                 r.ttl,

@@ -13,7 +13,7 @@
 //!   which is [`DnsProviderError::ZoneChanged`].
 //! - Then the change is polled until its status is `done`.
 
-use super::wire::{core_type, core_value, error_chain as chain, wire_value};
+use super::wire::{RrSet, core_type, core_value, error_chain as chain, http_client, wire_value};
 use super::{DnsProvider, DnsProviderError};
 use autogit_core::dns::{Change, Record, RecordType, canonical_name};
 use reqwest::{Method, StatusCode};
@@ -127,13 +127,6 @@ impl fmt::Debug for Gcloud {
     }
 }
 
-/// One RRset: TTL and values as Cloud DNS holds them (TXT quoted).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct RrSet {
-    ttl: u32,
-    values: Vec<String>,
-}
-
 impl Gcloud {
     /// Checks the settings and the key; connects to nothing.
     pub fn new(config: &GcloudConfig) -> Result<Self, DnsProviderError> {
@@ -169,11 +162,7 @@ impl Gcloud {
                 "GCP_SERVICE_ACCOUNT_FILE: `private_key` is not an RSA key ring accepts: {e}"
             ))
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("autogit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let http = http_client(config.timeout).map_err(bad)?;
         Ok(Self {
             http,
             endpoint,

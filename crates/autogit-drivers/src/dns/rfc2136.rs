@@ -12,6 +12,7 @@
 //!   server applies nothing and answers NXRRSET, which is [`DnsProviderError::ZoneChanged`].
 //! - [`Rfc2136::query`] is a plain (unsigned) query, for reading back and propagation checks.
 
+use super::wire::split_txt;
 use super::{DnsProvider, DnsProviderError};
 use autogit_core::dns::{Change, Record as CoreRecord, RecordType as CoreType, canonical_name};
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode, UpdateMessage};
@@ -487,20 +488,6 @@ fn fqdn(name: &str) -> Result<Name, String> {
         return Err("empty name".into());
     }
     Name::from_ascii(format!("{n}.")).map_err(|e| e.to_string())
-}
-
-/// TXT strings are at most 255 bytes each; a longer value is split (and joined when read).
-fn split_txt(value: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for c in value.chars() {
-        if cur.len() + c.len_utf8() > 255 {
-            out.push(std::mem::take(&mut cur));
-        }
-        cur.push(c);
-    }
-    out.push(cur);
-    out
 }
 
 fn to_core(r: &Record) -> CoreRecord {

@@ -13,7 +13,7 @@
 //! - Errors come from `<ErrorResponse><Error><Code>` (and `<InvalidChangeBatch>`) and say what
 //!   to check; `Throttling` and `PriorRequestNotComplete` are retried with backoff.
 
-use super::wire::{core_type, core_value, error_chain as chain, wire_value};
+use super::wire::{RrSet, core_type, core_value, error_chain as chain, http_client, wire_value};
 use super::{DnsProvider, DnsProviderError, sigv4, xml};
 use autogit_core::dns::{Change, Record, RecordType, canonical_name};
 use reqwest::Method;
@@ -93,13 +93,6 @@ impl fmt::Debug for Route53 {
     }
 }
 
-/// One RRset as Route 53 holds it; values as on the wire (TXT quoted).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct RrSet {
-    ttl: u32,
-    values: Vec<String>,
-}
-
 impl Route53 {
     /// Checks the settings; connects to nothing.
     pub fn new(config: &Route53Config) -> Result<Self, DnsProviderError> {
@@ -137,11 +130,7 @@ impl Route53 {
         if zone.is_empty() {
             return Err(bad("the Route 53 zone name is empty".into()));
         }
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .user_agent(concat!("autogit/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| bad(format!("HTTP client: {e}")))?;
+        let http = http_client(config.timeout).map_err(bad)?;
         Ok(Self {
             http,
             endpoint,

@@ -1,5 +1,6 @@
-//! Helpers shared by the HTTP providers: TXT values in zone-file quoting (as Cloudflare,
-//! Route 53 and Cloud DNS show them), record types by name, and error chains for messages.
+//! Helpers shared by the providers: TXT values split into 255-byte strings and in zone-file
+//! quoting (as Cloudflare, Route 53, Cloud DNS and dnsmasq write them), record sets, the HTTP
+//! client, record types by name, and error chains for messages.
 
 use autogit_core::dns::{Record, RecordType};
 
@@ -35,9 +36,19 @@ pub fn wire_value(r: &Record) -> String {
     if r.kind != RecordType::Txt {
         return r.value.clone();
     }
-    let mut parts: Vec<String> = Vec::new();
+    split_txt(&r.value)
+        .iter()
+        .map(|p| quote_txt(p))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A TXT value as the character-strings DNS carries: at most 255 bytes each, split on
+/// character boundaries.
+pub fn split_txt(value: &str) -> Vec<String> {
+    let mut parts = Vec::new();
     let mut cur = String::new();
-    for c in r.value.chars() {
+    for c in value.chars() {
         if cur.len() + c.len_utf8() > 255 {
             parts.push(std::mem::take(&mut cur));
         }
@@ -45,10 +56,28 @@ pub fn wire_value(r: &Record) -> String {
     }
     parts.push(cur);
     parts
-        .iter()
-        .map(|p| format!("\"{}\"", p.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(" ")
+}
+
+/// One character-string in zone-file quoting (`"…"` with `\"` and `\\` escapes).
+pub fn quote_txt(part: &str) -> String {
+    format!("\"{}\"", part.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// One RRset as the record-set providers (Route 53, Cloud DNS) hold it: TTL and values as
+/// on the wire (TXT quoted).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RrSet {
+    pub ttl: u32,
+    pub values: Vec<String>,
+}
+
+/// The HTTP client of the HTTP providers: their timeout and autogit's user agent.
+pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .user_agent(concat!("autogit/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
 }
 
 /// The core type of a type name (`A`, `AAAA`, `TXT`, `CNAME`; anything else is `Other`).
