@@ -4,7 +4,7 @@
 use crate::cli::Global;
 use crate::ctx::{Loaded, data_dir};
 use crate::exit;
-use crate::ui::{Ui, fail, runtime};
+use crate::ui::{Ui, confirm, fail, parse_wait, runtime};
 use autogit_core::config::AutoBool;
 use autogit_drivers::backup::{self, BackupOptions, LocalFiles};
 use autogit_drivers::engine::ContainerEngine;
@@ -199,9 +199,7 @@ pub fn take_backup(
 }
 
 pub fn restore(ui: &Ui, g: &Global, loaded: &Loaded, archive: &Path, yes: bool, wait: &str) -> u8 {
-    let Some(wait) = autogit_core::units::Dur::parse(wait)
-        .or((wait == "0").then_some(autogit_core::units::Dur::secs(0)))
-    else {
+    let Some(wait) = parse_wait(wait) else {
         return fail(
             ui,
             format!("--wait {wait}: expected a duration such as 90s, 10m or 0"),
@@ -210,26 +208,19 @@ pub fn restore(ui: &Ui, g: &Global, loaded: &Loaded, archive: &Path, yes: bool, 
     if !archive.is_file() {
         return fail(ui, format!("{}: no such archive", archive.display()));
     }
-    if !yes {
-        use std::io::{BufRead, IsTerminal, Write};
-        if !std::io::stdin().is_terminal() {
-            return fail(
-                ui,
-                "restore replaces all GitLab data with the archive's; add --yes to confirm",
-            );
-        }
-        eprint!(
-            "Replace all data of GitLab in project `{}` with {}? Type `yes`: ",
-            loaded.config.platform.project,
-            archive.display()
-        );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            ui.note("nothing was changed");
-            return exit::FAILURE;
-        }
+    if !yes
+        && let Err(code) = confirm(
+            ui,
+            &format!(
+                "Replace all data of GitLab in project `{}` with {}?",
+                loaded.config.platform.project,
+                archive.display()
+            ),
+            "restore replaces all GitLab data with the archive's; add --yes to confirm",
+            "nothing was changed",
+        )
+    {
+        return code;
     }
     let data = data_dir(g);
     let store = match SecretStore::open(&data) {
@@ -237,7 +228,7 @@ pub fn restore(ui: &Ui, g: &Global, loaded: &Loaded, archive: &Path, yes: bool, 
         Err(e) => return fail(ui, e),
     };
     let progress = progress_printer(ui);
-    let url = format!("http://127.0.0.1:{}", loaded.config.gitlab.ports.http);
+    let url = crate::gitlab_cmd::local_url(loaded);
     let result = runtime().block_on(async {
         let (engine, id) = gitlab_container(loaded).await?;
         let report = backup::restore(&engine, &id, archive, &data.join("tmp"), &store, &progress)

@@ -72,11 +72,24 @@ pub struct ApiArgs {
     pub url: Option<String>,
 }
 
-/// The URL autogit talks to GitLab on: `--url`, else the published HTTP port on loopback.
+/// The URL autogit talks to GitLab on: `--url`, else [`local_url`].
 pub fn api_url(api: &ApiArgs, loaded: &Loaded) -> String {
-    api.url
-        .clone()
-        .unwrap_or_else(|| format!("http://127.0.0.1:{}", loaded.config.gitlab.ports.http))
+    api.url.clone().unwrap_or_else(|| local_url(loaded))
+}
+
+/// GitLab's published HTTP port on loopback: how the daemon and `install` reach it.
+pub fn local_url(loaded: &Loaded) -> String {
+    format!("http://127.0.0.1:{}", loaded.config.gitlab.ports.http)
+}
+
+/// A client with the admin token `gitlab bootstrap` stored (none stored is an error that says
+/// to bootstrap); for commands that act on GitLab without minting a token themselves.
+pub fn stored_admin_client(store: &SecretStore, url: &str) -> Result<GitLabClient, String> {
+    let token = store
+        .get(ADMIN_TOKEN)
+        .map_err(|e| e.to_string())?
+        .ok_or("no admin token stored: run `autogit gitlab bootstrap` first")?;
+    GitLabClient::new(url, Some(token)).map_err(|e| e.to_string())
 }
 
 /// Runs commands in the platform's GitLab container; connects to the engine only when a

@@ -1156,12 +1156,7 @@ pub async fn autoscale_pass(
         return Ok(Vec::new());
     }
     let secrets = autogit_drivers::secrets::SecretStore::open(&data).map_err(|e| e.to_string())?;
-    let token = secrets
-        .get(autogit_drivers::gitlab::bootstrap::ADMIN_TOKEN)
-        .map_err(|e| e.to_string())?
-        .ok_or("no admin token stored: run `autogit gitlab bootstrap` first")?;
-    let client = autogit_drivers::gitlab::client::GitLabClient::new(url, Some(token))
-        .map_err(|e| e.to_string())?;
+    let client = crate::gitlab_cmd::stored_admin_client(&secrets, url)?;
     let jobs = client
         .active_jobs()
         .await
@@ -1408,12 +1403,7 @@ pub fn unregister(
     let rt = runtime();
     // 1. GitLab: the runner and its authentication token.
     let gitlab = rt.block_on(async {
-        let token = secrets
-            .get(autogit_drivers::gitlab::bootstrap::ADMIN_TOKEN)
-            .map_err(|e| e.to_string())?
-            .ok_or("no admin token stored: run `autogit gitlab bootstrap` first")?;
-        let client = autogit_drivers::gitlab::client::GitLabClient::new(&url, Some(token))
-            .map_err(|e| e.to_string())?;
+        let client = crate::gitlab_cmd::stored_admin_client(&secrets, &url)?;
         match client.delete_runner(row.runner_id as u64).await {
             Ok(()) | Err(autogit_drivers::gitlab::client::GitLabError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.to_string()),

@@ -4,7 +4,7 @@ use crate::cli::Global;
 use crate::commands::{make_plan, write_rendered};
 use crate::ctx::{Loaded, data_dir};
 use crate::exit;
-use crate::ui::{Ui, fail, runtime};
+use crate::ui::{Ui, confirm, fail, parse_wait, runtime};
 use autogit_core::config::Notify;
 use autogit_core::lifecycle::State;
 use autogit_core::plan::Plan;
@@ -147,7 +147,7 @@ fn log_notify(loaded: &Loaded) -> bool {
 }
 
 pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str, bootstrap: bool) -> u8 {
-    let Some(wait) = Dur::parse(wait).or((wait == "0").then_some(Dur::secs(0))) else {
+    let Some(wait) = parse_wait(wait) else {
         return fail(
             ui,
             format!("--wait {wait}: expected a duration such as 90s, 15m or 0"),
@@ -283,7 +283,7 @@ async fn bootstrap_gitlab(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(ui, e),
     };
-    let url = format!("http://127.0.0.1:{}", loaded.config.gitlab.ports.http);
+    let url = crate::gitlab_cmd::local_url(loaded);
     ui.note(&format!(
         "bootstrapping GitLab at {url}: admin token, users, groups, service accounts"
     ));
@@ -302,25 +302,19 @@ async fn bootstrap_gitlab(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
 }
 
 pub fn down(ui: &Ui, g: &Global, loaded: &Loaded, volumes: bool, yes: bool) -> u8 {
-    if volumes && !yes {
-        use std::io::{BufRead, IsTerminal, Write};
-        if !std::io::stdin().is_terminal() {
-            return fail(
-                ui,
-                "--volumes deletes all GitLab data; add --yes to confirm",
-            );
-        }
-        eprint!(
-            "Delete the volumes of project `{}` (all GitLab data)? Type `yes`: ",
-            loaded.config.platform.project
-        );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            ui.note("nothing was removed");
-            return exit::FAILURE;
-        }
+    if volumes
+        && !yes
+        && let Err(code) = confirm(
+            ui,
+            &format!(
+                "Delete the volumes of project `{}` (all GitLab data)?",
+                loaded.config.platform.project
+            ),
+            "--volumes deletes all GitLab data; add --yes to confirm",
+            "nothing was removed",
+        )
+    {
+        return code;
     }
     let r = match ready(ui, g, loaded) {
         Ok(r) => r,
@@ -530,7 +524,7 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
 
 /// What GitLab's REST API says (version, health, readiness, users, runners), for `status gitlab`.
 fn gitlab_rest_status(g: &Global, loaded: &Loaded) -> serde_json::Value {
-    let url = format!("http://127.0.0.1:{}", loaded.config.gitlab.ports.http);
+    let url = crate::gitlab_cmd::local_url(loaded);
     let store = match autogit_drivers::secrets::SecretStore::open(&data_dir(g)) {
         Ok(s) => s,
         Err(e) => return json!({"url": url, "error": e.to_string()}),
@@ -995,7 +989,7 @@ async fn runner_autoscale(g: &Global, loaded: &Loaded) {
     if loaded.config.all_runners().next().is_none() {
         return std::future::pending().await;
     }
-    let url = format!("http://127.0.0.1:{}", loaded.config.gitlab.ports.http);
+    let url = crate::gitlab_cmd::local_url(loaded);
     loop {
         match crate::runner_cmd::autoscale_pass(g, loaded, &url).await {
             Ok(rows) => {

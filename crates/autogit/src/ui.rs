@@ -99,3 +99,28 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .expect("a tokio runtime")
 }
+
+/// Asks before something destructive: `Ok` when the user typed `yes` on a terminal. Without
+/// a terminal it refuses with `refusal` (which should name `--yes`); any other answer says
+/// `nothing_done`. `Err` carries the exit status.
+pub fn confirm(ui: &Ui, question: &str, refusal: &str, nothing_done: &str) -> Result<(), u8> {
+    use std::io::{BufRead, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(fail(ui, refusal));
+    }
+    eprint!("{question} Type `yes`: ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        ui.note(nothing_done);
+        Err(crate::exit::FAILURE)
+    }
+}
+
+/// A `--wait`-style duration: `90s`, `15m`, … or `0` (do not wait).
+pub fn parse_wait(s: &str) -> Option<autogit_core::units::Dur> {
+    autogit_core::units::Dur::parse(s).or((s == "0").then_some(autogit_core::units::Dur::secs(0)))
+}

@@ -7,7 +7,7 @@ use crate::backup_cmd::{gitlab_container, progress_printer, take_backup};
 use crate::cli::Global;
 use crate::ctx::{Loaded, load_all};
 use crate::exit;
-use crate::ui::{Ui, fail, runtime};
+use crate::ui::{Ui, confirm, fail, parse_wait, runtime};
 use autogit_core::units::Dur;
 use autogit_core::upgrade::{STOPS, Step, Version, set_gitlab_version, upgrade_path};
 use autogit_drivers::backup::running_version;
@@ -43,9 +43,7 @@ pub fn parse_migrations(output: &str) -> Option<(u64, u64)> {
 }
 
 fn parse_dur(s: &str, flag: &str) -> Result<Dur, String> {
-    Dur::parse(s)
-        .or((s == "0").then_some(Dur::secs(0)))
-        .ok_or_else(|| format!("{flag} {s}: expected a duration such as 30s, 10m or 1h"))
+    parse_wait(s).ok_or_else(|| format!("{flag} {s}: expected a duration such as 30s, 10m or 1h"))
 }
 
 pub fn upgrade(ui: &Ui, g: &Global, loaded: &Loaded, a: &UpgradeArgs<'_>) -> u8 {
@@ -107,25 +105,15 @@ pub fn upgrade(ui: &Ui, g: &Global, loaded: &Loaded, a: &UpgradeArgs<'_>) -> u8 
     if a.dry_run {
         return exit::OK;
     }
-    if !a.yes {
-        use std::io::{BufRead, IsTerminal, Write};
-        if !std::io::stdin().is_terminal() {
-            return fail(
-                ui,
-                "upgrade recreates GitLab once per step; add --yes to confirm",
-            );
-        }
-        eprint!(
-            "Upgrade GitLab {from} to {to} in {} step(s)? Type `yes`: ",
-            steps.len()
-        );
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        let _ = std::io::stdin().lock().read_line(&mut answer);
-        if answer.trim() != "yes" {
-            ui.note("nothing was changed");
-            return exit::FAILURE;
-        }
+    if !a.yes
+        && let Err(code) = confirm(
+            ui,
+            &format!("Upgrade GitLab {from} to {to} in {} step(s)?", steps.len()),
+            "upgrade recreates GitLab once per step; add --yes to confirm",
+            "nothing was changed",
+        )
+    {
+        return code;
     }
     let progress = progress_printer(ui);
     let mut previous = from;
