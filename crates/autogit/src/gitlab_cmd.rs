@@ -369,48 +369,57 @@ pub fn gitlab_status(
             "last_backup": last_backup.as_ref().map(|(n, size)| json!({"archive": n, "size": size})),
         }));
     } else {
-        let show = |v: Option<String>| v.unwrap_or_else(|| "unknown".to_owned());
-        let mut t = ui.table();
-        t.set_header(vec!["GITLAB", url]);
-        t.add_row(vec!["version".to_owned(), show(s.version.clone())]);
-        t.add_row(vec!["health".to_owned(), show(s.health.clone())]);
-        t.add_row(vec![
-            "ready".to_owned(),
-            show(s.ready.map(|r| r.to_string())),
-        ]);
-        t.add_row(vec![
-            "users".to_owned(),
-            show(s.users.map(|u| u.to_string())),
-        ]);
-        t.add_row(vec![
-            "runners online".to_owned(),
-            match (s.runners_online, s.runners) {
-                (Some(o), Some(n)) => format!("{o} of {n}"),
-                _ => "unknown".to_owned(),
-            },
-        ]);
-        t.add_row(vec![
-            "managed tokens".to_owned(),
-            s.managed_tokens.to_string(),
-        ]);
-        t.add_row(vec![
-            "last backup".to_owned(),
-            last_backup
-                .as_ref()
-                .map_or_else(|| "none".to_owned(), |(n, _)| n.clone()),
-        ]);
-        println!("{t}");
-        if !authenticated {
-            ui.note("no admin token stored: version, users and runners need `autogit gitlab bootstrap` first");
-        }
-        for e in &s.errors {
-            ui.note(&format!("warning: {e}"));
-        }
+        print_status_table(ui, url, authenticated, &s, last_backup.as_ref());
     }
     if s.health.is_some() {
         exit::OK
     } else {
         exit::FAILURE
+    }
+}
+
+/// GitLab's status as a table: for `gitlab status` and `status gitlab`.
+pub fn print_status_table(
+    ui: &Ui,
+    url: &str,
+    authenticated: bool,
+    s: &bootstrap::Status,
+    last_backup: Option<&(String, u64)>,
+) {
+    let show = |v: Option<String>| v.unwrap_or_else(|| "unknown".to_owned());
+    let mut t = ui.table();
+    t.set_header(vec!["GITLAB", url]);
+    t.add_row(vec!["version".to_owned(), show(s.version.clone())]);
+    t.add_row(vec!["health".to_owned(), show(s.health.clone())]);
+    t.add_row(vec![
+        "ready".to_owned(),
+        show(s.ready.map(|r| r.to_string())),
+    ]);
+    t.add_row(vec![
+        "users".to_owned(),
+        show(s.users.map(|u| u.to_string())),
+    ]);
+    t.add_row(vec![
+        "runners online".to_owned(),
+        match (s.runners_online, s.runners) {
+            (Some(o), Some(n)) => format!("{o} of {n}"),
+            _ => "unknown".to_owned(),
+        },
+    ]);
+    t.add_row(vec![
+        "managed tokens".to_owned(),
+        s.managed_tokens.to_string(),
+    ]);
+    t.add_row(vec![
+        "last backup".to_owned(),
+        last_backup.map_or_else(|| "none".to_owned(), |(n, _)| n.clone()),
+    ]);
+    println!("{t}");
+    if !authenticated {
+        ui.note("no admin token stored: version, users and runners need `autogit gitlab bootstrap` first");
+    }
+    for e in &s.errors {
+        ui.note(&format!("warning: {e}"));
     }
 }
 

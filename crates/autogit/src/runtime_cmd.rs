@@ -493,30 +493,17 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
         );
     }
     if service == Some("gitlab") {
-        let v = gitlab_rest_status(g, loaded);
-        let mut t = ui.table();
-        t.set_header(vec!["GITLAB", v["url"].as_str().unwrap_or("")]);
-        for key in [
-            "version",
-            "health",
-            "ready",
-            "users",
-            "runners",
-            "runners_online",
-        ] {
-            let val = &v["status"][key];
-            t.add_row(vec![
-                key.replace('_', " "),
-                if val.is_null() {
-                    "unknown".to_owned()
-                } else {
-                    val.to_string().trim_matches('"').to_owned()
-                },
-            ]);
-        }
-        println!("{t}");
-        if let Some(e) = v["error"].as_str() {
-            ui.note(&format!("warning: {e}"));
+        let url = crate::gitlab_cmd::local_url(loaded);
+        let status = autogit_drivers::secrets::SecretStore::open(&data_dir(g))
+            .map_err(|e| e.to_string())
+            .and_then(|store| crate::gitlab_cmd::fetch_status(&store, &url));
+        match status {
+            Ok((authenticated, s)) => {
+                let last =
+                    autogit_drivers::backup::last_backup(&crate::backup_cmd::backup_dir(g, loaded));
+                crate::gitlab_cmd::print_status_table(ui, &url, authenticated, &s, last.as_ref());
+            }
+            Err(e) => ui.note(&format!("warning: GitLab at {url}: {e}")),
         }
     }
     exit::OK

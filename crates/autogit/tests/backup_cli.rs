@@ -105,6 +105,13 @@ fn backup_then_restore_through_the_binary() {
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     let name = Path::new(&archive).file_name().unwrap().to_str().unwrap();
     assert_eq!(v["last_backup"]["archive"], name, "{}", r.stdout);
+    // `status gitlab` shows the same GitLab table, last backup included.
+    let r = run_data(dir.path(), &["status", "gitlab"]);
+    assert!(
+        r.stdout.contains("last backup") && r.stdout.contains(name),
+        "{}",
+        r.stdout
+    );
 
     // A damaged archive is refused before the container is touched.
     let mut bytes = std::fs::read(&archive).unwrap();
