@@ -70,14 +70,7 @@ pub fn wanted_names(g: &Global, loaded: &Loaded, domain: &str) -> Result<Vec<Str
     if !loaded.platform.acme_http01 {
         return Ok(certificate_names(domain));
     }
-    let quiet = Ui {
-        json: false,
-        verbose: 0,
-        quiet: true,
-        color: false,
-    };
-    let plan = crate::commands::make_plan(&quiet, g, loaded)
-        .ok_or("the configuration has errors; run `autogit validate`")?;
+    let plan = quiet_plan(g, loaded)?;
     let mut names: Vec<String> = plan
         .local()
         .filter_map(|s| s.subdomain.as_ref().map(|sub| format!("{sub}.{domain}")))
@@ -85,6 +78,18 @@ pub fn wanted_names(g: &Global, loaded: &Loaded, domain: &str) -> Result<Vec<Str
     names.sort();
     names.dedup();
     Ok(names)
+}
+
+/// The plan without printing diagnostics (the daemon and `tls` only need its facts).
+fn quiet_plan(g: &Global, loaded: &Loaded) -> Result<autogit_core::plan::Plan, String> {
+    let quiet = Ui {
+        json: false,
+        verbose: 0,
+        quiet: true,
+        color: false,
+    };
+    crate::commands::make_plan(&quiet, g, loaded)
+        .ok_or_else(|| "the configuration has errors; run `autogit validate`".to_owned())
 }
 
 /// Renews when due (or `force`); `Ok(None)` when nothing was needed.
@@ -135,13 +140,11 @@ pub async fn renew_if_due(
 /// when its dynamic file changes. The first certificate also adds a mount to the ingress:
 /// `autogit install` (or the next daemon start) recreates it.
 pub async fn refresh_ingress(ui: &Ui, g: &Global, loaded: &Loaded) -> Result<(), String> {
+    let plan = quiet_plan(g, loaded)?;
     let quiet = Ui {
         quiet: true,
         json: false,
         ..*ui
-    };
-    let Some(plan) = crate::commands::make_plan(&quiet, g, loaded) else {
-        return Err("the configuration has errors; run `autogit validate`".to_owned());
     };
     let rendered = data_dir(g).join("rendered");
     crate::commands::write_rendered(&quiet, g, &rendered, &plan, loaded)
