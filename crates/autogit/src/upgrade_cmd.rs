@@ -199,8 +199,9 @@ async fn wait_for_migrations(
     .map(str::to_owned)
     .to_vec();
     let mut last = None;
+    // The container stays the same while migrations run: find it once.
+    let (engine, id) = gitlab_container(loaded).await?;
     loop {
-        let (engine, id) = gitlab_container(loaded).await?;
         let (code, out) = engine.exec(&id, &argv).await.map_err(|e| e.to_string())?;
         match (code, parse_migrations(&out)) {
             (0, Some((0, 0))) => return Ok(()),
