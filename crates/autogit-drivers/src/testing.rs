@@ -38,22 +38,11 @@ fn current(tag: &str) -> bool {
 /// `autogit-test/gitlab-ce:<version>-ce.0`, the name autogit derives from
 /// `gitlab.image: autogit-test/gitlab-ce` and `gitlab.version`. Built once per tag.
 pub fn fake_gitlab_image(version: &str, cmd: &[&str]) -> Result<String, String> {
-    let tag = format!("autogit-test/gitlab-ce:{version}-ce.0");
-    let _guard = LOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if current(&tag) {
-        return Ok(tag);
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
-    let root = std::env::temp_dir().join(format!("autogit-image-{}-{version}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let result = build(&root, busybox, &tag, version, cmd);
-    let _ = std::fs::remove_dir_all(&root);
-    result.map(|()| tag)
+    cached_image(
+        &format!("autogit-test/gitlab-ce:{version}-ce.0"),
+        &format!("gitlab-{version}"),
+        |root, busybox, tag| build(root, busybox, tag, version, cmd),
+    )
 }
 
 fn build(r: &Path, busybox: &str, tag: &str, version: &str, cmd: &[&str]) -> Result<(), String> {
@@ -93,7 +82,7 @@ fn build(r: &Path, busybox: &str, tag: &str, version: &str, cmd: &[&str]) -> Res
         cmd.to_vec()
     };
     let cmd_json = serde_json::to_string(&cmd).map_err(|e| e.to_string())?;
-    import_rootfs(r, tag, &[format!("CMD {cmd_json}")], true)
+    import_rootfs(r, tag, &[format!("CMD {cmd_json}")])
 }
 
 /// Tag of [`fake_gitlab_rails_image`].
@@ -108,28 +97,7 @@ pub const FAKE_ROOT_PASSWORD: &str = "Fake-Root-Pw-0123456789";
 /// script does on a real GitLab; and `/etc/gitlab/initial_root_password` laid out as GitLab
 /// writes it. The command is `sleep` so tests can `exec` into it. Built once.
 pub fn fake_gitlab_rails_image() -> Result<String, String> {
-    let tag = FAKE_GITLAB_RAILS_IMAGE.to_owned();
-    let _guard = LOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let present = Command::new("docker")
-        .args(["image", "inspect", &tag])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if present {
-        return Ok(tag);
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
-    let root = std::env::temp_dir().join(format!("autogit-rails-image-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    let result = build_rails(&root, busybox, &tag);
-    let _ = std::fs::remove_dir_all(&root);
-    result.map(|()| tag)
+    cached_image(FAKE_GITLAB_RAILS_IMAGE, "rails", build_rails)
 }
 
 fn build_rails(r: &Path, busybox: &str, tag: &str) -> Result<(), String> {
@@ -179,7 +147,7 @@ fn build_rails(r: &Path, busybox: &str, tag: &str) -> Result<(), String> {
         std::fs::Permissions::from_mode(0o600),
     )
     .map_err(io)?;
-    import_rootfs(r, tag, &[r#"CMD ["/bin/sleep", "3600"]"#.to_owned()], false)
+    import_rootfs(r, tag, &[r#"CMD ["/bin/sleep", "3600"]"#.to_owned()])
 }
 
 /// Where the backup stand-in records every `gitlab-ctl`, `gitlab-backup` and `gitlab-rake`
@@ -254,25 +222,11 @@ esac
 /// comments, the Omnibus VERSION file, `/etc/gitlab/{gitlab-secrets.json,gitlab.rb}` and a
 /// `git` user, laid out as in the real image. The command is `sleep`. Built once per tag.
 pub fn fake_gitlab_backup_image(version: &str) -> Result<String, String> {
-    let tag = format!("autogit-test/gitlab-backup:{version}");
-    let _guard = LOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if current(&tag) {
-        return Ok(tag);
-    }
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
-    let root = std::env::temp_dir().join(format!(
-        "autogit-backup-image-{}-{version}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&root);
-    let result = build_backup(&root, busybox, version, &tag);
-    let _ = std::fs::remove_dir_all(&root);
-    result.map(|()| tag)
+    cached_image(
+        &format!("autogit-test/gitlab-backup:{version}"),
+        &format!("backup-{version}"),
+        |root, busybox, tag| build_backup(root, busybox, version, tag),
+    )
 }
 
 /// The parts of GitLab's image that backup, restore and upgrades use: `gitlab-ctl`,
@@ -354,24 +308,22 @@ fn build_backup(r: &Path, busybox: &str, version: &str, tag: &str) -> Result<(),
         std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
     }
     gitlab_side(r, version)?;
-    import_rootfs(r, tag, &[r#"CMD ["/bin/sleep", "3600"]"#.to_owned()], true)
+    import_rootfs(r, tag, &[r#"CMD ["/bin/sleep", "3600"]"#.to_owned()])
 }
 
 /// `tar -c` of the root file system `r` piped into `docker import` as `tag`, with PATH set to
-/// GitLab's and the image's command; `labelled` adds the stand-in revision label.
-fn import_rootfs(r: &Path, tag: &str, cmd: &[String], labelled: bool) -> Result<(), String> {
+/// GitLab's, the image's command and the stand-in revision label.
+fn import_rootfs(r: &Path, tag: &str, cmd: &[String]) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
     let mut changes: Vec<String> = cmd
         .iter()
         .flat_map(|c| ["-c".to_owned(), c.clone()])
         .collect();
     changes.extend(["-c".to_owned(), "ENV PATH=/opt/gitlab/bin:/bin".to_owned()]);
-    if labelled {
-        changes.extend([
-            "-c".to_owned(),
-            format!("LABEL io.autogit.stand-in={STAND_IN_REV}"),
-        ]);
-    }
+    changes.extend([
+        "-c".to_owned(),
+        format!("LABEL io.autogit.stand-in={STAND_IN_REV}"),
+    ]);
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(r)
@@ -395,4 +347,29 @@ fn import_rootfs(r: &Path, tag: &str, cmd: &[String], labelled: bool) -> Result<
         ));
     }
     Ok(())
+}
+
+/// A stand-in image, built once per tag and stand-in revision (one build at a time in this
+/// process): `build(root, busybox, tag)` lays out a root file system in a scratch directory
+/// (`name` tells the directory apart) and imports it.
+fn cached_image(
+    tag: &str,
+    name: &str,
+    build: impl FnOnce(&Path, &str, &str) -> Result<(), String>,
+) -> Result<String, String> {
+    let _guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if current(tag) {
+        return Ok(tag.to_owned());
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
+    let root = std::env::temp_dir().join(format!("autogit-image-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let result = build(&root, busybox, tag);
+    let _ = std::fs::remove_dir_all(&root);
+    result.map(|()| tag.to_owned())
 }
