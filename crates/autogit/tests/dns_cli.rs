@@ -397,6 +397,7 @@ async fn the_daemon_syncs_the_zone_and_apply_is_sync() {
             data.to_str().unwrap(),
         ],
     );
+    remove_project_leftovers(&project);
     assert_eq!(seen, ["203.0.113.7"], "the daemon did not sync the zone");
     // `dns apply` is the same command: nothing left to do.
     let r = dns(

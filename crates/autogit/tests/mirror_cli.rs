@@ -563,16 +563,17 @@ fn the_daemon_runs_scheduled_syncs_once() {
     .unwrap();
     let data = root.join("data");
     let data_s = data.to_str().unwrap().to_owned();
-    struct Down<'a>(&'a Path, String);
+    struct Down<'a>(&'a Path, String, String);
     impl Drop for Down<'_> {
         fn drop(&mut self) {
             let _ = run(
                 self.0,
                 &["down", "--volumes", "--yes", "--data-dir", &self.1],
             );
+            remove_project_leftovers(&self.2);
         }
     }
-    let _down = Down(root, data_s.clone());
+    let _down = Down(root, data_s.clone(), project.clone());
     // Rows in the sync history (every run, whatever its result).
     let runs = |_: &Path| -> usize {
         let out = std::process::Command::new("sqlite3")

@@ -123,3 +123,28 @@ impl Drop for Down {
         let _ = run_data(&self.0, &["down", "--volumes", "--yes"]);
     }
 }
+
+/// Removes whatever of `project` is left in the engine (containers, then volumes and networks,
+/// by autogit's project label): after a daemon was stopped mid-create, the engine may finish a
+/// container after `down` ran.
+pub fn remove_project_leftovers(project: &str) {
+    let filter = format!("label=io.autogit.project={project}");
+    for (list, rm) in [
+        (vec!["ps", "-aq", "--filter"], vec!["rm", "-f"]),
+        (
+            vec!["volume", "ls", "-q", "--filter"],
+            vec!["volume", "rm", "-f"],
+        ),
+        (
+            vec!["network", "ls", "-q", "--filter"],
+            vec!["network", "rm"],
+        ),
+    ] {
+        let Ok(out) = Command::new("docker").args(&list).arg(&filter).output() else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = Command::new("docker").args(&rm).arg(id).output();
+        }
+    }
+}
