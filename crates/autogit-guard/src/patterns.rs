@@ -7,7 +7,6 @@
 //! its anchor. Work is therefore linear in the input with a constant bounded by the window,
 //! and the regexes stay small enough for the lazy DFA. Spans collected per rule are capped.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
 use crate::{GuardError, Hit, Span, Stage};
@@ -479,15 +478,45 @@ const PARAPHRASES: &[Paraphrase] = &[
 /// Bytes after an anchor in which its paraphrase must match.
 const WINDOW: usize = 320;
 
+/// Bits in the key filter (a power of two; 8 KiB, so it stays in L1).
+const FILTER_BITS: usize = 1 << 16;
+
 /// Stage 2 matcher, built once per [`crate::Guard`].
+///
+/// Every phrase and anchor is at least [`KEY_LEN`] bytes long and is keyed by its first
+/// three bytes. The scan computes that key at every byte position, tests it against a
+/// 64 Kibit filter (a few instructions, no branch taken on ordinary text) and only on a
+/// filter hit looks up the entries with that key and compares them. This replaced an
+/// overlapping Aho-Corasick DFA of all phrases, whose transition table did not fit in the
+/// cache (about 4 ns per byte against under 1 ns now); the results are the same, which
+/// `scan_agrees_with_the_naive_matcher` checks.
 #[derive(Debug)]
 pub(crate) struct Patterns {
-    /// Phrases and anchors in one automaton, searched once with overlapping matches.
-    ac: AhoCorasick,
-    meta: Vec<Pattern>,
+    /// Phrases and anchors, sorted by `(slot, key)`.
+    entries: Vec<Entry>,
+    /// `entries[slots[s]..slots[s + 1]]` are the entries in slot `s`.
+    slots: Vec<u16>,
+    /// One bit per bucket that holds any entry.
+    filter: Box<[u64; FILTER_BITS / 64]>,
     /// For every anchor, the paraphrases it starts.
     anchor_rules: Vec<Vec<usize>>,
     regexes: Vec<Regex>,
+}
+
+/// Length of the key every entry is filed under.
+const KEY_LEN: usize = 3;
+
+#[derive(Clone, Debug)]
+struct Entry {
+    key: u32,
+    slot: u16,
+    /// The first (up to) eight bytes as a little-endian word, and the mask of those bytes.
+    head: u64,
+    head_mask: u64,
+    text: Box<[u8]>,
+    /// Index for the per-entry finding cap.
+    id: usize,
+    kind: Pattern,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -512,21 +541,58 @@ fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
+#[inline]
+fn bucket(key: u32) -> u16 {
+    // Fibonacci hashing: the top 16 bits of the product.
+    (key.wrapping_mul(0x9e37_79b1) >> 16) as u16
+}
+
+/// Bits of the bucket that select a slot of the entry table.
+const SLOT_BITS: u32 = 12;
+
+#[inline]
+fn slot(bucket: u16) -> usize {
+    usize::from(bucket >> (16 - SLOT_BITS))
+}
+
+/// Up to eight bytes from `at` as a little-endian word (zero past the end).
+#[inline]
+fn head(bytes: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    let tail = &bytes[at.min(bytes.len())..];
+    let n = tail.len().min(8);
+    w[..n].copy_from_slice(&tail[..n]);
+    u64::from_le_bytes(w)
+}
+
+/// Can an entry start at `start`? Not where a word character continues a word.
+#[inline]
+fn starts_word(bytes: &[u8], start: usize) -> bool {
+    start == 0 || !is_word(bytes[start - 1]) || !is_word(bytes[start])
+}
+
+/// Does an entry that starts at `start` and ends at `end` sit on word boundaries? A word
+/// character at the start must not continue a word; for phrases, one at the end must not
+/// run on into the next word.
+#[inline]
+fn on_boundaries(bytes: &[u8], start: usize, end: usize, phrase: bool) -> bool {
+    let before = starts_word(bytes, start);
+    let after = !phrase || end == bytes.len() || !is_word(bytes[end - 1]) || !is_word(bytes[end]);
+    before && after
+}
+
 impl Patterns {
     pub(crate) fn new() -> Result<Self, GuardError> {
         let err = |e: &dyn std::fmt::Display| GuardError::Pattern(e.to_string());
-        let mut phrases: Vec<String> = Vec::new();
-        let mut ac_meta = Vec::new();
+        let mut texts: Vec<(String, Pattern)> = Vec::new();
         for &(p, rule, w) in ENGLISH.iter().chain(TOKENS).chain(MULTILINGUAL) {
-            phrases.push(p.to_owned());
-            ac_meta.push((rule, w));
+            texts.push((p.to_owned(), Pattern::Phrase(rule, w)));
         }
         for &(p, rule, w) in ENGLISH {
             if (p.contains(' ') && rule != EXFIL) || w >= 0.7 {
                 let r = rot13(p);
                 if r != p {
-                    phrases.push(r);
-                    ac_meta.push((ROT13, w));
+                    texts.push((r, Pattern::Phrase(ROT13, w)));
                 }
             }
         }
@@ -543,17 +609,47 @@ impl Patterns {
                 }
             }
         }
-        let mut meta: Vec<Pattern> = ac_meta
-            .iter()
-            .map(|&(r, w)| Pattern::Phrase(r, w))
-            .collect();
-        meta.extend((0..anchor_words.len()).map(Pattern::Anchor));
-        phrases.extend(anchor_words.iter().map(|w| (*w).to_owned()));
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&phrases)
-            .map_err(|e| err(&e))?;
+        texts.extend(
+            anchor_words
+                .iter()
+                .enumerate()
+                .map(|(k, w)| ((*w).to_owned(), Pattern::Anchor(k))),
+        );
+        let mut entries = Vec::with_capacity(texts.len());
+        for (id, (text, kind)) in texts.into_iter().enumerate() {
+            let b = text.as_bytes();
+            if b.len() < KEY_LEN {
+                return Err(GuardError::Pattern(format!(
+                    "pattern {text:?} is shorter than {KEY_LEN} bytes"
+                )));
+            }
+            let k = u32::from_le_bytes([b[0], b[1], b[2], 0]);
+            let n = b.len().min(8);
+            entries.push(Entry {
+                key: k,
+                slot: slot(bucket(k)) as u16,
+                head: head(b, 0),
+                head_mask: if n == 8 {
+                    u64::MAX
+                } else {
+                    (1u64 << (8 * n)) - 1
+                },
+                text: b.into(),
+                id,
+                kind,
+            });
+        }
+        entries.sort_by_key(|e| (e.slot, e.key, e.id));
+        let mut filter = Box::new([0u64; FILTER_BITS / 64]);
+        let mut slots = vec![0u16; (1 << SLOT_BITS) + 1];
+        for e in &entries {
+            let b = usize::from(bucket(e.key));
+            filter[b / 64] |= 1 << (b % 64);
+            slots[usize::from(e.slot) + 1] += 1;
+        }
+        for s in 1..slots.len() {
+            slots[s] += slots[s - 1];
+        }
         let regexes = PARAPHRASES
             .iter()
             .map(|p| {
@@ -562,33 +658,83 @@ impl Patterns {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            ac,
-            meta,
+            entries,
+            slots,
+            filter,
             anchor_rules,
             regexes,
         })
     }
 
+    /// Number of entries (phrases, their rot13 forms and anchors).
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// Scan lower-cased text; spans are byte offsets in `lower`.
     pub(crate) fn scan(&self, lower: &str, cap: usize, out: &mut Vec<Hit>) {
         let bytes = lower.as_bytes();
-        let mut counts = vec![0usize; self.meta.len()];
+        let mut counts = vec![0usize; self.len()];
         let mut rule_counts = vec![0usize; PARAPHRASES.len()];
-        for m in self.ac.find_overlapping_iter(lower) {
-            let idx = m.pattern().as_usize();
-            let (start, end) = (m.start(), m.end());
-            // Word boundary at the start for phrases and anchors that start with a letter.
-            if start > 0 && is_word(bytes[start - 1]) && is_word(bytes[start]) {
+        let mut at = |start: usize, k: u32| {
+            self.at(lower, start, k, cap, &mut counts, &mut rule_counts, out);
+        };
+        // The hot loop: a 3-byte key, a multiply and a bit test per position, then the start
+        // boundary, which rejects keys in the middle of words ("rev" in "review"). (A SWAR
+        // mask of word starts, tried instead, was slower: its branches mispredict.)
+        for (start, w) in bytes.windows(4).enumerate() {
+            let k = u32::from_le_bytes([w[0], w[1], w[2], 0]);
+            if self.maybe(k) && starts_word(bytes, start) {
+                at(start, k);
+            }
+        }
+        // The position with exactly three bytes left is the last that can hold a key.
+        if let Some(start) = bytes.len().checked_sub(KEY_LEN) {
+            let k = u32::from_le_bytes([bytes[start], bytes[start + 1], bytes[start + 2], 0]);
+            if self.maybe(k) && starts_word(bytes, start) {
+                at(start, k);
+            }
+        }
+    }
+
+    /// Might an entry be filed under key `k`? (No false negatives.)
+    #[inline]
+    fn maybe(&self, k: u32) -> bool {
+        let b = usize::from(bucket(k));
+        self.filter[b / 64] & (1 << (b % 64)) != 0
+    }
+
+    /// Check the entries filed under key `k` at `start`.
+    #[allow(clippy::too_many_arguments)]
+    fn at(
+        &self,
+        lower: &str,
+        start: usize,
+        k: u32,
+        cap: usize,
+        counts: &mut [usize],
+        rule_counts: &mut [usize],
+        out: &mut Vec<Hit>,
+    ) {
+        let bytes = lower.as_bytes();
+        let s = slot(bucket(k));
+        let text_head = head(bytes, start);
+        let range = usize::from(self.slots[s])..usize::from(self.slots[s + 1]);
+        for e in &self.entries[range] {
+            // Eight bytes compared at once reject nearly every candidate.
+            if e.key != k
+                || text_head & e.head_mask != e.head
+                || !bytes[start..].starts_with(&e.text)
+            {
                 continue;
             }
-            match self.meta[idx] {
+            let end = start + e.text.len();
+            match e.kind {
                 Pattern::Phrase(rule, weight) => {
-                    let after_ok =
-                        end == bytes.len() || !is_word(bytes[end - 1]) || !is_word(bytes[end]);
-                    if !after_ok || counts[idx] >= cap {
+                    if !on_boundaries(bytes, start, end, true) || counts[e.id] >= cap {
                         continue;
                     }
-                    counts[idx] += 1;
+                    counts[e.id] += 1;
                     out.push(Hit {
                         stage: Stage::Pattern,
                         rule,
@@ -597,6 +743,11 @@ impl Patterns {
                     });
                 }
                 Pattern::Anchor(anchor) => {
+                    // Every paraphrase continues its anchor word with a separator, so an
+                    // anchor that runs on into a longer word ("showcase") is not one.
+                    if !on_boundaries(bytes, start, end, true) {
+                        continue;
+                    }
                     let mut wend = (start + WINDOW).min(bytes.len());
                     while !lower.is_char_boundary(wend) {
                         wend -= 1;
@@ -619,5 +770,154 @@ impl Patterns {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition the fast scan must agree with: every entry tried at every position,
+    /// without keys, buckets or the filter.
+    fn naive(p: &Patterns, lower: &str, cap: usize) -> Vec<Hit> {
+        let bytes = lower.as_bytes();
+        let mut entries: Vec<&Entry> = p.entries.iter().collect();
+        entries.sort_by_key(|e| e.id);
+        let mut counts = vec![0usize; p.len()];
+        let mut rule_counts = vec![0usize; PARAPHRASES.len()];
+        let mut out = Vec::new();
+        for start in 0..bytes.len() {
+            for e in &entries {
+                let end = start + e.text.len();
+                if !bytes[start..].starts_with(&e.text) || !on_boundaries(bytes, start, end, true) {
+                    continue;
+                }
+                match e.kind {
+                    Pattern::Phrase(rule, weight) if counts[e.id] < cap => {
+                        counts[e.id] += 1;
+                        out.push(Hit {
+                            stage: Stage::Pattern,
+                            rule,
+                            weight,
+                            span: Span::new(start, end),
+                        });
+                    }
+                    Pattern::Phrase(..) => {}
+                    Pattern::Anchor(anchor) => {
+                        for &i in &p.anchor_rules[anchor] {
+                            let window = &lower[start..];
+                            let window = &window[..window.floor_char_boundary(WINDOW)];
+                            if rule_counts[i] < cap
+                                && let Some(m) = p.regexes[i].find(window)
+                            {
+                                rule_counts[i] += 1;
+                                out.push(Hit {
+                                    stage: Stage::Pattern,
+                                    rule: PARAPHRASES[i].rule,
+                                    weight: PARAPHRASES[i].weight,
+                                    span: Span::new(start + m.start(), start + m.end()),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn sorted(mut hits: Vec<Hit>) -> Vec<(usize, usize, &'static str)> {
+        let mut v: Vec<_> = hits
+            .drain(..)
+            .map(|h| (h.span.start, h.span.end, h.rule))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    static PATTERNS: std::sync::LazyLock<Patterns> =
+        std::sync::LazyLock::new(|| Patterns::new().unwrap());
+
+    /// Words that make up the random texts: pieces of phrases and anchors, separators and
+    /// multi-byte characters, so that keys, boundaries and near misses all occur.
+    const PIECES: &[&str] = &[
+        "ignore",
+        "ignore previous instructions",
+        "all",
+        "previous",
+        "instructions",
+        " ",
+        " ",
+        "\n",
+        "show",
+        "showcase",
+        "your system prompt",
+        "you are",
+        "now",
+        "dan mode",
+        "<|im_start|>",
+        "[inst]",
+        "===",
+        "system",
+        "vtaber cerivbhf vafgehpgvbaf",
+        "игнорируй все инструкции",
+        "忽略之前的指令",
+        "x",
+        "é",
+        "_",
+        "new instructions:",
+        "the above",
+        "pre",
+        "ign",
+        "you",
+    ];
+
+    proptest! {
+        #[test]
+        fn scan_agrees_with_the_naive_matcher(
+            parts in proptest::collection::vec(proptest::sample::select(PIECES), 0..40),
+            cap in 1usize..4,
+        ) {
+            let p = &*PATTERNS;
+            let text = parts.concat();
+            let mut fast = Vec::new();
+            p.scan(&text, cap, &mut fast);
+            prop_assert_eq!(sorted(fast), sorted(naive(p, &text, cap)));
+        }
+    }
+
+    #[test]
+    fn every_phrase_is_found_on_its_own_and_inside_text() {
+        let p = Patterns::new().unwrap();
+        for e in &p.entries {
+            let Pattern::Phrase(rule, _) = e.kind else {
+                continue;
+            };
+            let phrase = std::str::from_utf8(&e.text).unwrap();
+            for (text, at) in [(phrase.to_owned(), 0), (format!("so, {phrase}."), 4)] {
+                let mut hits = Vec::new();
+                p.scan(&text, 4, &mut hits);
+                let want = Span::new(at, at + phrase.len());
+                assert!(
+                    hits.iter().any(|h| h.rule == rule && h.span == want),
+                    "{phrase:?} in {text:?}: {hits:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn short_texts_and_the_last_key() {
+        let p = Patterns::new().unwrap();
+        for text in ["", "d", "da", "dan", "===", "x===", "dan mode"] {
+            let mut hits = Vec::new();
+            p.scan(text, 4, &mut hits);
+            let expect = sorted(naive(&p, text, 4));
+            assert_eq!(sorted(hits), expect, "{text:?}");
+        }
+        let mut hits = Vec::new();
+        p.scan("dan mode", 4, &mut hits);
+        assert!(hits.iter().any(|h| h.rule == PERSONA), "{hits:?}");
     }
 }
