@@ -302,38 +302,110 @@ impl FindingSink {
 /// Lower-case without changing any character's UTF-8 length (so offsets stay valid), and
 /// turn tabs and carriage returns into spaces.
 fn lowercase(s: &str) -> String {
-    // Vectorized ASCII pass, then fix up tabs, carriage returns and non-ASCII characters in
-    // place (a replacement always has the same UTF-8 length).
-    let mut out = s.to_ascii_lowercase().into_bytes();
+    // Copy spans of the input and lower-case their ASCII in place (vectorized); only
+    // characters that change otherwise (a tab, an upper-case non-ASCII letter) end a span.
     let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut copied = 0;
+    let flush = |out: &mut String, upto: usize, copied: &mut usize| {
+        let from = out.len();
+        out.push_str(&s[*copied..upto]);
+        out[from..].make_ascii_lowercase();
+        *copied = upto;
+    };
     let mut i = 0;
-    while let Some(p) = bytes[i..]
-        .iter()
-        .position(|&b| b >= 0x80 || b == b'\t' || b == b'\r')
-    {
-        i += p;
+    loop {
+        i = next_non_plain(bytes, i);
+        if i >= bytes.len() {
+            break;
+        }
         if bytes[i] < 0x80 {
-            out[i] = b' ';
+            // A tab or a carriage return.
+            flush(&mut out, i, &mut copied);
+            out.push(' ');
             i += 1;
+            copied = i;
             continue;
         }
         let Some(c) = s[i..].chars().next() else {
             break;
         };
         let n = c.len_utf8();
-        if c.is_uppercase() {
-            let mut l = c.to_lowercase();
-            if let (Some(x), None) = (l.next(), l.next())
-                && x.len_utf8() == n
-            {
-                let mut buf = [0u8; 4];
-                out[i..i + n].copy_from_slice(x.encode_utf8(&mut buf).as_bytes());
-            }
+        if let Some(l) = lower_same_length(c, bytes[i]) {
+            flush(&mut out, i, &mut copied);
+            out.push(l);
+            copied = i + n;
         }
         i += n;
     }
-    // Whole characters were replaced by characters of the same length: still UTF-8.
-    String::from_utf8(out).unwrap_or_else(|_| s.to_owned())
+    flush(&mut out, bytes.len(), &mut copied);
+    out
+}
+
+/// The lower-case form of a non-ASCII character whose UTF-8 starts with `lead`, when it
+/// differs and has the same UTF-8 length. Latin-1 and basic Cyrillic are computed directly;
+/// blocks without case are skipped without a table lookup.
+#[inline]
+fn lower_same_length(c: char, lead: u8) -> Option<char> {
+    let cp = u32::from(c);
+    match lead {
+        // U+00C0..U+00FF: À..Þ (not ×) are upper case, the rest are not.
+        0xC3 => ((0xC0..=0xDE).contains(&cp) && cp != 0xD7).then(|| char::from_u32(cp + 0x20))?,
+        // U+0400..U+043F: Ѐ..Џ and А..Я are upper case; а..п are not.
+        0xD0 => match cp {
+            0x400..=0x40F => char::from_u32(cp + 0x50),
+            0x410..=0x42F => char::from_u32(cp + 0x20),
+            _ => None,
+        },
+        _ if uncased_block(lead) => None,
+        _ if c.is_uppercase() || is_titlecase(c) => {
+            let mut l = c.to_lowercase();
+            match (l.next(), l.next()) {
+                (Some(x), None) if x != c && x.len_utf8() == c.len_utf8() => Some(x),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Does the lead byte start a character in U+3000..U+9FFF or U+B000..U+DFFF (kana, CJK,
+/// Hangul), blocks without any cased letter? (U+A000..U+AFFF has some.)
+fn uncased_block(lead: u8) -> bool {
+    matches!(lead, 0xE3..=0xE9 | 0xEB..=0xED)
+}
+
+/// The title-case letters (Unicode category Lt), which are neither upper nor lower case.
+fn is_titlecase(c: char) -> bool {
+    matches!(c, 'ǅ' | 'ǈ' | 'ǋ' | 'ǲ' | '\u{1F88}'..='\u{1F8F}' | '\u{1F98}'..='\u{1F9F}' | '\u{1FA8}'..='\u{1FAF}' | 'ᾼ' | 'ῌ' | 'ῼ')
+}
+
+/// Position of the next byte that [`lowercase`] cannot copy as ASCII: a byte >= 0x80, a tab
+/// or a carriage return (eight bytes at a time).
+fn next_non_plain(bytes: &[u8], from: usize) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let plain = |b: u8| b < 0x80 && b != b'\t' && b != b'\r';
+    let mut i = from;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut arr = [0u8; 8];
+        arr.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(arr);
+        // "Has a zero byte" for w ^ '\t' and w ^ '\r'; may flag a plain byte, never miss one.
+        let tab = w ^ (ONES * 0x09);
+        let cr = w ^ (ONES * 0x0d);
+        let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+        if (w | zero(tab) | zero(cr)) & HIGH != 0
+            && let Some(p) = chunk.iter().position(|&b| !plain(b))
+        {
+            return i + p;
+        }
+        i += 8;
+    }
+    bytes[i.min(bytes.len())..]
+        .iter()
+        .position(|&b| !plain(b))
+        .map_or(bytes.len(), |p| i + p)
 }
 
 /// The filter. Build once (compiles the patterns), then call [`Guard::analyze`] from any
@@ -592,4 +664,85 @@ fn fragments(text: &str, findings: &[Finding]) -> Vec<Fragment> {
         frag.text = text.get(start..end).unwrap_or_default().to_owned();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    #[test]
+    fn titlecase_table_is_category_lt() {
+        let lt: Vec<char> = (0..=0x10FFFFu32)
+            .filter_map(char::from_u32)
+            .filter(|&c| {
+                !c.is_uppercase() && !c.is_lowercase() && c.to_lowercase().ne(std::iter::once(c))
+            })
+            .collect();
+        for c in &lt {
+            assert!(super::is_titlecase(*c), "{c:?} U+{:04X}", u32::from(*c));
+        }
+    }
+
+    #[test]
+    fn lower_same_length_agrees_with_std_for_every_char() {
+        for c in (0x80..=0x10FFFFu32).filter_map(char::from_u32) {
+            let mut buf = [0u8; 4];
+            let lead = c.encode_utf8(&mut buf).as_bytes()[0];
+            let mut l = c.to_lowercase();
+            let want = match (l.next(), l.next()) {
+                (Some(x), None) if x != c && x.len_utf8() == c.len_utf8() => Some(x),
+                _ => None,
+            };
+            assert_eq!(
+                super::lower_same_length(c, lead),
+                want,
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+    }
+
+    #[test]
+    fn uncased_blocks_have_no_case() {
+        for c in (0x3000..=0x9FFFu32)
+            .chain(0xB000..=0xDFFF)
+            .filter_map(char::from_u32)
+        {
+            let mut buf = [0u8; 4];
+            assert!(super::uncased_block(c.encode_utf8(&mut buf).as_bytes()[0]));
+            assert!(
+                c.to_lowercase().eq(std::iter::once(c)),
+                "U+{:04X}",
+                u32::from(c)
+            );
+        }
+        for lead in [0xE2, 0xEA, 0xEE, 0xF0] {
+            assert!(!super::uncased_block(lead));
+        }
+    }
+
+    /// One character at a time: the definition `lowercase` must agree with.
+    fn reference(s: &str) -> String {
+        s.chars()
+            .map(|c| match c {
+                '\t' | '\r' => ' ',
+                c => {
+                    let mut l = c.to_lowercase();
+                    match (l.next(), l.next()) {
+                        (Some(x), None) if x.len_utf8() == c.len_utf8() => x,
+                        _ => c,
+                    }
+                }
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn lowercase_agrees_with_the_char_loop(s in "(?s)[a-zA-Z \t\r\nÄÖÞ×ßİẞДЖЀЏяѐΣ😀ǅῼ日]{0,40}") {
+            let lower = super::lowercase(&s);
+            prop_assert_eq!(lower.len(), s.len());
+            prop_assert_eq!(lower, reference(&s));
+        }
+    }
 }
