@@ -28,29 +28,86 @@ pub(crate) struct Structure {
     json_field: Regex,
     instruction_like: Regex,
     hidden_css: AhoCorasick,
-    /// Gate for `turn_line`: a role name directly followed by a colon.
-    turn_names: AhoCorasick,
     comment_open: memmem::Finder<'static>,
     comment_close: memmem::Finder<'static>,
     link_mid: memmem::Finder<'static>,
     spaces: memmem::Finder<'static>,
-    /// Prebuilt searchers for the literals that gate the regexes.
-    gates: Vec<memmem::Finder<'static>>,
+    template_open: memmem::Finder<'static>,
+    header_marks: memmem::Finder<'static>,
 }
 
-/// Literals that gate structural regexes (see `Structure::scan`).
-const GATES: &[&str] = &[
-    "sys",
-    "developer",
-    "<|",
-    "##",
-    "]:",
-    "display",
-    "visibility",
-    "font-size",
-    "color",
-    "opacity",
+/// What the text before each colon says, for the regexes that need a colon: one `memchr`
+/// loop over the colons instead of a search per literal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ColonGates {
+    /// `system:`, `developer:`, `sys]:` (for `system_line`).
+    system: bool,
+    /// A role name before a colon (for `turn_line`).
+    turn: bool,
+    /// `]:` (for `markdown_comment`).
+    markdown_comment: bool,
+    /// A CSS property that can hide text (for `hidden_css`).
+    css: bool,
+}
+
+impl ColonGates {
+    fn all(self) -> bool {
+        self.system && self.turn && self.markdown_comment && self.css
+    }
+}
+
+const TURN_NAMES: &[&[u8]] = &[
+    b"assistant",
+    b"user",
+    b"human",
+    b"ai",
+    b"bot",
+    b"model",
+    b"gpt",
+    b"chatgpt",
+    b"claude",
 ];
+const SYSTEM_NAMES: &[&[u8]] = &[b"system", b"developer", b"sys"];
+/// The last word of the CSS properties that can hide text (`font-size`, `background-color`
+/// end in these).
+const CSS_NAMES: &[&[u8]] = &[b"display", b"visibility", b"size", b"color", b"opacity"];
+
+/// The gates for lower-cased `bytes`. A gate is never false where its regex can match.
+fn colon_gates(bytes: &[u8]) -> ColonGates {
+    let mut g = ColonGates::default();
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    // The name that ends at `end`: ASCII letters going back at most 16 bytes.
+    let name_before = |end: usize| {
+        let from = end.saturating_sub(16);
+        let len = bytes[from..end]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_lowercase())
+            .count();
+        &bytes[end - len..end]
+    };
+    for colon in memchr::memchr_iter(b':', bytes) {
+        let before = &bytes[..colon];
+        g.markdown_comment |= before.last() == Some(&b']');
+        // `name[ \t]*:`
+        let end = before.len() - before.iter().rev().take_while(|b| blank(b)).count();
+        let name = name_before(end);
+        g.turn |= TURN_NAMES.contains(&name);
+        // `hidden_css` has no word boundaries: "whitedisplay:none" matches.
+        g.css |= CSS_NAMES.iter().any(|n| name.ends_with(n));
+        // `name[ \t]*[\])>]?[ \t]*:`
+        let mut end = end;
+        if end > 0 && matches!(bytes[end - 1], b']' | b')' | b'>') {
+            end -= 1;
+            end -= bytes[..end].iter().rev().take_while(|b| blank(b)).count();
+        }
+        g.system |= SYSTEM_NAMES.contains(&name_before(end)) || SYSTEM_NAMES.contains(&name);
+        if g.all() {
+            break;
+        }
+    }
+    g
+}
 
 fn hit(rule: &'static str, weight: f32, start: usize, end: usize) -> Hit {
     Hit {
@@ -97,29 +154,12 @@ impl Structure {
                     "opacity: 0;",
                 ])
                 .map_err(|e| GuardError::Pattern(e.to_string()))?,
-            turn_names: AhoCorasick::new(
-                [
-                    "assistant",
-                    "user",
-                    "human",
-                    "ai",
-                    "bot",
-                    "model",
-                    "gpt",
-                    "claude",
-                ]
-                .iter()
-                .flat_map(|n| [format!("{n}:"), format!("{n} :")]),
-            )
-            .map_err(|e| GuardError::Pattern(e.to_string()))?,
             comment_open: memmem::Finder::new(b"<!--").into_owned(),
             comment_close: memmem::Finder::new(b"-->").into_owned(),
             link_mid: memmem::Finder::new(b"](").into_owned(),
             spaces: memmem::Finder::new(&[b' '; 32]).into_owned(),
-            gates: GATES
-                .iter()
-                .map(|g| memmem::Finder::new(g.as_bytes()).into_owned())
-                .collect(),
+            template_open: memmem::Finder::new(b"<|").into_owned(),
+            header_marks: memmem::Finder::new(b"##").into_owned(),
         })
     }
 
@@ -143,21 +183,11 @@ impl Structure {
     /// Scan lower-cased text; `stage2` are the pattern hits already found in it.
     pub(crate) fn scan(&self, lower: &str, stage2: &[Hit], out: &mut Vec<Hit>) {
         let bytes = lower.as_bytes();
-        let has = |needle: &[u8]| match needle {
-            [b] => memchr::memchr(*b, bytes).is_some(),
-            _ => self
-                .gates
-                .iter()
-                .find(|f| f.needle() == needle)
-                .map_or_else(
-                    || memmem::find(bytes, needle).is_some(),
-                    |f| f.find(bytes).is_some(),
-                ),
-        };
-        let has_colon = memchr::memchr(b':', bytes).is_some();
-        // Each structural regex runs only when the literal it needs is present (cheap SIMD
-        // searches), which keeps ordinary text on the fast path.
-        let system_lines = if has_colon && (has(b"sys") || has(b"developer")) {
+        // Each structural regex runs only when what it needs is present (cheap SIMD searches
+        // and one pass over the colons), which keeps ordinary text on the fast path.
+        let gates = colon_gates(bytes);
+        let has = |b: u8| memchr::memchr(b, bytes).is_some();
+        let system_lines = if gates.system {
             self.system_line
                 .find_iter(lower)
                 .take(MAX_MATCHES)
@@ -177,7 +207,7 @@ impl Structure {
                 };
             out.push(hit("fake_role_marker", weight, m.start(), line_end));
         }
-        let turn_lines = if has_colon && self.turn_names.is_match(lower) {
+        let turn_lines = if gates.turn {
             self.turn_line.find_iter(lower).take(MAX_MATCHES).collect()
         } else {
             Vec::new()
@@ -185,7 +215,7 @@ impl Structure {
         for m in turn_lines {
             out.push(hit("fake_dialogue_turn", 0.25, m.start(), m.end()));
         }
-        let tokens = if has(b"<|") {
+        let tokens = if self.template_open.find(bytes).is_some() {
             self.generic_token
                 .find_iter(lower)
                 .take(MAX_MATCHES)
@@ -196,7 +226,7 @@ impl Structure {
         for m in tokens {
             out.push(hit("chat_template_marker", 0.5, m.start(), m.end()));
         }
-        let headers = if has(b"##") {
+        let headers = if self.header_marks.find(bytes).is_some() {
             self.section_header
                 .find_iter(lower)
                 .take(MAX_MATCHES)
@@ -208,7 +238,7 @@ impl Structure {
             out.push(hit("template_section_header", 0.4, m.start(), m.end()));
         }
         self.html_comments(lower, stage2, out);
-        let md_comments = if has(b"]:") {
+        let md_comments = if gates.markdown_comment {
             self.markdown_comment
                 .captures_iter(lower)
                 .take(MAX_MATCHES)
@@ -229,7 +259,7 @@ impl Structure {
             }
         }
         self.links(lower, stage2, out);
-        let attributes = if has(b"=") && has(b"\"") {
+        let attributes = if has(b'=') && has(b'"') {
             self.attribute
                 .captures_iter(lower)
                 .take(MAX_MATCHES)
@@ -244,8 +274,7 @@ impl Structure {
                 out.push(hit("attribute_instruction", 0.5, all.start(), all.end()));
             }
         }
-        let css = ["display", "visibility", "font-size", "color", "opacity"];
-        if css.iter().any(|k| has(k.as_bytes()))
+        if gates.css
             && let Some(m) = self.hidden_css.find(lower)
         {
             out.push(hit("hidden_css_text", 0.35, m.start(), m.end()));
@@ -396,4 +425,93 @@ fn memchr_from(bytes: &[u8], needle: u8, from: usize) -> Option<usize> {
 
 fn find(finder: &memmem::Finder<'_>, bytes: &[u8], from: usize) -> Option<usize> {
     finder.find(bytes.get(from..)?).map(|p| from + p)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    static STRUCTURE: std::sync::LazyLock<super::Structure> =
+        std::sync::LazyLock::new(|| super::Structure::new().unwrap());
+
+    const PIECES: &[&str] = &[
+        "system",
+        "sys",
+        "developer",
+        "user",
+        "chatgpt",
+        "ai",
+        "claude",
+        "color",
+        "font-size",
+        "opacity",
+        "display",
+        "visibility",
+        ":",
+        ":",
+        " ",
+        "\t",
+        "\n",
+        "]",
+        ")",
+        ">",
+        "[",
+        "//",
+        "#",
+        "_",
+        "-",
+        "x",
+        "(",
+        "none",
+        "0;",
+        "white",
+        "<",
+        "!",
+        "é",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+        /// A gate is never closed where its regex matches.
+        #[test]
+        fn colon_gates_never_miss_a_regex_match(
+            parts in proptest::collection::vec(proptest::sample::select(PIECES), 0..24),
+        ) {
+            let st = &*STRUCTURE;
+            let text = parts.concat();
+            let g = super::colon_gates(text.as_bytes());
+            prop_assert!(g.system || !st.system_line.is_match(&text), "system {:?}", text);
+            prop_assert!(g.turn || !st.turn_line.is_match(&text), "turn {:?}", text);
+            prop_assert!(
+                g.markdown_comment || !st.markdown_comment.is_match(&text),
+                "markdown comment {:?}",
+                text
+            );
+            prop_assert!(g.css || !st.hidden_css.is_match(&text), "css {:?}", text);
+        }
+    }
+
+    #[test]
+    fn colon_gates_open_on_their_literals() {
+        let g = super::colon_gates(b"x\n[system]: a\nuser : b\n[//]: # (c)\nstyle=\"color:white\"");
+        assert_eq!(
+            g,
+            super::ColonGates {
+                system: true,
+                turn: true,
+                markdown_comment: true,
+                css: true
+            }
+        );
+        assert_eq!(
+            super::colon_gates(b"plain text: with colons"),
+            super::ColonGates::default()
+        );
+        assert!(super::colon_gates(b"-system: x").system);
+        assert!(super::colon_gates(b"(sys) : x").system);
+        assert!(super::colon_gates(b"a{background-color:white}").css);
+        assert!(super::colon_gates(b"font-size:0").css);
+        assert!(!super::colon_gates(b"> **assistant**\t:").turn);
+        assert!(super::colon_gates(b"## assistant\t:").turn);
+    }
 }
