@@ -37,6 +37,9 @@ impl Encoding {
 pub(crate) struct Decoder {
     hex_escaped: Regex,
     url: Regex,
+    /// Marker of `\x41` escapes, built once (building a searcher per call showed up in
+    /// profiles of short texts).
+    hex_marker: memchr::memmem::Finder<'static>,
 }
 
 fn lenient(alphabet: &base64::alphabet::Alphabet) -> GeneralPurpose {
@@ -88,6 +91,7 @@ impl Decoder {
         Ok(Self {
             hex_escaped: re(r"(?-u)(?:\\x[0-9a-fA-F]{2}){8,}")?,
             url: re(r"(?:[A-Za-z0-9._~+-]*%[0-9a-fA-F]{2}){3,}[A-Za-z0-9._~+-]*")?,
+            hex_marker: memchr::memmem::Finder::new(b"\\x").into_owned(),
         })
     }
 
@@ -152,7 +156,7 @@ impl Decoder {
             (
                 Encoding::Hex,
                 &self.hex_escaped,
-                memchr::memmem::find(bytes, b"\\x").is_some(),
+                self.hex_marker.find(bytes).is_some(),
             ),
             (
                 Encoding::Url,

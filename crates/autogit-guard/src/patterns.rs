@@ -674,8 +674,9 @@ impl Patterns {
     /// Scan lower-cased text; spans are byte offsets in `lower`.
     pub(crate) fn scan(&self, lower: &str, cap: usize, out: &mut Vec<Hit>) {
         let bytes = lower.as_bytes();
-        let mut counts = vec![0usize; self.len()];
-        let mut rule_counts = vec![0usize; PARAPHRASES.len()];
+        // Allocated on the first hit (most texts have none).
+        let mut counts: Vec<usize> = Vec::new();
+        let mut rule_counts = [0usize; PARAPHRASES.len()];
         let mut at = |start: usize, k: u32| {
             self.at(lower, start, k, cap, &mut counts, &mut rule_counts, out);
         };
@@ -712,7 +713,7 @@ impl Patterns {
         start: usize,
         k: u32,
         cap: usize,
-        counts: &mut [usize],
+        counts: &mut Vec<usize>,
         rule_counts: &mut [usize],
         out: &mut Vec<Hit>,
     ) {
@@ -731,6 +732,9 @@ impl Patterns {
             let end = start + e.text.len();
             match e.kind {
                 Pattern::Phrase(rule, weight) => {
+                    if counts.is_empty() {
+                        counts.resize(self.len(), 0);
+                    }
                     if !on_boundaries(bytes, start, end, true) || counts[e.id] >= cap {
                         continue;
                     }
