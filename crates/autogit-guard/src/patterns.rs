@@ -572,13 +572,12 @@ fn starts_word(bytes: &[u8], start: usize) -> bool {
 }
 
 /// Does an entry that starts at `start` and ends at `end` sit on word boundaries? A word
-/// character at the start must not continue a word; for phrases, one at the end must not
-/// run on into the next word.
+/// character at the start must not continue a word, one at the end must not run on into the
+/// next word.
 #[inline]
-fn on_boundaries(bytes: &[u8], start: usize, end: usize, phrase: bool) -> bool {
-    let before = starts_word(bytes, start);
-    let after = !phrase || end == bytes.len() || !is_word(bytes[end - 1]) || !is_word(bytes[end]);
-    before && after
+fn on_boundaries(bytes: &[u8], start: usize, end: usize) -> bool {
+    let after = end == bytes.len() || !is_word(bytes[end - 1]) || !is_word(bytes[end]);
+    starts_word(bytes, start) && after
 }
 
 impl Patterns {
@@ -735,7 +734,7 @@ impl Patterns {
                     if counts.is_empty() {
                         counts.resize(self.len(), 0);
                     }
-                    if !on_boundaries(bytes, start, end, true) || counts[e.id] >= cap {
+                    if !on_boundaries(bytes, start, end) || counts[e.id] >= cap {
                         continue;
                     }
                     counts[e.id] += 1;
@@ -749,14 +748,11 @@ impl Patterns {
                 Pattern::Anchor(anchor) => {
                     // Every paraphrase continues its anchor word with a separator, so an
                     // anchor that runs on into a longer word ("showcase") is not one.
-                    if !on_boundaries(bytes, start, end, true) {
+                    if !on_boundaries(bytes, start, end) {
                         continue;
                     }
-                    let mut wend = (start + WINDOW).min(bytes.len());
-                    while !lower.is_char_boundary(wend) {
-                        wend -= 1;
-                    }
-                    let window = &lower[start..wend];
+                    let rest = &lower[start..];
+                    let window = &rest[..rest.floor_char_boundary(WINDOW)];
                     for &i in &self.anchor_rules[anchor] {
                         if rule_counts[i] >= cap {
                             continue;
@@ -794,7 +790,7 @@ mod tests {
         for start in 0..bytes.len() {
             for e in &entries {
                 let end = start + e.text.len();
-                if !bytes[start..].starts_with(&e.text) || !on_boundaries(bytes, start, end, true) {
+                if !bytes[start..].starts_with(&e.text) || !on_boundaries(bytes, start, end) {
                     continue;
                 }
                 match e.kind {
