@@ -1,11 +1,12 @@
 //! Stage 2: known injection patterns over the normalized, lower-cased text.
 //!
-//! Literal phrases (English, their rot13 forms, and the main non-English languages) go into
-//! one Aho-Corasick automaton. Paraphrases that need flexible wording are regexes that must
-//! start at an *anchor* word ("ignore", "reveal", "you are"...): a second automaton finds the
-//! anchors and each paraphrase regex runs anchored over a window of [`WINDOW`] bytes after
-//! its anchor. Work is therefore linear in the input with a constant bounded by the window,
-//! and the regexes stay small enough for the lazy DFA. Spans collected per rule are capped.
+//! Literal phrases (English, their rot13 forms, and the main non-English languages) and the
+//! *anchor* words of the paraphrases ("ignore", "reveal", "you are"...) are filed under
+//! their first three bytes and found by one scan through a key filter (see [`Patterns`]).
+//! Paraphrases that need flexible wording are regexes that run anchored over a window of
+//! [`WINDOW`] bytes after their anchor. Work is therefore linear in the input with a
+//! constant bounded by the window, and the regexes stay small enough for the lazy DFA.
+//! Spans collected per rule are capped.
 
 use regex::Regex;
 
