@@ -566,6 +566,22 @@ fn head(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// A stage-2 hit.
+fn hit(rule: &'static str, weight: f32, start: usize, end: usize) -> Hit {
+    Hit {
+        stage: Stage::Pattern,
+        rule,
+        weight,
+        span: Span::new(start, end),
+    }
+}
+
+/// The hit of paraphrase `i` whose regex matched `m` in the window at `start`.
+fn paraphrase_hit(i: usize, start: usize, m: &regex::Match<'_>) -> Hit {
+    let p = &PARAPHRASES[i];
+    hit(p.rule, p.weight, start + m.start(), start + m.end())
+}
+
 /// Can an entry start at `start`? Not where a word character continues a word.
 #[inline]
 fn starts_word(bytes: &[u8], start: usize) -> bool {
@@ -739,12 +755,7 @@ impl Patterns {
                         continue;
                     }
                     counts[e.id] += 1;
-                    out.push(Hit {
-                        stage: Stage::Pattern,
-                        rule,
-                        weight,
-                        span: Span::new(start, end),
-                    });
+                    out.push(hit(rule, weight, start, end));
                 }
                 Pattern::Anchor(anchor) => {
                     // Every paraphrase continues its anchor word with a separator, so an
@@ -760,12 +771,7 @@ impl Patterns {
                         }
                         if let Some(found) = self.regexes[i].find(window) {
                             rule_counts[i] += 1;
-                            out.push(Hit {
-                                stage: Stage::Pattern,
-                                rule: PARAPHRASES[i].rule,
-                                weight: PARAPHRASES[i].weight,
-                                span: Span::new(start + found.start(), start + found.end()),
-                            });
+                            out.push(paraphrase_hit(i, start, &found));
                         }
                     }
                 }
@@ -797,12 +803,7 @@ mod tests {
                 match e.kind {
                     Pattern::Phrase(rule, weight) if counts[e.id] < cap => {
                         counts[e.id] += 1;
-                        out.push(Hit {
-                            stage: Stage::Pattern,
-                            rule,
-                            weight,
-                            span: Span::new(start, end),
-                        });
+                        out.push(hit(rule, weight, start, end));
                     }
                     Pattern::Phrase(..) => {}
                     Pattern::Anchor(anchor) => {
@@ -813,12 +814,7 @@ mod tests {
                                 && let Some(m) = p.regexes[i].find(window)
                             {
                                 rule_counts[i] += 1;
-                                out.push(Hit {
-                                    stage: Stage::Pattern,
-                                    rule: PARAPHRASES[i].rule,
-                                    weight: PARAPHRASES[i].weight,
-                                    span: Span::new(start + m.start(), start + m.end()),
-                                });
+                                out.push(paraphrase_hit(i, start, &m));
                             }
                         }
                     }
