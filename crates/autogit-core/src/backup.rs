@@ -17,6 +17,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::civil::compact_utc;
+
 /// Version of the archive layout; a restore refuses layouts it does not know.
 pub const FORMAT: u32 = 1;
 /// The manifest's member name.
@@ -94,34 +96,6 @@ pub fn parse_gitlab_backup_name(name: &str) -> Option<GitLabBackupName> {
 /// The archive's file name for a backup taken at `unix` (UTC) of GitLab `version`.
 pub fn archive_name(unix: u64, version: &str) -> String {
     format!("{ARCHIVE_PREFIX}{}-{version}.tar", compact_utc(unix))
-}
-
-/// `20261201T023000Z`.
-pub fn compact_utc(unix: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(unix);
-    format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z")
-}
-
-/// RFC 3339 (`2026-12-01T02:30:00Z`).
-pub fn rfc3339_utc(unix: u64) -> String {
-    let (y, m, d, hh, mm, ss) = civil(unix);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
-}
-
-fn civil(unix: u64) -> (i64, i64, i64, u64, u64, u64) {
-    let days = (unix / 86_400) as i64;
-    let secs = unix % 86_400;
-    // Civil from days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
 /// Whether `name` is an autogit archive name (what retention may delete).
@@ -302,8 +276,6 @@ mod tests {
 
     #[test]
     fn names_and_times() {
-        assert_eq!(compact_utc(0), "19700101T000000Z");
-        assert_eq!(rfc3339_utc(1_764_556_245), "2025-12-01T02:30:45Z");
         let n = archive_name(1_764_556_245, "18.5.4");
         assert_eq!(n, "autogit-backup-20251201T023045Z-18.5.4.tar");
         assert!(is_archive_name(&n));

@@ -7,6 +7,7 @@
 //! and `tests/no_io.rs` checks the dependency list.
 
 pub mod backup;
+pub mod civil;
 pub mod compute;
 pub mod config;
 pub mod container;

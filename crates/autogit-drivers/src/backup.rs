@@ -357,7 +357,7 @@ pub async fn create(
         }
         let manifest = Manifest {
             format: FORMAT,
-            created: core::rfc3339_utc(opts.now),
+            created: autogit_core::civil::rfc3339_utc(opts.now),
             gitlab_version: gl.version.clone(),
             gitlab_backup_id: gl.id.clone(),
             autogit_version: opts.autogit_version.clone(),

@@ -295,7 +295,7 @@ fn tls_certificate(g: &crate::cli::Global, loaded: &Loaded) -> Option<String> {
     let info = autogit_drivers::acme::read_cert(&chain, &key).ok()?;
     Some(format!(
         "expires {}",
-        autogit_core::backup::rfc3339_utc(info.not_after.max(0) as u64)
+        autogit_core::civil::rfc3339_utc(info.not_after.max(0) as u64)
     ))
 }
 
