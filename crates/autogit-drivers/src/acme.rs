@@ -14,7 +14,7 @@ use autogit_core::dns::{Change, Record, RecordType};
 use autogit_core::tls::{certificate_names, challenge_name};
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
-    NewOrder, OrderStatus, RetryPolicy,
+    NewOrder, Order, OrderStatus, RetryPolicy,
 };
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -230,22 +230,13 @@ pub async fn issue<P: DnsProvider>(
                 }
             }
         }
-        let retry = RetryPolicy::new()
-            .initial_delay(Duration::from_millis(500))
-            .timeout(s.order_timeout);
-        let status = order.poll_ready(&retry).await.map_err(&err)?;
-        if status != OrderStatus::Ready {
-            return Err(AcmeError::Ca {
-                directory: s.directory.clone(),
-                message: format!(
-                    "the order is {status:?} after validation (the CA could not see the challenge records: check that it resolves {base_domain} through your DNS)"
-                ),
-            });
-        }
-        progress("validated; finalizing");
-        let key_pem = order.finalize().await.map_err(&err)?;
-        let chain = order.poll_certificate(&retry).await.map_err(&err)?;
-        Ok((key_pem, chain))
+        finish_order(
+            &mut order,
+            s,
+            &format!("the CA could not see the challenge records: check that it resolves {base_domain} through your DNS"),
+            progress,
+        )
+        .await
     }
     .await;
     // Clean up the challenge records whatever happened.
@@ -362,22 +353,13 @@ pub async fn issue_http01(
             progress(&format!("http-01 for {} ready", ch.identifier()));
             ch.set_ready().await.map_err(&err)?;
         }
-        let retry = RetryPolicy::new()
-            .initial_delay(Duration::from_millis(500))
-            .timeout(s.order_timeout);
-        let status = order.poll_ready(&retry).await.map_err(&err)?;
-        if status != OrderStatus::Ready {
-            return Err(AcmeError::Ca {
-                directory: s.directory.clone(),
-                message: format!(
-                    "the order is {status:?} after validation (the CA could not fetch http://<name>/.well-known/acme-challenge/…: check that the names resolve to the ingress and port 80 reaches it)"
-                ),
-            });
-        }
-        progress("validated; finalizing");
-        let key_pem = order.finalize().await.map_err(&err)?;
-        let chain = order.poll_certificate(&retry).await.map_err(&err)?;
-        Ok((key_pem, chain))
+        finish_order(
+            &mut order,
+            s,
+            "the CA could not fetch http://<name>/.well-known/acme-challenge/…: check that the names resolve to the ingress and port 80 reaches it",
+            progress,
+        )
+        .await
     }
     .await;
     for f in &written {
@@ -385,6 +367,31 @@ pub async fn issue_http01(
     }
     let (key_pem, chain) = result?;
     store_certificate(s, base_domain, names, key_pem, &chain)
+}
+
+/// After the challenges are ready: waits for the order to be ready (or fails with `hint`, what
+/// the CA could not check), finalizes it and fetches the chain. Returns `(key PEM, chain PEM)`.
+async fn finish_order(
+    order: &mut Order,
+    s: &AcmeSettings,
+    hint: &str,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(String, String), AcmeError> {
+    let err = ca_err(&s.directory);
+    let retry = RetryPolicy::new()
+        .initial_delay(Duration::from_millis(500))
+        .timeout(s.order_timeout);
+    let status = order.poll_ready(&retry).await.map_err(&err)?;
+    if status != OrderStatus::Ready {
+        return Err(AcmeError::Ca {
+            directory: s.directory.clone(),
+            message: format!("the order is {status:?} after validation ({hint})"),
+        });
+    }
+    progress("validated; finalizing");
+    let key_pem = order.finalize().await.map_err(&err)?;
+    let chain = order.poll_certificate(&retry).await.map_err(&err)?;
+    Ok((key_pem, chain))
 }
 
 /// Reads the zone back until every record in `want` is there (as a TXT value at its name).
