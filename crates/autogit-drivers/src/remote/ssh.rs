@@ -243,6 +243,20 @@ pub struct TrustReport {
     pub added: bool,
 }
 
+/// `ssh-keyscan` (behind the launcher) with the connect timeout, the port and the key types
+/// autogit pins, then `tail`.
+fn keyscan_argv(cfg: &SshConfig, tail: &[&str]) -> Vec<String> {
+    let mut argv = cfg.launcher.clone();
+    argv.extend(["ssh-keyscan".into(), "-T".into()]);
+    argv.push(cfg.connect_timeout.as_secs().max(1).to_string());
+    if let Some(p) = cfg.port {
+        argv.extend(["-p".into(), p.to_string()]);
+    }
+    argv.extend(["-t".into(), "ed25519,ecdsa,rsa".into()]);
+    argv.extend(tail.iter().map(|a| (*a).to_owned()));
+    argv
+}
+
 /// Fetches `host`'s keys with `ssh-keyscan` and adds them to `cfg.known_hosts`. Keys already
 /// present are kept; a host whose recorded keys differ from what it offers now is refused
 /// (`KeyChanged`) unless `replace` (the user checked the new fingerprint out of band).
@@ -252,18 +266,7 @@ pub async fn trust(cfg: &SshConfig, host: &str, replace: bool) -> Result<TrustRe
         reason,
     })?;
     let name = host.rsplit_once('@').map_or(host, |(_, n)| n);
-    let mut argv = cfg.launcher.clone();
-    argv.extend(["ssh-keyscan".into(), "-T".into()]);
-    argv.push(cfg.connect_timeout.as_secs().max(1).to_string());
-    if let Some(p) = cfg.port {
-        argv.extend(["-p".into(), p.to_string()]);
-    }
-    argv.extend([
-        "-t".into(),
-        "ed25519,ecdsa,rsa".into(),
-        "--".into(),
-        name.into(),
-    ]);
+    let argv = keyscan_argv(cfg, &["--", name]);
     let (program, args) = argv.split_first().expect("ssh-keyscan");
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args);
@@ -348,18 +351,7 @@ pub async fn scan(
     cfg: &SshConfig,
     hosts: &[String],
 ) -> Result<std::collections::BTreeMap<String, Vec<String>>, RemoteError> {
-    let mut argv = cfg.launcher.clone();
-    argv.extend(["ssh-keyscan".into(), "-T".into()]);
-    argv.push(cfg.connect_timeout.as_secs().max(1).to_string());
-    if let Some(p) = cfg.port {
-        argv.extend(["-p".into(), p.to_string()]);
-    }
-    argv.extend([
-        "-t".into(),
-        "ed25519,ecdsa,rsa".into(),
-        "-f".into(),
-        "-".into(),
-    ]);
+    let argv = keyscan_argv(cfg, &["-f", "-"]);
     let (program, args) = argv.split_first().expect("ssh-keyscan");
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(args);
