@@ -64,6 +64,18 @@ pub enum RecordType {
 }
 
 impl RecordType {
+    /// The type of a type name as zone files and provider APIs spell it (`A`, `AAAA`, `TXT`,
+    /// `CNAME`); anything else is `Other`. The inverse of [`RecordType::as_str`].
+    pub fn from_name(name: &str) -> RecordType {
+        match name {
+            "A" => RecordType::A,
+            "AAAA" => RecordType::Aaaa,
+            "TXT" => RecordType::Txt,
+            "CNAME" => RecordType::Cname,
+            _ => RecordType::Other,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RecordType::A => "A",
@@ -487,6 +499,21 @@ fn diff_rrset(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn record_type_names_round_trip() {
+        for t in [
+            RecordType::A,
+            RecordType::Aaaa,
+            RecordType::Txt,
+            RecordType::Cname,
+        ] {
+            assert_eq!(RecordType::from_name(t.as_str()), t);
+        }
+        assert_eq!(RecordType::from_name("MX"), RecordType::Other);
+        assert_eq!(RecordType::from_name("aaaa"), RecordType::Other);
+    }
+
     use super::*;
 
     const PROJECT: &str = "autogit";
@@ -514,13 +541,7 @@ mod tests {
                     it.next().unwrap(),
                     it.next().unwrap().trim_matches('"'),
                 );
-                let kind = match kind {
-                    "A" => RecordType::A,
-                    "AAAA" => RecordType::Aaaa,
-                    "TXT" => RecordType::Txt,
-                    "CNAME" => RecordType::Cname,
-                    _ => RecordType::Other,
-                };
+                let kind = RecordType::from_name(kind);
                 Record::new(name, kind, value, ttl)
             })
             .collect()

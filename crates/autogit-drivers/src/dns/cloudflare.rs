@@ -353,13 +353,7 @@ impl Cloudflare {
         else {
             return Err(self.protocol("a record without id, name, type or content"));
         };
-        let kind = match kind {
-            "A" => RecordType::A,
-            "AAAA" => RecordType::Aaaa,
-            "TXT" => RecordType::Txt,
-            "CNAME" => RecordType::Cname,
-            _ => RecordType::Other,
-        };
+        let kind = RecordType::from_name(kind);
         let value = match kind {
             RecordType::Txt => unquote_txt(content),
             _ => content.to_owned(),

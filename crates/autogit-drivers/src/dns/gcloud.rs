@@ -13,7 +13,7 @@
 //!   which is [`DnsProviderError::ZoneChanged`].
 //! - Then the change is polled until its status is `done`.
 
-use super::wire::{RrSet, core_type, core_value, error_chain as chain, http_client, wire_value};
+use super::wire::{RrSet, core_value, error_chain as chain, http_client, wire_value};
 use super::{DnsProvider, DnsProviderError};
 use autogit_core::dns::{Change, Record, RecordType, canonical_name};
 use reqwest::{Method, StatusCode};
@@ -423,7 +423,7 @@ impl Gcloud {
                 )
                 .await?;
             for (name, kind, set) in Self::parse_sets(&v) {
-                let kind = core_type(&kind);
+                let kind = RecordType::from_name(&kind);
                 for value in &set.values {
                     out.push(Record::new(&name, kind, core_value(kind, value), set.ttl));
                 }

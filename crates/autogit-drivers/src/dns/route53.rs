@@ -13,7 +13,7 @@
 //! - Errors come from `<ErrorResponse><Error><Code>` (and `<InvalidChangeBatch>`) and say what
 //!   to check; `Throttling` and `PriorRequestNotComplete` are retried with backoff.
 
-use super::wire::{RrSet, core_type, core_value, error_chain as chain, http_client, wire_value};
+use super::wire::{RrSet, core_value, error_chain as chain, http_client, wire_value};
 use super::{DnsProvider, DnsProviderError, sigv4, xml};
 use autogit_core::dns::{Change, Record, RecordType, canonical_name};
 use reqwest::Method;
@@ -386,7 +386,7 @@ impl Route53 {
         for _ in 0..MAX_PAGES {
             let (sets, n) = self.page(next, MAX_ITEMS).await?;
             for (name, kind, set) in sets {
-                let kind = core_type(&kind);
+                let kind = RecordType::from_name(&kind);
                 for v in &set.values {
                     out.push(Record::new(&name, kind, core_value(kind, v), set.ttl));
                 }

@@ -80,17 +80,6 @@ pub fn http_client(timeout: std::time::Duration) -> Result<reqwest::Client, Stri
         .map_err(|e| format!("HTTP client: {e}"))
 }
 
-/// The core type of a type name (`A`, `AAAA`, `TXT`, `CNAME`; anything else is `Other`).
-pub fn core_type(kind: &str) -> RecordType {
-    match kind {
-        "A" => RecordType::A,
-        "AAAA" => RecordType::Aaaa,
-        "TXT" => RecordType::Txt,
-        "CNAME" => RecordType::Cname,
-        _ => RecordType::Other,
-    }
-}
-
 /// A zone-file value as a core value (TXT unquoted).
 pub fn core_value(kind: RecordType, wire: &str) -> String {
     match kind {
