@@ -498,22 +498,21 @@ fn table(ui: &Ui, plan: &DnsPlan) {
     t.set_header(vec!["ACTION", "NAME", "TYPE", "TTL", "VALUE"]);
     for c in &plan.changes {
         let row = match c {
-            Change::Create { record: r } => [
-                "create",
-                &r.name,
-                r.kind.as_str(),
-                &r.ttl.to_string(),
-                &r.value,
-            ]
-            .map(str::to_owned),
-            Change::Delete { record: r } => [
-                "delete",
-                &r.name,
-                r.kind.as_str(),
-                &r.ttl.to_string(),
-                &r.value,
-            ]
-            .map(str::to_owned),
+            Change::Create { record: r } | Change::Delete { record: r } => {
+                let action = if matches!(c, Change::Create { .. }) {
+                    "create"
+                } else {
+                    "delete"
+                };
+                [
+                    action,
+                    &r.name,
+                    r.kind.as_str(),
+                    &r.ttl.to_string(),
+                    &r.value,
+                ]
+                .map(str::to_owned)
+            }
             Change::Update { from, to } => {
                 let ttl = if from.ttl == to.ttl {
                     to.ttl.to_string()
