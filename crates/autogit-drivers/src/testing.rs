@@ -14,22 +14,32 @@ static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Revision of the stand-in images' contents: an image built by an older revision (label
 /// `io.autogit.stand-in`) is rebuilt rather than reused.
-const STAND_IN_REV: &str = "2";
+const STAND_IN_REV: &str = "3";
 
-/// Whether `tag` exists and was built by this revision.
-fn current(tag: &str) -> bool {
-    Command::new("docker")
+/// Whether `tag` exists, was built by this revision and runs `cmd` (two stand-ins may share
+/// a tag with different commands, a healthy and a crashing GitLab; the last one asked for
+/// wins).
+fn current(tag: &str, cmd: &[&str]) -> bool {
+    let Ok(out) = Command::new("docker")
         .args([
             "image",
             "inspect",
             "-f",
-            "{{index .Config.Labels \"io.autogit.stand-in\"}}",
+            "{{index .Config.Labels \"io.autogit.stand-in\"}}\n{{json .Config.Cmd}}",
             tag,
         ])
         .output()
-        .is_ok_and(|o| {
-            o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == STAND_IN_REV
-        })
+    else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    out.status.success()
+        && lines.next().map(str::trim) == Some(STAND_IN_REV)
+        && lines
+            .next()
+            .and_then(|l| serde_json::from_str::<Vec<String>>(l).ok())
+            .is_some_and(|c| c == cmd)
 }
 
 /// A stand-in for GitLab CE: busybox `httpd` on port 80 answering `/-/health` with
@@ -38,34 +48,31 @@ fn current(tag: &str) -> bool {
 /// `autogit-test/gitlab-ce:<version>-ce.0`, the name autogit derives from
 /// `gitlab.image: autogit-test/gitlab-ce` and `gitlab.version`. Built once per tag.
 pub fn fake_gitlab_image(version: &str, cmd: &[&str]) -> Result<String, String> {
+    let cmd: &[&str] = if cmd.is_empty() {
+        &["/bin/httpd", "-f", "-v", "-p", "80", "-h", "/www"]
+    } else {
+        cmd
+    };
     cached_image(
         &format!("autogit-test/gitlab-ce:{version}-ce.0"),
         &format!("gitlab-{version}"),
-        |root, busybox, tag| build(root, busybox, tag, version, cmd),
+        cmd,
+        |root, busybox| build(root, busybox, version),
     )
 }
 
-fn build(r: &Path, busybox: &str, tag: &str, version: &str, cmd: &[&str]) -> Result<(), String> {
+fn build(r: &Path, busybox: &str, version: &str) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
-    for d in [
-        "bin",
-        "www/-",
-        "opt/gitlab/bin",
-        "etc/gitlab",
-        "var/opt/gitlab",
-        "var/log/gitlab",
-        "tmp",
-    ] {
-        std::fs::create_dir_all(r.join(d)).map_err(io)?;
-    }
-    std::fs::copy(busybox, r.join("bin/busybox")).map_err(io)?;
-    for applet in [
-        "sh", "httpd", "wget", "sleep", "cat", "echo", "ls", "rm", "mkdir", "nc", "true", "false",
-        "killall", "pidof", "printf", "grep", "tar", "date", "chown", "chmod", "touch", "id", "mv",
-        "cp",
-    ] {
-        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
-    }
+    busybox_root(
+        r,
+        busybox,
+        &[
+            "sh", "httpd", "wget", "sleep", "cat", "echo", "ls", "rm", "mkdir", "nc", "true",
+            "false", "killall", "pidof", "printf", "grep", "tar", "date", "chown", "chmod",
+            "touch", "id", "mv", "cp",
+        ],
+    )?;
+    std::fs::create_dir_all(r.join("www/-")).map_err(io)?;
     std::fs::write(r.join("www/-/health"), "GitLab OK").map_err(io)?;
     gitlab_side(r, version)?;
     let hc = r.join("opt/gitlab/bin/gitlab-healthcheck");
@@ -76,13 +83,7 @@ fn build(r: &Path, busybox: &str, tag: &str, version: &str, cmd: &[&str]) -> Res
     .map_err(io)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&hc, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
-    let cmd: Vec<&str> = if cmd.is_empty() {
-        vec!["/bin/httpd", "-f", "-v", "-p", "80", "-h", "/www"]
-    } else {
-        cmd.to_vec()
-    };
-    let cmd_json = serde_json::to_string(&cmd).map_err(|e| e.to_string())?;
-    import_rootfs(r, tag, &[format!("CMD {cmd_json}")])
+    Ok(())
 }
 
 /// Tag of [`fake_gitlab_rails_image`].
@@ -97,21 +98,25 @@ pub const FAKE_ROOT_PASSWORD: &str = "Fake-Root-Pw-0123456789";
 /// script does on a real GitLab; and `/etc/gitlab/initial_root_password` laid out as GitLab
 /// writes it. The command is `sleep` so tests can `exec` into it. Built once.
 pub fn fake_gitlab_rails_image() -> Result<String, String> {
-    cached_image(FAKE_GITLAB_RAILS_IMAGE, "rails", build_rails)
+    cached_image(FAKE_GITLAB_RAILS_IMAGE, "rails", SLEEP, build_rails)
 }
 
-fn build_rails(r: &Path, busybox: &str, tag: &str) -> Result<(), String> {
+/// The command of the stand-ins that tests `exec` into.
+const SLEEP: &[&str] = &["/bin/sleep", "3600"];
+
+fn build_rails(r: &Path, busybox: &str) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let io = |e: std::io::Error| e.to_string();
-    for d in ["bin", "opt/gitlab/bin", "etc/gitlab", "tmp"] {
+    busybox_root(
+        r,
+        busybox,
+        &[
+            "sh", "cat", "echo", "printf", "grep", "wc", "sleep", "ls", "rm", "mkdir", "true",
+            "false",
+        ],
+    )?;
+    for d in ["opt/gitlab/bin", "etc/gitlab"] {
         std::fs::create_dir_all(r.join(d)).map_err(io)?;
-    }
-    std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(io)?;
-    std::fs::copy(busybox, r.join("bin/busybox")).map_err(io)?;
-    for applet in [
-        "sh", "cat", "echo", "printf", "grep", "wc", "sleep", "ls", "rm", "mkdir", "true", "false",
-    ] {
-        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
     }
     let rails = r.join("opt/gitlab/bin/gitlab-rails");
     std::fs::write(
@@ -147,7 +152,7 @@ fn build_rails(r: &Path, busybox: &str, tag: &str) -> Result<(), String> {
         std::fs::Permissions::from_mode(0o600),
     )
     .map_err(io)?;
-    import_rootfs(r, tag, &[r#"CMD ["/bin/sleep", "3600"]"#.to_owned()])
+    Ok(())
 }
 
 /// Where the backup stand-in records every `gitlab-ctl`, `gitlab-backup` and `gitlab-rake`
@@ -225,8 +230,25 @@ pub fn fake_gitlab_backup_image(version: &str) -> Result<String, String> {
     cached_image(
         &format!("autogit-test/gitlab-backup:{version}"),
         &format!("backup-{version}"),
-        |root, busybox, tag| build_backup(root, busybox, version, tag),
+        SLEEP,
+        |root, busybox| build_backup(root, busybox, version),
     )
+}
+
+/// A root file system's base: `/bin` with static busybox and its `applets` linked, and a
+/// world-writable sticky `/tmp`.
+fn busybox_root(r: &Path, busybox: &str, applets: &[&str]) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let io = |e: std::io::Error| e.to_string();
+    for d in ["bin", "tmp"] {
+        std::fs::create_dir_all(r.join(d)).map_err(io)?;
+    }
+    std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(io)?;
+    std::fs::copy(busybox, r.join("bin/busybox")).map_err(io)?;
+    for applet in applets {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The parts of GitLab's image that backup, restore and upgrades use: `gitlab-ctl`,
@@ -284,46 +306,31 @@ fn gitlab_side(r: &Path, version: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn build_backup(r: &Path, busybox: &str, version: &str, tag: &str) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    let io = |e: std::io::Error| e.to_string();
-    for d in [
-        "bin",
-        "opt/gitlab/bin",
-        "opt/gitlab/embedded/service/gitlab-rails",
-        "etc/gitlab",
-        "var/opt/gitlab/backups",
-        "var/opt/gitlab/data",
-        "var/log/gitlab",
-        "tmp",
-    ] {
-        std::fs::create_dir_all(r.join(d)).map_err(io)?;
-    }
-    std::fs::set_permissions(r.join("tmp"), std::fs::Permissions::from_mode(0o1777)).map_err(io)?;
-    std::fs::copy(busybox, r.join("bin/busybox")).map_err(io)?;
-    for applet in [
-        "sh", "cat", "echo", "printf", "grep", "ls", "rm", "mkdir", "true", "false", "sleep",
-        "tar", "date", "chown", "chmod", "touch", "id", "mv", "cp",
-    ] {
-        std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).map_err(io)?;
-    }
+fn build_backup(r: &Path, busybox: &str, version: &str) -> Result<(), String> {
+    busybox_root(
+        r,
+        busybox,
+        &[
+            "sh", "cat", "echo", "printf", "grep", "ls", "rm", "mkdir", "true", "false", "sleep",
+            "tar", "date", "chown", "chmod", "touch", "id", "mv", "cp",
+        ],
+    )?;
     gitlab_side(r, version)?;
-    import_rootfs(r, tag, &[r#"CMD ["/bin/sleep", "3600"]"#.to_owned()])
+    Ok(())
 }
 
 /// `tar -c` of the root file system `r` piped into `docker import` as `tag`, with PATH set to
-/// GitLab's, the image's command and the stand-in revision label.
-fn import_rootfs(r: &Path, tag: &str, cmd: &[String]) -> Result<(), String> {
+/// GitLab's, `cmd` as the image's command and the stand-in revision label.
+fn import_rootfs(r: &Path, tag: &str, cmd: &[&str]) -> Result<(), String> {
     let io = |e: std::io::Error| e.to_string();
-    let mut changes: Vec<String> = cmd
-        .iter()
-        .flat_map(|c| ["-c".to_owned(), c.clone()])
-        .collect();
-    changes.extend(["-c".to_owned(), "ENV PATH=/opt/gitlab/bin:/bin".to_owned()]);
-    changes.extend([
-        "-c".to_owned(),
+    let cmd_json = serde_json::to_string(cmd).map_err(|e| e.to_string())?;
+    let changes = [
+        format!("CMD {cmd_json}"),
+        "ENV PATH=/opt/gitlab/bin:/bin".to_owned(),
         format!("LABEL io.autogit.stand-in={STAND_IN_REV}"),
-    ]);
+    ]
+    .into_iter()
+    .flat_map(|c| ["-c".to_owned(), c]);
     let mut tar = Command::new("tar")
         .arg("-C")
         .arg(r)
@@ -334,7 +341,7 @@ fn import_rootfs(r: &Path, tag: &str, cmd: &[String]) -> Result<(), String> {
     let stdin = tar.stdout.take().ok_or("tar has no stdout")?;
     let out = Command::new("docker")
         .arg("import")
-        .args(&changes)
+        .args(changes)
         .args(["-", tag])
         .stdin(stdin)
         .output()
@@ -349,18 +356,19 @@ fn import_rootfs(r: &Path, tag: &str, cmd: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// A stand-in image, built once per tag and stand-in revision (one build at a time in this
-/// process): `build(root, busybox, tag)` lays out a root file system in a scratch directory
-/// (`name` tells the directory apart) and imports it.
+/// A stand-in image, built once per tag, stand-in revision and command (one build at a time
+/// in this process): `build(root, busybox)` lays out a root file system in a scratch
+/// directory (`name` tells the directory apart), which is imported with `cmd`.
 fn cached_image(
     tag: &str,
     name: &str,
-    build: impl FnOnce(&Path, &str, &str) -> Result<(), String>,
+    cmd: &[&str],
+    build: impl FnOnce(&Path, &str) -> Result<(), String>,
 ) -> Result<String, String> {
     let _guard = LOCK
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if current(tag) {
+    if current(tag, cmd) {
         return Ok(tag.to_owned());
     }
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
@@ -369,7 +377,7 @@ fn cached_image(
         .ok_or("busybox-static is not installed (apt-get install busybox-static)")?;
     let root = std::env::temp_dir().join(format!("autogit-image-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
-    let result = build(&root, busybox, tag);
+    let result = build(&root, busybox).and_then(|()| import_rootfs(&root, tag, cmd));
     let _ = std::fs::remove_dir_all(&root);
     result.map(|()| tag.to_owned())
 }
