@@ -4,18 +4,19 @@
 //! directory (`autogit_drivers::testing::bind`). Without `named` the tests say "skipping" and
 //! pass, unless `AUTOGIT_REQUIRE_TOOLS` is set (scripts/test.sh), when they fail.
 
+mod dns_support;
+
 use autogit_core::dns::{
-    Change, ConflictReason, DnsTarget, Record, RecordType, desired_records, dns_plan, owner_value,
+    Change, ConflictReason, Record, RecordType, desired_records, dns_plan, owner_value,
 };
 use autogit_core::platform::DnsMode;
 use autogit_drivers::dns::rfc2136::{Rfc2136, Rfc2136Config};
 use autogit_drivers::dns::{DnsProvider, DnsProviderError};
 use autogit_drivers::testing::bind::{Bind, KEY_NAME, TestZone, free_port, named_or_skip};
+use dns_support::{PROJECT, ZONE, sync, target};
 use secrecy::SecretString;
 use std::time::Duration;
 
-const ZONE: &str = "example.test";
-const PROJECT: &str = "autogit";
 /// Records that are not autogit's: they must survive every sync.
 const FOREIGN: &str = "mail 300 IN A 198.51.100.25\nmail 300 IN TXT \"v=spf1 -all\"\n";
 
@@ -26,24 +27,6 @@ fn start(zones: &[TestZone]) -> Option<Bind> {
 
 fn provider(bind: &Bind, zone: &str) -> Rfc2136 {
     Rfc2136::new(&bind.config(zone)).unwrap()
-}
-
-fn target(mode: DnsMode, ip: &str, subdomains: &[&str]) -> DnsTarget {
-    DnsTarget {
-        base_domain: ZONE.into(),
-        ingress_ip: ip.parse().unwrap(),
-        mode,
-        ttl: 300,
-        subdomains: subdomains.iter().map(|s| (*s).to_owned()).collect(),
-    }
-}
-
-/// Plan against the zone as AXFR shows it, apply, and return the plan.
-async fn sync(p: &Rfc2136, desired: &[Record]) -> autogit_core::dns::DnsPlan {
-    let observed = p.list(&[]).await.unwrap();
-    let plan = dns_plan(desired, &observed, PROJECT);
-    p.apply(&plan.changes).await.unwrap();
-    plan
 }
 
 fn values(records: &[Record]) -> Vec<&str> {

@@ -4,18 +4,16 @@
 
 mod cloudflare_fake;
 
-use autogit_core::dns::{
-    Change, ConflictReason, DnsTarget, Record, RecordType, desired_records, dns_plan,
-};
+mod dns_support;
+
+use autogit_core::dns::{Change, ConflictReason, Record, RecordType, desired_records};
 use autogit_core::platform::DnsMode;
 use autogit_drivers::dns::cloudflare::{Cloudflare, CloudflareConfig};
 use autogit_drivers::dns::{DnsProvider, DnsProviderError};
 use cloudflare_fake::{Fake, READ_ONLY_TOKEN, TOKEN};
+use dns_support::{PROJECT, ZONE, sync, target};
 use secrecy::SecretString;
 use std::time::Duration;
-
-const ZONE: &str = "example.test";
-const PROJECT: &str = "autogit";
 
 fn provider(fake: &Fake, token: &str) -> Cloudflare {
     Cloudflare::new(&CloudflareConfig {
@@ -26,23 +24,6 @@ fn provider(fake: &Fake, token: &str) -> Cloudflare {
         timeout: Duration::from_secs(10),
     })
     .unwrap()
-}
-
-fn target(mode: DnsMode, ip: &str, subdomains: &[&str]) -> DnsTarget {
-    DnsTarget {
-        base_domain: ZONE.into(),
-        ingress_ip: ip.parse().unwrap(),
-        mode,
-        ttl: 300,
-        subdomains: subdomains.iter().map(|s| (*s).to_owned()).collect(),
-    }
-}
-
-async fn sync(p: &Cloudflare, desired: &[Record]) -> autogit_core::dns::DnsPlan {
-    let observed = p.list(&[]).await.unwrap();
-    let plan = dns_plan(desired, &observed, PROJECT);
-    p.apply(&plan.changes).await.unwrap();
-    plan
 }
 
 #[tokio::test]

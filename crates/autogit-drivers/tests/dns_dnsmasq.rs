@@ -3,33 +3,22 @@
 //! command and queried over TCP. Without `dnsmasq` the tests say "skipping" and pass, unless
 //! `AUTOGIT_REQUIRE_TOOLS` is set (scripts/test.sh), when they fail.
 
-use autogit_core::dns::{
-    Change, ConflictReason, DnsTarget, Record, RecordType, desired_records, dns_plan,
-};
+mod dns_support;
+
+use autogit_core::dns::{Change, ConflictReason, Record, RecordType, desired_records};
 use autogit_core::platform::DnsMode;
 use autogit_drivers::dns::dnsmasq::{Dnsmasq, DnsmasqConfig};
 use autogit_drivers::dns::{DnsProvider, DnsProviderError};
 use autogit_drivers::testing::dnsmasq::{DnsmasqServer, dnsmasq_or_skip};
+use dns_support::{PROJECT, ZONE, sync, target};
 use std::time::Duration;
 
-const ZONE: &str = "example.test";
-const PROJECT: &str = "autogit";
 /// The user's own lines: kept as they are, never changed.
 const USER: &str = "# my homelab\nhost-record=nas.example.test,192.168.1.10\ndomain-needed\n";
 
 fn start(initial: &str) -> Option<DnsmasqServer> {
     let bin = dnsmasq_or_skip()?;
     Some(DnsmasqServer::start(&bin, initial).unwrap_or_else(|e| panic!("{e}")))
-}
-
-fn target(mode: DnsMode, ip: &str, subdomains: &[&str]) -> DnsTarget {
-    DnsTarget {
-        base_domain: ZONE.into(),
-        ingress_ip: ip.parse().unwrap(),
-        mode,
-        ttl: 300,
-        subdomains: subdomains.iter().map(|s| (*s).to_owned()).collect(),
-    }
 }
 
 async fn answers(s: &DnsmasqServer, name: &str, kind: RecordType) -> Vec<String> {
@@ -43,13 +32,6 @@ async fn answers(s: &DnsmasqServer, name: &str, kind: RecordType) -> Vec<String>
         .collect();
     v.sort();
     v
-}
-
-async fn sync(p: &Dnsmasq, desired: &[Record]) -> autogit_core::dns::DnsPlan {
-    let observed = p.list(&[]).await.unwrap();
-    let plan = dns_plan(desired, &observed, PROJECT);
-    p.apply(&plan.changes).await.unwrap();
-    plan
 }
 
 #[tokio::test]

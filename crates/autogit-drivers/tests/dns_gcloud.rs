@@ -6,16 +6,16 @@
 
 mod gcloud_fake;
 
-use autogit_core::dns::{Change, DnsTarget, Record, RecordType, desired_records, dns_plan};
+mod dns_support;
+
+use autogit_core::dns::{Change, Record, RecordType, desired_records};
 use autogit_core::platform::DnsMode;
 use autogit_drivers::dns::gcloud::{Gcloud, GcloudConfig, ServiceAccount};
 use autogit_drivers::dns::{DnsProvider, DnsProviderError};
+use dns_support::{PROJECT as OWNER, ZONE, sync, target};
 use gcloud_fake::{EMAIL, Fake, KEY_PEM, MANAGED_ZONE, OTHER_KEY_PEM, PROJECT, READER_EMAIL};
 use std::path::Path;
 use std::time::Duration;
-
-const ZONE: &str = "example.test";
-const OWNER: &str = "autogit";
 
 fn provider(fake: &Fake, email: &str, key: &str) -> Gcloud {
     let d = tempfile::tempdir().unwrap();
@@ -37,23 +37,6 @@ fn provider(fake: &Fake, email: &str, key: &str) -> Gcloud {
         done_timeout: Duration::from_secs(10),
     })
     .unwrap()
-}
-
-fn target(mode: DnsMode, ip: &str, subdomains: &[&str]) -> DnsTarget {
-    DnsTarget {
-        base_domain: ZONE.into(),
-        ingress_ip: ip.parse().unwrap(),
-        mode,
-        ttl: 300,
-        subdomains: subdomains.iter().map(|s| (*s).to_owned()).collect(),
-    }
-}
-
-async fn sync(p: &Gcloud, desired: &[Record]) -> autogit_core::dns::DnsPlan {
-    let observed = p.list(&[]).await.unwrap();
-    let plan = dns_plan(desired, &observed, OWNER);
-    p.apply(&plan.changes).await.unwrap();
-    plan
 }
 
 #[tokio::test]

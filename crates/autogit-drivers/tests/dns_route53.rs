@@ -5,16 +5,16 @@
 
 mod route53_fake;
 
-use autogit_core::dns::{Change, DnsTarget, Record, RecordType, desired_records, dns_plan};
+mod dns_support;
+
+use autogit_core::dns::{Change, Record, RecordType, desired_records};
 use autogit_core::platform::DnsMode;
 use autogit_drivers::dns::route53::{Route53, Route53Config};
 use autogit_drivers::dns::{DnsProvider, DnsProviderError};
+use dns_support::{PROJECT, ZONE, sync, target};
 use route53_fake::{ACCESS_KEY, Fake, READ_ONLY_KEY, SECRET_KEY, ZONE_ID};
 use secrecy::SecretString;
 use std::time::Duration;
-
-const ZONE: &str = "example.test";
-const PROJECT: &str = "autogit";
 
 fn config(fake: &Fake, key: &str, secret: &str) -> Route53Config {
     Route53Config {
@@ -32,23 +32,6 @@ fn config(fake: &Fake, key: &str, secret: &str) -> Route53Config {
 
 fn provider(fake: &Fake) -> Route53 {
     Route53::new(&config(fake, ACCESS_KEY, SECRET_KEY)).unwrap()
-}
-
-fn target(mode: DnsMode, ip: &str, subdomains: &[&str]) -> DnsTarget {
-    DnsTarget {
-        base_domain: ZONE.into(),
-        ingress_ip: ip.parse().unwrap(),
-        mode,
-        ttl: 300,
-        subdomains: subdomains.iter().map(|s| (*s).to_owned()).collect(),
-    }
-}
-
-async fn sync(p: &Route53, desired: &[Record]) -> autogit_core::dns::DnsPlan {
-    let observed = p.list(&[]).await.unwrap();
-    let plan = dns_plan(desired, &observed, PROJECT);
-    p.apply(&plan.changes).await.unwrap();
-    plan
 }
 
 #[tokio::test]
