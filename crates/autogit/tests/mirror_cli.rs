@@ -30,6 +30,14 @@ fn config(dir: &Path, src: &Daemon, dst: &Daemon, repos: &[&str], allow_private:
     .unwrap();
 }
 
+/// `autogit mirror ARGS --data-dir DATA` in `dir`.
+fn mirror(dir: &Path, data: &Path, args: &[&str]) -> Run {
+    let mut all = vec!["mirror"];
+    all.extend_from_slice(args);
+    all.extend(["--data-dir", data.to_str().unwrap()]);
+    run(dir, &all)
+}
+
 fn json(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
 }
@@ -52,14 +60,10 @@ fn sync_then_list_then_failures() {
         w.publish();
     }
     let data = root.join("data");
-    let data_s = data.to_str().unwrap();
     config(root, &src, &dst, &["app", "lib"], true);
 
     // First sync: both mirrored.
-    let r = run(
-        root,
-        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
-    );
+    let r = mirror(root, &data, &["sync", "-o", "json"]);
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
     let v = json(&r.stdout);
     assert_eq!(v["failed"], 0);
@@ -74,47 +78,38 @@ fn sync_then_list_then_failures() {
     }
 
     // Second sync, plain output: progress on stderr, a table on stdout, nothing to do.
-    let r = run(root, &["mirror", "sync", "--data-dir", data_s]);
+    let r = mirror(root, &data, &["sync"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("app: syncing"), "{}", r.stderr);
     assert!(r.stderr.contains("app: up to date"), "{}", r.stderr);
     assert!(r.stdout.contains("up to date") && r.stdout.contains("0 failed"));
 
     // One named mirror only.
-    let r = run(
-        root,
-        &["mirror", "sync", "lib", "-o", "json", "--data-dir", data_s],
-    );
+    let r = mirror(root, &data, &["sync", "lib", "-o", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = json(&r.stdout);
     assert_eq!(v["mirrors"].as_array().unwrap().len(), 1);
     assert_eq!(v["mirrors"][0]["result"], "up_to_date");
 
     // An unknown name is an error, not a silent no-op.
-    let r = run(root, &["mirror", "sync", "nope", "--data-dir", data_s]);
+    let r = mirror(root, &data, &["sync", "nope"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("no configured mirror is named `nope`"));
 
     // The history: last success and lag.
-    let r = run(
-        root,
-        &["mirror", "list", "-o", "json", "--data-dir", data_s],
-    );
+    let r = mirror(root, &data, &["list", "-o", "json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v = json(&r.stdout);
     assert_eq!(v["sources"][0]["name"], "app");
     assert_eq!(v["sources"][0]["last_result"], "up_to_date");
     assert!(v["sources"][0]["last_success"].as_i64().is_some());
     assert!(v["sources"][0]["lag_s"].as_i64().unwrap() >= 0);
-    let r = run(root, &["mirror", "list", "--data-dir", data_s]);
+    let r = mirror(root, &data, &["list"]);
     assert!(r.stdout.contains(" ago"), "{}", r.stdout);
 
     // A source that is gone: exit 1, the others still synced, the error recorded.
     config(root, &src, &dst, &["app", "lib", "gone"], true);
-    let r = run(
-        root,
-        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
-    );
+    let r = mirror(root, &data, &["sync", "-o", "json"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     let v = json(&r.stdout);
     assert_eq!(v["failed"], 1);
@@ -125,20 +120,14 @@ fn sync_then_list_then_failures() {
             .unwrap()
             .contains("git ls-remote failed")
     );
-    let r = run(
-        root,
-        &["mirror", "list", "-o", "json", "--data-dir", data_s],
-    );
+    let r = mirror(root, &data, &["list", "-o", "json"]);
     let v = json(&r.stdout);
     assert_eq!(v["sources"][2]["last_result"], "failed");
     assert!(v["sources"][2]["last_error"].as_str().is_some());
 
     // Without `allow_private`, loopback sources are refused before git runs (SSRF guard).
     config(root, &src, &dst, &["app"], false);
-    let r = run(
-        root,
-        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
-    );
+    let r = mirror(root, &data, &["sync", "-o", "json"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     let v = json(&r.stdout);
     let err = v["mirrors"][0]["error"].as_str().unwrap();
@@ -152,8 +141,7 @@ fn sync_then_list_then_failures() {
 fn sync_without_sources_or_gitlab_token_says_why() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("data");
-    let data_s = data.to_str().unwrap();
-    let r = run(d.path(), &["mirror", "sync", "--data-dir", data_s]);
+    let r = mirror(d.path(), &data, &["sync"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("nothing to sync"), "{}", r.stderr);
 
@@ -163,10 +151,7 @@ fn sync_without_sources_or_gitlab_token_says_why() {
         "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    gitlab:\n      url: http://127.0.0.1:9\n      group: team\n      token_env: GL_TOKEN\n",
     )
     .unwrap();
-    let r = run(
-        d.path(),
-        &["mirror", "sync", "-o", "json", "--data-dir", data_s],
-    );
+    let r = mirror(d.path(), &data, &["sync", "-o", "json"]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     let v = json(&r.stdout);
     let errors: Vec<&str> = v["mirrors"]
@@ -247,17 +232,7 @@ fn github_accounts_are_listed_filtered_and_mirrored() {
     assert_eq!(refs(&src.url("app.git")), refs(&dst.url("mirrors/app.git")));
     assert!(!r.stdout.contains("ghp_fake_token_1") && !r.stderr.contains("ghp_fake_token_1"));
     // Listed mirrors show up in `mirror list` from their history.
-    let r = run(
-        root,
-        &[
-            "mirror",
-            "list",
-            "-o",
-            "json",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let r = mirror(root, &data, &["list", "-o", "json"]);
     let v = json(&r.stdout);
     assert!(
         v["sources"]
@@ -376,17 +351,7 @@ fn ctrl_c_stops_a_sync_and_records_it_as_interrupted() {
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("interrupted"), "{}", r.stderr);
     src.flag("stall", false);
-    let r = run(
-        root,
-        &[
-            "mirror",
-            "list",
-            "-o",
-            "json",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let r = mirror(root, &data, &["list", "-o", "json"]);
     let v = json(&r.stdout);
     assert_eq!(v["sources"][0]["last_result"], "failed", "{}", r.stdout);
     assert_eq!(v["sources"][0]["last_error"], "interrupted");
@@ -432,17 +397,7 @@ fn without_a_template_targets_are_gitlab_projects_created_with_the_mirror_token(
         ),
     )
     .unwrap();
-    let r = run(
-        root,
-        &[
-            "mirror",
-            "sync",
-            "-o",
-            "json",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let r = mirror(root, &data, &["sync", "-o", "json"]);
     // The fake GitLab has the REST API but no git: the project is created, the push cannot be.
     let v = json(&r.stdout);
     assert_eq!(
@@ -484,19 +439,7 @@ fn without_a_template_targets_are_gitlab_projects_created_with_the_mirror_token(
         )
         .unwrap();
     };
-    let sync = || {
-        run(
-            root,
-            &[
-                "mirror",
-                "sync",
-                "-o",
-                "json",
-                "--data-dir",
-                data.to_str().unwrap(),
-            ],
-        )
-    };
+    let sync = || mirror(root, &data, &["sync", "-o", "json"]);
     write(&format!(
         "      - {}\n      - {{url: \"https://gone.example.invalid/x.git\", token_env: NOT_SET_ANYWHERE}}\n",
         src.url("lib.git")
