@@ -166,13 +166,7 @@ pub async fn issue<P: DnsProvider>(
 ) -> Result<CertInfo, AcmeError> {
     let err = ca_err(&s.directory);
     let names = certificate_names(base_domain);
-    progress(&format!("ACME account at {}", s.directory));
-    let account = account(s).await?;
-    let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-    let mut order = account
-        .new_order(&NewOrder::new(&identifiers))
-        .await
-        .map_err(&err)?;
+    let mut order = open_order(s, &names, progress).await?;
 
     // Every pending DNS-01 challenge's TXT record, added before any is declared ready.
     let mut records = Vec::new();
@@ -311,13 +305,7 @@ pub async fn issue_http01(
             "HTTP-01 needs explicit names (a wildcard needs DNS-01)".to_owned(),
         ));
     }
-    progress(&format!("ACME account at {}", s.directory));
-    let account = account(s).await?;
-    let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-    let mut order = account
-        .new_order(&NewOrder::new(&identifiers))
-        .await
-        .map_err(&err)?;
+    let mut order = open_order(s, names, progress).await?;
     let dir = webroot.join(".well-known/acme-challenge");
     std::fs::create_dir_all(&dir).map_err(|e| AcmeError::File {
         path: dir.clone(),
@@ -367,6 +355,21 @@ pub async fn issue_http01(
     }
     let (key_pem, chain) = result?;
     store_certificate(s, base_domain, names, key_pem, &chain)
+}
+
+/// Logs in to the CA's account (creating it on first use) and opens an order for `names`.
+async fn open_order(
+    s: &AcmeSettings,
+    names: &[String],
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<Order, AcmeError> {
+    progress(&format!("ACME account at {}", s.directory));
+    let account = account(s).await?;
+    let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
+    account
+        .new_order(&NewOrder::new(&identifiers))
+        .await
+        .map_err(ca_err(&s.directory))
 }
 
 /// After the challenges are ready: waits for the order to be ready (or fails with `hint`, what
