@@ -507,6 +507,96 @@ fn fits_empty(h: &HostState, r: &Request) -> bool {
     has_cap(h, r) && h.gpus.iter().filter(|g| g.total >= r.vram.0).count() >= r.gpus as usize
 }
 
+/// Where a compute job is in its life. Stored by name (`as_str`) in the state database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Waiting for a host with room (also while its host is unreachable).
+    Queued,
+    /// Started on a host.
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Queued,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|j| j.as_str() == s)
+    }
+
+    /// No transition leaves a final state.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// What happened to a job, as the compute controller observed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobEvent {
+    /// The scheduler rejected it for good (over quota, no host could ever run it).
+    Rejected,
+    /// Its container was started on the placed host.
+    Started,
+    /// The host answered but refused to start it (bad image, engine error).
+    StartRefused,
+    /// The host did not answer while starting it: it is placed again on the next pass.
+    StartUnreachable,
+    /// Its container exited with this code.
+    Exited(i64),
+    /// Its container is gone from its host.
+    Vanished,
+    /// Its host is unreachable: its fate is unknown, it keeps its state (no duplicate start).
+    HostUnreachable,
+    /// A person cancelled it.
+    Cancel,
+}
+
+/// The job's next state, or `None` when the event does not apply in this state (the job keeps
+/// its state). Total over every pair; the table test in this module lists them all.
+pub fn job_transition(state: JobState, event: JobEvent) -> Option<JobState> {
+    use JobEvent as E;
+    use JobState as S;
+    match (state, event) {
+        (S::Queued, E::Rejected | E::StartRefused) => Some(S::Failed),
+        (S::Queued, E::Started) => Some(S::Running),
+        (S::Queued | S::Running, E::Cancel) => Some(S::Cancelled),
+        (S::Running, E::Exited(0)) => Some(S::Succeeded),
+        (S::Running, E::Exited(_) | E::Vanished) => Some(S::Failed),
+        // Queued stays queued when its host is away (docs/runners.md promises it); a running
+        // job's fate is unknown while its host is unreachable, so it keeps its state.
+        (_, E::StartUnreachable | E::HostUnreachable) => None,
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -732,5 +822,43 @@ mod tests {
         s.submit(job("o", "other", 1, 10, 0, 0)).unwrap();
         assert!(s.schedule(0).is_empty(), "quota held and 8 GiB left");
         s.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn job_transitions_table() {
+        use JobEvent as E;
+        let events = [
+            E::Rejected,
+            E::Started,
+            E::StartRefused,
+            E::StartUnreachable,
+            E::Exited(0),
+            E::Exited(3),
+            E::Vanished,
+            E::HostUnreachable,
+            E::Cancel,
+        ];
+        let mut table = String::new();
+        for s in JobState::ALL {
+            let row: Vec<String> = events
+                .iter()
+                .map(|e| job_transition(s, *e).map_or("-".to_owned(), |n| n.to_string()))
+                .collect();
+            table.push_str(&format!("{s:<9} {}\n", row.join(" ")));
+            assert_eq!(JobState::parse(s.as_str()), Some(s));
+            if s.is_final() {
+                assert!(row.iter().all(|c| c == "-"), "{s} must be final: {row:?}");
+            }
+        }
+        // Columns: rejected started refused start-unreachable exit0 exit3 vanished
+        // host-unreachable cancel.
+        assert_eq!(
+            table,
+            "queued    failed running failed - - - - - cancelled\n\
+             running   - - - - succeeded failed failed - cancelled\n\
+             succeeded - - - - - - - - -\n\
+             failed    - - - - - - - - -\n\
+             cancelled - - - - - - - - -\n"
+        );
     }
 }

@@ -3,7 +3,7 @@
 //! everything here is parsing, tested with recorded and malformed outputs.
 
 use crate::units::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The `nvidia-smi` query autogit runs (CSV, no header, no units: MiB and percent).
 pub const NVIDIA_SMI_QUERY: &str =
@@ -23,7 +23,7 @@ echo @@smi; nvidia-smi 2>/dev/null | head -n 6
 echo @@end
 ";
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gpu {
     /// Position in `nvidia-smi`'s list (what `--gpus device=N` means).
     pub index: u32,
@@ -35,21 +35,21 @@ pub struct Gpu {
     pub driver: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     Docker,
     Podman,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineInfo {
     pub kind: EngineKind,
     pub version: String,
 }
 
 /// A host's inventory. `problems` says what could not be read, one line each.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     pub cpus: Option<u32>,
     pub memory: Option<Bytes>,
@@ -59,7 +59,7 @@ pub struct Inventory {
     pub gpus: Vec<Gpu>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cuda: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
 

@@ -28,6 +28,7 @@ pub mod remote;
 pub mod render;
 pub mod runner;
 pub mod schedule;
+pub mod service;
 pub mod source;
 pub mod tls;
 pub mod units;

@@ -171,16 +171,28 @@ impl RepairPolicy {
     /// capped at `max`, scaled by a jitter factor in [0.5, 1.0] so many services that fail
     /// together do not retry in lockstep. `jitter` is a number in [0, 1) from the caller.
     pub fn backoff_secs(&self, attempt: u32, jitter: f64) -> u64 {
-        if attempt == 0 {
-            return 0;
-        }
-        let exp = self
-            .backoff_initial_secs
-            .saturating_mul(1u64 << (attempt - 1).min(30));
-        let base = exp.min(self.backoff_max_secs);
-        let factor = 0.5 + jitter.clamp(0.0, 1.0) / 2.0;
-        ((base as f64) * factor).round() as u64
+        backoff_secs(
+            attempt,
+            self.backoff_initial_secs,
+            self.backoff_max_secs,
+            jitter,
+        )
     }
+}
+
+/// Exponential backoff with jitter, the one rule for every retry autogit makes (repairs, and
+/// the application layer's controllers after a failed pass): 0 before the first attempt, then
+/// `initial * 2^(attempt-1)` capped at `max`, scaled by a factor in [0.5, 1.0] from `jitter`
+/// (a number in [0, 1) from the caller) so that things failing together do not retry in
+/// lockstep.
+pub fn backoff_secs(attempt: u32, initial: u64, max: u64, jitter: f64) -> u64 {
+    if attempt == 0 {
+        return 0;
+    }
+    let exp = initial.saturating_mul(1u64 << (attempt - 1).min(30));
+    let base = exp.min(max);
+    let factor = 0.5 + jitter.clamp(0.0, 1.0) / 2.0;
+    ((base as f64) * factor).round() as u64
 }
 
 /// Repair history of one service, kept by the runtime's state store.

@@ -38,10 +38,11 @@ pub fn renewal_due(not_before: i64, not_after: i64, now: i64, covers_names: bool
     now >= not_before + (not_after - not_before) * 2 / 3
 }
 
-/// When to try again after the `failures`-th failed renewal in a row: 5 minutes doubling up to
-/// 6 hours, but never later than a day before expiry. The old certificate keeps serving.
+/// When to try again after the `failures`-th failed renewal in a row (counted from 1): 5
+/// minutes after the first, doubling up to 6 hours, but never later than a day before expiry.
+/// The old certificate keeps serving.
 pub fn retry_after(failures: u32, now: i64, not_after: i64) -> i64 {
-    let backoff = (300i64 << failures.min(7)).min(6 * 3600);
+    let backoff = (300i64 << failures.saturating_sub(1).min(7)).min(6 * 3600);
     (now + backoff).min((not_after - 86_400).max(now + 60))
 }
 
@@ -83,8 +84,10 @@ mod tests {
     #[test]
     fn retries_back_off_but_not_past_expiry() {
         let now = 1_000_000;
-        assert_eq!(retry_after(0, now, now + 90 * 86_400), now + 300);
-        assert_eq!(retry_after(1, now, now + 90 * 86_400), now + 600);
+        // The first failure is retried after 5 minutes, as docs/config.md says.
+        assert_eq!(retry_after(1, now, now + 90 * 86_400), now + 300);
+        assert_eq!(retry_after(2, now, now + 90 * 86_400), now + 600);
+        assert_eq!(retry_after(3, now, now + 90 * 86_400), now + 1200);
         assert_eq!(retry_after(20, now, now + 90 * 86_400), now + 6 * 3600);
         assert_eq!(retry_after(20, now, now + 86_400 + 1000), now + 1000);
         assert_eq!(retry_after(20, now, now + 10), now + 60);
