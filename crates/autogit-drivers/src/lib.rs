@@ -16,4 +16,5 @@ pub mod remote;
 pub mod runtime;
 pub mod secrets;
 pub mod state;
+pub mod systemd;
 pub mod testing;

@@ -72,7 +72,7 @@ impl Default for Retry {
     }
 }
 
-/// Delivers one notification to one webhook; returns the number of tries used.
+/// Delivers one state change to one webhook; returns the number of tries used.
 pub async fn deliver(
     client: &reqwest::Client,
     hook: &Webhook,
@@ -80,6 +80,18 @@ pub async fn deliver(
     retry: Retry,
 ) -> Result<u32, String> {
     let body = serde_json::to_vec(change).map_err(|e| e.to_string())?;
+    deliver_body(client, hook, "state_change", &body, retry).await
+}
+
+/// Delivers one JSON body to one webhook, signed, with `X-Autogit-Event: <kind>`; retried with
+/// backoff on 408, 429, 5xx and transport errors. Returns the number of tries used.
+pub async fn deliver_body(
+    client: &reqwest::Client,
+    hook: &Webhook,
+    kind: &str,
+    body: &[u8],
+    retry: Retry,
+) -> Result<u32, String> {
     let mut delay = retry.first_delay;
     let mut last = String::new();
     for attempt in 1..=retry.attempts.max(1) {
@@ -88,11 +100,11 @@ pub async fn deliver(
             .timeout(retry.timeout)
             .header("content-type", "application/json")
             .header("user-agent", concat!("autogit/", env!("CARGO_PKG_VERSION")))
-            .header("x-autogit-event", "state_change");
+            .header("x-autogit-event", kind);
         if let Some(secret) = &hook.secret {
-            req = req.header("x-autogit-signature", sign(secret, &body));
+            req = req.header("x-autogit-signature", sign(secret, body));
         }
-        match req.body(body.clone()).send().await {
+        match req.body(body.to_vec()).send().await {
             Ok(r) if r.status().is_success() => return Ok(attempt),
             // 4xx other than 408/429 will not get better by retrying.
             Ok(r) if r.status().is_client_error() && r.status() != 408 && r.status() != 429 => {
@@ -148,6 +160,20 @@ impl Notifier {
             tx: Some(tx),
             dropped,
         }
+    }
+
+    /// A notifier whose changes go to the returned receiver, for a caller that routes them
+    /// itself (the application layer's event bus). `send` still never waits: when the
+    /// receiver lags by `capacity`, changes are dropped and counted.
+    pub fn channel(capacity: usize) -> (Notifier, mpsc::Receiver<StateChange>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            Notifier {
+                tx: Some(tx),
+                dropped: Arc::new(AtomicU64::new(0)),
+            },
+            rx,
+        )
     }
 
     /// A notifier that drops everything (tests, `--quiet` one-shots).

@@ -228,6 +228,32 @@ pub fn random_alnum(len: usize) -> Result<SecretString, SecretError> {
     Ok(SecretString::from(out))
 }
 
+/// `NAME`, else the content of the file `NAME_FILE` names (64 KiB at most, UTF-8, trailing
+/// newline removed, not empty).
+pub fn env_or_file(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    name: &str,
+) -> Result<Option<String>, String> {
+    if let Some(v) = lookup(name) {
+        return Ok(Some(v));
+    }
+    let file_var = format!("{name}_FILE");
+    let Some(path) = lookup(&file_var) else {
+        return Ok(None);
+    };
+    let bytes = fsx::read_bounded(Path::new(&path), 64 * 1024).map_err(|e| match e {
+        FsError::TooLarge { .. } => format!("{file_var}: {path} is larger than 64 KiB"),
+        FsError::Io { source, .. } => format!("{file_var}: cannot read {path}: {source}"),
+    })?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("{file_var}: {path} is not UTF-8 text"))?;
+    let value = text.trim_end_matches(['\n', '\r']).to_owned();
+    if value.is_empty() {
+        return Err(format!("{file_var}: {path} is empty"));
+    }
+    Ok(Some(value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -457,6 +457,7 @@ impl Cloudflare {
     }
 }
 
+#[async_trait::async_trait]
 impl DnsProvider for Cloudflare {
     fn describe(&self) -> String {
         format!("cloudflare zone {}", self.zone)

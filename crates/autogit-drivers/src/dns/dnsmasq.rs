@@ -352,9 +352,17 @@ fn render_record(r: &Record) -> Result<String, DnsProviderError> {
     }
 }
 
+#[async_trait::async_trait]
 impl DnsProvider for Dnsmasq {
     fn describe(&self) -> String {
         format!("dnsmasq {}", self.config.path.display())
+    }
+
+    fn after_sync_hint(&self) -> Option<String> {
+        (!self.reloads()).then(|| format!(
+            "dnsmasq reads {} only when it starts: restart it (systemctl restart dnsmasq), or set DNSMASQ_RELOAD_COMMAND so that `dns sync` does",
+            self.config.path.display()
+        ))
     }
 
     /// Every record of the file (inside and outside autogit's markers).

@@ -496,6 +496,7 @@ fn set_json(name: &str, kind: RecordType, s: &RrSet) -> Value {
     json!({"name": format!("{name}."), "type": kind.as_str(), "ttl": s.ttl, "rrdatas": s.values})
 }
 
+#[async_trait::async_trait]
 impl DnsProvider for Gcloud {
     fn describe(&self) -> String {
         format!(

@@ -16,11 +16,13 @@
 //! as ACME's wildcard + apex challenge needs), a `Delete` removes exactly that value.
 
 use autogit_core::dns::{Change, Record};
-use std::future::Future;
+
+pub use factory::{from_platform, provider_name, zone_of};
 use std::time::Duration;
 
 pub mod cloudflare;
 pub mod dnsmasq;
+pub mod factory;
 pub mod gcloud;
 pub mod rfc2136;
 pub mod route53;
@@ -28,7 +30,9 @@ pub mod sigv4;
 pub mod wire;
 pub mod xml;
 
-/// A DNS backend that can list and change records of one zone.
+/// A DNS backend that can list and change records of one zone. Object-safe: the provider
+/// a platform uses is chosen at run time ([`from_platform`]) and held as `Box<dyn DnsProvider>`.
+#[async_trait::async_trait]
 pub trait DnsProvider: Send + Sync {
     /// Short name for messages (`rfc2136 127.0.0.1:53`).
     fn describe(&self) -> String;
@@ -39,21 +43,40 @@ pub trait DnsProvider: Send + Sync {
         true
     }
 
+    /// What a person must still do after a sync that changed records, if anything (dnsmasq
+    /// without a reload command reads its file only when it starts).
+    fn after_sync_hint(&self) -> Option<String> {
+        None
+    }
+
     /// The records at `names` (canonical, see `autogit_core::dns::canonical_name`), or more:
     /// providers that can list the whole zone (AXFR, paginated APIs) return all of it, which
     /// `dns_plan` needs to find owned names that are no longer desired.
-    fn list(
-        &self,
-        names: &[String],
-    ) -> impl Future<Output = Result<Vec<Record>, DnsProviderError>> + Send;
+    async fn list(&self, names: &[String]) -> Result<Vec<Record>, DnsProviderError>;
 
     /// Apply the changes, atomically where the backend can (RFC 2136: one update message), and
     /// where it can, only if the zone is still as the last `list` saw it
     /// ([`DnsProviderError::ZoneChanged`] otherwise).
-    fn apply(
-        &self,
-        changes: &[Change],
-    ) -> impl Future<Output = Result<(), DnsProviderError>> + Send;
+    async fn apply(&self, changes: &[Change]) -> Result<(), DnsProviderError>;
+}
+
+#[async_trait::async_trait]
+impl DnsProvider for Box<dyn DnsProvider> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+    fn atomic(&self) -> bool {
+        (**self).atomic()
+    }
+    fn after_sync_hint(&self) -> Option<String> {
+        (**self).after_sync_hint()
+    }
+    async fn list(&self, names: &[String]) -> Result<Vec<Record>, DnsProviderError> {
+        (**self).list(names).await
+    }
+    async fn apply(&self, changes: &[Change]) -> Result<(), DnsProviderError> {
+        (**self).apply(changes).await
+    }
 }
 
 /// Errors from DNS providers. Messages name the server and the key (never the secret) and say

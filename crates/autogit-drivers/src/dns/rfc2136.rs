@@ -459,6 +459,7 @@ impl Rfc2136 {
     }
 }
 
+#[async_trait::async_trait]
 impl DnsProvider for Rfc2136 {
     fn describe(&self) -> String {
         format!("rfc2136 {} zone {}", self.server, self.zone_text)

@@ -534,6 +534,7 @@ fn batch_xml(items: &[(&'static str, String, RecordType, RrSet)]) -> String {
     x
 }
 
+#[async_trait::async_trait]
 impl DnsProvider for Route53 {
     fn describe(&self) -> String {
         format!("route53 hosted zone {} ({})", self.zone_id, self.zone)
