@@ -1,0 +1,253 @@
+//! The backup controller: a verified archive of GitLab (gitlab-backup in its container) with
+//! GitLab's secrets and autogit's configuration, state and secrets (`drivers::backup`),
+//! retention, an optional btrfs snapshot of the data dir, and the schedule the daemon follows
+//! (`backup.schedule`). Restores are `drivers::backup::restore` behind the CLI's confirmation.
+
+use crate::{Bus, Event, Settings, SharedClock};
+use autogit_core::config::AutoBool;
+use autogit_drivers::backup::{self, BackupOptions, BackupReport, LocalFiles};
+use autogit_drivers::engine::ContainerEngine;
+use autogit_drivers::engine::docker::Docker;
+use autogit_drivers::state::Store;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct BackupController {
+    settings: Arc<Settings>,
+    bus: Bus,
+    clock: SharedClock,
+}
+
+/// A backup taken: the archive and, when configured, the btrfs snapshot of the data dir.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Taken {
+    pub report: BackupReport,
+    pub btrfs_snapshot: Option<PathBuf>,
+    /// Why the snapshot (an extra) was not taken, when it should have been.
+    pub snapshot_warning: Option<String>,
+}
+
+/// The running GitLab container of the platform, on the configured engine.
+pub async fn gitlab_container(settings: &Settings) -> Result<(Docker, String), String> {
+    let engine = Docker::connect(settings.socket(), &settings.env)
+        .await
+        .map_err(|e| e.to_string())?;
+    let project = &settings.config.platform.project;
+    let id = engine
+        .list(project)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|o| o.service == "gitlab" && o.state == autogit_drivers::engine::RunState::Running)
+        .map(|o| o.id)
+        .ok_or_else(|| {
+            format!("no running GitLab container in project `{project}`: `autogit install` first")
+        })?;
+    Ok((engine, id))
+}
+
+impl BackupController {
+    pub fn new(settings: Arc<Settings>, bus: Bus, clock: SharedClock) -> Self {
+        Self {
+            settings,
+            bus,
+            clock,
+        }
+    }
+
+    /// Takes a backup on the configured engine and publishes the outcome (`backup_created` or
+    /// `backup_failed`).
+    pub async fn create(&self, progress: &(dyn Fn(&str) + Send + Sync)) -> Result<Taken, String> {
+        let result = match gitlab_container(&self.settings).await {
+            Ok((engine, id)) => self.create_on(&engine, &id, progress).await,
+            Err(e) => Err(e),
+        };
+        self.published(result)
+    }
+
+    fn published(&self, result: Result<Taken, String>) -> Result<Taken, String> {
+        self.bus.publish(match &result {
+            Ok(t) => Event::BackupCreated {
+                archive: t.report.archive.display().to_string(),
+                bytes: t.report.size,
+                gitlab_version: t.report.gitlab_version.clone(),
+                removed: t.report.removed.clone(),
+            },
+            Err(error) => Event::BackupFailed {
+                error: error.clone(),
+            },
+        });
+        result
+    }
+
+    /// Takes a backup from the GitLab container `id` of `engine` (nothing is published: the
+    /// callers do).
+    pub async fn create_on(
+        &self,
+        engine: &impl ContainerEngine,
+        id: &str,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Taken, String> {
+        let data = &self.settings.data_dir;
+        let dest = self.settings.backup_dir();
+        let work = data.join("tmp");
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        let started = self.clock.now();
+        // A consistent snapshot of autogit's state, taken while the daemon may be writing.
+        let snapshot = work.join(format!("state-{started}.db"));
+        let _ = std::fs::remove_file(&snapshot);
+        let state_db = self.settings.state_db();
+        let state_snapshot = if state_db.exists() {
+            Store::open(&state_db)
+                .and_then(|s| s.snapshot_to(&snapshot))
+                .map_err(|e| e.to_string())?;
+            Some(snapshot.clone())
+        } else {
+            None
+        };
+        let opts = BackupOptions {
+            dest: dest.clone(),
+            keep: self.settings.config.backup.retention,
+            work,
+            local: LocalFiles {
+                config: self.settings.config_path.clone(),
+                platform_env: self.settings.env_path.clone(),
+                state_snapshot,
+                secrets: Some(data.join("secrets")),
+            },
+            now: started,
+            autogit_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        let result = backup::create(engine, id, &opts, progress)
+            .await
+            .map_err(|e| e.to_string());
+        let _ = std::fs::remove_file(&snapshot);
+        let report = result?;
+        let name = report
+            .archive
+            .file_name()
+            .map(|n| n.to_string_lossy().trim_end_matches(".tar").to_owned())
+            .unwrap_or_default();
+        let (btrfs_snapshot, snapshot_warning) = match btrfs_snapshot(
+            self.settings.config.backup.btrfs_snapshot,
+            data,
+            &dest,
+            &name,
+        ) {
+            Ok(s) => (s, None),
+            // The archive is complete; the snapshot is an extra.
+            Err(e) => (None, Some(e)),
+        };
+        Ok(Taken {
+            report,
+            btrfs_snapshot,
+            snapshot_warning,
+        })
+    }
+
+    fn schedule_file(&self) -> PathBuf {
+        self.settings.data_dir.join("state/backup-schedule.json")
+    }
+
+    fn last_scheduled(&self) -> Option<i64> {
+        std::fs::read(self.schedule_file())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["last_scheduled"].as_i64())
+    }
+
+    fn set_last_scheduled(&self, t: i64) -> Result<(), String> {
+        autogit_drivers::fsx::write_atomic(
+            &self.schedule_file(),
+            serde_json::json!({ "last_scheduled": t })
+                .to_string()
+                .as_bytes(),
+            0o600,
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    /// The daemon's pass: when `backup.schedule` is due, take one backup (on `engine`'s GitLab
+    /// container when given, else the configured engine's). The first pass of a data dir
+    /// only starts the schedule: a platform just installed is not backed up before its first
+    /// scheduled time. Missed times collapse into one backup. Returns when it is due next.
+    pub async fn pass(&self) -> Result<Option<i64>, String> {
+        self.pass_with(None::<(&Docker, &str)>).await
+    }
+
+    pub async fn pass_with<E: ContainerEngine>(
+        &self,
+        on: Option<(&E, &str)>,
+    ) -> Result<Option<i64>, String> {
+        let schedule = &self.settings.config.backup.schedule;
+        let now = self.clock.now() as i64;
+        let Some(last) = self.last_scheduled() else {
+            self.set_last_scheduled(now)?;
+            return autogit_core::schedule::next(schedule, now);
+        };
+        if let Some(t) = autogit_core::schedule::due(schedule, Some(last), now)? {
+            // Recorded first: a failing backup is reported once per scheduled time, not on
+            // every pass until it works.
+            self.set_last_scheduled(t)?;
+            let _ = match on {
+                Some((engine, id)) => {
+                    let r = self.create_on(engine, id, &|_| {}).await;
+                    self.published(r)
+                }
+                None => self.create(&|_| {}).await,
+            };
+            return autogit_core::schedule::next(schedule, t);
+        }
+        autogit_core::schedule::next(schedule, now)
+    }
+}
+
+/// A read-only btrfs snapshot of the data dir, when it is a btrfs subvolume and
+/// `backup.btrfs_snapshot` allows it. `Ok(None)`: not taken (not btrfs, or off).
+fn btrfs_snapshot(
+    mode: AutoBool,
+    data: &Path,
+    dest: &Path,
+    name: &str,
+) -> Result<Option<PathBuf>, String> {
+    if mode == AutoBool::False {
+        return Ok(None);
+    }
+    let fs_type = std::process::Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(data)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if fs_type.as_deref() != Some("btrfs") {
+        return if mode == AutoBool::True {
+            Err(format!(
+                "backup.btrfs_snapshot is true but {} is on {}, not btrfs",
+                data.display(),
+                fs_type.unwrap_or_else(|| "an unknown file system".into())
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let snaps = dest.join("snapshots");
+    std::fs::create_dir_all(&snaps).map_err(|e| format!("{}: {e}", snaps.display()))?;
+    let target = snaps.join(name);
+    let out = std::process::Command::new("btrfs")
+        .args(["subvolume", "snapshot", "-r"])
+        .arg(data)
+        .arg(&target)
+        .output()
+        .map_err(|e| format!("btrfs: {e} (install btrfs-progs)"))?;
+    if out.status.success() {
+        Ok(Some(target))
+    } else {
+        Err(format!(
+            "btrfs subvolume snapshot of {} failed (is it a subvolume?): {}",
+            data.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}

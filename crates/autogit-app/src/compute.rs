@@ -1,0 +1,384 @@
+//! The compute controller: GPU jobs queued in the state store, placed by the scheduler
+//! (`core::compute`: capability, GPUs, VRAM, quotas, best fit, aging), started over SSH on
+//! their host, and followed until they end. Job states and their transitions are core's
+//! (`JobState`, `job_transition`); every change is published.
+//!
+//! A host that stops answering keeps its last known inventory: queued jobs that it could run
+//! stay queued (they are not failed as "no host can ever run it"), and running jobs there keep
+//! their state until the host answers again (their fate is unknown; nothing starts twice).
+
+use crate::runners::{HostHealth, RunnerController};
+use crate::{Bus, Event, Settings, SharedClock};
+use autogit_core::compute::{
+    Fit, GpuSlot, HostSlots, JobEvent, JobSpec, JobState, Placement, Request, Scheduler,
+    check_image, container_name, job_transition, run_argv,
+};
+use autogit_core::config::Capability;
+use autogit_core::inventory::{EngineKind, Inventory};
+use autogit_core::units::Bytes;
+use autogit_drivers::remote::RemoteExec;
+use autogit_drivers::state::{JobRow, Store};
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ComputeError {
+    /// The request itself is wrong (exit 2 in the CLI).
+    #[error("{0}")]
+    Request(String),
+    #[error("no job `{0}` (see `autogit compute list`)")]
+    NoSuchJob(String),
+    #[error("the queue is full ({0} jobs; compute.queue_limit); try again when jobs have started")]
+    QueueFull(u32),
+    #[error("{0}")]
+    State(String),
+}
+
+/// A job to submit.
+#[derive(Debug, Clone)]
+pub struct Submit {
+    pub gpus: u32,
+    pub vram: String,
+    pub capability: Option<String>,
+    pub priority: i32,
+    pub user: String,
+    /// Image, then the command.
+    pub job: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct ComputeController {
+    runners: RunnerController,
+    bus: Bus,
+    clock: SharedClock,
+}
+
+/// A job's state from its row (an unknown name is read as failed, and said so).
+pub fn state_of(row: &JobRow) -> JobState {
+    JobState::parse(&row.state).unwrap_or(JobState::Failed)
+}
+
+impl ComputeController {
+    pub fn new(settings: Arc<Settings>, bus: Bus, clock: SharedClock) -> Self {
+        Self {
+            runners: RunnerController::new(settings, bus.clone(), clock.clone()),
+            bus,
+            clock,
+        }
+    }
+
+    fn settings(&self) -> &Settings {
+        self.runners.settings()
+    }
+
+    fn store(&self) -> Result<Store, ComputeError> {
+        let s = self.settings();
+        std::fs::create_dir_all(&s.data_dir).map_err(|e| {
+            ComputeError::State(format!("cannot create {}: {e}", s.data_dir.display()))
+        })?;
+        Store::open(&s.state_db()).map_err(|e| ComputeError::State(e.to_string()))
+    }
+
+    /// Whether any job waits or runs (the daemon's pass only probes hosts then).
+    pub fn active(&self) -> bool {
+        let db = self.settings().state_db();
+        db.exists()
+            && Store::open(&db).and_then(|s| s.jobs()).is_ok_and(|jobs| {
+                jobs.iter()
+                    .any(|j| matches!(state_of(j), JobState::Queued | JobState::Running))
+            })
+    }
+
+    /// Records a job and runs a scheduling pass; returns its row after the pass.
+    pub async fn submit(&self, req: Submit) -> Result<JobRow, ComputeError> {
+        let Some((image, command)) = req.job.split_first() else {
+            return Err(ComputeError::Request("compute run needs an image".into()));
+        };
+        check_image(image).map_err(ComputeError::Request)?;
+        let vram = Bytes::parse(&req.vram).ok_or_else(|| {
+            ComputeError::Request(format!("--vram `{}` is not a size (e.g. 8G)", req.vram))
+        })?;
+        let capability = req.capability.as_deref().and_then(|c| {
+            serde_json::from_value::<Capability>(serde_json::Value::String(c.to_owned())).ok()
+        });
+        let spec = JobSpec {
+            image: image.clone(),
+            command: command.to_vec(),
+            gpus: req.gpus,
+            vram,
+            capability,
+            priority: req.priority,
+        };
+        let store = self.store()?;
+        let queued = store
+            .jobs()
+            .map(|j| j.iter().filter(|r| state_of(r) == JobState::Queued).count())
+            .unwrap_or(0);
+        let limit = self.settings().config.compute.queue_limit;
+        if queued >= limit as usize {
+            return Err(ComputeError::QueueFull(limit));
+        }
+        let spec_text = serde_json::to_string(&spec).expect("a job spec serializes");
+        let id = store
+            .add_job(&req.user, &spec_text, self.clock.now() as i64)
+            .map_err(|e| ComputeError::State(e.to_string()))?;
+        let (_, rows) = self.pass().await?;
+        rows.into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| ComputeError::State(format!("{id} vanished from the state database")))
+    }
+
+    /// A job, refreshed from its host when it runs.
+    pub async fn status(&self, job: &str) -> Result<JobRow, ComputeError> {
+        let store = self.store()?;
+        let mut row = store
+            .job(job)
+            .map_err(|e| ComputeError::State(e.to_string()))?
+            .ok_or_else(|| ComputeError::NoSuchJob(job.to_owned()))?;
+        if state_of(&row) == JobState::Running {
+            let health = self.runners.probe_all().await;
+            self.refresh(&health, &mut row).await;
+            store
+                .update_job(&row)
+                .map_err(|e| ComputeError::State(e.to_string()))?;
+        }
+        Ok(row)
+    }
+
+    /// One scheduling pass: probe the hosts, refresh running jobs, place what fits (best
+    /// fit), start it. Returns the hosts and every job after the pass.
+    pub async fn pass(&self) -> Result<(Vec<HostHealth>, Vec<JobRow>), ComputeError> {
+        let health = self.runners.probe_all().await;
+        let rows = self.pump(&health).await?;
+        Ok((health, rows))
+    }
+
+    /// Applies `event` to the job's row (core decides the new state) and publishes a change.
+    fn apply(&self, row: &mut JobRow, event: JobEvent, message: String) {
+        let from = state_of(row);
+        let now = self.clock.now() as i64;
+        row.message = message;
+        if let Some(to) = job_transition(from, event) {
+            row.state = to.as_str().to_owned();
+            if to.is_final() {
+                row.finished_at = Some(now);
+            }
+            if let JobEvent::Exited(code) = event {
+                row.exit_code = Some(code);
+            }
+            self.bus.publish(Event::ComputeJobChanged {
+                job: row.id.clone(),
+                from: from.as_str().to_owned(),
+                to: to.as_str().to_owned(),
+                host: row.host.clone(),
+                message: row.message.clone(),
+            });
+        }
+    }
+
+    /// Asks the engine on the job's host how its container is doing and updates the row.
+    async fn refresh(&self, health: &[HostHealth], row: &mut JobRow) {
+        let Some(host) = row.host.clone() else { return };
+        let Some(h) = health.iter().find(|h| h.host == host && h.reachable) else {
+            self.apply(
+                row,
+                JobEvent::HostUnreachable,
+                format!("{host} is unreachable; the job's state is unknown until it answers"),
+            );
+            return;
+        };
+        let engine = engine_name(h.inventory.as_ref());
+        let argv: Vec<String> = [
+            engine,
+            "inspect",
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            &container_name(&row.id),
+        ]
+        .map(str::to_owned)
+        .into();
+        let out = match self.runners.remote(&host) {
+            Ok(r) => r.run(&argv).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match out {
+            Ok(o) if o.success() => {
+                let text = o.stdout.trim();
+                let (status, code) = text.split_once(' ').unwrap_or((text, ""));
+                if matches!(status, "exited" | "dead") {
+                    let code: i64 = code.parse().unwrap_or(-1);
+                    self.apply(row, JobEvent::Exited(code), String::new());
+                } else {
+                    row.message.clear();
+                }
+            }
+            Ok(o) if o.stderr.to_ascii_lowercase().contains("no such") => self.apply(
+                row,
+                JobEvent::Vanished,
+                format!("the container is gone: {}", o.stderr.trim()),
+            ),
+            // The engine did not answer (daemon down, permissions): the job's fate is unknown.
+            Ok(o) => {
+                row.message = format!(
+                    "{engine} inspect failed on {host}: {}",
+                    o.stderr.trim().lines().last().unwrap_or("")
+                );
+            }
+            Err(e) => row.message = e,
+        }
+    }
+
+    async fn pump(&self, health: &[HostHealth]) -> Result<Vec<JobRow>, ComputeError> {
+        let st = |e: autogit_drivers::state::StateError| ComputeError::State(e.to_string());
+        let store = self.store()?;
+        let now = self.clock.now() as i64;
+        let settings = self.settings();
+        let c = &settings.config.compute;
+        let mut rows = store.jobs().map_err(st)?;
+        for row in rows.iter_mut().filter(|r| state_of(r) == JobState::Running) {
+            self.refresh(health, row).await;
+            store.update_job(row).map_err(st)?;
+        }
+        let mut sched = Scheduler::new(
+            host_slots(settings, health),
+            &c.quotas,
+            c.aging,
+            u32::MAX,
+            Fit::BestFit,
+        );
+        for row in rows.iter().filter(|r| state_of(r) == JobState::Running) {
+            let (Some(spec), Some(host)) = (spec_of(row), row.host.clone()) else {
+                continue;
+            };
+            let gpus: Vec<u32> = row
+                .gpus
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default();
+            sched.adopt(
+                request_of(row, &spec),
+                Placement {
+                    job: row.id.clone(),
+                    host,
+                    gpus,
+                },
+            );
+        }
+        for row in rows.iter_mut().filter(|r| state_of(r) == JobState::Queued) {
+            let Some(spec) = spec_of(row) else {
+                self.apply(row, JobEvent::Rejected, "unreadable job description".into());
+                store.update_job(row).map_err(st)?;
+                continue;
+            };
+            if let Err(e) = sched.submit(request_of(row, &spec)) {
+                self.apply(row, JobEvent::Rejected, format!("rejected: {e}"));
+                store.update_job(row).map_err(st)?;
+            }
+        }
+        for p in sched.schedule(now.max(0) as u64) {
+            let Some(row) = rows.iter_mut().find(|r| r.id == p.job) else {
+                continue;
+            };
+            let Some(spec) = spec_of(row) else { continue };
+            let Some(inv) = health
+                .iter()
+                .find(|h| h.host == p.host)
+                .and_then(|h| h.inventory.as_ref())
+            else {
+                continue;
+            };
+            let Some(engine) = inv.engine.as_ref().map(|e| e.kind) else {
+                continue;
+            };
+            let argv = run_argv(engine, inv.wsl2, &row.id, &spec, &p.gpus);
+            let out = match self.runners.remote(&p.host) {
+                Ok(r) => r.run(&argv).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match out {
+                Ok(o) if o.success() => {
+                    row.host = Some(p.host.clone());
+                    row.gpus = serde_json::to_string(&p.gpus).ok();
+                    row.container = o.stdout.trim().lines().last().map(str::to_owned);
+                    row.started_at = Some(now);
+                    self.apply(row, JobEvent::Started, String::new());
+                }
+                Ok(o) => {
+                    row.host = Some(p.host.clone());
+                    let msg = format!(
+                        "{} could not start it: {}",
+                        p.host,
+                        o.stderr.trim().lines().last().unwrap_or("")
+                    );
+                    self.apply(row, JobEvent::StartRefused, msg);
+                }
+                // Unreachable now: it stays queued and is placed again on the next pass.
+                Err(e) => self.apply(row, JobEvent::StartUnreachable, format!("not started: {e}")),
+            }
+            store.update_job(row).map_err(st)?;
+        }
+        Ok(rows)
+    }
+}
+
+fn engine_name(inv: Option<&Inventory>) -> &'static str {
+    inv.and_then(|i| i.engine.as_ref())
+        .map_or("docker", |e| match e.kind {
+            EngineKind::Docker => "docker",
+            EngineKind::Podman => "podman",
+        })
+}
+
+/// The scheduler's hosts: every configured host with the capabilities of its runners and the
+/// GPUs it reported; an unreachable host is there with its last known GPUs but takes no jobs
+/// (so work it could run waits for it), and a host without a container engine takes none.
+pub fn host_slots(settings: &Settings, health: &[HostHealth]) -> Vec<HostSlots> {
+    health
+        .iter()
+        .map(|h| {
+            let mut caps: Vec<Capability> = settings
+                .config
+                .all_runners()
+                .filter(|r| r.host == h.host)
+                .flat_map(|r| r.capabilities.iter().copied())
+                .collect();
+            caps.sort();
+            caps.dedup();
+            let inv = h.inventory.as_ref().or(h.last_inventory.as_ref());
+            HostSlots {
+                name: h.host.clone(),
+                capabilities: caps,
+                gpus: inv.map_or_else(Vec::new, |i| {
+                    i.gpus
+                        .iter()
+                        .map(|g| GpuSlot {
+                            index: g.index,
+                            total: g.memory_total,
+                            free: if h.reachable {
+                                g.memory_free
+                            } else {
+                                g.memory_total
+                            },
+                        })
+                        .collect()
+                }),
+                reachable: h.reachable && inv.is_some_and(|i| i.engine.is_some()),
+            }
+        })
+        .collect()
+}
+
+pub fn spec_of(row: &JobRow) -> Option<JobSpec> {
+    serde_json::from_str(&row.spec).ok()
+}
+
+fn request_of(row: &JobRow, spec: &JobSpec) -> Request {
+    Request {
+        id: row.id.clone(),
+        user: row.user.clone(),
+        gpus: spec.gpus,
+        vram: spec.vram,
+        capability: spec.capability,
+        priority: spec.priority,
+        submitted_at: row.submitted_at.max(0) as u64,
+    }
+}

@@ -1,0 +1,101 @@
+//! `autogit daemon`, in-process: the platform's reconcile loop and one supervised loop per
+//! controller (certificate renewal, scheduled mirror syncs, DNS sync, on-demand runners,
+//! compute scheduling, scheduled backups), all on one tokio runtime, each with its own requeue
+//! and error policy ([`crate::supervisor`]). None can block another; all stop on shutdown.
+//! Nothing runs `autogit` as a child.
+
+use crate::backup::BackupController;
+use crate::compute::ComputeController;
+use crate::dns::DnsController;
+use crate::mirror::MirrorController;
+use crate::platform::PlatformController;
+use crate::runners::RunnerController;
+use crate::supervisor::{ErrorPolicy, Requeue, Shutdown, supervise};
+use crate::tls::TlsController;
+use crate::{Bus, SharedClock};
+use autogit_drivers::engine::ContainerEngine;
+use std::time::Duration;
+
+/// How often on-demand runners and compute jobs are looked at.
+pub const RUNNER_INTERVAL: Duration = Duration::from_secs(30);
+/// DNS is synced every reconcile interval, but not more often than this.
+pub const DNS_MIN_INTERVAL: Duration = Duration::from_secs(300);
+
+/// Runs every loop until `shutdown`. The platform controller is the daemon's: its plan is
+/// what DNS syncs and its settings configure every other controller.
+pub async fn run<E: ContainerEngine>(
+    platform: &PlatformController<E>,
+    bus: &Bus,
+    clock: &SharedClock,
+    shutdown: &Shutdown,
+) {
+    let settings = platform.settings().clone();
+    let policy = ErrorPolicy::default();
+    let interval = settings.config.health.reconcile_interval.0;
+
+    let tls = TlsController::new(settings.clone(), bus.clone(), clock.clone());
+    let mirror = MirrorController::new(settings.clone(), bus.clone(), clock.clone());
+    let dns = DnsController::new(settings.clone(), bus.clone());
+    let runners = RunnerController::new(settings.clone(), bus.clone(), clock.clone());
+    let compute = ComputeController::new(settings.clone(), bus.clone(), clock.clone());
+    let backup = BackupController::new(settings.clone(), bus.clone(), clock.clone());
+    let gitlab_url = settings.gitlab_local_url();
+
+    let reconcile = platform.run(shutdown.wait());
+    let tls_loop = supervise("tls", bus, clock, policy, shutdown, || async {
+        if !tls.configured() {
+            return Ok(Requeue::Never);
+        }
+        // Failures are the controller's own backoff (core::tls::retry_after), not an error
+        // of the loop: the next pass time already says when to try again.
+        Ok(Requeue::At(tls.pass().await))
+    });
+    let mirror_loop = supervise("mirror", bus, clock, policy, shutdown, || async {
+        if !mirror.scheduled() {
+            return Ok(Requeue::Never);
+        }
+        match mirror.pass(shutdown.wait()).await {
+            Ok(Some(next)) => Ok(Requeue::At(next)),
+            Ok(None) => Ok(Requeue::After(Duration::from_secs(60))),
+            Err(e) => Err(e.to_string()),
+        }
+    });
+    let dns_loop = supervise("dns", bus, clock, policy, shutdown, || async {
+        if !dns.manages_records() {
+            return Ok(Requeue::Never);
+        }
+        // A failed sync is published by the controller; the loop backs off.
+        dns.sync(&platform.plan).await.map_err(|e| e.to_string())?;
+        Ok(Requeue::After(interval.max(DNS_MIN_INTERVAL)))
+    });
+    let runner_loop = supervise("runners", bus, clock, policy, shutdown, || async {
+        if !runners.any() {
+            return Ok(Requeue::Never);
+        }
+        runners.autoscale_pass(&gitlab_url).await?;
+        Ok(Requeue::After(RUNNER_INTERVAL))
+    });
+    let compute_loop = supervise("compute", bus, clock, policy, shutdown, || async {
+        // Jobs waiting or running: a scheduling pass places queued jobs on hosts with room,
+        // notices finished ones and unreachable hosts.
+        if compute.active() {
+            compute.pass().await.map_err(|e| e.to_string())?;
+        }
+        Ok(Requeue::After(RUNNER_INTERVAL))
+    });
+    let backup_loop = supervise("backup", bus, clock, policy, shutdown, || async {
+        match backup.pass().await? {
+            Some(next) => Ok(Requeue::At(next)),
+            None => Ok(Requeue::Never),
+        }
+    });
+    tokio::join!(
+        reconcile,
+        tls_loop,
+        mirror_loop,
+        dns_loop,
+        runner_loop,
+        compute_loop,
+        backup_loop
+    );
+}

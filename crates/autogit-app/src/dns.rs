@@ -1,0 +1,221 @@
+//! The DNS controller: the records the platform needs (`core::dns`), the zone as the
+//! provider of `DNS_PROVIDER` lists it (`drivers::dns::from_platform`), the diff, and applying
+//! it. `autogit dns plan`/`dns sync` and the daemon's periodic sync call it.
+
+use crate::{Bus, Event, Settings};
+use autogit_core::dns::{Change, DnsPlan, DnsTarget, Record, desired_records, dns_plan};
+use autogit_core::plan::Plan;
+use autogit_core::platform::DnsProvider as Kind;
+use autogit_drivers::dns::{DnsProvider, DnsProviderError, from_platform, provider_name};
+use std::sync::Arc;
+
+/// Reads and updates of a sync when the zone keeps changing in between.
+pub const SYNC_ATTEMPTS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// The platform's DNS settings are missing or wrong (exit 3 in the CLI).
+    #[error("{0}")]
+    Config(String),
+    /// DNS_PROVIDER=manual: autogit does not change DNS.
+    #[error(
+        "DNS_PROVIDER=manual: autogit does not change DNS; create the records `autogit dns plan` lists, or set DNS_PROVIDER to rfc2136, cloudflare, route53, gcloud or dnsmasq"
+    )]
+    Manual,
+    /// The provider failed; the text says whether anything was applied.
+    #[error("{0}")]
+    Provider(String),
+}
+
+/// What the zone holds against what the platform needs.
+#[derive(Debug, Clone)]
+pub struct DnsView {
+    /// `DNS_PROVIDER` as spelled there.
+    pub provider: String,
+    /// The provider in words (`rfc2136 127.0.0.1:53`), or what `manual` means.
+    pub target: String,
+    pub zone: Option<String>,
+    pub desired: Vec<Record>,
+    pub plan: DnsPlan,
+}
+
+/// The result of a sync: what was applied (possibly nothing) and what was left alone.
+#[derive(Debug, Clone)]
+pub struct Synced {
+    pub view: DnsView,
+    /// The zone changed under the sync and it read it again this many times.
+    pub rereads: u32,
+    /// What a person must still do (dnsmasq without a reload command).
+    pub hint: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct DnsController {
+    settings: Arc<Settings>,
+    bus: Bus,
+}
+
+impl DnsController {
+    pub fn new(settings: Arc<Settings>, bus: Bus) -> Self {
+        Self { settings, bus }
+    }
+
+    /// Whether autogit manages records here (a base domain and a provider it can update):
+    /// what the daemon checks before syncing periodically.
+    pub fn manages_records(&self) -> bool {
+        self.settings.platform.base_domain.is_some()
+            && !matches!(
+                self.settings.platform.dns_provider,
+                Kind::None | Kind::Manual
+            )
+    }
+
+    fn desired(&self, plan: &Plan) -> Result<Vec<Record>, DnsError> {
+        let p = &self.settings.platform;
+        if p.dns_provider == Kind::None {
+            return Err(DnsError::Config(format!(
+                "DNS_PROVIDER is not set (or `none`): autogit manages no DNS records; set DNS_PROVIDER in .env to one of: {}",
+                autogit_drivers::dns::factory::WORKING
+            )));
+        }
+        let target = DnsTarget::from_plan(plan, p, p.dns_ttl)
+            .map_err(|e| DnsError::Config(e.to_string()))?;
+        Ok(desired_records(&target, &plan.project))
+    }
+
+    fn provider(&self) -> Result<Option<Box<dyn DnsProvider>>, DnsError> {
+        from_platform(&self.settings.platform, &self.settings.lookup()).map_err(DnsError::Config)
+    }
+
+    fn name(&self) -> String {
+        provider_name(self.settings.platform.dns_provider)
+    }
+
+    /// The plan against the zone; for `manual`, the records to create by hand.
+    pub async fn plan(&self, plan: &Plan) -> Result<DnsView, DnsError> {
+        let desired = self.desired(plan)?;
+        let zone = autogit_drivers::dns::zone_of(&self.settings.platform);
+        match self.provider()? {
+            None => Ok(DnsView {
+                provider: self.name(),
+                target:
+                    "manual: create these records at your DNS host (autogit cannot read the zone)"
+                        .to_owned(),
+                zone,
+                plan: dns_plan(&desired, &[], &plan.project),
+                desired,
+            }),
+            Some(p) => {
+                let observed = p
+                    .list(&[])
+                    .await
+                    .map_err(|e| DnsError::Provider(e.to_string()))?;
+                Ok(DnsView {
+                    provider: self.name(),
+                    target: p.describe(),
+                    zone,
+                    plan: dns_plan(&desired, &observed, &plan.project),
+                    desired,
+                })
+            }
+        }
+    }
+
+    /// Applies the plan: only records autogit owns change; a zone changed by someone else in
+    /// between is read again (up to [`SYNC_ATTEMPTS`]); what was applied is read back. Every
+    /// outcome is published (`dns_synced` or `dns_sync_failed`).
+    pub async fn sync(&self, plan: &Plan) -> Result<Synced, DnsError> {
+        let result = self.sync_inner(plan).await;
+        match &result {
+            Ok(s) => {
+                let n =
+                    |f: fn(&Change) -> bool| s.view.plan.changes.iter().filter(|c| f(c)).count();
+                self.bus.publish(Event::DnsSynced {
+                    provider: self.name(),
+                    created: n(|c| matches!(c, Change::Create { .. })),
+                    updated: n(|c| matches!(c, Change::Update { .. })),
+                    deleted: n(|c| matches!(c, Change::Delete { .. })),
+                    conflicts: s.view.plan.conflicts.len(),
+                });
+            }
+            Err(e) => self.bus.publish(Event::DnsSyncFailed {
+                provider: self.name(),
+                error: e.to_string(),
+            }),
+        }
+        result
+    }
+
+    async fn sync_inner(&self, plan: &Plan) -> Result<Synced, DnsError> {
+        let desired = self.desired(plan)?;
+        let Some(p) = self.provider()? else {
+            return Err(DnsError::Manual);
+        };
+        let project = &plan.project;
+        let observe = || async {
+            p.list(&[])
+                .await
+                .map(|observed| dns_plan(&desired, &observed, project))
+                .map_err(|e| DnsError::Provider(e.to_string()))
+        };
+        let mut attempt = 0;
+        let applied = loop {
+            attempt += 1;
+            let dplan = observe().await?;
+            if dplan.changes.is_empty() {
+                break dplan;
+            }
+            match p.apply(&dplan.changes).await {
+                Ok(()) => break dplan,
+                // Someone else changed the zone after we read it: read and plan again.
+                Err(DnsProviderError::ZoneChanged { .. }) if attempt < SYNC_ATTEMPTS => {}
+                Err(e) => {
+                    // An error answer from an atomic backend means it applied nothing (one
+                    // update, all or nothing); without an answer nobody knows; a backend that
+                    // takes one request per change applied those before the error.
+                    let outcome = if e.outcome_unknown() {
+                        "; the update may or may not have been applied: run `autogit dns plan` to see"
+                    } else if matches!(e, DnsProviderError::ZoneChanged { .. }) {
+                        ""
+                    } else if !p.atomic() {
+                        "; changes before the failing one were applied: run `autogit dns plan` to see what is left"
+                    } else {
+                        "; nothing was applied"
+                    };
+                    return Err(DnsError::Provider(format!("{e}{outcome}")));
+                }
+            }
+        };
+        if !applied.changes.is_empty() {
+            // Read back: what was applied must be what the zone now holds.
+            match observe().await {
+                Ok(after) if after.changes.is_empty() => {}
+                Ok(after) => {
+                    return Err(DnsError::Provider(format!(
+                        "{} accepted the update but the zone still differs; still to do:\n{after}",
+                        p.describe(),
+                    )));
+                }
+                Err(e) => {
+                    return Err(DnsError::Provider(format!(
+                        "the update was sent, but reading the zone back failed: {e}"
+                    )));
+                }
+            }
+        }
+        let hint = (!applied.changes.is_empty())
+            .then(|| p.after_sync_hint())
+            .flatten();
+        Ok(Synced {
+            view: DnsView {
+                provider: self.name(),
+                target: p.describe(),
+                zone: autogit_drivers::dns::zone_of(&self.settings.platform),
+                desired,
+                plan: applied,
+            },
+            rereads: attempt - 1,
+            hint,
+        })
+    }
+}

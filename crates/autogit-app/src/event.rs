@@ -1,0 +1,459 @@
+//! The typed events of the application layer: one enum for everything a controller did or
+//! failed to do. Controllers publish them on the [`crate::bus::Bus`]; the log, the state
+//! store, the notifiers (and, later, metrics, the audit log and the API's event stream)
+//! subscribe. Serialized with `kind` as the tag, so a webhook body or a log line is
+//! `{"kind": "mirror_failed", "at": …, "name": …, "error": …}`.
+
+use serde::{Deserialize, Serialize};
+
+/// How much an event matters: what a notifier filters on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A platform service moved through the state machine. The fields are those of the
+    /// webhook body autogit has always sent for state changes.
+    ServiceStateChanged {
+        project: String,
+        service: String,
+        from: Option<String>,
+        to: String,
+        reason: String,
+        flagged: bool,
+    },
+    /// The human-intervention flag went up: no automatic repair until it is cleared.
+    FlagRaised {
+        service: String,
+        reason: String,
+    },
+    /// An action of a reconcile pass (create, repair, recreate, ...), as core decided it.
+    ReconcileAction {
+        action: serde_json::Value,
+    },
+    /// An action of a reconcile pass failed for one service.
+    ReconcileActionFailed {
+        service: String,
+        error: String,
+    },
+    /// A scheduled or requested mirror run began.
+    MirrorSyncStarted {
+        scheduled_for: Option<i64>,
+        mirrors: usize,
+    },
+    /// One mirror was synced (or found up to date).
+    MirrorSynced {
+        name: String,
+        changed: usize,
+        deleted: usize,
+        lfs: bool,
+    },
+    MirrorFailed {
+        name: String,
+        source: String,
+        error: String,
+    },
+    MirrorSyncFinished {
+        scheduled_for: Option<i64>,
+        synced: usize,
+        failed: usize,
+        pruned: Vec<String>,
+        next: Option<i64>,
+    },
+    /// A GitLab project whose source is no longer configured was deleted (prune_projects).
+    MirrorPruned {
+        project: String,
+    },
+    DnsSynced {
+        provider: String,
+        created: usize,
+        updated: usize,
+        deleted: usize,
+        conflicts: usize,
+    },
+    DnsSyncFailed {
+        provider: String,
+        error: String,
+    },
+    CertificateRenewed {
+        names: Vec<String>,
+        not_after: i64,
+    },
+    CertificateRenewalFailed {
+        error: String,
+        failures: u32,
+        retry_at: i64,
+    },
+    IngressRefreshFailed {
+        error: String,
+    },
+    BackupCreated {
+        archive: String,
+        bytes: u64,
+        gitlab_version: String,
+        removed: Vec<String>,
+    },
+    BackupFailed {
+        error: String,
+    },
+    /// An on-demand runner container was started or stopped on its host.
+    RunnerScaled {
+        runner: String,
+        host: String,
+        action: String,
+        jobs: usize,
+    },
+    RunnerScaleFailed {
+        runner: Option<String>,
+        host: Option<String>,
+        error: String,
+    },
+    /// A runner host stopped answering, or answers again.
+    HostUnreachable {
+        host: String,
+        error: String,
+    },
+    HostReachable {
+        host: String,
+    },
+    /// A compute job changed state.
+    ComputeJobChanged {
+        job: String,
+        from: String,
+        to: String,
+        host: Option<String>,
+        message: String,
+    },
+    /// A controller's pass failed; it runs again after `retry_in_s` (backoff with jitter).
+    ControllerFailed {
+        controller: String,
+        error: String,
+        failures: u32,
+        retry_in_s: u64,
+    },
+    /// A notification could not be delivered.
+    WebhookFailed {
+        url: String,
+        about: String,
+        error: String,
+    },
+}
+
+impl Event {
+    /// The tag, as serialized (`mirror_failed`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::ServiceStateChanged { .. } => "service_state_changed",
+            Event::FlagRaised { .. } => "flag_raised",
+            Event::ReconcileAction { .. } => "reconcile_action",
+            Event::ReconcileActionFailed { .. } => "reconcile_action_failed",
+            Event::MirrorSyncStarted { .. } => "mirror_sync_started",
+            Event::MirrorSynced { .. } => "mirror_synced",
+            Event::MirrorFailed { .. } => "mirror_failed",
+            Event::MirrorSyncFinished { .. } => "mirror_sync_finished",
+            Event::MirrorPruned { .. } => "mirror_pruned",
+            Event::DnsSynced { .. } => "dns_synced",
+            Event::DnsSyncFailed { .. } => "dns_sync_failed",
+            Event::CertificateRenewed { .. } => "certificate_renewed",
+            Event::CertificateRenewalFailed { .. } => "certificate_renewal_failed",
+            Event::IngressRefreshFailed { .. } => "ingress_refresh_failed",
+            Event::BackupCreated { .. } => "backup_created",
+            Event::BackupFailed { .. } => "backup_failed",
+            Event::RunnerScaled { .. } => "runner_scaled",
+            Event::RunnerScaleFailed { .. } => "runner_scale_failed",
+            Event::HostUnreachable { .. } => "host_unreachable",
+            Event::HostReachable { .. } => "host_reachable",
+            Event::ComputeJobChanged { .. } => "compute_job_changed",
+            Event::ControllerFailed { .. } => "controller_failed",
+            Event::WebhookFailed { .. } => "webhook_failed",
+        }
+    }
+
+    pub fn severity(&self) -> Severity {
+        match self {
+            Event::FlagRaised { .. }
+            | Event::ReconcileActionFailed { .. }
+            | Event::MirrorFailed { .. }
+            | Event::DnsSyncFailed { .. }
+            | Event::CertificateRenewalFailed { .. }
+            | Event::IngressRefreshFailed { .. }
+            | Event::BackupFailed { .. }
+            | Event::RunnerScaleFailed { .. }
+            | Event::ControllerFailed { .. } => Severity::Error,
+            Event::HostUnreachable { .. } | Event::WebhookFailed { .. } => Severity::Warning,
+            Event::ServiceStateChanged { to, flagged, .. } => {
+                if *flagged || to == "FAILED" {
+                    Severity::Error
+                } else if to == "DEGRADED" || to == "REPAIRING" {
+                    Severity::Warning
+                } else {
+                    Severity::Info
+                }
+            }
+            Event::MirrorSyncFinished { failed, .. } if *failed > 0 => Severity::Warning,
+            Event::ComputeJobChanged { to, .. } if to == "failed" => Severity::Warning,
+            _ => Severity::Info,
+        }
+    }
+
+    /// Whether the configured notifiers (webhooks) get this event: every state change and
+    /// everything that went wrong. Routine successes stay in the log and the state store.
+    pub fn notifies(&self) -> bool {
+        matches!(
+            self,
+            Event::ServiceStateChanged { .. } | Event::BackupCreated { .. }
+        ) || (self.severity() >= Severity::Warning && !matches!(self, Event::WebhookFailed { .. }))
+    }
+
+    /// What the event is about (a service, mirror, runner, host, job), for the state store.
+    pub fn subject(&self) -> Option<&str> {
+        match self {
+            Event::ServiceStateChanged { service, .. }
+            | Event::FlagRaised { service, .. }
+            | Event::ReconcileActionFailed { service, .. } => Some(service),
+            Event::MirrorSynced { name, .. } | Event::MirrorFailed { name, .. } => Some(name),
+            Event::MirrorPruned { project } => Some(project),
+            Event::RunnerScaled { runner, .. } => Some(runner),
+            Event::RunnerScaleFailed { runner, host, .. } => runner.as_deref().or(host.as_deref()),
+            Event::HostUnreachable { host, .. } | Event::HostReachable { host } => Some(host),
+            Event::ComputeJobChanged { job, .. } => Some(job),
+            Event::ControllerFailed { controller, .. } => Some(controller),
+            Event::CertificateRenewed { .. }
+            | Event::CertificateRenewalFailed { .. }
+            | Event::IngressRefreshFailed { .. } => Some("tls"),
+            Event::DnsSynced { .. } | Event::DnsSyncFailed { .. } => Some("dns"),
+            Event::BackupCreated { .. } | Event::BackupFailed { .. } => Some("backup"),
+            Event::MirrorSyncStarted { .. } | Event::MirrorSyncFinished { .. } => Some("mirror"),
+            Event::ReconcileAction { .. } | Event::WebhookFailed { .. } => None,
+        }
+    }
+
+    /// One line for people (the log's message).
+    pub fn summary(&self) -> String {
+        match self {
+            Event::ServiceStateChanged {
+                service,
+                from,
+                to,
+                reason,
+                ..
+            } => format!(
+                "{service}: {} → {to} ({reason})",
+                from.as_deref().unwrap_or("-")
+            ),
+            Event::FlagRaised { service, reason } => {
+                format!(
+                    "{service} needs attention: {reason}; `autogit reconcile --clear {service}` once fixed"
+                )
+            }
+            Event::ReconcileAction { action } => format!("reconcile: {action}"),
+            Event::ReconcileActionFailed { service, error } => format!("{service}: {error}"),
+            Event::MirrorSyncStarted { mirrors, .. } => {
+                format!("mirror sync of {mirrors} mirror(s) started")
+            }
+            Event::MirrorSynced {
+                name,
+                changed,
+                deleted,
+                ..
+            } => {
+                format!("{name}: synced ({changed} refs changed, {deleted} deleted)")
+            }
+            Event::MirrorFailed { name, error, .. } => format!("{name}: mirror failed: {error}"),
+            Event::MirrorSyncFinished { synced, failed, .. } => {
+                format!("mirror sync finished: {synced} synced or up to date, {failed} failed")
+            }
+            Event::MirrorPruned { project } => {
+                format!("pruned {project}: its source is no longer configured")
+            }
+            Event::DnsSynced {
+                provider,
+                created,
+                updated,
+                deleted,
+                ..
+            } => {
+                format!("{provider}: {created} created, {updated} updated, {deleted} deleted")
+            }
+            Event::DnsSyncFailed { provider, error } => {
+                format!("dns sync ({provider}) failed: {error}")
+            }
+            Event::CertificateRenewed { names, .. } => {
+                format!("certificate renewed for {}", names.join(", "))
+            }
+            Event::CertificateRenewalFailed { error, .. } => {
+                format!("certificate renewal failed: {error}")
+            }
+            Event::IngressRefreshFailed { error } => {
+                format!("the ingress was not refreshed: {error}")
+            }
+            Event::BackupCreated { archive, bytes, .. } => {
+                format!(
+                    "backup written: {archive} ({} MiB)",
+                    bytes.div_ceil(1 << 20)
+                )
+            }
+            Event::BackupFailed { error } => format!("backup failed: {error}"),
+            Event::RunnerScaled {
+                runner,
+                host,
+                action,
+                jobs,
+            } => {
+                format!("runner {runner} on {host}: {action} ({jobs} job(s) waiting or running)")
+            }
+            Event::RunnerScaleFailed {
+                runner,
+                host,
+                error,
+            } => format!(
+                "runner {} on {}: {error}",
+                runner.as_deref().unwrap_or("-"),
+                host.as_deref().unwrap_or("-")
+            ),
+            Event::HostUnreachable { host, error } => format!("{host} is unreachable: {error}"),
+            Event::HostReachable { host } => format!("{host} answers again"),
+            Event::ComputeJobChanged {
+                job,
+                from,
+                to,
+                host,
+                message,
+            } => format!(
+                "job {job}: {from} → {to}{}{}",
+                host.as_deref()
+                    .map(|h| format!(" on {h}"))
+                    .unwrap_or_default(),
+                if message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({message})")
+                }
+            ),
+            Event::ControllerFailed {
+                controller,
+                error,
+                retry_in_s,
+                ..
+            } => {
+                format!("{controller}: {error}; again in {retry_in_s}s")
+            }
+            Event::WebhookFailed { url, about, error } => {
+                format!("webhook {url} ({about}): {error}")
+            }
+        }
+    }
+}
+
+/// An event with the time it happened (unix seconds): what subscribers receive.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub at: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<Event> {
+        vec![
+            Event::ServiceStateChanged {
+                project: "p".into(),
+                service: "gitlab".into(),
+                from: Some("HEALTHY".into()),
+                to: "DEGRADED".into(),
+                reason: "unhealthy".into(),
+                flagged: false,
+            },
+            Event::FlagRaised {
+                service: "gitlab".into(),
+                reason: "budget".into(),
+            },
+            Event::MirrorFailed {
+                name: "a".into(),
+                source: "git://x/a".into(),
+                error: "e".into(),
+            },
+            Event::BackupFailed {
+                error: "disk full".into(),
+            },
+            Event::DnsSyncFailed {
+                provider: "rfc2136".into(),
+                error: "e".into(),
+            },
+            Event::CertificateRenewalFailed {
+                error: "e".into(),
+                failures: 1,
+                retry_at: 5,
+            },
+            Event::MirrorSynced {
+                name: "a".into(),
+                changed: 1,
+                deleted: 0,
+                lfs: false,
+            },
+            Event::WebhookFailed {
+                url: "u".into(),
+                about: "k".into(),
+                error: "e".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn the_kind_is_the_serialized_tag_and_round_trips() {
+        for e in samples() {
+            let env = Envelope {
+                at: 42,
+                event: e.clone(),
+            };
+            let v = serde_json::to_value(&env).unwrap();
+            assert_eq!(v["kind"], e.kind(), "{v}");
+            assert_eq!(v["at"], 42);
+            let back: Envelope = serde_json::from_value(v).unwrap();
+            assert_eq!(back, env);
+        }
+    }
+
+    #[test]
+    fn failures_and_state_changes_notify_routine_successes_do_not() {
+        let notifies: Vec<(&str, bool)> =
+            samples().iter().map(|e| (e.kind(), e.notifies())).collect();
+        assert_eq!(
+            notifies,
+            [
+                ("service_state_changed", true),
+                ("flag_raised", true),
+                ("mirror_failed", true),
+                ("backup_failed", true),
+                ("dns_sync_failed", true),
+                ("certificate_renewal_failed", true),
+                ("mirror_synced", false),
+                // A failed webhook is not sent to the webhooks (no loop).
+                ("webhook_failed", false),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_state_change_keeps_the_webhook_fields_of_wave_one() {
+        let v = serde_json::to_value(Envelope {
+            at: 7,
+            event: samples().remove(0),
+        })
+        .unwrap();
+        for k in [
+            "project", "service", "from", "to", "reason", "at", "flagged",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing in {v}");
+        }
+    }
+}

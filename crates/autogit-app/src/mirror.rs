@@ -1,0 +1,563 @@
+//! The mirror controller: which mirrors exist (core: configured sources, accounts listed over
+//! the GitHub and GitLab APIs, filters, target paths), where they push (the URL template or
+//! the local GitLab's projects, created when missing), the git driver's sync, the history in
+//! SQLite, `prune_projects`, and the schedule the daemon follows.
+
+use crate::{Bus, Event, Settings, SharedClock};
+use autogit_core::mirror::{
+    Listed, Planned, expand_target, from_listing, planned, redact_url, unique_names,
+};
+use autogit_drivers::gitlab::bootstrap::account_token_secret;
+use autogit_drivers::gitlab::client::GitLabClient;
+use autogit_drivers::mirror::github::{self, GitHub, Owner};
+use autogit_drivers::mirror::{
+    Event as Progress, Job, MirrorError, Options, Outcome, Report, sync_all,
+};
+use autogit_drivers::secrets::{SecretStore, SecretString};
+use autogit_drivers::state::{MirrorRunEnd, MirrorStatus, Store};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorControlError {
+    #[error("no configured mirror is named `{0}`; `autogit mirror list` shows their names")]
+    UnknownMirror(String),
+    #[error("{0}")]
+    State(String),
+    #[error("mirroring.schedule: {0}")]
+    Schedule(String),
+}
+
+/// What one sync did.
+#[derive(Debug)]
+pub struct SyncReport {
+    /// One per mirror, in order: synced, up to date or failed (with the reason).
+    pub reports: Vec<Report>,
+    pub failed: usize,
+    /// GitLab projects deleted by `prune_projects`.
+    pub pruned: Vec<String>,
+    /// Why pruning was skipped or failed, if it was.
+    pub prune_error: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// A mirror with its history, for `mirror list` and the API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MirrorRow {
+    pub name: String,
+    pub kind: &'static str,
+    pub source: String,
+    pub target: String,
+    pub token_env: Option<String>,
+    pub problem: Option<String>,
+    pub last_result: Option<String>,
+    pub last_success: Option<i64>,
+    pub last_error_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub lag_s: Option<i64>,
+}
+
+#[derive(Debug)]
+pub struct MirrorController {
+    settings: Arc<Settings>,
+    bus: Bus,
+    clock: SharedClock,
+}
+
+/// A mirror that cannot be synced, as a failed report.
+fn failed(p: &Planned, target: &str, why: String) -> Report {
+    Report {
+        name: p.name.clone(),
+        source: redact_url(&p.source),
+        target: redact_url(target),
+        attempts: 0,
+        elapsed: Duration::ZERO,
+        result: Err(MirrorError::Invalid(why)),
+    }
+}
+
+impl MirrorController {
+    pub fn new(settings: Arc<Settings>, bus: Bus, clock: SharedClock) -> Self {
+        Self {
+            settings,
+            bus,
+            clock,
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        std::fs::canonicalize(&self.settings.data_dir)
+            .unwrap_or_else(|_| self.settings.data_dir.clone())
+    }
+
+    /// Whether there is anything to mirror on a schedule.
+    pub fn scheduled(&self) -> bool {
+        let m = &self.settings.config.mirroring;
+        let s = &m.sources;
+        m.enabled && !(s.github.is_empty() && s.gitlab.is_empty() && s.git.is_empty())
+    }
+
+    /// Syncs the configured mirrors (all, or those named in `only` by name, source or target
+    /// path). `progress` sees the driver's progress on the caller's task. When `cancel`
+    /// resolves first, the runs are recorded as interrupted and `Ok(None)` is returned (git
+    /// children are killed; fetches and pushes are atomic, so nothing is half-written).
+    pub async fn sync(
+        &self,
+        only: &[String],
+        mut progress: impl FnMut(Progress<'_>),
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Option<SyncReport>, MirrorControlError> {
+        let m = &self.settings.config.mirroring;
+        let mut all = self.resolve_accounts(planned(m)).await;
+        let matches =
+            |p: &Planned, r: &String| &p.name == r || &p.source == r || &p.target.full() == r;
+        for r in only {
+            if !all.iter().any(|p| matches(p, r)) {
+                return Err(MirrorControlError::UnknownMirror(r.clone()));
+            }
+        }
+        if !only.is_empty() {
+            all.retain(|p| only.iter().any(|r| matches(p, r)));
+        }
+        let started = Instant::now();
+        if all.is_empty() {
+            return Ok(Some(SyncReport {
+                reports: Vec::new(),
+                failed: 0,
+                pruned: Vec::new(),
+                prune_error: None,
+                elapsed: started.elapsed(),
+            }));
+        }
+        let data = self.data();
+        std::fs::create_dir_all(&data).map_err(|e| {
+            MirrorControlError::State(format!("cannot create {}: {e}", data.display()))
+        })?;
+        let store = Store::open(&data.join("state.db"))
+            .map_err(|e| MirrorControlError::State(e.to_string()))?;
+
+        // Targets: the URL template, or the local GitLab's projects (created when missing).
+        let mut problems: Vec<Report> = Vec::new();
+        let mut jobs: Vec<Job> = Vec::new();
+        let gitlab = m
+            .target_url_template
+            .is_none()
+            .then(|| self.gitlab_client(&data));
+        for p in &all {
+            let placeholder = p.target.full();
+            if let Some(why) = &p.problem {
+                problems.push(failed(p, &placeholder, why.clone()));
+                continue;
+            }
+            let source_token = match self.source_token(&p.token_env) {
+                Ok(t) => t,
+                Err(why) => {
+                    problems.push(failed(p, &placeholder, why));
+                    continue;
+                }
+            };
+            let (target, target_token) = match (&m.target_url_template, &gitlab) {
+                (Some(t), _) => (expand_target(t, &p.target), None),
+                (None, Some(Ok((client, token)))) => {
+                    match autogit_drivers::mirror::ensure_project(client, &p.target).await {
+                        Ok(_) => (
+                            format!(
+                                "{}/{}.git",
+                                self.settings
+                                    .config
+                                    .gitlab
+                                    .external_url
+                                    .trim_end_matches('/'),
+                                p.target.full()
+                            ),
+                            Some(token.clone()),
+                        ),
+                        Err(e) => {
+                            problems.push(failed(
+                                p,
+                                &placeholder,
+                                format!("cannot find or create GitLab project {}: {e}", p.target),
+                            ));
+                            continue;
+                        }
+                    }
+                }
+                (None, Some(Err(why))) => {
+                    problems.push(failed(p, &placeholder, why.clone()));
+                    continue;
+                }
+                (None, None) => unreachable!("a client is made when there is no template"),
+            };
+            jobs.push(Job {
+                name: p.name.clone(),
+                source: p.source.clone(),
+                target,
+                source_token,
+                target_token,
+            });
+        }
+
+        let mut opts = Options::new(data.join("mirrors"));
+        if let Some(n) = m.parallelism {
+            opts.parallel = n as usize;
+        }
+        opts.timeout = m.timeout.0;
+        opts.retries = m.retries;
+        let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+        let bus = self.bus.clone();
+        let sync = sync_all(jobs, &opts, Some(&store), |e| {
+            if let Progress::Finished(r) = &e {
+                bus.publish(report_event(r));
+            }
+            progress(e);
+        });
+        let done = tokio::select! {
+            r = sync => Some(r),
+            () = cancel => None,
+        };
+        let Some(mut reports) = done else {
+            let _ = store.mirror_runs_abort(&names, self.clock.now(), "interrupted");
+            return Ok(None);
+        };
+        for r in &problems {
+            if let Ok(id) = store.mirror_run_start(&r.name, &r.source, &r.target, self.clock.now())
+            {
+                let err = r.result.as_ref().err().map(ToString::to_string);
+                let _ = store.mirror_run_end(
+                    id,
+                    self.clock.now(),
+                    &MirrorRunEnd {
+                        result: "failed",
+                        changed: 0,
+                        deleted: 0,
+                        error: err.as_deref(),
+                    },
+                );
+            }
+            self.bus.publish(report_event(r));
+        }
+        let complete = problems.is_empty() && only.is_empty();
+        reports.extend(problems);
+        let failed = reports.iter().filter(|r| r.result.is_err()).count();
+        // prune_projects: only against the local GitLab, only after a complete listing.
+        let (mut pruned, mut prune_error) = (Vec::new(), None);
+        if m.prune_projects
+            && let Some(Ok((client, _))) = &gitlab
+        {
+            let wanted: Vec<String> = all.iter().map(|p| p.target.full()).collect();
+            match self.prune(client, &wanted, complete).await {
+                Ok(done) => pruned = done,
+                Err(e) => prune_error = Some(format!("prune_projects: {e}")),
+            }
+        }
+        Ok(Some(SyncReport {
+            reports,
+            failed,
+            pruned,
+            prune_error,
+            elapsed: started.elapsed(),
+        }))
+    }
+
+    async fn prune(
+        &self,
+        client: &GitLabClient,
+        wanted: &[String],
+        complete: bool,
+    ) -> Result<Vec<String>, String> {
+        let m = &self.settings.config.mirroring;
+        let existing = client
+            .group_projects(&m.namespace)
+            .await
+            .map_err(|e| e.to_string())?;
+        let names: Vec<String> = existing
+            .iter()
+            .map(|p| p.path_with_namespace.clone())
+            .collect();
+        let gone = autogit_core::mirror::prune_candidates(&m.namespace, &names, wanted, complete)?;
+        let mut done = Vec::new();
+        for path in gone {
+            if let Some(p) = existing.iter().find(|p| p.path_with_namespace == path) {
+                client
+                    .delete_project(p.id)
+                    .await
+                    .map_err(|e| format!("deleting {path}: {e}"))?;
+                self.bus.publish(Event::MirrorPruned {
+                    project: path.clone(),
+                });
+                done.push(path);
+            }
+        }
+        Ok(done)
+    }
+
+    /// The value of a source's `token_env`: `Ok(None)` without one, `Err` when it is not set.
+    fn source_token(&self, token_env: &Option<String>) -> Result<Option<SecretString>, String> {
+        match token_env {
+            Some(k) => match self.settings.value(k) {
+                Some(v) => Ok(Some(SecretString::from(v))),
+                None => Err(format!(
+                    "`{k}` (its token_env) is not set in the environment or .env"
+                )),
+            },
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces each GitHub or GitLab account with its repositories (listed over the API,
+    /// filtered); an account that cannot be listed stays, failed, with the reason.
+    async fn resolve_accounts(&self, all: Vec<Planned>) -> Vec<Planned> {
+        let m = &self.settings.config.mirroring;
+        let mut out = Vec::new();
+        let mut github = m.sources.github.iter();
+        let mut gitlab = m.sources.gitlab.iter();
+        for mut p in all {
+            let listed = match p.kind {
+                "gitlab" => {
+                    let Some(src) = gitlab.next() else { continue };
+                    let listed = match self.source_token(&src.token_env) {
+                        Ok(token) => list_gitlab(src, token).await,
+                        Err(why) => Err(why),
+                    };
+                    listed.map(|repos| (repos, &src.filters))
+                }
+                "github" => {
+                    let Some(src) = github.next() else { continue };
+                    let owner = match (&src.username, &src.organization) {
+                        (Some(u), _) => Owner::User(u.clone()),
+                        (None, Some(o)) => Owner::Org(o.clone()),
+                        (None, None) => continue,
+                    };
+                    let listed = match self.source_token(&src.token_env) {
+                        Ok(token) => list_github(src.api_url.as_deref(), token, &owner).await,
+                        Err(why) => Err(why),
+                    };
+                    listed.map(|repos| (repos, &src.filters))
+                }
+                _ => {
+                    out.push(p);
+                    continue;
+                }
+            };
+            match listed {
+                Ok((repos, filters)) => out.extend(from_listing(
+                    &p,
+                    &m.namespace,
+                    filters,
+                    &repos,
+                    m.allow_private,
+                )),
+                Err(why) => {
+                    p.problem = Some(why);
+                    out.push(p);
+                }
+            }
+        }
+        unique_names(&mut out);
+        out
+    }
+
+    /// The client for the local GitLab with the `mirror` service account's token, or why not.
+    fn gitlab_client(
+        &self,
+        data: &std::path::Path,
+    ) -> Result<(GitLabClient, SecretString), String> {
+        let secret = account_token_secret("mirror");
+        let token = SecretStore::open(data)
+            .and_then(|s| s.get(&secret))
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| {
+                format!(
+                    "no token for the `mirror` service account in {}/secrets (GitLab bootstrap creates it: run `autogit install`), or set `mirroring.target_url_template`",
+                    data.display()
+                )
+            })?;
+        let client = GitLabClient::new(
+            &self.settings.config.gitlab.external_url,
+            Some(token.clone()),
+        )
+        .map_err(|e| e.to_string())?;
+        Ok((client, token))
+    }
+
+    /// Every configured mirror with its last run (mirrors found by listing an account come
+    /// from the history). Read-only: a missing database means no sync has run.
+    pub fn list(&self) -> Result<Vec<MirrorRow>, MirrorControlError> {
+        let m = &self.settings.config.mirroring;
+        let db = self.settings.state_db();
+        let history: Vec<MirrorStatus> = if db.exists() {
+            Store::open(&db)
+                .and_then(|s| s.mirror_status())
+                .map_err(|e| MirrorControlError::State(e.to_string()))?
+        } else {
+            Vec::new()
+        };
+        let now = self.clock.now() as i64;
+        let mut all = planned(m);
+        for h in &history {
+            if !all.iter().any(|p| p.name == h.mirror) {
+                all.push(Planned {
+                    name: h.mirror.clone(),
+                    kind: "listed",
+                    source: h.source.clone(),
+                    target: autogit_core::mirror::TargetPath {
+                        namespace: m.namespace.clone(),
+                        name: h.mirror.clone(),
+                    },
+                    token_env: None,
+                    problem: None,
+                });
+            }
+        }
+        Ok(all
+            .into_iter()
+            .map(|p| {
+                let h = history.iter().find(|h| h.mirror == p.name);
+                MirrorRow {
+                    source: redact_url(&p.source),
+                    target: p.target.full(),
+                    last_result: h.map(|h| h.last_result.clone()),
+                    last_success: h.and_then(|h| h.last_success),
+                    last_error_at: h.and_then(|h| h.last_error_at),
+                    last_error: h.and_then(|h| h.last_error.clone()),
+                    lag_s: h.and_then(|h| h.last_success).map(|s| (now - s).max(0)),
+                    name: p.name,
+                    kind: p.kind,
+                    token_env: p.token_env,
+                    problem: p.problem,
+                }
+            })
+            .collect())
+    }
+
+    fn schedule_file(&self) -> PathBuf {
+        self.settings.data_dir.join("state/mirror-schedule.json")
+    }
+
+    /// One scheduled pass (the daemon's): when `mirroring.schedule` is due, sync everything
+    /// once. Missed runs collapse into one: the scheduled time of the last run is kept in
+    /// `<data>/state/mirror-schedule.json`. Returns when the schedule is due next.
+    pub async fn pass(
+        &self,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<Option<i64>, MirrorControlError> {
+        let m = &self.settings.config.mirroring;
+        if !self.scheduled() {
+            return Ok(None);
+        }
+        let file = self.schedule_file();
+        let last = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["last_scheduled"].as_i64());
+        let now = self.clock.now() as i64;
+        let due = autogit_core::schedule::due(&m.schedule, last, now)
+            .map_err(MirrorControlError::Schedule)?;
+        if let Some(t) = due {
+            self.bus.publish(Event::MirrorSyncStarted {
+                scheduled_for: Some(t),
+                mirrors: planned(m).len(),
+            });
+            let report = self.sync(&[], |_| {}, cancel).await?;
+            let Some(report) = report else {
+                // Interrupted (shutdown): the schedule stays due for the next start.
+                return Ok(None);
+            };
+            autogit_drivers::fsx::write_atomic(
+                &file,
+                serde_json::json!({ "last_scheduled": t })
+                    .to_string()
+                    .as_bytes(),
+                0o600,
+            )
+            .map_err(|e| MirrorControlError::State(e.to_string()))?;
+            let next = autogit_core::schedule::next(&m.schedule, t).ok().flatten();
+            self.bus.publish(Event::MirrorSyncFinished {
+                scheduled_for: Some(t),
+                synced: report.reports.len() - report.failed,
+                failed: report.failed,
+                pruned: report.pruned,
+                next,
+            });
+            return Ok(next);
+        }
+        autogit_core::schedule::next(&m.schedule, now).map_err(MirrorControlError::Schedule)
+    }
+}
+
+fn report_event(r: &Report) -> Event {
+    match &r.result {
+        Ok(Outcome::UpToDate) => Event::MirrorSynced {
+            name: r.name.clone(),
+            changed: 0,
+            deleted: 0,
+            lfs: false,
+        },
+        Ok(Outcome::Synced {
+            changed,
+            deleted,
+            lfs,
+        }) => Event::MirrorSynced {
+            name: r.name.clone(),
+            changed: *changed,
+            deleted: *deleted,
+            lfs: *lfs,
+        },
+        Err(e) => Event::MirrorFailed {
+            name: r.name.clone(),
+            source: r.source.clone(),
+            error: e.to_string(),
+        },
+    }
+}
+
+/// A GitHub user's or organization's repositories.
+async fn list_github(
+    api_url: Option<&str>,
+    token: Option<SecretString>,
+    owner: &Owner,
+) -> Result<Vec<Listed>, String> {
+    let api = api_url.unwrap_or(github::DEFAULT_API);
+    let listed = match GitHub::new(api, token) {
+        Ok(gh) => gh.list(owner).await,
+        Err(e) => Err(e),
+    };
+    listed
+        .map(|repos| {
+            repos
+                .into_iter()
+                .map(|r| Listed {
+                    name: r.name,
+                    clone_url: r.clone_url,
+                    fork: r.fork,
+                    archived: r.archived,
+                })
+                .collect()
+        })
+        .map_err(|e| format!("cannot list the repositories: {e}"))
+}
+
+/// The projects of a GitLab group (with subgroups) or user.
+async fn list_gitlab(
+    src: &autogit_core::config::GitLabSource,
+    token: Option<SecretString>,
+) -> Result<Vec<Listed>, String> {
+    let client = GitLabClient::new(&src.url, token).map_err(|e| e.to_string())?;
+    let projects = match (&src.group, &src.username) {
+        (Some(g), _) => client.group_projects(g).await,
+        (None, Some(u)) => client.user_projects(u).await,
+        (None, None) => Ok(Vec::new()),
+    }
+    .map_err(|e| format!("cannot list the repositories: {e}"))?;
+    Ok(projects
+        .into_iter()
+        .map(|p| Listed {
+            name: p.path,
+            clone_url: p.http_url_to_repo,
+            fork: p.forked_from_project.is_some(),
+            archived: p.archived,
+        })
+        .collect())
+}

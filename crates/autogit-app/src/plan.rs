@@ -1,0 +1,117 @@
+//! The plan as every controller sees it: the configuration planned against this host's facts,
+//! the ports remembered from earlier installs (in the state store) and the certificate on
+//! disk; and the rendered files written from it.
+
+use crate::Settings;
+use autogit_core::diag::Diagnostics;
+use autogit_core::plan::HostFacts;
+use autogit_core::plan::{Plan, PlanInput, plan as core_plan};
+use autogit_core::render;
+use autogit_drivers::fsx::write_atomic;
+use autogit_drivers::state::Store;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The plan, the planner's diagnostics (the loader's are the caller's) and the host facts.
+pub fn plan(settings: &Settings) -> (Plan, Diagnostics, Option<HostFacts>) {
+    let host = autogit_drivers::host::facts(&settings.env);
+    let input = PlanInput {
+        host,
+        remembered_ports: remembered_ports(settings),
+        tls_certificate: tls_certificate(settings),
+    };
+    let (plan, diags) = core_plan(&settings.config, &settings.platform, &input);
+    (plan, diags, host)
+}
+
+/// The plan, or why there is none, without printing anything (controllers and the daemon;
+/// the commands print diagnostics themselves).
+pub fn quiet(settings: &Settings) -> Result<Plan, String> {
+    let (plan, diags, _) = plan(settings);
+    if diags.has_errors() {
+        return Err("the configuration has errors; run `autogit validate`".to_owned());
+    }
+    Ok(plan)
+}
+
+/// Host ports chosen for services on an earlier install, so the next plan keeps them: from the
+/// state store (read-only: a missing database is not created), or from the `state/ports.json`
+/// of autogit 0.1 until the next install moves them into the store.
+pub fn remembered_ports(settings: &Settings) -> BTreeMap<String, u16> {
+    let db = settings.state_db();
+    if db.exists()
+        && let Ok(ports) = Store::open(&db).and_then(|s| s.ports())
+        && !ports.is_empty()
+    {
+        return ports;
+    }
+    std::fs::read(settings.data_dir.join("state/ports.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// Records the plan's dynamic host ports (every local service but GitLab, whose ports are
+/// configured) in the state store, and removes the old `state/ports.json`.
+pub fn remember_ports(store: &Store, settings: &Settings, plan: &Plan) -> Result<(), String> {
+    for s in plan.local().filter(|s| s.name != "gitlab") {
+        if let Some(p) = s.ports.first() {
+            store.set_port(&s.name, p.host).map_err(|e| e.to_string())?;
+        }
+    }
+    let legacy = settings.data_dir.join("state/ports.json");
+    if legacy.exists() {
+        let _ = std::fs::remove_file(legacy);
+    }
+    Ok(())
+}
+
+/// The platform certificate on disk, as the planner's fact: its expiry (changes with every
+/// renewal), or `None` when there is none (the ingress then serves without it).
+pub fn tls_certificate(settings: &Settings) -> Option<String> {
+    let domain = settings.platform.base_domain.as_ref()?;
+    let (chain, key) = autogit_drivers::acme::cert_paths(&settings.data_dir.join("tls"), domain);
+    if !key.is_file() {
+        return None;
+    }
+    let info = autogit_drivers::acme::read_cert(&chain, &key).ok()?;
+    Some(format!(
+        "expires {}",
+        autogit_core::civil::rfc3339_utc(info.not_after.max(0) as u64)
+    ))
+}
+
+/// Writes every rendered file of the plan under `dir` (atomically), the HTTP-01 webroot when
+/// used, and a copy of the platform certificate the ingress mounts (`tls/`, key 0600).
+pub fn write_rendered(
+    settings: &Settings,
+    dir: &Path,
+    plan: &Plan,
+) -> Result<Vec<PathBuf>, String> {
+    let mut written = Vec::new();
+    for (rel, content) in render::all_files(plan, &settings.config) {
+        let path = dir.join(&rel);
+        write_atomic(&path, content.as_bytes(), 0o644).map_err(|e| format!("cannot write {e}"))?;
+        written.push(path);
+    }
+    if plan.http01.is_some() {
+        let acme = dir.join("acme-http/.well-known/acme-challenge");
+        std::fs::create_dir_all(&acme)
+            .map_err(|e| format!("cannot create {}: {e}", acme.display()))?;
+    }
+    if plan.tls.is_some()
+        && let Some(domain) = &plan.base_domain
+    {
+        let (chain, key) =
+            autogit_drivers::acme::cert_paths(&settings.data_dir.join("tls"), domain);
+        for (src, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "key.pem", 0o600)] {
+            let dest = dir.join("tls").join(name);
+            std::fs::read(&src)
+                .map_err(|e| format!("{}: {e}", src.display()))
+                .and_then(|b| write_atomic(&dest, &b, mode).map_err(|e| e.to_string()))
+                .map_err(|e| format!("cannot copy the certificate: {e}"))?;
+            written.push(dest);
+        }
+    }
+    Ok(written)
+}

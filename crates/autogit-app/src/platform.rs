@@ -1,0 +1,293 @@
+//! The platform controller: the plan's containers on the engine, kept in the desired state by
+//! the reconcile loop of `drivers::runtime` (core decides, the runtime acts and records). What
+//! the runtime does is published on the bus: every state change, every action, every failed
+//! action, a raised human-intervention flag.
+
+use crate::{Bus, Event, Settings};
+use autogit_core::config::Notify;
+use autogit_core::plan::Plan;
+use autogit_core::reconcile::Action;
+use autogit_drivers::engine::ContainerEngine;
+use autogit_drivers::notify::Notifier;
+use autogit_drivers::runtime::{PassReport, Runtime, RuntimeError};
+use autogit_drivers::state::{ServiceRow, Store};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug)]
+pub struct PlatformController<E: ContainerEngine> {
+    settings: Arc<Settings>,
+    bus: Bus,
+    pub runtime: Runtime<E>,
+    pub plan: Plan,
+    _forward: AbortOnDrop,
+}
+
+/// The task that forwards the runtime's state changes to the bus ends with its controller.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The values of the secrets the plan's services and the webhooks name.
+pub fn plan_secrets(settings: &Settings, plan: &Plan) -> BTreeMap<String, String> {
+    let mut names: Vec<String> = plan
+        .services
+        .iter()
+        .flat_map(|s| s.secret_env.clone())
+        .collect();
+    for n in &settings.config.health.notify {
+        if let Notify::Webhook {
+            secret_env: Some(k),
+            ..
+        } = n
+        {
+            names.push(k.clone());
+        }
+    }
+    settings.secrets(&names)
+}
+
+/// The data dir, created and absolute (bind mounts need absolute paths).
+pub fn data_dir(settings: &Settings) -> Result<PathBuf, String> {
+    let d = &settings.data_dir;
+    std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    Ok(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+}
+
+impl<E: ContainerEngine> PlatformController<E> {
+    /// The runtime for `plan` on `engine`, recording in the state store and publishing on
+    /// `bus`. The rendered files are expected under `<data>/rendered` (see
+    /// `crate::plan::write_rendered`).
+    pub fn open(settings: Arc<Settings>, bus: Bus, engine: E, plan: Plan) -> Result<Self, String> {
+        let clock = bus.clock().clone();
+        let data = data_dir(&settings)?;
+        let store = Store::open(&data.join("state.db")).map_err(|e| e.to_string())?;
+        let rendered = data.join("rendered");
+        let (notifier, mut changes) = Notifier::channel(256);
+        let runtime = Runtime::new(
+            engine,
+            store,
+            &plan,
+            &settings.config,
+            &rendered.display().to_string(),
+            &plan_secrets(&settings, &plan),
+            notifier,
+        )
+        .map_err(|e| e.to_string())?
+        .with_clock(move || clock.now());
+        let tx = bus.clone();
+        let forward = tokio::spawn(async move {
+            while let Some(c) = changes.recv().await {
+                tx.publish(Event::ServiceStateChanged {
+                    project: c.project,
+                    service: c.service,
+                    from: c.from,
+                    to: c.to,
+                    reason: c.reason,
+                    flagged: c.flagged,
+                });
+            }
+        });
+        Ok(Self {
+            settings,
+            bus,
+            runtime,
+            plan,
+            _forward: AbortOnDrop(forward),
+        })
+    }
+
+    /// Without the host-side HTTP/TCP probes (engines whose containers have no published
+    /// ports, such as the in-memory engine of the tests).
+    pub fn without_host_probes(mut self) -> Self {
+        self.runtime = self.runtime.without_host_probes();
+        self
+    }
+
+    pub fn settings(&self) -> &Arc<Settings> {
+        &self.settings
+    }
+
+    /// Publishes what a pass did: each action, each failed action, each raised flag, or the
+    /// pass's failure.
+    pub fn publish_pass(&self, result: &Result<PassReport, RuntimeError>) {
+        match result {
+            Ok(report) => {
+                for a in &report.actions {
+                    if let Action::Flag { service, reason } = a {
+                        self.bus.publish(Event::FlagRaised {
+                            service: service.clone(),
+                            reason: reason.clone(),
+                        });
+                    }
+                    if !matches!(a, Action::Transition { .. }) {
+                        self.bus.publish(Event::ReconcileAction {
+                            action: serde_json::to_value(a).unwrap_or_default(),
+                        });
+                    }
+                }
+                for (service, error) in &report.errors {
+                    self.bus.publish(Event::ReconcileActionFailed {
+                        service: service.clone(),
+                        error: error.clone(),
+                    });
+                }
+            }
+            Err(e) => self.bus.publish(Event::ControllerFailed {
+                controller: "platform".into(),
+                error: e.to_string(),
+                failures: 1,
+                retry_in_s: 5,
+            }),
+        }
+    }
+
+    /// One reconcile pass, published.
+    pub async fn reconcile_once(&self) -> Result<PassReport, RuntimeError> {
+        let r = self.runtime.reconcile_once().await;
+        self.publish_pass(&r);
+        r
+    }
+
+    /// The reconcile loop until `shutdown`: at once on engine events, at requeue times, and
+    /// every `health.reconcile_interval`. Each pass is published.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        let interval = self.settings.config.health.reconcile_interval.0;
+        self.runtime
+            .run(interval, shutdown, |r| self.publish_pass(r))
+            .await;
+    }
+
+    /// The services' recorded states (`status`).
+    pub fn services(&self) -> Vec<ServiceRow> {
+        self.runtime.with_store(Store::services).unwrap_or_default()
+    }
+
+    /// The state-machine state of each planned local service, once every one has a record.
+    pub fn states(&self) -> Vec<(String, String)> {
+        let wanted: Vec<&str> = self
+            .runtime
+            .specs
+            .iter()
+            .map(|s| s.service.as_str())
+            .collect();
+        self.services()
+            .into_iter()
+            .filter(|r| wanted.contains(&r.service.as_str()))
+            .map(|r| (r.service, r.state))
+            .collect()
+    }
+
+    /// Lets queued notifications reach the bus before a one-shot command ends.
+    pub async fn settle(&self) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One service as `autogit status` shows it: its recorded state and what the engine says.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub state: String,
+    pub since: i64,
+    pub last_reason: String,
+    /// Since the engine started the running container (`3m`), if it runs.
+    pub uptime: Option<String>,
+    pub restarts: i64,
+    pub flagged: bool,
+    pub flag_reason: Option<String>,
+    pub health: Option<String>,
+    pub started_at: Option<String>,
+}
+
+/// The platform's state: recorded by the daemon in the state store, joined with the engine's
+/// view (when it answers).
+#[derive(Debug, Clone)]
+pub struct StatusReport {
+    /// `false` when there is no state database (nothing installed).
+    pub installed: bool,
+    /// Why the engine could not be asked, if it could not.
+    pub engine_error: Option<String>,
+    pub services: Vec<ServiceStatus>,
+}
+
+/// `filter`: one service, `runners` (every `runner-*`), or all.
+pub async fn status(
+    settings: &Settings,
+    now: u64,
+    filter: Option<&str>,
+) -> Result<StatusReport, String> {
+    use autogit_core::units::Dur;
+    use autogit_drivers::engine::RunState;
+    let db = settings.state_db();
+    if !db.exists() {
+        return Ok(StatusReport {
+            installed: false,
+            engine_error: None,
+            services: Vec::new(),
+        });
+    }
+    let rows = Store::open(&db)
+        .and_then(|s| s.services())
+        .map_err(|e| e.to_string())?;
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| match filter {
+            None => true,
+            Some("runners") => r.service.starts_with("runner-"),
+            Some(s) => r.service == s,
+        })
+        .collect();
+    let observed =
+        match autogit_drivers::engine::docker::Docker::connect(settings.socket(), &settings.env)
+            .await
+        {
+            Ok(e) => e
+                .list(&settings.config.platform.project)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+    let (obs, engine_error) = match observed {
+        Ok(o) => (o, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
+    let services = rows
+        .into_iter()
+        .map(|r| {
+            let o = obs.iter().find(|o| o.service == r.service);
+            // Docker reports year 1 for never-started containers.
+            let uptime = o
+                .filter(|o| o.state == RunState::Running)
+                .and_then(|o| o.started_at.as_deref())
+                .and_then(autogit_core::units::rfc3339_to_unix)
+                .filter(|t| *t > 0)
+                .map(|t| Dur::secs((now as i64 - t).max(0) as u64).to_string());
+            ServiceStatus {
+                uptime,
+                health: o.map(|o| format!("{:?}", o.health).to_ascii_lowercase()),
+                started_at: o.and_then(|o| o.started_at.clone()),
+                state: r.state,
+                since: r.since,
+                last_reason: r.reason,
+                restarts: r.restarts,
+                flagged: r.flagged,
+                flag_reason: r.flag_reason,
+                service: r.service,
+            }
+        })
+        .collect();
+    Ok(StatusReport {
+        installed: true,
+        engine_error,
+        services,
+    })
+}

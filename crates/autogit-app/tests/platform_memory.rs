@@ -1,0 +1,110 @@
+//! The platform controller in-process, on the in-memory engine with a hand-driven clock: what
+//! the runtime does reaches the bus as typed events (no binary, no dockerd).
+
+mod support;
+
+use autogit_app::Event;
+use autogit_app::platform::PlatformController;
+use autogit_drivers::engine::memory::MemoryEngine;
+use support::{bus_at, drain, settings};
+
+const CONFIG: &str = "gitlab:\n  resources:\n    preset: minimal\nhealth:\n  restart_budget:\n    max: 2\n    window: 10m\n  backoff:\n    initial: 10s\n    max: 20s\n";
+
+fn open(
+    dir: &std::path::Path,
+) -> (
+    PlatformController<MemoryEngine>,
+    autogit_app::Bus,
+    autogit_app::ManualClock,
+) {
+    let s = settings(CONFIG, "", dir);
+    let plan = autogit_app::plan::quiet(&s).unwrap();
+    let images: Vec<String> = plan.images().iter().map(ToString::to_string).collect();
+    let engine = MemoryEngine::new(&images.iter().map(String::as_str).collect::<Vec<_>>());
+    let (bus, clock) = bus_at(1_000_000);
+    let p = PlatformController::open(s, bus.clone(), engine, plan)
+        .unwrap()
+        .without_host_probes();
+    (p, bus, clock)
+}
+
+fn transitions(events: &[Event], service: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::ServiceStateChanged {
+                service: s,
+                from,
+                to,
+                ..
+            } if s == service => Some(format!("{} -> {to}", from.as_deref().unwrap_or("-"))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn state_changes_and_actions_are_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, bus, _clock) = open(dir.path());
+    let mut rx = bus.subscribe();
+    p.reconcile_once().await.unwrap();
+    p.reconcile_once().await.unwrap();
+    p.settle().await;
+    let events = drain(&mut rx);
+    assert_eq!(
+        transitions(&events, "gitlab"),
+        ["- -> DEPLOYING", "DEPLOYING -> HEALTHY"]
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, Event::ReconcileAction { action } if action.to_string().contains("create"))),
+        "the create action is published: {events:?}"
+    );
+    assert_eq!(p.states(), [("gitlab".to_owned(), "HEALTHY".to_owned())]);
+}
+
+/// A crash loop spends the budget, then the flag goes up: published once, as an error that
+/// the notifiers get.
+#[tokio::test]
+async fn a_crash_loop_raises_the_flag_on_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, bus, clock) = open(dir.path());
+    p.reconcile_once().await.unwrap();
+    p.reconcile_once().await.unwrap();
+    p.settle().await;
+    let mut rx = bus.subscribe();
+    p.runtime.engine.lock().crash_on_start.push("gitlab".into());
+    p.runtime.engine.kill("gitlab");
+    for _ in 0..40 {
+        clock.advance(5);
+        p.reconcile_once().await.unwrap();
+    }
+    p.settle().await;
+    let events = drain(&mut rx);
+    let flags: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e, Event::FlagRaised { .. }))
+        .collect();
+    assert_eq!(flags.len(), 1, "{events:?}");
+    assert!(flags[0].notifies());
+    let t = transitions(&events, "gitlab");
+    assert_eq!(
+        t[..3],
+        [
+            "HEALTHY -> FAILED",
+            "FAILED -> REPAIRING",
+            "REPAIRING -> FAILED"
+        ],
+        "{t:?}"
+    );
+    // The runtime's own notice of the flag is a state change with `flagged` set.
+    let failed = events
+        .iter()
+        .rfind(|e| matches!(e, Event::ServiceStateChanged { .. }))
+        .unwrap();
+    assert!(
+        matches!(failed, Event::ServiceStateChanged { to, flagged: true, .. } if to == "FAILED"),
+        "{failed:?}"
+    );
+    assert_eq!(failed.severity(), autogit_app::Severity::Error);
+}

@@ -1,0 +1,39 @@
+//! Shared by the app's tests: settings from YAML and `.env` text, a bus on a hand-driven clock.
+
+#![allow(dead_code)]
+
+use autogit_app::{Bus, Envelope, Event, ManualClock, Settings};
+use autogit_core::load::{LoadInput, load};
+use autogit_core::platform::load_platform;
+use autogit_core::source::Sources;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+pub fn settings(config: &str, env: &str, data: &Path) -> Arc<Settings> {
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", config)),
+        ..Default::default()
+    });
+    assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
+    let mut sources = Sources::new();
+    let mut diags = Default::default();
+    let (platform, entries) = load_platform(Some((".env", env)), &[], &mut sources, &mut diags);
+    let mut s = Settings::new(loaded.config, platform, data.to_owned());
+    s.values = entries.into_iter().map(|(k, e)| (k, e.value)).collect();
+    Arc::new(s)
+}
+
+pub fn bus_at(unix: u64) -> (Bus, ManualClock) {
+    let clock = ManualClock::at(unix);
+    (Bus::new(Arc::new(clock.clone())), clock)
+}
+
+/// Every event received so far.
+pub fn drain(rx: &mut broadcast::Receiver<Arc<Envelope>>) -> Vec<Event> {
+    let mut out = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        out.push(e.event.clone());
+    }
+    out
+}
