@@ -150,7 +150,7 @@ pub enum Command {
     Gitlab(crate::gitlab_cmd::GitlabCommand),
     /// The platform's wildcard certificate (ACME DNS-01): status, renew
     #[command(subcommand)]
-    Tls(crate::tls_cmd::TlsCommand),
+    Tls(TlsCommand),
     /// Repository mirroring
     #[command(subcommand)]
     Mirror(MirrorCommand),
@@ -213,7 +213,7 @@ pub enum Command {
     },
     /// DNS records of the platform: compare with the zone, and sync (DNS_PROVIDER in .env)
     #[command(subcommand)]
-    Dns(crate::dns_cmd::DnsCommand),
+    Dns(DnsCommand),
     /// Prompt-injection filter: check text, scan repositories, quarantine, serve forward-auth
     #[command(subcommand)]
     Guard(crate::guard_cmd::GuardCommand),
@@ -353,4 +353,29 @@ pub enum ComputeCommand {
     },
     /// Status of a job
     Status { job_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DnsCommand {
+    /// Compare the records the platform needs with the zone: what `dns sync` would create,
+    /// update and delete, and the names it will not touch (records autogit does not own);
+    /// changes nothing
+    Plan,
+    /// Apply the plan to the zone. Only records autogit owns (marked by an `_autogit.<name>`
+    /// TXT record) are changed; a second run has nothing to do. `autogit daemon` runs it every
+    /// reconcile interval (at least 5 minutes)
+    #[command(alias = "apply")]
+    Sync,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TlsCommand {
+    /// The certificate: names, validity, whether renewal is due
+    Status,
+    /// Get a certificate, or renew it when two thirds of its lifetime have passed
+    Renew {
+        /// Renew even when not due
+        #[arg(long)]
+        force: bool,
+    },
 }

@@ -96,7 +96,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 crate::runner_cmd::unregister(&ui, g, &load_all(g, &[]), &name, &api)
             }
             RunnerCommand::Autoscale { once, api } => {
-                crate::runner_cmd::autoscale(&ui, g, &load_all(g, &[]), once, &api)
+                crate::runner_cmd::autoscale(&ui, &load_all(g, &[]), once, &api)
             }
             RunnerCommand::Register {
                 name,
@@ -110,13 +110,13 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 &api,
                 runner_url.as_deref(),
             ),
-            RunnerCommand::Health => crate::runner_cmd::health(&ui, g, &load_all(g, &[])),
+            RunnerCommand::Health => crate::runner_cmd::health(&ui, &load_all(g, &[])),
             RunnerCommand::Trust { host, replace } => {
                 crate::runner_cmd::trust(&ui, g, &host, replace)
             }
         },
         Command::Compute(c) => match c {
-            ComputeCommand::List => crate::runner_cmd::compute_list(&ui, g, &load_all(g, &[])),
+            ComputeCommand::List => crate::compute_cmd::list(&ui, g, &load_all(g, &[])),
             ComputeCommand::Run {
                 gpus,
                 vram,
@@ -124,11 +124,11 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 priority,
                 user,
                 job,
-            } => crate::runner_cmd::compute_run(
+            } => crate::compute_cmd::run(
                 &ui,
                 g,
                 &load_all(g, &[]),
-                crate::runner_cmd::RunArgs {
+                autogit_app::compute::Submit {
                     gpus,
                     vram,
                     capability,
@@ -138,7 +138,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 },
             ),
             ComputeCommand::Status { job_id } => {
-                crate::runner_cmd::compute_status(&ui, g, &load_all(g, &[]), &job_id)
+                crate::compute_cmd::status(&ui, g, &load_all(g, &[]), &job_id)
             }
         },
         Command::Reconcile { clear } => {

@@ -2,6 +2,7 @@
 //! data dir. All file reading of the binary happens here.
 
 use crate::cli::Global;
+use autogit_app::Settings;
 use autogit_core::config::Config;
 use autogit_core::diag::{Diagnostic, Diagnostics};
 use autogit_core::load::{FlagOverride, LoadInput, load};
@@ -9,51 +10,29 @@ use autogit_core::platform::{PlatformEnv, load_platform};
 use autogit_core::source::{Origin, Sources, decode_utf8};
 use autogit_core::yaml::Limits;
 use autogit_drivers::fsx::{FsError, read_bounded};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+/// What a command loaded: the settings every controller takes, and the diagnostics of loading
+/// them (with the sources they point into).
 pub struct Loaded {
-    pub config: Config,
-    pub platform: PlatformEnv,
+    pub settings: Arc<Settings>,
     pub sources: Sources,
     pub diagnostics: Diagnostics,
-    /// Which configuration file was used; `None` for the embedded default.
-    pub config_path: Option<PathBuf>,
-    /// Which platform `.env` was read, if any.
-    pub env_path: Option<PathBuf>,
-    pub env: Vec<(String, String)>,
-    /// Values of the `.env` file and the environment, for the secrets services name.
-    /// Never printed.
-    pub values: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Loaded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loaded")
-            .field("config_path", &self.config_path)
-            .field("values", &"<redacted>")
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
-impl Loaded {
-    /// The value of a secret named by the plan: `.env` first, the environment wins.
-    pub fn secrets(&self, names: &[String]) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        for n in names {
-            let from_env = self
-                .env
-                .iter()
-                .find(|(k, _)| k == n)
-                .map(|(_, v)| v.clone());
-            if let Some(v) = from_env
-                .or_else(|| self.values.get(n).cloned())
-                .filter(|v| !v.is_empty())
-            {
-                out.insert(n.clone(), v);
-            }
-        }
-        out
+impl std::ops::Deref for Loaded {
+    type Target = Settings;
+    fn deref(&self) -> &Settings {
+        &self.settings
     }
 }
 
@@ -67,11 +46,9 @@ pub fn process_env() -> Vec<(String, String)> {
 /// sockets under the data directory; `AUTOGIT_SSH_CONFIG` names an ssh_config file to read
 /// instead of the user's (identity, user, jump hosts).
 pub fn ssh_config(g: &Global) -> autogit_drivers::remote::ssh::SshConfig {
-    let mut cfg = autogit_drivers::remote::ssh::SshConfig::new(&data_dir(g));
-    cfg.config_file = std::env::var_os("AUTOGIT_SSH_CONFIG")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
-    cfg
+    Settings::new(Config::default(), PlatformEnv::default(), data_dir(g))
+        .with_env(process_env())
+        .ssh_config()
 }
 
 pub fn data_dir(g: &Global) -> PathBuf {
@@ -133,15 +110,13 @@ pub fn load_all(g: &Global, extra_flags: &[FlagOverride]) -> Loaded {
         }
     }
     if pre.has_errors() {
+        let mut settings = Settings::new(Config::default(), PlatformEnv::default(), data_dir(g));
+        settings.config_path = config_path;
+        settings.env = env;
         return Loaded {
-            config: Config::default(),
-            platform: PlatformEnv::default(),
+            settings: Arc::new(settings),
             sources: pre_sources,
             diagnostics: pre,
-            config_path,
-            env_path: None,
-            env,
-            values: BTreeMap::new(),
         };
     }
 
@@ -197,14 +172,17 @@ pub fn load_all(g: &Global, extra_flags: &[FlagOverride]) -> Loaded {
     );
     diagnostics.sort();
     Loaded {
-        config: loaded.config,
-        platform,
+        settings: Arc::new(Settings {
+            config: loaded.config,
+            platform,
+            config_path,
+            env_path,
+            data_dir: data_dir(g),
+            env,
+            values: entries.into_iter().map(|(k, e)| (k, e.value)).collect(),
+        }),
         sources,
         diagnostics,
-        config_path,
-        env_path,
-        env,
-        values: entries.into_iter().map(|(k, e)| (k, e.value)).collect(),
     }
 }
 
@@ -225,29 +203,4 @@ fn warn_if_readable_by_others(path: &Path, diags: &mut Diagnostics) {
             .help(format!("chmod 600 {}", path.display())),
         );
     }
-}
-
-/// A secret named in the registry: `NAME` from the environment or `.env`, else the content of
-/// the file `NAME_FILE` points at (without its trailing newline). `Ok(None)` when neither is
-/// set; the error names the variable and the file, never the value.
-pub fn secret(loaded: &Loaded, name: &str) -> Result<Option<String>, String> {
-    let file_var = format!("{name}_FILE");
-    let found = loaded.secrets(&[name.to_owned(), file_var.clone()]);
-    if let Some(v) = found.get(name) {
-        return Ok(Some(v.clone()));
-    }
-    let Some(path) = found.get(&file_var) else {
-        return Ok(None);
-    };
-    let bytes = read_bounded(Path::new(path), 64 * 1024).map_err(|e| match e {
-        FsError::TooLarge { .. } => format!("{file_var}: {path} is larger than 64 KiB"),
-        FsError::Io { source, .. } => format!("{file_var}: cannot read {path}: {source}"),
-    })?;
-    let text =
-        String::from_utf8(bytes).map_err(|_| format!("{file_var}: {path} is not UTF-8 text"))?;
-    let value = text.trim_end_matches(['\n', '\r']).to_owned();
-    if value.is_empty() {
-        return Err(format!("{file_var}: {path} is empty"));
-    }
-    Ok(Some(value))
 }

@@ -499,3 +499,38 @@ fn secrets(ui: &Ui, store: &SecretStore, show: bool) -> u8 {
     ui.note(&format!("stored in {} (mode 0700)", store.dir().display()));
     exit::OK
 }
+
+/// What GitLab's REST API says (version, health, readiness, users, runners), for
+/// `status gitlab --output json`.
+pub fn rest_status_json(g: &Global, loaded: &Loaded) -> serde_json::Value {
+    let url = local_url(loaded);
+    let store = match SecretStore::open(&data_dir(g)) {
+        Ok(s) => s,
+        Err(e) => return serde_json::json!({"url": url, "error": e.to_string()}),
+    };
+    match fetch_status(&store, &url) {
+        Ok((authenticated, s)) => {
+            let last = autogit_drivers::backup::last_backup(&loaded.backup_dir());
+            serde_json::json!({
+                "url": url, "authenticated": authenticated, "status": s, "error": s.errors.first(),
+                "last_backup": last.map(|(n, _)| n),
+            })
+        }
+        Err(e) => serde_json::json!({"url": url, "error": e}),
+    }
+}
+
+/// GitLab's table under `status gitlab`.
+pub fn print_rest_status(ui: &Ui, g: &Global, loaded: &Loaded) {
+    let url = local_url(loaded);
+    let status = SecretStore::open(&data_dir(g))
+        .map_err(|e| e.to_string())
+        .and_then(|store| fetch_status(&store, &url));
+    match status {
+        Ok((authenticated, s)) => {
+            let last = autogit_drivers::backup::last_backup(&loaded.backup_dir());
+            print_status_table(ui, &url, authenticated, &s, last.as_ref());
+        }
+        Err(e) => ui.note(&format!("warning: GitLab at {url}: {e}")),
+    }
+}

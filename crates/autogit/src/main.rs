@@ -4,6 +4,7 @@
 mod backup_cmd;
 mod cli;
 mod commands;
+mod compute_cmd;
 mod ctx;
 mod dns_cmd;
 mod gitlab_cmd;

@@ -5,18 +5,15 @@ use crate::cli::Global;
 use crate::ctx::{Loaded, data_dir, ssh_config};
 use crate::exit;
 use crate::ui::{Ui, fail, runtime};
-use autogit_core::compute::{
-    Fit, GpuSlot, HostSlots, JobSpec, Placement, Request, Scheduler, check_image, container_name,
-    run_argv,
-};
-use autogit_core::config::Capability;
+use autogit_app::runners::{HostHealth, RunnerController};
+use autogit_app::sinks::Sinks;
+use autogit_app::{Bus, clock};
 use autogit_core::inventory::{EngineKind, Inventory};
-use autogit_core::units::Bytes;
 use autogit_drivers::remote::Host;
 use autogit_drivers::remote::RemoteExec;
 use autogit_drivers::remote::inventory::probe;
 use autogit_drivers::remote::ssh::trust as ssh_trust;
-use autogit_drivers::state::{HostRow, JobRow, Store};
+use autogit_drivers::state::Store;
 use serde::Serialize;
 use serde_json::json;
 
@@ -63,103 +60,46 @@ pub(crate) fn now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-pub(crate) fn gib(b: Bytes) -> String {
-    format!("{:.1} GiB", b.0 as f64 / (1u64 << 30) as f64)
+/// Probes every configured host (concurrently) through the runner controller, which records
+/// what it found and publishes hosts that stop or start answering.
+fn probe_all(loaded: &Loaded) -> Vec<HostHealth> {
+    runtime().block_on(async {
+        let bus = Bus::new(clock::system());
+        let sinks = Sinks::for_command(&bus, loaded);
+        let runners = RunnerController::new(loaded.settings.clone(), bus.clone(), clock::system());
+        let hosts = runners.probe_all().await;
+        drop(runners);
+        sinks.finish(bus, std::time::Duration::from_secs(10)).await;
+        hosts
+    })
 }
 
-/// The distinct hosts of the configured runners, with the runners on each and the SSH user.
-fn configured_hosts(loaded: &Loaded) -> Vec<(String, Option<String>, Vec<String>)> {
-    let mut out: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
-    for r in loaded.config.all_runners() {
-        match out
-            .iter_mut()
-            .find(|(h, u, _)| *h == r.host && *u == r.user)
-        {
-            Some((_, _, names)) => names.push(r.name.clone()),
-            None => out.push((r.host.clone(), r.user.clone(), vec![r.name.clone()])),
+fn open_store(ui: &Ui, g: &Global) -> Option<Store> {
+    match Store::open(&data_dir(g).join("state.db")) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            ui.error(&e.to_string());
+            None
         }
     }
-    out
 }
 
-/// One host's health as `runner health` reports it.
-#[derive(Debug, Serialize)]
-pub(crate) struct HostHealth {
-    pub host: String,
-    pub runners: Vec<String>,
-    pub reachable: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub inventory: Option<Inventory>,
-    pub checked_at: i64,
-}
-
-/// Probes every configured host (concurrently) and records what it found in the state database.
-pub(crate) fn probe_all(g: &Global, loaded: &Loaded) -> Vec<HostHealth> {
-    let cfg = ssh_config(g);
-    let hosts = configured_hosts(loaded);
-    let rt = runtime();
-    let results = rt.block_on(async {
-        let mut set = tokio::task::JoinSet::new();
-        for (i, (name, user, _)) in hosts.iter().enumerate() {
-            let (cfg, name, user) = (cfg.clone(), name.clone(), user.clone());
-            set.spawn(async move {
-                if name == "auto" {
-                    return (i, Err("not discovered yet (`host: auto`)".to_owned()));
-                }
-                let r = match Host::new(&cfg, &name, user.as_deref()) {
-                    Ok(h) => probe(&h).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                (i, r)
-            });
-        }
-        let mut out: Vec<Option<Result<Inventory, String>>> = vec![None; hosts.len()];
-        while let Some(Ok((i, r))) = set.join_next().await {
-            out[i] = Some(r);
-        }
-        out
-    });
-    let at = now();
-    let store = Store::open(&data_dir(g).join("state.db"));
-    hosts
-        .into_iter()
-        .zip(results)
-        .map(|((host, _, runners), r)| {
-            let r = r.unwrap_or_else(|| Err("the probe did not finish".to_owned()));
-            let h = HostHealth {
-                host,
-                runners,
-                reachable: r.is_ok(),
-                error: r.as_ref().err().cloned(),
-                inventory: r.ok(),
-                checked_at: at,
-            };
-            if let Ok(s) = &store {
-                let _ = s.record_host(&HostRow {
-                    host: h.host.clone(),
-                    checked_at: at,
-                    reachable: h.reachable,
-                    inventory: h
-                        .inventory
-                        .as_ref()
-                        .and_then(|i| serde_json::to_string(i).ok()),
-                    error: h.error.clone(),
-                });
-            }
-            h
-        })
-        .collect()
+fn remote(loaded: &Loaded, host: &str) -> Result<Host, String> {
+    RunnerController::new(
+        loaded.settings.clone(),
+        Bus::new(clock::system()),
+        clock::system(),
+    )
+    .remote(host)
 }
 
 /// `runner health`: reachable, engine, CPUs, memory, GPUs per host. Exit 1 if any host is
 /// unreachable.
-pub fn health(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
+pub fn health(ui: &Ui, loaded: &Loaded) -> u8 {
     if !crate::commands::report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
-    let hosts = probe_all(g, loaded);
+    let hosts = probe_all(loaded);
     if ui.json {
         ui.print_json(&json!({ "hosts": hosts }));
     } else if hosts.is_empty() {
@@ -186,8 +126,8 @@ pub fn health(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
                             "{}: {} ({} free of {})",
                             g.index,
                             g.name,
-                            gib(g.memory_free),
-                            gib(g.memory_total)
+                            crate::compute_cmd::gib(g.memory_free),
+                            crate::compute_cmd::gib(g.memory_total)
                         )
                     })
                     .collect::<Vec<_>>()
@@ -224,7 +164,8 @@ pub fn health(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
                     }),
                 inv.and_then(|i| i.cpus)
                     .map_or("-".into(), |c| c.to_string()),
-                inv.and_then(|i| i.memory).map_or("-".into(), gib),
+                inv.and_then(|i| i.memory)
+                    .map_or("-".into(), crate::compute_cmd::gib),
                 if gpus.is_empty() { "-".into() } else { gpus },
                 notes.join("; "),
             ]);
@@ -301,472 +242,6 @@ fn ago(secs: i64) -> String {
     }
 }
 
-// ---- compute ----------------------------------------------------------------------------
-
-/// `compute run`'s arguments.
-#[derive(Debug)]
-pub struct RunArgs {
-    pub gpus: u32,
-    pub vram: String,
-    pub capability: Option<String>,
-    pub priority: i32,
-    pub user: String,
-    pub job: Vec<String>,
-}
-
-/// The scheduler's hosts: every configured host with the capabilities of its runners and
-/// the GPUs `runner health` just saw; a host without a container engine takes no jobs.
-fn host_slots(loaded: &Loaded, health: &[HostHealth]) -> Vec<HostSlots> {
-    health
-        .iter()
-        .map(|h| {
-            let mut caps: Vec<Capability> = loaded
-                .config
-                .all_runners()
-                .filter(|r| r.host == h.host)
-                .flat_map(|r| r.capabilities.iter().copied())
-                .collect();
-            caps.sort();
-            caps.dedup();
-            let inv = h.inventory.as_ref();
-            HostSlots {
-                name: h.host.clone(),
-                capabilities: caps,
-                gpus: inv.map_or_else(Vec::new, |i| {
-                    i.gpus
-                        .iter()
-                        .map(|g| GpuSlot {
-                            index: g.index,
-                            total: g.memory_total,
-                            free: g.memory_free,
-                        })
-                        .collect()
-                }),
-                reachable: h.reachable && inv.is_some_and(|i| i.engine.is_some()),
-            }
-        })
-        .collect()
-}
-
-fn spec_of(row: &JobRow) -> Option<JobSpec> {
-    serde_json::from_str(&row.spec).ok()
-}
-
-fn request_of(row: &JobRow, spec: &JobSpec) -> Request {
-    Request {
-        id: row.id.clone(),
-        user: row.user.clone(),
-        gpus: spec.gpus,
-        vram: spec.vram,
-        capability: spec.capability,
-        priority: spec.priority,
-        submitted_at: row.submitted_at.max(0) as u64,
-    }
-}
-
-fn host_of<'a>(health: &'a [HostHealth], name: &str) -> Option<&'a HostHealth> {
-    health.iter().find(|h| h.host == name)
-}
-
-fn remote(g: &Global, loaded: &Loaded, host: &str) -> Result<Host, String> {
-    let user = loaded
-        .config
-        .all_runners()
-        .find(|r| r.host == host)
-        .and_then(|r| r.user.clone());
-    Host::new(&ssh_config(g), host, user.as_deref()).map_err(|e| e.to_string())
-}
-
-/// Asks the engine on the job's host how its container is doing and updates the row.
-fn refresh(g: &Global, loaded: &Loaded, health: &[HostHealth], row: &mut JobRow, now: i64) {
-    let Some(host) = row.host.clone() else { return };
-    let Some(h) = host_of(health, &host).filter(|h| h.reachable) else {
-        row.message = format!("{host} is unreachable; the job's state is unknown");
-        return;
-    };
-    let engine = h
-        .inventory
-        .as_ref()
-        .and_then(|i| i.engine.as_ref())
-        .map_or("docker", |e| match e.kind {
-            EngineKind::Docker => "docker",
-            EngineKind::Podman => "podman",
-        });
-    let argv: Vec<String> = [
-        engine,
-        "inspect",
-        "--format",
-        "{{.State.Status}} {{.State.ExitCode}}",
-        &container_name(&row.id),
-    ]
-    .map(str::to_owned)
-    .into();
-    let out = match remote(g, loaded, &host) {
-        Ok(r) => runtime().block_on(r.run(&argv)).map_err(|e| e.to_string()),
-        Err(e) => Err(e),
-    };
-    match out {
-        Ok(o) if o.success() => {
-            let text = o.stdout.trim();
-            let (status, code) = text.split_once(' ').unwrap_or((text, ""));
-            match status {
-                "exited" | "dead" => {
-                    let code: i64 = code.parse().unwrap_or(-1);
-                    row.state = if code == 0 { "succeeded" } else { "failed" }.into();
-                    row.exit_code = Some(code);
-                    row.finished_at = Some(now);
-                    row.message.clear();
-                }
-                _ => row.message.clear(),
-            }
-        }
-        Ok(o) if o.stderr.to_ascii_lowercase().contains("no such") => {
-            row.state = "failed".into();
-            row.finished_at = Some(now);
-            row.message = format!("the container is gone: {}", o.stderr.trim());
-        }
-        // The engine did not answer (daemon down, permissions): the job's fate is unknown.
-        Ok(o) => {
-            row.message = format!(
-                "{engine} inspect failed on {host}: {}",
-                o.stderr.trim().lines().last().unwrap_or("")
-            );
-        }
-        Err(e) => row.message = e,
-    }
-}
-
-/// One scheduling pass: refresh running jobs, place what fits (best fit), start it.
-/// Returns the rows after the pass.
-fn pump(
-    g: &Global,
-    loaded: &Loaded,
-    store: &Store,
-    health: &[HostHealth],
-) -> Result<Vec<JobRow>, String> {
-    let now = now();
-    let c = &loaded.config.compute;
-    let mut rows = store.jobs().map_err(|e| e.to_string())?;
-    for row in rows.iter_mut().filter(|r| r.state == "running") {
-        refresh(g, loaded, health, row, now);
-        store.update_job(row).map_err(|e| e.to_string())?;
-    }
-    let mut sched = Scheduler::new(
-        host_slots(loaded, health),
-        &c.quotas,
-        c.aging,
-        u32::MAX,
-        Fit::BestFit,
-    );
-    for row in rows.iter().filter(|r| r.state == "running") {
-        let (Some(spec), Some(host)) = (spec_of(row), row.host.clone()) else {
-            continue;
-        };
-        let gpus: Vec<u32> = row
-            .gpus
-            .as_deref()
-            .and_then(|t| serde_json::from_str(t).ok())
-            .unwrap_or_default();
-        let p = Placement {
-            job: row.id.clone(),
-            host,
-            gpus,
-        };
-        sched.adopt(request_of(row, &spec), p);
-    }
-    for row in rows.iter_mut().filter(|r| r.state == "queued") {
-        let Some(spec) = spec_of(row) else {
-            row.state = "failed".into();
-            row.message = "unreadable job description".into();
-            store.update_job(row).map_err(|e| e.to_string())?;
-            continue;
-        };
-        if let Err(e) = sched.submit(request_of(row, &spec)) {
-            row.state = "failed".into();
-            row.finished_at = Some(now);
-            row.message = format!("rejected: {e}");
-            store.update_job(row).map_err(|e| e.to_string())?;
-        }
-    }
-    for p in sched.schedule(now.max(0) as u64) {
-        let Some(row) = rows.iter_mut().find(|r| r.id == p.job) else {
-            continue;
-        };
-        let Some(spec) = spec_of(row) else { continue };
-        let Some(inv) = host_of(health, &p.host).and_then(|h| h.inventory.as_ref()) else {
-            continue;
-        };
-        let Some(engine) = inv.engine.as_ref().map(|e| e.kind) else {
-            continue;
-        };
-        let argv = run_argv(engine, inv.wsl2, &row.id, &spec, &p.gpus);
-        let out = match remote(g, loaded, &p.host) {
-            Ok(r) => runtime().block_on(r.run(&argv)),
-            Err(e) => {
-                row.message = e;
-                store.update_job(row).map_err(|e| e.to_string())?;
-                continue;
-            }
-        };
-        match out {
-            Ok(o) if o.success() => {
-                row.state = "running".into();
-                row.host = Some(p.host.clone());
-                row.gpus = serde_json::to_string(&p.gpus).ok();
-                row.container = o.stdout.trim().lines().last().map(str::to_owned);
-                row.started_at = Some(now);
-                row.message.clear();
-            }
-            Ok(o) => {
-                row.state = "failed".into();
-                row.host = Some(p.host.clone());
-                row.finished_at = Some(now);
-                row.message = format!(
-                    "{} could not start it: {}",
-                    p.host,
-                    o.stderr.trim().lines().last().unwrap_or("")
-                );
-            }
-            // Unreachable now: it stays queued and is placed again on the next pass.
-            Err(e) => row.message = format!("not started: {e}"),
-        }
-        store.update_job(row).map_err(|e| e.to_string())?;
-    }
-    Ok(rows)
-}
-
-fn open_store(ui: &Ui, g: &Global) -> Option<Store> {
-    match Store::open(&data_dir(g).join("state.db")) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            ui.error(&e.to_string());
-            None
-        }
-    }
-}
-
-fn job_json(row: &JobRow) -> serde_json::Value {
-    json!({
-        "id": row.id,
-        "user": row.user,
-        "state": row.state,
-        "spec": serde_json::from_str::<serde_json::Value>(&row.spec).unwrap_or_default(),
-        "submitted_at": row.submitted_at,
-        "host": row.host,
-        "gpus": row.gpus.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
-        "container": row.container,
-        "started_at": row.started_at,
-        "finished_at": row.finished_at,
-        "exit_code": row.exit_code,
-        "message": row.message,
-    })
-}
-
-/// `compute run`: record the job, run a scheduling pass, say where it went.
-pub fn compute_run(ui: &Ui, g: &Global, loaded: &Loaded, args: RunArgs) -> u8 {
-    if !crate::commands::report(ui, loaded) {
-        return exit::INVALID_CONFIG;
-    }
-    let Some((image, command)) = args.job.split_first() else {
-        ui.error("compute run needs an image");
-        return exit::UNAVAILABLE;
-    };
-    if let Err(e) = check_image(image) {
-        ui.error(&e);
-        return exit::UNAVAILABLE;
-    }
-    let Some(vram) = Bytes::parse(&args.vram) else {
-        ui.error(&format!("--vram `{}` is not a size (e.g. 8G)", args.vram));
-        return exit::UNAVAILABLE;
-    };
-    let capability = args.capability.as_deref().and_then(|c| {
-        serde_json::from_value::<Capability>(serde_json::Value::String(c.to_owned())).ok()
-    });
-    let spec = JobSpec {
-        image: image.clone(),
-        command: command.to_vec(),
-        gpus: args.gpus,
-        vram,
-        capability,
-        priority: args.priority,
-    };
-    let Some(store) = open_store(ui, g) else {
-        return exit::FAILURE;
-    };
-    let queued = store
-        .jobs()
-        .map(|j| j.iter().filter(|r| r.state == "queued").count())
-        .unwrap_or(0);
-    let limit = loaded.config.compute.queue_limit as usize;
-    if queued >= limit {
-        ui.error(&format!(
-            "the queue is full ({limit} jobs; compute.queue_limit); try again when jobs have started"
-        ));
-        return exit::FAILURE;
-    }
-    let spec_text = serde_json::to_string(&spec).expect("a job spec serializes");
-    let id = match store.add_job(&args.user, &spec_text, now()) {
-        Ok(id) => id,
-        Err(e) => {
-            ui.error(&e.to_string());
-            return exit::FAILURE;
-        }
-    };
-    let health = probe_all(g, loaded);
-    let rows = match pump(g, loaded, &store, &health) {
-        Ok(r) => r,
-        Err(e) => {
-            ui.error(&e);
-            return exit::FAILURE;
-        }
-    };
-    let Some(row) = rows.into_iter().find(|r| r.id == id) else {
-        ui.error(&format!("{id} vanished from the state database"));
-        return exit::FAILURE;
-    };
-    if ui.json {
-        ui.print_json(&job_json(&row));
-    } else {
-        match row.state.as_str() {
-            "running" => println!(
-                "{id} running on {} (GPUs {})",
-                row.host.as_deref().unwrap_or("?"),
-                row.gpus.as_deref().unwrap_or("[]")
-            ),
-            "queued" => println!(
-                "{id} queued: no host has the capacity now{}",
-                if row.message.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", row.message)
-                }
-            ),
-            other => println!("{id} {other}: {}", row.message),
-        }
-    }
-    if row.state == "failed" {
-        exit::FAILURE
-    } else {
-        exit::OK
-    }
-}
-
-/// `compute status JOB`: the job's placement and state (asking the engine when it runs).
-pub fn compute_status(ui: &Ui, g: &Global, loaded: &Loaded, job: &str) -> u8 {
-    if !crate::commands::report(ui, loaded) {
-        return exit::INVALID_CONFIG;
-    }
-    let Some(store) = open_store(ui, g) else {
-        return exit::FAILURE;
-    };
-    let mut row = match store.job(job) {
-        Ok(Some(r)) => r,
-        Ok(None) => {
-            ui.error(&format!("no job `{job}` (see `autogit compute list`)"));
-            return exit::FAILURE;
-        }
-        Err(e) => {
-            ui.error(&e.to_string());
-            return exit::FAILURE;
-        }
-    };
-    if row.state == "running" {
-        let health = probe_all(g, loaded);
-        refresh(g, loaded, &health, &mut row, now());
-        if let Err(e) = store.update_job(&row) {
-            ui.error(&e.to_string());
-            return exit::FAILURE;
-        }
-    }
-    if ui.json {
-        ui.print_json(&job_json(&row));
-    } else {
-        println!("job:       {}", row.id);
-        println!("user:      {}", row.user);
-        println!("state:     {}", row.state);
-        if let Some(h) = &row.host {
-            println!("host:      {h}");
-            println!("gpus:      {}", row.gpus.as_deref().unwrap_or("[]"));
-        }
-        if let Some(c) = row.exit_code {
-            println!("exit code: {c}");
-        }
-        if !row.message.is_empty() {
-            println!("note:      {}", row.message);
-        }
-    }
-    exit::OK
-}
-
-/// `compute list`: hosts and GPUs (free VRAM), then the jobs; runs a scheduling pass first.
-pub fn compute_list(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
-    if !crate::commands::report(ui, loaded) {
-        return exit::INVALID_CONFIG;
-    }
-    let Some(store) = open_store(ui, g) else {
-        return exit::FAILURE;
-    };
-    let health = probe_all(g, loaded);
-    let rows = match pump(g, loaded, &store, &health) {
-        Ok(r) => r,
-        Err(e) => {
-            ui.error(&e);
-            return exit::FAILURE;
-        }
-    };
-    if ui.json {
-        let hosts: Vec<serde_json::Value> = health
-            .iter()
-            .map(|h| {
-                json!({
-                    "host": h.host,
-                    "reachable": h.reachable,
-                    "gpus": h.inventory.as_ref().map(|i| &i.gpus),
-                })
-            })
-            .collect();
-        let jobs: Vec<serde_json::Value> = rows.iter().map(job_json).collect();
-        ui.print_json(&json!({ "hosts": hosts, "jobs": jobs }));
-        return exit::OK;
-    }
-    let mut t = ui.table();
-    t.set_header(vec!["HOST", "GPU", "NAME", "FREE", "TOTAL", "UTIL"]);
-    for h in &health {
-        let Some(inv) = h.inventory.as_ref().filter(|_| h.reachable) else {
-            t.add_row(vec![h.host.clone(), "-".into(), "unreachable".into()]);
-            continue;
-        };
-        for gpu in &inv.gpus {
-            t.add_row(vec![
-                h.host.clone(),
-                gpu.index.to_string(),
-                gpu.name.clone(),
-                gib(gpu.memory_free),
-                gib(gpu.memory_total),
-                gpu.utilization.map_or("-".into(), |u| format!("{u}%")),
-            ]);
-        }
-    }
-    println!("{t}");
-    let mut t = ui.table();
-    t.set_header(vec![
-        "JOB", "USER", "STATE", "HOST", "GPUS", "IMAGE", "NOTE",
-    ]);
-    for r in &rows {
-        t.add_row(vec![
-            r.id.clone(),
-            r.user.clone(),
-            r.state.clone(),
-            r.host.clone().unwrap_or_default(),
-            r.gpus.clone().unwrap_or_default(),
-            spec_of(r).map(|s| s.image).unwrap_or_default(),
-            r.message.clone(),
-        ]);
-    }
-    println!("{t}");
-    exit::OK
-}
-
 // ---- runner register ----------------------------------------------------------------------
 
 /// `runner register NAME`: GitLab creates the runner (token into the secret store), then
@@ -835,7 +310,7 @@ pub fn register(
     if let Some(row) = previous.as_ref().filter(|r| r.state == "registered") {
         return done(ui, row, false);
     }
-    let host = match remote(g, loaded, &runner.host) {
+    let host = match remote(loaded, &runner.host) {
         Ok(h) => h,
         Err(e) => {
             ui.error(&e);
@@ -1098,7 +573,9 @@ pub fn discover(ui: &Ui, g: &Global, targets: &[String], wait: &str) -> u8 {
                 } else {
                     i.gpus
                         .iter()
-                        .map(|g| format!("{} ({})", g.name, gib(g.memory_total)))
+                        .map(|g| {
+                            format!("{} ({})", g.name, crate::compute_cmd::gib(g.memory_total))
+                        })
                         .collect::<Vec<_>>()
                         .join(", ")
                 }
@@ -1115,151 +592,22 @@ pub fn discover(ui: &Ui, g: &Global, targets: &[String], wait: &str) -> u8 {
     exit::OK
 }
 
-/// One runner in an autoscale pass.
-#[derive(Debug, serde::Serialize)]
-pub struct ScaleRow {
-    pub runner: String,
-    pub host: String,
-    /// Pending or running jobs it could take.
-    pub jobs: usize,
-    pub was_running: bool,
-    pub action: autogit_core::ondemand::Action,
-    pub error: Option<String>,
-}
-
-/// One pass over the registered runners: demand from GitLab's pending and running jobs,
-/// the decision from `core::ondemand`, the container started or stopped on the runner's host.
-/// When each runner became idle is kept in `<data>/state/runner-idle.json`.
-pub async fn autoscale_pass(
-    g: &Global,
-    loaded: &Loaded,
-    url: &str,
-) -> Result<Vec<ScaleRow>, String> {
-    use autogit_core::ondemand::{
-        Action, decide, job_matches, running_argv, start_argv, stop_argv,
-    };
-    let data = data_dir(g);
-    let store = Store::open(&data.join("state.db")).map_err(|e| e.to_string())?;
-    let registered: Vec<String> = store
-        .registrations()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .filter(|r| r.state == "registered")
-        .map(|r| r.name)
-        .collect();
-    let runners: Vec<&autogit_core::config::Runner> = loaded
-        .config
-        .all_runners()
-        .filter(|r| registered.contains(&r.name) && r.host != "auto")
-        .collect();
-    if runners.is_empty() {
-        return Ok(Vec::new());
-    }
-    let secrets = autogit_drivers::secrets::SecretStore::open(&data).map_err(|e| e.to_string())?;
-    let client = crate::gitlab_cmd::stored_admin_client(&secrets, url)?;
-    let jobs = client
-        .active_jobs()
-        .await
-        .map_err(|e| format!("listing pending jobs: {e}"))?;
-    let idle_file = data.join("state/runner-idle.json");
-    let mut idle: std::collections::BTreeMap<String, i64> = std::fs::read(&idle_file)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let cooldown = loaded.config.runners.cooldown.as_secs() as i64;
-    let mut rows = Vec::new();
-    for r in runners {
-        let demand = jobs
-            .iter()
-            .filter(|j| job_matches(&j.tag_list, &r.tags))
-            .count();
-        let mut row = ScaleRow {
-            runner: r.name.clone(),
-            host: r.host.clone(),
-            jobs: demand,
-            was_running: false,
-            action: Action::Keep,
-            error: None,
-        };
-        let host = match remote(g, loaded, &r.host) {
-            Ok(h) => h,
-            Err(e) => {
-                row.error = Some(e);
-                rows.push(row);
-                continue;
-            }
-        };
-        let running = match host.run(&running_argv(r)).await {
-            Ok(o) if o.success() => !o.stdout.trim().is_empty(),
-            Ok(o) => {
-                row.error = Some(format!(
-                    "checking the runner container: {}",
-                    o.stderr.trim()
-                ));
-                rows.push(row);
-                continue;
-            }
-            Err(e) => {
-                row.error = Some(e.to_string());
-                rows.push(row);
-                continue;
-            }
-        };
-        row.was_running = running;
-        let d = decide(
-            loaded.config.runners.mode,
-            running,
-            demand > 0,
-            idle.get(&r.name).copied(),
-            now(),
-            cooldown,
-        );
-        row.action = d.action;
-        let argv = match d.action {
-            Action::Start => Some(start_argv(r, &loaded.config.runners.image)),
-            Action::Stop => Some(stop_argv(r)),
-            Action::Keep => None,
-        };
-        if let Some(argv) = argv {
-            match host.run(&argv).await {
-                Ok(o) if o.success() => {}
-                Ok(o) => row.error = Some(o.stderr.trim().lines().last().unwrap_or("").to_owned()),
-                Err(e) => row.error = Some(e.to_string()),
-            }
-        }
-        match d.idle_since {
-            Some(t) => {
-                idle.insert(r.name.clone(), t);
-            }
-            None => {
-                idle.remove(&r.name);
-            }
-        }
-        rows.push(row);
-    }
-    let _ = autogit_drivers::fsx::write_atomic(
-        &idle_file,
-        &serde_json::to_vec(&idle).unwrap_or_default(),
-        0o644,
-    );
-    Ok(rows)
-}
-
 /// `runner autoscale`.
-pub fn autoscale(
-    ui: &Ui,
-    g: &Global,
-    loaded: &Loaded,
-    once: bool,
-    api: &crate::gitlab_cmd::ApiArgs,
-) -> u8 {
+pub fn autoscale(ui: &Ui, loaded: &Loaded, once: bool, api: &crate::gitlab_cmd::ApiArgs) -> u8 {
     if !crate::commands::report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
     let url = crate::gitlab_cmd::api_url(api, loaded);
     let rt = runtime();
+    let runners = rt.block_on(async {
+        RunnerController::new(
+            loaded.settings.clone(),
+            Bus::new(clock::system()),
+            clock::system(),
+        )
+    });
     loop {
-        match rt.block_on(autoscale_pass(g, loaded, &url)) {
+        match rt.block_on(runners.autoscale_pass(&url)) {
             Ok(rows) => {
                 if ui.json {
                     ui.print_json(&json!({ "runners": rows }));
@@ -1422,7 +770,7 @@ pub fn unregister(
     if let Some(runner) = loaded.config.all_runners().find(|r| r.name == name) {
         let engine = autogit_core::ondemand::engine_of(runner);
         let volume = autogit_core::runner::runner_volume(name);
-        let host = match remote(g, loaded, &row.host) {
+        let host = match remote(loaded, &row.host) {
             Ok(h) => h,
             Err(e) => {
                 return fail(

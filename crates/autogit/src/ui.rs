@@ -124,3 +124,118 @@ pub fn confirm(ui: &Ui, question: &str, refusal: &str, nothing_done: &str) -> Re
 pub fn parse_wait(s: &str) -> Option<autogit_core::units::Dur> {
     autogit_core::units::Dur::parse(s).or((s == "0").then_some(autogit_core::units::Dur::secs(0)))
 }
+
+/// Pull progress for `install`: one bar per image (layers done / layers seen) on a terminal,
+/// plain lines otherwise, nothing with --quiet.
+pub fn pull_progress(ui: &Ui) -> impl Fn(autogit_drivers::engine::PullProgress) + Send + Sync {
+    use std::collections::BTreeMap;
+    let quiet = ui.quiet;
+    let bars = std::sync::Mutex::new(BTreeMap::<String, indicatif::ProgressBar>::new());
+    let tty = std::io::stderr().is_terminal();
+    move |p: autogit_drivers::engine::PullProgress| {
+        if quiet {
+            return;
+        }
+        if !tty {
+            eprintln!(
+                "pulling {}: {} {}/{}",
+                p.image, p.status, p.current, p.total
+            );
+            return;
+        }
+        let mut bars = bars
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bar = bars.entry(p.image.clone()).or_insert_with(|| {
+            let b = indicatif::ProgressBar::new(p.total.max(1));
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{prefix} [{bar:30}] {pos}/{len} layers {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            b.set_prefix(p.image.clone());
+            b
+        });
+        bar.set_length(p.total.max(1));
+        bar.set_position(p.current);
+        bar.set_message(p.status.clone());
+    }
+}
+
+/// A spinner with the elapsed time (hidden with --quiet or without a terminal).
+pub fn spinner(ui: &Ui) -> indicatif::ProgressBar {
+    let s = if ui.quiet || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    s.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    s.enable_steady_tick(std::time::Duration::from_millis(200));
+    s
+}
+
+/// `autogit status`'s table.
+pub fn status_table(ui: &Ui, rows: &[autogit_app::platform::ServiceStatus], now: i64) {
+    let ago = |t: i64| {
+        format!(
+            "{} ago",
+            autogit_core::units::Dur::secs((now - t).max(0) as u64)
+        )
+    };
+    let mut t = ui.table();
+    t.set_header(vec![
+        "SERVICE",
+        "STATE",
+        "HEALTH",
+        "UPTIME",
+        "RESTARTS",
+        "LAST TRANSITION",
+        "FLAG",
+    ]);
+    for r in rows {
+        t.add_row(vec![
+            r.service.clone(),
+            r.state.clone(),
+            r.health.clone().unwrap_or_else(|| "-".into()),
+            r.uptime.clone().unwrap_or_else(|| "-".into()),
+            r.restarts.to_string(),
+            format!("{} ({})", r.last_reason, ago(r.since)),
+            if r.flagged {
+                format!(
+                    "NEEDS ATTENTION: {}",
+                    r.flag_reason.clone().unwrap_or_default()
+                )
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    println!("{t}");
+    if rows.iter().any(|r| r.flagged) {
+        println!(
+            "A flagged service is not repaired automatically; fix the cause, then `autogit reconcile --clear <service>`."
+        );
+    }
+}
+
+/// The daemon's log: every event as one JSON line on stderr (`tracing`'s JSON format, fields
+/// at the top level), warnings and errors always, information unless --quiet.
+pub fn init_json_log(ui: &Ui) {
+    let level = if ui.quiet {
+        tracing::Level::WARN
+    } else {
+        tracing::Level::INFO
+    };
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,184 @@
+//! `autogit compute run|status|list`: parse, call the compute controller
+//! (`autogit_app::compute`), render.
+
+use crate::cli::Global;
+use crate::ctx::Loaded;
+use crate::exit;
+use crate::ui::{Ui, runtime};
+use autogit_app::compute::{ComputeController, ComputeError, Submit, spec_of};
+use autogit_app::sinks::Sinks;
+use autogit_app::{Bus, clock};
+use autogit_drivers::state::JobRow;
+use serde_json::json;
+use std::time::Duration;
+
+pub(crate) fn gib(b: autogit_core::units::Bytes) -> String {
+    format!("{:.1} GiB", b.0 as f64 / (1u64 << 30) as f64)
+}
+
+/// Runs `f` with a compute controller on a bus whose events reach the state store and the
+/// notifiers.
+fn with_controller<T>(loaded: &Loaded, f: impl AsyncFnOnce(&ComputeController) -> T) -> T {
+    runtime().block_on(async {
+        let bus = Bus::new(clock::system());
+        let sinks = Sinks::for_command(&bus, loaded);
+        let c = ComputeController::new(loaded.settings.clone(), bus.clone(), clock::system());
+        let out = f(&c).await;
+        drop(c);
+        sinks.finish(bus, Duration::from_secs(10)).await;
+        out
+    })
+}
+
+fn fail(ui: &Ui, e: ComputeError) -> u8 {
+    ui.error(&e.to_string());
+    match e {
+        ComputeError::Request(_) => exit::UNAVAILABLE,
+        _ => exit::FAILURE,
+    }
+}
+
+fn job_json(row: &JobRow) -> serde_json::Value {
+    json!({
+        "id": row.id,
+        "user": row.user,
+        "state": row.state,
+        "spec": serde_json::from_str::<serde_json::Value>(&row.spec).unwrap_or_default(),
+        "submitted_at": row.submitted_at,
+        "host": row.host,
+        "gpus": row.gpus.as_deref().and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok()),
+        "container": row.container,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "exit_code": row.exit_code,
+        "message": row.message,
+    })
+}
+
+/// `compute run`: record the job, run a scheduling pass, say where it went.
+pub fn run(ui: &Ui, _g: &Global, loaded: &Loaded, req: Submit) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let row = match with_controller(loaded, async |c| c.submit(req).await) {
+        Ok(r) => r,
+        Err(e) => return fail(ui, e),
+    };
+    let id = &row.id;
+    if ui.json {
+        ui.print_json(&job_json(&row));
+    } else {
+        match row.state.as_str() {
+            "running" => println!(
+                "{id} running on {} (GPUs {})",
+                row.host.as_deref().unwrap_or("?"),
+                row.gpus.as_deref().unwrap_or("[]")
+            ),
+            "queued" => println!(
+                "{id} queued: no host has the capacity now{}",
+                if row.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", row.message)
+                }
+            ),
+            other => println!("{id} {other}: {}", row.message),
+        }
+    }
+    if row.state == "failed" {
+        exit::FAILURE
+    } else {
+        exit::OK
+    }
+}
+
+/// `compute status JOB`: the job's placement and state (asking the engine when it runs).
+pub fn status(ui: &Ui, _g: &Global, loaded: &Loaded, job: &str) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let row = match with_controller(loaded, async |c| c.status(job).await) {
+        Ok(r) => r,
+        Err(e) => return fail(ui, e),
+    };
+    if ui.json {
+        ui.print_json(&job_json(&row));
+    } else {
+        println!("job:       {}", row.id);
+        println!("user:      {}", row.user);
+        println!("state:     {}", row.state);
+        if let Some(h) = &row.host {
+            println!("host:      {h}");
+            println!("gpus:      {}", row.gpus.as_deref().unwrap_or("[]"));
+        }
+        if let Some(c) = row.exit_code {
+            println!("exit code: {c}");
+        }
+        if !row.message.is_empty() {
+            println!("note:      {}", row.message);
+        }
+    }
+    exit::OK
+}
+
+/// `compute list`: hosts and GPUs (free VRAM), then the jobs; runs a scheduling pass first.
+pub fn list(ui: &Ui, _g: &Global, loaded: &Loaded) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    let (health, rows) = match with_controller(loaded, async |c| c.pass().await) {
+        Ok(r) => r,
+        Err(e) => return fail(ui, e),
+    };
+    if ui.json {
+        let hosts: Vec<serde_json::Value> = health
+            .iter()
+            .map(|h| {
+                json!({
+                    "host": h.host,
+                    "reachable": h.reachable,
+                    "gpus": h.inventory.as_ref().map(|i| &i.gpus),
+                })
+            })
+            .collect();
+        let jobs: Vec<serde_json::Value> = rows.iter().map(job_json).collect();
+        ui.print_json(&json!({ "hosts": hosts, "jobs": jobs }));
+        return exit::OK;
+    }
+    let mut t = ui.table();
+    t.set_header(vec!["HOST", "GPU", "NAME", "FREE", "TOTAL", "UTIL"]);
+    for h in &health {
+        let Some(inv) = h.inventory.as_ref().filter(|_| h.reachable) else {
+            t.add_row(vec![h.host.clone(), "-".into(), "unreachable".into()]);
+            continue;
+        };
+        for gpu in &inv.gpus {
+            t.add_row(vec![
+                h.host.clone(),
+                gpu.index.to_string(),
+                gpu.name.clone(),
+                gib(gpu.memory_free),
+                gib(gpu.memory_total),
+                gpu.utilization.map_or("-".into(), |u| format!("{u}%")),
+            ]);
+        }
+    }
+    println!("{t}");
+    let mut t = ui.table();
+    t.set_header(vec![
+        "JOB", "USER", "STATE", "HOST", "GPUS", "IMAGE", "NOTE",
+    ]);
+    for r in &rows {
+        t.add_row(vec![
+            r.id.clone(),
+            r.user.clone(),
+            r.state.clone(),
+            r.host.clone().unwrap_or_default(),
+            r.gpus.clone().unwrap_or_default(),
+            spec_of(r).map(|s| s.image).unwrap_or_default(),
+            r.message.clone(),
+        ]);
+    }
+    println!("{t}");
+    exit::OK
+}
