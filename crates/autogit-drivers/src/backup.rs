@@ -65,6 +65,15 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> BackupError + '_ {
     }
 }
 
+/// Creates `dir` (and missing parents) 0700, or narrows it to 0700: archives and their
+/// scratch copies hold secrets.
+fn private_dir(dir: &Path) -> Result<(), BackupError> {
+    crate::fsx::ensure_private_dir(dir).map_err(|e| match e {
+        crate::fsx::FsError::Io { path, source } => BackupError::Io { path, source },
+        other => BackupError::Other(other.to_string()),
+    })
+}
+
 /// Files of autogit's own that go into the archive.
 #[derive(Clone, Debug, Default)]
 pub struct LocalFiles {
@@ -283,9 +292,7 @@ pub async fn create(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<BackupReport, BackupError> {
     for d in [&opts.dest, &opts.work] {
-        fs::create_dir_all(d).map_err(io_at(d))?;
-        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(io_at(d))?;
+        private_dir(d)?;
     }
     let version = running_version(engine, id).await?;
     progress(&format!(
@@ -307,7 +314,7 @@ pub async fn create(
         ))
     })?;
     let scratch = opts.work.join(format!("backup-{}", opts.now));
-    fs::create_dir_all(&scratch).map_err(io_at(&scratch))?;
+    private_dir(&scratch)?;
     let result = async {
         let gl_file = format!("{}_gitlab_backup.tar", gl.id);
         let gl_local = scratch.join(&gl_file);
@@ -432,7 +439,7 @@ fn extract_inner(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
         member: member.to_owned(),
         reason,
     };
-    fs::create_dir_all(into).map_err(io_at(into))?;
+    private_dir(into)?;
     let file = File::open(archive).map_err(io_at(archive))?;
     let mut tar = tar::Archive::new(file);
     let mut found: Vec<Member> = Vec::new();
@@ -463,7 +470,7 @@ fn extract_inner(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
         // classify_member allows only fixed directories and one file name below them.
         let dest = into.join(&raw);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(io_at(parent))?;
+            private_dir(parent)?;
         }
         let mut out = OpenOptions::new()
             .write(true)

@@ -93,6 +93,33 @@ fn a_good_archive_verifies() {
 }
 
 #[test]
+#[allow(unsafe_code)]
+fn extraction_is_private_under_umask_022() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only sets the process's file creation mask; 022 is the usual one and
+    // what the other tests in this binary expect anyway.
+    unsafe {
+        libc::umask(0o022);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = good(dir.path());
+    let out = dir.path().join("work/restore");
+    extract_verified(&a, &out).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    for (p, want) in [
+        (dir.path().join("work"), 0o700),
+        (out.clone(), 0o700),
+        (out.join("gitlab"), 0o700),
+        (out.join("etc-gitlab"), 0o700),
+        (out.join(GL), 0o600),
+        (out.join("etc-gitlab/gitlab-secrets.json"), 0o600),
+        (a.clone(), 0o600),
+    ] {
+        assert_eq!(mode(&p), want, "{}", p.display());
+    }
+}
+
+#[test]
 fn hostile_members_are_refused_and_nothing_escapes() {
     let cases: &[(&str, u8, &str, &str)] = &[
         ("../escaped", b'0', "", "`..`"),
