@@ -8,8 +8,10 @@
 //!   snapshot and the secret store, write `manifest.json` with the sha256 of every member, and
 //!   move the archive into place atomically (a `.partial` file is fsynced, then renamed; on
 //!   any error, a full disk included, it is removed). Then retention.
-//! - [`restore`]: read the archive refusing unsafe members (absolute, `..`, links, devices,
-//!   anything outside the layout), verify every digest, check the running GitLab's version,
+//! - [`restore`]: read every header and the manifest first, refusing unsafe members (absolute,
+//!   `..`, links, devices, anything outside the layout), sizes that disagree with the manifest
+//!   and a total that does not fit in the free space, all before writing anything; then
+//!   extract, bounded by the declared sizes, verify every digest, check the running GitLab's version,
 //!   and only then stop puma and sidekiq, `gitlab-backup restore`, put the secrets back,
 //!   reconfigure and restart.
 //!
@@ -54,6 +56,15 @@ pub enum BackupError {
     },
     #[error("refusing to restore {archive}: {reason}")]
     VersionMismatch { archive: PathBuf, reason: String },
+    #[error(
+        "not enough space for {what}: it needs {needed} bytes in {path}, where {available} are free. Free some space there, or use a directory on a larger file system"
+    )]
+    NoSpace {
+        path: PathBuf,
+        what: String,
+        needed: u64,
+        available: u64,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -423,28 +434,57 @@ pub struct Verified {
     pub dir: PathBuf,
 }
 
-/// Extracts `archive` into the empty directory `into`, refusing unsafe members before
-/// writing anything for them, and verifies the manifest. On error `into` is removed.
+/// Extracts `archive` into the empty directory `into`, verifying before it writes: first
+/// every header and the manifest are read (unsafe members, names and sizes that disagree
+/// with the manifest, and a total larger than the free space at `into` are refused, with
+/// nothing written), then each member is extracted, bounded by its declared size, and its
+/// digest compared with the manifest's. On error `into` is removed.
 pub fn extract_verified(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
-    let result = extract_inner(archive, into);
+    extract_checked(archive, into, false)
+}
+
+/// [`extract_verified`]; with `upload_copy`, the free space must also hold a second copy of
+/// the GitLab backup (the tar that `restore` uploads into the container).
+fn extract_checked(
+    archive: &Path,
+    into: &Path,
+    upload_copy: bool,
+) -> Result<Verified, BackupError> {
+    let result = extract_inner(archive, into, upload_copy);
     if result.is_err() {
         let _ = fs::remove_dir_all(into);
     }
     result
 }
 
-fn extract_inner(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
+/// Room left beyond an estimate: file system metadata, directories, the manifest.
+const HEADROOM: u64 = 1 << 20;
+
+/// What pass one learnt from the headers.
+struct Declared {
+    manifest: Manifest,
+    /// Bytes the members need once extracted.
+    total: u64,
+}
+
+fn read_declared(archive: &Path) -> Result<Declared, BackupError> {
     let bad = |member: &str, reason: String| BackupError::UnsafeMember {
         archive: archive.to_owned(),
         member: member.to_owned(),
         reason,
     };
-    private_dir(into)?;
+    let damaged = |reason: String| BackupError::Archive {
+        archive: archive.to_owned(),
+        reason,
+    };
     let file = File::open(archive).map_err(io_at(archive))?;
+    let archive_len = file.metadata().map_err(io_at(archive))?.len();
     let mut tar = tar::Archive::new(file);
-    let mut found: Vec<Member> = Vec::new();
+    let mut declared: Vec<(String, u64)> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     let mut manifest_bytes = None;
-    for entry in tar.entries().map_err(io_at(archive))? {
+    // Headers only: the data of every member but the manifest is skipped by seeking.
+    for entry in tar.entries_with_seek().map_err(io_at(archive))? {
         let mut entry = entry.map_err(io_at(archive))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
@@ -455,17 +495,103 @@ fn extract_inner(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
             ));
         }
         let member_kind = core::classify_member(&raw).map_err(|r| bad(&raw, r))?;
-        if found.iter().any(|m| m.name == raw) {
+        if !names.insert(raw.clone()) {
             return Err(bad(&raw, "it appears twice".to_owned()));
         }
+        if names.len() > core::MAX_MEMBERS {
+            return Err(damaged(format!(
+                "more than {} members: not an autogit backup",
+                core::MAX_MEMBERS
+            )));
+        }
+        let size = entry.size();
+        let end = entry.raw_file_position().saturating_add(size);
+        if end > archive_len {
+            return Err(damaged(format!(
+                "member `{raw}` declares {size} bytes, past the end of the file ({archive_len} bytes): the archive was cut short or is not an autogit backup"
+            )));
+        }
         if member_kind == MemberKind::Manifest {
+            if size > 1 << 20 {
+                return Err(damaged(format!(
+                    "{MANIFEST} is {size} bytes, more than 1 MiB"
+                )));
+            }
             let mut buf = Vec::new();
             (&mut entry)
                 .take(1 << 20)
                 .read_to_end(&mut buf)
                 .map_err(io_at(archive))?;
             manifest_bytes = Some(buf);
+        }
+        declared.push((raw, size));
+    }
+    let manifest_bytes = manifest_bytes.ok_or_else(|| {
+        damaged(format!(
+            "no {MANIFEST}: not an autogit backup, or it was cut short"
+        ))
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| damaged(format!("{MANIFEST}: {e}")))?;
+    let total = core::check_declared(&manifest, &declared).map_err(damaged)?;
+    Ok(Declared { manifest, total })
+}
+
+fn extract_inner(archive: &Path, into: &Path, upload_copy: bool) -> Result<Verified, BackupError> {
+    // Pass one: nothing is written until the headers and the manifest agree and fit.
+    let Declared { manifest, total } = read_declared(archive)?;
+    let upload = if upload_copy {
+        manifest
+            .members
+            .iter()
+            .find(|m| {
+                matches!(
+                    core::classify_member(&m.name),
+                    Ok(MemberKind::GitLabBackup(_))
+                )
+            })
+            .map_or(0, |m| m.size)
+    } else {
+        0
+    };
+    let needed = total.saturating_add(upload).saturating_add(HEADROOM);
+    let available = crate::fsx::free_space(into).map_err(|e| BackupError::Other(e.to_string()))?;
+    if needed > available {
+        return Err(BackupError::NoSpace {
+            path: into.to_owned(),
+            what: format!("restoring {}", archive.display()),
+            needed,
+            available,
+        });
+    }
+
+    // Pass two: extract, each member bounded by its declared size and checked against the
+    // manifest as soon as it is written.
+    private_dir(into)?;
+    let file = File::open(archive).map_err(io_at(archive))?;
+    let mut tar = tar::Archive::new(file);
+    let mut found: Vec<Member> = Vec::new();
+    for entry in tar.entries().map_err(io_at(archive))? {
+        let mut entry = entry.map_err(io_at(archive))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        // The file may have changed since pass one: every member is checked again.
+        let listed = manifest.members.iter().find(|m| m.name == raw);
+        let kind = entry.header().entry_type();
+        let member_kind = core::classify_member(&raw);
+        if raw == MANIFEST && member_kind == Ok(MemberKind::Manifest) {
             continue;
+        }
+        let (Some(listed), true, Ok(_)) = (listed, kind.is_file(), member_kind) else {
+            return Err(BackupError::Archive {
+                archive: archive.to_owned(),
+                reason: format!("member `{raw}` changed while it was being read"),
+            });
+        };
+        if entry.size() != listed.size || found.iter().any(|m| m.name == raw) {
+            return Err(BackupError::Archive {
+                archive: archive.to_owned(),
+                reason: format!("member `{raw}` changed while it was being read"),
+            });
         }
         // classify_member allows only fixed directories and one file name below them.
         let dest = into.join(&raw);
@@ -479,27 +605,28 @@ fn extract_inner(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
             .open(&dest)
             .map_err(io_at(&dest))?;
         let mut reader = Hashing {
-            inner: &mut entry,
+            inner: (&mut entry).take(listed.size),
             hash: Sha256::new(),
             size: 0,
         };
         io::copy(&mut reader, &mut out).map_err(io_at(&dest))?;
         out.sync_all().map_err(io_at(&dest))?;
-        found.push(Member {
+        let member = Member {
             name: raw,
             size: reader.size,
             sha256: hex(&reader.hash.finalize()),
-        });
+        };
+        if member.size != listed.size || member.sha256 != listed.sha256 {
+            return Err(BackupError::Archive {
+                archive: archive.to_owned(),
+                reason: format!(
+                    "member `{}` does not match the manifest (sha256 {} expected, {} found): the archive is damaged or was changed",
+                    member.name, listed.sha256, member.sha256
+                ),
+            });
+        }
+        found.push(member);
     }
-    let manifest_bytes = manifest_bytes.ok_or_else(|| BackupError::Archive {
-        archive: archive.to_owned(),
-        reason: format!("no {MANIFEST}: not an autogit backup, or it was cut short"),
-    })?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| BackupError::Archive {
-            archive: archive.to_owned(),
-            reason: format!("{MANIFEST}: {e}"),
-        })?;
     core::verify_manifest(&manifest, &found).map_err(|reason| BackupError::Archive {
         archive: archive.to_owned(),
         reason,
@@ -564,7 +691,7 @@ pub async fn restore(
     progress(&format!("verifying {}", archive.display()));
     let verified = {
         let (a, i) = (archive.to_owned(), into.clone());
-        tokio::task::spawn_blocking(move || extract_verified(&a, &i))
+        tokio::task::spawn_blocking(move || extract_checked(&a, &i, true))
             .await
             .map_err(|e| BackupError::Other(e.to_string()))??
     };

@@ -49,6 +49,21 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
     Ok(buf)
 }
 
+/// Bytes an unprivileged writer may still use on the file system holding `path` (statvfs
+/// `f_bavail * f_frsize`). A path that does not exist yet is measured at its nearest
+/// existing ancestor.
+pub fn free_space(path: &Path) -> Result<u64, FsError> {
+    let at = path
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(Path::new("."));
+    let st = rustix::fs::statvfs(at).map_err(|e| FsError::Io {
+        path: at.to_owned(),
+        source: e.into(),
+    })?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 /// Creates `dir` and every missing parent with mode 0700, whatever the umask (the mode is set
 /// again after creation, since the umask can only narrow what `mkdir` gets). Directories that
 /// already exist are left as they are: a parent such as `/var/lib` is not autogit's to change.
