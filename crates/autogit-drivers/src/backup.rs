@@ -7,7 +7,9 @@
 //!   `/etc/gitlab/{gitlab-secrets.json,gitlab.rb}` out, add autogit's configuration, a state
 //!   snapshot and the secret store, write `manifest.json` with the sha256 of every member, and
 //!   move the archive into place atomically (a `.partial` file is fsynced, then renamed; on
-//!   any error, a full disk included, it is removed). Then retention.
+//!   any error, a full disk included, it is removed). Free space is checked before each step
+//!   that needs it; GitLab's copy in the container and the scratch files are removed on every
+//!   exit. Then retention.
 //! - [`restore`]: read every header and the manifest first, refusing unsafe members (absolute,
 //!   `..`, links, devices, anything outside the layout), sizes that disagree with the manifest
 //!   and a total that does not fit in the free space, all before writing anything; then
@@ -191,16 +193,32 @@ async fn copy_file_out(
     result
 }
 
-/// A writer that hashes what passes through.
+/// A reader that hashes what passes through, and remembers whether reading failed (so that
+/// an error while copying can be blamed on the right side).
 struct Hashing<R> {
     inner: R,
     hash: Sha256,
     size: u64,
+    read_failed: bool,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Hashing<R> {
+        Hashing {
+            inner,
+            hash: Sha256::new(),
+            size: 0,
+            read_failed: false,
+        }
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|_| self.read_failed = true)?;
         self.hash.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)
@@ -220,23 +238,27 @@ fn header(size: u64) -> tar::Header {
     h
 }
 
-/// Appends the local file `src` as `name`, returning its manifest entry.
+/// Appends the local file `src` as `name`, returning its manifest entry. A failed read is
+/// an error about `src`; a failed write (a full disk) one about `archive`, the destination.
 fn append_file<W: Write>(
     builder: &mut tar::Builder<W>,
     name: &str,
     src: &Path,
+    archive: &Path,
 ) -> Result<Member, BackupError> {
     let file = File::open(src).map_err(io_at(src))?;
     let size = file.metadata().map_err(io_at(src))?.len();
-    let mut reader = Hashing {
-        inner: file.take(size),
-        hash: Sha256::new(),
-        size: 0,
-    };
+    let mut reader = Hashing::new(file.take(size));
     let mut h = header(size);
     builder
         .append_data(&mut h, name, &mut reader)
-        .map_err(io_at(src))?;
+        .map_err(|e| {
+            if reader.read_failed {
+                io_at(src)(e)
+            } else {
+                io_at(archive)(e)
+            }
+        })?;
     Ok(Member {
         name: name.to_owned(),
         size: reader.size,
@@ -245,7 +267,8 @@ fn append_file<W: Write>(
 }
 
 /// Writes the archive `members` (name, local file) plus the manifest to `final_path`
-/// atomically. On any error nothing is left under either name.
+/// atomically. On any error nothing is left under either name; a failed write (a full disk)
+/// is an error about `final_path`.
 pub fn write_archive(
     final_path: &Path,
     members: &[(String, PathBuf)],
@@ -263,26 +286,26 @@ pub fn write_archive(
             .create_new(true)
             .mode(0o600)
             .open(&partial)
-            .map_err(io_at(&partial))?;
+            .map_err(io_at(final_path))?;
         let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file));
         builder.mode(tar::HeaderMode::Deterministic);
         for (member, src) in members {
             manifest
                 .members
-                .push(append_file(&mut builder, member, src)?);
+                .push(append_file(&mut builder, member, src, final_path)?);
         }
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| BackupError::Other(format!("manifest: {e}")))?;
         let mut h = header(json.len() as u64);
         builder
             .append_data(&mut h, MANIFEST, json.as_slice())
-            .map_err(io_at(&partial))?;
-        let buffered = builder.into_inner().map_err(io_at(&partial))?;
+            .map_err(io_at(final_path))?;
+        let buffered = builder.into_inner().map_err(io_at(final_path))?;
         let file = buffered
             .into_inner()
-            .map_err(|e| io_at(&partial)(e.into_error()))?;
-        file.sync_all().map_err(io_at(&partial))?;
-        let size = file.metadata().map_err(io_at(&partial))?.len();
+            .map_err(|e| io_at(final_path)(e.into_error()))?;
+        file.sync_all().map_err(io_at(final_path))?;
+        let size = file.metadata().map_err(io_at(final_path))?.len();
         fs::rename(&partial, final_path).map_err(io_at(final_path))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -295,7 +318,70 @@ pub fn write_archive(
     result
 }
 
+/// Where `create` notes the GitLab backup it left in the container until it is removed, so a
+/// run that was cancelled or killed has it removed by the next one.
+const PENDING: &str = ".pending-gitlab-backup";
+
+/// Removes a directory when dropped: scratch space is gone on every exit, a cancelled future
+/// (dropped at an await) included.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Refuses to start when `needed` bytes will not fit where `path` goes.
+fn check_room(path: &Path, needed: u64, what: &str) -> Result<(), BackupError> {
+    let available = crate::fsx::free_space(path).map_err(|e| BackupError::Other(e.to_string()))?;
+    if needed > available {
+        return Err(BackupError::NoSpace {
+            path: path.to_owned(),
+            what: what.to_owned(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
+fn device_of(dir: &Path) -> Option<u64> {
+    fs::metadata(dir)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+}
+
+/// Removes the GitLab backup an earlier, interrupted run left in the container (best effort:
+/// the note stays when the container cannot be reached).
+async fn remove_pending(engine: &impl ContainerEngine, id: &str, work: &Path) {
+    let note = work.join(PENDING);
+    let Ok(text) = fs::read_to_string(&note) else {
+        return;
+    };
+    let file = text.trim();
+    let safe = file
+        .strip_prefix(GITLAB_BACKUP_DIR)
+        .and_then(|f| f.strip_prefix('/'))
+        .is_some_and(|f| core::parse_gitlab_backup_name(f).is_some());
+    if !safe || run_in(engine, id, &["rm", "-f", file]).await.is_ok() {
+        let _ = fs::remove_file(&note);
+    }
+}
+
+/// The size of a file in the container (`ls -ln`: GNU's and busybox's agree on field 5).
+async fn size_in_container(engine: &impl ContainerEngine, id: &str, path: &str) -> Option<u64> {
+    let out = run_in(engine, id, &["ls", "-ln", path]).await.ok()?;
+    out.split_whitespace().nth(4)?.parse().ok()
+}
+
 /// Takes a backup. `progress` gets one line per phase.
+///
+/// Space is checked before each step that needs it (before `gitlab-backup create`, against
+/// the size of the last archive; after it, against the real size: the copy out needs it
+/// twice in `work`, the archive once in `dest`). GitLab's copy in the container and every
+/// scratch file are removed on every exit: success, error, and a cancelled future (scratch at
+/// once; the container's copy by the next run, which finds it noted in `work`).
 pub async fn create(
     engine: &impl ContainerEngine,
     id: &str,
@@ -304,6 +390,15 @@ pub async fn create(
 ) -> Result<BackupReport, BackupError> {
     for d in [&opts.dest, &opts.work] {
         private_dir(d)?;
+    }
+    remove_pending(engine, id, &opts.work).await;
+    // Before the slow part: an archive about as large as the last one must fit.
+    if let Some((last, size)) = last_backup(&opts.dest) {
+        check_room(
+            &opts.dest,
+            size.saturating_add(HEADROOM),
+            &format!("a new archive about as large as the last one ({last})"),
+        )?;
     }
     let version = running_version(engine, id).await?;
     progress(&format!(
@@ -324,20 +419,52 @@ pub async fn create(
             out.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
         ))
     })?;
+    let gl_file = format!("{}_gitlab_backup.tar", gl.id);
+    let in_container = format!("{GITLAB_BACKUP_DIR}/{gl_file}");
+    // Noted first, so that even a killed run has it removed by the next one.
+    let note = opts.work.join(PENDING);
+    crate::fsx::write_atomic(&note, in_container.as_bytes(), 0o600)
+        .map_err(|e| BackupError::Other(e.to_string()))?;
+    let final_path = opts.dest.join(core::archive_name(opts.now, &gl.version));
     let scratch = opts.work.join(format!("backup-{}", opts.now));
-    private_dir(&scratch)?;
     let result = async {
-        let gl_file = format!("{}_gitlab_backup.tar", gl.id);
+        let gl_size = size_in_container(engine, id, &in_container).await;
+        if let Some(size) = gl_size {
+            let l = &opts.local;
+            let local: u64 = [&l.config, &l.platform_env, &l.state_snapshot]
+                .into_iter()
+                .flatten()
+                .filter_map(|p| fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum();
+            // The copy out is the engine's tar, then the file unwrapped from it.
+            let work_needs = size.saturating_mul(2).saturating_add(HEADROOM);
+            let dest_needs = size.saturating_add(local).saturating_add(HEADROOM);
+            if device_of(&opts.work).is_some() && device_of(&opts.work) == device_of(&opts.dest) {
+                // While the archive is written, one copy is in work and one in dest.
+                check_room(
+                    &final_path,
+                    work_needs.max(dest_needs.saturating_add(size)),
+                    &format!("{gl_file} ({size} bytes) copied out and archived"),
+                )?;
+            } else {
+                check_room(
+                    &opts.work,
+                    work_needs,
+                    &format!("copying {gl_file} ({size} bytes) out of the container"),
+                )?;
+                check_room(
+                    &final_path,
+                    dest_needs,
+                    &format!("the archive of {gl_file} ({size} bytes)"),
+                )?;
+            }
+        }
+        private_dir(&scratch)?;
+        let _scratch = RemoveOnDrop(scratch.clone());
         let gl_local = scratch.join(&gl_file);
         progress(&format!("copying {gl_file} out of the container"));
-        copy_file_out(
-            engine,
-            id,
-            &format!("{GITLAB_BACKUP_DIR}/{gl_file}"),
-            &scratch,
-            &gl_local,
-        )
-        .await?;
+        copy_file_out(engine, id, &in_container, &scratch, &gl_local).await?;
         let secrets_local = scratch.join("gitlab-secrets.json");
         copy_file_out(engine, id, GITLAB_SECRETS_FILE, &scratch, &secrets_local).await?;
         let rb_local = scratch.join("gitlab.rb");
@@ -381,7 +508,6 @@ pub async fn create(
             autogit_version: opts.autogit_version.clone(),
             members: Vec::new(),
         };
-        let final_path = opts.dest.join(core::archive_name(opts.now, &gl.version));
         progress(&format!("writing {}", final_path.display()));
         let members_n = members.len() + 1;
         let size = {
@@ -390,22 +516,18 @@ pub async fn create(
                 .await
                 .map_err(|e| BackupError::Other(e.to_string()))??
         };
-        Ok::<_, BackupError>((final_path, size, members_n))
+        Ok::<_, BackupError>((final_path.clone(), size, members_n))
     }
     .await;
-    let _ = fs::remove_dir_all(&scratch);
+    // Success or not, GitLab's copy does not stay in the container's volume (one full-size
+    // copy per failure otherwise); the note goes once it is gone.
+    if run_in(engine, id, &["rm", "-f", &in_container])
+        .await
+        .is_ok()
+    {
+        let _ = fs::remove_file(&note);
+    }
     let (archive, size, members) = result?;
-    // The copy is safe outside; do not keep a second one in the container's volume.
-    let _ = run_in(
-        engine,
-        id,
-        &[
-            "rm",
-            "-f",
-            &format!("{GITLAB_BACKUP_DIR}/{}_gitlab_backup.tar", gl.id),
-        ],
-    )
-    .await;
     let names: Vec<String> = fs::read_dir(&opts.dest)
         .map_err(io_at(&opts.dest))?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -604,11 +726,7 @@ fn extract_inner(archive: &Path, into: &Path, upload_copy: bool) -> Result<Verif
             .mode(0o600)
             .open(&dest)
             .map_err(io_at(&dest))?;
-        let mut reader = Hashing {
-            inner: (&mut entry).take(listed.size),
-            hash: Sha256::new(),
-            size: 0,
-        };
+        let mut reader = Hashing::new((&mut entry).take(listed.size));
         io::copy(&mut reader, &mut out).map_err(io_at(&dest))?;
         out.sync_all().map_err(io_at(&dest))?;
         let member = Member {

@@ -317,3 +317,25 @@ fn a_good_archive_still_restores_onto_a_small_tmpfs() {
         b"gitlab backup bytes"
     );
 }
+
+/// A disk that fills while the archive is written (the up-front estimate cannot see other
+/// writers): the error names the archive being written, not the member being read, and
+/// nothing is left.
+#[test]
+fn a_disk_filling_mid_write_names_the_destination() {
+    let Some(fs) = support::Tmpfs::mount("64k") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("gl.tar");
+    std::fs::write(&src, vec![b'x'; 2 << 20]).unwrap();
+    let out = fs.path().join("autogit-backup-20251201T023045Z-18.5.4.tar");
+    let e = write_archive(&out, &[(GL.to_owned(), src.clone())], manifest()).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with(&out.display().to_string()) && msg.contains("No space left"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&src.display().to_string()), "{msg}");
+    assert_eq!(std::fs::read_dir(fs.path()).unwrap().count(), 0);
+}
