@@ -210,6 +210,58 @@ pub fn verify_manifest(manifest: &Manifest, found: &[Member]) -> Result<(), Stri
             extra.name
         ));
     }
+    check_gitlab_backup(manifest)
+}
+
+/// Most members an archive may have (GitLab's backup, two GitLab files, three of autogit's
+/// and one per secret): anything near this is not an autogit backup.
+pub const MAX_MEMBERS: usize = 10_000;
+
+/// Checks a manifest against the members an archive *declares* (name and size from the tar
+/// headers), before anything is extracted: the same names and sizes both ways, exactly one
+/// GitLab backup agreeing with the manifest. Returns the total size of the members, which a
+/// restore needs as free space; the digests are checked while extracting ([`verify_manifest`]).
+pub fn check_declared(manifest: &Manifest, declared: &[(String, u64)]) -> Result<u64, String> {
+    if manifest.format != FORMAT {
+        return Err(format!(
+            "archive format {} is not supported (this autogit reads format {FORMAT})",
+            manifest.format
+        ));
+    }
+    if declared.len() > MAX_MEMBERS || manifest.members.len() > MAX_MEMBERS {
+        return Err(format!(
+            "more than {MAX_MEMBERS} members: not an autogit backup"
+        ));
+    }
+    let mut total: u64 = 0;
+    for m in &manifest.members {
+        match declared.iter().find(|(name, _)| *name == m.name) {
+            None => return Err(format!("member `{}` is missing", m.name)),
+            Some((_, size)) if *size != m.size => {
+                return Err(format!(
+                    "member `{}` is {size} bytes in the archive but {} in the manifest: the archive is damaged or was changed",
+                    m.name, m.size
+                ));
+            }
+            Some((_, size)) => {
+                total = total
+                    .checked_add(*size)
+                    .ok_or_else(|| "the members' sizes overflow".to_owned())?;
+            }
+        }
+    }
+    if let Some((extra, _)) = declared
+        .iter()
+        .find(|(name, _)| name != MANIFEST && !manifest.members.iter().any(|m| m.name == *name))
+    {
+        return Err(format!("member `{extra}` is not listed in the manifest"));
+    }
+    check_gitlab_backup(manifest)?;
+    Ok(total)
+}
+
+/// Exactly one GitLab backup among the manifest's members, agreeing with its id and version.
+fn check_gitlab_backup(manifest: &Manifest) -> Result<(), String> {
     let backups: Vec<GitLabBackupName> = manifest
         .members
         .iter()
@@ -403,6 +455,65 @@ mod tests {
             verify_manifest(&future, &found)
                 .unwrap_err()
                 .contains("format 2")
+        );
+    }
+
+    #[test]
+    fn declared_members_are_checked_before_extraction() {
+        let m = manifest();
+        let gl = m.members[0].name.clone();
+        let secrets = m.members[1].name.clone();
+        let decl = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+            v.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect()
+        };
+        let ten_gib = 10 << 30;
+        type Case<'a> = (&'a str, Vec<(String, u64)>, Result<u64, &'a str>);
+        let cases: &[Case] = &[
+            (
+                "as listed",
+                decl(&[(&gl, 10), (&secrets, 2), (MANIFEST, 900)]),
+                Ok(12),
+            ),
+            (
+                "header larger than the manifest",
+                decl(&[(&gl, ten_gib), (&secrets, 2)]),
+                Err("is 10737418240 bytes in the archive but 10 in the manifest"),
+            ),
+            ("missing", decl(&[(&gl, 10)]), Err("missing")),
+            (
+                "extra",
+                decl(&[(&gl, 10), (&secrets, 2), ("autogit/state.db", 1)]),
+                Err("not listed"),
+            ),
+        ];
+        for (what, declared, want) in cases {
+            match (check_declared(&m, declared), want) {
+                (Ok(total), Ok(t)) => assert_eq!(total, *t, "{what}"),
+                (Err(e), Err(w)) => assert!(e.contains(w), "{what}: {e}"),
+                (got, _) => panic!("{what}: {got:?}"),
+            }
+        }
+        // A manifest that declares huge sizes itself is consistent; the caller bounds the total
+        // by free space. Sizes that overflow are refused here.
+        let mut huge = m.clone();
+        huge.members[0].size = ten_gib;
+        assert_eq!(
+            check_declared(&huge, &decl(&[(&gl, ten_gib), (&secrets, 2)])),
+            Ok(ten_gib + 2)
+        );
+        huge.members[0].size = u64::MAX;
+        huge.members[1].size = u64::MAX;
+        assert!(
+            check_declared(&huge, &decl(&[(&gl, u64::MAX), (&secrets, u64::MAX)]))
+                .unwrap_err()
+                .contains("overflow")
+        );
+        let mut other = m.clone();
+        other.gitlab_backup_id = "2_2025_12_01_18.5.4".into();
+        assert!(
+            check_declared(&other, &decl(&[(&gl, 10), (&secrets, 2)]))
+                .unwrap_err()
+                .contains("does not agree")
         );
     }
 

@@ -25,6 +25,11 @@ pub const RESERVED_ENV: &[&str] = &[
     "AUTOGIT_NO_COLOR",
     "AUTOGIT_GITLAB_URL",
     "AUTOGIT_SSH_CONFIG",
+    // The environment forms of `install --no-bootstrap` and `--no-service`.
+    "AUTOGIT_NO_BOOTSTRAP",
+    "AUTOGIT_NO_SERVICE",
+    // Where `install` writes the systemd unit.
+    "AUTOGIT_SYSTEMD_UNIT_DIR",
 ];
 
 /// A configuration override from the command line: `--preset team` is
@@ -80,13 +85,14 @@ fn text_node(
     value_col: usize,
     value: &str,
     limits: Limits,
-) -> Result<Node, Diagnostic> {
+) -> Result<Node, Vec<Diagnostic>> {
     let id = sources.add(origin, shown);
     let loc = Loc::new(id, 1, value_col, value.chars().count().max(1));
     let trimmed = value.trim_start();
     if trimmed.starts_with('[') || trimmed.starts_with('{') {
+        // An override is one line: every diagnostic points at it.
         let mut node = yaml::parse(value, id, limits)
-            .map_err(|d| d.at(Some(loc)))?
+            .map_err(|ds| ds.into_iter().map(|d| d.at(Some(loc))).collect::<Vec<_>>())?
             .unwrap_or(Node {
                 value: Value::Null,
                 loc,
@@ -131,8 +137,8 @@ pub fn load(input: &LoadInput<'_>) -> Loaded {
     let file_id = sources.add(origin, text);
     let mut root = match yaml::parse(text, file_id, input.limits) {
         Ok(n) => n,
-        Err(d) => {
-            diags.push(d);
+        Err(ds) => {
+            ds.into_iter().for_each(|d| diags.push(d));
             return Loaded {
                 config: Config::default(),
                 sources,
@@ -178,7 +184,7 @@ pub fn load(input: &LoadInput<'_>) -> Loaded {
             input.limits,
         ) {
             Ok(node) => set(&mut root, &path, node),
-            Err(d) => diags.push(d),
+            Err(ds) => ds.into_iter().for_each(|d| diags.push(d)),
         }
     }
 
@@ -194,7 +200,7 @@ pub fn load(input: &LoadInput<'_>) -> Loaded {
             input.limits,
         ) {
             Ok(node) => set(&mut root, &f.path, node),
-            Err(d) => diags.push(d),
+            Err(ds) => ds.into_iter().for_each(|d| diags.push(d)),
         }
     }
 

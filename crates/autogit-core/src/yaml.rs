@@ -3,7 +3,8 @@
 //! The tree keeps a location for every key and value so that diagnostics point at the right
 //! line and column. It is built iteratively (no recursion), with hard limits that make hostile
 //! input (alias bombs, deep nesting, huge files) fail fast with bounded memory:
-//! [`Limits`]. Duplicate keys are errors. YAML merge keys (`<<`) are supported.
+//! [`Limits`]. Duplicate keys are errors, every one of them reported (up to
+//! [`MAX_DUPLICATES_SHOWN`], then a count). YAML merge keys (`<<`) are supported.
 
 use crate::diag::Diagnostic;
 use crate::source::{Loc, SourceId};
@@ -123,8 +124,47 @@ enum Frame {
     },
 }
 
-/// Parses one YAML document. An empty document yields `Ok(None)`.
-pub fn parse(text: &str, source: SourceId, limits: Limits) -> Result<Option<Node>, Diagnostic> {
+/// Duplicate keys reported one by one; any more are counted in one last diagnostic, so a
+/// hostile file of many duplicates cannot produce unbounded output.
+pub const MAX_DUPLICATES_SHOWN: usize = 20;
+
+/// Parses one YAML document. An empty document yields `Ok(None)`. On error: every duplicate
+/// key found (the document is read to its end to find them all), or the first other error
+/// (syntax, limits) after the duplicates found before it.
+pub fn parse(
+    text: &str,
+    source: SourceId,
+    limits: Limits,
+) -> Result<Option<Node>, Vec<Diagnostic>> {
+    let mut duplicates: Vec<Diagnostic> = Vec::new();
+    let mut more_duplicates = 0usize;
+    match parse_inner(text, source, limits, &mut duplicates, &mut more_duplicates) {
+        Ok(root) if duplicates.is_empty() => Ok(root),
+        result => {
+            if more_duplicates > 0 {
+                duplicates.push(
+                    Diagnostic::error(
+                        "duplicate-key",
+                        format!(
+                            "{more_duplicates} more duplicate keys (only the first {MAX_DUPLICATES_SHOWN} are shown)"
+                        ),
+                    )
+                    .help("a key may appear once in a mapping; remove the repeated ones"),
+                );
+            }
+            duplicates.extend(result.err());
+            Err(duplicates)
+        }
+    }
+}
+
+fn parse_inner(
+    text: &str,
+    source: SourceId,
+    limits: Limits,
+    duplicates: &mut Vec<Diagnostic>,
+    more_duplicates: &mut usize,
+) -> Result<Option<Node>, Diagnostic> {
     if text.len() > limits.max_bytes {
         return Err(Diagnostic::error(
             "too-large",
@@ -313,14 +353,20 @@ pub fn parse(text: &str, source: SourceId, limits: Limits) -> Result<Option<Node
                 Some((k, key_loc)) if k == "<<" => merge_into(merged, node, key_loc)?,
                 Some((k, key_loc)) => {
                     if let Some(first) = seen.get(&k) {
-                        return Err(Diagnostic::error(
-                            "duplicate-key",
-                            format!("duplicate key `{k}`"),
-                        )
-                        .at(Some(key_loc))
-                        .label("defined again here")
-                        .related(*first, "first defined")
-                        .help("a key may appear once in a mapping; remove one of them"));
+                        // Keep reading: the user should see every duplicate at once. The
+                        // first definition stays; the tree is not used when this fails.
+                        if duplicates.len() < MAX_DUPLICATES_SHOWN {
+                            duplicates.push(
+                                Diagnostic::error("duplicate-key", format!("duplicate key `{k}`"))
+                                    .at(Some(key_loc))
+                                    .label("defined again here")
+                                    .related(*first, "first defined")
+                                    .help("a key may appear once in a mapping; remove one of them"),
+                            );
+                        } else {
+                            *more_duplicates += 1;
+                        }
+                        continue;
                     }
                     seen.insert(k.clone(), key_loc);
                     entries.push(Entry {
@@ -466,7 +512,7 @@ mod tests {
     use super::*;
 
     fn p(text: &str) -> Result<Option<Node>, Diagnostic> {
-        parse(text, SourceId(0), Limits::default())
+        parse(text, SourceId(0), Limits::default()).map_err(|mut e| e.remove(0))
     }
 
     #[test]
@@ -501,6 +547,50 @@ mod tests {
         assert_eq!(e.code, "duplicate-key");
         assert_eq!(e.loc.unwrap().line, 3);
         assert_eq!(e.related.unwrap().0.line, 1);
+    }
+
+    #[test]
+    fn every_duplicate_key_is_reported_at_every_level() {
+        let e = parse(
+            "a: 1\nb: 2\na: 3\nc:\n  x: 1\n  x: 2\nb: 4\nd: [1, {y: 1, y: 2}]\n",
+            SourceId(0),
+            Limits::default(),
+        )
+        .unwrap_err();
+        let found: Vec<(&str, u32, u32)> = e
+            .iter()
+            .map(|d| {
+                (
+                    d.message.as_str(),
+                    d.loc.unwrap().line,
+                    d.related.as_ref().unwrap().0.line,
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("duplicate key `a`", 3, 1),
+                ("duplicate key `x`", 6, 5),
+                ("duplicate key `b`", 7, 2),
+                ("duplicate key `y`", 8, 8),
+            ]
+        );
+    }
+
+    #[test]
+    fn many_duplicates_are_bounded() {
+        let text: String = (0..1000).map(|i| format!("k: {i}\n")).collect();
+        let e = parse(&text, SourceId(0), Limits::default()).unwrap_err();
+        assert_eq!(e.len(), MAX_DUPLICATES_SHOWN + 1);
+        assert!(e[MAX_DUPLICATES_SHOWN].message.starts_with("979 more"));
+    }
+
+    #[test]
+    fn a_syntax_error_after_duplicates_reports_both() {
+        let e = parse("a: 1\na: 2\nb: [\n", SourceId(0), Limits::default()).unwrap_err();
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[0].code, e[1].code), ("duplicate-key", "yaml-syntax"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Data-driven configuration cases: each `config/*.yml` is one case; its snapshot holds the
-//! rendered diagnostics and, for valid files, the effective values that matter most.
+//! rendered diagnostics and, for valid files, the effective values that matter most. Leading
+//! `# env: KEY=VALUE` comment lines are the case's environment (`AUTOGIT_…` overrides).
 //! Add a case by adding a file; accept new output with `cargo insta review`.
 
 #![allow(clippy::disallowed_methods)] // tests read fixtures; the no-I/O rule is for the library
@@ -8,9 +9,20 @@ use autogit_core::diag::render_all;
 use autogit_core::load::{LoadInput, load};
 use std::fmt::Write as _;
 
+/// The environment of a case: its leading `# env: KEY=VALUE` comment lines.
+fn case_env(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map_while(|l| l.strip_prefix("# env: "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
 fn check(name: &str, text: &str) -> String {
+    let env = case_env(text);
     let input = LoadInput {
         file: Some((name, text)),
+        env: &env,
         ..Default::default()
     };
     let loaded = load(&input);

@@ -112,6 +112,15 @@ pub fn read_cert(fullchain: &Path, key: &Path) -> Result<CertInfo, AcmeError> {
     })
 }
 
+/// The account key and the certificate keys live here: 0700 whatever the umask (the ingress
+/// reads the copies that rendering makes, not this directory).
+fn private_tls_dir(dir: &Path) -> Result<(), AcmeError> {
+    fsx::ensure_private_dir(dir).map_err(|e| AcmeError::File {
+        path: dir.to_owned(),
+        message: e.to_string(),
+    })
+}
+
 async fn account(s: &AcmeSettings) -> Result<Account, AcmeError> {
     let err = ca_err(&s.directory);
     let path = s.dir.join("acme-account.json");
@@ -149,6 +158,7 @@ async fn account(s: &AcmeSettings) -> Result<Account, AcmeError> {
         path: path.clone(),
         message: e.to_string(),
     })?;
+    private_tls_dir(&s.dir)?;
     fsx::write_atomic(&path, &json, 0o600).map_err(|e| AcmeError::File {
         path: path.clone(),
         message: e.to_string(),
@@ -259,6 +269,7 @@ fn store_certificate(
     chain: &str,
 ) -> Result<CertInfo, AcmeError> {
     let (fullchain, key) = cert_paths(&s.dir, base_domain);
+    private_tls_dir(fullchain.parent().unwrap_or(&s.dir))?;
     let write = |p: &Path, data: &[u8], mode: u32| {
         fsx::write_atomic(p, data, mode).map_err(|e| AcmeError::File {
             path: p.to_owned(),

@@ -7,9 +7,13 @@
 //!   `/etc/gitlab/{gitlab-secrets.json,gitlab.rb}` out, add autogit's configuration, a state
 //!   snapshot and the secret store, write `manifest.json` with the sha256 of every member, and
 //!   move the archive into place atomically (a `.partial` file is fsynced, then renamed; on
-//!   any error, a full disk included, it is removed). Then retention.
-//! - [`restore`]: read the archive refusing unsafe members (absolute, `..`, links, devices,
-//!   anything outside the layout), verify every digest, check the running GitLab's version,
+//!   any error, a full disk included, it is removed). Free space is checked before each step
+//!   that needs it; GitLab's copy in the container and the scratch files are removed on every
+//!   exit. Then retention.
+//! - [`restore`]: read every header and the manifest first, refusing unsafe members (absolute,
+//!   `..`, links, devices, anything outside the layout), sizes that disagree with the manifest
+//!   and a total that does not fit in the free space, all before writing anything; then
+//!   extract, bounded by the declared sizes, verify every digest, check the running GitLab's version,
 //!   and only then stop puma and sidekiq, `gitlab-backup restore`, put the secrets back,
 //!   reconfigure and restart.
 //!
@@ -54,6 +58,15 @@ pub enum BackupError {
     },
     #[error("refusing to restore {archive}: {reason}")]
     VersionMismatch { archive: PathBuf, reason: String },
+    #[error(
+        "not enough space for {what}: it needs {needed} bytes in {path}, where {available} are free. Free some space there, or use a directory on a larger file system"
+    )]
+    NoSpace {
+        path: PathBuf,
+        what: String,
+        needed: u64,
+        available: u64,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -63,6 +76,15 @@ fn io_at(path: &Path) -> impl Fn(io::Error) -> BackupError + '_ {
         path: path.to_owned(),
         source,
     }
+}
+
+/// Creates `dir` (and missing parents) 0700, or narrows it to 0700: archives and their
+/// scratch copies hold secrets.
+fn private_dir(dir: &Path) -> Result<(), BackupError> {
+    crate::fsx::ensure_private_dir(dir).map_err(|e| match e {
+        crate::fsx::FsError::Io { path, source } => BackupError::Io { path, source },
+        other => BackupError::Other(other.to_string()),
+    })
 }
 
 /// Files of autogit's own that go into the archive.
@@ -171,16 +193,32 @@ async fn copy_file_out(
     result
 }
 
-/// A writer that hashes what passes through.
+/// A reader that hashes what passes through, and remembers whether reading failed (so that
+/// an error while copying can be blamed on the right side).
 struct Hashing<R> {
     inner: R,
     hash: Sha256,
     size: u64,
+    read_failed: bool,
+}
+
+impl<R> Hashing<R> {
+    fn new(inner: R) -> Hashing<R> {
+        Hashing {
+            inner,
+            hash: Sha256::new(),
+            size: 0,
+            read_failed: false,
+        }
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|_| self.read_failed = true)?;
         self.hash.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)
@@ -200,23 +238,27 @@ fn header(size: u64) -> tar::Header {
     h
 }
 
-/// Appends the local file `src` as `name`, returning its manifest entry.
+/// Appends the local file `src` as `name`, returning its manifest entry. A failed read is
+/// an error about `src`; a failed write (a full disk) one about `archive`, the destination.
 fn append_file<W: Write>(
     builder: &mut tar::Builder<W>,
     name: &str,
     src: &Path,
+    archive: &Path,
 ) -> Result<Member, BackupError> {
     let file = File::open(src).map_err(io_at(src))?;
     let size = file.metadata().map_err(io_at(src))?.len();
-    let mut reader = Hashing {
-        inner: file.take(size),
-        hash: Sha256::new(),
-        size: 0,
-    };
+    let mut reader = Hashing::new(file.take(size));
     let mut h = header(size);
     builder
         .append_data(&mut h, name, &mut reader)
-        .map_err(io_at(src))?;
+        .map_err(|e| {
+            if reader.read_failed {
+                io_at(src)(e)
+            } else {
+                io_at(archive)(e)
+            }
+        })?;
     Ok(Member {
         name: name.to_owned(),
         size: reader.size,
@@ -225,7 +267,8 @@ fn append_file<W: Write>(
 }
 
 /// Writes the archive `members` (name, local file) plus the manifest to `final_path`
-/// atomically. On any error nothing is left under either name.
+/// atomically. On any error nothing is left under either name; a failed write (a full disk)
+/// is an error about `final_path`.
 pub fn write_archive(
     final_path: &Path,
     members: &[(String, PathBuf)],
@@ -243,26 +286,26 @@ pub fn write_archive(
             .create_new(true)
             .mode(0o600)
             .open(&partial)
-            .map_err(io_at(&partial))?;
+            .map_err(io_at(final_path))?;
         let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file));
         builder.mode(tar::HeaderMode::Deterministic);
         for (member, src) in members {
             manifest
                 .members
-                .push(append_file(&mut builder, member, src)?);
+                .push(append_file(&mut builder, member, src, final_path)?);
         }
         let json = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| BackupError::Other(format!("manifest: {e}")))?;
         let mut h = header(json.len() as u64);
         builder
             .append_data(&mut h, MANIFEST, json.as_slice())
-            .map_err(io_at(&partial))?;
-        let buffered = builder.into_inner().map_err(io_at(&partial))?;
+            .map_err(io_at(final_path))?;
+        let buffered = builder.into_inner().map_err(io_at(final_path))?;
         let file = buffered
             .into_inner()
-            .map_err(|e| io_at(&partial)(e.into_error()))?;
-        file.sync_all().map_err(io_at(&partial))?;
-        let size = file.metadata().map_err(io_at(&partial))?.len();
+            .map_err(|e| io_at(final_path)(e.into_error()))?;
+        file.sync_all().map_err(io_at(final_path))?;
+        let size = file.metadata().map_err(io_at(final_path))?.len();
         fs::rename(&partial, final_path).map_err(io_at(final_path))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -275,7 +318,70 @@ pub fn write_archive(
     result
 }
 
+/// Where `create` notes the GitLab backup it left in the container until it is removed, so a
+/// run that was cancelled or killed has it removed by the next one.
+const PENDING: &str = ".pending-gitlab-backup";
+
+/// Removes a directory when dropped: scratch space is gone on every exit, a cancelled future
+/// (dropped at an await) included.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Refuses to start when `needed` bytes will not fit where `path` goes.
+fn check_room(path: &Path, needed: u64, what: &str) -> Result<(), BackupError> {
+    let available = crate::fsx::free_space(path).map_err(|e| BackupError::Other(e.to_string()))?;
+    if needed > available {
+        return Err(BackupError::NoSpace {
+            path: path.to_owned(),
+            what: what.to_owned(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}
+
+fn device_of(dir: &Path) -> Option<u64> {
+    fs::metadata(dir)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+}
+
+/// Removes the GitLab backup an earlier, interrupted run left in the container (best effort:
+/// the note stays when the container cannot be reached).
+async fn remove_pending(engine: &impl ContainerEngine, id: &str, work: &Path) {
+    let note = work.join(PENDING);
+    let Ok(text) = fs::read_to_string(&note) else {
+        return;
+    };
+    let file = text.trim();
+    let safe = file
+        .strip_prefix(GITLAB_BACKUP_DIR)
+        .and_then(|f| f.strip_prefix('/'))
+        .is_some_and(|f| core::parse_gitlab_backup_name(f).is_some());
+    if !safe || run_in(engine, id, &["rm", "-f", file]).await.is_ok() {
+        let _ = fs::remove_file(&note);
+    }
+}
+
+/// The size of a file in the container (`ls -ln`: GNU's and busybox's agree on field 5).
+async fn size_in_container(engine: &impl ContainerEngine, id: &str, path: &str) -> Option<u64> {
+    let out = run_in(engine, id, &["ls", "-ln", path]).await.ok()?;
+    out.split_whitespace().nth(4)?.parse().ok()
+}
+
 /// Takes a backup. `progress` gets one line per phase.
+///
+/// Space is checked before each step that needs it (before `gitlab-backup create`, against
+/// the size of the last archive; after it, against the real size: the copy out needs it
+/// twice in `work`, the archive once in `dest`). GitLab's copy in the container and every
+/// scratch file are removed on every exit: success, error, and a cancelled future (scratch at
+/// once; the container's copy by the next run, which finds it noted in `work`).
 pub async fn create(
     engine: &impl ContainerEngine,
     id: &str,
@@ -283,9 +389,16 @@ pub async fn create(
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<BackupReport, BackupError> {
     for d in [&opts.dest, &opts.work] {
-        fs::create_dir_all(d).map_err(io_at(d))?;
-        fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .map_err(io_at(d))?;
+        private_dir(d)?;
+    }
+    remove_pending(engine, id, &opts.work).await;
+    // Before the slow part: an archive about as large as the last one must fit.
+    if let Some((last, size)) = last_backup(&opts.dest) {
+        check_room(
+            &opts.dest,
+            size.saturating_add(HEADROOM),
+            &format!("a new archive about as large as the last one ({last})"),
+        )?;
     }
     let version = running_version(engine, id).await?;
     progress(&format!(
@@ -306,20 +419,52 @@ pub async fn create(
             out.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
         ))
     })?;
+    let gl_file = format!("{}_gitlab_backup.tar", gl.id);
+    let in_container = format!("{GITLAB_BACKUP_DIR}/{gl_file}");
+    // Noted first, so that even a killed run has it removed by the next one.
+    let note = opts.work.join(PENDING);
+    crate::fsx::write_atomic(&note, in_container.as_bytes(), 0o600)
+        .map_err(|e| BackupError::Other(e.to_string()))?;
+    let final_path = opts.dest.join(core::archive_name(opts.now, &gl.version));
     let scratch = opts.work.join(format!("backup-{}", opts.now));
-    fs::create_dir_all(&scratch).map_err(io_at(&scratch))?;
     let result = async {
-        let gl_file = format!("{}_gitlab_backup.tar", gl.id);
+        let gl_size = size_in_container(engine, id, &in_container).await;
+        if let Some(size) = gl_size {
+            let l = &opts.local;
+            let local: u64 = [&l.config, &l.platform_env, &l.state_snapshot]
+                .into_iter()
+                .flatten()
+                .filter_map(|p| fs::metadata(p).ok())
+                .map(|m| m.len())
+                .sum();
+            // The copy out is the engine's tar, then the file unwrapped from it.
+            let work_needs = size.saturating_mul(2).saturating_add(HEADROOM);
+            let dest_needs = size.saturating_add(local).saturating_add(HEADROOM);
+            if device_of(&opts.work).is_some() && device_of(&opts.work) == device_of(&opts.dest) {
+                // While the archive is written, one copy is in work and one in dest.
+                check_room(
+                    &final_path,
+                    work_needs.max(dest_needs.saturating_add(size)),
+                    &format!("{gl_file} ({size} bytes) copied out and archived"),
+                )?;
+            } else {
+                check_room(
+                    &opts.work,
+                    work_needs,
+                    &format!("copying {gl_file} ({size} bytes) out of the container"),
+                )?;
+                check_room(
+                    &final_path,
+                    dest_needs,
+                    &format!("the archive of {gl_file} ({size} bytes)"),
+                )?;
+            }
+        }
+        private_dir(&scratch)?;
+        let _scratch = RemoveOnDrop(scratch.clone());
         let gl_local = scratch.join(&gl_file);
         progress(&format!("copying {gl_file} out of the container"));
-        copy_file_out(
-            engine,
-            id,
-            &format!("{GITLAB_BACKUP_DIR}/{gl_file}"),
-            &scratch,
-            &gl_local,
-        )
-        .await?;
+        copy_file_out(engine, id, &in_container, &scratch, &gl_local).await?;
         let secrets_local = scratch.join("gitlab-secrets.json");
         copy_file_out(engine, id, GITLAB_SECRETS_FILE, &scratch, &secrets_local).await?;
         let rb_local = scratch.join("gitlab.rb");
@@ -363,7 +508,6 @@ pub async fn create(
             autogit_version: opts.autogit_version.clone(),
             members: Vec::new(),
         };
-        let final_path = opts.dest.join(core::archive_name(opts.now, &gl.version));
         progress(&format!("writing {}", final_path.display()));
         let members_n = members.len() + 1;
         let size = {
@@ -372,22 +516,18 @@ pub async fn create(
                 .await
                 .map_err(|e| BackupError::Other(e.to_string()))??
         };
-        Ok::<_, BackupError>((final_path, size, members_n))
+        Ok::<_, BackupError>((final_path.clone(), size, members_n))
     }
     .await;
-    let _ = fs::remove_dir_all(&scratch);
+    // Success or not, GitLab's copy does not stay in the container's volume (one full-size
+    // copy per failure otherwise); the note goes once it is gone.
+    if run_in(engine, id, &["rm", "-f", &in_container])
+        .await
+        .is_ok()
+    {
+        let _ = fs::remove_file(&note);
+    }
     let (archive, size, members) = result?;
-    // The copy is safe outside; do not keep a second one in the container's volume.
-    let _ = run_in(
-        engine,
-        id,
-        &[
-            "rm",
-            "-f",
-            &format!("{GITLAB_BACKUP_DIR}/{}_gitlab_backup.tar", gl.id),
-        ],
-    )
-    .await;
     let names: Vec<String> = fs::read_dir(&opts.dest)
         .map_err(io_at(&opts.dest))?
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -416,28 +556,57 @@ pub struct Verified {
     pub dir: PathBuf,
 }
 
-/// Extracts `archive` into the empty directory `into`, refusing unsafe members before
-/// writing anything for them, and verifies the manifest. On error `into` is removed.
+/// Extracts `archive` into the empty directory `into`, verifying before it writes: first
+/// every header and the manifest are read (unsafe members, names and sizes that disagree
+/// with the manifest, and a total larger than the free space at `into` are refused, with
+/// nothing written), then each member is extracted, bounded by its declared size, and its
+/// digest compared with the manifest's. On error `into` is removed.
 pub fn extract_verified(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
-    let result = extract_inner(archive, into);
+    extract_checked(archive, into, false)
+}
+
+/// [`extract_verified`]; with `upload_copy`, the free space must also hold a second copy of
+/// the GitLab backup (the tar that `restore` uploads into the container).
+fn extract_checked(
+    archive: &Path,
+    into: &Path,
+    upload_copy: bool,
+) -> Result<Verified, BackupError> {
+    let result = extract_inner(archive, into, upload_copy);
     if result.is_err() {
         let _ = fs::remove_dir_all(into);
     }
     result
 }
 
-fn extract_inner(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
+/// Room left beyond an estimate: file system metadata, directories, the manifest.
+const HEADROOM: u64 = 1 << 20;
+
+/// What pass one learnt from the headers.
+struct Declared {
+    manifest: Manifest,
+    /// Bytes the members need once extracted.
+    total: u64,
+}
+
+fn read_declared(archive: &Path) -> Result<Declared, BackupError> {
     let bad = |member: &str, reason: String| BackupError::UnsafeMember {
         archive: archive.to_owned(),
         member: member.to_owned(),
         reason,
     };
-    fs::create_dir_all(into).map_err(io_at(into))?;
+    let damaged = |reason: String| BackupError::Archive {
+        archive: archive.to_owned(),
+        reason,
+    };
     let file = File::open(archive).map_err(io_at(archive))?;
+    let archive_len = file.metadata().map_err(io_at(archive))?.len();
     let mut tar = tar::Archive::new(file);
-    let mut found: Vec<Member> = Vec::new();
+    let mut declared: Vec<(String, u64)> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     let mut manifest_bytes = None;
-    for entry in tar.entries().map_err(io_at(archive))? {
+    // Headers only: the data of every member but the manifest is skipped by seeking.
+    for entry in tar.entries_with_seek().map_err(io_at(archive))? {
         let mut entry = entry.map_err(io_at(archive))?;
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let kind = entry.header().entry_type();
@@ -448,22 +617,108 @@ fn extract_inner(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
             ));
         }
         let member_kind = core::classify_member(&raw).map_err(|r| bad(&raw, r))?;
-        if found.iter().any(|m| m.name == raw) {
+        if !names.insert(raw.clone()) {
             return Err(bad(&raw, "it appears twice".to_owned()));
         }
+        if names.len() > core::MAX_MEMBERS {
+            return Err(damaged(format!(
+                "more than {} members: not an autogit backup",
+                core::MAX_MEMBERS
+            )));
+        }
+        let size = entry.size();
+        let end = entry.raw_file_position().saturating_add(size);
+        if end > archive_len {
+            return Err(damaged(format!(
+                "member `{raw}` declares {size} bytes, past the end of the file ({archive_len} bytes): the archive was cut short or is not an autogit backup"
+            )));
+        }
         if member_kind == MemberKind::Manifest {
+            if size > 1 << 20 {
+                return Err(damaged(format!(
+                    "{MANIFEST} is {size} bytes, more than 1 MiB"
+                )));
+            }
             let mut buf = Vec::new();
             (&mut entry)
                 .take(1 << 20)
                 .read_to_end(&mut buf)
                 .map_err(io_at(archive))?;
             manifest_bytes = Some(buf);
+        }
+        declared.push((raw, size));
+    }
+    let manifest_bytes = manifest_bytes.ok_or_else(|| {
+        damaged(format!(
+            "no {MANIFEST}: not an autogit backup, or it was cut short"
+        ))
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| damaged(format!("{MANIFEST}: {e}")))?;
+    let total = core::check_declared(&manifest, &declared).map_err(damaged)?;
+    Ok(Declared { manifest, total })
+}
+
+fn extract_inner(archive: &Path, into: &Path, upload_copy: bool) -> Result<Verified, BackupError> {
+    // Pass one: nothing is written until the headers and the manifest agree and fit.
+    let Declared { manifest, total } = read_declared(archive)?;
+    let upload = if upload_copy {
+        manifest
+            .members
+            .iter()
+            .find(|m| {
+                matches!(
+                    core::classify_member(&m.name),
+                    Ok(MemberKind::GitLabBackup(_))
+                )
+            })
+            .map_or(0, |m| m.size)
+    } else {
+        0
+    };
+    let needed = total.saturating_add(upload).saturating_add(HEADROOM);
+    let available = crate::fsx::free_space(into).map_err(|e| BackupError::Other(e.to_string()))?;
+    if needed > available {
+        return Err(BackupError::NoSpace {
+            path: into.to_owned(),
+            what: format!("restoring {}", archive.display()),
+            needed,
+            available,
+        });
+    }
+
+    // Pass two: extract, each member bounded by its declared size and checked against the
+    // manifest as soon as it is written.
+    private_dir(into)?;
+    let file = File::open(archive).map_err(io_at(archive))?;
+    let mut tar = tar::Archive::new(file);
+    let mut found: Vec<Member> = Vec::new();
+    for entry in tar.entries().map_err(io_at(archive))? {
+        let mut entry = entry.map_err(io_at(archive))?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        // The file may have changed since pass one: every member is checked again.
+        let listed = manifest.members.iter().find(|m| m.name == raw);
+        let kind = entry.header().entry_type();
+        let member_kind = core::classify_member(&raw);
+        if raw == MANIFEST && member_kind == Ok(MemberKind::Manifest) {
             continue;
+        }
+        let (Some(listed), true, Ok(_)) = (listed, kind.is_file(), member_kind) else {
+            return Err(BackupError::Archive {
+                archive: archive.to_owned(),
+                reason: format!("member `{raw}` changed while it was being read"),
+            });
+        };
+        if entry.size() != listed.size || found.iter().any(|m| m.name == raw) {
+            return Err(BackupError::Archive {
+                archive: archive.to_owned(),
+                reason: format!("member `{raw}` changed while it was being read"),
+            });
         }
         // classify_member allows only fixed directories and one file name below them.
         let dest = into.join(&raw);
         if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(io_at(parent))?;
+            private_dir(parent)?;
         }
         let mut out = OpenOptions::new()
             .write(true)
@@ -471,28 +726,25 @@ fn extract_inner(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
             .mode(0o600)
             .open(&dest)
             .map_err(io_at(&dest))?;
-        let mut reader = Hashing {
-            inner: &mut entry,
-            hash: Sha256::new(),
-            size: 0,
-        };
+        let mut reader = Hashing::new((&mut entry).take(listed.size));
         io::copy(&mut reader, &mut out).map_err(io_at(&dest))?;
         out.sync_all().map_err(io_at(&dest))?;
-        found.push(Member {
+        let member = Member {
             name: raw,
             size: reader.size,
             sha256: hex(&reader.hash.finalize()),
-        });
+        };
+        if member.size != listed.size || member.sha256 != listed.sha256 {
+            return Err(BackupError::Archive {
+                archive: archive.to_owned(),
+                reason: format!(
+                    "member `{}` does not match the manifest (sha256 {} expected, {} found): the archive is damaged or was changed",
+                    member.name, listed.sha256, member.sha256
+                ),
+            });
+        }
+        found.push(member);
     }
-    let manifest_bytes = manifest_bytes.ok_or_else(|| BackupError::Archive {
-        archive: archive.to_owned(),
-        reason: format!("no {MANIFEST}: not an autogit backup, or it was cut short"),
-    })?;
-    let manifest: Manifest =
-        serde_json::from_slice(&manifest_bytes).map_err(|e| BackupError::Archive {
-            archive: archive.to_owned(),
-            reason: format!("{MANIFEST}: {e}"),
-        })?;
     core::verify_manifest(&manifest, &found).map_err(|reason| BackupError::Archive {
         archive: archive.to_owned(),
         reason,
@@ -557,7 +809,7 @@ pub async fn restore(
     progress(&format!("verifying {}", archive.display()));
     let verified = {
         let (a, i) = (archive.to_owned(), into.clone());
-        tokio::task::spawn_blocking(move || extract_verified(&a, &i))
+        tokio::task::spawn_blocking(move || extract_checked(&a, &i, true))
             .await
             .map_err(|e| BackupError::Other(e.to_string()))??
     };

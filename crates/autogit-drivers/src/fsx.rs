@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,66 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
     Ok(buf)
 }
 
+/// Bytes an unprivileged writer may still use on the file system holding `path` (statvfs
+/// `f_bavail * f_frsize`). A path that does not exist yet is measured at its nearest
+/// existing ancestor.
+pub fn free_space(path: &Path) -> Result<u64, FsError> {
+    let at = path
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(Path::new("."));
+    let st = rustix::fs::statvfs(at).map_err(|e| FsError::Io {
+        path: at.to_owned(),
+        source: e.into(),
+    })?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+/// Creates `dir` and every missing parent with mode 0700, whatever the umask (the mode is set
+/// again after creation, since the umask can only narrow what `mkdir` gets). Directories that
+/// already exist are left as they are: a parent such as `/var/lib` is not autogit's to change.
+/// For autogit's own directories that must be private even when an older version created them
+/// wider, use [`ensure_private_dir`].
+pub fn create_private_dir(dir: &Path) -> Result<(), FsError> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .filter(|p| !p.as_os_str().is_empty())
+        .take_while(|p| fs::symlink_metadata(p).is_err())
+        .collect();
+    for d in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => {
+                fs::set_permissions(d, fs::Permissions::from_mode(0o700)).map_err(io_err(d))?
+            }
+            // Another process made it first: it is theirs, as an existing directory is.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && d.is_dir() => {}
+            Err(e) => return Err(io_err(d)(e)),
+        }
+    }
+    if !dir.is_dir() {
+        return Err(FsError::Io {
+            path: dir.to_owned(),
+            source: io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "exists and is not a directory",
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// [`create_private_dir`], then narrows `dir` itself (not its parents) to 0700 when group or
+/// others have any access to it. For directories only autogit uses (secrets, mirror caches,
+/// TLS keys).
+pub fn ensure_private_dir(dir: &Path) -> Result<(), FsError> {
+    create_private_dir(dir)?;
+    let mode = fs::metadata(dir).map_err(io_err(dir))?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
+    }
+    Ok(())
+}
+
 /// Writes `data` to `path` atomically with the given mode: readers see the old file or the
 /// new one, never a half-written one. Secrets use mode 0o600, set at creation.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> {
@@ -84,7 +144,6 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn atomic_write_sets_mode_and_replaces() {
@@ -102,6 +161,36 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn private_dirs_are_0700_under_umask_022() {
+        // SAFETY: umask only sets the process's file creation mask; 022 is the usual one and
+        // what the other tests in this binary expect anyway.
+        unsafe {
+            libc::umask(0o022);
+        }
+        let d = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let deep = d.path().join("a/b/c");
+        create_private_dir(&deep).unwrap();
+        for p in ["a", "a/b", "a/b/c"] {
+            assert_eq!(mode(&d.path().join(p)), 0o700, "{p}");
+        }
+        // Existing directories are not changed by create_private_dir; ensure_private_dir
+        // narrows the directory itself, never its parents.
+        let shared = d.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+        create_private_dir(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o755);
+        ensure_private_dir(&shared.join("own")).unwrap();
+        fs::set_permissions(shared.join("own"), fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&shared.join("own")).unwrap();
+        assert_eq!((mode(&shared), mode(&shared.join("own"))), (0o755, 0o700));
+        fs::write(d.path().join("file"), b"").unwrap();
+        assert!(create_private_dir(&d.path().join("file")).is_err());
     }
 
     #[test]

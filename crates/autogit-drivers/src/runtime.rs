@@ -360,7 +360,11 @@ impl<E: ContainerEngine> Runtime<E> {
     /// Removes the service's container (if any; volumes stay) and creates it afresh.
     async fn recreate(&self, service: &str, id: Option<String>) -> Result<(), RuntimeError> {
         if let Some(id) = id {
-            self.engine.remove(&id).await?;
+            match self.engine.remove(&id).await {
+                // Gone since it was observed (another removal finished first): fine.
+                Ok(()) | Err(EngineError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         self.create_and_start(service).await
     }

@@ -93,7 +93,8 @@ impl SecretStore {
     /// wider mode is narrowed to 0700.
     pub fn open(data_dir: &Path) -> Result<SecretStore, SecretError> {
         let dir = data_dir.join("secrets");
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // The data dir too, when this creates it (0700, whatever the umask).
+        fsx::ensure_private_dir(&dir)?;
         let mode = fs::metadata(&dir).map_err(io(&dir))?.permissions().mode() & 0o777;
         if mode != DIR_MODE {
             fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE)).map_err(io(&dir))?;
@@ -281,6 +282,25 @@ mod tests {
             "glpat-abc"
         );
         assert!(s.get("missing").unwrap().is_none());
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn a_new_data_dir_is_0700_under_umask_022() {
+        // SAFETY: umask only sets the process's file creation mask; 022 is the usual one and
+        // what the other tests in this binary expect anyway.
+        unsafe {
+            libc::umask(0o022);
+        }
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("var/autogit");
+        let s = SecretStore::open(&data).unwrap();
+        s.put("t", &SecretString::from("v".to_owned())).unwrap();
+        assert_eq!(
+            (mode(&d.path().join("var")), mode(&data), mode(s.dir())),
+            (0o700, 0o700, 0o700)
+        );
+        assert_eq!(mode(&s.path("t").unwrap()), 0o600);
     }
 
     #[test]

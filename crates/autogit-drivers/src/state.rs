@@ -5,17 +5,26 @@
 
 use autogit_core::lifecycle::{History, State};
 use autogit_core::reconcile::Record;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(
-        "state database {path} is corrupt ({detail}); autogit will not replace it. Move it aside to start with empty history, or restore it from a backup"
+        "state database {path} is corrupt ({detail}); autogit will not replace it. To start with empty history (every service's state, the human-intervention flags and the restart budgets are forgotten), stop autogit and move it aside: `mv {path} {path}.corrupt` (and its -wal and -shm files, if any); or restore it from a backup"
     )]
     Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "state database {path} is empty (0 bytes): the history it held (service states, human-intervention flags, restart budgets) is gone, and autogit will not silently start over. To start with empty history, stop autogit and move it aside: `mv {path} {path}.empty` (and its -wal and -shm files, if any); or restore it from a backup"
+    )]
+    Empty { path: PathBuf },
+    #[error(
+        "state database {path} was replaced or removed while autogit had it open ({detail}); autogit keeps writing to the file it opened, so stop autogit and find out what changed it"
+    )]
+    Replaced { path: PathBuf, detail: String },
     #[error(
         "state database {path} is locked by another process (is `autogit daemon` running?); try again, or stop the other process"
     )]
@@ -132,6 +141,103 @@ const MIGRATIONS: &[&str] = &[
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// Device and inode of the file opened, for [`Store::check`].
+    identity: (u64, u64),
+}
+
+/// The first 16 bytes of every SQLite 3 database file.
+const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    let m = std::fs::metadata(path)?;
+    Ok((m.dev(), m.ino()))
+}
+
+fn narrow_to_0600(path: &Path) -> Result<(), StateError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(
+                |source| StateError::Io {
+                    path: path.to_owned(),
+                    source,
+                },
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+/// An existing database file: refused when it is empty (an empty file is what a truncation
+/// leaves; SQLite would silently start a new database in it) or not a regular file.
+fn check_existing(path: &Path, meta: &std::fs::Metadata) -> Result<(), StateError> {
+    if !meta.is_file() {
+        return Err(StateError::Corrupt {
+            path: path.to_owned(),
+            detail: "it is not a regular file".to_owned(),
+        });
+    }
+    if meta.len() == 0 {
+        return Err(StateError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Creates a new, initialised database at `path`: built under a temporary name (mode 0600)
+/// and linked into place, so a crash never leaves an empty `state.db` behind (which the next
+/// start would refuse). If another process created `path` meanwhile, theirs is kept.
+fn create_new(path: &Path) -> Result<(), StateError> {
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |source| StateError::Io { path: p, source }
+    };
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.init-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)).map_err(io(&tmp))?;
+        {
+            let conn = Connection::open(&tmp).map_err(|e| classify(&tmp, e))?;
+            // The rollback journal (not WAL) while building it: nothing is left beside the
+            // file once the connection closes.
+            conn.execute_batch("CREATE TABLE autogit_init (x); DROP TABLE autogit_init;")
+                .map_err(|e| classify(&tmp, e))?;
+            conn.close().map_err(|(_, e)| classify(&tmp, e))?;
+        }
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(io(&tmp))?;
+        match std::fs::hard_link(&tmp, path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(path)(e)),
+        }
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
 }
 
 /// A runner host as `runner health` last saw it.
@@ -225,33 +331,47 @@ pub struct MirrorRunEnd<'a> {
 }
 
 impl Store {
+    /// Opens the database at `path`, creating it (mode 0600, in a 0700 directory) only when no
+    /// file is there. An existing file that is empty, damaged or from a newer autogit is an
+    /// error naming it and saying how to recover; it is never re-initialised.
     pub fn open(path: &Path) -> Result<Store, StateError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+            crate::fsx::create_private_dir(dir).map_err(|e| StateError::Io {
                 path: dir.to_owned(),
-                source,
+                source: std::io::Error::other(e.to_string()),
             })?;
         }
-        let conn = Connection::open(path).map_err(|e| classify(path, e))?;
+        match std::fs::metadata(path) {
+            Ok(meta) => check_existing(path, &meta)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_new(path)?,
+            Err(source) => {
+                return Err(StateError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        }
+        // Never create here: what exists was checked above, and a file that vanished since is
+        // an error, not a fresh start.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+        let identity = identity(path).map_err(|source| StateError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         let store = Store {
             conn,
             path: path.to_owned(),
+            identity,
         };
         store
             .conn
             .busy_timeout(Duration::from_secs(5))
             .map_err(|e| store.err(e))?;
         // Integrity first: a damaged file must be reported, not migrated over.
-        let check: String = store
-            .conn
-            .query_row("PRAGMA quick_check", [], |r| r.get(0))
-            .map_err(|e| store.err(e))?;
-        if check != "ok" {
-            return Err(StateError::Corrupt {
-                path: path.to_owned(),
-                detail: check,
-            });
-        }
+        store.quick_check()?;
         store
             .conn
             .pragma_update(None, "journal_mode", "WAL")
@@ -261,7 +381,76 @@ impl Store {
             .pragma_update(None, "synchronous", "NORMAL")
             .map_err(|e| store.err(e))?;
         store.migrate()?;
+        // SQLite gives -wal and -shm the database file's mode; older versions left these
+        // wider, so narrow whichever exist now.
+        for p in [
+            path.to_owned(),
+            sidecar(path, "-wal"),
+            sidecar(path, "-shm"),
+        ] {
+            narrow_to_0600(&p)?;
+        }
         Ok(store)
+    }
+
+    /// A cheap health check for a long-running process (the daemon calls it once per pass):
+    /// the file at the path is still the one that was opened (same device and inode, not
+    /// emptied) and `PRAGMA quick_check` finds nothing wrong. Corruption written under a
+    /// running process is reported as [`StateError::Corrupt`] or [`StateError::Empty`],
+    /// a file replaced or removed as [`StateError::Replaced`].
+    pub fn check(&self) -> Result<(), StateError> {
+        let meta = std::fs::metadata(&self.path).map_err(|e| StateError::Replaced {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        })?;
+        let now = (meta.dev(), meta.ino());
+        if now != self.identity {
+            return Err(StateError::Replaced {
+                path: self.path.clone(),
+                detail: format!(
+                    "device and inode were {}:{}, now {}:{}",
+                    self.identity.0, self.identity.1, now.0, now.1
+                ),
+            });
+        }
+        if meta.len() == 0 {
+            return Err(StateError::Empty {
+                path: self.path.clone(),
+            });
+        }
+        let mut header = [0u8; 16];
+        let read = std::fs::File::open(&self.path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+        match read {
+            Ok(()) if &header == SQLITE_HEADER => {}
+            Ok(()) => {
+                return Err(StateError::Corrupt {
+                    path: self.path.clone(),
+                    detail: "the file no longer starts with the SQLite header".to_owned(),
+                });
+            }
+            Err(e) => {
+                return Err(StateError::Corrupt {
+                    path: self.path.clone(),
+                    detail: format!("cannot read its header: {e}"),
+                });
+            }
+        }
+        // A fresh connection reads the file as it is now; this one's page cache may still
+        // hold the pages as they were before something wrote under it.
+        let fresh = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| self.err(e))?;
+        fresh
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| self.err(e))?;
+        quick_check(&fresh, &self.path)
+    }
+
+    fn quick_check(&self) -> Result<(), StateError> {
+        quick_check(&self.conn, &self.path)
     }
 
     fn err(&self, e: rusqlite::Error) -> StateError {
@@ -779,6 +968,19 @@ impl Store {
     }
 }
 
+fn quick_check(conn: &Connection, path: &Path) -> Result<(), StateError> {
+    let check: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    if check != "ok" {
+        return Err(StateError::Corrupt {
+            path: path.to_owned(),
+            detail: check,
+        });
+    }
+    Ok(())
+}
+
 fn classify(path: &Path, e: rusqlite::Error) -> StateError {
     match e.sqlite_error_code() {
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StateError::Locked {
@@ -973,6 +1175,137 @@ mod tests {
             std::fs::read(&p).unwrap().starts_with(b"this is not"),
             "left as it was"
         );
+    }
+
+    #[test]
+    fn empty_file_is_refused_with_the_recovery_command() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        // A flagged service, then the file truncated to 0 bytes (a full disk, a bad copy).
+        let s = Store::open(&p).unwrap();
+        s.transition("gitlab", None, State::Failed, "crash loop", 1)
+            .unwrap();
+        s.set_flag("gitlab", "restart budget exhausted").unwrap();
+        drop(s);
+        std::fs::File::create(&p).unwrap();
+        let _ = std::fs::remove_file(sidecar(&p, "-wal"));
+        let e = Store::open(&p).unwrap_err();
+        assert!(matches!(e, StateError::Empty { .. }), "{e}");
+        let msg = e.to_string();
+        let shown = p.display().to_string();
+        assert!(
+            msg.contains(&format!("`mv {shown} {shown}.empty`")),
+            "names the file and the command: {msg}"
+        );
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().len(),
+            0,
+            "not re-initialised"
+        );
+        assert!(Store::open(&p).is_err(), "and not on the second try either");
+    }
+
+    #[test]
+    fn only_a_missing_file_is_created_and_no_temporary_is_left() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("new/state.db");
+        Store::open(&p).unwrap().set_port("web", 1).unwrap();
+        let names: Vec<String> = std::fs::read_dir(d.path().join("new"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with("state.db"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+        let dir = d.path().join("dir.db");
+        std::fs::create_dir(&dir).unwrap();
+        assert!(matches!(
+            Store::open(&dir).unwrap_err(),
+            StateError::Corrupt { .. }
+        ));
+    }
+
+    /// Overwrites the first bytes of `p` in place (same inode), as a stray writer would.
+    fn scribble(p: &Path, at: u64, bytes: &[u8]) {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(bytes).unwrap();
+        f.sync_all().unwrap();
+    }
+
+    #[test]
+    fn check_sees_corruption_written_under_a_running_store() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        let s = Store::open(&p).unwrap();
+        s.set_port("web", 1).unwrap();
+        s.check().unwrap();
+        // Checkpoint so the pages are in the main file, then damage a b-tree page (page 2).
+        s.conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        let page = s
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+            .unwrap() as u64;
+        scribble(&p, page, &[0xff; 64]);
+        let e = s.check().unwrap_err();
+        assert!(matches!(e, StateError::Corrupt { .. }), "{e}");
+        scribble(&p, 0, b"garbage garbage!");
+        let e = s.check().unwrap_err();
+        assert!(
+            matches!(&e, StateError::Corrupt { detail, .. } if detail.contains("header")),
+            "{e}"
+        );
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        assert!(matches!(s.check().unwrap_err(), StateError::Empty { .. }));
+    }
+
+    #[test]
+    fn check_sees_the_file_replaced_or_removed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        let s = Store::open(&p).unwrap();
+        let other = d.path().join("other.db");
+        Store::open(&other).unwrap();
+        std::fs::rename(&other, &p).unwrap();
+        let e = s.check().unwrap_err();
+        assert!(matches!(e, StateError::Replaced { .. }), "{e}");
+        std::fs::remove_file(&p).unwrap();
+        assert!(matches!(
+            s.check().unwrap_err(),
+            StateError::Replaced { .. }
+        ));
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn modes_are_private_under_umask_022() {
+        // SAFETY: umask only sets the process's file creation mask; 022 is the usual one and
+        // what the other tests in this binary expect anyway.
+        unsafe {
+            libc::umask(0o022);
+        }
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        let p = data.join("state.db");
+        let s = Store::open(&p).unwrap();
+        s.set_port("web", 1).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700, "data dir");
+        for f in [p.clone(), sidecar(&p, "-wal"), sidecar(&p, "-shm")] {
+            assert_eq!(mode(&f), 0o600, "{}", f.display());
+        }
+        // A database an older version left 0644 is narrowed when opened.
+        drop(s);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let _s = Store::open(&p).unwrap();
+        assert_eq!(mode(&p), 0o600);
     }
 
     #[test]

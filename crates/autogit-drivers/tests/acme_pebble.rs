@@ -122,6 +122,12 @@ async fn wildcard_certificate_by_dns01_served_by_nginx_and_kept_when_the_ca_is_d
     };
     let lines = std::sync::Mutex::new(Vec::<String>::new());
     let progress = |l: &str| lines.lock().unwrap().push(l.to_owned());
+    // SAFETY: umask only sets the process's file creation mask; 022 is the usual one and
+    // what the other tests in this binary expect anyway.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::umask(0o022);
+    }
 
     let cert = issue(&settings, ZONE, &dns, &progress).await.unwrap();
     let mut names = cert.names.clone();
@@ -131,6 +137,9 @@ async fn wildcard_certificate_by_dns01_served_by_nginx_and_kept_when_the_ca_is_d
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&cert.key), 0o600);
     assert_eq!(mode(&settings.dir.join("acme-account.json")), 0o600);
+    // Keys live in private directories whatever the umask.
+    assert_eq!(mode(&settings.dir), 0o700);
+    assert_eq!(mode(cert.key.parent().unwrap()), 0o700);
     let l = lines.lock().unwrap().clone();
     assert!(
         l.iter()

@@ -289,56 +289,140 @@ async fn retention_version_mismatch_and_failed_create() {
     assert_eq!(archives(&dir.path().join("backups")), before);
 }
 
-/// A full disk while writing the archive leaves neither the archive nor a partial file.
-/// Needs root (a 64 KiB tmpfs is mounted as the destination).
+/// Everything left in a directory, recursively, as relative paths.
+fn left_in(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A GitLab whose backup is 256 KiB.
+async fn big_gitlab(docker: &Docker, project: &str, img: String) -> String {
+    let id = gitlab(docker, project, "gitlab", img).await;
+    sh(
+        docker,
+        &id,
+        "i=0; while [ $i -lt 64 ]; do printf '%4096s' x >> /var/opt/gitlab/data/big; i=$((i+1)); done",
+    )
+    .await;
+    id
+}
+
+/// GitLab's backups in the container.
+async fn in_container(docker: &Docker, id: &str) -> String {
+    sh(docker, id, "ls /var/opt/gitlab/backups").await
+}
+
+/// A full disk: the destination (a 64 KiB tmpfs) cannot hold the archive, and the work dir (a
+/// 128 KiB one) cannot hold the copy out. Each is refused before it is written to, with an
+/// error naming the full path; nothing is left in the destination, in the work dir, or in the
+/// container's backup directory. Needs root (tmpfs mounts).
 #[tokio::test]
-async fn disk_full_leaves_no_partial_archive() {
+async fn a_full_disk_is_refused_up_front_and_leaves_nothing_behind() {
     let Some(docker) = support::engine().await else {
         return;
     };
     let Some(img) = image("18.5.4").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let small = dir.path().join("backups");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&small)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        assert!(
-            !support::required(),
-            "mounting a small tmpfs needs root (AUTOGIT_REQUIRE_TOOLS=1)"
-        );
-        eprintln!("skipping: cannot mount a tmpfs (not root?)");
+    let (Some(small_dest), Some(small_work)) =
+        (support::Tmpfs::mount("64k"), support::Tmpfs::mount("128k"))
+    else {
         return;
-    }
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(small.clone());
+    };
     let project = project("backup-full");
     let _cleanup = Cleanup::new(&docker, &project).await;
-    let id = gitlab(&docker, &project, "gitlab", img).await;
-    // 256 KiB of data: the archive cannot fit in 64 KiB.
-    sh(
-        &docker,
-        &id,
-        "i=0; while [ $i -lt 64 ]; do printf '%4096s' x >> /var/opt/gitlab/data/big; i=$((i+1)); done",
-    )
-    .await;
+    let id = big_gitlab(&docker, &project, img).await;
+    let dir = tempfile::tempdir().unwrap();
     SecretStore::open(&dir.path().join("data")).unwrap();
-    let e = create(&docker, &id, &options(dir.path(), 1_764_556_245, 2), &quiet)
-        .await
-        .unwrap_err();
+
+    // The destination is too small.
+    let mut o = options(dir.path(), 1_764_556_245, 2);
+    o.dest = small_dest.path().join("backups");
+    let e = create(&docker, &id, &o, &quiet).await.unwrap_err();
+    let archive = o.dest.join("autogit-backup-20251201T023045Z-18.5.4.tar");
+    assert!(matches!(e, BackupError::NoSpace { .. }), "{e}");
     assert!(
-        e.to_string().contains("No space left"),
-        "expected ENOSPC: {e}"
+        e.to_string().contains(&archive.display().to_string()),
+        "names the full destination path: {e}"
     );
-    assert!(archives(&small).is_empty(), "{:?}", archives(&small));
+    assert!(left_in(&o.dest).is_empty(), "{:?}", left_in(&o.dest));
+    assert!(left_in(&o.work).is_empty(), "{:?}", left_in(&o.work));
+    assert_eq!(
+        in_container(&docker, &id).await,
+        "",
+        "GitLab's copy removed"
+    );
+
+    // The work dir is too small for the copy out.
+    let mut o = options(dir.path(), 1_764_556_300, 2);
+    o.work = small_work.path().join("work");
+    let e = create(&docker, &id, &o, &quiet).await.unwrap_err();
+    assert!(matches!(e, BackupError::NoSpace { .. }), "{e}");
+    assert!(e.to_string().contains(&o.work.display().to_string()), "{e}");
+    assert!(left_in(&o.work).is_empty(), "{:?}", left_in(&o.work));
+    assert!(left_in(&o.dest).is_empty(), "{:?}", left_in(&o.dest));
+    assert_eq!(in_container(&docker, &id).await, "");
+
+    // With room, the same backup works and leaves GitLab's copy nowhere.
+    let o = options(dir.path(), 1_764_556_400, 2);
+    create(&docker, &id, &o, &quiet).await.unwrap();
+    assert_eq!(archives(&o.dest).len(), 1);
+    assert!(left_in(&o.work).is_empty(), "{:?}", left_in(&o.work));
+    assert_eq!(in_container(&docker, &id).await, "");
+}
+
+/// A backup cancelled while it copies out (its future dropped, as on Ctrl-C or a timeout)
+/// leaves no scratch files; GitLab's copy in the container is removed by the next run.
+#[tokio::test]
+async fn a_cancelled_backup_is_cleaned_up() {
+    let Some(docker) = support::engine().await else {
+        return;
+    };
+    let Some(img) = image("18.5.4").await else {
+        return;
+    };
+    let project = project("backup-cancel");
+    let _cleanup = Cleanup::new(&docker, &project).await;
+    let id = big_gitlab(&docker, &project, img).await;
+    let dir = tempfile::tempdir().unwrap();
+    SecretStore::open(&dir.path().join("data")).unwrap();
+    let o = options(dir.path(), 1_764_556_245, 2);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let tx = std::sync::Mutex::new(Some(tx));
+    let cancel_when_copying = |line: &str| {
+        if line.starts_with("copying")
+            && let Some(tx) = tx.lock().unwrap().take()
+        {
+            let _ = tx.send(());
+        }
+    };
+    tokio::select! {
+        r = create(&docker, &id, &o, &cancel_when_copying) => panic!("not cancelled: {r:?}"),
+        _ = rx => {}
+    }
+    let left = left_in(&o.work);
+    assert!(
+        left.iter().all(|p| p == ".pending-gitlab-backup"),
+        "only the note of GitLab's copy: {left:?}"
+    );
+    assert_ne!(
+        in_container(&docker, &id).await,
+        "",
+        "still there until the next run"
+    );
+    let o = options(dir.path(), 1_764_556_300, 2);
+    create(&docker, &id, &o, &quiet).await.unwrap();
+    assert_eq!(in_container(&docker, &id).await, "", "both copies gone");
+    assert!(left_in(&o.work).is_empty(), "{:?}", left_in(&o.work));
 }

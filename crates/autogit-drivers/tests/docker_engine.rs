@@ -854,3 +854,128 @@ async fn explicit_socket_connects() {
     assert_eq!(by_env.socket(), socket);
     by_env.info().await.expect("info");
 }
+
+/// A runtime for the stand-in GitLab (`testing::fake_gitlab_image`) of `project`, with `cpu`
+/// in its spec (a different `cpu` is a different spec hash: a recreate).
+fn gitlab_runtime(
+    docker: &Docker,
+    project: &str,
+    version: &str,
+    port: u16,
+    cpu: &str,
+    db: &Path,
+) -> autogit_drivers::runtime::Runtime<Docker> {
+    use autogit_core::load::{LoadInput, load};
+    use autogit_core::plan::{PlanInput, plan};
+    use autogit_core::platform::load_platform;
+    let config = format!(
+        "gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"{version}\"\n  ports: {{http: {port}, https: {}, ssh: {}}}\n  resources: {{preset: minimal, cpu: {cpu}, memory: 64M}}\nrunners: {{}}\nplatform:\n  project: {project}\n",
+        port + 1,
+        port + 2
+    );
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", &config)),
+        ..Default::default()
+    });
+    assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
+    let mut sources = autogit_core::source::Sources::new();
+    let mut diags = Default::default();
+    let (platform, _) = load_platform(None, &[], &mut sources, &mut diags);
+    let (p, _) = plan(&loaded.config, &platform, &PlanInput::default());
+    autogit_drivers::runtime::Runtime::new(
+        docker.clone(),
+        autogit_drivers::state::Store::open(db).unwrap(),
+        &p,
+        &loaded.config,
+        "/tmp",
+        &BTreeMap::new(),
+        autogit_drivers::notify::Notifier::none(),
+    )
+    .unwrap()
+    .without_host_probes()
+}
+
+/// Issue 25 #10: an autogit killed during a spec-change recreate leaves the engine removing
+/// the old container; the next pass met "removal of container … is already in progress",
+/// failed, and left no container. The runtime now waits for that removal and goes on.
+#[tokio::test]
+async fn recreate_waits_for_a_removal_already_in_progress() {
+    let Some(docker) = support::engine().await else {
+        return;
+    };
+    let version = "0.0.10";
+    if let Err(e) = tokio::task::spawn_blocking(move || {
+        autogit_drivers::testing::fake_gitlab_image(version, &[])
+    })
+    .await
+    .unwrap()
+    {
+        assert!(!support::required(), "stand-in image: {e}");
+        eprintln!("skipping: {e}");
+        return;
+    }
+    let project = project("rm-race");
+    let _cleanup = Cleanup::new(&docker, &project).await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("state.db");
+    let port = support::free_port();
+    let before = gitlab_runtime(&docker, &project, version, port, "0.5", &db);
+    before.prepare(&|_| {}).await.unwrap();
+    let r = before.reconcile_once().await.unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let old = before.engine.list(&project).await.unwrap();
+    assert_eq!(old.len(), 1, "{old:?}");
+    let old = old[0].id.clone();
+    drop(before);
+
+    // The removal that the killed autogit had asked for is still running in the engine.
+    let client = docker.client().clone();
+    let removing = old.clone();
+    let removal = tokio::spawn(async move {
+        client
+            .remove_container(
+                &removing,
+                Some(bollard::query_parameters::RemoveContainerOptions {
+                    force: true,
+                    v: false,
+                    link: false,
+                }),
+            )
+            .await
+    });
+    let seen = wait_until(5, async || {
+        match docker
+            .client()
+            .inspect_container(&old, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(i) => i
+                .state
+                .and_then(|s| s.status)
+                .is_some_and(|s| s.to_string() == "removing"),
+            Err(_) => true,
+        }
+    })
+    .await;
+    assert!(seen, "the removal never started");
+
+    let after = gitlab_runtime(&docker, &project, version, port, "0.25", &db);
+    let r = after.reconcile_once().await.unwrap();
+    assert!(r.errors.is_empty(), "the pass failed: {:?}", r.errors);
+    removal.await.unwrap().unwrap();
+    let now = after.engine.list(&project).await.unwrap();
+    assert_eq!(now.len(), 1, "one container, the new one: {now:?}");
+    assert_ne!(now[0].id, old);
+    assert_eq!(
+        docker
+            .client()
+            .inspect_container(&now[0].id, None::<InspectContainerOptions>)
+            .await
+            .unwrap()
+            .host_config
+            .unwrap()
+            .nano_cpus,
+        Some(250_000_000),
+        "created from the new spec"
+    );
+}

@@ -139,6 +139,47 @@ async fn new_repository_is_mirrored_and_a_second_sync_does_nothing() {
     );
 }
 
+/// Every path under `dir` whose mode gives group or others any access.
+fn not_private(dir: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(p) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&p).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            out.push(format!("{:o} {}", mode, p.display()));
+        }
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+#[allow(unsafe_code)]
+async fn mirror_caches_are_private_under_umask_022() {
+    let Some(fx) = Fx::new("umask") else { return };
+    // SAFETY: umask only sets the process's file creation mask; 022 is the usual one and
+    // what the other tests in this binary expect anyway. git inherits it.
+    unsafe {
+        libc::umask(0o022);
+    }
+    let w = fx.repo("private");
+    w.commit("a", "1");
+    w.run(&["tag", "-a", "v1", "-m", "v1"]);
+    w.publish();
+    assert_eq!(synced(&fx.sync_one("private").await), (2, 0));
+    w.commit("b", "2");
+    w.publish();
+    assert_eq!(synced(&fx.sync_one("private").await), (1, 0));
+    // The data dir (created here), the caches' directory, the lock and the whole cache.
+    let data = fx.root.join("data");
+    let wide = not_private(&data);
+    assert!(wide.is_empty(), "readable by others:\n{}", wide.join("\n"));
+}
+
 #[tokio::test]
 async fn new_commits_deleted_branches_moved_tags_and_force_pushes() {
     let Some(fx) = Fx::new("changes") else { return };

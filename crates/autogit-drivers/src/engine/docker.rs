@@ -38,6 +38,16 @@ pub const MIN_API: (u32, u32) = (1, 40);
 /// Seconds a single request may take to get its response headers (streams may last longer).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 
+/// How long `remove` and `create` wait for a removal the engine already has in progress
+/// (one started by an autogit that was killed, or by someone else) before giving up.
+const REMOVAL_WAIT: Duration = Duration::from_secs(60);
+
+/// The engine is already removing this container (409 "removal of container … is already
+/// in progress").
+fn removal_in_progress(e: &BollardError) -> bool {
+    status_of(e).is_some_and(|(code, message)| code == 409 && message.contains("in progress"))
+}
+
 /// A connection to a Docker or Podman engine.
 #[derive(Clone)]
 pub struct Docker {
@@ -510,8 +520,50 @@ impl Docker {
             .map_err(|e| self.err(e, || format!("container {id}")))
     }
 
-    /// Creates from the spec; on a name conflict says which container holds the name.
+    /// Waits until the container `id` (an id or a name) no longer exists, for at most
+    /// [`REMOVAL_WAIT`].
+    async fn wait_removed(&self, id: &str) -> Result<(), EngineError> {
+        let deadline = tokio::time::Instant::now() + REMOVAL_WAIT;
+        loop {
+            match self
+                .client
+                .inspect_container(id, None::<InspectContainerOptions>)
+                .await
+            {
+                Err(e) if status_of(&e).is_some_and(|(c, _)| c == 404) => return Ok(()),
+                Err(e) => return Err(self.err(e, || format!("container {id}"))),
+                Ok(_) if tokio::time::Instant::now() >= deadline => {
+                    return Err(EngineError::Engine(format!(
+                        "container {id} is still being removed after {} s; the engine may be stuck (see `docker ps -a` and the engine's log)",
+                        REMOVAL_WAIT.as_secs()
+                    )));
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    /// Creates from the spec; on a name conflict says which container holds the name. A
+    /// holder that the engine is removing is waited for, then the create is tried again.
     async fn create_inner(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        match self.create_once(spec).await {
+            Err(EngineError::Engine(_))
+                if self
+                    .inspect(&spec.name)
+                    .await
+                    .ok()
+                    .and_then(|i| i.state)
+                    .and_then(|s| s.status)
+                    .is_some_and(|s| s == ContainerStateStatusEnum::REMOVING) =>
+            {
+                self.wait_removed(&spec.name).await?;
+                self.create_once(spec).await
+            }
+            other => other,
+        }
+    }
+
+    async fn create_once(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         let options = CreateContainerOptions {
             name: Some(spec.name.clone()),
             ..Default::default()
@@ -784,10 +836,12 @@ impl ContainerEngine for Docker {
             v: false,
             link: false,
         };
-        self.client
-            .remove_container(id, Some(options))
-            .await
-            .map_err(|e| self.err(e, || format!("container {id}")))
+        match self.client.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // Someone else's removal (an autogit killed mid-recreate): wait for it to finish.
+            Err(e) if removal_in_progress(&e) => self.wait_removed(id).await,
+            Err(e) => Err(self.err(e, || format!("container {id}"))),
+        }
     }
 
     async fn remove_network(&self, name: &str) -> Result<(), EngineError> {

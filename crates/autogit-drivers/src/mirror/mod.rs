@@ -18,6 +18,7 @@ use crate::state::{MirrorRunEnd, Store};
 use autogit_core::mirror::{Decision, decide, parse_ls_remote, redact_url};
 use git::{Call, Git};
 use secrecy::SecretString;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -358,15 +359,17 @@ pub async fn sync_once(
     }
     // Never two syncs of one mirror at once, across processes: an exclusive lock on
     // `<cache>.lock`, held until this attempt ends (the OS releases it if we die).
-    std::fs::create_dir_all(&opts.cache_dir).map_err(|source| MirrorError::Io {
+    // Caches hold private repositories: 0700 whatever the umask, narrowed if made wider.
+    crate::fsx::ensure_private_dir(&opts.cache_dir).map_err(|e| MirrorError::Io {
         path: opts.cache_dir.clone(),
-        source,
+        source: std::io::Error::other(e.to_string()),
     })?;
     let lock_path = opts.cache_dir.join(format!("{}.lock", job.name));
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(&lock_path)
         .map_err(|source| MirrorError::Io {
             path: lock_path.clone(),
@@ -403,10 +406,6 @@ pub async fn sync_once(
     };
     let cache = cache_path(&opts.cache_dir, &job.name);
     if !cache.join("HEAD").exists() {
-        std::fs::create_dir_all(&opts.cache_dir).map_err(|source| MirrorError::Io {
-            path: opts.cache_dir.clone(),
-            source,
-        })?;
         git.run(Call {
             step: "git init",
             dir: None,
@@ -414,6 +413,9 @@ pub async fn sync_once(
                 "init".into(),
                 "--bare".into(),
                 "--quiet".into(),
+                // core.sharedRepository=0600: git makes what it writes in the cache 0600 and
+                // its directories 0700, whatever the umask.
+                "--shared=0600".into(),
                 cache.to_string_lossy().into_owned(),
             ],
             remote: None,

@@ -361,3 +361,69 @@ pub fn assert_not_found<T: std::fmt::Debug>(r: Result<T, EngineError>) {
         "expected NotFound, got {r:?}"
     );
 }
+
+/// A tmpfs of `size` (`mount -o size=…`, e.g. `4m`) on a fresh temporary directory,
+/// unmounted when dropped: a small file system to fill. `None` (after saying so) when it
+/// cannot be mounted (mounting needs root) and tools are not required.
+#[derive(Debug)]
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+            other => {
+                let why = match other {
+                    Ok(o) => String::from_utf8_lossy(&o.stderr).into_owned(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    !required(),
+                    "a tmpfs is required (AUTOGIT_REQUIRE_TOOLS=1; run as root): {why}"
+                );
+                eprintln!("skipping: cannot mount a tmpfs (needs root): {why}");
+                None
+            }
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Bytes in use on it.
+    pub fn used(&self) -> u64 {
+        let out = std::process::Command::new("df")
+            .args(["--output=used", "-B1"])
+            .arg(self.path())
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse().ok())
+            .expect("df output")
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
