@@ -92,7 +92,8 @@ impl BackupController {
         let data = &self.settings.data_dir;
         let dest = self.settings.backup_dir();
         let work = data.join("tmp");
-        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        autogit_drivers::fsx::create_private_dir(&work)
+            .map_err(|e| format!("{}: {e}", work.display()))?;
         let started = self.clock.now();
         // A consistent snapshot of autogit's state, taken while the daemon may be writing.
         let snapshot = work.join(format!("state-{started}.db"));

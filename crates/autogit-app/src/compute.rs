@@ -72,9 +72,7 @@ impl ComputeController {
 
     fn store(&self) -> Result<Store, ComputeError> {
         let s = self.settings();
-        std::fs::create_dir_all(&s.data_dir).map_err(|e| {
-            ComputeError::State(format!("cannot create {}: {e}", s.data_dir.display()))
-        })?;
+        s.ensure_data_dir().map_err(ComputeError::State)?;
         Store::open(&s.state_db()).map_err(|e| ComputeError::State(e.to_string()))
     }
 

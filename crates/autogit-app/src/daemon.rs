@@ -21,14 +21,40 @@ pub const RUNNER_INTERVAL: Duration = Duration::from_secs(30);
 /// DNS is synced every reconcile interval, but not more often than this.
 pub const DNS_MIN_INTERVAL: Duration = Duration::from_secs(300);
 
+/// How often the state database is checked for damage written under the daemon.
+pub const STATE_CHECK_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Runs every loop until `shutdown`. The platform controller is the daemon's: its plan is
 /// what DNS syncs and its settings configure every other controller.
+///
+/// The state database is checked every [`STATE_CHECK_INTERVAL`] (`Store::check`): when it was
+/// replaced, emptied or damaged under the daemon, every loop stops and the error is returned
+/// (the flag and restart budget it holds cannot be trusted; a restart refuses the file and
+/// says how to recover).
 pub async fn run<E: ContainerEngine>(
     platform: &PlatformController<E>,
     bus: &Bus,
     clock: &SharedClock,
-    shutdown: &Shutdown,
-) {
+    outer: &Shutdown,
+) -> Result<(), String> {
+    let (trigger, inner) = crate::supervisor::shutdown();
+    let shutdown = &inner;
+    let failure = std::sync::Mutex::new(None::<String>);
+    let watch = async {
+        tokio::select! {
+            () = outer.wait() => {}
+            e = watch_state(platform, shutdown) => {
+                bus.publish(crate::Event::ControllerFailed {
+                    controller: "state".into(),
+                    error: e.clone(),
+                    failures: 1,
+                    retry_in_s: 0,
+                });
+                *failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+            }
+        }
+        trigger.fire();
+    };
     let settings = platform.settings().clone();
     let policy = ErrorPolicy::default();
     let interval = settings.config.health.reconcile_interval.0;
@@ -90,6 +116,7 @@ pub async fn run<E: ContainerEngine>(
         }
     });
     tokio::join!(
+        watch,
         reconcile,
         tls_loop,
         mirror_loop,
@@ -98,4 +125,27 @@ pub async fn run<E: ContainerEngine>(
         compute_loop,
         backup_loop
     );
+    match failure
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Resolves with the first problem `Store::check` finds (never, while the database is sound).
+async fn watch_state<E: ContainerEngine>(
+    platform: &PlatformController<E>,
+    shutdown: &Shutdown,
+) -> String {
+    loop {
+        if let Err(e) = platform.runtime.with_store(|s| s.check()) {
+            return e.to_string();
+        }
+        tokio::select! {
+            () = tokio::time::sleep(STATE_CHECK_INTERVAL) => {}
+            () = shutdown.wait() => return std::future::pending().await,
+        }
+    }
 }

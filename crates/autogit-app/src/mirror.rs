@@ -87,11 +87,6 @@ impl MirrorController {
         }
     }
 
-    fn data(&self) -> PathBuf {
-        std::fs::canonicalize(&self.settings.data_dir)
-            .unwrap_or_else(|_| self.settings.data_dir.clone())
-    }
-
     /// Whether there is anything to mirror on a schedule.
     pub fn scheduled(&self) -> bool {
         let m = &self.settings.config.mirroring;
@@ -131,10 +126,10 @@ impl MirrorController {
                 elapsed: started.elapsed(),
             }));
         }
-        let data = self.data();
-        std::fs::create_dir_all(&data).map_err(|e| {
-            MirrorControlError::State(format!("cannot create {}: {e}", data.display()))
-        })?;
+        let data = self
+            .settings
+            .ensure_data_dir()
+            .map_err(MirrorControlError::State)?;
         let store = Store::open(&data.join("state.db"))
             .map_err(|e| MirrorControlError::State(e.to_string()))?;
 

@@ -55,11 +55,9 @@ pub fn plan_secrets(settings: &Settings, plan: &Plan) -> BTreeMap<String, String
     settings.secrets(&names)
 }
 
-/// The data dir, created and absolute (bind mounts need absolute paths).
+/// The data dir, created private (0700) and absolute (bind mounts need absolute paths).
 pub fn data_dir(settings: &Settings) -> Result<PathBuf, String> {
-    let d = &settings.data_dir;
-    std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-    Ok(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+    settings.ensure_data_dir()
 }
 
 impl<E: ContainerEngine> PlatformController<E> {

@@ -94,8 +94,7 @@ impl RunnerController {
     }
 
     fn store(&self) -> Result<Store, String> {
-        std::fs::create_dir_all(&self.settings.data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", self.settings.data_dir.display()))?;
+        self.settings.ensure_data_dir()?;
         Store::open(&self.settings.state_db()).map_err(|e| e.to_string())
     }
 

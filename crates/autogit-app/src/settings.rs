@@ -90,6 +90,15 @@ impl Settings {
         move |k: &str| self.value(k)
     }
 
+    /// The data dir, created 0700 whatever the umask when it is missing, as an absolute path
+    /// (bind mounts need one).
+    pub fn ensure_data_dir(&self) -> Result<PathBuf, String> {
+        let d = &self.data_dir;
+        autogit_drivers::fsx::create_private_dir(d)
+            .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        Ok(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+    }
+
     pub fn state_db(&self) -> PathBuf {
         self.data_dir.join("state.db")
     }

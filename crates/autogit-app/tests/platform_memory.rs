@@ -108,3 +108,25 @@ async fn a_crash_loop_raises_the_flag_on_the_bus() {
     );
     assert_eq!(failed.severity(), autogit_app::Severity::Error);
 }
+
+/// The daemon's loops, in-process: a state database emptied under the running daemon stops
+/// every loop with an error naming the file (its flags and budgets can no longer be trusted).
+/// tokio's clock is paused, so the 30 s between checks pass at once.
+#[tokio::test(start_paused = true)]
+async fn the_daemon_stops_when_its_state_database_is_emptied_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, bus, clock) = open(dir.path());
+    let clock: autogit_app::SharedClock = std::sync::Arc::new(clock);
+    let (_trigger, shutdown) = autogit_app::supervisor::shutdown();
+    let db = dir.path().join("state.db");
+    let vandal = async {
+        tokio::time::sleep(std::time::Duration::from_secs(45)).await;
+        std::fs::write(&db, b"").unwrap();
+    };
+    let (result, ()) = tokio::join!(
+        autogit_app::daemon::run(&p, &bus, &clock, &shutdown),
+        vandal
+    );
+    let e = result.unwrap_err();
+    assert!(e.contains("state.db"), "{e}");
+}

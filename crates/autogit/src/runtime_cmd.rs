@@ -528,11 +528,16 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
             "autogit daemon: project `{}`, reconcile every {}; SIGTERM stops it",
             platform.runtime.project, loaded.config.health.reconcile_interval
         ));
-        autogit_app::daemon::run(&platform, &bus, &clock, &shutdown).await;
+        let result = autogit_app::daemon::run(&platform, &bus, &clock, &shutdown).await;
         signals.abort();
         drop(platform);
         sinks.finish(bus, Duration::from_secs(5)).await;
-        ui.note("autogit daemon: stopped");
-        exit::OK
+        match result {
+            Ok(()) => {
+                ui.note("autogit daemon: stopped");
+                exit::OK
+            }
+            Err(e) => fail(ui, format!("autogit daemon stopped: {e}")),
+        }
     })
 }

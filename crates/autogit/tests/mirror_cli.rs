@@ -542,13 +542,25 @@ fn the_daemon_runs_scheduled_syncs_once() {
     };
     let first = daemon(root);
     let start = std::time::Instant::now();
+    // Every loop runs in the daemon's own process: while it syncs, none of its descendants
+    // is `autogit` (wave 1 ran `autogit mirror sync` as a child).
+    let mut descendants_seen = std::collections::BTreeSet::new();
     while refs(&dst.url("mirrors/app.git")) != refs(&src.url("app.git")) {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(60),
             "the daemon did not run the due sync"
         );
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        for (pid, exe) in descendants(first.id()) {
+            assert_ne!(
+                exe,
+                autogit_exe(),
+                "the daemon ran autogit as a child (pid {pid})"
+            );
+            descendants_seen.insert(exe);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    eprintln!("daemon descendants seen while syncing: {descendants_seen:?}");
     std::thread::sleep(std::time::Duration::from_secs(1));
     stop(first);
     let state = fs::read_to_string(data.join("state/mirror-schedule.json")).unwrap();
@@ -634,4 +646,49 @@ fn mirror_add_appends_and_keeps_the_file_as_written() {
     let r = run(e.path(), &["mirror", "add", "https://example.com/x.git"]);
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("autogit init"), "{}", r.stderr);
+}
+
+/// The running processes below `root` (children, grandchildren, ...), with their executables.
+fn descendants(root: u32) -> Vec<(u32, std::path::PathBuf)> {
+    let mut parent = std::collections::BTreeMap::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+        let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
+            continue;
+        };
+        if let Some(ppid) = after
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+        {
+            parent.insert(pid, ppid);
+        }
+    }
+    let below = |mut pid: u32| {
+        while let Some(&pp) = parent.get(&pid) {
+            if pp == root {
+                return true;
+            }
+            if pp <= 1 {
+                return false;
+            }
+            pid = pp;
+        }
+        false
+    };
+    parent
+        .keys()
+        .filter(|p| below(**p))
+        .filter_map(|p| Some((*p, fs::read_link(format!("/proc/{p}/exe")).ok()?)))
+        .collect()
+}
+
+fn autogit_exe() -> std::path::PathBuf {
+    fs::canonicalize(env!("CARGO_BIN_EXE_autogit")).unwrap()
 }
