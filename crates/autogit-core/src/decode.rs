@@ -15,6 +15,8 @@ use crate::yaml::{Node, Value};
 pub(crate) struct Bad {
     pub expected: String,
     pub help: Option<String>,
+    /// The value as diagnostics may show it, when it holds a secret.
+    pub redacted: Option<String>,
 }
 
 impl Bad {
@@ -22,10 +24,16 @@ impl Bad {
         Self {
             expected: expected.into(),
             help: None,
+            redacted: None,
         }
     }
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+    /// The value holds a secret: diagnostics show `shown` instead.
+    pub fn redacted(mut self, shown: impl Into<String>) -> Self {
+        self.redacted = Some(shown.into());
         self
     }
 }
@@ -125,11 +133,17 @@ impl Cx {
                     Diagnostic::error("invalid-value", format!("invalid value for `{path}`"))
                         .at(Some(node.loc))
                         .path(path)
-                        .found(node.describe())
+                        .found(match &bad.redacted {
+                            Some(r) => format!("`{r}` (redacted)"),
+                            None => node.describe(),
+                        })
                         .label(format!("expected {}", bad.expected))
                         .expected(bad.expected);
                 if let Some(h) = bad.help {
                     d = d.help(h);
+                }
+                if let Some(r) = bad.redacted {
+                    d = d.replacement(r);
                 }
                 self.diags.push(d);
                 None
@@ -317,10 +331,34 @@ pub(crate) fn p_http_url(n: &Node) -> Result<String, Bad> {
     Ok(s.trim_end_matches('/').to_owned())
 }
 
-pub(crate) fn p_git_url(n: &Node) -> Result<String, Bad> {
+/// A mirror source: [`crate::mirror::check_source`], refusing literal private addresses.
+pub(crate) fn p_source_public(n: &Node) -> Result<String, Bad> {
+    p_source(n, false)
+}
+
+/// A mirror source under `mirroring.allow_private: true`.
+pub(crate) fn p_source_any(n: &Node) -> Result<String, Bad> {
+    p_source(n, true)
+}
+
+fn p_source(n: &Node, allow_private: bool) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a git URL"))?;
-    check_git_url(s).map_err(|why| Bad::new("an https://, ssh:// or git:// URL").help(why))?;
-    Ok(s.to_owned())
+    match crate::mirror::check_source(s, allow_private) {
+        Ok(_) => Ok(s.to_owned()),
+        Err(why) => {
+            let why = why
+                .split("; valid sources")
+                .next()
+                .unwrap_or(&why)
+                .to_owned();
+            let bad = Bad::new("an https://, ssh:// or git:// URL").help(why);
+            Err(if crate::mirror::has_credentials(s) {
+                bad.redacted(crate::mirror::redact_url(s))
+            } else {
+                bad
+            })
+        }
+    }
 }
 
 pub(crate) fn p_target_template(n: &Node) -> Result<String, Bad> {
@@ -986,6 +1024,11 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
         m.allow_private = v;
     }
     m.target_url_template = cx.field(&o, "target_url_template", p_target_template);
+    let p_git_url: Parse<String> = if m.allow_private {
+        p_source_any
+    } else {
+        p_source_public
+    };
     let s = sub(cx, &o, "sources", &["github", "gitlab", "git"]);
     let gh_keys = keys_with_filters(&["username", "organization", "token_env", "api_url"]);
     for (path, node) in cx.list(&s, "github") {
