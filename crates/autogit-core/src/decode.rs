@@ -8,7 +8,7 @@ use crate::diag::{Diagnostic, Diagnostics, suggest};
 use crate::preset::Preset;
 use crate::source::Loc;
 use crate::units::{Bytes, Dur, check_cron};
-use crate::validate::{check_env_name, check_git_url, check_hostname, check_url};
+use crate::validate::{check_env_name, check_git_url, check_hostname, check_url, url_host};
 use crate::yaml::{Node, Value};
 
 /// Why a value was rejected.
@@ -642,7 +642,7 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
             g.hostname = h;
         }
         (None, Some(u)) => {
-            if let Some(h) = crate::validate::url_host(&u) {
+            if let Some(h) = url_host(&u) {
                 g.hostname = h.to_ascii_lowercase();
             }
             g.external_url = u;
@@ -979,6 +979,37 @@ fn filters(cx: &mut Cx, o: &Option<Obj<'_>>) -> Filters {
     }
 }
 
+/// A source's token goes to `url`: plain `http://` is refused (the token would cross the
+/// network in clear text), except to a loopback address with `allow_insecure_http: true`.
+fn token_over_http(cx: &mut Cx, src: &Option<Obj<'_>>, key: &str, url: &str, allowed: bool) {
+    let Some(o) = src else { return };
+    if !url.to_ascii_lowercase().starts_with("http://") {
+        return;
+    }
+    let host = url_host(url).unwrap_or("");
+    let loopback = crate::netaddr::host_class(host) == Some(crate::netaddr::AddrClass::Loopback);
+    let (message, help) = match (loopback, allowed) {
+        (true, true) => return,
+        (true, false) => (
+            format!("the token would be sent over plain http to `{host}`"),
+            "use https; for a server on this machine (a test fake), set `allow_insecure_http: true` on this source",
+        ),
+        (false, _) => (
+            format!("the token would be sent in clear text over plain http to `{host}`"),
+            "use https: plain http is accepted with a token only for a loopback address (127.0.0.0/8, ::1, localhost) and `allow_insecure_http: true`",
+        ),
+    };
+    let path = format!("{}.{key}", o.path());
+    let loc = o.node.get(key).map_or(o.loc(), |n| n.loc);
+    cx.error_at(
+        loc,
+        &path,
+        Diagnostic::error("token-over-http", message)
+            .expected("an https:// URL")
+            .help(help),
+    );
+}
+
 fn keys_with_filters(base: &[&'static str]) -> Vec<&'static str> {
     base.iter().copied().chain(FILTER_KEYS).collect()
 }
@@ -1030,7 +1061,13 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
         p_source_public
     };
     let s = sub(cx, &o, "sources", &["github", "gitlab", "git"]);
-    let gh_keys = keys_with_filters(&["username", "organization", "token_env", "api_url"]);
+    let gh_keys = keys_with_filters(&[
+        "username",
+        "organization",
+        "token_env",
+        "api_url",
+        "allow_insecure_http",
+    ]);
     for (path, node) in cx.list(&s, "github") {
         let Some(so) = cx.obj(Some(node), &path, &gh_keys) else {
             continue;
@@ -1054,16 +1091,29 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
         }
         let token_env = cx.field(&src, "token_env", p_env_name);
         let api_url = cx.field(&src, "api_url", p_http_url);
+        let allow_insecure_http = cx
+            .field(&src, "allow_insecure_http", p_bool)
+            .unwrap_or(false);
+        if let (Some(url), Some(_)) = (&api_url, &token_env) {
+            token_over_http(cx, &src, "api_url", url, allow_insecure_http);
+        }
         let filters = filters(cx, &src);
         m.sources.github.push(GitHubSource {
             username,
             organization,
             token_env,
             api_url,
+            allow_insecure_http,
             filters,
         });
     }
-    let gl_keys = keys_with_filters(&["url", "username", "group", "token_env"]);
+    let gl_keys = keys_with_filters(&[
+        "url",
+        "username",
+        "group",
+        "token_env",
+        "allow_insecure_http",
+    ]);
     for (path, node) in cx.list(&s, "gitlab") {
         let Some(so) = cx.obj(Some(node), &path, &gl_keys) else {
             continue;
@@ -1075,6 +1125,12 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
         let username = cx.field(&src, "username", p_string);
         let group = cx.field(&src, "group", p_string);
         let token_env = cx.field(&src, "token_env", p_env_name);
+        let allow_insecure_http = cx
+            .field(&src, "allow_insecure_http", p_bool)
+            .unwrap_or(false);
+        if token_env.is_some() {
+            token_over_http(cx, &src, "url", &url, allow_insecure_http);
+        }
         let filters = filters(cx, &src);
         if let Some(o) = &src
             && username.is_none()
@@ -1095,6 +1151,7 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             username,
             group,
             token_env,
+            allow_insecure_http,
             filters,
         });
     }

@@ -148,7 +148,7 @@ fn sync_without_sources_or_gitlab_token_says_why() {
     // No target template and no bootstrap yet: each mirror fails with what to do.
     fs::write(
         d.path().join("autogit.yml"),
-        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    gitlab:\n      url: http://127.0.0.1:9\n      group: team\n      token_env: GL_TOKEN\n",
+        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    gitlab:\n      url: http://127.0.0.1:9\n      allow_insecure_http: true\n      group: team\n      token_env: GL_TOKEN\n",
     )
     .unwrap();
     let r = mirror(d.path(), &data, &["sync", "-o", "json"]);
@@ -199,7 +199,7 @@ fn github_accounts_are_listed_filtered_and_mirrored() {
     fs::write(
         root.join("autogit.yml"),
         format!(
-            "mirroring:\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    github:\n      username: me\n      token_env: GH_TOKEN\n      api_url: {}\n      include: [\"*app*\"]\n",
+            "mirroring:\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    github:\n      username: me\n      token_env: GH_TOKEN\n      api_url: {}\n      allow_insecure_http: true\n      include: [\"*app*\"]\n",
             dst.port, gh.url
         ),
     )
@@ -266,7 +266,7 @@ fn gitlab_groups_are_listed_and_their_projects_checked() {
     fs::write(
         d.path().join("autogit.yml"),
         format!(
-            "mirroring:\n  retries: 0\n  target_url_template: \"git://127.0.0.1:9/{{path}}.git\"\n  sources:\n    gitlab:\n      url: {}\n      group: team\n      token_env: GL_TOKEN\n",
+            "mirroring:\n  retries: 0\n  target_url_template: \"git://127.0.0.1:9/{{path}}.git\"\n  sources:\n    gitlab:\n      url: {}\n      allow_insecure_http: true\n      group: team\n      token_env: GL_TOKEN\n",
             fake.url
         ),
     )
