@@ -8,7 +8,10 @@ use crate::diag::{Diagnostic, Diagnostics, suggest};
 use crate::preset::Preset;
 use crate::source::Loc;
 use crate::units::{Bytes, Dur, check_cron};
-use crate::validate::{check_env_name, check_git_url, check_hostname, check_url, url_host};
+use crate::validate::{
+    check_env_name, check_git_url, check_gitlab_username, check_hostname, check_runner_tag,
+    check_unix_user, check_url, url_host,
+};
 use crate::yaml::{Node, Value};
 
 /// Why a value was rejected.
@@ -493,8 +496,45 @@ enum_parser!(p_ingress, IngressKind, "one of: traefik, nginx, none", {
     "traefik" => IngressKind::Traefik, "nginx" => IngressKind::Nginx, "none" => IngressKind::None,
 });
 
-pub(crate) fn p_host(n: &Node) -> Result<String, Bad> {
+pub(crate) fn p_unix_user(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a user name"))?;
+    check_unix_user(s)
+        .map_err(|why| Bad::new("a login name such as `ci` or `gitlab-runner`").help(why))?;
+    Ok(s.to_owned())
+}
+
+pub(crate) fn p_gitlab_username(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a GitLab username"))?;
+    check_gitlab_username(s).map_err(|why| Bad::new("a GitLab username").help(why))?;
+    Ok(s.to_owned())
+}
+
+pub(crate) fn p_tag(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a tag"))?;
+    check_runner_tag(s)
+        .map_err(|why| Bad::new("a runner tag such as `gpu` or `cuda-12.4`").help(why))?;
+    Ok(s.to_owned())
+}
+
+/// A runner host, optionally `user@host`: (user, host), both checked.
+pub(crate) fn p_runner_host(n: &Node) -> Result<(Option<String>, String), Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a host"))?;
+    let Some((user, host)) = s.split_once('@') else {
+        return p_host_str(s).map(|h| (None, h));
+    };
+    let expected = "`auto`, `local`, an IP address or a hostname, optionally as `user@host`";
+    check_unix_user(user)
+        .map_err(|why| Bad::new(expected).help(format!("the user of `user@host`: {why}")))?;
+    if matches!(host, "auto" | "local") {
+        return Err(
+            Bad::new(expected).help(format!("`{host}` takes no user; write the user in `user:`"))
+        );
+    }
+    let host = p_host_str(host).map_err(|b| Bad::new(expected).help(b.help.unwrap_or_default()))?;
+    Ok((Some(user.to_owned()), host))
+}
+
+fn p_host_str(s: &str) -> Result<String, Bad> {
     if s == "auto" || s == "local" {
         return Ok(s.to_owned());
     }
@@ -1230,17 +1270,34 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) 
                 "a runner name of lowercase letters, digits and `-`",
             );
             let name = cx.field(&ro, "name", p_name).unwrap_or_default();
-            let host = cx
-                .field(&ro, "host", p_host)
-                .unwrap_or_else(|| "auto".to_owned());
-            let user = cx.field(&ro, "user", p_string);
+            let (host_user, host) = cx
+                .field(&ro, "host", p_runner_host)
+                .unwrap_or_else(|| (None, "auto".to_owned()));
+            let mut user = cx.field(&ro, "user", p_unix_user);
+            if let Some(hu) = host_user {
+                match (&user, &ro) {
+                    (Some(u), Some(o)) if *u != hu => {
+                        let loc = o.key_loc("user").unwrap_or(o.loc());
+                        cx.error_at(
+                            loc,
+                            &format!("{path}.user"),
+                            Diagnostic::error(
+                                "runner-user",
+                                format!("`user: {u}` and `host: {hu}@{host}` name different users"),
+                            )
+                            .help("keep one: `user:`, or the `user@` of `host`"),
+                        );
+                    }
+                    _ => user = Some(hu),
+                }
+            }
             let executor = cx
                 .field(&ro, "executor", p_executor)
                 .unwrap_or(Executor::Docker);
             let concurrent = cx
                 .field(&ro, "concurrent", p_concurrency)
                 .unwrap_or(preset.runner_concurrency());
-            let tags = cx.list_of(&ro, "tags", p_string).unwrap_or_default();
+            let tags = cx.list_of(&ro, "tags", p_tag).unwrap_or_default();
             let mut gpu = cx.field(&ro, "gpu", p_gpu);
             let mut capabilities = cx
                 .list_of(&ro, "capabilities", p_capability)
@@ -1399,7 +1456,7 @@ fn compute(cx: &mut Cx, top: &Option<Obj<'_>>, c: &mut Compute) {
             continue;
         }
         cx.required(&q, "user", "a GitLab username");
-        let user = cx.field(&q, "user", p_string);
+        let user = cx.field(&q, "user", p_gitlab_username);
         let gpus = cx.field(&q, "gpus", p_count).unwrap_or(1);
         let vram = cx.field(&q, "vram", p_bytes).unwrap_or(Bytes::gib(24));
         if let Some(user) = user {
@@ -1594,6 +1651,36 @@ gitlab:
         assert!(
             !all.contains("`x` has an empty"),
             "invalid scopes are reported once, not as an empty list:\n{all}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod runner_host_tests {
+    use crate::load::{LoadInput, load};
+
+    #[test]
+    fn user_at_host_is_split_into_user_and_host() {
+        let text = "runners:\n  cpu:\n    - name: a\n      host: ci@build-1.lan\n    - name: b\n      host: deploy@10.0.0.7\n      user: deploy\n    - name: c\n      host: gpu-box\n      user: gitlab-runner\n";
+        let l = load(&LoadInput {
+            file: Some(("t.yml", text)),
+            ..Default::default()
+        });
+        assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics);
+        let got: Vec<(String, Option<String>)> = l
+            .config
+            .runners
+            .cpu
+            .iter()
+            .map(|r| (r.host.clone(), r.user.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("build-1.lan".to_owned(), Some("ci".to_owned())),
+                ("10.0.0.7".to_owned(), Some("deploy".to_owned())),
+                ("gpu-box".to_owned(), Some("gitlab-runner".to_owned())),
+            ]
         );
     }
 }
