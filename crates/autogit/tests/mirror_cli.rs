@@ -125,15 +125,17 @@ fn sync_then_list_then_failures() {
     assert_eq!(v["sources"][2]["last_result"], "failed");
     assert!(v["sources"][2]["last_error"].as_str().is_some());
 
-    // Without `allow_private`, loopback sources are refused before git runs (SSRF guard).
+    // Without `allow_private`, loopback sources are refused before git runs (SSRF guard):
+    // the configuration itself is invalid, with the source's file:line.
     config(root, &src, &dst, &["app"], false);
-    let r = mirror(root, &data, &["sync", "-o", "json"]);
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    let v = json(&r.stdout);
-    let err = v["mirrors"][0]["error"].as_str().unwrap();
+    let r = mirror(root, &data, &["sync"]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        err.contains("loopback") && err.contains("mirroring.allow_private"),
-        "{err}"
+        r.stderr.contains("loopback")
+            && r.stderr.contains("mirroring.allow_private")
+            && r.stderr.contains("autogit.yml:"),
+        "{}",
+        r.stderr
     );
 }
 
