@@ -456,9 +456,29 @@ async fn private_sources_in_every_spelling_are_refused_or_pinned() {
         assert!(r.result.is_ok(), "{h}: {:?}", r.result);
     }
     fx.assert_mirrored("app");
+    if by_name {
+        // An https source by name: curl is told the checked address and not to follow
+        // redirects (the daemon speaks no TLS, so the sync itself fails).
+        let mut job = fx.job("app");
+        job.source = format!("https://{me}:{port}/app.git");
+        assert!(fx.sync(vec![job]).await.remove(0).result.is_err());
+        let resolve = format!("-c http.curloptResolve={me}:{port}:{}", resolved[0]);
+        let https: Vec<String> = fx
+            .git_calls()
+            .into_iter()
+            .filter(|l| l.contains("https://"))
+            .collect();
+        assert!(!https.is_empty());
+        for line in &https {
+            assert!(
+                line.contains(&resolve) && line.contains("-c http.followRedirects=false"),
+                "{line}"
+            );
+        }
+    }
     // git never saw a spelling: only the address that was checked.
     for line in fx.git_calls() {
-        if line.contains(&format!(":{port}/")) {
+        if line.contains(&format!(":{port}/")) && !line.contains("https://") {
             assert!(
                 line.contains(&format!("git://127.0.0.1:{port}/"))
                     || line.contains(&format!("git://0.0.0.0:{port}/"))

@@ -104,9 +104,10 @@ pub struct Options {
     pub backoff: Duration,
     /// The git program (tests put a recording wrapper here).
     pub git: PathBuf,
-    /// `mirroring.allow_private`: sources may resolve to loopback, private, link-local, …
-    /// addresses. Off (the default), every address a source's host resolves to is checked
-    /// before git runs, and git is pinned to the checked one.
+    /// `mirroring.allow_private`: sources may be on loopback, private, link-local, … addresses.
+    /// Off (the default), a source whose host is such a literal or resolves to such an address
+    /// (any one of them) is refused before git runs. Either way git connects to the address
+    /// resolved here, never resolving the name again.
     pub allow_private: bool,
 }
 
