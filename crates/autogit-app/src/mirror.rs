@@ -200,6 +200,7 @@ impl MirrorController {
         }
         opts.timeout = m.timeout.0;
         opts.retries = m.retries;
+        opts.allow_private = m.allow_private;
         let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
         let bus = self.bus.clone();
         let sync = sync_all(jobs, &opts, Some(&store), |e| {

@@ -284,6 +284,9 @@ pub struct GitHubSource {
     /// The REST API root; `None`: `https://api.github.com` (GitHub Enterprise: `https://HOST/api/v3`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
+    /// The token may go over plain `http://`, to a loopback address only (a local test server).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
     #[serde(flatten)]
     pub filters: Filters,
 }
@@ -297,6 +300,9 @@ pub struct GitLabSource {
     pub group: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_env: Option<String>,
+    /// The token may go over plain `http://`, to a loopback address only (a local test server).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_insecure_http: bool,
     #[serde(flatten)]
     pub filters: Filters,
 }

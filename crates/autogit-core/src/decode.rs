@@ -8,13 +8,18 @@ use crate::diag::{Diagnostic, Diagnostics, suggest};
 use crate::preset::Preset;
 use crate::source::Loc;
 use crate::units::{Bytes, Dur, check_cron};
-use crate::validate::{check_env_name, check_git_url, check_hostname, check_url};
+use crate::validate::{
+    check_env_name, check_git_url, check_gitlab_username, check_hostname, check_runner_tag,
+    check_unix_user, check_url, url_host,
+};
 use crate::yaml::{Node, Value};
 
 /// Why a value was rejected.
 pub(crate) struct Bad {
     pub expected: String,
     pub help: Option<String>,
+    /// The value as diagnostics may show it, when it holds a secret.
+    pub redacted: Option<String>,
 }
 
 impl Bad {
@@ -22,10 +27,16 @@ impl Bad {
         Self {
             expected: expected.into(),
             help: None,
+            redacted: None,
         }
     }
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+    /// The value holds a secret: diagnostics show `shown` instead.
+    pub fn redacted(mut self, shown: impl Into<String>) -> Self {
+        self.redacted = Some(shown.into());
         self
     }
 }
@@ -125,11 +136,17 @@ impl Cx {
                     Diagnostic::error("invalid-value", format!("invalid value for `{path}`"))
                         .at(Some(node.loc))
                         .path(path)
-                        .found(node.describe())
+                        .found(match &bad.redacted {
+                            Some(r) => format!("`{r}` (redacted)"),
+                            None => node.describe(),
+                        })
                         .label(format!("expected {}", bad.expected))
                         .expected(bad.expected);
                 if let Some(h) = bad.help {
                     d = d.help(h);
+                }
+                if let Some(r) = bad.redacted {
+                    d = d.replacement(r);
                 }
                 self.diags.push(d);
                 None
@@ -317,10 +334,34 @@ pub(crate) fn p_http_url(n: &Node) -> Result<String, Bad> {
     Ok(s.trim_end_matches('/').to_owned())
 }
 
-pub(crate) fn p_git_url(n: &Node) -> Result<String, Bad> {
+/// A mirror source: [`crate::mirror::check_source`], refusing literal private addresses.
+pub(crate) fn p_source_public(n: &Node) -> Result<String, Bad> {
+    p_source(n, false)
+}
+
+/// A mirror source under `mirroring.allow_private: true`.
+pub(crate) fn p_source_any(n: &Node) -> Result<String, Bad> {
+    p_source(n, true)
+}
+
+fn p_source(n: &Node, allow_private: bool) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a git URL"))?;
-    check_git_url(s).map_err(|why| Bad::new("an https://, ssh:// or git:// URL").help(why))?;
-    Ok(s.to_owned())
+    match crate::mirror::check_source(s, allow_private) {
+        Ok(_) => Ok(s.to_owned()),
+        Err(why) => {
+            let why = why
+                .split("; valid sources")
+                .next()
+                .unwrap_or(&why)
+                .to_owned();
+            let bad = Bad::new("an https://, ssh:// or git:// URL").help(why);
+            Err(if crate::mirror::has_credentials(s) {
+                bad.redacted(crate::mirror::redact_url(s))
+            } else {
+                bad
+            })
+        }
+    }
 }
 
 pub(crate) fn p_target_template(n: &Node) -> Result<String, Bad> {
@@ -455,8 +496,45 @@ enum_parser!(p_ingress, IngressKind, "one of: traefik, nginx, none", {
     "traefik" => IngressKind::Traefik, "nginx" => IngressKind::Nginx, "none" => IngressKind::None,
 });
 
-pub(crate) fn p_host(n: &Node) -> Result<String, Bad> {
+pub(crate) fn p_unix_user(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a user name"))?;
+    check_unix_user(s)
+        .map_err(|why| Bad::new("a login name such as `ci` or `gitlab-runner`").help(why))?;
+    Ok(s.to_owned())
+}
+
+pub(crate) fn p_gitlab_username(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a GitLab username"))?;
+    check_gitlab_username(s).map_err(|why| Bad::new("a GitLab username").help(why))?;
+    Ok(s.to_owned())
+}
+
+pub(crate) fn p_tag(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a tag"))?;
+    check_runner_tag(s)
+        .map_err(|why| Bad::new("a runner tag such as `gpu` or `cuda-12.4`").help(why))?;
+    Ok(s.to_owned())
+}
+
+/// A runner host, optionally `user@host`: (user, host), both checked.
+pub(crate) fn p_runner_host(n: &Node) -> Result<(Option<String>, String), Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a host"))?;
+    let Some((user, host)) = s.split_once('@') else {
+        return p_host_str(s).map(|h| (None, h));
+    };
+    let expected = "`auto`, `local`, an IP address or a hostname, optionally as `user@host`";
+    check_unix_user(user)
+        .map_err(|why| Bad::new(expected).help(format!("the user of `user@host`: {why}")))?;
+    if matches!(host, "auto" | "local") {
+        return Err(
+            Bad::new(expected).help(format!("`{host}` takes no user; write the user in `user:`"))
+        );
+    }
+    let host = p_host_str(host).map_err(|b| Bad::new(expected).help(b.help.unwrap_or_default()))?;
+    Ok((Some(user.to_owned()), host))
+}
+
+fn p_host_str(s: &str) -> Result<String, Bad> {
     if s == "auto" || s == "local" {
         return Ok(s.to_owned());
     }
@@ -604,7 +682,7 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
             g.hostname = h;
         }
         (None, Some(u)) => {
-            if let Some(h) = crate::validate::url_host(&u) {
+            if let Some(h) = url_host(&u) {
                 g.hostname = h.to_ascii_lowercase();
             }
             g.external_url = u;
@@ -941,6 +1019,37 @@ fn filters(cx: &mut Cx, o: &Option<Obj<'_>>) -> Filters {
     }
 }
 
+/// A source's token goes to `url`: plain `http://` is refused (the token would cross the
+/// network in clear text), except to a loopback address with `allow_insecure_http: true`.
+fn token_over_http(cx: &mut Cx, src: &Option<Obj<'_>>, key: &str, url: &str, allowed: bool) {
+    let Some(o) = src else { return };
+    if !url.to_ascii_lowercase().starts_with("http://") {
+        return;
+    }
+    let host = url_host(url).unwrap_or("");
+    let loopback = crate::netaddr::host_class(host) == Some(crate::netaddr::AddrClass::Loopback);
+    let (message, help) = match (loopback, allowed) {
+        (true, true) => return,
+        (true, false) => (
+            format!("the token would be sent over plain http to `{host}`"),
+            "use https; for a server on this machine (a test fake), set `allow_insecure_http: true` on this source",
+        ),
+        (false, _) => (
+            format!("the token would be sent in clear text over plain http to `{host}`"),
+            "use https: plain http is accepted with a token only for a loopback address (127.0.0.0/8, ::1, localhost) and `allow_insecure_http: true`",
+        ),
+    };
+    let path = format!("{}.{key}", o.path());
+    let loc = o.node.get(key).map_or(o.loc(), |n| n.loc);
+    cx.error_at(
+        loc,
+        &path,
+        Diagnostic::error("token-over-http", message)
+            .expected("an https:// URL")
+            .help(help),
+    );
+}
+
 fn keys_with_filters(base: &[&'static str]) -> Vec<&'static str> {
     base.iter().copied().chain(FILTER_KEYS).collect()
 }
@@ -986,8 +1095,19 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
         m.allow_private = v;
     }
     m.target_url_template = cx.field(&o, "target_url_template", p_target_template);
+    let p_git_url: Parse<String> = if m.allow_private {
+        p_source_any
+    } else {
+        p_source_public
+    };
     let s = sub(cx, &o, "sources", &["github", "gitlab", "git"]);
-    let gh_keys = keys_with_filters(&["username", "organization", "token_env", "api_url"]);
+    let gh_keys = keys_with_filters(&[
+        "username",
+        "organization",
+        "token_env",
+        "api_url",
+        "allow_insecure_http",
+    ]);
     for (path, node) in cx.list(&s, "github") {
         let Some(so) = cx.obj(Some(node), &path, &gh_keys) else {
             continue;
@@ -1011,16 +1131,29 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
         }
         let token_env = cx.field(&src, "token_env", p_env_name);
         let api_url = cx.field(&src, "api_url", p_http_url);
+        let allow_insecure_http = cx
+            .field(&src, "allow_insecure_http", p_bool)
+            .unwrap_or(false);
+        if let (Some(url), Some(_)) = (&api_url, &token_env) {
+            token_over_http(cx, &src, "api_url", url, allow_insecure_http);
+        }
         let filters = filters(cx, &src);
         m.sources.github.push(GitHubSource {
             username,
             organization,
             token_env,
             api_url,
+            allow_insecure_http,
             filters,
         });
     }
-    let gl_keys = keys_with_filters(&["url", "username", "group", "token_env"]);
+    let gl_keys = keys_with_filters(&[
+        "url",
+        "username",
+        "group",
+        "token_env",
+        "allow_insecure_http",
+    ]);
     for (path, node) in cx.list(&s, "gitlab") {
         let Some(so) = cx.obj(Some(node), &path, &gl_keys) else {
             continue;
@@ -1032,6 +1165,12 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
         let username = cx.field(&src, "username", p_string);
         let group = cx.field(&src, "group", p_string);
         let token_env = cx.field(&src, "token_env", p_env_name);
+        let allow_insecure_http = cx
+            .field(&src, "allow_insecure_http", p_bool)
+            .unwrap_or(false);
+        if token_env.is_some() {
+            token_over_http(cx, &src, "url", &url, allow_insecure_http);
+        }
         let filters = filters(cx, &src);
         if let Some(o) = &src
             && username.is_none()
@@ -1052,6 +1191,7 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             username,
             group,
             token_env,
+            allow_insecure_http,
             filters,
         });
     }
@@ -1130,17 +1270,34 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) 
                 "a runner name of lowercase letters, digits and `-`",
             );
             let name = cx.field(&ro, "name", p_name).unwrap_or_default();
-            let host = cx
-                .field(&ro, "host", p_host)
-                .unwrap_or_else(|| "auto".to_owned());
-            let user = cx.field(&ro, "user", p_string);
+            let (host_user, host) = cx
+                .field(&ro, "host", p_runner_host)
+                .unwrap_or_else(|| (None, "auto".to_owned()));
+            let mut user = cx.field(&ro, "user", p_unix_user);
+            if let Some(hu) = host_user {
+                match (&user, &ro) {
+                    (Some(u), Some(o)) if *u != hu => {
+                        let loc = o.key_loc("user").unwrap_or(o.loc());
+                        cx.error_at(
+                            loc,
+                            &format!("{path}.user"),
+                            Diagnostic::error(
+                                "runner-user",
+                                format!("`user: {u}` and `host: {hu}@{host}` name different users"),
+                            )
+                            .help("keep one: `user:`, or the `user@` of `host`"),
+                        );
+                    }
+                    _ => user = Some(hu),
+                }
+            }
             let executor = cx
                 .field(&ro, "executor", p_executor)
                 .unwrap_or(Executor::Docker);
             let concurrent = cx
                 .field(&ro, "concurrent", p_concurrency)
                 .unwrap_or(preset.runner_concurrency());
-            let tags = cx.list_of(&ro, "tags", p_string).unwrap_or_default();
+            let tags = cx.list_of(&ro, "tags", p_tag).unwrap_or_default();
             let mut gpu = cx.field(&ro, "gpu", p_gpu);
             let mut capabilities = cx
                 .list_of(&ro, "capabilities", p_capability)
@@ -1299,7 +1456,7 @@ fn compute(cx: &mut Cx, top: &Option<Obj<'_>>, c: &mut Compute) {
             continue;
         }
         cx.required(&q, "user", "a GitLab username");
-        let user = cx.field(&q, "user", p_string);
+        let user = cx.field(&q, "user", p_gitlab_username);
         let gpus = cx.field(&q, "gpus", p_count).unwrap_or(1);
         let vram = cx.field(&q, "vram", p_bytes).unwrap_or(Bytes::gib(24));
         if let Some(user) = user {
@@ -1494,6 +1651,36 @@ gitlab:
         assert!(
             !all.contains("`x` has an empty"),
             "invalid scopes are reported once, not as an empty list:\n{all}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod runner_host_tests {
+    use crate::load::{LoadInput, load};
+
+    #[test]
+    fn user_at_host_is_split_into_user_and_host() {
+        let text = "runners:\n  cpu:\n    - name: a\n      host: ci@build-1.lan\n    - name: b\n      host: deploy@10.0.0.7\n      user: deploy\n    - name: c\n      host: gpu-box\n      user: gitlab-runner\n";
+        let l = load(&LoadInput {
+            file: Some(("t.yml", text)),
+            ..Default::default()
+        });
+        assert!(!l.diagnostics.has_errors(), "{:?}", l.diagnostics);
+        let got: Vec<(String, Option<String>)> = l
+            .config
+            .runners
+            .cpu
+            .iter()
+            .map(|r| (r.host.clone(), r.user.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("build-1.lan".to_owned(), Some("ci".to_owned())),
+                ("10.0.0.7".to_owned(), Some("deploy".to_owned())),
+                ("gpu-box".to_owned(), Some("gitlab-runner".to_owned())),
+            ]
         );
     }
 }

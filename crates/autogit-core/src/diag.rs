@@ -28,6 +28,9 @@ pub struct Diagnostic {
     pub help: Option<String>,
     /// A second location (the first definition of a duplicate, the other side of a collision).
     pub related: Option<(Loc, String)>,
+    /// Shown in the snippet instead of the value at `loc`, for a value that holds a secret (a
+    /// URL with a password): the rendered diagnostic never repeats it.
+    pub replacement: Option<String>,
 }
 
 impl Diagnostic {
@@ -43,6 +46,7 @@ impl Diagnostic {
             expected: None,
             help: None,
             related: None,
+            replacement: None,
         }
     }
 
@@ -79,6 +83,12 @@ impl Diagnostic {
     }
     pub fn related(mut self, loc: Loc, what: impl Into<String>) -> Self {
         self.related = Some((loc, what.into()));
+        self
+    }
+
+    /// Shows `shown` in the snippet in place of the value (which holds a secret).
+    pub fn replacement(mut self, shown: impl Into<String>) -> Self {
+        self.replacement = Some(shown.into());
         self
     }
 
@@ -174,7 +184,13 @@ pub fn render(d: &Diagnostic, sources: &Sources) -> String {
     };
     let _ = writeln!(out, "{sev}[{}]: {}", d.code, d.message);
     if let Some(loc) = d.loc {
-        snippet(&mut out, sources, loc, d.label.as_deref());
+        snippet(
+            &mut out,
+            sources,
+            loc,
+            d.label.as_deref(),
+            d.replacement.as_deref(),
+        );
     }
     if let Some((loc, what)) = &d.related {
         let _ = writeln!(out, "   = note: {what} at {}", location_line(sources, *loc));
@@ -194,7 +210,13 @@ pub fn render(d: &Diagnostic, sources: &Sources) -> String {
     out
 }
 
-fn snippet(out: &mut String, sources: &Sources, loc: Loc, label: Option<&str>) {
+fn snippet(
+    out: &mut String,
+    sources: &Sources,
+    loc: Loc,
+    label: Option<&str>,
+    replacement: Option<&str>,
+) {
     let _ = writeln!(out, "  --> {}", location_line(sources, loc));
     let Some(src) = sources.get(loc.source) else {
         return;
@@ -207,8 +229,15 @@ fn snippet(out: &mut String, sources: &Sources, loc: Loc, label: Option<&str>) {
         // An env var or a flag: show `NAME=value` / the flag as a one-line snippet.
         Origin::Env(_) | Origin::Flag(_) => (src.text.clone(), 1, loc.col),
     };
+    let mut chars: Vec<char> = text.chars().collect();
+    let mut loc = loc;
+    if let Some(r) = replacement {
+        let at = (loc.col as usize).saturating_sub(1).min(chars.len());
+        let end = (at + loc.len as usize).min(chars.len());
+        chars.splice(at..end, r.chars());
+        loc.len = r.chars().count() as u32;
+    }
     // Long lines (minified or hostile input) are cut around the column.
-    let chars: Vec<char> = text.chars().collect();
     let start = (col as usize).saturating_sub(1).saturating_sub(40);
     let shown: String = chars.iter().skip(start).take(120).collect();
     let caret_col = (col as usize).saturating_sub(1) - start;

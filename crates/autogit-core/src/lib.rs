@@ -19,6 +19,7 @@ pub mod inventory;
 pub mod lifecycle;
 pub mod load;
 pub mod mirror;
+pub mod netaddr;
 pub mod ondemand;
 pub mod plan;
 pub mod platform;

@@ -4,15 +4,18 @@
 //!
 //! The git driver (`autogit_drivers::mirror`) runs git; everything it decides comes from here.
 
+use crate::netaddr;
 use crate::validate::{check_git_url, check_hostname};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 /// The transport of an accepted source URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {
     Https,
+    /// Plain http: refused by [`check_source`] (configuration); the driver still pins it.
+    Http,
     Ssh,
     Git,
 }
@@ -22,30 +25,112 @@ impl Transport {
     pub fn git_protocol(self) -> &'static str {
         match self {
             Transport::Https => "https",
+            Transport::Http => "http",
             Transport::Ssh => "ssh",
             Transport::Git => "git",
         }
     }
 }
 
-/// A source URL that passed [`check_source`]: its transport and host.
+/// A source URL that passed [`check_source`]: its transport, host and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceUrl {
     pub transport: Transport,
+    /// As written (without brackets for IPv6).
     pub host: String,
+    /// The explicit port, if the URL names one.
+    pub port: Option<u16>,
+    /// The address when the host is an IP literal in any spelling (`0x7f000001` too).
+    pub ip: Option<IpAddr>,
+}
+
+impl SourceUrl {
+    /// The port git connects to: the explicit one or the transport's default.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.transport {
+            Transport::Https => 443,
+            Transport::Http => 80,
+            Transport::Ssh => 22,
+            Transport::Git => 9418,
+        })
+    }
 }
 
 const VALID: &str = "valid sources are https://host/path, ssh://[user@]host/path, user@host:path (scp-like) and git://host/path";
 
+/// Whether a URL carries a password or token: userinfo with a `:` (`ssh://git:pw@h/r`,
+/// `https://u:tok@h/r`, scp-like `git:pw@h:r`), or any userinfo in an http(s) URL.
+pub fn has_credentials(url: &str) -> bool {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            match authority.rsplit_once('@') {
+                Some((userinfo, _)) => {
+                    userinfo.contains(':') || scheme.to_ascii_lowercase().starts_with("http")
+                }
+                None => false,
+            }
+        }
+        None => {
+            // scp-like `[user@]host:path`: git takes the host up to the first `:`, so
+            // `git:pw@host:path` is host `git` with the password in the path; refuse any `@`
+            // that follows a `:` in the part before the first `/`.
+            let head = url.split('/').next().unwrap_or("");
+            head.split_once(':')
+                .is_some_and(|(_, after)| after.contains('@'))
+        }
+    }
+}
+
 /// Accepts https, ssh (also scp-like `git@host:path`) and git URLs; refuses `file://`, `ext::`,
 /// `fd::`, local paths, plain `http://`, option injection (`-…`, `--upload-pack=…`) and
-/// credentials in the URL. With `allow_private: false`, a host that is a literal loopback,
-/// private, link-local or unspecified address (or `localhost`) is refused too (SSRF).
+/// credentials in the URL (the message shows the URL redacted). With `allow_private: false`, a
+/// host that is `localhost` or an IP literal in any spelling (`127.1`, `0x7f000001`, `::ffff:…`)
+/// of a non-public address ([`crate::netaddr`]) is refused too (SSRF). Names are resolved and
+/// every address checked at sync time, by the driver.
 pub fn check_source(url: &str, allow_private: bool) -> Result<SourceUrl, String> {
+    let src = parse_source(url)?;
+    if src.transport == Transport::Http {
+        return Err(format!(
+            "scheme `http` is not accepted for a source (unencrypted http is refused); {VALID}"
+        ));
+    }
+    check_host_literal(&src, allow_private)?;
+    Ok(src)
+}
+
+/// Refuses a source whose host is `localhost` or a non-public IP literal, unless
+/// `allow_private`.
+pub fn check_host_literal(src: &SourceUrl, allow_private: bool) -> Result<(), String> {
+    if !allow_private && let Some(class) = netaddr::host_class(&src.host) {
+        let canonical = match src.ip {
+            Some(a) if a.to_string() != src.host => format!(" ({a})"),
+            _ => String::new(),
+        };
+        return Err(format!(
+            "host `{}`{canonical} is {} address; sources on private networks are refused unless `mirroring.allow_private: true`",
+            src.host,
+            class.with_article()
+        ));
+    }
+    Ok(())
+}
+
+/// The structure of a source URL without the policy of [`check_source`]: credentials, option
+/// and transport injection are refused; `http` is accepted (the driver is also given test
+/// sources over plain http); the host is not classified.
+pub fn parse_source(url: &str) -> Result<SourceUrl, String> {
+    if has_credentials(url) {
+        return Err(format!(
+            "`{}` has credentials in it; they would end up in autogit.yml, logs and process listings. Put the password or token in an environment variable (or .env) and name it with `token_env`",
+            redact_url(url)
+        ));
+    }
     check_git_url(url).map_err(|why| format!("{why}; {VALID}"))?;
-    let (transport, host) = if let Some((scheme, rest)) = url.split_once("://") {
+    let (transport, host, port) = if let Some((scheme, rest)) = url.split_once("://") {
         let transport = match scheme.to_ascii_lowercase().as_str() {
             "https" => Transport::Https,
+            "http" => Transport::Http,
             "ssh" | "git+ssh" => Transport::Ssh,
             "git" => Transport::Git,
             other => {
@@ -62,79 +147,160 @@ pub fn check_source(url: &str, allow_private: bool) -> Result<SourceUrl, String>
             );
         }
         let hostport = authority.rsplit('@').next().unwrap_or(authority);
-        let host = match hostport.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => hostport.split(':').next().unwrap_or(hostport),
+        let (host, port) = match hostport.strip_prefix('[') {
+            Some(v6) => {
+                let (h, rest) = v6.split_once(']').unwrap_or((v6, ""));
+                (h, rest.strip_prefix(':'))
+            }
+            None => match hostport.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            },
         };
-        (transport, host.to_owned())
+        let port = match port {
+            None | Some("") => None,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(format!(
+                        "port `{p}` is not a number from 1 to 65535; {VALID}"
+                    ));
+                }
+            },
+        };
+        (transport, host.to_owned(), port)
     } else {
         let userhost = url.split(':').next().unwrap_or("");
         let host = userhost.rsplit('@').next().unwrap_or(userhost);
-        (Transport::Ssh, host.to_owned())
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        (Transport::Ssh, host.to_owned(), None)
     };
     if host.is_empty() {
         return Err(format!("the URL names no host; {VALID}"));
     }
-    if host.parse::<IpAddr>().is_err() {
+    let ip = netaddr::parse_ip(&host);
+    if ip.is_none() {
         check_hostname(&host)?;
     }
-    if !allow_private && let Some(class) = host_class(&host) {
-        return Err(format!(
-            "host `{host}` is a {class} address; sources on private networks are refused unless `mirroring.allow_private: true`"
-        ));
-    }
-    Ok(SourceUrl { transport, host })
+    Ok(SourceUrl {
+        transport,
+        host,
+        port,
+        ip,
+    })
 }
 
-/// Why a host is not public: `Some("loopback")`, `Some("private")`, … or `None` for a public
-/// address or a DNS name (names are resolved by git, not here).
-pub fn host_class(host: &str) -> Option<&'static str> {
-    let h = host.trim_end_matches('.').to_ascii_lowercase();
-    if h == "localhost" || h.ends_with(".localhost") {
-        return Some("loopback");
+/// How git is made to reach `addr`, an address the driver resolved and checked for a source,
+/// without resolving the host again (DNS rebinding cannot switch it between check and connect).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pinned {
+    /// The URL git is given: the original for https, the address in place of the host for git
+    /// and ssh.
+    pub url: String,
+    /// `git -c` settings: for https `http.curloptResolve=host:port:addr` (curl connects to
+    /// `addr`, TLS still verifies the name) and `http.followRedirects=false` (a redirect would
+    /// reach a host nobody checked).
+    pub config: Vec<String>,
+    /// For ssh: `-o HostKeyAlias=<host>`, so the host key is still looked up (and checked)
+    /// under the name, not the address.
+    pub ssh_options: Vec<String>,
+}
+
+fn ip_literal(addr: IpAddr) -> String {
+    match addr {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("[{a}]"),
     }
-    match h.parse::<IpAddr>().ok()? {
-        IpAddr::V4(a) => v4_class(a),
-        IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) => v4_class(v4),
-            None => v6_class(a),
+}
+
+/// The invocation that pins `src` (parsed from `url` by [`check_source`]) to `addr`.
+pub fn pin(url: &str, src: &SourceUrl, addr: IpAddr) -> Pinned {
+    let lit = ip_literal(addr);
+    let swap_host = |url: &str| -> String {
+        match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+                let (authority, tail) = rest.split_at(end);
+                let (user, hostport) = match authority.rsplit_once('@') {
+                    Some((u, hp)) => (format!("{u}@"), hp),
+                    None => (String::new(), authority),
+                };
+                let port = match hostport.strip_prefix('[') {
+                    Some(v6) => v6.split_once(']').map_or("", |(_, p)| p),
+                    None => hostport.find(':').map_or("", |i| &hostport[i..]),
+                };
+                format!("{scheme}://{user}{lit}{port}{tail}")
+            }
+            None => {
+                // scp-like `[user@]host:path`
+                let (userhost, path) = url.split_once(':').unwrap_or((url, ""));
+                let user = userhost
+                    .rsplit_once('@')
+                    .map_or(String::new(), |(u, _)| format!("{u}@"));
+                format!("{user}{lit}:{path}")
+            }
+        }
+    };
+    match src.transport {
+        Transport::Https | Transport::Http => {
+            let host = if src.host.contains(':') {
+                format!("[{}]", src.host)
+            } else {
+                src.host.clone()
+            };
+            Pinned {
+                url: url.to_owned(),
+                config: vec![
+                    format!("http.curloptResolve={host}:{}:{lit}", src.effective_port()),
+                    "http.followRedirects=false".to_owned(),
+                ],
+                ssh_options: Vec::new(),
+            }
+        }
+        Transport::Git => Pinned {
+            url: swap_host(url),
+            config: Vec::new(),
+            ssh_options: Vec::new(),
+        },
+        Transport::Ssh => Pinned {
+            url: swap_host(url),
+            config: Vec::new(),
+            ssh_options: if src.ip.is_none() {
+                vec!["-o".to_owned(), format!("HostKeyAlias={}", src.host)]
+            } else {
+                Vec::new()
+            },
         },
     }
 }
 
-fn v4_class(a: Ipv4Addr) -> Option<&'static str> {
-    let o = a.octets();
-    if a.is_loopback() {
-        Some("loopback")
-    } else if a.is_private() || (o[0] == 100 && (o[1] & 0xc0) == 64) {
-        // RFC 1918 and carrier-grade NAT (100.64.0.0/10).
-        Some("private")
-    } else if a.is_link_local() {
-        Some("link-local")
-    } else if a.is_unspecified() || o[0] == 0 {
-        Some("unspecified")
-    } else if a.is_broadcast() || a.is_multicast() {
-        Some("broadcast or multicast")
-    } else {
-        None
+/// The first address among `resolved` that is not public, as an error for the source, or
+/// `None` when every one is (or `allow_private` is set). An empty list is an error too.
+pub fn check_resolved(host: &str, resolved: &[IpAddr], allow_private: bool) -> Result<(), String> {
+    if resolved.is_empty() {
+        return Err(format!("`{host}` resolves to no address"));
     }
+    if allow_private {
+        return Ok(());
+    }
+    for a in resolved {
+        if let Some(class) = netaddr::classify(*a) {
+            return Err(format!(
+                "host `{host}` resolves to {a}, {} address; sources on private networks are refused unless `mirroring.allow_private: true`",
+                class.with_article()
+            ));
+        }
+    }
+    Ok(())
 }
 
-fn v6_class(a: Ipv6Addr) -> Option<&'static str> {
-    let s = a.segments();
-    if a.is_loopback() {
-        Some("loopback")
-    } else if a.is_unspecified() {
-        Some("unspecified")
-    } else if (s[0] & 0xfe00) == 0xfc00 {
-        Some("private")
-    } else if (s[0] & 0xffc0) == 0xfe80 {
-        Some("link-local")
-    } else if a.is_multicast() {
-        Some("broadcast or multicast")
-    } else {
-        None
-    }
+/// Why a host is not public (`Some("loopback")`, …), `None` for a public address or a DNS
+/// name. See [`crate::netaddr::host_class`].
+pub fn host_class(host: &str) -> Option<&'static str> {
+    netaddr::host_class(host).map(netaddr::AddrClass::as_str)
 }
 
 /// A glob with `*` (any run of characters, also `/`) and `?` (one character), matching the whole
@@ -304,6 +470,13 @@ pub fn decide(source: &Refs, target: &Refs) -> Decision {
 /// errors. scp-like URLs keep their user name (it is not a secret: `git@`).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
+        // scp-like: a `:` before the `@` means a password (`git:pw@host:path`).
+        let head_end = url.find('/').unwrap_or(url.len());
+        if let Some(colon) = url[..head_end].find(':')
+            && let Some(at) = url[colon..head_end].rfind('@')
+        {
+            return format!("***{}", &url[colon + at..]);
+        }
         return url.to_owned();
     };
     let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
@@ -495,7 +668,7 @@ mod tests {
             &[
                 ("https://github.com/o/r.git", "ok Https github.com"),
                 ("ssh://git@github.com/o/r.git", "ok Ssh github.com"),
-                ("ssh://git@[2001:db8::1]:22/o/r", "ok Ssh 2001:db8::1"),
+                ("ssh://git@[2606:4700::1]:22/o/r", "ok Ssh 2606:4700::1"),
                 ("git@github.com:o/r.git", "ok Ssh github.com"),
                 ("git://git.kernel.org/pub/x.git", "ok Git git.kernel.org"),
                 (
@@ -517,7 +690,47 @@ mod tests {
                 ("https://[::1]/x", "err host `::1` is a loopback address"),
                 (
                     "https://169.254.169.254/x",
-                    "err host `169.254.169.254` is a link-local address",
+                    "err host `169.254.169.254` is a cloud metadata address",
+                ),
+                (
+                    "git://0x7f000001:9418/x.git",
+                    "err host `0x7f000001` (127.0.0.1) is a loopback address",
+                ),
+                (
+                    "git://127.1/x",
+                    "err host `127.1` (127.0.0.1) is a loopback address",
+                ),
+                (
+                    "git://0/x",
+                    "err host `0` (0.0.0.0) is an unspecified address",
+                ),
+                (
+                    "git://0177.0.0.1/x",
+                    "err host `0177.0.0.1` (127.0.0.1) is a loopback address",
+                ),
+                (
+                    "git@2852039166:x.git",
+                    "err host `2852039166` (169.254.169.254) is a cloud metadata address",
+                ),
+                (
+                    "https://100.64.1.1/x",
+                    "err host `100.64.1.1` is a carrier-grade NAT address",
+                ),
+                (
+                    "ssh://git@[fd00::5]/x",
+                    "err host `fd00::5` is a unique-local address",
+                ),
+                (
+                    "ssh://git:hunter2@github.com/o/r",
+                    "err `ssh://***@github.com/o/r` has credentials in it",
+                ),
+                (
+                    "git:hunter2@github.com:o/r",
+                    "err `***@github.com:o/r` has credentials in it",
+                ),
+                (
+                    "git://h:0/x",
+                    "err the port must be a number from 1 to 65535",
                 ),
                 (
                     "https://[::ffff:127.0.0.1]/x",
@@ -554,7 +767,11 @@ mod tests {
                 ("/srv/git/x.git", "err local paths are refused"),
                 (
                     "https://u:pw@github.com/x",
-                    "err credentials in URLs end up in logs and process listings",
+                    "err `https://***@github.com/x` has credentials in it",
+                ),
+                (
+                    "https://u@github.com/x",
+                    "err `https://***@github.com/x` has credentials in it",
                 ),
                 ("ftp://h/x", "err scheme `ftp` is not allowed"),
             ],
@@ -573,6 +790,13 @@ mod tests {
         );
         let e = check_source("file:///x", false).unwrap_err();
         assert!(e.contains("valid sources are https://"), "{e}");
+        let e = check_source("ssh://git:hunter2@h/r", true).unwrap_err();
+        assert!(!e.contains("hunter2") && e.contains("token_env"), "{e}");
+        let s = check_source("ssh://git@[2001:db8::1]:2222/o/r", true).unwrap();
+        assert_eq!((s.port, s.effective_port()), (Some(2222), 2222));
+        assert_eq!(s.ip, Some("2001:db8::1".parse().unwrap()));
+        let s = check_source("git://0x7f000001/x", true).unwrap();
+        assert_eq!(s.ip, Some("127.0.0.1".parse().unwrap()));
     }
 
     #[test]
@@ -583,9 +807,13 @@ mod tests {
                 ("10.255.0.1", "Some(\"private\")"),
                 ("172.16.0.1", "Some(\"private\")"),
                 ("172.32.0.1", "None"),
-                ("100.64.0.1", "Some(\"private\")"),
+                ("100.64.0.1", "Some(\"carrier-grade NAT\")"),
                 ("0.0.0.0", "Some(\"unspecified\")"),
-                ("fd00::1", "Some(\"private\")"),
+                ("fd00::1", "Some(\"unique-local\")"),
+                ("0x7f000001", "Some(\"loopback\")"),
+                ("0177.0.0.1", "Some(\"loopback\")"),
+                ("127.1", "Some(\"loopback\")"),
+                ("0", "Some(\"unspecified\")"),
                 ("fe80::1", "Some(\"link-local\")"),
                 ("8.8.8.8", "None"),
                 ("2001:4860::8888", "None"),
@@ -719,13 +947,17 @@ mod tests {
 
     #[test]
     fn planned_mirrors() {
-        let text = "mirroring:\n  namespace: m\n  sources:\n    github:\n      username: me\n    git:\n      - https://a.example/x/app.git\n      - https://b.example/y/app.git\n      - url: git://127.0.0.1/z.git\n        name: zed\n";
+        // Loaded with allow_private (validate refuses the loopback source otherwise), planned
+        // without: the plan checks each source again.
+        let text = "mirroring:\n  namespace: m\n  allow_private: true\n  sources:\n    github:\n      username: me\n    git:\n      - https://a.example/x/app.git\n      - https://b.example/y/app.git\n      - url: git://127.0.0.1/z.git\n        name: zed\n";
         let loaded = crate::load::load(&crate::load::LoadInput {
             file: Some(("autogit.yml", text)),
             ..Default::default()
         });
         assert!(!loaded.diagnostics.has_errors());
-        let got: Vec<String> = planned(&loaded.config.mirroring)
+        let mut m = loaded.config.mirroring.clone();
+        m.allow_private = false;
+        let got: Vec<String> = planned(&m)
             .iter()
             .map(|p| {
                 format!(
@@ -806,6 +1038,73 @@ mod tests {
     }
 
     #[test]
+    fn pins_connect_to_the_checked_address() {
+        let v4: IpAddr = "203.0.113.7".parse().unwrap();
+        let v6: IpAddr = "2001:db8::7".parse().unwrap();
+        check(
+            &[
+                (
+                    "https://github.com/o/r.git",
+                    "https://github.com/o/r.git [http.curloptResolve=github.com:443:203.0.113.7, http.followRedirects=false] []",
+                ),
+                (
+                    "https://git.example:8443/o/r.git",
+                    "https://git.example:8443/o/r.git [http.curloptResolve=git.example:8443:203.0.113.7, http.followRedirects=false] []",
+                ),
+                (
+                    "git://git.kernel.org/pub/x.git",
+                    "git://203.0.113.7/pub/x.git [] []",
+                ),
+                ("git://h.example:9419/x", "git://203.0.113.7:9419/x [] []"),
+                (
+                    "ssh://git@h.example:2222/o/r",
+                    "ssh://git@203.0.113.7:2222/o/r [] [-o, HostKeyAlias=h.example]",
+                ),
+                (
+                    "git@github.com:o/r.git",
+                    "git@203.0.113.7:o/r.git [] [-o, HostKeyAlias=github.com]",
+                ),
+            ],
+            |u| {
+                let p = pin(u, &check_source(u, true).unwrap(), v4);
+                format!(
+                    "{} [{}] [{}]",
+                    p.url,
+                    p.config.join(", "),
+                    p.ssh_options.join(", ")
+                )
+            },
+        );
+        let u = "git://h.example/x";
+        assert_eq!(
+            pin(u, &check_source(u, true).unwrap(), v6).url,
+            "git://[2001:db8::7]/x"
+        );
+        let u = "https://h.example/x";
+        assert_eq!(
+            pin(u, &check_source(u, true).unwrap(), v6).config[0],
+            "http.curloptResolve=h.example:443:[2001:db8::7]"
+        );
+    }
+
+    #[test]
+    fn every_resolved_address_is_checked() {
+        let ips = |s: &[&str]| {
+            s.iter()
+                .map(|a| a.parse().unwrap())
+                .collect::<Vec<IpAddr>>()
+        };
+        assert!(check_resolved("h", &ips(&["8.8.8.8", "2606:4700::1"]), false).is_ok());
+        let e = check_resolved("h", &ips(&["8.8.8.8", "::ffff:10.0.0.1"]), false).unwrap_err();
+        assert!(
+            e.contains("::ffff:10.0.0.1") && e.contains("private"),
+            "{e}"
+        );
+        assert!(check_resolved("h", &ips(&["127.0.0.1"]), true).is_ok());
+        assert!(check_resolved("h", &[], true).is_err());
+    }
+
+    #[test]
     fn redaction() {
         check(
             &[
@@ -813,6 +1112,8 @@ mod tests {
                 ("https://h/x@y", "https://h/x@y"),
                 ("ssh://git@h/x", "ssh://***@h/x"),
                 ("git@h:x", "git@h:x"),
+                ("git:pw@h:x/y", "***@h:x/y"),
+                ("h:x@y", "***@y"),
             ],
             redact_url,
         );

@@ -124,6 +124,54 @@ pub fn check_git_url(s: &str) -> Result<(), String> {
     }
 }
 
+/// A login name for ssh (`runners[].user`, the `user@` of a host): a letter or `_`, then
+/// letters, digits, `_`, `.`, `-`; at most 32 characters (POSIX portable user names, as
+/// `useradd` accepts them). Nothing ssh could read as an option (`-oProxyCommand=…`).
+pub fn check_unix_user(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 32
+        && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err("a user name starts with a letter or `_` and has letters, digits, `_`, `.` and `-` only (at most 32)".to_owned())
+    }
+}
+
+/// A GitLab username (`compute.quotas[].user`): letters, digits, `_`, `.`, `-`, starting with
+/// a letter, digit or `_`, not ending with `.`; at most 255 characters.
+pub fn check_gitlab_username(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 255
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && !s.ends_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err("a GitLab username has letters, digits, `_`, `.` and `-`, starts with a letter, digit or `_` and does not end with `.`".to_owned())
+    }
+}
+
+/// A runner tag: a letter, digit or `_`, then letters, digits and `_ . - : / +`; at most 64
+/// characters. No spaces or commas (GitLab's tag list separators), nothing option-like.
+pub fn check_runner_tag(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b':' | b'/' | b'+')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err("a tag starts with a letter, digit or `_` and has letters, digits and `_ . - : / +` only (no spaces or commas; at most 64)".to_owned())
+    }
+}
+
 /// Names of environment variables that hold secrets: upper case, digits, underscores. A value
 /// that looks like a token itself is refused: secrets never go into the YAML.
 pub fn check_env_name(s: &str) -> Result<(), String> {
@@ -293,5 +341,46 @@ mod tests {
         assert!(check_env_name("GITHUB_PAT_MIRROR").is_ok());
         assert!(check_env_name("ghp_abcdef").is_err());
         assert!(check_env_name("github_pat").is_err());
+    }
+
+    #[test]
+    fn users_and_tags() {
+        for ok in ["ci", "_svc", "Ann.B-1", "gitlab-runner"] {
+            assert!(check_unix_user(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-oProxyCommand=touch /tmp/x",
+            "-l",
+            "1abc",
+            "a b",
+            "a@b",
+            "a;b",
+            "$(id)",
+            "a\nb",
+            &"x".repeat(33),
+        ] {
+            assert!(check_unix_user(bad).is_err(), "{bad}");
+        }
+        for ok in ["ann", "1bob", "_x", "a.b-c"] {
+            assert!(check_gitlab_username(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-ann", "ann.", "a b", "a/b", "--user=x"] {
+            assert!(check_gitlab_username(bad).is_err(), "{bad}");
+        }
+        for ok in ["gpu", "cuda-12.4", "linux/amd64", "_x", "a:b+c"] {
+            assert!(check_runner_tag(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "a b",
+            "a,b",
+            "--locked",
+            "$(id)",
+            "a'b",
+        ] {
+            assert!(check_runner_tag(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -194,6 +194,7 @@ fn config() -> impl Strategy<Value = Config> {
                 organization: None,
                 token_env: m.4,
                 api_url: None,
+                allow_insecure_http: false,
                 filters: Filters::default(),
             }];
             c.mirroring.sources.git =

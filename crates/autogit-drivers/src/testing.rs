@@ -87,14 +87,15 @@ fn build(r: &Path, busybox: &str, version: &str) -> Result<(), String> {
 }
 
 /// Tag of [`fake_gitlab_rails_image`].
-pub const FAKE_GITLAB_RAILS_IMAGE: &str = "autogit-test/gitlab-rails:1";
+pub const FAKE_GITLAB_RAILS_IMAGE: &str = "autogit-test/gitlab-rails:2";
 /// What [`fake_gitlab_rails_image`] writes into `/etc/gitlab/initial_root_password`.
 pub const FAKE_ROOT_PASSWORD: &str = "Fake-Root-Pw-0123456789";
 
 /// A stand-in for the GitLab container's Rails side: busybox with
 /// `/opt/gitlab/bin/gitlab-rails`, a script that appends its arguments (one per line, each
-/// call ended by a `--end-of-call--` line) to `/tmp/gitlab-rails.args` and answers `runner`
-/// with `autogit-admin-token-id=<n>` (n counts the calls from 1), as autogit's admin-token
+/// call ended by a `--end-of-call--` line) to `/tmp/gitlab-rails.args`, appends the first line
+/// of its standard input (where the token comes) to `/tmp/gitlab-rails.stdin`, and answers
+/// `runner` with `autogit-admin-token-id=<n>` (n counts the calls from 1), as autogit's admin-token
 /// script does on a real GitLab; and `/etc/gitlab/initial_root_password` laid out as GitLab
 /// writes it. The command is `sleep` so tests can `exec` into it. Built once.
 pub fn fake_gitlab_rails_image() -> Result<String, String> {
@@ -128,6 +129,8 @@ fn build_rails(r: &Path, busybox: &str) -> Result<(), String> {
          echo '--end-of-call--' >> \"$log\"\n\
          n=$(grep -c -- '^--end-of-call--$' \"$log\")\n\
          if [ \"$1\" != runner ]; then echo \"gitlab-rails: unsupported command $1\" >&2; exit 1; fi\n\
+         IFS= read -r line; printf '%s\\n' \"$line\" >> /tmp/gitlab-rails.stdin\n\
+         if [ -z \"$line\" ]; then echo 'autogit: no token on standard input' >&2; exit 1; fi\n\
          echo \"autogit-admin-token-id=$n\"\n",
     )
     .map_err(io)?;

@@ -79,3 +79,55 @@ async fn the_token_is_sent_as_bearer_and_errors_are_typed() {
     }
     assert!(e.to_string().contains("resets at 1767225600"), "{e}");
 }
+
+/// A name for this machine that resolves to loopback only but is not spelled as loopback (the
+/// host name, which /etc/hosts maps to 127.0.x.x on most systems): a request to it would
+/// reach the loopback fake, so a refusal is the client's doing.
+fn loopback_alias() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().to_owned();
+    let addrs: Vec<std::net::SocketAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), 1))
+            .ok()?
+            .collect();
+    (!addrs.is_empty()
+        && addrs.iter().all(|a| a.ip().is_loopback())
+        && autogit_core::netaddr::host_class(&name).is_none())
+    .then_some(name)
+}
+
+#[tokio::test]
+async fn a_token_never_goes_over_plain_http_to_a_remote_host() {
+    let fake = FakeGitHub::start().await;
+    {
+        let mut st = fake.state();
+        st.token = Some("ghp_secret".into());
+        st.add_repos(false, "me", &names(2, "r"), "git://h");
+    }
+    let token = || Some(SecretString::from("ghp_secret"));
+    // Over loopback the token goes (a local test server).
+    let gh = GitHub::new(&fake.url, token()).unwrap();
+    assert_eq!(gh.list(&Owner::User("me".into())).await.unwrap().len(), 2);
+    let before = fake.state().requests.len();
+    // To any other host over http it does not, even when that host would answer.
+    let port = fake.url.rsplit(':').next().unwrap();
+    let alias = loopback_alias();
+    let host = alias.clone().unwrap_or_else(|| "192.0.2.1".to_owned());
+    let gh = GitHub::new(&format!("http://{host}:{port}"), token()).unwrap();
+    let e = gh.list(&Owner::User("me".into())).await.unwrap_err();
+    assert!(matches!(e, GitHubError::TokenOverHttp(_)), "{e}");
+    assert!(e.to_string().contains("plain http"), "{e}");
+    if alias.is_some() {
+        assert_eq!(
+            fake.state().requests.len(),
+            before,
+            "a request reached the fake"
+        );
+    }
+    // Without a token, plain http is fine.
+    fake.state().token = None;
+    if let Some(a) = alias {
+        let gh = GitHub::new(&format!("http://{a}:{port}"), None).unwrap();
+        assert_eq!(gh.list(&Owner::User("me".into())).await.unwrap().len(), 2);
+    }
+}

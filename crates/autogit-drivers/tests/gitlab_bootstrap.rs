@@ -51,14 +51,24 @@ impl<'a> RailsStandIn<'a> {
 
 impl Exec for RailsStandIn<'_> {
     async fn exec(&self, argv: &[String]) -> Result<(i64, String), EngineError> {
+        self.exec_with_stdin(argv, b"").await
+    }
+
+    async fn exec_with_stdin(
+        &self,
+        argv: &[String],
+        stdin: &[u8],
+    ) -> Result<(i64, String), EngineError> {
         self.calls.lock().unwrap().push(argv.to_vec());
         if argv[0].ends_with("gitlab-rails") {
             let script = &argv[2];
-            let token = script
-                .split("set_token('")
-                .nth(1)
-                .and_then(|s| s.split('\'').next())
-                .expect("the script sets a token")
+            assert!(script.contains("t.set_token(v)"), "{script}");
+            // As the script does: the token is the first line of standard input.
+            let token = String::from_utf8_lossy(stdin)
+                .lines()
+                .next()
+                .filter(|l| !l.is_empty())
+                .expect("the token on stdin")
                 .to_owned();
             let expires = script
                 .split("Date.parse('")

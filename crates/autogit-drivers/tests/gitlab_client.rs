@@ -449,3 +449,56 @@ async fn group_and_user_projects_are_listed_across_pages() {
         Err(GitLabError::NotFound { .. })
     ));
 }
+
+/// This machine's host name when it resolves to loopback only without being spelt as
+/// loopback: a request to it would reach the loopback fake.
+fn loopback_alias() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let name = name.trim().to_owned();
+    let addrs: Vec<std::net::SocketAddr> =
+        std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), 1))
+            .ok()?
+            .collect();
+    (!addrs.is_empty()
+        && addrs.iter().all(|a| a.ip().is_loopback())
+        && autogit_core::netaddr::host_class(&name).is_none())
+    .then_some(name)
+}
+
+#[tokio::test]
+async fn a_token_never_goes_over_plain_http_to_a_remote_host() {
+    let (fake, client) = setup().await;
+    // Over loopback (the local GitLab's published port) the token goes.
+    client.current_token().await.unwrap();
+    let seen = fake.state().tokens_seen.len();
+    let port = fake.url.rsplit(':').next().unwrap().to_owned();
+    let alias = loopback_alias();
+    let host = alias.clone().unwrap_or_else(|| "192.0.2.1".to_owned());
+    let remote = GitLabClient::new(
+        &format!("http://{host}:{port}"),
+        Some(SecretString::from(ROOT_TOKEN.to_owned())),
+    )
+    .unwrap()
+    .with_retry(fast());
+    let e = remote.current_token().await.unwrap_err();
+    assert!(matches!(e, GitLabError::TokenOverHttp(_)), "{e}");
+    assert!(!e.to_string().contains(ROOT_TOKEN), "{e}");
+    if alias.is_some() {
+        assert_eq!(
+            fake.state().tokens_seen.len(),
+            seen,
+            "the token reached the fake"
+        );
+    } else {
+        eprintln!("note: no host name resolving to loopback; checked the refusal only");
+    }
+    // A token added later (`with_token`) is refused the same way.
+    let later = GitLabClient::new(&format!("http://{host}:{port}"), None)
+        .unwrap()
+        .with_retry(fast())
+        .with_token(Some(SecretString::from(ROOT_TOKEN.to_owned())));
+    assert!(matches!(
+        later.current_token().await.unwrap_err(),
+        GitLabError::TokenOverHttp(_)
+    ));
+}

@@ -72,9 +72,21 @@ async fn admin_token_is_minted_with_gitlab_rails_in_the_container() {
     let lines: Vec<&str> = args.lines().collect();
     assert_eq!(lines[0], "runner", "{args}");
     let script = lines[1];
+    // The token is not in the command line (`ps`, `docker events`): it came on stdin.
     assert!(
-        script.contains(&format!("set_token('{}')", token.expose_secret())),
-        "the value autogit generated is the one GitLab stores"
+        !args.contains(token.expose_secret()) && !args.contains("glpat-"),
+        "token in gitlab-rails' argv: {args}"
+    );
+    assert!(script.contains("t.set_token(v)"), "{script}");
+    let (code, input) = docker
+        .exec(&id, &["cat".into(), "/tmp/gitlab-rails.stdin".into()])
+        .await
+        .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(
+        input.lines().next(),
+        Some(token.expose_secret()),
+        "the value autogit generated is the one GitLab reads"
     );
     assert!(script.contains("name: 'autogit-admin'"));
     assert!(script.contains("Date.parse('2026-02-23')"), "90 days");
@@ -129,6 +141,6 @@ async fn admin_token_is_minted_with_gitlab_rails_in_the_container() {
     let text = e.to_string();
     assert!(text.contains("exit 3"), "{text}");
     assert!(text.contains("boom: runner"), "{text}");
-    assert!(text.contains("set_token('<redacted>')"), "{text}");
+    assert!(text.contains("t.set_token(v)"), "{text}");
     assert!(!text.contains("glpat-"), "{text}");
 }

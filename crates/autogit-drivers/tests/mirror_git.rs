@@ -37,6 +37,8 @@ impl Fx {
         opts.retries = 0;
         opts.backoff = Duration::from_millis(10);
         opts.timeout = Duration::from_secs(60);
+        // The daemons are on loopback.
+        opts.allow_private = true;
         Some(Fx {
             _tmp: tmp,
             root,
@@ -423,6 +425,109 @@ async fn option_and_transport_injection_is_refused_before_git_runs() {
         assert!(e.contains("refusing URL"), "{e}");
     }
     assert!(fx.git_calls().is_empty(), "{:?}", fx.git_calls());
+}
+
+/// Every spelling of a loopback source: refused (before git runs, not retried) without
+/// `allow_private`, mirrored with it, and git is always given the checked address.
+#[tokio::test]
+async fn private_sources_in_every_spelling_are_refused_or_pinned() {
+    let Some(mut fx) = Fx::new("ssrf") else {
+        return;
+    };
+    let w = fx.repo("app");
+    w.commit("a", "1");
+    w.publish();
+    let port = fx.src.port;
+    let url = |h: &str| format!("git://{h}:{port}/app.git");
+    let spellings = [
+        "127.0.0.1",
+        "0x7f000001",
+        "127.1",
+        "0177.0.0.1",
+        "2130706433",
+        "0",
+        "[::ffff:127.0.0.1]",
+    ];
+    fx.opts.allow_private = false;
+    fx.opts.retries = 2;
+    let mut refused: Vec<String> = spellings.iter().map(|h| url(h)).collect();
+    refused.push(url("localhost"));
+    // A host name that resolves (through the system resolver, as git would) only to
+    // non-public addresses: this machine's name, which /etc/hosts maps to loopback or to a
+    // private address on most systems. Checked after resolution, not from the literal.
+    let me = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let me = me.trim();
+    let resolved: Vec<std::net::IpAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(me, port))
+        .map(|a| a.map(|a| a.ip()).collect())
+        .unwrap_or_default();
+    let by_name = !resolved.is_empty()
+        && autogit_core::netaddr::host_class(me).is_none()
+        && autogit_core::validate::check_hostname(me).is_ok()
+        && resolved
+            .iter()
+            .all(|a| autogit_core::netaddr::classify(*a).is_some());
+    if by_name {
+        refused.push(url(me));
+    } else {
+        eprintln!(
+            "note: host name `{me}` does not resolve to private addresses only ({resolved:?}); that case is not checked here"
+        );
+    }
+    for source in &refused {
+        let mut job = fx.job("app");
+        job.source = source.clone();
+        let r = fx.sync(vec![job]).await.remove(0);
+        let e = r.result.expect_err(source).to_string();
+        assert!(e.contains("mirroring.allow_private"), "{source}: {e}");
+        assert_eq!(r.attempts, 1, "{source}: a refusal is not retried");
+    }
+    if by_name {
+        let mut job = fx.job("app");
+        job.source = url(me);
+        let e = fx.sync(vec![job]).await.remove(0).result.unwrap_err();
+        assert!(e.to_string().contains("resolves to"), "{e}");
+    }
+    assert!(fx.git_calls().is_empty(), "{:?}", fx.git_calls());
+
+    fx.opts.allow_private = true;
+    for h in spellings {
+        let mut job = fx.job("app");
+        job.source = url(h);
+        let r = fx.sync(vec![job]).await.remove(0);
+        assert!(r.result.is_ok(), "{h}: {:?}", r.result);
+    }
+    fx.assert_mirrored("app");
+    if by_name {
+        // An https source by name: curl is told the checked address and not to follow
+        // redirects (the daemon speaks no TLS, so the sync itself fails).
+        let mut job = fx.job("app");
+        job.source = format!("https://{me}:{port}/app.git");
+        assert!(fx.sync(vec![job]).await.remove(0).result.is_err());
+        let resolve = format!("-c http.curloptResolve={me}:{port}:{}", resolved[0]);
+        let https: Vec<String> = fx
+            .git_calls()
+            .into_iter()
+            .filter(|l| l.contains("https://"))
+            .collect();
+        assert!(!https.is_empty());
+        for line in &https {
+            assert!(
+                line.contains(&resolve) && line.contains("-c http.followRedirects=false"),
+                "{line}"
+            );
+        }
+    }
+    // git never saw a spelling: only the address that was checked.
+    for line in fx.git_calls() {
+        if line.contains(&format!(":{port}/")) && !line.contains("https://") {
+            assert!(
+                line.contains(&format!("git://127.0.0.1:{port}/"))
+                    || line.contains(&format!("git://0.0.0.0:{port}/"))
+                    || line.contains(&format!("git://[::ffff:127.0.0.1]:{port}/")),
+                "{line}"
+            );
+        }
+    }
 }
 
 #[tokio::test]

@@ -254,6 +254,7 @@ async fn lfs_objects_are_mirrored_between_servers() {
     let mut opts = Options::new(tmp.path().join("cache"));
     opts.retries = 0;
     opts.timeout = Duration::from_secs(60);
+    opts.allow_private = true; // the LFS server is on loopback
     let job = Job {
         name: "big".into(),
         source: src_url.clone(),

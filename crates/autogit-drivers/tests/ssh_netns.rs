@@ -208,6 +208,36 @@ async fn bad_host_names_never_reach_ssh() {
     }
 }
 
+/// `user@host` reaches the real sshd as that user (split into `-l user -- host`), and a user
+/// that ssh could read as an option is refused before ssh runs: the ProxyCommand it carries
+/// never executes.
+#[tokio::test]
+async fn user_at_host_logs_in_and_option_like_users_never_reach_ssh() {
+    let Some(lab) = lab(1) else { return };
+    let data = tempfile::tempdir().unwrap();
+    let (cfg, _) = trusted(&lab, data.path()).await;
+    let mut anon = cfg.clone();
+    anon.user = None;
+    let h = Ssh::new(anon, &format!("root@{}", lab.hosts[0].addr)).unwrap();
+    let out = h.run(&argv(&["id", "-un"])).await.unwrap();
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout.trim(), "root");
+
+    let marker = data.path().join("pwned");
+    let hostile = format!("-oProxyCommand=touch {}", marker.display());
+    let mut bad = cfg.clone();
+    bad.user = Some(hostile.clone());
+    assert!(matches!(
+        Ssh::new(bad, &lab.hosts[0].addr),
+        Err(RemoteError::BadHost { .. })
+    ));
+    assert!(matches!(
+        Ssh::new(cfg.clone(), &format!("{hostile}@{}", lab.hosts[0].addr)),
+        Err(RemoteError::BadHost { .. })
+    ));
+    assert!(!marker.exists());
+}
+
 /// A stand-in `nvidia-smi`: two GPUs for the query, a header with the CUDA version otherwise.
 pub const FAKE_NVIDIA_SMI: &str = r#"#!/bin/sh
 case "$*" in

@@ -126,6 +126,14 @@ impl Exec for GitLabContainer<'_> {
         let (engine, id) = self.engine_and_id().await?;
         engine.exec(&id, argv).await
     }
+    async fn exec_with_stdin(
+        &self,
+        argv: &[String],
+        stdin: &[u8],
+    ) -> Result<(i64, String), EngineError> {
+        let (engine, id) = self.engine_and_id().await?;
+        engine.exec_with_stdin(&id, argv, stdin).await
+    }
 }
 
 fn open_store(ui: &Ui, g: &Global) -> Result<SecretStore, u8> {

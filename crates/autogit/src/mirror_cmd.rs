@@ -333,7 +333,10 @@ pub fn add(
         )
     } else {
         if let Err(e) = autogit_core::mirror::check_source(source, m.allow_private) {
-            ui.error(&format!("{source}: {e}"));
+            ui.error(&format!(
+                "{}: {e}",
+                autogit_core::mirror::redact_url(source)
+            ));
             return exit::FAILURE;
         }
         let dup = m.sources.git.iter().any(|s| s.url == source);

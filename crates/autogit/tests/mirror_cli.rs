@@ -125,15 +125,17 @@ fn sync_then_list_then_failures() {
     assert_eq!(v["sources"][2]["last_result"], "failed");
     assert!(v["sources"][2]["last_error"].as_str().is_some());
 
-    // Without `allow_private`, loopback sources are refused before git runs (SSRF guard).
+    // Without `allow_private`, loopback sources are refused before git runs (SSRF guard):
+    // the configuration itself is invalid, with the source's file:line.
     config(root, &src, &dst, &["app"], false);
-    let r = mirror(root, &data, &["sync", "-o", "json"]);
-    assert_eq!(r.code, 1, "{}", r.stdout);
-    let v = json(&r.stdout);
-    let err = v["mirrors"][0]["error"].as_str().unwrap();
+    let r = mirror(root, &data, &["sync"]);
+    assert_eq!(r.code, 3, "{}\n{}", r.stdout, r.stderr);
     assert!(
-        err.contains("loopback") && err.contains("mirroring.allow_private"),
-        "{err}"
+        r.stderr.contains("loopback")
+            && r.stderr.contains("mirroring.allow_private")
+            && r.stderr.contains("autogit.yml:"),
+        "{}",
+        r.stderr
     );
 }
 
@@ -148,7 +150,7 @@ fn sync_without_sources_or_gitlab_token_says_why() {
     // No target template and no bootstrap yet: each mirror fails with what to do.
     fs::write(
         d.path().join("autogit.yml"),
-        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    gitlab:\n      url: http://127.0.0.1:9\n      group: team\n      token_env: GL_TOKEN\n",
+        "mirroring:\n  sources:\n    git:\n      - https://git.example.org/a.git\n    gitlab:\n      url: http://127.0.0.1:9\n      allow_insecure_http: true\n      group: team\n      token_env: GL_TOKEN\n",
     )
     .unwrap();
     let r = mirror(d.path(), &data, &["sync", "-o", "json"]);
@@ -199,7 +201,7 @@ fn github_accounts_are_listed_filtered_and_mirrored() {
     fs::write(
         root.join("autogit.yml"),
         format!(
-            "mirroring:\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    github:\n      username: me\n      token_env: GH_TOKEN\n      api_url: {}\n      include: [\"*app*\"]\n",
+            "mirroring:\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    github:\n      username: me\n      token_env: GH_TOKEN\n      api_url: {}\n      allow_insecure_http: true\n      include: [\"*app*\"]\n",
             dst.port, gh.url
         ),
     )
@@ -266,7 +268,7 @@ fn gitlab_groups_are_listed_and_their_projects_checked() {
     fs::write(
         d.path().join("autogit.yml"),
         format!(
-            "mirroring:\n  retries: 0\n  target_url_template: \"git://127.0.0.1:9/{{path}}.git\"\n  sources:\n    gitlab:\n      url: {}\n      group: team\n      token_env: GL_TOKEN\n",
+            "mirroring:\n  retries: 0\n  target_url_template: \"git://127.0.0.1:9/{{path}}.git\"\n  sources:\n    gitlab:\n      url: {}\n      allow_insecure_http: true\n      group: team\n      token_env: GL_TOKEN\n",
             fake.url
         ),
     )
@@ -639,6 +641,21 @@ fn mirror_add_appends_and_keeps_the_file_as_written() {
         let r = run(root, &args);
         assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
         assert!(r.stderr.contains(why), "{args:?}: {}", r.stderr);
+        assert_eq!(fs::read_to_string(root.join("autogit.yml")).unwrap(), text);
+    }
+    // A password in the URL is refused, and never printed or written.
+    for url in [
+        "ssh://git:hunter2pw@git.example.org/team/r.git",
+        "https://me:hunter2pw@git.example.org/team/r.git",
+    ] {
+        let r = run(root, &["mirror", "add", url]);
+        assert_eq!(r.code, 1, "{url}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("hunter2pw") && !r.stdout.contains("hunter2pw"),
+            "{}",
+            r.stderr
+        );
+        assert!(r.stderr.contains("token_env"), "{}", r.stderr);
         assert_eq!(fs::read_to_string(root.join("autogit.yml")).unwrap(), text);
     }
     // No autogit.yml: nothing to add to.

@@ -158,6 +158,7 @@ pub fn bench_mirror(n: usize) {
         let mut opts = Options::new(root.join(cache));
         opts.parallel = parallel;
         opts.retries = 0;
+        opts.allow_private = true; // git daemon on loopback
         let t = Instant::now();
         let reports = rt.block_on(sync_all(jobs, &opts, None, |_| {}));
         let d = t.elapsed();

@@ -886,47 +886,16 @@ impl ContainerEngine for Docker {
     }
 
     async fn exec(&self, id: &str, argv: &[String]) -> Result<(i64, String), EngineError> {
-        let config = ExecConfig {
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            cmd: Some(argv.to_vec()),
-            ..Default::default()
-        };
-        let exec = self
-            .client
-            .create_exec(id, config)
-            .await
-            .map_err(|e| self.err(e, || format!("container {id}")))?;
-        let started = self
-            .client
-            .start_exec(&exec.id, None)
-            .await
-            .map_err(|e| self.err(e, || format!("exec in container {id}")))?;
-        let mut text = Vec::new();
-        if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
-            while let Some(chunk) = output.next().await {
-                let chunk = chunk.map_err(|e| self.err(e, || format!("exec in container {id}")))?;
-                text.extend_from_slice(chunk.as_ref());
-            }
-        }
-        // The exit code is set once the process is gone; the stream ends a moment before.
-        let mut code = None;
-        for _ in 0..50 {
-            let inspect = self
-                .client
-                .inspect_exec(&exec.id)
-                .await
-                .map_err(|e| self.err(e, || format!("exec in container {id}")))?;
-            if inspect.running != Some(true) {
-                code = inspect.exit_code;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let code = code.ok_or_else(|| {
-            EngineError::Engine(format!("exec in container {id}: no exit code reported"))
-        })?;
-        Ok((code, String::from_utf8_lossy(&text).into_owned()))
+        self.exec_io(id, argv, None).await
+    }
+
+    async fn exec_with_stdin(
+        &self,
+        id: &str,
+        argv: &[String],
+        stdin: &[u8],
+    ) -> Result<(i64, String), EngineError> {
+        self.exec_io(id, argv, Some(stdin)).await
     }
 
     async fn copy_out(&self, id: &str, path: &str, dest: &Path) -> Result<u64, EngineError> {
@@ -1024,6 +993,75 @@ impl ContainerEngine for Docker {
                 return Ok(());
             }
         }
+    }
+}
+
+impl Docker {
+    /// One exec: output collected, `stdin` (if any) written and closed first.
+    async fn exec_io(
+        &self,
+        id: &str,
+        argv: &[String],
+        stdin: Option<&[u8]>,
+    ) -> Result<(i64, String), EngineError> {
+        use tokio::io::AsyncWriteExt;
+        let config = ExecConfig {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            attach_stdin: Some(stdin.is_some()),
+            cmd: Some(argv.to_vec()),
+            ..Default::default()
+        };
+        let exec = self
+            .client
+            .create_exec(id, config)
+            .await
+            .map_err(|e| self.err(e, || format!("container {id}")))?;
+        let started = self
+            .client
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|e| self.err(e, || format!("exec in container {id}")))?;
+        let mut text = Vec::new();
+        if let bollard::exec::StartExecResults::Attached {
+            mut output,
+            mut input,
+        } = started
+        {
+            if let Some(data) = stdin {
+                input
+                    .write_all(data)
+                    .await
+                    .map_err(|e| EngineError::Engine(format!("exec in container {id}: {e}")))?;
+                input
+                    .flush()
+                    .await
+                    .map_err(|e| EngineError::Engine(format!("exec in container {id}: {e}")))?;
+                let _ = input.shutdown().await;
+            }
+            while let Some(chunk) = output.next().await {
+                let chunk = chunk.map_err(|e| self.err(e, || format!("exec in container {id}")))?;
+                text.extend_from_slice(chunk.as_ref());
+            }
+        }
+        // The exit code is set once the process is gone; the stream ends a moment before.
+        let mut code = None;
+        for _ in 0..50 {
+            let inspect = self
+                .client
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(|e| self.err(e, || format!("exec in container {id}")))?;
+            if inspect.running != Some(true) {
+                code = inspect.exit_code;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let code = code.ok_or_else(|| {
+            EngineError::Engine(format!("exec in container {id}: no exit code reported"))
+        })?;
+        Ok((code, String::from_utf8_lossy(&text).into_owned()))
     }
 }
 

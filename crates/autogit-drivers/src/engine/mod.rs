@@ -158,6 +158,15 @@ pub trait ContainerEngine: Send + Sync {
         id: &str,
         argv: &[String],
     ) -> impl Future<Output = Result<(i64, String), EngineError>> + Send;
+    /// [`ContainerEngine::exec`] with `stdin` written to the command's standard input (then
+    /// closed): how a secret reaches a command without being in its argv, the engine's exec
+    /// record (`docker events`, `exec_create`) or the host's process list.
+    fn exec_with_stdin(
+        &self,
+        id: &str,
+        argv: &[String],
+        stdin: &[u8],
+    ) -> impl Future<Output = Result<(i64, String), EngineError>> + Send;
     /// Copies `path` (a file or directory) out of the container into the local file `dest`,
     /// as the tar archive the engine produces (members named from `path`'s last component).
     /// Streams: the archive never sits in memory. Returns the bytes written.

@@ -141,6 +141,13 @@ pub trait Exec: Send + Sync {
         &self,
         argv: &[String],
     ) -> impl Future<Output = Result<(i64, String), EngineError>> + Send;
+    /// [`Exec::exec`] with `stdin` on the command's standard input: secrets go this way, never
+    /// in `argv` (visible in `ps` and in the engine's exec events).
+    fn exec_with_stdin(
+        &self,
+        argv: &[String],
+        stdin: &[u8],
+    ) -> impl Future<Output = Result<(i64, String), EngineError>> + Send;
 }
 
 /// [`Exec`] through a container engine.
@@ -155,11 +162,21 @@ impl<E: ContainerEngine> Exec for InContainer<'_, E> {
     async fn exec(&self, argv: &[String]) -> Result<(i64, String), EngineError> {
         self.engine.exec(&self.container, argv).await
     }
+    async fn exec_with_stdin(
+        &self,
+        argv: &[String],
+        stdin: &[u8],
+    ) -> Result<(i64, String), EngineError> {
+        self.engine
+            .exec_with_stdin(&self.container, argv, stdin)
+            .await
+    }
 }
 
-/// The Ruby one-liner `gitlab-rails runner` runs to mint the admin token. `token` must be
-/// `[A-Za-z0-9_-]` only (autogit generates it), `expires_at` a date.
-pub fn admin_token_script(token: &str, expires_at: Date) -> String {
+/// The Ruby one-liner `gitlab-rails runner` runs to mint the admin token, `expires_at` a date.
+/// The token value is not in it: the script reads it from its first line of standard input
+/// (so it is never in an argv, `ps` or `docker events`).
+pub fn admin_token_script(expires_at: Date) -> String {
     [
         "u = User.find_by_username('root') || User.admins.order(:id).first".to_owned(),
         "raise 'autogit: no administrator found' unless u".to_owned(),
@@ -172,8 +189,10 @@ pub fn admin_token_script(token: &str, expires_at: Date) -> String {
             "a = {{ name: '{ADMIN_TOKEN_NAME}', scopes: s, expires_at: Date.parse('{expires_at}') }}"
         ),
         "a[:organization] = Organizations::Organization.default_organization if defined?(Organizations::Organization) && PersonalAccessToken.column_names.include?('organization_id')".to_owned(),
+        "v = STDIN.gets.to_s.strip".to_owned(),
+        "raise 'autogit: no token on standard input' if v.empty?".to_owned(),
         "t = u.personal_access_tokens.build(a)".to_owned(),
-        format!("t.set_token('{token}')"),
+        "t.set_token(v)".to_owned(),
         "t.save!".to_owned(),
         "puts \"autogit-admin-token-id=#{t.id}\"".to_owned(),
     ]
@@ -190,9 +209,12 @@ pub async fn mint_admin_token(
 ) -> Result<u64, BootstrapError> {
     let token = SecretString::from(format!("glpat-{}", random_alnum(32)?.expose_secret()));
     let expires = today.plus(lifetime);
-    let script = admin_token_script(token.expose_secret(), expires);
+    let script = admin_token_script(expires);
     let argv = vec![GITLAB_RAILS.to_owned(), "runner".to_owned(), script];
-    let (code, output) = exec.exec(&argv).await?;
+    let mut input = format!("{}\n", token.expose_secret()).into_bytes();
+    let result = exec.exec_with_stdin(&argv, &input).await;
+    secrecy::zeroize::Zeroize::zeroize(&mut input);
+    let (code, output) = result?;
     let output = output.replace(token.expose_secret(), "<redacted>");
     let id = output.lines().find_map(|l| {
         l.trim()
@@ -818,10 +840,12 @@ mod tests {
 
     #[test]
     fn the_script_revokes_by_name_and_embeds_only_what_it_must() {
-        let s = admin_token_script("glpat-abc123", Date::parse("2026-02-23").unwrap());
+        let s = admin_token_script(Date::parse("2026-02-23").unwrap());
         assert!(s.contains("where(name: 'autogit-admin', revoked: false)"));
         assert!(s.contains("old.revoke!"));
-        assert!(s.contains("set_token('glpat-abc123')"));
+        // The token comes from standard input, never the script (an argument).
+        assert!(s.contains("v = STDIN.gets.to_s.strip") && s.contains("t.set_token(v)"));
+        assert!(!s.contains("glpat-"));
         assert!(s.contains("Date.parse('2026-02-23')"));
         assert!(s.contains(":admin_mode"));
         assert!(!s.contains('\n'), "one line");

@@ -27,6 +27,10 @@ pub const MAX_PAGES: usize = 1000;
 /// An error from GitLab or from talking to it. `path` is the API path (no host, no token).
 #[derive(Debug, thiserror::Error)]
 pub enum GitLabError {
+    #[error(
+        "refusing to send the token to {0} over plain http: only a loopback address may be reached without TLS; use an https URL"
+    )]
+    TokenOverHttp(String),
     #[error("{path}: 400 Bad Request: {message}")]
     BadRequest { path: String, message: String },
     #[error("{path}: 401 Unauthorized: {message} (is the token valid, unexpired and unrevoked?)")]
@@ -219,6 +223,14 @@ pub struct Page<T> {
     pub next: Option<String>,
 }
 
+/// Whether a request to `url` would cross the network in clear text: plain `http://` to a
+/// host that is not a loopback address (`127.0.0.0/8`, `::1`, `localhost`). A token is never
+/// sent that way (defence in depth behind `validate`'s `token-over-http`).
+pub fn cleartext_to_remote(url: &Url) -> bool {
+    use autogit_core::netaddr::{AddrClass, host_class};
+    url.scheme() != "https" && host_class(url.host_str().unwrap_or("")) != Some(AddrClass::Loopback)
+}
+
 impl GitLabClient {
     /// A client for the instance at `base` (e.g. `http://127.0.0.1:8080`; a trailing `/` and a
     /// trailing `/api/v4` are accepted).
@@ -274,6 +286,11 @@ impl GitLabClient {
         body: Option<&serde_json::Value>,
     ) -> Result<reqwest::Response, GitLabError> {
         let path = display_path(&url);
+        if self.token.is_some() && cleartext_to_remote(&url) {
+            return Err(GitLabError::TokenOverHttp(
+                url.origin().ascii_serialization(),
+            ));
+        }
         let idempotent = matches!(method, Method::GET | Method::DELETE | Method::HEAD);
         let mut delay = self.retry.first_delay;
         let attempts = self.retry.attempts.max(1);
@@ -1098,5 +1115,27 @@ mod tests {
         assert_eq!(c.root().as_str(), "http://127.0.0.1:1/");
         assert!(GitLabClient::new("ftp://x", None).is_err());
         assert!(GitLabClient::new("http://u:p@x", None).is_err());
+    }
+
+    #[test]
+    fn which_urls_are_cleartext_to_a_remote_host() {
+        for (url, remote) in [
+            ("http://127.0.0.1:8080/", false),
+            ("http://127.9.9.9/", false),
+            ("http://[::1]:80/", false),
+            ("http://localhost:3000/", false),
+            ("http://gitlab.localhost:8080/", false),
+            ("https://gitlab.example.com/", false),
+            ("http://gitlab.example.com/", true),
+            ("http://10.0.0.5/", true),
+            ("http://169.254.169.254/", true),
+            ("http://[::ffff:10.0.0.1]/", true),
+        ] {
+            assert_eq!(
+                cleartext_to_remote(&Url::parse(url).unwrap()),
+                remote,
+                "{url}"
+            );
+        }
     }
 }

@@ -5,8 +5,9 @@
 //! file, in a log line or in an error (stderr is scrubbed of the token and of URL userinfo).
 
 use super::MirrorError;
-use autogit_core::mirror::redact_url;
+use autogit_core::mirror::{Pinned, redact_url};
 use secrecy::{ExposeSecret, SecretString};
+use std::ffi::OsString;
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -14,28 +15,64 @@ use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 
 const PASSWORD_VAR: &str = "AUTOGIT_GIT_PASSWORD";
-const USERNAME_VAR: &str = "AUTOGIT_GIT_USERNAME";
 
 /// The askpass script: the username prompt gets `oauth2` (GitLab and GitHub accept any user
 /// name with a token), every other prompt the token.
 const ASKPASS: &str = "#!/bin/sh\ncase \"$1\" in\n  Username*|username*) printf '%s\\n' \"${AUTOGIT_GIT_USERNAME:-oauth2}\" ;;\n  *) printf '%s\\n' \"$AUTOGIT_GIT_PASSWORD\" ;;\nesac\n";
 
-/// Variables that would let the caller's environment redirect or loosen git.
-const SCRUBBED: &[&str] = &[
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_CONFIG",
-    "GIT_CONFIG_PARAMETERS",
-    "GIT_CONFIG_COUNT",
-    "GIT_ALLOW_PROTOCOL",
-    "GIT_PROTOCOL_FROM_USER",
-    "GIT_NAMESPACE",
-    "GIT_ASKPASS",
-    "SSH_ASKPASS",
+/// The only variables a git child gets from autogit's environment (everything else, such as
+/// `GITHUB_TOKEN`, a cloud key or `GIT_DIR`, never reaches git, ssh or a remote helper):
+/// where programs are, the home directory (ssh's `known_hosts` and keys), the locale, the
+/// ssh agent, an operator's `GIT_SSH_COMMAND`, and which CAs to trust (a private CA for the
+/// local GitLab). Proxies are not passed: a proxy would resolve the host itself, past the
+/// address check.
+pub const INHERITED: &[&str] = &[
+    "PATH",
+    "HOME",
+    "LANG",
+    "SSH_AUTH_SOCK",
+    "GIT_SSH_COMMAND",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
 ];
+
+/// The environment of one git child: [`INHERITED`] from `parent`, the hardening settings, and
+/// the askpass variables when (and only when) this call has a token. `ssh_options` are
+/// appended to the ssh command (validated host names only: `HostKeyAlias=<host>`).
+pub fn child_env(
+    parent: impl IntoIterator<Item = (OsString, OsString)>,
+    askpass: &Path,
+    token: Option<&SecretString>,
+    ssh_options: &[String],
+) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = parent
+        .into_iter()
+        .filter(|(k, _)| INHERITED.iter().any(|i| k.as_os_str() == *i))
+        .collect();
+    let mut ssh = env
+        .iter()
+        .position(|(k, _)| k == "GIT_SSH_COMMAND")
+        .map(|i| env.remove(i).1.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ssh -o BatchMode=yes".to_owned());
+    for o in ssh_options {
+        ssh.push(' ');
+        ssh.push_str(o);
+    }
+    let mut set = |k: &str, v: &std::ffi::OsStr| env.push((k.into(), v.to_owned()));
+    set("GIT_SSH_COMMAND", ssh.as_ref());
+    set("GIT_CONFIG_NOSYSTEM", "1".as_ref());
+    set("GIT_CONFIG_GLOBAL", "/dev/null".as_ref());
+    set("GIT_TERMINAL_PROMPT", "0".as_ref());
+    set("GCM_INTERACTIVE", "never".as_ref());
+    set("LC_ALL", "C".as_ref());
+    if let Some(t) = token {
+        set("GIT_ASKPASS", askpass.as_os_str());
+        set(PASSWORD_VAR, t.expose_secret().as_ref());
+    }
+    env
+}
 
 /// A private directory holding the askpass script; removed on drop.
 #[derive(Debug)]
@@ -97,6 +134,9 @@ pub struct Call<'a> {
     pub remote: Option<&'a str>,
     pub token: Option<&'a SecretString>,
     pub stdin: Option<Vec<u8>>,
+    /// The checked address `remote` is pinned to ([`autogit_core::mirror::pin`]): its `-c`
+    /// settings and ssh options apply to this call (`args` already carry its URL).
+    pub pin: Option<&'a Pinned>,
 }
 
 /// Runs git as configured.
@@ -123,27 +163,12 @@ impl Git {
     /// the future is dropped (timeouts).
     pub async fn run(&self, call: Call<'_>) -> Result<Vec<u8>, MirrorError> {
         let mut cmd = tokio::process::Command::new(&self.program);
-        for k in SCRUBBED {
-            cmd.env_remove(k);
-        }
-        cmd.env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_CONFIG_GLOBAL", "/dev/null")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("GIT_ASKPASS", self.askpass.script())
-            .env("GCM_INTERACTIVE", "never")
-            .env("LC_ALL", "C");
-        if std::env::var_os("GIT_SSH_COMMAND").is_none() {
-            cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
-        }
-        match call.token {
-            Some(t) => {
-                cmd.env(PASSWORD_VAR, t.expose_secret());
-            }
-            None => {
-                cmd.env_remove(PASSWORD_VAR);
-            }
-        }
-        cmd.env_remove(USERNAME_VAR);
+        cmd.env_clear().envs(child_env(
+            std::env::vars_os(),
+            self.askpass.script(),
+            call.token,
+            call.pin.map_or(&[][..], |p| &p.ssh_options),
+        ));
         let mut args: Vec<String> = vec![
             "-c".into(),
             "protocol.allow=never".into(),
@@ -155,6 +180,10 @@ impl Git {
         if let Some(r) = call.remote {
             args.push("-c".into());
             args.push(format!("protocol.{}.allow=always", protocol_of(r)));
+        }
+        for c in call.pin.map_or(&[][..], |p| &p.config) {
+            args.push("-c".into());
+            args.push(c.clone());
         }
         if let Some(d) = call.dir {
             args.push("-C".into());

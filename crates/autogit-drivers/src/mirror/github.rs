@@ -15,6 +15,10 @@ pub const DEFAULT_API: &str = "https://api.github.com";
 pub enum GitHubError {
     #[error("GitHub API URL `{0}` is not an http(s) URL")]
     Url(String),
+    #[error(
+        "refusing to send the token to {0} over plain http: only a loopback address may be reached without TLS; use an https api_url"
+    )]
+    TokenOverHttp(String),
     #[error("GitHub rejected the token for {path} (401): check the token_env variable")]
     Unauthorized { path: String },
     #[error(
@@ -126,6 +130,11 @@ impl GitHub {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
         };
+        if self.token.is_some() && crate::gitlab::client::cleartext_to_remote(&url) {
+            return Err(GitHubError::TokenOverHttp(
+                url.origin().ascii_serialization(),
+            ));
+        }
         let mut req = self
             .http
             .get(url)

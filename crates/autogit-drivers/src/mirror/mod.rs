@@ -15,9 +15,13 @@ pub mod git;
 pub mod github;
 
 use crate::state::{MirrorRunEnd, Store};
-use autogit_core::mirror::{Decision, decide, parse_ls_remote, redact_url};
+use autogit_core::mirror::{
+    Decision, Pinned, check_host_literal, check_resolved, decide, parse_ls_remote, parse_source,
+    pin, redact_url,
+};
 use git::{Call, Git};
 use secrecy::SecretString;
+use std::net::IpAddr;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,6 +57,14 @@ pub enum MirrorError {
     },
     #[error("{0}")]
     Invalid(String),
+    /// The source is not allowed (a private address, a credential in the URL): not retried.
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot resolve `{host}`: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
     #[error(
         "another sync of mirror `{0}` is running (a scheduled one, or `autogit mirror sync` elsewhere); skipped"
     )]
@@ -62,7 +74,10 @@ pub enum MirrorError {
 impl MirrorError {
     /// Worth another attempt: network and git failures, timeouts. Not: bad input, missing git.
     fn retryable(&self) -> bool {
-        matches!(self, MirrorError::Git { .. } | MirrorError::Timeout { .. })
+        matches!(
+            self,
+            MirrorError::Git { .. } | MirrorError::Timeout { .. } | MirrorError::Resolve { .. }
+        )
     }
 }
 
@@ -90,6 +105,11 @@ pub struct Options {
     pub backoff: Duration,
     /// The git program (tests put a recording wrapper here).
     pub git: PathBuf,
+    /// `mirroring.allow_private`: sources may be on loopback, private, link-local, … addresses.
+    /// Off (the default), a source whose host is such a literal or resolves to such an address
+    /// (any one of them) is refused before git runs. Either way git connects to the address
+    /// resolved here, never resolving the name again.
+    pub allow_private: bool,
 }
 
 impl Options {
@@ -101,6 +121,7 @@ impl Options {
             retries: 2,
             backoff: Duration::from_secs(5),
             git: PathBuf::from("git"),
+            allow_private: false,
         }
     }
 }
@@ -388,17 +409,25 @@ pub async fn sync_once(
     // Defense in depth (callers check sources with core::mirror::check_source): nothing that
     // git could read as an option or as a command-running transport.
     for url in [&job.source, &job.target] {
-        if url.starts_with('-') || url.contains("::") || url.chars().any(char::is_control) {
+        // `<transport>::<address>` (git's remote helpers, `ext::` runs a command); an IPv6
+        // literal's `::` comes after `scheme://[`.
+        let helper = url
+            .split_once("::")
+            .is_some_and(|(t, _)| !t.contains([':', '/', '[']));
+        if url.starts_with('-') || helper || url.chars().any(char::is_control) {
             return Err(MirrorError::Invalid(format!(
                 "refusing URL `{}`: it could be read as a git option or transport",
                 redact_url(url)
             )));
         }
     }
+    // The source is resolved here, every address checked, and git connects to the checked
+    // one: no second resolution that DNS rebinding could switch to a private address.
+    let pinned = pin_source(&job.source, opts.allow_private).await?;
     // Both sides at once: a no-change sync costs one round trip, not two.
     let (source, target) = tokio::try_join!(
-        ls_remote(git, &job.source, job.source_token.as_ref()),
-        ls_remote(git, &job.target, job.target_token.as_ref())
+        ls_remote(git, &job.source, job.source_token.as_ref(), Some(&pinned)),
+        ls_remote(git, &job.target, job.target_token.as_ref(), None)
     )?;
     let (changed, deleted) = match decide(&source, &target) {
         Decision::UpToDate => return Ok(Outcome::UpToDate),
@@ -421,6 +450,7 @@ pub async fn sync_once(
             remote: None,
             token: None,
             stdin: None,
+            pin: None,
         })
         .await?;
     }
@@ -437,13 +467,14 @@ pub async fn sync_once(
             "--no-write-fetch-head".into(),
             "--quiet".into(),
             "--".into(),
-            job.source.clone(),
+            pinned.url.clone(),
             HEADS.into(),
             TAGS.into(),
         ],
         remote: Some(&job.source),
         token: job.source_token.as_ref(),
         stdin: None,
+        pin: Some(&pinned),
     })
     .await?;
     let installed = *lfs_installed
@@ -451,18 +482,22 @@ pub async fn sync_once(
         .await;
     let lfs = installed && uses_lfs(git, &cache).await?;
     if lfs {
-        for (step, verb, remote, token) in [
+        for (step, verb, remote, url, token, pin) in [
             (
                 "git lfs fetch",
                 "fetch",
                 &job.source,
+                &pinned.url,
                 job.source_token.as_ref(),
+                Some(&pinned),
             ),
             (
                 "git lfs push",
                 "push",
                 &job.target,
+                &job.target,
                 job.target_token.as_ref(),
+                None,
             ),
         ] {
             git.run(Call {
@@ -475,11 +510,12 @@ pub async fn sync_once(
                     "lfs".into(),
                     verb.into(),
                     "--all".into(),
-                    remote.clone(),
+                    url.clone(),
                 ],
                 remote: Some(remote),
                 token,
                 stdin: None,
+                pin,
             })
             .await?;
         }
@@ -500,6 +536,7 @@ pub async fn sync_once(
         remote: Some(&job.target),
         token: job.target_token.as_ref(),
         stdin: None,
+        pin: None,
     })
     .await?;
     Ok(Outcome::Synced {
@@ -533,10 +570,38 @@ pub async fn ensure_project(
         .await
 }
 
+/// Checks a source (structure and literal host, [`autogit_core::mirror::parse_source`]),
+/// resolves its host unless it is an IP literal, checks every address, and pins git to the
+/// first one.
+pub async fn pin_source(url: &str, allow_private: bool) -> Result<Pinned, MirrorError> {
+    let refused = |why: String| MirrorError::Refused(format!("{}: {why}", redact_url(url)));
+    let src = parse_source(url).map_err(refused)?;
+    check_host_literal(&src, allow_private).map_err(refused)?;
+    let addrs: Vec<IpAddr> = match src.ip {
+        Some(ip) => vec![ip],
+        None => {
+            let mut v: Vec<IpAddr> =
+                tokio::net::lookup_host((src.host.as_str(), src.effective_port()))
+                    .await
+                    .map_err(|source| MirrorError::Resolve {
+                        host: src.host.clone(),
+                        source,
+                    })?
+                    .map(|a| a.ip())
+                    .collect();
+            v.dedup();
+            v
+        }
+    };
+    check_resolved(&src.host, &addrs, allow_private).map_err(refused)?;
+    Ok(pin(url, &src, addrs[0]))
+}
+
 async fn ls_remote(
     git: &Git,
     url: &str,
     token: Option<&SecretString>,
+    pinned: Option<&Pinned>,
 ) -> Result<autogit_core::mirror::Refs, MirrorError> {
     let out = git
         .run(Call {
@@ -545,13 +610,14 @@ async fn ls_remote(
             args: vec![
                 "ls-remote".into(),
                 "--".into(),
-                url.into(),
+                pinned.map_or(url, |p| p.url.as_str()).into(),
                 "refs/heads/*".into(),
                 "refs/tags/*".into(),
             ],
             remote: Some(url),
             token,
             stdin: None,
+            pin: pinned,
         })
         .await?;
     parse_ls_remote(&String::from_utf8_lossy(&out)).map_err(|detail| MirrorError::Parse {
@@ -568,6 +634,7 @@ async fn lfs_available(git: &Git) -> bool {
         remote: None,
         token: None,
         stdin: None,
+        pin: None,
     })
     .await
     .is_ok()
@@ -588,6 +655,7 @@ async fn uses_lfs(git: &Git, cache: &Path) -> Result<bool, MirrorError> {
             remote: None,
             token: None,
             stdin: None,
+            pin: None,
         })
         .await?;
     let input: String = String::from_utf8_lossy(&heads)
@@ -602,6 +670,7 @@ async fn uses_lfs(git: &Git, cache: &Path) -> Result<bool, MirrorError> {
             remote: None,
             token: None,
             stdin: Some(input.into_bytes()),
+            pin: None,
         })
         .await?;
     if String::from_utf8_lossy(&attrs).contains("filter=lfs") {
@@ -615,6 +684,7 @@ async fn uses_lfs(git: &Git, cache: &Path) -> Result<bool, MirrorError> {
             remote: None,
             token: None,
             stdin: None,
+            pin: None,
         })
         .await?;
     Ok(!files.iter().all(u8::is_ascii_whitespace))

@@ -10,6 +10,7 @@
 use super::{Output, RemoteError, RemoteExec, run_with_timeout};
 use crate::fsx::{read_bounded, write_atomic};
 use autogit_core::remote::{check_ssh_host, sh_join};
+use autogit_core::validate::check_unix_user;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,15 +60,28 @@ pub struct Ssh {
 }
 
 impl Ssh {
-    /// Refuses host names ssh could read as options or that carry metacharacters.
-    pub fn new(cfg: SshConfig, host: &str) -> Result<Self, RemoteError> {
-        check_ssh_host(host).map_err(|reason| RemoteError::BadHost {
+    /// Refuses host names ssh could read as options or that carry metacharacters, and user
+    /// names that are not plain login names. `user@host` is split: the user goes to `-l`
+    /// (it wins over `cfg.user`), the host after `--`, so neither can be read as an option.
+    pub fn new(mut cfg: SshConfig, host: &str) -> Result<Self, RemoteError> {
+        let bad = |reason: String| RemoteError::BadHost {
             host: host.to_owned(),
             reason,
-        })?;
+        };
+        check_ssh_host(host).map_err(bad)?;
+        let name = match host.split_once('@') {
+            Some((user, name)) => {
+                cfg.user = Some(user.to_owned());
+                name
+            }
+            None => host,
+        };
+        if let Some(u) = &cfg.user {
+            check_unix_user(u).map_err(|why| bad(format!("user `{u}`: {why}")))?;
+        }
         Ok(Self {
             cfg,
-            host: host.to_owned(),
+            host: name.to_owned(),
         })
     }
 
@@ -462,6 +476,30 @@ mod tests {
         let cfg = SshConfig::new(Path::new("/data"));
         assert!(matches!(
             Ssh::new(cfg, "-oProxyCommand=touch /tmp/x"),
+            Err(RemoteError::BadHost { .. })
+        ));
+    }
+
+    #[test]
+    fn users_go_to_l_and_hosts_after_the_double_dash() {
+        let cfg = SshConfig::new(Path::new("/data"));
+        let argv = Ssh::new(cfg.clone(), "ci@gpu1")
+            .unwrap()
+            .argv(&["true".into()]);
+        let at = argv.iter().position(|a| a == "-l").unwrap();
+        assert_eq!(argv[at + 1], "ci");
+        assert_eq!(&argv[argv.len() - 3..argv.len() - 1], ["--", "gpu1"]);
+        assert!(!argv.iter().any(|a| a.contains('@')), "{argv:?}");
+        for user in ["-oProxyCommand=touch /tmp/x", "-l", "a b", "$(id)"] {
+            let mut c = cfg.clone();
+            c.user = Some(user.into());
+            assert!(
+                matches!(Ssh::new(c, "gpu1"), Err(RemoteError::BadHost { .. })),
+                "{user}"
+            );
+        }
+        assert!(matches!(
+            Ssh::new(cfg, "-oProxyCommand=x@gpu1"),
             Err(RemoteError::BadHost { .. })
         ));
     }
