@@ -170,8 +170,10 @@ impl Pebble {
     }
 
     fn launch(&mut self) -> Result<(), String> {
-        self.port = super::bind::free_port();
-        self.mgmt_port = super::bind::free_port();
+        if self.port == 0 {
+            self.port = super::bind::free_port();
+            self.mgmt_port = super::bind::free_port();
+        }
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{}", self.port),
@@ -263,6 +265,13 @@ impl Pebble {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Stops Pebble and starts it again at the same directory URL. Pebble keeps nothing on
+    /// disk: the restarted CA has forgotten every account and order (and has a new root).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.launch()
     }
 
     pub fn log(&self) -> String {
