@@ -99,6 +99,48 @@ async fn a_ca_that_accepts_and_never_answers_fails_within_the_deadline() {
     );
 }
 
+/// Item 12, mid-issuance: the CA (real Pebble) freezes once the challenge records are
+/// published: the next request times out, the issuance fails with a clear error within its
+/// deadline, and the records are gone from the zone before `issue` returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_that_hangs_after_the_records_are_published_fails_and_the_records_are_removed() {
+    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    let bind = Bind::start(&named, &[TestZone::new(ZONE, "")]).unwrap();
+    let pebble = Pebble::start(&pebble_bin, &bind.server()).unwrap();
+    let dns = Rfc2136::new(&bind.config(ZONE)).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let mut s = settings(pebble.directory(), Some(pebble.https_root()), work.path());
+    s.propagation_timeout = Duration::from_secs(5);
+    s.order_timeout = Duration::from_secs(3);
+    let deadline = acme_issuance_deadline(s.propagation_timeout, s.order_timeout);
+    let progress = |l: &str| {
+        if l.starts_with("challenge records visible") {
+            pebble.pause();
+        }
+    };
+    let start = Instant::now();
+    let r = tokio::time::timeout(Duration::from_secs(120), issue(&s, ZONE, &dns, &progress)).await;
+    let elapsed = start.elapsed();
+    pebble.resume();
+    let e = r
+        .expect("the issuance hung on a CA that stopped answering")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        elapsed < deadline,
+        "took {elapsed:?}, deadline {deadline:?}"
+    );
+    assert!(e.contains("no answer") && e.contains(&s.directory), "{e}");
+    assert_eq!(
+        challenge_txt(&dns).await,
+        Vec::<String>::new(),
+        "records left behind"
+    );
+    assert!(!s.dir.join("acme-challenges.json").exists());
+}
+
 /// Item 13: BIND is killed once the challenge records are visible, so the CA cannot validate
 /// and the cleanup cannot reach the DNS server: the records stay in the zone (BIND's journal),
 /// listed in `acme-challenges.json`. BIND comes back; the next run removes them first, then

@@ -261,9 +261,29 @@ impl Pebble {
 
     /// Stops Pebble (the CA is "down").
     pub fn stop(&mut self) {
+        self.resume();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Freezes Pebble (SIGSTOP): the kernel still accepts connections on its port, nothing
+    /// answers them – a hung or overloaded CA. [`Pebble::resume`] (or drop) undoes it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Undoes [`Pebble::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
         }
     }
 
