@@ -703,7 +703,8 @@ async fn gate(
         }
     }
     if let Some(token) = &state.options.auth_token {
-        let own = req.uri().path().starts_with("/guard/");
+        // Only the guard's own routes: anything else is proxied, `Authorization` included.
+        let own = matches!(req.uri().path(), "/guard/check" | "/guard/forward-auth");
         if !authenticated(token, req.headers(), own) {
             let mut resp = error_response(
                 StatusCode::UNAUTHORIZED,
@@ -789,6 +790,9 @@ pub async fn serve(
         .header_read_timeout(state.options.header_timeout)
         .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Over the cap, a few connections at a time get a 503; the others are closed at once.
+    let refusals = Arc::new(Semaphore::new(64));
+    let mut last_accept_error: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -796,8 +800,11 @@ pub async fn serve(
                 Ok(x) => x,
                 Err(e) => {
                     // Out of file descriptors or a connection reset before accept: keep
-                    // serving the ones there are.
-                    eprintln!("autogit guard: accept: {e}");
+                    // serving the ones there are (and say so at most once a minute).
+                    if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        eprintln!("autogit guard: accept: {e}");
+                        last_accept_error = Some(std::time::Instant::now());
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -805,7 +812,12 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-            tokio::spawn(refuse_busy(stream));
+            if let Ok(r) = Arc::clone(&refusals).try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_busy(stream).await;
+                    drop(r);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -152,6 +152,14 @@ async fn every_route_but_healthz_needs_the_token() {
         "Authorization alone does not open the proxy"
     );
     let r = c
+        .post(format!("{g}/guard/other"))
+        .json(&clean)
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "nor a proxied path under /guard/");
+    let r = c
         .post(format!("{g}/api/generate"))
         .json(&clean)
         .header("authorization", "Bearer upstream-api-key")
