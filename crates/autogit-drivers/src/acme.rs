@@ -324,8 +324,10 @@ fn write_published(s: &AcmeSettings, records: &[Record]) -> Result<(), AcmeError
     fsx::write_atomic(&path, &json, 0o600).map_err(|e| file_err(e.to_string()))
 }
 
-/// Removes `records` from the zone (bounded by the propagation timeout: a provider may wait
-/// for its change to be in sync). Returns what is still published: nothing, or all of them.
+/// Removes those of `records` still in the zone (read first, so a value already gone, or
+/// never added by a provider that failed half-way, does not fail the cleanup for ever),
+/// bounded by the propagation timeout (a provider may wait for its change to be in sync).
+/// Returns what may still be published: nothing, or all of them.
 async fn remove_records<P: DnsProvider>(
     s: &AcmeSettings,
     dns: &P,
@@ -335,14 +337,27 @@ async fn remove_records<P: DnsProvider>(
     if records.is_empty() {
         return Vec::new();
     }
-    let deletes: Vec<Change> = records
-        .iter()
-        .map(|r| Change::Delete { record: r.clone() })
-        .collect();
     let limit = s
         .propagation_timeout
         .max(acme_request_timeout(s.order_timeout));
-    let failure = match tokio::time::timeout(limit, dns.apply(&deletes)).await {
+    let cleanup = async {
+        let mut names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+        names.dedup();
+        let seen = dns.list(&names).await?;
+        let deletes: Vec<Change> = records
+            .iter()
+            .filter(|w| {
+                seen.iter()
+                    .any(|r| r.kind == RecordType::Txt && r.name == w.name && r.value == w.value)
+            })
+            .map(|r| Change::Delete { record: r.clone() })
+            .collect();
+        if deletes.is_empty() {
+            return Ok(());
+        }
+        dns.apply(&deletes).await
+    };
+    let failure = match tokio::time::timeout(limit, cleanup).await {
         Ok(Ok(())) => return Vec::new(),
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("{} did not answer within {limit:?}", dns.describe()),

@@ -5,6 +5,8 @@
 //! account (Pebble keeps nothing across a restart). Without `pebble` or `named` the last two
 //! say "skipping" and pass, unless `AUTOGIT_REQUIRE_TOOLS` is set.
 
+mod cloudflare_fake;
+
 use autogit_core::dns::RecordType;
 use autogit_core::tls::{account_file_name, acme_issuance_deadline};
 use autogit_drivers::acme::{AcmeSettings, issue};
@@ -200,6 +202,67 @@ async fn challenge_records_left_by_a_dead_dns_server_are_removed_by_the_next_run
     );
     assert_eq!(challenge_txt(&dns).await, Vec::<String>::new());
     assert!(!published.exists(), "nothing is published any more");
+
+    // A listed record that is no longer in the zone (removed by hand) does not block the
+    // cleanup for ever: the list is read first and only what is there is deleted.
+    std::fs::write(
+        &published,
+        r#"[{"name": "_acme-challenge.example.test", "value": "gone-already", "ttl": 60}]"#,
+    )
+    .unwrap();
+    issue(&s, ZONE, &dns, &|_| {}).await.unwrap();
+    assert!(!published.exists(), "the stale entry was dropped");
+}
+
+/// Item 13, with a provider whose delete needs the record to exist (Cloudflare deletes by
+/// record id): a listed value that is no longer in the zone must not make the cleanup fail on
+/// every run. The CA is unreachable here; the cleanup runs before it is contacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_challenge_records_are_removed_even_when_some_are_gone_already() {
+    use autogit_drivers::dns::cloudflare::{Cloudflare, CloudflareConfig};
+    let fake = cloudflare_fake::Fake::start(&[ZONE]).await;
+    fake.state().add(
+        ZONE,
+        "TXT",
+        "_acme-challenge.example.test",
+        "\"still-there\"",
+        60,
+    );
+    let dns = Cloudflare::new(&CloudflareConfig {
+        api_url: fake.url.clone(),
+        token: cloudflare_fake::TOKEN.to_owned().into(),
+        zone: ZONE.into(),
+        zone_id: None,
+        timeout: Duration::from_secs(10),
+    })
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let s = settings(
+        format!("https://127.0.0.1:{}/dir", free_port()),
+        None,
+        work.path(),
+    );
+    std::fs::create_dir_all(&s.dir).unwrap();
+    let published = s.dir.join("acme-challenges.json");
+    std::fs::write(
+        &published,
+        r#"[{"name": "_acme-challenge.example.test", "value": "gone-already", "ttl": 60},
+            {"name": "_acme-challenge.example.test", "value": "still-there", "ttl": 60}]"#,
+    )
+    .unwrap();
+    let lines = Mutex::new(Vec::<String>::new());
+    let progress = |l: &str| lines.lock().unwrap().push(l.to_owned());
+    let e = issue(&s, ZONE, &dns, &progress).await.unwrap_err();
+    assert!(e.to_string().contains(&s.directory), "{e}");
+    let left: Vec<_> = dns
+        .list(&[])
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.name.starts_with("_acme-challenge"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!published.exists(), "{:?}", lines.lock().unwrap());
 }
 
 /// Item 15: the account is kept per directory. Switching to another CA (the first one is
