@@ -4,14 +4,28 @@
 //! is read back from its authoritative server until both are there; the challenge records
 //! are removed afterwards, whatever the outcome.
 //!
-//! Files under `<data>/tls/`: `acme-account.json` (the account key, 0600),
+//! Bounded: every request to the CA gets [`acme_request_timeout`] and the whole issuance
+//! [`acme_issuance_deadline`] (a CA that accepts connections and never answers fails the run
+//! with [`AcmeError::Timeout`]); the DNS cleanup runs after the deadline, with its own bound.
+//!
+//! Challenge records outlive a run when the DNS server is gone at cleanup time, so what is
+//! published is first recorded in `acme-challenges.json` (atomically, before the records are
+//! added) and the next run removes whatever that file still lists before it starts.
+//!
+//! Files under `<data>/tls/`: one account per ACME directory (`acme-account.<host>.<hash>.json`,
+//! [`account_file_name`], the account key, 0600; switching `ACME_DIRECTORY` registers a new
+//! account, and a CA that has forgotten the stored one, `accountDoesNotExist`, gets a new
+//! registration once), `acme-challenges.json` while challenge records may be published,
 //! `<domain>/fullchain.pem` (0644) and `<domain>/key.pem` (0600), each written atomically: a
 //! failed renewal leaves the old certificate serving.
 
 use crate::dns::{DnsProvider, DnsProviderError};
 use crate::fsx;
 use autogit_core::dns::{Change, Record, RecordType};
-use autogit_core::tls::{certificate_names, challenge_name};
+use autogit_core::tls::{
+    account_file_name, acme_issuance_deadline, acme_request_timeout, certificate_names,
+    challenge_name,
+};
 use instant_acme::{
     Account, AccountCredentials, AuthorizationStatus, ChallengeType, Identifier, NewAccount,
     NewOrder, Order, OrderStatus, RetryPolicy,
@@ -39,6 +53,14 @@ pub enum AcmeError {
     File { path: PathBuf, message: String },
     #[error("the certificate from the CA is unusable: {0}")]
     Certificate(String),
+    #[error(
+        "ACME CA at {directory}: no answer {what} within {after:?}; the CA may be down or overloaded: try again later (the current certificate keeps serving)"
+    )]
+    Timeout {
+        directory: String,
+        what: String,
+        after: Duration,
+    },
 }
 
 /// What [`issue`] needs.
@@ -121,29 +143,97 @@ fn private_tls_dir(dir: &Path) -> Result<(), AcmeError> {
     })
 }
 
-async fn account(s: &AcmeSettings) -> Result<Account, AcmeError> {
+/// Runs one request to the CA, bounded by `limit`.
+async fn ca_call<T>(
+    s: &AcmeSettings,
+    what: &str,
+    limit: Duration,
+    fut: impl Future<Output = Result<T, instant_acme::Error>>,
+) -> Result<T, AcmeError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r.map_err(ca_err(&s.directory)),
+        Err(_) => Err(timeout_err(s, what, limit)),
+    }
+}
+
+fn timeout_err(s: &AcmeSettings, what: &str, after: Duration) -> AcmeError {
+    AcmeError::Timeout {
+        directory: s.directory.clone(),
+        what: what.to_owned(),
+        after,
+    }
+}
+
+/// Runs `fut` (a part of the issuance that talks to the CA) until the issuance's `deadline`.
+async fn until<T>(
+    s: &AcmeSettings,
+    deadline: tokio::time::Instant,
+    fut: impl Future<Output = Result<T, AcmeError>>,
+) -> Result<T, AcmeError> {
+    match tokio::time::timeout_at(deadline, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(timeout_err(
+            s,
+            "to the whole issuance",
+            acme_issuance_deadline(s.propagation_timeout, s.order_timeout),
+        )),
+    }
+}
+
+fn builder(s: &AcmeSettings) -> Result<instant_acme::AccountBuilder, AcmeError> {
     let err = ca_err(&s.directory);
-    let path = s.dir.join("acme-account.json");
-    let builder = || match &s.ca_root {
+    match &s.ca_root {
         Some(root) => Account::builder_with_root(root).map_err(&err),
         None => Account::builder().map_err(&err),
-    };
-    if path.exists() {
-        let bytes = fsx::read_bounded(&path, 64 << 10).map_err(|e| AcmeError::File {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        let creds: AccountCredentials =
-            serde_json::from_slice(&bytes).map_err(|e| AcmeError::File {
-                path: path.clone(),
-                message: format!("not an ACME account file: {e}"),
-            })?;
-        return builder()?.from_credentials(creds).await.map_err(&err);
     }
+}
+
+/// The stored account of `s.directory`, or `None` when there is none. A file of the layout
+/// before accounts were keyed by directory (`acme-account.json`) is used only when it names
+/// this directory.
+fn stored_credentials(s: &AcmeSettings) -> Result<Option<AccountCredentials>, AcmeError> {
+    let keyed = s.dir.join(account_file_name(&s.directory));
+    let legacy = s.dir.join("acme-account.json");
+    for (path, must_match) in [(keyed, false), (legacy, true)] {
+        if !path.exists() {
+            continue;
+        }
+        let file_err = |message: String| AcmeError::File {
+            path: path.clone(),
+            message,
+        };
+        let bytes = fsx::read_bounded(&path, 64 << 10).map_err(|e| file_err(e.to_string()))?;
+        let stored_dir: Option<String> = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|v| v.get("directory")?.as_str().map(str::to_owned));
+        if stored_dir.as_deref() != Some(s.directory.as_str()) {
+            if must_match {
+                continue;
+            }
+            return Err(file_err(format!(
+                "this account file is for another ACME directory ({}), not {}: remove it and run again to register a new account",
+                stored_dir.as_deref().unwrap_or("none recorded"),
+                s.directory
+            )));
+        }
+        let creds: AccountCredentials = serde_json::from_slice(&bytes)
+            .map_err(|e| file_err(format!("not an ACME account file: {e}")))?;
+        return Ok(Some(creds));
+    }
+    Ok(None)
+}
+
+/// Registers a new account at `s.directory` and stores it (atomically, 0600) under its
+/// directory's file name.
+async fn register(s: &AcmeSettings) -> Result<Account, AcmeError> {
+    let path = s.dir.join(account_file_name(&s.directory));
     let contact = s.email.as_ref().map(|e| format!("mailto:{e}"));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
-    let (account, creds) = builder()?
-        .create(
+    let (account, creds) = ca_call(
+        s,
+        "to the account registration",
+        acme_request_timeout(s.order_timeout) * 3,
+        builder(s)?.create(
             &NewAccount {
                 contact: &contacts,
                 terms_of_service_agreed: true,
@@ -151,9 +241,9 @@ async fn account(s: &AcmeSettings) -> Result<Account, AcmeError> {
             },
             s.directory.clone(),
             None,
-        )
-        .await
-        .map_err(&err)?;
+        ),
+    )
+    .await?;
     let json = serde_json::to_vec(&creds).map_err(|e| AcmeError::File {
         path: path.clone(),
         message: e.to_string(),
@@ -166,6 +256,131 @@ async fn account(s: &AcmeSettings) -> Result<Account, AcmeError> {
     Ok(account)
 }
 
+/// The account at `s.directory`: the stored one (`true`: it may be unknown to the CA), or a
+/// new registration (`false`).
+async fn account(s: &AcmeSettings) -> Result<(Account, bool), AcmeError> {
+    match stored_credentials(s)? {
+        Some(creds) => {
+            let account = ca_call(
+                s,
+                "to the directory request",
+                acme_request_timeout(s.order_timeout),
+                builder(s)?.from_credentials(creds),
+            )
+            .await?;
+            Ok((account, true))
+        }
+        None => Ok((register(s).await?, false)),
+    }
+}
+
+/// A challenge record this run published (or may have): what `acme-challenges.json` lists.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Published {
+    name: String,
+    value: String,
+    ttl: u32,
+}
+
+const PUBLISHED_FILE: &str = "acme-challenges.json";
+
+fn published_path(s: &AcmeSettings) -> PathBuf {
+    s.dir.join(PUBLISHED_FILE)
+}
+
+fn read_published(s: &AcmeSettings) -> Result<Vec<Record>, AcmeError> {
+    let path = published_path(s);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let bytes = fsx::read_bounded(&path, 1 << 20).map_err(|e| AcmeError::File {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let list: Vec<Published> = serde_json::from_slice(&bytes).map_err(|e| AcmeError::File {
+        path: path.clone(),
+        message: format!(
+            "not a list of challenge records ({e}): remove any `_acme-challenge` TXT records by hand, then this file"
+        ),
+    })?;
+    Ok(list
+        .into_iter()
+        .map(|p| Record::new(&p.name, RecordType::Txt, p.value, p.ttl))
+        .collect())
+}
+
+/// Records `records` as published (atomically), or forgets them all when empty.
+fn write_published(s: &AcmeSettings, records: &[Record]) -> Result<(), AcmeError> {
+    let path = published_path(s);
+    let file_err = |message: String| AcmeError::File {
+        path: path.clone(),
+        message,
+    };
+    if records.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(file_err(e.to_string())),
+            _ => Ok(()),
+        };
+    }
+    let list: Vec<Published> = records
+        .iter()
+        .map(|r| Published {
+            name: r.name.clone(),
+            value: r.value.clone(),
+            ttl: r.ttl,
+        })
+        .collect();
+    let json = serde_json::to_vec_pretty(&list).map_err(|e| file_err(e.to_string()))?;
+    fsx::write_atomic(&path, &json, 0o600).map_err(|e| file_err(e.to_string()))
+}
+
+/// Removes those of `records` still in the zone (read first, so a value already gone, or
+/// never added by a provider that failed half-way, does not fail the cleanup for ever),
+/// bounded by the propagation timeout (a provider may wait for its change to be in sync).
+/// Returns what may still be published: nothing, or all of them.
+async fn remove_records<P: DnsProvider>(
+    s: &AcmeSettings,
+    dns: &P,
+    records: &[Record],
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Vec<Record> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let limit = s
+        .propagation_timeout
+        .max(acme_request_timeout(s.order_timeout));
+    let cleanup = async {
+        let mut names: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+        names.dedup();
+        let seen = dns.list(&names).await?;
+        let deletes: Vec<Change> = records
+            .iter()
+            .filter(|w| {
+                seen.iter()
+                    .any(|r| r.kind == RecordType::Txt && r.name == w.name && r.value == w.value)
+            })
+            .map(|r| Change::Delete { record: r.clone() })
+            .collect();
+        if deletes.is_empty() {
+            return Ok(());
+        }
+        dns.apply(&deletes).await
+    };
+    let failure = match tokio::time::timeout(limit, cleanup).await {
+        Ok(Ok(())) => return Vec::new(),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("{} did not answer within {limit:?}", dns.describe()),
+    };
+    progress(&format!(
+        "warning: removing {} challenge record(s) at {} failed: {failure}; the next run removes them (listed in {})",
+        records.len(),
+        records[0].name,
+        published_path(s).display()
+    ));
+    records.to_vec()
+}
+
 /// Issues (or renews) the certificate for `*.base_domain` and `base_domain`, answering DNS-01
 /// through `dns`, and stores it. `progress` gets one line per phase.
 pub async fn issue<P: DnsProvider>(
@@ -174,42 +389,32 @@ pub async fn issue<P: DnsProvider>(
     dns: &P,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<CertInfo, AcmeError> {
-    let err = ca_err(&s.directory);
-    let names = certificate_names(base_domain);
-    let mut order = open_order(s, &names, progress).await?;
-
-    // Every pending DNS-01 challenge's TXT record, added before any is declared ready.
-    let mut records = Vec::new();
-    {
-        let mut authzs = order.authorizations();
-        while let Some(a) = authzs.next().await {
-            let mut a = a.map_err(&err)?;
-            match a.status {
-                AuthorizationStatus::Valid => continue,
-                AuthorizationStatus::Pending => {}
-                other => {
-                    return Err(AcmeError::Ca {
-                        directory: s.directory.clone(),
-                        message: format!("authorization is {other:?}"),
-                    });
-                }
-            }
-            let ch = a
-                .challenge(ChallengeType::Dns01)
-                .ok_or_else(|| AcmeError::Ca {
-                    directory: s.directory.clone(),
-                    message: "the CA offers no dns-01 challenge".to_owned(),
-                })?;
-            let name = challenge_name(&ch.identifier().to_string());
-            records.push(Record::new(
-                &name,
-                RecordType::Txt,
-                ch.key_authorization().dns_value(),
-                s.ttl,
-            ));
-        }
+    let deadline = tokio::time::Instant::now()
+        + acme_issuance_deadline(s.propagation_timeout, s.order_timeout);
+    // What an earlier run published and could not remove goes first.
+    let stale = read_published(s)?;
+    if !stale.is_empty() {
+        progress(&format!(
+            "removing {} challenge record(s) an earlier run left at {}",
+            stale.len(),
+            stale[0].name
+        ));
     }
-    let result = async {
+    let mut stale = remove_records(s, dns, &stale, progress).await;
+    write_published(s, &stale)?;
+
+    let names = certificate_names(base_domain);
+    let (mut order, records) = until(s, deadline, async {
+        let mut order = open_order(s, &names, progress).await?;
+        let records = dns01_records(s, &mut order).await?;
+        Ok((order, records))
+    })
+    .await?;
+    // Recorded before they are published: if this process or the DNS server dies before the
+    // cleanup below, the next run removes them.
+    stale.extend(records.iter().cloned());
+    write_published(s, &stale)?;
+    let result = until(s, deadline, async {
         if !records.is_empty() {
             progress(&format!(
                 "adding {} challenge record(s) at {}",
@@ -223,16 +428,7 @@ pub async fn issue<P: DnsProvider>(
             dns.apply(&creates).await?;
             wait_visible(dns, &records, s.propagation_timeout).await?;
             progress("challenge records visible on the authoritative server; asking the CA to validate");
-            let mut authzs = order.authorizations();
-            while let Some(a) = authzs.next().await {
-                let mut a = a.map_err(&err)?;
-                if a.status != AuthorizationStatus::Pending {
-                    continue;
-                }
-                if let Some(mut ch) = a.challenge(ChallengeType::Dns01) {
-                    ch.set_ready().await.map_err(&err)?;
-                }
-            }
+            set_ready(s, &mut order, ChallengeType::Dns01).await?;
         }
         finish_order(
             &mut order,
@@ -241,22 +437,81 @@ pub async fn issue<P: DnsProvider>(
             progress,
         )
         .await
-    }
+    })
     .await;
-    // Clean up the challenge records whatever happened.
-    if !records.is_empty() {
-        let deletes: Vec<Change> = records
-            .iter()
-            .map(|r| Change::Delete { record: r.clone() })
-            .collect();
-        if let Err(e) = dns.apply(&deletes).await {
-            progress(&format!(
-                "warning: removing the challenge records failed: {e}"
-            ));
-        }
+    // Clean up the challenge records whatever happened (also after the deadline).
+    let left = remove_records(s, dns, &stale, progress).await;
+    if let Err(e) = write_published(s, &left) {
+        progress(&format!("warning: {e}"));
     }
     let (key_pem, chain) = result?;
     store_certificate(s, base_domain, &names, key_pem, &chain)
+}
+
+/// The TXT record of every pending DNS-01 challenge of `order`.
+async fn dns01_records(s: &AcmeSettings, order: &mut Order) -> Result<Vec<Record>, AcmeError> {
+    let limit = acme_request_timeout(s.order_timeout);
+    let mut records = Vec::new();
+    let mut authzs = order.authorizations();
+    while let Some(a) = next_authorization(s, &mut authzs, limit).await? {
+        let mut a = a;
+        match a.status {
+            AuthorizationStatus::Valid => continue,
+            AuthorizationStatus::Pending => {}
+            other => {
+                return Err(AcmeError::Ca {
+                    directory: s.directory.clone(),
+                    message: format!("authorization is {other:?}"),
+                });
+            }
+        }
+        let ch = a
+            .challenge(ChallengeType::Dns01)
+            .ok_or_else(|| AcmeError::Ca {
+                directory: s.directory.clone(),
+                message: "the CA offers no dns-01 challenge".to_owned(),
+            })?;
+        let name = challenge_name(&ch.identifier().to_string());
+        records.push(Record::new(
+            &name,
+            RecordType::Txt,
+            ch.key_authorization().dns_value(),
+            s.ttl,
+        ));
+    }
+    Ok(records)
+}
+
+/// The next authorization of the order, bounded by `limit`.
+async fn next_authorization<'a>(
+    s: &AcmeSettings,
+    authzs: &'a mut instant_acme::Authorizations<'_>,
+    limit: Duration,
+) -> Result<Option<instant_acme::AuthorizationHandle<'a>>, AcmeError> {
+    match tokio::time::timeout(limit, authzs.next()).await {
+        Ok(None) => Ok(None),
+        Ok(Some(r)) => r.map(Some).map_err(ca_err(&s.directory)),
+        Err(_) => Err(timeout_err(s, "to an authorization request", limit)),
+    }
+}
+
+/// Declares the `kind` challenge of every pending authorization ready.
+async fn set_ready(
+    s: &AcmeSettings,
+    order: &mut Order,
+    kind: ChallengeType,
+) -> Result<(), AcmeError> {
+    let limit = acme_request_timeout(s.order_timeout);
+    let mut authzs = order.authorizations();
+    while let Some(mut a) = next_authorization(s, &mut authzs, limit).await? {
+        if a.status != AuthorizationStatus::Pending {
+            continue;
+        }
+        if let Some(mut ch) = a.challenge(kind.clone()) {
+            ca_call(s, "to a challenge request", limit, ch.set_ready()).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks that the chain names every one of `names`, then writes the key (0600) and the chain
@@ -310,23 +565,24 @@ pub async fn issue_http01(
     webroot: &Path,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<CertInfo, AcmeError> {
-    let err = ca_err(&s.directory);
     if names.is_empty() || names.iter().any(|n| n.starts_with("*.")) {
         return Err(AcmeError::Certificate(
             "HTTP-01 needs explicit names (a wildcard needs DNS-01)".to_owned(),
         ));
     }
-    let mut order = open_order(s, names, progress).await?;
+    let deadline = tokio::time::Instant::now()
+        + acme_issuance_deadline(s.propagation_timeout, s.order_timeout);
+    let limit = acme_request_timeout(s.order_timeout);
+    let mut order = until(s, deadline, open_order(s, names, progress)).await?;
     let dir = webroot.join(".well-known/acme-challenge");
     std::fs::create_dir_all(&dir).map_err(|e| AcmeError::File {
         path: dir.clone(),
         message: e.to_string(),
     })?;
     let mut written: Vec<PathBuf> = Vec::new();
-    let result = async {
+    let result = until(s, deadline, async {
         let mut authzs = order.authorizations();
-        while let Some(a) = authzs.next().await {
-            let mut a = a.map_err(&err)?;
+        while let Some(mut a) = next_authorization(s, &mut authzs, limit).await? {
             if a.status != AuthorizationStatus::Pending {
                 continue;
             }
@@ -350,7 +606,7 @@ pub async fn issue_http01(
             )?;
             written.push(file);
             progress(&format!("http-01 for {} ready", ch.identifier()));
-            ch.set_ready().await.map_err(&err)?;
+            ca_call(s, "to a challenge request", limit, ch.set_ready()).await?;
         }
         finish_order(
             &mut order,
@@ -359,7 +615,7 @@ pub async fn issue_http01(
             progress,
         )
         .await
-    }
+    })
     .await;
     for f in &written {
         let _ = std::fs::remove_file(f);
@@ -369,18 +625,45 @@ pub async fn issue_http01(
 }
 
 /// Logs in to the CA's account (creating it on first use) and opens an order for `names`.
+/// When the CA no longer knows the stored account (`accountDoesNotExist`: a CA reset, a
+/// deactivated account), registers a new one, once, and goes on.
 async fn open_order(
     s: &AcmeSettings,
     names: &[String],
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Order, AcmeError> {
     progress(&format!("ACME account at {}", s.directory));
-    let account = account(s).await?;
+    let (account, stored) = account(s).await?;
     let identifiers: Vec<Identifier> = names.iter().map(|n| Identifier::Dns(n.clone())).collect();
-    account
-        .new_order(&NewOrder::new(&identifiers))
-        .await
-        .map_err(ca_err(&s.directory))
+    let limit = acme_request_timeout(s.order_timeout);
+    let what = "to the new-order request";
+    let first =
+        match tokio::time::timeout(limit, account.new_order(&NewOrder::new(&identifiers))).await {
+            Err(_) => return Err(timeout_err(s, what, limit)),
+            Ok(r) => r,
+        };
+    match first {
+        Err(instant_acme::Error::Api(p))
+            if stored
+                && p.r#type
+                    .as_deref()
+                    .is_some_and(|t| t.ends_with(":accountDoesNotExist")) =>
+        {
+            progress(&format!(
+                "the CA does not know the stored account ({}); registering a new one",
+                p.detail.as_deref().unwrap_or("accountDoesNotExist")
+            ));
+            let account = register(s).await?;
+            ca_call(
+                s,
+                what,
+                limit,
+                account.new_order(&NewOrder::new(&identifiers)),
+            )
+            .await
+        }
+        other => other.map_err(ca_err(&s.directory)),
+    }
 }
 
 /// After the challenges are ready: waits for the order to be ready (or fails with `hint`, what
@@ -391,11 +674,18 @@ async fn finish_order(
     hint: &str,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(String, String), AcmeError> {
-    let err = ca_err(&s.directory);
+    let limit = acme_request_timeout(s.order_timeout);
     let retry = RetryPolicy::new()
         .initial_delay(Duration::from_millis(500))
         .timeout(s.order_timeout);
-    let status = order.poll_ready(&retry).await.map_err(&err)?;
+    let polling = s.order_timeout + limit;
+    let status = ca_call(
+        s,
+        "while the order is validated",
+        polling,
+        order.poll_ready(&retry),
+    )
+    .await?;
     if status != OrderStatus::Ready {
         return Err(AcmeError::Ca {
             directory: s.directory.clone(),
@@ -403,8 +693,14 @@ async fn finish_order(
         });
     }
     progress("validated; finalizing");
-    let key_pem = order.finalize().await.map_err(&err)?;
-    let chain = order.poll_certificate(&retry).await.map_err(&err)?;
+    let key_pem = ca_call(s, "to the finalize request", limit, order.finalize()).await?;
+    let chain = ca_call(
+        s,
+        "while the certificate is issued",
+        polling,
+        order.poll_certificate(&retry),
+    )
+    .await?;
     Ok((key_pem, chain))
 }
 

@@ -136,7 +136,14 @@ async fn wildcard_certificate_by_dns01_served_by_nginx_and_kept_when_the_ca_is_d
     assert!(cert.not_after > cert.not_before);
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&cert.key), 0o600);
-    assert_eq!(mode(&settings.dir.join("acme-account.json")), 0o600);
+    assert_eq!(
+        mode(
+            &settings
+                .dir
+                .join(autogit_core::tls::account_file_name(&settings.directory))
+        ),
+        0o600
+    );
     // Keys live in private directories whatever the umask.
     assert_eq!(mode(&settings.dir), 0o700);
     assert_eq!(mode(cert.key.parent().unwrap()), 0o700);
@@ -168,10 +175,20 @@ async fn wildcard_certificate_by_dns01_served_by_nginx_and_kept_when_the_ca_is_d
     );
 
     // Renewal reuses the account and replaces the certificate.
-    let account_before = std::fs::read(settings.dir.join("acme-account.json")).unwrap();
+    let account_before = std::fs::read(
+        settings
+            .dir
+            .join(autogit_core::tls::account_file_name(&settings.directory)),
+    )
+    .unwrap();
     let renewed = issue(&settings, ZONE, &dns, &|_| {}).await.unwrap();
     assert_eq!(
-        std::fs::read(settings.dir.join("acme-account.json")).unwrap(),
+        std::fs::read(
+            settings
+                .dir
+                .join(autogit_core::tls::account_file_name(&settings.directory))
+        )
+        .unwrap(),
         account_before
     );
     assert!(renewed.not_before >= cert.not_before);

@@ -38,6 +38,23 @@ pub enum ServiceError {
     /// The HTTP server could not start or run.
     #[error("http server: {0}")]
     Http(String),
+    /// Authentication is missing or its token is unusable.
+    #[error("authentication: {0}")]
+    Auth(String),
+    /// The quarantine is at its quota; the record was not stored.
+    #[error(
+        "the quarantine is full ({items} records, {bytes} bytes; quota {max_items} records, {max_bytes} bytes): review and delete or release records (`autogit guard quarantine list`), or raise the quota"
+    )]
+    QuarantineFull {
+        /// Records stored.
+        items: u64,
+        /// Bytes stored.
+        bytes: u64,
+        /// The quota's record limit.
+        max_items: u64,
+        /// The quota's byte limit.
+        max_bytes: u64,
+    },
 }
 
 impl ServiceError {

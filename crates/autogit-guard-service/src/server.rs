@@ -13,7 +13,9 @@
 //! Suspicious and blocked prompts are written to the quarantine store when one is configured.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use autogit_guard::{Analysis, Guard, Verdict};
 use axum::Router;
@@ -22,11 +24,16 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
+use http_body_util::BodyExt;
 use serde::Serialize;
 use serde_json::{Value, json};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower_service::Service;
 
 use crate::ServiceError;
-use crate::store::QuarantineStore;
+use crate::body::{Body as ReadBody, Unreadable};
+use crate::limits::{AuthToken, RateLimiter, check_exposure};
+use crate::store::{QuarantineStore, Quota};
 
 /// Server options beyond the guard's own configuration.
 #[derive(Clone, Debug)]
@@ -37,6 +44,27 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Also inspect `system`/`developer` messages (they normally come from the operator).
     pub scan_system: bool,
+    /// The shared secret every route but `/healthz` requires; `None`: no authentication
+    /// (only on loopback, or with `insecure_no_auth`).
+    pub auth_token: Option<AuthToken>,
+    /// Serve without a token on a non-loopback address (something in front authenticates).
+    pub insecure_no_auth: bool,
+    /// Time for a request's headers to arrive (default 10 s); then the connection is closed.
+    pub header_timeout: Duration,
+    /// Time for a request's body to arrive (default 30 s); then `408`.
+    pub body_timeout: Duration,
+    /// Open connections at most (default 1024); more get `503`.
+    pub max_connections: usize,
+    /// Request body bytes held in memory at once, over all requests (default 64 MiB); a
+    /// request that would exceed it gets `503` with `Retry-After`.
+    pub max_inflight_body_bytes: usize,
+    /// Quarantine quota (default 10 000 records, 256 MiB); see [`Quota`].
+    pub quarantine_quota: Option<Quota>,
+    /// Requests per second per client address (default 10; 0 disables), every route but
+    /// `/healthz`; more get `429` with `Retry-After`.
+    pub rate_per_sec: f64,
+    /// Requests a client may send at once before the rate applies (default 40).
+    pub rate_burst: f64,
 }
 
 impl Default for ServeOptions {
@@ -45,6 +73,18 @@ impl Default for ServeOptions {
             upstream: None,
             max_body_bytes: 8 << 20,
             scan_system: false,
+            auth_token: None,
+            insecure_no_auth: false,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 1024,
+            max_inflight_body_bytes: 64 << 20,
+            quarantine_quota: Some(Quota {
+                max_items: 10_000,
+                max_bytes: 256 << 20,
+            }),
+            rate_per_sec: 10.0,
+            rate_burst: 40.0,
         }
     }
 }
@@ -56,10 +96,13 @@ pub struct ServerState {
     store: Option<Mutex<QuarantineStore>>,
     options: ServeOptions,
     client: reqwest::Client,
+    body_budget: Arc<Semaphore>,
+    limiter: Mutex<RateLimiter>,
+    full_warned: AtomicBool,
 }
 
 impl ServerState {
-    /// Build the state; `store` receives suspicious and blocked prompts.
+    /// Build the state; `store` receives suspicious and blocked prompts (within the quota).
     pub fn new(
         guard: Guard,
         store: Option<QuarantineStore>,
@@ -69,11 +112,22 @@ impl ServerState {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| ServiceError::Http(e.to_string()))?;
+        let store = store.map(|mut s| {
+            s.set_quota(options.quarantine_quota);
+            Mutex::new(s)
+        });
+        let budget = options
+            .max_inflight_body_bytes
+            .max(options.max_body_bytes)
+            .clamp(1, Semaphore::MAX_PERMITS);
         Ok(Self {
             guard,
-            store: store.map(Mutex::new),
-            options,
+            store,
             client,
+            body_budget: Arc::new(Semaphore::new(budget)),
+            limiter: Mutex::new(RateLimiter::new(options.rate_per_sec, options.rate_burst)),
+            full_warned: AtomicBool::new(false),
+            options,
         })
     }
 }
@@ -157,18 +211,20 @@ pub struct Inspection {
     pub rules: Vec<String>,
     /// Quarantine record, if one was written.
     pub quarantine_id: Option<String>,
+    /// Why no quarantine record was written although one should have been.
+    #[serde(skip)]
+    pub not_stored: Option<&'static str>,
 }
 
-fn inspect(state: &ServerState, body: &[u8], content_type: Option<&str>) -> Inspection {
-    let fields: Vec<(String, String)> = match serde_json::from_slice::<Value>(body) {
-        Ok(v) => prompt_fields(&v, state.options.scan_system),
-        Err(_) if content_type.is_some_and(|c| c.starts_with("text/")) => {
-            vec![(
-                "body".to_owned(),
-                String::from_utf8_lossy(body).into_owned(),
-            )]
-        }
-        Err(_) => Vec::new(),
+fn inspect(
+    state: &ServerState,
+    body: &[u8],
+    content_type: Option<&str>,
+) -> Result<Inspection, Unreadable> {
+    let fields: Vec<(String, String)> = match crate::body::read(body, content_type)? {
+        ReadBody::Empty => Vec::new(),
+        ReadBody::Json(v) => prompt_fields(&v, state.options.scan_system),
+        ReadBody::Text(t) => vec![("body".to_owned(), t)],
     };
     let mut worst: Option<(String, String, Analysis)> = None;
     for (field, text) in fields {
@@ -178,22 +234,36 @@ fn inspect(state: &ServerState, body: &[u8], content_type: Option<&str>) -> Insp
         }
     }
     let Some((field, text, a)) = worst else {
-        return Inspection {
+        return Ok(Inspection {
             verdict: Verdict::Clean,
             risk_score: 0.0,
             field: None,
             rules: Vec::new(),
             quarantine_id: None,
-        };
+            not_stored: None,
+        });
     };
     let mut rules: Vec<String> = a.detected_patterns.iter().map(|f| f.rule.clone()).collect();
     rules.dedup();
+    let mut not_stored = None;
     let quarantine_id = match (&state.store, a.verdict) {
         (Some(store), Verdict::Suspicious | Verdict::Blocked) => match store.lock() {
             Ok(mut s) => match s.insert(&format!("api-request:{field}"), &text, &a) {
-                Ok(r) => Some(r.id),
+                Ok(r) => {
+                    state.full_warned.store(false, Ordering::Relaxed);
+                    Some(r.id)
+                }
+                Err(e @ ServiceError::QuarantineFull { .. }) => {
+                    // Said once per episode, not once per request.
+                    if !state.full_warned.swap(true, Ordering::Relaxed) {
+                        eprintln!("autogit guard: {e}");
+                    }
+                    not_stored = Some("quarantine full");
+                    None
+                }
                 Err(e) => {
                     eprintln!("autogit guard: could not write quarantine record: {e}");
+                    not_stored = Some("quarantine error");
                     None
                 }
             },
@@ -201,52 +271,103 @@ fn inspect(state: &ServerState, body: &[u8], content_type: Option<&str>) -> Insp
         },
         _ => None,
     };
-    Inspection {
+    Ok(Inspection {
         verdict: a.verdict,
         risk_score: (a.risk_score * 1000.0).round() / 1000.0,
         field: Some(field),
         rules,
         quarantine_id,
-    }
+        not_stored,
+    })
 }
 
 async fn inspect_async(
     state: Arc<ServerState>,
     body: Bytes,
     content_type: Option<String>,
-) -> Inspection {
-    let fallback = Inspection {
-        verdict: Verdict::Blocked,
-        risk_score: 1.0,
-        field: None,
-        rules: vec!["internal_error".to_owned()],
-        quarantine_id: None,
-    };
+) -> Result<Inspection, Unreadable> {
     tokio::task::spawn_blocking(move || inspect(&state, &body, content_type.as_deref()))
         .await
-        .unwrap_or(fallback)
+        .unwrap_or_else(|e| Err(Unreadable(format!("the inspection failed ({e})"))))
+}
+
+/// An RFC 9457 problem document (`application/problem+json`), with an OpenAI-style `error`
+/// member as well so that API clients show the reason.
+fn problem(status: StatusCode, kind: &str, title: &str, detail: &str, extra: Value) -> Response {
+    let mut body = json!({
+        "type": format!("urn:autogit:guard:{kind}"),
+        "title": title,
+        "status": status.as_u16(),
+        "detail": detail,
+        "error": { "type": kind.replace('-', "_"), "message": detail },
+    });
+    if let (Some(b), Value::Object(extra)) = (body.as_object_mut(), extra) {
+        b.extend(extra);
+    }
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    resp
+}
+
+fn retry_after(mut resp: Response, after: Duration) -> Response {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    resp
 }
 
 fn blocked_response(i: &Inspection) -> Response {
     let field = i.field.as_deref().unwrap_or("request");
-    let body = json!({
-        "error": {
-            "type": "prompt_injection_detected",
-            "code": "autogit_guard_blocked",
-            "message": format!(
-                "Request blocked by autogit guard: possible prompt injection in {field} (risk {:.2}). \
-                 If this is a false positive, ask an operator to review quarantine record {}.",
-                i.risk_score,
-                i.quarantine_id.as_deref().unwrap_or("(not stored)")
-            ),
-            "risk_score": i.risk_score,
-            "field": i.field,
-            "rules": i.rules,
-            "quarantine_id": i.quarantine_id,
-        }
-    });
-    let mut resp = (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+    let stored = match (&i.quarantine_id, i.not_stored) {
+        (Some(id), _) => id.clone(),
+        (None, Some(why)) => format!("(not stored: {why})"),
+        (None, None) => "(not stored)".to_owned(),
+    };
+    let message = format!(
+        "Request blocked by autogit guard: possible prompt injection in {field} (risk {:.2}). \
+         If this is a false positive, ask an operator to review quarantine record {stored}.",
+        i.risk_score,
+    );
+    let mut resp = problem(
+        StatusCode::FORBIDDEN,
+        "prompt-injection",
+        "Possible prompt injection",
+        &message,
+        json!({
+            "error": {
+                "type": "prompt_injection_detected",
+                "code": "autogit_guard_blocked",
+                "message": message,
+                "risk_score": i.risk_score,
+                "field": i.field,
+                "rules": i.rules,
+                "quarantine_id": i.quarantine_id,
+            }
+        }),
+    );
     decorate(resp.headers_mut(), i);
+    resp
+}
+
+/// The answer for a body the guard cannot read as the upstream would: blocked (fail closed).
+fn unreadable_response(u: &Unreadable) -> Response {
+    let mut resp = problem(
+        StatusCode::BAD_REQUEST,
+        "unreadable-body",
+        "Request body cannot be inspected",
+        &format!(
+            "Request blocked by autogit guard: {u}. The guard only lets through bodies it reads exactly as the upstream will: strict JSON (UTF-8, no byte order mark, no duplicate or case-variant keys, no trailing commas, finite numbers) with text prompts."
+        ),
+        json!({ "code": "autogit_guard_unreadable", "reason": u.0 }),
+    );
+    resp.headers_mut().insert(
+        "x-autogit-guard-verdict",
+        HeaderValue::from_static("blocked"),
+    );
     resp
 }
 
@@ -263,29 +384,113 @@ fn decorate(headers: &mut HeaderMap, i: &Inspection) {
 }
 
 fn error_response(status: StatusCode, kind: &str, message: String) -> Response {
-    (
+    let title = status.canonical_reason().unwrap_or("Error");
+    problem(
         status,
-        axum::Json(json!({ "error": { "type": kind, "message": message } })),
+        &kind.replace('_', "-"),
+        title,
+        &message,
+        Value::Null,
     )
-        .into_response()
 }
 
-async fn read_body(
-    state: &ServerState,
-    req: Request,
-) -> Result<(axum::http::request::Parts, Bytes), Response> {
-    let (parts, body) = req.into_parts();
-    match axum::body::to_bytes(body, state.options.max_body_bytes).await {
-        Ok(b) => Ok((parts, b)),
-        Err(_) => Err(error_response(
+/// A request body and its share of the in-flight memory budget (released on drop).
+struct ReadBodyOk {
+    parts: axum::http::request::Parts,
+    bytes: Bytes,
+    _budget: Vec<OwnedSemaphorePermit>,
+}
+
+/// Reads the whole body within the body timeout, within `max_body_bytes`, charging the
+/// in-flight budget as it goes (the declared length up front): over the budget is a 503.
+async fn read_body(state: &ServerState, req: Request) -> Result<ReadBodyOk, Response> {
+    let opts = &state.options;
+    let (parts, mut body) = req.into_parts();
+    let max = opts.max_body_bytes;
+    let too_large = || {
+        error_response(
             StatusCode::PAYLOAD_TOO_LARGE,
             "request_too_large",
-            format!(
-                "request body exceeds {} bytes",
-                state.options.max_body_bytes
-            ),
-        )),
+            format!("request body exceeds {max} bytes (--max-body-bytes)"),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > max) {
+        return Err(too_large());
     }
+    let busy = || {
+        retry_after(
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                format!(
+                    "the guard is at its memory budget for request bodies ({} bytes in flight); try again shortly",
+                    opts.max_inflight_body_bytes
+                ),
+            ),
+            Duration::from_secs(1),
+        )
+    };
+    let charge = |n: usize| -> Result<OwnedSemaphorePermit, Response> {
+        let n = u32::try_from(n).map_err(|_| too_large())?;
+        Arc::clone(&state.body_budget)
+            .try_acquire_many_owned(n)
+            .map_err(|_| busy())
+    };
+    let mut permits = Vec::new();
+    let mut charged = 0usize;
+    if let Some(n) = declared.filter(|n| *n > 0) {
+        permits.push(charge(n)?);
+        charged = n;
+    }
+    let mut buf: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0));
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                error_response(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("could not read the request body: {e}"),
+                )
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            let total = buf.len() + data.len();
+            if total > max {
+                return Err(too_large());
+            }
+            if total > charged {
+                permits.push(charge(total - charged)?);
+                charged = total;
+            }
+            buf.extend_from_slice(&data);
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(opts.body_timeout, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(r)) => return Err(r),
+        Err(_) => {
+            return Err(error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {:?}",
+                    opts.body_timeout
+                ),
+            ));
+        }
+    }
+    Ok(ReadBodyOk {
+        parts,
+        bytes: Bytes::from(buf),
+        _budget: permits,
+    })
 }
 
 fn content_type(headers: &HeaderMap) -> Option<String> {
@@ -296,11 +501,15 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
 }
 
 async fn forward_auth(State(state): State<Arc<ServerState>>, req: Request) -> Response {
-    let (parts, body) = match read_body(&state, req).await {
+    let body = match read_body(&state, req).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let i = inspect_async(state, body, content_type(&parts.headers)).await;
+    let ct = content_type(&body.parts.headers);
+    let i = match inspect_async(state, body.bytes, ct).await {
+        Ok(i) => i,
+        Err(u) => return unreadable_response(&u),
+    };
     if i.verdict == Verdict::Blocked {
         return blocked_response(&i);
     }
@@ -310,11 +519,11 @@ async fn forward_auth(State(state): State<Arc<ServerState>>, req: Request) -> Re
 }
 
 async fn check(State(state): State<Arc<ServerState>>, req: Request) -> Response {
-    let (_, body) = match read_body(&state, req).await {
+    let body = match read_body(&state, req).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let text = match serde_json::from_slice::<Value>(&body) {
+    let text = match crate::body::parse_strict(&body.bytes) {
         Ok(v) => match v.get("text").and_then(Value::as_str) {
             Some(t) => t.to_owned(),
             None => {
@@ -325,7 +534,7 @@ async fn check(State(state): State<Arc<ServerState>>, req: Request) -> Response 
                 );
             }
         },
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, "invalid_request", e.to_string()),
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, "invalid_request", e.0),
     };
     match tokio::task::spawn_blocking(move || state.guard.analyze(&text)).await {
         Ok(a) => axum::Json(a).into_response(),
@@ -337,7 +546,8 @@ async fn check(State(state): State<Arc<ServerState>>, req: Request) -> Response 
     }
 }
 
-/// Headers that describe one hop and must not be forwarded.
+/// Headers that describe one hop and must not be forwarded (the guard's own token among
+/// them: `Proxy-Authorization` is hop-by-hop, `X-Autogit-Guard-Token` is the guard's).
 fn hop_by_hop(name: &str) -> bool {
     matches!(
         name,
@@ -351,6 +561,7 @@ fn hop_by_hop(name: &str) -> bool {
             | "upgrade"
             | "host"
             | "content-length"
+            | TOKEN_HEADER
     )
 }
 
@@ -362,16 +573,24 @@ async fn proxy(State(state): State<Arc<ServerState>>, req: Request) -> Response 
             "no upstream configured; use /guard/forward-auth or /guard/check".into(),
         );
     };
-    let (parts, body) = match read_body(&state, req).await {
+    let ReadBodyOk {
+        parts,
+        bytes: body,
+        _budget: budget,
+    } = match read_body(&state, req).await {
         Ok(x) => x,
         Err(r) => return r,
     };
-    let i = inspect_async(
+    let i = match inspect_async(
         Arc::clone(&state),
         body.clone(),
         content_type(&parts.headers),
     )
-    .await;
+    .await
+    {
+        Ok(i) => i,
+        Err(u) => return unreadable_response(&u),
+    };
     if i.verdict == Verdict::Blocked {
         return blocked_response(&i);
     }
@@ -384,14 +603,16 @@ async fn proxy(State(state): State<Arc<ServerState>>, req: Request) -> Response 
         }
     }
     decorate(&mut headers, &i);
-    let upstream_resp = match state
+    let sent = state
         .client
         .request(parts.method, &url)
         .headers(headers)
         .body(body)
         .send()
-        .await
-    {
+        .await;
+    // The body has been sent (or will not be): its budget is free again.
+    drop(budget);
+    let upstream_resp = match sent {
         Ok(r) => r,
         Err(e) => {
             return error_response(
@@ -421,30 +642,210 @@ async fn healthz() -> Response {
     axum::Json(json!({ "status": "ok" })).into_response()
 }
 
+/// The header carrying the guard's token (besides `Proxy-Authorization: Bearer`).
+pub const TOKEN_HEADER: &str = "x-autogit-guard-token";
+
+/// The client's address, put on every request by the connection loop.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub SocketAddr);
+
+fn bearer(v: &HeaderValue) -> Option<&[u8]> {
+    let v = v.as_bytes();
+    let (scheme, rest) = v.split_at(v.iter().position(|b| *b == b' ')?);
+    scheme
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| rest.trim_ascii())
+}
+
+/// Whether the request carries the token: `Proxy-Authorization: Bearer T` or
+/// `X-Autogit-Guard-Token: T` anywhere; `Authorization: Bearer T` only on the guard's own
+/// routes (through the proxy, `Authorization` is the upstream's and is passed on untouched).
+fn authenticated(token: &AuthToken, headers: &HeaderMap, own_route: bool) -> bool {
+    let mut ok = false;
+    for v in headers.get_all(header::PROXY_AUTHORIZATION) {
+        ok |= bearer(v).is_some_and(|t| token.matches(t));
+    }
+    for v in headers.get_all(TOKEN_HEADER) {
+        ok |= token.matches(v.as_bytes().trim_ascii());
+    }
+    if own_route {
+        for v in headers.get_all(header::AUTHORIZATION) {
+            ok |= bearer(v).is_some_and(|t| token.matches(t));
+        }
+    }
+    ok
+}
+
+/// Every route but `/healthz`: the per-client rate limit, then authentication.
+async fn gate(
+    State(state): State<Arc<ServerState>>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+    if let Some(ip) = client {
+        let taken = match state.limiter.lock() {
+            Ok(mut l) => l.take(ip, std::time::Instant::now()),
+            Err(_) => Ok(()),
+        };
+        if let Err(wait) = taken {
+            return retry_after(
+                error_response(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "more than {} requests per second from {ip}; slow down",
+                        state.options.rate_per_sec
+                    ),
+                ),
+                wait,
+            );
+        }
+    }
+    if let Some(token) = &state.options.auth_token {
+        // Only the guard's own routes: anything else is proxied, `Authorization` included.
+        let own = matches!(req.uri().path(), "/guard/check" | "/guard/forward-auth");
+        if !authenticated(token, req.headers(), own) {
+            let mut resp = error_response(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "this guard needs its token: send `Proxy-Authorization: Bearer <token>` or `X-Autogit-Guard-Token: <token>` (on /guard/* routes `Authorization: Bearer <token>` works too)".into(),
+            );
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"autogit-guard\""),
+            );
+            return resp;
+        }
+    }
+    next.run(req).await
+}
+
 /// The router (exposed for tests and embedding).
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
         .route("/guard/check", post(check))
         .route("/guard/forward-auth", any(forward_auth))
         .fallback(proxy)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            gate,
+        ))
+        .route("/healthz", get(healthz))
         .with_state(state)
 }
 
-/// Serve on an already bound listener until `shutdown` resolves.
+/// The answer to a connection over the cap: written directly, then the connection closes.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = json!({
+        "type": "urn:autogit:guard:busy",
+        "title": "Service Unavailable",
+        "status": 503,
+        "detail": "the guard is at its connection limit; try again shortly",
+    })
+    .to_string();
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\nretry-after: 1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    // Read the request head first (briefly, bounded): a client that gets its answer before
+    // it has sent its request takes it for a protocol error.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        use tokio::io::AsyncReadExt;
+        let mut head = Vec::new();
+        let mut buf = [0u8; 1024];
+        while head.len() < 8192 && !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(resp.as_bytes())).await;
+}
+
+/// Serve on an already bound listener until `shutdown` resolves. Refuses a non-loopback
+/// listener without a token (unless `insecure_no_auth`). Connections beyond
+/// `max_connections` get a 503; a request whose headers have not arrived within
+/// `header_timeout` has its connection closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<ServerState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServiceError> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ServiceError::Http(e.to_string()))
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServiceError::Http(e.to_string()))?;
+    check_exposure(
+        local,
+        state.options.auth_token.is_some(),
+        state.options.insecure_no_auth,
+    )?;
+    let app = router(Arc::clone(&state));
+    let slots = Arc::new(Semaphore::new(state.options.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(state.options.header_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Over the cap, a few connections at a time get a 503; the others are closed at once.
+    let refusals = Arc::new(Semaphore::new(64));
+    let mut last_accept_error: Option<std::time::Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before accept: keep
+                    // serving the ones there are (and say so at most once a minute).
+                    if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        eprintln!("autogit guard: accept: {e}");
+                        last_accept_error = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            if let Ok(r) = Arc::clone(&refusals).try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse_busy(stream).await;
+                    drop(r);
+                });
+            }
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let svc = hyper::service::service_fn(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ClientAddr(peer));
+                let mut app = app.clone();
+                async move { app.call(req.map(Body::new)).await }
+            },
+        );
+        let conn = graceful.watch(http.serve_connection(hyper_util::rt::TokioIo::new(stream), svc));
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(slot);
+        });
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+    Ok(())
 }
 
 /// Bind `listen` and serve until Ctrl-C (blocking; builds its own runtime).
 pub fn run_blocking(listen: SocketAddr, state: ServerState) -> Result<(), ServiceError> {
+    check_exposure(
+        listen,
+        state.options.auth_token.is_some(),
+        state.options.insecure_no_auth,
+    )?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -454,10 +855,15 @@ pub fn run_blocking(listen: SocketAddr, state: ServerState) -> Result<(), Servic
             .await
             .map_err(|e| ServiceError::Http(format!("cannot listen on {listen}: {e}")))?;
         eprintln!(
-            "autogit guard: listening on http://{}",
+            "autogit guard: listening on http://{}{}",
             listener
                 .local_addr()
-                .map_err(|e| ServiceError::Http(e.to_string()))?
+                .map_err(|e| ServiceError::Http(e.to_string()))?,
+            if state.options.auth_token.is_some() {
+                " (token required)"
+            } else {
+                " (no authentication)"
+            }
         );
         serve(listener, Arc::new(state), async {
             let _ = tokio::signal::ctrl_c().await;

@@ -60,11 +60,24 @@ pub struct QuarantineRecord {
     pub findings: Vec<Finding>,
 }
 
+/// How much the quarantine may hold. When a new record would exceed it, released (already
+/// reviewed) records are evicted oldest first; if that is not enough the new record is
+/// refused ([`ServiceError::QuarantineFull`]) – pending records, the evidence still to be
+/// reviewed, are never evicted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quota {
+    /// Most records.
+    pub max_items: u64,
+    /// Most bytes of stored records (their JSON).
+    pub max_bytes: u64,
+}
+
 /// The quarantine database.
 #[derive(Debug)]
 pub struct QuarantineStore {
     conn: Connection,
     path: PathBuf,
+    quota: Option<Quota>,
 }
 
 impl QuarantineStore {
@@ -94,10 +107,36 @@ impl QuarantineStore {
              );
              CREATE INDEX IF NOT EXISTS quarantine_status ON quarantine (status, timestamp);",
         )?;
+        // Each record's size, for the quota (added after the first release: filled in once).
+        let has_bytes: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('quarantine') WHERE name = 'bytes'")?
+            .exists([])?;
+        if !has_bytes {
+            conn.execute_batch(
+                "ALTER TABLE quarantine ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+                 UPDATE quarantine SET bytes = length(CAST(record AS BLOB));",
+            )?;
+        }
         Ok(Self {
             conn,
             path: path.to_owned(),
+            quota: None,
         })
+    }
+
+    /// Limits what the store may hold from now on (see [`Quota`]); `None`: unlimited.
+    pub fn set_quota(&mut self, quota: Option<Quota>) {
+        self.quota = quota;
+    }
+
+    /// Records and bytes stored.
+    pub fn usage(&self) -> Result<(u64, u64), ServiceError> {
+        let (n, b): (i64, i64) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM quarantine",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((n.max(0) as u64, b.max(0) as u64))
     }
 
     /// The database file.
@@ -150,9 +189,13 @@ impl QuarantineStore {
             verdict: analysis.verdict,
             findings: analysis.detected_patterns.clone(),
         };
+        let json = serde_json::to_string(&record)?;
+        if let Some(q) = self.quota {
+            make_room(&tx, q, json.len() as u64)?;
+        }
         tx.execute(
-            "INSERT INTO quarantine (id, day, seq, timestamp, status, risk_score, record)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO quarantine (id, day, seq, timestamp, status, risk_score, record, bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
                 record.id,
                 day,
@@ -160,7 +203,8 @@ impl QuarantineStore {
                 record.timestamp,
                 record.analysis_status.as_str(),
                 record.risk_score,
-                serde_json::to_string(&record)?
+                json,
+                json.len() as i64
             ],
         )?;
         tx.commit()?;
@@ -210,9 +254,10 @@ impl QuarantineStore {
     ) -> Result<QuarantineRecord, ServiceError> {
         let mut record = self.get(id)?;
         record.analysis_status = status;
+        let json = serde_json::to_string(&record)?;
         self.conn.execute(
-            "UPDATE quarantine SET status = ?2, record = ?3 WHERE id = ?1",
-            params![id, status.as_str(), serde_json::to_string(&record)?],
+            "UPDATE quarantine SET status = ?2, record = ?3, bytes = ?4 WHERE id = ?1",
+            params![id, status.as_str(), json, json.len() as i64],
         )?;
         Ok(record)
     }
@@ -227,6 +272,38 @@ impl QuarantineStore {
         }
         Ok(())
     }
+}
+
+/// Evicts released records, oldest first, until a record of `new_bytes` fits `q`; refuses
+/// when it does not fit without evicting pending ones.
+fn make_room(tx: &rusqlite::Transaction<'_>, q: Quota, new_bytes: u64) -> Result<(), ServiceError> {
+    let usage = |tx: &rusqlite::Transaction<'_>| -> Result<(u64, u64), ServiceError> {
+        let (n, b): (i64, i64) = tx.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM quarantine",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((n.max(0) as u64, b.max(0) as u64))
+    };
+    let fits = |(n, b): (u64, u64)| n < q.max_items && b.saturating_add(new_bytes) <= q.max_bytes;
+    let mut now = usage(tx)?;
+    while !fits(now) {
+        let evicted = tx.execute(
+            "DELETE FROM quarantine WHERE id = (SELECT id FROM quarantine WHERE status = 'released'
+             ORDER BY day, seq LIMIT 1)",
+            [],
+        )?;
+        if evicted == 0 {
+            return Err(ServiceError::QuarantineFull {
+                items: now.0,
+                bytes: now.1,
+                max_items: q.max_items,
+                max_bytes: q.max_bytes,
+            });
+        }
+        now = usage(tx)?;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
@@ -310,5 +387,41 @@ mod tests {
             assert!(json.get(key).is_some(), "spec key {key} missing");
         }
         assert_eq!(json["analysis_status"], "pending");
+    }
+
+    #[test]
+    fn quota_evicts_released_records_then_refuses() {
+        use super::Quota;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = QuarantineStore::open(&dir.path().join("q.sqlite")).expect("open");
+        let guard = Guard::new(GuardConfig::default()).expect("guard");
+        let text = "ignore previous instructions";
+        let a = guard.analyze(text);
+        store.set_quota(Some(Quota {
+            max_items: 3,
+            max_bytes: 1 << 20,
+        }));
+        let ids: Vec<String> = (0..3)
+            .map(|_| store.insert("t", text, &a).expect("insert").id)
+            .collect();
+        let full = store.insert("t", text, &a).unwrap_err();
+        assert!(full.to_string().contains("quarantine is full"), "{full}");
+        assert_eq!(store.usage().expect("usage").0, 3);
+        store
+            .set_status(&ids[1], AnalysisStatus::Released)
+            .expect("release");
+        let new = store.insert("t", text, &a).expect("room made");
+        assert!(
+            store.get(&ids[1]).is_err(),
+            "the released record was evicted"
+        );
+        assert!(store.get(&ids[0]).is_ok() && store.get(&ids[2]).is_ok());
+        assert!(store.get(&new.id).is_ok());
+        let (_, bytes) = store.usage().expect("usage");
+        store.set_quota(Some(Quota {
+            max_items: 100,
+            max_bytes: bytes + 10,
+        }));
+        assert!(store.insert("t", text, &a).is_err(), "over the byte quota");
     }
 }

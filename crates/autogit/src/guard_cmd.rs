@@ -15,13 +15,15 @@ use std::io::Read as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use autogit_guard::{Analysis, Guard, GuardConfig, Verdict};
 use autogit_guard_service::ServiceError;
 use autogit_guard_service::eval;
+use autogit_guard_service::limits::AuthToken;
 use autogit_guard_service::scan;
 use autogit_guard_service::server::{self, ServeOptions, ServerState};
-use autogit_guard_service::store::{AnalysisStatus, QuarantineStore};
+use autogit_guard_service::store::{AnalysisStatus, QuarantineStore, Quota};
 
 /// Exit code: clean / success.
 pub const EXIT_CLEAN: u8 = 0;
@@ -188,9 +190,6 @@ pub enum GuardCommand {
         /// Inference API to proxy to, e.g. http://127.0.0.1:11434.
         #[arg(long)]
         upstream: Option<String>,
-        /// Largest request body accepted, in bytes.
-        #[arg(long, default_value_t = 8 << 20)]
-        max_body_bytes: usize,
         /// Also inspect system/developer messages.
         #[arg(long)]
         scan_system: bool,
@@ -198,8 +197,54 @@ pub enum GuardCommand {
         #[arg(long)]
         no_quarantine: bool,
         #[command(flatten)]
+        limits: ServeLimitArgs,
+        #[command(flatten)]
         thresholds: ThresholdArgs,
     },
+}
+
+/// Authentication and resource limits of `guard serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeLimitArgs {
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = 8 << 20)]
+    max_body_bytes: usize,
+    /// File holding the shared secret every route but /healthz requires (mode 0600); clients
+    /// send it as `Proxy-Authorization: Bearer TOKEN` or `X-Autogit-Guard-Token: TOKEN`.
+    #[arg(long, value_name = "FILE", conflicts_with = "auth_token_env")]
+    auth_token_file: Option<PathBuf>,
+    /// Name of the environment variable holding that secret.
+    #[arg(long, value_name = "NAME")]
+    auth_token_env: Option<String>,
+    /// Listen beyond loopback without a token (only when something in front authenticates).
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Seconds for a request's headers to arrive before the connection is closed.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    header_timeout: u64,
+    /// Seconds for a request's body to arrive (then 408).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    body_timeout: u64,
+    /// Open connections at most (more get 503).
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Request body bytes held in memory at once, over all requests (more get 503 with
+    /// Retry-After); never less than --max-body-bytes.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    max_inflight_body_bytes: usize,
+    /// Quarantine quota: most records (then released records are evicted oldest first, and
+    /// new ones refused when none is left to evict).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    quarantine_max_items: u64,
+    /// Quarantine quota: most bytes.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    quarantine_max_bytes: u64,
+    /// Requests per second per client address (0: unlimited); more get 429 with Retry-After.
+    #[arg(long, default_value_t = 10.0, value_name = "N")]
+    rate_limit: f64,
+    /// Requests a client may send at once before --rate-limit applies.
+    #[arg(long, default_value_t = 40.0, value_name = "N")]
+    rate_burst: f64,
 }
 
 fn fail(what: &str, err: &dyn std::fmt::Display, hint: &str) -> ExitCode {
@@ -240,17 +285,17 @@ pub fn run(cmd: GuardCommand, ctx: &GuardContext) -> ExitCode {
         GuardCommand::Serve {
             listen,
             upstream,
-            max_body_bytes,
             scan_system,
             no_quarantine,
+            limits,
             thresholds,
         } => serve(
             ctx,
             listen,
             upstream,
-            max_body_bytes,
             scan_system,
             no_quarantine,
+            &limits,
             &thresholds,
         ),
     }
@@ -584,11 +629,20 @@ fn serve(
     ctx: &GuardContext,
     listen: SocketAddr,
     upstream: Option<String>,
-    max_body_bytes: usize,
     scan_system: bool,
     no_quarantine: bool,
+    limits: &ServeLimitArgs,
     thresholds: &ThresholdArgs,
 ) -> ExitCode {
+    let auth_token = match (&limits.auth_token_file, &limits.auth_token_env) {
+        (Some(path), _) => AuthToken::from_file(path).map(Some),
+        (None, Some(name)) => AuthToken::from_env(name).map(Some),
+        (None, None) => Ok(None),
+    };
+    let auth_token = match auth_token {
+        Ok(t) => t,
+        Err(e) => return fail("serve", &e, "fix the token or its file"),
+    };
     let guard = match Guard::new(thresholds.config()) {
         Ok(g) => g,
         Err(e) => {
@@ -615,8 +669,20 @@ fn serve(
     };
     let options = ServeOptions {
         upstream,
-        max_body_bytes,
+        max_body_bytes: limits.max_body_bytes,
         scan_system,
+        auth_token,
+        insecure_no_auth: limits.insecure_no_auth,
+        header_timeout: Duration::from_secs(limits.header_timeout.max(1)),
+        body_timeout: Duration::from_secs(limits.body_timeout.max(1)),
+        max_connections: limits.max_connections.max(1),
+        max_inflight_body_bytes: limits.max_inflight_body_bytes,
+        quarantine_quota: Some(Quota {
+            max_items: limits.quarantine_max_items,
+            max_bytes: limits.quarantine_max_bytes,
+        }),
+        rate_per_sec: limits.rate_limit,
+        rate_burst: limits.rate_burst,
     };
     let state = match ServerState::new(guard, store, options) {
         Ok(s) => s,
@@ -624,6 +690,7 @@ fn serve(
     };
     match server::run_blocking(listen, state) {
         Ok(()) => ExitCode::from(EXIT_CLEAN),
+        Err(e @ ServiceError::Auth(_)) => fail("serve", &e, "see docs/guard.md"),
         Err(e) => fail("serve", &e, "choose a free address with --listen"),
     }
 }

@@ -225,3 +225,129 @@ fn eval_prints_the_metrics() {
         assert!(text.contains(key), "{key} in {v:#}");
     }
 }
+
+fn http(port: u16, request: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// `guard serve` refuses to listen beyond loopback without a token, refuses a token file
+/// others can read, and with a token answers 401 to requests without it.
+#[test]
+fn serve_requires_a_token_beyond_loopback_and_checks_it() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    let data = data.to_str().unwrap();
+    let open = finish(
+        cmd(d.path())
+            .args([
+                "guard",
+                "serve",
+                "--listen",
+                "0.0.0.0:0",
+                "--data-dir",
+                data,
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(open.code, 1, "{}", open.stderr);
+    assert!(
+        open.stderr
+            .contains("refusing to serve on 0.0.0.0:0 without authentication"),
+        "{}",
+        open.stderr
+    );
+    let token_file = d.path().join("guard.token");
+    fs::write(&token_file, "0123456789abcdef0123456789abcdef\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&token_file, fs::Permissions::from_mode(0o644)).unwrap();
+    let tf = token_file.to_str().unwrap();
+    let wide = finish(
+        cmd(d.path())
+            .args([
+                "guard",
+                "serve",
+                "--auth-token-file",
+                tf,
+                "--data-dir",
+                data,
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(wide.code, 1);
+    assert!(wide.stderr.contains("mode 0644"), "{}", wide.stderr);
+    assert!(!wide.stderr.contains("0123456789abcdef"), "{}", wide.stderr);
+    let unset = finish(
+        cmd(d.path())
+            .args([
+                "guard",
+                "serve",
+                "--auth-token-env",
+                "GUARD_TOKEN",
+                "--data-dir",
+                data,
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(unset.code, 1);
+    assert!(unset.stderr.contains("GUARD_TOKEN"), "{}", unset.stderr);
+
+    fs::set_permissions(&token_file, fs::Permissions::from_mode(0o600)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = cmd(d.path())
+        .args([
+            "guard",
+            "serve",
+            "--listen",
+            &listen,
+            "--auth-token-file",
+            tf,
+            "--data-dir",
+            data,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed().as_secs() < 20, "guard serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let body = r#"{"text": "hello"}"#;
+    let req = |extra: &str| {
+        format!(
+            "POST /guard/check HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let health = http(
+        port,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let denied = http(port, &req(""));
+    let allowed = http(
+        port,
+        &req("X-Autogit-Guard-Token: 0123456789abcdef0123456789abcdef\r\n"),
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    assert!(denied.contains("application/problem+json"), "{denied}");
+    assert!(allowed.starts_with("HTTP/1.1 200"), "{allowed}");
+}

@@ -56,6 +56,7 @@ impl TestZone {
 /// A running `named`.
 pub struct Bind {
     child: Child,
+    named: PathBuf,
     dir: PathBuf,
     port: u16,
     secret: String,
@@ -139,6 +140,7 @@ impl Bind {
                 .map_err(|e| format!("cannot run {}: {e}", named.display()))?;
             let mut bind = Bind {
                 child,
+                named: named.to_owned(),
                 dir,
                 port,
                 secret: secret.clone(),
@@ -177,6 +179,37 @@ impl Bind {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Kills `named` (SIGKILL, as a crash or an OOM kill would): the DNS server is gone until
+    /// [`Bind::restart`]. Its zones and journals stay in [`Bind::dir`].
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts `named` again on the same port, from the same configuration, zone files and
+    /// journals (so updates made before [`Bind::kill`] are still there); waits until it answers.
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.kill();
+        let _ = std::fs::remove_file(self.dir.join("named.log"));
+        let out = std::fs::File::create(self.dir.join("named.out"))
+            .map_err(|e| format!("{}: {e}", self.dir.display()))?;
+        let err = out.try_clone().map_err(|e| e.to_string())?;
+        self.child = Command::new(&self.named)
+            .arg("-f")
+            .arg("-n")
+            .arg("1")
+            .arg("-c")
+            .arg(self.dir.join("named.conf"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.named.display()))?;
+        self.wait_ready()
     }
 
     /// `127.0.0.1:PORT`, as RFC2136_SERVER takes it.

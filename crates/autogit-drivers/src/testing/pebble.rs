@@ -170,8 +170,10 @@ impl Pebble {
     }
 
     fn launch(&mut self) -> Result<(), String> {
-        self.port = super::bind::free_port();
-        self.mgmt_port = super::bind::free_port();
+        if self.port == 0 {
+            self.port = super::bind::free_port();
+            self.mgmt_port = super::bind::free_port();
+        }
         let config = serde_json::json!({
             "pebble": {
                 "listenAddress": format!("127.0.0.1:{}", self.port),
@@ -259,10 +261,37 @@ impl Pebble {
 
     /// Stops Pebble (the CA is "down").
     pub fn stop(&mut self) {
+        self.resume();
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// Freezes Pebble (SIGSTOP): the kernel still accepts connections on its port, nothing
+    /// answers them – a hung or overloaded CA. [`Pebble::resume`] (or drop) undoes it.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Undoes [`Pebble::pause`].
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .args([sig, &c.id().to_string()])
+                .status();
+        }
+    }
+
+    /// Stops Pebble and starts it again at the same directory URL. Pebble keeps nothing on
+    /// disk: the restarted CA has forgotten every account and order (and has a new root).
+    pub fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        self.launch()
     }
 
     pub fn log(&self) -> String {
