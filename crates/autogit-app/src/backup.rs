@@ -252,3 +252,47 @@ fn btrfs_snapshot(
         ))
     }
 }
+
+impl BackupController {
+    /// Restores `archive` into the running GitLab (same version only; every member verified
+    /// before anything is touched; see `drivers::backup::restore`), then waits up to `wait`
+    /// for GitLab's readiness endpoint.
+    pub async fn restore(
+        &self,
+        archive: &Path,
+        wait: std::time::Duration,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<backup::RestoreReport, String> {
+        use autogit_drivers::gitlab::client::GitLabClient;
+        let data = self.settings.ensure_data_dir()?;
+        let store =
+            autogit_drivers::secrets::SecretStore::open(&data).map_err(|e| e.to_string())?;
+        let (engine, id) = gitlab_container(&self.settings).await?;
+        let report = backup::restore(&engine, &id, archive, &data.join("tmp"), &store, progress)
+            .await
+            .map_err(|e| e.to_string())?;
+        if wait.is_zero() {
+            return Ok(report);
+        }
+        let url = self.settings.gitlab_local_url();
+        progress(&format!("waiting for {url}/-/readiness"));
+        let client = GitLabClient::new(&url, None)
+            .map_err(|e| e.to_string())?
+            .with_retry(crate::gitlab::quick_retry());
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(v) = client.readiness().await
+                && v.get("status").and_then(|s| s.as_str()) == Some("ok")
+            {
+                return Ok(report);
+            }
+            if start.elapsed() >= wait {
+                return Err(format!(
+                    "the restore finished but GitLab is not ready after {}s; check `autogit logs gitlab`",
+                    wait.as_secs()
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        }
+    }
+}

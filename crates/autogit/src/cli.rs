@@ -147,7 +147,7 @@ pub enum Command {
     },
     /// GitLab: bootstrap users and tokens, rotate tokens, runner tokens, status, secrets
     #[command(subcommand)]
-    Gitlab(crate::gitlab_cmd::GitlabCommand),
+    Gitlab(GitlabCommand),
     /// The platform's wildcard certificate (ACME DNS-01): status, renew
     #[command(subcommand)]
     Tls(TlsCommand),
@@ -288,7 +288,7 @@ pub enum RunnerCommand {
         /// The runner's `name` in autogit.yml
         name: String,
         #[command(flatten)]
-        api: crate::gitlab_cmd::ApiArgs,
+        api: ApiArgs,
         /// GitLab's URL as the runner host reaches it [default: gitlab.external_url]
         #[arg(long, value_name = "URL")]
         runner_url: Option<String>,
@@ -301,7 +301,7 @@ pub enum RunnerCommand {
         #[arg(long)]
         once: bool,
         #[command(flatten)]
-        api: crate::gitlab_cmd::ApiArgs,
+        api: ApiArgs,
     },
     /// Remove a registered runner everywhere: in GitLab (`DELETE /runners/:id`), on its host
     /// (its container and the volume holding config.toml) and in autogit's state and secret
@@ -310,7 +310,7 @@ pub enum RunnerCommand {
         /// The runner's `name` in autogit.yml
         name: String,
         #[command(flatten)]
-        api: crate::gitlab_cmd::ApiArgs,
+        api: ApiArgs,
     },
     /// Health of every runner host
     Health,
@@ -378,4 +378,58 @@ pub enum TlsCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum GitlabCommand {
+    /// Create what the configuration names and GitLab lacks: the admin token, users, groups,
+    /// service accounts and their tokens (idempotent; `install` runs it)
+    Bootstrap {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Rotate every token autogit manages (service accounts, then the admin token)
+    RotateTokens {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Create a runner in GitLab and store its authentication token (GitLab 17+ flow)
+    RunnerToken {
+        /// A group runner of this group (full path) instead of an instance runner
+        #[arg(long, conflicts_with = "project")]
+        group: Option<String>,
+        /// A project runner of this project (numeric id)
+        #[arg(long)]
+        project: Option<u64>,
+        /// A tag jobs can select (repeatable)
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        /// Also pick up jobs without tags
+        #[arg(long)]
+        run_untagged: bool,
+        /// Shown in GitLab's runner list
+        #[arg(long, default_value = "autogit runner")]
+        description: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Version, health, readiness, users and runners online
+    Status {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Names of the secrets autogit stores (values only with --show-secrets)
+    Secrets {
+        /// Print the values too (the initial root password, tokens)
+        #[arg(long)]
+        show_secrets: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ApiArgs {
+    /// GitLab's address as seen from this host
+    /// [default: http://127.0.0.1:<gitlab.ports.http>]
+    #[arg(long, env = "AUTOGIT_GITLAB_URL", value_name = "URL")]
+    pub url: Option<String>,
 }

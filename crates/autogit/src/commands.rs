@@ -63,9 +63,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             export_compose(&ui, g, &load_all(g, &[]), out.as_deref())
         }
         Command::Status { service } => {
-            crate::runtime_cmd::status(&ui, g, &load_all(g, &[]), service.as_deref())
+            crate::runtime_cmd::status(&ui, &load_all(g, &[]), service.as_deref())
         }
-        Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, g, &load_all(g, &[]), cmd),
+        Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, &load_all(g, &[]), cmd),
         Command::Tls(cmd) => crate::tls_cmd::run(&ui, g, cmd),
         Command::Services => services(&ui, g, &load_all(g, &[])),
         Command::Mirror(m) => match m {
@@ -144,9 +144,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Command::Reconcile { clear } => {
             crate::runtime_cmd::reconcile(&ui, g, &load_all(g, &[]), clear.as_deref())
         }
-        Command::Backup => crate::backup_cmd::backup(&ui, g, &load_all(g, &[])),
+        Command::Backup => crate::backup_cmd::backup(&ui, &load_all(g, &[])),
         Command::Restore { archive, yes, wait } => {
-            crate::backup_cmd::restore(&ui, g, &load_all(g, &[]), &archive, yes, &wait)
+            crate::backup_cmd::restore(&ui, &load_all(g, &[]), &archive, yes, &wait)
         }
         Command::Upgrade {
             to,

@@ -252,7 +252,7 @@ pub fn register(
     g: &Global,
     loaded: &Loaded,
     name: &str,
-    api: &crate::gitlab_cmd::ApiArgs,
+    api: &crate::cli::ApiArgs,
     runner_url: Option<&str>,
 ) -> u8 {
     if !crate::commands::report(ui, loaded) {
@@ -335,9 +335,10 @@ pub fn register(
             return exit::FAILURE;
         }
     };
-    let reuse = previous
-        .as_ref()
-        .and_then(|r| crate::gitlab_cmd::stored_secret(g, &r.secret).map(|t| (r, t)));
+    let reuse = previous.as_ref().and_then(|r| {
+        let store = autogit_drivers::secrets::SecretStore::open(&data_dir(g)).ok()?;
+        store.get(&r.secret).ok()?.map(|t| (r, t))
+    });
     let (runner_id, secret, token) = match reuse {
         Some((r, t)) => (r.runner_id, r.secret.clone(), t),
         None => {
@@ -348,13 +349,8 @@ pub fn register(
                     .iter()
                     .map(|c| format!("{c:?}").to_ascii_lowercase()),
             );
-            match crate::gitlab_cmd::create_instance_runner(
-                g,
-                loaded,
-                api,
-                &tags,
-                &format!("autogit {name}"),
-            ) {
+            let gitlab = crate::gitlab_cmd::controller(loaded, api);
+            match rt.block_on(gitlab.instance_runner(&tags, &format!("autogit {name}"))) {
                 Ok((id, secret, token)) => (id as i64, secret, token),
                 Err(e) => {
                     ui.error(&e);
@@ -593,7 +589,7 @@ pub fn discover(ui: &Ui, g: &Global, targets: &[String], wait: &str) -> u8 {
 }
 
 /// `runner autoscale`.
-pub fn autoscale(ui: &Ui, loaded: &Loaded, once: bool, api: &crate::gitlab_cmd::ApiArgs) -> u8 {
+pub fn autoscale(ui: &Ui, loaded: &Loaded, once: bool, api: &crate::cli::ApiArgs) -> u8 {
     if !crate::commands::report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
@@ -728,7 +724,7 @@ pub fn unregister(
     g: &Global,
     loaded: &Loaded,
     name: &str,
-    api: &crate::gitlab_cmd::ApiArgs,
+    api: &crate::cli::ApiArgs,
 ) -> u8 {
     let Some(store) = open_store(ui, g) else {
         return exit::FAILURE;
@@ -751,7 +747,7 @@ pub fn unregister(
     let rt = runtime();
     // 1. GitLab: the runner and its authentication token.
     let gitlab = rt.block_on(async {
-        let client = crate::gitlab_cmd::stored_admin_client(&secrets, &url)?;
+        let client = autogit_app::gitlab::stored_admin_client(&secrets, &url)?;
         match client.delete_runner(row.runner_id as u64).await {
             Ok(()) | Err(autogit_drivers::gitlab::client::GitLabError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.to_string()),

@@ -80,7 +80,7 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str, bootstrap: bool
     };
     runtime().block_on(async {
         let (bus, sinks) = command_bus(ui, loaded);
-        let code = install_on(ui, g, loaded, &bus, plan, wait, bootstrap).await;
+        let code = install_on(ui, loaded, &bus, plan, wait, bootstrap).await;
         sinks.finish(bus, Duration::from_secs(10)).await;
         code
     })
@@ -88,7 +88,6 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str, bootstrap: bool
 
 async fn install_on(
     ui: &Ui,
-    g: &Global,
     loaded: &Loaded,
     bus: &Bus,
     plan: Plan,
@@ -162,7 +161,7 @@ async fn install_on(
                 start.elapsed().as_secs()
             ));
             if bootstrap && has_gitlab {
-                return bootstrap_gitlab(ui, g, loaded).await;
+                return bootstrap_gitlab(ui, loaded).await;
             }
             return exit::OK;
         }
@@ -197,16 +196,13 @@ async fn install_on(
 
 /// The last step of `install`: users, groups and tokens in the GitLab that just became
 /// healthy. A failure names what to run once the cause is fixed.
-async fn bootstrap_gitlab(ui: &Ui, g: &Global, loaded: &Loaded) -> u8 {
-    let store = match autogit_drivers::secrets::SecretStore::open(&data_dir(g)) {
-        Ok(s) => s,
-        Err(e) => return fail(ui, e),
-    };
-    let url = loaded.gitlab_local_url();
+async fn bootstrap_gitlab(ui: &Ui, loaded: &Loaded) -> u8 {
+    let gitlab = autogit_app::gitlab::GitLabController::new(loaded.settings.clone(), None);
     ui.note(&format!(
-        "bootstrapping GitLab at {url}: admin token, users, groups, service accounts"
+        "bootstrapping GitLab at {}: admin token, users, groups, service accounts",
+        gitlab.url()
     ));
-    match crate::gitlab_cmd::bootstrap_with(loaded, &store, &url).await {
+    match gitlab.bootstrap().await {
         Ok(report) => {
             crate::gitlab_cmd::print_report(ui, &report);
             exit::OK
@@ -262,7 +258,7 @@ pub fn down(ui: &Ui, g: &Global, loaded: &Loaded, volumes: bool, yes: bool) -> u
     })
 }
 
-pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8 {
+pub fn status(ui: &Ui, loaded: &Loaded, service: Option<&str>) -> u8 {
     let report = match runtime().block_on(autogit_app::platform::status(loaded, now(), service)) {
         Ok(r) => r,
         Err(e) => return fail(ui, e),
@@ -297,7 +293,7 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
     if ui.json {
         let mut out = json!({"installed": true, "engine_reachable": report.engine_error.is_none(), "services": report.services});
         if service == Some("gitlab") {
-            out["gitlab"] = crate::gitlab_cmd::rest_status_json(g, loaded);
+            out["gitlab"] = crate::gitlab_cmd::rest_status_json(loaded);
         }
         ui.print_json(&out);
         return exit::OK;
@@ -319,7 +315,7 @@ pub fn status(ui: &Ui, g: &Global, loaded: &Loaded, service: Option<&str>) -> u8
         }
     }
     if service == Some("gitlab") {
-        crate::gitlab_cmd::print_rest_status(ui, g, loaded);
+        crate::gitlab_cmd::print_rest_status(ui, loaded);
     }
     exit::OK
 }

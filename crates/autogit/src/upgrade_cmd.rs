@@ -3,11 +3,12 @@
 //! new image and waited for, then GitLab's background migrations waited for. The path is
 //! planned in `autogit_core::upgrade`.
 
-use crate::backup_cmd::{gitlab_container, progress_printer, take_backup};
+use crate::backup_cmd::progress_printer;
 use crate::cli::Global;
 use crate::ctx::{Loaded, load_all};
 use crate::exit;
 use crate::ui::{Ui, confirm, fail, parse_wait, runtime};
+use autogit_app::backup::{BackupController, gitlab_container};
 use autogit_core::units::Dur;
 use autogit_core::upgrade::{STOPS, Step, Version, set_gitlab_version, upgrade_path};
 use autogit_drivers::backup::running_version;
@@ -122,8 +123,13 @@ pub fn upgrade(ui: &Ui, g: &Global, loaded: &Loaded, a: &UpgradeArgs<'_>) -> u8 
         let v = step.version;
         progress(&format!("step {v} ({}): backup first", step.reason));
         let current = load_all(g, &[]);
-        let archive = match take_backup(ui, g, &current) {
-            Ok((r, _)) => r.archive,
+        let backups = BackupController::new(
+            current.settings.clone(),
+            autogit_app::Bus::new(autogit_app::clock::system()),
+            autogit_app::clock::system(),
+        );
+        let archive = match rt.block_on(backups.create(&progress)) {
+            Ok(t) => t.report.archive,
             Err(e) => {
                 return fail(
                     ui,
