@@ -109,6 +109,26 @@ async fn a_crash_loop_raises_the_flag_on_the_bus() {
     assert_eq!(failed.severity(), autogit_app::Severity::Error);
 }
 
+/// The daemon's loops, in-process: with a sound database, several state checks pass and a
+/// shutdown ends every loop with success (the check must not cry wolf on pages still in the
+/// WAL).
+#[tokio::test(start_paused = true)]
+async fn the_daemon_runs_until_shutdown_on_a_sound_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, bus, clock) = open(dir.path());
+    let clock: autogit_app::SharedClock = std::sync::Arc::new(clock);
+    // A second connection writes events, as in the daemon.
+    let _sink = autogit_app::sinks::store(&bus, dir.path().join("state.db"));
+    let (trigger, shutdown) = autogit_app::supervisor::shutdown();
+    let stop = async {
+        // Four state checks, with the reconcile loop writing transitions in between.
+        tokio::time::sleep(std::time::Duration::from_secs(130)).await;
+        trigger.fire();
+    };
+    let (result, ()) = tokio::join!(autogit_app::daemon::run(&p, &bus, &clock, &shutdown), stop);
+    assert_eq!(result, Ok(()));
+}
+
 /// The daemon's loops, in-process: a state database emptied under the running daemon stops
 /// every loop with an error naming the file (its flags and budgets can no longer be trusted).
 /// tokio's clock is paused, so the 30 s between checks pass at once.

@@ -145,9 +145,6 @@ pub struct Store {
     identity: (u64, u64),
 }
 
-/// The first 16 bytes of every SQLite 3 database file.
-const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
-
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
@@ -418,29 +415,19 @@ impl Store {
                 path: self.path.clone(),
             });
         }
-        let mut header = [0u8; 16];
-        let read = std::fs::File::open(&self.path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
-        match read {
-            Ok(()) if &header == SQLITE_HEADER => {}
-            Ok(()) => {
-                return Err(StateError::Corrupt {
-                    path: self.path.clone(),
-                    detail: "the file no longer starts with the SQLite header".to_owned(),
-                });
-            }
-            Err(e) => {
-                return Err(StateError::Corrupt {
-                    path: self.path.clone(),
-                    detail: format!("cannot read its header: {e}"),
-                });
-            }
-        }
+        // The file itself is never opened here: closing any descriptor of it would drop every
+        // POSIX lock this process holds on it (SQLite's included) and let another process
+        // checkpoint the WAL under our connection. A fresh SQLite connection reads it instead:
+        // a file that is no longer a database fails to open or to check.
         // A fresh connection reads the file as it is now; this one's page cache may still
-        // hold the pages as they were before something wrote under it.
+        // hold the pages as they were before something wrote under it. It opens read-write
+        // (never creating) so that it takes part in WAL locking and reads pages not yet
+        // checkpointed from the -wal file: a read-only connection could miss them and read
+        // past the end of the main file (SQLITE_IOERR_SHORT_READ), a false alarm on a sound
+        // database. quick_check writes nothing.
         let fresh = Connection::open_with_flags(
             &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| self.err(e))?;
         fresh
@@ -1254,7 +1241,7 @@ mod tests {
         scribble(&p, 0, b"garbage garbage!");
         let e = s.check().unwrap_err();
         assert!(
-            matches!(&e, StateError::Corrupt { detail, .. } if detail.contains("header")),
+            matches!(&e, StateError::Corrupt { detail, .. } if detail.contains("not a database")),
             "{e}"
         );
         std::fs::OpenOptions::new()
