@@ -557,3 +557,163 @@ async fn list_gitlab(
         })
         .collect())
 }
+
+/// What `mirror add` did.
+#[derive(Debug, Clone)]
+pub struct Added {
+    /// `mirroring.sources.git`, `.github` or `.gitlab`.
+    pub list: &'static str,
+    pub file: PathBuf,
+    /// It was there already: nothing was written.
+    pub already: bool,
+    /// What was added, in words (`the repository rust-lang/rust as https://…`).
+    pub what: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    #[error(
+        "there is no autogit.yml to add to (the embedded default is in use): `autogit init` writes one"
+    )]
+    NoConfig,
+    #[error("{0}")]
+    Invalid(String),
+    /// The result would not load: the diagnostics of the edited text, nothing written.
+    #[error("{} was not changed", .file.display())]
+    WouldBreak {
+        file: PathBuf,
+        diagnostics: autogit_core::diag::Diagnostics,
+        sources: autogit_core::source::Sources,
+    },
+    #[error("{0}")]
+    Io(String),
+}
+
+/// YAML double-quoted form of `s`.
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+impl MirrorController {
+    /// Appends a source to `mirroring.sources` in autogit.yml, changing nothing else
+    /// (comments, order, layout kept), after checking it and the resulting configuration.
+    /// `github:OWNER/REPO` and `gitlab:GROUP/PROJECT` add one repository as a git source.
+    pub fn add(
+        &self,
+        source: &str,
+        token_env: Option<&str>,
+        org: bool,
+        group: bool,
+        url: Option<&str>,
+    ) -> Result<Added, AddError> {
+        use autogit_core::mirror::{AddSpec, parse_add, single_repo_url};
+        let path = self
+            .settings
+            .config_path
+            .clone()
+            .ok_or(AddError::NoConfig)?;
+        if let Some(k) = token_env
+            && !(k
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                && k.bytes().next().is_some_and(|b| b.is_ascii_uppercase()))
+        {
+            return Err(AddError::Invalid(format!(
+                "--token-env {k}: the name of an environment variable (A-Z, 0-9, _), not a token"
+            )));
+        }
+        let m = &self.settings.config.mirroring;
+        let spec = parse_add(source, org, group, m.allow_private).map_err(AddError::Invalid)?;
+        let token = token_env
+            .map(|k| format!(", token_env: {k}"))
+            .unwrap_or_default();
+        let git_item = |u: &str| match token_env {
+            Some(k) => format!("{{url: {}, token_env: {k}}}", quoted(u)),
+            None => quoted(u),
+        };
+        let (list, item, already, what) = match &spec {
+            AddSpec::GithubAccount { name, org } => {
+                let key = if *org { "organization" } else { "username" };
+                let dup = m.sources.github.iter().any(|s| {
+                    (if *org { &s.organization } else { &s.username }).as_deref() == Some(name)
+                });
+                let api = url
+                    .map(|u| format!(", api_url: {}", quoted(u)))
+                    .unwrap_or_default();
+                (
+                    "github",
+                    format!("{{{key}: {}{api}{token}}}", quoted(name)),
+                    dup,
+                    format!("every repository of the GitHub {key} {name}"),
+                )
+            }
+            AddSpec::GitlabGroup { path: g } => {
+                let u = url
+                    .map(|u| format!(", url: {}", quoted(u)))
+                    .unwrap_or_default();
+                let dup = m
+                    .sources
+                    .gitlab
+                    .iter()
+                    .any(|s| s.group.as_deref() == Some(g));
+                (
+                    "gitlab",
+                    format!("{{group: {}{u}{token}}}", quoted(g)),
+                    dup,
+                    format!("every project of the GitLab group {g}"),
+                )
+            }
+            AddSpec::GithubRepo { .. } | AddSpec::GitlabProject { .. } => {
+                let clone = single_repo_url(&spec, url).unwrap_or_default();
+                autogit_core::mirror::check_source(&clone, m.allow_private)
+                    .map_err(|e| AddError::Invalid(format!("{clone}: {e}")))?;
+                let dup = m.sources.git.iter().any(|s| s.url == clone);
+                (
+                    "git",
+                    git_item(&clone),
+                    dup,
+                    format!(
+                        "the repository {} as {clone}",
+                        source.split_once(':').map_or(source, |(_, p)| p)
+                    ),
+                )
+            }
+            AddSpec::Git { url: u } => {
+                let dup = m.sources.git.iter().any(|s| &s.url == u);
+                ("git", git_item(u), dup, u.clone())
+            }
+        };
+        let added = |already| Added {
+            list,
+            file: path.clone(),
+            already,
+            what: what.clone(),
+        };
+        if already {
+            return Ok(added(true));
+        }
+        let io = |e: &dyn std::fmt::Display| AddError::Io(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(&path).map_err(|e| io(&e))?;
+        let new =
+            autogit_core::yaml_edit::append_to_list(&text, &["mirroring", "sources", list], &item)
+                .map_err(|e| io(&e))?;
+        // The result must load as cleanly as before: never write a file autogit would reject.
+        let name = path.display().to_string();
+        let check = autogit_core::load::load(&autogit_core::load::LoadInput {
+            file: Some((&name, &new)),
+            ..Default::default()
+        });
+        if check.diagnostics.has_errors() {
+            return Err(AddError::WouldBreak {
+                file: path.clone(),
+                diagnostics: check.diagnostics,
+                sources: check.sources,
+            });
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).map_or(0o644, |m| m.permissions().mode() & 0o777);
+        autogit_drivers::fsx::write_atomic(&path, new.as_bytes(), mode)
+            .map_err(|e| AddError::Io(e.to_string()))?;
+        Ok(added(false))
+    }
+}

@@ -1137,3 +1137,195 @@ mod tests {
         );
     }
 }
+
+/// What `autogit mirror add SOURCE` adds, decided from its argument.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddSpec {
+    /// `github:NAME`: every repository of a user (or, with `--org`, an organization).
+    GithubAccount { name: String, org: bool },
+    /// `github:OWNER/REPO`: one repository, added as a git source.
+    GithubRepo { owner: String, repo: String },
+    /// `gitlab:GROUP`, or `gitlab:PATH` with `--group`: a group with its subgroups.
+    GitlabGroup { path: String },
+    /// `gitlab:GROUP/PROJECT`: one project, added as a git source.
+    GitlabProject { path: String },
+    /// A git URL (https, ssh, scp-like, git).
+    Git { url: String },
+}
+
+/// A GitHub or GitLab account or path segment: what their URLs allow.
+fn path_segment_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 100
+        && !s.starts_with(['-', '.'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Reads `mirror add`'s argument. `github:` takes a user (or with `org` an organization) or
+/// `OWNER/REPO`; `gitlab:` takes a group, or `GROUP/…/PROJECT` for one project (`group`
+/// makes a path with slashes a subgroup instead); anything else must be a git URL that
+/// [`check_source`] accepts.
+pub fn parse_add(
+    source: &str,
+    org: bool,
+    group: bool,
+    allow_private: bool,
+) -> Result<AddSpec, String> {
+    const FORMS: &str = "github:USER, github:ORG --org, github:OWNER/REPO, gitlab:GROUP, gitlab:GROUP/PROJECT, or a git URL (https://, ssh://, git@host:path, git://)";
+    if let Some(rest) = source.strip_prefix("github:") {
+        let parts: Vec<&str> = rest.trim_end_matches(".git").split('/').collect();
+        return match parts[..] {
+            [name] if path_segment_ok(name) => Ok(AddSpec::GithubAccount {
+                name: name.to_owned(),
+                org,
+            }),
+            [owner, repo] if path_segment_ok(owner) && path_segment_ok(repo) => {
+                if org {
+                    return Err(format!(
+                        "`{source}` is one repository; --org applies to github:ORG"
+                    ));
+                }
+                Ok(AddSpec::GithubRepo {
+                    owner: owner.to_owned(),
+                    repo: repo.to_owned(),
+                })
+            }
+            _ => Err(format!(
+                "`{source}` is not a GitHub user, organization or OWNER/REPO; expected {FORMS}"
+            )),
+        };
+    }
+    if let Some(rest) = source.strip_prefix("gitlab:") {
+        let path = rest.trim_end_matches(".git").trim_matches('/');
+        let parts: Vec<&str> = path.split('/').collect();
+        if !parts.iter().all(|p| path_segment_ok(p)) {
+            return Err(format!(
+                "`{source}` is not a GitLab group or project path; expected {FORMS}"
+            ));
+        }
+        return Ok(if parts.len() == 1 || group {
+            AddSpec::GitlabGroup {
+                path: path.to_owned(),
+            }
+        } else {
+            AddSpec::GitlabProject {
+                path: path.to_owned(),
+            }
+        });
+    }
+    if !source.contains("://") && !source.contains(':') && source.split('/').count() == 2 {
+        return Err(format!(
+            "`{source}` looks like OWNER/REPO but does not say where: use github:{source} or gitlab:{source}"
+        ));
+    }
+    check_source(source, allow_private).map_err(|e| format!("{}: {e}", redact_url(source)))?;
+    Ok(AddSpec::Git {
+        url: source.to_owned(),
+    })
+}
+
+/// The clone URL of one repository added as `github:OWNER/REPO` or `gitlab:PATH`: on
+/// github.com / gitlab.com, or on the host of `url` (a GitHub Enterprise API URL such as
+/// `https://ghe.example.com/api/v3`, or a GitLab instance URL).
+pub fn single_repo_url(spec: &AddSpec, url: Option<&str>) -> Option<String> {
+    let base = |default: &str| {
+        url.map(|u| {
+            let u = u.trim_end_matches('/');
+            u.strip_suffix("/api/v3").unwrap_or(u).to_owned()
+        })
+        .unwrap_or_else(|| default.to_owned())
+    };
+    match spec {
+        AddSpec::GithubRepo { owner, repo } => {
+            Some(format!("{}/{owner}/{repo}.git", base("https://github.com")))
+        }
+        AddSpec::GitlabProject { path } => {
+            Some(format!("{}/{path}.git", base("https://gitlab.com")))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod add_tests {
+    use super::*;
+
+    #[test]
+    fn add_forms() {
+        let p = |s: &str, org: bool, group: bool| parse_add(s, org, group, false);
+        assert_eq!(
+            p("github:octocat", false, false),
+            Ok(AddSpec::GithubAccount {
+                name: "octocat".into(),
+                org: false
+            })
+        );
+        assert_eq!(
+            p("github:rust-lang", true, false),
+            Ok(AddSpec::GithubAccount {
+                name: "rust-lang".into(),
+                org: true
+            })
+        );
+        let one = p("github:rust-lang/rust", false, false).unwrap();
+        assert_eq!(
+            one,
+            AddSpec::GithubRepo {
+                owner: "rust-lang".into(),
+                repo: "rust".into()
+            }
+        );
+        assert_eq!(
+            single_repo_url(&one, None).as_deref(),
+            Some("https://github.com/rust-lang/rust.git")
+        );
+        assert_eq!(
+            single_repo_url(&one, Some("https://ghe.example.com/api/v3")).as_deref(),
+            Some("https://ghe.example.com/rust-lang/rust.git")
+        );
+        let proj = p("gitlab:gitlab-org/cli", false, false).unwrap();
+        assert_eq!(
+            proj,
+            AddSpec::GitlabProject {
+                path: "gitlab-org/cli".into()
+            }
+        );
+        assert_eq!(
+            single_repo_url(&proj, None).as_deref(),
+            Some("https://gitlab.com/gitlab-org/cli.git")
+        );
+        assert_eq!(
+            p("gitlab:org/team", false, true),
+            Ok(AddSpec::GitlabGroup {
+                path: "org/team".into()
+            })
+        );
+        assert_eq!(
+            p("gitlab:org", false, false),
+            Ok(AddSpec::GitlabGroup { path: "org".into() })
+        );
+        for bad in [
+            "github:",
+            "github:a/b/c",
+            "github:-x",
+            "gitlab:a//b",
+            "github:a b",
+        ] {
+            assert!(p(bad, false, false).is_err(), "{bad}");
+        }
+        assert!(p("github:a/b", true, false).unwrap_err().contains("--org"));
+        // OWNER/REPO without saying where is refused with the two spellings that work.
+        let e = p("rust-lang/rust", false, false).unwrap_err();
+        assert!(
+            e.contains("github:rust-lang/rust") && e.contains("gitlab:rust-lang/rust"),
+            "{e}"
+        );
+        assert_eq!(
+            p("https://git.example.org/a.git", false, false),
+            Ok(AddSpec::Git {
+                url: "https://git.example.org/a.git".into()
+            })
+        );
+    }
+}

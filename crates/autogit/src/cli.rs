@@ -252,7 +252,9 @@ pub enum MirrorCommand {
     Sync { repos: Vec<String> },
     /// List configured mirrors and their last sync
     List,
-    /// Add a source to autogit.yml (comments kept): a git URL, github:USER or gitlab:GROUP
+    /// Add a source to autogit.yml (comments kept): a git URL, github:USER (or ORG with
+    /// --org), github:OWNER/REPO (one repository), gitlab:GROUP, or gitlab:GROUP/PROJECT (one
+    /// project; --group for a subgroup)
     Add {
         source: String,
         /// The environment variable holding the source's token (never the token itself)
@@ -261,7 +263,10 @@ pub enum MirrorCommand {
         /// github:NAME is an organization, not a user
         #[arg(long)]
         org: bool,
-        /// gitlab:GROUP on another GitLab than gitlab.com
+        /// gitlab:PATH/WITH/SLASHES is a subgroup, not a project
+        #[arg(long)]
+        group: bool,
+        /// Another GitLab than gitlab.com, or a GitHub Enterprise API URL
         #[arg(long, value_name = "URL")]
         url: Option<String>,
     },

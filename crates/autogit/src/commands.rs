@@ -77,6 +77,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 source,
                 token_env,
                 org,
+                group,
                 url,
             } => crate::mirror_cmd::add(
                 &ui,
@@ -84,6 +85,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 &source,
                 token_env.as_deref(),
                 org,
+                group,
                 url.as_deref(),
             ),
         },

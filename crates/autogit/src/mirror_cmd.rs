@@ -7,7 +7,7 @@ use crate::ctx::Loaded;
 use crate::exit;
 use crate::ui::{Ui, runtime};
 use autogit_app::Bus;
-use autogit_app::mirror::MirrorController;
+use autogit_app::mirror::{AddError, MirrorController};
 use autogit_app::sinks::Sinks;
 use autogit_drivers::mirror::{Event as Progress, Outcome, Report};
 use autogit_drivers::runtime::now;
@@ -276,127 +276,60 @@ fn human(secs: i64) -> String {
     }
 }
 
-/// YAML double-quoted form of `s`.
-fn quoted(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// `mirror add`: appends the source to `mirroring.sources` in autogit.yml, changing nothing
-/// else (comments, order, layout kept), after checking it and the resulting configuration.
+/// `mirror add`: appends the source to `mirroring.sources` in autogit.yml (the controller
+/// checks it and the resulting configuration, and keeps the rest of the file as written).
 pub fn add(
     ui: &Ui,
     loaded: &Loaded,
     source: &str,
     token_env: Option<&str>,
     org: bool,
+    group: bool,
     url: Option<&str>,
 ) -> u8 {
-    let Some(path) = loaded.config_path.clone() else {
-        ui.error("there is no autogit.yml to add to (the embedded default is in use): `autogit init` writes one");
-        return exit::FAILURE;
-    };
-    if let Some(k) = token_env
-        && !(k
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-            && k.bytes().next().is_some_and(|b| b.is_ascii_uppercase()))
-    {
-        ui.error(&format!(
-            "--token-env {k}: the name of an environment variable (A-Z, 0-9, _), not a token"
-        ));
-        return exit::FAILURE;
-    }
-    let m = &loaded.config.mirroring;
-    let token = token_env
-        .map(|k| format!(", token_env: {k}"))
-        .unwrap_or_default();
-    let (list, item, already) = if let Some(name) = source.strip_prefix("github:") {
-        let key = if org { "organization" } else { "username" };
-        let dup =
-            m.sources.github.iter().any(|s| {
-                (if org { &s.organization } else { &s.username }).as_deref() == Some(name)
-            });
-        ("github", format!("{{{key}: {}{token}}}", quoted(name)), dup)
-    } else if let Some(group) = source.strip_prefix("gitlab:") {
-        let u = url
-            .map(|u| format!(", url: {}", quoted(u)))
-            .unwrap_or_default();
-        let dup = m
-            .sources
-            .gitlab
-            .iter()
-            .any(|s| s.group.as_deref() == Some(group));
-        (
-            "gitlab",
-            format!("{{group: {}{u}{token}}}", quoted(group)),
-            dup,
-        )
-    } else {
-        if let Err(e) = autogit_core::mirror::check_source(source, m.allow_private) {
-            ui.error(&format!(
-                "{}: {e}",
-                autogit_core::mirror::redact_url(source)
+    let mirrors = MirrorController::new(
+        loaded.settings.clone(),
+        Bus::new(autogit_app::clock::system()),
+        autogit_app::clock::system(),
+    );
+    match mirrors.add(source, token_env, org, group, url) {
+        Ok(a) if a.already => {
+            ui.note(&format!(
+                "{} is already a source in {}",
+                a.what,
+                a.file.display()
             ));
-            return exit::FAILURE;
+            exit::OK
         }
-        let dup = m.sources.git.iter().any(|s| s.url == source);
-        let item = match token_env {
-            Some(k) => format!("{{url: {}, token_env: {k}}}", quoted(source)),
-            None => quoted(source),
-        };
-        ("git", item, dup)
-    };
-    if already {
-        ui.note(&format!(
-            "{source} is already a source in {}",
-            path.display()
-        ));
-        return exit::OK;
-    }
-    let text = match std::fs::read_to_string(&path) {
-        Ok(t) => t,
+        Ok(a) => {
+            if ui.json {
+                ui.print_json(&json!({
+                    "added": a.what,
+                    "list": format!("mirroring.sources.{}", a.list),
+                    "file": a.file,
+                }));
+            } else {
+                println!(
+                    "added {} to mirroring.sources.{} in {}",
+                    a.what,
+                    a.list,
+                    a.file.display()
+                );
+            }
+            exit::OK
+        }
+        Err(AddError::WouldBreak {
+            file,
+            diagnostics,
+            sources,
+        }) => {
+            ui.diagnostics(&diagnostics, &sources);
+            ui.error(&format!("{} was not changed", file.display()));
+            exit::FAILURE
+        }
         Err(e) => {
-            ui.error(&format!("{}: {e}", path.display()));
-            return exit::FAILURE;
+            ui.error(&e.to_string());
+            exit::FAILURE
         }
-    };
-    let new = match autogit_core::yaml_edit::append_to_list(
-        &text,
-        &["mirroring", "sources", list],
-        &item,
-    ) {
-        Ok(n) => n,
-        Err(e) => {
-            ui.error(&format!("{}: {e}", path.display()));
-            return exit::FAILURE;
-        }
-    };
-    // The result must load as cleanly as before: never write a file autogit would reject.
-    let name = path.display().to_string();
-    let check = autogit_core::load::load(&autogit_core::load::LoadInput {
-        file: Some((&name, &new)),
-        ..Default::default()
-    });
-    if check.diagnostics.has_errors() {
-        ui.diagnostics(&check.diagnostics, &check.sources);
-        ui.error(&format!("{} was not changed", path.display()));
-        return exit::FAILURE;
     }
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(&path).map_or(0o644, |m| m.permissions().mode() & 0o777);
-    if let Err(e) = autogit_drivers::fsx::write_atomic(&path, new.as_bytes(), mode) {
-        ui.error(&e.to_string());
-        return exit::FAILURE;
-    }
-    if ui.json {
-        ui.print_json(
-            &json!({"added": source, "list": format!("mirroring.sources.{list}"), "file": path}),
-        );
-    } else {
-        println!(
-            "added {source} to mirroring.sources.{list} in {}",
-            path.display()
-        );
-    }
-    exit::OK
 }

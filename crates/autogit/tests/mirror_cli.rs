@@ -608,6 +608,35 @@ fn mirror_add_appends_and_keeps_the_file_as_written() {
             "mirror",
             "add",
             "gitlab:infra/tools",
+            "--group",
+            "--url",
+            "https://gitlab.example.net",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // One repository: github:OWNER/REPO and gitlab:GROUP/PROJECT become git sources.
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "add",
+            "github:rust-lang/rust",
+            "--token-env",
+            "GITHUB_TOKEN",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("the repository rust-lang/rust"),
+        "{}",
+        r.stdout
+    );
+    let r = run(
+        root,
+        &[
+            "mirror",
+            "add",
+            "gitlab:infra/tools/deploy",
             "--url",
             "https://gitlab.example.net",
         ],
@@ -616,8 +645,13 @@ fn mirror_add_appends_and_keeps_the_file_as_written() {
     let text = fs::read_to_string(root.join("autogit.yml")).unwrap();
     assert_eq!(
         text,
-        "# my platform\nmirroring:\n  enabled: true   # sync every 6 hours\n  sources:\n    git:\n      - https://example.com/old.git  # kept\n      - \"https://git.example.org/team/new.git\"\n    github:\n      - {username: \"octo\", token_env: GITHUB_TOKEN}\n    gitlab:\n      - {group: \"infra/tools\", url: \"https://gitlab.example.net\"}\n\nbackup: {retention: 3}\n"
+        "# my platform\nmirroring:\n  enabled: true   # sync every 6 hours\n  sources:\n    git:\n      - https://example.com/old.git  # kept\n      - \"https://git.example.org/team/new.git\"\n      - {url: \"https://github.com/rust-lang/rust.git\", token_env: GITHUB_TOKEN}\n      - \"https://gitlab.example.net/infra/tools/deploy.git\"\n    github:\n      - {username: \"octo\", token_env: GITHUB_TOKEN}\n    gitlab:\n      - {group: \"infra/tools\", url: \"https://gitlab.example.net\"}\n\nbackup: {retention: 3}\n"
     );
+    // OWNER/REPO without a prefix says which two spellings work; nothing is written.
+    let r = run(root, &["mirror", "add", "rust-lang/cargo"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("github:rust-lang/cargo"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(root.join("autogit.yml")).unwrap(), text);
     // Again: already there, nothing written.
     let r = run(
         root,
