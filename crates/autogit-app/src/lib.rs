@@ -1,5 +1,5 @@
 //! autogit's application layer: one controller per capability (platform, mirror, DNS, TLS,
-//! runners, compute, backup), each holding its drivers and a [`Clock`], exposing async
+//! runners, compute, backup, GitLab, guard), each holding its drivers and a [`Clock`], exposing async
 //! operations and a `pass` the daemon runs on a schedule, returning typed errors and publishing
 //! typed [`Event`]s on the [`Bus`]. The binary's commands, `autogit daemon` and (later) the API
 //! server are thin shells over these controllers; none runs `autogit` as a child.
@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod dns;
 pub mod event;
 pub mod gitlab;
+pub mod guard;
 pub mod mirror;
 pub mod plan;
 pub mod platform;

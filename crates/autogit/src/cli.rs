@@ -2,6 +2,7 @@
 //! (`autogit completions <shell>`) are all generated from these types.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -216,7 +217,7 @@ pub enum Command {
     Dns(DnsCommand),
     /// Prompt-injection filter: check text, scan repositories, quarantine, serve forward-auth
     #[command(subcommand)]
-    Guard(crate::guard_cmd::GuardCommand),
+    Guard(GuardCommand),
     /// Announce this host on the LAN over mDNS (`_autogit._tcp`) so that `autogit runner
     /// discover` finds it; runs until stopped (a systemd service on GPU hosts)
     Agent {
@@ -437,4 +438,236 @@ pub struct ApiArgs {
     /// [default: http://127.0.0.1:<gitlab.ports.http>]
     #[arg(long, env = "AUTOGIT_GITLAB_URL", value_name = "URL")]
     pub url: Option<String>,
+}
+
+/// Output format of `guard check`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CheckOutput {
+    /// Human-readable summary.
+    #[default]
+    Text,
+    /// The full analysis as JSON.
+    Json,
+}
+
+/// Output format of `guard scan-repo`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanFormat {
+    /// `path:line:column: level[rule]: message`.
+    #[default]
+    Text,
+    /// The report as JSON.
+    Json,
+    /// SARIF 2.1.0 (for code-scanning uploads).
+    Sarif,
+}
+
+/// Thresholds shared by `check`, `eval` and `serve`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ThresholdArgs {
+    /// Risk at or above which a text is suspicious [default: 0.35].
+    #[arg(long, value_name = "RISK")]
+    pub suspicious_threshold: Option<f64>,
+    /// Risk at or above which a text is blocked [default: 0.7].
+    #[arg(long, value_name = "RISK")]
+    pub block_threshold: Option<f64>,
+    /// Skip stage 4 (the n-gram classifier); rules only.
+    #[arg(long)]
+    pub no_model: bool,
+}
+
+/// Review states accepted by `quarantine list --status`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusArg {
+    /// Awaiting review.
+    Pending,
+    /// Released as a false positive.
+    Released,
+}
+
+/// `autogit guard quarantine …`
+#[derive(clap::Subcommand, Debug)]
+pub enum QuarantineAction {
+    /// List quarantined texts, newest first.
+    List {
+        /// Only records in this state.
+        #[arg(long)]
+        status: Option<StatusArg>,
+        /// At most this many records.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one record in full (JSON, the platform spec's shape).
+    Show {
+        /// Record id, `q-YYYYMMDD-NNN`.
+        id: String,
+    },
+    /// Mark a record as a false positive.
+    Release {
+        /// Record id.
+        id: String,
+    },
+    /// Delete a record.
+    Delete {
+        /// Record id.
+        id: String,
+    },
+}
+
+/// `autogit guard …`: prompt-injection filter.
+#[derive(clap::Subcommand, Debug)]
+pub enum GuardCommand {
+    /// Analyse a text for prompt injection; exit 0 clean, 10 suspicious, 11 blocked.
+    Check {
+        /// File to read; `-` or nothing reads standard input.
+        file: Option<PathBuf>,
+        /// Output format (the global `--output json` also selects JSON).
+        #[arg(id = "check_format", long = "format", value_enum, default_value_t)]
+        output: CheckOutput,
+        /// Do not store suspicious or blocked texts in the quarantine.
+        #[arg(long)]
+        no_quarantine: bool,
+        /// Source label stored with a quarantine record.
+        #[arg(long, default_value = "cli")]
+        source: String,
+        #[command(flatten)]
+        thresholds: ThresholdArgs,
+    },
+    /// Review quarantined texts.
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
+    /// Scan a repository for Trojan Source bidi controls, invisible characters and homoglyph
+    /// identifiers; exit 10 when something should fail CI.
+    ScanRepo {
+        /// Repository (or file) to scan; `.gitignore` is honoured.
+        path: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: ScanFormat,
+    },
+    /// Measure detection on a labelled dataset (CSV or JSONL with `text` and `label`).
+    Eval {
+        /// Dataset file (`.csv`, otherwise JSONL).
+        file: PathBuf,
+        /// Risk at or above which a text counts as detected [default: the suspicious threshold].
+        #[arg(long)]
+        threshold: Option<f64>,
+        /// Also list the misclassified examples.
+        #[arg(long)]
+        show_misses: bool,
+        #[command(flatten)]
+        thresholds: ThresholdArgs,
+    },
+    /// Serve the filter over HTTP: Traefik forward-auth at /guard/forward-auth, and a reverse
+    /// proxy to --upstream for everything else.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: SocketAddr,
+        /// Inference API to proxy to, e.g. http://127.0.0.1:11434.
+        #[arg(long)]
+        upstream: Option<String>,
+        /// Also inspect system/developer messages.
+        #[arg(long)]
+        scan_system: bool,
+        /// Do not store suspicious or blocked prompts.
+        #[arg(long)]
+        no_quarantine: bool,
+        #[command(flatten)]
+        limits: ServeLimitArgs,
+        #[command(flatten)]
+        thresholds: ThresholdArgs,
+    },
+}
+
+/// Authentication and resource limits of `guard serve`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeLimitArgs {
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, default_value_t = 8 << 20)]
+    pub max_body_bytes: usize,
+    /// File holding the shared secret every route but /healthz requires (mode 0600); clients
+    /// send it as `Proxy-Authorization: Bearer TOKEN` or `X-Autogit-Guard-Token: TOKEN`.
+    #[arg(long, value_name = "FILE", conflicts_with = "auth_token_env")]
+    pub auth_token_file: Option<PathBuf>,
+    /// Name of the environment variable holding that secret.
+    #[arg(long, value_name = "NAME")]
+    pub auth_token_env: Option<String>,
+    /// Listen beyond loopback without a token (only when something in front authenticates).
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Seconds for a request's headers to arrive before the connection is closed.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub header_timeout: u64,
+    /// Seconds for a request's body to arrive (then 408).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub body_timeout: u64,
+    /// Open connections at most (more get 503).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Request body bytes held in memory at once, over all requests (more get 503 with
+    /// Retry-After); never less than --max-body-bytes.
+    #[arg(long, default_value_t = 64 << 20, value_name = "BYTES")]
+    pub max_inflight_body_bytes: usize,
+    /// Quarantine quota: most records (then released records are evicted oldest first, and
+    /// new ones refused when none is left to evict).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub quarantine_max_items: u64,
+    /// Quarantine quota: most bytes.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub quarantine_max_bytes: u64,
+    /// Requests per second per client address (0: unlimited); more get 429 with Retry-After.
+    #[arg(long, default_value_t = 10.0, value_name = "N")]
+    pub rate_limit: f64,
+    /// Requests a client may send at once before --rate-limit applies.
+    #[arg(long, default_value_t = 40.0, value_name = "N")]
+    pub rate_burst: f64,
+}
+
+impl ThresholdArgs {
+    pub fn config(&self) -> autogit_guard::GuardConfig {
+        let d = autogit_guard::GuardConfig::default();
+        autogit_guard::GuardConfig {
+            suspicious_threshold: self.suspicious_threshold.unwrap_or(d.suspicious_threshold),
+            block_threshold: self.block_threshold.unwrap_or(d.block_threshold),
+            enable_model: !self.no_model,
+            ..d
+        }
+    }
+}
+
+impl ServeLimitArgs {
+    /// The server's options from these flags; the token is read here (file or variable).
+    pub fn options(
+        &self,
+        upstream: Option<String>,
+        scan_system: bool,
+    ) -> Result<autogit_guard_service::server::ServeOptions, autogit_guard_service::ServiceError>
+    {
+        use autogit_guard_service::limits::AuthToken;
+        let auth_token = match (&self.auth_token_file, &self.auth_token_env) {
+            (Some(path), _) => Some(AuthToken::from_file(path)?),
+            (None, Some(name)) => Some(AuthToken::from_env(name)?),
+            (None, None) => None,
+        };
+        Ok(autogit_guard_service::server::ServeOptions {
+            upstream,
+            max_body_bytes: self.max_body_bytes,
+            scan_system,
+            auth_token,
+            insecure_no_auth: self.insecure_no_auth,
+            header_timeout: std::time::Duration::from_secs(self.header_timeout.max(1)),
+            body_timeout: std::time::Duration::from_secs(self.body_timeout.max(1)),
+            max_connections: self.max_connections.max(1),
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
+            quarantine_quota: Some(autogit_guard_service::store::Quota {
+                max_items: self.quarantine_max_items,
+                max_bytes: self.quarantine_max_bytes,
+            }),
+            rate_per_sec: self.rate_limit,
+            rate_burst: self.rate_burst,
+        })
+    }
 }

@@ -239,3 +239,29 @@ pub fn init_json_log(ui: &Ui) {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// A text to read: a file, or standard input for `-` or nothing. Returns the text (invalid
+/// UTF-8 replaced) and where it came from (`stdin` or the path).
+pub fn read_input(file: Option<&std::path::Path>) -> std::io::Result<(String, String)> {
+    use std::io::Read;
+    match file {
+        Some(p) if p != std::path::Path::new("-") => {
+            let bytes = std::fs::read(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))?;
+            Ok((
+                String::from_utf8_lossy(&bytes).into_owned(),
+                p.display().to_string(),
+            ))
+        }
+        _ => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("<stdin>: {e}")))?;
+            Ok((
+                String::from_utf8_lossy(&buf).into_owned(),
+                "stdin".to_owned(),
+            ))
+        }
+    }
+}
