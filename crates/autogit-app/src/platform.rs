@@ -289,3 +289,140 @@ pub async fn status(
         services,
     })
 }
+
+/// What [`PlatformController::wait_healthy`] reports while it waits.
+#[derive(Debug)]
+pub enum InstallProgress<'a> {
+    /// The services' states changed (service, state), in plan order.
+    States(&'a [(String, String)]),
+    /// An action failed for the first time (a second failure ends the wait).
+    ActionFailed { service: &'a str, error: &'a str },
+}
+
+/// How a wait for health ended.
+#[derive(Debug)]
+pub enum InstallOutcome {
+    Healthy {
+        services: usize,
+        after: Duration,
+    },
+    /// Asked not to wait (`--wait 0`): the containers are started.
+    Started,
+    /// The same action failed twice: waiting will not fix it.
+    GaveUp {
+        service: String,
+        error: String,
+    },
+    /// Not healthy in time: the states, and the last log lines of each unhealthy service.
+    NotHealthy {
+        states: Vec<(String, String)>,
+        logs: Vec<(String, Vec<String>)>,
+    },
+}
+
+impl<E: ContainerEngine> PlatformController<E> {
+    /// Reconciles every 2 seconds until every planned service is HEALTHY, `wait` has passed,
+    /// or an action fails twice the same way. (`install` after `prepare`.)
+    pub async fn wait_healthy(
+        &self,
+        wait: Duration,
+        mut progress: impl FnMut(InstallProgress<'_>),
+    ) -> Result<InstallOutcome, RuntimeError> {
+        use autogit_core::lifecycle::State;
+        let start = std::time::Instant::now();
+        let wanted = self.runtime.specs.len();
+        let mut seen_errors = std::collections::HashSet::new();
+        let mut last: Vec<(String, String)> = Vec::new();
+        loop {
+            let report = self.reconcile_once().await?;
+            for (service, error) in &report.errors {
+                if seen_errors.insert(format!("{service}: {error}")) {
+                    progress(InstallProgress::ActionFailed { service, error });
+                } else if !error.contains("no container engine") {
+                    return Ok(InstallOutcome::GaveUp {
+                        service: service.clone(),
+                        error: error.clone(),
+                    });
+                }
+            }
+            let states = self.states();
+            if states != last {
+                progress(InstallProgress::States(&states));
+                last = states.clone();
+            }
+            if states.len() == wanted && states.iter().all(|(_, s)| s == State::Healthy.as_str()) {
+                return Ok(InstallOutcome::Healthy {
+                    services: wanted,
+                    after: start.elapsed(),
+                });
+            }
+            if start.elapsed() >= wait {
+                if wait.is_zero() {
+                    return Ok(InstallOutcome::Started);
+                }
+                let mut logs = Vec::new();
+                let observed = self.runtime.engine.list(&self.runtime.project).await;
+                for (svc, st) in &states {
+                    if st != State::Healthy.as_str()
+                        && let Ok(observed) = &observed
+                        && let Some(o) = observed.iter().find(|o| &o.service == svc)
+                        && let Ok(lines) = self.runtime.engine.logs(&o.id, None, Some(15)).await
+                    {
+                        logs.push((svc.clone(), lines));
+                    }
+                }
+                return Ok(InstallOutcome::NotHealthy { states, logs });
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+}
+
+/// The platform's containers' logs, prefixed by service (`out(service padded to the longest
+/// name, line)`): the last
+/// `tail` lines or those since `since` (unix seconds); with `follow`, new lines every second
+/// until `stop` resolves.
+pub async fn logs(
+    settings: &Settings,
+    services: &[String],
+    since: Option<i64>,
+    tail: Option<usize>,
+    follow: bool,
+    stop: impl Future<Output = ()>,
+    mut out: impl FnMut(&str, &str),
+) -> Result<(), String> {
+    let engine = autogit_drivers::engine::docker::Docker::connect(settings.socket(), &settings.env)
+        .await
+        .map_err(|e| e.to_string())?;
+    let project = &settings.config.platform.project;
+    let (mut since, mut tail) = (since, tail);
+    tokio::pin!(stop);
+    loop {
+        let observed = engine.list(project).await.map_err(|e| e.to_string())?;
+        let chosen: Vec<_> = observed
+            .iter()
+            .filter(|o| services.is_empty() || services.contains(&o.service))
+            .collect();
+        if chosen.is_empty() && !follow {
+            return Err("no matching containers; is the platform installed?".to_owned());
+        }
+        let fetched_at = autogit_drivers::runtime::now() as i64;
+        let width = chosen.iter().map(|o| o.service.len()).max().unwrap_or(0);
+        for o in &chosen {
+            let name = format!("{:<width$}", o.service);
+            match engine.logs(&o.id, since, tail).await {
+                Ok(lines) => lines.iter().for_each(|l| out(&name, l)),
+                Err(e) => out(&name, &format!("(cannot read its logs: {e})")),
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        since = Some(fetched_at);
+        tail = None;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = &mut stop => return Ok(()),
+        }
+    }
+}

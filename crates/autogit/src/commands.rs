@@ -48,7 +48,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             } else {
                 let code = crate::runtime_cmd::install(&ui, g, &loaded, &wait, !no_bootstrap);
                 if code == exit::OK && !no_service {
-                    crate::runtime_cmd::ensure_service(&ui, g, &loaded);
+                    crate::runtime_cmd::ensure_service(&ui, &loaded);
                 }
                 code
             }
@@ -63,7 +63,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             export_compose(&ui, g, &load_all(g, &[]), out.as_deref())
         }
         Command::Status { service } => {
-            crate::runtime_cmd::status(&ui, &load_all(g, &[]), service.as_deref())
+            crate::status_cmd::status(&ui, &load_all(g, &[]), service.as_deref())
         }
         Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, &load_all(g, &[]), cmd),
         Command::Tls(cmd) => crate::tls_cmd::run(&ui, g, cmd),
@@ -175,7 +175,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             follow,
             since,
             tail,
-        } => crate::runtime_cmd::logs(
+        } => crate::status_cmd::logs(
             &ui,
             &load_all(g, &[]),
             &component,

@@ -3,21 +3,18 @@
 
 use crate::cli::Global;
 use crate::commands::make_plan;
-use crate::ctx::{Loaded, data_dir};
+use crate::ctx::Loaded;
 use crate::exit;
 use crate::ui::{Ui, confirm, fail, parse_wait, runtime};
-use autogit_app::platform::PlatformController;
+use autogit_app::platform::{InstallOutcome, InstallProgress, PlatformController};
 use autogit_app::sinks::Sinks;
 use autogit_app::{Bus, clock};
-use autogit_core::lifecycle::State;
 use autogit_core::plan::Plan;
 use autogit_core::units::Dur;
 use autogit_drivers::engine::ContainerEngine;
 use autogit_drivers::engine::docker::Docker;
-use autogit_drivers::runtime::now;
 use autogit_drivers::state::Store;
 use serde_json::json;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// The plan, its rendered files written under `<data>/rendered`.
@@ -111,86 +108,75 @@ async fn install_on(
     if let Err(e) = platform.runtime.prepare(&progress).await {
         return fail(ui, e);
     }
+    let has_gitlab = platform.runtime.specs.iter().any(|s| s.service == "gitlab");
     let start = Instant::now();
     let spinner = crate::ui::spinner(ui);
     let mut last_line = String::new();
-    let mut seen_errors = std::collections::HashSet::new();
-    let wanted = platform.runtime.specs.len();
-    loop {
-        let report = match platform.reconcile_once().await {
-            Ok(r) => r,
-            Err(e) => {
-                return fail(
-                    ui,
-                    format!(
-                        "{e}; run `autogit install` again once it is fixed: it resumes where it stopped"
-                    ),
-                );
+    let outcome = platform
+        .wait_healthy(wait.0, |p| match p {
+            InstallProgress::ActionFailed { service, error } => {
+                ui.error(&format!("{service}: {error}"));
             }
-        };
-        for (svc, e) in &report.errors {
-            if seen_errors.insert(format!("{svc}: {e}")) {
-                ui.error(&format!("{svc}: {e}"));
-            } else if !e.contains("no container engine") {
-                // The same refusal twice in a row will not fix itself by waiting.
-                ui.error(&format!("giving up: {svc} keeps failing with the error above; fix it and run `autogit install` again"));
-                return exit::FAILURE;
+            InstallProgress::States(states) => {
+                last_line = states
+                    .iter()
+                    .map(|(s, st)| format!("{s}: {st}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if ui.quiet {
+                } else if spinner.is_hidden() {
+                    eprintln!("[{:>4}s] {last_line}", start.elapsed().as_secs());
+                } else {
+                    spinner.set_message(format!("waiting for health: {last_line}"));
+                }
             }
-        }
-        let states = platform.states();
-        let healthy =
-            states.len() == wanted && states.iter().all(|(_, s)| s == State::Healthy.as_str());
-        let line = states
-            .iter()
-            .map(|(s, st)| format!("{s}: {st}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        if line != last_line && !ui.quiet {
-            if spinner.is_hidden() {
-                eprintln!("[{:>4}s] {line}", start.elapsed().as_secs());
-            } else {
-                spinner.set_message(format!("waiting for health: {line}"));
-            }
-            last_line = line;
-        }
-        let has_gitlab = platform.runtime.specs.iter().any(|s| s.service == "gitlab");
-        if healthy {
-            spinner.finish_and_clear();
+        })
+        .await;
+    spinner.finish_and_clear();
+    match outcome {
+        Err(e) => fail(
+            ui,
+            format!(
+                "{e}; run `autogit install` again once it is fixed: it resumes where it stopped"
+            ),
+        ),
+        Ok(InstallOutcome::Healthy { services, after }) => {
             ui.note(&format!(
-                "installed: {wanted} service(s) healthy after {}s",
-                start.elapsed().as_secs()
+                "installed: {services} service(s) healthy after {}s",
+                after.as_secs()
             ));
             if bootstrap && has_gitlab {
                 return bootstrap_gitlab(ui, loaded).await;
             }
-            return exit::OK;
+            exit::OK
         }
-        if start.elapsed() >= wait.0 {
-            spinner.finish_and_clear();
-            if wait.as_secs() == 0 {
-                ui.note("containers started; `autogit status` shows when they are healthy");
-                if bootstrap && has_gitlab {
-                    ui.note("once GitLab is healthy, `autogit gitlab bootstrap` creates its users and tokens");
-                }
-                return exit::OK;
+        Ok(InstallOutcome::Started) => {
+            ui.note("containers started; `autogit status` shows when they are healthy");
+            if bootstrap && has_gitlab {
+                ui.note("once GitLab is healthy, `autogit gitlab bootstrap` creates its users and tokens");
             }
-            ui.error(&format!("not healthy after {wait}: {last_line}"));
-            let engine = &platform.runtime.engine;
-            for (svc, st) in &states {
-                if st != State::Healthy.as_str()
-                    && let Ok(observed) = engine.list(&platform.runtime.project).await
-                    && let Some(o) = observed.iter().find(|o| &o.service == svc)
-                    && let Ok(lines) = engine.logs(&o.id, None, Some(15)).await
-                {
-                    eprintln!("last log lines of {svc}:");
-                    for l in lines {
-                        eprintln!("  {svc} | {l}");
-                    }
-                }
-            }
-            return exit::FAILURE;
+            exit::OK
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(InstallOutcome::GaveUp { service, .. }) => {
+            // The same refusal twice in a row will not fix itself by waiting.
+            ui.error(&format!("giving up: {service} keeps failing with the error above; fix it and run `autogit install` again"));
+            exit::FAILURE
+        }
+        Ok(InstallOutcome::NotHealthy { states, logs }) => {
+            let line = states
+                .iter()
+                .map(|(s, st)| format!("{s}: {st}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            ui.error(&format!("not healthy after {wait}: {line}"));
+            for (svc, lines) in logs {
+                eprintln!("last log lines of {svc}:");
+                for l in lines {
+                    eprintln!("  {svc} | {l}");
+                }
+            }
+            exit::FAILURE
+        }
     }
 }
 
@@ -258,131 +244,6 @@ pub fn down(ui: &Ui, g: &Global, loaded: &Loaded, volumes: bool, yes: bool) -> u
     })
 }
 
-pub fn status(ui: &Ui, loaded: &Loaded, service: Option<&str>) -> u8 {
-    let report = match runtime().block_on(autogit_app::platform::status(loaded, now(), service)) {
-        Ok(r) => r,
-        Err(e) => return fail(ui, e),
-    };
-    if !report.installed {
-        if ui.json {
-            ui.print_json(&json!({"installed": false, "services": []}));
-        } else {
-            ui.note(&format!(
-                "nothing installed yet (no {}); run `autogit install`",
-                loaded.state_db().display()
-            ));
-        }
-        return exit::OK;
-    }
-    if let Some(s) = service
-        && report.services.is_empty()
-        && s != "runners"
-    {
-        return fail(
-            ui,
-            format!("no service `{s}` in the state of this data dir"),
-        );
-    }
-    if let Some(e) = &report.engine_error
-        && !ui.json
-    {
-        ui.note(&format!(
-            "warning: container engine not reachable ({e}); showing recorded state only"
-        ));
-    }
-    if ui.json {
-        let mut out = json!({"installed": true, "engine_reachable": report.engine_error.is_none(), "services": report.services});
-        if service == Some("gitlab") {
-            out["gitlab"] = crate::gitlab_cmd::rest_status_json(loaded);
-        }
-        ui.print_json(&out);
-        return exit::OK;
-    }
-    crate::ui::status_table(ui, &report.services, now() as i64);
-    if service.is_none() {
-        let tls = autogit_app::tls::TlsController::new(
-            loaded.settings.clone(),
-            Bus::new(clock::system()),
-            clock::system(),
-        );
-        if let Ok(Some(c)) = tls.current() {
-            println!(
-                "certificate: {} expires in {} days{}",
-                c.info.names.join(", "),
-                (c.info.not_after - now() as i64) / 86_400,
-                if c.due { " (renewal due)" } else { "" }
-            );
-        }
-    }
-    if service == Some("gitlab") {
-        crate::gitlab_cmd::print_rest_status(ui, loaded);
-    }
-    exit::OK
-}
-
-pub fn logs(
-    ui: &Ui,
-    loaded: &Loaded,
-    services: &[String],
-    follow: bool,
-    since: Option<&str>,
-    tail: Option<usize>,
-) -> u8 {
-    let since_secs = match since.map(|s| Dur::parse(s).ok_or(s)) {
-        Some(Ok(d)) => Some(now().saturating_sub(d.as_secs()) as i64),
-        Some(Err(s)) => {
-            return fail(
-                ui,
-                format!("--since {s}: expected a duration such as 10m or 2h"),
-            );
-        }
-        None => None,
-    };
-    runtime().block_on(async {
-        let engine = match Docker::connect(loaded.socket(), &loaded.env).await {
-            Ok(e) => e,
-            Err(e) => return fail(ui, e),
-        };
-        let project = &loaded.config.platform.project;
-        let mut since_at = since_secs;
-        let mut tail = tail;
-        loop {
-            let observed = match engine.list(project).await {
-                Ok(o) => o,
-                Err(e) => return fail(ui, e),
-            };
-            let chosen: Vec<_> = observed
-                .iter()
-                .filter(|o| services.is_empty() || services.contains(&o.service))
-                .collect();
-            if chosen.is_empty() && !follow {
-                return fail(ui, "no matching containers; is the platform installed?");
-            }
-            let width = chosen.iter().map(|o| o.service.len()).max().unwrap_or(0);
-            let fetched_at = now() as i64;
-            for o in &chosen {
-                match engine.logs(&o.id, since_at, tail).await {
-                    Ok(lines) => {
-                        for l in lines {
-                            println!("{:<width$} | {l}", o.service);
-                        }
-                    }
-                    Err(e) => ui.error(&format!("{}: {e}", o.service)),
-                }
-            }
-            if !follow {
-                return exit::OK;
-            }
-            since_at = Some(fetched_at);
-            tail = None;
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = tokio::signal::ctrl_c() => return exit::OK,
-            }
-        }
-    })
-}
-
 pub fn reconcile(ui: &Ui, g: &Global, loaded: &Loaded, clear: Option<&str>) -> u8 {
     if let Some(svc) = clear {
         let data = match autogit_app::platform::data_dir(loaded) {
@@ -433,57 +294,22 @@ pub fn reconcile(ui: &Ui, g: &Global, loaded: &Loaded, clear: Option<&str>) -> u
     })
 }
 
-fn absolute(p: &std::path::Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| {
-        std::env::current_dir()
-            .map(|d| d.join(p))
-            .unwrap_or_else(|_| p.to_owned())
-    })
-}
-
-pub fn systemd_unit(g: &Global, loaded: &Loaded) -> String {
-    let exe = std::env::current_exe()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| "/usr/local/bin/autogit".into());
-    let config = loaded
-        .config_path
-        .as_ref()
-        .map(|p| absolute(p).display().to_string());
-    let data = absolute(&data_dir(g)).display().to_string();
-    autogit_core::service::systemd_unit(&exe, config.as_deref(), &data)
+pub fn systemd_unit(loaded: &Loaded) -> String {
+    autogit_app::service::unit(loaded)
 }
 
 /// After a successful install: `autogit daemon` as a systemd service, so that nothing else is
-/// needed. As root the system unit `/etc/systemd/system/autogit.service`, otherwise the user
-/// unit `~/.config/systemd/user/autogit.service` (`systemctl --user`; lingering keeps it running
-/// after logout). `AUTOGIT_SYSTEMD_UNIT_DIR` puts the unit elsewhere. Never fails the install:
-/// without systemd, or when systemctl refuses, it says what to run instead.
-pub fn ensure_service(ui: &Ui, g: &Global, loaded: &Loaded) {
-    use autogit_drivers::systemd::{ServiceError, install};
-    let user = autogit_drivers::host::euid() != Some(0);
-    let dir = loaded
-        .setting("AUTOGIT_SYSTEMD_UNIT_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            if user {
-                loaded
-                    .setting("HOME")
-                    .map(|h| PathBuf::from(h).join(".config/systemd/user"))
-            } else {
-                Some(PathBuf::from("/etc/systemd/system"))
-            }
-        });
+/// needed (`autogit_app::service`). Never fails the install: without systemd, or when
+/// systemctl refuses, it says what to run instead.
+pub fn ensure_service(ui: &Ui, loaded: &Loaded) {
+    use autogit_drivers::systemd::ServiceError;
     let manual = "run `autogit daemon` under your init system (`autogit daemon --print-systemd-unit` prints a unit)";
-    let Some(dir) = dir else {
-        ui.note(&format!("no systemd here: {manual}"));
-        return;
-    };
-    match install(&dir, "autogit.service", &systemd_unit(g, loaded), user) {
+    match autogit_app::service::ensure(loaded) {
         Ok(i) => ui.note(&format!(
             "autogit daemon runs as the systemd service autogit.service ({}; `{} status autogit` shows it){}",
             i.unit.display(),
             i.scope,
-            if user { "; `loginctl enable-linger` keeps it running after you log out" } else { "" }
+            if i.scope.contains("--user") { "; `loginctl enable-linger` keeps it running after you log out" } else { "" }
         )),
         Err(ServiceError::NoSystemd) => ui.note(&format!("no systemd here: {manual}")),
         // Not an install failure, but the user must act: shown even with --quiet.
@@ -493,7 +319,7 @@ pub fn ensure_service(ui: &Ui, g: &Global, loaded: &Loaded) {
 
 pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
     if print_unit {
-        print!("{}", systemd_unit(g, loaded));
+        print!("{}", systemd_unit(loaded));
         return exit::OK;
     }
     let plan = match ready(ui, g, loaded) {
