@@ -110,6 +110,25 @@ impl Bytes {
         let v = f * mult as f64;
         (v.is_finite() && v >= 0.0 && v < u64::MAX as f64).then(|| Self(v.round() as u64))
     }
+
+    /// A measured size for people to read (a host's memory): the largest unit it has at least
+    /// one of, rounded down, with one decimal below 10 (`23G`, `3.8G`, `512M`). Rounding down
+    /// never claims more than there is. Exact sizes print as [`Display`](fmt::Display) does.
+    pub fn approx(self) -> String {
+        let b = self.0;
+        for (unit, len) in [("T", TIB), ("G", GIB), ("M", MIB), ("K", KIB)] {
+            if b < len {
+                continue;
+            }
+            let (whole, tenths) = (b / len, b % len * 10 / len);
+            return if whole >= 10 || tenths == 0 {
+                format!("{whole}{unit}")
+            } else {
+                format!("{whole}.{tenths}{unit}")
+            };
+        }
+        b.to_string()
+    }
 }
 
 impl fmt::Display for Bytes {
@@ -186,6 +205,25 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approximate_sizes_round_down_to_one_unit() {
+        for (bytes, shown) in [
+            (0, "0"),
+            (1023, "1023"),
+            (KIB, "1K"),
+            (Bytes::mib(512).0, "512M"),
+            (Bytes::gib(6).0, "6G"),
+            (24_590_316 * KIB, "23G"),
+            (GIB * 38 / 10, "3.7G"),
+            (GIB * 39 / 10 + MIB, "3.9G"),
+            (GIB * 2 - 1, "1.9G"),
+            (GIB * 10 - 1, "9.9G"),
+            (TIB + GIB * 512, "1.5T"),
+        ] {
+            assert_eq!(Bytes(bytes).approx(), shown, "{bytes}");
+        }
+    }
 
     #[test]
     fn durations() {
