@@ -157,36 +157,14 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
-/// Unix seconds of an RFC 3339 UTC timestamp as container engines report it
-/// (`2026-11-25T04:37:24.134456868Z`; an offset like `+01:00` is applied). `None` if malformed.
+/// Unix seconds of an RFC 3339 timestamp as container engines report it
+/// (`2026-11-25T04:37:24.134456868Z`; an offset like `+01:00` is applied; the fraction is
+/// dropped). `None` if malformed, if the date does not exist, or outside what jiff represents
+/// (about years -9999 to 9999).
 pub fn rfc3339_to_unix(t: &str) -> Option<i64> {
-    let (date, rest) = t.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let (clock, offset) = match rest.find(['Z', 'z', '+', '-']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => return None,
-    };
-    let mut c = clock.split(':');
-    let (hh, mm): (i64, i64) = (c.next()?.parse().ok()?, c.next()?.parse().ok()?);
-    let ss: i64 = c.next()?.split('.').next()?.parse().ok()?;
-    let off = match offset.as_bytes().first()? {
-        b'Z' | b'z' => 0,
-        sign => {
-            let (oh, om) = offset[1..].split_once(':')?;
-            let v = oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60;
-            if *sign == b'-' { -v } else { v }
-        }
-    };
-    let days = crate::civil::days_from_civil(y, m as u32, day as u32);
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - off)
+    t.parse::<jiff::Timestamp>()
+        .ok()
+        .map(jiff::Timestamp::as_second)
 }
 
 /// Checks a standard 5-field cron expression (minute hour day-of-month month day-of-week).
@@ -265,6 +243,9 @@ mod tests {
         );
         assert_eq!(rfc3339_to_unix("yesterday"), None);
         assert_eq!(rfc3339_to_unix("2026-13-01T00:00:00Z"), None);
+        assert_eq!(rfc3339_to_unix("2026-02-30T00:00:00Z"), None, "no such day");
+        assert_eq!(rfc3339_to_unix("2026-11-25T04:37:24"), None, "no offset");
+        assert_eq!(rfc3339_to_unix("2026-11-25T04:61:24Z"), None);
     }
 
     #[test]
