@@ -47,10 +47,40 @@ pub(crate) struct Cx {
     pub diags: Diagnostics,
 }
 
-/// A mapping being decoded, with its path.
-pub(crate) struct Obj<'n> {
+/// The keys one kind of mapping may hold, declared once with [`keys!`]. Decoding names a key
+/// only through its set (`cx.field(&o, GitLabKey::hostname, …)` on an `Obj<GitLabKey>`), so
+/// every key that is decoded is in the list that unknown-key errors and their "did you mean"
+/// suggestions are drawn from: the compiler refuses a key missing from it.
+pub(crate) trait Keys: Copy + 'static {
+    /// Every key, in the order error messages list them.
+    const ALL: &'static [&'static str];
+    fn name(self) -> &'static str;
+}
+
+/// `keys!(GitLabKey { hostname, external_url, … })` declares the key set of one mapping: an
+/// enum whose variants are the keys, spelled as in YAML (`r#type = "type"` for a Rust keyword).
+macro_rules! keys {
+    ($(#[$meta:meta])* $name:ident { $($key:ident $(= $text:literal)?),+ $(,)? }) => {
+        $(#[$meta])*
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub(crate) enum $name { $($key),+ }
+        impl Keys for $name {
+            const ALL: &'static [&'static str] = &[$(keys!(@text $key $($text)?)),+];
+            fn name(self) -> &'static str {
+                Self::ALL[self as usize]
+            }
+        }
+    };
+    (@text $key:ident $text:literal) => { $text };
+    (@text $key:ident) => { stringify!($key) };
+}
+
+/// A mapping being decoded, with its path; `K` is the set of keys it may hold.
+pub(crate) struct Obj<'n, K> {
     node: &'n Node,
     path: String,
+    keys: std::marker::PhantomData<K>,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -64,12 +94,8 @@ fn join(path: &str, key: &str) -> String {
 impl Cx {
     /// Opens a mapping, reporting unknown keys (with "did you mean") and wrong types.
     /// Absent or null yields `None` without a diagnostic.
-    pub fn obj<'n>(
-        &mut self,
-        node: Option<&'n Node>,
-        path: &str,
-        keys: &[&str],
-    ) -> Option<Obj<'n>> {
+    pub fn obj<'n, K: Keys>(&mut self, node: Option<&'n Node>, path: &str) -> Option<Obj<'n, K>> {
+        let keys = K::ALL;
         let node = node?;
         match &node.value {
             Value::Null => None,
@@ -103,6 +129,7 @@ impl Cx {
                 Some(Obj {
                     node,
                     path: path.to_owned(),
+                    keys: std::marker::PhantomData,
                 })
             }
             _ => {
@@ -119,13 +146,18 @@ impl Cx {
     }
 
     /// Decodes one field; reports and returns `None` on failure or absence.
-    pub fn field<T>(&mut self, obj: &Option<Obj<'_>>, key: &str, parse: Parse<T>) -> Option<T> {
+    pub fn field<T, K: Keys>(
+        &mut self,
+        obj: &Option<Obj<'_, K>>,
+        key: K,
+        parse: Parse<T>,
+    ) -> Option<T> {
         let obj = obj.as_ref()?;
-        let node = obj.node.get(key)?;
+        let node = obj.get(key)?;
         if matches!(node.value, Value::Null) {
             return None;
         }
-        self.value(node, &join(&obj.path, key), parse)
+        self.value(node, &join(&obj.path, key.name()), parse)
     }
 
     pub fn value<T>(&mut self, node: &Node, path: &str, parse: Parse<T>) -> Option<T> {
@@ -155,14 +187,18 @@ impl Cx {
     }
 
     /// A list field; a single value where a list is expected is accepted as a one-item list.
-    pub fn list<'n>(&mut self, obj: &Option<Obj<'n>>, key: &str) -> Vec<(String, &'n Node)> {
+    pub fn list<'n, K: Keys>(
+        &mut self,
+        obj: &Option<Obj<'n, K>>,
+        key: K,
+    ) -> Vec<(String, &'n Node)> {
         let Some(obj) = obj.as_ref() else {
             return Vec::new();
         };
-        let Some(node) = obj.node.get(key) else {
+        let Some(node) = obj.get(key) else {
             return Vec::new();
         };
-        let path = join(&obj.path, key);
+        let path = join(&obj.path, key.name());
         match &node.value {
             Value::Null => Vec::new(),
             Value::Seq(items) => items
@@ -174,14 +210,14 @@ impl Cx {
         }
     }
 
-    pub fn list_of<T>(
+    pub fn list_of<T, K: Keys>(
         &mut self,
-        obj: &Option<Obj<'_>>,
-        key: &str,
+        obj: &Option<Obj<'_, K>>,
+        key: K,
         parse: Parse<T>,
     ) -> Option<Vec<T>> {
         let obj_ref = obj.as_ref()?;
-        obj_ref.node.get(key)?;
+        obj_ref.get(key)?;
         let items = self.list(obj, key);
         Some(
             items
@@ -191,16 +227,15 @@ impl Cx {
         )
     }
 
-    pub fn required(&mut self, obj: &Option<Obj<'_>>, key: &str, what: &str) {
+    pub fn required<K: Keys>(&mut self, obj: &Option<Obj<'_, K>>, key: K, what: &str) {
         if let Some(o) = obj
-            && o.node
-                .get(key)
-                .is_none_or(|n| matches!(n.value, Value::Null))
+            && o.get(key).is_none_or(|n| matches!(n.value, Value::Null))
         {
+            let path = join(&o.path, key.name());
             self.diags.push(
-                Diagnostic::error("missing", format!("`{}` is required", join(&o.path, key)))
+                Diagnostic::error("missing", format!("`{path}` is required"))
                     .at(Some(o.node.loc))
-                    .path(join(&o.path, key))
+                    .path(path)
                     .expected(what.to_owned()),
             );
         }
@@ -211,18 +246,20 @@ impl Cx {
     }
 }
 
-impl Obj<'_> {
+impl<'n, K: Keys> Obj<'n, K> {
     pub fn loc(&self) -> Loc {
         self.node.loc
     }
     pub fn path(&self) -> &str {
         &self.path
     }
-    pub fn key_loc(&self, key: &str) -> Option<Loc> {
-        match &self.node.value {
-            Value::Map(es) => es.iter().find(|e| e.key == key).map(|e| e.value.loc),
-            _ => None,
-        }
+    /// The value under `key`, if the mapping has it.
+    pub fn get(&self, key: K) -> Option<&'n Node> {
+        self.node.get(key.name())
+    }
+    /// Where the value under `key` is.
+    pub fn key_loc(&self, key: K) -> Option<Loc> {
+        self.get(key).map(|n| n.loc)
     }
 }
 
@@ -557,16 +594,168 @@ fn p_host_str(s: &str) -> Result<String, Bad> {
 
 // ---- the document ---------------------------------------------------------------------------
 
-const TOP: &[&str] = &[
-    "version",
-    "gitlab",
-    "mirroring",
-    "runners",
-    "health",
-    "compute",
-    "backup",
-    "platform",
-];
+// ---- the key sets: each mapping's keys, spelled once ----------------------------------------
+
+keys!(TopKey {
+    version,
+    gitlab,
+    mirroring,
+    runners,
+    health,
+    compute,
+    backup,
+    platform
+});
+keys!(GitLabKey {
+    hostname,
+    external_url,
+    version,
+    image,
+    ports,
+    resources,
+    tuning,
+    start_period,
+    users,
+    groups,
+    service_accounts,
+    token_lifetime,
+});
+keys!(PortsKey { http, https, ssh });
+keys!(ResourcesKey {
+    preset,
+    cpu,
+    memory
+});
+keys!(TuningKey {
+    puma_workers,
+    sidekiq_concurrency,
+    postgres_shared_buffers,
+    prometheus
+});
+keys!(UserKey {
+    username,
+    email,
+    name,
+    role
+});
+keys!(GroupKey {
+    path,
+    name,
+    visibility,
+    members
+});
+keys!(MemberKey { username, access });
+keys!(ServiceAccountKey { name, scopes });
+keys!(MirroringKey {
+    enabled,
+    schedule,
+    parallelism,
+    namespace,
+    timeout,
+    retries,
+    prune_projects,
+    allow_private,
+    target_url_template,
+    sources,
+});
+keys!(SourcesKey {
+    github,
+    gitlab,
+    git
+});
+keys!(GitHubSourceKey {
+    username,
+    organization,
+    token_env,
+    api_url,
+    allow_insecure_http,
+    include,
+    exclude,
+    forks,
+    archived,
+});
+keys!(GitLabSourceKey {
+    url,
+    username,
+    group,
+    token_env,
+    allow_insecure_http,
+    include,
+    exclude,
+    forks,
+    archived,
+});
+keys!(GitSourceKey {
+    url,
+    name,
+    token_env
+});
+keys!(RunnersKey {
+    mode,
+    cooldown,
+    image,
+    cpu,
+    gpu
+});
+keys!(RunnerKey {
+    name,
+    host,
+    user,
+    executor,
+    concurrent,
+    tags,
+    gpu,
+    capabilities,
+    wsl2
+});
+keys!(HealthKey {
+    check_interval,
+    reconcile_interval,
+    timeout,
+    failure_threshold,
+    self_heal,
+    restart_budget,
+    backoff,
+    notify,
+});
+keys!(BudgetKey { max, window });
+keys!(BackoffKey { initial, max });
+keys!(NotifyKey { r#type = "type", url, secret_env });
+keys!(ComputeKey {
+    queue_limit,
+    aging,
+    quotas
+});
+keys!(QuotaKey { user, gpus, vram });
+keys!(BackupKey {
+    path,
+    retention,
+    schedule,
+    btrfs_snapshot
+});
+keys!(PlatformKey {
+    engine,
+    socket,
+    rootless,
+    project,
+    network,
+    ingress,
+    monitoring_whitelist,
+    ingress_allow,
+    guard_forward_auth,
+    guard_services,
+});
+
+/// The sources with repository filters (`include`, `exclude`, `forks`, `archived`).
+trait FilterKeys: Keys {
+    const FILTERS: [Self; 4];
+}
+impl FilterKeys for GitHubSourceKey {
+    const FILTERS: [Self; 4] = [Self::include, Self::exclude, Self::forks, Self::archived];
+}
+impl FilterKeys for GitLabSourceKey {
+    const FILTERS: [Self; 4] = [Self::include, Self::exclude, Self::forks, Self::archived];
+}
 
 /// Decodes a merged tree into a configuration; `None` means an empty document (all defaults).
 pub fn decode(root: Option<&Node>) -> (Config, Diagnostics) {
@@ -574,14 +763,14 @@ pub fn decode(root: Option<&Node>) -> (Config, Diagnostics) {
         diags: Diagnostics::default(),
     };
     let mut c = Config::default();
-    let top = cx.obj(root, "", TOP);
-    if let Some(v) = cx.field(&top, "version", p_string) {
+    let top = cx.obj::<TopKey>(root, "");
+    if let Some(v) = cx.field(&top, TopKey::version, p_string) {
         if v == CONFIG_VERSION {
             c.version = v;
-        } else if let Some(loc) = top.as_ref().and_then(|t| t.key_loc("version")) {
+        } else if let Some(loc) = top.as_ref().and_then(|t| t.key_loc(TopKey::version)) {
             cx.error_at(
                 loc,
-                "version",
+                TopKey::version.name(),
                 Diagnostic::error(
                     "version",
                     format!("unsupported configuration version `{v}`"),
@@ -602,75 +791,54 @@ pub fn decode(root: Option<&Node>) -> (Config, Diagnostics) {
     (c, cx.diags)
 }
 
-fn sub<'n>(cx: &mut Cx, parent: &Option<Obj<'n>>, key: &str, keys: &[&str]) -> Option<Obj<'n>> {
+/// The mapping under `key` of `parent`, holding the keys `C`.
+fn sub<'n, P: Keys, C: Keys>(
+    cx: &mut Cx,
+    parent: &Option<Obj<'n, P>>,
+    key: P,
+) -> Option<Obj<'n, C>> {
     let p = parent.as_ref()?;
-    let path = join(p.path(), key);
-    cx.obj(p.node.get(key), &path, keys)
+    let path = join(p.path(), key.name());
+    cx.obj(p.get(key), &path)
 }
 
-fn gitlab(cx: &mut Cx, top: &Option<Obj<'_>>, g: &mut GitLab) {
-    let o = sub(
-        cx,
-        top,
-        "gitlab",
-        &[
-            "hostname",
-            "external_url",
-            "version",
-            "image",
-            "ports",
-            "resources",
-            "tuning",
-            "start_period",
-            "users",
-            "groups",
-            "service_accounts",
-            "token_lifetime",
-        ],
-    );
+fn gitlab(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, g: &mut GitLab) {
+    use GitLabKey as K;
+    let o = sub(cx, top, TopKey::gitlab);
     gitlab_accounts(cx, &o, g);
-    let hostname_given = cx.field(&o, "hostname", p_hostname);
-    let url_given = cx.field(&o, "external_url", p_http_url);
-    if let Some(v) = cx.field(&o, "version", p_version) {
+    let hostname_given = cx.field(&o, K::hostname, p_hostname);
+    let url_given = cx.field(&o, K::external_url, p_http_url);
+    if let Some(v) = cx.field(&o, K::version, p_version) {
         g.version = v;
     }
-    if let Some(v) = cx.field(&o, "image", p_image) {
+    if let Some(v) = cx.field(&o, K::image, p_image) {
         g.image = v;
     }
-    if let Some(v) = cx.field(&o, "start_period", p_duration) {
+    if let Some(v) = cx.field(&o, K::start_period, p_duration) {
         g.start_period = v;
     }
-    let ports = sub(cx, &o, "ports", &["http", "https", "ssh"]);
-    if let Some(v) = cx.field(&ports, "http", p_port) {
+    let ports = sub(cx, &o, K::ports);
+    if let Some(v) = cx.field(&ports, PortsKey::http, p_port) {
         g.ports.http = v;
     }
-    if let Some(v) = cx.field(&ports, "https", p_port) {
+    if let Some(v) = cx.field(&ports, PortsKey::https, p_port) {
         g.ports.https = v;
     }
-    if let Some(v) = cx.field(&ports, "ssh", p_port) {
+    if let Some(v) = cx.field(&ports, PortsKey::ssh, p_port) {
         g.ports.ssh = v;
     }
-    let res = sub(cx, &o, "resources", &["preset", "cpu", "memory"]);
-    if let Some(v) = cx.field(&res, "preset", p_preset) {
+    let res = sub(cx, &o, K::resources);
+    if let Some(v) = cx.field(&res, ResourcesKey::preset, p_preset) {
         g.resources.preset = v;
     }
-    g.resources.cpu = cx.field(&res, "cpu", p_cpu);
-    g.resources.memory = cx.field(&res, "memory", p_bytes);
-    let t = sub(
-        cx,
-        &o,
-        "tuning",
-        &[
-            "puma_workers",
-            "sidekiq_concurrency",
-            "postgres_shared_buffers",
-            "prometheus",
-        ],
-    );
-    g.tuning.puma_workers = cx.field(&t, "puma_workers", p_small_count);
-    g.tuning.sidekiq_concurrency = cx.field(&t, "sidekiq_concurrency", p_small_count);
-    g.tuning.postgres_shared_buffers = cx.field(&t, "postgres_shared_buffers", p_bytes);
-    g.tuning.prometheus = cx.field(&t, "prometheus", p_bool);
+    g.resources.cpu = cx.field(&res, ResourcesKey::cpu, p_cpu);
+    g.resources.memory = cx.field(&res, ResourcesKey::memory, p_bytes);
+    use TuningKey as T;
+    let t = sub(cx, &o, K::tuning);
+    g.tuning.puma_workers = cx.field(&t, T::puma_workers, p_small_count);
+    g.tuning.sidekiq_concurrency = cx.field(&t, T::sidekiq_concurrency, p_small_count);
+    g.tuning.postgres_shared_buffers = cx.field(&t, T::postgres_shared_buffers, p_bytes);
+    g.tuning.prometheus = cx.field(&t, T::prometheus, p_bool);
     // hostname and external_url default from each other.
     match (hostname_given, url_given) {
         (Some(h), Some(u)) => {
@@ -805,13 +973,13 @@ fn duplicate(
     }
 }
 
-fn gitlab_accounts(cx: &mut Cx, o: &Option<Obj<'_>>, g: &mut GitLab) {
-    if let Some(v) = cx.field(o, "token_lifetime", p_token_lifetime) {
+fn gitlab_accounts(cx: &mut Cx, o: &Option<Obj<'_, GitLabKey>>, g: &mut GitLab) {
+    if let Some(v) = cx.field(o, GitLabKey::token_lifetime, p_token_lifetime) {
         g.token_lifetime = v;
     }
     let mut seen_users = Vec::new();
-    for (path, node) in cx.list(o, "users") {
-        let u = cx.obj(Some(node), &path, &["username", "email", "name", "role"]);
+    for (path, node) in cx.list(o, GitLabKey::users) {
+        let u = cx.obj::<UserKey>(Some(node), &path);
         if u.is_none() {
             if matches!(node.value, Value::Scalar(_)) {
                 cx.error_at(
@@ -824,16 +992,18 @@ fn gitlab_accounts(cx: &mut Cx, o: &Option<Obj<'_>>, g: &mut GitLab) {
             }
             continue;
         }
-        cx.required(&u, "username", "a GitLab username");
-        cx.required(&u, "email", "the user's email address");
-        let username = cx.field(&u, "username", p_username);
-        let email = cx.field(&u, "email", p_email);
-        let name = cx.field(&u, "name", p_string);
-        let role = cx.field(&u, "role", p_role).unwrap_or(UserRole::Developer);
+        cx.required(&u, UserKey::username, "a GitLab username");
+        cx.required(&u, UserKey::email, "the user's email address");
+        let username = cx.field(&u, UserKey::username, p_username);
+        let email = cx.field(&u, UserKey::email, p_email);
+        let name = cx.field(&u, UserKey::name, p_string);
+        let role = cx
+            .field(&u, UserKey::role, p_role)
+            .unwrap_or(UserRole::Developer);
         if let (Some(username), Some(email)) = (username, email) {
             let loc = u
                 .as_ref()
-                .and_then(|u| u.key_loc("username"))
+                .and_then(|u| u.key_loc(UserKey::username))
                 .unwrap_or(node.loc);
             duplicate(cx, &mut seen_users, &username, loc, &path, "user");
             g.users.push(GitLabUser {
@@ -845,12 +1015,8 @@ fn gitlab_accounts(cx: &mut Cx, o: &Option<Obj<'_>>, g: &mut GitLab) {
         }
     }
     let mut seen_groups = Vec::new();
-    for (path, node) in cx.list(o, "groups") {
-        let go = cx.obj(
-            Some(node),
-            &path,
-            &["path", "name", "visibility", "members"],
-        );
+    for (path, node) in cx.list(o, GitLabKey::groups) {
+        let go = cx.obj::<GroupKey>(Some(node), &path);
         if go.is_none() {
             if matches!(node.value, Value::Scalar(_)) {
                 cx.error_at(
@@ -863,31 +1029,31 @@ fn gitlab_accounts(cx: &mut Cx, o: &Option<Obj<'_>>, g: &mut GitLab) {
             }
             continue;
         }
-        cx.required(&go, "path", "the group's path, e.g. `team`");
-        let gpath = cx.field(&go, "path", p_group_path);
-        let name = cx.field(&go, "name", p_string);
+        cx.required(&go, GroupKey::path, "the group's path, e.g. `team`");
+        let gpath = cx.field(&go, GroupKey::path, p_group_path);
+        let name = cx.field(&go, GroupKey::name, p_string);
         let visibility = cx
-            .field(&go, "visibility", p_visibility)
+            .field(&go, GroupKey::visibility, p_visibility)
             .unwrap_or(Visibility::Private);
         let mut members = Vec::new();
         let mut seen_members = Vec::new();
-        for (mpath, mnode) in cx.list(&go, "members") {
+        for (mpath, mnode) in cx.list(&go, GroupKey::members) {
             // A bare username takes the access its role implies.
             let (username, access, loc) = if let Value::Scalar(_) = mnode.value {
                 (cx.value(mnode, &mpath, p_username), None, mnode.loc)
             } else {
-                let m = cx.obj(Some(mnode), &mpath, &["username", "access"]);
+                let m = cx.obj::<MemberKey>(Some(mnode), &mpath);
                 if m.is_none() {
                     continue;
                 }
-                cx.required(&m, "username", "a GitLab username");
+                cx.required(&m, MemberKey::username, "a GitLab username");
                 let loc = m
                     .as_ref()
-                    .and_then(|m| m.key_loc("username"))
+                    .and_then(|m| m.key_loc(MemberKey::username))
                     .unwrap_or(mnode.loc);
                 (
-                    cx.field(&m, "username", p_username),
-                    cx.field(&m, "access", p_access),
+                    cx.field(&m, MemberKey::username, p_username),
+                    cx.field(&m, MemberKey::access, p_access),
                     loc,
                 )
             };
@@ -904,7 +1070,7 @@ fn gitlab_accounts(cx: &mut Cx, o: &Option<Obj<'_>>, g: &mut GitLab) {
         if let Some(gpath) = gpath {
             let loc = go
                 .as_ref()
-                .and_then(|g| g.key_loc("path"))
+                .and_then(|g| g.key_loc(GroupKey::path))
                 .unwrap_or(node.loc);
             duplicate(cx, &mut seen_groups, &gpath, loc, &path, "group");
             g.groups.push(GitLabGroup {
@@ -916,38 +1082,39 @@ fn gitlab_accounts(cx: &mut Cx, o: &Option<Obj<'_>>, g: &mut GitLab) {
         }
     }
     if o.as_ref()
-        .is_some_and(|o| o.node.get("service_accounts").is_some())
+        .is_some_and(|o| o.get(GitLabKey::service_accounts).is_some())
     {
         g.service_accounts.clear();
     }
     let mut seen_accounts = Vec::new();
-    for (path, node) in cx.list(o, "service_accounts") {
+    for (path, node) in cx.list(o, GitLabKey::service_accounts) {
         let (name, scopes, loc) = if let Value::Scalar(_) = node.value {
             (cx.value(node, &path, p_name), None, node.loc)
         } else {
-            let so = cx.obj(Some(node), &path, &["name", "scopes"]);
+            use ServiceAccountKey as K;
+            let so = cx.obj::<K>(Some(node), &path);
             if so.is_none() {
                 continue;
             }
-            cx.required(&so, "name", "the account's short name, e.g. `ci`");
+            cx.required(&so, K::name, "the account's short name, e.g. `ci`");
             let loc = so
                 .as_ref()
-                .and_then(|s| s.key_loc("name"))
+                .and_then(|s| s.key_loc(K::name))
                 .unwrap_or(node.loc);
             let written = so
                 .as_ref()
-                .and_then(|s| s.node.get("scopes"))
+                .and_then(|s| s.get(K::scopes))
                 .map(|n| match &n.value {
                     Value::Seq(items) => items.len(),
                     Value::Null => 0,
                     _ => 1,
                 });
-            let scopes = cx.list_of(&so, "scopes", p_scope);
+            let scopes = cx.list_of(&so, K::scopes, p_scope);
             if written.is_some_and(|n| n > 0) && scopes.as_ref().is_some_and(Vec::is_empty) {
                 // Every scope was invalid and is reported already.
                 continue;
             }
-            (cx.field(&so, "name", p_name), scopes, loc)
+            (cx.field(&so, K::name, p_name), scopes, loc)
         };
         let Some(name) = name else { continue };
         let scopes = match scopes {
@@ -1008,20 +1175,25 @@ fn gitlab_accounts(cx: &mut Cx, o: &Option<Obj<'_>>, g: &mut GitLab) {
     }
 }
 
-const FILTER_KEYS: [&str; 4] = ["include", "exclude", "forks", "archived"];
-
-fn filters(cx: &mut Cx, o: &Option<Obj<'_>>) -> Filters {
+fn filters<K: FilterKeys>(cx: &mut Cx, o: &Option<Obj<'_, K>>) -> Filters {
+    let [include, exclude, forks, archived] = K::FILTERS;
     Filters {
-        include: cx.list_of(o, "include", p_glob).unwrap_or_default(),
-        exclude: cx.list_of(o, "exclude", p_glob).unwrap_or_default(),
-        forks: cx.field(o, "forks", p_bool).unwrap_or(false),
-        archived: cx.field(o, "archived", p_bool).unwrap_or(false),
+        include: cx.list_of(o, include, p_glob).unwrap_or_default(),
+        exclude: cx.list_of(o, exclude, p_glob).unwrap_or_default(),
+        forks: cx.field(o, forks, p_bool).unwrap_or(false),
+        archived: cx.field(o, archived, p_bool).unwrap_or(false),
     }
 }
 
 /// A source's token goes to `url`: plain `http://` is refused (the token would cross the
 /// network in clear text), except to a loopback address with `allow_insecure_http: true`.
-fn token_over_http(cx: &mut Cx, src: &Option<Obj<'_>>, key: &str, url: &str, allowed: bool) {
+fn token_over_http<K: Keys>(
+    cx: &mut Cx,
+    src: &Option<Obj<'_, K>>,
+    key: K,
+    url: &str,
+    allowed: bool,
+) {
     let Some(o) = src else { return };
     if !url.to_ascii_lowercase().starts_with("http://") {
         return;
@@ -1039,8 +1211,8 @@ fn token_over_http(cx: &mut Cx, src: &Option<Obj<'_>>, key: &str, url: &str, all
             "use https: plain http is accepted with a token only for a loopback address (127.0.0.0/8, ::1, localhost) and `allow_insecure_http: true`",
         ),
     };
-    let path = format!("{}.{key}", o.path());
-    let loc = o.node.get(key).map_or(o.loc(), |n| n.loc);
+    let path = join(o.path(), key.name());
+    let loc = o.key_loc(key).unwrap_or(o.loc());
     cx.error_at(
         loc,
         &path,
@@ -1050,71 +1222,46 @@ fn token_over_http(cx: &mut Cx, src: &Option<Obj<'_>>, key: &str, url: &str, all
     );
 }
 
-fn keys_with_filters(base: &[&'static str]) -> Vec<&'static str> {
-    base.iter().copied().chain(FILTER_KEYS).collect()
-}
-
-fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
-    let o = sub(
-        cx,
-        top,
-        "mirroring",
-        &[
-            "enabled",
-            "schedule",
-            "parallelism",
-            "namespace",
-            "timeout",
-            "retries",
-            "prune_projects",
-            "allow_private",
-            "target_url_template",
-            "sources",
-        ],
-    );
-    if let Some(v) = cx.field(&o, "enabled", p_bool) {
+fn mirroring(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, m: &mut Mirroring) {
+    use MirroringKey as K;
+    let o = sub(cx, top, TopKey::mirroring);
+    if let Some(v) = cx.field(&o, K::enabled, p_bool) {
         m.enabled = v;
     }
-    if let Some(v) = cx.field(&o, "schedule", p_cron) {
+    if let Some(v) = cx.field(&o, K::schedule, p_cron) {
         m.schedule = v;
     }
-    m.parallelism = cx.field(&o, "parallelism", p_small_count);
-    if let Some(v) = cx.field(&o, "namespace", p_name) {
+    m.parallelism = cx.field(&o, K::parallelism, p_small_count);
+    if let Some(v) = cx.field(&o, K::namespace, p_name) {
         m.namespace = v;
     }
-    if let Some(v) = cx.field(&o, "timeout", p_duration) {
+    if let Some(v) = cx.field(&o, K::timeout, p_duration) {
         m.timeout = v;
     }
-    if let Some(v) = cx.field(&o, "prune_projects", p_bool) {
+    if let Some(v) = cx.field(&o, K::prune_projects, p_bool) {
         m.prune_projects = v;
     }
-    if let Some(v) = cx.field(&o, "retries", p_retries) {
+    if let Some(v) = cx.field(&o, K::retries, p_retries) {
         m.retries = v;
     }
-    if let Some(v) = cx.field(&o, "allow_private", p_bool) {
+    if let Some(v) = cx.field(&o, K::allow_private, p_bool) {
         m.allow_private = v;
     }
-    m.target_url_template = cx.field(&o, "target_url_template", p_target_template);
+    m.target_url_template = cx.field(&o, K::target_url_template, p_target_template);
     let p_git_url: Parse<String> = if m.allow_private {
         p_source_any
     } else {
         p_source_public
     };
-    let s = sub(cx, &o, "sources", &["github", "gitlab", "git"]);
-    let gh_keys = keys_with_filters(&[
-        "username",
-        "organization",
-        "token_env",
-        "api_url",
-        "allow_insecure_http",
-    ]);
-    for (path, node) in cx.list(&s, "github") {
-        let Some(so) = cx.obj(Some(node), &path, &gh_keys) else {
+    let s = sub(cx, &o, K::sources);
+    for (path, node) in cx.list(&s, SourcesKey::github) {
+        use GitHubSourceKey as H;
+        let Some(so) = cx.obj::<H>(Some(node), &path) else {
             continue;
         };
         let src = Some(so);
-        let username = cx.field(&src, "username", p_string);
-        let organization = cx.field(&src, "organization", p_string);
+        let username = cx.field(&src, H::username, p_string);
+        let organization = cx.field(&src, H::organization, p_string);
         let so = src.as_ref().map(|o| (o.loc(), o.path().to_owned()));
         if let Some((loc, path)) = &so
             && username.is_some() == organization.is_some()
@@ -1129,13 +1276,13 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
                 .expected("`username: NAME` or `organization: NAME`"),
             );
         }
-        let token_env = cx.field(&src, "token_env", p_env_name);
-        let api_url = cx.field(&src, "api_url", p_http_url);
+        let token_env = cx.field(&src, H::token_env, p_env_name);
+        let api_url = cx.field(&src, H::api_url, p_http_url);
         let allow_insecure_http = cx
-            .field(&src, "allow_insecure_http", p_bool)
+            .field(&src, H::allow_insecure_http, p_bool)
             .unwrap_or(false);
         if let (Some(url), Some(_)) = (&api_url, &token_env) {
-            token_over_http(cx, &src, "api_url", url, allow_insecure_http);
+            token_over_http(cx, &src, H::api_url, url, allow_insecure_http);
         }
         let filters = filters(cx, &src);
         m.sources.github.push(GitHubSource {
@@ -1147,29 +1294,23 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             filters,
         });
     }
-    let gl_keys = keys_with_filters(&[
-        "url",
-        "username",
-        "group",
-        "token_env",
-        "allow_insecure_http",
-    ]);
-    for (path, node) in cx.list(&s, "gitlab") {
-        let Some(so) = cx.obj(Some(node), &path, &gl_keys) else {
+    for (path, node) in cx.list(&s, SourcesKey::gitlab) {
+        use GitLabSourceKey as L;
+        let Some(so) = cx.obj::<L>(Some(node), &path) else {
             continue;
         };
         let src = Some(so);
         let url = cx
-            .field(&src, "url", p_http_url)
+            .field(&src, L::url, p_http_url)
             .unwrap_or_else(|| "https://gitlab.com".to_owned());
-        let username = cx.field(&src, "username", p_string);
-        let group = cx.field(&src, "group", p_string);
-        let token_env = cx.field(&src, "token_env", p_env_name);
+        let username = cx.field(&src, L::username, p_string);
+        let group = cx.field(&src, L::group, p_string);
+        let token_env = cx.field(&src, L::token_env, p_env_name);
         let allow_insecure_http = cx
-            .field(&src, "allow_insecure_http", p_bool)
+            .field(&src, L::allow_insecure_http, p_bool)
             .unwrap_or(false);
         if token_env.is_some() {
-            token_over_http(cx, &src, "url", &url, allow_insecure_http);
+            token_over_http(cx, &src, L::url, &url, allow_insecure_http);
         }
         let filters = filters(cx, &src);
         if let Some(o) = &src
@@ -1195,7 +1336,7 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             filters,
         });
     }
-    for (path, node) in cx.list(&s, "git") {
+    for (path, node) in cx.list(&s, SourcesKey::git) {
         // A bare string is a URL; a mapping gives url, name and token_env.
         if let Value::Scalar(_) = node.value {
             if let Some(url) = cx.value(node, &path, p_git_url) {
@@ -1207,11 +1348,12 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
             }
             continue;
         }
-        let src = cx.obj(Some(node), &path, &["url", "name", "token_env"]);
-        cx.required(&src, "url", "the repository URL");
-        let url = cx.field(&src, "url", p_git_url);
-        let name = cx.field(&src, "name", p_name);
-        let token_env = cx.field(&src, "token_env", p_env_name);
+        use GitSourceKey as G;
+        let src = cx.obj::<G>(Some(node), &path);
+        cx.required(&src, G::url, "the repository URL");
+        let url = cx.field(&src, G::url, p_git_url);
+        let name = cx.field(&src, G::name, p_name);
+        let token_env = cx.field(&src, G::token_env, p_env_name);
         if let Some(url) = url {
             m.sources.git.push(GitSource {
                 url,
@@ -1222,36 +1364,21 @@ fn mirroring(cx: &mut Cx, top: &Option<Obj<'_>>, m: &mut Mirroring) {
     }
 }
 
-fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) {
-    let o = sub(
-        cx,
-        top,
-        "runners",
-        &["mode", "cooldown", "image", "cpu", "gpu"],
-    );
-    if let Some(v) = cx.field(&o, "mode", p_mode) {
+fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: Preset) {
+    use RunnerKey as K;
+    let o = sub(cx, top, TopKey::runners);
+    if let Some(v) = cx.field(&o, RunnersKey::mode, p_mode) {
         r.mode = v;
     }
-    if let Some(v) = cx.field(&o, "cooldown", p_duration) {
+    if let Some(v) = cx.field(&o, RunnersKey::cooldown, p_duration) {
         r.cooldown = v;
     }
-    if let Some(v) = cx.field(&o, "image", p_image) {
+    if let Some(v) = cx.field(&o, RunnersKey::image, p_image) {
         r.image = v;
     }
-    let keys = [
-        "name",
-        "host",
-        "user",
-        "executor",
-        "concurrent",
-        "tags",
-        "gpu",
-        "capabilities",
-        "wsl2",
-    ];
-    for (list, is_gpu) in [("cpu", false), ("gpu", true)] {
+    for (list, is_gpu) in [(RunnersKey::cpu, false), (RunnersKey::gpu, true)] {
         for (path, node) in cx.list(&o, list) {
-            let ro = cx.obj(Some(node), &path, &keys);
+            let ro = cx.obj::<K>(Some(node), &path);
             if ro.is_none() {
                 if matches!(node.value, Value::Scalar(_)) {
                     cx.error_at(
@@ -1266,18 +1393,18 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) 
             }
             cx.required(
                 &ro,
-                "name",
+                K::name,
                 "a runner name of lowercase letters, digits and `-`",
             );
-            let name = cx.field(&ro, "name", p_name).unwrap_or_default();
+            let name = cx.field(&ro, K::name, p_name).unwrap_or_default();
             let (host_user, host) = cx
-                .field(&ro, "host", p_runner_host)
+                .field(&ro, K::host, p_runner_host)
                 .unwrap_or_else(|| (None, "auto".to_owned()));
-            let mut user = cx.field(&ro, "user", p_unix_user);
+            let mut user = cx.field(&ro, K::user, p_unix_user);
             if let Some(hu) = host_user {
                 match (&user, &ro) {
                     (Some(u), Some(o)) if *u != hu => {
-                        let loc = o.key_loc("user").unwrap_or(o.loc());
+                        let loc = o.key_loc(K::user).unwrap_or(o.loc());
                         cx.error_at(
                             loc,
                             &format!("{path}.user"),
@@ -1292,19 +1419,19 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) 
                 }
             }
             let executor = cx
-                .field(&ro, "executor", p_executor)
+                .field(&ro, K::executor, p_executor)
                 .unwrap_or(Executor::Docker);
             let concurrent = cx
-                .field(&ro, "concurrent", p_concurrency)
+                .field(&ro, K::concurrent, p_concurrency)
                 .unwrap_or(preset.runner_concurrency());
-            let tags = cx.list_of(&ro, "tags", p_tag).unwrap_or_default();
-            let mut gpu = cx.field(&ro, "gpu", p_gpu);
+            let tags = cx.list_of(&ro, K::tags, p_tag).unwrap_or_default();
+            let mut gpu = cx.field(&ro, K::gpu, p_gpu);
             let mut capabilities = cx
-                .list_of(&ro, "capabilities", p_capability)
+                .list_of(&ro, K::capabilities, p_capability)
                 .unwrap_or_default();
             capabilities.sort();
             capabilities.dedup();
-            let wsl2 = cx.field(&ro, "wsl2", p_bool).unwrap_or(false);
+            let wsl2 = cx.field(&ro, K::wsl2, p_bool).unwrap_or(false);
             if is_gpu {
                 gpu.get_or_insert(GpuVendor::Nvidia);
                 if capabilities.is_empty() {
@@ -1314,8 +1441,8 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) 
                 && (gpu.is_some() || !capabilities.is_empty())
             {
                 let loc = ro
-                    .key_loc("gpu")
-                    .or(ro.key_loc("capabilities"))
+                    .key_loc(K::gpu)
+                    .or(ro.key_loc(K::capabilities))
                     .unwrap_or(ro.loc());
                 cx.error_at(
                     loc,
@@ -1347,70 +1474,58 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_>>, r: &mut Runners, preset: Preset) 
     }
 }
 
-fn health(cx: &mut Cx, top: &Option<Obj<'_>>, h: &mut Health) {
-    let o = sub(
-        cx,
-        top,
-        "health",
-        &[
-            "check_interval",
-            "reconcile_interval",
-            "timeout",
-            "failure_threshold",
-            "self_heal",
-            "restart_budget",
-            "backoff",
-            "notify",
-        ],
-    );
-    if let Some(v) = cx.field(&o, "check_interval", p_duration) {
+fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
+    use HealthKey as K;
+    let o = sub(cx, top, TopKey::health);
+    if let Some(v) = cx.field(&o, K::check_interval, p_duration) {
         h.check_interval = v;
     }
-    if let Some(v) = cx.field(&o, "reconcile_interval", p_duration) {
+    if let Some(v) = cx.field(&o, K::reconcile_interval, p_duration) {
         h.reconcile_interval = v;
     }
-    if let Some(v) = cx.field(&o, "timeout", p_duration) {
+    if let Some(v) = cx.field(&o, K::timeout, p_duration) {
         h.timeout = v;
     }
-    if let Some(v) = cx.field(&o, "failure_threshold", p_small_count) {
+    if let Some(v) = cx.field(&o, K::failure_threshold, p_small_count) {
         h.failure_threshold = v;
     }
-    if let Some(v) = cx.field(&o, "self_heal", p_bool) {
+    if let Some(v) = cx.field(&o, K::self_heal, p_bool) {
         h.self_heal = v;
     }
-    let b = sub(cx, &o, "restart_budget", &["max", "window"]);
-    if let Some(v) = cx.field(&b, "max", p_small_count) {
+    let b = sub(cx, &o, K::restart_budget);
+    if let Some(v) = cx.field(&b, BudgetKey::max, p_small_count) {
         h.restart_budget.max = v;
     }
-    if let Some(v) = cx.field(&b, "window", p_duration) {
+    if let Some(v) = cx.field(&b, BudgetKey::window, p_duration) {
         h.restart_budget.window = v;
     }
-    let bo = sub(cx, &o, "backoff", &["initial", "max"]);
-    if let Some(v) = cx.field(&bo, "initial", p_duration) {
+    let bo = sub(cx, &o, K::backoff);
+    if let Some(v) = cx.field(&bo, BackoffKey::initial, p_duration) {
         h.backoff.initial = v;
     }
-    if let Some(v) = cx.field(&bo, "max", p_duration) {
+    if let Some(v) = cx.field(&bo, BackoffKey::max, p_duration) {
         h.backoff.max = v;
     }
-    if o.as_ref().is_some_and(|o| o.node.get("notify").is_some()) {
+    if o.as_ref().is_some_and(|o| o.get(K::notify).is_some()) {
         h.notify.clear();
     }
-    for (path, node) in cx.list(&o, "notify") {
-        let no = cx.obj(Some(node), &path, &["type", "url", "secret_env"]);
+    for (path, node) in cx.list(&o, K::notify) {
+        use NotifyKey as N;
+        let no = cx.obj::<N>(Some(node), &path);
         let Some(no_ref) = &no else { continue };
         let (loc, p) = (no_ref.loc(), no_ref.path().to_owned());
-        match cx.field(&no, "type", p_string).as_deref() {
+        match cx.field(&no, N::r#type, p_string).as_deref() {
             Some("log") => h.notify.push(Notify::Log),
             Some("webhook") => {
-                cx.required(&no, "url", "the webhook's http(s) URL");
-                let url = cx.field(&no, "url", p_http_url);
-                let secret_env = cx.field(&no, "secret_env", p_env_name);
+                cx.required(&no, N::url, "the webhook's http(s) URL");
+                let url = cx.field(&no, N::url, p_http_url);
+                let secret_env = cx.field(&no, N::secret_env, p_env_name);
                 if let Some(url) = url {
                     h.notify.push(Notify::Webhook { url, secret_env });
                 }
             }
             Some(other) => {
-                let loc = no_ref.key_loc("type").unwrap_or(loc);
+                let loc = no_ref.key_loc(N::r#type).unwrap_or(loc);
                 let mut d =
                     Diagnostic::error("invalid-value", format!("unknown notifier type `{other}`"))
                         .expected("`log` or `webhook`")
@@ -1420,7 +1535,7 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_>>, h: &mut Health) {
                 }
                 cx.error_at(loc, &format!("{p}.type"), d);
             }
-            None => cx.required(&no, "type", "`log` or `webhook`"),
+            None => cx.required(&no, N::r#type, "`log` or `webhook`"),
         }
     }
     if h.backoff.initial > h.backoff.max
@@ -1442,92 +1557,74 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_>>, h: &mut Health) {
     }
 }
 
-fn compute(cx: &mut Cx, top: &Option<Obj<'_>>, c: &mut Compute) {
-    let o = sub(cx, top, "compute", &["queue_limit", "aging", "quotas"]);
-    if let Some(v) = cx.field(&o, "queue_limit", p_count) {
+fn compute(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, c: &mut Compute) {
+    let o = sub(cx, top, TopKey::compute);
+    if let Some(v) = cx.field(&o, ComputeKey::queue_limit, p_count) {
         c.queue_limit = v;
     }
-    if let Some(v) = cx.field(&o, "aging", p_duration) {
+    if let Some(v) = cx.field(&o, ComputeKey::aging, p_duration) {
         c.aging = v;
     }
-    for (path, node) in cx.list(&o, "quotas") {
-        let q = cx.obj(Some(node), &path, &["user", "gpus", "vram"]);
+    for (path, node) in cx.list(&o, ComputeKey::quotas) {
+        use QuotaKey as Q;
+        let q = cx.obj::<Q>(Some(node), &path);
         if q.is_none() {
             continue;
         }
-        cx.required(&q, "user", "a GitLab username");
-        let user = cx.field(&q, "user", p_gitlab_username);
-        let gpus = cx.field(&q, "gpus", p_count).unwrap_or(1);
-        let vram = cx.field(&q, "vram", p_bytes).unwrap_or(Bytes::gib(24));
+        cx.required(&q, Q::user, "a GitLab username");
+        let user = cx.field(&q, Q::user, p_gitlab_username);
+        let gpus = cx.field(&q, Q::gpus, p_count).unwrap_or(1);
+        let vram = cx.field(&q, Q::vram, p_bytes).unwrap_or(Bytes::gib(24));
         if let Some(user) = user {
             c.quotas.push(Quota { user, gpus, vram });
         }
     }
 }
 
-fn backup(cx: &mut Cx, top: &Option<Obj<'_>>, b: &mut Backup) {
-    let o = sub(
-        cx,
-        top,
-        "backup",
-        &["path", "retention", "schedule", "btrfs_snapshot"],
-    );
-    if let Some(v) = cx.field(&o, "path", p_string) {
+fn backup(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, b: &mut Backup) {
+    use BackupKey as K;
+    let o = sub(cx, top, TopKey::backup);
+    if let Some(v) = cx.field(&o, K::path, p_string) {
         b.path = v;
     }
-    if let Some(v) = cx.field(&o, "retention", p_small_count) {
+    if let Some(v) = cx.field(&o, K::retention, p_small_count) {
         b.retention = v;
     }
-    if let Some(v) = cx.field(&o, "schedule", p_cron) {
+    if let Some(v) = cx.field(&o, K::schedule, p_cron) {
         b.schedule = v;
     }
-    if let Some(v) = cx.field(&o, "btrfs_snapshot", p_autobool) {
+    if let Some(v) = cx.field(&o, K::btrfs_snapshot, p_autobool) {
         b.btrfs_snapshot = v;
     }
 }
 
-fn platform(cx: &mut Cx, top: &Option<Obj<'_>>, p: &mut Platform) {
-    let o = sub(
-        cx,
-        top,
-        "platform",
-        &[
-            "engine",
-            "socket",
-            "rootless",
-            "project",
-            "network",
-            "ingress",
-            "monitoring_whitelist",
-            "ingress_allow",
-            "guard_forward_auth",
-            "guard_services",
-        ],
-    );
-    if let Some(v) = cx.field(&o, "engine", p_engine) {
+fn platform(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, p: &mut Platform) {
+    use PlatformKey as K;
+    let o = sub(cx, top, TopKey::platform);
+    if let Some(v) = cx.field(&o, K::engine, p_engine) {
         p.engine = v;
     }
-    p.socket = cx.field(&o, "socket", p_string);
-    if let Some(v) = cx.field(&o, "rootless", p_autobool) {
+    p.socket = cx.field(&o, K::socket, p_string);
+    if let Some(v) = cx.field(&o, K::rootless, p_autobool) {
         p.rootless = v;
     }
-    if let Some(v) = cx.field(&o, "project", p_name) {
+    if let Some(v) = cx.field(&o, K::project, p_name) {
         p.project = v;
     }
-    if let Some(v) = cx.field(&o, "network", p_name) {
+    if let Some(v) = cx.field(&o, K::network, p_name) {
         p.network = v;
     }
-    if let Some(v) = cx.field(&o, "ingress", p_ingress) {
+    if let Some(v) = cx.field(&o, K::ingress, p_ingress) {
         p.ingress = v;
     }
-    if let Some(v) = cx.list_of(&o, "monitoring_whitelist", p_cidr) {
+    if let Some(v) = cx.list_of(&o, K::monitoring_whitelist, p_cidr) {
         p.monitoring_whitelist = v;
     }
-    if let Some(v) = cx.list_of(&o, "ingress_allow", p_cidr) {
+    if let Some(v) = cx.list_of(&o, K::ingress_allow, p_cidr) {
         p.ingress_allow = v;
     }
-    p.guard_forward_auth = cx.field(&o, "guard_forward_auth", p_http_url);
-    if let Some(v) = cx.list_of(&o, "guard_services", p_name) {
+    p.guard_forward_auth = cx.field(&o, K::guard_forward_auth, p_http_url);
+    if let Some(v) = cx.list_of(&o, K::guard_services, p_name) {
         p.guard_services = v;
     }
 }
@@ -1682,5 +1779,66 @@ mod runner_host_tests {
                 ("gpu-box".to_owned(), Some("gitlab-runner".to_owned())),
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn key_sets_spell_each_key_once_as_written_in_yaml() {
+        assert_eq!(NotifyKey::ALL, ["type", "url", "secret_env"]);
+        assert_eq!(NotifyKey::r#type.name(), "type");
+        assert_eq!(RunnerKey::wsl2.name(), "wsl2");
+        for all in [
+            TopKey::ALL,
+            GitLabKey::ALL,
+            PortsKey::ALL,
+            ResourcesKey::ALL,
+            TuningKey::ALL,
+            UserKey::ALL,
+            GroupKey::ALL,
+            MemberKey::ALL,
+            ServiceAccountKey::ALL,
+            MirroringKey::ALL,
+            SourcesKey::ALL,
+            GitHubSourceKey::ALL,
+            GitLabSourceKey::ALL,
+            GitSourceKey::ALL,
+            RunnersKey::ALL,
+            RunnerKey::ALL,
+            HealthKey::ALL,
+            BudgetKey::ALL,
+            BackoffKey::ALL,
+            NotifyKey::ALL,
+            ComputeKey::ALL,
+            QuotaKey::ALL,
+            BackupKey::ALL,
+            PlatformKey::ALL,
+        ] {
+            for (i, k) in all.iter().enumerate() {
+                assert!(!all[..i].contains(k), "`{k}` twice in {all:?}");
+                assert!(
+                    k.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+                    "{k}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_filter_key_of_each_source_is_suggested() {
+        for (src, filters) in [
+            ("github", GitHubSourceKey::FILTERS.map(Keys::name)),
+            ("gitlab", GitLabSourceKey::FILTERS.map(Keys::name)),
+        ] {
+            assert_eq!(
+                filters,
+                ["include", "exclude", "forks", "archived"],
+                "{src}"
+            );
+        }
     }
 }

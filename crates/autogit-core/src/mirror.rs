@@ -20,18 +20,6 @@ pub enum Transport {
     Git,
 }
 
-impl Transport {
-    /// The name git uses in `protocol.<name>.allow`.
-    pub fn git_protocol(self) -> &'static str {
-        match self {
-            Transport::Https => "https",
-            Transport::Http => "http",
-            Transport::Ssh => "ssh",
-            Transport::Git => "git",
-        }
-    }
-}
-
 /// A source URL that passed [`check_source`]: its transport, host and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SourceUrl {

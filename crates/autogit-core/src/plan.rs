@@ -812,7 +812,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         }
         if total_memory > h.memory {
             diags.push(Diagnostic::warning("preset-exceeds-host", format!(
-                "the plan asks for {total_memory} of memory (preset `{preset}`), this host has {}", h.memory))
+                "the plan asks for {total_memory} of memory (preset `{preset}`), this host has {}", h.memory.approx()))
                 .path("gitlab.resources.preset")
                 .help("choose a smaller preset, set gitlab.resources.memory, or enable fewer services"));
         }

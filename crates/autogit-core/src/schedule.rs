@@ -18,9 +18,9 @@ impl CronDateTime for Utc {
     fn to_civil(&self) -> CivilDateTime {
         let days = self.0.div_euclid(86_400);
         let secs = self.0.rem_euclid(86_400) as u32;
-        let (y, m, d) = civil_from_days(days);
         CivilDateTime::new(
-            CivilDate::from_ymd_opt(y as i32, m, d)
+            civil_from_days(days)
+                .and_then(|(y, m, d)| CivilDate::from_ymd_opt(i32::try_from(y).ok()?, m, d))
                 .unwrap_or_else(|| CivilDate::from_ymd_opt(1970, 1, 1).expect("a valid date")),
             CivilTime::from_hms_opt(secs / 3600, secs % 3600 / 60, secs % 60)
                 .unwrap_or_else(|| CivilTime::from_hms_opt(0, 0, 0).expect("a valid time")),
@@ -34,7 +34,8 @@ impl CronDateTime for Utc {
     }
 
     fn resolve_civil(&self, c: CivilDateTime) -> Result<Resolution<Self>, CronError> {
-        let days = days_from_civil(i64::from(c.year()), c.month(), c.day());
+        let days = days_from_civil(i64::from(c.year()), c.month(), c.day())
+            .ok_or(CronError::InvalidDate)?;
         let secs = i64::from(c.hour()) * 3600 + i64::from(c.minute()) * 60 + i64::from(c.second());
         Ok(Resolution::Single(Utc(days * 86_400 + secs)))
     }

@@ -110,6 +110,25 @@ impl Bytes {
         let v = f * mult as f64;
         (v.is_finite() && v >= 0.0 && v < u64::MAX as f64).then(|| Self(v.round() as u64))
     }
+
+    /// A measured size for people to read (a host's memory): the largest unit it has at least
+    /// one of, rounded down, with one decimal below 10 (`23G`, `3.8G`, `512M`). Rounding down
+    /// never claims more than there is. Exact sizes print as [`Display`](fmt::Display) does.
+    pub fn approx(self) -> String {
+        let b = self.0;
+        for (unit, len) in [("T", TIB), ("G", GIB), ("M", MIB), ("K", KIB)] {
+            if b < len {
+                continue;
+            }
+            let (whole, tenths) = (b / len, b % len * 10 / len);
+            return if whole >= 10 || tenths == 0 {
+                format!("{whole}{unit}")
+            } else {
+                format!("{whole}.{tenths}{unit}")
+            };
+        }
+        b.to_string()
+    }
 }
 
 impl fmt::Display for Bytes {
@@ -138,36 +157,14 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
-/// Unix seconds of an RFC 3339 UTC timestamp as container engines report it
-/// (`2026-11-25T04:37:24.134456868Z`; an offset like `+01:00` is applied). `None` if malformed.
+/// Unix seconds of an RFC 3339 timestamp as container engines report it
+/// (`2026-11-25T04:37:24.134456868Z`; an offset like `+01:00` is applied; the fraction is
+/// dropped). `None` if malformed, if the date does not exist, or outside what jiff represents
+/// (about years -9999 to 9999).
 pub fn rfc3339_to_unix(t: &str) -> Option<i64> {
-    let (date, rest) = t.split_once('T')?;
-    let mut d = date.split('-');
-    let (y, m, day): (i64, i64, i64) = (
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-        d.next()?.parse().ok()?,
-    );
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let (clock, offset) = match rest.find(['Z', 'z', '+', '-']) {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => return None,
-    };
-    let mut c = clock.split(':');
-    let (hh, mm): (i64, i64) = (c.next()?.parse().ok()?, c.next()?.parse().ok()?);
-    let ss: i64 = c.next()?.split('.').next()?.parse().ok()?;
-    let off = match offset.as_bytes().first()? {
-        b'Z' | b'z' => 0,
-        sign => {
-            let (oh, om) = offset[1..].split_once(':')?;
-            let v = oh.parse::<i64>().ok()? * 3600 + om.parse::<i64>().ok()? * 60;
-            if *sign == b'-' { -v } else { v }
-        }
-    };
-    let days = crate::civil::days_from_civil(y, m as u32, day as u32);
-    Some(days * 86_400 + hh * 3600 + mm * 60 + ss - off)
+    t.parse::<jiff::Timestamp>()
+        .ok()
+        .map(jiff::Timestamp::as_second)
 }
 
 /// Checks a standard 5-field cron expression (minute hour day-of-month month day-of-week).
@@ -186,6 +183,25 @@ pub fn check_cron(expr: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approximate_sizes_round_down_to_one_unit() {
+        for (bytes, shown) in [
+            (0, "0"),
+            (1023, "1023"),
+            (KIB, "1K"),
+            (Bytes::mib(512).0, "512M"),
+            (Bytes::gib(6).0, "6G"),
+            (24_590_316 * KIB, "23G"),
+            (GIB * 38 / 10, "3.7G"),
+            (GIB * 39 / 10 + MIB, "3.9G"),
+            (GIB * 2 - 1, "1.9G"),
+            (GIB * 10 - 1, "9.9G"),
+            (TIB + GIB * 512, "1.5T"),
+        ] {
+            assert_eq!(Bytes(bytes).approx(), shown, "{bytes}");
+        }
+    }
 
     #[test]
     fn durations() {
@@ -227,6 +243,9 @@ mod tests {
         );
         assert_eq!(rfc3339_to_unix("yesterday"), None);
         assert_eq!(rfc3339_to_unix("2026-13-01T00:00:00Z"), None);
+        assert_eq!(rfc3339_to_unix("2026-02-30T00:00:00Z"), None, "no such day");
+        assert_eq!(rfc3339_to_unix("2026-11-25T04:37:24"), None, "no offset");
+        assert_eq!(rfc3339_to_unix("2026-11-25T04:61:24Z"), None);
     }
 
     #[test]

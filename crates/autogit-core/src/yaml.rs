@@ -108,6 +108,72 @@ fn loc_of(source: SourceId, span: &Span) -> Loc {
     Loc::new(source, span.start.line(), span.start.col() + 1, len.max(1))
 }
 
+/// Maps the parser's character indices to byte offsets, moving forward through the text
+/// (events come in document order, so the whole parse stays linear).
+struct CharCursor<'a> {
+    text: &'a str,
+    chars: usize,
+    bytes: usize,
+}
+
+impl<'a> CharCursor<'a> {
+    fn new(text: &'a str) -> Self {
+        Self {
+            text,
+            chars: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The text from character index `at` on.
+    fn rest_from(&mut self, at: usize) -> &'a str {
+        if at < self.chars {
+            (self.chars, self.bytes) = (0, 0);
+        }
+        for c in self.text[self.bytes..].chars().take(at - self.chars) {
+            self.bytes += c.len_utf8();
+            self.chars += 1;
+        }
+        &self.text[self.bytes..]
+    }
+}
+
+/// Length in characters of the quoted scalar at the start of `rest`, both quotes included.
+///
+/// The parser's span of a quoted scalar runs on over the blanks and the `# comment` after the
+/// closing quote; the diagnostic caret must underline the value only. `None` when `rest` does
+/// not start with a complete quoted scalar of that style.
+fn quoted_len(rest: &str, style: ScalarStyle) -> Option<u32> {
+    let quote = match style {
+        ScalarStyle::DoubleQuoted => '"',
+        ScalarStyle::SingleQuoted => '\'',
+        _ => return None,
+    };
+    let mut chars = rest.chars();
+    if chars.next()? != quote {
+        return None;
+    }
+    let mut len = 1u32;
+    while let Some(c) = chars.next() {
+        len += 1;
+        match c {
+            // `\"` (double-quoted) escapes the next character, whatever it is.
+            '\\' if quote == '"' => {
+                chars.next()?;
+                len += 1;
+            }
+            // `''` is a single quote inside a single-quoted scalar.
+            '\'' if quote == '\'' && chars.clone().next() == Some('\'') => {
+                chars.next();
+                len += 1;
+            }
+            c if c == quote => return Some(len),
+            _ => {}
+        }
+    }
+    None
+}
+
 enum Frame {
     Seq {
         items: Vec<Node>,
@@ -178,6 +244,7 @@ fn parse_inner(
     }
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut cursor = CharCursor::new(text);
     let mut nodes = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
@@ -244,6 +311,10 @@ fn parse_inner(
                     return Err(too_many_nodes(loc, limits));
                 }
                 let quoted = !matches!(style, ScalarStyle::Plain);
+                let mut loc = loc;
+                if let Some(len) = quoted_len(cursor.rest_from(span.start.index()), style) {
+                    loc.len = loc.len.min(len);
+                }
                 let value = if !quoted && matches!(&*text, "" | "~" | "null" | "Null" | "NULL") {
                     Value::Null
                 } else {
@@ -526,6 +597,18 @@ mod tests {
             (2, 3, 2)
         );
         assert_eq!((es[0].value.loc.line, es[0].value.loc.col), (2, 7));
+    }
+
+    #[test]
+    fn a_quoted_value_ends_at_its_closing_quote_not_at_the_comment() {
+        let n = p("a: \"x\\\"y\"  # c \"q\"\nb: 'it''s' # c\nc: {d: \"é\" , e: 1}\nf: plain # c\n")
+            .unwrap()
+            .unwrap();
+        let len = |n: &Node| (n.loc.col, n.loc.len);
+        assert_eq!(len(n.get("a").unwrap()), (4, 6));
+        assert_eq!(len(n.get("b").unwrap()), (4, 7));
+        assert_eq!(len(n.get("c").unwrap().get("d").unwrap()), (8, 3));
+        assert_eq!(len(n.get("f").unwrap()), (4, 5));
     }
 
     #[test]

@@ -17,4 +17,5 @@ pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod systemd;
+#[cfg(feature = "testing")]
 pub mod testing;

@@ -384,9 +384,14 @@ fn plan_table(ui: &Ui, plan: &Plan) {
         ]);
     }
     println!("{t}");
+    // What the plan asks for and what this machine has, never one read as the other.
+    let host = match autogit_drivers::host::facts(&[]) {
+        Some(h) => format!("{} CPUs, {}", h.cpus, h.memory.approx()),
+        None => "CPUs and memory unknown".to_owned(),
+    };
     println!(
-        "preset {}; this host: {} CPUs, {} memory planned (on-demand runners not counted)",
-        plan.preset, plan.total_cpus, plan.total_memory
+        "planned: {} CPUs, {} (preset {}; on-demand runners not counted); this host: {host}",
+        plan.total_cpus, plan.total_memory, plan.preset
     );
 }
 

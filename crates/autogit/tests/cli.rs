@@ -288,6 +288,15 @@ fn install_dry_run_renders_files_and_lists_images() {
     }
     assert!(r.stdout.contains("gitlab/gitlab-ce:18.5.4-ce.0"));
     assert!(r.stdout.contains("Dry run"));
+    // The footer says what is planned and what this host has, each labelled as such.
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert!(
+        r.stdout.lines().any(|l| l.starts_with("planned: ")
+            && l.contains("(preset ")
+            && l.contains(&format!("; this host: {cpus} CPUs, "))),
+        "{}",
+        r.stdout
+    );
     let rb = fs::read_to_string(data.join("rendered/gitlab/gitlab.rb")).unwrap();
     assert!(
         rb.contains("puma['port']") && !rb.contains("puma['port'] = 8080"),

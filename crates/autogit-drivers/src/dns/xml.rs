@@ -1,7 +1,11 @@
-//! A small XML reader for the Route 53 API's answers: elements, text and the five entities plus
-//! character references; attributes, comments, processing instructions and the XML declaration
-//! are skipped. Bounded: depth 64, and the input is what one HTTP answer holds.
+//! Route 53's answers as a small element tree, read with `quick-xml`: elements (local names),
+//! text with the predefined entities, character references and CDATA; attributes, comments,
+//! processing instructions, the XML declaration and any DOCTYPE are skipped (no entity
+//! definitions are ever expanded). Bounded: depth 64, and the input is what one HTTP answer holds.
 
+use quick_xml::Reader;
+use quick_xml::escape::resolve_predefined_entity;
+use quick_xml::events::Event;
 /// One element: its local name (prefix dropped), its text (concatenated) and its children.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Element {
@@ -35,60 +39,44 @@ const MAX_DEPTH: usize = 64;
 
 /// The document's root element.
 pub fn parse(input: &str) -> Result<Element, String> {
+    let mut reader = Reader::from_str(input);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
-    let mut rest = input;
-    while !rest.is_empty() {
-        if let Some(after) = rest.strip_prefix('<') {
-            if let Some(r) = after.strip_prefix("!--") {
-                let end = r.find("-->").ok_or("unterminated comment")?;
-                rest = &r[end + 3..];
-                continue;
-            }
-            if after.starts_with('?') || after.starts_with('!') {
-                let end = after.find('>').ok_or("unterminated declaration")?;
-                rest = &after[end + 1..];
-                continue;
-            }
-            let end = after.find('>').ok_or("unterminated tag")?;
-            let tag = &after[..end];
-            rest = &after[end + 1..];
-            if let Some(name) = tag.strip_prefix('/') {
-                let done = stack.pop().ok_or("closing tag without an opening one")?;
-                if done.name != local(name.trim()) {
-                    return Err(format!("</{}> closes <{}>", name.trim(), done.name));
-                }
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(done),
-                    None => root = Some(done),
-                }
-                continue;
-            }
-            let self_closing = tag.ends_with('/');
-            let tag = tag.trim_end_matches('/');
-            let name = local(tag.split_whitespace().next().ok_or("empty tag")?);
-            let e = Element {
-                name: name.to_owned(),
-                ..Element::default()
-            };
-            if self_closing {
-                match stack.last_mut() {
-                    Some(parent) => parent.children.push(e),
-                    None => root = Some(e),
-                }
-            } else {
+    let element = |name: quick_xml::name::LocalName<'_>| Element {
+        name: name.into_inner().to_owned(),
+        ..Element::default()
+    };
+    loop {
+        let event = reader
+            .read_event()
+            .map_err(|e| format!("invalid XML at byte {}: {e}", reader.error_position()))?;
+        match event {
+            Event::Start(e) => {
                 if stack.len() >= MAX_DEPTH {
                     return Err("nested too deeply".into());
                 }
-                stack.push(e);
+                stack.push(element(e.local_name()));
             }
-        } else {
-            let end = rest.find('<').unwrap_or(rest.len());
-            let text = unescape(&rest[..end])?;
-            if let Some(top) = stack.last_mut() {
-                top.text.push_str(&text);
+            Event::Empty(e) => attach(&mut stack, &mut root, element(e.local_name())),
+            Event::End(_) => {
+                // quick-xml has checked that the name matches the open element.
+                let done = stack.pop().ok_or("closing tag without an opening one")?;
+                attach(&mut stack, &mut root, done);
             }
-            rest = &rest[end..];
+            Event::Text(t) => push_text(&mut stack, &t.xml10_content()),
+            Event::CData(c) => push_text(&mut stack, &c.xml10_content()),
+            Event::GeneralRef(r) => {
+                let name = r.xml10_content();
+                let c = match r.resolve_char_ref().map_err(|e| format!("&{name};: {e}"))? {
+                    Some(c) => c.to_string(),
+                    None => resolve_predefined_entity(&name)
+                        .ok_or_else(|| format!("unknown entity &{name};"))?
+                        .to_owned(),
+                };
+                push_text(&mut stack, &c);
+            }
+            Event::Eof => break,
+            Event::Decl(_) | Event::PI(_) | Event::Comment(_) | Event::DocType(_) => {}
         }
     }
     if !stack.is_empty() {
@@ -97,49 +85,22 @@ pub fn parse(input: &str) -> Result<Element, String> {
     root.ok_or_else(|| "no element".into())
 }
 
-fn local(name: &str) -> &str {
-    name.rsplit(':').next().unwrap_or(name)
+fn attach(stack: &mut [Element], root: &mut Option<Element>, e: Element) {
+    match stack.last_mut() {
+        Some(parent) => parent.children.push(e),
+        None => *root = Some(e),
+    }
 }
 
-fn unescape(s: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('&') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let end = after.find(';').ok_or("unterminated entity")?;
-        let ent = &after[..end];
-        let c = match ent {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let n = if let Some(h) = ent.strip_prefix("#x").or_else(|| ent.strip_prefix("#X")) {
-                    u32::from_str_radix(h, 16).ok()
-                } else if let Some(d) = ent.strip_prefix('#') {
-                    d.parse().ok()
-                } else {
-                    None
-                };
-                n.and_then(char::from_u32)
-                    .ok_or_else(|| format!("unknown entity &{ent};"))?
-            }
-        };
-        out.push(c);
-        rest = &after[end + 1..];
+fn push_text(stack: &mut [Element], text: &str) {
+    if let Some(top) = stack.last_mut() {
+        top.text.push_str(text);
     }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// Text escaped for element content.
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    quick_xml::escape::escape(s).into_owned()
 }
 
 #[cfg(test)]
@@ -172,5 +133,21 @@ mod tests {
         assert!(parse("<a><b></a>").is_err());
         assert!(parse("<a>").is_err());
         assert_eq!(escape("<\"&\">"), "&lt;&quot;&amp;&quot;&gt;");
+        assert_eq!(escape("it's"), "it&apos;s");
+    }
+
+    #[test]
+    fn hostile_or_broken_answers_are_refused() {
+        // Entities defined in a DOCTYPE are never expanded (no billion laughs).
+        let bomb = r#"<!DOCTYPE r [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><r>&b;</r>"#;
+        assert_eq!(parse(bomb).unwrap_err(), "unknown entity &b;");
+        let deep = "<a>".repeat(MAX_DEPTH + 1) + &"</a>".repeat(MAX_DEPTH + 1);
+        assert_eq!(parse(&deep).unwrap_err(), "nested too deeply");
+        assert!(parse("<a></b>").is_err());
+        assert!(parse("</a>").is_err());
+        assert!(parse("").is_err());
+        let root = parse("<a>&#x41;&#66;<![CDATA[<c>]]></a>").unwrap();
+        assert_eq!(root.text, "AB<c>");
+        assert!(parse("<a>&#0;</a>").is_err());
     }
 }

@@ -111,24 +111,24 @@ impl Date {
         Date(self.0 + (d.as_secs() / 86_400) as i64)
     }
 
-    /// Parses `YYYY-MM-DD`.
+    /// Parses `YYYY-MM-DD` (a day that exists).
     pub fn parse(s: &str) -> Option<Date> {
         let mut it = s.trim().get(..10)?.split('-');
         let y: i64 = it.next()?.parse().ok()?;
-        let m: i64 = it.next()?.parse().ok()?;
-        let d: i64 = it.next()?.parse().ok()?;
-        if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-            return None;
-        }
-        Some(Date(autogit_core::civil::days_from_civil(
-            y, m as u32, d as u32,
-        )))
+        let m: u32 = it.next()?.parse().ok()?;
+        let d: u32 = it.next()?.parse().ok()?;
+        autogit_core::civil::days_from_civil(y, m, d).map(Date)
     }
 }
 
 impl std::fmt::Display for Date {
+    /// `YYYY-MM-DD`; a day past 9999-12-31 (never a token's expiry) shows as that day.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (y, m, d) = autogit_core::civil::civil_from_days(self.0);
+        let (y, m, d) = autogit_core::civil::civil_from_days(self.0).unwrap_or(if self.0 < 0 {
+            (-9999, 1, 1)
+        } else {
+            (9999, 12, 31)
+        });
         write!(f, "{y:04}-{m:02}-{d:02}")
     }
 }
@@ -827,6 +827,8 @@ mod tests {
         assert_eq!(d.plus(Dur::secs(86_400)).to_string(), "2026-01-01");
         assert_eq!(d.plus(Dur::secs(90 * 86_400)).to_string(), "2026-03-31");
         assert!(Date::parse("2025-13-01").is_none());
+        assert!(Date::parse("2025-02-29").is_none(), "no such day");
+        assert_eq!(Date::from_unix(u64::MAX).to_string(), "9999-12-31");
         assert!(expired(
             Some("2025-11-25"),
             Date::parse("2025-11-25").unwrap()

@@ -155,10 +155,6 @@ impl Git {
         Ok(Git { program, askpass })
     }
 
-    pub fn askpass_script(&self) -> &Path {
-        self.askpass.script()
-    }
-
     /// Runs the call; stdout on success, a scrubbed error otherwise. The child is killed when
     /// the future is dropped (timeouts).
     pub async fn run(&self, call: Call<'_>) -> Result<Vec<u8>, MirrorError> {
