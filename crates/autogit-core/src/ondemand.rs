@@ -76,15 +76,17 @@ pub fn engine_of(runner: &Runner) -> &'static str {
 /// Starts the runner's container (removing a stopped one of the same name first): the runner
 /// image with its configuration volume and the engine's socket, so jobs run as sibling
 /// containers. Podman's socket is found on the host (`$XDG_RUNTIME_DIR/podman/podman.sock`,
-/// else `/run/podman/podman.sock`).
+/// else `/run/podman/podman.sock`) and also mounted at its own path, which is the `host` the
+/// registered `config.toml` names (`core::runner::config_toml_on`).
 pub fn start_argv(runner: &Runner, image: &str) -> Vec<String> {
     let engine = engine_of(runner);
     let name = container_name(&runner.name);
     let script = "engine=$1; name=$2; image=$3; \
-        if [ \"$engine\" = podman ]; then sock=\"${XDG_RUNTIME_DIR:-/run}/podman/podman.sock\"; [ -S \"$sock\" ] || sock=/run/podman/podman.sock; else sock=/var/run/docker.sock; fi; \
+        set --; \
+        if [ \"$engine\" = podman ]; then sock=\"${XDG_RUNTIME_DIR:-/run}/podman/podman.sock\"; [ -S \"$sock\" ] || sock=/run/podman/podman.sock; set -- -v \"$sock:$sock\"; else sock=/var/run/docker.sock; fi; \
         \"$engine\" rm -f \"$name\" >/dev/null 2>&1; \
         exec \"$engine\" run -d --name \"$name\" --label io.autogit.runner=\"$name\" \
-        -v \"$name:/etc/gitlab-runner\" -v \"$sock:/var/run/docker.sock\" \"$image\"";
+        -v \"$name:/etc/gitlab-runner\" -v \"$sock:/var/run/docker.sock\" \"$@\" \"$image\"";
     ["sh", "-c", script, "sh", engine, &name, image]
         .map(str::to_owned)
         .to_vec()

@@ -54,10 +54,24 @@ fn list(items: &[String]) -> String {
 }
 
 /// Renders `config.toml` for the runners of one host. `check_interval` is in seconds.
+/// Podman runners get Podman's socket guessed from the runner's user; [`config_toml_on`]
+/// takes the socket found on the host instead.
 pub fn config_toml(
     runners: &Runners,
     on_host: &[(&Runner, RunnerAuth)],
     check_interval: u32,
+) -> String {
+    config_toml_on(runners, on_host, check_interval, None)
+}
+
+/// [`config_toml`] with the Podman socket found on the host (what [`podman_socket_argv`]
+/// printed there): the path the runner's container sees it at, since the on-demand start
+/// mounts it at the same path (`core::ondemand::start_argv`).
+pub fn config_toml_on(
+    runners: &Runners,
+    on_host: &[(&Runner, RunnerAuth)],
+    check_interval: u32,
+    podman_socket: Option<&str>,
 ) -> String {
     let concurrent: u32 = on_host
         .iter()
@@ -111,9 +125,10 @@ pub fn config_toml(
             } else {
                 Some(1000)
             };
-            let sock = match uid {
-                Some(u) => format!("unix:///run/user/{u}/podman/podman.sock"),
-                None => "unix:///run/podman/podman.sock".to_owned(),
+            let sock = match (podman_socket, uid) {
+                (Some(p), _) => format!("unix://{p}"),
+                (None, Some(u)) => format!("unix:///run/user/{u}/podman/podman.sock"),
+                (None, None) => "unix:///run/podman/podman.sock".to_owned(),
             };
             let _ = writeln!(o, "    host = {}", toml_str(&sock));
         }
@@ -136,6 +151,44 @@ pub fn config_toml(
 /// The name of a runner's container and configuration volume on its host.
 pub fn runner_volume(name: &str) -> String {
     format!("autogit-runner-{name}")
+}
+
+/// Where gitlab-runner reads its configuration, in its container (the runner's volume).
+pub const CONFIG_DIR: &str = "/etc/gitlab-runner";
+
+/// The script that finds Podman's socket on a host (as the SSH user): the user's runtime
+/// directory for rootless Podman, else the system socket. Prints the path.
+pub const PODMAN_SOCKET_SCRIPT: &str = "sock=\"${XDG_RUNTIME_DIR:-/run}/podman/podman.sock\"; \
+    [ -S \"$sock\" ] || sock=/run/podman/podman.sock; printf '%s\\n' \"$sock\"";
+
+/// Prints the path of Podman's socket on the host ([`PODMAN_SOCKET_SCRIPT`]).
+pub fn podman_socket_argv() -> Vec<String> {
+    ["sh", "-c", PODMAN_SOCKET_SCRIPT]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// Writes the rendered `config.toml` (read from standard input: it holds the token) into the
+/// runner's configuration volume, mode 0600, through a temporary file renamed into place, in
+/// a one-shot container of the runner image. Names and paths are arguments of the script,
+/// never part of its text.
+pub fn write_config_argv(engine: &str, runner: &str, image: &str) -> Vec<String> {
+    let script = "umask 077; d=$1; cat > \"$d/.config.toml.autogit\" && mv -f \"$d/.config.toml.autogit\" \"$d/config.toml\"";
+    vec![
+        engine.to_owned(),
+        "run".to_owned(),
+        "--rm".to_owned(),
+        "-i".to_owned(),
+        "--entrypoint".to_owned(),
+        "sh".to_owned(),
+        "-v".to_owned(),
+        format!("{}:{CONFIG_DIR}", runner_volume(runner)),
+        image.to_owned(),
+        "-c".to_owned(),
+        script.to_owned(),
+        "sh".to_owned(),
+        CONFIG_DIR.to_owned(),
+    ]
 }
 
 /// `gitlab-runner register --non-interactive` in a one-shot container of the runner image,
@@ -232,5 +285,56 @@ mod tests {
         assert!(joined.contains("podman run --rm -i -e CI_SERVER_TOKEN -v autogit-runner-gpu-1:/etc/gitlab-runner gitlab/gitlab-runner:alpine-v18.5.0 register --non-interactive --url https://git.example.test --name gpu-1 --executor docker"), "{joined}");
         assert!(joined.contains("--docker-gpus all --docker-devices /dev/dxg --docker-volumes /usr/lib/wsl:/usr/lib/wsl:ro"), "{joined}");
         assert!(!joined.contains("--token"));
+    }
+
+    #[test]
+    fn podman_runners_name_the_socket_found_on_the_host() {
+        let r = Runner {
+            name: "p1".into(),
+            host: "h".into(),
+            user: Some("ci".into()),
+            executor: Executor::Podman,
+            concurrent: 1,
+            tags: Vec::new(),
+            gpu: None,
+            capabilities: Vec::new(),
+            wsl2: true,
+        };
+        let auth = RunnerAuth {
+            url: "https://git.example.test".into(),
+            token: "glrt-x".into(),
+        };
+        let runners = crate::config::Config::default().runners;
+        let on = [(&r, auth)];
+        let found = config_toml_on(&runners, &on, 3, Some("/run/user/1001/podman/podman.sock"));
+        assert!(
+            found.contains("host = \"unix:///run/user/1001/podman/podman.sock\""),
+            "{found}"
+        );
+        assert!(found.contains("devices = [\"/dev/dxg\"]"), "{found}");
+        assert!(found.contains("/usr/lib/wsl:/usr/lib/wsl:ro"), "{found}");
+        let guessed = config_toml(&runners, &on, 3);
+        assert!(guessed.contains("unix:///run/user/1000/podman/podman.sock"));
+    }
+
+    #[test]
+    fn the_config_is_written_from_stdin_with_names_as_arguments() {
+        let a = write_config_argv("podman", "p1", "gitlab/gitlab-runner:alpine-v18.5.0");
+        assert_eq!(
+            a[..9],
+            [
+                "podman",
+                "run",
+                "--rm",
+                "-i",
+                "--entrypoint",
+                "sh",
+                "-v",
+                "autogit-runner-p1:/etc/gitlab-runner",
+                "gitlab/gitlab-runner:alpine-v18.5.0"
+            ]
+        );
+        assert_eq!(a[a.len() - 1], CONFIG_DIR);
+        assert!(!a[10].contains("p1") && a[10].contains("umask 077"));
     }
 }

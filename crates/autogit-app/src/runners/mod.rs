@@ -1,0 +1,344 @@
+//! The runner controller: runner hosts reached over SSH (`drivers::remote`), their health and
+//! inventory (recorded in the state store, with the last inventory a host reported kept while
+//! it is unreachable), and on-demand runners: GitLab's pending and running jobs decide
+//! (`core::ondemand`) whether each registered runner's container runs on its host.
+
+pub mod discover;
+pub mod register;
+pub mod status;
+
+pub use register::{Registration, RunnerError, Unregistered, create_instance_runner};
+
+use crate::{Bus, Event, Settings, SharedClock};
+use autogit_core::inventory::Inventory;
+use autogit_core::ondemand::{Action, decide, job_matches, running_argv, start_argv, stop_argv};
+use autogit_drivers::remote::inventory::probe;
+use autogit_drivers::remote::{Host, RemoteExec};
+use autogit_drivers::state::{HostRow, Store};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One host's health as `runner health` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostHealth {
+    pub host: String,
+    pub runners: Vec<String>,
+    pub reachable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the host reported now; when it is unreachable, `None` here and the last report in
+    /// `last_inventory`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
+    #[serde(skip)]
+    pub last_inventory: Option<Inventory>,
+    pub checked_at: i64,
+}
+
+impl HostHealth {
+    /// The container engine the host reported (`docker 27.3.1`), if any.
+    pub fn engine(&self) -> Option<String> {
+        let e = self.inventory.as_ref()?.engine.as_ref()?;
+        let kind = match e.kind {
+            autogit_core::inventory::EngineKind::Docker => "docker",
+            autogit_core::inventory::EngineKind::Podman => "podman",
+        };
+        Some(format!("{kind} {}", e.version))
+    }
+
+    /// What else is worth saying: the error, the CUDA version, WSL2, the probe's problems.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.error.iter().cloned().collect();
+        if let Some(i) = &self.inventory {
+            notes.extend(i.cuda.as_ref().map(|c| format!("CUDA {c}")));
+            if i.wsl2 {
+                notes.push("WSL2".into());
+            }
+            notes.extend(i.problems.iter().cloned());
+        }
+        notes
+    }
+}
+
+/// One runner in an autoscale pass.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScaleRow {
+    pub runner: String,
+    pub host: String,
+    /// Pending or running jobs it could take.
+    pub jobs: usize,
+    pub was_running: bool,
+    pub action: Action,
+    pub error: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct RunnerController {
+    settings: Arc<Settings>,
+    bus: Bus,
+    clock: SharedClock,
+    /// How hosts are reached when not as the settings say (tests: the SSH lab's namespace).
+    ssh: Option<autogit_drivers::remote::ssh::SshConfig>,
+}
+
+impl RunnerController {
+    pub fn new(settings: Arc<Settings>, bus: Bus, clock: SharedClock) -> Self {
+        Self {
+            settings,
+            bus,
+            clock,
+            ssh: None,
+        }
+    }
+
+    /// The same controller reaching hosts with `cfg` instead of [`Settings::ssh_config`].
+    pub fn with_ssh_config(mut self, cfg: autogit_drivers::remote::ssh::SshConfig) -> Self {
+        self.ssh = Some(cfg);
+        self
+    }
+
+    /// How hosts are reached: SSH with autogit's known_hosts under the data directory.
+    pub fn ssh_config(&self) -> autogit_drivers::remote::ssh::SshConfig {
+        self.ssh
+            .clone()
+            .unwrap_or_else(|| self.settings.ssh_config())
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Whether any runner is configured.
+    pub fn any(&self) -> bool {
+        self.settings.config.all_runners().next().is_some()
+    }
+
+    /// The distinct hosts of the configured runners, with the runners on each and the SSH user.
+    pub fn configured_hosts(&self) -> Vec<(String, Option<String>, Vec<String>)> {
+        let mut out: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
+        for r in self.settings.config.all_runners() {
+            match out
+                .iter_mut()
+                .find(|(h, u, _)| *h == r.host && *u == r.user)
+            {
+                Some((_, _, names)) => names.push(r.name.clone()),
+                None => out.push((r.host.clone(), r.user.clone(), vec![r.name.clone()])),
+            }
+        }
+        out
+    }
+
+    /// How to run commands on `host` (SSH with the user of its runners, or this machine).
+    pub fn remote(&self, host: &str) -> Result<Host, String> {
+        let user = self
+            .settings
+            .config
+            .all_runners()
+            .find(|r| r.host == host)
+            .and_then(|r| r.user.clone());
+        Host::new(&self.ssh_config(), host, user.as_deref()).map_err(|e| e.to_string())
+    }
+
+    fn store(&self) -> Result<Store, String> {
+        self.settings.ensure_data_dir()?;
+        Store::open(&self.settings.state_db()).map_err(|e| e.to_string())
+    }
+
+    /// Probes every configured host (concurrently), records what it found, and publishes a
+    /// host that stops or starts answering. An unreachable host keeps its last inventory in
+    /// the store (the scheduler still knows what it can run).
+    pub async fn probe_all(&self) -> Vec<HostHealth> {
+        let cfg = self.ssh_config();
+        let hosts = self.configured_hosts();
+        let mut set = tokio::task::JoinSet::new();
+        for (i, (name, user, _)) in hosts.iter().enumerate() {
+            let (cfg, name, user) = (cfg.clone(), name.clone(), user.clone());
+            set.spawn(async move {
+                if name == "auto" {
+                    return (i, Err("not discovered yet (`host: auto`)".to_owned()));
+                }
+                let r = match Host::new(&cfg, &name, user.as_deref()) {
+                    Ok(h) => probe(&h).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                (i, r)
+            });
+        }
+        let mut results: Vec<Option<Result<Inventory, String>>> = vec![None; hosts.len()];
+        while let Some(Ok((i, r))) = set.join_next().await {
+            results[i] = Some(r);
+        }
+        let at = self.clock.now() as i64;
+        let store = self.store().ok();
+        let before: BTreeMap<String, HostRow> = store
+            .as_ref()
+            .and_then(|s| s.hosts().ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.host.clone(), r))
+            .collect();
+        hosts
+            .into_iter()
+            .zip(results)
+            .map(|((host, _, runners), r)| {
+                let r = r.unwrap_or_else(|| Err("the probe did not finish".to_owned()));
+                let prev = before.get(&host);
+                let last_inventory = match &r {
+                    Ok(inv) => Some(inv.clone()),
+                    Err(_) => prev
+                        .and_then(|p| p.inventory.as_deref())
+                        .and_then(|t| serde_json::from_str(t).ok()),
+                };
+                match (&r, prev.map(|p| p.reachable)) {
+                    (Err(e), Some(true) | None) if host != "auto" => {
+                        self.bus.publish(Event::HostUnreachable {
+                            host: host.clone(),
+                            error: e.clone(),
+                        });
+                    }
+                    (Ok(_), Some(false)) => self
+                        .bus
+                        .publish(Event::HostReachable { host: host.clone() }),
+                    _ => {}
+                }
+                let h = HostHealth {
+                    host,
+                    runners,
+                    reachable: r.is_ok(),
+                    error: r.as_ref().err().cloned(),
+                    inventory: r.ok(),
+                    last_inventory,
+                    checked_at: at,
+                };
+                if let Some(s) = &store {
+                    let _ = s.record_host(&HostRow {
+                        host: h.host.clone(),
+                        checked_at: at,
+                        reachable: h.reachable,
+                        inventory: h
+                            .last_inventory
+                            .as_ref()
+                            .and_then(|i| serde_json::to_string(i).ok()),
+                        error: h.error.clone(),
+                    });
+                }
+                h
+            })
+            .collect()
+    }
+
+    /// One pass over the registered runners: demand from GitLab's pending and running jobs
+    /// (`gitlab_url`, with the stored admin token), the decision from `core::ondemand`, the
+    /// container started or stopped on the runner's host. When each runner became idle is
+    /// kept in `<data>/state/runner-idle.json`. Starts and stops are published.
+    pub async fn autoscale_pass(&self, gitlab_url: &str) -> Result<Vec<ScaleRow>, String> {
+        let data = &self.settings.data_dir;
+        let store = self.store()?;
+        let registered: Vec<String> = store
+            .registrations()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|r| r.state == "registered")
+            .map(|r| r.name)
+            .collect();
+        let runners: Vec<&autogit_core::config::Runner> = self
+            .settings
+            .config
+            .all_runners()
+            .filter(|r| registered.contains(&r.name) && r.host != "auto")
+            .collect();
+        if runners.is_empty() {
+            return Ok(Vec::new());
+        }
+        let secrets =
+            autogit_drivers::secrets::SecretStore::open(data).map_err(|e| e.to_string())?;
+        let client = crate::gitlab::stored_admin_client(&secrets, gitlab_url)?;
+        let jobs = client
+            .active_jobs()
+            .await
+            .map_err(|e| format!("listing pending jobs: {e}"))?;
+        let idle_file = data.join("state/runner-idle.json");
+        let mut idle: BTreeMap<String, i64> = std::fs::read(&idle_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let cfg = &self.settings.config.runners;
+        let cooldown = cfg.cooldown.as_secs() as i64;
+        let mut rows = Vec::new();
+        for r in runners {
+            let demand = jobs
+                .iter()
+                .filter(|j| job_matches(&j.tag_list, &r.tags))
+                .count();
+            let mut row = ScaleRow {
+                runner: r.name.clone(),
+                host: r.host.clone(),
+                jobs: demand,
+                was_running: false,
+                action: Action::Keep,
+                error: None,
+            };
+            let result: Result<(), String> = async {
+                let host = self.remote(&r.host)?;
+                let out = host
+                    .run(&running_argv(r))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if !out.success() {
+                    return Err(format!(
+                        "checking the runner container: {}",
+                        out.stderr.trim()
+                    ));
+                }
+                row.was_running = !out.stdout.trim().is_empty();
+                let d = decide(
+                    cfg.mode,
+                    row.was_running,
+                    demand > 0,
+                    idle.get(&r.name).copied(),
+                    self.clock.now() as i64,
+                    cooldown,
+                );
+                row.action = d.action;
+                match d.idle_since {
+                    Some(t) => idle.insert(r.name.clone(), t),
+                    None => idle.remove(&r.name),
+                };
+                let argv = match d.action {
+                    Action::Start => start_argv(r, &cfg.image),
+                    Action::Stop => stop_argv(r),
+                    Action::Keep => return Ok(()),
+                };
+                let out = host.run(&argv).await.map_err(|e| e.to_string())?;
+                if !out.success() {
+                    return Err(out.stderr.trim().lines().last().unwrap_or("").to_owned());
+                }
+                self.bus.publish(Event::RunnerScaled {
+                    runner: r.name.clone(),
+                    host: r.host.clone(),
+                    action: format!("{:?}", d.action).to_ascii_lowercase(),
+                    jobs: demand,
+                });
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                self.bus.publish(Event::RunnerScaleFailed {
+                    runner: Some(r.name.clone()),
+                    host: Some(r.host.clone()),
+                    error: e.clone(),
+                });
+                row.error = Some(e);
+            }
+            rows.push(row);
+        }
+        autogit_drivers::fsx::write_atomic(
+            &idle_file,
+            &serde_json::to_vec(&idle).unwrap_or_default(),
+            0o600,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(rows)
+    }
+}
