@@ -114,6 +114,24 @@ pub enum Event {
         host: Option<String>,
         error: String,
     },
+    /// A runner was registered in GitLab and on its host (`config.toml` written).
+    RunnerRegistered {
+        runner: String,
+        host: String,
+        runner_id: i64,
+    },
+    /// The host step of a registration failed; the GitLab runner and its token are kept.
+    RunnerRegistrationFailed {
+        runner: String,
+        host: String,
+        error: String,
+    },
+    /// A runner was removed from GitLab, its host and autogit's records.
+    RunnerUnregistered {
+        runner: String,
+        host: String,
+        runner_id: i64,
+    },
     /// A runner host stopped answering, or answers again.
     HostUnreachable {
         host: String,
@@ -167,6 +185,9 @@ impl Event {
             Event::BackupFailed { .. } => "backup_failed",
             Event::RunnerScaled { .. } => "runner_scaled",
             Event::RunnerScaleFailed { .. } => "runner_scale_failed",
+            Event::RunnerRegistered { .. } => "runner_registered",
+            Event::RunnerRegistrationFailed { .. } => "runner_registration_failed",
+            Event::RunnerUnregistered { .. } => "runner_unregistered",
             Event::HostUnreachable { .. } => "host_unreachable",
             Event::HostReachable { .. } => "host_reachable",
             Event::ComputeJobChanged { .. } => "compute_job_changed",
@@ -185,6 +206,7 @@ impl Event {
             | Event::IngressRefreshFailed { .. }
             | Event::BackupFailed { .. }
             | Event::RunnerScaleFailed { .. }
+            | Event::RunnerRegistrationFailed { .. }
             | Event::ControllerFailed { .. } => Severity::Error,
             Event::HostUnreachable { .. } | Event::WebhookFailed { .. } => Severity::Warning,
             Event::ServiceStateChanged { to, flagged, .. } => {
@@ -219,7 +241,10 @@ impl Event {
             | Event::ReconcileActionFailed { service, .. } => Some(service),
             Event::MirrorSynced { name, .. } | Event::MirrorFailed { name, .. } => Some(name),
             Event::MirrorPruned { project } => Some(project),
-            Event::RunnerScaled { runner, .. } => Some(runner),
+            Event::RunnerScaled { runner, .. }
+            | Event::RunnerRegistered { runner, .. }
+            | Event::RunnerRegistrationFailed { runner, .. }
+            | Event::RunnerUnregistered { runner, .. } => Some(runner),
             Event::RunnerScaleFailed { runner, host, .. } => runner.as_deref().or(host.as_deref()),
             Event::HostUnreachable { host, .. } | Event::HostReachable { host } => Some(host),
             Event::ComputeJobChanged { job, .. } => Some(job),
@@ -300,6 +325,21 @@ impl Event {
                 )
             }
             Event::BackupFailed { error } => format!("backup failed: {error}"),
+            Event::RunnerRegistered {
+                runner,
+                host,
+                runner_id,
+            } => format!("runner {runner} registered on {host} (GitLab runner {runner_id})"),
+            Event::RunnerRegistrationFailed {
+                runner,
+                host,
+                error,
+            } => format!("runner {runner}: registration on {host} failed: {error}"),
+            Event::RunnerUnregistered {
+                runner,
+                host,
+                runner_id,
+            } => format!("runner {runner} (GitLab runner {runner_id}) unregistered from {host}"),
             Event::RunnerScaled {
                 runner,
                 host,
