@@ -132,6 +132,15 @@ pub enum Event {
         host: String,
         runner_id: i64,
     },
+    /// A runner's dead container was restarted (or recreated) on its host; `error` when the
+    /// engine refused.
+    RunnerRepaired {
+        runner: String,
+        host: String,
+        action: String,
+        attempt: u32,
+        error: Option<String>,
+    },
     /// A runner host stopped answering, or answers again.
     HostUnreachable {
         host: String,
@@ -188,6 +197,7 @@ impl Event {
             Event::RunnerRegistered { .. } => "runner_registered",
             Event::RunnerRegistrationFailed { .. } => "runner_registration_failed",
             Event::RunnerUnregistered { .. } => "runner_unregistered",
+            Event::RunnerRepaired { .. } => "runner_repaired",
             Event::HostUnreachable { .. } => "host_unreachable",
             Event::HostReachable { .. } => "host_reachable",
             Event::ComputeJobChanged { .. } => "compute_job_changed",
@@ -209,6 +219,13 @@ impl Event {
             | Event::RunnerRegistrationFailed { .. }
             | Event::ControllerFailed { .. } => Severity::Error,
             Event::HostUnreachable { .. } | Event::WebhookFailed { .. } => Severity::Warning,
+            Event::RunnerRepaired { error, .. } => {
+                if error.is_some() {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                }
+            }
             Event::ServiceStateChanged { to, flagged, .. } => {
                 if *flagged || to == "FAILED" {
                     Severity::Error
@@ -244,7 +261,8 @@ impl Event {
             Event::RunnerScaled { runner, .. }
             | Event::RunnerRegistered { runner, .. }
             | Event::RunnerRegistrationFailed { runner, .. }
-            | Event::RunnerUnregistered { runner, .. } => Some(runner),
+            | Event::RunnerUnregistered { runner, .. }
+            | Event::RunnerRepaired { runner, .. } => Some(runner),
             Event::RunnerScaleFailed { runner, host, .. } => runner.as_deref().or(host.as_deref()),
             Event::HostUnreachable { host, .. } | Event::HostReachable { host } => Some(host),
             Event::ComputeJobChanged { job, .. } => Some(job),
@@ -325,6 +343,16 @@ impl Event {
                 )
             }
             Event::BackupFailed { error } => format!("backup failed: {error}"),
+            Event::RunnerRepaired {
+                runner,
+                host,
+                action,
+                attempt,
+                error,
+            } => match error {
+                None => format!("runner {runner}: dead container on {host}: {action} #{attempt}"),
+                Some(e) => format!("runner {runner}: {action} #{attempt} on {host} failed: {e}"),
+            },
             Event::RunnerRegistered {
                 runner,
                 host,

@@ -5,9 +5,11 @@
 
 pub mod discover;
 pub mod register;
+pub mod repair;
 pub mod status;
 
 pub use register::{Registration, RunnerError, Unregistered, create_instance_runner};
+pub use repair::{RepairReport, RepairRow};
 
 use crate::{Bus, Event, Settings, SharedClock};
 use autogit_core::inventory::Inventory;
@@ -279,6 +281,12 @@ impl RunnerController {
                 action: Action::Keep,
                 error: None,
             };
+            if let Some(reason) = self.flagged(&store, &r.name) {
+                // Hands off, as for a flagged service: `reconcile --clear runner-<name>`.
+                row.error = Some(format!("left alone: {reason}"));
+                rows.push(row);
+                continue;
+            }
             let result: Result<(), String> = async {
                 let host = self.remote(&r.host)?;
                 let out = host
