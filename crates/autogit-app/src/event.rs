@@ -141,6 +141,11 @@ pub enum Event {
         attempt: u32,
         error: Option<String>,
     },
+    /// Discovery found the host of a `host: auto` runner.
+    RunnerHostResolved {
+        runner: String,
+        host: String,
+    },
     /// A runner host stopped answering, or answers again.
     HostUnreachable {
         host: String,
@@ -198,6 +203,7 @@ impl Event {
             Event::RunnerRegistrationFailed { .. } => "runner_registration_failed",
             Event::RunnerUnregistered { .. } => "runner_unregistered",
             Event::RunnerRepaired { .. } => "runner_repaired",
+            Event::RunnerHostResolved { .. } => "runner_host_resolved",
             Event::HostUnreachable { .. } => "host_unreachable",
             Event::HostReachable { .. } => "host_reachable",
             Event::ComputeJobChanged { .. } => "compute_job_changed",
@@ -262,7 +268,8 @@ impl Event {
             | Event::RunnerRegistered { runner, .. }
             | Event::RunnerRegistrationFailed { runner, .. }
             | Event::RunnerUnregistered { runner, .. }
-            | Event::RunnerRepaired { runner, .. } => Some(runner),
+            | Event::RunnerRepaired { runner, .. }
+            | Event::RunnerHostResolved { runner, .. } => Some(runner),
             Event::RunnerScaleFailed { runner, host, .. } => runner.as_deref().or(host.as_deref()),
             Event::HostUnreachable { host, .. } | Event::HostReachable { host } => Some(host),
             Event::ComputeJobChanged { job, .. } => Some(job),
@@ -343,6 +350,9 @@ impl Event {
                 )
             }
             Event::BackupFailed { error } => format!("backup failed: {error}"),
+            Event::RunnerHostResolved { runner, host } => {
+                format!("runner {runner} (host: auto) runs on {host}")
+            }
             Event::RunnerRepaired {
                 runner,
                 host,

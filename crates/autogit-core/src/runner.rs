@@ -254,6 +254,65 @@ pub fn register_argv(engine: &str, runner: &Runner, image: &str, url: &str) -> V
     v
 }
 
+/// A host discovery found and can use (it answers SSH with a trusted key and reported its
+/// inventory), as `host: auto` resolution sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// How autogit reaches it (the address discovery used).
+    pub host: String,
+    /// The names it announced (`autogit agent`: instance and host name), if any.
+    pub names: Vec<String>,
+    pub gpus: usize,
+    pub wsl2: bool,
+}
+
+/// Which discovered host a `host: auto` runner runs on: the one whose announced name is the
+/// runner's name (`autogit agent --name NAME`); else the only one that has what the runner
+/// needs (NVIDIA GPUs for `gpu: nvidia`, WSL2 for `wsl2: true`). None or several is an error
+/// that says what to do.
+pub fn resolve_auto(runner: &Runner, candidates: &[Candidate]) -> Result<String, String> {
+    let named: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| {
+            c.names.iter().any(|n| {
+                n.trim_end_matches('.')
+                    .trim_end_matches(".local")
+                    .eq_ignore_ascii_case(&runner.name)
+            })
+        })
+        .collect();
+    if let [one] = named.as_slice() {
+        return Ok(one.host.clone());
+    }
+    let fits: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| (runner.gpu.is_none() || c.gpus > 0) && (!runner.wsl2 || c.wsl2))
+        .collect();
+    let needs = match (runner.gpu.is_some(), runner.wsl2) {
+        (true, true) => "NVIDIA GPUs under WSL2",
+        (true, false) => "NVIDIA GPUs",
+        (false, true) => "WSL2",
+        (false, false) => "nothing in particular",
+    };
+    match fits.as_slice() {
+        [one] => Ok(one.host.clone()),
+        [] => Err(format!(
+            "no discovered host that is trusted has what runner `{}` needs ({needs}); run `autogit agent` on it, trust it, or set its host",
+            runner.name
+        )),
+        many => Err(format!(
+            "{} discovered hosts fit runner `{}` ({}): set its host, or run `autogit agent --name {}` on the one to use",
+            many.len(),
+            runner.name,
+            many.iter()
+                .map(|c| c.host.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            runner.name
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +395,52 @@ mod tests {
         );
         assert_eq!(a[a.len() - 1], CONFIG_DIR);
         assert!(!a[10].contains("p1") && a[10].contains("umask 077"));
+    }
+
+    #[test]
+    fn auto_hosts_resolve_by_name_then_by_need() {
+        let runner = |name: &str, gpu: bool, wsl2: bool| Runner {
+            name: name.into(),
+            host: "auto".into(),
+            user: None,
+            executor: Executor::Docker,
+            concurrent: 1,
+            tags: Vec::new(),
+            gpu: gpu.then_some(crate::config::GpuVendor::Nvidia),
+            capabilities: Vec::new(),
+            wsl2,
+        };
+        let c = |host: &str, names: &[&str], gpus: usize, wsl2: bool| Candidate {
+            host: host.into(),
+            names: names.iter().map(|n| (*n).to_owned()).collect(),
+            gpus,
+            wsl2,
+        };
+        let lan = [
+            c("10.0.0.2", &["desktop-3090ti", "desktop.local."], 1, false),
+            c("10.0.0.3", &["laptop"], 1, true),
+            c("10.0.0.4", &[], 0, false),
+        ];
+        let cases: [(Runner, &[Candidate], Result<&str, &str>); 7] = [
+            (runner("desktop-3090ti", true, false), &lan, Ok("10.0.0.2")),
+            (runner("DESKTOP", false, false), &lan, Ok("10.0.0.2")),
+            (runner("wsl-gpu", true, true), &lan, Ok("10.0.0.3")),
+            (
+                runner("gpu", true, false),
+                &lan,
+                Err("2 discovered hosts fit"),
+            ),
+            (runner("cpu", false, false), &lan[2..], Ok("10.0.0.4")),
+            (runner("gpu", true, false), &lan[2..], Err("(NVIDIA GPUs)")),
+            (runner("any", false, false), &[], Err("no discovered host")),
+        ];
+        for (r, cands, want) in cases {
+            let got = resolve_auto(&r, cands);
+            match (want, &got) {
+                (Ok(h), Ok(g)) => assert_eq!(g, h, "{}", r.name),
+                (Err(m), Err(e)) => assert!(e.contains(m), "{}: {e}", r.name),
+                _ => panic!("{}: {got:?}, wanted {want:?}", r.name),
+            }
+        }
     }
 }

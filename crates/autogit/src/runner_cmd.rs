@@ -225,23 +225,22 @@ pub fn discover(ui: &Ui, g: &Global, targets: &[String], wait: &str) -> u8 {
         Err(e) => return fail(ui, e),
     };
     for a in &d.agents {
-        let facts: Vec<String> = a
-            .properties
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        let addrs: Vec<String> = a.addresses.iter().map(ToString::to_string).collect();
-        ui.note(&format!(
-            "mDNS: {} ({}) at {} port {} {}",
-            a.instance,
-            a.host,
-            addrs.join(", "),
-            a.port,
-            facts.join(" ")
-        ));
+        ui.note(&discover::agent_line(a));
+    }
+    // Runners with `host: auto` get the host discovery found for them (state store).
+    let loaded = crate::ctx::load_all(g, &[]);
+    let auto = match loaded.diagnostics.has_errors() {
+        true => Vec::new(),
+        false => with_runners(&loaded, async |r| r.resolve_auto(&d)).unwrap_or_else(|e| {
+            ui.error(&e.to_string());
+            Vec::new()
+        }),
+    };
+    for a in &auto {
+        ui.note(&a.summary());
     }
     if ui.json {
-        ui.print_json(&json!({ "scanned": d.scanned, "hosts": d.hosts }));
+        ui.print_json(&json!({ "scanned": d.scanned, "hosts": d.hosts, "auto": auto }));
         return exit::OK;
     }
     let mut t = ui.table();
@@ -259,10 +258,7 @@ pub fn discover(ui: &Ui, g: &Global, targets: &[String], wait: &str) -> u8 {
             key.map_or(String::new(), |k| {
                 format!("{} {}", k.key_type, k.fingerprint)
             }),
-            inv.and_then(|i| i.engine.as_ref())
-                .map_or("-".to_owned(), |e| {
-                    format!("{:?} {}", e.kind, e.version).to_lowercase()
-                }),
+            f.engine(),
             inv.map_or("-".to_owned(), gpu_list),
             f.error.clone().unwrap_or_default(),
         ]);

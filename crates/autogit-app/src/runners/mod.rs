@@ -111,6 +111,54 @@ impl RunnerController {
         &self.settings
     }
 
+    /// The configured runners, each `host: auto` replaced by the host discovery resolved for
+    /// it (recorded in the state store by [`Self::resolve_auto`]; left `auto` until then).
+    /// Every workflow that needs a runner's host reads it here.
+    pub fn runners(&self) -> Vec<autogit_core::config::Runner> {
+        let resolved = self.resolutions();
+        self.settings
+            .config
+            .all_runners()
+            .map(|r| {
+                let mut r = r.clone();
+                if r.host == "auto"
+                    && let Some(h) = resolved.get(&r.name)
+                {
+                    r.host = h.clone();
+                }
+                r
+            })
+            .collect()
+    }
+
+    /// The host of runner `name` ([`Self::runners`]); `host: auto` not resolved yet is an error
+    /// that says to run discovery.
+    pub fn host_of(&self, name: &str) -> Result<String, RunnerError> {
+        match self.runners().into_iter().find(|r| r.name == name) {
+            Some(r) if r.host == "auto" => Err(RunnerError::NotDiscovered {
+                name: name.to_owned(),
+            }),
+            Some(r) => Ok(r.host),
+            None => Err(RunnerError::Failed(format!("no runner named `{name}`"))),
+        }
+    }
+
+    /// Where discovery placed each `host: auto` runner: its row in the state store's runner
+    /// registrations (state `discovered` until it is registered there). Read without creating
+    /// the database.
+    fn resolutions(&self) -> BTreeMap<String, String> {
+        let path = self.settings.state_db();
+        if !path.exists() {
+            return BTreeMap::new();
+        }
+        Store::open(&path)
+            .and_then(|s| s.registrations())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.name, r.host))
+            .collect()
+    }
+
     /// Whether any runner is configured.
     pub fn any(&self) -> bool {
         self.settings.config.all_runners().next().is_some()
@@ -119,7 +167,7 @@ impl RunnerController {
     /// The distinct hosts of the configured runners, with the runners on each and the SSH user.
     pub fn configured_hosts(&self) -> Vec<(String, Option<String>, Vec<String>)> {
         let mut out: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
-        for r in self.settings.config.all_runners() {
+        for r in self.runners() {
             match out
                 .iter_mut()
                 .find(|(h, u, _)| *h == r.host && *u == r.user)
@@ -134,11 +182,10 @@ impl RunnerController {
     /// How to run commands on `host` (SSH with the user of its runners, or this machine).
     pub fn remote(&self, host: &str) -> Result<Host, String> {
         let user = self
-            .settings
-            .config
-            .all_runners()
+            .runners()
+            .into_iter()
             .find(|r| r.host == host)
-            .and_then(|r| r.user.clone());
+            .and_then(|r| r.user);
         Host::new(&self.ssh_config(), host, user.as_deref()).map_err(|e| e.to_string())
     }
 
@@ -213,7 +260,8 @@ impl RunnerController {
                     last_inventory,
                     checked_at: at,
                 };
-                if let Some(s) = &store {
+                // `auto` is no host: nothing to remember about it.
+                if let Some(s) = store.as_ref().filter(|_| h.host != "auto") {
                     let _ = s.record_host(&HostRow {
                         host: h.host.clone(),
                         checked_at: at,
@@ -244,10 +292,9 @@ impl RunnerController {
             .filter(|r| r.state == "registered")
             .map(|r| r.name)
             .collect();
-        let runners: Vec<&autogit_core::config::Runner> = self
-            .settings
-            .config
-            .all_runners()
+        let runners: Vec<autogit_core::config::Runner> = self
+            .runners()
+            .into_iter()
             .filter(|r| registered.contains(&r.name) && r.host != "auto")
             .collect();
         if runners.is_empty() {
@@ -268,7 +315,7 @@ impl RunnerController {
         let cfg = &self.settings.config.runners;
         let cooldown = cfg.cooldown.as_secs() as i64;
         let mut rows = Vec::new();
-        for r in runners {
+        for r in &runners {
             let demand = jobs
                 .iter()
                 .filter(|j| job_matches(&j.tag_list, &r.tags))

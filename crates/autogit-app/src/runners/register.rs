@@ -85,12 +85,12 @@ pub enum Unregistered {
 impl RunnerController {
     /// The runners `runner register TARGET` means: the runner named `target`, else every
     /// runner configured on the host `target` (the spec's `runner register <host>`).
-    pub fn register_targets(&self, target: &str) -> Result<Vec<&Runner>, RunnerError> {
-        let all: Vec<&Runner> = self.settings.config.all_runners().collect();
+    pub fn register_targets(&self, target: &str) -> Result<Vec<Runner>, RunnerError> {
+        let all = self.runners();
         if let Some(r) = all.iter().find(|r| r.name == target) {
-            return Ok(vec![r]);
+            return Ok(vec![r.clone()]);
         }
-        let on_host: Vec<&Runner> = all.iter().copied().filter(|r| r.host == target).collect();
+        let on_host: Vec<Runner> = all.iter().filter(|r| r.host == target).cloned().collect();
         if !on_host.is_empty() {
             return Ok(on_host);
         }
@@ -137,7 +137,7 @@ impl RunnerController {
         runner_url: Option<&str>,
     ) -> Result<Registration, RunnerError> {
         let runner = match self.register_targets(name)?.as_slice() {
-            [r] if r.name == name => *r,
+            [r] if r.name == name => r.clone(),
             _ => {
                 return Err(RunnerError::Failed(format!(
                     "`{name}` is a host, not a runner name: register its runners one by one"
@@ -154,7 +154,7 @@ impl RunnerController {
             .registrations()
             .unwrap_or_default()
             .into_iter()
-            .find(|r| r.name == name && r.host == runner.host);
+            .find(|r| r.name == name && r.host == runner.host && r.state != "discovered");
         if let Some(row) = previous.as_ref().filter(|r| r.state == "registered") {
             return Ok(registration(row, false));
         }
@@ -204,7 +204,7 @@ impl RunnerController {
         };
         store.set_registration(&row).map_err(|e| e.to_string())?;
         let url = runner_url.unwrap_or(&self.settings.config.gitlab.external_url);
-        match self.host_step(&host, engine, runner, url, &token).await {
+        match self.host_step(&host, engine, &runner, url, &token).await {
             Ok(()) => {
                 row.state = "registered".into();
                 row.at = self.clock.now() as i64;
@@ -300,7 +300,7 @@ impl RunnerController {
             .registrations()
             .unwrap_or_default()
             .into_iter()
-            .find(|r| r.name == name)
+            .find(|r| r.name == name && r.state != "discovered")
         else {
             return Ok(Unregistered::NotRegistered);
         };
@@ -321,8 +321,8 @@ impl RunnerController {
         }
         // 2. The host: the runner's container and its configuration volume.
         let mut left_on_host = None;
-        if let Some(runner) = self.settings.config.all_runners().find(|r| r.name == name) {
-            let engine = autogit_core::ondemand::engine_of(runner);
+        if let Some(runner) = self.runners().into_iter().find(|r| r.name == name) {
+            let engine = autogit_core::ondemand::engine_of(&runner);
             let volume = runner_volume(name);
             let host = self.remote(&row.host).map_err(|e| {
                 format!(
@@ -330,7 +330,7 @@ impl RunnerController {
                     row.runner_id
                 )
             })?;
-            let _ = host.run(&autogit_core::ondemand::stop_argv(runner)).await;
+            let _ = host.run(&autogit_core::ondemand::stop_argv(&runner)).await;
             let argv: Vec<String> = [engine, "volume", "rm", "-f", &volume]
                 .map(str::to_owned)
                 .to_vec();

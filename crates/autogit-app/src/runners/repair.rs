@@ -53,9 +53,8 @@ impl RunnerController {
         let policy = RepairPolicy::from_config(&self.settings.config.health);
         let mut report = RepairReport::default();
         for r in self
-            .settings
-            .config
-            .all_runners()
+            .runners()
+            .iter()
             .filter(|r| registered.contains(&r.name) && r.host != "auto")
         {
             let mut row = RepairRow {

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// What `runner health` last saw of each host, in words (`up · 2 GPUs · 3m ago`), as of
-/// `now` (unix seconds). Empty when there is no state database yet.
+/// `now` (unix seconds), and what to do about `host: auto`.
 pub fn last_seen(data_dir: &Path, now: i64) -> BTreeMap<String, String> {
-    let Some(store) = existing(data_dir) else {
-        return BTreeMap::new();
-    };
-    let rows = store.hosts().unwrap_or_default();
+    let rows = existing(data_dir)
+        .and_then(|s| s.hosts().ok())
+        .unwrap_or_default();
+    let auto = ("auto".to_owned(), AUTO_HOST.to_owned());
     rows.into_iter()
+        .filter(|r| r.host != "auto")
         .map(|r| {
             let ago = ago(now - r.checked_at);
             let text = if r.reachable {
@@ -32,6 +33,7 @@ pub fn last_seen(data_dir: &Path, now: i64) -> BTreeMap<String, String> {
             };
             (r.host, text)
         })
+        .chain(std::iter::once(auto))
         .collect()
 }
 
@@ -45,6 +47,8 @@ pub fn registration_states(data_dir: &Path) -> BTreeMap<String, String> {
         .map(|r| {
             let text = if r.state == "registered" {
                 format!("registered (GitLab runner {})", r.runner_id)
+            } else if r.state == "discovered" {
+                format!("not registered; host: auto found at {}", r.host)
             } else {
                 "token created; host step failed (run `runner register` again)".to_owned()
             };
@@ -52,6 +56,10 @@ pub fn registration_states(data_dir: &Path) -> BTreeMap<String, String> {
         })
         .collect()
 }
+
+/// What `runner list` says of a `host: auto` runner's host health: which host it resolved
+/// to is in its state column (`registration_states`).
+pub const AUTO_HOST: &str = "host: auto: `runner discover` finds it (see STATE)";
 
 /// The state database when one exists (never created by a read).
 fn existing(data_dir: &Path) -> Option<Store> {
