@@ -254,6 +254,48 @@ pub fn register_argv(engine: &str, runner: &Runner, image: &str, url: &str) -> V
     v
 }
 
+/// What autogit asks GitLab to do for its runners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GitLabOp {
+    /// `POST /user/runners` with `runner_type=instance_type` (`runner register`).
+    CreateInstanceRunner,
+    /// `POST /user/runners` for a group or a project runner (`gitlab runner-token --group/--project`).
+    CreateScopedRunner,
+    /// `DELETE /runners/:id` of an instance runner (`runner unregister`).
+    DeleteInstanceRunner,
+    /// `DELETE /runners/:id` of a group or project runner.
+    DeleteScopedRunner,
+    /// Every project's pending and running jobs (the on-demand autoscaler's demand).
+    ListAllActiveJobs,
+}
+
+/// Which token an operation uses: the least-privileged one GitLab accepts for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenChoice {
+    /// The token of this service account (`gitlab.service_accounts`).
+    Account(&'static str),
+    /// The admin token, and why nothing less will do.
+    Admin(&'static str),
+}
+
+/// The token for `op`. The `ci` service account (scopes `create_runner`, `manage_runner`) is
+/// not an administrator, and GitLab reserves instance runners and instance-wide reads to
+/// administrators; everything else about runners goes through `ci`.
+pub fn token_for(op: GitLabOp) -> TokenChoice {
+    match op {
+        GitLabOp::CreateInstanceRunner => {
+            TokenChoice::Admin("only an administrator can create an instance runner")
+        }
+        GitLabOp::DeleteInstanceRunner => {
+            TokenChoice::Admin("only an administrator can delete an instance runner")
+        }
+        GitLabOp::ListAllActiveJobs => TokenChoice::Admin(
+            "only an administrator sees the jobs of every project (GitLab has no instance-wide job list for runners' tokens)",
+        ),
+        GitLabOp::CreateScopedRunner | GitLabOp::DeleteScopedRunner => TokenChoice::Account("ci"),
+    }
+}
+
 /// A host discovery found and can use (it answers SSH with a trusted key and reported its
 /// inventory), as `host: auto` resolution sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -440,6 +482,25 @@ mod tests {
                 (Ok(h), Ok(g)) => assert_eq!(g, h, "{}", r.name),
                 (Err(m), Err(e)) => assert!(e.contains(m), "{}: {e}", r.name),
                 _ => panic!("{}: {got:?}, wanted {want:?}", r.name),
+            }
+        }
+    }
+
+    #[test]
+    fn each_operation_uses_the_least_privileged_token() {
+        use GitLabOp::*;
+        let cases = [
+            (CreateInstanceRunner, None),
+            (DeleteInstanceRunner, None),
+            (ListAllActiveJobs, None),
+            (CreateScopedRunner, Some("ci")),
+            (DeleteScopedRunner, Some("ci")),
+        ];
+        for (op, account) in cases {
+            match (token_for(op), account) {
+                (TokenChoice::Account(a), Some(want)) => assert_eq!(a, want, "{op:?}"),
+                (TokenChoice::Admin(why), None) => assert!(why.contains("administrator"), "{op:?}"),
+                (got, _) => panic!("{op:?}: {got:?}"),
             }
         }
     }

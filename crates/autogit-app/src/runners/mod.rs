@@ -8,7 +8,7 @@ pub mod register;
 pub mod repair;
 pub mod status;
 
-pub use register::{Registration, RunnerError, Unregistered, create_instance_runner};
+pub use register::{Registration, RunnerError, Unregistered, client_for, create_instance_runner};
 pub use repair::{RepairReport, RepairRow};
 
 use crate::{Bus, Event, Settings, SharedClock};
@@ -279,7 +279,7 @@ impl RunnerController {
     }
 
     /// One pass over the registered runners: demand from GitLab's pending and running jobs
-    /// (`gitlab_url`, with the stored admin token), the decision from `core::ondemand`, the
+    /// (`gitlab_url`, with the token `core::runner::token_for` names: the admin token), the decision from `core::ondemand`, the
     /// container started or stopped on the runner's host. When each runner became idle is
     /// kept in `<data>/state/runner-idle.json`. Starts and stops are published.
     pub async fn autoscale_pass(&self, gitlab_url: &str) -> Result<Vec<ScaleRow>, String> {
@@ -300,9 +300,11 @@ impl RunnerController {
         if runners.is_empty() {
             return Ok(Vec::new());
         }
-        let secrets =
-            autogit_drivers::secrets::SecretStore::open(data).map_err(|e| e.to_string())?;
-        let client = crate::gitlab::stored_admin_client(&secrets, gitlab_url)?;
+        let client = client_for(
+            &self.settings,
+            autogit_core::runner::GitLabOp::ListAllActiveJobs,
+            gitlab_url,
+        )?;
         let jobs = client
             .active_jobs()
             .await

@@ -9,10 +9,14 @@ use super::RunnerController;
 use crate::{Event, Settings};
 use autogit_core::config::{Executor, Runner};
 use autogit_core::inventory::EngineKind;
-use autogit_core::runner::{RunnerAuth, config_toml_on, runner_volume};
+use autogit_core::runner::{
+    GitLabOp, RunnerAuth, TokenChoice, config_toml_on, runner_volume, token_for,
+};
 use autogit_drivers::engine::docker::Docker;
 use autogit_drivers::engine::{ContainerEngine, EngineError};
-use autogit_drivers::gitlab::bootstrap::{Bootstrap, Date, Exec, RunnerTarget, admin_client};
+use autogit_drivers::gitlab::bootstrap::{
+    Bootstrap, Date, Exec, RunnerTarget, account_token_secret, admin_client,
+};
 use autogit_drivers::gitlab::client::{GitLabClient, GitLabError};
 use autogit_drivers::remote::inventory::probe;
 use autogit_drivers::remote::{RemoteExec, register as remote_register};
@@ -307,7 +311,7 @@ impl RunnerController {
         let secrets = SecretStore::open(&self.settings.data_dir).map_err(|e| e.to_string())?;
         // 1. GitLab: the runner and its authentication token.
         let gitlab = async {
-            let client = crate::gitlab::stored_admin_client(&secrets, gitlab_url)?;
+            let client = client_for(&self.settings, GitLabOp::DeleteInstanceRunner, gitlab_url)?;
             match client.delete_runner(row.runner_id as u64).await {
                 Ok(()) | Err(GitLabError::NotFound { .. }) => Ok(()),
                 Err(e) => Err(e.to_string()),
@@ -375,6 +379,28 @@ fn registration(row: &RegistrationRow, changed: bool) -> Registration {
         runner_id: row.runner_id,
         state: row.state.clone(),
         changed,
+    }
+}
+
+/// A GitLab client with the least-privileged stored token GitLab accepts for `op`
+/// (`core::runner::token_for`): a service account's token where one suffices (the admin token
+/// while that account has none stored), else the admin token, and an error that says why an
+/// administrator is needed when it is missing.
+pub fn client_for(settings: &Settings, op: GitLabOp, url: &str) -> Result<GitLabClient, String> {
+    let store = SecretStore::open(&settings.data_dir).map_err(|e| e.to_string())?;
+    match token_for(op) {
+        TokenChoice::Account(name) => {
+            match store
+                .get(&account_token_secret(name))
+                .map_err(|e| e.to_string())?
+            {
+                Some(t) => GitLabClient::new(url, Some(t)).map_err(|e| e.to_string()),
+                None => crate::gitlab::stored_admin_client(&store, url),
+            }
+        }
+        TokenChoice::Admin(why) => {
+            crate::gitlab::stored_admin_client(&store, url).map_err(|e| format!("{e} ({why})"))
+        }
     }
 }
 
