@@ -1,6 +1,6 @@
 //! `autogit daemon`, in-process: the platform's reconcile loop and one supervised loop per
 //! controller (certificate renewal, scheduled mirror syncs, DNS sync, on-demand runners,
-//! compute scheduling, scheduled backups), all on one tokio runtime, each with its own requeue
+//! runner repair, compute scheduling, scheduled backups), all on one tokio runtime, each with its own requeue
 //! and error policy ([`crate::supervisor`]). None can block another; all stop on shutdown.
 //! Nothing runs `autogit` as a child.
 
@@ -18,6 +18,9 @@ use std::time::Duration;
 
 /// How often on-demand runners and compute jobs are looked at.
 pub const RUNNER_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the runner repair loop looks at each registered runner's container (sooner when
+/// a repair waits for its backoff).
+pub const RUNNER_REPAIR_INTERVAL: Duration = Duration::from_secs(30);
 /// DNS is synced every reconcile interval, but not more often than this.
 pub const DNS_MIN_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -101,6 +104,16 @@ pub async fn run<E: ContainerEngine>(
         runners.autoscale_pass(&gitlab_url).await?;
         Ok(Requeue::After(RUNNER_INTERVAL))
     });
+    let repair_loop = supervise("runner-repair", bus, clock, policy, shutdown, || async {
+        if !runners.any() {
+            return Ok(Requeue::Never);
+        }
+        // Dead runner containers on their hosts, restarted with the services' budget, backoff
+        // and flag (RunnerController::repair_pass); per-runner errors are on its rows.
+        let report = runners.repair_pass().await?;
+        let soon = clock.now() + RUNNER_REPAIR_INTERVAL.as_secs();
+        Ok(Requeue::At(report.next.map_or(soon, |t| t.min(soon)) as i64))
+    });
     let compute_loop = supervise("compute", bus, clock, policy, shutdown, || async {
         // Jobs waiting or running: a scheduling pass places queued jobs on hosts with room,
         // notices finished ones and unreachable hosts.
@@ -122,6 +135,7 @@ pub async fn run<E: ContainerEngine>(
         mirror_loop,
         dns_loop,
         runner_loop,
+        repair_loop,
         compute_loop,
         backup_loop
     );

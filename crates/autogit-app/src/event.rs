@@ -114,6 +114,38 @@ pub enum Event {
         host: Option<String>,
         error: String,
     },
+    /// A runner was registered in GitLab and on its host (`config.toml` written).
+    RunnerRegistered {
+        runner: String,
+        host: String,
+        runner_id: i64,
+    },
+    /// The host step of a registration failed; the GitLab runner and its token are kept.
+    RunnerRegistrationFailed {
+        runner: String,
+        host: String,
+        error: String,
+    },
+    /// A runner was removed from GitLab, its host and autogit's records.
+    RunnerUnregistered {
+        runner: String,
+        host: String,
+        runner_id: i64,
+    },
+    /// A runner's dead container was restarted (or recreated) on its host; `error` when the
+    /// engine refused.
+    RunnerRepaired {
+        runner: String,
+        host: String,
+        action: String,
+        attempt: u32,
+        error: Option<String>,
+    },
+    /// Discovery found the host of a `host: auto` runner.
+    RunnerHostResolved {
+        runner: String,
+        host: String,
+    },
     /// A runner host stopped answering, or answers again.
     HostUnreachable {
         host: String,
@@ -167,6 +199,11 @@ impl Event {
             Event::BackupFailed { .. } => "backup_failed",
             Event::RunnerScaled { .. } => "runner_scaled",
             Event::RunnerScaleFailed { .. } => "runner_scale_failed",
+            Event::RunnerRegistered { .. } => "runner_registered",
+            Event::RunnerRegistrationFailed { .. } => "runner_registration_failed",
+            Event::RunnerUnregistered { .. } => "runner_unregistered",
+            Event::RunnerRepaired { .. } => "runner_repaired",
+            Event::RunnerHostResolved { .. } => "runner_host_resolved",
             Event::HostUnreachable { .. } => "host_unreachable",
             Event::HostReachable { .. } => "host_reachable",
             Event::ComputeJobChanged { .. } => "compute_job_changed",
@@ -185,8 +222,16 @@ impl Event {
             | Event::IngressRefreshFailed { .. }
             | Event::BackupFailed { .. }
             | Event::RunnerScaleFailed { .. }
+            | Event::RunnerRegistrationFailed { .. }
             | Event::ControllerFailed { .. } => Severity::Error,
             Event::HostUnreachable { .. } | Event::WebhookFailed { .. } => Severity::Warning,
+            Event::RunnerRepaired { error, .. } => {
+                if error.is_some() {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                }
+            }
             Event::ServiceStateChanged { to, flagged, .. } => {
                 if *flagged || to == "FAILED" {
                     Severity::Error
@@ -219,7 +264,12 @@ impl Event {
             | Event::ReconcileActionFailed { service, .. } => Some(service),
             Event::MirrorSynced { name, .. } | Event::MirrorFailed { name, .. } => Some(name),
             Event::MirrorPruned { project } => Some(project),
-            Event::RunnerScaled { runner, .. } => Some(runner),
+            Event::RunnerScaled { runner, .. }
+            | Event::RunnerRegistered { runner, .. }
+            | Event::RunnerRegistrationFailed { runner, .. }
+            | Event::RunnerUnregistered { runner, .. }
+            | Event::RunnerRepaired { runner, .. }
+            | Event::RunnerHostResolved { runner, .. } => Some(runner),
             Event::RunnerScaleFailed { runner, host, .. } => runner.as_deref().or(host.as_deref()),
             Event::HostUnreachable { host, .. } | Event::HostReachable { host } => Some(host),
             Event::ComputeJobChanged { job, .. } => Some(job),
@@ -300,6 +350,34 @@ impl Event {
                 )
             }
             Event::BackupFailed { error } => format!("backup failed: {error}"),
+            Event::RunnerHostResolved { runner, host } => {
+                format!("runner {runner} (host: auto) runs on {host}")
+            }
+            Event::RunnerRepaired {
+                runner,
+                host,
+                action,
+                attempt,
+                error,
+            } => match error {
+                None => format!("runner {runner}: dead container on {host}: {action} #{attempt}"),
+                Some(e) => format!("runner {runner}: {action} #{attempt} on {host} failed: {e}"),
+            },
+            Event::RunnerRegistered {
+                runner,
+                host,
+                runner_id,
+            } => format!("runner {runner} registered on {host} (GitLab runner {runner_id})"),
+            Event::RunnerRegistrationFailed {
+                runner,
+                host,
+                error,
+            } => format!("runner {runner}: registration on {host} failed: {error}"),
+            Event::RunnerUnregistered {
+                runner,
+                host,
+                runner_id,
+            } => format!("runner {runner} (GitLab runner {runner_id}) unregistered from {host}"),
             Event::RunnerScaled {
                 runner,
                 host,

@@ -8,6 +8,7 @@ use autogit_core::platform::PlatformEnv;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+#[derive(Clone)]
 pub struct Settings {
     pub config: Config,
     pub platform: PlatformEnv,

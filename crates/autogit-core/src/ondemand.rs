@@ -76,15 +76,17 @@ pub fn engine_of(runner: &Runner) -> &'static str {
 /// Starts the runner's container (removing a stopped one of the same name first): the runner
 /// image with its configuration volume and the engine's socket, so jobs run as sibling
 /// containers. Podman's socket is found on the host (`$XDG_RUNTIME_DIR/podman/podman.sock`,
-/// else `/run/podman/podman.sock`).
+/// else `/run/podman/podman.sock`) and also mounted at its own path, which is the `host` the
+/// registered `config.toml` names (`core::runner::config_toml_on`).
 pub fn start_argv(runner: &Runner, image: &str) -> Vec<String> {
     let engine = engine_of(runner);
     let name = container_name(&runner.name);
     let script = "engine=$1; name=$2; image=$3; \
-        if [ \"$engine\" = podman ]; then sock=\"${XDG_RUNTIME_DIR:-/run}/podman/podman.sock\"; [ -S \"$sock\" ] || sock=/run/podman/podman.sock; else sock=/var/run/docker.sock; fi; \
+        set --; \
+        if [ \"$engine\" = podman ]; then sock=\"${XDG_RUNTIME_DIR:-/run}/podman/podman.sock\"; [ -S \"$sock\" ] || sock=/run/podman/podman.sock; set -- -v \"$sock:$sock\"; else sock=/var/run/docker.sock; fi; \
         \"$engine\" rm -f \"$name\" >/dev/null 2>&1; \
         exec \"$engine\" run -d --name \"$name\" --label io.autogit.runner=\"$name\" \
-        -v \"$name:/etc/gitlab-runner\" -v \"$sock:/var/run/docker.sock\" \"$image\"";
+        -v \"$name:/etc/gitlab-runner\" -v \"$sock:/var/run/docker.sock\" \"$@\" \"$image\"";
     ["sh", "-c", script, "sh", engine, &name, image]
         .map(str::to_owned)
         .to_vec()
@@ -109,6 +111,86 @@ pub fn running_argv(runner: &Runner) -> Vec<String> {
         "--filter".to_owned(),
         format!("name=^{}$", container_name(&runner.name)),
     ]
+}
+
+/// A runner's container as its host's engine reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    Running,
+    /// It exists and does not run (exited, dead, created): it died, since autogit stops a
+    /// runner by removing its container.
+    Stopped,
+    /// No such container: stopped on purpose (on-demand) or never started.
+    Absent,
+}
+
+/// Asks the engine for the state of the runner's container (`running`, `exited`, …; a
+/// failure with "no such" in its message means there is none).
+pub fn inspect_argv(runner: &Runner) -> Vec<String> {
+    vec![
+        engine_of(runner).to_owned(),
+        "inspect".to_owned(),
+        "--format".to_owned(),
+        "{{.State.Status}}".to_owned(),
+        container_name(&runner.name),
+    ]
+}
+
+/// Reads [`inspect_argv`]'s answer. `None`: the engine failed in a way that says nothing
+/// about the container (the caller reports the error).
+pub fn parse_inspect(success: bool, stdout: &str, stderr: &str) -> Option<ContainerState> {
+    if !success {
+        let e = stderr.to_ascii_lowercase();
+        return (e.contains("no such") || e.contains("not found"))
+            .then_some(ContainerState::Absent);
+    }
+    match stdout.trim() {
+        "running" | "restarting" | "paused" => Some(ContainerState::Running),
+        "" => None,
+        _ => Some(ContainerState::Stopped),
+    }
+}
+
+/// Restarts the runner's container as it was (`docker start`).
+pub fn restart_argv(runner: &Runner) -> Vec<String> {
+    vec![
+        engine_of(runner).to_owned(),
+        "start".to_owned(),
+        container_name(&runner.name),
+    ]
+}
+
+/// What the runner repair loop does about one runner's container, with the same policy as
+/// the platform's services (`lifecycle::decide_repair`: restart budget, backoff with jitter,
+/// escalation restart → recreate, hands off when flagged or `self_heal: false`). A running
+/// container is healthy; an absent one is the autoscaler's business, not a repair.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RunnerRepair {
+    Healthy,
+    Nothing,
+    Decided(crate::lifecycle::RepairDecision),
+}
+
+pub fn decide_runner_repair(
+    observed: ContainerState,
+    policy: &crate::lifecycle::RepairPolicy,
+    history: &crate::lifecycle::History,
+    now: u64,
+    jitter: f64,
+) -> RunnerRepair {
+    match observed {
+        ContainerState::Running => RunnerRepair::Healthy,
+        ContainerState::Absent => RunnerRepair::Nothing,
+        ContainerState::Stopped => RunnerRepair::Decided(crate::lifecycle::decide_repair(
+            policy, history, now, jitter,
+        )),
+    }
+}
+
+/// The service name a runner's repairs are recorded under in the state store.
+pub fn repair_service(runner: &str) -> String {
+    format!("runner-{runner}")
 }
 
 #[cfg(test)]
@@ -187,5 +269,94 @@ mod tests {
             ["podman", "rm", "-f", "autogit-runner-wsl-gpu"]
         );
         assert_eq!(running_argv(&r)[4], "name=^autogit-runner-wsl-gpu$");
+    }
+
+    #[test]
+    fn inspect_answers() {
+        use ContainerState::*;
+        let cases = [
+            (true, "running\n", "", Some(Running)),
+            (true, "restarting", "", Some(Running)),
+            (true, "exited", "", Some(Stopped)),
+            (true, "dead", "", Some(Stopped)),
+            (true, "created", "", Some(Stopped)),
+            (
+                false,
+                "",
+                "Error: No such object: autogit-runner-x",
+                Some(Absent),
+            ),
+            (false, "", "Error: no such container", Some(Absent)),
+            (false, "", "Cannot connect to the Docker daemon", None),
+            (true, "", "", None),
+        ];
+        for (ok, out, err, want) in cases {
+            assert_eq!(parse_inspect(ok, out, err), want, "{ok} {out:?} {err:?}");
+        }
+    }
+
+    #[test]
+    fn runner_repairs_follow_the_service_policy() {
+        use crate::lifecycle::{History, RepairAction, RepairDecision, RepairPolicy};
+        let policy = RepairPolicy {
+            self_heal: true,
+            budget_max: 2,
+            budget_window_secs: 600,
+            backoff_initial_secs: 10,
+            backoff_max_secs: 60,
+        };
+        let h = |repairs: &[u64], attempt, flagged| History {
+            repairs: repairs.to_vec(),
+            attempt,
+            flagged,
+            flag_reason: None,
+        };
+        use ContainerState::*;
+        let cases = [
+            (Running, h(&[], 0, false), 100, RunnerRepair::Healthy),
+            (Absent, h(&[], 0, false), 100, RunnerRepair::Nothing),
+            (
+                Stopped,
+                h(&[], 0, false),
+                100,
+                RunnerRepair::Decided(RepairDecision::Repair(RepairAction::Restart)),
+            ),
+            (
+                Stopped,
+                h(&[100], 1, false),
+                102,
+                RunnerRepair::Decided(RepairDecision::WaitUntil(110)),
+            ),
+            (
+                Stopped,
+                h(&[100], 1, false),
+                110,
+                RunnerRepair::Decided(RepairDecision::Repair(RepairAction::Recreate)),
+            ),
+            (
+                Stopped,
+                h(&[100, 110], 2, false),
+                200,
+                RunnerRepair::Decided(RepairDecision::GiveUp {
+                    reason: "restart budget exhausted: 2 repairs in the last 600s (limit 2)".into(),
+                }),
+            ),
+            (
+                Stopped,
+                h(&[], 0, true),
+                100,
+                RunnerRepair::Decided(RepairDecision::HandsOff {
+                    reason: "human intervention flag is set".into(),
+                }),
+            ),
+        ];
+        for (observed, history, now, want) in cases {
+            assert_eq!(
+                decide_runner_repair(observed, &policy, &history, now, 0.99999),
+                want,
+                "{observed:?} {history:?} at {now}"
+            );
+        }
+        assert_eq!(repair_service("g1"), "runner-g1");
     }
 }

@@ -405,3 +405,76 @@ fn discover_finds_ssh_hosts_and_the_gpus_of_trusted_ones() {
         r.stderr
     );
 }
+
+/// `host: auto`: discovery fills in the host (the only trusted host with an NVIDIA GPU for a GPU
+/// runner), records it in the state store, and `runner health` and `runner list` then use it;
+/// a runner that several hosts fit stays unresolved and every command says so.
+#[test]
+fn discovery_resolves_host_auto() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(2).unwrap_or_else(|e| panic!("{e}"));
+    lab.hosts[0].install_script("nvidia-smi", FAKE_NVIDIA_SMI);
+    let d = tempfile::tempdir().unwrap();
+    let (gpu, cpu) = (&lab.hosts[0].addr, &lab.hosts[1].addr);
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        "runners:\n  cpu:\n    - name: c1\n      host: auto\n  gpu:\n    - name: g1\n      host: auto\n      gpu: nvidia\n",
+    )
+    .unwrap();
+    for h in [gpu, cpu] {
+        assert_eq!(run_in(&lab, d.path(), &["runner", "trust", h]).code, 0);
+    }
+    // Before discovery: health says the host is not discovered.
+    let r = run_in(&lab, d.path(), &["runner", "health", "-o", "json"]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert_eq!(v["hosts"][0]["host"], "auto", "{v}");
+
+    let r = run_in(
+        &lab,
+        d.path(),
+        &["runner", "discover", gpu, cpu, "-o", "json"],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = json(&r);
+    let auto = v["auto"].as_array().unwrap();
+    let of = |n: &str| auto.iter().find(|a| a["runner"] == n).unwrap().clone();
+    assert_eq!(of("g1")["host"], gpu.as_str(), "{v}");
+    let c1 = of("c1");
+    assert!(c1["host"].is_null(), "{v}");
+    assert!(
+        c1["error"]
+            .as_str()
+            .unwrap()
+            .contains("2 discovered hosts fit"),
+        "{v}"
+    );
+
+    // The resolution is remembered: health probes the GPU host for g1; c1 is still "auto".
+    let r = run_in(&lab, d.path(), &["runner", "health", "-o", "json"]);
+    let v = json(&r);
+    let hosts = v["hosts"].as_array().unwrap();
+    let g = hosts.iter().find(|h| h["host"] == gpu.as_str()).unwrap();
+    assert_eq!(g["runners"][0], "g1");
+    assert_eq!(g["reachable"], true, "{v}");
+    assert_eq!(
+        g["inventory"]["gpus"][0]["name"],
+        "NVIDIA GeForce RTX 3090 Ti"
+    );
+    let a = hosts.iter().find(|h| h["host"] == "auto").unwrap();
+    assert_eq!(a["runners"][0], "c1");
+    assert!(
+        a["error"].as_str().unwrap().contains("not discovered"),
+        "{v}"
+    );
+    let r = run_in(&lab, d.path(), &["runner", "list"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains(&format!("host: auto found at {gpu}")),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("runner discover"), "{}", r.stdout);
+}

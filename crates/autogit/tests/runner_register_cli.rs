@@ -1,6 +1,9 @@
 //! `autogit runner register` through the binary: GitLab is the fake REST server of the
 //! drivers' tests, the runner host is `local` with a stand-in `docker` on PATH that records
-//! what `gitlab-runner register` would get (arguments, and the token from its environment).
+//! what `gitlab-runner register` would get (arguments, and the token from its environment)
+//! and runs the script of the one-shot container that writes `config.toml`, with the
+//! runner's volume as a directory (`<state>/volumes/<volume>`). GitLab and gitlab-runner
+//! cannot run here: those are the fakes.
 
 mod common;
 #[path = "../../autogit-drivers/tests/gitlab_support/mod.rs"]
@@ -22,6 +25,15 @@ state={state}
 case "$1" in
   version) echo 27.3.1 ;;
   run)
+    case " $* " in *" --entrypoint "*)
+      # A one-shot container writing into a volume: run its script with the volume as a
+      # directory under $state/volumes.
+      vol=; prev=
+      for a in "$@"; do [ "$prev" = -v ] && vol=${{a%%:*}}; prev=$a; done
+      mkdir -p "$state/volumes/$vol"
+      while [ "$1" != -c ]; do shift; done
+      exec sh -c "$2" sh "$state/volumes/$vol" ;;
+    esac
     if [ -e "$state/fail-once" ]; then rm "$state/fail-once"; echo "ERROR: connection refused" >&2; exit 1; fi
     printf '%s\n' "$@" > "$state/register.args"
     printf '%s' "$CI_SERVER_TOKEN" > "$state/register.token"
@@ -139,6 +151,18 @@ async fn register_creates_the_runner_once_and_passes_the_token_on_stdin() {
     assert!(argv.contains(&"register") && argv.contains(&"--non-interactive"));
     assert!(!r.stdout.contains(&token) && !r.stderr.contains(&token));
 
+    // The rendered config.toml replaced what gitlab-runner wrote: mode 0600, the token, the GPU.
+    let conf = bin.join("volumes/autogit-runner-g1/config.toml");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let mode = std::fs::metadata(&conf).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{text}");
+    assert!(text.contains(&format!("token = \"{token}\"")), "{text}");
+    assert!(
+        text.contains("url = \"https://git.example.test\""),
+        "{text}"
+    );
+    assert!(text.contains("gpus = \"all\""), "{text}");
+
     // Third time: nothing to do.
     let r = autogit(dir.path(), &path, &args).await;
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -202,4 +226,101 @@ async fn register_creates_the_runner_once_and_passes_the_token_on_stdin() {
     .await;
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("configured: g1"), "{}", r.stderr);
+}
+
+/// The spec's form, `runner register <host>`: every runner configured on that host is
+/// registered; a Podman runner's config.toml names the Podman socket found on the host, a
+/// WSL2 one gets `/dev/dxg` and `/usr/lib/wsl`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_by_host_registers_each_runner_on_it() {
+    let fake = Fake::start().await;
+    {
+        let mut st = fake.state();
+        st.today = Date::today().to_string();
+        st.add_token(1, "autogit-admin", ADMIN, &["api", "admin_mode"]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    fake_docker(&bin);
+    // Rootless Podman's socket in the user's runtime directory.
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(xdg.join("podman")).unwrap();
+    let sock = xdg.join("podman/podman.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    std::fs::write(
+        dir.path().join("autogit.yml"),
+        "gitlab:\n  external_url: https://git.example.test\nrunners:\n  cpu:\n    - name: c1\n      host: local\n  gpu:\n    - name: w1\n      host: local\n      executor: podman\n      wsl2: true\n    - name: far\n      host: 10.9.9.9\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let store = SecretStore::open(&data).unwrap();
+    store.put(ADMIN_TOKEN, &SecretString::from(ADMIN)).unwrap();
+    let d = data.to_str().unwrap().to_owned();
+    let url = fake.url.clone();
+    let args = [
+        "runner",
+        "register",
+        "local",
+        "--data-dir",
+        &d,
+        "--url",
+        &url,
+        "-o",
+        "json",
+    ];
+    let xdg_s = xdg.to_str().unwrap().to_owned();
+    let r = {
+        let (dir, path, xdg_s) = (dir.path().to_owned(), path.clone(), xdg_s.clone());
+        let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_env(&dir, &a, &[("PATH", &path), ("XDG_RUNTIME_DIR", &xdg_s)])
+        })
+        .await
+        .unwrap()
+    };
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["host"], "local");
+    let names: Vec<&str> = v["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["c1", "w1"],
+        "the runner on another host is left alone"
+    );
+    assert_eq!(fake.state().runners.len(), 2);
+
+    let w1 = std::fs::read_to_string(bin.join("volumes/autogit-runner-w1/config.toml")).unwrap();
+    assert!(
+        w1.contains(&format!("host = \"unix://{}\"", sock.display())),
+        "{w1}"
+    );
+    assert!(w1.contains("devices = [\"/dev/dxg\"]"), "{w1}");
+    assert!(w1.contains("\"/usr/lib/wsl:/usr/lib/wsl:ro\""), "{w1}");
+    let c1 = std::fs::read_to_string(bin.join("volumes/autogit-runner-c1/config.toml")).unwrap();
+    assert!(
+        c1.contains("name = \"c1\"") && !c1.contains("host ="),
+        "{c1}"
+    );
+
+    // Neither a runner name nor a runner host: the error lists the names.
+    let r = autogit(
+        dir.path(),
+        &path,
+        &["runner", "register", "elsewhere", "--data-dir", &d],
+    )
+    .await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("configured: c1, w1, far"), "{}", r.stderr);
 }

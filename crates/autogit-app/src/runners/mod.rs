@@ -3,6 +3,14 @@
 //! it is unreachable), and on-demand runners: GitLab's pending and running jobs decide
 //! (`core::ondemand`) whether each registered runner's container runs on its host.
 
+pub mod discover;
+pub mod register;
+pub mod repair;
+pub mod status;
+
+pub use register::{Registration, RunnerError, Unregistered, client_for, create_instance_runner};
+pub use repair::{RepairReport, RepairRow};
+
 use crate::{Bus, Event, Settings, SharedClock};
 use autogit_core::inventory::Inventory;
 use autogit_core::ondemand::{Action, decide, job_matches, running_argv, start_argv, stop_argv};
@@ -30,6 +38,31 @@ pub struct HostHealth {
     pub checked_at: i64,
 }
 
+impl HostHealth {
+    /// The container engine the host reported (`docker 27.3.1`), if any.
+    pub fn engine(&self) -> Option<String> {
+        let e = self.inventory.as_ref()?.engine.as_ref()?;
+        let kind = match e.kind {
+            autogit_core::inventory::EngineKind::Docker => "docker",
+            autogit_core::inventory::EngineKind::Podman => "podman",
+        };
+        Some(format!("{kind} {}", e.version))
+    }
+
+    /// What else is worth saying: the error, the CUDA version, WSL2, the probe's problems.
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes: Vec<String> = self.error.iter().cloned().collect();
+        if let Some(i) = &self.inventory {
+            notes.extend(i.cuda.as_ref().map(|c| format!("CUDA {c}")));
+            if i.wsl2 {
+                notes.push("WSL2".into());
+            }
+            notes.extend(i.problems.iter().cloned());
+        }
+        notes
+    }
+}
+
 /// One runner in an autoscale pass.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScaleRow {
@@ -47,6 +80,8 @@ pub struct RunnerController {
     settings: Arc<Settings>,
     bus: Bus,
     clock: SharedClock,
+    /// How hosts are reached when not as the settings say (tests: the SSH lab's namespace).
+    ssh: Option<autogit_drivers::remote::ssh::SshConfig>,
 }
 
 impl RunnerController {
@@ -55,11 +90,73 @@ impl RunnerController {
             settings,
             bus,
             clock,
+            ssh: None,
         }
+    }
+
+    /// The same controller reaching hosts with `cfg` instead of [`Settings::ssh_config`].
+    pub fn with_ssh_config(mut self, cfg: autogit_drivers::remote::ssh::SshConfig) -> Self {
+        self.ssh = Some(cfg);
+        self
+    }
+
+    /// How hosts are reached: SSH with autogit's known_hosts under the data directory.
+    pub fn ssh_config(&self) -> autogit_drivers::remote::ssh::SshConfig {
+        self.ssh
+            .clone()
+            .unwrap_or_else(|| self.settings.ssh_config())
     }
 
     pub fn settings(&self) -> &Settings {
         &self.settings
+    }
+
+    /// The configured runners, each `host: auto` replaced by the host discovery resolved for
+    /// it (recorded in the state store by [`Self::resolve_auto`]; left `auto` until then).
+    /// Every workflow that needs a runner's host reads it here.
+    pub fn runners(&self) -> Vec<autogit_core::config::Runner> {
+        let resolved = self.resolutions();
+        self.settings
+            .config
+            .all_runners()
+            .map(|r| {
+                let mut r = r.clone();
+                if r.host == "auto"
+                    && let Some(h) = resolved.get(&r.name)
+                {
+                    r.host = h.clone();
+                }
+                r
+            })
+            .collect()
+    }
+
+    /// The host of runner `name` ([`Self::runners`]); `host: auto` not resolved yet is an error
+    /// that says to run discovery.
+    pub fn host_of(&self, name: &str) -> Result<String, RunnerError> {
+        match self.runners().into_iter().find(|r| r.name == name) {
+            Some(r) if r.host == "auto" => Err(RunnerError::NotDiscovered {
+                name: name.to_owned(),
+            }),
+            Some(r) => Ok(r.host),
+            None => Err(RunnerError::Failed(format!("no runner named `{name}`"))),
+        }
+    }
+
+    /// Where discovery placed each `host: auto` runner: its row in the state store's runner
+    /// registrations (state `discovered` until it is registered there). Read without creating
+    /// the database.
+    fn resolutions(&self) -> BTreeMap<String, String> {
+        let path = self.settings.state_db();
+        if !path.exists() {
+            return BTreeMap::new();
+        }
+        Store::open(&path)
+            .and_then(|s| s.registrations())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.name, r.host))
+            .collect()
     }
 
     /// Whether any runner is configured.
@@ -70,7 +167,7 @@ impl RunnerController {
     /// The distinct hosts of the configured runners, with the runners on each and the SSH user.
     pub fn configured_hosts(&self) -> Vec<(String, Option<String>, Vec<String>)> {
         let mut out: Vec<(String, Option<String>, Vec<String>)> = Vec::new();
-        for r in self.settings.config.all_runners() {
+        for r in self.runners() {
             match out
                 .iter_mut()
                 .find(|(h, u, _)| *h == r.host && *u == r.user)
@@ -85,12 +182,11 @@ impl RunnerController {
     /// How to run commands on `host` (SSH with the user of its runners, or this machine).
     pub fn remote(&self, host: &str) -> Result<Host, String> {
         let user = self
-            .settings
-            .config
-            .all_runners()
+            .runners()
+            .into_iter()
             .find(|r| r.host == host)
-            .and_then(|r| r.user.clone());
-        Host::new(&self.settings.ssh_config(), host, user.as_deref()).map_err(|e| e.to_string())
+            .and_then(|r| r.user);
+        Host::new(&self.ssh_config(), host, user.as_deref()).map_err(|e| e.to_string())
     }
 
     fn store(&self) -> Result<Store, String> {
@@ -102,7 +198,7 @@ impl RunnerController {
     /// host that stops or starts answering. An unreachable host keeps its last inventory in
     /// the store (the scheduler still knows what it can run).
     pub async fn probe_all(&self) -> Vec<HostHealth> {
-        let cfg = self.settings.ssh_config();
+        let cfg = self.ssh_config();
         let hosts = self.configured_hosts();
         let mut set = tokio::task::JoinSet::new();
         for (i, (name, user, _)) in hosts.iter().enumerate() {
@@ -164,7 +260,8 @@ impl RunnerController {
                     last_inventory,
                     checked_at: at,
                 };
-                if let Some(s) = &store {
+                // `auto` is no host: nothing to remember about it.
+                if let Some(s) = store.as_ref().filter(|_| h.host != "auto") {
                     let _ = s.record_host(&HostRow {
                         host: h.host.clone(),
                         checked_at: at,
@@ -182,7 +279,7 @@ impl RunnerController {
     }
 
     /// One pass over the registered runners: demand from GitLab's pending and running jobs
-    /// (`gitlab_url`, with the stored admin token), the decision from `core::ondemand`, the
+    /// (`gitlab_url`, with the token `core::runner::token_for` names: the admin token), the decision from `core::ondemand`, the
     /// container started or stopped on the runner's host. When each runner became idle is
     /// kept in `<data>/state/runner-idle.json`. Starts and stops are published.
     pub async fn autoscale_pass(&self, gitlab_url: &str) -> Result<Vec<ScaleRow>, String> {
@@ -195,18 +292,19 @@ impl RunnerController {
             .filter(|r| r.state == "registered")
             .map(|r| r.name)
             .collect();
-        let runners: Vec<&autogit_core::config::Runner> = self
-            .settings
-            .config
-            .all_runners()
+        let runners: Vec<autogit_core::config::Runner> = self
+            .runners()
+            .into_iter()
             .filter(|r| registered.contains(&r.name) && r.host != "auto")
             .collect();
         if runners.is_empty() {
             return Ok(Vec::new());
         }
-        let secrets =
-            autogit_drivers::secrets::SecretStore::open(data).map_err(|e| e.to_string())?;
-        let client = crate::gitlab::stored_admin_client(&secrets, gitlab_url)?;
+        let client = client_for(
+            &self.settings,
+            autogit_core::runner::GitLabOp::ListAllActiveJobs,
+            gitlab_url,
+        )?;
         let jobs = client
             .active_jobs()
             .await
@@ -219,7 +317,7 @@ impl RunnerController {
         let cfg = &self.settings.config.runners;
         let cooldown = cfg.cooldown.as_secs() as i64;
         let mut rows = Vec::new();
-        for r in runners {
+        for r in &runners {
             let demand = jobs
                 .iter()
                 .filter(|j| job_matches(&j.tag_list, &r.tags))
@@ -232,6 +330,12 @@ impl RunnerController {
                 action: Action::Keep,
                 error: None,
             };
+            if let Some(reason) = self.flagged(&store, &r.name) {
+                // Hands off, as for a flagged service: `reconcile --clear runner-<name>`.
+                row.error = Some(format!("left alone: {reason}"));
+                rows.push(row);
+                continue;
+            }
             let result: Result<(), String> = async {
                 let host = self.remote(&r.host)?;
                 let out = host
