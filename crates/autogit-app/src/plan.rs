@@ -115,3 +115,38 @@ pub fn write_rendered(
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autogit_core::config::Config;
+    use autogit_core::platform::PlatformEnv;
+
+    /// Ports chosen by an install come back in the next plan: from the state store, or from
+    /// the `state/ports.json` of autogit 0.1 until the next install moves them.
+    #[test]
+    fn remembered_ports_come_from_the_store_then_the_legacy_file() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Settings::new(
+            Config::default(),
+            PlatformEnv::default(),
+            d.path().to_owned(),
+        );
+        assert!(remembered_ports(&s).is_empty());
+        std::fs::create_dir_all(d.path().join("state")).unwrap();
+        std::fs::write(d.path().join("state/ports.json"), r#"{"traefik": 30080}"#).unwrap();
+        assert_eq!(remembered_ports(&s).get("traefik"), Some(&30080));
+        let store = Store::open(&s.state_db()).unwrap();
+        store.set_port("traefik", 30443).unwrap();
+        assert_eq!(remembered_ports(&s).get("traefik"), Some(&30443));
+        // No state database: nothing is created by reading.
+        let e = tempfile::tempdir().unwrap();
+        let t = Settings::new(
+            Config::default(),
+            PlatformEnv::default(),
+            e.path().to_owned(),
+        );
+        let _ = remembered_ports(&t);
+        assert!(!t.state_db().exists());
+    }
+}

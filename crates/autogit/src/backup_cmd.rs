@@ -3,13 +3,12 @@
 
 use crate::ctx::Loaded;
 use crate::exit;
-use crate::ui::{Ui, confirm, fail, parse_wait, runtime};
+use crate::ui::{Ui, confirm, fail, parse_wait, with_controller};
 use autogit_app::backup::BackupController;
-use autogit_app::sinks::Sinks;
 use autogit_app::{Bus, clock};
 use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 pub fn progress_printer(ui: &Ui) -> impl Fn(&str) + Send + Sync + use<> {
     let quiet = ui.quiet;
@@ -21,22 +20,10 @@ pub fn progress_printer(ui: &Ui) -> impl Fn(&str) + Send + Sync + use<> {
     }
 }
 
-/// Runs `f` with a backup controller whose events reach the state store and the notifiers.
-fn with_controller<T>(loaded: &Loaded, f: impl AsyncFnOnce(&BackupController) -> T) -> T {
-    runtime().block_on(async {
-        let bus = Bus::new(clock::system());
-        let sinks = Sinks::for_command(&bus, loaded);
-        let c = BackupController::new(loaded.settings.clone(), bus.clone(), clock::system());
-        let out = f(&c).await;
-        drop(c);
-        sinks.finish(bus, Duration::from_secs(10)).await;
-        out
-    })
-}
-
 pub fn backup(ui: &Ui, loaded: &Loaded) -> u8 {
     let progress = progress_printer(ui);
-    let taken = match with_controller(loaded, async |b| b.create(&progress).await) {
+    let taken = match with_controller(loaded, backups(loaded), async |b| b.create(&progress).await)
+    {
         Ok(t) => t,
         Err(e) => return fail(ui, format!("backup failed: {e}")),
     };
@@ -89,7 +76,7 @@ pub fn restore(ui: &Ui, loaded: &Loaded, archive: &Path, yes: bool, wait: &str) 
         return code;
     }
     let progress = progress_printer(ui);
-    match with_controller(loaded, async |b| {
+    match with_controller(loaded, backups(loaded), async |b| {
         b.restore(archive, wait.0, &progress).await
     }) {
         Ok(r) => {
@@ -111,4 +98,9 @@ pub fn restore(ui: &Ui, loaded: &Loaded, archive: &Path, yes: bool, wait: &str) 
         }
         Err(e) => fail(ui, format!("restore failed: {e}")),
     }
+}
+
+/// The backup controller on the command's bus.
+fn backups(loaded: &Loaded) -> impl FnOnce(&Bus) -> BackupController + '_ {
+    |bus| BackupController::new(loaded.settings.clone(), bus.clone(), clock::system())
 }

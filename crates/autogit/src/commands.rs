@@ -6,13 +6,12 @@ use crate::ctx::{Loaded, data_dir, load_all};
 use crate::exit;
 use crate::ui::{Ui, diagnostics_json};
 use autogit_core::load::{EMBEDDED_DEFAULT, FlagOverride};
-use autogit_core::plan::{Placement, Plan, PlanInput, plan};
+use autogit_core::plan::{Placement, Plan};
 use autogit_core::platform::ENV_TEMPLATE;
 use autogit_core::render;
 use autogit_drivers::fsx::write_atomic;
 use clap::CommandFactory;
 use serde_json::json;
-use std::collections::BTreeMap;
 use std::path::Path;
 
 pub fn run(cli: Cli) -> std::process::ExitCode {
@@ -279,37 +278,11 @@ fn validate(ui: &Ui, loaded: &Loaded) -> u8 {
     if ok { exit::OK } else { exit::INVALID_CONFIG }
 }
 
-fn remembered_ports(data: &Path) -> BTreeMap<String, u16> {
-    std::fs::read(data.join("state/ports.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
-}
-
-/// The platform certificate on disk, as the planner's fact: its expiry (changes with every
-/// renewal), or `None` when there is none (the ingress then serves without it).
-fn tls_certificate(g: &crate::cli::Global, loaded: &Loaded) -> Option<String> {
-    let domain = loaded.platform.base_domain.as_ref()?;
-    let (chain, key) = autogit_drivers::acme::cert_paths(&data_dir(g).join("tls"), domain);
-    if !key.is_file() {
-        return None;
-    }
-    let info = autogit_drivers::acme::read_cert(&chain, &key).ok()?;
-    Some(format!(
-        "expires {}",
-        autogit_core::civil::rfc3339_utc(info.not_after.max(0) as u64)
-    ))
-}
-
 /// Loads, plans, and reports. `None` means errors were reported.
 pub(crate) fn make_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> Option<Plan> {
-    let host = autogit_drivers::host::facts(&loaded.env);
-    let input = PlanInput {
-        host,
-        remembered_ports: remembered_ports(&data_dir(g)),
-        tls_certificate: tls_certificate(g, loaded),
-    };
-    let (plan, mut diags) = plan(&loaded.config, &loaded.platform, &input);
+    // The same plan the controllers make: this host's facts, the ports remembered in the state
+    // store, the certificate on disk.
+    let (plan, mut diags, host) = autogit_app::plan::plan(loaded);
     let mut all = loaded.diagnostics.clone();
     all.extend(std::mem::take(&mut diags));
     if ui.json {
@@ -336,7 +309,7 @@ pub(crate) fn make_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> Opt
         ui.note(&format!(
             "config: {cfg}; data dir: {}; host: {:?}",
             data_dir(g).display(),
-            input.host
+            host
         ));
     }
     Some(plan)
@@ -411,49 +384,20 @@ fn show_plan(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
     exit::OK
 }
 
+/// Writes the plan's rendered files (`autogit_app::plan::write_rendered`); the paths written.
 pub(crate) fn write_rendered(
     ui: &Ui,
-    g: &crate::cli::Global,
     dir: &Path,
     plan: &Plan,
     loaded: &Loaded,
 ) -> Result<Vec<String>, u8> {
-    let mut written = Vec::new();
-    for (rel, content) in render::all_files(plan, &loaded.config) {
-        let path = dir.join(&rel);
-        if let Err(e) = write_atomic(&path, content.as_bytes(), 0o644) {
-            ui.error(&format!("cannot write {e}"));
-            return Err(exit::FAILURE);
-        }
-        written.push(path.display().to_string());
-    }
-    // HTTP-01: the directory the nginx ingress serves challenge files from.
-    if plan.http01.is_some() {
-        let acme = dir.join("acme-http/.well-known/acme-challenge");
-        if let Err(e) = std::fs::create_dir_all(&acme) {
-            ui.error(&format!("cannot create {}: {e}", acme.display()));
-            return Err(exit::FAILURE);
+    match autogit_app::plan::write_rendered(loaded, dir, plan) {
+        Ok(written) => Ok(written.iter().map(|p| p.display().to_string()).collect()),
+        Err(e) => {
+            ui.error(&e);
+            Err(exit::FAILURE)
         }
     }
-    // The platform certificate, next to the configurations that name it (`tls/`): the
-    // ingress mounts that directory. The key stays 0600.
-    if plan.tls.is_some()
-        && let Some(domain) = &plan.base_domain
-    {
-        let (chain, key) = autogit_drivers::acme::cert_paths(&data_dir(g).join("tls"), domain);
-        for (src, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "key.pem", 0o600)] {
-            let dest = dir.join("tls").join(name);
-            let copied = std::fs::read(&src)
-                .map_err(|e| format!("{}: {e}", src.display()))
-                .and_then(|b| write_atomic(&dest, &b, mode).map_err(|e| e.to_string()));
-            if let Err(e) = copied {
-                ui.error(&format!("cannot copy the certificate: {e}"));
-                return Err(exit::FAILURE);
-            }
-            written.push(dest.display().to_string());
-        }
-    }
-    Ok(written)
 }
 
 fn dry_run_install(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
@@ -461,7 +405,7 @@ fn dry_run_install(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
         return exit::INVALID_CONFIG;
     };
     let dir = data_dir(g).join("rendered");
-    let written = match write_rendered(ui, g, &dir, &plan, loaded) {
+    let written = match write_rendered(ui, &dir, &plan, loaded) {
         Ok(w) => w,
         Err(code) => return code,
     };
@@ -502,7 +446,7 @@ fn export_compose(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded, out: Option<
                 .parent()
                 .filter(|p| !p.as_os_str().is_empty())
                 .unwrap_or(Path::new("."));
-            if let Err(code) = write_rendered(ui, g, dir, &plan, loaded) {
+            if let Err(code) = write_rendered(ui, dir, &plan, loaded) {
                 return code;
             }
             if path.file_name().is_some_and(|n| n != "docker-compose.yml")

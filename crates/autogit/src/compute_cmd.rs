@@ -4,30 +4,14 @@
 use crate::cli::Global;
 use crate::ctx::Loaded;
 use crate::exit;
-use crate::ui::{Ui, runtime};
+use crate::ui::{Ui, with_controller};
 use autogit_app::compute::{ComputeController, ComputeError, Submit, spec_of};
-use autogit_app::sinks::Sinks;
 use autogit_app::{Bus, clock};
 use autogit_drivers::state::JobRow;
 use serde_json::json;
-use std::time::Duration;
 
 pub(crate) fn gib(b: autogit_core::units::Bytes) -> String {
     format!("{:.1} GiB", b.0 as f64 / (1u64 << 30) as f64)
-}
-
-/// Runs `f` with a compute controller on a bus whose events reach the state store and the
-/// notifiers.
-fn with_controller<T>(loaded: &Loaded, f: impl AsyncFnOnce(&ComputeController) -> T) -> T {
-    runtime().block_on(async {
-        let bus = Bus::new(clock::system());
-        let sinks = Sinks::for_command(&bus, loaded);
-        let c = ComputeController::new(loaded.settings.clone(), bus.clone(), clock::system());
-        let out = f(&c).await;
-        drop(c);
-        sinks.finish(bus, Duration::from_secs(10)).await;
-        out
-    })
 }
 
 fn fail(ui: &Ui, e: ComputeError) -> u8 {
@@ -60,7 +44,7 @@ pub fn run(ui: &Ui, _g: &Global, loaded: &Loaded, req: Submit) -> u8 {
     if !crate::commands::report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
-    let row = match with_controller(loaded, async |c| c.submit(req).await) {
+    let row = match with_controller(loaded, compute(loaded), async |c| c.submit(req).await) {
         Ok(r) => r,
         Err(e) => return fail(ui, e),
     };
@@ -97,7 +81,7 @@ pub fn status(ui: &Ui, _g: &Global, loaded: &Loaded, job: &str) -> u8 {
     if !crate::commands::report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
-    let row = match with_controller(loaded, async |c| c.status(job).await) {
+    let row = match with_controller(loaded, compute(loaded), async |c| c.status(job).await) {
         Ok(r) => r,
         Err(e) => return fail(ui, e),
     };
@@ -126,7 +110,7 @@ pub fn list(ui: &Ui, _g: &Global, loaded: &Loaded) -> u8 {
     if !crate::commands::report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
-    let (health, rows) = match with_controller(loaded, async |c| c.pass().await) {
+    let (health, rows) = match with_controller(loaded, compute(loaded), async |c| c.pass().await) {
         Ok(r) => r,
         Err(e) => return fail(ui, e),
     };
@@ -181,4 +165,9 @@ pub fn list(ui: &Ui, _g: &Global, loaded: &Loaded) -> u8 {
     }
     println!("{t}");
     exit::OK
+}
+
+/// The compute controller on the command's bus.
+fn compute(loaded: &Loaded) -> impl FnOnce(&Bus) -> ComputeController + '_ {
+    |bus| ComputeController::new(loaded.settings.clone(), bus.clone(), clock::system())
 }

@@ -7,9 +7,8 @@ use crate::cli::{DnsCommand, Global};
 use crate::commands::make_plan;
 use crate::ctx::load_all;
 use crate::exit;
-use crate::ui::{Ui, runtime};
+use crate::ui::{Ui, with_controller};
 use autogit_app::dns::{DnsController, DnsError, DnsView};
-use autogit_app::sinks::Sinks;
 use autogit_core::dns::{Change, ConflictReason, DnsPlan, Record};
 use serde_json::json;
 
@@ -18,40 +17,32 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
     let Some(plan) = make_plan(ui, g, &loaded) else {
         return exit::INVALID_CONFIG;
     };
-    let rt = runtime();
-    rt.block_on(async {
-        let bus = autogit_app::Bus::new(autogit_app::clock::system());
-        let sinks = Sinks::for_command(&bus, &loaded.settings);
-        let dns = DnsController::new(loaded.settings.clone(), bus.clone());
-        let code = match cmd {
-            DnsCommand::Plan => match dns.plan(&plan).await {
-                Ok(view) => {
-                    show_plan(ui, &view.provider, &view.target, &view.desired, &view.plan);
+    let make = |bus: &autogit_app::Bus| DnsController::new(loaded.settings.clone(), bus.clone());
+    with_controller(&loaded, make, async |dns| match cmd {
+        DnsCommand::Plan => match dns.plan(&plan).await {
+            Ok(view) => {
+                show_plan(ui, &view.provider, &view.target, &view.desired, &view.plan);
+                exit::OK
+            }
+            Err(e) => fail(ui, &e),
+        },
+        DnsCommand::Sync => match dns.sync(&plan).await {
+            Ok(s) => {
+                for _ in 0..s.rereads {
+                    ui.note("the zone changed while syncing; reading it again");
+                }
+                show_synced(ui, &s.view, &plan.project);
+                if let Some(h) = &s.hint {
+                    ui.note(h);
+                }
+                if s.view.plan.conflicts.is_empty() {
                     exit::OK
+                } else {
+                    exit::FAILURE
                 }
-                Err(e) => fail(ui, &e),
-            },
-            DnsCommand::Sync => match dns.sync(&plan).await {
-                Ok(s) => {
-                    for _ in 0..s.rereads {
-                        ui.note("the zone changed while syncing; reading it again");
-                    }
-                    show_synced(ui, &s.view, &plan.project);
-                    if let Some(h) = &s.hint {
-                        ui.note(h);
-                    }
-                    if s.view.plan.conflicts.is_empty() {
-                        exit::OK
-                    } else {
-                        exit::FAILURE
-                    }
-                }
-                Err(e) => fail(ui, &e),
-            },
-        };
-        drop(dns);
-        sinks.finish(bus, std::time::Duration::from_secs(10)).await;
-        code
+            }
+            Err(e) => fail(ui, &e),
+        },
     })
 }
 

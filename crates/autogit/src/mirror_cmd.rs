@@ -5,15 +5,13 @@ use crate::cli::Global;
 use crate::commands::report;
 use crate::ctx::Loaded;
 use crate::exit;
-use crate::ui::{Ui, runtime};
+use crate::ui::{Ui, with_controller};
 use autogit_app::Bus;
 use autogit_app::mirror::{AddError, MirrorController};
-use autogit_app::sinks::Sinks;
 use autogit_drivers::mirror::{Event as Progress, Outcome, Report};
 use autogit_drivers::runtime::now;
 use serde_json::json;
 use std::io::IsTerminal;
-use std::time::Duration;
 
 pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
     let _ = g;
@@ -31,15 +29,11 @@ pub fn sync(ui: &Ui, g: &Global, loaded: &Loaded, repos: &[String]) -> u8 {
     if !m.enabled {
         ui.note("note: `mirroring.enabled` is false (no scheduled syncs); syncing now as asked");
     }
-    runtime().block_on(async {
-        let bus = Bus::new(autogit_app::clock::system());
-        let sinks = Sinks::for_command(&bus, loaded);
-        let mirrors =
-            MirrorController::new(loaded.settings.clone(), bus.clone(), bus.clock().clone());
-        let code = sync_with(ui, &mirrors, repos).await;
-        drop(mirrors);
-        sinks.finish(bus, Duration::from_secs(10)).await;
-        code
+    let make = |bus: &Bus| {
+        MirrorController::new(loaded.settings.clone(), bus.clone(), bus.clock().clone())
+    };
+    with_controller(loaded, make, async |mirrors| {
+        sync_with(ui, mirrors, repos).await
     })
 }
 

@@ -5,9 +5,8 @@
 use crate::cli::Global;
 use crate::ctx::{Loaded, data_dir, ssh_config};
 use crate::exit;
-use crate::ui::{Ui, fail, runtime};
+use crate::ui::{Ui, fail, runtime, with_controller};
 use autogit_app::runners::{HostHealth, RunnerController, RunnerError, Unregistered, discover};
-use autogit_app::sinks::Sinks;
 use autogit_app::{Bus, clock};
 use autogit_core::inventory::Inventory;
 use serde_json::json;
@@ -44,7 +43,8 @@ pub fn health(ui: &Ui, loaded: &Loaded) -> u8 {
     if !crate::commands::report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
-    let hosts: Vec<HostHealth> = with_runners(loaded, async |r| r.probe_all().await);
+    let hosts: Vec<HostHealth> =
+        with_controller(loaded, runners(loaded), async |r| r.probe_all().await);
     if ui.json {
         ui.print_json(&json!({ "hosts": hosts }));
     } else if hosts.is_empty() {
@@ -109,19 +109,6 @@ pub(crate) fn registration_states(g: &Global) -> std::collections::BTreeMap<Stri
 
 // ---- runner register / unregister / discover ------------------------------------------------
 
-/// Runs `f` with a runner controller whose events reach the state store and the notifiers.
-fn with_runners<T>(loaded: &Loaded, f: impl AsyncFnOnce(&RunnerController) -> T) -> T {
-    runtime().block_on(async {
-        let bus = Bus::new(clock::system());
-        let sinks = Sinks::for_command(&bus, loaded);
-        let runners = RunnerController::new(loaded.settings.clone(), bus.clone(), clock::system());
-        let out = f(&runners).await;
-        drop(runners);
-        sinks.finish(bus, std::time::Duration::from_secs(10)).await;
-        out
-    })
-}
-
 /// `runner register TARGET`: the runner named TARGET, or every runner configured on the host
 /// TARGET. GitLab creates each runner once, `gitlab-runner register` runs on its host with the
 /// token on stdin, and the rendered `config.toml` goes into the runner's volume
@@ -139,7 +126,7 @@ pub fn register(
     }
     let url = crate::gitlab_cmd::api_url(api, loaded);
     let by_name = loaded.config.all_runners().any(|r| r.name == target);
-    let results = with_runners(loaded, async |r| {
+    let results = with_controller(loaded, runners(loaded), async |r| {
         r.register_target(target, &url, runner_url).await
     });
     let results = match results {
@@ -183,7 +170,9 @@ pub fn unregister(
     api: &crate::cli::ApiArgs,
 ) -> u8 {
     let url = crate::gitlab_cmd::api_url(api, loaded);
-    match with_runners(loaded, async |r| r.unregister(name, &url).await) {
+    match with_controller(loaded, runners(loaded), async |r| {
+        r.unregister(name, &url).await
+    }) {
         Ok(Unregistered::NotRegistered) => {
             ui.note(&format!("runner `{name}` is not registered; nothing to do"));
             exit::OK
@@ -231,10 +220,11 @@ pub fn discover(ui: &Ui, g: &Global, targets: &[String], wait: &str) -> u8 {
     let loaded = crate::ctx::load_all(g, &[]);
     let auto = match loaded.diagnostics.has_errors() {
         true => Vec::new(),
-        false => with_runners(&loaded, async |r| r.resolve_auto(&d)).unwrap_or_else(|e| {
-            ui.error(&e.to_string());
-            Vec::new()
-        }),
+        false => with_controller(&loaded, runners(&loaded), async |r| r.resolve_auto(&d))
+            .unwrap_or_else(|e| {
+                ui.error(&e.to_string());
+                Vec::new()
+            }),
     };
     for a in &auto {
         ui.note(&a.summary());
@@ -290,7 +280,7 @@ pub fn autoscale(ui: &Ui, loaded: &Loaded, once: bool, api: &crate::cli::ApiArgs
         return exit::INVALID_CONFIG;
     }
     let url = crate::gitlab_cmd::api_url(api, loaded);
-    with_runners(loaded, async |runners| {
+    with_controller(loaded, runners(loaded), async |runners| {
         loop {
             let code = match runners.autoscale_pass(&url).await {
                 Ok(rows) => print_scale(ui, &rows),
@@ -385,4 +375,9 @@ pub fn agent(ui: &Ui, name: Option<&str>, ssh_port: u16) -> u8 {
     drop(announcement);
     ui.note("stopped announcing");
     exit::OK
+}
+
+/// The runner controller on the command's bus.
+fn runners(loaded: &Loaded) -> impl FnOnce(&Bus) -> RunnerController + '_ {
+    |bus| RunnerController::new(loaded.settings.clone(), bus.clone(), clock::system())
 }

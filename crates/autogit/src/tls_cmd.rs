@@ -4,8 +4,7 @@
 use crate::cli::{Global, TlsCommand};
 use crate::ctx::load_all;
 use crate::exit;
-use crate::ui::{Ui, fail, runtime};
-use autogit_app::sinks::Sinks;
+use crate::ui::{Ui, fail, with_controller};
 use autogit_app::tls::TlsController;
 use autogit_drivers::acme::CertInfo;
 use serde_json::json;
@@ -41,17 +40,12 @@ fn show(ui: &Ui, info: &CertInfo, due: bool) {
 
 pub fn run(ui: &Ui, g: &Global, cmd: TlsCommand) -> u8 {
     let loaded = load_all(g, &[]);
-    runtime().block_on(async {
-        let bus = autogit_app::Bus::new(autogit_app::clock::system());
-        let sinks = Sinks::for_command(&bus, &loaded.settings);
-        let tls = TlsController::new(loaded.settings.clone(), bus.clone(), bus.clock().clone());
-        let code = match cmd {
-            TlsCommand::Status => status(ui, &tls),
-            TlsCommand::Renew { force } => renew(ui, &tls, force).await,
-        };
-        drop(tls);
-        sinks.finish(bus, std::time::Duration::from_secs(10)).await;
-        code
+    let make = |bus: &autogit_app::Bus| {
+        TlsController::new(loaded.settings.clone(), bus.clone(), bus.clock().clone())
+    };
+    with_controller(&loaded, make, async |tls| match cmd {
+        TlsCommand::Status => status(ui, tls),
+        TlsCommand::Renew { force } => renew(ui, tls, force).await,
     })
 }
 

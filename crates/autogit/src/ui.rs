@@ -265,3 +265,22 @@ pub fn read_input(file: Option<&std::path::Path>) -> std::io::Result<(String, St
         }
     }
 }
+
+/// Runs `f` on the async runtime with the controller `make` builds on a bus whose events reach
+/// the state store and the notifiers, then waits (10 s at most) for those to finish: what a
+/// one-shot command published is recorded and delivered before it exits.
+pub fn with_controller<C, T>(
+    loaded: &crate::ctx::Loaded,
+    make: impl FnOnce(&autogit_app::Bus) -> C,
+    f: impl AsyncFnOnce(&C) -> T,
+) -> T {
+    runtime().block_on(async {
+        let bus = autogit_app::Bus::new(autogit_app::clock::system());
+        let sinks = autogit_app::sinks::Sinks::for_command(&bus, loaded);
+        let c = make(&bus);
+        let out = f(&c).await;
+        drop(c);
+        sinks.finish(bus, std::time::Duration::from_secs(10)).await;
+        out
+    })
+}

@@ -794,15 +794,26 @@ impl ContainerEngine for Docker {
     }
 
     async fn start(&self, id: &str) -> Result<(), EngineError> {
-        match self
-            .client
-            .start_container(id, None::<StartContainerOptions>)
-            .await
-        {
-            Ok(()) => Ok(()),
-            // Already running.
-            Err(e) if status_of(&e).is_some_and(|(c, _)| c == 304) => Ok(()),
-            Err(e) => Err(self.err(e, || format!("container {id}"))),
+        // A host port that a container just removed was publishing is released by the engine's
+        // proxy a moment after the removal returns (a recreate on the same port meets it):
+        // "address already in use" is retried for up to 5 s before it is an error. A port
+        // another program holds fails the same way, only later.
+        let mut tries = 0;
+        loop {
+            match self
+                .client
+                .start_container(id, None::<StartContainerOptions>)
+                .await
+            {
+                Ok(()) => return Ok(()),
+                // Already running.
+                Err(e) if status_of(&e).is_some_and(|(c, _)| c == 304) => return Ok(()),
+                Err(e) if tries < 10 && e.to_string().contains("address already in use") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(self.err(e, || format!("container {id}"))),
+            }
         }
     }
 
