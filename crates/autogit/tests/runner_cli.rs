@@ -329,6 +329,41 @@ fn compute_run_places_starts_queues_and_tracks_jobs() {
         v["message"].as_str().unwrap().contains("unreachable"),
         "{v}"
     );
+    // Issue 25 #14, a partition: while the GPU host is cut off, a GPU job waits instead of
+    // failing as "no configured host can ever run it" (the host's last known GPUs still
+    // count), the host going away is recorded as an event, and the job is placed once the
+    // host answers again.
+    let r = run(&[
+        "compute", "run", "-o", "json", "--vram", "10G", "--user", "bob", "img:1",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v = json(&r);
+    assert_eq!(v["state"], "queued", "{v}");
+    let waiting = v["id"].as_str().unwrap().to_owned();
+    let events = Command::new("sqlite3")
+        .arg(d.path().join("data/state.db"))
+        .arg("SELECT count(*) FROM events WHERE kind = 'host_unreachable'")
+        .output()
+        .unwrap();
+    let n: u32 = String::from_utf8_lossy(&events.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(n >= 1, "the unreachable host is recorded");
+    lab.set_link(0, true).unwrap();
+    let v = json(&run(&["compute", "list", "-o", "json"]));
+    let job = v["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == waiting.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (job["state"].as_str(), job["host"].as_str()),
+        (Some("running"), Some(gpu.as_str())),
+        "{v}"
+    );
     let r = run(&["compute", "status", "job-99"]);
     assert_eq!(r.code, 1);
 }

@@ -916,7 +916,10 @@ impl ContainerEngine for Docker {
             .build();
         let mut stream = self.client.download_from_container(id, Some(options));
         let io = |e: std::io::Error| EngineError::Engine(format!("{}: {e}", dest.display()));
-        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+        // Created here, not on tokio's blocking pool: a copy cancelled (its future dropped)
+        // while a pooled create was in flight would create the file after the caller's
+        // cleanup had run.
+        let mut file = tokio::fs::File::from_std(std::fs::File::create(dest).map_err(io)?);
         let mut written = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.err(e, || format!("{path} in container {id}")))?;
