@@ -1,8 +1,9 @@
-//! Notifications on every state change: a structured log line, and webhooks signed with
-//! HMAC-SHA256 (`X-Autogit-Signature: sha256=<hex>` over the raw body), retried with backoff,
-//! each try bounded by a timeout. Delivery runs in its own task behind a bounded queue, so a
-//! slow or failing webhook never blocks reconciliation (when the queue is full, the oldest
-//! pending notification is dropped and counted).
+//! Webhook delivery, signed with HMAC-SHA256 (`X-Autogit-Signature: sha256=<hex>` over the
+//! raw body, `X-Autogit-Event: <kind>`), retried with backoff, each try bounded by a timeout
+//! (`deliver_body`; the application layer's notify sink calls it for every notifying event).
+//! And the runtime's `Notifier`: its state changes go to a bounded channel the application
+//! layer forwards to its event bus, so a slow consumer never blocks reconciliation (when the
+//! queue is full, the newest change is dropped and counted).
 
 use hmac::{Hmac, Mac};
 use serde::Serialize;
@@ -129,39 +130,6 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the delivery task. `log` prints a JSON line per change on stderr.
-    pub fn start(hooks: Vec<Webhook>, log: bool, retry: Retry) -> Notifier {
-        let (tx, mut rx) = mpsc::channel::<StateChange>(256);
-        let dropped = Arc::new(AtomicU64::new(0));
-        let client = crate::health::client();
-        tokio::spawn(async move {
-            while let Some(change) = rx.recv().await {
-                if log {
-                    eprintln!(
-                        "{}",
-                        serde_json::json!({"event": "state_change", "service": change.service, "from": change.from, "to": change.to, "reason": change.reason, "at": change.at, "flagged": change.flagged})
-                    );
-                }
-                for hook in &hooks {
-                    let (client, hook, change) = (client.clone(), hook.clone(), change.clone());
-                    // Each delivery on its own: one slow endpoint does not hold up the others.
-                    tokio::spawn(async move {
-                        if let Err(e) = deliver(&client, &hook, &change, retry).await {
-                            eprintln!(
-                                "{}",
-                                serde_json::json!({"event": "webhook_failed", "url": hook.url, "service": change.service, "error": e})
-                            );
-                        }
-                    });
-                }
-            }
-        });
-        Notifier {
-            tx: Some(tx),
-            dropped,
-        }
-    }
-
     /// A notifier whose changes go to the returned receiver, for a caller that routes them
     /// itself (the application layer's event bus). `send` still never waits: when the
     /// receiver lags by `capacity`, changes are dropped and counted.
@@ -288,15 +256,20 @@ mod tests {
                 held.push(s);
             }
         });
-        let n = Notifier::start(
-            vec![Webhook { url, secret: None }],
-            false,
-            Retry {
-                attempts: 1,
-                first_delay: Duration::from_secs(1),
-                timeout: Duration::from_secs(60),
-            },
-        );
+        // The receiver (the application layer's forwarder) is stuck behind a webhook that
+        // never answers: the runtime's `send` must still return at once.
+        let (n, mut rx) = Notifier::channel(256);
+        let hook = Webhook { url, secret: None };
+        let _stuck = tokio::spawn(async move {
+            while let Some(change) = rx.recv().await {
+                let retry = Retry {
+                    attempts: 1,
+                    first_delay: Duration::from_secs(1),
+                    timeout: Duration::from_secs(60),
+                };
+                let _ = deliver(&crate::health::client(), &hook, &change, retry).await;
+            }
+        });
         let change = StateChange {
             project: "p".into(),
             service: "s".into(),

@@ -257,14 +257,19 @@ fn init(ui: &Ui, dir: &Path, force: bool) -> u8 {
 }
 
 fn validate(ui: &Ui, loaded: &Loaded) -> u8 {
-    let ok = report(ui, loaded);
+    let mut diags = loaded.diagnostics.clone();
+    diags.extend(undiscovered_runners(loaded));
+    let ok = !diags.has_errors();
+    if !ui.json {
+        ui.diagnostics(&diags, &loaded.sources);
+    }
     if ui.json {
         ui.print_json(&json!({
             "valid": ok,
             "config": loaded.config_path.as_ref().map(|p| p.display().to_string()),
-            "errors": loaded.diagnostics.errors(),
-            "warnings": loaded.diagnostics.warnings(),
-            "diagnostics": diagnostics_json(&loaded.diagnostics, &loaded.sources),
+            "errors": diags.errors(),
+            "warnings": diags.warnings(),
+            "diagnostics": diagnostics_json(&diags, &loaded.sources),
         }));
     } else if ok {
         let what = loaded
@@ -276,6 +281,28 @@ fn validate(ui: &Ui, loaded: &Loaded) -> u8 {
         ui.note(&format!("{what} is valid"));
     }
     if ok { exit::OK } else { exit::INVALID_CONFIG }
+}
+
+/// A warning for each runner with `host: auto` that discovery has not placed on a host yet
+/// (read from the state store; nothing is created).
+fn undiscovered_runners(loaded: &Loaded) -> autogit_core::diag::Diagnostics {
+    use autogit_core::diag::{Diagnostic, Diagnostics};
+    let runners = autogit_app::runners::RunnerController::new(
+        loaded.settings.clone(),
+        autogit_app::Bus::new(autogit_app::clock::system()),
+        autogit_app::clock::system(),
+    );
+    let mut d = Diagnostics::default();
+    for r in runners.runners().iter().filter(|r| r.host == "auto") {
+        d.push(
+            Diagnostic::warning(
+                "runner-host-auto",
+                format!("runner `{}` has `host: auto` and has not been discovered on any host yet", r.name),
+            )
+            .help("run `autogit runner discover` (hosts running `autogit agent`, or a list of hosts or ranges), or set its host"),
+        );
+    }
+    d
 }
 
 /// Loads, plans, and reports. `None` means errors were reported.

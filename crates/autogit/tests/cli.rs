@@ -524,3 +524,27 @@ fn exported_compose_is_accepted_by_docker_compose() {
     assert!(!check.status.success());
     assert!(String::from_utf8_lossy(&check.stderr).contains("MEILI_MASTER_KEY"));
 }
+
+/// `validate` warns about a runner with `host: auto` that discovery has not placed yet (and
+/// stays valid: it is a warning), and says how to place it.
+#[test]
+fn validate_warns_about_undiscovered_auto_hosts() {
+    let d = tmp();
+    fs::write(
+        d.path().join("autogit.yml"),
+        "runners:\n  gpu:\n    - name: g1\n      host: auto\n      gpu: nvidia\n",
+    )
+    .unwrap();
+    let data = d.path().join("data");
+    let r = run(
+        d.path(),
+        &["validate", "--data-dir", data.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("runner-host-auto") && r.stderr.contains("autogit runner discover"),
+        "{}",
+        r.stderr
+    );
+    assert!(!data.join("state.db").exists(), "validate creates nothing");
+}

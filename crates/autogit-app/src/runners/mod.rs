@@ -143,6 +143,23 @@ impl RunnerController {
         }
     }
 
+    /// The runners registered on their (known) host, as configured.
+    pub fn registered(&self) -> Result<Vec<autogit_core::config::Runner>, String> {
+        let registered: Vec<String> = self
+            .store()?
+            .registrations()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|r| r.state == "registered")
+            .map(|r| r.name)
+            .collect();
+        Ok(self
+            .runners()
+            .into_iter()
+            .filter(|r| registered.contains(&r.name) && r.host != "auto")
+            .collect())
+    }
+
     /// Where discovery placed each `host: auto` runner: its row in the state store's runner
     /// registrations (state `discovered` until it is registered there). Read without creating
     /// the database.
@@ -285,18 +302,7 @@ impl RunnerController {
     pub async fn autoscale_pass(&self, gitlab_url: &str) -> Result<Vec<ScaleRow>, String> {
         let data = &self.settings.data_dir;
         let store = self.store()?;
-        let registered: Vec<String> = store
-            .registrations()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|r| r.state == "registered")
-            .map(|r| r.name)
-            .collect();
-        let runners: Vec<autogit_core::config::Runner> = self
-            .runners()
-            .into_iter()
-            .filter(|r| registered.contains(&r.name) && r.host != "auto")
-            .collect();
+        let runners = self.registered()?;
         if runners.is_empty() {
             return Ok(Vec::new());
         }

@@ -43,20 +43,9 @@ impl RunnerController {
     /// health probe publishes unreachable hosts); it is not a repair.
     pub async fn repair_pass(&self) -> Result<RepairReport, String> {
         let store = self.store()?;
-        let registered: Vec<String> = store
-            .registrations()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .filter(|r| r.state == "registered")
-            .map(|r| r.name)
-            .collect();
         let policy = RepairPolicy::from_config(&self.settings.config.health);
         let mut report = RepairReport::default();
-        for r in self
-            .runners()
-            .iter()
-            .filter(|r| registered.contains(&r.name) && r.host != "auto")
-        {
+        for r in &self.registered()? {
             let mut row = RepairRow {
                 runner: r.name.clone(),
                 host: r.host.clone(),
