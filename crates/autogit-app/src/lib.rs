@@ -26,6 +26,7 @@ pub mod settings;
 pub mod sinks;
 pub mod supervisor;
 pub mod tls;
+pub mod upgrade;
 
 pub use bus::Bus;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -426,3 +426,55 @@ pub async fn logs(
         }
     }
 }
+
+/// What [`deploy`] reports while it works (image pulls go to their own callback, live).
+#[derive(Debug)]
+pub enum DeployProgress<'a> {
+    /// Which engine it found (`docker 28.2 (API 1.41) at /var/run/docker.sock`).
+    Engine(String),
+    Wait(InstallProgress<'a>),
+}
+
+/// `install` as one operation: the plan (quietly: the caller reports its diagnostics), the
+/// rendered files, the engine, the remembered ports, images present or pulled, then the wait
+/// for health. The upgrade runs it once per step.
+pub async fn deploy(
+    settings: Arc<Settings>,
+    bus: &Bus,
+    wait: Duration,
+    pull: &(dyn Fn(autogit_drivers::engine::PullProgress) + Send + Sync),
+    mut progress: impl FnMut(DeployProgress<'_>),
+) -> Result<InstallOutcome, String> {
+    let plan = crate::plan::quiet(&settings)?;
+    let data = data_dir(&settings)?;
+    crate::plan::write_rendered(&settings, &data.join("rendered"), &plan)?;
+    let engine = autogit_drivers::engine::docker::Docker::connect(settings.socket(), &settings.env)
+        .await
+        .map_err(|e| e.to_string())?;
+    let i = engine.info().await.map_err(|e| e.to_string())?;
+    progress(DeployProgress::Engine(format!(
+        "{} {} (API {}{}) at {}",
+        i.kind,
+        i.version,
+        i.api_version,
+        if i.rootless { ", rootless" } else { "" },
+        i.socket.display()
+    )));
+    let platform = PlatformController::open(settings.clone(), bus.clone(), engine, plan)?;
+    platform
+        .runtime
+        .with_store(|s| crate::plan::remember_ports(s, &settings, &platform.plan))?;
+    platform
+        .runtime
+        .prepare(pull)
+        .await
+        .map_err(|e| e.to_string())?;
+    platform
+        .wait_healthy(wait, |p| progress(DeployProgress::Wait(p)))
+        .await
+        .map_err(|e| {
+            format!(
+                "{e}; run `autogit install` again once it is fixed: it resumes where it stopped"
+            )
+        })
+}

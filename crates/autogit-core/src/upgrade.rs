@@ -288,6 +288,22 @@ pub fn set_gitlab_version(text: &str, version: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// The Ruby `gitlab-rails runner` evaluates to count pending and failed background
+/// migrations (GitLab's documented checks, in one call: each call boots Rails).
+pub const MIGRATIONS_SCRIPT: &str = "q = Gitlab::Database::BackgroundMigration::BatchedMigration; \
+failed = q.respond_to?(:with_status) ? q.with_status(:failed).count : 0; \
+legacy = (defined?(Gitlab::BackgroundMigration) && Gitlab::BackgroundMigration.respond_to?(:remaining)) ? Gitlab::BackgroundMigration.remaining : 0; \
+puts \"autogit-pending=#{q.queued.count + legacy} failed=#{failed}\"";
+
+/// Parses the script's answer: (pending, failed).
+pub fn parse_migrations(output: &str) -> Option<(u64, u64)> {
+    output.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("autogit-pending=")?;
+        let (p, f) = rest.split_once(" failed=")?;
+        Some((p.trim().parse().ok()?, f.trim().parse().ok()?))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,5 +456,17 @@ mod tests {
                 .unwrap_err()
                 .contains("flow mapping")
         );
+    }
+
+    #[test]
+    fn migration_answers() {
+        assert_eq!(
+            parse_migrations("noise\nautogit-pending=3 failed=0\n"),
+            Some((3, 0))
+        );
+        assert_eq!(parse_migrations("autogit-pending=0 failed=2"), Some((0, 2)));
+        assert_eq!(parse_migrations("autogit-pending=x failed=0"), None);
+        assert_eq!(parse_migrations(""), None);
+        assert!(!MIGRATIONS_SCRIPT.contains('\n'));
     }
 }

@@ -6,12 +6,13 @@ use crate::commands::make_plan;
 use crate::ctx::Loaded;
 use crate::exit;
 use crate::ui::{Ui, confirm, fail, parse_wait, runtime};
-use autogit_app::platform::{InstallOutcome, InstallProgress, PlatformController};
+use autogit_app::platform::{
+    DeployProgress, InstallOutcome, InstallProgress, PlatformController, deploy,
+};
 use autogit_app::sinks::Sinks;
 use autogit_app::{Bus, clock};
 use autogit_core::plan::Plan;
 use autogit_core::units::Dur;
-use autogit_drivers::engine::ContainerEngine;
 use autogit_drivers::engine::docker::Docker;
 use autogit_drivers::state::Store;
 use serde_json::json;
@@ -26,29 +27,16 @@ fn ready(ui: &Ui, g: &Global, loaded: &Loaded) -> Result<Plan, u8> {
     Ok(plan)
 }
 
-/// Connects to the engine and opens the platform controller on `bus`. With `announce`, says
-/// which engine it found.
+/// Connects to the engine and opens the platform controller on `bus`.
 async fn open(
     ui: &Ui,
     loaded: &Loaded,
     bus: &Bus,
     plan: Plan,
-    announce: bool,
 ) -> Result<PlatformController<Docker>, u8> {
     let engine = Docker::connect(loaded.socket(), &loaded.env)
         .await
         .map_err(|e| fail(ui, e))?;
-    if announce {
-        let i = engine.info().await.map_err(|e| fail(ui, e))?;
-        ui.note(&format!(
-            "engine: {} {} (API {}{}) at {}",
-            i.kind,
-            i.version,
-            i.api_version,
-            if i.rootless { ", rootless" } else { "" },
-            i.socket.display()
-        ));
-    }
     PlatformController::open(loaded.settings.clone(), bus.clone(), engine, plan)
         .map_err(|e| fail(ui, e))
 }
@@ -71,67 +59,44 @@ pub fn install(ui: &Ui, g: &Global, loaded: &Loaded, wait: &str, bootstrap: bool
             format!("--wait {wait}: expected a duration such as 90s, 15m or 0"),
         );
     };
-    let plan = match ready(ui, g, loaded) {
-        Ok(p) => p,
-        Err(code) => return code,
+    // The plan's diagnostics are reported here; `deploy` plans again, quietly.
+    let plan = match make_plan(ui, g, loaded) {
+        Some(p) => p,
+        None => return exit::INVALID_CONFIG,
     };
+    let has_gitlab = plan.service("gitlab").is_some();
     runtime().block_on(async {
         let (bus, sinks) = command_bus(ui, loaded);
-        let code = install_on(ui, loaded, &bus, plan, wait, bootstrap).await;
+        let code = install_on(ui, loaded, &bus, wait, bootstrap && has_gitlab).await;
         sinks.finish(bus, Duration::from_secs(10)).await;
         code
     })
 }
 
-async fn install_on(
-    ui: &Ui,
-    loaded: &Loaded,
-    bus: &Bus,
-    plan: Plan,
-    wait: Dur,
-    bootstrap: bool,
-) -> u8 {
-    let platform = match open(ui, loaded, bus, plan, true).await {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    // Dynamic ports are remembered so the next plan keeps them.
-    if let Err(e) = platform
-        .runtime
-        .with_store(|s| autogit_app::plan::remember_ports(s, loaded, &platform.plan))
-    {
-        ui.note(&format!(
-            "warning: the chosen ports were not remembered: {e}"
-        ));
-    }
-    let progress = crate::ui::pull_progress(ui);
-    if let Err(e) = platform.runtime.prepare(&progress).await {
-        return fail(ui, e);
-    }
-    let has_gitlab = platform.runtime.specs.iter().any(|s| s.service == "gitlab");
+async fn install_on(ui: &Ui, loaded: &Loaded, bus: &Bus, wait: Dur, bootstrap: bool) -> u8 {
+    let pull = crate::ui::pull_progress(ui);
     let start = Instant::now();
     let spinner = crate::ui::spinner(ui);
-    let mut last_line = String::new();
-    let outcome = platform
-        .wait_healthy(wait.0, |p| match p {
-            InstallProgress::ActionFailed { service, error } => {
-                ui.error(&format!("{service}: {error}"));
+    let outcome = deploy(loaded.settings.clone(), bus, wait.0, &pull, |p| match p {
+        DeployProgress::Engine(e) => spinner.suspend(|| ui.note(&format!("engine: {e}"))),
+        DeployProgress::Wait(InstallProgress::ActionFailed { service, error }) => {
+            spinner.suspend(|| ui.error(&format!("{service}: {error}")));
+        }
+        DeployProgress::Wait(InstallProgress::States(states)) => {
+            let line = states
+                .iter()
+                .map(|(s, st)| format!("{s}: {st}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if ui.quiet {
+            } else if spinner.is_hidden() {
+                eprintln!("[{:>4}s] {line}", start.elapsed().as_secs());
+            } else {
+                spinner.set_message(format!("waiting for health: {line}"));
             }
-            InstallProgress::States(states) => {
-                last_line = states
-                    .iter()
-                    .map(|(s, st)| format!("{s}: {st}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                if ui.quiet {
-                } else if spinner.is_hidden() {
-                    eprintln!("[{:>4}s] {last_line}", start.elapsed().as_secs());
-                } else {
-                    spinner.set_message(format!("waiting for health: {last_line}"));
-                }
-            }
-        })
-        .await;
+        }
+    })
+    .await;
     spinner.finish_and_clear();
     match outcome {
         Err(e) => fail(
@@ -145,14 +110,14 @@ async fn install_on(
                 "installed: {services} service(s) healthy after {}s",
                 after.as_secs()
             ));
-            if bootstrap && has_gitlab {
+            if bootstrap {
                 return bootstrap_gitlab(ui, loaded).await;
             }
             exit::OK
         }
         Ok(InstallOutcome::Started) => {
             ui.note("containers started; `autogit status` shows when they are healthy");
-            if bootstrap && has_gitlab {
+            if bootstrap {
                 ui.note("once GitLab is healthy, `autogit gitlab bootstrap` creates its users and tokens");
             }
             exit::OK
@@ -223,7 +188,7 @@ pub fn down(ui: &Ui, g: &Global, loaded: &Loaded, volumes: bool, yes: bool) -> u
     };
     runtime().block_on(async {
         let bus = Bus::new(clock::system());
-        let platform = match open(ui, loaded, &bus, plan, false).await {
+        let platform = match open(ui, loaded, &bus, plan).await {
             Ok(p) => p,
             Err(code) => return code,
         };
@@ -270,7 +235,7 @@ pub fn reconcile(ui: &Ui, g: &Global, loaded: &Loaded, clear: Option<&str>) -> u
     };
     runtime().block_on(async {
         let (bus, sinks) = command_bus(ui, loaded);
-        let code = match open(ui, loaded, &bus, plan, false).await {
+        let code = match open(ui, loaded, &bus, plan).await {
             Ok(platform) => match platform.reconcile_once().await {
                 Ok(report) => {
                     if ui.json {
@@ -331,7 +296,7 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         let clock = clock::system();
         let bus = Bus::new(clock.clone());
         let sinks = Sinks::all(&bus, loaded);
-        let platform = match open(ui, loaded, &bus, plan, false).await {
+        let platform = match open(ui, loaded, &bus, plan).await {
             Ok(p) => p,
             Err(code) => return code,
         };
