@@ -10,7 +10,7 @@ use crate::dns::DnsController;
 use crate::mirror::MirrorController;
 use crate::platform::PlatformController;
 use crate::runners::RunnerController;
-use crate::supervisor::{ErrorPolicy, Requeue, Shutdown, supervise};
+use crate::supervisor::{ErrorPolicy, PassError, Requeue, Shutdown, supervise};
 use crate::tls::TlsController;
 use crate::{Bus, SharedClock};
 use autogit_drivers::engine::ContainerEngine;
@@ -86,7 +86,7 @@ pub async fn run<E: ContainerEngine>(
         match mirror.pass(shutdown.wait()).await {
             Ok(Some(next)) => Ok(Requeue::At(next)),
             Ok(None) => Ok(Requeue::After(Duration::from_secs(60))),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(e.to_string().into()),
         }
     });
     let dns_loop = supervise("dns", bus, clock, policy, shutdown, || async {
@@ -94,14 +94,19 @@ pub async fn run<E: ContainerEngine>(
             return Ok(Requeue::Never);
         }
         // A failed sync is published by the controller; the loop backs off.
-        dns.sync(&platform.plan).await.map_err(|e| e.to_string())?;
+        dns.sync(&platform.plan)
+            .await
+            .map_err(|e| PassError::published(e.to_string()))?;
         Ok(Requeue::After(interval.max(DNS_MIN_INTERVAL)))
     });
     let runner_loop = supervise("runners", bus, clock, policy, shutdown, || async {
         if !runners.any() {
             return Ok(Requeue::Never);
         }
-        runners.autoscale_pass(&gitlab_url).await?;
+        runners
+            .autoscale_pass(&gitlab_url)
+            .await
+            .map_err(PassError::from)?;
         Ok(Requeue::After(RUNNER_INTERVAL))
     });
     let repair_loop = supervise("runner-repair", bus, clock, policy, shutdown, || async {
@@ -110,7 +115,7 @@ pub async fn run<E: ContainerEngine>(
         }
         // Dead runner containers on their hosts, restarted with the services' budget, backoff
         // and flag (RunnerController::repair_pass); per-runner errors are on its rows.
-        let report = runners.repair_pass().await?;
+        let report = runners.repair_pass().await.map_err(PassError::from)?;
         let soon = clock.now() + RUNNER_REPAIR_INTERVAL.as_secs();
         Ok(Requeue::At(report.next.map_or(soon, |t| t.min(soon)) as i64))
     });
@@ -118,12 +123,15 @@ pub async fn run<E: ContainerEngine>(
         // Jobs waiting or running: a scheduling pass places queued jobs on hosts with room,
         // notices finished ones and unreachable hosts.
         if compute.active() {
-            compute.pass().await.map_err(|e| e.to_string())?;
+            compute
+                .pass()
+                .await
+                .map_err(|e| PassError::from(e.to_string()))?;
         }
         Ok(Requeue::After(RUNNER_INTERVAL))
     });
     let backup_loop = supervise("backup", bus, clock, policy, shutdown, || async {
-        match backup.pass().await? {
+        match backup.pass().await.map_err(PassError::from)? {
             Some(next) => Ok(Requeue::At(next)),
             None => Ok(Requeue::Never),
         }

@@ -77,6 +77,34 @@ impl Shutdown {
     }
 }
 
+/// A failed pass. Retried by the policy either way; published as `controller_failed` unless
+/// the controller already published its own, more specific event (`dns_sync_failed`, ...),
+/// so one failure is one notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PassError {
+    pub message: String,
+    pub published: bool,
+}
+
+impl PassError {
+    /// A failure the controller has published itself.
+    pub fn published(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            published: true,
+        }
+    }
+}
+
+impl From<String> for PassError {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            published: false,
+        }
+    }
+}
+
 /// The longest a controller sleeps between passes, whatever it asked: a clock that jumps or a
 /// schedule computed wrong cannot put a controller to sleep for days.
 pub const MAX_WAIT: Duration = Duration::from_secs(3600);
@@ -91,7 +119,7 @@ pub async fn supervise<F, Fut>(
     mut pass: F,
 ) where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Requeue, String>>,
+    Fut: Future<Output = Result<Requeue, PassError>>,
 {
     let mut failures = 0u32;
     loop {
@@ -115,12 +143,14 @@ pub async fn supervise<F, Fut>(
             Err(error) => {
                 failures += 1;
                 let d = policy.delay(failures, fastrand::f64());
-                bus.publish(Event::ControllerFailed {
-                    controller: name.to_owned(),
-                    error,
-                    failures,
-                    retry_in_s: d.as_secs(),
-                });
+                if !error.published {
+                    bus.publish(Event::ControllerFailed {
+                        controller: name.to_owned(),
+                        error: error.message,
+                        failures,
+                        retry_in_s: d.as_secs(),
+                    });
+                }
                 d
             }
         };
@@ -166,7 +196,7 @@ mod tests {
             let n = c.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n < 3 {
-                    Err(format!("failure {n}"))
+                    Err(format!("failure {n}").into())
                 } else {
                     Ok(Requeue::After(Duration::from_secs(600)))
                 }
@@ -200,5 +230,36 @@ mod tests {
             let full = 5u64 << i;
             assert!((full / 2..=full).contains(wait), "{wait} for failure {n}");
         }
+    }
+
+    /// A failure the controller published itself is backed off like any other, but not
+    /// published again: one failure, one notification.
+    #[tokio::test(start_paused = true)]
+    async fn a_published_failure_is_not_published_twice() {
+        let bus = Bus::new(Arc::new(ManualClock::at(0)));
+        let clock: SharedClock = Arc::new(ManualClock::at(0));
+        let mut rx = bus.subscribe();
+        let (trigger, stop) = shutdown();
+        let calls = Arc::new(AtomicU32::new(0));
+        let c = calls.clone();
+        let run = supervise(
+            "dns",
+            &bus,
+            &clock,
+            ErrorPolicy::default(),
+            &stop,
+            move || {
+                c.fetch_add(1, Ordering::SeqCst);
+                async { Err(PassError::published("dns_sync_failed was published")) }
+            },
+        );
+        let stopper = async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            trigger.fire();
+        };
+        tokio::join!(run, stopper);
+        // 0 s, then 2.5–5 s, then 5–10 s, then 10–20 s: three or four passes in 30 s.
+        assert!((3..=4).contains(&calls.load(Ordering::SeqCst)), "{calls:?}");
+        assert!(rx.try_recv().is_err(), "nothing published");
     }
 }
