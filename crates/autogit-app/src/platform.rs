@@ -24,6 +24,9 @@ pub struct PlatformController<E: ContainerEngine> {
     pub runtime: Runtime<E>,
     pub plan: Plan,
     _forward: AbortOnDrop,
+    /// Failed passes in a row (the engine unreachable): published at 1, 2, 4, 8, ... so an
+    /// engine down for an hour is a handful of notifications, not one every 5 s.
+    failed_passes: std::sync::atomic::AtomicU32,
 }
 
 /// The task that forwards the runtime's state changes to the bus ends with its controller.
@@ -100,6 +103,7 @@ impl<E: ContainerEngine> PlatformController<E> {
             runtime,
             plan,
             _forward: AbortOnDrop(forward),
+            failed_passes: std::sync::atomic::AtomicU32::new(0),
         })
     }
 
@@ -117,8 +121,10 @@ impl<E: ContainerEngine> PlatformController<E> {
     /// Publishes what a pass did: each action, each failed action, each raised flag, or the
     /// pass's failure.
     pub fn publish_pass(&self, result: &Result<PassReport, RuntimeError>) {
+        use std::sync::atomic::Ordering;
         match result {
             Ok(report) => {
+                self.failed_passes.store(0, Ordering::SeqCst);
                 for a in &report.actions {
                     if let Action::Flag { service, reason } = a {
                         self.bus.publish(Event::FlagRaised {
@@ -139,12 +145,17 @@ impl<E: ContainerEngine> PlatformController<E> {
                     });
                 }
             }
-            Err(e) => self.bus.publish(Event::ControllerFailed {
-                controller: "platform".into(),
-                error: e.to_string(),
-                failures: 1,
-                retry_in_s: 5,
-            }),
+            Err(e) => {
+                let failures = self.failed_passes.fetch_add(1, Ordering::SeqCst) + 1;
+                if failures.is_power_of_two() {
+                    self.bus.publish(Event::ControllerFailed {
+                        controller: "platform".into(),
+                        error: e.to_string(),
+                        failures,
+                        retry_in_s: 5,
+                    });
+                }
+            }
         }
     }
 

@@ -150,3 +150,38 @@ async fn the_daemon_stops_when_its_state_database_is_emptied_under_it() {
     let e = result.unwrap_err();
     assert!(e.contains("state.db"), "{e}");
 }
+
+/// An engine that stays down fails every pass; the failure is published at the 1st, 2nd, 4th,
+/// 8th... pass in a row, not at every pass (an hour of outage is a handful of webhooks), and
+/// counting starts again once a pass works.
+#[tokio::test]
+async fn an_engine_outage_is_published_sparingly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, bus, _clock) = open(dir.path());
+    p.reconcile_once().await.unwrap();
+    let mut rx = bus.subscribe();
+    p.runtime.engine.lock().down = true;
+    for _ in 0..10 {
+        assert!(p.reconcile_once().await.is_err());
+    }
+    let failures: Vec<u32> = drain(&mut rx)
+        .iter()
+        .filter_map(|e| match e {
+            Event::ControllerFailed { failures, .. } => Some(*failures),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures, [1, 2, 4, 8]);
+    p.runtime.engine.lock().down = false;
+    p.reconcile_once().await.unwrap();
+    p.runtime.engine.lock().down = true;
+    assert!(p.reconcile_once().await.is_err());
+    let again: Vec<Event> = drain(&mut rx)
+        .into_iter()
+        .filter(|e| matches!(e, Event::ControllerFailed { .. }))
+        .collect();
+    assert!(
+        matches!(&again[..], [Event::ControllerFailed { failures: 1, .. }]),
+        "{again:?}"
+    );
+}
