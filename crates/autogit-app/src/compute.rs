@@ -142,6 +142,64 @@ impl ComputeController {
         Ok(row)
     }
 
+    /// Cancels a job: a queued one leaves the queue; a running one has its container removed
+    /// on its host first (`<engine> rm -f`), and is cancelled only when that worked or the
+    /// container is already gone. A finished job cannot be cancelled (`Request`).
+    pub async fn cancel(&self, job: &str) -> Result<JobRow, ComputeError> {
+        let store = self.store()?;
+        let st = |e: autogit_drivers::state::StateError| ComputeError::State(e.to_string());
+        let mut row = store
+            .job(job)
+            .map_err(st)?
+            .ok_or_else(|| ComputeError::NoSuchJob(job.to_owned()))?;
+        let from = state_of(&row);
+        if job_transition(from, JobEvent::Cancel).is_none() {
+            return Err(ComputeError::Request(format!(
+                "job {job} is {}: only queued or running jobs can be cancelled",
+                from.as_str()
+            )));
+        }
+        if from == JobState::Running
+            && let Some(host) = row.host.clone()
+        {
+            let health = self.runners.probe_all().await;
+            let inv = health
+                .iter()
+                .find(|h| h.host == host && h.reachable)
+                .ok_or_else(|| {
+                    ComputeError::Request(format!(
+                        "{host} is unreachable: the job's container cannot be stopped now; try again when it answers"
+                    ))
+                })?
+                .inventory
+                .clone();
+            let argv: Vec<String> = [
+                engine_name(inv.as_ref()),
+                "rm",
+                "-f",
+                &container_name(&row.id),
+            ]
+            .map(str::to_owned)
+            .into();
+            let out = self
+                .runners
+                .remote(&host)
+                .map_err(ComputeError::Request)?
+                .run(&argv)
+                .await
+                .map_err(|e| ComputeError::Request(e.to_string()))?;
+            if !out.success() && !out.stderr.to_ascii_lowercase().contains("no such") {
+                return Err(ComputeError::Request(format!(
+                    "removing the container on {host} failed: {}",
+                    out.stderr.trim().lines().last().unwrap_or("")
+                )));
+            }
+        }
+        self.apply(&mut row, JobEvent::Cancel, "cancelled on request".into());
+        store.update_job(&row).map_err(st)?;
+        Ok(row)
+    }
+
     /// One scheduling pass: probe the hosts, refresh running jobs, place what fits (best
     /// fit), start it. Returns the hosts and every job after the pass.
     pub async fn pass(&self) -> Result<(Vec<HostHealth>, Vec<JobRow>), ComputeError> {

@@ -3,7 +3,7 @@
 //! it. `autogit dns plan`/`dns sync` and the daemon's periodic sync call it.
 
 use crate::{Bus, Event, Settings};
-use autogit_core::dns::{Change, DnsPlan, DnsTarget, Record, desired_records, dns_plan};
+use autogit_core::dns::{Change, DnsPlan, DnsTarget, Record, RecordType, dns_plan};
 use autogit_core::plan::Plan;
 use autogit_core::platform::DnsProvider as Kind;
 use autogit_drivers::dns::{DnsProvider, DnsProviderError, from_platform, provider_name};
@@ -22,6 +22,15 @@ pub enum DnsError {
         "DNS_PROVIDER=manual: autogit does not change DNS; create the records `autogit dns plan` lists, or set DNS_PROVIDER to rfc2136, cloudflare, route53, gcloud or dnsmasq"
     )]
     Manual,
+    /// A record asked for through the API is wrong (`field`: name, type, value, ttl).
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// No such record among those added through the API.
+    #[error("{0}")]
+    NotFound(String),
     /// The provider failed; the text says whether anything was applied.
     #[error("{0}")]
     Provider(String),
@@ -37,6 +46,16 @@ pub struct DnsView {
     pub zone: Option<String>,
     pub desired: Vec<Record>,
     pub plan: DnsPlan,
+}
+
+/// A record added through the API, as `<data>/dns/records.json` keeps it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ExtraRecord {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    value: String,
+    ttl: u32,
 }
 
 /// The result of a sync: what was applied (possibly nothing) and what was left alone.
@@ -78,9 +97,115 @@ impl DnsController {
                 autogit_drivers::dns::factory::WORKING
             )));
         }
-        let target = DnsTarget::from_plan(plan, p, p.dns_ttl)
-            .map_err(|e| DnsError::Config(e.to_string()))?;
-        Ok(desired_records(&target, &plan.project))
+        let target = self.target(plan)?;
+        Ok(autogit_core::dns::desired_records_with(
+            &target,
+            &plan.project,
+            &self.extra_records()?,
+        ))
+    }
+
+    fn target(&self, plan: &Plan) -> Result<DnsTarget, DnsError> {
+        let p = &self.settings.platform;
+        DnsTarget::from_plan(plan, p, p.dns_ttl).map_err(|e| DnsError::Config(e.to_string()))
+    }
+
+    /// The records autogit wants in the zone: the platform's, those added through the API,
+    /// and their ownership records.
+    pub fn desired_records(&self, plan: &Plan) -> Result<Vec<Record>, DnsError> {
+        self.desired(plan)
+    }
+
+    /// Where records added through the API are kept (`<data>/dns/records.json`).
+    fn extra_path(&self) -> std::path::PathBuf {
+        self.settings.data_dir.join("dns").join("records.json")
+    }
+
+    /// Records added through the API.
+    pub fn extra_records(&self) -> Result<Vec<Record>, DnsError> {
+        let path = self.extra_path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(DnsError::Config(format!("{}: {e}", path.display()))),
+        };
+        let rows: Vec<ExtraRecord> = serde_json::from_str(&text)
+            .map_err(|e| DnsError::Config(format!("{}: {e}", path.display())))?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Record::new(&r.name, RecordType::from_name(&r.kind), r.value, r.ttl))
+            .collect())
+    }
+
+    fn write_extra(&self, records: &[Record]) -> Result<(), DnsError> {
+        let rows: Vec<ExtraRecord> = records
+            .iter()
+            .map(|r| ExtraRecord {
+                name: r.name.clone(),
+                kind: r.kind.as_str().to_owned(),
+                value: r.value.clone(),
+                ttl: r.ttl,
+            })
+            .collect();
+        let path = self.extra_path();
+        let dir = path.parent().expect("the records file is in a directory");
+        autogit_drivers::fsx::create_private_dir(dir)
+            .map_err(|e| DnsError::Config(format!("{}: {e}", dir.display())))?;
+        let json = serde_json::to_vec_pretty(&rows).expect("records serialize");
+        autogit_drivers::fsx::write_atomic(&path, &json, 0o600)
+            .map_err(|e| DnsError::Config(e.to_string()))
+    }
+
+    /// Adds a record (checked by `core::dns::check_extra`), then syncs the zone. On a failed
+    /// sync the record stays wanted: the next sync (the daemon's, or another call) applies it.
+    pub async fn add_record(
+        &self,
+        plan: &Plan,
+        name: &str,
+        kind: &str,
+        value: &str,
+        ttl: u32,
+    ) -> Result<Record, DnsError> {
+        if self.provider()?.is_none() {
+            return Err(DnsError::Manual);
+        }
+        let target = self.target(plan)?;
+        let record = autogit_core::dns::check_extra(&target, name, kind, value, ttl)
+            .map_err(|(field, message)| DnsError::Invalid { field, message })?;
+        let mut extra = self.extra_records()?;
+        extra.retain(|r| {
+            !(r.name == record.name && r.kind == record.kind && r.value == record.value)
+        });
+        extra.push(record.clone());
+        self.write_extra(&extra)?;
+        self.sync(plan).await?;
+        Ok(record)
+    }
+
+    /// Removes a record added through the API (every value of that name and type), then syncs.
+    pub async fn remove_record(
+        &self,
+        plan: &Plan,
+        name: &str,
+        kind: &str,
+    ) -> Result<Vec<Record>, DnsError> {
+        if self.provider()?.is_none() {
+            return Err(DnsError::Manual);
+        }
+        let name = autogit_core::dns::canonical_name(name);
+        let kind = RecordType::from_name(kind);
+        let mut extra = self.extra_records()?;
+        let (gone, kept): (Vec<Record>, Vec<Record>) = extra
+            .drain(..)
+            .partition(|r| r.name == name && r.kind == kind);
+        if gone.is_empty() {
+            return Err(DnsError::NotFound(format!(
+                "no {kind} record `{name}` was added through the API; the platform's own records follow its services"
+            )));
+        }
+        self.write_extra(&kept)?;
+        self.sync(plan).await?;
+        Ok(gone)
     }
 
     fn provider(&self) -> Result<Option<Box<dyn DnsProvider>>, DnsError> {

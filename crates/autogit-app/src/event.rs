@@ -15,6 +15,16 @@ pub enum Severity {
     Error,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
@@ -169,6 +179,22 @@ pub enum Event {
         failures: u32,
         retry_in_s: u64,
     },
+    /// Work an API request started in the background (deploy, mirror sync, backup, restore).
+    TaskStarted {
+        /// The request id (also in the audit log).
+        id: String,
+        operation: String,
+        target: String,
+        actor: String,
+    },
+    /// That work ended.
+    TaskFinished {
+        id: String,
+        operation: String,
+        target: String,
+        ok: bool,
+        detail: String,
+    },
     /// A notification could not be delivered.
     WebhookFailed {
         url: String,
@@ -209,6 +235,8 @@ impl Event {
             Event::ComputeJobChanged { .. } => "compute_job_changed",
             Event::ControllerFailed { .. } => "controller_failed",
             Event::WebhookFailed { .. } => "webhook_failed",
+            Event::TaskStarted { .. } => "task_started",
+            Event::TaskFinished { .. } => "task_finished",
         }
     }
 
@@ -224,6 +252,7 @@ impl Event {
             | Event::RunnerScaleFailed { .. }
             | Event::RunnerRegistrationFailed { .. }
             | Event::ControllerFailed { .. } => Severity::Error,
+            Event::TaskFinished { ok: false, .. } => Severity::Error,
             Event::HostUnreachable { .. } | Event::WebhookFailed { .. } => Severity::Warning,
             Event::RunnerRepaired { error, .. } => {
                 if error.is_some() {
@@ -274,6 +303,7 @@ impl Event {
             Event::HostUnreachable { host, .. } | Event::HostReachable { host } => Some(host),
             Event::ComputeJobChanged { job, .. } => Some(job),
             Event::ControllerFailed { controller, .. } => Some(controller),
+            Event::TaskStarted { target, .. } | Event::TaskFinished { target, .. } => Some(target),
             Event::CertificateRenewed { .. }
             | Event::CertificateRenewalFailed { .. }
             | Event::IngressRefreshFailed { .. } => Some("tls"),
@@ -425,6 +455,27 @@ impl Event {
             Event::WebhookFailed { url, about, error } => {
                 format!("webhook {url} ({about}): {error}")
             }
+            Event::TaskStarted {
+                id,
+                operation,
+                target,
+                actor,
+            } => format!("{operation} {target} started by {actor} (request {id})"),
+            Event::TaskFinished {
+                id,
+                operation,
+                target,
+                ok,
+                detail,
+            } => format!(
+                "{operation} {target} {} (request {id}){}",
+                if *ok { "done" } else { "failed" },
+                if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {detail}")
+                }
+            ),
         }
     }
 }

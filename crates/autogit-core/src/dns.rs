@@ -247,6 +247,111 @@ pub fn desired_records(target: &DnsTarget, project: &str) -> Vec<Record> {
     v
 }
 
+/// The records autogit wants, with records added through the API (`extra`): each also gets
+/// its ownership record, so a sync manages it like the platform's own.
+pub fn desired_records_with(target: &DnsTarget, project: &str, extra: &[Record]) -> Vec<Record> {
+    let mut v = target.address_records();
+    v.extend(extra.iter().cloned());
+    let owners: BTreeSet<String> = v.iter().map(|r| owner_name(&r.name)).collect();
+    v.extend(
+        owners
+            .iter()
+            .map(|n| Record::new(n, RecordType::Txt, owner_value(project), target.ttl)),
+    );
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// A record asked for through the API, checked: A, AAAA or TXT; a valid name under the base
+/// domain that is neither a platform name nor an ownership or ACME name; a value of its
+/// type; a TTL of 60 to 86400 seconds. The error says which part is wrong.
+pub fn check_extra(
+    target: &DnsTarget,
+    name: &str,
+    kind: &str,
+    value: &str,
+    ttl: u32,
+) -> Result<Record, (&'static str, String)> {
+    let kind = match kind {
+        "A" => RecordType::A,
+        "AAAA" => RecordType::Aaaa,
+        "TXT" => RecordType::Txt,
+        other => {
+            return Err((
+                "type",
+                format!(
+                    "`{}` cannot be created here: use A, AAAA or TXT",
+                    other.escape_default()
+                ),
+            ));
+        }
+    };
+    let name = canonical_name(name);
+    let base = &target.base_domain;
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.len() > 253 || !name.split('.').all(label_ok) {
+        return Err((
+            "name",
+            "not a valid DNS name (letters, digits, `-`, `_`; labels of 1 to 63)".into(),
+        ));
+    }
+    if name != *base && !name.ends_with(&format!(".{base}")) {
+        return Err(("name", format!("must be {base} or under it")));
+    }
+    if name.starts_with(&format!("{OWNER_LABEL}.")) || name.starts_with("_acme-challenge.") {
+        return Err((
+            "name",
+            "ownership and ACME challenge names are autogit's".into(),
+        ));
+    }
+    if kind.is_address() && target.address_records().iter().any(|r| r.name == name) {
+        return Err((
+            "name",
+            "the platform already points this name at the ingress".into(),
+        ));
+    }
+    let value = value.trim();
+    let ok = match kind {
+        RecordType::A => value.parse::<std::net::Ipv4Addr>().is_ok(),
+        RecordType::Aaaa => value.parse::<std::net::Ipv6Addr>().is_ok(),
+        _ => {
+            !value.is_empty()
+                && value.len() <= 1024
+                && value
+                    .bytes()
+                    .all(|b| (0x20..0x7f).contains(&b) && b != b'"')
+        }
+    };
+    if !ok {
+        return Err((
+            "value",
+            match kind {
+                RecordType::A => "an IPv4 address".into(),
+                RecordType::Aaaa => "an IPv6 address".into(),
+                _ => "1 to 1024 printable ASCII characters without `\"`".into(),
+            },
+        ));
+    }
+    if !(60..=86_400).contains(&ttl) {
+        return Err(("ttl", "between 60 and 86400 seconds".into()));
+    }
+    let value = match kind {
+        RecordType::A | RecordType::Aaaa => value
+            .parse::<IpAddr>()
+            .map_or(value.to_owned(), |ip| ip.to_string()),
+        _ => value.to_owned(),
+    };
+    Ok(Record::new(&name, kind, value, ttl))
+}
+
 /// One change to a zone.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -735,5 +840,42 @@ mod tests {
             t.address_records()[0],
             Record::new("*.example.test", RecordType::Aaaa, "2001:db8::1", 300)
         );
+    }
+
+    #[test]
+    fn extra_records_are_checked_and_owned() {
+        let t = DnsTarget {
+            base_domain: "example.test".into(),
+            ingress_ip: "192.0.2.1".parse().unwrap(),
+            mode: DnsMode::Wildcard,
+            ttl: 300,
+            subdomains: Vec::new(),
+        };
+        let cases: &[(&str, &str, &str, u32, Result<(), &str>)] = &[
+            ("nas.example.test", "A", "192.0.2.9", 300, Ok(())),
+            ("NAS.example.test.", "AAAA", "2001:db8::1", 300, Ok(())),
+            ("txt.example.test", "TXT", "v=spf1 -all", 300, Ok(())),
+            ("x.other.test", "A", "192.0.2.9", 300, Err("name")),
+            ("*.example.test", "A", "192.0.2.9", 300, Err("name")),
+            ("example.test", "A", "192.0.2.9", 300, Err("name")),
+            ("_autogit.x.example.test", "TXT", "v", 300, Err("name")),
+            ("_acme-challenge.example.test", "TXT", "v", 300, Err("name")),
+            ("a..example.test", "A", "192.0.2.9", 300, Err("name")),
+            ("m.example.test", "MX", "10 mail", 300, Err("type")),
+            ("m.example.test", "A", "2001:db8::1", 300, Err("value")),
+            ("m.example.test", "TXT", "quote\"d", 300, Err("value")),
+            ("m.example.test", "A", "192.0.2.9", 5, Err("ttl")),
+        ];
+        for (name, kind, value, ttl, want) in cases {
+            let got = check_extra(&t, name, kind, value, *ttl)
+                .map(|_| ())
+                .map_err(|e| e.0);
+            assert_eq!(&got, want, "{name} {kind} {value}");
+        }
+        let nas = check_extra(&t, "NAS.example.test.", "A", "192.0.2.9", 300).unwrap();
+        assert_eq!(nas.name, "nas.example.test");
+        let all = desired_records_with(&t, "p", &[nas.clone()]);
+        assert!(all.contains(&nas));
+        assert!(all.iter().any(|r| r.name == owner_name("nas.example.test")));
     }
 }

@@ -302,6 +302,29 @@ pub struct TransitionRow {
     pub reason: String,
 }
 
+/// One row of the event feed ([`Store::feed_after`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedRow {
+    /// A published event (`detail` is the event as JSON).
+    Event {
+        at: i64,
+        service: Option<String>,
+        kind: String,
+        detail: String,
+    },
+    /// A state transition of a service.
+    Transition(TransitionRow),
+}
+
+impl FeedRow {
+    pub fn at(&self) -> i64 {
+        match self {
+            FeedRow::Event { at, .. } => *at,
+            FeedRow::Transition(t) => t.at,
+        }
+    }
+}
+
 /// The last known state of one mirror (`autogit mirror list`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct MirrorStatus {
@@ -665,6 +688,76 @@ impl Store {
         let mut v: Vec<TransitionRow> = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
         v.reverse();
         Ok(v)
+    }
+
+    /// Events and transitions recorded after the cursor `(event id, transition id)`, oldest
+    /// first, at most `limit` of each, with the new cursor. `None`: start at the end (only
+    /// what comes next). The API's event stream follows the table with it.
+    pub fn feed_after(
+        &self,
+        cursor: Option<(i64, i64)>,
+        limit: usize,
+    ) -> Result<(Vec<FeedRow>, (i64, i64)), StateError> {
+        let (e0, t0) = match cursor {
+            Some(c) => c,
+            None => self
+                .conn
+                .query_row(
+                    "SELECT (SELECT COALESCE(MAX(id), 0) FROM events), (SELECT COALESCE(MAX(id), 0) FROM transitions)",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(|e| self.err(e))?,
+        };
+        let mut out = Vec::new();
+        let (mut e1, mut t1) = (e0, t0);
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, at, service, kind, detail FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![e0, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    FeedRow::Event {
+                        at: r.get(1)?,
+                        service: r.get(2)?,
+                        kind: r.get(3)?,
+                        detail: r.get(4)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (id, row) = row.map_err(|e| self.err(e))?;
+            e1 = id;
+            out.push(row);
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, service, at, from_state, to_state, reason FROM transitions WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![t0, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    FeedRow::Transition(TransitionRow {
+                        service: r.get(1)?,
+                        at: r.get(2)?,
+                        from: r.get(3)?,
+                        to: r.get(4)?,
+                        reason: r.get(5)?,
+                    }),
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        for row in rows {
+            let (id, row) = row.map_err(|e| self.err(e))?;
+            t1 = id;
+            out.push(row);
+        }
+        out.sort_by_key(FeedRow::at);
+        Ok((out, (e1, t1)))
     }
 
     pub fn forget(&self, service: &str) -> Result<(), StateError> {

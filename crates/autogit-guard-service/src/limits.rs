@@ -99,16 +99,16 @@ pub fn check_exposure(
 
 /// A token bucket per client address: `rate` requests per second, up to `burst` at once.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     rate: f64,
     burst: f64,
-    buckets: HashMap<IpAddr, (f64, Instant)>,
+    buckets: HashMap<K, (f64, Instant)>,
 }
 
-/// How many clients are remembered before idle (full) buckets are forgotten.
+/// How many clients (addresses, keys) are remembered before idle (full) buckets are forgotten.
 const MAX_CLIENTS: usize = 10_000;
 
-impl RateLimiter {
+impl<K: std::hash::Hash + Eq + Clone> RateLimiter<K> {
     /// `rate` ≤ 0 disables the limit.
     pub fn new(rate: f64, burst: f64) -> Self {
         Self {
@@ -120,7 +120,7 @@ impl RateLimiter {
 
     /// Takes one token for `client` at `now`; `Err(wait)` when there is none, `wait` being
     /// when the next one is there.
-    pub fn take(&mut self, client: IpAddr, now: Instant) -> Result<(), Duration> {
+    pub fn take(&mut self, client: K, now: Instant) -> Result<(), Duration> {
         if self.rate <= 0.0 {
             return Ok(());
         }

@@ -739,10 +739,10 @@ pub fn router(state: Arc<ServerState>) -> Router {
 async fn refuse_busy(mut stream: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
     let body = json!({
-        "type": "urn:autogit:guard:busy",
+        "type": "urn:autogit:problem:busy",
         "title": "Service Unavailable",
         "status": 503,
-        "detail": "the guard is at its connection limit; try again shortly",
+        "detail": "the server is at its connection limit; try again shortly",
     })
     .to_string();
     let resp = format!(
@@ -766,6 +766,17 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(resp.as_bytes())).await;
 }
 
+/// Limits of the connection loop ([`serve_app`]).
+#[derive(Clone, Debug)]
+pub struct ConnLimits {
+    /// Time for a request's headers to arrive; then the connection is closed.
+    pub header_timeout: Duration,
+    /// Open connections at most; more get `503`.
+    pub max_connections: usize,
+    /// Who is speaking in log lines (`autogit guard`).
+    pub name: &'static str,
+}
+
 /// Serve on an already bound listener until `shutdown` resolves. Refuses a non-loopback
 /// listener without a token (unless `insecure_no_auth`). Connections beyond
 /// `max_connections` get a 503; a request whose headers have not arrived within
@@ -783,11 +794,29 @@ pub async fn serve(
         state.options.auth_token.is_some(),
         state.options.insecure_no_auth,
     )?;
-    let app = router(Arc::clone(&state));
-    let slots = Arc::new(Semaphore::new(state.options.max_connections));
+    let limits = ConnLimits {
+        header_timeout: state.options.header_timeout,
+        max_connections: state.options.max_connections,
+        name: "autogit guard",
+    };
+    serve_app(listener, router(state), &limits, shutdown).await;
+    Ok(())
+}
+
+/// The connection loop of autogit's HTTP servers (the guard, the API): HTTP/1.1 with
+/// keep-alive, the client's address on every request as [`ClientAddr`], a header read
+/// timeout, a connection cap (over it, a few connections at a time get a `503` problem, the
+/// others are closed), and a graceful shutdown (10 s for requests in flight).
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: &ConnLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(state.options.header_timeout)
+        .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     // Over the cap, a few connections at a time get a 503; the others are closed at once.
@@ -802,7 +831,7 @@ pub async fn serve(
                     // Out of file descriptors or a connection reset before accept: keep
                     // serving the ones there are (and say so at most once a minute).
                     if last_accept_error.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
-                        eprintln!("autogit guard: accept: {e}");
+                        eprintln!("{}: accept: {e}", limits.name);
                         last_accept_error = Some(std::time::Instant::now());
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -836,7 +865,6 @@ pub async fn serve(
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
-    Ok(())
 }
 
 /// Bind `listen` and serve until Ctrl-C (blocking; builds its own runtime).

@@ -27,7 +27,7 @@ pub enum AnalysisStatus {
 }
 
 impl AnalysisStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Released => "released",

@@ -56,6 +56,10 @@ pub struct Global {
     /// Never color the output (also NO_COLOR=1)
     #[arg(long, global = true, env = "AUTOGIT_NO_COLOR")]
     pub no_color: bool,
+    /// Drive a remote autogit server instead of this host (`status` so far), e.g.
+    /// https://api.example.com; the key or token comes from AUTOGIT_API_KEY
+    #[arg(long, global = true, env = "AUTOGIT_API", value_name = "URL")]
+    pub api: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +133,24 @@ pub enum Command {
         /// Do not ask
         #[arg(long, short = 'y')]
         yes: bool,
+    },
+    /// Serve the REST API (/api/v1, OpenAPI 3.1 at /api/v1/openapi.json)
+    Serve {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+        listen: SocketAddr,
+        /// Print the OpenAPI document and exit (docs/api/openapi.json is this output)
+        #[arg(long)]
+        print_openapi: bool,
+        /// Largest request body in bytes
+        #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+        max_body: usize,
+        /// Requests per second per client address (0: no limit)
+        #[arg(long, default_value_t = 50.0, value_name = "N")]
+        rate_per_addr: f64,
+        /// Requests per second per API key or token (0: no limit)
+        #[arg(long, default_value_t = 100.0, value_name = "N")]
+        rate_per_key: f64,
     },
     /// Run the reconcile loop: react to engine events and reconcile every interval
     Daemon {

@@ -55,15 +55,36 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Command::Down { volumes, yes } => {
             crate::runtime_cmd::down(&ui, g, &load_all(g, &[]), volumes, yes)
         }
+        Command::Serve {
+            listen,
+            print_openapi,
+            max_body,
+            rate_per_addr,
+            rate_per_key,
+        } => {
+            let options = autogit_api::server::ServeOptions {
+                max_body_bytes: max_body,
+                rate_per_addr: (rate_per_addr, rate_per_addr * 2.0),
+                rate_per_principal: (rate_per_key, rate_per_key * 2.0),
+                ..Default::default()
+            };
+            if print_openapi {
+                print!("{}", autogit_api::openapi::json());
+                exit::OK
+            } else {
+                crate::serve_cmd::serve(&ui, &load_all(g, &[]), listen, options)
+            }
+        }
         Command::Daemon { print_systemd_unit } => {
             crate::runtime_cmd::daemon(&ui, g, &load_all(g, &[]), print_systemd_unit)
         }
         Command::Export(ExportCommand::Compose { out }) => {
             export_compose(&ui, g, &load_all(g, &[]), out.as_deref())
         }
-        Command::Status { service } => {
-            crate::status_cmd::status(&ui, &load_all(g, &[]), service.as_deref())
-        }
+        Command::Status { service } => match &g.api {
+            Some(url) => crate::serve_cmd::remote_status(&ui, url, service.as_deref()),
+            None => crate::status_cmd::status(&ui, &load_all(g, &[]), service.as_deref()),
+        },
         Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, &load_all(g, &[]), cmd),
         Command::Tls(cmd) => crate::tls_cmd::run(&ui, g, cmd),
         Command::Services => services(&ui, g, &load_all(g, &[])),

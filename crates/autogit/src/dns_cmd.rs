@@ -51,7 +51,7 @@ fn fail(ui: &Ui, e: &DnsError) -> u8 {
     match e {
         DnsError::Config(_) => exit::INVALID_CONFIG,
         DnsError::Manual => exit::UNAVAILABLE,
-        DnsError::Provider(_) => exit::FAILURE,
+        DnsError::Provider(_) | DnsError::Invalid { .. } | DnsError::NotFound(_) => exit::FAILURE,
     }
 }
 

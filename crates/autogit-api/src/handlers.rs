@@ -1,0 +1,1317 @@
+//! One handler per operation: call the application layer, map its result to the wire type.
+//! Work that takes minutes (deploy, mirror sync, backup, restore) runs in the background and
+//! answers `202 Accepted`; its progress is on the event stream (`task_started`,
+//! `task_finished`, and the controllers' own events).
+
+use crate::model::*;
+use crate::op::{NoBody, NoParams, Operation};
+use crate::ops::*;
+use crate::problem::Problem;
+use crate::server::{Api, Cx, Reply, check_if_match, etag_of};
+use autogit_app::Event;
+use axum::http::StatusCode;
+use std::future::Future;
+use std::sync::Arc;
+
+/// The server side of an operation.
+pub trait Handle: Operation {
+    fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        path: Self::Path,
+        query: Self::Query,
+        body: Self::Body,
+    ) -> impl Future<Output = Result<Reply<Self::Response>, Problem>> + Send;
+}
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 500;
+
+fn page<T>(
+    items: Vec<T>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+) -> Result<(Vec<T>, (usize, usize, usize)), Problem> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(Problem::invalid(
+            "query.limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset > 1_000_000 {
+        return Err(Problem::invalid("query.offset", "at most 1000000"));
+    }
+    let (limit, offset) = (limit as usize, offset as usize);
+    let total = items.len();
+    let items = items.into_iter().skip(offset).take(limit).collect();
+    Ok((items, (total, offset, limit)))
+}
+
+fn state_problem(e: impl std::fmt::Display) -> Problem {
+    Problem::internal(format!("the state database could not be read: {e}"))
+}
+
+fn store(api: &Api) -> Result<Option<autogit_drivers::state::Store>, Problem> {
+    let db = api.settings.state_db();
+    if !db.exists() {
+        return Ok(None);
+    }
+    autogit_drivers::state::Store::open(&db)
+        .map(Some)
+        .map_err(state_problem)
+}
+
+/// Starts background work: publishes `task_started`, runs `work` on a thread of its own
+/// (some controllers' futures hold a SQLite connection across awaits and are not `Send`),
+/// publishes `task_finished`.
+fn spawn_task<M, F>(api: &Arc<Api>, cx: &Cx, operation: &str, target: &str, work: M) -> Accepted
+where
+    M: FnOnce() -> F + Send + 'static,
+    F: Future<Output = Result<String, String>> + 'static,
+{
+    let (id, operation, target) = (
+        cx.request_id.clone(),
+        operation.to_owned(),
+        target.to_owned(),
+    );
+    api.bus.publish(Event::TaskStarted {
+        id: id.clone(),
+        operation: operation.clone(),
+        target: target.clone(),
+        actor: cx.actor(),
+    });
+    let bus = api.bus.clone();
+    let accepted = Accepted {
+        id: id.clone(),
+        operation: operation.clone(),
+        target: target.clone(),
+        events: "/api/v1/events".into(),
+    };
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let result = rt.block_on(work());
+        bus.publish(Event::TaskFinished {
+            id,
+            operation,
+            target,
+            ok: result.is_ok(),
+            detail: result.unwrap_or_else(|e| e),
+        });
+    });
+    accepted
+}
+
+// ---- meta ----------------------------------------------------------------------------------
+
+impl Handle for Healthz {
+    async fn handle(
+        _: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<Health>, Problem> {
+        Ok(Reply::new(Health {
+            status: "ok".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+        }))
+    }
+}
+
+// ---- services ------------------------------------------------------------------------------
+
+fn services(api: &Api) -> Result<Vec<Service>, Problem> {
+    let rows = match store(api)? {
+        Some(s) => s.services().map_err(state_problem)?,
+        None => Vec::new(),
+    };
+    let base = api.plan.base_domain.as_deref();
+    Ok(api
+        .plan
+        .services
+        .iter()
+        .filter(|s| s.placement == autogit_core::plan::Placement::Local)
+        .map(|s| {
+            let row = rows.iter().find(|r| r.service == s.name);
+            Service {
+                name: s.name.clone(),
+                subdomain: s.subdomain.clone(),
+                status: ServiceStatus::from_state(row.map(|r| r.state.as_str())),
+                ports: Ports {
+                    internal: s.internal_port,
+                    external: s.ports.first().map(|p| p.host),
+                },
+                state: row.map(|r| r.state.clone()),
+                since: row.map(|r| r.since),
+                restarts: row.map_or(0, |r| r.restarts),
+                flagged: row.is_some_and(|r| r.flagged),
+                flag_reason: row.and_then(|r| r.flag_reason.clone()),
+                url: match (&s.subdomain, base) {
+                    (Some(sub), Some(d)) => Some(format!("https://{sub}.{d}")),
+                    _ => None,
+                },
+            }
+        })
+        .collect())
+}
+
+fn service(api: &Api, name: &str) -> Result<Service, Problem> {
+    services(api)?
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| {
+            Problem::not_found(format!(
+                "no service `{name}` in the plan; GET /api/v1/services lists them"
+            ))
+        })
+}
+
+impl Handle for ListServices {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: ServiceQuery,
+        _: NoBody,
+    ) -> Result<Reply<ServiceList>, Problem> {
+        let all: Vec<Service> = services(api)?
+            .into_iter()
+            .filter(|s| q.status.is_none_or(|st| s.status == st))
+            .collect();
+        let (items, p) = page(all, q.limit, q.offset)?;
+        let mut r = Reply::new(ServiceList(items));
+        r.page = Some(p);
+        Ok(r)
+    }
+}
+
+impl Handle for GetService {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        p: ServicePath,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<Service>, Problem> {
+        Ok(Reply::new(service(api, &p.service)?))
+    }
+}
+
+impl Handle for DeployService {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        p: ServicePath,
+        _: NoParams,
+        body: DeployRequest,
+    ) -> Result<Reply<Accepted>, Problem> {
+        let current = service(api, &p.service)?;
+        check_if_match(cx, &etag_of(&current))?;
+        let wait = body.wait_seconds.unwrap_or(600);
+        if wait > 3600 {
+            return Err(Problem::invalid("body.wait_seconds", "at most 3600"));
+        }
+        let settings = api.settings.clone();
+        let bus = api.bus.clone();
+        let accepted = spawn_task(api, cx, Self::INFO.id, &p.service, move || async move {
+            let outcome = autogit_app::platform::deploy(
+                settings,
+                &bus,
+                std::time::Duration::from_secs(u64::from(wait)),
+                &|_| {},
+                |_| {},
+            )
+            .await?;
+            match outcome {
+                autogit_app::platform::InstallOutcome::Healthy { services, after } => Ok(format!(
+                    "{services} services healthy after {} s",
+                    after.as_secs()
+                )),
+                autogit_app::platform::InstallOutcome::Started => Ok("started".into()),
+                autogit_app::platform::InstallOutcome::GaveUp { service, error } => {
+                    Err(format!("{service}: {error}"))
+                }
+                autogit_app::platform::InstallOutcome::NotHealthy { states, .. } => Err(format!(
+                    "not healthy in time: {}",
+                    states
+                        .iter()
+                        .map(|(s, st)| format!("{s} {st}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+            }
+        });
+        Ok(Reply::new(accepted))
+    }
+}
+
+impl Handle for ClearFlag {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        p: ServicePath,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<FlagCleared>, Problem> {
+        let current = service(api, &p.service)?;
+        check_if_match(cx, &etag_of(&current))?;
+        let cleared = match store(api)? {
+            Some(s) => s.clear_flag(&p.service).map_err(state_problem)?,
+            None => false,
+        };
+        Ok(Reply::new(FlagCleared {
+            service: p.service,
+            cleared,
+        }))
+    }
+}
+
+impl Handle for ListTransitions {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: TransitionQuery,
+        _: NoBody,
+    ) -> Result<Reply<TransitionList>, Problem> {
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(Problem::invalid(
+                "query.limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        let rows = match store(api)? {
+            Some(s) => s
+                .transitions(q.service.as_deref(), limit as usize)
+                .map_err(state_problem)?,
+            None => Vec::new(),
+        };
+        Ok(Reply::new(TransitionList(
+            rows.into_iter()
+                .map(|t| Transition {
+                    service: t.service,
+                    at: t.at,
+                    from: t.from.unwrap_or_default(),
+                    to: t.to,
+                    reason: t.reason,
+                })
+                .collect(),
+        )))
+    }
+}
+
+// ---- dns -----------------------------------------------------------------------------------
+
+fn dns(api: &Api) -> autogit_app::dns::DnsController {
+    autogit_app::dns::DnsController::new(api.settings.clone(), api.bus.clone())
+}
+
+fn name_of<T: serde::Serialize>(t: &T) -> String {
+    serde_json::to_value(t)
+        .ok()
+        .and_then(|v| v.as_str().map(ToOwned::to_owned))
+        .unwrap_or_default()
+}
+
+fn wire_record(r: &autogit_core::dns::Record) -> DnsRecord {
+    DnsRecord {
+        name: r.name.clone(),
+        kind: r.kind.as_str().to_owned(),
+        value: r.value.clone(),
+        ttl: Some(r.ttl),
+    }
+}
+
+impl Handle for ListDnsRecords {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<DnsRecordList>, Problem> {
+        let records = dns(api)
+            .desired_records(&api.plan)
+            .map_err(|e| Problem::conflict(e.to_string()))?;
+        Ok(Reply::new(DnsRecordList(
+            records.iter().map(wire_record).collect(),
+        )))
+    }
+}
+
+impl Handle for CreateDnsRecord {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        body: DnsRecord,
+    ) -> Result<Reply<DnsRecord>, Problem> {
+        let created = dns(api)
+            .add_record(
+                &api.plan,
+                &body.name,
+                &body.kind,
+                &body.value,
+                body.ttl.unwrap_or(300),
+            )
+            .await
+            .map_err(dns_problem)?;
+        let mut r = Reply::new(wire_record(&created));
+        r.target = Some(format!("{} {}", created.name, created.kind.as_str()));
+        Ok(r)
+    }
+}
+
+fn dns_problem(e: autogit_app::dns::DnsError) -> Problem {
+    use autogit_app::dns::DnsError;
+    match e {
+        DnsError::Provider(m) => Problem::upstream(m),
+        DnsError::NotFound(m) => Problem::not_found(m),
+        DnsError::Invalid { field, message } => Problem::invalid(&format!("body.{field}"), message),
+        other => Problem::conflict(other.to_string()),
+    }
+}
+
+impl Handle for DeleteDnsRecord {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        p: DnsRecordPath,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<Deleted>, Problem> {
+        let gone = dns(api)
+            .remove_record(&api.plan, &p.name, &p.kind)
+            .await
+            .map_err(dns_problem)?;
+        Ok(Reply::new(Deleted {
+            id: format!("{} {} ({} values)", p.name, p.kind, gone.len()),
+            deleted: true,
+        }))
+    }
+}
+
+// ---- security ------------------------------------------------------------------------------
+
+fn guard(api: &Api) -> autogit_app::guard::GuardController {
+    autogit_app::guard::GuardController::new(&api.settings.data_dir)
+}
+
+fn guard_problem(e: autogit_guard_service::ServiceError) -> Problem {
+    use autogit_guard_service::ServiceError as E;
+    match e {
+        E::NotFound(id) => {
+            Problem::not_found(format!("no quarantine record `{}`", id.escape_default()))
+        }
+        other => Problem::internal(other.to_string()),
+    }
+}
+
+impl Handle for Analyze {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        _: NoParams,
+        _: NoParams,
+        body: AnalyzeRequest,
+    ) -> Result<Reply<AnalyzeResult>, Problem> {
+        let source = body.source.unwrap_or_else(|| "api-request".into());
+        if source.is_empty() || source.chars().count() > 200 || source.chars().any(char::is_control)
+        {
+            return Err(Problem::invalid(
+                "body.source",
+                "at most 200 characters, no control characters",
+            ));
+        }
+        let api2 = api.clone();
+        let text = body.text;
+        let quarantine = body.quarantine.unwrap_or(true);
+        let analysis = if text.len() > 64 * 1024 {
+            // Long texts off the async workers.
+            tokio::task::spawn_blocking(move || {
+                let a = api2.guard.analyze(&text);
+                (a, text)
+            })
+            .await
+            .map_err(|e| Problem::internal(e.to_string()))?
+        } else {
+            (api.guard.analyze(&text), text)
+        };
+        let (a, text) = analysis;
+        let mut quarantine_id = None;
+        if quarantine && a.verdict != autogit_guard::Verdict::Clean {
+            let g = guard(api);
+            let src = source.clone();
+            let a2 = a.clone();
+            quarantine_id = tokio::task::spawn_blocking(move || {
+                g.store()
+                    .and_then(|mut s| s.insert(&src, &text, &a2))
+                    .map(|r| r.id)
+            })
+            .await
+            .map_err(|e| Problem::internal(e.to_string()))?
+            .map_err(guard_problem)
+            .map(Some)?;
+            // A security decision: recorded like a mutation.
+            api.record(autogit_app::audit::AuditEntry {
+                actor: cx.actor(),
+                role: cx.principal.as_ref().map(|p| p.role),
+                action: "security.analyze".into(),
+                target: quarantine_id.clone().unwrap_or_default(),
+                outcome: name_of(&a.verdict),
+                status: Some(200),
+                request_id: cx.request_id.clone(),
+                source: Some(cx.client.to_string()),
+            })
+            .await;
+        }
+        let mut patterns: Vec<String> =
+            a.detected_patterns.iter().map(|f| f.rule.clone()).collect();
+        patterns.dedup();
+        Ok(Reply::new(AnalyzeResult {
+            verdict: name_of(&a.verdict),
+            risk_score: a.risk_score,
+            clean_text: a.clean_text,
+            quarantined: a.quarantined.iter().map(|f| f.text.clone()).collect(),
+            detected_patterns: patterns,
+            findings: a
+                .detected_patterns
+                .iter()
+                .map(|f| Finding {
+                    rule: f.rule.clone(),
+                    stage: name_of(&f.stage),
+                    start: f.span.start,
+                    end: f.span.end,
+                    weight: f64::from(f.weight),
+                })
+                .collect(),
+            quarantine_id,
+        }))
+    }
+}
+
+fn wire_quarantine(r: autogit_guard_service::store::QuarantineRecord) -> QuarantineRecord {
+    QuarantineRecord {
+        id: r.id,
+        timestamp: r.timestamp,
+        source: r.source,
+        original_text: r.original_text,
+        detected_patterns: r.detected_patterns,
+        risk_score: r.risk_score,
+        sanitized_text: r.sanitized_text,
+        analysis_status: r.analysis_status.as_str().to_owned(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Problem> + Send + 'static,
+) -> Result<T, Problem> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))?
+}
+
+impl Handle for ListQuarantine {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: QuarantineQuery,
+        _: NoBody,
+    ) -> Result<Reply<QuarantineList>, Problem> {
+        use autogit_guard_service::store::AnalysisStatus;
+        let status = q.status.map(|s| match s {
+            QuarantineStatus::Pending => AnalysisStatus::Pending,
+            QuarantineStatus::Released => AnalysisStatus::Released,
+        });
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(Problem::invalid(
+                "query.limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        let g = guard(api);
+        if !g.store_path().exists() {
+            return Ok(Reply::new(QuarantineList(Vec::new())));
+        }
+        let rows = blocking(move || g.list(status, limit as usize).map_err(guard_problem)).await?;
+        Ok(Reply::new(QuarantineList(
+            rows.into_iter().map(wire_quarantine).collect(),
+        )))
+    }
+}
+
+fn quarantine_id(id: &str) -> Result<(), Problem> {
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(Problem::not_found(format!(
+            "no quarantine record `{}`",
+            id.escape_default()
+        )));
+    }
+    Ok(())
+}
+
+async fn quarantine_record(api: &Api, id: &str) -> Result<QuarantineRecord, Problem> {
+    quarantine_id(id)?;
+    let g = guard(api);
+    if !g.store_path().exists() {
+        return Err(Problem::not_found(format!("no quarantine record `{id}`")));
+    }
+    let id = id.to_owned();
+    blocking(move || g.show(&id).map(wire_quarantine).map_err(guard_problem)).await
+}
+
+impl Handle for GetQuarantine {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        p: QuarantinePath,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<QuarantineRecord>, Problem> {
+        Ok(Reply::new(quarantine_record(api, &p.id).await?))
+    }
+}
+
+impl Handle for ReleaseQuarantine {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        p: QuarantinePath,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<QuarantineRecord>, Problem> {
+        let current = quarantine_record(api, &p.id).await?;
+        check_if_match(cx, &etag_of(&current))?;
+        let g = guard(api);
+        let rec =
+            blocking(move || g.release(&p.id).map(wire_quarantine).map_err(guard_problem)).await?;
+        let mut r = Reply::new(rec);
+        r.etag = Some(etag_of(&r.body));
+        Ok(r)
+    }
+}
+
+impl Handle for DeleteQuarantine {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        p: QuarantinePath,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<Deleted>, Problem> {
+        let current = quarantine_record(api, &p.id).await?;
+        check_if_match(cx, &etag_of(&current))?;
+        let g = guard(api);
+        let id = p.id.clone();
+        blocking(move || g.delete(&id).map_err(guard_problem)).await?;
+        Ok(Reply::new(Deleted {
+            id: p.id,
+            deleted: true,
+        }))
+    }
+}
+
+// ---- logs ----------------------------------------------------------------------------------
+
+impl Handle for SearchLogs {
+    async fn handle(
+        _: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: LogSearchQuery,
+        _: NoBody,
+    ) -> Result<Reply<LogSearchResult>, Problem> {
+        if q.q.trim().is_empty() {
+            return Err(Problem::invalid("query.q", "say what to look for"));
+        }
+        Err(Problem::unavailable(
+            "log-search-unavailable",
+            "log search is not available in this version: the enriched log index (observability) has not shipped yet; use `autogit logs SERVICE` meanwhile",
+        ))
+    }
+}
+
+// ---- mirrors -------------------------------------------------------------------------------
+
+fn mirrors(api: &Api) -> autogit_app::mirror::MirrorController {
+    autogit_app::mirror::MirrorController::new(
+        api.settings.clone(),
+        api.bus.clone(),
+        api.clock.clone(),
+    )
+}
+
+impl Handle for ListMirrors {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: PageQuery,
+        _: NoBody,
+    ) -> Result<Reply<MirrorList>, Problem> {
+        let m = mirrors(api);
+        let rows = blocking(move || m.list().map_err(|e| Problem::internal(e.to_string()))).await?;
+        let all: Vec<Mirror> = rows
+            .into_iter()
+            .map(|r| Mirror {
+                name: r.name,
+                kind: r.kind.to_owned(),
+                source: r.source,
+                target: r.target,
+                last_result: r.last_result,
+                last_success: r.last_success,
+                last_error_at: r.last_error_at,
+                last_error: r.last_error,
+                lag_seconds: r.lag_s,
+                problem: r.problem,
+            })
+            .collect();
+        let (items, p) = page(all, q.limit, q.offset)?;
+        let mut r = Reply::new(MirrorList(items));
+        r.page = Some(p);
+        Ok(r)
+    }
+}
+
+impl Handle for SyncMirrors {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        _: NoParams,
+        _: NoParams,
+        body: SyncRequest,
+    ) -> Result<Reply<Accepted>, Problem> {
+        if body.repos.len() > 1000 {
+            return Err(Problem::invalid("body.repos", "at most 1000 names"));
+        }
+        let configured: Vec<String> = {
+            let m = mirrors(api);
+            blocking(move || m.list().map_err(|e| Problem::internal(e.to_string())))
+                .await?
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        if configured.is_empty() {
+            return Err(Problem::conflict(
+                "no mirrors are configured (mirroring.sources in autogit.yml)",
+            ));
+        }
+        let target = if body.repos.is_empty() {
+            "all".to_owned()
+        } else {
+            body.repos.join(",")
+        };
+        let m = mirrors(api);
+        let only = body.repos;
+        let accepted = spawn_task(api, cx, Self::INFO.id, &target, move || async move {
+            match m.sync(&only, |_| {}, std::future::pending()).await {
+                Ok(Some(r)) if r.failed == 0 => Ok(format!("{} mirrors synced", r.reports.len())),
+                Ok(Some(r)) => Err(format!(
+                    "{} of {} mirrors failed",
+                    r.failed,
+                    r.reports.len()
+                )),
+                Ok(None) => Ok("cancelled".into()),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        Ok(Reply::new(accepted))
+    }
+}
+
+// ---- runners and compute -------------------------------------------------------------------
+
+impl Handle for ListRunners {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: PageQuery,
+        _: NoBody,
+    ) -> Result<Reply<RunnerHostList>, Problem> {
+        let rows = match store(api)? {
+            Some(s) => s.hosts().map_err(state_problem)?,
+            None => Vec::new(),
+        };
+        let all: Vec<RunnerHost> = rows
+            .into_iter()
+            .map(|h| RunnerHost {
+                host: h.host,
+                reachable: h.reachable,
+                checked_at: h.checked_at,
+                error: h.error,
+                inventory: h.inventory.and_then(|i| serde_json::from_str(&i).ok()),
+            })
+            .collect();
+        let (items, p) = page(all, q.limit, q.offset)?;
+        let mut r = Reply::new(RunnerHostList(items));
+        r.page = Some(p);
+        Ok(r)
+    }
+}
+
+fn wire_job(r: autogit_drivers::state::JobRow) -> Job {
+    Job {
+        spec: serde_json::from_str(&r.spec).unwrap_or(serde_json::Value::Null),
+        gpus: r.gpus.as_deref().and_then(|g| serde_json::from_str(g).ok()),
+        id: r.id,
+        user: r.user,
+        state: r.state,
+        submitted_at: r.submitted_at,
+        host: r.host,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        exit_code: r.exit_code,
+        message: r.message,
+    }
+}
+
+fn compute(api: &Api) -> autogit_app::compute::ComputeController {
+    autogit_app::compute::ComputeController::new(
+        api.settings.clone(),
+        api.bus.clone(),
+        api.clock.clone(),
+    )
+}
+
+fn compute_problem(e: autogit_app::compute::ComputeError) -> Problem {
+    use autogit_app::compute::ComputeError as E;
+    match e {
+        E::Request(m) => Problem::invalid("body", m),
+        E::NoSuchJob(id) => Problem::not_found(format!("no job `{}`", id.escape_default())),
+        E::QueueFull(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "queue-full", e.to_string())
+            .retry_after(std::time::Duration::from_secs(30)),
+        E::State(m) => Problem::internal(m),
+    }
+}
+
+impl Handle for ListJobs {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: JobQuery,
+        _: NoBody,
+    ) -> Result<Reply<JobList>, Problem> {
+        let rows = match store(api)? {
+            Some(s) => s.jobs().map_err(state_problem)?,
+            None => Vec::new(),
+        };
+        let all: Vec<Job> = rows
+            .into_iter()
+            .filter(|r| {
+                q.state.is_none_or(|s| {
+                    serde_json::to_value(s)
+                        .ok()
+                        .and_then(|v| v.as_str().map(|v| v == r.state))
+                        .unwrap_or(false)
+                })
+            })
+            .map(wire_job)
+            .collect();
+        let (items, p) = page(all, q.limit, q.offset)?;
+        let mut r = Reply::new(JobList(items));
+        r.page = Some(p);
+        Ok(r)
+    }
+}
+
+fn job_row(api: &Api, id: &str) -> Result<autogit_drivers::state::JobRow, Problem> {
+    let missing = || Problem::not_found(format!("no job `{}`", id.escape_default()));
+    store(api)?
+        .ok_or_else(missing)?
+        .job(id)
+        .map_err(state_problem)?
+        .ok_or_else(missing)
+}
+
+impl Handle for GetJob {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        p: JobPath,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<Job>, Problem> {
+        Ok(Reply::new(wire_job(job_row(api, &p.id)?)))
+    }
+}
+
+impl Handle for SubmitJobOp {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        _: NoParams,
+        _: NoParams,
+        body: SubmitJob,
+    ) -> Result<Reply<Job>, Problem> {
+        if let Some(c) = &body.capability {
+            let ok = c.split_once('.').is_some_and(|(a, b)| {
+                (1..=2).contains(&a.len())
+                    && b.len() == 1
+                    && a.bytes().chain(b.bytes()).all(|x| x.is_ascii_digit())
+            });
+            if !ok {
+                return Err(Problem::invalid(
+                    "body.capability",
+                    "a compute capability such as 8.6",
+                ));
+            }
+        }
+        let mut job = vec![body.image];
+        job.extend(body.command);
+        let row = compute(api)
+            .submit(autogit_app::compute::Submit {
+                gpus: body.gpus.unwrap_or(1),
+                vram: body.vram,
+                capability: body.capability,
+                priority: body.priority.unwrap_or(0),
+                user: cx.actor(),
+                job,
+            })
+            .await
+            .map_err(compute_problem)?;
+        let mut r = Reply::new(wire_job(row));
+        r.target = Some(r.body.id.clone());
+        Ok(r)
+    }
+}
+
+impl Handle for CancelJob {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        p: JobPath,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<Job>, Problem> {
+        let current = wire_job(job_row(api, &p.id)?);
+        check_if_match(cx, &etag_of(&current))?;
+        let row = compute(api).cancel(&p.id).await.map_err(|e| match e {
+            autogit_app::compute::ComputeError::Request(m) => Problem::conflict(m),
+            other => compute_problem(other),
+        })?;
+        Ok(Reply::new(wire_job(row)))
+    }
+}
+
+// ---- backups -------------------------------------------------------------------------------
+
+fn backups(api: &Api) -> autogit_app::backup::BackupController {
+    autogit_app::backup::BackupController::new(
+        api.settings.clone(),
+        api.bus.clone(),
+        api.clock.clone(),
+    )
+}
+
+fn archives(api: &Api) -> Result<Vec<Backup>, Problem> {
+    let dir = api.settings.backup_dir();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut v: Vec<Backup> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let meta = e.metadata().ok()?;
+            (meta.is_file() && autogit_core::backup::is_archive_name(&name)).then(|| Backup {
+                bytes: meta.len(),
+                modified: meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_secs() as i64),
+                name,
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| b.name.cmp(&a.name));
+    Ok(v)
+}
+
+impl Handle for ListBackups {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: PageQuery,
+        _: NoBody,
+    ) -> Result<Reply<BackupList>, Problem> {
+        let api2 = api.clone();
+        let all = blocking(move || archives(&api2)).await?;
+        let (items, p) = page(all, q.limit, q.offset)?;
+        let mut r = Reply::new(BackupList(items));
+        r.page = Some(p);
+        Ok(r)
+    }
+}
+
+impl Handle for CreateBackup {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<Accepted>, Problem> {
+        let b = backups(api);
+        let accepted = spawn_task(api, cx, Self::INFO.id, "gitlab", move || async move {
+            b.create(&|_| {})
+                .await
+                .map(|t| t.report.archive.display().to_string())
+        });
+        Ok(Reply::new(accepted))
+    }
+}
+
+impl Handle for RestoreBackup {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        p: BackupPath,
+        _: NoParams,
+        body: RestoreRequest,
+    ) -> Result<Reply<Accepted>, Problem> {
+        if !autogit_core::backup::is_archive_name(&p.name) {
+            return Err(Problem::not_found(format!(
+                "no backup `{}`",
+                p.name.escape_default()
+            )));
+        }
+        let path = api.settings.backup_dir().join(&p.name);
+        if !path.is_file() {
+            return Err(Problem::not_found(format!(
+                "no backup `{}`; GET /api/v1/backups lists them",
+                p.name
+            )));
+        }
+        if body.confirm != p.name {
+            return Err(Problem::invalid(
+                "body.confirm",
+                "restoring replaces GitLab's data: repeat the archive's name here to confirm",
+            ));
+        }
+        let b = backups(api);
+        let accepted = spawn_task(api, cx, Self::INFO.id, &p.name, move || async move {
+            b.restore(&path, std::time::Duration::from_secs(900), &|_| {})
+                .await
+                .map(|r| format!("{} secrets restored", r.secrets_restored.len()))
+        });
+        Ok(Reply::new(accepted))
+    }
+}
+
+// ---- auth and audit ------------------------------------------------------------------------
+
+fn access_problem(e: impl std::fmt::Display) -> Problem {
+    Problem::conflict(e.to_string())
+}
+
+impl Handle for IssueToken {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        _: NoParams,
+        _: NoParams,
+        body: TokenRequest,
+    ) -> Result<Reply<Token>, Problem> {
+        use secrecy::ExposeSecret;
+        let ttl = body.ttl_seconds.unwrap_or(900);
+        if !(60..=86_400).contains(&ttl) {
+            return Err(Problem::invalid("body.ttl_seconds", "between 60 and 86400"));
+        }
+        let denied = |e: autogit_app::access::AuthError| {
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.reason())
+        };
+        let principal = match (&cx.bearer, &body.username, &body.password) {
+            (_, Some(user), Some(password)) => {
+                if user.is_empty() || user.len() > 128 {
+                    return Err(Problem::invalid("body.username", "1 to 128 characters"));
+                }
+                let password = secrecy::SecretString::from(password.clone());
+                api.access
+                    .login(body.provider.as_deref(), user, &password)
+                    .await
+                    .map_err(denied)?
+            }
+            (Some(key), _, _) => api
+                .access
+                .authenticate(key.expose_secret())
+                .map_err(denied)?,
+            (None, _, _) => {
+                return Err(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "send an API key in `Authorization: Bearer`, or a username and a password",
+                ));
+            }
+        };
+        let issued = api
+            .access
+            .issue_token(
+                &principal,
+                Some(std::time::Duration::from_secs(u64::from(ttl))),
+            )
+            .map_err(|e| Problem::internal(e.to_string()))?;
+        let mut r = Reply::new(Token {
+            access_token: issued.token.expose_secret().to_owned(),
+            token_type: "Bearer".into(),
+            expires_at: issued.expires_at,
+            token_id: issued.token_id,
+        });
+        r.target = Some(principal.subject);
+        Ok(r)
+    }
+}
+
+impl Handle for WhoAmIOp {
+    async fn handle(
+        _: &Arc<Api>,
+        cx: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<WhoAmI>, Problem> {
+        let p = cx
+            .principal
+            .as_ref()
+            .ok_or_else(|| Problem::internal("no principal"))?;
+        Ok(Reply::new(WhoAmI {
+            subject: p.subject.clone(),
+            role: p.role.into(),
+            scopes: p.scopes.clone(),
+            expires_at: p.expires_at,
+        }))
+    }
+}
+
+impl Handle for RevokeTokenOp {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        body: RevokeToken,
+    ) -> Result<Reply<Done>, Problem> {
+        if body.token_id.is_empty() || body.token_id.len() > 128 {
+            return Err(Problem::invalid("body.token_id", "a token id as issued"));
+        }
+        api.access
+            .revoke_token(&body.token_id)
+            .map_err(access_problem)?;
+        let mut r = Reply::new(Done {
+            ok: true,
+            detail: format!("token {} revoked", body.token_id),
+        });
+        r.target = Some(body.token_id);
+        Ok(r)
+    }
+}
+
+fn wire_key(k: autogit_app::access::KeyInfo) -> ApiKey {
+    ApiKey {
+        prefix: k.prefix,
+        name: k.name,
+        role: k.role.into(),
+        scopes: k.scopes.iter().filter_map(|s| Area::parse(s)).collect(),
+        created_at: k.created_at,
+        expires_at: k.expires_at,
+        revoked_at: k.revoked_at,
+    }
+}
+
+impl Handle for ListKeys {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: PageQuery,
+        _: NoBody,
+    ) -> Result<Reply<ApiKeyList>, Problem> {
+        let keys = api
+            .access
+            .list_keys()
+            .map_err(|e| Problem::internal(e.to_string()))?;
+        let (items, p) = page(keys.into_iter().map(wire_key).collect(), q.limit, q.offset)?;
+        let mut r = Reply::new(ApiKeyList(items));
+        r.page = Some(p);
+        Ok(r)
+    }
+}
+
+impl Handle for CreateKeyOp {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        body: CreateKey,
+    ) -> Result<Reply<CreatedKey>, Problem> {
+        use secrecy::ExposeSecret;
+        let name_ok = body.name.len() <= 100
+            && body
+                .name
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+            && body
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" ._@-".contains(&b));
+        if !name_ok {
+            return Err(Problem::invalid(
+                "body.name",
+                "1 to 100 of letters, digits, space, `.`, `_`, `@`, `-`, starting with a letter or digit",
+            ));
+        }
+        if body.expires_in_days == Some(0) || body.expires_in_days.is_some_and(|d| d > 3650) {
+            return Err(Problem::invalid(
+                "body.expires_in_days",
+                "between 1 and 3650",
+            ));
+        }
+        let created = api
+            .access
+            .create_key(autogit_app::access::NewKey {
+                name: body.name,
+                role: body.role.into(),
+                scopes: body.scopes.iter().map(|a| a.as_str().to_owned()).collect(),
+                ttl: body
+                    .expires_in_days
+                    .map(|d| std::time::Duration::from_secs(u64::from(d) * 86_400)),
+            })
+            .map_err(access_problem)?;
+        let key = created.secret.expose_secret().to_owned();
+        let info = wire_key(created.info);
+        let mut r = Reply::new(CreatedKey { key, info });
+        r.target = Some(r.body.info.prefix.clone());
+        Ok(r)
+    }
+}
+
+impl Handle for RevokeKey {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        p: KeyPath,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<ApiKey>, Problem> {
+        if !p.prefix.starts_with("agk_") || p.prefix.len() > 64 {
+            return Err(Problem::not_found(format!(
+                "no key `{}`",
+                p.prefix.escape_default()
+            )));
+        }
+        if cx
+            .principal
+            .as_ref()
+            .is_some_and(|me| me.subject == format!("key:{}", p.prefix))
+        {
+            return Err(Problem::conflict(
+                "this request authenticated with that key: revoke it with another admin key (or `autogit api-key revoke` on the server), so that nobody locks themselves out",
+            ));
+        }
+        let info = api
+            .access
+            .revoke_key(&p.prefix)
+            .map_err(|e| Problem::not_found(e.to_string()))?;
+        Ok(Reply::new(wire_key(info)))
+    }
+}
+
+impl Handle for RotateSigningKey {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<Done>, Problem> {
+        let kid = api.access.rotate_signing_key().map_err(access_problem)?;
+        let mut r = Reply::new(Done {
+            ok: true,
+            detail: format!("tokens are now signed with key {kid}"),
+        });
+        r.target = Some(kid);
+        Ok(r)
+    }
+}
+
+impl Handle for ListAudit {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: AuditQuery,
+        _: NoBody,
+    ) -> Result<Reply<AuditList>, Problem> {
+        let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(Problem::invalid(
+                "query.limit",
+                format!("must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        if q.after.is_some_and(|a| a > 9_007_199_254_740_991) {
+            return Err(Problem::invalid("query.after", "at most 9007199254740991"));
+        }
+        let audit = api.audit.clone();
+        let query = autogit_app::audit::AuditQuery {
+            after: q.after,
+            limit: limit as usize,
+            actor: q.actor,
+            action: q.action,
+        };
+        let rows = blocking(move || {
+            audit
+                .list(&query)
+                .map_err(|e| Problem::internal(e.to_string()))
+        })
+        .await?;
+        Ok(Reply::new(AuditList(
+            rows.into_iter()
+                .map(|r| AuditRecord {
+                    seq: r.seq,
+                    at: r.at,
+                    actor: r.entry.actor,
+                    role: r.entry.role.map(Into::into),
+                    action: r.entry.action,
+                    target: r.entry.target,
+                    outcome: r.entry.outcome,
+                    status: r.entry.status,
+                    request_id: r.entry.request_id,
+                    source: r.entry.source,
+                    prev: r.prev,
+                    hash: r.hash,
+                })
+                .collect(),
+        )))
+    }
+}
+
+impl Handle for Events {
+    async fn handle(
+        _: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<EventEnvelope>, Problem> {
+        // Routed to `events::stream` (see `server::route`); this answers only if it is not.
+        Err(Problem::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-acceptable",
+            "this operation is a stream: send `Accept: text/event-stream`",
+        ))
+    }
+}

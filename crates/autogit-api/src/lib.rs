@@ -1,0 +1,9 @@
+pub mod client;
+pub mod events;
+pub mod handlers;
+pub mod model;
+pub mod op;
+pub mod openapi;
+pub mod ops;
+pub mod problem;
+pub mod server;
