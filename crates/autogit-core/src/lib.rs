@@ -6,6 +6,7 @@
 //! values back. `clippy.toml` in this crate's folder forbids the std APIs that would break this,
 //! and `tests/no_io.rs` checks the dependency list.
 
+pub mod access;
 pub mod backup;
 pub mod civil;
 pub mod compute;
