@@ -8,6 +8,8 @@
 //! controller is the workflow between them: observe through drivers, decide in core, act
 //! through drivers, publish what happened.
 
+pub mod access;
+pub mod audit;
 pub mod backup;
 pub mod bus;
 pub mod clock;
