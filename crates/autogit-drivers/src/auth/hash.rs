@@ -7,17 +7,18 @@
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::OnceLock;
 
 use super::{AuthStoreError, random};
 
 /// Hashes and verifies with one pepper.
 pub struct Hasher {
     pepper: SecretString,
-    /// A hash of a random value: unknown users are verified against it, so that a login for a
-    /// name that does not exist costs what a wrong password costs.
-    dummy: OnceLock<String>,
 }
+
+/// A well-formed hash with the same parameters that no password matches in practice: unknown
+/// users are verified against it, so that a login for a name that does not exist costs what a
+/// wrong password costs (from the first one on: nothing is computed lazily).
+const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$YXV0b2dpdC1kdW1teS1zYWx0$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
 impl std::fmt::Debug for Hasher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -29,10 +30,7 @@ impl std::fmt::Debug for Hasher {
 
 impl Hasher {
     pub fn new(pepper: SecretString) -> Self {
-        Self {
-            pepper,
-            dummy: OnceLock::new(),
-        }
+        Self { pepper }
     }
 
     fn argon(&self) -> Argon2<'_> {
@@ -65,11 +63,7 @@ impl Hasher {
 
     /// Costs what [`verify`](Self::verify) of a real hash costs, and fails.
     pub fn verify_dummy(&self, secret: &[u8]) -> bool {
-        let dummy = self.dummy.get_or_init(|| {
-            let bytes = random::<32>().unwrap_or([7; 32]);
-            self.hash(&bytes).unwrap_or_default()
-        });
-        let _ = self.verify(secret, dummy);
+        let _ = self.verify(secret, DUMMY);
         false
     }
 }
@@ -87,6 +81,16 @@ mod tests {
         assert!(!h.verify(b"correct horse!", &phc));
         assert!(!h.verify(b"correct horse", "not a hash"));
         assert!(!h.verify_dummy(b"correct horse"));
+        // The dummy parses, so verifying against it runs argon2 as a real hash does.
+        let dummy = PasswordHash::new(DUMMY).unwrap();
+        assert_eq!(dummy.params.get_decimal("m"), Some(19_456));
+        let t = std::time::Instant::now();
+        h.verify(b"x", &phc);
+        let real = t.elapsed();
+        let t = std::time::Instant::now();
+        h.verify_dummy(b"x");
+        let dummy = t.elapsed();
+        assert!(dummy * 3 > real, "dummy {dummy:?} vs real {real:?}");
         let other = Hasher::new(SecretString::from("pepper-two-pepper-two-pepper-two"));
         assert!(
             !other.verify(b"correct horse", &phc),
