@@ -534,6 +534,21 @@ impl AccessController {
         }
     }
 
+    /// Whether [`authenticate`](Self::authenticate) of `bearer` would run argon2 (an API key
+    /// whose verification is not cached: tens of milliseconds of CPU), so that an async caller
+    /// can run it with `spawn_blocking` and keep the cheap path on its worker.
+    pub fn needs_blocking(&self, bearer: &str) -> bool {
+        let bearer = bearer.trim();
+        if rules::parse_api_key(bearer).is_none() {
+            return false;
+        }
+        let digest: [u8; 32] = Sha256::digest(bearer.as_bytes()).into();
+        let now = self.now();
+        !lock(&self.inner.cache)
+            .get(&digest)
+            .is_some_and(|c| now - c.verified_at < KEY_CACHE_SECS && now >= c.verified_at)
+    }
+
     fn authenticate_token(&self, token: &str) -> Result<Principal, AuthError> {
         let now = self.now();
         let snap = self

@@ -49,7 +49,10 @@ fn err(r: Result<Principal, AuthError>) -> String {
 fn api_keys_authenticate_until_revoked_or_expired() {
     let (_d, _s, clock, ctl) = setup();
     let k = key(&ctl, Role::Operator, &["services"], None);
+    assert!(ctl.needs_blocking(k.expose_secret()), "not verified yet");
     let p = ctl.authenticate(k.expose_secret()).unwrap();
+    assert!(!ctl.needs_blocking(k.expose_secret()), "cached");
+    assert!(!ctl.needs_blocking("eyJhbGciOi.x.y"), "tokens are cheap");
     let prefix = &k.expose_secret()[4..12];
     assert_eq!(p.subject, format!("key:agk_{prefix}"));
     assert_eq!(p.role, Role::Operator);
@@ -365,6 +368,19 @@ impl AuthProvider for FakeDirectory {
             _ => Ok(None),
         }
     }
+}
+
+/// What the API server needs: a controller and a log it can share between request handlers,
+/// and a login future it can await in one.
+#[test]
+fn controller_and_log_are_shareable_and_login_is_send() {
+    fn shared<T: Clone + Send + Sync + 'static>() {}
+    fn send<T: Send>(_: &T) {}
+    shared::<AccessController>();
+    shared::<AuditLog>();
+    let (_d, _s, _c, ctl) = setup();
+    let pw = SecretString::from("x");
+    send(&ctl.login(None, "alice", &pw));
 }
 
 #[tokio::test]
