@@ -112,6 +112,10 @@ pub enum AuditError {
         "{path}: line {line} is not an audit record; run `autogit audit verify` to see what is wrong"
     )]
     Corrupt { path: PathBuf, line: u64 },
+    #[error(
+        "{path}: the last line is not an audit record, so nothing can be chained to it; run `autogit audit verify`, then move the file aside to start a new log"
+    )]
+    CorruptTail { path: PathBuf },
 }
 
 /// The audit log of one data dir. Cheap to clone; appends are serialized across threads and
@@ -160,9 +164,8 @@ impl AuditLog {
             None => (1, GENESIS.to_owned()),
             Some(line) => {
                 let last: AuditRecord =
-                    serde_json::from_str(&line).map_err(|_| AuditError::Corrupt {
+                    serde_json::from_str(&line).map_err(|_| AuditError::CorruptTail {
                         path: self.file.path().to_owned(),
-                        line: 0,
                     })?;
                 (last.seq + 1, last.hash)
             }

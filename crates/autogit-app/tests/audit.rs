@@ -176,6 +176,30 @@ fn a_torn_last_write_is_dropped_by_the_next_append() {
 }
 
 #[test]
+fn nothing_is_chained_to_a_last_line_that_is_not_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    log.append(entry(0)).unwrap();
+    use std::io::Write;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(log.path())
+        .unwrap()
+        .write_all(b"not a record\n")
+        .unwrap();
+    let e = log.append(entry(1)).unwrap_err().to_string();
+    assert!(
+        e.contains("the last line is not an audit record") && e.contains("audit verify"),
+        "{e}"
+    );
+    assert_eq!(bad_line(log.path()), 2);
+}
+
+fn bad_line(path: &Path) -> u64 {
+    bad(path).0
+}
+
+#[test]
 fn list_filters_and_pages() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path());
