@@ -201,8 +201,7 @@ fn read_password(from_stdin: bool) -> Result<SecretString, String> {
             .lock()
             .read_line(&mut line)
             .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
-        let pw = line.trim_end_matches(['\n', '\r']).to_owned();
-        return Ok(SecretString::from(pw));
+        return Ok(without_newline(line));
     }
     if !stdin.is_terminal() {
         return Err("no terminal to ask for the password; pipe it with --password-stdin".into());
@@ -219,21 +218,27 @@ fn prompt(question: &str) -> Result<SecretString, String> {
     use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     use std::io::{BufRead, Write};
     let stdin = std::io::stdin();
-    eprint!("{question}");
-    let _ = std::io::stderr().flush();
     let saved = tcgetattr(&stdin).map_err(|e| format!("cannot read the terminal's mode: {e}"))?;
     let mut quiet = saved.clone();
     quiet.local_modes.remove(LocalModes::ECHO);
     quiet.local_modes.insert(LocalModes::ECHONL);
-    tcsetattr(&stdin, OptionalActions::Flush, &quiet)
+    // Echo off before the question: nothing typed after it is shown.
+    tcsetattr(&stdin, OptionalActions::Now, &quiet)
         .map_err(|e| format!("cannot turn the terminal's echo off: {e}"))?;
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
     let mut line = String::new();
     let read = stdin.lock().read_line(&mut line);
-    let _ = tcsetattr(&stdin, OptionalActions::Flush, &saved);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
     read.map_err(|e| format!("cannot read the password: {e}"))?;
-    Ok(SecretString::from(
-        line.trim_end_matches(['\n', '\r']).to_owned(),
-    ))
+    Ok(without_newline(line))
+}
+
+/// The line without its line break, in the same buffer (no copy of the password left behind).
+fn without_newline(mut line: String) -> SecretString {
+    let n = line.trim_end_matches(['\n', '\r']).len();
+    line.truncate(n);
+    SecretString::from(line)
 }
 
 pub fn api_user(ui: &Ui, g: &Global, cmd: ApiUserCommand) -> u8 {

@@ -271,3 +271,72 @@ fn audit_verify_names_the_first_tampered_record() {
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("removed from the end"), "{}", r.stderr);
 }
+
+/// The password prompt on a real terminal (a pty from util-linux `script`): asked twice, never
+/// echoed.
+#[test]
+fn the_password_prompt_does_not_echo() {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    if !have("script") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let line = format!("{} api-user add alice --role admin", bin().display());
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", d.path())
+        .env("NO_COLOR", "1")
+        .env("AUTOGIT_DATA_DIR", d.path().join("data"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let mut out = child.stdout.take().unwrap();
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let wait_for = |text: &str, count: usize| {
+        let start = Instant::now();
+        while seen.lock().unwrap().matches(text).count() < count {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no {text:?} in {:?}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("Password: ", 1);
+    stdin.write_all(b"a long enough password\n").unwrap();
+    wait_for("Repeat the password: ", 1);
+    stdin.write_all(b"a long enough password\n").unwrap();
+    wait_for("added user alice", 1);
+    drop(stdin);
+    let _ = child.wait();
+    reader.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        !seen.contains("enough password"),
+        "the password was echoed: {seen:?}"
+    );
+    let users = json(&at(d.path(), &["api-user", "list", "--json"]));
+    assert_eq!(users["users"][0]["name"], "alice");
+}
