@@ -1029,9 +1029,7 @@ impl Handle for IssueToken {
         if !(60..=86_400).contains(&ttl) {
             return Err(Problem::invalid("body.ttl_seconds", "between 60 and 86400"));
         }
-        let denied = |e: autogit_app::access::AuthError| {
-            Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.reason())
-        };
+        let denied = |e: autogit_app::access::AuthError| crate::server::auth_problem(&e);
         let principal = match (&cx.bearer, &body.username, &body.password) {
             (_, Some(user), Some(password)) => {
                 if user.is_empty() || user.len() > 128 {

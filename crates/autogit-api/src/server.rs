@@ -6,7 +6,7 @@
 use crate::handlers::Handle;
 use crate::op::{Access, Info, Operation, RequestBody, Verb};
 use crate::problem::Problem;
-use autogit_app::access::{AccessController, Principal};
+use autogit_app::access::{AccessController, AuthError, Principal};
 use autogit_app::audit::{AuditEntry, AuditLog};
 use autogit_app::{Bus, Settings, SharedClock};
 use autogit_guard_service::limits::RateLimiter;
@@ -224,6 +224,23 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, Problem> {
         return Err(bad());
     }
     Ok(Some(rest.trim()))
+}
+
+/// An authentication failure as the client sees it: 401 with a short reason; 429 while the
+/// account is locked after repeated failures; 503 when the check itself could not run.
+pub fn auth_problem(e: &AuthError) -> Problem {
+    if let Some(after) = e.retry_after() {
+        return Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked",
+            "too many failed attempts; retry after the Retry-After delay",
+        )
+        .retry_after(Duration::from_secs(after));
+    }
+    if e.is_internal() {
+        return Problem::unavailable("auth-unavailable", e.reason());
+    }
+    Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.reason())
 }
 
 fn field_problem(location: &str, text: String) -> Problem {
@@ -465,12 +482,16 @@ async fn authorize_parts<O: Operation>(
                 Some(entry("anonymous".into(), None, "denied")),
             ));
         };
-        let p = api.access.authenticate(token).map_err(|e| {
-            (
-                Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.reason()),
-                Some(entry("anonymous".into(), None, "denied")),
-            )
-        })?;
+        // A key's first use runs argon2 (tens of ms): off the async workers.
+        let result = if api.access.needs_blocking(token) {
+            let (access, token) = (api.access.clone(), token.to_owned());
+            tokio::task::spawn_blocking(move || access.authenticate(&token))
+                .await
+                .unwrap_or_else(|e| Err(AuthError::Internal(e.to_string())))
+        } else {
+            api.access.authenticate(token)
+        };
+        let p = result.map_err(|e| (auth_problem(&e), Some(entry("anonymous".into(), None, "denied"))))?;
         if !p.permits(required, info.area) {
             let why = if p.role.allows(required) {
                 format!("this key's scopes do not include `{}`", info.area)

@@ -2,6 +2,8 @@
 //! the binary and the server stay thin and the core stays pure.
 
 pub mod acme;
+pub mod audit;
+pub mod auth;
 pub mod backup;
 pub mod dns;
 pub mod engine;

@@ -240,6 +240,27 @@ pub enum Command {
     /// Prompt-injection filter: check text, scan repositories, quarantine, serve forward-auth
     #[command(subcommand)]
     Guard(GuardCommand),
+    /// REST API keys: create (the key is shown once), list, revoke
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+    /// Local users of the REST API (the `local` login provider): add, list, remove
+    #[command(subcommand)]
+    ApiUser(ApiUserCommand),
+    /// REST API authentication: rotate the token signing key
+    #[command(subcommand)]
+    Auth(AuthCommand),
+    /// The audit log (API requests, security decisions, key, user and signing-key changes):
+    /// show the newest records, or verify its hash chain
+    Audit {
+        #[command(subcommand)]
+        cmd: Option<AuditCommand>,
+        /// How many of the newest records to show
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// JSON output (as --output json)
+        #[arg(long)]
+        json: bool,
+    },
     /// Announce this host on the LAN over mDNS (`_autogit._tcp`) so that `autogit runner
     /// discover` finds it; runs until stopped (a systemd service on GPU hosts)
     Agent {
@@ -692,4 +713,100 @@ impl ServeLimitArgs {
             rate_burst: self.rate_burst,
         })
     }
+}
+
+/// A role of the REST API.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleArg {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl RoleArg {
+    pub fn role(self) -> autogit_core::access::Role {
+        use autogit_core::access::Role;
+        match self {
+            RoleArg::Viewer => Role::Viewer,
+            RoleArg::Operator => Role::Operator,
+            RoleArg::Admin => Role::Admin,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiKeyCommand {
+    /// Create a key and print it once (only JSON when --json or stdout is not a terminal)
+    Create {
+        /// What the key is for (shown by `list`)
+        name: String,
+        /// What the key may do
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Limit the key to an API area, e.g. services, dns (repeatable; none: every area)
+        #[arg(long = "scope", value_name = "AREA")]
+        scopes: Vec<String>,
+        /// Expire after this long, e.g. 90d, 12h [default: never]
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+        /// JSON output (as --output json)
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys (never their secrets)
+    List {
+        /// JSON output (as --output json)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key, and the tokens issued from it
+    Revoke {
+        /// The key's prefix as `list` shows it (agk_1a2b3c4d or 1a2b3c4d)
+        prefix: String,
+        /// JSON output (as --output json)
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApiUserCommand {
+    /// Add a user; the password is asked on the terminal (twice), or read from stdin
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users
+    List {
+        /// JSON output (as --output json)
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user
+    Remove { name: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuthCommand {
+    /// Make a new token signing key current; tokens signed by the previous one stay valid
+    /// until they expire (24 h at most)
+    RotateSigningKey,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the hash chain; exits 1 and names the first bad record when it is broken
+    Verify {
+        /// A log to check [default: the data dir's audit/audit.jsonl]; a head file next to it
+        /// is checked too
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// JSON output (as --output json)
+        #[arg(long)]
+        json: bool,
+    },
 }

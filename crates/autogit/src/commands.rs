@@ -203,6 +203,10 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             since.as_deref(),
             tail,
         ),
+        Command::ApiKey(c) => crate::access_cmd::api_key(&ui, g, c),
+        Command::ApiUser(c) => crate::access_cmd::api_user(&ui, g, c),
+        Command::Auth(c) => crate::access_cmd::auth(&ui, g, c),
+        Command::Audit { cmd, limit, json } => crate::audit_cmd::audit(&ui, g, cmd, limit, json),
         Command::Agent { name, ssh_port } => {
             crate::runner_cmd::agent(&ui, name.as_deref(), ssh_port)
         }

@@ -1,6 +1,8 @@
 //! The `autogit` binary: a thin shell. It parses the command line, reads files and the
 //! environment, calls the core, and prints. Exit codes are documented in the README.
 
+mod access_cmd;
+mod audit_cmd;
 mod backup_cmd;
 mod cli;
 mod commands;
