@@ -540,10 +540,15 @@ async fn list_gitlab(
     src: &autogit_core::config::GitLabSource,
     token: Option<SecretString>,
 ) -> Result<Vec<Listed>, String> {
+    use autogit_drivers::gitlab::client::{Account, ListFilter};
     let client = GitLabClient::new(&src.url, token).map_err(|e| e.to_string())?;
+    let want = ListFilter {
+        archived: src.filters.archived,
+        forks: src.filters.forks,
+    };
     let projects = match (&src.group, &src.username) {
-        (Some(g), _) => client.group_projects(g).await,
-        (None, Some(u)) => client.user_projects(u).await,
+        (Some(g), _) => client.account_projects(Account::Group(g), want).await,
+        (None, Some(u)) => client.account_projects(Account::User(u), want).await,
         (None, None) => Ok(Vec::new()),
     }
     .map_err(|e| format!("cannot list the repositories: {e}"))?;

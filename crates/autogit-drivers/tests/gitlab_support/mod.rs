@@ -55,6 +55,9 @@ pub struct FProject {
     pub visibility: String,
     pub archived: bool,
     pub fork: bool,
+    /// Groups this project is shared with (`POST /projects/:id/share`); it still belongs to
+    /// its own namespace.
+    pub shared_with: Vec<u64>,
 }
 
 /// A CI job (`GET /projects/:id/jobs`).
@@ -126,6 +129,14 @@ pub struct FakeState {
     pub max_per_page: usize,
     /// Today, for token expiry (`YYYY-MM-DD`).
     pub today: String,
+    /// `/-/readiness` answers 503 with a failed `master_check`, as GitLab does while its
+    /// Rails master is not ready.
+    pub not_ready: bool,
+    /// Renamed or moved projects: old full path → project id (GitLab keeps a redirect route).
+    pub moved: Vec<(String, u64)>,
+    /// The origin written into a moved project's `Location` (default: the origin the client
+    /// used, from its `Host` header).
+    pub redirect_origin: Option<String>,
 }
 
 impl FakeState {
@@ -231,7 +242,50 @@ impl FakeState {
             visibility: "private".to_owned(),
             archived,
             fork,
+            shared_with: Vec::new(),
         });
+    }
+
+    /// Makes a project public (listed and readable without a token); by full path.
+    pub fn make_public(&mut self, full_path: &str) {
+        let p = self
+            .projects
+            .iter_mut()
+            .find(|p| p.path_with_namespace == full_path)
+            .expect("a project");
+        p.visibility = "public".to_owned();
+    }
+
+    /// Shares a project (by full path) with a group (by full path).
+    pub fn share(&mut self, project: &str, group: &str) {
+        let g = self
+            .groups
+            .iter()
+            .find(|g| g.full_path == group)
+            .expect("a group")
+            .id;
+        let p = self
+            .projects
+            .iter_mut()
+            .find(|p| p.path_with_namespace == project)
+            .expect("a project");
+        p.shared_with.push(g);
+    }
+
+    /// Moves a project (by full path) to `new_path` in the same namespace; the old path
+    /// redirects, as GitLab's redirect routes do.
+    pub fn rename_project(&mut self, old: &str, new_path: &str) {
+        let p = self
+            .projects
+            .iter_mut()
+            .find(|p| p.path_with_namespace == old)
+            .expect("a project");
+        let ns = old.rsplit_once('/').map_or("", |(n, _)| n);
+        p.path = new_path.to_owned();
+        p.name = new_path.to_owned();
+        p.path_with_namespace = format!("{ns}/{new_path}");
+        let id = p.id;
+        self.moved.push((old.to_owned(), id));
     }
 
     fn pat_json(&self, p: &FPat) -> Value {
@@ -274,6 +328,9 @@ impl Fake {
             paging: Paging::LinkAndHeaders,
             max_per_page: 100,
             today: "2025-11-25".to_owned(),
+            not_ready: false,
+            moved: Vec::new(),
+            redirect_origin: None,
         };
         st.add_user("root", true);
         let state = Arc::new(Mutex::new(st));
@@ -481,6 +538,15 @@ async fn handle(
         return (StatusCode::OK, "GitLab OK").into_response();
     }
     if path == "/-/readiness" {
+        // doc/administration/monitoring/health_check.md, "Readiness": 503 and the failing
+        // check's message while the instance cannot take traffic.
+        if st.not_ready {
+            return reply(
+                503,
+                json!({"status": "failed",
+                       "master_check": [{"status": "failed", "message": "unexpected Master check result: false"}]}),
+            );
+        }
         return reply(
             200,
             json!({"status": "ok", "master_check": [{"status": "ok"}],
@@ -490,6 +556,36 @@ async fn handle(
     let Some(api) = path.strip_prefix("/api/v4/") else {
         return msg(404, json!("404 Not Found"));
     };
+    // doc/api/rest/index.md, "Redirects": a request for a moved project's old path answers
+    // 301 with the new location in `Location`.
+    if let Some(rest) = api.strip_prefix("projects/") {
+        let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let id = percent_decode(id);
+        if let Some((_, new_id)) = st.moved.iter().find(|(old, _)| *old == id) {
+            let origin = st.redirect_origin.clone().unwrap_or_else(|| {
+                let host = headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("127.0.0.1");
+                format!("http://{host}")
+            });
+            let tail = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("/{tail}")
+            };
+            let mut r = msg(301, json!("301 Moved Permanently"));
+            r.headers_mut().insert(
+                "location",
+                HeaderValue::from_str(&format!("{origin}/api/v4/projects/{new_id}{tail}"))
+                    .expect("header"),
+            );
+            return r;
+        }
+    }
+    if token.is_none() && method == Method::GET {
+        return anonymous(st, &uri, api);
+    }
     // Authentication.
     let today = st.today.clone();
     let Some(pat) = token.as_deref().and_then(|t| {
@@ -695,10 +791,17 @@ async fn handle(
                 .filter(|x| x.id == g.id || x.full_path.starts_with(&sub))
                 .map(|x| x.id)
                 .collect();
+            // doc/api/groups.md, "List projects": `with_shared` defaults to true (projects
+            // shared with the group are listed too); `archived` limits by archived status.
+            let with_shared = q.get("with_shared").is_none_or(|v| v != "false");
             let items: Vec<Value> = st
                 .projects
                 .iter()
-                .filter(|p| inside.contains(&p.namespace_id))
+                .filter(|p| {
+                    inside.contains(&p.namespace_id)
+                        || (with_shared && p.shared_with.iter().any(|g| inside.contains(g)))
+                })
+                .filter(|p| archived_filter(&q, p))
                 .map(FakeState::project_json)
                 .collect();
             paginate(st, &uri, items)
@@ -714,6 +817,7 @@ async fn handle(
                 .projects
                 .iter()
                 .filter(|p| p.namespace_id == user.id)
+                .filter(|p| archived_filter(&q, p))
                 .map(FakeState::project_json)
                 .collect();
             paginate(st, &uri, items)
@@ -810,6 +914,7 @@ async fn handle(
                     .to_owned(),
                 archived: false,
                 fork: false,
+                shared_with: Vec::new(),
             };
             st.projects.push(p.clone());
             reply(201, FakeState::project_json(&p))
@@ -1098,6 +1203,84 @@ async fn handle(
             }
         }
         _ => msg(404, json!("404 Not Found")),
+    }
+}
+
+/// The `archived` parameter of project listings (doc/api/projects.md, doc/api/groups.md):
+/// absent lists both.
+fn archived_filter(q: &BTreeMap<String, String>, p: &FProject) -> bool {
+    match q.get("archived").map(String::as_str) {
+        Some("true") => p.archived,
+        Some("false") => !p.archived,
+        _ => true,
+    }
+}
+
+/// GETs without a token: public resources only. Listings show the simple view
+/// (doc/api/projects.md, "List all projects": without authentication "only simple fields
+/// are returned": no `archived`, no `forked_from_project`); one project, the full view
+/// (doc/api/projects.md, "Get a single project": "can be accessed without authentication if
+/// the project is publicly accessible").
+fn anonymous(st: &FakeState, uri: &Uri, api: &str) -> Response {
+    let segs: Vec<String> = api.split('/').map(percent_decode).collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let q = query(uri);
+    let public = |p: &&FProject| p.visibility == "public";
+    let simple = |p: &FProject| {
+        json!({"id": p.id, "name": p.name, "path": p.path, "path_with_namespace": p.path_with_namespace,
+               "namespace": {"id": p.namespace_id},
+               "http_url_to_repo": format!("{EXTERNAL}/{}.git", p.path_with_namespace)})
+    };
+    match segs.as_slice() {
+        ["groups", id, "projects"] => {
+            let Some(g) = find_group(st, id) else {
+                return msg(404, json!("404 Group Not Found"));
+            };
+            let sub = format!("{}/", g.full_path);
+            let inside: Vec<u64> = st
+                .groups
+                .iter()
+                .filter(|x| x.id == g.id || x.full_path.starts_with(&sub))
+                .map(|x| x.id)
+                .collect();
+            let with_shared = q.get("with_shared").is_none_or(|v| v != "false");
+            let items = st
+                .projects
+                .iter()
+                .filter(public)
+                .filter(|p| {
+                    inside.contains(&p.namespace_id)
+                        || (with_shared && p.shared_with.iter().any(|g| inside.contains(g)))
+                })
+                .filter(|p| archived_filter(&q, p))
+                .map(simple)
+                .collect();
+            paginate(st, uri, items)
+        }
+        ["users", u, "projects"] => {
+            let Some(user) = st.users.iter().find(|x| x.username == *u) else {
+                return msg(404, json!("404 User Not Found"));
+            };
+            let items = st
+                .projects
+                .iter()
+                .filter(public)
+                .filter(|p| p.namespace_id == user.id)
+                .filter(|p| archived_filter(&q, p))
+                .map(simple)
+                .collect();
+            paginate(st, uri, items)
+        }
+        ["projects", id] => match st
+            .projects
+            .iter()
+            .filter(public)
+            .find(|p| p.id.to_string() == *id || p.path_with_namespace == *id)
+        {
+            Some(p) => reply(200, FakeState::project_json(p)),
+            None => msg(404, json!("404 Project Not Found")),
+        },
+        _ => msg(401, json!("401 Unauthorized")),
     }
 }
 
