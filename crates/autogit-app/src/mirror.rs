@@ -524,11 +524,20 @@ async fn list_github(
         .map(|repos| {
             repos
                 .into_iter()
-                .map(|r| Listed {
-                    name: r.name,
-                    clone_url: r.clone_url,
-                    fork: r.fork,
-                    archived: r.archived,
+                .map(|r| {
+                    let url = r.clone_url();
+                    Listed {
+                        problem: url.is_none().then(|| {
+                            format!(
+                                "GitHub listed {} without a clone_url or html_url; skipped",
+                                r.full_name
+                            )
+                        }),
+                        clone_url: url.unwrap_or_else(|| r.full_name.clone()),
+                        name: r.name,
+                        fork: r.fork,
+                        archived: r.archived,
+                    }
                 })
                 .collect()
         })
@@ -559,6 +568,7 @@ async fn list_gitlab(
             clone_url: p.http_url_to_repo,
             fork: p.forked_from_project.is_some(),
             archived: p.archived,
+            problem: None,
         })
         .collect())
 }

@@ -548,6 +548,9 @@ pub struct Listed {
     pub clone_url: String,
     pub fork: bool,
     pub archived: bool,
+    /// Why this repository cannot be mirrored though it was listed (GitHub gave no clone URL):
+    /// it becomes a failed mirror with this reason, the others of the account go on.
+    pub problem: Option<String>,
 }
 
 /// Whether a listed repository passes an account's filters: name globs (`include`, `exclude`),
@@ -578,7 +581,10 @@ pub fn from_listing(
                 name: sanitize_name(&r.name),
             },
             token_env: account.token_env.clone(),
-            problem: check_source(&r.clone_url, allow_private).err(),
+            problem: r
+                .problem
+                .clone()
+                .or_else(|| check_source(&r.clone_url, allow_private).err()),
         })
         .collect()
 }
@@ -978,6 +984,7 @@ mod tests {
             clone_url: format!("https://github.com/me/{n}.git"),
             fork,
             archived,
+            problem: None,
         };
         let repos = [
             repo("tool-a", false, false),
@@ -1023,6 +1030,11 @@ mod tests {
         assert_eq!(one[0].target.full(), "m/lib");
         assert_eq!(one[0].token_env.as_deref(), Some("GH"));
         assert_eq!(one[0].source, "https://github.com/me/lib.git");
+        // A listed repository with a problem (no clone URL) stays, failed, with its reason.
+        let mut odd = repo("odd", false, false);
+        odd.problem = Some("no clone_url".into());
+        let out = from_listing(&account, "m", &f(&[], false, false), &[odd], false);
+        assert_eq!(out[0].problem.as_deref(), Some("no clone_url"));
     }
 
     #[test]

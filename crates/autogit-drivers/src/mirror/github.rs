@@ -58,13 +58,30 @@ pub enum Owner {
 pub struct RemoteRepo {
     pub name: String,
     pub full_name: String,
-    pub clone_url: String,
+    /// Not required by GitHub's schema (`minimal-repository`); when absent it is derived
+    /// from `html_url` (required there), see [`RemoteRepo::clone_url`].
+    #[serde(default)]
+    pub clone_url: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
     #[serde(default)]
     pub fork: bool,
     #[serde(default)]
     pub archived: bool,
     #[serde(default)]
     pub private: bool,
+}
+
+impl RemoteRepo {
+    /// The https clone URL: `clone_url`, else `html_url` + `.git` (the same URL GitHub
+    /// gives as `clone_url`); `None` when the answer has neither.
+    pub fn clone_url(&self) -> Option<String> {
+        if let Some(u) = self.clone_url.as_deref().filter(|u| !u.is_empty()) {
+            return Some(u.to_owned());
+        }
+        let html = self.html_url.as_deref().filter(|u| !u.is_empty())?;
+        Some(format!("{}.git", html.trim_end_matches('/')))
+    }
 }
 
 pub struct GitHub {
@@ -99,8 +116,17 @@ impl GitHub {
     }
 
     /// Every repository of the owner, all pages.
+    ///
+    /// `GET /users/{username}/repos` lists public repositories only
+    /// (<https://docs.github.com/en/rest/repos/repos#list-repositories-for-a-user>). When the
+    /// token belongs to that user (`GET /user`'s `login`), `GET /user/repos?affiliation=owner`
+    /// is listed instead, which includes the private ones
+    /// (<https://docs.github.com/en/rest/repos/repos#list-repositories-for-the-authenticated-user>).
     pub async fn list(&self, owner: &Owner) -> Result<Vec<RemoteRepo>, GitHubError> {
         let first = match owner {
+            Owner::User(u) if self.token_owner_is(u).await? => {
+                "user/repos?per_page=100&affiliation=owner".to_owned()
+            }
             Owner::User(u) => format!("users/{}/repos?per_page=100&type=owner", enc(u)),
             Owner::Org(o) => format!("orgs/{}/repos?per_page=100&type=all", enc(o)),
         };
@@ -125,7 +151,36 @@ impl GitHub {
         Ok(out)
     }
 
+    /// Whether the token is `username`'s (`GET /user`). Without a token, or with one that
+    /// cannot read `/user` (403: a token without that permission), no.
+    async fn token_owner_is(&self, username: &str) -> Result<bool, GitHubError> {
+        #[derive(Deserialize)]
+        struct Me {
+            login: String,
+        }
+        if self.token.is_none() {
+            return Ok(false);
+        }
+        let url = self
+            .api
+            .join("user")
+            .map_err(|_| GitHubError::Url("user".into()))?;
+        match self.get_json::<Me>(url).await {
+            Ok((me, _)) => Ok(me.login.eq_ignore_ascii_case(username)),
+            Err(GitHubError::Forbidden { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn page(&self, url: Url) -> Result<(Vec<RemoteRepo>, Option<Url>), GitHubError> {
+        let (items, headers) = self.get_json(url).await?;
+        Ok((items, next_link(&headers)))
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<(T, HeaderMap), GitHubError> {
         let path = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
@@ -159,12 +214,11 @@ impl GitHub {
         if !status.is_success() {
             return Err(self.error(path, status, &headers, &body));
         }
-        let items: Vec<RemoteRepo> =
-            serde_json::from_str(&body).map_err(|e| GitHubError::Transport {
-                path: path.clone(),
-                message: format!("unexpected answer: {e}"),
-            })?;
-        Ok((items, next_link(&headers)))
+        let items: T = serde_json::from_str(&body).map_err(|e| GitHubError::Transport {
+            path: path.clone(),
+            message: format!("unexpected answer: {e}"),
+        })?;
+        Ok((items, headers))
     }
 
     fn error(&self, path: String, status: StatusCode, h: &HeaderMap, body: &str) -> GitHubError {
