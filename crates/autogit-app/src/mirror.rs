@@ -4,9 +4,7 @@
 //! SQLite, `prune_projects`, and the schedule the daemon follows.
 
 use crate::{Bus, Event, Settings, SharedClock};
-use autogit_core::mirror::{
-    Listed, Planned, expand_target, from_listing, planned, redact_url, unique_names,
-};
+use autogit_core::mirror::{Listed, Planned, expand_target, from_listing, planned, redact_url};
 use autogit_drivers::gitlab::bootstrap::account_token_secret;
 use autogit_drivers::gitlab::client::GitLabClient;
 use autogit_drivers::mirror::github::{self, GitHub, Owner};
@@ -106,6 +104,28 @@ impl MirrorController {
     ) -> Result<Option<SyncReport>, MirrorControlError> {
         let m = &self.settings.config.mirroring;
         let mut all = self.resolve_accounts(planned(m)).await;
+        let started = Instant::now();
+        let empty = || SyncReport {
+            reports: Vec::new(),
+            failed: 0,
+            pruned: Vec::new(),
+            prune_error: None,
+            elapsed: started.elapsed(),
+        };
+        if all.is_empty() {
+            if let Some(r) = only.first() {
+                return Err(MirrorControlError::UnknownMirror(r.clone()));
+            }
+            return Ok(Some(empty()));
+        }
+        let data = self
+            .settings
+            .ensure_data_dir()
+            .map_err(MirrorControlError::State)?;
+        let store = Store::open(&data.join("state.db"))
+            .map_err(|e| MirrorControlError::State(e.to_string()))?;
+        // Targets stay where they were first recorded, whatever failed to list this time.
+        self.stable_targets(&store, &mut all)?;
         let matches =
             |p: &Planned, r: &String| &p.name == r || &p.source == r || &p.target.full() == r;
         for r in only {
@@ -116,26 +136,11 @@ impl MirrorController {
         if !only.is_empty() {
             all.retain(|p| only.iter().any(|r| matches(p, r)));
         }
-        let started = Instant::now();
-        if all.is_empty() {
-            return Ok(Some(SyncReport {
-                reports: Vec::new(),
-                failed: 0,
-                pruned: Vec::new(),
-                prune_error: None,
-                elapsed: started.elapsed(),
-            }));
-        }
-        let data = self
-            .settings
-            .ensure_data_dir()
-            .map_err(MirrorControlError::State)?;
-        let store = Store::open(&data.join("state.db"))
-            .map_err(|e| MirrorControlError::State(e.to_string()))?;
 
         // Targets: the URL template, or the local GitLab's projects (created when missing).
         let mut problems: Vec<Report> = Vec::new();
         let mut jobs: Vec<Job> = Vec::new();
+        let mut wanted: Vec<String> = all.iter().map(|p| p.target.full()).collect();
         let gitlab = m
             .target_url_template
             .is_none()
@@ -157,18 +162,24 @@ impl MirrorController {
                 (Some(t), _) => (expand_target(t, &p.target), None),
                 (None, Some(Ok((client, token)))) => {
                     match autogit_drivers::mirror::ensure_project(client, &p.target).await {
-                        Ok(_) => (
-                            format!(
-                                "{}/{}.git",
-                                self.settings
-                                    .config
-                                    .gitlab
-                                    .external_url
-                                    .trim_end_matches('/'),
-                                p.target.full()
-                            ),
-                            Some(token.clone()),
-                        ),
+                        Ok(project) => {
+                            // A project renamed or moved in GitLab (found through its old
+                            // path's redirect) is pushed where it is now, and recorded there.
+                            let path = self.follow_move(&store, p, &project.path_with_namespace);
+                            wanted.push(path.clone());
+                            (
+                                format!(
+                                    "{}/{}.git",
+                                    self.settings
+                                        .config
+                                        .gitlab
+                                        .external_url
+                                        .trim_end_matches('/'),
+                                    path
+                                ),
+                                Some(token.clone()),
+                            )
+                        }
                         Err(e) => {
                             problems.push(failed(
                                 p,
@@ -242,7 +253,6 @@ impl MirrorController {
         if m.prune_projects
             && let Some(Ok((client, _))) = &gitlab
         {
-            let wanted: Vec<String> = all.iter().map(|p| p.target.full()).collect();
             match self.prune(client, &wanted, complete).await {
                 Ok(done) => pruned = done,
                 Err(e) => prune_error = Some(format!("prune_projects: {e}")),
@@ -287,6 +297,37 @@ impl MirrorController {
             }
         }
         Ok(done)
+    }
+
+    /// Gives each mirror its recorded target ([`autogit_core::mirror::assign_targets`]) and
+    /// records the targets of sources seen for the first time. A record the store refuses
+    /// (another process recorded that target for another source meanwhile) fails that mirror.
+    fn stable_targets(&self, store: &Store, all: &mut [Planned]) -> Result<(), MirrorControlError> {
+        let m = &self.settings.config.mirroring;
+        let recorded: std::collections::BTreeMap<String, String> = store
+            .mirror_targets()
+            .map_err(|e| MirrorControlError::State(e.to_string()))?
+            .into_iter()
+            .map(|t| (t.source, t.target))
+            .collect();
+        let fresh = autogit_core::mirror::assign_targets(all, &m.namespace, &recorded);
+        for (source, target) in fresh {
+            if let Err(e) = store.record_mirror_target(&source, &target, self.clock.now()) {
+                for p in all.iter_mut().filter(|p| redact_url(&p.source) == source) {
+                    p.problem = Some(format!("cannot record {target} as its target: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `p` is pushed in the local GitLab: `found` (the project's path now, which
+    /// differs from the planned one after a rename), recorded as the source's target.
+    fn follow_move(&self, store: &Store, p: &Planned, found: &str) -> String {
+        if found != p.target.full() {
+            let _ = store.record_mirror_target(&redact_url(&p.source), found, self.clock.now());
+        }
+        found.to_owned()
     }
 
     /// The value of a source's `token_env`: `Ok(None)` without one, `Err` when it is not set.
@@ -351,7 +392,6 @@ impl MirrorController {
                 }
             }
         }
-        unique_names(&mut out);
         out
     }
 
@@ -404,6 +444,7 @@ impl MirrorController {
                     },
                     token_env: None,
                     problem: None,
+                    named: false,
                 });
             }
         }

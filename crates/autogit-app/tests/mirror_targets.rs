@@ -1,0 +1,120 @@
+//! Where each mirror is pushed stays the same from run to run (issue 18, defect 7): two GitHub
+//! accounts both have a `Hello-World`; when one account's listing fails, the other's
+//! repository keeps its own target instead of taking the failed one's name, and the failed
+//! account's mirror is left as it was. Real git over loopback (`git daemon` serves the
+//! sources and the targets); GitHub is the in-process fake (`github_support`), since GitHub
+//! cannot run here.
+
+mod support;
+
+#[path = "../../autogit-drivers/tests/git_support/mod.rs"]
+mod git_support;
+#[path = "../../autogit-drivers/tests/github_support/mod.rs"]
+mod github_support;
+
+use autogit_app::mirror::MirrorController;
+use git_support::{Daemon, Work, have_git_daemon, refs};
+use github_support::FakeGitHub;
+use support::{bus_at, settings};
+
+#[tokio::test]
+async fn a_failed_listing_never_moves_another_repository_onto_its_target() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "targets-src");
+    let dst = Daemon::start(&root.join("dst"), "targets-dst");
+    let mut works = Vec::new();
+    for owner in ["alice", "bob"] {
+        let bare = src.init(&format!("{owner}/Hello-World.git"));
+        let w = Work::new(&root.join("work").join(owner), &bare);
+        w.commit("README", &format!("{owner}'s Hello-World"));
+        w.publish();
+        works.push(w);
+    }
+    // target_url_template: the targets must exist (a plain git server creates nothing).
+    for t in ["Hello-World", "Hello-World-2", "Hello-World-3"] {
+        dst.init(&format!("mirrors/{t}.git"));
+    }
+    let gh = FakeGitHub::start().await;
+    {
+        let mut st = gh.state();
+        for owner in ["alice", "bob"] {
+            st.users.insert(
+                owner.to_owned(),
+                vec![serde_json::json!({
+                    "id": 1, "name": "Hello-World", "full_name": format!("{owner}/Hello-World"),
+                    "clone_url": src.url(&format!("{owner}/Hello-World.git")),
+                    "html_url": format!("https://github.example/{owner}/Hello-World"),
+                    "fork": false, "archived": false, "private": false,
+                })],
+            );
+        }
+    }
+    let config = format!(
+        "mirroring:\n  enabled: true\n  namespace: mirrors\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    github:\n      - {{username: alice, api_url: \"{gh}\"}}\n      - {{username: bob, api_url: \"{gh}\"}}\n",
+        dst.port,
+        gh = gh.url,
+    );
+    let s = settings(&config, "", &root.join("data"));
+    let (bus, _clock) = bus_at(1_767_225_600);
+    let m = MirrorController::new(s, bus, std::sync::Arc::new(_clock));
+    let alice = || refs(&src.url("alice/Hello-World.git"));
+    let bob = || refs(&src.url("bob/Hello-World.git"));
+    let target = |t: &str| refs(&dst.url(&format!("mirrors/{t}.git")));
+
+    // Run 1: both listed; alice's takes the name, bob's the suffix.
+    let r = m.sync(&[], |_| {}, std::future::pending()).await.unwrap();
+    let r = r.unwrap();
+    assert_eq!(r.failed, 0, "{:?}", r.reports);
+    assert_eq!(target("Hello-World"), alice());
+    assert_eq!(target("Hello-World-2"), bob());
+
+    // Run 2: alice's listing fails; bob's repository changed.
+    gh.state().users.remove("alice");
+    works[1].commit("README", "bob, again");
+    works[1].publish();
+    let r = m.sync(&[], |_| {}, std::future::pending()).await.unwrap();
+    let r = r.unwrap();
+    let failed: Vec<&str> = r
+        .reports
+        .iter()
+        .filter(|x| x.result.is_err())
+        .map(|x| x.name.as_str())
+        .collect();
+    assert_eq!(failed, ["github-alice"], "{:?}", r.reports);
+    assert_eq!(
+        target("Hello-World"),
+        alice(),
+        "alice's mirror is untouched"
+    );
+    assert_eq!(
+        target("Hello-World-2"),
+        bob(),
+        "bob's repository is pushed where it always was"
+    );
+    assert!(target("Hello-World-3").is_empty());
+
+    // Run 3: alice is back, listed after bob this time; nothing moves.
+    {
+        let mut st = gh.state();
+        st.users.insert(
+            "alice".to_owned(),
+            vec![serde_json::json!({
+                "id": 1, "name": "Hello-World", "full_name": "alice/Hello-World",
+                "clone_url": src.url("alice/Hello-World.git"),
+                "html_url": "https://github.example/alice/Hello-World",
+                "fork": false, "archived": false, "private": false,
+            })],
+        );
+    }
+    works[0].commit("README", "alice, again");
+    works[0].publish();
+    let r = m.sync(&[], |_| {}, std::future::pending()).await.unwrap();
+    let r = r.unwrap();
+    assert_eq!(r.failed, 0, "{:?}", r.reports);
+    assert_eq!(target("Hello-World"), alice());
+    assert_eq!(target("Hello-World-2"), bob());
+}
