@@ -203,3 +203,37 @@ async fn a_repository_without_clone_url_gets_one_from_html_url() {
     );
     assert_eq!(repos[2].clone_url(), None);
 }
+
+#[tokio::test]
+async fn a_secondary_rate_limit_is_waited_out_or_reported() {
+    let fake = FakeGitHub::start().await;
+    {
+        let mut st = fake.state();
+        st.add_repos(true, "acme", &names(2, "r"), "git://h");
+        st.secondary_limit = 1;
+        st.secondary_retry_after = 1;
+    }
+    let gh = GitHub::new(&fake.url, None).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(gh.list(&Owner::Org("acme".into())).await.unwrap().len(), 2);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(1),
+        "retry-after honoured"
+    );
+    assert_eq!(fake.state().requests.len(), 2);
+
+    // A wait longer than a minute is not slept through: it is reported.
+    {
+        let mut st = fake.state();
+        st.secondary_limit = 1;
+        st.secondary_retry_after = 600;
+    }
+    let e = gh.list(&Owner::Org("acme".into())).await.unwrap_err();
+    match &e {
+        GitHubError::RateLimited {
+            retry_after, reset, ..
+        } => assert_eq!((*retry_after, *reset), (Some(600), 0)),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("wait 600 s"), "{e}");
+}

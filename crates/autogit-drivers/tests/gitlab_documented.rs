@@ -176,3 +176,39 @@ async fn a_moved_project_is_followed_on_the_same_host_only() {
     assert!(e.to_string().contains("gitlab.elsewhere.test"), "{e}");
     assert!(!e.to_string().contains(ROOT_TOKEN));
 }
+
+#[tokio::test]
+async fn rate_limits_follow_ratelimit_reset_and_a_long_wait_is_said_at_once() {
+    let (fake, client) = setup().await;
+    {
+        let mut st = fake.state();
+        st.rate_limit = 1;
+        st.retry_after = String::new(); // only the RateLimit-* headers
+        st.ratelimit_reset_in = 1;
+    }
+    assert_eq!(client.version().await.unwrap().version, "18.5.4");
+    assert_eq!(fake.state().requests.len(), 2, "one 429, then the retry");
+
+    // GitLab asks for an hour: no futile retries, and the error says how long.
+    {
+        let mut st = fake.state();
+        st.requests.clear();
+        st.rate_limit = 10;
+        st.retry_after = "3600".into();
+    }
+    let started = Instant::now();
+    let e = client.version().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            GitLabError::RateLimited {
+                retry_after: Some(3600),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("3600 s"), "{e}");
+    assert_eq!(fake.state().requests.len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

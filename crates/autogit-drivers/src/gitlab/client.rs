@@ -51,8 +51,16 @@ pub enum GitLabError {
         message: String,
         fields: BTreeMap<String, Vec<String>>,
     },
-    #[error("{path}: still rate limited (429) after {attempts} attempts")]
-    RateLimited { path: String, attempts: u32 },
+    #[error(
+        "{path}: GitLab's rate limit (429) still applies after {attempts} attempts{}; try again later, or raise the instance's rate limits",
+        retry_after.map(|s| format!(" (it asks to wait {s} s more)")).unwrap_or_default()
+    )]
+    RateLimited {
+        path: String,
+        attempts: u32,
+        /// What GitLab last asked to wait (`Retry-After` or `RateLimit-Reset`), in seconds.
+        retry_after: Option<u64>,
+    },
     #[error("{path}: GitLab answered {status} after {attempts} attempts: {message}")]
     Server {
         path: String,
@@ -403,14 +411,18 @@ impl GitLabClient {
                         return Ok(resp);
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS {
-                        let wait = retry_after(resp.headers())
-                            .unwrap_or(delay)
-                            .min(self.retry.max_retry_after);
-                        last = Some(GitLabError::RateLimited {
+                        let asked = retry_after(resp.headers());
+                        let err = GitLabError::RateLimited {
                             path: path.clone(),
                             attempts: attempt,
-                        });
-                        wait
+                            retry_after: asked.map(|d| d.as_secs()),
+                        };
+                        // Longer than we would wait: say so now rather than retry too early.
+                        if asked.is_some_and(|d| d > self.retry.max_retry_after) {
+                            return Err(err);
+                        }
+                        last = Some(err);
+                        asked.unwrap_or(delay)
                     } else if status.is_server_error() {
                         let gateway = matches!(status.as_u16(), 502..=504);
                         let text = resp.text().await.unwrap_or_default();
@@ -941,17 +953,29 @@ fn client_error(path: String, status: StatusCode, body: &str) -> GitLabError {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// How long a 429 asks to wait: `Retry-After` (seconds or an HTTP date), else GitLab's
+/// `RateLimit-Reset` (unix time) or `RateLimit-ResetTime` (an HTTP date)
+/// (`doc/administration/settings/user_and_ip_rate_limits.md`, "Response headers").
 pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
+    let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+    let until = |when: std::time::SystemTime| {
         when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+            .unwrap_or(Duration::ZERO)
+    };
+    if let Some(v) = header("retry-after") {
+        if let Ok(secs) = v.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(when) = httpdate::parse_http_date(v) {
+            return Some(until(when));
+        }
+    }
+    if let Some(reset) = header("ratelimit-reset").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(until(std::time::UNIX_EPOCH + Duration::from_secs(reset)));
+    }
+    header("ratelimit-resettime")
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .map(until)
 }
 
 /// The next page relative to `/api/v4`: the `Link` header's `rel="next"` (re-based onto our
@@ -1326,6 +1350,29 @@ mod tests {
             Some(Duration::ZERO),
             "a past date means now"
         );
+        // Without Retry-After: GitLab's RateLimit-Reset (unix time), then RateLimit-ResetTime.
+        let mut h = HeaderMap::new();
+        let soon = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 30;
+        h.insert(
+            "ratelimit-reset",
+            HeaderValue::from_str(&soon.to_string()).unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            "ratelimit-resettime",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]

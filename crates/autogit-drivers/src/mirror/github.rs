@@ -11,6 +11,11 @@ use std::time::Duration;
 
 pub const DEFAULT_API: &str = "https://api.github.com";
 
+/// Tries of one request under a secondary rate limit (the first one included).
+const RATE_LIMIT_TRIES: u32 = 3;
+/// The longest `retry-after` waited for; a longer one is reported.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
     #[error("GitHub API URL `{0}` is not an http(s) URL")]
@@ -22,12 +27,20 @@ pub enum GitHubError {
     #[error("GitHub rejected the token for {path} (401): check the token_env variable")]
     Unauthorized { path: String },
     #[error(
-        "GitHub API rate limit reached on {path}; it resets at {reset} (unix time){}",
+        "GitHub API rate limit reached on {path}; {}{}",
+        match (reset, retry_after) {
+            (r, _) if *r > 0 => format!("it resets at {r} (unix time)"),
+            (_, Some(s)) => format!("GitHub asks to wait {s} s (a secondary rate limit)"),
+            _ => "wait at least a minute before trying again (a secondary rate limit)".to_owned(),
+        },
         if *authenticated { "" } else { "; set token_env for a higher limit" }
     )]
     RateLimited {
         path: String,
+        /// `x-ratelimit-reset` (unix time) when the primary limit is used up; else 0.
         reset: u64,
+        /// `retry-after` (seconds), a secondary limit's wait.
+        retry_after: Option<u64>,
         authenticated: bool,
     },
     #[error("GitHub refused {path} (403): {message}")]
@@ -177,7 +190,31 @@ impl GitHub {
         Ok((items, next_link(&headers)))
     }
 
+    /// One GET, repeated after a secondary rate limit's `retry-after` when that is short
+    /// (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit>:
+    /// do not retry before `retry-after` seconds; with `x-ratelimit-remaining: 0`, not before
+    /// `x-ratelimit-reset`, which is reported instead of waited for).
     async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<(T, HeaderMap), GitHubError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.get_json_once(url.clone()).await {
+                Err(GitHubError::RateLimited {
+                    reset: 0,
+                    retry_after: Some(s),
+                    ..
+                }) if tries < RATE_LIMIT_TRIES && s <= MAX_RETRY_AFTER.as_secs() => {
+                    tokio::time::sleep(Duration::from_secs(s)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn get_json_once<T: serde::de::DeserializeOwned>(
         &self,
         url: Url,
     ) -> Result<(T, HeaderMap), GitHubError> {
@@ -227,15 +264,24 @@ impl GitHub {
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| body.chars().take(200).collect());
-        let limited = header("x-ratelimit-remaining") == Some("0")
-            || (status == StatusCode::FORBIDDEN && message.contains("rate limit"));
+        let exhausted = header("x-ratelimit-remaining") == Some("0");
+        let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+        let limited = exhausted
+            || retry_after.is_some()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || message.contains("rate limit");
         match status.as_u16() {
             401 => GitHubError::Unauthorized { path },
             403 | 429 if limited => GitHubError::RateLimited {
                 path,
-                reset: header("x-ratelimit-reset")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
+                reset: if exhausted {
+                    header("x-ratelimit-reset")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
+                } else {
+                    0
+                },
+                retry_after,
                 authenticated: self.token.is_some(),
             },
             403 => GitHubError::Forbidden { path, message },

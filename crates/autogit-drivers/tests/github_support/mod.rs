@@ -25,6 +25,10 @@ pub struct GhState {
     pub forbidden: bool,
     /// Answer 403 with the rate-limit headers to everything.
     pub rate_limited: bool,
+    /// The next N requests hit a secondary rate limit: 403 with `retry-after:
+    /// <secondary_retry_after>`.
+    pub secondary_limit: u32,
+    pub secondary_retry_after: u64,
     /// Every request: path and query.
     pub requests: Vec<String>,
     /// Every Authorization header seen.
@@ -141,6 +145,22 @@ async fn handle(
             401,
             json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
         );
+    }
+    // https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit:
+    // a secondary limit answers 403 (or 429) with `retry-after`; the primary one, 403 with
+    // `x-ratelimit-remaining: 0` and `x-ratelimit-reset`.
+    if st.secondary_limit > 0 {
+        st.secondary_limit -= 1;
+        let mut r = reply(
+            403,
+            json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                   "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}),
+        );
+        r.headers_mut().insert(
+            "retry-after",
+            HeaderValue::from_str(&st.secondary_retry_after.to_string()).unwrap(),
+        );
+        return r;
     }
     if st.rate_limited {
         let mut r = reply(

@@ -122,6 +122,8 @@ pub struct FakeState {
     /// The next N requests answer 429 with `Retry-After: <retry_after>`.
     pub rate_limit: u32,
     pub retry_after: String,
+    /// Seconds until `RateLimit-Reset` when `retry_after` is empty.
+    pub ratelimit_reset_in: u64,
     /// The next request answers this status and body instead.
     pub forced: Option<(u16, String)>,
     pub paging: Paging,
@@ -324,6 +326,7 @@ impl Fake {
             fail_502: 0,
             rate_limit: 0,
             retry_after: "1".to_owned(),
+            ratelimit_reset_in: 1,
             forced: None,
             paging: Paging::LinkAndHeaders,
             max_per_page: 100,
@@ -512,11 +515,31 @@ async fn handle(
     }
     if st.rate_limit > 0 {
         st.rate_limit -= 1;
-        let mut r = msg(429, json!("429 Too Many Requests"));
-        r.headers_mut().insert(
-            "retry-after",
-            HeaderValue::from_str(&st.retry_after).expect("header"),
-        );
+        // doc/administration/settings/user_and_ip_rate_limits.md, "Response headers": 429
+        // with `RateLimit-*` (`RateLimit-Reset` in unix time) and `Retry-After` (seconds).
+        // An empty `retry_after` leaves `Retry-After` out.
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, "Retry later\n").into_response();
+        let h = r.headers_mut();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let wait: u64 = st.retry_after.parse().unwrap_or(st.ratelimit_reset_in);
+        for (k, v) in [
+            ("ratelimit-name", "throttle_authenticated_api".to_owned()),
+            ("ratelimit-limit", "60".to_owned()),
+            ("ratelimit-observed", "67".to_owned()),
+            ("ratelimit-remaining", "0".to_owned()),
+            ("ratelimit-reset", (now + wait).to_string()),
+        ] {
+            h.insert(k, HeaderValue::from_str(&v).expect("header"));
+        }
+        if !st.retry_after.is_empty() {
+            h.insert(
+                "retry-after",
+                HeaderValue::from_str(&st.retry_after).expect("header"),
+            );
+        }
         return r;
     }
     if st.fail_502 > 0 {
