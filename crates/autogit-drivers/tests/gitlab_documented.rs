@@ -212,3 +212,49 @@ async fn rate_limits_follow_ratelimit_reset_and_a_long_wait_is_said_at_once() {
     assert_eq!(fake.state().requests.len(), 1);
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+#[tokio::test]
+async fn users_and_projects_past_the_offset_limit_are_listed_with_keyset_pagination() {
+    let (fake, client) = setup().await;
+    {
+        let mut st = fake.state();
+        st.max_offset = 4;
+        st.max_per_page = 2;
+        for i in 0..6 {
+            st.add_user(&format!("user{i}"), false);
+        }
+        st.add_group("team");
+        for i in 0..6 {
+            st.add_project("team", &format!("p{i}"), false, false);
+        }
+        let last = st.projects.last().unwrap().id;
+        st.jobs.push(gitlab_support::FJob {
+            id: 99,
+            project_id: last,
+            status: "pending".into(),
+            tag_list: vec!["gpu".into()],
+        });
+    }
+    // The limit is real: offset pagination fails past it.
+    let e = client
+        .get_all::<autogit_drivers::gitlab::client::User>("users")
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(405), "{e:?}");
+    assert!(e.to_string().contains("keyset"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = autogit_drivers::secrets::SecretStore::open(dir.path()).unwrap();
+    let s = autogit_drivers::gitlab::bootstrap::status(&client, &store).await;
+    assert_eq!(s.users, Some(7), "{:?}", s.errors);
+    let jobs = client.active_jobs().await.unwrap();
+    assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), [99]);
+    let st = fake.state();
+    assert!(
+        st.requests
+            .iter()
+            .any(|(_, p)| p.starts_with("/api/v4/users?") && p.contains("id_after=")),
+        "{:?}",
+        st.requests
+    );
+}

@@ -797,7 +797,7 @@ pub async fn status(client: &GitLabClient, store: &SecretStore) -> Status {
         Err(e) => s.errors.push(e.to_string()),
     }
     match client
-        .get_all::<super::client::User>("users?active=true")
+        .get_all::<super::client::User>("users?active=true&pagination=keyset&order_by=id&sort=asc")
         .await
     {
         Ok(u) => s.users = Some(u.len()),

@@ -708,10 +708,11 @@ impl GitLabClient {
 
     /// Pending and running CI jobs of every project (as an administrator): GitLab has no
     /// instance-wide job listing, so this lists projects, then each project's jobs with
-    /// `scope[]=pending&scope[]=running`. For on-demand runners.
+    /// `scope[]=pending&scope[]=running`. For on-demand runners. Projects are listed with
+    /// keyset pagination (`doc/api/rest/index.md`), since offset pagination stops at 50,000.
     pub async fn active_jobs(&self) -> Result<Vec<CiJob>, GitLabError> {
         let projects: Vec<Project> = self
-            .get_all("projects?simple=true&archived=false&order_by=id&sort=asc")
+            .get_all("projects?simple=true&archived=false&pagination=keyset&order_by=id&sort=asc")
             .await?;
         let mut jobs = Vec::new();
         for p in projects {

@@ -122,6 +122,8 @@ pub struct FakeState {
     /// The next N requests answer 429 with `Retry-After: <retry_after>`.
     pub rate_limit: u32,
     pub retry_after: String,
+    /// The largest offset `/users` and `/projects` serve with offset pagination.
+    pub max_offset: usize,
     /// Seconds until `RateLimit-Reset` when `retry_after` is empty.
     pub ratelimit_reset_in: u64,
     /// The next request answers this status and body instead.
@@ -327,6 +329,7 @@ impl Fake {
             rate_limit: 0,
             retry_after: "1".to_owned(),
             ratelimit_reset_in: 1,
+            max_offset: 50_000,
             forced: None,
             paging: Paging::LinkAndHeaders,
             max_per_page: 100,
@@ -451,6 +454,61 @@ fn paginate(st: &FakeState, uri: &Uri, items: Vec<Value>) -> Response {
         set(h, "link", links.join(", "));
     }
     r
+}
+
+/// A listing of a resource with keyset pagination (`/users`, `/projects`): with
+/// `pagination=keyset&order_by=id`, pages after `id_after` announced by a `Link` rel="next"
+/// only (doc/api/rest/index.md, "Keyset-based pagination"); with offset pagination, an
+/// offset beyond `max_offset` answers 405 (doc/administration/instance_limits.md, "Max offset
+/// allowed by the REST API for offset-based pagination", 50,000 by default).
+fn paginate_large(st: &FakeState, uri: &Uri, mut items: Vec<Value>, kind: &str) -> Response {
+    let q = query(uri);
+    let per_page = q
+        .get("per_page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 100)
+        .min(st.max_per_page);
+    if q.get("pagination").map(String::as_str) == Some("keyset") {
+        let after: u64 = q.get("id_after").and_then(|v| v.parse().ok()).unwrap_or(0);
+        items.sort_by_key(|v| v["id"].as_u64().unwrap_or(0));
+        let rest: Vec<Value> = items
+            .into_iter()
+            .filter(|v| v["id"].as_u64().unwrap_or(0) > after)
+            .collect();
+        let more = rest.len() > per_page;
+        let page: Vec<Value> = rest.into_iter().take(per_page).collect();
+        let last = page.last().and_then(|v| v["id"].as_u64());
+        let mut r = reply(200, Value::Array(page));
+        if let (true, Some(last)) = (more, last) {
+            let mut pairs: Vec<String> = q
+                .iter()
+                .filter(|(k, _)| k.as_str() != "id_after")
+                .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                .collect();
+            pairs.push(format!("id_after={last}"));
+            let link = format!(
+                "<{EXTERNAL}{}?{}>; rel=\"next\"",
+                uri.path(),
+                pairs.join("&")
+            );
+            r.headers_mut()
+                .insert("link", HeaderValue::from_str(&link).expect("header"));
+        }
+        return r;
+    }
+    let page = q
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    if (page - 1) * per_page >= st.max_offset {
+        return reply(
+            405,
+            json!({"error": format!("Offset pagination has a maximum allowed offset of {} for requests that return objects of type {kind}. Remaining records can be retrieved using keyset pagination.", st.max_offset)}),
+        );
+    }
+    paginate(st, uri, items)
 }
 
 fn urlencode(s: &str) -> String {
@@ -670,7 +728,7 @@ async fn handle(
                 })
                 .map(FakeState::user_json)
                 .collect();
-            paginate(st, &uri, items)
+            paginate_large(st, &uri, items, "User")
         }
         (Method::POST, ["users"]) => {
             if !api_write {
@@ -864,7 +922,7 @@ async fn handle(
                 return scope_error();
             }
             let items = st.projects.iter().map(FakeState::project_json).collect();
-            paginate(st, &uri, items)
+            paginate_large(st, &uri, items, "Project")
         }
         (Method::GET, ["projects", id, "jobs"]) => {
             if !api_read {
