@@ -118,3 +118,75 @@ async fn a_failed_listing_never_moves_another_repository_onto_its_target() {
     assert_eq!(target("Hello-World"), alice());
     assert_eq!(target("Hello-World-2"), bob());
 }
+
+#[path = "../../autogit-drivers/tests/gitlab_support/mod.rs"]
+mod gitlab_support;
+
+/// A mirror's project renamed in the local GitLab (its old path answers 301, as GitLab's
+/// redirect routes do) is pushed at its new path, recorded there, and not pruned nor created
+/// again. The fake GitLab has the REST API but no git: the push itself fails, which is not
+/// what this test is about.
+#[tokio::test]
+async fn a_renamed_gitlab_project_is_followed_and_recorded() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "renamed-src");
+    let bare = src.init("app.git");
+    let w = Work::new(&root.join("work/app"), &bare);
+    w.commit("README", "x");
+    w.publish();
+    let gl = gitlab_support::Fake::start().await;
+    gl.state()
+        .add_token(1, "autogit-mirror", "glpat-mirror-0001", &["api"]);
+    let data = root.join("data");
+    autogit_drivers::secrets::SecretStore::open(&data)
+        .unwrap()
+        .put(
+            &autogit_drivers::gitlab::bootstrap::account_token_secret("mirror"),
+            &autogit_drivers::secrets::SecretString::from("glpat-mirror-0001"),
+        )
+        .unwrap();
+    let port = gl.url.rsplit(':').next().unwrap();
+    let config = format!(
+        "gitlab:\n  hostname: 127.0.0.1\n  external_url: {}\n  ports:\n    http: {port}\nmirroring:\n  retries: 0\n  allow_private: true\n  prune_projects: true\n  sources:\n    git:\n      - {}\n",
+        gl.url,
+        src.url("app.git")
+    );
+    let s = settings(&config, "", &data);
+    let (bus, clock) = bus_at(1_767_225_600);
+    let m = MirrorController::new(s, bus, std::sync::Arc::new(clock));
+    let r = m
+        .sync(&[], |_| {}, std::future::pending())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.reports[0].target, format!("{}/mirrors/app.git", gl.url));
+
+    gl.state().rename_project("mirrors/app", "app-renamed");
+    let r = m
+        .sync(&[], |_| {}, std::future::pending())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        r.reports[0].target,
+        format!("{}/mirrors/app-renamed.git", gl.url),
+        "{:?}",
+        r.reports
+    );
+    assert!(r.pruned.is_empty(), "{:?}", r.pruned);
+    let st = gl.state();
+    assert_eq!(st.projects.len(), 1, "no second project");
+    drop(st);
+    let store = autogit_drivers::state::Store::open(&data.join("state.db")).unwrap();
+    let targets: Vec<String> = store
+        .mirror_targets()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.target)
+        .collect();
+    assert_eq!(targets, ["mirrors/app-renamed"]);
+}

@@ -43,6 +43,8 @@ impl GhState {
         } else {
             self.users.entry(owner.to_owned()).or_default()
         };
+        // https://docs.github.com/en/rest/repos/repos#list-repositories-for-a-user: the
+        // `minimal-repository` schema requires `html_url` but not `clone_url`.
         for n in names {
             list.push(json!({
                 "id": list.len() + 1, "name": n, "full_name": format!("{owner}/{n}"),
