@@ -12,7 +12,7 @@ use autogit_drivers::mirror::{
     Event as Progress, Job, MirrorError, Options, Outcome, Report, sync_all,
 };
 use autogit_drivers::secrets::{SecretStore, SecretString};
-use autogit_drivers::state::{MirrorRunEnd, MirrorStatus, Store};
+use autogit_drivers::state::{MirrorRunEnd, MirrorStatus, MirrorTarget, Store};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -423,15 +423,19 @@ impl MirrorController {
     pub fn list(&self) -> Result<Vec<MirrorRow>, MirrorControlError> {
         let m = &self.settings.config.mirroring;
         let db = self.settings.state_db();
-        let history: Vec<MirrorStatus> = if db.exists() {
+        let (history, recorded): (Vec<MirrorStatus>, Vec<MirrorTarget>) = if db.exists() {
             Store::open(&db)
-                .and_then(|s| s.mirror_status())
+                .and_then(|s| Ok((s.mirror_status()?, s.mirror_targets()?)))
                 .map_err(|e| MirrorControlError::State(e.to_string()))?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let now = self.clock.now() as i64;
         let mut all = planned(m);
+        // The targets the syncs use: those recorded, not re-derived (read-only: nothing new
+        // is recorded here).
+        let recorded = recorded.into_iter().map(|t| (t.source, t.target)).collect();
+        autogit_core::mirror::assign_targets(&mut all, &m.namespace, &recorded);
         for h in &history {
             if !all.iter().any(|p| p.name == h.mirror) {
                 all.push(Planned {

@@ -190,3 +190,72 @@ async fn a_renamed_gitlab_project_is_followed_and_recorded() {
         .collect();
     assert_eq!(targets, ["mirrors/app-renamed"]);
 }
+
+/// Two git sources with the same repository name: reordering the configuration swaps which one
+/// the name would go to, but each keeps the target it was first given, in syncs and in
+/// `mirror list`.
+#[tokio::test]
+async fn reordered_sources_keep_their_targets_in_sync_and_list() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "reorder-src");
+    let dst = Daemon::start(&root.join("dst"), "reorder-dst");
+    let mut works = Vec::new();
+    for owner in ["x", "y"] {
+        let bare = src.init(&format!("{owner}/app.git"));
+        let w = Work::new(&root.join("work").join(owner), &bare);
+        w.commit("README", owner);
+        w.publish();
+        works.push(w);
+    }
+    for t in ["app", "app-2"] {
+        dst.init(&format!("mirrors/{t}.git"));
+    }
+    let config = |first: &str, second: &str| {
+        format!(
+            "mirroring:\n  enabled: true\n  namespace: mirrors\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    git:\n      - {}\n      - {}\n",
+            dst.port,
+            src.url(&format!("{first}/app.git")),
+            src.url(&format!("{second}/app.git")),
+        )
+    };
+    let controller = |cfg: String| {
+        let (bus, clock) = bus_at(1_767_225_600);
+        MirrorController::new(
+            settings(&cfg, "", &root.join("data")),
+            bus,
+            std::sync::Arc::new(clock),
+        )
+    };
+    let target = |t: &str| refs(&dst.url(&format!("mirrors/{t}.git")));
+    let x = || refs(&src.url("x/app.git"));
+    let y = || refs(&src.url("y/app.git"));
+
+    let m = controller(config("x", "y"));
+    let r = m.sync(&[], |_| {}, std::future::pending()).await.unwrap();
+    assert_eq!(r.unwrap().failed, 0);
+    assert_eq!((target("app"), target("app-2")), (x(), y()));
+
+    // Reordered: y would now be `app`. Both change; each goes where it went before.
+    for (w, text) in works.iter().zip(["x2", "y2"]) {
+        w.commit("README", text);
+        w.publish();
+    }
+    let m = controller(config("y", "x"));
+    let r = m.sync(&[], |_| {}, std::future::pending()).await.unwrap();
+    assert_eq!(r.unwrap().failed, 0);
+    assert_eq!((target("app"), target("app-2")), (x(), y()));
+    let rows = m.list().unwrap();
+    let shown: Vec<(String, String)> = rows
+        .iter()
+        .map(|r| (r.source.clone(), r.target.clone()))
+        .collect();
+    assert!(
+        shown.contains(&(src.url("x/app.git"), "mirrors/app".into()))
+            && shown.contains(&(src.url("y/app.git"), "mirrors/app-2".into())),
+        "{shown:?}"
+    );
+}
