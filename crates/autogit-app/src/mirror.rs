@@ -368,7 +368,9 @@ impl MirrorController {
                         (None, None) => continue,
                     };
                     let listed = match self.source_token(&src.token_env) {
-                        Ok(token) => list_github(src.api_url.as_deref(), token, &owner).await,
+                        Ok(token) => {
+                            list_github(src.api_url.as_deref(), token, &owner, &src.filters).await
+                        }
                         Err(why) => Err(why),
                     };
                     listed.map(|repos| (repos, &src.filters))
@@ -559,6 +561,7 @@ async fn list_github(
     api_url: Option<&str>,
     token: Option<SecretString>,
     owner: &Owner,
+    filters: &autogit_core::config::Filters,
 ) -> Result<Vec<Listed>, String> {
     let api = api_url.unwrap_or(github::DEFAULT_API);
     let listed = match GitHub::new(api, token) {
@@ -571,17 +574,25 @@ async fn list_github(
                 .into_iter()
                 .map(|r| {
                     let url = r.clone_url();
+                    // Never guessed: an answer without `archived` (the schema does not
+                    // require it) is not mirrored while archived repositories are excluded.
+                    let problem = match (&url, r.archived) {
+                        (None, _) => Some(format!(
+                            "GitHub listed {} without a clone_url or html_url; skipped",
+                            r.full_name
+                        )),
+                        (_, None) if !filters.archived => Some(format!(
+                            "GitHub did not say whether {} is archived, and archived repositories are excluded; skipped",
+                            r.full_name
+                        )),
+                        _ => None,
+                    };
                     Listed {
-                        problem: url.is_none().then(|| {
-                            format!(
-                                "GitHub listed {} without a clone_url or html_url; skipped",
-                                r.full_name
-                            )
-                        }),
+                        problem,
                         clone_url: url.unwrap_or_else(|| r.full_name.clone()),
                         name: r.name,
                         fork: r.fork,
-                        archived: r.archived,
+                        archived: r.archived.unwrap_or(false),
                     }
                 })
                 .collect()

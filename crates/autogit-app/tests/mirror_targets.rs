@@ -1,9 +1,12 @@
-//! Where each mirror is pushed stays the same from run to run (issue 18, defect 7): two GitHub
-//! accounts both have a `Hello-World`; when one account's listing fails, the other's
-//! repository keeps its own target instead of taking the failed one's name, and the failed
-//! account's mirror is left as it was. Real git over loopback (`git daemon` serves the
-//! sources and the targets); GitHub is the in-process fake (`github_support`), since GitHub
-//! cannot run here.
+//! The mirror controller against what GitHub and GitLab document (issue 18), with real git
+//! over loopback (`git daemon` serves the sources and the targets) and the in-process fakes
+//! for the APIs (`github_support`, `gitlab_support`: neither service can run here).
+//!
+//! Where each mirror is pushed stays the same from run to run: two GitHub accounts both have
+//! a `Hello-World`; when one account's listing fails, the other's repository keeps its own
+//! target instead of taking the failed one's name, and the failed account's mirror is left as
+//! it was. Also: reordered sources, a project renamed in the local GitLab, and repositories
+//! GitHub lists without `clone_url` or `archived`.
 
 mod support;
 
@@ -257,5 +260,94 @@ async fn reordered_sources_keep_their_targets_in_sync_and_list() {
         shown.contains(&(src.url("x/app.git"), "mirrors/app".into()))
             && shown.contains(&(src.url("y/app.git"), "mirrors/app-2".into())),
         "{shown:?}"
+    );
+}
+
+/// GitHub's `minimal-repository` requires neither `clone_url` nor `archived`: a repository
+/// without a URL, or without `archived` while archived ones are excluded, fails alone with
+/// its reason; the account's other repositories are mirrored (issue 18, defects 3 and 5).
+#[tokio::test]
+async fn odd_github_repositories_fail_alone() {
+    if !have_git_daemon() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let src = Daemon::start(&root.join("src"), "odd-src");
+    let dst = Daemon::start(&root.join("dst"), "odd-dst");
+    for name in ["ok", "from-html"] {
+        let bare = src.init(&format!("bob/{name}.git"));
+        let w = Work::new(&root.join("work").join(name), &bare);
+        w.commit("README", name);
+        w.publish();
+        dst.init(&format!("mirrors/{name}.git"));
+    }
+    let gh = FakeGitHub::start().await;
+    {
+        let mut st = gh.state();
+        let repo = |name: &str| {
+            serde_json::json!({
+                "id": 1, "name": name, "full_name": format!("bob/{name}"),
+                "clone_url": src.url(&format!("bob/{name}.git")),
+                "html_url": src.url(&format!("bob/{name}")),
+                "fork": false, "archived": false, "private": false,
+            })
+        };
+        let mut from_html = repo("from-html");
+        from_html.as_object_mut().unwrap().remove("clone_url");
+        let mut no_url = repo("no-url");
+        no_url.as_object_mut().unwrap().remove("clone_url");
+        no_url.as_object_mut().unwrap().remove("html_url");
+        let mut unknown = repo("unknown");
+        unknown.as_object_mut().unwrap().remove("archived");
+        st.users.insert(
+            "bob".to_owned(),
+            vec![repo("ok"), from_html, no_url, unknown],
+        );
+    }
+    let config = format!(
+        "mirroring:\n  enabled: true\n  namespace: mirrors\n  retries: 0\n  allow_private: true\n  target_url_template: \"git://127.0.0.1:{}/{{path}}.git\"\n  sources:\n    github:\n      - {{username: bob, api_url: \"{}\"}}\n",
+        dst.port, gh.url,
+    );
+    let (bus, clock) = bus_at(1_767_225_600);
+    let m = MirrorController::new(
+        settings(&config, "", &root.join("data")),
+        bus,
+        std::sync::Arc::new(clock),
+    );
+    let r = m
+        .sync(&[], |_| {}, std::future::pending())
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome: Vec<(String, String)> = r
+        .reports
+        .iter()
+        .map(|x| {
+            let how = match &x.result {
+                Ok(_) => "ok".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            (x.name.clone(), how)
+        })
+        .collect();
+    let get = |n: &str| {
+        outcome
+            .iter()
+            .find(|(name, _)| name == n)
+            .map(|(_, how)| how.clone())
+            .unwrap_or_else(|| panic!("{n} missing: {outcome:?}"))
+    };
+    assert_eq!(get("ok"), "ok");
+    assert_eq!(get("from-html"), "ok", "cloned from html_url + .git");
+    assert!(get("no-url").contains("without a clone_url"), "{outcome:?}");
+    assert!(
+        get("unknown").contains("did not say whether bob/unknown is archived"),
+        "{outcome:?}"
+    );
+    assert_eq!(r.failed, 2);
+    assert_eq!(
+        refs(&dst.url("mirrors/from-html.git")),
+        refs(&src.url("bob/from-html.git"))
     );
 }

@@ -79,8 +79,10 @@ pub struct RemoteRepo {
     pub html_url: Option<String>,
     #[serde(default)]
     pub fork: bool,
+    /// `None` when GitHub's answer has no `archived` (`minimal-repository` does not require
+    /// it): unknown, not false.
     #[serde(default)]
-    pub archived: bool,
+    pub archived: Option<bool>,
     #[serde(default)]
     pub private: bool,
 }
