@@ -323,11 +323,16 @@ impl GitLabClient {
             let resp = self
                 .send_once(method.clone(), url.clone(), body, answers)
                 .await?;
-            let status = resp.status().as_u16();
-            if !matches!(status, 301 | 302 | 303 | 307 | 308) || answers.contains(&status) {
+            let code = resp.status();
+            let status = code.as_u16();
+            let path = display_path(&url);
+            if !code.is_redirection() || answers.contains(&status) {
                 return Ok(resp);
             }
-            let path = display_path(&url);
+            if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+                let text = resp.text().await.unwrap_or_default();
+                return Err(client_error(path, code, &text));
+            }
             let location = resp
                 .headers()
                 .get("location")
