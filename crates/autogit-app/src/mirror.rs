@@ -253,7 +253,7 @@ impl MirrorController {
         if m.prune_projects
             && let Some(Ok((client, _))) = &gitlab
         {
-            match self.prune(client, &wanted, complete).await {
+            match self.prune(client, &store, &wanted, complete).await {
                 Ok(done) => pruned = done,
                 Err(e) => prune_error = Some(format!("prune_projects: {e}")),
             }
@@ -270,6 +270,7 @@ impl MirrorController {
     async fn prune(
         &self,
         client: &GitLabClient,
+        store: &Store,
         wanted: &[String],
         complete: bool,
     ) -> Result<Vec<String>, String> {
@@ -290,6 +291,8 @@ impl MirrorController {
                     .delete_project(p.id)
                     .await
                     .map_err(|e| format!("deleting {path}: {e}"))?;
+                // The target is gone: its name is free again for whatever source comes next.
+                let _ = store.forget_mirror_target(&path);
                 self.bus.publish(Event::MirrorPruned {
                     project: path.clone(),
                 });

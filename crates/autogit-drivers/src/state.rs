@@ -799,6 +799,18 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the record of `target` (a project `prune_projects` deleted): its name is free.
+    pub fn forget_mirror_target(&self, target: &str) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM mirror_targets WHERE target = ?1",
+                params![target],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
     /// The source whose mirror `target` (a redacted URL, as runs record it) holds: the source
     /// of the latest run that left it equal to its source (synced or up to date).
     pub fn mirror_target_holder(&self, target: &str) -> Result<Option<String>, StateError> {
@@ -1136,6 +1148,10 @@ mod tests {
                 ("git://b/Hello-World".into(), "mirrors/hw-b".into(), 40),
             ]
         );
+        assert!(s.forget_mirror_target("mirrors/hw-b").unwrap());
+        assert!(!s.forget_mirror_target("mirrors/hw-b").unwrap());
+        s.record_mirror_target("git://c/Hello-World", "mirrors/hw-b", 50)
+            .unwrap();
         // Who a target holds: the latest successful run's source.
         let t = "git://t/mirrors/x.git";
         assert_eq!(s.mirror_target_holder(t).unwrap(), None);
