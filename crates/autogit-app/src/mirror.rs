@@ -4,9 +4,7 @@
 //! SQLite, `prune_projects`, and the schedule the daemon follows.
 
 use crate::{Bus, Event, Settings, SharedClock};
-use autogit_core::mirror::{
-    Listed, Planned, expand_target, from_listing, planned, redact_url, unique_names,
-};
+use autogit_core::mirror::{Listed, Planned, expand_target, from_listing, planned, redact_url};
 use autogit_drivers::gitlab::bootstrap::account_token_secret;
 use autogit_drivers::gitlab::client::GitLabClient;
 use autogit_drivers::mirror::github::{self, GitHub, Owner};
@@ -14,7 +12,7 @@ use autogit_drivers::mirror::{
     Event as Progress, Job, MirrorError, Options, Outcome, Report, sync_all,
 };
 use autogit_drivers::secrets::{SecretStore, SecretString};
-use autogit_drivers::state::{MirrorRunEnd, MirrorStatus, Store};
+use autogit_drivers::state::{MirrorRunEnd, MirrorStatus, MirrorTarget, Store};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -106,6 +104,28 @@ impl MirrorController {
     ) -> Result<Option<SyncReport>, MirrorControlError> {
         let m = &self.settings.config.mirroring;
         let mut all = self.resolve_accounts(planned(m)).await;
+        let started = Instant::now();
+        let empty = || SyncReport {
+            reports: Vec::new(),
+            failed: 0,
+            pruned: Vec::new(),
+            prune_error: None,
+            elapsed: started.elapsed(),
+        };
+        if all.is_empty() {
+            if let Some(r) = only.first() {
+                return Err(MirrorControlError::UnknownMirror(r.clone()));
+            }
+            return Ok(Some(empty()));
+        }
+        let data = self
+            .settings
+            .ensure_data_dir()
+            .map_err(MirrorControlError::State)?;
+        let store = Store::open(&data.join("state.db"))
+            .map_err(|e| MirrorControlError::State(e.to_string()))?;
+        // Targets stay where they were first recorded, whatever failed to list this time.
+        self.stable_targets(&store, &mut all)?;
         let matches =
             |p: &Planned, r: &String| &p.name == r || &p.source == r || &p.target.full() == r;
         for r in only {
@@ -116,26 +136,11 @@ impl MirrorController {
         if !only.is_empty() {
             all.retain(|p| only.iter().any(|r| matches(p, r)));
         }
-        let started = Instant::now();
-        if all.is_empty() {
-            return Ok(Some(SyncReport {
-                reports: Vec::new(),
-                failed: 0,
-                pruned: Vec::new(),
-                prune_error: None,
-                elapsed: started.elapsed(),
-            }));
-        }
-        let data = self
-            .settings
-            .ensure_data_dir()
-            .map_err(MirrorControlError::State)?;
-        let store = Store::open(&data.join("state.db"))
-            .map_err(|e| MirrorControlError::State(e.to_string()))?;
 
         // Targets: the URL template, or the local GitLab's projects (created when missing).
         let mut problems: Vec<Report> = Vec::new();
         let mut jobs: Vec<Job> = Vec::new();
+        let mut wanted: Vec<String> = all.iter().map(|p| p.target.full()).collect();
         let gitlab = m
             .target_url_template
             .is_none()
@@ -157,18 +162,24 @@ impl MirrorController {
                 (Some(t), _) => (expand_target(t, &p.target), None),
                 (None, Some(Ok((client, token)))) => {
                     match autogit_drivers::mirror::ensure_project(client, &p.target).await {
-                        Ok(_) => (
-                            format!(
-                                "{}/{}.git",
-                                self.settings
-                                    .config
-                                    .gitlab
-                                    .external_url
-                                    .trim_end_matches('/'),
-                                p.target.full()
-                            ),
-                            Some(token.clone()),
-                        ),
+                        Ok(project) => {
+                            // A project renamed or moved in GitLab (found through its old
+                            // path's redirect) is pushed where it is now, and recorded there.
+                            let path = self.follow_move(&store, p, &project.path_with_namespace);
+                            wanted.push(path.clone());
+                            (
+                                format!(
+                                    "{}/{}.git",
+                                    self.settings
+                                        .config
+                                        .gitlab
+                                        .external_url
+                                        .trim_end_matches('/'),
+                                    path
+                                ),
+                                Some(token.clone()),
+                            )
+                        }
                         Err(e) => {
                             problems.push(failed(
                                 p,
@@ -242,8 +253,7 @@ impl MirrorController {
         if m.prune_projects
             && let Some(Ok((client, _))) = &gitlab
         {
-            let wanted: Vec<String> = all.iter().map(|p| p.target.full()).collect();
-            match self.prune(client, &wanted, complete).await {
+            match self.prune(client, &store, &wanted, complete).await {
                 Ok(done) => pruned = done,
                 Err(e) => prune_error = Some(format!("prune_projects: {e}")),
             }
@@ -260,6 +270,7 @@ impl MirrorController {
     async fn prune(
         &self,
         client: &GitLabClient,
+        store: &Store,
         wanted: &[String],
         complete: bool,
     ) -> Result<Vec<String>, String> {
@@ -280,6 +291,8 @@ impl MirrorController {
                     .delete_project(p.id)
                     .await
                     .map_err(|e| format!("deleting {path}: {e}"))?;
+                // The target is gone: its name is free again for whatever source comes next.
+                let _ = store.forget_mirror_target(&path);
                 self.bus.publish(Event::MirrorPruned {
                     project: path.clone(),
                 });
@@ -287,6 +300,37 @@ impl MirrorController {
             }
         }
         Ok(done)
+    }
+
+    /// Gives each mirror its recorded target ([`autogit_core::mirror::assign_targets`]) and
+    /// records the targets of sources seen for the first time. A record the store refuses
+    /// (another process recorded that target for another source meanwhile) fails that mirror.
+    fn stable_targets(&self, store: &Store, all: &mut [Planned]) -> Result<(), MirrorControlError> {
+        let m = &self.settings.config.mirroring;
+        let recorded: std::collections::BTreeMap<String, String> = store
+            .mirror_targets()
+            .map_err(|e| MirrorControlError::State(e.to_string()))?
+            .into_iter()
+            .map(|t| (t.source, t.target))
+            .collect();
+        let fresh = autogit_core::mirror::assign_targets(all, &m.namespace, &recorded);
+        for (source, target) in fresh {
+            if let Err(e) = store.record_mirror_target(&source, &target, self.clock.now()) {
+                for p in all.iter_mut().filter(|p| redact_url(&p.source) == source) {
+                    p.problem = Some(format!("cannot record {target} as its target: {e}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `p` is pushed in the local GitLab: `found` (the project's path now, which
+    /// differs from the planned one after a rename), recorded as the source's target.
+    fn follow_move(&self, store: &Store, p: &Planned, found: &str) -> String {
+        if found != p.target.full() {
+            let _ = store.record_mirror_target(&redact_url(&p.source), found, self.clock.now());
+        }
+        found.to_owned()
     }
 
     /// The value of a source's `token_env`: `Ok(None)` without one, `Err` when it is not set.
@@ -327,7 +371,9 @@ impl MirrorController {
                         (None, None) => continue,
                     };
                     let listed = match self.source_token(&src.token_env) {
-                        Ok(token) => list_github(src.api_url.as_deref(), token, &owner).await,
+                        Ok(token) => {
+                            list_github(src.api_url.as_deref(), token, &owner, &src.filters).await
+                        }
                         Err(why) => Err(why),
                     };
                     listed.map(|repos| (repos, &src.filters))
@@ -351,7 +397,6 @@ impl MirrorController {
                 }
             }
         }
-        unique_names(&mut out);
         out
     }
 
@@ -383,15 +428,19 @@ impl MirrorController {
     pub fn list(&self) -> Result<Vec<MirrorRow>, MirrorControlError> {
         let m = &self.settings.config.mirroring;
         let db = self.settings.state_db();
-        let history: Vec<MirrorStatus> = if db.exists() {
+        let (history, recorded): (Vec<MirrorStatus>, Vec<MirrorTarget>) = if db.exists() {
             Store::open(&db)
-                .and_then(|s| s.mirror_status())
+                .and_then(|s| Ok((s.mirror_status()?, s.mirror_targets()?)))
                 .map_err(|e| MirrorControlError::State(e.to_string()))?
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new())
         };
         let now = self.clock.now() as i64;
         let mut all = planned(m);
+        // The targets the syncs use: those recorded, not re-derived (read-only: nothing new
+        // is recorded here).
+        let recorded = recorded.into_iter().map(|t| (t.source, t.target)).collect();
+        autogit_core::mirror::assign_targets(&mut all, &m.namespace, &recorded);
         for h in &history {
             if !all.iter().any(|p| p.name == h.mirror) {
                 all.push(Planned {
@@ -404,6 +453,7 @@ impl MirrorController {
                     },
                     token_env: None,
                     problem: None,
+                    named: false,
                 });
             }
         }
@@ -514,6 +564,7 @@ async fn list_github(
     api_url: Option<&str>,
     token: Option<SecretString>,
     owner: &Owner,
+    filters: &autogit_core::config::Filters,
 ) -> Result<Vec<Listed>, String> {
     let api = api_url.unwrap_or(github::DEFAULT_API);
     let listed = match GitHub::new(api, token) {
@@ -524,11 +575,28 @@ async fn list_github(
         .map(|repos| {
             repos
                 .into_iter()
-                .map(|r| Listed {
-                    name: r.name,
-                    clone_url: r.clone_url,
-                    fork: r.fork,
-                    archived: r.archived,
+                .map(|r| {
+                    let url = r.clone_url();
+                    // Never guessed: an answer without `archived` (the schema does not
+                    // require it) is not mirrored while archived repositories are excluded.
+                    let problem = match (&url, r.archived) {
+                        (None, _) => Some(format!(
+                            "GitHub listed {} without a clone_url or html_url; skipped",
+                            r.full_name
+                        )),
+                        (_, None) if !filters.archived => Some(format!(
+                            "GitHub did not say whether {} is archived, and archived repositories are excluded; skipped",
+                            r.full_name
+                        )),
+                        _ => None,
+                    };
+                    Listed {
+                        problem,
+                        clone_url: url.unwrap_or_else(|| r.full_name.clone()),
+                        name: r.name,
+                        fork: r.fork,
+                        archived: r.archived.unwrap_or(false),
+                    }
                 })
                 .collect()
         })
@@ -540,10 +608,15 @@ async fn list_gitlab(
     src: &autogit_core::config::GitLabSource,
     token: Option<SecretString>,
 ) -> Result<Vec<Listed>, String> {
+    use autogit_drivers::gitlab::client::{Account, ListFilter};
     let client = GitLabClient::new(&src.url, token).map_err(|e| e.to_string())?;
+    let want = ListFilter {
+        archived: src.filters.archived,
+        forks: src.filters.forks,
+    };
     let projects = match (&src.group, &src.username) {
-        (Some(g), _) => client.group_projects(g).await,
-        (None, Some(u)) => client.user_projects(u).await,
+        (Some(g), _) => client.account_projects(Account::Group(g), want).await,
+        (None, Some(u)) => client.account_projects(Account::User(u), want).await,
         (None, None) => Ok(Vec::new()),
     }
     .map_err(|e| format!("cannot list the repositories: {e}"))?;
@@ -554,6 +627,7 @@ async fn list_gitlab(
             clone_url: p.http_url_to_repo,
             fork: p.forked_from_project.is_some(),
             archived: p.archived,
+            problem: None,
         })
         .collect())
 }

@@ -487,6 +487,10 @@ pub struct Planned {
     pub token_env: Option<String>,
     /// Why this mirror cannot be synced (an unacceptable URL, a source kind not built yet).
     pub problem: Option<String>,
+    /// The target name was configured (`name:` of a git source), not derived: it is used as
+    /// written, never suffixed, by [`assign_targets`].
+    #[serde(skip)]
+    pub named: bool,
 }
 
 /// Every configured mirror: git sources one each (URL checked against `allow_private`),
@@ -503,6 +507,7 @@ pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
             problem: check_source(&g.url, m.allow_private).err(),
             target,
             token_env: g.token_env.clone(),
+            named: g.name.is_some(),
         });
     }
     for g in &m.sources.github {
@@ -521,6 +526,7 @@ pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
             },
             token_env: g.token_env.clone(),
             problem: None,
+            named: false,
         });
     }
     for g in &m.sources.gitlab {
@@ -535,6 +541,7 @@ pub fn planned(m: &crate::config::Mirroring) -> Vec<Planned> {
             },
             token_env: g.token_env.clone(),
             problem: None,
+            named: false,
         });
     }
     unique_names(&mut out);
@@ -548,6 +555,9 @@ pub struct Listed {
     pub clone_url: String,
     pub fork: bool,
     pub archived: bool,
+    /// Why this repository cannot be mirrored though it was listed (GitHub gave no clone URL):
+    /// it becomes a failed mirror with this reason, the others of the account go on.
+    pub problem: Option<String>,
 }
 
 /// Whether a listed repository passes an account's filters: name globs (`include`, `exclude`),
@@ -578,9 +588,137 @@ pub fn from_listing(
                 name: sanitize_name(&r.name),
             },
             token_env: account.token_env.clone(),
-            problem: check_source(&r.clone_url, allow_private).err(),
+            problem: r
+                .problem
+                .clone()
+                .or_else(|| check_source(&r.clone_url, allow_private).err()),
+            named: false,
         })
         .collect()
+}
+
+/// Gives every mirror that will be synced (no `problem`) a target that stays the same from
+/// one run to the next, whatever else was listed or failed to list this time. `recorded` is
+/// what earlier runs recorded, source (redacted) → `namespace/name`.
+///
+/// - A source with a recorded target under `namespace` keeps it (a configured `name` that
+///   differs moves it there instead, if that is free).
+/// - A new source takes its own name, or the first free `name-2`, `name-3`, …: free means
+///   neither recorded for another source (even one that was not listed this run) nor taken
+///   by another mirror of this run. A configured `name` that is not free is a problem, never
+///   suffixed.
+/// - The same source twice in one run is mirrored once; the second is a problem.
+///
+/// A mirror's `name` (its cache and history) follows its target. Mirrors that will not be
+/// synced keep their names, made unique. Returns what to record: (source, target) pairs that
+/// are new or moved.
+pub fn assign_targets(
+    all: &mut [Planned],
+    namespace: &str,
+    recorded: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let ns = namespace.trim_matches('/').to_owned();
+    let prefix = format!("{ns}/");
+    let leaf = |t: &str| t.strip_prefix(&prefix).map(str::to_owned);
+    // target → the source that holds it.
+    let mut taken: BTreeMap<String, String> = recorded
+        .iter()
+        .filter(|(_, t)| leaf(t).is_some())
+        .map(|(s, t)| (t.clone(), s.clone()))
+        .collect();
+    let mut used: BTreeMap<String, String> = BTreeMap::new(); // source → target, this run
+    let mut fresh = Vec::new();
+    let mut settled = vec![false; all.len()];
+    // Recorded sources first, so that no new source can take their targets.
+    for (i, p) in all.iter_mut().enumerate() {
+        if p.problem.is_some() {
+            continue;
+        }
+        let key = redact_url(&p.source);
+        let Some(t) = recorded.get(&key) else {
+            continue;
+        };
+        let Some(name) = leaf(t) else { continue };
+        if p.named && *t != format!("{ns}/{}", p.target.name) {
+            continue;
+        }
+        if let Some(first) = used.get(&key) {
+            p.problem = Some(format!(
+                "{key} is listed twice; it is mirrored once, to {first}"
+            ));
+            continue;
+        }
+        used.insert(key, t.clone());
+        p.target = TargetPath {
+            namespace: ns.clone(),
+            name: name.clone(),
+        };
+        p.name = name;
+        settled[i] = true;
+    }
+    for (i, p) in all.iter_mut().enumerate() {
+        if settled[i] || p.problem.is_some() {
+            continue;
+        }
+        let key = redact_url(&p.source);
+        if let Some(first) = used.get(&key) {
+            p.problem = Some(format!(
+                "{key} is listed twice; it is mirrored once, to {first}"
+            ));
+            continue;
+        }
+        let base = p.target.name.clone();
+        let mut name = base.clone();
+        let mut n = 2;
+        let full = loop {
+            let full = format!("{ns}/{name}");
+            match taken.get(&full) {
+                None => break Some(full),
+                Some(holder) if *holder == key => break Some(full),
+                Some(holder) if p.named => {
+                    p.problem = Some(format!(
+                        "{full} already holds the mirror of {holder}: give this source another `name`"
+                    ));
+                    break None;
+                }
+                Some(_) => {
+                    name = format!("{base}-{n}");
+                    n += 1;
+                }
+            }
+        };
+        let Some(full) = full else { continue };
+        taken.insert(full.clone(), key.clone());
+        used.insert(key.clone(), full.clone());
+        if recorded.get(&key) != Some(&full) {
+            fresh.push((key, full));
+        }
+        p.target = TargetPath {
+            namespace: ns.clone(),
+            name: name.clone(),
+        };
+        p.name = name;
+        settled[i] = true;
+    }
+    // Names of the mirrors that will not be synced: unique among all.
+    let mut seen: std::collections::BTreeSet<String> = all
+        .iter()
+        .zip(&settled)
+        .filter(|(_, s)| **s)
+        .map(|(p, _)| p.name.clone())
+        .collect();
+    for (p, s) in all.iter_mut().zip(&settled) {
+        if *s {
+            continue;
+        }
+        let base = p.name.clone();
+        let mut n = 2;
+        while !seen.insert(p.name.clone()) {
+            p.name = format!("{base}-{n}");
+            n += 1;
+        }
+    }
+    fresh
 }
 
 /// Makes names unique (`app`, `app-2`, …); the target follows the new name.
@@ -978,6 +1116,7 @@ mod tests {
             clone_url: format!("https://github.com/me/{n}.git"),
             fork,
             archived,
+            problem: None,
         };
         let repos = [
             repo("tool-a", false, false),
@@ -993,6 +1132,7 @@ mod tests {
             target: target_path("m", "x", None),
             token_env: Some("GH".into()),
             problem: None,
+            named: false,
         };
         let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let f = |include: &[&str], forks, archived| crate::config::Filters {
@@ -1023,6 +1163,103 @@ mod tests {
         assert_eq!(one[0].target.full(), "m/lib");
         assert_eq!(one[0].token_env.as_deref(), Some("GH"));
         assert_eq!(one[0].source, "https://github.com/me/lib.git");
+        // A listed repository with a problem (no clone URL) stays, failed, with its reason.
+        let mut odd = repo("odd", false, false);
+        odd.problem = Some("no clone_url".into());
+        let out = from_listing(&account, "m", &f(&[], false, false), &[odd], false);
+        assert_eq!(out[0].problem.as_deref(), Some("no clone_url"));
+    }
+
+    #[test]
+    fn targets_stay_where_they_were_first_recorded() {
+        let p = |name: &str, source: &str| Planned {
+            name: name.into(),
+            kind: "github",
+            source: source.into(),
+            target: target_path("mirrors", source, Some(name)),
+            token_env: None,
+            problem: None,
+            named: false,
+        };
+        let failed_account = |name: &str| Planned {
+            problem: Some("cannot list the repositories".into()),
+            ..p(name, "github:a")
+        };
+        let targets = |all: &[Planned]| -> Vec<String> {
+            all.iter()
+                .map(|p| match &p.problem {
+                    None => format!("{}={}", p.name, p.target),
+                    Some(_) => format!("{}!", p.name),
+                })
+                .collect()
+        };
+        let a = "https://h/a/Hello-World.git";
+        let b = "https://h/b/Hello-World.git";
+        let c = "https://h/c/Hello-World.git";
+        // Run 1: both accounts listed; b's repository takes the suffix.
+        let mut run = vec![p("Hello-World", a), p("Hello-World", b)];
+        let fresh = assign_targets(&mut run, "mirrors", &BTreeMap::new());
+        assert_eq!(
+            targets(&run),
+            [
+                "Hello-World=mirrors/Hello-World",
+                "Hello-World-2=mirrors/Hello-World-2"
+            ]
+        );
+        let recorded: BTreeMap<String, String> = fresh.into_iter().collect();
+        assert_eq!(recorded.len(), 2);
+        // Run 2: a's listing failed. b's repository stays where it was; a's target is not free.
+        let mut run = vec![failed_account("github-a"), p("Hello-World", b)];
+        let fresh = assign_targets(&mut run, "mirrors", &recorded);
+        assert_eq!(
+            targets(&run),
+            ["github-a!", "Hello-World-2=mirrors/Hello-World-2"]
+        );
+        assert!(fresh.is_empty());
+        // A new source never takes a recorded target, listed this run or not.
+        let mut run = vec![p("Hello-World", c), p("Hello-World", b)];
+        let fresh = assign_targets(&mut run, "/mirrors/", &recorded);
+        assert_eq!(
+            targets(&run),
+            [
+                "Hello-World-3=mirrors/Hello-World-3",
+                "Hello-World-2=mirrors/Hello-World-2"
+            ]
+        );
+        assert_eq!(fresh, [(c.to_owned(), "mirrors/Hello-World-3".to_owned())]);
+        // A configured name is used as written: moved there when free, refused when not.
+        let named = |name: &str, source: &str| Planned {
+            named: true,
+            kind: "git",
+            ..p(name, source)
+        };
+        let mut run = vec![named("hw-b", b), named("Hello-World", c)];
+        let fresh = assign_targets(&mut run, "mirrors", &recorded);
+        assert_eq!(targets(&run)[0], "hw-b=mirrors/hw-b");
+        assert_eq!(fresh, [(b.to_owned(), "mirrors/hw-b".to_owned())]);
+        let why = run[1].problem.as_deref().unwrap();
+        assert!(
+            why.contains(
+                "mirrors/Hello-World already holds the mirror of https://h/a/Hello-World.git"
+            ),
+            "{why}"
+        );
+        // The same source twice: mirrored once.
+        let mut run = vec![p("Hello-World", a), p("copy", a)];
+        assign_targets(&mut run, "mirrors", &recorded);
+        assert_eq!(targets(&run), ["Hello-World=mirrors/Hello-World", "copy!"]);
+        // Records under another namespace do not hold a target in this one.
+        let mut run = vec![p("Hello-World", b)];
+        let fresh = assign_targets(&mut run, "elsewhere", &recorded);
+        assert_eq!(targets(&run), ["Hello-World=elsewhere/Hello-World"]);
+        assert_eq!(fresh.len(), 1);
+        // Mirrors that will not sync get unique names too.
+        let mut run = vec![p("Hello-World", a), failed_account("Hello-World")];
+        assign_targets(&mut run, "mirrors", &recorded);
+        assert_eq!(
+            targets(&run),
+            ["Hello-World=mirrors/Hello-World", "Hello-World-2!"]
+        );
     }
 
     #[test]

@@ -135,6 +135,13 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         message TEXT NOT NULL DEFAULT ''
     );",
+    // 5: where each mirror source pushes (`namespace/name`), recorded the first time: a
+    // target never moves because another source's listing failed or changed.
+    "CREATE TABLE mirror_targets (
+        source TEXT PRIMARY KEY,
+        target TEXT NOT NULL UNIQUE,
+        since INTEGER NOT NULL
+    );",
 ];
 
 #[derive(Debug)]
@@ -339,6 +346,15 @@ pub struct MirrorStatus {
     /// End and message of the latest failed run.
     pub last_error_at: Option<i64>,
     pub last_error: Option<String>,
+}
+
+/// A mirror source's recorded target (`namespace/name`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MirrorTarget {
+    /// The source URL, redacted.
+    pub source: String,
+    pub target: String,
+    pub since: i64,
 }
 
 /// How a mirror run ended.
@@ -839,6 +855,69 @@ impl Store {
         Ok(n)
     }
 
+    /// Every recorded mirror target, by source.
+    pub fn mirror_targets(&self) -> Result<Vec<MirrorTarget>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, target, since FROM mirror_targets ORDER BY source")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(MirrorTarget {
+                    source: r.get(0)?,
+                    target: r.get(1)?,
+                    since: r.get(2)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Records (or moves, for a project GitLab reports renamed) `source`'s target. A target
+    /// already recorded for another source is refused (`UNIQUE`): two sources never share one.
+    pub fn record_mirror_target(
+        &self,
+        source: &str,
+        target: &str,
+        at: u64,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO mirror_targets (source, target, since) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(source) DO UPDATE SET target = excluded.target, since = excluded.since
+                 WHERE target <> excluded.target",
+                params![source, target, at as i64],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Forgets the record of `target` (a project `prune_projects` deleted): its name is free.
+    pub fn forget_mirror_target(&self, target: &str) -> Result<bool, StateError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM mirror_targets WHERE target = ?1",
+                params![target],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(n > 0)
+    }
+
+    /// The source whose mirror `target` (a redacted URL, as runs record it) holds: the source
+    /// of the latest run that left it equal to its source (synced or up to date).
+    pub fn mirror_target_holder(&self, target: &str) -> Result<Option<String>, StateError> {
+        self.conn
+            .query_row(
+                "SELECT source FROM mirror_runs WHERE target = ?1 AND result IN ('up_to_date', 'synced')
+                 ORDER BY id DESC LIMIT 1",
+                params![target],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// The latest run of every mirror with its last success and last error.
     pub fn mirror_status(&self) -> Result<Vec<MirrorStatus>, StateError> {
         let mut stmt = self
@@ -1124,6 +1203,71 @@ mod tests {
         assert_eq!(t.len(), 4);
         assert_eq!(t[0].to, "DEPLOYING");
         assert_eq!(s.services().unwrap()[0].restarts, 1);
+    }
+
+    #[test]
+    fn mirror_targets_are_recorded_once_per_source_and_never_shared() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("state.db")).unwrap();
+        s.record_mirror_target("git://a/Hello-World", "mirrors/Hello-World", 10)
+            .unwrap();
+        s.record_mirror_target("git://b/Hello-World", "mirrors/Hello-World-2", 10)
+            .unwrap();
+        // Again, unchanged: keeps its first time.
+        s.record_mirror_target("git://a/Hello-World", "mirrors/Hello-World", 20)
+            .unwrap();
+        // Another source cannot take a recorded target.
+        assert!(
+            s.record_mirror_target("git://c/Hello-World", "mirrors/Hello-World", 30)
+                .is_err()
+        );
+        // A moved project moves its record.
+        s.record_mirror_target("git://b/Hello-World", "mirrors/hw-b", 40)
+            .unwrap();
+        let all: Vec<(String, String, i64)> = s
+            .mirror_targets()
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.source, t.target, t.since))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                (
+                    "git://a/Hello-World".into(),
+                    "mirrors/Hello-World".into(),
+                    10
+                ),
+                ("git://b/Hello-World".into(), "mirrors/hw-b".into(), 40),
+            ]
+        );
+        assert!(s.forget_mirror_target("mirrors/hw-b").unwrap());
+        assert!(!s.forget_mirror_target("mirrors/hw-b").unwrap());
+        s.record_mirror_target("git://c/Hello-World", "mirrors/hw-b", 50)
+            .unwrap();
+        // Who a target holds: the latest successful run's source.
+        let t = "git://t/mirrors/x.git";
+        assert_eq!(s.mirror_target_holder(t).unwrap(), None);
+        let ok = MirrorRunEnd {
+            result: "synced",
+            changed: 1,
+            deleted: 0,
+            error: None,
+        };
+        let id = s.mirror_run_start("x", "git://a/x", t, 1).unwrap();
+        s.mirror_run_end(id, 2, &ok).unwrap();
+        let failed = MirrorRunEnd {
+            result: "failed",
+            changed: 0,
+            deleted: 0,
+            error: Some("no"),
+        };
+        let id = s.mirror_run_start("x", "git://b/x", t, 3).unwrap();
+        s.mirror_run_end(id, 4, &failed).unwrap();
+        assert_eq!(
+            s.mirror_target_holder(t).unwrap().as_deref(),
+            Some("git://a/x")
+        );
     }
 
     #[test]

@@ -556,3 +556,57 @@ async fn never_two_syncs_of_one_mirror_at_once() {
     let r = fx.sync_one("app").await;
     assert_eq!(synced(&r), (1, 0));
 }
+
+/// A target that holds one source's mirror (by the runs recorded in the state store) is never
+/// force-pushed with another source's history: the sync is refused before anything is fetched
+/// or pushed, and the target keeps its refs.
+#[tokio::test]
+async fn a_target_holding_another_sources_mirror_is_refused() {
+    let Some(fx) = Fx::new("held") else { return };
+    let store = Store::open(&fx.root.join("data/state.db")).unwrap();
+    let a = fx.repo("a");
+    a.commit("a", "from a");
+    a.publish();
+    let b = fx.repo("b");
+    b.commit("b", "from b");
+    b.publish();
+    let r = sync_all(vec![fx.job("a")], &fx.opts, Some(&store), |_| {}).await;
+    assert!(r[0].result.is_ok(), "{:?}", r[0].result);
+    fx.assert_mirrored("a");
+    let before = refs(&fx.dst.url("mirrors/a.git"));
+
+    // b's source, pushed to a's target (a failed listing let another repository take its name).
+    let wrong = Job {
+        name: "b".into(),
+        target: fx.dst.url("mirrors/a.git"),
+        ..fx.job("b")
+    };
+    let pushes = fx.calls_with("push");
+    let r = sync_all(vec![wrong], &fx.opts, Some(&store), |_| {}).await;
+    let e = r[0].result.as_ref().unwrap_err();
+    assert!(matches!(e, MirrorError::TargetHeld { .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("holds the mirror of") && msg.contains("/a.git") && msg.contains("/b.git"),
+        "{msg}"
+    );
+    assert_eq!(r[0].attempts, 1, "not retried");
+    assert_eq!(fx.calls_with("push"), pushes, "nothing was pushed");
+    assert_eq!(
+        refs(&fx.dst.url("mirrors/a.git")),
+        before,
+        "a's mirror is intact"
+    );
+
+    // Its own target, and a's own syncs, go on.
+    let r = sync_all(
+        vec![fx.job("b"), fx.job("a")],
+        &fx.opts,
+        Some(&store),
+        |_| {},
+    )
+    .await;
+    assert!(r.iter().all(|r| r.result.is_ok()), "{r:?}");
+    fx.assert_mirrored("b");
+    fx.assert_mirrored("a");
+}

@@ -187,6 +187,12 @@ pub fn print_status_table(
         "ready".to_owned(),
         show(s.ready.map(|r| r.to_string())),
     ]);
+    if !s.failing_checks.is_empty() {
+        t.add_row(vec![
+            "failing checks".to_owned(),
+            s.failing_checks.join("\n"),
+        ]);
+    }
     t.add_row(vec![
         "users".to_owned(),
         show(s.users.map(|u| u.to_string())),

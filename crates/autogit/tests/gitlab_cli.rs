@@ -275,4 +275,29 @@ async fn without_an_admin_token_or_a_gitlab_container_the_error_says_what_to_do(
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("GitLab OK"), "{}", r.stdout);
     assert!(r.stderr.contains("no admin token stored"), "{}", r.stderr);
+
+    // Not ready (503 from /-/readiness): `false` with the failing check, not `unknown`.
+    fake.state().not_ready = true;
+    let r = autogit(
+        dir.path(),
+        &[
+            "gitlab",
+            "status",
+            "--url",
+            &fake.url,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ready_row = r.stdout.lines().find(|l| l.contains("ready")).unwrap_or("");
+    assert!(ready_row.contains("false"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("failing checks")
+            && r.stdout.contains("unexpected Master check result: false"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stderr.contains("readiness"), "{}", r.stderr);
 }

@@ -470,6 +470,19 @@ fn without_a_template_targets_are_gitlab_projects_created_with_the_mirror_token(
             .iter()
             .any(|p| p.path_with_namespace == "mirrors/app")
     );
+    // A pruned target's record goes too: its name is free for the next source.
+    let db = autogit_drivers::state::Store::open(&data.join("state.db")).unwrap();
+    let recorded: Vec<String> = db
+        .mirror_targets()
+        .unwrap()
+        .into_iter()
+        .map(|t| t.target)
+        .collect();
+    assert!(
+        recorded.contains(&"mirrors/lib".to_owned())
+            && !recorded.contains(&"mirrors/app".to_owned()),
+        "{recorded:?}"
+    );
     assert!(
         st.projects
             .iter()

@@ -767,6 +767,9 @@ pub struct Status {
     pub version: Option<String>,
     pub health: Option<String>,
     pub ready: Option<bool>,
+    /// The readiness checks that failed, with GitLab's messages (when `ready` is false).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failing_checks: Vec<String>,
     pub users: Option<usize>,
     pub runners: Option<usize>,
     pub runners_online: Option<usize>,
@@ -782,8 +785,11 @@ pub async fn status(client: &GitLabClient, store: &SecretStore) -> Status {
         Ok(h) => s.health = Some(h.trim().to_owned()),
         Err(e) => s.errors.push(e.to_string()),
     }
-    match client.readiness().await {
-        Ok(v) => s.ready = Some(v.get("status").and_then(|x| x.as_str()) == Some("ok")),
+    match client.readiness_report().await {
+        Ok(r) => {
+            s.ready = Some(r.ready);
+            s.failing_checks = r.failing;
+        }
         Err(e) => s.errors.push(e.to_string()),
     }
     match client.version().await {
@@ -791,7 +797,7 @@ pub async fn status(client: &GitLabClient, store: &SecretStore) -> Status {
         Err(e) => s.errors.push(e.to_string()),
     }
     match client
-        .get_all::<super::client::User>("users?active=true")
+        .get_all::<super::client::User>("users?active=true&pagination=keyset&order_by=id&sort=asc")
         .await
     {
         Ok(u) => s.users = Some(u.len()),

@@ -24,6 +24,9 @@ use std::time::Duration;
 /// stops sending `next`.
 pub const MAX_PAGES: usize = 1000;
 
+/// Most redirects followed for one request (a renamed project answers one).
+pub const MAX_REDIRECTS: usize = 5;
+
 /// An error from GitLab or from talking to it. `path` is the API path (no host, no token).
 #[derive(Debug, thiserror::Error)]
 pub enum GitLabError {
@@ -48,8 +51,16 @@ pub enum GitLabError {
         message: String,
         fields: BTreeMap<String, Vec<String>>,
     },
-    #[error("{path}: still rate limited (429) after {attempts} attempts")]
-    RateLimited { path: String, attempts: u32 },
+    #[error(
+        "{path}: GitLab's rate limit (429) still applies after {attempts} attempts{}; try again later, or raise the instance's rate limits",
+        retry_after.map(|s| format!(" (it asks to wait {s} s more)")).unwrap_or_default()
+    )]
+    RateLimited {
+        path: String,
+        attempts: u32,
+        /// What GitLab last asked to wait (`Retry-After` or `RateLimit-Reset`), in seconds.
+        retry_after: Option<u64>,
+    },
     #[error("{path}: GitLab answered {status} after {attempts} attempts: {message}")]
     Server {
         path: String,
@@ -73,6 +84,11 @@ pub enum GitLabError {
     Decode { path: String, message: String },
     #[error("invalid GitLab URL `{0}`")]
     Url(String),
+    /// A redirect to another origin: not followed, so the token stays with this GitLab.
+    #[error(
+        "{path}: GitLab redirected to another host ({origin}); not followed, so the token is not sent there. Is gitlab.external_url (or the source's url) the instance's own address?"
+    )]
+    ForeignRedirect { path: String, origin: String },
 }
 
 impl GitLabError {
@@ -285,6 +301,85 @@ impl GitLabClient {
         url: Url,
         body: Option<&serde_json::Value>,
     ) -> Result<reqwest::Response, GitLabError> {
+        self.send_accepting(method, url, body, &[]).await
+    }
+
+    /// Like [`GitLabClient::send`], and a status in `answers` is returned as it came, not
+    /// retried nor turned into an error (`/-/readiness` answers 503 when not ready).
+    ///
+    /// A GET or HEAD answered with a redirect (`301`, `302`, `307`, `308` and `Location`:
+    /// GitLab's REST docs, `doc/api/rest/index.md`, "Redirects": a renamed project's old path
+    /// redirects to its new one) is followed, at most [`MAX_REDIRECTS`] times, and only to this
+    /// client's own origin: the token never goes to another host.
+    async fn send_accepting(
+        &self,
+        method: Method,
+        mut url: Url,
+        body: Option<&serde_json::Value>,
+        answers: &[u16],
+    ) -> Result<reqwest::Response, GitLabError> {
+        let mut redirects = 0;
+        loop {
+            let resp = self
+                .send_once(method.clone(), url.clone(), body, answers)
+                .await?;
+            let code = resp.status();
+            let status = code.as_u16();
+            let path = display_path(&url);
+            if !code.is_redirection() || answers.contains(&status) {
+                return Ok(resp);
+            }
+            if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+                let text = resp.text().await.unwrap_or_default();
+                return Err(client_error(path, code, &text));
+            }
+            let location = resp
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| url.join(l).ok());
+            let text = resp.text().await.unwrap_or_default();
+            let (message, _) = parse_error_body(&text);
+            let Some(next) = location else {
+                return Err(GitLabError::Status {
+                    path,
+                    status,
+                    message: format!("{message} (no usable Location header)"),
+                });
+            };
+            if next.origin() != self.root.origin() {
+                return Err(GitLabError::ForeignRedirect {
+                    path,
+                    origin: next.origin().ascii_serialization(),
+                });
+            }
+            if !matches!(method, Method::GET | Method::HEAD) {
+                return Err(GitLabError::Status {
+                    path,
+                    status,
+                    message: format!("{message}; moved to {}", display_path(&next)),
+                });
+            }
+            redirects += 1;
+            if redirects > MAX_REDIRECTS {
+                return Err(GitLabError::Status {
+                    path,
+                    status,
+                    message: format!("more than {MAX_REDIRECTS} redirects"),
+                });
+            }
+            url = next;
+        }
+    }
+
+    /// One request with retries: a success, a redirect or a status in `answers` comes back.
+    async fn send_once(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&serde_json::Value>,
+        answers: &[u16],
+    ) -> Result<reqwest::Response, GitLabError> {
         let path = display_path(&url);
         if self.token.is_some() && cleartext_to_remote(&url) {
             return Err(GitLabError::TokenOverHttp(
@@ -314,18 +409,25 @@ impl GitLabClient {
             let wait = match req.send().await {
                 Ok(resp) => {
                     let status = resp.status();
-                    if status.is_success() {
+                    if status.is_success()
+                        || status.is_redirection()
+                        || answers.contains(&status.as_u16())
+                    {
                         return Ok(resp);
                     }
                     if status == StatusCode::TOO_MANY_REQUESTS {
-                        let wait = retry_after(resp.headers())
-                            .unwrap_or(delay)
-                            .min(self.retry.max_retry_after);
-                        last = Some(GitLabError::RateLimited {
+                        let asked = retry_after(resp.headers());
+                        let err = GitLabError::RateLimited {
                             path: path.clone(),
                             attempts: attempt,
-                        });
-                        wait
+                            retry_after: asked.map(|d| d.as_secs()),
+                        };
+                        // Longer than we would wait: say so now rather than retry too early.
+                        if asked.is_some_and(|d| d > self.retry.max_retry_after) {
+                            return Err(err);
+                        }
+                        last = Some(err);
+                        asked.unwrap_or(delay)
                     } else if status.is_server_error() {
                         let gateway = matches!(status.as_u16(), 502..=504);
                         let text = resp.text().await.unwrap_or_default();
@@ -479,17 +581,44 @@ impl GitLabClient {
         })
     }
 
-    /// `GET /-/readiness`: JSON with a `status` and per-check results.
+    /// `GET /-/readiness`: JSON with a `status` and per-check results, as GitLab sent it,
+    /// whether ready (200) or not (503: `{"status": "failed", "master_check": [{"status":
+    /// "failed", "message": ...}]}`, `doc/administration/monitoring/health_check.md`). A 503
+    /// with such a body is GitLab's answer, not a gateway failure: it is not retried.
     pub async fn readiness(&self) -> Result<serde_json::Value, GitLabError> {
         let url = self
             .root
             .join("-/readiness")
             .map_err(|_| GitLabError::Url("-/readiness".into()))?;
-        let resp = self.send(Method::GET, url, None).await?;
-        resp.json().await.map_err(|e| GitLabError::Decode {
+        let resp = self.send_accepting(Method::GET, url, None, &[503]).await?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| GitLabError::Decode {
             path: "/-/readiness".into(),
             message: e.without_url().to_string(),
-        })
+        })?;
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(v) if v.get("status").is_some() => Ok(v),
+            // A 503 from a proxy in front of GitLab (an HTML page): GitLab did not answer.
+            _ if status == 503 => Err(GitLabError::Server {
+                path: "/-/readiness".into(),
+                status,
+                attempts: 1,
+                message: parse_error_body(&text).0,
+            }),
+            Ok(_) => Err(GitLabError::Decode {
+                path: "/-/readiness".into(),
+                message: "no `status` in the answer".into(),
+            }),
+            Err(e) => Err(GitLabError::Decode {
+                path: "/-/readiness".into(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// [`GitLabClient::readiness`] read: ready or not, and the checks that failed.
+    pub async fn readiness_report(&self) -> Result<Readiness, GitLabError> {
+        self.readiness().await.map(|v| Readiness::from_json(&v))
     }
 
     /// `GET /users?username=`: the user, or `None`.
@@ -584,10 +713,11 @@ impl GitLabClient {
 
     /// Pending and running CI jobs of every project (as an administrator): GitLab has no
     /// instance-wide job listing, so this lists projects, then each project's jobs with
-    /// `scope[]=pending&scope[]=running`. For on-demand runners.
+    /// `scope[]=pending&scope[]=running`. For on-demand runners. Projects are listed with
+    /// keyset pagination (`doc/api/rest/index.md`), since offset pagination stops at 50,000.
     pub async fn active_jobs(&self) -> Result<Vec<CiJob>, GitLabError> {
         let projects: Vec<Project> = self
-            .get_all("projects?simple=true&archived=false&order_by=id&sort=asc")
+            .get_all("projects?simple=true&archived=false&pagination=keyset&order_by=id&sort=asc")
             .await?;
         let mut jobs = Vec::new();
         for p in projects {
@@ -607,10 +737,12 @@ impl GitLabClient {
         self.delete(&format!("projects/{id}")).await
     }
 
-    /// `GET /groups/:id/projects` with subgroups, every page.
+    /// `GET /groups/:id/projects` with subgroups, every page: the projects that belong to the
+    /// group. `with_shared=false`, since GitLab's default (`true`, `doc/api/groups.md`, "List
+    /// projects") also lists projects of other namespaces merely shared with the group.
     pub async fn group_projects(&self, full_path: &str) -> Result<Vec<Project>, GitLabError> {
         self.get_all(&format!(
-            "groups/{}/projects?include_subgroups=true&order_by=id&sort=asc",
+            "groups/{}/projects?include_subgroups=true&with_shared=false&order_by=id&sort=asc",
             enc(full_path)
         ))
         .await
@@ -623,6 +755,62 @@ impl GitLabClient {
             enc(username)
         ))
         .await
+    }
+
+    /// The projects of a group (with subgroups, without projects only shared with it) or of a
+    /// user's namespace, for mirroring, with their archive and fork status known, never
+    /// guessed:
+    ///
+    /// - archived projects are left out by the API itself (`archived=false`) unless `want`
+    ///   asks for them;
+    /// - a listing without a token gets GitLab's simple view (`doc/api/projects.md`: "only
+    ///   simple fields are returned" without authentication), which has neither `archived`
+    ///   nor `forked_from_project`; when forks must be left out, each such project is read
+    ///   with `GET /projects/:id` (a public project's full view), and one whose status still
+    ///   cannot be told fails the listing with a message saying so.
+    pub async fn account_projects(
+        &self,
+        account: Account<'_>,
+        want: ListFilter,
+    ) -> Result<Vec<Project>, GitLabError> {
+        let archived = if want.archived { "" } else { "&archived=false" };
+        let first = match account {
+            Account::Group(g) => format!(
+                "groups/{}/projects?include_subgroups=true&with_shared=false&order_by=id&sort=asc{archived}",
+                enc(g)
+            ),
+            Account::User(u) => format!("users/{}/projects?order_by=id&sort=asc{archived}", enc(u)),
+        };
+        let raw: Vec<serde_json::Value> = self.get_all(&first).await?;
+        let mut out = Vec::with_capacity(raw.len());
+        for v in raw {
+            let full_view = v.get("archived").is_some();
+            let decode = |v: serde_json::Value| {
+                serde_json::from_value::<Project>(v).map_err(|e| GitLabError::Decode {
+                    path: first.clone(),
+                    message: e.to_string(),
+                })
+            };
+            let mut p = decode(v)?;
+            if !full_view && !want.forks {
+                let detail: serde_json::Value = self.get(&format!("projects/{}", p.id)).await?;
+                if detail.get("archived").is_none() {
+                    return Err(GitLabError::Decode {
+                        path: format!("/api/v4/projects/{}", p.id),
+                        message: format!(
+                            "GitLab does not say whether {} is a fork (only simple fields are shown without a token); set the source's token_env (read_api) or `forks: true`",
+                            p.path_with_namespace
+                        ),
+                    });
+                }
+                p = decode(detail)?;
+            }
+            if (p.archived && !want.archived) || (p.forked_from_project.is_some() && !want.forks) {
+                continue;
+            }
+            out.push(p);
+        }
+        Ok(out)
     }
 
     /// `POST /projects` in the namespace `namespace_id`, empty (no README).
@@ -771,17 +959,29 @@ fn client_error(path: String, status: StatusCode, body: &str) -> GitLabError {
     }
 }
 
-/// `Retry-After` as seconds or an HTTP date.
+/// How long a 429 asks to wait: `Retry-After` (seconds or an HTTP date), else GitLab's
+/// `RateLimit-Reset` (unix time) or `RateLimit-ResetTime` (an HTTP date)
+/// (`doc/administration/settings/user_and_ip_rate_limits.md`, "Response headers").
 pub fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let v = h.get("retry-after")?.to_str().ok()?.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(v).ok()?;
-    Some(
+    let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::trim);
+    let until = |when: std::time::SystemTime| {
         when.duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
+            .unwrap_or(Duration::ZERO)
+    };
+    if let Some(v) = header("retry-after") {
+        if let Ok(secs) = v.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        if let Ok(when) = httpdate::parse_http_date(v) {
+            return Some(until(when));
+        }
+    }
+    if let Some(reset) = header("ratelimit-reset").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(until(std::time::UNIX_EPOCH + Duration::from_secs(reset)));
+    }
+    header("ratelimit-resettime")
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .map(until)
 }
 
 /// The next page relative to `/api/v4`: the `Link` header's `rel="next"` (re-based onto our
@@ -839,6 +1039,44 @@ pub struct Version {
     pub version: String,
     #[serde(default)]
     pub revision: String,
+}
+
+/// What `/-/readiness` says: ready or not, and each failing check with its message
+/// (`master_check: unexpected Master check result: false`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub failing: Vec<String>,
+}
+
+impl Readiness {
+    /// Reads GitLab's body: `status` is `ok` when ready; every `*_check` is a list of
+    /// `{"status", "message"?}` results (health_check.md).
+    pub fn from_json(v: &serde_json::Value) -> Readiness {
+        let mut failing = Vec::new();
+        if let Some(map) = v.as_object() {
+            for (name, results) in map {
+                let Some(list) = results.as_array() else {
+                    continue;
+                };
+                for r in list {
+                    if r.get("status").and_then(|s| s.as_str()) == Some("ok") {
+                        continue;
+                    }
+                    failing.push(match r.get("message").and_then(|m| m.as_str()) {
+                        Some(m) => format!("{name}: {m}"),
+                        None => name.clone(),
+                    });
+                }
+            }
+        }
+        let ready = v.get("status").and_then(|s| s.as_str()) == Some("ok");
+        if !ready && failing.is_empty() {
+            let top = v.get("message").and_then(|m| m.as_str());
+            failing.push(top.unwrap_or("status is not ok").to_owned());
+        }
+        Readiness { ready, failing }
+    }
 }
 
 /// A user as GitLab lists it (the fields autogit reads).
@@ -906,6 +1144,22 @@ pub struct Project {
     /// Present (as an object) when the project is a fork.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forked_from_project: Option<serde_json::Value>,
+}
+
+/// Whose projects [`GitLabClient::account_projects`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Account<'a> {
+    /// A group's full path (its subgroups included).
+    Group(&'a str),
+    /// A user's namespace.
+    User(&'a str),
+}
+
+/// Which projects a mirror listing wants besides the active, non-fork ones.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub archived: bool,
+    pub forks: bool,
 }
 
 /// A group member.
@@ -1102,6 +1356,29 @@ mod tests {
             Some(Duration::ZERO),
             "a past date means now"
         );
+        // Without Retry-After: GitLab's RateLimit-Reset (unix time), then RateLimit-ResetTime.
+        let mut h = HeaderMap::new();
+        let soon = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 30;
+        h.insert(
+            "ratelimit-reset",
+            HeaderValue::from_str(&soon.to_string()).unwrap(),
+        );
+        let d = retry_after(&h).unwrap();
+        assert!(
+            d > Duration::from_secs(25) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        let mut h = HeaderMap::new();
+        h.insert(
+            "ratelimit-resettime",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 
     #[test]

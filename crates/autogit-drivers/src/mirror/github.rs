@@ -11,6 +11,11 @@ use std::time::Duration;
 
 pub const DEFAULT_API: &str = "https://api.github.com";
 
+/// Tries of one request under a secondary rate limit (the first one included).
+const RATE_LIMIT_TRIES: u32 = 3;
+/// The longest `retry-after` waited for; a longer one is reported.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
 #[derive(Debug, thiserror::Error)]
 pub enum GitHubError {
     #[error("GitHub API URL `{0}` is not an http(s) URL")]
@@ -22,12 +27,20 @@ pub enum GitHubError {
     #[error("GitHub rejected the token for {path} (401): check the token_env variable")]
     Unauthorized { path: String },
     #[error(
-        "GitHub API rate limit reached on {path}; it resets at {reset} (unix time){}",
+        "GitHub API rate limit reached on {path}; {}{}",
+        match (reset, retry_after) {
+            (r, _) if *r > 0 => format!("it resets at {r} (unix time)"),
+            (_, Some(s)) => format!("GitHub asks to wait {s} s (a secondary rate limit)"),
+            _ => "wait at least a minute before trying again (a secondary rate limit)".to_owned(),
+        },
         if *authenticated { "" } else { "; set token_env for a higher limit" }
     )]
     RateLimited {
         path: String,
+        /// `x-ratelimit-reset` (unix time) when the primary limit is used up; else 0.
         reset: u64,
+        /// `retry-after` (seconds), a secondary limit's wait.
+        retry_after: Option<u64>,
         authenticated: bool,
     },
     #[error("GitHub refused {path} (403): {message}")]
@@ -58,13 +71,32 @@ pub enum Owner {
 pub struct RemoteRepo {
     pub name: String,
     pub full_name: String,
-    pub clone_url: String,
+    /// Not required by GitHub's schema (`minimal-repository`); when absent it is derived
+    /// from `html_url` (required there), see [`RemoteRepo::clone_url`].
+    #[serde(default)]
+    pub clone_url: Option<String>,
+    #[serde(default)]
+    pub html_url: Option<String>,
     #[serde(default)]
     pub fork: bool,
+    /// `None` when GitHub's answer has no `archived` (`minimal-repository` does not require
+    /// it): unknown, not false.
     #[serde(default)]
-    pub archived: bool,
+    pub archived: Option<bool>,
     #[serde(default)]
     pub private: bool,
+}
+
+impl RemoteRepo {
+    /// The https clone URL: `clone_url`, else `html_url` + `.git` (the same URL GitHub
+    /// gives as `clone_url`); `None` when the answer has neither.
+    pub fn clone_url(&self) -> Option<String> {
+        if let Some(u) = self.clone_url.as_deref().filter(|u| !u.is_empty()) {
+            return Some(u.to_owned());
+        }
+        let html = self.html_url.as_deref().filter(|u| !u.is_empty())?;
+        Some(format!("{}.git", html.trim_end_matches('/')))
+    }
 }
 
 pub struct GitHub {
@@ -99,8 +131,17 @@ impl GitHub {
     }
 
     /// Every repository of the owner, all pages.
+    ///
+    /// `GET /users/{username}/repos` lists public repositories only
+    /// (<https://docs.github.com/en/rest/repos/repos#list-repositories-for-a-user>). When the
+    /// token belongs to that user (`GET /user`'s `login`), `GET /user/repos?affiliation=owner`
+    /// is listed instead, which includes the private ones
+    /// (<https://docs.github.com/en/rest/repos/repos#list-repositories-for-the-authenticated-user>).
     pub async fn list(&self, owner: &Owner) -> Result<Vec<RemoteRepo>, GitHubError> {
         let first = match owner {
+            Owner::User(u) if self.token_owner_is(u).await? => {
+                "user/repos?per_page=100&affiliation=owner".to_owned()
+            }
             Owner::User(u) => format!("users/{}/repos?per_page=100&type=owner", enc(u)),
             Owner::Org(o) => format!("orgs/{}/repos?per_page=100&type=all", enc(o)),
         };
@@ -125,7 +166,60 @@ impl GitHub {
         Ok(out)
     }
 
+    /// Whether the token is `username`'s (`GET /user`). Without a token, or with one that
+    /// cannot read `/user` (403: a token without that permission), no.
+    async fn token_owner_is(&self, username: &str) -> Result<bool, GitHubError> {
+        #[derive(Deserialize)]
+        struct Me {
+            login: String,
+        }
+        if self.token.is_none() {
+            return Ok(false);
+        }
+        let url = self
+            .api
+            .join("user")
+            .map_err(|_| GitHubError::Url("user".into()))?;
+        match self.get_json::<Me>(url).await {
+            Ok((me, _)) => Ok(me.login.eq_ignore_ascii_case(username)),
+            Err(GitHubError::Forbidden { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn page(&self, url: Url) -> Result<(Vec<RemoteRepo>, Option<Url>), GitHubError> {
+        let (items, headers) = self.get_json(url).await?;
+        Ok((items, next_link(&headers)))
+    }
+
+    /// One GET, repeated after a secondary rate limit's `retry-after` when that is short
+    /// (<https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit>:
+    /// do not retry before `retry-after` seconds; with `x-ratelimit-remaining: 0`, not before
+    /// `x-ratelimit-reset`, which is reported instead of waited for).
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<(T, HeaderMap), GitHubError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.get_json_once(url.clone()).await {
+                Err(GitHubError::RateLimited {
+                    reset: 0,
+                    retry_after: Some(s),
+                    ..
+                }) if tries < RATE_LIMIT_TRIES && s <= MAX_RETRY_AFTER.as_secs() => {
+                    tokio::time::sleep(Duration::from_secs(s)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    async fn get_json_once<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+    ) -> Result<(T, HeaderMap), GitHubError> {
         let path = match url.query() {
             Some(q) => format!("{}?{q}", url.path()),
             None => url.path().to_owned(),
@@ -159,12 +253,11 @@ impl GitHub {
         if !status.is_success() {
             return Err(self.error(path, status, &headers, &body));
         }
-        let items: Vec<RemoteRepo> =
-            serde_json::from_str(&body).map_err(|e| GitHubError::Transport {
-                path: path.clone(),
-                message: format!("unexpected answer: {e}"),
-            })?;
-        Ok((items, next_link(&headers)))
+        let items: T = serde_json::from_str(&body).map_err(|e| GitHubError::Transport {
+            path: path.clone(),
+            message: format!("unexpected answer: {e}"),
+        })?;
+        Ok((items, headers))
     }
 
     fn error(&self, path: String, status: StatusCode, h: &HeaderMap, body: &str) -> GitHubError {
@@ -173,15 +266,24 @@ impl GitHub {
             .ok()
             .and_then(|v| v["message"].as_str().map(str::to_owned))
             .unwrap_or_else(|| body.chars().take(200).collect());
-        let limited = header("x-ratelimit-remaining") == Some("0")
-            || (status == StatusCode::FORBIDDEN && message.contains("rate limit"));
+        let exhausted = header("x-ratelimit-remaining") == Some("0");
+        let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+        let limited = exhausted
+            || retry_after.is_some()
+            || status == StatusCode::TOO_MANY_REQUESTS
+            || message.contains("rate limit");
         match status.as_u16() {
             401 => GitHubError::Unauthorized { path },
             403 | 429 if limited => GitHubError::RateLimited {
                 path,
-                reset: header("x-ratelimit-reset")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0),
+                reset: if exhausted {
+                    header("x-ratelimit-reset")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0)
+                } else {
+                    0
+                },
+                retry_after,
                 authenticated: self.token.is_some(),
             },
             403 => GitHubError::Forbidden { path, message },

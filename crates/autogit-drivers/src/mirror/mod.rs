@@ -69,6 +69,17 @@ pub enum MirrorError {
         "another sync of mirror `{0}` is running (a scheduled one, or `autogit mirror sync` elsewhere); skipped"
     )]
     Busy(String),
+    /// The target holds another source's mirror: a forced, pruning push would replace that
+    /// repository's history with this one's. Not retried.
+    #[error(
+        "refusing to push {from} to {target}: it holds the mirror of {holder}, and a forced, pruning push would replace that history. If this source really replaces that one, empty or delete the target first"
+    )]
+    TargetHeld {
+        target: String,
+        /// The source this sync would push (redacted).
+        from: String,
+        holder: String,
+    },
 }
 
 impl MirrorError {
@@ -238,6 +249,12 @@ pub async fn sync_all(
         .map(|j| (j.name.clone(), redact_url(&j.source), redact_url(&j.target)))
         .collect();
     for (i, job) in jobs.into_iter().enumerate() {
+        // Whose mirror the target holds, by the runs recorded: checked before any push.
+        let holder = store.and_then(|s| {
+            s.mirror_target_holder(&redact_url(&job.target))
+                .ok()
+                .flatten()
+        });
         let (sem, git, lfs, tx, opts) = (
             sem.clone(),
             git.clone(),
@@ -250,7 +267,7 @@ pub async fn sync_all(
                 return;
             };
             let _ = tx.send(Msg::Started(i));
-            let report = sync_with_retries(&job, &opts, &git, &lfs, |a, e| {
+            let report = sync_with_retries(&job, &opts, &git, &lfs, holder.as_deref(), |a, e| {
                 let _ = tx.send(Msg::Retrying(i, a, e));
             })
             .await;
@@ -331,13 +348,15 @@ async fn sync_with_retries(
     opts: &Options,
     git: &Git,
     lfs: &OnceCell<bool>,
+    holder: Option<&str>,
     mut on_retry: impl FnMut(u32, MirrorError),
 ) -> Report {
     let start = Instant::now();
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
-        let r = match tokio::time::timeout(opts.timeout, sync_once(job, opts, git, lfs)).await {
+        let attempt_once = sync_once_held(job, opts, git, lfs, holder);
+        let r = match tokio::time::timeout(opts.timeout, attempt_once).await {
             Ok(r) => r,
             Err(_) => Err(MirrorError::Timeout {
                 after: opts.timeout,
@@ -371,6 +390,20 @@ pub async fn sync_once(
     opts: &Options,
     git: &Git,
     lfs_installed: &OnceCell<bool>,
+) -> Result<Outcome, MirrorError> {
+    sync_once_held(job, opts, git, lfs_installed, None).await
+}
+
+/// [`sync_once`], knowing whose mirror the target holds (`holder`: the redacted source of the
+/// last run that left the target equal to its source). A target that has branches or tags
+/// and holds another source's mirror is refused ([`MirrorError::TargetHeld`]) before
+/// anything is fetched or pushed; an empty one may be taken.
+pub async fn sync_once_held(
+    job: &Job,
+    opts: &Options,
+    git: &Git,
+    lfs_installed: &OnceCell<bool>,
+    holder: Option<&str>,
 ) -> Result<Outcome, MirrorError> {
     if job.name.is_empty() || job.name.contains(['/', '\\']) || job.name.starts_with('.') {
         return Err(MirrorError::Invalid(format!(
@@ -433,6 +466,17 @@ pub async fn sync_once(
         Decision::UpToDate => return Ok(Outcome::UpToDate),
         Decision::Sync { changed, deleted } => (changed.len(), deleted.len()),
     };
+    let ours = redact_url(&job.source);
+    if let Some(h) = holder
+        && !target.is_empty()
+        && h != ours
+    {
+        return Err(MirrorError::TargetHeld {
+            target: redact_url(&job.target),
+            from: ours,
+            holder: h.to_owned(),
+        });
+    }
     let cache = cache_path(&opts.cache_dir, &job.name);
     if !cache.join("HEAD").exists() {
         git.run(Call {

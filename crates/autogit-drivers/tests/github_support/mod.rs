@@ -18,11 +18,17 @@ pub struct GhState {
     pub orgs: BTreeMap<String, Vec<Value>>,
     /// When set, requests must carry `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// The user the token belongs to (`GET /user`'s `login`).
+    pub token_user: Option<String>,
     pub max_per_page: usize,
     /// Answer 403 (no access) to everything.
     pub forbidden: bool,
     /// Answer 403 with the rate-limit headers to everything.
     pub rate_limited: bool,
+    /// The next N requests hit a secondary rate limit: 403 with `retry-after:
+    /// <secondary_retry_after>`.
+    pub secondary_limit: u32,
+    pub secondary_retry_after: u64,
     /// Every request: path and query.
     pub requests: Vec<String>,
     /// Every Authorization header seen.
@@ -37,11 +43,15 @@ impl GhState {
         } else {
             self.users.entry(owner.to_owned()).or_default()
         };
+        // https://docs.github.com/en/rest/repos/repos#list-repositories-for-a-user: the
+        // `minimal-repository` schema requires `html_url` but not `clone_url`.
         for n in names {
             list.push(json!({
                 "id": list.len() + 1, "name": n, "full_name": format!("{owner}/{n}"),
                 "clone_url": format!("{clone_base}/{n}.git"),
-                "fork": n.contains("fork"), "archived": n.contains("old"), "private": false,
+                "html_url": format!("{clone_base}/{n}"),
+                "fork": n.contains("fork"), "archived": n.contains("old"),
+                "private": n.contains("private"),
             }));
         }
     }
@@ -138,6 +148,22 @@ async fn handle(
             json!({"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}),
         );
     }
+    // https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit:
+    // a secondary limit answers 403 (or 429) with `retry-after`; the primary one, 403 with
+    // `x-ratelimit-remaining: 0` and `x-ratelimit-reset`.
+    if st.secondary_limit > 0 {
+        st.secondary_limit -= 1;
+        let mut r = reply(
+            403,
+            json!({"message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                   "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"}),
+        );
+        r.headers_mut().insert(
+            "retry-after",
+            HeaderValue::from_str(&st.secondary_retry_after.to_string()).unwrap(),
+        );
+        return r;
+    }
     if st.rate_limited {
         let mut r = reply(
             403,
@@ -156,14 +182,6 @@ async fn handle(
         );
     }
     let segs: Vec<&str> = uri.path().trim_start_matches('/').split('/').collect();
-    let list = match (method, segs.as_slice()) {
-        (Method::GET, ["users", u, "repos"]) => st.users.get(*u).cloned(),
-        (Method::GET, ["orgs", o, "repos"]) => st.orgs.get(*o).cloned(),
-        _ => None,
-    };
-    let Some(list) = list else {
-        return reply(404, json!({"message": "Not Found"}));
-    };
     let q: BTreeMap<String, String> = uri
         .query()
         .unwrap_or("")
@@ -171,6 +189,57 @@ async fn handle(
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    let me = auth.as_ref().and(st.token_user.clone());
+    let list = match (method, segs.as_slice()) {
+        // https://docs.github.com/en/rest/users/users#get-the-authenticated-user
+        (Method::GET, ["user"]) => {
+            return match (me, &auth) {
+                (Some(login), _) => reply(200, json!({"login": login, "id": 1, "type": "User"})),
+                // A token that is no user's (a GitHub App installation token) may not read it.
+                (None, Some(_)) => reply(
+                    403,
+                    json!({"message": "Resource not accessible by integration", "documentation_url": "https://docs.github.com/rest/users/users#get-the-authenticated-user"}),
+                ),
+                (None, None) => reply(
+                    401,
+                    json!({"message": "Requires authentication", "documentation_url": "https://docs.github.com/rest"}),
+                ),
+            };
+        }
+        // https://docs.github.com/en/rest/repos/repos#list-repositories-for-the-authenticated-user:
+        // private repositories included; `type` cannot be combined with `affiliation` or
+        // `visibility` (422).
+        (Method::GET, ["user", "repos"]) => {
+            let Some(login) = me else {
+                return reply(401, json!({"message": "Requires authentication"}));
+            };
+            if q.contains_key("type")
+                && (q.contains_key("affiliation") || q.contains_key("visibility"))
+            {
+                return reply(
+                    422,
+                    json!({"message": "If you specify visibility or affiliation, you cannot specify type.", "errors": []}),
+                );
+            }
+            st.users
+                .iter()
+                .find(|(u, _)| u.eq_ignore_ascii_case(&login))
+                .map(|(_, l)| l.clone())
+        }
+        // https://docs.github.com/en/rest/repos/repos#list-repositories-for-a-user: "Lists
+        // public repositories for the specified user."
+        (Method::GET, ["users", u, "repos"]) => st.users.get(*u).map(|l| {
+            l.iter()
+                .filter(|r| r["private"] != json!(true))
+                .cloned()
+                .collect()
+        }),
+        (Method::GET, ["orgs", o, "repos"]) => st.orgs.get(*o).cloned(),
+        _ => None,
+    };
+    let Some(list) = list else {
+        return reply(404, json!({"message": "Not Found"}));
+    };
     let per_page = q
         .get("per_page")
         .and_then(|v| v.parse().ok())
@@ -198,9 +267,15 @@ async fn handle(
             .and_then(|h| h.to_str().ok())
             .unwrap_or("127.0.0.1")
     );
+    // GitHub's links keep the request's other parameters (`type`, `affiliation`, ...).
+    let extra: String = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != "page" && k.as_str() != "per_page")
+        .map(|(k, v)| format!("&{k}={v}"))
+        .collect();
     let link = |p: usize, rel: &str| {
         format!(
-            "<{base}{}?per_page={per_page}&page={p}>; rel=\"{rel}\"",
+            "<{base}{}?per_page={per_page}&page={p}{extra}>; rel=\"{rel}\"",
             uri.path()
         )
     };

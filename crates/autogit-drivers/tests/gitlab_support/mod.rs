@@ -55,6 +55,9 @@ pub struct FProject {
     pub visibility: String,
     pub archived: bool,
     pub fork: bool,
+    /// Groups this project is shared with (`POST /projects/:id/share`); it still belongs to
+    /// its own namespace.
+    pub shared_with: Vec<u64>,
 }
 
 /// A CI job (`GET /projects/:id/jobs`).
@@ -119,6 +122,10 @@ pub struct FakeState {
     /// The next N requests answer 429 with `Retry-After: <retry_after>`.
     pub rate_limit: u32,
     pub retry_after: String,
+    /// The largest offset `/users` and `/projects` serve with offset pagination.
+    pub max_offset: usize,
+    /// Seconds until `RateLimit-Reset` when `retry_after` is empty.
+    pub ratelimit_reset_in: u64,
     /// The next request answers this status and body instead.
     pub forced: Option<(u16, String)>,
     pub paging: Paging,
@@ -126,6 +133,14 @@ pub struct FakeState {
     pub max_per_page: usize,
     /// Today, for token expiry (`YYYY-MM-DD`).
     pub today: String,
+    /// `/-/readiness` answers 503 with a failed `master_check`, as GitLab does while its
+    /// Rails master is not ready.
+    pub not_ready: bool,
+    /// Renamed or moved projects: old full path → project id (GitLab keeps a redirect route).
+    pub moved: Vec<(String, u64)>,
+    /// The origin written into a moved project's `Location` (default: the origin the client
+    /// used, from its `Host` header).
+    pub redirect_origin: Option<String>,
 }
 
 impl FakeState {
@@ -231,7 +246,50 @@ impl FakeState {
             visibility: "private".to_owned(),
             archived,
             fork,
+            shared_with: Vec::new(),
         });
+    }
+
+    /// Makes a project public (listed and readable without a token); by full path.
+    pub fn make_public(&mut self, full_path: &str) {
+        let p = self
+            .projects
+            .iter_mut()
+            .find(|p| p.path_with_namespace == full_path)
+            .expect("a project");
+        p.visibility = "public".to_owned();
+    }
+
+    /// Shares a project (by full path) with a group (by full path).
+    pub fn share(&mut self, project: &str, group: &str) {
+        let g = self
+            .groups
+            .iter()
+            .find(|g| g.full_path == group)
+            .expect("a group")
+            .id;
+        let p = self
+            .projects
+            .iter_mut()
+            .find(|p| p.path_with_namespace == project)
+            .expect("a project");
+        p.shared_with.push(g);
+    }
+
+    /// Moves a project (by full path) to `new_path` in the same namespace; the old path
+    /// redirects, as GitLab's redirect routes do.
+    pub fn rename_project(&mut self, old: &str, new_path: &str) {
+        let p = self
+            .projects
+            .iter_mut()
+            .find(|p| p.path_with_namespace == old)
+            .expect("a project");
+        let ns = old.rsplit_once('/').map_or("", |(n, _)| n);
+        p.path = new_path.to_owned();
+        p.name = new_path.to_owned();
+        p.path_with_namespace = format!("{ns}/{new_path}");
+        let id = p.id;
+        self.moved.push((old.to_owned(), id));
     }
 
     fn pat_json(&self, p: &FPat) -> Value {
@@ -270,10 +328,15 @@ impl Fake {
             fail_502: 0,
             rate_limit: 0,
             retry_after: "1".to_owned(),
+            ratelimit_reset_in: 1,
+            max_offset: 50_000,
             forced: None,
             paging: Paging::LinkAndHeaders,
             max_per_page: 100,
             today: "2025-11-25".to_owned(),
+            not_ready: false,
+            moved: Vec::new(),
+            redirect_origin: None,
         };
         st.add_user("root", true);
         let state = Arc::new(Mutex::new(st));
@@ -393,6 +456,61 @@ fn paginate(st: &FakeState, uri: &Uri, items: Vec<Value>) -> Response {
     r
 }
 
+/// A listing of a resource with keyset pagination (`/users`, `/projects`): with
+/// `pagination=keyset&order_by=id`, pages after `id_after` announced by a `Link` rel="next"
+/// only (doc/api/rest/index.md, "Keyset-based pagination"); with offset pagination, an
+/// offset beyond `max_offset` answers 405 (doc/administration/instance_limits.md, "Max offset
+/// allowed by the REST API for offset-based pagination", 50,000 by default).
+fn paginate_large(st: &FakeState, uri: &Uri, mut items: Vec<Value>, kind: &str) -> Response {
+    let q = query(uri);
+    let per_page = q
+        .get("per_page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 100)
+        .min(st.max_per_page);
+    if q.get("pagination").map(String::as_str) == Some("keyset") {
+        let after: u64 = q.get("id_after").and_then(|v| v.parse().ok()).unwrap_or(0);
+        items.sort_by_key(|v| v["id"].as_u64().unwrap_or(0));
+        let rest: Vec<Value> = items
+            .into_iter()
+            .filter(|v| v["id"].as_u64().unwrap_or(0) > after)
+            .collect();
+        let more = rest.len() > per_page;
+        let page: Vec<Value> = rest.into_iter().take(per_page).collect();
+        let last = page.last().and_then(|v| v["id"].as_u64());
+        let mut r = reply(200, Value::Array(page));
+        if let (true, Some(last)) = (more, last) {
+            let mut pairs: Vec<String> = q
+                .iter()
+                .filter(|(k, _)| k.as_str() != "id_after")
+                .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                .collect();
+            pairs.push(format!("id_after={last}"));
+            let link = format!(
+                "<{EXTERNAL}{}?{}>; rel=\"next\"",
+                uri.path(),
+                pairs.join("&")
+            );
+            r.headers_mut()
+                .insert("link", HeaderValue::from_str(&link).expect("header"));
+        }
+        return r;
+    }
+    let page = q
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    if (page - 1) * per_page >= st.max_offset {
+        return reply(
+            405,
+            json!({"error": format!("Offset pagination has a maximum allowed offset of {} for requests that return objects of type {kind}. Remaining records can be retrieved using keyset pagination.", st.max_offset)}),
+        );
+    }
+    paginate(st, uri, items)
+}
+
 fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -455,11 +573,31 @@ async fn handle(
     }
     if st.rate_limit > 0 {
         st.rate_limit -= 1;
-        let mut r = msg(429, json!("429 Too Many Requests"));
-        r.headers_mut().insert(
-            "retry-after",
-            HeaderValue::from_str(&st.retry_after).expect("header"),
-        );
+        // doc/administration/settings/user_and_ip_rate_limits.md, "Response headers": 429
+        // with `RateLimit-*` (`RateLimit-Reset` in unix time) and `Retry-After` (seconds).
+        // An empty `retry_after` leaves `Retry-After` out.
+        let mut r = (StatusCode::TOO_MANY_REQUESTS, "Retry later\n").into_response();
+        let h = r.headers_mut();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs();
+        let wait: u64 = st.retry_after.parse().unwrap_or(st.ratelimit_reset_in);
+        for (k, v) in [
+            ("ratelimit-name", "throttle_authenticated_api".to_owned()),
+            ("ratelimit-limit", "60".to_owned()),
+            ("ratelimit-observed", "67".to_owned()),
+            ("ratelimit-remaining", "0".to_owned()),
+            ("ratelimit-reset", (now + wait).to_string()),
+        ] {
+            h.insert(k, HeaderValue::from_str(&v).expect("header"));
+        }
+        if !st.retry_after.is_empty() {
+            h.insert(
+                "retry-after",
+                HeaderValue::from_str(&st.retry_after).expect("header"),
+            );
+        }
         return r;
     }
     if st.fail_502 > 0 {
@@ -481,6 +619,15 @@ async fn handle(
         return (StatusCode::OK, "GitLab OK").into_response();
     }
     if path == "/-/readiness" {
+        // doc/administration/monitoring/health_check.md, "Readiness": 503 and the failing
+        // check's message while the instance cannot take traffic.
+        if st.not_ready {
+            return reply(
+                503,
+                json!({"status": "failed",
+                       "master_check": [{"status": "failed", "message": "unexpected Master check result: false"}]}),
+            );
+        }
         return reply(
             200,
             json!({"status": "ok", "master_check": [{"status": "ok"}],
@@ -490,6 +637,36 @@ async fn handle(
     let Some(api) = path.strip_prefix("/api/v4/") else {
         return msg(404, json!("404 Not Found"));
     };
+    // doc/api/rest/index.md, "Redirects": a request for a moved project's old path answers
+    // 301 with the new location in `Location`.
+    if let Some(rest) = api.strip_prefix("projects/") {
+        let (id, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let id = percent_decode(id);
+        if let Some((_, new_id)) = st.moved.iter().find(|(old, _)| *old == id) {
+            let origin = st.redirect_origin.clone().unwrap_or_else(|| {
+                let host = headers
+                    .get("host")
+                    .and_then(|h| h.to_str().ok())
+                    .unwrap_or("127.0.0.1");
+                format!("http://{host}")
+            });
+            let tail = if tail.is_empty() {
+                String::new()
+            } else {
+                format!("/{tail}")
+            };
+            let mut r = msg(301, json!("301 Moved Permanently"));
+            r.headers_mut().insert(
+                "location",
+                HeaderValue::from_str(&format!("{origin}/api/v4/projects/{new_id}{tail}"))
+                    .expect("header"),
+            );
+            return r;
+        }
+    }
+    if token.is_none() && method == Method::GET {
+        return anonymous(st, &uri, api);
+    }
     // Authentication.
     let today = st.today.clone();
     let Some(pat) = token.as_deref().and_then(|t| {
@@ -551,7 +728,7 @@ async fn handle(
                 })
                 .map(FakeState::user_json)
                 .collect();
-            paginate(st, &uri, items)
+            paginate_large(st, &uri, items, "User")
         }
         (Method::POST, ["users"]) => {
             if !api_write {
@@ -695,10 +872,17 @@ async fn handle(
                 .filter(|x| x.id == g.id || x.full_path.starts_with(&sub))
                 .map(|x| x.id)
                 .collect();
+            // doc/api/groups.md, "List projects": `with_shared` defaults to true (projects
+            // shared with the group are listed too); `archived` limits by archived status.
+            let with_shared = q.get("with_shared").is_none_or(|v| v != "false");
             let items: Vec<Value> = st
                 .projects
                 .iter()
-                .filter(|p| inside.contains(&p.namespace_id))
+                .filter(|p| {
+                    inside.contains(&p.namespace_id)
+                        || (with_shared && p.shared_with.iter().any(|g| inside.contains(g)))
+                })
+                .filter(|p| archived_filter(&q, p))
                 .map(FakeState::project_json)
                 .collect();
             paginate(st, &uri, items)
@@ -714,6 +898,7 @@ async fn handle(
                 .projects
                 .iter()
                 .filter(|p| p.namespace_id == user.id)
+                .filter(|p| archived_filter(&q, p))
                 .map(FakeState::project_json)
                 .collect();
             paginate(st, &uri, items)
@@ -737,7 +922,7 @@ async fn handle(
                 return scope_error();
             }
             let items = st.projects.iter().map(FakeState::project_json).collect();
-            paginate(st, &uri, items)
+            paginate_large(st, &uri, items, "Project")
         }
         (Method::GET, ["projects", id, "jobs"]) => {
             if !api_read {
@@ -810,6 +995,7 @@ async fn handle(
                     .to_owned(),
                 archived: false,
                 fork: false,
+                shared_with: Vec::new(),
             };
             st.projects.push(p.clone());
             reply(201, FakeState::project_json(&p))
@@ -1098,6 +1284,84 @@ async fn handle(
             }
         }
         _ => msg(404, json!("404 Not Found")),
+    }
+}
+
+/// The `archived` parameter of project listings (doc/api/projects.md, doc/api/groups.md):
+/// absent lists both.
+fn archived_filter(q: &BTreeMap<String, String>, p: &FProject) -> bool {
+    match q.get("archived").map(String::as_str) {
+        Some("true") => p.archived,
+        Some("false") => !p.archived,
+        _ => true,
+    }
+}
+
+/// GETs without a token: public resources only. Listings show the simple view
+/// (doc/api/projects.md, "List all projects": without authentication "only simple fields
+/// are returned": no `archived`, no `forked_from_project`); one project, the full view
+/// (doc/api/projects.md, "Get a single project": "can be accessed without authentication if
+/// the project is publicly accessible").
+fn anonymous(st: &FakeState, uri: &Uri, api: &str) -> Response {
+    let segs: Vec<String> = api.split('/').map(percent_decode).collect();
+    let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let q = query(uri);
+    let public = |p: &&FProject| p.visibility == "public";
+    let simple = |p: &FProject| {
+        json!({"id": p.id, "name": p.name, "path": p.path, "path_with_namespace": p.path_with_namespace,
+               "namespace": {"id": p.namespace_id},
+               "http_url_to_repo": format!("{EXTERNAL}/{}.git", p.path_with_namespace)})
+    };
+    match segs.as_slice() {
+        ["groups", id, "projects"] => {
+            let Some(g) = find_group(st, id) else {
+                return msg(404, json!("404 Group Not Found"));
+            };
+            let sub = format!("{}/", g.full_path);
+            let inside: Vec<u64> = st
+                .groups
+                .iter()
+                .filter(|x| x.id == g.id || x.full_path.starts_with(&sub))
+                .map(|x| x.id)
+                .collect();
+            let with_shared = q.get("with_shared").is_none_or(|v| v != "false");
+            let items = st
+                .projects
+                .iter()
+                .filter(public)
+                .filter(|p| {
+                    inside.contains(&p.namespace_id)
+                        || (with_shared && p.shared_with.iter().any(|g| inside.contains(g)))
+                })
+                .filter(|p| archived_filter(&q, p))
+                .map(simple)
+                .collect();
+            paginate(st, uri, items)
+        }
+        ["users", u, "projects"] => {
+            let Some(user) = st.users.iter().find(|x| x.username == *u) else {
+                return msg(404, json!("404 User Not Found"));
+            };
+            let items = st
+                .projects
+                .iter()
+                .filter(public)
+                .filter(|p| p.namespace_id == user.id)
+                .filter(|p| archived_filter(&q, p))
+                .map(simple)
+                .collect();
+            paginate(st, uri, items)
+        }
+        ["projects", id] => match st
+            .projects
+            .iter()
+            .filter(public)
+            .find(|p| p.id.to_string() == *id || p.path_with_namespace == *id)
+        {
+            Some(p) => reply(200, FakeState::project_json(p)),
+            None => msg(404, json!("404 Project Not Found")),
+        },
+        _ => msg(401, json!("401 Unauthorized")),
     }
 }
 
