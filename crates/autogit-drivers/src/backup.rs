@@ -58,6 +58,11 @@ pub enum BackupError {
     },
     #[error("refusing to restore {archive}: {reason}")]
     VersionMismatch { archive: PathBuf, reason: String },
+    /// The archive's autogit secrets do not open here (another machine's key, or none).
+    #[error(
+        "refusing to restore {archive}: its autogit secrets cannot be opened on this machine: {reason}. Nothing was changed"
+    )]
+    Secrets { archive: PathBuf, reason: String },
     #[error(
         "not enough space for {what}: it needs {needed} bytes in {path}, where {available} are free. Free some space there, or use a directory on a larger file system"
     )]
@@ -822,6 +827,23 @@ pub async fn restore(
         }
     })?;
 
+    // The archive's autogit secrets must open with a key this machine has (they are sealed
+    // with the key of the machine that made the backup): checked before GitLab is touched.
+    let secrets_dir = into.join("autogit").join("secrets");
+    let archived_secrets = archived_secrets(&secrets_dir)?;
+    for (name, bytes) in &archived_secrets {
+        store
+            .check_import(
+                name,
+                bytes,
+                &archive.join(format!("autogit/secrets/{name}")),
+            )
+            .map_err(|e| BackupError::Secrets {
+                archive: archive.to_owned(),
+                reason: e.to_string(),
+            })?;
+    }
+
     let gl_file = format!("{}_gitlab_backup.tar", m.gitlab_backup_id);
     let upload = into.join(".upload.tar");
     single_file_tar(
@@ -873,23 +895,13 @@ pub async fn restore(
 
     // Tokens in the archive belong to the restored database.
     let mut secrets_restored = Vec::new();
-    let secrets_dir = into.join("autogit").join("secrets");
-    if secrets_dir.is_dir() {
-        for e in fs::read_dir(&secrets_dir).map_err(io_at(&secrets_dir))? {
-            let e = e.map_err(io_at(&secrets_dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let mut value = String::new();
-            File::open(e.path())
-                .and_then(|mut f| f.read_to_string(&mut value))
-                .map_err(io_at(&e.path()))?;
-            store
-                .put(&name, &secrecy::SecretString::from(value))
-                .map_err(|e| BackupError::Other(e.to_string()))?;
-            secrets_restored.push(name);
-        }
-        let _ = fs::remove_dir_all(&secrets_dir);
+    for (name, bytes) in &archived_secrets {
+        store
+            .import(name, bytes)
+            .map_err(|e| BackupError::Other(e.to_string()))?;
+        secrets_restored.push(name.clone());
     }
-    secrets_restored.sort();
+    let _ = fs::remove_dir_all(&secrets_dir);
     // GitLab's own copy of the data and the secrets were only needed to restore.
     let _ = fs::remove_dir_all(into.join("gitlab"));
     let _ = fs::remove_dir_all(into.join("etc-gitlab"));
@@ -899,6 +911,26 @@ pub async fn restore(
         secrets_restored,
         kept_for_reference: into,
     })
+}
+
+/// The secret files an extracted archive holds (name, file bytes: sealed, or plaintext from an
+/// archive of an earlier version), sorted by name.
+fn archived_secrets(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, BackupError> {
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    for e in fs::read_dir(dir).map_err(io_at(dir))? {
+        let e = e.map_err(io_at(dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        File::open(e.path())
+            .and_then(|f| f.take(1 << 20).read_to_end(&mut bytes))
+            .map_err(io_at(&e.path()))?;
+        out.push((name, bytes));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The newest archive in `dir`: (file name, size, manifest time from the name).
