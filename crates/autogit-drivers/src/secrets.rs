@@ -564,6 +564,15 @@ impl SecretStore {
         Ok(done)
     }
 
+    /// The master key's id, creating the key when none exists and nothing is sealed (as the
+    /// first `put` would): `autogit install` does this before a systemd unit names the key
+    /// file in `LoadCredential=`, which fails the unit when the file is missing.
+    pub fn ensure_key(&self) -> Result<String, SecretError> {
+        let _lock = self.lock(true)?;
+        let mut keys = self.keys()?;
+        Ok(self.write_key(&mut keys)?.id().to_string())
+    }
+
     /// Stores `value` under `name` (sealed, atomically, mode 0600), replacing any earlier value.
     pub fn put(&self, name: &str, value: &SecretString) -> Result<(), SecretError> {
         let path = self.path(name)?;
@@ -673,7 +682,16 @@ impl SecretStore {
             other_key: Vec::new(),
             damaged: Vec::new(),
         };
-        for (name, shape) in self.scan()? {
+        let files = self.scan()?;
+        if keys.current.is_none()
+            && let Some(id) = files.iter().find_map(|(_, s)| match s {
+                Ok(Shape::Sealed(id)) => Some(*id),
+                _ => None,
+            })
+        {
+            return Err(self.missing_key(id));
+        }
+        for (name, shape) in files {
             match shape {
                 Ok(Shape::Plain) => st.plaintext += 1,
                 Ok(Shape::Sealed(id)) if keys.find(id).is_some() => st.sealed += 1,
@@ -1209,6 +1227,7 @@ mod tests {
             s.rotate_key(),
             Err(SecretError::MissingKey { .. })
         ));
+        assert!(matches!(s.status(), Err(SecretError::MissingKey { .. })));
         // Opening again, with a plaintext file to migrate, does not create one either.
         fs::write(s.dir().join("c"), "z").unwrap();
         fs::set_permissions(s.dir().join("c"), fs::Permissions::from_mode(0o600)).unwrap();

@@ -167,6 +167,9 @@ pub enum Command {
         #[arg(long, value_name = "SERVICE")]
         clear: Option<String>,
     },
+    /// The secret store: where its key is, what is sealed; rotate the key
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Back up GitLab (gitlab-backup), its secrets, autogit's configuration, state and secrets
     /// into one archive under backup.path; keeps backup.retention archives
     Backup,
@@ -372,6 +375,17 @@ pub enum DnsCommand {
     /// reconcile interval (at least 5 minutes)
     #[command(alias = "apply")]
     Sync,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Where the master key is (systemd credential, AUTOGIT_KEY_FILE or <data dir>.key), its id,
+    /// and how many secrets are sealed or still plaintext; never a value
+    Status,
+    /// Make a new master key and seal every secret with it; the old key is removed once every
+    /// file is sealed again (an interrupted rotation is finished by the next command). Restart
+    /// a running `autogit daemon` service afterwards, and update your escrow copy of the key
+    RotateKey,
 }
 
 #[derive(Subcommand, Debug)]

@@ -66,6 +66,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         }
         Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, &load_all(g, &[]), cmd),
         Command::Tls(cmd) => crate::tls_cmd::run(&ui, g, cmd),
+        Command::Secrets(cmd) => crate::secrets_cmd::run(&ui, &load_all(g, &[]), cmd),
         Command::Services => services(&ui, g, &load_all(g, &[])),
         Command::Mirror(m) => match m {
             MirrorCommand::Sync { repos } => {
