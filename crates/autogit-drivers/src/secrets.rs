@@ -87,6 +87,16 @@ pub enum SecretError {
         key: PathBuf,
         key_id: KeyId,
     },
+    /// A secret from a backup sealed with a key this machine does not have.
+    #[error(
+        "{path} is sealed with key {sealed_with}, which this machine does not have ({key}: {here}). Put the key file of the machine that made the backup at {key} (or name it with AUTOGIT_KEY_FILE) and run the restore again (docs/gitlab.md, \"The secrets key\")"
+    )]
+    ForeignKey {
+        path: PathBuf,
+        sealed_with: KeyId,
+        key: PathBuf,
+        here: String,
+    },
     /// A key file that is not a key.
     #[error("{path} is not an autogit secrets key: {reason}")]
     BadKeyFile { path: PathBuf, reason: &'static str },
@@ -664,7 +674,24 @@ impl SecretStore {
             return Err(SecretError::InvalidName(name.to_owned()));
         }
         let keys = self.keys()?;
-        self.unseal(&keys, name, shown_as, bytes).map(drop)
+        self.unseal(&keys, name, shown_as, bytes)
+            .map(drop)
+            .map_err(|e| match e {
+                SecretError::MissingKey { key_id, .. }
+                | SecretError::WrongKey {
+                    sealed_with: key_id,
+                    ..
+                } => SecretError::ForeignKey {
+                    path: shown_as.to_owned(),
+                    sealed_with: key_id,
+                    key: self.key.path.clone(),
+                    here: keys
+                        .current
+                        .as_ref()
+                        .map_or_else(|| "missing".to_owned(), |k| format!("key {}", k.id())),
+                },
+                e => e,
+            })
     }
 
     /// Key location and id, and how many files are sealed, plaintext or unreadable (names

@@ -172,10 +172,25 @@ pub enum Command {
     Secrets(SecretsCommand),
     /// Back up GitLab (gitlab-backup), its secrets, autogit's configuration, state and secrets
     /// into one archive under backup.path; keeps backup.retention archives
-    Backup,
+    Backup {
+        /// Encrypt the archive to this age recipient (age1…, repeatable; overrides
+        /// backup.encrypt_to). The archive is written as <name>.tar.age
+        #[arg(long, value_name = "RECIPIENT", conflicts_with = "passphrase_file")]
+        encrypt_to: Vec<String>,
+        /// Encrypt the archive with the passphrase in FILE (age scrypt; first line; the file
+        /// must not be readable by group or others)
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Restore a backup archive into the running GitLab (same GitLab version only)
     Restore {
         archive: PathBuf,
+        /// Decrypt an encrypted archive (.tar.age) with this age identity file (AGE-SECRET-KEY-1…)
+        #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+        identity: Option<PathBuf>,
+        /// Decrypt an encrypted archive with the passphrase in FILE
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
         /// Do not ask
         #[arg(long, short = 'y')]
         yes: bool,
