@@ -352,3 +352,32 @@ impl BackupController {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autogit_core::config::Config;
+    use autogit_core::platform::PlatformEnv;
+
+    const R: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    fn controller(encrypt_to: &[&str]) -> BackupController {
+        let mut config = Config::default();
+        config.backup.encrypt_to = encrypt_to.iter().map(|s| (*s).to_owned()).collect();
+        let settings = Settings::new(config, PlatformEnv::default(), "/nonexistent".into());
+        let clock = crate::clock::system();
+        BackupController::new(Arc::new(settings), Bus::new(clock.clone()), clock)
+    }
+
+    /// The daemon's scheduled backups use `backup.encrypt_to`; the command's flags override it.
+    #[test]
+    fn archives_are_encrypted_as_configured_unless_the_command_says_otherwise() {
+        assert!(matches!(controller(&[]).encryption(), Encryption::None));
+        assert!(matches!(controller(&[R]).encryption(), Encryption::Recipients(r) if r == [R]));
+        let p = Encryption::Passphrase(secrecy::SecretString::from("x"));
+        assert!(matches!(
+            controller(&[R]).with_encryption(p).encryption(),
+            Encryption::Passphrase(_)
+        ));
+    }
+}
