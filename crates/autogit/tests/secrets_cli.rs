@@ -129,6 +129,13 @@ fn status_seals_a_plaintext_store_and_rotate_key_keeps_every_value() {
     let v = json(&r);
     assert_eq!(v["secrets"]["key"]["origin"], "env");
     assert_eq!(v["secrets"]["sealed"], 3);
+    // A program setting, not a misspelt configuration override.
+    let r = run_env(
+        d.path(),
+        &["validate"],
+        &[("AUTOGIT_KEY_FILE", escrow.to_str().unwrap())],
+    );
+    assert!(!r.stderr.contains("AUTOGIT_KEY_FILE"), "{}", r.stderr);
 }
 
 #[test]
