@@ -97,6 +97,14 @@ pub enum SecretError {
         key: PathBuf,
         here: String,
     },
+    /// The key file cannot be created where it is looked for.
+    #[error(
+        "cannot create the secrets key {path}: {source}. Let autogit write there once (e.g. run `autogit secrets status` as the service's user, outside a sandbox), or name a writable place with AUTOGIT_KEY_FILE; `autogit install` creates it before it installs the service"
+    )]
+    KeyCreate {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// A key file that is not a key.
     #[error("{path} is not an autogit secrets key: {reason}")]
     BadKeyFile { path: PathBuf, reason: &'static str },
@@ -268,7 +276,14 @@ impl Drop for Lock {
 fn read_key(path: &Path) -> Result<Option<MasterKey>, SecretError> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
         Err(e) => return Err(io(path)(e)),
     };
     let mode = meta.permissions().mode() & 0o777;
@@ -295,7 +310,7 @@ fn create_key_file(path: &Path, key: &MasterKey) -> Result<bool, SecretError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io(dir))?;
+    fs::create_dir_all(dir).map_err(io(path))?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -432,7 +447,10 @@ impl SecretStore {
             return Err(SecretError::KeyIsCredential(self.key.path.clone()));
         }
         let fresh = MasterKey::generate().map_err(random_err)?;
-        create_key_file(&self.key.path, &fresh)?;
+        create_key_file(&self.key.path, &fresh).map_err(|e| match e {
+            SecretError::Io { path, source } => SecretError::KeyCreate { path, source },
+            e => e,
+        })?;
         // Another process may have won the race: use whatever is there now.
         let k = read_key(&self.key.path)?.ok_or_else(|| {
             io(&self.key.path)(std::io::Error::other(
@@ -537,7 +555,14 @@ impl SecretStore {
         }
         let _lock = self.lock(true)?;
         let mut keys = self.keys()?;
-        self.reseal_all(&mut keys, None)?;
+        match self.reseal_all(&mut keys, None) {
+            Ok(_) => {}
+            // Nowhere to create a key (a daemon sandboxed by an older unit, a read-only
+            // mount): the plaintext files stay as they are and are read as they are; the
+            // first `put` says what to do, and the next open that can create the key seals.
+            Err(SecretError::KeyCreate { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        }
         if rotation_pending && keys.current.is_some() {
             remove_durably(&self.key.old_path())?;
         }
@@ -1231,6 +1256,30 @@ mod tests {
             fs::read(dir.join("broken")).unwrap(),
             b"\xfe\xfe SECRET-ISH"
         );
+    }
+
+    /// Where no key can be created (a read-only place), a plaintext store still opens and
+    /// reads; writing says where the key must go.
+    #[test]
+    fn a_plaintext_store_opens_where_no_key_can_be_created() {
+        let d = tempfile::tempdir().unwrap();
+        let data = d.path().join("data");
+        fs::create_dir_all(data.join("secrets")).unwrap();
+        fs::write(data.join("secrets/t"), "plain").unwrap();
+        fs::set_permissions(data.join("secrets/t"), fs::Permissions::from_mode(0o600)).unwrap();
+        // A key path under a regular file: nobody, root included, can create it.
+        fs::write(d.path().join("not-a-dir"), "").unwrap();
+        let key = KeyLocation {
+            path: d.path().join("not-a-dir/autogit.key"),
+            origin: KeyOrigin::Env,
+        };
+        let s = SecretStore::open_with_key(&data, key).unwrap();
+        assert_eq!(s.get("t").unwrap().unwrap().expose_secret(), "plain");
+        assert_eq!(s.status().unwrap().plaintext, 1);
+        let e = s.put("u", &sv("v")).unwrap_err();
+        assert!(matches!(e, SecretError::KeyCreate { .. }), "{e:?}");
+        assert!(e.to_string().contains("not-a-dir/autogit.key"), "{e}");
+        assert!(!s.dir().join("u").exists());
     }
 
     #[test]
