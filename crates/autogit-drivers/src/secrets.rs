@@ -577,8 +577,12 @@ impl SecretStore {
             if limit.is_some_and(|l| done >= l) {
                 break;
             }
-            let Some((path, bytes)) = self.read_file(&name)? else {
-                continue;
+            let (path, bytes) = match self.read_file(&name) {
+                Ok(Some(file)) => file,
+                // Gone meanwhile, or readable by others (left as it is: `get` refuses it and
+                // `rotate_key` checks every file before it starts).
+                Ok(None) | Err(SecretError::InsecureMode { .. }) => continue,
+                Err(e) => return Err(e),
             };
             // A damaged file is left as it is: `get` and `status` name it.
             let Ok(shape) = seal::shape(&bytes) else {
@@ -1195,7 +1199,15 @@ mod tests {
         }
         // The env file stays plaintext: other programs read it.
         fs::write(dir.join(ENV_FILE), "GITLAB_URL=PLAIN\n").unwrap();
+        // A file others may read does not stop the migration of the rest; it stays refused.
+        fs::write(dir.join("leaky"), "PLAIN-leaky").unwrap();
+        fs::set_permissions(dir.join("leaky"), fs::Permissions::from_mode(0o644)).unwrap();
         let s = store(&d);
+        assert!(matches!(
+            s.get("leaky"),
+            Err(SecretError::InsecureMode { .. })
+        ));
+        fs::remove_file(dir.join("leaky")).unwrap();
         for (n, v) in values {
             let bytes = fs::read(dir.join(n)).unwrap();
             assert!(
