@@ -994,6 +994,11 @@ impl Handle for RestoreBackup {
                 p.name
             )));
         }
+        if p.name.ends_with(autogit_core::backup::AGE_SUFFIX) {
+            return Err(Problem::conflict(
+                "this archive is encrypted: restore it on the server with `autogit restore --identity FILE` (the API never receives an age identity or passphrase)",
+            ));
+        }
         if body.confirm != p.name {
             return Err(Problem::invalid(
                 "body.confirm",
@@ -1002,9 +1007,14 @@ impl Handle for RestoreBackup {
         }
         let b = backups(api);
         let accepted = spawn_task(api, cx, Self::INFO.id, &p.name, move || async move {
-            b.restore(&path, std::time::Duration::from_secs(900), &|_| {})
-                .await
-                .map(|r| format!("{} secrets restored", r.secrets_restored.len()))
+            b.restore(
+                &path,
+                &autogit_drivers::backup::Decryption::None,
+                std::time::Duration::from_secs(900),
+                &|_| {},
+            )
+            .await
+            .map(|r| format!("{} secrets restored", r.secrets_restored.len()))
         });
         Ok(Reply::new(accepted))
     }

@@ -491,7 +491,12 @@ async fn authorize_parts<O: Operation>(
         } else {
             api.access.authenticate(token)
         };
-        let p = result.map_err(|e| (auth_problem(&e), Some(entry("anonymous".into(), None, "denied"))))?;
+        let p = result.map_err(|e| {
+            (
+                auth_problem(&e),
+                Some(entry("anonymous".into(), None, "denied")),
+            )
+        })?;
         if !p.permits(required, info.area) {
             let why = if p.role.allows(required) {
                 format!("this key's scopes do not include `{}`", info.area)

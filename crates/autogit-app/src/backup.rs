@@ -2,10 +2,18 @@
 //! GitLab's secrets and autogit's configuration, state and secrets (`drivers::backup`),
 //! retention, an optional btrfs snapshot of the data dir, and the schedule the daemon follows
 //! (`backup.schedule`). Restores are `drivers::backup::restore` behind the CLI's confirmation.
+//!
+//! Archives are encrypted with age when `backup.encrypt_to` names recipients (the daemon's
+//! scheduled backups too) or the command asks for it ([`BackupController::with_encryption`]:
+//! `--encrypt-to`, `--passphrase-file`). They also hold `<data_dir>/access.db` (a consistent
+//! snapshot) and `<data_dir>/audit/` when those exist; never the secrets' master key, which
+//! lives outside the data dir.
 
 use crate::{Bus, Event, Settings, SharedClock};
 use autogit_core::config::AutoBool;
-use autogit_drivers::backup::{self, BackupOptions, BackupReport, LocalFiles};
+use autogit_drivers::backup::{
+    self, BackupOptions, BackupReport, Decryption, Encryption, LocalFiles,
+};
 use autogit_drivers::engine::ContainerEngine;
 use autogit_drivers::engine::docker::Docker;
 use autogit_drivers::state::Store;
@@ -17,6 +25,8 @@ pub struct BackupController {
     settings: Arc<Settings>,
     bus: Bus,
     clock: SharedClock,
+    /// Overrides `backup.encrypt_to` (the command's flags).
+    encryption: Option<Encryption>,
 }
 
 /// A backup taken: the archive and, when configured, the btrfs snapshot of the data dir.
@@ -53,7 +63,26 @@ impl BackupController {
             settings,
             bus,
             clock,
+            encryption: None,
         }
+    }
+
+    /// Encrypts this controller's archives so, instead of as `backup.encrypt_to` says.
+    pub fn with_encryption(mut self, encryption: Encryption) -> Self {
+        self.encryption = Some(encryption);
+        self
+    }
+
+    /// How archives are encrypted: the override, else `backup.encrypt_to`.
+    pub fn encryption(&self) -> Encryption {
+        self.encryption.clone().unwrap_or_else(|| {
+            let to = &self.settings.config.backup.encrypt_to;
+            if to.is_empty() {
+                Encryption::None
+            } else {
+                Encryption::Recipients(to.clone())
+            }
+        })
     }
 
     /// Takes a backup on the configured engine and publishes the outcome (`backup_created` or
@@ -107,6 +136,16 @@ impl BackupController {
         } else {
             None
         };
+        // The access database (API keys, roles) the same way, when there is one.
+        let access_db = data.join("access.db");
+        let access = work.join(format!("access-{started}.db"));
+        let _ = std::fs::remove_file(&access);
+        let access_snapshot = if access_db.is_file() {
+            backup::sqlite_snapshot(&access_db, &access).map_err(|e| e.to_string())?;
+            Some(access.clone())
+        } else {
+            None
+        };
         let opts = BackupOptions {
             dest: dest.clone(),
             keep: self.settings.config.backup.retention,
@@ -116,19 +155,27 @@ impl BackupController {
                 platform_env: self.settings.env_path.clone(),
                 state_snapshot,
                 secrets: Some(data.join("secrets")),
+                access_snapshot,
+                audit: Some(data.join("audit")),
             },
             now: started,
             autogit_version: env!("CARGO_PKG_VERSION").to_owned(),
+            encryption: self.encryption(),
         };
         let result = backup::create(engine, id, &opts, progress)
             .await
             .map_err(|e| e.to_string());
         let _ = std::fs::remove_file(&snapshot);
+        let _ = std::fs::remove_file(&access);
         let report = result?;
         let name = report
             .archive
             .file_name()
-            .map(|n| n.to_string_lossy().trim_end_matches(".tar").to_owned())
+            .map(|n| {
+                let n = n.to_string_lossy();
+                let n = n.strip_suffix(".age").unwrap_or(&n);
+                n.trim_end_matches(".tar").to_owned()
+            })
             .unwrap_or_default();
         let (btrfs_snapshot, snapshot_warning) = match btrfs_snapshot(
             self.settings.config.backup.btrfs_snapshot,
@@ -260,6 +307,7 @@ impl BackupController {
     pub async fn restore(
         &self,
         archive: &Path,
+        decryption: &Decryption,
         wait: std::time::Duration,
         progress: &(dyn Fn(&str) + Send + Sync),
     ) -> Result<backup::RestoreReport, String> {
@@ -268,9 +316,17 @@ impl BackupController {
         let store =
             autogit_drivers::secrets::SecretStore::open(&data).map_err(|e| e.to_string())?;
         let (engine, id) = gitlab_container(&self.settings).await?;
-        let report = backup::restore(&engine, &id, archive, &data.join("tmp"), &store, progress)
-            .await
-            .map_err(|e| e.to_string())?;
+        let report = backup::restore_with(
+            &engine,
+            &id,
+            archive,
+            &data.join("tmp"),
+            &store,
+            decryption,
+            progress,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         if wait.is_zero() {
             return Ok(report);
         }
@@ -294,5 +350,34 @@ impl BackupController {
             }
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autogit_core::config::Config;
+    use autogit_core::platform::PlatformEnv;
+
+    const R: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    fn controller(encrypt_to: &[&str]) -> BackupController {
+        let mut config = Config::default();
+        config.backup.encrypt_to = encrypt_to.iter().map(|s| (*s).to_owned()).collect();
+        let settings = Settings::new(config, PlatformEnv::default(), "/nonexistent".into());
+        let clock = crate::clock::system();
+        BackupController::new(Arc::new(settings), Bus::new(clock.clone()), clock)
+    }
+
+    /// The daemon's scheduled backups use `backup.encrypt_to`; the command's flags override it.
+    #[test]
+    fn archives_are_encrypted_as_configured_unless_the_command_says_otherwise() {
+        assert!(matches!(controller(&[]).encryption(), Encryption::None));
+        assert!(matches!(controller(&[R]).encryption(), Encryption::Recipients(r) if r == [R]));
+        let p = Encryption::Passphrase(secrecy::SecretString::from("x"));
+        assert!(matches!(
+            controller(&[R]).with_encryption(p).encryption(),
+            Encryption::Passphrase(_)
+        ));
     }
 }

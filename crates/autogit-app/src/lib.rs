@@ -23,6 +23,7 @@ pub mod mirror;
 pub mod plan;
 pub mod platform;
 pub mod runners;
+pub mod secrets;
 pub mod service;
 pub mod settings;
 pub mod sinks;

@@ -98,8 +98,21 @@ pub fn archive_name(unix: u64, version: &str) -> String {
     format!("{ARCHIVE_PREFIX}{}-{version}.tar", compact_utc(unix))
 }
 
-/// Whether `name` is an autogit archive name (what retention may delete).
+/// The suffix an archive encrypted with age gets after `.tar`.
+pub const AGE_SUFFIX: &str = ".age";
+
+/// The first bytes of every age file (binary format; `age -a` armor is not written).
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+/// The name of an archive encrypted with age: [`archive_name`] + `.age`.
+pub fn encrypted_archive_name(unix: u64, version: &str) -> String {
+    format!("{}{AGE_SUFFIX}", archive_name(unix, version))
+}
+
+/// Whether `name` is an autogit archive name, encrypted (`.tar.age`) or not (what retention
+/// may delete).
 pub fn is_archive_name(name: &str) -> bool {
+    let name = name.strip_suffix(AGE_SUFFIX).unwrap_or(name);
     name.strip_prefix(ARCHIVE_PREFIX)
         .and_then(|r| r.strip_suffix(".tar"))
         .is_some_and(|r| {
@@ -134,6 +147,10 @@ pub enum MemberKind {
     Config(String),
     State,
     Secret(String),
+    /// `<data_dir>/access.db` (API keys and roles), a consistent SQLite snapshot.
+    Access,
+    /// One file of `<data_dir>/audit/`.
+    Audit(String),
 }
 
 /// Classifies a member name, refusing anything a restore must not write: absolute paths,
@@ -175,6 +192,8 @@ pub fn classify_member(name: &str) -> Result<MemberKind, String> {
         }
         ["autogit", "state.db"] => Ok(MemberKind::State),
         ["autogit", "secrets", s] if secret_name(s) => Ok(MemberKind::Secret((*s).to_owned())),
+        ["autogit", "access.db"] => Ok(MemberKind::Access),
+        ["autogit", "audit", f] if secret_name(f) => Ok(MemberKind::Audit((*f).to_owned())),
         _ => Err("not part of an autogit backup".to_owned()),
     }
 }
@@ -331,7 +350,11 @@ mod tests {
         let n = archive_name(1_764_556_245, "18.5.4");
         assert_eq!(n, "autogit-backup-20251201T023045Z-18.5.4.tar");
         assert!(is_archive_name(&n));
+        let e = encrypted_archive_name(1_764_556_245, "18.5.4");
+        assert_eq!(e, "autogit-backup-20251201T023045Z-18.5.4.tar.age");
+        assert!(is_archive_name(&e));
         assert!(!is_archive_name("autogit-backup-x.tar"));
+        assert!(!is_archive_name(&format!("{n}.age.age")));
         assert!(!is_archive_name("notes.txt"));
     }
 
@@ -343,15 +366,16 @@ mod tests {
             "README",
             "autogit-backup-20251202T000000Z-18.5.4.tar",
             ".autogit-backup-20251204T000000Z-18.5.4.tar.partial",
+            "autogit-backup-20251204T000000Z-18.5.4.tar.age",
         ]
         .map(String::from)
         .to_vec();
         assert_eq!(
-            retention(&names, 2),
+            retention(&names, 3),
             ["autogit-backup-20251201T000000Z-18.5.4.tar"]
         );
-        assert_eq!(retention(&names, 1).len(), 2);
-        assert!(retention(&names, 3).is_empty());
+        assert_eq!(retention(&names, 1).len(), 3);
+        assert!(retention(&names, 4).is_empty());
         assert!(retention(&names, 0).is_empty());
     }
 
@@ -367,6 +391,8 @@ mod tests {
             ("autogit/secrets/gitlab-admin-token", "Secret"),
             ("autogit/state.db", "State"),
             ("autogit/platform.env", "Config"),
+            ("autogit/access.db", "Access"),
+            ("autogit/audit/audit-2026-12.jsonl", "Audit"),
         ];
         for (name, kind) in ok {
             let k = classify_member(name).unwrap();
@@ -382,6 +408,9 @@ mod tests {
             ("autogit\\..\\x", "backslash"),
             ("autogit/secrets/.hidden", "not part"),
             ("autogit/secrets/a/b", "not part"),
+            ("autogit/audit/.hidden", "not part"),
+            ("autogit/audit/a/b", "not part"),
+            ("autogit/access.db/x", "not part"),
             ("etc/shadow", "not part"),
             ("gitlab/evil.sh", "not a GitLab backup"),
             ("", "empty"),

@@ -441,6 +441,10 @@ pub struct Backup {
     pub retention: u32,
     pub schedule: String,
     pub btrfs_snapshot: AutoBool,
+    /// age X25519 recipients (`age1…`, public keys) every archive is encrypted to; empty:
+    /// archives are plain tar files. The matching identities are not on this host.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub encrypt_to: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -562,6 +566,7 @@ impl Default for Config {
                 retention: 7,
                 schedule: DEFAULT_BACKUP_SCHEDULE.to_owned(),
                 btrfs_snapshot: AutoBool::Auto,
+                encrypt_to: Vec::new(),
             },
             platform: Platform {
                 engine: EngineKind::Auto,

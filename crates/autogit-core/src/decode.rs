@@ -731,7 +731,8 @@ keys!(BackupKey {
     path,
     retention,
     schedule,
-    btrfs_snapshot
+    btrfs_snapshot,
+    encrypt_to
 });
 keys!(PlatformKey {
     engine,
@@ -1596,6 +1597,31 @@ fn backup(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, b: &mut Backup) {
     if let Some(v) = cx.field(&o, K::btrfs_snapshot, p_autobool) {
         b.btrfs_snapshot = v;
     }
+    if let Some(v) = cx.list_of(&o, K::encrypt_to, p_age_recipient) {
+        b.encrypt_to = v;
+    }
+}
+
+/// An age X25519 recipient: `age1` and 58 bech32 characters (lowercase), as `age-keygen`
+/// prints it. A secret key (`AGE-SECRET-KEY-1…`) is refused without being shown.
+fn p_age_recipient(n: &Node) -> Result<String, Bad> {
+    const BECH32: &str = "qpzry9x8gf2tvdw0s3jn54khce6mua7l";
+    let s = scalar(n)
+        .map_err(|_| Bad::new("an age recipient (age1…)"))?
+        .trim();
+    if s.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+        return Err(Bad::new("an age recipient (age1…), the public key")
+            .redacted("AGE-SECRET-KEY-…")
+            .help("this is an identity (a secret key): keep it off this host and give its recipient, `age-keygen -y FILE` prints it"));
+    }
+    let ok = s.len() == 62 && s.starts_with("age1") && s[4..].chars().all(|c| BECH32.contains(c));
+    if !ok {
+        return Err(
+            Bad::new("an age X25519 recipient: `age1` and 58 lowercase bech32 characters")
+                .help("`age-keygen -o key.txt` makes a key pair and prints its recipient"),
+        );
+    }
+    Ok(s.to_owned())
 }
 
 fn platform(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, p: &mut Platform) {

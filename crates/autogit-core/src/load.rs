@@ -30,6 +30,8 @@ pub const RESERVED_ENV: &[&str] = &[
     "AUTOGIT_NO_SERVICE",
     // Where `install` writes the systemd unit.
     "AUTOGIT_SYSTEMD_UNIT_DIR",
+    // The secret store's master key file (`drivers::secrets::KeyLocation`).
+    "AUTOGIT_KEY_FILE",
 ];
 
 /// A configuration override from the command line: `--preset team` is

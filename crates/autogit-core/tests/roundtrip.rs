@@ -170,6 +170,7 @@ fn config() -> impl Strategy<Value = Config> {
                 IngressKind::Nginx,
                 IngressKind::None,
             ]),
+            prop::collection::vec("age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}", 0..3),
         ),
         gitlab_accounts(),
     )
@@ -230,6 +231,7 @@ fn config() -> impl Strategy<Value = Config> {
             c.backup.retention = b.0;
             c.backup.schedule = b.1;
             c.platform.ingress = b.2;
+            c.backup.encrypt_to = b.3;
             (
                 c.gitlab.users,
                 c.gitlab.groups,

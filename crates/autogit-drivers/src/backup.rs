@@ -58,6 +58,22 @@ pub enum BackupError {
     },
     #[error("refusing to restore {archive}: {reason}")]
     VersionMismatch { archive: PathBuf, reason: String },
+    /// An encrypted archive and nothing to decrypt it with.
+    #[error(
+        "{0} is encrypted (age): give --identity FILE (an age identity file holding the key it was encrypted to) or --passphrase-file FILE"
+    )]
+    Encrypted(PathBuf),
+    /// The identity or passphrase does not open the archive.
+    #[error("cannot decrypt {archive}: {reason}")]
+    Decrypt { archive: PathBuf, reason: String },
+    /// A recipient, identity file or passphrase file that cannot be used.
+    #[error("{0}")]
+    Encryption(String),
+    /// The archive's autogit secrets do not open here (another machine's key, or none).
+    #[error(
+        "refusing to restore {archive}: its autogit secrets cannot be opened on this machine: {reason}. Nothing was changed"
+    )]
+    Secrets { archive: PathBuf, reason: String },
     #[error(
         "not enough space for {what}: it needs {needed} bytes in {path}, where {available} are free. Free some space there, or use a directory on a larger file system"
     )]
@@ -97,7 +113,175 @@ pub struct LocalFiles {
     /// A state snapshot (see `state::Store::snapshot_to`).
     pub state_snapshot: Option<PathBuf>,
     /// The secret store's directory (`<data>/secrets`); its env file is derived and left out.
+    /// Its files are sealed: the master key (outside the data dir) is never archived.
     pub secrets: Option<PathBuf>,
+    /// A consistent snapshot of `<data>/access.db` (see [`sqlite_snapshot`]).
+    pub access_snapshot: Option<PathBuf>,
+    /// `<data>/audit/`: its regular files are archived as `autogit/audit/<name>`.
+    pub audit: Option<PathBuf>,
+}
+
+/// How [`create`] encrypts the archive.
+#[derive(Clone, Default)]
+pub enum Encryption {
+    /// A plain tar.
+    #[default]
+    None,
+    /// To these age X25519 recipients (`age1…`): any one of their identities decrypts.
+    Recipients(Vec<String>),
+    /// With a passphrase (age's scrypt recipient).
+    Passphrase(secrecy::SecretString),
+}
+
+impl std::fmt::Debug for Encryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Encryption::None => f.write_str("None"),
+            Encryption::Recipients(r) => f.debug_tuple("Recipients").field(r).finish(),
+            Encryption::Passphrase(_) => f.write_str("Passphrase([REDACTED])"),
+        }
+    }
+}
+
+impl Encryption {
+    /// Whether archives are encrypted.
+    pub fn is_some(&self) -> bool {
+        !matches!(self, Encryption::None)
+    }
+
+    /// The age encryptor; a recipient that is not an X25519 `age1…` key is an error naming it.
+    fn encryptor(&self) -> Result<Option<age::Encryptor>, BackupError> {
+        match self {
+            Encryption::None => Ok(None),
+            Encryption::Passphrase(p) => Ok(Some(age::Encryptor::with_user_passphrase(p.clone()))),
+            Encryption::Recipients(list) => {
+                if list.is_empty() {
+                    return Err(BackupError::Encryption(
+                        "no age recipient to encrypt to".to_owned(),
+                    ));
+                }
+                let parsed = list
+                    .iter()
+                    .map(|r| {
+                        r.trim().parse::<age::x25519::Recipient>().map_err(|e| {
+                            BackupError::Encryption(format!(
+                                "`{r}` is not an age X25519 recipient (age1…, as `age-keygen -y` prints): {e}"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                age::Encryptor::with_recipients(parsed.iter().map(|r| r as &dyn age::Recipient))
+                    .map(Some)
+                    .map_err(|e| BackupError::Encryption(e.to_string()))
+            }
+        }
+    }
+}
+
+/// What [`restore_with`] decrypts an encrypted archive with.
+#[derive(Clone, Default)]
+pub enum Decryption {
+    /// Nothing: an encrypted archive is refused ([`BackupError::Encrypted`]).
+    #[default]
+    None,
+    /// An age identity file (`AGE-SECRET-KEY-1…` lines, as `age-keygen` writes).
+    Identity(PathBuf),
+    /// The passphrase it was encrypted with.
+    Passphrase(secrecy::SecretString),
+}
+
+impl std::fmt::Debug for Decryption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decryption::None => f.write_str("None"),
+            Decryption::Identity(p) => f.debug_tuple("Identity").field(p).finish(),
+            Decryption::Passphrase(_) => f.write_str("Passphrase([REDACTED])"),
+        }
+    }
+}
+
+/// Whether `path` is an age file (binary format).
+pub fn is_encrypted(path: &Path) -> Result<bool, BackupError> {
+    let mut head = [0u8; core::AGE_MAGIC.len()];
+    let mut f = File::open(path).map_err(io_at(path))?;
+    let mut got = 0;
+    while got < head.len() {
+        match f.read(&mut head[got..]).map_err(io_at(path))? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    Ok(got == head.len() && head == core::AGE_MAGIC)
+}
+
+/// Decrypts the age file `archive` into `out` (mode 0600); on error `out` is removed.
+fn decrypt_to(archive: &Path, out: &Path, how: &Decryption) -> Result<(), BackupError> {
+    let fail = |reason: String| BackupError::Decrypt {
+        archive: archive.to_owned(),
+        reason,
+    };
+    let identities: Vec<Box<dyn age::Identity>> = match how {
+        Decryption::None => return Err(BackupError::Encrypted(archive.to_owned())),
+        Decryption::Identity(file) => age::IdentityFile::from_file(file.display().to_string())
+            .map_err(|e| BackupError::Encryption(format!("identity file {}: {e}", file.display())))?
+            .into_identities()
+            .map_err(|e| {
+                BackupError::Encryption(format!("identity file {}: {e}", file.display()))
+            })?,
+        Decryption::Passphrase(p) => vec![Box::new(age::scrypt::Identity::new(p.clone()))],
+    };
+    let input = io::BufReader::new(File::open(archive).map_err(io_at(archive))?);
+    let decryptor = age::Decryptor::new_buffered(input).map_err(|e| fail(e.to_string()))?;
+    let passphrase = decryptor.is_scrypt();
+    let mut reader = decryptor
+        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(|e| {
+            fail(match (passphrase, how) {
+                (true, Decryption::Identity(_)) => {
+                    "it was encrypted with a passphrase: give --passphrase-file".to_owned()
+                }
+                (false, Decryption::Passphrase(_)) => {
+                    "it was encrypted to a recipient key: give --identity".to_owned()
+                }
+                _ => e.to_string(),
+            })
+        })?;
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(out)
+            .map_err(io_at(out))?;
+        io::copy(&mut reader, &mut file).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidData {
+                fail(format!("{e}: the archive is damaged or was changed"))
+            } else {
+                io_at(out)(e)
+            }
+        })?;
+        file.sync_all().map_err(io_at(out))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(out);
+    }
+    result
+}
+
+/// Copies the SQLite database `src` to `dest` as one consistent snapshot (`VACUUM INTO`, in
+/// one read transaction: a writer in another process neither blocks it nor tears it), mode
+/// 0600. `src` is opened read-only; `dest` must not exist.
+pub fn sqlite_snapshot(src: &Path, dest: &Path) -> Result<(), BackupError> {
+    let fail = |e: rusqlite::Error| BackupError::Other(format!("{}: {e}", src.display()));
+    let conn =
+        rusqlite::Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(fail)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(fail)?;
+    conn.execute("VACUUM INTO ?1", [dest.to_string_lossy().as_ref()])
+        .map_err(fail)?;
+    fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(io_at(dest))
 }
 
 /// What [`create`] needs.
@@ -113,12 +297,16 @@ pub struct BackupOptions {
     /// Seconds since the epoch (the caller's clock).
     pub now: u64,
     pub autogit_version: String,
+    /// Encrypt the archive (`<name>.tar.age`).
+    pub encryption: Encryption,
 }
 
 /// What [`create`] did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct BackupReport {
     pub archive: PathBuf,
+    /// Whether the archive is an age file.
+    pub encrypted: bool,
     pub size: u64,
     pub gitlab_version: String,
     pub gitlab_backup_id: String,
@@ -272,8 +460,52 @@ fn append_file<W: Write>(
 pub fn write_archive(
     final_path: &Path,
     members: &[(String, PathBuf)],
-    mut manifest: Manifest,
+    manifest: Manifest,
 ) -> Result<u64, BackupError> {
+    write_archive_with(final_path, members, manifest, &Encryption::None)
+}
+
+/// Where the tar goes: the file, or age's stream writer over it.
+enum Sink {
+    Plain(io::BufWriter<File>),
+    Age(age::stream::StreamWriter<io::BufWriter<File>>),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Plain(w) => w.write(buf),
+            Sink::Age(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Plain(w) => w.flush(),
+            Sink::Age(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    /// Ends the stream (age's last chunk) and returns the file.
+    fn finish(self) -> io::Result<File> {
+        let buffered = match self {
+            Sink::Plain(w) => w,
+            Sink::Age(w) => w.finish()?,
+        };
+        buffered.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+/// [`write_archive`], encrypted with age when `encryption` says so. The manifest's digests are
+/// those of the members, inside the encryption.
+pub fn write_archive_with(
+    final_path: &Path,
+    members: &[(String, PathBuf)],
+    mut manifest: Manifest,
+    encryption: &Encryption,
+) -> Result<u64, BackupError> {
+    let encryptor = encryption.encryptor()?;
     let dir = final_path.parent().unwrap_or(Path::new("."));
     let name = final_path
         .file_name()
@@ -287,7 +519,12 @@ pub fn write_archive(
             .mode(0o600)
             .open(&partial)
             .map_err(io_at(final_path))?;
-        let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, file));
+        let out = io::BufWriter::with_capacity(1 << 20, file);
+        let sink = match encryptor {
+            None => Sink::Plain(out),
+            Some(e) => Sink::Age(e.wrap_output(out).map_err(io_at(final_path))?),
+        };
+        let mut builder = tar::Builder::new(sink);
         builder.mode(tar::HeaderMode::Deterministic);
         for (member, src) in members {
             manifest
@@ -300,10 +537,8 @@ pub fn write_archive(
         builder
             .append_data(&mut h, MANIFEST, json.as_slice())
             .map_err(io_at(final_path))?;
-        let buffered = builder.into_inner().map_err(io_at(final_path))?;
-        let file = buffered
-            .into_inner()
-            .map_err(|e| io_at(final_path)(e.into_error()))?;
+        let sink = builder.into_inner().map_err(io_at(final_path))?;
+        let file = sink.finish().map_err(io_at(final_path))?;
         file.sync_all().map_err(io_at(final_path))?;
         let size = file.metadata().map_err(io_at(final_path))?.len();
         fs::rename(&partial, final_path).map_err(io_at(final_path))?;
@@ -425,7 +660,13 @@ pub async fn create(
     let note = opts.work.join(PENDING);
     crate::fsx::write_atomic(&note, in_container.as_bytes(), 0o600)
         .map_err(|e| BackupError::Other(e.to_string()))?;
-    let final_path = opts.dest.join(core::archive_name(opts.now, &gl.version));
+    // Checked before the slow part: a recipient that is not one fails at once.
+    opts.encryption.encryptor()?;
+    let final_path = opts.dest.join(if opts.encryption.is_some() {
+        core::encrypted_archive_name(opts.now, &gl.version)
+    } else {
+        core::archive_name(opts.now, &gl.version)
+    });
     let scratch = opts.work.join(format!("backup-{}", opts.now));
     let result = async {
         let gl_size = size_in_container(engine, id, &in_container).await;
@@ -495,6 +736,23 @@ pub async fn create(
                 members.push((format!("autogit/secrets/{n}"), dir.join(&n)));
             }
         }
+        if let Some(p) = l.access_snapshot.as_ref().filter(|p| p.is_file()) {
+            members.push(("autogit/access.db".to_owned(), p.clone()));
+        }
+        if let Some(dir) = l.audit.as_ref().filter(|p| p.is_dir()) {
+            let mut files: Vec<(String, PathBuf)> = fs::read_dir(dir)
+                .map_err(io_at(dir))?
+                .filter_map(Result::ok)
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                .map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    (format!("autogit/audit/{n}"), e.path())
+                })
+                .filter(|(m, _)| core::classify_member(m).is_ok())
+                .collect();
+            files.sort();
+            members.extend(files);
+        }
         for (m, _) in &members {
             // What we write must be what a restore accepts.
             core::classify_member(m)
@@ -512,9 +770,12 @@ pub async fn create(
         let members_n = members.len() + 1;
         let size = {
             let final_path = final_path.clone();
-            tokio::task::spawn_blocking(move || write_archive(&final_path, &members, manifest))
-                .await
-                .map_err(|e| BackupError::Other(e.to_string()))??
+            let encryption = opts.encryption.clone();
+            tokio::task::spawn_blocking(move || {
+                write_archive_with(&final_path, &members, manifest, &encryption)
+            })
+            .await
+            .map_err(|e| BackupError::Other(e.to_string()))??
         };
         Ok::<_, BackupError>((final_path.clone(), size, members_n))
     }
@@ -540,6 +801,7 @@ pub async fn create(
     }
     Ok(BackupReport {
         archive,
+        encrypted: opts.encryption.is_some(),
         size,
         gitlab_version: gl.version,
         gitlab_backup_id: gl.id,
@@ -562,7 +824,64 @@ pub struct Verified {
 /// nothing written), then each member is extracted, bounded by its declared size, and its
 /// digest compared with the manifest's. On error `into` is removed.
 pub fn extract_verified(archive: &Path, into: &Path) -> Result<Verified, BackupError> {
-    extract_checked(archive, into, false)
+    extract_verified_with(archive, into, &Decryption::None)
+}
+
+/// [`extract_verified`] of an archive that may be encrypted: an age file is first decrypted
+/// with `how` next to `into` (0600; removed afterwards), then verified as a plain one.
+pub fn extract_verified_with(
+    archive: &Path,
+    into: &Path,
+    how: &Decryption,
+) -> Result<Verified, BackupError> {
+    with_plain(archive, into, how, |plain| {
+        extract_checked(plain, into, false)
+    })
+}
+
+/// Runs `f` on the plain tar of `archive`: itself, or its decryption next to `into`.
+fn with_plain<T>(
+    archive: &Path,
+    into: &Path,
+    how: &Decryption,
+    f: impl FnOnce(&Path) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
+    if !is_encrypted(archive)? {
+        return f(archive);
+    }
+    if matches!(how, Decryption::None) {
+        return Err(BackupError::Encrypted(archive.to_owned()));
+    }
+    let parent = into.parent().unwrap_or(Path::new("."));
+    private_dir(parent)?;
+    let size = fs::metadata(archive).map_err(io_at(archive))?.len();
+    check_room(
+        parent,
+        size.saturating_add(HEADROOM),
+        &format!("decrypting {}", archive.display()),
+    )?;
+    let name = into
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let plain = parent.join(format!(".{name}.decrypted.tar"));
+    let _ = fs::remove_file(&plain);
+    decrypt_to(archive, &plain, how)?;
+    let result = f(&plain).map_err(|e| match e {
+        // Errors about the decrypted copy are about the archive.
+        BackupError::Archive { reason, .. } => BackupError::Archive {
+            archive: archive.to_owned(),
+            reason,
+        },
+        BackupError::UnsafeMember { member, reason, .. } => BackupError::UnsafeMember {
+            archive: archive.to_owned(),
+            member,
+            reason,
+        },
+        other => other,
+    });
+    let _ = fs::remove_file(&plain);
+    result
 }
 
 /// [`extract_verified`]; with `upload_copy`, the free space must also hold a second copy of
@@ -798,9 +1117,39 @@ pub async fn restore(
     store: &SecretStore,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<RestoreReport, BackupError> {
+    restore_with(
+        engine,
+        id,
+        archive,
+        work,
+        store,
+        &Decryption::None,
+        progress,
+    )
+    .await
+}
+
+/// [`restore`] of an archive that may be encrypted (age): decrypted with `how` first; an
+/// encrypted archive without it is refused before anything is written.
+pub async fn restore_with(
+    engine: &impl ContainerEngine,
+    id: &str,
+    archive: &Path,
+    work: &Path,
+    store: &SecretStore,
+    how: &Decryption,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<RestoreReport, BackupError> {
+    if is_encrypted(archive)? && matches!(how, Decryption::None) {
+        return Err(BackupError::Encrypted(archive.to_owned()));
+    }
     let stem = archive
         .file_name()
-        .map(|n| n.to_string_lossy().trim_end_matches(".tar").to_owned())
+        .map(|n| {
+            let n = n.to_string_lossy();
+            let n = n.strip_suffix(core::AGE_SUFFIX).unwrap_or(&n);
+            n.trim_end_matches(".tar").to_owned()
+        })
         .unwrap_or_else(|| "archive".to_owned());
     let into = work.join(format!("restore-{stem}"));
     if into.exists() {
@@ -808,10 +1157,12 @@ pub async fn restore(
     }
     progress(&format!("verifying {}", archive.display()));
     let verified = {
-        let (a, i) = (archive.to_owned(), into.clone());
-        tokio::task::spawn_blocking(move || extract_checked(&a, &i, true))
-            .await
-            .map_err(|e| BackupError::Other(e.to_string()))??
+        let (a, i, how) = (archive.to_owned(), into.clone(), how.clone());
+        tokio::task::spawn_blocking(move || {
+            with_plain(&a, &i, &how, |plain| extract_checked(plain, &i, true))
+        })
+        .await
+        .map_err(|e| BackupError::Other(e.to_string()))??
     };
     let m = &verified.manifest;
     let running = running_version(engine, id).await?;
@@ -821,6 +1172,23 @@ pub async fn restore(
             reason,
         }
     })?;
+
+    // The archive's autogit secrets must open with a key this machine has (they are sealed
+    // with the key of the machine that made the backup): checked before GitLab is touched.
+    let secrets_dir = into.join("autogit").join("secrets");
+    let archived_secrets = archived_secrets(&secrets_dir)?;
+    for (name, bytes) in &archived_secrets {
+        store
+            .check_import(
+                name,
+                bytes,
+                &archive.join(format!("autogit/secrets/{name}")),
+            )
+            .map_err(|e| BackupError::Secrets {
+                archive: archive.to_owned(),
+                reason: e.to_string(),
+            })?;
+    }
 
     let gl_file = format!("{}_gitlab_backup.tar", m.gitlab_backup_id);
     let upload = into.join(".upload.tar");
@@ -873,23 +1241,13 @@ pub async fn restore(
 
     // Tokens in the archive belong to the restored database.
     let mut secrets_restored = Vec::new();
-    let secrets_dir = into.join("autogit").join("secrets");
-    if secrets_dir.is_dir() {
-        for e in fs::read_dir(&secrets_dir).map_err(io_at(&secrets_dir))? {
-            let e = e.map_err(io_at(&secrets_dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
-            let mut value = String::new();
-            File::open(e.path())
-                .and_then(|mut f| f.read_to_string(&mut value))
-                .map_err(io_at(&e.path()))?;
-            store
-                .put(&name, &secrecy::SecretString::from(value))
-                .map_err(|e| BackupError::Other(e.to_string()))?;
-            secrets_restored.push(name);
-        }
-        let _ = fs::remove_dir_all(&secrets_dir);
+    for (name, bytes) in &archived_secrets {
+        store
+            .import(name, bytes)
+            .map_err(|e| BackupError::Other(e.to_string()))?;
+        secrets_restored.push(name.clone());
     }
-    secrets_restored.sort();
+    let _ = fs::remove_dir_all(&secrets_dir);
     // GitLab's own copy of the data and the secrets were only needed to restore.
     let _ = fs::remove_dir_all(into.join("gitlab"));
     let _ = fs::remove_dir_all(into.join("etc-gitlab"));
@@ -899,6 +1257,26 @@ pub async fn restore(
         secrets_restored,
         kept_for_reference: into,
     })
+}
+
+/// The secret files an extracted archive holds (name, file bytes: sealed, or plaintext from an
+/// archive of an earlier version), sorted by name.
+fn archived_secrets(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, BackupError> {
+    let mut out = Vec::new();
+    if !dir.is_dir() {
+        return Ok(out);
+    }
+    for e in fs::read_dir(dir).map_err(io_at(dir))? {
+        let e = e.map_err(io_at(dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        File::open(e.path())
+            .and_then(|f| f.take(1 << 20).read_to_end(&mut bytes))
+            .map_err(io_at(&e.path()))?;
+        out.push((name, bytes));
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The newest archive in `dir`: (file name, size, manifest time from the name).

@@ -8,7 +8,8 @@
 mod support;
 
 use autogit_drivers::backup::{
-    BackupError, BackupOptions, LocalFiles, create, extract_verified, restore,
+    BackupError, BackupOptions, Decryption, Encryption, LocalFiles, create, extract_verified,
+    extract_verified_with, restore, restore_with, sqlite_snapshot,
 };
 use autogit_drivers::engine::ContainerEngine;
 use autogit_drivers::engine::docker::Docker;
@@ -61,9 +62,12 @@ fn options(dir: &Path, now: u64, keep: u32) -> BackupOptions {
             platform_env: None,
             state_snapshot: None,
             secrets: Some(dir.join("data/secrets")),
+            access_snapshot: None,
+            audit: None,
         },
         now,
         autogit_version: "test".into(),
+        encryption: Default::default(),
     }
 }
 
@@ -425,4 +429,199 @@ async fn a_cancelled_backup_is_cleaned_up() {
     create(&docker, &id, &o, &quiet).await.unwrap();
     assert_eq!(in_container(&docker, &id).await, "", "both copies gone");
     assert!(left_in(&o.work).is_empty(), "{:?}", left_in(&o.work));
+}
+
+/// An archive encrypted to an age recipient, with `access.db` and `audit/`: it is an age file
+/// holding no master key; a restore without the identity is refused before GitLab is touched,
+/// one with it puts everything back; on a machine without the secrets' master key the
+/// restore stops before GitLab is touched and says to put the key back.
+#[tokio::test]
+async fn encrypted_backup_restores_with_the_identity_and_never_holds_the_master_key() {
+    let Some(docker) = support::engine().await else {
+        return;
+    };
+    let Some(img) = image("18.5.4").await else {
+        return;
+    };
+    let project = project("backup-age");
+    let _cleanup = Cleanup::new(&docker, &project).await;
+    let id = gitlab(&docker, &project, "gitlab", img).await;
+    sh(&docker, &id, "echo v1 > /var/opt/gitlab/data/marker").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("autogit.yml"), "gitlab: {}\n").unwrap();
+    let data = dir.path().join("data");
+    let store = SecretStore::open(&data).unwrap();
+    store
+        .put(
+            "gitlab-admin-token",
+            &SecretString::from("glpat-AGE-TEST-TOKEN"),
+        )
+        .unwrap();
+    let master_key = std::fs::read_to_string(store.key_location().path.clone()).unwrap();
+    // access.db (a live SQLite database) and the audit directory.
+    let access_db = data.join("access.db");
+    rusqlite_create(&access_db);
+    std::fs::create_dir_all(data.join("audit")).unwrap();
+    std::fs::write(data.join("audit/audit-2026-12.jsonl"), "{\"seq\":1}\n").unwrap();
+    let access_snap = dir.path().join("access-snap.db");
+    sqlite_snapshot(&access_db, &access_snap).unwrap();
+
+    let identity = age::x25519::Identity::generate();
+    let mut opts = options(dir.path(), 1_764_556_245, 5);
+    opts.local.access_snapshot = Some(access_snap.clone());
+    opts.local.audit = Some(data.join("audit"));
+    opts.encryption = Encryption::Recipients(vec![identity.to_public().to_string()]);
+    let report = create(&docker, &id, &opts, &quiet).await.unwrap();
+    assert!(report.encrypted);
+    assert!(
+        report
+            .archive
+            .ends_with("autogit-backup-20251201T023045Z-18.5.4.tar.age"),
+        "{}",
+        report.archive.display()
+    );
+    let bytes = std::fs::read(&report.archive).unwrap();
+    assert!(bytes.starts_with(autogit_core::backup::AGE_MAGIC));
+    assert!(!bytes.windows(20).any(|w| w == b"glpat-AGE-TEST-TOKEN"));
+
+    let id_file = dir.path().join("identity.txt");
+    std::fs::write(
+        &id_file,
+        format!("{}\n", ExposeSecret::expose_secret(&identity.to_string())),
+    )
+    .unwrap();
+    // Inside: access.db, audit, the sealed secret, and no master key anywhere.
+    let check = tempfile::tempdir().unwrap();
+    let x = check.path().join("x");
+    let v =
+        extract_verified_with(&report.archive, &x, &Decryption::Identity(id_file.clone())).unwrap();
+    let names: Vec<&str> = v.manifest.members.iter().map(|m| m.name.as_str()).collect();
+    for n in [
+        "autogit/access.db",
+        "autogit/audit/audit-2026-12.jsonl",
+        "autogit/secrets/gitlab-admin-token",
+    ] {
+        assert!(names.contains(&n), "{n} in {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.ends_with(".key")), "{names:?}");
+    for m in &v.manifest.members {
+        let b = std::fs::read(x.join(&m.name)).unwrap();
+        assert!(
+            !b.windows(64).any(|w| w == master_key.trim().as_bytes()),
+            "{} holds the master key",
+            m.name
+        );
+        assert!(
+            !b.windows(20).any(|w| w == b"glpat-AGE-TEST-TOKEN"),
+            "{} holds a plaintext secret",
+            m.name
+        );
+    }
+    let snap = rusqlite::Connection::open(x.join("autogit/access.db")).unwrap();
+    let n: i64 = snap
+        .query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2);
+
+    sh(
+        &docker,
+        &id,
+        "echo v2 > /var/opt/gitlab/data/marker && : > /var/log/gitlab/stand-in.log",
+    )
+    .await;
+    // No identity: refused before anything is done.
+    let e = restore(
+        &docker,
+        &id,
+        &report.archive,
+        &dir.path().join("work"),
+        &store,
+        &quiet,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, BackupError::Encrypted(_)), "{e}");
+    assert!(e.to_string().contains("--identity"), "{e}");
+    assert_eq!(
+        sh(&docker, &id, &format!("cat {STAND_IN_LOG}"))
+            .await
+            .trim(),
+        ""
+    );
+
+    // Another machine: same archive, no master key. Refused before GitLab is touched.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other_store = SecretStore::open(&elsewhere.path().join("data")).unwrap();
+    let e = restore_with(
+        &docker,
+        &id,
+        &report.archive,
+        &elsewhere.path().join("work"),
+        &other_store,
+        &Decryption::Identity(id_file.clone()),
+        &quiet,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, BackupError::Secrets { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("which this machine does not have")
+            && text.contains(&other_store.key_location().path.display().to_string())
+            && text.contains("The secrets key"),
+        "{text}"
+    );
+    assert!(!text.contains("glpat-AGE"), "{text}");
+    assert_eq!(
+        sh(&docker, &id, &format!("cat {STAND_IN_LOG}"))
+            .await
+            .trim(),
+        ""
+    );
+    assert!(
+        !other_store.key_location().path.exists(),
+        "no new key was made"
+    );
+
+    // With the identity, on the machine with the key: restored.
+    store
+        .put("gitlab-admin-token", &SecretString::from("glpat-after"))
+        .unwrap();
+    let r = restore_with(
+        &docker,
+        &id,
+        &report.archive,
+        &dir.path().join("work"),
+        &store,
+        &Decryption::Identity(id_file),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.secrets_restored, ["gitlab-admin-token"]);
+    assert_eq!(
+        sh(&docker, &id, "cat /var/opt/gitlab/data/marker")
+            .await
+            .trim(),
+        "v1"
+    );
+    assert_eq!(
+        store
+            .get("gitlab-admin-token")
+            .unwrap()
+            .unwrap()
+            .expose_secret(),
+        "glpat-AGE-TEST-TOKEN"
+    );
+    assert!(r.kept_for_reference.join("autogit/access.db").is_file());
+}
+
+fn rusqlite_create(path: &Path) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL; CREATE TABLE api_keys (prefix TEXT, hash TEXT); INSERT INTO api_keys VALUES ('agk_1', 'h1'), ('agk_2', 'h2');",
+    )
+    .unwrap();
+    std::mem::forget(c); // Keep it open, with its WAL, while the snapshot is taken.
 }

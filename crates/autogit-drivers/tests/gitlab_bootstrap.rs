@@ -552,7 +552,13 @@ async fn secrets_are_0600_and_never_in_debug_or_errors() {
 
     let values = all_secret_values(&store);
     assert!(values.len() >= 9);
-    let index = std::fs::read_to_string(store.path("gitlab-tokens.json").unwrap()).unwrap();
+    // The index as stored (sealed on disk): its plaintext must hold no token either.
+    let index = store
+        .get("gitlab-tokens.json")
+        .unwrap()
+        .unwrap()
+        .expose_secret()
+        .to_owned();
     let debug = [
         format!("{report:?}"),
         format!("{b:?}"),

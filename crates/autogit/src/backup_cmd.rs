@@ -6,7 +6,10 @@ use crate::exit;
 use crate::ui::{Ui, confirm, fail, parse_wait, with_controller};
 use autogit_app::backup::BackupController;
 use autogit_app::{Bus, clock};
+use autogit_drivers::backup::{Decryption, Encryption};
+use autogit_drivers::secrets::SecretString;
 use serde_json::json;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Instant;
 
@@ -20,10 +23,58 @@ pub fn progress_printer(ui: &Ui) -> impl Fn(&str) + Send + Sync + use<> {
     }
 }
 
-pub fn backup(ui: &Ui, loaded: &Loaded) -> u8 {
+/// The passphrase in `file`: its first line, not empty; a file group or others may read is
+/// refused. Errors name the file, never its content.
+fn passphrase(file: &Path) -> Result<SecretString, String> {
+    let shown = file.display();
+    let mode = std::fs::metadata(file)
+        .map_err(|e| format!("--passphrase-file {shown}: {e}"))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "--passphrase-file {shown} has mode {mode:o}: it must not be readable by group or others (chmod 600)"
+        ));
+    }
+    let bytes = autogit_drivers::fsx::read_bounded(file, 4096)
+        .map_err(|e| format!("--passphrase-file {e}"))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| format!("--passphrase-file {shown} is not UTF-8 text"))?;
+    let line = text.lines().next().unwrap_or("").to_owned();
+    let mut text = text;
+    secrecy::zeroize::Zeroize::zeroize(&mut text);
+    if line.is_empty() {
+        return Err(format!(
+            "--passphrase-file {shown}: its first line is empty"
+        ));
+    }
+    Ok(SecretString::from(line))
+}
+
+pub fn backup(
+    ui: &Ui,
+    loaded: &Loaded,
+    encrypt_to: Vec<String>,
+    passphrase_file: Option<&Path>,
+) -> u8 {
+    let encryption = match (encrypt_to.is_empty(), passphrase_file) {
+        (_, Some(f)) => match passphrase(f) {
+            Ok(p) => Some(Encryption::Passphrase(p)),
+            Err(e) => return fail(ui, e),
+        },
+        (false, None) => Some(Encryption::Recipients(encrypt_to)),
+        (true, None) => None,
+    };
     let progress = progress_printer(ui);
-    let taken = match with_controller(loaded, backups(loaded), async |b| b.create(&progress).await)
-    {
+    let make = |bus: &Bus| {
+        let b = backups(loaded)(bus);
+        match encryption {
+            Some(e) => b.with_encryption(e),
+            None => b,
+        }
+    };
+    let taken = match with_controller(loaded, make, async |b| b.create(&progress).await) {
         Ok(t) => t,
         Err(e) => return fail(ui, format!("backup failed: {e}")),
     };
@@ -35,11 +86,16 @@ pub fn backup(ui: &Ui, loaded: &Loaded) -> u8 {
         ui.print_json(&json!({ "backup": report, "btrfs_snapshot": taken.btrfs_snapshot }));
     } else {
         println!(
-            "backup written: {} ({} MiB, GitLab {}, {} members)",
+            "backup written: {} ({} MiB, GitLab {}, {} members{})",
             report.archive.display(),
             report.size.div_ceil(1 << 20),
             report.gitlab_version,
-            report.members
+            report.members,
+            if report.encrypted {
+                ", encrypted with age"
+            } else {
+                ""
+            }
         );
         for r in &report.removed {
             println!("retention removed {r}");
@@ -51,7 +107,20 @@ pub fn backup(ui: &Ui, loaded: &Loaded) -> u8 {
     exit::OK
 }
 
-pub fn restore(ui: &Ui, loaded: &Loaded, archive: &Path, yes: bool, wait: &str) -> u8 {
+/// What an encrypted archive is opened with (`restore --identity` / `--passphrase-file`).
+pub struct Keys<'a> {
+    pub identity: Option<&'a Path>,
+    pub passphrase_file: Option<&'a Path>,
+}
+
+pub fn restore(
+    ui: &Ui,
+    loaded: &Loaded,
+    archive: &Path,
+    keys: Keys<'_>,
+    yes: bool,
+    wait: &str,
+) -> u8 {
     let Some(wait) = parse_wait(wait) else {
         return fail(
             ui,
@@ -60,6 +129,26 @@ pub fn restore(ui: &Ui, loaded: &Loaded, archive: &Path, yes: bool, wait: &str) 
     };
     if !archive.is_file() {
         return fail(ui, format!("{}: no such archive", archive.display()));
+    }
+    let decryption = match (keys.identity, keys.passphrase_file) {
+        (Some(f), _) => Decryption::Identity(f.to_owned()),
+        (None, Some(f)) => match passphrase(f) {
+            Ok(p) => Decryption::Passphrase(p),
+            Err(e) => return fail(ui, e),
+        },
+        (None, None) => Decryption::None,
+    };
+    // Refused before asking: an encrypted archive without its key cannot be restored.
+    if matches!(decryption, Decryption::None)
+        && autogit_drivers::backup::is_encrypted(archive).unwrap_or(false)
+    {
+        return fail(
+            ui,
+            format!(
+                "restore failed: {}",
+                autogit_drivers::backup::BackupError::Encrypted(archive.to_owned())
+            ),
+        );
     }
     if !yes
         && let Err(code) = confirm(
@@ -77,7 +166,7 @@ pub fn restore(ui: &Ui, loaded: &Loaded, archive: &Path, yes: bool, wait: &str) 
     }
     let progress = progress_printer(ui);
     match with_controller(loaded, backups(loaded), async |b| {
-        b.restore(archive, wait.0, &progress).await
+        b.restore(archive, &decryption, wait.0, &progress).await
     }) {
         Ok(r) => {
             if ui.json {

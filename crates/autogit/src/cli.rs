@@ -189,12 +189,30 @@ pub enum Command {
         #[arg(long, value_name = "SERVICE")]
         clear: Option<String>,
     },
+    /// The secret store: where its key is, what is sealed; rotate the key
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Back up GitLab (gitlab-backup), its secrets, autogit's configuration, state and secrets
     /// into one archive under backup.path; keeps backup.retention archives
-    Backup,
+    Backup {
+        /// Encrypt the archive to this age recipient (age1…, repeatable; overrides
+        /// backup.encrypt_to). The archive is written as <name>.tar.age
+        #[arg(long, value_name = "RECIPIENT", conflicts_with = "passphrase_file")]
+        encrypt_to: Vec<String>,
+        /// Encrypt the archive with the passphrase in FILE (age scrypt; first line; the file
+        /// must not be readable by group or others)
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+    },
     /// Restore a backup archive into the running GitLab (same GitLab version only)
     Restore {
         archive: PathBuf,
+        /// Decrypt an encrypted archive (.tar.age) with this age identity file (AGE-SECRET-KEY-1…)
+        #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
+        identity: Option<PathBuf>,
+        /// Decrypt an encrypted archive with the passphrase in FILE
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
         /// Do not ask
         #[arg(long, short = 'y')]
         yes: bool,
@@ -415,6 +433,17 @@ pub enum DnsCommand {
     /// reconcile interval (at least 5 minutes)
     #[command(alias = "apply")]
     Sync,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretsCommand {
+    /// Where the master key is (systemd credential, AUTOGIT_KEY_FILE or <data dir>.key), its id,
+    /// and how many secrets are sealed or still plaintext; never a value
+    Status,
+    /// Make a new master key and seal every secret with it; the old key is removed once every
+    /// file is sealed again (an interrupted rotation is finished by the next command). Restart
+    /// a running `autogit daemon` service afterwards, and update your escrow copy of the key
+    RotateKey,
 }
 
 #[derive(Subcommand, Debug)]

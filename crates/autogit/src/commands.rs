@@ -87,6 +87,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         },
         Command::Gitlab(cmd) => crate::gitlab_cmd::run(&ui, &load_all(g, &[]), cmd),
         Command::Tls(cmd) => crate::tls_cmd::run(&ui, g, cmd),
+        Command::Secrets(cmd) => crate::secrets_cmd::run(&ui, &load_all(g, &[]), cmd),
         Command::Services => services(&ui, g, &load_all(g, &[])),
         Command::Mirror(m) => match m {
             MirrorCommand::Sync { repos } => {
@@ -166,10 +167,32 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         Command::Reconcile { clear } => {
             crate::runtime_cmd::reconcile(&ui, g, &load_all(g, &[]), clear.as_deref())
         }
-        Command::Backup => crate::backup_cmd::backup(&ui, &load_all(g, &[])),
-        Command::Restore { archive, yes, wait } => {
-            crate::backup_cmd::restore(&ui, &load_all(g, &[]), &archive, yes, &wait)
-        }
+        Command::Backup {
+            encrypt_to,
+            passphrase_file,
+        } => crate::backup_cmd::backup(
+            &ui,
+            &load_all(g, &[]),
+            encrypt_to,
+            passphrase_file.as_deref(),
+        ),
+        Command::Restore {
+            archive,
+            identity,
+            passphrase_file,
+            yes,
+            wait,
+        } => crate::backup_cmd::restore(
+            &ui,
+            &load_all(g, &[]),
+            &archive,
+            crate::backup_cmd::Keys {
+                identity: identity.as_deref(),
+                passphrase_file: passphrase_file.as_deref(),
+            },
+            yes,
+            &wait,
+        ),
         Command::Upgrade {
             to,
             via,

@@ -14,6 +14,7 @@ mod guard_cmd;
 mod mirror_cmd;
 mod runner_cmd;
 mod runtime_cmd;
+mod secrets_cmd;
 mod serve_cmd;
 mod status_cmd;
 mod tls_cmd;

@@ -156,6 +156,97 @@ fn backup_then_restore_through_the_binary() {
             "nothing may run in GitLab for a hostile archive"
         );
     }
+
+    encrypted_backups(dir.path(), &c);
+}
+
+/// `backup --encrypt-to` writes an age file (`.tar.age`) that holds no master key; `restore`
+/// without `--identity` refuses it before GitLab is touched; with it, restores.
+fn encrypted_backups(dir: &Path, c: &str) {
+    use age::secrecy::ExposeSecret;
+    let data = dir.join("data");
+    autogit_drivers::secrets::SecretStore::open_with_key(
+        &data,
+        autogit_drivers::secrets::KeyLocation::resolve(&data, &|_| None),
+    )
+    .unwrap()
+    .put(
+        "gitlab-admin-token",
+        &autogit_drivers::secrets::SecretString::from("glpat-cli-age"),
+    )
+    .unwrap();
+    let identity = age::x25519::Identity::generate();
+    let recipient = identity.to_public().to_string();
+    let r = run_data(dir, &["backup", "--encrypt-to", &recipient, "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["backup"]["encrypted"], true);
+    let archive = v["backup"]["archive"].as_str().unwrap().to_owned();
+    assert!(archive.ends_with(".tar.age"), "{archive}");
+    let bytes = std::fs::read(&archive).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    let key = std::fs::read_to_string(dir.join("data.key"))
+        .expect("the secrets key, next to the data dir");
+    assert!(!bytes.windows(64).any(|w| w == key.trim().as_bytes()));
+
+    docker(&[
+        "exec",
+        c,
+        "sh",
+        "-c",
+        "echo changed > /var/opt/gitlab/data/marker && : > /var/log/gitlab/stand-in.log",
+    ]);
+    let r = run_data(dir, &["restore", &archive, "--yes", "--wait", "0"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is encrypted") && r.stderr.contains("--identity"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        docker(&["exec", c, "cat", "/var/log/gitlab/stand-in.log"]),
+        ""
+    );
+
+    let id_file = dir.join("backup-identity.txt");
+    std::fs::write(
+        &id_file,
+        format!("{}\n", identity.to_string().expose_secret()),
+    )
+    .unwrap();
+    let r = run_data(
+        dir,
+        &[
+            "restore",
+            &archive,
+            "--identity",
+            id_file.to_str().unwrap(),
+            "--yes",
+            "--wait",
+            "0",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        docker(&["exec", c, "cat", "/var/opt/gitlab/data/marker"]),
+        "before"
+    );
+
+    // A passphrase file others may read is refused before anything runs.
+    let pass = dir.join("pass.txt");
+    std::fs::write(&pass, "correct horse\n").unwrap();
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run_data(
+        dir,
+        &["backup", "--passphrase-file", pass.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("chmod 600"), "{}", r.stderr);
+    assert!(!r.stderr.contains("correct horse"));
+    // A bad recipient is refused with its text.
+    let r = run_data(dir, &["backup", "--encrypt-to", "age1nope"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("age1nope"), "{}", r.stderr);
 }
 
 /// A raw ustar header with any name (tar libraries refuse to write hostile ones).

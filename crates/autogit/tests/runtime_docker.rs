@@ -497,6 +497,13 @@ fn install_sets_up_the_daemon_as_a_systemd_service() {
         unit.contains(" daemon") && unit.contains("--data-dir ") && unit.contains("[Install]"),
         "{unit}"
     );
+    // The secrets key exists before the unit that passes it as a credential starts.
+    let key = p.path().canonicalize().unwrap().join("data.key");
+    assert!(key.is_file(), "{}", key.display());
+    assert!(
+        unit.contains(&format!("LoadCredential=autogit.key:{}\n", key.display())),
+        "{unit}"
+    );
     let scope = if autogit_drivers::host::euid() == Some(0) {
         ""
     } else {
