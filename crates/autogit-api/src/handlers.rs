@@ -337,7 +337,15 @@ impl Handle for ListDnsRecords {
             .desired_records(&api.plan)
             .map_err(|e| Problem::conflict(e.to_string()))?;
         Ok(Reply::new(DnsRecordList(
-            records.iter().map(wire_record).collect(),
+            records
+                .iter()
+                .map(|r| ZoneRecord {
+                    name: r.name.clone(),
+                    kind: r.kind.as_str().to_owned(),
+                    value: r.value.clone(),
+                    ttl: r.ttl,
+                })
+                .collect(),
         )))
     }
 }
@@ -853,6 +861,12 @@ impl Handle for SubmitJobOp {
         _: NoParams,
         body: SubmitJob,
     ) -> Result<Reply<Job>, Problem> {
+        if body.priority.is_some_and(|p| !(-1000..=1000).contains(&p)) {
+            return Err(Problem::invalid("body.priority", "between -1000 and 1000"));
+        }
+        if body.gpus.is_some_and(|g| !(1..=64).contains(&g)) {
+            return Err(Problem::invalid("body.gpus", "between 1 and 64"));
+        }
         if let Some(c) = &body.capability {
             let ok = c.split_once('.').is_some_and(|(a, b)| {
                 (1..=2).contains(&a.len())
@@ -1214,16 +1228,16 @@ impl Handle for RevokeKey {
         _: NoParams,
         _: NoBody,
     ) -> Result<Reply<ApiKey>, Problem> {
-        if !p.prefix.starts_with("agk_") || p.prefix.len() > 64 {
+        let Some(prefix) = autogit_core::access::parse_key_prefix(&p.prefix) else {
             return Err(Problem::not_found(format!(
                 "no key `{}`",
                 p.prefix.escape_default()
             )));
-        }
+        };
         if cx
             .principal
             .as_ref()
-            .is_some_and(|me| me.subject == format!("key:{}", p.prefix))
+            .is_some_and(|me| me.subject == format!("key:{}", autogit_core::access::key_id(prefix)))
         {
             return Err(Problem::conflict(
                 "this request authenticated with that key: revoke it with another admin key (or `autogit api-key revoke` on the server), so that nobody locks themselves out",
@@ -1231,7 +1245,7 @@ impl Handle for RevokeKey {
         }
         let info = api
             .access
-            .revoke_key(&p.prefix)
+            .revoke_key(prefix)
             .map_err(|e| Problem::not_found(e.to_string()))?;
         Ok(Reply::new(wire_key(info)))
     }

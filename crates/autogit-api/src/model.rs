@@ -200,8 +200,19 @@ pub struct DnsRecord {
     pub ttl: Option<u32>,
 }
 
+/// A record of the zone as autogit wants it (the platform's names, records added through the
+/// API, and their ownership records).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ZoneRecord {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+    pub ttl: u32,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
-pub struct DnsRecordList(pub Vec<DnsRecord>);
+pub struct DnsRecordList(pub Vec<ZoneRecord>);
 
 #[derive(Clone, Debug, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -566,7 +577,7 @@ pub struct Deleted {
 /// An API key (never its secret, except once in [`CreatedKey`]).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct ApiKey {
-    /// The public part (`agk_1a2b3c4d`), used to list and revoke it.
+    /// The public part (`4y2o4zod`; the key itself is `agk_4y2o4zod_…`), used to revoke it.
     pub prefix: String,
     pub name: String,
     pub role: Role,
@@ -607,6 +618,8 @@ pub struct CreatedKey {
 #[derive(Clone, Debug, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct KeyPath {
+    /// The key's public part as listed (`4y2o4zod`); `agk_4y2o4zod` works too.
+    #[param(pattern = "^(agk_)?[a-z2-7]{8}$")]
     pub prefix: String,
 }
 

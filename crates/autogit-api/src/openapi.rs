@@ -296,9 +296,29 @@ pub fn document() -> OpenApi {
 
 /// The document as committed (`docs/api/openapi.json`): pretty JSON and a final newline.
 pub fn json() -> String {
-    let mut s = document()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes");
+    let mut doc = serde_json::to_value(document()).expect("the OpenAPI document serializes");
+    fix_links(&mut doc);
+    let mut s = serde_json::to_string_pretty(&doc).expect("the OpenAPI document serializes");
     s.push('\n');
     s
+}
+
+/// utoipa 5 writes a link's `operationId` as `operation_id`; OpenAPI says `operationId`.
+fn fix_links(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(links) = map.get_mut("links").and_then(|l| l.as_object_mut()) {
+                for link in links.values_mut() {
+                    if let Some(obj) = link.as_object_mut()
+                        && let Some(id) = obj.remove("operation_id")
+                    {
+                        obj.insert("operationId".into(), id);
+                    }
+                }
+            }
+            map.values_mut().for_each(fix_links);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(fix_links),
+        _ => {}
+    }
 }
