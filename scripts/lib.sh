@@ -19,8 +19,14 @@ apt_need() {
     local missing=0
     for c in "$@"; do command -v "$c" >/dev/null 2>&1 || missing=1; done
     [ "$missing" = 0 ] && return 0
+    apt_install "$pkg" "$*"
+}
+
+# Installs a Debian package (`why`: what needs it, for the error message).
+apt_install() {
+    local pkg=$1 why=${2:-$1}
     if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null 2>&1; then
-        echo "autogit: $pkg is needed (for $*); install it with apt-get as root." >&2
+        echo "autogit: $pkg is needed (for $why); install it with apt-get as root." >&2
         exit 1
     fi
     local SUDO=""; [ "$(id -u)" != 0 ] && SUDO=sudo

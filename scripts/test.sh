@@ -27,6 +27,16 @@ apt_need podman podman
 PATH="$PATH:/usr/sbin:/sbin" apt_need openssh-server sshd
 apt_need openssh-client ssh
 apt_need iproute2 ip
+# schemathesis (PyPI) fuzzes the REST API from its OpenAPI document; pinned, in a venv.
+apt_need python3 python3
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv "python3 -m venv"
+st_venv=$PWD/target/tools/schemathesis
+if [ ! -x "$st_venv/bin/st" ]; then
+    echo "installing schemathesis into $st_venv ..."
+    python3 -m venv "$st_venv"
+    "$st_venv/bin/pip" install -q "schemathesis==4.32.5"
+fi
+export AUTOGIT_SCHEMATHESIS=$st_venv/bin/st
 logs=$PWD/target/test-logs
 mkdir -p "$logs"
 

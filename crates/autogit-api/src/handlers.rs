@@ -24,6 +24,9 @@ pub trait Handle: Operation {
     ) -> impl Future<Output = Result<Reply<Self::Response>, Problem>> + Send;
 }
 
+/// A page: the total before paging, the offset and the limit.
+type Page = (usize, usize, usize);
+
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 500;
 
@@ -31,7 +34,7 @@ fn page<T>(
     items: Vec<T>,
     limit: Option<u32>,
     offset: Option<u32>,
-) -> Result<(Vec<T>, (usize, usize, usize)), Problem> {
+) -> Result<(Vec<T>, Page), Problem> {
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(Problem::invalid(
@@ -451,7 +454,8 @@ impl Handle for Analyze {
         };
         let (a, text) = analysis;
         let mut quarantine_id = None;
-        if quarantine && a.verdict != autogit_guard::Verdict::Clean {
+        let flagged = a.verdict != autogit_guard::Verdict::Clean;
+        if quarantine && flagged {
             let g = guard(api);
             let src = source.clone();
             let a2 = a.clone();
@@ -464,12 +468,14 @@ impl Handle for Analyze {
             .map_err(|e| Problem::internal(e.to_string()))?
             .map_err(guard_problem)
             .map(Some)?;
-            // A security decision: recorded like a mutation.
+        }
+        if flagged {
+            // A security decision: recorded like a mutation (the text itself is not).
             api.record(autogit_app::audit::AuditEntry {
                 actor: cx.actor(),
                 role: cx.principal.as_ref().map(|p| p.role),
                 action: "security.analyze".into(),
-                target: quarantine_id.clone().unwrap_or_default(),
+                target: quarantine_id.clone().unwrap_or_else(|| source.clone()),
                 outcome: name_of(&a.verdict),
                 status: Some(200),
                 request_id: cx.request_id.clone(),

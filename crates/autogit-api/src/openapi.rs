@@ -176,15 +176,14 @@ impl Builder {
                     .build(),
             );
         }
-        for (from, to, param, expr) in LINKS.iter().filter(|l| l.0 == info.id) {
-            let _ = from;
+        for (_, to, param, expr) in LINKS.iter().filter(|l| l.0 == info.id) {
             let mut link = utoipa::openapi::link::LinkBuilder::new()
                 .operation_id(*to)
                 .parameter(*param, *expr);
             if *to == "dns.delete" {
                 link = link.parameter("type", "$response.body#/type");
             }
-            ok = ok.link(format!("{to}"), link.build());
+            ok = ok.link(to.to_string(), link.build());
         }
         let mut op = op.response(info.success.to_string(), ok.build());
         op = op.response("400", error_response("The request is malformed"));

@@ -851,7 +851,8 @@ mod tests {
             ttl: 300,
             subdomains: Vec::new(),
         };
-        let cases: &[(&str, &str, &str, u32, Result<(), &str>)] = &[
+        type Case<'a> = (&'a str, &'a str, &'a str, u32, Result<(), &'a str>);
+        let cases: &[Case] = &[
             ("nas.example.test", "A", "192.0.2.9", 300, Ok(())),
             ("NAS.example.test.", "AAAA", "2001:db8::1", 300, Ok(())),
             ("txt.example.test", "TXT", "v=spf1 -all", 300, Ok(())),
@@ -874,7 +875,7 @@ mod tests {
         }
         let nas = check_extra(&t, "NAS.example.test.", "A", "192.0.2.9", 300).unwrap();
         assert_eq!(nas.name, "nas.example.test");
-        let all = desired_records_with(&t, "p", &[nas.clone()]);
+        let all = desired_records_with(&t, "p", std::slice::from_ref(&nas));
         assert!(all.contains(&nas));
         assert!(all.iter().any(|r| r.name == owner_name("nas.example.test")));
     }
