@@ -77,12 +77,15 @@ pub async fn stream(State(api): State<Arc<Api>>, req: Request) -> Response {
     if let Err(resp) = crate::server::authorize::<Events>(&api, &mut parts, &rid).await {
         return resp;
     }
+    let db = api.settings.state_db();
+    // From the client's cursor; else from now, or from the start of a store that does not
+    // exist yet (its first rows are new).
     let cursor = parts
         .headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .and_then(parse_cursor);
-    let db = api.settings.state_db();
+        .and_then(parse_cursor)
+        .or_else(|| (!db.exists()).then_some((0, 0)));
     let stream = futures_util::stream::unfold(
         (
             cursor,
@@ -110,9 +113,11 @@ pub async fn stream(State(api): State<Arc<Api>>, req: Request) -> Response {
                     if let Some(s) = &store {
                         match s.feed_after(cursor, 200) {
                             Ok((rows, next)) => {
-                                let id = format!("{}-{}", next.0, next.1);
                                 cursor = Some(next);
-                                queue.extend(rows.into_iter().map(|r| (envelope(r), id.clone())));
+                                queue.extend(
+                                    rows.into_iter()
+                                        .map(|((e, t), r)| (envelope(r), format!("{e}-{t}"))),
+                                );
                             }
                             Err(_) => store = None,
                         }

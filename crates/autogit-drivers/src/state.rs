@@ -707,13 +707,17 @@ impl Store {
     }
 
     /// Events and transitions recorded after the cursor `(event id, transition id)`, oldest
-    /// first, at most `limit` of each, with the new cursor. `None`: start at the end (only
-    /// what comes next). The API's event stream follows the table with it.
+    /// first, at most `limit` of each, with the new cursor. Each row comes with its own
+    /// cursor: resuming from it yields exactly the rows after that one (the two tables are
+    /// merged by time, so a row's cursor counts every row of both tables before it). `None`:
+    /// start at the end (only what comes next). The API's event stream follows the tables
+    /// with it.
+    #[allow(clippy::type_complexity)]
     pub fn feed_after(
         &self,
         cursor: Option<(i64, i64)>,
         limit: usize,
-    ) -> Result<(Vec<FeedRow>, (i64, i64)), StateError> {
+    ) -> Result<(Vec<((i64, i64), FeedRow)>, (i64, i64)), StateError> {
         let (e0, t0) = match cursor {
             Some(c) => c,
             None => self
@@ -725,8 +729,7 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?,
         };
-        let mut out = Vec::new();
-        let (mut e1, mut t1) = (e0, t0);
+        let mut events: Vec<(i64, FeedRow)> = Vec::new();
         let mut stmt = self
             .conn
             .prepare("SELECT id, at, service, kind, detail FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
@@ -745,10 +748,9 @@ impl Store {
             })
             .map_err(|e| self.err(e))?;
         for row in rows {
-            let (id, row) = row.map_err(|e| self.err(e))?;
-            e1 = id;
-            out.push(row);
+            events.push(row.map_err(|e| self.err(e))?);
         }
+        let mut transitions: Vec<(i64, FeedRow)> = Vec::new();
         let mut stmt = self
             .conn
             .prepare("SELECT id, service, at, from_state, to_state, reason FROM transitions WHERE id > ?1 ORDER BY id LIMIT ?2")
@@ -768,12 +770,33 @@ impl Store {
             })
             .map_err(|e| self.err(e))?;
         for row in rows {
-            let (id, row) = row.map_err(|e| self.err(e))?;
-            t1 = id;
-            out.push(row);
+            transitions.push(row.map_err(|e| self.err(e))?);
         }
-        out.sort_by_key(FeedRow::at);
-        Ok((out, (e1, t1)))
+        // Merge by time (events first on a tie), each table staying in id order.
+        let (mut e, mut t) = (e0, t0);
+        let mut out = Vec::with_capacity(events.len() + transitions.len());
+        let mut ev = events.into_iter().peekable();
+        let mut tr = transitions.into_iter().peekable();
+        loop {
+            let take_event = match (ev.peek(), tr.peek()) {
+                (Some((_, a)), Some((_, b))) => a.at() <= b.at(),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let (id, row) = if take_event {
+                ev.next().expect("peeked")
+            } else {
+                tr.next().expect("peeked")
+            };
+            if take_event {
+                e = id;
+            } else {
+                t = id;
+            }
+            out.push(((e, t), row));
+        }
+        Ok((out, (e, t)))
     }
 
     pub fn forget(&self, service: &str) -> Result<(), StateError> {
@@ -1159,6 +1182,32 @@ fn classify(path: &Path, e: rusqlite::Error) -> StateError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_feed_resumes_after_any_row_with_nothing_lost_or_repeated() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("state.db")).unwrap();
+        s.event(10, Some("web"), "a", "{}").unwrap();
+        s.transition("web", None, State::Deploying, "install", 11)
+            .unwrap();
+        s.event(12, Some("web"), "b", "{}").unwrap();
+        s.event(13, None, "c", "{}").unwrap();
+        s.transition("web", Some(State::Deploying), State::Healthy, "ok", 14)
+            .unwrap();
+        let (all, end) = s.feed_after(Some((0, 0)), 100).unwrap();
+        let ats: Vec<i64> = all.iter().map(|(_, r)| r.at()).collect();
+        assert_eq!(ats, [10, 11, 12, 13, 14], "merged by time");
+        assert_eq!(end, (3, 2));
+        for (i, (cursor, _)) in all.iter().enumerate() {
+            let (rest, _) = s.feed_after(Some(*cursor), 100).unwrap();
+            let rest: Vec<i64> = rest.iter().map(|(_, r)| r.at()).collect();
+            assert_eq!(rest, ats[i + 1..], "after row {i} ({cursor:?})");
+        }
+        // From the end: only what comes next.
+        let (none, at_end) = s.feed_after(None, 100).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(at_end, end);
+    }
 
     #[test]
     fn transitions_repairs_and_flags() {

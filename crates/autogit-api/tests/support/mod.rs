@@ -16,6 +16,7 @@ use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub const CONFIG: &str = "platform:\n  socket: /nonexistent/autogit-test/docker.sock\n";
 pub const ENV: &str = "BASE_DOMAIN=example.test\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=manual\n";
@@ -95,12 +96,17 @@ impl Server {
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Runtime::new().unwrap();
             rt.block_on(async move {
+                // As `autogit serve` does: events go to the state store (the event stream
+                // follows it), the log and the notifiers.
+                let sinks = autogit_app::sinks::Sinks::all(&api2.bus, &api2.settings);
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                let bus = api2.bus.clone();
                 autogit_api::server::serve(listener, api2, async {
                     let _ = stopped.await;
                 })
                 .await;
+                sinks.finish(bus, Duration::from_secs(5)).await;
             });
         });
         let addr = addr_rx.recv().unwrap();

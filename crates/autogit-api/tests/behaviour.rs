@@ -1,0 +1,291 @@
+//! The API's conventions on a server over a temporary data dir: the event stream (live,
+//! resumable), ETags (`If-None-Match` → 304, a stale `If-Match` → 412), pagination headers,
+//! background work seen through its events, compute jobs submitted and cancelled, tokens from
+//! keys, and the rate limit's 429 with `Retry-After`.
+
+mod support;
+
+use autogit_api::server::ServeOptions;
+use std::time::Duration;
+use support::{Server, unlimited};
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Reads server-sent events until `want` returns true for one (its `data` as JSON) or 20 s pass.
+async fn wait_event(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    want: impl Fn(&serde_json::Value) -> bool,
+) -> (String, serde_json::Value) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let mut id = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            if !data.is_empty() {
+                let v: serde_json::Value = serde_json::from_str(&data).unwrap();
+                if want(&v) {
+                    return (id, v);
+                }
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .expect("the event arrives within 20 s")
+            .unwrap()
+            .expect("the stream stays open");
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn events_stream_live_and_resume_after_last_event_id() {
+    let s = Server::start(unlimited());
+    let c = client();
+    let mut resp = c
+        .get(s.url("/api/v1/events"))
+        .bearer_auth(&s.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    // A deploy started through the API fails at once (no engine at the configured socket):
+    // its task events arrive on the stream.
+    let accepted: serde_json::Value = c
+        .post(s.url("/api/v1/services/gitlab/deploy"))
+        .bearer_auth(&s.operator)
+        .json(&serde_json::json!({"wait_seconds": 0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["id"].as_str().unwrap().to_owned();
+    let mut buf = String::new();
+    let (started_at, started) = wait_event(&mut resp, &mut buf, |v| {
+        v["kind"] == "task_started" && v["event"]["id"] == id.as_str()
+    })
+    .await;
+    assert_eq!(started["event"]["operation"], "services.deploy");
+    let (_, finished) = wait_event(&mut resp, &mut buf, |v| {
+        v["kind"] == "task_finished" && v["event"]["id"] == id.as_str()
+    })
+    .await;
+    assert_eq!(finished["event"]["ok"], false);
+    assert_eq!(finished["severity"], "error");
+    assert!(
+        finished["summary"].as_str().unwrap().contains("failed"),
+        "{finished}"
+    );
+    drop(resp);
+    // Reconnecting after `task_started` replays what came next, `task_finished` included.
+    let mut again = c
+        .get(s.url("/api/v1/events"))
+        .bearer_auth(&s.viewer)
+        .header("last-event-id", &started_at)
+        .send()
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    let (_, replayed) = wait_event(&mut again, &mut buf, |v| v["kind"] == "task_finished").await;
+    assert_eq!(replayed["event"]["id"], id.as_str());
+    // Without credentials: a problem, not a stream.
+    let r = c.get(s.url("/api/v1/events")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn etags_pagination_jobs_and_tokens() {
+    let s = Server::start(unlimited());
+    let c = client();
+    // ETag and If-None-Match.
+    let r = c
+        .get(s.url("/api/v1/services/gitlab"))
+        .bearer_auth(&s.viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let r = c
+        .get(s.url("/api/v1/services/gitlab"))
+        .bearer_auth(&s.viewer)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    // A stale If-Match is refused; the current one passes.
+    let r = c
+        .post(s.url("/api/v1/services/gitlab/clear-flag"))
+        .bearer_auth(&s.operator)
+        .header("if-match", "\"0000\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 412);
+    let r = c
+        .post(s.url("/api/v1/services/gitlab/clear-flag"))
+        .bearer_auth(&s.operator)
+        .header("if-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Pagination: a total and a next link while there is more.
+    let r = c
+        .get(s.url("/api/v1/services?limit=1"))
+        .bearer_auth(&s.viewer)
+        .send()
+        .await
+        .unwrap();
+    let total: usize = r.headers()["x-total-count"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total > 1);
+    assert_eq!(
+        r.headers()["link"].to_str().unwrap(),
+        "</api/v1/services?offset=1&limit=1>; rel=\"next\""
+    );
+    let page: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(page.as_array().unwrap().len(), 1);
+    // No configured host can run it: the scheduler rejects it at once.
+    let r = c
+        .post(s.url("/api/v1/compute/jobs"))
+        .bearer_auth(&s.operator)
+        .json(&serde_json::json!({"image": "registry.example/train:1.0", "vram": "8G"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let rejected: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(rejected["state"], "failed", "{rejected}");
+    assert!(
+        rejected["message"]
+            .as_str()
+            .unwrap()
+            .contains("no configured host")
+    );
+    // A queued job (recorded as the CLI would, while its host is away) can be cancelled, once.
+    let store = autogit_drivers::state::Store::open(&s.api.settings.state_db()).unwrap();
+    let queued = store
+        .add_job("alice", r#"{"image":"registry.example/train:1.0","command":[],"gpus":1,"vram":"8G","capability":null,"priority":0}"#, 1)
+        .unwrap();
+    drop(store);
+    let job = serde_json::json!({ "id": queued });
+    let id = job["id"].as_str().unwrap();
+    let r = c
+        .post(s.url(&format!("/api/v1/compute/jobs/{id}/cancel")))
+        .bearer_auth(&s.operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cancelled: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(cancelled["state"], "cancelled");
+    let r = c
+        .post(s.url(&format!("/api/v1/compute/jobs/{id}/cancel")))
+        .bearer_auth(&s.operator)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409, "a finished job cannot be cancelled");
+    // A token from a key carries its role.
+    let t: serde_json::Value = c
+        .post(s.url("/api/v1/auth/token"))
+        .bearer_auth(&s.operator)
+        .json(&serde_json::json!({"ttl_seconds": 120}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me: serde_json::Value = c
+        .get(s.url("/api/v1/auth/whoami"))
+        .bearer_auth(t["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["role"], "operator");
+    // The audit log has the cancel, by the operator key.
+    let audit: serde_json::Value = c
+        .get(s.url("/api/v1/audit?action=compute.cancel"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rows = audit.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{audit}");
+    assert_eq!(rows[0]["outcome"], "ok");
+    assert_eq!(rows[0]["role"], "operator");
+    assert_eq!(rows[1]["status"], 409);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_requests_get_429_with_retry_after() {
+    let s = Server::start(ServeOptions {
+        rate_per_addr: (1000.0, 1000.0),
+        rate_per_principal: (1.0, 3.0),
+        ..Default::default()
+    });
+    let c = client();
+    let mut statuses = Vec::new();
+    let mut retry = None;
+    for _ in 0..6 {
+        let r = c
+            .get(s.url("/api/v1/services"))
+            .bearer_auth(&s.viewer)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            retry = r
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(
+                r.headers()["content-type"].to_str().unwrap(),
+                "application/problem+json"
+            );
+        }
+    }
+    assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
+    // Another key has its own budget.
+    let r = c
+        .get(s.url("/api/v1/services"))
+        .bearer_auth(&s.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
