@@ -416,7 +416,10 @@ fn api_service_mounts_resolve_to_the_host_paths() {
     // The compose export mounts the same paths (its rendered dir relative to the file).
     let compose = render::compose(&p, "/srv/autogit/rendered");
     for b in &binds {
-        assert!(compose.contains(&format!("- \"{b}\"\n")), "{b} in\n{compose}");
+        assert!(
+            compose.contains(&format!("- \"{b}\"\n")),
+            "{b} in\n{compose}"
+        );
     }
     // The engine's health check works without wget (the Debian base has bash).
     let test = &spec.healthcheck.as_ref().unwrap().test;
