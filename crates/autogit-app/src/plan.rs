@@ -4,7 +4,7 @@
 
 use crate::Settings;
 use autogit_core::diag::Diagnostics;
-use autogit_core::plan::HostFacts;
+use autogit_core::plan::{API_RENDERED, HostFacts, HostPath, HostPaths};
 use autogit_core::plan::{Plan, PlanInput, plan as core_plan};
 use autogit_core::render;
 use autogit_drivers::fsx::write_atomic;
@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The plan, the planner's diagnostics (the loader's are the caller's) and the host facts.
+/// Its host paths are resolved ([`host_paths`]): what the engine, the compose export and
+/// `autogit plan` see are this host's paths.
 pub fn plan(settings: &Settings) -> (Plan, Diagnostics, Option<HostFacts>) {
     let host = autogit_drivers::host::facts(&settings.env);
     let input = PlanInput {
@@ -20,8 +22,86 @@ pub fn plan(settings: &Settings) -> (Plan, Diagnostics, Option<HostFacts>) {
         remembered_ports: remembered_ports(settings),
         tls_certificate: tls_certificate(settings),
     };
-    let (plan, diags) = core_plan(&settings.config, &settings.platform, &input);
+    let (mut plan, diags) = core_plan(&settings.config, &settings.platform, &input);
+    let needed = [
+        HostPath::DataDir,
+        HostPath::KeyFile,
+        HostPath::Binary,
+        HostPath::EngineSocket,
+    ]
+    .into_iter()
+    .any(|p| autogit_core::plan::needs(&plan, p));
+    if needed {
+        autogit_core::plan::resolve(&mut plan, &host_paths(settings));
+        // `serve` reads its configuration once: a changed autogit.yml recreates the container
+        // (the digest is part of its spec). autogit.yml holds no secret values.
+        if let Some(api) = plan.services.iter_mut().find(|s| s.name == "api") {
+            api.environment.insert(
+                "AUTOGIT_CONFIG_DIGEST".into(),
+                format!(
+                    "{:016x}",
+                    autogit_core::container::fnv1a(effective_config(settings).as_bytes())
+                ),
+            );
+        }
+    }
     (plan, diags, host)
+}
+
+/// This host's values of the paths a plan names ([`HostPath`]): the data dir (absolute), the
+/// secrets key ([`autogit_drivers::secrets::KeyLocation`], from the process environment as
+/// the secret store reads it), the running binary and the engine socket. Inside the `api`
+/// container, `AUTOGIT_HOST_BINARY` and `AUTOGIT_HOST_ENGINE_SOCKET` carry the host's values
+/// (set by the plan), so that the API's own deploys plan the same containers.
+pub fn host_paths(settings: &Settings) -> HostPaths {
+    let env = |k: &str| {
+        settings
+            .env
+            .iter()
+            .find(|(key, v)| key == k && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let data = absolute(&settings.data_dir);
+    let key = autogit_drivers::secrets::KeyLocation::resolve(&data, &env);
+    let binary = env(HostPath::Binary.compose_var()).unwrap_or_else(|| {
+        std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| autogit_core::plan::API_BINARY.to_owned())
+    });
+    let socket = env(HostPath::EngineSocket.compose_var()).unwrap_or_else(|| {
+        settings
+            .socket()
+            .map(Path::to_owned)
+            .or_else(|| autogit_drivers::host::docker_socket(&settings.env).map(|(p, _)| p))
+            .unwrap_or_else(|| PathBuf::from(autogit_core::plan::API_ENGINE_SOCKET))
+            .display()
+            .to_string()
+    });
+    HostPaths {
+        data_dir: data.display().to_string(),
+        key_file: key.path.display().to_string(),
+        binary,
+        engine_socket: socket,
+    }
+}
+
+/// `p` made absolute (canonical when it exists), as bind mounts need.
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_owned())
+    })
+}
+
+/// The configuration this autogit runs with, as text: its autogit.yml, or the embedded
+/// default when there is none.
+fn effective_config(settings: &Settings) -> String {
+    settings
+        .config_path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| autogit_core::load::EMBEDDED_DEFAULT.to_owned())
 }
 
 /// The plan, or why there is none, without printing anything (controllers and the daemon;
@@ -94,6 +174,9 @@ pub fn write_rendered(
         write_atomic(&path, content.as_bytes(), 0o644).map_err(|e| format!("cannot write {e}"))?;
         written.push(path);
     }
+    if plan.service("api").is_some() {
+        written.extend(write_api_config(settings, &dir.join(API_RENDERED))?);
+    }
     if plan.http01.is_some() {
         let acme = dir.join("acme-http/.well-known/acme-challenge");
         std::fs::create_dir_all(&acme)
@@ -114,6 +197,36 @@ pub fn write_rendered(
         }
     }
     Ok(written)
+}
+
+/// The `api` container's configuration, under `dir` (mounted at `core::plan::API_CONFIG_DIR`):
+/// copies of autogit.yml and of `.env` (empty when there is none), 0600 because `.env` holds
+/// secrets. The secrets key is created when missing, as the container mounts it (a bind mount
+/// of a missing file would fail, or make a directory in its place).
+pub fn write_api_config(settings: &Settings, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let yml = dir.join("autogit.yml");
+    let env = dir.join(".env");
+    write_atomic(&yml, effective_config(settings).as_bytes(), 0o600)
+        .map_err(|e| format!("cannot write {e}"))?;
+    let dotenv = match &settings.env_path {
+        Some(p) => std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
+        None => Vec::new(),
+    };
+    write_atomic(&env, &dotenv, 0o600).map_err(|e| format!("cannot write {e}"))?;
+    let paths = host_paths(settings);
+    let key = autogit_drivers::secrets::KeyLocation::resolve(Path::new(&paths.data_dir), &|k| {
+        settings
+            .env
+            .iter()
+            .find(|(key, v)| key == k && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    });
+    if !key.path.is_file() {
+        autogit_drivers::secrets::SecretStore::open_with_key(Path::new(&paths.data_dir), key)
+            .and_then(|s| s.ensure_key())
+            .map_err(|e| format!("the api service mounts the secrets key: {e}"))?;
+    }
+    Ok(vec![yml, env])
 }
 
 #[cfg(test)]

@@ -123,6 +123,7 @@ fn engine_healthcheck(s: &ServiceSpec) -> Option<EngineHealthcheck> {
             "--max-time".into(),
             "10".into(),
         ],
+        (crate::plan::Role::Api, Probe::Http { port, path, .. }) => api_healthcheck(*port, path),
         (_, Probe::Http { port, path, .. }) => vec![
             "CMD".into(),
             "wget".into(),
@@ -150,9 +151,23 @@ fn engine_healthcheck(s: &ServiceSpec) -> Option<EngineHealthcheck> {
     })
 }
 
+/// The `api` container's check: its Debian base has bash but no wget or curl, so bash's
+/// `/dev/tcp` sends the request and the status line must say 200.
+pub fn api_healthcheck(port: u16, path: &str) -> Vec<String> {
+    vec![
+        "CMD".into(),
+        "bash".into(),
+        "-c".into(),
+        format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port} && printf 'GET {path} HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"
+        ),
+    ]
+}
+
 /// The container for one local service of the plan. `rendered_dir` is the absolute directory
 /// holding the rendered files; `secrets` resolves `secret_env` names (missing ones are left
-/// out and reported by the caller).
+/// out and reported by the caller). The plan must be resolved (`plan::resolve`): a
+/// [`Mount::HostPath`] left in it has no source and the engine refuses the container.
 pub fn container_spec(
     plan: &Plan,
     s: &ServiceSpec,
@@ -187,6 +202,17 @@ pub fn container_spec(
             } => MountSpec::Bind {
                 source: path.clone(),
                 target: target.clone(),
+                read_only: *read_only,
+            },
+            Mount::HostPath {
+                of,
+                target,
+                read_only,
+            } => MountSpec::Bind {
+                source: String::new(),
+                target: target
+                    .clone()
+                    .unwrap_or_else(|| format!("<unresolved {}>", of.compose_var())),
                 read_only: *read_only,
             },
         })

@@ -32,6 +32,9 @@ pub const RESERVED_ENV: &[&str] = &[
     "AUTOGIT_SYSTEMD_UNIT_DIR",
     // The secret store's master key file (`drivers::secrets::KeyLocation`).
     "AUTOGIT_KEY_FILE",
+    // The host paths the `api` container's autogit plans with (`core::plan::HostPath`).
+    "AUTOGIT_HOST_BINARY",
+    "AUTOGIT_HOST_ENGINE_SOCKET",
 ];
 
 /// A configuration override from the command line: `--preset team` is

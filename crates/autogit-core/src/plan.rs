@@ -22,8 +22,11 @@ pub mod images {
     pub const TEMPO: (&str, &str) = ("grafana/tempo", "2.6.1");
     pub const PROMETHEUS: (&str, &str) = ("prom/prometheus", "v2.55.1");
     pub const MEILISEARCH: (&str, &str) = ("getmeili/meilisearch", "v1.11.3");
-    /// The API runs the host's own autogit binary, mounted read-only into a slim Debian image.
-    pub const API_BASE: (&str, &str) = ("debian", "bookworm-slim");
+    /// The API runs the host's own autogit binary (dynamically linked against glibc), mounted
+    /// read-only into a slim Debian image. trixie ships glibc 2.41: a binary built against any
+    /// glibc up to that runs (glibc is backwards compatible, not forwards); its `bash` runs
+    /// the health check (the image has no wget).
+    pub const API_BASE: (&str, &str) = ("debian", "trixie-slim");
 }
 
 /// What autogit knows about the machine it plans for.
@@ -40,6 +43,97 @@ pub struct HostFacts {
 pub const TLS_DIR: &str = "/etc/autogit/tls";
 /// Where the nginx ingress serves HTTP-01 challenge files from (`rendered/acme-http`).
 pub const ACME_HTTP_DIR: &str = "/etc/autogit/acme-http";
+/// The `api` service's effective configuration: `rendered/api/` (a copy of `autogit.yml` and
+/// of `.env`, written at deploy time, 0600), mounted read-only at [`API_CONFIG_DIR`].
+pub const API_RENDERED: &str = "api";
+pub const API_CONFIG_DIR: &str = "/etc/autogit";
+/// Where the `api` container finds the autogit binary and the engine socket.
+pub const API_BINARY: &str = "/usr/local/bin/autogit";
+pub const API_ENGINE_SOCKET: &str = "/var/run/docker.sock";
+
+/// A host path that only the deploying autogit knows (where it runs from, its data dir):
+/// the plan names it, the app layer resolves it ([`resolve`]) before a container or a compose
+/// file is made from the plan, so that core stays pure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostPath {
+    /// autogit's data dir (absolute).
+    DataDir,
+    /// The secret store's master key file (outside the data dir).
+    KeyFile,
+    /// The running autogit binary.
+    Binary,
+    /// The container engine's unix socket (rootless or system).
+    EngineSocket,
+}
+
+impl HostPath {
+    /// The variable an unresolved compose file reads it from.
+    pub fn compose_var(self) -> &'static str {
+        match self {
+            HostPath::DataDir => "AUTOGIT_DATA_DIR",
+            HostPath::KeyFile => "AUTOGIT_KEY_FILE",
+            HostPath::Binary => "AUTOGIT_HOST_BINARY",
+            HostPath::EngineSocket => "AUTOGIT_HOST_ENGINE_SOCKET",
+        }
+    }
+}
+
+/// The values of the [`HostPath`]s on this host, absolute.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostPaths {
+    pub data_dir: String,
+    pub key_file: String,
+    pub binary: String,
+    pub engine_socket: String,
+}
+
+impl HostPaths {
+    pub fn get(&self, p: HostPath) -> &str {
+        match p {
+            HostPath::DataDir => &self.data_dir,
+            HostPath::KeyFile => &self.key_file,
+            HostPath::Binary => &self.binary,
+            HostPath::EngineSocket => &self.engine_socket,
+        }
+    }
+}
+
+/// Replaces every [`Mount::HostPath`] with the [`Mount::Host`] it stands for and moves every
+/// `host_env` entry into `environment`, with this host's paths. A resolved plan has neither.
+pub fn resolve(plan: &mut Plan, paths: &HostPaths) {
+    for s in &mut plan.services {
+        for m in &mut s.mounts {
+            if let Mount::HostPath {
+                of,
+                target,
+                read_only,
+            } = m
+            {
+                let path = paths.get(*of).to_owned();
+                *m = Mount::Host {
+                    target: target.clone().unwrap_or_else(|| path.clone()),
+                    path,
+                    read_only: *read_only,
+                };
+            }
+        }
+        for (k, p) in std::mem::take(&mut s.host_env) {
+            s.environment.insert(k, paths.get(p).to_owned());
+        }
+    }
+}
+
+/// Whether any service of the plan needs `p` (resolved or not: a resolved plan is asked by
+/// the caller that resolved it).
+pub fn needs(plan: &Plan, p: HostPath) -> bool {
+    plan.services.iter().any(|s| {
+        s.host_env.values().any(|v| *v == p)
+            || s.mounts
+                .iter()
+                .any(|m| matches!(m, Mount::HostPath { of, .. } if *of == p))
+    })
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct PlanInput {
@@ -96,10 +190,17 @@ pub enum Mount {
     Volume { name: String, target: String },
     /// A file rendered by autogit into the data dir (relative to `rendered/`).
     Rendered { file: String, target: String },
-    /// A host path (the autogit binary for the API service).
+    /// A host path (the engine socket for runners; resolved [`Mount::HostPath`]s).
     Host {
         path: String,
         target: String,
+        read_only: bool,
+    },
+    /// A host path known at deploy time ([`resolve`]); `target: None` mounts it at the same
+    /// absolute path (the data dir: paths recorded in the state store stay true inside).
+    HostPath {
+        of: HostPath,
+        target: Option<String>,
         read_only: bool,
     },
 }
@@ -158,6 +259,9 @@ pub struct ServiceSpec {
     pub environment: BTreeMap<String, String>,
     /// Environment variables whose values are secrets, passed from the engine's environment.
     pub secret_env: Vec<String>,
+    /// Environment variables whose values are host paths, set by [`resolve`].
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub host_env: BTreeMap<String, HostPath>,
     pub command: Vec<String>,
     pub health: Option<HealthCheck>,
     pub depends_on: Vec<String>,
@@ -375,6 +479,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             crate::render::gitlab_omnibus(config),
         )]),
         secret_env: Vec::new(),
+        host_env: BTreeMap::new(),
         command: Vec::new(),
         health: Some(HealthCheck {
             probe: Probe::Http {
@@ -495,6 +600,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 .collect(),
             environment: BTreeMap::new(),
             secret_env: Vec::new(),
+            host_env: BTreeMap::new(),
             command: Vec::new(),
             health: Some(HealthCheck {
                 probe: cat.probe.clone(),
@@ -539,20 +645,58 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 spec.secret_env.push("GF_SECURITY_ADMIN_PASSWORD".into());
             }
             ServiceId::Api => {
-                spec.mounts.push(Mount::Host {
-                    path: "/usr/local/bin/autogit".into(),
-                    target: "/usr/local/bin/autogit".into(),
-                    read_only: true,
-                });
+                // `autogit serve` of the deploying binary, on the same data dir, secrets key
+                // and engine as the host's autogit (its deploy and backup operations drive the
+                // engine: SECURITY.md, "The api container"). The host paths are resolved at
+                // deploy time; the same variables let the API's own deploys resolve them to
+                // the same host paths (no spurious recreation of its own container).
+                spec.mounts = vec![
+                    Mount::HostPath {
+                        of: HostPath::Binary,
+                        target: Some(API_BINARY.into()),
+                        read_only: true,
+                    },
+                    Mount::HostPath {
+                        of: HostPath::DataDir,
+                        target: None,
+                        read_only: false,
+                    },
+                    Mount::HostPath {
+                        of: HostPath::KeyFile,
+                        target: None,
+                        read_only: true,
+                    },
+                    Mount::HostPath {
+                        of: HostPath::EngineSocket,
+                        target: Some(API_ENGINE_SOCKET.into()),
+                        read_only: false,
+                    },
+                    Mount::Rendered {
+                        file: API_RENDERED.into(),
+                        target: API_CONFIG_DIR.into(),
+                    },
+                ];
                 spec.command = vec![
-                    "/usr/local/bin/autogit".into(),
+                    API_BINARY.into(),
                     "serve".into(),
                     "--listen".into(),
                     "0.0.0.0:8000".into(),
                 ];
-                diags.push(Diagnostic::warning("api-preview", "service `api` is planned, but this autogit version has no `serve` command yet: the container will not become healthy")
-                    .path("SERVICES_ENABLED")
-                    .help("remove `api` from SERVICES_ENABLED until the API server ships"));
+                for (k, v) in [
+                    ("AUTOGIT_CONFIG", format!("{API_CONFIG_DIR}/autogit.yml")),
+                    ("AUTOGIT_ENV_FILE", format!("{API_CONFIG_DIR}/.env")),
+                    ("DOCKER_HOST", format!("unix://{API_ENGINE_SOCKET}")),
+                ] {
+                    spec.environment.insert(k.into(), v);
+                }
+                for p in [
+                    HostPath::DataDir,
+                    HostPath::KeyFile,
+                    HostPath::Binary,
+                    HostPath::EngineSocket,
+                ] {
+                    spec.host_env.insert(p.compose_var().into(), p);
+                }
             }
             ServiceId::Gitlab | ServiceId::Loki => {}
         }
@@ -641,6 +785,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 mounts,
                 environment: BTreeMap::new(),
                 secret_env: Vec::new(),
+                host_env: BTreeMap::new(),
                 command: Vec::new(),
                 health: Some(HealthCheck {
                     probe: Probe::Tcp { port: 80 },
@@ -749,6 +894,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             ],
             environment: BTreeMap::new(),
             secret_env: Vec::new(),
+            host_env: BTreeMap::new(),
             command: Vec::new(),
             health: Some(HealthCheck {
                 probe: Probe::Command {

@@ -96,6 +96,9 @@ fn healthcheck_test(probe: &Probe, role: Role) -> Value {
             "--max-time",
             "10"
         ]),
+        (Role::Api, Probe::Http { port, path, .. }) => {
+            json!(crate::container::api_healthcheck(*port, path))
+        }
         (_, Probe::Http { port, path, .. }) => json!([
             "CMD",
             "wget",
@@ -169,10 +172,17 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
             .collect();
         m.insert("ports".into(), Value::Array(ports));
     }
-    if !s.environment.is_empty() || !s.secret_env.is_empty() {
+    if !s.environment.is_empty() || !s.secret_env.is_empty() || !s.host_env.is_empty() {
         let mut env = Map::new();
         for (k, v) in &s.environment {
             env.insert(k.clone(), Value::from(v.as_str()));
+        }
+        for (k, p) in &s.host_env {
+            let var = p.compose_var();
+            env.insert(
+                k.clone(),
+                Value::from(format!("${{{var}:?set {var} to the host path}}")),
+            );
         }
         // Secrets come from the environment or the .env file next to the compose file;
         // compose refuses to start without them.
@@ -196,6 +206,18 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
                         target,
                         read_only,
                     } => format!("{path}:{target}{}", if *read_only { ":ro" } else { "" }),
+                    // Unresolved (a plan rendered without a host): compose reads the path
+                    // from its environment and refuses to start without it.
+                    Mount::HostPath {
+                        of,
+                        target,
+                        read_only,
+                    } => {
+                        let var = of.compose_var();
+                        let src = format!("${{{var}:?set {var} to the host path}}");
+                        let target = target.clone().unwrap_or_else(|| src.clone());
+                        format!("{src}:{target}{}", if *read_only { ":ro" } else { "" })
+                    }
                 })
             })
             .collect();

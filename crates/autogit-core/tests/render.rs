@@ -26,7 +26,7 @@ runners:
       capabilities: [inference, train]
 "#;
 
-const ENV: &str = "BASE_DOMAIN=vectorweight.com\nSERVICES_ENABLED=gitlab,grafana,loki,tempo,prometheus,meilisearch\nPORT_GRAFANA=3000\n";
+const ENV: &str = "BASE_DOMAIN=vectorweight.com\nSERVICES_ENABLED=gitlab,grafana,loki,tempo,prometheus,meilisearch,api\nPORT_GRAFANA=3000\n";
 
 fn build(config: &str, env: &str, input: &PlanInput) -> (Plan, String) {
     let loaded = load(&LoadInput {
@@ -209,7 +209,7 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
     let dy = parse_json(&render::traefik_dynamic(&p));
     let http = &dy["http"];
     let routers = http["routers"].as_object().unwrap();
-    assert_eq!(routers.len(), 6, "gitlab + 5 services");
+    assert_eq!(routers.len(), 7, "gitlab + 6 services");
     for (name, r) in routers {
         assert!(
             http["services"]
@@ -245,6 +245,7 @@ fn plan_places_services_and_pins_images() {
             "tempo",
             "prometheus",
             "meilisearch",
+            "api",
             "traefik",
             "runner-homelab-cpu",
             "runner-wsl-5080"
@@ -318,4 +319,110 @@ fn plan_diagnostics() {
         );
         insta::assert_snapshot!(name, out);
     }
+}
+
+/// The `api` service runs the deploying autogit's `serve` on the host's data dir, key file
+/// and engine socket: the plan names those paths, `plan::resolve` fills them in, and the
+/// engine's container and the compose file then mount the same host paths. No warning.
+#[test]
+fn api_service_mounts_resolve_to_the_host_paths() {
+    use autogit_core::container::{MountSpec, container_spec};
+    use autogit_core::plan::{HostPath, HostPaths, Mount, needs, resolve};
+    let (mut p, diags) = build(
+        CONFIG,
+        "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,api\n",
+        &PlanInput::default(),
+    );
+    assert!(
+        !diags.contains("warning[") && !diags.contains("error["),
+        "{diags}"
+    );
+    let api = p.service("api").unwrap().clone();
+    assert_eq!(api.image.to_string(), "debian:trixie-slim");
+    assert_eq!(
+        api.command,
+        [
+            "/usr/local/bin/autogit",
+            "serve",
+            "--listen",
+            "0.0.0.0:8000"
+        ]
+    );
+    assert_eq!(
+        api.environment["AUTOGIT_CONFIG"],
+        "/etc/autogit/autogit.yml"
+    );
+    assert_eq!(api.environment["AUTOGIT_ENV_FILE"], "/etc/autogit/.env");
+    for h in [
+        HostPath::DataDir,
+        HostPath::KeyFile,
+        HostPath::Binary,
+        HostPath::EngineSocket,
+    ] {
+        assert!(needs(&p, h), "{h:?}");
+    }
+    // Unresolved, the compose file asks its environment for the host paths.
+    let unresolved = render::compose(&p, ".");
+    assert!(
+        unresolved.contains("${AUTOGIT_DATA_DIR:?set AUTOGIT_DATA_DIR to the host path}"),
+        "{unresolved}"
+    );
+
+    let paths = HostPaths {
+        data_dir: "/srv/autogit".into(),
+        key_file: "/srv/autogit.key".into(),
+        binary: "/opt/bin/autogit".into(),
+        engine_socket: "/run/user/1000/docker.sock".into(),
+    };
+    resolve(&mut p, &paths);
+    assert!(!needs(&p, HostPath::DataDir));
+    let api = p.service("api").unwrap();
+    assert!(api.host_env.is_empty());
+    assert!(
+        !api.mounts
+            .iter()
+            .any(|m| matches!(m, Mount::HostPath { .. }))
+    );
+    assert_eq!(api.environment["AUTOGIT_DATA_DIR"], "/srv/autogit");
+    assert_eq!(api.environment["AUTOGIT_KEY_FILE"], "/srv/autogit.key");
+    assert_eq!(api.environment["AUTOGIT_HOST_BINARY"], "/opt/bin/autogit");
+    assert_eq!(
+        api.environment["AUTOGIT_HOST_ENGINE_SOCKET"],
+        "/run/user/1000/docker.sock"
+    );
+    let spec = container_spec(&p, api, "/srv/autogit/rendered", &BTreeMap::new());
+    let binds: Vec<String> = spec
+        .mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Bind {
+                source,
+                target,
+                read_only,
+            } => format!("{source}:{target}{}", if *read_only { ":ro" } else { "" }),
+            MountSpec::Volume { name, target } => format!("{name}:{target}"),
+        })
+        .collect();
+    assert_eq!(
+        binds,
+        [
+            "/opt/bin/autogit:/usr/local/bin/autogit:ro",
+            "/srv/autogit:/srv/autogit",
+            "/srv/autogit.key:/srv/autogit.key:ro",
+            "/run/user/1000/docker.sock:/var/run/docker.sock",
+            "/srv/autogit/rendered/api:/etc/autogit:ro",
+        ]
+    );
+    // The compose export mounts the same paths (its rendered dir relative to the file).
+    let compose = render::compose(&p, "/srv/autogit/rendered");
+    for b in &binds {
+        assert!(
+            compose.contains(&format!("- \"{b}\"\n")),
+            "{b} in\n{compose}"
+        );
+    }
+    // The engine's health check works without wget (the Debian base has bash).
+    let test = &spec.healthcheck.as_ref().unwrap().test;
+    assert_eq!(&test[..3], ["CMD", "bash", "-c"]);
+    assert!(test[3].contains("/dev/tcp/127.0.0.1/8000") && test[3].contains("GET /healthz"));
 }

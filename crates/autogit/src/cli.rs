@@ -157,6 +157,11 @@ pub enum Command {
         /// Print a systemd unit for this daemon and exit
         #[arg(long)]
         print_systemd_unit: bool,
+        /// Also serve the REST API in this process on ADDR (e.g. 127.0.0.1:8000), on the
+        /// daemon's event bus; off by default. The `api` service of SERVICES_ENABLED is the
+        /// alternative behind the ingress (docs/config.md, "The `api` service")
+        #[arg(long, value_name = "ADDR")]
+        api_listen: Option<SocketAddr>,
     },
     /// Export the platform as infrastructure as code
     #[command(subcommand)]

@@ -75,9 +75,10 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 crate::serve_cmd::serve(&ui, &load_all(g, &[]), listen, options)
             }
         }
-        Command::Daemon { print_systemd_unit } => {
-            crate::runtime_cmd::daemon(&ui, g, &load_all(g, &[]), print_systemd_unit)
-        }
+        Command::Daemon {
+            print_systemd_unit,
+            api_listen,
+        } => crate::runtime_cmd::daemon(&ui, g, &load_all(g, &[]), print_systemd_unit, api_listen),
         Command::Export(ExportCommand::Compose { out }) => {
             export_compose(&ui, g, &load_all(g, &[]), out.as_deref())
         }

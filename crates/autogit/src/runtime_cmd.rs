@@ -282,7 +282,13 @@ pub fn ensure_service(ui: &Ui, loaded: &Loaded) {
     }
 }
 
-pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
+pub fn daemon(
+    ui: &Ui,
+    g: &Global,
+    loaded: &Loaded,
+    print_unit: bool,
+    api_listen: Option<std::net::SocketAddr>,
+) -> u8 {
     if print_unit {
         print!("{}", systemd_unit(loaded));
         return exit::OK;
@@ -301,6 +307,13 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
             Err(code) => return code,
         };
         let (trigger, shutdown) = autogit_app::supervisor::shutdown();
+        let api = match api_listen {
+            Some(addr) => match api_in_process(ui, loaded, &bus, addr, &shutdown).await {
+                Ok(task) => Some(task),
+                Err(code) => return code,
+            },
+            None => None,
+        };
         // SIGTERM or Ctrl-C fires the shutdown; every loop ends at its next await point (a
         // mirror sync in flight is recorded as interrupted) and `run` returns.
         let signals = tokio::spawn(async move {
@@ -317,6 +330,10 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
         ));
         let result = autogit_app::daemon::run(&platform, &bus, &clock, &shutdown).await;
         signals.abort();
+        if let Some(api) = api {
+            // Fired by the signal, or by a failed state check: the server drains and stops.
+            let _ = api.await;
+        }
         drop(platform);
         sinks.finish(bus, Duration::from_secs(5)).await;
         match result {
@@ -327,4 +344,42 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, print_unit: bool) -> u8 {
             Err(e) => fail(ui, format!("autogit daemon stopped: {e}")),
         }
     })
+}
+
+/// `daemon --api-listen`: `autogit serve` in the daemon's process, publishing on (and
+/// streaming `/api/v1/events` from) the daemon's bus; it stops with the daemon.
+async fn api_in_process(
+    ui: &Ui,
+    loaded: &Loaded,
+    bus: &Bus,
+    addr: std::net::SocketAddr,
+    shutdown: &autogit_app::supervisor::Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, u8> {
+    use autogit_api::server::{Api, ServeOptions, serve};
+    let clock = bus.clock().clone();
+    let access = autogit_app::access::AccessController::open(loaded, clock.clone())
+        .map_err(|e| fail(ui, format!("API keys: {e}")))?;
+    let audit = autogit_app::audit::AuditLog::open(loaded, clock)
+        .map_err(|e| fail(ui, format!("audit log: {e}")))?;
+    let api = Api::new(
+        loaded.settings.clone(),
+        bus.clone(),
+        access,
+        audit,
+        ServeOptions::default(),
+    )
+    .map_err(|e| fail(ui, e))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| fail(ui, format!("--api-listen {addr}: cannot listen: {e}")))?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    ui.note(&format!(
+        "autogit daemon: API on http://{bound} (OpenAPI at /api/v1/openapi.json)"
+    ));
+    let stop = shutdown.clone();
+    Ok(tokio::spawn(serve(
+        listener,
+        std::sync::Arc::new(api),
+        async move { stop.wait().await },
+    )))
 }
