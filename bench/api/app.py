@@ -88,7 +88,9 @@ def status_of(state: Optional[str]) -> str:
 
 
 def get_db():
-    conn = sqlite3.connect(STATE_DB)
+    # FastAPI runs a generator dependency and a sync endpoint on different threads of its pool:
+    # its SQL guide passes check_same_thread=False for SQLite.
+    conn = sqlite3.connect(STATE_DB, check_same_thread=False)
     try:
         yield conn
     finally:
