@@ -1,6 +1,8 @@
 //! `cargo run -p xtask --release -- bench heal [--runs N]`
 //! `cargo run -p xtask --release -- bench mirror [--repos N]` (see `bench_mirror.rs`)
 //! `cargo run -p xtask --release -- bench scheduler [--jobs N] [--hosts N]` (see `scheduler.rs`)
+//! `cargo run -p xtask --release -- bench api [--secs N] [--connections N] [--autogit PATH]`
+//! (see `bench_api.rs`)
 //!
 //! Measures, on the real Docker engine, in one run:
 //! 1. SIGKILL of a container's process → its health endpoint answers again: `autogit daemon` (restart
@@ -12,6 +14,7 @@
 //! Prints each sample, the medians, and the ratio autogit / baseline (below 1: autogit is
 //! faster). Timing is measured here, never asserted in tests.
 
+mod bench_api;
 mod bench_mirror;
 mod scheduler;
 
@@ -52,9 +55,24 @@ fn main() {
             };
             scheduler::bench(num("--jobs", 10_000), num("--hosts", 100));
         }
+        Some(("bench", "api")) => {
+            let num = |flag: &str, default: usize| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(default)
+            };
+            let autogit = args
+                .iter()
+                .position(|a| a == "--autogit")
+                .and_then(|i| args.get(i + 1))
+                .map(PathBuf::from);
+            bench_api::bench_api(num("--secs", 10) as u64, num("--connections", 32), autogit);
+        }
         _ => {
             eprintln!(
-                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] | bench scheduler [--jobs N] [--hosts N]"
+                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH]"
             );
             std::process::exit(2);
         }
