@@ -1,5 +1,6 @@
-//! The layers depend one way only: the binary on the application layer, the application layer
-//! on the drivers and core, the drivers on core, core on neither (`cargo tree -p autogit` shows
+//! The layers depend one way only: the binary on the API server and the application layer, the
+//! API server (a shell like the CLI) on the application layer, the application layer on the
+//! drivers and core, the drivers on core, core on neither (`cargo tree -p autogit` shows
 //! the same). Read from each crate's Cargo.toml, so a backwards dependency fails here.
 
 use std::path::Path;
@@ -31,7 +32,7 @@ fn deps(krate: &str) -> Vec<String> {
 
 #[test]
 fn dependencies_point_down_only() {
-    let allowed: [(&str, &[&str]); 4] = [
+    let allowed: [(&str, &[&str]); 5] = [
         ("autogit-core", &[]),
         ("autogit-drivers", &["autogit-core"]),
         (
@@ -44,8 +45,19 @@ fn dependencies_point_down_only() {
             ],
         ),
         (
+            "autogit-api",
+            &[
+                "autogit-app",
+                "autogit-core",
+                "autogit-drivers",
+                "autogit-guard",
+                "autogit-guard-service",
+            ],
+        ),
+        (
             "autogit",
             &[
+                "autogit-api",
                 "autogit-app",
                 "autogit-core",
                 "autogit-drivers",
@@ -60,5 +72,7 @@ fn dependencies_point_down_only() {
         }
     }
     assert!(deps("autogit").contains(&"autogit-app".to_owned()));
+    assert!(deps("autogit-api").contains(&"autogit-app".to_owned()));
+    assert!(!deps("autogit-app").contains(&"autogit-api".to_owned()));
     assert!(deps("autogit-app").contains(&"autogit-drivers".to_owned()));
 }

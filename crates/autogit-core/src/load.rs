@@ -35,6 +35,9 @@ pub const RESERVED_ENV: &[&str] = &[
     // The host paths the `api` container's autogit plans with (`core::plan::HostPath`).
     "AUTOGIT_HOST_BINARY",
     "AUTOGIT_HOST_ENGINE_SOCKET",
+    // `--api URL` and the key or token it sends (the CLI driving a remote `autogit serve`).
+    "AUTOGIT_API",
+    "AUTOGIT_API_KEY",
 ];
 
 /// A configuration override from the command line: `--preset team` is
