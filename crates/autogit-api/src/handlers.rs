@@ -56,14 +56,33 @@ fn state_problem(e: impl std::fmt::Display) -> Problem {
     Problem::internal(format!("the state database could not be read: {e}"))
 }
 
-fn store(api: &Api) -> Result<Option<autogit_drivers::state::Store>, Problem> {
+/// Runs `f` on the server's connection to the state store (`None`: no store yet). The
+/// connection is opened once and kept (opening checks the file's integrity and runs the
+/// migrations, far more work than a read); it is reopened when the file was replaced (a
+/// restore) or a query failed.
+fn with_store<T>(
+    api: &Api,
+    f: impl FnOnce(&autogit_drivers::state::Store) -> Result<T, autogit_drivers::state::StateError>,
+) -> Result<Option<T>, Problem> {
     let db = api.settings.state_db();
-    if !db.exists() {
-        return Ok(None);
+    let mut cached = api.state.lock().unwrap_or_else(|p| p.into_inner());
+    if cached.as_ref().is_some_and(|s| !s.is_same_file()) {
+        *cached = None;
     }
-    autogit_drivers::state::Store::open(&db)
-        .map(Some)
-        .map_err(state_problem)
+    if cached.is_none() {
+        if !db.exists() {
+            return Ok(None);
+        }
+        *cached = Some(autogit_drivers::state::Store::open(&db).map_err(state_problem)?);
+    }
+    let store = cached.as_ref().expect("opened above");
+    match f(store) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => {
+            *cached = None;
+            Err(state_problem(e))
+        }
+    }
 }
 
 /// Starts background work: publishes `task_started`, runs `work` on a thread of its own
@@ -126,10 +145,7 @@ impl Handle for Healthz {
 // ---- services ------------------------------------------------------------------------------
 
 fn services(api: &Api) -> Result<Vec<Service>, Problem> {
-    let rows = match store(api)? {
-        Some(s) => s.services().map_err(state_problem)?,
-        None => Vec::new(),
-    };
+    let rows = with_store(api, |s| s.services())?.unwrap_or_default();
     let base = api.plan.base_domain.as_deref();
     Ok(api
         .plan
@@ -260,10 +276,7 @@ impl Handle for ClearFlag {
     ) -> Result<Reply<FlagCleared>, Problem> {
         let current = service(api, &p.service)?;
         check_if_match(cx, &etag_of(&current))?;
-        let cleared = match store(api)? {
-            Some(s) => s.clear_flag(&p.service).map_err(state_problem)?,
-            None => false,
-        };
+        let cleared = with_store(api, |s| s.clear_flag(&p.service))?.unwrap_or(false);
         Ok(Reply::new(FlagCleared {
             service: p.service,
             cleared,
@@ -286,12 +299,8 @@ impl Handle for ListTransitions {
                 format!("must be between 1 and {MAX_LIMIT}"),
             ));
         }
-        let rows = match store(api)? {
-            Some(s) => s
-                .transitions(q.service.as_deref(), limit as usize)
-                .map_err(state_problem)?,
-            None => Vec::new(),
-        };
+        let rows = with_store(api, |s| s.transitions(q.service.as_deref(), limit as usize))?
+            .unwrap_or_default();
         Ok(Reply::new(TransitionList(
             rows.into_iter()
                 .map(|t| Transition {
@@ -751,10 +760,7 @@ impl Handle for ListRunners {
         q: PageQuery,
         _: NoBody,
     ) -> Result<Reply<RunnerHostList>, Problem> {
-        let rows = match store(api)? {
-            Some(s) => s.hosts().map_err(state_problem)?,
-            None => Vec::new(),
-        };
+        let rows = with_store(api, |s| s.hosts())?.unwrap_or_default();
         let all: Vec<RunnerHost> = rows
             .into_iter()
             .map(|h| RunnerHost {
@@ -815,10 +821,7 @@ impl Handle for ListJobs {
         q: JobQuery,
         _: NoBody,
     ) -> Result<Reply<JobList>, Problem> {
-        let rows = match store(api)? {
-            Some(s) => s.jobs().map_err(state_problem)?,
-            None => Vec::new(),
-        };
+        let rows = with_store(api, |s| s.jobs())?.unwrap_or_default();
         let all: Vec<Job> = rows
             .into_iter()
             .filter(|r| {
@@ -840,10 +843,8 @@ impl Handle for ListJobs {
 
 fn job_row(api: &Api, id: &str) -> Result<autogit_drivers::state::JobRow, Problem> {
     let missing = || Problem::not_found(format!("no job `{}`", id.escape_default()));
-    store(api)?
-        .ok_or_else(missing)?
-        .job(id)
-        .map_err(state_problem)?
+    with_store(api, |s| s.job(id))?
+        .flatten()
         .ok_or_else(missing)
 }
 
@@ -1059,12 +1060,14 @@ impl Handle for IssueToken {
         if !(60..=86_400).contains(&ttl) {
             return Err(Problem::invalid("body.ttl_seconds", "between 60 and 86400"));
         }
+        if let Some(user) = &body.username
+            && (user.is_empty() || user.chars().count() > 128)
+        {
+            return Err(Problem::invalid("body.username", "1 to 128 characters"));
+        }
         let denied = |e: autogit_app::access::AuthError| crate::server::auth_problem(&e);
         let principal = match (&cx.bearer, &body.username, &body.password) {
             (_, Some(user), Some(password)) => {
-                if user.is_empty() || user.len() > 128 {
-                    return Err(Problem::invalid("body.username", "1 to 128 characters"));
-                }
                 let password = secrecy::SecretString::from(password.clone());
                 api.access
                     .login(body.provider.as_deref(), user, &password)
@@ -1130,7 +1133,7 @@ impl Handle for RevokeTokenOp {
         _: NoParams,
         body: RevokeToken,
     ) -> Result<Reply<Done>, Problem> {
-        if body.token_id.is_empty() || body.token_id.len() > 128 {
+        if body.token_id.is_empty() || body.token_id.chars().count() > 128 {
             return Err(Problem::invalid("body.token_id", "a token id as issued"));
         }
         api.access

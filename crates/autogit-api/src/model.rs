@@ -628,6 +628,7 @@ pub struct KeyPath {
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 128)]
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
@@ -674,6 +675,7 @@ impl std::fmt::Debug for Token {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeToken {
+    #[schema(min_length = 1, max_length = 128)]
     pub token_id: String,
 }
 

@@ -65,6 +65,8 @@ pub struct Api {
     pub plan: autogit_core::plan::Plan,
     by_addr: Mutex<RateLimiter<IpAddr>>,
     by_principal: Mutex<RateLimiter<String>>,
+    /// The server's connection to the state store (`handlers::with_store`).
+    pub(crate) state: Mutex<Option<autogit_drivers::state::Store>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -104,6 +106,7 @@ impl Api {
             options,
             guard,
             plan,
+            state: Mutex::new(None),
         })
     }
 

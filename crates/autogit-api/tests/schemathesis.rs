@@ -14,7 +14,9 @@ fn schemathesis_finds_nothing() {
     let server = Server::start(unlimited());
     let report = server.data.path().join("st-report");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
+    // Its cache (`.schemathesis/`) goes to the temporary dir, not the source tree.
     let out = std::process::Command::new(&st)
+        .current_dir(server.data.path())
         .arg("--config-file")
         .arg(config)
         .arg("run")

@@ -802,7 +802,10 @@ impl AccessController {
 
     /// Revokes token `token_id` (its `jti`) until it would have expired anyway.
     pub fn revoke_token(&self, token_id: &str) -> Result<(), AccessError> {
-        if token_id.is_empty() || token_id.len() > 128 || token_id.chars().any(char::is_control) {
+        if token_id.is_empty()
+            || token_id.chars().count() > 128
+            || token_id.chars().any(char::is_control)
+        {
             return Err(AccessError::InvalidTokenId(
                 token_id.chars().take(40).collect(),
             ));

@@ -429,6 +429,15 @@ impl Store {
         Ok(store)
     }
 
+    /// Whether the file at the path is still the one this connection opened (same device
+    /// and inode, not emptied): one `stat`, for a process that keeps a connection across
+    /// requests and must reopen after a restore replaced the file. [`Store::check`] also
+    /// checks the content.
+    pub fn is_same_file(&self) -> bool {
+        std::fs::metadata(&self.path)
+            .is_ok_and(|m| (m.dev(), m.ino()) == self.identity && m.len() > 0)
+    }
+
     /// A cheap health check for a long-running process (the daemon calls it once per pass):
     /// the file at the path is still the one that was opened (same device and inode, not
     /// emptied) and `PRAGMA quick_check` finds nothing wrong. Corruption written under a
