@@ -51,16 +51,26 @@ async fn wait_event(
     }
 }
 
+/// Sends `method url` with a bearer token and extra headers.
+async fn call(
+    c: &reqwest::Client,
+    method: &str,
+    url: String,
+    bearer: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut rb = c.request(method.parse().unwrap(), url).bearer_auth(bearer);
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    rb.send().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn events_stream_live_and_resume_after_last_event_id() {
     let s = Server::start(unlimited());
     let c = client();
-    let mut resp = c
-        .get(s.url("/api/v1/events"))
-        .bearer_auth(&s.viewer)
-        .send()
-        .await
-        .unwrap();
+    let mut resp = call(&c, "GET", s.url("/api/v1/events"), &s.viewer, &[]).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(
         resp.headers()["content-type"].to_str().unwrap(),
@@ -97,13 +107,14 @@ async fn events_stream_live_and_resume_after_last_event_id() {
     );
     drop(resp);
     // Reconnecting after `task_started` replays what came next, `task_finished` included.
-    let mut again = c
-        .get(s.url("/api/v1/events"))
-        .bearer_auth(&s.viewer)
-        .header("last-event-id", &started_at)
-        .send()
-        .await
-        .unwrap();
+    let mut again = call(
+        &c,
+        "GET",
+        s.url("/api/v1/events"),
+        &s.viewer,
+        &[("last-event-id", &started_at)],
+    )
+    .await;
     let mut buf = String::new();
     let (_, replayed) = wait_event(&mut again, &mut buf, |v| v["kind"] == "task_finished").await;
     assert_eq!(replayed["event"]["id"], id.as_str());
@@ -117,46 +128,39 @@ async fn etags_pagination_jobs_and_tokens() {
     let s = Server::start(unlimited());
     let c = client();
     // ETag and If-None-Match.
-    let r = c
-        .get(s.url("/api/v1/services/gitlab"))
-        .bearer_auth(&s.viewer)
-        .send()
-        .await
-        .unwrap();
+    let r = call(&c, "GET", s.url("/api/v1/services/gitlab"), &s.viewer, &[]).await;
     assert_eq!(r.status(), 200);
     let etag = r.headers()["etag"].to_str().unwrap().to_owned();
-    let r = c
-        .get(s.url("/api/v1/services/gitlab"))
-        .bearer_auth(&s.viewer)
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = call(
+        &c,
+        "GET",
+        s.url("/api/v1/services/gitlab"),
+        &s.viewer,
+        &[("if-none-match", &etag)],
+    )
+    .await;
     assert_eq!(r.status(), 304);
     // A stale If-Match is refused; the current one passes.
-    let r = c
-        .post(s.url("/api/v1/services/gitlab/clear-flag"))
-        .bearer_auth(&s.operator)
-        .header("if-match", "\"0000\"")
-        .send()
-        .await
-        .unwrap();
+    let r = call(
+        &c,
+        "POST",
+        s.url("/api/v1/services/gitlab/clear-flag"),
+        &s.operator,
+        &[("if-match", "\"0000\"")],
+    )
+    .await;
     assert_eq!(r.status(), 412);
-    let r = c
-        .post(s.url("/api/v1/services/gitlab/clear-flag"))
-        .bearer_auth(&s.operator)
-        .header("if-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let r = call(
+        &c,
+        "POST",
+        s.url("/api/v1/services/gitlab/clear-flag"),
+        &s.operator,
+        &[("if-match", &etag)],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     // Pagination: a total and a next link while there is more.
-    let r = c
-        .get(s.url("/api/v1/services?limit=1"))
-        .bearer_auth(&s.viewer)
-        .send()
-        .await
-        .unwrap();
+    let r = call(&c, "GET", s.url("/api/v1/services?limit=1"), &s.viewer, &[]).await;
     let total: usize = r.headers()["x-total-count"]
         .to_str()
         .unwrap()
@@ -194,21 +198,25 @@ async fn etags_pagination_jobs_and_tokens() {
     drop(store);
     let job = serde_json::json!({ "id": queued });
     let id = job["id"].as_str().unwrap();
-    let r = c
-        .post(s.url(&format!("/api/v1/compute/jobs/{id}/cancel")))
-        .bearer_auth(&s.operator)
-        .send()
-        .await
-        .unwrap();
+    let r = call(
+        &c,
+        "POST",
+        s.url(&format!("/api/v1/compute/jobs/{id}/cancel")),
+        &s.operator,
+        &[],
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let cancelled: serde_json::Value = r.json().await.unwrap();
     assert_eq!(cancelled["state"], "cancelled");
-    let r = c
-        .post(s.url(&format!("/api/v1/compute/jobs/{id}/cancel")))
-        .bearer_auth(&s.operator)
-        .send()
-        .await
-        .unwrap();
+    let r = call(
+        &c,
+        "POST",
+        s.url(&format!("/api/v1/compute/jobs/{id}/cancel")),
+        &s.operator,
+        &[],
+    )
+    .await;
     assert_eq!(r.status(), 409, "a finished job cannot be cancelled");
     // A token from a key carries its role.
     let t: serde_json::Value = c
@@ -259,12 +267,7 @@ async fn too_many_requests_get_429_with_retry_after() {
     let mut statuses = Vec::new();
     let mut retry = None;
     for _ in 0..6 {
-        let r = c
-            .get(s.url("/api/v1/services"))
-            .bearer_auth(&s.viewer)
-            .send()
-            .await
-            .unwrap();
+        let r = call(&c, "GET", s.url("/api/v1/services"), &s.viewer, &[]).await;
         statuses.push(r.status().as_u16());
         if r.status() == 429 {
             retry = r
@@ -281,11 +284,6 @@ async fn too_many_requests_get_429_with_retry_after() {
     assert!(statuses.contains(&429), "{statuses:?}");
     assert!(retry.unwrap().parse::<u64>().unwrap() >= 1);
     // Another key has its own budget.
-    let r = c
-        .get(s.url("/api/v1/services"))
-        .bearer_auth(&s.admin)
-        .send()
-        .await
-        .unwrap();
+    let r = call(&c, "GET", s.url("/api/v1/services"), &s.admin, &[]).await;
     assert_eq!(r.status(), 200);
 }
