@@ -5,7 +5,9 @@
 
 use autogit_core::lifecycle::{History, State};
 use autogit_core::reconcile::Record;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -488,6 +490,16 @@ impl Store {
         quick_check(&self.conn, &self.path)
     }
 
+    /// A write transaction that takes the write lock when it begins (`BEGIN IMMEDIATE`).
+    /// A deferred one that reads first fails at its first write, without waiting, when
+    /// another process (the daemon, the API server, a CLI command) wrote in between
+    /// (`SQLITE_BUSY_SNAPSHOT`, which the busy timeout does not cover); this one waits its
+    /// turn under the busy timeout instead.
+    fn write_tx(&self) -> Result<Transaction<'_>, StateError> {
+        Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))
+    }
+
     fn err(&self, e: rusqlite::Error) -> StateError {
         classify(&self.path, e)
     }
@@ -506,7 +518,14 @@ impl Store {
             });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+            let tx = self.write_tx()?;
+            // Another process may have migrated while this one waited for the write lock.
+            let now: i64 = tx
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            if now > i as i64 {
+                continue;
+            }
             tx.execute_batch(sql).map_err(|e| self.err(e))?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)
                 .map_err(|e| self.err(e))?;
@@ -591,7 +610,7 @@ impl Store {
         reason: &str,
         at: u64,
     ) -> Result<(), StateError> {
-        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO transitions (service, at, from_state, to_state, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![service, at as i64, from.map(State::as_str), to.as_str(), reason],
@@ -614,7 +633,7 @@ impl Store {
         attempt: u32,
         at: u64,
     ) -> Result<(), StateError> {
-        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let tx = self.write_tx()?;
         tx.execute(
             "INSERT INTO repairs (service, at, action, attempt) VALUES (?1, ?2, ?3, ?4)",
             params![service, at as i64, action, attempt],
@@ -1064,7 +1083,7 @@ impl Store {
 
     /// Adds a queued job; its id is `job-<n>`, n counting up from 1.
     pub fn add_job(&self, user: &str, spec: &str, at: i64) -> Result<String, StateError> {
-        let tx = self.conn.unchecked_transaction().map_err(|e| self.err(e))?;
+        let tx = self.write_tx()?;
         let next: i64 = tx
             .query_row(
                 "SELECT COALESCE(MAX(seq), 0) + 1 FROM compute_jobs",
@@ -1601,6 +1620,32 @@ mod tests {
             Store::open(&p).unwrap_err(),
             StateError::TooNew { found: 99, .. }
         ));
+    }
+
+    #[test]
+    fn a_write_waits_for_another_process_writer_instead_of_failing() {
+        // `add_job` reads, then writes. Begun deferred, its read snapshot went stale when the
+        // other connection committed, and its write failed at once with SQLITE_BUSY_SNAPSHOT
+        // (seen as `Locked` when a CLI command queued a job under the API server). Begun
+        // immediate, it waits for the other writer and sees its rows.
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        let a = Store::open(&p).unwrap();
+        let b = Store::open(&p).unwrap();
+        b.conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+        b.conn
+            .execute(
+                "INSERT INTO compute_jobs (seq, id, user, state, spec, submitted_at) VALUES (1, 'job-1', 'bob', 'queued', '{}', 1)",
+                [],
+            )
+            .unwrap();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            b.conn.execute_batch("COMMIT").unwrap();
+        });
+        let id = a.add_job("alice", "{}", 2).unwrap();
+        writer.join().unwrap();
+        assert_eq!(id, "job-2");
     }
 
     #[test]
