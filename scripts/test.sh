@@ -37,6 +37,20 @@ if [ ! -x "$st_venv/bin/st" ]; then
     "$st_venv/bin/pip" install -q "schemathesis==4.32.5"
 fi
 export AUTOGIT_SCHEMATHESIS=$st_venv/bin/st
+# The dashboard's browser tests: Debian's headless Chromium and its WebDriver, and axe-core
+# (npm, pinned; `npm pack` checks the registry's integrity hash) for the accessibility check.
+apt_need chromium chromium
+apt_need chromium-driver chromedriver
+apt_need npm npm
+axe_dir=$PWD/target/tools/axe-core
+axe_version=4.11.0
+if [ ! -f "$axe_dir/$axe_version/package/axe.min.js" ]; then
+    echo "installing axe-core $axe_version into $axe_dir ..."
+    mkdir -p "$axe_dir/$axe_version"
+    (cd "$axe_dir/$axe_version" && npm pack --silent "axe-core@$axe_version" >/dev/null \
+        && tar xzf "axe-core-$axe_version.tgz")
+fi
+export AUTOGIT_AXE=$axe_dir/$axe_version/package/axe.min.js
 logs=$PWD/target/test-logs
 mkdir -p "$logs"
 

@@ -1,4 +1,5 @@
 pub mod client;
+pub mod dashboard;
 pub mod events;
 pub mod handlers;
 pub mod model;

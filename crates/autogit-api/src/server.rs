@@ -63,7 +63,9 @@ pub struct Api {
     pub guard: autogit_guard::Guard,
     /// The plan of the configuration the server started with.
     pub plan: autogit_core::plan::Plan,
-    by_addr: Mutex<RateLimiter<IpAddr>>,
+    pub(crate) by_addr: Mutex<RateLimiter<IpAddr>>,
+    /// The key of the dashboard sessions' CSRF tokens (random per server).
+    pub(crate) csrf_key: [u8; 32],
     by_principal: Mutex<RateLimiter<String>>,
     /// The server's connection to the state store (`handlers::with_store`).
     pub(crate) state: Mutex<Option<autogit_drivers::state::Store>>,
@@ -89,7 +91,11 @@ impl Api {
         let plan = autogit_app::plan::quiet(&settings)?;
         let guard = autogit_guard::Guard::new(autogit_guard::GuardConfig::default())
             .map_err(|e| e.to_string())?;
+        let mut csrf_key = [0u8; 32];
+        getrandom::fill(&mut csrf_key)
+            .map_err(|e| format!("no randomness for the CSRF key: {e}"))?;
         Ok(Self {
+            csrf_key,
             clock: bus.clock().clone(),
             by_addr: Mutex::new(RateLimiter::new(
                 options.rate_per_addr.0,
@@ -470,9 +476,17 @@ async fn authorize_parts<O: Operation>(
             None,
         ));
     }
-    // 2. Authentication, role and scope.
-    let presented =
+    // 2. Authentication, role and scope: a bearer credential, else the dashboard's session
+    //    cookie, which may change something only with its CSRF token from the same site.
+    let mut presented =
         bearer(&parts.headers).map_err(|p| (p, Some(entry("anonymous".into(), None, "denied"))))?;
+    if presented.is_none()
+        && let Some(session) = crate::dashboard::session_cookie(&parts.headers)
+    {
+        crate::dashboard::check_csrf(api, &parts.headers, session, info.verb)
+            .map_err(|p| (p, Some(entry("anonymous".into(), None, "denied"))))?;
+        presented = Some(session);
+    }
     let mut principal = None;
     if let Access::Role(required) = info.access {
         let Some(token) = presented else {
@@ -623,10 +637,6 @@ async fn secure_headers(req: Request, next: axum::middleware::Next) -> Response 
         ("x-content-type-options", "nosniff"),
         ("x-frame-options", "DENY"),
         ("referrer-policy", "no-referrer"),
-        (
-            "content-security-policy",
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
         ("cross-origin-resource-policy", "same-origin"),
     ] {
         h.insert(
@@ -634,6 +644,11 @@ async fn secure_headers(req: Request, next: axum::middleware::Next) -> Response 
             HeaderValue::from_static(value),
         );
     }
+    // The dashboard's pages set their own (their script and stylesheet); the rest load nothing.
+    h.entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     resp
@@ -701,6 +716,7 @@ pub fn router(api: Arc<Api>) -> Router {
         "/api/v1/openapi.json",
         axum::routing::get(openapi_json).fallback(method_not_allowed),
     )
+    .merge(crate::dashboard::routes())
     .fallback(not_found)
     .layer(axum::middleware::from_fn(secure_headers))
     .with_state(api)

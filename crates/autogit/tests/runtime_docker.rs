@@ -4,6 +4,8 @@
 //! and data dir, and removes what it created.
 
 mod common;
+#[path = "../../autogit-api/tests/support/webdriver.rs"]
+mod webdriver;
 use common::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -101,7 +103,12 @@ impl Platform {
         }
     }
     fn daemon(&self) -> Daemon {
-        let a = self.args(&["daemon"]);
+        self.daemon_with(&[])
+    }
+    fn daemon_with(&self, extra: &[&str]) -> Daemon {
+        let mut args = vec!["daemon"];
+        args.extend_from_slice(extra);
+        let a = self.args(&args);
         let child = cmd(self.path())
             .args(&a)
             .stdout(Stdio::null())
@@ -527,4 +534,117 @@ fn install_sets_up_the_daemon_as_a_systemd_service() {
     let r = install();
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("run it yourself"), "{}", r.stderr);
+}
+
+/// The dashboard on the real engine: `daemon --api-listen` serves it; a container killed
+/// with SIGKILL shows on the overview's card as it goes through the repair and back to
+/// HEALTHY, in the same document (no reload). Chromium from Debian, over WebDriver.
+#[test]
+fn the_dashboard_follows_a_sigkill_live() {
+    if !have_engine() {
+        return;
+    }
+    let tool = |name: &str| {
+        let found = which(name);
+        if found.is_none() {
+            assert!(
+                std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
+                "{name} is required (apt-get install chromium chromium-driver)"
+            );
+            eprintln!("skipping: {name} not found");
+        }
+        found
+    };
+    let (Some(chromium), Some(chromedriver)) = (tool("chromium"), tool("chromedriver")) else {
+        return;
+    };
+    fake_gitlab_image("0.0.2", &[]);
+    let p = Platform::new("dash", "0.0.2", 31280, "");
+    assert_eq!(p.run(&["install", "--wait", "60s"]).code, 0);
+    let created = p.run(&["api-key", "create", "dash", "--role", "operator", "--json"]);
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let key: Value = serde_json::from_str(&created.stdout).unwrap();
+    let key = key["key"].as_str().unwrap().to_owned();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut d = p.daemon_with(&["--api-listen", &listen]);
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the daemon's API did not listen"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let base = format!("http://localhost:{port}");
+    let logs = p.path().join("chromedriver.log");
+    let driver = webdriver::Driver::start(&chromedriver, &logs);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (states, delay) = rt.block_on(async {
+        let s = driver.session(&chromium, &p.path().join("profile")).await;
+        s.goto(&format!("{base}/login")).await;
+        s.type_into(&s.find("#key").await, &key).await;
+        s.click(&s.find("#sign-in").await).await;
+        s.wait_for(
+            "const c = document.querySelector('[data-service=gitlab]'); return c && c.dataset.state === 'HEALTHY' && document.body.dataset.live === 'on'",
+            Duration::from_secs(30),
+        )
+        .await;
+        s.js(
+            "window.__states = [];
+             const main = document.getElementById('main');
+             new MutationObserver(() => {
+               const c = document.querySelector('[data-service=gitlab]');
+               const st = c && c.dataset.state;
+               const last = window.__states[window.__states.length - 1];
+               if (st && (!last || last[0] !== st)) window.__states.push([st, performance.now()]);
+             }).observe(main, {subtree: true, childList: true, attributes: true});
+             window.__killedAt = performance.now();
+             return true;",
+            serde_json::json!([]),
+        )
+        .await;
+        docker(&["kill", "-s", "KILL", &p.container()]);
+        let (states, _) = s
+            .wait_for(
+                "const s = window.__states;
+                 return s.length >= 2 && s[s.length - 1][0] === 'HEALTHY' ? s : null",
+                Duration::from_secs(60),
+            )
+            .await;
+        let killed = s.js("return window.__killedAt", serde_json::json!([])).await;
+        s.quit().await;
+        let first = states[0][1].as_f64().unwrap() - killed.as_f64().unwrap();
+        (states, first)
+    });
+    let names: Vec<&str> = states
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s[0].as_str().unwrap())
+        .collect();
+    assert_ne!(
+        names[0], "HEALTHY",
+        "the card left HEALTHY first: {names:?}"
+    );
+    assert!(
+        names
+            .iter()
+            .any(|n| *n == "REPAIRING" || *n == "DEGRADED" || *n == "FAILED"),
+        "{names:?}"
+    );
+    println!("measured (not asserted): SIGKILL -> card changed in {delay:.0} ms; states {states}");
+    assert!(d.stop().success());
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
 }

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod webdriver;
+
 use autogit_api::server::{Api, ServeOptions};
 use autogit_app::access::{AccessController, NewKey};
 use autogit_app::audit::AuditLog;
