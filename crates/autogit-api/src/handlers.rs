@@ -284,6 +284,43 @@ impl Handle for ClearFlag {
     }
 }
 
+impl Handle for ServiceLogs {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        p: ServicePath,
+        q: ServiceLogQuery,
+        _: NoBody,
+    ) -> Result<Reply<LogLines>, Problem> {
+        service(api, &p.service)?;
+        let tail = q.tail.unwrap_or(200);
+        if !(1..=5000).contains(&tail) {
+            return Err(Problem::invalid("query.tail", "between 1 and 5000"));
+        }
+        if q.since.is_some_and(|s| s < 0) {
+            return Err(Problem::invalid("query.since", "Unix seconds, at least 0"));
+        }
+        let mut lines = Vec::new();
+        autogit_app::platform::logs(
+            &api.settings,
+            std::slice::from_ref(&p.service),
+            q.since,
+            Some(tail as usize),
+            false,
+            std::future::pending::<()>(),
+            |svc, line| {
+                lines.push(LogLine {
+                    service: svc.trim().to_owned(),
+                    line: line.to_owned(),
+                });
+            },
+        )
+        .await
+        .map_err(|e| Problem::unavailable("engine-unavailable", e))?;
+        Ok(Reply::new(LogLines(lines)))
+    }
+}
+
 impl Handle for ListTransitions {
     async fn handle(
         api: &Arc<Api>,
@@ -393,6 +430,146 @@ fn dns_problem(e: autogit_app::dns::DnsError) -> Problem {
         DnsError::NotFound(m) => Problem::not_found(m),
         DnsError::Invalid { field, message } => Problem::invalid(&format!("body.{field}"), message),
         other => Problem::conflict(other.to_string()),
+    }
+}
+
+fn drift_of(r: &autogit_core::dns::Record, action: &str, current: Option<String>) -> DnsDrift {
+    DnsDrift {
+        action: action.into(),
+        name: r.name.clone(),
+        kind: r.kind.as_str().to_owned(),
+        value: r.value.clone(),
+        current,
+    }
+}
+
+impl Handle for GetDnsPlan {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<DnsPlanView>, Problem> {
+        use autogit_core::dns::Change;
+        let c = dns(api);
+        let view = c.plan(&api.plan).await.map_err(|e| match e {
+            autogit_app::dns::DnsError::Provider(m) => Problem::upstream(m),
+            other => Problem::conflict(other.to_string()),
+        })?;
+        let mut drift: Vec<DnsDrift> = view
+            .plan
+            .changes
+            .iter()
+            .map(|ch| match ch {
+                Change::Create { record } => drift_of(record, "create", None),
+                Change::Update { from, to } => drift_of(to, "update", Some(from.value.clone())),
+                Change::Delete { record } => drift_of(record, "delete", None),
+            })
+            .collect();
+        for conflict in &view.plan.conflicts {
+            let wanted = view.desired.iter().find(|r| r.name == conflict.name);
+            let found = conflict
+                .found
+                .iter()
+                .map(|r| format!("{} {}", r.kind.as_str(), r.value))
+                .collect::<Vec<_>>()
+                .join(", ");
+            drift.push(DnsDrift {
+                action: "conflict".into(),
+                name: conflict.name.clone(),
+                kind: wanted.map_or_else(String::new, |r| r.kind.as_str().to_owned()),
+                value: wanted.map_or_else(String::new, |r| r.value.clone()),
+                current: Some(found),
+            });
+        }
+        Ok(Reply::new(DnsPlanView {
+            readable: c.manages_records(),
+            in_sync: view.plan.is_empty(),
+            provider: view.provider,
+            target: view.target,
+            zone: view.zone,
+            drift,
+        }))
+    }
+}
+
+// ---- tls -----------------------------------------------------------------------------------
+
+fn tls(api: &Api) -> autogit_app::tls::TlsController {
+    autogit_app::tls::TlsController::new(api.settings.clone(), api.bus.clone(), api.clock.clone())
+}
+
+impl Handle for GetTls {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<TlsStatus>, Problem> {
+        let c = tls(api);
+        let mut status = TlsStatus {
+            configured: c.configured(),
+            wanted: Vec::new(),
+            certificate: None,
+            problem: None,
+        };
+        match c
+            .acme_settings()
+            .and_then(|(_, domain)| c.wanted_names(&domain))
+        {
+            Ok(w) => status.wanted = w,
+            Err(e) => status.problem = Some(e),
+        }
+        if status.problem.is_none() {
+            match c.current() {
+                Ok(cert) => {
+                    status.certificate = cert.map(|st| Certificate {
+                        names: st.info.names,
+                        not_before: st.info.not_before,
+                        not_after: st.info.not_after,
+                        due: st.due,
+                    });
+                }
+                Err(e) => status.problem = Some(e),
+            }
+        }
+        if status.problem.is_none() && !status.configured {
+            status.problem = Some("ACME_EMAIL is not set in .env".into());
+        }
+        Ok(Reply::new(status))
+    }
+}
+
+impl Handle for RenewTls {
+    async fn handle(
+        api: &Arc<Api>,
+        cx: &Cx,
+        _: NoParams,
+        _: NoParams,
+        body: RenewRequest,
+    ) -> Result<Reply<Accepted>, Problem> {
+        let c = tls(api);
+        if !c.configured() {
+            return Err(Problem::conflict(
+                "TLS is not configured: set BASE_DOMAIN and ACME_EMAIL in .env",
+            ));
+        }
+        let force = body.force.unwrap_or(false);
+        let accepted = spawn_task(api, cx, Self::INFO.id, "certificate", move || async move {
+            match c.renew(force, &|_| {}).await? {
+                Some(r) => Ok(match r.ingress_error {
+                    None => format!("renewed until {}", r.info.not_after),
+                    Some(e) => format!(
+                        "renewed until {}; the ingress was not refreshed: {e}",
+                        r.info.not_after
+                    ),
+                }),
+                None => Ok("not due; nothing renewed".into()),
+            }
+        });
+        Ok(Reply::new(accepted))
     }
 }
 

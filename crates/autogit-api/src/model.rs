@@ -265,6 +265,86 @@ pub struct AnalyzeResult {
     pub quarantine_id: Option<String>,
 }
 
+/// One difference between the records the platform needs and the provider's zone.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DnsDrift {
+    /// `create`, `update` or `delete` (what `dns sync` would do), or `conflict`: a record
+    /// autogit does not own is in the way, and is left alone.
+    pub action: String,
+    pub name: String,
+    /// Record type (`A`, `AAAA`, `CNAME`, `TXT`...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The value the platform needs (for `delete`: the value that would go).
+    pub value: String,
+    /// What the provider holds now, for `update` and `conflict`.
+    pub current: Option<String>,
+}
+
+/// The records the platform needs against the provider's zone (`autogit dns plan`).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct DnsPlanView {
+    /// `DNS_PROVIDER`.
+    pub provider: String,
+    /// The provider in words, or what `manual` means.
+    pub target: String,
+    pub zone: Option<String>,
+    /// Whether the zone was read (false for `manual`: every record is listed as to create).
+    pub readable: bool,
+    pub in_sync: bool,
+    pub drift: Vec<DnsDrift>,
+}
+
+/// The wildcard (or per-service) certificate on disk.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Certificate {
+    pub names: Vec<String>,
+    /// Unix seconds.
+    pub not_before: i64,
+    pub not_after: i64,
+    /// Renewal is due: two thirds of the lifetime have passed, or a wanted name is missing.
+    pub due: bool,
+}
+
+/// TLS as configured, and the certificate when there is one.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TlsStatus {
+    /// BASE_DOMAIN and ACME_EMAIL are set.
+    pub configured: bool,
+    /// The names the certificate must cover.
+    pub wanted: Vec<String>,
+    pub certificate: Option<Certificate>,
+    /// Why TLS is not configured, or the certificate could not be read.
+    pub problem: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+pub struct RenewRequest {
+    /// Renew even when not due (counts against the CA's rate limits).
+    pub force: Option<bool>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ServiceLogQuery {
+    /// The last lines (1–5000, default 200).
+    #[param(minimum = 1, maximum = 5000)]
+    pub tail: Option<u32>,
+    /// Only lines since (Unix seconds).
+    #[param(minimum = 0)]
+    pub since: Option<i64>,
+}
+
+/// A line of a service's container log.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    pub service: String,
+    pub line: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct LogLines(pub Vec<LogLine>);
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogSearchQuery {

@@ -9,6 +9,7 @@ use autogit_core::access::Role::*;
 
 json_body!(
     DeployRequest,
+    RenewRequest,
     DnsRecord,
     AnalyzeRequest,
     SyncRequest,
@@ -60,6 +61,13 @@ operation! {
 }
 
 operation! {
+    /// The last lines of a service's container log
+    ServiceLogs: Get "/api/v1/services/{service}/logs",
+    id: "services.logs", access: Role(Operator), area: "logs", kind: Read,
+    path: ServicePath, query: ServiceLogQuery, body: NoBody, response: LogLines,
+}
+
+operation! {
     /// State transitions of the services
     ListTransitions: Get "/api/v1/state/transitions",
     id: "state.transitions", access: Role(Viewer), area: "services", kind: Read,
@@ -87,6 +95,27 @@ operation! {
     DeleteDnsRecord: Delete "/api/v1/dns/records/{name}/{type}",
     id: "dns.delete", access: Role(Operator), area: "dns", kind: Write,
     path: DnsRecordPath, query: NoParams, body: NoBody, response: Deleted,
+}
+
+operation! {
+    /// The records the platform needs against the provider's zone: the drift `dns sync` would fix
+    GetDnsPlan: Get "/api/v1/dns/plan",
+    id: "dns.plan", access: Role(Viewer), area: "dns", kind: Read,
+    path: NoParams, query: NoParams, body: NoBody, response: DnsPlanView,
+}
+
+operation! {
+    /// The TLS certificate: names, validity, whether renewal is due
+    GetTls: Get "/api/v1/tls",
+    id: "tls.status", access: Role(Viewer), area: "dns", kind: Read,
+    path: NoParams, query: NoParams, body: NoBody, response: TlsStatus,
+}
+
+operation! {
+    /// Renew the certificate by ACME (when due, or forced), then refresh the ingress
+    RenewTls: Post "/api/v1/tls/renew",
+    id: "tls.renew", access: Role(Operator), area: "dns", kind: Execute, success: 202,
+    path: NoParams, query: NoParams, body: RenewRequest, response: Accepted,
 }
 
 // ---- security ------------------------------------------------------------------------------
@@ -287,10 +316,14 @@ macro_rules! for_each_operation {
             GetService,
             DeployService,
             ClearFlag,
+            ServiceLogs,
             ListTransitions,
             ListDnsRecords,
             CreateDnsRecord,
             DeleteDnsRecord,
+            GetDnsPlan,
+            GetTls,
+            RenewTls,
             Analyze,
             ListQuarantine,
             GetQuarantine,

@@ -287,3 +287,43 @@ async fn too_many_requests_get_429_with_retry_after() {
     let r = call(&c, "GET", s.url("/api/v1/services"), &s.admin, &[]).await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_drift_and_tls_status() {
+    let s = Server::start(unlimited());
+    let c = client();
+    // Manual DNS: the zone cannot be read, so every record the platform needs is to create.
+    let r = call(&c, "GET", s.url("/api/v1/dns/plan"), &s.viewer, &[]).await;
+    assert_eq!(r.status(), 200);
+    let plan: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(plan["provider"], "manual");
+    assert_eq!(plan["readable"], false);
+    assert_eq!(plan["in_sync"], false);
+    let drift = plan["drift"].as_array().unwrap();
+    assert!(!drift.is_empty());
+    assert!(drift.iter().all(|d| d["action"] == "create"), "{plan:#}");
+    assert!(
+        drift.iter().any(|d| d["name"] == "*.example.test"
+            && d["type"] == "A"
+            && d["value"] == "192.0.2.10"),
+        "{plan:#}"
+    );
+    // TLS without ACME_EMAIL: not configured, said in words; renewing is refused.
+    let r = call(&c, "GET", s.url("/api/v1/tls"), &s.viewer, &[]).await;
+    assert_eq!(r.status(), 200);
+    let tls: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(tls["configured"], false);
+    assert!(tls["certificate"].is_null());
+    assert!(
+        tls["problem"].as_str().unwrap().contains("ACME_EMAIL"),
+        "{tls:#}"
+    );
+    let r = c
+        .post(s.url("/api/v1/tls/renew"))
+        .bearer_auth(&s.operator)
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+}

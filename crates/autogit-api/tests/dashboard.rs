@@ -271,6 +271,28 @@ async fn dashboard_in_chromium() {
     )
     .await;
 
+    // The guard's decisions per day: today's bar counts the text above.
+    let today = s.text(&s.find("ol.bars li:last-child .n").await).await;
+    assert_eq!(today, "1");
+
+    // DNS: every record the platform needs, with what the provider holds (manual here: the
+    // zone cannot be read, so each is to create by hand).
+    s.goto(&format!("{base}/dns")).await;
+    let rows = s.find_all("tr[data-record]").await;
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert!(
+            s.text(row).await.contains("create"),
+            "{}",
+            s.text(row).await
+        );
+    }
+    assert!(
+        s.text(&s.find("main").await)
+            .await
+            .contains("cannot be read")
+    );
+
     // Every page: no serious or critical accessibility violation, at desktop and phone width.
     let pages = [
         ("overview", "/"),

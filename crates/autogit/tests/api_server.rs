@@ -249,6 +249,7 @@ fn sample_body(op: &str) -> Option<&'static str> {
         "backups.restore" => r#"{"confirm": "nothing"}"#,
         "keys.create" => r#"{"name": "matrix", "role": "viewer"}"#,
         "auth.token" => r#"{}"#,
+        "tls.renew" => r#"{"force": false}"#,
         "auth.revoke" => r#"{"token_id": "nothing"}"#,
         _ => return None,
     })
@@ -308,8 +309,11 @@ fn every_operation_enforces_its_role() {
                 }
                 // Its own role: past the gate.
                 let r = s.call(&m, &url, Some(s.key(role)), body);
+                // No log index yet (503 until the log store ships); no engine here for a
+                // container's log (503: the engine cannot be reached).
                 assert!(
-                    !matches!(r.status, 401 | 403) && (r.status < 500 || id == "logs.search"),
+                    !matches!(r.status, 401 | 403)
+                        && (r.status < 500 || matches!(id, "logs.search" | "services.logs")),
                     "{id} as {role}: {} {}",
                     r.status,
                     r.body

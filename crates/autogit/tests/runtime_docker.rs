@@ -617,6 +617,27 @@ fn the_dashboard_follows_a_sigkill_live() {
             )
             .await;
         let killed = s.js("return window.__killedAt", serde_json::json!([])).await;
+        // The service page shows the container's log (busybox httpd logs each probe).
+        s.goto(&format!("{base}/services/gitlab")).await;
+        let (log, _) = s
+            .wait_for(
+                "const l = document.querySelector('pre.log'); return l && l.textContent",
+                Duration::from_secs(20),
+            )
+            .await;
+        assert!(log.as_str().unwrap().contains("response:200"), "{log}");
+        let lines: Value = reqwest::Client::new()
+            .get(format!("{base}/api/v1/services/gitlab/logs?tail=3"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let lines = lines.as_array().unwrap();
+        assert!(!lines.is_empty() && lines.len() <= 3, "{lines:?}");
+        assert!(lines.iter().all(|l| l["service"] == "gitlab"), "{lines:?}");
         s.quit().await;
         let first = states[0][1].as_f64().unwrap() - killed.as_f64().unwrap();
         (states, first)

@@ -38,6 +38,7 @@
         const focused = document.activeElement && document.activeElement.id;
         main.innerHTML = await r.text();
         document.body.dataset.refreshed = String(Date.now());
+        for (const log of main.querySelectorAll('pre.log')) log.scrollTop = log.scrollHeight;
         if (focused) { const el = document.getElementById(focused); if (el) el.focus(); }
       }
     } catch (e) { /* the next event retries */ }
@@ -138,6 +139,13 @@
     document.activeElement && document.activeElement.blur();
     schedule();
   });
+
+  // A section marked data-follow (a service's log) is read again every so many ms while
+  // the page is visible.
+  setInterval(() => {
+    const f = main.querySelector('[data-follow]');
+    if (f && document.visibilityState === 'visible') schedule();
+  }, 2000);
 
   follow();
 })();
