@@ -85,7 +85,8 @@ impl TlsController {
         let plan = crate::plan::quiet(&self.settings)?;
         let mut names: Vec<String> = plan
             .local()
-            .filter_map(|s| s.subdomain.as_ref().map(|sub| format!("{sub}.{domain}")))
+            .flat_map(|s| s.hosts())
+            .map(|sub| format!("{sub}.{domain}"))
             .collect();
         names.sort();
         names.dedup();

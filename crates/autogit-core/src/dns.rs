@@ -200,8 +200,8 @@ impl DnsTarget {
         let mut subdomains: Vec<String> = plan
             .services
             .iter()
-            .filter_map(|s| s.subdomain.as_deref())
-            .map(canonical_name)
+            .flat_map(|s| s.hosts())
+            .map(|h| canonical_name(&h))
             .collect();
         subdomains.sort();
         subdomains.dedup();

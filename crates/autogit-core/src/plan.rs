@@ -271,6 +271,28 @@ pub struct ServiceSpec {
     pub on_demand: bool,
 }
 
+/// Other subdomains the ingress routes to a service of this role: the API server also serves
+/// the dashboard, at `dash.<BASE_DOMAIN>`.
+pub fn aliases(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Api => &["dash"],
+        _ => &[],
+    }
+}
+
+impl ServiceSpec {
+    /// Every subdomain the ingress routes to this service: its own, then its aliases; none
+    /// without a subdomain.
+    pub fn hosts(&self) -> Vec<String> {
+        let Some(sub) = &self.subdomain else {
+            return Vec::new();
+        };
+        std::iter::once(sub.clone())
+            .chain(aliases(self.role).iter().map(|a| (*a).to_owned()))
+            .collect()
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

@@ -403,11 +403,11 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
     let mut routers = Map::new();
     let mut services = Map::new();
     for s in plan.local() {
-        if let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) {
+        if let (Some(_), Some(port)) = (&s.subdomain, s.internal_port) {
             routers.insert(
                 s.name.clone(),
                 json!({
-                    "rule": format!("Host(`{sub}.{domain}`)"),
+                    "rule": host_rule(s, domain),
                     "entryPoints": ["websecure"],
                     "service": s.name,
                     "tls": if plan.http01.is_some() && plan.tls.is_none() { json!({"certResolver": "autogit"}) } else { json!({}) },
@@ -478,15 +478,24 @@ fn router_middlewares(plan: &Plan, service: &str) -> Vec<String> {
     m
 }
 
+/// Traefik's rule for a routed service: its subdomain and its aliases.
+fn host_rule(s: &ServiceSpec, domain: &str) -> String {
+    s.hosts()
+        .iter()
+        .map(|h| format!("Host(`{h}.{domain}`)"))
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
 /// Docker-provider labels for a routed service (compose export).
 fn traefik_labels(plan: &Plan, s: &ServiceSpec, domain: &str) -> Vec<(String, String)> {
-    let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) else {
+    let (Some(_), Some(port)) = (&s.subdomain, s.internal_port) else {
         return Vec::new();
     };
     let r = format!("traefik.http.routers.{}", s.name);
     vec![
         ("traefik.enable".into(), "true".into()),
-        (format!("{r}.rule"), format!("Host(`{sub}.{domain}`)")),
+        (format!("{r}.rule"), host_rule(s, domain)),
         (format!("{r}.entrypoints"), "websecure".into()),
         (format!("{r}.tls"), "true".into()),
         (
@@ -560,10 +569,16 @@ pub fn nginx(plan: &Plan) -> String {
         ""
     };
     for s in plan.local() {
-        if let (Some(sub), Some(port)) = (&s.subdomain, s.internal_port) {
+        if let (Some(_), Some(port)) = (&s.subdomain, s.internal_port) {
+            let names = s
+                .hosts()
+                .iter()
+                .map(|h| format!("{h}.{domain}"))
+                .collect::<Vec<_>>()
+                .join(" ");
             let _ = write!(
                 o,
-                "\nserver {{\n    listen {listen};\n    server_name {sub}.{domain};{hsts}{allow}{acme80}\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}{allow}{acme80}\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
                 name = s.name
             );
         }

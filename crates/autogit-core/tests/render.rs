@@ -223,7 +223,16 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
                 "{name}: middleware {m} defined"
             );
         }
-        assert_eq!(r["rule"], format!("Host(`{name}.vectorweight.com`)"));
+        // Its own subdomain; the API also serves the dashboard at `dash.`.
+        let rule = r["rule"].as_str().unwrap();
+        if name == "api" {
+            assert_eq!(
+                rule,
+                "Host(`api.vectorweight.com`) || Host(`dash.vectorweight.com`)"
+            );
+        } else {
+            assert_eq!(rule, format!("Host(`{name}.vectorweight.com`)"));
+        }
     }
     let compose = render::compose(&p, ".");
     assert!(
@@ -425,4 +434,37 @@ fn api_service_mounts_resolve_to_the_host_paths() {
     let test = &spec.healthcheck.as_ref().unwrap().test;
     assert_eq!(&test[..3], ["CMD", "bash", "-c"]);
     assert!(test[3].contains("/dev/tcp/127.0.0.1/8000") && test[3].contains("GET /healthz"));
+}
+
+/// The dashboard's alias: the API's container answers at `dash.` too, in every place a
+/// subdomain goes (ingress rules above; DNS records per service; HTTP-01 certificate names).
+#[test]
+fn the_api_serves_the_dashboard_at_dash() {
+    use autogit_core::dns::DnsTarget;
+    use autogit_core::platform::{DnsMode, PlatformEnv};
+    let (p, _) = full();
+    let api = p.services.iter().find(|s| s.name == "api").unwrap();
+    assert_eq!(api.hosts(), ["api", "dash"]);
+    let gitlab = p.services.iter().find(|s| s.name == "gitlab").unwrap();
+    assert_eq!(gitlab.hosts(), ["gitlab"]);
+    let env = PlatformEnv {
+        base_domain: Some("vectorweight.com".into()),
+        ingress_ip: Some("192.0.2.10".into()),
+        dns_mode: DnsMode::PerService,
+        ..Default::default()
+    };
+    let names: Vec<String> = DnsTarget::from_plan(&p, &env, 300)
+        .unwrap()
+        .address_records()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert!(
+        names.contains(&"dash.vectorweight.com".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"api.vectorweight.com".to_owned()),
+        "{names:?}"
+    );
 }
