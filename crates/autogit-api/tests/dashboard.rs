@@ -330,12 +330,23 @@ async fn dashboard_in_chromium() {
     s.window_size(1280, 900).await;
     s.goto(&format!("{base}/")).await;
     let perf = s
-        .js(
-            "const n = performance.getEntriesByType('navigation')[0];
-             const r = performance.getEntriesByType('resource');
-             const p = performance.getEntriesByType('paint').find(e => e.name === 'first-contentful-paint');
-             return {html: n.encodedBodySize, resources: r.map(e => [e.name, e.encodedBodySize]),
-                     fcp: p ? p.startTime : null};",
+        .js_async(
+            "const done = arguments[arguments.length - 1];
+             const report = (fcp) => {
+               const n = performance.getEntriesByType('navigation')[0];
+               const r = performance.getEntriesByType('resource');
+               done({bytes: n.encodedBodySize + r.reduce((a, e) => a + e.encodedBodySize, 0),
+                     html: n.encodedBodySize, resources: r.map(e => [e.name.split('?')[0], e.encodedBodySize]),
+                     first_contentful_paint_ms: fcp, dom_content_loaded_ms: n.domContentLoadedEventEnd,
+                     visibility: document.visibilityState});
+             };
+             const seen = performance.getEntriesByName('first-contentful-paint')[0];
+             if (seen) { report(seen.startTime); return; }
+             new PerformanceObserver((l) => {
+               const e = l.getEntries().find(e => e.name === 'first-contentful-paint');
+               if (e) report(e.startTime);
+             }).observe({type: 'paint', buffered: true});
+             setTimeout(() => report(null), 3000);",
             json!([]),
         )
         .await;
