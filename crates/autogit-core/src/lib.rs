@@ -19,6 +19,7 @@ pub mod emit;
 pub mod inventory;
 pub mod lifecycle;
 pub mod load;
+pub mod logs;
 pub mod mirror;
 pub mod netaddr;
 pub mod ondemand;

@@ -11,6 +11,7 @@ pub mod fsx;
 pub mod gitlab;
 pub mod health;
 pub mod host;
+pub mod logstore;
 pub mod mdns;
 pub mod mirror;
 pub mod notify;

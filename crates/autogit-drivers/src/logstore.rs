@@ -1,0 +1,512 @@
+//! The embedded log store: enriched, scrubbed lines in SQLite with an FTS5 full-text index
+//! (`<data>/logs.db`, WAL, mode 0600), searched with BM25 ranking and field filters, and
+//! trimmed by age and by line count. SQLite FTS5 (compiled into the bundled SQLite) rather
+//! than tantivy: no new dependency, one file that `backup` already knows how to copy, and
+//! ingest and query figures that meet the goals (see `xtask bench logs`).
+//!
+//! **Invariant:** only [`autogit_core::logs::enrich`]'s scrubbed message is stored; nothing
+//! here sees a raw line.
+
+use autogit_core::logs::{Enriched, Field, Level, Query, status_range};
+use rusqlite::{Connection, OpenFlags, params, params_from_iter};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogStoreError {
+    #[error("log store {path}: {message}")]
+    Sqlite { path: PathBuf, message: String },
+}
+
+/// One line to store: when (unix nanoseconds), which service, and its enrichment.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub at_ns: i64,
+    pub service: String,
+    pub enriched: Enriched,
+}
+
+/// A search hit.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Hit {
+    pub at_ns: i64,
+    pub service: String,
+    pub level: String,
+    pub message: String,
+    pub error_class: Option<String>,
+    pub http_status: Option<u16>,
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub job_id: Option<String>,
+    /// BM25 relevance (higher is better); 0 for a filter-only query (newest first).
+    pub score: f64,
+}
+
+/// How much to keep.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    pub max_age: Duration,
+    pub max_lines: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_age: Duration::from_secs(14 * 86_400),
+            max_lines: 5_000_000,
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS lines (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    service TEXT NOT NULL,
+    level TEXT NOT NULL,
+    class TEXT,
+    status INTEGER,
+    request_id TEXT,
+    trace_id TEXT,
+    job_id TEXT,
+    ips TEXT NOT NULL DEFAULT '',
+    urls TEXT NOT NULL DEFAULT '',
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS lines_at ON lines(at);
+CREATE INDEX IF NOT EXISTS lines_service_at ON lines(service, at);
+CREATE INDEX IF NOT EXISTS lines_request ON lines(request_id) WHERE request_id IS NOT NULL;
+CREATE VIRTUAL TABLE IF NOT EXISTS lines_fts USING fts5(
+    message, class, content='lines', content_rowid='id'
+);
+CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, at INTEGER NOT NULL);
+";
+
+/// The store. Not `Sync`: one per thread (the follower writes, each search opens its own).
+pub struct LogStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for LogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogStore {
+    /// Opens (creating it 0600 when missing) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, LogStoreError> {
+        let err = |e: rusqlite::Error| LogStoreError::Sqlite {
+            path: path.to_owned(),
+            message: e.to_string(),
+        };
+        let existed = path.exists();
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_CREATE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        if !existed {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+        })
+    }
+
+    fn err(&self, e: rusqlite::Error) -> LogStoreError {
+        LogStoreError::Sqlite {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Stores lines in one transaction.
+    pub fn insert(&mut self, lines: &[Line]) -> Result<(), LogStoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| LogStoreError::Sqlite {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO lines (at, service, level, class, status, request_id, trace_id, job_id, ips, urls, message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(|e| LogStoreError::Sqlite { path: self.path.clone(), message: e.to_string() })?;
+            let mut fts = tx
+                .prepare_cached("INSERT INTO lines_fts (rowid, message, class) VALUES (?1, ?2, ?3)")
+                .map_err(|e| LogStoreError::Sqlite {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
+            for l in lines {
+                let e = &l.enriched;
+                let level = e.level.unwrap_or(Level::Unknown).as_str();
+                ins.execute(params![
+                    l.at_ns,
+                    l.service,
+                    level,
+                    e.error_class,
+                    e.http_status,
+                    e.request_id,
+                    e.trace_id,
+                    e.job_id,
+                    e.ips.join(" "),
+                    e.urls.join(" "),
+                    e.message,
+                ])
+                .map_err(|x| LogStoreError::Sqlite {
+                    path: self.path.clone(),
+                    message: x.to_string(),
+                })?;
+                let id = tx.last_insert_rowid();
+                fts.execute(params![id, e.message, e.error_class])
+                    .map_err(|x| LogStoreError::Sqlite {
+                        path: self.path.clone(),
+                        message: x.to_string(),
+                    })?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))
+    }
+
+    /// Where a source (a container) was read up to, in unix nanoseconds.
+    pub fn cursor(&self, source: &str) -> Result<Option<i64>, LogStoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row("SELECT at FROM cursors WHERE source = ?1", [source], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_cursor(&self, source: &str, at_ns: i64) -> Result<(), LogStoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO cursors (source, at) VALUES (?1, ?2)
+                 ON CONFLICT(source) DO UPDATE SET at = excluded.at",
+                params![source, at_ns],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Lines stored.
+    pub fn count(&self) -> Result<u64, LogStoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM lines", [], |r| r.get::<_, i64>(0))
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Searches lines in `[from_ns, to_ns]`: words and phrases ranked by BM25, else newest
+    /// first; at most `limit`.
+    pub fn search(
+        &self,
+        q: &Query,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+    ) -> Result<Vec<Hit>, LogStoreError> {
+        let mut sql = String::new();
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        use rusqlite::types::Value as V;
+        let fts = q.fts();
+        if let Some(m) = &fts {
+            sql.push_str(
+                "SELECT l.at, l.service, l.level, l.message, l.class, l.status, l.request_id, l.trace_id, l.job_id, -bm25(lines_fts) AS score
+                 FROM lines_fts JOIN lines l ON l.id = lines_fts.rowid
+                 WHERE lines_fts MATCH ?",
+            );
+            args.push(V::Text(m.clone()));
+        } else {
+            sql.push_str(
+                "SELECT l.at, l.service, l.level, l.message, l.class, l.status, l.request_id, l.trace_id, l.job_id, 0.0 AS score
+                 FROM lines l WHERE 1",
+            );
+            if !q.not.is_empty() {
+                // Negation without words: the index decides which lines to drop.
+                let not = q
+                    .not
+                    .iter()
+                    .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                sql.push_str(
+                    " AND l.id NOT IN (SELECT rowid FROM lines_fts WHERE lines_fts MATCH ?)",
+                );
+                args.push(V::Text(not));
+            }
+        }
+        sql.push_str(" AND l.at >= ? AND l.at <= ?");
+        args.push(V::Integer(from_ns));
+        args.push(V::Integer(to_ns));
+        for (field, value) in &q.filters {
+            match field {
+                Field::Service => {
+                    sql.push_str(" AND l.service = ?");
+                    args.push(V::Text(value.clone()));
+                }
+                Field::Level => {
+                    let l = Level::parse(value).unwrap_or(Level::Unknown);
+                    sql.push_str(" AND l.level = ?");
+                    args.push(V::Text(l.as_str().to_owned()));
+                }
+                Field::Status => {
+                    let (lo, hi) = status_range(value).unwrap_or((0, 0));
+                    sql.push_str(" AND l.status BETWEEN ? AND ?");
+                    args.push(V::Integer(i64::from(lo)));
+                    args.push(V::Integer(i64::from(hi)));
+                }
+                Field::Class => {
+                    // The whole class, or its last segment (`NullPointerException` finds
+                    // `java.lang.NullPointerException`).
+                    sql.push_str(
+                        " AND (l.class = ? OR l.class LIKE '%.' || ? ESCAPE '\\' OR l.class LIKE '%::' || ? ESCAPE '\\')",
+                    );
+                    let escaped = value
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_");
+                    args.push(V::Text(value.clone()));
+                    args.push(V::Text(escaped.clone()));
+                    args.push(V::Text(escaped));
+                }
+                Field::Ip => {
+                    sql.push_str(" AND (' ' || l.ips || ' ') LIKE ?");
+                    args.push(V::Text(format!("% {value} %")));
+                }
+                Field::Url => {
+                    sql.push_str(" AND instr(l.urls, ?) > 0");
+                    args.push(V::Text(value.clone()));
+                }
+                Field::Request => {
+                    sql.push_str(" AND l.request_id = ?");
+                    args.push(V::Text(value.clone()));
+                }
+                Field::Trace => {
+                    sql.push_str(" AND l.trace_id = ?");
+                    args.push(V::Text(value.clone()));
+                }
+                Field::Job => {
+                    sql.push_str(" AND l.job_id = ?");
+                    args.push(V::Text(value.clone()));
+                }
+            }
+        }
+        if fts.is_some() {
+            sql.push_str(" ORDER BY score DESC, l.at DESC LIMIT ?");
+        } else {
+            sql.push_str(" ORDER BY l.at DESC LIMIT ?");
+        }
+        args.push(V::Integer(limit.min(10_000) as i64));
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params_from_iter(args), |r| {
+                Ok(Hit {
+                    at_ns: r.get(0)?,
+                    service: r.get(1)?,
+                    level: r.get(2)?,
+                    message: r.get(3)?,
+                    error_class: r.get(4)?,
+                    http_status: r.get::<_, Option<i64>>(5)?.map(|s| s as u16),
+                    request_id: r.get(6)?,
+                    trace_id: r.get(7)?,
+                    job_id: r.get(8)?,
+                    score: r.get(9)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Drops lines older than the retention's age (relative to `now_ns`), then the oldest
+    /// beyond its line count. Returns how many went.
+    pub fn trim(&mut self, retention: Retention, now_ns: i64) -> Result<u64, LogStoreError> {
+        let cutoff =
+            now_ns.saturating_sub(retention.max_age.as_nanos().min(i64::MAX as u128) as i64);
+        let total = self.count()?;
+        let over = total.saturating_sub(retention.max_lines);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| LogStoreError::Sqlite {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        // The oldest id to keep: past the age cutoff and within the count.
+        let by_count: i64 = if over > 0 {
+            tx.query_row(
+                "SELECT id FROM lines ORDER BY id LIMIT 1 OFFSET ?1",
+                [over as i64],
+                |r| r.get(0),
+            )
+            .map_err(|e| LogStoreError::Sqlite {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?
+        } else {
+            0
+        };
+        let doomed = "(at < ?1 OR id < ?2)";
+        tx.execute(
+            &format!(
+                "INSERT INTO lines_fts (lines_fts, rowid, message, class)
+                 SELECT 'delete', id, message, class FROM lines WHERE {doomed}"
+            ),
+            params![cutoff, by_count],
+        )
+        .map_err(|e| LogStoreError::Sqlite {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+        let n = tx
+            .execute(
+                &format!("DELETE FROM lines WHERE {doomed}"),
+                params![cutoff, by_count],
+            )
+            .map_err(|e| LogStoreError::Sqlite {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autogit_core::logs::{enrich, parse_query};
+
+    fn line(at_s: i64, service: &str, text: &str) -> Line {
+        Line {
+            at_ns: at_s * 1_000_000_000,
+            service: service.into(),
+            enriched: enrich(text, &[]),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, LogStore) {
+        let d = tempfile::tempdir().unwrap();
+        let s = LogStore::open(&d.path().join("logs.db")).unwrap();
+        (d, s)
+    }
+
+    fn found(s: &LogStore, q: &str) -> Vec<String> {
+        s.search(&parse_query(q).unwrap(), 0, i64::MAX, 50)
+            .unwrap()
+            .into_iter()
+            .map(|h| h.message)
+            .collect()
+    }
+
+    #[test]
+    fn stores_scrubbed_lines_and_finds_them_by_words_fields_and_class() {
+        let (d, mut s) = store();
+        s.insert(&[
+            line(100, "gitlab", "Completed 200 OK in 12ms request_id=r1"),
+            line(
+                101,
+                "gitlab",
+                "ERROR java.lang.NullPointerException: boom request_id=r2",
+            ),
+            line(102, "gitlab", "user alice@example.com signed in"),
+            line(103, "traefik", r#"10.0.0.9 - - "GET /x HTTP/1.1" 502 12"#),
+            line(104, "gitlab", "WARNING: connection refused by redis"),
+        ])
+        .unwrap();
+        assert_eq!(s.count().unwrap(), 5);
+        assert_eq!(found(&s, "level:error").len(), 1);
+        assert_eq!(found(&s, "NullPointerException").len(), 1);
+        assert_eq!(found(&s, "class:NullPointerException").len(), 1);
+        assert_eq!(found(&s, "class:java.lang.NullPointerException").len(), 1);
+        assert_eq!(found(&s, "status:5xx service:traefik").len(), 1);
+        assert_eq!(found(&s, "ip:10.0.0.9").len(), 1);
+        assert_eq!(found(&s, "request:r2").len(), 1);
+        assert_eq!(found(&s, "\"connection refused\"").len(), 1);
+        assert_eq!(found(&s, "refused -redis").len(), 0);
+        assert_eq!(found(&s, "service:gitlab -boom").len(), 3);
+        assert_eq!(found(&s, "signed").len(), 1);
+        // The e-mail address is nowhere in the file.
+        assert!(found(&s, "alice").is_empty());
+        drop(s);
+        for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+            let bytes = std::fs::read(f.path()).unwrap();
+            assert!(
+                !bytes.windows(17).any(|w| w == b"alice@example.com"),
+                "{} holds the address",
+                f.path().display()
+            );
+        }
+    }
+
+    #[test]
+    fn time_range_ranking_and_retention() {
+        let (_d, mut s) = store();
+        s.insert(&[
+            line(10, "a", "disk full disk full"),
+            line(20, "a", "disk is fine"),
+            line(30, "a", "disk full"),
+        ])
+        .unwrap();
+        let q = parse_query("disk full").unwrap();
+        let hits = s
+            .search(&q, 15 * 1_000_000_000, 40 * 1_000_000_000, 10)
+            .unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].at_ns, 30 * 1_000_000_000);
+        let all = s.search(&q, 0, i64::MAX, 10).unwrap();
+        assert_eq!(all[0].at_ns, 10 * 1_000_000_000, "more matches rank first");
+        // By age, then by count; the index follows.
+        let gone = s
+            .trim(
+                Retention {
+                    max_age: Duration::from_secs(10),
+                    max_lines: 100,
+                },
+                35 * 1_000_000_000,
+            )
+            .unwrap();
+        assert_eq!(gone, 2);
+        assert_eq!(s.count().unwrap(), 1);
+        assert_eq!(found(&s, "full").len(), 1);
+        s.insert(&[line(40, "a", "x one"), line(41, "a", "x two")])
+            .unwrap();
+        let gone = s
+            .trim(
+                Retention {
+                    max_age: Duration::from_secs(3600),
+                    max_lines: 2,
+                },
+                42 * 1_000_000_000,
+            )
+            .unwrap();
+        assert_eq!(gone, 1);
+        assert_eq!(found(&s, "x").len(), 2);
+        assert!(found(&s, "full").is_empty());
+        // Cursors.
+        assert_eq!(s.cursor("c1").unwrap(), None);
+        s.set_cursor("c1", 5).unwrap();
+        s.set_cursor("c1", 7).unwrap();
+        assert_eq!(s.cursor("c1").unwrap(), Some(7));
+    }
+}
