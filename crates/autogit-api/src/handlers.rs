@@ -822,20 +822,54 @@ impl Handle for DeleteQuarantine {
 
 impl Handle for SearchLogs {
     async fn handle(
-        _: &Arc<Api>,
+        api: &Arc<Api>,
         _: &Cx,
         _: NoParams,
         q: LogSearchQuery,
         _: NoBody,
     ) -> Result<Reply<LogSearchResult>, Problem> {
+        use autogit_app::logs::LogError;
         if q.q.trim().is_empty() {
             return Err(Problem::invalid("query.q", "say what to look for"));
         }
-        Err(Problem::unavailable(
-            "log-search-unavailable",
-            "log search is not available in this version: the enriched log index (observability) has not shipped yet; use `autogit logs SERVICE` meanwhile",
-        ))
+        let logs = api.logs.clone();
+        let found =
+            tokio::task::spawn_blocking(move || logs.search(&q.q, q.time_range.as_deref(), 100))
+                .await
+                .map_err(|e| Problem::internal(e.to_string()))?
+                .map_err(|e| match e {
+                    LogError::Query(q) => Problem::invalid("query.q", q.to_string()),
+                    LogError::Range(_) => Problem::invalid("query.timeRange", e.to_string()),
+                    other => Problem::internal(other.to_string()),
+                })?;
+        Ok(Reply::new(LogSearchResult {
+            indexed: found.indexed,
+            hits: found
+                .hits
+                .into_iter()
+                .map(|h| LogHit {
+                    at: rfc3339_nanos(h.at_ns),
+                    service: h.service,
+                    message: h.message,
+                    score: h.score,
+                    level: h.level,
+                    error_class: h.error_class,
+                    http_status: h.http_status,
+                    request_id: h.request_id,
+                    trace_id: h.trace_id,
+                    job_id: h.job_id,
+                })
+                .collect(),
+        }))
     }
+}
+
+/// Unix nanoseconds as RFC 3339 with nanoseconds (`2026-12-06T20:42:31.123456789Z`).
+fn rfc3339_nanos(ns: i64) -> String {
+    let secs = ns.div_euclid(1_000_000_000);
+    let frac = ns.rem_euclid(1_000_000_000);
+    let base = autogit_core::civil::rfc3339_utc(secs.max(0) as u64);
+    format!("{}.{frac:09}Z", base.trim_end_matches('Z'))
 }
 
 // ---- mirrors -------------------------------------------------------------------------------

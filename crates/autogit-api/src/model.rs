@@ -357,17 +357,29 @@ pub struct LogSearchQuery {
     pub time_range: Option<String>,
 }
 
+/// A stored log line (scrubbed: e-mail addresses, tokens and secrets are replaced).
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct LogHit {
+    /// RFC 3339, UTC, nanoseconds.
     pub at: String,
     pub service: String,
     pub message: String,
+    /// BM25 relevance, higher is better; 0 when the query has only fields (newest first).
     pub score: f64,
+    /// `debug`, `info`, `warn`, `error` or `unknown`.
+    pub level: String,
+    pub error_class: Option<String>,
+    pub http_status: Option<u16>,
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+    pub job_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct LogSearchResult {
     pub hits: Vec<LogHit>,
+    /// Lines in the store (0: nothing indexed yet; is the daemon running?).
+    pub indexed: u64,
 }
 
 /// A configured mirror and its last result.

@@ -69,6 +69,8 @@ pub struct Api {
     by_principal: Mutex<RateLimiter<String>>,
     /// The server's connection to the state store (`handlers::with_store`).
     pub(crate) state: Mutex<Option<autogit_drivers::state::Store>>,
+    /// The log store's searches (`GET /api/v1/search/logs`).
+    pub logs: Arc<autogit_app::logs::LogController>,
 }
 
 impl std::fmt::Debug for Api {
@@ -91,6 +93,10 @@ impl Api {
         let plan = autogit_app::plan::quiet(&settings)?;
         let guard = autogit_guard::Guard::new(autogit_guard::GuardConfig::default())
             .map_err(|e| e.to_string())?;
+        let logs = Arc::new(autogit_app::logs::LogController::new(
+            settings.clone(),
+            bus.clock().clone(),
+        ));
         let mut csrf_key = [0u8; 32];
         getrandom::fill(&mut csrf_key)
             .map_err(|e| format!("no randomness for the CSRF key: {e}"))?;
@@ -113,6 +119,7 @@ impl Api {
             guard,
             plan,
             state: Mutex::new(None),
+            logs,
         })
     }
 

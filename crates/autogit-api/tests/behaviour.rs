@@ -327,3 +327,82 @@ async fn dns_drift_and_tls_status() {
         .unwrap();
     assert_eq!(r.status(), 409);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_search_reads_the_store_the_daemon_fills() {
+    use autogit_core::logs::enrich;
+    use autogit_drivers::logstore::{Line, LogStore};
+    let s = Server::start(unlimited());
+    let c = client();
+    // Before the daemon indexed anything: an empty answer that says so.
+    let r = call(
+        &c,
+        "GET",
+        s.url("/api/v1/search/logs?q=error"),
+        &s.viewer,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["indexed"], 0);
+    // As the daemon stores them: enriched and scrubbed.
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let mut store = LogStore::open(&s.api.settings.data_dir.join("logs.db")).unwrap();
+    store
+        .insert(&[
+            Line {
+                at_ns: now_ns - 7_200_000_000_000,
+                service: "gitlab".into(),
+                enriched: enrich("ERROR Gitlab::Git::CommandError: fatal request_id=old", &[]),
+            },
+            Line {
+                at_ns: now_ns - 1_000_000_000,
+                service: "gitlab".into(),
+                enriched: enrich(
+                    "ERROR Gitlab::Git::CommandError: timeout for carol@example.com request_id=r-9",
+                    &[],
+                ),
+            },
+        ])
+        .unwrap();
+    drop(store);
+    let r = call(
+        &c,
+        "GET",
+        s.url("/api/v1/search/logs?q=class%3ACommandError&timeRange=1h"),
+        &s.viewer,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["indexed"], 2);
+    let hits = v["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{v:#}");
+    assert_eq!(hits[0]["request_id"], "r-9");
+    assert_eq!(hits[0]["error_class"], "Gitlab::Git::CommandError");
+    assert_eq!(hits[0]["level"], "error");
+    assert!(hits[0]["message"].as_str().unwrap().contains("<email>"));
+    assert!(hits[0]["at"].as_str().unwrap().ends_with('Z'));
+    // Mistakes are 422s naming the field.
+    for (q, field) in [
+        ("q=colour%3Ared", "query.q"),
+        ("q=x&timeRange=soon", "query.timeRange"),
+    ] {
+        let r = call(
+            &c,
+            "GET",
+            s.url(&format!("/api/v1/search/logs?{q}")),
+            &s.viewer,
+            &[],
+        )
+        .await;
+        assert_eq!(r.status(), 422);
+        let p: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(p["errors"][0]["field"], field, "{p:#}");
+    }
+}

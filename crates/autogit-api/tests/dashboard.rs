@@ -293,6 +293,27 @@ async fn dashboard_in_chromium() {
             .contains("cannot be read")
     );
 
+    // Logs: what the daemon indexed, found from the page.
+    let mut logs =
+        autogit_drivers::logstore::LogStore::open(&server.api.settings.data_dir.join("logs.db"))
+            .unwrap();
+    logs.insert(&[autogit_drivers::logstore::Line {
+        at_ns: now() as i64 * 1_000_000_000,
+        service: "gitlab".into(),
+        enriched: autogit_core::logs::enrich(
+            "ERROR NoMethodError: undefined method `id' for nil request_id=01J2 user dave@example.com",
+            &[],
+        ),
+    }])
+    .unwrap();
+    drop(logs);
+    s.goto(&format!("{base}/logs?q=level%3Aerror")).await;
+    let row = s.text(&s.find("tr[data-level=error]").await).await;
+    assert!(
+        row.contains("NoMethodError") && row.contains("<email>"),
+        "{row}"
+    );
+
     // Every page: no serious or critical accessibility violation, at desktop and phone width.
     let pages = [
         ("overview", "/"),
@@ -301,7 +322,7 @@ async fn dashboard_in_chromium() {
         ("runners", "/runners"),
         ("dns", "/dns"),
         ("security", "/security"),
-        ("logs", "/logs?q=error"),
+        ("logs", "/logs?q=level%3Aerror"),
     ];
     let mut problems = Vec::new();
     for (width, height, label) in [(1280, 900, "desktop"), (390, 844, "phone")] {

@@ -1,6 +1,6 @@
 //! `autogit daemon`, in-process: the platform's reconcile loop and one supervised loop per
 //! controller (certificate renewal, scheduled mirror syncs, DNS sync, on-demand runners,
-//! runner repair, compute scheduling, scheduled backups), all on one tokio runtime, each with its own requeue
+//! runner repair, compute scheduling, scheduled backups, the log follower), all on one tokio runtime, each with its own requeue
 //! and error policy ([`crate::supervisor`]). None can block another; all stop on shutdown.
 //! Nothing runs `autogit` as a child.
 
@@ -69,6 +69,7 @@ pub async fn run<E: ContainerEngine>(
     let compute = ComputeController::new(settings.clone(), bus.clone(), clock.clone());
     let backup = BackupController::new(settings.clone(), bus.clone(), clock.clone());
     let gitlab_url = settings.gitlab_local_url();
+    let logs = crate::logs::LogController::new(settings.clone(), clock.clone());
 
     let reconcile = platform.run(shutdown.wait());
     let tls_loop = supervise("tls", bus, clock, policy, shutdown, || async {
@@ -130,6 +131,13 @@ pub async fn run<E: ContainerEngine>(
         }
         Ok(Requeue::After(RUNNER_INTERVAL))
     });
+    let logs_loop = supervise("logs", bus, clock, policy, shutdown, || async {
+        // The containers' new lines, enriched, scrubbed and indexed (`autogit logs search`).
+        logs.follow_pass(&platform.runtime.engine)
+            .await
+            .map_err(|e| PassError::from(e.to_string()))?;
+        Ok(Requeue::After(crate::logs::FOLLOW_INTERVAL))
+    });
     let backup_loop = supervise("backup", bus, clock, policy, shutdown, || async {
         match backup.pass().await.map_err(PassError::from)? {
             Some(next) => Ok(Requeue::At(next)),
@@ -145,6 +153,7 @@ pub async fn run<E: ContainerEngine>(
         runner_loop,
         repair_loop,
         compute_loop,
+        logs_loop,
         backup_loop
     );
     match failure

@@ -161,6 +161,13 @@ impl<'de> Deserialize<'de> for Bytes {
 /// (`2026-11-25T04:37:24.134456868Z`; an offset like `+01:00` is applied; the fraction is
 /// dropped). `None` if malformed, if the date does not exist, or outside what jiff represents
 /// (about years -9999 to 9999).
+/// An RFC 3339 timestamp (fractions of a second kept) as unix nanoseconds.
+pub fn rfc3339_to_unix_nanos(t: &str) -> Option<i64> {
+    t.parse::<jiff::Timestamp>()
+        .ok()
+        .and_then(|ts| i64::try_from(ts.as_nanosecond()).ok())
+}
+
 pub fn rfc3339_to_unix(t: &str) -> Option<i64> {
     t.parse::<jiff::Timestamp>()
         .ok()

@@ -247,8 +247,11 @@ pub enum Command {
         #[arg(long, default_value = "30s", value_name = "DURATION")]
         poll: String,
     },
-    /// Show logs of the platform's services
+    /// Show logs of the platform's services, or search the indexed logs (`logs search`)
+    #[command(args_conflicts_with_subcommands = true)]
     Logs {
+        #[command(subcommand)]
+        cmd: Option<LogsCommand>,
         component: Vec<String>,
         #[arg(long, short = 'f')]
         follow: bool,
@@ -425,6 +428,23 @@ pub enum ComputeCommand {
     },
     /// Status of a job
     Status { job_id: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogsCommand {
+    /// Search the logs the daemon indexed (enriched, scrubbed): words, "phrases", -word,
+    /// service:, level:, status: (500, 5xx), class:, ip:, url:, request:, trace:, job:
+    Search {
+        /// The query (several words are one query)
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+        /// Only lines from the last RANGE (90s, 15m, 24h, 7d, 2w)
+        #[arg(long, value_name = "RANGE")]
+        since: Option<String>,
+        /// At most this many hits
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        limit: u32,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -215,6 +215,22 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             },
         ),
         Command::Logs {
+            cmd:
+                Some(crate::cli::LogsCommand::Search {
+                    query,
+                    since,
+                    limit,
+                }),
+            ..
+        } => crate::status_cmd::log_search(
+            &ui,
+            &load_all(g, &[]),
+            &query.join(" "),
+            since.as_deref(),
+            limit as usize,
+        ),
+        Command::Logs {
+            cmd: None,
             component,
             follow,
             since,

@@ -1,6 +1,7 @@
 //! Commands that look at the running platform: `status` (the state machine's record joined
-//! with the engine's view, GitLab's REST status, the certificate) and `logs` (merged, per
-//! service, optionally followed). They call `autogit_app::platform` and render.
+//! with the engine's view, GitLab's REST status, the certificate), `logs` (merged, per
+//! service, optionally followed) and `logs search` (the daemon's index). They call
+//! `autogit_app::platform` and `autogit_app::logs` and render.
 
 use crate::ctx::Loaded;
 use crate::exit;
@@ -106,4 +107,41 @@ pub fn logs(
         Ok(()) => exit::OK,
         Err(e) => fail(ui, e),
     }
+}
+
+/// `autogit logs search QUERY`: the hits, newest or best first; JSON with `-o json`.
+pub fn log_search(ui: &Ui, loaded: &Loaded, query: &str, since: Option<&str>, limit: usize) -> u8 {
+    let c = autogit_app::logs::LogController::new(loaded.settings.clone(), clock::system());
+    let found = match c.search(query, since, limit) {
+        Ok(f) => f,
+        Err(
+            e @ (autogit_app::logs::LogError::Query(_) | autogit_app::logs::LogError::Range(_)),
+        ) => {
+            ui.error(&e.to_string());
+            return exit::UNAVAILABLE;
+        }
+        Err(e) => return fail(ui, e.to_string()),
+    };
+    if ui.json {
+        ui.print_json(&json!({
+            "query": found.query,
+            "indexed": found.indexed,
+            "hits": found.hits,
+        }));
+        return exit::OK;
+    }
+    if found.indexed == 0 {
+        println!(
+            "nothing is indexed yet: `autogit daemon` follows the containers' logs and indexes them"
+        );
+        return exit::OK;
+    }
+    for h in &found.hits {
+        let at = autogit_core::civil::rfc3339_utc((h.at_ns / 1_000_000_000).max(0) as u64);
+        println!("{at} {:<10} {:<5} {}", h.service, h.level, h.message);
+    }
+    if found.hits.is_empty() {
+        println!("no match in {} indexed lines", found.indexed);
+    }
+    exit::OK
 }

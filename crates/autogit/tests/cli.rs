@@ -548,3 +548,27 @@ fn validate_warns_about_undiscovered_auto_hosts() {
     );
     assert!(!data.join("state.db").exists(), "validate creates nothing");
 }
+
+#[test]
+fn logs_search_says_what_is_wrong_and_when_nothing_is_indexed() {
+    let d = tmp();
+    let r = run_data(d.path(), &["logs", "search", "colour:red"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("unknown field `colour:`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("level:"),
+        "the fields are listed: {}",
+        r.stderr
+    );
+    let r = run_data(d.path(), &["logs", "search", "x", "--since", "soon"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("time range `soon`"), "{}", r.stderr);
+    let r = run_data(d.path(), &["logs", "search", "level:error"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("nothing is indexed yet"), "{}", r.stdout);
+    let r = run_data(d.path(), &["logs", "search", "level:error", "-o", "json"]);
+    assert_eq!(r.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["indexed"], 0);
+    assert_eq!(v["query"]["filters"][0][0], "level");
+}

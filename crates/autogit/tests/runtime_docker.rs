@@ -669,3 +669,88 @@ fn which(name: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// The log store on the real engine: the daemon follows the GitLab stand-in's log, which
+/// prints a Java-style exception with an e-mail address at every start. The exception is
+/// found by `level:error` and by its class; after a SIGKILL and the daemon's repair, the new
+/// start's lines are found too (measured: kill → searchable); the address is in no file of
+/// the store.
+#[test]
+fn the_log_store_finds_a_crash_and_never_keeps_the_address() {
+    if !have_engine() {
+        return;
+    }
+    fake_gitlab_image(
+        "0.0.7",
+        &[
+            "sh",
+            "-c",
+            "echo \"ERROR java.lang.IllegalStateException: queue stuck for ops@example.com request_id=req-$(date +%s%N)\"; \
+             echo '    at com.example.Worker.run(Worker.java:42)'; \
+             exec /bin/httpd -f -v -p 80 -h /www",
+        ],
+    );
+    let p = Platform::new("logs", "0.0.7", 31380, "");
+    assert_eq!(p.run(&["install", "--wait", "60s"]).code, 0);
+    let mut d = p.daemon();
+    let search = |q: &str| -> Value {
+        let r = p.run(&["logs", "search", q, "-o", "json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str(&r.stdout).unwrap()
+    };
+    let hits = |q: &str| search(q)["hits"].as_array().unwrap().len();
+    let start = Instant::now();
+    while hits("class:IllegalStateException") < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{}",
+            search("service:gitlab")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both lines are errors (the exception, and its stack line).
+    let found = search("level:error service:gitlab");
+    assert_eq!(found["hits"].as_array().unwrap().len(), 2, "{found:#}");
+    let first = found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| !h["error_class"].is_null())
+        .unwrap_or_else(|| panic!("{found:#}"));
+    assert_eq!(first["level"], "error", "{found:#}");
+    assert_eq!(first["error_class"], "java.lang.IllegalStateException");
+    assert!(first["request_id"].as_str().unwrap().starts_with("req-"));
+    let message = first["message"].as_str().unwrap();
+    assert!(
+        message.contains("<email>") && !message.contains("ops@example.com"),
+        "{message}"
+    );
+    assert_eq!(hits("\"queue stuck\""), 1);
+    assert!(hits("Worker.java") >= 1, "the stack line is indexed");
+
+    docker(&["kill", "-s", "KILL", &p.container()]);
+    let killed = Instant::now();
+    while hits("class:IllegalStateException") < 2 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "{}",
+            search("service:gitlab")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "measured (not asserted): SIGKILL -> the restarted container's exception searchable in {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
+    assert!(d.stop().success());
+    for f in std::fs::read_dir(p.path().join("data")).unwrap().flatten() {
+        if f.file_name().to_string_lossy().starts_with("logs.db") {
+            let bytes = std::fs::read(f.path()).unwrap();
+            assert!(
+                !bytes.windows(15).any(|w| w == b"ops@example.com"),
+                "{} holds the address",
+                f.path().display()
+            );
+        }
+    }
+}

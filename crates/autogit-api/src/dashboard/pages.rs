@@ -899,15 +899,36 @@ async fn logs(v: &View) -> Markup {
     html! {
         h1 { "Logs" }
         form.filters method="get" action="/logs" role="search" {
-            label for="q" { "Search" } input #q name="q" type="search" value=[q.as_deref()] placeholder="error service:gitlab";
+            label for="q" { "Search" } input #q name="q" type="search" value=[q.as_deref()] placeholder="level:error service:gitlab timeout";
             label for="range" { "Time range" } input #range name="timeRange" value=[range.as_deref()] placeholder="24h";
             button type="submit" { "Search" }
+            p.hint { "Words and \"phrases\" (all must match), " code { "-word" } ", and fields: " code { "service: level: status:5xx class: ip: url: request: trace: job:" } ". Lines are scrubbed: addresses and secrets are never stored." }
         }
         @if let Some(q) = q {
             @match v.get::<SearchLogs>(NoParams {}, LogSearchQuery { q, time_range: range }).await {
                 Err(p) => (problem_box(&p)),
-                Ok(r) if r.hits.is_empty() => p.muted { "Nothing found." },
-                Ok(r) => ol.hits { @for h in &r.hits { li { time { (h.at) } " " strong { (h.service) } " " (h.message) } } },
+                Ok(r) if r.indexed == 0 => p.muted { "Nothing is indexed yet: " code { "autogit daemon" } " follows the containers' logs and indexes them." },
+                Ok(r) if r.hits.is_empty() => p.muted { "No match in " (r.indexed) " indexed lines." },
+                Ok(r) => div.scroll tabindex="0" role="region" aria-label="Log lines found" {
+                    table.hits {
+                        caption.sr-only { "Log lines found" }
+                        thead { tr { th scope="col" { "When (UTC)" } th scope="col" { "Service" } th scope="col" { "Level" } th scope="col" { "Line" } } }
+                        tbody {
+                            @for h in &r.hits {
+                                tr data-level=(h.level) {
+                                    td { time datetime=(h.at) { (h.at.get(..19).unwrap_or(&h.at).replace('T', " ")) } }
+                                    td { (h.service) }
+                                    td { (status_badge(&h.level)) }
+                                    td.wrap {
+                                        code.line { (h.message) }
+                                        @if let Some(c) = &h.error_class { br; span.muted { "class " (c) } }
+                                        @if let Some(id) = &h.request_id { " " a href=(format!("/logs?q={}", url_path(&format!("request:{id}")))) { "request " (id) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
             }
         }
     }

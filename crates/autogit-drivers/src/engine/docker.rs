@@ -896,6 +896,43 @@ impl ContainerEngine for Docker {
             .collect())
     }
 
+    async fn logs_after(
+        &self,
+        id: &str,
+        after_ns: Option<i64>,
+        tail: Option<usize>,
+    ) -> Result<Vec<(i64, String)>, EngineError> {
+        // The engine's `since` is in whole seconds: ask from the second of the cursor and
+        // drop what is not after it.
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            timestamps: true,
+            since: after_ns
+                .map(|ns| i32::try_from((ns / 1_000_000_000).max(0)).unwrap_or(i32::MAX))
+                .unwrap_or(0),
+            tail: match (after_ns, tail) {
+                (None, Some(n)) => n.to_string(),
+                _ => "all".to_owned(),
+            },
+            ..Default::default()
+        };
+        let mut stream = self.client.logs(id, Some(options));
+        let mut text = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(e, || format!("container {id}")))?;
+            text.extend_from_slice(chunk.as_ref());
+        }
+        Ok(String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| {
+                let (ts, rest) = l.split_once(' ').unwrap_or((l, ""));
+                let at = autogit_core::units::rfc3339_to_unix_nanos(ts)?;
+                (after_ns.is_none_or(|a| at > a)).then(|| (at, rest.to_owned()))
+            })
+            .collect())
+    }
+
     async fn exec(&self, id: &str, argv: &[String]) -> Result<(i64, String), EngineError> {
         self.exec_io(id, argv, None).await
     }

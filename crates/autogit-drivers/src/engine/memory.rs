@@ -33,6 +33,8 @@ pub struct Inner {
     pub unhealthy_on_start: Vec<String>,
     /// When set, every call fails as if the engine were down.
     pub down: bool,
+    /// Log lines per container id, with their timestamps (unix nanoseconds).
+    pub logs: BTreeMap<String, Vec<(i64, String)>>,
     pub calls: Vec<String>,
 }
 
@@ -282,6 +284,23 @@ impl ContainerEngine for MemoryEngine {
     ) -> Result<Vec<String>, EngineError> {
         drop(self.check(format!("logs {id}"))?);
         Ok(vec![format!("log line of {id}")])
+    }
+    async fn logs_after(
+        &self,
+        id: &str,
+        after_ns: Option<i64>,
+        tail: Option<usize>,
+    ) -> Result<Vec<(i64, String)>, EngineError> {
+        let inner = self.check(format!("logs {id}"))?;
+        let all = inner.logs.get(id).cloned().unwrap_or_default();
+        let mut v: Vec<(i64, String)> = all
+            .into_iter()
+            .filter(|(at, _)| after_ns.is_none_or(|a| *at > a))
+            .collect();
+        if let (None, Some(n)) = (after_ns, tail) {
+            v = v.split_off(v.len().saturating_sub(n));
+        }
+        Ok(v)
     }
     async fn exec(&self, id: &str, argv: &[String]) -> Result<(i64, String), EngineError> {
         drop(self.check(format!("exec {id} {}", argv.join(" ")))?);

@@ -152,6 +152,15 @@ pub trait ContainerEngine: Send + Sync {
         since: Option<i64>,
         tail: Option<usize>,
     ) -> impl Future<Output = Result<Vec<String>, EngineError>> + Send;
+    /// Lines written after `after_ns` (unix nanoseconds; from the start if `None`, then at
+    /// most the last `tail`), each with its timestamp, oldest first: what the log follower
+    /// reads without missing or repeating a line across polls.
+    fn logs_after(
+        &self,
+        id: &str,
+        after_ns: Option<i64>,
+        tail: Option<usize>,
+    ) -> impl Future<Output = Result<Vec<(i64, String)>, EngineError>> + Send;
     /// Runs a command in a running container; returns (exit code, combined output).
     fn exec(
         &self,

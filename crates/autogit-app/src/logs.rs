@@ -1,0 +1,284 @@
+//! The log controller: follows the platform's container logs through the engine API,
+//! enriches and scrubs each line (`core::logs`), stores it (`drivers::logstore`), keeps the
+//! store within its retention, and answers searches. The daemon runs [`LogController::pass`]
+//! every second; `autogit serve` and `autogit logs search` call [`LogController::search`].
+
+use crate::{Settings, SharedClock};
+use autogit_core::logs::{Query, QueryError, enrich, parse_query, parse_range};
+use autogit_drivers::engine::ContainerEngine;
+use autogit_drivers::logstore::{Hit, Line, LogStore, LogStoreError, Retention};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often the daemon reads new lines.
+pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
+/// Lines read from a container seen for the first time (its older history is not indexed).
+pub const FIRST_TAIL: usize = 1000;
+/// Retention is applied every this many passes.
+const TRIM_EVERY: u64 = 300;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    #[error("time range `{0}`: give a number and a unit (90s, 15m, 24h, 7d, 2w), at most a year")]
+    Range(String),
+    #[error(transparent)]
+    Store(#[from] LogStoreError),
+    #[error("the engine: {0}")]
+    Engine(String),
+}
+
+/// What a search returns: the hits and the parsed query (for display).
+#[derive(Debug)]
+pub struct Found {
+    pub query: Query,
+    pub hits: Vec<Hit>,
+    /// Whether any line has been stored yet (a fresh install has none).
+    pub indexed: u64,
+}
+
+pub struct LogController {
+    settings: Arc<Settings>,
+    clock: SharedClock,
+    store: Mutex<Option<LogStore>>,
+    passes: std::sync::atomic::AtomicU64,
+    retention: Retention,
+}
+
+impl std::fmt::Debug for LogController {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogController")
+            .field("db", &self.db())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogController {
+    pub fn new(settings: Arc<Settings>, clock: SharedClock) -> Self {
+        Self {
+            settings,
+            clock,
+            store: Mutex::new(None),
+            passes: std::sync::atomic::AtomicU64::new(0),
+            retention: Retention::default(),
+        }
+    }
+
+    /// `<data dir>/logs.db`.
+    pub fn db(&self) -> PathBuf {
+        self.settings.data_dir.join("logs.db")
+    }
+
+    /// Values the scrubber replaces wherever they appear: the `.env` values of secret
+    /// settings (tokens, passwords, keys).
+    fn secrets(&self) -> Vec<String> {
+        self.settings
+            .values
+            .iter()
+            .filter(|(k, v)| {
+                let k = k.to_ascii_uppercase();
+                v.len() >= 8
+                    && ["TOKEN", "PASSWORD", "SECRET", "KEY"]
+                        .iter()
+                        .any(|w| k.contains(w))
+            })
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&mut LogStore) -> Result<T, LogStoreError>,
+    ) -> Result<T, LogStoreError> {
+        let mut g = self.store.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(LogStore::open(&self.db())?);
+        }
+        let r = f(g.as_mut().expect("opened above"));
+        if r.is_err() {
+            *g = None;
+        }
+        r
+    }
+
+    /// Reads what each of the platform's containers wrote since the last pass and stores it,
+    /// enriched and scrubbed. Returns how many lines were stored.
+    pub async fn follow_pass<E: ContainerEngine>(&self, engine: &E) -> Result<usize, LogError> {
+        let project = &self.settings.config.platform.project;
+        let containers = engine
+            .list(project)
+            .await
+            .map_err(|e| LogError::Engine(e.to_string()))?;
+        let secrets = self.secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let mut stored = 0;
+        for c in &containers {
+            let cursor = self.with_store(|s| s.cursor(&c.id))?;
+            let lines = match engine.logs_after(&c.id, cursor, Some(FIRST_TAIL)).await {
+                Ok(l) => l,
+                // A container removed between the list and the read.
+                Err(_) => continue,
+            };
+            let Some(last) = lines.last().map(|l| l.0) else {
+                continue;
+            };
+            let batch: Vec<Line> = lines
+                .iter()
+                .map(|(at, text)| Line {
+                    at_ns: *at,
+                    service: c.service.clone(),
+                    enriched: enrich(text, &secrets),
+                })
+                .collect();
+            stored += batch.len();
+            self.with_store(|s| {
+                s.insert(&batch)?;
+                s.set_cursor(&c.id, last)
+            })?;
+        }
+        let n = self
+            .passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if n.is_multiple_of(TRIM_EVERY) {
+            let now_ns = (self.clock.now() as i64).saturating_mul(1_000_000_000);
+            let retention = self.retention;
+            self.with_store(|s| s.trim(retention, now_ns))?;
+        }
+        Ok(stored)
+    }
+
+    /// Searches the store: `q` in the query language of `core::logs`, `range` like `24h`
+    /// (default: everything kept).
+    pub fn search(&self, q: &str, range: Option<&str>, limit: usize) -> Result<Found, LogError> {
+        let query = parse_query(q)?;
+        let now_ns = (self.clock.now() as i64 + 1).saturating_mul(1_000_000_000);
+        let from_ns = match range.filter(|r| !r.is_empty()) {
+            Some(r) => {
+                let secs = parse_range(r).ok_or_else(|| LogError::Range(r.to_owned()))?;
+                now_ns - (secs as i64).saturating_mul(1_000_000_000)
+            }
+            None => 0,
+        };
+        if !self.db().exists() {
+            return Ok(Found {
+                query,
+                hits: Vec::new(),
+                indexed: 0,
+            });
+        }
+        let (hits, indexed) =
+            self.with_store(|s| Ok((s.search(&query, from_ns, now_ns, limit)?, s.count()?)))?;
+        Ok(Found {
+            query,
+            hits,
+            indexed,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use autogit_drivers::engine::memory::MemoryEngine;
+
+    fn settings(dir: &std::path::Path) -> Arc<Settings> {
+        let loaded = autogit_core::load::load(&autogit_core::load::LoadInput::default());
+        let mut s = Settings::new(
+            loaded.config,
+            autogit_core::platform::PlatformEnv::default(),
+            dir.to_owned(),
+        );
+        s.values.insert(
+            "GITLAB_ROOT_PASSWORD".into(),
+            "correct-horse-battery".into(),
+        );
+        Arc::new(s)
+    }
+
+    #[tokio::test]
+    async fn follows_new_lines_once_scrubbed_and_searchable() {
+        let d = tempfile::tempdir().unwrap();
+        let settings = settings(d.path());
+        let clock: SharedClock = Arc::new(crate::clock::ManualClock::at(2_000));
+        let c = LogController::new(settings.clone(), clock);
+        let engine = MemoryEngine::new(&[]);
+        let project = settings.config.platform.project.clone();
+        let id = {
+            let mut g = engine.lock();
+            let id = "c1".to_owned();
+            let spec = autogit_core::container::ContainerSpec {
+                name: format!("{project}-gitlab"),
+                service: "gitlab".into(),
+                image: "gitlab/gitlab-ce:17.0.0-ce.0".into(),
+                command: Vec::new(),
+                env: Default::default(),
+                secret_keys: Vec::new(),
+                ports: Vec::new(),
+                mounts: Vec::new(),
+                nano_cpus: 0,
+                memory_bytes: 0,
+                shm_size_bytes: None,
+                network: project.clone(),
+                aliases: Vec::new(),
+                hostname: None,
+                healthcheck: None,
+                labels: [(
+                    autogit_core::container::labels::MANAGED.to_owned(),
+                    project.clone(),
+                )]
+                .into(),
+                restart_policy: "no".into(),
+            };
+            g.containers.insert(
+                id.clone(),
+                autogit_drivers::engine::memory::Container {
+                    id: id.clone(),
+                    spec,
+                    state: autogit_drivers::engine::RunState::Running,
+                    health: autogit_drivers::engine::Health::None,
+                    starts: 1,
+                },
+            );
+            g.logs.insert(
+                id.clone(),
+                vec![
+                    (1_000_000_000_000, "Started GET /users/sign_in".into()),
+                    (
+                        1_000_000_000_100,
+                        "ERROR NoMethodError: undefined method for bob@example.com root password correct-horse-battery".into(),
+                    ),
+                ],
+            );
+            id
+        };
+        assert_eq!(c.follow_pass(&engine).await.unwrap(), 2);
+        // Nothing new: nothing stored twice.
+        assert_eq!(c.follow_pass(&engine).await.unwrap(), 0);
+        engine.lock().logs.get_mut(&id).unwrap().push((
+            1_000_000_000_200,
+            "Completed 500 Internal Server Error request_id=abc".into(),
+        ));
+        assert_eq!(c.follow_pass(&engine).await.unwrap(), 1);
+        let f = c.search("level:error", None, 10).unwrap();
+        assert_eq!(f.indexed, 3);
+        assert_eq!(f.hits.len(), 2, "{:?}", f.hits);
+        let f = c
+            .search("class:NoMethodError service:gitlab", Some("24h"), 10)
+            .unwrap();
+        assert_eq!(f.hits.len(), 1);
+        let m = &f.hits[0].message;
+        assert!(
+            !m.contains("bob@example.com") && !m.contains("correct-horse-battery"),
+            "{m}"
+        );
+        assert!(m.contains("<email>") && m.contains("<redacted>"), "{m}");
+        assert_eq!(c.search("request:abc", None, 10).unwrap().hits.len(), 1);
+        assert!(matches!(
+            c.search("x", Some("soon"), 10),
+            Err(LogError::Range(_))
+        ));
+        assert!(matches!(c.search("  ", None, 10), Err(LogError::Query(_))));
+    }
+}
