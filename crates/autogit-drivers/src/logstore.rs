@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS lines (
     service TEXT NOT NULL,
     level TEXT NOT NULL,
     class TEXT,
+    -- The class's last segment (`NullPointerException` of `java.lang.NullPointerException`).
+    class_tail TEXT,
     status INTEGER,
     request_id TEXT,
     trace_id TEXT,
@@ -76,6 +78,7 @@ CREATE TABLE IF NOT EXISTS lines (
 CREATE INDEX IF NOT EXISTS lines_at ON lines(at);
 CREATE INDEX IF NOT EXISTS lines_service_at ON lines(service, at);
 CREATE INDEX IF NOT EXISTS lines_request ON lines(request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS lines_class ON lines(class_tail) WHERE class_tail IS NOT NULL;
 CREATE VIRTUAL TABLE IF NOT EXISTS lines_fts USING fts5(
     message, class, content='lines', content_rowid='id'
 );
@@ -146,8 +149,8 @@ impl LogStore {
         {
             let mut ins = tx
                 .prepare_cached(
-                    "INSERT INTO lines (at, service, level, class, status, request_id, trace_id, job_id, ips, urls, message)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT INTO lines (at, service, level, class, class_tail, status, request_id, trace_id, job_id, ips, urls, message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(|e| LogStoreError::Sqlite { path: self.path.clone(), message: e.to_string() })?;
             let mut fts = tx
@@ -159,11 +162,16 @@ impl LogStore {
             for l in lines {
                 let e = &l.enriched;
                 let level = e.level.unwrap_or(Level::Unknown).as_str();
+                let tail = e
+                    .error_class
+                    .as_deref()
+                    .map(|c| c.rsplit(['.', ':']).next().unwrap_or(c));
                 ins.execute(params![
                     l.at_ns,
                     l.service,
                     level,
                     e.error_class,
+                    tail,
                     e.http_status,
                     e.request_id,
                     e.trace_id,
@@ -232,7 +240,7 @@ impl LogStore {
         let fts = q.fts();
         if let Some(m) = &fts {
             sql.push_str(
-                "SELECT l.at, l.service, l.level, l.message, l.class, l.status, l.request_id, l.trace_id, l.job_id, -bm25(lines_fts) AS score
+                "SELECT l.at, l.service, l.level, l.message, l.class, l.status, l.request_id, l.trace_id, l.job_id, -lines_fts.rank AS score
                  FROM lines_fts JOIN lines l ON l.id = lines_fts.rowid
                  WHERE lines_fts MATCH ?",
             );
@@ -278,17 +286,12 @@ impl LogStore {
                 }
                 Field::Class => {
                     // The whole class, or its last segment (`NullPointerException` finds
-                    // `java.lang.NullPointerException`).
-                    sql.push_str(
-                        " AND (l.class = ? OR l.class LIKE '%.' || ? ESCAPE '\\' OR l.class LIKE '%::' || ? ESCAPE '\\')",
-                    );
-                    let escaped = value
-                        .replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_");
+                    // `java.lang.NullPointerException`); both indexed.
+                    let tail = value.rsplit(['.', ':']).next().unwrap_or(value);
+                    sql.push_str(" AND l.class_tail = ? AND (l.class = ? OR ? = l.class_tail)");
+                    args.push(V::Text(tail.to_owned()));
                     args.push(V::Text(value.clone()));
-                    args.push(V::Text(escaped.clone()));
-                    args.push(V::Text(escaped));
+                    args.push(V::Text(value.clone()));
                 }
                 Field::Ip => {
                     sql.push_str(" AND (' ' || l.ips || ' ') LIKE ?");
@@ -313,7 +316,8 @@ impl LogStore {
             }
         }
         if fts.is_some() {
-            sql.push_str(" ORDER BY score DESC, l.at DESC LIMIT ?");
+            // FTS5's `rank` (BM25) ordering, which it computes best.
+            sql.push_str(" ORDER BY lines_fts.rank LIMIT ?");
         } else {
             sql.push_str(" ORDER BY l.at DESC LIMIT ?");
         }

@@ -3,6 +3,7 @@
 //! `cargo run -p xtask --release -- bench scheduler [--jobs N] [--hosts N]` (see `scheduler.rs`)
 //! `cargo run -p xtask --release -- bench api [--secs N] [--connections N] [--autogit PATH]`
 //! (see `bench_api.rs`)
+//! `cargo run -p xtask --release -- bench logs [--lines N]` (see `bench_logs.rs`)
 //!
 //! Measures, on the real Docker engine, in one run:
 //! 1. SIGKILL of a container's process → its health endpoint answers again: `autogit daemon` (restart
@@ -15,6 +16,7 @@
 //! faster). Timing is measured here, never asserted in tests.
 
 mod bench_api;
+mod bench_logs;
 mod bench_mirror;
 mod scheduler;
 
@@ -70,9 +72,18 @@ fn main() {
                 .map(PathBuf::from);
             bench_api::bench_api(num("--secs", 10) as u64, num("--connections", 32), autogit);
         }
+        Some(("bench", "logs")) => {
+            let lines = args
+                .iter()
+                .position(|a| a == "--lines")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1_000_000u64);
+            bench_logs::bench_logs(lines);
+        }
         _ => {
             eprintln!(
-                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH]"
+                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N]"
             );
             std::process::exit(2);
         }
