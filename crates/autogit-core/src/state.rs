@@ -604,6 +604,15 @@ pub fn from_container(
         .collect();
     let network_prefix = format!("{project}_");
     let known_ports = known.map(|k| k.ports.as_slice()).unwrap_or_default();
+    // The engine does not keep the order of port mappings: the configuration's order, then
+    // the rest.
+    let mut engine_ports = spec.ports.clone();
+    engine_ports.sort_by_key(|p| {
+        known_ports
+            .iter()
+            .position(|k| k.container == p.container_port && k.host == p.host_port)
+            .unwrap_or(usize::MAX)
+    });
     ServiceState {
         role: known.map_or(Role::Runner, |k| k.role),
         image: spec.image.clone(),
@@ -622,8 +631,7 @@ pub fn from_container(
                 .map(Bytes),
         },
         command: spec.command.clone(),
-        ports: spec
-            .ports
+        ports: engine_ports
             .iter()
             .map(|p| Port {
                 // Named as the configuration names the same mapping.
