@@ -647,14 +647,20 @@ pub fn from_container(
             .collect(),
         env,
         mounts,
-        health: spec.healthcheck.as_ref().map(|h| HealthState {
-            probe: None,
-            ready_path: None,
-            test: h.test.clone(),
-            interval: Dur::secs(h.interval_secs),
-            timeout: Dur::secs(h.timeout_secs),
-            retries: h.retries,
-            start_period: Dur::secs(h.start_period_secs),
+        health: spec.healthcheck.as_ref().map(|h| {
+            // The engine runs the configuration's check: what it probes is known too.
+            let same = known
+                .and_then(|k| k.health.as_ref())
+                .filter(|k| k.test == h.test);
+            HealthState {
+                probe: same.and_then(|k| k.probe.clone()),
+                ready_path: same.and_then(|k| k.ready_path.clone()),
+                test: h.test.clone(),
+                interval: Dur::secs(h.interval_secs),
+                timeout: Dur::secs(h.timeout_secs),
+                retries: h.retries,
+                start_period: Dur::secs(h.start_period_secs),
+            }
         }),
         depends_on: known.map(|k| k.depends_on.clone()).unwrap_or_default(),
         networks: vec![
