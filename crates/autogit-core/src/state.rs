@@ -577,7 +577,7 @@ pub fn from_container(
     env.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.name.cmp(&b.name)));
     let volume_prefix = format!("{project}_");
     let rendered_prefix = format!("{}/", rendered_dir.trim_end_matches('/'));
-    let mounts = spec
+    let mut mounts: Vec<Mount> = spec
         .mounts
         .iter()
         .map(|m| match m {
@@ -602,6 +602,10 @@ pub fn from_container(
             },
         })
         .collect();
+    // Nor the order of mounts (compose's binds come back in any order).
+    if let Some(k) = known {
+        mounts.sort_by_key(|m| k.mounts.iter().position(|km| km == m).unwrap_or(usize::MAX));
+    }
     let network_prefix = format!("{project}_");
     let known_ports = known.map(|k| k.ports.as_slice()).unwrap_or_default();
     // The engine does not keep the order of port mappings: the configuration's order, then

@@ -227,10 +227,11 @@ fn running(b: &Built) -> (Built, Vec<autogit_core::container::ContainerSpec>) {
 fn capture_of_what_the_plan_runs_has_no_drift() {
     let (b, specs) = running(&build(CONFIG, ENV));
     let want = config_state(&b);
-    // The engine returns port mappings in its own order.
+    // The engine returns port mappings and mounts in its own order.
     let mut specs = specs;
     for s in &mut specs {
         s.ports.reverse();
+        s.mounts.reverse();
     }
     let got = state::from_containers(&want, &specs, "/srv/autogit/rendered");
     assert_eq!(got.origin, Origin::Running);

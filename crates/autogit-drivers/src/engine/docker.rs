@@ -322,7 +322,9 @@ pub fn spec_from_inspect(
             &b.host_ip,
         ))
     });
-    let mounts = host
+    // autogit creates with `Mounts`; compose (and `docker run -v`) with `Binds`
+    // (`source:target[:options]`, a source without a leading `/` being a volume).
+    let mut mounts: Vec<MountSpec> = host
         .mounts
         .unwrap_or_default()
         .into_iter()
@@ -338,6 +340,25 @@ pub fn spec_from_inspect(
             },
         })
         .collect();
+    mounts.extend(host.binds.unwrap_or_default().iter().filter_map(|b| {
+        let mut parts = b.splitn(3, ':');
+        let (source, target) = (parts.next()?, parts.next()?);
+        let read_only = parts
+            .next()
+            .is_some_and(|o| o.split(',').any(|o| o == "ro"));
+        Some(if source.starts_with('/') {
+            MountSpec::Bind {
+                source: source.to_owned(),
+                target: target.to_owned(),
+                read_only,
+            }
+        } else {
+            MountSpec::Volume {
+                name: source.to_owned(),
+                target: target.to_owned(),
+            }
+        })
+    }));
     let network = host.network_mode.clone().unwrap_or_default();
     let hostname = config.hostname.filter(|h| *h != short && !h.is_empty());
     // A started container's aliases gain its short id and, when they lack it, its host name
@@ -1395,6 +1416,52 @@ mod tests {
         );
         assert_eq!(event_action("health_status", &none), None);
         assert_eq!(event_action("remove", &none).as_deref(), Some("destroy"));
+    }
+
+    #[test]
+    fn inspect_reads_compose_binds() {
+        let c = ContainerInspectResponse {
+            id: Some("0123456789abcdef".into()),
+            name: Some("/p-web".into()),
+            config: Some(bollard::models::ContainerConfig {
+                image: Some("img:1".into()),
+                hostname: Some("0123456789ab".into()),
+                env: Some(vec!["PATH=/bin".into(), "A=1".into()]),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                binds: Some(vec!["p_data:/data:rw".into(), "/srv/conf:/conf:ro".into()]),
+                shm_size: Some(64 << 20),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let image = bollard::models::ImageConfig {
+            env: Some(vec!["PATH=/bin".into()]),
+            ..Default::default()
+        };
+        let s = spec_from_inspect(&c, Some(&image));
+        assert_eq!(s.name, "p-web");
+        assert_eq!(s.env, BTreeMap::from([("A".to_owned(), "1".to_owned())]));
+        assert_eq!(
+            s.hostname, None,
+            "the engine's id-derived host name is not the spec's"
+        );
+        assert_eq!(s.shm_size_bytes, None, "the engine's default /dev/shm");
+        assert_eq!(
+            s.mounts,
+            [
+                MountSpec::Volume {
+                    name: "p_data".into(),
+                    target: "/data".into()
+                },
+                MountSpec::Bind {
+                    source: "/srv/conf".into(),
+                    target: "/conf".into(),
+                    read_only: true
+                }
+            ]
+        );
     }
 
     #[test]
