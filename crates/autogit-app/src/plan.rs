@@ -16,7 +16,15 @@ use std::path::{Path, PathBuf};
 /// Its host paths are resolved ([`host_paths`]): what the engine, the compose export and
 /// `autogit plan` see are this host's paths.
 pub fn plan(settings: &Settings) -> (Plan, Diagnostics, Option<HostFacts>) {
-    let host = autogit_drivers::host::facts(&settings.env);
+    plan_with(settings, autogit_drivers::host::facts(&settings.env))
+}
+
+/// [`plan`] with the given host facts; `None` plans for no host in particular (the preset's
+/// sizes uncapped by this host's CPUs: `export kubernetes`, where the cluster's nodes run it).
+pub fn plan_with(
+    settings: &Settings,
+    host: Option<HostFacts>,
+) -> (Plan, Diagnostics, Option<HostFacts>) {
     let input = PlanInput {
         host,
         remembered_ports: remembered_ports(settings),

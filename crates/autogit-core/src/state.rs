@@ -617,8 +617,20 @@ pub fn from_container(
             .position(|k| k.container == p.container_port && k.host == p.host_port)
             .unwrap_or(usize::MAX)
     });
+    // A container the configuration does not know: a runner by its name, else a workload
+    // like the observability ones (no special handling by any generator).
+    let role = known.map_or_else(
+        || {
+            if service.starts_with("runner-") {
+                Role::Runner
+            } else {
+                Role::Observability
+            }
+        },
+        |k| k.role,
+    );
     ServiceState {
-        role: known.map_or(Role::Runner, |k| k.role),
+        role,
         image: spec.image.clone(),
         container_name: spec.name.clone(),
         // autogit names the container's host after its service; the configuration's host name

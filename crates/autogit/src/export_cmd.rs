@@ -20,9 +20,13 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
         ExportCommand::Compose(a) => (Format::Compose, a),
         ExportCommand::Kubernetes(a) => (Format::Kubernetes, a),
     };
-    let Some(plan) = make_plan(ui, g, loaded) else {
+    let Some(mut plan) = make_plan(ui, g, loaded) else {
         return exit::INVALID_CONFIG;
     };
+    // A cluster's nodes run the manifests: the preset's sizes, not capped at this host's CPUs.
+    if format == Format::Kubernetes && args.from == ExportFrom::Config {
+        plan = autogit_app::plan::plan_with(loaded, None).0;
+    }
     let (state, drift) = match args.from {
         ExportFrom::Config => (export::from_config(loaded, &plan), None),
         ExportFrom::Running => match capture(loaded, &plan) {

@@ -170,6 +170,12 @@ fn out_refuses_to_write_outside_its_directory() {
     let r = run_data(d.path(), &["export", "kubernetes", "-q"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("kind: StatefulSet") && r.stdout.contains("\n---\n"));
+    // Sized by the preset (the default, homelab: GitLab 6 CPUs, 6 GiB), not by this host.
+    let gitlab = fs::read_to_string(k8s.join("gitlab.yaml")).unwrap();
+    assert!(
+        gitlab.contains("cpu: \"6\"\n") && gitlab.contains("memory: \"6Gi\"\n"),
+        "{gitlab}"
+    );
 }
 
 #[test]
