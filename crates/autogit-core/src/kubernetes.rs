@@ -377,15 +377,46 @@ fn object(api: &str, kind: &str, metadata: Value, spec: Value) -> Value {
     Value::Object(o)
 }
 
-fn documents(head: &str, docs: &[Value]) -> String {
-    let mut out = format!("# Rendered by autogit: {head}\n");
-    for (i, d) in docs.iter().enumerate() {
-        if i > 0 {
-            out.push_str("---\n");
+/// One file of the export: its objects and the comment above them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Manifest {
+    /// The file name (`gitlab.yaml`).
+    pub file: String,
+    /// The comment at the top (lines after the first start with `# `).
+    pub head: String,
+    pub objects: Vec<Value>,
+}
+
+impl Manifest {
+    fn new(file: impl Into<String>, head: impl Into<String>, objects: Vec<Value>) -> Self {
+        Self {
+            file: file.into(),
+            head: head.into(),
+            objects,
         }
-        out.push_str(&to_yaml(d));
     }
-    out
+
+    /// The file's text: the comment, then the objects as YAML documents.
+    pub fn text(&self) -> String {
+        let mut out = format!("# Rendered by autogit: {}\n", self.head);
+        for (i, d) in self.objects.iter().enumerate() {
+            if i > 0 {
+                out.push_str("---\n");
+            }
+            out.push_str(&to_yaml(d));
+        }
+        out
+    }
+}
+
+/// `KEY=...` for a literal, `KEY=<path>` from a file for the `_FILE` settings.
+fn secret_args(keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| match k.strip_suffix("_FILE") {
+            Some(_) => format!(" --from-file={k}=<path>"),
+            None => format!(" --from-literal={k}=..."),
+        })
+        .collect()
 }
 
 /// Whether the service has a place in the cluster: the ingress container is replaced by the
@@ -488,8 +519,21 @@ fn workload(st: &PlatformState, s: &ServiceState, files: &BTreeMap<String, Strin
     docs
 }
 
-fn ingress(st: &PlatformState, routed: &[&ServiceState]) -> Option<(String, Vec<Value>)> {
+fn ingress(st: &PlatformState, routed: &[&ServiceState]) -> Option<Vec<Value>> {
     let ing = st.ingress.as_ref()?;
+    // With Traefik, a service behind the guard is routed by the IngressRoute only: a plain
+    // Ingress rule beside it would be a way around the guard.
+    let routed: Vec<&ServiceState> = routed
+        .iter()
+        .copied()
+        .filter(|s| {
+            ing.class != IngressClass::Traefik
+                || !s
+                    .route
+                    .as_ref()
+                    .is_some_and(|r| r.middlewares.iter().any(|m| m == "guard"))
+        })
+        .collect();
     if routed.is_empty() {
         return None;
     }
@@ -510,6 +554,30 @@ fn ingress(st: &PlatformState, routed: &[&ServiceState]) -> Option<(String, Vec<
         annotations.insert(
             "nginx.ingress.kubernetes.io/whitelist-source-range".into(),
             json!(ing.allow.join(",")),
+        );
+    }
+    if ing.class == IngressClass::Traefik {
+        // The middlewares every route has (traefik.yaml defines them; the guard is per
+        // service, on the IngressRoute only).
+        let common: Vec<String> = routed
+            .iter()
+            .filter_map(|s| s.route.as_ref())
+            .map(|r| r.middlewares.clone())
+            .reduce(|a, b| a.into_iter().filter(|m| b.contains(m)).collect())
+            .unwrap_or_default();
+        annotations.insert(
+            "traefik.ingress.kubernetes.io/router.entrypoints".into(),
+            json!("websecure"),
+        );
+        annotations.insert(
+            "traefik.ingress.kubernetes.io/router.middlewares".into(),
+            json!(
+                common
+                    .iter()
+                    .map(|m| format!("{}-{m}@kubernetescrd", st.project))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
         );
     }
     let mut m = meta(st, &st.project, Some("ingress"));
@@ -538,7 +606,7 @@ fn ingress(st: &PlatformState, routed: &[&ServiceState]) -> Option<(String, Vec<
             "rules": rules,
         }),
     )];
-    Some(("ingress.yaml".into(), docs))
+    Some(docs)
 }
 
 fn traefik(st: &PlatformState, routed: &[&ServiceState]) -> Option<Vec<Value>> {
@@ -665,16 +733,18 @@ fn solver(st: &PlatformState, acme: &AcmeState) -> Result<Value, String> {
     }
 }
 
-fn certificates(st: &PlatformState) -> Option<String> {
+fn certificates(st: &PlatformState) -> Option<Manifest> {
     let acme = st.acme.as_ref()?;
     let cert = st.certificates.first()?;
     let issuer = format!("{}-acme", st.project);
     let solver = match solver(st, acme) {
         Ok(s) => s,
         Err(why) => {
-            return Some(format!(
-                "# Rendered by autogit: no certificate issuer.\n# {why}\n"
-            ));
+            return Some(Manifest {
+                file: "certificate.yaml".to_owned(),
+                head: format!("no certificate issuer.\n# {why}"),
+                objects: Vec::new(),
+            });
         }
     };
     let mut acme_spec = Map::new();
@@ -711,10 +781,12 @@ fn certificates(st: &PlatformState) -> Option<String> {
             }),
         ),
     ];
-    Some(documents(
-        "cert-manager issuer and certificate (custom resources: install cert-manager first).",
-        &docs,
-    ))
+    Some(Manifest {
+        file: "certificate.yaml".to_owned(),
+        head: "cert-manager issuer and certificate (custom resources: install cert-manager first)."
+            .to_owned(),
+        objects: docs.to_vec(),
+    })
 }
 
 /// Runners take no connection, and reach only GitLab, the cluster's DNS and the internet
@@ -777,10 +849,21 @@ fn network_policies(st: &PlatformState, runners: &[&ServiceState]) -> Vec<Value>
     ]
 }
 
-/// The manifests, as (file name, text), in a fixed order. `files` are the rendered
-/// configuration files (path under `rendered/` → text) that services mount; a mount whose file
-/// is not given is left out.
+/// The manifests, as (file name, text), in a fixed order: [`objects`] as YAML.
 pub fn manifests(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<(String, String)> {
+    objects(st, files)
+        .into_iter()
+        .map(|m| {
+            let text = m.text();
+            (m.file, text)
+        })
+        .collect()
+}
+
+/// The objects of every file, in a fixed order. `files` are the rendered configuration files
+/// (path under `rendered/` → text) that services mount; a mount whose file is not given is
+/// left out.
+pub fn objects(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<Manifest> {
     let mut out = Vec::new();
     let ns_meta = json!({"name": st.project, "labels": {"app.kubernetes.io/instance": st.project, "app.kubernetes.io/managed-by": "autogit"}});
     let mut ns = Map::new();
@@ -808,10 +891,7 @@ pub fn manifests(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<(S
             "#   kubectl -n {} create secret generic {}{}\n",
             st.project,
             secrets_name(st),
-            secret_keys
-                .iter()
-                .map(|k| format!(" --from-literal={k}=..."))
-                .collect::<String>()
+            secret_args(&secret_keys)
         ));
     }
     if let Some(AcmeState {
@@ -823,24 +903,20 @@ pub fn manifests(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<(S
         head.push_str(&format!(
             "#   kubectl -n cert-manager create secret generic {}{}\n",
             dns_secret_name(st),
-            secrets
-                .iter()
-                .map(|k| format!(" --from-literal={k}=..."))
-                .collect::<String>()
+            secret_args(secrets)
         ));
     }
-    out.push((
-        "namespace.yaml".to_owned(),
-        documents(head.trim_end(), &[Value::Object(ns)]),
+    out.push(Manifest::new(
+        "namespace.yaml",
+        head.trim_end(),
+        vec![Value::Object(ns)],
     ));
     let placed: Vec<&ServiceState> = st.services.iter().filter(|s| in_cluster(s)).collect();
     for s in &placed {
-        out.push((
+        out.push(Manifest::new(
             format!("{}.yaml", s.name),
-            documents(
-                &format!("{} ({}).", s.name, role_name(s.role)),
-                &workload(st, s, files),
-            ),
+            format!("{} ({}).", s.name, role_name(s.role)),
+            workload(st, s, files),
         ));
     }
     let routed: Vec<&ServiceState> = placed
@@ -848,26 +924,25 @@ pub fn manifests(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<(S
         .copied()
         .filter(|s| s.route.is_some())
         .collect();
-    if let Some((name, docs)) = ingress(st, &routed) {
-        out.push((
-            name,
-            documents(
-                "ingress (networking.k8s.io/v1) with ExternalDNS annotations.",
-                &docs,
-            ),
+    if let Some(docs) = ingress(st, &routed) {
+        out.push(Manifest::new(
+            "ingress.yaml",
+            "ingress (networking.k8s.io/v1) with ExternalDNS annotations.",
+            docs,
         ));
     }
     if let Some(docs) = traefik(st, &routed) {
-        out.push((
-            "traefik.yaml".to_owned(),
-            documents(
-                "Traefik IngressRoute and middlewares (custom resources: Traefik's CRDs).",
-                &docs,
-            ),
-        ));
+        let mut head =
+            "Traefik IngressRoute and middlewares (custom resources: Traefik's CRDs).".to_owned();
+        if st.ingress.as_ref().is_some_and(|i| i.guard.is_some()) {
+            head.push_str(
+                "\n# Services behind the guard are routed here only, through its forward-auth.",
+            );
+        }
+        out.push(Manifest::new("traefik.yaml", head, docs));
     }
-    if let Some(text) = certificates(st) {
-        out.push(("certificate.yaml".to_owned(), text));
+    if let Some(m) = certificates(st) {
+        out.push(m);
     }
     let runners: Vec<&ServiceState> = placed
         .iter()
@@ -876,9 +951,10 @@ pub fn manifests(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<(S
         .collect();
     let policies = network_policies(st, &runners);
     if !policies.is_empty() {
-        out.push((
-            "network-policies.yaml".to_owned(),
-            documents("network policies isolating the runners.", &policies),
+        out.push(Manifest::new(
+            "network-policies.yaml",
+            "network policies isolating the runners.",
+            policies,
         ));
     }
     out

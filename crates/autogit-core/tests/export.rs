@@ -299,3 +299,179 @@ fn drift_lists_every_difference() {
             .contains("extra-secret-value")
     );
 }
+
+/// Every object of `all` of the given kind.
+fn of_kind<'a>(all: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    all.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn names(all: &[serde_json::Value], kind: &str) -> Vec<String> {
+    of_kind(all, kind)
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// What the objects refer to exists among them, and the custom resources carry the fields
+/// cert-manager and Traefik require (kubernetes-validate has no schema for them).
+fn check_references(st: &PlatformState, all: &[serde_json::Value]) {
+    let services = names(all, "Service");
+    let claims = names(all, "PersistentVolumeClaim");
+    let config_maps = names(all, "ConfigMap");
+    for o in all {
+        let kind = o["kind"].as_str().unwrap();
+        assert!(
+            o["apiVersion"].is_string() && o["metadata"]["name"].is_string(),
+            "{o}"
+        );
+        let cluster_scoped = matches!(kind, "Namespace" | "ClusterIssuer");
+        assert_eq!(
+            o["metadata"]["namespace"].as_str(),
+            (!cluster_scoped).then_some(st.project.as_str()),
+            "{kind} {}",
+            o["metadata"]["name"]
+        );
+        assert_eq!(
+            o["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "autogit"
+        );
+        let pod = &o["spec"]["template"]["spec"];
+        for v in pod["volumes"].as_array().into_iter().flatten() {
+            if let Some(c) = v["persistentVolumeClaim"]["claimName"].as_str() {
+                assert!(claims.iter().any(|n| n == c), "claim {c}");
+            }
+            if let Some(c) = v["configMap"]["name"].as_str() {
+                assert!(config_maps.iter().any(|n| n == c), "config map {c}");
+            }
+        }
+        for c in pod["containers"].as_array().into_iter().flatten() {
+            for e in c["env"].as_array().into_iter().flatten() {
+                if let Some(r) = e["valueFrom"]["secretKeyRef"].as_object() {
+                    assert_eq!(r["name"], kubernetes::secrets_name(st));
+                    assert_eq!(r["key"], e["name"]);
+                }
+            }
+        }
+    }
+    let service_port = |name: &str, port: &serde_json::Value| {
+        of_kind(all, "Service").iter().any(|s| {
+            s["metadata"]["name"] == name
+                && s["spec"]["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["port"] == *port)
+        })
+    };
+    for ing in of_kind(all, "Ingress") {
+        for rule in ing["spec"]["rules"].as_array().unwrap() {
+            let b = &rule["http"]["paths"][0]["backend"]["service"];
+            let name = b["name"].as_str().unwrap();
+            assert!(services.iter().any(|s| s == name), "{name}");
+            assert!(service_port(name, &b["port"]["number"]), "{name}");
+        }
+        assert_eq!(
+            ing["spec"]["tls"][0]["secretName"],
+            kubernetes::tls_secret_name(st)
+        );
+    }
+    let middlewares = names(all, "Middleware");
+    for r in of_kind(all, "IngressRoute") {
+        for route in r["spec"]["routes"].as_array().unwrap() {
+            assert_eq!(route["kind"], "Rule");
+            assert!(route["match"].as_str().unwrap().starts_with("Host(`"));
+            let svc = &route["services"][0];
+            assert!(service_port(svc["name"].as_str().unwrap(), &svc["port"]));
+            for m in route["middlewares"].as_array().unwrap() {
+                assert!(middlewares.iter().any(|n| *n == m["name"]), "{m}");
+            }
+        }
+    }
+    let issuers = names(all, "ClusterIssuer");
+    for c in of_kind(all, "Certificate") {
+        let spec = &c["spec"];
+        assert_eq!(spec["secretName"], kubernetes::tls_secret_name(st));
+        assert!(!spec["dnsNames"].as_array().unwrap().is_empty());
+        assert_eq!(spec["issuerRef"]["kind"], "ClusterIssuer");
+        assert!(issuers.iter().any(|i| *i == spec["issuerRef"]["name"]));
+    }
+    for i in of_kind(all, "ClusterIssuer") {
+        let acme = &i["spec"]["acme"];
+        assert!(acme["server"].as_str().unwrap().starts_with("https://"));
+        assert!(acme["privateKeySecretRef"]["name"].is_string());
+        let solvers = acme["solvers"].as_array().unwrap();
+        assert_eq!(solvers.len(), 1);
+        let s = solvers[0].as_object().unwrap();
+        assert_eq!(s.len(), 1, "one challenge type: {s:?}");
+        if let Some(dns) = s.get("dns01") {
+            assert_eq!(dns.as_object().unwrap().len(), 1, "one provider");
+        }
+    }
+}
+
+#[test]
+fn manifests_refer_only_to_what_they_define() {
+    let cases = [
+        (CONFIG.to_owned(), ENV.to_owned()),
+        (
+            format!("{CONFIG}platform:\n  ingress: nginx\n"),
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,tempo\nACME_CHALLENGE=http-01\n".to_owned(),
+        ),
+        (
+            format!("{CONFIG}platform:\n  guard_forward_auth: http://guard:8080/check\n  guard_services: [grafana]\n  ingress_allow: [10.0.0.0/8]\n"),
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,prometheus\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=t\n".to_owned(),
+        ),
+        (
+            CONFIG.to_owned(),
+            "BASE_DOMAIN=example.com\nDNS_PROVIDER=gcloud\nGCP_PROJECT=p\nGCP_MANAGED_ZONE=z\nGCP_SERVICE_ACCOUNT_FILE=/k.json\nGCP_DNS_ENDPOINT=https://dns.googleapis.com\n".to_owned(),
+        ),
+    ];
+    for (config, env) in &cases {
+        let b = build(config, env);
+        let st = config_state(&b);
+        let all: Vec<serde_json::Value> = kubernetes::objects(&st, &rendered(&b))
+            .into_iter()
+            .flat_map(|m| m.objects)
+            .collect();
+        check_references(&st, &all);
+    }
+}
+
+/// With Traefik and the guard, a guarded service is reachable through the IngressRoute (and
+/// its forward-auth) only: the plain Ingress has no rule for it.
+#[test]
+fn guarded_services_are_routed_through_the_guard_only() {
+    let b = build(
+        &format!(
+            "{CONFIG}platform:\n  guard_forward_auth: http://guard:8080/check\n  guard_services: [grafana]\n"
+        ),
+        "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana\n",
+    );
+    let m = kubernetes::objects(&config_state(&b), &rendered(&b));
+    let file = |n: &str| m.iter().find(|f| f.file == n).unwrap().objects.clone();
+    let ingress = &file("ingress.yaml")[0];
+    let hosts: Vec<&str> = ingress["spec"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["gitlab.example.com"]);
+    assert_eq!(
+        ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"],
+        "autogit-security-headers@kubernetescrd,autogit-rate-limit@kubernetescrd"
+    );
+    let traefik = file("traefik.yaml");
+    let route = of_kind(&traefik, "IngressRoute")[0]["spec"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["match"] == "Host(`grafana.example.com`)")
+        .unwrap()
+        .clone();
+    assert_eq!(route["middlewares"][2]["name"], "guard");
+    assert_eq!(
+        names(&traefik, "Middleware"),
+        ["security-headers", "rate-limit", "guard"]
+    );
+}
