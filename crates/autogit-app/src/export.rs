@@ -2,12 +2,14 @@
 //! configuration, or captured from what runs, and the files of each generator.
 //!
 //! Capture reads the engine (every managed container of the project, inspected through
-//! [`ContainerEngine::inspect`]) and the state store (the mirror sources and the targets
-//! they were first recorded with); what neither holds (the certificate and how it is
-//! obtained, the DNS records, the runner hosts) comes from the configuration, and the drift
-//! between the configuration and what runs is computed by `core::state::drift`.
+//! [`ContainerEngine::inspect`]), the state store (the mirror sources and the targets they
+//! were first recorded with) and the DNS provider's zone (the platform's records, when
+//! autogit manages records there); what none holds (the certificate and how it is obtained,
+//! the runner hosts) comes from the configuration, and the drift between the configuration
+//! and what runs is computed by `core::state::drift`.
 
 use crate::Settings;
+use crate::dns::DnsController;
 use autogit_core::kubernetes;
 use autogit_core::plan::Plan;
 use autogit_core::render;
@@ -15,6 +17,7 @@ use autogit_core::state::{self, Drift, MirrorSource, PlatformState};
 use autogit_drivers::engine::{ContainerEngine, EngineError};
 use autogit_drivers::state::Store;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
@@ -33,11 +36,19 @@ pub enum Format {
     Kubernetes,
 }
 
-/// The state the configuration describes (its plan as this host would deploy it).
-pub fn from_config(settings: &Settings, plan: &Plan) -> PlatformState {
-    state::from_config(&settings.config, &settings.platform, plan, &|k: &str| {
+/// The state the configuration describes (its plan as this host would deploy it), with the
+/// DNS records added through the API among the records it wants.
+pub fn from_config(settings: &Arc<Settings>, plan: &Plan) -> PlatformState {
+    let mut st = state::from_config(&settings.config, &settings.platform, plan, &|k: &str| {
         settings.setting(k)
-    })
+    });
+    let dns = DnsController::new(settings.clone(), crate::Bus::new(crate::clock::system()));
+    if dns.manages_records()
+        && let Ok(records) = dns.desired_records(plan)
+    {
+        st.dns = records;
+    }
+    st
 }
 
 /// A capture: what runs, what the configuration says, and how they differ.
@@ -46,12 +57,16 @@ pub struct Captured {
     pub state: PlatformState,
     pub config: PlatformState,
     pub drift: Vec<Drift>,
+    /// Why the DNS records were not read from the zone (no provider autogit can read, or the
+    /// provider's error); the state then has the configuration's records and drift does
+    /// not compare them.
+    pub dns_unread: Option<String>,
 }
 
 /// Reads the running platform: the project's containers on `engine` and the state store of
 /// the settings' data dir (read-only; a missing database means nothing was recorded).
 pub async fn capture<E: ContainerEngine>(
-    settings: &Settings,
+    settings: &Arc<Settings>,
     engine: &E,
     plan: &Plan,
 ) -> Result<Captured, ExportError> {
@@ -70,12 +85,36 @@ pub async fn capture<E: ContainerEngine>(
     let rendered = rendered.display().to_string();
     let mut st = state::from_containers(&config, &specs, &rendered);
     st.mirrors = recorded_mirrors(settings, &config)?;
+    let dns_unread = match zone_records(settings, plan).await {
+        Ok(records) => {
+            st.dns = records;
+            None
+        }
+        Err(why) => Some(why),
+    };
     let drift = state::drift(&config, &st);
     Ok(Captured {
         state: st,
         config,
         drift,
+        dns_unread,
     })
+}
+
+/// The platform's records as the provider's zone holds them (`core::state::dns_found`).
+async fn zone_records(
+    settings: &Arc<Settings>,
+    plan: &Plan,
+) -> Result<Vec<autogit_core::dns::Record>, String> {
+    let dns = DnsController::new(settings.clone(), crate::Bus::new(crate::clock::system()));
+    if !dns.manages_records() {
+        return Err(
+            "autogit manages no DNS records here (no BASE_DOMAIN, or DNS_PROVIDER is none or manual)"
+                .to_owned(),
+        );
+    }
+    let view = dns.plan(plan).await.map_err(|e| e.to_string())?;
+    Ok(state::dns_found(&view.desired, &view.plan))
 }
 
 fn absolute(p: &std::path::Path) -> std::path::PathBuf {

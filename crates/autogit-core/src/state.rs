@@ -10,7 +10,7 @@
 
 use crate::config::{Config, GpuVendor, IngressKind, RunnerMode};
 use crate::container::{ContainerSpec, MountSpec, labels};
-use crate::dns::{DnsTarget, Record, desired_records};
+use crate::dns::{Change, DnsPlan, DnsTarget, Record, desired_records};
 use crate::plan::{HostPath, Mount, Placement, Plan, Probe, Protocol, Role, ServiceSpec};
 use crate::platform::{DnsProvider, PlatformEnv};
 use crate::preset::Preset;
@@ -724,10 +724,41 @@ pub fn from_containers(
     }
 }
 
+/// The platform's records as the zone holds them, from what the platform wants (`desired`)
+/// and the plan that would make the zone so (`core::dns::dns_plan` against the zone): the
+/// desired records less those still to create, the zone's version of those to update, and
+/// the owned records still to delete. A desired name in conflict (held by records autogit
+/// does not own) has none of the platform's.
+pub fn dns_found(desired: &[Record], plan: &DnsPlan) -> Vec<Record> {
+    let conflicted: BTreeSet<&str> = plan.conflicts.iter().map(|c| c.name.as_str()).collect();
+    let mut found: Vec<Record> = desired
+        .iter()
+        .filter(|r| !conflicted.contains(r.name.as_str()))
+        .filter(|r| {
+            !plan.changes.iter().any(|c| match c {
+                Change::Create { record } => record == *r,
+                Change::Update { to, .. } => to == *r,
+                Change::Delete { .. } => false,
+            })
+        })
+        .cloned()
+        .collect();
+    for c in &plan.changes {
+        match c {
+            Change::Update { from, .. } => found.push(from.clone()),
+            Change::Delete { record } => found.push(record.clone()),
+            Change::Create { .. } => {}
+        }
+    }
+    found.sort();
+    found.dedup();
+    found
+}
+
 /// One difference between the configuration and what runs.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Drift {
-    /// The service, or `None` for the platform as a whole.
+    /// The service, or `None` for the platform as a whole (`dns`).
     pub service: Option<String>,
     /// What differs: `service`, `image`, `command`, `ports`, `env.NAME`, `mounts`, `cpus`,
     /// `memory`, `shm_size`, `health`, `networks`.
@@ -756,9 +787,27 @@ fn env_show(v: Option<&EnvValue>) -> String {
 /// services that run on this host are compared (remote runners are not on this engine; an
 /// on-demand runner that does not exist yet is not a difference), and the host name is not
 /// (the engine's is the service name, the configuration's the external host). A plain
-/// variable the plan resolves to a host path compares equal to a captured plain value.
+/// variable the plan resolves to a host path compares equal to a captured plain value. DNS
+/// records are compared one by one (`dns`: a record wanted and not in the zone, or owned and
+/// not wanted).
 pub fn drift(config: &PlatformState, captured: &PlatformState) -> Vec<Drift> {
     let mut out = Vec::new();
+    for r in config.dns.iter().filter(|r| !captured.dns.contains(r)) {
+        out.push(Drift {
+            service: None,
+            field: "dns".into(),
+            expected: r.to_string(),
+            found: "absent".into(),
+        });
+    }
+    for r in captured.dns.iter().filter(|r| !config.dns.contains(r)) {
+        out.push(Drift {
+            service: None,
+            field: "dns".into(),
+            expected: "absent".into(),
+            found: r.to_string(),
+        });
+    }
     let mut d = |service: &str, field: &str, expected: String, found: String| {
         out.push(Drift {
             service: Some(service.to_owned()),
@@ -870,11 +919,7 @@ pub fn drift(config: &PlatformState, captured: &PlatformState) -> Vec<Drift> {
         }
     }
     for got in &captured.services {
-        if !config
-            .services
-            .iter()
-            .any(|s| s.name == got.name && s.placement == Placement::Local)
-        {
+        if config.service(&got.name).is_none() {
             d(&got.name, "service", "absent".into(), "present".into());
         }
     }

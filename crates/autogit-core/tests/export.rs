@@ -475,3 +475,65 @@ fn guarded_services_are_routed_through_the_guard_only() {
         ["security-headers", "rate-limit", "guard"]
     );
 }
+
+/// The zone as the DNS plan shows it: records still to create are missing, owned records to
+/// delete or update are found as the zone has them, a conflicted name has none of ours; and
+/// drift lists each record.
+#[test]
+fn dns_records_found_in_the_zone_and_their_drift() {
+    use autogit_core::dns::{Record, RecordType, dns_plan, owner_name, owner_value};
+    let b = build(CONFIG, ENV);
+    let want = config_state(&b);
+    let desired = want.dns.clone();
+    assert!(!desired.is_empty());
+    // A zone that has everything: nothing found missing, no drift.
+    let found = state::dns_found(&desired, &dns_plan(&desired, &desired, "autogit"));
+    assert_eq!(found, desired);
+    // An empty zone: nothing found; each desired record is drift.
+    let empty = state::dns_found(&desired, &dns_plan(&desired, &[], "autogit"));
+    assert!(empty.is_empty());
+    let mut got = want.clone();
+    got.dns = empty;
+    let drift = state::drift(&want, &got);
+    assert_eq!(drift.len(), desired.len(), "{drift:#?}");
+    assert!(
+        drift
+            .iter()
+            .all(|d| d.service.is_none() && d.field == "dns" && d.found == "absent")
+    );
+    // An owned stale record (another address) and an owned name no longer wanted.
+    let wildcard = desired
+        .iter()
+        .find(|r| r.name == "*.vectorweight.com")
+        .unwrap();
+    let stale = Record::new(&wildcard.name, RecordType::A, "192.0.2.99", wildcard.ttl);
+    let old = Record::new("old.vectorweight.com", RecordType::A, "192.0.2.10", 300);
+    let mut zone: Vec<Record> = desired.iter().filter(|r| *r != wildcard).cloned().collect();
+    zone.push(stale.clone());
+    zone.push(old.clone());
+    zone.push(Record::new(
+        &owner_name("old.vectorweight.com"),
+        RecordType::Txt,
+        owner_value("autogit"),
+        300,
+    ));
+    let found = state::dns_found(&desired, &dns_plan(&desired, &zone, "autogit"));
+    assert!(found.contains(&stale) && found.contains(&old) && !found.contains(wildcard));
+    got.dns = found;
+    let fields: Vec<(String, String)> = state::drift(&want, &got)
+        .into_iter()
+        .map(|d| (d.expected, d.found))
+        .collect();
+    assert!(
+        fields.contains(&(wildcard.to_string(), "absent".to_owned())),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&("absent".to_owned(), stale.to_string())),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&("absent".to_owned(), old.to_string())),
+        "{fields:?}"
+    );
+}

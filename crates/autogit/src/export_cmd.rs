@@ -28,9 +28,14 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
         plan = autogit_app::plan::plan_with(loaded, None).0;
     }
     let (state, drift) = match args.from {
-        ExportFrom::Config => (export::from_config(loaded, &plan), None),
+        ExportFrom::Config => (export::from_config(&loaded.settings, &plan), None),
         ExportFrom::Running => match capture(loaded, &plan) {
-            Ok(c) => (c.state, Some(c.drift)),
+            Ok(c) => {
+                if let Some(why) = &c.dns_unread {
+                    ui.note(&format!("note: DNS records not read from the zone: {why}"));
+                }
+                (c.state, Some(c.drift))
+            }
             Err(e) => {
                 ui.error(&e);
                 return exit::FAILURE;
@@ -59,7 +64,7 @@ fn capture(loaded: &Loaded, plan: &Plan) -> Result<export::Captured, String> {
         let engine = Docker::connect(loaded.socket(), &loaded.env)
             .await
             .map_err(|e| format!("--from running needs the container engine: {e}"))?;
-        export::capture(loaded, &engine, plan)
+        export::capture(&loaded.settings, &engine, plan)
             .await
             .map_err(|e| e.to_string())
     })

@@ -10,6 +10,7 @@
 //! (`core::kubernetes::CUSTOM_KINDS`) and nothing else.
 
 mod common;
+use autogit_drivers::testing::bind::{Bind, KEY_NAME, TestZone, named_or_skip};
 use common::*;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -299,4 +300,74 @@ fn capture_export_down_up_capture_gives_the_same_platform() {
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }
+}
+
+/// `--from running` reads the platform's records from the DNS provider's zone (a real BIND):
+/// before `dns sync` each wanted record is drift, after it none is.
+#[test]
+fn running_export_reads_the_zone_and_reports_dns_drift() {
+    if !have_engine() {
+        return;
+    }
+    let Some(named) = named_or_skip() else {
+        return;
+    };
+    let bind =
+        Bind::start(&named, &[TestZone::new("example.test", "")]).unwrap_or_else(|e| panic!("{e}"));
+    let d = tempfile::tempdir().unwrap();
+    let project = format!("agt-exportdns-{}", std::process::id());
+    fs::write(
+        d.path().join("autogit.yml"),
+        format!("platform:\n  project: {project}\n"),
+    )
+    .unwrap();
+    write_env(
+        d.path(),
+        &format!(
+            "BASE_DOMAIN=example.test\nINGRESS_IP=203.0.113.7\nSERVICES_ENABLED=gitlab\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER={}\nRFC2136_TSIG_KEY_NAME={KEY_NAME}\nRFC2136_TSIG_SECRET={}\n",
+            bind.server(),
+            bind.secret()
+        ),
+    );
+    let dns_drift = |v: &serde_json::Value| -> Vec<String> {
+        v["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["field"] == "dns")
+            .map(|d| {
+                format!(
+                    "{} | {}",
+                    d["expected"].as_str().unwrap(),
+                    d["found"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let export = || {
+        let r = run_data(
+            d.path(),
+            &["export", "kubernetes", "--from", "running", "-o", "json"],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()
+    };
+    let before = dns_drift(&export());
+    assert_eq!(before.len(), 4, "{before:#?}");
+    assert!(
+        before.contains(&"*.example.test 300 A 203.0.113.7 | absent".to_owned()),
+        "{before:#?}"
+    );
+    let r = run_data(d.path(), &["dns", "sync", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let after = export();
+    assert_eq!(dns_drift(&after), Vec::<String>::new(), "{after:#}");
+    // Nothing runs on the engine for this project: every service is drift.
+    assert!(
+        after["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["service"] == "gitlab" && d["found"] == "absent")
+    );
 }
