@@ -211,7 +211,8 @@ pub struct ServiceState {
     pub health: Option<HealthState>,
     pub depends_on: Vec<String>,
     pub networks: Vec<String>,
-    /// Host devices passed in (`/dev/dxg` for WSL2 GPU runners).
+    /// Host devices the service's jobs use (`/dev/dxg` for WSL2 GPU runners: passed to the job
+    /// containers by the runner's `config.toml`, not to the runner itself).
     pub devices: Vec<String>,
     pub gpu: Option<GpuRequest>,
     /// The plan's descriptive labels (`git`, `metrics`, `executor=docker`, ...).
