@@ -476,8 +476,24 @@ fn workload(st: &PlatformState, s: &ServiceState, files: &BTreeMap<String, Strin
             d["strategy"] = json!({"type": "Recreate"});
         }
         let mut m = meta(st, &s.name, Some(&component));
+        let mut annotations = Map::new();
+        // Kubernetes starts everything at once; the order compose keeps is recorded here, and
+        // the startup probes and restarts do the waiting.
+        let deps: Vec<&str> = s
+            .depends_on
+            .iter()
+            .filter(|d| st.service(d).is_some_and(in_cluster))
+            .map(String::as_str)
+            .collect();
+        if !deps.is_empty() {
+            annotations.insert("autogit.io/depends-on".into(), json!(deps.join(",")));
+        }
         if s.on_demand {
-            m["annotations"] = json!({"autogit.io/on-demand": "true: autogit scales it up when jobs wait for its tags"});
+            // Scaled up by autogit when jobs wait for the runner's tags.
+            annotations.insert("autogit.io/on-demand".into(), json!("true"));
+        }
+        if !annotations.is_empty() {
+            m["annotations"] = Value::Object(annotations);
         }
         docs.push(object("apps/v1", "Deployment", m, d));
     }

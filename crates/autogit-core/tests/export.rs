@@ -151,6 +151,8 @@ fn kubernetes_gpu_runner_requests_gpus_and_selects_gpu_nodes() {
         .unwrap()
         .1;
     assert!(!cpu.contains("nvidia.com/gpu"), "{cpu}");
+    // What compose orders by depends_on is recorded (Kubernetes has no start order).
+    assert!(cpu.contains("autogit.io/depends-on: gitlab\n"), "{cpu}");
     // The ingress container and the API have no place in a cluster.
     assert!(
         !files
