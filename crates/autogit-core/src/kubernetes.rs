@@ -322,27 +322,19 @@ fn template(st: &PlatformState, s: &ServiceState, spec: Value) -> Value {
     json!({"metadata": {"labels": labels}, "spec": spec})
 }
 
+/// The claim of a volume: a `PersistentVolumeClaim` object, or (`templated`) the entry of a
+/// StatefulSet's `volumeClaimTemplates` (no namespace: the StatefulSet's).
 fn claim(st: &PlatformState, name: &str, component: &str, templated: bool) -> Value {
-    let mut m = meta(st, name, Some(component));
-    if templated {
-        m = json!({"name": name, "labels": m["labels"]});
-    }
-    let mut v = json!({
-        "metadata": m,
-        "spec": {
-            "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": volume_size(name)}},
-        },
+    let spec = json!({
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": volume_size(name)}},
     });
-    if !templated {
-        let mut o = Map::new();
-        o.insert("apiVersion".into(), json!("v1"));
-        o.insert("kind".into(), json!("PersistentVolumeClaim"));
-        o.insert("metadata".into(), v["metadata"].take());
-        o.insert("spec".into(), v["spec"].take());
-        v = Value::Object(o);
+    let m = meta(st, name, Some(component));
+    if templated {
+        json!({"metadata": {"name": name, "labels": m["labels"]}, "spec": spec})
+    } else {
+        object("v1", "PersistentVolumeClaim", m, spec)
     }
-    v
 }
 
 fn service_ports(s: &ServiceState) -> Vec<Value> {
