@@ -543,7 +543,10 @@ pub fn from_config(
 /// directory of the rendered files (a bind mount from under it is a rendered file);
 /// `known` is the configuration's service of the same name, which says which variables are
 /// plain (their captured values are kept), which are secrets (a reference) and which are
-/// host paths. Every other variable is [`EnvValue::Withheld`].
+/// host paths. Every other variable is [`EnvValue::Withheld`]. What a container does not
+/// carry comes from `known` too: the role, the route, `depends_on`, the descriptive labels,
+/// the GPU request and what the health check probes (when the engine runs the configured
+/// check); the order of ports and mounts follows the configuration's.
 pub fn from_container(
     spec: &ContainerSpec,
     project: &str,
