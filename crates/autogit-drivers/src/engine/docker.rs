@@ -391,14 +391,24 @@ pub fn spec_from_inspect(
             retries: u32::try_from(h.retries.unwrap_or(0)).unwrap_or(0),
             start_period_secs: nanos_to_secs(h.start_period),
         });
-    let service = labels.get(labels::SERVICE).cloned().unwrap_or_default();
+    let name = c
+        .name
+        .clone()
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_owned();
+    // autogit's label, else compose's, else the name less `<project>-`.
+    let service = labels
+        .get(labels::SERVICE)
+        .or_else(|| labels.get(labels::COMPOSE_SERVICE))
+        .cloned()
+        .or_else(|| {
+            let project = labels.get(labels::MANAGED)?;
+            name.strip_prefix(&format!("{project}-")).map(str::to_owned)
+        })
+        .unwrap_or_else(|| name.clone());
     ContainerSpec {
-        name: c
-            .name
-            .clone()
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned(),
+        name,
         service,
         image: config.image.unwrap_or_default(),
         command,
@@ -1442,6 +1452,15 @@ mod tests {
         };
         let s = spec_from_inspect(&c, Some(&image));
         assert_eq!(s.name, "p-web");
+        assert_eq!(s.service, "p-web", "no label and no project: the name");
+        let mut labelled = c.clone();
+        if let Some(cfg) = labelled.config.as_mut() {
+            cfg.labels = Some(HashMap::from([(
+                labels::MANAGED.to_owned(),
+                "p".to_owned(),
+            )]));
+        }
+        assert_eq!(spec_from_inspect(&labelled, Some(&image)).service, "web");
         assert_eq!(s.env, BTreeMap::from([("A".to_owned(), "1".to_owned())]));
         assert_eq!(
             s.hostname, None,
