@@ -2,14 +2,14 @@
 //! `app::export`, write or print. The generators and the drift are in core
 //! (`state`, `render::compose_state`, `kubernetes`); capture is `app::export::capture`.
 
-use crate::cli::{ExportArgs, ExportCommand, ExportFrom, Global};
+use crate::cli::{ExportCommand, ExportFrom, Global};
 use crate::commands::make_plan;
 use crate::ctx::Loaded;
 use crate::exit;
 use crate::ui::{Ui, runtime};
 use autogit_app::export::{self, Files, Format};
 use autogit_core::plan::Plan;
-use autogit_core::state::{Drift, PlatformState};
+use autogit_core::state::Drift;
 use autogit_drivers::engine::docker::Docker;
 use autogit_drivers::fsx::write_under;
 use serde_json::json;
@@ -42,21 +42,26 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
             }
         },
     };
-    let files = export::files(format, &state, loaded, &plan);
+    let done = Done {
+        ui,
+        format,
+        from: args.from,
+        files: export::files(format, &state, loaded, &plan),
+        drift,
+    };
     match &args.out {
-        None => print(ui, format, &args, &files, drift.as_deref()),
-        Some(out) => write(
-            ui,
-            format,
-            &args,
-            out,
-            loaded,
-            &plan,
-            &state,
-            &files,
-            drift.as_deref(),
-        ),
+        None => done.print(),
+        Some(out) => done.write(out, loaded, &plan, &state.project),
     }
+}
+
+/// An export made: what to print or write, and the drift to report.
+struct Done<'a> {
+    ui: &'a Ui,
+    format: Format,
+    from: ExportFrom,
+    files: Files,
+    drift: Option<Vec<Drift>>,
 }
 
 fn capture(loaded: &Loaded, plan: &Plan) -> Result<export::Captured, String> {
@@ -84,26 +89,106 @@ fn from_name(f: ExportFrom) -> &'static str {
     }
 }
 
-/// Without `--out`: compose prints its compose file; Kubernetes every manifest, as one
-/// multi-document stream (`kubectl apply -f -`).
-fn print(ui: &Ui, format: Format, args: &ExportArgs, files: &Files, drift: Option<&[Drift]>) -> u8 {
-    let shown: Vec<&(String, String)> = match format {
-        Format::Compose => files.iter().take(1).collect(),
-        Format::Kubernetes => files.iter().collect(),
-    };
-    if ui.json {
-        ui.print_json(&json!({
-            "format": format_name(format),
-            "from": from_name(args.from),
-            "files": shown.iter().map(|(p, t)| json!({"path": p, "content": t})).collect::<Vec<_>>(),
-            "drift": drift,
-        }));
-        return exit::OK;
+impl Done<'_> {
+    /// Without `--out`: compose prints its compose file; Kubernetes every manifest, as one
+    /// multi-document stream (`kubectl apply -f -`).
+    fn print(&self) -> u8 {
+        let (ui, format, files, drift) = (self.ui, self.format, &self.files, self.drift.as_deref());
+        let shown: Vec<&(String, String)> = match format {
+            Format::Compose => files.iter().take(1).collect(),
+            Format::Kubernetes => files.iter().collect(),
+        };
+        if ui.json {
+            let files: Vec<_> = shown
+                .iter()
+                .map(|(p, t)| json!({"path": p, "content": t}))
+                .collect();
+            ui.print_json(&json!({
+                "format": format_name(format),
+                "from": from_name(self.from),
+                "files": files,
+                "drift": drift,
+            }));
+            return exit::OK;
+        }
+        let text: Vec<&str> = shown.iter().map(|(_, t)| t.as_str()).collect();
+        print!("{}", text.join("---\n"));
+        report_drift(ui, drift);
+        exit::OK
     }
-    let text: Vec<&str> = shown.iter().map(|(_, t)| t.as_str()).collect();
-    print!("{}", text.join("---\n"));
-    report_drift(ui, drift);
-    exit::OK
+
+    /// With `--out`: every file under the directory (compose: and the rendered files it
+    /// mounts), nothing outside it.
+    fn write(&self, out: &Path, loaded: &Loaded, plan: &Plan, project: &str) -> u8 {
+        let (ui, format, files, drift) = (self.ui, self.format, &self.files, self.drift.as_deref());
+        let mut written: Vec<String> = Vec::new();
+        let dir = match format {
+            Format::Compose => {
+                let (dir, name) = compose_target(out);
+                // The configuration files the services mount (and the API's configuration and
+                // the certificate, when the plan has them), next to the compose file.
+                match autogit_app::plan::write_rendered(loaded, &dir, plan) {
+                    Ok(w) => written.extend(w.iter().map(|p| p.display().to_string())),
+                    Err(e) => {
+                        ui.error(&e);
+                        return exit::FAILURE;
+                    }
+                }
+                let compose = &files[0].1;
+                match write_under(&dir, &name, compose.as_bytes(), 0o644) {
+                    Ok(p) => {
+                        let p = p.display().to_string();
+                        written.retain(|w| *w != p);
+                        written.insert(0, p);
+                    }
+                    Err(e) => {
+                        ui.error(&format!("cannot write {e}"));
+                        return exit::FAILURE;
+                    }
+                }
+                dir.join(name)
+            }
+            Format::Kubernetes => {
+                for (rel, text) in files {
+                    match write_under(out, rel, text.as_bytes(), 0o644) {
+                        Ok(p) => written.push(p.display().to_string()),
+                        Err(e) => {
+                            ui.error(&format!("cannot write {e}"));
+                            return exit::FAILURE;
+                        }
+                    }
+                }
+                out.to_owned()
+            }
+        };
+        if ui.json {
+            ui.print_json(&json!({
+                "format": format_name(format),
+                "from": from_name(self.from),
+                "files": written,
+                "drift": drift,
+            }));
+            return exit::OK;
+        }
+        match format {
+            Format::Compose => ui.note(&format!(
+                "wrote {} and its rendered files; run: docker compose -p {} -f {} up -d",
+                dir.display(),
+                project,
+                dir.display()
+            )),
+            Format::Kubernetes => {
+                ui.note(&format!(
+                "wrote {} manifests into {}; create the Secrets named in namespace.yaml, then: kubectl apply -f {}",
+                written.len(),
+                dir.display(),
+                dir.display()
+            ));
+            }
+        }
+        report_drift(ui, drift);
+        exit::OK
+    }
 }
 
 /// Where the compose file goes: `DIR/docker-compose.yml`, or the file named (its directory
@@ -124,87 +209,6 @@ fn compose_target(out: &Path) -> (PathBuf, String) {
     } else {
         (out.to_owned(), "docker-compose.yml".to_owned())
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn write(
-    ui: &Ui,
-    format: Format,
-    args: &ExportArgs,
-    out: &Path,
-    loaded: &Loaded,
-    plan: &Plan,
-    state: &PlatformState,
-    files: &Files,
-    drift: Option<&[Drift]>,
-) -> u8 {
-    let mut written: Vec<String> = Vec::new();
-    let dir = match format {
-        Format::Compose => {
-            let (dir, name) = compose_target(out);
-            // The configuration files the services mount (and the API's configuration and
-            // the certificate, when the plan has them), next to the compose file.
-            match autogit_app::plan::write_rendered(loaded, &dir, plan) {
-                Ok(w) => written.extend(w.iter().map(|p| p.display().to_string())),
-                Err(e) => {
-                    ui.error(&e);
-                    return exit::FAILURE;
-                }
-            }
-            let compose = &files[0].1;
-            match write_under(&dir, &name, compose.as_bytes(), 0o644) {
-                Ok(p) => {
-                    let p = p.display().to_string();
-                    written.retain(|w| *w != p);
-                    written.insert(0, p);
-                }
-                Err(e) => {
-                    ui.error(&format!("cannot write {e}"));
-                    return exit::FAILURE;
-                }
-            }
-            dir.join(name)
-        }
-        Format::Kubernetes => {
-            for (rel, text) in files {
-                match write_under(out, rel, text.as_bytes(), 0o644) {
-                    Ok(p) => written.push(p.display().to_string()),
-                    Err(e) => {
-                        ui.error(&format!("cannot write {e}"));
-                        return exit::FAILURE;
-                    }
-                }
-            }
-            out.to_owned()
-        }
-    };
-    if ui.json {
-        ui.print_json(&json!({
-            "format": format_name(format),
-            "from": from_name(args.from),
-            "files": written,
-            "drift": drift,
-        }));
-        return exit::OK;
-    }
-    match format {
-        Format::Compose => ui.note(&format!(
-            "wrote {} and its rendered files; run: docker compose -p {} -f {} up -d",
-            dir.display(),
-            state.project,
-            dir.display()
-        )),
-        Format::Kubernetes => {
-            ui.note(&format!(
-                "wrote {} manifests into {}; create the Secrets named in namespace.yaml, then: kubectl apply -f {}",
-                written.len(),
-                dir.display(),
-                dir.display()
-            ));
-        }
-    }
-    report_drift(ui, drift);
-    exit::OK
 }
 
 /// Drift goes to stderr: the export itself succeeded whatever runs.
