@@ -256,6 +256,35 @@ fn capture_export_down_up_capture_gives_the_same_platform() {
     assert_eq!(v["from"], "running");
     assert_eq!(v["drift"], serde_json::json!([]), "{v:#}");
     let file = first.join("docker-compose.yml");
+    // The manifests of what runs pass the schemas too.
+    let k8s = d.path().join("k8s-running");
+    let r = run_data(
+        d.path(),
+        &[
+            "export",
+            "kubernetes",
+            "--from",
+            "running",
+            "-O",
+            k8s.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let gitlab = fs::read_to_string(k8s.join("gitlab.yaml")).unwrap();
+    assert!(
+        gitlab.contains("kind: StatefulSet") && gitlab.contains("path: \"/-/health\""),
+        "{gitlab}"
+    );
+    if let Some(tool) = kubernetes_validate() {
+        let o = Command::new(&tool)
+            .args(["--strict", "-k", VERSIONS[1]])
+            .arg(k8s.join("namespace.yaml"))
+            .arg(k8s.join("gitlab.yaml"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
     let check = compose(&project, &file, &["config", "-q"]);
     assert!(
         check.status.success(),
