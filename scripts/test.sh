@@ -51,6 +51,15 @@ if [ ! -f "$axe_dir/$axe_version/package/axe.min.js" ]; then
         && tar xzf "axe-core-$axe_version.tgz")
 fi
 export AUTOGIT_AXE=$axe_dir/$axe_version/package/axe.min.js
+# kubernetes-validate (PyPI) checks the exported Kubernetes manifests against the Kubernetes
+# OpenAPI schemas it bundles (1.25 to 1.37); pinned, in a venv.
+kv_venv=$PWD/target/tools/kubernetes-validate
+if [ ! -x "$kv_venv/bin/kubernetes-validate" ]; then
+    echo "installing kubernetes-validate into $kv_venv ..."
+    python3 -m venv "$kv_venv"
+    "$kv_venv/bin/pip" install -q "kubernetes-validate==1.37.0"
+fi
+export AUTOGIT_KUBERNETES_VALIDATE=$kv_venv/bin/kubernetes-validate
 logs=$PWD/target/test-logs
 mkdir -p "$logs"
 

@@ -17,6 +17,7 @@ pub mod compute;
 pub mod daemon;
 pub mod dns;
 pub mod event;
+pub mod export;
 pub mod gitlab;
 pub mod guard;
 pub mod logs;

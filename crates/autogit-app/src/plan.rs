@@ -7,7 +7,7 @@ use autogit_core::diag::Diagnostics;
 use autogit_core::plan::{API_RENDERED, HostFacts, HostPath, HostPaths};
 use autogit_core::plan::{Plan, PlanInput, plan as core_plan};
 use autogit_core::render;
-use autogit_drivers::fsx::write_atomic;
+use autogit_drivers::fsx::write_under;
 use autogit_drivers::state::Store;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,15 @@ use std::path::{Path, PathBuf};
 /// Its host paths are resolved ([`host_paths`]): what the engine, the compose export and
 /// `autogit plan` see are this host's paths.
 pub fn plan(settings: &Settings) -> (Plan, Diagnostics, Option<HostFacts>) {
-    let host = autogit_drivers::host::facts(&settings.env);
+    plan_with(settings, autogit_drivers::host::facts(&settings.env))
+}
+
+/// [`plan`] with the given host facts; `None` plans for no host in particular (the preset's
+/// sizes uncapped by this host's CPUs: `export kubernetes`, where the cluster's nodes run it).
+pub fn plan_with(
+    settings: &Settings,
+    host: Option<HostFacts>,
+) -> (Plan, Diagnostics, Option<HostFacts>) {
     let input = PlanInput {
         host,
         remembered_ports: remembered_ports(settings),
@@ -170,8 +178,8 @@ pub fn write_rendered(
 ) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
     for (rel, content) in render::all_files(plan, &settings.config) {
-        let path = dir.join(&rel);
-        write_atomic(&path, content.as_bytes(), 0o644).map_err(|e| format!("cannot write {e}"))?;
+        let path = write_under(dir, &rel, content.as_bytes(), 0o644)
+            .map_err(|e| format!("cannot write {e}"))?;
         written.push(path);
     }
     if plan.service("api").is_some() {
@@ -188,10 +196,11 @@ pub fn write_rendered(
         let (chain, key) =
             autogit_drivers::acme::cert_paths(&settings.data_dir.join("tls"), domain);
         for (src, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "key.pem", 0o600)] {
-            let dest = dir.join("tls").join(name);
-            std::fs::read(&src)
+            let dest = std::fs::read(&src)
                 .map_err(|e| format!("{}: {e}", src.display()))
-                .and_then(|b| write_atomic(&dest, &b, mode).map_err(|e| e.to_string()))
+                .and_then(|b| {
+                    write_under(dir, &format!("tls/{name}"), &b, mode).map_err(|e| e.to_string())
+                })
                 .map_err(|e| format!("cannot copy the certificate: {e}"))?;
             written.push(dest);
         }
@@ -204,15 +213,18 @@ pub fn write_rendered(
 /// secrets. The secrets key is created when missing, as the container mounts it (a bind mount
 /// of a missing file would fail, or make a directory in its place).
 pub fn write_api_config(settings: &Settings, dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let yml = dir.join("autogit.yml");
-    let env = dir.join(".env");
-    write_atomic(&yml, effective_config(settings).as_bytes(), 0o600)
-        .map_err(|e| format!("cannot write {e}"))?;
+    let yml = write_under(
+        dir,
+        "autogit.yml",
+        effective_config(settings).as_bytes(),
+        0o600,
+    )
+    .map_err(|e| format!("cannot write {e}"))?;
     let dotenv = match &settings.env_path {
         Some(p) => std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?,
         None => Vec::new(),
     };
-    write_atomic(&env, &dotenv, 0o600).map_err(|e| format!("cannot write {e}"))?;
+    let env = write_under(dir, ".env", &dotenv, 0o600).map_err(|e| format!("cannot write {e}"))?;
     let paths = host_paths(settings);
     let key = autogit_drivers::secrets::KeyLocation::resolve(Path::new(&paths.data_dir), &|k| {
         settings

@@ -2,7 +2,7 @@
 //! specification, derived purely from the plan, with a stable hash of itself. The hash goes
 //! into a label; a container whose label differs from the desired hash is recreated.
 
-use crate::plan::{Mount, Plan, Probe, Protocol, ServiceSpec};
+use crate::plan::{Mount, Plan, Protocol, ServiceSpec};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -115,33 +115,7 @@ pub fn network_name(project: &str, network: &str) -> String {
 
 fn engine_healthcheck(s: &ServiceSpec) -> Option<EngineHealthcheck> {
     let h = s.health.as_ref()?;
-    let test = match (&s.role, &h.probe) {
-        (crate::plan::Role::Gitlab, _) => vec![
-            "CMD".into(),
-            "/opt/gitlab/bin/gitlab-healthcheck".into(),
-            "--fail".into(),
-            "--max-time".into(),
-            "10".into(),
-        ],
-        (crate::plan::Role::Api, Probe::Http { port, path, .. }) => api_healthcheck(*port, path),
-        (_, Probe::Http { port, path, .. }) => vec![
-            "CMD".into(),
-            "wget".into(),
-            "-q".into(),
-            "-O".into(),
-            "/dev/null".into(),
-            format!("http://127.0.0.1:{port}{path}"),
-        ],
-        (_, Probe::Tcp { port }) => vec![
-            "CMD-SHELL".into(),
-            format!(
-                "nc -z 127.0.0.1 {port} || wget -q -O /dev/null http://127.0.0.1:{port}/ || exit 1"
-            ),
-        ],
-        (_, Probe::Command { argv }) => std::iter::once("CMD".to_owned())
-            .chain(argv.iter().cloned())
-            .collect(),
-    };
+    let test = crate::state::health_test(&h.probe, s.role);
     Some(EngineHealthcheck {
         test,
         interval_secs: h.interval.as_secs(),

@@ -2,7 +2,8 @@
 
 use crate::config::{Config, IngressKind};
 use crate::emit::to_yaml;
-use crate::plan::{ACME_HTTP_DIR, Mount, Placement, Plan, Probe, Role, ServiceSpec, TLS_DIR};
+use crate::plan::{ACME_HTTP_DIR, Mount, Placement, Plan, Probe, Role, TLS_DIR};
+use crate::state::{EnvValue, PlatformState, Route, ServiceState, router_middlewares};
 use crate::validate::url_port;
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -86,66 +87,23 @@ pub fn gitlab_omnibus(config: &Config) -> String {
     o
 }
 
-fn healthcheck_test(probe: &Probe, role: Role) -> Value {
-    match (role, probe) {
-        // The GitLab image ships its own check that reads the right port and path.
-        (Role::Gitlab, _) => json!([
-            "CMD",
-            "/opt/gitlab/bin/gitlab-healthcheck",
-            "--fail",
-            "--max-time",
-            "10"
-        ]),
-        (Role::Api, Probe::Http { port, path, .. }) => {
-            json!(crate::container::api_healthcheck(*port, path))
-        }
-        (_, Probe::Http { port, path, .. }) => json!([
-            "CMD",
-            "wget",
-            "-q",
-            "-O",
-            "/dev/null",
-            format!("http://127.0.0.1:{port}{path}")
-        ]),
-        (_, Probe::Tcp { port }) => json!([
-            "CMD-SHELL",
-            format!(
-                "nc -z 127.0.0.1 {port} || wget -q -O /dev/null http://127.0.0.1:{port}/ || exit 1"
-            )
-        ]),
-        (_, Probe::Command { argv }) => {
-            let mut v = vec![Value::from("CMD")];
-            v.extend(argv.iter().map(|a| Value::from(a.as_str())));
-            Value::Array(v)
-        }
-    }
-}
-
-fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
+fn compose_service(st: &PlatformState, s: &ServiceState, rendered_dir: &str) -> Value {
     let mut m = Map::new();
-    m.insert("image".into(), Value::from(s.image.to_string()));
+    m.insert("image".into(), Value::from(s.image.as_str()));
     m.insert(
         "container_name".into(),
-        Value::from(format!("{}-{}", plan.project, s.name)),
+        Value::from(s.container_name.as_str()),
     );
-    if s.role == Role::Gitlab
-        && let Some(h) = s.environment.get("GITLAB_OMNIBUS_CONFIG").and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("external_url '"))
-                .and_then(|u| {
-                    crate::validate::url_host(u.trim_end_matches('\'')).map(str::to_owned)
-                })
-        })
-    {
-        m.insert("hostname".into(), Value::from(h));
+    if let Some(h) = &s.hostname {
+        m.insert("hostname".into(), Value::from(h.as_str()));
     }
     m.insert("restart".into(), Value::from("unless-stopped"));
-    m.insert("cpus".into(), json!(s.cpus));
+    m.insert("cpus".into(), json!(s.resources.cpus));
     m.insert(
         "mem_limit".into(),
-        Value::from(s.memory.to_string().to_ascii_lowercase()),
+        Value::from(s.resources.memory.to_string().to_ascii_lowercase()),
     );
-    if let Some(shm) = s.shm_size {
+    if let Some(shm) = s.resources.shm_size {
         m.insert(
             "shm_size".into(),
             Value::from(shm.to_string().to_ascii_lowercase()),
@@ -172,22 +130,22 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
             .collect();
         m.insert("ports".into(), Value::Array(ports));
     }
-    if !s.environment.is_empty() || !s.secret_env.is_empty() || !s.host_env.is_empty() {
+    if !s.env.is_empty() {
         let mut env = Map::new();
-        for (k, v) in &s.environment {
-            env.insert(k.clone(), Value::from(v.as_str()));
-        }
-        for (k, p) in &s.host_env {
-            let var = p.compose_var();
-            env.insert(
-                k.clone(),
-                Value::from(format!("${{{var}:?set {var} to the host path}}")),
-            );
-        }
-        // Secrets come from the environment or the .env file next to the compose file;
-        // compose refuses to start without them.
-        for k in &s.secret_env {
-            env.insert(k.clone(), Value::from(format!("${{{k}:?set {k} in .env}}")));
+        for e in &s.env {
+            let k = &e.name;
+            let v = match &e.value {
+                EnvValue::Plain(v) => v.clone(),
+                EnvValue::HostPath(p) => {
+                    let var = p.compose_var();
+                    format!("${{{var}:?set {var} to the host path}}")
+                }
+                // Secrets come from the environment or the .env file next to the compose
+                // file; compose refuses to start without them.
+                EnvValue::Secret => format!("${{{k}:?set {k} in .env}}"),
+                EnvValue::Withheld => format!("${{{k}:?set {k} (its value was not captured)}}"),
+            };
+            env.insert(k.clone(), Value::from(v));
         }
         m.insert("environment".into(), Value::Object(env));
     }
@@ -227,7 +185,7 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
         m.insert(
             "healthcheck".into(),
             json!({
-                "test": healthcheck_test(&h.probe, s.role),
+                "test": h.test,
                 "interval": h.interval.to_string(),
                 "timeout": h.timeout.to_string(),
                 "retries": h.retries,
@@ -238,28 +196,29 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
     let deps: Vec<&String> = s
         .depends_on
         .iter()
-        .filter(|d| plan.local().any(|l| &l.name == *d && !l.on_demand))
+        .filter(|d| {
+            st.services
+                .iter()
+                .any(|l| &l.name == *d && l.always_local())
+        })
         .collect();
     if !deps.is_empty() {
         m.insert("depends_on".into(), json!(deps));
     }
-    m.insert("networks".into(), json!([plan.network]));
+    m.insert("networks".into(), json!(s.networks));
     let mut labels = Map::new();
     labels.insert(
         "io.autogit.project".into(),
-        Value::from(plan.project.as_str()),
+        Value::from(st.project.as_str()),
     );
     labels.insert("io.autogit.service".into(), Value::from(s.name.as_str()));
     labels.insert(
         "io.autogit.role".into(),
         serde_json::to_value(s.role).unwrap_or(Value::Null),
     );
-    if let (Some(sub), Some(domain)) = (&s.subdomain, &plan.base_domain) {
-        labels.insert(
-            "io.autogit.host".into(),
-            Value::from(format!("{sub}.{domain}")),
-        );
-        for (k, v) in traefik_labels(plan, s, domain) {
+    if let Some(route) = &s.route {
+        labels.insert("io.autogit.host".into(), Value::from(route.host.as_str()));
+        for (k, v) in traefik_labels(&s.name, route) {
             labels.insert(k, Value::from(v));
         }
     }
@@ -270,10 +229,16 @@ fn compose_service(plan: &Plan, s: &ServiceSpec, rendered_dir: &str) -> Value {
 /// The whole platform as a compose file (`autogit export compose`). `rendered_dir` is where the
 /// rendered configuration files are, relative to the compose file.
 pub fn compose(plan: &Plan, rendered_dir: &str) -> String {
+    compose_state(&crate::state::from_plan(plan), rendered_dir)
+}
+
+/// The compose file of a platform state: every service that runs on this host and is
+/// created with the platform (remote and on-demand runners are autogit's to manage).
+pub fn compose_state(st: &PlatformState, rendered_dir: &str) -> String {
     let mut services = Map::new();
     let mut volumes = Map::new();
-    for s in plan.local().filter(|s| !s.on_demand) {
-        services.insert(s.name.clone(), compose_service(plan, s, rendered_dir));
+    for s in st.services.iter().filter(|s| s.always_local()) {
+        services.insert(s.name.clone(), compose_service(st, s, rendered_dir));
         for mnt in &s.mounts {
             if let Mount::Volume { name, .. } = mnt {
                 volumes.insert(name.clone(), json!({}));
@@ -282,12 +247,12 @@ pub fn compose(plan: &Plan, rendered_dir: &str) -> String {
     }
     let doc = json!({
         "services": services,
-        "networks": { plan.network.clone(): { "name": format!("{}_{}", plan.project, plan.network) } },
+        "networks": { st.network.clone(): { "name": st.network_name() } },
         "volumes": volumes,
     });
     let mut out = format!(
         "# Rendered by autogit for project `{}` (preset {}). Run with:\n#   docker compose -p {} up -d\n# Runners and remote hosts are managed by autogit and are not part of this file.\n",
-        plan.project, plan.preset, plan.project
+        st.project, st.preset, st.project
     );
     out.push_str(&to_yaml(&doc));
     out
@@ -351,9 +316,6 @@ pub fn tempo() -> String {
     });
     format!("# Rendered by autogit.\n{}", to_yaml(&doc))
 }
-
-/// Middlewares every routed service gets, in order (defined in the dynamic configuration).
-const TRAEFIK_MIDDLEWARES: [&str; 2] = ["security-headers", "rate-limit"];
 
 /// Traefik's static configuration: entry points (HTTP redirects to HTTPS), the file provider
 /// watching the dynamic directory, ping for health. autogit routes through the file provider,
@@ -462,24 +424,8 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
     format!("{head}{}", to_yaml(&doc))
 }
 
-/// A router's middlewares, in order: the IP allowlist first (reject before any work), the
-/// shared ones, then the guard for the services it checks.
-fn router_middlewares(plan: &Plan, service: &str) -> Vec<String> {
-    let mut m = Vec::new();
-    if !plan.ingress_allow.is_empty() {
-        m.push("ip-allowlist".to_owned());
-    }
-    m.extend(TRAEFIK_MIDDLEWARES.iter().map(|s| (*s).to_owned()));
-    if let Some((_, services)) = &plan.guard
-        && services.iter().any(|s| s == service)
-    {
-        m.push("guard".to_owned());
-    }
-    m
-}
-
 /// Traefik's rule for a routed service: its subdomain and its aliases.
-fn host_rule(s: &ServiceSpec, domain: &str) -> String {
+fn host_rule(s: &crate::plan::ServiceSpec, domain: &str) -> String {
     s.hosts()
         .iter()
         .map(|h| format!("Host(`{h}.{domain}`)"))
@@ -487,28 +433,35 @@ fn host_rule(s: &ServiceSpec, domain: &str) -> String {
         .join(" || ")
 }
 
+/// Traefik's rule for a route of the model: its host and its aliases.
+fn route_rule(route: &Route) -> String {
+    std::iter::once(&route.host)
+        .chain(&route.aliases)
+        .map(|h| format!("Host(`{h}`)"))
+        .collect::<Vec<_>>()
+        .join(" || ")
+}
+
 /// Docker-provider labels for a routed service (compose export).
-fn traefik_labels(plan: &Plan, s: &ServiceSpec, domain: &str) -> Vec<(String, String)> {
-    let (Some(_), Some(port)) = (&s.subdomain, s.internal_port) else {
-        return Vec::new();
-    };
-    let r = format!("traefik.http.routers.{}", s.name);
+fn traefik_labels(name: &str, route: &Route) -> Vec<(String, String)> {
+    let r = format!("traefik.http.routers.{name}");
     vec![
         ("traefik.enable".into(), "true".into()),
-        (format!("{r}.rule"), host_rule(s, domain)),
+        (format!("{r}.rule"), route_rule(route)),
         (format!("{r}.entrypoints"), "websecure".into()),
         (format!("{r}.tls"), "true".into()),
         (
             format!("{r}.middlewares"),
-            router_middlewares(plan, &s.name)
+            route
+                .middlewares
                 .iter()
                 .map(|m| format!("{m}@file"))
                 .collect::<Vec<_>>()
                 .join(","),
         ),
         (
-            format!("traefik.http.services.{}.loadbalancer.server.port", s.name),
-            port.to_string(),
+            format!("traefik.http.services.{name}.loadbalancer.server.port"),
+            route.port.to_string(),
         ),
     ]
 }

@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 pub enum FsError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "{path}: refused, it is outside {dir} (an absolute or `..` path, or a symbolic link out of it); choose an output directory without links that leave it"
+    )]
+    Outside { path: PathBuf, dir: PathBuf },
     #[error("{path}: file is {size} bytes, more than the {limit} bytes allowed")]
     TooLarge {
         path: PathBuf,
@@ -141,6 +145,35 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), FsError> 
     result.map_err(io_err(path))
 }
 
+/// [`write_atomic`] of `rel` (a relative path) under `dir`, refusing to write anywhere else:
+/// `rel` may not be absolute or hold `..`, and the directory the file lands in, once created
+/// and resolved (symbolic links followed), must be `dir` or below it; the file itself, when it
+/// is a symbolic link, is replaced, never followed. Returns the path written.
+pub fn write_under(dir: &Path, rel: &str, data: &[u8], mode: u32) -> Result<PathBuf, FsError> {
+    use std::path::Component;
+    let relp = Path::new(rel);
+    let outside = || FsError::Outside {
+        path: dir.join(rel),
+        dir: dir.to_owned(),
+    };
+    if rel.is_empty() || !relp.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(outside());
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let root = fs::canonicalize(dir).map_err(io_err(dir))?;
+    let path = dir.join(relp);
+    let parent = path.parent().unwrap_or(dir);
+    fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let real_parent = fs::canonicalize(parent).map_err(io_err(parent))?;
+    if !real_parent.starts_with(&root) {
+        return Err(outside());
+    }
+    let file_name = relp.file_name().ok_or_else(outside)?;
+    let target = real_parent.join(file_name);
+    write_atomic(&target, data, mode)?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +224,42 @@ mod tests {
         assert_eq!((mode(&shared), mode(&shared.join("own"))), (0o755, 0o700));
         fs::write(d.path().join("file"), b"").unwrap();
         assert!(create_private_dir(&d.path().join("file")).is_err());
+    }
+
+    #[test]
+    fn write_under_stays_in_its_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let p = write_under(&out, "k8s/gitlab.yaml", b"x", 0o644).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"x");
+        for bad in [
+            "../escape.yaml",
+            "/etc/escape.yaml",
+            "a/../../escape.yaml",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    write_under(&out, bad, b"x", 0o644),
+                    Err(FsError::Outside { .. })
+                ),
+                "{bad}"
+            );
+        }
+        // A directory inside that links out of it is refused; nothing is written there.
+        let elsewhere = d.path().join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, out.join("link")).unwrap();
+        let e = write_under(&out, "link/x.yaml", b"x", 0o644).unwrap_err();
+        assert!(e.to_string().contains("outside"), "{e}");
+        assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // A file that is a link out is replaced by the file, its target left alone.
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, out.join("v.yaml")).unwrap();
+        write_under(&out, "v.yaml", b"new", 0o644).unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep");
+        assert_eq!(fs::read(out.join("v.yaml")).unwrap(), b"new");
     }
 
     #[test]

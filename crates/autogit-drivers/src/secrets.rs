@@ -900,6 +900,8 @@ pub fn env_or_file(
     let bytes = fsx::read_bounded(Path::new(&path), 64 * 1024).map_err(|e| match e {
         FsError::TooLarge { .. } => format!("{file_var}: {path} is larger than 64 KiB"),
         FsError::Io { source, .. } => format!("{file_var}: cannot read {path}: {source}"),
+        // Only writes are confined to a directory.
+        e @ FsError::Outside { .. } => format!("{file_var}: {e}"),
     })?;
     let text =
         String::from_utf8(bytes).map_err(|_| format!("{file_var}: {path} is not UTF-8 text"))?;

@@ -395,6 +395,24 @@ async fn create_applies_the_whole_spec() {
     assert!(aliases.contains(&"web".to_owned()), "{aliases:?}");
     assert!(aliases.contains(&"www".to_owned()), "{aliases:?}");
 
+    // Read back through the trait, the container is the spec it was created from (the
+    // engine does not know which variables are secrets: `secret_keys` is the caller's).
+    let back = docker
+        .inspect(&id)
+        .await
+        .expect("inspect through the trait");
+    assert_eq!(
+        back,
+        autogit_core::container::ContainerSpec {
+            secret_keys: Vec::new(),
+            ..s.clone()
+        }
+    );
+    assert!(matches!(
+        docker.inspect("autogit-no-such-container").await,
+        Err(EngineError::NotFound { .. })
+    ));
+
     // The port answers from the host, the bind mount is read-only inside.
     let mut answer = None;
     assert!(

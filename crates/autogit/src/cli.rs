@@ -308,12 +308,29 @@ pub enum Command {
 
 #[derive(Subcommand, Debug)]
 pub enum ExportCommand {
-    /// A compose file of the whole platform
-    Compose {
-        /// Write here (and the rendered files next to it) instead of printing
-        #[arg(long, short = 'O', value_name = "FILE")]
-        out: Option<PathBuf>,
-    },
+    /// A compose file of the whole platform (and the configuration files it mounts)
+    Compose(ExportArgs),
+    /// Kubernetes manifests: Namespace, a StatefulSet for GitLab, Deployments, Services,
+    /// Ingress, cert-manager issuer and certificate, NetworkPolicies (docs/export.md)
+    Kubernetes(ExportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// What to export: the configuration, or the platform as it runs (its containers and
+    /// the state store; differences from the configuration are reported as drift)
+    #[arg(long, value_enum, default_value_t = ExportFrom::Config)]
+    pub from: ExportFrom,
+    /// Write the files into this directory (nothing is written outside it) instead of
+    /// printing; for compose, a path ending in .yml/.yaml names the compose file itself
+    #[arg(long, short = 'O', value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFrom {
+    Config,
+    Running,
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,7 +1,7 @@
 //! One function per command. Commands whose capability is still being built exit with
 //! [`exit::UNAVAILABLE`] and say what they will do; they never pretend to succeed.
 
-use crate::cli::{Cli, Command, ComputeCommand, ExportCommand, MirrorCommand, RunnerCommand};
+use crate::cli::{Cli, Command, ComputeCommand, MirrorCommand, RunnerCommand};
 use crate::ctx::{Loaded, data_dir, load_all};
 use crate::exit;
 use crate::ui::{Ui, diagnostics_json};
@@ -79,9 +79,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             print_systemd_unit,
             api_listen,
         } => crate::runtime_cmd::daemon(&ui, g, &load_all(g, &[]), print_systemd_unit, api_listen),
-        Command::Export(ExportCommand::Compose { out }) => {
-            export_compose(&ui, g, &load_all(g, &[]), out.as_deref())
-        }
+        Command::Export(cmd) => crate::export_cmd::run(&ui, g, &load_all(g, &[]), cmd),
         Command::Status { service } => match &g.api {
             Some(url) => crate::serve_cmd::remote_status(&ui, url, service.as_deref()),
             None => crate::status_cmd::status(&ui, &load_all(g, &[]), service.as_deref()),
@@ -522,40 +520,6 @@ fn dry_run_install(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {
     }
     println!("\nDry run: no container, network or volume was created.");
     exit::OK
-}
-
-fn export_compose(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded, out: Option<&Path>) -> u8 {
-    let Some(plan) = make_plan(ui, g, loaded) else {
-        return exit::INVALID_CONFIG;
-    };
-    match out {
-        None => {
-            print!("{}", render::compose(&plan, "."));
-            exit::OK
-        }
-        Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            if let Err(code) = write_rendered(ui, dir, &plan, loaded) {
-                return code;
-            }
-            if path.file_name().is_some_and(|n| n != "docker-compose.yml")
-                && let Err(e) = write_atomic(path, render::compose(&plan, ".").as_bytes(), 0o644)
-            {
-                ui.error(&format!("cannot write {e}"));
-                return exit::FAILURE;
-            }
-            ui.note(&format!(
-                "wrote {} and its rendered files; run: docker compose -p {} -f {} up -d",
-                path.display(),
-                plan.project,
-                path.display()
-            ));
-            exit::OK
-        }
-    }
 }
 
 fn runner_list(ui: &Ui, g: &crate::cli::Global, loaded: &Loaded) -> u8 {

@@ -74,6 +74,7 @@ fn read_text(path: &Path, limits: Limits, sources: &mut Sources) -> Result<Strin
         FsError::TooLarge { size, limit, .. } => Diagnostic::error("too-large", format!("{shown}: file is {size} bytes, more than the {limit} bytes a configuration may have"))
             .help("autogit configuration files are small; check that the right file was given"),
         FsError::Io { source, .. } => Diagnostic::error("read", format!("cannot read {shown}: {source}")),
+        e @ FsError::Outside { .. } => Diagnostic::error("read", e.to_string()),
     })?;
     match decode_utf8(&bytes) {
         Ok(s) => Ok(s.to_owned()),

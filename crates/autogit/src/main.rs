@@ -9,6 +9,7 @@ mod commands;
 mod compute_cmd;
 mod ctx;
 mod dns_cmd;
+mod export_cmd;
 mod gitlab_cmd;
 mod guard_cmd;
 mod mirror_cmd;

@@ -257,6 +257,180 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     }
 }
 
+/// The Docker engine's default `/dev/shm` size: a container created without one reads as
+/// having this.
+const DEFAULT_SHM: i64 = 64 << 20;
+
+fn nanos_to_secs(n: Option<i64>) -> u64 {
+    n.map_or(0, |n| u64::try_from(n / 1_000_000_000).unwrap_or(0))
+}
+
+/// The spec a container was created with, from the engine's inspection of it and of its
+/// image (`create_body` read backwards). What the image sets (environment entries, command,
+/// labels, health check) and what the engine fills in by itself (the host name from the id,
+/// the id among the aliases, the default `/dev/shm`) are left out, so a container created
+/// from a spec reads back as that spec.
+pub fn spec_from_inspect(
+    c: &ContainerInspectResponse,
+    image: Option<&bollard::models::ImageConfig>,
+) -> ContainerSpec {
+    let id = c.id.clone().unwrap_or_default();
+    let short: String = id.chars().take(12).collect();
+    let config = c.config.clone().unwrap_or_default();
+    let host = c.host_config.clone().unwrap_or_default();
+    let image_env: Vec<String> = image.and_then(|i| i.env.clone()).unwrap_or_default();
+    let env: BTreeMap<String, String> = config
+        .env
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !image_env.contains(e))
+        .filter_map(|e| e.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned())))
+        .collect();
+    let command = config
+        .cmd
+        .filter(|cmd| image.and_then(|i| i.cmd.as_ref()) != Some(cmd))
+        .unwrap_or_default();
+    let image_labels = image.and_then(|i| i.labels.clone()).unwrap_or_default();
+    let labels: BTreeMap<String, String> = config
+        .labels
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, v)| image_labels.get(k) != Some(v))
+        .collect();
+    let mut ports: Vec<autogit_core::container::PortBinding> = host
+        .port_bindings
+        .unwrap_or_default()
+        .into_iter()
+        .flat_map(|(key, bindings)| {
+            let (port, proto) = key.split_once('/').unwrap_or((key.as_str(), "tcp"));
+            let container_port: u16 = port.parse().unwrap_or(0);
+            let udp = proto == "udp";
+            bindings.unwrap_or_default().into_iter().map(move |b| {
+                autogit_core::container::PortBinding {
+                    host_ip: b.host_ip.filter(|ip| !ip.is_empty()),
+                    host_port: b.host_port.and_then(|p| p.parse().ok()).unwrap_or(0),
+                    container_port,
+                    udp,
+                }
+            })
+        })
+        .collect();
+    ports.sort_by(|a, b| {
+        (a.container_port, a.host_port, &a.host_ip).cmp(&(
+            b.container_port,
+            b.host_port,
+            &b.host_ip,
+        ))
+    });
+    // autogit creates with `Mounts`; compose (and `docker run -v`) with `Binds`
+    // (`source:target[:options]`, a source without a leading `/` being a volume).
+    let mut mounts: Vec<MountSpec> = host
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| match m.typ {
+            Some(MountType::VOLUME) => MountSpec::Volume {
+                name: m.source.unwrap_or_default(),
+                target: m.target.unwrap_or_default(),
+            },
+            _ => MountSpec::Bind {
+                source: m.source.unwrap_or_default(),
+                target: m.target.unwrap_or_default(),
+                read_only: m.read_only.unwrap_or(false),
+            },
+        })
+        .collect();
+    mounts.extend(host.binds.unwrap_or_default().iter().filter_map(|b| {
+        let mut parts = b.splitn(3, ':');
+        let (source, target) = (parts.next()?, parts.next()?);
+        let read_only = parts
+            .next()
+            .is_some_and(|o| o.split(',').any(|o| o == "ro"));
+        Some(if source.starts_with('/') {
+            MountSpec::Bind {
+                source: source.to_owned(),
+                target: target.to_owned(),
+                read_only,
+            }
+        } else {
+            MountSpec::Volume {
+                name: source.to_owned(),
+                target: target.to_owned(),
+            }
+        })
+    }));
+    let network = host.network_mode.clone().unwrap_or_default();
+    let hostname = config.hostname.filter(|h| *h != short && !h.is_empty());
+    // A started container's aliases gain its short id and, when they lack it, its host name
+    // (appended): a host name after the first alias is the engine's.
+    let aliases = c
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|n| n.get(&network))
+        .and_then(|e| e.aliases.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, a)| *a != short && *a != id && (*i == 0 || Some(a) != hostname.as_ref()))
+        .map(|(_, a)| a)
+        .collect();
+    let image_health = image.and_then(|i| i.healthcheck.as_ref());
+    let healthcheck = config
+        .healthcheck
+        .filter(|h| Some(h) != image_health)
+        .filter(|h| {
+            h.test
+                .as_ref()
+                .is_some_and(|t| t.first().is_some_and(|f| f != "NONE"))
+        })
+        .map(|h| autogit_core::container::EngineHealthcheck {
+            test: h.test.unwrap_or_default(),
+            interval_secs: nanos_to_secs(h.interval),
+            timeout_secs: nanos_to_secs(h.timeout),
+            retries: u32::try_from(h.retries.unwrap_or(0)).unwrap_or(0),
+            start_period_secs: nanos_to_secs(h.start_period),
+        });
+    let name = c
+        .name
+        .clone()
+        .unwrap_or_default()
+        .trim_start_matches('/')
+        .to_owned();
+    // autogit's label, else compose's, else the name less `<project>-`.
+    let service = labels
+        .get(labels::SERVICE)
+        .or_else(|| labels.get(labels::COMPOSE_SERVICE))
+        .cloned()
+        .or_else(|| {
+            let project = labels.get(labels::MANAGED)?;
+            name.strip_prefix(&format!("{project}-")).map(str::to_owned)
+        })
+        .unwrap_or_else(|| name.clone());
+    ContainerSpec {
+        name,
+        service,
+        image: config.image.unwrap_or_default(),
+        command,
+        env,
+        secret_keys: Vec::new(),
+        ports,
+        mounts,
+        nano_cpus: host.nano_cpus.unwrap_or(0),
+        memory_bytes: host.memory.unwrap_or(0),
+        shm_size_bytes: host.shm_size.filter(|s| *s != DEFAULT_SHM && *s != 0),
+        network,
+        aliases,
+        hostname,
+        healthcheck,
+        labels,
+        restart_policy: host
+            .restart_policy
+            .and_then(|r| r.name)
+            .map_or_else(|| "no".to_owned(), |n| n.to_string()),
+    }
+}
+
 /// Layers of a pull: seen and done, from the engine's progress messages.
 #[derive(Debug, Default)]
 struct Layers {
@@ -513,7 +687,7 @@ impl Docker {
         }
     }
 
-    async fn inspect(&self, id: &str) -> Result<ContainerInspectResponse, EngineError> {
+    async fn inspect_raw(&self, id: &str) -> Result<ContainerInspectResponse, EngineError> {
         self.client
             .inspect_container(id, None::<InspectContainerOptions>)
             .await
@@ -549,7 +723,7 @@ impl Docker {
         match self.create_once(spec).await {
             Err(EngineError::Engine(_))
                 if self
-                    .inspect(&spec.name)
+                    .inspect_raw(&spec.name)
                     .await
                     .ok()
                     .and_then(|i| i.state)
@@ -577,7 +751,7 @@ impl Docker {
             Err(e) => match status_of(&e) {
                 Some((409, _)) => {
                     let holder = self
-                        .inspect(&spec.name)
+                        .inspect_raw(&spec.name)
                         .await
                         .ok()
                         .and_then(|i| i.id)
@@ -751,6 +925,20 @@ impl ContainerEngine for Docker {
         Ok(())
     }
 
+    async fn inspect(&self, id: &str) -> Result<ContainerSpec, EngineError> {
+        let c = self.inspect_raw(id).await?;
+        let image = match c.config.as_ref().and_then(|c| c.image.as_deref()) {
+            Some(image) => match self.client.inspect_image(image).await {
+                Ok(i) => i.config,
+                // Removed since: nothing of the container's is mistaken for the image's.
+                Err(e) if status_of(&e).is_some_and(|(c, _)| c == 404) => None,
+                Err(e) => return Err(self.err(e, || format!("image {image}"))),
+            },
+            None => None,
+        };
+        Ok(spec_from_inspect(&c, image.as_ref()))
+    }
+
     async fn list(&self, project: &str) -> Result<Vec<Observed>, EngineError> {
         let options = ListContainersOptions {
             all: true,
@@ -768,7 +956,7 @@ impl ContainerEngine for Docker {
         let mut out = Vec::with_capacity(summaries.len());
         for s in summaries {
             let Some(id) = s.id else { continue };
-            let inspect = match self.inspect(&id).await {
+            let inspect = match self.inspect_raw(&id).await {
                 Ok(i) => i,
                 // Removed between the list and the inspect.
                 Err(EngineError::NotFound { .. }) => continue,
@@ -1275,6 +1463,61 @@ mod tests {
         );
         assert_eq!(event_action("health_status", &none), None);
         assert_eq!(event_action("remove", &none).as_deref(), Some("destroy"));
+    }
+
+    #[test]
+    fn inspect_reads_compose_binds() {
+        let c = ContainerInspectResponse {
+            id: Some("0123456789abcdef".into()),
+            name: Some("/p-web".into()),
+            config: Some(bollard::models::ContainerConfig {
+                image: Some("img:1".into()),
+                hostname: Some("0123456789ab".into()),
+                env: Some(vec!["PATH=/bin".into(), "A=1".into()]),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                binds: Some(vec!["p_data:/data:rw".into(), "/srv/conf:/conf:ro".into()]),
+                shm_size: Some(64 << 20),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let image = bollard::models::ImageConfig {
+            env: Some(vec!["PATH=/bin".into()]),
+            ..Default::default()
+        };
+        let s = spec_from_inspect(&c, Some(&image));
+        assert_eq!(s.name, "p-web");
+        assert_eq!(s.service, "p-web", "no label and no project: the name");
+        let mut labelled = c.clone();
+        if let Some(cfg) = labelled.config.as_mut() {
+            cfg.labels = Some(HashMap::from([(
+                labels::MANAGED.to_owned(),
+                "p".to_owned(),
+            )]));
+        }
+        assert_eq!(spec_from_inspect(&labelled, Some(&image)).service, "web");
+        assert_eq!(s.env, BTreeMap::from([("A".to_owned(), "1".to_owned())]));
+        assert_eq!(
+            s.hostname, None,
+            "the engine's id-derived host name is not the spec's"
+        );
+        assert_eq!(s.shm_size_bytes, None, "the engine's default /dev/shm");
+        assert_eq!(
+            s.mounts,
+            [
+                MountSpec::Volume {
+                    name: "p_data".into(),
+                    target: "/data".into()
+                },
+                MountSpec::Bind {
+                    source: "/srv/conf".into(),
+                    target: "/conf".into(),
+                    read_only: true
+                }
+            ]
+        );
     }
 
     #[test]

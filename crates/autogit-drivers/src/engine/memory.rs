@@ -206,6 +206,15 @@ impl ContainerEngine for MemoryEngine {
             })
             .collect())
     }
+    async fn inspect(&self, id: &str) -> Result<ContainerSpec, EngineError> {
+        let g = self.check(format!("inspect {id}"))?;
+        g.containers
+            .get(id)
+            .map(|c| c.spec.clone())
+            .ok_or_else(|| EngineError::NotFound {
+                what: format!("container {id}"),
+            })
+    }
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         let mut g = self.check(format!("create {}", spec.service))?;
         if g.containers.values().any(|c| c.spec.name == spec.name) {

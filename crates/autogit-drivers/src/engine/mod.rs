@@ -125,6 +125,12 @@ pub trait ContainerEngine: Send + Sync {
         &self,
         project: &str,
     ) -> impl Future<Output = Result<Vec<Observed>, EngineError>> + Send;
+    /// What the container was created with, read back from the engine: the spec that would
+    /// create it again (`autogit export --from running`). Environment entries the image
+    /// itself sets (`PATH`, ...) are left out; values are returned as they are, secrets
+    /// included, so the caller decides what to keep (`core::state::from_container` keeps
+    /// only names for anything the configuration does not call plain).
+    fn inspect(&self, id: &str) -> impl Future<Output = Result<ContainerSpec, EngineError>> + Send;
     /// Creates (not starts) the container; returns its id.
     fn create(
         &self,

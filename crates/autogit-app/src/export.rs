@@ -1,0 +1,184 @@
+//! `autogit export`: the platform state ([`autogit_core::state::PlatformState`]) from the
+//! configuration, or captured from what runs, and the files of each generator.
+//!
+//! Capture reads the engine (every managed container of the project, inspected through
+//! [`ContainerEngine::inspect`]), the state store (the mirror sources and the targets they
+//! were first recorded with) and the DNS provider's zone (the platform's records, when
+//! autogit manages records there); what none holds (the certificate and how it is obtained,
+//! the runner hosts) comes from the configuration, and the drift between the configuration
+//! and what runs is computed by `core::state::drift`.
+
+use crate::Settings;
+use crate::dns::DnsController;
+use autogit_core::kubernetes;
+use autogit_core::plan::Plan;
+use autogit_core::render;
+use autogit_core::state::{self, Drift, MirrorSource, PlatformState};
+use autogit_drivers::engine::{ContainerEngine, EngineError};
+use autogit_drivers::state::Store;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot read the running platform from the engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error("cannot read the state database {path}: {reason}")]
+    State { path: String, reason: String },
+}
+
+/// What a generator writes: (path relative to the output directory, text).
+pub type Files = Vec<(String, String)>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Compose,
+    Kubernetes,
+}
+
+/// The state the configuration describes (its plan as this host would deploy it), with the
+/// DNS records added through the API among the records it wants.
+pub fn from_config(settings: &Arc<Settings>, plan: &Plan) -> PlatformState {
+    let mut st = state::from_config(&settings.config, &settings.platform, plan, &|k: &str| {
+        settings.setting(k)
+    });
+    let dns = DnsController::new(settings.clone(), crate::Bus::new(crate::clock::system()));
+    if dns.manages_records()
+        && let Ok(records) = dns.desired_records(plan)
+    {
+        st.dns = records;
+    }
+    st
+}
+
+/// A capture: what runs, what the configuration says, and how they differ.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub state: PlatformState,
+    pub config: PlatformState,
+    pub drift: Vec<Drift>,
+    /// Why the DNS records were not read from the zone (no provider autogit can read, or the
+    /// provider's error); the state then has the configuration's records and drift does
+    /// not compare them.
+    pub dns_unread: Option<String>,
+}
+
+/// Reads the running platform: the project's containers on `engine` and the state store of
+/// the settings' data dir (read-only; a missing database means nothing was recorded).
+pub async fn capture<E: ContainerEngine>(
+    settings: &Arc<Settings>,
+    engine: &E,
+    plan: &Plan,
+) -> Result<Captured, ExportError> {
+    let config = from_config(settings, plan);
+    let mut specs = Vec::new();
+    for o in engine.list(&plan.project).await? {
+        match engine.inspect(&o.id).await {
+            Ok(spec) => specs.push(spec),
+            // Removed between the list and the inspection: it does not run.
+            Err(EngineError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // Where the platform controller mounts rendered files from (`platform::data_dir`).
+    let rendered = absolute(&settings.data_dir).join("rendered");
+    let rendered = rendered.display().to_string();
+    let mut st = state::from_containers(&config, &specs, &rendered);
+    st.mirrors = recorded_mirrors(settings, &config)?;
+    let dns_unread = match zone_records(settings, plan).await {
+        Ok(records) => {
+            st.dns = records;
+            None
+        }
+        Err(why) => Some(why),
+    };
+    let drift = state::drift(&config, &st);
+    Ok(Captured {
+        state: st,
+        config,
+        drift,
+        dns_unread,
+    })
+}
+
+/// The platform's records as the provider's zone holds them (`core::state::dns_found`).
+async fn zone_records(
+    settings: &Arc<Settings>,
+    plan: &Plan,
+) -> Result<Vec<autogit_core::dns::Record>, String> {
+    let dns = DnsController::new(settings.clone(), crate::Bus::new(crate::clock::system()));
+    if !dns.manages_records() {
+        return Err(
+            "autogit manages no DNS records here (no BASE_DOMAIN, or DNS_PROVIDER is none or manual)"
+                .to_owned(),
+        );
+    }
+    let view = dns.plan(plan).await.map_err(|e| e.to_string())?;
+    Ok(state::dns_found(&view.desired, &view.plan))
+}
+
+fn absolute(p: &std::path::Path) -> std::path::PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_owned())
+    })
+}
+
+/// The mirror sources the state store has recorded a target for, named and typed as the
+/// configuration names them where it still does.
+fn recorded_mirrors(
+    settings: &Settings,
+    config: &PlatformState,
+) -> Result<Vec<MirrorSource>, ExportError> {
+    let db = settings.state_db();
+    if !db.exists() {
+        return Ok(Vec::new());
+    }
+    let err = |e: autogit_drivers::state::StateError| ExportError::State {
+        path: db.display().to_string(),
+        reason: e.to_string(),
+    };
+    let targets = Store::open(&db)
+        .map_err(err)?
+        .mirror_targets()
+        .map_err(err)?;
+    Ok(targets
+        .into_iter()
+        .map(|t| {
+            let known = config.mirrors.iter().find(|m| m.source == t.source);
+            MirrorSource {
+                name: known.map_or_else(|| t.target.clone(), |m| m.name.clone()),
+                kind: known.map_or_else(|| "git".to_owned(), |m| m.kind.clone()),
+                source: t.source,
+                target: t.target,
+                token_env: known.and_then(|m| m.token_env.clone()),
+            }
+        })
+        .collect())
+}
+
+/// The files of one generator for `st`. The configuration files that services mount (Tempo,
+/// Prometheus, the ingress) are rendered from the configuration (`plan`) in both cases: the
+/// engine does not hold them.
+pub fn files(format: Format, st: &PlatformState, settings: &Settings, plan: &Plan) -> Files {
+    let rendered = render::all_files(plan, &settings.config);
+    match format {
+        Format::Compose => {
+            let mut out = vec![(
+                "docker-compose.yml".to_owned(),
+                render::compose_state(st, "."),
+            )];
+            out.extend(
+                rendered
+                    .into_iter()
+                    .filter(|(name, _)| name != "docker-compose.yml"),
+            );
+            out
+        }
+        Format::Kubernetes => {
+            let files: BTreeMap<String, String> = rendered.into_iter().collect();
+            kubernetes::manifests(st, &files)
+        }
+    }
+}

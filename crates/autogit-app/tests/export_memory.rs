@@ -1,0 +1,144 @@
+//! `export --from running` in-process: the platform deployed on the in-memory engine by the
+//! platform controller, captured back through `ContainerEngine::inspect` and the state
+//! store, compared with the configuration (drift), and exported.
+
+mod support;
+
+use autogit_app::export::{self, Format};
+use autogit_app::platform::PlatformController;
+use autogit_core::state::Origin;
+use autogit_drivers::engine::memory::MemoryEngine;
+use autogit_drivers::state::Store;
+use support::{bus_at, settings};
+
+const CONFIG: &str = "gitlab:\n  resources:\n    preset: minimal\nmirroring:\n  sources:\n    git:\n      - url: https://example.org/a/tool.git\n";
+const ENV: &str = "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,meilisearch\nMEILI_MASTER_KEY=meili-secret-value\nGF_SECURITY_ADMIN_PASSWORD=grafana-secret-value\n";
+
+async fn deployed(
+    dir: &std::path::Path,
+) -> (
+    PlatformController<MemoryEngine>,
+    std::sync::Arc<autogit_app::Settings>,
+    autogit_core::plan::Plan,
+) {
+    let s = settings(CONFIG, ENV, dir);
+    let plan = autogit_app::plan::quiet(&s).unwrap();
+    let images: Vec<String> = plan.images().iter().map(ToString::to_string).collect();
+    let engine = MemoryEngine::new(&images.iter().map(String::as_str).collect::<Vec<_>>());
+    let (bus, _clock) = bus_at(1_000_000);
+    let p = PlatformController::open(s.clone(), bus, engine, plan.clone())
+        .unwrap()
+        .without_host_probes();
+    p.reconcile_once().await.unwrap();
+    p.reconcile_once().await.unwrap();
+    p.settle().await;
+    (p, s, plan)
+}
+
+#[tokio::test]
+async fn what_the_controller_deployed_is_captured_without_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, s, plan) = deployed(dir.path()).await;
+    Store::open(&s.state_db())
+        .unwrap()
+        .record_mirror_target("https://example.org/a/tool.git", "mirrors/tool", 1)
+        .unwrap();
+    let c = export::capture(&s, &p.runtime.engine, &plan).await.unwrap();
+    assert_eq!(c.state.origin, Origin::Running);
+    assert!(c.drift.is_empty(), "{:#?}", c.drift);
+    let names: Vec<&str> = c.state.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "gitlab",
+            "grafana",
+            "meilisearch",
+            "runner-local-cpu",
+            "traefik"
+        ]
+        .iter()
+        .copied()
+        .filter(|n| plan.service(n).is_some_and(|s| !s.on_demand))
+        .collect::<Vec<_>>()
+    );
+    assert_eq!(c.state.mirrors.len(), 1);
+    assert_eq!(c.state.mirrors[0].target, "mirrors/tool");
+    // The containers hold the secrets' values; the captured state and every export do not.
+    let json = serde_json::to_string(&c.state).unwrap();
+    for f in [Format::Compose, Format::Kubernetes] {
+        let from_running = export::files(f, &c.state, &s, &plan);
+        let from_config = export::files(f, &c.config, &s, &plan);
+        assert_eq!(from_running, from_config, "{f:?}");
+        for (_, text) in &from_running {
+            assert!(!text.contains("meili-secret-value") && !text.contains("grafana-secret-value"));
+        }
+    }
+    assert!(!json.contains("meili-secret-value") && !json.contains("grafana-secret-value"));
+}
+
+#[tokio::test]
+async fn a_changed_platform_shows_as_drift() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, s, plan) = deployed(dir.path()).await;
+    {
+        let mut g = p.runtime.engine.lock();
+        let grafana = g
+            .containers
+            .values_mut()
+            .find(|c| c.spec.service == "grafana")
+            .unwrap();
+        grafana.spec.image = "grafana/grafana:10.0.0".into();
+        grafana
+            .spec
+            .env
+            .insert("ADDED_BY_HAND".into(), "hand-value".into());
+        let meili = g
+            .containers
+            .iter()
+            .find(|(_, c)| c.spec.service == "meilisearch")
+            .map(|(id, _)| id.clone())
+            .unwrap();
+        g.containers.remove(&meili);
+    }
+    let c = export::capture(&s, &p.runtime.engine, &plan).await.unwrap();
+    let found: Vec<String> = c
+        .drift
+        .iter()
+        .map(|d| format!("{} {}", d.service.as_deref().unwrap_or("-"), d.field))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "grafana env.ADDED_BY_HAND",
+            "grafana image",
+            "meilisearch service"
+        ]
+    );
+    assert!(!format!("{:?}", c.drift).contains("hand-value"));
+    // The export of what runs says so: the hand-set variable is asked for, not written.
+    let compose = &export::files(Format::Compose, &c.state, &s, &plan)[0].1;
+    assert!(
+        compose.contains("image: \"grafana/grafana:10.0.0\""),
+        "{compose}"
+    );
+    assert!(
+        compose.contains("ADDED_BY_HAND: \"${ADDED_BY_HAND:?"),
+        "{compose}"
+    );
+    assert!(!compose.contains("meilisearch:\n"), "{compose}");
+}
+
+#[tokio::test]
+async fn an_engine_that_is_down_is_an_error_that_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, s, plan) = deployed(dir.path()).await;
+    p.runtime.engine.lock().down = true;
+    let e = export::capture(&s, &p.runtime.engine, &plan)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("cannot read the running platform from the engine:"),
+        "{e}"
+    );
+}

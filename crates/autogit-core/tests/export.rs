@@ -1,0 +1,541 @@
+//! The platform-state model and its generators: Kubernetes manifests (snapshot), the compose
+//! file from a captured state, and drift between the configuration and what runs.
+
+use autogit_core::container::container_spec;
+use autogit_core::kubernetes;
+use autogit_core::load::{LoadInput, load};
+use autogit_core::plan::{HostPaths, Plan, PlanInput, plan, resolve};
+use autogit_core::platform::{PlatformEnv, load_platform};
+use autogit_core::render;
+use autogit_core::state::{self, Drift, EnvValue, Origin, PlatformState};
+use std::collections::BTreeMap;
+
+const CONFIG: &str = r#"
+gitlab:
+  hostname: gitlab.vectorweight.com
+  external_url: https://gitlab.vectorweight.com
+  resources:
+    preset: homelab
+runners:
+  mode: always
+  cpu:
+    - name: homelab-cpu
+      host: local
+  gpu:
+    - name: rtx
+      host: gpu1.lan
+      gpu: nvidia
+      capabilities: [inference]
+mirroring:
+  sources:
+    git:
+      - url: https://example.org/a/tool.git
+"#;
+
+const ENV: &str = "BASE_DOMAIN=vectorweight.com\nSERVICES_ENABLED=gitlab,grafana,loki,tempo,prometheus,meilisearch,api\nPORT_GRAFANA=3000\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER=192.0.2.53:53\nRFC2136_TSIG_KEY_NAME=autogit\nRFC2136_TSIG_SECRET=c2VjcmV0LXRzaWcta2V5LXZhbHVl\nACME_EMAIL=ops@vectorweight.com\n";
+
+struct Built {
+    plan: Plan,
+    env: PlatformEnv,
+    config: autogit_core::config::Config,
+    values: BTreeMap<String, String>,
+}
+
+fn build(config: &str, env: &str) -> Built {
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", config)),
+        ..Default::default()
+    });
+    let mut sources = loaded.sources;
+    let mut diags = loaded.diagnostics;
+    let (platform, entries) = load_platform(Some((".env", env)), &[], &mut sources, &mut diags);
+    assert!(
+        !diags.has_errors(),
+        "{}",
+        autogit_core::diag::render_all(&diags, &sources)
+    );
+    let (p, _) = plan(&loaded.config, &platform, &PlanInput::default());
+    Built {
+        plan: p,
+        env: platform,
+        config: loaded.config,
+        values: entries.into_iter().map(|(k, e)| (k, e.value)).collect(),
+    }
+}
+
+fn config_state(b: &Built) -> PlatformState {
+    let values = b.values.clone();
+    state::from_config(&b.config, &b.env, &b.plan, &move |k| values.get(k).cloned())
+}
+
+fn all(files: &[(String, String)]) -> String {
+    files.iter().map(|(n, t)| format!("=== {n}\n{t}")).collect()
+}
+
+fn rendered(b: &Built) -> BTreeMap<String, String> {
+    render::all_files(&b.plan, &b.config).into_iter().collect()
+}
+
+#[test]
+fn kubernetes_manifests() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    let files = kubernetes::manifests(&st, &rendered(&b));
+    insta::assert_snapshot!(all(&files));
+}
+
+#[test]
+fn kubernetes_secrets_are_referenced_never_inlined() {
+    let b = build(CONFIG, ENV);
+    let text = all(&kubernetes::manifests(&config_state(&b), &rendered(&b)));
+    assert!(!text.contains("kind: Secret\n"), "{text}");
+    // The TSIG secret's value is in .env: only its name reaches the manifests.
+    assert!(!text.contains("c2VjcmV0LXRzaWcta2V5LXZhbHVl"));
+    assert!(text.contains("tsigSecretSecretRef:\n"));
+    assert!(text.contains("key: MEILI_MASTER_KEY"));
+    assert!(text.contains("key: GF_SECURITY_ADMIN_PASSWORD"));
+}
+
+#[test]
+fn kubernetes_output_is_deterministic() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    let files = rendered(&b);
+    let first = kubernetes::manifests(&st, &files);
+    // The plan's service order does not matter.
+    let mut shuffled = b.plan.clone();
+    shuffled.services.reverse();
+    let values = b.values.clone();
+    let st2 = state::from_config(&b.config, &b.env, &shuffled, &move |k| {
+        values.get(k).cloned()
+    });
+    assert_eq!(first, kubernetes::manifests(&st2, &files));
+    assert_eq!(first, kubernetes::manifests(&st, &files));
+}
+
+#[test]
+fn kubernetes_with_nginx_and_http01_has_no_traefik_resources() {
+    let b = build(
+        &format!("{CONFIG}platform:\n  ingress: nginx\n  ingress_allow: [10.0.0.0/8]\n"),
+        "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana\nACME_CHALLENGE=http-01\n",
+    );
+    let files = kubernetes::manifests(&config_state(&b), &rendered(&b));
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert!(!names.contains(&"traefik.yaml"), "{names:?}");
+    let text = all(&files);
+    assert!(text.contains("ingressClassName: nginx"));
+    assert!(
+        text.contains("nginx.ingress.kubernetes.io/whitelist-source-range: \"10.0.0.0/8\""),
+        "{text}"
+    );
+    assert!(text.contains("http01:"), "{text}");
+    // HTTP-01 cannot issue a wildcard: the certificate names the routed hosts.
+    assert!(text.contains("- grafana.example.com"));
+    assert!(!text.contains("\"*.example.com\""));
+}
+
+#[test]
+fn kubernetes_gpu_runner_requests_gpus_and_selects_gpu_nodes() {
+    let b = build(CONFIG, ENV);
+    let files = kubernetes::manifests(&config_state(&b), &rendered(&b));
+    let gpu = &files
+        .iter()
+        .find(|(n, _)| n == "runner-rtx.yaml")
+        .unwrap()
+        .1;
+    assert!(gpu.contains("nvidia.com/gpu: \"1\""), "{gpu}");
+    assert!(gpu.contains("nvidia.com/gpu.present: \"true\""), "{gpu}");
+    let cpu = &files
+        .iter()
+        .find(|(n, _)| n == "runner-homelab-cpu.yaml")
+        .unwrap()
+        .1;
+    assert!(!cpu.contains("nvidia.com/gpu"), "{cpu}");
+    // What compose orders by depends_on is recorded (Kubernetes has no start order).
+    assert!(cpu.contains("autogit.io/depends-on: gitlab\n"), "{cpu}");
+    // The ingress container and the API have no place in a cluster.
+    assert!(
+        !files
+            .iter()
+            .any(|(n, _)| n == "traefik-ingress.yaml" || n == "api.yaml")
+    );
+}
+
+#[test]
+fn from_config_lists_dns_certificate_runners_and_mirrors() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    assert_eq!(st.origin, Origin::Config);
+    let names: Vec<String> = st.dns.iter().map(|r| r.to_string()).collect();
+    assert!(
+        names
+            .iter()
+            .any(|r| r.starts_with("*.vectorweight.com 300 A 192.0.2.10")),
+        "{names:?}"
+    );
+    assert_eq!(
+        st.certificates[0].dns_names,
+        ["*.vectorweight.com", "vectorweight.com"]
+    );
+    assert_eq!(st.runners.len(), 2);
+    assert_eq!(st.mirrors[0].source, "https://example.org/a/tool.git");
+    let text = serde_json::to_string(&st).unwrap();
+    assert!(!text.contains("c2VjcmV0LXRzaWcta2V5LXZhbHVl"));
+    assert_eq!(
+        st.service("meilisearch")
+            .unwrap()
+            .env_value("MEILI_MASTER_KEY"),
+        Some(&EnvValue::Secret)
+    );
+}
+
+fn paths() -> HostPaths {
+    HostPaths {
+        data_dir: "/srv/autogit".into(),
+        key_file: "/srv/autogit.key".into(),
+        binary: "/usr/local/bin/autogit".into(),
+        engine_socket: "/var/run/docker.sock".into(),
+    }
+}
+
+/// What the engine would run for the plan: one container per always-on local service.
+fn running(b: &Built) -> (Built, Vec<autogit_core::container::ContainerSpec>) {
+    let mut p = b.plan.clone();
+    resolve(&mut p, &paths());
+    let secrets = BTreeMap::from([
+        ("MEILI_MASTER_KEY".to_owned(), "meili-value-1".to_owned()),
+        (
+            "GF_SECURITY_ADMIN_PASSWORD".to_owned(),
+            "grafana-value-2".to_owned(),
+        ),
+    ]);
+    let specs = p
+        .local()
+        .filter(|s| !s.on_demand)
+        .map(|s| container_spec(&p, s, "/srv/autogit/rendered", &secrets))
+        .collect();
+    (
+        Built {
+            plan: p,
+            env: b.env.clone(),
+            config: b.config.clone(),
+            values: b.values.clone(),
+        },
+        specs,
+    )
+}
+
+#[test]
+fn capture_of_what_the_plan_runs_has_no_drift() {
+    let (b, specs) = running(&build(CONFIG, ENV));
+    let want = config_state(&b);
+    // The engine returns port mappings and mounts in its own order.
+    let mut specs = specs;
+    for s in &mut specs {
+        s.ports.reverse();
+        s.mounts.reverse();
+    }
+    let got = state::from_containers(&want, &specs, "/srv/autogit/rendered");
+    assert_eq!(got.origin, Origin::Running);
+    assert_eq!(state::drift(&want, &got), Vec::<Drift>::new());
+    // Captured secrets are references: their values are nowhere in the model.
+    let text = serde_json::to_string(&got).unwrap();
+    assert!(!text.contains("meili-value-1") && !text.contains("grafana-value-2"));
+    // The compose file of the captured state is the one of the configuration.
+    assert_eq!(
+        render::compose_state(&got, "/srv/autogit/rendered"),
+        render::compose_state(&want, "/srv/autogit/rendered")
+    );
+}
+
+#[test]
+fn drift_lists_every_difference() {
+    let (b, mut specs) = running(&build(CONFIG, ENV));
+    let want = config_state(&b);
+    let grafana = specs.iter_mut().find(|s| s.service == "grafana").unwrap();
+    grafana.image = "grafana/grafana:11.2.0".into();
+    grafana
+        .env
+        .insert("GF_SERVER_ROOT_URL".into(), "http://other".into());
+    grafana
+        .env
+        .insert("EXTRA_TOKEN".into(), "extra-secret-value".into());
+    grafana.memory_bytes /= 2;
+    grafana.ports[0].host_port = 3999;
+    specs.retain(|s| s.service != "loki");
+    let mut stray = specs[0].clone();
+    stray.service = "stray".into();
+    stray
+        .labels
+        .insert("io.autogit.service".into(), "stray".into());
+    specs.push(stray);
+    let got = state::from_containers(&want, &specs, "/srv/autogit/rendered");
+    let drift = state::drift(&want, &got);
+    let fields: Vec<(String, String)> = drift
+        .iter()
+        .map(|d| (d.service.clone().unwrap(), d.field.clone()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("grafana", "env.EXTRA_TOKEN"),
+            ("grafana", "env.GF_SERVER_ROOT_URL"),
+            ("grafana", "image"),
+            ("grafana", "memory"),
+            ("grafana", "ports"),
+            ("loki", "service"),
+            ("stray", "service"),
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    let extra = drift.iter().find(|d| d.field == "env.EXTRA_TOKEN").unwrap();
+    assert_eq!(extra.found, "set (value not captured)");
+    assert!(
+        !serde_json::to_string(&drift)
+            .unwrap()
+            .contains("extra-secret-value")
+    );
+    assert!(
+        !serde_json::to_string(&got)
+            .unwrap()
+            .contains("extra-secret-value")
+    );
+}
+
+/// Every object of `all` of the given kind.
+fn of_kind<'a>(all: &'a [serde_json::Value], kind: &str) -> Vec<&'a serde_json::Value> {
+    all.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn names(all: &[serde_json::Value], kind: &str) -> Vec<String> {
+    of_kind(all, kind)
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// What the objects refer to exists among them, and the custom resources carry the fields
+/// cert-manager and Traefik require (kubernetes-validate has no schema for them).
+fn check_references(st: &PlatformState, all: &[serde_json::Value]) {
+    let services = names(all, "Service");
+    let claims = names(all, "PersistentVolumeClaim");
+    let config_maps = names(all, "ConfigMap");
+    for o in all {
+        let kind = o["kind"].as_str().unwrap();
+        assert!(
+            o["apiVersion"].is_string() && o["metadata"]["name"].is_string(),
+            "{o}"
+        );
+        let cluster_scoped = matches!(kind, "Namespace" | "ClusterIssuer");
+        assert_eq!(
+            o["metadata"]["namespace"].as_str(),
+            (!cluster_scoped).then_some(st.project.as_str()),
+            "{kind} {}",
+            o["metadata"]["name"]
+        );
+        assert_eq!(
+            o["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "autogit"
+        );
+        let pod = &o["spec"]["template"]["spec"];
+        for v in pod["volumes"].as_array().into_iter().flatten() {
+            if let Some(c) = v["persistentVolumeClaim"]["claimName"].as_str() {
+                assert!(claims.iter().any(|n| n == c), "claim {c}");
+            }
+            if let Some(c) = v["configMap"]["name"].as_str() {
+                assert!(config_maps.iter().any(|n| n == c), "config map {c}");
+            }
+        }
+        for c in pod["containers"].as_array().into_iter().flatten() {
+            for e in c["env"].as_array().into_iter().flatten() {
+                if let Some(r) = e["valueFrom"]["secretKeyRef"].as_object() {
+                    assert_eq!(r["name"], kubernetes::secrets_name(st));
+                    assert_eq!(r["key"], e["name"]);
+                }
+            }
+        }
+    }
+    let service_port = |name: &str, port: &serde_json::Value| {
+        of_kind(all, "Service").iter().any(|s| {
+            s["metadata"]["name"] == name
+                && s["spec"]["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["port"] == *port)
+        })
+    };
+    for ing in of_kind(all, "Ingress") {
+        for rule in ing["spec"]["rules"].as_array().unwrap() {
+            let b = &rule["http"]["paths"][0]["backend"]["service"];
+            let name = b["name"].as_str().unwrap();
+            assert!(services.iter().any(|s| s == name), "{name}");
+            assert!(service_port(name, &b["port"]["number"]), "{name}");
+        }
+        assert_eq!(
+            ing["spec"]["tls"][0]["secretName"],
+            kubernetes::tls_secret_name(st)
+        );
+    }
+    let middlewares = names(all, "Middleware");
+    for r in of_kind(all, "IngressRoute") {
+        for route in r["spec"]["routes"].as_array().unwrap() {
+            assert_eq!(route["kind"], "Rule");
+            assert!(route["match"].as_str().unwrap().starts_with("Host(`"));
+            let svc = &route["services"][0];
+            assert!(service_port(svc["name"].as_str().unwrap(), &svc["port"]));
+            for m in route["middlewares"].as_array().unwrap() {
+                assert!(middlewares.iter().any(|n| *n == m["name"]), "{m}");
+            }
+        }
+    }
+    let issuers = names(all, "ClusterIssuer");
+    for c in of_kind(all, "Certificate") {
+        let spec = &c["spec"];
+        assert_eq!(spec["secretName"], kubernetes::tls_secret_name(st));
+        assert!(!spec["dnsNames"].as_array().unwrap().is_empty());
+        assert_eq!(spec["issuerRef"]["kind"], "ClusterIssuer");
+        assert!(issuers.iter().any(|i| *i == spec["issuerRef"]["name"]));
+    }
+    for i in of_kind(all, "ClusterIssuer") {
+        let acme = &i["spec"]["acme"];
+        assert!(acme["server"].as_str().unwrap().starts_with("https://"));
+        assert!(acme["privateKeySecretRef"]["name"].is_string());
+        let solvers = acme["solvers"].as_array().unwrap();
+        assert_eq!(solvers.len(), 1);
+        let s = solvers[0].as_object().unwrap();
+        assert_eq!(s.len(), 1, "one challenge type: {s:?}");
+        if let Some(dns) = s.get("dns01") {
+            assert_eq!(dns.as_object().unwrap().len(), 1, "one provider");
+        }
+    }
+}
+
+#[test]
+fn manifests_refer_only_to_what_they_define() {
+    let cases = [
+        (CONFIG.to_owned(), ENV.to_owned()),
+        (
+            format!("{CONFIG}platform:\n  ingress: nginx\n"),
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,tempo\nACME_CHALLENGE=http-01\n".to_owned(),
+        ),
+        (
+            format!("{CONFIG}platform:\n  guard_forward_auth: http://guard:8080/check\n  guard_services: [grafana]\n  ingress_allow: [10.0.0.0/8]\n"),
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,prometheus\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=t\n".to_owned(),
+        ),
+        (
+            CONFIG.to_owned(),
+            "BASE_DOMAIN=example.com\nDNS_PROVIDER=gcloud\nGCP_PROJECT=p\nGCP_MANAGED_ZONE=z\nGCP_SERVICE_ACCOUNT_FILE=/k.json\nGCP_DNS_ENDPOINT=https://dns.googleapis.com\n".to_owned(),
+        ),
+    ];
+    for (config, env) in &cases {
+        let b = build(config, env);
+        let st = config_state(&b);
+        let all: Vec<serde_json::Value> = kubernetes::objects(&st, &rendered(&b))
+            .into_iter()
+            .flat_map(|m| m.objects)
+            .collect();
+        check_references(&st, &all);
+    }
+}
+
+/// With Traefik and the guard, a guarded service is reachable through the IngressRoute (and
+/// its forward-auth) only: the plain Ingress has no rule for it.
+#[test]
+fn guarded_services_are_routed_through_the_guard_only() {
+    let b = build(
+        &format!(
+            "{CONFIG}platform:\n  guard_forward_auth: http://guard:8080/check\n  guard_services: [grafana]\n"
+        ),
+        "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana\n",
+    );
+    let m = kubernetes::objects(&config_state(&b), &rendered(&b));
+    let file = |n: &str| m.iter().find(|f| f.file == n).unwrap().objects.clone();
+    let ingress = &file("ingress.yaml")[0];
+    let hosts: Vec<&str> = ingress["spec"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(hosts, ["gitlab.example.com"]);
+    assert_eq!(
+        ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"],
+        "autogit-security-headers@kubernetescrd,autogit-rate-limit@kubernetescrd"
+    );
+    let traefik = file("traefik.yaml");
+    let route = of_kind(&traefik, "IngressRoute")[0]["spec"]["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["match"] == "Host(`grafana.example.com`)")
+        .unwrap()
+        .clone();
+    assert_eq!(route["middlewares"][2]["name"], "guard");
+    assert_eq!(
+        names(&traefik, "Middleware"),
+        ["security-headers", "rate-limit", "guard"]
+    );
+}
+
+/// The zone as the DNS plan shows it: records still to create are missing, owned records to
+/// delete or update are found as the zone has them, a conflicted name has none of ours; and
+/// drift lists each record.
+#[test]
+fn dns_records_found_in_the_zone_and_their_drift() {
+    use autogit_core::dns::{Record, RecordType, dns_plan, owner_name, owner_value};
+    let b = build(CONFIG, ENV);
+    let want = config_state(&b);
+    let desired = want.dns.clone();
+    assert!(!desired.is_empty());
+    // A zone that has everything: nothing found missing, no drift.
+    let found = state::dns_found(&desired, &dns_plan(&desired, &desired, "autogit"));
+    assert_eq!(found, desired);
+    // An empty zone: nothing found; each desired record is drift.
+    let empty = state::dns_found(&desired, &dns_plan(&desired, &[], "autogit"));
+    assert!(empty.is_empty());
+    let mut got = want.clone();
+    got.dns = empty;
+    let drift = state::drift(&want, &got);
+    assert_eq!(drift.len(), desired.len(), "{drift:#?}");
+    assert!(
+        drift
+            .iter()
+            .all(|d| d.service.is_none() && d.field == "dns" && d.found == "absent")
+    );
+    // An owned stale record (another address) and an owned name no longer wanted.
+    let wildcard = desired
+        .iter()
+        .find(|r| r.name == "*.vectorweight.com")
+        .unwrap();
+    let stale = Record::new(&wildcard.name, RecordType::A, "192.0.2.99", wildcard.ttl);
+    let old = Record::new("old.vectorweight.com", RecordType::A, "192.0.2.10", 300);
+    let mut zone: Vec<Record> = desired.iter().filter(|r| *r != wildcard).cloned().collect();
+    zone.push(stale.clone());
+    zone.push(old.clone());
+    zone.push(Record::new(
+        &owner_name("old.vectorweight.com"),
+        RecordType::Txt,
+        owner_value("autogit"),
+        300,
+    ));
+    let found = state::dns_found(&desired, &dns_plan(&desired, &zone, "autogit"));
+    assert!(found.contains(&stale) && found.contains(&old) && !found.contains(wildcard));
+    got.dns = found;
+    let fields: Vec<(String, String)> = state::drift(&want, &got)
+        .into_iter()
+        .map(|d| (d.expected, d.found))
+        .collect();
+    assert!(
+        fields.contains(&(wildcard.to_string(), "absent".to_owned())),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&("absent".to_owned(), stale.to_string())),
+        "{fields:?}"
+    );
+    assert!(
+        fields.contains(&("absent".to_owned(), old.to_string())),
+        "{fields:?}"
+    );
+}

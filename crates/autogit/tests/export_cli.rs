@@ -1,0 +1,402 @@
+//! `autogit export` through the real binary, checked by the tools that read its output:
+//! `kubernetes-validate` (PyPI: the Kubernetes OpenAPI schemas, strict) on every manifest
+//! against two Kubernetes versions, `docker-compose config` on the compose file, and the
+//! round trip on the real engine (install → capture → export compose → down → the export
+//! brought up by docker-compose → capture again gives the same platform, healthy).
+//!
+//! No Kubernetes cluster runs here: the manifests are validated against the schemas, not
+//! applied. cert-manager's and Traefik's custom resources have no schema in
+//! `kubernetes-validate`; it warns about them, and the test accepts exactly those warnings
+//! (`core::kubernetes::CUSTOM_KINDS`) and nothing else.
+
+mod common;
+use autogit_drivers::testing::bind::{Bind, KEY_NAME, TestZone, named_or_skip};
+use common::*;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// `kubernetes-validate`: `AUTOGIT_KUBERNETES_VALIDATE`, the venv `scripts/test.sh` makes
+/// (`target/tools/kubernetes-validate`), or PATH. Missing: skip, unless
+/// `AUTOGIT_REQUIRE_TOOLS` is set.
+fn kubernetes_validate() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AUTOGIT_KUBERNETES_VALIDATE") {
+        return Some(PathBuf::from(p));
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/tools/kubernetes-validate/bin/kubernetes-validate");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    have("kubernetes-validate").then(|| PathBuf::from("kubernetes-validate"))
+}
+
+/// The versions every manifest is validated against: the oldest and the newest schemas the
+/// pinned kubernetes-validate (1.37.0) ships.
+const VERSIONS: [&str; 2] = ["1.25.0", "1.37.0"];
+
+fn write_env(dir: &Path, env: &str) {
+    fs::write(dir.join(".env"), env).unwrap();
+    fs::set_permissions(dir.join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn export_k8s(dir: &Path, config: &str, env: &str) -> PathBuf {
+    fs::write(dir.join("autogit.yml"), config).unwrap();
+    write_env(dir, env);
+    let out = dir.join("k8s");
+    let r = run_data(
+        dir,
+        &["export", "kubernetes", "--out", out.to_str().unwrap(), "-q"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    out
+}
+
+const GPU_RUNNERS: &str = "runners:\n  mode: always\n  cpu:\n    - name: build\n      host: local\n  gpu:\n    - name: rtx\n      host: gpu1.lan\n      gpu: nvidia\n";
+
+#[test]
+fn every_manifest_validates_against_the_kubernetes_schemas() {
+    let Some(tool) = kubernetes_validate() else {
+        return;
+    };
+    let cases = [
+        (
+            GPU_RUNNERS.to_owned(),
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,loki,tempo,prometheus,meilisearch\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=cf-token-value\n",
+        ),
+        (
+            format!("{GPU_RUNNERS}platform:\n  ingress: nginx\n  ingress_allow: [10.0.0.0/8]\n"),
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana\nACME_CHALLENGE=http-01\n",
+        ),
+        (
+            "platform:\n  guard_forward_auth: http://guard:8080/check\n  guard_services: [gitlab]\n".to_owned(),
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,prometheus\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER=192.0.2.53:53\nRFC2136_TSIG_KEY_NAME=autogit\nRFC2136_TSIG_SECRET=dHNpZy12YWx1ZQ==\n",
+        ),
+        (
+            String::new(),
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab\nDNS_PROVIDER=route53\nAWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=aws-secret-value\nAWS_HOSTED_ZONE_ID=Z123\n",
+        ),
+        // No domain: no ingress, no certificate, services on their ports.
+        (String::new(), "SERVICES_ENABLED=gitlab,loki\n"),
+    ];
+    for (i, (config, env)) in cases.iter().enumerate() {
+        let d = tempfile::tempdir().unwrap();
+        let out = export_k8s(d.path(), config, env);
+        let mut files: Vec<PathBuf> = fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 3, "case {i}: {files:?}");
+        for f in &files {
+            let text = fs::read_to_string(f).unwrap();
+            for secret in ["cf-token-value", "dHNpZy12YWx1ZQ==", "aws-secret-value"] {
+                assert!(
+                    !text.contains(secret),
+                    "case {i}: {} inlines a secret",
+                    f.display()
+                );
+            }
+        }
+        for version in VERSIONS {
+            let o = Command::new(&tool)
+                .args(["--strict", "-k", version])
+                .args(&files)
+                .output()
+                .expect("run kubernetes-validate");
+            let stdout = String::from_utf8_lossy(&o.stdout);
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                o.status.success(),
+                "case {i}, Kubernetes {version}:\n{stdout}\n{stderr}"
+            );
+            for line in stdout.lines().chain(stderr.lines()) {
+                let known_crd = autogit_core::kubernetes::CUSTOM_KINDS
+                    .iter()
+                    .any(|(api, kind)| {
+                        line.contains(&format!("for kind {kind} with api version {api}"))
+                    });
+                assert!(
+                    !line.starts_with("WARN") || known_crd,
+                    "case {i}, Kubernetes {version}: unexpected warning: {line}"
+                );
+                assert!(!line.starts_with("ERROR"), "case {i}: {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn out_refuses_to_write_outside_its_directory() {
+    let d = tempfile::tempdir().unwrap();
+    write_env(
+        d.path(),
+        "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,prometheus\n",
+    );
+    let out = d.path().join("out");
+    let elsewhere = d.path().join("elsewhere");
+    fs::create_dir_all(&out).unwrap();
+    fs::create_dir_all(&elsewhere).unwrap();
+    // A directory the compose export writes into links out of the output directory.
+    std::os::unix::fs::symlink(&elsewhere, out.join("prometheus")).unwrap();
+    let r = run_data(
+        d.path(),
+        &["export", "compose", "--out", out.to_str().unwrap(), "-q"],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("outside"), "{}", r.stderr);
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+    // Kubernetes into a directory: every manifest is there, and only there.
+    let k8s = d.path().join("k8s");
+    let r = run_data(
+        d.path(),
+        &[
+            "export",
+            "kubernetes",
+            "-O",
+            k8s.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["format"], "kubernetes");
+    assert_eq!(v["from"], "config");
+    for f in v["files"].as_array().unwrap() {
+        assert!(Path::new(f.as_str().unwrap()).starts_with(&k8s), "{f}");
+    }
+    // Printed, the manifests are one multi-document stream.
+    let r = run_data(d.path(), &["export", "kubernetes", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("kind: StatefulSet") && r.stdout.contains("\n---\n"));
+    // Sized by the preset (the default, homelab: GitLab 6 CPUs, 6 GiB), not by this host.
+    let gitlab = fs::read_to_string(k8s.join("gitlab.yaml")).unwrap();
+    assert!(
+        gitlab.contains("cpu: \"6\"\n") && gitlab.contains("memory: \"6Gi\"\n"),
+        "{gitlab}"
+    );
+}
+
+#[test]
+fn from_running_without_an_engine_fails_and_says_why() {
+    let d = tempfile::tempdir().unwrap();
+    let r = run_env(
+        d.path(),
+        &[
+            "export",
+            "compose",
+            "--from",
+            "running",
+            "-q",
+            "--data-dir",
+            "data",
+        ],
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("--from running needs the container engine"),
+        "{}",
+        r.stderr
+    );
+}
+
+fn compose(project: &str, file: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("docker-compose")
+        .args(["-p", project, "-f", file.to_str().unwrap()])
+        .args(args)
+        .output()
+        .expect("docker-compose")
+}
+
+fn export_running(dir: &Path, out: &Path) -> serde_json::Value {
+    let r = run_data(
+        dir,
+        &[
+            "export",
+            "compose",
+            "--from",
+            "running",
+            "--out",
+            out.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+/// The round trip on the real engine with the stand-in GitLab image.
+#[test]
+fn capture_export_down_up_capture_gives_the_same_platform() {
+    if !have_engine() || !have("docker-compose") {
+        return;
+    }
+    fake_gitlab_image("0.0.16", &[]);
+    let d = tempfile::tempdir().unwrap();
+    let project = format!("agt-export-{}", std::process::id());
+    fs::write(
+        d.path().join("autogit.yml"),
+        format!("gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"0.0.16\"\n  ports: {{http: 31680, https: 31681, ssh: 31682}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 3s\nrunners: {{}}\nhealth:\n  check_interval: 1s\n  timeout: 1s\n  failure_threshold: 1\nplatform:\n  project: {project}\n"),
+    )
+    .unwrap();
+    let _down = Down(d.path().to_owned());
+    let r = run_data(
+        d.path(),
+        &["install", "--no-bootstrap", "--wait", "60s", "-q"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+
+    let first = d.path().join("first");
+    let v = export_running(d.path(), &first);
+    assert_eq!(v["from"], "running");
+    assert_eq!(v["drift"], serde_json::json!([]), "{v:#}");
+    let file = first.join("docker-compose.yml");
+    // The manifests of what runs pass the schemas too.
+    let k8s = d.path().join("k8s-running");
+    let r = run_data(
+        d.path(),
+        &[
+            "export",
+            "kubernetes",
+            "--from",
+            "running",
+            "-O",
+            k8s.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let gitlab = fs::read_to_string(k8s.join("gitlab.yaml")).unwrap();
+    assert!(
+        gitlab.contains("kind: StatefulSet") && gitlab.contains("path: \"/-/health\""),
+        "{gitlab}"
+    );
+    if let Some(tool) = kubernetes_validate() {
+        let o = Command::new(&tool)
+            .args(["--strict", "-k", VERSIONS[1]])
+            .arg(k8s.join("namespace.yaml"))
+            .arg(k8s.join("gitlab.yaml"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    }
+    let check = compose(&project, &file, &["config", "-q"]);
+    assert!(
+        check.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    // Down (volumes stay), then the export brought up by compose alone.
+    let r = run_data(d.path(), &["down", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let up = compose(&project, &file, &["up", "-d"]);
+    assert!(
+        up.status.success(),
+        "docker-compose up: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let result = std::panic::catch_unwind(|| {
+        // autogit sees it healthy.
+        let start = std::time::Instant::now();
+        loop {
+            let r = run_data(d.path(), &["status", "-o", "json"]);
+            let s: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+            if s["services"][0]["health"] == "healthy" {
+                break;
+            }
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "not healthy under compose: {s:#}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        // Captured again: the same platform (no drift, the same export).
+        let second = d.path().join("second");
+        let v = export_running(d.path(), &second);
+        assert_eq!(v["drift"], serde_json::json!([]), "{v:#}");
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            fs::read_to_string(second.join("docker-compose.yml")).unwrap()
+        );
+    });
+    let _ = compose(&project, &file, &["down"]);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// `--from running` reads the platform's records from the DNS provider's zone (a real BIND):
+/// before `dns sync` each wanted record is drift, after it none is.
+#[test]
+fn running_export_reads_the_zone_and_reports_dns_drift() {
+    if !have_engine() {
+        return;
+    }
+    let Some(named) = named_or_skip() else {
+        return;
+    };
+    let bind =
+        Bind::start(&named, &[TestZone::new("example.test", "")]).unwrap_or_else(|e| panic!("{e}"));
+    let d = tempfile::tempdir().unwrap();
+    let project = format!("agt-exportdns-{}", std::process::id());
+    fs::write(
+        d.path().join("autogit.yml"),
+        format!("platform:\n  project: {project}\n"),
+    )
+    .unwrap();
+    write_env(
+        d.path(),
+        &format!(
+            "BASE_DOMAIN=example.test\nINGRESS_IP=203.0.113.7\nSERVICES_ENABLED=gitlab\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER={}\nRFC2136_TSIG_KEY_NAME={KEY_NAME}\nRFC2136_TSIG_SECRET={}\n",
+            bind.server(),
+            bind.secret()
+        ),
+    );
+    let dns_drift = |v: &serde_json::Value| -> Vec<String> {
+        v["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["field"] == "dns")
+            .map(|d| {
+                format!(
+                    "{} | {}",
+                    d["expected"].as_str().unwrap(),
+                    d["found"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let export = || {
+        let r = run_data(
+            d.path(),
+            &["export", "kubernetes", "--from", "running", "-o", "json"],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()
+    };
+    let before = dns_drift(&export());
+    assert_eq!(before.len(), 4, "{before:#?}");
+    assert!(
+        before.contains(&"*.example.test 300 A 203.0.113.7 | absent".to_owned()),
+        "{before:#?}"
+    );
+    let r = run_data(d.path(), &["dns", "sync", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let after = export();
+    assert_eq!(dns_drift(&after), Vec::<String>::new(), "{after:#}");
+    // Nothing runs on the engine for this project: every service is drift.
+    assert!(
+        after["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["service"] == "gitlab" && d["found"] == "absent")
+    );
+}
