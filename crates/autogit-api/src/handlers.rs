@@ -904,6 +904,7 @@ impl Handle for ListMirrors {
                 last_error_at: r.last_error_at,
                 last_error: r.last_error,
                 lag_seconds: r.lag_s,
+                lfs_bytes: r.lfs_bytes,
                 problem: r.problem,
             })
             .collect();
@@ -1021,6 +1022,35 @@ fn compute_problem(e: autogit_app::compute::ComputeError) -> Problem {
         E::QueueFull(_) => Problem::new(StatusCode::TOO_MANY_REQUESTS, "queue-full", e.to_string())
             .retry_after(std::time::Duration::from_secs(30)),
         E::State(m) => Problem::internal(m),
+    }
+}
+
+impl Handle for ListRunnerStates {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<RunnerStateList>, Problem> {
+        let c = autogit_app::runners::RunnerController::new(
+            api.settings.clone(),
+            api.bus.clone(),
+            api.clock.clone(),
+        );
+        let rows = c.on_demand().map_err(state_problem)?;
+        Ok(Reply::new(RunnerStateList(
+            rows.into_iter()
+                .map(|r| RunnerState {
+                    kind: if r.gpu { "gpu" } else { "cpu" }.into(),
+                    mode: if r.on_demand { "on-demand" } else { "always" }.into(),
+                    runner: r.runner,
+                    host: r.host,
+                    idle_since: r.idle_since,
+                    stops_at: r.stops_at,
+                })
+                .collect(),
+        )))
     }
 }
 

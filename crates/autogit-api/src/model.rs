@@ -397,6 +397,8 @@ pub struct Mirror {
     pub last_error: Option<String>,
     /// Seconds since the last success.
     pub lag_seconds: Option<i64>,
+    /// Bytes of Git LFS objects mirrored; `null` when the repository has none.
+    pub lfs_bytes: Option<u64>,
     /// A configuration problem that keeps it from syncing.
     pub problem: Option<String>,
 }
@@ -437,6 +439,24 @@ pub struct RunnerHost {
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct RunnerHostList(pub Vec<RunnerHost>);
+
+/// A registered runner and its on-demand state.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunnerState {
+    pub runner: String,
+    pub host: String,
+    /// `cpu` or `gpu`.
+    pub kind: String,
+    /// `on-demand` (started for jobs, stopped after the cooldown) or `always`.
+    pub mode: String,
+    /// Since when it has had no job (Unix seconds); `null` while it has work or never ran.
+    pub idle_since: Option<i64>,
+    /// When the cooldown stops it if no job comes (Unix seconds; on-demand only).
+    pub stops_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunnerStateList(pub Vec<RunnerState>);
 
 /// A compute job.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

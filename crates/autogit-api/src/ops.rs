@@ -190,6 +190,13 @@ operation! {
 }
 
 operation! {
+    /// Registered runners: CPU or GPU, on-demand or always, idle since, stopped at (cooldown)
+    ListRunnerStates: Get "/api/v1/runners/registered",
+    id: "runners.registered", access: Role(Viewer), area: "runners", kind: Read,
+    path: NoParams, query: NoParams, body: NoBody, response: RunnerStateList,
+}
+
+operation! {
     /// Compute jobs
     ListJobs: Get "/api/v1/compute/jobs",
     id: "compute.list", access: Role(Viewer), area: "compute", kind: Read,
@@ -333,6 +340,7 @@ macro_rules! for_each_operation {
             ListMirrors,
             SyncMirrors,
             ListRunners,
+            ListRunnerStates,
             ListJobs,
             GetJob,
             SubmitJobOp,

@@ -55,6 +55,33 @@ pub struct MirrorRow {
     pub last_error_at: Option<i64>,
     pub last_error: Option<String>,
     pub lag_s: Option<i64>,
+    /// Bytes of Git LFS objects in the mirror's cache; `None` when it has none.
+    pub lfs_bytes: Option<u64>,
+}
+
+/// The size of the files under `dir` (at most 1 000 000 entries are looked at); `None` when
+/// there is no such directory or nothing in it.
+fn dir_bytes(dir: &std::path::Path) -> Option<u64> {
+    let mut total = 0u64;
+    let mut seen = 0usize;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 1_000_000 {
+                return Some(total);
+            }
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    (total > 0).then_some(total)
 }
 
 #[derive(Debug)]
@@ -436,6 +463,7 @@ impl MirrorController {
             (Vec::new(), Vec::new())
         };
         let now = self.clock.now() as i64;
+        let mirrors_dir = self.settings.data_dir.join("mirrors");
         let mut all = planned(m);
         // The targets the syncs use: those recorded, not re-derived (read-only: nothing new
         // is recorded here).
@@ -469,6 +497,10 @@ impl MirrorController {
                     last_error_at: h.and_then(|h| h.last_error_at),
                     last_error: h.and_then(|h| h.last_error.clone()),
                     lag_s: h.and_then(|h| h.last_success).map(|s| (now - s).max(0)),
+                    lfs_bytes: dir_bytes(
+                        &autogit_drivers::mirror::cache_path(&mirrors_dir, &p.name)
+                            .join("lfs/objects"),
+                    ),
                     name: p.name,
                     kind: p.kind,
                     token_env: p.token_env,
@@ -789,5 +821,23 @@ impl MirrorController {
         autogit_drivers::fsx::write_atomic(&path, new.as_bytes(), mode)
             .map_err(|e| AddError::Io(e.to_string()))?;
         Ok(added(false))
+    }
+}
+
+#[cfg(test)]
+mod lfs_size_tests {
+    use super::dir_bytes;
+
+    #[test]
+    fn lfs_objects_are_summed_and_an_empty_store_is_none() {
+        let d = tempfile::tempdir().unwrap();
+        let objects = d.path().join("m.git/lfs/objects");
+        assert_eq!(dir_bytes(&objects), None, "no directory");
+        std::fs::create_dir_all(objects.join("ab/cd")).unwrap();
+        assert_eq!(dir_bytes(&objects), None, "nothing in it");
+        std::fs::write(objects.join("ab/cd/abcd01"), vec![0u8; 1234]).unwrap();
+        std::fs::create_dir_all(objects.join("ef/01")).unwrap();
+        std::fs::write(objects.join("ef/01/ef0102"), vec![0u8; 766]).unwrap();
+        assert_eq!(dir_bytes(&objects), Some(2000));
     }
 }

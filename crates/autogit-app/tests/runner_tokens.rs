@@ -51,3 +51,46 @@ async fn the_job_listing_says_why_it_needs_the_admin_token() {
     );
     assert!(!e.contains("glpat-ci"), "{e}");
 }
+
+/// What the dashboard's runner table shows: each registered runner, CPU or GPU, and for an
+/// idle on-demand runner when its cooldown stops it (the autoscale pass's idle record).
+#[test]
+fn on_demand_rows_come_from_the_registrations_and_the_idle_record() {
+    let data = tempfile::tempdir().unwrap();
+    let settings = support::settings(
+        "runners:\n  mode: on-demand\n  cooldown: 10m\n  cpu:\n    - name: r1\n      host: local\n  gpu:\n    - name: g1\n      host: local\n    - name: g2\n      host: local\n",
+        "",
+        data.path(),
+    );
+    let store = Store::open(&data.path().join("state.db")).unwrap();
+    for (name, state) in [("r1", "registered"), ("g1", "registered"), ("g2", "token")] {
+        store
+            .set_registration(&RegistrationRow {
+                name: name.into(),
+                host: "local".into(),
+                runner_id: 3,
+                secret: format!("gitlab-runner-{name}-token"),
+                state: state.into(),
+                at: 0,
+                message: String::new(),
+            })
+            .unwrap();
+    }
+    std::fs::create_dir_all(data.path().join("state")).unwrap();
+    std::fs::write(
+        data.path().join("state/runner-idle.json"),
+        r#"{"g1": 1000}"#,
+    )
+    .unwrap();
+    let (bus, clock) = support::bus_at(1_100);
+    let rows = RunnerController::new(settings, bus, Arc::new(clock))
+        .on_demand()
+        .unwrap();
+    assert_eq!(rows.len(), 2, "only registered runners: {rows:?}");
+    let g1 = rows.iter().find(|r| r.runner == "g1").unwrap();
+    assert!(g1.gpu && g1.on_demand);
+    assert_eq!((g1.idle_since, g1.stops_at), (Some(1000), Some(1600)));
+    let r1 = rows.iter().find(|r| r.runner == "r1").unwrap();
+    assert!(!r1.gpu);
+    assert_eq!((r1.idle_since, r1.stops_at), (None, None));
+}

@@ -487,7 +487,7 @@ async fn mirrors(v: &View) -> Markup {
             Ok(MirrorList(ms)) => div.scroll tabindex="0" role="region" aria-label="Mirrored repositories" {
                 table {
                     caption.sr-only { "Mirrored repositories" }
-                    thead { tr { th scope="col" { "Repository" } th scope="col" { "Source" } th scope="col" { "Last success" } th scope="col" { "Lag" } th scope="col" { "Last error" } @if can_sync { th scope="col" { span.sr-only { "Actions" } } } } }
+                    thead { tr { th scope="col" { "Repository" } th scope="col" { "Source" } th scope="col" { "Last success" } th scope="col" { "Lag" } th scope="col" { "LFS" } th scope="col" { "Last error" } @if can_sync { th scope="col" { span.sr-only { "Actions" } } } } }
                     tbody {
                         @for m in &ms {
                             tr data-mirror=(m.name) {
@@ -495,6 +495,7 @@ async fn mirrors(v: &View) -> Markup {
                                 td.wrap { (m.source) }
                                 td { (v.ago(m.last_success)) @if let Some(r) = &m.last_result { br; (status_badge(r)) } }
                                 td { (m.lag_seconds.map_or("—".into(), |l| span_text(l.max(0) as u64))) }
+                                td { (m.lfs_bytes.map_or("—".into(), |b| autogit_core::units::Bytes(b).to_string())) }
                                 td.wrap { @if let Some(e) = &m.last_error { span.error-text { (e) } " " (v.ago(m.last_error_at)) } @else if let Some(p) = &m.problem { span.error-text { (p) } } @else { span.muted { "none" } } }
                                 @if can_sync { td { (action("POST", "/api/v1/mirrors/sync", &serde_json::json!({"repos": [m.name]}).to_string(), "Sync now", None)) } }
                             }
@@ -528,6 +529,7 @@ async fn runners(v: &View) -> Markup {
             },
         )
         .await;
+    let registered = v.get::<ListRunnerStates>(NoParams {}, NoParams {}).await;
     let can_cancel = v.can::<CancelJob>();
     let jobs_list: Vec<Job> = jobs.as_ref().map(|j| j.0.clone()).unwrap_or_default();
     html! {
@@ -555,6 +557,34 @@ async fn runners(v: &View) -> Markup {
                                             (g.name) br;
                                             meter min="0" max=(g.memory_total.0) value=(used) aria-label=(format!("GPU {} VRAM used", g.index)) {}
                                             " " (autogit_core::units::Bytes(used)) " used, " (g.memory_free) " free"
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                },
+            }
+        }
+        section aria-labelledby="registered" {
+            h2 #registered { "Runners" }
+            @match &registered {
+                Err(p) => (problem_box(p)),
+                Ok(RunnerStateList(rs)) if rs.is_empty() => p.muted { "No runner is registered (" code { "autogit runner register NAME" } ")." },
+                Ok(RunnerStateList(rs)) => div.scroll tabindex="0" role="region" aria-label="Registered runners" {
+                    table {
+                        caption.sr-only { "Registered runners" }
+                        thead { tr { th scope="col" { "Runner" } th scope="col" { "Host" } th scope="col" { "Kind" } th scope="col" { "Mode" } th scope="col" { "Idle" } th scope="col" { "Cooldown" } } }
+                        tbody {
+                            @for r in rs {
+                                tr data-runner=(r.runner) {
+                                    th scope="row" { (r.runner) } td { (r.host) } td { (r.kind) } td { (r.mode) }
+                                    td { @if r.idle_since.is_some() { "since " (v.ago(r.idle_since)) } @else { span.muted { "busy, or not started yet" } } }
+                                    td {
+                                        @match r.stops_at {
+                                            Some(t) if t > v.now as i64 => { "stops in " (span_text((t - v.now as i64) as u64)) }
+                                            Some(_) => "stopping",
+                                            None => span.muted { "—" },
                                         }
                                     }
                                 }

@@ -84,6 +84,20 @@ pub struct RunnerController {
     ssh: Option<autogit_drivers::remote::ssh::SshConfig>,
 }
 
+/// A registered runner as the on-demand autoscaler sees it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct OnDemandRow {
+    pub runner: String,
+    pub host: String,
+    pub gpu: bool,
+    /// `runners.mode: on-demand` (else always running).
+    pub on_demand: bool,
+    /// Since when it has had no job (unix seconds); `None` while it has work or never ran.
+    pub idle_since: Option<i64>,
+    /// When the cooldown stops it, if nothing comes (on-demand only).
+    pub stops_at: Option<i64>,
+}
+
 impl RunnerController {
     pub fn new(settings: Arc<Settings>, bus: Bus, clock: SharedClock) -> Self {
         Self {
@@ -144,6 +158,34 @@ impl RunnerController {
     }
 
     /// The runners registered on their (known) host, as configured.
+    /// Each registered runner with its on-demand state: since when it has had no job (from
+    /// the autoscale pass's record) and when the cooldown stops it.
+    pub fn on_demand(&self) -> Result<Vec<OnDemandRow>, String> {
+        let idle: BTreeMap<String, i64> =
+            std::fs::read(self.settings.data_dir.join("state/runner-idle.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or_default();
+        let cfg = &self.settings.config.runners;
+        let on_demand = cfg.mode == autogit_core::config::RunnerMode::OnDemand;
+        let cooldown = cfg.cooldown.as_secs() as i64;
+        Ok(self
+            .registered()?
+            .into_iter()
+            .map(|r| {
+                let idle_since = idle.get(&r.name).copied();
+                OnDemandRow {
+                    gpu: cfg.gpu.iter().any(|g| g.name == r.name),
+                    on_demand,
+                    idle_since,
+                    stops_at: idle_since.filter(|_| on_demand).map(|t| t + cooldown),
+                    runner: r.name,
+                    host: r.host,
+                }
+            })
+            .collect())
+    }
+
     pub fn registered(&self) -> Result<Vec<autogit_core::config::Runner>, String> {
         let registered: Vec<String> = self
             .store()?
