@@ -406,3 +406,53 @@ async fn log_search_reads_the_store_the_daemon_fills() {
         assert_eq!(p["errors"][0]["field"], field, "{p:#}");
     }
 }
+
+/// The correlation id: an API request's `X-Request-Id` finds, in the log store, the work the
+/// request started and how it ended (the daemon's log pass indexes autogit's own events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_id_links_the_api_request_to_the_controller_work() {
+    let s = Server::start(unlimited());
+    let c = client();
+    let r = call(
+        &c,
+        "GET",
+        s.url("/api/v1/services/gitlab"),
+        &s.operator,
+        &[],
+    )
+    .await;
+    let etag = r.headers()["etag"].to_str().unwrap().to_owned();
+    let r = c
+        .post(s.url("/api/v1/services/gitlab/deploy"))
+        .bearer_auth(&s.operator)
+        .header("x-request-id", "req-link-42")
+        .header("if-match", &etag)
+        .json(&serde_json::json!({"wait_seconds": 0}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // The deploy fails at once (no engine here); both task events reach the state store.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        s.api.logs.feed_pass().unwrap();
+        let found = s.api.logs.search("request:req-link-42", None, 10).unwrap();
+        let texts: Vec<&str> = found.hits.iter().map(|h| h.message.as_str()).collect();
+        if texts.iter().any(|t| t.starts_with("task_finished"))
+            && texts.iter().any(|t| t.starts_with("task_started"))
+        {
+            assert!(found.hits.iter().all(|h| h.service == "autogit"));
+            let finished = found
+                .hits
+                .iter()
+                .find(|h| h.message.starts_with("task_finished"))
+                .unwrap();
+            assert!(finished.message.contains("services.deploy"), "{texts:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{texts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Indexed once: another pass adds nothing.
+    assert_eq!(s.api.logs.feed_pass().unwrap(), 0);
+}

@@ -138,6 +138,7 @@ impl LogController {
                 s.set_cursor(&c.id, last)
             })?;
         }
+        stored += self.feed_pass()?;
         let n = self
             .passes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -147,6 +148,57 @@ impl LogController {
             self.with_store(|s| s.trim(retention, now_ns))?;
         }
         Ok(stored)
+    }
+
+    /// autogit's own events and state transitions (the state store's feed, every process's)
+    /// as lines of the service `autogit`, with the request id of the API request that
+    /// started the work: `request:<X-Request-Id>` finds the request's task and what the
+    /// controllers did for it. Returns how many lines were stored.
+    pub fn feed_pass(&self) -> Result<usize, LogError> {
+        let db = self.settings.state_db();
+        if !db.exists() {
+            return Ok(0);
+        }
+        let state = autogit_drivers::state::Store::open(&db)
+            .map_err(|e| LogError::Engine(format!("the state store: {e}")))?;
+        let cursor = self.with_store(|s| {
+            Ok(s.cursor("autogit-feed-events")?
+                .zip(s.cursor("autogit-feed-transitions")?))
+        })?;
+        let (rows, next) = state
+            .feed_after(Some(cursor.unwrap_or((0, 0))), 1000)
+            .map_err(|e| LogError::Engine(format!("the state store: {e}")))?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let secrets = self.secrets();
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let mut seq = 0i64;
+        let lines: Vec<Line> = rows
+            .into_iter()
+            .map(|(_, row)| {
+                seq += 1;
+                let (at, text, level, request) = feed_line(row);
+                let mut enriched = enrich(&text, &secrets);
+                enriched.level = Some(level);
+                if request.is_some() {
+                    enriched.request_id = request;
+                }
+                // Rows of the same second keep their order.
+                Line {
+                    at_ns: at.saturating_mul(1_000_000_000) + seq,
+                    service: "autogit".into(),
+                    enriched,
+                }
+            })
+            .collect();
+        let n = lines.len();
+        self.with_store(|s| {
+            s.insert(&lines)?;
+            s.set_cursor("autogit-feed-events", next.0)?;
+            s.set_cursor("autogit-feed-transitions", next.1)
+        })?;
+        Ok(n)
     }
 
     /// Searches the store: `q` in the query language of `core::logs`, `range` like `24h`
@@ -175,6 +227,59 @@ impl LogController {
             hits,
             indexed,
         })
+    }
+}
+
+/// One feed row as a log line: (unix seconds, text, level, request id).
+fn feed_line(
+    row: autogit_drivers::state::FeedRow,
+) -> (i64, String, autogit_core::logs::Level, Option<String>) {
+    use autogit_core::logs::Level;
+    use autogit_drivers::state::FeedRow;
+    match row {
+        FeedRow::Event {
+            at, kind, detail, ..
+        } => {
+            let value: serde_json::Value = serde_json::from_str(&detail).unwrap_or_default();
+            let parsed: Option<crate::Event> = serde_json::from_value(value.clone()).ok();
+            let (summary, level) = parsed.as_ref().map_or_else(
+                || (String::new(), Level::Info),
+                |e| {
+                    let level = match e.severity() {
+                        crate::event::Severity::Error => Level::Error,
+                        crate::event::Severity::Warning => Level::Warn,
+                        crate::event::Severity::Info => Level::Info,
+                    };
+                    (e.summary(), level)
+                },
+            );
+            // The API's background work carries its request id as the task's `id`.
+            let request = value
+                .get("request_id")
+                .or_else(|| kind.starts_with("task_").then(|| value.get("id")).flatten())
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
+            (at, format!("{kind}: {summary}"), level, request)
+        }
+        FeedRow::Transition(t) => {
+            let level = match t.to.as_str() {
+                "HEALTHY" | "DEPLOYING" | "STARTING" => Level::Info,
+                "FAILED" => Level::Error,
+                _ => Level::Warn,
+            };
+            (
+                t.at,
+                format!(
+                    "service_state_changed: {} {} -> {}: {}",
+                    t.service,
+                    t.from.as_deref().unwrap_or("-"),
+                    t.to,
+                    t.reason
+                ),
+                level,
+                None,
+            )
+        }
     }
 }
 
