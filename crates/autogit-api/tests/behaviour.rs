@@ -433,7 +433,7 @@ async fn a_request_id_links_the_api_request_to_the_controller_work() {
         .unwrap();
     assert_eq!(r.status(), 202);
     // The deploy fails at once (no engine here); both task events reach the state store.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         s.api.logs.feed_pass().unwrap();
         let found = s.api.logs.search("request:req-link-42", None, 10).unwrap();
@@ -451,7 +451,7 @@ async fn a_request_id_links_the_api_request_to_the_controller_work() {
             break;
         }
         assert!(std::time::Instant::now() < deadline, "{texts:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Indexed once: another pass adds nothing.
     assert_eq!(s.api.logs.feed_pass().unwrap(), 0);

@@ -85,6 +85,13 @@ CREATE VIRTUAL TABLE IF NOT EXISTS lines_fts USING fts5(
 CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, at INTEGER NOT NULL);
 ";
 
+fn sql_err(path: &Path, e: rusqlite::Error) -> LogStoreError {
+    LogStoreError::Sqlite {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
 /// The store. Not `Sync`: one per thread (the follower writes, each search opens its own).
 pub struct LogStore {
     conn: Connection,
@@ -131,34 +138,26 @@ impl LogStore {
     }
 
     fn err(&self, e: rusqlite::Error) -> LogStoreError {
-        LogStoreError::Sqlite {
-            path: self.path.clone(),
-            message: e.to_string(),
-        }
+        sql_err(&self.path, e)
     }
 
     /// Stores lines in one transaction.
     pub fn insert(&mut self, lines: &[Line]) -> Result<(), LogStoreError> {
+        let path = self.path.clone();
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| LogStoreError::Sqlite {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| sql_err(&path, e))?;
         {
             let mut ins = tx
                 .prepare_cached(
                     "INSERT INTO lines (at, service, level, class, class_tail, status, request_id, trace_id, job_id, ips, urls, message)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
-                .map_err(|e| LogStoreError::Sqlite { path: self.path.clone(), message: e.to_string() })?;
+                .map_err(|e| sql_err(&path, e))?;
             let mut fts = tx
                 .prepare_cached("INSERT INTO lines_fts (rowid, message, class) VALUES (?1, ?2, ?3)")
-                .map_err(|e| LogStoreError::Sqlite {
-                    path: self.path.clone(),
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| sql_err(&path, e))?;
             for l in lines {
                 let e = &l.enriched;
                 let level = e.level.unwrap_or(Level::Unknown).as_str();
@@ -180,16 +179,10 @@ impl LogStore {
                     e.urls.join(" "),
                     e.message,
                 ])
-                .map_err(|x| LogStoreError::Sqlite {
-                    path: self.path.clone(),
-                    message: x.to_string(),
-                })?;
+                .map_err(|x| sql_err(&path, x))?;
                 let id = tx.last_insert_rowid();
                 fts.execute(params![id, e.message, e.error_class])
-                    .map_err(|x| LogStoreError::Sqlite {
-                        path: self.path.clone(),
-                        message: x.to_string(),
-                    })?;
+                    .map_err(|x| sql_err(&path, x))?;
             }
         }
         tx.commit().map_err(|e| self.err(e))
@@ -345,6 +338,7 @@ impl LogStore {
     /// Drops lines older than the retention's age (relative to `now_ns`), then the oldest
     /// beyond its line count. Returns how many went.
     pub fn trim(&mut self, retention: Retention, now_ns: i64) -> Result<u64, LogStoreError> {
+        let path = self.path.clone();
         let cutoff =
             now_ns.saturating_sub(retention.max_age.as_nanos().min(i64::MAX as u128) as i64);
         let total = self.count()?;
@@ -352,10 +346,7 @@ impl LogStore {
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| LogStoreError::Sqlite {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| sql_err(&path, e))?;
         // The oldest id to keep: past the age cutoff and within the count.
         let by_count: i64 = if over > 0 {
             tx.query_row(
@@ -363,10 +354,7 @@ impl LogStore {
                 [over as i64],
                 |r| r.get(0),
             )
-            .map_err(|e| LogStoreError::Sqlite {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?
+            .map_err(|e| sql_err(&path, e))?
         } else {
             0
         };
@@ -378,19 +366,13 @@ impl LogStore {
             ),
             params![cutoff, by_count],
         )
-        .map_err(|e| LogStoreError::Sqlite {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| sql_err(&path, e))?;
         let n = tx
             .execute(
                 &format!("DELETE FROM lines WHERE {doomed}"),
                 params![cutoff, by_count],
             )
-            .map_err(|e| LogStoreError::Sqlite {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| sql_err(&path, e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n as u64)
     }

@@ -17,23 +17,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-/// A small deterministic generator (xorshift64*), so every run sees the same corpus.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len() as u64) as usize]
-    }
-}
+use crate::scheduler::Rng;
 
 const PATHS: [&str; 8] = [
     "/api/v4/projects",

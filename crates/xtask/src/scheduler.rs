@@ -13,19 +13,23 @@ use autogit_core::units::{Bytes, Dur};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// xorshift64*: reproducible without a dependency.
-struct Rng(u64);
+/// xorshift64*: reproducible without a dependency (also `bench logs`' corpus).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+    pub(crate) fn pick<T: Copy>(&mut self, items: &[T]) -> T {
         items[(self.next() % items.len() as u64) as usize]
+    }
+
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
 }
 

@@ -547,6 +547,17 @@ fn observed_from(
 }
 
 impl Docker {
+    /// A container's log as text (stdout and stderr, as the options say).
+    async fn log_text(&self, id: &str, options: LogsOptions) -> Result<String, EngineError> {
+        let mut stream = self.client.logs(id, Some(options));
+        let mut text = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.err(e, || format!("container {id}")))?;
+            text.extend_from_slice(chunk.as_ref());
+        }
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    }
+
     /// Finds the engine's socket (see the module documentation), connects, negotiates the API
     /// version and refuses engines older than [`MIN_API`]. `env` is the environment to read
     /// `DOCKER_HOST` and `XDG_RUNTIME_DIR` from (the caller's, not necessarily the process's).
@@ -1072,13 +1083,9 @@ impl ContainerEngine for Docker {
             tail: tail.map_or_else(|| "all".to_owned(), |n| n.to_string()),
             ..Default::default()
         };
-        let mut stream = self.client.logs(id, Some(options));
-        let mut text = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.err(e, || format!("container {id}")))?;
-            text.extend_from_slice(chunk.as_ref());
-        }
-        Ok(String::from_utf8_lossy(&text)
+        Ok(self
+            .log_text(id, options)
+            .await?
             .lines()
             .map(str::to_owned)
             .collect())
@@ -1105,13 +1112,9 @@ impl ContainerEngine for Docker {
             },
             ..Default::default()
         };
-        let mut stream = self.client.logs(id, Some(options));
-        let mut text = Vec::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.err(e, || format!("container {id}")))?;
-            text.extend_from_slice(chunk.as_ref());
-        }
-        Ok(String::from_utf8_lossy(&text)
+        Ok(self
+            .log_text(id, options)
+            .await?
             .lines()
             .filter_map(|l| {
                 let (ts, rest) = l.split_once(' ').unwrap_or((l, ""));
