@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod lifecycle;
 pub mod load;
 pub mod mirror;
+pub mod monitoring;
 pub mod netaddr;
 pub mod ondemand;
 pub mod plan;

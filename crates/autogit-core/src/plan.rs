@@ -628,6 +628,10 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     file: "prometheus/prometheus.yml".into(),
                     target: "/etc/prometheus/prometheus.yml".into(),
                 });
+                spec.mounts.push(Mount::Rendered {
+                    file: "prometheus/alerts.yml".into(),
+                    target: crate::monitoring::ALERTS_FILE.into(),
+                });
             }
             ServiceId::Meilisearch => {
                 spec.environment
