@@ -19,6 +19,7 @@ pub mod dns;
 pub mod event;
 pub mod gitlab;
 pub mod guard;
+pub mod metrics;
 pub mod mirror;
 pub mod plan;
 pub mod platform;
