@@ -42,11 +42,13 @@ pub struct PrometheusSetup {
     pub jobs: Vec<(String, String, String)>,
 }
 
-/// The address of the `api` service in the compose network (`autogit serve`), and the token
-/// file Prometheus reads there.
-pub const AUTOGIT_TOKEN_FILE: &str = "/etc/prometheus/autogit.token";
-/// Where the rendered alert rules are mounted in the Prometheus container.
-pub const ALERTS_FILE: &str = "/etc/prometheus/alerts.yml";
+/// The file holding the API key Prometheus scrapes autogit with, beside `prometheus.yml` (the
+/// rendered `prometheus/` directory is mounted at `/etc/prometheus`; relative paths are the
+/// configuration file's directory). autogit does not write it: the user creates a key with
+/// the `metrics` scope and puts it there (docs/observability.md).
+pub const AUTOGIT_TOKEN_FILE: &str = "autogit.token";
+/// The alert rules, beside `prometheus.yml`.
+pub const ALERTS_FILE: &str = "alerts.yml";
 
 /// Prometheus's configuration for `setup`.
 pub fn prometheus_config(setup: &PrometheusSetup) -> String {

@@ -624,13 +624,11 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 spec.command = vec!["-config.file=/etc/tempo/tempo.yaml".into()];
             }
             ServiceId::Prometheus => {
+                // The directory: the configuration, the alert rules and, once the user
+                // writes it, the API key Prometheus scrapes autogit with (`autogit.token`).
                 spec.mounts.push(Mount::Rendered {
-                    file: "prometheus/prometheus.yml".into(),
-                    target: "/etc/prometheus/prometheus.yml".into(),
-                });
-                spec.mounts.push(Mount::Rendered {
-                    file: "prometheus/alerts.yml".into(),
-                    target: crate::monitoring::ALERTS_FILE.into(),
+                    file: "prometheus".into(),
+                    target: "/etc/prometheus".into(),
                 });
             }
             ServiceId::Meilisearch => {
