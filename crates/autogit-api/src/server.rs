@@ -67,6 +67,8 @@ pub struct Api {
     /// The key of the dashboard sessions' CSRF tokens (random per server).
     pub(crate) csrf_key: [u8; 32],
     by_principal: Mutex<RateLimiter<String>>,
+    /// autogit's metrics (`GET /metrics`): fed by the bus, the gate and the guard.
+    pub metrics: Arc<autogit_app::metrics::Metrics>,
     /// The server's connection to the state store (`handlers::with_store`).
     pub(crate) state: Mutex<Option<autogit_drivers::state::Store>>,
 }
@@ -91,6 +93,11 @@ impl Api {
         let plan = autogit_app::plan::quiet(&settings)?;
         let guard = autogit_guard::Guard::new(autogit_guard::GuardConfig::default())
             .map_err(|e| e.to_string())?;
+        let metrics = Arc::new(autogit_app::metrics::Metrics::new());
+        // Counted from the bus while the server runs (the subscriber ends with the bus).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            metrics.subscribe(&bus);
+        }
         let mut csrf_key = [0u8; 32];
         getrandom::fill(&mut csrf_key)
             .map_err(|e| format!("no randomness for the CSRF key: {e}"))?;
@@ -112,6 +119,7 @@ impl Api {
             options,
             guard,
             plan,
+            metrics,
             state: Mutex::new(None),
         })
     }
@@ -299,6 +307,11 @@ async fn call<O: Handle>(State(api): State<Arc<Api>>, req: Request) -> Response 
         }
         api.record(entry).await;
     }
+    api.metrics.api_request(
+        info.id,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     tracing::debug!(
         op = info.id,
         status = resp.status().as_u16(),
@@ -689,6 +702,8 @@ fn route<O: Handle>(routes: &mut Routes) {
     let mr = routes.remove(info.path).unwrap_or_default();
     let mr = if crate::events::is_stream::<O>() {
         mr.get(crate::events::stream)
+    } else if crate::metrics::is_scrape::<O>() {
+        mr.get(crate::metrics::scrape)
     } else {
         let h = call::<O>;
         match info.verb {
