@@ -19,8 +19,9 @@ pub fn is_scrape<O: Operation>() -> bool {
     O::INFO.id == ScrapeMetrics::INFO.id
 }
 
-/// The route of [`ScrapeMetrics`]: the gate's authorization, then the state read from the
-/// store (off the async workers) and the exposition.
+/// The route of [`ScrapeMetrics`]: the gate's authorization, then (off the async workers)
+/// what the store recorded since the last scrape is counted, its state read, and the
+/// exposition written.
 pub async fn scrape(State(api): State<Arc<Api>>, req: Request) -> Response {
     let started = Instant::now();
     let (mut parts, _) = req.into_parts();
@@ -53,9 +54,11 @@ pub async fn scrape(State(api): State<Arc<Api>>, req: Request) -> Response {
 
 fn text(api: &Api) -> Result<String, crate::problem::Problem> {
     let now = api.clock.now();
-    let mut snap =
-        crate::handlers::with_store(api, |s| StateSnapshot::read(s, &api.settings, now))?
-            .unwrap_or_default();
+    let mut snap = crate::handlers::with_store(api, |s| {
+        api.metrics.catch_up(s)?;
+        StateSnapshot::read(s, &api.settings, now)
+    })?
+    .unwrap_or_default();
     let tls = crate::handlers::tls(api);
     if tls.configured() {
         snap.certificate_not_after = tls.current().ok().flatten().map(|c| c.info.not_after);

@@ -67,7 +67,8 @@ pub struct Api {
     /// The key of the dashboard sessions' CSRF tokens (random per server).
     pub(crate) csrf_key: [u8; 32],
     by_principal: Mutex<RateLimiter<String>>,
-    /// autogit's metrics (`GET /metrics`): fed by the bus, the gate and the guard.
+    /// autogit's metrics (`GET /metrics`): the state store's events at scrape time, the
+    /// gate's requests, the guard's analyses.
     pub metrics: Arc<autogit_app::metrics::Metrics>,
     /// The server's connection to the state store (`handlers::with_store`).
     pub(crate) state: Mutex<Option<autogit_drivers::state::Store>>,
@@ -94,10 +95,6 @@ impl Api {
         let guard = autogit_guard::Guard::new(autogit_guard::GuardConfig::default())
             .map_err(|e| e.to_string())?;
         let metrics = Arc::new(autogit_app::metrics::Metrics::new());
-        // Counted from the bus while the server runs (the subscriber ends with the bus).
-        if tokio::runtime::Handle::try_current().is_ok() {
-            metrics.subscribe(&bus);
-        }
         let mut csrf_key = [0u8; 32];
         getrandom::fill(&mut csrf_key)
             .map_err(|e| format!("no randomness for the CSRF key: {e}"))?;

@@ -1,21 +1,25 @@
 //! autogit's own metrics, in the Prometheus/OpenMetrics text exposition (`prometheus-client`).
 //!
-//! Two sources. What happened (transitions, repairs, flags, mirror runs, DNS syncs,
-//! renewals, compute job changes, runner scaling, controller failures) is counted by a
-//! subscriber of the [`Bus`] ([`Metrics::subscribe`]); what is (each service's state and
-//! flag, the restart budget in use, each mirror's last success and failure streak, jobs by
-//! state, runner hosts and their GPUs, the certificate's end) is read from the state store at
-//! scrape time ([`StateSnapshot::read`]) so it is true whichever process changed it. The API
-//! server adds its requests and the guard's analyses ([`Metrics::api_request`],
-//! [`Metrics::guard_analysis`]).
+//! Everything comes from the state store, read at scrape time, because the bus is one
+//! process's and the store is where every process's events land (the daemon's reconcile
+//! loop, `autogit serve` in the `api` container, a CLI command): what happened (transitions
+//! and repair durations, repairs, flags, mirror runs, DNS syncs, renewals, compute job
+//! changes, runner scaling, controller failures, every event by kind) is counted by feeding
+//! the bus's typed [`Event`]s, as the state-store subscriber recorded them, through
+//! [`Metrics::observe`] from a cursor ([`Metrics::catch_up`]: the `events` and `transitions`
+//! tables as the API's event stream reads them, and the `repairs` table); what is (each
+//! service's state and flag, the restart budget in use, each mirror's last success and
+//! failure streak, jobs by state, runner hosts and their GPUs, the certificate's end) is a
+//! [`StateSnapshot`]. Counters start from the store's first row, so they survive restarts of
+//! autogit. The API server adds its requests and the guard's analyses
+//! ([`Metrics::api_request`], [`Metrics::guard_analysis`]), which are its own.
 //!
 //! **Invariant:** labels are bounded: service, mirror, runner, host and provider names come
 //! from the configuration, states and results from fixed sets, operations from the API's
 //! table; never a request id, an error message or other free text.
 
-use crate::bus::{Bus, next};
 use crate::event::{Envelope, Event};
-use autogit_drivers::state::{StateError, Store};
+use autogit_drivers::state::{FeedRow, StateError, Store};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,8 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 
 /// The media type of [`Metrics::render`]'s text.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -147,6 +151,28 @@ impl StateSnapshot {
     }
 }
 
+/// A row of the store's feed as the event it recorded (`None`: not an event this autogit
+/// knows, e.g. one a newer autogit wrote).
+fn envelope(row: FeedRow) -> Option<Envelope> {
+    match row {
+        FeedRow::Event { at, detail, .. } => Some(Envelope {
+            at: at.max(0) as u64,
+            event: serde_json::from_str(&detail).ok()?,
+        }),
+        FeedRow::Transition(t) => Some(Envelope {
+            at: t.at.max(0) as u64,
+            event: Event::ServiceStateChanged {
+                project: String::new(),
+                service: t.service,
+                from: t.from,
+                to: t.to,
+                reason: String::new(),
+                flagged: false,
+            },
+        }),
+    }
+}
+
 /// The registry and every metric in it. Cheap to share (`Arc`); every method takes `&self`.
 pub struct Metrics {
     registry: Registry,
@@ -156,8 +182,10 @@ pub struct Metrics {
     repairing_since: Mutex<HashMap<String, u64>>,
     /// When the current mirror run started.
     mirror_started: Mutex<Option<u64>>,
+    /// How far the store's tables have been counted: (events, transitions) row ids, and the
+    /// last repair row id.
+    cursor: Mutex<((i64, i64), i64)>,
     events: Counters,
-    events_lost: Counter,
     transitions: Counters,
     repairs: Counters,
     repair_duration: Histograms,
@@ -229,11 +257,6 @@ impl Metrics {
                 "events",
                 "Events published on the bus, by kind and severity",
                 Counters::default()
-            ),
-            events_lost: reg!(
-                "metrics_events_lost",
-                "Events the metrics subscriber missed (it fell behind the bus)",
-                Counter::default()
             ),
             transitions: reg!(
                 "service_transitions",
@@ -413,23 +436,44 @@ impl Metrics {
             scrape: Mutex::new(()),
             repairing_since: Mutex::new(HashMap::new()),
             mirror_started: Mutex::new(None),
+            cursor: Mutex::new(((0, 0), 0)),
             registry: r,
         }
     }
 
-    /// Counts every event of `bus` from now on, until the bus closes.
-    pub fn subscribe(self: &Arc<Self>, bus: &Bus) -> tokio::task::JoinHandle<()> {
-        let mut rx = bus.subscribe();
-        let me = self.clone();
-        tokio::spawn(async move {
-            let mut lost = 0;
-            while let Some(env) = next(&mut rx, &mut lost).await {
-                if lost > 0 {
-                    me.events_lost.inc_by(std::mem::take(&mut lost));
-                }
-                me.observe(&env);
+    /// Counts what the store recorded since the last call (from its first row on the first):
+    /// events and transitions through [`Metrics::observe`], repairs by service and action. At
+    /// most 100 000 rows of each table per call; the rest at the next scrape.
+    pub fn catch_up(&self, store: &Store) -> Result<(), StateError> {
+        const ROWS: usize = 100_000;
+        let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = 0;
+        while seen < ROWS {
+            let (rows, next) = store.feed_after(Some(cursor.0), 1000)?;
+            cursor.0 = next;
+            if rows.is_empty() {
+                break;
             }
-        })
+            seen += rows.len();
+            for (_, row) in rows {
+                if let Some(env) = envelope(row) {
+                    self.observe(&env);
+                }
+            }
+        }
+        let mut seen = 0;
+        while seen < ROWS {
+            let rows = store.repairs_after(cursor.1, 1000)?;
+            let Some(last) = rows.last() else { break };
+            cursor.1 = last.0;
+            seen += rows.len();
+            for (_, service, how) in &rows {
+                self.repairs
+                    .get_or_create(&l(&[("service", service), ("how", how)]))
+                    .inc();
+            }
+        }
+        Ok(())
     }
 
     /// Counts one event.
@@ -462,14 +506,6 @@ impl Metrics {
             }
             Event::FlagRaised { service, .. } => {
                 self.flags.get_or_create(&l(&[("service", service)])).inc();
-            }
-            Event::ReconcileAction { action }
-                if action.get("action").and_then(|a| a.as_str()) == Some("repair") =>
-            {
-                let field = |k: &str| action.get(k).and_then(|v| v.as_str()).unwrap_or("");
-                self.repairs
-                    .get_or_create(&l(&[("service", field("service")), ("how", field("how"))]))
-                    .inc();
             }
             Event::ReconcileActionFailed { service, .. } => {
                 self.reconcile_failures
@@ -715,12 +751,6 @@ mod tests {
     fn events_become_counters_and_a_repair_its_duration() {
         let m = Metrics::new();
         m.observe(&env(100, changed("gitlab", "REPAIRING")));
-        m.observe(&env(
-            101,
-            Event::ReconcileAction {
-                action: serde_json::json!({"action": "repair", "service": "gitlab", "how": "restart", "attempt": 1}),
-            },
-        ));
         m.observe(&env(130, changed("gitlab", "HEALTHY")));
         m.observe(&env(
             131,
@@ -741,7 +771,6 @@ mod tests {
         for want in [
             r#"autogit_service_transitions_total{service="gitlab",to="REPAIRING"} 1"#,
             r#"autogit_service_transitions_total{service="gitlab",to="HEALTHY"} 1"#,
-            r#"autogit_service_repairs_total{service="gitlab",how="restart"} 1"#,
             r#"autogit_service_flags_raised_total{service="gitlab"} 1"#,
             r#"autogit_mirror_runs_total{mirror="hw",result="failed"} 1"#,
             r#"autogit_service_repair_duration_seconds_sum{service="gitlab"} 30.0"#,
@@ -826,25 +855,63 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_subscriber_counts_what_the_bus_carries() {
-        let bus = Bus::new(crate::clock::system());
-        let m = Arc::new(Metrics::new());
-        let task = m.subscribe(&bus);
-        bus.publish(Event::DnsSynced {
-            provider: "rfc2136".into(),
-            created: 2,
-            updated: 1,
-            deleted: 0,
-            conflicts: 1,
-        });
-        drop(bus);
-        task.await.unwrap();
+    #[test]
+    fn the_store_is_counted_once_from_its_first_row_whichever_process_wrote_it() {
+        use autogit_core::lifecycle::State;
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(&d.path().join("state.db")).unwrap();
+        store
+            .transition("gitlab", None, State::Repairing, "unhealthy", 100)
+            .unwrap();
+        store.record_repair("gitlab", "restart", 1, 101).unwrap();
+        store
+            .transition("gitlab", Some(State::Repairing), State::Healthy, "ok", 160)
+            .unwrap();
+        let record = |at, e: &Event| {
+            let detail = serde_json::to_string(e).unwrap();
+            store.event(at, e.subject(), e.kind(), &detail).unwrap();
+        };
+        record(
+            170,
+            &Event::DnsSynced {
+                provider: "rfc2136".into(),
+                created: 2,
+                updated: 1,
+                deleted: 0,
+                conflicts: 1,
+            },
+        );
+        let m = Metrics::new();
+        m.catch_up(&store).unwrap();
         let text = m.render(&StateSnapshot::default(), 0);
         for want in [
+            r#"autogit_service_transitions_total{service="gitlab",to="REPAIRING"} 1"#,
+            r#"autogit_service_repairs_total{service="gitlab",how="restart"} 1"#,
+            r#"autogit_service_repair_duration_seconds_sum{service="gitlab"} 60.0"#,
             r#"autogit_dns_syncs_total{provider="rfc2136",result="ok"} 1"#,
             r#"autogit_dns_record_changes_total{provider="rfc2136",change="created"} 2"#,
             r#"autogit_dns_conflicts{provider="rfc2136"} 1.0"#,
+        ] {
+            assert!(text.contains(want), "{want} missing in\n{text}");
+        }
+        // Only what is new is counted at the next scrape.
+        store.record_repair("gitlab", "recreate", 2, 200).unwrap();
+        record(
+            201,
+            &Event::FlagRaised {
+                service: "gitlab".into(),
+                reason: "budget".into(),
+            },
+        );
+        m.catch_up(&store).unwrap();
+        m.catch_up(&store).unwrap();
+        let text = m.render(&StateSnapshot::default(), 0);
+        for want in [
+            r#"autogit_service_transitions_total{service="gitlab",to="REPAIRING"} 1"#,
+            r#"autogit_service_repairs_total{service="gitlab",how="restart"} 1"#,
+            r#"autogit_service_repairs_total{service="gitlab",how="recreate"} 1"#,
+            r#"autogit_service_flags_raised_total{service="gitlab"} 1"#,
+            r#"autogit_dns_syncs_total{provider="rfc2136",result="ok"} 1"#,
         ] {
             assert!(text.contains(want), "{want} missing in\n{text}");
         }

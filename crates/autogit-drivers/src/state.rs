@@ -906,6 +906,27 @@ impl Store {
         Ok(n)
     }
 
+    /// Repairs recorded after row `after` (by row id, oldest first, at most `limit`): (id,
+    /// service, action). Metrics count them incrementally.
+    pub fn repairs_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, String, String)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, service, action FROM repairs WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Failed runs in a row of each mirror since its last success (or since its first run):
     /// what an alert on a mirror that keeps failing reads. Mirrors whose latest finished
     /// run succeeded are 0; a run in progress does not end a streak.
@@ -1283,6 +1304,11 @@ mod tests {
         )
         .unwrap();
         s.record_repair("web", "restart", 1, 31).unwrap();
+        assert_eq!(
+            s.repairs_after(0, 10).unwrap(),
+            [(1, "web".to_owned(), "restart".to_owned())]
+        );
+        assert!(s.repairs_after(1, 10).unwrap().is_empty());
         let r = s.records(40, 600).unwrap();
         assert_eq!(r["web"].state, Some(State::Failed));
         assert_eq!(r["web"].history.repairs, [31]);

@@ -6,7 +6,8 @@
 //! - `amtool check-config` on the rendered Alertmanager configuration;
 //! - a real `autogit serve` scraped by a real Prometheus with the configuration autogit
 //!   renders (bearer token file, node-exporter, the alert rules): after a transition to
-//!   FAILED, a raised flag, a mirror failing three runs and a guard analysis, Prometheus's
+//!   FAILED, a repair and a raised flag recorded in the state store by another process (as
+//!   the daemon records them), a mirror failing three runs and a guard analysis, Prometheus's
 //!   HTTP API holds the `autogit_` series with those values, every rule expression evaluates
 //!   without error, and the flag's and the mirror's alerts fire.
 //!
@@ -279,7 +280,23 @@ fn prometheus_scrapes_autogit_and_node_exporter_and_the_alerts_fire() {
                 now - 30,
             )
             .unwrap();
+        store
+            .record_repair("gitlab", "restart", 1, now - 45)
+            .unwrap();
         store.set_flag("gitlab", "restart budget spent").unwrap();
+        // As the daemon's state-store subscriber records a published event.
+        let flag = autogit_app::Event::FlagRaised {
+            service: "gitlab".into(),
+            reason: "restart budget spent".into(),
+        };
+        store
+            .event(
+                now - 30,
+                flag.subject(),
+                flag.kind(),
+                &serde_json::to_string(&flag).unwrap(),
+            )
+            .unwrap();
         for i in 0..3 {
             let id = store
                 .mirror_run_start("hello-world", "git://h/hw", "git://t/m/hw", now - 20 + i)
@@ -428,6 +445,19 @@ fn prometheus_scrapes_autogit_and_node_exporter_and_the_alerts_fire() {
         0.0
     );
     assert_eq!(one(r#"autogit_service_healthy{service="gitlab"}"#), 0.0);
+    // Counted from what another process (here: the test, as the daemon would) recorded.
+    assert_eq!(
+        one(r#"autogit_service_transitions_total{service="gitlab",to="FAILED"}"#),
+        1.0
+    );
+    assert_eq!(
+        one(r#"autogit_service_repairs_total{service="gitlab",how="restart"}"#),
+        1.0
+    );
+    assert_eq!(
+        one(r#"autogit_service_flags_raised_total{service="gitlab"}"#),
+        1.0
+    );
     assert_eq!(one(r#"autogit_service_flagged{service="gitlab"}"#), 1.0);
     assert_eq!(
         one(r#"autogit_mirror_consecutive_failures{mirror="hello-world"}"#),
