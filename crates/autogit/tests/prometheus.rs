@@ -483,6 +483,12 @@ fn prometheus_scrapes_autogit_and_node_exporter_and_the_alerts_fire() {
         (r.len() == 1 && value(&r[0]) >= 1.0).then_some(())
     });
     assert!(one(r#"count(node_filesystem_size_bytes{job="node"}) > 0"#) >= 1.0);
+    // What a scrape costs (printed, not asserted: a shared test machine).
+    eprintln!(
+        "autogit scrape: {:.1} ms, {} samples",
+        one(r#"scrape_duration_seconds{job="autogit"}"#) * 1000.0,
+        one(r#"scrape_samples_scraped{job="autogit"}"#)
+    );
     // Every rule's expression evaluates against the real data without error.
     for r in alert_rules(&AlertThresholds::default()) {
         http.query(&prom, &r.expr);
