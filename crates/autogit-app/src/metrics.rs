@@ -151,6 +151,39 @@ impl StateSnapshot {
     }
 }
 
+/// The API key Prometheus scrapes `/metrics` with, in `<rendered>/prometheus/autogit.token`
+/// (`core::monitoring::AUTOGIT_TOKEN_FILE`, beside the rendered `prometheus.yml`): created
+/// once, when the file is missing, as a viewer key limited to the `metrics` scope, named
+/// `prometheus-scrape`. Mode 0644: Prometheus runs as another user in its container; the data
+/// dir around it is 0700. Returns the file when it was created. To replace the key, revoke it
+/// and delete the file; the next `install` makes a new one.
+pub fn ensure_scrape_key(
+    settings: &crate::Settings,
+    rendered: &std::path::Path,
+    clock: crate::SharedClock,
+) -> Result<Option<std::path::PathBuf>, String> {
+    use secrecy::ExposeSecret;
+    let file = rendered
+        .join("prometheus")
+        .join(autogit_core::monitoring::AUTOGIT_TOKEN_FILE);
+    if file.is_file() {
+        return Ok(None);
+    }
+    let access = crate::access::AccessController::open(settings, clock)
+        .map_err(|e| format!("the scrape key: {e}"))?;
+    let created = access
+        .create_key(crate::access::NewKey {
+            name: "prometheus-scrape".into(),
+            role: autogit_core::access::Role::Viewer,
+            scopes: vec!["metrics".into()],
+            ttl: None,
+        })
+        .map_err(|e| format!("the scrape key: {e}"))?;
+    autogit_drivers::fsx::write_atomic(&file, created.secret.expose_secret().as_bytes(), 0o644)
+        .map_err(|e| format!("cannot write {e}"))?;
+    Ok(Some(file))
+}
+
 /// A row of the store's feed as the event it recorded (`None`: not an event this autogit
 /// knows, e.g. one a newer autogit wrote).
 fn envelope(row: FeedRow) -> Option<Envelope> {

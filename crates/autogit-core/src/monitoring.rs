@@ -44,8 +44,7 @@ pub struct PrometheusSetup {
 
 /// The file holding the API key Prometheus scrapes autogit with, beside `prometheus.yml` (the
 /// rendered `prometheus/` directory is mounted at `/etc/prometheus`; relative paths are the
-/// configuration file's directory). autogit does not write it: the user creates a key with
-/// the `metrics` scope and puts it there (docs/observability.md).
+/// configuration file's directory). `app::metrics::ensure_scrape_key` writes it.
 pub const AUTOGIT_TOKEN_FILE: &str = "autogit.token";
 /// The alert rules, beside `prometheus.yml`.
 pub const ALERTS_FILE: &str = "alerts.yml";
