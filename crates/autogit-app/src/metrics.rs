@@ -42,7 +42,7 @@ fn l(pairs: &[(&'static str, &str)]) -> Labels {
     pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
 }
 
-/// Seconds, 5 ms to ~82 s (API requests, guard analyses).
+/// Seconds, 5 ms to ~82 s (API requests).
 fn fast_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.005, 2.0, 15))
 }
@@ -288,7 +288,7 @@ impl Metrics {
         Self {
             events: reg!(
                 "events",
-                "Events published on the bus, by kind and severity",
+                "Events recorded in the state store, by kind and severity",
                 Counters::default()
             ),
             transitions: reg!(
