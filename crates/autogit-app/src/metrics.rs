@@ -184,6 +184,10 @@ pub fn ensure_scrape_key(
     Ok(Some(file))
 }
 
+/// (events, transitions) row ids; (second of the latest repair counted, the repair ids
+/// counted at that second).
+type Cursor = ((i64, i64), (i64, Vec<i64>));
+
 /// A row of the store's feed as the event it recorded (`None`: not an event this autogit
 /// knows, e.g. one a newer autogit wrote).
 fn envelope(row: FeedRow) -> Option<Envelope> {
@@ -216,8 +220,8 @@ pub struct Metrics {
     /// When the current mirror run started.
     mirror_started: Mutex<Option<u64>>,
     /// How far the store's tables have been counted: (events, transitions) row ids, and the
-    /// last repair row id.
-    cursor: Mutex<((i64, i64), i64)>,
+    /// time of the latest repair counted with the ids counted at that second.
+    cursor: Mutex<Cursor>,
     events: Counters,
     transitions: Counters,
     repairs: Counters,
@@ -469,14 +473,14 @@ impl Metrics {
             scrape: Mutex::new(()),
             repairing_since: Mutex::new(HashMap::new()),
             mirror_started: Mutex::new(None),
-            cursor: Mutex::new(((0, 0), 0)),
+            cursor: Mutex::new(((0, 0), (0, Vec::new()))),
             registry: r,
         }
     }
 
     /// Counts what the store recorded since the last call (from its first row on the first):
-    /// events and transitions through [`Metrics::observe`], repairs by service and action. At
-    /// most 100 000 rows of each table per call; the rest at the next scrape.
+    /// events and transitions through [`Metrics::observe`] (at most 100 000 rows per call; the
+    /// rest at the next scrape), repairs by service and action.
     pub fn catch_up(&self, store: &Store) -> Result<(), StateError> {
         const ROWS: usize = 100_000;
         let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
@@ -494,17 +498,20 @@ impl Metrics {
                 }
             }
         }
-        let mut seen = 0;
-        while seen < ROWS {
-            let rows = store.repairs_after(cursor.1, 1000)?;
-            let Some(last) = rows.last() else { break };
-            cursor.1 = last.0;
-            seen += rows.len();
-            for (_, service, how) in &rows {
-                self.repairs
-                    .get_or_create(&l(&[("service", service), ("how", how)]))
-                    .inc();
+        // Repairs by time: `clear_flag` deletes rows and SQLite reuses their ids.
+        let (last_at, counted) = &mut cursor.1;
+        for (id, at, service, how) in store.repairs_since(*last_at)? {
+            if at == *last_at && counted.contains(&id) {
+                continue;
             }
+            if at > *last_at {
+                *last_at = at;
+                counted.clear();
+            }
+            counted.push(id);
+            self.repairs
+                .get_or_create(&l(&[("service", &service), ("how", &how)]))
+                .inc();
         }
         Ok(())
     }
@@ -938,10 +945,19 @@ mod tests {
         );
         m.catch_up(&store).unwrap();
         m.catch_up(&store).unwrap();
+        // `reconcile --clear` deletes the repairs; the next one reuses a deleted row's id.
+        assert!(store.clear_flag("gitlab").unwrap());
+        store.record_repair("gitlab", "restart", 1, 300).unwrap();
+        assert_eq!(
+            store.repairs_since(300).unwrap()[0].0,
+            1,
+            "the id is reused"
+        );
+        m.catch_up(&store).unwrap();
         let text = m.render(&StateSnapshot::default(), 0);
         for want in [
             r#"autogit_service_transitions_total{service="gitlab",to="REPAIRING"} 1"#,
-            r#"autogit_service_repairs_total{service="gitlab",how="restart"} 1"#,
+            r#"autogit_service_repairs_total{service="gitlab",how="restart"} 2"#,
             r#"autogit_service_repairs_total{service="gitlab",how="recreate"} 1"#,
             r#"autogit_service_flags_raised_total{service="gitlab"} 1"#,
             r#"autogit_dns_syncs_total{provider="rfc2136",result="ok"} 1"#,

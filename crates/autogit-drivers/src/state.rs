@@ -906,22 +906,19 @@ impl Store {
         Ok(n)
     }
 
-    /// Repairs recorded after row `after` (by row id, oldest first, at most `limit`): (id,
-    /// service, action). Metrics count them incrementally.
-    pub fn repairs_after(
-        &self,
-        after: i64,
-        limit: usize,
-    ) -> Result<Vec<(i64, String, String)>, StateError> {
+    /// Repairs recorded at or after `at` (unix seconds), oldest first: (id, at, service,
+    /// action). Metrics count them by time, not by row id: `clear_flag` deletes a service's
+    /// repairs, and SQLite then gives the next rows the ids of the deleted ones.
+    pub fn repairs_since(&self, at: i64) -> Result<Vec<(i64, i64, String, String)>, StateError> {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, service, action FROM repairs WHERE id > ?1 ORDER BY id LIMIT ?2",
+                "SELECT id, at, service, action FROM repairs WHERE at >= ?1 ORDER BY at, id",
             )
             .map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params![after, limit as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            .query_map(params![at], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
@@ -1305,10 +1302,10 @@ mod tests {
         .unwrap();
         s.record_repair("web", "restart", 1, 31).unwrap();
         assert_eq!(
-            s.repairs_after(0, 10).unwrap(),
-            [(1, "web".to_owned(), "restart".to_owned())]
+            s.repairs_since(31).unwrap(),
+            [(1, 31, "web".to_owned(), "restart".to_owned())]
         );
-        assert!(s.repairs_after(1, 10).unwrap().is_empty());
+        assert!(s.repairs_since(32).unwrap().is_empty());
         let r = s.records(40, 600).unwrap();
         assert_eq!(r["web"].state, Some(State::Failed));
         assert_eq!(r["web"].history.repairs, [31]);
