@@ -484,6 +484,12 @@ impl Metrics {
     pub fn catch_up(&self, store: &Store) -> Result<(), StateError> {
         const ROWS: usize = 100_000;
         let mut cursor = self.cursor.lock().unwrap_or_else(|p| p.into_inner());
+        // A store behind the cursor was replaced (a restore, a new data dir): count from its
+        // end, not its history again.
+        let (_, end) = store.feed_after(None, 1)?;
+        if cursor.0.0 > end.0 || cursor.0.1 > end.1 {
+            cursor.0 = end;
+        }
         let mut seen = 0;
         while seen < ROWS {
             let (rows, next) = store.feed_after(Some(cursor.0), 1000)?;
@@ -893,6 +899,32 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn a_replaced_store_is_counted_from_its_end() {
+        let d = tempfile::tempdir().unwrap();
+        let record = |store: &Store, at| {
+            let e = Event::BackupFailed {
+                error: "disk full".into(),
+            };
+            let detail = serde_json::to_string(&e).unwrap();
+            store.event(at, e.subject(), e.kind(), &detail).unwrap();
+        };
+        let first = Store::open(&d.path().join("a.db")).unwrap();
+        for at in 1..=3 {
+            record(&first, at);
+        }
+        let m = Metrics::new();
+        m.catch_up(&first).unwrap();
+        let second = Store::open(&d.path().join("b.db")).unwrap();
+        record(&second, 10);
+        m.catch_up(&second).unwrap();
+        record(&second, 11);
+        m.catch_up(&second).unwrap();
+        let text = m.render(&StateSnapshot::default(), 0);
+        let want = r#"autogit_backups_total{result="failed"} 4"#;
+        assert!(text.contains(want), "{want} missing in\n{text}");
     }
 
     #[test]
