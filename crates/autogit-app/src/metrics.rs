@@ -184,9 +184,38 @@ pub fn ensure_scrape_key(
     Ok(Some(file))
 }
 
-/// (events, transitions) row ids; (second of the latest repair counted, the repair ids
-/// counted at that second).
-type Cursor = ((i64, i64), (i64, Vec<i64>));
+/// How far the store's tables have been counted.
+#[derive(Default)]
+struct Cursor {
+    /// (events, transitions) row ids (`Store::feed_after`).
+    feed: (i64, i64),
+    repairs: ByTime,
+    mirror_runs: ByTime,
+}
+
+/// A cursor over rows counted by their time rather than their id (ids of deleted rows are
+/// reused; a mirror run gets its id when it starts and its time when it ends): the latest
+/// second counted and the ids counted at that second.
+#[derive(Default)]
+struct ByTime {
+    at: i64,
+    ids: Vec<i64>,
+}
+
+impl ByTime {
+    /// Whether row `id` at `at` is new, marking it counted.
+    fn fresh(&mut self, id: i64, at: i64) -> bool {
+        if at < self.at || (at == self.at && self.ids.contains(&id)) {
+            return false;
+        }
+        if at > self.at {
+            self.at = at;
+            self.ids.clear();
+        }
+        self.ids.push(id);
+        true
+    }
+}
 
 /// A row of the store's feed as the event it recorded (`None`: not an event this autogit
 /// knows, e.g. one a newer autogit wrote).
@@ -230,6 +259,7 @@ pub struct Metrics {
     reconcile_failures: Counters,
     mirror_runs: Counters,
     mirror_duration: Histogram,
+    mirror_run_duration: Histograms,
     dns_syncs: Counters,
     dns_changes: Counters,
     dns_conflicts: Gauges,
@@ -331,6 +361,12 @@ impl Metrics {
                 "Duration of a whole mirror sync (all mirrors)",
                 s.clone(),
                 slow_buckets()
+            ),
+            mirror_run_duration: reg!(
+                "mirror_run_duration",
+                "Duration of one repository's mirror run, by mirror and result",
+                s.clone(),
+                hist()
             ),
             dns_syncs: reg!(
                 "dns_syncs",
@@ -473,7 +509,7 @@ impl Metrics {
             scrape: Mutex::new(()),
             repairing_since: Mutex::new(HashMap::new()),
             mirror_started: Mutex::new(None),
-            cursor: Mutex::new(((0, 0), (0, Vec::new()))),
+            cursor: Mutex::new(Cursor::default()),
             registry: r,
         }
     }
@@ -487,13 +523,13 @@ impl Metrics {
         // A store behind the cursor was replaced (a restore, a new data dir): count from its
         // end, not its history again.
         let (_, end) = store.feed_after(None, 1)?;
-        if cursor.0.0 > end.0 || cursor.0.1 > end.1 {
-            cursor.0 = end;
+        if cursor.feed.0 > end.0 || cursor.feed.1 > end.1 {
+            cursor.feed = end;
         }
         let mut seen = 0;
         while seen < ROWS {
-            let (rows, next) = store.feed_after(Some(cursor.0), 1000)?;
-            cursor.0 = next;
+            let (rows, next) = store.feed_after(Some(cursor.feed), 1000)?;
+            cursor.feed = next;
             if rows.is_empty() {
                 break;
             }
@@ -505,19 +541,21 @@ impl Metrics {
             }
         }
         // Repairs by time: `clear_flag` deletes rows and SQLite reuses their ids.
-        let (last_at, counted) = &mut cursor.1;
-        for (id, at, service, how) in store.repairs_since(*last_at)? {
-            if at == *last_at && counted.contains(&id) {
-                continue;
+        for (id, at, service, how) in store.repairs_since(cursor.repairs.at)? {
+            if cursor.repairs.fresh(id, at) {
+                self.repairs
+                    .get_or_create(&l(&[("service", &service), ("how", &how)]))
+                    .inc();
             }
-            if at > *last_at {
-                *last_at = at;
-                counted.clear();
+        }
+        for (id, at, mirror, result, took) in
+            store.mirror_runs_finished_since(cursor.mirror_runs.at)?
+        {
+            if cursor.mirror_runs.fresh(id, at) {
+                self.mirror_run_duration
+                    .get_or_create(&l(&[("mirror", &mirror), ("result", &result)]))
+                    .observe(took.max(0) as f64);
             }
-            counted.push(id);
-            self.repairs
-                .get_or_create(&l(&[("service", &service), ("how", &how)]))
-                .inc();
         }
         Ok(())
     }
@@ -953,10 +991,24 @@ mod tests {
                 conflicts: 1,
             },
         );
+        let run = store
+            .mirror_run_start("hw", "git://h/hw", "git://t/hw", 150)
+            .unwrap();
         let m = Metrics::new();
+        m.catch_up(&store).unwrap();
+        // A run is counted when it ends, though its row is older than the cursor.
+        let end = autogit_drivers::state::MirrorRunEnd {
+            result: "synced",
+            changed: 1,
+            deleted: 0,
+            error: None,
+        };
+        store.mirror_run_end(run, 192, &end).unwrap();
         m.catch_up(&store).unwrap();
         let text = m.render(&StateSnapshot::default(), 0);
         for want in [
+            r#"autogit_mirror_run_duration_seconds_sum{mirror="hw",result="synced"} 42.0"#,
+            r#"autogit_mirror_run_duration_seconds_count{mirror="hw",result="synced"} 1"#,
             r#"autogit_service_transitions_total{service="gitlab",to="REPAIRING"} 1"#,
             r#"autogit_service_repairs_total{service="gitlab",how="restart"} 1"#,
             r#"autogit_service_repair_duration_seconds_sum{service="gitlab"} 60.0"#,

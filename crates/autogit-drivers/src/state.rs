@@ -924,6 +924,28 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// Mirror runs that finished at or after `at` (unix seconds), oldest first: (id, mirror,
+    /// result, seconds it took).
+    #[allow(clippy::type_complexity)]
+    pub fn mirror_runs_finished_since(
+        &self,
+        at: i64,
+    ) -> Result<Vec<(i64, i64, String, String, i64)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, finished, mirror, result, finished - started FROM mirror_runs
+                 WHERE finished IS NOT NULL AND finished >= ?1 ORDER BY finished, id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![at], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
     /// Failed runs in a row of each mirror since its last success (or since its first run):
     /// what an alert on a mirror that keeps failing reads. Mirrors whose latest finished
     /// run succeeded are 0; a run in progress does not end a streak.
