@@ -266,6 +266,7 @@ pub struct Metrics {
     cert_renewals: Counters,
     compute_changes: Counters,
     runner_scaling: Counters,
+    runner_jobs: Gauges,
     runner_repairs: Counters,
     controller_failures: Counters,
     backups: Counters,
@@ -397,6 +398,11 @@ impl Metrics {
                 "runner_scaling",
                 "On-demand runner starts and stops, by runner and action",
                 Counters::default()
+            ),
+            runner_jobs: reg!(
+                "runner_jobs",
+                "Jobs waiting for or running on an on-demand runner, at its latest scaling",
+                Gauges::default()
             ),
             runner_repairs: reg!(
                 "runner_repairs",
@@ -674,10 +680,18 @@ impl Metrics {
             Event::ComputeJobChanged { to, .. } => {
                 self.compute_changes.get_or_create(&l(&[("to", to)])).inc();
             }
-            Event::RunnerScaled { runner, action, .. } => {
+            Event::RunnerScaled {
+                runner,
+                action,
+                jobs,
+                ..
+            } => {
                 self.runner_scaling
                     .get_or_create(&l(&[("runner", runner), ("action", action)]))
                     .inc();
+                self.runner_jobs
+                    .get_or_create(&l(&[("runner", runner)]))
+                    .set(*jobs as f64);
             }
             Event::RunnerRepaired { runner, error, .. } => {
                 let result = if error.is_some() { "failed" } else { "ok" };
@@ -844,6 +858,15 @@ mod tests {
             },
         ));
         m.observe(&env(
+            135,
+            Event::RunnerScaled {
+                runner: "gpu".into(),
+                host: "h1".into(),
+                action: "start".into(),
+                jobs: 3,
+            },
+        ));
+        m.observe(&env(
             140,
             Event::MirrorFailed {
                 name: "hw".into(),
@@ -857,6 +880,8 @@ mod tests {
             r#"autogit_service_transitions_total{service="gitlab",to="HEALTHY"} 1"#,
             r#"autogit_service_flags_raised_total{service="gitlab"} 1"#,
             r#"autogit_mirror_runs_total{mirror="hw",result="failed"} 1"#,
+            r#"autogit_runner_scaling_total{runner="gpu",action="start"} 1"#,
+            r#"autogit_runner_jobs{runner="gpu"} 3.0"#,
             r#"autogit_service_repair_duration_seconds_sum{service="gitlab"} 30.0"#,
             r#"autogit_service_repair_duration_seconds_count{service="gitlab"} 1"#,
             r#"autogit_events_total{kind="flag_raised",severity="error"} 1"#,
