@@ -14,6 +14,10 @@ apt_need git git
 apt_need git-lfs git-lfs
 apt_need nginx-light nginx
 apt_need prometheus promtool
+# Prometheus scrapes a real autogit serve and node-exporter; amtool checks Alertmanager's
+# configuration (tests/prometheus.rs).
+apt_need prometheus-node-exporter prometheus-node-exporter
+apt_need prometheus-alertmanager amtool
 # named lives in /usr/sbin, which is not on every user's PATH.
 PATH="$PATH:/usr/sbin:/sbin" apt_need bind9 named
 apt_need bind9-utils named-checkconf

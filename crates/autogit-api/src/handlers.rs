@@ -60,7 +60,7 @@ fn state_problem(e: impl std::fmt::Display) -> Problem {
 /// connection is opened once and kept (opening checks the file's integrity and runs the
 /// migrations, far more work than a read); it is reopened when the file was replaced (a
 /// restore) or a query failed.
-fn with_store<T>(
+pub(crate) fn with_store<T>(
     api: &Api,
     f: impl FnOnce(&autogit_drivers::state::Store) -> Result<T, autogit_drivers::state::StateError>,
 ) -> Result<Option<T>, Problem> {
@@ -496,7 +496,7 @@ impl Handle for GetDnsPlan {
 
 // ---- tls -----------------------------------------------------------------------------------
 
-fn tls(api: &Api) -> autogit_app::tls::TlsController {
+pub(crate) fn tls(api: &Api) -> autogit_app::tls::TlsController {
     autogit_app::tls::TlsController::new(api.settings.clone(), api.bus.clone(), api.clock.clone())
 }
 
@@ -630,15 +630,25 @@ impl Handle for Analyze {
         let analysis = if text.len() > 64 * 1024 {
             // Long texts off the async workers.
             tokio::task::spawn_blocking(move || {
+                let t0 = std::time::Instant::now();
                 let a = api2.guard.analyze(&text);
-                (a, text)
+                (a, text, t0.elapsed())
             })
             .await
             .map_err(|e| Problem::internal(e.to_string()))?
         } else {
-            (api.guard.analyze(&text), text)
+            let t0 = std::time::Instant::now();
+            (api.guard.analyze(&text), text, t0.elapsed())
         };
-        let (a, text) = analysis;
+        let (a, text, took) = analysis;
+        api.metrics.guard_analysis(
+            match a.verdict {
+                autogit_guard::Verdict::Clean => "clean",
+                autogit_guard::Verdict::Suspicious => "suspicious",
+                autogit_guard::Verdict::Blocked => "blocked",
+            },
+            took.as_secs_f64(),
+        );
         let mut quarantine_id = None;
         let flagged = a.verdict != autogit_guard::Verdict::Clean;
         if quarantine && flagged {
@@ -1568,6 +1578,19 @@ impl Handle for ListAudit {
                 })
                 .collect(),
         )))
+    }
+}
+
+impl Handle for ScrapeMetrics {
+    async fn handle(
+        _: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        _: NoParams,
+        _: NoBody,
+    ) -> Result<Reply<String>, Problem> {
+        // Routed to `metrics::scrape` (see `server::route`); this answers only if it is not.
+        Err(Problem::internal("the metrics route is not wired"))
     }
 }
 

@@ -2,6 +2,7 @@ pub mod client;
 pub mod dashboard;
 pub mod events;
 pub mod handlers;
+pub mod metrics;
 pub mod model;
 pub mod op;
 pub mod openapi;

@@ -161,6 +161,8 @@ impl Builder {
         <O::Response as ToSchema>::schemas(&mut self.schemas);
         let content_type = if info.id == "events.stream" {
             "text/event-stream"
+        } else if info.id == "metrics.scrape" {
+            "application/openmetrics-text"
         } else {
             "application/json"
         };

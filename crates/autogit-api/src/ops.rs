@@ -312,6 +312,13 @@ operation! {
     path: NoParams, query: NoParams, body: NoBody, response: EventEnvelope,
 }
 
+operation! {
+    /// autogit's metrics for Prometheus (OpenMetrics text; a key with the `metrics` scope suffices)
+    ScrapeMetrics: Get "/metrics",
+    id: "metrics.scrape", access: Role(Viewer), area: "metrics", kind: Read,
+    path: NoParams, query: NoParams, body: NoBody, response: String,
+}
+
 /// Calls `$m!(Op)` for every operation: the one list the router, the OpenAPI document and
 /// the tests are generated from.
 #[macro_export]
@@ -356,7 +363,8 @@ macro_rules! for_each_operation {
             RevokeKey,
             RotateSigningKey,
             ListAudit,
-            Events
+            Events,
+            ScrapeMetrics
         )
     };
 }

@@ -67,6 +67,9 @@ pub struct Api {
     /// The key of the dashboard sessions' CSRF tokens (random per server).
     pub(crate) csrf_key: [u8; 32],
     by_principal: Mutex<RateLimiter<String>>,
+    /// autogit's metrics (`GET /metrics`): the state store's events at scrape time, the
+    /// gate's requests, the guard's analyses.
+    pub metrics: Arc<autogit_app::metrics::Metrics>,
     /// The server's connection to the state store (`handlers::with_store`).
     pub(crate) state: Mutex<Option<autogit_drivers::state::Store>>,
     /// The log store's searches (`GET /api/v1/search/logs`).
@@ -97,6 +100,7 @@ impl Api {
             settings.clone(),
             bus.clock().clone(),
         ));
+        let metrics = Arc::new(autogit_app::metrics::Metrics::new());
         let mut csrf_key = [0u8; 32];
         getrandom::fill(&mut csrf_key)
             .map_err(|e| format!("no randomness for the CSRF key: {e}"))?;
@@ -118,6 +122,7 @@ impl Api {
             options,
             guard,
             plan,
+            metrics,
             state: Mutex::new(None),
             logs,
         })
@@ -306,6 +311,11 @@ async fn call<O: Handle>(State(api): State<Arc<Api>>, req: Request) -> Response 
         }
         api.record(entry).await;
     }
+    api.metrics.api_request(
+        info.id,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     tracing::debug!(
         op = info.id,
         status = resp.status().as_u16(),
@@ -696,6 +706,8 @@ fn route<O: Handle>(routes: &mut Routes) {
     let mr = routes.remove(info.path).unwrap_or_default();
     let mr = if crate::events::is_stream::<O>() {
         mr.get(crate::events::stream)
+    } else if crate::metrics::is_scrape::<O>() {
+        mr.get(crate::metrics::scrape)
     } else {
         let h = call::<O>;
         match info.verb {

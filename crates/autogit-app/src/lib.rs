@@ -21,6 +21,7 @@ pub mod export;
 pub mod gitlab;
 pub mod guard;
 pub mod logs;
+pub mod metrics;
 pub mod mirror;
 pub mod plan;
 pub mod platform;

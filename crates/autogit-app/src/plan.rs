@@ -185,6 +185,14 @@ pub fn write_rendered(
     if plan.service("api").is_some() {
         written.extend(write_api_config(settings, &dir.join(API_RENDERED))?);
     }
+    // Mounted as a directory into a container that runs as another user (Prometheus: nobody),
+    // so its mode must not follow a strict umask.
+    let prometheus = dir.join("prometheus");
+    if prometheus.is_dir() {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&prometheus, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("cannot set the mode of {}: {e}", prometheus.display()))?;
+    }
     if plan.http01.is_some() {
         let acme = dir.join("acme-http/.well-known/acme-challenge");
         std::fs::create_dir_all(&acme)

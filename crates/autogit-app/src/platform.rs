@@ -459,6 +459,9 @@ pub async fn deploy(
     let plan = crate::plan::quiet(&settings)?;
     let data = data_dir(&settings)?;
     crate::plan::write_rendered(&settings, &data.join("rendered"), &plan)?;
+    if plan.service("prometheus").is_some() && plan.service("api").is_some() {
+        crate::metrics::ensure_scrape_key(&settings, &data.join("rendered"), bus.clock().clone())?;
+    }
     let engine = autogit_drivers::engine::docker::Docker::connect(settings.socket(), &settings.env)
         .await
         .map_err(|e| e.to_string())?;

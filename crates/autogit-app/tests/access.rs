@@ -516,3 +516,33 @@ fn authenticate_is_fast_on_the_hot_path() {
         "authenticate: API key first (argon2id) {first:?}, API key cached {cached:?}, JWT {jwt:?} (this build's profile)"
     );
 }
+
+#[test]
+fn the_scrape_key_is_made_once_reaches_only_metrics_and_stays_out_of_the_config() {
+    use std::os::unix::fs::PermissionsExt;
+    let (dir, settings, clock, ctl) = setup();
+    let rendered = dir.path().join("data/rendered");
+    let made =
+        autogit_app::metrics::ensure_scrape_key(&settings, &rendered, Arc::new(clock.clone()))
+            .unwrap()
+            .expect("created when missing");
+    assert_eq!(made, rendered.join("prometheus/autogit.token"));
+    assert_eq!(
+        std::fs::metadata(&made).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    let secret = std::fs::read_to_string(&made).unwrap();
+    let p = ctl.authenticate(&secret).unwrap();
+    assert_eq!(
+        (p.role, p.scopes.clone()),
+        (Role::Viewer, vec!["metrics".to_owned()])
+    );
+    assert!(p.permits(Role::Viewer, "metrics") && !p.permits(Role::Viewer, "services"));
+    // Present: not made again, not replaced.
+    assert_eq!(
+        autogit_app::metrics::ensure_scrape_key(&settings, &rendered, Arc::new(clock)).unwrap(),
+        None
+    );
+    assert_eq!(std::fs::read_to_string(&made).unwrap(), secret);
+    assert_eq!(ctl.list_keys().unwrap().len(), 1);
+}

@@ -22,6 +22,7 @@ pub mod lifecycle;
 pub mod load;
 pub mod logs;
 pub mod mirror;
+pub mod monitoring;
 pub mod netaddr;
 pub mod ondemand;
 pub mod plan;

@@ -646,9 +646,11 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 spec.command = vec!["-config.file=/etc/tempo/tempo.yaml".into()];
             }
             ServiceId::Prometheus => {
+                // The directory: the configuration, the alert rules and, once the user
+                // writes it, the API key Prometheus scrapes autogit with (`autogit.token`).
                 spec.mounts.push(Mount::Rendered {
-                    file: "prometheus/prometheus.yml".into(),
-                    target: "/etc/prometheus/prometheus.yml".into(),
+                    file: "prometheus".into(),
+                    target: "/etc/prometheus".into(),
                 });
             }
             ServiceId::Meilisearch => {

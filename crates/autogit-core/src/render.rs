@@ -280,31 +280,11 @@ pub fn discovery(plan: &Plan) -> Value {
     Value::Array(items)
 }
 
-/// Prometheus configuration: scrapes itself and every service with a metrics endpoint.
+/// Prometheus configuration: scrapes itself, autogit's `/metrics` (the `api` service, with
+/// the bearer token file), every service with a metrics endpoint; loads the alert rules
+/// (`crate::monitoring`).
 pub fn prometheus(plan: &Plan, config: &Config) -> String {
-    let mut jobs = vec![
-        json!({"job_name": "prometheus", "static_configs": [{"targets": ["127.0.0.1:9090"]}]}),
-    ];
-    for s in plan.local() {
-        let target = match s.name.as_str() {
-            "loki" => Some("loki:3100"),
-            "tempo" => Some("tempo:3200"),
-            "grafana" => Some("grafana:3000"),
-            "traefik" => None,
-            _ => None,
-        };
-        if let Some(t) = target {
-            jobs.push(json!({"job_name": s.name, "static_configs": [{"targets": [t]}]}));
-        }
-    }
-    if config.gitlab_tuning().prometheus {
-        jobs.push(json!({"job_name": "gitlab", "metrics_path": "/-/metrics", "static_configs": [{"targets": ["gitlab:80"]}]}));
-    }
-    let doc = json!({
-        "global": {"scrape_interval": format!("{}s", config.health.check_interval.as_secs().clamp(5, 300)), "evaluation_interval": "60s"},
-        "scrape_configs": jobs,
-    });
-    format!("# Rendered by autogit.\n{}", to_yaml(&doc))
+    crate::monitoring::prometheus_config(&crate::monitoring::compose_setup(plan, config))
 }
 
 /// Tempo: single-binary mode with local storage, OTLP receivers.
@@ -552,6 +532,14 @@ pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
     let has = |n: &str| plan.local().any(|s| s.name == n);
     if has("prometheus") {
         files.push(("prometheus/prometheus.yml".into(), prometheus(plan, config)));
+        files.push((
+            "prometheus/alerts.yml".into(),
+            crate::monitoring::alert_rules_file(&crate::monitoring::AlertThresholds::default()),
+        ));
+        files.push((
+            "alertmanager/alertmanager.yml".into(),
+            crate::monitoring::alertmanager_config(&config.health.notify),
+        ));
     }
     if has("tempo") {
         files.push(("tempo/tempo.yaml".into(), tempo()));

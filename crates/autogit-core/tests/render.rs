@@ -175,6 +175,30 @@ fn ingress_and_observability_files() {
     insta::assert_snapshot!("tempo", render::tempo());
 }
 
+#[test]
+fn alert_rules_and_alertmanager() {
+    use autogit_core::config::Notify;
+    use autogit_core::monitoring;
+    insta::assert_snapshot!(
+        "alert_rules",
+        monitoring::alert_rules_file(&monitoring::AlertThresholds::default())
+    );
+    let notify = [
+        Notify::Log,
+        Notify::Webhook {
+            url: "https://hooks.example.com/autogit".into(),
+            secret_env: Some("HOOK_SECRET".into()),
+        },
+    ];
+    let am = monitoring::alertmanager_config(&notify);
+    assert!(!am.contains("HOOK_SECRET"), "{am}");
+    insta::assert_snapshot!("alertmanager", am);
+    insta::assert_snapshot!(
+        "alertmanager_no_webhook",
+        monitoring::alertmanager_config(&[])
+    );
+}
+
 /// Traefik's static file must hold only static options (its loader rejects dynamic ones such
 /// as `http`), and every router must point at a defined service and defined middlewares.
 #[test]

@@ -906,6 +906,68 @@ impl Store {
         Ok(n)
     }
 
+    /// Repairs recorded at or after `at` (unix seconds), oldest first: (id, at, service,
+    /// action). Metrics count them by time, not by row id: `clear_flag` deletes a service's
+    /// repairs, and SQLite then gives the next rows the ids of the deleted ones.
+    pub fn repairs_since(&self, at: i64) -> Result<Vec<(i64, i64, String, String)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, at, service, action FROM repairs WHERE at >= ?1 ORDER BY at, id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![at], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Mirror runs that finished at or after `at` (unix seconds), oldest first: (id, mirror,
+    /// result, seconds it took).
+    #[allow(clippy::type_complexity)]
+    pub fn mirror_runs_finished_since(
+        &self,
+        at: i64,
+    ) -> Result<Vec<(i64, i64, String, String, i64)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, finished, mirror, result, finished - started FROM mirror_runs
+                 WHERE finished IS NOT NULL AND finished >= ?1 ORDER BY finished, id",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![at], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Failed runs in a row of each mirror since its last success (or since its first run):
+    /// what an alert on a mirror that keeps failing reads. Mirrors whose latest finished
+    /// run succeeded are 0; a run in progress does not end a streak.
+    pub fn mirror_failure_streaks(&self) -> Result<BTreeMap<String, u32>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT m.mirror,
+                    (SELECT COUNT(*) FROM mirror_runs f WHERE f.mirror = m.mirror AND f.result = 'failed'
+                       AND f.id > COALESCE((SELECT MAX(id) FROM mirror_runs s WHERE s.mirror = m.mirror
+                                              AND s.result IN ('up_to_date', 'synced')), 0))
+                 FROM (SELECT DISTINCT mirror FROM mirror_runs) m",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.map(|r| r.map(|(m, n)| (m, n.clamp(0, i64::from(u32::MAX)) as u32)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// Every recorded mirror target, by source.
     pub fn mirror_targets(&self) -> Result<Vec<MirrorTarget>, StateError> {
         let mut stmt = self
@@ -1261,6 +1323,11 @@ mod tests {
         )
         .unwrap();
         s.record_repair("web", "restart", 1, 31).unwrap();
+        assert_eq!(
+            s.repairs_since(31).unwrap(),
+            [(1, 31, "web".to_owned(), "restart".to_owned())]
+        );
+        assert!(s.repairs_since(32).unwrap().is_empty());
         let r = s.records(40, 600).unwrap();
         assert_eq!(r["web"].state, Some(State::Failed));
         assert_eq!(r["web"].history.repairs, [31]);
@@ -1344,6 +1411,41 @@ mod tests {
         assert_eq!(
             s.mirror_target_holder(t).unwrap().as_deref(),
             Some("git://a/x")
+        );
+    }
+
+    #[test]
+    fn a_failure_streak_counts_failed_runs_since_the_last_success() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("state.db")).unwrap();
+        assert!(s.mirror_failure_streaks().unwrap().is_empty());
+        let end = |result| MirrorRunEnd {
+            result,
+            changed: 0,
+            deleted: 0,
+            error: None,
+        };
+        let mut at = 0;
+        let mut run = |m: &str, result| {
+            at += 10;
+            let id = s.mirror_run_start(m, "git://h/x", "git://t/x", at).unwrap();
+            if result != "running" {
+                s.mirror_run_end(id, at + 1, &end(result)).unwrap();
+            }
+        };
+        for r in ["failed", "synced", "failed", "failed", "running"] {
+            run("a", r);
+        }
+        for r in ["failed", "failed", "failed"] {
+            run("b", r);
+        }
+        for r in ["failed", "up_to_date"] {
+            run("c", r);
+        }
+        let streaks = s.mirror_failure_streaks().unwrap();
+        assert_eq!(
+            streaks.into_iter().collect::<Vec<_>>(),
+            [("a".into(), 2), ("b".into(), 3), ("c".into(), 0)]
         );
     }
 

@@ -24,6 +24,10 @@ fn ready(ui: &Ui, g: &Global, loaded: &Loaded) -> Result<Plan, u8> {
     let data = autogit_app::platform::data_dir(loaded).map_err(|e| fail(ui, e))?;
     autogit_app::plan::write_rendered(loaded, &data.join("rendered"), &plan)
         .map_err(|e| fail(ui, e))?;
+    if plan.service("prometheus").is_some() && plan.service("api").is_some() {
+        autogit_app::metrics::ensure_scrape_key(loaded, &data.join("rendered"), clock::system())
+            .map_err(|e| fail(ui, e))?;
+    }
     Ok(plan)
 }
 

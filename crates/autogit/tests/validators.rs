@@ -21,6 +21,12 @@ fn render(dir: &Path, ingress: &str) -> std::path::PathBuf {
     .unwrap();
     fs::set_permissions(dir.join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
     let data = dir.join("data");
+    // Prometheus's directory is mounted whole into a container running as nobody: readable
+    // whatever mode it had (here: made 0700 beforehand).
+    let prom = data.join("rendered/prometheus");
+    fs::create_dir_all(&prom).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::set_permissions(&prom, fs::Permissions::from_mode(0o700)).unwrap();
     let r = run(
         dir,
         &[
@@ -188,6 +194,14 @@ fn promtool_accepts_the_rendered_prometheus_config() {
         "promtool: {}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        fs::metadata(rendered.join("prometheus"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o755
     );
     let text = fs::read_to_string(&conf).unwrap();
     for job in ["prometheus", "loki", "tempo", "grafana"] {
