@@ -348,12 +348,13 @@ pub struct LogLines(pub Vec<LogLine>);
 #[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct LogSearchQuery {
-    /// What to look for.
+    /// What to look for, in the query language of docs/logs.md: words, "phrases", -word,
+    /// service:, level:, status:, class:, ip:, url:, request:, trace:, job:.
     #[param(min_length = 1, max_length = 1000)]
     pub q: String,
-    /// `15m`, `24h`, `7d`...
+    /// `90s`, `15m`, `24h`, `7d`, `2w` (at most a year).
     #[serde(rename = "timeRange")]
-    #[param(rename = "timeRange")]
+    #[param(rename = "timeRange", pattern = r"^[0-9]{1,6}(s|m|min|h|d|w)$")]
     pub time_range: Option<String>,
 }
 

@@ -267,6 +267,23 @@ fn container(
                     let key = dns_label(file);
                     mounts.push(json!({"name": "config", "mountPath": target, "subPath": key, "readOnly": true}));
                     pod.config_files.insert(key, text.clone());
+                } else {
+                    // A rendered directory (Prometheus's configuration and rules): each of
+                    // its files at its place under the target.
+                    let prefix = format!("{}/", file.trim_end_matches('/'));
+                    for (path, text) in files.range(prefix.clone()..) {
+                        let Some(rel) = path.strip_prefix(&prefix) else {
+                            break;
+                        };
+                        let key = dns_label(path);
+                        mounts.push(json!({
+                            "name": "config",
+                            "mountPath": format!("{}/{rel}", target.trim_end_matches('/')),
+                            "subPath": key,
+                            "readOnly": true,
+                        }));
+                        pod.config_files.insert(key, text.clone());
+                    }
                 }
             }
             // Host paths (the engine socket) have no place in a cluster.
