@@ -608,6 +608,49 @@ fn guard_problem(e: autogit_guard_service::ServiceError) -> Problem {
     }
 }
 
+impl Handle for ListScans {
+    async fn handle(
+        api: &Arc<Api>,
+        _: &Cx,
+        _: NoParams,
+        q: PageQuery,
+        _: NoBody,
+    ) -> Result<Reply<RepoScanList>, Problem> {
+        let g = guard(api);
+        let scans =
+            blocking(move || g.scans().map_err(|e| Problem::internal(e.to_string()))).await?;
+        let all: Vec<RepoScan> = scans
+            .into_iter()
+            .map(|s| RepoScan {
+                findings: s
+                    .findings
+                    .into_iter()
+                    .map(|f| ScanFinding {
+                        path: f.path,
+                        line: f.finding.line,
+                        column: f.finding.column,
+                        kind: serde_json::to_value(f.finding.kind)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        message: f.finding.message,
+                    })
+                    .collect(),
+                id: s.id,
+                path: s.path,
+                at: s.at,
+                files_scanned: s.files_scanned,
+                files_skipped: s.files_skipped,
+                total: s.total,
+            })
+            .collect();
+        let (items, p) = page(all, q.limit, q.offset)?;
+        let mut r = Reply::new(RepoScanList(items));
+        r.page = Some(p);
+        Ok(r)
+    }
+}
+
 impl Handle for Analyze {
     async fn handle(
         api: &Arc<Api>,

@@ -665,6 +665,35 @@ pub struct QuarantineRecord {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 pub struct QuarantineList(pub Vec<QuarantineRecord>);
 
+/// A finding of `guard scan-repo`: Trojan Source controls, invisible characters, homoglyphs.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScanFinding {
+    /// Relative to the scanned root.
+    pub path: String,
+    pub line: usize,
+    pub column: usize,
+    /// `bidi_control`, `invisible_character`, `homoglyph_identifier`...
+    pub kind: String,
+    pub message: String,
+}
+
+/// A kept `guard scan-repo` run.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RepoScan {
+    pub id: String,
+    pub path: String,
+    /// Unix seconds.
+    pub at: i64,
+    pub files_scanned: usize,
+    pub files_skipped: usize,
+    /// Findings in all (the list holds the first 500).
+    pub total: usize,
+    pub findings: Vec<ScanFinding>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct RepoScanList(pub Vec<RepoScan>);
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct QuarantineQuery {

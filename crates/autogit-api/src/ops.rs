@@ -121,6 +121,13 @@ operation! {
 // ---- security ------------------------------------------------------------------------------
 
 operation! {
+    /// The kept `guard scan-repo` runs and their findings, newest first
+    ListScans: Get "/api/v1/security/scans",
+    id: "security.scans", access: Role(Viewer), area: "security", kind: Read,
+    path: NoParams, query: PageQuery, body: NoBody, response: RepoScanList,
+}
+
+operation! {
     /// Analyze text for prompt injection
     Analyze: Post "/api/v1/security/analyze",
     id: "security.analyze", access: Role(Viewer), area: "security", kind: Read,
@@ -339,6 +346,7 @@ macro_rules! for_each_operation {
             GetTls,
             RenewTls,
             Analyze,
+            ListScans,
             ListQuarantine,
             GetQuarantine,
             ReleaseQuarantine,

@@ -271,6 +271,21 @@ async fn dashboard_in_chromium() {
     )
     .await;
 
+    // A repository scan kept by `guard scan-repo` shows with its findings.
+    let repo = tempfile::tempdir().unwrap();
+    std::fs::write(
+        repo.path().join("access.rs"),
+        "let is_admin = false; /* \u{202E} } \u{2066} if is_admin { */\n",
+    )
+    .unwrap();
+    let (_, not_kept) = autogit_app::guard::GuardController::new(&server.api.settings.data_dir)
+        .scan_repo(repo.path(), now() as i64)
+        .unwrap();
+    assert_eq!(not_kept, None);
+    s.goto(&format!("{base}/security")).await;
+    let scan = s.text(&s.find("[data-scan] table").await).await;
+    assert!(scan.contains("access.rs:1:"), "{scan}");
+
     // The guard's decisions per day: today's bar counts the text above.
     let today = s.text(&s.find("ol.bars li:last-child .n").await).await;
     assert_eq!(today, "1");

@@ -269,8 +269,13 @@ fn quarantine(ctx: &GuardContext, action: QuarantineAction) -> ExitCode {
 }
 
 fn scan_repo(ctx: &GuardContext, path: &Path, format: ScanFormat) -> ExitCode {
-    let report = match scan::scan_repo(path) {
-        Ok(r) => r,
+    let now = autogit_drivers::runtime::now() as i64;
+    let report = match ctx.controller().scan_repo(path, now) {
+        Ok((r, None)) => r,
+        Ok((r, Some(why))) => {
+            eprintln!("autogit: guard scan-repo: the result was not kept for the dashboard: {why}");
+            r
+        }
         Err(e) => return fail("scan-repo", &e, "pass a readable directory or file"),
     };
     let format = if ctx.json && format == ScanFormat::Text {

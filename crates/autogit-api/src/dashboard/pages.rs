@@ -888,6 +888,38 @@ async fn security(v: &View) -> Markup {
                 },
             }
         }
+        @match v.get::<ListScans>(NoParams {}, PageQuery { limit: Some(5), offset: None }).await {
+            Err(p) => (problem_box(&p)),
+            Ok(RepoScanList(scans)) => section aria-labelledby="scans" {
+                h2 #scans { "Repository scans" }
+                @if scans.is_empty() {
+                    p.muted { "No scan kept yet: " code { "autogit guard scan-repo PATH" } " keeps its result here." }
+                }
+                @for sc in &scans {
+                    article.card data-scan=(sc.id) {
+                        header {
+                            h3 { code { (sc.path) } }
+                            (status_badge(if sc.total == 0 { "clean" } else { "findings" }))
+                            span.muted { (v.ago(Some(sc.at))) " · " (sc.files_scanned) " files" }
+                        }
+                        @if sc.total > 0 {
+                            div.scroll tabindex="0" role="region" aria-label=(format!("Findings in {}", sc.path)) {
+                                table {
+                                    caption.sr-only { "Findings" }
+                                    thead { tr { th scope="col" { "Where" } th scope="col" { "What" } th scope="col" { "Detail" } } }
+                                    tbody {
+                                        @for f in &sc.findings {
+                                            tr { td { code { (f.path) ":" (f.line) ":" (f.column) } } td { (f.kind) } td.wrap { (f.message) } }
+                                        }
+                                    }
+                                }
+                            }
+                            @if sc.total > sc.findings.len() { p.muted { (sc.total - sc.findings.len()) " more not kept." } }
+                        }
+                    }
+                }
+            },
+        }
         @if v.can::<Analyze>() {
             section aria-labelledby="try" {
                 h2 #try { "Check a text" }
