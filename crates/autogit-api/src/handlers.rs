@@ -885,6 +885,12 @@ impl Handle for SearchLogs {
         if q.q.trim().is_empty() {
             return Err(Problem::invalid("query.q", "say what to look for"));
         }
+        if q.time_range.as_deref() == Some("") {
+            return Err(Problem::invalid(
+                "query.timeRange",
+                "leave it out for everything kept, or give a number and a unit (90s, 15m, 24h, 7d, 2w)",
+            ));
+        }
         let logs = api.logs.clone();
         let found =
             tokio::task::spawn_blocking(move || logs.search(&q.q, q.time_range.as_deref(), 100))

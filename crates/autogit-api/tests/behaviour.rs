@@ -392,6 +392,7 @@ async fn log_search_reads_the_store_the_daemon_fills() {
     for (q, field) in [
         ("q=colour%3Ared", "query.q"),
         ("q=x&timeRange=soon", "query.timeRange"),
+        ("q=x&timeRange=", "query.timeRange"),
     ] {
         let r = call(
             &c,
