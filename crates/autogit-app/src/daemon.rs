@@ -70,6 +70,8 @@ pub async fn run<E: ContainerEngine>(
     let backup = BackupController::new(settings.clone(), bus.clone(), clock.clone());
     let gitlab_url = settings.gitlab_local_url();
     let logs = crate::logs::LogController::new(settings.clone(), clock.clone());
+    let loki = logs.loki_url();
+    let http = reqwest::Client::new();
 
     let reconcile = platform.run(shutdown.wait());
     let tls_loop = supervise("tls", bus, clock, policy, shutdown, || async {
@@ -136,6 +138,13 @@ pub async fn run<E: ContainerEngine>(
         logs.follow_pass(&platform.runtime.engine)
             .await
             .map_err(|e| PassError::from(e.to_string()))?;
+        // And to Loki, when there is one; a Loki that is down backs the loop off and gets
+        // the lines later.
+        if let Some(url) = &loki {
+            logs.loki_pass(&http, url)
+                .await
+                .map_err(|e| PassError::from(e.to_string()))?;
+        }
         Ok(Requeue::After(crate::logs::FOLLOW_INTERVAL))
     });
     let backup_loop = supervise("backup", bus, clock, policy, shutdown, || async {

@@ -28,6 +28,8 @@ pub enum LogError {
     Store(#[from] LogStoreError),
     #[error("the engine: {0}")]
     Engine(String),
+    #[error(transparent)]
+    Loki(#[from] autogit_drivers::loki::LokiError),
 }
 
 /// What a search returns: the hits and the parsed query (for display).
@@ -199,6 +201,34 @@ impl LogController {
             s.set_cursor("autogit-feed-transitions", next.1)
         })?;
         Ok(n)
+    }
+
+    /// Where the lines are pushed besides the store: `LOKI_URL`, else the platform's Loki on
+    /// this host's published port when it is enabled; `None`: nowhere.
+    pub fn loki_url(&self) -> Option<String> {
+        if let Some(u) = &self.settings.platform.loki_url {
+            return Some(u.clone());
+        }
+        let plan = crate::plan::quiet(&self.settings).ok()?;
+        plan.local()
+            .find(|s| s.name == "loki")
+            .and_then(|s| s.ports.first())
+            .map(|p| format!("http://127.0.0.1:{}", p.host))
+    }
+
+    /// Pushes the stored lines Loki has not had yet (at most 5000 per call; the cursor moves
+    /// only when Loki accepted them, so a Loki that is down gets them later, none lost).
+    /// Returns how many were pushed.
+    pub async fn loki_pass(&self, client: &reqwest::Client, url: &str) -> Result<usize, LogError> {
+        let after = self.with_store(|s| s.cursor("loki"))?.unwrap_or(0);
+        let rows = self.with_store(|s| s.lines_after(after, 5000))?;
+        let Some(last) = rows.last().map(|r| r.0) else {
+            return Ok(0);
+        };
+        let entries: Vec<autogit_drivers::loki::Entry> = rows.into_iter().map(|(_, e)| e).collect();
+        autogit_drivers::loki::push(client, url, &entries).await?;
+        self.with_store(|s| s.set_cursor("loki", last))?;
+        Ok(entries.len())
     }
 
     /// Searches the store: `q` in the query language of `core::logs`, `range` like `24h`

@@ -137,6 +137,9 @@ pub enum DnsMode {
 pub struct PlatformEnv {
     pub base_domain: Option<String>,
     pub acme_email: Option<String>,
+    /// Where the daemon pushes the enriched log lines (Loki's push API), besides its own
+    /// store: `LOKI_URL`, else the platform's Loki on its published port when enabled.
+    pub loki_url: Option<String>,
     /// `staging`, `production` or a directory URL.
     pub acme_directory: String,
     /// ACME_CA_ROOT: a PEM file to trust for the ACME CA's HTTPS (a private CA such as
@@ -170,6 +173,7 @@ impl Default for PlatformEnv {
         Self {
             base_domain: None,
             acme_email: None,
+            loki_url: None,
             acme_directory: "production".to_owned(),
             acme_ca_root: None,
             acme_http01: false,
@@ -227,6 +231,7 @@ const KNOWN: &[&str] = &[
     "GCP_SERVICE_ACCOUNT_FILE",
     "DNSMASQ_CONFIG_PATH",
     "DNSMASQ_RELOAD_COMMAND",
+    "LOKI_URL",
 ];
 
 /// Secrets that may instead be read from a file named by `<KEY>_FILE` (Docker/systemd
@@ -422,6 +427,21 @@ pub fn load_platform(
             p.acme_email = Some(e.value.clone())
         } else {
             diags.push(bad(e, "an email address"))
+        }
+    }
+    if let Some(e) = get("LOKI_URL") {
+        let v = e.value.trim_end_matches('/');
+        if (v.starts_with("http://") || v.starts_with("https://"))
+            && v.len() > "https://".len()
+            && !v.contains(char::is_whitespace)
+            && !v.contains('@')
+        {
+            p.loki_url = Some(v.to_owned());
+        } else {
+            diags.push(bad(
+                e,
+                "Loki's base URL, http:// or https://, without credentials (http://loki.lan:3100)",
+            ));
         }
     }
     if let Some(e) = get("ACME_DIRECTORY") {

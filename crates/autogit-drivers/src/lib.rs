@@ -12,6 +12,7 @@ pub mod gitlab;
 pub mod health;
 pub mod host;
 pub mod logstore;
+pub mod loki;
 pub mod mdns;
 pub mod mirror;
 pub mod notify;

@@ -210,6 +210,35 @@ impl LogStore {
             .map_err(|e| self.err(e))
     }
 
+    /// Stored lines after row `after`, oldest first, at most `limit`, each with its row id:
+    /// what the Loki sink pushes.
+    pub fn lines_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, crate::loki::Entry)>, LogStoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, at, service, level, message FROM lines WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    crate::loki::Entry {
+                        at_ns: r.get(1)?,
+                        service: r.get(2)?,
+                        level: r.get(3)?,
+                        line: r.get(4)?,
+                    },
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
     /// Lines stored.
     pub fn count(&self) -> Result<u64, LogStoreError> {
         self.conn
