@@ -354,7 +354,7 @@ pub struct LogSearchQuery {
     pub q: String,
     /// `90s`, `15m`, `24h`, `7d`, `2w` (at most a year).
     #[serde(rename = "timeRange")]
-    #[param(rename = "timeRange", pattern = r"^[0-9]{1,6}(s|m|min|h|d|w)$")]
+    #[param(rename = "timeRange", pattern = r"^[0-9]{1,8}(s|m|min|h|d|w)$")]
     pub time_range: Option<String>,
 }
 

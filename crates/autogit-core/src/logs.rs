@@ -740,6 +740,10 @@ impl Query {
 pub fn parse_range(s: &str) -> Option<u64> {
     let s = s.trim();
     let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    // At most 8 digits (a year in seconds is 8): what the API's schema says.
+    if n.is_empty() || n.len() > 8 {
+        return None;
+    }
     let n: u64 = n.parse().ok()?;
     let secs = n.checked_mul(match unit {
         "s" => 1,
@@ -901,5 +905,11 @@ mod tests {
         assert_eq!(parse_range("7d"), Some(7 * 86_400));
         assert_eq!(parse_range("0h"), None);
         assert_eq!(parse_range("soon"), None);
+        assert_eq!(parse_range("31622400s"), Some(31_622_400));
+        assert_eq!(
+            parse_range("000000001h"),
+            None,
+            "more digits than the schema allows"
+        );
     }
 }
