@@ -36,28 +36,8 @@ impl Drop for Server {
     }
 }
 
-fn env(dir: &Path) -> Vec<(String, String)> {
-    vec![
-        (
-            "AUTOGIT_DATA_DIR".into(),
-            dir.join("data").display().to_string(),
-        ),
-        (
-            "AUTOGIT_CONFIG".into(),
-            dir.join("autogit.yml").display().to_string(),
-        ),
-        (
-            "AUTOGIT_ENV_FILE".into(),
-            dir.join(".env").display().to_string(),
-        ),
-        ("USER".into(), "tester".into()),
-    ]
-}
-
 fn cli(dir: &Path, args: &[&str]) -> Run {
-    let e = env(dir);
-    let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    run_env(dir, args, &pairs)
+    run_platform(dir, args)
 }
 
 fn key(dir: &Path, role: &str) -> String {
@@ -88,7 +68,7 @@ impl Server {
         ])
         .stdout(Stdio::null())
         .stderr(log);
-        for (k, v) in env(dir) {
+        for (k, v) in platform_env(dir) {
             c.env(k, v);
         }
         let child = c.spawn().unwrap();

@@ -122,30 +122,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn env(dir: &Path) -> Vec<(String, String)> {
-    vec![
-        (
-            "AUTOGIT_DATA_DIR".into(),
-            dir.join("data").display().to_string(),
-        ),
-        (
-            "AUTOGIT_CONFIG".into(),
-            dir.join("autogit.yml").display().to_string(),
-        ),
-        (
-            "AUTOGIT_ENV_FILE".into(),
-            dir.join(".env").display().to_string(),
-        ),
-        ("USER".into(), "tester".into()),
-    ]
-}
-
 fn key(dir: &Path, args: &[&str]) -> String {
-    let e = env(dir);
-    let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut all = vec!["api-key", "create"];
     all.extend_from_slice(args);
-    let r = run_env(dir, &all, &pairs);
+    let r = run_platform(dir, &all);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     v["key"].as_str().unwrap().to_owned()
@@ -325,7 +305,7 @@ fn prometheus_scrapes_autogit_and_node_exporter_and_the_alerts_fire() {
     ])
     .stdout(Stdio::null())
     .stderr(std::fs::File::create(logs.join("prometheus-autogit.log")).unwrap());
-    for (k, v) in env(dir) {
+    for (k, v) in platform_env(dir) {
         c.env(k, v);
     }
     let _autogit = Daemon(c.spawn().unwrap());

@@ -148,3 +148,30 @@ pub fn remove_project_leftovers(project: &str) {
         }
     }
 }
+
+/// The environment that points the binary at `dir`'s configuration, `.env` and data dir
+/// (`dir/autogit.yml`, `dir/.env`, `dir/data`).
+pub fn platform_env(dir: &Path) -> Vec<(String, String)> {
+    vec![
+        (
+            "AUTOGIT_DATA_DIR".into(),
+            dir.join("data").display().to_string(),
+        ),
+        (
+            "AUTOGIT_CONFIG".into(),
+            dir.join("autogit.yml").display().to_string(),
+        ),
+        (
+            "AUTOGIT_ENV_FILE".into(),
+            dir.join(".env").display().to_string(),
+        ),
+        ("USER".into(), "tester".into()),
+    ]
+}
+
+/// The binary with [`platform_env`].
+pub fn run_platform(dir: &Path, args: &[&str]) -> Run {
+    let e = platform_env(dir);
+    let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    run_env(dir, args, &pairs)
+}
