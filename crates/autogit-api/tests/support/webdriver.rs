@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-/// A running chromedriver; stopped on drop. It logs to `log`, never to the test's output.
+/// A running chromedriver; stopped on drop together with every browser it started (they
+/// share its process group), also when a test panics before quitting its session. It logs to
+/// `log`, never to the test's output.
 pub struct Driver {
     child: Child,
     base: String,
@@ -19,6 +21,12 @@ pub struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -31,7 +39,9 @@ impl Driver {
             .local_addr()
             .unwrap()
             .port();
+        use std::os::unix::process::CommandExt;
         let child = Command::new(chromedriver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .arg(format!("--log-path={}", log.display()))
             .arg("--log-level=WARNING")
