@@ -290,12 +290,13 @@ pub fn enrich(line: &str, extra_secrets: &[&str]) -> Enriched {
         e.stack = true;
         e.level = Some(Level::Error);
     }
-    // JSON lines: fields first (GitLab's and most services' structured logs).
-    if trimmed.starts_with('{')
-        && let Ok(serde_json::Value::Object(map)) =
-            serde_json::from_str::<serde_json::Value>(trimmed)
-    {
-        for (k, v) in &map {
+    // JSON lines (GitLab's and most services' structured logs), parsed once: fields first.
+    let json = trimmed
+        .starts_with('{')
+        .then(|| serde_json::from_str::<serde_json::Value>(trimmed).ok())
+        .flatten();
+    if let Some(serde_json::Value::Object(map)) = &json {
+        for (k, v) in map {
             let kl = k.to_ascii_lowercase();
             let text = match v {
                 serde_json::Value::String(s) => s.clone(),
@@ -320,9 +321,7 @@ pub fn enrich(line: &str, extra_secrets: &[&str]) -> Enriched {
                         e.error_class = Some(c.to_owned());
                     }
                 }
-                _ if REQUEST_KEYS.contains(&kl.as_str()) || kl == "correlation_id" => {
-                    set_once(&mut e.request_id, &text)
-                }
+                _ if REQUEST_KEYS.contains(&kl.as_str()) => set_once(&mut e.request_id, &text),
                 _ if TRACE_KEYS.contains(&kl.as_str()) => set_once(&mut e.trace_id, &text),
                 _ if JOB_KEYS.contains(&kl.as_str()) => set_once(&mut e.job_id, &text),
                 _ => {}
@@ -331,11 +330,9 @@ pub fn enrich(line: &str, extra_secrets: &[&str]) -> Enriched {
     }
     // Compact JSON has no spaces between fields: scrub its string values one by one.
     let mut json_scrubbed = None;
-    if trimmed.starts_with('{')
-        && let Ok(v) = serde_json::from_str::<serde_json::Value>(trimmed)
-    {
+    if let Some(v) = &json {
         let mut strings = Vec::new();
-        collect_strings(&v, 0, &mut strings);
+        collect_strings(v, 0, &mut strings);
         let mut text = line.to_owned();
         for s in strings {
             let mut tmp = Enriched::default();
