@@ -270,19 +270,6 @@ fn url_path(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
-fn status_name(s: ServiceStatus) -> &'static str {
-    match serde_json::to_value(s)
-        .ok()
-        .as_ref()
-        .and_then(|v| v.as_str())
-    {
-        Some("healthy") => "healthy",
-        Some("degraded") => "degraded",
-        Some("unhealthy") => "unhealthy",
-        _ => "unknown",
-    }
-}
-
 // ---- overview --------------------------------------------------------------------------------
 
 async fn overview(v: &View) -> Markup {
@@ -310,12 +297,7 @@ async fn overview(v: &View) -> Markup {
             .filter(|t| t.service == name)
             .max_by_key(|t| t.at)
     };
-    let count = |s: &str| {
-        services
-            .iter()
-            .filter(|x| status_name(x.status) == s)
-            .count()
-    };
+    let count = |s: &str| services.iter().filter(|x| x.status.as_str() == s).count();
     let can_clear = v.can::<ClearFlag>();
     html! {
         h1 { "Services" }
@@ -330,7 +312,7 @@ async fn overview(v: &View) -> Markup {
         }
         div.cards {
             @for s in &services {
-                @let status = status_name(s.status);
+                @let status = s.status.as_str();
                 @let state = s.state.clone().unwrap_or_else(|| "UNKNOWN".into());
                 article.card data-service=(s.name) data-state=(state) data-status=(status) aria-labelledby=(format!("svc-{}", s.name)) {
                     header {
@@ -410,7 +392,7 @@ async fn service(v: &View, name: &str) -> Markup {
         None
     };
     let budget = v.api.settings.config.health.restart_budget;
-    let status = status_name(s.status);
+    let status = s.status.as_str();
     html! {
         h1 { (s.name) " " (status_badge(status)) }
         section aria-labelledby="facts" {
