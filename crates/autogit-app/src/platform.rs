@@ -166,9 +166,36 @@ impl<E: ContainerEngine> PlatformController<E> {
         r
     }
 
+    /// What the plan's containers read from the host, written as `install` writes it: the
+    /// rendered configuration under `<data>/rendered`, Prometheus's scrape key when it scrapes
+    /// the API, and the ports the services were given (kept across plans).
+    pub fn write_files(&self) -> Result<(), String> {
+        let rendered = data_dir(&self.settings)?.join("rendered");
+        crate::plan::write_rendered(&self.settings, &rendered, &self.plan)?;
+        if self.plan.service("prometheus").is_some() && self.plan.service("api").is_some() {
+            crate::metrics::ensure_scrape_key(&self.settings, &rendered, self.bus.clock().clone())?;
+        }
+        self.runtime
+            .with_store(|s| crate::plan::remember_ports(s, &self.settings, &self.plan))
+    }
+
     /// The reconcile loop until `shutdown`: at once on engine events, at requeue times, and
     /// every `health.reconcile_interval`. Each pass is published.
+    ///
+    /// The daemon may be the first thing to run on a machine (nothing installed): the files
+    /// the containers mount are written first, and a container's network, volumes and image
+    /// are made ready before it is created (`Runtime::create_and_start`), in the plan's order.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        if let Err(e) = self.write_files() {
+            // The passes still run: containers that exist are kept healthy, and a create that
+            // needs a missing file fails visibly with its own error.
+            self.bus.publish(Event::ControllerFailed {
+                controller: "platform".into(),
+                error: e,
+                failures: 1,
+                retry_in_s: 0,
+            });
+        }
         let interval = self.settings.config.health.reconcile_interval.0;
         self.runtime
             .run(interval, shutdown, |r| self.publish_pass(r))
@@ -457,11 +484,6 @@ pub async fn deploy(
     mut progress: impl FnMut(DeployProgress<'_>),
 ) -> Result<InstallOutcome, String> {
     let plan = crate::plan::quiet(&settings)?;
-    let data = data_dir(&settings)?;
-    crate::plan::write_rendered(&settings, &data.join("rendered"), &plan)?;
-    if plan.service("prometheus").is_some() && plan.service("api").is_some() {
-        crate::metrics::ensure_scrape_key(&settings, &data.join("rendered"), bus.clock().clone())?;
-    }
     let engine = autogit_drivers::engine::docker::Docker::connect(settings.socket(), &settings.env)
         .await
         .map_err(|e| e.to_string())?;
@@ -475,9 +497,7 @@ pub async fn deploy(
         i.socket.display()
     )));
     let platform = PlatformController::open(settings.clone(), bus.clone(), engine, plan)?;
-    platform
-        .runtime
-        .with_store(|s| crate::plan::remember_ports(s, &settings, &platform.plan))?;
+    platform.write_files()?;
     platform
         .runtime
         .prepare(pull)

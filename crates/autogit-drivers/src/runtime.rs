@@ -244,11 +244,7 @@ impl<E: ContainerEngine> Runtime<E> {
         if let Some(secret) = self.missing_secrets.values().next() {
             return Err(RuntimeError::MissingSecret(secret.clone()));
         }
-        let l = self.managed_labels();
-        self.engine.ensure_network(&self.network, &l).await?;
-        for v in &self.volumes {
-            self.engine.ensure_volume(v, &l).await?;
-        }
+        self.ensure_network_and_volumes().await?;
         let mut images: Vec<&str> = self.specs.iter().map(|s| s.image.as_str()).collect();
         images.sort_unstable();
         images.dedup();
@@ -256,6 +252,16 @@ impl<E: ContainerEngine> Runtime<E> {
             if !self.engine.image_present(image).await? {
                 self.engine.pull(image, progress).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// The network and the named volumes (each an inspect when it exists already).
+    async fn ensure_network_and_volumes(&self) -> Result<(), RuntimeError> {
+        let l = self.managed_labels();
+        self.engine.ensure_network(&self.network, &l).await?;
+        for v in &self.volumes {
+            self.engine.ensure_volume(v, &l).await?;
         }
         Ok(())
     }
@@ -351,6 +357,13 @@ impl<E: ContainerEngine> Runtime<E> {
         };
         if let Some(secret) = self.missing_secrets.get(service) {
             return Err(RuntimeError::MissingSecret(secret.clone()));
+        }
+        // A container is only created where nothing was installed yet (the daemon started on
+        // a bare engine) or where something was removed under autogit: what it needs comes
+        // first, as `prepare` does it. Restarts, the hot path of a repair, never come here.
+        self.ensure_network_and_volumes().await?;
+        if !self.engine.image_present(&spec.image).await? {
+            self.engine.pull(&spec.image, &|_| {}).await?;
         }
         let id = self.engine.create(spec).await?;
         self.engine.start(&id).await?;

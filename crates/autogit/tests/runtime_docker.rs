@@ -279,6 +279,44 @@ fn sigkill_is_healed_by_the_daemon_and_data_survives() {
     }
 }
 
+/// Issue 19's bug: `autogit daemon` on a machine where nothing was installed created the
+/// GitLab container without the platform network, logged `network … not found`, and left the
+/// container `Created` for ever. The daemon creates what the plan needs first, like `install`.
+#[test]
+fn the_daemon_alone_creates_network_volumes_and_a_healthy_service() {
+    if !have_engine() {
+        return;
+    }
+    fake_gitlab_image("0.0.2", &[]);
+    let p = Platform::new("bare", "0.0.2", 31220, "");
+    let _d = p.daemon();
+    p.wait_for(60, "the daemon to bring GitLab up", |s| {
+        s["services"][0]["state"] == "HEALTHY"
+    });
+    let networks = docker(&[
+        "network",
+        "ls",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", p.project),
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert!(!networks.is_empty(), "the platform network exists");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Status}}", &p.container()]),
+        "running"
+    );
+    let volumes = docker(&[
+        "volume",
+        "ls",
+        "--filter",
+        &format!("label=com.docker.compose.project={}", p.project),
+        "--format",
+        "{{.Name}}",
+    ]);
+    assert!(!volumes.is_empty(), "the data volumes exist: {volumes}");
+}
+
 #[test]
 fn failing_health_endpoint_degrades_then_repairs() {
     if !have_engine() {
@@ -559,7 +597,7 @@ fn the_dashboard_follows_a_sigkill_live() {
         return;
     };
     fake_gitlab_image("0.0.2", &[]);
-    let p = Platform::new("dash", "0.0.2", 31280, "");
+    let p = Platform::new("dash", "0.0.2", 31680, "");
     assert_eq!(p.run(&["install", "--wait", "60s"]).code, 0);
     let created = p.run(&["api-key", "create", "dash", "--role", "operator", "--json"]);
     assert_eq!(created.code, 0, "{}", created.stderr);
@@ -690,7 +728,7 @@ fn the_log_store_finds_a_crash_and_never_keeps_the_address() {
              exec /bin/httpd -f -v -p 80 -h /www",
         ],
     );
-    let p = Platform::new("logs", "0.0.7", 31380, "");
+    let p = Platform::new("logs", "0.0.7", 31780, "");
     assert_eq!(p.run(&["install", "--wait", "60s"]).code, 0);
     let mut d = p.daemon();
     let search = |q: &str| -> Value {
