@@ -195,6 +195,9 @@ pub struct Pinned {
     /// For ssh: `-o HostKeyAlias=<host>`, so the host key is still looked up (and checked)
     /// under the name, not the address.
     pub ssh_options: Vec<String>,
+    /// The host as written (no brackets) and the checked address with the port connected to.
+    pub host: String,
+    pub addr: std::net::SocketAddr,
 }
 
 fn ip_literal(addr: IpAddr) -> String {
@@ -207,6 +210,8 @@ fn ip_literal(addr: IpAddr) -> String {
 /// The invocation that pins `src` (parsed from `url` by [`check_source`]) to `addr`.
 pub fn pin(url: &str, src: &SourceUrl, addr: IpAddr) -> Pinned {
     let lit = ip_literal(addr);
+    let host = src.host.clone();
+    let sock = std::net::SocketAddr::new(addr, src.effective_port());
     let swap_host = |url: &str| -> String {
         match url.split_once("://") {
             Some((scheme, rest)) => {
@@ -234,7 +239,7 @@ pub fn pin(url: &str, src: &SourceUrl, addr: IpAddr) -> Pinned {
     };
     match src.transport {
         Transport::Https | Transport::Http => {
-            let host = if src.host.contains(':') {
+            let bracketed = if src.host.contains(':') {
                 format!("[{}]", src.host)
             } else {
                 src.host.clone()
@@ -242,16 +247,23 @@ pub fn pin(url: &str, src: &SourceUrl, addr: IpAddr) -> Pinned {
             Pinned {
                 url: url.to_owned(),
                 config: vec![
-                    format!("http.curloptResolve={host}:{}:{lit}", src.effective_port()),
+                    format!(
+                        "http.curloptResolve={bracketed}:{}:{lit}",
+                        src.effective_port()
+                    ),
                     "http.followRedirects=false".to_owned(),
                 ],
                 ssh_options: Vec::new(),
+                host,
+                addr: sock,
             }
         }
         Transport::Git => Pinned {
             url: swap_host(url),
             config: Vec::new(),
             ssh_options: Vec::new(),
+            host,
+            addr: sock,
         },
         Transport::Ssh => Pinned {
             url: swap_host(url),
@@ -261,6 +273,8 @@ pub fn pin(url: &str, src: &SourceUrl, addr: IpAddr) -> Pinned {
             } else {
                 Vec::new()
             },
+            host,
+            addr: sock,
         },
     }
 }
@@ -420,6 +434,99 @@ pub fn parse_ls_remote(text: &str) -> Result<Refs, String> {
         }
     }
     Ok(refs)
+}
+
+/// What a server's ref advertisement said ([`parse_advertisement`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Advertisement {
+    /// Branches and tags, as [`parse_ls_remote`] gives them.
+    Refs(Refs),
+    /// The server answered something this reader does not handle (protocol v2, a dumb HTTP
+    /// server, a truncated answer): ask `git ls-remote`, which knows them all.
+    Unsupported(String),
+    /// The server refused (`ERR access denied`, `ERR repository not found`).
+    Refused(String),
+}
+
+/// Reads a git protocol v0 ref advertisement, as a `git://` server sends it after
+/// `git-upload-pack <path>` and a smart HTTP server in answer to
+/// `GET …/info/refs?service=git-upload-pack` (then preceded by a `# service=` packet and a
+/// flush). pkt-lines: four hex digits of length (the four included), `0000` a flush. The first
+/// ref carries the capabilities after a NUL; an empty repository advertises
+/// `capabilities^{}` only. Only `refs/heads/*` and `refs/tags/*` count; peeled lines do not.
+pub fn parse_advertisement(bytes: &[u8]) -> Advertisement {
+    let mut refs = Refs::new();
+    let mut rest = bytes;
+    let mut first = true;
+    loop {
+        if rest.is_empty() {
+            return Advertisement::Unsupported("the advertisement ended before its flush".into());
+        }
+        let Some(len) = rest
+            .get(..4)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| usize::from_str_radix(h, 16).ok())
+        else {
+            return Advertisement::Unsupported(format!(
+                "not a pkt-line: {:?}",
+                String::from_utf8_lossy(&rest[..rest.len().min(16)])
+            ));
+        };
+        if len == 0 {
+            if first {
+                // A flush before any ref is only the end of the HTTP service header.
+                rest = &rest[4..];
+                first = false;
+                continue;
+            }
+            return Advertisement::Refs(refs);
+        }
+        if len < 4 || len > rest.len() {
+            return Advertisement::Unsupported(format!("bad pkt-line length {len}"));
+        }
+        let line = &rest[4..len];
+        rest = &rest[len..];
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        if let Some(msg) = line.strip_prefix(b"ERR ") {
+            return Advertisement::Refused(String::from_utf8_lossy(msg).into_owned());
+        }
+        if line.starts_with(b"# service=") {
+            continue;
+        }
+        if line == b"version 2" {
+            return Advertisement::Unsupported("the server speaks protocol v2 only".into());
+        }
+        if line == b"version 1" {
+            continue;
+        }
+        first = false;
+        // The capabilities follow the first ref after a NUL.
+        let line = line.split(|b| *b == 0).next().unwrap_or_default();
+        let Ok(line) = std::str::from_utf8(line) else {
+            return Advertisement::Unsupported("a ref line is not UTF-8".into());
+        };
+        let Some((oid, name)) = line.split_once(' ') else {
+            return Advertisement::Unsupported(format!("not `<oid> <ref>`: {line:?}"));
+        };
+        if !(oid.len() == 40 || oid.len() == 64) || !oid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Advertisement::Unsupported(format!("`{oid}` is not an object id"));
+        }
+        if name.ends_with("^{}") {
+            continue;
+        }
+        if name.starts_with("refs/heads/") || name.starts_with("refs/tags/") {
+            refs.insert(name.to_owned(), oid.to_ascii_lowercase());
+        }
+    }
+}
+
+/// The request that opens a `git://` ref advertisement for `path` on `host`: one pkt-line,
+/// `git-upload-pack <path>\0host=<host>\0` (protocol v0: no extra parameters).
+pub fn git_daemon_request(path: &str, host: &str) -> Vec<u8> {
+    let body = format!("git-upload-pack {path}\0host={host}\0");
+    let mut out = format!("{:04x}", body.len() + 4).into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
 }
 
 /// What a mirror needs.
@@ -766,6 +873,79 @@ pub fn prune_candidates(
 
 #[cfg(test)]
 mod tests {
+    fn pkt(s: &str) -> String {
+        format!("{:04x}{s}", s.len() + 4)
+    }
+
+    #[test]
+    fn advertisements() {
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let c = "c".repeat(40);
+        let caps = "multi_ack side-band-64k ofs-delta agent=git/2.39";
+        // git:// (no service header)
+        let daemon = format!(
+            "{}{}{}{}{}0000",
+            pkt(&format!("{a} HEAD\0{caps}\n")),
+            pkt(&format!("{a} refs/heads/main\n")),
+            pkt(&format!("{b} refs/merge-requests/1/head\n")),
+            pkt(&format!("{b} refs/tags/v1\n")),
+            pkt(&format!("{c} refs/tags/v1^{{}}\n")),
+        );
+        let want = Refs::from([
+            ("refs/heads/main".to_owned(), a.clone()),
+            ("refs/tags/v1".to_owned(), b.clone()),
+        ]);
+        assert_eq!(
+            parse_advertisement(daemon.as_bytes()),
+            Advertisement::Refs(want.clone())
+        );
+        // smart HTTP: service header and flush first
+        let http = format!("{}0000{daemon}", pkt("# service=git-upload-pack\n"));
+        assert_eq!(
+            parse_advertisement(http.as_bytes()),
+            Advertisement::Refs(want)
+        );
+        // an empty repository
+        let empty = format!(
+            "{}0000",
+            pkt(&format!("{} capabilities^{{}}\0{caps}\n", "0".repeat(40)))
+        );
+        assert_eq!(
+            parse_advertisement(empty.as_bytes()),
+            Advertisement::Refs(Refs::new())
+        );
+        assert_eq!(
+            parse_advertisement(
+                pkt("ERR access denied or repository not exported: /x\n").as_bytes()
+            ),
+            Advertisement::Refused("access denied or repository not exported: /x".into())
+        );
+        for bad in [
+            pkt("version 2\n") + &pkt("ls-refs\n") + "0000",
+            daemon[..daemon.len() - 4].to_owned(),
+            "<html>".to_owned(),
+            pkt("zz refs/heads/x\n") + "0000",
+            "0002".to_owned(),
+        ] {
+            assert!(
+                matches!(
+                    parse_advertisement(bad.as_bytes()),
+                    Advertisement::Unsupported(_)
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn git_daemon_request_is_one_pkt_line() {
+        assert_eq!(
+            git_daemon_request("/r0.git", "127.0.0.1:9418"),
+            b"0030git-upload-pack /r0.git\0host=127.0.0.1:9418\0".to_vec()
+        );
+    }
+
     use super::*;
 
     fn check(cases: &[(&str, &str)], f: impl Fn(&str) -> String) {

@@ -149,6 +149,7 @@ async fn inner() {
             (true, true) => panic!("one call to both remotes: {line}"),
         }
     }
-    // ls-remote + fetch of the source; ls-remote + push of the target; init and the rest.
-    assert!(seen[0] >= 2 && seen[1] >= 2 && seen[2] >= 1, "{seen:?}");
+    // The fetch of the source and the push to the target; init and the rest. (Over git://
+    // both ls-remote are read in-process, `mirror/advert.rs`: no child to look at.)
+    assert!(seen[0] >= 1 && seen[1] >= 1 && seen[2] >= 1, "{seen:?}");
 }

@@ -108,7 +108,7 @@ fn synced(r: &Result<Outcome, MirrorError>) -> (usize, usize) {
 
 #[tokio::test]
 async fn new_repository_is_mirrored_and_a_second_sync_does_nothing() {
-    let Some(fx) = Fx::new("new") else { return };
+    let Some(mut fx) = Fx::new("new") else { return };
     let w = fx.repo("app");
     w.commit("a", "1");
     w.run(&["branch", "dev"]);
@@ -120,7 +120,8 @@ async fn new_repository_is_mirrored_and_a_second_sync_does_nothing() {
     fx.assert_mirrored("app");
     assert!(cache_path(&fx.opts.cache_dir, "app").join("HEAD").exists());
 
-    // Nothing changed: two ls-remote, no fetch, no push, the cache untouched.
+    // Nothing changed: both advertisements read in-process (`mirror/advert.rs`), so no git
+    // process at all; no fetch, no push, the cache untouched.
     let before = fx.git_calls().len();
     let cache_objects = cache_path(&fx.opts.cache_dir, "app").join("objects");
     let mtime = std::fs::metadata(&cache_objects)
@@ -130,8 +131,7 @@ async fn new_repository_is_mirrored_and_a_second_sync_does_nothing() {
     let r = fx.sync_one("app").await;
     assert!(matches!(r, Ok(Outcome::UpToDate)), "{r:?}");
     let calls = fx.git_calls()[before..].to_vec();
-    assert_eq!(calls.len(), 2, "{calls:#?}");
-    assert!(calls.iter().all(|c| c.contains("ls-remote")), "{calls:#?}");
+    assert!(calls.is_empty(), "{calls:#?}");
     assert_eq!(
         std::fs::metadata(&cache_objects)
             .unwrap()
@@ -139,6 +139,15 @@ async fn new_repository_is_mirrored_and_a_second_sync_does_nothing() {
             .unwrap(),
         mtime
     );
+
+    // The same through `git ls-remote` (what ssh remotes use): two calls, nothing else.
+    fx.opts.native_refs = false;
+    let before = fx.git_calls().len();
+    let r = fx.sync_one("app").await;
+    assert!(matches!(r, Ok(Outcome::UpToDate)), "{r:?}");
+    let calls = fx.git_calls()[before..].to_vec();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert!(calls.iter().all(|c| c.contains("ls-remote")), "{calls:#?}");
 }
 
 /// Every path under `dir` whose mode gives group or others any access.

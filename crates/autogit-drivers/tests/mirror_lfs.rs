@@ -27,6 +27,8 @@ struct Lfs {
     objects: BTreeMap<(String, String), Vec<u8>>,
     /// (method, path) of every request.
     requests: Vec<(String, String)>,
+    /// The user agent of every request, in the same order.
+    agents: Vec<String>,
 }
 
 type Shared = Arc<Mutex<Lfs>>;
@@ -51,6 +53,12 @@ async fn handle(
     let (root, base) = {
         let mut s = st.lock().unwrap();
         s.requests.push((method.to_string(), path.clone()));
+        let agent = headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        s.agents.push(agent);
         (s.root.clone(), s.base.clone())
     };
     if let Some((repo, rest)) = path.trim_start_matches('/').split_once("/info/lfs/") {
@@ -287,4 +295,38 @@ async fn lfs_objects_are_mirrored_between_servers() {
         .await
         .unwrap();
     assert_eq!(sr, tr);
+
+    // Nothing changed: one smart-HTTP advertisement per side, read in-process
+    // (`mirror/advert.rs`: its user agent, not git's), and nothing else.
+    let seen = state.lock().unwrap().requests.len();
+    let r = sync_all(vec![job.clone()], &opts, None, |_| {})
+        .await
+        .remove(0);
+    assert!(matches!(r.result, Ok(Outcome::UpToDate)), "{:?}", r.result);
+    {
+        let s = state.lock().unwrap();
+        let mut new: Vec<(String, String)> = s.requests[seen..]
+            .iter()
+            .zip(&s.agents[seen..])
+            .map(|((m, p), a)| (format!("{m} {p}"), a.clone()))
+            .collect();
+        new.sort();
+        let paths: Vec<&str> = new.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["GET /dst/big.git/info/refs", "GET /src/big.git/info/refs"],
+            "{new:?}"
+        );
+        assert!(
+            new.iter().all(|(_, a)| a.starts_with("git/autogit-")),
+            "{new:?}"
+        );
+    }
+    // A source that is not there fails the step as git's would, without a git child.
+    let mut missing = job.clone();
+    missing.name = "missing".into();
+    missing.source = format!("{base}/src/missing.git");
+    let r = sync_all(vec![missing], &opts, None, |_| {}).await.remove(0);
+    let e = r.result.expect_err("a missing source").to_string();
+    assert!(e.contains("git ls-remote failed"), "{e}");
 }

@@ -144,6 +144,8 @@ pub struct Call<'a> {
 pub struct Git {
     pub program: PathBuf,
     askpass: Askpass,
+    /// Ref advertisements read without a process, where the transport allows.
+    pub refs: super::advert::RefReader,
 }
 
 impl Git {
@@ -152,7 +154,11 @@ impl Git {
             path: std::env::temp_dir(),
             source,
         })?;
-        Ok(Git { program, askpass })
+        Ok(Git {
+            program,
+            askpass,
+            refs: super::advert::RefReader::new(),
+        })
     }
 
     /// Runs the call; stdout on success, a scrubbed error otherwise. The child is killed when

@@ -2,15 +2,19 @@
 //! `<data_dir>/mirrors/<name>.git`, branches and tags only (never `--mirror`: GitLab refuses
 //! pushes to its hidden refs).
 //!
-//! One sync: `ls-remote` both sides; when their branches and tags agree
-//! ([`autogit_core::mirror::decide`]) nothing else runs. Otherwise a complete, atomic
+//! One sync: the ref advertisement of both sides, at once (read in-process over `git://` and
+//! smart HTTP, [`advert`]; `git ls-remote` otherwise); when their branches and tags agree
+//! ([`autogit_core::mirror::decide`]) nothing else runs: no git process at all. Otherwise a complete, atomic
 //! `fetch --prune` into the cache, LFS objects when the repository uses LFS and `git lfs` is
 //! installed, then one atomic `push --prune`. A failed or interrupted fetch therefore never
 //! reaches the target. Mirrors run in parallel up to a bound, each attempt under a timeout (the
 //! child is killed), with retries and exponential backoff, and each run is recorded in SQLite.
 //!
-//! **Invariant:** credentials only travel through `GIT_ASKPASS` ([`git`]).
+//! **Invariant:** credentials only travel through `GIT_ASKPASS` to git ([`git`]), and as the
+//! HTTP basic authentication of the in-process advertisement request ([`advert`]); never in
+//! an argv, a file, a URL or an error.
 
+pub mod advert;
 pub mod git;
 pub mod github;
 
@@ -121,6 +125,9 @@ pub struct Options {
     /// (any one of them) is refused before git runs. Either way git connects to the address
     /// resolved here, never resolving the name again.
     pub allow_private: bool,
+    /// Read ref advertisements in-process over `git://` and smart HTTP ([`advert`]); `git
+    /// ls-remote` for everything else and whenever the fast path is unsure. On by default.
+    pub native_refs: bool,
 }
 
 impl Options {
@@ -133,6 +140,7 @@ impl Options {
             backoff: Duration::from_secs(5),
             git: PathBuf::from("git"),
             allow_private: false,
+            native_refs: true,
         }
     }
 }
@@ -459,8 +467,14 @@ pub async fn sync_once_held(
     let pinned = pin_source(&job.source, opts.allow_private).await?;
     // Both sides at once: a no-change sync costs one round trip, not two.
     let (source, target) = tokio::try_join!(
-        ls_remote(git, &job.source, job.source_token.as_ref(), Some(&pinned)),
-        ls_remote(git, &job.target, job.target_token.as_ref(), None)
+        ls_remote(
+            git,
+            opts,
+            &job.source,
+            job.source_token.as_ref(),
+            Some(&pinned)
+        ),
+        ls_remote(git, opts, &job.target, job.target_token.as_ref(), None)
     )?;
     let (changed, deleted) = match decide(&source, &target) {
         Decision::UpToDate => return Ok(Outcome::UpToDate),
@@ -524,7 +538,7 @@ pub async fn sync_once_held(
     let installed = *lfs_installed
         .get_or_init(|| async { lfs_available(git).await })
         .await;
-    let lfs = installed && uses_lfs(git, &cache).await?;
+    let lfs = installed && uses_lfs(git, &cache, &source).await?;
     if lfs {
         for (step, verb, remote, url, token, pin) in [
             (
@@ -643,10 +657,25 @@ pub async fn pin_source(url: &str, allow_private: bool) -> Result<Pinned, Mirror
 
 async fn ls_remote(
     git: &Git,
+    opts: &Options,
     url: &str,
     token: Option<&SecretString>,
     pinned: Option<&Pinned>,
 ) -> Result<autogit_core::mirror::Refs, MirrorError> {
+    if opts.native_refs {
+        match git.refs.ls_remote(url, token, pinned).await {
+            advert::Answer::Refs(refs) => return Ok(refs),
+            advert::Answer::Failed(detail) => {
+                return Err(MirrorError::Git {
+                    step: "git ls-remote",
+                    remote: Some(redact_url(url)),
+                    detail: git::scrub(&detail, token),
+                });
+            }
+            // A transport or an answer that git reads better.
+            advert::Answer::Fallback(_why) => {}
+        }
+    }
     let out = git
         .run(Call {
             step: "git ls-remote",
@@ -685,26 +714,17 @@ async fn lfs_available(git: &Git) -> bool {
 }
 
 /// Whether any branch's root `.gitattributes` routes files through LFS, or `git lfs ls-files
-/// --all` lists anything.
-async fn uses_lfs(git: &Git, cache: &Path) -> Result<bool, MirrorError> {
-    let heads = git
-        .run(Call {
-            step: "git for-each-ref",
-            dir: Some(cache),
-            args: vec![
-                "for-each-ref".into(),
-                "--format=%(refname)".into(),
-                "refs/heads".into(),
-            ],
-            remote: None,
-            token: None,
-            stdin: None,
-            pin: None,
-        })
-        .await?;
-    let input: String = String::from_utf8_lossy(&heads)
-        .lines()
-        .map(|r| format!("{r}:.gitattributes\n"))
+/// --all` lists anything. The branches are the source's, as its advertisement gave them (the
+/// fetch just stored exactly those), so no process lists them again.
+async fn uses_lfs(
+    git: &Git,
+    cache: &Path,
+    source: &autogit_core::mirror::Refs,
+) -> Result<bool, MirrorError> {
+    let input: String = source
+        .iter()
+        .filter(|(name, _)| name.starts_with("refs/heads/"))
+        .map(|(_, oid)| format!("{oid}:.gitattributes\n"))
         .collect();
     let attrs = git
         .run(Call {
