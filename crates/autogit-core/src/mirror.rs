@@ -529,6 +529,61 @@ pub fn git_daemon_request(path: &str, host: &str) -> Vec<u8> {
     out
 }
 
+/// The first bytes of a Git LFS pointer file (and of the pre-1.0 "hawser" ones). A pointer is
+/// at most 1024 bytes (the LFS specification) and at least the version line plus an oid line.
+const LFS_POINTER_PREFIXES: [&[u8]; 2] = [
+    b"version https://git-lfs.github.com/spec/v1",
+    b"version https://hawser.github.com/spec/v1",
+];
+const LFS_POINTER_MAX: u64 = 1024;
+const LFS_POINTER_MIN: u64 = 100;
+
+/// From `git cat-file --batch-all-objects --batch-check='%(objecttype) %(objectsize)
+/// %(objectname)'`: the blobs small enough to be LFS pointers, to be read with
+/// [`has_lfs_pointer`]. One pass over the repository's objects, no history walk.
+pub fn lfs_pointer_candidates(batch_check: &str) -> Vec<&str> {
+    batch_check
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (kind, size, oid) = (f.next()?, f.next()?, f.next()?);
+            let size: u64 = size.parse().ok()?;
+            (kind == "blob" && (LFS_POINTER_MIN..=LFS_POINTER_MAX).contains(&size)).then_some(oid)
+        })
+        .collect()
+}
+
+/// From `git cat-file --batch` (`<oid> <type> <size>\n<content>\n` per object): whether any
+/// object is an LFS pointer.
+pub fn has_lfs_pointer(batch: &[u8]) -> bool {
+    let mut rest = batch;
+    while !rest.is_empty() {
+        let Some(nl) = rest.iter().position(|b| *b == b'\n') else {
+            return false;
+        };
+        let header = String::from_utf8_lossy(&rest[..nl]).into_owned();
+        rest = &rest[nl + 1..];
+        let mut f = header.split(' ');
+        let (Some(_), Some(kind)) = (f.next(), f.next()) else {
+            return false;
+        };
+        if kind == "missing" {
+            continue;
+        }
+        let Some(size) = f.next().and_then(|s| s.parse::<usize>().ok()) else {
+            return false;
+        };
+        let Some(content) = rest.get(..size) else {
+            return false;
+        };
+        if LFS_POINTER_PREFIXES.iter().any(|p| content.starts_with(p)) {
+            return true;
+        }
+        rest = rest.get(size + 1..).unwrap_or_default();
+    }
+    false
+}
+
 /// What a mirror needs.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
@@ -936,6 +991,30 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn lfs_pointers_are_found_among_small_blobs() {
+        let check = "commit 250 1111\nblob 130 2222\nblob 5000 3333\nblob 20 4444\ntree 90 5555\nblob 1024 6666\n";
+        assert_eq!(lfs_pointer_candidates(check), ["2222", "6666"]);
+        let pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n";
+        let text = "fn main() {}\n";
+        let batch = |items: &[(&str, &str)]| -> Vec<u8> {
+            let mut out = Vec::new();
+            for (oid, body) in items {
+                out.extend_from_slice(format!("{oid} blob {}\n{body}\n", body.len()).as_bytes());
+            }
+            out
+        };
+        assert!(has_lfs_pointer(&batch(&[("a", text), ("b", pointer)])));
+        assert!(!has_lfs_pointer(&batch(&[("a", text), ("c", text)])));
+        // A text that merely mentions the prefix later is not a pointer.
+        let mention = format!("see:\n{pointer}");
+        assert!(!has_lfs_pointer(&batch(&[("a", &mention)])));
+        assert!(has_lfs_pointer(
+            format!("x missing\nb blob {}\n{pointer}\n", pointer.len()).as_bytes()
+        ));
+        assert!(!has_lfs_pointer(b"truncated blob 999\nversion"));
     }
 
     #[test]

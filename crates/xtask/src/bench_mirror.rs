@@ -1,14 +1,11 @@
 //! `bench mirror [--repos N]`: autogit's git mirroring against plain git loops, over loopback.
 //!
 //! N generated repositories (default 200; three commits, two branches and a tag each) are served
-//! by `git daemon` (receive-pack enabled), and mirrored into empty bare repositories served by a
-//! second daemon. Measured, once each:
-//! 1. first sync: `autogit_drivers::mirror::sync_all` (parallel = CPUs, and parallel = 1)
-//!    against a sequential loop of `git clone --mirror` + `git push --mirror`;
-//! 2. no-change sync: the same call again (every mirror up to date) against a sequential loop
-//!    of `git fetch --prune` in the clones of 1.
+//! by `git daemon` (receive-pack enabled), and mirrored into empty bare repositories served by
+//! other daemons. Both sides run at the same parallelism (`--parallel`, default autogit's) and
+//! do the same work, in interleaved rounds ([`bench_mirror`]).
 //!
-//! Prints the times and the ratios autogit / baseline (below 1: autogit is faster).
+//! Prints the medians and the ratios autogit / baseline (below 1: autogit is faster).
 
 use autogit_drivers::mirror::{Job, Options, Outcome, sync_all};
 use std::io::Write as _;
@@ -121,14 +118,53 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
 
-pub fn bench_mirror(n: usize) {
+/// Runs `work(i)` for every `i < n` on `parallel` threads (an index shared by the workers),
+/// as `xargs -P` would.
+fn parallel_loop(n: usize, parallel: usize, work: impl Fn(usize) + Sync) -> Duration {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..parallel.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= n {
+                        break;
+                    }
+                    work(i);
+                }
+            });
+        }
+    });
+    t.elapsed()
+}
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Like for like: autogit and a plain git loop at the same parallelism, both contacting both
+/// sides, interleaved A B A B so drift (other load, page cache) hits both alike.
+///
+/// - first sync: autogit (`sync_all`, a fresh cache, empty targets) against `git clone
+///   --mirror` + `git push --mirror` per repository;
+/// - no-change sync: autogit again against `git fetch --prune` + `git push --mirror` in the
+///   clones (the loop has no way to know nothing changed without asking both sides).
+pub fn bench_mirror(n: usize, rounds: usize, parallel: Option<usize>) {
     let root = std::env::temp_dir().join(format!("autogit-bench-mirror-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let defaults = Options::new(root.join("unused"));
+    let parallel = parallel.unwrap_or(defaults.parallel);
     let t = Instant::now();
     for i in 0..n {
         generate(&root.join(format!("src/r{i}.git")), i);
-        for side in ["dst-a", "dst-b", "dst-loop"] {
-            empty(&root.join(format!("{side}/r{i}.git")));
+        for r in 0..rounds {
+            for side in ["dst-autogit", "dst-loop"] {
+                empty(&root.join(format!("{side}-{r}/r{i}.git")));
+            }
         }
     }
     eprintln!(
@@ -136,16 +172,20 @@ pub fn bench_mirror(n: usize) {
         t.elapsed().as_secs_f64()
     );
     let src = Daemon::start(&root.join("src"));
-    let dst_a = Daemon::start(&root.join("dst-a"));
-    let dst_b = Daemon::start(&root.join("dst-b"));
-    let dst_loop = Daemon::start(&root.join("dst-loop"));
+    let dst: Vec<(Daemon, Daemon)> = (0..rounds)
+        .map(|r| {
+            (
+                Daemon::start(&root.join(format!("dst-autogit-{r}"))),
+                Daemon::start(&root.join(format!("dst-loop-{r}"))),
+            )
+        })
+        .collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let run = |dst: &Daemon, cache: &str, parallel: usize| -> Duration {
+    let autogit = |dst: &Daemon, cache: &str| -> Duration {
         let jobs: Vec<Job> = (0..n)
             .map(|i| Job {
                 name: format!("r{i}"),
@@ -169,76 +209,87 @@ pub fn bench_mirror(n: usize) {
             .filter(|r| matches!(r.result, Ok(Outcome::UpToDate)))
             .count();
         eprintln!(
-            "  autogit parallel={parallel}: {:.2}s ({up}/{n} already up to date)",
+            "  autogit:  {:.2}s ({up}/{n} already up to date)",
             d.as_secs_f64()
         );
         d
     };
+    let clone_push = |dst: &Daemon, clones: &Path| -> Duration {
+        std::fs::create_dir_all(clones).unwrap();
+        let d = parallel_loop(n, parallel, |i| {
+            let c = clones.join(format!("r{i}.git"));
+            git(
+                clones,
+                &[
+                    "clone",
+                    "--mirror",
+                    "--quiet",
+                    &src.url(&format!("r{i}.git")),
+                    c.to_str().unwrap(),
+                ],
+            );
+            git(
+                &c,
+                &[
+                    "push",
+                    "--mirror",
+                    "--quiet",
+                    &dst.url(&format!("r{i}.git")),
+                ],
+            );
+        });
+        eprintln!("  git loop: {:.2}s", d.as_secs_f64());
+        d
+    };
+    let fetch_push = |dst: &Daemon, clones: &Path| -> Duration {
+        let d = parallel_loop(n, parallel, |i| {
+            let c = clones.join(format!("r{i}.git"));
+            git(&c, &["fetch", "--prune", "--quiet", "origin"]);
+            git(
+                &c,
+                &[
+                    "push",
+                    "--mirror",
+                    "--quiet",
+                    &dst.url(&format!("r{i}.git")),
+                ],
+            );
+        });
+        eprintln!("  git loop: {:.2}s", d.as_secs_f64());
+        d
+    };
 
-    println!("== first sync of {n} repositories");
-    let first_par = run(&dst_a, "cache-a", cpus);
-    let first_seq = run(&dst_b, "cache-b", 1);
-    let clones = root.join("clones");
-    std::fs::create_dir_all(&clones).unwrap();
-    let t = Instant::now();
-    for i in 0..n {
-        let c = clones.join(format!("r{i}.git"));
-        git(
-            &clones,
-            &[
-                "clone",
-                "--mirror",
-                "--quiet",
-                &src.url(&format!("r{i}.git")),
-                c.to_str().unwrap(),
-            ],
-        );
-        git(
-            &c,
-            &[
-                "push",
-                "--mirror",
-                "--quiet",
-                &dst_loop.url(&format!("r{i}.git")),
-            ],
-        );
+    let (mut first_a, mut first_b, mut none_a, mut none_b) = (vec![], vec![], vec![], vec![]);
+    for (r, (dst_a, dst_b)) in dst.iter().enumerate() {
+        let clones = root.join(format!("clones-{r}"));
+        eprintln!("round {r}: first sync");
+        first_a.push(autogit(dst_a, &format!("cache-{r}")));
+        first_b.push(clone_push(dst_b, &clones));
+        eprintln!("round {r}: no-change sync");
+        none_a.push(autogit(dst_a, &format!("cache-{r}")));
+        none_b.push(fetch_push(dst_b, &clones));
     }
-    let first_loop = t.elapsed();
-    eprintln!(
-        "  git clone --mirror + push --mirror loop: {:.2}s",
-        first_loop.as_secs_f64()
-    );
-
-    println!("== no-change sync of {n} repositories");
-    let none_par = run(&dst_a, "cache-a", cpus);
-    let none_seq = run(&dst_b, "cache-b", 1);
-    let t = Instant::now();
-    for i in 0..n {
-        git(
-            &clones.join(format!("r{i}.git")),
-            &["fetch", "--prune", "--quiet", "origin"],
-        );
-    }
-    let none_loop = t.elapsed();
-    eprintln!("  git fetch --prune loop: {:.2}s", none_loop.as_secs_f64());
-
-    println!("repositories: {n}, CPUs: {cpus}");
-    println!(
-        "first sync:     autogit {:.2}s (parallel {cpus}), {:.2}s (parallel 1); clone --mirror + push loop {:.2}s; ratio {:.2} / {:.2}",
-        first_par.as_secs_f64(),
-        first_seq.as_secs_f64(),
-        first_loop.as_secs_f64(),
-        ratio(first_par, first_loop),
-        ratio(first_seq, first_loop)
+    let (fa, fb, na, nb) = (
+        median(&first_a),
+        median(&first_b),
+        median(&none_a),
+        median(&none_b),
     );
     println!(
-        "no-change sync: autogit {:.2}s (parallel {cpus}), {:.2}s (parallel 1); fetch loop {:.2}s; ratio {:.2} / {:.2}",
-        none_par.as_secs_f64(),
-        none_seq.as_secs_f64(),
-        none_loop.as_secs_f64(),
-        ratio(none_par, none_loop),
-        ratio(none_seq, none_loop)
+        "repositories: {n}, parallel: {parallel} (both sides), CPUs: {cpus}, rounds: {rounds} (A B A B)"
     );
-    drop((src, dst_a, dst_b, dst_loop));
+    println!(
+        "first sync:     autogit {:.2}s; clone --mirror + push --mirror loop {:.2}s; ratio {:.2}",
+        fa.as_secs_f64(),
+        fb.as_secs_f64(),
+        ratio(fa, fb)
+    );
+    println!(
+        "no-change sync: autogit {:.2}s; fetch --prune + push --mirror loop {:.2}s; ratio {:.2}",
+        na.as_secs_f64(),
+        nb.as_secs_f64(),
+        ratio(na, nb)
+    );
+    drop((src, dst));
     let _ = std::fs::remove_dir_all(&root);
 }

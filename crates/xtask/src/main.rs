@@ -1,5 +1,5 @@
 //! `cargo run -p xtask --release -- bench heal [--runs N]`
-//! `cargo run -p xtask --release -- bench mirror [--repos N]` (see `bench_mirror.rs`)
+//! `cargo run -p xtask --release -- bench mirror [--repos N] [--parallel N] [--runs N]` (see `bench_mirror.rs`)
 //! `cargo run -p xtask --release -- bench scheduler [--jobs N] [--hosts N]` (see `scheduler.rs`)
 //! `cargo run -p xtask --release -- bench api [--secs N] [--connections N] [--autogit PATH]`
 //! (see `bench_api.rs`)
@@ -7,7 +7,8 @@
 //!
 //! Measures, on the real Docker engine, in one run:
 //! 1. SIGKILL of a container's process → its health endpoint answers again: `autogit daemon` (restart
-//!    policy "no") against Docker's own `restart: always`.
+//!    policy "no") against Docker's own `restart: always` on a container with the same spec
+//!    (limits, ports, network, volumes, health check), killed in turn.
 //! 2. A container turning unhealthy → healthy again: `autogit daemon` against an
 //!    autoheal-style loop that polls `docker inspect` every 5 s and restarts unhealthy
 //!    containers (what willfarrell/autoheal does by default).
@@ -45,7 +46,18 @@ fn main() {
                 .and_then(|i| args.get(i + 1))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(200usize);
-            bench_mirror::bench_mirror(repos);
+            let parallel = args
+                .iter()
+                .position(|a| a == "--parallel")
+                .and_then(|i| args.get(i + 1))
+                .and_then(|v| v.parse().ok());
+            // Interleaved rounds: --runs (default 2 here).
+            let rounds = if args.iter().any(|a| a == "--runs") {
+                runs
+            } else {
+                2
+            };
+            bench_mirror::bench_mirror(repos, rounds.max(1), parallel);
         }
         Some(("bench", "scheduler")) => {
             let num = |flag: &str, default: usize| {
@@ -83,7 +95,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N]"
+                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] [--parallel N] [--runs N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N]"
             );
             std::process::exit(2);
         }
@@ -175,7 +187,19 @@ impl Autogit {
             bin,
             daemon: None,
         };
-        let st = a.cmd(&["install", "--wait", "60s", "-q"]).status().unwrap();
+        // No GitLab API to bootstrap (a stand-in image), and never a systemd unit (as root,
+        // `install` would write /etc/systemd/system/autogit.service).
+        let st = a
+            .cmd(&[
+                "install",
+                "--wait",
+                "60s",
+                "--no-bootstrap",
+                "--no-service",
+                "-q",
+            ])
+            .status()
+            .unwrap();
         assert!(st.success(), "autogit install");
         a.daemon = Some(
             a.cmd(&["daemon", "-q"])
@@ -212,31 +236,124 @@ impl Drop for Autogit {
     }
 }
 
+/// A container set up as autogit sets up its GitLab (the bench's config): CPU and memory
+/// limits, three published ports, a network of its own and three named volumes, the same
+/// health check; only the restart policy differs. Like for like with autogit's container.
 fn run_plain(name: &str, image: &str, port: u16, restart: &str) {
     quiet("docker", &["rm", "-f", name]);
-    sh(
-        "docker",
-        &[
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--restart",
-            restart,
-            "-p",
-            &format!("127.0.0.1:{port}:80"),
-            "--health-cmd",
-            "/opt/gitlab/bin/gitlab-healthcheck",
-            "--health-interval",
-            "1s",
-            "--health-retries",
-            "1",
-            "--health-timeout",
-            "1s",
-            image,
-        ],
-    );
+    quiet("docker", &["network", "rm", name]);
+    sh("docker", &["network", "create", name]);
+    let ports = [
+        format!("127.0.0.1:{port}:80"),
+        format!("127.0.0.1:{}:443", port + 1),
+        format!("127.0.0.1:{}:22", port + 2),
+    ];
+    let volumes = [
+        format!("{name}-config:/etc/gitlab"),
+        format!("{name}-logs:/var/log/gitlab"),
+        format!("{name}-data:/var/opt/gitlab"),
+    ];
+    let mut args = vec![
+        "run",
+        "-d",
+        "--name",
+        name,
+        "--restart",
+        restart,
+        "--network",
+        name,
+        "--cpus",
+        "0.5",
+        "--memory",
+        "64m",
+    ];
+    for p in &ports {
+        args.extend(["-p", p.as_str()]);
+    }
+    for v in &volumes {
+        args.extend(["-v", v.as_str()]);
+    }
+    args.extend([
+        "--health-cmd",
+        "/opt/gitlab/bin/gitlab-healthcheck",
+        "--health-interval",
+        "1s",
+        "--health-retries",
+        "1",
+        "--health-timeout",
+        "1s",
+        "--health-start-period",
+        "5s",
+        image,
+    ]);
+    sh("docker", &args);
     wait_healthy(port, Duration::from_secs(30));
+}
+
+fn remove_plain(name: &str) {
+    quiet("docker", &["rm", "-f", "-v", name]);
+    quiet("docker", &["network", "rm", name]);
+    for v in ["config", "logs", "data"] {
+        quiet("docker", &["volume", "rm", &format!("{name}-{v}")]);
+    }
+}
+
+/// When the engine reported `container` unhealthy: `docker events` read in a thread, each
+/// `health_status: unhealthy` of the container stamped on arrival.
+struct HealthEvents {
+    child: Child,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<Instant>>>,
+}
+
+impl HealthEvents {
+    fn watch(container: &str) -> HealthEvents {
+        use std::io::BufRead as _;
+        let mut child = Command::new("docker")
+            .args([
+                "events",
+                "--filter",
+                &format!("container={container}"),
+                "--filter",
+                "event=health_status",
+                "--format",
+                "{{.Status}}",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker events");
+        let out = child.stdout.take().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let s2 = seen.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("unhealthy") {
+                    s2.lock().unwrap().push(Instant::now());
+                }
+            }
+        });
+        // `docker events` subscribes asynchronously: give it a moment.
+        std::thread::sleep(Duration::from_millis(300));
+        HealthEvents { child, seen }
+    }
+
+    /// The first unhealthy report after `t`.
+    fn detected_after(&self, t: Instant) -> Option<Duration> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|at| **at >= t)
+            .map(|at| at.duration_since(t))
+    }
+}
+
+impl Drop for HealthEvents {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn bench_heal(runs: usize) {
@@ -256,88 +373,92 @@ fn bench_heal(runs: usize) {
     // Docker's restart policy backs off when a container ran less than 10 s; space the kills.
     let spacing = Duration::from_secs(11);
 
-    println!("== SIGKILL -> health endpoint answers again ({runs} runs)");
-    let mut ours = Vec::new();
+    // Both run at once and are killed in turn (A B A B), so drift hits both alike.
+    println!("== SIGKILL -> health endpoint answers again ({runs} runs, interleaved)");
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     {
         let a = Autogit::start("kill", "0.2.0", 33080);
-        let name = "bench-kill-gitlab";
+        run_plain("bench-docker-always", &image, 33180, "always");
         for i in 0..runs {
             std::thread::sleep(spacing);
             let t = Instant::now();
-            crash(name);
+            crash("bench-kill-gitlab");
             let _ = wait_healthy(33080, Duration::from_secs(60));
             ours.push(t.elapsed());
-            println!("  autogit daemon     run {i}: {:?}", t.elapsed());
+            let t = Instant::now();
+            crash("bench-docker-always");
+            let _ = wait_healthy(33180, Duration::from_secs(60));
+            theirs.push(t.elapsed());
+            println!(
+                "  run {i}: autogit daemon {:?}, restart: always {:?}",
+                ours[i], theirs[i]
+            );
         }
         drop(a);
+        remove_plain("bench-docker-always");
     }
-    let mut theirs = Vec::new();
-    run_plain("bench-docker-always", &image, 33180, "always");
-    for i in 0..runs {
-        std::thread::sleep(spacing);
-        let t = Instant::now();
-        crash("bench-docker-always");
-        let _ = wait_healthy(33180, Duration::from_secs(60));
-        theirs.push(t.elapsed());
-        println!("  restart: always    run {i}: {:?}", t.elapsed());
-    }
-    quiet("docker", &["rm", "-f", "bench-docker-always"]);
     let (m1, m2) = (median(&mut ours), median(&mut theirs));
     println!(
-        "  median: autogit {m1:?}, docker restart=always {m2:?}, ratio autogit/docker = {:.2}",
+        "  median: autogit {m1:?}, docker restart=always on the same container spec {m2:?}, ratio autogit/docker = {:.2}",
         m1.as_secs_f64() / m2.as_secs_f64()
     );
 
-    println!("== unhealthy -> healthy again ({runs} runs)");
-    let mut ours = Vec::new();
+    println!("== unhealthy -> healthy again ({runs} runs, interleaved)");
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours_detect, mut theirs_detect) = (Vec::new(), Vec::new());
     {
         let a = Autogit::start("sick", "0.2.1", 33280);
-        let name = "bench-sick-gitlab";
+        run_plain("bench-autoheal", &bg, 33380, "no");
+        let ev_a = HealthEvents::watch("bench-sick-gitlab");
+        let ev_b = HealthEvents::watch("bench-autoheal");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s2 = stop.clone();
+        // The autoheal loop: every 5 s, restart containers whose health is `unhealthy`.
+        let healer = std::thread::spawn(move || {
+            while !s2.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = Command::new("docker")
+                    .args([
+                        "inspect",
+                        "-f",
+                        "{{.State.Health.Status}}",
+                        "bench-autoheal",
+                    ])
+                    .output();
+                if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "unhealthy") {
+                    quiet("docker", &["restart", "-t", "10", "bench-autoheal"]);
+                }
+                std::thread::sleep(Duration::from_secs(5));
+            }
+        });
         for i in 0..runs {
             std::thread::sleep(Duration::from_secs(2));
             let t = Instant::now();
-            sh("docker", &["exec", name, "killall", "httpd"]);
+            sh("docker", &["exec", "bench-sick-gitlab", "killall", "httpd"]);
             let _ = wait_healthy(33280, Duration::from_secs(120));
             ours.push(t.elapsed());
-            println!("  autogit daemon     run {i}: {:?}", t.elapsed());
+            ours_detect.push(ev_a.detected_after(t).unwrap_or_default());
+            std::thread::sleep(Duration::from_secs(2));
+            let t = Instant::now();
+            sh("docker", &["exec", "bench-autoheal", "killall", "httpd"]);
+            let _ = wait_healthy(33380, Duration::from_secs(120));
+            theirs.push(t.elapsed());
+            theirs_detect.push(ev_b.detected_after(t).unwrap_or_default());
+            println!(
+                "  run {i}: autogit daemon {:?} (engine saw it unhealthy after {:?}), autoheal 5s loop {:?} (after {:?})",
+                ours[i], ours_detect[i], theirs[i], theirs_detect[i]
+            );
         }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = healer.join();
         drop(a);
+        remove_plain("bench-autoheal");
     }
-    let mut theirs = Vec::new();
-    run_plain("bench-autoheal", &bg, 33380, "no");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let s2 = stop.clone();
-    // The autoheal loop: every 5 s, restart containers whose health is `unhealthy`.
-    let healer = std::thread::spawn(move || {
-        while !s2.load(std::sync::atomic::Ordering::SeqCst) {
-            let out = Command::new("docker")
-                .args([
-                    "inspect",
-                    "-f",
-                    "{{.State.Health.Status}}",
-                    "bench-autoheal",
-                ])
-                .output();
-            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "unhealthy") {
-                quiet("docker", &["restart", "-t", "10", "bench-autoheal"]);
-            }
-            std::thread::sleep(Duration::from_secs(5));
-        }
-    });
-    for i in 0..runs {
-        std::thread::sleep(Duration::from_secs(2));
-        let t = Instant::now();
-        sh("docker", &["exec", "bench-autoheal", "killall", "httpd"]);
-        let _ = wait_healthy(33380, Duration::from_secs(120));
-        theirs.push(t.elapsed());
-        println!("  autoheal 5s loop   run {i}: {:?}", t.elapsed());
-    }
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let _ = healer.join();
-    quiet("docker", &["rm", "-f", "bench-autoheal"]);
     let (m1, m2) = (median(&mut ours), median(&mut theirs));
+    let (d1, d2) = (median(&mut ours_detect), median(&mut theirs_detect));
     println!(
-        "  median: autogit {m1:?}, autoheal-style 5s loop {m2:?}, ratio autogit/autoheal = {:.2}",
+        "  median: autogit {m1:?} (detection {d1:?}, repair {:?}), autoheal-style 5s loop {m2:?} (detection {d2:?}, repair {:?}), ratio autogit/autoheal = {:.2}",
+        m1.saturating_sub(d1),
+        m2.saturating_sub(d2),
         m1.as_secs_f64() / m2.as_secs_f64()
     );
     let _ = Path::new(".");

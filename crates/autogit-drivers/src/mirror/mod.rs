@@ -535,10 +535,10 @@ pub async fn sync_once_held(
         pin: Some(&pinned),
     })
     .await?;
-    let installed = *lfs_installed
-        .get_or_init(|| async { lfs_available(git).await })
-        .await;
-    let lfs = installed && uses_lfs(git, &cache, &source).await?;
+    let lfs = uses_lfs(git, &cache).await?
+        && *lfs_installed
+            .get_or_init(|| async { lfs_available(git).await })
+            .await;
     if lfs {
         for (step, verb, remote, url, token, pin) in [
             (
@@ -713,20 +713,36 @@ async fn lfs_available(git: &Git) -> bool {
     .is_ok()
 }
 
-/// Whether any branch's root `.gitattributes` routes files through LFS, or `git lfs ls-files
-/// --all` lists anything. The branches are the source's, as its advertisement gave them (the
-/// fetch just stored exactly those), so no process lists them again.
-async fn uses_lfs(
-    git: &Git,
-    cache: &Path,
-    source: &autogit_core::mirror::Refs,
-) -> Result<bool, MirrorError> {
-    let input: String = source
-        .iter()
-        .filter(|(name, _)| name.starts_with("refs/heads/"))
-        .map(|(_, oid)| format!("{oid}:.gitattributes\n"))
-        .collect();
-    let attrs = git
+/// Whether the cache holds any LFS pointer, in history or at a head: the blobs small enough
+/// to be pointers ([`autogit_core::mirror::lfs_pointer_candidates`]), then their first bytes.
+/// Two `git cat-file` (one pass over the objects each, no history walk), where `git lfs
+/// ls-files --all` walked the history with several processes. A `.gitattributes` that tracks
+/// files with LFS but no pointer means there is nothing to move.
+async fn uses_lfs(git: &Git, cache: &Path) -> Result<bool, MirrorError> {
+    let listed = git
+        .run(Call {
+            step: "git cat-file",
+            dir: Some(cache),
+            args: vec![
+                "cat-file".into(),
+                "--batch-all-objects".into(),
+                "--unordered".into(),
+                "--batch-check=%(objecttype) %(objectsize) %(objectname)".into(),
+            ],
+            remote: None,
+            token: None,
+            stdin: None,
+            pin: None,
+        })
+        .await?;
+    let listed = String::from_utf8_lossy(&listed);
+    let candidates = autogit_core::mirror::lfs_pointer_candidates(&listed);
+    if candidates.is_empty() {
+        return Ok(false);
+    }
+    let mut input = candidates.join("\n");
+    input.push('\n');
+    let blobs = git
         .run(Call {
             step: "git cat-file",
             dir: Some(cache),
@@ -737,19 +753,5 @@ async fn uses_lfs(
             pin: None,
         })
         .await?;
-    if String::from_utf8_lossy(&attrs).contains("filter=lfs") {
-        return Ok(true);
-    }
-    let files = git
-        .run(Call {
-            step: "git lfs ls-files",
-            dir: Some(cache),
-            args: vec!["lfs".into(), "ls-files".into(), "--all".into()],
-            remote: None,
-            token: None,
-            stdin: None,
-            pin: None,
-        })
-        .await?;
-    Ok(!files.iter().all(u8::is_ascii_whitespace))
+    Ok(autogit_core::mirror::has_lfs_pointer(&blobs))
 }
