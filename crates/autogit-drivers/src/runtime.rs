@@ -56,6 +56,9 @@ pub struct PassReport {
     pub requeue_at: Option<u64>,
 }
 
+/// How long the reconcile loop waits after an engine event for the rest of its burst.
+pub const EVENT_SETTLE: Duration = Duration::from_millis(10);
+
 pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -573,8 +576,10 @@ impl<E: ContainerEngine> Runtime<E> {
                     }
                     ev = rx.recv(), if rx_open => match ev {
                         Some(ev) if matches!(ev.action.as_str(), "die" | "oom" | "destroy") || ev.action.starts_with("health_status") => {
-                            // Let a burst of events (kill, die, stop) settle into one pass.
-                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            // Let a burst of events (die, then health_status) settle into one
+                            // pass; short, as this is the repair's hot path (a later event only
+                            // costs one more, idempotent pass).
+                            tokio::time::sleep(EVENT_SETTLE).await;
                             while rx.try_recv().is_ok() {}
                             break;
                         }
