@@ -1,0 +1,182 @@
+//! The extension host against real processes (python3 scripts written by the test, speaking
+//! the protocol directly, without the SDK): the handshake, the environment and secrets an
+//! extension gets (only what it declared), ids, and a refused manifest.
+
+use autogit_core::extension::ProviderType;
+use autogit_drivers::extension::{ExtensionError, Found, Grant, Limits, handshake, start};
+use serde_json::{Value, json};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+/// A python3 extension named `name` whose handshake answers `manifest` and whose `health`
+/// reports its environment and what `initialize` gave it (names of secrets, not values).
+fn write_ext(dir: &Path, name: &str, manifest: &Value) -> Found {
+    let script = format!(
+        r#"#!/usr/bin/python3
+import json, os, sys
+MANIFEST = json.loads({manifest:?})
+got = {{}}
+for line in sys.stdin:
+    msg = json.loads(line)
+    m, p = msg["method"], msg.get("params") or {{}}
+    if m == "handshake":
+        r = MANIFEST
+    elif m == "initialize":
+        got = p
+        r = {{}}
+    elif m == "health":
+        r = {{"status": "ok", "env": sorted(os.environ), "config": got.get("config"),
+              "secrets": got.get("secrets"), "context": got.get("context")}}
+    else:
+        r = {{}}
+    print(json.dumps({{"jsonrpc": "2.0", "id": msg["id"], "result": r}}), flush=True)
+    if m == "shutdown":
+        break
+"#,
+        manifest = manifest.to_string()
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Found {
+        name: name.to_owned(),
+        path,
+    }
+}
+
+fn python_or_skip() -> bool {
+    let ok = Path::new("/usr/bin/python3").exists();
+    if !ok {
+        assert!(
+            std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
+            "/usr/bin/python3 is required"
+        );
+        eprintln!("skipping: no /usr/bin/python3");
+    }
+    ok
+}
+
+fn manifest(name: &str) -> Value {
+    json!({
+        "name": name, "version": "0.1.0", "protocol_version": 1,
+        "providers": [{"type": "dns", "config": [
+            {"key": "MEM_ZONE_NOTE", "required": true},
+            {"key": "MEM_PORT", "type": "integer"},
+            {"key": "MEM_API_TOKEN", "secret": true, "required": true}
+        ]}],
+        "secrets": ["MEM_API_TOKEN"],
+        "env": ["LANG"]
+    })
+}
+
+fn grant() -> Grant<'static> {
+    Grant {
+        env: Box::new(|k| match k {
+            "LANG" => Some("C.UTF-8".to_owned()),
+            "HOME" => Some("/root".to_owned()),
+            "CLOUDFLARE_API_TOKEN" => Some("cf-token-value".to_owned()),
+            _ => None,
+        }),
+        setting: Box::new(|k| match k {
+            "MEM_ZONE_NOTE" => Some("hello".to_owned()),
+            "MEM_PORT" => Some("5353".to_owned()),
+            "RFC2136_TSIG_SECRET" => Some("tsig-value".to_owned()),
+            _ => None,
+        }),
+        secret: Box::new(|k| {
+            Ok(match k {
+                "MEM_API_TOKEN" => Some("mem-token-value".to_owned()),
+                "RFC2136_TSIG_SECRET" => Some("tsig-value".to_owned()),
+                _ => None,
+            })
+        }),
+    }
+}
+
+#[tokio::test]
+async fn an_extension_gets_exactly_the_environment_settings_and_secrets_it_declared() {
+    if !python_or_skip() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let found = write_ext(d.path(), "mem", &manifest("mem"));
+    let limits = Limits::new(Duration::from_secs(20));
+    let m = handshake(&found, limits).await.unwrap();
+    assert_eq!((m.name.as_str(), m.version.as_str()), ("mem", "0.1.0"));
+
+    let started = start(
+        &found,
+        ProviderType::Dns,
+        &grant(),
+        json!({"zone": "example.test", "ttl": 300}),
+        limits,
+    )
+    .await
+    .unwrap();
+    let mut p = started.process;
+    let h = p.call("health", json!({})).await.unwrap();
+    // Only the declared variable; not HOME, not another provider's token. (Python may add
+    // LC_CTYPE when it coerces a C locale; LANG=C.UTF-8 keeps it from doing so.)
+    assert_eq!(h["env"], json!(["LANG"]), "{h}");
+    assert_eq!(
+        h["config"],
+        json!({"MEM_ZONE_NOTE": "hello", "MEM_PORT": 5353})
+    );
+    assert_eq!(h["secrets"], json!({"MEM_API_TOKEN": "mem-token-value"}));
+    assert_eq!(h["context"]["zone"], "example.test");
+    // Ids keep counting; the process answers each in turn.
+    assert_eq!(p.call("anything", json!({})).await.unwrap(), json!({}));
+    p.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_setting_and_a_refused_manifest_name_the_extension() {
+    if !python_or_skip() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let limits = Limits::new(Duration::from_secs(20));
+    let mut m = manifest("needy");
+    m["providers"][0]["config"][0]["key"] = json!("NEEDY_UNSET");
+    let found = write_ext(d.path(), "needy", &m);
+    let e = start(&found, ProviderType::Dns, &grant(), json!({}), limits)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, ExtensionError::Config { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "extension `needy`: it needs NEEDY_UNSET in .env or the environment"
+    );
+
+    // It asks for RFC2136_TSIG_SECRET as a plain setting: refused at the handshake, before
+    // any value is looked up.
+    let mut m = manifest("greedy");
+    m["providers"][0]["config"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"key": "RFC2136_TSIG_SECRET"}));
+    let found = write_ext(d.path(), "greedy", &m);
+    let e = handshake(&found, limits).await.unwrap_err();
+    assert!(
+        e.to_string().starts_with("extension `greedy` is refused: its dns setting `RFC2136_TSIG_SECRET` holds a secret but is not declared as one"),
+        "{e}"
+    );
+
+    // Found under another name than its handshake says.
+    let found = write_ext(d.path(), "alias", &manifest("mem"));
+    let e = handshake(&found, limits).await.unwrap_err();
+    assert!(e.to_string().contains("found as `alias`"), "{e}");
+
+    // It does not provide the type asked for.
+    let mut m = manifest("notdns");
+    m["providers"][0]["type"] = json!("notify");
+    let found = write_ext(d.path(), "notdns", &m);
+    let e = start(&found, ProviderType::Dns, &grant(), json!({}), limits)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "extension `notdns`: it provides `notify` but not `dns`"
+    );
+}
