@@ -39,6 +39,8 @@ const STDERR_LINE: usize = 4096;
 pub struct Process {
     name: String,
     child: Child,
+    /// Its process group (its pid), kept: `Child::id` is gone once it has been reaped.
+    group: Option<rustix::process::Pid>,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
     next_id: u64,
@@ -120,6 +122,9 @@ impl Process {
             path: found.path.clone(),
             source,
         })?;
+        let group = child
+            .id()
+            .and_then(|p| rustix::process::Pid::from_raw(p as i32));
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -133,6 +138,7 @@ impl Process {
         Ok(Self {
             name: found.name.clone(),
             child,
+            group,
             stdin,
             stdout,
             next_id: 0,
@@ -158,19 +164,40 @@ impl Process {
         let id = self.next_id;
         let request = proto::request(id, method, params);
         let limits = self.limits;
+        let (stdin, stdout, child) = (&mut self.stdin, &mut self.stdout, &mut self.child);
+        let too_long = || {
+            Err(Some(ExtensionError::Oversized {
+                name: self.name.clone(),
+                method: method.to_owned(),
+                limit: limits.max_message,
+            }))
+        };
         let exchange = async {
-            let stdin = self.stdin.as_mut().expect("stdin is open while alive");
+            let stdin = stdin.as_mut().expect("stdin is open while alive");
             if stdin.write_all(&request).await.is_err() || stdin.flush().await.is_err() {
                 return Err(None);
             }
-            match read_line(&mut self.stdout, limits.max_message).await {
+            // Its exit ends the wait even when something it started still holds its stdout
+            // open (so no end of output comes); an answer already written is still taken.
+            let read = tokio::select! {
+                biased;
+                r = read_line(stdout, limits.max_message) => r,
+                _ = child.wait() => {
+                    match tokio::time::timeout(
+                        Duration::from_millis(100),
+                        read_line(stdout, limits.max_message),
+                    )
+                    .await
+                    {
+                        Ok(r) => r,
+                        Err(_) => return Err(None),
+                    }
+                }
+            };
+            match read {
                 Ok(Line::Full(l)) => Ok(l),
                 Ok(Line::Eof) | Err(_) => Err(None),
-                Ok(Line::TooLong) => Err(Some(ExtensionError::Oversized {
-                    name: self.name.clone(),
-                    method: method.to_owned(),
-                    limit: limits.max_message,
-                })),
+                Ok(Line::TooLong) => too_long(),
             }
         };
         let outcome = tokio::time::timeout(limits.call_timeout, exchange).await;
@@ -243,16 +270,14 @@ impl Process {
         self.kill();
     }
 
-    /// Kills its whole process group (what it started too).
+    /// Kills its whole process group (what it started too). The group's id is the child's
+    /// pid, which the kernel does not hand out again while any member of the group lives; once
+    /// none does, the signal finds no one.
     fn kill(&mut self) {
         self.dead = true;
         self.stdin = None;
-        if let Some(pid) = self
-            .child
-            .id()
-            .and_then(|p| rustix::process::Pid::from_raw(p as i32))
-        {
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+        if let Some(group) = self.group {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
         let _ = self.child.start_kill();
     }
@@ -260,9 +285,7 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() || !self.dead {
-            self.kill();
-        }
+        self.kill();
     }
 }
 

@@ -69,6 +69,14 @@ pub fn discover(dir: &Path) -> Result<(Vec<Found>, Vec<Skipped>), ExtensionError
         }
         // Follows a symbolic link: an extension may be installed as a link to its file.
         match std::fs::metadata(&path) {
+            // Another user who can rewrite it would run as autogit and get its secrets.
+            Ok(m) if m.is_file() && m.permissions().mode() & 0o022 != 0 => skipped.push((
+                path,
+                format!(
+                    "writable by other users (mode {:o}): chmod go-w it",
+                    m.permissions().mode() & 0o777
+                ),
+            )),
             Ok(m) if m.is_file() && m.permissions().mode() & 0o111 != 0 => {
                 found.push(Found { name, path })
             }
@@ -184,6 +192,7 @@ mod tests {
         mk("zeta", 0o755);
         mk("alpha", 0o700);
         mk("readme", 0o644);
+        mk("shared", 0o775);
         mk("Bad_Name", 0o755);
         mk(".hidden", 0o755);
         fs::create_dir(d.path().join("dir")).unwrap();
@@ -196,10 +205,14 @@ mod tests {
             .map(|(p, w)| format!("{}: {w}", p.file_name().unwrap().to_str().unwrap()))
             .collect();
         why.sort();
-        assert_eq!(why.len(), 3, "{why:?}");
+        assert_eq!(why.len(), 4, "{why:?}");
         assert!(why[0].starts_with("Bad_Name: `Bad_Name` is not an extension name"));
         assert_eq!(why[1], "dir: not a file");
         assert_eq!(why[2], "readme: not executable");
+        assert_eq!(
+            why[3],
+            "shared: writable by other users (mode 775): chmod go-w it"
+        );
         assert_eq!(
             discover(&d.path().join("missing")).unwrap().0,
             Vec::<Found>::new()
