@@ -93,6 +93,16 @@ impl DnsFactory for Extension {
     }
 }
 
+/// What `extension check` found.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub manifest: Manifest,
+    /// In EXTENSIONS_ENABLED: only then was it initialized and asked `health`.
+    pub enabled: bool,
+    /// Each provider type's `health` answer.
+    pub health: Vec<(ProviderType, serde_json::Value)>,
+}
+
 /// The providers by type and name.
 pub struct Registry {
     dir: PathBuf,
@@ -282,18 +292,20 @@ impl Registry {
         start_order(&deps)
     }
 
-    /// `extension check`: the handshake, then, for each provider type autogit can use from
-    /// an extension, `initialize` with the settings and `health`, then `shutdown`. Returns
-    /// the manifest and each type's health answer.
-    pub async fn check(
-        &self,
-        name: &str,
-        settings: &Settings,
-    ) -> Result<(Manifest, Vec<(ProviderType, serde_json::Value)>), ExtensionError> {
+    /// `extension check`: the handshake, then, if it is enabled, for each provider type
+    /// autogit can use from an extension, `initialize` with the settings and `health`, then
+    /// `shutdown`. An extension that is not enabled is given no setting or secret: only its
+    /// handshake runs.
+    pub async fn check(&self, name: &str, settings: &Settings) -> Result<Checked, ExtensionError> {
         let found = self.find(name)?.clone();
         let manifest = ext::handshake(&found, self.limits).await?;
+        let enabled = self.enabled.iter().any(|n| n == name);
         let mut health = Vec::new();
-        for decl in manifest.providers.iter().filter(|p| p.kind.supported()) {
+        let usable = manifest
+            .providers
+            .iter()
+            .filter(|p| enabled && p.kind.supported());
+        for decl in usable {
             let zone = autogit_drivers::dns::zone_of(&settings.platform).unwrap_or_default();
             let context = match decl.kind {
                 ProviderType::Dns => {
@@ -308,6 +320,10 @@ impl Registry {
             process.shutdown().await;
             health.push((decl.kind, answer?));
         }
-        Ok((manifest, health))
+        Ok(Checked {
+            manifest,
+            enabled,
+            health,
+        })
     }
 }

@@ -492,8 +492,9 @@ pub enum ExtensionCommand {
         /// The extension's name (its file name in the extensions directory)
         name: String,
     },
-    /// Start the extension with its settings: handshake, `initialize` and `health` for each
-    /// provider type autogit can use, then `shutdown`. Exit 0 when every answer is healthy
+    /// Start the extension: its handshake; when it is in EXTENSIONS_ENABLED, `initialize` with
+    /// its settings and `health` for each provider type autogit can use; then `shutdown`. Exit
+    /// 0 when every answer is healthy
     Check {
         /// The extension's name (its file name in the extensions directory)
         name: String,

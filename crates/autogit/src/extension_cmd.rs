@@ -179,7 +179,8 @@ async fn info(ui: &Ui, registry: &Registry, name: &str) -> u8 {
 
 async fn check(ui: &Ui, registry: &Registry, loaded: &Loaded, name: &str) -> u8 {
     match registry.check(name, &loaded.settings).await {
-        Ok((m, health)) => {
+        Ok(checked) => {
+            let (m, health) = (&checked.manifest, &checked.health);
             let healthy = health
                 .iter()
                 .all(|(_, h)| h.get("status").and_then(|s| s.as_str()) == Some("ok"));
@@ -189,16 +190,22 @@ async fn check(ui: &Ui, registry: &Registry, loaded: &Loaded, name: &str) -> u8 
                     .map(|(k, v)| json!({"provider": k, "health": v}))
                     .collect();
                 ui.print_json(&json!({
-                    "name": m.name, "version": m.version, "healthy": healthy, "providers": h,
+                    "name": m.name, "version": m.version, "enabled": checked.enabled,
+                    "healthy": healthy, "providers": h,
                 }));
             } else {
                 println!("{} {}: handshake ok", m.name, m.version);
-                for (kind, h) in &health {
+                for (kind, h) in health {
                     let status = h.get("status").and_then(|s| s.as_str()).unwrap_or("?");
                     let detail = h.get("detail").and_then(|s| s.as_str()).unwrap_or("");
                     println!("{kind}: initialize ok, health {status} {detail}");
                 }
-                if health.is_empty() {
+                if !checked.enabled {
+                    ui.note(&format!(
+                        "{} is not in EXTENSIONS_ENABLED: it was given no setting or secret, only its handshake ran",
+                        m.name
+                    ));
+                } else if health.is_empty() {
                     ui.note("it provides no type this autogit uses yet; only the handshake ran");
                 }
             }

@@ -154,6 +154,18 @@ fn list_info_and_check() {
     assert_eq!(ghost.code, 3, "{}", ghost.stderr);
     assert!(ghost.stderr.contains("extension `ghost` is not installed"));
 
+    // Installed but not enabled: only the handshake runs (no setting or secret given).
+    install(&extdir, "idle", &DNS_MANIFEST.replace("DEPS", "[]"), ok);
+    let idle = ext(d.path(), &["check", "idle"]);
+    assert_eq!(idle.code, 0, "{}", idle.stderr);
+    assert!(
+        idle.stderr
+            .contains("idle is not in EXTENSIONS_ENABLED: it was given no setting or secret"),
+        "{}",
+        idle.stderr
+    );
+    assert!(!idle.stdout.contains("initialize ok"), "{}", idle.stdout);
+
     // A required setting missing: named, exit 3; the secret never printed.
     write_env(
         d.path(),
