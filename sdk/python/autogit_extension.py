@@ -30,6 +30,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Setting",
     "DnsProvider",
+    "NotifyProvider",
     "Extension",
     "ExtensionError",
     "ConfigError",
@@ -129,6 +130,27 @@ class DnsProvider:
         """Called before the process ends (also when initialize never ran)."""
 
 
+class NotifyProvider:
+    """Base class of a ``notify`` provider: ``send`` gets each event autogit notifies about."""
+
+    settings = []
+
+    def initialize(self, config, secrets, context):
+        """``config``: the plain settings (typed); ``secrets``: the secret ones."""
+
+    def send(self, message):
+        """``message``: ``{"kind", "severity", "subject", "summary", "event"}`` (``event``:
+        the whole event as autogit publishes it). Raise ``Unavailable`` if the service did
+        not answer."""
+        raise ExtensionError("notify.send is not implemented", None)
+
+    def health(self):
+        return {"status": "ok", "detail": ""}
+
+    def shutdown(self):
+        """Called before the process ends (also when initialize never ran)."""
+
+
 def log(*parts):
     """One line to stderr: autogit's log."""
     print(*parts, file=sys.stderr, flush=True)
@@ -150,6 +172,10 @@ class Extension:
 
     def dns(self, provider):
         self.providers["dns"] = provider
+        return self
+
+    def notify(self, provider):
+        self.providers["notify"] = provider
         return self
 
     def manifest(self):
@@ -200,6 +226,9 @@ class Extension:
             return {"records": list(self._provider().list(params.get("names", [])))}
         if method == "dns.apply":
             self._provider().apply(params.get("changes", []))
+            return {}
+        if method == "notify.send":
+            self._provider().send(params)
             return {}
         if method == "shutdown":
             return {}

@@ -4,7 +4,9 @@
 //! ([`DnsFactory`]): the compiled-in DNS providers (rfc2136, cloudflare, route53, gcloud,
 //! dnsmasq) at construction, then each extension named in `EXTENSIONS_ENABLED` and found in
 //! the extensions directory, replacing a built-in of the same name. `DNS_PROVIDER` picks one.
-//! `autogit extension list|info|check` reads the same registry.
+//! A `notify` extension is started by name for `health.notify`'s `{type: extension}`
+//! ([`Registry::notify_extension`]). `autogit extension list|info|check` reads the same
+//! registry.
 
 use crate::Settings;
 use crate::dns::DnsError;
@@ -238,6 +240,23 @@ impl Registry {
                 "no DNS provider `{name}` is registered"
             ))),
         }
+    }
+
+    /// The enabled extension `name`, started as a `notify` provider (`health.notify`'s
+    /// `{type: extension, name}`).
+    pub async fn notify_extension(
+        &self,
+        name: &str,
+        settings: &Settings,
+    ) -> Result<ext::ExtensionNotify, ExtensionError> {
+        if !self.enabled.iter().any(|n| n == name) {
+            return Err(ExtensionError::Config {
+                name: name.to_owned(),
+                reason: "health.notify names it, but it is not in EXTENSIONS_ENABLED".to_owned(),
+            });
+        }
+        let found = self.find(name)?;
+        ext::ExtensionNotify::start(found, &grant(settings), self.limits).await
     }
 
     /// The extension `name` if it is installed.

@@ -67,7 +67,7 @@ impl ProviderType {
 
     /// Whether autogit can use providers of this type from an extension yet.
     pub fn supported(self) -> bool {
-        matches!(self, ProviderType::Dns)
+        matches!(self, ProviderType::Dns | ProviderType::Notify)
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod backup;
+pub mod chat;
 pub mod civil;
 pub mod compute;
 pub mod config;

@@ -6,7 +6,8 @@
 //!   it declared, a timeout per call, a cap on each answer's size, answers matched to requests
 //!   by id, stderr to the log (secrets it was given scrubbed), its process group killed when
 //!   it fails or is dropped;
-//! - `dns.rs`: a `dns` extension as a [`crate::dns::DnsProvider`].
+//! - `dns.rs`: a `dns` extension as a [`crate::dns::DnsProvider`];
+//! - `notify.rs`: a `notify` extension ([`ExtensionNotify`]: `notify.send`).
 //!
 //! **Invariant:** whatever an extension does (hang, crash, flood its stdout, answer out of
 //! turn), the error is that extension's ([`ExtensionError`] names it) and the process is gone;
@@ -14,9 +15,11 @@
 
 mod dns;
 mod host;
+mod notify;
 
 pub use dns::ExtensionDns;
 pub use host::{Grant, Limits, Process, Started, handshake, start};
+pub use notify::ExtensionNotify;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
