@@ -180,3 +180,72 @@ async fn a_missing_setting_and_a_refused_manifest_name_the_extension() {
         "extension `notdns`: it provides `notify` but not `dns`"
     );
 }
+
+/// A writer for the log, kept in memory.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn stderr_goes_to_the_log_line_by_line_cut_and_without_its_secrets() {
+    if !python_or_skip() {
+        return;
+    }
+    let log = LogBuf::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // The test's runtime is this thread: the stderr reader task logs here too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let d = tempfile::tempdir().unwrap();
+    let mut m = manifest("chatty");
+    m["env"] = json!([]);
+    let found = write_ext(d.path(), "chatty", &m);
+    // Wrap the script: before answering, it writes its token and a 10 000-byte line to stderr.
+    let script = std::fs::read_to_string(&found.path).unwrap();
+    let script = script.replace(
+        "    elif m == \"health\":\n",
+        "    elif m == \"health\":\n        sys.stderr.write(\"token is %s\\n\" % got[\"secrets\"][\"MEM_API_TOKEN\"] + \"y\" * 10000 + \"\\n\"); sys.stderr.flush()\n",
+    );
+    std::fs::write(&found.path, script).unwrap();
+    let limits = Limits::new(Duration::from_secs(20));
+    let started = start(&found, ProviderType::Dns, &grant(), json!({}), limits)
+        .await
+        .unwrap();
+    let mut p = started.process;
+    p.call("health", json!({})).await.unwrap();
+    p.shutdown().await;
+    // The reader task logs as it reads; give it its turn.
+    for _ in 0..50 {
+        if String::from_utf8_lossy(&log.0.lock().unwrap()).contains("[cut]") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let text = String::from_utf8_lossy(&log.0.lock().unwrap()).into_owned();
+    assert!(text.contains("autogit::extension"), "{text}");
+    assert!(
+        text.contains("extension=\"chatty\"") || text.contains("extension=chatty"),
+        "{text}"
+    );
+    assert!(text.contains("token is [secret]"), "{text}");
+    assert!(!text.contains("mem-token-value"), "{text}");
+    let long = text.lines().find(|l| l.contains("yyyy")).unwrap();
+    assert!(
+        long.contains(" [cut]") && long.len() < 4096 + 200,
+        "{}",
+        long.len()
+    );
+}
