@@ -229,6 +229,36 @@ pub trait DnsProvider {
     fn shutdown(&mut self) {}
 }
 
+/// One event autogit notifies about (`notify.send`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Notification {
+    /// The event's kind (`mirror_failed`).
+    pub kind: String,
+    /// `info`, `warning` or `error`.
+    pub severity: String,
+    /// What it is about (a service, mirror, host), if anything.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// One line saying what happened.
+    pub summary: String,
+    /// The whole event as autogit publishes it.
+    #[serde(default)]
+    pub event: Value,
+}
+
+/// A `notify` provider.
+pub trait NotifyProvider {
+    /// The settings it reads.
+    fn settings(&self) -> Vec<Setting>;
+    fn initialize(&mut self, init: &Init) -> Result<(), Error>;
+    /// Deliver one notification ([`Error::unavailable`] when the service did not answer).
+    fn send(&mut self, n: &Notification) -> Result<(), Error>;
+    fn health(&mut self) -> Result<Health, Error> {
+        Ok(Health::ok(""))
+    }
+    fn shutdown(&mut self) {}
+}
+
 /// An extension: its name (its file name in the extensions directory), version, the
 /// environment variables it inherits from autogit, its dependencies, its providers.
 pub struct Extension {
@@ -238,7 +268,9 @@ pub struct Extension {
     env: Vec<String>,
     dependencies: Vec<String>,
     dns: Option<Box<dyn DnsProvider>>,
-    initialized: bool,
+    notify: Option<Box<dyn NotifyProvider>>,
+    /// The provider type `initialize` chose.
+    active: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Extension {
@@ -267,7 +299,8 @@ impl Extension {
             env: Vec::new(),
             dependencies: Vec::new(),
             dns: None,
-            initialized: false,
+            notify: None,
+            active: None,
         }
     }
     pub fn description(mut self, d: &str) -> Self {
@@ -288,6 +321,10 @@ impl Extension {
         self.dns = Some(Box::new(provider));
         self
     }
+    pub fn notify(mut self, provider: impl NotifyProvider + 'static) -> Self {
+        self.notify = Some(Box::new(provider));
+        self
+    }
 
     /// The answer to `handshake`.
     pub fn manifest(&self) -> Value {
@@ -302,6 +339,15 @@ impl Extension {
             }
             providers.push(json!({"type": "dns", "atomic": p.atomic(), "config": settings}));
         }
+        if let Some(p) = &self.notify {
+            let settings = p.settings();
+            for s in settings.iter().filter(|s| s.secret) {
+                if !secrets.contains(&s.key) {
+                    secrets.push(s.key.clone());
+                }
+            }
+            providers.push(json!({"type": "notify", "config": settings}));
+        }
         json!({
             "name": self.name,
             "version": self.version,
@@ -315,12 +361,21 @@ impl Extension {
     }
 
     fn dns_provider(&mut self) -> Result<&mut Box<dyn DnsProvider>, Error> {
-        if !self.initialized {
-            return Err(Error::failed("initialize first"));
+        match self.active {
+            None => Err(Error::failed("initialize first")),
+            Some("dns") => Ok(self.dns.as_mut().expect("initialized as dns")),
+            Some(other) => Err(Error::failed(format!("initialized as `{other}`, not dns"))),
         }
-        self.dns
-            .as_mut()
-            .ok_or_else(|| Error::config("this extension provides no dns"))
+    }
+
+    fn notify_provider(&mut self) -> Result<&mut Box<dyn NotifyProvider>, Error> {
+        match self.active {
+            None => Err(Error::failed("initialize first")),
+            Some("notify") => Ok(self.notify.as_mut().expect("initialized as notify")),
+            Some(other) => Err(Error::failed(format!(
+                "initialized as `{other}`, not notify"
+            ))),
+        }
     }
 
     fn dispatch(&mut self, method: &str, params: Value) -> Result<Value, Error> {
@@ -344,19 +399,35 @@ impl Extension {
             }
             "initialize" => {
                 let kind = params.get("provider").and_then(Value::as_str).unwrap_or("");
-                if kind != "dns" || self.dns.is_none() {
-                    return Err(Error::config(format!(
-                        "this extension does not provide `{kind}`"
-                    )));
+                let init: Init = serde_json::from_value(params.clone()).map_err(bad)?;
+                match (kind, self.dns.as_mut(), self.notify.as_mut()) {
+                    ("dns", Some(p), _) => {
+                        p.initialize(&init)?;
+                        self.active = Some("dns");
+                    }
+                    ("notify", _, Some(p)) => {
+                        p.initialize(&init)?;
+                        self.active = Some("notify");
+                    }
+                    _ => {
+                        return Err(Error::config(format!(
+                            "this extension does not provide `{kind}`"
+                        )));
+                    }
                 }
-                let init: Init = serde_json::from_value(params).map_err(bad)?;
-                self.dns.as_mut().expect("checked").initialize(&init)?;
-                self.initialized = true;
                 Ok(json!({}))
             }
             "health" => {
-                let h = self.dns_provider()?.health()?;
+                let h = match self.active {
+                    Some("notify") => self.notify_provider()?.health()?,
+                    _ => self.dns_provider()?.health()?,
+                };
                 Ok(serde_json::to_value(h).expect("serializes"))
+            }
+            "notify.send" => {
+                let n: Notification = serde_json::from_value(params).map_err(bad)?;
+                self.notify_provider()?.send(&n)?;
+                Ok(json!({}))
             }
             "dns.list" => {
                 #[derive(Deserialize)]
@@ -420,6 +491,9 @@ impl Extension {
         if let Some(p) = self.dns.as_mut() {
             p.shutdown();
         }
+        if let Some(p) = self.notify.as_mut() {
+            p.shutdown();
+        }
         Ok(())
     }
 
@@ -432,6 +506,55 @@ impl Extension {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Log(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+    impl NotifyProvider for Log {
+        fn settings(&self) -> Vec<Setting> {
+            vec![Setting::new("LOG_WEBHOOK_TOKEN").secret().required()]
+        }
+        fn initialize(&mut self, _: &Init) -> Result<(), Error> {
+            Ok(())
+        }
+        fn send(&mut self, n: &Notification) -> Result<(), Error> {
+            self.0
+                .borrow_mut()
+                .push(format!("{} {}", n.kind, n.summary));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_notify_session() {
+        let sent = std::rc::Rc::default();
+        let ext = Extension::new("log", "1.0.0").notify(Log(std::rc::Rc::clone(&sent)));
+        let input = [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "handshake", "params": {"protocol_versions": [1]}}),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"provider": "dns"}}),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {"provider": "notify", "secrets": {"LOG_WEBHOOK_TOKEN": "t"}}}),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "notify.send", "params": {"kind": "mirror_failed", "severity": "error", "subject": "docs", "summary": "it failed", "event": {}}}),
+            json!({"jsonrpc": "2.0", "id": 5, "method": "dns.list", "params": {}}),
+        ]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+        let mut out = Vec::new();
+        ext.serve(input.as_bytes(), &mut out).unwrap();
+        let out: Vec<Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(out[0]["result"]["providers"][0]["type"], "notify");
+        assert_eq!(out[0]["result"]["secrets"], json!(["LOG_WEBHOOK_TOKEN"]));
+        assert_eq!(out[1]["error"]["code"], code::CONFIG);
+        assert_eq!(out[2]["result"], json!({}));
+        assert_eq!(out[3]["result"], json!({}));
+        assert_eq!(
+            out[4]["error"]["message"],
+            "initialized as `notify`, not dns"
+        );
+        assert_eq!(*sent.borrow(), ["mirror_failed it failed"]);
+    }
 
     struct Mem(Vec<Record>);
     impl DnsProvider for Mem {
