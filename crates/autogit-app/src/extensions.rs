@@ -48,13 +48,17 @@ impl DnsFactory for BuiltIn {
 struct Extension {
     found: Found,
     limits: Limits,
+    /// The registry's enabled and installed extensions, for its dependencies.
+    available: Vec<String>,
 }
 
 /// What an extension is given: autogit's process environment for its declared `env`, the
 /// settings and secrets (`.env`, the environment, `<NAME>_FILE`) for its declared settings.
 /// Only names its manifest declares are looked up (`drivers::extension::start`).
-fn grant(settings: &Settings) -> ext::Grant<'_> {
+/// `available`: the extensions enabled and installed (what a dependency may name).
+fn grant<'a>(settings: &'a Settings, available: &'a [String]) -> ext::Grant<'a> {
     ext::Grant {
+        available: Box::new(move |name: &str| available.iter().any(|n| n == name)),
         env: Box::new(|k: &str| {
             settings
                 .env
@@ -89,8 +93,8 @@ impl DnsFactory for Extension {
             ))
         })?;
         let ttl = settings.platform.dns_ttl;
-        let started =
-            ExtensionDns::start(&self.found, &grant(settings), &zone, ttl, self.limits).await;
+        let grant = grant(settings, &self.available);
+        let started = ExtensionDns::start(&self.found, &grant, &zone, ttl, self.limits).await;
         Ok(Box::new(started.map_err(dns_error)?))
     }
 }
@@ -178,12 +182,29 @@ impl Registry {
         r.skipped = skipped;
         r.found = found.into_iter().map(|f| (f.name.clone(), f)).collect();
         r.enabled = p.extensions_enabled.clone();
-        for name in &r.enabled.clone() {
-            if let Some(found) = r.found.get(name).cloned() {
-                r.register_dns(name, Arc::new(Extension { found, limits }));
-            }
+        let available = r.available();
+        for name in &available {
+            let found = r.found[name].clone();
+            let available = available.clone();
+            r.register_dns(
+                name,
+                Arc::new(Extension {
+                    found,
+                    limits,
+                    available,
+                }),
+            );
         }
         Ok(r)
+    }
+
+    /// The extensions enabled and installed.
+    pub fn available(&self) -> Vec<String> {
+        self.enabled
+            .iter()
+            .filter(|n| self.found.contains_key(*n))
+            .cloned()
+            .collect()
     }
 
     /// Registers (or replaces) the DNS provider `name`; returns the one it replaced.
@@ -256,7 +277,8 @@ impl Registry {
             });
         }
         let found = self.find(name)?;
-        ext::ExtensionNotify::start(found, &grant(settings), self.limits).await
+        let available = self.available();
+        ext::ExtensionNotify::start(found, &grant(settings, &available), self.limits).await
     }
 
     /// The extension `name` if it is installed.
@@ -332,8 +354,9 @@ impl Registry {
                 }
                 _ => serde_json::json!({}),
             };
-            let started =
-                ext::start(&found, decl.kind, &grant(settings), context, self.limits).await?;
+            let available = self.available();
+            let grant = grant(settings, &available);
+            let started = ext::start(&found, decl.kind, &grant, context, self.limits).await?;
             let mut process = started.process;
             let answer = process.call("health", serde_json::json!({})).await;
             process.shutdown().await;

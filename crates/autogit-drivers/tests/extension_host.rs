@@ -91,6 +91,7 @@ fn grant() -> Grant<'static> {
                 _ => None,
             })
         }),
+        available: Box::new(|name| name == "base"),
     }
 }
 
@@ -161,6 +162,20 @@ async fn a_missing_setting_and_a_refused_manifest_name_the_extension() {
     assert!(
         e.to_string().starts_with("extension `greedy` is refused: its dns setting `RFC2136_TSIG_SECRET` holds a secret but is not declared as one"),
         "{e}"
+    );
+
+    // A dependency that is not available: refused before `initialize` (with the missing
+    // setting, all in one message).
+    let mut m = manifest("dependent");
+    m["dependencies"] = json!(["base", "ghost"]);
+    m["providers"][0]["config"][0]["key"] = json!("NEEDY_UNSET");
+    let found = write_ext(d.path(), "dependent", &m);
+    let e = start(&found, ProviderType::Dns, &grant(), json!({}), limits)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "extension `dependent`: it depends on `ghost`, which is not enabled or not installed; it needs NEEDY_UNSET in .env or the environment"
     );
 
     // Found under another name than its handshake says.

@@ -362,6 +362,8 @@ pub struct Grant<'a> {
     pub setting: Lookup<'a>,
     /// A secret's value (the setting, or the file `<NAME>_FILE` names).
     pub secret: SecretLookup<'a>,
+    /// Whether the extension of that name is enabled and installed (a dependency).
+    pub available: Box<dyn Fn(&str) -> bool + Send + Sync + 'a>,
 }
 
 impl std::fmt::Debug for Grant<'_> {
@@ -439,9 +441,14 @@ pub async fn start(
                 .join(", ")
         ))
     })?;
+    let mut problems: Vec<String> = manifest
+        .dependencies
+        .iter()
+        .filter(|d| !(grant.available)(d))
+        .map(|d| format!("it depends on `{d}`, which is not enabled or not installed"))
+        .collect();
     let mut config = Map::new();
     let mut secrets = BTreeMap::new();
-    let mut problems = Vec::new();
     for f in &decl.config {
         let value = if f.secret {
             // Manifest::check made sure it is declared.
