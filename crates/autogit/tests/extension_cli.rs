@@ -147,6 +147,12 @@ fn list_info_and_check() {
         "{}",
         check.stdout
     );
+    // A relative data dir (the extension runs in its directory, so its path must not be).
+    let rel = run(
+        d.path(),
+        &["extension", "check", "demo", "--data-dir", "data"],
+    );
+    assert_eq!(rel.code, 0, "{}\n{}", rel.stdout, rel.stderr);
     let sick = ext(d.path(), &["check", "sick"]);
     assert_eq!(sick.code, 1, "{}", sick.stdout);
     assert!(sick.stdout.contains("health failing backend down"));

@@ -36,9 +36,14 @@ pub struct Found {
 /// A file of the extensions directory that is not an extension, and why.
 pub type Skipped = (PathBuf, String);
 
-/// The executables of `dir` whose names are extension names, by name, and what was skipped
-/// (with why). A missing directory holds none.
+/// The executables of `dir` whose names are extension names, by name, with absolute paths,
+/// and what was skipped (with why). A missing directory holds none.
 pub fn discover(dir: &Path) -> Result<(Vec<Found>, Vec<Skipped>), ExtensionError> {
+    // Absolute: an extension runs in its directory, where a relative path would not resolve.
+    let dir = &std::path::absolute(dir).map_err(|source| ExtensionError::Dir {
+        dir: dir.to_owned(),
+        source,
+    })?;
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
