@@ -21,6 +21,8 @@ apt_need prometheus-alertmanager amtool
 # named lives in /usr/sbin, which is not on every user's PATH.
 PATH="$PATH:/usr/sbin:/sbin" apt_need bind9 named
 apt_need bind9-utils named-checkconf
+# dig and nsupdate: the SDKs' example DNS extensions (tests/extension_dns_cli.rs).
+apt_need bind9-dnsutils nsupdate
 # dnsmasq for the dnsmasq DNS provider's tests (also in /usr/sbin).
 PATH="$PATH:/usr/sbin:/sbin" apt_need dnsmasq-base dnsmasq
 # ACME: Let's Encrypt's test CA, and openssl for its HTTPS certificate in the tests.

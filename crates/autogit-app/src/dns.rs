@@ -1,12 +1,12 @@
 //! The DNS controller: the records the platform needs (`core::dns`), the zone as the
-//! provider of `DNS_PROVIDER` lists it (`drivers::dns::from_platform`), the diff, and applying
-//! it. `autogit dns plan`/`dns sync` and the daemon's periodic sync call it.
+//! provider of `DNS_PROVIDER` lists it (the provider registry, `crate::extensions`: a
+//! built-in or an extension), the diff, and applying it. `autogit dns plan`/`dns sync` and the daemon's periodic sync call it.
 
 use crate::{Bus, Event, Settings};
 use autogit_core::dns::{Change, DnsPlan, DnsTarget, Record, RecordType, dns_plan};
 use autogit_core::plan::Plan;
 use autogit_core::platform::DnsProvider as Kind;
-use autogit_drivers::dns::{DnsProvider, DnsProviderError, from_platform, provider_name};
+use autogit_drivers::dns::{DnsProvider, DnsProviderError, provider_name};
 use std::sync::Arc;
 
 /// Reads and updates of a sync when the zone keeps changing in between.
@@ -166,7 +166,7 @@ impl DnsController {
         value: &str,
         ttl: u32,
     ) -> Result<Record, DnsError> {
-        if self.provider()?.is_none() {
+        if self.changes_nothing() {
             return Err(DnsError::Manual);
         }
         let target = self.target(plan)?;
@@ -189,7 +189,7 @@ impl DnsController {
         name: &str,
         kind: &str,
     ) -> Result<Vec<Record>, DnsError> {
-        if self.provider()?.is_none() {
+        if self.changes_nothing() {
             return Err(DnsError::Manual);
         }
         let name = autogit_core::dns::canonical_name(name);
@@ -208,19 +208,38 @@ impl DnsController {
         Ok(gone)
     }
 
-    fn provider(&self) -> Result<Option<Box<dyn DnsProvider>>, DnsError> {
-        from_platform(&self.settings.platform, &self.settings.lookup()).map_err(DnsError::Config)
+    /// `manual` (or `none`): autogit changes no records.
+    fn changes_nothing(&self) -> bool {
+        matches!(
+            self.settings.platform.dns_provider,
+            Kind::None | Kind::Manual
+        )
+    }
+
+    /// The provider `DNS_PROVIDER` names, from the registry (a built-in, or an extension of
+    /// that name); `None` for `manual` and `none`.
+    async fn provider(&self) -> Result<Option<Box<dyn DnsProvider>>, DnsError> {
+        if self.changes_nothing() {
+            return Ok(None);
+        }
+        let registry =
+            crate::extensions::Registry::load(&self.settings).map_err(DnsError::Config)?;
+        registry.dns_provider(&self.settings).await
     }
 
     fn name(&self) -> String {
-        provider_name(self.settings.platform.dns_provider)
+        let p = &self.settings.platform;
+        match (&p.dns_provider, &p.dns_extension) {
+            (Kind::Extension, Some(name)) => name.clone(),
+            (kind, _) => provider_name(*kind),
+        }
     }
 
     /// The plan against the zone; for `manual`, the records to create by hand.
     pub async fn plan(&self, plan: &Plan) -> Result<DnsView, DnsError> {
         let desired = self.desired(plan)?;
         let zone = autogit_drivers::dns::zone_of(&self.settings.platform);
-        match self.provider()? {
+        match self.provider().await? {
             None => Ok(DnsView {
                 provider: self.name(),
                 target:
@@ -231,10 +250,9 @@ impl DnsController {
                 desired,
             }),
             Some(p) => {
-                let observed = p
-                    .list(&[])
-                    .await
-                    .map_err(|e| DnsError::Provider(e.to_string()))?;
+                let observed = p.list(&[]).await;
+                p.close().await;
+                let observed = observed.map_err(|e| DnsError::Provider(e.to_string()))?;
                 Ok(DnsView {
                     provider: self.name(),
                     target: p.describe(),
@@ -273,9 +291,20 @@ impl DnsController {
 
     async fn sync_inner(&self, plan: &Plan) -> Result<Synced, DnsError> {
         let desired = self.desired(plan)?;
-        let Some(p) = self.provider()? else {
+        let Some(p) = self.provider().await? else {
             return Err(DnsError::Manual);
         };
+        let result = self.sync_with(&p, plan, desired).await;
+        p.close().await;
+        result
+    }
+
+    async fn sync_with(
+        &self,
+        p: &dyn DnsProvider,
+        plan: &Plan,
+        desired: Vec<Record>,
+    ) -> Result<Synced, DnsError> {
         let project = &plan.project;
         let observe = || async {
             p.list(&[])

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod dns;
 pub mod event;
 pub mod export;
+pub mod extensions;
 pub mod gitlab;
 pub mod guard;
 pub mod logs;

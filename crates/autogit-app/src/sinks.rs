@@ -5,8 +5,9 @@
 use crate::bus::{Bus, next};
 use crate::event::{Envelope, Event};
 use autogit_core::config::Notify;
-use autogit_drivers::notify::{Retry, Webhook, deliver_body};
+use autogit_drivers::notify::{Chat, Retry, Webhook, deliver_body, deliver_chat};
 use autogit_drivers::state::Store;
+use secrecy::SecretString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -77,7 +78,7 @@ pub fn webhooks(settings: &crate::Settings) -> Vec<Webhook> {
                 url: url.clone(),
                 secret: secret_env.as_ref().and_then(|k| settings.value(k)),
             }),
-            Notify::Log => None,
+            _ => None,
         })
         .collect()
 }
@@ -125,6 +126,156 @@ pub fn notify(bus: &Bus, hooks: Vec<Webhook>, retry: Retry) -> tokio::task::Join
     })
 }
 
+/// What one event says, for a chat service or a `notify` extension.
+pub fn message(event: &Event) -> autogit_core::chat::Message {
+    autogit_core::chat::Message {
+        kind: event.kind().to_owned(),
+        severity: event.severity().as_str().to_owned(),
+        subject: event.subject().map(str::to_owned),
+        summary: event.summary(),
+    }
+}
+
+/// A chat target of `health.notify`, its secrets read now (the variable, or `<NAME>_FILE`);
+/// `Err((label, why))` when one is missing. `None` for the other notifier types.
+fn chat_target(settings: &crate::Settings, n: &Notify) -> Option<Result<Chat, (String, String)>> {
+    let secret = |label: String, key: &str| match settings.secret(key) {
+        Ok(Some(v)) => Ok(SecretString::from(v)),
+        Ok(None) => Err((
+            label,
+            format!("{key} is not set (in .env, the environment, or {key}_FILE)"),
+        )),
+        Err(e) => Err((label, e)),
+    };
+    Some(match n {
+        Notify::Slack { url_env } => {
+            secret(format!("slack ({url_env})"), url_env).map(|url| Chat::Slack {
+                url,
+                label: url_env.clone(),
+            })
+        }
+        Notify::Discord { url_env } => {
+            secret(format!("discord ({url_env})"), url_env).map(|url| Chat::Discord {
+                url,
+                label: url_env.clone(),
+            })
+        }
+        Notify::Ntfy {
+            url,
+            topic,
+            token_env,
+        } => {
+            let token = match token_env {
+                Some(k) => match secret(format!("ntfy {url}/{topic}"), k) {
+                    Ok(t) => Some(t),
+                    Err(e) => return Some(Err(e)),
+                },
+                None => None,
+            };
+            Ok(Chat::Ntfy {
+                url: url.clone(),
+                topic: topic.clone(),
+                token,
+            })
+        }
+        Notify::Log | Notify::Webhook { .. } | Notify::Extension { .. } => return None,
+    })
+}
+
+/// Sends every event that [`Event::notifies`] to the chat services of `health.notify`
+/// (`slack`, `discord`, `ntfy`: `drivers::notify::deliver_chat`) and to its `notify`
+/// extensions (`{type: extension, name}`: started for the event, `notify.send`, `shutdown`),
+/// each delivery in its own task. A failure is published as `webhook_failed` whose `url` is
+/// the target's label (`slack (SLACK_WEBHOOK_URL)`, `extension pager`), never a Slack or
+/// Discord URL, which is the secret.
+pub fn chat(
+    bus: &Bus,
+    settings: Arc<crate::Settings>,
+    retry: Retry,
+) -> tokio::task::JoinHandle<()> {
+    let mut rx = bus.subscribe();
+    let weak = bus.downgrade();
+    tokio::spawn(async move {
+        let extensions: Vec<String> = settings
+            .config
+            .health
+            .notify
+            .iter()
+            .filter_map(|n| match n {
+                Notify::Extension { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let any_chat = settings
+            .config
+            .health
+            .notify
+            .iter()
+            .any(|n| chat_target(&settings, n).is_some());
+        if extensions.is_empty() && !any_chat {
+            return;
+        }
+        let client = autogit_drivers::health::client();
+        let mut deliveries = tokio::task::JoinSet::new();
+        let mut lost = 0;
+        while let Some(env) = next(&mut rx, &mut lost).await {
+            while deliveries.try_join_next().is_some() {}
+            if !env.event.notifies() {
+                continue;
+            }
+            let msg = Arc::new(message(&env.event));
+            let kind = env.event.kind();
+            let fail = |weak: &crate::bus::WeakBus, label: String, error: String| {
+                weak.publish(Event::WebhookFailed {
+                    url: label,
+                    about: kind.to_owned(),
+                    error,
+                })
+            };
+            for n in &settings.config.health.notify {
+                match chat_target(&settings, n) {
+                    None => {}
+                    Some(Err((label, why))) => fail(&weak, label, why),
+                    Some(Ok(target)) => {
+                        let (client, msg, weak) = (client.clone(), msg.clone(), weak.clone());
+                        deliveries.spawn(async move {
+                            if let Err(e) = deliver_chat(&client, &target, &msg, retry).await {
+                                fail(&weak, target.label(), e);
+                            }
+                        });
+                    }
+                }
+            }
+            let event = serde_json::to_value(&*env).unwrap_or_default();
+            for name in &extensions {
+                let (settings, msg, weak, event, name) = (
+                    settings.clone(),
+                    msg.clone(),
+                    weak.clone(),
+                    event.clone(),
+                    name.clone(),
+                );
+                deliveries.spawn(async move {
+                    let sent = async {
+                        let registry = crate::extensions::Registry::load(&settings)?;
+                        let ext = registry
+                            .notify_extension(&name, &settings)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        let sent = ext.send(&msg, &event).await.map_err(|e| e.to_string());
+                        ext.close().await;
+                        sent
+                    };
+                    if let Err(e) = sent.await {
+                        fail(&weak, format!("extension {name}"), e);
+                    }
+                });
+            }
+        }
+        while deliveries.join_next().await.is_some() {}
+    })
+}
+
 /// The sinks a one-shot command starts (it prints for itself): the state store and the
 /// notifiers. [`Sinks::finish`] waits for them once the command's controllers are dropped.
 #[derive(Debug)]
@@ -135,6 +286,7 @@ impl Sinks {
         Sinks(vec![
             store(bus, settings.state_db()),
             notify(bus, webhooks(settings), Retry::default()),
+            chat(bus, Arc::new(settings.clone()), Retry::default()),
         ])
     }
 

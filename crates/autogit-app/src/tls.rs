@@ -192,12 +192,17 @@ impl TlsController {
                 autogit_drivers::dns::provider_name(p.dns_provider)
             ));
         }
-        let dns = autogit_drivers::dns::from_platform(p, &self.settings.lookup())?
+        let dns = crate::extensions::Registry::load(&self.settings)?
+            .dns_provider(&self.settings)
+            .await
+            .map_err(|e| e.to_string())?
             .ok_or("no DNS provider is configured")?;
-        issue(&s, &domain, &dns, progress)
+        let issued = issue(&s, &domain, &dns, progress)
             .await
             .map(Some)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        dns.close().await;
+        issued
     }
 
     /// After a renewal: render again (the ingress configuration names the new certificate,

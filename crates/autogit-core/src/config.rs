@@ -415,6 +415,26 @@ pub enum Notify {
         #[serde(skip_serializing_if = "Option::is_none")]
         secret_env: Option<String>,
     },
+    /// A Slack incoming webhook; its URL is a secret, in the variable `url_env`.
+    Slack {
+        url_env: String,
+    },
+    /// A Discord channel webhook; its URL is a secret, in the variable `url_env`.
+    Discord {
+        url_env: String,
+    },
+    /// An ntfy server (`url`, e.g. `https://ntfy.sh`) and topic; an access token in
+    /// `token_env` when the topic is protected.
+    Ntfy {
+        url: String,
+        topic: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token_env: Option<String>,
+    },
+    /// An extension providing `notify` (enabled by EXTENSIONS_ENABLED).
+    Extension {
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -412,6 +412,26 @@ pub(crate) fn p_target_template(n: &Node) -> Result<String, Bad> {
     Ok(s.to_owned())
 }
 
+/// An ntfy topic: letters, digits, `-` and `_`, 1 to 64 (ntfy's own rule).
+fn p_ntfy_topic(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a topic name"))?;
+    let ok = (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new("letters, digits, `-` and `_`, at most 64"))
+    }
+}
+
+fn p_extension_name(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an extension name"))?;
+    crate::extension::check_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|why| Bad::new("an extension name").help(why))
+}
+
 pub(crate) fn p_env_name(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("an environment variable name"))?;
     check_env_name(s).map_err(|why| {
@@ -720,7 +740,15 @@ keys!(HealthKey {
 });
 keys!(BudgetKey { max, window });
 keys!(BackoffKey { initial, max });
-keys!(NotifyKey { r#type = "type", url, secret_env });
+keys!(NotifyKey {
+    r#type = "type",
+    url,
+    secret_env,
+    url_env,
+    topic,
+    token_env,
+    name
+});
 keys!(ComputeKey {
     queue_limit,
     aging,
@@ -1525,18 +1553,58 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                     h.notify.push(Notify::Webhook { url, secret_env });
                 }
             }
+            Some(kind @ ("slack" | "discord")) => {
+                cx.required(
+                    &no,
+                    N::url_env,
+                    "the NAME of the variable holding the webhook URL (a secret)",
+                );
+                if let Some(url_env) = cx.field(&no, N::url_env, p_env_name) {
+                    h.notify.push(if kind == "slack" {
+                        Notify::Slack { url_env }
+                    } else {
+                        Notify::Discord { url_env }
+                    });
+                }
+            }
+            Some("ntfy") => {
+                cx.required(&no, N::url, "the ntfy server's URL, e.g. https://ntfy.sh");
+                cx.required(&no, N::topic, "the topic");
+                let url = cx.field(&no, N::url, p_http_url);
+                let topic = cx.field(&no, N::topic, p_ntfy_topic);
+                let token_env = cx.field(&no, N::token_env, p_env_name);
+                if let (Some(url), Some(topic)) = (url, topic) {
+                    h.notify.push(Notify::Ntfy {
+                        url,
+                        topic,
+                        token_env,
+                    });
+                }
+            }
+            Some("extension") => {
+                cx.required(&no, N::name, "the extension's name (EXTENSIONS_ENABLED)");
+                if let Some(name) = cx.field(&no, N::name, p_extension_name) {
+                    h.notify.push(Notify::Extension { name });
+                }
+            }
             Some(other) => {
+                const TYPES: [&str; 6] =
+                    ["log", "webhook", "slack", "discord", "ntfy", "extension"];
                 let loc = no_ref.key_loc(N::r#type).unwrap_or(loc);
                 let mut d =
                     Diagnostic::error("invalid-value", format!("unknown notifier type `{other}`"))
-                        .expected("`log` or `webhook`")
+                        .expected("`log`, `webhook`, `slack`, `discord`, `ntfy` or `extension`")
                         .found(format!("`{other}`"));
-                if let Some(s) = suggest(other, ["log", "webhook"]) {
+                if let Some(s) = suggest(other, TYPES) {
                     d = d.label(format!("did you mean `{s}`?"));
                 }
                 cx.error_at(loc, &format!("{p}.type"), d);
             }
-            None => cx.required(&no, N::r#type, "`log` or `webhook`"),
+            None => cx.required(
+                &no,
+                N::r#type,
+                "`log`, `webhook`, `slack`, `discord`, `ntfy` or `extension`",
+            ),
         }
     }
     if h.backoff.initial > h.backoff.max
@@ -1814,7 +1882,18 @@ mod key_tests {
 
     #[test]
     fn key_sets_spell_each_key_once_as_written_in_yaml() {
-        assert_eq!(NotifyKey::ALL, ["type", "url", "secret_env"]);
+        assert_eq!(
+            NotifyKey::ALL,
+            [
+                "type",
+                "url",
+                "secret_env",
+                "url_env",
+                "topic",
+                "token_env",
+                "name"
+            ]
+        );
         assert_eq!(NotifyKey::r#type.name(), "type");
         assert_eq!(RunnerKey::wsl2.name(), "wsl2");
         for all in [

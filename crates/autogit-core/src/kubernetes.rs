@@ -751,7 +751,10 @@ fn solver(st: &PlatformState, acme: &AcmeState) -> Result<Value, String> {
                 "project": setting(settings, "GCP_PROJECT"),
                 "serviceAccountSecretRef": secret("GCP_SERVICE_ACCOUNT_FILE"),
             }}}),
-            DnsProvider::None | DnsProvider::Dnsmasq | DnsProvider::Manual => {
+            DnsProvider::None
+            | DnsProvider::Dnsmasq
+            | DnsProvider::Manual
+            | DnsProvider::Extension => {
                 return Err(format!(
                     "DNS_PROVIDER={} has no cert-manager DNS-01 solver: create the Secret {} yourself, or use ACME_CHALLENGE=http-01",
                     serde_json::to_value(provider)

@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod backup;
+pub mod chat;
 pub mod civil;
 pub mod compute;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod decode;
 pub mod diag;
 pub mod dns;
 pub mod emit;
+pub mod extension;
 pub mod inventory;
 pub mod kubernetes;
 pub mod lifecycle;

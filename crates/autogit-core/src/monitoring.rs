@@ -235,7 +235,12 @@ pub fn alertmanager_config(notify: &[Notify]) -> String {
         .iter()
         .filter_map(|n| match n {
             Notify::Webhook { url, .. } => Some(json!({"url": url, "send_resolved": true})),
-            Notify::Log => None,
+            // Alertmanager routes to webhooks only; the chat notifiers get autogit's events.
+            Notify::Log
+            | Notify::Slack { .. }
+            | Notify::Discord { .. }
+            | Notify::Ntfy { .. }
+            | Notify::Extension { .. } => None,
         })
         .collect();
     let receiver = if webhooks.is_empty() {

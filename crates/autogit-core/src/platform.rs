@@ -72,6 +72,9 @@ pub enum DnsProvider {
     Gcloud,
     Dnsmasq,
     Manual,
+    /// An extension (`EXTENSIONS_ENABLED` names it) provides the records: its name is
+    /// [`PlatformEnv::dns_extension`]. An extension named like a built-in replaces it.
+    Extension,
 }
 
 impl DnsProvider {
@@ -102,7 +105,7 @@ impl DnsProvider {
     /// Keys that must be set when this provider is selected.
     pub fn required_keys(self) -> &'static [&'static str] {
         match self {
-            DnsProvider::None | DnsProvider::Manual => &[],
+            DnsProvider::None | DnsProvider::Manual | DnsProvider::Extension => &[],
             DnsProvider::Rfc2136 => &[
                 "RFC2136_SERVER",
                 "RFC2136_TSIG_KEY_NAME",
@@ -161,6 +164,17 @@ pub struct PlatformEnv {
     pub dns_ttl: u32,
     /// The zone to update (DNS_ZONE); `None`: BASE_DOMAIN is the zone apex.
     pub dns_zone: Option<String>,
+    /// With [`DnsProvider::Extension`]: the extension's name (DNS_PROVIDER's value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_extension: Option<String>,
+    /// EXTENSIONS_ENABLED: the extensions autogit may run, by name (comma-separated).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extensions_enabled: Vec<String>,
+    /// EXTENSIONS_DIR: where extensions are found; `None`: `<data dir>/extensions`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extensions_dir: Option<String>,
+    /// EXTENSIONS_TIMEOUT: seconds an extension has to answer one call.
+    pub extensions_timeout: u32,
     /// Where each explicit port was set, for collision diagnostics.
     #[serde(skip)]
     pub port_locs: BTreeMap<ServiceId, Loc>,
@@ -188,6 +202,10 @@ impl Default for PlatformEnv {
             dns_mode: DnsMode::Wildcard,
             dns_ttl: 300,
             dns_zone: None,
+            dns_extension: None,
+            extensions_enabled: Vec::new(),
+            extensions_dir: None,
+            extensions_timeout: crate::extension::DEFAULT_CALL_TIMEOUT_SECS,
             port_locs: BTreeMap::new(),
             ingress_port_locs: [None, None],
         }
@@ -232,6 +250,9 @@ const KNOWN: &[&str] = &[
     "DNSMASQ_CONFIG_PATH",
     "DNSMASQ_RELOAD_COMMAND",
     "LOKI_URL",
+    "EXTENSIONS_ENABLED",
+    "EXTENSIONS_DIR",
+    "EXTENSIONS_TIMEOUT",
 ];
 
 /// Secrets that may instead be read from a file named by `<KEY>_FILE` (Docker/systemd
@@ -591,11 +612,54 @@ pub fn load_platform(
             diags.push(bad(e, "an IP address"))
         }
     }
+    if let Some(e) = get("EXTENSIONS_ENABLED") {
+        for name in e.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match crate::extension::check_name(name) {
+                Ok(()) if !p.extensions_enabled.iter().any(|n| n == name) => {
+                    p.extensions_enabled.push(name.to_owned())
+                }
+                Ok(()) => {}
+                Err(why) => diags.push(
+                    bad(e, "a comma-separated list of extension names")
+                        .message_with("invalid extension name in EXTENSIONS_ENABLED".to_owned())
+                        .help(why),
+                ),
+            }
+        }
+    }
+    if let Some(e) = get("EXTENSIONS_DIR") {
+        if e.value.starts_with('/') {
+            p.extensions_dir = Some(e.value.clone());
+        } else {
+            diags.push(bad(e, "an absolute path"));
+        }
+    }
+    if let Some(e) = get("EXTENSIONS_TIMEOUT") {
+        match e.value.trim().parse::<u32>() {
+            Ok(t) if (1..=3600).contains(&t) => p.extensions_timeout = t,
+            _ => diags.push(bad(e, "seconds, from 1 to 3600")),
+        }
+    }
     if let Some(e) = get("DNS_PROVIDER") {
+        let enabled = p
+            .extensions_enabled
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(e.value.trim()));
         match DnsProvider::parse(&e.value) {
+            // An enabled extension of that name wins, also over a built-in of the same name.
+            _ if enabled.is_some() => {
+                p.dns_provider = DnsProvider::Extension;
+                p.dns_extension = enabled.cloned();
+            }
             Some(d) => p.dns_provider = d,
             None => {
-                let mut d = bad(e, &format!("one of: {}", DnsProvider::NAMES.join(", ")));
+                let mut d = bad(
+                    e,
+                    &format!(
+                        "one of: {}, or an extension named in EXTENSIONS_ENABLED",
+                        DnsProvider::NAMES.join(", ")
+                    ),
+                );
                 if let Some(s) = suggest(&e.value, DnsProvider::NAMES) {
                     d = d.help(format!("did you mean `{s}`?"));
                 }
@@ -687,6 +751,37 @@ mod tests {
             .map(|d| format!("{}: {}", d.code, d.message))
             .collect();
         (p, codes)
+    }
+
+    #[test]
+    fn an_enabled_extension_is_a_dns_provider_and_replaces_a_built_in_of_its_name() {
+        let (p, d) = load(
+            "DNS_PROVIDER=nsupdate\nEXTENSIONS_ENABLED=nsupdate, other\nEXTENSIONS_TIMEOUT=5\nEXTENSIONS_DIR=/opt/ext\n",
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.dns_provider, DnsProvider::Extension);
+        assert_eq!(p.dns_extension.as_deref(), Some("nsupdate"));
+        assert_eq!(p.extensions_enabled, ["nsupdate", "other"]);
+        assert_eq!(
+            (p.extensions_timeout, p.extensions_dir.as_deref()),
+            (5, Some("/opt/ext"))
+        );
+        // A built-in's name names the extension when one of that name is enabled; its own
+        // settings (CLOUDFLARE_API_TOKEN) are then not required.
+        let (p, d) = load("DNS_PROVIDER=cloudflare\nEXTENSIONS_ENABLED=cloudflare\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.dns_extension.as_deref(), Some("cloudflare"));
+        // Not enabled: unknown, and the message says how to enable it.
+        let (_, d) =
+            load("DNS_PROVIDER=nsupdate\nEXTENSIONS_ENABLED=Bad_Name\nEXTENSIONS_TIMEOUT=0\n");
+        assert_eq!(
+            d,
+            [
+                "invalid-value: invalid extension name in EXTENSIONS_ENABLED",
+                "invalid-value: invalid value for `EXTENSIONS_TIMEOUT`",
+                "invalid-value: invalid value for `DNS_PROVIDER`"
+            ]
+        );
     }
 
     #[test]

@@ -452,7 +452,9 @@ pub fn dns_public_keys(
             &["GCP_PROJECT", "GCP_MANAGED_ZONE"],
             &["GCP_SERVICE_ACCOUNT_FILE"],
         ),
-        DnsProvider::None | DnsProvider::Dnsmasq | DnsProvider::Manual => (&[], &[]),
+        DnsProvider::None | DnsProvider::Dnsmasq | DnsProvider::Manual | DnsProvider::Extension => {
+            (&[], &[])
+        }
     }
 }
 

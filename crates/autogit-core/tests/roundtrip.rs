@@ -225,7 +225,21 @@ fn config() -> impl Strategy<Value = Config> {
                 Notify::Log,
                 Notify::Webhook {
                     url: "https://hooks.example.com/x".into(),
-                    secret_env: h.4,
+                    secret_env: h.4.clone(),
+                },
+                Notify::Slack {
+                    url_env: "SLACK_WEBHOOK_URL".into(),
+                },
+                Notify::Discord {
+                    url_env: "DISCORD_WEBHOOK_URL".into(),
+                },
+                Notify::Ntfy {
+                    url: "https://ntfy.example.com".into(),
+                    topic: "autogit-alerts".into(),
+                    token_env: h.4,
+                },
+                Notify::Extension {
+                    name: "pager".into(),
                 },
             ];
             c.backup.retention = b.0;

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod backup;
 pub mod dns;
 pub mod engine;
+pub mod extension;
 pub mod fsx;
 pub mod gitlab;
 pub mod health;

@@ -6,6 +6,7 @@
 //! queue is full, the newest change is dropped and counted).
 
 use hmac::{Hmac, Mac};
+use secrecy::SecretString;
 use serde::Serialize;
 use sha2::Sha256;
 use std::sync::Arc;
@@ -113,6 +114,98 @@ pub async fn deliver_body(
             }
             Ok(r) => last = format!("{} answered {}", hook.url, r.status()),
             Err(e) => last = format!("{}: {e}", hook.url),
+        }
+        if attempt < retry.attempts {
+            tokio::time::sleep(delay).await;
+            delay = delay.saturating_mul(2);
+        }
+    }
+    Err(last)
+}
+
+/// A chat service to notify. The URL of a Slack or Discord webhook is its credential: it is
+/// held as a secret, never printed (`label` names the variable it came from instead).
+#[derive(Clone)]
+pub enum Chat {
+    Slack {
+        url: SecretString,
+        label: String,
+    },
+    Discord {
+        url: SecretString,
+        label: String,
+    },
+    /// ntfy's JSON publishing to the server's root URL.
+    Ntfy {
+        url: String,
+        topic: String,
+        token: Option<SecretString>,
+    },
+}
+
+impl std::fmt::Debug for Chat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl Chat {
+    /// How messages name it (never a secret).
+    pub fn label(&self) -> String {
+        match self {
+            Chat::Slack { label, .. } => format!("slack ({label})"),
+            Chat::Discord { label, .. } => format!("discord ({label})"),
+            Chat::Ntfy { url, topic, .. } => {
+                format!("ntfy {}/{topic}", url.trim_end_matches('/'))
+            }
+        }
+    }
+}
+
+/// Posts one event to a chat service in the shape its webhook API documents
+/// (`core::chat`), with the retries of [`deliver_body`]. Errors name the service by its
+/// label: a reqwest error is stripped of the URL, which for Slack and Discord is the secret.
+pub async fn deliver_chat(
+    client: &reqwest::Client,
+    chat: &Chat,
+    msg: &autogit_core::chat::Message,
+    retry: Retry,
+) -> Result<u32, String> {
+    use autogit_core::chat;
+    use secrecy::ExposeSecret;
+    let (url, body, bearer) = match chat {
+        Chat::Slack { url, .. } => (url.expose_secret().to_owned(), chat::slack_body(msg), None),
+        Chat::Discord { url, .. } => (
+            url.expose_secret().to_owned(),
+            chat::discord_body(msg),
+            None,
+        ),
+        Chat::Ntfy { url, topic, token } => (
+            format!("{}/", url.trim_end_matches('/')),
+            chat::ntfy_body(msg, topic),
+            token.as_ref().map(|t| t.expose_secret().to_owned()),
+        ),
+    };
+    let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
+    let label = chat.label();
+    let mut delay = retry.first_delay;
+    let mut last = String::new();
+    for attempt in 1..=retry.attempts.max(1) {
+        let mut req = client
+            .post(&url)
+            .timeout(retry.timeout)
+            .header("content-type", "application/json")
+            .header("user-agent", concat!("autogit/", env!("CARGO_PKG_VERSION")));
+        if let Some(t) = &bearer {
+            req = req.bearer_auth(t);
+        }
+        match req.body(body.clone()).send().await {
+            Ok(r) if r.status().is_success() => return Ok(attempt),
+            Ok(r) if r.status().is_client_error() && r.status() != 408 && r.status() != 429 => {
+                return Err(format!("{label} answered {}", r.status()));
+            }
+            Ok(r) => last = format!("{label} answered {}", r.status()),
+            Err(e) => last = format!("{label}: {}", e.without_url()),
         }
         if attempt < retry.attempts {
             tokio::time::sleep(delay).await;

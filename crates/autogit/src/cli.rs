@@ -263,6 +263,10 @@ pub enum Command {
     /// DNS records of the platform: compare with the zone, and sync (DNS_PROVIDER in .env)
     #[command(subcommand)]
     Dns(DnsCommand),
+    /// Extensions: out-of-process providers in <data dir>/extensions (EXTENSIONS_DIR), enabled
+    /// by EXTENSIONS_ENABLED in .env; see docs/extensions.md
+    #[command(subcommand)]
+    Extension(ExtensionCommand),
     /// Prompt-injection filter: check text, scan repositories, quarantine, serve forward-auth
     #[command(subcommand)]
     Guard(GuardCommand),
@@ -475,6 +479,26 @@ pub enum DnsCommand {
     /// reconcile interval (at least 5 minutes)
     #[command(alias = "apply")]
     Sync,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExtensionCommand {
+    /// The extensions found or enabled (each asked its handshake), their start order, and
+    /// the DNS providers by name with where each comes from
+    List,
+    /// One extension's manifest: version, provider types, the settings each reads (which are
+    /// secrets), the environment it inherits, its dependencies
+    Info {
+        /// The extension's name (its file name in the extensions directory)
+        name: String,
+    },
+    /// Start the extension: its handshake; when it is in EXTENSIONS_ENABLED, `initialize` with
+    /// its settings and `health` for each provider type autogit can use; then `shutdown`. Exit
+    /// 0 when every answer is healthy
+    Check {
+        /// The extension's name (its file name in the extensions directory)
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             return crate::guard_cmd::run(cmd, &ctx);
         }
         Command::Dns(cmd) => crate::dns_cmd::run(cmd, &ui, g),
+        Command::Extension(cmd) => crate::extension_cmd::run(cmd, &ui, &load_all(g, &[])),
         Command::Init { dir, force } => init(&ui, &dir, force),
         Command::Validate => validate(&ui, &load_all(g, &[])),
         Command::Plan { preset } => {

@@ -10,6 +10,7 @@ mod compute_cmd;
 mod ctx;
 mod dns_cmd;
 mod export_cmd;
+mod extension_cmd;
 mod gitlab_cmd;
 mod guard_cmd;
 mod mirror_cmd;

@@ -55,6 +55,12 @@ pub fn from_platform(
     let zone = || zone_of(platform).ok_or_else(|| missing("BASE_DOMAIN (or DNS_ZONE)"));
     let p: Box<dyn DnsProvider> = match platform.dns_provider {
         Kind::None | Kind::Manual => return Ok(None),
+        Kind::Extension => {
+            return Err(format!(
+                "DNS_PROVIDER={} names an extension: extensions are started by the application's provider registry, not by this factory",
+                platform.dns_extension.as_deref().unwrap_or("?")
+            ));
+        }
         Kind::Rfc2136 => {
             let server = setting("RFC2136_SERVER").ok_or_else(|| missing("RFC2136_SERVER"))?;
             let key_name =

@@ -58,6 +58,10 @@ pub trait DnsProvider: Send + Sync {
     /// where it can, only if the zone is still as the last `list` saw it
     /// ([`DnsProviderError::ZoneChanged`] otherwise).
     async fn apply(&self, changes: &[Change]) -> Result<(), DnsProviderError>;
+
+    /// Ends the provider's session (an extension is sent `shutdown` and waited for). Nothing
+    /// for the built-ins; dropping a provider without it is safe (an extension is killed).
+    async fn close(&self) {}
 }
 
 #[async_trait::async_trait]
@@ -76,6 +80,9 @@ impl DnsProvider for Box<dyn DnsProvider> {
     }
     async fn apply(&self, changes: &[Change]) -> Result<(), DnsProviderError> {
         (**self).apply(changes).await
+    }
+    async fn close(&self) {
+        (**self).close().await
     }
 }
 
@@ -182,6 +189,9 @@ pub enum DnsProviderError {
         zone: String,
         hint: String,
     },
+    /// A `dns` extension failed (it names itself and what happened).
+    #[error(transparent)]
+    Extension(#[from] crate::extension::ExtensionError),
 }
 
 impl DnsProviderError {
@@ -195,6 +205,13 @@ impl DnsProviderError {
                 | DnsProviderError::Protocol { .. }
                 | DnsProviderError::BadResponseSignature { .. }
                 | DnsProviderError::Http { .. }
-        )
+        ) || match self {
+            DnsProviderError::Extension(e) => {
+                e.outcome_unknown()
+                    || matches!(e, crate::extension::ExtensionError::Remote { code, .. }
+                        if *code == autogit_core::extension::code::UNAVAILABLE)
+            }
+            _ => false,
+        }
     }
 }

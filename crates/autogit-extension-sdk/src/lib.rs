@@ -1,0 +1,632 @@
+//! Write an autogit extension in Rust.
+//!
+//! An extension is an executable speaking autogit's extension protocol: JSON-RPC 2.0, one
+//! message per line, on stdin/stdout (`docs/extensions.md` in autogit's repository). This
+//! crate does the protocol; you write the provider:
+//!
+//! ```no_run
+//! use autogit_extension_sdk::{DnsProvider, Error, Extension, Init, Record, Change, Setting};
+//!
+//! struct MyDns;
+//! impl DnsProvider for MyDns {
+//!     fn settings(&self) -> Vec<Setting> {
+//!         vec![Setting::new("MYDNS_URL").required(), Setting::new("MYDNS_TOKEN").secret().required()]
+//!     }
+//!     fn initialize(&mut self, init: &Init) -> Result<(), Error> { Ok(()) }
+//!     fn list(&mut self, _names: &[String]) -> Result<Vec<Record>, Error> { Ok(vec![]) }
+//!     fn apply(&mut self, _changes: &[Change]) -> Result<(), Error> { Ok(()) }
+//! }
+//!
+//! fn main() -> std::io::Result<()> {
+//!     Extension::new("my-dns", "1.0.0").dns(MyDns).run()
+//! }
+//! ```
+//!
+//! Log with `eprintln!`: autogit puts each stderr line in its log. Never write to stdout: it
+//! is the protocol's channel.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// JSON-RPC error codes autogit gives a meaning to.
+pub mod code {
+    /// Any other failure of the call (for an atomic provider: nothing was applied).
+    pub const FAILED: i64 = -32000;
+    pub const CONFIG: i64 = -32001;
+    pub const AUTH: i64 = -32002;
+    pub const ZONE_CHANGED: i64 = -32003;
+    pub const UNAVAILABLE: i64 = -32004;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const PARSE: i64 = -32700;
+}
+
+/// An error answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub code: i64,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: i64, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    /// The call failed (an atomic provider applied nothing).
+    pub fn failed(m: impl Into<String>) -> Self {
+        Self::new(code::FAILED, m)
+    }
+    /// A setting is wrong.
+    pub fn config(m: impl Into<String>) -> Self {
+        Self::new(code::CONFIG, m)
+    }
+    /// The backend refused the credentials.
+    pub fn auth(m: impl Into<String>) -> Self {
+        Self::new(code::AUTH, m)
+    }
+    /// `dns.apply`: the zone changed since `dns.list`; nothing was applied.
+    pub fn zone_changed(m: impl Into<String>) -> Self {
+        Self::new(code::ZONE_CHANGED, m)
+    }
+    /// The backend did not answer: the outcome is unknown.
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        Self::new(code::UNAVAILABLE, m)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A setting the provider reads from autogit's `.env` or environment (an upper-case key).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Setting {
+    pub key: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub required: bool,
+    pub secret: bool,
+    pub description: String,
+}
+
+impl Setting {
+    pub fn new(key: &str) -> Self {
+        Self {
+            key: key.to_owned(),
+            kind: "string",
+            required: false,
+            secret: false,
+            description: String::new(),
+        }
+    }
+    pub fn required(mut self) -> Self {
+        self.required = true;
+        self
+    }
+    /// Its value reaches [`Init::secrets`], never [`Init::config`].
+    pub fn secret(mut self) -> Self {
+        self.secret = true;
+        self
+    }
+    pub fn integer(mut self) -> Self {
+        self.kind = "integer";
+        self
+    }
+    pub fn boolean(mut self) -> Self {
+        self.kind = "boolean";
+        self
+    }
+    pub fn describe(mut self, d: &str) -> Self {
+        self.description = d.to_owned();
+        self
+    }
+}
+
+/// What `initialize` gives the provider.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Init {
+    /// The plain settings that are set, typed as declared.
+    #[serde(default)]
+    pub config: Map<String, Value>,
+    /// The secret settings that are set.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
+    /// What the provider type adds (`dns`: `{"zone": ..., "ttl": ...}`).
+    #[serde(default)]
+    pub context: Value,
+}
+
+impl Init {
+    /// A plain setting as text (strings as they are, numbers and booleans written out).
+    pub fn setting(&self, key: &str) -> Option<String> {
+        self.config.get(key).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
+    /// `dns`: the zone autogit manages.
+    pub fn zone(&self) -> &str {
+        self.context
+            .get("zone")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+}
+
+/// A DNS record: name lower-case without the trailing dot, a TXT value unquoted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+    pub ttl: u32,
+}
+
+/// One change of `dns.apply`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum Change {
+    /// Add the record (other values at the name stay).
+    Create { record: Record },
+    /// Replace exactly `from` with `to`.
+    Update { from: Record, to: Record },
+    /// Remove exactly this record.
+    Delete { record: Record },
+}
+
+/// The answer to `health`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Health {
+    /// `ok`, `degraded` or `failing`.
+    pub status: &'static str,
+    pub detail: String,
+}
+
+impl Health {
+    pub fn ok(detail: impl Into<String>) -> Self {
+        Self {
+            status: "ok",
+            detail: detail.into(),
+        }
+    }
+    pub fn failing(detail: impl Into<String>) -> Self {
+        Self {
+            status: "failing",
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A `dns` provider.
+pub trait DnsProvider {
+    /// The settings it reads.
+    fn settings(&self) -> Vec<Setting>;
+    /// Whether [`DnsProvider::apply`] is all or nothing.
+    fn atomic(&self) -> bool {
+        true
+    }
+    fn initialize(&mut self, init: &Init) -> Result<(), Error>;
+    /// The zone's records (all of them if you can: autogit finds what it owns).
+    fn list(&mut self, names: &[String]) -> Result<Vec<Record>, Error>;
+    /// Apply every change; all or nothing if [`DnsProvider::atomic`].
+    fn apply(&mut self, changes: &[Change]) -> Result<(), Error>;
+    fn health(&mut self) -> Result<Health, Error> {
+        Ok(Health::ok(""))
+    }
+    /// Called before the process ends (also when `initialize` never ran).
+    fn shutdown(&mut self) {}
+}
+
+/// One event autogit notifies about (`notify.send`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct Notification {
+    /// The event's kind (`mirror_failed`).
+    pub kind: String,
+    /// `info`, `warning` or `error`.
+    pub severity: String,
+    /// What it is about (a service, mirror, host), if anything.
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// One line saying what happened.
+    pub summary: String,
+    /// The whole event as autogit publishes it.
+    #[serde(default)]
+    pub event: Value,
+}
+
+/// A `notify` provider.
+pub trait NotifyProvider {
+    /// The settings it reads.
+    fn settings(&self) -> Vec<Setting>;
+    fn initialize(&mut self, init: &Init) -> Result<(), Error>;
+    /// Deliver one notification ([`Error::unavailable`] when the service did not answer).
+    fn send(&mut self, n: &Notification) -> Result<(), Error>;
+    fn health(&mut self) -> Result<Health, Error> {
+        Ok(Health::ok(""))
+    }
+    fn shutdown(&mut self) {}
+}
+
+/// An extension: its name (its file name in the extensions directory), version, the
+/// environment variables it inherits from autogit, its dependencies, its providers.
+pub struct Extension {
+    name: String,
+    version: String,
+    description: String,
+    env: Vec<String>,
+    dependencies: Vec<String>,
+    dns: Option<Box<dyn DnsProvider>>,
+    notify: Option<Box<dyn NotifyProvider>>,
+    /// The provider type `initialize` chose.
+    active: Option<&'static str>,
+}
+
+impl std::fmt::Debug for Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extension")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+struct Request {
+    id: Value,
+    method: String,
+    #[serde(default)]
+    params: Value,
+}
+
+impl Extension {
+    pub fn new(name: &str, version: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            version: version.to_owned(),
+            description: String::new(),
+            env: Vec::new(),
+            dependencies: Vec::new(),
+            dns: None,
+            notify: None,
+            active: None,
+        }
+    }
+    pub fn description(mut self, d: &str) -> Self {
+        self.description = d.to_owned();
+        self
+    }
+    /// Variables of autogit's environment it runs with (`PATH`, `LANG`...).
+    pub fn env(mut self, names: &[&str]) -> Self {
+        self.env = names.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+    /// Extensions that must start before it.
+    pub fn depends_on(mut self, names: &[&str]) -> Self {
+        self.dependencies = names.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+    pub fn dns(mut self, provider: impl DnsProvider + 'static) -> Self {
+        self.dns = Some(Box::new(provider));
+        self
+    }
+    pub fn notify(mut self, provider: impl NotifyProvider + 'static) -> Self {
+        self.notify = Some(Box::new(provider));
+        self
+    }
+
+    /// The answer to `handshake`.
+    pub fn manifest(&self) -> Value {
+        let mut providers = Vec::new();
+        let mut secrets: Vec<String> = Vec::new();
+        if let Some(p) = &self.dns {
+            let settings = p.settings();
+            for s in settings.iter().filter(|s| s.secret) {
+                if !secrets.contains(&s.key) {
+                    secrets.push(s.key.clone());
+                }
+            }
+            providers.push(json!({"type": "dns", "atomic": p.atomic(), "config": settings}));
+        }
+        if let Some(p) = &self.notify {
+            let settings = p.settings();
+            for s in settings.iter().filter(|s| s.secret) {
+                if !secrets.contains(&s.key) {
+                    secrets.push(s.key.clone());
+                }
+            }
+            providers.push(json!({"type": "notify", "config": settings}));
+        }
+        json!({
+            "name": self.name,
+            "version": self.version,
+            "protocol_version": PROTOCOL_VERSION,
+            "description": self.description,
+            "providers": providers,
+            "secrets": secrets,
+            "env": self.env,
+            "dependencies": self.dependencies,
+        })
+    }
+
+    fn dns_provider(&mut self) -> Result<&mut Box<dyn DnsProvider>, Error> {
+        match self.active {
+            None => Err(Error::failed("initialize first")),
+            Some("dns") => Ok(self.dns.as_mut().expect("initialized as dns")),
+            Some(other) => Err(Error::failed(format!("initialized as `{other}`, not dns"))),
+        }
+    }
+
+    fn notify_provider(&mut self) -> Result<&mut Box<dyn NotifyProvider>, Error> {
+        match self.active {
+            None => Err(Error::failed("initialize first")),
+            Some("notify") => Ok(self.notify.as_mut().expect("initialized as notify")),
+            Some(other) => Err(Error::failed(format!(
+                "initialized as `{other}`, not notify"
+            ))),
+        }
+    }
+
+    fn dispatch(&mut self, method: &str, params: Value) -> Result<Value, Error> {
+        let bad = |e: serde_json::Error| Error::new(-32602, format!("invalid params: {e}"));
+        match method {
+            "handshake" => {
+                let speaks = params
+                    .get("protocol_versions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|v| {
+                        v.iter()
+                            .any(|x| x.as_u64() == Some(PROTOCOL_VERSION.into()))
+                    });
+                if !speaks {
+                    return Err(Error::failed(format!(
+                        "this extension speaks protocol {PROTOCOL_VERSION}, autogit offers {}",
+                        params.get("protocol_versions").unwrap_or(&Value::Null)
+                    )));
+                }
+                Ok(self.manifest())
+            }
+            "initialize" => {
+                let kind = params.get("provider").and_then(Value::as_str).unwrap_or("");
+                let init: Init = serde_json::from_value(params.clone()).map_err(bad)?;
+                match (kind, self.dns.as_mut(), self.notify.as_mut()) {
+                    ("dns", Some(p), _) => {
+                        p.initialize(&init)?;
+                        self.active = Some("dns");
+                    }
+                    ("notify", _, Some(p)) => {
+                        p.initialize(&init)?;
+                        self.active = Some("notify");
+                    }
+                    _ => {
+                        return Err(Error::config(format!(
+                            "this extension does not provide `{kind}`"
+                        )));
+                    }
+                }
+                Ok(json!({}))
+            }
+            "health" => {
+                let h = match self.active {
+                    Some("notify") => self.notify_provider()?.health()?,
+                    _ => self.dns_provider()?.health()?,
+                };
+                Ok(serde_json::to_value(h).expect("serializes"))
+            }
+            "notify.send" => {
+                let n: Notification = serde_json::from_value(params).map_err(bad)?;
+                self.notify_provider()?.send(&n)?;
+                Ok(json!({}))
+            }
+            "dns.list" => {
+                #[derive(Deserialize)]
+                struct P {
+                    #[serde(default)]
+                    names: Vec<String>,
+                }
+                let p: P = serde_json::from_value(params).map_err(bad)?;
+                let records = self.dns_provider()?.list(&p.names)?;
+                Ok(json!({ "records": records }))
+            }
+            "dns.apply" => {
+                #[derive(Deserialize)]
+                struct P {
+                    changes: Vec<Change>,
+                }
+                let p: P = serde_json::from_value(params).map_err(bad)?;
+                self.dns_provider()?.apply(&p.changes)?;
+                Ok(json!({}))
+            }
+            "shutdown" => Ok(json!({})),
+            other => Err(Error::new(
+                code::METHOD_NOT_FOUND,
+                format!("unknown method {other}"),
+            )),
+        }
+    }
+
+    /// Answers requests from `input` on `output` until `shutdown` or the end of input.
+    pub fn serve(mut self, input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+        for line in input.lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let (id, answer, stop) = match serde_json::from_str::<Request>(&line) {
+                Ok(r) => {
+                    let stop = r.method == "shutdown";
+                    (r.id, self.dispatch(&r.method, r.params), stop)
+                }
+                Err(e) => (
+                    Value::Null,
+                    Err(Error::new(code::PARSE, format!("parse error: {e}"))),
+                    false,
+                ),
+            };
+            let msg = match answer {
+                Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
+                Err(e) => {
+                    json!({"jsonrpc": "2.0", "id": id, "error": {"code": e.code, "message": e.message}})
+                }
+            };
+            let mut text = serde_json::to_string(&msg).expect("serializes");
+            text.push('\n');
+            output.write_all(text.as_bytes())?;
+            output.flush()?;
+            if stop {
+                break;
+            }
+        }
+        if let Some(p) = self.dns.as_mut() {
+            p.shutdown();
+        }
+        if let Some(p) = self.notify.as_mut() {
+            p.shutdown();
+        }
+        Ok(())
+    }
+
+    /// [`Extension::serve`] on stdin and stdout.
+    pub fn run(self) -> std::io::Result<()> {
+        self.serve(std::io::stdin().lock(), std::io::stdout().lock())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Log(std::rc::Rc<std::cell::RefCell<Vec<String>>>);
+    impl NotifyProvider for Log {
+        fn settings(&self) -> Vec<Setting> {
+            vec![Setting::new("LOG_WEBHOOK_TOKEN").secret().required()]
+        }
+        fn initialize(&mut self, _: &Init) -> Result<(), Error> {
+            Ok(())
+        }
+        fn send(&mut self, n: &Notification) -> Result<(), Error> {
+            self.0
+                .borrow_mut()
+                .push(format!("{} {}", n.kind, n.summary));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_notify_session() {
+        let sent = std::rc::Rc::default();
+        let ext = Extension::new("log", "1.0.0").notify(Log(std::rc::Rc::clone(&sent)));
+        let input = [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "handshake", "params": {"protocol_versions": [1]}}),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"provider": "dns"}}),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {"provider": "notify", "secrets": {"LOG_WEBHOOK_TOKEN": "t"}}}),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "notify.send", "params": {"kind": "mirror_failed", "severity": "error", "subject": "docs", "summary": "it failed", "event": {}}}),
+            json!({"jsonrpc": "2.0", "id": 5, "method": "dns.list", "params": {}}),
+        ]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+        let mut out = Vec::new();
+        ext.serve(input.as_bytes(), &mut out).unwrap();
+        let out: Vec<Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(out[0]["result"]["providers"][0]["type"], "notify");
+        assert_eq!(out[0]["result"]["secrets"], json!(["LOG_WEBHOOK_TOKEN"]));
+        assert_eq!(out[1]["error"]["code"], code::CONFIG);
+        assert_eq!(out[2]["result"], json!({}));
+        assert_eq!(out[3]["result"], json!({}));
+        assert_eq!(
+            out[4]["error"]["message"],
+            "initialized as `notify`, not dns"
+        );
+        assert_eq!(*sent.borrow(), ["mirror_failed it failed"]);
+    }
+
+    struct Mem(Vec<Record>);
+    impl DnsProvider for Mem {
+        fn settings(&self) -> Vec<Setting> {
+            vec![
+                Setting::new("MEM_URL").required(),
+                Setting::new("MEM_TOKEN").secret(),
+            ]
+        }
+        fn initialize(&mut self, init: &Init) -> Result<(), Error> {
+            if init.secrets.get("MEM_TOKEN").map(String::as_str) != Some("t") {
+                return Err(Error::auth("bad token"));
+            }
+            Ok(())
+        }
+        fn list(&mut self, _: &[String]) -> Result<Vec<Record>, Error> {
+            Ok(self.0.clone())
+        }
+        fn apply(&mut self, changes: &[Change]) -> Result<(), Error> {
+            for c in changes {
+                match c {
+                    Change::Create { record } => self.0.push(record.clone()),
+                    Change::Delete { record } => self.0.retain(|r| r != record),
+                    Change::Update { from, to } => {
+                        self.0.retain(|r| r != from);
+                        self.0.push(to.clone());
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn session(lines: &[Value]) -> Vec<Value> {
+        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        let mut out = Vec::new();
+        Extension::new("mem", "1.0.0")
+            .env(&["PATH"])
+            .dns(Mem(vec![]))
+            .serve(input.as_bytes(), &mut out)
+            .unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_session() {
+        let rec = json!({"name": "a.example.test", "type": "A", "value": "192.0.2.1", "ttl": 60});
+        let out = session(&[
+            json!({"jsonrpc": "2.0", "id": 1, "method": "handshake", "params": {"protocol_versions": [1]}}),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "dns.list", "params": {}}),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {"provider": "dns", "config": {"MEM_URL": "x"}, "secrets": {"MEM_TOKEN": "t"}, "context": {"zone": "example.test"}}}),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "dns.apply", "params": {"changes": [{"op": "create", "record": rec}]}}),
+            json!({"jsonrpc": "2.0", "id": 5, "method": "dns.list", "params": {"names": []}}),
+            json!({"jsonrpc": "2.0", "id": 6, "method": "nope"}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "shutdown"}),
+            json!({"jsonrpc": "2.0", "id": 8, "method": "health"}),
+        ]);
+        assert_eq!(out.len(), 7, "stops after shutdown: {out:?}");
+        let m = &out[0]["result"];
+        assert_eq!(m["secrets"], json!(["MEM_TOKEN"]));
+        assert_eq!(m["providers"][0]["config"][0]["key"], "MEM_URL");
+        assert_eq!(m["env"], json!(["PATH"]));
+        assert_eq!(out[1]["error"]["message"], "initialize first");
+        assert_eq!(out[2]["result"], json!({}));
+        assert_eq!(out[4]["result"]["records"], json!([rec]));
+        assert_eq!(out[5]["error"]["code"], code::METHOD_NOT_FOUND);
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(o["id"], json!(i + 1));
+        }
+    }
+}
