@@ -16,6 +16,7 @@ pub mod decode;
 pub mod diag;
 pub mod dns;
 pub mod emit;
+pub mod ingress;
 pub mod inventory;
 pub mod kubernetes;
 pub mod lifecycle;

@@ -13,20 +13,23 @@ fn ruby_str(s: &str) -> String {
 }
 
 /// GitLab Omnibus configuration (the body of `GITLAB_OMNIBUS_CONFIG`, same syntax as gitlab.rb).
-pub fn gitlab_omnibus(config: &Config) -> String {
+/// `external_url` is [`crate::ingress::gitlab_external_url`]: with `base_domain` and an
+/// ingress, the URL the ingress serves GitLab at unless one was chosen.
+pub fn gitlab_omnibus(config: &Config, base_domain: Option<&str>) -> String {
     let g = &config.gitlab;
+    let external_url = crate::ingress::gitlab_external_url(config, base_domain);
     let t = config.gitlab_tuning();
     let mut o = String::new();
     let _ = writeln!(
         o,
         "# Rendered by autogit from autogit.yml; edit that file, not this one."
     );
-    let _ = writeln!(o, "external_url {}", ruby_str(&g.external_url));
+    let _ = writeln!(o, "external_url {}", ruby_str(&external_url));
     let _ = writeln!(o, "gitlab_rails['gitlab_shell_ssh_port'] = {}", g.ports.ssh);
     // The container's nginx stays on 80 whatever port external_url names; the host port
     // mapping (gitlab.ports.http -> 80) does the rest.
     let _ = writeln!(o, "nginx['listen_port'] = 80");
-    let https = g.external_url.starts_with("https://");
+    let https = external_url.starts_with("https://");
     if https && config.platform.ingress != IngressKind::None {
         let _ = writeln!(
             o,
@@ -45,7 +48,7 @@ pub fn gitlab_omnibus(config: &Config) -> String {
         Some(g.ports.http),
         Some(g.ports.https),
         Some(g.ports.ssh),
-        url_port(&g.external_url),
+        url_port(&external_url),
     ];
     let puma_port = [8089u16, 18089, 28089]
         .into_iter()
@@ -523,7 +526,10 @@ pub fn nginx(plan: &Plan) -> String {
 pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
     let mut files = vec![
         ("docker-compose.yml".to_owned(), compose(plan, ".")),
-        ("gitlab/gitlab.rb".to_owned(), gitlab_omnibus(config)),
+        (
+            "gitlab/gitlab.rb".to_owned(),
+            gitlab_omnibus(config, plan.base_domain.as_deref()),
+        ),
         (
             "services.json".to_owned(),
             format!("{:#}\n", discovery(plan)),
