@@ -9,6 +9,59 @@
 use crate::config::{Config, IngressKind};
 use crate::diag::Diagnostic;
 use crate::validate::url_host;
+use serde_json::{Value, json};
+
+/// The largest request body the ingress passes on (413 above it): GitLab Omnibus's own
+/// `client_max_body_size` (250m), so a push GitLab would take is never refused in front of it.
+pub const MAX_BODY_BYTES: u64 = 250 * 1024 * 1024;
+
+/// Requests per second per client address the ingress lets through on average, and the burst
+/// above it (429 beyond). Traefik counts per source address; nginx the same (`$binary_remote_addr`).
+pub const RATE_AVERAGE: u32 = 100;
+pub const RATE_BURST: u32 = 200;
+
+/// Traefik's middlewares, in order, as the file provider and the Kubernetes `Middleware`
+/// objects define them: the shared ones ([`crate::state::MIDDLEWARES`]), the IP allowlist when
+/// `allow` is not empty, the guard's forward-auth when it has an address.
+pub fn traefik_middlewares(allow: &[String], guard: Option<&str>) -> Vec<(&'static str, Value)> {
+    let mut m = Vec::new();
+    m.push((
+        "security-headers",
+        json!({"headers": {
+            "stsSeconds": 31_536_000,
+            "stsIncludeSubdomains": true,
+            "contentTypeNosniff": true,
+            "frameDeny": true,
+            "referrerPolicy": "strict-origin-when-cross-origin",
+        }}),
+    ));
+    m.push((
+        "rate-limit",
+        json!({"rateLimit": {"average": RATE_AVERAGE, "burst": RATE_BURST}}),
+    ));
+    m.push((
+        "body-limit",
+        json!({"buffering": {"maxRequestBodyBytes": MAX_BODY_BYTES}}),
+    ));
+    if !allow.is_empty() {
+        m.push((
+            "ip-allowlist",
+            json!({"ipAllowList": {"sourceRange": allow}}),
+        ));
+    }
+    if let Some(address) = guard {
+        m.push((
+            "guard",
+            json!({"forwardAuth": {
+                "address": address,
+                "forwardBody": true,
+                "maxBodySize": 1_048_576,
+                "authResponseHeaders": ["X-Autogit-Guard-Verdict", "X-Autogit-Guard-Risk"],
+            }}),
+        ));
+    }
+    m
+}
 
 /// GitLab's subdomain under `BASE_DOMAIN` (the plan's `gitlab` service).
 pub const GITLAB_SUBDOMAIN: &str = "gitlab";

@@ -316,7 +316,7 @@ pub fn traefik_static(plan: &Plan) -> String {
         "providers": {"file": {"directory": "/etc/traefik/dynamic", "watch": true}},
         "ping": {"entryPoint": "web"},
         "log": {"level": "INFO"},
-        "accessLog": {},
+        "accessLog": {"format": "json"},
     });
     // HTTP-01 without a platform certificate: Traefik's own ACME resolver answers the
     // challenges on `web` (before the HTTPS redirect) and renews by itself.
@@ -366,30 +366,15 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
         "http": {
             "routers": routers,
             "services": services,
-            "middlewares": {
-                "security-headers": {"headers": {
-                    "stsSeconds": 31_536_000,
-                    "stsIncludeSubdomains": true,
-                    "contentTypeNosniff": true,
-                    "frameDeny": true,
-                    "referrerPolicy": "strict-origin-when-cross-origin",
-                }},
-                "rate-limit": {"rateLimit": {"average": 100, "burst": 200}},
-            },
+            "middlewares": crate::ingress::traefik_middlewares(
+                &plan.ingress_allow,
+                plan.guard.as_ref().map(|(a, _)| a.as_str()),
+            )
+            .into_iter()
+            .map(|(name, spec)| (name.to_owned(), spec))
+            .collect::<Map<String, Value>>(),
         },
     });
-    if !plan.ingress_allow.is_empty() {
-        doc["http"]["middlewares"]["ip-allowlist"] =
-            json!({"ipAllowList": {"sourceRange": plan.ingress_allow}});
-    }
-    if let Some((address, _)) = &plan.guard {
-        doc["http"]["middlewares"]["guard"] = json!({"forwardAuth": {
-            "address": address,
-            "forwardBody": true,
-            "maxBodySize": 1_048_576,
-            "authResponseHeaders": ["X-Autogit-Guard-Verdict", "X-Autogit-Guard-Risk"],
-        }});
-    }
     let mut head =
         String::from("# Rendered by autogit: Traefik dynamic configuration (file provider).\n");
     if let Some(id) = &plan.tls {
@@ -456,9 +441,13 @@ pub fn nginx(plan: &Plan) -> String {
     };
     // Upstreams are resolved per request through the engine's embedded DNS, not once at
     // start: a container autogit recreates comes back with a new address.
-    let mut o = String::from(
+    // The same limits as Traefik's middlewares (`crate::ingress`): per client address, 429 when
+    // exceeded (nginx's default would be 503), bodies up to GitLab's own limit (413 above).
+    let mut o = format!(
         "# Rendered by autogit.\nresolver 127.0.0.11 valid=10s ipv6=off;\n\
-         limit_req_zone $binary_remote_addr zone=autogit:10m rate=20r/s;\n",
+         limit_req_zone $binary_remote_addr zone=autogit:10m rate={}r/s;\n\
+         limit_req_status 429;\n",
+        crate::ingress::RATE_AVERAGE
     );
     // HTTP-01: the challenge files autogit writes into `rendered/acme-http`.
     let acme = if plan.http01.is_some() {
@@ -514,8 +503,10 @@ pub fn nginx(plan: &Plan) -> String {
                 .join(" ");
             let _ = write!(
                 o,
-                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}{allow}{acme80}\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
-                name = s.name
+                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;{allow}{acme80}\n    client_max_body_size {max_body};\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                name = s.name,
+                max_body = crate::ingress::MAX_BODY_BYTES,
+                burst = crate::ingress::RATE_BURST,
             );
         }
     }

@@ -204,7 +204,7 @@ fn ingress_allowlist_and_guard_forward_auth() {
     insta::assert_snapshot!("traefik_dynamic_allow_guard", render::traefik_dynamic(&p));
     let compose = render::compose(&p, ".");
     assert!(
-        compose.contains("traefik.http.routers.grafana.middlewares: \"ip-allowlist@file,security-headers@file,rate-limit@file,guard@file\""),
+        compose.contains("traefik.http.routers.grafana.middlewares: \"ip-allowlist@file,security-headers@file,rate-limit@file,body-limit@file,guard@file\""),
         "{compose}"
     );
     let config = format!(
