@@ -326,7 +326,8 @@ fn pebble_root(pebble: &Pebble, dir: &Path) -> PathBuf {
     path
 }
 
-/// Stand-ins, the ingress, and every check of the list through it.
+/// Stand-ins, the ingress, and every check of the list through it; then a renewal
+/// with a request loop running across it.
 fn ingress_end_to_end(kind: &str) {
     let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
         return;
@@ -479,14 +480,91 @@ fn ingress_end_to_end(kind: &str) {
     let limited = codes.lines().filter(|c| *c == "429").count();
     let ok = codes.lines().filter(|c| *c == "200").count();
     assert!(limited > 0 && ok > 0, "{ok} × 200, {limited} × 429");
+
+    renewal_is_served_without_a_failed_request(kind, &p, &lab, &ingress, https, &root);
+}
+
+/// `tls renew --force` while a client loops on requests: the ingress serves the new
+/// certificate (its serial) without a restart and no request fails. Traefik reloads on the
+/// re-rendered dynamic file by itself; nginx is told `nginx -s reload` (what autogit's
+/// `refresh_ingress` execs in the running container).
+fn renewal_is_served_without_a_failed_request(
+    kind: &str,
+    p: &Platform,
+    lab: &Lab,
+    ingress: &str,
+    https: u16,
+    root: &Path,
+) {
+    let gitlab = format!("gitlab.{ZONE}");
+    let before = served_serial(&gitlab, https);
+    let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", ingress]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let stop = stop.clone();
+        let root = root.to_owned();
+        let gitlab = gitlab.clone();
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0u32, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                // A new connection (and TLS handshake) each time, so a certificate swap in the
+                // middle of the loop is met by handshakes.
+                let (body, err) = curl(&gitlab, https, &root, &[], "/");
+                if body == "I am gitlab\n" {
+                    ok += 1;
+                } else {
+                    failed.push(format!("{body:?} {err}"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    p.renew(true);
+    if kind == "nginx" {
+        // What `refresh_ingress` does for a running nginx (here the lab's container, which
+        // is not one of the project's).
+        docker(&["exec", ingress, "nginx", "-s", "reload"]);
+    }
+    let issued = file_serial(&p.rendered().join("tls/fullchain.pem"));
+    assert_ne!(issued, before, "a new certificate was issued");
+    let start = Instant::now();
+    while served_serial(&gitlab, https) != issued {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{kind} still serves {before}, not {issued}:\n{}",
+            lab.logs(ingress)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (ok, failed) = looping.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} failed of {}: {failed:?}",
+        failed.len(),
+        ok as usize + failed.len()
+    );
+    assert!(ok > 5, "the loop ran: {ok}");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.StartedAt}}", ingress]),
+        started,
+        "the ingress was not restarted"
+    );
+    eprintln!(
+        "{kind}: renewal served after {:?}; {ok} requests during it, none failed",
+        start.elapsed()
+    );
 }
 
 #[test]
-fn traefik_serves_every_service_with_the_wildcard() {
+fn traefik_serves_every_service_with_the_wildcard_and_renews_without_restart() {
     ingress_end_to_end("traefik");
 }
 
 #[test]
-fn nginx_serves_every_service_with_the_wildcard() {
+fn nginx_serves_every_service_with_the_wildcard_and_renews_without_restart() {
     ingress_end_to_end("nginx");
 }
