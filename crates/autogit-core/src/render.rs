@@ -3,7 +3,7 @@
 use crate::config::{Config, IngressKind};
 use crate::emit::to_yaml;
 use crate::plan::{ACME_HTTP_DIR, Mount, Placement, Plan, Probe, Role, TLS_DIR};
-use crate::state::{EnvValue, PlatformState, Route, ServiceState, router_middlewares};
+use crate::state::{EnvValue, PlatformState, ServiceState, router_middlewares};
 use crate::validate::url_port;
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -219,11 +219,10 @@ fn compose_service(st: &PlatformState, s: &ServiceState, rendered_dir: &str) -> 
         "io.autogit.role".into(),
         serde_json::to_value(s.role).unwrap_or(Value::Null),
     );
+    // Routes are the ingress's rendered configuration (Traefik's file provider, nginx's
+    // conf.d), never container labels: see docs/ingress.md, "Service discovery".
     if let Some(route) = &s.route {
         labels.insert("io.autogit.host".into(), Value::from(route.host.as_str()));
-        for (k, v) in traefik_labels(&s.name, route) {
-            labels.insert(k, Value::from(v));
-        }
     }
     m.insert("labels".into(), Value::Object(labels));
     Value::Object(m)
@@ -301,9 +300,9 @@ pub fn tempo() -> String {
 }
 
 /// Traefik's static configuration: entry points (HTTP redirects to HTTPS), the file provider
-/// watching the dynamic directory, ping for health. autogit routes through the file provider,
-/// so the ingress never needs the Docker socket (which is root-equivalent); the compose export
-/// also carries docker-provider labels for those who prefer that provider.
+/// watching the dynamic directory, ping for health. The file provider is the one source of
+/// routes: the ingress never needs the engine's socket (root-equivalent), and what Traefik
+/// serves is a file autogit rendered and tests, the same one the compose export ships.
 pub fn traefik_static(plan: &Plan) -> String {
     if plan.base_domain.is_none() {
         return String::new();
@@ -399,39 +398,6 @@ fn host_rule(s: &crate::plan::ServiceSpec, domain: &str) -> String {
         .map(|h| format!("Host(`{h}.{domain}`)"))
         .collect::<Vec<_>>()
         .join(" || ")
-}
-
-/// Traefik's rule for a route of the model: its host and its aliases.
-fn route_rule(route: &Route) -> String {
-    std::iter::once(&route.host)
-        .chain(&route.aliases)
-        .map(|h| format!("Host(`{h}`)"))
-        .collect::<Vec<_>>()
-        .join(" || ")
-}
-
-/// Docker-provider labels for a routed service (compose export).
-fn traefik_labels(name: &str, route: &Route) -> Vec<(String, String)> {
-    let r = format!("traefik.http.routers.{name}");
-    vec![
-        ("traefik.enable".into(), "true".into()),
-        (format!("{r}.rule"), route_rule(route)),
-        (format!("{r}.entrypoints"), "websecure".into()),
-        (format!("{r}.tls"), "true".into()),
-        (
-            format!("{r}.middlewares"),
-            route
-                .middlewares
-                .iter()
-                .map(|m| format!("{m}@file"))
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        (
-            format!("traefik.http.services.{name}.loadbalancer.server.port"),
-            route.port.to_string(),
-        ),
-    ]
 }
 
 /// nginx: one server block per subdomain, proxying to the service on the platform network.

@@ -202,10 +202,13 @@ fn ingress_allowlist_and_guard_forward_auth() {
     assert!(diags.contains("guard-unknown-service"), "{diags}");
     assert!(diags.contains("`nosuch`"), "{diags}");
     insta::assert_snapshot!("traefik_dynamic_allow_guard", render::traefik_dynamic(&p));
-    let compose = render::compose(&p, ".");
+    let dynamic = render::traefik_dynamic(&p);
+    let grafana = &dynamic[dynamic.find("    grafana:").unwrap()..];
     assert!(
-        compose.contains("traefik.http.routers.grafana.middlewares: \"ip-allowlist@file,security-headers@file,rate-limit@file,body-limit@file,guard@file\""),
-        "{compose}"
+        grafana.contains(
+            "middlewares:\n        - ip-allowlist\n        - security-headers\n        - rate-limit\n        - body-limit\n        - guard\n"
+        ),
+        "{dynamic}"
     );
     let config = format!(
         "{CONFIG}platform:\n  ingress: nginx\n  ingress_allow: [10.0.0.0/8]\n  guard_forward_auth: http://g:8787/guard/forward-auth\n"
@@ -356,9 +359,33 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
             assert_eq!(rule, format!("Host(`{name}.vectorweight.com`)"));
         }
     }
+}
+
+/// One source of routes: Traefik's file provider. The static configuration names no other
+/// provider (no docker provider, so no engine socket in the ingress), and no container of the
+/// compose export carries `traefik.*` labels that nothing would read.
+#[test]
+fn routes_come_from_the_file_provider_only() {
+    let (p, _) = full();
+    let static_conf = render::traefik_static(&p);
+    let providers = &static_conf[static_conf.find("providers:").unwrap()..];
+    let providers: Vec<&str> = providers
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("    "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(providers, ["file:"], "{static_conf}");
     let compose = render::compose(&p, ".");
     assert!(
-        compose.contains("traefik.http.routers.grafana.rule: \"Host(`grafana.vectorweight.com`)\""),
+        !compose
+            .lines()
+            .any(|l| l.trim_start().starts_with("traefik.")),
+        "no traefik.* label: {compose}"
+    );
+    assert!(
+        compose.contains("io.autogit.host: gitlab.vectorweight.com"),
         "{compose}"
     );
 }
