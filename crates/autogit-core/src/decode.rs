@@ -868,6 +868,9 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, g: &mut GitLab) {
     g.tuning.sidekiq_concurrency = cx.field(&t, T::sidekiq_concurrency, p_small_count);
     g.tuning.postgres_shared_buffers = cx.field(&t, T::postgres_shared_buffers, p_bytes);
     g.tuning.prometheus = cx.field(&t, T::prometheus, p_bool);
+    g.external_url_explicit = url_given
+        .as_deref()
+        .is_some_and(|u| u != crate::ingress::INIT_EXTERNAL_URL);
     // hostname and external_url default from each other.
     match (hostname_given, url_given) {
         (Some(h), Some(u)) => {

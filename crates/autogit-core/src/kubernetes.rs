@@ -650,39 +650,11 @@ fn traefik(st: &PlatformState, routed: &[&ServiceState]) -> Option<Vec<Value>> {
             spec,
         )
     };
-    let mut docs = vec![
-        mw(
-            "security-headers",
-            json!({"headers": {
-                "stsSeconds": 31_536_000,
-                "stsIncludeSubdomains": true,
-                "contentTypeNosniff": true,
-                "frameDeny": true,
-                "referrerPolicy": "strict-origin-when-cross-origin",
-            }}),
-        ),
-        mw(
-            "rate-limit",
-            json!({"rateLimit": {"average": 100, "burst": 200}}),
-        ),
-    ];
-    if !ing.allow.is_empty() {
-        docs.push(mw(
-            "ip-allowlist",
-            json!({"ipAllowList": {"sourceRange": ing.allow}}),
-        ));
-    }
-    if let Some(address) = &ing.guard {
-        docs.push(mw(
-            "guard",
-            json!({"forwardAuth": {
-                "address": address,
-                "forwardBody": true,
-                "maxBodySize": 1_048_576,
-                "authResponseHeaders": ["X-Autogit-Guard-Verdict", "X-Autogit-Guard-Risk"],
-            }}),
-        ));
-    }
+    let mut docs: Vec<Value> =
+        crate::ingress::traefik_middlewares(&ing.allow, ing.guard.as_deref())
+            .into_iter()
+            .map(|(name, spec)| mw(name, spec))
+            .collect();
     let routes: Vec<Value> = routed
         .iter()
         .filter_map(|s| {

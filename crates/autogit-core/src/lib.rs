@@ -18,6 +18,7 @@ pub mod diag;
 pub mod dns;
 pub mod emit;
 pub mod extension;
+pub mod ingress;
 pub mod inventory;
 pub mod kubernetes;
 pub mod lifecycle;

@@ -498,7 +498,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         ],
         environment: BTreeMap::from([(
             "GITLAB_OMNIBUS_CONFIG".to_owned(),
-            crate::render::gitlab_omnibus(config),
+            crate::render::gitlab_omnibus(config, env.base_domain.as_deref()),
         )]),
         secret_env: Vec::new(),
         host_env: BTreeMap::new(),

@@ -3,7 +3,7 @@
 use crate::config::{Config, IngressKind};
 use crate::emit::to_yaml;
 use crate::plan::{ACME_HTTP_DIR, Mount, Placement, Plan, Probe, Role, TLS_DIR};
-use crate::state::{EnvValue, PlatformState, Route, ServiceState, router_middlewares};
+use crate::state::{EnvValue, PlatformState, ServiceState, router_middlewares};
 use crate::validate::url_port;
 use serde_json::{Map, Value, json};
 use std::fmt::Write as _;
@@ -13,20 +13,23 @@ fn ruby_str(s: &str) -> String {
 }
 
 /// GitLab Omnibus configuration (the body of `GITLAB_OMNIBUS_CONFIG`, same syntax as gitlab.rb).
-pub fn gitlab_omnibus(config: &Config) -> String {
+/// `external_url` is [`crate::ingress::gitlab_external_url`]: with `base_domain` and an
+/// ingress, the URL the ingress serves GitLab at unless one was chosen.
+pub fn gitlab_omnibus(config: &Config, base_domain: Option<&str>) -> String {
     let g = &config.gitlab;
+    let external_url = crate::ingress::gitlab_external_url(config, base_domain);
     let t = config.gitlab_tuning();
     let mut o = String::new();
     let _ = writeln!(
         o,
         "# Rendered by autogit from autogit.yml; edit that file, not this one."
     );
-    let _ = writeln!(o, "external_url {}", ruby_str(&g.external_url));
+    let _ = writeln!(o, "external_url {}", ruby_str(&external_url));
     let _ = writeln!(o, "gitlab_rails['gitlab_shell_ssh_port'] = {}", g.ports.ssh);
     // The container's nginx stays on 80 whatever port external_url names; the host port
     // mapping (gitlab.ports.http -> 80) does the rest.
     let _ = writeln!(o, "nginx['listen_port'] = 80");
-    let https = g.external_url.starts_with("https://");
+    let https = external_url.starts_with("https://");
     if https && config.platform.ingress != IngressKind::None {
         let _ = writeln!(
             o,
@@ -45,7 +48,7 @@ pub fn gitlab_omnibus(config: &Config) -> String {
         Some(g.ports.http),
         Some(g.ports.https),
         Some(g.ports.ssh),
-        url_port(&g.external_url),
+        url_port(&external_url),
     ];
     let puma_port = [8089u16, 18089, 28089]
         .into_iter()
@@ -216,11 +219,10 @@ fn compose_service(st: &PlatformState, s: &ServiceState, rendered_dir: &str) -> 
         "io.autogit.role".into(),
         serde_json::to_value(s.role).unwrap_or(Value::Null),
     );
+    // Routes are the ingress's rendered configuration (Traefik's file provider, nginx's
+    // conf.d), never container labels: see docs/ingress.md, "Service discovery".
     if let Some(route) = &s.route {
         labels.insert("io.autogit.host".into(), Value::from(route.host.as_str()));
-        for (k, v) in traefik_labels(&s.name, route) {
-            labels.insert(k, Value::from(v));
-        }
     }
     m.insert("labels".into(), Value::Object(labels));
     Value::Object(m)
@@ -298,9 +300,9 @@ pub fn tempo() -> String {
 }
 
 /// Traefik's static configuration: entry points (HTTP redirects to HTTPS), the file provider
-/// watching the dynamic directory, ping for health. autogit routes through the file provider,
-/// so the ingress never needs the Docker socket (which is root-equivalent); the compose export
-/// also carries docker-provider labels for those who prefer that provider.
+/// watching the dynamic directory, ping for health. The file provider is the one source of
+/// routes: the ingress never needs the engine's socket (root-equivalent), and what Traefik
+/// serves is a file autogit rendered and tests, the same one the compose export ships.
 pub fn traefik_static(plan: &Plan) -> String {
     if plan.base_domain.is_none() {
         return String::new();
@@ -313,7 +315,7 @@ pub fn traefik_static(plan: &Plan) -> String {
         "providers": {"file": {"directory": "/etc/traefik/dynamic", "watch": true}},
         "ping": {"entryPoint": "web"},
         "log": {"level": "INFO"},
-        "accessLog": {},
+        "accessLog": {"format": "json"},
     });
     // HTTP-01 without a platform certificate: Traefik's own ACME resolver answers the
     // challenges on `web` (before the HTTPS redirect) and renews by itself.
@@ -363,30 +365,15 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
         "http": {
             "routers": routers,
             "services": services,
-            "middlewares": {
-                "security-headers": {"headers": {
-                    "stsSeconds": 31_536_000,
-                    "stsIncludeSubdomains": true,
-                    "contentTypeNosniff": true,
-                    "frameDeny": true,
-                    "referrerPolicy": "strict-origin-when-cross-origin",
-                }},
-                "rate-limit": {"rateLimit": {"average": 100, "burst": 200}},
-            },
+            "middlewares": crate::ingress::traefik_middlewares(
+                &plan.ingress_allow,
+                plan.guard.as_ref().map(|(a, _)| a.as_str()),
+            )
+            .into_iter()
+            .map(|(name, spec)| (name.to_owned(), spec))
+            .collect::<Map<String, Value>>(),
         },
     });
-    if !plan.ingress_allow.is_empty() {
-        doc["http"]["middlewares"]["ip-allowlist"] =
-            json!({"ipAllowList": {"sourceRange": plan.ingress_allow}});
-    }
-    if let Some((address, _)) = &plan.guard {
-        doc["http"]["middlewares"]["guard"] = json!({"forwardAuth": {
-            "address": address,
-            "forwardBody": true,
-            "maxBodySize": 1_048_576,
-            "authResponseHeaders": ["X-Autogit-Guard-Verdict", "X-Autogit-Guard-Risk"],
-        }});
-    }
     let mut head =
         String::from("# Rendered by autogit: Traefik dynamic configuration (file provider).\n");
     if let Some(id) = &plan.tls {
@@ -413,39 +400,6 @@ fn host_rule(s: &crate::plan::ServiceSpec, domain: &str) -> String {
         .join(" || ")
 }
 
-/// Traefik's rule for a route of the model: its host and its aliases.
-fn route_rule(route: &Route) -> String {
-    std::iter::once(&route.host)
-        .chain(&route.aliases)
-        .map(|h| format!("Host(`{h}`)"))
-        .collect::<Vec<_>>()
-        .join(" || ")
-}
-
-/// Docker-provider labels for a routed service (compose export).
-fn traefik_labels(name: &str, route: &Route) -> Vec<(String, String)> {
-    let r = format!("traefik.http.routers.{name}");
-    vec![
-        ("traefik.enable".into(), "true".into()),
-        (format!("{r}.rule"), route_rule(route)),
-        (format!("{r}.entrypoints"), "websecure".into()),
-        (format!("{r}.tls"), "true".into()),
-        (
-            format!("{r}.middlewares"),
-            route
-                .middlewares
-                .iter()
-                .map(|m| format!("{m}@file"))
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        (
-            format!("traefik.http.services.{name}.loadbalancer.server.port"),
-            route.port.to_string(),
-        ),
-    ]
-}
-
 /// nginx: one server block per subdomain, proxying to the service on the platform network.
 pub fn nginx(plan: &Plan) -> String {
     let Some(domain) = &plan.base_domain else {
@@ -453,9 +407,13 @@ pub fn nginx(plan: &Plan) -> String {
     };
     // Upstreams are resolved per request through the engine's embedded DNS, not once at
     // start: a container autogit recreates comes back with a new address.
-    let mut o = String::from(
+    // The same limits as Traefik's middlewares (`crate::ingress`): per client address, 429 when
+    // exceeded (nginx's default would be 503), bodies up to GitLab's own limit (413 above).
+    let mut o = format!(
         "# Rendered by autogit.\nresolver 127.0.0.11 valid=10s ipv6=off;\n\
-         limit_req_zone $binary_remote_addr zone=autogit:10m rate=20r/s;\n",
+         limit_req_zone $binary_remote_addr zone=autogit:10m rate={}r/s;\n\
+         limit_req_status 429;\n",
+        crate::ingress::RATE_AVERAGE
     );
     // HTTP-01: the challenge files autogit writes into `rendered/acme-http`.
     let acme = if plan.http01.is_some() {
@@ -511,8 +469,10 @@ pub fn nginx(plan: &Plan) -> String {
                 .join(" ");
             let _ = write!(
                 o,
-                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}{allow}{acme80}\n    client_max_body_size 0;\n    location / {{\n        limit_req zone=autogit burst=40 nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
-                name = s.name
+                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;{allow}{acme80}\n    client_max_body_size {max_body};\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                name = s.name,
+                max_body = crate::ingress::MAX_BODY_BYTES,
+                burst = crate::ingress::RATE_BURST,
             );
         }
     }
@@ -523,7 +483,10 @@ pub fn nginx(plan: &Plan) -> String {
 pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
     let mut files = vec![
         ("docker-compose.yml".to_owned(), compose(plan, ".")),
-        ("gitlab/gitlab.rb".to_owned(), gitlab_omnibus(config)),
+        (
+            "gitlab/gitlab.rb".to_owned(),
+            gitlab_omnibus(config, plan.base_domain.as_deref()),
+        ),
         (
             "services.json".to_owned(),
             format!("{:#}\n", discovery(plan)),

@@ -248,7 +248,7 @@ impl PlatformState {
 }
 
 /// Middlewares every routed service gets, in order (defined in the ingress configuration).
-pub const MIDDLEWARES: [&str; 2] = ["security-headers", "rate-limit"];
+pub const MIDDLEWARES: [&str; 3] = ["security-headers", "rate-limit", "body-limit"];
 
 /// A router's middlewares, in order: the IP allowlist first (reject before any work), the
 /// shared ones, then the guard for the services it checks.

@@ -1,11 +1,14 @@
 //! Data-driven configuration cases: each `config/*.yml` is one case; its snapshot holds the
 //! rendered diagnostics and, for valid files, the effective values that matter most. Leading
-//! `# env: KEY=VALUE` comment lines are the case's environment (`AUTOGIT_…` overrides).
+//! `# env: KEY=VALUE` comment lines are the case's environment (`AUTOGIT_…` overrides, and
+//! `BASE_DOMAIN` as the `.env` registry would give it: then GitLab's deployed `external_url` and
+//! its agreement with the ingress route are checked too).
 //! Add a case by adding a file; accept new output with `cargo insta review`.
 
 #![allow(clippy::disallowed_methods)] // tests read fixtures; the no-I/O rule is for the library
 
 use autogit_core::diag::render_all;
+use autogit_core::ingress::{external_url_check, gitlab_external_url};
 use autogit_core::load::{LoadInput, load};
 use std::fmt::Write as _;
 
@@ -25,7 +28,14 @@ fn check(name: &str, text: &str) -> String {
         env: &env,
         ..Default::default()
     };
-    let loaded = load(&input);
+    let mut loaded = load(&input);
+    let base_domain = env
+        .iter()
+        .find(|(k, _)| k == "BASE_DOMAIN")
+        .map(|(_, v)| v.as_str());
+    if let Some(d) = external_url_check(&loaded.config, base_domain) {
+        loaded.diagnostics.push(d);
+    }
     let mut out = render_all(&loaded.diagnostics, &loaded.sources);
     if !loaded.diagnostics.has_errors() {
         let c = &loaded.config;
@@ -42,6 +52,13 @@ fn check(name: &str, text: &str) -> String {
             c.gitlab.ports.https,
             c.gitlab.ports.ssh
         );
+        if base_domain.is_some() {
+            let _ = writeln!(
+                out,
+                "gitlab deployed at: {}",
+                gitlab_external_url(c, base_domain)
+            );
+        }
         let _ = writeln!(
             out,
             "size: preset {} → {} CPUs, {}; puma {}, sidekiq {}, shared_buffers {}, prometheus {}",

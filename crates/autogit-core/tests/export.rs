@@ -461,7 +461,7 @@ fn guarded_services_are_routed_through_the_guard_only() {
     assert_eq!(hosts, ["gitlab.example.com"]);
     assert_eq!(
         ingress["metadata"]["annotations"]["traefik.ingress.kubernetes.io/router.middlewares"],
-        "autogit-security-headers@kubernetescrd,autogit-rate-limit@kubernetescrd"
+        "autogit-security-headers@kubernetescrd,autogit-rate-limit@kubernetescrd,autogit-body-limit@kubernetescrd"
     );
     let traefik = file("traefik.yaml");
     let route = of_kind(&traefik, "IngressRoute")[0]["spec"]["routes"]
@@ -471,10 +471,10 @@ fn guarded_services_are_routed_through_the_guard_only() {
         .find(|r| r["match"] == "Host(`grafana.example.com`)")
         .unwrap()
         .clone();
-    assert_eq!(route["middlewares"][2]["name"], "guard");
+    assert_eq!(route["middlewares"][3]["name"], "guard");
     assert_eq!(
         names(&traefik, "Middleware"),
-        ["security-headers", "rate-limit", "guard"]
+        ["security-headers", "rate-limit", "body-limit", "guard"]
     );
 }
 

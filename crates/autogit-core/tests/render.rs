@@ -55,8 +55,106 @@ fn full() -> (Plan, autogit_core::config::Config) {
 
 #[test]
 fn omnibus_config() {
-    let (_, config) = full();
-    insta::assert_snapshot!(render::gitlab_omnibus(&config));
+    let (plan, config) = full();
+    insta::assert_snapshot!(render::gitlab_omnibus(&config, plan.base_domain.as_deref()));
+}
+
+/// Plans `config` with `BASE_DOMAIN=example.test` behind `ingress`; returns the plan, the
+/// configuration and the `external_url` of the rendered gitlab.rb (which must be what GitLab's
+/// container gets).
+fn external_url_case(config: &str, ingress: &str) -> (Plan, autogit_core::config::Config, String) {
+    let config = format!("{config}platform:\n  ingress: {ingress}\n");
+    let (plan, diags) = build(&config, "BASE_DOMAIN=example.test\n", &PlanInput::default());
+    assert!(!diags.contains("error["), "{diags}");
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", &config)),
+        ..Default::default()
+    });
+    let (_, rb) = render::all_files(&plan, &loaded.config)
+        .into_iter()
+        .find(|(f, _)| f == "gitlab/gitlab.rb")
+        .expect("gitlab.rb is rendered");
+    let omnibus = plan
+        .services
+        .iter()
+        .find(|s| s.name == "gitlab")
+        .and_then(|s| s.environment.get("GITLAB_OMNIBUS_CONFIG"))
+        .expect("GitLab's container gets its configuration");
+    assert_eq!(&rb, omnibus, "the file and the container agree");
+    let url = rb
+        .lines()
+        .find_map(|l| l.strip_prefix("external_url '"))
+        .map(|u| u.trim_end_matches('\'').to_owned())
+        .expect("external_url is rendered");
+    (plan, loaded.config, url)
+}
+
+/// The hosts the rendered ingress routes to the `gitlab` service.
+fn routed_gitlab_hosts(plan: &Plan, ingress: &str) -> Vec<String> {
+    if ingress == "nginx" {
+        let conf = render::nginx(plan);
+        let block = conf
+            .split("\nserver {")
+            .find(|b| b.contains("set $upstream http://gitlab:"))
+            .expect("a server block for gitlab");
+        block
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("server_name "))
+            .map(|n| {
+                n.trim_end_matches(';')
+                    .split(' ')
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        let dynamic = render::traefik_dynamic(plan);
+        let rule = dynamic
+            .lines()
+            .skip_while(|l| l.trim() != "gitlab:")
+            .find_map(|l| l.trim().strip_prefix("rule: "))
+            .expect("a router for gitlab")
+            .trim_matches('"')
+            .to_owned();
+        rule.split(" || ")
+            .map(|h| {
+                h.trim_start_matches("Host(`")
+                    .trim_end_matches("`)")
+                    .to_owned()
+            })
+            .collect()
+    }
+}
+
+/// GitLab's rendered `external_url` is the URL the ingress serves it at: derived from
+/// BASE_DOMAIN when not chosen (absent, or `autogit init`'s default), and as written when chosen
+/// (then `autogit validate` warns if it disagrees: `ingress::external_url_check`).
+#[test]
+fn gitlab_external_url_agrees_with_its_route() {
+    for ingress in ["traefik", "nginx"] {
+        for config in [
+            "",
+            "gitlab:\n  external_url: http://gitlab.localhost:8080\n",
+            "gitlab:\n  hostname: gitlab.localhost\n  external_url: http://gitlab.localhost:8080\n",
+            "gitlab:\n  external_url: https://gitlab.example.test\n",
+        ] {
+            let (plan, c, url) = external_url_case(config, ingress);
+            assert_eq!(url, "https://gitlab.example.test", "{ingress}: {config}");
+            let hosts = routed_gitlab_hosts(&plan, ingress);
+            assert_eq!(hosts, ["gitlab.example.test"], "{ingress}");
+            assert!(
+                render::gitlab_omnibus(&c, plan.base_domain.as_deref())
+                    .contains("X-Forwarded-Proto' => 'https'"),
+                "TLS ends at the ingress"
+            );
+        }
+        // Chosen, and not the route: deployed as written (validate warns).
+        let (_, _, url) = external_url_case(
+            "gitlab:\n  external_url: https://git.example.test\n",
+            ingress,
+        );
+        assert_eq!(url, "https://git.example.test");
+    }
 }
 
 #[test]
@@ -104,10 +202,13 @@ fn ingress_allowlist_and_guard_forward_auth() {
     assert!(diags.contains("guard-unknown-service"), "{diags}");
     assert!(diags.contains("`nosuch`"), "{diags}");
     insta::assert_snapshot!("traefik_dynamic_allow_guard", render::traefik_dynamic(&p));
-    let compose = render::compose(&p, ".");
+    let dynamic = render::traefik_dynamic(&p);
+    let grafana = &dynamic[dynamic.find("    grafana:").unwrap()..];
     assert!(
-        compose.contains("traefik.http.routers.grafana.middlewares: \"ip-allowlist@file,security-headers@file,rate-limit@file,guard@file\""),
-        "{compose}"
+        grafana.contains(
+            "middlewares:\n        - ip-allowlist\n        - security-headers\n        - rate-limit\n        - body-limit\n        - guard\n"
+        ),
+        "{dynamic}"
     );
     let config = format!(
         "{CONFIG}platform:\n  ingress: nginx\n  ingress_allow: [10.0.0.0/8]\n  guard_forward_auth: http://g:8787/guard/forward-auth\n"
@@ -258,9 +359,33 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
             assert_eq!(rule, format!("Host(`{name}.vectorweight.com`)"));
         }
     }
+}
+
+/// One source of routes: Traefik's file provider. The static configuration names no other
+/// provider (no docker provider, so no engine socket in the ingress), and no container of the
+/// compose export carries `traefik.*` labels that nothing would read.
+#[test]
+fn routes_come_from_the_file_provider_only() {
+    let (p, _) = full();
+    let static_conf = render::traefik_static(&p);
+    let providers = &static_conf[static_conf.find("providers:").unwrap()..];
+    let providers: Vec<&str> = providers
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter(|l| !l.starts_with("    "))
+        .map(str::trim)
+        .collect();
+    assert_eq!(providers, ["file:"], "{static_conf}");
     let compose = render::compose(&p, ".");
     assert!(
-        compose.contains("traefik.http.routers.grafana.rule: \"Host(`grafana.vectorweight.com`)\""),
+        !compose
+            .lines()
+            .any(|l| l.trim_start().starts_with("traefik.")),
+        "no traefik.* label: {compose}"
+    );
+    assert!(
+        compose.contains("io.autogit.host: gitlab.vectorweight.com"),
         "{compose}"
     );
 }

@@ -178,6 +178,8 @@ fn config() -> impl Strategy<Value = Config> {
             let mut c = Config::default();
             c.gitlab.hostname = g.0.clone();
             c.gitlab.external_url = format!("{}://{}:{}", g.1, g.0, g.2);
+            c.gitlab.external_url_explicit =
+                c.gitlab.external_url != autogit_core::ingress::INIT_EXTERNAL_URL;
             c.gitlab.ports.http = g.2;
             c.gitlab.resources = Resources {
                 preset: g.3,

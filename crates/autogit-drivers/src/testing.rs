@@ -254,6 +254,92 @@ fn busybox_root(r: &Path, busybox: &str, applets: &[&str]) -> Result<(), String>
     Ok(())
 }
 
+/// Busybox with `sh` and `httpd`: the stand-in web services of the ingress tests (each
+/// answering its own name) and the base the real Traefik binary is mounted into. The command is
+/// `sleep`; tests give their own. Built once.
+pub const WEB_STAND_IN_IMAGE: &str = "autogit-test/web:1";
+
+pub fn web_stand_in_image() -> Result<String, String> {
+    cached_image(WEB_STAND_IN_IMAGE, "web", SLEEP, |r, busybox| {
+        busybox_root(
+            r,
+            busybox,
+            &[
+                "sh", "httpd", "echo", "printf", "cat", "mkdir", "sleep", "ls", "true",
+            ],
+        )
+    })
+}
+
+/// Debian's nginx (the host's `/usr/sbin/nginx` and the libraries it links) laid out as the
+/// official image is: `/etc/nginx/nginx.conf` includes `/etc/nginx/conf.d/*.conf` in its `http`
+/// block, logs go to the container's output, `nginx -g 'daemon off;'` is the command, so
+/// `nginx -s reload` through `docker exec` works as on the pinned image. The ingress tests run
+/// autogit's rendered `nginx/autogit.conf` in it. Built once.
+pub const NGINX_STAND_IN_IMAGE: &str = "autogit-test/nginx:1";
+
+pub fn nginx_stand_in_image() -> Result<String, String> {
+    const CMD: &[&str] = &["/usr/sbin/nginx", "-g", "daemon off;"];
+    cached_image(NGINX_STAND_IN_IMAGE, "nginx", CMD, |r, busybox| {
+        let io = |e: std::io::Error| e.to_string();
+        busybox_root(r, busybox, &["sh", "cat", "ls", "kill", "sleep"])?;
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or("nginx is not installed (apt-get install nginx-light)")?;
+        let ldd = Command::new("ldd").arg(nginx).output().map_err(io)?;
+        let mut files = vec![nginx.to_owned()];
+        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+            // `libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)` or `/lib64/ld-linux… (0x…)`
+            if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
+                files.push(path.to_owned());
+            }
+        }
+        for f in &files {
+            let dest = r.join(f.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().ok_or("a file has a parent")?).map_err(io)?;
+            std::fs::copy(f, &dest).map_err(|e| format!("{f}: {e}"))?;
+        }
+        let nginx_in = r.join("usr/sbin/nginx");
+        if !nginx_in.exists() {
+            std::fs::create_dir_all(r.join("usr/sbin")).map_err(io)?;
+            std::fs::copy(nginx, &nginx_in).map_err(io)?;
+        }
+        // On PATH (`/bin` in these images) as in the official image, for `nginx -s reload`.
+        std::os::unix::fs::symlink("/usr/sbin/nginx", r.join("bin/nginx")).map_err(io)?;
+        for d in [
+            "etc/nginx/conf.d",
+            "var/log/nginx",
+            "var/lib/nginx/body",
+            "var/lib/nginx/proxy",
+            "var/lib/nginx/fastcgi",
+            "var/lib/nginx/uwsgi",
+            "var/lib/nginx/scgi",
+            "run",
+        ] {
+            std::fs::create_dir_all(r.join(d)).map_err(io)?;
+        }
+        std::fs::copy("/etc/nginx/mime.types", r.join("etc/nginx/mime.types")).map_err(io)?;
+        std::fs::write(
+            r.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        )
+        .map_err(io)?;
+        std::fs::write(r.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").map_err(io)?;
+        std::fs::write(
+            r.join("etc/nginx/nginx.conf"),
+            "# The official image's layout: the http block includes conf.d.\n\
+             user nobody nogroup;\nworker_processes 1;\nerror_log stderr notice;\npid /run/nginx.pid;\n\
+             events { worker_connections 1024; }\n\
+             http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n\
+             \x20   access_log /dev/stdout;\n    sendfile on;\n    keepalive_timeout 65;\n\
+             \x20   include /etc/nginx/conf.d/*.conf;\n}\n",
+        )
+        .map_err(io)?;
+        Ok(())
+    })
+}
+
 /// The parts of GitLab's image that backup, restore and upgrades use: `gitlab-ctl`,
 /// `gitlab-backup`, `gitlab-rake` and `gitlab-rails` stand-ins, the VERSION file, a `git`
 /// user and `/etc/gitlab`.

@@ -5,6 +5,7 @@ use crate::cli::Global;
 use autogit_app::Settings;
 use autogit_core::config::Config;
 use autogit_core::diag::{Diagnostic, Diagnostics};
+use autogit_core::ingress::{external_url_check, gitlab_external_url};
 use autogit_core::load::{FlagOverride, LoadInput, load};
 use autogit_core::platform::{PlatformEnv, load_platform};
 use autogit_core::source::{Origin, Sources, decode_utf8};
@@ -171,10 +172,17 @@ pub fn load_all(g: &Global, extra_flags: &[FlagOverride]) -> Loaded {
         &mut sources,
         &mut diagnostics,
     );
+    // GitLab's external_url against its ingress route (BASE_DOMAIN comes from .env); every
+    // controller then sees the URL GitLab is deployed with.
+    let mut config = loaded.config;
+    if let Some(d) = external_url_check(&config, platform.base_domain.as_deref()) {
+        diagnostics.push(d);
+    }
+    config.gitlab.external_url = gitlab_external_url(&config, platform.base_domain.as_deref());
     diagnostics.sort();
     Loaded {
         settings: Arc::new(Settings {
-            config: loaded.config,
+            config,
             platform,
             config_path,
             env_path,

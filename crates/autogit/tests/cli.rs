@@ -572,3 +572,52 @@ fn logs_search_says_what_is_wrong_and_when_nothing_is_indexed() {
     assert_eq!(v["indexed"], 0);
     assert_eq!(v["query"]["filters"][0][0], "level");
 }
+
+/// With BASE_DOMAIN in `.env`, `autogit init`'s default external_url follows the ingress route
+/// (the rendered gitlab.rb says `https://gitlab.<BASE_DOMAIN>`); a chosen one that disagrees with
+/// the route is kept and `validate` warns, with what it found and what the route is.
+#[test]
+fn gitlab_external_url_follows_base_domain_and_validate_warns_on_disagreement() {
+    let d = tmp();
+    let data = d.path().join("data");
+    let r = run(d.path(), &["init", "--dir", d.path().to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    fs::write(d.path().join(".env"), "BASE_DOMAIN=example.test\n").unwrap();
+    fs::set_permissions(d.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let r = run(d.path(), &["validate", "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("external-url-route"), "{}", r.stdout);
+    let r = run(
+        d.path(),
+        &["install", "--dry-run", "--data-dir", data.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let rb = fs::read_to_string(data.join("rendered/gitlab/gitlab.rb")).unwrap();
+    assert!(
+        rb.contains("external_url 'https://gitlab.example.test'\n"),
+        "{rb}"
+    );
+
+    let r = run(
+        d.path(),
+        &[
+            "validate",
+            "-o",
+            "json",
+            "--set",
+            "gitlab.external_url=https://git.example.test",
+        ],
+    );
+    assert_eq!(r.code, 0, "a warning: {}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let w = v["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["code"] == "external-url-route")
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert_eq!(w["severity"], "warning");
+    assert_eq!(w["path"], "gitlab.external_url");
+    assert_eq!(w["found"], "https://git.example.test");
+    assert_eq!(w["expected"], "https://gitlab.example.test");
+}

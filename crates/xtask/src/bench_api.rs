@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 /// A benign issue comment of about 1 KiB (Markdown, code, accents): the common case, a text
 /// that both filters read to the end and let through, so neither side writes a quarantine row.
-const ANALYZE_TEXT: &str = "Thanks for the quick review! I rebased on main and re-ran the pipeline.\n\n\
+pub(crate) const ANALYZE_TEXT: &str = "Thanks for the quick review! I rebased on main and re-ran the pipeline.\n\n\
 ## What changed\n\n\
 - The mirror job now retries with exponential backoff (initial 1 s, max 60 s) instead of failing at once.\n\
 - `autogit mirror sync --all` reports each repository's outcome in the summary table.\n\
@@ -216,7 +216,7 @@ pub fn bench_api(secs: u64, conns: usize, autogit: Option<PathBuf>) {
     println!("logs: {}", logs.display());
 }
 
-fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
         .nth(2)
@@ -256,7 +256,7 @@ fn pip_version(venv: &Path, package: &str) -> String {
         .to_owned()
 }
 
-fn cpu_model() -> String {
+pub(crate) fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -301,7 +301,7 @@ fn fill_state(plan: &Path, db: &Path) -> usize {
     names.len()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -310,7 +310,7 @@ fn free_port() -> u16 {
 
 /// A server process, stopped with SIGTERM (uvicorn's master stops its workers), then SIGKILL
 /// after 10 s.
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -329,19 +329,21 @@ impl Drop for Proc {
     }
 }
 
-struct Target {
+pub(crate) struct Target {
     port: u16,
     method: Method,
     path: &'static str,
     body: Option<Bytes>,
-    auth: String,
+    /// The `Host` header: the routers of `bench ingress` tell services apart by it.
+    host: String,
+    auth: Option<String>,
 }
 
-struct Stats {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
+pub(crate) struct Stats {
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) errors: u64,
 }
 
 impl Target {
@@ -357,16 +359,37 @@ impl Target {
             method,
             path,
             body,
-            auth: format!("Bearer {key}"),
+            host: format!("127.0.0.1:{port}"),
+            auth: Some(format!("Bearer {key}")),
+        })
+    }
+
+    /// A request for `host` (its `Host` header) sent to loopback `port`, without credentials.
+    pub(crate) fn for_host(
+        port: u16,
+        method: Method,
+        path: &'static str,
+        body: Option<Bytes>,
+        host: &str,
+    ) -> Arc<Target> {
+        Arc::new(Target {
+            port,
+            method,
+            path,
+            body,
+            host: host.to_owned(),
+            auth: None,
         })
     }
 
     fn request(&self) -> Request<Full<Bytes>> {
-        let b = Request::builder()
+        let mut b = Request::builder()
             .method(self.method.clone())
             .uri(self.path)
-            .header(header::HOST, format!("127.0.0.1:{}", self.port))
-            .header(header::AUTHORIZATION, &self.auth);
+            .header(header::HOST, &self.host);
+        if let Some(auth) = &self.auth {
+            b = b.header(header::AUTHORIZATION, auth);
+        }
         match &self.body {
             Some(body) => b
                 .header(header::CONTENT_TYPE, "application/json")
@@ -389,7 +412,7 @@ impl Target {
     }
 
     /// One request on a new connection: status and body.
-    async fn once(&self) -> std::io::Result<(u16, Bytes)> {
+    pub(crate) async fn once(&self) -> std::io::Result<(u16, Bytes)> {
         let mut send = self.connect().await?;
         let resp = send
             .send_request(self.request())
@@ -404,7 +427,7 @@ impl Target {
         Ok((status, body.to_bytes()))
     }
 
-    async fn wait_ready(&self, limit: Duration) {
+    pub(crate) async fn wait_ready(&self, limit: Duration) {
         let start = Instant::now();
         loop {
             match self.once().await {
@@ -430,7 +453,7 @@ impl Target {
 }
 
 /// `conns` connections in a closed loop for `length`.
-async fn load(t: &Arc<Target>, conns: usize, length: Duration) -> Stats {
+pub(crate) async fn load(t: &Arc<Target>, conns: usize, length: Duration) -> Stats {
     let start = Instant::now();
     let deadline = start + length;
     let tasks: Vec<_> = (0..conns)

@@ -4,6 +4,8 @@
 //! `cargo run -p xtask --release -- bench api [--secs N] [--connections N] [--autogit PATH]`
 //! (see `bench_api.rs`)
 //! `cargo run -p xtask --release -- bench logs [--lines N]` (see `bench_logs.rs`)
+//! `cargo run -p xtask --release -- bench ingress [--secs N] [--connections N] [--rounds N]
+//! [--autogit PATH] [--traefik PATH]` (see `bench_ingress.rs`)
 //!
 //! Measures, on the real Docker engine, in one run:
 //! 1. SIGKILL of a container's process → its health endpoint answers again: `autogit daemon` (restart
@@ -17,6 +19,7 @@
 //! faster). Timing is measured here, never asserted in tests.
 
 mod bench_api;
+mod bench_ingress;
 mod bench_logs;
 mod bench_mirror;
 mod scheduler;
@@ -84,6 +87,28 @@ fn main() {
                 .map(PathBuf::from);
             bench_api::bench_api(num("--secs", 10) as u64, num("--connections", 32), autogit);
         }
+        Some(("bench", "ingress")) => {
+            let num = |flag: &str, default: usize| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(default)
+            };
+            let path = |flag: &str| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+                    .map(PathBuf::from)
+            };
+            bench_ingress::bench_ingress(
+                num("--secs", 5) as u64,
+                num("--connections", 16),
+                num("--rounds", 3),
+                path("--autogit"),
+                path("--traefik"),
+            );
+        }
         Some(("bench", "logs")) => {
             let lines = args
                 .iter()
@@ -95,7 +120,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] [--parallel N] [--runs N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N]"
+                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] [--parallel N] [--runs N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N] | bench ingress [--secs N] [--connections N] [--rounds N] [--autogit PATH] [--traefik PATH]"
             );
             std::process::exit(2);
         }

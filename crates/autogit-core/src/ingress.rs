@@ -1,0 +1,259 @@
+//! What the ingress serves, and where: the routes as URLs, and GitLab's `external_url` kept in
+//! agreement with its route. Pure: callers pass the configuration and `BASE_DOMAIN`.
+//!
+//! With a base domain and an ingress, GitLab is served at `https://gitlab.<BASE_DOMAIN>`
+//! (its subdomain, TLS at the ingress). GitLab builds clone URLs, redirects and OAuth callbacks
+//! from `external_url`, so an `external_url` nobody chose follows the route, and one that was
+//! chosen and disagrees with it is reported (`external-url-route`).
+
+use crate::config::{Config, IngressKind};
+use crate::diag::Diagnostic;
+use crate::validate::url_host;
+use serde_json::{Value, json};
+
+/// The largest request body the ingress passes on (413 above it): GitLab Omnibus's own
+/// `client_max_body_size` (250m), so a push GitLab would take is never refused in front of it.
+pub const MAX_BODY_BYTES: u64 = 250 * 1024 * 1024;
+
+/// Requests per second per client address the ingress lets through on average, and the burst
+/// above it (429 beyond). Traefik counts per source address; nginx the same (`$binary_remote_addr`).
+pub const RATE_AVERAGE: u32 = 100;
+pub const RATE_BURST: u32 = 200;
+
+/// Traefik's middlewares, in order, as the file provider and the Kubernetes `Middleware`
+/// objects define them: the shared ones ([`crate::state::MIDDLEWARES`]), the IP allowlist when
+/// `allow` is not empty, the guard's forward-auth when it has an address.
+pub fn traefik_middlewares(allow: &[String], guard: Option<&str>) -> Vec<(&'static str, Value)> {
+    let mut m = Vec::new();
+    m.push((
+        "security-headers",
+        json!({"headers": {
+            "stsSeconds": 31_536_000,
+            "stsIncludeSubdomains": true,
+            "contentTypeNosniff": true,
+            "frameDeny": true,
+            "referrerPolicy": "strict-origin-when-cross-origin",
+        }}),
+    ));
+    m.push((
+        "rate-limit",
+        json!({"rateLimit": {"average": RATE_AVERAGE, "burst": RATE_BURST}}),
+    ));
+    m.push((
+        "body-limit",
+        json!({"buffering": {"maxRequestBodyBytes": MAX_BODY_BYTES}}),
+    ));
+    if !allow.is_empty() {
+        m.push((
+            "ip-allowlist",
+            json!({"ipAllowList": {"sourceRange": allow}}),
+        ));
+    }
+    if let Some(address) = guard {
+        m.push((
+            "guard",
+            json!({"forwardAuth": {
+                "address": address,
+                "forwardBody": true,
+                "maxBodySize": 1_048_576,
+                "authResponseHeaders": ["X-Autogit-Guard-Verdict", "X-Autogit-Guard-Risk"],
+            }}),
+        ));
+    }
+    m
+}
+
+/// GitLab's subdomain under `BASE_DOMAIN` (the plan's `gitlab` service).
+pub const GITLAB_SUBDOMAIN: &str = "gitlab";
+
+/// The `external_url` `autogit init` writes (`default.yml`) and the embedded default uses. A
+/// file that still says this has not chosen a URL: with a base domain the route's URL replaces it.
+pub const INIT_EXTERNAL_URL: &str = "http://gitlab.localhost:8080";
+
+/// The URL the ingress serves GitLab at: `https://gitlab.<base_domain>`; `None` without a base
+/// domain or without an ingress (no route).
+pub fn gitlab_route_url(config: &Config, base_domain: Option<&str>) -> Option<String> {
+    let domain = base_domain.filter(|d| !d.is_empty())?;
+    (config.platform.ingress != IngressKind::None)
+        .then(|| format!("https://{GITLAB_SUBDOMAIN}.{domain}"))
+}
+
+/// GitLab's `external_url` as deployed: an explicit `gitlab.external_url` as written; otherwise
+/// (unset, or left at [`INIT_EXTERNAL_URL`]) the route's URL when there is a route, else the
+/// decoded default (`http://<hostname>:<ports.http>`).
+pub fn gitlab_external_url(config: &Config, base_domain: Option<&str>) -> String {
+    let g = &config.gitlab;
+    match gitlab_route_url(config, base_domain) {
+        Some(route) if !g.external_url_explicit => route,
+        _ => g.external_url.clone(),
+    }
+}
+
+/// A warning when an explicit `gitlab.external_url` is not the URL the ingress serves GitLab at:
+/// scheme `https`, host `gitlab.<base_domain>`, no path. The port is not compared: the ingress may
+/// be reached through a forwarded port (INGRESS_HTTPS_PORT is the host's side of it).
+pub fn external_url_check(config: &Config, base_domain: Option<&str>) -> Option<Diagnostic> {
+    let route = gitlab_route_url(config, base_domain)?;
+    let url = &config.gitlab.external_url;
+    if !config.gitlab.external_url_explicit || agrees(url, &route) {
+        return None;
+    }
+    Some(
+        Diagnostic::warning(
+            "external-url-route",
+            format!("`gitlab.external_url` is {url}, but the ingress serves GitLab at {route}"),
+        )
+        .path("gitlab.external_url")
+        .found(url.clone())
+        .expected(route.clone())
+        .help(format!(
+            "GitLab builds clone URLs, redirects and OAuth callbacks from external_url; set it to {route}, or remove it to have it derived from BASE_DOMAIN"
+        )),
+    )
+}
+
+/// Same scheme and host (case-insensitive) and no path beyond `/`; ports are not compared.
+fn agrees(url: &str, route: &str) -> bool {
+    let scheme = |u: &str| u.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
+    let path_empty = url
+        .split_once("://")
+        .map(|(_, rest)| rest.find('/').map_or("", |i| &rest[i..]))
+        .is_some_and(|p| p.is_empty() || p == "/");
+    scheme(url) == scheme(route)
+        && path_empty
+        && matches!((url_host(url), url_host(route)), (Some(a), Some(b)) if a.eq_ignore_ascii_case(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, explicit: bool, ingress: IngressKind) -> Config {
+        let mut c = Config::default();
+        c.gitlab.external_url = url.to_owned();
+        c.gitlab.external_url_explicit = explicit;
+        c.platform.ingress = ingress;
+        c
+    }
+
+    #[test]
+    fn external_url_follows_the_route_unless_chosen() {
+        use IngressKind::{Nginx, None as NoIngress, Traefik};
+        let d = Some("example.test");
+        // (url, explicit, ingress, base domain) -> deployed URL, warns
+        let cases = [
+            (
+                INIT_EXTERNAL_URL,
+                false,
+                Traefik,
+                d,
+                "https://gitlab.example.test",
+                false,
+            ),
+            (
+                INIT_EXTERNAL_URL,
+                false,
+                Nginx,
+                d,
+                "https://gitlab.example.test",
+                false,
+            ),
+            (
+                INIT_EXTERNAL_URL,
+                false,
+                Traefik,
+                None,
+                INIT_EXTERNAL_URL,
+                false,
+            ),
+            (
+                INIT_EXTERNAL_URL,
+                false,
+                NoIngress,
+                d,
+                INIT_EXTERNAL_URL,
+                false,
+            ),
+            (
+                "https://git.example.test",
+                true,
+                Traefik,
+                d,
+                "https://git.example.test",
+                true,
+            ),
+            (
+                "http://gitlab.example.test",
+                true,
+                Traefik,
+                d,
+                "http://gitlab.example.test",
+                true,
+            ),
+            (
+                "https://gitlab.example.test/gl",
+                true,
+                Traefik,
+                d,
+                "https://gitlab.example.test/gl",
+                true,
+            ),
+            (
+                "https://GitLab.Example.test",
+                true,
+                Traefik,
+                d,
+                "https://GitLab.Example.test",
+                false,
+            ),
+            (
+                "https://gitlab.example.test:8443",
+                true,
+                Traefik,
+                d,
+                "https://gitlab.example.test:8443",
+                false,
+            ),
+            (
+                "https://gitlab.example.test/",
+                true,
+                Nginx,
+                d,
+                "https://gitlab.example.test/",
+                false,
+            ),
+            (
+                "https://git.example.test",
+                true,
+                Traefik,
+                None,
+                "https://git.example.test",
+                false,
+            ),
+            (
+                "https://git.example.test",
+                true,
+                NoIngress,
+                d,
+                "https://git.example.test",
+                false,
+            ),
+        ];
+        for (url, explicit, ingress, domain, want, warns) in cases {
+            let c = config(url, explicit, ingress);
+            assert_eq!(
+                gitlab_external_url(&c, domain),
+                want,
+                "{url} {ingress:?} {domain:?}"
+            );
+            let w = external_url_check(&c, domain);
+            assert_eq!(w.is_some(), warns, "{url} {ingress:?} {domain:?}: {w:?}");
+            if let Some(w) = w {
+                assert_eq!(w.code, "external-url-route");
+                assert_eq!(w.path, "gitlab.external_url");
+                assert_eq!(w.expected.as_deref(), Some("https://gitlab.example.test"));
+                assert_eq!(w.found.as_deref(), Some(url));
+            }
+        }
+    }
+}
