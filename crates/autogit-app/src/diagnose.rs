@@ -613,7 +613,8 @@ impl DiagnoseController {
                     .map(|i| i.problems.clone())
                     .unwrap_or_default(),
             }));
-            if h.reachable {
+            // `local` is this machine: no second clock.
+            if h.reachable && h.host != "local" {
                 clocks.push(h.host.clone());
             }
         }
@@ -648,6 +649,7 @@ impl DiagnoseController {
         if !plan
             .as_ref()
             .is_ok_and(|p| p.local().any(|s| s.name == "gitlab"))
+            || !self.settings.state_db().exists()
         {
             return Vec::new();
         }

@@ -115,9 +115,9 @@ impl Check {
 }
 
 /// The groups, in the order checks are shown.
-pub const GROUPS: [&str; 11] = [
-    "engine", "port", "service", "flag", "tls", "dns", "gitlab", "runner", "backup", "mirror",
-    "clock",
+pub const GROUPS: [&str; 12] = [
+    "config", "engine", "port", "service", "flag", "tls", "dns", "gitlab", "runner", "backup",
+    "mirror", "clock",
 ];
 
 pub fn group_of(id: &str) -> &str {
@@ -185,6 +185,33 @@ fn days(secs: i64) -> String {
 
 fn date(unix: i64) -> String {
     crate::civil::rfc3339_utc(unix.max(0) as u64)
+}
+
+// ---- configuration ---------------------------------------------------------------------------
+
+/// The configuration's diagnostics: how many errors and warnings, and the first message.
+pub fn judge_config(errors: usize, warnings: usize, first: Option<&str>) -> Check {
+    const T: &str = "configuration";
+    let first = first.map(|f| format!(": {f}")).unwrap_or_default();
+    if errors > 0 {
+        return Check::new(
+            "config",
+            T,
+            Status::Fail,
+            format!("{errors} error(s), {warnings} warning(s){first}"),
+        )
+        .fix("`autogit validate` shows each with its location and how to fix it");
+    }
+    if warnings > 0 {
+        return Check::new(
+            "config",
+            T,
+            Status::Warn,
+            format!("{warnings} warning(s){first}"),
+        )
+        .fix("`autogit validate` shows each with its location");
+    }
+    Check::new("config", T, Status::Ok, "valid")
 }
 
 // ---- engine and disk -------------------------------------------------------------------------
@@ -874,9 +901,12 @@ pub fn judge_backup(newest: Option<i64>, schedule: &str, now: i64) -> Check {
         format!("schedule `{schedule}`")
     };
     let Some(at) = newest else {
-        return Check::new(ID, T, Status::Warn, format!("no archive yet ({sched})")).fix(
-            "`autogit backup` now; set `backup.schedule` in autogit.yml so the daemon takes them",
-        );
+        let c = Check::new(ID, T, Status::Warn, format!("no archive yet ({sched})"));
+        return if interval.is_some() {
+            c.fix("`autogit backup` now; scheduled backups run in `autogit daemon`: is it running (`systemctl status autogit`)?")
+        } else {
+            c.fix("`autogit backup` now; set `backup.schedule` in autogit.yml so the daemon takes them")
+        };
     };
     let age = now - at;
     let evidence = format!("{} ago ({}; {sched})", days(age), date(at));

@@ -120,6 +120,15 @@ fn cases() -> Vec<(&'static str, Check)> {
     let mut bad_mirror = mirror(None, None, 0);
     bad_mirror.problem = Some("source URL has credentials".into());
     vec![
+        ("config ok", judge_config(0, 0, None)),
+        (
+            "config warnings",
+            judge_config(0, 2, Some(".env can be read by other users")),
+        ),
+        (
+            "config errors",
+            judge_config(1, 0, Some("unknown key `gitlb`")),
+        ),
         ("engine ok", judge_engine(Ok(&engine()))),
         ("engine rootless", judge_engine(Ok(&rootless))),
         ("engine vfs", judge_engine(Ok(&vfs))),
@@ -338,6 +347,10 @@ fn cases() -> Vec<(&'static str, Check)> {
         ("runner problems", judge_runner_host(&problems)),
         ("backup none", judge_backup(None, "", NOW)),
         (
+            "backup none scheduled",
+            judge_backup(None, "0 3 * * *", NOW),
+        ),
+        (
             "backup fresh daily",
             judge_backup(Some(NOW - DAY), "0 3 * * *", NOW),
         ),
@@ -413,7 +426,8 @@ fn every_check_id_is_in_a_known_group_and_the_worst_status_wins() {
         );
     }
     assert_eq!(worst(&checks), Status::Fail);
-    assert_eq!(worst(&checks[..2]), Status::Ok);
+    assert_eq!(worst(&checks[..1]), Status::Ok);
+    assert_eq!(worst(&checks[..2]), Status::Warn);
     assert_eq!(worst(&[]), Status::Ok);
     assert_eq!(
         safe_fixes(&checks),
@@ -424,6 +438,6 @@ fn every_check_id_is_in_a_known_group_and_the_worst_status_wins() {
     assert_eq!(flagged.safe_fix, None);
     let mut sorted = checks.clone();
     sort(&mut sorted);
-    assert_eq!(sorted[0].group(), "engine");
+    assert_eq!(sorted[0].group(), "config");
     assert_eq!(sorted.last().unwrap().group(), "clock");
 }
