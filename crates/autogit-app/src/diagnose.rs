@@ -100,7 +100,17 @@ impl DiagnoseController {
     pub async fn run(&self, only: &[String]) -> Vec<Check> {
         let want = |g: &str| d::group_selected(only, g);
         let t = self.timeout;
-        let engine = self.engine_view().await;
+        let engine = if ["engine", "port", "service", "flag", "gitlab", "clock"]
+            .iter()
+            .any(|g| want(g))
+        {
+            self.engine_view().await
+        } else {
+            EngineView {
+                engine: Err("not asked".to_owned()),
+                asked_at: 0,
+            }
+        };
         let plan = crate::plan::quiet(&self.settings);
         let groups = tokio::join!(
             async {
@@ -417,16 +427,48 @@ impl DiagnoseController {
             Err(e) => return vec![Check::new("dns", "DNS", Status::Skip, e.to_string())],
         };
         use autogit_core::dns::RecordType;
-        let mut names: std::collections::BTreeMap<(String, bool), Vec<String>> =
+        // What each record name should hold; a wildcard stands for every service's name,
+        // so the names a client asks for are checked, each against the record covering it.
+        let mut desired: std::collections::BTreeMap<(String, bool), Vec<String>> =
             std::collections::BTreeMap::new();
         for r in records
             .iter()
             .filter(|r| matches!(r.kind, RecordType::A | RecordType::Aaaa))
         {
-            names
+            desired
                 .entry((r.name.clone(), r.kind == RecordType::Aaaa))
                 .or_default()
                 .push(r.value.clone());
+        }
+        let domain = autogit_core::dns::canonical_name(p.base_domain.as_deref().unwrap_or(""));
+        let mut hosts: Vec<String> = plan
+            .local()
+            .flat_map(|s| s.hosts())
+            .map(|sub| format!("{sub}.{domain}"))
+            .collect();
+        hosts.extend(
+            desired
+                .keys()
+                .map(|(n, _)| n.clone())
+                .filter(|n| !n.starts_with("*.")),
+        );
+        hosts.sort();
+        hosts.dedup();
+        let mut names: std::collections::BTreeMap<(String, bool), Vec<String>> =
+            std::collections::BTreeMap::new();
+        for h in hosts {
+            for v6 in [false, true] {
+                let wildcard = h
+                    .split_once('.')
+                    .map(|(_, parent)| format!("*.{parent}"))
+                    .unwrap_or_default();
+                if let Some(want) = desired
+                    .get(&(h.clone(), v6))
+                    .or_else(|| desired.get(&(wildcard, v6)))
+                {
+                    names.insert((h.clone(), v6), want.clone());
+                }
+            }
         }
         let server = (p.dns_provider == autogit_core::platform::DnsProvider::Rfc2136)
             .then(|| self.settings.setting("RFC2136_SERVER"))
@@ -551,6 +593,10 @@ impl DiagnoseController {
     async fn token(&self) -> Vec<Check> {
         let now = self.clock.now() as i64;
         let gl = crate::gitlab::GitLabController::new(self.settings.clone(), None);
+        // Looking must not create a secret store (or its key).
+        if !self.settings.data_dir.join("secrets").is_dir() {
+            return vec![d::judge_admin_token(Ok(None), now)];
+        }
         let store = match gl.store() {
             Ok(s) => s,
             Err(e) => return vec![d::judge_admin_token(Err(&e), now)],
@@ -819,7 +865,20 @@ impl DiagnoseController {
                 v.push(x);
             }
         }
-        if let Ok(store) = autogit_drivers::secrets::SecretStore::open(&s.data_dir)
+        // Webhook URLs carry their credentials in the path (Slack, Discord, ...).
+        for n in &s.config.health.notify {
+            if let autogit_core::config::Notify::Webhook { url, secret_env } = n {
+                v.push(url.clone());
+                if let Some(k) = secret_env
+                    && let Ok(Some(x)) = s.secret(k)
+                {
+                    v.push(x);
+                }
+            }
+        }
+        // Only a store that exists: looking must not create one (or its key).
+        if s.data_dir.join("secrets").is_dir()
+            && let Ok(store) = autogit_drivers::secrets::SecretStore::open(&s.data_dir)
             && let Ok(names) = store.names()
         {
             use secrecy::ExposeSecret;
@@ -907,7 +966,10 @@ impl DiagnoseController {
                     red(&json(&serde_json::to_value(&t).unwrap_or_default())),
                 ));
             }
-            if let Ok((rows, _)) = store.feed_after(None, 1000) {
+            // The last 1000 events (`None` would start at the end; transitions are above).
+            if let Ok((_, (e_end, t_end))) = store.feed_after(None, 0)
+                && let Ok((rows, _)) = store.feed_after(Some(((e_end - 1000).max(0), t_end)), 1000)
+            {
                 let v: Vec<serde_json::Value> = rows
                     .iter()
                     .map(|(_, r)| match r {
