@@ -641,27 +641,56 @@ impl DiagnoseController {
         }
         let runners = rc.runners();
         let mut out = Vec::new();
-        let healths = rc.probe_all().await;
+        let cfg = rc.ssh_config();
+        // Probed directly, not through `probe_all`: looking records and publishes nothing
+        // (and creates no state database before `install`).
+        let probes = rc
+            .configured_hosts()
+            .into_iter()
+            .map(|(host, user, names)| {
+                let cfg = cfg.clone();
+                async move {
+                    let r = if host == "auto" {
+                        Err(
+                            "not discovered yet (`host: auto`): `autogit runner discover`"
+                                .to_owned(),
+                        )
+                    } else {
+                        match autogit_drivers::remote::Host::new(&cfg, &host, user.as_deref()) {
+                            Ok(h) => autogit_drivers::remote::inventory::probe(&h)
+                                .await
+                                .map_err(|e| e.to_string()),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    };
+                    (host, names, r)
+                }
+            });
+        let healths = join_all(probes).await;
         let mut clocks = Vec::new();
-        for h in &healths {
-            let wants_gpu = runners.iter().any(|r| r.host == h.host && r.gpu.is_some());
+        for (host, names, r) in &healths {
+            let wants_gpu = runners.iter().any(|x| &x.host == host && x.gpu.is_some());
+            let inv = r.as_ref().ok();
+            let reachable = r.is_ok();
             out.push(d::judge_runner_host(&d::RunnerHostFacts {
-                host: h.host.clone(),
-                runners: h.runners.clone(),
-                reachable: h.reachable,
-                error: h.error.clone(),
-                engine: h.engine(),
-                gpus: h.inventory.as_ref().map_or(0, |i| i.gpus.len()),
+                host: host.clone(),
+                runners: names.clone(),
+                reachable,
+                error: r.as_ref().err().cloned(),
+                engine: inv.and_then(|i| i.engine.as_ref()).map(|e| {
+                    let kind = match e.kind {
+                        autogit_core::inventory::EngineKind::Docker => "docker",
+                        autogit_core::inventory::EngineKind::Podman => "podman",
+                    };
+                    format!("{kind} {}", e.version)
+                }),
+                gpus: inv.map_or(0, |i| i.gpus.len()),
                 wants_gpu,
-                problems: h
-                    .inventory
-                    .as_ref()
-                    .map(|i| i.problems.clone())
-                    .unwrap_or_default(),
+                problems: inv.map(|i| i.problems.clone()).unwrap_or_default(),
             }));
             // `local` is this machine: no second clock.
-            if h.reachable && h.host != "local" {
-                clocks.push(h.host.clone());
+            if reachable && host != "local" {
+                clocks.push(host.clone());
             }
         }
         let reads = clocks.into_iter().map(|host| {
@@ -722,6 +751,22 @@ impl DiagnoseController {
             self.bus.clone(),
             self.clock.clone(),
         );
+        let src = &self.settings.config.mirroring.sources;
+        if src.github.is_empty() && src.gitlab.is_empty() && src.git.is_empty() {
+            return Vec::new();
+        }
+        // Runs are recorded in the state store; listing would create it.
+        if !self.settings.state_db().exists() {
+            return vec![
+                Check::new(
+                    "mirror",
+                    "mirrors",
+                    Status::Skip,
+                    "no state database yet: no mirror has run",
+                )
+                .fix("`autogit mirror sync` (or `autogit install`, then the daemon's schedule)"),
+            ];
+        }
         let rows = match mc.list() {
             Ok(r) => r,
             Err(e) => {

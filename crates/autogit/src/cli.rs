@@ -14,7 +14,7 @@ use std::path::PathBuf;
                   serves every service on its own subdomain and heals what breaks.\n\n\
                   Configuration layers, lowest first: built-in defaults < preset < autogit.yml < environment \
                   (AUTOGIT_SECTION__KEY=value) < command-line flags (--preset, --set key.path=value).",
-    after_help = "Exit codes: 0 success, 1 failure, 2 usage error or command not available yet, 3 invalid configuration."
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error or command not available yet, 3 invalid configuration; `diagnose`: 10 a warning, 11 a failed check."
 )]
 pub struct Cli {
     #[command(flatten)]
