@@ -680,6 +680,83 @@ pub fn judge_dns(f: &DnsFacts) -> Check {
     .fix(set_fix)
 }
 
+/// What a resolver said about the zone's DNSSEC.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DnssecFacts {
+    pub zone: String,
+    pub resolver: String,
+    pub dnskey: bool,
+    /// The apex's SOA came with an RRSIG.
+    pub rrsig: bool,
+    /// A DS at the parent; `None` when the resolver asked is the zone's own authoritative
+    /// server, which cannot speak for the parent.
+    pub ds: Option<bool>,
+}
+
+/// Whether the zone is signed (the spec's answer to DNS hijacking): unsigned, or signed
+/// without a DS at the parent (validators then treat it as unsigned), is a warning.
+pub fn judge_dnssec(r: Result<&DnssecFacts, &str>) -> Check {
+    const ID: &str = "dns.dnssec";
+    let f = match r {
+        Ok(f) => f,
+        Err(e) => {
+            return Check::new(ID, "DNSSEC", Status::Warn, format!("could not be asked: {e}"))
+                .fix("check that the resolver answers DNSSEC queries: `dig +dnssec SOA <zone> @<server>`");
+        }
+    };
+    let title = format!("DNSSEC of {}", f.zone);
+    let sign = "sign the zone (BIND: `dnssec-policy default; inline-signing yes;` in its zone statement, see docs/diagnose.md; Cloudflare: DNS > Settings > DNSSEC), then publish its DS record at the registrar";
+    match (f.dnskey, f.rrsig, f.ds) {
+        (false, false, _) => Check::new(
+            ID,
+            title,
+            Status::Warn,
+            format!(
+                "{}: not signed (no DNSKEY, no RRSIG on the SOA): answers for the platform's names can be forged",
+                f.resolver
+            ),
+        )
+        .fix(sign),
+        (true, false, _) | (false, true, _) => Check::new(
+            ID,
+            title,
+            Status::Warn,
+            format!(
+                "{}: half signed (DNSKEY {}, RRSIG on the SOA {})",
+                f.resolver,
+                if f.dnskey { "present" } else { "missing" },
+                if f.rrsig { "present" } else { "missing" }
+            ),
+        )
+        .fix("let the signer finish (BIND signs a zone within seconds of loading it) or check its log; then `autogit diagnose --only dns.dnssec`"),
+        (true, true, Some(false)) => Check::new(
+            ID,
+            title,
+            Status::Warn,
+            format!(
+                "{}: signed, but the parent has no DS for it: validating resolvers treat it as unsigned",
+                f.resolver
+            ),
+        )
+        .fix("publish the DS record at your registrar (`dnssec-dsfromkey` on the key-signing key, or the DS your DNS provider shows)"),
+        (true, true, Some(true)) => Check::new(
+            ID,
+            title,
+            Status::Ok,
+            format!("{}: signed (DNSKEY, RRSIG) and a DS at the parent", f.resolver),
+        ),
+        (true, true, None) => Check::new(
+            ID,
+            title,
+            Status::Ok,
+            format!(
+                "{}: signed (DNSKEY, RRSIG); the DS at the parent is not visible from the zone's own server",
+                f.resolver
+            ),
+        ),
+    }
+}
+
 // ---- GitLab ----------------------------------------------------------------------------------
 
 /// GitLab's `/-/health`, `/-/readiness` or `/-/liveness`: status code and body, or the

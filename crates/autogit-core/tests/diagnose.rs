@@ -89,6 +89,16 @@ fn mirror(success: Option<i64>, error_at: Option<i64>, failures: u32) -> MirrorF
     }
 }
 
+fn sec(dnskey: bool, rrsig: bool, ds: Option<bool>) -> DnssecFacts {
+    DnssecFacts {
+        zone: "example.com".into(),
+        resolver: "192.0.2.53:53".into(),
+        dnskey,
+        rrsig,
+        ds,
+    }
+}
+
 fn cases() -> Vec<(&'static str, Check)> {
     let wanted = vec!["*.example.com".to_owned(), "example.com".to_owned()];
     let both = ["*.example.com", "example.com"];
@@ -282,6 +292,27 @@ fn cases() -> Vec<(&'static str, Check)> {
         (
             "dns resolver down",
             judge_dns(&dns(Err("no answer within 3s"), true)),
+        ),
+        (
+            "dnssec unsigned",
+            judge_dnssec(Ok(&sec(false, false, None))),
+        ),
+        ("dnssec half", judge_dnssec(Ok(&sec(true, false, None)))),
+        (
+            "dnssec no ds",
+            judge_dnssec(Ok(&sec(true, true, Some(false)))),
+        ),
+        (
+            "dnssec signed with ds",
+            judge_dnssec(Ok(&sec(true, true, Some(true)))),
+        ),
+        (
+            "dnssec signed authoritative",
+            judge_dnssec(Ok(&sec(true, true, None))),
+        ),
+        (
+            "dnssec unknown",
+            judge_dnssec(Err("resolver 192.0.2.53:53: no answer within 3s")),
         ),
         (
             "gitlab health ok",

@@ -583,3 +583,71 @@ fn the_bundle_holds_no_planted_secret_in_any_spelling() {
     assert!(events.contains("401 for token"), "{events}");
     assert!(total > 1000, "{total} bytes");
 }
+
+#[tokio::test]
+async fn dnssec_tells_a_signed_zone_from_an_unsigned_one_on_bind() {
+    let Some(named) = named_or_skip() else {
+        return;
+    };
+    let bind = Bind::start(
+        &named,
+        &[
+            TestZone::new("signed.test", "gitlab 300 IN A 203.0.113.7\n").signed(),
+            TestZone::new("plain.test", "gitlab 300 IN A 203.0.113.7\n"),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let dir_for = |zone: &str| {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("autogit.yml"), "runners: {}\n").unwrap();
+        write_env(
+            d.path(),
+            &format!(
+                "BASE_DOMAIN={zone}\nINGRESS_IP=203.0.113.7\nSERVICES_ENABLED=gitlab\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER={}\nRFC2136_TSIG_KEY_NAME={KEY_NAME}\nRFC2136_TSIG_SECRET={}\n",
+                bind.server(),
+                bind.secret()
+            ),
+        );
+        d
+    };
+    let ask = |d: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || diagnose(&d, &["--only", "dns.dnssec"], &[]))
+            .await
+            .unwrap()
+    };
+    let plain = dir_for("plain.test");
+    let (code, v) = ask(plain.path().to_owned()).await;
+    assert_eq!(code, 10, "{v:#}");
+    let c = check(&v, "dns.dnssec");
+    assert_eq!(c["status"], "warn", "{v:#}");
+    assert!(
+        c["evidence"].as_str().unwrap().contains("not signed"),
+        "{c}"
+    );
+    assert!(c["fix"].as_str().unwrap().contains("dnssec-policy"), "{c}");
+
+    // BIND signs the zone a moment after loading it.
+    let signed = dir_for("signed.test");
+    let start = Instant::now();
+    loop {
+        let (code, v) = ask(signed.path().to_owned()).await;
+        let c = check(&v, "dns.dnssec");
+        if c["status"] == "ok" {
+            assert_eq!(code, 0, "{v:#}");
+            assert!(
+                c["evidence"]
+                    .as_str()
+                    .unwrap()
+                    .contains("signed (DNSKEY, RRSIG)"),
+                "{c}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never signed: {v:#}\n{}",
+            bind.log()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
