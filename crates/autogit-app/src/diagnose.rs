@@ -628,35 +628,43 @@ impl DiagnoseController {
         )]
     }
 
+    /// A client with the stored admin token; `Ok(None)` when none is stored (or no secret
+    /// store exists: looking must not create one, or its key).
+    fn admin_client(
+        &self,
+    ) -> Result<Option<autogit_drivers::gitlab::client::GitLabClient>, String> {
+        if !self.settings.data_dir.join("secrets").is_dir() {
+            return Ok(None);
+        }
+        let gl = crate::gitlab::GitLabController::new(self.settings.clone(), None);
+        let store = gl.store()?;
+        let Some(token) = store
+            .get(autogit_drivers::gitlab::bootstrap::ADMIN_TOKEN)
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        autogit_drivers::gitlab::client::GitLabClient::new(gl.url(), Some(token))
+            .map(|c| Some(c.with_retry(crate::gitlab::quick_retry())))
+            .map_err(|e| e.to_string())
+    }
+
     async fn token(&self) -> Vec<Check> {
         let now = self.clock.now() as i64;
-        let gl = crate::gitlab::GitLabController::new(self.settings.clone(), None);
-        // Looking must not create a secret store (or its key).
-        if !self.settings.data_dir.join("secrets").is_dir() {
-            return vec![d::judge_admin_token(Ok(None), now)];
-        }
-        let store = match gl.store() {
-            Ok(s) => s,
+        let client = match self.admin_client() {
+            Ok(Some(c)) => c,
+            Ok(None) => return vec![d::judge_admin_token(Ok(None), now)],
             Err(e) => return vec![d::judge_admin_token(Err(&e), now)],
         };
-        let token = match store.get(autogit_drivers::gitlab::bootstrap::ADMIN_TOKEN) {
-            Ok(Some(t)) => t,
-            Ok(None) => return vec![d::judge_admin_token(Ok(None), now)],
-            Err(e) => return vec![d::judge_admin_token(Err(&e.to_string()), now)],
-        };
-        let r = match autogit_drivers::gitlab::client::GitLabClient::new(gl.url(), Some(token)) {
-            Ok(c) => c
-                .with_retry(crate::gitlab::quick_retry())
-                .current_token()
-                .await
-                .map(|t| d::TokenFacts {
-                    active: t.active,
-                    revoked: t.revoked,
-                    expires_at: t.expires_at,
-                })
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let r = client
+            .current_token()
+            .await
+            .map(|t| d::TokenFacts {
+                active: t.active,
+                revoked: t.revoked,
+                expires_at: t.expires_at,
+            })
+            .map_err(|e| e.to_string());
         vec![d::judge_admin_token(
             r.as_ref().map(Some).map_err(String::as_str),
             now,
@@ -755,7 +763,59 @@ impl DiagnoseController {
             }
         });
         out.extend(join_all(reads).await);
+        out.extend(self.registration_checks(&runners).await);
         out
+    }
+
+    /// Each configured runner's registration, as recorded and as GitLab reports it.
+    async fn registration_checks(&self, runners: &[autogit_core::config::Runner]) -> Vec<Check> {
+        let db = self.settings.state_db();
+        let rows = if db.exists() {
+            Store::open(&db)
+                .and_then(|s| s.registrations())
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let registered = rows.iter().any(|r| r.state == "registered");
+        let gitlab = match self.admin_client() {
+            Ok(Some(c)) if registered => Some(
+                match tokio::time::timeout(self.timeout, c.all_runners()).await {
+                    Ok(r) => r.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {}s", self.timeout.as_secs())),
+                },
+            ),
+            Ok(_) => None,
+            Err(e) => Some(Err(e)),
+        };
+        let on_demand =
+            self.settings.config.runners.mode == autogit_core::config::RunnerMode::OnDemand;
+        runners
+            .iter()
+            .map(|r| {
+                let row = rows.iter().find(|x| x.name == r.name);
+                let id = row.map(|x| x.runner_id);
+                d::judge_runner_registration(&d::RunnerRegistrationFacts {
+                    name: r.name.clone(),
+                    state: row.map(|x| x.state.clone()),
+                    runner_id: id,
+                    gitlab: gitlab.as_ref().map(|g| {
+                        g.as_ref()
+                            .map(|all| {
+                                all.iter().find(|x| Some(x.id as i64) == id).map(|x| {
+                                    d::RunnerInGitLab {
+                                        online: x.online.unwrap_or(false),
+                                        status: x.status.clone(),
+                                        paused: x.paused.unwrap_or(false),
+                                    }
+                                })
+                            })
+                            .map_err(Clone::clone)
+                    }),
+                    on_demand,
+                })
+            })
+            .collect()
     }
 
     fn backup_checks(&self, plan: &Result<Plan, String>) -> Vec<Check> {

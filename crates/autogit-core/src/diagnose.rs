@@ -955,6 +955,117 @@ pub fn judge_runner_host(h: &RunnerHostFacts) -> Check {
     Check::new(id, title, Status::Ok, format!("{engine}{gpus}"))
 }
 
+/// A configured runner's registration as autogit recorded it, and as GitLab reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunnerRegistrationFacts {
+    pub name: String,
+    /// autogit's record: `registered`, `token_created`, `discovered`; `None` when never
+    /// registered.
+    pub state: Option<String>,
+    pub runner_id: Option<i64>,
+    /// GitLab's view of that runner: `Ok(None)` when GitLab does not know the id; `Err` when
+    /// GitLab could not be asked; absent (`None`) when there is no admin token to ask with.
+    pub gitlab: Option<Result<Option<RunnerInGitLab>, String>>,
+    /// `runners.mode: on-demand`: a stopped runner is offline by design.
+    pub on_demand: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RunnerInGitLab {
+    pub online: bool,
+    /// `online`, `offline`, `stale`, `never_contacted`.
+    pub status: Option<String>,
+    pub paused: bool,
+}
+
+pub fn judge_runner_registration(r: &RunnerRegistrationFacts) -> Check {
+    let id = format!("runner.{}.registration", r.name);
+    let title = format!("runner {} in GitLab", r.name);
+    let register = format!("`autogit runner register {}`", r.name);
+    match r.state.as_deref() {
+        None => {
+            return Check::new(id, title, Status::Warn, "not registered: it takes no jobs")
+                .fix(register);
+        }
+        Some("registered") => {}
+        Some("discovered") => {
+            return Check::new(
+                id,
+                title,
+                Status::Warn,
+                "its host was discovered; not registered yet",
+            )
+            .fix(register);
+        }
+        Some(other) => {
+            return Check::new(
+                id,
+                title,
+                Status::Fail,
+                format!("registration stopped half way ({other}): GitLab has a token, the host has no runner"),
+            )
+            .fix(format!("{register} again: it resumes"));
+        }
+    }
+    let rid = r.runner_id.unwrap_or_default();
+    match &r.gitlab {
+        None => Check::new(
+            id,
+            title,
+            Status::Ok,
+            format!("registered as GitLab runner {rid} (GitLab not asked: no admin token)"),
+        ),
+        Some(Err(e)) => Check::new(
+            id,
+            title,
+            Status::Warn,
+            format!("registered as GitLab runner {rid}; GitLab could not be asked: {e}"),
+        )
+        .fix("see the `gitlab.*` checks"),
+        Some(Ok(None)) => Check::new(
+            id,
+            title,
+            Status::Fail,
+            format!(
+                "registered as GitLab runner {rid}, which GitLab no longer has (deleted in GitLab?)"
+            ),
+        )
+        .fix(format!("{register} again")),
+        Some(Ok(Some(g))) if g.paused => Check::new(
+            id,
+            title,
+            Status::Warn,
+            format!("GitLab runner {rid} is paused: it takes no jobs"),
+        )
+        .fix("resume it in GitLab (Admin > CI/CD > Runners)"),
+        Some(Ok(Some(g))) if g.online => {
+            Check::new(id, title, Status::Ok, format!("GitLab runner {rid} online"))
+        }
+        Some(Ok(Some(g))) => {
+            let status = g.status.as_deref().unwrap_or("offline");
+            if r.on_demand {
+                Check::new(
+                    id,
+                    title,
+                    Status::Ok,
+                    format!("GitLab runner {rid} {status}: on demand, started when jobs wait"),
+                )
+            } else {
+                Check::new(
+                    id,
+                    title,
+                    Status::Fail,
+                    format!("GitLab runner {rid} is {status}: its gitlab-runner is not talking to GitLab"),
+                )
+                .fix(format!(
+                    "`autogit runner health` for its host, then the runner container's log on that host (`docker logs` of `{}`'s container); {register} again if its token was revoked",
+                    r.name
+                ))
+            }
+        }
+    }
+}
+
 // ---- backups and mirrors ---------------------------------------------------------------------
 
 /// `newest`: unix time of the newest archive in the backup directory. `schedule`: the

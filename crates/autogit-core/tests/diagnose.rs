@@ -99,6 +99,28 @@ fn sec(dnskey: bool, rrsig: bool, ds: Option<bool>) -> DnssecFacts {
     }
 }
 
+/// GitLab's answer: not asked, an error, or the runner (online, status, paused) if it knows it.
+type GitLabSide<'a> = Option<Result<Option<(bool, &'a str, bool)>, &'a str>>;
+
+fn reg(state: Option<&str>, gitlab: GitLabSide<'_>, on_demand: bool) -> RunnerRegistrationFacts {
+    RunnerRegistrationFacts {
+        name: "gpu".into(),
+        state: state.map(str::to_owned),
+        runner_id: state.map(|_| 42),
+        gitlab: gitlab.map(|g| {
+            g.map(|o| {
+                o.map(|(online, status, paused)| RunnerInGitLab {
+                    online,
+                    status: Some(status.to_owned()),
+                    paused,
+                })
+            })
+            .map_err(str::to_owned)
+        }),
+        on_demand,
+    }
+}
+
 fn cases() -> Vec<(&'static str, Check)> {
     let wanted = vec!["*.example.com".to_owned(), "example.com".to_owned()];
     let both = ["*.example.com", "example.com"];
@@ -376,6 +398,62 @@ fn cases() -> Vec<(&'static str, Check)> {
             judge_runner_host(&host(true, Some("podman 5.4.2"), 0, true)),
         ),
         ("runner problems", judge_runner_host(&problems)),
+        (
+            "runner unregistered",
+            judge_runner_registration(&reg(None, None, false)),
+        ),
+        (
+            "runner half registered",
+            judge_runner_registration(&reg(Some("token_created"), None, false)),
+        ),
+        (
+            "runner registered, no token",
+            judge_runner_registration(&reg(Some("registered"), None, false)),
+        ),
+        (
+            "runner online",
+            judge_runner_registration(&reg(
+                Some("registered"),
+                Some(Ok(Some((true, "online", false)))),
+                false,
+            )),
+        ),
+        (
+            "runner offline",
+            judge_runner_registration(&reg(
+                Some("registered"),
+                Some(Ok(Some((false, "offline", false)))),
+                false,
+            )),
+        ),
+        (
+            "runner offline on demand",
+            judge_runner_registration(&reg(
+                Some("registered"),
+                Some(Ok(Some((false, "offline", false)))),
+                true,
+            )),
+        ),
+        (
+            "runner paused",
+            judge_runner_registration(&reg(
+                Some("registered"),
+                Some(Ok(Some((true, "online", true)))),
+                false,
+            )),
+        ),
+        (
+            "runner gone from gitlab",
+            judge_runner_registration(&reg(Some("registered"), Some(Ok(None)), false)),
+        ),
+        (
+            "runner gitlab down",
+            judge_runner_registration(&reg(
+                Some("registered"),
+                Some(Err("connection refused")),
+                false,
+            )),
+        ),
         ("backup none", judge_backup(None, "", NOW)),
         (
             "backup none scheduled",

@@ -404,6 +404,10 @@ fn a_runner_host_that_refuses_ssh_fails_with_the_way_to_check_it() {
         "{c}"
     );
     assert!(start.elapsed() < Duration::from_secs(20));
+    // Never registered: it takes no jobs, and the fix says how.
+    let reg = check(&v, "runner.far.registration");
+    assert_eq!(reg["status"], "warn", "{v:#}");
+    assert_eq!(reg["fix"], "`autogit runner register far`", "{reg}");
 }
 
 #[test]
