@@ -190,7 +190,7 @@ impl DiagnoseController {
         if want("clock") {
             checks.push(self.engine_clock(&engine));
         }
-        checks.retain(|c| d::selected(only, &c.id) || d::selected(only, c.group()));
+        checks.retain(|c| d::selected(only, &c.id));
         d::sort(&mut checks);
         checks
     }
@@ -548,6 +548,24 @@ impl DiagnoseController {
                 "GitLab",
                 Status::Skip,
                 "GitLab is not installed here",
+            )];
+        }
+        // A stopped GitLab is `service.gitlab`'s failure; its endpoints would only repeat it.
+        if let Ok((engine, _)) = &v.engine
+            && let Ok(Ok(observed)) = tokio::time::timeout(
+                self.timeout,
+                engine.list(&self.settings.config.platform.project),
+            )
+            .await
+            && !observed
+                .iter()
+                .any(|o| o.service == "gitlab" && o.state == RunState::Running)
+        {
+            return vec![Check::new(
+                "gitlab",
+                "GitLab",
+                Status::Skip,
+                "GitLab's container is not running (see service.gitlab)",
             )];
         }
         let base = self.settings.gitlab_local_url();

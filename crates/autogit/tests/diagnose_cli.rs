@@ -136,8 +136,15 @@ fn a_stopped_service_its_taken_port_and_a_flag_are_reported_and_fixed() {
     );
     assert_eq!(code, 0, "{v:#}");
 
+    // GitLab's health endpoint on its published port (the stand-in serves only /-/health).
+    let (_, v) = diagnose(p.path(), &["--only", "gitlab.health"], &[]);
+    assert_eq!(check(&v, "gitlab.health")["status"], "ok", "{v:#}");
+
     // The service stopped: a failure whose fix is a reconcile, which --fix may apply.
     docker(&["stop", "-t", "1", &p.container()]);
+    // GitLab's endpoints are not asked of a stopped GitLab: the service check says it.
+    let (_, v) = diagnose(p.path(), &["--only", "gitlab"], &[]);
+    assert_eq!(check(&v, "gitlab")["status"], "skip", "{v:#}");
     let (code, v) = diagnose(p.path(), &only, &[]);
     assert_eq!(code, 11, "{v:#}");
     assert_eq!(v["worst"], "fail");
