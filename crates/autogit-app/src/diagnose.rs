@@ -136,7 +136,7 @@ impl DiagnoseController {
             async {
                 if want("tls") {
                     self.bounded("tls.certificate", "TLS certificate", t, async {
-                        vec![self.tls_check()]
+                        self.tls_checks()
                     })
                     .await
                 } else {
@@ -372,6 +372,37 @@ impl DiagnoseController {
             out.extend(join_all(probes).await);
         }
         out
+    }
+
+    fn tls_checks(&self) -> Vec<Check> {
+        let cert = self.tls_check();
+        if cert.status == Status::Skip {
+            return vec![cert];
+        }
+        let tls = crate::tls::TlsController::new(
+            self.settings.clone(),
+            self.bus.clone(),
+            self.clock.clone(),
+        );
+        let chain = tls.current().ok().flatten().map(|c| {
+            autogit_drivers::acme::read_chain(&c.info.fullchain)
+                .map(|v| {
+                    v.into_iter()
+                        .map(|c| d::ChainLink {
+                            subject: c.subject,
+                            issuer: c.issuer,
+                            not_after: c.not_after,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|e| e.to_string())
+        });
+        let chain = match &chain {
+            None => Ok(None),
+            Some(Ok(v)) => Ok(Some(v.as_slice())),
+            Some(Err(e)) => Err(e.as_str()),
+        };
+        vec![cert, d::judge_chain(chain, self.clock.now() as i64)]
     }
 
     fn tls_check(&self) -> Check {

@@ -600,6 +600,96 @@ pub fn judge_certificate(
     )
 }
 
+/// One certificate of the served chain file, in file order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChainLink {
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: i64,
+}
+
+/// The chain the ingress serves (`fullchain.pem`): each certificate issued by the next, none
+/// expired, the intermediates present. `Ok(None)`: no certificate (`tls.certificate` says so).
+pub fn judge_chain(chain: Result<Option<&[ChainLink]>, &str>, now: i64) -> Check {
+    const ID: &str = "tls.chain";
+    const T: &str = "certificate chain";
+    const REISSUE: &str = "`autogit tls renew --force` writes the whole chain the CA sends";
+    let chain = match chain {
+        Err(e) => return Check::new(ID, T, Status::Fail, e).fix(REISSUE),
+        Ok(None) | Ok(Some([])) => {
+            return Check::new(ID, T, Status::Skip, "no certificate yet");
+        }
+        Ok(Some(c)) => c,
+    };
+    for (i, pair) in chain.windows(2).enumerate() {
+        if pair[0].issuer != pair[1].subject {
+            return Check::new(
+                ID,
+                T,
+                Status::Fail,
+                format!(
+                    "certificate {} ({}) was issued by {}, but the next in the file is {}: the chain is out of order or mixed",
+                    i + 1,
+                    pair[0].subject,
+                    pair[0].issuer,
+                    pair[1].subject
+                ),
+            )
+            .fix(REISSUE);
+        }
+    }
+    if let Some(c) = chain.iter().skip(1).find(|c| c.not_after <= now) {
+        return Check::new(
+            ID,
+            T,
+            Status::Fail,
+            format!(
+                "the intermediate {} expired on {}",
+                c.subject,
+                date(c.not_after)
+            ),
+        )
+        .fix(REISSUE);
+    }
+    let leaf = &chain[0];
+    if chain.len() == 1 {
+        if leaf.issuer == leaf.subject {
+            return Check::new(
+                ID,
+                T,
+                Status::Warn,
+                format!(
+                    "self-signed ({}): clients trust it only when told to",
+                    leaf.subject
+                ),
+            )
+            .fix(
+                "issue one from an ACME CA: `autogit tls renew --force` (ACME_DIRECTORY in .env)",
+            );
+        }
+        return Check::new(
+            ID,
+            T,
+            Status::Fail,
+            format!(
+                "only the leaf, issued by {}: clients without that intermediate (most) cannot verify it",
+                leaf.issuer
+            ),
+        )
+        .fix(REISSUE);
+    }
+    Check::new(
+        ID,
+        T,
+        Status::Ok,
+        format!(
+            "{} certificate(s), each issued by the next; top: {}",
+            chain.len(),
+            chain[chain.len() - 1].issuer
+        ),
+    )
+}
+
 // ---- DNS -------------------------------------------------------------------------------------
 
 /// One name the platform needs, as a resolver answered it.

@@ -121,6 +121,14 @@ fn reg(state: Option<&str>, gitlab: GitLabSide<'_>, on_demand: bool) -> RunnerRe
     }
 }
 
+fn link(subject: &str, issuer: &str) -> ChainLink {
+    ChainLink {
+        subject: subject.into(),
+        issuer: issuer.into(),
+        not_after: NOW + 60 * DAY,
+    }
+}
+
 fn cases() -> Vec<(&'static str, Check)> {
     let wanted = vec!["*.example.com".to_owned(), "example.com".to_owned()];
     let both = ["*.example.com", "example.com"];
@@ -297,6 +305,48 @@ fn cases() -> Vec<(&'static str, Check)> {
                 NOW,
             ),
         ),
+        (
+            "chain ok",
+            judge_chain(
+                Ok(Some(&[
+                    link("CN=*.example.com", "CN=R11"),
+                    link("CN=R11", "CN=ISRG Root X1"),
+                ])),
+                NOW,
+            ),
+        ),
+        (
+            "chain leaf only",
+            judge_chain(Ok(Some(&[link("CN=*.example.com", "CN=R11")])), NOW),
+        ),
+        (
+            "chain self-signed",
+            judge_chain(Ok(Some(&[link("CN=example.com", "CN=example.com")])), NOW),
+        ),
+        (
+            "chain mixed",
+            judge_chain(
+                Ok(Some(&[
+                    link("CN=*.example.com", "CN=R11"),
+                    link("CN=R10", "CN=ISRG Root X1"),
+                ])),
+                NOW,
+            ),
+        ),
+        (
+            "chain intermediate expired",
+            judge_chain(
+                Ok(Some(&[
+                    link("CN=*.example.com", "CN=R11"),
+                    ChainLink {
+                        not_after: NOW - DAY,
+                        ..link("CN=R11", "CN=ISRG Root X1")
+                    },
+                ])),
+                NOW,
+            ),
+        ),
+        ("chain none", judge_chain(Ok(None), NOW)),
         ("dns ok", judge_dns(&dns(Ok(&["203.0.113.7"]), true))),
         (
             "dns elsewhere managed",

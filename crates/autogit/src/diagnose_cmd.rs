@@ -68,6 +68,12 @@ pub fn run(ui: &Ui, loaded: &Loaded, args: &Args) -> u8 {
             checks
         };
         let mut checks = with_config(c.run(&args.only).await);
+        if checks.is_empty() && !ui.json {
+            ui.note(&format!(
+                "no check has the id {}; `autogit diagnose -o json` lists every id",
+                args.only.join(", ")
+            ));
+        }
         let mut fixes: Vec<FixOutcome> = Vec::new();
         let mut before = None;
         if args.fix && !d::safe_fixes(&checks).is_empty() {

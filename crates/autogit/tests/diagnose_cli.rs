@@ -253,6 +253,49 @@ fn write_cert(data: &Path, domain: &str, names: &[&str], not_before: i64, not_af
     fs::write(&key_path, key.serialize_pem()).unwrap();
 }
 
+#[test]
+fn a_chain_without_its_intermediate_fails_and_a_whole_one_passes() {
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join("autogit.yml"), "runners: {}\n").unwrap();
+    write_env(
+        d.path(),
+        "BASE_DOMAIN=example.test\nACME_EMAIL=ops@example.test\nDNS_PROVIDER=manual\n",
+    );
+    // A CA, and a leaf for the platform's names issued by it.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "autogit test intermediate");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf =
+        rcgen::CertificateParams::new(vec!["*.example.test".to_owned(), "example.test".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+    let (chain, key_path) =
+        autogit_drivers::acme::cert_paths(&d.path().join("data/tls"), "example.test");
+    fs::create_dir_all(chain.parent().unwrap()).unwrap();
+    fs::write(&key_path, key.serialize_pem()).unwrap();
+
+    fs::write(&chain, leaf.pem()).unwrap();
+    let (code, v) = diagnose(d.path(), &["--only", "tls"], &[]);
+    assert_eq!(code, 11, "{v:#}");
+    assert_eq!(check(&v, "tls.certificate")["status"], "ok", "{v:#}");
+    let c = check(&v, "tls.chain");
+    assert_eq!(c["status"], "fail", "{v:#}");
+    assert!(
+        c["evidence"].as_str().unwrap().contains("only the leaf"),
+        "{c}"
+    );
+
+    fs::write(&chain, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    let (code, v) = diagnose(d.path(), &["--only", "tls"], &[]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(check(&v, "tls.chain")["status"], "ok", "{v:#}");
+}
+
 /// The UTC day of `unix` (rcgen takes dates at day resolution).
 fn ymd(unix: i64) -> (i32, u8, u8) {
     let (y, m, d) = autogit_core::civil::civil_from_days(unix.div_euclid(86_400)).unwrap();
@@ -284,7 +327,7 @@ fn an_expired_certificate_fails_with_a_renewal_as_its_fix() {
         now() - 100 * day,
         now() - 2 * day,
     );
-    let (code, v) = diagnose(d.path(), &["--only", "tls"], &[]);
+    let (code, v) = diagnose(d.path(), &["--only", "tls.certificate"], &[]);
     assert_eq!(code, 11, "{v:#}");
     let c = check(&v, "tls.certificate");
     assert_eq!(c["status"], "fail", "{v:#}");
@@ -303,7 +346,7 @@ fn an_expired_certificate_fails_with_a_renewal_as_its_fix() {
 
     // Fresh: ok. Near its end: a warning. Missing the wildcard: a failure.
     write_cert(&data, "example.test", &names, now() - day, now() + 89 * day);
-    let (code, v) = diagnose(d.path(), &["--only", "tls"], &[]);
+    let (code, v) = diagnose(d.path(), &["--only", "tls.certificate"], &[]);
     assert_eq!(
         (code, &check(&v, "tls.certificate")["status"]),
         (0, &"ok".into()),
@@ -316,7 +359,7 @@ fn an_expired_certificate_fails_with_a_renewal_as_its_fix() {
         now() - 80 * day,
         now() + 5 * day,
     );
-    let (code, v) = diagnose(d.path(), &["--only", "tls"], &[]);
+    let (code, v) = diagnose(d.path(), &["--only", "tls.certificate"], &[]);
     assert_eq!(
         (code, &check(&v, "tls.certificate")["status"]),
         (10, &"warn".into()),
@@ -329,7 +372,7 @@ fn an_expired_certificate_fails_with_a_renewal_as_its_fix() {
         now() - day,
         now() + 89 * day,
     );
-    let (_, v) = diagnose(d.path(), &["--only", "tls"], &[]);
+    let (_, v) = diagnose(d.path(), &["--only", "tls.certificate"], &[]);
     let c = check(&v, "tls.certificate");
     assert!(
         c["evidence"]
