@@ -705,3 +705,53 @@ async fn dnssec_tells_a_signed_zone_from_an_unsigned_one_on_bind() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+#[test]
+fn fix_renews_an_expired_certificate_through_pebble_and_bind() {
+    let (Some(named), Some(pebble_bin)) = (
+        named_or_skip(),
+        autogit_drivers::testing::pebble::pebble_or_skip(),
+    ) else {
+        return;
+    };
+    let bind = Bind::start(&named, &[TestZone::new("example.test", "")]).unwrap();
+    let pebble =
+        autogit_drivers::testing::pebble::Pebble::start(&pebble_bin, &bind.server()).unwrap();
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join("autogit.yml"), "runners: {}\n").unwrap();
+    write_env(
+        d.path(),
+        &format!(
+            "BASE_DOMAIN=example.test\nACME_EMAIL=admin@example.test\nACME_DIRECTORY={}\nACME_CA_ROOT={}\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER={}\nRFC2136_TSIG_KEY_NAME={KEY_NAME}\n",
+            pebble.directory(),
+            pebble.https_root().display(),
+            bind.server()
+        ),
+    );
+    let day = 86_400;
+    let names = ["*.example.test", "example.test"];
+    write_cert(
+        &d.path().join("data"),
+        "example.test",
+        &names,
+        now() - 100 * day,
+        now() - day,
+    );
+    let secret = bind.secret().to_owned();
+    let env = [("RFC2136_TSIG_SECRET", secret.as_str())];
+    let (code, v) = diagnose(
+        d.path(),
+        &["--only", "tls", "--fix", "--timeout", "60s"],
+        &env,
+    );
+    assert_eq!(v["before_fixes"][0]["id"], "tls.certificate", "{v:#}");
+    assert_eq!(v["before_fixes"][0]["status"], "fail", "{v:#}");
+    let fix = &v["fixes"][0];
+    assert_eq!(fix["fix"], "renew_certificate", "{v:#}");
+    assert_eq!(fix["ok"], true, "{v:#}");
+    // After the fix: a fresh certificate, served with Pebble's intermediate.
+    assert_eq!(check(&v, "tls.certificate")["status"], "ok", "{v:#}");
+    assert_eq!(check(&v, "tls.chain")["status"], "ok", "{v:#}");
+    assert_eq!(code, 0, "{v:#}");
+    assert!(!v.to_string().contains(&secret), "the TSIG secret leaked");
+}
