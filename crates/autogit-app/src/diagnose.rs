@@ -457,30 +457,16 @@ impl DiagnoseController {
     /// Whether the zone is signed, asked of `RFC2136_SERVER` (rfc2136) or the system's
     /// resolver (`/etc/resolv.conf`).
     async fn dnssec_check(&self) -> Check {
-        let p = &self.settings.platform;
-        let zone = autogit_drivers::dns::factory::zone_of(p).unwrap_or_default();
-        let server = if p.dns_provider == autogit_core::platform::DnsProvider::Rfc2136 {
-            self.settings
-                .setting("RFC2136_SERVER")
-                .map(|s| (s.clone(), format!("{s} (RFC2136_SERVER)")))
-        } else {
-            autogit_drivers::dns::resolve::system_nameserver()
-                .map(|s| (s.clone(), format!("{s} (system resolver)")))
-        };
-        let Some((server, resolver)) = server else {
-            return d::judge_dnssec(Err(
-                "no resolver to ask (no nameserver in /etc/resolv.conf)",
-            ));
-        };
-        let r = autogit_drivers::dns::resolve::zone_dnssec(&server, &zone, self.timeout)
-            .await
-            .map(|z| d::DnssecFacts {
-                zone: zone.clone(),
-                resolver,
-                dnskey: z.dnskey,
-                rrsig: z.rrsig,
-                ds: z.ds,
-            });
+        let dns = crate::dns::DnsController::new(self.settings.clone(), self.bus.clone());
+        let (zone, resolver, r) = dns.dnssec(self.timeout).await;
+        let r = r.map(|z| d::DnssecFacts {
+            zone,
+            resolver,
+            exists: z.exists,
+            dnskey: z.dnskey,
+            rrsig: z.rrsig,
+            ds: z.ds,
+        });
         d::judge_dnssec(r.as_ref().map_err(String::as_str))
     }
 

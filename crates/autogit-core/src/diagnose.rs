@@ -775,6 +775,8 @@ pub fn judge_dns(f: &DnsFacts) -> Check {
 pub struct DnssecFacts {
     pub zone: String,
     pub resolver: String,
+    /// The resolver knows the zone (no NXDOMAIN for its SOA).
+    pub exists: bool,
     pub dnskey: bool,
     /// The apex's SOA came with an RRSIG.
     pub rrsig: bool,
@@ -795,6 +797,15 @@ pub fn judge_dnssec(r: Result<&DnssecFacts, &str>) -> Check {
         }
     };
     let title = format!("DNSSEC of {}", f.zone);
+    if !f.exists {
+        return Check::new(
+            ID,
+            title,
+            Status::Warn,
+            format!("{}: no such zone (NXDOMAIN for its SOA)", f.resolver),
+        )
+        .fix("check BASE_DOMAIN (or DNS_ZONE) in .env, and that the zone is delegated to your DNS provider");
+    }
     let sign = "sign the zone (BIND: `dnssec-policy default; inline-signing yes;` in its zone statement, see docs/diagnose.md; Cloudflare: DNS > Settings > DNSSEC), then publish its DS record at the registrar";
     match (f.dnskey, f.rrsig, f.ds) {
         (false, false, _) => Check::new(

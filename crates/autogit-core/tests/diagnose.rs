@@ -93,6 +93,7 @@ fn sec(dnskey: bool, rrsig: bool, ds: Option<bool>) -> DnssecFacts {
     DnssecFacts {
         zone: "example.com".into(),
         resolver: "192.0.2.53:53".into(),
+        exists: true,
         dnskey,
         rrsig,
         ds,
@@ -381,6 +382,13 @@ fn cases() -> Vec<(&'static str, Check)> {
         (
             "dnssec signed authoritative",
             judge_dnssec(Ok(&sec(true, true, None))),
+        ),
+        (
+            "dnssec no zone",
+            judge_dnssec(Ok(&DnssecFacts {
+                exists: false,
+                ..sec(false, false, None)
+            })),
         ),
         (
             "dnssec unknown",

@@ -679,6 +679,27 @@ async fn dnssec_tells_a_signed_zone_from_an_unsigned_one_on_bind() {
         "{c}"
     );
     assert!(c["fix"].as_str().unwrap().contains("dnssec-policy"), "{c}");
+    // `dns plan` says the same.
+    let dir = plain.path().to_owned();
+    let r = tokio::task::spawn_blocking(move || {
+        let data = dir.join("data");
+        run(
+            &dir,
+            &[
+                "dns",
+                "plan",
+                "-o",
+                "json",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let plan: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(plan["dnssec"]["status"], "warn", "{plan:#}");
 
     // BIND signs the zone a moment after loading it.
     let signed = dir_for("signed.test");

@@ -106,6 +106,8 @@ pub async fn query_addresses(
 /// What a resolver says about a zone's DNSSEC.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ZoneDnssec {
+    /// The resolver knows the zone (its SOA was not NXDOMAIN).
+    pub exists: bool,
     /// The apex has a DNSKEY RRset.
     pub dnskey: bool,
     /// The apex's SOA comes with an RRSIG.
@@ -144,7 +146,13 @@ pub async fn zone_dnssec(
         let ds = query(server, zone, RecordType::DS, true, timeout).await?;
         Some(ok(&ds) && has(&ds, RecordType::DS))
     };
-    Ok(ZoneDnssec { dnskey, rrsig, ds })
+    let exists = soa.metadata.response_code != ResponseCode::NXDomain;
+    Ok(ZoneDnssec {
+        exists,
+        dnskey,
+        rrsig,
+        ds,
+    })
 }
 
 /// The first `nameserver` of `/etc/resolv.conf`: the system's resolver, for queries that
