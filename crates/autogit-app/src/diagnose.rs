@@ -17,6 +17,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The public resolver asked besides the configured one (`AUTOGIT_PUBLIC_RESOLVER`).
+pub const PUBLIC_RESOLVER: &str = "1.1.1.1";
+/// How long the public resolver is given: an offline site should not wait long for it.
+pub const PUBLIC_RESOLVER_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Per-check timeout unless told otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// GitLab's background migrations are read with `gitlab-rails runner`, which boots Rails
@@ -530,29 +535,67 @@ impl DiagnoseController {
             .flatten();
         let managed = dns.manages_records();
         let t = self.timeout;
+        let public = self.public_resolver();
+        let pt = t.min(PUBLIC_RESOLVER_TIMEOUT);
         let probes = names.into_iter().map(|((name, v6), want)| {
-            let server = server.clone();
+            let (server, public) = (server.clone(), public.clone());
             async move {
-                let (resolver, answer) = match &server {
-                    Some(s) => (
-                        format!("{s} (RFC2136_SERVER)"),
-                        autogit_drivers::dns::resolve::query_addresses(s, &name, v6, t).await,
-                    ),
-                    None => (
-                        "system resolver".to_owned(),
-                        autogit_drivers::dns::resolve::system_addresses(&name, v6, t).await,
-                    ),
+                let configured = async {
+                    match &server {
+                        Some(s) => (
+                            format!("{s} (RFC2136_SERVER)"),
+                            autogit_drivers::dns::resolve::query_addresses(s, &name, v6, t).await,
+                        ),
+                        None => (
+                            "system resolver".to_owned(),
+                            autogit_drivers::dns::resolve::system_addresses(&name, v6, t).await,
+                        ),
+                    }
                 };
-                d::judge_dns(&d::DnsFacts {
-                    name,
-                    want,
+                // What the rest of the world sees, unless the ingress is site-internal.
+                let outside = async {
+                    match &public {
+                        Some(p) if !d::site_internal(&want) => Some((
+                            format!("{p} (public)"),
+                            autogit_drivers::dns::resolve::query_addresses(p, &name, v6, pt).await,
+                        )),
+                        _ => None,
+                    }
+                };
+                let ((resolver, answer), outside) = tokio::join!(configured, outside);
+                let mut out = vec![d::judge_dns(&d::DnsFacts {
+                    name: name.clone(),
+                    want: want.clone(),
                     resolver,
                     answer,
                     managed,
-                })
+                })];
+                if let Some((resolver, answer)) = outside {
+                    out.push(d::judge_public_dns(&d::DnsFacts {
+                        name,
+                        want,
+                        resolver,
+                        answer,
+                        managed,
+                    }));
+                }
+                out
             }
         });
-        join_all(probes).await
+        join_all(probes).await.into_iter().flatten().collect()
+    }
+
+    /// The public resolver the DNS checks also ask: `AUTOGIT_PUBLIC_RESOLVER` from the
+    /// environment (`none` turns it off), else 1.1.1.1.
+    fn public_resolver(&self) -> Option<String> {
+        let v = self
+            .settings
+            .env
+            .iter()
+            .find(|(k, _)| k == "AUTOGIT_PUBLIC_RESOLVER")
+            .map(|(_, v)| v.trim().to_owned())
+            .unwrap_or_else(|| PUBLIC_RESOLVER.to_owned());
+        (!v.is_empty() && v != "none").then_some(v)
     }
 
     async fn gitlab_checks(&self, v: &EngineView, plan: &Result<Plan, String>) -> Vec<Check> {

@@ -770,6 +770,49 @@ pub fn judge_dns(f: &DnsFacts) -> Check {
     .fix(set_fix)
 }
 
+/// Whether the ingress addresses are only reachable inside a site (private, loopback, CGNAT,
+/// link-local, unique-local): then no public resolver is expected to give them.
+pub fn site_internal(addresses: &[String]) -> bool {
+    use crate::netaddr::AddrClass as C;
+    !addresses.is_empty()
+        && addresses.iter().all(|a| {
+            a.parse::<std::net::IpAddr>()
+                .ok()
+                .and_then(crate::netaddr::classify)
+                .is_some_and(|c| {
+                    matches!(
+                        c,
+                        C::Private | C::Loopback | C::Cgnat | C::LinkLocal | C::UniqueLocal
+                    )
+                })
+        })
+}
+
+/// The same name through a public resolver (what clients elsewhere see). An unreachable
+/// public resolver is a skip (an offline or filtered site); a different answer is at worst a
+/// warning: public caches keep the old answer for the record's TTL, and split-horizon DNS is
+/// legitimate.
+pub fn judge_public_dns(f: &DnsFacts) -> Check {
+    let id = format!("dns.public.{}", f.name);
+    let title = format!("{} from a public resolver", f.name);
+    if let Err(e) = &f.answer {
+        return Check::new(id, title, Status::Skip, format!("{}: {e}", f.resolver));
+    }
+    let mut c = judge_dns(f);
+    c.id = id;
+    c.title = title;
+    if c.status == Status::Fail {
+        c.status = Status::Warn;
+    }
+    if c.status != Status::Ok {
+        c.fix = Some(format!(
+            "{}; when the configured resolver is already right, public resolvers may keep an old answer for the record's TTL, or the world sees another zone (delegation at the registrar, split-horizon DNS)",
+            c.fix.unwrap_or_default()
+        ));
+    }
+    c
+}
+
 /// What a resolver said about the zone's DNSSEC.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DnssecFacts {

@@ -363,6 +363,27 @@ fn cases() -> Vec<(&'static str, Check)> {
         ),
         ("dns missing", judge_dns(&dns(Ok(&[]), true))),
         (
+            "public dns ok",
+            judge_public_dns(&DnsFacts {
+                resolver: "1.1.1.1:53 (public)".into(),
+                ..dns(Ok(&["203.0.113.7"]), true)
+            }),
+        ),
+        (
+            "public dns stale",
+            judge_public_dns(&DnsFacts {
+                resolver: "1.1.1.1:53 (public)".into(),
+                ..dns(Ok(&["198.51.100.9"]), true)
+            }),
+        ),
+        (
+            "public dns unreachable",
+            judge_public_dns(&DnsFacts {
+                resolver: "1.1.1.1:53 (public)".into(),
+                ..dns(Err("no answer within 3s"), true)
+            }),
+        ),
+        (
             "dns resolver down",
             judge_dns(&dns(Err("no answer within 3s"), true)),
         ),
@@ -580,6 +601,16 @@ fn judgements() {
         }
     }
     insta::assert_snapshot!(out);
+}
+
+#[test]
+fn site_internal_addresses_are_not_asked_of_public_resolvers() {
+    let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert!(site_internal(&v(&["192.168.1.10"])));
+    assert!(site_internal(&v(&["10.0.0.5", "fd00::5"])));
+    assert!(!site_internal(&v(&["192.168.1.10", "198.51.100.9"])));
+    assert!(!site_internal(&v(&["203.0.113.7"])));
+    assert!(!site_internal(&v(&[])));
 }
 
 #[test]

@@ -424,6 +424,71 @@ async fn a_name_pointing_elsewhere_on_bind_is_reported_with_the_sync_as_fix() {
     );
 }
 
+#[tokio::test]
+async fn a_public_resolver_with_another_answer_is_a_warning_beside_the_configured_one() {
+    let Some(named) = named_or_skip() else {
+        return;
+    };
+    let zone = |ip: &str| {
+        TestZone::new(
+            "example.test",
+            &format!("@ 300 IN A {ip}\n* 300 IN A {ip}\ngitlab 300 IN A {ip}\n"),
+        )
+    };
+    // The zone autogit manages, right; and "the world's" copy, stale.
+    let managed = Bind::start(&named, &[zone("203.0.113.7")]).unwrap_or_else(|e| panic!("{e}"));
+    let public = Bind::start(&named, &[zone("198.51.100.9")]).unwrap_or_else(|e| panic!("{e}"));
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join("autogit.yml"), "runners: {}\n").unwrap();
+    write_env(
+        d.path(),
+        &format!(
+            "BASE_DOMAIN=example.test\nINGRESS_IP=203.0.113.7\nSERVICES_ENABLED=gitlab\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER={}\nRFC2136_TSIG_KEY_NAME={KEY_NAME}\nRFC2136_TSIG_SECRET={}\n",
+            managed.server(),
+            managed.secret()
+        ),
+    );
+    let (dir, server) = (d.path().to_owned(), public.server());
+    let (code, v) = tokio::task::spawn_blocking(move || {
+        diagnose(
+            &dir,
+            &[
+                "--only",
+                "dns.gitlab.example.test",
+                "--only",
+                "dns.public.gitlab.example.test",
+            ],
+            &[("AUTOGIT_PUBLIC_RESOLVER", &server)],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        check(&v, "dns.gitlab.example.test")["status"],
+        "ok",
+        "{v:#}"
+    );
+    let p = check(&v, "dns.public.gitlab.example.test");
+    assert_eq!(p["status"], "warn", "{v:#}");
+    assert!(
+        p["evidence"].as_str().unwrap().contains("198.51.100.9"),
+        "{p}"
+    );
+    assert_eq!(code, 10);
+    // Turned off: only the configured resolver.
+    let dir = d.path().to_owned();
+    let (_, v) = tokio::task::spawn_blocking(move || {
+        diagnose(
+            &dir,
+            &["--only", "dns"],
+            &[("AUTOGIT_PUBLIC_RESOLVER", "none")],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!v.to_string().contains("dns.public."), "{v:#}");
+}
+
 #[test]
 fn a_runner_host_that_refuses_ssh_fails_with_the_way_to_check_it() {
     let d = tempfile::tempdir().unwrap();
