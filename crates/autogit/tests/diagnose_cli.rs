@@ -457,6 +457,8 @@ async fn a_public_resolver_with_another_answer_is_a_warning_beside_the_configure
                 "dns.gitlab.example.test",
                 "--only",
                 "dns.public.gitlab.example.test",
+                "--only",
+                "config",
             ],
             &[("AUTOGIT_PUBLIC_RESOLVER", &server)],
         )
@@ -468,6 +470,8 @@ async fn a_public_resolver_with_another_answer_is_a_warning_beside_the_configure
         "ok",
         "{v:#}"
     );
+    // The variable is autogit's own: no "neither a setting nor an override" warning.
+    assert_eq!(check(&v, "config")["status"], "ok", "{v:#}");
     let p = check(&v, "dns.public.gitlab.example.test");
     assert_eq!(p["status"], "warn", "{v:#}");
     assert!(
