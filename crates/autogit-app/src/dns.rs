@@ -68,6 +68,9 @@ pub struct Synced {
     pub hint: Option<String>,
 }
 
+/// A resolver's answer about a zone's DNSSEC, or why there is none.
+pub type DnssecAnswer = Result<autogit_drivers::dns::resolve::ZoneDnssec, String>;
+
 #[derive(Debug)]
 pub struct DnsController {
     settings: Arc<Settings>,
@@ -77,6 +80,31 @@ pub struct DnsController {
 impl DnsController {
     pub fn new(settings: Arc<Settings>, bus: Bus) -> Self {
         Self { settings, bus }
+    }
+
+    /// Whether the zone is DNSSEC-signed, as a resolver reports it: `RFC2136_SERVER` with
+    /// `DNS_PROVIDER=rfc2136`, else the system's (`/etc/resolv.conf`). The zone, the resolver
+    /// in words, and its answer.
+    pub async fn dnssec(&self, timeout: std::time::Duration) -> (String, String, DnssecAnswer) {
+        let p = &self.settings.platform;
+        let zone = autogit_drivers::dns::factory::zone_of(p).unwrap_or_default();
+        let server = if p.dns_provider == Kind::Rfc2136 {
+            self.settings
+                .setting("RFC2136_SERVER")
+                .map(|s| (s.clone(), format!("{s} (RFC2136_SERVER)")))
+        } else {
+            autogit_drivers::dns::resolve::system_nameserver()
+                .map(|s| (s.clone(), format!("{s} (system resolver)")))
+        };
+        let Some((server, resolver)) = server else {
+            return (
+                zone,
+                "no resolver".to_owned(),
+                Err("no resolver to ask (no nameserver in /etc/resolv.conf)".to_owned()),
+            );
+        };
+        let r = autogit_drivers::dns::resolve::zone_dnssec(&server, &zone, timeout).await;
+        (zone, resolver, r)
     }
 
     /// Whether autogit manages records here (a base domain and a provider it can update):

@@ -15,6 +15,7 @@ pub mod bus;
 pub mod clock;
 pub mod compute;
 pub mod daemon;
+pub mod diagnose;
 pub mod dns;
 pub mod event;
 pub mod export;

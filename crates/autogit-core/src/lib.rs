@@ -15,6 +15,7 @@ pub mod config;
 pub mod container;
 pub mod decode;
 pub mod diag;
+pub mod diagnose;
 pub mod dns;
 pub mod emit;
 pub mod extension;

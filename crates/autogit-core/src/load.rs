@@ -38,6 +38,8 @@ pub const RESERVED_ENV: &[&str] = &[
     // `--api URL` and the key or token it sends (the CLI driving a remote `autogit serve`).
     "AUTOGIT_API",
     "AUTOGIT_API_KEY",
+    // The public resolver `diagnose` asks besides the configured one (`none`: off).
+    "AUTOGIT_PUBLIC_RESOLVER",
 ];
 
 /// A configuration override from the command line: `--preset team` is

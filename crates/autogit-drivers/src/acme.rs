@@ -134,6 +134,43 @@ pub fn read_cert(fullchain: &Path, key: &Path) -> Result<CertInfo, AcmeError> {
     })
 }
 
+/// One certificate of a chain file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainCert {
+    /// RFC 4514 distinguished names.
+    pub subject: String,
+    pub issuer: String,
+    pub not_after: i64,
+}
+
+/// Every certificate of `fullchain`, in file order (the leaf first, as ACME writes it).
+pub fn read_chain(fullchain: &Path) -> Result<Vec<ChainCert>, AcmeError> {
+    let file_err = |m: String| AcmeError::File {
+        path: fullchain.to_owned(),
+        message: m,
+    };
+    let pem = fsx::read_bounded(fullchain, 1 << 20).map_err(|e| file_err(e.to_string()))?;
+    let mut out = Vec::new();
+    for block in x509_parser::pem::Pem::iter_from_buffer(&pem) {
+        let block = block.map_err(|e| file_err(format!("not PEM: {e}")))?;
+        if block.label != "CERTIFICATE" {
+            continue;
+        }
+        let cert = block
+            .parse_x509()
+            .map_err(|e| file_err(format!("not a certificate: {e}")))?;
+        out.push(ChainCert {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            not_after: cert.validity().not_after.timestamp(),
+        });
+    }
+    if out.is_empty() {
+        return Err(file_err("no certificate in it".into()));
+    }
+    Ok(out)
+}
+
 /// The account key and the certificate keys live here: 0700 whatever the umask (the ingress
 /// reads the copies that rendering makes, not this directory).
 fn private_tls_dir(dir: &Path) -> Result<(), AcmeError> {

@@ -68,6 +68,33 @@ pub fn free_space(path: &Path) -> Result<u64, FsError> {
     Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+/// Space and inodes of the file system holding `path` (measured at its nearest existing
+/// ancestor), as an unprivileged writer sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    pub free_inodes: u64,
+    pub total_inodes: u64,
+}
+
+pub fn disk_usage(path: &Path) -> Result<DiskUsage, FsError> {
+    let at = path
+        .ancestors()
+        .find(|p| !p.as_os_str().is_empty() && p.exists())
+        .unwrap_or(Path::new("."));
+    let st = rustix::fs::statvfs(at).map_err(|e| FsError::Io {
+        path: at.to_owned(),
+        source: e.into(),
+    })?;
+    Ok(DiskUsage {
+        free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
+        total_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+        free_inodes: st.f_favail,
+        total_inodes: st.f_files,
+    })
+}
+
 /// Creates `dir` and every missing parent with mode 0700, whatever the umask (the mode is set
 /// again after creation, since the umask can only narrow what `mkdir` gets). Directories that
 /// already exist are left as they are: a parent such as `/var/lib` is not autogit's to change.

@@ -5,6 +5,7 @@ pub mod acme;
 pub mod audit;
 pub mod auth;
 pub mod backup;
+pub mod bundle;
 pub mod dns;
 pub mod engine;
 pub mod extension;

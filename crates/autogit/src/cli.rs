@@ -14,7 +14,7 @@ use std::path::PathBuf;
                   serves every service on its own subdomain and heals what breaks.\n\n\
                   Configuration layers, lowest first: built-in defaults < preset < autogit.yml < environment \
                   (AUTOGIT_SECTION__KEY=value) < command-line flags (--preset, --set key.path=value).",
-    after_help = "Exit codes: 0 success, 1 failure, 2 usage error or command not available yet, 3 invalid configuration."
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error or command not available yet, 3 invalid configuration; `diagnose`: 10 a warning, 11 a failed check."
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -168,6 +168,24 @@ pub enum Command {
     Export(ExportCommand),
     /// The service registry: every service, its URL, ports and health endpoints
     Services,
+    /// Check everything the platform depends on; say what is wrong and the exact fix
+    ///
+    /// Exit status: 0 when every check is ok or skipped, 10 when the worst is a warning, 11
+    /// when one fails (1: diagnose itself could not run; 3: the configuration is invalid).
+    Diagnose {
+        /// Run only these checks: an id (`service.gitlab`) or a group (`dns`); repeatable
+        #[arg(long, value_name = "ID")]
+        only: Vec<String>,
+        /// Apply the safe fixes (a reconcile pass, a certificate renewal), then check again
+        #[arg(long)]
+        fix: bool,
+        /// Also write a support bundle (tar.gz, secrets redacted) to this file
+        #[arg(long, value_name = "FILE")]
+        bundle: Option<PathBuf>,
+        /// Give each check this long before it is abandoned as failed
+        #[arg(long, default_value = "10s", value_name = "DURATION")]
+        timeout: String,
+    },
     /// Health of the platform or one part of it
     Status {
         /// A service (gitlab, grafana, runner-NAME, ...), or `runners` for every runner

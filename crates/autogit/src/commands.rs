@@ -81,6 +81,21 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             api_listen,
         } => crate::runtime_cmd::daemon(&ui, g, &load_all(g, &[]), print_systemd_unit, api_listen),
         Command::Export(cmd) => crate::export_cmd::run(&ui, g, &load_all(g, &[]), cmd),
+        Command::Diagnose {
+            only,
+            fix,
+            bundle,
+            timeout,
+        } => crate::diagnose_cmd::run(
+            &ui,
+            &load_all(g, &[]),
+            &crate::diagnose_cmd::Args {
+                only,
+                fix,
+                bundle,
+                timeout,
+            },
+        ),
         Command::Status { service } => match &g.api {
             Some(url) => crate::serve_cmd::remote_status(&ui, url, service.as_deref()),
             None => crate::status_cmd::status(&ui, &load_all(g, &[]), service.as_deref()),

@@ -9,7 +9,8 @@ use crate::ctx::load_all;
 use crate::exit;
 use crate::ui::{Ui, with_controller};
 use autogit_app::dns::{DnsController, DnsError, DnsView};
-use autogit_core::dns::{Change, ConflictReason, DnsPlan, Record};
+use autogit_core::diagnose::{Check, DnssecFacts, Status, judge_dnssec};
+use autogit_core::dns::{Change, ConflictReason, DnsPlan};
 use serde_json::json;
 
 pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
@@ -21,7 +22,8 @@ pub fn run(cmd: DnsCommand, ui: &Ui, g: &Global) -> u8 {
     with_controller(&loaded, make, async |dns| match cmd {
         DnsCommand::Plan => match dns.plan(&plan).await {
             Ok(view) => {
-                show_plan(ui, &view.provider, &view.target, &view.desired, &view.plan);
+                let dnssec = dnssec(dns).await;
+                show_plan(ui, &view, &dnssec);
                 exit::OK
             }
             Err(e) => fail(ui, &e),
@@ -112,20 +114,45 @@ fn counts(changes: &[Change]) -> String {
     )
 }
 
-fn show_plan(ui: &Ui, provider: &str, scope: &str, desired: &[Record], plan: &DnsPlan) {
+/// The zone's DNSSEC as `diagnose` judges it (`dns.dnssec`).
+async fn dnssec(dns: &DnsController) -> Check {
+    let (zone, resolver, r) = dns.dnssec(std::time::Duration::from_secs(3)).await;
+    let r = r.map(|z| DnssecFacts {
+        zone,
+        resolver,
+        exists: z.exists,
+        dnskey: z.dnskey,
+        rrsig: z.rrsig,
+        ds: z.ds,
+    });
+    judge_dnssec(r.as_ref().map_err(String::as_str))
+}
+
+fn show_plan(ui: &Ui, view: &DnsView, dnssec: &Check) {
+    let (scope, plan) = (&view.target, &view.plan);
     if ui.json {
         ui.print_json(&json!({
-            "provider": provider,
+            "provider": view.provider,
             "target": scope,
-            "desired": desired,
+            "desired": view.desired,
             "changes": plan.changes,
             "conflicts": plan.conflicts,
             "in_sync": plan.is_empty(),
+            "dnssec": {"status": dnssec.status, "evidence": dnssec.evidence, "fix": dnssec.fix},
         }));
         return;
     }
+    let note_dnssec = || {
+        println!("DNSSEC: {}", dnssec.evidence);
+        if dnssec.status != Status::Ok
+            && let Some(f) = &dnssec.fix
+        {
+            ui.note(&format!("  {f}"));
+        }
+    };
     if plan.is_empty() {
         println!("{scope}: in sync, nothing to do");
+        note_dnssec();
         return;
     }
     table(ui, plan);
@@ -151,6 +178,7 @@ fn show_plan(ui: &Ui, provider: &str, scope: &str, desired: &[Record], plan: &Dn
         ));
     }
     println!("{summary}");
+    note_dnssec();
 }
 
 /// ACTION NAME TYPE TTL VALUE, one row per change and per conflicting record.

@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod compute_cmd;
 mod ctx;
+mod diagnose_cmd;
 mod dns_cmd;
 mod export_cmd;
 mod extension_cmd;

@@ -31,6 +31,7 @@ fn help_version_and_usage_errors() {
         "completions",
         "man",
         "export",
+        "diagnose",
     ] {
         assert!(r.stdout.contains(c), "help lists {c}");
     }
@@ -367,6 +368,57 @@ fn discover_without_targets_listens_for_agents_and_says_what_to_do() {
         r.stderr
     );
     assert!(r.stdout.is_empty());
+}
+
+#[test]
+fn diagnose_refuses_unknown_groups_and_bad_timeouts_before_looking() {
+    let d = tmp();
+    let data = d.path().join("data");
+    let data = data.to_str().unwrap();
+    let r = run(
+        d.path(),
+        &["diagnose", "--only", "nope", "--data-dir", data],
+    );
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("--only nope") && r.stderr.contains("dns"),
+        "{}",
+        r.stderr
+    );
+    let r = run(
+        d.path(),
+        &["diagnose", "--timeout", "soon", "--data-dir", data],
+    );
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("--timeout soon"), "{}", r.stderr);
+    // Only the configuration: valid (the embedded default), exit 0, nothing created.
+    let r = run(
+        d.path(),
+        &[
+            "diagnose",
+            "--only",
+            "config",
+            "-o",
+            "json",
+            "--data-dir",
+            data,
+        ],
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["checks"][0]["id"], "config");
+    assert_eq!(v["checks"][0]["status"], "ok");
+    assert!(
+        !d.path().join("data").exists(),
+        "looking created the data dir"
+    );
+    // Every check: still no state database (`status` would take it for an install) and no
+    // secret store or key.
+    let r = run(d.path(), &["diagnose", "-o", "json", "--data-dir", data]);
+    assert!([0, 10, 11].contains(&r.code), "{}{}", r.stdout, r.stderr);
+    assert!(!d.path().join("data/state.db").exists());
+    assert!(!d.path().join("data/secrets").exists());
+    assert!(!d.path().join("data.key").exists());
 }
 
 #[test]

@@ -24,6 +24,7 @@ pub mod cloudflare;
 pub mod dnsmasq;
 pub mod factory;
 pub mod gcloud;
+pub mod resolve;
 pub mod rfc2136;
 pub mod route53;
 pub mod sigv4;

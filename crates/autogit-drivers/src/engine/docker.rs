@@ -823,6 +823,12 @@ impl ContainerEngine for Docker {
                 .unwrap_or_else(|| format!("{negotiated}")),
             rootless,
             socket: self.socket.clone(),
+            storage_driver: info.driver.clone().unwrap_or_default(),
+            root_dir: info.docker_root_dir.clone().map(PathBuf::from),
+            system_time: info
+                .system_time
+                .as_deref()
+                .and_then(autogit_core::units::rfc3339_to_unix),
         })
     }
 

@@ -133,6 +133,9 @@ impl ContainerEngine for MemoryEngine {
             api_version: "1.41".into(),
             rootless: false,
             socket: "/dev/null".into(),
+            storage_driver: "memory".into(),
+            root_dir: None,
+            system_time: None,
         })
     }
     async fn ensure_network(

@@ -42,6 +42,13 @@ pub struct EngineInfo {
     pub api_version: String,
     pub rootless: bool,
     pub socket: PathBuf,
+    /// `overlay2`, `btrfs`, `vfs`, ...; empty when the engine does not say.
+    pub storage_driver: String,
+    /// Where the engine keeps images and volumes (`/var/lib/docker`), when it says.
+    pub root_dir: Option<PathBuf>,
+    /// The engine's clock when it answered, unix seconds (Docker's `SystemTime`), when it
+    /// says: a VM's engine (Docker Desktop, WSL2) can drift from the host's.
+    pub system_time: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -28,6 +28,9 @@ pub struct TestZone {
     pub allow_update: bool,
     /// `allow-transfer { key K; };` (else transfers are refused).
     pub allow_transfer: bool,
+    /// Signed by BIND (`dnssec-policy default; inline-signing yes;`): DNSKEY and RRSIGs are
+    /// served a moment after the zone loads.
+    pub signed: bool,
 }
 
 impl TestZone {
@@ -37,7 +40,14 @@ impl TestZone {
             records: records.to_owned(),
             allow_update: true,
             allow_transfer: true,
+            signed: false,
         }
+    }
+
+    /// The same zone, signed with DNSSEC by BIND.
+    pub fn signed(mut self) -> Self {
+        self.signed = true;
+        self
     }
 
     /// The same zone without `allow-update`.
@@ -323,9 +333,14 @@ key "{KEY_NAME}" {{
         } else {
             "allow-transfer { none; };".to_owned()
         };
+        let signed = if z.signed {
+            format!("dnssec-policy default; inline-signing yes; key-directory \"{d}\";")
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             conf,
-            "zone \"{}\" {{ type primary; file \"{}\"; {update} {transfer} }};",
+            "zone \"{}\" {{ type primary; file \"{}\"; {update} {transfer} {signed} }};",
             z.name,
             file.display()
         );
