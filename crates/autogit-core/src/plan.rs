@@ -304,6 +304,21 @@ pub enum Role {
     Runner,
 }
 
+impl Role {
+    /// Seconds a restart lets the service stop on SIGTERM before the engine kills it. GitLab
+    /// (Omnibus: PostgreSQL, Gitaly, Redis, Puma under runit) needs 10–15 s to stop cleanly
+    /// (GitLab's own QA measured it), more than Docker's default 10: 30. Prometheus and the
+    /// search index flush to disk and runners finish their current step: 10. The API and the
+    /// ingress hold nothing a stop could lose: 2, so their repair is not a 10 s wait.
+    pub fn stop_grace_secs(self) -> u32 {
+        match self {
+            Role::Gitlab => 30,
+            Role::Observability | Role::Search | Role::Runner => 10,
+            Role::Api | Role::Ingress => 2,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Plan {
     pub project: String,

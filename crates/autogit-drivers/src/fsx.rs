@@ -57,15 +57,7 @@ pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, FsError> {
 /// `f_bavail * f_frsize`). A path that does not exist yet is measured at its nearest
 /// existing ancestor.
 pub fn free_space(path: &Path) -> Result<u64, FsError> {
-    let at = path
-        .ancestors()
-        .find(|p| !p.as_os_str().is_empty() && p.exists())
-        .unwrap_or(Path::new("."));
-    let st = rustix::fs::statvfs(at).map_err(|e| FsError::Io {
-        path: at.to_owned(),
-        source: e.into(),
-    })?;
-    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    disk_usage(path).map(|u| u.free_bytes)
 }
 
 /// Space and inodes of the file system holding `path` (measured at its nearest existing

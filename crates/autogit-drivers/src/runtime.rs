@@ -83,6 +83,8 @@ pub struct Runtime<E: ContainerEngine> {
     clock: Clock,
     /// service → a secret it needs that is not set; creating it fails with a clear error.
     missing_secrets: BTreeMap<String, String>,
+    /// service → seconds a restart waits for it to stop ([`autogit_core::plan::Role::stop_grace_secs`]).
+    stop_grace: BTreeMap<String, u32>,
 }
 
 /// Where the runtime gets the time (unix seconds); tests drive it by hand.
@@ -112,6 +114,7 @@ impl<E: ContainerEngine> Runtime<E> {
         let mut probes = BTreeMap::new();
         let mut volumes = Vec::new();
         let mut missing_secrets = BTreeMap::new();
+        let mut stop_grace = BTreeMap::new();
         for s in plan
             .services
             .iter()
@@ -120,6 +123,7 @@ impl<E: ContainerEngine> Runtime<E> {
             if let Some(missing) = s.secret_env.iter().find(|k| !secrets.contains_key(*k)) {
                 missing_secrets.insert(s.name.clone(), missing.clone());
             }
+            stop_grace.insert(s.name.clone(), s.role.stop_grace_secs());
             let spec = container_spec(plan, s, rendered_dir, secrets);
             desired.push(Desired {
                 service: s.name.clone(),
@@ -188,7 +192,13 @@ impl<E: ContainerEngine> Runtime<E> {
             rng: Mutex::new(seed),
             clock: Clock(Box::new(now)),
             missing_secrets,
+            stop_grace,
         })
+    }
+
+    /// Seconds a restart of `service` waits for it to stop (10 for a service not planned).
+    pub fn stop_grace(&self, service: &str) -> u32 {
+        self.stop_grace.get(service).copied().unwrap_or(10)
     }
 
     /// Uses `clock` instead of the system time.
@@ -463,7 +473,7 @@ impl<E: ContainerEngine> Runtime<E> {
                         .map_err(|e| (service.clone(), e.into()))?,
                     (RepairAction::Restart, Some(id)) => self
                         .engine
-                        .restart(&id, 10)
+                        .restart(&id, self.stop_grace(service))
                         .await
                         .map_err(|e| (service.clone(), e.into()))?,
                     (_, id) => self.recreate(service, id).await.map_err(wrap(service))?,

@@ -150,6 +150,18 @@ async fn unhealthy_is_degraded_then_repaired() {
             "REPAIRING -> HEALTHY (fixed)"
         ]
     );
+    // A running GitLab is restarted with its own stop grace (Omnibus needs 10-15 s to stop
+    // cleanly), not Docker's default 10 s.
+    let restarts: Vec<String> =
+        w.rt.engine
+            .lock()
+            .calls
+            .iter()
+            .filter(|c| c.starts_with("restart "))
+            .cloned()
+            .collect();
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    assert!(restarts[0].ends_with("(stop grace 30s)"), "{restarts:?}");
 }
 
 /// Engine calls that (re)start a container.

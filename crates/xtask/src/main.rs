@@ -439,6 +439,9 @@ fn bench_heal(runs: usize) {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let s2 = stop.clone();
         // The autoheal loop: every 5 s, restart containers whose health is `unhealthy`.
+        let grace = autogit_core::plan::Role::Gitlab
+            .stop_grace_secs()
+            .to_string();
         let healer = std::thread::spawn(move || {
             while !s2.load(std::sync::atomic::Ordering::SeqCst) {
                 let out = Command::new("docker")
@@ -450,7 +453,9 @@ fn bench_heal(runs: usize) {
                     ])
                     .output();
                 if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "unhealthy") {
-                    quiet("docker", &["restart", "-t", "10", "bench-autoheal"]);
+                    // The same grace autogit gives GitLab, so both wait alike for a
+                    // server that ignores SIGTERM (the stand-in's shell does).
+                    quiet("docker", &["restart", "-t", &grace, "bench-autoheal"]);
                 }
                 std::thread::sleep(Duration::from_secs(5));
             }

@@ -262,8 +262,8 @@ impl ContainerEngine for MemoryEngine {
         }
         Ok(())
     }
-    async fn restart(&self, id: &str, _t: u32) -> Result<(), EngineError> {
-        let mut g = self.check(format!("restart {id}"))?;
+    async fn restart(&self, id: &str, t: u32) -> Result<(), EngineError> {
+        let mut g = self.check(format!("restart {id} (stop grace {t}s)"))?;
         Self::started(&mut g, id);
         Ok(())
     }
