@@ -329,7 +329,9 @@ fn failing_health_endpoint_degrades_then_repairs() {
     // The endpoint starts failing. A restart keeps the container's file system, so it stays
     // broken; the next repair recreates the container and that fixes it.
     docker(&["exec", &p.container(), "rm", "/www/-/health"]);
-    let s = p.wait_for(60, "repair", |s| {
+    // The restart waits GitLab's stop grace (30 s): the stand-in's httpd, as PID 1, ignores
+    // SIGTERM, so the engine kills it only then.
+    let s = p.wait_for(90, "repair", |s| {
         s["services"][0]["state"] == "HEALTHY"
             && s["services"][0]["restarts"].as_i64().unwrap_or(0) >= 2
     });
