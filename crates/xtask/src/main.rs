@@ -28,96 +28,50 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The value after `flag` in `args`, if there is one.
+fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let runs = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3usize);
+    let num = |name: &str, default: usize| {
+        flag(&args, name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let path = |name: &str| flag(&args, name).map(PathBuf::from);
     match args
         .first()
         .map(String::as_str)
         .zip(args.get(1).map(String::as_str))
     {
-        Some(("bench", "heal")) => bench_heal(runs),
-        Some(("bench", "mirror")) => {
-            let repos = args
-                .iter()
-                .position(|a| a == "--repos")
-                .and_then(|i| args.get(i + 1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(200usize);
-            let parallel = args
-                .iter()
-                .position(|a| a == "--parallel")
-                .and_then(|i| args.get(i + 1))
-                .and_then(|v| v.parse().ok());
-            // Interleaved rounds: --runs (default 2 here).
-            let rounds = if args.iter().any(|a| a == "--runs") {
-                runs
-            } else {
-                2
-            };
-            bench_mirror::bench_mirror(repos, rounds.max(1), parallel);
-        }
+        Some(("bench", "heal")) => bench_heal(num("--runs", 3)),
+        // Interleaved rounds: --runs (default 2 here).
+        Some(("bench", "mirror")) => bench_mirror::bench_mirror(
+            num("--repos", 200),
+            num("--runs", 2).max(1),
+            flag(&args, "--parallel").and_then(|v| v.parse().ok()),
+        ),
         Some(("bench", "scheduler")) => {
-            let num = |flag: &str, default: usize| {
-                args.iter()
-                    .position(|a| a == flag)
-                    .and_then(|i| args.get(i + 1))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(default)
-            };
             scheduler::bench(num("--jobs", 10_000), num("--hosts", 100));
         }
-        Some(("bench", "api")) => {
-            let num = |flag: &str, default: usize| {
-                args.iter()
-                    .position(|a| a == flag)
-                    .and_then(|i| args.get(i + 1))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(default)
-            };
-            let autogit = args
-                .iter()
-                .position(|a| a == "--autogit")
-                .and_then(|i| args.get(i + 1))
-                .map(PathBuf::from);
-            bench_api::bench_api(num("--secs", 10) as u64, num("--connections", 32), autogit);
-        }
-        Some(("bench", "ingress")) => {
-            let num = |flag: &str, default: usize| {
-                args.iter()
-                    .position(|a| a == flag)
-                    .and_then(|i| args.get(i + 1))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(default)
-            };
-            let path = |flag: &str| {
-                args.iter()
-                    .position(|a| a == flag)
-                    .and_then(|i| args.get(i + 1))
-                    .map(PathBuf::from)
-            };
-            bench_ingress::bench_ingress(
-                num("--secs", 5) as u64,
-                num("--connections", 16),
-                num("--rounds", 3),
-                path("--autogit"),
-                path("--traefik"),
-            );
-        }
-        Some(("bench", "logs")) => {
-            let lines = args
-                .iter()
-                .position(|a| a == "--lines")
-                .and_then(|i| args.get(i + 1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(1_000_000u64);
-            bench_logs::bench_logs(lines);
-        }
+        Some(("bench", "api")) => bench_api::bench_api(
+            num("--secs", 10) as u64,
+            num("--connections", 32),
+            path("--autogit"),
+        ),
+        Some(("bench", "ingress")) => bench_ingress::bench_ingress(
+            num("--secs", 5) as u64,
+            num("--connections", 16),
+            num("--rounds", 3),
+            path("--autogit"),
+            path("--traefik"),
+        ),
+        Some(("bench", "logs")) => bench_logs::bench_logs(num("--lines", 1_000_000) as u64),
         _ => {
             eprintln!(
                 "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] [--parallel N] [--runs N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N] | bench ingress [--secs N] [--connections N] [--rounds N] [--autogit PATH] [--traefik PATH]"
