@@ -672,6 +672,8 @@ fn proxied_names_must_be_http_services_and_resolve_to_cloudflare() {
         judge_proxied(&facts(true, Err("timed out"))).status,
         Status::Warn
     );
+    // The setting names services, no secret: a support bundle keeps it readable.
+    assert!(plain_env_key("CLOUDFLARE_PROXIED"));
 
     // A direct name that someone proxied at Cloudflare by hand: the failure says so.
     let hand = judge_dns(&DnsFacts {
