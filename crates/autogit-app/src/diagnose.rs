@@ -514,6 +514,13 @@ impl DiagnoseController {
         );
         hosts.sort();
         hosts.dedup();
+        // Proxied names resolve to Cloudflare's edge, not the ingress: judged apart.
+        let proxied: std::collections::BTreeSet<&str> = records
+            .iter()
+            .filter(|r| r.proxied)
+            .map(|r| r.name.as_str())
+            .collect();
+        hosts.retain(|h| !proxied.contains(h.as_str()));
         let mut names: std::collections::BTreeMap<(String, bool), Vec<String>> =
             std::collections::BTreeMap::new();
         for h in hosts {
@@ -582,7 +589,38 @@ impl DiagnoseController {
                 out
             }
         });
-        join_all(probes).await.into_iter().flatten().collect()
+        let mut checks: Vec<Check> = join_all(probes).await.into_iter().flatten().collect();
+        checks.extend(self.proxied_checks(plan, &domain).await);
+        checks
+    }
+
+    /// Each subdomain CLOUDFLARE_PROXIED names: an HTTP service's, resolving to Cloudflare.
+    async fn proxied_checks(&self, plan: &Plan, domain: &str) -> Vec<Check> {
+        let t = self.timeout;
+        let probes = self.settings.platform.cloudflare_proxied.iter().map(|sub| {
+            let name = format!("{sub}.{domain}");
+            // Routed over HTTP(S), and not GitLab's name (which also carries SSH).
+            let http_service = plan.local().any(|s| {
+                s.internal_port.is_some()
+                    && s.role != autogit_core::plan::Role::Gitlab
+                    && s.hosts().iter().any(|h| h == sub)
+            });
+            async move {
+                let answer = if http_service {
+                    autogit_drivers::dns::resolve::system_addresses(&name, false, t).await
+                } else {
+                    Ok(Vec::new())
+                };
+                d::judge_proxied(&d::ProxiedFacts {
+                    subdomain: sub.clone(),
+                    name,
+                    http_service,
+                    resolver: "system resolver".to_owned(),
+                    answer,
+                })
+            }
+        });
+        join_all(probes).await
     }
 
     /// The public resolver the DNS checks also ask: `AUTOGIT_PUBLIC_RESOLVER` from the

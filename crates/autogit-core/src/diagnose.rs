@@ -756,18 +756,105 @@ pub fn judge_dns(f: &DnsFacts) -> Check {
     } else {
         Status::Fail
     };
+    // Proxied at Cloudflare although autogit wants it direct (set by hand in the dashboard).
+    let edge = if all_cloudflare(&got) {
+        ": Cloudflare's edge, so the record is proxied, and only HTTP(S) passes through (not GitLab SSH); turn the proxy off for it, or name an HTTP service in CLOUDFLARE_PROXIED"
+    } else {
+        ""
+    };
     Check::new(
         id,
         title,
         status,
         format!(
-            "{}: {} points to {}, not the ingress ({want})",
+            "{}: {} points to {}, not the ingress ({want}){edge}",
             f.resolver,
             f.name,
             got.join(", ")
         ),
     )
     .fix(set_fix)
+}
+
+/// Whether every address is one of Cloudflare's edge ([`crate::cloudflare`]).
+fn all_cloudflare(addresses: &[&str]) -> bool {
+    !addresses.is_empty()
+        && addresses.iter().all(|a| {
+            a.parse()
+                .is_ok_and(|ip: std::net::IpAddr| crate::cloudflare::contains(ip))
+        })
+}
+
+/// A subdomain CLOUDFLARE_PROXIED names, and its name as a resolver answered it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProxiedFacts {
+    /// The label in CLOUDFLARE_PROXIED (`registry`).
+    pub subdomain: String,
+    /// `registry.example.com`.
+    pub name: String,
+    /// A service the ingress routes over HTTP(S) has this subdomain (and SSH does not share it).
+    pub http_service: bool,
+    pub resolver: String,
+    pub answer: Result<Vec<String>, String>,
+}
+
+/// A proxied name must be an HTTP service's (Cloudflare's proxy passes HTTP(S) only) and must
+/// resolve to Cloudflare's edge (the record is proxied) rather than to the ingress.
+pub fn judge_proxied(f: &ProxiedFacts) -> Check {
+    let id = format!("dns.proxied.{}", f.subdomain);
+    let title = format!("{} behind Cloudflare's proxy", f.name);
+    if !f.http_service {
+        return Check::new(
+            id,
+            title,
+            Status::Fail,
+            format!(
+                "CLOUDFLARE_PROXIED names `{}`, which is not a service the ingress routes over HTTP(S): Cloudflare's proxy passes HTTP(S) only, so nothing is proxied for it",
+                f.subdomain
+            ),
+        )
+        .fix(format!(
+            "remove `{}` from CLOUDFLARE_PROXIED in .env (or enable the service it should name)",
+            f.subdomain
+        ));
+    }
+    let answer = match &f.answer {
+        Err(e) => {
+            return Check::new(id, title, Status::Warn, format!("{}: {e}", f.resolver))
+                .fix(format!("check that the resolver answers: `dig {}`", f.name));
+        }
+        Ok(a) => a,
+    };
+    let mut got: Vec<&str> = answer.iter().map(String::as_str).collect();
+    got.sort_unstable();
+    got.dedup();
+    if all_cloudflare(&got) {
+        return Check::new(
+            id,
+            title,
+            Status::Ok,
+            format!(
+                "{}: {} (Cloudflare's edge, {} as of {})",
+                f.resolver,
+                got.join(", "),
+                crate::cloudflare::RANGES_SOURCE,
+                crate::cloudflare::RANGES_DATE
+            ),
+        );
+    }
+    let evidence = if got.is_empty() {
+        format!("{}: no address for {}", f.resolver, f.name)
+    } else {
+        format!(
+            "{}: {} points to {}, not Cloudflare's edge: the record is not proxied (clients reach the ingress directly, and its rate limit sees their own addresses)",
+            f.resolver,
+            f.name,
+            got.join(", ")
+        )
+    };
+    Check::new(id, title, Status::Warn, evidence).fix(
+        "`autogit dns sync` writes the record proxied (`autogit dns plan` shows the change); resolvers may keep the old answer for its TTL",
+    )
 }
 
 /// Whether the ingress addresses are only reachable inside a site (private, loopback, CGNAT,
@@ -1376,6 +1463,7 @@ pub const PLAIN_ENV_KEYS: &[&str] = &[
     "RFC2136_SERVER",
     "RFC2136_TSIG_ALGORITHM",
     "CLOUDFLARE_API_URL",
+    "CLOUDFLARE_PROXIED",
     "AWS_REGION",
     "AWS_ROUTE53_ENDPOINT",
     "DNSMASQ_CONFIG_PATH",

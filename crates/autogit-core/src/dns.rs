@@ -28,6 +28,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 
+/// The TTL of a proxied record: Cloudflare's "automatic", the only TTL its proxy keeps (the
+/// API stores 1 whatever is sent, so any other value would read back as drift).
+pub const PROXIED_TTL: u32 = 1;
 /// TTL used when `DNS_TTL` is not set, in seconds.
 pub const DEFAULT_TTL: u32 = 300;
 /// First label of every ownership TXT name.
@@ -111,6 +114,10 @@ pub struct Record {
     pub kind: RecordType,
     pub value: String,
     pub ttl: u32,
+    /// Served through Cloudflare's proxy (`proxied: true`): the name resolves to Cloudflare's
+    /// edge, which forwards HTTP(S) to `value`. Only Cloudflare records carry it; only A/AAAA.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proxied: bool,
 }
 
 impl Record {
@@ -120,7 +127,14 @@ impl Record {
             kind,
             value: value.into(),
             ttl,
+            proxied: false,
         }
+    }
+
+    /// The same record, proxied or not.
+    pub fn with_proxied(mut self, proxied: bool) -> Self {
+        self.proxied = proxied;
+        self
     }
 
     /// The A or AAAA record for `ip`.
@@ -136,9 +150,13 @@ impl Record {
 impl fmt::Display for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            RecordType::Txt => write!(f, "{} {} TXT \"{}\"", self.name, self.ttl, self.value),
-            k => write!(f, "{} {} {k} {}", self.name, self.ttl, self.value),
+            RecordType::Txt => write!(f, "{} {} TXT \"{}\"", self.name, self.ttl, self.value)?,
+            k => write!(f, "{} {} {k} {}", self.name, self.ttl, self.value)?,
         }
+        if self.proxied {
+            f.write_str(" proxied")?;
+        }
+        Ok(())
     }
 }
 
@@ -183,6 +201,10 @@ pub struct DnsTarget {
     pub ttl: u32,
     /// Subdomains of routed services (per-service mode), without the base domain.
     pub subdomains: Vec<String>,
+    /// Subdomains whose records Cloudflare proxies (CLOUDFLARE_PROXIED), canonical. In
+    /// wildcard mode each gets its own proxied record, which wins over the wildcard.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proxied: Vec<String>,
 }
 
 impl DnsTarget {
@@ -210,14 +232,23 @@ impl DnsTarget {
             ingress_ip,
             mode: env.dns_mode,
             ttl,
+            // Only routed services can be proxied (an unknown name is `diagnose`'s to report).
+            proxied: env
+                .cloudflare_proxied
+                .iter()
+                .map(|s| canonical_name(s))
+                .filter(|s| subdomains.contains(s))
+                .collect(),
             subdomains,
         })
     }
 
-    /// The address records: `*.BASE` and `BASE` (wildcard), or `<sub>.BASE` per routed service.
+    /// The address records: `*.BASE` and `BASE` (wildcard), or `<sub>.BASE` per routed service;
+    /// a proxied subdomain's record is `proxied` with [`PROXIED_TTL`] (in wildcard mode it is
+    /// added next to the wildcard, which stays unproxied for everything else).
     pub fn address_records(&self) -> Vec<Record> {
         let base = &self.base_domain;
-        let names: Vec<String> = match self.mode {
+        let mut names: Vec<String> = match self.mode {
             DnsMode::Wildcard => vec![format!("*.{base}"), base.clone()],
             DnsMode::PerService => self
                 .subdomains
@@ -225,9 +256,22 @@ impl DnsTarget {
                 .map(|s| format!("{s}.{base}"))
                 .collect(),
         };
+        names.extend(self.proxied.iter().map(|s| format!("{s}.{base}")));
+        names.sort();
+        names.dedup();
+        let proxied = |n: &str| {
+            n.strip_suffix(&format!(".{base}"))
+                .is_some_and(|s| self.proxied.iter().any(|p| p == s))
+        };
         let mut v: Vec<Record> = names
             .iter()
-            .map(|n| Record::address(n, self.ingress_ip, self.ttl))
+            .map(|n| {
+                if proxied(n) {
+                    Record::address(n, self.ingress_ip, PROXIED_TTL).with_proxied(true)
+                } else {
+                    Record::address(n, self.ingress_ip, self.ttl)
+                }
+            })
             .collect();
         v.sort();
         v
@@ -378,7 +422,14 @@ impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Change::Create { record } => write!(f, "+ {record}"),
-            Change::Update { from, to } => write!(f, "~ {from} -> {} {}", to.ttl, to.value),
+            Change::Update { from, to } => {
+                write!(f, "~ {from} -> {} {}", to.ttl, to.value)?;
+                match (from.proxied, to.proxied) {
+                    (false, true) => f.write_str(" proxied"),
+                    (true, false) => f.write_str(" not proxied"),
+                    _ => Ok(()),
+                }
+            }
             Change::Delete { record } => write!(f, "- {record}"),
         }
     }
@@ -477,7 +528,12 @@ pub fn dns_plan(desired: &[Record], observed: &[Record], project: &str) -> DnsPl
     for (&name, wanted) in &want {
         let owner = owner_name(name);
         let owner_records = at(&owner);
-        let ttl = wanted[0].ttl;
+        // The ownership TXT's TTL: as desired (a proxied address has Cloudflare's automatic
+        // TTL, its TXT keeps DNS_TTL), else the address's.
+        let ttl = desired
+            .iter()
+            .find(|r| r.kind == RecordType::Txt && r.name == owner)
+            .map_or(wanted[0].ttl, |r| r.ttl);
         if owned.contains(name) {
             // Ours: bring the address records in line, and the ownership TXT's TTL.
             let have: Vec<&Record> = at(name)
@@ -565,10 +621,10 @@ fn diff_rrset(
     for kind in [RecordType::A, RecordType::Aaaa] {
         let h: Vec<&Record> = have.iter().copied().filter(|r| r.kind == kind).collect();
         let w: Vec<&Record> = want.iter().copied().filter(|r| r.kind == kind).collect();
-        // Same value, different TTL: update in place.
+        // Same value, different TTL or proxy status: update in place.
         for r in &w {
             if let Some(old) = h.iter().find(|o| same(o, r))
-                && old.ttl != r.ttl
+                && (old.ttl != r.ttl || old.proxied != r.proxied)
             {
                 updates.push(Change::Update {
                     from: (*old).clone(),
@@ -630,6 +686,7 @@ mod tests {
             mode,
             ttl: DEFAULT_TTL,
             subdomains: vec!["gitlab".into(), "grafana".into()],
+            proxied: Vec::new(),
         }
     }
 
@@ -816,6 +873,7 @@ mod tests {
             base_domain: None,
             tls: None,
             ingress_allow: Vec::new(),
+            cloudflare_proxied: Vec::new(),
             http01: None,
             guard: None,
             preset: crate::preset::Preset::Minimal,
@@ -850,6 +908,7 @@ mod tests {
             mode: DnsMode::Wildcard,
             ttl: 300,
             subdomains: Vec::new(),
+            proxied: Vec::new(),
         };
         type Case<'a> = (&'a str, &'a str, &'a str, u32, Result<(), &'a str>);
         let cases: &[Case] = &[
@@ -878,5 +937,70 @@ mod tests {
         let all = desired_records_with(&t, "p", std::slice::from_ref(&nas));
         assert!(all.contains(&nas));
         assert!(all.iter().any(|r| r.name == owner_name("nas.example.test")));
+    }
+
+    #[test]
+    fn proxied_subdomains_get_their_own_proxied_record_and_drift_is_an_update() {
+        let mut t = target(DnsMode::Wildcard, "203.0.113.7");
+        t.proxied = vec!["grafana".into()];
+        let want = t.address_records();
+        let grafana = want
+            .iter()
+            .find(|r| r.name == "grafana.example.test")
+            .unwrap();
+        assert!(grafana.proxied && grafana.ttl == PROXIED_TTL, "{grafana}");
+        assert!(
+            want.iter()
+                .filter(|r| r.name != "grafana.example.test")
+                .all(|r| !r.proxied && r.ttl == 300),
+            "{want:?}"
+        );
+        assert_eq!(
+            grafana.to_string(),
+            "grafana.example.test 1 A 203.0.113.7 proxied"
+        );
+        // Per-service mode: only the named subdomain is proxied.
+        t.mode = DnsMode::PerService;
+        let per: Vec<(String, bool)> = t
+            .address_records()
+            .into_iter()
+            .map(|r| (r.name, r.proxied))
+            .collect();
+        assert_eq!(
+            per,
+            [
+                ("gitlab.example.test".to_owned(), false),
+                ("grafana.example.test".to_owned(), true)
+            ]
+        );
+        // A zone where the record is ours but not proxied: one update, nothing else.
+        let desired = desired_records(&t, PROJECT);
+        let observed: Vec<Record> = desired
+            .iter()
+            .cloned()
+            .map(|r| {
+                if r.proxied {
+                    Record {
+                        ttl: 300,
+                        ..r.with_proxied(false)
+                    }
+                } else {
+                    r
+                }
+            })
+            .collect();
+        let plan = dns_plan(&desired, &observed, PROJECT);
+        assert_eq!(plan.changes.len(), 1, "{plan}");
+        assert!(
+            matches!(&plan.changes[0], Change::Update { from, to } if !from.proxied && to.proxied),
+            "{plan}"
+        );
+        assert!(
+            plan.to_string()
+                .trim_end()
+                .ends_with("-> 1 203.0.113.7 proxied"),
+            "{plan}"
+        );
+        assert!(dns_plan(&desired, &desired, PROJECT).is_empty());
     }
 }

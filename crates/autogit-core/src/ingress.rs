@@ -20,10 +20,51 @@ pub const MAX_BODY_BYTES: u64 = 250 * 1024 * 1024;
 pub const RATE_AVERAGE: u32 = 100;
 pub const RATE_BURST: u32 = 200;
 
+/// The rate limit of the routers of services Cloudflare proxies: the same limits, counted per
+/// client address as the `X-Forwarded-For` the entry point kept says it (the rightmost address
+/// outside Cloudflare's ranges). The entry points keep that header only from Cloudflare's edge
+/// (`forwardedHeaders.trustedIPs`); from anyone else Traefik drops it, so a forged one is never
+/// counted, and a client that bypasses Cloudflare shares one bucket with the others that do.
+pub const CLOUDFLARE_RATE_LIMIT: &str = "rate-limit-cloudflare";
+
+/// Traefik's `forwardedHeaders` of an entry point when Cloudflare proxies (`proxied`): trust
+/// `X-Forwarded-*` from Cloudflare's edge only; `None` otherwise (Traefik then trusts no one).
+pub fn traefik_forwarded_headers(proxied: bool) -> Option<Value> {
+    proxied.then(|| json!({"trustedIPs": crate::cloudflare::ranges()}))
+}
+
+/// nginx's realip settings when Cloudflare proxies: `$remote_addr` (and so the rate limit's
+/// `$binary_remote_addr` and `allow`) becomes `CF-Connecting-IP`, believed only from
+/// Cloudflare's edge. Empty when nothing is proxied.
+pub fn nginx_real_ip(proxied: bool) -> String {
+    if !proxied {
+        return String::new();
+    }
+    let mut o = format!(
+        "# Cloudflare's edge ({}, as of {}): the client address it forwards is believed from these only.
+",
+        crate::cloudflare::RANGES_SOURCE,
+        crate::cloudflare::RANGES_DATE
+    );
+    for r in crate::cloudflare::ranges() {
+        o.push_str(&format!("set_real_ip_from {r};\n"));
+    }
+    o.push_str(&format!(
+        "real_ip_header {};\n",
+        crate::cloudflare::CLIENT_IP_HEADER
+    ));
+    o
+}
+
 /// Traefik's middlewares, in order, as the file provider and the Kubernetes `Middleware`
 /// objects define them: the shared ones ([`crate::state::MIDDLEWARES`]), the IP allowlist when
-/// `allow` is not empty, the guard's forward-auth when it has an address.
-pub fn traefik_middlewares(allow: &[String], guard: Option<&str>) -> Vec<(&'static str, Value)> {
+/// `allow` is not empty, [`CLOUDFLARE_RATE_LIMIT`] when `cloudflare` (some service is proxied),
+/// the guard's forward-auth when it has an address.
+pub fn traefik_middlewares(
+    allow: &[String],
+    guard: Option<&str>,
+    cloudflare: bool,
+) -> Vec<(&'static str, Value)> {
     let mut m = Vec::new();
     m.push((
         "security-headers",
@@ -39,6 +80,13 @@ pub fn traefik_middlewares(allow: &[String], guard: Option<&str>) -> Vec<(&'stat
         "rate-limit",
         json!({"rateLimit": {"average": RATE_AVERAGE, "burst": RATE_BURST}}),
     ));
+    if cloudflare {
+        m.push((
+            CLOUDFLARE_RATE_LIMIT,
+            json!({"rateLimit": {"average": RATE_AVERAGE, "burst": RATE_BURST,
+                "sourceCriterion": {"ipStrategy": {"excludedIPs": crate::cloudflare::ranges()}}}}),
+        ));
+    }
     m.push((
         "body-limit",
         json!({"buffering": {"maxRequestBodyBytes": MAX_BODY_BYTES}}),

@@ -650,11 +650,20 @@ fn traefik(st: &PlatformState, routed: &[&ServiceState]) -> Option<Vec<Value>> {
             spec,
         )
     };
-    let mut docs: Vec<Value> =
-        crate::ingress::traefik_middlewares(&ing.allow, ing.guard.as_deref())
-            .into_iter()
-            .map(|(name, spec)| mw(name, spec))
-            .collect();
+    let mut docs: Vec<Value> = crate::ingress::traefik_middlewares(
+        &ing.allow,
+        ing.guard.as_deref(),
+        routed.iter().any(|s| {
+            s.route.as_ref().is_some_and(|r| {
+                r.middlewares
+                    .iter()
+                    .any(|m| m == crate::ingress::CLOUDFLARE_RATE_LIMIT)
+            })
+        }),
+    )
+    .into_iter()
+    .map(|(name, spec)| mw(name, spec))
+    .collect();
     let routes: Vec<Value> = routed
         .iter()
         .filter_map(|s| {

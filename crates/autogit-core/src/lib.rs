@@ -10,6 +10,7 @@ pub mod access;
 pub mod backup;
 pub mod chat;
 pub mod civil;
+pub mod cloudflare;
 pub mod compute;
 pub mod config;
 pub mod container;

@@ -330,6 +330,11 @@ pub struct Plan {
     /// Address ranges the ingress lets in (empty: everyone).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ingress_allow: Vec<String>,
+    /// Subdomains Cloudflare proxies (CLOUDFLARE_PROXIED). When not empty, the ingress believes
+    /// the forwarded client address only from Cloudflare's edge ([`crate::cloudflare`]), so
+    /// rate limits and allowlists apply per real client.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cloudflare_proxied: Vec<String>,
     /// ACME by HTTP-01 through the ingress (ACME_CHALLENGE=http-01): (contact e-mail, directory
     /// setting). nginx serves `rendered/acme-http` for autogit; Traefik runs its own resolver.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1050,6 +1055,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 env.base_domain.is_some() && config.platform.ingress != IngressKind::None
             }),
             ingress_allow: config.platform.ingress_allow.clone(),
+            cloudflare_proxied: env.cloudflare_proxied.clone(),
             http01: (env.acme_http01 && env.base_domain.is_some())
                 .then(|| (env.acme_email.clone(), env.acme_directory.clone())),
             guard: config

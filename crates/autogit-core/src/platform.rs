@@ -164,6 +164,12 @@ pub struct PlatformEnv {
     pub dns_ttl: u32,
     /// The zone to update (DNS_ZONE); `None`: BASE_DOMAIN is the zone apex.
     pub dns_zone: Option<String>,
+    /// CLOUDFLARE_PROXIED: the subdomains (routed services, e.g. `registry`) whose address
+    /// records go through Cloudflare's proxy (`proxied: true`). Empty by default; only with
+    /// DNS_PROVIDER=cloudflare; never `gitlab` (its name also carries GitLab SSH, which
+    /// Cloudflare's HTTP proxy cannot pass).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cloudflare_proxied: Vec<String>,
     /// With [`DnsProvider::Extension`]: the extension's name (DNS_PROVIDER's value).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns_extension: Option<String>,
@@ -202,6 +208,7 @@ impl Default for PlatformEnv {
             dns_mode: DnsMode::Wildcard,
             dns_ttl: 300,
             dns_zone: None,
+            cloudflare_proxied: Vec::new(),
             dns_extension: None,
             extensions_enabled: Vec::new(),
             extensions_dir: None,
@@ -237,6 +244,7 @@ const KNOWN: &[&str] = &[
     "CLOUDFLARE_API_TOKEN_FILE",
     "CLOUDFLARE_ZONE_ID",
     "CLOUDFLARE_API_URL",
+    "CLOUDFLARE_PROXIED",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SECRET_ACCESS_KEY_FILE",
@@ -721,7 +729,73 @@ pub fn load_platform(
             Err(why) => diags.push(bad(e, "a zone name such as example.com").help(why)),
         }
     }
+    if let Some(e) = get("CLOUDFLARE_PROXIED") {
+        load_proxied(e, &mut p, diags);
+    }
     (p, merged)
+}
+
+/// CLOUDFLARE_PROXIED: comma-separated subdomains; refused for `gitlab` (GitLab SSH shares its
+/// name) and with any DNS provider other than Cloudflare (nothing else can proxy).
+fn load_proxied(e: &EnvEntry, p: &mut PlatformEnv, diags: &mut Diagnostics) {
+    let names: Vec<String> = e
+        .value
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    if p.dns_provider != DnsProvider::Cloudflare {
+        diags.push(
+            Diagnostic::error(
+                "proxied-needs-cloudflare",
+                "CLOUDFLARE_PROXIED is set but DNS_PROVIDER is not `cloudflare`".to_owned(),
+            )
+            .at(Some(e.loc))
+            .path("CLOUDFLARE_PROXIED".to_owned())
+            .help("only Cloudflare can proxy records: set DNS_PROVIDER=cloudflare, or remove CLOUDFLARE_PROXIED"),
+        );
+        return;
+    }
+    for name in names {
+        if name == "gitlab" || name.contains("ssh") {
+            diags.push(
+                Diagnostic::error(
+                    "proxied-ssh",
+                    format!("CLOUDFLARE_PROXIED names `{name}`: GitLab SSH cannot be proxied"),
+                )
+                .at(Some(e.loc))
+                .path("CLOUDFLARE_PROXIED".to_owned())
+                .help("gitlab.<BASE_DOMAIN> also serves git over SSH (gitlab.ports.ssh), which Cloudflare's HTTP proxy does not pass; remove it from CLOUDFLARE_PROXIED"),
+            );
+            continue;
+        }
+        if let Err(why) = check_hostname(&name).and_then(|()| {
+            if name.contains('.') {
+                Err("a subdomain label such as `registry`, without BASE_DOMAIN".to_owned())
+            } else {
+                Ok(())
+            }
+        }) {
+            diags.push(
+                Diagnostic::error(
+                    "invalid-value",
+                    "invalid value for `CLOUDFLARE_PROXIED`".to_owned(),
+                )
+                .at(Some(e.loc))
+                .path("CLOUDFLARE_PROXIED".to_owned())
+                .found(format!("`{name}`"))
+                .expected("comma-separated subdomains, e.g. `registry,grafana`".to_owned())
+                .help(why),
+            );
+            continue;
+        }
+        if !p.cloudflare_proxied.contains(&name) {
+            p.cloudflare_proxied.push(name);
+        }
+    }
 }
 
 trait MessageWith {
@@ -751,6 +825,35 @@ mod tests {
             .map(|d| format!("{}: {}", d.code, d.message))
             .collect();
         (p, codes)
+    }
+
+    #[test]
+    fn cloudflare_proxied_is_cloudflare_only_and_never_gitlab_ssh() {
+        let cf = "DNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=t\n";
+        let (p, d) = load(&format!(
+            "{cf}CLOUDFLARE_PROXIED= Registry, grafana,registry\n"
+        ));
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.cloudflare_proxied, ["registry", "grafana"]);
+        assert!(PlatformEnv::default().cloudflare_proxied.is_empty());
+
+        let (p, d) = load(&format!("{cf}CLOUDFLARE_PROXIED=registry,gitlab\n"));
+        assert_eq!(p.cloudflare_proxied, ["registry"]);
+        assert_eq!(
+            d,
+            ["proxied-ssh: CLOUDFLARE_PROXIED names `gitlab`: GitLab SSH cannot be proxied"]
+        );
+        let (_, d) = load(&format!("{cf}CLOUDFLARE_PROXIED=registry.example.com\n"));
+        assert_eq!(d, ["invalid-value: invalid value for `CLOUDFLARE_PROXIED`"]);
+
+        let (p, d) = load("DNS_PROVIDER=none\nCLOUDFLARE_PROXIED=registry\n");
+        assert!(p.cloudflare_proxied.is_empty());
+        assert_eq!(
+            d,
+            [
+                "proxied-needs-cloudflare: CLOUDFLARE_PROXIED is set but DNS_PROVIDER is not `cloudflare`"
+            ]
+        );
     }
 
     #[test]

@@ -317,6 +317,13 @@ pub fn traefik_static(plan: &Plan) -> String {
         "log": {"level": "INFO"},
         "accessLog": {"format": "json"},
     });
+    // Behind Cloudflare's proxy: X-Forwarded-* believed from Cloudflare's edge only.
+    if let Some(fh) = crate::ingress::traefik_forwarded_headers(!plan.cloudflare_proxied.is_empty())
+    {
+        for ep in ["web", "websecure"] {
+            doc["entryPoints"][ep]["forwardedHeaders"] = fh.clone();
+        }
+    }
     // HTTP-01 without a platform certificate: Traefik's own ACME resolver answers the
     // challenges on `web` (before the HTTPS redirect) and renews by itself.
     if let (Some((email, directory)), None) = (&plan.http01, &plan.tls) {
@@ -368,6 +375,7 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
             "middlewares": crate::ingress::traefik_middlewares(
                 &plan.ingress_allow,
                 plan.guard.as_ref().map(|(a, _)| a.as_str()),
+                !plan.cloudflare_proxied.is_empty(),
             )
             .into_iter()
             .map(|(name, spec)| (name.to_owned(), spec))
@@ -415,6 +423,9 @@ pub fn nginx(plan: &Plan) -> String {
          limit_req_status 429;\n",
         crate::ingress::RATE_AVERAGE
     );
+    o.push_str(&crate::ingress::nginx_real_ip(
+        !plan.cloudflare_proxied.is_empty(),
+    ));
     // HTTP-01: the challenge files autogit writes into `rendered/acme-http`.
     let acme = if plan.http01.is_some() {
         format!(

@@ -257,7 +257,18 @@ pub fn router_middlewares(plan: &Plan, service: &str) -> Vec<String> {
     if !plan.ingress_allow.is_empty() {
         m.push("ip-allowlist".to_owned());
     }
-    m.extend(MIDDLEWARES.iter().map(|s| (*s).to_owned()));
+    // A service behind Cloudflare's proxy is rate-limited per client address as Cloudflare
+    // forwards it, not per edge address (which would put every visitor in one bucket).
+    let proxied = plan
+        .services
+        .iter()
+        .find(|s| s.name == service)
+        .and_then(|s| s.subdomain.as_ref())
+        .is_some_and(|sub| plan.cloudflare_proxied.contains(sub));
+    m.extend(MIDDLEWARES.iter().map(|s| match *s {
+        "rate-limit" if proxied => crate::ingress::CLOUDFLARE_RATE_LIMIT.to_owned(),
+        s => s.to_owned(),
+    }));
     if let Some((_, services)) = &plan.guard
         && services.iter().any(|s| s == service)
     {

@@ -639,3 +639,54 @@ fn every_check_id_is_in_a_known_group_and_the_worst_status_wins() {
     assert_eq!(sorted[0].group(), "config");
     assert_eq!(sorted.last().unwrap().group(), "clock");
 }
+
+#[test]
+fn proxied_names_must_be_http_services_and_resolve_to_cloudflare() {
+    let facts = |http_service: bool, answer: Result<&[&str], &str>| ProxiedFacts {
+        subdomain: "registry".into(),
+        name: "registry.example.com".into(),
+        http_service,
+        resolver: "system resolver".into(),
+        answer: answer
+            .map(|a| a.iter().map(|s| (*s).to_owned()).collect())
+            .map_err(str::to_owned),
+    };
+    let ok = judge_proxied(&facts(true, Ok(&["104.16.132.229", "172.67.1.2"])));
+    assert_eq!(
+        (ok.id.as_str(), ok.status),
+        ("dns.proxied.registry", Status::Ok)
+    );
+    assert!(ok.evidence.contains("Cloudflare's edge"), "{}", ok.evidence);
+
+    // Still pointing at the ingress: the record is not proxied yet.
+    let direct = judge_proxied(&facts(true, Ok(&["203.0.113.7"])));
+    assert_eq!(direct.status, Status::Warn);
+    assert!(direct.fix.unwrap().contains("autogit dns sync"));
+
+    // Not an HTTP service (or GitLab, whose name carries SSH): a failure that says to remove it.
+    let ssh = judge_proxied(&facts(false, Ok(&[])));
+    assert_eq!(ssh.status, Status::Fail);
+    assert!(ssh.fix.unwrap().contains("CLOUDFLARE_PROXIED"));
+
+    assert_eq!(
+        judge_proxied(&facts(true, Err("timed out"))).status,
+        Status::Warn
+    );
+    // The setting names services, no secret: a support bundle keeps it readable.
+    assert!(plain_env_key("CLOUDFLARE_PROXIED"));
+
+    // A direct name that someone proxied at Cloudflare by hand: the failure says so.
+    let hand = judge_dns(&DnsFacts {
+        name: "gitlab.example.com".into(),
+        want: vec!["203.0.113.7".into()],
+        resolver: "system resolver".into(),
+        answer: Ok(vec!["104.21.3.4".into()]),
+        managed: true,
+    });
+    assert_eq!(hand.status, Status::Fail);
+    assert!(
+        hand.evidence.contains("not GitLab SSH"),
+        "{}",
+        hand.evidence
+    );
+}

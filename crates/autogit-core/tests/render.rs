@@ -617,3 +617,37 @@ fn the_api_serves_the_dashboard_at_dash() {
         "{names:?}"
     );
 }
+
+#[test]
+fn cloudflare_proxied_services_trust_only_cloudflare_for_the_client_address() {
+    let env = format!(
+        "{ENV}DNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=t\nCLOUDFLARE_PROXIED=grafana\n"
+    );
+    let (p, diags) = build(CONFIG, &env, &PlanInput::default());
+    assert!(!diags.contains("error["), "{diags}");
+    assert_eq!(p.cloudflare_proxied, ["grafana"]);
+    let stat = render::traefik_static(&p);
+    insta::assert_snapshot!("traefik_static_cloudflare", stat);
+    let dynamic = render::traefik_dynamic(&p);
+    insta::assert_snapshot!("traefik_dynamic_cloudflare", dynamic);
+    // Grafana (proxied) counts per forwarded client; GitLab (direct) per source address.
+    let router = |name: &str| {
+        let at = dynamic.find(&format!("    {name}:\n")).unwrap();
+        dynamic[at..at + dynamic[at..].find("service:").unwrap()].to_owned()
+    };
+    assert!(
+        router("grafana").contains("- rate-limit-cloudflare\n"),
+        "{dynamic}"
+    );
+    assert!(router("gitlab").contains("- rate-limit\n"), "{dynamic}");
+    let nginx = render::nginx(&p);
+    insta::assert_snapshot!("nginx_cloudflare", nginx);
+    assert!(nginx.contains("set_real_ip_from 173.245.48.0/20;\n"));
+    assert!(nginx.contains("set_real_ip_from 2a06:98c0::/29;\n"));
+    assert!(nginx.contains("real_ip_header CF-Connecting-IP;\n"));
+    // Nothing proxied: none of it.
+    let (p, _) = build(CONFIG, ENV, &PlanInput::default());
+    assert!(!render::nginx(&p).contains("real_ip"));
+    assert!(!render::traefik_static(&p).contains("forwardedHeaders"));
+    assert!(!render::traefik_dynamic(&p).contains("rate-limit-cloudflare"));
+}

@@ -225,3 +225,98 @@ async fn errors_say_what_to_check() {
     let e = dead.list(&[]).await.unwrap_err();
     assert!(matches!(e, DnsProviderError::Http { .. }), "{e:?}");
 }
+
+#[tokio::test]
+async fn proxied_subdomains_are_written_proxied_and_read_back_so_drift_is_fixed() {
+    let fake = Fake::start(&[ZONE]).await;
+    let p = provider(&fake, TOKEN);
+    let mut t = target(DnsMode::Wildcard, "203.0.113.7", &["gitlab", "registry"]);
+    t.proxied = vec!["registry".into()];
+    let desired = desired_records(&t, PROJECT);
+    let plan = sync(&p, &desired).await;
+    assert!(plan.conflicts.is_empty(), "{plan}");
+    let reg = format!("registry.{ZONE}");
+    {
+        let st = fake.state();
+        let proxied: Vec<(&str, &str, u64)> = st
+            .records
+            .iter()
+            .filter(|r| r.proxied)
+            .map(|r| (r.kind.as_str(), r.name.as_str(), r.ttl))
+            .collect();
+        // Only the registry's A record; the wildcard and apex point at the ingress itself.
+        assert_eq!(proxied, [("A", reg.as_str(), 1)], "{:?}", st.records);
+    }
+    // In sync: the listing reads `proxied` back, so a second round writes nothing.
+    let writes = fake.state().writes();
+    assert!(sync(&p, &desired).await.is_empty());
+    assert_eq!(fake.state().writes(), writes);
+
+    // Someone turns the proxy off in Cloudflare's dashboard: `dns plan` sees it, sync restores it.
+    for r in fake
+        .state()
+        .records
+        .iter_mut()
+        .filter(|r| r.name == reg && r.kind == "A")
+    {
+        r.proxied = false;
+        r.ttl = 300;
+    }
+    let observed = p.list(&[]).await.unwrap();
+    let drift = autogit_core::dns::dns_plan(&desired, &observed, PROJECT);
+    assert_eq!(drift.changes.len(), 1, "{drift}");
+    assert!(drift.to_string().contains("proxied"), "{drift}");
+    sync(&p, &desired).await;
+    assert!(
+        fake.state()
+            .records
+            .iter()
+            .any(|r| r.name == reg && r.kind == "A" && r.proxied && r.ttl == 1)
+    );
+
+    // Proxy no longer wanted: the extra record and its ownership TXT go; the wildcard stays.
+    t.proxied.clear();
+    let plain = desired_records(&t, PROJECT);
+    sync(&p, &plain).await;
+    let st = fake.state();
+    assert!(
+        st.records
+            .iter()
+            .all(|r| !r.proxied && !r.name.contains("registry")),
+        "{:?}",
+        st.records
+    );
+}
+
+#[tokio::test]
+async fn the_fake_rejects_what_cloudflare_rejects_and_the_client_never_sends_it() {
+    let fake = Fake::start(&[ZONE]).await;
+    let zid = format!("zone{:032x}", 1);
+    let http = reqwest::Client::new();
+    let post = |body: serde_json::Value| {
+        http.post(format!("{}/zones/{zid}/dns_records", fake.url))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let txt = serde_json::json!({"type": "TXT", "name": format!("x.{ZONE}"), "content": "v", "ttl": 300, "proxied": true});
+    let r = post(txt).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("9004"));
+    let not_bool = serde_json::json!({"type": "A", "name": format!("x.{ZONE}"), "content": "203.0.113.7", "ttl": 300, "proxied": "yes"});
+    let r = post(not_bool).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("9003"));
+    assert!(fake.state().records.is_empty());
+
+    // The production client refuses a proxied TXT before sending anything.
+    let p = provider(&fake, TOKEN);
+    let bad = Record::new(&format!("x.{ZONE}"), RecordType::Txt, "v", 300).with_proxied(true);
+    let writes = fake.state().writes();
+    let e = p
+        .apply(&[Change::Create { record: bad }])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DnsProviderError::Config(_)), "{e:?}");
+    assert_eq!(fake.state().writes(), writes);
+}

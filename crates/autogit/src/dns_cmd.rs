@@ -181,8 +181,10 @@ fn show_plan(ui: &Ui, view: &DnsView, dnssec: &Check) {
     note_dnssec();
 }
 
-/// ACTION NAME TYPE TTL VALUE, one row per change and per conflicting record.
+/// ACTION NAME TYPE TTL VALUE, one row per change and per conflicting record; a record behind
+/// Cloudflare's proxy says so after its value.
 fn table(ui: &Ui, plan: &DnsPlan) {
+    let via = |p: bool| if p { "proxied" } else { "direct" };
     let mut t = ui.table();
     t.set_header(vec!["ACTION", "NAME", "TYPE", "TTL", "VALUE"]);
     for c in &plan.changes {
@@ -198,7 +200,11 @@ fn table(ui: &Ui, plan: &DnsPlan) {
                     &r.name,
                     r.kind.as_str(),
                     &r.ttl.to_string(),
-                    &r.value,
+                    &if r.proxied {
+                        format!("{} (proxied)", r.value)
+                    } else {
+                        r.value.clone()
+                    },
                 ]
                 .map(str::to_owned)
             }
@@ -208,11 +214,16 @@ fn table(ui: &Ui, plan: &DnsPlan) {
                 } else {
                     format!("{} → {}", from.ttl, to.ttl)
                 };
-                let value = if from.value == to.value {
+                let mut value = if from.value == to.value {
                     to.value.clone()
                 } else {
                     format!("{} → {}", from.value, to.value)
                 };
+                if from.proxied != to.proxied {
+                    value = format!("{value} ({} → {})", via(from.proxied), via(to.proxied));
+                } else if to.proxied {
+                    value.push_str(" (proxied)");
+                }
                 [
                     "update".to_owned(),
                     to.name.clone(),

@@ -116,3 +116,66 @@ async fn a_bad_token_and_a_foreign_record_are_reported() {
             .contains(&("A".into(), format!("*.{ZONE}"), "203.0.113.7".into()))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxied_services_are_synced_proxied_and_a_proxy_turned_off_by_hand_is_drift() {
+    let fake = Fake::start(&[ZONE]).await;
+    let d = tempfile::tempdir().unwrap();
+    write_env(
+        d.path(),
+        &fake,
+        &format!("CLOUDFLARE_API_TOKEN={TOKEN}\nCLOUDFLARE_PROXIED=grafana"),
+    );
+    let sync = json(&dns(d.path(), &["sync", "-o", "json"]).await);
+    assert_eq!(sync["in_sync"], true, "{sync}");
+    let grafana = format!("grafana.{ZONE}");
+    let proxied: Vec<(String, u64)> = fake
+        .state()
+        .records
+        .iter()
+        .filter(|r| r.proxied)
+        .map(|r| (r.name.clone(), r.ttl))
+        .collect();
+    assert_eq!(proxied, [(grafana.clone(), 1)]);
+
+    // Someone turns the proxy off in the dashboard: `dns plan` shows the update, exit 0.
+    for r in fake
+        .state()
+        .records
+        .iter_mut()
+        .filter(|r| r.name == grafana)
+    {
+        if r.kind == "A" {
+            r.proxied = false;
+            r.ttl = 300;
+        }
+    }
+    let plan = dns(d.path(), &["plan"]).await;
+    assert_eq!(plan.code, 0, "{}", plan.stderr);
+    assert!(
+        plan.stdout.contains(&grafana)
+            && plan.stdout.contains("300 → 1")
+            && plan.stdout.contains("203.0.113.7 (direct → proxied)"),
+        "{}",
+        plan.stdout
+    );
+    let plan = json(&dns(d.path(), &["plan", "-o", "json"]).await);
+    assert_eq!(plan["changes"][0]["to"]["proxied"], true, "{plan}");
+
+    // GitLab cannot be proxied: refused before anything is asked of Cloudflare.
+    let before = fake.state().requests.len();
+    write_env(
+        d.path(),
+        &fake,
+        &format!("CLOUDFLARE_API_TOKEN={TOKEN}\nCLOUDFLARE_PROXIED=gitlab"),
+    );
+    let r = dns(d.path(), &["plan"]).await;
+    assert_ne!(r.code, 0);
+    assert!(
+        r.stderr.contains("GitLab SSH cannot be proxied")
+            && r.stderr.contains("CLOUDFLARE_PROXIED"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fake.state().requests.len(), before);
+}

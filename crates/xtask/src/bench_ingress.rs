@@ -227,7 +227,7 @@ fn write_traefik_config(work: &Path, dynamic: &Path, port: u16, guard: u16, serv
     .unwrap();
     let guard_address = format!("http://127.0.0.1:{guard}/guard/forward-auth");
     let middlewares: serde_json::Map<String, Value> =
-        autogit_core::ingress::traefik_middlewares(&[], Some(&guard_address))
+        autogit_core::ingress::traefik_middlewares(&[], Some(&guard_address), false)
             .into_iter()
             .map(|(name, spec)| (name.to_owned(), spec))
             .collect();

@@ -9,6 +9,8 @@
 //!   delete (by the id the listing found). Cloudflare holds values, not RRsets, so a second TXT
 //!   value at a name is simply a second record. Not atomic: an error leaves the changes before it
 //!   applied ([`DnsProvider::atomic`] is false).
+//! - A and AAAA records carry `proxied` as the record says (CLOUDFLARE_PROXIED), and the
+//!   listing reads it back, so a record switched on or off the proxy by hand is drift.
 //! - Errors come from Cloudflare's `{"success": false, "errors": [{"code", "message"}]}` and
 //!   say what to check; 429 is retried after `Retry-After` (three times, at most a minute each).
 
@@ -363,7 +365,15 @@ impl Cloudflare {
             .and_then(Value::as_u64)
             .and_then(|t| u32::try_from(t).ok())
             .unwrap_or(1);
-        Ok((Record::new(name, kind, value, ttl), id.to_owned()))
+        // Read back so that a record someone switched to (or off) the proxy is drift.
+        let proxied = item
+            .get("proxied")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok((
+            Record::new(name, kind, value, ttl).with_proxied(proxied),
+            id.to_owned(),
+        ))
     }
 
     /// The id of `r`: from the last listing, else by asking for the name and type.
@@ -423,8 +433,15 @@ impl Cloudflare {
             "ttl": r.ttl,
         });
         match r.kind {
-            // Not through Cloudflare's proxy: the records point at the ingress itself.
-            RecordType::A | RecordType::Aaaa => b["proxied"] = json!(false),
+            // Through Cloudflare's proxy only for the subdomains CLOUDFLARE_PROXIED names;
+            // otherwise the name resolves to the ingress itself.
+            RecordType::A | RecordType::Aaaa => b["proxied"] = json!(r.proxied),
+            RecordType::Txt if r.proxied => {
+                return Err(DnsProviderError::Config(format!(
+                    "a TXT record cannot be proxied ({})",
+                    r.name
+                )));
+            }
             RecordType::Txt => {}
             k => {
                 return Err(DnsProviderError::Config(format!(

@@ -511,6 +511,7 @@ fn to_core(r: &Record) -> CoreRecord {
         kind,
         value,
         ttl: r.ttl,
+        proxied: false,
     }
 }
 

@@ -5,7 +5,9 @@
 //! envelope, `Authorization: Bearer` tokens (an unknown token is 403 code 9109 "Invalid access
 //! token"; a read-only token writing is 403 code 10000 "Authentication error"), "An identical
 //! record already exists." (81058), a record not found (81044), and a switch to answer 429 with
-//! `Retry-After`.
+//! `Retry-After`. `proxied` as the API treats it: a boolean or 400 code 9003, only on proxiable
+//! types (A, AAAA, CNAME; a proxied TXT is 400 code 9004 "This record type cannot be proxied."),
+//! and a proxied record's TTL is always 1 ("automatic"), whatever was sent.
 //!
 //! It is a fake because Cloudflare cannot run on the machines that test autogit; the code under
 //! test is the production client (`autogit_drivers::dns::cloudflare`), unchanged, talking HTTP
@@ -171,6 +173,25 @@ fn record_json(r: &FRecord, zone_name: &str) -> Value {
     })
 }
 
+/// The `proxied` of a request body: `Ok(None)` when absent, an error answer when it is not a
+/// boolean or the type cannot be proxied.
+fn proxied_of(b: &Value, kind: &str) -> Result<Option<bool>, Response> {
+    match b.get("proxied") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(p)) => {
+            if *p && !matches!(kind, "A" | "AAAA" | "CNAME") {
+                return Err(fail(400, 9004, "This record type cannot be proxied."));
+            }
+            Ok(Some(*p))
+        }
+        Some(_) => Err(fail(
+            400,
+            9003,
+            "Invalid 'proxied' value, must be a boolean",
+        )),
+    }
+}
+
 fn query_map(uri: &Uri) -> BTreeMap<String, String> {
     uri.query()
         .unwrap_or("")
@@ -330,13 +351,22 @@ async fn handle(
                             "Invalid TTL. Must be between 60 and 86400 seconds, or 1 for Automatic.",
                         );
                     }
+                    let proxied = match proxied_of(&b, &kind) {
+                        Ok(p) => p.unwrap_or(false),
+                        Err(r) => return r,
+                    };
                     if st.records.iter().any(|r| {
                         r.zone_id == zid && r.kind == kind && r.name == name && r.content == content
                     }) {
                         return fail(400, 81058, "An identical record already exists.");
                     }
                     let id = st.add(&zname, &kind, &name, &content, ttl);
-                    let r = st.records.iter().find(|r| r.id == id).unwrap().clone();
+                    let r = st.records.iter_mut().find(|r| r.id == id).unwrap();
+                    if proxied {
+                        r.proxied = true;
+                        r.ttl = 1;
+                    }
+                    let r = r.clone();
                     ok(record_json(&r, &zname), None)
                 }
                 ("PATCH", [rid]) => {
@@ -350,6 +380,15 @@ async fn handle(
                     else {
                         return fail(404, 81044, "Record does not exist.");
                     };
+                    let kind = b
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .map_or(r.kind.clone(), str::to_owned);
+                    match proxied_of(&b, &kind) {
+                        Ok(Some(p)) => r.proxied = p,
+                        Ok(None) => {}
+                        Err(resp) => return resp,
+                    }
                     if let Some(c) = b.get("content").and_then(Value::as_str) {
                         r.content = c.to_owned();
                     }
@@ -358,6 +397,9 @@ async fn handle(
                     }
                     if let Some(n) = b.get("name").and_then(Value::as_str) {
                         r.name = n.to_owned();
+                    }
+                    if r.proxied {
+                        r.ttl = 1;
                     }
                     let r = r.clone();
                     ok(record_json(&r, &zname), None)

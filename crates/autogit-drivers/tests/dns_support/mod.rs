@@ -18,6 +18,7 @@ pub fn target(mode: DnsMode, ip: &str, subdomains: &[&str]) -> DnsTarget {
         mode,
         ttl: 300,
         subdomains: subdomains.iter().map(|s| (*s).to_owned()).collect(),
+        proxied: Vec::new(),
     }
 }
 
