@@ -381,6 +381,25 @@ fn bench_heal(runs: usize) {
         "  median: autogit {m1:?}, docker restart=always on the same container spec {m2:?}, ratio autogit/docker = {:.2}",
         m1.as_secs_f64() / m2.as_secs_f64()
     );
+    // The floor for any healer: `docker start` of the stopped container until its health
+    // endpoint answers, with nothing to notice or decide.
+    let mut floor = Vec::new();
+    run_plain("bench-start-floor", &image, 33480, "no");
+    for i in 0..runs {
+        quiet("docker", &["stop", "-t", "0", "bench-start-floor"]);
+        let t = Instant::now();
+        sh("docker", &["start", "bench-start-floor"]);
+        let _ = wait_healthy(33480, Duration::from_secs(60));
+        floor.push(t.elapsed());
+        println!("  run {i}: docker start -> health answers {:?}", floor[i]);
+    }
+    remove_plain("bench-start-floor");
+    let m3 = median(&mut floor);
+    println!(
+        "  median: docker start alone {m3:?}: autogit spends {:?} noticing and deciding, restart: always {:?}",
+        m1.saturating_sub(m3),
+        m2.saturating_sub(m3)
+    );
 
     println!("== unhealthy -> healthy again ({runs} runs, interleaved)");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
