@@ -40,6 +40,7 @@ pub mod schedule;
 pub mod service;
 pub mod source;
 pub mod state;
+pub mod terraform;
 pub mod tls;
 pub mod units;
 pub mod upgrade;

@@ -8,6 +8,7 @@ use autogit_core::plan::{HostPaths, Plan, PlanInput, plan, resolve};
 use autogit_core::platform::{PlatformEnv, load_platform};
 use autogit_core::render;
 use autogit_core::state::{self, Drift, EnvValue, Origin, PlatformState};
+use autogit_core::terraform;
 use std::collections::BTreeMap;
 
 const CONFIG: &str = r#"
@@ -538,4 +539,63 @@ fn dns_records_found_in_the_zone_and_their_drift() {
         fields.contains(&("absent".to_owned(), old.to_string())),
         "{fields:?}"
     );
+}
+
+const CLOUDFLARE_ENV: &str = "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=cf-token-value\nCLOUDFLARE_ZONE_ID=zone123\n";
+const ROUTE53_ENV: &str = "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=route53\nAWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=aws-secret-value\nAWS_HOSTED_ZONE_ID=Z123\nAWS_REGION=eu-west-1\n";
+
+#[test]
+fn terraform_files() {
+    let b = build(CONFIG, ENV);
+    insta::assert_snapshot!(all(&terraform::files(&config_state(&b))));
+}
+
+#[test]
+fn terraform_dns_records_at_cloudflare_and_route53() {
+    let cf = build("", CLOUDFLARE_ENV);
+    let cf = terraform::files(&config_state(&cf));
+    insta::assert_snapshot!("terraform_cloudflare", all(&cf));
+    let r53 = build("", ROUTE53_ENV);
+    let r53 = terraform::files(&config_state(&r53));
+    insta::assert_snapshot!("terraform_route53", all(&r53));
+    // Neither provider's secret reaches the files; Cloudflare's token is a sensitive variable.
+    for text in [all(&cf), all(&r53)] {
+        assert!(!text.contains("cf-token-value") && !text.contains("aws-secret-value"));
+        assert!(
+            !text.contains("AKIAEXAMPLE"),
+            "AWS credentials come from the environment"
+        );
+    }
+    assert!(all(&cf).contains("variable \"cloudflare_api_token\" {\n  type = string\n  description = \"CLOUDFLARE_API_TOKEN: the Cloudflare API token\"\n  sensitive = true\n}"));
+}
+
+#[test]
+fn terraform_secrets_are_sensitive_variables_never_inlined() {
+    let b = build(CONFIG, ENV);
+    let files = terraform::files(&config_state(&b));
+    let text = all(&files);
+    assert!(!text.contains("c2VjcmV0LXRzaWcta2V5LXZhbHVl"));
+    // The secrets of the services: referenced from the environment, declared sensitive.
+    assert!(
+        text.contains("\"MEILI_MASTER_KEY=${var.meili_master_key}\""),
+        "{text}"
+    );
+    assert!(text.contains("variable \"meili_master_key\" {\n  type = string\n  description = \"MEILI_MASTER_KEY: a secret\"\n  sensitive = true\n}"), "{text}");
+    // RFC 2136 has no Terraform resources here: the file says why and lists the records.
+    let dns = &files.iter().find(|(n, _)| n == "dns.tf").unwrap().1;
+    assert!(dns.contains("# No DNS resources: RFC 2136"), "{dns}");
+    assert!(!dns.contains("resource "), "{dns}");
+}
+
+#[test]
+fn terraform_output_is_deterministic_and_quotes_what_hcl_would_interpolate() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    assert_eq!(terraform::files(&st), terraform::files(&st));
+    assert_eq!(
+        terraform::quote("a${b}%{c}\"d\\\n"),
+        "\"a$${b}%%{c}\\\"d\\\\\\n\""
+    );
+    assert_eq!(terraform::ident("runner-homelab-cpu"), "runner_homelab_cpu");
+    assert_eq!(terraform::ident("1x"), "_1x");
 }

@@ -1,6 +1,6 @@
-//! `autogit export compose|kubernetes [--from config|running] [--out DIR]`: parse, call
+//! `autogit export compose|kubernetes|terraform [--from config|running] [--out DIR]`: parse, call
 //! `app::export`, write or print. The generators and the drift are in core
-//! (`state`, `render::compose_state`, `kubernetes`); capture is `app::export::capture`.
+//! (`state`, `render::compose_state`, `kubernetes`, `terraform`); capture is `app::export::capture`.
 
 use crate::cli::{ExportCommand, ExportFrom, Global};
 use crate::commands::make_plan;
@@ -19,6 +19,7 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
     let (format, args) = match cmd {
         ExportCommand::Compose(a) => (Format::Compose, a),
         ExportCommand::Kubernetes(a) => (Format::Kubernetes, a),
+        ExportCommand::Terraform(a) => (Format::Terraform, a),
     };
     let Some(mut plan) = make_plan(ui, g, loaded) else {
         return exit::INVALID_CONFIG;
@@ -79,6 +80,7 @@ fn format_name(f: Format) -> &'static str {
     match f {
         Format::Compose => "compose",
         Format::Kubernetes => "kubernetes",
+        Format::Terraform => "terraform",
     }
 }
 
@@ -91,12 +93,14 @@ fn from_name(f: ExportFrom) -> &'static str {
 
 impl Done<'_> {
     /// Without `--out`: compose prints its compose file; Kubernetes every manifest, as one
-    /// multi-document stream (`kubectl apply -f -`).
+    /// multi-document stream (`kubectl apply -f -`); Terraform its `.tf` files, one after
+    /// the other (HCL files concatenate into one valid file).
     fn print(&self) -> u8 {
         let (ui, format, files, drift) = (self.ui, self.format, &self.files, self.drift.as_deref());
         let shown: Vec<&(String, String)> = match format {
             Format::Compose => files.iter().take(1).collect(),
             Format::Kubernetes => files.iter().collect(),
+            Format::Terraform => files.iter().collect(),
         };
         if ui.json {
             let files: Vec<_> = shown
@@ -112,7 +116,12 @@ impl Done<'_> {
             return exit::OK;
         }
         let text: Vec<&str> = shown.iter().map(|(_, t)| t.as_str()).collect();
-        print!("{}", text.join("---\n"));
+        let sep = if format == Format::Terraform {
+            "\n"
+        } else {
+            "---\n"
+        };
+        print!("{}", text.join(sep));
         report_drift(ui, drift);
         exit::OK
     }
@@ -148,7 +157,17 @@ impl Done<'_> {
                 }
                 dir.join(name)
             }
-            Format::Kubernetes => {
+            Format::Kubernetes | Format::Terraform => {
+                if format == Format::Terraform {
+                    // The configuration files the containers bind-mount, next to the module.
+                    match autogit_app::plan::write_rendered(loaded, out, plan) {
+                        Ok(w) => written.extend(w.iter().map(|p| p.display().to_string())),
+                        Err(e) => {
+                            ui.error(&e);
+                            return exit::FAILURE;
+                        }
+                    }
+                }
                 for (rel, text) in files {
                     match write_under(out, rel, text.as_bytes(), 0o644) {
                         Ok(p) => written.push(p.display().to_string()),
@@ -185,6 +204,13 @@ impl Done<'_> {
                 dir.display()
             ));
             }
+            Format::Terraform => ui.note(&format!(
+                "wrote {} files into {}; set the sensitive variables of variables.tf (TF_VAR_<name>), then: terraform -chdir={} init && terraform -chdir={} apply",
+                written.len(),
+                dir.display(),
+                dir.display(),
+                dir.display()
+            )),
         }
         report_drift(ui, drift);
         exit::OK
