@@ -14,6 +14,9 @@ apt_need git git
 apt_need git-lfs git-lfs
 apt_need nginx-light nginx
 apt_need prometheus promtool
+# ansible-playbook --syntax-check and ansible-inventory on the Ansible export (Debian's
+# ansible ships the community.docker collection).
+apt_need ansible ansible-playbook
 # Prometheus scrapes a real autogit serve and node-exporter; amtool checks Alertmanager's
 # configuration (tests/prometheus.rs).
 apt_need prometheus-node-exporter prometheus-node-exporter

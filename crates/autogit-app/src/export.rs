@@ -10,6 +10,7 @@
 
 use crate::Settings;
 use crate::dns::DnsController;
+use autogit_core::ansible;
 use autogit_core::kubernetes;
 use autogit_core::plan::Plan;
 use autogit_core::render;
@@ -36,6 +37,7 @@ pub enum Format {
     Compose,
     Kubernetes,
     Terraform,
+    Ansible,
 }
 
 /// The state the configuration describes (its plan as this host would deploy it), with the
@@ -186,5 +188,8 @@ pub fn files(format: Format, st: &PlatformState, settings: &Settings, plan: &Pla
         // module's directory are written next to them by `plan::write_rendered`, as for
         // compose (it has the API's configuration copies and the certificate too).
         Format::Terraform => terraform::files(st),
+        // The playbook and its inventory; the rendered files go under `rendered/`
+        // (`plan::write_rendered`), which the playbook copies to the host.
+        Format::Ansible => ansible::files(st),
     }
 }

@@ -7,6 +7,7 @@
 //! and `tests/no_io.rs` checks the dependency list.
 
 pub mod access;
+pub mod ansible;
 pub mod backup;
 pub mod chat;
 pub mod civil;

@@ -1,6 +1,7 @@
 //! The platform-state model and its generators: Kubernetes manifests (snapshot), the compose
 //! file from a captured state, and drift between the configuration and what runs.
 
+use autogit_core::ansible;
 use autogit_core::container::container_spec;
 use autogit_core::kubernetes;
 use autogit_core::load::{LoadInput, load};
@@ -598,4 +599,91 @@ fn terraform_output_is_deterministic_and_quotes_what_hcl_would_interpolate() {
     );
     assert_eq!(terraform::ident("runner-homelab-cpu"), "runner_homelab_cpu");
     assert_eq!(terraform::ident("1x"), "_1x");
+}
+
+#[test]
+fn ansible_playbook_and_inventory() {
+    let b = build(CONFIG, ENV);
+    insta::assert_snapshot!(all(&ansible::files(&config_state(&b))));
+}
+
+#[test]
+fn ansible_secrets_come_from_vault_variables_never_inlined() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    let files = ansible::files(&st);
+    let text = all(&files);
+    assert!(!text.contains("c2VjcmV0LXRzaWcta2V5LXZhbHVl"));
+    assert!(
+        text.contains("MEILI_MASTER_KEY: '{{ vault_meili_master_key }}'")
+            || text.contains("MEILI_MASTER_KEY: \"{{ vault_meili_master_key }}\""),
+        "{text}"
+    );
+    // The playbook refuses to run without them, and hides the tasks that carry them.
+    assert!(
+        text.contains("- \"vault_meili_master_key is defined\""),
+        "{text}"
+    );
+    let playbook = ansible::playbook(&st);
+    let tasks = playbook[0]["tasks"].as_array().unwrap();
+    for t in tasks {
+        let Some(c) = t.get("community.docker.docker_container") else {
+            continue;
+        };
+        let secret = c["env"]
+            .as_object()
+            .is_some_and(|e| e.values().any(|v| v.as_str().unwrap().contains("vault_")));
+        assert_eq!(t.get("no_log").is_some(), secret, "{t}");
+    }
+}
+
+#[test]
+fn ansible_starts_each_service_after_what_it_depends_on() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    let files = ansible::files(&st);
+    let playbook = ansible::playbook(&st);
+    let order: Vec<String> = playbook[0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.get("community.docker.docker_container"))
+        .map(|c| {
+            c["labels"]["io.autogit.service"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(!order.is_empty());
+    for (i, name) in order.iter().enumerate() {
+        for d in &st.service(name).unwrap().depends_on {
+            if let Some(j) = order.iter().position(|o| o == d) {
+                assert!(j < i, "{name} starts before {d}: {order:?}");
+            }
+        }
+    }
+    assert_eq!(files, ansible::files(&st), "deterministic");
+}
+
+#[test]
+fn ansible_keeps_plain_values_that_look_like_jinja_literal() {
+    let b = build(CONFIG, ENV);
+    let mut st = config_state(&b);
+    let loki = st.services.iter_mut().find(|s| s.name == "loki").unwrap();
+    loki.env.push(state::EnvVar {
+        name: "TEMPLATE".into(),
+        value: EnvValue::Plain("{{ lookup('pipe', 'id') }}".into()),
+    });
+    let playbook = ansible::playbook(&st);
+    let loki = playbook[0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Service loki")
+        .unwrap();
+    assert_eq!(
+        loki["community.docker.docker_container"]["env"]["TEMPLATE"],
+        "{% raw %}{{ lookup('pipe', 'id') }}{% endraw %}"
+    );
 }

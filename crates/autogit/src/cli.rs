@@ -338,6 +338,9 @@ pub enum ExportCommand {
     /// Terraform for one Docker host (kreuzwerker/docker): network, volumes, images,
     /// containers; DNS records at Cloudflare or Route 53; secrets as sensitive variables
     Terraform(ExportArgs),
+    /// An Ansible playbook and inventory (community.docker: network, volumes, containers);
+    /// secrets from Ansible Vault variables
+    Ansible(ExportArgs),
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,6 @@
-//! `autogit export compose|kubernetes|terraform [--from config|running] [--out DIR]`: parse, call
+//! `autogit export compose|kubernetes|terraform|ansible [--from config|running] [--out DIR]`: parse, call
 //! `app::export`, write or print. The generators and the drift are in core
-//! (`state`, `render::compose_state`, `kubernetes`, `terraform`); capture is `app::export::capture`.
+//! (`state`, `render::compose_state`, `kubernetes`, `terraform`, `ansible`); capture is `app::export::capture`.
 
 use crate::cli::{ExportCommand, ExportFrom, Global};
 use crate::commands::make_plan;
@@ -20,6 +20,7 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
         ExportCommand::Compose(a) => (Format::Compose, a),
         ExportCommand::Kubernetes(a) => (Format::Kubernetes, a),
         ExportCommand::Terraform(a) => (Format::Terraform, a),
+        ExportCommand::Ansible(a) => (Format::Ansible, a),
     };
     let Some(mut plan) = make_plan(ui, g, loaded) else {
         return exit::INVALID_CONFIG;
@@ -81,6 +82,7 @@ fn format_name(f: Format) -> &'static str {
         Format::Compose => "compose",
         Format::Kubernetes => "kubernetes",
         Format::Terraform => "terraform",
+        Format::Ansible => "ansible",
     }
 }
 
@@ -100,7 +102,7 @@ impl Done<'_> {
         let shown: Vec<&(String, String)> = match format {
             Format::Compose => files.iter().take(1).collect(),
             Format::Kubernetes => files.iter().collect(),
-            Format::Terraform => files.iter().collect(),
+            Format::Terraform | Format::Ansible => files.iter().collect(),
         };
         if ui.json {
             let files: Vec<_> = shown
@@ -157,10 +159,16 @@ impl Done<'_> {
                 }
                 dir.join(name)
             }
-            Format::Kubernetes | Format::Terraform => {
-                if format == Format::Terraform {
-                    // The configuration files the containers bind-mount, next to the module.
-                    match autogit_app::plan::write_rendered(loaded, out, plan) {
+            Format::Kubernetes | Format::Terraform | Format::Ansible => {
+                // The configuration files the containers bind-mount: next to the Terraform
+                // module; under rendered/ for the playbook, which copies them to the host.
+                let rendered = match format {
+                    Format::Terraform => Some(out.to_owned()),
+                    Format::Ansible => Some(out.join("rendered")),
+                    _ => None,
+                };
+                if let Some(rendered) = rendered {
+                    match autogit_app::plan::write_rendered(loaded, &rendered, plan) {
                         Ok(w) => written.extend(w.iter().map(|p| p.display().to_string())),
                         Err(e) => {
                             ui.error(&e);
@@ -210,6 +218,13 @@ impl Done<'_> {
                 dir.display(),
                 dir.display(),
                 dir.display()
+            )),
+            Format::Ansible => ui.note(&format!(
+                "wrote {} files into {}; put the Vault variables named in playbook.yml in {}/group_vars/{}/vault.yml (ansible-vault create), then: ansible-playbook -i inventory.yml playbook.yml --ask-vault-pass",
+                written.len(),
+                dir.display(),
+                dir.display(),
+                autogit_core::ansible::GROUP
             )),
         }
         report_drift(ui, drift);

@@ -602,3 +602,77 @@ fn terraform_export_parses_and_every_reference_is_defined() {
         }
     }
 }
+
+/// Debian's `ansible` (ansible-core and the community collections, community.docker among
+/// them): the playbook passes `ansible-playbook --syntax-check` (which resolves every module
+/// name) and `ansible-inventory --list` reads the inventory into the `autogit` group.
+#[test]
+fn ansible_export_passes_syntax_check_and_inventory_list() {
+    if !have("ansible-playbook") || !have("ansible-inventory") {
+        return;
+    }
+    let cases = [
+        (
+            GPU_RUNNERS,
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,loki,tempo,prometheus,meilisearch,api\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=cf-token-value\nMEILI_MASTER_KEY=meili-key-value\n",
+        ),
+        ("", "SERVICES_ENABLED=gitlab,loki\n"),
+    ];
+    for (i, (config, env)) in cases.iter().enumerate() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("autogit.yml"), config).unwrap();
+        write_env(d.path(), env);
+        let out = d.path().join("ansible");
+        let r = run_data(
+            d.path(),
+            &["export", "ansible", "--out", out.to_str().unwrap(), "-q"],
+        );
+        assert_eq!(r.code, 0, "case {i}: {}", r.stderr);
+        let playbook = fs::read_to_string(out.join("playbook.yml")).unwrap();
+        for s in ["cf-token-value", "meili-key-value"] {
+            assert!(
+                !playbook.contains(s),
+                "case {i}: the playbook inlines a secret"
+            );
+        }
+        // Ansible writes its temporary files under HOME; keep them in the test's directory.
+        let ansible = |tool: &str, args: &[&str]| {
+            Command::new(tool)
+                .args(args)
+                .current_dir(&out)
+                .env("HOME", d.path())
+                .env("ANSIBLE_LOCAL_TEMP", d.path().join("ansible-tmp"))
+                .output()
+                .expect("run ansible")
+        };
+        let o = ansible(
+            "ansible-playbook",
+            &["-i", "inventory.yml", "--syntax-check", "playbook.yml"],
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "case {i}: syntax check:\n{text}");
+        assert!(!text.contains("WARNING"), "case {i}: {text}");
+        let o = ansible("ansible-inventory", &["-i", "inventory.yml", "--list"]);
+        assert!(
+            o.status.success(),
+            "case {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let inv: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            inv["autogit"]["hosts"],
+            serde_json::json!(["localhost"]),
+            "case {i}: {inv}"
+        );
+        let vars = &inv["_meta"]["hostvars"]["localhost"];
+        assert_eq!(vars["ansible_connection"], "local", "case {i}: {inv}");
+        // The rendered files the playbook copies are where it copies them from.
+        if playbook.contains("src: rendered/") {
+            assert!(out.join("rendered").is_dir(), "case {i}");
+        }
+    }
+}
