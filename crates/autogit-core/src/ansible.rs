@@ -148,6 +148,11 @@ fn container_task(
             })
             .collect();
         c.insert("published_ports".into(), json!(ports));
+        // Without it the module binds a port with no address to 0.0.0.0 only (IPv4), where
+        // the engine, compose and autogit bind every address (community.docker issue 70).
+        if s.ports.iter().any(|p| p.bind.is_none()) {
+            c.insert("default_host_ip".into(), json!(""));
+        }
     }
     if !s.mounts.is_empty() {
         let mounts: Vec<Value> = s

@@ -676,3 +676,79 @@ fn ansible_export_passes_syntax_check_and_inventory_list() {
         }
     }
 }
+
+/// The Ansible export of what runs, run by `ansible-playbook` against this host's engine
+/// (Debian's ansible with community.docker and python3-docker) after `autogit down`:
+/// autogit's `status` sees it healthy, and capturing again gives no drift and the same
+/// playbook.
+#[test]
+fn ansible_playbook_of_a_capture_brings_the_platform_back() {
+    if !have_engine() || !have("ansible-playbook") {
+        return;
+    }
+    fake_gitlab_image("0.0.16", &[]);
+    let d = tempfile::tempdir().unwrap();
+    let project = format!("agt-ansible-{}", std::process::id());
+    fs::write(
+        d.path().join("autogit.yml"),
+        format!("gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"0.0.16\"\n  ports: {{http: 31690, https: 31691, ssh: 31692}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 3s\nrunners: {{}}\nhealth:\n  check_interval: 1s\n  timeout: 1s\n  failure_threshold: 1\nplatform:\n  project: {project}\n"),
+    )
+    .unwrap();
+    let _down = Down(d.path().to_owned());
+    let r = run_data(
+        d.path(),
+        &["install", "--no-bootstrap", "--wait", "60s", "-q"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let export = |out: &Path| {
+        let r = run_data(
+            d.path(),
+            &[
+                "export",
+                "ansible",
+                "--from",
+                "running",
+                "--out",
+                out.to_str().unwrap(),
+                "-o",
+                "json",
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["drift"], serde_json::json!([]), "{v:#}");
+        fs::read_to_string(out.join("playbook.yml")).unwrap()
+    };
+    let first = d.path().join("first");
+    let playbook = export(&first);
+    let r = run_data(d.path(), &["down", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let o = Command::new("ansible-playbook")
+        .args(["-i", "inventory.yml", "playbook.yml"])
+        .current_dir(&first)
+        .env("HOME", d.path())
+        .env("ANSIBLE_LOCAL_TEMP", d.path().join("ansible-tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .expect("ansible-playbook");
+    assert!(
+        o.status.success(),
+        "ansible-playbook:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let r = run_data(d.path(), &["status", "-o", "json"]);
+        let s: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+        if s["services"][0]["health"] == "healthy" {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "not healthy under Ansible: {s:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(export(&d.path().join("second")), playbook);
+}
