@@ -438,6 +438,13 @@ fn services_tf(st: &PlatformState, vars: &mut Vars) -> String {
                 &quote(&format!("{}s", hc.start_period.as_secs())),
             );
             h.close();
+            // Created healthy before what depends on it is created (like compose's
+            // `condition: service_healthy`): the provider waits for the health check, up to its start
+            // period and every retry.
+            let wait = hc.start_period.as_secs()
+                + (hc.interval.as_secs() + hc.timeout.as_secs()) * u64::from(hc.retries.max(1));
+            h.attr("wait", "true");
+            h.attr("wait_timeout", &wait.max(60).to_string());
         }
         for n in &s.networks {
             h.open("networks_advanced");
