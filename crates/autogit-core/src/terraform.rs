@@ -225,13 +225,8 @@ pub fn files(st: &PlatformState) -> Vec<(String, String)> {
 fn main_tf(st: &PlatformState, extra: &[(&str, (&str, &str))]) -> String {
     let mut h = Hcl::default();
     h.comment(&format!(
-        "Rendered by autogit for project `{}` (preset {}), from {}. Run with:\n  terraform init && terraform apply\nThe docker provider reaches the engine at DOCKER_HOST (default: the local socket).",
-        st.project,
-        st.preset,
-        match st.origin {
-            crate::state::Origin::Config => "the configuration",
-            crate::state::Origin::Running => "what runs",
-        }
+        "Rendered by autogit for project `{}` (preset {}). Run with:\n  terraform init && terraform apply\nThe docker provider reaches the engine at DOCKER_HOST (default: the local socket).",
+        st.project, st.preset
     ));
     h.open("terraform");
     h.attr("required_version", &quote(">= 1.3.0"));
