@@ -14,6 +14,9 @@ apt_need git git
 apt_need git-lfs git-lfs
 apt_need nginx-light nginx
 apt_need prometheus promtool
+# ansible-playbook --syntax-check and ansible-inventory on the Ansible export (Debian's
+# ansible ships the community.docker collection).
+apt_need ansible ansible-playbook
 # Prometheus scrapes a real autogit serve and node-exporter; amtool checks Alertmanager's
 # configuration (tests/prometheus.rs).
 apt_need prometheus-node-exporter prometheus-node-exporter
@@ -77,6 +80,15 @@ if [ ! -x "$kv_venv/bin/kubernetes-validate" ]; then
     "$kv_venv/bin/pip" install -q "kubernetes-validate==1.37.0"
 fi
 export AUTOGIT_KUBERNETES_VALIDATE=$kv_venv/bin/kubernetes-validate
+# python-hcl2 (PyPI) parses the exported Terraform files (HashiCorp's HCL2 grammar); pinned,
+# in a venv; the tests run its Python.
+hcl_venv=$PWD/target/tools/python-hcl2
+if ! "$hcl_venv/bin/python" -c 'import hcl2' >/dev/null 2>&1; then
+    echo "installing python-hcl2 into $hcl_venv ..."
+    python3 -m venv "$hcl_venv"
+    "$hcl_venv/bin/pip" install -q "python-hcl2==8.1.4"
+fi
+export AUTOGIT_PYTHON_HCL2=$hcl_venv/bin/python
 logs=$PWD/target/test-logs
 mkdir -p "$logs"
 

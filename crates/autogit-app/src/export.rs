@@ -10,10 +10,12 @@
 
 use crate::Settings;
 use crate::dns::DnsController;
+use autogit_core::ansible;
 use autogit_core::kubernetes;
 use autogit_core::plan::Plan;
 use autogit_core::render;
 use autogit_core::state::{self, Drift, MirrorSource, PlatformState};
+use autogit_core::terraform;
 use autogit_drivers::engine::{ContainerEngine, EngineError};
 use autogit_drivers::state::Store;
 use std::collections::BTreeMap;
@@ -34,6 +36,8 @@ pub type Files = Vec<(String, String)>;
 pub enum Format {
     Compose,
     Kubernetes,
+    Terraform,
+    Ansible,
 }
 
 /// The state the configuration describes (its plan as this host would deploy it), with the
@@ -180,5 +184,12 @@ pub fn files(format: Format, st: &PlatformState, settings: &Settings, plan: &Pla
             let files: BTreeMap<String, String> = rendered.into_iter().collect();
             kubernetes::manifests(st, &files)
         }
+        // The .tf files only: the configuration files the containers bind-mount from the
+        // module's directory are written next to them by `plan::write_rendered`, as for
+        // compose (it has the API's configuration copies and the certificate too).
+        Format::Terraform => terraform::files(st),
+        // The playbook and its inventory; the rendered files go under `rendered/`
+        // (`plan::write_rendered`), which the playbook copies to the host.
+        Format::Ansible => ansible::files(st),
     }
 }

@@ -65,7 +65,12 @@ async fn what_the_controller_deployed_is_captured_without_drift() {
     assert_eq!(c.state.mirrors[0].target, "mirrors/tool");
     // The containers hold the secrets' values; the captured state and every export do not.
     let json = serde_json::to_string(&c.state).unwrap();
-    for f in [Format::Compose, Format::Kubernetes] {
+    for f in [
+        Format::Compose,
+        Format::Kubernetes,
+        Format::Terraform,
+        Format::Ansible,
+    ] {
         let from_running = export::files(f, &c.state, &s, &plan);
         let from_config = export::files(f, &c.config, &s, &plan);
         assert_eq!(from_running, from_config, "{f:?}");

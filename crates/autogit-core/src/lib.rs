@@ -7,6 +7,7 @@
 //! and `tests/no_io.rs` checks the dependency list.
 
 pub mod access;
+pub mod ansible;
 pub mod backup;
 pub mod chat;
 pub mod civil;
@@ -41,6 +42,7 @@ pub mod schedule;
 pub mod service;
 pub mod source;
 pub mod state;
+pub mod terraform;
 pub mod tls;
 pub mod units;
 pub mod upgrade;

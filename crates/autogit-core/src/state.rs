@@ -41,6 +41,8 @@ pub struct PlatformState {
     pub ingress: Option<IngressState>,
     /// Sorted by name.
     pub services: Vec<ServiceState>,
+    /// Where the platform's DNS records live (`DNS_PROVIDER`; `none` without one).
+    pub dns_provider: DnsProvider,
     /// The records the platform wants at its DNS provider (ownership TXT records included).
     pub dns: Vec<Record>,
     pub certificates: Vec<CertificateState>,
@@ -432,6 +434,7 @@ pub fn from_plan(plan: &Plan) -> PlatformState {
         preset: plan.preset,
         ingress,
         services,
+        dns_provider: DnsProvider::None,
         dns: Vec::new(),
         certificates: Vec::new(),
         acme: None,
@@ -520,6 +523,7 @@ pub fn from_config(
             token_env: m.token_env,
         })
         .collect();
+    st.dns_provider = env.dns_provider;
     if let Ok(target) = DnsTarget::from_plan(plan, env, env.dns_ttl) {
         st.dns = desired_records(&target, &plan.project);
     }

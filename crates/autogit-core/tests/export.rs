@@ -1,6 +1,7 @@
 //! The platform-state model and its generators: Kubernetes manifests (snapshot), the compose
 //! file from a captured state, and drift between the configuration and what runs.
 
+use autogit_core::ansible;
 use autogit_core::container::container_spec;
 use autogit_core::kubernetes;
 use autogit_core::load::{LoadInput, load};
@@ -8,6 +9,7 @@ use autogit_core::plan::{HostPaths, Plan, PlanInput, plan, resolve};
 use autogit_core::platform::{PlatformEnv, load_platform};
 use autogit_core::render;
 use autogit_core::state::{self, Drift, EnvValue, Origin, PlatformState};
+use autogit_core::terraform;
 use std::collections::BTreeMap;
 
 const CONFIG: &str = r#"
@@ -537,5 +539,151 @@ fn dns_records_found_in_the_zone_and_their_drift() {
     assert!(
         fields.contains(&("absent".to_owned(), old.to_string())),
         "{fields:?}"
+    );
+}
+
+const CLOUDFLARE_ENV: &str = "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=cf-token-value\nCLOUDFLARE_ZONE_ID=zone123\n";
+const ROUTE53_ENV: &str = "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=route53\nAWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=aws-secret-value\nAWS_HOSTED_ZONE_ID=Z123\nAWS_REGION=eu-west-1\n";
+
+#[test]
+fn terraform_files() {
+    let b = build(CONFIG, ENV);
+    insta::assert_snapshot!(all(&terraform::files(&config_state(&b))));
+}
+
+#[test]
+fn terraform_dns_records_at_cloudflare_and_route53() {
+    let cf = build("", CLOUDFLARE_ENV);
+    let cf = terraform::files(&config_state(&cf));
+    insta::assert_snapshot!("terraform_cloudflare", all(&cf));
+    let r53 = build("", ROUTE53_ENV);
+    let r53 = terraform::files(&config_state(&r53));
+    insta::assert_snapshot!("terraform_route53", all(&r53));
+    // Neither provider's secret reaches the files; Cloudflare's token is a sensitive variable.
+    for text in [all(&cf), all(&r53)] {
+        assert!(!text.contains("cf-token-value") && !text.contains("aws-secret-value"));
+        assert!(
+            !text.contains("AKIAEXAMPLE"),
+            "AWS credentials come from the environment"
+        );
+    }
+    assert!(all(&cf).contains("variable \"cloudflare_api_token\" {\n  type = string\n  description = \"CLOUDFLARE_API_TOKEN: the Cloudflare API token\"\n  sensitive = true\n}"));
+}
+
+#[test]
+fn terraform_secrets_are_sensitive_variables_never_inlined() {
+    let b = build(CONFIG, ENV);
+    let files = terraform::files(&config_state(&b));
+    let text = all(&files);
+    assert!(!text.contains("c2VjcmV0LXRzaWcta2V5LXZhbHVl"));
+    // The secrets of the services: referenced from the environment, declared sensitive.
+    assert!(
+        text.contains("\"MEILI_MASTER_KEY=${var.meili_master_key}\""),
+        "{text}"
+    );
+    assert!(text.contains("variable \"meili_master_key\" {\n  type = string\n  description = \"MEILI_MASTER_KEY: a secret\"\n  sensitive = true\n}"), "{text}");
+    // RFC 2136 has no Terraform resources here: the file says why and lists the records.
+    let dns = &files.iter().find(|(n, _)| n == "dns.tf").unwrap().1;
+    assert!(dns.contains("# No DNS resources: RFC 2136"), "{dns}");
+    assert!(!dns.contains("resource "), "{dns}");
+}
+
+#[test]
+fn terraform_output_is_deterministic_and_quotes_what_hcl_would_interpolate() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    assert_eq!(terraform::files(&st), terraform::files(&st));
+    assert_eq!(
+        terraform::quote("a${b}%{c}\"d\\\n"),
+        "\"a$${b}%%{c}\\\"d\\\\\\n\""
+    );
+    assert_eq!(terraform::ident("runner-homelab-cpu"), "runner_homelab_cpu");
+    assert_eq!(terraform::ident("1x"), "_1x");
+}
+
+#[test]
+fn ansible_playbook_and_inventory() {
+    let b = build(CONFIG, ENV);
+    insta::assert_snapshot!(all(&ansible::files(&config_state(&b))));
+}
+
+#[test]
+fn ansible_secrets_come_from_vault_variables_never_inlined() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    let files = ansible::files(&st);
+    let text = all(&files);
+    assert!(!text.contains("c2VjcmV0LXRzaWcta2V5LXZhbHVl"));
+    assert!(
+        text.contains("MEILI_MASTER_KEY: '{{ vault_meili_master_key }}'")
+            || text.contains("MEILI_MASTER_KEY: \"{{ vault_meili_master_key }}\""),
+        "{text}"
+    );
+    // The playbook refuses to run without them, and hides the tasks that carry them.
+    assert!(
+        text.contains("- \"vault_meili_master_key is defined\""),
+        "{text}"
+    );
+    let playbook = ansible::playbook(&st);
+    let tasks = playbook[0]["tasks"].as_array().unwrap();
+    for t in tasks {
+        let Some(c) = t.get("community.docker.docker_container") else {
+            continue;
+        };
+        let secret = c["env"]
+            .as_object()
+            .is_some_and(|e| e.values().any(|v| v.as_str().unwrap().contains("vault_")));
+        assert_eq!(t.get("no_log").is_some(), secret, "{t}");
+    }
+}
+
+#[test]
+fn ansible_starts_each_service_after_what_it_depends_on() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    let files = ansible::files(&st);
+    let playbook = ansible::playbook(&st);
+    let order: Vec<String> = playbook[0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.get("community.docker.docker_container"))
+        .map(|c| {
+            c["labels"]["io.autogit.service"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(!order.is_empty());
+    for (i, name) in order.iter().enumerate() {
+        for d in &st.service(name).unwrap().depends_on {
+            if let Some(j) = order.iter().position(|o| o == d) {
+                assert!(j < i, "{name} starts before {d}: {order:?}");
+            }
+        }
+    }
+    assert_eq!(files, ansible::files(&st), "deterministic");
+}
+
+#[test]
+fn ansible_keeps_plain_values_that_look_like_jinja_literal() {
+    let b = build(CONFIG, ENV);
+    let mut st = config_state(&b);
+    let loki = st.services.iter_mut().find(|s| s.name == "loki").unwrap();
+    loki.env.push(state::EnvVar {
+        name: "TEMPLATE".into(),
+        value: EnvValue::Plain("{{ lookup('pipe', 'id') }}".into()),
+    });
+    let playbook = ansible::playbook(&st);
+    let loki = playbook[0]["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "Service loki")
+        .unwrap();
+    assert_eq!(
+        loki["community.docker.docker_container"]["env"]["TEMPLATE"],
+        "{% raw %}{{ lookup('pipe', 'id') }}{% endraw %}"
     );
 }

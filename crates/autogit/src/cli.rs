@@ -335,6 +335,12 @@ pub enum ExportCommand {
     /// Kubernetes manifests: Namespace, a StatefulSet for GitLab, Deployments, Services,
     /// Ingress, cert-manager issuer and certificate, NetworkPolicies (docs/export.md)
     Kubernetes(ExportArgs),
+    /// Terraform for one Docker host (kreuzwerker/docker): network, volumes, images,
+    /// containers; DNS records at Cloudflare or Route 53; secrets as sensitive variables
+    Terraform(ExportArgs),
+    /// An Ansible playbook and inventory (community.docker: network, volumes, containers);
+    /// secrets from Ansible Vault variables
+    Ansible(ExportArgs),
 }
 
 #[derive(Args, Debug)]

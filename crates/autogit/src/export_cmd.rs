@@ -1,6 +1,6 @@
-//! `autogit export compose|kubernetes [--from config|running] [--out DIR]`: parse, call
+//! `autogit export compose|kubernetes|terraform|ansible [--from config|running] [--out DIR]`: parse, call
 //! `app::export`, write or print. The generators and the drift are in core
-//! (`state`, `render::compose_state`, `kubernetes`); capture is `app::export::capture`.
+//! (`state`, `render::compose_state`, `kubernetes`, `terraform`, `ansible`); capture is `app::export::capture`.
 
 use crate::cli::{ExportCommand, ExportFrom, Global};
 use crate::commands::make_plan;
@@ -19,6 +19,8 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
     let (format, args) = match cmd {
         ExportCommand::Compose(a) => (Format::Compose, a),
         ExportCommand::Kubernetes(a) => (Format::Kubernetes, a),
+        ExportCommand::Terraform(a) => (Format::Terraform, a),
+        ExportCommand::Ansible(a) => (Format::Ansible, a),
     };
     let Some(mut plan) = make_plan(ui, g, loaded) else {
         return exit::INVALID_CONFIG;
@@ -79,6 +81,8 @@ fn format_name(f: Format) -> &'static str {
     match f {
         Format::Compose => "compose",
         Format::Kubernetes => "kubernetes",
+        Format::Terraform => "terraform",
+        Format::Ansible => "ansible",
     }
 }
 
@@ -91,12 +95,14 @@ fn from_name(f: ExportFrom) -> &'static str {
 
 impl Done<'_> {
     /// Without `--out`: compose prints its compose file; Kubernetes every manifest, as one
-    /// multi-document stream (`kubectl apply -f -`).
+    /// multi-document stream (`kubectl apply -f -`); Terraform its `.tf` files, one after
+    /// the other (HCL files concatenate into one valid file).
     fn print(&self) -> u8 {
         let (ui, format, files, drift) = (self.ui, self.format, &self.files, self.drift.as_deref());
         let shown: Vec<&(String, String)> = match format {
             Format::Compose => files.iter().take(1).collect(),
             Format::Kubernetes => files.iter().collect(),
+            Format::Terraform | Format::Ansible => files.iter().collect(),
         };
         if ui.json {
             let files: Vec<_> = shown
@@ -112,7 +118,12 @@ impl Done<'_> {
             return exit::OK;
         }
         let text: Vec<&str> = shown.iter().map(|(_, t)| t.as_str()).collect();
-        print!("{}", text.join("---\n"));
+        let sep = if format == Format::Terraform {
+            "\n"
+        } else {
+            "---\n"
+        };
+        print!("{}", text.join(sep));
         report_drift(ui, drift);
         exit::OK
     }
@@ -148,7 +159,23 @@ impl Done<'_> {
                 }
                 dir.join(name)
             }
-            Format::Kubernetes => {
+            Format::Kubernetes | Format::Terraform | Format::Ansible => {
+                // The configuration files the containers bind-mount: next to the Terraform
+                // module; under rendered/ for the playbook, which copies them to the host.
+                let rendered = match format {
+                    Format::Terraform => Some(out.to_owned()),
+                    Format::Ansible => Some(out.join("rendered")),
+                    _ => None,
+                };
+                if let Some(rendered) = rendered {
+                    match autogit_app::plan::write_rendered(loaded, &rendered, plan) {
+                        Ok(w) => written.extend(w.iter().map(|p| p.display().to_string())),
+                        Err(e) => {
+                            ui.error(&e);
+                            return exit::FAILURE;
+                        }
+                    }
+                }
                 for (rel, text) in files {
                     match write_under(out, rel, text.as_bytes(), 0o644) {
                         Ok(p) => written.push(p.display().to_string()),
@@ -185,6 +212,20 @@ impl Done<'_> {
                 dir.display()
             ));
             }
+            Format::Terraform => ui.note(&format!(
+                "wrote {} files into {}; set the sensitive variables of variables.tf (TF_VAR_<name>), then: terraform -chdir={} init && terraform -chdir={} apply",
+                written.len(),
+                dir.display(),
+                dir.display(),
+                dir.display()
+            )),
+            Format::Ansible => ui.note(&format!(
+                "wrote {} files into {}; put the Vault variables named in playbook.yml in {}/group_vars/{}/vault.yml (ansible-vault create), then: ansible-playbook -i inventory.yml playbook.yml --ask-vault-pass",
+                written.len(),
+                dir.display(),
+                dir.display(),
+                autogit_core::ansible::GROUP
+            )),
         }
         report_drift(ui, drift);
         exit::OK

@@ -400,3 +400,355 @@ fn running_export_reads_the_zone_and_reports_dns_drift() {
             .any(|d| d["service"] == "gitlab" && d["found"] == "absent")
     );
 }
+
+/// The Python of a venv with `python-hcl2` (PyPI, HashiCorp's HCL2 grammar in Lark):
+/// `AUTOGIT_PYTHON_HCL2`, or the venv `scripts/test.sh` makes (`target/tools/python-hcl2`).
+/// Missing: skip, unless `AUTOGIT_REQUIRE_TOOLS` is set.
+fn python_hcl2() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("AUTOGIT_PYTHON_HCL2") {
+        return Some(PathBuf::from(p));
+    }
+    let venv =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/python-hcl2/bin/python");
+    if venv.is_file() {
+        return Some(venv);
+    }
+    assert!(
+        std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
+        "python-hcl2 is required (AUTOGIT_REQUIRE_TOOLS=1): run scripts/test.sh or set AUTOGIT_PYTHON_HCL2"
+    );
+    eprintln!("skipping: python-hcl2 not installed");
+    None
+}
+
+/// Parses every `.tf` file of `dir` with python-hcl2: `{file name: the file as JSON}`.
+fn parse_hcl(python: &Path, dir: &Path) -> serde_json::Map<String, serde_json::Value> {
+    const SCRIPT: &str = "import hcl2, json, pathlib, sys\nout = {}\nfor p in sorted(pathlib.Path(sys.argv[1]).glob('*.tf')):\n    with open(p) as f:\n        out[p.name] = hcl2.load(f)\nprint(json.dumps(out))\n";
+    let o = Command::new(python)
+        .args(["-c", SCRIPT])
+        .arg(dir)
+        .output()
+        .expect("run python-hcl2");
+    assert!(
+        o.status.success(),
+        "python-hcl2 rejects the export:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&o.stdout)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone()
+}
+
+/// python-hcl2 keeps a string literal's quotes; expressions are `${...}` or bare.
+fn unquote(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().trim_matches('"').to_owned()
+}
+
+fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        serde_json::Value::Object(m) => m.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn terraform_export_parses_and_every_reference_is_defined() {
+    let Some(python) = python_hcl2() else {
+        return;
+    };
+    use autogit_core::terraform::{DOCKER_PROVIDER, RESOURCE_TYPES};
+    let secrets = [
+        "cf-token-value",
+        "dHNpZy12YWx1ZQ==",
+        "aws-secret-value",
+        "meili-key-value",
+    ];
+    let cases = [
+        (
+            GPU_RUNNERS,
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,loki,tempo,prometheus,meilisearch,api\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=cf-token-value\nMEILI_MASTER_KEY=meili-key-value\n",
+        ),
+        (
+            "",
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,prometheus\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=rfc2136\nRFC2136_SERVER=192.0.2.53:53\nRFC2136_TSIG_KEY_NAME=autogit\nRFC2136_TSIG_SECRET=dHNpZy12YWx1ZQ==\n",
+        ),
+        (
+            "",
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=route53\nAWS_ACCESS_KEY_ID=AKIAEXAMPLE\nAWS_SECRET_ACCESS_KEY=aws-secret-value\nAWS_HOSTED_ZONE_ID=Z123\n",
+        ),
+        ("", "SERVICES_ENABLED=gitlab,loki\n"),
+    ];
+    for (i, (config, env)) in cases.iter().enumerate() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("autogit.yml"), config).unwrap();
+        write_env(d.path(), env);
+        let out = d.path().join("tf");
+        let r = run_data(
+            d.path(),
+            &["export", "terraform", "--out", out.to_str().unwrap(), "-q"],
+        );
+        assert_eq!(r.code, 0, "case {i}: {}", r.stderr);
+        for e in fs::read_dir(&out).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                let text = fs::read_to_string(&p).unwrap();
+                for s in secrets {
+                    assert!(
+                        !text.contains(s),
+                        "case {i}: {} inlines a secret",
+                        p.display()
+                    );
+                }
+            }
+        }
+        let parsed = parse_hcl(&python, &out);
+        assert_eq!(
+            parsed.keys().collect::<Vec<_>>(),
+            ["dns.tf", "main.tf", "services.tf", "variables.tf"],
+            "case {i}"
+        );
+        let docker = &parsed["main.tf"]["terraform"][0]["required_providers"][0]["docker"];
+        assert_eq!(unquote(&docker["source"]), DOCKER_PROVIDER.0, "case {i}");
+        assert_eq!(
+            unquote(&docker["version"]),
+            DOCKER_PROVIDER.1,
+            "case {i}: pinned"
+        );
+        // What the files declare: resources (type.name) and variables (name → sensitive).
+        let mut declared = std::collections::BTreeSet::new();
+        let mut variables = std::collections::BTreeMap::new();
+        for file in parsed.values() {
+            for block in file["resource"].as_array().into_iter().flatten() {
+                for (kind, named) in block.as_object().unwrap() {
+                    let kind = kind.trim_matches('"');
+                    assert!(RESOURCE_TYPES.contains(&kind), "case {i}: {kind}");
+                    for name in named.as_object().unwrap().keys() {
+                        declared.insert(format!("{kind}.{}", name.trim_matches('"')));
+                    }
+                }
+            }
+            for block in file["variable"].as_array().into_iter().flatten() {
+                for (name, body) in block.as_object().unwrap() {
+                    variables.insert(
+                        name.trim_matches('"').to_owned(),
+                        body["sensitive"].as_bool().unwrap_or(false),
+                    );
+                }
+            }
+        }
+        assert!(
+            declared.iter().any(|r| r.starts_with("docker_container.")),
+            "case {i}"
+        );
+        // Every reference in an expression names something declared.
+        let mut all = Vec::new();
+        parsed.values().for_each(|f| strings(f, &mut all));
+        let mut used_vars = std::collections::BTreeSet::new();
+        for s in &all {
+            for token in s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.')) {
+                let parts: Vec<&str> = token.split('.').collect();
+                if parts.len() < 2 {
+                    continue;
+                }
+                if parts[0] == "var" {
+                    assert!(
+                        variables.contains_key(parts[1]),
+                        "case {i}: var.{} undeclared",
+                        parts[1]
+                    );
+                    used_vars.insert(parts[1].to_owned());
+                } else if RESOURCE_TYPES.contains(&parts[0]) && !s.starts_with('"') {
+                    let r = format!("{}.{}", parts[0], parts[1]);
+                    assert!(declared.contains(&r), "case {i}: {r} undeclared in {s}");
+                }
+            }
+            // A bind mount of a rendered file names a file the export wrote.
+            if let Some(rel) = s.strip_prefix("\"${abspath(path.module)}/") {
+                let rel = rel.trim_end_matches('"');
+                assert!(out.join(rel).exists(), "case {i}: {rel} not written");
+            }
+        }
+        // Secrets are sensitive variables; every declared variable is used.
+        for v in [
+            "meili_master_key",
+            "gf_security_admin_password",
+            "cloudflare_api_token",
+        ] {
+            if let Some(sensitive) = variables.get(v) {
+                assert!(*sensitive, "case {i}: {v} is not sensitive");
+            }
+        }
+        for v in variables.keys() {
+            assert!(used_vars.contains(v), "case {i}: variable {v} unused");
+        }
+        if i == 0 {
+            assert_eq!(variables.get("cloudflare_api_token"), Some(&true));
+            assert!(
+                declared
+                    .iter()
+                    .any(|r| r.starts_with("cloudflare_dns_record."))
+            );
+        }
+        if i == 2 {
+            assert!(
+                declared
+                    .iter()
+                    .any(|r| r.starts_with("aws_route53_record."))
+            );
+        }
+    }
+}
+
+/// Debian's `ansible` (ansible-core and the community collections, community.docker among
+/// them): the playbook passes `ansible-playbook --syntax-check` (which resolves every module
+/// name) and `ansible-inventory --list` reads the inventory into the `autogit` group.
+#[test]
+fn ansible_export_passes_syntax_check_and_inventory_list() {
+    if !have("ansible-playbook") || !have("ansible-inventory") {
+        return;
+    }
+    let cases = [
+        (
+            GPU_RUNNERS,
+            "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,loki,tempo,prometheus,meilisearch,api\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=cf-token-value\nMEILI_MASTER_KEY=meili-key-value\n",
+        ),
+        ("", "SERVICES_ENABLED=gitlab,loki\n"),
+    ];
+    for (i, (config, env)) in cases.iter().enumerate() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("autogit.yml"), config).unwrap();
+        write_env(d.path(), env);
+        let out = d.path().join("ansible");
+        let r = run_data(
+            d.path(),
+            &["export", "ansible", "--out", out.to_str().unwrap(), "-q"],
+        );
+        assert_eq!(r.code, 0, "case {i}: {}", r.stderr);
+        let playbook = fs::read_to_string(out.join("playbook.yml")).unwrap();
+        for s in ["cf-token-value", "meili-key-value"] {
+            assert!(
+                !playbook.contains(s),
+                "case {i}: the playbook inlines a secret"
+            );
+        }
+        // Ansible writes its temporary files under HOME; keep them in the test's directory.
+        let ansible = |tool: &str, args: &[&str]| {
+            Command::new(tool)
+                .args(args)
+                .current_dir(&out)
+                .env("HOME", d.path())
+                .env("ANSIBLE_LOCAL_TEMP", d.path().join("ansible-tmp"))
+                .output()
+                .expect("run ansible")
+        };
+        let o = ansible(
+            "ansible-playbook",
+            &["-i", "inventory.yml", "--syntax-check", "playbook.yml"],
+        );
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(o.status.success(), "case {i}: syntax check:\n{text}");
+        assert!(!text.contains("WARNING"), "case {i}: {text}");
+        let o = ansible("ansible-inventory", &["-i", "inventory.yml", "--list"]);
+        assert!(
+            o.status.success(),
+            "case {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let inv: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            inv["autogit"]["hosts"],
+            serde_json::json!(["localhost"]),
+            "case {i}: {inv}"
+        );
+        let vars = &inv["_meta"]["hostvars"]["localhost"];
+        assert_eq!(vars["ansible_connection"], "local", "case {i}: {inv}");
+        // The rendered files the playbook copies are where it copies them from.
+        if playbook.contains("src: rendered/") {
+            assert!(out.join("rendered").is_dir(), "case {i}");
+        }
+    }
+}
+
+/// The Ansible export of what runs, run by `ansible-playbook` against this host's engine
+/// (Debian's ansible with community.docker and python3-docker) after `autogit down`:
+/// autogit's `status` sees it healthy, and capturing again gives no drift and the same
+/// playbook.
+#[test]
+fn ansible_playbook_of_a_capture_brings_the_platform_back() {
+    if !have_engine() || !have("ansible-playbook") {
+        return;
+    }
+    fake_gitlab_image("0.0.16", &[]);
+    let d = tempfile::tempdir().unwrap();
+    let project = format!("agt-ansible-{}", std::process::id());
+    fs::write(
+        d.path().join("autogit.yml"),
+        format!("gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"0.0.16\"\n  ports: {{http: 31690, https: 31691, ssh: 31692}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 3s\nrunners: {{}}\nhealth:\n  check_interval: 1s\n  timeout: 1s\n  failure_threshold: 1\nplatform:\n  project: {project}\n"),
+    )
+    .unwrap();
+    let _down = Down(d.path().to_owned());
+    let r = run_data(
+        d.path(),
+        &["install", "--no-bootstrap", "--wait", "60s", "-q"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let export = |out: &Path| {
+        let r = run_data(
+            d.path(),
+            &[
+                "export",
+                "ansible",
+                "--from",
+                "running",
+                "--out",
+                out.to_str().unwrap(),
+                "-o",
+                "json",
+            ],
+        );
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(v["drift"], serde_json::json!([]), "{v:#}");
+        fs::read_to_string(out.join("playbook.yml")).unwrap()
+    };
+    let first = d.path().join("first");
+    let playbook = export(&first);
+    let r = run_data(d.path(), &["down", "-q"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let o = Command::new("ansible-playbook")
+        .args(["-i", "inventory.yml", "playbook.yml"])
+        .current_dir(&first)
+        .env("HOME", d.path())
+        .env("ANSIBLE_LOCAL_TEMP", d.path().join("ansible-tmp"))
+        .env("ANSIBLE_NOCOLOR", "1")
+        .output()
+        .expect("ansible-playbook");
+    assert!(
+        o.status.success(),
+        "ansible-playbook:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let r = run_data(d.path(), &["status", "-o", "json"]);
+        let s: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or_default();
+        if s["services"][0]["health"] == "healthy" {
+            break;
+        }
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "not healthy under Ansible: {s:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(export(&d.path().join("second")), playbook);
+}
