@@ -63,6 +63,16 @@ pub fn traefik_middlewares(allow: &[String], guard: Option<&str>) -> Vec<(&'stat
     m
 }
 
+/// The ingress's `ssh` entry point inside its container. The host side is `gitlab.ports.ssh`
+/// (the port GitLab's clone URLs name); connections go on to GitLab's port 22 unchanged (plain
+/// TCP: SSH is end to end between the client and GitLab, the ingress sees no cleartext).
+pub const SSH_ENTRY_PORT: u16 = 22;
+
+/// How long an idle SSH connection through the ingress is kept (a `git clone` waiting on the
+/// server counts as idle to a TCP proxy): nginx's `proxy_timeout`; Traefik's TCP proxy has no
+/// idle limit of its own on a router.
+pub const SSH_IDLE_TIMEOUT_SECS: u32 = 3600;
+
 /// GitLab's subdomain under `BASE_DOMAIN` (the plan's `gitlab` service).
 pub const GITLAB_SUBDOMAIN: &str = "gitlab";
 

@@ -317,6 +317,10 @@ pub fn traefik_static(plan: &Plan) -> String {
         "log": {"level": "INFO"},
         "accessLog": {"format": "json"},
     });
+    if gitlab_ssh(plan) {
+        doc["entryPoints"]["ssh"] =
+            json!({"address": format!(":{}", crate::ingress::SSH_ENTRY_PORT)});
+    }
     // HTTP-01 without a platform certificate: Traefik's own ACME resolver answers the
     // challenges on `web` (before the HTTPS redirect) and renews by itself.
     if let (Some((email, directory)), None) = (&plan.http01, &plan.tls) {
@@ -374,6 +378,26 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
             .collect::<Map<String, Value>>(),
         },
     });
+    // GitLab's SSH: a TCP router on the `ssh` entry point. SSH carries no server name, so the
+    // rule is `HostSNI(`*`)` (every connection on that entry point); the allowlist applies.
+    if gitlab_ssh(plan) {
+        let mut router = json!({
+            "entryPoints": ["ssh"],
+            "rule": "HostSNI(`*`)",
+            "service": "gitlab-ssh",
+        });
+        let mut tcp = json!({
+            "routers": {"gitlab-ssh": router.clone()},
+            "services": {"gitlab-ssh": {"loadBalancer": {"servers": [{"address": "gitlab:22"}]}}},
+        });
+        if !plan.ingress_allow.is_empty() {
+            router["middlewares"] = json!(["ip-allowlist"]);
+            tcp["routers"]["gitlab-ssh"] = router;
+            tcp["middlewares"] =
+                json!({"ip-allowlist": {"ipAllowList": {"sourceRange": plan.ingress_allow}}});
+        }
+        doc["tcp"] = tcp;
+    }
     let mut head =
         String::from("# Rendered by autogit: Traefik dynamic configuration (file provider).\n");
     if let Some(id) = &plan.tls {
@@ -389,6 +413,60 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
         let _ = writeln!(head, "# certificate: *.{domain} {id}");
     }
     format!("{head}{}", to_yaml(&doc))
+}
+
+/// Whether the ingress carries GitLab's SSH: it publishes the `ssh` port the plan moved to it
+/// from GitLab (see `plan`).
+fn gitlab_ssh(plan: &Plan) -> bool {
+    plan.local().any(|s| {
+        s.role == Role::Ingress
+            && s.ports
+                .iter()
+                .any(|p| p.container == crate::ingress::SSH_ENTRY_PORT)
+    })
+}
+
+/// nginx's main configuration (`/etc/nginx/nginx.conf`): the official image's, plus a `stream`
+/// block for GitLab's SSH, which cannot live in `conf.d` (included inside `http`). The
+/// `modules-enabled` include loads the stream module where it is a dynamic module (Debian's
+/// packaging); the official image has it built in and that directory empty.
+pub fn nginx_main(plan: &Plan) -> String {
+    let mut o = String::from(
+        "# Rendered by autogit: nginx's main configuration (the official image's, and GitLab's SSH).\n\
+         include /etc/nginx/modules-enabled/*.conf;\n\
+         user nginx;\nworker_processes auto;\n\
+         error_log /var/log/nginx/error.log notice;\npid /var/run/nginx.pid;\n\
+         events {\n    worker_connections 1024;\n}\n\
+         http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n\
+         \x20   access_log /var/log/nginx/access.log;\n    sendfile on;\n    keepalive_timeout 65;\n\
+         \x20   include /etc/nginx/conf.d/*.conf;\n}\n",
+    );
+    if gitlab_ssh(plan) {
+        let allow: String = if plan.ingress_allow.is_empty() {
+            String::new()
+        } else {
+            let mut a: String = plan
+                .ingress_allow
+                .iter()
+                .map(|c| format!("\n        allow {c};"))
+                .collect();
+            a.push_str("\n        deny all;");
+            a
+        };
+        // Plain TCP to GitLab's port 22, its address resolved per connection (a recreated
+        // GitLab is found at its new address; nginx starts while GitLab is still down).
+        let _ = write!(
+            o,
+            "\n# GitLab's SSH: plain TCP on its own port, on to GitLab's port 22.\n\
+             stream {{\n    resolver 127.0.0.11 valid=10s ipv6=off;\n\
+             \x20   map $server_port $autogit_gitlab_ssh {{\n        default gitlab:22;\n    }}\n\
+             \x20   server {{\n        listen {port};{allow}\n        proxy_pass $autogit_gitlab_ssh;\n\
+             \x20       proxy_connect_timeout 10s;\n        proxy_timeout {idle}s;\n    }}\n}}\n",
+            port = crate::ingress::SSH_ENTRY_PORT,
+            idle = crate::ingress::SSH_IDLE_TIMEOUT_SECS,
+        );
+    }
+    o
 }
 
 /// Traefik's rule for a routed service: its subdomain and its aliases.
@@ -512,6 +590,7 @@ pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
         files.push(("traefik/dynamic/autogit.yml".into(), traefik_dynamic(plan)));
     }
     if has("nginx") {
+        files.push(("nginx/nginx.conf".into(), nginx_main(plan)));
         files.push(("nginx/autogit.conf".into(), nginx(plan)));
     }
     files

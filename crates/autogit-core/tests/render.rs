@@ -220,6 +220,39 @@ fn ingress_allowlist_and_guard_forward_auth() {
         nginx.contains("    allow 10.0.0.0/8;\n    deny all;"),
         "{nginx}"
     );
+    // GitLab's SSH: the nginx main configuration's stream block, behind the same allowlist.
+    insta::assert_snapshot!("nginx_main_allow", render::nginx_main(&p));
+}
+
+/// GitLab's SSH moves from GitLab's own ports to the ingress's `ssh` entry point (same host
+/// port, `gitlab.ports.ssh`); without an ingress GitLab keeps publishing it.
+#[test]
+fn gitlab_ssh_is_published_by_the_ingress() {
+    let ports = |p: &Plan, s: &str| -> Vec<(String, u16, u16)> {
+        p.service(s)
+            .unwrap()
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), p.host, p.container))
+            .collect()
+    };
+    for ingress in ["traefik", "nginx"] {
+        let config = format!("{CONFIG}platform:\n  ingress: {ingress}\n");
+        let (p, _) = build(&config, ENV, &PlanInput::default());
+        assert!(
+            !ports(&p, "gitlab").iter().any(|(n, _, _)| n == "ssh"),
+            "{ingress}"
+        );
+        assert!(
+            ports(&p, ingress).contains(&("ssh".to_owned(), 2222, 22)),
+            "{ingress}: {:?}",
+            ports(&p, ingress)
+        );
+    }
+    let config = format!("{CONFIG}platform:\n  ingress: none\n");
+    let (p, _) = build(&config, ENV, &PlanInput::default());
+    assert!(ports(&p, "gitlab").contains(&("ssh".to_owned(), 2222, 22)));
+    assert!(!render::traefik_static(&p).contains("ssh"));
 }
 
 #[test]

@@ -367,8 +367,14 @@ fn ingress_end_to_end(kind: &str) {
     let web = autogit_drivers::testing::web_stand_in_image().unwrap();
     let mut lab = Lab::new(kind);
     for s in &services {
+        // GitLab's stand-in also answers an SSH banner on port 22, one connection at a time.
+        let ssh = if s.name == "gitlab" {
+            "(while true; do /bin/busybox nc -l -p 22 -e /bin/echo SSH-2.0-gitlab-stand-in; done) & "
+        } else {
+            ""
+        };
         let script = format!(
-            "mkdir -p /www && echo 'I am {n}' > /www/index.html && exec httpd -f -p {port} -h /www",
+            "mkdir -p /www && echo 'I am {n}' > /www/index.html && {ssh}exec httpd -f -p {port} -h /www",
             n = s.name,
             port = s.port
         );
@@ -493,7 +499,63 @@ fn ingress_end_to_end(kind: &str) {
     let ok = codes.lines().filter(|c| *c == "200").count();
     assert!(limited > 0 && ok > 0, "{ok} × 200, {limited} × 429");
 
+    gitlab_ssh_goes_through_the_ingress(kind, &plan, &lab, &ingress);
+
     renewal_is_served_without_a_failed_request(kind, &p, &lab, &ingress, https, &root);
+}
+
+/// GitLab's SSH: the ingress publishes `gitlab.ports.ssh` (GitLab no longer does) and passes
+/// the connection through its `ssh` TCP entry point to GitLab's port 22: the banner read on
+/// the ingress's port is the stand-in's.
+fn gitlab_ssh_goes_through_the_ingress(
+    kind: &str,
+    plan: &serde_json::Value,
+    lab: &Lab,
+    ingress: &str,
+) {
+    use std::io::{BufRead, BufReader};
+    let of = |name: &str| {
+        plan["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["ports"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let ssh = of(kind)
+        .into_iter()
+        .find(|p| p["name"] == "ssh")
+        .unwrap_or_else(|| panic!("{kind} publishes no ssh port: {plan}"));
+    assert_eq!(ssh["host"], 2222, "gitlab.ports.ssh, the default");
+    assert!(
+        of("gitlab").iter().all(|p| p["name"] != "ssh"),
+        "GitLab still publishes its SSH port itself"
+    );
+    let port = published(ingress, ssh["container"].as_u64().unwrap() as u16);
+    let start = Instant::now();
+    let banner = loop {
+        let line = std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|c| {
+                c.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let mut line = String::new();
+                BufReader::new(c).read_line(&mut line)?;
+                Ok(line)
+            })
+            .unwrap_or_default();
+        if !line.is_empty() || start.elapsed() > Duration::from_secs(15) {
+            break line;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        banner.trim_end(),
+        "SSH-2.0-gitlab-stand-in",
+        "{kind}'s ssh entry point\n{}",
+        lab.logs(ingress)
+    );
 }
 
 /// `tls renew --force` while a client loops on requests: the ingress serves the new
