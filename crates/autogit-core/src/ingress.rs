@@ -73,6 +73,40 @@ pub const SSH_ENTRY_PORT: u16 = 22;
 /// idle limit of its own on a router.
 pub const SSH_IDLE_TIMEOUT_SECS: u32 = 3600;
 
+/// The request-id middleware: Traefik has none of its own, so autogit renders a local plugin
+/// (Go, interpreted by Traefik's Yaegi; no download) under `traefik/plugins-local/`, mounted at
+/// `/plugins-local` (Traefik reads `./plugins-local` from its working directory, `/` in the
+/// image). It keeps a valid client `X-Request-Id` ([`REQUEST_ID_PATTERN`]), else generates 32
+/// hex digits, and sets it on the request to the backend and on the response.
+pub const REQUEST_ID_PLUGIN_MODULE: &str = "autogit.local/requestid";
+/// The plugin's source (`request_id.go`), its `go.mod` and Traefik's manifest for it, as
+/// (path under `rendered/traefik/plugins-local/src/<module>/`, text).
+pub fn request_id_plugin_files() -> [(&'static str, String); 3] {
+    [
+        (
+            "requestid.go",
+            include_str!("ingress/request_id.go").to_owned(),
+        ),
+        (
+            "go.mod",
+            format!("module {REQUEST_ID_PLUGIN_MODULE}\n\ngo 1.22\n"),
+        ),
+        (
+            ".traefik.yml",
+            format!(
+                "# Rendered by autogit: Traefik's manifest of the request-id local plugin.\n\
+                 displayName: autogit request id\ntype: middleware\nimport: {REQUEST_ID_PLUGIN_MODULE}\n\
+                 summary: Keeps a valid X-Request-Id or generates one, for the backend, the client and the access log.\n\
+                 testData: {{}}\n"
+            ),
+        ),
+    ]
+}
+/// What a client's `X-Request-Id` must look like to be kept (nginx's `map` regex; the plugin's
+/// `valid` is the same rule): 1 to 128 of `A-Z a-z 0-9 - _ . :`. Anything else (too long,
+/// spaces, quotes, control characters: what could forge or break a log line) is replaced.
+pub const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
+
 /// GitLab's subdomain under `BASE_DOMAIN` (the plan's `gitlab` service).
 pub const GITLAB_SUBDOMAIN: &str = "gitlab";
 

@@ -769,6 +769,10 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                         file: "traefik/dynamic".into(),
                         target: "/etc/traefik/dynamic".into(),
                     },
+                    Mount::Rendered {
+                        file: "traefik/plugins-local".into(),
+                        target: "/plugins-local".into(),
+                    },
                     Mount::Volume {
                         name: "traefik-acme".into(),
                         target: "/acme".into(),

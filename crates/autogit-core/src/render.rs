@@ -315,7 +315,15 @@ pub fn traefik_static(plan: &Plan) -> String {
         "providers": {"file": {"directory": "/etc/traefik/dynamic", "watch": true}},
         "ping": {"entryPoint": "web"},
         "log": {"level": "INFO"},
-        "accessLog": {"format": "json"},
+        // JSON lines with the request id (set by the request-id plugin before anything else
+        // runs); other request headers are not logged (they may carry credentials).
+        "accessLog": {"format": "json", "fields": {"headers": {
+            "defaultMode": "drop",
+            "names": {"X-Request-Id": "keep"},
+        }}},
+        "experimental": {"localPlugins": {"requestid": {
+            "moduleName": crate::ingress::REQUEST_ID_PLUGIN_MODULE,
+        }}},
     });
     if gitlab_ssh(plan) {
         doc["entryPoints"]["ssh"] =
@@ -359,7 +367,9 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                     "entryPoints": ["websecure"],
                     "service": s.name,
                     "tls": if plan.http01.is_some() && plan.tls.is_none() { json!({"certResolver": "autogit"}) } else { json!({}) },
-                    "middlewares": router_middlewares(plan, &s.name),
+                    "middlewares": std::iter::once("request-id".to_owned())
+                        .chain(router_middlewares(plan, &s.name))
+                        .collect::<Vec<_>>(),
                 }),
             );
             services.insert(s.name.clone(), json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{port}", s.name)}]}}));
@@ -374,6 +384,7 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                 plan.guard.as_ref().map(|(a, _)| a.as_str()),
             )
             .into_iter()
+            .chain([("request-id", json!({"plugin": {"requestid": {}}}))])
             .map(|(name, spec)| (name.to_owned(), spec))
             .collect::<Map<String, Value>>(),
         },
@@ -438,7 +449,7 @@ pub fn nginx_main(plan: &Plan) -> String {
          error_log /var/log/nginx/error.log notice;\npid /var/run/nginx.pid;\n\
          events {\n    worker_connections 1024;\n}\n\
          http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n\
-         \x20   access_log /var/log/nginx/access.log;\n    sendfile on;\n    keepalive_timeout 65;\n\
+         \x20   sendfile on;\n    keepalive_timeout 65;\n\
          \x20   include /etc/nginx/conf.d/*.conf;\n}\n",
     );
     if gitlab_ssh(plan) {
@@ -490,8 +501,17 @@ pub fn nginx(plan: &Plan) -> String {
     let mut o = format!(
         "# Rendered by autogit.\nresolver 127.0.0.11 valid=10s ipv6=off;\n\
          limit_req_zone $binary_remote_addr zone=autogit:10m rate={}r/s;\n\
-         limit_req_status 429;\n",
-        crate::ingress::RATE_AVERAGE
+         limit_req_status 429;\n\
+         # Request ids: the client's X-Request-Id when valid, else nginx's own (32 hex digits);\n\
+         # sent to the backend and the client, and in the JSON access log.\n\
+         map $http_x_request_id $autogit_request_id {{\n    \"~{}\" $http_x_request_id;\n    default $request_id;\n}}\n\
+         log_format autogit_json escape=json '{{\"time\":\"$time_iso8601\",\"request_id\":\"$autogit_request_id\",\
+         \"client\":\"$remote_addr\",\"host\":\"$host\",\"method\":\"$request_method\",\"uri\":\"$request_uri\",\
+         \"status\":$status,\"bytes\":$body_bytes_sent,\"duration\":$request_time,\"upstream\":\"$upstream_addr\",\
+         \"user_agent\":\"$http_user_agent\"}}';\n\
+         access_log /var/log/nginx/access.log autogit_json;\n",
+        crate::ingress::RATE_AVERAGE,
+        crate::ingress::REQUEST_ID_PATTERN,
     );
     // HTTP-01: the challenge files autogit writes into `rendered/acme-http`.
     let acme = if plan.http01.is_some() {
@@ -547,7 +567,7 @@ pub fn nginx(plan: &Plan) -> String {
                 .join(" ");
             let _ = write!(
                 o,
-                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;{allow}{acme80}\n    client_max_body_size {max_body};\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;\n    add_header X-Request-Id $autogit_request_id always;{allow}{acme80}\n    client_max_body_size {max_body};\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Request-Id $autogit_request_id;\n    }}\n}}\n",
                 name = s.name,
                 max_body = crate::ingress::MAX_BODY_BYTES,
                 burst = crate::ingress::RATE_BURST,
@@ -588,6 +608,15 @@ pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
     if has("traefik") {
         files.push(("traefik/traefik.yml".into(), traefik_static(plan)));
         files.push(("traefik/dynamic/autogit.yml".into(), traefik_dynamic(plan)));
+        for (name, text) in crate::ingress::request_id_plugin_files() {
+            files.push((
+                format!(
+                    "traefik/plugins-local/src/{}/{name}",
+                    crate::ingress::REQUEST_ID_PLUGIN_MODULE
+                ),
+                text,
+            ));
+        }
     }
     if has("nginx") {
         files.push(("nginx/nginx.conf".into(), nginx_main(plan)));

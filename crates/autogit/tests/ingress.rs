@@ -138,7 +138,7 @@ impl Lab {
         );
         let lines: Vec<&str> = all
             .lines()
-            .filter(|l| !l.contains("\"ClientAddr\"") && !l.contains("\" 200 "))
+            .filter(|l| !l.contains("\"ClientAddr\"") && !l.contains("\"request_id\""))
             .collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
@@ -373,8 +373,11 @@ fn ingress_end_to_end(kind: &str) {
         } else {
             ""
         };
+        // `/cgi-bin/id` answers with the X-Request-Id the service was sent.
         let script = format!(
-            "mkdir -p /www && echo 'I am {n}' > /www/index.html && {ssh}exec httpd -f -p {port} -h /www",
+            "set -e; mkdir -p /www/cgi-bin; echo 'I am {n}' > /www/index.html; \
+             printf '#!/bin/sh\\nprintf \"Content-Type: text/plain\\\\r\\\\n\\\\r\\\\n\"\\necho \"$HTTP_X_REQUEST_ID\"\\n' > /www/cgi-bin/id; \
+             /bin/busybox chmod +x /www/cgi-bin/id; {ssh}exec httpd -f -p {port} -h /www",
             n = s.name,
             port = s.port
         );
@@ -500,8 +503,95 @@ fn ingress_end_to_end(kind: &str) {
     assert!(limited > 0 && ok > 0, "{ok} × 200, {limited} × 429");
 
     gitlab_ssh_goes_through_the_ingress(kind, &plan, &lab, &ingress);
+    request_ids_reach_the_backend_and_the_access_log(kind, &lab, &ingress, https, &root);
 
     renewal_is_served_without_a_failed_request(kind, &p, &lab, &ingress, https, &root);
+}
+
+/// Request ids: a valid client `X-Request-Id` is kept, an invalid or missing one replaced by a
+/// generated one (32 hex digits); the backend sees it (the stand-in's `/cgi-bin/id` echoes it),
+/// the client gets it back, and the ingress's JSON access log line for the request carries it.
+fn request_ids_reach_the_backend_and_the_access_log(
+    kind: &str,
+    lab: &Lab,
+    ingress: &str,
+    https: u16,
+    root: &Path,
+) {
+    let gitlab = format!("gitlab.{ZONE}");
+    let sent = format!("autogit-test.{}:1_a-b", std::process::id());
+    let bad = "no spaces \\\" or quotes";
+    let hex = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut seen = Vec::new();
+    for (header, keep) in [
+        (Some(sent.as_str()), true),
+        (Some(bad), false),
+        (Some(&"x".repeat(129)[..]), false),
+        (None, false),
+    ] {
+        let h = header.map(|v| format!("X-Request-Id: {v}"));
+        let mut args = vec!["-D", "/dev/stderr"];
+        if let Some(h) = &h {
+            args.extend(["-H", h.as_str()]);
+        }
+        let (body, head) = curl(&gitlab, https, root, &args, "/cgi-bin/id");
+        let backend = body.trim().to_owned();
+        let answered = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("x-request-id:")
+                    .then(|| l[13..].trim().to_owned())
+            })
+            .unwrap_or_default();
+        if keep {
+            assert_eq!(backend, sent, "{kind}: the client's id is kept\n{head}");
+        } else {
+            assert!(
+                hex(&backend),
+                "{kind}: {header:?} replaced by a generated id, got {backend:?}\n{head}"
+            );
+        }
+        assert_eq!(
+            answered, backend,
+            "{kind}: the client gets the id back\n{head}"
+        );
+        seen.push(backend);
+    }
+    assert_ne!(seen[1], seen[2], "a new id per request");
+    // The access log: one JSON line per request with the id the backend saw.
+    let field = if kind == "traefik" {
+        "request_X-Request-Id"
+    } else {
+        "request_id"
+    };
+    let start = Instant::now();
+    loop {
+        let out = Command::new("docker")
+            .args(["logs", ingress])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let logged: Vec<String> = all
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v[field].as_str().map(str::to_owned))
+            .collect();
+        let missing: Vec<&String> = seen.iter().filter(|id| !logged.contains(id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{kind}: {missing:?} not in the access log ({field}):\n{}",
+            lab.logs(ingress)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// GitLab's SSH: the ingress publishes `gitlab.ports.ssh` (GitLab no longer does) and passes
