@@ -107,6 +107,38 @@ pub fn request_id_plugin_files() -> [(&'static str, String); 3] {
 /// spaces, quotes, control characters: what could forge or break a log line) is replaced.
 pub const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
 
+/// Slow clients (the WAF-style baseline, docs/ingress.md "Slow clients and refused paths").
+/// nginx: the whole request header must arrive within this many seconds (`client_header_timeout`,
+/// 408 after it), a slowloris holding a connection with a trickle of header lines included.
+pub const HEADER_TIMEOUT_SECS: u32 = 10;
+/// nginx: the longest pause between two reads of a request body (`client_body_timeout`; a large
+/// push that keeps sending is never cut), and between two writes of a response (`send_timeout`).
+/// Traefik has one read limit for the whole request, headers and body
+/// (`respondingTimeouts.readTimeout`, Traefik's own default, made explicit): a slowloris is cut
+/// after it, and so is a request body that takes longer (a 250 MiB push needs ~4.2 MB/s; slower
+/// links push over SSH, which has no such limit).
+pub const READ_TIMEOUT_SECS: u32 = 60;
+
+/// Paths on GitLab's route the ingress refuses (403) before they reach GitLab, as regular
+/// expressions on the decoded, normalised path (the same text for nginx's `location ~` and
+/// Traefik's `PathRegexp`), each with why. Only at the root: GitLab serves repository files
+/// under `/<namespace>/<project>/-/...`, where `.env` or `.git` may well be a file's name.
+pub const REFUSED_PATHS: [(&str, &str); 2] = [
+    (
+        r"^/\.(git|svn|hg|bzr|env|aws|ssh|docker|htaccess|htpasswd|DS_Store)(/|$)",
+        "dot-files and version-control metadata at the root: what scanners probe for leaked \
+         secrets and source; GitLab has no such route (namespaces cannot start with a dot), so \
+         a request for one is a probe, never a user",
+    ),
+    (
+        r"^/-/(metrics|health|readiness|liveness)(/|$)",
+        "GitLab's monitoring endpoints: behind the ingress every request comes from the \
+         ingress's address on the platform network, so GitLab's `monitoring_whitelist` cannot \
+         tell the internet from Prometheus; Prometheus and health checks reach GitLab on the \
+         platform network, not through the ingress",
+    ),
+];
+
 /// GitLab's subdomain under `BASE_DOMAIN` (the plan's `gitlab` service).
 pub const GITLAB_SUBDOMAIN: &str = "gitlab";
 

@@ -307,10 +307,12 @@ pub fn traefik_static(plan: &Plan) -> String {
     if plan.base_domain.is_none() {
         return String::new();
     }
+    // Slow clients: the whole request within READ_TIMEOUT_SECS (crate::ingress).
+    let read_timeouts = json!({"readTimeout": format!("{}s", crate::ingress::READ_TIMEOUT_SECS)});
     let mut doc = json!({
         "entryPoints": {
-            "web": {"address": ":80", "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": true}}}},
-            "websecure": {"address": ":443"},
+            "web": {"address": ":80", "transport": {"respondingTimeouts": read_timeouts}, "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": true}}}},
+            "websecure": {"address": ":443", "transport": {"respondingTimeouts": read_timeouts}},
         },
         "providers": {"file": {"directory": "/etc/traefik/dynamic", "watch": true}},
         "ping": {"entryPoint": "web"},
@@ -373,6 +375,26 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                 }),
             );
             services.insert(s.name.clone(), json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{port}", s.name)}]}}));
+            // GitLab's refused paths: a router above GitLab's (explicit priority) whose only
+            // middleware refuses every client (an allowlist nobody is on: 403).
+            if s.role == Role::Gitlab {
+                let paths = crate::ingress::REFUSED_PATHS
+                    .iter()
+                    .map(|(re, _)| format!("PathRegexp(`{re}`)"))
+                    .collect::<Vec<_>>()
+                    .join(" || ");
+                routers.insert(
+                    format!("{}-refused", s.name),
+                    json!({
+                        "rule": format!("({}) && ({paths})", host_rule(s, domain)),
+                        "priority": 10_000,
+                        "entryPoints": ["websecure"],
+                        "service": s.name,
+                        "tls": if plan.http01.is_some() && plan.tls.is_none() { json!({"certResolver": "autogit"}) } else { json!({}) },
+                        "middlewares": ["request-id", "refuse"],
+                    }),
+                );
+            }
         }
     }
     let mut doc = json!({
@@ -384,7 +406,13 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                 plan.guard.as_ref().map(|(a, _)| a.as_str()),
             )
             .into_iter()
-            .chain([("request-id", json!({"plugin": {"requestid": {}}}))])
+            .chain([
+                ("request-id", json!({"plugin": {"requestid": {}}})),
+                (
+                    "refuse",
+                    json!({"ipAllowList": {"sourceRange": ["255.255.255.255/32"]}}),
+                ),
+            ])
             .map(|(name, spec)| (name.to_owned(), spec))
             .collect::<Map<String, Value>>(),
         },
@@ -509,9 +537,14 @@ pub fn nginx(plan: &Plan) -> String {
          \"client\":\"$remote_addr\",\"host\":\"$host\",\"method\":\"$request_method\",\"uri\":\"$request_uri\",\
          \"status\":$status,\"bytes\":$body_bytes_sent,\"duration\":$request_time,\"upstream\":\"$upstream_addr\",\
          \"user_agent\":\"$http_user_agent\"}}';\n\
-         access_log /var/log/nginx/access.log autogit_json;\n",
+         access_log /var/log/nginx/access.log autogit_json;\n\
+         # Slow clients: the whole header within {header}s (408), pauses in a body or a response\n\
+         # up to {read}s.\n\
+         client_header_timeout {header}s;\nclient_body_timeout {read}s;\nsend_timeout {read}s;\n",
         crate::ingress::RATE_AVERAGE,
         crate::ingress::REQUEST_ID_PATTERN,
+        header = crate::ingress::HEADER_TIMEOUT_SECS,
+        read = crate::ingress::READ_TIMEOUT_SECS,
     );
     // HTTP-01: the challenge files autogit writes into `rendered/acme-http`.
     let acme = if plan.http01.is_some() {
@@ -565,9 +598,21 @@ pub fn nginx(plan: &Plan) -> String {
                 .map(|h| format!("{h}.{domain}"))
                 .collect::<Vec<_>>()
                 .join(" ");
+            // GitLab's refused paths (crate::ingress::REFUSED_PATHS): regex locations win over
+            // `location /`; the path is decoded and normalised before it is matched.
+            let refused: String = if s.role == Role::Gitlab {
+                crate::ingress::REFUSED_PATHS
+                    .iter()
+                    .map(|(re, _)| {
+                        format!("\n    location ~ \"{re}\" {{\n        return 403;\n    }}")
+                    })
+                    .collect()
+            } else {
+                String::new()
+            };
             let _ = write!(
                 o,
-                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;\n    add_header X-Request-Id $autogit_request_id always;{allow}{acme80}\n    client_max_body_size {max_body};\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Request-Id $autogit_request_id;\n    }}\n}}\n",
+                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;\n    add_header X-Request-Id $autogit_request_id always;{allow}{acme80}\n    client_max_body_size {max_body};{refused}\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Request-Id $autogit_request_id;\n    }}\n}}\n",
                 name = s.name,
                 max_body = crate::ingress::MAX_BODY_BYTES,
                 burst = crate::ingress::RATE_BURST,

@@ -206,7 +206,7 @@ fn ingress_allowlist_and_guard_forward_auth() {
     let grafana = &dynamic[dynamic.find("    grafana:").unwrap()..];
     assert!(
         grafana.contains(
-            "middlewares:\n        - ip-allowlist\n        - security-headers\n        - rate-limit\n        - body-limit\n        - guard\n"
+            "middlewares:\n        - request-id\n        - ip-allowlist\n        - security-headers\n        - rate-limit\n        - body-limit\n        - guard\n"
         ),
         "{dynamic}"
     );
@@ -358,7 +358,8 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
                 "accessLog",
                 "api",
                 "certificatesResolvers",
-                "metrics"
+                "metrics",
+                "experimental"
             ]
             .contains(&k.as_str()),
             "`{k}` is not a static option"
@@ -367,7 +368,11 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
     let dy = parse_json(&render::traefik_dynamic(&p));
     let http = &dy["http"];
     let routers = http["routers"].as_object().unwrap();
-    assert_eq!(routers.len(), 7, "gitlab + 6 services");
+    assert_eq!(
+        routers.len(),
+        8,
+        "gitlab + 6 services + gitlab's refused paths"
+    );
     for (name, r) in routers {
         assert!(
             http["services"]
@@ -388,6 +393,12 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
                 rule,
                 "Host(`api.vectorweight.com`) || Host(`dash.vectorweight.com`)"
             );
+        } else if name == "gitlab-refused" {
+            assert!(
+                rule.starts_with("(Host(`gitlab.vectorweight.com`)) && (PathRegexp(`^/\\."),
+                "{rule}"
+            );
+            assert_eq!(r["priority"], 10_000, "above gitlab's own router");
         } else {
             assert_eq!(rule, format!("Host(`{name}.vectorweight.com`)"));
         }

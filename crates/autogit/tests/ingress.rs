@@ -504,6 +504,7 @@ fn ingress_end_to_end(kind: &str) {
 
     gitlab_ssh_goes_through_the_ingress(kind, &plan, &lab, &ingress);
     request_ids_reach_the_backend_and_the_access_log(kind, &lab, &ingress, https, &root);
+    gitlab_route_refuses_known_bad_paths_and_slow_clients(kind, &lab, &ingress, https, http, &root);
 
     renewal_is_served_without_a_failed_request(kind, &p, &lab, &ingress, https, &root);
 }
@@ -592,6 +593,105 @@ fn request_ids_reach_the_backend_and_the_access_log(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// The WAF-style baseline: GitLab's refused paths get 403 from the ingress (the stand-in would
+/// answer 404: it has no such file), a repository file of the same name and another service's
+/// route are not refused; a slowloris client trickling header lines is cut off by the ingress
+/// at its header (nginx) or request (Traefik) read timeout.
+fn gitlab_route_refuses_known_bad_paths_and_slow_clients(
+    kind: &str,
+    lab: &Lab,
+    ingress: &str,
+    https: u16,
+    http: u16,
+    root: &Path,
+) {
+    use std::io::{Read, Write};
+    let code = |host: &str, path: &str| {
+        let (out, err) = curl(
+            host,
+            https,
+            root,
+            &["-o", "/dev/null", "-w", "%{http_code}"],
+            path,
+        );
+        assert!(!out.is_empty(), "{err}");
+        out
+    };
+    let gitlab = format!("gitlab.{ZONE}");
+    for path in [
+        "/.git/config",
+        "/.env",
+        "/.htpasswd",
+        "/%2egit/HEAD",
+        "/-/metrics",
+        "/-/readiness?all=1",
+        "/-/liveness",
+    ] {
+        assert_eq!(
+            code(&gitlab, path),
+            "403",
+            "{kind}: {path}\n{}",
+            lab.logs(ingress)
+        );
+    }
+    for (host, path) in [
+        (gitlab.as_str(), "/group/project/-/blob/main/.env"),
+        (gitlab.as_str(), "/group/project.git/info/refs"),
+        (&format!("grafana.{ZONE}")[..], "/.env"),
+    ] {
+        assert_eq!(
+            code(host, path),
+            "404",
+            "{kind}: {host}{path} reaches the service"
+        );
+    }
+
+    // Slowloris: the request line and one header, then a header line a second, never the end.
+    let limit = u64::from(if kind == "traefik" {
+        autogit_core::ingress::READ_TIMEOUT_SECS
+    } else {
+        autogit_core::ingress::HEADER_TIMEOUT_SECS
+    });
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let start = Instant::now();
+    c.write_all(format!("GET / HTTP/1.1\r\nHost: {gitlab}\r\n").as_bytes())
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if c.write_all(b"X-Slow: 1\r\n").is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(limit + 15),
+            "{kind} kept a slowloris client for {:?}",
+            start.elapsed()
+        );
+    }
+    let took = start.elapsed();
+    eprintln!(
+        "{kind}: slowloris cut off after {took:?} (limit {limit} s): {:?}",
+        String::from_utf8_lossy(&answer).lines().next()
+    );
+    assert!(
+        took >= Duration::from_secs(limit - 1) && took <= Duration::from_secs(limit + 5),
+        "{kind}: cut off after {took:?}, the limit is {limit} s"
+    );
 }
 
 /// GitLab's SSH: the ingress publishes `gitlab.ports.ssh` (GitLab no longer does) and passes
