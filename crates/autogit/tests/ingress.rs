@@ -990,3 +990,134 @@ fn traefik_sends_ai_routes_through_the_guard_and_fails_closed() {
     let (body, err) = curl(&gitlab, https, &root, &[], "/");
     assert_eq!(body, "I am gitlab\n", "{err}");
 }
+
+/// Traefik's own ACME (`ACME_CHALLENGE=http-01`, no `tls renew`): the rendered
+/// `certificatesResolvers` sends Traefik to Pebble, Pebble validates each service's name on the
+/// ingress's port 80 (the names resolve through BIND to loopback, where the ingress's port 80 is
+/// published on the port Pebble validates against), and the ingress serves a certificate Pebble
+/// issued for every routed name, verified against Pebble's issuing root.
+///
+/// Test-only wiring, as a real deployment needs none of it: Pebble listens on the bridge's
+/// gateway and is named `pebble` in the container (`--add-host`), and Traefik trusts Pebble's
+/// own HTTPS root (`LEGO_CA_CERTIFICATES`); a public CA needs neither.
+#[test]
+fn traefik_obtains_its_own_certificates_by_http01_from_pebble() {
+    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    if !docker_or_skip() {
+        return;
+    }
+    let Some(traefik) = traefik_or_skip() else {
+        return;
+    };
+    let mut lab = Lab::new("acme");
+    let gateway = lab.gateway();
+    let records: String = ["gitlab", "grafana", "prometheus"]
+        .iter()
+        .map(|n| format!("{n} 60 IN A 127.0.0.1\n"))
+        .collect();
+    let bind = Bind::start(&named, &[TestZone::new(ZONE, &records)]).unwrap();
+    let http = autogit_drivers::testing::bind::free_port();
+    let pebble = Pebble::start_for_containers(&pebble_bin, &bind.server(), http).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("autogit.yml"),
+        format!(
+            "platform:\n  ingress: traefik\n  project: agi{}\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join(".env"),
+        format!(
+            "BASE_DOMAIN={ZONE}\nSERVICES_ENABLED=gitlab,grafana,prometheus\nACME_CHALLENGE=http-01\n\
+             ACME_EMAIL=admin@{ZONE}\nACME_DIRECTORY={}\nACME_CA_ROOT={}\n",
+            pebble.directory_as("pebble"),
+            pebble.https_root().display(),
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(dir.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let data = dir.path().join("data");
+    let r = run_env(
+        dir.path(),
+        &["install", "--dry-run", "--data-dir", data.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let rendered = data.join("rendered");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&fs::read(rendered.join("plan.json")).unwrap()).unwrap();
+    let stat = fs::read_to_string(rendered.join("traefik/traefik.yml")).unwrap();
+    assert!(
+        stat.contains("httpChallenge") && stat.contains(&pebble.directory_as("pebble")),
+        "{stat}"
+    );
+    assert!(
+        !rendered.join("tls").exists(),
+        "no platform certificate: Traefik gets its own"
+    );
+
+    let web = autogit_drivers::testing::web_stand_in_image().unwrap();
+    let services = routed(&plan);
+    for s in &services {
+        let script = format!(
+            "set -e; mkdir -p /www; echo 'I am {n}' > /www/index.html; exec httpd -f -p {port} -h /www",
+            n = s.name,
+            port = s.port
+        );
+        lab.run(&s.name, &[], &web, &["sh", "-c", &script]);
+    }
+    let mut args: Vec<String> = ingress_args(&plan, &rendered, "traefik")
+        .into_iter()
+        .map(|a| {
+            if a == "127.0.0.1::80" {
+                format!("127.0.0.1:{http}:80")
+            } else {
+                a
+            }
+        })
+        .collect();
+    args.extend([
+        "--add-host".to_owned(),
+        format!("pebble:{gateway}"),
+        "-e".to_owned(),
+        "LEGO_CA_CERTIFICATES=/pebble-https-ca.pem".to_owned(),
+        "-v".to_owned(),
+        format!("{}:/pebble-https-ca.pem:ro", pebble.https_root().display()),
+        "--tmpfs".to_owned(),
+        "/acme".to_owned(),
+        "-v".to_owned(),
+        format!("{}:/usr/local/bin/traefik:ro", traefik.display()),
+    ]);
+    let ingress = lab.run("traefik", &args, &web, &["/usr/local/bin/traefik"]);
+    let https = published(&ingress, 443);
+    let root = pebble_root(&pebble, dir.path());
+    for s in &services {
+        let host = &s.hosts[0];
+        let start = Instant::now();
+        loop {
+            let (body, err) = curl(host, https, &root, &[], "/");
+            if body == format!("I am {}\n", s.name) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "no certificate from Pebble for {host}: {err}\n{}\n--- pebble ---\n{}",
+                lab.logs(&ingress),
+                pebble.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let (out, err) = curl(
+        &services[0].hosts[0],
+        https,
+        &root,
+        &["-o", "/dev/null", "-w", "%{ssl_verify_result}"],
+        "/",
+    );
+    assert_eq!(out, "0", "verified against Pebble's issuing root: {err}");
+}
