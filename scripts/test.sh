@@ -13,6 +13,8 @@ apt_need sqlite3 sqlite3
 apt_need git git
 apt_need git-lfs git-lfs
 apt_need nginx-light nginx
+# nginx's stream module (GitLab's SSH through the nginx ingress, tests/ingress.rs).
+[ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || apt_install libnginx-mod-stream "the nginx ingress's SSH stream"
 apt_need prometheus promtool
 # ansible-playbook --syntax-check and ansible-inventory on the Ansible export (Debian's
 # ansible ships the community.docker collection).

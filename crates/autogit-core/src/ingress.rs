@@ -111,6 +111,82 @@ pub fn traefik_middlewares(
     m
 }
 
+/// The ingress's `ssh` entry point inside its container. The host side is `gitlab.ports.ssh`
+/// (the port GitLab's clone URLs name); connections go on to GitLab's port 22 unchanged (plain
+/// TCP: SSH is end to end between the client and GitLab, the ingress sees no cleartext).
+pub const SSH_ENTRY_PORT: u16 = 22;
+
+/// How long an idle SSH connection through the ingress is kept (a `git clone` waiting on the
+/// server counts as idle to a TCP proxy): nginx's `proxy_timeout`; Traefik's TCP proxy has no
+/// idle limit of its own on a router.
+pub const SSH_IDLE_TIMEOUT_SECS: u32 = 3600;
+
+/// The request-id middleware: Traefik has none of its own, so autogit renders a local plugin
+/// (Go, interpreted by Traefik's Yaegi; no download) under `traefik/plugins-local/`, mounted at
+/// `/plugins-local` (Traefik reads `./plugins-local` from its working directory, `/` in the
+/// image). It keeps a valid client `X-Request-Id` ([`REQUEST_ID_PATTERN`]), else generates 32
+/// hex digits, and sets it on the request to the backend and on the response.
+pub const REQUEST_ID_PLUGIN_MODULE: &str = "autogit.local/requestid";
+/// The plugin's source (`request_id.go`), its `go.mod` and Traefik's manifest for it, as
+/// (path under `rendered/traefik/plugins-local/src/<module>/`, text).
+pub fn request_id_plugin_files() -> [(&'static str, String); 3] {
+    [
+        (
+            "requestid.go",
+            include_str!("ingress/request_id.go").to_owned(),
+        ),
+        (
+            "go.mod",
+            format!("module {REQUEST_ID_PLUGIN_MODULE}\n\ngo 1.22\n"),
+        ),
+        (
+            ".traefik.yml",
+            format!(
+                "# Rendered by autogit: Traefik's manifest of the request-id local plugin.\n\
+                 displayName: autogit request id\ntype: middleware\nimport: {REQUEST_ID_PLUGIN_MODULE}\n\
+                 summary: Keeps a valid X-Request-Id or generates one, for the backend, the client and the access log.\n\
+                 testData: {{}}\n"
+            ),
+        ),
+    ]
+}
+/// What a client's `X-Request-Id` must look like to be kept (nginx's `map` regex; the plugin's
+/// `valid` is the same rule): 1 to 128 of `A-Z a-z 0-9 - _ . :`. Anything else (too long,
+/// spaces, quotes, control characters: what could forge or break a log line) is replaced.
+pub const REQUEST_ID_PATTERN: &str = "^[A-Za-z0-9._:-]{1,128}$";
+
+/// Slow clients (the WAF-style baseline, docs/ingress.md "Slow clients and refused paths").
+/// nginx: the whole request header must arrive within this many seconds (`client_header_timeout`,
+/// 408 after it), a slowloris holding a connection with a trickle of header lines included.
+pub const HEADER_TIMEOUT_SECS: u32 = 10;
+/// nginx: the longest pause between two reads of a request body (`client_body_timeout`; a large
+/// push that keeps sending is never cut), and between two writes of a response (`send_timeout`).
+/// Traefik has one read limit for the whole request, headers and body
+/// (`respondingTimeouts.readTimeout`, Traefik's own default, made explicit): a slowloris is cut
+/// after it, and so is a request body that takes longer (a 250 MiB push needs ~4.2 MB/s; slower
+/// links push over SSH, which has no such limit).
+pub const READ_TIMEOUT_SECS: u32 = 60;
+
+/// Paths on GitLab's route the ingress refuses (403) before they reach GitLab, as regular
+/// expressions on the decoded, normalised path (the same text for nginx's `location ~` and
+/// Traefik's `PathRegexp`), each with why. Only at the root: GitLab serves repository files
+/// under `/<namespace>/<project>/-/...`, where `.env` or `.git` may well be a file's name.
+pub const REFUSED_PATHS: [(&str, &str); 2] = [
+    (
+        r"^/\.(git|svn|hg|bzr|env|aws|ssh|docker|htaccess|htpasswd|DS_Store)(/|$)",
+        "dot-files and version-control metadata at the root: what scanners probe for leaked \
+         secrets and source; GitLab has no such route (namespaces cannot start with a dot), so \
+         a request for one is a probe, never a user",
+    ),
+    (
+        r"^/-/(metrics|health|readiness|liveness)(/|$)",
+        "GitLab's monitoring endpoints: behind the ingress every request comes from the \
+         ingress's address on the platform network, so GitLab's `monitoring_whitelist` cannot \
+         tell the internet from Prometheus; Prometheus and health checks reach GitLab on the \
+         platform network, not through the ingress",
+    ),
+];
+
 /// GitLab's subdomain under `BASE_DOMAIN` (the plan's `gitlab` service).
 pub const GITLAB_SUBDOMAIN: &str = "gitlab";
 

@@ -865,6 +865,36 @@ fn network_policies(st: &PlatformState, runners: &[&ServiceState]) -> Vec<Value>
     ]
 }
 
+/// On one host the ingress publishes GitLab's SSH port (its `ssh` entry point, container port
+/// [`crate::ingress::SSH_ENTRY_PORT`]); the cluster has no such ingress container (its routes are
+/// `Ingress` objects, which carry HTTP only), so the port goes back to GitLab: its pod port 22,
+/// its Service, the `-ssh` LoadBalancer and the network policy.
+fn gitlab_ssh_to_gitlab(st: &PlatformState) -> PlatformState {
+    let mut st = st.clone();
+    let ssh = st
+        .services
+        .iter_mut()
+        .filter(|s| s.role == Role::Ingress)
+        .find_map(|s| {
+            let i = s
+                .ports
+                .iter()
+                .position(|p| p.container == crate::ingress::SSH_ENTRY_PORT)?;
+            Some(s.ports.remove(i))
+        });
+    if let (Some(ssh), Some(gitlab)) =
+        (ssh, st.services.iter_mut().find(|s| s.role == Role::Gitlab))
+        && !gitlab.ports.iter().any(|p| p.container == 22)
+    {
+        gitlab.ports.push(crate::state::Port {
+            bind: None,
+            container: 22,
+            ..ssh
+        });
+    }
+    st
+}
+
 /// The manifests, as (file name, text), in a fixed order: [`objects`] as YAML.
 pub fn manifests(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<(String, String)> {
     objects(st, files)
@@ -880,6 +910,7 @@ pub fn manifests(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<(S
 /// (path under `rendered/` → text) that services mount; a mount whose file is not given is
 /// left out.
 pub fn objects(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<Manifest> {
+    let st = &gitlab_ssh_to_gitlab(st);
     let mut out = Vec::new();
     let ns_meta = json!({"name": st.project, "labels": {"app.kubernetes.io/instance": st.project, "app.kubernetes.io/managed-by": "autogit"}});
     let mut ns = Map::new();

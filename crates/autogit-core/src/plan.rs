@@ -770,10 +770,16 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 .collect();
             let tls = input.tls_certificate.is_some();
             let mut mounts = match config.platform.ingress {
-                IngressKind::Nginx => vec![Mount::Rendered {
-                    file: "nginx/autogit.conf".into(),
-                    target: "/etc/nginx/conf.d/autogit.conf".into(),
-                }],
+                IngressKind::Nginx => vec![
+                    Mount::Rendered {
+                        file: "nginx/nginx.conf".into(),
+                        target: "/etc/nginx/nginx.conf".into(),
+                    },
+                    Mount::Rendered {
+                        file: "nginx/autogit.conf".into(),
+                        target: "/etc/nginx/conf.d/autogit.conf".into(),
+                    },
+                ],
                 _ => vec![
                     Mount::Rendered {
                         file: "traefik/traefik.yml".into(),
@@ -782,6 +788,10 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     Mount::Rendered {
                         file: "traefik/dynamic".into(),
                         target: "/etc/traefik/dynamic".into(),
+                    },
+                    Mount::Rendered {
+                        file: "traefik/plugins-local".into(),
+                        target: "/plugins-local".into(),
                     },
                     Mount::Volume {
                         name: "traefik-acme".into(),
@@ -801,6 +811,36 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     target: ACME_HTTP_DIR.into(),
                 });
             }
+            // GitLab's SSH on the ingress's own TCP entry point (`ssh`): the port its clone
+            // URLs name (`gitlab.ports.ssh`) is published by the ingress, which passes the
+            // connection to GitLab's port 22 on the platform network. GitLab no longer
+            // publishes it itself (one host port, one owner).
+            let mut ports = vec![
+                PortMap {
+                    name: "http".into(),
+                    bind: env.ingress_ip.clone(),
+                    host: env.ingress_http_port,
+                    container: 80,
+                    protocol: Protocol::Tcp,
+                },
+                PortMap {
+                    name: "https".into(),
+                    bind: env.ingress_ip.clone(),
+                    host: env.ingress_https_port,
+                    container: 443,
+                    protocol: Protocol::Tcp,
+                },
+            ];
+            if let Some(gitlab) = services.iter_mut().find(|s| s.role == Role::Gitlab)
+                && let Some(i) = gitlab.ports.iter().position(|p| p.name == "ssh")
+            {
+                let ssh = gitlab.ports.remove(i);
+                ports.push(PortMap {
+                    bind: env.ingress_ip.clone(),
+                    container: crate::ingress::SSH_ENTRY_PORT,
+                    ..ssh
+                });
+            }
             services.push(ServiceSpec {
                 name: name.to_owned(),
                 role: Role::Ingress,
@@ -808,22 +848,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 cpus: size.cpus,
                 memory: size.memory,
                 shm_size: None,
-                ports: vec![
-                    PortMap {
-                        name: "http".into(),
-                        bind: env.ingress_ip.clone(),
-                        host: env.ingress_http_port,
-                        container: 80,
-                        protocol: Protocol::Tcp,
-                    },
-                    PortMap {
-                        name: "https".into(),
-                        bind: env.ingress_ip.clone(),
-                        host: env.ingress_https_port,
-                        container: 443,
-                        protocol: Protocol::Tcp,
-                    },
-                ],
+                ports,
                 subdomain: None,
                 internal_port: None,
                 mounts,

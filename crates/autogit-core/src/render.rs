@@ -307,15 +307,25 @@ pub fn traefik_static(plan: &Plan) -> String {
     if plan.base_domain.is_none() {
         return String::new();
     }
+    // Slow clients: the whole request within READ_TIMEOUT_SECS (crate::ingress).
+    let read_timeouts = json!({"readTimeout": format!("{}s", crate::ingress::READ_TIMEOUT_SECS)});
     let mut doc = json!({
         "entryPoints": {
-            "web": {"address": ":80", "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": true}}}},
-            "websecure": {"address": ":443"},
+            "web": {"address": ":80", "transport": {"respondingTimeouts": read_timeouts}, "http": {"redirections": {"entryPoint": {"to": "websecure", "scheme": "https", "permanent": true}}}},
+            "websecure": {"address": ":443", "transport": {"respondingTimeouts": read_timeouts}},
         },
         "providers": {"file": {"directory": "/etc/traefik/dynamic", "watch": true}},
         "ping": {"entryPoint": "web"},
         "log": {"level": "INFO"},
-        "accessLog": {"format": "json"},
+        // JSON lines with the request id (set by the request-id plugin before anything else
+        // runs); other request headers are not logged (they may carry credentials).
+        "accessLog": {"format": "json", "fields": {"headers": {
+            "defaultMode": "drop",
+            "names": {"X-Request-Id": "keep"},
+        }}},
+        "experimental": {"localPlugins": {"requestid": {
+            "moduleName": crate::ingress::REQUEST_ID_PLUGIN_MODULE,
+        }}},
     });
     // Behind Cloudflare's proxy: X-Forwarded-* believed from Cloudflare's edge only.
     if let Some(fh) = crate::ingress::traefik_forwarded_headers(!plan.cloudflare_proxied.is_empty())
@@ -323,6 +333,10 @@ pub fn traefik_static(plan: &Plan) -> String {
         for ep in ["web", "websecure"] {
             doc["entryPoints"][ep]["forwardedHeaders"] = fh.clone();
         }
+    }
+    if gitlab_ssh(plan) {
+        doc["entryPoints"]["ssh"] =
+            json!({"address": format!(":{}", crate::ingress::SSH_ENTRY_PORT)});
     }
     // HTTP-01 without a platform certificate: Traefik's own ACME resolver answers the
     // challenges on `web` (before the HTTPS redirect) and renews by itself.
@@ -362,10 +376,32 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                     "entryPoints": ["websecure"],
                     "service": s.name,
                     "tls": if plan.http01.is_some() && plan.tls.is_none() { json!({"certResolver": "autogit"}) } else { json!({}) },
-                    "middlewares": router_middlewares(plan, &s.name),
+                    "middlewares": std::iter::once("request-id".to_owned())
+                        .chain(router_middlewares(plan, &s.name))
+                        .collect::<Vec<_>>(),
                 }),
             );
             services.insert(s.name.clone(), json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{port}", s.name)}]}}));
+            // GitLab's refused paths: a router above GitLab's (explicit priority) whose only
+            // middleware refuses every client (an allowlist nobody is on: 403).
+            if s.role == Role::Gitlab {
+                let paths = crate::ingress::REFUSED_PATHS
+                    .iter()
+                    .map(|(re, _)| format!("PathRegexp(`{re}`)"))
+                    .collect::<Vec<_>>()
+                    .join(" || ");
+                routers.insert(
+                    format!("{}-refused", s.name),
+                    json!({
+                        "rule": format!("({}) && ({paths})", host_rule(s, domain)),
+                        "priority": 10_000,
+                        "entryPoints": ["websecure"],
+                        "service": s.name,
+                        "tls": if plan.http01.is_some() && plan.tls.is_none() { json!({"certResolver": "autogit"}) } else { json!({}) },
+                        "middlewares": ["request-id", "refuse"],
+                    }),
+                );
+            }
         }
     }
     let mut doc = json!({
@@ -378,10 +414,37 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                 !plan.cloudflare_proxied.is_empty(),
             )
             .into_iter()
+            .chain([
+                ("request-id", json!({"plugin": {"requestid": {}}})),
+                (
+                    "refuse",
+                    json!({"ipAllowList": {"sourceRange": ["255.255.255.255/32"]}}),
+                ),
+            ])
             .map(|(name, spec)| (name.to_owned(), spec))
             .collect::<Map<String, Value>>(),
         },
     });
+    // GitLab's SSH: a TCP router on the `ssh` entry point. SSH carries no server name, so the
+    // rule is `HostSNI(`*`)` (every connection on that entry point); the allowlist applies.
+    if gitlab_ssh(plan) {
+        let mut router = json!({
+            "entryPoints": ["ssh"],
+            "rule": "HostSNI(`*`)",
+            "service": "gitlab-ssh",
+        });
+        let mut tcp = json!({
+            "routers": {"gitlab-ssh": router.clone()},
+            "services": {"gitlab-ssh": {"loadBalancer": {"servers": [{"address": "gitlab:22"}]}}},
+        });
+        if !plan.ingress_allow.is_empty() {
+            router["middlewares"] = json!(["ip-allowlist"]);
+            tcp["routers"]["gitlab-ssh"] = router;
+            tcp["middlewares"] =
+                json!({"ip-allowlist": {"ipAllowList": {"sourceRange": plan.ingress_allow}}});
+        }
+        doc["tcp"] = tcp;
+    }
     let mut head =
         String::from("# Rendered by autogit: Traefik dynamic configuration (file provider).\n");
     if let Some(id) = &plan.tls {
@@ -397,6 +460,60 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
         let _ = writeln!(head, "# certificate: *.{domain} {id}");
     }
     format!("{head}{}", to_yaml(&doc))
+}
+
+/// Whether the ingress carries GitLab's SSH: it publishes the `ssh` port the plan moved to it
+/// from GitLab (see `plan`).
+fn gitlab_ssh(plan: &Plan) -> bool {
+    plan.local().any(|s| {
+        s.role == Role::Ingress
+            && s.ports
+                .iter()
+                .any(|p| p.container == crate::ingress::SSH_ENTRY_PORT)
+    })
+}
+
+/// nginx's main configuration (`/etc/nginx/nginx.conf`): the official image's, plus a `stream`
+/// block for GitLab's SSH, which cannot live in `conf.d` (included inside `http`). The
+/// `modules-enabled` include loads the stream module where it is a dynamic module (Debian's
+/// packaging); the official image has it built in and that directory empty.
+pub fn nginx_main(plan: &Plan) -> String {
+    let mut o = String::from(
+        "# Rendered by autogit: nginx's main configuration (the official image's, and GitLab's SSH).\n\
+         include /etc/nginx/modules-enabled/*.conf;\n\
+         user nginx;\nworker_processes auto;\n\
+         error_log /var/log/nginx/error.log notice;\npid /var/run/nginx.pid;\n\
+         events {\n    worker_connections 1024;\n}\n\
+         http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n\
+         \x20   sendfile on;\n    keepalive_timeout 65;\n\
+         \x20   include /etc/nginx/conf.d/*.conf;\n}\n",
+    );
+    if gitlab_ssh(plan) {
+        let allow: String = if plan.ingress_allow.is_empty() {
+            String::new()
+        } else {
+            let mut a: String = plan
+                .ingress_allow
+                .iter()
+                .map(|c| format!("\n        allow {c};"))
+                .collect();
+            a.push_str("\n        deny all;");
+            a
+        };
+        // Plain TCP to GitLab's port 22, its address resolved per connection (a recreated
+        // GitLab is found at its new address; nginx starts while GitLab is still down).
+        let _ = write!(
+            o,
+            "\n# GitLab's SSH: plain TCP on its own port, on to GitLab's port 22.\n\
+             stream {{\n    resolver 127.0.0.11 valid=10s ipv6=off;\n\
+             \x20   map $server_port $autogit_gitlab_ssh {{\n        default gitlab:22;\n    }}\n\
+             \x20   server {{\n        listen {port};{allow}\n        proxy_pass $autogit_gitlab_ssh;\n\
+             \x20       proxy_connect_timeout 10s;\n        proxy_timeout {idle}s;\n    }}\n}}\n",
+            port = crate::ingress::SSH_ENTRY_PORT,
+            idle = crate::ingress::SSH_IDLE_TIMEOUT_SECS,
+        );
+    }
+    o
 }
 
 /// Traefik's rule for a routed service: its subdomain and its aliases.
@@ -420,8 +537,22 @@ pub fn nginx(plan: &Plan) -> String {
     let mut o = format!(
         "# Rendered by autogit.\nresolver 127.0.0.11 valid=10s ipv6=off;\n\
          limit_req_zone $binary_remote_addr zone=autogit:10m rate={}r/s;\n\
-         limit_req_status 429;\n",
-        crate::ingress::RATE_AVERAGE
+         limit_req_status 429;\n\
+         # Request ids: the client's X-Request-Id when valid, else nginx's own (32 hex digits);\n\
+         # sent to the backend and the client, and in the JSON access log.\n\
+         map $http_x_request_id $autogit_request_id {{\n    \"~{}\" $http_x_request_id;\n    default $request_id;\n}}\n\
+         log_format autogit_json escape=json '{{\"time\":\"$time_iso8601\",\"request_id\":\"$autogit_request_id\",\
+         \"client\":\"$remote_addr\",\"host\":\"$host\",\"method\":\"$request_method\",\"uri\":\"$request_uri\",\
+         \"status\":$status,\"bytes\":$body_bytes_sent,\"duration\":$request_time,\"upstream\":\"$upstream_addr\",\
+         \"user_agent\":\"$http_user_agent\"}}';\n\
+         access_log /var/log/nginx/access.log autogit_json;\n\
+         # Slow clients: the whole header within {header}s (408), pauses in a body or a response\n\
+         # up to {read}s.\n\
+         client_header_timeout {header}s;\nclient_body_timeout {read}s;\nsend_timeout {read}s;\n",
+        crate::ingress::RATE_AVERAGE,
+        crate::ingress::REQUEST_ID_PATTERN,
+        header = crate::ingress::HEADER_TIMEOUT_SECS,
+        read = crate::ingress::READ_TIMEOUT_SECS,
     );
     o.push_str(&crate::ingress::nginx_real_ip(
         !plan.cloudflare_proxied.is_empty(),
@@ -478,9 +609,21 @@ pub fn nginx(plan: &Plan) -> String {
                 .map(|h| format!("{h}.{domain}"))
                 .collect::<Vec<_>>()
                 .join(" ");
+            // GitLab's refused paths (crate::ingress::REFUSED_PATHS): regex locations win over
+            // `location /`; the path is decoded and normalised before it is matched.
+            let refused: String = if s.role == Role::Gitlab {
+                crate::ingress::REFUSED_PATHS
+                    .iter()
+                    .map(|(re, _)| {
+                        format!("\n    location ~ \"{re}\" {{\n        return 403;\n    }}")
+                    })
+                    .collect()
+            } else {
+                String::new()
+            };
             let _ = write!(
                 o,
-                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;{allow}{acme80}\n    client_max_body_size {max_body};\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n    }}\n}}\n",
+                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;\n    add_header X-Request-Id $autogit_request_id always;{allow}{acme80}\n    client_max_body_size {max_body};{refused}\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Request-Id $autogit_request_id;\n    }}\n}}\n",
                 name = s.name,
                 max_body = crate::ingress::MAX_BODY_BYTES,
                 burst = crate::ingress::RATE_BURST,
@@ -521,8 +664,18 @@ pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
     if has("traefik") {
         files.push(("traefik/traefik.yml".into(), traefik_static(plan)));
         files.push(("traefik/dynamic/autogit.yml".into(), traefik_dynamic(plan)));
+        for (name, text) in crate::ingress::request_id_plugin_files() {
+            files.push((
+                format!(
+                    "traefik/plugins-local/src/{}/{name}",
+                    crate::ingress::REQUEST_ID_PLUGIN_MODULE
+                ),
+                text,
+            ));
+        }
     }
     if has("nginx") {
+        files.push(("nginx/nginx.conf".into(), nginx_main(plan)));
         files.push(("nginx/autogit.conf".into(), nginx(plan)));
     }
     files

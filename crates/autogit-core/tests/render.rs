@@ -206,7 +206,7 @@ fn ingress_allowlist_and_guard_forward_auth() {
     let grafana = &dynamic[dynamic.find("    grafana:").unwrap()..];
     assert!(
         grafana.contains(
-            "middlewares:\n        - ip-allowlist\n        - security-headers\n        - rate-limit\n        - body-limit\n        - guard\n"
+            "middlewares:\n        - request-id\n        - ip-allowlist\n        - security-headers\n        - rate-limit\n        - body-limit\n        - guard\n"
         ),
         "{dynamic}"
     );
@@ -220,6 +220,39 @@ fn ingress_allowlist_and_guard_forward_auth() {
         nginx.contains("    allow 10.0.0.0/8;\n    deny all;"),
         "{nginx}"
     );
+    // GitLab's SSH: the nginx main configuration's stream block, behind the same allowlist.
+    insta::assert_snapshot!("nginx_main_allow", render::nginx_main(&p));
+}
+
+/// GitLab's SSH moves from GitLab's own ports to the ingress's `ssh` entry point (same host
+/// port, `gitlab.ports.ssh`); without an ingress GitLab keeps publishing it.
+#[test]
+fn gitlab_ssh_is_published_by_the_ingress() {
+    let ports = |p: &Plan, s: &str| -> Vec<(String, u16, u16)> {
+        p.service(s)
+            .unwrap()
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), p.host, p.container))
+            .collect()
+    };
+    for ingress in ["traefik", "nginx"] {
+        let config = format!("{CONFIG}platform:\n  ingress: {ingress}\n");
+        let (p, _) = build(&config, ENV, &PlanInput::default());
+        assert!(
+            !ports(&p, "gitlab").iter().any(|(n, _, _)| n == "ssh"),
+            "{ingress}"
+        );
+        assert!(
+            ports(&p, ingress).contains(&("ssh".to_owned(), 2222, 22)),
+            "{ingress}: {:?}",
+            ports(&p, ingress)
+        );
+    }
+    let config = format!("{CONFIG}platform:\n  ingress: none\n");
+    let (p, _) = build(&config, ENV, &PlanInput::default());
+    assert!(ports(&p, "gitlab").contains(&("ssh".to_owned(), 2222, 22)));
+    assert!(!render::traefik_static(&p).contains("ssh"));
 }
 
 #[test]
@@ -325,7 +358,8 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
                 "accessLog",
                 "api",
                 "certificatesResolvers",
-                "metrics"
+                "metrics",
+                "experimental"
             ]
             .contains(&k.as_str()),
             "`{k}` is not a static option"
@@ -334,7 +368,11 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
     let dy = parse_json(&render::traefik_dynamic(&p));
     let http = &dy["http"];
     let routers = http["routers"].as_object().unwrap();
-    assert_eq!(routers.len(), 7, "gitlab + 6 services");
+    assert_eq!(
+        routers.len(),
+        8,
+        "gitlab + 6 services + gitlab's refused paths"
+    );
     for (name, r) in routers {
         assert!(
             http["services"]
@@ -355,6 +393,12 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
                 rule,
                 "Host(`api.vectorweight.com`) || Host(`dash.vectorweight.com`)"
             );
+        } else if name == "gitlab-refused" {
+            assert!(
+                rule.starts_with("(Host(`gitlab.vectorweight.com`)) && (PathRegexp(`^/\\."),
+                "{rule}"
+            );
+            assert_eq!(r["priority"], 10_000, "above gitlab's own router");
         } else {
             assert_eq!(rule, format!("Host(`{name}.vectorweight.com`)"));
         }

@@ -273,10 +273,14 @@ pub fn web_stand_in_image() -> Result<String, String> {
 
 /// Debian's nginx (the host's `/usr/sbin/nginx` and the libraries it links) laid out as the
 /// official image is: `/etc/nginx/nginx.conf` includes `/etc/nginx/conf.d/*.conf` in its `http`
-/// block, logs go to the container's output, `nginx -g 'daemon off;'` is the command, so
-/// `nginx -s reload` through `docker exec` works as on the pinned image. The ingress tests run
-/// autogit's rendered `nginx/autogit.conf` in it. Built once.
-pub const NGINX_STAND_IN_IMAGE: &str = "autogit-test/nginx:1";
+/// block, a `nginx` user, `/var/log/nginx/{access,error}.log` linked to the container's output,
+/// `nginx -g 'daemon off;'` is the command, so `nginx -s reload` through `docker exec` works as
+/// on the pinned image. The official image has the `stream` module built in; Debian's is a
+/// dynamic module (`libnginx-mod-stream`), copied in with its `load_module` line in
+/// `/etc/nginx/modules-enabled/`, which autogit's rendered main configuration includes. The
+/// ingress tests run autogit's rendered `nginx/nginx.conf` and `nginx/autogit.conf` in it.
+/// Built once.
+pub const NGINX_STAND_IN_IMAGE: &str = "autogit-test/nginx:2";
 
 pub fn nginx_stand_in_image() -> Result<String, String> {
     const CMD: &[&str] = &["/usr/sbin/nginx", "-g", "daemon off;"];
@@ -307,8 +311,21 @@ pub fn nginx_stand_in_image() -> Result<String, String> {
         }
         // On PATH (`/bin` in these images) as in the official image, for `nginx -s reload`.
         std::os::unix::fs::symlink("/usr/sbin/nginx", r.join("bin/nginx")).map_err(io)?;
+        let stream = "/usr/lib/nginx/modules/ngx_stream_module.so";
+        if Path::new(stream).exists() {
+            let dest = r.join(stream.trim_start_matches('/'));
+            std::fs::create_dir_all(dest.parent().ok_or("a file has a parent")?).map_err(io)?;
+            std::fs::copy(stream, &dest).map_err(io)?;
+            std::fs::create_dir_all(r.join("etc/nginx/modules-enabled")).map_err(io)?;
+            std::fs::write(
+                r.join("etc/nginx/modules-enabled/50-mod-stream.conf"),
+                format!("load_module {stream};\n"),
+            )
+            .map_err(io)?;
+        }
         for d in [
             "etc/nginx/conf.d",
+            "var/run",
             "var/log/nginx",
             "var/lib/nginx/body",
             "var/lib/nginx/proxy",
@@ -320,12 +337,20 @@ pub fn nginx_stand_in_image() -> Result<String, String> {
             std::fs::create_dir_all(r.join(d)).map_err(io)?;
         }
         std::fs::copy("/etc/nginx/mime.types", r.join("etc/nginx/mime.types")).map_err(io)?;
+        std::os::unix::fs::symlink("/dev/stdout", r.join("var/log/nginx/access.log"))
+            .map_err(io)?;
+        std::os::unix::fs::symlink("/dev/stderr", r.join("var/log/nginx/error.log")).map_err(io)?;
         std::fs::write(
             r.join("etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
+             nginx:x:101:101:nginx:/nonexistent:/bin/false\n",
         )
         .map_err(io)?;
-        std::fs::write(r.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").map_err(io)?;
+        std::fs::write(
+            r.join("etc/group"),
+            "root:x:0:\nnogroup:x:65534:\nnginx:x:101:\n",
+        )
+        .map_err(io)?;
         std::fs::write(
             r.join("etc/nginx/nginx.conf"),
             "# The official image's layout: the http block includes conf.d.\n\

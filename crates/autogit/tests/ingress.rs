@@ -138,7 +138,7 @@ impl Lab {
         );
         let lines: Vec<&str> = all
             .lines()
-            .filter(|l| !l.contains("\"ClientAddr\"") && !l.contains("\" 200 "))
+            .filter(|l| !l.contains("\"ClientAddr\"") && !l.contains("\"request_id\""))
             .collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
@@ -367,8 +367,17 @@ fn ingress_end_to_end(kind: &str) {
     let web = autogit_drivers::testing::web_stand_in_image().unwrap();
     let mut lab = Lab::new(kind);
     for s in &services {
+        // GitLab's stand-in also answers an SSH banner on port 22, one connection at a time.
+        let ssh = if s.name == "gitlab" {
+            "(while true; do /bin/busybox nc -l -p 22 -e /bin/echo SSH-2.0-gitlab-stand-in; done) & "
+        } else {
+            ""
+        };
+        // `/cgi-bin/id` answers with the X-Request-Id the service was sent.
         let script = format!(
-            "mkdir -p /www && echo 'I am {n}' > /www/index.html && exec httpd -f -p {port} -h /www",
+            "set -e; mkdir -p /www/cgi-bin; echo 'I am {n}' > /www/index.html; \
+             printf '#!/bin/sh\\nprintf \"Content-Type: text/plain\\\\r\\\\n\\\\r\\\\n\"\\necho \"$HTTP_X_REQUEST_ID\"\\n' > /www/cgi-bin/id; \
+             /bin/busybox chmod +x /www/cgi-bin/id; {ssh}exec httpd -f -p {port} -h /www",
             n = s.name,
             port = s.port
         );
@@ -493,7 +502,250 @@ fn ingress_end_to_end(kind: &str) {
     let ok = codes.lines().filter(|c| *c == "200").count();
     assert!(limited > 0 && ok > 0, "{ok} × 200, {limited} × 429");
 
+    gitlab_ssh_goes_through_the_ingress(kind, &plan, &lab, &ingress);
+    request_ids_reach_the_backend_and_the_access_log(kind, &lab, &ingress, https, &root);
+    gitlab_route_refuses_known_bad_paths_and_slow_clients(kind, &lab, &ingress, https, http, &root);
+
     renewal_is_served_without_a_failed_request(kind, &p, &lab, &ingress, https, &root);
+}
+
+/// Request ids: a valid client `X-Request-Id` is kept, an invalid or missing one replaced by a
+/// generated one (32 hex digits); the backend sees it (the stand-in's `/cgi-bin/id` echoes it),
+/// the client gets it back, and the ingress's JSON access log line for the request carries it.
+fn request_ids_reach_the_backend_and_the_access_log(
+    kind: &str,
+    lab: &Lab,
+    ingress: &str,
+    https: u16,
+    root: &Path,
+) {
+    let gitlab = format!("gitlab.{ZONE}");
+    let sent = format!("autogit-test.{}:1_a-b", std::process::id());
+    let bad = "no spaces \\\" or quotes";
+    let hex = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut seen = Vec::new();
+    for (header, keep) in [
+        (Some(sent.as_str()), true),
+        (Some(bad), false),
+        (Some(&"x".repeat(129)[..]), false),
+        (None, false),
+    ] {
+        let h = header.map(|v| format!("X-Request-Id: {v}"));
+        let mut args = vec!["-D", "/dev/stderr"];
+        if let Some(h) = &h {
+            args.extend(["-H", h.as_str()]);
+        }
+        let (body, head) = curl(&gitlab, https, root, &args, "/cgi-bin/id");
+        let backend = body.trim().to_owned();
+        let answered = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("x-request-id:")
+                    .then(|| l[13..].trim().to_owned())
+            })
+            .unwrap_or_default();
+        if keep {
+            assert_eq!(backend, sent, "{kind}: the client's id is kept\n{head}");
+        } else {
+            assert!(
+                hex(&backend),
+                "{kind}: {header:?} replaced by a generated id, got {backend:?}\n{head}"
+            );
+        }
+        assert_eq!(
+            answered, backend,
+            "{kind}: the client gets the id back\n{head}"
+        );
+        seen.push(backend);
+    }
+    assert_ne!(seen[1], seen[2], "a new id per request");
+    // The access log: one JSON line per request with the id the backend saw.
+    let field = if kind == "traefik" {
+        "request_X-Request-Id"
+    } else {
+        "request_id"
+    };
+    let start = Instant::now();
+    loop {
+        let out = Command::new("docker")
+            .args(["logs", ingress])
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let logged: Vec<String> = all
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v[field].as_str().map(str::to_owned))
+            .collect();
+        let missing: Vec<&String> = seen.iter().filter(|id| !logged.contains(id)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{kind}: {missing:?} not in the access log ({field}):\n{}",
+            lab.logs(ingress)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The WAF-style baseline: GitLab's refused paths get 403 from the ingress (the stand-in would
+/// answer 404: it has no such file), a repository file of the same name and another service's
+/// route are not refused; a slowloris client trickling header lines is cut off by the ingress
+/// at its header (nginx) or request (Traefik) read timeout.
+fn gitlab_route_refuses_known_bad_paths_and_slow_clients(
+    kind: &str,
+    lab: &Lab,
+    ingress: &str,
+    https: u16,
+    http: u16,
+    root: &Path,
+) {
+    use std::io::{Read, Write};
+    let code = |host: &str, path: &str| {
+        let (out, err) = curl(
+            host,
+            https,
+            root,
+            &["-o", "/dev/null", "-w", "%{http_code}"],
+            path,
+        );
+        assert!(!out.is_empty(), "{err}");
+        out
+    };
+    let gitlab = format!("gitlab.{ZONE}");
+    for path in [
+        "/.git/config",
+        "/.env",
+        "/.htpasswd",
+        "/%2egit/HEAD",
+        "/-/metrics",
+        "/-/readiness?all=1",
+        "/-/liveness",
+    ] {
+        assert_eq!(
+            code(&gitlab, path),
+            "403",
+            "{kind}: {path}\n{}",
+            lab.logs(ingress)
+        );
+    }
+    for (host, path) in [
+        (gitlab.as_str(), "/group/project/-/blob/main/.env"),
+        (gitlab.as_str(), "/group/project.git/info/refs"),
+        (&format!("grafana.{ZONE}")[..], "/.env"),
+    ] {
+        assert_eq!(
+            code(host, path),
+            "404",
+            "{kind}: {host}{path} reaches the service"
+        );
+    }
+
+    // Slowloris: the request line and one header, then a header line a second, never the end.
+    let limit = u64::from(if kind == "traefik" {
+        autogit_core::ingress::READ_TIMEOUT_SECS
+    } else {
+        autogit_core::ingress::HEADER_TIMEOUT_SECS
+    });
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let start = Instant::now();
+    c.write_all(format!("GET / HTTP/1.1\r\nHost: {gitlab}\r\n").as_bytes())
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        match c.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if c.write_all(b"X-Slow: 1\r\n").is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(limit + 15),
+            "{kind} kept a slowloris client for {:?}",
+            start.elapsed()
+        );
+    }
+    let took = start.elapsed();
+    eprintln!(
+        "{kind}: slowloris cut off after {took:?} (limit {limit} s): {:?}",
+        String::from_utf8_lossy(&answer).lines().next()
+    );
+    assert!(
+        took >= Duration::from_secs(limit - 1) && took <= Duration::from_secs(limit + 5),
+        "{kind}: cut off after {took:?}, the limit is {limit} s"
+    );
+}
+
+/// GitLab's SSH: the ingress publishes `gitlab.ports.ssh` (GitLab no longer does) and passes
+/// the connection through its `ssh` TCP entry point to GitLab's port 22: the banner read on
+/// the ingress's port is the stand-in's.
+fn gitlab_ssh_goes_through_the_ingress(
+    kind: &str,
+    plan: &serde_json::Value,
+    lab: &Lab,
+    ingress: &str,
+) {
+    use std::io::{BufRead, BufReader};
+    let of = |name: &str| {
+        plan["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap()["ports"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let ssh = of(kind)
+        .into_iter()
+        .find(|p| p["name"] == "ssh")
+        .unwrap_or_else(|| panic!("{kind} publishes no ssh port: {plan}"));
+    assert_eq!(ssh["host"], 2222, "gitlab.ports.ssh, the default");
+    assert!(
+        of("gitlab").iter().all(|p| p["name"] != "ssh"),
+        "GitLab still publishes its SSH port itself"
+    );
+    let port = published(ingress, ssh["container"].as_u64().unwrap() as u16);
+    let start = Instant::now();
+    let banner = loop {
+        let line = std::net::TcpStream::connect(("127.0.0.1", port))
+            .and_then(|c| {
+                c.set_read_timeout(Some(Duration::from_secs(5)))?;
+                let mut line = String::new();
+                BufReader::new(c).read_line(&mut line)?;
+                Ok(line)
+            })
+            .unwrap_or_default();
+        if !line.is_empty() || start.elapsed() > Duration::from_secs(15) {
+            break line;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        banner.trim_end(),
+        "SSH-2.0-gitlab-stand-in",
+        "{kind}'s ssh entry point\n{}",
+        lab.logs(ingress)
+    );
 }
 
 /// `tls renew --force` while a client loops on requests: the ingress serves the new
@@ -737,4 +989,135 @@ fn traefik_sends_ai_routes_through_the_guard_and_fails_closed() {
     assert!(code.starts_with("HTTP/2 5"), "{out}{err}");
     let (body, err) = curl(&gitlab, https, &root, &[], "/");
     assert_eq!(body, "I am gitlab\n", "{err}");
+}
+
+/// Traefik's own ACME (`ACME_CHALLENGE=http-01`, no `tls renew`): the rendered
+/// `certificatesResolvers` sends Traefik to Pebble, Pebble validates each service's name on the
+/// ingress's port 80 (the names resolve through BIND to loopback, where the ingress's port 80 is
+/// published on the port Pebble validates against), and the ingress serves a certificate Pebble
+/// issued for every routed name, verified against Pebble's issuing root.
+///
+/// Test-only wiring, as a real deployment needs none of it: Pebble listens on the bridge's
+/// gateway and is named `pebble` in the container (`--add-host`), and Traefik trusts Pebble's
+/// own HTTPS root (`LEGO_CA_CERTIFICATES`); a public CA needs neither.
+#[test]
+fn traefik_obtains_its_own_certificates_by_http01_from_pebble() {
+    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    if !docker_or_skip() {
+        return;
+    }
+    let Some(traefik) = traefik_or_skip() else {
+        return;
+    };
+    let mut lab = Lab::new("acme");
+    let gateway = lab.gateway();
+    let records: String = ["gitlab", "grafana", "prometheus"]
+        .iter()
+        .map(|n| format!("{n} 60 IN A 127.0.0.1\n"))
+        .collect();
+    let bind = Bind::start(&named, &[TestZone::new(ZONE, &records)]).unwrap();
+    let http = autogit_drivers::testing::bind::free_port();
+    let pebble = Pebble::start_for_containers(&pebble_bin, &bind.server(), http).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("autogit.yml"),
+        format!(
+            "platform:\n  ingress: traefik\n  project: agi{}\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join(".env"),
+        format!(
+            "BASE_DOMAIN={ZONE}\nSERVICES_ENABLED=gitlab,grafana,prometheus\nACME_CHALLENGE=http-01\n\
+             ACME_EMAIL=admin@{ZONE}\nACME_DIRECTORY={}\nACME_CA_ROOT={}\n",
+            pebble.directory_as("pebble"),
+            pebble.https_root().display(),
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(dir.path().join(".env"), fs::Permissions::from_mode(0o600)).unwrap();
+    let data = dir.path().join("data");
+    let r = run_env(
+        dir.path(),
+        &["install", "--dry-run", "--data-dir", data.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let rendered = data.join("rendered");
+    let plan: serde_json::Value =
+        serde_json::from_slice(&fs::read(rendered.join("plan.json")).unwrap()).unwrap();
+    let stat = fs::read_to_string(rendered.join("traefik/traefik.yml")).unwrap();
+    assert!(
+        stat.contains("httpChallenge") && stat.contains(&pebble.directory_as("pebble")),
+        "{stat}"
+    );
+    assert!(
+        !rendered.join("tls").exists(),
+        "no platform certificate: Traefik gets its own"
+    );
+
+    let web = autogit_drivers::testing::web_stand_in_image().unwrap();
+    let services = routed(&plan);
+    for s in &services {
+        let script = format!(
+            "set -e; mkdir -p /www; echo 'I am {n}' > /www/index.html; exec httpd -f -p {port} -h /www",
+            n = s.name,
+            port = s.port
+        );
+        lab.run(&s.name, &[], &web, &["sh", "-c", &script]);
+    }
+    let mut args: Vec<String> = ingress_args(&plan, &rendered, "traefik")
+        .into_iter()
+        .map(|a| {
+            if a == "127.0.0.1::80" {
+                format!("127.0.0.1:{http}:80")
+            } else {
+                a
+            }
+        })
+        .collect();
+    args.extend([
+        "--add-host".to_owned(),
+        format!("pebble:{gateway}"),
+        "-e".to_owned(),
+        "LEGO_CA_CERTIFICATES=/pebble-https-ca.pem".to_owned(),
+        "-v".to_owned(),
+        format!("{}:/pebble-https-ca.pem:ro", pebble.https_root().display()),
+        "--tmpfs".to_owned(),
+        "/acme".to_owned(),
+        "-v".to_owned(),
+        format!("{}:/usr/local/bin/traefik:ro", traefik.display()),
+    ]);
+    let ingress = lab.run("traefik", &args, &web, &["/usr/local/bin/traefik"]);
+    let https = published(&ingress, 443);
+    let root = pebble_root(&pebble, dir.path());
+    for s in &services {
+        let host = &s.hosts[0];
+        let start = Instant::now();
+        loop {
+            let (body, err) = curl(host, https, &root, &[], "/");
+            if body == format!("I am {}\n", s.name) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "no certificate from Pebble for {host}: {err}\n{}\n--- pebble ---\n{}",
+                lab.logs(&ingress),
+                pebble.log()
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    let (out, err) = curl(
+        &services[0].hosts[0],
+        https,
+        &root,
+        &["-o", "/dev/null", "-w", "%{ssl_verify_result}"],
+        "/",
+    );
+    assert_eq!(out, "0", "verified against Pebble's issuing root: {err}");
 }

@@ -46,6 +46,8 @@ pub struct Pebble {
     bin: PathBuf,
     http_port: u16,
     validity_secs: Option<u64>,
+    /// The address it listens on: loopback, or every address for clients in containers.
+    listen: &'static str,
 }
 
 fn openssl(dir: &Path, args: &[&str]) -> Result<(), String> {
@@ -82,11 +84,29 @@ impl Pebble {
         Self::start_with(bin, dns, 5002, Some(validity_secs))
     }
 
+    /// As [`Pebble::start_with_http_port`], listening on every address, for an ACME client in a
+    /// container: it reaches Pebble at the host's address on its network (the bridge's gateway)
+    /// under the name `pebble` (`--add-host pebble:<gateway>`), which its certificate names;
+    /// [`Pebble::directory_as`] gives the URL.
+    pub fn start_for_containers(bin: &Path, dns: &str, http_port: u16) -> Result<Pebble, String> {
+        Self::start_on(bin, dns, http_port, None, "0.0.0.0")
+    }
+
     fn start_with(
         bin: &Path,
         dns: &str,
         http_port: u16,
         validity_secs: Option<u64>,
+    ) -> Result<Pebble, String> {
+        Self::start_on(bin, dns, http_port, validity_secs, "127.0.0.1")
+    }
+
+    fn start_on(
+        bin: &Path,
+        dns: &str,
+        http_port: u16,
+        validity_secs: Option<u64>,
+        listen: &'static str,
     ) -> Result<Pebble, String> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("autogit-pebble-{}-{n}", std::process::id()));
@@ -132,7 +152,7 @@ impl Pebble {
         )?;
         std::fs::write(
             dir.join("san.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+            "subjectAltName=DNS:localhost,DNS:pebble,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
         )
         .map_err(|e| e.to_string())?;
         openssl(
@@ -164,6 +184,7 @@ impl Pebble {
             bin: bin.to_owned(),
             http_port,
             validity_secs,
+            listen,
         };
         p.launch()?;
         Ok(p)
@@ -176,7 +197,7 @@ impl Pebble {
         }
         let config = serde_json::json!({
             "pebble": {
-                "listenAddress": format!("127.0.0.1:{}", self.port),
+                "listenAddress": format!("{}:{}", self.listen, self.port),
                 "managementListenAddress": format!("127.0.0.1:{}", self.mgmt_port),
                 "certificate": self.dir.join("cert.pem"),
                 "privateKey": self.dir.join("key.pem"),
@@ -234,6 +255,11 @@ impl Pebble {
     /// The ACME directory URL.
     pub fn directory(&self) -> String {
         format!("https://127.0.0.1:{}/dir", self.port)
+    }
+
+    /// The ACME directory URL under another name for this host (`pebble`, for containers).
+    pub fn directory_as(&self, host: &str) -> String {
+        format!("https://{host}:{}/dir", self.port)
     }
 
     /// The PEM to trust for Pebble's HTTPS listener.
