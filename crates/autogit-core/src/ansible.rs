@@ -352,14 +352,7 @@ fn plays(st: &PlatformState) -> (Value, Needs) {
             },
         }));
     }
-    let volumes: BTreeSet<&str> = services
-        .iter()
-        .flat_map(|s| s.mounts.iter())
-        .filter_map(|m| match m {
-            Mount::Volume { name, .. } => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
+    let volumes = crate::state::named_volumes(services.iter().copied());
     for v in volumes {
         tasks.push(json!({
             "name": format!("Volume {v}"),

@@ -489,17 +489,7 @@ pub fn nginx_main(plan: &Plan) -> String {
          \x20   include /etc/nginx/conf.d/*.conf;\n}\n",
     );
     if gitlab_ssh(plan) {
-        let allow: String = if plan.ingress_allow.is_empty() {
-            String::new()
-        } else {
-            let mut a: String = plan
-                .ingress_allow
-                .iter()
-                .map(|c| format!("\n        allow {c};"))
-                .collect();
-            a.push_str("\n        deny all;");
-            a
-        };
+        let allow = nginx_allow(plan, "        ");
         // Plain TCP to GitLab's port 22, its address resolved per connection (a recreated
         // GitLab is found at its new address; nginx starts while GitLab is still down).
         let _ = write!(
@@ -514,6 +504,21 @@ pub fn nginx_main(plan: &Plan) -> String {
         );
     }
     o
+}
+
+/// nginx's `allow` lines for `ingress_allow`, then `deny all`, each on a new line indented by
+/// `indent`; nothing when everyone may connect.
+fn nginx_allow(plan: &Plan, indent: &str) -> String {
+    if plan.ingress_allow.is_empty() {
+        return String::new();
+    }
+    let mut a: String = plan
+        .ingress_allow
+        .iter()
+        .map(|c| format!("\n{indent}allow {c};"))
+        .collect();
+    a.push_str(&format!("\n{indent}deny all;"));
+    a
 }
 
 /// Traefik's rule for a routed service: its subdomain and its aliases.
@@ -584,17 +589,7 @@ pub fn nginx(plan: &Plan) -> String {
     } else {
         ("80", "")
     };
-    let allow: String = if plan.ingress_allow.is_empty() {
-        String::new()
-    } else {
-        let mut a: String = plan
-            .ingress_allow
-            .iter()
-            .map(|c| format!("\n    allow {c};"))
-            .collect();
-        a.push_str("\n    deny all;");
-        a
-    };
+    let allow = nginx_allow(plan, "    ");
     // Without TLS the service blocks themselves listen on 80 and answer the challenges.
     let acme80 = if plan.tls.is_none() {
         acme.as_str()

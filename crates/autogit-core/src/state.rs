@@ -957,6 +957,21 @@ pub fn drift(config: &PlatformState, captured: &PlatformState) -> Vec<Drift> {
     out
 }
 
+/// The named volumes `services` mount, each once, in name order (the export generators
+/// create them before the containers).
+pub fn named_volumes<'a>(
+    services: impl IntoIterator<Item = &'a ServiceState>,
+) -> BTreeSet<&'a str> {
+    services
+        .into_iter()
+        .flat_map(|s| s.mounts.iter())
+        .filter_map(|m| match m {
+            Mount::Volume { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

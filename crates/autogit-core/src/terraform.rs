@@ -254,13 +254,7 @@ fn main_tf(st: &PlatformState, extra: &[(&str, (&str, &str))]) -> String {
         h.attr("name", &quote(&network_name(&st.project, n)));
         h.close();
     }
-    let volumes: BTreeSet<&str> = exported(st)
-        .flat_map(|s| s.mounts.iter())
-        .filter_map(|m| match m {
-            Mount::Volume { name, .. } => Some(name.as_str()),
-            _ => None,
-        })
-        .collect();
+    let volumes = crate::state::named_volumes(exported(st));
     for v in volumes {
         h.blank();
         h.open(&format!("resource \"docker_volume\" {}", quote(&ident(v))));
