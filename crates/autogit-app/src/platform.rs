@@ -274,6 +274,15 @@ pub async fn status(
     let rows = Store::open(&db)
         .and_then(|s| s.services())
         .map_err(|e| e.to_string())?;
+    // Other commands make the state database too (`runner health` records hosts, `api-key`
+    // keys): installed means a service has a state.
+    if rows.is_empty() {
+        return Ok(StatusReport {
+            installed: false,
+            engine_error: None,
+            services: Vec::new(),
+        });
+    }
     let rows: Vec<_> = rows
         .into_iter()
         .filter(|r| match filter {

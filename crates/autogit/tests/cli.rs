@@ -436,6 +436,26 @@ fn status_before_install_and_systemd_unit() {
         serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["installed"],
         false
     );
+    // A command that records something else first (runner hosts) makes the state database;
+    // that is still no install.
+    let _ = run(
+        d.path(),
+        &["runner", "health", "--data-dir", data.to_str().unwrap()],
+    );
+    assert!(
+        data.join("state.db").exists(),
+        "runner health records hosts"
+    );
+    let r = run(
+        d.path(),
+        &["status", "-o", "json", "--data-dir", data.to_str().unwrap()],
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["installed"],
+        false,
+        "{}",
+        r.stdout
+    );
     let r = run(
         d.path(),
         &[
