@@ -30,6 +30,20 @@ type Page = (usize, usize, usize);
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 500;
 
+/// One page of `items` as the reply's body (`wrap` makes the list type) with its paging
+/// headers.
+fn paged<T, B>(
+    items: Vec<T>,
+    limit: Option<u32>,
+    offset: Option<u32>,
+    wrap: impl FnOnce(Vec<T>) -> B,
+) -> Result<Reply<B>, Problem> {
+    let (items, p) = page(items, limit, offset)?;
+    let mut r = Reply::new(wrap(items));
+    r.page = Some(p);
+    Ok(r)
+}
+
 fn page<T>(
     items: Vec<T>,
     limit: Option<u32>,
@@ -199,10 +213,7 @@ impl Handle for ListServices {
             .into_iter()
             .filter(|s| q.status.is_none_or(|st| s.status == st))
             .collect();
-        let (items, p) = page(all, q.limit, q.offset)?;
-        let mut r = Reply::new(ServiceList(items));
-        r.page = Some(p);
-        Ok(r)
+        paged(all, q.limit, q.offset, ServiceList)
     }
 }
 
@@ -644,10 +655,7 @@ impl Handle for ListScans {
                 total: s.total,
             })
             .collect();
-        let (items, p) = page(all, q.limit, q.offset)?;
-        let mut r = Reply::new(RepoScanList(items));
-        r.page = Some(p);
-        Ok(r)
+        paged(all, q.limit, q.offset, RepoScanList)
     }
 }
 
@@ -967,10 +975,7 @@ impl Handle for ListMirrors {
                 problem: r.problem,
             })
             .collect();
-        let (items, p) = page(all, q.limit, q.offset)?;
-        let mut r = Reply::new(MirrorList(items));
-        r.page = Some(p);
-        Ok(r)
+        paged(all, q.limit, q.offset, MirrorList)
     }
 }
 
@@ -1042,10 +1047,7 @@ impl Handle for ListRunners {
                 inventory: h.inventory.and_then(|i| serde_json::from_str(&i).ok()),
             })
             .collect();
-        let (items, p) = page(all, q.limit, q.offset)?;
-        let mut r = Reply::new(RunnerHostList(items));
-        r.page = Some(p);
-        Ok(r)
+        paged(all, q.limit, q.offset, RunnerHostList)
     }
 }
 
@@ -1134,10 +1136,7 @@ impl Handle for ListJobs {
             })
             .map(wire_job)
             .collect();
-        let (items, p) = page(all, q.limit, q.offset)?;
-        let mut r = Reply::new(JobList(items));
-        r.page = Some(p);
-        Ok(r)
+        paged(all, q.limit, q.offset, JobList)
     }
 }
 
@@ -1269,10 +1268,7 @@ impl Handle for ListBackups {
     ) -> Result<Reply<BackupList>, Problem> {
         let api2 = api.clone();
         let all = blocking(move || archives(&api2)).await?;
-        let (items, p) = page(all, q.limit, q.offset)?;
-        let mut r = Reply::new(BackupList(items));
-        r.page = Some(p);
-        Ok(r)
+        paged(all, q.limit, q.offset, BackupList)
     }
 }
 
@@ -1472,10 +1468,12 @@ impl Handle for ListKeys {
             .access
             .list_keys()
             .map_err(|e| Problem::internal(e.to_string()))?;
-        let (items, p) = page(keys.into_iter().map(wire_key).collect(), q.limit, q.offset)?;
-        let mut r = Reply::new(ApiKeyList(items));
-        r.page = Some(p);
-        Ok(r)
+        paged(
+            keys.into_iter().map(wire_key).collect(),
+            q.limit,
+            q.offset,
+            ApiKeyList,
+        )
     }
 }
 
