@@ -518,6 +518,17 @@ pub struct Platform {
     /// Services whose requests the guard checks (by service name).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub guard_services: Vec<String>,
+    /// The prompt-injection filter as a reverse proxy (`autogit guard serve --upstream
+    /// HOST=URL`), e.g. `http://autogit-guard:8787`: the routes of `guard_services` are sent to
+    /// it instead of to the service, and it passes what is clean on. The alternative to
+    /// `guard_forward_auth` (one of the two): no second exchange per request, works with nginx
+    /// too, and can fail open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard_proxy: Option<String>,
+    /// With `guard_proxy`: when the guard is down, send the guarded routes to the service
+    /// unchecked (`true`) instead of answering 502 (`false`, the default: fail closed).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub guard_fail_open: bool,
 }
 
 impl Default for Config {
@@ -610,6 +621,8 @@ impl Default for Config {
                 ingress_allow: Vec::new(),
                 guard_forward_auth: None,
                 guard_services: Vec::new(),
+                guard_proxy: None,
+                guard_fail_open: false,
             },
         }
     }

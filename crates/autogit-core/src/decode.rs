@@ -773,6 +773,8 @@ keys!(PlatformKey {
     ingress_allow,
     guard_forward_auth,
     guard_services,
+    guard_proxy,
+    guard_fail_open,
 });
 
 /// The sources with repository filters (`include`, `exclude`, `forks`, `archived`).
@@ -1723,6 +1725,10 @@ fn platform(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, p: &mut Platform) {
     p.guard_forward_auth = cx.field(&o, K::guard_forward_auth, p_http_url);
     if let Some(v) = cx.list_of(&o, K::guard_services, p_name) {
         p.guard_services = v;
+    }
+    p.guard_proxy = cx.field(&o, K::guard_proxy, p_http_url);
+    if let Some(v) = cx.field(&o, K::guard_fail_open, p_bool) {
+        p.guard_fail_open = v;
     }
 }
 

@@ -876,6 +876,7 @@ mod tests {
             cloudflare_proxied: Vec::new(),
             http01: None,
             guard: None,
+            guard_proxy: None,
             preset: crate::preset::Preset::Minimal,
             services: vec![],
             total_cpus: 0.0,

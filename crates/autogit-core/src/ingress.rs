@@ -111,6 +111,47 @@ pub fn traefik_middlewares(
     m
 }
 
+/// Traefik's service for the guard as a reverse proxy (`platform.guard_proxy`).
+pub const GUARD_PROXY_SERVICE: &str = "autogit-guard";
+
+/// The guard's verdict headers: the guard sets them on what it passes on, and the ingress
+/// removes any a client sent, so a service never takes a forged "clean" for the guard's.
+pub const GUARD_HEADERS: [&str; 2] = ["X-Autogit-Guard-Verdict", "X-Autogit-Guard-Risk"];
+
+/// Seconds between the ingress's health checks of the guard when it fails open: how long
+/// requests still get 502 after the guard stops, before they go to the service unchecked.
+pub const GUARD_HEALTH_INTERVAL_SECS: u32 = 2;
+
+/// The service a router sends to: the guard (proxy mode; with failing open, a failover
+/// service in front of it) for the services it checks, else the service itself.
+pub fn traefik_router_service(plan: &crate::plan::Plan, service: &str) -> String {
+    match &plan.guard_proxy {
+        Some(g) if g.services.iter().any(|s| s == service) => {
+            if g.fail_open {
+                format!("{service}-guarded")
+            } else {
+                GUARD_PROXY_SERVICE.to_owned()
+            }
+        }
+        _ => service.to_owned(),
+    }
+}
+
+/// The guard's Traefik service: its address, the request's `Host` passed on (the guard
+/// chooses the upstream by it), and, when failing open, the health check that the failover
+/// service needs to know the guard is down.
+pub fn traefik_guard_proxy_service(g: &crate::plan::GuardProxy) -> Value {
+    let mut lb = json!({"servers": [{"url": g.url}], "passHostHeader": true});
+    if g.fail_open {
+        lb["healthCheck"] = json!({
+            "path": "/healthz",
+            "interval": format!("{GUARD_HEALTH_INTERVAL_SECS}s"),
+            "timeout": "1s",
+        });
+    }
+    json!({"loadBalancer": lb})
+}
+
 /// The ingress's `ssh` entry point inside its container. The host side is `gitlab.ports.ssh`
 /// (the port GitLab's clone URLs name); connections go on to GitLab's port 22 unchanged (plain
 /// TCP: SSH is end to end between the client and GitLab, the ingress sees no cleartext).

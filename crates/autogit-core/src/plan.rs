@@ -319,6 +319,27 @@ impl Role {
     }
 }
 
+/// The guard as a reverse proxy: the ingress sends the routes of `services` to `url` (which
+/// keeps the request's `Host`, so one guard serves several services), and, with `fail_open`,
+/// straight to the service while the guard is down.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct GuardProxy {
+    pub url: String,
+    pub services: Vec<String>,
+    pub fail_open: bool,
+}
+
+impl GuardProxy {
+    /// The proxy's `host:port` (what nginx's `proxy_pass` and Traefik's server URL take).
+    pub fn authority(&self) -> &str {
+        let rest = self
+            .url
+            .split_once("://")
+            .map_or(self.url.as_str(), |(_, r)| r);
+        rest.split('/').next().unwrap_or(rest)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Plan {
     pub project: String,
@@ -342,6 +363,9 @@ pub struct Plan {
     /// The guard's forward-auth address and the services routed through it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<(String, Vec<String>)>,
+    /// The guard as a reverse proxy in front of some services (`platform.guard_proxy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guard_proxy: Option<GuardProxy>,
     pub preset: Preset,
     pub services: Vec<ServiceSpec>,
     /// CPU and memory of everything that runs on this host.
@@ -1044,6 +1068,40 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         }
     }
 
+    let p = &config.platform;
+    if p.guard_forward_auth.is_some() && p.guard_proxy.is_some() {
+        diags.push(
+            Diagnostic::error(
+                "guard-two-modes",
+                "platform.guard_forward_auth and platform.guard_proxy are both set; the guard is either asked (forward-auth) or in the path (proxy), not both",
+            )
+            .path("platform.guard_proxy")
+            .help("keep guard_proxy (one exchange per request, nginx too, can fail open) and remove guard_forward_auth"),
+        );
+    }
+    if p.guard_fail_open && p.guard_proxy.is_none() {
+        diags.push(
+            Diagnostic::warning(
+                "guard-fail-open-needs-proxy",
+                "platform.guard_fail_open applies to platform.guard_proxy only; Traefik's forwardAuth always fails closed",
+            )
+            .path("platform.guard_fail_open")
+            .help("set platform.guard_proxy (and remove guard_forward_auth), or remove guard_fail_open"),
+        );
+    }
+    if p.guard_proxy.is_some() && p.guard_services.is_empty() {
+        diags.push(
+            Diagnostic::warning(
+                "guard-no-services",
+                "platform.guard_proxy is set but platform.guard_services is empty, so no route goes through the guard",
+            )
+            .path("platform.guard_services")
+            .help("list the services whose requests the guard checks, e.g. guard_services: [ollama]"),
+        );
+    }
+    if p.guard_proxy.is_some() {
+        guard_services_known(config, &services, &mut diags);
+    }
     if config.platform.guard_forward_auth.is_some() {
         if config.platform.ingress == IngressKind::Nginx {
             diags.push(
@@ -1052,24 +1110,10 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     "platform.guard_forward_auth is only wired into the Traefik ingress; with nginx no request goes through the guard",
                 )
                 .path("platform.guard_forward_auth")
-                .help("set platform.ingress: traefik, or put `autogit guard serve` in front of the service as a reverse proxy (docs/guard.md)"),
+                .help("use platform.guard_proxy instead (the guard in the path, which nginx can do), or set platform.ingress: traefik (docs/ingress.md)"),
             );
         }
-        for name in &config.platform.guard_services {
-            if !services
-                .iter()
-                .any(|s| &s.name == name && s.subdomain.is_some())
-            {
-                diags.push(
-                    Diagnostic::warning(
-                        "guard-unknown-service",
-                        format!("platform.guard_services names `{name}`, which is not a routed service of this plan"),
-                    )
-                    .path("platform.guard_services")
-                    .help("name services that have a subdomain (see `autogit plan`)"),
-                );
-            }
-        }
+        guard_services_known(config, &services, &mut diags);
     }
     (
         Plan {
@@ -1088,6 +1132,11 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 .guard_forward_auth
                 .clone()
                 .map(|a| (a, config.platform.guard_services.clone())),
+            guard_proxy: config.platform.guard_proxy.clone().map(|url| GuardProxy {
+                url,
+                services: config.platform.guard_services.clone(),
+                fail_open: config.platform.guard_fail_open,
+            }),
             preset,
             services,
             total_cpus,
@@ -1095,4 +1144,23 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         },
         diags,
     )
+}
+
+/// A warning for each name in `platform.guard_services` that is not a routed service.
+fn guard_services_known(config: &Config, services: &[ServiceSpec], diags: &mut Diagnostics) {
+    for name in &config.platform.guard_services {
+        if !services
+            .iter()
+            .any(|s| &s.name == name && s.subdomain.is_some())
+        {
+            diags.push(
+                Diagnostic::warning(
+                    "guard-unknown-service",
+                    format!("platform.guard_services names `{name}`, which is not a routed service of this plan"),
+                )
+                .path("platform.guard_services")
+                .help("name services that have a subdomain (see `autogit plan`)"),
+            );
+        }
+    }
 }

@@ -374,7 +374,7 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                 json!({
                     "rule": host_rule(s, domain),
                     "entryPoints": ["websecure"],
-                    "service": s.name,
+                    "service": crate::ingress::traefik_router_service(plan, &s.name),
                     "tls": if plan.http01.is_some() && plan.tls.is_none() { json!({"certResolver": "autogit"}) } else { json!({}) },
                     "middlewares": std::iter::once("request-id".to_owned())
                         .chain(router_middlewares(plan, &s.name))
@@ -382,6 +382,18 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                 }),
             );
             services.insert(s.name.clone(), json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{port}", s.name)}]}}));
+            // Failing open: Traefik's failover service, the guard while its health check
+            // passes, else the service itself.
+            if plan
+                .guard_proxy
+                .as_ref()
+                .is_some_and(|g| g.fail_open && g.services.contains(&s.name))
+            {
+                services.insert(
+                    format!("{}-guarded", s.name),
+                    json!({"failover": {"service": crate::ingress::GUARD_PROXY_SERVICE, "fallback": s.name}}),
+                );
+            }
             // GitLab's refused paths: a router above GitLab's (explicit priority) whose only
             // middleware refuses every client (an allowlist nobody is on: 403).
             if s.role == Role::Gitlab {
@@ -404,6 +416,12 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
             }
         }
     }
+    if let Some(gp) = &plan.guard_proxy {
+        services.insert(
+            crate::ingress::GUARD_PROXY_SERVICE.to_owned(),
+            crate::ingress::traefik_guard_proxy_service(gp),
+        );
+    }
     let mut doc = json!({
         "http": {
             "routers": routers,
@@ -414,6 +432,15 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
                 !plan.cloudflare_proxied.is_empty(),
             )
             .into_iter()
+            .chain(plan.guard_proxy.as_ref().map(|_| {
+                (
+                    "guard-headers",
+                    json!({"headers": {"customRequestHeaders": crate::ingress::GUARD_HEADERS
+                        .iter()
+                        .map(|h| (h.to_string(), json!("")))
+                        .collect::<Map<String, Value>>()}}),
+                )
+            }))
             .chain([
                 ("request-id", json!({"plugin": {"requestid": {}}})),
                 (
@@ -616,16 +643,59 @@ pub fn nginx(plan: &Plan) -> String {
             } else {
                 String::new()
             };
+            let direct = format!("http://{}:{port}", s.name);
+            let guard = plan
+                .guard_proxy
+                .as_ref()
+                .filter(|g| g.services.contains(&s.name));
+            // The guard as a reverse proxy: `/` goes to it (it keeps the Host and chooses the
+            // service by it); failing open, a 502/504 nginx itself gives when the guard does not
+            // answer sends the request (body included: nginx has read it) to the service.
+            // An answer of the guard's own (403, its 502 for a service that is down) is passed
+            // on as it is (`proxy_intercept_errors` stays off).
+            let (target, fallback) = match guard {
+                Some(g) => (
+                    format!("http://{}", g.authority()),
+                    g.fail_open.then(|| {
+                        format!(
+                            "\n    location @autogit_unguarded {{\n        set $upstream {direct};\n        proxy_pass $upstream;{headers}\n    }}",
+                            headers = nginx_proxy_headers(true),
+                        )
+                    }),
+                ),
+                None => (direct.clone(), None),
+            };
+            let error_page = if fallback.is_some() {
+                "\n        error_page 502 504 = @autogit_unguarded;"
+            } else {
+                ""
+            };
             let _ = write!(
                 o,
-                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;\n    add_header X-Request-Id $autogit_request_id always;{allow}{acme80}\n    client_max_body_size {max_body};{refused}\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Request-Id $autogit_request_id;\n    }}\n}}\n",
-                name = s.name,
+                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;\n    add_header X-Request-Id $autogit_request_id always;{allow}{acme80}\n    client_max_body_size {max_body};{refused}\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream {target};\n        proxy_pass $upstream;{headers}{error_page}\n    }}{fallback}\n}}\n",
                 max_body = crate::ingress::MAX_BODY_BYTES,
                 burst = crate::ingress::RATE_BURST,
+                headers = nginx_proxy_headers(guard.is_some()),
+                fallback = fallback.unwrap_or_default(),
             );
         }
     }
     o
+}
+
+/// The request headers nginx sends upstream; with `guarded`, the guard's verdict headers a
+/// client sent are removed (an empty value is not sent), so only the guard's own reach the
+/// service.
+fn nginx_proxy_headers(guarded: bool) -> String {
+    let mut h = String::from(
+        "\n        proxy_http_version 1.1;\n        proxy_set_header Host $host;\n        proxy_set_header X-Real-IP $remote_addr;\n        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;\n        proxy_set_header X-Forwarded-Proto $scheme;\n        proxy_set_header X-Request-Id $autogit_request_id;",
+    );
+    if guarded {
+        for name in crate::ingress::GUARD_HEADERS {
+            let _ = write!(h, "\n        proxy_set_header {name} \"\";");
+        }
+    }
+    h
 }
 
 /// Every file `install --dry-run` writes under `rendered/`, as (relative path, content).

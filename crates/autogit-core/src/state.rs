@@ -276,6 +276,13 @@ pub fn router_middlewares(plan: &Plan, service: &str) -> Vec<String> {
     {
         m.push("guard".to_owned());
     }
+    if plan
+        .guard_proxy
+        .as_ref()
+        .is_some_and(|g| g.services.iter().any(|s| s == service))
+    {
+        m.push("guard-headers".to_owned());
+    }
     m
 }
 

@@ -224,6 +224,82 @@ fn ingress_allowlist_and_guard_forward_auth() {
     insta::assert_snapshot!("nginx_main_allow", render::nginx_main(&p));
 }
 
+/// The guard as a reverse proxy (`platform.guard_proxy`): the guarded routers go to the guard
+/// (Traefik: its service, or a failover service when failing open; nginx: `proxy_pass` to it,
+/// with a named location to the service on nginx's own 502/504 when failing open); client
+/// verdict headers are removed; other routes are untouched. Both modes together are an error.
+#[test]
+fn guard_proxy_routes_and_failing_open() {
+    for fail_open in [false, true] {
+        let config = format!(
+            "{CONFIG}platform:\n  guard_proxy: http://autogit-guard:8787\n  guard_services: [grafana]\n  guard_fail_open: {fail_open}\n"
+        );
+        let (p, diags) = build(&config, ENV, &PlanInput::default());
+        assert!(!diags.contains("error["), "{diags}");
+        let dynamic = render::traefik_dynamic(&p);
+        insta::assert_snapshot!(
+            format!("traefik_dynamic_guard_proxy_open_{fail_open}"),
+            dynamic
+        );
+        let grafana = &dynamic[dynamic.find("    grafana:").unwrap()..];
+        let want = if fail_open {
+            "service: grafana-guarded"
+        } else {
+            "service: autogit-guard"
+        };
+        assert!(grafana.contains(want), "{dynamic}");
+        assert!(grafana.contains("        - guard-headers\n"), "{dynamic}");
+        assert!(!grafana.contains("- guard\n"), "no forward-auth: {dynamic}");
+        let gitlab = &dynamic[dynamic.find("    gitlab:").unwrap()..];
+        assert!(gitlab.contains("service: gitlab\n"), "{dynamic}");
+        assert_eq!(dynamic.contains("failover:"), fail_open, "{dynamic}");
+        assert_eq!(dynamic.contains("healthCheck:"), fail_open, "{dynamic}");
+
+        let config = format!("{config}  ingress: nginx\n");
+        let (p, diags) = build(&config, ENV, &PlanInput::default());
+        assert!(!diags.contains("guard-needs-traefik"), "{diags}");
+        let nginx = render::nginx(&p);
+        insta::assert_snapshot!(format!("nginx_guard_proxy_open_{fail_open}"), nginx);
+        let grafana = &nginx[nginx.find("server_name grafana.").unwrap()..];
+        let grafana = &grafana[..grafana.find("\nserver {").unwrap_or(grafana.len())];
+        assert!(
+            grafana.contains("set $upstream http://autogit-guard:8787;"),
+            "{grafana}"
+        );
+        assert!(
+            grafana.contains("proxy_set_header X-Autogit-Guard-Verdict \"\";"),
+            "{grafana}"
+        );
+        assert_eq!(
+            grafana.contains("error_page 502 504 = @autogit_unguarded;"),
+            fail_open
+        );
+        assert_eq!(
+            grafana.contains(
+                "location @autogit_unguarded {\n        set $upstream http://grafana:3000;"
+            ),
+            fail_open,
+            "{grafana}"
+        );
+        assert!(!nginx.contains(
+            "Verdict \"\";\n    }\n}\n\nserver {\n    listen 80;\n    server_name gitlab"
+        ));
+    }
+    let config = format!(
+        "{CONFIG}platform:\n  guard_proxy: http://g:8787\n  guard_forward_auth: http://g:8787/guard/forward-auth\n  guard_services: [grafana]\n"
+    );
+    let (_, diags) = build(&config, ENV, &PlanInput::default());
+    assert!(diags.contains("error[guard-two-modes]"), "{diags}");
+    let config = format!(
+        "{CONFIG}platform:\n  guard_forward_auth: http://g:8787/guard/forward-auth\n  guard_services: [grafana]\n  guard_fail_open: true\n"
+    );
+    let (_, diags) = build(&config, ENV, &PlanInput::default());
+    assert!(diags.contains("guard-fail-open-needs-proxy"), "{diags}");
+    let config = format!("{CONFIG}platform:\n  guard_proxy: http://g:8787\n");
+    let (_, diags) = build(&config, ENV, &PlanInput::default());
+    assert!(diags.contains("guard-no-services"), "{diags}");
+}
+
 /// GitLab's SSH moves from GitLab's own ports to the ingress's `ssh` entry point (same host
 /// port, `gitlab.ports.ssh`); without an ingress GitLab keeps publishing it.
 #[test]

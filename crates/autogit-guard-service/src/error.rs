@@ -35,6 +35,14 @@ pub enum ServiceError {
     /// No quarantine record has this id.
     #[error("no quarantine record with id {0}")]
     NotFound(String),
+    /// An `--upstream` value is not `URL` or `HOST=URL`.
+    #[error("--upstream {value:?}: {message}")]
+    Upstream {
+        /// The value given.
+        value: String,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
     /// The HTTP server could not start or run.
     #[error("http server: {0}")]
     Http(String),

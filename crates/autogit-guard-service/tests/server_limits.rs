@@ -390,3 +390,129 @@ async fn connections_over_the_cap_get_503_and_slow_bodies_408() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+/// One guard in front of several services (the ingress's `platform.guard_proxy`): the request's
+/// `Host` chooses the upstream (port and case ignored), an unknown host falls back to the
+/// default upstream, or gets 404 without one; an injection reaches neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_chooses_the_upstream() {
+    use autogit_guard_service::server::parse_upstreams;
+    let (a, seen_a) = recording_upstream().await;
+    let (b, seen_b) = recording_upstream().await;
+    let (upstream, upstream_hosts) = parse_upstreams(&[
+        format!("AI.example.test={a}/"),
+        format!("chat.example.test={b}"),
+    ])
+    .unwrap();
+    assert_eq!(upstream, None);
+    let g = guard(
+        ServeOptions {
+            upstream,
+            upstream_hosts,
+            rate_per_sec: 0.0,
+            ..ServeOptions::default()
+        },
+        None,
+    )
+    .await;
+    let c = reqwest::Client::new();
+    let clean = json!({"prompt": "Translate good morning into German"});
+    let post = |host: &str, body: &Value| {
+        c.post(format!("{g}/api/generate"))
+            .header("host", host)
+            .json(body)
+            .send()
+    };
+    assert_eq!(
+        post("ai.example.test:443", &clean).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        post("Chat.Example.Test", &clean).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        post("chat.example.test", &clean).await.unwrap().status(),
+        200
+    );
+    assert_eq!(seen_a.lock().unwrap().len(), 1);
+    assert_eq!(seen_b.lock().unwrap().len(), 2);
+    let r = post("other.example.test", &clean).await.unwrap();
+    assert_eq!(r.status(), 404);
+    let doc: Value = r.json().await.unwrap();
+    assert!(doc.to_string().contains("other.example.test"), "{doc}");
+    let r = post("ai.example.test", &json!({"prompt": INJECTION}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        seen_a.lock().unwrap().len(),
+        1,
+        "the injection was not forwarded"
+    );
+    // The verdict the upstream sees is the guard's, not one the client sent.
+    let r = c
+        .post(format!("{g}/api/generate"))
+        .header("host", "ai.example.test")
+        .header("x-autogit-guard-verdict", "forged")
+        .json(&clean)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        seen_a.lock().unwrap()[1]["x-autogit-guard-verdict"],
+        "clean"
+    );
+
+    // With a default: unknown hosts go there.
+    let (d, seen_d) = recording_upstream().await;
+    let (upstream, upstream_hosts) =
+        parse_upstreams(&[d.clone(), format!("ai.example.test={a}")]).unwrap();
+    assert_eq!(upstream.as_deref(), Some(d.as_str()));
+    let g2 = guard(
+        ServeOptions {
+            upstream,
+            upstream_hosts,
+            rate_per_sec: 0.0,
+            ..ServeOptions::default()
+        },
+        None,
+    )
+    .await;
+    let r = c
+        .post(format!("{g2}/api/generate"))
+        .header("host", "elsewhere.test")
+        .json(&clean)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(seen_d.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn bad_upstream_values_say_what_would_be_valid() {
+    use autogit_guard_service::server::parse_upstreams;
+    for (value, says) in [
+        ("ollama:11434", "http://"),
+        ("ftp://x", "http://"),
+        ("ai.test=", "http://"),
+        ("ai.test:443=http://x", "without a port"),
+        ("=http://x", "without a port"),
+        ("http://x/?q=1", "http://"),
+    ] {
+        let e = parse_upstreams(&[value.to_owned()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(says), "{value}: {e}");
+    }
+    let e = parse_upstreams(&["http://a".into(), "http://b".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("only one upstream without HOST="), "{e}");
+    let e = parse_upstreams(&["a.test=http://a".into(), "A.test=http://b".into()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already has an upstream"), "{e}");
+}

@@ -728,9 +728,10 @@ pub enum GuardCommand {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8787")]
         listen: SocketAddr,
-        /// Inference API to proxy to, e.g. http://127.0.0.1:11434.
+        /// Inference API to proxy to, e.g. http://127.0.0.1:11434; or HOST=URL (repeatable)
+        /// to choose it by the request's Host, as the ingress's platform.guard_proxy sends them.
         #[arg(long)]
-        upstream: Option<String>,
+        upstream: Vec<String>,
         /// Also inspect system/developer messages.
         #[arg(long)]
         scan_system: bool,
@@ -804,10 +805,11 @@ impl ServeLimitArgs {
     /// The server's options from these flags; the token is read here (file or variable).
     pub fn options(
         &self,
-        upstream: Option<String>,
+        upstream: &[String],
         scan_system: bool,
     ) -> Result<autogit_guard_service::server::ServeOptions, autogit_guard_service::ServiceError>
     {
+        let (upstream, upstream_hosts) = autogit_guard_service::server::parse_upstreams(upstream)?;
         use autogit_guard_service::limits::AuthToken;
         let auth_token = match (&self.auth_token_file, &self.auth_token_env) {
             (Some(path), _) => Some(AuthToken::from_file(path)?),
@@ -816,6 +818,7 @@ impl ServeLimitArgs {
         };
         Ok(autogit_guard_service::server::ServeOptions {
             upstream,
+            upstream_hosts,
             max_body_bytes: self.max_body_bytes,
             scan_system,
             auth_token,

@@ -372,14 +372,15 @@ fn evaluate(
 fn serve(
     ctx: &GuardContext,
     listen: SocketAddr,
-    upstream: Option<String>,
+    upstream: Vec<String>,
     scan_system: bool,
     no_quarantine: bool,
     limits: &ServeLimitArgs,
     thresholds: &ThresholdArgs,
 ) -> ExitCode {
-    let options = match limits.options(upstream, scan_system) {
+    let options = match limits.options(&upstream, scan_system) {
         Ok(o) => o,
+        Err(e @ ServiceError::Upstream { .. }) => return fail("serve", &e, "see docs/guard.md"),
         Err(e) => return fail("serve", &e, "fix the token or its file"),
     };
     match ctx

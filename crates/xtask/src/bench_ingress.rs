@@ -15,7 +15,10 @@
 //! guard reads it to the end and lets it through). The stand-in service (hyper, in this process)
 //! reads the body and answers its name. The load is `bench api`'s closed-loop generator;
 //! rounds alternate plain and guarded after a warm-up of each, and the medians are reported with
-//! the ratios guarded / plain. Timing is measured here, never asserted.
+//! the ratios guarded / plain. Two more rows break the cost down: a third router whose
+//! forward-auth goes to the stand-in service (a no-op answer: what Traefik's extra hop costs with
+//! nothing decided), and the guard's `/guard/forward-auth` asked directly (what the guard's own
+//! answer costs). Timing is measured here, never asserted.
 
 use crate::bench_api::{Proc, Stats, Target, cpu_model, free_port, load, workspace_root};
 use bytes::Bytes;
@@ -85,7 +88,25 @@ pub fn bench_ingress(
             .spawn()
             .expect("autogit guard serve"),
     );
-    write_traefik_config(&work, &dynamic, p_traefik, p_guard, p_service);
+    // The guard as a reverse proxy in front of the service (its other deployment).
+    let p_proxy = free_port();
+    let _proxy = Proc(
+        Command::new(&bin)
+            .args([
+                "guard",
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{p_proxy}"),
+            ])
+            .args(["--upstream", &format!("http://127.0.0.1:{p_service}")])
+            .args(["--rate-limit", "0", "--no-quarantine", "--data-dir"])
+            .arg(work.join("guard-proxy-data"))
+            .stdout(log("guard-proxy.log"))
+            .stderr(log("guard-proxy.err.log"))
+            .spawn()
+            .expect("autogit guard serve --upstream"),
+    );
+    write_traefik_config(&work, &dynamic, p_traefik, p_guard, p_service, p_proxy);
     let _traefik = Proc(
         Command::new(&traefik)
             .arg(format!(
@@ -115,7 +136,18 @@ pub fn bench_ingress(
         )
     };
     let (plain, guarded) = (target("plain.bench"), target("guarded.bench"));
-    let (plain_runs, guarded_runs) = rt.block_on(async {
+    // The breakdown: Traefik's forward-auth to a no-op answer (its own cost of the extra hop),
+    // and the guard's forward-auth endpoint asked directly (what the guard itself costs).
+    let noop = target("noop-auth.bench");
+    let proxied = target("proxied.bench");
+    let direct = Target::for_host(
+        p_guard,
+        Method::POST,
+        "/guard/forward-auth",
+        Some(body.clone()),
+        "127.0.0.1",
+    );
+    let (plain_runs, guarded_runs, noop_runs, direct_runs, proxied_runs) = rt.block_on(async {
         for t in [&plain, &guarded] {
             t.wait_ready(Duration::from_secs(60)).await;
         }
@@ -137,12 +169,24 @@ pub fn bench_ingress(
             "same service behind both routers: {:?}",
             String::from_utf8_lossy(&a)
         );
-        for t in [&plain, &guarded] {
+        let (sn, _) = noop.once().await.expect("noop-auth");
+        let (sx, _) = probe("proxied.bench").once().await.expect("proxied");
+        assert_eq!(sx, 403, "the guard as a proxy refuses the injection");
+        let (sd, _) = direct.once().await.expect("the guard directly");
+        assert_eq!((sn, sd), (200, 200), "the no-op forward-auth and the guard let a clean body by");
+        for t in [&plain, &guarded, &noop, &direct, &proxied] {
             let _ = load(t, conns, Duration::from_secs(2)).await;
         }
-        let (mut p, mut g) = (Vec::new(), Vec::new());
+        let (mut p, mut g, mut n, mut d, mut x) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 1..=rounds {
-            for (side, t, out) in [("plain", &plain, &mut p), ("guarded", &guarded, &mut g)] {
+            for (side, t, out) in [
+                ("plain", &plain, &mut p),
+                ("guarded", &guarded, &mut g),
+                ("noop-auth", &noop, &mut n),
+                ("guard", &direct, &mut d),
+                ("proxied", &proxied, &mut x),
+            ] {
                 let s = load(t, conns, Duration::from_secs(secs)).await;
                 println!(
                     "  round {round} {side:<8} {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({} errors)",
@@ -151,7 +195,7 @@ pub fn bench_ingress(
                 out.push(s);
             }
         }
-        (p, g)
+        (p, g, n, d, x)
     });
 
     let median = |runs: &[Stats], f: fn(&Stats) -> f64| {
@@ -171,9 +215,22 @@ pub fn bench_ingress(
         median(&plain_runs, |s| s.p99_ms),
         median(&guarded_runs, |s| s.p99_ms),
     );
+    let med = |runs: &[Stats]| {
+        (
+            median(runs, |s| s.rps),
+            median(runs, |s| s.p50_ms),
+            median(runs, |s| s.p99_ms),
+        )
+    };
+    let (n_rps, n_p50, n_p99) = med(&noop_runs);
+    let (d_rps, d_p50, d_p99) = med(&direct_runs);
+    let (x_rps, x_p50, x_p99) = med(&proxied_runs);
     let errors: u64 = plain_runs
         .iter()
         .chain(&guarded_runs)
+        .chain(&noop_runs)
+        .chain(&direct_runs)
+        .chain(&proxied_runs)
         .map(|s| s.errors)
         .sum();
     let version = Command::new(&traefik)
@@ -206,6 +263,27 @@ pub fn bench_ingress(
         g_p99 / p_p99
     );
     println!(
+        "| proxied (the guard as the route's service, proxying to it) | {x_rps:.0} | {x_p50:.2} ms | {x_p99:.2} ms |"
+    );
+    println!(
+        "| proxied / plain | {:.2} | {:.2} | {:.2} |",
+        x_rps / p_rps,
+        x_p50 / p_p50,
+        x_p99 / p_p99
+    );
+    println!(
+        "| breakdown: Traefik forward-auth to a no-op answer | {n_rps:.0} | {n_p50:.2} ms | {n_p99:.2} ms |"
+    );
+    println!(
+        "| breakdown: the guard's forward-auth asked directly | {d_rps:.0} | {d_p50:.2} ms | {d_p99:.2} ms |"
+    );
+    println!(
+        "p50 added by the guard route: {:+.2} ms, of which Traefik's forward-auth hop (no-op) {:+.2} ms and the guard's own answer {:.2} ms",
+        g_p50 - p_p50,
+        n_p50 - p_p50,
+        d_p50
+    );
+    println!(
         "p99 added by the guard: {:+.0}% (goal of issue 20: under 10%); {errors} errors in all",
         (g_p99 / p_p99 - 1.0) * 100.0
     );
@@ -214,7 +292,14 @@ pub fn bench_ingress(
 
 /// Traefik's static configuration (one plain-HTTP entry point on loopback, the file provider)
 /// and the dynamic file: the two routers to the one service, with autogit's middlewares.
-fn write_traefik_config(work: &Path, dynamic: &Path, port: u16, guard: u16, service: u16) {
+fn write_traefik_config(
+    work: &Path,
+    dynamic: &Path,
+    port: u16,
+    guard: u16,
+    service: u16,
+    proxy: u16,
+) {
     let static_conf = json!({
         "entryPoints": {"web": {"address": format!("127.0.0.1:{port}")}},
         "providers": {"file": {"directory": dynamic.display().to_string(), "watch": false}},
@@ -237,12 +322,25 @@ fn write_traefik_config(work: &Path, dynamic: &Path, port: u16, guard: u16, serv
         .collect();
     let mut with_guard = shared.clone();
     with_guard.push("guard");
+    let mut with_noop = shared.clone();
+    with_noop.push("noop-auth");
+    // The guard's forward-auth definition pointed at the stand-in service, which reads the
+    // body and answers 200: what the forward-auth mechanism costs with nothing to decide.
+    let mut middlewares = middlewares;
+    let mut noop_auth = middlewares["guard"].clone();
+    noop_auth["forwardAuth"]["address"] = json!(format!("http://127.0.0.1:{service}/auth"));
+    middlewares.insert("noop-auth".into(), noop_auth);
     let dynamic_conf = json!({"http": {
         "routers": {
             "plain": {"rule": "Host(`plain.bench`)", "entryPoints": ["web"], "service": "ai", "middlewares": shared},
             "guarded": {"rule": "Host(`guarded.bench`)", "entryPoints": ["web"], "service": "ai", "middlewares": with_guard},
+            "noop": {"rule": "Host(`noop-auth.bench`)", "entryPoints": ["web"], "service": "ai", "middlewares": with_noop},
+            "proxied": {"rule": "Host(`proxied.bench`)", "entryPoints": ["web"], "service": "guard-proxy", "middlewares": shared},
         },
-        "services": {"ai": {"loadBalancer": {"servers": [{"url": format!("http://127.0.0.1:{service}")}]}}},
+        "services": {
+            "ai": {"loadBalancer": {"servers": [{"url": format!("http://127.0.0.1:{service}")}]}},
+            "guard-proxy": {"loadBalancer": {"servers": [{"url": format!("http://127.0.0.1:{proxy}")}]}},
+        },
         "middlewares": middlewares,
     }});
     std::fs::write(
