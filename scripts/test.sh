@@ -16,6 +16,9 @@ apt_need nginx-light nginx
 # nginx's stream module (GitLab's SSH through the nginx ingress, tests/ingress.rs).
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || apt_install libnginx-mod-stream "the nginx ingress's SSH stream"
 apt_need prometheus promtool
+# Debian's docker-registry (the distribution registry GitLab bundles) stands in for GitLab's
+# container registry behind the ingress (tests/ingress.rs).
+apt_need docker-registry docker-registry
 # ansible-playbook --syntax-check and ansible-inventory on the Ansible export (Debian's
 # ansible ships the community.docker collection).
 apt_need ansible ansible-playbook

@@ -198,24 +198,6 @@ impl BackupController {
         self.settings.data_dir.join("state/backup-schedule.json")
     }
 
-    fn last_scheduled(&self) -> Option<i64> {
-        std::fs::read(self.schedule_file())
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["last_scheduled"].as_i64())
-    }
-
-    fn set_last_scheduled(&self, t: i64) -> Result<(), String> {
-        autogit_drivers::fsx::write_atomic(
-            &self.schedule_file(),
-            serde_json::json!({ "last_scheduled": t })
-                .to_string()
-                .as_bytes(),
-            0o600,
-        )
-        .map_err(|e| e.to_string())
-    }
-
     /// The daemon's pass: when `backup.schedule` is due, take one backup (on `engine`'s GitLab
     /// container when given, else the configured engine's). The first pass of a data dir
     /// only starts the schedule: a platform just installed is not backed up before its first
@@ -229,25 +211,20 @@ impl BackupController {
         on: Option<(&E, &str)>,
     ) -> Result<Option<i64>, String> {
         let schedule = &self.settings.config.backup.schedule;
-        let now = self.clock.now() as i64;
-        let Some(last) = self.last_scheduled() else {
-            self.set_last_scheduled(now)?;
-            return autogit_core::schedule::next(schedule, now);
-        };
-        if let Some(t) = autogit_core::schedule::due(schedule, Some(last), now)? {
-            // Recorded first: a failing backup is reported once per scheduled time, not on
-            // every pass until it works.
-            self.set_last_scheduled(t)?;
-            let _ = match on {
-                Some((engine, id)) => {
-                    let r = self.create_on(engine, id, &|_| {}).await;
-                    self.published(r)
-                }
-                None => self.create(&|_| {}).await,
-            };
-            return autogit_core::schedule::next(schedule, t);
+        let cadence = crate::schedule::Cadence::new(self.schedule_file());
+        match cadence.turn(schedule, self.clock.now() as i64)? {
+            crate::schedule::Turn::Wait(next) => Ok(next),
+            crate::schedule::Turn::Run { next, .. } => {
+                let _ = match on {
+                    Some((engine, id)) => {
+                        let r = self.create_on(engine, id, &|_| {}).await;
+                        self.published(r)
+                    }
+                    None => self.create(&|_| {}).await,
+                };
+                Ok(next)
+            }
         }
-        autogit_core::schedule::next(schedule, now)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `autogit daemon`, in-process: the platform's reconcile loop and one supervised loop per
 //! controller (certificate renewal, scheduled mirror syncs, DNS sync, on-demand runners,
-//! runner repair, compute scheduling, scheduled backups, the log follower), all on one tokio runtime, each with its own requeue
+//! runner repair, compute scheduling, scheduled backups, the registry's garbage collection, the
+//! log follower), all on one tokio runtime, each with its own requeue
 //! and error policy ([`crate::supervisor`]). None can block another; all stop on shutdown.
 //! Nothing runs `autogit` as a child.
 
@@ -68,6 +69,8 @@ pub async fn run<E: ContainerEngine>(
     let runners = RunnerController::new(settings.clone(), bus.clone(), clock.clone());
     let compute = ComputeController::new(settings.clone(), bus.clone(), clock.clone());
     let backup = BackupController::new(settings.clone(), bus.clone(), clock.clone());
+    let registry =
+        crate::registry::RegistryController::new(settings.clone(), bus.clone(), clock.clone());
     let gitlab_url = settings.gitlab_local_url();
     let logs = crate::logs::LogController::new(settings.clone(), clock.clone());
     let loki = logs.loki_url();
@@ -153,6 +156,16 @@ pub async fn run<E: ContainerEngine>(
             None => Ok(Requeue::Never),
         }
     });
+    let registry_loop = supervise("registry-gc", bus, clock, policy, shutdown, || async {
+        if !registry.enabled() {
+            return Ok(Requeue::Never);
+        }
+        // A failed collection is published as a failed task; the schedule moves on.
+        Ok(match registry.pass().await.map_err(PassError::from)? {
+            Some(next) => Requeue::At(next),
+            None => Requeue::Never,
+        })
+    });
     tokio::join!(
         watch,
         reconcile,
@@ -163,7 +176,8 @@ pub async fn run<E: ContainerEngine>(
         repair_loop,
         compute_loop,
         logs_loop,
-        backup_loop
+        backup_loop,
+        registry_loop
     );
     match failure
         .into_inner()

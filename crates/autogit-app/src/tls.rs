@@ -83,14 +83,11 @@ impl TlsController {
             return Ok(certificate_names(domain));
         }
         let plan = crate::plan::quiet(&self.settings)?;
-        let mut names: Vec<String> = plan
-            .local()
-            .flat_map(|s| s.hosts())
+        Ok(plan
+            .routed_subdomains()
+            .iter()
             .map(|sub| format!("{sub}.{domain}"))
-            .collect();
-        names.sort();
-        names.dedup();
-        Ok(names)
+            .collect())
     }
 
     /// The certificate on disk and whether it is due; `Ok(None)` when there is none yet.

@@ -54,6 +54,26 @@ pub struct GitLab {
     pub service_accounts: Vec<ServiceAccount>,
     /// Expiry of the tokens autogit creates (GitLab allows at most 365 days).
     pub token_lifetime: Dur,
+    /// GitLab's container registry ([`crate::registry`]).
+    pub registry: Registry,
+}
+
+/// GitLab's container registry: `registry.<BASE_DOMAIN>` through the ingress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Registry {
+    /// `auto` (the default): on when GitLab has a route (a base domain and an ingress).
+    pub enabled: AutoBool,
+    /// When the daemon runs the registry's garbage collection (cron, the host's local time).
+    pub gc_schedule: String,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            enabled: AutoBool::Auto,
+            gc_schedule: crate::registry::DEFAULT_GC_SCHEDULE.to_owned(),
+        }
+    }
 }
 
 /// A GitLab user named in config.
@@ -557,6 +577,7 @@ impl Default for Config {
                 groups: Vec::new(),
                 service_accounts: ServiceAccount::defaults(),
                 token_lifetime: DEFAULT_TOKEN_LIFETIME,
+                registry: Registry::default(),
             },
             mirroring: Mirroring {
                 enabled: false,

@@ -639,6 +639,11 @@ keys!(GitLabKey {
     groups,
     service_accounts,
     token_lifetime,
+    registry,
+});
+keys!(RegistryKey {
+    enabled,
+    gc_schedule
 });
 keys!(PortsKey { http, https, ssh });
 keys!(ResourcesKey {
@@ -847,6 +852,13 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, g: &mut GitLab) {
     }
     if let Some(v) = cx.field(&o, K::start_period, p_duration) {
         g.start_period = v;
+    }
+    let reg = sub(cx, &o, K::registry);
+    if let Some(v) = cx.field(&reg, RegistryKey::enabled, p_autobool) {
+        g.registry.enabled = v;
+    }
+    if let Some(v) = cx.field(&reg, RegistryKey::gc_schedule, p_cron) {
+        g.registry.gc_schedule = v;
     }
     let ports = sub(cx, &o, K::ports);
     if let Some(v) = cx.field(&ports, PortsKey::http, p_port) {
@@ -1908,6 +1920,7 @@ mod key_tests {
         for all in [
             TopKey::ALL,
             GitLabKey::ALL,
+            RegistryKey::ALL,
             PortsKey::ALL,
             ResourcesKey::ALL,
             TuningKey::ALL,

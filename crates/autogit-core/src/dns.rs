@@ -220,10 +220,9 @@ impl DnsTarget {
             .parse()
             .map_err(|_| DnsError::BadIngressIp(ip_text.to_owned()))?;
         let mut subdomains: Vec<String> = plan
-            .services
+            .routed_subdomains()
             .iter()
-            .flat_map(|s| s.hosts())
-            .map(|h| canonical_name(&h))
+            .map(|h| canonical_name(h))
             .collect();
         subdomains.sort();
         subdomains.dedup();
@@ -877,6 +876,7 @@ mod tests {
             http01: None,
             guard: None,
             guard_proxy: None,
+            registry: false,
             preset: crate::preset::Preset::Minimal,
             services: vec![],
             total_cpus: 0.0,

@@ -35,6 +35,7 @@ pub mod plan;
 pub mod platform;
 pub mod preset;
 pub mod reconcile;
+pub mod registry;
 pub mod remote;
 pub mod render;
 pub mod runner;

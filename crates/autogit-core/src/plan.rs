@@ -366,6 +366,9 @@ pub struct Plan {
     /// The guard as a reverse proxy in front of some services (`platform.guard_proxy`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard_proxy: Option<GuardProxy>,
+    /// GitLab's container registry is served at `registry.<BASE_DOMAIN>` ([`crate::registry`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub registry: bool,
     pub preset: Preset,
     pub services: Vec<ServiceSpec>,
     /// CPU and memory of everything that runs on this host.
@@ -374,6 +377,20 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Every subdomain the ingress serves (each service's hosts, and the registry's), sorted,
+    /// without duplicates: the DNS records and an HTTP-01 certificate's names.
+    pub fn routed_subdomains(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .services
+            .iter()
+            .flat_map(ServiceSpec::hosts)
+            .chain(self.registry.then(|| crate::registry::SUBDOMAIN.to_owned()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
     /// Every image the plan needs, without duplicates, sorted.
     pub fn images(&self) -> Vec<ImageRef> {
         let mut v: Vec<ImageRef> = self.services.iter().map(|s| s.image.clone()).collect();
@@ -1068,6 +1085,9 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         }
     }
 
+    if let Some(d) = crate::registry::diagnostic(config, env.base_domain.as_deref()) {
+        diags.push(d);
+    }
     let p = &config.platform;
     if p.guard_forward_auth.is_some() && p.guard_proxy.is_some() {
         diags.push(
@@ -1132,6 +1152,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 .guard_forward_auth
                 .clone()
                 .map(|a| (a, config.platform.guard_services.clone())),
+            registry: crate::registry::enabled(config, env.base_domain.as_deref()),
             guard_proxy: config.platform.guard_proxy.clone().map(|url| GuardProxy {
                 url,
                 services: config.platform.guard_services.clone(),

@@ -87,7 +87,28 @@ pub fn gitlab_omnibus(config: &Config, base_domain: Option<&str>) -> String {
         "gitlab_rails['backup_keep_time'] = {}",
         u64::from(config.backup.retention) * 86_400
     );
+    o.push_str(&crate::registry::omnibus(config, base_domain));
     o
+}
+
+/// The GitLab service of a plan with the registry on (its route goes to GitLab's container).
+fn registry_gitlab(plan: &Plan) -> Option<&crate::plan::ServiceSpec> {
+    plan.registry
+        .then(|| plan.local().find(|s| s.role == Role::Gitlab))
+        .flatten()
+}
+
+/// The registry router's middlewares: GitLab's, without the body limit (Traefik's
+/// `buffering` would hold whole layers in memory and refuse those above 250 MiB) and without
+/// the guard.
+fn registry_middlewares(plan: &Plan, gitlab: &str) -> Vec<String> {
+    std::iter::once("request-id".to_owned())
+        .chain(
+            router_middlewares(plan, gitlab)
+                .into_iter()
+                .filter(|m| !matches!(m.as_str(), "body-limit" | "guard" | "guard-headers")),
+        )
+        .collect()
 }
 
 fn compose_service(st: &PlatformState, s: &ServiceState, rendered_dir: &str) -> Value {
@@ -416,6 +437,22 @@ pub fn traefik_dynamic(plan: &Plan) -> String {
             }
         }
     }
+    if let Some(g) = registry_gitlab(plan) {
+        routers.insert(
+            "registry".into(),
+            json!({
+                "rule": format!("Host(`{}.{domain}`)", crate::registry::SUBDOMAIN),
+                "entryPoints": ["websecure"],
+                "service": "registry",
+                "tls": if plan.http01.is_some() && plan.tls.is_none() { json!({"certResolver": "autogit"}) } else { json!({}) },
+                "middlewares": registry_middlewares(plan, &g.name),
+            }),
+        );
+        services.insert(
+            "registry".into(),
+            json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{}", g.name, crate::registry::PORT)}]}}),
+        );
+    }
     if let Some(gp) = &plan.guard_proxy {
         services.insert(
             crate::ingress::GUARD_PROXY_SERVICE.to_owned(),
@@ -679,6 +716,20 @@ pub fn nginx(plan: &Plan) -> String {
                 fallback = fallback.unwrap_or_default(),
             );
         }
+    }
+    // The registry: GitLab's allowlist and rate limit, no body limit, nothing buffered (layers
+    // stream through), and long pauses allowed (crate::registry).
+    if let Some(g) = registry_gitlab(plan) {
+        let _ = write!(
+            o,
+            "\nserver {{\n    listen {listen};\n    server_name {sub}.{domain};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Request-Id $autogit_request_id always;{allow}{acme80}\n    client_max_body_size 0;\n    client_body_timeout {t}s;\n    send_timeout {t}s;\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream http://{name}:{port};\n        proxy_pass $upstream;{headers}\n        proxy_request_buffering off;\n        proxy_buffering off;\n        proxy_read_timeout {t}s;\n        proxy_send_timeout {t}s;\n    }}\n}}\n",
+            sub = crate::registry::SUBDOMAIN,
+            t = crate::registry::TIMEOUT_SECS,
+            burst = crate::ingress::RATE_BURST,
+            name = g.name,
+            port = crate::registry::PORT,
+            headers = nginx_proxy_headers(false),
+        );
     }
     o
 }

@@ -551,10 +551,10 @@ pub fn from_config(
             }
         };
         let dns_names = match challenge {
-            Challenge::Http01 => st
-                .services
+            Challenge::Http01 => plan
+                .routed_subdomains()
                 .iter()
-                .filter_map(|s| s.route.as_ref().map(|r| r.host.clone()))
+                .map(|sub| format!("{sub}.{domain}"))
                 .collect(),
             Challenge::Dns01 { .. } => crate::tls::certificate_names(domain),
         };

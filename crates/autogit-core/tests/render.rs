@@ -446,8 +446,8 @@ fn traefik_static_and_dynamic_are_separate_and_consistent() {
     let routers = http["routers"].as_object().unwrap();
     assert_eq!(
         routers.len(),
-        8,
-        "gitlab + 6 services + gitlab's refused paths"
+        9,
+        "gitlab + 6 services + gitlab's refused paths + the registry"
     );
     for (name, r) in routers {
         assert!(

@@ -291,19 +291,7 @@ pub fn nginx_stand_in_image() -> Result<String, String> {
             .into_iter()
             .find(|p| Path::new(p).exists())
             .ok_or("nginx is not installed (apt-get install nginx-light)")?;
-        let ldd = Command::new("ldd").arg(nginx).output().map_err(io)?;
-        let mut files = vec![nginx.to_owned()];
-        for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-            // `libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)` or `/lib64/ld-linux… (0x…)`
-            if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
-                files.push(path.to_owned());
-            }
-        }
-        for f in &files {
-            let dest = r.join(f.trim_start_matches('/'));
-            std::fs::create_dir_all(dest.parent().ok_or("a file has a parent")?).map_err(io)?;
-            std::fs::copy(f, &dest).map_err(|e| format!("{f}: {e}"))?;
-        }
+        copy_with_libraries(r, nginx)?;
         let nginx_in = r.join("usr/sbin/nginx");
         if !nginx_in.exists() {
             std::fs::create_dir_all(r.join("usr/sbin")).map_err(io)?;
@@ -359,6 +347,66 @@ pub fn nginx_stand_in_image() -> Result<String, String> {
              http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n\
              \x20   access_log /dev/stdout;\n    sendfile on;\n    keepalive_timeout 65;\n\
              \x20   include /etc/nginx/conf.d/*.conf;\n}\n",
+        )
+        .map_err(io)?;
+        Ok(())
+    })
+}
+
+/// Copy a host binary and the shared libraries it links (as `ldd` lists them) into the root
+/// file system `r`, at their host paths.
+fn copy_with_libraries(r: &Path, binary: &str) -> Result<(), String> {
+    let io = |e: std::io::Error| e.to_string();
+    let ldd = Command::new("ldd").arg(binary).output().map_err(io)?;
+    let mut files = vec![binary.to_owned()];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        // `libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)` or `/lib64/ld-linux… (0x…)`
+        if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
+            files.push(path.to_owned());
+        }
+    }
+    for f in &files {
+        let dest = r.join(f.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().ok_or("a file has a parent")?).map_err(io)?;
+        std::fs::copy(f, &dest).map_err(|e| format!("{f}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// GitLab's container registry, as the ingress sees it: Debian's `docker-registry` (the CNCF
+/// `distribution` registry that Omnibus bundles as GitLab's registry; package
+/// `docker-registry`) and the libraries it links, serving plain HTTP on
+/// [`REGISTRY_STAND_IN_PORT`] with filesystem storage and relative URLs. No
+/// authentication: GitLab's token service does not run here. Built once.
+pub const REGISTRY_STAND_IN_IMAGE: &str = "autogit-test/registry:1";
+
+/// The port the registry stand-in listens on (Omnibus's registry nginx port behind the ingress).
+pub const REGISTRY_STAND_IN_PORT: u16 = 5050;
+
+pub fn registry_stand_in_image() -> Result<String, String> {
+    const CMD: &[&str] = &[
+        "/usr/bin/docker-registry",
+        "serve",
+        "/etc/docker/registry/config.yml",
+    ];
+    cached_image(REGISTRY_STAND_IN_IMAGE, "registry", CMD, |r, busybox| {
+        let io = |e: std::io::Error| e.to_string();
+        busybox_root(r, busybox, &["sh", "cat", "ls", "sleep"])?;
+        let bin = "/usr/bin/docker-registry";
+        if !Path::new(bin).exists() {
+            return Err(
+                "docker-registry is not installed (apt-get install docker-registry)".into(),
+            );
+        }
+        copy_with_libraries(r, bin)?;
+        for d in ["etc/docker/registry", "var/lib/registry", "tmp"] {
+            std::fs::create_dir_all(r.join(d)).map_err(io)?;
+        }
+        std::fs::write(
+            r.join("etc/docker/registry/config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: /var/lib/registry\n  delete:\n    enabled: true\nhttp:\n  addr: :{REGISTRY_STAND_IN_PORT}\n  relativeurls: true\n"
+            ),
         )
         .map_err(io)?;
         Ok(())

@@ -1330,7 +1330,257 @@ fn nginx_sends_ai_routes_through_the_guard_proxy_and_fails_open() {
     guard_proxy_end_to_end("nginx", true);
 }
 
-/// The status code of the first response in `curl -D -` output (HTTP/1.1 or HTTP/2).
+/// The status code of the final response in `curl -D -` output (HTTP/1.1 or HTTP/2), past
+/// any `100 Continue`.
 fn status(out: &str) -> &str {
-    out.split_whitespace().nth(1).unwrap_or_default()
+    out.lines()
+        .filter(|l| l.starts_with("HTTP/"))
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .rfind(|code| *code != "100")
+        .unwrap_or_default()
+}
+
+/// `curl` for the registry test: like [`curl`], with a longer limit (hundreds of MiB go
+/// through) and the response headers in `-D` output.
+fn curl_long(
+    host: &str,
+    port: u16,
+    root: &Path,
+    args: &[&str],
+    url_path: &str,
+) -> (String, String) {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "300", "--cacert"])
+        .arg(root)
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .args(args)
+        .arg(format!("https://{host}:{port}{url_path}"))
+        .output()
+        .expect("curl");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// GitLab's container registry at `registry.<zone>` through the real ingress, with Pebble's
+/// certificate: the ingress's rendered files (the registry is on by default with a base domain
+/// and an ingress) in front of Debian's `docker-registry` as GitLab (the registry Omnibus
+/// bundles; GitLab itself and its token service do not run here, so the stand-in has no
+/// authentication). A 300 MiB layer, more than the 250 MiB other routes accept, is pushed with
+/// the OCI distribution API (a monolithic upload, as `docker push` sends a layer) and pulled
+/// back byte for byte, then a manifest naming it; the route neither limits nor buffers bodies.
+/// `docker push` itself is not used: the engine would need `registry.<zone>` in the host's
+/// resolver and Pebble's root in its trust store, both shared with other tests on this host.
+fn registry_through_the_ingress(kind: &str) {
+    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+        return;
+    };
+    if !docker_or_skip() {
+        return;
+    }
+    let traefik = if kind == "traefik" {
+        let Some(t) = traefik_or_skip() else {
+            return;
+        };
+        Some(t)
+    } else {
+        None
+    };
+    let registry_image = match autogit_drivers::testing::registry_stand_in_image() {
+        Ok(i) => i,
+        Err(e) => {
+            require(&format!("Debian's docker-registry ({e})"));
+            return;
+        }
+    };
+    let mut lab = Lab::new(&format!("reg{}", &kind[..1]));
+    let bind = Bind::start(&named, &[TestZone::new(ZONE, "")]).unwrap();
+    let pebble = Pebble::start(&pebble_bin, &bind.server()).unwrap();
+    let p = Platform::new(kind, "", &bind, &pebble);
+    let root = pebble_root(&pebble, p.dir.path());
+    let plan = p.plan();
+    assert_eq!(
+        plan["registry"], true,
+        "on by default with a base domain and an ingress"
+    );
+    lab.run("gitlab", &[], &registry_image, &[]);
+    let web = autogit_drivers::testing::web_stand_in_image().unwrap();
+    let mut args = ingress_args(&plan, &p.rendered(), kind);
+    let (image, cmd): (String, Vec<&str>) = match &traefik {
+        Some(bin) => {
+            args.push("-v".to_owned());
+            args.push(format!("{}:/usr/local/bin/traefik:ro", bin.display()));
+            (web.clone(), vec!["/usr/local/bin/traefik"])
+        }
+        None => (
+            autogit_drivers::testing::nginx_stand_in_image().unwrap(),
+            vec![],
+        ),
+    };
+    let ingress = lab.run(kind, &args, &image, &cmd);
+    let https = published(&ingress, 443);
+    let host = format!("registry.{ZONE}");
+    let start = Instant::now();
+    loop {
+        let (out, err) = curl_long(&host, https, &root, &["-D", "-"], "/v2/");
+        if status(&out) == "200" {
+            assert!(
+                out.to_ascii_lowercase()
+                    .contains("docker-distribution-api-version: registry/2.0"),
+                "{out}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{out}{err}\n{}",
+            lab.logs(&ingress)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let dir = p.dir.path();
+    let layer = dir.join("layer.bin");
+    let size: u64 = 300 << 20;
+    {
+        // Incompressible, reproducible bytes (a xorshift stream), written in 1 MiB chunks.
+        use std::io::Write;
+        let mut f = std::io::BufWriter::new(fs::File::create(&layer).unwrap());
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut chunk = vec![0u8; 1 << 20];
+        for _ in 0..(size >> 20) {
+            for b in chunk.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.copy_from_slice(&x.to_le_bytes());
+            }
+            f.write_all(&chunk).unwrap();
+        }
+    }
+    let sha = |path: &Path| -> String {
+        let out = Command::new("sha256sum").arg(path).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let push_blob = |file: &Path| -> String {
+        let digest = format!("sha256:{}", sha(file));
+        let (out, err) = curl_long(
+            &host,
+            https,
+            &root,
+            &["-D", "-", "-X", "POST"],
+            "/v2/platform/app/blobs/uploads/",
+        );
+        assert_eq!(status(&out), "202", "{out}{err}");
+        let location = out
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+            .expect("a Location for the upload");
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let (out, err) = curl_long(
+            &host,
+            https,
+            &root,
+            &[
+                "-D",
+                "-",
+                "-o",
+                "/dev/null",
+                "-H",
+                "Content-Type: application/octet-stream",
+                "-T",
+                file.to_str().unwrap(),
+            ],
+            &format!("{location}{sep}digest={digest}"),
+        );
+        assert_eq!(status(&out), "201", "{out}{err}\n{}", lab.logs(&ingress));
+        digest
+    };
+    let t = Instant::now();
+    let layer_digest = push_blob(&layer);
+    let pushed = t.elapsed();
+    let config = dir.join("config.json");
+    fs::write(
+        &config,
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#,
+    )
+    .unwrap();
+    let config_digest = push_blob(&config);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": fs::metadata(&config).unwrap().len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": size}],
+    })
+    .to_string();
+    let (out, err) = curl_long(
+        &host,
+        https,
+        &root,
+        &[
+            "-D",
+            "-",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            &manifest,
+        ],
+        "/v2/platform/app/manifests/v1",
+    );
+    assert_eq!(status(&out), "201", "{out}{err}");
+
+    // Pulled back: the manifest by tag, the layer by digest, byte for byte.
+    let (out, err) = curl_long(
+        &host,
+        https,
+        &root,
+        &["-H", "Accept: application/vnd.oci.image.manifest.v1+json"],
+        "/v2/platform/app/manifests/v1",
+    );
+    let got: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    assert_eq!(got["layers"][0]["digest"], layer_digest.as_str());
+    let pulled = dir.join("pulled.bin");
+    let t = Instant::now();
+    let (_, err) = curl_long(
+        &host,
+        https,
+        &root,
+        &["-L", "-o", pulled.to_str().unwrap()],
+        &format!("/v2/platform/app/blobs/{layer_digest}"),
+    );
+    let pull = t.elapsed();
+    assert_eq!(
+        fs::metadata(&pulled).map(|m| m.len()).unwrap_or(0),
+        size,
+        "{err}"
+    );
+    assert_eq!(format!("sha256:{}", sha(&pulled)), layer_digest);
+    eprintln!(
+        "{kind}: a 300 MiB layer pushed through the ingress in {:.1} s, pulled in {:.1} s",
+        pushed.as_secs_f64(),
+        pull.as_secs_f64()
+    );
+}
+
+#[test]
+fn traefik_serves_the_container_registry_without_a_body_limit() {
+    registry_through_the_ingress("traefik");
+}
+
+#[test]
+fn nginx_serves_the_container_registry_without_a_body_limit() {
+    registry_through_the_ingress("nginx");
 }

@@ -146,7 +146,7 @@ fn http01_renew_for_the_service_names() {
         &named,
         &[TestZone::new(
             ZONE,
-            "gitlab 60 IN A 127.0.0.1\ngrafana 60 IN A 127.0.0.1\n",
+            "gitlab 60 IN A 127.0.0.1\ngrafana 60 IN A 127.0.0.1\nregistry 60 IN A 127.0.0.1\n",
         )],
     )
     .unwrap();
@@ -221,7 +221,15 @@ fn http01_renew_for_the_service_names() {
         .map(|n| n.as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["gitlab.example.test", "grafana.example.test"]);
+    // GitLab's container registry is routed too (on by default with an ingress).
+    assert_eq!(
+        names,
+        [
+            "gitlab.example.test",
+            "grafana.example.test",
+            "registry.example.test"
+        ]
+    );
     let v = json(&tls(d.path(), &["status", "-o", "json"], ""));
     assert_eq!(v["renewal_due"], false, "{v}");
 }
