@@ -377,6 +377,110 @@ fn service_ports(s: &ServiceState) -> Vec<Value> {
     ports
 }
 
+/// A Service's ports: the service's own, and for GitLab the registry's when it is routed (CI
+/// jobs push images to it, so the runners' egress to GitLab includes it too).
+fn k8s_service_ports(st: &PlatformState, s: &ServiceState) -> Vec<Value> {
+    let mut ports = service_ports(s);
+    if s.role == Role::Gitlab && registry_routed(st) {
+        ports.push(json!({"name": "registry", "port": crate::registry::PORT, "targetPort": crate::registry::PORT, "protocol": "TCP"}));
+    }
+    ports
+}
+
+fn registry_routed(st: &PlatformState) -> bool {
+    st.ingress.as_ref().is_some_and(|i| i.registry) && st.base_domain.is_some()
+}
+
+/// The registry's route: its host and GitLab's route middlewares without the body limit
+/// (layers are pushed in one request) and without the guard.
+fn registry_route(st: &PlatformState) -> Option<(String, &ServiceState, Vec<String>)> {
+    let domain = st.base_domain.as_ref().filter(|_| registry_routed(st))?;
+    let gitlab = st.services.iter().find(|s| s.role == Role::Gitlab)?;
+    let middlewares = gitlab
+        .route
+        .as_ref()
+        .map(|r| {
+            r.middlewares
+                .iter()
+                .filter(|m| !matches!(m.as_str(), "body-limit" | "guard" | "guard-headers"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    Some((
+        format!("{}.{domain}", crate::registry::SUBDOMAIN),
+        gitlab,
+        middlewares,
+    ))
+}
+
+/// The registry's own `Ingress`: the annotations that differ from the other routes' (no body
+/// limit, no buffering, long pauses) apply to a whole `Ingress` object.
+fn registry_ingress(st: &PlatformState) -> Option<Value> {
+    let ing = st.ingress.as_ref()?;
+    let (host, gitlab, middlewares) = registry_route(st)?;
+    let mut annotations = Map::new();
+    annotations.insert(
+        "external-dns.alpha.kubernetes.io/hostname".into(),
+        json!(host),
+    );
+    match ing.class {
+        IngressClass::Nginx => {
+            let t = crate::registry::TIMEOUT_SECS.to_string();
+            for (k, v) in [
+                ("proxy-body-size", "0"),
+                ("proxy-request-buffering", "off"),
+                ("proxy-buffering", "off"),
+                ("proxy-read-timeout", t.as_str()),
+                ("proxy-send-timeout", t.as_str()),
+            ] {
+                annotations.insert(format!("nginx.ingress.kubernetes.io/{k}"), json!(v));
+            }
+            if !ing.allow.is_empty() {
+                annotations.insert(
+                    "nginx.ingress.kubernetes.io/whitelist-source-range".into(),
+                    json!(ing.allow.join(",")),
+                );
+            }
+        }
+        IngressClass::Traefik => {
+            annotations.insert(
+                "traefik.ingress.kubernetes.io/router.entrypoints".into(),
+                json!("websecure"),
+            );
+            annotations.insert(
+                "traefik.ingress.kubernetes.io/router.middlewares".into(),
+                json!(
+                    middlewares
+                        .iter()
+                        .map(|m| format!("{}-{m}@kubernetescrd", st.project))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            );
+        }
+    }
+    let mut m = meta(st, &format!("{}-registry", st.project), Some("ingress"));
+    m["annotations"] = Value::Object(annotations);
+    Some(object(
+        "networking.k8s.io/v1",
+        "Ingress",
+        m,
+        json!({
+            "ingressClassName": match ing.class { IngressClass::Traefik => "traefik", IngressClass::Nginx => "nginx" },
+            "tls": [{"hosts": [host], "secretName": tls_secret_name(st)}],
+            "rules": [{
+                "host": host,
+                "http": {"paths": [{
+                    "path": "/",
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": gitlab.name, "port": {"number": crate::registry::PORT}}},
+                }]},
+            }],
+        }),
+    ))
+}
+
 fn object(api: &str, kind: &str, metadata: Value, spec: Value) -> Value {
     let mut o = Map::new();
     o.insert("apiVersion".into(), json!(api));
@@ -506,7 +610,7 @@ fn workload(st: &PlatformState, s: &ServiceState, files: &BTreeMap<String, Strin
         }
         docs.push(object("apps/v1", "Deployment", m, d));
     }
-    let ports = service_ports(s);
+    let ports = k8s_service_ports(st, s);
     if !ports.is_empty() {
         let mut spec = json!({
             "selector": selector(st, &s.name),
@@ -624,7 +728,7 @@ fn ingress(st: &PlatformState, routed: &[&ServiceState]) -> Option<Vec<Value>> {
             })
         })
         .collect();
-    let docs = vec![object(
+    let mut docs = vec![object(
         "networking.k8s.io/v1",
         "Ingress",
         m,
@@ -634,6 +738,7 @@ fn ingress(st: &PlatformState, routed: &[&ServiceState]) -> Option<Vec<Value>> {
             "rules": rules,
         }),
     )];
+    docs.extend(registry_ingress(st));
     Some(docs)
 }
 
@@ -816,7 +921,7 @@ fn network_policies(st: &PlatformState, runners: &[&ServiceState]) -> Vec<Value>
     let gitlab_ports: Vec<Value> = st
         .service("gitlab")
         .map(|g| {
-            service_ports(g)
+            k8s_service_ports(st, g)
                 .iter()
                 .map(|p| json!({"port": p["targetPort"], "protocol": p["protocol"]}))
                 .collect()

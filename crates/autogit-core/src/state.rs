@@ -65,6 +65,9 @@ pub struct IngressState {
     pub allow: Vec<String>,
     /// The guard's forward-auth address.
     pub guard: Option<String>,
+    /// GitLab's container registry is routed at `registry.<base domain>` ([`crate::registry`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub registry: bool,
 }
 
 /// How the platform certificate is obtained.
@@ -432,6 +435,7 @@ pub fn from_plan(plan: &Plan) -> PlatformState {
             },
             allow: plan.ingress_allow.clone(),
             guard: plan.guard.as_ref().map(|(a, _)| a.clone()),
+            registry: plan.registry,
         });
     PlatformState {
         origin: Origin::Config,
