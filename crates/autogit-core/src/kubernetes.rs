@@ -444,20 +444,7 @@ fn registry_ingress(st: &PlatformState) -> Option<Value> {
             }
         }
         IngressClass::Traefik => {
-            annotations.insert(
-                "traefik.ingress.kubernetes.io/router.entrypoints".into(),
-                json!("websecure"),
-            );
-            annotations.insert(
-                "traefik.ingress.kubernetes.io/router.middlewares".into(),
-                json!(
-                    middlewares
-                        .iter()
-                        .map(|m| format!("{}-{m}@kubernetescrd", st.project))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                ),
-            );
+            traefik_router_annotations(st, &middlewares, &mut annotations);
         }
     }
     let mut m = meta(st, &format!("{}-registry", st.project), Some("ingress"));
@@ -479,6 +466,29 @@ fn registry_ingress(st: &PlatformState) -> Option<Value> {
             }],
         }),
     ))
+}
+
+/// An `Ingress`'s Traefik router: the `websecure` entry point and `middlewares` (the
+/// `Middleware` objects of traefik.yaml, in the project's namespace).
+fn traefik_router_annotations(
+    st: &PlatformState,
+    middlewares: &[String],
+    annotations: &mut Map<String, Value>,
+) {
+    annotations.insert(
+        "traefik.ingress.kubernetes.io/router.entrypoints".into(),
+        json!("websecure"),
+    );
+    annotations.insert(
+        "traefik.ingress.kubernetes.io/router.middlewares".into(),
+        json!(
+            middlewares
+                .iter()
+                .map(|m| format!("{}-{m}@kubernetescrd", st.project))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+    );
 }
 
 fn object(api: &str, kind: &str, metadata: Value, spec: Value) -> Value {
@@ -695,20 +705,7 @@ fn ingress(st: &PlatformState, routed: &[&ServiceState]) -> Option<Vec<Value>> {
             .map(|r| r.middlewares.clone())
             .reduce(|a, b| a.into_iter().filter(|m| b.contains(m)).collect())
             .unwrap_or_default();
-        annotations.insert(
-            "traefik.ingress.kubernetes.io/router.entrypoints".into(),
-            json!("websecure"),
-        );
-        annotations.insert(
-            "traefik.ingress.kubernetes.io/router.middlewares".into(),
-            json!(
-                common
-                    .iter()
-                    .map(|m| format!("{}-{m}@kubernetescrd", st.project))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            ),
-        );
+        traefik_router_annotations(st, &common, &mut annotations);
     }
     let mut m = meta(st, &st.project, Some("ingress"));
     m["annotations"] = Value::Object(annotations);
