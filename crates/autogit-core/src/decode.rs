@@ -543,6 +543,12 @@ enum_parser!(p_capability, Capability, "one of: inference, render, train", {
 enum_parser!(p_mode, RunnerMode, "one of: on-demand, always", {
     "on-demand" => RunnerMode::OnDemand, "always" => RunnerMode::Always,
 });
+enum_parser!(p_engine_access, EngineAccess, "one of: proxy, socket", {
+    "proxy" => EngineAccess::Proxy, "socket" => EngineAccess::Socket,
+});
+enum_parser!(p_job_network, JobNetwork, "one of: runner, bridge, host", {
+    "runner" => JobNetwork::Runner, "bridge" => JobNetwork::Bridge, "host" => JobNetwork::Host,
+});
 enum_parser!(p_autobool, AutoBool, "one of: auto, true, false", {
     "auto" => AutoBool::Auto, "true" => AutoBool::True, "false" => AutoBool::False,
 });
@@ -552,6 +558,25 @@ enum_parser!(p_engine, EngineKind, "one of: auto, docker, podman", {
 enum_parser!(p_ingress, IngressKind, "one of: traefik, nginx, none", {
     "traefik" => IngressKind::Traefik, "nginx" => IngressKind::Nginx, "none" => IngressKind::None,
 });
+
+/// An absolute path of plain characters (it is an argument of a remote command and a
+/// mount source): letters, digits and `/ . _ -`, no `..`.
+pub(crate) fn p_socket_path(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an absolute path"))?;
+    let plain = s.starts_with('/')
+        && s.len() <= 200
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+        && !s.split('/').any(|p| p == "..");
+    if plain {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            Bad::new("an absolute path of letters, digits and `/ . _ -`")
+                .help("such as /run/autogit/engine-proxy.sock"),
+        )
+    }
+}
 
 pub(crate) fn p_unix_user(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a user name"))?;
@@ -714,8 +739,16 @@ keys!(RunnersKey {
     mode,
     cooldown,
     image,
+    isolation,
     cpu,
     gpu
+});
+keys!(IsolationKey {
+    engine,
+    proxy_socket,
+    network,
+    privileged,
+    job_engine_socket
 });
 keys!(RunnerKey {
     name,
@@ -1408,6 +1441,22 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
     if let Some(v) = cx.field(&o, RunnersKey::image, p_image) {
         r.image = v;
     }
+    let iso = sub(cx, &o, RunnersKey::isolation);
+    if let Some(v) = cx.field(&iso, IsolationKey::engine, p_engine_access) {
+        r.isolation.engine = v;
+    }
+    if let Some(v) = cx.field(&iso, IsolationKey::proxy_socket, p_socket_path) {
+        r.isolation.proxy_socket = v;
+    }
+    if let Some(v) = cx.field(&iso, IsolationKey::network, p_job_network) {
+        r.isolation.network = v;
+    }
+    if let Some(v) = cx.field(&iso, IsolationKey::privileged, p_bool) {
+        r.isolation.privileged = v;
+    }
+    if let Some(v) = cx.field(&iso, IsolationKey::job_engine_socket, p_bool) {
+        r.isolation.job_engine_socket = v;
+    }
     for (list, is_gpu) in [(RunnersKey::cpu, false), (RunnersKey::gpu, true)] {
         for (path, node) in cx.list(&o, list) {
             let ro = cx.obj::<K>(Some(node), &path);
@@ -1915,6 +1964,7 @@ mod key_tests {
             GitLabSourceKey::ALL,
             GitSourceKey::ALL,
             RunnersKey::ALL,
+            IsolationKey::ALL,
             RunnerKey::ALL,
             HealthKey::ALL,
             BudgetKey::ALL,

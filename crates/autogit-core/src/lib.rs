@@ -20,6 +20,7 @@ pub mod diag;
 pub mod diagnose;
 pub mod dns;
 pub mod emit;
+pub mod engine_proxy;
 pub mod extension;
 pub mod ingress;
 pub mod inventory;

@@ -3,7 +3,7 @@
 //! commands that start and stop a runner's container are built here too; the binary runs
 //! them on the runner's host.
 
-use crate::config::{Executor, Runner, RunnerMode};
+use crate::config::{EngineAccess, Executor, Isolation, JobNetwork, Runner, RunnerMode};
 
 /// What to do with one runner now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -74,23 +74,59 @@ pub fn engine_of(runner: &Runner) -> &'static str {
 }
 
 /// Starts the runner's container (removing a stopped one of the same name first): the runner
-/// image with its configuration volume and the engine's socket, so jobs run as sibling
-/// containers. Podman's socket is found on the host (`$XDG_RUNTIME_DIR/podman/podman.sock`,
-/// else `/run/podman/podman.sock`) and also mounted at its own path, which is the `host` the
-/// registered `config.toml` names (`core::runner::config_toml_on`).
-pub fn start_argv(runner: &Runner, image: &str) -> Vec<String> {
+/// image with its configuration volume and engine access, so jobs run as sibling containers.
+///
+/// Engine access (`runners.isolation.engine`): `proxy` mounts the host's engine proxy
+/// (`autogit runner engine-proxy`, at `proxy_socket`) as `/var/run/docker.sock`, and refuses
+/// to start (exit 3, saying what to run) when no proxy listens there; `socket` mounts the
+/// engine's own socket (Podman's found on the host, `$XDG_RUNTIME_DIR/podman/podman.sock`
+/// else `/run/podman/podman.sock`, also at its own path: the `host` the registered
+/// `config.toml` names, `core::runner::config_toml_on`). With `network: runner` the runner's
+/// own bridge network (`autogit-runner-NAME`, the job containers' `network_mode`) is created
+/// when missing and the runner's container joins it.
+pub fn start_argv(runner: &Runner, image: &str, isolation: &Isolation) -> Vec<String> {
     let engine = engine_of(runner);
     let name = container_name(&runner.name);
-    let script = "engine=$1; name=$2; image=$3; \
+    let script = "engine=$1; name=$2; image=$3; access=$4; proxy=$5; net=$6; \
         set --; \
-        if [ \"$engine\" = podman ]; then sock=\"${XDG_RUNTIME_DIR:-/run}/podman/podman.sock\"; [ -S \"$sock\" ] || sock=/run/podman/podman.sock; set -- -v \"$sock:$sock\"; else sock=/var/run/docker.sock; fi; \
+        if [ \"$access\" = proxy ]; then \
+          [ -S \"$proxy\" ] || { echo \"no engine proxy listens at $proxy on this host: run 'autogit runner engine-proxy --listen $proxy' there (docs/runners.md, Isolation), or set runners.isolation.engine: socket\" >&2; exit 3; }; \
+          sock=$proxy; \
+        elif [ \"$engine\" = podman ]; then sock=\"${XDG_RUNTIME_DIR:-/run}/podman/podman.sock\"; [ -S \"$sock\" ] || sock=/run/podman/podman.sock; set -- -v \"$sock:$sock\"; \
+        else sock=/var/run/docker.sock; fi; \
+        if [ -n \"$net\" ]; then \
+          \"$engine\" network inspect \"$net\" >/dev/null 2>&1 || \"$engine\" network create --label io.autogit.runner=\"$name\" \"$net\" >/dev/null || exit 1; \
+          set -- \"$@\" --network \"$net\"; \
+        fi; \
         \"$engine\" rm -f \"$name\" >/dev/null 2>&1; \
         exec \"$engine\" run -d --name \"$name\" --label io.autogit.runner=\"$name\" \
         -v \"$name:/etc/gitlab-runner\" -v \"$sock:/var/run/docker.sock\" \"$@\" \"$image\"";
-    ["sh", "-c", script, "sh", engine, &name, image]
-        .map(str::to_owned)
-        .to_vec()
+    let access = match isolation.engine {
+        EngineAccess::Proxy => "proxy",
+        EngineAccess::Socket => "socket",
+    };
+    let net = match isolation.network {
+        JobNetwork::Runner => crate::runner::job_network(runner, JobNetwork::Runner),
+        JobNetwork::Bridge | JobNetwork::Host => String::new(),
+    };
+    [
+        "sh",
+        "-c",
+        script,
+        "sh",
+        engine,
+        &name,
+        image,
+        access,
+        &isolation.proxy_socket,
+        &net,
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
+
+/// The exit status of [`start_argv`] when the host has no engine proxy.
+pub const NO_PROXY_EXIT: i32 = 3;
 
 /// Stops and removes the runner's container (its configuration volume stays).
 pub fn stop_argv(runner: &Runner) -> Vec<String> {
@@ -250,16 +286,30 @@ mod tests {
             capabilities: vec![],
             wsl2: true,
         };
-        let a = start_argv(&r, "gitlab/gitlab-runner:alpine-v18.5.0");
+        let a = start_argv(
+            &r,
+            "gitlab/gitlab-runner:alpine-v18.5.0",
+            &Isolation::default(),
+        );
         assert_eq!(a[0], "sh");
         assert_eq!(
             &a[4..],
             [
                 "podman",
                 "autogit-runner-wsl-gpu",
-                "gitlab/gitlab-runner:alpine-v18.5.0"
+                "gitlab/gitlab-runner:alpine-v18.5.0",
+                "proxy",
+                "/run/autogit/engine-proxy.sock",
+                "autogit-runner-wsl-gpu"
             ]
         );
+        let socket = Isolation {
+            engine: EngineAccess::Socket,
+            network: JobNetwork::Bridge,
+            ..Isolation::default()
+        };
+        let b = start_argv(&r, "i", &socket);
+        assert_eq!(&b[7..], ["socket", "/run/autogit/engine-proxy.sock", ""]);
         assert!(
             !a[2].contains("wsl-gpu"),
             "names are arguments, not script text"

@@ -209,6 +209,66 @@ pub(crate) fn loc_at(root: Option<&Node>, path: &[&str]) -> Option<Loc> {
     Some(n.loc)
 }
 
+/// Every `runners.isolation` setting that gives a job (or a compromised runner) root on its
+/// host is a warning that names the field and says how to keep it knowingly. Only when
+/// runners are configured: without one, nothing runs a job.
+fn isolation_warnings(cx: &mut Cx, root: Option<&Node>, c: &Config) {
+    use crate::config::{EngineAccess, Executor, JobNetwork};
+    let containers = c
+        .runners
+        .cpu
+        .iter()
+        .chain(&c.runners.gpu)
+        .any(|r| r.executor != Executor::Shell);
+    if !containers {
+        return;
+    }
+    let iso = &c.runners.isolation;
+    let mut found: Vec<(&str, &str, String)> = Vec::new();
+    if iso.privileged {
+        found.push((
+            "privileged",
+            "true",
+            "a privileged job container is root on the runner's host (devices, kernel modules, mounts)".into(),
+        ));
+    }
+    if iso.job_engine_socket {
+        found.push((
+            "job_engine_socket",
+            "true",
+            "a job with the engine's socket can start a privileged container: root on the runner's host".into(),
+        ));
+    }
+    if iso.network == JobNetwork::Host {
+        found.push((
+            "network",
+            "host",
+            "jobs on the host's network reach every port of the host, loopback-only services and the platform's included".into(),
+        ));
+    }
+    if iso.engine == EngineAccess::Socket {
+        found.push((
+            "engine",
+            "socket",
+            "the runner's container holds the engine's own socket: a compromised runner is root on its host".into(),
+        ));
+    }
+    for (key, value, why) in found {
+        let path = format!("runners.isolation.{key}");
+        cx.diags.push(
+            Diagnostic::warning(
+                "runner-root-on-host",
+                format!("`{path}: {value}`: {why}"),
+            )
+            .at(loc_at(root, &["runners", "isolation", key]))
+            .path(path)
+            .help(format!(
+                "remove `{key}` to keep the default; to run with it knowingly, put those runners on a host that holds nothing else (docs/runners.md, Isolation)"
+            )),
+        );
+    }
+}
+
 pub(crate) fn cross_check(cx: &mut Cx, root: Option<&Node>, c: &Config) {
     // GitLab's own published ports must differ.
     let ports = [
@@ -251,6 +311,7 @@ pub(crate) fn cross_check(cx: &mut Cx, root: Option<&Node>, c: &Config) {
             .help("GitLab builds clone URLs and links from external_url; keep both the same"),
         );
     }
+    isolation_warnings(cx, root, c);
     // Runner names are unique across cpu and gpu.
     let mut seen: HashMap<&str, String> = HashMap::new();
     for (list, runners) in [("cpu", &c.runners.cpu), ("gpu", &c.runners.gpu)] {

@@ -79,6 +79,9 @@ fn check(name: &str, text: &str) -> String {
             c.mirroring.sources.gitlab.len(),
             c.mirroring.sources.git.len()
         );
+        if c.runners.isolation != autogit_core::config::Isolation::default() {
+            let _ = writeln!(out, "runners.isolation: {:?}", c.runners.isolation);
+        }
         for r in c.all_runners() {
             let _ = writeln!(
                 out,

@@ -154,6 +154,17 @@ fn config() -> impl Strategy<Value = Config> {
             prop::collection::vec(runner(false), 0..3),
             prop::collection::vec(runner(true), 0..3),
             dur(),
+            (
+                prop::sample::select(vec![EngineAccess::Proxy, EngineAccess::Socket]),
+                "/run/[a-z]{1,8}/[a-z-]{1,12}\\.sock",
+                prop::sample::select(vec![
+                    JobNetwork::Runner,
+                    JobNetwork::Bridge,
+                    JobNetwork::Host,
+                ]),
+                any::<bool>(),
+                any::<bool>(),
+            ),
         ),
         (
             dur(),
@@ -219,6 +230,13 @@ fn config() -> impl Strategy<Value = Config> {
                     .filter(|x| seen.insert(x.name.clone()))
                     .collect();
             c.runners.cooldown = r.2;
+            c.runners.isolation = Isolation {
+                engine: r.3.0,
+                proxy_socket: r.3.1,
+                network: r.3.2,
+                privileged: r.3.3,
+                job_engine_socket: r.3.4,
+            };
             c.health.check_interval = h.0;
             c.health.reconcile_interval = h.1;
             c.health.restart_budget.max = h.2;

@@ -334,7 +334,7 @@ fn print_scale(ui: &Ui, rows: &[autogit_app::runners::ScaleRow]) -> u8 {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -2,7 +2,10 @@
 //! GitLab (pending and running jobs listed as GitLab's jobs API answers; GitLab cannot run
 //! here) and the real container engine on `host: local`, with a stand-in runner image. A job
 //! waiting for the runner's tags starts its container; after `runners.cooldown` without work
-//! it is stopped: zero runner containers when idle.
+//! it is stopped: zero runner containers when idle. The runner's engine access is the engine
+//! proxy (`runners.isolation.engine: proxy`, the default), served by this test process
+//! (`drivers::engine_proxy`, as `autogit runner engine-proxy` serves it on a host): without it
+//! the runner does not start, and says what to run.
 
 mod common;
 #[path = "../../autogit-drivers/tests/gitlab_support/mod.rs"]
@@ -67,6 +70,8 @@ async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
         fn drop(&mut self) {
             docker_ok(&["rm", "-f", &self.0]);
             docker_ok(&["volume", "rm", "-f", &self.0]);
+            // The runner's own network, created by the on-demand start.
+            docker_ok(&["network", "rm", &self.0]);
         }
     }
     let _cleanup = Cleanup(container.clone());
@@ -75,10 +80,12 @@ async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
     std::fs::write(
         d.path().join("autogit.yml"),
         format!(
-            "runners:\n  mode: on-demand\n  cooldown: 2s\n  image: {image}\n  cpu:\n    - name: {name}\n      host: local\n      tags: [gpu]\n"
+            "runners:\n  mode: on-demand\n  cooldown: 2s\n  image: {image}\n  isolation:\n    proxy_socket: {}\n  cpu:\n    - name: {name}\n      host: local\n      tags: [gpu]\n",
+            d.path().join("proxy.sock").display()
         ),
     )
     .unwrap();
+    let proxy_sock = d.path().join("proxy.sock");
     let data = d.path().join("data");
     SecretStore::open(&data)
         .unwrap()
@@ -112,6 +119,26 @@ async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
         .to_vec();
         autogit(d.path(), args)
     };
+    // No engine proxy on the host yet: the runner is not started with the engine's socket
+    // instead; the pass says what to run.
+    let refused = pass().await;
+    assert_eq!(refused.code, 1, "{}\n{}", refused.stdout, refused.stderr);
+    let v: serde_json::Value = serde_json::from_str(&refused.stdout).unwrap();
+    let err = v["runners"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("no engine proxy listens") && err.contains("autogit runner engine-proxy"),
+        "{}",
+        refused.stdout
+    );
+    assert!(!running(&container));
+    let listener = autogit_drivers::engine_proxy::bind(&proxy_sock).unwrap();
+    let policy =
+        autogit_core::engine_proxy::host_policy(std::slice::from_ref(&name), false).unwrap();
+    tokio::spawn(autogit_drivers::engine_proxy::serve(
+        listener,
+        "/var/run/docker.sock".into(),
+        policy,
+    ));
     let action = |r: &Run| -> (String, u64) {
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
@@ -129,6 +156,23 @@ async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
     // A job waits for `gpu`: the runner starts.
     assert_eq!(action(&pass().await), ("start".to_owned(), 1));
     assert!(running(&container));
+    // Its engine is the proxy, and it is on its own network (its jobs' network_mode).
+    let inspect = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range .Mounts}}{{.Source}}>{{.Destination}} {{end}}|{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}",
+            &container,
+        ])
+        .output()
+        .unwrap();
+    let seen = String::from_utf8_lossy(&inspect.stdout).trim().to_owned();
+    assert!(
+        seen.contains(&format!("{}>/var/run/docker.sock", proxy_sock.display())),
+        "{seen}"
+    );
+    assert!(!seen.contains("/var/run/docker.sock>"), "{seen}");
+    assert!(seen.ends_with(&format!("|{container}")), "{seen}");
     // While it runs, the runner stays.
     fake.state().jobs[0].status = "running".into();
     assert_eq!(action(&pass().await), ("keep".to_owned(), 1));

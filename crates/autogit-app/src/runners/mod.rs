@@ -411,7 +411,7 @@ impl RunnerController {
                     None => idle.remove(&r.name),
                 };
                 let argv = match d.action {
-                    Action::Start => start_argv(r, &cfg.image),
+                    Action::Start => start_argv(r, &cfg.image, &cfg.isolation),
                     Action::Stop => stop_argv(r),
                     Action::Keep => return Ok(()),
                 };
