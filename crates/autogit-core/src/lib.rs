@@ -45,6 +45,7 @@ pub mod source;
 pub mod state;
 pub mod terraform;
 pub mod tls;
+pub mod toolkit;
 pub mod units;
 pub mod upgrade;
 pub mod validate;

@@ -453,6 +453,18 @@ pub enum RunnerCommand {
         #[arg(long)]
         wsl2: bool,
     },
+    /// Check a GPU host's NVIDIA container toolkit (driver, `nvidia-ctk`, CDI devices, the
+    /// engine's runtime) and configure what is missing: `nvidia-ctk runtime configure
+    /// --runtime=docker` (then restarts dockerd) and `nvidia-ctk cdi generate`, only the steps
+    /// not done yet. A missing driver or toolkit is reported with the exact fix
+    /// (Debian/Ubuntu, WSL2); exit 1 while anything is missing
+    Prepare {
+        /// A runner's name, or a runner host of the configuration
+        host: String,
+        /// Report only; change nothing
+        #[arg(long)]
+        check: bool,
+    },
     /// Health of every runner host
     Health,
     /// Fetch a host's SSH key (ssh-keyscan), show its fingerprint and trust it. autogit only

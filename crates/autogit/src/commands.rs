@@ -149,6 +149,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 runner_url.as_deref(),
             ),
             RunnerCommand::Health => crate::runner_cmd::health(&ui, &load_all(g, &[])),
+            RunnerCommand::Prepare { host, check } => {
+                crate::runner_host_cmd::prepare(&ui, &load_all(g, &[]), &host, check)
+            }
             RunnerCommand::EngineProxy {
                 listen,
                 engine,

@@ -378,6 +378,6 @@ pub fn agent(ui: &Ui, name: Option<&str>, ssh_port: u16) -> u8 {
 }
 
 /// The runner controller on the command's bus.
-fn runners(loaded: &Loaded) -> impl FnOnce(&Bus) -> RunnerController + '_ {
+pub(crate) fn runners(loaded: &Loaded) -> impl FnOnce(&Bus) -> RunnerController + '_ {
     |bus| RunnerController::new(loaded.settings.clone(), bus.clone(), clock::system())
 }

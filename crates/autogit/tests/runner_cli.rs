@@ -513,3 +513,86 @@ fn discovery_resolves_host_auto() {
     );
     assert!(r.stdout.contains("runner discover"), "{}", r.stdout);
 }
+
+/// `runner prepare` through the binary: `--check` reports what is missing (exit 1), a run
+/// configures it (exit 0), a second run has nothing to do. The stand-ins print the outputs of
+/// `crates/autogit-app/tests/fixtures/nvidia` (formats from NVIDIA's documentation).
+#[test]
+fn prepare_configures_the_nvidia_toolkit_once() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(1).unwrap_or_else(|e| panic!("{e}"));
+    let host = &lab.hosts[0];
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../autogit-app/tests/fixtures/nvidia");
+    let (fx, st) = (fx.display().to_string(), host.dir.display().to_string());
+    host.install_script("nvidia-smi", &format!("#!/bin/sh\ncat {fx}/driver.csv\n"));
+    host.install_script(
+        "docker",
+        &format!("#!/bin/sh\n[ -e {st}/configured ] && cat {fx}/docker-runtimes-nvidia.json || cat {fx}/docker-runtimes.json\n"),
+    );
+    host.install_script(
+        "systemctl",
+        &format!("#!/bin/sh\necho \"systemctl $*\" >> {st}/steps\n"),
+    );
+    host.install_script(
+        "nvidia-ctk",
+        &format!(
+            "#!/bin/sh\ncase \"$1 $2\" in\n  \"--version \") cat {fx}/ctk-version.txt ;;\n  \"cdi list\") [ -e {st}/cdi ] && cat {fx}/cdi-list.stdout; true ;;\n  \"cdi generate\") echo \"nvidia-ctk $*\" >> {st}/steps; : > {st}/cdi ;;\n  \"runtime configure\") echo \"nvidia-ctk $*\" >> {st}/steps; : > {st}/configured ;;\nesac\n"
+        ),
+    );
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "runners:\n  gpu:\n    - name: g1\n      host: {}\n",
+            host.addr
+        ),
+    )
+    .unwrap();
+    let t = run_in(&lab, d.path(), &["runner", "trust", &host.addr]);
+    assert_eq!(t.code, 0, "{}{}", t.stdout, t.stderr);
+
+    let check = run_in(&lab, d.path(), &["runner", "prepare", "g1", "--check"]);
+    assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains("driver 550.54.14 · nvidia-ctk 1.17.3"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("missing docker-runtime"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check
+            .stdout
+            .contains("sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml")
+    );
+    assert!(!host.dir.join("steps").exists(), "--check changes nothing");
+
+    let run = run_in(
+        &lab,
+        d.path(),
+        &["runner", "prepare", &host.addr, "-o", "json"],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let ran: Vec<&str> = v["ran"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["configure-docker", "restart-docker", "generate-cdi"]);
+    assert_eq!(v["missing"], serde_json::json!([]));
+
+    let again = run_in(&lab, d.path(), &["runner", "prepare", "g1"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
+    let steps = std::fs::read_to_string(host.dir.join("steps")).unwrap();
+    assert_eq!(steps.lines().count(), 3, "{steps}");
+}

@@ -4,10 +4,12 @@
 //! (`core::ondemand`) whether each registered runner's container runs on its host.
 
 pub mod discover;
+pub mod prepare;
 pub mod register;
 pub mod repair;
 pub mod status;
 
+pub use prepare::{HostToolkit, Prepared, StepRun};
 pub use register::{Registration, RunnerError, Unregistered, client_for, create_instance_runner};
 pub use repair::{RepairReport, RepairRow};
 
