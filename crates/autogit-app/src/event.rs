@@ -116,8 +116,12 @@ pub enum Event {
     RunnerScaled {
         runner: String,
         host: String,
+        /// `start` or `stop`.
         action: String,
         jobs: usize,
+        /// Its containers before and after (`runners.*[].min`/`max`).
+        containers: usize,
+        target: usize,
     },
     RunnerScaleFailed {
         runner: Option<String>,
@@ -424,8 +428,12 @@ impl Event {
                 host,
                 action,
                 jobs,
+                containers,
+                target,
             } => {
-                format!("runner {runner} on {host}: {action} ({jobs} job(s) waiting or running)")
+                format!(
+                    "runner {runner} on {host}: {action}, {containers} → {target} container(s) ({jobs} job(s) waiting or running)"
+                )
             }
             Event::RunnerScaleFailed {
                 runner,

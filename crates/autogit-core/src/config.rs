@@ -435,6 +435,10 @@ pub struct Runner {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<Capability>,
     pub wsl2: bool,
+    /// Runner containers kept on the host even without work (0: zero idle).
+    pub min: u32,
+    /// Runner containers at most; each takes `concurrent` jobs (`core::ondemand::plan_scale`).
+    pub max: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

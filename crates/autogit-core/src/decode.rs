@@ -313,6 +313,14 @@ fn count(n: &Node, min: u32, max: u32) -> Result<u32, Bad> {
 pub(crate) fn p_concurrency(n: &Node) -> Result<u32, Bad> {
     count(n, 1, 1024)
 }
+/// Runner containers on one host: `min` 0–64.
+pub(crate) fn p_replicas_min(n: &Node) -> Result<u32, Bad> {
+    count(n, 0, 64)
+}
+/// Runner containers on one host: `max` 1–64.
+pub(crate) fn p_replicas_max(n: &Node) -> Result<u32, Bad> {
+    count(n, 1, 64)
+}
 pub(crate) fn p_small_count(n: &Node) -> Result<u32, Bad> {
     count(n, 1, 100)
 }
@@ -759,7 +767,9 @@ keys!(RunnerKey {
     tags,
     gpu,
     capabilities,
-    wsl2
+    wsl2,
+    min,
+    max
 });
 keys!(HealthKey {
     check_interval,
@@ -1513,6 +1523,23 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
             capabilities.sort();
             capabilities.dedup();
             let wsl2 = cx.field(&ro, K::wsl2, p_bool).unwrap_or(false);
+            let min = cx.field(&ro, K::min, p_replicas_min).unwrap_or(0);
+            let max = cx.field(&ro, K::max, p_replicas_max);
+            if let (Some(max), Some(o)) = (max, &ro)
+                && min > max
+            {
+                let loc = o.key_loc(K::min).unwrap_or(o.loc());
+                cx.error_at(
+                    loc,
+                    &format!("{path}.min"),
+                    Diagnostic::error(
+                        "runner-scale",
+                        format!("`min: {min}` is more than `max: {max}` runner containers"),
+                    )
+                    .help("lower `min`, or raise `max`"),
+                );
+            }
+            let max = max.unwrap_or(min.max(1));
             if is_gpu {
                 gpu.get_or_insert(GpuVendor::Nvidia);
                 if capabilities.is_empty() {
@@ -1545,6 +1572,8 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
                 gpu,
                 capabilities,
                 wsl2,
+                min,
+                max,
             };
             if is_gpu {
                 r.gpu.push(runner)

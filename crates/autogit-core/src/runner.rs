@@ -412,6 +412,8 @@ mod tests {
             gpu: Some(crate::config::GpuVendor::Nvidia),
             capabilities: Vec::new(),
             wsl2: true,
+            min: 0,
+            max: 1,
         };
         let argv = register_argv(
             "podman",
@@ -441,6 +443,8 @@ mod tests {
             gpu: None,
             capabilities: Vec::new(),
             wsl2: true,
+            min: 0,
+            max: 1,
         };
         let auth = RunnerAuth {
             url: "https://git.example.test".into(),
@@ -499,6 +503,8 @@ mod tests {
             gpu: gpu.then_some(crate::config::GpuVendor::Nvidia),
             capabilities: Vec::new(),
             wsl2,
+            min: 0,
+            max: 1,
         };
         let c = |host: &str, names: &[&str], gpus: usize, wsl2: bool| Candidate {
             host: host.into(),

@@ -85,8 +85,19 @@ fn check(name: &str, text: &str) -> String {
         for r in c.all_runners() {
             let _ = writeln!(
                 out,
-                "runner: {} host {} {:?} x{} gpu {:?} caps {:?} wsl2 {}",
-                r.name, r.host, r.executor, r.concurrent, r.gpu, r.capabilities, r.wsl2
+                "runner: {} host {} {:?} x{} gpu {:?} caps {:?} wsl2 {}{}",
+                r.name,
+                r.host,
+                r.executor,
+                r.concurrent,
+                r.gpu,
+                r.capabilities,
+                r.wsl2,
+                if (r.min, r.max) == (0, 1) {
+                    String::new()
+                } else {
+                    format!(" containers {}..={}", r.min, r.max)
+                }
             );
         }
         let _ = writeln!(

@@ -49,10 +49,10 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
             vec![Capability::Inference, Capability::Render, Capability::Train],
             1..=3,
         ),
-        any::<bool>(),
+        (any::<bool>(), 0u32..4, 1u32..8),
     )
         .prop_map(
-            move |(name, host, user, executor, concurrent, tags, caps, wsl2)| Runner {
+            move |(name, host, user, executor, concurrent, tags, caps, (wsl2, min, more))| Runner {
                 name,
                 host,
                 user,
@@ -62,6 +62,8 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
                 gpu: gpu.then_some(GpuVendor::Nvidia),
                 capabilities: if gpu { caps } else { Vec::new() },
                 wsl2: gpu && wsl2,
+                min,
+                max: min.max(1) + more - 1,
             },
         )
 }

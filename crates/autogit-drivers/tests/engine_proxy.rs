@@ -97,6 +97,8 @@ fn runner(name: &str) -> Runner {
         gpu: None,
         capabilities: Vec::new(),
         wsl2: false,
+        min: 0,
+        max: 1,
     }
 }
 

@@ -193,3 +193,179 @@ async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
     assert_eq!(action(&pass().await), ("keep".to_owned(), 0));
     assert!(!running(&container));
 }
+
+fn containers_of(runner_volume: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "--filter",
+            &format!("label=io.autogit.runner={runner_volume}"),
+            "--format",
+            "{{.Names}}",
+        ])
+        .output()
+        .unwrap();
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runner containers follow the queue between `min` and `max`: up to what the waiting jobs
+/// need in one pass, never above `max`, down (gracefully: SIGQUIT, as gitlab-runner finishes
+/// its jobs) only after the cooldown, and to zero when idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runner_containers_follow_the_queue_between_min_and_max() {
+    if !have_engine() {
+        return;
+    }
+    // A stand-in runner that stops on SIGQUIT, as gitlab-runner does once its jobs are done.
+    let image = tokio::task::spawn_blocking(|| {
+        autogit_drivers::testing::fake_gitlab_image(
+            "runner-scaling",
+            &[
+                "/bin/sh",
+                "-c",
+                "trap 'exit 0' QUIT; while true; do sleep 1; done",
+            ],
+        )
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let fake = Fake::start().await;
+    let project = {
+        let mut st = fake.state();
+        st.add_token(1, "autogit-admin", ADMIN, &["api", "admin_mode"]);
+        st.add_group("team");
+        st.add_project("team", "app", false, false);
+        st.projects.last().unwrap().id
+    };
+    let name = format!("s{}", std::process::id());
+    let volume = format!("autogit-runner-{name}");
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for i in ["", "-2", "-3", "-4"] {
+                docker_ok(&["rm", "-f", &format!("{}{i}", self.0)]);
+            }
+            docker_ok(&["volume", "rm", "-f", &self.0]);
+        }
+    }
+    let _cleanup = Cleanup(volume.clone());
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "runners:\n  cooldown: 2s\n  image: {image}\n  isolation:\n    engine: socket\n    network: bridge\n  cpu:\n    - name: {name}\n      host: local\n      tags: [build]\n      concurrent: 1\n      max: 3\n"
+        ),
+    )
+    .unwrap();
+    let data = d.path().join("data");
+    SecretStore::open(&data)
+        .unwrap()
+        .put(ADMIN_TOKEN, &SecretString::from(ADMIN))
+        .unwrap();
+    Store::open(&data.join("state.db"))
+        .unwrap()
+        .set_registration(&RegistrationRow {
+            name: name.clone(),
+            host: "local".into(),
+            runner_id: 8,
+            secret: "gitlab-runner-8-token".into(),
+            state: "registered".into(),
+            at: 0,
+            message: String::new(),
+        })
+        .unwrap();
+    let pass = || {
+        let args: Vec<String> = [
+            "runner",
+            "autoscale",
+            "--once",
+            "--url",
+            &fake.url,
+            "-o",
+            "json",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        autogit(d.path(), args)
+    };
+    let row = |r: &Run| -> (String, u64, u64) {
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let row = &v["runners"][0];
+        (
+            row["action"].as_str().unwrap().to_owned(),
+            row["containers"].as_u64().unwrap(),
+            row["target"].as_u64().unwrap(),
+        )
+    };
+    let set_jobs = |statuses: &[&str]| {
+        let mut st = fake.state();
+        st.jobs.clear();
+        for (i, s) in statuses.iter().enumerate() {
+            st.jobs.push(FJob {
+                id: 700 + i as u64,
+                project_id: project,
+                status: (*s).into(),
+                tag_list: vec!["build".into()],
+            });
+        }
+    };
+    let names = |n: usize| -> Vec<String> {
+        let mut v: Vec<String> = (0..n)
+            .map(|i| match i {
+                0 => volume.clone(),
+                i => format!("{volume}-{}", i + 1),
+            })
+            .collect();
+        v.sort();
+        v
+    };
+
+    // Zero idle.
+    assert_eq!(row(&pass().await), ("keep".into(), 0, 0));
+    // Two jobs wait, one job per container: two containers in one pass.
+    set_jobs(&["pending", "pending"]);
+    assert_eq!(row(&pass().await), ("start".into(), 0, 2));
+    assert_eq!(containers_of(&volume), names(2));
+    // Five: three, the max.
+    set_jobs(&["running", "running", "pending", "pending", "pending"]);
+    assert_eq!(row(&pass().await), ("start".into(), 2, 3));
+    assert_eq!(containers_of(&volume), names(3));
+    // One job left: the three stay through the cooldown...
+    set_jobs(&["running", "success", "success", "success", "success"]);
+    assert_eq!(row(&pass().await), ("keep".into(), 3, 3));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    // ...then the two extra ones are asked to stop after their jobs (SIGQUIT) and exit.
+    assert_eq!(row(&pass().await), ("stop".into(), 3, 1));
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    assert_eq!(containers_of(&volume), names(1));
+    assert_eq!(row(&pass().await), ("keep".into(), 1, 1));
+    // Nothing left: after the cooldown, zero containers.
+    set_jobs(&["success"]);
+    assert_eq!(row(&pass().await), ("keep".into(), 1, 1));
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(row(&pass().await), ("stop".into(), 1, 0));
+    assert!(containers_of(&volume).is_empty());
+    let all = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "-q",
+            "--filter",
+            &format!("label=io.autogit.runner={volume}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&all.stdout).trim().is_empty(),
+        "exited replicas are removed too"
+    );
+}
