@@ -439,6 +439,29 @@ pub struct Runner {
     pub min: u32,
     /// Runner containers at most; each takes `concurrent` jobs (`core::ondemand::plan_scale`).
     pub max: u32,
+    /// How compute jobs share this host's GPUs (`gpu` runners; one value per host).
+    #[serde(skip_serializing_if = "GpuSharing::is_default")]
+    pub sharing: GpuSharing,
+}
+
+impl GpuSharing {
+    pub fn is_default(&self) -> bool {
+        *self == GpuSharing::TimeSliced
+    }
+}
+
+/// How jobs share a host's GPUs (`runners.gpu[].sharing`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuSharing {
+    /// Several jobs on one GPU, each with its VRAM (the driver's default compute mode).
+    #[default]
+    TimeSliced,
+    /// One job per GPU, whatever VRAM is left.
+    Exclusive,
+    /// The GPUs are partitioned (Multi-Instance GPU): one job per GPU, which gets its
+    /// instances (per-instance placement is not done yet).
+    Mig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

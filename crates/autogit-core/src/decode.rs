@@ -557,6 +557,9 @@ enum_parser!(p_engine_access, EngineAccess, "one of: proxy, socket", {
 enum_parser!(p_job_network, JobNetwork, "one of: runner, bridge, host", {
     "runner" => JobNetwork::Runner, "bridge" => JobNetwork::Bridge, "host" => JobNetwork::Host,
 });
+enum_parser!(p_sharing, GpuSharing, "one of: time-sliced, exclusive, mig", {
+    "time-sliced" => GpuSharing::TimeSliced, "exclusive" => GpuSharing::Exclusive, "mig" => GpuSharing::Mig,
+});
 enum_parser!(p_autobool, AutoBool, "one of: auto, true, false", {
     "auto" => AutoBool::Auto, "true" => AutoBool::True, "false" => AutoBool::False,
 });
@@ -769,7 +772,8 @@ keys!(RunnerKey {
     capabilities,
     wsl2,
     min,
-    max
+    max,
+    sharing
 });
 keys!(HealthKey {
     check_interval,
@@ -1540,24 +1544,26 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
                 );
             }
             let max = max.unwrap_or(min.max(1));
+            let sharing = cx.field(&ro, K::sharing, p_sharing);
             if is_gpu {
                 gpu.get_or_insert(GpuVendor::Nvidia);
                 if capabilities.is_empty() {
                     capabilities.push(Capability::Inference);
                 }
             } else if let Some(ro) = &ro
-                && (gpu.is_some() || !capabilities.is_empty())
+                && (gpu.is_some() || !capabilities.is_empty() || sharing.is_some())
             {
                 let loc = ro
                     .key_loc(K::gpu)
                     .or(ro.key_loc(K::capabilities))
+                    .or(ro.key_loc(K::sharing))
                     .unwrap_or(ro.loc());
                 cx.error_at(
                     loc,
                     ro.path(),
                     Diagnostic::error(
                         "cpu-runner-gpu",
-                        "a runner under `runners.cpu` cannot have `gpu` or `capabilities`",
+                        "a runner under `runners.cpu` cannot have `gpu`, `capabilities` or `sharing`",
                     )
                     .help("move it to `runners.gpu`"),
                 );
@@ -1574,6 +1580,7 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
                 wsl2,
                 min,
                 max,
+                sharing: sharing.unwrap_or_default(),
             };
             if is_gpu {
                 r.gpu.push(runner)

@@ -46,6 +46,7 @@ pub mod state;
 pub mod terraform;
 pub mod tls;
 pub mod toolkit;
+pub mod topology;
 pub mod units;
 pub mod upgrade;
 pub mod validate;

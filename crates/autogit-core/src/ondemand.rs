@@ -432,6 +432,7 @@ mod tests {
             wsl2: true,
             min: 0,
             max: 1,
+            sharing: Default::default(),
         };
         let a = start_argv(
             &r,

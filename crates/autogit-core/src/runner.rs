@@ -414,6 +414,7 @@ mod tests {
             wsl2: true,
             min: 0,
             max: 1,
+            sharing: Default::default(),
         };
         let argv = register_argv(
             "podman",
@@ -445,6 +446,7 @@ mod tests {
             wsl2: true,
             min: 0,
             max: 1,
+            sharing: Default::default(),
         };
         let auth = RunnerAuth {
             url: "https://git.example.test".into(),
@@ -505,6 +507,7 @@ mod tests {
             wsl2,
             min: 0,
             max: 1,
+            sharing: Default::default(),
         };
         let c = |host: &str, names: &[&str], gpus: usize, wsl2: bool| Candidate {
             host: host.into(),

@@ -209,6 +209,16 @@ pub(crate) fn loc_at(root: Option<&Node>, path: &[&str]) -> Option<Loc> {
     Some(n.loc)
 }
 
+/// Where `runners.gpu[i]` is written: its `sharing` key, else the entry.
+fn gpu_runner_loc(root: Option<&Node>, i: usize) -> Option<Loc> {
+    let list = root?.get("runners")?.get("gpu")?;
+    let crate::yaml::Value::Seq(items) = &list.value else {
+        return Some(list.loc);
+    };
+    let item = items.get(i)?;
+    Some(item.get("sharing").map_or(item.loc, |n| n.loc))
+}
+
 /// Every `runners.isolation` setting that gives a job (or a compromised runner) root on its
 /// host is a warning that names the field and says how to keep it knowingly. Only when
 /// runners are configured: without one, nothing runs a job.
@@ -312,6 +322,40 @@ pub(crate) fn cross_check(cx: &mut Cx, root: Option<&Node>, c: &Config) {
         );
     }
     isolation_warnings(cx, root, c);
+    // One GPU sharing mode per host: the scheduler places jobs per host, not per runner.
+    let mut sharing: HashMap<&str, (crate::config::GpuSharing, usize)> = HashMap::new();
+    for (i, r) in c.runners.gpu.iter().enumerate() {
+        if r.host == "auto" {
+            continue;
+        }
+        match sharing.get(r.host.as_str()) {
+            Some(&(first, at)) if first != r.sharing => {
+                let name = |m: crate::config::GpuSharing| match m {
+                    crate::config::GpuSharing::TimeSliced => "time-sliced",
+                    crate::config::GpuSharing::Exclusive => "exclusive",
+                    crate::config::GpuSharing::Mig => "mig",
+                };
+                cx.diags.push(
+                    Diagnostic::error(
+                        "gpu-sharing",
+                        format!(
+                            "runners on host `{}` declare different GPU sharing: `{}` (runners.gpu[{at}]) and `{}`",
+                            r.host,
+                            name(first),
+                            name(r.sharing)
+                        ),
+                    )
+                    .at(gpu_runner_loc(root, i))
+                    .path(format!("runners.gpu[{i}].sharing"))
+                    .help("a host's GPUs are shared one way: give every runner on it the same `sharing`"),
+                );
+            }
+            Some(_) => {}
+            None => {
+                sharing.insert(&r.host, (r.sharing, i));
+            }
+        }
+    }
     // Runner names are unique across cpu and gpu.
     let mut seen: HashMap<&str, String> = HashMap::new();
     for (list, runners) in [("cpu", &c.runners.cpu), ("gpu", &c.runners.gpu)] {

@@ -97,6 +97,10 @@ fn check(name: &str, text: &str) -> String {
                     String::new()
                 } else {
                     format!(" containers {}..={}", r.min, r.max)
+                } + &if r.sharing == autogit_core::config::GpuSharing::default() {
+                    String::new()
+                } else {
+                    format!(" sharing {:?}", r.sharing)
                 }
             );
         }

@@ -49,10 +49,28 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
             vec![Capability::Inference, Capability::Render, Capability::Train],
             1..=3,
         ),
-        (any::<bool>(), 0u32..4, 1u32..8),
+        (
+            any::<bool>(),
+            0u32..4,
+            1u32..8,
+            prop::sample::select(vec![
+                GpuSharing::TimeSliced,
+                GpuSharing::Exclusive,
+                GpuSharing::Mig,
+            ]),
+        ),
     )
         .prop_map(
-            move |(name, host, user, executor, concurrent, tags, caps, (wsl2, min, more))| Runner {
+            move |(
+                name,
+                host,
+                user,
+                executor,
+                concurrent,
+                tags,
+                caps,
+                (wsl2, min, more, sharing),
+            )| Runner {
                 name,
                 host,
                 user,
@@ -64,6 +82,7 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
                 wsl2: gpu && wsl2,
                 min,
                 max: min.max(1) + more - 1,
+                sharing: if gpu { sharing } else { GpuSharing::TimeSliced },
             },
         )
 }
@@ -231,6 +250,11 @@ fn config() -> impl Strategy<Value = Config> {
                 r.1.into_iter()
                     .filter(|x| seen.insert(x.name.clone()))
                     .collect();
+            // One sharing mode per host (validate refuses two).
+            let one = c.runners.gpu.first().map(|g| g.sharing).unwrap_or_default();
+            for g in &mut c.runners.gpu {
+                g.sharing = one;
+            }
             c.runners.cooldown = r.2;
             c.runners.isolation = Isolation {
                 engine: r.3.0,

@@ -99,6 +99,7 @@ fn runner(name: &str) -> Runner {
         wsl2: false,
         min: 0,
         max: 1,
+        sharing: Default::default(),
     }
 }
 

@@ -596,3 +596,69 @@ fn prepare_configures_the_nvidia_toolkit_once() {
     let steps = std::fs::read_to_string(host.dir.join("steps")).unwrap();
     assert_eq!(steps.lines().count(), 3, "{steps}");
 }
+
+/// Multi-GPU placement through the binary: a host with two NVLink pairs (its `nvidia-smi topo
+/// -m` from `crates/autogit-core/tests/fixtures/topo/two-nvlink-pairs.txt`) gets a 2-GPU job
+/// on a linked pair, not on the two GPUs best fit alone would take; with `sharing: exclusive`
+/// a further job waits for a GPU of its own.
+#[test]
+fn multi_gpu_jobs_go_to_nvlinked_gpus_and_exclusive_gpus_are_not_shared() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(1).unwrap_or_else(|e| panic!("{e}"));
+    let host = &lab.hosts[0];
+    let topo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../autogit-core/tests/fixtures/topo/two-nvlink-pairs.txt");
+    host.install_script(
+        "nvidia-smi",
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu=*)\n    echo \"NVIDIA RTX A5000, 24564, 24000, 0, 550.54.14\"\n    echo \"NVIDIA RTX A6000, 49140, 48000, 0, 550.54.14\"\n    echo \"NVIDIA RTX A5000, 24564, 24000, 0, 550.54.14\"\n    echo \"NVIDIA RTX A5000, 24564, 24000, 0, 550.54.14\" ;;\n  \"topo -m\") cat {} ;;\n  *) echo \"| NVIDIA-SMI 550.54.14    Driver Version: 550.54.14    CUDA Version: 12.4 |\" ;;\nesac\n",
+            topo.display()
+        ),
+    );
+    host.install_script("docker", &fake_docker(&host.dir.join("docker")));
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "runners:\n  gpu:\n    - name: g1\n      host: {}\n      sharing: exclusive\n",
+            host.addr
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        run_in(&lab, d.path(), &["runner", "trust", &host.addr]).code,
+        0
+    );
+    let run = |args: &[&str]| run_in(&lab, d.path(), args);
+    let h = run(&["runner", "health", "-o", "json"]);
+    assert_eq!(h.code, 0, "{}{}", h.stdout, h.stderr);
+    assert!(
+        json(&h)["hosts"][0]["inventory"]["topology"]["links"]
+            .as_array()
+            .is_some_and(|l| l.len() == 6),
+        "{}",
+        h.stdout
+    );
+    // GPUs 0 and 2 fit 20 GiB tightest; 2 and 3 are NVLinked (0 and 1 too, but 1 is large).
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--gpus", "2", "--vram", "20G", "img", "train",
+    ]));
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["gpus"], serde_json::json!([2, 3]));
+    // Exclusive: 1 GiB fits beside it on GPU 2 by VRAM, but goes to a GPU of its own (0).
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--gpus", "1", "--vram", "1G", "img", "a",
+    ]));
+    assert_eq!(v["gpus"], serde_json::json!([0]), "{v}");
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--gpus", "1", "--vram", "1G", "img", "b",
+    ]));
+    assert_eq!(v["gpus"], serde_json::json!([1]), "{v}");
+    // Every GPU holds a job now: the next one waits.
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--gpus", "1", "--vram", "1G", "img", "c",
+    ]));
+    assert_eq!(v["state"], "queued", "{v}");
+}
