@@ -10,11 +10,11 @@
 //! | calls | condition |
 //! | --- | --- |
 //! | `GET`/`HEAD /_ping`, `GET /version`, `GET /info` | always |
-//! | `GET /images/json`, `GET /images/{name}/json`, `POST /images/create` (pull), `POST /images/load`, `POST /images/{name}/tag` | always |
+//! | `GET /images/json`, `GET /images/{name}/json`, `POST /images/create` (pull; not `fromSrc`), `POST /images/load`, `POST /images/{name}/tag` | always |
 //! | `POST /containers/create` | the body passes [`check_container_create`] |
 //! | `GET /containers/json` | always (a listing) |
 //! | `POST /containers/{id}/{start,attach,wait,kill,stop,resize,restart}`, `GET /containers/{id}/{json,logs}`, `GET`/`HEAD`/`PUT /containers/{id}/archive`, `DELETE /containers/{id}` | the container carries [`MANAGED_LABEL`] |
-//! | `POST /volumes/create` | a local volume with [`MANAGED_LABEL`] |
+//! | `POST /volumes/create` | a local volume named `runner-…` with [`MANAGED_LABEL`] |
 //! | `GET /volumes`, `GET /volumes/{name}`, `DELETE /volumes/{name}` | the last two: the volume carries [`MANAGED_LABEL`] |
 //!
 //! Everything else is refused with 403: `exec`, `build`, networks, swarm, plugins, secrets,
@@ -129,6 +129,11 @@ pub fn check(method: &str, target: &str) -> Verdict {
     };
     match (method, parts.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) | ("GET", ["version" | "info"]) => Verdict::Allow,
+        // `fromSrc` would make the engine fetch a URL from the host's network (the
+        // platform's loopback services included) and hand it back as an image: pulls only.
+        ("POST", ["images", "create"]) if query_has(target, "fromSrc") => {
+            deny("importing an image from a URL or the request body (`fromSrc`)")
+        }
         ("GET", ["images", "json"]) | ("POST", ["images", "create" | "load"]) => Verdict::Allow,
         // Image names have slashes: `/images/registry/ns/name:tag/json`.
         ("GET", ["images", name @ .., "json"]) if !name.is_empty() => Verdict::Allow,
@@ -157,6 +162,20 @@ pub fn check(method: &str, target: &str) -> Verdict {
         _ => deny(&format!("`{method} {path}`")),
     }
 }
+
+/// Whether the query of `target` names `key` (`?a=1&key=…`).
+fn query_has(target: &str, key: &str) -> bool {
+    target
+        .split_once('?')
+        .map(|(_, q)| q)
+        .unwrap_or("")
+        .split('&')
+        .any(|kv| kv.split('=').next() == Some(key))
+}
+
+/// The prefix of gitlab-runner's volume names (`runner-<token>-project-<id>-concurrent-<n>-…`):
+/// the only named volumes a job may mount, so no job mounts a platform volume.
+pub const RUNNER_VOLUME_PREFIX: &str = "runner-";
 
 fn managed_container(id: &str, upgrade: bool) -> Verdict {
     if id.is_empty() {
@@ -203,10 +222,25 @@ pub fn check_container_create(policy: &Policy, body: &[u8]) -> Result<(), String
         Some(serde_json::Value::String(s)) => !s.is_empty(),
         Some(_) => true,
     };
+    if truthy("PublishAllPorts") {
+        return Err(
+            "`HostConfig.PublishAllPorts` opens ports on the host; the engine proxy refuses it"
+                .into(),
+        );
+    }
     if truthy("Privileged") {
         return Err("`Privileged` is root on the host; the engine proxy refuses it".into());
     }
-    for k in ["CapAdd", "SecurityOpt", "Sysctls"] {
+    for k in [
+        "CapAdd",
+        "SecurityOpt",
+        "Sysctls",
+        "PortBindings",
+        "VolumeDriver",
+        "CgroupParent",
+        "MaskedPaths",
+        "ReadonlyPaths",
+    ] {
         if nonempty(k) {
             return Err(format!(
                 "`HostConfig.{k}` widens what a job may do on the host; the engine proxy refuses it"
@@ -267,12 +301,21 @@ pub fn check_container_create(policy: &Policy, body: &[u8]) -> Result<(), String
         let kind = m.get("Type").and_then(|x| x.as_str()).unwrap_or("volume");
         let source = m.get("Source").and_then(|x| x.as_str()).unwrap_or("");
         let ro = m.get("ReadOnly").and_then(|x| x.as_bool()).unwrap_or(false);
+        if m.pointer("/VolumeOptions/DriverConfig")
+            .is_some_and(|d| !d.is_null())
+        {
+            return Err(
+                "a mount with a volume driver configuration (a bind of a host path) is refused by the engine proxy"
+                    .into(),
+            );
+        }
         match kind {
-            "volume" | "tmpfs" => {}
+            "volume" if source.is_empty() || source.starts_with(RUNNER_VOLUME_PREFIX) => {}
+            "tmpfs" => {}
             "bind" if ro && policy.host_paths.iter().any(|p| p == source) => {}
             _ => {
                 return Err(format!(
-                    "a `{kind}` mount of `{source}` reaches the host's files; the engine proxy allows named volumes and {}",
+                    "a `{kind}` mount of `{source}` reaches beyond the job; the engine proxy allows gitlab-runner's volumes (`{RUNNER_VOLUME_PREFIX}…`) and {}",
                     allowed_paths(policy)
                 ));
             }
@@ -320,15 +363,20 @@ fn check_bind(policy: &Policy, bind: &str) -> Result<(), String> {
     let _target = it.next();
     let opts = it.next().unwrap_or("");
     if !source.starts_with('/') && !source.starts_with('.') && !source.contains('/') {
-        // A named volume (gitlab-runner's cache volumes).
-        return Ok(());
+        // A named volume: gitlab-runner's own (cache, builds), never the platform's.
+        if source.starts_with(RUNNER_VOLUME_PREFIX) {
+            return Ok(());
+        }
+        return Err(format!(
+            "volume `{source}` is not one of gitlab-runner's (`{RUNNER_VOLUME_PREFIX}…`); the engine proxy refuses it"
+        ));
     }
     let ro = opts.split(',').any(|o| o == "ro");
     if ro && policy.host_paths.iter().any(|p| p == source) {
         return Ok(());
     }
     Err(format!(
-        "bind mount `{bind}` reaches the host's files; the engine proxy allows named volumes and {}",
+        "bind mount `{bind}` reaches the host's files; the engine proxy allows gitlab-runner's volumes (`{RUNNER_VOLUME_PREFIX}…`) and {}",
         allowed_paths(policy)
     ))
 }
@@ -341,6 +389,12 @@ pub fn check_volume_create(body: &[u8]) -> Result<(), String> {
     if !is_managed(v.get("Labels").and_then(|l| l.as_object())) {
         return Err(format!(
             "a runner creates only volumes labelled `{MANAGED_LABEL}=true`"
+        ));
+    }
+    let name = v.get("Name").and_then(|n| n.as_str()).unwrap_or("");
+    if !name.is_empty() && !name.starts_with(RUNNER_VOLUME_PREFIX) {
+        return Err(format!(
+            "volume `{name}` is not named as gitlab-runner names its volumes (`{RUNNER_VOLUME_PREFIX}…`); the engine proxy refuses it"
         ));
     }
     let driver = v.get("Driver").and_then(|d| d.as_str()).unwrap_or("local");
@@ -421,6 +475,10 @@ mod tests {
             ("POST", "/plugins/pull"),
             ("GET", "/v1.44/../../containers/json"),
             ("DELETE", "/images/alpine"),
+            (
+                "POST",
+                "/v1.44/images/create?fromSrc=http://127.0.0.1:8787/&repo=x",
+            ),
             ("POST", "/containers/a%2F..%2Fb/start"),
             ("POST", "/containers//start"),
         ] {
@@ -456,11 +514,11 @@ mod tests {
         let net = "autogit-runner-g1";
         let ok = [
             serde_json::json!({"NetworkMode": net}),
-            serde_json::json!({"NetworkMode": net, "Binds": ["runner-abc-cache:/cache"],
+            serde_json::json!({"NetworkMode": net, "Binds": ["runner-abc-project-1-concurrent-0-cache-3c3f:/cache"],
                 "DeviceRequests": [{"Driver": "nvidia", "Count": -1, "Capabilities": [["gpu"]]}]}),
             serde_json::json!({"NetworkMode": net, "Binds": ["/usr/lib/wsl:/usr/lib/wsl:ro"],
                 "Devices": [{"PathOnHost": "/dev/dxg", "PathInContainer": "/dev/dxg", "CgroupPermissions": "rwm"}]}),
-            serde_json::json!({"NetworkMode": net, "Mounts": [{"Type": "volume", "Source": "c", "Target": "/cache"}],
+            serde_json::json!({"NetworkMode": net, "Mounts": [{"Type": "volume", "Source": "runner-c", "Target": "/cache"}],
                 "CapAdd": [], "SecurityOpt": null}),
         ];
         for hc in ok {
@@ -568,16 +626,17 @@ mod tests {
         let l = serde_json::json!({MANAGED_LABEL: "true"});
         assert_eq!(
             check_volume_create(
-                serde_json::json!({"Name": "c", "Labels": l})
+                serde_json::json!({"Name": "runner-c", "Labels": l})
                     .to_string()
                     .as_bytes()
             ),
             Ok(())
         );
         for bad in [
-            serde_json::json!({"Name": "c"}),
-            serde_json::json!({"Name": "c", "Labels": l, "DriverOpts": {"type": "none", "o": "bind", "device": "/"}}),
-            serde_json::json!({"Name": "c", "Labels": l, "Driver": "sshfs"}),
+            serde_json::json!({"Name": "runner-c"}),
+            serde_json::json!({"Name": "autogit_gitlab-data", "Labels": l}),
+            serde_json::json!({"Name": "runner-c", "Labels": l, "DriverOpts": {"type": "none", "o": "bind", "device": "/"}}),
+            serde_json::json!({"Name": "runner-c", "Labels": l, "Driver": "sshfs"}),
         ] {
             assert!(
                 check_volume_create(bad.to_string().as_bytes()).is_err(),

@@ -312,6 +312,37 @@ async fn the_proxy_passes_what_the_executor_needs_and_refuses_the_rest() {
             s(&["cp", &format!("{platform}:/bin/sh"), "-"]),
             "not created by gitlab-runner",
         ),
+        (
+            s(&[
+                "run",
+                "--rm",
+                "--label",
+                &label,
+                "--network",
+                &net,
+                "-v",
+                &format!("agt-px-platform-data-{pid}:/x"),
+                &image,
+                "true",
+            ]),
+            "not one of gitlab-runner's",
+        ),
+        (
+            s(&[
+                "run",
+                "--rm",
+                "--label",
+                &label,
+                "--network",
+                &net,
+                "-p",
+                "127.0.0.1::80",
+                &image,
+                "true",
+            ]),
+            "PortBindings",
+        ),
+        (s(&["import", "http://127.0.0.1:1/rootfs.tar"]), "fromSrc"),
         (s(&["network", "ls"]), "the engine proxy refuses it"),
         (
             s(&["network", "create", &format!("agt-px-evil-{pid}")]),
@@ -329,9 +360,19 @@ async fn the_proxy_passes_what_the_executor_needs_and_refuses_the_rest() {
                 "device=/",
                 "--label",
                 &label,
-                &format!("agt-px-evil-{pid}"),
+                &format!("runner-agt-px-evil-{pid}"),
             ]),
             "driver options",
+        ),
+        (
+            s(&[
+                "volume",
+                "create",
+                "--label",
+                &label,
+                &format!("agt-px-platform-{pid}"),
+            ]),
+            "not named as gitlab-runner names its volumes",
         ),
     ];
     for (args, says) in refused {
