@@ -35,6 +35,10 @@ pub enum ProxyError {
         source: std::io::Error,
     },
     #[error(
+        "an engine proxy already listens on {path}; stop it first, or give another --listen path"
+    )]
+    InUse { path: PathBuf },
+    #[error(
         "{path} exists and is not a socket; remove it or give another --listen path (the proxy replaces only a stale socket)"
     )]
     NotASocket { path: PathBuf },
@@ -51,6 +55,12 @@ pub fn bind(path: &Path) -> Result<UnixListener, ProxyError> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(ProxyError::NotASocket {
+                path: path.to_owned(),
+            });
+        }
+        // A proxy that still answers keeps its socket; a stale one is replaced.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ProxyError::InUse {
                 path: path.to_owned(),
             });
         }

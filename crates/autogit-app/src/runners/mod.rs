@@ -4,6 +4,7 @@
 //! (`core::ondemand`) whether each registered runner's container runs on its host.
 
 pub mod discover;
+pub mod local_proxy;
 pub mod prepare;
 pub mod register;
 pub mod repair;
