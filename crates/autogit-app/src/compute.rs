@@ -400,7 +400,18 @@ pub fn host_slots(settings: &Settings, health: &[HostHealth]) -> Vec<HostSlots> 
             caps.sort();
             caps.dedup();
             let inv = h.inventory.as_ref().or(h.last_inventory.as_ref());
+            // One sharing mode per host (validate refuses runners that disagree).
+            let sharing = settings
+                .config
+                .runners
+                .gpu
+                .iter()
+                .find(|r| r.host == h.host)
+                .map(|r| r.sharing)
+                .unwrap_or_default();
             HostSlots {
+                topology: inv.and_then(|i| i.topology.clone()),
+                sharing,
                 name: h.host.clone(),
                 capabilities: caps,
                 gpus: inv.map_or_else(Vec::new, |i| {

@@ -77,6 +77,19 @@ pub async fn run<E: ContainerEngine>(
     let http = reqwest::Client::new();
 
     let reconcile = platform.run(shutdown.wait());
+    // The engine proxy of this machine's runners (runner containers reach the engine only
+    // through it); a socket that cannot be bound is reported once, and the on-demand start
+    // says that no proxy listens.
+    let engine_proxy = async {
+        if let Err(e) = runners.serve_local_engine_proxy(shutdown.wait()).await {
+            bus.publish(crate::Event::ControllerFailed {
+                controller: "engine-proxy".into(),
+                error: e,
+                failures: 1,
+                retry_in_s: 0,
+            });
+        }
+    };
     let tls_loop = supervise("tls", bus, clock, policy, shutdown, || async {
         if !tls.configured() {
             return Ok(Requeue::Never);
@@ -172,6 +185,7 @@ pub async fn run<E: ContainerEngine>(
         tls_loop,
         mirror_loop,
         dns_loop,
+        engine_proxy,
         runner_loop,
         repair_loop,
         compute_loop,

@@ -116,8 +116,12 @@ pub enum Event {
     RunnerScaled {
         runner: String,
         host: String,
+        /// `start` or `stop`.
         action: String,
         jobs: usize,
+        /// Its containers before and after (`runners.*[].min`/`max`).
+        containers: usize,
+        target: usize,
     },
     RunnerScaleFailed {
         runner: Option<String>,
@@ -152,6 +156,11 @@ pub enum Event {
         error: Option<String>,
     },
     /// Discovery found the host of a `host: auto` runner.
+    /// `runner prepare` configured a host's engine for NVIDIA GPUs (`nvidia-ctk` steps).
+    RunnerHostPrepared {
+        host: String,
+        steps: Vec<String>,
+    },
     RunnerHostResolved {
         runner: String,
         host: String,
@@ -230,6 +239,7 @@ impl Event {
             Event::RunnerUnregistered { .. } => "runner_unregistered",
             Event::RunnerRepaired { .. } => "runner_repaired",
             Event::RunnerHostResolved { .. } => "runner_host_resolved",
+            Event::RunnerHostPrepared { .. } => "runner_host_prepared",
             Event::HostUnreachable { .. } => "host_unreachable",
             Event::HostReachable { .. } => "host_reachable",
             Event::ComputeJobChanged { .. } => "compute_job_changed",
@@ -300,7 +310,9 @@ impl Event {
             | Event::RunnerRepaired { runner, .. }
             | Event::RunnerHostResolved { runner, .. } => Some(runner),
             Event::RunnerScaleFailed { runner, host, .. } => runner.as_deref().or(host.as_deref()),
-            Event::HostUnreachable { host, .. } | Event::HostReachable { host } => Some(host),
+            Event::HostUnreachable { host, .. }
+            | Event::HostReachable { host }
+            | Event::RunnerHostPrepared { host, .. } => Some(host),
             Event::ComputeJobChanged { job, .. } => Some(job),
             Event::ControllerFailed { controller, .. } => Some(controller),
             Event::TaskStarted { target, .. } | Event::TaskFinished { target, .. } => Some(target),
@@ -380,6 +392,9 @@ impl Event {
                 )
             }
             Event::BackupFailed { error } => format!("backup failed: {error}"),
+            Event::RunnerHostPrepared { host, steps } => {
+                format!("{host} prepared for NVIDIA GPUs: {}", steps.join("; "))
+            }
             Event::RunnerHostResolved { runner, host } => {
                 format!("runner {runner} (host: auto) runs on {host}")
             }
@@ -413,8 +428,12 @@ impl Event {
                 host,
                 action,
                 jobs,
+                containers,
+                target,
             } => {
-                format!("runner {runner} on {host}: {action} ({jobs} job(s) waiting or running)")
+                format!(
+                    "runner {runner} on {host}: {action}, {containers} → {target} container(s) ({jobs} job(s) waiting or running)"
+                )
             }
             Event::RunnerScaleFailed {
                 runner,

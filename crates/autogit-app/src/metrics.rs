@@ -864,6 +864,8 @@ mod tests {
                 host: "h1".into(),
                 action: "start".into(),
                 jobs: 3,
+                containers: 0,
+                target: 1,
             },
         ));
         m.observe(&env(

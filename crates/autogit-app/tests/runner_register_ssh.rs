@@ -61,7 +61,7 @@ async fn registration_writes_the_rendered_config_toml_on_the_host() {
     }
     let data = tempfile::tempdir().unwrap();
     let yml = format!(
-        "gitlab:\n  external_url: https://git.example.test\nrunners:\n  gpu:\n    - name: wsl\n      host: {addr}\n      user: root\n      executor: podman\n      gpu: nvidia\n      wsl2: true\n    - name: plain\n      host: {addr}\n      user: root\n",
+        "gitlab:\n  external_url: https://git.example.test\nrunners:\n  isolation:\n    engine: socket\n  gpu:\n    - name: wsl\n      host: {addr}\n      user: root\n      executor: podman\n      gpu: nvidia\n      wsl2: true\n    - name: plain\n      host: {addr}\n      user: root\n",
         addr = host.addr
     );
     let settings = support::settings(&yml, "", data.path());

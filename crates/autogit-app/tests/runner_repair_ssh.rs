@@ -27,7 +27,8 @@ case "$1" in
   inspect) n=$4; [ -f "$c/$n" ] || {{ echo "Error: No such object: $n" >&2; exit 1; }}; cat "$c/$n" ;;
   start) echo "start $2" >> "$state/log"; after_start "$2"; echo "$2" ;;
   rm) echo "rm $3" >> "$state/log"; rm -f "$c/$3" ;;
-  run) echo "run $4" >> "$state/log"; after_start "$4"; echo 0123456789ab ;;
+  run) how=; case " $* " in *"engine-proxy.sock:/var/run/docker.sock "*) how=" via the proxy" ;; esac; echo "run $4$how" >> "$state/log"; after_start "$4"; echo 0123456789ab ;;
+  network) [ "$2" = inspect ] && [ -e "$state/network-$3" ] && exit 0; [ "$2" = create ] && {{ eval "n=\${{$#}}"; : > "$state/network-$n"; echo "network create $n" >> "$state/log"; exit 0; }}; exit 1 ;;
   *) exit 1 ;;
 esac
 "#,
@@ -48,9 +49,14 @@ async fn a_dead_runner_container_is_restarted_and_a_crash_loop_raises_the_flag()
     let state_of = || std::fs::read_to_string(containers.join("autogit-runner-r1")).unwrap();
     let set_state = |s: &str| std::fs::write(containers.join("autogit-runner-r1"), s).unwrap();
 
+    // The host's engine proxy: its socket is what the recreate mounts (this stand-in engine
+    // only records the call).
+    let proxy = host.dir.join("engine-proxy.sock");
+    let _proxy = std::os::unix::net::UnixListener::bind(&proxy).unwrap();
     let data = tempfile::tempdir().unwrap();
     let yml = format!(
-        "runners:\n  mode: always\n  cpu:\n    - name: r1\n      host: {}\n      user: root\nhealth:\n  restart_budget:\n    max: 3\n    window: 10m\n  backoff:\n    initial: 10s\n    max: 1m\n",
+        "runners:\n  mode: always\n  isolation:\n    proxy_socket: {}\n  cpu:\n    - name: r1\n      host: {}\n      user: root\nhealth:\n  restart_budget:\n    max: 3\n    window: 10m\n  backoff:\n    initial: 10s\n    max: 1m\n",
+        proxy.display(),
         host.addr
     );
     let settings = support::settings(&yml, "", data.path());
@@ -130,8 +136,9 @@ async fn a_dead_runner_container_is_restarted_and_a_crash_loop_raises_the_flag()
         [
             "start autogit-runner-r1",
             "start autogit-runner-r1",
+            "network create autogit-runner-r1",
             "rm autogit-runner-r1",
-            "run autogit-runner-r1"
+            "run autogit-runner-r1 via the proxy"
         ],
         "two restarts and one recreate, nothing after the flag"
     );

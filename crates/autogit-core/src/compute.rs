@@ -16,7 +16,8 @@
 //! **Invariant:** VRAM reserved on a GPU never exceeds its total, and what a user holds never
 //! exceeds the quota (property-tested, with every job eventually running).
 
-use crate::config::{Capability, Quota};
+use crate::config::{Capability, GpuSharing, Quota};
+use crate::topology::{Topology, best_set};
 use crate::units::{Bytes, Dur};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -63,6 +64,11 @@ pub struct HostSlots {
     pub capabilities: Vec<Capability>,
     pub gpus: Vec<GpuSlot>,
     pub reachable: bool,
+    /// The links between its GPUs (`nvidia-smi topo -m`), if known: a multi-GPU job gets the
+    /// best-connected set (NVLink first).
+    pub topology: Option<Topology>,
+    /// How jobs share its GPUs (`runners.gpu[].sharing`).
+    pub sharing: GpuSharing,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -96,6 +102,8 @@ struct GpuState {
     total: u64,
     free: u64,
     reserved: u64,
+    /// autogit's jobs on it now.
+    jobs: u32,
 }
 
 impl GpuState {
@@ -110,6 +118,17 @@ struct HostState {
     caps: Vec<Capability>,
     reachable: bool,
     gpus: Vec<GpuState>,
+    topology: Option<Topology>,
+    sharing: GpuSharing,
+}
+
+impl HostState {
+    /// Whether GPU position `i` can take one more job needing `vram`: enough VRAM, and on an
+    /// exclusive (or MIG-partitioned) host no job of autogit's on it already.
+    fn takes(&self, i: usize, vram: u64) -> bool {
+        let g = &self.gpus[i];
+        g.available() >= vram && (self.sharing == GpuSharing::TimeSliced || g.jobs == 0)
+    }
 }
 
 /// The scheduler's view: hosts, what runs where, the queue, who holds what.
@@ -144,6 +163,8 @@ impl Scheduler {
                     name: h.name,
                     caps: h.capabilities,
                     reachable: h.reachable,
+                    topology: h.topology,
+                    sharing: h.sharing,
                     gpus: h
                         .gpus
                         .into_iter()
@@ -152,6 +173,7 @@ impl Scheduler {
                             total: g.total.0,
                             free: g.free.0.min(g.total.0),
                             reserved: 0,
+                            jobs: 0,
                         })
                         .collect(),
                 })
@@ -227,6 +249,7 @@ impl Scheduler {
         if let Some(h) = self.hosts.iter_mut().find(|h| h.name == p.host) {
             for g in h.gpus.iter_mut().filter(|g| p.gpus.contains(&g.index)) {
                 g.reserved = (g.reserved + r.vram.0).min(g.total);
+                g.jobs += 1;
             }
         }
         let u = self.usage.entry(r.user.clone()).or_default();
@@ -316,8 +339,9 @@ impl Scheduler {
 
     /// (host index, GPU positions on that host) for `r`, by the configured fit.
     fn find(&self, r: &Request) -> Option<(usize, Vec<usize>)> {
-        // (score: VRAM left over, GPU sizes, host position), host, GPU positions.
-        type Choice = ((u64, u64, usize), usize, Vec<usize>);
+        // (score: the set's slowest link, VRAM left over, GPU sizes, host position), host,
+        // GPU positions.
+        type Choice = ((u64, u64, u64, usize), usize, Vec<usize>);
         let mut best: Option<Choice> = None;
         for (hi, h) in self.hosts.iter().enumerate() {
             if !h.reachable || !has_cap(h, r) {
@@ -325,7 +349,7 @@ impl Scheduler {
             }
             if r.gpus == 0 {
                 // CPU-only: prefer hosts without GPUs, keeping GPU hosts for GPU work.
-                let score = (h.gpus.len() as u64, 0, hi);
+                let score = (h.gpus.len() as u64, 0, 0, hi);
                 if best.as_ref().is_none_or(|b| score < b.0) {
                     best = Some((score, hi, Vec::new()));
                 }
@@ -335,7 +359,7 @@ impl Scheduler {
                 continue;
             }
             let mut cands: Vec<usize> = (0..h.gpus.len())
-                .filter(|&i| h.gpus[i].available() >= r.vram.0)
+                .filter(|&i| h.takes(i, r.vram.0))
                 .collect();
             if cands.len() < r.gpus as usize {
                 continue;
@@ -344,16 +368,48 @@ impl Scheduler {
                 cands.truncate(r.gpus as usize);
                 return Some((hi, cands));
             }
-            cands.sort_by_key(|&i| (h.gpus[i].available(), h.gpus[i].total, h.gpus[i].index));
-            cands.truncate(r.gpus as usize);
-            let left: u64 = cands
-                .iter()
-                .map(|&i| h.gpus[i].available() - r.vram.0)
-                .sum();
-            let size: u64 = cands.iter().map(|&i| h.gpus[i].total).sum();
-            let score = (left, size, hi);
+            let leftover = |i: usize| h.gpus[i].available() - r.vram.0;
+            let chosen: Vec<usize> = match &h.topology {
+                // Several GPUs with their links known: the best-connected set, then best fit.
+                Some(t) if r.gpus > 1 => {
+                    let by_index: Vec<u32> = cands.iter().map(|&i| h.gpus[i].index).collect();
+                    let pos = |index: u32| {
+                        cands
+                            .iter()
+                            .copied()
+                            .find(|&i| h.gpus[i].index == index)
+                            .unwrap_or(0)
+                    };
+                    let Some(set) =
+                        best_set(&by_index, r.gpus as usize, t, |index| leftover(pos(index)))
+                    else {
+                        continue;
+                    };
+                    set.into_iter().map(pos).collect()
+                }
+                _ => {
+                    cands.sort_by_key(|&i| {
+                        (h.gpus[i].available(), h.gpus[i].total, h.gpus[i].index)
+                    });
+                    cands.truncate(r.gpus as usize);
+                    cands
+                }
+            };
+            // Hosts compare by the set's links first (unknown counts as the slowest), then
+            // by the VRAM left over and the GPUs' sizes.
+            let link = match &h.topology {
+                Some(t) if r.gpus > 1 => {
+                    t.score(&chosen.iter().map(|&i| h.gpus[i].index).collect::<Vec<_>>())
+                        .0
+                }
+                _ if r.gpus > 1 => crate::topology::Link::Sys.rank(),
+                _ => 0,
+            };
+            let left: u64 = chosen.iter().map(|&i| leftover(i)).sum();
+            let size: u64 = chosen.iter().map(|&i| h.gpus[i].total).sum();
+            let score = (u64::from(link), left, size, hi);
             if best.as_ref().is_none_or(|b| score < b.0) {
-                best = Some((score, hi, cands));
+                best = Some((score, hi, chosen));
             }
         }
         best.map(|(_, hi, g)| (hi, g))
@@ -366,6 +422,7 @@ impl Scheduler {
             let g = &mut h.gpus[i];
             g.reserved += r.vram.0;
             g.free -= r.vram.0;
+            g.jobs += 1;
             indexes.push(g.index);
         }
         let u = self.usage.entry(r.user.clone()).or_default();
@@ -383,6 +440,7 @@ impl Scheduler {
             for g in h.gpus.iter_mut().filter(|g| p.gpus.contains(&g.index)) {
                 g.reserved = g.reserved.saturating_sub(r.vram.0);
                 g.free = (g.free + r.vram.0).min(g.total);
+                g.jobs = g.jobs.saturating_sub(1);
             }
         }
         if let Some(u) = self.usage.get_mut(&r.user) {
@@ -392,6 +450,10 @@ impl Scheduler {
     }
 
     /// For tests and benchmarks: (reserved, total) per GPU of every host, and each user's use.
+    /// Also: each GPU's reservation and job count are exactly those of the running jobs
+    /// placed on it (a reservation is all of a job's GPUs or none: no partial starts), every
+    /// placement has the job's number of distinct GPUs on one host, and an exclusive or MIG
+    /// host runs at most one job per GPU.
     pub fn check_invariants(&self) -> Result<(), String> {
         for h in &self.hosts {
             for g in &h.gpus {
@@ -401,6 +463,41 @@ impl Scheduler {
                         h.name, g.index, g.reserved, g.total
                     ));
                 }
+                let holders: Vec<&Request> = self
+                    .running
+                    .values()
+                    .filter(|(_, p)| p.host == h.name && p.gpus.contains(&g.index))
+                    .map(|(r, _)| r)
+                    .collect();
+                let vram: u64 = holders.iter().map(|r| r.vram.0).sum();
+                if holders.len() as u32 != g.jobs || vram.min(g.total) != g.reserved {
+                    return Err(format!(
+                        "{} GPU {}: {} job(s) / {} bytes reserved, but {} running job(s) hold {} bytes",
+                        h.name,
+                        g.index,
+                        g.jobs,
+                        g.reserved,
+                        holders.len(),
+                        vram
+                    ));
+                }
+                if h.sharing != GpuSharing::TimeSliced && g.jobs > 1 {
+                    return Err(format!(
+                        "{} GPU {}: {} jobs on a {:?} GPU",
+                        h.name, g.index, g.jobs, h.sharing
+                    ));
+                }
+            }
+        }
+        for (r, p) in self.running.values() {
+            let mut distinct = p.gpus.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            if distinct.len() != r.gpus as usize || p.gpus.len() != r.gpus as usize {
+                return Err(format!(
+                    "{} wants {} GPU(s), holds {:?} on {}",
+                    r.id, r.gpus, p.gpus, p.host
+                ));
             }
         }
         for (user, &(gpus, vram)) in &self.quotas {
@@ -603,6 +700,8 @@ mod tests {
 
     fn host(name: &str, caps: &[Capability], gib: &[u64]) -> HostSlots {
         HostSlots {
+            topology: None,
+            sharing: GpuSharing::TimeSliced,
             name: name.into(),
             capabilities: caps.to_vec(),
             gpus: gib
@@ -685,6 +784,62 @@ mod tests {
         assert!(check_image("ghcr.io/a/b:1@sha256:abc").is_ok());
         for bad in ["", "-v", "a b", "a;b", "$(id)"] {
             assert!(check_image(bad).is_err(), "{bad}");
+        }
+    }
+
+    /// Two NVLink pairs (0-1, 2-3), PCIe across.
+    fn paired() -> Topology {
+        use crate::topology::Link;
+        let mut t = Topology::default();
+        for (a, b) in [(0, 1), (2, 3)] {
+            t.links.insert((a, b), Link::NvLink(4));
+        }
+        for (a, b) in [(0, 2), (0, 3), (1, 2), (1, 3)] {
+            t.links.insert((a, b), Link::Phb);
+        }
+        t
+    }
+
+    #[test]
+    fn multi_gpu_jobs_get_nvlinked_gpus_before_best_fit() {
+        let mut h = host("ws", &[], &[24, 48, 24, 24]);
+        h.topology = Some(paired());
+        // Best fit alone would pick GPUs 0 and 2 (4 GiB left on each): not linked.
+        let mut s = sched(vec![h.clone()], Fit::BestFit);
+        s.submit(job("pair", "u", 2, 20, 0, 0)).unwrap();
+        assert_eq!(show(&s.schedule(0)), ["pair@ws[2, 3]"]);
+        // Without the matrix: best fit.
+        h.topology = None;
+        let mut s = sched(vec![h], Fit::BestFit);
+        s.submit(job("pair", "u", 2, 20, 0, 0)).unwrap();
+        assert_eq!(show(&s.schedule(0)), ["pair@ws[0, 2]"]);
+        // Across hosts: the one whose set is NVLinked, though the other fits tighter.
+        let mut linked = host("big", &[], &[80, 80]);
+        linked.topology = Some(paired());
+        let mut s = sched(vec![host("tight", &[], &[24, 24]), linked], Fit::BestFit);
+        s.submit(job("pair", "u", 2, 20, 0, 0)).unwrap();
+        assert_eq!(show(&s.schedule(0)), ["pair@big[0, 1]"]);
+    }
+
+    #[test]
+    fn exclusive_gpus_take_one_job_each_and_time_sliced_share() {
+        for (sharing, want) in [
+            (GpuSharing::TimeSliced, vec!["a@h[0]", "b@h[0]"]),
+            (GpuSharing::Exclusive, vec!["a@h[0]"]),
+            (GpuSharing::Mig, vec!["a@h[0]"]),
+        ] {
+            let mut h = host("h", &[], &[24]);
+            h.sharing = sharing;
+            let mut s = sched(vec![h], Fit::BestFit);
+            s.submit(job("a", "u", 1, 4, 0, 0)).unwrap();
+            s.submit(job("b", "u", 1, 4, 0, 1)).unwrap();
+            assert_eq!(show(&s.schedule(0)), want, "{sharing:?}");
+            s.check_invariants().unwrap();
+            if sharing != GpuSharing::TimeSliced {
+                // The GPU frees when the job ends; then the other starts.
+                assert!(s.finish("a"));
+                assert_eq!(show(&s.schedule(10)), ["b@h[0]"]);
+            }
         }
     }
 

@@ -355,10 +355,60 @@ pub struct Runners {
     pub mode: RunnerMode,
     pub cooldown: Dur,
     pub image: String,
+    /// What a runner and its jobs may reach on their host (docs/runners.md "Isolation").
+    pub isolation: Isolation,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cpu: Vec<Runner>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub gpu: Vec<Runner>,
+}
+
+/// `runners.isolation`: the defaults give a job no way to root on its host; each weaker
+/// setting is a `validate` warning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Isolation {
+    /// How the runner's container reaches the engine.
+    pub engine: EngineAccess,
+    /// The engine proxy's socket on a runner host (`autogit runner engine-proxy --listen`).
+    pub proxy_socket: String,
+    /// The network job containers join.
+    pub network: JobNetwork,
+    /// `privileged` for job containers (gitlab-runner's `[runners.docker] privileged`).
+    pub privileged: bool,
+    /// Mount the engine's socket into job containers (Docker-out-of-Docker builds).
+    pub job_engine_socket: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineAccess {
+    /// Through `autogit runner engine-proxy`: only the calls the Docker executor needs.
+    Proxy,
+    /// The engine's own socket: anything, root on the host.
+    Socket,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobNetwork {
+    /// The runner's own bridge network `autogit-runner-<name>`.
+    Runner,
+    /// The engine's default bridge, shared with every container started without a network.
+    Bridge,
+    /// The host's network stack: every port of the host, loopback included.
+    Host,
+}
+
+impl Default for Isolation {
+    fn default() -> Self {
+        Isolation {
+            engine: EngineAccess::Proxy,
+            proxy_socket: crate::engine_proxy::DEFAULT_PROXY_SOCKET.to_owned(),
+            network: JobNetwork::Runner,
+            privileged: false,
+            job_engine_socket: false,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -405,6 +455,33 @@ pub struct Runner {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub capabilities: Vec<Capability>,
     pub wsl2: bool,
+    /// Runner containers kept on the host even without work (0: zero idle).
+    pub min: u32,
+    /// Runner containers at most; each takes `concurrent` jobs (`core::ondemand::plan_scale`).
+    pub max: u32,
+    /// How compute jobs share this host's GPUs (`gpu` runners; one value per host).
+    #[serde(skip_serializing_if = "GpuSharing::is_default")]
+    pub sharing: GpuSharing,
+}
+
+impl GpuSharing {
+    pub fn is_default(&self) -> bool {
+        *self == GpuSharing::TimeSliced
+    }
+}
+
+/// How jobs share a host's GPUs (`runners.gpu[].sharing`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuSharing {
+    /// Several jobs on one GPU, each with its VRAM (the driver's default compute mode).
+    #[default]
+    TimeSliced,
+    /// One job per GPU, whatever VRAM is left.
+    Exclusive,
+    /// The GPUs are partitioned (Multi-Instance GPU): one job per GPU, which gets its
+    /// instances (per-instance placement is not done yet).
+    Mig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -595,6 +672,7 @@ impl Default for Config {
                 mode: RunnerMode::OnDemand,
                 cooldown: Dur::secs(300),
                 image: "gitlab/gitlab-runner:alpine-v18.5.0".to_owned(),
+                isolation: Isolation::default(),
                 cpu: Vec::new(),
                 gpu: Vec::new(),
             },

@@ -313,6 +313,14 @@ fn count(n: &Node, min: u32, max: u32) -> Result<u32, Bad> {
 pub(crate) fn p_concurrency(n: &Node) -> Result<u32, Bad> {
     count(n, 1, 1024)
 }
+/// Runner containers on one host: `min` 0–64.
+pub(crate) fn p_replicas_min(n: &Node) -> Result<u32, Bad> {
+    count(n, 0, 64)
+}
+/// Runner containers on one host: `max` 1–64.
+pub(crate) fn p_replicas_max(n: &Node) -> Result<u32, Bad> {
+    count(n, 1, 64)
+}
 pub(crate) fn p_small_count(n: &Node) -> Result<u32, Bad> {
     count(n, 1, 100)
 }
@@ -543,6 +551,15 @@ enum_parser!(p_capability, Capability, "one of: inference, render, train", {
 enum_parser!(p_mode, RunnerMode, "one of: on-demand, always", {
     "on-demand" => RunnerMode::OnDemand, "always" => RunnerMode::Always,
 });
+enum_parser!(p_engine_access, EngineAccess, "one of: proxy, socket", {
+    "proxy" => EngineAccess::Proxy, "socket" => EngineAccess::Socket,
+});
+enum_parser!(p_job_network, JobNetwork, "one of: runner, bridge, host", {
+    "runner" => JobNetwork::Runner, "bridge" => JobNetwork::Bridge, "host" => JobNetwork::Host,
+});
+enum_parser!(p_sharing, GpuSharing, "one of: time-sliced, exclusive, mig", {
+    "time-sliced" => GpuSharing::TimeSliced, "exclusive" => GpuSharing::Exclusive, "mig" => GpuSharing::Mig,
+});
 enum_parser!(p_autobool, AutoBool, "one of: auto, true, false", {
     "auto" => AutoBool::Auto, "true" => AutoBool::True, "false" => AutoBool::False,
 });
@@ -552,6 +569,25 @@ enum_parser!(p_engine, EngineKind, "one of: auto, docker, podman", {
 enum_parser!(p_ingress, IngressKind, "one of: traefik, nginx, none", {
     "traefik" => IngressKind::Traefik, "nginx" => IngressKind::Nginx, "none" => IngressKind::None,
 });
+
+/// An absolute path of plain characters (it is an argument of a remote command and a
+/// mount source): letters, digits and `/ . _ -`, no `..`.
+pub(crate) fn p_socket_path(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an absolute path"))?;
+    let plain = s.starts_with('/')
+        && s.len() <= 200
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+        && !s.split('/').any(|p| p == "..");
+    if plain {
+        Ok(s.to_owned())
+    } else {
+        Err(
+            Bad::new("an absolute path of letters, digits and `/ . _ -`")
+                .help("such as /run/autogit/engine-proxy.sock"),
+        )
+    }
+}
 
 pub(crate) fn p_unix_user(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a user name"))?;
@@ -719,8 +755,16 @@ keys!(RunnersKey {
     mode,
     cooldown,
     image,
+    isolation,
     cpu,
     gpu
+});
+keys!(IsolationKey {
+    engine,
+    proxy_socket,
+    network,
+    privileged,
+    job_engine_socket
 });
 keys!(RunnerKey {
     name,
@@ -731,7 +775,10 @@ keys!(RunnerKey {
     tags,
     gpu,
     capabilities,
-    wsl2
+    wsl2,
+    min,
+    max,
+    sharing
 });
 keys!(HealthKey {
     check_interval,
@@ -1422,6 +1469,22 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
     if let Some(v) = cx.field(&o, RunnersKey::image, p_image) {
         r.image = v;
     }
+    let iso = sub(cx, &o, RunnersKey::isolation);
+    if let Some(v) = cx.field(&iso, IsolationKey::engine, p_engine_access) {
+        r.isolation.engine = v;
+    }
+    if let Some(v) = cx.field(&iso, IsolationKey::proxy_socket, p_socket_path) {
+        r.isolation.proxy_socket = v;
+    }
+    if let Some(v) = cx.field(&iso, IsolationKey::network, p_job_network) {
+        r.isolation.network = v;
+    }
+    if let Some(v) = cx.field(&iso, IsolationKey::privileged, p_bool) {
+        r.isolation.privileged = v;
+    }
+    if let Some(v) = cx.field(&iso, IsolationKey::job_engine_socket, p_bool) {
+        r.isolation.job_engine_socket = v;
+    }
     for (list, is_gpu) in [(RunnersKey::cpu, false), (RunnersKey::gpu, true)] {
         for (path, node) in cx.list(&o, list) {
             let ro = cx.obj::<K>(Some(node), &path);
@@ -1478,24 +1541,43 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
             capabilities.sort();
             capabilities.dedup();
             let wsl2 = cx.field(&ro, K::wsl2, p_bool).unwrap_or(false);
+            let min = cx.field(&ro, K::min, p_replicas_min).unwrap_or(0);
+            let max = cx.field(&ro, K::max, p_replicas_max);
+            if let (Some(max), Some(o)) = (max, &ro)
+                && min > max
+            {
+                let loc = o.key_loc(K::min).unwrap_or(o.loc());
+                cx.error_at(
+                    loc,
+                    &format!("{path}.min"),
+                    Diagnostic::error(
+                        "runner-scale",
+                        format!("`min: {min}` is more than `max: {max}` runner containers"),
+                    )
+                    .help("lower `min`, or raise `max`"),
+                );
+            }
+            let max = max.unwrap_or(min.max(1));
+            let sharing = cx.field(&ro, K::sharing, p_sharing);
             if is_gpu {
                 gpu.get_or_insert(GpuVendor::Nvidia);
                 if capabilities.is_empty() {
                     capabilities.push(Capability::Inference);
                 }
             } else if let Some(ro) = &ro
-                && (gpu.is_some() || !capabilities.is_empty())
+                && (gpu.is_some() || !capabilities.is_empty() || sharing.is_some())
             {
                 let loc = ro
                     .key_loc(K::gpu)
                     .or(ro.key_loc(K::capabilities))
+                    .or(ro.key_loc(K::sharing))
                     .unwrap_or(ro.loc());
                 cx.error_at(
                     loc,
                     ro.path(),
                     Diagnostic::error(
                         "cpu-runner-gpu",
-                        "a runner under `runners.cpu` cannot have `gpu` or `capabilities`",
+                        "a runner under `runners.cpu` cannot have `gpu`, `capabilities` or `sharing`",
                     )
                     .help("move it to `runners.gpu`"),
                 );
@@ -1510,6 +1592,9 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
                 gpu,
                 capabilities,
                 wsl2,
+                min,
+                max,
+                sharing: sharing.unwrap_or_default(),
             };
             if is_gpu {
                 r.gpu.push(runner)
@@ -1934,6 +2019,7 @@ mod key_tests {
             GitLabSourceKey::ALL,
             GitSourceKey::ALL,
             RunnersKey::ALL,
+            IsolationKey::ALL,
             RunnerKey::ALL,
             HealthKey::ALL,
             BudgetKey::ALL,

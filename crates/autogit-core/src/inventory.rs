@@ -20,6 +20,7 @@ echo @@docker; docker version --format '{{.Server.Version}}' 2>/dev/null
 echo @@podman; podman version --format '{{.Client.Version}}' 2>/dev/null
 echo @@gpus; nvidia-smi --query-gpu=name,memory.total,memory.free,utilization.gpu,driver_version --format=csv,noheader,nounits 2>&1
 echo @@smi; nvidia-smi 2>/dev/null | head -n 6
+echo @@topo; nvidia-smi topo -m 2>/dev/null
 echo @@end
 ";
 
@@ -59,6 +60,9 @@ pub struct Inventory {
     pub gpus: Vec<Gpu>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cuda: Option<String>,
+    /// The links between its GPUs (`nvidia-smi topo -m`), with two GPUs or more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<crate::topology::Topology>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
@@ -209,6 +213,15 @@ pub fn parse_probe(text: &str) -> Inventory {
         inv.gpus = gpus;
         inv.problems.extend(problems);
         inv.cuda = section("smi").and_then(parse_cuda_version);
+        let topo = section("topo").unwrap_or("");
+        // A driver too old for `topo -m` prints no matrix: nothing to say. A matrix that does
+        // not parse is a problem; placement then goes by VRAM alone.
+        if inv.gpus.len() > 1 && topo.contains("GPU0") {
+            match crate::topology::parse_topo(topo) {
+                Ok(t) => inv.topology = Some(t),
+                Err(e) => inv.problems.push(format!("nvidia-smi topo -m: {e}")),
+            }
+        }
     }
     inv
 }
@@ -328,6 +341,31 @@ mod tests {
         assert_eq!(inv.gpus.len(), 1);
         assert_eq!(inv.cuda.as_deref(), Some("12.8"));
         assert!(inv.problems.is_empty(), "{:?}", inv.problems);
+
+        // Two GPUs with an NVLink bridge: the matrix is read; a broken one is a problem.
+        let two = |topo: &str| {
+            format!(
+                "@@nproc\n8\n@@meminfo\nMemTotal: 1024 kB\n@@version\nLinux\n@@dxg\n@@docker\n27.3.1\n@@podman\n@@gpus\nNVIDIA GeForce RTX 3090, 24576, 24000, 0, 550.54.14\nNVIDIA GeForce RTX 3090, 24576, 24000, 0, 550.54.14\n@@smi\n@@topo\n{topo}@@end\n"
+            )
+        };
+        let inv = parse_probe(&two(
+            "\tGPU0\tGPU1\tCPU Affinity\nGPU0\t X \tNV4\t0-7\nGPU1\tNV4\t X \t0-7\n",
+        ));
+        assert_eq!(
+            inv.topology.as_ref().and_then(|t| t.link(0, 1)),
+            Some(crate::topology::Link::NvLink(4))
+        );
+        assert!(inv.problems.is_empty(), "{:?}", inv.problems);
+        let inv = parse_probe(&two("\tGPU0\tGPU1\nGPU0\t X \t???\n"));
+        assert_eq!(inv.topology, None);
+        assert!(
+            inv.problems[0].contains("nvidia-smi topo -m"),
+            "{:?}",
+            inv.problems
+        );
+        // A driver without `topo -m` (or a stand-in) prints no matrix: nothing to report.
+        let inv = parse_probe(&two("| NVIDIA-SMI 550.54.14 |\n"));
+        assert!(inv.topology.is_none() && inv.problems.is_empty());
 
         let bare = "@@nproc\n2\n@@meminfo\nMemTotal: 1024 kB\n@@version\nLinux version 6.1\n@@dxg\n@@docker\n27.3.1\n@@podman\n@@gpus\nsh: 1: nvidia-smi: not found\n@@smi\n@@end\n";
         let inv = parse_probe(bare);

@@ -3,7 +3,7 @@
 //! commands that start and stop a runner's container are built here too; the binary runs
 //! them on the runner's host.
 
-use crate::config::{Executor, Runner, RunnerMode};
+use crate::config::{EngineAccess, Executor, Isolation, JobNetwork, Runner, RunnerMode};
 
 /// What to do with one runner now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -60,6 +60,138 @@ pub fn decide(
     }
 }
 
+/// What the scaler knows about one runner now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScaleInput {
+    pub mode: RunnerMode,
+    /// Runner containers running now.
+    pub running: u32,
+    /// Jobs it could take that wait (`pending`) and that run (`running`).
+    pub pending: u32,
+    pub active: u32,
+    /// Jobs one container takes at once (`concurrent`).
+    pub concurrent: u32,
+    pub min: u32,
+    pub max: u32,
+    /// Since when fewer containers would have done (carried from the last pass).
+    pub surplus_since: Option<i64>,
+    pub now: i64,
+    pub cooldown: i64,
+}
+
+/// How many containers to run, with the time the surplus began (carried to the next pass).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScalePlan {
+    pub target: u32,
+    pub surplus_since: Option<i64>,
+}
+
+/// The runner containers a runner needs: enough for its jobs (`ceil((pending + active) /
+/// concurrent)`), at least `min` (one with `mode: always`), at most `max`. More are started
+/// at once (one pass reaches the target); fewer only once the surplus has lasted `cooldown`
+/// seconds, except above `max`, which is cut at once.
+pub fn plan_scale(i: ScaleInput) -> ScalePlan {
+    let floor = match i.mode {
+        RunnerMode::Always => i.min.max(1),
+        RunnerMode::OnDemand => i.min,
+    }
+    .min(i.max);
+    let jobs = i.pending.saturating_add(i.active);
+    let needed = jobs.div_ceil(i.concurrent.max(1)).clamp(floor, i.max);
+    if needed >= i.running {
+        return ScalePlan {
+            target: needed,
+            surplus_since: None,
+        };
+    }
+    if i.running > i.max && needed == i.max {
+        return ScalePlan {
+            target: i.max,
+            surplus_since: None,
+        };
+    }
+    let since = i.surplus_since.unwrap_or(i.now);
+    if i.now - since >= i.cooldown {
+        ScalePlan {
+            target: needed,
+            surplus_since: None,
+        }
+    } else {
+        ScalePlan {
+            target: i.running.min(i.max),
+            surplus_since: Some(since),
+        }
+    }
+}
+
+/// The name of replica `index` (0-based) of a runner's container: the first is
+/// `autogit-runner-NAME` (what registration, repair and one-container hosts know), the next
+/// `autogit-runner-NAME-2`, `-3`, ….
+pub fn replica_name(runner: &str, index: u32) -> String {
+    match index {
+        0 => container_name(runner),
+        n => format!("{}-{}", container_name(runner), n + 1),
+    }
+}
+
+/// Lists a runner's containers with their state (`NAME STATE` lines), running or not.
+pub fn replicas_argv(runner: &Runner) -> Vec<String> {
+    vec![
+        engine_of(runner).to_owned(),
+        "ps".to_owned(),
+        "-a".to_owned(),
+        "--filter".to_owned(),
+        format!("label=io.autogit.runner={}", container_name(&runner.name)),
+        "--format".to_owned(),
+        "{{.Names}} {{.State}}".to_owned(),
+    ]
+}
+
+/// A runner's containers as [`replicas_argv`] lists them: (replica index, running), sorted.
+/// Names that are not this runner's replicas are ignored.
+pub fn parse_replicas(runner: &str, out: &str) -> Vec<(u32, bool)> {
+    let base = container_name(runner);
+    let mut v: Vec<(u32, bool)> = out
+        .lines()
+        .filter_map(|l| {
+            let (name, state) = l.trim().split_once(' ')?;
+            let index = if name == base {
+                0
+            } else {
+                let n: u32 = name.strip_prefix(&base)?.strip_prefix('-')?.parse().ok()?;
+                (n >= 2).then_some(n - 1)?
+            };
+            Some((index, state.trim() == "running"))
+        })
+        .collect();
+    v.sort_unstable();
+    v.dedup_by_key(|(i, _)| *i);
+    v
+}
+
+/// Asks replica `index` to stop once its jobs are done: gitlab-runner finishes its running
+/// jobs and exits on SIGQUIT (its graceful shutdown); the exited container is removed by a
+/// later pass.
+pub fn quit_argv(runner: &Runner, index: u32) -> Vec<String> {
+    vec![
+        engine_of(runner).to_owned(),
+        "kill".to_owned(),
+        "--signal".to_owned(),
+        "QUIT".to_owned(),
+        replica_name(&runner.name, index),
+    ]
+}
+
+/// Removes replica `index` (an exited one, or every one when no job is left).
+pub fn remove_argv(runner: &Runner, index: u32) -> Vec<String> {
+    vec![
+        engine_of(runner).to_owned(),
+        "rm".to_owned(),
+        "-f".to_owned(),
+        replica_name(&runner.name, index),
+    ]
+}
+
 /// The name of a runner's container on its host (the same as its configuration volume).
 pub fn container_name(runner: &str) -> String {
     crate::runner::runner_volume(runner)
@@ -74,23 +206,72 @@ pub fn engine_of(runner: &Runner) -> &'static str {
 }
 
 /// Starts the runner's container (removing a stopped one of the same name first): the runner
-/// image with its configuration volume and the engine's socket, so jobs run as sibling
-/// containers. Podman's socket is found on the host (`$XDG_RUNTIME_DIR/podman/podman.sock`,
-/// else `/run/podman/podman.sock`) and also mounted at its own path, which is the `host` the
-/// registered `config.toml` names (`core::runner::config_toml_on`).
-pub fn start_argv(runner: &Runner, image: &str) -> Vec<String> {
-    let engine = engine_of(runner);
-    let name = container_name(&runner.name);
-    let script = "engine=$1; name=$2; image=$3; \
-        set --; \
-        if [ \"$engine\" = podman ]; then sock=\"${XDG_RUNTIME_DIR:-/run}/podman/podman.sock\"; [ -S \"$sock\" ] || sock=/run/podman/podman.sock; set -- -v \"$sock:$sock\"; else sock=/var/run/docker.sock; fi; \
-        \"$engine\" rm -f \"$name\" >/dev/null 2>&1; \
-        exec \"$engine\" run -d --name \"$name\" --label io.autogit.runner=\"$name\" \
-        -v \"$name:/etc/gitlab-runner\" -v \"$sock:/var/run/docker.sock\" \"$@\" \"$image\"";
-    ["sh", "-c", script, "sh", engine, &name, image]
-        .map(str::to_owned)
-        .to_vec()
+/// image with its configuration volume and engine access, so jobs run as sibling containers.
+///
+/// Engine access (`runners.isolation.engine`): `proxy` mounts the host's engine proxy
+/// (`autogit runner engine-proxy`, at `proxy_socket`) as `/var/run/docker.sock`, and refuses
+/// to start (exit 3, saying what to run) when no proxy listens there; `socket` mounts the
+/// engine's own socket (Podman's found on the host, `$XDG_RUNTIME_DIR/podman/podman.sock`
+/// else `/run/podman/podman.sock`, also at its own path: the `host` the registered
+/// `config.toml` names, `core::runner::config_toml_on`). With `network: runner` the runner's
+/// own bridge network (`autogit-runner-NAME`, the job containers' `network_mode`) is created
+/// when missing and the runner's container joins it.
+pub fn start_argv(runner: &Runner, image: &str, isolation: &Isolation) -> Vec<String> {
+    start_replica_argv(runner, 0, image, isolation)
 }
+
+/// [`start_argv`] for replica `index` ([`replica_name`]): every replica mounts the runner's
+/// one configuration volume and carries the label `io.autogit.runner=autogit-runner-NAME`.
+pub fn start_replica_argv(
+    runner: &Runner,
+    index: u32,
+    image: &str,
+    isolation: &Isolation,
+) -> Vec<String> {
+    let engine = engine_of(runner);
+    let volume = container_name(&runner.name);
+    let name = replica_name(&runner.name, index);
+    let script = "engine=$1; name=$2; image=$3; access=$4; proxy=$5; net=$6; volume=$7; \
+        set --; \
+        if [ \"$access\" = proxy ]; then \
+          [ -S \"$proxy\" ] || { echo \"no engine proxy listens at $proxy on this host: run 'autogit runner engine-proxy --listen $proxy' there (docs/runners.md, Isolation), or set runners.isolation.engine: socket\" >&2; exit 3; }; \
+          sock=$proxy; \
+        elif [ \"$engine\" = podman ]; then sock=\"${XDG_RUNTIME_DIR:-/run}/podman/podman.sock\"; [ -S \"$sock\" ] || sock=/run/podman/podman.sock; set -- -v \"$sock:$sock\"; \
+        else sock=/var/run/docker.sock; fi; \
+        if [ -n \"$net\" ]; then \
+          \"$engine\" network inspect \"$net\" >/dev/null 2>&1 || \"$engine\" network create --label io.autogit.runner=\"$volume\" \"$net\" >/dev/null || exit 1; \
+          set -- \"$@\" --network \"$net\"; \
+        fi; \
+        \"$engine\" rm -f \"$name\" >/dev/null 2>&1; \
+        exec \"$engine\" run -d --name \"$name\" --label io.autogit.runner=\"$volume\" \
+        -v \"$volume:/etc/gitlab-runner\" -v \"$sock:/var/run/docker.sock\" \"$@\" \"$image\"";
+    let access = match isolation.engine {
+        EngineAccess::Proxy => "proxy",
+        EngineAccess::Socket => "socket",
+    };
+    let net = match isolation.network {
+        JobNetwork::Runner => crate::runner::job_network(runner, JobNetwork::Runner),
+        JobNetwork::Bridge | JobNetwork::Host => String::new(),
+    };
+    [
+        "sh",
+        "-c",
+        script,
+        "sh",
+        engine,
+        &name,
+        image,
+        access,
+        &isolation.proxy_socket,
+        &net,
+        &volume,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// The exit status of [`start_argv`] when the host has no engine proxy.
+pub const NO_PROXY_EXIT: i32 = 3;
 
 /// Stops and removes the runner's container (its configuration volume stays).
 pub fn stop_argv(runner: &Runner) -> Vec<String> {
@@ -249,16 +430,59 @@ mod tests {
             gpu: None,
             capabilities: vec![],
             wsl2: true,
+            min: 0,
+            max: 1,
+            sharing: Default::default(),
         };
-        let a = start_argv(&r, "gitlab/gitlab-runner:alpine-v18.5.0");
+        let a = start_argv(
+            &r,
+            "gitlab/gitlab-runner:alpine-v18.5.0",
+            &Isolation::default(),
+        );
         assert_eq!(a[0], "sh");
         assert_eq!(
             &a[4..],
             [
                 "podman",
                 "autogit-runner-wsl-gpu",
-                "gitlab/gitlab-runner:alpine-v18.5.0"
+                "gitlab/gitlab-runner:alpine-v18.5.0",
+                "proxy",
+                "/run/autogit/engine-proxy.sock",
+                "autogit-runner-wsl-gpu",
+                "autogit-runner-wsl-gpu"
             ]
+        );
+        let socket = Isolation {
+            engine: EngineAccess::Socket,
+            network: JobNetwork::Bridge,
+            ..Isolation::default()
+        };
+        let b = start_argv(&r, "i", &socket);
+        assert_eq!(
+            &b[7..],
+            [
+                "socket",
+                "/run/autogit/engine-proxy.sock",
+                "",
+                "autogit-runner-wsl-gpu"
+            ]
+        );
+        let third = start_replica_argv(&r, 2, "i", &socket);
+        assert_eq!(third[5], "autogit-runner-wsl-gpu-3");
+        assert_eq!(
+            third[10], "autogit-runner-wsl-gpu",
+            "one configuration volume"
+        );
+        assert_eq!(
+            parse_replicas(
+                "wsl-gpu",
+                "autogit-runner-wsl-gpu-3 exited\nautogit-runner-wsl-gpu running\nautogit-runner-wsl-gpu-x running\nautogit-runner-wsl-gpu-1 running\n"
+            ),
+            [(0, true), (2, false)]
+        );
+        assert_eq!(
+            quit_argv(&r, 1)[1..],
+            ["kill", "--signal", "QUIT", "autogit-runner-wsl-gpu-2"]
         );
         assert!(
             !a[2].contains("wsl-gpu"),

@@ -5,7 +5,7 @@
 //! belong to the runner as GitLab knows it (GitLab 17+ runner-creation flow:
 //! `POST /user/runners`), not to this file.
 
-use crate::config::{Executor, Runner, Runners};
+use crate::config::{EngineAccess, Executor, JobNetwork, Runner, Runners};
 use std::fmt::Write as _;
 
 /// What a rendered runner needs besides its configuration entry.
@@ -117,8 +117,15 @@ pub fn config_toml_on(
         if !env.is_empty() {
             let _ = writeln!(o, "  environment = {}", list(&env));
         }
+        let iso = &runners.isolation;
+        if iso.job_engine_socket {
+            // Opted in (a `validate` warning): the socket the runner's container has.
+            volumes.push("/var/run/docker.sock:/var/run/docker.sock".to_owned());
+        }
         let _ = writeln!(o, "  [runners.docker]");
-        if r.executor == Executor::Podman {
+        // Behind the engine proxy the runner's container sees the proxy at the default
+        // socket path, whatever the host's engine is.
+        if r.executor == Executor::Podman && iso.engine == EngineAccess::Socket {
             // Podman's Docker-compatible socket (rootless: the user's runtime directory).
             let uid = if r.user.as_deref() == Some("root") {
                 None
@@ -133,7 +140,12 @@ pub fn config_toml_on(
             let _ = writeln!(o, "    host = {}", toml_str(&sock));
         }
         let _ = writeln!(o, "    image = {}", toml_str(DEFAULT_JOB_IMAGE));
-        let _ = writeln!(o, "    privileged = false");
+        let _ = writeln!(o, "    privileged = {}", iso.privileged);
+        let _ = writeln!(
+            o,
+            "    network_mode = {}",
+            toml_str(&job_network(r, iso.network))
+        );
         let _ = writeln!(o, "    disable_cache = false");
         let _ = writeln!(o, "    volumes = {}", list(&volumes));
         if r.gpu.is_some() {
@@ -146,6 +158,35 @@ pub fn config_toml_on(
         let _ = writeln!(o, "    MaxUploadedArchiveSize = 0");
     }
     o
+}
+
+/// The network a runner's job containers join (`[runners.docker] network_mode`): the
+/// runner's own bridge network by default (`runners.isolation.network`).
+pub fn job_network(runner: &Runner, network: JobNetwork) -> String {
+    match network {
+        JobNetwork::Runner => runner_volume(&runner.name),
+        JobNetwork::Bridge => "bridge".to_owned(),
+        JobNetwork::Host => "host".to_owned(),
+    }
+}
+
+/// What the engine proxy of a runner's host lets that runner's jobs have
+/// (`core::engine_proxy::Policy`): its job network, and for WSL2 runners `/dev/dxg` and a
+/// read-only `/usr/lib/wsl`.
+pub fn proxy_policy(runners: &[&Runner], network: JobNetwork) -> crate::engine_proxy::Policy {
+    let mut p = crate::engine_proxy::Policy::default();
+    for r in runners {
+        p.networks.push(job_network(r, network));
+        if r.wsl2 {
+            p.host_paths.push("/usr/lib/wsl".to_owned());
+            p.devices.push("/dev/dxg".to_owned());
+        }
+    }
+    for v in [&mut p.networks, &mut p.host_paths, &mut p.devices] {
+        v.sort();
+        v.dedup();
+    }
+    p
 }
 
 /// The name of a runner's container and configuration volume on its host.
@@ -371,6 +412,9 @@ mod tests {
             gpu: Some(crate::config::GpuVendor::Nvidia),
             capabilities: Vec::new(),
             wsl2: true,
+            min: 0,
+            max: 1,
+            sharing: Default::default(),
         };
         let argv = register_argv(
             "podman",
@@ -400,13 +444,23 @@ mod tests {
             gpu: None,
             capabilities: Vec::new(),
             wsl2: true,
+            min: 0,
+            max: 1,
+            sharing: Default::default(),
         };
         let auth = RunnerAuth {
             url: "https://git.example.test".into(),
             token: "glrt-x".into(),
         };
-        let runners = crate::config::Config::default().runners;
+        let mut runners = crate::config::Config::default().runners;
         let on = [(&r, auth)];
+        let proxied = config_toml_on(&runners, &on, 3, Some("/run/user/1001/podman/podman.sock"));
+        assert!(!proxied.contains("host ="), "behind the proxy: {proxied}");
+        assert!(
+            proxied.contains("network_mode = \"autogit-runner-p1\""),
+            "{proxied}"
+        );
+        runners.isolation.engine = EngineAccess::Socket;
         let found = config_toml_on(&runners, &on, 3, Some("/run/user/1001/podman/podman.sock"));
         assert!(
             found.contains("host = \"unix:///run/user/1001/podman/podman.sock\""),
@@ -451,6 +505,9 @@ mod tests {
             gpu: gpu.then_some(crate::config::GpuVendor::Nvidia),
             capabilities: Vec::new(),
             wsl2,
+            min: 0,
+            max: 1,
+            sharing: Default::default(),
         };
         let c = |host: &str, names: &[&str], gpus: usize, wsl2: bool| Candidate {
             host: host.into(),

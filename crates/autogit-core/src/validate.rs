@@ -209,6 +209,76 @@ pub(crate) fn loc_at(root: Option<&Node>, path: &[&str]) -> Option<Loc> {
     Some(n.loc)
 }
 
+/// Where `runners.gpu[i]` is written: its `sharing` key, else the entry.
+fn gpu_runner_loc(root: Option<&Node>, i: usize) -> Option<Loc> {
+    let list = root?.get("runners")?.get("gpu")?;
+    let crate::yaml::Value::Seq(items) = &list.value else {
+        return Some(list.loc);
+    };
+    let item = items.get(i)?;
+    Some(item.get("sharing").map_or(item.loc, |n| n.loc))
+}
+
+/// Every `runners.isolation` setting that gives a job (or a compromised runner) root on its
+/// host is a warning that names the field and says how to keep it knowingly. Only when
+/// runners are configured: without one, nothing runs a job.
+fn isolation_warnings(cx: &mut Cx, root: Option<&Node>, c: &Config) {
+    use crate::config::{EngineAccess, Executor, JobNetwork};
+    let containers = c
+        .runners
+        .cpu
+        .iter()
+        .chain(&c.runners.gpu)
+        .any(|r| r.executor != Executor::Shell);
+    if !containers {
+        return;
+    }
+    let iso = &c.runners.isolation;
+    let mut found: Vec<(&str, &str, String)> = Vec::new();
+    if iso.privileged {
+        found.push((
+            "privileged",
+            "true",
+            "a privileged job container is root on the runner's host (devices, kernel modules, mounts)".into(),
+        ));
+    }
+    if iso.job_engine_socket {
+        found.push((
+            "job_engine_socket",
+            "true",
+            "a job with the engine's socket can start a privileged container: root on the runner's host".into(),
+        ));
+    }
+    if iso.network == JobNetwork::Host {
+        found.push((
+            "network",
+            "host",
+            "jobs on the host's network reach every port of the host, loopback-only services and the platform's included".into(),
+        ));
+    }
+    if iso.engine == EngineAccess::Socket {
+        found.push((
+            "engine",
+            "socket",
+            "the runner's container holds the engine's own socket: a compromised runner is root on its host".into(),
+        ));
+    }
+    for (key, value, why) in found {
+        let path = format!("runners.isolation.{key}");
+        cx.diags.push(
+            Diagnostic::warning(
+                "runner-root-on-host",
+                format!("`{path}: {value}`: {why}"),
+            )
+            .at(loc_at(root, &["runners", "isolation", key]))
+            .path(path)
+            .help(format!(
+                "remove `{key}` to keep the default; to run with it knowingly, put those runners on a host that holds nothing else (docs/runners.md, Isolation)"
+            )),
+        );
+    }
+}
+
 pub(crate) fn cross_check(cx: &mut Cx, root: Option<&Node>, c: &Config) {
     // GitLab's own published ports must differ.
     let ports = [
@@ -250,6 +320,41 @@ pub(crate) fn cross_check(cx: &mut Cx, root: Option<&Node>, c: &Config) {
             .path("gitlab.external_url")
             .help("GitLab builds clone URLs and links from external_url; keep both the same"),
         );
+    }
+    isolation_warnings(cx, root, c);
+    // One GPU sharing mode per host: the scheduler places jobs per host, not per runner.
+    let mut sharing: HashMap<&str, (crate::config::GpuSharing, usize)> = HashMap::new();
+    for (i, r) in c.runners.gpu.iter().enumerate() {
+        if r.host == "auto" {
+            continue;
+        }
+        match sharing.get(r.host.as_str()) {
+            Some(&(first, at)) if first != r.sharing => {
+                let name = |m: crate::config::GpuSharing| match m {
+                    crate::config::GpuSharing::TimeSliced => "time-sliced",
+                    crate::config::GpuSharing::Exclusive => "exclusive",
+                    crate::config::GpuSharing::Mig => "mig",
+                };
+                cx.diags.push(
+                    Diagnostic::error(
+                        "gpu-sharing",
+                        format!(
+                            "runners on host `{}` declare different GPU sharing: `{}` (runners.gpu[{at}]) and `{}`",
+                            r.host,
+                            name(first),
+                            name(r.sharing)
+                        ),
+                    )
+                    .at(gpu_runner_loc(root, i))
+                    .path(format!("runners.gpu[{i}].sharing"))
+                    .help("a host's GPUs are shared one way: give every runner on it the same `sharing`"),
+                );
+            }
+            Some(_) => {}
+            None => {
+                sharing.insert(&r.host, (r.sharing, i));
+            }
+        }
     }
     // Runner names are unique across cpu and gpu.
     let mut seen: HashMap<&str, String> = HashMap::new();

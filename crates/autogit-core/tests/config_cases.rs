@@ -79,11 +79,29 @@ fn check(name: &str, text: &str) -> String {
             c.mirroring.sources.gitlab.len(),
             c.mirroring.sources.git.len()
         );
+        if c.runners.isolation != autogit_core::config::Isolation::default() {
+            let _ = writeln!(out, "runners.isolation: {:?}", c.runners.isolation);
+        }
         for r in c.all_runners() {
             let _ = writeln!(
                 out,
-                "runner: {} host {} {:?} x{} gpu {:?} caps {:?} wsl2 {}",
-                r.name, r.host, r.executor, r.concurrent, r.gpu, r.capabilities, r.wsl2
+                "runner: {} host {} {:?} x{} gpu {:?} caps {:?} wsl2 {}{}",
+                r.name,
+                r.host,
+                r.executor,
+                r.concurrent,
+                r.gpu,
+                r.capabilities,
+                r.wsl2,
+                if (r.min, r.max) == (0, 1) {
+                    String::new()
+                } else {
+                    format!(" containers {}..={}", r.min, r.max)
+                } + &if r.sharing == autogit_core::config::GpuSharing::default() {
+                    String::new()
+                } else {
+                    format!(" sharing {:?}", r.sharing)
+                }
             );
         }
         let _ = writeln!(

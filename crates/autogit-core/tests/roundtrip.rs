@@ -49,10 +49,28 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
             vec![Capability::Inference, Capability::Render, Capability::Train],
             1..=3,
         ),
-        any::<bool>(),
+        (
+            any::<bool>(),
+            0u32..4,
+            1u32..8,
+            prop::sample::select(vec![
+                GpuSharing::TimeSliced,
+                GpuSharing::Exclusive,
+                GpuSharing::Mig,
+            ]),
+        ),
     )
         .prop_map(
-            move |(name, host, user, executor, concurrent, tags, caps, wsl2)| Runner {
+            move |(
+                name,
+                host,
+                user,
+                executor,
+                concurrent,
+                tags,
+                caps,
+                (wsl2, min, more, sharing),
+            )| Runner {
                 name,
                 host,
                 user,
@@ -62,6 +80,9 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
                 gpu: gpu.then_some(GpuVendor::Nvidia),
                 capabilities: if gpu { caps } else { Vec::new() },
                 wsl2: gpu && wsl2,
+                min,
+                max: min.max(1) + more - 1,
+                sharing: if gpu { sharing } else { GpuSharing::TimeSliced },
             },
         )
 }
@@ -154,6 +175,17 @@ fn config() -> impl Strategy<Value = Config> {
             prop::collection::vec(runner(false), 0..3),
             prop::collection::vec(runner(true), 0..3),
             dur(),
+            (
+                prop::sample::select(vec![EngineAccess::Proxy, EngineAccess::Socket]),
+                "/run/[a-z]{1,8}/[a-z-]{1,12}\\.sock",
+                prop::sample::select(vec![
+                    JobNetwork::Runner,
+                    JobNetwork::Bridge,
+                    JobNetwork::Host,
+                ]),
+                any::<bool>(),
+                any::<bool>(),
+            ),
         ),
         (
             dur(),
@@ -218,7 +250,19 @@ fn config() -> impl Strategy<Value = Config> {
                 r.1.into_iter()
                     .filter(|x| seen.insert(x.name.clone()))
                     .collect();
+            // One sharing mode per host (validate refuses two).
+            let one = c.runners.gpu.first().map(|g| g.sharing).unwrap_or_default();
+            for g in &mut c.runners.gpu {
+                g.sharing = one;
+            }
             c.runners.cooldown = r.2;
+            c.runners.isolation = Isolation {
+                engine: r.3.0,
+                proxy_socket: r.3.1,
+                network: r.3.2,
+                privileged: r.3.3,
+                job_engine_socket: r.3.4,
+            };
             c.health.check_interval = h.0;
             c.health.reconcile_interval = h.1;
             c.health.restart_budget.max = h.2;

@@ -67,15 +67,26 @@ fn cpu_gpu_and_wsl2_runners() {
             .iter()
             .any(|x| x.as_str() == Some("/usr/lib/wsl:/usr/lib/wsl:ro"))
     );
-    assert_eq!(
-        wsl["docker"]["host"].as_str(),
-        Some("unix:///run/user/1000/podman/podman.sock")
-    );
-    assert!(
-        runners
-            .iter()
-            .all(|r| r["docker"]["privileged"].as_bool() == Some(false))
-    );
+    // Isolation by default: behind the engine proxy (no `host`: the proxy is the runner
+    // container's /var/run/docker.sock), no engine socket for jobs, not privileged, each
+    // runner's jobs on its own network.
+    assert_eq!(wsl["docker"].get("host"), None);
+    for r in runners {
+        let d = &r["docker"];
+        assert_eq!(d["privileged"].as_bool(), Some(false));
+        assert_eq!(
+            d["network_mode"].as_str().map(str::to_owned),
+            Some(format!("autogit-runner-{}", r["name"].as_str().unwrap()))
+        );
+        assert!(
+            d["volumes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| !v.as_str().unwrap().contains(".sock")),
+            "{d}"
+        );
+    }
 }
 
 /// A token (from GitLab) or URL with quotes, backslashes, newlines and TOML syntax cannot add

@@ -1,9 +1,12 @@
-//! Properties of `core::compute::Scheduler`: VRAM and quotas are never over-committed, and
-//! every accepted job runs once capacity frees (jobs finish in an arbitrary order, hosts go
-//! down and come back).
+//! Properties of `core::compute::Scheduler`: VRAM and quotas are never over-committed, a
+//! multi-GPU job's GPUs are reserved all at once or not at all (no partial starts), an
+//! exclusive host runs one job per GPU, and every accepted job runs once capacity frees (jobs
+//! finish in an arbitrary order, hosts go down and come back), whatever the hosts' topology
+//! and sharing mode.
 
 use autogit_core::compute::{Fit, GpuSlot, HostSlots, Request, Scheduler};
-use autogit_core::config::{Capability, Quota};
+use autogit_core::config::{Capability, GpuSharing, Quota};
+use autogit_core::topology::{Link, Topology};
 use autogit_core::units::{Bytes, Dur};
 use proptest::prelude::*;
 
@@ -13,10 +16,37 @@ fn hosts() -> impl Strategy<Value = Vec<HostSlots>> {
         vec![Capability::Inference, Capability::Render, Capability::Train],
         0..=3,
     );
-    prop::collection::vec((prop::collection::vec(gpu, 0..4), caps), 1..6).prop_map(|hs| {
+    let sharing = prop::sample::select(vec![
+        GpuSharing::TimeSliced,
+        GpuSharing::Exclusive,
+        GpuSharing::Mig,
+    ]);
+    // Links for up to 4 GPUs (6 pairs), or none known.
+    let links = prop::option::of(prop::collection::vec(
+        prop::sample::select(vec![
+            Link::NvLink(4),
+            Link::NvLink(12),
+            Link::Pix,
+            Link::Phb,
+            Link::Sys,
+        ]),
+        6,
+    ));
+    prop::collection::vec(
+        (prop::collection::vec(gpu, 0..4), caps, sharing, links),
+        1..6,
+    )
+    .prop_map(|hs| {
         hs.into_iter()
             .enumerate()
-            .map(|(i, (gpus, caps))| HostSlots {
+            .map(|(i, (gpus, caps, sharing, links))| HostSlots {
+                topology: links.map(|l| {
+                    let pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)];
+                    Topology {
+                        links: pairs.into_iter().zip(l).collect(),
+                    }
+                }),
+                sharing,
                 name: format!("h{i}"),
                 capabilities: caps,
                 gpus: gpus
@@ -77,6 +107,8 @@ proptest! {
         let fit = if best { Fit::BestFit } else { Fit::FirstFit };
         let mut s = Scheduler::new(hosts.clone(), &quotas, Dur::secs(60), 1000, fit);
         let mut accepted = Vec::new();
+        let wants: std::collections::BTreeMap<String, u32> =
+            jobs.iter().map(|j| (j.id.clone(), j.gpus)).collect();
         for j in jobs {
             let id = j.id.clone();
             if s.submit(j).is_ok() {
@@ -98,6 +130,8 @@ proptest! {
                 s.host_up("h0");
             }
             for p in s.schedule(now) {
+                let wanted = wants[&p.job];
+                prop_assert_eq!(p.gpus.len() as u32, wanted, "{:?}", p);
                 started.insert(p.job.clone());
                 running.push(p.job);
             }

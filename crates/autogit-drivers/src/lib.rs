@@ -8,6 +8,7 @@ pub mod backup;
 pub mod bundle;
 pub mod dns;
 pub mod engine;
+pub mod engine_proxy;
 pub mod extension;
 pub mod fsx;
 pub mod gitlab;

@@ -271,6 +271,23 @@ pub fn web_stand_in_image() -> Result<String, String> {
     })
 }
 
+/// Busybox with `sh`, `wget`, `nc`, `test` and `httpd`: a CI job's container in the runner
+/// isolation tests (it tries to reach what it must not) and the platform services it tries.
+pub const JOB_STAND_IN_IMAGE: &str = "autogit-test/job:1";
+
+pub fn job_stand_in_image() -> Result<String, String> {
+    cached_image(JOB_STAND_IN_IMAGE, "job", SLEEP, |r, busybox| {
+        busybox_root(
+            r,
+            busybox,
+            &[
+                "sh", "httpd", "echo", "printf", "cat", "mkdir", "sleep", "ls", "true", "wget",
+                "nc", "test", "[", "timeout", "ip", "id",
+            ],
+        )
+    })
+}
+
 /// Debian's nginx (the host's `/usr/sbin/nginx` and the libraries it links) laid out as the
 /// official image is: `/etc/nginx/nginx.conf` includes `/etc/nginx/conf.d/*.conf` in its `http`
 /// block, a `nginx` user, `/var/log/nginx/{access,error}.log` linked to the container's output,

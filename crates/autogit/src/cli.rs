@@ -432,6 +432,39 @@ pub enum RunnerCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Serve the runner's engine proxy on this runner host: a unix socket passing only the
+    /// Docker Engine API calls gitlab-runner's Docker executor needs (pull, create, attach,
+    /// start, wait, remove its own containers and cache volumes; no `exec`, no privileged
+    /// containers, no host mounts, no other network), refusing the rest with 403. The
+    /// on-demand start mounts it as the runner container's /var/run/docker.sock
+    /// (`runners.isolation.engine: proxy`). Runs until SIGTERM or Ctrl-C
+    EngineProxy {
+        /// Where to listen (`runners.isolation.proxy_socket`)
+        #[arg(long, default_value = autogit_core::engine_proxy::DEFAULT_PROXY_SOCKET, value_name = "PATH")]
+        listen: PathBuf,
+        /// The engine's socket (Podman: its Docker-compatible socket)
+        #[arg(long, default_value = "/var/run/docker.sock", value_name = "PATH")]
+        engine: PathBuf,
+        /// A runner on this host (repeatable): its jobs may join its network
+        /// `autogit-runner-NAME`
+        #[arg(long = "runner", value_name = "NAME", required = true)]
+        runners: Vec<String>,
+        /// The host is WSL2: jobs may have /dev/dxg and a read-only /usr/lib/wsl
+        #[arg(long)]
+        wsl2: bool,
+    },
+    /// Check a GPU host's NVIDIA container toolkit (driver, `nvidia-ctk`, CDI devices, the
+    /// engine's runtime) and configure what is missing: `nvidia-ctk runtime configure
+    /// --runtime=docker` (then restarts dockerd) and `nvidia-ctk cdi generate`, only the steps
+    /// not done yet. A missing driver or toolkit is reported with the exact fix
+    /// (Debian/Ubuntu, WSL2); exit 1 while anything is missing
+    Prepare {
+        /// A runner's name, or a runner host of the configuration
+        host: String,
+        /// Report only; change nothing
+        #[arg(long)]
+        check: bool,
+    },
     /// Health of every runner host
     Health,
     /// Fetch a host's SSH key (ssh-keyscan), show its fingerprint and trust it. autogit only

@@ -149,6 +149,15 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 runner_url.as_deref(),
             ),
             RunnerCommand::Health => crate::runner_cmd::health(&ui, &load_all(g, &[])),
+            RunnerCommand::Prepare { host, check } => {
+                crate::runner_host_cmd::prepare(&ui, &load_all(g, &[]), &host, check)
+            }
+            RunnerCommand::EngineProxy {
+                listen,
+                engine,
+                runners,
+                wsl2,
+            } => crate::runner_host_cmd::engine_proxy(&ui, &listen, &engine, &runners, wsl2),
             RunnerCommand::Trust { host, replace } => {
                 crate::runner_cmd::trust(&ui, g, &host, replace)
             }

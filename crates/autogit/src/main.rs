@@ -16,6 +16,7 @@ mod gitlab_cmd;
 mod guard_cmd;
 mod mirror_cmd;
 mod runner_cmd;
+mod runner_host_cmd;
 mod runtime_cmd;
 mod secrets_cmd;
 mod serve_cmd;

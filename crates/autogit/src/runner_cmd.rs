@@ -334,7 +334,7 @@ fn print_scale(ui: &Ui, rows: &[autogit_app::runners::ScaleRow]) -> u8 {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn stop_signal() {
+pub(crate) async fn stop_signal() {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
@@ -378,6 +378,6 @@ pub fn agent(ui: &Ui, name: Option<&str>, ssh_port: u16) -> u8 {
 }
 
 /// The runner controller on the command's bus.
-fn runners(loaded: &Loaded) -> impl FnOnce(&Bus) -> RunnerController + '_ {
+pub(crate) fn runners(loaded: &Loaded) -> impl FnOnce(&Bus) -> RunnerController + '_ {
     |bus| RunnerController::new(loaded.settings.clone(), bus.clone(), clock::system())
 }

@@ -513,3 +513,152 @@ fn discovery_resolves_host_auto() {
     );
     assert!(r.stdout.contains("runner discover"), "{}", r.stdout);
 }
+
+/// `runner prepare` through the binary: `--check` reports what is missing (exit 1), a run
+/// configures it (exit 0), a second run has nothing to do. The stand-ins print the outputs of
+/// `crates/autogit-app/tests/fixtures/nvidia` (formats from NVIDIA's documentation).
+#[test]
+fn prepare_configures_the_nvidia_toolkit_once() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(1).unwrap_or_else(|e| panic!("{e}"));
+    let host = &lab.hosts[0];
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("../autogit-app/tests/fixtures/nvidia");
+    let (fx, st) = (fx.display().to_string(), host.dir.display().to_string());
+    host.install_script("nvidia-smi", &format!("#!/bin/sh\ncat {fx}/driver.csv\n"));
+    host.install_script(
+        "docker",
+        &format!("#!/bin/sh\n[ -e {st}/configured ] && cat {fx}/docker-runtimes-nvidia.json || cat {fx}/docker-runtimes.json\n"),
+    );
+    host.install_script(
+        "systemctl",
+        &format!("#!/bin/sh\necho \"systemctl $*\" >> {st}/steps\n"),
+    );
+    host.install_script(
+        "nvidia-ctk",
+        &format!(
+            "#!/bin/sh\ncase \"$1 $2\" in\n  \"--version \") cat {fx}/ctk-version.txt ;;\n  \"cdi list\") [ -e {st}/cdi ] && cat {fx}/cdi-list.stdout; true ;;\n  \"cdi generate\") echo \"nvidia-ctk $*\" >> {st}/steps; : > {st}/cdi ;;\n  \"runtime configure\") echo \"nvidia-ctk $*\" >> {st}/steps; : > {st}/configured ;;\nesac\n"
+        ),
+    );
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "runners:\n  gpu:\n    - name: g1\n      host: {}\n",
+            host.addr
+        ),
+    )
+    .unwrap();
+    let t = run_in(&lab, d.path(), &["runner", "trust", &host.addr]);
+    assert_eq!(t.code, 0, "{}{}", t.stdout, t.stderr);
+
+    let check = run_in(&lab, d.path(), &["runner", "prepare", "g1", "--check"]);
+    assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+    assert!(
+        check
+            .stdout
+            .contains("driver 550.54.14 · nvidia-ctk 1.17.3"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("missing docker-runtime"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check
+            .stdout
+            .contains("sudo nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml")
+    );
+    assert!(!host.dir.join("steps").exists(), "--check changes nothing");
+
+    let run = run_in(
+        &lab,
+        d.path(),
+        &["runner", "prepare", &host.addr, "-o", "json"],
+    );
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let ran: Vec<&str> = v["ran"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["configure-docker", "restart-docker", "generate-cdi"]);
+    assert_eq!(v["missing"], serde_json::json!([]));
+
+    let again = run_in(&lab, d.path(), &["runner", "prepare", "g1"]);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(again.stderr.contains("nothing to do"), "{}", again.stderr);
+    let steps = std::fs::read_to_string(host.dir.join("steps")).unwrap();
+    assert_eq!(steps.lines().count(), 3, "{steps}");
+}
+
+/// Multi-GPU placement through the binary: a host with two NVLink pairs (its `nvidia-smi topo
+/// -m` from `crates/autogit-core/tests/fixtures/topo/two-nvlink-pairs.txt`) gets a 2-GPU job
+/// on a linked pair, not on the two GPUs best fit alone would take; with `sharing: exclusive`
+/// a further job waits for a GPU of its own.
+#[test]
+fn multi_gpu_jobs_go_to_nvlinked_gpus_and_exclusive_gpus_are_not_shared() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(1).unwrap_or_else(|e| panic!("{e}"));
+    let host = &lab.hosts[0];
+    let topo = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../autogit-core/tests/fixtures/topo/two-nvlink-pairs.txt");
+    host.install_script(
+        "nvidia-smi",
+        &format!(
+            "#!/bin/sh\ncase \"$*\" in\n  *--query-gpu=*)\n    echo \"NVIDIA RTX A5000, 24564, 24000, 0, 550.54.14\"\n    echo \"NVIDIA RTX A6000, 49140, 48000, 0, 550.54.14\"\n    echo \"NVIDIA RTX A5000, 24564, 24000, 0, 550.54.14\"\n    echo \"NVIDIA RTX A5000, 24564, 24000, 0, 550.54.14\" ;;\n  \"topo -m\") cat {} ;;\n  *) echo \"| NVIDIA-SMI 550.54.14    Driver Version: 550.54.14    CUDA Version: 12.4 |\" ;;\nesac\n",
+            topo.display()
+        ),
+    );
+    host.install_script("docker", &fake_docker(&host.dir.join("docker")));
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "runners:\n  gpu:\n    - name: g1\n      host: {}\n      sharing: exclusive\n",
+            host.addr
+        ),
+    )
+    .unwrap();
+    assert_eq!(
+        run_in(&lab, d.path(), &["runner", "trust", &host.addr]).code,
+        0
+    );
+    let run = |args: &[&str]| run_in(&lab, d.path(), args);
+    let h = run(&["runner", "health", "-o", "json"]);
+    assert_eq!(h.code, 0, "{}{}", h.stdout, h.stderr);
+    assert!(
+        json(&h)["hosts"][0]["inventory"]["topology"]["links"]
+            .as_array()
+            .is_some_and(|l| l.len() == 6),
+        "{}",
+        h.stdout
+    );
+    // GPUs 0 and 2 fit 20 GiB tightest; 2 and 3 are NVLinked (0 and 1 too, but 1 is large).
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--gpus", "2", "--vram", "20G", "img", "train",
+    ]));
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["gpus"], serde_json::json!([2, 3]));
+    // Exclusive: 1 GiB fits beside it on GPU 2 by VRAM, but goes to a GPU of its own (0).
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--gpus", "1", "--vram", "1G", "img", "a",
+    ]));
+    assert_eq!(v["gpus"], serde_json::json!([0]), "{v}");
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--gpus", "1", "--vram", "1G", "img", "b",
+    ]));
+    assert_eq!(v["gpus"], serde_json::json!([1]), "{v}");
+    // Every GPU holds a job now: the next one waits.
+    let v = json(&run(&[
+        "compute", "run", "-o", "json", "--gpus", "1", "--vram", "1G", "img", "c",
+    ]));
+    assert_eq!(v["state"], "queued", "{v}");
+}

@@ -255,7 +255,9 @@ async fn register_by_host_registers_each_runner_on_it() {
     );
     std::fs::write(
         dir.path().join("autogit.yml"),
-        "gitlab:\n  external_url: https://git.example.test\nrunners:\n  cpu:\n    - name: c1\n      host: local\n  gpu:\n    - name: w1\n      host: local\n      executor: podman\n      wsl2: true\n    - name: far\n      host: 10.9.9.9\n",
+        // `engine: socket` (a validate warning): config.toml names the engine's own socket,
+        // here Podman's as found on the host; behind the default proxy it names none.
+        "gitlab:\n  external_url: https://git.example.test\nrunners:\n  isolation:\n    engine: socket\n  cpu:\n    - name: c1\n      host: local\n  gpu:\n    - name: w1\n      host: local\n      executor: podman\n      wsl2: true\n    - name: far\n      host: 10.9.9.9\n",
     )
     .unwrap();
     let data = dir.path().join("data");
@@ -311,6 +313,13 @@ async fn register_by_host_registers_each_runner_on_it() {
     let c1 = std::fs::read_to_string(bin.join("volumes/autogit-runner-c1/config.toml")).unwrap();
     assert!(
         c1.contains("name = \"c1\"") && !c1.contains("host ="),
+        "{c1}"
+    );
+    // The job containers' isolation: their own network, unprivileged, no engine socket.
+    assert!(
+        c1.contains("network_mode = \"autogit-runner-c1\"")
+            && c1.contains("privileged = false")
+            && !c1.contains("docker.sock"),
         "{c1}"
     );
 

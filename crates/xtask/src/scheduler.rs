@@ -47,6 +47,8 @@ fn world(jobs: usize, hosts: usize) -> (Vec<HostSlots>, Vec<Job>) {
             let n = 1 + rng.next() % 8;
             let size = rng.pick(&sizes);
             HostSlots {
+                topology: None,
+                sharing: autogit_core::config::GpuSharing::TimeSliced,
                 name: format!("h{i:03}"),
                 capabilities: Vec::new(),
                 gpus: (0..n as u32)

@@ -4,16 +4,22 @@
 //! (`core::ondemand`) whether each registered runner's container runs on its host.
 
 pub mod discover;
+pub mod local_proxy;
+pub mod prepare;
 pub mod register;
 pub mod repair;
 pub mod status;
 
+pub use prepare::{HostToolkit, Prepared, StepRun};
 pub use register::{Registration, RunnerError, Unregistered, client_for, create_instance_runner};
 pub use repair::{RepairReport, RepairRow};
 
 use crate::{Bus, Event, Settings, SharedClock};
 use autogit_core::inventory::Inventory;
-use autogit_core::ondemand::{Action, decide, job_matches, running_argv, start_argv, stop_argv};
+use autogit_core::ondemand::{
+    Action, ScaleInput, job_matches, parse_replicas, plan_scale, quit_argv, remove_argv,
+    replicas_argv, start_replica_argv,
+};
 use autogit_drivers::remote::inventory::probe;
 use autogit_drivers::remote::{Host, RemoteExec};
 use autogit_drivers::state::{HostRow, Store};
@@ -70,7 +76,12 @@ pub struct ScaleRow {
     pub host: String,
     /// Pending or running jobs it could take.
     pub jobs: usize,
+    /// Of those, the ones waiting.
+    pub pending: usize,
     pub was_running: bool,
+    /// Its containers running before the pass, and how many it runs after.
+    pub containers: usize,
+    pub target: usize,
     pub action: Action,
     pub error: Option<String>,
 }
@@ -366,15 +377,17 @@ impl RunnerController {
         let cooldown = cfg.cooldown.as_secs() as i64;
         let mut rows = Vec::new();
         for r in &runners {
-            let demand = jobs
-                .iter()
-                .filter(|j| job_matches(&j.tag_list, &r.tags))
-                .count();
+            let theirs = || jobs.iter().filter(|j| job_matches(&j.tag_list, &r.tags));
+            let demand = theirs().count();
+            let pending = theirs().filter(|j| j.status == "pending").count();
             let mut row = ScaleRow {
                 runner: r.name.clone(),
                 host: r.host.clone(),
                 jobs: demand,
+                pending,
                 was_running: false,
+                containers: 0,
+                target: 0,
                 action: Action::Keep,
                 error: None,
             };
@@ -386,44 +399,79 @@ impl RunnerController {
             }
             let result: Result<(), String> = async {
                 let host = self.remote(&r.host)?;
-                let out = host
-                    .run(&running_argv(r))
+                let run = |argv: Vec<String>| {
+                    let host = &host;
+                    async move {
+                        let out = host.run(&argv).await.map_err(|e| e.to_string())?;
+                        if out.success() {
+                            Ok(out.stdout)
+                        } else {
+                            Err(out.stderr.trim().lines().last().unwrap_or("").to_owned())
+                        }
+                    }
+                };
+                let listed = run(replicas_argv(r))
                     .await
-                    .map_err(|e| e.to_string())?;
-                if !out.success() {
-                    return Err(format!(
-                        "checking the runner container: {}",
-                        out.stderr.trim()
-                    ));
+                    .map_err(|e| format!("listing the runner containers: {e}"))?;
+                let replicas = parse_replicas(&r.name, &listed);
+                // Replicas that exited finished a graceful stop (or died): removed. The
+                // first one is the repair loop's when it dies.
+                for (i, _) in replicas.iter().filter(|(i, up)| !up && *i > 0) {
+                    run(remove_argv(r, *i)).await?;
                 }
-                row.was_running = !out.stdout.trim().is_empty();
-                let d = decide(
-                    cfg.mode,
-                    row.was_running,
-                    demand > 0,
-                    idle.get(&r.name).copied(),
-                    self.clock.now() as i64,
+                let up: Vec<u32> = replicas
+                    .iter()
+                    .filter(|(_, up)| *up)
+                    .map(|(i, _)| *i)
+                    .collect();
+                row.containers = up.len();
+                row.was_running = !up.is_empty();
+                let plan = plan_scale(ScaleInput {
+                    mode: cfg.mode,
+                    running: up.len() as u32,
+                    pending: pending as u32,
+                    active: (demand - pending) as u32,
+                    concurrent: r.concurrent,
+                    min: r.min,
+                    max: r.max,
+                    surplus_since: idle.get(&r.name).copied(),
+                    now: self.clock.now() as i64,
                     cooldown,
-                );
-                row.action = d.action;
-                match d.idle_since {
+                });
+                row.target = plan.target as usize;
+                match plan.surplus_since {
                     Some(t) => idle.insert(r.name.clone(), t),
                     None => idle.remove(&r.name),
                 };
-                let argv = match d.action {
-                    Action::Start => start_argv(r, &cfg.image),
-                    Action::Stop => stop_argv(r),
-                    Action::Keep => return Ok(()),
-                };
-                let out = host.run(&argv).await.map_err(|e| e.to_string())?;
-                if !out.success() {
-                    return Err(out.stderr.trim().lines().last().unwrap_or("").to_owned());
+                let target = plan.target as usize;
+                if target > up.len() {
+                    row.action = Action::Start;
+                    let free = (0..r.max.max(plan.target)).filter(|i| !up.contains(i));
+                    for i in free.take(target - up.len()) {
+                        run(start_replica_argv(r, i, &cfg.image, &cfg.isolation)).await?;
+                    }
+                } else if target < up.len() {
+                    row.action = Action::Stop;
+                    // The highest first; the first replica last.
+                    for &i in up.iter().rev().take(up.len() - target) {
+                        if target == 0 {
+                            // No job left anywhere: removed at once.
+                            run(remove_argv(r, i)).await?;
+                        } else {
+                            // Jobs may run on it: gitlab-runner finishes them, then exits.
+                            run(quit_argv(r, i)).await?;
+                        }
+                    }
+                } else {
+                    return Ok(());
                 }
                 self.bus.publish(Event::RunnerScaled {
                     runner: r.name.clone(),
                     host: r.host.clone(),
-                    action: format!("{:?}", d.action).to_ascii_lowercase(),
+                    action: format!("{:?}", row.action).to_ascii_lowercase(),
                     jobs: demand,
+                    containers: up.len(),
+                    target,
                 });
                 Ok(())
             }

@@ -128,7 +128,11 @@ impl RunnerController {
                     RepairAction::Restart => ("restart", restart_argv(r)),
                     RepairAction::Recreate => (
                         "recreate",
-                        start_argv(r, &self.settings.config.runners.image),
+                        start_argv(
+                            r,
+                            &self.settings.config.runners.image,
+                            &self.settings.config.runners.isolation,
+                        ),
                     ),
                 };
                 row.action = what.into();
