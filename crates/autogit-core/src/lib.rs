@@ -21,6 +21,7 @@ pub mod diagnose;
 pub mod dns;
 pub mod emit;
 pub mod extension;
+pub mod grafana;
 pub mod ingress;
 pub mod inventory;
 pub mod kubernetes;

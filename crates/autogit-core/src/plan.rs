@@ -679,6 +679,18 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 spec.secret_env.push("MEILI_MASTER_KEY".into());
             }
             ServiceId::Grafana => {
+                // Datasources and dashboards (`crate::grafana`), rendered at every deploy.
+                spec.mounts.push(Mount::Rendered {
+                    file: "grafana/provisioning".into(),
+                    target: crate::grafana::PROVISIONING_DIR.into(),
+                });
+                // The dashboards read Prometheus: none without it.
+                if env.services_enabled.contains(&ServiceId::Prometheus) {
+                    spec.mounts.push(Mount::Rendered {
+                        file: "grafana/dashboards".into(),
+                        target: crate::grafana::DASHBOARDS_DIR.into(),
+                    });
+                }
                 spec.environment.insert(
                     "GF_SERVER_ROOT_URL".into(),
                     match &env.base_domain {

@@ -653,6 +653,11 @@ pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
             crate::monitoring::alertmanager_config(&config.health.notify),
         ));
     }
+    if has("grafana") {
+        files.extend(crate::grafana::files(
+            &crate::grafana::GrafanaSetup::for_plan(plan, config),
+        ));
+    }
     if has("tempo") {
         files.push(("tempo/tempo.yaml".into(), tempo()));
     }

@@ -695,3 +695,233 @@ fn cloudflare_proxied_services_trust_only_cloudflare_for_the_client_address() {
     assert!(!render::traefik_static(&p).contains("forwardedHeaders"));
     assert!(!render::traefik_dynamic(&p).contains("rate-limit-cloudflare"));
 }
+
+/// Grafana's provisioning checked against its documented schema
+/// (<https://grafana.com/docs/grafana/latest/administration/provisioning/> and the dashboard
+/// JSON model). Grafana itself does not run here: this is a structural check of the fields
+/// Grafana reads, not Grafana loading the files. The PromQL of every panel is evaluated by the
+/// real Prometheus in `crates/autogit/tests/prometheus.rs`.
+#[test]
+fn grafana_provisioning_follows_the_documented_schema() {
+    use autogit_core::grafana::{DASHBOARDS_DIR, PROVISIONING_DIR, queries};
+    use autogit_core::plan::Mount;
+    use autogit_core::source::SourceId;
+    use autogit_core::yaml::{Limits, node_to_json, parse};
+    use std::collections::BTreeSet;
+    let (p, config) = full();
+    let files: BTreeMap<String, String> = render::all_files(&p, &config).into_iter().collect();
+    let parse_yaml = |text: &str| {
+        node_to_json(
+            &parse(text, SourceId(0), Limits::default())
+                .unwrap()
+                .unwrap(),
+        )
+    };
+    // Mounted where Grafana reads them: each rendered directory at its target.
+    let grafana = p.service("grafana").unwrap();
+    let mounted: BTreeMap<&str, &str> = grafana
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Rendered { file, target } => Some((target.as_str(), file.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mounted.get(PROVISIONING_DIR), Some(&"grafana/provisioning"));
+    assert_eq!(mounted.get(DASHBOARDS_DIR), Some(&"grafana/dashboards"));
+
+    // Datasources: `apiVersion: 1`, the documented keys only, unique names and uids, one
+    // default, every cross-reference (trace to logs, exemplars, derived fields) resolving.
+    let ds = parse_yaml(&files["grafana/provisioning/datasources/autogit.yml"]);
+    assert_eq!(ds["apiVersion"], 1);
+    let list = ds["datasources"].as_array().unwrap();
+    let mut uids: BTreeMap<String, String> = BTreeMap::new();
+    let mut names = BTreeSet::new();
+    for d in list {
+        for k in d.as_object().unwrap().keys() {
+            assert!(
+                [
+                    "name",
+                    "type",
+                    "uid",
+                    "access",
+                    "url",
+                    "isDefault",
+                    "editable",
+                    "jsonData",
+                    "secureJsonData",
+                    "orgId",
+                    "user",
+                    "database",
+                    "basicAuth",
+                    "basicAuthUser",
+                    "withCredentials",
+                    "version",
+                ]
+                .contains(&k.as_str()),
+                "datasource key {k} is not in Grafana's provisioning schema"
+            );
+        }
+        let uid = d["uid"].as_str().unwrap();
+        assert!(
+            !uid.is_empty()
+                && uid.len() <= 40
+                && uid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{uid}"
+        );
+        assert!(names.insert(d["name"].as_str().unwrap().to_owned()));
+        assert!(["proxy", "direct"].contains(&d["access"].as_str().unwrap()));
+        assert!(d["url"].as_str().unwrap().starts_with("http://"));
+        assert!(d["jsonData"].is_object());
+        uids.insert(uid.into(), d["type"].as_str().unwrap().into());
+    }
+    let types: BTreeSet<&str> = uids.values().map(String::as_str).collect();
+    assert_eq!(types, BTreeSet::from(["prometheus", "loki", "tempo"]));
+    assert_eq!(list.iter().filter(|d| d["isDefault"] == true).count(), 1);
+    let text = serde_json::to_string(&ds).unwrap();
+    for (i, _) in text.match_indices("\"datasourceUid\":\"") {
+        let rest = &text[i + 17..];
+        let uid = &rest[..rest.find('"').unwrap()];
+        assert!(
+            uids.contains_key(uid),
+            "datasourceUid {uid} is not provisioned"
+        );
+    }
+
+    // The dashboard provider: a file provider reading the mounted dashboards.
+    let pr = parse_yaml(&files["grafana/provisioning/dashboards/autogit.yml"]);
+    assert_eq!(pr["apiVersion"], 1);
+    let prov = &pr["providers"][0];
+    for k in prov.as_object().unwrap().keys() {
+        assert!(
+            [
+                "name",
+                "orgId",
+                "folder",
+                "folderUid",
+                "type",
+                "disableDeletion",
+                "updateIntervalSeconds",
+                "allowUiUpdates",
+                "options",
+            ]
+            .contains(&k.as_str()),
+            "provider key {k}"
+        );
+    }
+    assert_eq!(prov["type"], "file");
+    assert_eq!(prov["options"]["path"], DASHBOARDS_DIR);
+
+    // Dashboards: the five, each a JSON model Grafana accepts: uid and title, panels with
+    // unique ids, known panel types, a grid position inside 24 columns and not overlapping,
+    // unique refIds, and a provisioned datasource of the right type.
+    let dashboards: Vec<(&String, serde_json::Value)> = files
+        .iter()
+        .filter(|(f, _)| f.starts_with("grafana/dashboards/"))
+        .map(|(f, t)| (f, serde_json::from_str(t).unwrap()))
+        .collect();
+    let mut titles: Vec<&str> = dashboards
+        .iter()
+        .map(|(_, d)| d["title"].as_str().unwrap())
+        .collect();
+    titles.sort_unstable();
+    assert_eq!(
+        titles,
+        [
+            "autogit: GitLab",
+            "autogit: mirrors",
+            "autogit: platform overview",
+            "autogit: runners and GPUs",
+            "autogit: security and the guard",
+        ]
+    );
+    let mut dash_uids = BTreeSet::new();
+    for (file, d) in &dashboards {
+        let uid = d["uid"].as_str().unwrap();
+        assert!(
+            uid.len() <= 40 && dash_uids.insert(uid),
+            "{file}: uid {uid}"
+        );
+        assert!(d["schemaVersion"].as_u64().unwrap() >= 36, "{file}");
+        assert!(d["time"]["from"].is_string() && d["templating"]["list"].is_array());
+        let mut ids = BTreeSet::new();
+        let mut cells = BTreeSet::new();
+        for panel in d["panels"].as_array().unwrap() {
+            let title = panel["title"].as_str().unwrap();
+            assert!(
+                ids.insert(panel["id"].as_u64().unwrap()),
+                "{file}: {title}: id"
+            );
+            let kind = panel["type"].as_str().unwrap();
+            assert!(
+                [
+                    "timeseries",
+                    "stat",
+                    "table",
+                    "logs",
+                    "gauge",
+                    "bargauge",
+                    "text"
+                ]
+                .contains(&kind),
+                "{file}: {title}: panel type {kind}"
+            );
+            let g = &panel["gridPos"];
+            let (x, y, w, h) = (
+                g["x"].as_u64().unwrap(),
+                g["y"].as_u64().unwrap(),
+                g["w"].as_u64().unwrap(),
+                g["h"].as_u64().unwrap(),
+            );
+            assert!(w >= 1 && h >= 1 && x + w <= 24, "{file}: {title}: {g}");
+            for cx in x..x + w {
+                for cy in y..y + h {
+                    assert!(
+                        cells.insert((cx, cy)),
+                        "{file}: {title} overlaps another panel"
+                    );
+                }
+            }
+            let ds_uid = panel["datasource"]["uid"].as_str().unwrap();
+            assert_eq!(
+                uids.get(ds_uid).map(String::as_str),
+                panel["datasource"]["type"].as_str(),
+                "{file}: {title}: datasource"
+            );
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{file}: {title}: no query");
+            let refs: BTreeSet<&str> = targets
+                .iter()
+                .map(|t| t["refId"].as_str().unwrap())
+                .collect();
+            assert_eq!(refs.len(), targets.len(), "{file}: {title}: refIds");
+            for t in targets {
+                assert_eq!(t["datasource"], panel["datasource"], "{file}: {title}");
+                assert!(!t["expr"].as_str().unwrap().is_empty());
+            }
+        }
+        assert!(!queries(d).is_empty());
+    }
+    insta::assert_snapshot!(
+        "grafana_datasources",
+        files["grafana/provisioning/datasources/autogit.yml"]
+    );
+    // The dashboards as panel titles and their queries (the JSON itself is long).
+    let mut summary = String::new();
+    for (file, d) in &dashboards {
+        summary.push_str(&format!("## {file}: {}\n", d["title"].as_str().unwrap()));
+        for panel in d["panels"].as_array().unwrap() {
+            summary.push_str(&format!(
+                "- {} ({})\n",
+                panel["title"].as_str().unwrap(),
+                panel["type"].as_str().unwrap()
+            ));
+            for t in panel["targets"].as_array().unwrap() {
+                summary.push_str(&format!("    {}\n", t["expr"].as_str().unwrap()));
+            }
+        }
+    }
+    insta::assert_snapshot!("grafana_dashboards", summary);
+}
