@@ -39,7 +39,7 @@ pub struct GrafanaSetup {
     pub container_prefix: String,
     /// Whether GitLab's own Prometheus metrics are scraped (job `gitlab`).
     pub gitlab_metrics: bool,
-    /// Whether any runner has GPUs (the DCGM exporter's panels).
+    /// Whether Prometheus scrapes a DCGM exporter on a GPU runner host (its panels).
     pub gpu_runners: bool,
 }
 
@@ -55,7 +55,7 @@ impl GrafanaSetup {
             tempo: url("tempo", 3200),
             container_prefix: format!("{}-", plan.project),
             gitlab_metrics: has("prometheus") && config.gitlab_tuning().prometheus,
-            gpu_runners: !config.runners.gpu.is_empty(),
+            gpu_runners: !crate::monitoring::dcgm_targets(config).is_empty(),
         }
     }
 }

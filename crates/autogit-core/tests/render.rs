@@ -448,6 +448,9 @@ fn plan_places_services_and_pins_images() {
             "prometheus",
             "meilisearch",
             "api",
+            "node-exporter",
+            "cadvisor",
+            "alertmanager",
             "traefik",
             "runner-homelab-cpu",
             "runner-wsl-5080"
@@ -924,4 +927,229 @@ fn grafana_provisioning_follows_the_documented_schema() {
         }
     }
     insta::assert_snapshot!("grafana_dashboards", summary);
+}
+
+/// With Prometheus come node-exporter, cAdvisor and Alertmanager: pinned, sized by the preset,
+/// on the platform network only (no host port, no subdomain), scraped and wired by the rendered
+/// Prometheus configuration (`promtool check config` runs on it in
+/// `crates/autogit/tests/validators.rs`); without Prometheus none of them.
+#[test]
+fn the_monitoring_stack_comes_with_prometheus() {
+    use autogit_core::plan::{MONITORING_COMPANIONS, Mount};
+    use autogit_core::preset::{Component, Preset};
+    let (p, config) = full();
+    for name in MONITORING_COMPANIONS {
+        let s = p.service(name).unwrap_or_else(|| panic!("{name} planned"));
+        assert!(s.ports.is_empty() && s.subdomain.is_none(), "{name}");
+        assert!(!s.image.to_string().ends_with(":latest"), "{name}");
+        assert!(s.health.is_some(), "{name}");
+    }
+    let sized = |n: &str| p.service(n).map(|s| (s.cpus, s.memory));
+    let team = Preset::Team;
+    for (n, c) in [
+        ("node-exporter", Component::NodeExporter),
+        ("cadvisor", Component::Cadvisor),
+        ("alertmanager", Component::Alertmanager),
+        ("loki", Component::Loki),
+        ("tempo", Component::Tempo),
+        ("grafana", Component::Grafana),
+        ("prometheus", Component::Prometheus),
+    ] {
+        assert_eq!(
+            sized(n),
+            Some((team.size(c).cpus, team.size(c).memory)),
+            "{n}"
+        );
+    }
+    // node-exporter reads the host's root read-only; Alertmanager its rendered configuration.
+    assert!(
+        p.service("node-exporter")
+            .unwrap()
+            .mounts
+            .iter()
+            .any(|m| matches!(
+                m,
+                Mount::Host { path, target, read_only: true } if path == "/" && target == "/host"
+            ))
+    );
+    let files: BTreeMap<String, String> = render::all_files(&p, &config).into_iter().collect();
+    assert!(files.contains_key("alertmanager/alertmanager.yml"));
+    let prom = &files["prometheus/prometheus.yml"];
+    for needle in [
+        "\"node-exporter:9100\"",
+        "\"cadvisor:8080\"",
+        "\"alertmanager:9093\"",
+        "alertmanagers:",
+    ] {
+        assert!(prom.contains(needle), "{needle} in {prom}");
+    }
+    // Without Prometheus: no exporters.
+    let (bare, _) = build(
+        CONFIG,
+        "BASE_DOMAIN=vectorweight.com\nSERVICES_ENABLED=gitlab,grafana\n",
+        &PlanInput::default(),
+    );
+    for name in MONITORING_COMPANIONS {
+        assert!(bare.service(name).is_none(), "{name} without prometheus");
+    }
+}
+
+/// DCGM's exporter is rendered for the NVIDIA runner hosts (not deployed: they are not
+/// autogit's to run services on) and scraped as one job; not on WSL2 (DCGM does not run
+/// there), not for `auto` or `local` hosts.
+#[test]
+fn dcgm_exporter_for_gpu_runner_hosts() {
+    use autogit_core::monitoring::dcgm_targets;
+    let config = r#"
+gitlab:
+  hostname: gitlab.example.com
+runners:
+  gpu:
+    - name: rig
+      host: gpu1.lan
+    - name: rig2
+      host: "fd00::7"
+    - name: wsl
+      host: desktop.lan
+      wsl2: true
+    - name: found
+      host: auto
+"#;
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", config)),
+        ..Default::default()
+    });
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    assert_eq!(
+        dcgm_targets(&loaded.config),
+        ["[fd00::7]:9400", "gpu1.lan:9400"]
+    );
+    let (p, d) = build(
+        config,
+        "SERVICES_ENABLED=gitlab,grafana,prometheus\n",
+        &PlanInput::default(),
+    );
+    assert!(!d.contains("error["), "{d}");
+    let files: BTreeMap<String, String> =
+        render::all_files(&p, &loaded.config).into_iter().collect();
+    let prom = &files["prometheus/prometheus.yml"];
+    assert_eq!(prom.matches("job_name: dcgm").count(), 1, "{prom}");
+    assert!(
+        prom.contains("\"gpu1.lan:9400\"") && !prom.contains("desktop.lan"),
+        "{prom}"
+    );
+    insta::assert_snapshot!("dcgm_exporter", files["dcgm-exporter/docker-compose.yml"]);
+    let overview = &files["grafana/dashboards/runners.json"];
+    assert!(overview.contains("DCGM_FI_DEV_FB_USED"));
+    // The test's main configuration has a WSL2 GPU runner only: no DCGM file, no panels.
+    let (fp, fc) = full();
+    let full_files: BTreeMap<String, String> = render::all_files(&fp, &fc).into_iter().collect();
+    assert!(!full_files.contains_key("dcgm-exporter/docker-compose.yml"));
+    assert!(!full_files["grafana/dashboards/runners.json"].contains("DCGM_"));
+}
+
+/// Loki's and Tempo's rendered configurations against their documented configuration
+/// references (grafana.com/docs/loki/latest/configure/, grafana.com/docs/tempo/latest/configuration/).
+/// Loki and Tempo do not run here: this is a structural check of the keys and values they read,
+/// not the real binaries loading the files.
+#[test]
+fn loki_and_tempo_configs_follow_their_documented_schemas() {
+    use autogit_core::source::SourceId;
+    use autogit_core::yaml::{Limits, node_to_json, parse};
+    let (p, config) = full();
+    let files: BTreeMap<String, String> = render::all_files(&p, &config).into_iter().collect();
+    let parse_yaml = |text: &str| {
+        node_to_json(
+            &parse(text, SourceId(0), Limits::default())
+                .unwrap()
+                .unwrap(),
+        )
+    };
+    let loki = parse_yaml(&files["loki/loki.yaml"]);
+    for k in loki.as_object().unwrap().keys() {
+        assert!(
+            [
+                "auth_enabled",
+                "server",
+                "common",
+                "schema_config",
+                "storage_config",
+                "limits_config",
+                "compactor",
+                "analytics",
+                "ingester",
+                "querier",
+                "ruler",
+                "query_range",
+                "frontend",
+                "memberlist",
+                "table_manager",
+                "distributor",
+            ]
+            .contains(&k.as_str()),
+            "Loki has no top-level block {k}"
+        );
+    }
+    assert_eq!(
+        loki["auth_enabled"], false,
+        "single tenant: no X-Scope-OrgID needed"
+    );
+    assert_eq!(loki["server"]["http_listen_port"], 3100);
+    // TSDB needs schema v13 and a 24h index period; retention needs the compactor with a
+    // delete request store (Loki 3).
+    let schema = &loki["schema_config"]["configs"][0];
+    assert_eq!(
+        (schema["store"].as_str(), schema["schema"].as_str()),
+        (Some("tsdb"), Some("v13"))
+    );
+    assert_eq!(schema["index"]["period"], "24h");
+    assert!(schema["from"].as_str().unwrap().len() == 10);
+    assert_eq!(loki["compactor"]["retention_enabled"], true);
+    assert_eq!(loki["compactor"]["delete_request_store"], "filesystem");
+    assert_eq!(loki["limits_config"]["retention_period"], "336h");
+    assert!(
+        loki["common"]["storage"]["filesystem"]["chunks_directory"]
+            .as_str()
+            .unwrap()
+            .starts_with("/loki/")
+    );
+    let loki_svc = p.service("loki").unwrap();
+    assert_eq!(loki_svc.command, ["-config.file=/etc/loki/loki.yaml"]);
+    assert!(loki_svc.mounts.iter().any(
+        |m| matches!(m, autogit_core::plan::Mount::Volume { target, .. } if target == "/loki")
+    ));
+
+    let tempo = parse_yaml(&files["tempo/tempo.yaml"]);
+    for k in tempo.as_object().unwrap().keys() {
+        assert!(
+            [
+                "server",
+                "distributor",
+                "ingester",
+                "compactor",
+                "storage",
+                "metrics_generator",
+                "overrides",
+                "querier",
+                "query_frontend",
+                "stream_over_http_enabled"
+            ]
+            .contains(&k.as_str()),
+            "Tempo has no top-level block {k}"
+        );
+    }
+    let otlp = &tempo["distributor"]["receivers"]["otlp"]["protocols"];
+    assert_eq!(
+        otlp["http"]["endpoint"], "0.0.0.0:4318",
+        "OTLP/HTTP, where autogit's traces go"
+    );
+    assert_eq!(otlp["grpc"]["endpoint"], "0.0.0.0:4317");
+    assert_eq!(tempo["storage"]["trace"]["backend"], "local");
+    assert!(
+        tempo["compactor"]["compaction"]["block_retention"]
+            .as_str()
+            .unwrap()
+            .ends_with('h')
+    );
+    insta::assert_snapshot!("loki", files["loki/loki.yaml"]);
 }
