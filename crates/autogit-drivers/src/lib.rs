@@ -23,5 +23,6 @@ pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod systemd;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
