@@ -470,7 +470,8 @@ fn catalog(id: ServiceId) -> Option<Catalog> {
 /// CPU, memory and disks, through the host's root file system mounted read-only), cAdvisor
 /// (every container's CPU, memory and I/O; it reads the engine's socket and `/var/lib/docker`)
 /// and Alertmanager (the rendered `alertmanager/` configuration). On the platform network only:
-/// no port on the host, no subdomain. Sized by the preset ([`Component`]).
+/// no port on the host, no subdomain. Sized by the preset ([`Component`]). cAdvisor is left out
+/// with a rootless engine or Podman (`platform.engine: podman`).
 pub const MONITORING_COMPANIONS: [&str; 3] = ["node-exporter", "cadvisor", "alertmanager"];
 
 fn monitoring_companions(preset: Preset, health: &crate::config::Health) -> Vec<ServiceSpec> {
@@ -885,11 +886,6 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         services.push(spec);
     }
 
-    if env.services_enabled.contains(&ServiceId::Prometheus) {
-        services.extend(monitoring_companions(preset, health));
-    }
-
-    // Ingress: one subdomain per service under BASE_DOMAIN.
     let rootless = match (
         config.platform.rootless,
         input.host.and_then(|h| h.rootless),
@@ -898,6 +894,18 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         (AutoBool::False, _) => false,
         (AutoBool::Auto, detected) => detected.unwrap_or(false),
     };
+    if env.services_enabled.contains(&ServiceId::Prometheus) {
+        // cAdvisor reads a rootful Docker's cgroups and `/var/lib/docker`: not there with a
+        // rootless engine or Podman (its mounts would not even exist).
+        let cadvisor = !rootless && config.platform.engine != crate::config::EngineKind::Podman;
+        services.extend(
+            monitoring_companions(preset, health)
+                .into_iter()
+                .filter(|s| cadvisor || s.name != "cadvisor"),
+        );
+    }
+
+    // Ingress: one subdomain per service under BASE_DOMAIN.
     if config.platform.ingress != IngressKind::None {
         if let Some(domain) = &env.base_domain {
             let (image, component, name) = match config.platform.ingress {

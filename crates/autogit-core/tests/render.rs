@@ -983,6 +983,25 @@ fn the_monitoring_stack_comes_with_prometheus() {
     ] {
         assert!(prom.contains(needle), "{needle} in {prom}");
     }
+    // A rootless engine or Podman: no cAdvisor (rootful Docker's cgroups and layers), the rest.
+    for (yaml, what) in [
+        ("platform:\n  rootless: true\n", "rootless"),
+        ("platform:\n  engine: podman\n", "podman"),
+    ] {
+        let (p, d) = build(
+            yaml,
+            "SERVICES_ENABLED=gitlab,prometheus\n",
+            &PlanInput::default(),
+        );
+        assert!(!d.contains("error["), "{d}");
+        assert!(p.service("cadvisor").is_none(), "{what}");
+        assert!(p.service("node-exporter").is_some() && p.service("alertmanager").is_some());
+        let files: BTreeMap<String, String> = render::all_files(&p, &config).into_iter().collect();
+        assert!(
+            !files["prometheus/prometheus.yml"].contains("cadvisor"),
+            "{what}"
+        );
+    }
     // Without Prometheus: no exporters.
     let (bare, _) = build(
         CONFIG,
