@@ -11,6 +11,10 @@
 //! OpenTelemetry project's generated protobuf types (`opentelemetry-proto`) and answers 200
 //! with an empty `ExportTraceServiceResponse`.
 //!
+//! Work an API request starts in the background (`POST /api/v1/mirrors/sync`, 202) stays in its
+//! trace: the request → `task mirrors.sync` → `mirror.sync` → `mirror.repo` (kind client; the
+//! mirror's source refuses connections, so its result is `failed`).
+//!
 //! The trace id also reaches the log store's correlation ids: the server's log line for the
 //! request carries `request_id` and `trace_id`; stored in the real log store as the daemon
 //! stores an API container's lines (scrubbed and enriched), `trace:<id>` finds it with the
@@ -151,9 +155,16 @@ fn an_api_request_is_one_trace_request_controller_driver() {
         "host-record=gitlab.example.test,192.0.2.10,300\n",
     )
     .unwrap();
+    // A mirror whose source and target refuse connections: its background sync fails at once.
+    let closed = free_port();
     std::fs::write(
         dir.join("autogit.yml"),
-        "platform:\n  socket: /nonexistent/autogit-test/docker.sock\n",
+        format!(
+            "platform:\n  socket: /nonexistent/autogit-test/docker.sock\n\
+             mirroring:\n  allow_private: true\n  retries: 0\n\
+             \x20 target_url_template: \"git://127.0.0.1:{closed}/{{path}}.git\"\n\
+             \x20 sources:\n    git:\n      - git://127.0.0.1:{closed}/hello.git\n"
+        ),
     )
     .unwrap();
     std::fs::write(
@@ -166,7 +177,7 @@ fn an_api_request_is_one_trace_request_controller_driver() {
     .unwrap();
     let r = run_platform(
         dir,
-        &["api-key", "create", "viewer", "--role", "viewer", "--json"],
+        &["api-key", "create", "ops", "--role", "operator", "--json"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let key = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["key"]
@@ -211,6 +222,16 @@ fn an_api_request_is_one_trace_request_controller_driver() {
         .send()
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200, "{}", resp.text().unwrap());
+    // Work the API starts in the background (202) stays in the request's trace.
+    let rid2 = "trace-test-0002";
+    let resp = http
+        .post(format!("{api}/api/v1/mirrors/sync"))
+        .bearer_auth(&key)
+        .header("x-request-id", rid2)
+        .json(&serde_json::json!({}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202, "{}", resp.text().unwrap());
 
     // The batch goes out within the exporter's delay (2 s); at the latest when serve stops.
     let root_of = |g: &Received| {
@@ -222,8 +243,15 @@ fn an_api_request_is_one_trace_request_controller_driver() {
             })
             .cloned()
     };
+    let repo_done = |g: &Received| {
+        g.spans
+            .iter()
+            .any(|(_, s)| s.name == "mirror.repo" && attr(&s.attributes, "result").is_some())
+    };
     let start = Instant::now();
-    while root_of(&got.lock().unwrap()).is_none() && start.elapsed() < Duration::from_secs(15) {
+    while !(root_of(&got.lock().unwrap()).is_some() && repo_done(&got.lock().unwrap()))
+        && start.elapsed() < Duration::from_secs(15)
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     // SIGTERM: the last spans are flushed before it exits.
@@ -299,6 +327,48 @@ fn an_api_request_is_one_trace_request_controller_driver() {
         "children within the request"
     );
     let trace_id = hex(&root.trace_id);
+
+    // The background sync: request → task → controller → one span per repository.
+    let sync_root = g
+        .spans
+        .iter()
+        .map(|(_, s)| s)
+        .find(|s| {
+            s.name == "POST /api/v1/mirrors/sync"
+                && attr(&s.attributes, "request_id").as_deref() == Some(rid2)
+        })
+        .expect("the sync request's span")
+        .clone();
+    assert_eq!(
+        attr(&sync_root.attributes, "http.response.status_code").as_deref(),
+        Some("202")
+    );
+    let in_sync: Vec<&Span> = g
+        .spans
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| s.trace_id == sync_root.trace_id)
+        .collect();
+    let under = |parent: &Span, name: &str| -> Span {
+        in_sync
+            .iter()
+            .find(|s| s.name == name && s.parent_span_id == parent.span_id)
+            .map(|s| (*s).clone())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {name} under {}: {:?}",
+                    parent.name,
+                    in_sync.iter().map(|s| &s.name).collect::<Vec<_>>()
+                )
+            })
+    };
+    let task = under(&sync_root, "task mirrors.sync");
+    assert_eq!(attr(&task.attributes, "ok").as_deref(), Some("false"));
+    let sync = under(&task, "mirror.sync");
+    let repo = under(&sync, "mirror.repo");
+    assert_eq!(repo.kind, 3, "SPAN_KIND_CLIENT");
+    assert_eq!(attr(&repo.attributes, "mirror").as_deref(), Some("hello"));
+    assert_eq!(attr(&repo.attributes, "result").as_deref(), Some("failed"));
 
     // The request's log line links its request id and its trace id, and the log store keeps
     // both as correlation ids: `trace:<id>` finds the request.
