@@ -292,9 +292,8 @@ async fn call<O: Handle>(State(api): State<Arc<Api>>, req: Request) -> Response 
         .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
     let started = Instant::now();
     // The root of the request's trace (exported when OTLP_ENDPOINT is set): the controller's
-    // and the drivers' spans open inside it.
-    // Named `<METHOD> <route>` (OpenTelemetry's HTTP convention). Health checks are not
-    // traced: one per check interval, nothing to see.
+    // and the drivers' spans open inside it. Named `<METHOD> <route>` (OpenTelemetry's HTTP
+    // convention). Health checks are not traced: one per check interval, nothing to see.
     let span = if info.id == "meta.health" {
         tracing::Span::none()
     } else {
@@ -309,6 +308,14 @@ async fn call<O: Handle>(State(api): State<Arc<Api>>, req: Request) -> Response 
             http.response.status_code = tracing::field::Empty,
         )
     };
+    // A caller's W3C `traceparent` makes the request part of its trace.
+    if let Some(tp) = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        autogit_drivers::telemetry::continue_trace(&span, tp);
+    }
     let result = gate::<O>(&api, &mut parts, body, &rid, client)
         .instrument(span.clone())
         .await;

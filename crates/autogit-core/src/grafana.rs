@@ -25,6 +25,9 @@ pub const PROVISIONING_DIR: &str = "/etc/grafana/provisioning";
 pub const PROMETHEUS_UID: &str = "prometheus";
 pub const LOKI_UID: &str = "loki";
 pub const TEMPO_UID: &str = "tempo";
+/// How Grafana finds a trace id in a Loki line (a derived field linking it to Tempo):
+/// `trace_id=<32 hex>` or JSON's `"trace_id":"<32 hex>"` (autogit's request lines).
+pub const TRACE_ID_IN_LINE: &str = r#"trace_id(?:=|":\s*")([0-9a-f]{32})"#;
 /// The dashboards' folder in Grafana.
 pub const FOLDER: &str = "autogit";
 
@@ -90,10 +93,11 @@ pub fn datasources_doc(setup: &GrafanaSetup) -> Value {
     if let Some(url) = &setup.loki {
         let mut jd = json!({"maxLines": 1000});
         if setup.tempo.is_some() {
-            // A trace id in a line links to the trace (autogit's log lines carry `trace_id=`).
+            // A trace id in a line links to the trace: `trace_id=…`, or JSON's
+            // `"trace_id":"…"` as autogit's own request lines carry it.
             jd["derivedFields"] = json!([{
                 "name": "trace_id",
-                "matcherRegex": "trace_id=(\\w+)",
+                "matcherRegex": TRACE_ID_IN_LINE,
                 "url": "${__value.raw}",
                 "datasourceUid": TEMPO_UID,
             }]);
@@ -621,6 +625,19 @@ mod tests {
                 "{doc}"
             );
         }
+    }
+
+    #[test]
+    fn the_derived_field_finds_trace_ids_in_both_spellings() {
+        let re = regex::Regex::new(TRACE_ID_IN_LINE).unwrap();
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        for line in [
+            format!(r#"{{"message":"request","trace_id":"{id}","request_id":"r"}}"#),
+            format!("level=info trace_id={id} msg=ok"),
+        ] {
+            assert_eq!(&re.captures(&line).unwrap()[1], id, "{line}");
+        }
+        assert!(!re.is_match("trace_id=short"));
     }
 
     #[test]

@@ -140,6 +140,55 @@ pub fn current_trace_id() -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
+/// Continues the caller's trace: a W3C Trace Context `traceparent` header
+/// (`00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`) becomes the remote parent of
+/// `span`, which must not have been entered yet. Whether it is sampled follows the caller's
+/// flag. An invalid header (or an all-zero id) is ignored: the span starts a trace of its own.
+/// Returns whether the header was taken.
+pub fn continue_trace(span: &tracing::Span, traceparent: &str) -> bool {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let Some(sc) = parse_traceparent(traceparent) else {
+        return false;
+    };
+    let cx = opentelemetry::Context::new().with_remote_span_context(sc);
+    span.set_parent(cx).is_ok()
+}
+
+/// The span context of a `traceparent` header (W3C Trace Context, level 1): version `00`, or a
+/// later version read as `00` is (its first four fields), never `ff`; lowercase hex only.
+fn parse_traceparent(h: &str) -> Option<opentelemetry::trace::SpanContext> {
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    let h = h.trim();
+    let parts: Vec<&str> = h.split('-').collect();
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let (version, trace, span, flags) = match parts.as_slice() {
+        [v, t, s, f] => (*v, *t, *s, *f),
+        [v, t, s, f, ..] if *v != "00" => (*v, *t, *s, *f),
+        _ => return None,
+    };
+    if !hex(version, 2) || version == "ff" || !hex(trace, 32) || !hex(span, 16) || !hex(flags, 2) {
+        return None;
+    }
+    let trace_id = TraceId::from_hex(trace).ok()?;
+    let span_id = SpanId::from_hex(span).ok()?;
+    if trace_id == TraceId::INVALID || span_id == SpanId::INVALID {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some(SpanContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::new(flags & 1),
+        true,
+        TraceState::default(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +202,37 @@ mod tests {
             assert!(!err.to_string().contains("pw"), "{err}");
         }
         assert!(current_trace_id().is_none(), "no span, no trace");
+    }
+
+    #[test]
+    fn traceparent_as_w3c_trace_context_defines_it() {
+        let ok =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        assert_eq!(
+            ok.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(ok.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(ok.is_sampled() && ok.is_remote());
+        let not_sampled =
+            parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00").unwrap();
+        assert!(!not_sampled.is_sampled());
+        // A later version: its first four fields, more may follow.
+        assert!(
+            parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz")
+                .is_some()
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert!(parse_traceparent(bad).is_none(), "{bad}");
+        }
     }
 }

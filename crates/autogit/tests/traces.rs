@@ -11,8 +11,8 @@
 //! OpenTelemetry project's generated protobuf types (`opentelemetry-proto`) and answers 200
 //! with an empty `ExportTraceServiceResponse`.
 //!
-//! Work an API request starts in the background (`POST /api/v1/mirrors/sync`, 202) stays in its
-//! trace: the request → `task mirrors.sync` → `mirror.sync` → `mirror.repo` (kind client; the
+//! Work an API request starts in the background (`POST /api/v1/mirrors/sync`, 202, sent with a
+//! W3C `traceparent` that the request continues) stays in its trace: the request → `task mirrors.sync` → `mirror.sync` → `mirror.repo` (kind client; the
 //! mirror's source refuses connections, so its result is `failed`).
 //!
 //! The trace id also reaches the log store's correlation ids: the server's log line for the
@@ -144,6 +144,9 @@ fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
 #[test]
 fn an_api_request_is_one_trace_request_controller_driver() {
     let d = tempfile::tempdir().unwrap();
@@ -155,8 +158,9 @@ fn an_api_request_is_one_trace_request_controller_driver() {
         "host-record=gitlab.example.test,192.0.2.10,300\n",
     )
     .unwrap();
-    // A mirror whose source and target refuse connections: its background sync fails at once.
-    let closed = free_port();
+    // A mirror whose source and target refuse connections (port 1: nothing listens there,
+    // and no port picked for this test can be it): its background sync fails at once.
+    let closed = 1;
     std::fs::write(
         dir.join("autogit.yml"),
         format!(
@@ -185,6 +189,10 @@ fn an_api_request_is_one_trace_request_controller_driver() {
         .unwrap()
         .to_owned();
 
+    // The state store exists before the server starts, as after any install. (Created by the
+    // mirror sync and the event recorder at the same moment, a fresh store can fail with
+    // "disk I/O error" on its init file: a race of its own, not this test's subject.)
+    drop(autogit_drivers::state::Store::open(&dir.join("data/state.db")).unwrap());
     let log = log_dir().join("traces-autogit.log");
     let api_port = free_port();
     let mut c = cmd(dir);
@@ -228,6 +236,8 @@ fn an_api_request_is_one_trace_request_controller_driver() {
         .post(format!("{api}/api/v1/mirrors/sync"))
         .bearer_auth(&key)
         .header("x-request-id", rid2)
+        // The caller's trace (W3C Trace Context): the request continues it.
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
         .json(&serde_json::json!({}))
         .send()
         .unwrap();
@@ -342,6 +352,12 @@ fn an_api_request_is_one_trace_request_controller_driver() {
     assert_eq!(
         attr(&sync_root.attributes, "http.response.status_code").as_deref(),
         Some("202")
+    );
+    assert_eq!(hex(&sync_root.trace_id), CALLER_TRACE, "the caller's trace");
+    assert_eq!(
+        hex(&sync_root.parent_span_id),
+        CALLER_SPAN,
+        "under the caller's span"
     );
     let in_sync: Vec<&Span> = g
         .spans
