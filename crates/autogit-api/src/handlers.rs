@@ -125,9 +125,20 @@ where
         target: target.clone(),
         events: "/api/v1/events".into(),
     };
+    // The work's span, a child of the request's (its trace goes on after the 202).
+    let span = tracing::info_span!(
+        "task",
+        otel.name = %format!("task {operation}"),
+        operation = %operation,
+        target = %target,
+        request_id = %id,
+        ok = tracing::field::Empty,
+    );
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        let result = rt.block_on(work());
+        use tracing::Instrument;
+        let result = rt.block_on(work().instrument(span.clone()));
+        span.record("ok", result.is_ok());
         bus.publish(Event::TaskFinished {
             id,
             operation,

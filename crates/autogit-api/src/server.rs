@@ -19,6 +19,7 @@ use serde::Serialize;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// How the server is run. Defaults suit a server behind the ingress.
 #[derive(Clone, Debug)]
@@ -290,7 +291,34 @@ async fn call<O: Handle>(State(api): State<Arc<Api>>, req: Request) -> Response 
         .get::<ClientAddr>()
         .map_or(IpAddr::from([127, 0, 0, 1]), |c| c.0.ip());
     let started = Instant::now();
-    let result = gate::<O>(&api, &mut parts, body, &rid, client).await;
+    // The root of the request's trace (exported when OTLP_ENDPOINT is set): the controller's
+    // and the drivers' spans open inside it. Named `<METHOD> <route>` (OpenTelemetry's HTTP
+    // convention). Health checks are not traced: one per check interval, nothing to see.
+    let span = if info.id == "meta.health" {
+        tracing::Span::none()
+    } else {
+        tracing::info_span!(
+            "api.request",
+            otel.name = %format!("{} {}", parts.method, info.path),
+            otel.kind = "server",
+            operation = info.id,
+            http.request.method = %parts.method,
+            http.route = info.path,
+            request_id = %rid,
+            http.response.status_code = tracing::field::Empty,
+        )
+    };
+    // A caller's W3C `traceparent` makes the request part of its trace.
+    if let Some(tp) = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+    {
+        autogit_drivers::telemetry::continue_trace(&span, tp);
+    }
+    let result = gate::<O>(&api, &mut parts, body, &rid, client)
+        .instrument(span.clone())
+        .await;
     let (resp, audit) = match result {
         Ok(r) => r,
         Err((p, audit)) => (p.with_instance(&rid).into_response(), audit),
@@ -316,13 +344,23 @@ async fn call<O: Handle>(State(api): State<Arc<Api>>, req: Request) -> Response 
         resp.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
-    tracing::debug!(
-        op = info.id,
-        status = resp.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64,
-        request_id = %rid,
-        "request"
-    );
+    let status = resp.status().as_u16();
+    span.record("http.response.status_code", status);
+    let ms = started.elapsed().as_millis() as u64;
+    // With traces on, one line per request ties its request id to its trace id (the log
+    // store keeps both as correlation ids); without, the line is for debugging only.
+    match span.in_scope(autogit_drivers::telemetry::current_trace_id) {
+        Some(trace_id) => tracing::info!(
+            parent: &span,
+            op = info.id,
+            status,
+            ms,
+            request_id = %rid,
+            trace_id = %trace_id,
+            "request"
+        ),
+        None => tracing::debug!(op = info.id, status, ms, request_id = %rid, "request"),
+    }
     resp
 }
 

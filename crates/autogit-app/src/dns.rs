@@ -186,6 +186,7 @@ impl DnsController {
 
     /// Adds a record (checked by `core::dns::check_extra`), then syncs the zone. On a failed
     /// sync the record stays wanted: the next sync (the daemon's, or another call) applies it.
+    #[tracing::instrument(name = "dns.add_record", skip_all, fields(provider = %self.name()))]
     pub async fn add_record(
         &self,
         plan: &Plan,
@@ -211,6 +212,7 @@ impl DnsController {
     }
 
     /// Removes a record added through the API (every value of that name and type), then syncs.
+    #[tracing::instrument(name = "dns.remove_record", skip_all, fields(provider = %self.name()))]
     pub async fn remove_record(
         &self,
         plan: &Plan,
@@ -252,7 +254,10 @@ impl DnsController {
         }
         let registry =
             crate::extensions::Registry::load(&self.settings).map_err(DnsError::Config)?;
-        registry.dns_provider(&self.settings).await
+        Ok(registry
+            .dns_provider(&self.settings)
+            .await?
+            .map(|p| Box::new(autogit_drivers::dns::Traced(p)) as Box<dyn DnsProvider>))
     }
 
     fn name(&self) -> String {
@@ -264,6 +269,7 @@ impl DnsController {
     }
 
     /// The plan against the zone; for `manual`, the records to create by hand.
+    #[tracing::instrument(name = "dns.plan", skip_all, fields(provider = %self.name()))]
     pub async fn plan(&self, plan: &Plan) -> Result<DnsView, DnsError> {
         let desired = self.desired(plan)?;
         let zone = autogit_drivers::dns::zone_of(&self.settings.platform);
@@ -295,6 +301,7 @@ impl DnsController {
     /// Applies the plan: only records autogit owns change; a zone changed by someone else in
     /// between is read again (up to [`SYNC_ATTEMPTS`]); what was applied is read back. Every
     /// outcome is published (`dns_synced` or `dns_sync_failed`).
+    #[tracing::instrument(name = "dns.sync", skip_all, fields(provider = %self.name()))]
     pub async fn sync(&self, plan: &Plan) -> Result<Synced, DnsError> {
         let result = self.sync_inner(plan).await;
         match &result {

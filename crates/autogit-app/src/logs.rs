@@ -4,7 +4,7 @@
 //! every second; `autogit serve` and `autogit logs search` call [`LogController::search`].
 
 use crate::{Settings, SharedClock};
-use autogit_core::logs::{Query, QueryError, enrich, parse_query, parse_range};
+use autogit_core::logs::{Query, QueryError, ScrubPatterns, enrich_with, parse_query, parse_range};
 use autogit_drivers::engine::ContainerEngine;
 use autogit_drivers::logstore::{Hit, Line, LogStore, LogStoreError, Retention};
 use std::path::PathBuf;
@@ -30,6 +30,10 @@ pub enum LogError {
     Engine(String),
     #[error(transparent)]
     Loki(#[from] autogit_drivers::loki::LokiError),
+    #[error(
+        "{0}: fix it in autogit.yml (`autogit validate` shows it); no line is stored until then"
+    )]
+    Scrub(String),
 }
 
 /// What a search returns: the hits and the parsed query (for display).
@@ -47,6 +51,8 @@ pub struct LogController {
     store: Mutex<Option<LogStore>>,
     passes: std::sync::atomic::AtomicU64,
     retention: Retention,
+    /// `logs.scrub`, compiled once; an error stores nothing (fails closed).
+    patterns: Result<ScrubPatterns, String>,
 }
 
 impl std::fmt::Debug for LogController {
@@ -60,12 +66,27 @@ impl std::fmt::Debug for LogController {
 impl LogController {
     pub fn new(settings: Arc<Settings>, clock: SharedClock) -> Self {
         Self {
-            settings,
             clock,
             store: Mutex::new(None),
             passes: std::sync::atomic::AtomicU64::new(0),
-            retention: Retention::default(),
+            retention: Retention {
+                max_age: settings.config.logs.retention.0,
+                max_lines: settings.config.logs.max_lines,
+            },
+            patterns: ScrubPatterns::compile(&settings.config.logs.scrub),
+            settings,
         }
+    }
+
+    /// What the store keeps (`logs.retention`, `logs.max_lines`).
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    fn patterns(&self) -> Result<&ScrubPatterns, LogError> {
+        self.patterns
+            .as_ref()
+            .map_err(|e| LogError::Scrub(e.clone()))
     }
 
     /// `<data dir>/logs.db`.
@@ -113,6 +134,7 @@ impl LogController {
             .list(project)
             .await
             .map_err(|e| LogError::Engine(e.to_string()))?;
+        let patterns = self.patterns()?;
         let secrets = self.secrets();
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let mut stored = 0;
@@ -131,7 +153,7 @@ impl LogController {
                 .map(|(at, text)| Line {
                     at_ns: *at,
                     service: c.service.clone(),
-                    enriched: enrich(text, &secrets),
+                    enriched: enrich_with(text, &secrets, patterns),
                 })
                 .collect();
             stored += batch.len();
@@ -173,6 +195,7 @@ impl LogController {
         if rows.is_empty() {
             return Ok(0);
         }
+        let patterns = self.patterns()?;
         let secrets = self.secrets();
         let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
         let mut seq = 0i64;
@@ -181,7 +204,7 @@ impl LogController {
             .map(|(_, row)| {
                 seq += 1;
                 let (at, text, level, request) = feed_line(row);
-                let mut enriched = enrich(&text, &secrets);
+                let mut enriched = enrich_with(&text, &secrets, patterns);
                 enriched.level = Some(level);
                 if request.is_some() {
                     enriched.request_id = request;

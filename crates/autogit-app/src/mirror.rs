@@ -123,6 +123,7 @@ impl MirrorController {
     /// path). `progress` sees the driver's progress on the caller's task. When `cancel`
     /// resolves first, the runs are recorded as interrupted and `Ok(None)` is returned (git
     /// children are killed; fetches and pushes are atomic, so nothing is half-written).
+    #[tracing::instrument(name = "mirror.sync", skip_all, fields(only = only.len()))]
     pub async fn sync(
         &self,
         only: &[String],

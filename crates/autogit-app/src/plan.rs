@@ -203,13 +203,17 @@ pub fn write_rendered(
     if plan.service("api").is_some() {
         written.extend(write_api_config(settings, &dir.join(API_RENDERED))?);
     }
-    // Mounted as a directory into a container that runs as another user (Prometheus: nobody),
-    // so its mode must not follow a strict umask.
-    let prometheus = dir.join("prometheus");
-    if prometheus.is_dir() {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&prometheus, std::fs::Permissions::from_mode(0o755))
-            .map_err(|e| format!("cannot set the mode of {}: {e}", prometheus.display()))?;
+    // Mounted as directories into containers that run as other users (Prometheus and
+    // Alertmanager: nobody; Grafana: 472), so their modes must not follow a strict umask.
+    // Not the API's directory: it holds `.env` and runs as root.
+    for s in plan.local() {
+        for m in &s.mounts {
+            if let autogit_core::plan::Mount::Rendered { file, .. } = m
+                && file != API_RENDERED
+            {
+                open_tree(&dir.join(file))?;
+            }
+        }
     }
     if plan.http01.is_some() {
         let acme = dir.join("acme-http/.well-known/acme-challenge");
@@ -217,6 +221,26 @@ pub fn write_rendered(
             .map_err(|e| format!("cannot create {}: {e}", acme.display()))?;
     }
     Ok(written)
+}
+
+/// Mode 0755 on `path` and every directory under it, when it is a directory and not a link
+/// (the files keep theirs).
+fn open_tree(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    // Not through a link: only what autogit made under its own directory.
+    if !std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Ok(());
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
+    let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    for e in entries {
+        let e = e.map_err(|e| format!("{}: {e}", path.display()))?;
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            open_tree(&e.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// The `api` container's configuration, under `dir` (mounted at `core::plan::API_CONFIG_DIR`):

@@ -485,6 +485,7 @@ pub enum DeployProgress<'a> {
 /// `install` as one operation: the plan (quietly: the caller reports its diagnostics), the
 /// rendered files, the engine, the remembered ports, images present or pulled, then the wait
 /// for health. The upgrade runs it once per step.
+#[tracing::instrument(name = "platform.deploy", skip_all)]
 pub async fn deploy(
     settings: Arc<Settings>,
     bus: &Bus,

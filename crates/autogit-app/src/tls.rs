@@ -111,6 +111,7 @@ impl TlsController {
     /// Renews when due (or `force`); `Ok(None)` when nothing was needed. A new certificate is
     /// published (`certificate_renewed`) and the ingress refreshed; a failure is published
     /// (`certificate_renewal_failed`) with when the daemon tries again.
+    #[tracing::instrument(name = "tls.renew", skip_all, fields(force))]
     pub async fn renew(
         &self,
         force: bool,

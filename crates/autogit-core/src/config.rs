@@ -25,6 +25,7 @@ pub struct Config {
     pub compute: Compute,
     pub backup: Backup,
     pub platform: Platform,
+    pub logs: Logs,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -555,6 +556,29 @@ pub struct Quota {
     pub vram: Bytes,
 }
 
+/// The log store (docs/logs.md): how long lines are kept and what else is scrubbed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Logs {
+    /// Lines older than this are deleted. Default 14 days.
+    pub retention: Dur,
+    /// Beyond this many lines, the oldest are deleted. Default 5 000 000.
+    pub max_lines: u64,
+    /// Extra scrub patterns (regular expressions, `regex` syntax): every match becomes
+    /// `<redacted>` before a line is stored, besides the built-in scrubbing.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scrub: Vec<String>,
+}
+
+impl Default for Logs {
+    fn default() -> Self {
+        Self {
+            retention: Dur::secs(14 * 86_400),
+            max_lines: 5_000_000,
+            scrub: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Backup {
     /// Where archives go; relative paths are under the data dir. Default `backups`.
@@ -723,6 +747,7 @@ impl Default for Config {
                 guard_proxy: None,
                 guard_fail_open: false,
             },
+            logs: Logs::default(),
         }
     }
 }

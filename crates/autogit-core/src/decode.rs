@@ -660,7 +660,8 @@ keys!(TopKey {
     health,
     compute,
     backup,
-    platform
+    platform,
+    logs
 });
 keys!(GitLabKey {
     hostname,
@@ -814,6 +815,11 @@ keys!(BackupKey {
     btrfs_snapshot,
     encrypt_to
 });
+keys!(LogsKey {
+    retention,
+    max_lines,
+    scrub
+});
 keys!(PlatformKey {
     engine,
     socket,
@@ -870,6 +876,7 @@ pub fn decode(root: Option<&Node>) -> (Config, Diagnostics) {
     compute(&mut cx, &top, &mut c.compute);
     backup(&mut cx, &top, &mut c.backup);
     platform(&mut cx, &top, &mut c.platform);
+    logs(&mut cx, &top, &mut c.logs);
     crate::validate::cross_check(&mut cx, root, &c);
     (c, cx.diags)
 }
@@ -1770,6 +1777,40 @@ fn backup(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, b: &mut Backup) {
     if let Some(v) = cx.list_of(&o, K::encrypt_to, p_age_recipient) {
         b.encrypt_to = v;
     }
+}
+
+fn logs(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, l: &mut Logs) {
+    use LogsKey as K;
+    let o = sub(cx, top, TopKey::logs);
+    if let Some(v) = cx.field(&o, K::retention, p_duration) {
+        l.retention = v;
+    }
+    if let Some(v) = cx.field(&o, K::max_lines, p_max_lines) {
+        l.max_lines = v;
+    }
+    if let Some(v) = cx.list_of(&o, K::scrub, p_scrub_pattern) {
+        l.scrub = v;
+    }
+}
+
+/// How many lines the log store keeps at most: 1000 to a billion.
+fn p_max_lines(n: &Node) -> Result<u64, Bad> {
+    match scalar(n)
+        .ok()
+        .and_then(|s| s.trim().replace('_', "").parse::<u64>().ok())
+    {
+        Some(v) if (1_000..=1_000_000_000).contains(&v) => Ok(v),
+        _ => Err(Bad::new("a whole number of lines from 1000 to 1000000000")),
+    }
+}
+
+/// An extra scrub pattern: a regular expression that compiles and matches something.
+fn p_scrub_pattern(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a regular expression"))?;
+    crate::logs::ScrubPatterns::compile_one(s).map_err(|why| {
+        Bad::new("a regular expression (Rust `regex` syntax) that matches some text").help(why)
+    })?;
+    Ok(s.to_owned())
 }
 
 /// An age X25519 recipient: `age1` and 58 bech32 characters (lowercase), as `age-keygen`

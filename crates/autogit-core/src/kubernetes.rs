@@ -543,11 +543,16 @@ fn secret_args(keys: &[String]) -> String {
 }
 
 /// Whether the service has a place in the cluster: the ingress container is replaced by the
-/// cluster's ingress controller, and the API (the host's own binary driving the host's
-/// engine) has no meaning there.
+/// cluster's ingress controller, the API (the host's own binary driving the host's engine)
+/// and the host's exporters have no meaning there.
 pub fn in_cluster(s: &ServiceState) -> bool {
-    !matches!(s.role, Role::Ingress | Role::Api)
+    !matches!(s.role, Role::Ingress | Role::Api) && !HOST_EXPORTERS.contains(&s.name.as_str())
 }
+
+/// The exporters that read the Docker host itself (its root file system, the engine's
+/// socket): in a cluster they are per-node DaemonSets of the cluster's own monitoring
+/// (kube-prometheus, the kubelet's cAdvisor), not one Deployment of the platform.
+const HOST_EXPORTERS: [&str; 2] = ["node-exporter", "cadvisor"];
 
 fn workload(st: &PlatformState, s: &ServiceState, files: &BTreeMap<String, String>) -> Vec<Value> {
     let (c, pod) = container(st, s, files);

@@ -22,6 +22,7 @@ pub mod dns;
 pub mod emit;
 pub mod engine_proxy;
 pub mod extension;
+pub mod grafana;
 pub mod ingress;
 pub mod inventory;
 pub mod kubernetes;

@@ -266,11 +266,75 @@ fn set_once(slot: &mut Option<String>, v: &str) {
     }
 }
 
+/// The configured extra scrub patterns (`logs.scrub`), compiled once: every match becomes
+/// `<redacted>` before the built-in scrubbing and the enrichment read the line.
+#[derive(Clone, Debug, Default)]
+pub struct ScrubPatterns(Vec<regex::Regex>);
+
+impl ScrubPatterns {
+    /// Largest compiled pattern (the `regex` crate's own measure): a pattern is matched in
+    /// time linear in the line whatever it is, and this bounds its memory.
+    const SIZE_LIMIT: usize = 1 << 20;
+
+    /// One pattern, or why it is refused: it must compile within the size limit and must not
+    /// match the empty string (it would match everywhere).
+    pub fn compile_one(pattern: &str) -> Result<regex::Regex, String> {
+        let re = regex::RegexBuilder::new(pattern)
+            .size_limit(Self::SIZE_LIMIT)
+            .build()
+            .map_err(|e| match e {
+                regex::Error::CompiledTooBig(_) => {
+                    "the pattern is too large; split it or make it simpler".to_owned()
+                }
+                // The parser's message draws the pattern over several lines; its last line
+                // says what is wrong.
+                other => other
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_owned(),
+            })?;
+        if re.is_match("") {
+            return Err(
+                "it matches the empty string, so it would match everywhere; require at least one character (`+` rather than `*`)".to_owned(),
+            );
+        }
+        Ok(re)
+    }
+
+    /// The patterns of `logs.scrub` (already checked when the configuration was read).
+    pub fn compile(patterns: &[String]) -> Result<Self, String> {
+        patterns
+            .iter()
+            .map(|p| Self::compile_one(p).map_err(|e| format!("logs.scrub `{p}`: {e}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// Enriches and scrubs one line. `extra_secrets` are literal strings (configured values,
 /// for example the platform's own tokens) that are replaced wherever they appear.
 pub fn enrich(line: &str, extra_secrets: &[&str]) -> Enriched {
+    enrich_with(line, extra_secrets, &ScrubPatterns::default())
+}
+
+/// [`enrich`] with the configured extra scrub patterns applied first.
+pub fn enrich_with(line: &str, extra_secrets: &[&str], patterns: &ScrubPatterns) -> Enriched {
     let mut e = Enriched::default();
     let mut text = std::borrow::Cow::Borrowed(line);
+    for re in &patterns.0 {
+        let n = re.find_iter(&text).count();
+        if n > 0 {
+            text = std::borrow::Cow::Owned(re.replace_all(&text, "<redacted>").into_owned());
+            e.scrubbed += u32::try_from(n).unwrap_or(u32::MAX);
+        }
+    }
     for s in extra_secrets.iter().filter(|s| s.len() >= 6) {
         if text.contains(s) {
             text = std::borrow::Cow::Owned(text.replace(s, "<redacted>"));
@@ -756,6 +820,32 @@ pub fn parse_range(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn configured_patterns_are_scrubbed_first_and_everywhere() {
+        let p =
+            ScrubPatterns::compile(&[r"cust-\d{6}".to_owned(), "Acme Corp".to_owned()]).unwrap();
+        let e = enrich_with(
+            r#"{"level":"error","msg":"cust-123456 and cust-654321 of Acme Corp","request_id":"r1"}"#,
+            &[],
+            &p,
+        );
+        assert!(
+            !e.message.contains("cust-") && !e.message.contains("Acme"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.scrubbed, 3);
+        // The line stays JSON: its fields are still read.
+        assert_eq!(e.level, Some(Level::Error));
+        assert_eq!(e.request_id.as_deref(), Some("r1"));
+        for bad in ["(unclosed", "x*", "", "a|"] {
+            assert!(ScrubPatterns::compile_one(bad).is_err(), "{bad}");
+        }
+        let huge = format!("(\\w{{100}}){{{}}}", 1000);
+        let why = ScrubPatterns::compile_one(&huge).unwrap_err();
+        assert!(why.contains("too large"), "{why}");
+    }
 
     #[test]
     fn scrubs_personal_data_and_secrets_and_keeps_the_rest() {

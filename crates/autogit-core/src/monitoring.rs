@@ -38,7 +38,8 @@ pub struct PrometheusSetup {
     pub alertmanager: Option<String>,
     /// Rule files, as Prometheus sees their paths.
     pub rule_files: Vec<String>,
-    /// Other jobs: (job name, `host:port`, metrics path).
+    /// Other jobs: (job name, `host:port`, metrics path); entries with the same name are one
+    /// job with several targets.
     pub jobs: Vec<(String, String, String)>,
 }
 
@@ -65,8 +66,21 @@ pub fn prometheus_config(setup: &PrometheusSetup) -> String {
     if let Some(n) = &setup.node_exporter {
         jobs.push(job("node", n));
     }
-    for (name, target, path) in &setup.jobs {
-        let mut j = job(name, target);
+    // Entries with the same job name are one job with several targets (Prometheus refuses a
+    // job name twice).
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, _, path) in &setup.jobs {
+        if seen.contains(&name.as_str()) {
+            continue;
+        }
+        seen.push(name);
+        let targets: Vec<&str> = setup
+            .jobs
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, t, _)| t.as_str())
+            .collect();
+        let mut j = json!({"job_name": name, "static_configs": [{"targets": targets}]});
         if path != "/metrics" {
             j["metrics_path"] = json!(path);
         }
@@ -280,6 +294,19 @@ pub fn compose_setup(plan: &crate::plan::Plan, config: &Config) -> PrometheusSet
     if config.gitlab_tuning().prometheus {
         jobs.push(("gitlab".into(), "gitlab:80".into(), "/-/metrics".into()));
     }
+    if has("cadvisor") {
+        jobs.push(("cadvisor".into(), "cadvisor:8080".into(), "/metrics".into()));
+    }
+    if has("alertmanager") {
+        jobs.push((
+            "alertmanager".into(),
+            "alertmanager:9093".into(),
+            "/metrics".into(),
+        ));
+    }
+    for target in dcgm_targets(config) {
+        jobs.push(("dcgm".into(), target, "/metrics".into()));
+    }
     let api = plan.local().find(|s| s.name == "api");
     PrometheusSetup {
         scrape_interval_s: config.health.check_interval.as_secs().clamp(5, 300),
@@ -290,8 +317,8 @@ pub fn compose_setup(plan: &crate::plan::Plan, config: &Config) -> PrometheusSet
             scheme: "http".into(),
             token_file: AUTOGIT_TOKEN_FILE.into(),
         }),
-        node_exporter: None,
-        alertmanager: None,
+        node_exporter: has("node-exporter").then(|| "node-exporter:9100".into()),
+        alertmanager: has("alertmanager").then(|| "alertmanager:9093".into()),
         rule_files: if has("prometheus") {
             vec![ALERTS_FILE.into()]
         } else {
@@ -299,6 +326,64 @@ pub fn compose_setup(plan: &crate::plan::Plan, config: &Config) -> PrometheusSet
         },
         jobs,
     }
+}
+
+/// The port NVIDIA's DCGM exporter listens on.
+pub const DCGM_PORT: u16 = 9400;
+
+/// The GPU runner hosts Prometheus scrapes the DCGM exporter on (`host:9400`): NVIDIA runners
+/// on a named host. Not `auto` (no address until discovery), not `local` (the platform's own
+/// host: run the exporter there and add it by hand), not WSL2 (DCGM does not support it;
+/// autogit's own GPU inventory covers those hosts).
+pub fn dcgm_targets(config: &Config) -> Vec<String> {
+    let mut out: Vec<String> = config
+        .runners
+        .gpu
+        .iter()
+        .filter(|r| {
+            r.gpu == Some(crate::config::GpuVendor::Nvidia)
+                && !r.wsl2
+                && r.host != "auto"
+                && r.host != "local"
+        })
+        .map(|r| {
+            if r.host.contains(':') && !r.host.starts_with('[') {
+                format!("[{}]:{DCGM_PORT}", r.host)
+            } else {
+                format!("{}:{DCGM_PORT}", r.host)
+            }
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A compose file that runs NVIDIA's DCGM exporter on a GPU runner host (rendered, not
+/// deployed: autogit does not run services on runner hosts). Needs the NVIDIA Container
+/// Toolkit; publishes [`DCGM_PORT`] for the platform's Prometheus (job `dcgm`).
+pub fn dcgm_exporter_compose() -> String {
+    let (image, tag) = crate::plan::images::DCGM_EXPORTER;
+    let doc = json!({
+        "services": {
+            "dcgm-exporter": {
+                "image": format!("{image}:{tag}"),
+                "container_name": "dcgm-exporter",
+                "restart": "unless-stopped",
+                "cap_add": ["SYS_ADMIN"],
+                "ports": [format!("{DCGM_PORT}:{DCGM_PORT}")],
+                "deploy": {"resources": {"reservations": {"devices": [
+                    {"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}
+                ]}}},
+            },
+        },
+    });
+    format!(
+        "# Rendered by autogit: NVIDIA's DCGM exporter for a GPU runner host (not WSL2).\n\
+         # On each GPU host: docker compose -f docker-compose.yml up -d\n\
+         # Prometheus scrapes it as job `dcgm` on port {DCGM_PORT}.\n{}",
+        to_yaml(&doc)
+    )
 }
 
 #[cfg(test)]

@@ -22,6 +22,15 @@ pub mod images {
     pub const TEMPO: (&str, &str) = ("grafana/tempo", "2.6.1");
     pub const PROMETHEUS: (&str, &str) = ("prom/prometheus", "v2.55.1");
     pub const MEILISEARCH: (&str, &str) = ("getmeili/meilisearch", "v1.11.3");
+    /// Deployed with Prometheus: the host's metrics, the containers' metrics, alert routing.
+    pub const NODE_EXPORTER: (&str, &str) = ("prom/node-exporter", "v1.8.2");
+    pub const CADVISOR: (&str, &str) = ("gcr.io/cadvisor/cadvisor", "v0.49.1");
+    pub const ALERTMANAGER: (&str, &str) = ("prom/alertmanager", "v0.27.0");
+    /// NVIDIA's DCGM exporter, rendered for the GPU runner hosts (not deployed by autogit).
+    pub const DCGM_EXPORTER: (&str, &str) = (
+        "nvcr.io/nvidia/k8s/dcgm-exporter",
+        "3.3.8-3.6.0-ubuntu22.04",
+    );
     /// The API runs the host's own autogit binary (dynamically linked against glibc), mounted
     /// read-only into a slim Debian image. trixie ships glibc 2.41: a binary built against any
     /// glibc up to that runs (glibc is backwards compatible, not forwards); its `bash` runs
@@ -498,6 +507,117 @@ fn catalog(id: ServiceId) -> Option<Catalog> {
     })
 }
 
+/// The services that come with Prometheus (docs/observability.md): node-exporter (the host's
+/// CPU, memory and disks, through the host's root file system mounted read-only), cAdvisor
+/// (every container's CPU, memory and I/O; it reads the engine's socket and `/var/lib/docker`)
+/// and Alertmanager (the rendered `alertmanager/` configuration). On the platform network only:
+/// no port on the host, no subdomain. Sized by the preset ([`Component`]). cAdvisor is left out
+/// with a rootless engine or Podman (`platform.engine: podman`).
+pub const MONITORING_COMPANIONS: [&str; 3] = ["node-exporter", "cadvisor", "alertmanager"];
+
+fn monitoring_companions(preset: Preset, health: &crate::config::Health) -> Vec<ServiceSpec> {
+    use images::*;
+    let host = |path: &str, target: &str| Mount::Host {
+        path: path.into(),
+        target: target.into(),
+        read_only: true,
+    };
+    let companion = |name: &str,
+                     image: (&str, &str),
+                     component: Component,
+                     port: u16,
+                     health_path: &str,
+                     ready: Option<&str>,
+                     mounts: Vec<Mount>,
+                     command: &[&str]| {
+        let size = preset.size(component);
+        ServiceSpec {
+            name: name.into(),
+            role: Role::Observability,
+            image: ImageRef::new(image.0, image.1),
+            cpus: size.cpus,
+            memory: size.memory,
+            shm_size: None,
+            ports: Vec::new(),
+            subdomain: None,
+            internal_port: Some(port),
+            mounts,
+            environment: BTreeMap::new(),
+            secret_env: Vec::new(),
+            host_env: BTreeMap::new(),
+            command: command.iter().map(|c| (*c).to_owned()).collect(),
+            health: Some(HealthCheck {
+                probe: http(port, health_path),
+                ready_path: ready.map(str::to_owned),
+                interval: health.check_interval,
+                timeout: health.timeout,
+                retries: health.failure_threshold,
+                start_period: Dur::secs(30),
+            }),
+            depends_on: Vec::new(),
+            labels: vec!["metrics".into()],
+            placement: Placement::Local,
+            on_demand: false,
+        }
+    };
+    vec![
+        companion(
+            "node-exporter",
+            NODE_EXPORTER,
+            Component::NodeExporter,
+            9100,
+            "/",
+            None,
+            vec![host("/", "/host")],
+            // Its default exclusions (/dev, /proc, /sys, the engines' layers) apply to the
+            // host's mount points as seen under the root it is given.
+            &["--path.rootfs=/host"],
+        ),
+        companion(
+            "cadvisor",
+            CADVISOR,
+            Component::Cadvisor,
+            8080,
+            "/healthz",
+            None,
+            vec![
+                host("/", "/rootfs"),
+                host("/var/run", "/var/run"),
+                host("/sys", "/sys"),
+                host("/var/lib/docker", "/var/lib/docker"),
+            ],
+            &[
+                "--docker_only=true",
+                "--housekeeping_interval=30s",
+                "--store_container_labels=false",
+                "--disable_metrics=percpu,sched,tcp,udp,hugetlb,referenced_memory,resctrl,cpuset,advtcp,memory_numa,process",
+            ],
+        ),
+        companion(
+            "alertmanager",
+            ALERTMANAGER,
+            Component::Alertmanager,
+            9093,
+            "/-/healthy",
+            Some("/-/ready"),
+            vec![
+                Mount::Rendered {
+                    file: "alertmanager".into(),
+                    target: "/etc/alertmanager".into(),
+                },
+                Mount::Volume {
+                    name: "alertmanager-data".into(),
+                    target: "/alertmanager".into(),
+                },
+            ],
+            &[
+                "--config.file=/etc/alertmanager/alertmanager.yml",
+                "--storage.path=/alertmanager",
+            ],
+        ),
+    ]
+}
+
 /// Builds the plan. Diagnostics are warnings about the host (preset too large, low ports when
 /// rootless) and errors about ports (collisions, explicit mode without a port).
 pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Diagnostics) {
@@ -720,6 +840,18 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 spec.secret_env.push("MEILI_MASTER_KEY".into());
             }
             ServiceId::Grafana => {
+                // Datasources and dashboards (`crate::grafana`), rendered at every deploy.
+                spec.mounts.push(Mount::Rendered {
+                    file: "grafana/provisioning".into(),
+                    target: crate::grafana::PROVISIONING_DIR.into(),
+                });
+                // The dashboards read Prometheus: none without it.
+                if env.services_enabled.contains(&ServiceId::Prometheus) {
+                    spec.mounts.push(Mount::Rendered {
+                        file: "grafana/dashboards".into(),
+                        target: crate::grafana::DASHBOARDS_DIR.into(),
+                    });
+                }
                 spec.environment.insert(
                     "GF_SERVER_ROOT_URL".into(),
                     match &env.base_domain {
@@ -783,12 +915,18 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     spec.host_env.insert(p.compose_var().into(), p);
                 }
             }
-            ServiceId::Gitlab | ServiceId::Loki => {}
+            ServiceId::Loki => {
+                spec.mounts.push(Mount::Rendered {
+                    file: "loki/loki.yaml".into(),
+                    target: "/etc/loki/loki.yaml".into(),
+                });
+                spec.command = vec!["-config.file=/etc/loki/loki.yaml".into()];
+            }
+            ServiceId::Gitlab => {}
         }
         services.push(spec);
     }
 
-    // Ingress: one subdomain per service under BASE_DOMAIN.
     let rootless = match (
         config.platform.rootless,
         input.host.and_then(|h| h.rootless),
@@ -797,6 +935,18 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         (AutoBool::False, _) => false,
         (AutoBool::Auto, detected) => detected.unwrap_or(false),
     };
+    if env.services_enabled.contains(&ServiceId::Prometheus) {
+        // cAdvisor reads a rootful Docker's cgroups and `/var/lib/docker`: not there with a
+        // rootless engine or Podman (its mounts would not even exist).
+        let cadvisor = !rootless && config.platform.engine != crate::config::EngineKind::Podman;
+        services.extend(
+            monitoring_companions(preset, health)
+                .into_iter()
+                .filter(|s| cadvisor || s.name != "cadvisor"),
+        );
+    }
+
+    // Ingress: one subdomain per service under BASE_DOMAIN.
     if config.platform.ingress != IngressKind::None {
         if let Some(domain) = &env.base_domain {
             let (image, component, name) = match config.platform.ingress {

@@ -143,6 +143,9 @@ pub struct PlatformEnv {
     /// Where the daemon pushes the enriched log lines (Loki's push API), besides its own
     /// store: `LOKI_URL`, else the platform's Loki on its published port when enabled.
     pub loki_url: Option<String>,
+    /// Where autogit exports its traces (OTLP/HTTP, protobuf): `OTLP_ENDPOINT`, the
+    /// collector's base URL (`/v1/traces` is added). Unset: no traces.
+    pub otlp_endpoint: Option<String>,
     /// `staging`, `production` or a directory URL.
     pub acme_directory: String,
     /// ACME_CA_ROOT: a PEM file to trust for the ACME CA's HTTPS (a private CA such as
@@ -194,6 +197,7 @@ impl Default for PlatformEnv {
             base_domain: None,
             acme_email: None,
             loki_url: None,
+            otlp_endpoint: None,
             acme_directory: "production".to_owned(),
             acme_ca_root: None,
             acme_http01: false,
@@ -258,6 +262,7 @@ const KNOWN: &[&str] = &[
     "DNSMASQ_CONFIG_PATH",
     "DNSMASQ_RELOAD_COMMAND",
     "LOKI_URL",
+    "OTLP_ENDPOINT",
     "EXTENSIONS_ENABLED",
     "EXTENSIONS_DIR",
     "EXTENSIONS_TIMEOUT",
@@ -470,6 +475,21 @@ pub fn load_platform(
             diags.push(bad(
                 e,
                 "Loki's base URL, http:// or https://, without credentials (http://loki.lan:3100)",
+            ));
+        }
+    }
+    if let Some(e) = get("OTLP_ENDPOINT") {
+        let v = e.value.trim_end_matches('/');
+        if (v.starts_with("http://") || v.starts_with("https://"))
+            && v.len() > "https://".len()
+            && !v.contains(char::is_whitespace)
+            && !v.contains('@')
+        {
+            p.otlp_endpoint = Some(v.to_owned());
+        } else {
+            diags.push(bad(
+                e,
+                "an OpenTelemetry collector's OTLP/HTTP base URL, http:// or https://, without credentials (http://tempo.lan:4318)",
             ));
         }
     }
@@ -814,6 +834,19 @@ pub const ENV_TEMPLATE: &str = include_str!("default.env");
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn otlp_endpoint_is_a_plain_http_base_url() {
+        let (p, d) = load("OTLP_ENDPOINT=http://tempo.lan:4318/\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.otlp_endpoint.as_deref(), Some("http://tempo.lan:4318"));
+        assert_eq!(load("").0.otlp_endpoint, None, "no traces unless asked");
+        for bad in ["tempo:4318", "grpc://tempo:4317", "https://u:p@tempo"] {
+            let (p, d) = load(&format!("OTLP_ENDPOINT={bad}\n"));
+            assert!(p.otlp_endpoint.is_none(), "{bad}");
+            assert_eq!(d.len(), 1, "{bad}: {d:?}");
+        }
+    }
 
     fn load(text: &str) -> (PlatformEnv, Vec<String>) {
         let mut sources = Sources::new();

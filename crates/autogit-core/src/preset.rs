@@ -84,6 +84,27 @@ impl Preset {
                 (2.0, GIB),
                 (4.0, 2 * GIB),
             ],
+            // Not in the spec's table (it sizes the services a user enables, not the exporters
+            // that come with Prometheus): node-exporter reads /proc and /sys, a few MB.
+            Component::NodeExporter => [
+                (0.1, 64 * MIB),
+                (0.25, 64 * MIB),
+                (0.5, 128 * MIB),
+                (0.5, 128 * MIB),
+            ],
+            // cAdvisor keeps a few minutes of every container's figures in memory.
+            Component::Cadvisor => [
+                (0.25, 128 * MIB),
+                (0.5, 256 * MIB),
+                (1.0, 512 * MIB),
+                (1.0, 512 * MIB),
+            ],
+            Component::Alertmanager => [
+                (0.1, 64 * MIB),
+                (0.25, 128 * MIB),
+                (0.5, 256 * MIB),
+                (0.5, 256 * MIB),
+            ],
             // Not in the spec's table: a runner manager is light; jobs run in their own
             // containers and are limited by `concurrent`.
             Component::Runner => [
@@ -156,6 +177,9 @@ pub enum Component {
     Meilisearch,
     Api,
     Runner,
+    NodeExporter,
+    Cadvisor,
+    Alertmanager,
 }
 
 #[cfg(test)]

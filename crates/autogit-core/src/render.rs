@@ -310,12 +310,47 @@ pub fn prometheus(plan: &Plan, config: &Config) -> String {
     crate::monitoring::prometheus_config(&crate::monitoring::compose_setup(plan, config))
 }
 
-/// Tempo: single-binary mode with local storage, OTLP receivers.
+/// Tempo: single-binary mode with local storage, OTLP receivers (gRPC 4317, HTTP 4318: where
+/// autogit's traces go), traces kept 14 days.
 pub fn tempo() -> String {
     let doc = json!({
         "server": {"http_listen_port": 3200},
         "distributor": {"receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}, "http": {"endpoint": "0.0.0.0:4318"}}}}},
+        "compactor": {"compaction": {"block_retention": "336h"}},
         "storage": {"trace": {"backend": "local", "local": {"path": "/var/tempo/traces"}, "wal": {"path": "/var/tempo/wal"}}},
+    });
+    format!("# Rendered by autogit.\n{}", to_yaml(&doc))
+}
+
+/// Loki: single binary (monolithic), file system storage under its volume, the TSDB index
+/// (schema v13), no multi-tenancy, lines kept 14 days (the compactor deletes older ones), the
+/// same as autogit's own log store. The daemon pushes the scrubbed lines to it
+/// (docs/logs.md).
+pub fn loki() -> String {
+    let doc = json!({
+        "auth_enabled": false,
+        "server": {"http_listen_port": 3100, "grpc_listen_port": 9096},
+        "common": {
+            "path_prefix": "/loki",
+            "instance_addr": "127.0.0.1",
+            "replication_factor": 1,
+            "ring": {"kvstore": {"store": "inmemory"}},
+            "storage": {"filesystem": {"chunks_directory": "/loki/chunks", "rules_directory": "/loki/rules"}},
+        },
+        "schema_config": {"configs": [{
+            "from": "2024-01-01",
+            "store": "tsdb",
+            "object_store": "filesystem",
+            "schema": "v13",
+            "index": {"prefix": "index_", "period": "24h"},
+        }]},
+        "limits_config": {"retention_period": "336h", "reject_old_samples": true, "reject_old_samples_max_age": "168h"},
+        "compactor": {
+            "working_directory": "/loki/compactor",
+            "retention_enabled": true,
+            "delete_request_store": "filesystem",
+        },
+        "analytics": {"reporting_enabled": false},
     });
     format!("# Rendered by autogit.\n{}", to_yaml(&doc))
 }
@@ -772,6 +807,25 @@ pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
         files.push((
             "alertmanager/alertmanager.yml".into(),
             crate::monitoring::alertmanager_config(&config.health.notify),
+        ));
+    }
+    if has("grafana") {
+        files.extend(crate::grafana::files(
+            &crate::grafana::GrafanaSetup::for_plan(plan, config),
+        ));
+    }
+    if has("loki") {
+        files.push(("loki/loki.yaml".into(), loki()));
+    }
+    if config
+        .runners
+        .gpu
+        .iter()
+        .any(|r| r.gpu == Some(crate::config::GpuVendor::Nvidia) && !r.wsl2)
+    {
+        files.push((
+            "dcgm-exporter/docker-compose.yml".into(),
+            crate::monitoring::dcgm_exporter_compose(),
         ));
     }
     if has("tempo") {

@@ -115,6 +115,13 @@ fn check(name: &str, text: &str) -> String {
             c.health.backoff.max,
             c.health.notify
         );
+        if c.logs != autogit_core::config::Logs::default() {
+            let _ = writeln!(
+                out,
+                "logs: retention {} max_lines {} scrub {:?}",
+                c.logs.retention, c.logs.max_lines, c.logs.scrub
+            );
+        }
     }
     out
 }

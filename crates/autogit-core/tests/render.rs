@@ -524,6 +524,9 @@ fn plan_places_services_and_pins_images() {
             "prometheus",
             "meilisearch",
             "api",
+            "node-exporter",
+            "cadvisor",
+            "alertmanager",
             "traefik",
             "runner-homelab-cpu",
             "runner-wsl-5080"
@@ -770,4 +773,478 @@ fn cloudflare_proxied_services_trust_only_cloudflare_for_the_client_address() {
     assert!(!render::nginx(&p).contains("real_ip"));
     assert!(!render::traefik_static(&p).contains("forwardedHeaders"));
     assert!(!render::traefik_dynamic(&p).contains("rate-limit-cloudflare"));
+}
+
+/// Grafana's provisioning checked against its documented schema
+/// (<https://grafana.com/docs/grafana/latest/administration/provisioning/> and the dashboard
+/// JSON model). Grafana itself does not run here: this is a structural check of the fields
+/// Grafana reads, not Grafana loading the files. The PromQL of every panel is evaluated by the
+/// real Prometheus in `crates/autogit/tests/prometheus.rs`.
+#[test]
+fn grafana_provisioning_follows_the_documented_schema() {
+    use autogit_core::grafana::{DASHBOARDS_DIR, PROVISIONING_DIR, queries};
+    use autogit_core::plan::Mount;
+    use autogit_core::source::SourceId;
+    use autogit_core::yaml::{Limits, node_to_json, parse};
+    use std::collections::BTreeSet;
+    let (p, config) = full();
+    let files: BTreeMap<String, String> = render::all_files(&p, &config).into_iter().collect();
+    let parse_yaml = |text: &str| {
+        node_to_json(
+            &parse(text, SourceId(0), Limits::default())
+                .unwrap()
+                .unwrap(),
+        )
+    };
+    // Mounted where Grafana reads them: each rendered directory at its target.
+    let grafana = p.service("grafana").unwrap();
+    let mounted: BTreeMap<&str, &str> = grafana
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            Mount::Rendered { file, target } => Some((target.as_str(), file.as_str())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(mounted.get(PROVISIONING_DIR), Some(&"grafana/provisioning"));
+    assert_eq!(mounted.get(DASHBOARDS_DIR), Some(&"grafana/dashboards"));
+
+    // Datasources: `apiVersion: 1`, the documented keys only, unique names and uids, one
+    // default, every cross-reference (trace to logs, exemplars, derived fields) resolving.
+    let ds = parse_yaml(&files["grafana/provisioning/datasources/autogit.yml"]);
+    assert_eq!(ds["apiVersion"], 1);
+    let list = ds["datasources"].as_array().unwrap();
+    let mut uids: BTreeMap<String, String> = BTreeMap::new();
+    let mut names = BTreeSet::new();
+    for d in list {
+        for k in d.as_object().unwrap().keys() {
+            assert!(
+                [
+                    "name",
+                    "type",
+                    "uid",
+                    "access",
+                    "url",
+                    "isDefault",
+                    "editable",
+                    "jsonData",
+                    "secureJsonData",
+                    "orgId",
+                    "user",
+                    "database",
+                    "basicAuth",
+                    "basicAuthUser",
+                    "withCredentials",
+                    "version",
+                ]
+                .contains(&k.as_str()),
+                "datasource key {k} is not in Grafana's provisioning schema"
+            );
+        }
+        let uid = d["uid"].as_str().unwrap();
+        assert!(
+            !uid.is_empty()
+                && uid.len() <= 40
+                && uid
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "{uid}"
+        );
+        assert!(names.insert(d["name"].as_str().unwrap().to_owned()));
+        assert!(["proxy", "direct"].contains(&d["access"].as_str().unwrap()));
+        assert!(d["url"].as_str().unwrap().starts_with("http://"));
+        assert!(d["jsonData"].is_object());
+        uids.insert(uid.into(), d["type"].as_str().unwrap().into());
+    }
+    let types: BTreeSet<&str> = uids.values().map(String::as_str).collect();
+    assert_eq!(types, BTreeSet::from(["prometheus", "loki", "tempo"]));
+    assert_eq!(list.iter().filter(|d| d["isDefault"] == true).count(), 1);
+    let text = serde_json::to_string(&ds).unwrap();
+    for (i, _) in text.match_indices("\"datasourceUid\":\"") {
+        let rest = &text[i + 17..];
+        let uid = &rest[..rest.find('"').unwrap()];
+        assert!(
+            uids.contains_key(uid),
+            "datasourceUid {uid} is not provisioned"
+        );
+    }
+
+    // The dashboard provider: a file provider reading the mounted dashboards.
+    let pr = parse_yaml(&files["grafana/provisioning/dashboards/autogit.yml"]);
+    assert_eq!(pr["apiVersion"], 1);
+    let prov = &pr["providers"][0];
+    for k in prov.as_object().unwrap().keys() {
+        assert!(
+            [
+                "name",
+                "orgId",
+                "folder",
+                "folderUid",
+                "type",
+                "disableDeletion",
+                "updateIntervalSeconds",
+                "allowUiUpdates",
+                "options",
+            ]
+            .contains(&k.as_str()),
+            "provider key {k}"
+        );
+    }
+    assert_eq!(prov["type"], "file");
+    assert_eq!(prov["options"]["path"], DASHBOARDS_DIR);
+
+    // Dashboards: the five, each a JSON model Grafana accepts: uid and title, panels with
+    // unique ids, known panel types, a grid position inside 24 columns and not overlapping,
+    // unique refIds, and a provisioned datasource of the right type.
+    let dashboards: Vec<(&String, serde_json::Value)> = files
+        .iter()
+        .filter(|(f, _)| f.starts_with("grafana/dashboards/"))
+        .map(|(f, t)| (f, serde_json::from_str(t).unwrap()))
+        .collect();
+    let mut titles: Vec<&str> = dashboards
+        .iter()
+        .map(|(_, d)| d["title"].as_str().unwrap())
+        .collect();
+    titles.sort_unstable();
+    assert_eq!(
+        titles,
+        [
+            "autogit: GitLab",
+            "autogit: mirrors",
+            "autogit: platform overview",
+            "autogit: runners and GPUs",
+            "autogit: security and the guard",
+        ]
+    );
+    let mut dash_uids = BTreeSet::new();
+    for (file, d) in &dashboards {
+        let uid = d["uid"].as_str().unwrap();
+        assert!(
+            uid.len() <= 40 && dash_uids.insert(uid),
+            "{file}: uid {uid}"
+        );
+        assert!(d["schemaVersion"].as_u64().unwrap() >= 36, "{file}");
+        assert!(d["time"]["from"].is_string() && d["templating"]["list"].is_array());
+        let mut ids = BTreeSet::new();
+        let mut cells = BTreeSet::new();
+        for panel in d["panels"].as_array().unwrap() {
+            let title = panel["title"].as_str().unwrap();
+            assert!(
+                ids.insert(panel["id"].as_u64().unwrap()),
+                "{file}: {title}: id"
+            );
+            let kind = panel["type"].as_str().unwrap();
+            assert!(
+                [
+                    "timeseries",
+                    "stat",
+                    "table",
+                    "logs",
+                    "gauge",
+                    "bargauge",
+                    "text"
+                ]
+                .contains(&kind),
+                "{file}: {title}: panel type {kind}"
+            );
+            let g = &panel["gridPos"];
+            let (x, y, w, h) = (
+                g["x"].as_u64().unwrap(),
+                g["y"].as_u64().unwrap(),
+                g["w"].as_u64().unwrap(),
+                g["h"].as_u64().unwrap(),
+            );
+            assert!(w >= 1 && h >= 1 && x + w <= 24, "{file}: {title}: {g}");
+            for cx in x..x + w {
+                for cy in y..y + h {
+                    assert!(
+                        cells.insert((cx, cy)),
+                        "{file}: {title} overlaps another panel"
+                    );
+                }
+            }
+            let ds_uid = panel["datasource"]["uid"].as_str().unwrap();
+            assert_eq!(
+                uids.get(ds_uid).map(String::as_str),
+                panel["datasource"]["type"].as_str(),
+                "{file}: {title}: datasource"
+            );
+            let targets = panel["targets"].as_array().unwrap();
+            assert!(!targets.is_empty(), "{file}: {title}: no query");
+            let refs: BTreeSet<&str> = targets
+                .iter()
+                .map(|t| t["refId"].as_str().unwrap())
+                .collect();
+            assert_eq!(refs.len(), targets.len(), "{file}: {title}: refIds");
+            for t in targets {
+                assert_eq!(t["datasource"], panel["datasource"], "{file}: {title}");
+                assert!(!t["expr"].as_str().unwrap().is_empty());
+            }
+        }
+        assert!(!queries(d).is_empty());
+    }
+    insta::assert_snapshot!(
+        "grafana_datasources",
+        files["grafana/provisioning/datasources/autogit.yml"]
+    );
+    // The dashboards as panel titles and their queries (the JSON itself is long).
+    let mut summary = String::new();
+    for (file, d) in &dashboards {
+        summary.push_str(&format!("## {file}: {}\n", d["title"].as_str().unwrap()));
+        for panel in d["panels"].as_array().unwrap() {
+            summary.push_str(&format!(
+                "- {} ({})\n",
+                panel["title"].as_str().unwrap(),
+                panel["type"].as_str().unwrap()
+            ));
+            for t in panel["targets"].as_array().unwrap() {
+                summary.push_str(&format!("    {}\n", t["expr"].as_str().unwrap()));
+            }
+        }
+    }
+    insta::assert_snapshot!("grafana_dashboards", summary);
+}
+
+/// With Prometheus come node-exporter, cAdvisor and Alertmanager: pinned, sized by the preset,
+/// on the platform network only (no host port, no subdomain), scraped and wired by the rendered
+/// Prometheus configuration (`promtool check config` runs on it in
+/// `crates/autogit/tests/validators.rs`); without Prometheus none of them.
+#[test]
+fn the_monitoring_stack_comes_with_prometheus() {
+    use autogit_core::plan::{MONITORING_COMPANIONS, Mount};
+    use autogit_core::preset::{Component, Preset};
+    let (p, config) = full();
+    for name in MONITORING_COMPANIONS {
+        let s = p.service(name).unwrap_or_else(|| panic!("{name} planned"));
+        assert!(s.ports.is_empty() && s.subdomain.is_none(), "{name}");
+        assert!(!s.image.to_string().ends_with(":latest"), "{name}");
+        assert!(s.health.is_some(), "{name}");
+    }
+    let sized = |n: &str| p.service(n).map(|s| (s.cpus, s.memory));
+    let team = Preset::Team;
+    for (n, c) in [
+        ("node-exporter", Component::NodeExporter),
+        ("cadvisor", Component::Cadvisor),
+        ("alertmanager", Component::Alertmanager),
+        ("loki", Component::Loki),
+        ("tempo", Component::Tempo),
+        ("grafana", Component::Grafana),
+        ("prometheus", Component::Prometheus),
+    ] {
+        assert_eq!(
+            sized(n),
+            Some((team.size(c).cpus, team.size(c).memory)),
+            "{n}"
+        );
+    }
+    // node-exporter reads the host's root read-only; Alertmanager its rendered configuration.
+    assert!(
+        p.service("node-exporter")
+            .unwrap()
+            .mounts
+            .iter()
+            .any(|m| matches!(
+                m,
+                Mount::Host { path, target, read_only: true } if path == "/" && target == "/host"
+            ))
+    );
+    let files: BTreeMap<String, String> = render::all_files(&p, &config).into_iter().collect();
+    assert!(files.contains_key("alertmanager/alertmanager.yml"));
+    let prom = &files["prometheus/prometheus.yml"];
+    for needle in [
+        "\"node-exporter:9100\"",
+        "\"cadvisor:8080\"",
+        "\"alertmanager:9093\"",
+        "alertmanagers:",
+    ] {
+        assert!(prom.contains(needle), "{needle} in {prom}");
+    }
+    // A rootless engine or Podman: no cAdvisor (rootful Docker's cgroups and layers), the rest.
+    for (yaml, what) in [
+        ("platform:\n  rootless: true\n", "rootless"),
+        ("platform:\n  engine: podman\n", "podman"),
+    ] {
+        let (p, d) = build(
+            yaml,
+            "SERVICES_ENABLED=gitlab,prometheus\n",
+            &PlanInput::default(),
+        );
+        assert!(!d.contains("error["), "{d}");
+        assert!(p.service("cadvisor").is_none(), "{what}");
+        assert!(p.service("node-exporter").is_some() && p.service("alertmanager").is_some());
+        let files: BTreeMap<String, String> = render::all_files(&p, &config).into_iter().collect();
+        assert!(
+            !files["prometheus/prometheus.yml"].contains("cadvisor"),
+            "{what}"
+        );
+    }
+    // Without Prometheus: no exporters.
+    let (bare, _) = build(
+        CONFIG,
+        "BASE_DOMAIN=vectorweight.com\nSERVICES_ENABLED=gitlab,grafana\n",
+        &PlanInput::default(),
+    );
+    for name in MONITORING_COMPANIONS {
+        assert!(bare.service(name).is_none(), "{name} without prometheus");
+    }
+}
+
+/// DCGM's exporter is rendered for the NVIDIA runner hosts (not deployed: they are not
+/// autogit's to run services on) and scraped as one job; not on WSL2 (DCGM does not run
+/// there), not for `auto` or `local` hosts.
+#[test]
+fn dcgm_exporter_for_gpu_runner_hosts() {
+    use autogit_core::monitoring::dcgm_targets;
+    let config = r#"
+gitlab:
+  hostname: gitlab.example.com
+runners:
+  gpu:
+    - name: rig
+      host: gpu1.lan
+    - name: rig2
+      host: "fd00::7"
+    - name: wsl
+      host: desktop.lan
+      wsl2: true
+    - name: found
+      host: auto
+"#;
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", config)),
+        ..Default::default()
+    });
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    assert_eq!(
+        dcgm_targets(&loaded.config),
+        ["[fd00::7]:9400", "gpu1.lan:9400"]
+    );
+    let (p, d) = build(
+        config,
+        "SERVICES_ENABLED=gitlab,grafana,prometheus\n",
+        &PlanInput::default(),
+    );
+    assert!(!d.contains("error["), "{d}");
+    let files: BTreeMap<String, String> =
+        render::all_files(&p, &loaded.config).into_iter().collect();
+    let prom = &files["prometheus/prometheus.yml"];
+    assert_eq!(prom.matches("job_name: dcgm").count(), 1, "{prom}");
+    assert!(
+        prom.contains("\"gpu1.lan:9400\"") && !prom.contains("desktop.lan"),
+        "{prom}"
+    );
+    insta::assert_snapshot!("dcgm_exporter", files["dcgm-exporter/docker-compose.yml"]);
+    let overview = &files["grafana/dashboards/runners.json"];
+    assert!(overview.contains("DCGM_FI_DEV_FB_USED"));
+    // The test's main configuration has a WSL2 GPU runner only: no DCGM file, no panels.
+    let (fp, fc) = full();
+    let full_files: BTreeMap<String, String> = render::all_files(&fp, &fc).into_iter().collect();
+    assert!(!full_files.contains_key("dcgm-exporter/docker-compose.yml"));
+    assert!(!full_files["grafana/dashboards/runners.json"].contains("DCGM_"));
+}
+
+/// Loki's and Tempo's rendered configurations against their documented configuration
+/// references (grafana.com/docs/loki/latest/configure/, grafana.com/docs/tempo/latest/configuration/).
+/// Loki and Tempo do not run here: this is a structural check of the keys and values they read,
+/// not the real binaries loading the files.
+#[test]
+fn loki_and_tempo_configs_follow_their_documented_schemas() {
+    use autogit_core::source::SourceId;
+    use autogit_core::yaml::{Limits, node_to_json, parse};
+    let (p, config) = full();
+    let files: BTreeMap<String, String> = render::all_files(&p, &config).into_iter().collect();
+    let parse_yaml = |text: &str| {
+        node_to_json(
+            &parse(text, SourceId(0), Limits::default())
+                .unwrap()
+                .unwrap(),
+        )
+    };
+    let loki = parse_yaml(&files["loki/loki.yaml"]);
+    for k in loki.as_object().unwrap().keys() {
+        assert!(
+            [
+                "auth_enabled",
+                "server",
+                "common",
+                "schema_config",
+                "storage_config",
+                "limits_config",
+                "compactor",
+                "analytics",
+                "ingester",
+                "querier",
+                "ruler",
+                "query_range",
+                "frontend",
+                "memberlist",
+                "table_manager",
+                "distributor",
+            ]
+            .contains(&k.as_str()),
+            "Loki has no top-level block {k}"
+        );
+    }
+    assert_eq!(
+        loki["auth_enabled"], false,
+        "single tenant: no X-Scope-OrgID needed"
+    );
+    assert_eq!(loki["server"]["http_listen_port"], 3100);
+    // TSDB needs schema v13 and a 24h index period; retention needs the compactor with a
+    // delete request store (Loki 3).
+    let schema = &loki["schema_config"]["configs"][0];
+    assert_eq!(
+        (schema["store"].as_str(), schema["schema"].as_str()),
+        (Some("tsdb"), Some("v13"))
+    );
+    assert_eq!(schema["index"]["period"], "24h");
+    assert!(schema["from"].as_str().unwrap().len() == 10);
+    assert_eq!(loki["compactor"]["retention_enabled"], true);
+    assert_eq!(loki["compactor"]["delete_request_store"], "filesystem");
+    assert_eq!(loki["limits_config"]["retention_period"], "336h");
+    assert!(
+        loki["common"]["storage"]["filesystem"]["chunks_directory"]
+            .as_str()
+            .unwrap()
+            .starts_with("/loki/")
+    );
+    let loki_svc = p.service("loki").unwrap();
+    assert_eq!(loki_svc.command, ["-config.file=/etc/loki/loki.yaml"]);
+    assert!(loki_svc.mounts.iter().any(
+        |m| matches!(m, autogit_core::plan::Mount::Volume { target, .. } if target == "/loki")
+    ));
+
+    let tempo = parse_yaml(&files["tempo/tempo.yaml"]);
+    for k in tempo.as_object().unwrap().keys() {
+        assert!(
+            [
+                "server",
+                "distributor",
+                "ingester",
+                "compactor",
+                "storage",
+                "metrics_generator",
+                "overrides",
+                "querier",
+                "query_frontend",
+                "stream_over_http_enabled"
+            ]
+            .contains(&k.as_str()),
+            "Tempo has no top-level block {k}"
+        );
+    }
+    let otlp = &tempo["distributor"]["receivers"]["otlp"]["protocols"];
+    assert_eq!(
+        otlp["http"]["endpoint"], "0.0.0.0:4318",
+        "OTLP/HTTP, where autogit's traces go"
+    );
+    assert_eq!(otlp["grpc"]["endpoint"], "0.0.0.0:4317");
+    assert_eq!(tempo["storage"]["trace"]["backend"], "local");
+    assert!(
+        tempo["compactor"]["compaction"]["block_retention"]
+            .as_str()
+            .unwrap()
+            .ends_with('h')
+    );
+    insta::assert_snapshot!("loki", files["loki/loki.yaml"]);
 }

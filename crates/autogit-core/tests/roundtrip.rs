@@ -29,6 +29,26 @@ fn cron() -> impl Strategy<Value = String> {
         (0u8..60, 0u8..24).prop_map(|(m, h)| format!("{m} {h} * * *")),
     ]
 }
+fn logs() -> impl Strategy<Value = Logs> {
+    (
+        dur(),
+        1_000u64..1_000_000_000,
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "cust-[0-9]{6}".to_owned(),
+                "(?i)acme corp".to_owned(),
+                r"\bEMP\d+\b".to_owned(),
+                "it's \"quoted\"".to_owned(),
+            ]),
+            0..3,
+        ),
+    )
+        .prop_map(|(retention, max_lines, scrub)| Logs {
+            retention,
+            max_lines,
+            scrub,
+        })
+}
 fn preset() -> impl Strategy<Value = Preset> {
     prop::sample::select(Preset::ALL.to_vec())
 }
@@ -205,8 +225,9 @@ fn config() -> impl Strategy<Value = Config> {
             prop::collection::vec("age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}", 0..3),
         ),
         gitlab_accounts(),
+        logs(),
     )
-        .prop_map(|(g, m, r, h, b, acc)| {
+        .prop_map(|(g, m, r, h, b, acc, lg)| {
             let mut c = Config::default();
             c.gitlab.hostname = g.0.clone();
             c.gitlab.external_url = format!("{}://{}:{}", g.1, g.0, g.2);
@@ -292,6 +313,7 @@ fn config() -> impl Strategy<Value = Config> {
             c.backup.schedule = b.1;
             c.platform.ingress = b.2;
             c.backup.encrypt_to = b.3;
+            c.logs = lg;
             (
                 c.gitlab.users,
                 c.gitlab.groups,

@@ -24,5 +24,6 @@ pub mod runtime;
 pub mod secrets;
 pub mod state;
 pub mod systemd;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -301,8 +301,8 @@ pub fn daemon(
         Ok(p) => p,
         Err(code) => return code,
     };
-    crate::ui::init_json_log(ui);
-    runtime().block_on(async {
+    let telemetry = crate::ui::init_json_log(ui, loaded);
+    let code = runtime().block_on(async {
         let clock = clock::system();
         let bus = Bus::new(clock.clone());
         let sinks = Sinks::all(&bus, loaded);
@@ -347,7 +347,11 @@ pub fn daemon(
             }
             Err(e) => fail(ui, format!("autogit daemon stopped: {e}")),
         }
-    })
+    });
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    code
 }
 
 /// `daemon --api-listen`: `autogit serve` in the daemon's process, publishing on (and

@@ -17,8 +17,8 @@ pub fn serve(ui: &Ui, loaded: &Loaded, listen: SocketAddr, options: ServeOptions
     if let Err(e) = loaded.ensure_data_dir() {
         return fail(ui, e);
     }
-    crate::ui::init_json_log(ui);
-    runtime().block_on(async {
+    let telemetry = crate::ui::init_json_log(ui, loaded);
+    let code = runtime().block_on(async {
         let clock = clock::system();
         let bus = Bus::new(clock.clone());
         let sinks = Sinks::all(&bus, loaded);
@@ -54,7 +54,11 @@ pub fn serve(ui: &Ui, loaded: &Loaded, listen: SocketAddr, options: ServeOptions
         sinks.finish(bus, Duration::from_secs(5)).await;
         ui.note("autogit serve: stopped");
         exit::OK
-    })
+    });
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    code
 }
 
 /// `autogit --api URL status`: the services as the remote server reports them.

@@ -223,21 +223,47 @@ pub fn status_table(ui: &Ui, rows: &[autogit_app::platform::ServiceStatus], now:
 }
 
 /// The daemon's log: every event as one JSON line on stderr (`tracing`'s JSON format, fields
-/// at the top level), warnings and errors always, information unless --quiet.
-pub fn init_json_log(ui: &Ui) {
+/// at the top level), warnings and errors always, information unless --quiet. With
+/// `OTLP_ENDPOINT` set, the spans are also exported as traces (`drivers::telemetry`); the
+/// returned handle sends the last ones ([`Telemetry::shutdown`], outside the runtime). Call it
+/// outside the async runtime.
+pub fn init_json_log(
+    ui: &Ui,
+    loaded: &crate::ctx::Loaded,
+) -> Option<autogit_drivers::telemetry::Telemetry> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = if ui.quiet {
         tracing::Level::WARN
     } else {
         tracing::Level::INFO
     };
-    let _ = tracing_subscriber::fmt()
+    let log = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
         .with_span_list(false)
-        .with_max_level(level)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level));
+    let registry = tracing_subscriber::registry().with(log);
+    let Some(endpoint) = loaded.settings.platform.otlp_endpoint.as_deref() else {
+        let _ = registry.try_init();
+        return None;
+    };
+    match autogit_drivers::telemetry::Telemetry::otlp(endpoint, "autogit") {
+        Ok((telemetry, layer)) => {
+            // Every span at INFO and above is exported, whatever the log's level.
+            let layer = layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO);
+            let _ = registry.with(layer).try_init();
+            Some(telemetry)
+        }
+        Err(e) => {
+            let _ = registry.try_init();
+            ui.error(&format!("{e}; running without traces"));
+            None
+        }
+    }
 }
 
 /// A text to read: a file, or standard input for `-` or nothing. Returns the text (invalid

@@ -9,11 +9,16 @@
 //!   FAILED, a repair and a raised flag recorded in the state store by another process (as
 //!   the daemon records them), a mirror failing three runs and a guard analysis, Prometheus's
 //!   HTTP API holds the `autogit_` series with those values, every rule expression evaluates
-//!   without error, and the flag's and the mirror's alerts fire.
+//!   without error, and the flag's and the mirror's alerts fire;
+//! - every PromQL expression of every provisioned Grafana dashboard evaluates against that
+//!   Prometheus without error and names only metrics autogit exposes. Grafana itself does not
+//!   run here: its provisioning files are checked against its documented schema in
+//!   `crates/autogit-core/tests/render.rs`.
 //!
 //! Daemons log to `target/test-logs/prometheus-*` and are killed when the test ends.
 
 mod common;
+use autogit_core::grafana::{GrafanaSetup, dashboards, queries};
 use autogit_core::monitoring::{
     AlertThresholds, AutogitTarget, PrometheusSetup, alert_rules, alert_rules_file,
     alertmanager_config, prometheus_config,
@@ -473,6 +478,70 @@ fn prometheus_scrapes_autogit_and_node_exporter_and_the_alerts_fire() {
     for r in alert_rules(&AlertThresholds::default()) {
         http.query(&prom, &r.expr);
     }
+    // Every PromQL expression of every Grafana dashboard autogit provisions evaluates against
+    // the same real Prometheus without error, and every `autogit_` metric it names is one
+    // autogit exposes: a `# TYPE` line of the exposition, or, for a family with no sample in
+    // this setup (no certificate, no GPU host: prometheus-client writes no line for those),
+    // a row of the metrics table in docs/observability.md.
+    let (status, exposition) = http
+        .get(&format!("{api}/metrics"), Some(&scrape_key))
+        .expect("autogit answers");
+    assert_eq!(status, 200);
+    let families: Vec<String> = exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_owned)
+        .chain(
+            std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/observability.md"),
+            )
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("| `autogit_"))
+            .flat_map(|l| {
+                l.split('|')
+                    .nth(1)
+                    .unwrap_or("")
+                    .split(',')
+                    .map(|n| n.trim().trim_matches('`').to_owned())
+                    .collect::<Vec<_>>()
+            }),
+        )
+        .collect();
+    let grafana = GrafanaSetup {
+        prometheus: Some("http://prometheus:9090".into()),
+        loki: Some("http://loki:3100".into()),
+        tempo: Some("http://tempo:3200".into()),
+        container_prefix: "autogit-".into(),
+        gitlab_metrics: true,
+        gpu_runners: true,
+    };
+    let mut evaluated = 0;
+    for d in dashboards(&grafana) {
+        for (kind, expr) in queries(&d.model) {
+            if kind != "prometheus" {
+                continue;
+            }
+            http.query(&prom, &expr);
+            evaluated += 1;
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("autogit_"))
+            {
+                let family = ["_bucket", "_count", "_sum", "_total"]
+                    .iter()
+                    .find_map(|s| name.strip_suffix(s))
+                    .unwrap_or(name);
+                assert!(
+                    families.iter().any(|f| f == family || f == name),
+                    "{}: {expr}: autogit exposes no {name}",
+                    d.file
+                );
+            }
+        }
+    }
+    assert!(evaluated >= 40, "{evaluated} dashboard expressions");
     // The flag's alert (no `for`) and the mirror's fire.
     wait_for(
         "AutogitFlagRaised and AutogitMirrorFailing firing",

@@ -1,5 +1,6 @@
 //! What autogit renders is accepted by the real tools that will read it: `nginx -t` for the
-//! ingress configuration, `promtool check config` for Prometheus, `docker-compose config` for
+//! ingress configuration, `promtool check config` for Prometheus (with node-exporter, cAdvisor,
+//! Alertmanager and the DCGM exporters of two GPU hosts), `docker-compose config` for
 //! the compose file (see cli.rs). Rendered through the real binary (`install --dry-run`).
 
 mod common;
@@ -9,9 +10,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 fn render(dir: &Path, ingress: &str) -> std::path::PathBuf {
+    render_with(dir, ingress, "")
+}
+
+fn render_with(dir: &Path, ingress: &str, extra_yaml: &str) -> std::path::PathBuf {
     fs::write(
         dir.join("autogit.yml"),
-        format!("platform:\n  ingress: {ingress}\n"),
+        format!("platform:\n  ingress: {ingress}\n{extra_yaml}"),
     )
     .unwrap();
     fs::write(
@@ -27,6 +32,10 @@ fn render(dir: &Path, ingress: &str) -> std::path::PathBuf {
     fs::create_dir_all(&prom).unwrap();
     fs::set_permissions(&data, fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(&prom, fs::Permissions::from_mode(0o700)).unwrap();
+    // Grafana's too (it runs as uid 472), down to the subdirectories.
+    let provisioning = data.join("rendered/grafana/provisioning/datasources");
+    fs::create_dir_all(&provisioning).unwrap();
+    fs::set_permissions(&provisioning, fs::Permissions::from_mode(0o700)).unwrap();
     let r = run(
         dir,
         &[
@@ -182,7 +191,12 @@ fn promtool_accepts_the_rendered_prometheus_config() {
         return;
     }
     let d = tempfile::tempdir().unwrap();
-    let rendered = render(d.path(), "traefik");
+    // Two NVIDIA runner hosts: one `dcgm` job with both targets.
+    let rendered = render_with(
+        d.path(),
+        "traefik",
+        "runners:\n  gpu:\n    - name: rig\n      host: gpu1.lan\n    - name: rig2\n      host: gpu2.lan\n",
+    );
     let conf = rendered.join("prometheus/prometheus.yml");
     let out = std::process::Command::new("promtool")
         .args(["check", "config"])
@@ -203,11 +217,39 @@ fn promtool_accepts_the_rendered_prometheus_config() {
             & 0o777,
         0o755
     );
+    for sub in [
+        "grafana/provisioning",
+        "grafana/provisioning/datasources",
+        "grafana/dashboards",
+        "alertmanager",
+    ] {
+        assert_eq!(
+            fs::metadata(rendered.join(sub))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755,
+            "{sub}"
+        );
+    }
     let text = fs::read_to_string(&conf).unwrap();
-    for job in ["prometheus", "loki", "tempo", "grafana"] {
+    for job in [
+        "prometheus",
+        "loki",
+        "tempo",
+        "grafana",
+        "node",
+        "cadvisor",
+        "alertmanager",
+        "dcgm",
+    ] {
         assert!(
             text.contains(&format!("job_name: {job}")),
             "{job} scraped: {text}"
         );
     }
+    assert!(text.contains("\"gpu1.lan:9400\"") && text.contains("\"gpu2.lan:9400\""));
+    assert!(rendered.join("dcgm-exporter/docker-compose.yml").is_file());
+    assert!(rendered.join("loki/loki.yaml").is_file());
 }

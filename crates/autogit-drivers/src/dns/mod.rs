@@ -87,6 +87,64 @@ impl DnsProvider for Box<dyn DnsProvider> {
     }
 }
 
+/// A provider whose calls are spans, `dns.list` and `dns.apply` (the driver level of a trace:
+/// `crate::telemetry`), with the provider's description, the number of records or changes and,
+/// on failure, the error. Wraps built-ins and extensions alike.
+pub struct Traced(pub Box<dyn DnsProvider>);
+
+impl std::fmt::Debug for Traced {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Traced({})", self.0.describe())
+    }
+}
+
+#[async_trait::async_trait]
+impl DnsProvider for Traced {
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+    fn atomic(&self) -> bool {
+        self.0.atomic()
+    }
+    fn after_sync_hint(&self) -> Option<String> {
+        self.0.after_sync_hint()
+    }
+    async fn list(&self, names: &[String]) -> Result<Vec<Record>, DnsProviderError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "dns.list",
+            otel.kind = "client",
+            provider = %self.0.describe(),
+            records = tracing::field::Empty,
+            error = tracing::field::Empty,
+        );
+        let r = self.0.list(names).instrument(span.clone()).await;
+        match &r {
+            Ok(v) => span.record("records", v.len()),
+            Err(e) => span.record("error", tracing::field::display(e)),
+        };
+        r
+    }
+    async fn apply(&self, changes: &[Change]) -> Result<(), DnsProviderError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "dns.apply",
+            otel.kind = "client",
+            provider = %self.0.describe(),
+            changes = changes.len(),
+            error = tracing::field::Empty,
+        );
+        let r = self.0.apply(changes).instrument(span.clone()).await;
+        if let Err(e) = &r {
+            span.record("error", tracing::field::display(e));
+        }
+        r
+    }
+    async fn close(&self) {
+        self.0.close().await
+    }
+}
+
 /// Errors from DNS providers. Messages name the server and the key (never the secret) and say
 /// what to check.
 #[derive(Debug, thiserror::Error)]

@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore, mpsc};
+use tracing::Instrument;
 
 const HEADS: &str = "+refs/heads/*:refs/heads/*";
 const TAGS: &str = "+refs/tags/*:refs/tags/*";
@@ -278,17 +279,40 @@ pub async fn sync_all(
             tx.clone(),
             opts.clone(),
         );
-        tokio::spawn(async move {
-            let Ok(_permit) = sem.acquire_owned().await else {
-                return;
-            };
-            let _ = tx.send(Msg::Started(i));
-            let report = sync_with_retries(&job, &opts, &git, &lfs, holder.as_deref(), |a, e| {
-                let _ = tx.send(Msg::Retrying(i, a, e));
-            })
-            .await;
-            let _ = tx.send(Msg::Done(i, report));
-        });
+        // One span per repository (the driver level of a trace), a child of the caller's.
+        let span = tracing::info_span!(
+            "mirror.repo",
+            otel.kind = "client",
+            mirror = %job.name,
+            source = %redact_url(&job.source),
+            result = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+        );
+        tokio::spawn(
+            async move {
+                let Ok(_permit) = sem.acquire_owned().await else {
+                    return;
+                };
+                let _ = tx.send(Msg::Started(i));
+                let report =
+                    sync_with_retries(&job, &opts, &git, &lfs, holder.as_deref(), |a, e| {
+                        let _ = tx.send(Msg::Retrying(i, a, e));
+                    })
+                    .await;
+                let span = tracing::Span::current();
+                span.record("attempts", report.attempts);
+                span.record(
+                    "result",
+                    match &report.result {
+                        Ok(Outcome::UpToDate) => "up_to_date",
+                        Ok(Outcome::Synced { .. }) => "synced",
+                        Err(_) => "failed",
+                    },
+                );
+                let _ = tx.send(Msg::Done(i, report));
+            }
+            .instrument(span),
+        );
     }
     drop(tx);
     let mut run_ids = vec![None; n];
