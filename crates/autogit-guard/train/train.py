@@ -71,7 +71,7 @@ def features(rows):
 
 
 def fit(X, y):
-    m = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, solver="liblinear")
+    m = LogisticRegression(C=C, class_weight="balanced", max_iter=3000, solver="liblinear", random_state=0)
     m.fit(X, y)
     return m
 
