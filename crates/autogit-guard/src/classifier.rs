@@ -152,9 +152,18 @@ impl Classifier {
         Self::parse_body(&body)
     }
 
-    /// The model shipped with autogit.
+    /// The model shipped with autogit (parsed and its checksum verified once per process).
     pub fn bundled() -> Result<Self, GuardError> {
-        Self::parse(BUNDLED)
+        static PARSED: std::sync::OnceLock<Result<Classifier, String>> = std::sync::OnceLock::new();
+        PARSED
+            .get_or_init(|| {
+                Self::parse(BUNDLED).map_err(|e| match e {
+                    GuardError::Model(m) => m,
+                    other => other.to_string(),
+                })
+            })
+            .clone()
+            .map_err(GuardError::Model)
     }
 
     /// Parse the text weight format and verify its checksum: optional `#` comment lines, a
