@@ -799,6 +799,7 @@ impl Handle for ListQuarantine {
         let status = q.status.map(|s| match s {
             QuarantineStatus::Pending => AnalysisStatus::Pending,
             QuarantineStatus::Released => AnalysisStatus::Released,
+            QuarantineStatus::Confirmed => AnalysisStatus::Confirmed,
         });
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {

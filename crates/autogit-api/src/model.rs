@@ -598,6 +598,7 @@ pub enum JobStateName {
 pub enum QuarantineStatus {
     Pending,
     Released,
+    Confirmed,
 }
 
 /// A backup archive.

@@ -95,7 +95,10 @@ impl Api {
         options: ServeOptions,
     ) -> Result<Self, String> {
         let plan = autogit_app::plan::quiet(&settings)?;
-        let guard = autogit_guard::Guard::new(autogit_guard::GuardConfig::default())
+        // The deployment's guard: thresholds from `guard calibrate` and the refitted model,
+        // when there are; a broken local model runs stages 1–3 (logged by the controller).
+        let (guard, _) = autogit_app::guard::GuardController::new(&settings.data_dir)
+            .deployed_guard()
             .map_err(|e| e.to_string())?;
         let logs = Arc::new(autogit_app::logs::LogController::new(
             settings.clone(),

@@ -2,7 +2,7 @@
 //! quarantine and HTTP server (`autogit-guard-service`). Analyses store what is not clean in the
 //! quarantine of the data dir (`<data>/guard/quarantine.sqlite`); reviews go through here too.
 
-use autogit_guard::{Analysis, Guard, GuardConfig, Verdict};
+use autogit_guard::{Analysis, GuardConfig, Verdict};
 use autogit_guard_service::ServiceError;
 use autogit_guard_service::server::{self, ServeOptions, ServerState};
 use autogit_guard_service::store::{AnalysisStatus, QuarantineRecord, QuarantineStore};
@@ -21,6 +21,8 @@ pub struct Checked {
     pub quarantine_id: Option<String>,
     /// Why it could not be stored, when it should have been.
     pub quarantine_error: Option<String>,
+    /// Why the local model was not used (then stages 1–3 ran without the classifier).
+    pub model_warning: Option<String>,
 }
 
 /// A `guard scan-repo` run as kept for the dashboard and the API (`<data>/guard/scans/`).
@@ -142,7 +144,7 @@ impl GuardController {
         source: &str,
         quarantine: bool,
     ) -> Result<Checked, ServiceError> {
-        let guard = Guard::new(config)?;
+        let (guard, model_warning) = self.guard(config)?;
         let analysis = guard.analyze(text);
         let (mut quarantine_id, mut quarantine_error) = (None, None);
         if quarantine && analysis.verdict != Verdict::Clean {
@@ -158,6 +160,7 @@ impl GuardController {
             analysis,
             quarantine_id,
             quarantine_error,
+            model_warning,
         })
     }
 
@@ -173,9 +176,14 @@ impl GuardController {
         self.store()?.get(id)
     }
 
-    /// Marks a record as a false positive.
+    /// Marks a record as a false positive (benign for `guard model refit`).
     pub fn release(&self, id: &str) -> Result<QuarantineRecord, ServiceError> {
         self.store()?.set_status(id, AnalysisStatus::Released)
+    }
+
+    /// Marks a record as a confirmed attack (an attack for `guard model refit`).
+    pub fn confirm(&self, id: &str) -> Result<QuarantineRecord, ServiceError> {
+        self.store()?.set_status(id, AnalysisStatus::Confirmed)
     }
 
     pub fn delete(&self, id: &str) -> Result<(), ServiceError> {
@@ -191,7 +199,7 @@ impl GuardController {
         quarantine: bool,
         options: ServeOptions,
     ) -> Result<(), ServiceError> {
-        let guard = Guard::new(config)?;
+        let (guard, _) = self.guard(config)?;
         let store = quarantine.then(|| self.store()).transpose()?;
         let state = ServerState::new(guard, store, options)?;
         server::run_blocking(listen, state)
@@ -226,7 +234,7 @@ impl GuardController {
     > {
         use autogit_guard_service::eval;
         let threshold = threshold.unwrap_or(config.suspicious_threshold);
-        let guard = Guard::new(config).map_err(|e| EvalError::Thresholds(e.into()))?;
+        let (guard, _) = self.guard(config).map_err(EvalError::Thresholds)?;
         let examples =
             eval::load_dataset(dataset).map_err(|e| EvalError::Dataset(e.to_string()))?;
         if examples.is_empty() {

@@ -22,6 +22,7 @@ pub mod export;
 pub mod extensions;
 pub mod gitlab;
 pub mod guard;
+pub mod guard_model;
 pub mod logs;
 pub mod metrics;
 pub mod mirror;

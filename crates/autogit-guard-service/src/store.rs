@@ -22,8 +22,10 @@ use crate::time::now_utc;
 pub enum AnalysisStatus {
     /// Waiting for review (the spec's default).
     Pending,
-    /// A reviewer released it as a false positive.
+    /// A reviewer released it as a false positive (benign: `guard model refit` learns it).
     Released,
+    /// A reviewer confirmed it as an attack (`guard model refit` learns it; never evicted).
+    Confirmed,
 }
 
 impl AnalysisStatus {
@@ -31,6 +33,7 @@ impl AnalysisStatus {
         match self {
             Self::Pending => "pending",
             Self::Released => "released",
+            Self::Confirmed => "confirmed",
         }
     }
 }

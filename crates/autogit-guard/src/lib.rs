@@ -14,7 +14,9 @@
 //!    directly.
 //! 3. **Structure** – fake role markers, instructions hidden in comments, links, alt text or
 //!    data fields, hidden CSS, delimiter density.
-//! 4. **Model** (optional) – a hashed n-gram logistic-regression classifier.
+//! 4. **Model** (optional) – a hashed n-gram logistic-regression classifier ([`Classifier`]:
+//!    byte n-grams, words and word pairs), with a checksummed weight file and calibration
+//!    points chosen on held-out data.
 //!
 //! Every stage is linear in the input length; per-rule finding counts, decoded bytes and
 //! per-chunk work are bounded, so memory stays proportional to the input.
@@ -32,6 +34,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use classifier::{Classifier, Labelled, RefitOptions};
 pub use error::GuardError;
 pub use source::{SourceFinding, SourceFindingKind, scan_source};
 
@@ -149,8 +152,10 @@ pub struct GuardConfig {
     pub block_threshold: f64,
     /// Run stage 4 (default true).
     pub enable_model: bool,
-    /// How much the classifier may contribute to the risk (default 0.4: on its own the
-    /// classifier can make a text suspicious, never blocked).
+    /// How much the classifier may contribute to the risk (default 1.0). The classifier's
+    /// risk maps its calibration points (held-out false-positive rates of 2% and 0.5%) to
+    /// 0.35 and 0.7, so with the default thresholds it can make a text suspicious or blocked
+    /// on its own; lower values damp it.
     pub model_weight: f64,
     /// Total bytes of encoded payload decoded per analysis (default 1 MiB).
     pub max_decode_bytes: usize,
@@ -170,7 +175,7 @@ impl Default for GuardConfig {
             suspicious_threshold: 0.35,
             block_threshold: 0.7,
             enable_model: true,
-            model_weight: 0.4,
+            model_weight: 1.0,
             max_decode_bytes: 1 << 20,
             max_decode_depth: 2,
             combining_mark_limit: 8,
@@ -416,18 +421,35 @@ pub struct Guard {
     patterns: patterns::Patterns,
     structure: structure::Structure,
     decoder: decode::Decoder,
-    model: Option<classifier::Model>,
+    model: Option<Classifier>,
+}
+
+/// Normalize (stage 1, default limits) and lower-case: the text stage 4 sees.
+pub(crate) fn prepare(text: &str) -> String {
+    let mut sink = FindingSink::new(1);
+    let cfg = GuardConfig::default();
+    lowercase(&unicode::normalize(text, cfg.combining_mark_limit, &mut sink).text)
 }
 
 impl Guard {
-    /// Build a guard with the bundled classifier weights.
+    /// Build a guard with the bundled classifier weights (when `enable_model`).
     pub fn new(config: GuardConfig) -> Result<Self, GuardError> {
-        config.validate()?;
         let model = if config.enable_model {
-            Some(classifier::Model::parse(classifier::BUNDLED)?)
+            Some(Classifier::bundled()?)
         } else {
             None
         };
+        Self::with_classifier(config, model)
+    }
+
+    /// Build a guard with the given stage-4 model (a locally refitted one, say); `None`, or
+    /// `enable_model` off, runs stages 1 to 3 only.
+    pub fn with_classifier(
+        config: GuardConfig,
+        model: Option<Classifier>,
+    ) -> Result<Self, GuardError> {
+        config.validate()?;
+        let model = model.filter(|_| config.enable_model);
         Ok(Self {
             config,
             patterns: patterns::Patterns::new()?,
@@ -468,7 +490,14 @@ impl Guard {
 
     /// Stage 4 only: the classifier probability, if the model is enabled.
     pub fn model_score(&self, normalized: &str) -> Option<f64> {
-        self.model.as_ref().map(|m| m.score(&lowercase(normalized)))
+        self.model
+            .as_ref()
+            .map(|m| m.score_lower(&lowercase(normalized)))
+    }
+
+    /// The stage-4 model in use, if any.
+    pub fn classifier(&self) -> Option<&Classifier> {
+        self.model.as_ref()
     }
 
     /// Stages 2 and 3 (and decoding) over one normalized text; hits in its coordinates.
@@ -546,18 +575,19 @@ impl Guard {
             }
         }
         let mut risk = sink.rule_risk();
-        let model_score = self.model.as_ref().map(|m| m.score(&lower));
-        if let Some(p) = model_score {
-            if p >= 0.5 {
+        let model_score = self.model.as_ref().map(|m| m.score_lower(&lower));
+        if let (Some(m), Some(p)) = (&self.model, model_score) {
+            let model_risk = cfg.model_weight * m.risk(p);
+            if p >= m.calibration().0 {
                 sink.push_detail(
                     Stage::Model,
                     "classifier",
-                    p as f32,
+                    model_risk as f32,
                     Span::new(0, text.len()),
                     Some(format!("n-gram classifier probability {p:.3}")),
                 );
             }
-            risk = 1.0 - (1.0 - risk) * (1.0 - cfg.model_weight * p * p);
+            risk = 1.0 - (1.0 - risk) * (1.0 - model_risk);
         }
         let risk_score = risk.clamp(0.0, 1.0);
 

@@ -2,7 +2,8 @@
 """Generate the stage-4 training set (CC0, written for autogit).
 
 Synthetic: hand-written templates and word lists, combined with a fixed seed, so the file
-is reproducible: `python3 make_training_set.py` writes ../data/train/train.jsonl. The
+is reproducible: `python3 make_training_set.py` writes ../data/sources/autogit-synthetic.jsonl (merged into
+the training set by build_training_set.py). The
 evaluation set (../data/eval/eval.jsonl) is hand-written separately and never used here;
 train.py checks that no evaluation text appears in the training set.
 """
@@ -150,7 +151,7 @@ def benign_core():
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    out = os.path.join(here, "..", "data", "train", "train.jsonl")
+    out = os.path.join(here, "..", "data", "sources", "autogit-synthetic.jsonl")
     seen = set()
     rows = []
     for label, gen, n in ((1, injection, 900), (0, benign, 900)):
@@ -167,7 +168,7 @@ def main():
     R.shuffle(rows)
     with open(out, "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.write(json.dumps(r, ensure_ascii=True) + "\n")
     print(f"wrote {len(rows)} rows to {os.path.normpath(out)}")
 
 if __name__ == "__main__":

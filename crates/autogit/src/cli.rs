@@ -660,10 +660,12 @@ pub enum ScanFormat {
 /// Thresholds shared by `check`, `eval` and `serve`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct ThresholdArgs {
-    /// Risk at or above which a text is suspicious [default: 0.35].
+    /// Risk at or above which a text is suspicious [default: 0.35, or what `guard calibrate`
+    /// fitted].
     #[arg(long, value_name = "RISK")]
     pub suspicious_threshold: Option<f64>,
-    /// Risk at or above which a text is blocked [default: 0.7].
+    /// Risk at or above which a text is blocked [default: 0.7, or what `guard calibrate`
+    /// fitted].
     #[arg(long, value_name = "RISK")]
     pub block_threshold: Option<f64>,
     /// Skip stage 4 (the n-gram classifier); rules only.
@@ -678,6 +680,8 @@ pub enum StatusArg {
     Pending,
     /// Released as a false positive.
     Released,
+    /// Confirmed as an attack.
+    Confirmed,
 }
 
 /// `autogit guard quarantine …`
@@ -697,8 +701,13 @@ pub enum QuarantineAction {
         /// Record id, `q-YYYYMMDD-NNN`.
         id: String,
     },
-    /// Mark a record as a false positive.
+    /// Mark a record as a false positive (`guard model refit` learns it as benign).
     Release {
+        /// Record id.
+        id: String,
+    },
+    /// Mark a record as a confirmed attack (`guard model refit` learns it as an attack).
+    Confirm {
         /// Record id.
         id: String,
     },
@@ -707,6 +716,21 @@ pub enum QuarantineAction {
         /// Record id.
         id: String,
     },
+}
+
+/// `autogit guard model …`
+#[derive(clap::Subcommand, Debug)]
+pub enum ModelAction {
+    /// Refit the shipped model to the reviewed quarantine records (released = benign,
+    /// confirmed = attack) into <data>/guard/model.txt; prints the figures before and after.
+    Refit {
+        #[command(flatten)]
+        thresholds: ThresholdArgs,
+    },
+    /// Remove the local model: the shipped one is used again.
+    Rollback,
+    /// Which model and thresholds are in use.
+    Status,
 }
 
 /// `autogit guard …`: prompt-injection filter.
@@ -754,6 +778,25 @@ pub enum GuardCommand {
         show_misses: bool,
         #[command(flatten)]
         thresholds: ThresholdArgs,
+    },
+    /// Fit the suspicious and block thresholds to your own benign traffic (at most 2% and 0.5%
+    /// of it flagged; never below the shipped defaults); written to <data>/guard/thresholds.json
+    /// and used by check, eval and serve where no flag sets them.
+    Calibrate {
+        /// Benign texts: JSONL with `text` (rows labelled as attacks are skipped) or one text
+        /// per line.
+        #[arg(required_unless_present = "reset")]
+        file: Option<PathBuf>,
+        /// Remove the fitted thresholds (back to the shipped defaults).
+        #[arg(long, conflicts_with = "file")]
+        reset: bool,
+        #[command(flatten)]
+        thresholds: ThresholdArgs,
+    },
+    /// The stage-4 model: refit it to the quarantine reviews, roll back, or show which is used.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
     },
     /// Serve the filter over HTTP: Traefik forward-auth at /guard/forward-auth, and a reverse
     /// proxy to --upstream for everything else.
@@ -823,6 +866,15 @@ pub struct ServeLimitArgs {
 }
 
 impl ThresholdArgs {
+    /// Which thresholds the flags set (suspicious, block); the others may come from
+    /// `guard calibrate`.
+    pub fn explicit(&self) -> (bool, bool) {
+        (
+            self.suspicious_threshold.is_some(),
+            self.block_threshold.is_some(),
+        )
+    }
+
     pub fn config(&self) -> autogit_guard::GuardConfig {
         let d = autogit_guard::GuardConfig::default();
         autogit_guard::GuardConfig {

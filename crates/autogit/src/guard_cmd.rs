@@ -35,17 +35,23 @@ pub struct GuardContext {
 }
 
 impl GuardContext {
-    fn controller(&self) -> GuardController {
+    pub(crate) fn controller(&self) -> GuardController {
         GuardController::new(&self.data_dir)
+    }
+
+    /// The flags' thresholds, the rest from `guard calibrate` or the defaults.
+    pub(crate) fn config(&self, t: &ThresholdArgs) -> autogit_guard::GuardConfig {
+        self.controller()
+            .with_local_thresholds(t.config(), t.explicit())
     }
 }
 
-fn fail(what: &str, err: &dyn std::fmt::Display, hint: &str) -> ExitCode {
+pub(crate) fn fail(what: &str, err: &dyn std::fmt::Display, hint: &str) -> ExitCode {
     eprintln!("autogit: guard {what}: {err}; {hint}");
     ExitCode::from(EXIT_ERROR)
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), ServiceError> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> Result<(), ServiceError> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -74,7 +80,13 @@ pub fn run(cmd: GuardCommand, ctx: &GuardContext) -> ExitCode {
             threshold,
             show_misses,
             thresholds,
-        } => evaluate(ctx, &file, threshold, show_misses, &thresholds),
+        } => crate::guard_model_cmd::evaluate(ctx, &file, threshold, show_misses, &thresholds),
+        GuardCommand::Calibrate {
+            file,
+            reset,
+            thresholds,
+        } => crate::guard_model_cmd::calibrate(ctx, file.as_deref(), reset, &thresholds),
+        GuardCommand::Model { action } => crate::guard_model_cmd::model(ctx, action),
         GuardCommand::Serve {
             listen,
             upstream,
@@ -127,19 +139,23 @@ fn check(
     } else {
         source.to_owned()
     };
-    let checked = match ctx
-        .controller()
-        .check(thresholds.config(), &text, &label, !no_quarantine)
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return fail(
-                "check",
-                &e,
-                "thresholds must lie in [0, 1] with suspicious <= block",
-            );
-        }
-    };
+    let checked =
+        match ctx
+            .controller()
+            .check(ctx.config(thresholds), &text, &label, !no_quarantine)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(
+                    "check",
+                    &e,
+                    "thresholds must lie in [0, 1] with suspicious <= block",
+                );
+            }
+        };
+    if let Some(w) = &checked.model_warning {
+        eprintln!("autogit: guard check: {w}");
+    }
     if let Some(e) = &checked.quarantine_error {
         eprintln!(
             "autogit: guard check: could not quarantine: {e}; use --no-quarantine to skip storing"
@@ -203,6 +219,7 @@ fn quarantine(ctx: &GuardContext, action: QuarantineAction) -> ExitCode {
             let status = status.map(|s| match s {
                 StatusArg::Pending => AnalysisStatus::Pending,
                 StatusArg::Released => AnalysisStatus::Released,
+                StatusArg::Confirmed => AnalysisStatus::Confirmed,
             });
             guard.list(status, limit).and_then(|records| {
                 if ctx.json {
@@ -241,6 +258,14 @@ fn quarantine(ctx: &GuardContext, action: QuarantineAction) -> ExitCode {
                 print_json(&r)
             } else {
                 println!("released {}", r.id);
+                Ok(())
+            }
+        }),
+        QuarantineAction::Confirm { id } => guard.confirm(&id).and_then(|r| {
+            if ctx.json {
+                print_json(&r)
+            } else {
+                println!("confirmed {} as an attack", r.id);
                 Ok(())
             }
         }),
@@ -301,74 +326,6 @@ fn scan_repo(ctx: &GuardContext, path: &Path, format: ScanFormat) -> ExitCode {
     })
 }
 
-fn evaluate(
-    ctx: &GuardContext,
-    file: &Path,
-    threshold: Option<f64>,
-    show_misses: bool,
-    thresholds: &ThresholdArgs,
-) -> ExitCode {
-    use autogit_app::guard::EvalError;
-    let (m, misses) = match ctx
-        .controller()
-        .evaluate(thresholds.config(), file, threshold)
-    {
-        Ok(r) => r,
-        Err(e @ EvalError::Thresholds(_)) => {
-            return fail(
-                "eval",
-                &e,
-                "thresholds must lie in [0, 1] with suspicious <= block",
-            );
-        }
-        Err(e) => {
-            return fail(
-                "eval",
-                &e,
-                "expected CSV (text,label header) or JSONL ({\"text\":…,\"label\":…}) with at least one row",
-            );
-        }
-    };
-    if ctx.json {
-        let mut v = serde_json::json!({ "metrics": m });
-        if show_misses {
-            v["misses"] = serde_json::json!(misses);
-        }
-        return match print_json(&v) {
-            Ok(()) => ExitCode::from(EXIT_CLEAN),
-            Err(e) => fail("eval", &e, "this is a bug, please report it"),
-        };
-    }
-    println!(
-        "dataset      {} ({} injections, {} benign)",
-        file.display(),
-        m.positives,
-        m.negatives
-    );
-    println!("threshold    {:.2}", m.threshold);
-    println!(
-        "TP {}  FP {}  TN {}  FN {}",
-        m.true_positives, m.false_positives, m.true_negatives, m.false_negatives
-    );
-    println!("TPR          {:.3}", m.tpr);
-    println!("FPR          {:.3}", m.fpr);
-    println!("precision    {:.3}", m.precision);
-    println!("F1           {:.3}", m.f1);
-    println!("ROC AUC      {:.3}", m.roc_auc);
-    println!("TPR@1%FPR    {:.3}", m.tpr_at_1pct_fpr);
-    println!("TPR@5%FPR    {:.3}", m.tpr_at_5pct_fpr);
-    if show_misses {
-        for miss in &misses {
-            let kind = if miss.label { "missed" } else { "false alarm" };
-            println!(
-                "  #{:<4} {kind:<11} risk {:.2}  {:?}",
-                miss.index, miss.risk_score, miss.text
-            );
-        }
-    }
-    ExitCode::from(EXIT_CLEAN)
-}
-
 fn serve(
     ctx: &GuardContext,
     listen: SocketAddr,
@@ -385,7 +342,7 @@ fn serve(
     };
     match ctx
         .controller()
-        .serve(listen, thresholds.config(), !no_quarantine, options)
+        .serve(listen, ctx.config(thresholds), !no_quarantine, options)
     {
         Ok(()) => ExitCode::from(EXIT_CLEAN),
         Err(e @ ServiceError::Auth(_)) => fail("serve", &e, "see docs/guard.md"),

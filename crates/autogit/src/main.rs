@@ -14,6 +14,7 @@ mod export_cmd;
 mod extension_cmd;
 mod gitlab_cmd;
 mod guard_cmd;
+mod guard_model_cmd;
 mod mirror_cmd;
 mod runner_cmd;
 mod runner_host_cmd;
