@@ -17,6 +17,11 @@
 //! | `POST /volumes/create` | a local volume named `runner-…` with [`MANAGED_LABEL`] |
 //! | `GET /volumes`, `GET /volumes/{name}`, `DELETE /volumes/{name}` | the last two: the volume carries [`MANAGED_LABEL`] |
 //!
+//! Bodies are read as the engine reads them: Go's `encoding/json` matches field names
+//! case-insensitively, so `{"HostConfig": {"privileged": true}}` is a privileged container to
+//! the engine; the checks look fields up the same way, and a body with two spellings of one
+//! field is refused.
+//!
 //! Everything else is refused with 403: `exec`, `build`, networks, swarm, plugins, secrets,
 //! `commit`, `update`, `prune`, events, and any call on a container, volume or network
 //! gitlab-runner did not create (the platform's, another runner's).
@@ -203,19 +208,20 @@ pub fn is_managed(labels: Option<&serde_json::Map<String, serde_json::Value>>) -
 pub fn check_container_create(policy: &Policy, body: &[u8]) -> Result<(), String> {
     let v: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| format!("the container's definition is not JSON: {e}"))?;
-    let labels = v.get("Labels").and_then(|l| l.as_object());
+    unambiguous(&v)?;
+    let labels = field(&v, "Labels").and_then(|l| l.as_object());
     if !is_managed(labels) {
         return Err(format!(
             "a runner creates only containers labelled `{MANAGED_LABEL}=true`"
         ));
     }
     let empty = serde_json::Map::new();
-    let hc = v
-        .get("HostConfig")
+    let hc = field(&v, "HostConfig")
         .and_then(|h| h.as_object())
         .unwrap_or(&empty);
-    let truthy = |k: &str| hc.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
-    let nonempty = |k: &str| match hc.get(k) {
+    let hc_get = |k: &str| hc.iter().find(|(key, _)| fold_eq(key, k)).map(|(_, x)| x);
+    let truthy = |k: &str| hc_get(k).and_then(|x| x.as_bool()).unwrap_or(false);
+    let nonempty = |k: &str| match hc_get(k) {
         None | Some(serde_json::Value::Null) => false,
         Some(serde_json::Value::Array(a)) => !a.is_empty(),
         Some(serde_json::Value::Object(o)) => !o.is_empty(),
@@ -255,14 +261,14 @@ pub fn check_container_create(policy: &Policy, body: &[u8]) -> Result<(), String
         "CgroupnsMode",
         "Cgroup",
     ] {
-        let mode = hc.get(k).and_then(|x| x.as_str()).unwrap_or("");
+        let mode = hc_get(k).and_then(|x| x.as_str()).unwrap_or("");
         if mode == "host" || mode.starts_with("container:") {
             return Err(format!(
                 "`HostConfig.{k}: {mode}` shares a namespace outside the job; the engine proxy refuses it"
             ));
         }
     }
-    let net = hc.get("NetworkMode").and_then(|x| x.as_str()).unwrap_or("");
+    let net = hc_get("NetworkMode").and_then(|x| x.as_str()).unwrap_or("");
     if !policy.networks.iter().any(|n| n == net) {
         return Err(format!(
             "`HostConfig.NetworkMode: {}` is not the runner's network ({}); the engine proxy refuses it",
@@ -270,8 +276,8 @@ pub fn check_container_create(policy: &Policy, body: &[u8]) -> Result<(), String
             policy.networks.join(", ")
         ));
     }
-    if let Some(eps) = v
-        .pointer("/NetworkingConfig/EndpointsConfig")
+    if let Some(eps) = field(&v, "NetworkingConfig")
+        .and_then(|n| field(n, "EndpointsConfig"))
         .and_then(|e| e.as_object())
         && let Some(other) = eps.keys().find(|k| !policy.networks.contains(k))
     {
@@ -280,7 +286,7 @@ pub fn check_container_create(policy: &Policy, body: &[u8]) -> Result<(), String
         ));
     }
     let str_list = |k: &str| -> Vec<String> {
-        hc.get(k)
+        hc_get(k)
             .and_then(|x| x.as_array())
             .map(|a| {
                 a.iter()
@@ -292,16 +298,20 @@ pub fn check_container_create(policy: &Policy, body: &[u8]) -> Result<(), String
     for bind in str_list("Binds") {
         check_bind(policy, &bind)?;
     }
-    for m in hc
-        .get("Mounts")
+    for m in hc_get("Mounts")
         .and_then(|x| x.as_array())
         .into_iter()
         .flatten()
     {
-        let kind = m.get("Type").and_then(|x| x.as_str()).unwrap_or("volume");
-        let source = m.get("Source").and_then(|x| x.as_str()).unwrap_or("");
-        let ro = m.get("ReadOnly").and_then(|x| x.as_bool()).unwrap_or(false);
-        if m.pointer("/VolumeOptions/DriverConfig")
+        let kind = field(m, "Type")
+            .and_then(|x| x.as_str())
+            .unwrap_or("volume");
+        let source = field(m, "Source").and_then(|x| x.as_str()).unwrap_or("");
+        let ro = field(m, "ReadOnly")
+            .and_then(|x| x.as_bool())
+            .unwrap_or(false);
+        if field(m, "VolumeOptions")
+            .and_then(|o| field(o, "DriverConfig"))
             .is_some_and(|d| !d.is_null())
         {
             return Err(
@@ -321,20 +331,21 @@ pub fn check_container_create(policy: &Policy, body: &[u8]) -> Result<(), String
             }
         }
     }
-    if let Some(vf) = hc.get("VolumesFrom").and_then(|x| x.as_array())
+    if let Some(vf) = hc_get("VolumesFrom").and_then(|x| x.as_array())
         && !vf.is_empty()
     {
         // gitlab-runner shares its cache volumes by name, not with VolumesFrom of foreign
         // containers; refusing it keeps a job from borrowing another container's mounts.
         return Err("`HostConfig.VolumesFrom` is refused by the engine proxy".into());
     }
-    for d in hc
-        .get("Devices")
+    for d in hc_get("Devices")
         .and_then(|x| x.as_array())
         .into_iter()
         .flatten()
     {
-        let path = d.get("PathOnHost").and_then(|x| x.as_str()).unwrap_or("");
+        let path = field(d, "PathOnHost")
+            .and_then(|x| x.as_str())
+            .unwrap_or("");
         if !policy.devices.iter().any(|p| p == path) {
             return Err(format!(
                 "device `{path}` is not one the runner passes; the engine proxy refuses it"
@@ -386,19 +397,22 @@ fn check_bind(policy: &Policy, bind: &str) -> Result<(), String> {
 pub fn check_volume_create(body: &[u8]) -> Result<(), String> {
     let v: serde_json::Value = serde_json::from_slice(body)
         .map_err(|e| format!("the volume's definition is not JSON: {e}"))?;
-    if !is_managed(v.get("Labels").and_then(|l| l.as_object())) {
+    unambiguous(&v)?;
+    if !is_managed(field(&v, "Labels").and_then(|l| l.as_object())) {
         return Err(format!(
             "a runner creates only volumes labelled `{MANAGED_LABEL}=true`"
         ));
     }
-    let name = v.get("Name").and_then(|n| n.as_str()).unwrap_or("");
+    let name = field(&v, "Name").and_then(|n| n.as_str()).unwrap_or("");
     if !name.is_empty() && !name.starts_with(RUNNER_VOLUME_PREFIX) {
         return Err(format!(
             "volume `{name}` is not named as gitlab-runner names its volumes (`{RUNNER_VOLUME_PREFIX}…`); the engine proxy refuses it"
         ));
     }
-    let driver = v.get("Driver").and_then(|d| d.as_str()).unwrap_or("local");
-    let opts = v.get("DriverOpts").and_then(|o| o.as_object());
+    let driver = field(&v, "Driver")
+        .and_then(|d| d.as_str())
+        .unwrap_or("local");
+    let opts = field(&v, "DriverOpts").and_then(|o| o.as_object());
     if driver != "local" && !driver.is_empty() || opts.is_some_and(|o| !o.is_empty()) {
         return Err(
             "volume drivers and driver options (a bind of a host path) are refused by the engine proxy"
@@ -406,6 +420,60 @@ pub fn check_volume_create(body: &[u8]) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// A field of a Docker API body as the engine reads it. The engine decodes bodies with Go's
+/// `encoding/json`, which matches struct field names case-insensitively (with Unicode simple
+/// folding: `privileged`, `PRIVILEGED` and `HoſtConfig` are `Privileged` and `HostConfig` to
+/// it), so a check that looked the exact spelling up would miss `{"hostconfig":
+/// {"privileged": true}}`. [`unambiguous`] has refused two keys that fold alike, so at most
+/// one key matches.
+fn field<'a>(v: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| fold_eq(k, name))
+        .map(|(_, x)| x)
+}
+
+/// Go's `EqualFold` for field names: lower case, with the two characters whose simple case
+/// folding reaches ASCII (`ſ` to `s`, the Kelvin sign to `k`).
+fn fold(s: &str) -> String {
+    s.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| match c {
+            '\u{17F}' => 's',
+            '\u{212A}' => 'k',
+            c => c,
+        })
+        .collect()
+}
+
+fn fold_eq(a: &str, b: &str) -> bool {
+    fold(a) == fold(b)
+}
+
+/// Refuses a body with two keys in one object that differ only in case: the engine would
+/// take one of them (the last it reads) for the field, and which one the proxy checked must
+/// not be a guess.
+fn unambiguous(v: &serde_json::Value) -> Result<(), String> {
+    match v {
+        serde_json::Value::Object(o) => {
+            let mut seen: Vec<(String, &str)> = Vec::with_capacity(o.len());
+            for (k, x) in o {
+                let f = fold(k);
+                if let Some((_, prev)) = seen.iter().find(|(g, _)| *g == f) {
+                    return Err(format!(
+                        "keys `{prev}` and `{k}` differ only in case, and the engine reads them as one; the engine proxy refuses the request"
+                    ));
+                }
+                seen.push((f, k));
+                unambiguous(x)?;
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(a) => a.iter().try_for_each(unambiguous),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -609,6 +677,78 @@ mod tests {
             "NetworkingConfig": {"EndpointsConfig": {"autogit": {}}}});
         assert!(check_container_create(&policy(), endpoints.to_string().as_bytes()).is_err());
         assert!(check_container_create(&policy(), b"not json").is_err());
+    }
+
+    /// The engine reads field names case-insensitively (Go's `encoding/json`): spellings the
+    /// proxy once missed are checked as the engine reads them, and two spellings of one field
+    /// are refused. Map keys (labels, network names) stay exact, as the engine has them.
+    #[test]
+    fn fields_are_read_as_the_engine_reads_them() {
+        let net = "autogit-runner-g1";
+        let raw = |text: String| check_container_create(&policy(), text.as_bytes());
+        let l = format!("\"Labels\": {{\"{MANAGED_LABEL}\": \"true\"}}");
+        for (body, says) in [
+            (
+                format!(
+                    "{{{l}, \"hostconfig\": {{\"NetworkMode\": \"{net}\", \"privileged\": true}}}}"
+                ),
+                "Privileged",
+            ),
+            (
+                format!("{{{l}, \"HostConfig\": {{\"networkmode\": \"host\"}}}}"),
+                "NetworkMode: host",
+            ),
+            (
+                format!(
+                    "{{{l}, \"HostConfig\": {{\"NetworkMode\": \"{net}\", \"BINDS\": [\"/:/host\"]}}}}"
+                ),
+                "`/:/host`",
+            ),
+            // `ſ` folds to `s` for Go: `Hoſtconfig` is `HostConfig`.
+            (
+                format!(
+                    "{{{l}, \"Ho\u{17f}tconfig\": {{\"NetworkMode\": \"{net}\", \"Privileged\": true}}}}"
+                ),
+                "Privileged",
+            ),
+            (
+                format!(
+                    "{{{l}, \"HostConfig\": {{\"NetworkMode\": \"{net}\", \"Privileged\": false, \"privileged\": true}}}}"
+                ),
+                "differ only in case",
+            ),
+            (
+                format!(
+                    "{{{l}, \"HostConfig\": {{\"NetworkMode\": \"{net}\", \"mounts\": [{{\"type\": \"bind\", \"source\": \"/etc\"}}]}}}}"
+                ),
+                "`bind` mount of `/etc`",
+            ),
+            (
+                format!(
+                    "{{{l}, \"HostConfig\": {{\"NetworkMode\": \"{net}\"}}, \"networkingconfig\": {{\"endpointsconfig\": {{\"autogit\": {{}}}}}}}}"
+                ),
+                "network `autogit`",
+            ),
+            (
+                format!("{{\"labels\": {{}}, \"HostConfig\": {{\"NetworkMode\": \"{net}\"}}}}"),
+                MANAGED_LABEL,
+            ),
+        ] {
+            let e = raw(body.clone()).unwrap_err();
+            assert!(e.contains(says), "{body}: {e}");
+        }
+        // Lower-case spellings of allowed definitions still pass.
+        assert_eq!(
+            raw(format!(
+                "{{\"labels\": {{\"{MANAGED_LABEL}\": \"true\"}}, \"hostConfig\": {{\"networkMode\": \"{net}\"}}}}"
+            )),
+            Ok(())
+        );
+        let e = check_volume_create(
+            format!("{{\"Name\": \"runner-c\", \"Labels\": {{\"{MANAGED_LABEL}\": \"true\"}}, \"driveropts\": {{\"o\": \"bind\", \"device\": \"/\"}}}}").as_bytes(),
+        )
+        .unwrap_err();
+        assert!(e.contains("driver options"), "{e}");
     }
 
     #[test]
