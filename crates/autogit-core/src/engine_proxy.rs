@@ -168,14 +168,44 @@ pub fn check(method: &str, target: &str) -> Verdict {
     }
 }
 
-/// Whether the query of `target` names `key` (`?a=1&key=…`).
+/// Whether the query of `target` names `key` (`?a=1&key=…`), read as the engine's Go
+/// `url.ParseQuery` reads it: keys percent-decoded (`from%53rc` is `fromSrc`), `+` a space.
+/// A key that does not decode counts as naming it (refused rather than guessed).
 fn query_has(target: &str, key: &str) -> bool {
     target
         .split_once('?')
         .map(|(_, q)| q)
         .unwrap_or("")
         .split('&')
-        .any(|kv| kv.split('=').next() == Some(key))
+        .any(|kv| {
+            let raw = kv.split('=').next().unwrap_or("");
+            percent_decode(raw).is_none_or(|k| k == key)
+        })
+}
+
+/// `%XX` and `+` decoded; `None` for a malformed escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The prefix of gitlab-runner's volume names (`runner-<token>-project-<id>-concurrent-<n>-…`):
@@ -677,6 +707,26 @@ mod tests {
             "NetworkingConfig": {"EndpointsConfig": {"autogit": {}}}});
         assert!(check_container_create(&policy(), endpoints.to_string().as_bytes()).is_err());
         assert!(check_container_create(&policy(), b"not json").is_err());
+    }
+
+    /// `fromSrc` is found however the query spells it (the engine decodes query keys).
+    #[test]
+    fn an_encoded_from_src_is_still_an_import() {
+        for target in [
+            "/v1.44/images/create?fromSrc=http://127.0.0.1:8080/x",
+            "/images/create?tag=1&from%53rc=http://127.0.0.1:8080/x",
+            "/images/create?from%53%72c=-",
+            "/images/create?%ZZ=1",
+        ] {
+            assert!(
+                matches!(check("POST", target), Verdict::Deny(_)),
+                "{target}"
+            );
+        }
+        assert_eq!(
+            check("POST", "/images/create?fromImage=debian&tag=bookworm"),
+            Verdict::Allow
+        );
     }
 
     /// The engine reads field names case-insensitively (Go's `encoding/json`): spellings the
