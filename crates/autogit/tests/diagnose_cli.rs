@@ -134,7 +134,9 @@ fn a_stopped_service_its_taken_port_and_a_flag_are_reported_and_fixed() {
             .contains("storage driver"),
         "{v:#}"
     );
-    assert_eq!(code, 0, "{v:#}");
+    // The build machine's own free space may warn (`engine.disk`, `engine.storage`: below 15%
+    // or 5 GiB); nothing else may.
+    assert_eq!(code, if host_disk_warns(&v) { 10 } else { 0 }, "{v:#}");
 
     // GitLab's health endpoint on its published port (the stand-in serves only /-/health).
     let (_, v) = diagnose(p.path(), &["--only", "gitlab.health"], &[]);
@@ -552,8 +554,18 @@ fn a_check_that_hangs_is_abandoned_and_the_others_finish() {
     let e = check(&v, "engine");
     assert_eq!(e["status"], "fail", "{v:#}");
     assert!(e["evidence"].as_str().unwrap().contains("2s"), "{e}");
-    assert_eq!(check(&v, "engine.disk")["status"], "ok", "{v:#}");
+    // Judged although the engine hangs (ok, or a warning on a full build machine).
+    let disk = check(&v, "engine.disk")["status"].clone();
+    assert!(disk == "ok" || disk == "warn", "{v:#}");
     assert_eq!(check(&v, "config")["status"], "ok", "{v:#}");
+}
+
+/// Whether this machine's own disks are what makes `diagnose` warn (tests cannot choose the
+/// free space of the machine they run on).
+fn host_disk_warns(v: &serde_json::Value) -> bool {
+    ["engine.disk", "engine.storage"]
+        .iter()
+        .any(|id| check(v, id)["status"] == "warn")
 }
 
 /// Every spelling the bundle must not contain: the value, its base64 (standard and URL-safe,

@@ -19,7 +19,7 @@ mod common;
 
 use autogit_drivers::testing::bind::{Bind, KEY_NAME, TestZone, named_or_skip};
 use autogit_drivers::testing::pebble::{Pebble, pebble_or_skip};
-use common::{Run, run_env};
+use common::{KillOnDrop, Run, docker, run_env};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -60,16 +60,6 @@ fn docker_or_skip() -> bool {
         require("a Docker engine");
     }
     ok
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// Containers and the network of one test, removed when dropped (also on a failed assertion).
@@ -851,16 +841,6 @@ fn nginx_serves_every_service_with_the_wildcard_and_renews_without_restart() {
     ingress_end_to_end("nginx");
 }
 
-/// `autogit guard serve` on the host, stopped when dropped.
-struct GuardServe(std::process::Child);
-
-impl Drop for GuardServe {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// The guard as Traefik's forward-auth middleware on the routes marked as AI
 /// (`platform.guard_services`), to a real `autogit guard serve`: a clean prompt reaches the
 /// stand-in AI service, an injection is answered 403 with a problem+json body by the guard and
@@ -1088,7 +1068,7 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
         GuardMode::ForwardAuth => Vec::new(),
         GuardMode::Proxy { .. } => vec!["--upstream".to_owned(), format!("{grafana}={grafana_at}")],
     };
-    let guard = GuardServe(
+    let guard = KillOnDrop(
         common::cmd(p.dir.path())
             .args(["guard", "serve", "--listen", &listen, "--insecure-no-auth"])
             .args(&upstream)
@@ -1128,14 +1108,19 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
     let clean =
         r#"{"messages": [{"role": "user", "content": "Translate 'good morning' into German"}]}"#;
     let forged = ["-H", "X-Autogit-Guard-Verdict: forged"];
-    let start = Instant::now();
-    let (out, err) = loop {
-        let (out, err) = post(clean, &forged);
-        if out.contains("I am grafana") || start.elapsed() > Duration::from_secs(30) {
-            break (out, err);
+    // A clean prompt with a forged verdict, again until the service answers (or `secs` pass);
+    // with how long that took.
+    let until_served = |secs: u64| {
+        let start = Instant::now();
+        loop {
+            let (out, err) = post(clean, &forged);
+            if out.contains("I am grafana") || start.elapsed() > Duration::from_secs(secs) {
+                return (out, err, start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(200));
         }
-        std::thread::sleep(Duration::from_millis(200));
     };
+    let (out, err, _) = until_served(30);
     assert!(
         out.contains("I am grafana"),
         "{out}{err}\n{}",
@@ -1182,14 +1167,7 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
     // The guard goes down.
     drop(guard);
     if fail_open {
-        let start = Instant::now();
-        let (out, err) = loop {
-            let (out, err) = post(clean, &forged);
-            if out.contains("I am grafana") || start.elapsed() > Duration::from_secs(20) {
-                break (out, err);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        };
+        let (out, err, took) = until_served(20);
         assert!(
             out.contains("I am grafana"),
             "fails open: {out}{err}\n{}",
@@ -1201,7 +1179,7 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
         assert!(out.contains("good morning"), "the body was sent on: {out}");
         eprintln!(
             "{kind}: the route went to the service unchecked {:.1} s after the guard stopped",
-            start.elapsed().as_secs_f64()
+            took.as_secs_f64()
         );
     } else {
         let (out, err) = post(clean, &[]);

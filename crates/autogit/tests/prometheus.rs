@@ -24,25 +24,9 @@ use autogit_core::monitoring::{
     alertmanager_config, prometheus_config,
 };
 use common::*;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-/// Kills the child when dropped (the test's end, or a failed assertion).
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn log_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-logs");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn tool_ok(c: &mut Command) -> String {
     let out = c.output().unwrap();
@@ -227,7 +211,7 @@ fn prometheus_scrapes_autogit_and_node_exporter_and_the_alerts_fire() {
     }
     let d = tempfile::tempdir().unwrap();
     let dir = d.path();
-    let logs = log_dir();
+    let logs = test_log_dir();
     std::fs::write(
         dir.join("autogit.yml"),
         "platform:\n  socket: /nonexistent/autogit-test/docker.sock\n",
@@ -313,7 +297,7 @@ fn prometheus_scrapes_autogit_and_node_exporter_and_the_alerts_fire() {
     for (k, v) in platform_env(dir) {
         c.env(k, v);
     }
-    let _autogit = Daemon(c.spawn().unwrap());
+    let _autogit = KillOnDrop(c.spawn().unwrap());
     let http = Http::new();
     let api = format!("http://127.0.0.1:{api_port}");
     wait_for("autogit serve", 30, || {
@@ -342,7 +326,7 @@ fn prometheus_scrapes_autogit_and_node_exporter_and_the_alerts_fire() {
 
     // node-exporter, filesystem collector only.
     let node_port = free_port();
-    let _node = Daemon(
+    let _node = KillOnDrop(
         Command::new("prometheus-node-exporter")
             .args([
                 &format!("--web.listen-address=127.0.0.1:{node_port}"),
@@ -391,7 +375,7 @@ fn prometheus_scrapes_autogit_and_node_exporter_and_the_alerts_fire() {
             .args(["check", "config"])
             .arg(&conf),
     );
-    let _prom = Daemon(
+    let _prom = KillOnDrop(
         Command::new("prometheus")
             .arg(format!("--config.file={}", conf.display()))
             .arg(format!(

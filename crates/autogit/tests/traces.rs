@@ -30,26 +30,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Kills the child when dropped.
-struct Daemon(Child);
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn log_dir() -> PathBuf {
-    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-logs");
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 /// What the fake collector received: every span with its resource's `service.name`, and the
 /// content types it was sent.
@@ -193,7 +176,7 @@ fn an_api_request_is_one_trace_request_controller_driver() {
     // mirror sync and the event recorder at the same moment, a fresh store can fail with
     // "disk I/O error" on its init file: a race of its own, not this test's subject.)
     drop(autogit_drivers::state::Store::open(&dir.join("data/state.db")).unwrap());
-    let log = log_dir().join("traces-autogit.log");
+    let log = test_log_dir().join("traces-autogit.log");
     let api_port = free_port();
     let mut c = cmd(dir);
     c.args(["serve", "--listen", &format!("127.0.0.1:{api_port}")])
@@ -202,7 +185,7 @@ fn an_api_request_is_one_trace_request_controller_driver() {
     for (k, v) in platform_env(dir) {
         c.env(k, v);
     }
-    let mut serve = Daemon(c.spawn().unwrap());
+    let mut serve = KillOnDrop(c.spawn().unwrap());
     let http = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()

@@ -175,3 +175,21 @@ pub fn run_platform(dir: &Path, args: &[&str]) -> Run {
     let pairs: Vec<(&str, &str)> = e.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     run_env(dir, args, &pairs)
 }
+
+/// A child process (a server a test started), killed when dropped: at the test's end or on a
+/// failed assertion.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `target/test-logs`, where the servers tests start write their logs.
+pub fn test_log_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-logs");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
