@@ -212,7 +212,11 @@ fn create_new(path: &Path) -> Result<(), StateError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.init-{}", std::process::id()));
+    // Unique per call, not only per process: two threads opening a fresh store at once must
+    // not build (and remove) each other's file.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.init-{}-{n}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let result = (|| {
         std::fs::OpenOptions::new()
@@ -1271,6 +1275,37 @@ fn classify(path: &Path, e: rusqlite::Error) -> StateError {
 
 #[cfg(test)]
 mod tests {
+    /// Threads of one process opening the same fresh store at once all get it (the init file
+    /// was named by the process id only, so they built and removed each other's: "disk I/O
+    /// error", seen in the traces test).
+    #[test]
+    fn threads_opening_a_fresh_store_at_once_all_succeed() {
+        for _ in 0..5 {
+            let d = tempfile::tempdir().unwrap();
+            let path = d.path().join("state.db");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        super::Store::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+            let leftovers: Vec<_> = std::fs::read_dir(d.path())
+                .unwrap()
+                .filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.contains(".init-"))
+                .collect();
+            assert!(leftovers.is_empty(), "{leftovers:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
