@@ -1289,7 +1289,7 @@ mod tests {
                     let (path, barrier) = (path.clone(), barrier.clone());
                     std::thread::spawn(move || {
                         barrier.wait();
-                        super::Store::open(&path).map(|_| ())
+                        Store::open(&path).map(|_| ())
                     })
                 })
                 .collect();
