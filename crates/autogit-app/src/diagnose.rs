@@ -706,7 +706,37 @@ impl DiagnoseController {
             ),
             self.bounded("gitlab.token", "GitLab admin token", t, self.token()),
         );
-        [h, r, l, m, tok].into_iter().flatten().collect()
+        let reg = match plan.as_ref().ok().filter(|p| p.registry) {
+            Some(p) => {
+                self.bounded("gitlab.registry", "container registry", t, self.registry(p))
+                    .await
+            }
+            None => Vec::new(),
+        };
+        [h, r, l, m, tok, reg].into_iter().flatten().collect()
+    }
+
+    /// GitLab's container registry through the ingress on this host (its published HTTPS
+    /// port), as `docker login` would meet it.
+    async fn registry(&self, plan: &Plan) -> Vec<Check> {
+        let Some(domain) = plan.base_domain.as_deref() else {
+            return Vec::new();
+        };
+        let url = autogit_core::registry::url(domain);
+        let pin = plan
+            .local()
+            .filter(|s| s.role == autogit_core::plan::Role::Ingress)
+            .flat_map(|s| s.ports.iter())
+            .find(|p| p.container == 443)
+            .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p.host)));
+        let r = autogit_drivers::health::registry_v2(&url, pin, self.timeout)
+            .await
+            .map(|(status, api_version, authenticate)| d::RegistryAnswer {
+                status,
+                api_version,
+                authenticate,
+            });
+        vec![d::judge_registry(&url, r.as_ref().map_err(String::as_str))]
     }
 
     async fn migrations(&self, v: &EngineView) -> Vec<Check> {

@@ -1027,6 +1027,69 @@ pub fn judge_gitlab_endpoint(endpoint: &str, r: Result<(u16, &str), &str>) -> Ch
     }
 }
 
+/// What `GET https://registry.<BASE_DOMAIN>/v2/` through the ingress answered: the status,
+/// the `Docker-Distribution-Api-Version` header and the `WWW-Authenticate` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryAnswer {
+    pub status: u16,
+    pub api_version: Option<String>,
+    pub authenticate: Option<String>,
+}
+
+/// GitLab's container registry ([`crate::registry`]) as a client meets it: a registry answers
+/// `/v2/` with `registry/2.0` and, being GitLab's, asks for a token (401 with a Bearer realm
+/// on GitLab's `/jwt/auth`). `url` is the registry's URL, for the evidence.
+pub fn judge_registry(url: &str, r: Result<&RegistryAnswer, &str>) -> Check {
+    let (id, title) = ("gitlab.registry", "container registry");
+    let not_there = "the registry is not serving: `docker exec <gitlab container> gitlab-ctl status registry` (Omnibus runs it beside GitLab); `autogit plan` shows gitlab.rb's registry lines; after a change `autogit install` applies them";
+    let a = match r {
+        Err(e) => return Check::new(id, title, Status::Fail, format!("{url}/v2/: {e}")).fix(
+            "the ingress does not answer for the registry's name: see `ingress.*` and `dns.*`; the ingress routes `registry.<BASE_DOMAIN>` to GitLab's port 5050",
+        ),
+        Ok(a) => a,
+    };
+    let registry = a.api_version.as_deref() == Some("registry/2.0");
+    let bearer = a
+        .authenticate
+        .as_deref()
+        .filter(|h| h.trim_start().to_ascii_lowercase().starts_with("bearer"));
+    match (a.status, registry, bearer) {
+        (401, true, Some(h)) => {
+            let realm = h
+                .split(',')
+                .find_map(|p| p.split_once("realm=").map(|(_, v)| v.trim_matches('"')))
+                .unwrap_or("?");
+            Check::new(
+                id,
+                title,
+                Status::Ok,
+                format!("{url}/v2/: registry/2.0, tokens from {realm}"),
+            )
+        }
+        (200, true, _) => Check::new(
+            id,
+            title,
+            Status::Warn,
+            format!("{url}/v2/: registry/2.0 answers without asking for a token"),
+        )
+        .fix("GitLab's registry always asks for a token: something else answers for the registry's name, or its authentication is off; check gitlab.rb's registry lines (`autogit plan`)"),
+        (code, true, _) => Check::new(
+            id,
+            title,
+            Status::Fail,
+            format!("{url}/v2/: registry/2.0 but status {code}"),
+        )
+        .fix(not_there),
+        (code, false, _) => Check::new(
+            id,
+            title,
+            Status::Fail,
+            format!("{url}/v2/: status {code}, not a registry (no `Docker-Distribution-Api-Version: registry/2.0`)"),
+        )
+        .fix(not_there),
+    }
+}
+
 /// GitLab's background migrations (`core::upgrade::parse_migrations`): pending, failed.
 pub fn judge_migrations(r: Result<(u64, u64), &str>) -> Check {
     const ID: &str = "gitlab.migrations";
@@ -1629,5 +1692,48 @@ mod tests {
         for s in secret_spellings(secret) {
             assert!(!out.contains(&s), "{s} in {out}");
         }
+    }
+    #[test]
+    fn registry_answers() {
+        let url = "https://registry.example.test";
+        let a = |status, v: Option<&str>, auth: Option<&str>| RegistryAnswer {
+            status,
+            api_version: v.map(str::to_owned),
+            authenticate: auth.map(str::to_owned),
+        };
+        let gitlab = a(
+            401,
+            Some("registry/2.0"),
+            Some(
+                r#"Bearer realm="https://gitlab.example.test/jwt/auth",service="container_registry""#,
+            ),
+        );
+        let c = judge_registry(url, Ok(&gitlab));
+        assert_eq!(c.status, Status::Ok, "{c:?}");
+        assert!(
+            c.evidence.contains("https://gitlab.example.test/jwt/auth"),
+            "{c:?}"
+        );
+        let open = a(200, Some("registry/2.0"), None);
+        assert_eq!(judge_registry(url, Ok(&open)).status, Status::Warn);
+        for bad in [
+            a(502, None, None),
+            a(404, None, None),
+            a(503, Some("registry/2.0"), None),
+            a(401, Some("registry/2.0"), Some("Basic realm=x")),
+        ] {
+            let c = judge_registry(url, Ok(&bad));
+            assert_eq!(c.status, Status::Fail, "{bad:?}: {c:?}");
+            assert!(
+                c.fix
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("gitlab-ctl status registry"),
+                "{c:?}"
+            );
+        }
+        let c = judge_registry(url, Err("connection refused"));
+        assert_eq!(c.status, Status::Fail);
+        assert!(c.fix.as_deref().unwrap_or("").contains("5050"), "{c:?}");
     }
 }

@@ -62,6 +62,52 @@ pub async fn tcp(addr: &str, timeout: Duration) -> ProbeResult {
     }
 }
 
+/// What a registry answered to `GET /v2/`: status, `Docker-Distribution-Api-Version`,
+/// `WWW-Authenticate`.
+pub type RegistryV2 = (u16, Option<String>, Option<String>);
+
+/// `GET {url}/v2/` as a registry client begins, connecting to `pin` instead of resolving the
+/// name when given (the ingress on this host, whatever DNS says). The certificate is not
+/// verified here: whether it is valid is the TLS checks' question, this one asks whether a
+/// registry answers behind it.
+pub async fn registry_v2(
+    url: &str,
+    pin: Option<std::net::SocketAddr>,
+    timeout: Duration,
+) -> Result<RegistryV2, String> {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .danger_accept_invalid_certs(true)
+        .timeout(timeout);
+    if let Some(addr) = pin {
+        let host = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .ok_or_else(|| format!("{url}: not a URL with a host"))?;
+        b = b.resolve(&host, addr);
+    }
+    let client = b.build().map_err(|e| e.to_string())?;
+    let target = format!("{}/v2/", url.trim_end_matches('/'));
+    let resp = client.get(&target).send().await.map_err(|e| {
+        if e.is_timeout() {
+            format!("no answer within {}s", timeout.as_secs().max(1))
+        } else {
+            root_cause(&e)
+        }
+    })?;
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    Ok((
+        resp.status().as_u16(),
+        header("docker-distribution-api-version"),
+        header("www-authenticate"),
+    ))
+}
+
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {

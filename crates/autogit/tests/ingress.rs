@@ -1306,6 +1306,43 @@ fn registry_through_the_ingress(kind: &str) {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // `diagnose`'s registry probe through the same ingress (pinned to it, as diagnose pins it
+    // to the ingress's published port): a registry answers, without asking for a token (the
+    // stand-in has none; GitLab's asks, which is `ok`); a name the ingress does not route is
+    // not a registry.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pin = Some(std::net::SocketAddr::from(([127, 0, 0, 1], https)));
+    let probe = |url: &str| {
+        rt.block_on(autogit_drivers::health::registry_v2(
+            url,
+            pin,
+            Duration::from_secs(10),
+        ))
+        .map(|(status, api_version, authenticate)| {
+            autogit_core::diagnose::RegistryAnswer {
+                status,
+                api_version,
+                authenticate,
+            }
+        })
+    };
+    let url = autogit_core::registry::url(ZONE);
+    let a = probe(&url).unwrap();
+    let c = autogit_core::diagnose::judge_registry(&url, Ok(&a));
+    assert_eq!(a.api_version.as_deref(), Some("registry/2.0"), "{a:?}");
+    assert_eq!(c.status, autogit_core::diagnose::Status::Warn, "{c:?}");
+    let elsewhere = format!("https://nothing-here.{ZONE}");
+    let a = probe(&elsewhere).unwrap();
+    let c = autogit_core::diagnose::judge_registry(&elsewhere, Ok(&a));
+    assert_eq!(
+        c.status,
+        autogit_core::diagnose::Status::Fail,
+        "{a:?} {c:?}"
+    );
+
     let dir = p.dir.path();
     let layer = dir.join("layer.bin");
     let size: u64 = 300 << 20;
