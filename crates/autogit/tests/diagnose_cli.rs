@@ -562,7 +562,7 @@ fn a_check_that_hangs_is_abandoned_and_the_others_finish() {
 
 /// Whether this machine's own disks are what makes `diagnose` warn (tests cannot choose the
 /// free space of the machine they run on).
-fn host_disk_warns(v: &serde_json::Value) -> bool {
+fn host_disk_warns(v: &Value) -> bool {
     ["engine.disk", "engine.storage"]
         .iter()
         .any(|id| check(v, id)["status"] == "warn")
