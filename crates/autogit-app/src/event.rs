@@ -568,6 +568,11 @@ mod tests {
             Event::BackupFailed {
                 error: "disk full".into(),
             },
+            Event::BackupCopyFailed {
+                target: "nas".into(),
+                archive: "a.tar".into(),
+                error: "refused".into(),
+            },
             Event::DnsSyncFailed {
                 provider: "rfc2136".into(),
                 error: "e".into(),
@@ -617,6 +622,7 @@ mod tests {
                 ("flag_raised", true),
                 ("mirror_failed", true),
                 ("backup_failed", true),
+                ("backup_copy_failed", true),
                 ("dns_sync_failed", true),
                 ("certificate_renewal_failed", true),
                 ("mirror_synced", false),
