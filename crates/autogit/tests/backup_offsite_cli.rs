@@ -238,3 +238,36 @@ fn backups_go_to_s3_and_sftp_verified_and_restore_from_each() {
     assert!(r.stderr.contains("is corrupt"), "{}", r.stderr);
     assert_eq!(marker(&c), "untouched");
 }
+
+/// Without a server: a target that is not configured, and an S3 target whose key variable is
+/// not set, are clear errors naming what to fix (and nothing is fetched).
+#[test]
+fn an_unknown_target_and_an_unset_key_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        "agt-offsite-none",
+        "    - {type: s3, endpoint: \"http://127.0.0.1:9\", bucket: backups, access_key_env: S3_KEY, secret_key_env: S3_SECRET}\n",
+    );
+    let r = run_with(
+        dir.path(),
+        &["restore", "--from", "nowhere", "latest", "--yes"],
+        &[],
+        None,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("no backup target `nowhere` in backup.targets (there are: s3)"),
+        "{}",
+        r.stderr
+    );
+    let r = run_with(
+        dir.path(),
+        &["restore", "--from", "s3", "--list"],
+        &[("S3_KEY", "id")],
+        None,
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("S3_SECRET is not set"), "{}", r.stderr);
+}

@@ -11,10 +11,10 @@ use super::{RemoteObject, Storage, StorageError, check_name, io_err};
 use crate::dns::{sigv4, xml};
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
-use std::io::{Read, Seek, SeekFrom};
+use std::io::SeekFrom;
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 /// The smallest part S3 accepts (all but the last).
 pub const MIN_PART_SIZE: u64 = 5 << 20;
@@ -232,15 +232,15 @@ impl S3 {
             .filter(|s| !s.is_empty())
             .ok_or_else(|| self.remote("CreateMultipartUpload answered no UploadId".into()))?;
         let result = async {
-            let mut f = std::fs::File::open(file).map_err(io_err(file))?;
+            let mut f = tokio::fs::File::open(file).await.map_err(io_err(file))?;
             let mut etags = Vec::new();
             let parts = size.div_ceil(self.cfg.part_size).max(1);
             for n in 1..=parts {
                 let off = (n - 1) * self.cfg.part_size;
                 let len = self.cfg.part_size.min(size - off);
                 let mut buf = vec![0u8; len as usize];
-                f.seek(SeekFrom::Start(off)).map_err(io_err(file))?;
-                f.read_exact(&mut buf).map_err(io_err(file))?;
+                f.seek(SeekFrom::Start(off)).await.map_err(io_err(file))?;
+                f.read_exact(&mut buf).await.map_err(io_err(file))?;
                 let resp = self
                     .send(
                         Method::PUT,
@@ -320,7 +320,7 @@ impl Storage for S3 {
         if size > self.cfg.part_size {
             return self.multipart(file, name, size).await;
         }
-        let body = std::fs::read(file).map_err(io_err(file))?;
+        let body = tokio::fs::read(file).await.map_err(io_err(file))?;
         self.send(Method::PUT, Some(name), &[], body).await?;
         Ok(())
     }
