@@ -7,7 +7,6 @@
 use crate::Settings;
 use crate::extensions::Registry;
 use autogit_core::config::BackupTarget;
-use autogit_drivers::extension::ExtensionStorage;
 use autogit_drivers::remote::ssh::Ssh;
 use autogit_drivers::storage::s3::{DEFAULT_PART_SIZE, S3, S3Config};
 use autogit_drivers::storage::sftp::Sftp;
@@ -15,30 +14,23 @@ use autogit_drivers::storage::{self, Copied, Listed, Storage};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// An opened target; an extension is shut down by [`Opened::close`].
-pub enum Opened {
-    Builtin(Box<dyn Storage>),
-    Extension(Box<ExtensionStorage>),
-}
+/// An opened target; [`Opened::close`] ends an extension's process or a shared SSH
+/// connection.
+pub struct Opened(Box<dyn Storage>);
 
 impl std::fmt::Debug for Opened {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.storage().describe())
+        f.write_str(&self.0.describe())
     }
 }
 
 impl Opened {
     pub fn storage(&self) -> &dyn Storage {
-        match self {
-            Opened::Builtin(s) => s.as_ref(),
-            Opened::Extension(e) => e.as_ref(),
-        }
+        self.0.as_ref()
     }
 
     pub async fn close(self) {
-        if let Opened::Extension(e) = self {
-            e.close().await;
-        }
+        self.0.close().await;
     }
 }
 
@@ -87,7 +79,7 @@ pub async fn open(settings: &Settings, t: &BackupTarget) -> Result<Opened, Strin
                     .unwrap_or(DEFAULT_PART_SIZE),
                 timeout: Duration::from_secs(1800),
             })
-            .map(|s| Opened::Builtin(Box::new(s)))
+            .map(|s| Opened(Box::new(s)))
             .map_err(|e| e.to_string())
         }
         BackupTarget::Sftp(s) => {
@@ -99,7 +91,7 @@ pub async fn open(settings: &Settings, t: &BackupTarget) -> Result<Opened, Strin
             cfg.command_timeout = Duration::from_secs(3600);
             let ssh = Ssh::new(cfg, &s.host).map_err(|e| e.to_string())?;
             Sftp::new(&s.name, ssh, &s.path)
-                .map(|s| Opened::Builtin(Box::new(s)))
+                .map(|s| Opened(Box::new(s)))
                 .map_err(|e| e.to_string())
         }
         BackupTarget::Extension(e) => {
@@ -107,7 +99,7 @@ pub async fn open(settings: &Settings, t: &BackupTarget) -> Result<Opened, Strin
             registry
                 .storage_extension(&e.name, settings)
                 .await
-                .map(|e| Opened::Extension(Box::new(e)))
+                .map(|e| Opened(Box::new(e)))
                 .map_err(|e| e.to_string())
         }
     }

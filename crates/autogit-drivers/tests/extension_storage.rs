@@ -107,7 +107,7 @@ async fn the_sdk_example_stores_archives_verified_with_retention() {
         .await
         .unwrap_err();
     assert!(matches!(e, StorageError::NotFound { .. }), "{e}");
-    st.close().await;
+    st.shutdown().await;
 }
 
 #[tokio::test]
@@ -144,5 +144,5 @@ async fn an_extension_that_stores_something_else_is_caught_by_the_read_back() {
     assert!(e.to_string().contains("read back differs"), "{e}");
     // Nothing that looks like a complete copy is left.
     assert!(st.list().await.unwrap().is_empty());
-    st.close().await;
+    st.shutdown().await;
 }

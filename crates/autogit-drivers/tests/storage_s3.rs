@@ -19,6 +19,10 @@ fn server() -> Option<RcloneS3> {
 }
 
 fn store(s: &RcloneS3, secret: &str) -> S3 {
+    store_parts(s, secret, MIN_PART_SIZE)
+}
+
+fn store_parts(s: &RcloneS3, secret: &str, part_size: u64) -> S3 {
     S3::new(S3Config {
         name: "offsite".into(),
         endpoint: s.endpoint(),
@@ -28,7 +32,7 @@ fn store(s: &RcloneS3, secret: &str) -> S3 {
         access_key_id: s.access_key.clone(),
         secret_access_key: secret.to_owned().into(),
         key_envs: ("S3_KEY_ID".into(), "S3_SECRET".into()),
-        part_size: MIN_PART_SIZE,
+        part_size,
         timeout: Duration::from_secs(60),
     })
     .unwrap()
@@ -134,4 +138,35 @@ async fn a_wrong_secret_key_is_a_clear_error_without_the_key() {
         "{msg}"
     );
     assert!(!format!("{st:?}").contains(&s.secret_key));
+}
+
+/// Measures (never asserts) a verified copy of a 256 MiB archive to a loopback `rclone serve
+/// s3` in 64 MiB parts and a verified fetch back: `cargo test --release -p autogit-drivers
+/// --test storage_s3 -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement"]
+async fn measure_a_256_mib_copy_and_fetch() {
+    let Some(s) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let st = store_parts(
+        &s,
+        &s.secret_key,
+        autogit_drivers::storage::s3::DEFAULT_PART_SIZE,
+    );
+    let big = archive(dir.path(), 0, 256 << 20);
+    let t = std::time::Instant::now();
+    let c = upload_verified(&st, &big, dir.path()).await.unwrap();
+    let up = t.elapsed();
+    let t = std::time::Instant::now();
+    fetch_verified(&st, &c.name, &dir.path().join("back.tar"))
+        .await
+        .unwrap();
+    let down = t.elapsed();
+    println!(
+        "256 MiB: upload + read-back verify {:.2} s ({:.0} MiB/s), verified fetch {:.2} s ({:.0} MiB/s)",
+        up.as_secs_f64(),
+        256.0 / up.as_secs_f64(),
+        down.as_secs_f64(),
+        256.0 / down.as_secs_f64()
+    );
 }

@@ -91,6 +91,13 @@ async fn upload_list_retention_fetch_and_a_corrupt_copy_refused() {
 
     let e = fetch_verified(&st, &names[0], &dest2).await.unwrap_err();
     assert!(matches!(e, StorageError::NotFound { .. }), "{e}");
+    // The shared connection ends with the target (no ssh left for ControlPersist's minute).
+    st.close().await;
+    let control = data.path().join("ssh");
+    assert_eq!(
+        std::fs::read_dir(&control).map(|d| d.count()).unwrap_or(0),
+        0
+    );
 }
 
 #[tokio::test]

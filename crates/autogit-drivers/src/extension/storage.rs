@@ -70,7 +70,7 @@ impl ExtensionStorage {
     }
 
     /// Sends `shutdown` and waits for it to exit.
-    pub async fn close(&self) {
+    pub async fn shutdown(&self) {
         if let Some(p) = self.process.lock().await.take() {
             p.shutdown().await;
         }
@@ -141,5 +141,9 @@ impl Storage for ExtensionStorage {
             Ok(_) | Err(StorageError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    async fn close(&self) {
+        self.shutdown().await;
     }
 }

@@ -93,6 +93,8 @@ pub trait Storage: Send + Sync {
     async fn list(&self) -> Result<Vec<RemoteObject>, StorageError>;
     /// Deletes `name`; one that is not there is not an error.
     async fn delete(&self, name: &str) -> Result<(), StorageError>;
+    /// Releases what the provider holds open (a shared SSH connection, an extension process).
+    async fn close(&self) {}
 }
 
 /// An archive name, or an archive name with [`CHECKSUM_SUFFIX`]: nothing else is put,

@@ -141,6 +141,11 @@ impl Storage for Sftp {
             Err(e) => Err(e),
         }
     }
+
+    /// Ends the shared SSH connection (`ControlPersist` would keep it a minute).
+    async fn close(&self) {
+        self.ssh.close().await;
+    }
 }
 
 /// Regular files of `ls -ln` as sftp prints it (`-rw------- 1 0 0 1234 Dec  7 03:00 dir/name`;
