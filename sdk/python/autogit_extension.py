@@ -31,12 +31,14 @@ __all__ = [
     "Setting",
     "DnsProvider",
     "NotifyProvider",
+    "StorageProvider",
     "Extension",
     "ExtensionError",
     "ConfigError",
     "AuthError",
     "ZoneChanged",
     "Unavailable",
+    "NotFound",
     "log",
 ]
 
@@ -74,6 +76,12 @@ class Unavailable(ExtensionError):
     """The backend did not answer: whether the change was applied is unknown."""
 
     code = -32004
+
+
+class NotFound(ExtensionError):
+    """storage.get / storage.delete: no object of that name."""
+
+    code = -32005
 
 
 class Setting:
@@ -151,6 +159,40 @@ class NotifyProvider:
         """Called before the process ends (also when initialize never ran)."""
 
 
+class StorageProvider:
+    """Base class of a ``storage`` provider: where autogit copies backup archives. Objects
+    are flat names; archives never travel through the protocol: ``put`` reads the local file
+    ``path`` and ``get`` writes it (autogit verifies each copy by reading it back, and keeps
+    the SHA-256 as an object ``<name>.sha256`` of its own)."""
+
+    settings = []
+
+    def initialize(self, config, secrets, context):
+        """``config``: the plain settings (typed); ``secrets``: the secret ones."""
+
+    def put(self, name, path):
+        """Store the file ``path`` as ``name``, replacing an object of that name."""
+        raise ExtensionError("storage.put is not implemented", None)
+
+    def get(self, name, path):
+        """Write object ``name`` to the file ``path``; raise ``NotFound`` if there is none."""
+        raise ExtensionError("storage.get is not implemented", None)
+
+    def list(self):
+        """Every object: ``[{"name": ..., "size": bytes}]``."""
+        raise ExtensionError("storage.list is not implemented", None)
+
+    def delete(self, name):
+        """Delete object ``name``; raise ``NotFound`` (or return) if there is none."""
+        raise ExtensionError("storage.delete is not implemented", None)
+
+    def health(self):
+        return {"status": "ok", "detail": ""}
+
+    def shutdown(self):
+        """Called before the process ends (also when initialize never ran)."""
+
+
 def log(*parts):
     """One line to stderr: autogit's log."""
     print(*parts, file=sys.stderr, flush=True)
@@ -176,6 +218,10 @@ class Extension:
 
     def notify(self, provider):
         self.providers["notify"] = provider
+        return self
+
+    def storage(self, provider):
+        self.providers["storage"] = provider
         return self
 
     def manifest(self):
@@ -229,6 +275,17 @@ class Extension:
             return {}
         if method == "notify.send":
             self._provider().send(params)
+            return {}
+        if method == "storage.put":
+            self._provider().put(params["name"], params["path"])
+            return {}
+        if method == "storage.get":
+            self._provider().get(params["name"], params["path"])
+            return {}
+        if method == "storage.list":
+            return {"objects": list(self._provider().list())}
+        if method == "storage.delete":
+            self._provider().delete(params["name"])
             return {}
         if method == "shutdown":
             return {}

@@ -36,6 +36,9 @@ pub struct Taken {
     pub btrfs_snapshot: Option<PathBuf>,
     /// Why the snapshot (an extra) was not taken, when it should have been.
     pub snapshot_warning: Option<String>,
+    /// The copies to `backup.targets`, verified, each with its outcome.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copies: Vec<crate::offsite::Copy>,
 }
 
 /// The running GitLab container of the platform, on the configured engine.
@@ -96,6 +99,34 @@ impl BackupController {
     }
 
     fn published(&self, result: Result<Taken, String>) -> Result<Taken, String> {
+        let archive = |t: &Taken| {
+            t.report
+                .archive
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        let copies: Vec<Event> = match &result {
+            Ok(t) => t
+                .copies
+                .iter()
+                .map(|c| match (&c.copied, &c.error) {
+                    (Some(ok), None) => Event::BackupCopied {
+                        target: c.target.clone(),
+                        archive: ok.name.clone(),
+                        bytes: ok.size,
+                        sha256: ok.sha256.clone(),
+                        removed: ok.removed.clone(),
+                    },
+                    (_, error) => Event::BackupCopyFailed {
+                        target: c.target.clone(),
+                        archive: archive(t),
+                        error: error.clone().unwrap_or_default(),
+                    },
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
         self.bus.publish(match &result {
             Ok(t) => Event::BackupCreated {
                 archive: t.report.archive.display().to_string(),
@@ -107,6 +138,9 @@ impl BackupController {
                 error: error.clone(),
             },
         });
+        for e in copies {
+            self.bus.publish(e);
+        }
         result
     }
 
@@ -162,6 +196,7 @@ impl BackupController {
             autogit_version: env!("CARGO_PKG_VERSION").to_owned(),
             encryption: self.encryption(),
         };
+        let work = opts.work.clone();
         let result = backup::create(engine, id, &opts, progress)
             .await
             .map_err(|e| e.to_string());
@@ -187,10 +222,23 @@ impl BackupController {
             // The archive is complete; the snapshot is an extra.
             Err(e) => (None, Some(e)),
         };
+        let mut copies = Vec::new();
+        if !self.settings.config.backup.targets.is_empty() {
+            progress("copying the archive to backup.targets");
+            copies =
+                crate::offsite::copy_all(&self.settings, &report.archive, &work, started).await;
+            for c in &copies {
+                progress(&match &c.error {
+                    None => format!("{}: copied and verified", c.target),
+                    Some(e) => format!("{}: NOT copied: {e}", c.target),
+                });
+            }
+        }
         Ok(Taken {
             report,
             btrfs_snapshot,
             snapshot_warning,
+            copies,
         })
     }
 
@@ -278,6 +326,22 @@ fn btrfs_snapshot(
 }
 
 impl BackupController {
+    /// Fetches `archive` (a name, or `latest`) from the backup target `target` into
+    /// `<data_dir>/tmp/restore/` and verifies it against its checksum file: a corrupt copy
+    /// is refused before anything is restored. Returns the local path.
+    pub async fn fetch(&self, target: &str, archive: &str) -> Result<PathBuf, String> {
+        let data = self.settings.ensure_data_dir()?;
+        crate::offsite::fetch(&self.settings, target, archive, &data.join("tmp/restore")).await
+    }
+
+    /// The complete archives on the backup target `target`, oldest first.
+    pub async fn list_target(
+        &self,
+        target: &str,
+    ) -> Result<Vec<autogit_drivers::storage::Listed>, String> {
+        crate::offsite::list(&self.settings, target).await
+    }
+
     /// Restores `archive` into the running GitLab (same version only; every member verified
     /// before anything is touched; see `drivers::backup::restore`), then waits up to `wait`
     /// for GitLab's readiness endpoint.

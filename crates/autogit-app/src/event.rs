@@ -112,6 +112,21 @@ pub enum Event {
     BackupFailed {
         error: String,
     },
+    /// An archive was copied to a backup target and read back identical.
+    BackupCopied {
+        target: String,
+        archive: String,
+        bytes: u64,
+        sha256: String,
+        /// Archives retention deleted on the target.
+        removed: Vec<String>,
+    },
+    /// An archive could not be copied to (or verified on) a backup target.
+    BackupCopyFailed {
+        target: String,
+        archive: String,
+        error: String,
+    },
     /// An on-demand runner container was started or stopped on its host.
     RunnerScaled {
         runner: String,
@@ -232,6 +247,8 @@ impl Event {
             Event::IngressRefreshFailed { .. } => "ingress_refresh_failed",
             Event::BackupCreated { .. } => "backup_created",
             Event::BackupFailed { .. } => "backup_failed",
+            Event::BackupCopied { .. } => "backup_copied",
+            Event::BackupCopyFailed { .. } => "backup_copy_failed",
             Event::RunnerScaled { .. } => "runner_scaled",
             Event::RunnerScaleFailed { .. } => "runner_scale_failed",
             Event::RunnerRegistered { .. } => "runner_registered",
@@ -259,6 +276,7 @@ impl Event {
             | Event::CertificateRenewalFailed { .. }
             | Event::IngressRefreshFailed { .. }
             | Event::BackupFailed { .. }
+            | Event::BackupCopyFailed { .. }
             | Event::RunnerScaleFailed { .. }
             | Event::RunnerRegistrationFailed { .. }
             | Event::ControllerFailed { .. } => Severity::Error,
@@ -321,6 +339,9 @@ impl Event {
             | Event::IngressRefreshFailed { .. } => Some("tls"),
             Event::DnsSynced { .. } | Event::DnsSyncFailed { .. } => Some("dns"),
             Event::BackupCreated { .. } | Event::BackupFailed { .. } => Some("backup"),
+            Event::BackupCopied { target, .. } | Event::BackupCopyFailed { target, .. } => {
+                Some(target)
+            }
             Event::MirrorSyncStarted { .. } | Event::MirrorSyncFinished { .. } => Some("mirror"),
             Event::ReconcileAction { .. } | Event::WebhookFailed { .. } => None,
         }
@@ -392,6 +413,20 @@ impl Event {
                 )
             }
             Event::BackupFailed { error } => format!("backup failed: {error}"),
+            Event::BackupCopied {
+                target,
+                archive,
+                bytes,
+                ..
+            } => format!(
+                "backup {archive} copied to {target} and verified ({} MiB)",
+                bytes.div_ceil(1 << 20)
+            ),
+            Event::BackupCopyFailed {
+                target,
+                archive,
+                error,
+            } => format!("backup {archive} was not copied to {target}: {error}"),
             Event::RunnerHostPrepared { host, steps } => {
                 format!("{host} prepared for NVIDIA GPUs: {}", steps.join("; "))
             }
@@ -533,6 +568,11 @@ mod tests {
             Event::BackupFailed {
                 error: "disk full".into(),
             },
+            Event::BackupCopyFailed {
+                target: "nas".into(),
+                archive: "a.tar".into(),
+                error: "refused".into(),
+            },
             Event::DnsSyncFailed {
                 provider: "rfc2136".into(),
                 error: "e".into(),
@@ -582,6 +622,7 @@ mod tests {
                 ("flag_raised", true),
                 ("mirror_failed", true),
                 ("backup_failed", true),
+                ("backup_copy_failed", true),
                 ("dns_sync_failed", true),
                 ("certificate_renewal_failed", true),
                 ("mirror_synced", false),

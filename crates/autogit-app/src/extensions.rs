@@ -281,6 +281,24 @@ impl Registry {
         ext::ExtensionNotify::start(found, &grant(settings, &available), self.limits).await
     }
 
+    /// The enabled extension `name`, started as a `storage` provider (`backup.targets`'
+    /// `{type: extension, name}`).
+    pub async fn storage_extension(
+        &self,
+        name: &str,
+        settings: &Settings,
+    ) -> Result<ext::ExtensionStorage, ExtensionError> {
+        if !self.enabled.iter().any(|n| n == name) {
+            return Err(ExtensionError::Config {
+                name: name.to_owned(),
+                reason: "backup.targets names it, but it is not in EXTENSIONS_ENABLED".to_owned(),
+            });
+        }
+        let found = self.find(name)?;
+        let available = self.available();
+        ext::ExtensionStorage::start(found, &grant(settings, &available), self.limits).await
+    }
+
     /// The extension `name` if it is installed.
     pub fn find(&self, name: &str) -> Result<&Found, ExtensionError> {
         self.found

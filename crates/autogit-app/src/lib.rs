@@ -26,6 +26,7 @@ pub mod guard_model;
 pub mod logs;
 pub mod metrics;
 pub mod mirror;
+pub mod offsite;
 pub mod plan;
 pub mod platform;
 pub mod registry;

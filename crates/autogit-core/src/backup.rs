@@ -137,6 +137,50 @@ pub fn retention(names: &[String], keep: u32) -> Vec<String> {
     archives[..excess].iter().map(|s| (*s).clone()).collect()
 }
 
+/// When the archive `name` was taken (Unix seconds, UTC), read from its name.
+pub fn archive_time(name: &str) -> Option<u64> {
+    if !is_archive_name(name) {
+        return None;
+    }
+    let r = name.strip_prefix(ARCHIVE_PREFIX)?;
+    let num = |a: usize, b: usize| r.get(a..b)?.parse::<u32>().ok();
+    let days = crate::civil::days_from_civil(i64::from(num(0, 4)?), num(4, 6)?, num(6, 8)?)?;
+    let secs =
+        u64::from(num(9, 11)?) * 3600 + u64::from(num(11, 13)?) * 60 + u64::from(num(13, 15)?);
+    u64::try_from(days).ok().map(|d| d * 86_400 + secs)
+}
+
+/// Which archives a backup target deletes: those beyond the newest `keep`, and those older
+/// than `max_age` seconds at `now`. The newest archive is never deleted, and names that are
+/// not archive names are never touched.
+pub fn remote_retention(
+    names: &[String],
+    keep: u32,
+    max_age: Option<u64>,
+    now: u64,
+) -> Vec<String> {
+    let mut archives: Vec<&String> = names.iter().filter(|n| is_archive_name(n)).collect();
+    archives.sort();
+    archives.dedup();
+    let Some((newest, older)) = archives.split_last() else {
+        return Vec::new();
+    };
+    let by_count = retention(
+        &archives.iter().map(|s| (*s).clone()).collect::<Vec<_>>(),
+        keep,
+    );
+    older
+        .iter()
+        .filter(|n| {
+            by_count.contains(n)
+                || max_age
+                    .is_some_and(|age| archive_time(n).is_some_and(|t| now.saturating_sub(t) > age))
+        })
+        .filter(|n| **n != *newest)
+        .map(|n| (*n).clone())
+        .collect()
+}
+
 /// What an archive member is, by name.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberKind {
@@ -321,6 +365,42 @@ pub fn check_version(archive: &str, running: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Remote retention: keep N, then age; the newest copy survives both; other files stay.
+    #[test]
+    fn remote_retention_by_count_and_age() {
+        let day = 86_400;
+        let t0 = 1_764_556_200; // 2025-12-01T02:30:00Z
+        let name = |d: u64| archive_name(t0 + d * day, "18.5.4");
+        assert_eq!(archive_time(&name(0)), Some(t0));
+        assert_eq!(archive_time("notes.txt"), None);
+        let names: Vec<String> = (0..5)
+            .map(name)
+            .chain(["notes.txt".to_owned(), format!("{}.sha256", name(0))])
+            .collect();
+        let now = t0 + 4 * day;
+        // (keep, max_age in days, what goes)
+        let table: [(u32, Option<u64>, Vec<u64>); 5] = [
+            (0, None, vec![]),
+            (3, None, vec![0, 1]),
+            (0, Some(2), vec![0, 1]),
+            (4, Some(3), vec![0]),
+            (10, Some(0), vec![0, 1, 2, 3]),
+        ];
+        for (keep, age, gone) in table {
+            let want: Vec<String> = gone.into_iter().map(name).collect();
+            assert_eq!(
+                remote_retention(&names, keep, age.map(|a| a * day), now),
+                want,
+                "keep {keep} max_age {age:?}"
+            );
+        }
+        // Everything too old: the newest still stays.
+        assert_eq!(
+            remote_retention(&names, 0, Some(1), now + 100 * day),
+            (0..4).map(name).collect::<Vec<_>>()
+        );
+    }
 
     #[test]
     fn gitlab_backup_names() {

@@ -591,6 +591,95 @@ pub struct Backup {
     /// archives are plain tar files. The matching identities are not on this host.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub encrypt_to: Vec<String>,
+    /// Where every archive is copied off the host, verified, with retention there
+    /// (`backup.targets`; docs/gitlab.md "Off-host copies"). Empty: archives stay local.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<BackupTarget>,
+}
+
+/// One off-host store of archives (`backup.targets[]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum BackupTarget {
+    /// An S3-compatible bucket (AWS S3, MinIO, Ceph, rclone ...), SigV4 over HTTPS.
+    S3(S3Target),
+    /// A directory on an SSH host, over `sftp` with the host key pinned in autogit's
+    /// `known_hosts`.
+    Sftp(SftpTarget),
+    /// An extension of type `storage` (enabled by EXTENSIONS_ENABLED); `name` is its name.
+    Extension(ExtensionTarget),
+}
+
+/// How many copies a target keeps: the newest `keep` (none: `backup.retention`), and none
+/// older than `max_age` (the newest copy is always kept).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct TargetRetention {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Dur>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct S3Target {
+    /// The target's name (`backup restore --from NAME`); default `s3`.
+    pub name: String,
+    /// The service's base URL, e.g. `https://s3.eu-central-1.amazonaws.com`; requests use
+    /// path-style addressing (`<endpoint>/<bucket>/<key>`).
+    pub endpoint: String,
+    pub bucket: String,
+    /// The SigV4 signing region; default `us-east-1`.
+    pub region: String,
+    /// Prepended to every object key (e.g. `gitlab/`); default none.
+    pub prefix: String,
+    /// The NAME of the variable holding the access key id (default `AWS_ACCESS_KEY_ID`).
+    pub access_key_env: String,
+    /// The NAME of the variable holding the secret key (default `AWS_SECRET_ACCESS_KEY`).
+    pub secret_key_env: String,
+    #[serde(flatten)]
+    pub retention: TargetRetention,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SftpTarget {
+    /// Default `sftp`.
+    pub name: String,
+    /// `host` or `user@host`; its key must be trusted first (`autogit runner trust HOST`).
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The remote directory (absolute, or relative to the login directory); it must exist.
+    pub path: String,
+    /// The private key to log in with; none: ssh's defaults.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(flatten)]
+    pub retention: TargetRetention,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExtensionTarget {
+    pub name: String,
+    #[serde(flatten)]
+    pub retention: TargetRetention,
+}
+
+impl BackupTarget {
+    pub fn name(&self) -> &str {
+        match self {
+            Self::S3(t) => &t.name,
+            Self::Sftp(t) => &t.name,
+            Self::Extension(t) => &t.name,
+        }
+    }
+
+    pub fn retention(&self) -> &TargetRetention {
+        match self {
+            Self::S3(t) => &t.retention,
+            Self::Sftp(t) => &t.retention,
+            Self::Extension(t) => &t.retention,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -727,6 +816,7 @@ impl Default for Config {
                 schedule: DEFAULT_BACKUP_SCHEDULE.to_owned(),
                 btrfs_snapshot: AutoBool::Auto,
                 encrypt_to: Vec::new(),
+                targets: Vec::new(),
             },
             platform: Platform {
                 engine: EngineKind::Auto,

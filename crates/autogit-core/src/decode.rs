@@ -813,7 +813,24 @@ keys!(BackupKey {
     retention,
     schedule,
     btrfs_snapshot,
-    encrypt_to
+    encrypt_to,
+    targets
+});
+keys!(TargetKey {
+    r#type = "type",
+    name,
+    endpoint,
+    bucket,
+    region,
+    prefix,
+    access_key_env,
+    secret_key_env,
+    host,
+    port,
+    path,
+    identity,
+    keep,
+    max_age
 });
 keys!(LogsKey {
     retention,
@@ -1777,6 +1794,177 @@ fn backup(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, b: &mut Backup) {
     if let Some(v) = cx.list_of(&o, K::encrypt_to, p_age_recipient) {
         b.encrypt_to = v;
     }
+    for (path, node) in cx.list(&o, K::targets) {
+        use TargetKey as T;
+        let to = cx.obj::<T>(Some(node), &path);
+        let Some(to_ref) = &to else { continue };
+        let (loc, p) = (to_ref.loc(), to_ref.path().to_owned());
+        let retention = TargetRetention {
+            keep: cx.field(&to, T::keep, p_small_count),
+            max_age: cx.field(&to, T::max_age, p_duration),
+        };
+        let name = |cx: &mut Cx, default: &str| {
+            cx.field(&to, T::name, p_extension_name)
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let target = match cx.field(&to, T::r#type, p_string).as_deref() {
+            Some("s3") => {
+                cx.required(
+                    &to,
+                    T::endpoint,
+                    "the S3 service's URL, e.g. https://s3.amazonaws.com",
+                );
+                cx.required(&to, T::bucket, "the bucket's name");
+                let name = name(cx, "s3");
+                let endpoint = cx.field(&to, T::endpoint, p_http_url);
+                let bucket = cx.field(&to, T::bucket, p_bucket);
+                let region = cx.field(&to, T::region, p_region);
+                let prefix = cx.field(&to, T::prefix, p_object_prefix);
+                let access_key_env = cx.field(&to, T::access_key_env, p_env_name);
+                let secret_key_env = cx.field(&to, T::secret_key_env, p_env_name);
+                match (endpoint, bucket) {
+                    (Some(endpoint), Some(bucket)) => Some(BackupTarget::S3(S3Target {
+                        name,
+                        endpoint: endpoint.trim_end_matches('/').to_owned(),
+                        bucket,
+                        region: region.unwrap_or_else(|| "us-east-1".into()),
+                        prefix: prefix.unwrap_or_default(),
+                        access_key_env: access_key_env
+                            .unwrap_or_else(|| "AWS_ACCESS_KEY_ID".into()),
+                        secret_key_env: secret_key_env
+                            .unwrap_or_else(|| "AWS_SECRET_ACCESS_KEY".into()),
+                        retention,
+                    })),
+                    _ => None,
+                }
+            }
+            Some("sftp") => {
+                cx.required(&to, T::host, "the SSH host (`host` or `user@host`)");
+                cx.required(&to, T::path, "the remote directory");
+                let name = name(cx, "sftp");
+                let host = cx.field(&to, T::host, p_ssh_host);
+                let port = cx.field(&to, T::port, p_port);
+                let rpath = cx.field(&to, T::path, p_remote_path);
+                let identity = cx.field(&to, T::identity, p_string);
+                match (host, rpath) {
+                    (Some(host), Some(path)) => Some(BackupTarget::Sftp(SftpTarget {
+                        name,
+                        host,
+                        port,
+                        path,
+                        identity,
+                        retention,
+                    })),
+                    _ => None,
+                }
+            }
+            Some("extension") => {
+                cx.required(&to, T::name, "the extension's name (EXTENSIONS_ENABLED)");
+                cx.field(&to, T::name, p_extension_name)
+                    .map(|name| BackupTarget::Extension(ExtensionTarget { name, retention }))
+            }
+            Some(other) => {
+                let loc = to_ref.key_loc(T::r#type).unwrap_or(loc);
+                let mut d = Diagnostic::error(
+                    "invalid-value",
+                    format!("unknown backup target type `{other}`"),
+                )
+                .expected("`s3`, `sftp` or `extension`")
+                .found(format!("`{other}`"));
+                if let Some(s) = suggest(other, ["s3", "sftp", "extension"]) {
+                    d = d.label(format!("did you mean `{s}`?"));
+                }
+                cx.error_at(loc, &format!("{p}.type"), d);
+                None
+            }
+            None => {
+                cx.required(&to, T::r#type, "`s3`, `sftp` or `extension`");
+                None
+            }
+        };
+        if let Some(t) = target {
+            if b.targets.iter().any(|o| o.name() == t.name()) {
+                let loc = to_ref.key_loc(T::name).unwrap_or(loc);
+                cx.error_at(
+                    loc,
+                    &format!("{p}.name"),
+                    Diagnostic::error(
+                        "duplicate",
+                        format!("two backup targets are named `{}`", t.name()),
+                    )
+                    .expected("a `name` per target (`backup restore --from NAME` picks one)"),
+                );
+            }
+            b.targets.push(t);
+        }
+    }
+}
+
+/// An S3 bucket name: 3 to 63 lower-case letters, digits, `.` and `-`.
+fn p_bucket(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a bucket name"))?.trim();
+    let ok = (3..=63).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        && s.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new("a bucket name: 3 to 63 of a-z, 0-9, `.` and `-`"))
+    }
+}
+
+/// A SigV4 region such as `eu-central-1`.
+fn p_region(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a region"))?.trim();
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new("a region such as `us-east-1`"))
+    }
+}
+
+/// Path characters autogit puts in a URL or an sftp batch command without quoting trouble.
+fn plain_path_chars(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'/' | b'~'))
+        && !s.split('/').any(|c| c == "..")
+}
+
+/// An object key prefix such as `gitlab/`: letters, digits, `._-/`, no leading `/`.
+fn p_object_prefix(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a key prefix"))?.trim();
+    if s.len() <= 512 && !s.starts_with('/') && plain_path_chars(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new(
+            "a key prefix of letters, digits, `.`, `_`, `-` and `/` (not starting with `/`)",
+        ))
+    }
+}
+
+/// A remote directory for sftp: letters, digits, `._-/~`, no `..`.
+fn p_remote_path(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a directory"))?.trim();
+    if !s.is_empty() && s.len() <= 1024 && plain_path_chars(s) {
+        Ok(s.trim_end_matches('/').to_owned()).map(|p| if p.is_empty() { "/".into() } else { p })
+    } else {
+        Err(Bad::new(
+            "a directory of letters, digits, `.`, `_`, `-`, `~` and `/` (no `..`)",
+        ))
+    }
+}
+
+/// `host` or `user@host`, as the SSH driver accepts it.
+fn p_ssh_host(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a host"))?.trim();
+    crate::remote::check_ssh_host(s)
+        .map(|()| s.to_owned())
+        .map_err(|why| Bad::new("`host` or `user@host`").help(why))
 }
 
 fn logs(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, l: &mut Logs) {

@@ -37,6 +37,8 @@ pub mod code {
     pub const ZONE_CHANGED: i64 = -32003;
     /// The backend could not be reached or did not answer: the outcome is unknown.
     pub const UNAVAILABLE: i64 = -32004;
+    /// `storage.get`/`storage.delete`: no object of that name.
+    pub const NOT_FOUND: i64 = -32005;
     /// JSON-RPC: the method does not exist.
     pub const METHOD_NOT_FOUND: i64 = -32601;
 }
@@ -67,7 +69,10 @@ impl ProviderType {
 
     /// Whether autogit can use providers of this type from an extension yet.
     pub fn supported(self) -> bool {
-        matches!(self, ProviderType::Dns | ProviderType::Notify)
+        matches!(
+            self,
+            ProviderType::Dns | ProviderType::Notify | ProviderType::Storage
+        )
     }
 }
 

@@ -313,6 +313,36 @@ fn config() -> impl Strategy<Value = Config> {
             c.backup.schedule = b.1;
             c.platform.ingress = b.2;
             c.backup.encrypt_to = b.3;
+            c.backup.targets = vec![
+                BackupTarget::S3(S3Target {
+                    name: "s3".into(),
+                    endpoint: "https://s3.example.com".into(),
+                    bucket: "autogit".into(),
+                    region: "eu-west-1".into(),
+                    prefix: "gitlab/".into(),
+                    access_key_env: "S3_KEY_ID".into(),
+                    secret_key_env: "S3_SECRET".into(),
+                    retention: TargetRetention {
+                        keep: Some(b.0),
+                        max_age: None,
+                    },
+                }),
+                BackupTarget::Sftp(SftpTarget {
+                    name: "nas".into(),
+                    host: "backup@nas.lan".into(),
+                    port: Some(2222),
+                    path: "/srv/backups".into(),
+                    identity: None,
+                    retention: TargetRetention {
+                        keep: None,
+                        max_age: Some(Dur::secs(30 * 86_400)),
+                    },
+                }),
+                BackupTarget::Extension(ExtensionTarget {
+                    name: "b2-store".into(),
+                    retention: TargetRetention::default(),
+                }),
+            ];
             c.logs = lg;
             (
                 c.gitlab.users,

@@ -23,6 +23,7 @@ pub mod remote;
 pub mod runtime;
 pub mod secrets;
 pub mod state;
+pub mod storage;
 pub mod systemd;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -9,6 +9,7 @@ pub mod bind;
 pub mod dnsmasq;
 pub mod netns;
 pub mod pebble;
+pub mod rclone;
 
 static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -41,6 +41,8 @@ pub mod code {
     pub const AUTH: i64 = -32002;
     pub const ZONE_CHANGED: i64 = -32003;
     pub const UNAVAILABLE: i64 = -32004;
+    /// `storage.get` / `storage.delete`: no object of that name.
+    pub const NOT_FOUND: i64 = -32005;
     pub const METHOD_NOT_FOUND: i64 = -32601;
     pub const PARSE: i64 = -32700;
 }
@@ -78,6 +80,10 @@ impl Error {
     /// The backend did not answer: the outcome is unknown.
     pub fn unavailable(m: impl Into<String>) -> Self {
         Self::new(code::UNAVAILABLE, m)
+    }
+    /// `storage.get` / `storage.delete`: no object of that name.
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(code::NOT_FOUND, m)
     }
 }
 
@@ -259,6 +265,33 @@ pub trait NotifyProvider {
     fn shutdown(&mut self) {}
 }
 
+/// One object on a storage backend (`storage.list`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoredObject {
+    pub name: String,
+    pub size: u64,
+}
+
+/// A `storage` provider: a place autogit copies backup archives to. Names are flat;
+/// archives never travel through the protocol: `put` reads the local file `path`, `get`
+/// writes it. autogit verifies every copy by reading it back and keeps the SHA-256 as an
+/// object `<name>.sha256` of its own.
+pub trait StorageProvider {
+    fn settings(&self) -> Vec<Setting>;
+    fn initialize(&mut self, init: &Init) -> Result<(), Error>;
+    /// Store the file `path` as `name`, replacing an object of that name.
+    fn put(&mut self, name: &str, path: &str) -> Result<(), Error>;
+    /// Write object `name` to the file `path` ([`Error::not_found`] if there is none).
+    fn get(&mut self, name: &str, path: &str) -> Result<(), Error>;
+    fn list(&mut self) -> Result<Vec<StoredObject>, Error>;
+    /// Delete object `name` (one that is not there: `Ok` or [`Error::not_found`]).
+    fn delete(&mut self, name: &str) -> Result<(), Error>;
+    fn health(&mut self) -> Result<Health, Error> {
+        Ok(Health::ok(""))
+    }
+    fn shutdown(&mut self) {}
+}
+
 /// An extension: its name (its file name in the extensions directory), version, the
 /// environment variables it inherits from autogit, its dependencies, its providers.
 pub struct Extension {
@@ -269,6 +302,7 @@ pub struct Extension {
     dependencies: Vec<String>,
     dns: Option<Box<dyn DnsProvider>>,
     notify: Option<Box<dyn NotifyProvider>>,
+    storage: Option<Box<dyn StorageProvider>>,
     /// The provider type `initialize` chose.
     active: Option<&'static str>,
 }
@@ -300,6 +334,7 @@ impl Extension {
             dependencies: Vec::new(),
             dns: None,
             notify: None,
+            storage: None,
             active: None,
         }
     }
@@ -321,6 +356,11 @@ impl Extension {
         self.dns = Some(Box::new(provider));
         self
     }
+    pub fn storage(mut self, provider: impl StorageProvider + 'static) -> Self {
+        self.storage = Some(Box::new(provider));
+        self
+    }
+
     pub fn notify(mut self, provider: impl NotifyProvider + 'static) -> Self {
         self.notify = Some(Box::new(provider));
         self
@@ -348,6 +388,15 @@ impl Extension {
             }
             providers.push(json!({"type": "notify", "config": settings}));
         }
+        if let Some(p) = &self.storage {
+            let settings = p.settings();
+            for s in settings.iter().filter(|s| s.secret) {
+                if !secrets.contains(&s.key) {
+                    secrets.push(s.key.clone());
+                }
+            }
+            providers.push(json!({"type": "storage", "config": settings}));
+        }
         json!({
             "name": self.name,
             "version": self.version,
@@ -374,6 +423,16 @@ impl Extension {
             Some("notify") => Ok(self.notify.as_mut().expect("initialized as notify")),
             Some(other) => Err(Error::failed(format!(
                 "initialized as `{other}`, not notify"
+            ))),
+        }
+    }
+
+    fn storage_provider(&mut self) -> Result<&mut Box<dyn StorageProvider>, Error> {
+        match self.active {
+            None => Err(Error::failed("initialize first")),
+            Some("storage") => Ok(self.storage.as_mut().expect("initialized as storage")),
+            Some(other) => Err(Error::failed(format!(
+                "initialized as `{other}`, not storage"
             ))),
         }
     }
@@ -409,6 +468,12 @@ impl Extension {
                         p.initialize(&init)?;
                         self.active = Some("notify");
                     }
+                    ("storage", _, _) if self.storage.is_some() => {
+                        if let Some(p) = self.storage.as_mut() {
+                            p.initialize(&init)?;
+                        }
+                        self.active = Some("storage");
+                    }
                     _ => {
                         return Err(Error::config(format!(
                             "this extension does not provide `{kind}`"
@@ -420,6 +485,7 @@ impl Extension {
             "health" => {
                 let h = match self.active {
                     Some("notify") => self.notify_provider()?.health()?,
+                    Some("storage") => self.storage_provider()?.health()?,
                     _ => self.dns_provider()?.health()?,
                 };
                 Ok(serde_json::to_value(h).expect("serializes"))
@@ -447,6 +513,26 @@ impl Extension {
                 let p: P = serde_json::from_value(params).map_err(bad)?;
                 self.dns_provider()?.apply(&p.changes)?;
                 Ok(json!({}))
+            }
+            "storage.put" | "storage.get" | "storage.delete" => {
+                #[derive(Deserialize)]
+                struct P {
+                    name: String,
+                    #[serde(default)]
+                    path: String,
+                }
+                let p: P = serde_json::from_value(params).map_err(bad)?;
+                let st = self.storage_provider()?;
+                match method {
+                    "storage.put" => st.put(&p.name, &p.path)?,
+                    "storage.get" => st.get(&p.name, &p.path)?,
+                    _ => st.delete(&p.name)?,
+                }
+                Ok(json!({}))
+            }
+            "storage.list" => {
+                let objects = self.storage_provider()?.list()?;
+                Ok(json!({ "objects": objects }))
             }
             "shutdown" => Ok(json!({})),
             other => Err(Error::new(
@@ -492,6 +578,9 @@ impl Extension {
             p.shutdown();
         }
         if let Some(p) = self.notify.as_mut() {
+            p.shutdown();
+        }
+        if let Some(p) = self.storage.as_mut() {
             p.shutdown();
         }
         Ok(())
@@ -554,6 +643,83 @@ mod tests {
             "initialized as `notify`, not dns"
         );
         assert_eq!(*sent.borrow(), ["mirror_failed it failed"]);
+    }
+
+    #[derive(Default)]
+    struct Objects(BTreeMap<String, Vec<u8>>);
+    impl StorageProvider for Objects {
+        fn settings(&self) -> Vec<Setting> {
+            vec![Setting::new("OBJ_TOKEN").secret()]
+        }
+        fn initialize(&mut self, _: &Init) -> Result<(), Error> {
+            Ok(())
+        }
+        fn put(&mut self, name: &str, path: &str) -> Result<(), Error> {
+            let data = std::fs::read(path).map_err(|e| Error::failed(e.to_string()))?;
+            self.0.insert(name.to_owned(), data);
+            Ok(())
+        }
+        fn get(&mut self, name: &str, path: &str) -> Result<(), Error> {
+            let data = self.0.get(name).ok_or_else(|| Error::not_found(name))?;
+            std::fs::write(path, data).map_err(|e| Error::failed(e.to_string()))
+        }
+        fn list(&mut self) -> Result<Vec<StoredObject>, Error> {
+            Ok(self
+                .0
+                .iter()
+                .map(|(k, v)| StoredObject {
+                    name: k.clone(),
+                    size: v.len() as u64,
+                })
+                .collect())
+        }
+        fn delete(&mut self, name: &str) -> Result<(), Error> {
+            self.0
+                .remove(name)
+                .map(drop)
+                .ok_or_else(|| Error::not_found(name))
+        }
+    }
+
+    #[test]
+    fn a_storage_session() {
+        let dir = std::env::temp_dir().join(format!("autogit-sdk-storage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("a.tar");
+        std::fs::write(&src, b"archive").unwrap();
+        let back = dir.join("back.tar");
+        let (src_s, back_s) = (src.display().to_string(), back.display().to_string());
+        let ext = Extension::new("objects", "1.0.0").storage(Objects::default());
+        let input = [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "handshake", "params": {"protocol_versions": [1]}}),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"provider": "storage"}}),
+            json!({"jsonrpc": "2.0", "id": 3, "method": "storage.put", "params": {"name": "a.tar", "path": src_s}}),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "storage.list", "params": {}}),
+            json!({"jsonrpc": "2.0", "id": 5, "method": "storage.get", "params": {"name": "a.tar", "path": back_s}}),
+            json!({"jsonrpc": "2.0", "id": 6, "method": "storage.delete", "params": {"name": "a.tar"}}),
+            json!({"jsonrpc": "2.0", "id": 7, "method": "storage.get", "params": {"name": "a.tar", "path": back_s}}),
+        ]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+        let mut out = Vec::new();
+        ext.serve(input.as_bytes(), &mut out).unwrap();
+        let out: Vec<Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(out[0]["result"]["providers"][0]["type"], "storage");
+        assert_eq!(out[0]["result"]["secrets"], json!(["OBJ_TOKEN"]));
+        assert_eq!(out[2]["result"], json!({}));
+        assert_eq!(
+            out[3]["result"]["objects"],
+            json!([{"name": "a.tar", "size": 7}])
+        );
+        assert_eq!(std::fs::read(&back).unwrap(), b"archive");
+        assert_eq!(out[5]["result"], json!({}));
+        assert_eq!(out[6]["error"]["code"], code::NOT_FOUND);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     struct Mem(Vec<Record>);

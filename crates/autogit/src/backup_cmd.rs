@@ -83,7 +83,11 @@ pub fn backup(
     }
     let report = &taken.report;
     if ui.json {
-        ui.print_json(&json!({ "backup": report, "btrfs_snapshot": taken.btrfs_snapshot }));
+        ui.print_json(&json!({
+            "backup": report,
+            "btrfs_snapshot": taken.btrfs_snapshot,
+            "copies": taken.copies,
+        }));
     } else {
         println!(
             "backup written: {} ({} MiB, GitLab {}, {} members{})",
@@ -103,8 +107,41 @@ pub fn backup(
         if let Some(s) = &taken.btrfs_snapshot {
             println!("btrfs snapshot: {}", s.display());
         }
+        for c in &taken.copies {
+            if let Some(ok) = &c.copied {
+                println!(
+                    "copied to {}: {} (SHA-256 {}, read back and verified)",
+                    c.target, ok.name, ok.sha256
+                );
+                for r in &ok.removed {
+                    println!("retention removed {r} on {}", c.target);
+                }
+            }
+        }
+    }
+    let failed: Vec<String> = taken
+        .copies
+        .iter()
+        .filter_map(|c| Some(format!("{}: {}", c.target, c.error.as_ref()?)))
+        .collect();
+    if !failed.is_empty() {
+        return fail(
+            ui,
+            format!(
+                "the archive was written here but not copied off the host: {}",
+                failed.join("; ")
+            ),
+        );
     }
     exit::OK
+}
+
+/// Where `restore` takes the archive from: a file, or a backup target (`--from`).
+pub struct Source<'a> {
+    pub archive: Option<&'a Path>,
+    pub from: Option<&'a str>,
+    /// `--list`: show the target's archives only.
+    pub list: bool,
 }
 
 /// What an encrypted archive is opened with (`restore --identity` / `--passphrase-file`).
@@ -116,7 +153,7 @@ pub struct Keys<'a> {
 pub fn restore(
     ui: &Ui,
     loaded: &Loaded,
-    archive: &Path,
+    source: Source<'_>,
     keys: Keys<'_>,
     yes: bool,
     wait: &str,
@@ -127,6 +164,59 @@ pub fn restore(
             format!("--wait {wait}: expected a duration such as 90s, 10m or 0"),
         );
     };
+    let Some(target) = source.from else {
+        let Some(archive) = source.archive else {
+            return fail(ui, "name the archive to restore");
+        };
+        return restore_file(ui, loaded, archive, keys, yes, wait);
+    };
+    if source.list {
+        return match with_controller(loaded, backups(loaded), async |b| {
+            b.list_target(target).await
+        }) {
+            Ok(list) if ui.json => {
+                ui.print_json(&json!({ "target": target, "archives": list }));
+                exit::OK
+            }
+            Ok(list) => {
+                for a in &list {
+                    println!("{}\t{} MiB", a.name, a.size.div_ceil(1 << 20));
+                }
+                if list.is_empty() {
+                    ui.note(&format!("{target} holds no complete archive"));
+                }
+                exit::OK
+            }
+            Err(e) => fail(ui, e),
+        };
+    }
+    let name = source
+        .archive
+        .map(|a| a.display().to_string())
+        .unwrap_or_default();
+    let progress = progress_printer(ui);
+    progress(&format!(
+        "fetching {name} from {target} and verifying its SHA-256"
+    ));
+    let fetched = match with_controller(loaded, backups(loaded), async |b| {
+        b.fetch(target, &name).await
+    }) {
+        Ok(p) => p,
+        Err(e) => return fail(ui, format!("restore failed, nothing was changed: {e}")),
+    };
+    let code = restore_file(ui, loaded, &fetched, keys, yes, wait);
+    let _ = std::fs::remove_file(&fetched);
+    code
+}
+
+fn restore_file(
+    ui: &Ui,
+    loaded: &Loaded,
+    archive: &Path,
+    keys: Keys<'_>,
+    yes: bool,
+    wait: autogit_core::units::Dur,
+) -> u8 {
     if !archive.is_file() {
         return fail(ui, format!("{}: no such archive", archive.display()));
     }

@@ -229,7 +229,16 @@ pub enum Command {
     },
     /// Restore a backup archive into the running GitLab (same GitLab version only)
     Restore {
-        archive: PathBuf,
+        /// The archive: a file, or with --from its name on the target (or `latest`)
+        #[arg(required_unless_present = "list")]
+        archive: Option<PathBuf>,
+        /// Fetch the archive from this backup target (backup.targets[].name) and verify its
+        /// SHA-256 before restoring
+        #[arg(long, value_name = "TARGET")]
+        from: Option<String>,
+        /// With --from: list the target's complete archives and restore nothing
+        #[arg(long, requires = "from")]
+        list: bool,
         /// Decrypt an encrypted archive (.tar.age) with this age identity file (AGE-SECRET-KEY-1…)
         #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
         identity: Option<PathBuf>,

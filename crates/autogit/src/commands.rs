@@ -202,6 +202,8 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         ),
         Command::Restore {
             archive,
+            from,
+            list,
             identity,
             passphrase_file,
             yes,
@@ -209,7 +211,11 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
         } => crate::backup_cmd::restore(
             &ui,
             &load_all(g, &[]),
-            &archive,
+            crate::backup_cmd::Source {
+                archive: archive.as_deref(),
+                from: from.as_deref(),
+                list,
+            },
             crate::backup_cmd::Keys {
                 identity: identity.as_deref(),
                 passphrase_file: passphrase_file.as_deref(),

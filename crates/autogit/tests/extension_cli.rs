@@ -37,7 +37,7 @@ const DNS_MANIFEST: &str = r#"{"name": "NAME", "version": "1.2.3", "protocol_ver
   "providers": [{"type": "dns", "config": [
      {"key": "DEMO_URL", "required": true, "description": "where"},
      {"key": "DEMO_TOKEN", "secret": true, "required": true}]},
-   {"type": "storage", "config": []}],
+   {"type": "ssl", "config": []}],
   "secrets": ["DEMO_TOKEN"], "env": ["PATH"], "dependencies": DEPS}"#;
 
 fn python_or_skip() -> bool {
@@ -133,7 +133,7 @@ fn list_info_and_check() {
         "secrets: DEMO_TOKEN",
         "environment: PATH",
         "depends on: base",
-        "provides storage (not used by this autogit yet)",
+        "provides ssl (not used by this autogit yet)",
     ] {
         assert!(info.stdout.contains(want), "{want}: {}", info.stdout);
     }

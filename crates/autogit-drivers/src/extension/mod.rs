@@ -16,10 +16,12 @@
 mod dns;
 mod host;
 mod notify;
+mod storage;
 
 pub use dns::ExtensionDns;
 pub use host::{Grant, Limits, Process, Started, handshake, start};
 pub use notify::ExtensionNotify;
+pub use storage::ExtensionStorage;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -129,6 +129,56 @@ impl Ssh {
         v
     }
 
+    /// The argument vector of `sftp -b -` to this host with the same options as [`Self::argv`]
+    /// (pinned host keys, batch mode, the identity, connection sharing): the batch comes on
+    /// its standard input.
+    pub fn sftp_argv(&self) -> Vec<String> {
+        let mut v = self.argv(&[]);
+        v.pop(); // the remote command
+        let ssh = self.cfg.launcher.len();
+        v[ssh] = "sftp".into();
+        let mut out: Vec<String> = Vec::with_capacity(v.len() + 2);
+        let mut it = v.into_iter();
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "-T" => {}
+                "-l" => out.extend([
+                    "-o".into(),
+                    format!("User={}", it.next().unwrap_or_default()),
+                ]),
+                "-p" => out.extend(["-P".into(), it.next().unwrap_or_default()]),
+                "--" => out.extend(["-b".into(), "-".into(), "--".into()]),
+                _ => out.push(a),
+            }
+        }
+        out
+    }
+
+    /// Runs an `sftp` batch (one command a line; `sftp -b` stops at the first that fails):
+    /// ssh's own failures are the same [`RemoteError`]s as for commands.
+    pub async fn sftp_batch(&self, batch: &str) -> Result<Output, RemoteError> {
+        self.prepare()?;
+        let argv = self.sftp_argv();
+        let (program, args) = argv.split_first().expect("sftp");
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args);
+        let out = run_with_timeout(
+            cmd,
+            program,
+            &self.host,
+            self.cfg.command_timeout,
+            batch.as_bytes(),
+        )
+        .await?;
+        // sftp exits 255 when ssh failed, 1 when a batch command did.
+        if out.code == Some(255)
+            && let Some(e) = classify(&self.host, &out.stderr)
+        {
+            return Err(e);
+        }
+        Ok(out)
+    }
+
     fn prepare(&self) -> Result<(), RemoteError> {
         if let Some(dir) = &self.cfg.control_dir {
             private_dir(dir)?;

@@ -205,6 +205,7 @@ impl SshLab {
                  KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nUseDNS no\n\
                  MaxStartups 50\nMaxSessions 50\nLogLevel VERBOSE\n\
                  ClientAliveInterval 5\nClientAliveCountMax 2\n\
+                 Subsystem sftp internal-sftp\n\
                  SetEnv PATH={bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n",
                 key = key.display(),
                 ak = hdir.join("authorized_keys").display(),
