@@ -388,6 +388,32 @@ impl ComputeController {
                     row.message = format!("resumed on {host}: its watchdog had stopped it");
                     return;
                 }
+                if let Some(err) = o
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("resume-failed:"))
+                {
+                    // Stopped there for good (the host says so): no copy runs anywhere.
+                    let err = err.trim();
+                    if policy == OnLost::Reschedule {
+                        row.host = None;
+                        row.gpus = None;
+                        row.container = None;
+                        row.started_at = None;
+                        self.apply(
+                            row,
+                            JobEvent::LeaseExpired,
+                            format!("requeued: {host} stopped it when its lease lapsed and cannot start it again: {err}"),
+                        );
+                    } else {
+                        self.apply(
+                            row,
+                            JobEvent::Vanished,
+                            format!("{host} stopped it when its lease lapsed and cannot start it again (policy resume): {err}"),
+                        );
+                    }
+                    return;
+                }
             }
             Ok(o) => {
                 row.message = format!(

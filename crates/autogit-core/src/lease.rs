@@ -209,7 +209,8 @@ pub fn lease_path(job: &str) -> String {
 /// follows. `start` touches the lease, removes any old container of the job (its old lease
 /// expired: the controller places a job again only then), runs the engine and starts the
 /// watchdog. `renew` touches the lease, and when the watchdog had stopped the container
-/// (`.fenced`), starts it again with a new watchdog and prints `resumed`.
+/// (`.fenced`), starts it again with a new watchdog and prints `resumed`, or, when the engine
+/// cannot start it, `resume-failed: <its error>` (the container stays stopped).
 /// The watchdog stops the container once the lease file is older than the lease time, by
 /// the host's clock, and leaves when the container ends or is gone.
 pub const WRAPPER: &str = r#"set -u
@@ -240,10 +241,13 @@ case $mode in
     watchdog ;;
   renew)
     if [ -e "$lease.fenced" ]; then
-      "$eng" start "$name" >/dev/null || exit $?
-      rm -f "$lease.fenced"
-      watchdog
-      echo resumed
+      if err=$("$eng" start "$name" 2>&1 >/dev/null); then
+        rm -f "$lease.fenced"
+        watchdog
+        echo resumed
+      else
+        echo "resume-failed: $err" | head -n 1
+      fi
     fi ;;
   *) exit 125 ;;
 esac

@@ -389,6 +389,30 @@ fn compute_run_places_starts_queues_and_tracks_jobs() {
         (Some("running"), Some(gpu.as_str())),
         "{v}"
     );
+    // Its host's watchdog had stopped it (the marker it leaves) and the engine cannot start it
+    // again (this stand-in `docker` knows no `start`): the host answered that no copy runs,
+    // so the job (policy reschedule by default) is back in the queue at once, with the reason.
+    std::fs::write(
+        lab.hosts[0]
+            .dir
+            .join(format!(".autogit/leases/{waiting}.fenced")),
+        "",
+    )
+    .unwrap();
+    let v = json(&run(&["compute", "status", &waiting, "-o", "json"]));
+    assert_eq!(
+        (v["state"].as_str(), &v["host"]),
+        (Some("queued"), &serde_json::Value::Null),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start it again"),
+        "{v}"
+    );
+    assert!(v["lease"].is_null(), "{v}");
     let r = run(&["compute", "status", "job-99"]);
     assert_eq!(r.code, 1);
 }
