@@ -1208,6 +1208,7 @@ impl Handle for SubmitJobOp {
                 priority: body.priority.unwrap_or(0),
                 user: cx.actor(),
                 job,
+                on_lost: None,
             })
             .await
             .map_err(compute_problem)?;

@@ -5,7 +5,11 @@
 //!
 //! A host that stops answering keeps its last known inventory: queued jobs that it could run
 //! stay queued (they are not failed as "no host can ever run it"), and running jobs there keep
-//! their state until the host answers again (their fate is unknown; nothing starts twice).
+//! their state while their lease is live (`core::lease`): each job is started under a
+//! host-side wrapper whose watchdog stops it when its lease file is not renewed in time,
+//! every pass in which the host answers renews it, and once the lease expired the job's
+//! policy either waits for the host (`resume`) or puts it back in the queue (`reschedule`),
+//! the latter only when the old copy is surely stopped (nothing starts twice).
 
 use crate::runners::{HostHealth, RunnerController};
 use crate::{Bus, Event, Settings, SharedClock};
@@ -15,9 +19,13 @@ use autogit_core::compute::{
 };
 use autogit_core::config::Capability;
 use autogit_core::inventory::{EngineKind, Inventory};
+use autogit_core::lease::{
+    Action, Lease, LeaseRules, LeaseState, OnLost, Seen, decide, renew_argv, start_argv,
+};
 use autogit_core::units::Bytes;
 use autogit_drivers::remote::RemoteExec;
 use autogit_drivers::state::{JobRow, Store};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +51,20 @@ pub struct Submit {
     pub user: String,
     /// Image, then the command.
     pub job: Vec<String>,
+    /// When its lease expires while its host is away; `None`: the default for its kind.
+    pub on_lost: Option<OnLost>,
+}
+
+/// A running job's lease as `compute status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeaseInfo {
+    pub host: String,
+    pub state: LeaseState,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Probes of the host missed in a row.
+    pub missed: u32,
+    pub on_lost: OnLost,
 }
 
 #[derive(Debug)]
@@ -66,8 +88,55 @@ impl ComputeController {
         }
     }
 
+    /// Reaches hosts with this SSH configuration (tests: the lab's).
+    pub fn with_ssh_config(mut self, cfg: autogit_drivers::remote::ssh::SshConfig) -> Self {
+        self.runners = self.runners.with_ssh_config(cfg);
+        self
+    }
+
     fn settings(&self) -> &Settings {
         self.runners.settings()
+    }
+
+    fn rules(&self) -> LeaseRules {
+        let c = &self.settings().config.compute;
+        LeaseRules {
+            ttl: c.lease.as_secs(),
+            unreachable_after: c.unreachable_after,
+        }
+    }
+
+    /// The lease of a running job (`None` when it holds none).
+    pub fn lease(&self, job: &str) -> Result<Option<LeaseInfo>, ComputeError> {
+        Ok(self.leases()?.remove(job))
+    }
+
+    /// Every running job's lease, by job id.
+    pub fn leases(&self) -> Result<BTreeMap<String, LeaseInfo>, ComputeError> {
+        let st = |e: autogit_drivers::state::StateError| ComputeError::State(e.to_string());
+        let store = self.store()?;
+        let jobs = store.jobs().map_err(st)?;
+        let (rules, now) = (self.rules(), self.clock.now());
+        Ok(store
+            .leases()
+            .map_err(st)?
+            .into_values()
+            .map(|l| {
+                let on_lost = jobs
+                    .iter()
+                    .find(|j| j.id == l.job)
+                    .and_then(spec_of)
+                    .map_or(OnLost::Reschedule, |s| s.on_lost());
+                let info = LeaseInfo {
+                    host: l.host.clone(),
+                    state: l.state(&rules, now),
+                    expires_at: l.expires_at,
+                    missed: l.missed,
+                    on_lost,
+                };
+                (l.job, info)
+            })
+            .collect())
     }
 
     fn store(&self) -> Result<Store, ComputeError> {
@@ -105,6 +174,7 @@ impl ComputeController {
             vram,
             capability,
             priority: req.priority,
+            on_lost: req.on_lost,
         };
         let store = self.store()?;
         let queued = store
@@ -134,9 +204,17 @@ impl ComputeController {
             .ok_or_else(|| ComputeError::NoSuchJob(job.to_owned()))?;
         if state_of(&row) == JobState::Running {
             let health = self.runners.probe_all().await;
-            self.refresh(&health, &mut row).await;
+            let mut lease = store
+                .leases()
+                .map_err(|e| ComputeError::State(e.to_string()))?
+                .remove(&row.id);
+            drop(store);
+            self.refresh(&health, &mut row, &mut lease).await;
+            let store = self.store()?;
             store
                 .update_job(&row)
+                .map_err(|e| ComputeError::State(e.to_string()))?;
+            keep_lease(&store, &row, lease.as_ref())
                 .map_err(|e| ComputeError::State(e.to_string()))?;
         }
         Ok(row)
@@ -197,6 +275,7 @@ impl ComputeController {
         }
         self.apply(&mut row, JobEvent::Cancel, "cancelled on request".into());
         store.update_job(&row).map_err(st)?;
+        store.drop_lease(&row.id).map_err(st)?;
         Ok(row)
     }
 
@@ -231,18 +310,123 @@ impl ComputeController {
         }
     }
 
-    /// Asks the engine on the job's host how its container is doing and updates the row.
-    async fn refresh(&self, health: &[HostHealth], row: &mut JobRow) {
+    /// Renews the job's lease on its host (or counts a missed probe), then asks the engine
+    /// how its container is doing and updates the row; a lost lease is handled by the job's
+    /// policy (`core::lease::decide`).
+    /// `lease` is the job's lease before and after (the caller stores it).
+    async fn refresh(&self, health: &[HostHealth], row: &mut JobRow, lease: &mut Option<Lease>) {
         let Some(host) = row.host.clone() else { return };
+        let rules = self.rules();
+        let policy = spec_of(row).map_or(OnLost::Reschedule, |s| s.on_lost());
+        if lease.as_ref().is_some_and(|l| l.host != host) {
+            *lease = None;
+        }
         let Some(h) = health.iter().find(|h| h.host == host && h.reachable) else {
-            self.apply(
-                row,
-                JobEvent::HostUnreachable,
-                format!("{host} is unreachable; the job's state is unknown until it answers"),
-            );
+            let Some(l) = lease.as_mut() else {
+                // Started before leases: its fate is unknown until the host answers.
+                self.apply(
+                    row,
+                    JobEvent::HostUnreachable,
+                    format!("{host} is unreachable; the job's state is unknown until it answers"),
+                );
+                return;
+            };
+            let now = self.clock.now();
+            let action = decide(l, Seen::Missed, policy, now, &rules);
+            match action {
+                Action::Requeue => {
+                    let msg = format!(
+                        "requeued: its lease on {host} expired at {} and its copy there is stopped (policy reschedule)",
+                        l.expires_at
+                    );
+                    row.host = None;
+                    row.gpus = None;
+                    row.container = None;
+                    row.started_at = None;
+                    self.apply(row, JobEvent::LeaseExpired, msg);
+                }
+                Action::Wait => {
+                    row.message = format!(
+                        "lost: {host} is unreachable and its lease expired; it resumes there when the host answers (policy resume)"
+                    );
+                }
+                Action::Keep => {
+                    row.message = match l.state(&rules, now) {
+                        LeaseState::Lost => format!(
+                            "lost: its lease on {host} expired; requeued after {} when the host's watchdog has stopped it",
+                            l.fence_until()
+                        ),
+                        LeaseState::Unreachable => format!(
+                            "{host} is unreachable; the job may still run there until its lease expires at {}",
+                            l.expires_at
+                        ),
+                        LeaseState::Live => format!(
+                            "{host} did not answer ({} of {} missed probes before it counts as unreachable); the job runs there under its lease until {}",
+                            l.missed, rules.unreachable_after, l.expires_at
+                        ),
+                    };
+                }
+            }
             return;
         };
         let engine = engine_name(h.inventory.as_ref());
+        // Renew first: a fenced container (its watchdog stopped it) is started again here.
+        let renewal = match self.runners.remote(&host) {
+            Ok(r) => r
+                .run(&renew_argv(&row.id, rules.ttl, engine))
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        let renewed = matches!(&renewal, Ok(o) if o.success());
+        let now = self.clock.now();
+        let l = lease.get_or_insert_with(|| Lease::granted(&row.id, &host, &rules, now));
+        decide(l, Seen::Answered { renewed }, policy, now, &rules);
+        match renewal {
+            Ok(o) if o.success() => {
+                if o.stdout.lines().any(|l| l.trim() == "resumed") {
+                    row.message = format!("resumed on {host}: its watchdog had stopped it");
+                    return;
+                }
+                if let Some(err) = o
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("resume-failed:"))
+                {
+                    // Stopped there for good (the host says so): no copy runs anywhere.
+                    let err = err.trim();
+                    if policy == OnLost::Reschedule {
+                        row.host = None;
+                        row.gpus = None;
+                        row.container = None;
+                        row.started_at = None;
+                        self.apply(
+                            row,
+                            JobEvent::LeaseExpired,
+                            format!("requeued: {host} stopped it when its lease lapsed and cannot start it again: {err}"),
+                        );
+                    } else {
+                        self.apply(
+                            row,
+                            JobEvent::Vanished,
+                            format!("{host} stopped it when its lease lapsed and cannot start it again (policy resume): {err}"),
+                        );
+                    }
+                    return;
+                }
+            }
+            Ok(o) => {
+                row.message = format!(
+                    "renewing the lease on {host} failed: {}",
+                    o.stderr.trim().lines().last().unwrap_or("")
+                );
+                return;
+            }
+            Err(e) => {
+                row.message = format!("renewing the lease on {host} failed: {e}");
+                return;
+            }
+        }
         let argv: Vec<String> = [
             engine,
             "inspect",
@@ -267,11 +451,13 @@ impl ComputeController {
                     row.message.clear();
                 }
             }
-            Ok(o) if o.stderr.to_ascii_lowercase().contains("no such") => self.apply(
-                row,
-                JobEvent::Vanished,
-                format!("the container is gone: {}", o.stderr.trim()),
-            ),
+            Ok(o) if o.stderr.to_ascii_lowercase().contains("no such") => {
+                self.apply(
+                    row,
+                    JobEvent::Vanished,
+                    format!("the container is gone: {}", o.stderr.trim()),
+                );
+            }
             // The engine did not answer (daemon down, permissions): the job's fate is unknown.
             Ok(o) => {
                 row.message = format!(
@@ -290,9 +476,12 @@ impl ComputeController {
         let settings = self.settings();
         let c = &settings.config.compute;
         let mut rows = store.jobs().map_err(st)?;
+        let mut leases = store.leases().map_err(st)?;
         for row in rows.iter_mut().filter(|r| state_of(r) == JobState::Running) {
-            self.refresh(health, row).await;
+            let mut lease = leases.remove(&row.id);
+            self.refresh(health, row, &mut lease).await;
             store.update_job(row).map_err(st)?;
+            keep_lease(&store, row, lease.as_ref()).map_err(st)?;
         }
         let mut sched = Scheduler::new(
             host_slots(settings, health),
@@ -345,7 +534,12 @@ impl ComputeController {
             let Some(engine) = inv.engine.as_ref().map(|e| e.kind) else {
                 continue;
             };
-            let argv = run_argv(engine, inv.wsl2, &row.id, &spec, &p.gpus);
+            let ttl = self.rules().ttl;
+            let argv = start_argv(
+                &row.id,
+                ttl,
+                &run_argv(engine, inv.wsl2, &row.id, &spec, &p.gpus),
+            );
             let out = match self.runners.remote(&p.host) {
                 Ok(r) => r.run(&argv).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
@@ -356,6 +550,9 @@ impl ComputeController {
                     row.gpus = serde_json::to_string(&p.gpus).ok();
                     row.container = o.stdout.trim().lines().last().map(str::to_owned);
                     row.started_at = Some(now);
+                    // From when the start returned: the wrapper touched the lease before.
+                    let lease = Lease::granted(&row.id, &p.host, &self.rules(), self.clock.now());
+                    store.set_lease(&lease).map_err(st)?;
                     self.apply(row, JobEvent::Started, String::new());
                 }
                 Ok(o) => {
@@ -373,6 +570,18 @@ impl ComputeController {
             store.update_job(row).map_err(st)?;
         }
         Ok(rows)
+    }
+}
+
+/// Stores a running job's lease, or forgets it once the job left `running`.
+fn keep_lease(
+    store: &Store,
+    row: &JobRow,
+    lease: Option<&Lease>,
+) -> Result<(), autogit_drivers::state::StateError> {
+    match lease {
+        Some(l) if state_of(row) == JobState::Running => store.set_lease(l),
+        _ => store.drop_lease(&row.id),
     }
 }
 

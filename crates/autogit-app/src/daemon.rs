@@ -19,6 +19,14 @@ use std::time::Duration;
 
 /// How often on-demand runners and compute jobs are looked at.
 pub const RUNNER_INTERVAL: Duration = Duration::from_secs(30);
+/// How often the compute pass runs: every [`RUNNER_INTERVAL`], or three times per
+/// `compute.lease` when that is shorter, so a host that answers renews its jobs' leases before
+/// its watchdog stops them.
+pub fn compute_interval(settings: &crate::Settings) -> Duration {
+    let lease = settings.config.compute.lease.as_secs();
+    RUNNER_INTERVAL.min(Duration::from_secs((lease / 3).max(1)))
+}
+
 /// How often the runner repair loop looks at each registered runner's container (sooner when
 /// a repair waits for its backoff).
 pub const RUNNER_REPAIR_INTERVAL: Duration = Duration::from_secs(30);
@@ -147,7 +155,7 @@ pub async fn run<E: ContainerEngine>(
                 .await
                 .map_err(|e| PassError::from(e.to_string()))?;
         }
-        Ok(Requeue::After(RUNNER_INTERVAL))
+        Ok(Requeue::After(compute_interval(&settings)))
     });
     let logs_loop = supervise("logs", bus, clock, policy, shutdown, || async {
         // The containers' new lines, enriched, scrubbed and indexed (`autogit logs search`).

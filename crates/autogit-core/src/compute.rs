@@ -35,6 +35,18 @@ pub struct JobSpec {
     pub capability: Option<Capability>,
     #[serde(default)]
     pub priority: i32,
+    /// What happens when its lease expires while its host is away; `None`: the default for
+    /// its kind ([`crate::lease::OnLost::default_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_lost: Option<crate::lease::OnLost>,
+}
+
+impl JobSpec {
+    /// Its policy for a lost lease (its own, else its kind's default).
+    pub fn on_lost(&self) -> crate::lease::OnLost {
+        self.on_lost
+            .unwrap_or_else(|| crate::lease::OnLost::default_for(self.capability))
+    }
 }
 
 /// A job the scheduler knows.
@@ -672,6 +684,9 @@ pub enum JobEvent {
     Vanished,
     /// Its host is unreachable: its fate is unknown, it keeps its state (no duplicate start).
     HostUnreachable,
+    /// Its lease expired past the fencing grace and its policy is `reschedule`
+    /// (`core::lease`): the old copy is stopped, so it goes back to the queue.
+    LeaseExpired,
     /// A person cancelled it.
     Cancel,
 }
@@ -687,6 +702,7 @@ pub fn job_transition(state: JobState, event: JobEvent) -> Option<JobState> {
         (S::Queued | S::Running, E::Cancel) => Some(S::Cancelled),
         (S::Running, E::Exited(0)) => Some(S::Succeeded),
         (S::Running, E::Exited(_) | E::Vanished) => Some(S::Failed),
+        (S::Running, E::LeaseExpired) => Some(S::Queued),
         // Queued stays queued when its host is away (docs/runners.md promises it); a running
         // job's fate is unknown while its host is unreachable, so it keeps its state.
         (_, E::StartUnreachable | E::HostUnreachable) => None,
@@ -754,6 +770,7 @@ mod tests {
             vram: Bytes::gib(8),
             capability: None,
             priority: 0,
+            on_lost: None,
         };
         let cases: &[(EngineKind, bool, &[u32], &str)] = &[
             (
@@ -991,6 +1008,7 @@ mod tests {
             E::Exited(3),
             E::Vanished,
             E::HostUnreachable,
+            E::LeaseExpired,
             E::Cancel,
         ];
         let mut table = String::new();
@@ -1006,14 +1024,14 @@ mod tests {
             }
         }
         // Columns: rejected started refused start-unreachable exit0 exit3 vanished
-        // host-unreachable cancel.
+        // host-unreachable lease-expired cancel.
         assert_eq!(
             table,
-            "queued    failed running failed - - - - - cancelled\n\
-             running   - - - - succeeded failed failed - cancelled\n\
-             succeeded - - - - - - - - -\n\
-             failed    - - - - - - - - -\n\
-             cancelled - - - - - - - - -\n"
+            "queued    failed running failed - - - - - - cancelled\n\
+             running   - - - - succeeded failed failed - queued cancelled\n\
+             succeeded - - - - - - - - - -\n\
+             failed    - - - - - - - - - -\n\
+             cancelled - - - - - - - - - -\n"
         );
     }
 }

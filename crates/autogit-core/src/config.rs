@@ -545,6 +545,11 @@ pub struct Compute {
     pub queue_limit: u32,
     /// A queued job's priority rises by one step each `aging` interval.
     pub aging: Dur,
+    /// How long a running job's lease lasts without renewal; a partitioned host stops the
+    /// job after this, and it is placed again (policy `reschedule`) only after that.
+    pub lease: Dur,
+    /// Probes a host may miss in a row before it is shown unreachable.
+    pub unreachable_after: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quotas: Vec<Quota>,
 }
@@ -808,6 +813,8 @@ impl Default for Config {
             compute: Compute {
                 queue_limit: 1000,
                 aging: Dur::secs(600),
+                lease: Dur::secs(120),
+                unreachable_after: 2,
                 quotas: Vec::new(),
             },
             backup: Backup {

@@ -321,6 +321,14 @@ pub(crate) fn p_replicas_min(n: &Node) -> Result<u32, Bad> {
 pub(crate) fn p_replicas_max(n: &Node) -> Result<u32, Bad> {
     count(n, 1, 64)
 }
+/// A job's lease: at least 2s (in production, longer than the daemon's 30 s compute pass).
+fn p_lease(n: &Node) -> Result<Dur, Bad> {
+    let d = p_duration(n)?;
+    if d.as_secs() < 2 {
+        return Err(Bad::new("at least 2s (2m is the default)"));
+    }
+    Ok(d)
+}
 pub(crate) fn p_small_count(n: &Node) -> Result<u32, Bad> {
     count(n, 1, 100)
 }
@@ -805,6 +813,8 @@ keys!(NotifyKey {
 keys!(ComputeKey {
     queue_limit,
     aging,
+    lease,
+    unreachable_after,
     quotas
 });
 keys!(QuotaKey { user, gpus, vram });
@@ -1759,6 +1769,12 @@ fn compute(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, c: &mut Compute) {
     }
     if let Some(v) = cx.field(&o, ComputeKey::aging, p_duration) {
         c.aging = v;
+    }
+    if let Some(v) = cx.field(&o, ComputeKey::lease, p_lease) {
+        c.lease = v;
+    }
+    if let Some(v) = cx.field(&o, ComputeKey::unreachable_after, p_small_count) {
+        c.unreachable_after = v.max(1);
     }
     for (path, node) in cx.list(&o, ComputeKey::quotas) {
         use QuotaKey as Q;

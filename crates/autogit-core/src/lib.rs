@@ -26,6 +26,7 @@ pub mod grafana;
 pub mod ingress;
 pub mod inventory;
 pub mod kubernetes;
+pub mod lease;
 pub mod lifecycle;
 pub mod load;
 pub mod logs;

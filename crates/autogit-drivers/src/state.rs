@@ -3,6 +3,7 @@
 //! events, and remembered ports. Schema migrations are versioned with `PRAGMA user_version`.
 //! A corrupt or locked database is a clear error; it is never silently replaced.
 
+use autogit_core::lease::Lease;
 use autogit_core::lifecycle::{History, State};
 use autogit_core::reconcile::Record;
 use rusqlite::{
@@ -143,6 +144,13 @@ const MIGRATIONS: &[&str] = &[
         source TEXT PRIMARY KEY,
         target TEXT NOT NULL UNIQUE,
         since INTEGER NOT NULL
+    );",
+    // 6: the lease of each running compute job on its host (`core::lease`).
+    "CREATE TABLE compute_leases (
+        job TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        missed INTEGER NOT NULL DEFAULT 0
     );",
 ];
 
@@ -1190,6 +1198,49 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// Every running job's lease, by job id.
+    pub fn leases(&self) -> Result<BTreeMap<String, Lease>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT job, host, expires_at, missed FROM compute_leases")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(Lease {
+                job: r.get(0)?,
+                host: r.get(1)?,
+                expires_at: r.get::<_, i64>(2)?.max(0) as u64,
+                missed: r.get::<_, i64>(3)?.clamp(0, i64::from(u32::MAX)) as u32,
+            })
+        })
+        .and_then(|rows| rows.map(|l| l.map(|l| (l.job.clone(), l))).collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Records a job's lease (replacing the one it had).
+    pub fn set_lease(&self, l: &Lease) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO compute_leases (job, host, expires_at, missed) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(job) DO UPDATE SET host = ?2, expires_at = ?3, missed = ?4",
+                params![
+                    l.job,
+                    l.host,
+                    l.expires_at.min(i64::MAX as u64) as i64,
+                    i64::from(l.missed)
+                ],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Forgets a job's lease (it ended, or it was placed again).
+    pub fn drop_lease(&self, job: &str) -> Result<(), StateError> {
+        self.conn
+            .execute("DELETE FROM compute_leases WHERE job = ?1", params![job])
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
     pub fn jobs(&self) -> Result<Vec<JobRow>, StateError> {
         self.jobs_where("1 = 1", &[])
     }
@@ -1586,6 +1637,20 @@ mod tests {
         reg.state = "registered".into();
         s.set_registration(&reg).unwrap();
         assert_eq!(s.registrations().unwrap(), [reg]);
+
+        let mut l = Lease {
+            job: "job-1".into(),
+            host: "gpu1".into(),
+            expires_at: 100,
+            missed: 0,
+        };
+        s.set_lease(&l).unwrap();
+        l.expires_at = 160;
+        l.missed = 2;
+        s.set_lease(&l).unwrap();
+        assert_eq!(s.leases().unwrap().into_values().collect::<Vec<_>>(), [l]);
+        s.drop_lease("job-1").unwrap();
+        assert!(s.leases().unwrap().is_empty());
     }
 
     #[test]

@@ -509,6 +509,11 @@ pub enum ComputeCommand {
         /// Whose quota (`compute.quotas`) the job counts against
         #[arg(long, env = "USER", default_value = "default")]
         user: String,
+        /// When its host stays away past the lease (`compute.lease`): wait for the host and
+        /// resume there, or place it again elsewhere once the old copy is stopped (default:
+        /// resume for render jobs, reschedule for the others)
+        #[arg(long, value_parser = ["resume", "reschedule"])]
+        on_lost: Option<String>,
         /// IMAGE [COMMAND...]
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         job: Vec<String>,

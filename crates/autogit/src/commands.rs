@@ -170,6 +170,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 capability,
                 priority,
                 user,
+                on_lost,
                 job,
             } => crate::compute_cmd::run(
                 &ui,
@@ -182,6 +183,9 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                     priority,
                     user,
                     job,
+                    on_lost: on_lost
+                        .as_deref()
+                        .and_then(autogit_core::lease::OnLost::parse),
                 },
             ),
             ComputeCommand::Status { job_id } => {

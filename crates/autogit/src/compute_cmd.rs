@@ -81,12 +81,18 @@ pub fn status(ui: &Ui, _g: &Global, loaded: &Loaded, job: &str) -> u8 {
     if !crate::commands::report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
-    let row = match with_controller(loaded, compute(loaded), async |c| c.status(job).await) {
+    let got = with_controller(loaded, compute(loaded), async |c| {
+        let row = c.status(job).await?;
+        Ok((row, c.lease(job)?))
+    });
+    let (row, lease) = match got {
         Ok(r) => r,
         Err(e) => return fail(ui, e),
     };
     if ui.json {
-        ui.print_json(&job_json(&row));
+        let mut v = job_json(&row);
+        v["lease"] = json!(lease);
+        ui.print_json(&v);
     } else {
         println!("job:       {}", row.id);
         println!("user:      {}", row.user);
@@ -94,6 +100,16 @@ pub fn status(ui: &Ui, _g: &Global, loaded: &Loaded, job: &str) -> u8 {
         if let Some(h) = &row.host {
             println!("host:      {h}");
             println!("gpus:      {}", row.gpus.as_deref().unwrap_or("[]"));
+        }
+        if let Some(l) = &lease {
+            println!(
+                "lease:     {} on {} until {} ({} probe(s) missed; when lost: {})",
+                l.state.as_str(),
+                l.host,
+                autogit_core::civil::rfc3339_utc(l.expires_at),
+                l.missed,
+                l.on_lost.as_str()
+            );
         }
         if let Some(c) = row.exit_code {
             println!("exit code: {c}");
@@ -110,7 +126,11 @@ pub fn list(ui: &Ui, _g: &Global, loaded: &Loaded) -> u8 {
     if !crate::commands::report(ui, loaded) {
         return exit::INVALID_CONFIG;
     }
-    let (health, rows) = match with_controller(loaded, compute(loaded), async |c| c.pass().await) {
+    let got = with_controller(loaded, compute(loaded), async |c| {
+        let (health, rows) = c.pass().await?;
+        Ok((health, rows, c.leases()?))
+    });
+    let (health, rows, leases) = match got {
         Ok(r) => r,
         Err(e) => return fail(ui, e),
     };
@@ -125,7 +145,14 @@ pub fn list(ui: &Ui, _g: &Global, loaded: &Loaded) -> u8 {
                 })
             })
             .collect();
-        let jobs: Vec<serde_json::Value> = rows.iter().map(job_json).collect();
+        let jobs: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = job_json(r);
+                v["lease"] = json!(leases.get(&r.id));
+                v
+            })
+            .collect();
         ui.print_json(&json!({ "hosts": hosts, "jobs": jobs }));
         return exit::OK;
     }
@@ -150,7 +177,7 @@ pub fn list(ui: &Ui, _g: &Global, loaded: &Loaded) -> u8 {
     println!("{t}");
     let mut t = ui.table();
     t.set_header(vec![
-        "JOB", "USER", "STATE", "HOST", "GPUS", "IMAGE", "NOTE",
+        "JOB", "USER", "STATE", "HOST", "GPUS", "LEASE", "IMAGE", "NOTE",
     ]);
     for r in &rows {
         t.add_row(vec![
@@ -159,6 +186,9 @@ pub fn list(ui: &Ui, _g: &Global, loaded: &Loaded) -> u8 {
             r.state.clone(),
             r.host.clone().unwrap_or_default(),
             r.gpus.clone().unwrap_or_default(),
+            leases
+                .get(&r.id)
+                .map_or(String::new(), |l| l.state.as_str().to_owned()),
             spec_of(r).map(|s| s.image).unwrap_or_default(),
             r.message.clone(),
         ]);

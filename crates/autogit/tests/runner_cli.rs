@@ -272,13 +272,38 @@ fn compute_run_places_starts_queues_and_tracks_jobs() {
     );
     // CPU-only jobs go to the host without GPUs.
     let v = json(&run(&[
-        "compute", "run", "-o", "json", "--gpus", "0", "img:1",
+        "compute",
+        "run",
+        "-o",
+        "json",
+        "--gpus",
+        "0",
+        "--on-lost",
+        "resume",
+        "img:1",
     ]));
     assert_eq!(v["host"], cpu.as_str(), "{v}");
+    assert_eq!(v["spec"]["on_lost"], "resume", "{v}");
+    let cpu_job = v["id"].as_str().unwrap().to_owned();
+    let v = json(&run(&["compute", "status", &cpu_job, "-o", "json"]));
+    assert_eq!(
+        (v["lease"]["state"].as_str(), v["lease"]["on_lost"].as_str()),
+        (Some("live"), Some("resume")),
+        "{v}"
+    );
 
-    // Status follows the container.
+    // Status follows the container, with the job's lease (started through the lease wrapper:
+    // its file is under the SSH user's HOME on the host; inference reschedules by default).
     let v = json(&run(&["compute", "status", "job-1", "-o", "json"]));
     assert_eq!(v["state"], "running");
+    assert_eq!(
+        (v["lease"]["state"].as_str(), v["lease"]["on_lost"].as_str()),
+        (Some("live"), Some("reschedule")),
+        "{v}"
+    );
+    assert!(lab.hosts[0].dir.join(".autogit/leases/job-1").is_file());
+    let r = run(&["compute", "status", "job-1"]);
+    assert!(r.stdout.contains("lease:     live on"), "{}", r.stdout);
     std::fs::write(docker_state.join("done-autogit-job-1"), "0").unwrap();
     let v = json(&run(&["compute", "status", "job-1", "-o", "json"]));
     assert_eq!(
@@ -364,6 +389,30 @@ fn compute_run_places_starts_queues_and_tracks_jobs() {
         (Some("running"), Some(gpu.as_str())),
         "{v}"
     );
+    // Its host's watchdog had stopped it (the marker it leaves) and the engine cannot start it
+    // again (this stand-in `docker` knows no `start`): the host answered that no copy runs,
+    // so the job (policy reschedule by default) is back in the queue at once, with the reason.
+    std::fs::write(
+        lab.hosts[0]
+            .dir
+            .join(format!(".autogit/leases/{waiting}.fenced")),
+        "",
+    )
+    .unwrap();
+    let v = json(&run(&["compute", "status", &waiting, "-o", "json"]));
+    assert_eq!(
+        (v["state"].as_str(), &v["host"]),
+        (Some("queued"), &serde_json::Value::Null),
+        "{v}"
+    );
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot start it again"),
+        "{v}"
+    );
+    assert!(v["lease"].is_null(), "{v}");
     let r = run(&["compute", "status", "job-99"]);
     assert_eq!(r.code, 1);
 }

@@ -206,7 +206,8 @@ impl SshLab {
                  MaxStartups 50\nMaxSessions 50\nLogLevel VERBOSE\n\
                  ClientAliveInterval 5\nClientAliveCountMax 2\n\
                  Subsystem sftp internal-sftp\n\
-                 SetEnv PATH={bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin\n",
+                 SetEnv PATH={bin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin HOME={home}\n",
+                home = hdir.display(),
                 key = key.display(),
                 ak = hdir.join("authorized_keys").display(),
                 pid = hdir.join("sshd.pid").display(),
