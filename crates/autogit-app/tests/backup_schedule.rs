@@ -15,24 +15,34 @@ use autogit_drivers::testing::fake_gitlab_backup_image;
 use engine_support::{Cleanup, engine, project, rehash, run, spec};
 use support::{bus_at, drain, settings};
 
+/// The stand-in GitLab container of a fresh project named after `name` (removed with the
+/// returned `Cleanup`) and the container's id.
+async fn gitlab_stand_in(
+    docker: &autogit_drivers::engine::docker::Docker,
+    name: &str,
+) -> (Cleanup, String) {
+    let image = tokio::task::spawn_blocking(|| fake_gitlab_backup_image("17.5.1"))
+        .await
+        .unwrap()
+        .expect("stand-in image");
+    let project = project(name);
+    let cleanup = Cleanup::new(docker, &project).await;
+    let mut s = spec(&project, "gitlab");
+    s.image = image;
+    s.healthcheck = None;
+    s.command = vec!["/bin/sleep".into(), "3600".into()];
+    rehash(&mut s);
+    let id = run(docker, &s).await;
+    (cleanup, id)
+}
+
 /// 2026-01-01T00:00:00Z.
 const NEW_YEAR: u64 = 1_767_225_600;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedule_takes_backups_with_retention_and_reports_failures() {
     let Some(docker) = engine().await else { return };
-    let image = tokio::task::spawn_blocking(|| fake_gitlab_backup_image("17.5.1"))
-        .await
-        .unwrap()
-        .expect("stand-in image");
-    let project = project("app-backup");
-    let _cleanup = Cleanup::new(&docker, &project).await;
-    let mut s = spec(&project, "gitlab");
-    s.image = image;
-    s.healthcheck = None;
-    s.command = vec!["/bin/sleep".into(), "3600".into()];
-    rehash(&mut s);
-    let id = run(&docker, &s).await;
+    let (_cleanup, id) = gitlab_stand_in(&docker, "app-backup").await;
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -108,18 +118,7 @@ async fn scheduled_backups_are_copied_to_the_targets() {
     };
     let s3 = autogit_drivers::testing::rclone::RcloneS3::start(&rclone, &["backups"])
         .unwrap_or_else(|e| panic!("{e}"));
-    let image = tokio::task::spawn_blocking(|| fake_gitlab_backup_image("17.5.1"))
-        .await
-        .unwrap()
-        .expect("stand-in image");
-    let project = project("app-backup-offsite");
-    let _cleanup = Cleanup::new(&docker, &project).await;
-    let mut s = spec(&project, "gitlab");
-    s.image = image;
-    s.healthcheck = None;
-    s.command = vec!["/bin/sleep".into(), "3600".into()];
-    rehash(&mut s);
-    let id = run(&docker, &s).await;
+    let (_cleanup, id) = gitlab_stand_in(&docker, "app-backup-offsite").await;
 
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");

@@ -612,6 +612,19 @@ mod tests {
         }
     }
 
+    /// The extension's answers to `requests`, one JSON-RPC line each, as autogit would read
+    /// them from its output.
+    fn session(ext: Extension, requests: &[Value]) -> Vec<Value> {
+        let input: String = requests.iter().map(|l| format!("{l}\n")).collect();
+        let mut out = Vec::new();
+        ext.serve(input.as_bytes(), &mut out).unwrap();
+        String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
     #[test]
     fn a_notify_session() {
         let sent = std::rc::Rc::default();
@@ -622,17 +635,8 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {"provider": "notify", "secrets": {"LOG_WEBHOOK_TOKEN": "t"}}}),
             json!({"jsonrpc": "2.0", "id": 4, "method": "notify.send", "params": {"kind": "mirror_failed", "severity": "error", "subject": "docs", "summary": "it failed", "event": {}}}),
             json!({"jsonrpc": "2.0", "id": 5, "method": "dns.list", "params": {}}),
-        ]
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect::<String>();
-        let mut out = Vec::new();
-        ext.serve(input.as_bytes(), &mut out).unwrap();
-        let out: Vec<Value> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        ];
+        let out = session(ext, &input);
         assert_eq!(out[0]["result"]["providers"][0]["type"], "notify");
         assert_eq!(out[0]["result"]["secrets"], json!(["LOG_WEBHOOK_TOKEN"]));
         assert_eq!(out[1]["error"]["code"], code::CONFIG);
@@ -698,17 +702,8 @@ mod tests {
             json!({"jsonrpc": "2.0", "id": 5, "method": "storage.get", "params": {"name": "a.tar", "path": back_s}}),
             json!({"jsonrpc": "2.0", "id": 6, "method": "storage.delete", "params": {"name": "a.tar"}}),
             json!({"jsonrpc": "2.0", "id": 7, "method": "storage.get", "params": {"name": "a.tar", "path": back_s}}),
-        ]
-        .iter()
-        .map(|l| format!("{l}\n"))
-        .collect::<String>();
-        let mut out = Vec::new();
-        ext.serve(input.as_bytes(), &mut out).unwrap();
-        let out: Vec<Value> = String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        ];
+        let out = session(ext, &input);
         assert_eq!(out[0]["result"]["providers"][0]["type"], "storage");
         assert_eq!(out[0]["result"]["secrets"], json!(["OBJ_TOKEN"]));
         assert_eq!(out[2]["result"], json!({}));
@@ -754,25 +749,19 @@ mod tests {
         }
     }
 
-    fn session(lines: &[Value]) -> Vec<Value> {
-        let input: String = lines.iter().map(|l| format!("{l}\n")).collect();
-        let mut out = Vec::new();
-        Extension::new("mem", "1.0.0")
-            .env(&["PATH"])
-            .dns(Mem(vec![]))
-            .serve(input.as_bytes(), &mut out)
-            .unwrap();
-        String::from_utf8(out)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+    fn mem_session(lines: &[Value]) -> Vec<Value> {
+        session(
+            Extension::new("mem", "1.0.0")
+                .env(&["PATH"])
+                .dns(Mem(vec![])),
+            lines,
+        )
     }
 
     #[test]
     fn a_session() {
         let rec = json!({"name": "a.example.test", "type": "A", "value": "192.0.2.1", "ttl": 60});
-        let out = session(&[
+        let out = mem_session(&[
             json!({"jsonrpc": "2.0", "id": 1, "method": "handshake", "params": {"protocol_versions": [1]}}),
             json!({"jsonrpc": "2.0", "id": 2, "method": "dns.list", "params": {}}),
             json!({"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {"provider": "dns", "config": {"MEM_URL": "x"}, "secrets": {"MEM_TOKEN": "t"}, "context": {"zone": "example.test"}}}),
