@@ -147,11 +147,24 @@ impl LogStore {
         conn.execute_batch(SCHEMA).map_err(err)?;
         // FTS5 flushes its pending terms to a new segment at every commit or when they pass
         // `hashsize` (default 1 MiB, a segment every few thousand lines within one batch).
-        conn.execute(
-            "INSERT INTO lines_fts (lines_fts, rank) VALUES ('hashsize', ?1)",
-            [FTS_HASH_BYTES],
-        )
-        .map_err(err)?;
+        // Written once: every search opens the store, and a write here would take the lock.
+        let hash: Option<i64> = {
+            use rusqlite::OptionalExtension;
+            conn.query_row(
+                "SELECT v FROM lines_fts_config WHERE k = 'hashsize'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(err)?
+        };
+        if hash != Some(FTS_HASH_BYTES) {
+            conn.execute(
+                "INSERT INTO lines_fts (lines_fts, rank) VALUES ('hashsize', ?1)",
+                [FTS_HASH_BYTES],
+            )
+            .map_err(err)?;
+        }
         Ok(Self {
             conn,
             path: path.to_owned(),
@@ -553,6 +566,11 @@ mod tests {
             )
             .unwrap();
         assert_eq!(hash, FTS_HASH_BYTES);
+        // Opening an existing store writes nothing (searches open their own).
+        let changes = s.conn.total_changes();
+        let again = LogStore::open(&d.path().join("logs.db")).unwrap();
+        assert_eq!(again.conn.total_changes(), 0);
+        assert_eq!(s.conn.total_changes(), changes);
     }
 
     #[test]
