@@ -119,12 +119,22 @@ const REQUEST_KEYS: [&str; 7] = [
 const TRACE_KEYS: [&str; 4] = ["trace_id", "traceid", "trace-id", "traceparent"];
 const JOB_KEYS: [&str; 3] = ["job_id", "jobid", "job-id"];
 
+/// `k` is one of `keys` (lower case), whatever its case: no lower-cased copy per word.
+fn key_in(k: &str, keys: &[&str]) -> bool {
+    keys.iter().any(|s| k.eq_ignore_ascii_case(s))
+}
+
+/// `k` ends with `suffix` (lower case), whatever its case.
+fn ends_with_ci(k: &str, suffix: &str) -> bool {
+    k.len() >= suffix.len()
+        && k.as_bytes()[k.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+}
+
 fn is_secret_key(k: &str) -> bool {
-    let k = k.to_ascii_lowercase();
-    SECRET_KEYS.iter().any(|s| k == *s)
-        || k.ends_with("_token")
-        || k.ends_with("_password")
-        || k.ends_with("_secret")
+    key_in(k, &SECRET_KEYS)
+        || ends_with_ci(k, "_token")
+        || ends_with_ci(k, "_password")
+        || ends_with_ci(k, "_secret")
 }
 
 fn trim_punct(w: &str) -> &str {
@@ -159,6 +169,9 @@ fn is_email(w: &str) -> bool {
 
 /// A JWT: three base64url parts, the first two starting with `eyJ` (`{"`).
 fn is_jwt(w: &str) -> bool {
+    if !w.starts_with("eyJ") {
+        return false;
+    }
     let mut parts = w.split('.');
     let (Some(a), Some(b), Some(c), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -205,10 +218,11 @@ fn error_class(w: &str) -> Option<&str> {
         .any(|s| {
             (last.ends_with(s) || (last.starts_with(s) && *s == "Invalid")) && last.len() > s.len()
         });
-    let whole_ok = w
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == ':');
-    (looks && whole_ok).then_some(w)
+    let whole_ok = || {
+        w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == ':')
+    };
+    (looks && whole_ok()).then_some(w)
 }
 
 fn strip_url(u: &str) -> String {
@@ -361,13 +375,18 @@ pub fn enrich_with(line: &str, extra_secrets: &[&str], patterns: &ScrubPatterns)
         .flatten();
     if let Some(serde_json::Value::Object(map)) = &json {
         for (k, v) in map {
-            let kl = k.to_ascii_lowercase();
+            // Lower-cased only when it has capitals (GitLab's keys have none).
+            let kl = if k.bytes().any(|b| b.is_ascii_uppercase()) {
+                std::borrow::Cow::Owned(k.to_ascii_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(k.as_str())
+            };
             let text = match v {
-                serde_json::Value::String(s) => s.clone(),
-                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s.as_str()),
+                serde_json::Value::Number(n) => std::borrow::Cow::Owned(n.to_string()),
                 _ => continue,
             };
-            match kl.as_str() {
+            match kl.as_ref() {
                 "level" | "severity" | "lvl" | "log.level" => {
                     if let Some(l) = Level::parse(&text) {
                         e.level = Some(l);
@@ -385,9 +404,9 @@ pub fn enrich_with(line: &str, extra_secrets: &[&str], patterns: &ScrubPatterns)
                         e.error_class = Some(c.to_owned());
                     }
                 }
-                _ if REQUEST_KEYS.contains(&kl.as_str()) => set_once(&mut e.request_id, &text),
-                _ if TRACE_KEYS.contains(&kl.as_str()) => set_once(&mut e.trace_id, &text),
-                _ if JOB_KEYS.contains(&kl.as_str()) => set_once(&mut e.job_id, &text),
+                _ if REQUEST_KEYS.contains(&kl.as_ref()) => set_once(&mut e.request_id, &text),
+                _ if TRACE_KEYS.contains(&kl.as_ref()) => set_once(&mut e.trace_id, &text),
+                _ if JOB_KEYS.contains(&kl.as_ref()) => set_once(&mut e.job_id, &text),
                 _ => {}
             }
         }
@@ -465,16 +484,16 @@ fn scan_word(
     prev_http: &mut bool,
 ) {
     let core = trim_punct(word);
-    let (lead, trail) = word.split_at(word.find(core).unwrap_or(0));
+    // `core` is a slice of `word`: where it starts is pointer arithmetic, not a search.
+    let (lead, trail) = word.split_at(core.as_ptr() as usize - word.as_ptr() as usize);
     let trail = &trail[core.len().min(trail.len())..];
     let emit = |text: &str, out: &mut String| {
         out.push_str(lead);
         out.push_str(text);
         out.push_str(trail);
     };
-    let lower_core = core.to_ascii_lowercase();
     // `Bearer <token>`, `Authorization: Basic <value>`, `password: <value>`.
-    if lower_core == "bearer" || lower_core == "basic" {
+    if core.eq_ignore_ascii_case("bearer") || core.eq_ignore_ascii_case("basic") {
         *redact_next = true;
         emit(core, out);
         return;
@@ -498,7 +517,6 @@ fn scan_word(
     {
         let (k, v) = (&core[..pos], &core[pos + 1..]);
         let kt = trim_punct(k);
-        let kl = kt.to_ascii_lowercase();
         if is_secret_key(kt) && !v.is_empty() {
             e.scrubbed += 1;
             emit(&format!("{k}{}<redacted>", &core[pos..=pos]), out);
@@ -519,20 +537,18 @@ fn scan_word(
             );
             return;
         }
-        if REQUEST_KEYS.contains(&kl.as_str()) {
+        if key_in(kt, &REQUEST_KEYS) {
             set_once(&mut e.request_id, v);
-        } else if TRACE_KEYS.contains(&kl.as_str()) {
+        } else if key_in(kt, &TRACE_KEYS) {
             set_once(&mut e.trace_id, v);
-        } else if JOB_KEYS.contains(&kl.as_str()) {
+        } else if key_in(kt, &JOB_KEYS) {
             set_once(&mut e.job_id, v);
-        } else if matches!(
-            kl.as_str(),
-            "status" | "status_code" | "code" | "http_status"
-        ) && let Ok(n) = trim_punct(v).parse::<u16>()
+        } else if key_in(kt, &["status", "status_code", "code", "http_status"])
+            && let Ok(n) = trim_punct(v).parse::<u16>()
             && (100..=599).contains(&n)
         {
             e.http_status.get_or_insert(n);
-        } else if matches!(kl.as_str(), "level" | "severity" | "lvl")
+        } else if key_in(kt, &["level", "severity", "lvl"])
             && let Some(l) = Level::parse(trim_punct(v))
         {
             e.level.get_or_insert(l);
@@ -560,12 +576,18 @@ fn scan_word(
         emit(&scrubbed, out);
         return;
     }
-    // Addresses: `1.2.3.4`, `1.2.3.4:8080`, `[2001:db8::1]:443`, `::1`.
-    let addr = core
-        .trim_start_matches('[')
-        .split(']')
+    // Addresses: `1.2.3.4`, `1.2.3.4:8080`, `[2001:db8::1]:443`, `::1`. An address starts
+    // with a hex digit or `:`; most words are ruled out by their first byte.
+    let addr = core.trim_start_matches('[');
+    let addr = if addr
+        .bytes()
         .next()
-        .unwrap_or(core);
+        .is_some_and(|b| b.is_ascii_hexdigit() || b == b':')
+    {
+        addr.split(']').next().unwrap_or(core)
+    } else {
+        ""
+    };
     let addr = if addr.matches(':').count() == 1 && addr.contains('.') {
         addr.split(':').next().unwrap_or(addr)
     } else {

@@ -1,14 +1,17 @@
-//! `cargo run -p xtask --release -- bench logs [--lines N]`
+//! `cargo run -p xtask --release -- bench logs [--lines N] [--batch N]`
 //!
 //! The log store on one generated corpus, in one run: a deterministic mix of GitLab's
 //! services' lines (Rails JSON with correlation ids, nginx access lines, Sidekiq, Gitaly
 //! logfmt, the registry), 2% errors with exception classes and stack lines, e-mail addresses
-//! and tokens to scrub. Measured:
+//! and tokens to scrub. Measured, for both engines, the SQLite FTS5 store autogit ships
+//! (`autogit_drivers::logstore`) and tantivy (`bench_logs_tantivy.rs`, bench-only):
 //! 1. enrichment alone, lines/s on one core;
-//! 2. ingest (enrich + scrub + FTS5 insert in batches of 5000), lines/s on one core, and the
-//!    index size per million lines;
+//! 2. ingest (enrich + scrub + store, a transaction / commit every `--batch` lines, 50 000 by
+//!    default: what the daemon's once-a-second pass holds at 50 000 lines/s), lines/s of
+//!    wall-clock time and lines per CPU-second of the whole process (the per-core figure:
+//!    tantivy indexes and merges on threads of its own), and the store's size per million lines;
 //! 3. five query shapes, p50/p99 over 50 runs each, against `grep` (and `rg` when installed)
-//!    over the raw file for the same question, same run; ratio = baseline / autogit.
+//!    over the raw file for the same question, same run; ratio = baseline / engine.
 
 use autogit_core::logs::{enrich, parse_query};
 use autogit_drivers::logstore::{Line, LogStore};
@@ -17,7 +20,33 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use crate::bench_logs_tantivy::TantivyStore;
 use crate::scheduler::Rng;
+
+/// CPU seconds this process has used, all threads (user + system, from `/proc/self/stat`).
+fn cpu_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command name's closing parenthesis: field 3 onwards; utime and stime are 14
+    // and 15, in clock ticks (100 a second on Linux).
+    let rest = stat.rsplit_once(')').map_or("", |r| r.1);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    (f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0)) as f64 / 100.0
+}
+
+/// Bytes of the files under `dir` whose names start with `prefix`.
+fn dir_size(dir: &Path, prefix: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .filter_map(|e| e.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
 
 const PATHS: [&str; 8] = [
     "/api/v4/projects",
@@ -184,7 +213,8 @@ fn time_cmd(cmd: &mut Command, runs: usize) -> Option<f64> {
     Some(pct(&v, 0.5))
 }
 
-pub fn bench_logs(lines: u64) {
+pub fn bench_logs(lines: u64, batch: usize) {
+    let batch = batch.max(1);
     let dir = Path::new("target/bench-logs");
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).unwrap();
@@ -218,24 +248,30 @@ pub fn bench_logs(lines: u64) {
         lines as f64 / enrich_s
     );
 
-    // 2. Ingest.
+    // 2. Ingest, each engine on its own copy of the corpus' lines, enrichment included.
+    // "Per core": lines per second of CPU time of the whole process (every thread: tantivy
+    // indexes on its own thread and merges on others), besides the wall-clock rate.
     let db = dir.join("logs.db");
     let mut store = LogStore::open(&db).unwrap();
-    let t = Instant::now();
     let base_ns: i64 = 1_796_000_000 * 1_000_000_000;
-    for (n, chunk) in corpus.chunks(5000).enumerate() {
-        let batch: Vec<Line> = chunk
+    let at = |i: usize| base_ns + (i as i64) * 1_000_000;
+    let (t, c) = (Instant::now(), cpu_s());
+    let mut store_s = 0.0;
+    for (n, chunk) in corpus.chunks(batch).enumerate() {
+        let lines: Vec<Line> = chunk
             .iter()
             .enumerate()
             .map(|(k, (svc, text))| Line {
-                at_ns: base_ns + ((n * 5000 + k) as i64) * 1_000_000,
+                at_ns: at(n * batch + k),
                 service: (*svc).to_owned(),
                 enriched: enrich(text, &[]),
             })
             .collect();
-        store.insert(&batch).unwrap();
+        let s = Instant::now();
+        store.insert(&lines).unwrap();
+        store_s += s.elapsed().as_secs_f64();
     }
-    let ingest_s = t.elapsed().as_secs_f64();
+    let (ingest_s, ingest_cpu) = (t.elapsed().as_secs_f64(), cpu_s() - c);
     drop(store);
     // Checkpoint the WAL so the size is the database's.
     let store = LogStore::open(&db).unwrap();
@@ -243,17 +279,35 @@ pub fn bench_logs(lines: u64) {
         .arg(&db)
         .arg("PRAGMA wal_checkpoint(TRUNCATE);")
         .output();
-    let size: u64 = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("logs.db"))
-        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
-        .sum();
+    let size = dir_size(dir, "logs.db");
     println!(
-        "ingest (enrich + scrub + FTS5, batches of 5000): {:.0} lines/s on one core; index {:.0} MB per million lines ({:.2}x the raw text)",
+        "FTS5 ingest (enrich + scrub + insert, transactions of {batch}): {:.0} lines/s wall, {:.0} lines per CPU-second ({:.0}% of the wall time in the store); {:.0} MB per million lines ({:.2}x the raw text)",
         lines as f64 / ingest_s,
+        lines as f64 / ingest_cpu,
+        100.0 * store_s / ingest_s,
         size as f64 / 1e6 / (lines as f64 / 1e6),
         size as f64 / raw_bytes as f64
+    );
+
+    let tdir = dir.join("tantivy");
+    std::fs::create_dir_all(&tdir).unwrap();
+    let mut tv = TantivyStore::create(&tdir, 256 << 20).unwrap();
+    let (t, c) = (Instant::now(), cpu_s());
+    for (n, chunk) in corpus.chunks(batch).enumerate() {
+        for (k, (svc, text)) in chunk.iter().enumerate() {
+            tv.add(at(n * batch + k), svc, &enrich(text, &[])).unwrap();
+        }
+        tv.commit().unwrap();
+    }
+    tv.finish().unwrap();
+    let (tv_s, tv_cpu) = (t.elapsed().as_secs_f64(), cpu_s() - c);
+    let tv_size = dir_size(&tdir, "");
+    println!(
+        "tantivy ingest (enrich + scrub + index on 1 indexing thread, a commit every {batch}, merges awaited): {:.0} lines/s wall, {:.0} lines per CPU-second; {:.0} MB per million lines ({:.2}x the raw text)",
+        lines as f64 / tv_s,
+        lines as f64 / tv_cpu,
+        tv_size as f64 / 1e6 / (lines as f64 / 1e6),
+        tv_size as f64 / raw_bytes as f64
     );
 
     // 3. Queries against grep / rg over the raw file.
@@ -295,24 +349,37 @@ pub fn bench_logs(lines: u64) {
     ];
     let have_rg = Command::new("rg").arg("--version").output().is_ok();
     println!(
-        "\n| query | autogit p50 | p99 | hits (first 100) | grep median | ratio | {}",
-        if have_rg { "rg median | ratio |" } else { "" }
+        "\n| query | FTS5 p50 | p99 | tantivy p50 | p99 | hits (first 100) | grep -c median | FTS5 / tantivy ratio |{}",
+        if have_rg {
+            " rg -c median | FTS5 / tantivy ratio |"
+        } else {
+            ""
+        }
     );
     println!(
-        "| --- | --- | --- | --- | --- | --- |{}",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |{}",
         if have_rg { " --- | --- |" } else { "" }
     );
+    let runs = 50;
     for (name, q, grep_args) in &shapes {
         let query = parse_query(q).unwrap();
-        let mut times = Vec::new();
-        let mut hits = 0;
-        for _ in 0..50 {
+        let (mut times, mut tv_times) = (Vec::new(), Vec::new());
+        let (mut hits, mut tv_hits) = (0, 0);
+        for _ in 0..runs {
             let t = Instant::now();
             hits = store.search(&query, 0, i64::MAX, 100).unwrap().len();
             times.push(t.elapsed().as_secs_f64() * 1000.0);
+            let t = Instant::now();
+            tv_hits = tv.search(&query, 0, i64::MAX, 100).len();
+            tv_times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        if hits != tv_hits {
+            eprintln!("`{q}`: FTS5 found {hits}, tantivy {tv_hits}");
         }
         times.sort_by(f64::total_cmp);
+        tv_times.sort_by(f64::total_cmp);
         let (p50, p99) = (pct(&times, 0.5), pct(&times, 0.99));
+        let (tp50, tp99) = (pct(&tv_times, 0.5), pct(&tv_times, 0.99));
         let grep = time_cmd(
             // `-c` into a pipe: every line is read (with its output going to /dev/null, GNU
             // grep stops at the first match).
@@ -332,11 +399,15 @@ pub fn bench_logs(lines: u64) {
             .flatten();
         let fmt = |b: Option<f64>| {
             b.map_or("n/a | n/a".to_owned(), |b| {
-                format!("{b:.1} ms | {:.0}x", b / p50.max(0.001))
+                format!(
+                    "{b:.1} ms | {:.0}x / {:.0}x",
+                    b / p50.max(0.001),
+                    b / tp50.max(0.001)
+                )
             })
         };
         println!(
-            "| {name} (`{q}`) | {p50:.2} ms | {p99:.2} ms | {hits} | {} |{}",
+            "| {name} (`{q}`) | {p50:.2} ms | {p99:.2} ms | {tp50:.2} ms | {tp99:.2} ms | {hits} | {} |{}",
             fmt(grep),
             if have_rg {
                 format!(" {} |", fmt(rg))

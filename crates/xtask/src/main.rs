@@ -3,7 +3,7 @@
 //! `cargo run -p xtask --release -- bench scheduler [--jobs N] [--hosts N]` (see `scheduler.rs`)
 //! `cargo run -p xtask --release -- bench api [--secs N] [--connections N] [--autogit PATH]`
 //! (see `bench_api.rs`)
-//! `cargo run -p xtask --release -- bench logs [--lines N]` (see `bench_logs.rs`)
+//! `cargo run -p xtask --release -- bench logs [--lines N] [--batch N]` (see `bench_logs.rs`)
 //! `cargo run -p xtask --release -- bench ingress [--secs N] [--connections N] [--rounds N]
 //! [--autogit PATH] [--traefik PATH]` (see `bench_ingress.rs`)
 //!
@@ -21,6 +21,7 @@
 mod bench_api;
 mod bench_ingress;
 mod bench_logs;
+mod bench_logs_tantivy;
 mod bench_mirror;
 mod scheduler;
 
@@ -71,10 +72,12 @@ fn main() {
             path("--autogit"),
             path("--traefik"),
         ),
-        Some(("bench", "logs")) => bench_logs::bench_logs(num("--lines", 1_000_000) as u64),
+        Some(("bench", "logs")) => {
+            bench_logs::bench_logs(num("--lines", 1_000_000) as u64, num("--batch", 50_000))
+        }
         _ => {
             eprintln!(
-                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] [--parallel N] [--runs N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N] | bench ingress [--secs N] [--connections N] [--rounds N] [--autogit PATH] [--traefik PATH]"
+                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] [--parallel N] [--runs N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N] [--batch N] | bench ingress [--secs N] [--connections N] [--rounds N] [--autogit PATH] [--traefik PATH]"
             );
             std::process::exit(2);
         }
