@@ -328,6 +328,24 @@ fn pebble_root(pebble: &Pebble, dir: &Path) -> PathBuf {
     path
 }
 
+/// What an ingress test needs on this machine: BIND, Pebble, the engine and, for `kind`
+/// `traefik`, the Traefik binary; `None` (skip) when one is missing and the tools are not
+/// required (`require` fails the test when they are).
+fn lab_tools(kind: &str) -> Option<(PathBuf, PathBuf, Option<PathBuf>)> {
+    let (Some(named), Some(pebble)) = (named_or_skip(), pebble_or_skip()) else {
+        return None;
+    };
+    if !docker_or_skip() {
+        return None;
+    }
+    let traefik = if kind == "traefik" {
+        Some(traefik_or_skip()?)
+    } else {
+        None
+    };
+    Some((named, pebble, traefik))
+}
+
 /// Start the plan's ingress (`kind`): the real Traefik binary mounted into the busybox image,
 /// or Debian's nginx laid out as the official image; the rendered files mounted, its ports
 /// published on loopback; `extra` are more `docker run` arguments.
@@ -1004,19 +1022,8 @@ enum GuardMode {
 /// unchecked (no verdict header) once the ingress sees the guard down.
 fn guard_end_to_end(kind: &str, mode: GuardMode) {
     let fail_open = mode == GuardMode::Proxy { fail_open: true };
-    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+    let Some((named, pebble_bin, traefik)) = lab_tools(kind) else {
         return;
-    };
-    if !docker_or_skip() {
-        return;
-    }
-    let traefik = if kind == "traefik" {
-        let Some(t) = traefik_or_skip() else {
-            return;
-        };
-        Some(t)
-    } else {
-        None
     };
     let tag = match mode {
         GuardMode::ForwardAuth => "fa".to_owned(),
@@ -1252,19 +1259,8 @@ fn curl_long(
 /// `docker push` itself is not used: the engine would need `registry.<zone>` in the host's
 /// resolver and Pebble's root in its trust store, both shared with other tests on this host.
 fn registry_through_the_ingress(kind: &str) {
-    let (Some(named), Some(pebble_bin)) = (named_or_skip(), pebble_or_skip()) else {
+    let Some((named, pebble_bin, traefik)) = lab_tools(kind) else {
         return;
-    };
-    if !docker_or_skip() {
-        return;
-    }
-    let traefik = if kind == "traefik" {
-        let Some(t) = traefik_or_skip() else {
-            return;
-        };
-        Some(t)
-    } else {
-        None
     };
     let registry_image = match autogit_drivers::testing::registry_stand_in_image() {
         Ok(i) => i,
