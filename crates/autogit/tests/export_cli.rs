@@ -230,26 +230,35 @@ fn export_running(dir: &Path, out: &Path) -> serde_json::Value {
     serde_json::from_str(&r.stdout).unwrap()
 }
 
+/// A platform installed on the real engine with the stand-in GitLab image (ports `base` to
+/// `base + 2`), its project named `prefix-<pid>`; taken down when the returned `Down` drops
+/// (before the directory).
+fn installed(prefix: &str, base: u16) -> (tempfile::TempDir, String, Down) {
+    fake_gitlab_image("0.0.16", &[]);
+    let d = tempfile::tempdir().unwrap();
+    let project = format!("{prefix}-{}", std::process::id());
+    let (http, https, ssh) = (base, base + 1, base + 2);
+    fs::write(
+        d.path().join("autogit.yml"),
+        format!("gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"0.0.16\"\n  ports: {{http: {http}, https: {https}, ssh: {ssh}}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 3s\nrunners: {{}}\nhealth:\n  check_interval: 1s\n  timeout: 1s\n  failure_threshold: 1\nplatform:\n  project: {project}\n"),
+    )
+    .unwrap();
+    let down = Down(d.path().to_owned());
+    let r = run_data(
+        d.path(),
+        &["install", "--no-bootstrap", "--wait", "60s", "-q"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    (d, project, down)
+}
+
 /// The round trip on the real engine with the stand-in GitLab image.
 #[test]
 fn capture_export_down_up_capture_gives_the_same_platform() {
     if !have_engine() || !have("docker-compose") {
         return;
     }
-    fake_gitlab_image("0.0.16", &[]);
-    let d = tempfile::tempdir().unwrap();
-    let project = format!("agt-export-{}", std::process::id());
-    fs::write(
-        d.path().join("autogit.yml"),
-        format!("gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"0.0.16\"\n  ports: {{http: 31680, https: 31681, ssh: 31682}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 3s\nrunners: {{}}\nhealth:\n  check_interval: 1s\n  timeout: 1s\n  failure_threshold: 1\nplatform:\n  project: {project}\n"),
-    )
-    .unwrap();
-    let _down = Down(d.path().to_owned());
-    let r = run_data(
-        d.path(),
-        &["install", "--no-bootstrap", "--wait", "60s", "-q"],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (d, project, _down) = installed("agt-export", 31680);
 
     let first = d.path().join("first");
     let v = export_running(d.path(), &first);
@@ -686,20 +695,7 @@ fn ansible_playbook_of_a_capture_brings_the_platform_back() {
     if !have_engine() || !have("ansible-playbook") {
         return;
     }
-    fake_gitlab_image("0.0.16", &[]);
-    let d = tempfile::tempdir().unwrap();
-    let project = format!("agt-ansible-{}", std::process::id());
-    fs::write(
-        d.path().join("autogit.yml"),
-        format!("gitlab:\n  image: autogit-test/gitlab-ce\n  version: \"0.0.16\"\n  ports: {{http: 31690, https: 31691, ssh: 31692}}\n  resources: {{preset: minimal, cpu: 0.5, memory: 64M}}\n  start_period: 3s\nrunners: {{}}\nhealth:\n  check_interval: 1s\n  timeout: 1s\n  failure_threshold: 1\nplatform:\n  project: {project}\n"),
-    )
-    .unwrap();
-    let _down = Down(d.path().to_owned());
-    let r = run_data(
-        d.path(),
-        &["install", "--no-bootstrap", "--wait", "60s", "-q"],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (d, _, _down) = installed("agt-ansible", 31690);
     let export = |out: &Path| {
         let r = run_data(
             d.path(),

@@ -30,6 +30,45 @@ async fn autogit(dir: &Path, args: Vec<String>) -> Run {
     .unwrap()
 }
 
+/// A data dir where `name` is a runner registered on `local` (GitLab runner id `id`) and the
+/// admin token is stored, as `runner register` leaves it.
+fn registered(data: &Path, name: &str, id: i64) {
+    SecretStore::open(data)
+        .unwrap()
+        .put(ADMIN_TOKEN, &SecretString::from(ADMIN))
+        .unwrap();
+    Store::open(&data.join("state.db"))
+        .unwrap()
+        .set_registration(&RegistrationRow {
+            name: name.to_owned(),
+            host: "local".into(),
+            runner_id: id,
+            secret: format!("gitlab-runner-{id}-token"),
+            state: "registered".into(),
+            at: 0,
+            message: String::new(),
+        })
+        .unwrap();
+}
+
+/// One `runner autoscale --once -o json` pass against the GitLab at `url`.
+async fn autoscale_once(dir: &Path, url: &str, data: &Path) -> Run {
+    let args: Vec<String> = [
+        "runner",
+        "autoscale",
+        "--once",
+        "--url",
+        url,
+        "-o",
+        "json",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    autogit(dir, args).await
+}
+
 fn running(container: &str) -> bool {
     let out = std::process::Command::new("docker")
         .args(["ps", "-q", "--filter", &format!("name=^{container}$")])
@@ -87,38 +126,8 @@ async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
     .unwrap();
     let proxy_sock = d.path().join("proxy.sock");
     let data = d.path().join("data");
-    SecretStore::open(&data)
-        .unwrap()
-        .put(ADMIN_TOKEN, &SecretString::from(ADMIN))
-        .unwrap();
-    Store::open(&data.join("state.db"))
-        .unwrap()
-        .set_registration(&RegistrationRow {
-            name: name.clone(),
-            host: "local".into(),
-            runner_id: 7,
-            secret: "gitlab-runner-7-token".into(),
-            state: "registered".into(),
-            at: 0,
-            message: String::new(),
-        })
-        .unwrap();
-    let pass = || {
-        let args: Vec<String> = [
-            "runner",
-            "autoscale",
-            "--once",
-            "--url",
-            &fake.url,
-            "-o",
-            "json",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        autogit(d.path(), args)
-    };
+    registered(&data, &name, 7);
+    let pass = || autoscale_once(d.path(), &fake.url, &data);
     // No engine proxy on the host yet: the runner is not started with the engine's socket
     // instead; the pass says what to run.
     let refused = pass().await;
@@ -264,38 +273,8 @@ async fn runner_containers_follow_the_queue_between_min_and_max() {
     )
     .unwrap();
     let data = d.path().join("data");
-    SecretStore::open(&data)
-        .unwrap()
-        .put(ADMIN_TOKEN, &SecretString::from(ADMIN))
-        .unwrap();
-    Store::open(&data.join("state.db"))
-        .unwrap()
-        .set_registration(&RegistrationRow {
-            name: name.clone(),
-            host: "local".into(),
-            runner_id: 8,
-            secret: "gitlab-runner-8-token".into(),
-            state: "registered".into(),
-            at: 0,
-            message: String::new(),
-        })
-        .unwrap();
-    let pass = || {
-        let args: Vec<String> = [
-            "runner",
-            "autoscale",
-            "--once",
-            "--url",
-            &fake.url,
-            "-o",
-            "json",
-            "--data-dir",
-            data.to_str().unwrap(),
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        autogit(d.path(), args)
-    };
+    registered(&data, &name, 8);
+    let pass = || autoscale_once(d.path(), &fake.url, &data);
     let row = |r: &Run| -> (String, u64, u64) {
         assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
         let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
