@@ -177,6 +177,22 @@ async fn read_head<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Option<Head>, S
     }))
 }
 
+/// Reads and drops the body of a request about to be refused (at most [`MAX_CHECKED_BODY`]
+/// bytes, for at most 2 s), so that the client, still writing it, reads the refusal instead of
+/// a broken pipe (seen as `write: broken pipe` from the docker CLI on a refused
+/// `network create`).
+async fn discard_body<R: AsyncBufRead + Unpin>(r: &mut R, head: &Head) {
+    let drain = async {
+        if head.chunked() {
+            let _ = read_chunked(r, MAX_CHECKED_BODY).await;
+        } else if let Ok(Some(n)) = head.content_length() {
+            let mut limited = (&mut *r).take(n.min(MAX_CHECKED_BODY) as u64);
+            let _ = tokio::io::copy(&mut limited, &mut tokio::io::sink()).await;
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
+}
+
 async fn reply<W: AsyncWriteExt + Unpin>(w: &mut W, status: &str, message: &str) {
     let body = serde_json::json!({ "message": message }).to_string();
     let text = format!(
@@ -304,6 +320,7 @@ async fn handle(conn: UnixStream, engine: &Path, policy: &Policy) -> Result<(), 
                 head.method,
                 head.target
             );
+            discard_body(&mut client, &head).await;
             reply(&mut client, "403 Forbidden", why).await;
             return Ok(());
         }
@@ -324,6 +341,7 @@ async fn handle(conn: UnixStream, engine: &Path, policy: &Policy) -> Result<(), 
                         autogit_core::engine_proxy::unversioned(&head.target)
                     );
                     tracing::info!("engine proxy refused: {why}");
+                    discard_body(&mut client, &head).await;
                     reply(&mut client, "403 Forbidden", &why).await;
                     return Ok(());
                 }

@@ -542,3 +542,40 @@ async fn a_job_reaches_gitlab_and_nothing_else_of_the_platform() {
         assert!(!out.contains(bad), "{bad}: {}", text(&job));
     }
 }
+
+/// A refused request whose body is still on its way gets the refusal, not a broken pipe: the
+/// proxy reads the body before it answers (the docker CLI reported `write: broken pipe` on a
+/// refused `network create` when the 403 and the close came first). No engine is needed: the
+/// request is refused by its path.
+#[tokio::test]
+async fn a_refused_request_still_sending_its_body_reads_the_refusal() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("proxy.sock");
+    let listener = tokio::net::UnixListener::bind(&sock).unwrap();
+    tokio::spawn(autogit_drivers::engine_proxy::serve(
+        listener,
+        dir.path().join("no-engine.sock"),
+        autogit_core::engine_proxy::Policy::default(),
+    ));
+    let body = vec![b'x'; 512 * 1024];
+    let mut c = tokio::net::UnixStream::connect(&sock).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /v1.41/networks/create HTTP/1.1\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The proxy has the head and has decided; the body comes later, as from a slow client.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    c.write_all(&body)
+        .await
+        .expect("the proxy reads the body of a request it refuses");
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("refuses it"), "{answer}");
+}
