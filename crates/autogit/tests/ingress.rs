@@ -1081,8 +1081,8 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
             .args(&upstream)
             .args(["--rate-limit", "0", "--data-dir"])
             .arg(&guard_data)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -1516,7 +1516,7 @@ impl Drop for HostsLine {
 
 /// Docker's trust directory for one registry (`/etc/docker/certs.d/<host>:<port>/ca.crt`),
 /// removed on drop: the engine trusts Pebble's root for this registry only.
-struct RegistryTrust(std::path::PathBuf);
+struct RegistryTrust(PathBuf);
 
 impl Drop for RegistryTrust {
     fn drop(&mut self) {
