@@ -15,7 +15,7 @@ static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Revision of the stand-in images' contents: an image built by an older revision (label
 /// `io.autogit.stand-in`) is rebuilt rather than reused.
-const STAND_IN_REV: &str = "4";
+const STAND_IN_REV: &str = "5";
 
 /// Whether `tag` exists, was built by this revision and runs `cmd` (two stand-ins may share
 /// a tag with different commands, a healthy and a crashing GitLab; the last one asked for
@@ -246,6 +246,7 @@ restore)
   done
   case "$id" in *_"$v") ;; *) echo "GitLab version mismatch: backup $id, running $v"; exit 1 ;; esac
   rm -rf /var/opt/gitlab/data && tar -C /var/opt/gitlab -xf "$f" || exit 1
+  touch /var/opt/gitlab/.stand-in-restored
   echo "Restore task is done."
   ;;
 *) echo "gitlab-backup: unknown command $1"; exit 1 ;;
@@ -513,16 +514,34 @@ fn gitlab_side(r: &Path, version: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The backup stand-in's `gitlab-healthcheck`: unhealthy while a service is stopped, and
+/// after a restore of data that carries `stand-in-broken` (so a test can make an archive that
+/// restores but does not come up).
+const BACKUP_HEALTHCHECK: &str = r#"#!/bin/sh
+for f in /var/opt/gitlab/.stand-in-stopped.*; do
+  [ -e "$f" ] && { echo "stopped: $f"; exit 1; }
+done
+if [ -f /var/opt/gitlab/.stand-in-restored ] && [ -f /var/opt/gitlab/data/stand-in-broken ]; then
+  echo "the restored data does not come up"; exit 1
+fi
+exit 0
+"#;
+
 fn build_backup(r: &Path, busybox: &str, version: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
     busybox_root(
         r,
         busybox,
         &[
             "sh", "cat", "echo", "printf", "grep", "ls", "rm", "mkdir", "true", "false", "sleep",
-            "tar", "date", "chown", "chmod", "touch", "id", "mv", "cp",
+            "tar", "date", "chown", "chmod", "touch", "id", "mv", "cp", "[", "test",
         ],
     )?;
     gitlab_side(r, version)?;
+    let hc = r.join("opt/gitlab/bin/gitlab-healthcheck");
+    std::fs::write(&hc, BACKUP_HEALTHCHECK).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&hc, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
