@@ -415,6 +415,7 @@ impl Handle for ListDnsRecords {
                     kind: r.kind.as_str().to_owned(),
                     value: r.value.clone(),
                     ttl: r.ttl,
+                    proxied: r.proxied,
                 })
                 .collect(),
         )))
@@ -455,13 +456,19 @@ fn dns_problem(e: autogit_app::dns::DnsError) -> Problem {
     }
 }
 
-fn drift_of(r: &autogit_core::dns::Record, action: &str, current: Option<String>) -> DnsDrift {
+fn drift_of(
+    r: &autogit_core::dns::Record,
+    action: &str,
+    current: Option<&autogit_core::dns::Record>,
+) -> DnsDrift {
     DnsDrift {
         action: action.into(),
         name: r.name.clone(),
         kind: r.kind.as_str().to_owned(),
         value: r.value.clone(),
-        current,
+        current: current.map(|c| c.value.clone()),
+        proxied: r.proxied,
+        current_proxied: current.map(|c| c.proxied),
     }
 }
 
@@ -485,7 +492,7 @@ impl Handle for GetDnsPlan {
             .iter()
             .map(|ch| match ch {
                 Change::Create { record } => drift_of(record, "create", None),
-                Change::Update { from, to } => drift_of(to, "update", Some(from.value.clone())),
+                Change::Update { from, to } => drift_of(to, "update", Some(from)),
                 Change::Delete { record } => drift_of(record, "delete", None),
             })
             .collect();
@@ -503,6 +510,8 @@ impl Handle for GetDnsPlan {
                 kind: wanted.map_or_else(String::new, |r| r.kind.as_str().to_owned()),
                 value: wanted.map_or_else(String::new, |r| r.value.clone()),
                 current: Some(found),
+                proxied: wanted.is_some_and(|r| r.proxied),
+                current_proxied: None,
             });
         }
         Ok(Reply::new(DnsPlanView {

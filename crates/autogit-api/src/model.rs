@@ -209,6 +209,9 @@ pub struct ZoneRecord {
     pub kind: String,
     pub value: String,
     pub ttl: u32,
+    /// Served through Cloudflare's proxy (`CLOUDFLARE_PROXIED`): the name resolves to
+    /// Cloudflare's edge, which forwards to `value`. False with every other provider.
+    pub proxied: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -279,6 +282,11 @@ pub struct DnsDrift {
     pub value: String,
     /// What the provider holds now, for `update` and `conflict`.
     pub current: Option<String>,
+    /// Whether the platform wants the record behind Cloudflare's proxy.
+    pub proxied: bool,
+    /// Whether the provider's record is proxied now, for `update` (a proxy turned on or off
+    /// by hand is drift, as a changed value is).
+    pub current_proxied: Option<bool>,
 }
 
 /// The records the platform needs against the provider's zone (`autogit dns plan`).

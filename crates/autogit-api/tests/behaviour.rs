@@ -3,6 +3,8 @@
 //! background work seen through its events, compute jobs submitted and cancelled, tokens from
 //! keys, and the rate limit's 429 with `Retry-After`.
 
+#[path = "../../autogit-drivers/tests/cloudflare_fake/mod.rs"]
+mod cloudflare_fake;
 mod support;
 
 use autogit_api::server::ServeOptions;
@@ -286,6 +288,69 @@ async fn too_many_requests_get_429_with_retry_after() {
     // Another key has its own budget.
     let r = call(&c, "GET", s.url("/api/v1/services"), &s.admin, &[]).await;
     assert_eq!(r.status(), 200);
+}
+
+/// Cloudflare's proxy through the API: the listing and the plan say which records are proxied,
+/// and a proxy turned off by hand is drift with both sides. Against the fake Cloudflare API of
+/// the drivers' tests (Cloudflare cannot run here; the production client talks HTTP to it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_records_and_drift_say_what_cloudflare_proxies() {
+    let fake = cloudflare_fake::Fake::start(&["example.test"]).await;
+    let env = format!(
+        "BASE_DOMAIN=example.test\nINGRESS_IP=192.0.2.10\nSERVICES_ENABLED=gitlab,grafana\n\
+         DNS_PROVIDER=cloudflare\nCLOUDFLARE_API_URL={}\nCLOUDFLARE_API_TOKEN={}\n\
+         CLOUDFLARE_PROXIED=grafana\n",
+        fake.url,
+        cloudflare_fake::TOKEN
+    );
+    let s = Server::start_with(unlimited(), &env);
+    let c = client();
+    let r = call(&c, "GET", s.url("/api/v1/dns/records"), &s.viewer, &[]).await;
+    assert_eq!(r.status(), 200);
+    let records: serde_json::Value = r.json().await.unwrap();
+    let a_of = |name: &str| {
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name && r["type"] == "A")
+            .cloned()
+            .unwrap_or_else(|| panic!("no A record for {name}: {records:#}"))
+    };
+    assert_eq!(a_of("grafana.example.test")["proxied"], true, "{records:#}");
+    assert_eq!(a_of("grafana.example.test")["ttl"], 1, "{records:#}");
+    assert_eq!(a_of("*.example.test")["proxied"], false, "{records:#}");
+
+    // Synced (as `autogit dns sync` does), then the proxy is turned off by hand in
+    // Cloudflare's dashboard: an update, with both sides.
+    autogit_app::dns::DnsController::new(s.api.settings.clone(), s.api.bus.clone())
+        .sync(&s.api.plan)
+        .await
+        .expect("sync");
+    for r in fake
+        .state()
+        .records
+        .iter_mut()
+        .filter(|r| r.name == "grafana.example.test" && r.kind == "A")
+    {
+        assert!(r.proxied, "synced proxied");
+        r.proxied = false;
+        r.ttl = 300;
+    }
+    let r = call(&c, "GET", s.url("/api/v1/dns/plan"), &s.viewer, &[]).await;
+    assert_eq!(r.status(), 200);
+    let plan: serde_json::Value = r.json().await.unwrap();
+    let update = plan["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "grafana.example.test" && d["type"] == "A")
+        .cloned()
+        .unwrap_or_else(|| panic!("{plan:#}"));
+    assert_eq!(update["action"], "update", "{plan:#}");
+    assert_eq!(update["proxied"], true, "{plan:#}");
+    assert_eq!(update["current_proxied"], false, "{plan:#}");
+    assert_eq!(update["current"], "192.0.2.10", "{plan:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -394,6 +394,188 @@ impl BackupController {
     }
 }
 
+/// Where the last restore test is kept.
+fn restore_test_file(settings: &Settings) -> PathBuf {
+    settings.data_dir.join("state/restore-test.json")
+}
+
+/// The last restore test recorded on this host, if any (an unreadable record is none).
+pub fn last_restore_test(settings: &Settings) -> Option<autogit_core::backup::RestoreTest> {
+    let text = std::fs::read_to_string(restore_test_file(settings)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The engine's health test of a container as a command to exec in it.
+fn health_argv(test: &[String]) -> Option<Vec<String>> {
+    match test.split_first()? {
+        (first, rest) if first == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
+        (first, [script]) if first == "CMD-SHELL" => {
+            Some(vec!["/bin/sh".into(), "-c".into(), script.clone()])
+        }
+        _ => None,
+    }
+}
+
+impl BackupController {
+    /// A restore test: `archive` restored into a scratch GitLab made from the running one
+    /// (`core::backup::restore_test_spec`: same image and configuration, fresh volumes, no
+    /// network), which must answer its health check before and after the restore, each within
+    /// `wait`. The scratch container and its volumes are removed whatever happens, and the
+    /// outcome is recorded for `diagnose` (`backup.restore_test`) and published as a task.
+    pub async fn restore_test(
+        &self,
+        archive: &Path,
+        decryption: &Decryption,
+        wait: std::time::Duration,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<autogit_core::backup::RestoreTest, String> {
+        let (engine, running) = gitlab_container(&self.settings).await?;
+        self.restore_test_on(&engine, &running, archive, decryption, wait, progress)
+            .await
+    }
+
+    pub async fn restore_test_on<E: ContainerEngine>(
+        &self,
+        engine: &E,
+        running: &str,
+        archive: &Path,
+        decryption: &Decryption,
+        wait: std::time::Duration,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<autogit_core::backup::RestoreTest, String> {
+        let project = &self.settings.config.platform.project;
+        let started_at = self.clock.now() as i64;
+        let clock = std::time::Instant::now();
+        let name = archive
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let task = format!("restore-test-{started_at}");
+        self.bus.publish(Event::TaskStarted {
+            id: task.clone(),
+            operation: "restore_test".into(),
+            target: name.clone(),
+            actor: "cli".into(),
+        });
+        let spec = engine
+            .inspect(running)
+            .await
+            .map(|r| autogit_core::backup::restore_test_spec(&r, project))
+            .map_err(|e| format!("reading the running GitLab: {e}"));
+        let outcome = match &spec {
+            Ok(spec) => {
+                let r = self
+                    .restore_into_scratch(engine, spec, archive, decryption, wait, progress)
+                    .await;
+                progress("removing the scratch GitLab");
+                let _ = engine.remove(&spec.name).await;
+                for m in &spec.mounts {
+                    if let autogit_core::container::MountSpec::Volume { name, .. } = m {
+                        let _ = engine.remove_volume(name).await;
+                    }
+                }
+                r
+            }
+            Err(e) => Err(e.clone()),
+        };
+        let record = autogit_core::backup::RestoreTest {
+            archive: name.clone(),
+            started_at,
+            seconds: clock.elapsed().as_secs_f64(),
+            ok: outcome.is_ok(),
+            error: outcome.err(),
+        };
+        let data = self.settings.ensure_data_dir()?;
+        let path = restore_test_file(&self.settings);
+        std::fs::create_dir_all(data.join("state")).map_err(|e| e.to_string())?;
+        let text = serde_json::to_vec_pretty(&record).map_err(|e| e.to_string())?;
+        autogit_drivers::fsx::write_atomic(&path, &text, 0o600).map_err(|e| e.to_string())?;
+        self.bus.publish(Event::TaskFinished {
+            id: task,
+            operation: "restore_test".into(),
+            target: name,
+            ok: record.ok,
+            detail: record
+                .error
+                .clone()
+                .unwrap_or_else(|| format!("restored in {:.0} s", record.seconds)),
+        });
+        Ok(record)
+    }
+
+    async fn restore_into_scratch<E: ContainerEngine>(
+        &self,
+        engine: &E,
+        spec: &autogit_core::container::ContainerSpec,
+        archive: &Path,
+        decryption: &Decryption,
+        wait: std::time::Duration,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(), String> {
+        let e = |e: autogit_drivers::engine::EngineError| e.to_string();
+        // A scratch left by an interrupted test goes first.
+        let _ = engine.remove(&spec.name).await;
+        for m in &spec.mounts {
+            if let autogit_core::container::MountSpec::Volume { name, .. } = m {
+                let _ = engine.remove_volume(name).await;
+                engine.ensure_volume(name, &spec.labels).await.map_err(e)?;
+            }
+        }
+        progress(&format!("starting a scratch GitLab ({})", spec.name));
+        let id = engine.create(spec).await.map_err(e)?;
+        engine.start(&id).await.map_err(e)?;
+        let health = spec
+            .healthcheck
+            .as_ref()
+            .and_then(|h| health_argv(&h.test))
+            .ok_or("the running GitLab has no health check to judge the restore by")?;
+        self.healthy(engine, &id, &health, wait, "before the restore")
+            .await?;
+        let data = self.settings.ensure_data_dir()?;
+        let store =
+            autogit_drivers::secrets::SecretStore::open(&data).map_err(|e| e.to_string())?;
+        backup::restore_with(
+            engine,
+            &id,
+            archive,
+            &data.join("tmp"),
+            &store,
+            decryption,
+            progress,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.healthy(engine, &id, &health, wait, "after the restore")
+            .await
+    }
+
+    /// Runs the health check in the container every 2 s until it passes or `wait` is over.
+    async fn healthy<E: ContainerEngine>(
+        &self,
+        engine: &E,
+        id: &str,
+        argv: &[String],
+        wait: std::time::Duration,
+        when: &str,
+    ) -> Result<(), String> {
+        let start = std::time::Instant::now();
+        loop {
+            let last = match engine.exec(id, argv).await {
+                Ok((0, _)) => return Ok(()),
+                Ok((code, out)) => format!("exit {code}: {}", out.trim()),
+                Err(e) => e.to_string(),
+            };
+            if start.elapsed() >= wait {
+                return Err(format!(
+                    "the scratch GitLab did not pass its health check {when} within {} s ({last})",
+                    wait.as_secs()
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

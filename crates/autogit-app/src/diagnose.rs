@@ -982,11 +982,12 @@ impl DiagnoseController {
             .filter_map(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_secs() as i64)
             .max();
-        vec![d::judge_backup(
-            newest,
-            &self.settings.config.backup.schedule,
-            self.clock.now() as i64,
-        )]
+        let now = self.clock.now() as i64;
+        let last_test = crate::backup::last_restore_test(&self.settings);
+        vec![
+            d::judge_backup(newest, &self.settings.config.backup.schedule, now),
+            d::judge_restore_test(last_test.as_ref(), newest, now),
+        ]
     }
 
     fn mirror_checks(&self) -> Vec<Check> {

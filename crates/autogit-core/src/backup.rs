@@ -362,6 +362,66 @@ pub fn check_version(archive: &str, running: &str) -> Result<(), String> {
     }
 }
 
+// ---- restore tests ---------------------------------------------------------------------------
+
+/// What names the scratch GitLab of a restore test: `<project>-restore-test` (container,
+/// engine project label) and `<project>_restore-test-<volume>` (its volumes).
+pub const RESTORE_TEST: &str = "restore-test";
+
+/// The outcome of one restore test (`autogit restore --test`), kept as
+/// `<data>/state/restore-test.json` for `diagnose`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RestoreTest {
+    /// The archive's file name.
+    pub archive: String,
+    /// Unix seconds when the test started.
+    pub started_at: i64,
+    pub seconds: f64,
+    /// Whether GitLab restored the archive and answered its health check afterwards.
+    pub ok: bool,
+    /// Why not, in words.
+    pub error: Option<String>,
+}
+
+/// The scratch GitLab of a restore test, from the running GitLab's container: the same image,
+/// configuration, limits and health check, but its own name and fresh volumes, no published
+/// port, and no network at all (Docker's `none`: loopback only), so that the restored data can
+/// reach nothing: no mirror pulls, webhooks or mail leave it. Labelled as another project, so
+/// the platform's reconcile never adopts or repairs it.
+pub fn restore_test_spec(
+    running: &crate::container::ContainerSpec,
+    project: &str,
+) -> crate::container::ContainerSpec {
+    use crate::container::{MountSpec, labels};
+    let scratch = format!("{project}-{RESTORE_TEST}");
+    let mut s = running.clone();
+    s.name = scratch.clone();
+    s.ports.clear();
+    s.network = "none".to_owned();
+    s.aliases.clear();
+    s.hostname = None;
+    s.restart_policy = "no".to_owned();
+    s.mounts = running
+        .mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Volume { name, target } => MountSpec::Volume {
+                name: format!(
+                    "{project}_{RESTORE_TEST}-{}",
+                    name.strip_prefix(&format!("{project}_")).unwrap_or(name)
+                ),
+                target: target.clone(),
+            },
+            other => other.clone(),
+        })
+        .collect();
+    for k in [labels::MANAGED, labels::COMPOSE_PROJECT] {
+        s.labels.insert(k.to_owned(), scratch.clone());
+    }
+    s.labels.remove(labels::SPEC_HASH);
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,5 +692,65 @@ mod tests {
         assert!(check_version("18.5.4", "18.5.4-ee").is_ok());
         let e = check_version("18.5.4", "18.6.0").unwrap_err();
         assert!(e.contains("gitlab.version=18.5.4"), "{e}");
+    }
+
+    /// The scratch GitLab of a restore test: same image, configuration and health check;
+    /// its own name, volumes and project label; no port, no network.
+    #[test]
+    fn restore_test_spec_is_isolated_from_the_platform() {
+        use crate::container::{ContainerSpec, MountSpec, PortBinding, labels};
+        let running = ContainerSpec {
+            name: "autogit-gitlab".into(),
+            service: "gitlab".into(),
+            image: "gitlab/gitlab-ce:18.5.4-ce.0".into(),
+            command: vec![],
+            env: [(
+                "GITLAB_OMNIBUS_CONFIG".to_owned(),
+                "external_url 'x'".to_owned(),
+            )]
+            .into(),
+            secret_keys: vec![],
+            ports: vec![PortBinding {
+                host_ip: None,
+                host_port: 8080,
+                container_port: 80,
+                udp: false,
+            }],
+            mounts: vec![MountSpec::Volume {
+                name: "autogit_gitlab-data".into(),
+                target: "/var/opt/gitlab".into(),
+            }],
+            nano_cpus: 1,
+            memory_bytes: 1,
+            shm_size_bytes: None,
+            network: "autogit_platform".into(),
+            aliases: vec!["gitlab".into()],
+            hostname: Some("gitlab.example.com".into()),
+            healthcheck: None,
+            labels: [
+                (labels::MANAGED.to_owned(), "autogit".to_owned()),
+                (labels::COMPOSE_PROJECT.to_owned(), "autogit".to_owned()),
+                (labels::SERVICE.to_owned(), "gitlab".to_owned()),
+                (labels::SPEC_HASH.to_owned(), "abc".to_owned()),
+            ]
+            .into(),
+            restart_policy: "no".into(),
+        };
+        let s = restore_test_spec(&running, "autogit");
+        assert_eq!(s.name, "autogit-restore-test");
+        assert_eq!(s.image, running.image);
+        assert_eq!(s.env, running.env);
+        assert!(s.ports.is_empty() && s.aliases.is_empty());
+        assert_eq!(s.network, "none");
+        assert_eq!(
+            s.mounts,
+            [MountSpec::Volume {
+                name: "autogit_restore-test-gitlab-data".into(),
+                target: "/var/opt/gitlab".into(),
+            }]
+        );
+        assert_eq!(s.labels[labels::MANAGED], "autogit-restore-test");
+        assert_eq!(s.labels[labels::COMPOSE_PROJECT], "autogit-restore-test");
+        assert!(!s.labels.contains_key(labels::SPEC_HASH));
     }
 }

@@ -115,7 +115,7 @@ pub fn network_name(project: &str, network: &str) -> String {
 
 fn engine_healthcheck(s: &ServiceSpec) -> Option<EngineHealthcheck> {
     let h = s.health.as_ref()?;
-    let test = crate::state::health_test(&h.probe, s.role);
+    let test = crate::state::health_test(h, s.role);
     Some(EngineHealthcheck {
         test,
         interval_secs: h.interval.as_secs(),

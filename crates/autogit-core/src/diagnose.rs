@@ -1408,6 +1408,76 @@ pub fn judge_backup(newest: Option<i64>, schedule: &str, now: i64) -> Check {
     .fix("`autogit backup`; scheduled backups run in `autogit daemon`: is it running (`systemctl status autogit`)? its log says why a backup failed")
 }
 
+/// Restore tests are due monthly: past this age the last one is a warning.
+pub const RESTORE_TEST_MAX_AGE: i64 = 31 * 86_400;
+
+/// The last restore test (`autogit restore --test`), if any, against the newest archive's time:
+/// a failed test fails (the backups may not restore); none at all, or one older than
+/// [`RESTORE_TEST_MAX_AGE`], warns (a backup never restored is a hope, not a backup); a passed
+/// recent one is ok, noting when newer archives have not been tested.
+pub fn judge_restore_test(
+    last: Option<&crate::backup::RestoreTest>,
+    newest_backup: Option<i64>,
+    now: i64,
+) -> Check {
+    const ID: &str = "backup.restore_test";
+    const T: &str = "last restore test";
+    const RUN: &str = "`autogit restore --test latest` restores the newest archive into a scratch GitLab (no network, removed afterwards; it needs GitLab's memory once more while it runs)";
+    let Some(t) = last else {
+        return Check::new(
+            ID,
+            T,
+            Status::Warn,
+            if newest_backup.is_some() {
+                "no archive was ever test-restored"
+            } else {
+                "no archive, so none test-restored"
+            },
+        )
+        .fix(RUN);
+    };
+    let age = now - t.started_at;
+    let evidence = format!(
+        "{} {} ago ({}, {:.0} s)",
+        t.archive,
+        days(age),
+        date(t.started_at),
+        t.seconds
+    );
+    if !t.ok {
+        return Check::new(
+            ID,
+            T,
+            Status::Fail,
+            format!(
+                "{evidence}: failed: {}",
+                t.error.as_deref().unwrap_or("no reason recorded")
+            ),
+        )
+        .fix("see why above and `autogit logs gitlab`; take a new backup (`autogit backup`) and test it (`autogit restore --test latest`)");
+    }
+    if age > RESTORE_TEST_MAX_AGE {
+        return Check::new(
+            ID,
+            T,
+            Status::Warn,
+            format!("{evidence}: older than a month"),
+        )
+        .fix(RUN);
+    }
+    let newer = newest_backup.is_some_and(|n| n > t.started_at);
+    Check::new(
+        ID,
+        T,
+        Status::Ok,
+        if newer {
+            format!("{evidence}: restored; newer archives are not tested yet")
+        } else {
+            format!("{evidence}: restored")
+        },
+    )
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MirrorFacts {
     pub name: String,

@@ -27,6 +27,14 @@ pub const RATE_BURST: u32 = 200;
 /// counted, and a client that bypasses Cloudflare shares one bucket with the others that do.
 pub const CLOUDFLARE_RATE_LIMIT: &str = "rate-limit-cloudflare";
 
+/// The IP allowlist of the routers of services Cloudflare proxies: the same ranges, checked
+/// against the client address as [`CLOUDFLARE_RATE_LIMIT`] reads it (the rightmost
+/// `X-Forwarded-For` address outside Cloudflare's ranges), not against the edge's address,
+/// which every visitor would share. A client that bypasses Cloudflare has no such header (the
+/// entry point drops it from anyone but the edge), so it is refused: a proxied service with an
+/// allowlist is reachable through Cloudflare only.
+pub const CLOUDFLARE_ALLOWLIST: &str = "ip-allowlist-cloudflare";
+
 /// Traefik's `forwardedHeaders` of an entry point when Cloudflare proxies (`proxied`): trust
 /// `X-Forwarded-*` from Cloudflare's edge only; `None` otherwise (Traefik then trusts no one).
 pub fn traefik_forwarded_headers(proxied: bool) -> Option<Value> {
@@ -58,7 +66,8 @@ pub fn nginx_real_ip(proxied: bool) -> String {
 
 /// Traefik's middlewares, in order, as the file provider and the Kubernetes `Middleware`
 /// objects define them: the shared ones ([`crate::state::MIDDLEWARES`]), the IP allowlist when
-/// `allow` is not empty, [`CLOUDFLARE_RATE_LIMIT`] when `cloudflare` (some service is proxied),
+/// `allow` is not empty, [`CLOUDFLARE_RATE_LIMIT`] (and [`CLOUDFLARE_ALLOWLIST`] with an
+/// allowlist) when `cloudflare` (some service is proxied),
 /// the guard's forward-auth when it has an address.
 pub fn traefik_middlewares(
     allow: &[String],
@@ -96,6 +105,13 @@ pub fn traefik_middlewares(
             "ip-allowlist",
             json!({"ipAllowList": {"sourceRange": allow}}),
         ));
+        if cloudflare {
+            m.push((
+                CLOUDFLARE_ALLOWLIST,
+                json!({"ipAllowList": {"sourceRange": allow,
+                    "ipStrategy": {"excludedIPs": crate::cloudflare::ranges()}}}),
+            ));
+        }
     }
     if let Some(address) = guard {
         m.push((

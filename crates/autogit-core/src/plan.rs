@@ -242,6 +242,12 @@ pub struct HealthCheck {
     pub timeout: Dur,
     pub retries: u32,
     pub start_period: Dur,
+    /// Further probes that must pass too, in the same engine health check: a part of the
+    /// service that is not its main endpoint but that users reach (GitLab's container
+    /// registry). A failing one makes the service unhealthy, so the state machine repairs it
+    /// with the same backoff, budget and flag; the engine's health log says which part failed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<Probe>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -553,6 +559,7 @@ fn monitoring_companions(preset: Preset, health: &crate::config::Health) -> Vec<
                 timeout: health.timeout,
                 retries: health.failure_threshold,
                 start_period: Dur::secs(30),
+                also: Vec::new(),
             }),
             depends_on: Vec::new(),
             labels: vec!["metrics".into()],
@@ -697,6 +704,11 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             retries: health.failure_threshold,
             // First boot runs migrations and reconfigure: minutes.
             start_period: g.start_period,
+            // The registry answers users at registry.<BASE_DOMAIN>: its health is GitLab's.
+            also: crate::registry::enabled(config, env.base_domain.as_deref())
+                .then(crate::registry::probe)
+                .into_iter()
+                .collect(),
         }),
         depends_on: Vec::new(),
         labels: vec!["git".into(), "ci".into(), "registry".into()],
@@ -812,6 +824,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 timeout: health.timeout,
                 retries: health.failure_threshold,
                 start_period: Dur::secs(60),
+                also: Vec::new(),
             }),
             depends_on: Vec::new(),
             labels: cat.labels.iter().map(|l| (*l).to_owned()).collect(),
@@ -1054,6 +1067,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     timeout: health.timeout,
                     retries: health.failure_threshold,
                     start_period: Dur::secs(10),
+                    also: Vec::new(),
                 }),
                 depends_on: routed,
                 labels: vec!["ingress".into(), format!("domain={domain}")],
@@ -1165,6 +1179,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 timeout: health.timeout,
                 retries: health.failure_threshold,
                 start_period: Dur::secs(30),
+                also: Vec::new(),
             }),
             depends_on: if placement == Placement::Local {
                 vec!["gitlab".into()]

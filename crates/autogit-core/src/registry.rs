@@ -56,6 +56,20 @@ pub fn diagnostic(config: &Config, base_domain: Option<&str>) -> Option<Diagnost
     })
 }
 
+/// The registry's part of GitLab's health check: Omnibus's registry nginx on [`PORT`] answers
+/// `GET /v2/` with 401 (GitLab's token service guards every registry call), as the
+/// distribution API documents for a registry that wants a token. A registry process that
+/// runit cannot keep up, or a broken registry nginx, makes GitLab unhealthy, so the state
+/// machine repairs GitLab (restart, with its backoff and budget).
+pub fn probe() -> crate::plan::Probe {
+    crate::plan::Probe::Http {
+        port: PORT,
+        path: "/v2/".into(),
+        status: 401,
+        body: None,
+    }
+}
+
 /// The registry's public URL.
 pub fn url(base_domain: &str) -> String {
     format!("https://{SUBDOMAIN}.{base_domain}")

@@ -111,6 +111,17 @@ fn registry_middlewares(plan: &Plan, gitlab: &str) -> Vec<String> {
         .collect()
 }
 
+/// A literal string in a compose file: compose interpolates `$NAME` and `${...}` in every
+/// value, so a `$` meant for the container (a shell health check's `$code`, a password in a
+/// plain setting) is written `$$`.
+fn compose_literal(s: &str) -> String {
+    s.replace('$', "$$")
+}
+
+fn compose_literals(v: &[String]) -> Vec<String> {
+    v.iter().map(|s| compose_literal(s)).collect()
+}
+
 fn compose_service(st: &PlatformState, s: &ServiceState, rendered_dir: &str) -> Value {
     let mut m = Map::new();
     m.insert("image".into(), Value::from(s.image.as_str()));
@@ -134,7 +145,7 @@ fn compose_service(st: &PlatformState, s: &ServiceState, rendered_dir: &str) -> 
         );
     }
     if !s.command.is_empty() {
-        m.insert("command".into(), json!(s.command));
+        m.insert("command".into(), json!(compose_literals(&s.command)));
     }
     if !s.ports.is_empty() {
         let ports: Vec<Value> = s
@@ -159,7 +170,7 @@ fn compose_service(st: &PlatformState, s: &ServiceState, rendered_dir: &str) -> 
         for e in &s.env {
             let k = &e.name;
             let v = match &e.value {
-                EnvValue::Plain(v) => v.clone(),
+                EnvValue::Plain(v) => compose_literal(v),
                 EnvValue::HostPath(p) => {
                     let var = p.compose_var();
                     format!("${{{var}:?set {var} to the host path}}")
@@ -209,7 +220,7 @@ fn compose_service(st: &PlatformState, s: &ServiceState, rendered_dir: &str) -> 
         m.insert(
             "healthcheck".into(),
             json!({
-                "test": h.test,
+                "test": compose_literals(&h.test),
                 "interval": h.interval.to_string(),
                 "timeout": h.timeout.to_string(),
                 "retries": h.retries,

@@ -11,7 +11,9 @@
 use crate::config::{Config, GpuVendor, IngressKind, RunnerMode};
 use crate::container::{ContainerSpec, MountSpec, labels};
 use crate::dns::{Change, DnsPlan, DnsTarget, Record, desired_records};
-use crate::plan::{HostPath, Mount, Placement, Plan, Probe, Protocol, Role, ServiceSpec};
+use crate::plan::{
+    HealthCheck, HostPath, Mount, Placement, Plan, Probe, Protocol, Role, ServiceSpec,
+};
 use crate::platform::{DnsProvider, PlatformEnv};
 use crate::preset::Preset;
 use crate::units::{Bytes, Dur};
@@ -259,17 +261,22 @@ pub const MIDDLEWARES: [&str; 3] = ["security-headers", "rate-limit", "body-limi
 /// shared ones, then the guard for the services it checks.
 pub fn router_middlewares(plan: &Plan, service: &str) -> Vec<String> {
     let mut m = Vec::new();
-    if !plan.ingress_allow.is_empty() {
-        m.push("ip-allowlist".to_owned());
-    }
-    // A service behind Cloudflare's proxy is rate-limited per client address as Cloudflare
-    // forwards it, not per edge address (which would put every visitor in one bucket).
+    // A service behind Cloudflare's proxy is rate-limited and allowlisted per client address
+    // as Cloudflare forwards it, not per edge address (which would put every visitor in one
+    // bucket, and let every visitor through an allowlist that names the edge).
     let proxied = plan
         .services
         .iter()
         .find(|s| s.name == service)
         .and_then(|s| s.subdomain.as_ref())
         .is_some_and(|sub| plan.cloudflare_proxied.contains(sub));
+    if !plan.ingress_allow.is_empty() {
+        m.push(if proxied {
+            crate::ingress::CLOUDFLARE_ALLOWLIST.to_owned()
+        } else {
+            "ip-allowlist".to_owned()
+        });
+    }
     m.extend(MIDDLEWARES.iter().map(|s| match *s {
         "rate-limit" if proxied => crate::ingress::CLOUDFLARE_RATE_LIMIT.to_owned(),
         s => s.to_owned(),
@@ -289,19 +296,24 @@ pub fn router_middlewares(plan: &Plan, service: &str) -> Vec<String> {
     m
 }
 
-/// The engine's HEALTHCHECK test for a probe (GitLab and the API have their own).
-pub fn health_test(probe: &Probe, role: Role) -> Vec<String> {
-    match (role, probe) {
+/// The engine's HEALTHCHECK test for a service's health check (GitLab and the API have their
+/// own), with its further probes ([`HealthCheck::also`]) in the same test.
+pub fn health_test(h: &HealthCheck, role: Role) -> Vec<String> {
+    match (role, &h.probe) {
         // The GitLab image ships its own check that reads the right port and path.
-        (Role::Gitlab, _) => [
-            "CMD",
-            "/opt/gitlab/bin/gitlab-healthcheck",
-            "--fail",
-            "--max-time",
-            "10",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
+        (Role::Gitlab, _) if h.also.is_empty() => {
+            ["CMD", GITLAB_HEALTHCHECK, "--fail", "--max-time", "10"]
+                .map(str::to_owned)
+                .to_vec()
+        }
+        (Role::Gitlab, _) => {
+            let mut script = format!("{GITLAB_HEALTHCHECK} --fail --max-time 10 || exit 1");
+            for p in &h.also {
+                script.push('\n');
+                script.push_str(&gitlab_also(p));
+            }
+            vec!["CMD-SHELL".into(), script]
+        }
         (Role::Api, Probe::Http { port, path, .. }) => {
             crate::container::api_healthcheck(*port, path)
         }
@@ -322,6 +334,27 @@ pub fn health_test(probe: &Probe, role: Role) -> Vec<String> {
         (_, Probe::Command { argv }) => std::iter::once("CMD".to_owned())
             .chain(argv.iter().cloned())
             .collect(),
+    }
+}
+
+/// GitLab's own check (`curl` with the health URL of its configuration; the arguments are
+/// curl's).
+const GITLAB_HEALTHCHECK: &str = "/opt/gitlab/bin/gitlab-healthcheck";
+
+/// One further probe inside GitLab's container, in `sh`: its curl (Omnibus's embedded one)
+/// must get the probe's status, else the line says what answered and the check fails.
+fn gitlab_also(p: &Probe) -> String {
+    match p {
+        Probe::Http {
+            port, path, status, ..
+        } => format!(
+            "code=$(/opt/gitlab/embedded/bin/curl -s -o /dev/null -w '%{{http_code}}' --max-time 5 http://127.0.0.1:{port}{path}); \
+             [ \"$code\" = {status} ] || {{ echo \"127.0.0.1:{port}{path} answered ${{code:-nothing}}, not {status}\"; exit 1; }}"
+        ),
+        Probe::Tcp { port } => format!(
+            "bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' || {{ echo \"nothing listens on 127.0.0.1:{port}\"; exit 1; }}"
+        ),
+        Probe::Command { argv } => argv.join(" "),
     }
 }
 
@@ -397,7 +430,7 @@ pub fn service_from_plan(plan: &Plan, s: &ServiceSpec) -> ServiceState {
         health: s.health.as_ref().map(|h| HealthState {
             probe: Some(h.probe.clone()),
             ready_path: h.ready_path.clone(),
-            test: health_test(&h.probe, s.role),
+            test: health_test(h, s.role),
             interval: h.interval,
             timeout: h.timeout,
             retries: h.retries,

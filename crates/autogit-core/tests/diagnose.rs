@@ -555,6 +555,22 @@ fn cases() -> Vec<(&'static str, Check)> {
             judge_backup(Some(NOW - 8 * DAY), "", NOW),
         ),
         (
+            "restore test never",
+            judge_restore_test(None, Some(NOW), NOW),
+        ),
+        (
+            "restore test passed, newer archive",
+            judge_restore_test(Some(&restore_test(NOW - 2 * DAY, true)), Some(NOW), NOW),
+        ),
+        (
+            "restore test passed long ago",
+            judge_restore_test(Some(&restore_test(NOW - 40 * DAY, true)), Some(NOW), NOW),
+        ),
+        (
+            "restore test failed",
+            judge_restore_test(Some(&restore_test(NOW - DAY, false)), Some(NOW), NOW),
+        ),
+        (
             "mirror ok",
             judge_mirror(&mirror(Some(NOW - 600), None, 0), NOW),
         ),
@@ -580,6 +596,16 @@ fn cases() -> Vec<(&'static str, Check)> {
             judge_clock("gpu1.lan", Err("date: not found")),
         ),
     ]
+}
+
+fn restore_test(at: i64, ok: bool) -> autogit_core::backup::RestoreTest {
+    autogit_core::backup::RestoreTest {
+        archive: "autogit-backup-20261201T030000Z-18.5.4.tar".into(),
+        started_at: at,
+        seconds: 412.0,
+        ok,
+        error: (!ok).then(|| "GitLab did not answer its health check within 900 s".into()),
+    }
 }
 
 #[test]

@@ -773,6 +773,65 @@ fn cloudflare_proxied_services_trust_only_cloudflare_for_the_client_address() {
     assert!(!render::nginx(&p).contains("real_ip"));
     assert!(!render::traefik_static(&p).contains("forwardedHeaders"));
     assert!(!render::traefik_dynamic(&p).contains("rate-limit-cloudflare"));
+    // With an allowlist, the proxied router checks the forwarded client, the others the
+    // source address; the Cloudflare one skips Cloudflare's ranges from the right.
+    let config = format!("{CONFIG}platform:\n  ingress_allow: [192.0.2.0/24]\n");
+    let (p, _) = build(&config, &env, &PlanInput::default());
+    let dynamic = render::traefik_dynamic(&p);
+    assert!(
+        router_of(&dynamic, "grafana").contains("- ip-allowlist-cloudflare\n"),
+        "{dynamic}"
+    );
+    assert!(
+        router_of(&dynamic, "gitlab").contains("- ip-allowlist\n"),
+        "{dynamic}"
+    );
+    let mw = &dynamic[dynamic.find("    ip-allowlist-cloudflare:\n").unwrap()..];
+    let mw = &mw[..mw.find("    rate-limit").unwrap_or(mw.len())];
+    assert!(mw.contains("- \"192.0.2.0/24\""), "{mw}");
+    assert!(mw.contains("excludedIPs:"), "{mw}");
+    assert!(mw.contains("- \"173.245.48.0/20\""), "{mw}");
+}
+
+/// A router's part of Traefik's dynamic file, up to its service.
+fn router_of(dynamic: &str, name: &str) -> String {
+    let at = dynamic.find(&format!("    {name}:\n")).unwrap();
+    dynamic[at..at + dynamic[at..].find("service:").unwrap()].to_owned()
+}
+
+/// With the registry on, GitLab's engine health check also asks the registry's `/v2/` (401,
+/// GitLab's token service wanted), so a broken registry makes GitLab unhealthy and the state
+/// machine repairs it; without it, the image's own check alone.
+#[test]
+fn gitlab_health_includes_the_registry_when_it_is_on() {
+    use autogit_core::plan::Role;
+    let test_of = |p: &Plan| {
+        let g = p.services.iter().find(|s| s.role == Role::Gitlab).unwrap();
+        autogit_core::state::health_test(g.health.as_ref().unwrap(), g.role)
+    };
+    let (p, _) = full();
+    assert!(p.registry);
+    let t = test_of(&p);
+    assert_eq!(t[0], "CMD-SHELL");
+    assert!(
+        t[1].starts_with("/opt/gitlab/bin/gitlab-healthcheck --fail --max-time 10 || exit 1\n"),
+        "{t:?}"
+    );
+    assert!(t[1].contains("http://127.0.0.1:5050/v2/"), "{t:?}");
+    assert!(t[1].contains("\"$code\" = 401"), "{t:?}");
+    let config = CONFIG.replace("gitlab:\n", "gitlab:\n  registry:\n    enabled: false\n");
+    let (p, _) = build(&config, ENV, &PlanInput::default());
+    assert!(!p.registry);
+    assert_eq!(
+        test_of(&p),
+        [
+            "CMD",
+            "/opt/gitlab/bin/gitlab-healthcheck",
+            "--fail",
+            "--max-time",
+            "10"
+        ]
+    );
 }
 
 /// Grafana's provisioning checked against its documented schema

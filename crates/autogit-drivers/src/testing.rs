@@ -15,7 +15,7 @@ static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Revision of the stand-in images' contents: an image built by an older revision (label
 /// `io.autogit.stand-in`) is rebuilt rather than reused.
-const STAND_IN_REV: &str = "3";
+const STAND_IN_REV: &str = "5";
 
 /// Whether `tag` exists, was built by this revision and runs `cmd` (two stand-ins may share
 /// a tag with different commands, a healthy and a crashing GitLab; the last one asked for
@@ -44,13 +44,17 @@ fn current(tag: &str, cmd: &[&str]) -> bool {
 }
 
 /// A stand-in for GitLab CE: busybox `httpd` on port 80 answering `/-/health` with
-/// `GitLab OK`, the image's `/opt/gitlab/bin/gitlab-healthcheck`, GitLab's volume paths.
-/// `cmd` replaces the command (empty: httpd in the foreground as PID 1). Tagged
+/// `GitLab OK`, the image's `/opt/gitlab/bin/gitlab-healthcheck`, GitLab's volume paths, and
+/// its registry's answer to an unauthenticated `GET /v2/` (401) on 5050, which GitLab's health
+/// check asks through `/opt/gitlab/embedded/bin/curl` when the registry is on (a shim here,
+/// over busybox `wget -S`, for the one form the check uses). `cmd` replaces the command
+/// (empty: the 5050 httpd in the background, then the port-80 httpd in the foreground as
+/// PID 1). Tagged
 /// `autogit-test/gitlab-ce:<version>-ce.0`, the name autogit derives from
 /// `gitlab.image: autogit-test/gitlab-ce` and `gitlab.version`. Built once per tag.
 pub fn fake_gitlab_image(version: &str, cmd: &[&str]) -> Result<String, String> {
     let cmd: &[&str] = if cmd.is_empty() {
-        &["/bin/httpd", "-f", "-v", "-p", "80", "-h", "/www"]
+        &["/bin/sh", "/start-gitlab"]
     } else {
         cmd
     };
@@ -70,20 +74,43 @@ fn build(r: &Path, busybox: &str, version: &str) -> Result<(), String> {
         &[
             "sh", "httpd", "wget", "sleep", "cat", "echo", "ls", "rm", "mkdir", "nc", "true",
             "false", "killall", "pidof", "printf", "grep", "tar", "date", "chown", "chmod",
-            "touch", "id", "mv", "cp",
+            "touch", "id", "mv", "cp", "sed", "head",
         ],
     )?;
     std::fs::create_dir_all(r.join("www/-")).map_err(io)?;
     std::fs::write(r.join("www/-/health"), "GitLab OK").map_err(io)?;
     gitlab_side(r, version)?;
-    let hc = r.join("opt/gitlab/bin/gitlab-healthcheck");
+    std::fs::create_dir_all(r.join("opt/gitlab/embedded/bin")).map_err(io)?;
+    std::fs::create_dir_all(r.join("registry/v2")).map_err(io)?;
+    // busybox httpd answers 404 before asking for credentials when nothing is there.
+    std::fs::write(r.join("registry/v2/index.html"), "{}\n").map_err(io)?;
+    // busybox httpd's basic auth on /v2: 401 without credentials, as a registry that wants
+    // a token answers.
+    std::fs::write(r.join("etc/registry-httpd.conf"), "/v2:registry:stand-in\n").map_err(io)?;
     std::fs::write(
-        &hc,
-        "#!/bin/sh\nexec wget -q -O /dev/null http://127.0.0.1:80/-/health\n",
+        r.join("start-gitlab"),
+        "httpd -p 5050 -h /registry -c /etc/registry-httpd.conf\n\
+         exec httpd -f -v -p 80 -h /www\n",
     )
     .map_err(io)?;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&hc, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    for (path, text) in [
+        (
+            "opt/gitlab/bin/gitlab-healthcheck",
+            "#!/bin/sh\nexec wget -q -O /dev/null http://127.0.0.1:80/-/health\n",
+        ),
+        (
+            // `curl -s -o /dev/null -w '%{http_code}' --max-time N URL`: prints the status
+            // (the engine's health timeout bounds it; busybox 1.35's `wget -T` crashes).
+            "opt/gitlab/embedded/bin/curl",
+            "#!/bin/sh\nfor a in \"$@\"; do url=$a; done\n\
+             wget -S -O /dev/null \"$url\" 2>&1 | sed -n 's/^ *HTTP\\/[0-9.]* \\([0-9][0-9][0-9]\\).*/\\1/p' | head -n 1\n",
+        ),
+    ] {
+        std::fs::write(r.join(path), text).map_err(io)?;
+        std::fs::set_permissions(r.join(path), std::fs::Permissions::from_mode(0o755))
+            .map_err(io)?;
+    }
     Ok(())
 }
 
@@ -219,6 +246,7 @@ restore)
   done
   case "$id" in *_"$v") ;; *) echo "GitLab version mismatch: backup $id, running $v"; exit 1 ;; esac
   rm -rf /var/opt/gitlab/data && tar -C /var/opt/gitlab -xf "$f" || exit 1
+  touch /var/opt/gitlab/.stand-in-restored
   echo "Restore task is done."
   ;;
 *) echo "gitlab-backup: unknown command $1"; exit 1 ;;
@@ -486,16 +514,34 @@ fn gitlab_side(r: &Path, version: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The backup stand-in's `gitlab-healthcheck`: unhealthy while a service is stopped, and
+/// after a restore of data that carries `stand-in-broken` (so a test can make an archive that
+/// restores but does not come up).
+const BACKUP_HEALTHCHECK: &str = r#"#!/bin/sh
+for f in /var/opt/gitlab/.stand-in-stopped.*; do
+  [ -e "$f" ] && { echo "stopped: $f"; exit 1; }
+done
+if [ -f /var/opt/gitlab/.stand-in-restored ] && [ -f /var/opt/gitlab/data/stand-in-broken ]; then
+  echo "the restored data does not come up"; exit 1
+fi
+exit 0
+"#;
+
 fn build_backup(r: &Path, busybox: &str, version: &str) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
     busybox_root(
         r,
         busybox,
         &[
             "sh", "cat", "echo", "printf", "grep", "ls", "rm", "mkdir", "true", "false", "sleep",
-            "tar", "date", "chown", "chmod", "touch", "id", "mv", "cp",
+            "tar", "date", "chown", "chmod", "touch", "id", "mv", "cp", "[", "test",
         ],
     )?;
     gitlab_side(r, version)?;
+    let hc = r.join("opt/gitlab/bin/gitlab-healthcheck");
+    std::fs::write(&hc, BACKUP_HEALTHCHECK).map_err(|e| e.to_string())?;
+    std::fs::set_permissions(&hc, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

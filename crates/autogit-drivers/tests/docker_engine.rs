@@ -997,3 +997,89 @@ async fn recreate_waits_for_a_removal_already_in_progress() {
         "created from the new spec"
     );
 }
+
+/// GitLab's engine health check with the registry on (core's `health_test`, as the planner
+/// builds it for a routed GitLab) in the GitLab stand-in, whose registry answers `/v2/` with
+/// 401 on 5050: healthy. The same image with only its port-80 server (no registry): unhealthy,
+/// and the engine's health log names the registry's address, so `docker inspect` and the
+/// state machine's DEGRADED say why.
+#[tokio::test]
+async fn gitlab_health_check_covers_the_registry() {
+    let Some(docker) = ready().await else {
+        return;
+    };
+    let project = project("registry-health");
+    let _guard = Cleanup::new(&docker, &project).await;
+    let image =
+        tokio::task::spawn_blocking(|| autogit_drivers::testing::fake_gitlab_image("0.0.25", &[]))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"));
+    let health = autogit_core::plan::HealthCheck {
+        probe: autogit_core::plan::Probe::Http {
+            port: 80,
+            path: "/-/health".into(),
+            status: 200,
+            body: None,
+        },
+        ready_path: None,
+        interval: autogit_core::units::Dur::secs(1),
+        timeout: autogit_core::units::Dur::secs(5),
+        retries: 2,
+        start_period: autogit_core::units::Dur::secs(0),
+        also: vec![autogit_core::registry::probe()],
+    };
+    let test = autogit_core::state::health_test(&health, autogit_core::plan::Role::Gitlab);
+    let gitlab = |service: &str, command: &[&str]| {
+        let mut s = spec(&project, service);
+        s.image = image.clone();
+        s.command = command.iter().map(|c| (*c).to_owned()).collect();
+        if let Some(h) = s.healthcheck.as_mut() {
+            h.test = test.clone();
+            h.retries = 2;
+        }
+        support::rehash(&mut s);
+        s
+    };
+    run(&docker, &gitlab("with-registry", &[])).await;
+    run(
+        &docker,
+        &gitlab("without", &["/bin/httpd", "-f", "-p", "80", "-h", "/www"]),
+    )
+    .await;
+    assert!(
+        wait_until(30, async || health_of(&docker, &project, "with-registry")
+            .await
+            == Some(Health::Healthy))
+        .await,
+        "with its registry: {:?}",
+        docker.list(&project).await
+    );
+    assert!(
+        wait_until(30, async || health_of(&docker, &project, "without").await
+            == Some(Health::Unhealthy))
+        .await,
+        "without a registry: {:?}",
+        docker.list(&project).await
+    );
+    let log = docker
+        .client()
+        .inspect_container(
+            &format!("{project}-without"),
+            None::<InspectContainerOptions>,
+        )
+        .await
+        .expect("inspect")
+        .state
+        .and_then(|s| s.health)
+        .and_then(|h| h.log)
+        .unwrap_or_default();
+    let last = log
+        .last()
+        .and_then(|l| l.output.clone())
+        .unwrap_or_default();
+    assert!(
+        last.contains("127.0.0.1:5050/v2/ answered nothing, not 401"),
+        "{log:?}"
+    );
+}

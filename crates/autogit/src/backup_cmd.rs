@@ -142,6 +142,8 @@ pub struct Source<'a> {
     pub from: Option<&'a str>,
     /// `--list`: show the target's archives only.
     pub list: bool,
+    /// `--test`: into a scratch GitLab, not the running one.
+    pub test: bool,
 }
 
 /// What an encrypted archive is opened with (`restore --identity` / `--passphrase-file`).
@@ -164,11 +166,32 @@ pub fn restore(
             format!("--wait {wait}: expected a duration such as 90s, 10m or 0"),
         );
     };
+    let test = source.test;
     let Some(target) = source.from else {
         let Some(archive) = source.archive else {
             return fail(ui, "name the archive to restore");
         };
-        return restore_file(ui, loaded, archive, keys, yes, wait);
+        let latest;
+        let archive = if test && archive == Path::new("latest") && !archive.exists() {
+            match newest_local(loaded) {
+                Some(a) => {
+                    latest = a;
+                    latest.as_path()
+                }
+                None => {
+                    return fail(
+                        ui,
+                        format!(
+                            "no archive in {} to test: `autogit backup` first",
+                            loaded.settings.backup_dir().display()
+                        ),
+                    );
+                }
+            }
+        } else {
+            archive
+        };
+        return restore_file(ui, loaded, archive, keys, yes || test, wait, test);
     };
     if source.list {
         return match with_controller(loaded, backups(loaded), async |b| {
@@ -204,9 +227,19 @@ pub fn restore(
         Ok(p) => p,
         Err(e) => return fail(ui, format!("restore failed, nothing was changed: {e}")),
     };
-    let code = restore_file(ui, loaded, &fetched, keys, yes, wait);
+    let code = restore_file(ui, loaded, &fetched, keys, yes || test, wait, test);
     let _ = std::fs::remove_file(&fetched);
     code
+}
+
+/// The newest archive in the backup directory.
+fn newest_local(loaded: &Loaded) -> Option<std::path::PathBuf> {
+    std::fs::read_dir(loaded.settings.backup_dir())
+        .ok()?
+        .flatten()
+        .filter(|e| autogit_core::backup::is_archive_name(&e.file_name().to_string_lossy()))
+        .max_by_key(|e| e.file_name())
+        .map(|e| e.path())
 }
 
 fn restore_file(
@@ -216,6 +249,7 @@ fn restore_file(
     keys: Keys<'_>,
     yes: bool,
     wait: autogit_core::units::Dur,
+    test: bool,
 ) -> u8 {
     if !archive.is_file() {
         return fail(ui, format!("{}: no such archive", archive.display()));
@@ -255,6 +289,35 @@ fn restore_file(
         return code;
     }
     let progress = progress_printer(ui);
+    if test {
+        let wait = if wait.0.is_zero() {
+            std::time::Duration::from_secs(600)
+        } else {
+            wait.0
+        };
+        return match with_controller(loaded, backups(loaded), async |b| {
+            b.restore_test(archive, &decryption, wait, &progress).await
+        }) {
+            Ok(t) => {
+                if ui.json {
+                    ui.print_json(&json!({ "restore_test": t }));
+                } else if t.ok {
+                    println!(
+                        "{} restores: GitLab came up healthy from it in a scratch container ({:.0} s)",
+                        t.archive, t.seconds
+                    );
+                } else {
+                    println!(
+                        "{} did NOT restore: {}",
+                        t.archive,
+                        t.error.as_deref().unwrap_or("no reason")
+                    );
+                }
+                if t.ok { exit::OK } else { exit::FAILURE }
+            }
+            Err(e) => fail(ui, format!("restore test could not run: {e}")),
+        };
+    }
     match with_controller(loaded, backups(loaded), async |b| {
         b.restore(archive, &decryption, wait.0, &progress).await
     }) {

@@ -239,6 +239,12 @@ pub enum Command {
         /// With --from: list the target's complete archives and restore nothing
         #[arg(long, requires = "from")]
         list: bool,
+        /// Test the archive instead: restore it into a scratch GitLab made from the running
+        /// one (fresh volumes, no network, removed afterwards), which must pass its health
+        /// check; the running GitLab is not touched. `latest` names the newest local archive.
+        /// Recorded for `autogit diagnose` (backup.restore_test)
+        #[arg(long, conflicts_with = "list")]
+        test: bool,
         /// Decrypt an encrypted archive (.tar.age) with this age identity file (AGE-SECRET-KEY-1…)
         #[arg(long, value_name = "FILE", conflicts_with = "passphrase_file")]
         identity: Option<PathBuf>,

@@ -208,6 +208,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             archive,
             from,
             list,
+            test,
             identity,
             passphrase_file,
             yes,
@@ -219,6 +220,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 archive: archive.as_deref(),
                 from: from.as_deref(),
                 list,
+                test,
             },
             crate::backup_cmd::Keys {
                 identity: identity.as_deref(),

@@ -56,6 +56,96 @@ fn backup_then_restore_through_the_binary() {
         r.stderr
     );
 
+    // A restore test of it: a scratch GitLab comes up from the archive, the running one is
+    // untouched, the scratch and its volumes are gone afterwards, and `diagnose` knows.
+    let r = run_data(
+        dir.path(),
+        &["restore", "--test", "latest", "--wait", "60s", "-o", "json"],
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["restore_test"]["ok"], true, "{v}");
+    let name = Path::new(&archive).file_name().unwrap().to_str().unwrap();
+    assert_eq!(v["restore_test"]["archive"], name, "{v}");
+    assert!(r.stderr.contains("scratch GitLab"), "{}", r.stderr);
+    let scratch = format!("{project}-restore-test");
+    assert_eq!(
+        docker(&["ps", "-a", "--filter", &format!("name=^{scratch}$"), "-q"]),
+        "",
+        "the scratch container is removed"
+    );
+    assert_eq!(
+        docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={project}_restore-test")
+        ]),
+        "",
+        "its volumes are removed"
+    );
+    let stand_in_log = docker(&["exec", &c, "cat", "/var/log/gitlab/stand-in.log"]);
+    assert!(
+        !stand_in_log.contains("gitlab-backup restore"),
+        "the running GitLab was not restored into: {stand_in_log}"
+    );
+    let r = run_data(dir.path(), &["diagnose", "-o", "json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout));
+    let check = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "backup.restore_test")
+        .cloned()
+        .unwrap_or_else(|| panic!("{v:#}"));
+    assert_eq!(check["status"], "ok", "{check}");
+
+    // An archive whose data does not come up: the test fails, says why, diagnose fails it.
+    docker(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "touch /var/opt/gitlab/data/stand-in-broken",
+    ]);
+    let r = run_data(dir.path(), &["backup", "-o", "json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let broken: Value = serde_json::from_str(&r.stdout).unwrap();
+    let broken = broken["backup"]["archive"].as_str().unwrap().to_owned();
+    let r = run_data(
+        dir.path(),
+        &["restore", "--test", &broken, "--wait", "10s", "-o", "json"],
+    );
+    assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["restore_test"]["ok"], false, "{v}");
+    assert!(
+        v["restore_test"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("after the restore"),
+        "{v}"
+    );
+    let r = run_data(dir.path(), &["diagnose", "-o", "json"]);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    let check = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "backup.restore_test")
+        .cloned()
+        .unwrap();
+    assert_eq!(check["status"], "fail", "{check}");
+    docker(&[
+        "exec",
+        &c,
+        "sh",
+        "-c",
+        "rm -f /var/opt/gitlab/data/stand-in-broken",
+    ]);
+    std::fs::remove_file(&broken).unwrap();
+
     docker(&[
         "exec",
         &c,

@@ -23,7 +23,7 @@ use common::{KillOnDrop, Run, docker, run_env};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ZONE: &str = "test.internal";
@@ -1081,8 +1081,8 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
             .args(&upstream)
             .args(["--rate-limit", "0", "--data-dir"])
             .arg(&guard_data)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
@@ -1256,8 +1256,8 @@ fn curl_long(
 /// authentication). A 300 MiB layer, more than the 250 MiB other routes accept, is pushed with
 /// the OCI distribution API (a monolithic upload, as `docker push` sends a layer) and pulled
 /// back byte for byte, then a manifest naming it; the route neither limits nor buffers bodies.
-/// `docker push` itself is not used: the engine would need `registry.<zone>` in the host's
-/// resolver and Pebble's root in its trust store, both shared with other tests on this host.
+/// Then the engine itself logs in, pushes a local image and pulls it back
+/// ([`docker_login_push_pull`]).
 fn registry_through_the_ingress(kind: &str) {
     let Some((named, pebble_bin, traefik)) = lab_tools(kind) else {
         return;
@@ -1469,6 +1469,170 @@ fn registry_through_the_ingress(kind: &str) {
     eprintln!(
         "{kind}: a 300 MiB layer pushed through the ingress in {:.1} s, pulled in {:.1} s",
         pushed.as_secs_f64(),
+        pull.as_secs_f64()
+    );
+    docker_login_push_pull(&host, https, &root, dir);
+}
+
+/// Serialises the tests' edits of /etc/hosts (both ingress kinds run in this process).
+static HOSTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A line of /etc/hosts for the test's life: the engine resolves a registry's name through
+/// the host's resolver, which reads /etc/hosts. Written in place (the file may be a bind
+/// mount), marked with the process and a tag, removed on drop.
+struct HostsLine(String);
+
+impl HostsLine {
+    fn add(name: &str, tag: &str) -> std::io::Result<HostsLine> {
+        let _g = HOSTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let marker = format!("# autogit-test {} {tag}", std::process::id());
+        let mut text = fs::read_to_string("/etc/hosts")?;
+        if !text.ends_with('\n') && !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("127.0.0.1 {name} {marker}\n"));
+        fs::write("/etc/hosts", text)?;
+        Ok(HostsLine(marker))
+    }
+}
+
+impl Drop for HostsLine {
+    fn drop(&mut self) {
+        let _g = HOSTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Ok(text) = fs::read_to_string("/etc/hosts") {
+            let kept: String = text
+                .lines()
+                .filter(|l| !l.ends_with(&self.0))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let _ = fs::write("/etc/hosts", kept);
+        }
+    }
+}
+
+/// Docker's trust directory for one registry (`/etc/docker/certs.d/<host>:<port>/ca.crt`),
+/// removed on drop: the engine trusts Pebble's root for this registry only.
+struct RegistryTrust(PathBuf);
+
+impl Drop for RegistryTrust {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `docker login`, `docker push` and `docker pull` by the engine itself, through the ingress
+/// and its certificate: an image built here (`docker import` of a layer of 8 MiB of this run's
+/// own bytes, so no layer is already in the engine) is pushed to `registry.<zone>:<port>`,
+/// removed, pulled back, and is the same image. The engine finds the name through a line of /etc/hosts
+/// and trusts Pebble's root for this registry only (Docker's per-registry `certs.d`), both
+/// removed when the test ends; the client's credentials go to the test's own `--config`.
+/// The stand-in asks for no credentials (GitLab's token service does not run here), so the
+/// login shows the route and TLS, not GitLab's sign-in.
+fn docker_login_push_pull(host: &str, port: u16, root: &Path, dir: &Path) {
+    let registry = format!("{host}:{port}");
+    let _hosts = match HostsLine::add(host, &format!("registry {port}")) {
+        Ok(h) => h,
+        Err(e) => {
+            require(&format!(
+                "writing /etc/hosts for the engine's resolver ({e})"
+            ));
+            return;
+        }
+    };
+    let trust_dir = Path::new("/etc/docker/certs.d").join(&registry);
+    if let Err(e) =
+        fs::create_dir_all(&trust_dir).and_then(|()| fs::copy(root, trust_dir.join("ca.crt")))
+    {
+        require(&format!(
+            "Docker's trust directory /etc/docker/certs.d ({e})"
+        ));
+        return;
+    }
+    let _trust = RegistryTrust(trust_dir);
+    let config = dir.join("docker-config");
+    fs::create_dir_all(&config).unwrap();
+    let docker = |args: &[&str], stdin: Option<&str>| -> (bool, String) {
+        use std::io::Write;
+        let mut c = Command::new("docker");
+        c.arg("--config").arg(&config).args(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("docker");
+        if let Some(text) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(text.as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (ok, out) = docker(
+        &["login", &registry, "-u", "ci", "--password-stdin"],
+        Some("not-checked-by-the-stand-in\n"),
+    );
+    assert!(ok && out.contains("Login Succeeded"), "{out}");
+    let pushed = format!("{registry}/platform/pushed:1");
+    let rootfs = dir.join("image-root");
+    fs::create_dir_all(&rootfs).unwrap();
+    let mut bytes = vec![0u8; 8 << 20];
+    let mut x = u64::from(std::process::id()) << 16 | u64::from(port) | 1;
+    for b in bytes.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        b.copy_from_slice(&x.to_le_bytes());
+    }
+    fs::write(rootfs.join("payload"), &bytes).unwrap();
+    let tar = dir.join("image.tar");
+    let made = Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tar)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (ok, out) = docker(&["import", tar.to_str().unwrap(), &pushed], None);
+    assert!(ok, "{out}");
+    let id = |r: &str| docker(&["image", "inspect", "-f", "{{.Id}}", r], None);
+    let (ok, source_id) = id(&pushed);
+    assert!(ok, "{source_id}");
+    let t = Instant::now();
+    let (ok, out) = docker(&["push", &pushed], None);
+    let push = t.elapsed();
+    assert!(ok, "docker push through the ingress: {out}");
+    assert!(docker(&["rmi", &pushed], None).0);
+    let t = Instant::now();
+    let (ok, out) = docker(&["pull", &pushed], None);
+    let pull = t.elapsed();
+    let (_, pulled_id) = id(&pushed);
+    let _ = docker(&["rmi", &pushed], None);
+    assert!(ok, "docker pull through the ingress: {out}");
+    assert!(
+        out.contains("Pull complete") || out.contains("Downloaded newer image"),
+        "the layer came over the wire: {out}"
+    );
+    assert_eq!(pulled_id, source_id, "the same image came back");
+    eprintln!(
+        "{registry}: docker push {:.1} s, docker pull {:.1} s",
+        push.as_secs_f64(),
         pull.as_secs_f64()
     );
 }

@@ -24,6 +24,11 @@ pub const CONFIG: &str = "platform:\n  socket: /nonexistent/autogit-test/docker.
 pub const ENV: &str = "BASE_DOMAIN=example.test\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=manual\n";
 
 pub fn settings(data: &Path) -> Arc<Settings> {
+    settings_with(data, ENV)
+}
+
+/// The settings of [`CONFIG`] with another `.env`.
+pub fn settings_with(data: &Path, env: &str) -> Arc<Settings> {
     let loaded = load(&LoadInput {
         file: Some(("autogit.yml", CONFIG)),
         ..Default::default()
@@ -31,7 +36,7 @@ pub fn settings(data: &Path) -> Arc<Settings> {
     assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
     let mut sources = Sources::new();
     let mut diags = Default::default();
-    let (platform, entries) = load_platform(Some((".env", ENV)), &[], &mut sources, &mut diags);
+    let (platform, entries) = load_platform(Some((".env", env)), &[], &mut sources, &mut diags);
     let mut s = Settings::new(loaded.config, platform, data.to_owned());
     s.values = entries.into_iter().map(|(k, e)| (k, e.value)).collect();
     Arc::new(s)
@@ -70,8 +75,13 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(options: ServeOptions) -> Server {
+        Server::start_with(options, ENV)
+    }
+
+    /// A server on another `.env` (its DNS provider, say).
+    pub fn start_with(options: ServeOptions, env: &str) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let settings = settings(data.path());
+        let settings = settings_with(data.path(), env);
         settings.ensure_data_dir().unwrap();
         let clock = autogit_app::clock::system();
         let bus = Bus::new(clock.clone());
