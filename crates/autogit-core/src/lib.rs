@@ -25,6 +25,7 @@ pub mod extension;
 pub mod grafana;
 pub mod ingress;
 pub mod inventory;
+pub mod kube_target;
 pub mod kubernetes;
 pub mod lease;
 pub mod lifecycle;
