@@ -344,9 +344,15 @@ pub enum ExportCommand {
     /// Kubernetes manifests: Namespace, a StatefulSet for GitLab, Deployments, Services,
     /// Ingress, cert-manager issuer and certificate, NetworkPolicies (docs/export.md)
     Kubernetes(ExportArgs),
+    /// A Kustomize base: the Kubernetes manifests and a kustomization.yaml pinning every
+    /// image (`kubectl apply -k DIR`; an overlay changes tags and adds patches)
+    Kustomize(ExportArgs),
     /// Terraform for one Docker host (kreuzwerker/docker): network, volumes, images,
     /// containers; DNS records at Cloudflare or Route 53; secrets as sensitive variables
     Terraform(ExportArgs),
+    /// A Pulumi YAML program for one Docker host (Pulumi's docker provider): networks,
+    /// volumes, images, containers; secrets as secret config keys
+    Pulumi(ExportArgs),
     /// An Ansible playbook and inventory (community.docker: network, volumes, containers);
     /// secrets from Ansible Vault variables
     Ansible(ExportArgs),
