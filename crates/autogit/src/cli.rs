@@ -68,6 +68,29 @@ pub enum Output {
     Json,
 }
 
+/// Where the platform runs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TargetArg {
+    /// The container engine of this host (Docker or Podman)
+    #[default]
+    Engine,
+    /// A Kubernetes cluster, through a kubeconfig context (the Kubernetes export, applied by
+    /// server-side apply)
+    Kubernetes,
+}
+
+/// Where a command acts: the engine, or a Kubernetes cluster's context.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TargetArgs {
+    /// Where the platform runs
+    #[arg(long, value_enum, default_value = "engine")]
+    pub target: TargetArg,
+    /// With --target kubernetes: the kubeconfig context (KUBECONFIG, else ~/.kube/config);
+    /// its current context when not given
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PresetArg {
     Minimal,
@@ -124,6 +147,12 @@ pub enum Command {
         /// Do not install and start `autogit daemon` as a systemd service afterwards
         #[arg(long, env = "AUTOGIT_NO_SERVICE", value_parser = clap::builder::BoolishValueParser::new())]
         no_service: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// With --target kubernetes: take over fields another field manager owns (server-side
+        /// apply's force); without it such a conflict stops the install and names the fields
+        #[arg(long)]
+        force_conflicts: bool,
     },
     /// Remove the platform's containers and network (volumes only with --volumes)
     Down {
@@ -190,6 +219,8 @@ pub enum Command {
     Status {
         /// A service (gitlab, grafana, runner-NAME, ...), or `runners` for every runner
         service: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// GitLab: bootstrap users and tokens, rotate tokens, runner tokens, status, secrets
     #[command(subcommand)]
@@ -211,6 +242,8 @@ pub enum Command {
         /// Clear the human-intervention flag of a service
         #[arg(long, value_name = "SERVICE")]
         clear: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// The secret store: where its key is, what is sealed; rotate the key
     #[command(subcommand)]

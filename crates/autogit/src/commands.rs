@@ -1,7 +1,7 @@
 //! One function per command. Commands whose capability is still being built exit with
 //! [`exit::UNAVAILABLE`] and say what they will do; they never pretend to succeed.
 
-use crate::cli::{Cli, Command, ComputeCommand, MirrorCommand, RunnerCommand};
+use crate::cli::{Cli, Command, ComputeCommand, MirrorCommand, RunnerCommand, TargetArg};
 use crate::ctx::{Loaded, data_dir, load_all};
 use crate::exit;
 use crate::ui::{Ui, diagnostics_json};
@@ -40,10 +40,14 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             wait,
             no_bootstrap,
             no_service,
+            target,
+            force_conflicts,
         } => {
             let flags = preset_flag(preset);
             let loaded = load_all(g, &flags);
-            if dry_run {
+            if target.target == TargetArg::Kubernetes && !dry_run {
+                crate::kube_cmd::install(&ui, g, &loaded, &target, &wait, force_conflicts)
+            } else if dry_run {
                 dry_run_install(&ui, g, &loaded)
             } else {
                 let code = crate::runtime_cmd::install(&ui, g, &loaded, &wait, !no_bootstrap);
@@ -96,7 +100,10 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 timeout,
             },
         ),
-        Command::Status { service } => match &g.api {
+        Command::Status { service, target } if target.target == TargetArg::Kubernetes => {
+            crate::kube_cmd::status(&ui, g, &load_all(g, &[]), &target, service.as_deref())
+        }
+        Command::Status { service, .. } => match &g.api {
             Some(url) => crate::serve_cmd::remote_status(&ui, url, service.as_deref()),
             None => crate::status_cmd::status(&ui, &load_all(g, &[]), service.as_deref()),
         },
@@ -192,7 +199,10 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 crate::compute_cmd::status(&ui, g, &load_all(g, &[]), &job_id)
             }
         },
-        Command::Reconcile { clear } => {
+        Command::Reconcile { clear, target } if target.target == TargetArg::Kubernetes => {
+            crate::kube_cmd::reconcile(&ui, g, &load_all(g, &[]), &target, clear.as_deref())
+        }
+        Command::Reconcile { clear, .. } => {
             crate::runtime_cmd::reconcile(&ui, g, &load_all(g, &[]), clear.as_deref())
         }
         Command::Backup {
