@@ -295,7 +295,7 @@ fn kubeconfig_selection_and_refusals() {
     ));
     // Not YAML: the file and the line.
     std::fs::write(&a, "clusters: [\n").unwrap();
-    let e = config::endpoint(&[a.clone()], None)
+    let e = config::endpoint(std::slice::from_ref(&a), None)
         .unwrap_err()
         .to_string();
     assert!(e.contains(&a.display().to_string()), "{e}");

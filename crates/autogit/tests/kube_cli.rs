@@ -7,9 +7,9 @@
 //! kubeconfig in `KUBECONFIG` as kubectl would find it. The fake's `auto_rollout` plays the
 //! cluster's controllers (a workload's pods become available after each change).
 
+mod common;
 #[path = "../../autogit-drivers/tests/kube_support/mod.rs"]
 mod kube_support;
-mod common;
 
 use common::*;
 use kube_support::Fake;
@@ -50,10 +50,22 @@ fn install_status_and_reconcile_on_a_cluster() {
     let (d, fake) = setup(&rt);
     let r = kube(
         d.path(),
-        &["install", "--target", "kubernetes", "--context", "fake", "--wait", "60s"],
+        &[
+            "install",
+            "--target",
+            "kubernetes",
+            "--context",
+            "fake",
+            "--wait",
+            "60s",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("applied autogit/Deployment/grafana"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("applied autogit/Deployment/grafana"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("grafana rolled out"), "{}", r.stderr);
     assert!(r.stderr.contains("installed: "), "{}", r.stderr);
     // No engine was touched: nothing in the engine's state store.
@@ -69,7 +81,10 @@ fn install_status_and_reconcile_on_a_cluster() {
     let text = serde_json::to_string(&applied).unwrap();
     assert!(!text.contains("meili-secret-value") && !text.contains("grafana-secret-value"));
 
-    let r = kube(d.path(), &["status", "--target", "kubernetes", "-o", "json"]);
+    let r = kube(
+        d.path(),
+        &["status", "--target", "kubernetes", "-o", "json"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["context"], "fake");
@@ -81,16 +96,27 @@ fn install_status_and_reconcile_on_a_cluster() {
     }
     let r = kube(d.path(), &["status", "grafana", "--target", "kubernetes"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("Deployment/grafana") && r.stdout.contains("HEALTHY"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("Deployment/grafana") && r.stdout.contains("HEALTHY"),
+        "{}",
+        r.stdout
+    );
 
     let r = kube(d.path(), &["reconcile", "--target", "kubernetes"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stderr.contains("everything matches the plan"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("everything matches the plan"),
+        "{}",
+        r.stderr
+    );
 
     // Its pods fail: one pass restarts it (the restart annotation, by its own manager).
     fake.state().auto_rollout = false;
     fake.fail(GRAFANA);
-    let r = kube(d.path(), &["reconcile", "--target", "kubernetes", "-o", "json"]);
+    let r = kube(
+        d.path(),
+        &["reconcile", "--target", "kubernetes", "-o", "json"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert!(
@@ -103,9 +129,13 @@ fn install_status_and_reconcile_on_a_cluster() {
     );
     let g = fake.get(GRAFANA).unwrap();
     assert!(
-        g["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string()
+        g["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string()
     );
-    let r = kube(d.path(), &["status", "grafana", "--target", "kubernetes", "-o", "json"]);
+    let r = kube(
+        d.path(),
+        &["status", "grafana", "--target", "kubernetes", "-o", "json"],
+    );
     let v: Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["services"][0]["state"], "REPAIRING", "{v}");
     assert_eq!(v["services"][0]["restarts"], 1, "{v}");
@@ -115,22 +145,37 @@ fn install_status_and_reconcile_on_a_cluster() {
 fn conflicts_stop_the_install_until_forced() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (d, fake) = setup(&rt);
-    let r = kube(d.path(), &["install", "--target", "kubernetes", "--wait", "0"]);
+    let r = kube(
+        d.path(),
+        &["install", "--target", "kubernetes", "--wait", "0"],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("context fake"), "{}", r.stderr);
     // Someone scales Grafana by hand: the next install names the field and its manager.
     fake.update_by("kubectl", GRAFANA, &json!({"spec": {"replicas": 3}}));
-    let r = kube(d.path(), &["install", "--target", "kubernetes", "--wait", "0"]);
+    let r = kube(
+        d.path(),
+        &["install", "--target", "kubernetes", "--wait", "0"],
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(
-        r.stderr.contains(".spec.replicas") && r.stderr.contains("kubectl") && r.stderr.contains("--force-conflicts"),
+        r.stderr.contains(".spec.replicas")
+            && r.stderr.contains("kubectl")
+            && r.stderr.contains("--force-conflicts"),
         "{}",
         r.stderr
     );
     assert_eq!(fake.get(GRAFANA).unwrap()["spec"]["replicas"], 3);
     let r = kube(
         d.path(),
-        &["install", "--target", "kubernetes", "--wait", "0", "--force-conflicts"],
+        &[
+            "install",
+            "--target",
+            "kubernetes",
+            "--wait",
+            "0",
+            "--force-conflicts",
+        ],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(fake.get(GRAFANA).unwrap()["spec"]["replicas"], 1);
@@ -140,19 +185,34 @@ fn conflicts_stop_the_install_until_forced() {
 fn a_wrong_context_or_kubeconfig_says_what_to_do() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (d, _fake) = setup(&rt);
-    let r = kube(d.path(), &["install", "--target", "kubernetes", "--context", "prod"]);
+    let r = kube(
+        d.path(),
+        &["install", "--target", "kubernetes", "--context", "prod"],
+    );
     assert_eq!(r.code, 1);
     assert!(
         r.stderr.contains("context `prod`") && r.stderr.contains("contexts there: fake, other"),
         "{}",
         r.stderr
     );
-    let r = kube(d.path(), &["status", "--target", "kubernetes", "--context", "other"]);
+    let r = kube(
+        d.path(),
+        &["status", "--target", "kubernetes", "--context", "other"],
+    );
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains("refused the credentials of context `other`"), "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("refused the credentials of context `other`"),
+        "{}",
+        r.stderr
+    );
     assert!(!r.stderr.contains("not-the-token"));
     // No KUBECONFIG and no ~/.kube/config.
     let r = run_data(d.path(), &["reconcile", "--target", "kubernetes"]);
     assert_eq!(r.code, 1);
-    assert!(r.stderr.contains(".kube/config") && r.stderr.contains("KUBECONFIG"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(".kube/config") && r.stderr.contains("KUBECONFIG"),
+        "{}",
+        r.stderr
+    );
 }

@@ -431,12 +431,12 @@ fn matches(o: &Value, q: &BTreeMap<String, String>) -> bool {
             }
         }
     }
-    if let Some(sel) = q.get("fieldSelector") {
-        if let Some(name) = sel.strip_prefix("metadata.name=") {
-            if o.pointer("/metadata/name").and_then(Value::as_str) != Some(name) {
-                return false;
-            }
-        }
+    if let Some(name) = q
+        .get("fieldSelector")
+        .and_then(|sel| sel.strip_prefix("metadata.name="))
+        && o.pointer("/metadata/name").and_then(Value::as_str) != Some(name)
+    {
+        return false;
     }
     true
 }
