@@ -26,6 +26,7 @@ use autogit_drivers::kube::{KubeClient, KubeError, WatchEvent};
 use autogit_drivers::state::{ServiceRow, StateError, Store};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -214,7 +215,7 @@ impl KubeController {
             }
             let mut watch = self
                 .client
-                .watch(&collection, Some(&w.name), &rv, left.as_secs().max(1))
+                .watch(&collection, Some(&w.name), None, &rv, left.as_secs().max(1))
                 .await?;
             loop {
                 let ev = tokio::select! {
@@ -458,6 +459,70 @@ impl KubeController {
         Ok(pass)
     }
 
+    /// The reconcile loop against the cluster until `shutdown`: a pass at once, then again
+    /// when a workload of the project changes (a watch of its Deployments and StatefulSets,
+    /// as kube-rs' controllers are woken), when a service asked to be requeued, and every
+    /// `interval`. A failed pass (the API unreachable) is retried after 5 s at most. `on_pass`
+    /// sees each result.
+    pub async fn run(
+        &self,
+        interval: Duration,
+        shutdown: impl Future<Output = ()>,
+        on_pass: impl Fn(&Result<KubePass, KubeTargetError>),
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let result = self.reconcile_once().await;
+            let wait = match &result {
+                Ok(p) => p.requeue_at.map_or(interval, |at| {
+                    Duration::from_secs(at.saturating_sub(self.now()).max(1)).min(interval)
+                }),
+                Err(_) => Duration::from_secs(5).min(interval),
+            };
+            on_pass(&result);
+            let changed = self.changed(wait);
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = changed => {}
+            }
+        }
+    }
+
+    /// Returns after `wait`, or sooner when a workload of the project changes.
+    async fn changed(&self, wait: Duration) {
+        let selector = kube_target::managed_selector(&self.project);
+        let secs = wait.as_secs().max(1);
+        let mut watches = Vec::new();
+        for kind in [WorkloadKind::Deployment, WorkloadKind::StatefulSet] {
+            let c = kube_target::workload_resource(kind).collection_path(Some(&self.project));
+            if let Ok((_, rv)) = self.client.list(&c, Some(&selector)).await
+                && let Ok(w) = self
+                    .client
+                    .watch(&c, None, Some(&selector), &rv, secs)
+                    .await
+            {
+                watches.push(w);
+            }
+        }
+        let timer = tokio::time::sleep(wait);
+        tokio::pin!(timer);
+        let mut pending: Vec<_> = watches
+            .iter_mut()
+            .map(|w| Box::pin(next_change(w)))
+            .collect();
+        if pending.is_empty() {
+            timer.await;
+            return;
+        }
+        tokio::select! {
+            () = &mut timer => {}
+            _ = futures_util::future::select_all(pending.iter_mut()) => {
+                // Let a burst (the status after the spec) settle into one pass.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+
     fn workload(&self, service: &str) -> Option<&Workload> {
         self.plan.workloads.iter().find(|w| w.service == service)
     }
@@ -552,6 +617,22 @@ impl KubeController {
     /// Clears a service's human-intervention flag.
     pub fn clear_flag(&self, service: &str) -> Result<bool, StateError> {
         self.store().clear_flag(service)
+    }
+}
+
+/// Returns at the first change a watch reports (never, once the watch has ended: the timer
+/// decides then).
+async fn next_change(w: &mut autogit_drivers::kube::Watch) {
+    loop {
+        match w.next().await {
+            Ok(Some(WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_))) => {
+                return;
+            }
+            Ok(Some(WatchEvent::Bookmark(_))) => {}
+            Ok(Some(WatchEvent::Error { .. }) | None) | Err(_) => {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 

@@ -290,3 +290,50 @@ async fn a_field_taken_by_hand_is_reported_not_overwritten() {
         "edited"
     );
 }
+
+#[tokio::test]
+async fn the_loop_is_woken_by_the_cluster_and_repairs() {
+    let t = setup().await;
+    t.fake.state().auto_rollout = true;
+    t.k.install(Duration::from_secs(30), &|_| {}).await.unwrap();
+    t.fake.state().auto_rollout = false;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let passes = std::sync::atomic::AtomicUsize::new(0);
+    let run = t.k.run(
+        // An hour between timed passes: only the watch can wake it within the test.
+        Duration::from_secs(3600),
+        async {
+            let _ = stopped.await;
+        },
+        |_| {
+            passes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        },
+    );
+    let fake = t.fake.clone();
+    let check = async move {
+        // The first pass has run and the loop waits on its watches.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        fake.fail(GRAFANA);
+        for _ in 0..100 {
+            let g = fake.get(GRAFANA).unwrap();
+            if g["spec"]["template"]["metadata"]["annotations"][RESTARTED_AT].is_string() {
+                let _ = stop.send(());
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = stop.send(());
+        false
+    };
+    let (repaired, ()) = tokio::join!(check, run);
+    assert!(repaired, "the failure did not wake the loop");
+    assert!(passes.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    // Its watches asked for the project's workloads only.
+    let requests = t.fake.state().requests.clone();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains("/deployments?watch=1") && r.contains("labelSelector=")),
+        "{requests:#?}"
+    );
+}

@@ -185,7 +185,7 @@ async fn watch_streams_changes_after_the_listed_version() {
         .expect("apply");
     let (_, rv) = c.list(DEPLOYS, None).await.expect("list");
     let mut w = c
-        .watch(DEPLOYS, Some("grafana"), &rv, 5)
+        .watch(DEPLOYS, Some("grafana"), None, &rv, 5)
         .await
         .expect("watch");
     let f = fake.clone();
@@ -201,7 +201,16 @@ async fn watch_streams_changes_after_the_listed_version() {
 
     // From a version the server no longer has: an ERROR event with 410.
     fake.state().compacted_before = 1000;
-    let mut w = c.watch(DEPLOYS, None, "1", 5).await.expect("watch");
+    let mut w = c
+        .watch(
+            DEPLOYS,
+            None,
+            Some("app.kubernetes.io/managed-by=autogit"),
+            "1",
+            5,
+        )
+        .await
+        .expect("watch");
     match w.next().await.expect("event") {
         Some(WatchEvent::Error { code, message }) => {
             assert_eq!(code, 410);

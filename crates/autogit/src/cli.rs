@@ -191,6 +191,10 @@ pub enum Command {
         /// alternative behind the ingress (docs/config.md, "The `api` service")
         #[arg(long, value_name = "ADDR")]
         api_listen: Option<SocketAddr>,
+        /// With --target kubernetes: only the cluster's reconcile loop runs (woken by its
+        /// workloads' changes); the other loops keep running in the engine's daemon
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Export the platform as infrastructure as code
     #[command(subcommand)]

@@ -80,9 +80,13 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 crate::serve_cmd::serve(&ui, &load_all(g, &[]), listen, options)
             }
         }
+        Command::Daemon { target, .. } if target.target == TargetArg::Kubernetes => {
+            crate::kube_cmd::daemon(&ui, g, &load_all(g, &[]), &target)
+        }
         Command::Daemon {
             print_systemd_unit,
             api_listen,
+            ..
         } => crate::runtime_cmd::daemon(&ui, g, &load_all(g, &[]), print_systemd_unit, api_listen),
         Command::Export(cmd) => crate::export_cmd::run(&ui, g, &load_all(g, &[]), cmd),
         Command::Diagnose {

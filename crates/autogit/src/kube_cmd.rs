@@ -182,6 +182,50 @@ pub fn status(
     })
 }
 
+/// `daemon --target kubernetes`: the cluster's reconcile loop until SIGTERM or Ctrl-C, every
+/// pass's events published (the log sink writes them as JSON lines).
+pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, target: &TargetArgs) -> u8 {
+    let telemetry = crate::ui::init_json_log(ui, loaded);
+    let code = runtime().block_on(async {
+        let bus = Bus::new(clock::system());
+        let sinks = Sinks::all(&bus, loaded);
+        let code = match open(ui, g, loaded, target, &bus, false) {
+            Ok(k) => {
+                ui.note(&format!(
+                    "reconciling namespace {} of context {} (SIGTERM or Ctrl-C stops)",
+                    k.namespace(),
+                    k.context()
+                ));
+                let stop = async {
+                    let mut term = tokio::signal::unix::signal(
+                        tokio::signal::unix::SignalKind::terminate(),
+                    )
+                    .ok();
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
+                    }
+                };
+                let interval = loaded.settings.config.health.reconcile_interval.0;
+                k.run(interval, stop, |r| {
+                    if let Err(e) = r {
+                        ui.error(&e.to_string());
+                    }
+                })
+                .await;
+                exit::OK
+            }
+            Err(code) => code,
+        };
+        sinks.finish(bus, Duration::from_secs(10)).await;
+        code
+    });
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    code
+}
+
 pub fn reconcile(
     ui: &Ui,
     g: &Global,

@@ -216,3 +216,59 @@ fn a_wrong_context_or_kubeconfig_says_what_to_do() {
         r.stderr
     );
 }
+
+/// `daemon --target kubernetes`: the loop repairs a failed workload without being asked, and
+/// stops on SIGTERM with status 0. Its output goes to target/test-logs.
+#[test]
+fn the_daemon_repairs_on_the_cluster_and_stops_on_sigterm() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (d, fake) = setup(&rt);
+    let r = kube(
+        d.path(),
+        &["install", "--target", "kubernetes", "--wait", "60s"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    fake.state().auto_rollout = false;
+    let log = test_log_dir().join("kube-cli-daemon.log");
+    let out = fs::File::create(&log).unwrap();
+    let mut c = cmd(d.path());
+    c.args([
+        "daemon",
+        "--target",
+        "kubernetes",
+        "--data-dir",
+        d.path().join("data").to_str().unwrap(),
+    ])
+    .env("KUBECONFIG", d.path().join("kubeconfig"))
+    .stdout(out.try_clone().unwrap())
+    .stderr(out);
+    let mut child = KillOnDrop(c.spawn().expect("start the daemon"));
+    // Its first pass, then the failure.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    fake.fail(GRAFANA);
+    let mut repaired = false;
+    for _ in 0..100 {
+        let g = fake.get(GRAFANA).unwrap();
+        if g["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string()
+        {
+            repaired = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let text = || fs::read_to_string(&log).unwrap_or_default();
+    assert!(repaired, "not repaired:\n{}", text());
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", text());
+    assert!(
+        text().contains("reconciling namespace autogit of context fake"),
+        "{}",
+        text()
+    );
+}

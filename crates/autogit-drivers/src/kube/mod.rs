@@ -272,12 +272,13 @@ impl KubeClient {
     }
 
     /// Starts a watch of `collection` from `resource_version`, for the object named `name`
-    /// when given (`fieldSelector=metadata.name=`), ended by the server after
-    /// `timeout_secs`.
+    /// when given (`fieldSelector=metadata.name=`) and the objects matching `label_selector`,
+    /// ended by the server after `timeout_secs`.
     pub async fn watch(
         &self,
         collection: &str,
         name: Option<&str>,
+        label_selector: Option<&str>,
         resource_version: &str,
         timeout_secs: u64,
     ) -> Result<Watch, KubeError> {
@@ -285,6 +286,9 @@ impl KubeClient {
             "{collection}?watch=1&allowWatchBookmarks=true&resourceVersion={}&timeoutSeconds={timeout_secs}",
             enc(resource_version)
         );
+        if let Some(l) = label_selector {
+            q.push_str(&format!("&labelSelector={}", enc(l)));
+        }
         if let Some(n) = name {
             q.push_str(&format!(
                 "&fieldSelector={}",
