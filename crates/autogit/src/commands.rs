@@ -17,6 +17,22 @@ use std::path::Path;
 pub fn run(cli: Cli) -> std::process::ExitCode {
     let ui = Ui::new(&cli.global);
     let g = &cli.global;
+    let target = match &cli.command {
+        Command::Install { target, .. }
+        | Command::Status { target, .. }
+        | Command::Reconcile { target, .. }
+        | Command::Daemon { target, .. } => Some(target),
+        _ => None,
+    };
+    if let Some(t) = target
+        && t.target == TargetArg::Engine
+        && let Some(c) = &t.context
+    {
+        ui.error(&format!(
+            "--context {c} names a Kubernetes context: add --target kubernetes (the engine has no context)"
+        ));
+        return exit::FAILURE.into();
+    }
     let code = match cli.command {
         // The filter has its own exit codes (its verdicts): see docs/guard.md.
         Command::Guard(cmd) => {

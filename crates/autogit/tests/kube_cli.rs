@@ -207,6 +207,10 @@ fn a_wrong_context_or_kubeconfig_says_what_to_do() {
         r.stderr
     );
     assert!(!r.stderr.contains("not-the-token"));
+    // A context without the target: refused, not ignored.
+    let r = kube(d.path(), &["status", "--context", "fake"]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("add --target kubernetes"), "{}", r.stderr);
     // No KUBECONFIG and no ~/.kube/config.
     let r = run_data(d.path(), &["reconcile", "--target", "kubernetes"]);
     assert_eq!(r.code, 1);
