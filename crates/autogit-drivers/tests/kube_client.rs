@@ -309,3 +309,144 @@ fn kubeconfig_selection_and_refusals() {
         .to_string();
     assert!(e.contains(&a.display().to_string()), "{e}");
 }
+
+/// A CA, the API server's certificate for 127.0.0.1 and a client certificate, both issued by
+/// it (PEM).
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+}
+
+fn pki() -> Pki {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "fake cluster CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).unwrap();
+    let leaf = |names: Vec<String>, cn: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(names).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let cert = p.signed_by(&key, &ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    Pki {
+        server: leaf(vec!["127.0.0.1".into()], "kube-apiserver"),
+        client: leaf(vec![], "autogit"),
+        ca: ca.pem(),
+    }
+}
+
+/// The fake API over TLS, requiring a client certificate issued by the CA (the API server's
+/// `--client-ca-file`); the certificate authenticates.
+async fn tls_fake(pki: &Pki) -> Fake {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca.as_bytes()).unwrap())
+        .unwrap();
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())
+            .build()
+            .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(pki.server.0.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(pki.server.1.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let mut fake = Fake::start().await;
+    fake.state().client_cert_auth = true;
+    let app = fake.router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    fake.url = format!("https://{}", listener.local_addr().unwrap());
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client refused in the handshake (no certificate, another CA) ends here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    fake
+}
+
+fn b64(s: &str) -> String {
+    data_encoding::BASE64.encode(s.as_bytes())
+}
+
+#[tokio::test]
+async fn tls_with_the_clusters_ca_and_a_client_certificate() {
+    let pki = pki();
+    let fake = tls_fake(&pki).await;
+    let dir = tempfile::tempdir().unwrap();
+    // The CA inline, the client certificate and key as files next to the kubeconfig
+    // (relative paths, as kubectl resolves them).
+    std::fs::write(dir.path().join("client.crt"), &pki.client.0).unwrap();
+    std::fs::write(dir.path().join("client.key"), &pki.client.1).unwrap();
+    let kc = dir.path().join("config");
+    std::fs::write(
+        &kc,
+        format!(
+            "current-context: tls\nclusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\n- name: system-roots\n  cluster:\n    server: {}\ncontexts:\n- name: tls\n  context:\n    cluster: c\n    user: cert\n- name: no-ca\n  context:\n    cluster: system-roots\n    user: cert\n- name: no-cert\n  context:\n    cluster: c\nusers:\n- name: cert\n  user:\n    client-certificate: client.crt\n    client-key: client.key\n",
+            fake.url,
+            b64(&pki.ca),
+            fake.url
+        ),
+    )
+    .unwrap();
+    let client = |ctx: &str| {
+        KubeClient::new(config::endpoint(std::slice::from_ref(&kc), Some(ctx)).unwrap()).unwrap()
+    };
+    // Trusted both ways: the apply goes through.
+    let c = client("tls");
+    assert!(c.endpoint().identity_pem.is_some() && c.endpoint().token.is_none());
+    c.apply(DEPLOY, &deployment(1, None), "autogit", false)
+        .await
+        .expect("apply over TLS");
+    assert!(fake.get(DEPLOY).is_some());
+    // The system's roots do not know the cluster's CA.
+    let err = client("no-ca")
+        .get(DEPLOY)
+        .await
+        .expect_err("untrusted server");
+    assert!(matches!(err, KubeError::Unreachable { .. }), "{err}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    // Without a client certificate the server ends the handshake.
+    let err = client("no-cert")
+        .get(DEPLOY)
+        .await
+        .expect_err("no client certificate");
+    assert!(matches!(err, KubeError::Unreachable { .. }), "{err}");
+    // A CA that is not PEM: refused when the client is made, naming the context.
+    let bad = dir.path().join("bad");
+    std::fs::write(
+        &bad,
+        format!(
+            "clusters:\n- name: c\n  cluster:\n    server: {}\n    certificate-authority-data: {}\ncontexts:\n- name: bad\n  context:\n    cluster: c\n",
+            fake.url,
+            b64("not a certificate")
+        ),
+    )
+    .unwrap();
+    let err = KubeClient::new(config::endpoint(&[bad], Some("bad")).unwrap()).unwrap_err();
+    assert!(err.to_string().contains("context `bad`"), "{err}");
+}

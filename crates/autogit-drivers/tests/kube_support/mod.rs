@@ -60,6 +60,9 @@ pub struct FakeState {
     pub requests: Vec<String>,
     /// Each apply: (path, field manager, force).
     pub applies: Vec<(String, String, bool)>,
+    /// Served over TLS with a required client certificate: that certificate authenticates
+    /// (as a cluster's `--client-ca-file` does), no bearer token is needed.
+    pub client_cert_auth: bool,
     next_uid: u64,
 }
 
@@ -82,6 +85,7 @@ impl Fake {
             auto_rollout: false,
             requests: Vec::new(),
             applies: Vec::new(),
+            client_cert_auth: false,
             next_uid: 0,
         }));
         let changed = Arc::new(tokio::sync::Notify::new());
@@ -103,6 +107,14 @@ impl Fake {
         let f = fake.clone();
         tokio::spawn(async move { f.controller().await });
         fake
+    }
+
+    /// The API as a router on the same state, for a test that serves it over TLS itself
+    /// (set `client_cert_auth` then: the client certificate authenticates).
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .fallback(handle)
+            .with_state((self.state.clone(), self.changed.clone()))
     }
 
     pub fn state(&self) -> MutexGuard<'_, FakeState> {
@@ -460,7 +472,11 @@ async fn handle(
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    if auth != format!("Bearer {TOKEN}") {
+    let cert_auth = state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .client_cert_auth;
+    if !cert_auth && auth != format!("Bearer {TOKEN}") {
         return status(401, "Unauthorized", "Unauthorized", None);
     }
     let Some((api, plural, ns, name)) = parse_path(&path) else {
