@@ -95,6 +95,9 @@ if [ ! -x "$kv_venv/bin/kubernetes-validate" ]; then
     "$kv_venv/bin/pip" install -q "kubernetes-validate==1.37.0"
 fi
 export AUTOGIT_KUBERNETES_VALIDATE=$kv_venv/bin/kubernetes-validate
+# `kubectl kustomize` renders the exported Kustomize base (Kustomize is built into kubectl;
+# Debian's kubernetes-client where no kubectl is installed).
+apt_need kubernetes-client kubectl
 # python-hcl2 (PyPI) parses the exported Terraform files (HashiCorp's HCL2 grammar); pinned,
 # in a venv; the tests run its Python.
 hcl_venv=$PWD/target/tools/python-hcl2

@@ -36,7 +36,11 @@ pub type Files = Vec<(String, String)>;
 pub enum Format {
     Compose,
     Kubernetes,
+    /// A Kustomize base: the Kubernetes manifests and their `kustomization.yaml`.
+    Kustomize,
     Terraform,
+    /// A Pulumi YAML program (`Pulumi.yaml`) for one Docker host.
+    Pulumi,
     Ansible,
 }
 
@@ -184,10 +188,16 @@ pub fn files(format: Format, st: &PlatformState, settings: &Settings, plan: &Pla
             let files: BTreeMap<String, String> = rendered.into_iter().collect();
             kubernetes::manifests(st, &files)
         }
+        Format::Kustomize => {
+            let files: BTreeMap<String, String> = rendered.into_iter().collect();
+            autogit_core::kustomize::files(st, &files)
+        }
         // The .tf files only: the configuration files the containers bind-mount from the
         // module's directory are written next to them by `plan::write_rendered`, as for
         // compose (it has the API's configuration copies and the certificate too).
         Format::Terraform => terraform::files(st),
+        // `Pulumi.yaml`; the rendered files go under `rendered/` (its `renderedDir`).
+        Format::Pulumi => autogit_core::pulumi::files(st),
         // The playbook and its inventory; the rendered files go under `rendered/`
         // (`plan::write_rendered`), which the playbook copies to the host.
         Format::Ansible => ansible::files(st),

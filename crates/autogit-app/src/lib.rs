@@ -23,6 +23,7 @@ pub mod extensions;
 pub mod gitlab;
 pub mod guard;
 pub mod guard_model;
+pub mod kube;
 pub mod logs;
 pub mod metrics;
 pub mod mirror;

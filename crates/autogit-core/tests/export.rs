@@ -687,3 +687,365 @@ fn ansible_keeps_plain_values_that_look_like_jinja_literal() {
         "{% raw %}{{ lookup('pipe', 'id') }}{% endraw %}"
     );
 }
+
+#[test]
+fn kustomize_base_names_every_manifest_and_pins_every_image() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    let manifests = kubernetes::manifests(&st, &rendered(&b));
+    let files = autogit_core::kustomize::files(&st, &rendered(&b));
+    // The base is the manifests, unchanged, and its kustomization.yaml last.
+    assert_eq!(&files[..files.len() - 1], &manifests[..]);
+    let (name, text) = files.last().unwrap();
+    assert_eq!(name, "kustomization.yaml");
+    insta::assert_snapshot!("kustomization", text);
+    for (f, _) in &manifests {
+        assert!(text.contains(&format!("- {f}\n")), "{f} not listed");
+    }
+    for s in st.services.iter().filter(|s| kubernetes::in_cluster(s)) {
+        let (image, tag) = autogit_core::kustomize::split_image(&s.image);
+        let tag = tag.unwrap();
+        assert!(
+            text.contains(&format!("- name: {image}\n"))
+                && (text.contains(&format!("newTag: {tag}\n"))
+                    || text.contains(&format!("newTag: \"{tag}\"\n"))),
+            "{} not pinned",
+            s.image
+        );
+    }
+}
+
+#[test]
+fn kube_target_applies_the_export_in_rank_order() {
+    use autogit_core::kube_target::{self, SPEC_HASH};
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    let objects = kubernetes::objects(&st, &rendered(&b));
+    let plan = kube_target::apply_plan(&st, &objects).unwrap();
+    let total: usize = objects.iter().map(|m| m.objects.len()).sum();
+    assert_eq!(plan.applies.len(), total, "every object, once");
+    let ranks: Vec<u8> = plan.applies.iter().map(|a| a.resource.rank).collect();
+    assert!(ranks.windows(2).all(|w| w[0] <= w[1]), "{ranks:?}");
+    assert_eq!(plan.applies[0].resource.kind, "Namespace");
+    // One workload per service in the cluster, each stamped with its file's hash; on-demand
+    // runners (0 replicas) are not kept running.
+    for s in st.services.iter().filter(|s| kubernetes::in_cluster(s)) {
+        let w = plan.workloads.iter().find(|w| w.service == s.name).unwrap();
+        let a = plan
+            .applies
+            .iter()
+            .find(|a| a.name == s.name && a.resource.kind == format!("{:?}", w.kind))
+            .unwrap();
+        assert_eq!(
+            a.object["metadata"]["annotations"][SPEC_HASH],
+            w.spec_hash.as_str()
+        );
+        assert_eq!(w.replicas == 0, s.on_demand, "{}", s.name);
+        assert_eq!(
+            plan.desired().iter().any(|d| d.service == s.name),
+            !s.on_demand
+        );
+    }
+    assert_eq!(
+        plan.workloads
+            .iter()
+            .find(|w| w.service == "gitlab")
+            .map(|w| w.kind),
+        Some(kube_target::WorkloadKind::StatefulSet)
+    );
+    // A change of one service's configuration changes its hash only.
+    let mut st2 = st.clone();
+    st2.services
+        .iter_mut()
+        .find(|s| s.name == "grafana")
+        .unwrap()
+        .resources
+        .cpus += 1.0;
+    let plan2 = kube_target::apply_plan(&st2, &kubernetes::objects(&st2, &rendered(&b))).unwrap();
+    for (w1, w2) in plan.workloads.iter().zip(&plan2.workloads) {
+        assert_eq!(
+            w1.spec_hash == w2.spec_hash,
+            w1.service != "grafana",
+            "{}",
+            w1.service
+        );
+    }
+    // A kind autogit cannot place is an error naming the file.
+    let mut odd = objects.clone();
+    odd[0].objects.push(serde_json::json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "x"}}));
+    let e = kube_target::apply_plan(&st, &odd).unwrap_err();
+    assert!(
+        e.contains("namespace.yaml") && e.contains("DaemonSet"),
+        "{e}"
+    );
+}
+
+/// The Pulumi program parsed as YAML and checked against what Pulumi documents: the project
+/// file's keys (Pulumi's `project.json` schema: `name`, `runtime`, config declarations typed
+/// `string`/`integer`/`boolean`/`array` with `secret`), the YAML program's sections, and each
+/// resource against Pulumi's Docker provider schema (`tests/fixtures/pulumi/docker-schema.json`,
+/// extracted from the provider's `schema.json`: see SOURCES.md): its type token, every
+/// property an input of that type (nested objects too), every required input present, the
+/// value types, and every `${...}` naming a config key or a resource (and one of its
+/// properties).
+fn check_pulumi(text: &str) -> serde_json::Value {
+    use serde_json::Value;
+    let mut sources = autogit_core::source::Sources::new();
+    let id = sources.add(
+        autogit_core::source::Origin::File("Pulumi.yaml".into()),
+        text.to_owned(),
+    );
+    let node = autogit_core::yaml::parse(text, id, Default::default())
+        .expect("Pulumi.yaml is YAML")
+        .expect("not empty");
+    let doc = autogit_core::yaml::node_to_json(&node);
+    let schema: Value =
+        serde_json::from_str(include_str!("fixtures/pulumi/docker-schema.json")).unwrap();
+    let top = doc.as_object().expect("a mapping");
+    for k in top.keys() {
+        assert!(
+            [
+                "name",
+                "runtime",
+                "description",
+                "config",
+                "variables",
+                "resources",
+                "outputs",
+                "pulumi"
+            ]
+            .contains(&k.as_str()),
+            "unknown top-level key {k}"
+        );
+    }
+    assert!(doc["name"].as_str().is_some_and(|n| !n.is_empty()));
+    assert_eq!(doc["runtime"], "yaml");
+    let config = doc["config"].as_object().cloned().unwrap_or_default();
+    for (k, c) in &config {
+        let c = c
+            .as_object()
+            .unwrap_or_else(|| panic!("config {k}: a declaration"));
+        for key in c.keys() {
+            assert!(
+                ["type", "items", "description", "secret", "default"].contains(&key.as_str()),
+                "config {k}: {key}"
+            );
+        }
+        assert!(
+            ["string", "integer", "boolean", "array"].contains(&c["type"].as_str().unwrap()),
+            "config {k}"
+        );
+        if let Some(s) = c.get("secret") {
+            assert!(s.is_boolean(), "config {k}: secret");
+        }
+    }
+    let resources = doc["resources"].as_object().expect("resources");
+    fn check_type(schema: &Value, ty: &Value, v: &Value, at: &str) {
+        match ty {
+            Value::String(t) if t == "string" => {
+                assert!(v.is_string(), "{at}: a string, found {v}");
+            }
+            Value::String(t) if t == "integer" => {
+                assert!(
+                    v.is_u64() || v.is_i64() || v.as_str().is_some_and(|s| s.starts_with("${")),
+                    "{at}: an integer, found {v}"
+                );
+            }
+            Value::String(t) if t == "boolean" => {
+                assert!(v.is_boolean(), "{at}: a boolean, found {v}")
+            }
+            Value::String(t) if t == "number" => assert!(v.is_number(), "{at}: a number"),
+            Value::Array(a) if a[0] == "array" => {
+                for (i, x) in v
+                    .as_array()
+                    .unwrap_or_else(|| panic!("{at}: a list, found {v}"))
+                    .iter()
+                    .enumerate()
+                {
+                    check_type(schema, &a[1], x, &format!("{at}[{i}]"));
+                }
+            }
+            Value::Array(a) if a[0] == "map" => {
+                for (k, x) in v.as_object().unwrap_or_else(|| panic!("{at}: a map")) {
+                    check_type(schema, &a[1], x, &format!("{at}.{k}"));
+                }
+            }
+            Value::String(t) => {
+                let def = &schema["types"][t.as_str()];
+                assert!(def.is_object(), "{at}: unknown type {t}");
+                let obj = v
+                    .as_object()
+                    .unwrap_or_else(|| panic!("{at}: an object of {t}, found {v}"));
+                for (k, x) in obj {
+                    let pty = def["properties"]
+                        .get(k)
+                        .unwrap_or_else(|| panic!("{at}: {k} is not a property of {t}"));
+                    check_type(schema, pty, x, &format!("{at}.{k}"));
+                }
+                for r in def["required"].as_array().unwrap() {
+                    assert!(
+                        obj.contains_key(r.as_str().unwrap()),
+                        "{at}: {t} requires {r}"
+                    );
+                }
+            }
+            other => panic!("{at}: schema type {other}"),
+        }
+    }
+    for (name, r) in resources {
+        let r = r.as_object().unwrap();
+        for k in r.keys() {
+            assert!(
+                ["type", "properties", "options", "get", "defaultProvider"].contains(&k.as_str()),
+                "{name}: {k}"
+            );
+        }
+        let token = r["type"].as_str().unwrap();
+        let def = &schema["resources"][token];
+        assert!(def.is_object(), "{name}: unknown type {token}");
+        assert!(autogit_core::pulumi::RESOURCE_TYPES.contains(&token));
+        let props = r["properties"].as_object().unwrap();
+        for (k, v) in props {
+            let ty = def["inputs"]
+                .get(k)
+                .unwrap_or_else(|| panic!("{name}: {k} is not an input of {token}"));
+            check_type(&schema, ty, v, &format!("{name}.{k}"));
+        }
+        for req in def["required"].as_array().unwrap() {
+            assert!(
+                props.contains_key(req.as_str().unwrap()),
+                "{name}: {token} requires {req}"
+            );
+        }
+        if let Some(o) = r.get("options") {
+            for k in o.as_object().unwrap().keys() {
+                assert!(
+                    [
+                        "version",
+                        "dependsOn",
+                        "protect",
+                        "provider",
+                        "parent",
+                        "ignoreChanges",
+                        "replaceOnChanges",
+                        "deleteBeforeReplace",
+                        "customTimeouts",
+                        "retainOnDelete"
+                    ]
+                    .contains(&k.as_str()),
+                    "{name}: option {k}"
+                );
+            }
+            assert_eq!(o["version"], autogit_core::pulumi::DOCKER_PROVIDER_VERSION);
+        }
+    }
+    // Every interpolation names a config key or a resource (and one of its inputs or outputs).
+    fn strings<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+            Value::Object(m) => m.values().for_each(|x| strings(x, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    strings(&doc["resources"], &mut all);
+    let mut refs = 0;
+    for s in all {
+        // As pulumi-yaml's `parseInterpolate` reads a string: `$$` is one `$`, `${` opens an
+        // interpolation.
+        let mut rest = s;
+        let mut exprs = Vec::new();
+        while !rest.is_empty() {
+            if let Some(r) = rest.strip_prefix("$$") {
+                rest = r;
+            } else if let Some(r) = rest.strip_prefix("${") {
+                let end = r.find('}').expect("closed");
+                exprs.push(&r[..end]);
+                rest = &r[end + 1..];
+            } else {
+                let n = rest.chars().next().unwrap().len_utf8();
+                rest = &rest[n..];
+            }
+        }
+        for expr in exprs {
+            let (head, prop) = expr
+                .split_once('.')
+                .map_or((expr, None), |(h, p)| (h, Some(p)));
+            if let Some(r) = resources.get(head) {
+                if let Some(p) = prop {
+                    let def = &schema["resources"][r["type"].as_str().unwrap()];
+                    assert!(
+                        def["inputs"].get(p).is_some()
+                            || def["outputs"].as_array().unwrap().iter().any(|o| o == p),
+                        "${{{expr}}}: {p} is not a property of {head}"
+                    );
+                }
+            } else {
+                assert!(
+                    prop.is_none() && config.contains_key(head),
+                    "${{{expr}}} names nothing"
+                );
+            }
+            refs += 1;
+        }
+    }
+    assert!(refs > 0);
+    doc
+}
+
+#[test]
+fn pulumi_program_follows_the_documented_schemas() {
+    let b = build(CONFIG, ENV);
+    let st = config_state(&b);
+    let files = autogit_core::pulumi::files(&st);
+    assert_eq!(files.len(), 1);
+    insta::assert_snapshot!("pulumi", &files[0].1);
+    let doc = check_pulumi(&files[0].1);
+    // Secrets are secret config keys, referenced, never inlined.
+    for s in &st.services {
+        for e in &s.env {
+            if matches!(e.value, EnvValue::Secret | EnvValue::Withheld) && s.always_local() {
+                assert_eq!(doc["config"][&e.name]["secret"], true, "{}", e.name);
+            }
+        }
+    }
+    assert!(!files[0].1.contains("c2VjcmV0LXRzaWcta2V5LXZhbHVl"));
+    // One container per service of this host, after what it depends on.
+    for s in st.services.iter().filter(|s| s.always_local()) {
+        let c = &doc["resources"][autogit_core::pulumi::ident("ctr", &s.name)];
+        assert_eq!(c["properties"]["name"], s.container_name.as_str());
+        for d in &s.depends_on {
+            assert!(
+                c["options"]["dependsOn"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| *x == format!("${{{}}}", autogit_core::pulumi::ident("ctr", d))),
+                "{} after {d}",
+                s.name
+            );
+        }
+    }
+}
+
+#[test]
+fn pulumi_keeps_values_that_look_like_interpolations_literal() {
+    let b = build(CONFIG, ENV);
+    let mut st = config_state(&b);
+    let s = st
+        .services
+        .iter_mut()
+        .find(|s| s.name == "grafana")
+        .unwrap();
+    s.env.push(state::EnvVar {
+        name: "GF_TEMPLATE".into(),
+        value: EnvValue::Plain("${danger} and $${kept}".into()),
+    });
+    let text = &autogit_core::pulumi::files(&st)[0].1;
+    check_pulumi(text);
+    assert!(
+        text.contains("GF_TEMPLATE=$${danger} and $$$${kept}"),
+        "{text}"
+    );
+}

@@ -14,6 +14,7 @@ pub mod fsx;
 pub mod gitlab;
 pub mod health;
 pub mod host;
+pub mod kube;
 pub mod logstore;
 pub mod loki;
 pub mod mdns;

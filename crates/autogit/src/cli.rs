@@ -68,6 +68,29 @@ pub enum Output {
     Json,
 }
 
+/// Where the platform runs.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TargetArg {
+    /// The container engine of this host (Docker or Podman)
+    #[default]
+    Engine,
+    /// A Kubernetes cluster, through a kubeconfig context (the Kubernetes export, applied by
+    /// server-side apply)
+    Kubernetes,
+}
+
+/// Where a command acts: the engine, or a Kubernetes cluster's context.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct TargetArgs {
+    /// Where the platform runs
+    #[arg(long, value_enum, default_value = "engine")]
+    pub target: TargetArg,
+    /// With --target kubernetes: the kubeconfig context (KUBECONFIG, else ~/.kube/config);
+    /// its current context when not given
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PresetArg {
     Minimal,
@@ -124,6 +147,12 @@ pub enum Command {
         /// Do not install and start `autogit daemon` as a systemd service afterwards
         #[arg(long, env = "AUTOGIT_NO_SERVICE", value_parser = clap::builder::BoolishValueParser::new())]
         no_service: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// With --target kubernetes: take over fields another field manager owns (server-side
+        /// apply's force); without it such a conflict stops the install and names the fields
+        #[arg(long)]
+        force_conflicts: bool,
     },
     /// Remove the platform's containers and network (volumes only with --volumes)
     Down {
@@ -162,6 +191,10 @@ pub enum Command {
         /// alternative behind the ingress (docs/config.md, "The `api` service")
         #[arg(long, value_name = "ADDR")]
         api_listen: Option<SocketAddr>,
+        /// With --target kubernetes: only the cluster's reconcile loop runs (woken by its
+        /// workloads' changes); the other loops keep running in the engine's daemon
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// Export the platform as infrastructure as code
     #[command(subcommand)]
@@ -190,6 +223,8 @@ pub enum Command {
     Status {
         /// A service (gitlab, grafana, runner-NAME, ...), or `runners` for every runner
         service: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// GitLab: bootstrap users and tokens, rotate tokens, runner tokens, status, secrets
     #[command(subcommand)]
@@ -211,6 +246,8 @@ pub enum Command {
         /// Clear the human-intervention flag of a service
         #[arg(long, value_name = "SERVICE")]
         clear: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
     },
     /// The secret store: where its key is, what is sealed; rotate the key
     #[command(subcommand)]
@@ -350,9 +387,15 @@ pub enum ExportCommand {
     /// Kubernetes manifests: Namespace, a StatefulSet for GitLab, Deployments, Services,
     /// Ingress, cert-manager issuer and certificate, NetworkPolicies (docs/export.md)
     Kubernetes(ExportArgs),
+    /// A Kustomize base: the Kubernetes manifests and a kustomization.yaml pinning every
+    /// image (`kubectl apply -k DIR`; an overlay changes tags and adds patches)
+    Kustomize(ExportArgs),
     /// Terraform for one Docker host (kreuzwerker/docker): network, volumes, images,
     /// containers; DNS records at Cloudflare or Route 53; secrets as sensitive variables
     Terraform(ExportArgs),
+    /// A Pulumi YAML program for one Docker host (Pulumi's docker provider): networks,
+    /// volumes, images, containers; secrets as secret config keys
+    Pulumi(ExportArgs),
     /// An Ansible playbook and inventory (community.docker: network, volumes, containers);
     /// secrets from Ansible Vault variables
     Ansible(ExportArgs),

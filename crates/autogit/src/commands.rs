@@ -1,7 +1,7 @@
 //! One function per command. Commands whose capability is still being built exit with
 //! [`exit::UNAVAILABLE`] and say what they will do; they never pretend to succeed.
 
-use crate::cli::{Cli, Command, ComputeCommand, MirrorCommand, RunnerCommand};
+use crate::cli::{Cli, Command, ComputeCommand, MirrorCommand, RunnerCommand, TargetArg};
 use crate::ctx::{Loaded, data_dir, load_all};
 use crate::exit;
 use crate::ui::{Ui, diagnostics_json};
@@ -17,6 +17,22 @@ use std::path::Path;
 pub fn run(cli: Cli) -> std::process::ExitCode {
     let ui = Ui::new(&cli.global);
     let g = &cli.global;
+    let target = match &cli.command {
+        Command::Install { target, .. }
+        | Command::Status { target, .. }
+        | Command::Reconcile { target, .. }
+        | Command::Daemon { target, .. } => Some(target),
+        _ => None,
+    };
+    if let Some(t) = target
+        && t.target == TargetArg::Engine
+        && let Some(c) = &t.context
+    {
+        ui.error(&format!(
+            "--context {c} names a Kubernetes context: add --target kubernetes (the engine has no context)"
+        ));
+        return exit::FAILURE.into();
+    }
     let code = match cli.command {
         // The filter has its own exit codes (its verdicts): see docs/guard.md.
         Command::Guard(cmd) => {
@@ -40,10 +56,14 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             wait,
             no_bootstrap,
             no_service,
+            target,
+            force_conflicts,
         } => {
             let flags = preset_flag(preset);
             let loaded = load_all(g, &flags);
-            if dry_run {
+            if target.target == TargetArg::Kubernetes && !dry_run {
+                crate::kube_cmd::install(&ui, g, &loaded, &target, &wait, force_conflicts)
+            } else if dry_run {
                 dry_run_install(&ui, g, &loaded)
             } else {
                 let code = crate::runtime_cmd::install(&ui, g, &loaded, &wait, !no_bootstrap);
@@ -76,9 +96,13 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 crate::serve_cmd::serve(&ui, &load_all(g, &[]), listen, options)
             }
         }
+        Command::Daemon { target, .. } if target.target == TargetArg::Kubernetes => {
+            crate::kube_cmd::daemon(&ui, g, &load_all(g, &[]), &target)
+        }
         Command::Daemon {
             print_systemd_unit,
             api_listen,
+            ..
         } => crate::runtime_cmd::daemon(&ui, g, &load_all(g, &[]), print_systemd_unit, api_listen),
         Command::Export(cmd) => crate::export_cmd::run(&ui, g, &load_all(g, &[]), cmd),
         Command::Diagnose {
@@ -96,7 +120,10 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 timeout,
             },
         ),
-        Command::Status { service } => match &g.api {
+        Command::Status { service, target } if target.target == TargetArg::Kubernetes => {
+            crate::kube_cmd::status(&ui, g, &load_all(g, &[]), &target, service.as_deref())
+        }
+        Command::Status { service, .. } => match &g.api {
             Some(url) => crate::serve_cmd::remote_status(&ui, url, service.as_deref()),
             None => crate::status_cmd::status(&ui, &load_all(g, &[]), service.as_deref()),
         },
@@ -192,7 +219,10 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 crate::compute_cmd::status(&ui, g, &load_all(g, &[]), &job_id)
             }
         },
-        Command::Reconcile { clear } => {
+        Command::Reconcile { clear, target } if target.target == TargetArg::Kubernetes => {
+            crate::kube_cmd::reconcile(&ui, g, &load_all(g, &[]), &target, clear.as_deref())
+        }
+        Command::Reconcile { clear, .. } => {
             crate::runtime_cmd::reconcile(&ui, g, &load_all(g, &[]), clear.as_deref())
         }
         Command::Backup {

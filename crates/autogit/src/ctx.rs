@@ -213,3 +213,15 @@ fn warn_if_readable_by_others(path: &Path, diags: &mut Diagnostics) {
         );
     }
 }
+
+/// The API server of a kubeconfig context (`KUBECONFIG`, else `~/.kube/config`), as kubectl
+/// finds it; the current context when `context` is `None`.
+pub fn kube_endpoint(
+    context: Option<&str>,
+) -> Result<autogit_drivers::kube::config::Endpoint, autogit_drivers::kube::config::KubeconfigError>
+{
+    let kubeconfig = std::env::var("KUBECONFIG").ok();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let files = autogit_drivers::kube::config::files(kubeconfig.as_deref(), home.as_deref());
+    autogit_drivers::kube::config::endpoint(&files, context)
+}

@@ -19,14 +19,16 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
     let (format, args) = match cmd {
         ExportCommand::Compose(a) => (Format::Compose, a),
         ExportCommand::Kubernetes(a) => (Format::Kubernetes, a),
+        ExportCommand::Kustomize(a) => (Format::Kustomize, a),
         ExportCommand::Terraform(a) => (Format::Terraform, a),
+        ExportCommand::Pulumi(a) => (Format::Pulumi, a),
         ExportCommand::Ansible(a) => (Format::Ansible, a),
     };
     let Some(mut plan) = make_plan(ui, g, loaded) else {
         return exit::INVALID_CONFIG;
     };
     // A cluster's nodes run the manifests: the preset's sizes, not capped at this host's CPUs.
-    if format == Format::Kubernetes && args.from == ExportFrom::Config {
+    if matches!(format, Format::Kubernetes | Format::Kustomize) && args.from == ExportFrom::Config {
         plan = autogit_app::plan::plan_with(loaded, None).0;
     }
     let (state, drift) = match args.from {
@@ -81,7 +83,9 @@ fn format_name(f: Format) -> &'static str {
     match f {
         Format::Compose => "compose",
         Format::Kubernetes => "kubernetes",
+        Format::Kustomize => "kustomize",
         Format::Terraform => "terraform",
+        Format::Pulumi => "pulumi",
         Format::Ansible => "ansible",
     }
 }
@@ -102,7 +106,12 @@ impl Done<'_> {
         let shown: Vec<&(String, String)> = match format {
             Format::Compose => files.iter().take(1).collect(),
             Format::Kubernetes => files.iter().collect(),
-            Format::Terraform | Format::Ansible => files.iter().collect(),
+            // The manifests as one stream; the kustomization.yaml only makes sense as a file.
+            Format::Kustomize => files
+                .iter()
+                .filter(|(f, _)| f != autogit_core::kustomize::KUSTOMIZATION)
+                .collect(),
+            Format::Terraform | Format::Pulumi | Format::Ansible => files.iter().collect(),
         };
         if ui.json {
             let files: Vec<_> = shown
@@ -159,12 +168,16 @@ impl Done<'_> {
                 }
                 dir.join(name)
             }
-            Format::Kubernetes | Format::Terraform | Format::Ansible => {
+            Format::Kubernetes
+            | Format::Kustomize
+            | Format::Terraform
+            | Format::Pulumi
+            | Format::Ansible => {
                 // The configuration files the containers bind-mount: next to the Terraform
                 // module; under rendered/ for the playbook, which copies them to the host.
                 let rendered = match format {
                     Format::Terraform => Some(out.to_owned()),
-                    Format::Ansible => Some(out.join("rendered")),
+                    Format::Ansible | Format::Pulumi => Some(out.join("rendered")),
                     _ => None,
                 };
                 if let Some(rendered) = rendered {
@@ -212,8 +225,21 @@ impl Done<'_> {
                 dir.display()
             ));
             }
+            Format::Kustomize => ui.note(&format!(
+                "wrote a Kustomize base ({} files) into {}; create the Secrets named in namespace.yaml, then: kubectl apply -k {}",
+                written.len(),
+                dir.display(),
+                dir.display()
+            )),
             Format::Terraform => ui.note(&format!(
                 "wrote {} files into {}; set the sensitive variables of variables.tf (TF_VAR_<name>), then: terraform -chdir={} init && terraform -chdir={} apply",
+                written.len(),
+                dir.display(),
+                dir.display(),
+                dir.display()
+            )),
+            Format::Pulumi => ui.note(&format!(
+                "wrote {} files into {}; set the secret config keys of Pulumi.yaml (pulumi config set --secret NAME) and renderedDir to {}/rendered, then: pulumi -C {} up",
                 written.len(),
                 dir.display(),
                 dir.display(),

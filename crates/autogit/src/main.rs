@@ -15,6 +15,7 @@ mod extension_cmd;
 mod gitlab_cmd;
 mod guard_cmd;
 mod guard_model_cmd;
+mod kube_cmd;
 mod mirror_cmd;
 mod runner_cmd;
 mod runner_host_cmd;

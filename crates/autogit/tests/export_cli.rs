@@ -127,6 +127,61 @@ fn every_manifest_validates_against_the_kubernetes_schemas() {
     }
 }
 
+/// The Kustomize base rendered by Kustomize itself (`kubectl kustomize`, which embeds it;
+/// scripts/test.sh installs Debian's kubernetes-client where no kubectl is found): the same
+/// objects as the Kubernetes export, valid against the schemas, with the images as pinned.
+#[test]
+fn kustomize_base_renders_with_kustomize_to_the_same_objects() {
+    let Some(tool) = kubernetes_validate() else {
+        return;
+    };
+    if !have("kubectl") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let env = "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,meilisearch\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=cf-token-value\n";
+    let k8s = export_k8s(d.path(), GPU_RUNNERS, env);
+    let base = d.path().join("base");
+    let r = run_data(
+        d.path(),
+        &["export", "kustomize", "--out", base.to_str().unwrap(), "-q"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(base.join("kustomization.yaml").is_file());
+    let o = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&base)
+        .output()
+        .expect("run kubectl kustomize");
+    let rendered = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // As many objects as the Kubernetes export holds, each kind/name once.
+    let count = |text: &str| text.lines().filter(|l| l.starts_with("kind: ")).count();
+    let exported: usize = fs::read_dir(&k8s)
+        .unwrap()
+        .map(|e| count(&fs::read_to_string(e.unwrap().path()).unwrap()))
+        .sum();
+    assert_eq!(count(&rendered), exported, "{rendered}");
+    assert!(rendered.contains("image: gitlab/gitlab-ce:"), "{rendered}");
+    assert!(!rendered.contains("cf-token-value"));
+    let out = d.path().join("rendered.yaml");
+    fs::write(&out, &rendered).unwrap();
+    let o = Command::new(&tool)
+        .args(["--strict", "-k", VERSIONS[1]])
+        .arg(&out)
+        .output()
+        .expect("run kubernetes-validate");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for line in stdout.lines() {
+        assert!(!line.starts_with("ERROR"), "{line}");
+    }
+}
+
 #[test]
 fn out_refuses_to_write_outside_its_directory() {
     let d = tempfile::tempdir().unwrap();
