@@ -39,6 +39,8 @@ pub enum Format {
     /// A Kustomize base: the Kubernetes manifests and their `kustomization.yaml`.
     Kustomize,
     Terraform,
+    /// Terraform for a Kubernetes cluster: the Kubernetes export as `kubernetes_manifest`s.
+    TerraformKubernetes,
     /// A Pulumi YAML program (`Pulumi.yaml`) for one Docker host.
     Pulumi,
     Ansible,
@@ -196,6 +198,10 @@ pub fn files(format: Format, st: &PlatformState, settings: &Settings, plan: &Pla
         // module's directory are written next to them by `plan::write_rendered`, as for
         // compose (it has the API's configuration copies and the certificate too).
         Format::Terraform => terraform::files(st),
+        Format::TerraformKubernetes => {
+            let files: BTreeMap<String, String> = rendered.into_iter().collect();
+            terraform::kubernetes_files(st, &files)
+        }
         // `Pulumi.yaml`; the rendered files go under `rendered/` (its `renderedDir`).
         Format::Pulumi => autogit_core::pulumi::files(st),
         // The playbook and its inventory; the rendered files go under `rendered/`

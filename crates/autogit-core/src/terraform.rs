@@ -34,8 +34,13 @@ pub const CLOUDFLARE_PROVIDER: (&str, &str) = ("cloudflare/cloudflare", "5.8.2")
 /// The AWS provider (`aws_route53_record`).
 pub const AWS_PROVIDER: (&str, &str) = ("hashicorp/aws", "6.14.1");
 
+/// HashiCorp's Kubernetes provider (`kubernetes_manifest`, server-side apply), for
+/// [`kubernetes_files`].
+pub const KUBERNETES_PROVIDER: (&str, &str) = ("hashicorp/kubernetes", "2.36.0");
+
 /// The resource types the export can write (what a checker should expect and no more).
-pub const RESOURCE_TYPES: [&str; 6] = [
+pub const RESOURCE_TYPES: [&str; 7] = [
+    "kubernetes_manifest",
     "docker_network",
     "docker_volume",
     "docker_image",
@@ -649,4 +654,122 @@ fn dns_tf(st: &PlatformState, vars: &mut Vars) -> (String, Providers) {
         }
     }
     (h.out, providers)
+}
+
+/// A JSON value as an HCL expression (objects with quoted keys, strings through [`quote`], so
+/// nothing in a manifest is interpolated), indented from `depth`.
+fn hcl_value(v: &serde_json::Value, depth: usize) -> String {
+    use serde_json::Value;
+    let pad = "  ".repeat(depth + 1);
+    let end = "  ".repeat(depth);
+    match v {
+        Value::Null => "null".to_owned(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => quote(s),
+        Value::Array(a) if a.is_empty() => "[]".to_owned(),
+        Value::Array(a) => {
+            let items: Vec<String> = a
+                .iter()
+                .map(|x| format!("{pad}{},\n", hcl_value(x, depth + 1)))
+                .collect();
+            format!("[\n{}{end}]", items.concat())
+        }
+        Value::Object(o) if o.is_empty() => "{}".to_owned(),
+        Value::Object(o) => {
+            let items: Vec<String> = o
+                .iter()
+                .map(|(k, x)| format!("{pad}{} = {}\n", quote(k), hcl_value(x, depth + 1)))
+                .collect();
+            format!("{{\n{}{end}}}", items.concat())
+        }
+    }
+}
+
+/// Terraform for a Kubernetes cluster: the objects of the Kubernetes export
+/// ([`crate::kubernetes::objects`], the same Secrets referenced, never inlined) as
+/// `kubernetes_manifest` resources of HashiCorp's provider, which applies them server-side
+/// as `kubectl apply --server-side` does. `main.tf` (provider and pins), `variables.tf` (the
+/// kubeconfig and its context) and `manifests.tf`, every object after the Namespace depending
+/// on it. The cert-manager and Traefik objects need those CRDs installed before `plan`, as
+/// `kubernetes_manifest` reads each object's schema from the cluster.
+pub fn kubernetes_files(
+    st: &PlatformState,
+    rendered: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let objects: Vec<serde_json::Value> = crate::kubernetes::objects(st, rendered)
+        .into_iter()
+        .flat_map(|m| m.objects)
+        .collect();
+    let mut m = Hcl::default();
+    m.comment(&format!(
+        "Rendered by autogit for project `{}` (preset {}): the Kubernetes export as Terraform.\nRun with:\n  terraform init && terraform apply\nCreate the Secrets the manifests name first (docs/export.md), and install cert-manager\nand, with Traefik, its CRDs: kubernetes_manifest reads every object's schema at plan time.",
+        st.project, st.preset
+    ));
+    m.open("terraform");
+    m.attr("required_version", &quote(">= 1.5"));
+    m.open("required_providers");
+    m.open("kubernetes =");
+    m.attr("source", &quote(KUBERNETES_PROVIDER.0));
+    m.attr("version", &quote(KUBERNETES_PROVIDER.1));
+    m.close();
+    m.close();
+    m.close();
+    m.blank();
+    m.open(&format!("provider {}", quote("kubernetes")));
+    m.attr("config_path", "var.kubeconfig");
+    m.attr("config_context", "var.kube_context");
+    m.close();
+    let mut v = Hcl::default();
+    v.comment("The cluster: a kubeconfig file and one of its contexts.");
+    for (name, description, default) in [
+        (
+            "kubeconfig",
+            "Path of the kubeconfig file.",
+            quote("~/.kube/config"),
+        ),
+        (
+            "kube_context",
+            "The kubeconfig context of the cluster (null: its current context).",
+            "null".to_owned(),
+        ),
+    ] {
+        v.blank();
+        v.open(&format!("variable {}", quote(name)));
+        v.attr("type", "string");
+        v.attr("description", &quote(description));
+        v.attr("default", &default);
+        v.close();
+    }
+    let mut r = Hcl::default();
+    r.comment("One kubernetes_manifest per object of `autogit export kubernetes`.");
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut namespace: Option<String> = None;
+    for o in &objects {
+        let kind = o["kind"].as_str().unwrap_or("object");
+        let name = o["metadata"]["name"].as_str().unwrap_or("unnamed");
+        let base = ident(&format!("{kind}_{name}"));
+        let n = seen.entry(base.clone()).or_insert(0);
+        *n += 1;
+        let id = if *n == 1 { base } else { format!("{base}_{n}") };
+        r.blank();
+        r.open(&format!(
+            "resource {} {}",
+            quote("kubernetes_manifest"),
+            quote(&id)
+        ));
+        let body = hcl_value(o, r.depth);
+        r.line(&format!("manifest = {body}"));
+        match &namespace {
+            Some(ns) => r.attr("depends_on", &list([format!("kubernetes_manifest.{ns}")])),
+            None if kind == "Namespace" => namespace = Some(id.clone()),
+            None => {}
+        }
+        r.close();
+    }
+    vec![
+        ("main.tf".to_owned(), m.out),
+        ("variables.tf".to_owned(), v.out),
+        ("manifests.tf".to_owned(), r.out),
+    ]
 }

@@ -551,6 +551,16 @@ fn terraform_files() {
     insta::assert_snapshot!(all(&terraform::files(&config_state(&b))));
 }
 
+/// The Kubernetes export as Terraform (`kubernetes_manifest`s): a small platform, whole.
+#[test]
+fn terraform_kubernetes_files() {
+    let b = build("", CLOUDFLARE_ENV);
+    let files = terraform::kubernetes_files(&config_state(&b), &rendered(&b));
+    let text = all(&files);
+    assert!(!text.contains("cf-token-value"));
+    insta::assert_snapshot!(text);
+}
+
 #[test]
 fn terraform_dns_records_at_cloudflare_and_route53() {
     let cf = build("", CLOUDFLARE_ENV);

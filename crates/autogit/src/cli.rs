@@ -393,6 +393,9 @@ pub enum ExportCommand {
     /// Terraform for one Docker host (kreuzwerker/docker): network, volumes, images,
     /// containers; DNS records at Cloudflare or Route 53; secrets as sensitive variables
     Terraform(ExportArgs),
+    /// Terraform for a Kubernetes cluster (hashicorp/kubernetes): the Kubernetes export's
+    /// objects as kubernetes_manifest resources, applied server-side
+    TerraformKubernetes(ExportArgs),
     /// A Pulumi YAML program for one Docker host (Pulumi's docker provider): networks,
     /// volumes, images, containers; secrets as secret config keys
     Pulumi(ExportArgs),

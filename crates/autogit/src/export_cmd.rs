@@ -21,6 +21,7 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
         ExportCommand::Kubernetes(a) => (Format::Kubernetes, a),
         ExportCommand::Kustomize(a) => (Format::Kustomize, a),
         ExportCommand::Terraform(a) => (Format::Terraform, a),
+        ExportCommand::TerraformKubernetes(a) => (Format::TerraformKubernetes, a),
         ExportCommand::Pulumi(a) => (Format::Pulumi, a),
         ExportCommand::Ansible(a) => (Format::Ansible, a),
     };
@@ -28,7 +29,11 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
         return exit::INVALID_CONFIG;
     };
     // A cluster's nodes run the manifests: the preset's sizes, not capped at this host's CPUs.
-    if matches!(format, Format::Kubernetes | Format::Kustomize) && args.from == ExportFrom::Config {
+    if matches!(
+        format,
+        Format::Kubernetes | Format::Kustomize | Format::TerraformKubernetes
+    ) && args.from == ExportFrom::Config
+    {
         plan = autogit_app::plan::plan_with(loaded, None).0;
     }
     let (state, drift) = match args.from {
@@ -85,6 +90,7 @@ fn format_name(f: Format) -> &'static str {
         Format::Kubernetes => "kubernetes",
         Format::Kustomize => "kustomize",
         Format::Terraform => "terraform",
+        Format::TerraformKubernetes => "terraform-kubernetes",
         Format::Pulumi => "pulumi",
         Format::Ansible => "ansible",
     }
@@ -111,7 +117,9 @@ impl Done<'_> {
                 .iter()
                 .filter(|(f, _)| f != autogit_core::kustomize::KUSTOMIZATION)
                 .collect(),
-            Format::Terraform | Format::Pulumi | Format::Ansible => files.iter().collect(),
+            Format::Terraform | Format::TerraformKubernetes | Format::Pulumi | Format::Ansible => {
+                files.iter().collect()
+            }
         };
         if ui.json {
             let files: Vec<_> = shown
@@ -127,7 +135,7 @@ impl Done<'_> {
             return exit::OK;
         }
         let text: Vec<&str> = shown.iter().map(|(_, t)| t.as_str()).collect();
-        let sep = if format == Format::Terraform {
+        let sep = if matches!(format, Format::Terraform | Format::TerraformKubernetes) {
             "\n"
         } else {
             "---\n"
@@ -171,6 +179,7 @@ impl Done<'_> {
             Format::Kubernetes
             | Format::Kustomize
             | Format::Terraform
+            | Format::TerraformKubernetes
             | Format::Pulumi
             | Format::Ansible => {
                 // The configuration files the containers bind-mount: next to the Terraform
@@ -233,6 +242,13 @@ impl Done<'_> {
             )),
             Format::Terraform => ui.note(&format!(
                 "wrote {} files into {}; set the sensitive variables of variables.tf (TF_VAR_<name>), then: terraform -chdir={} init && terraform -chdir={} apply",
+                written.len(),
+                dir.display(),
+                dir.display(),
+                dir.display()
+            )),
+            Format::TerraformKubernetes => ui.note(&format!(
+                "wrote {} files into {}; create the Secrets the manifests name and install cert-manager (and Traefik's CRDs), then: terraform -chdir={} init && terraform -chdir={} apply -var kube_context=NAME",
                 written.len(),
                 dir.display(),
                 dir.display(),

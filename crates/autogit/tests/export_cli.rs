@@ -519,6 +519,108 @@ fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
     }
 }
 
+/// `export terraform-kubernetes`: python-hcl2 parses it, the provider is pinned, there is one
+/// `kubernetes_manifest` per object of `export kubernetes` (same kinds and names, in order),
+/// each depends only on declared resources, and no secret value is written.
+#[test]
+fn terraform_kubernetes_export_holds_every_manifest() {
+    let Some(python) = python_hcl2() else {
+        return;
+    };
+    use autogit_core::terraform::KUBERNETES_PROVIDER;
+    let d = tempfile::tempdir().unwrap();
+    fs::write(d.path().join("autogit.yml"), GPU_RUNNERS).unwrap();
+    write_env(
+        d.path(),
+        "BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana,prometheus,api\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=cf-token-value\n",
+    );
+    let out = d.path().join("tfk");
+    let r = run_data(
+        d.path(),
+        &[
+            "export",
+            "terraform-kubernetes",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let k8s = run_data(d.path(), &["export", "kubernetes"]);
+    assert_eq!(k8s.code, 0, "{}", k8s.stderr);
+    // (kind, name) of every object of the Kubernetes export, in order.
+    let mut want = Vec::new();
+    for doc in k8s.stdout.split("\n---\n") {
+        let top = |key: &str| {
+            doc.lines()
+                .find_map(|l| l.strip_prefix(&format!("{key}: ")))
+                .map(|v| v.trim().trim_matches('"').to_owned())
+        };
+        let name = doc
+            .lines()
+            .skip_while(|l| *l != "metadata:")
+            .find_map(|l| l.strip_prefix("  name: "))
+            .map(|v| v.trim().trim_matches('"').to_owned());
+        if let (Some(kind), Some(name)) = (top("kind"), name) {
+            want.push((kind, name));
+        }
+    }
+    assert!(want.len() > 10, "{}", k8s.stdout);
+    for e in fs::read_dir(&out).unwrap() {
+        let text = fs::read_to_string(e.unwrap().path()).unwrap();
+        assert!(!text.contains("cf-token-value"), "a secret inlined");
+    }
+    let parsed = parse_hcl(&python, &out);
+    assert_eq!(
+        parsed.keys().collect::<Vec<_>>(),
+        ["main.tf", "manifests.tf", "variables.tf"]
+    );
+    let k = &parsed["main.tf"]["terraform"][0]["required_providers"][0]["kubernetes"];
+    assert_eq!(unquote(&k["source"]), KUBERNETES_PROVIDER.0);
+    assert_eq!(unquote(&k["version"]), KUBERNETES_PROVIDER.1);
+    let key = |m: &serde_json::Value, k: &str| -> serde_json::Value {
+        m.as_object()
+            .unwrap()
+            .iter()
+            .find(|(x, _)| x.trim_matches('"') == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let mut got = Vec::new();
+    let mut declared = std::collections::BTreeSet::new();
+    let mut depends = Vec::new();
+    for block in parsed["manifests.tf"]["resource"].as_array().unwrap() {
+        for (kind, named) in block.as_object().unwrap() {
+            assert_eq!(kind.trim_matches('"'), "kubernetes_manifest");
+            for (name, body) in named.as_object().unwrap() {
+                declared.insert(format!("kubernetes_manifest.{}", name.trim_matches('"')));
+                let m = &body["manifest"];
+                got.push((
+                    unquote(&key(m, "kind")),
+                    unquote(&key(&key(m, "metadata"), "name")),
+                ));
+                for d in body["depends_on"].as_array().into_iter().flatten() {
+                    depends.push(
+                        d.as_str()
+                            .unwrap()
+                            .trim_matches(|c| c == '$' || c == '{' || c == '}')
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(got, want);
+    assert_eq!(
+        depends.len(),
+        want.len() - 1,
+        "everything after the Namespace waits for it"
+    );
+    for d in &depends {
+        assert!(declared.contains(d), "{d} undeclared");
+    }
+}
+
 #[test]
 fn terraform_export_parses_and_every_reference_is_defined() {
     let Some(python) = python_hcl2() else {
