@@ -24,6 +24,11 @@ pub const CONFIG: &str = "platform:\n  socket: /nonexistent/autogit-test/docker.
 pub const ENV: &str = "BASE_DOMAIN=example.test\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=manual\n";
 
 pub fn settings(data: &Path) -> Arc<Settings> {
+    settings_with(data, "")
+}
+
+/// [`settings`] with more `.env` lines (`KEY=value\n`...) after [`ENV`]'s.
+pub fn settings_with(data: &Path, extra_env: &str) -> Arc<Settings> {
     let loaded = load(&LoadInput {
         file: Some(("autogit.yml", CONFIG)),
         ..Default::default()
@@ -31,7 +36,12 @@ pub fn settings(data: &Path) -> Arc<Settings> {
     assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.diagnostics);
     let mut sources = Sources::new();
     let mut diags = Default::default();
-    let (platform, entries) = load_platform(Some((".env", ENV)), &[], &mut sources, &mut diags);
+    let (platform, entries) = load_platform(
+        Some((".env", &format!("{ENV}{extra_env}"))),
+        &[],
+        &mut sources,
+        &mut diags,
+    );
     let mut s = Settings::new(loaded.config, platform, data.to_owned());
     s.values = entries.into_iter().map(|(k, e)| (k, e.value)).collect();
     Arc::new(s)
@@ -70,8 +80,13 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(options: ServeOptions) -> Server {
+        Self::start_with_env(options, "")
+    }
+
+    /// A server whose `.env` has `extra_env`'s lines too.
+    pub fn start_with_env(options: ServeOptions, extra_env: &str) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let settings = settings(data.path());
+        let settings = settings_with(data.path(), extra_env);
         settings.ensure_data_dir().unwrap();
         let clock = autogit_app::clock::system();
         let bus = Bus::new(clock.clone());
