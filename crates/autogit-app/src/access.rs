@@ -448,8 +448,8 @@ impl AccessController {
                 providers: RwLock::new(BTreeMap::from([(LOCAL_PROVIDER.to_owned(), local)])),
             }),
         };
-        if let Some(ldap) = crate::ldap::LdapProvider::from_settings(settings)? {
-            ctl.register_provider(Arc::new(ldap));
+        for p in crate::extensions::built_in_auth(settings)? {
+            ctl.register_provider(p);
         }
         let has_current = lock(&ctl.inner.db)
             .signing_keys()?
@@ -482,6 +482,34 @@ impl AccessController {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(name)
+    }
+
+    /// Registers the enabled extensions that declare `auth` (`EXTENSIONS_ENABLED`), each under
+    /// its name, replacing a built-in of that name. Returns their names; an extension that
+    /// cannot be asked its handshake is logged and left out.
+    pub async fn register_extensions(&self, settings: &Settings) -> Vec<String> {
+        let registry = match crate::extensions::Registry::load(settings) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("login providers from extensions: {e}");
+                return Vec::new();
+            }
+        };
+        let (providers, failed) = registry.auth_providers(settings).await;
+        for (name, why) in failed {
+            tracing::warn!(
+                extension = name,
+                "not registered as a login provider: {why}"
+            );
+        }
+        providers
+            .into_iter()
+            .map(|p| {
+                let name = p.name().to_owned();
+                self.register_provider(p);
+                name
+            })
+            .collect()
     }
 
     /// Names of the registered login providers.
