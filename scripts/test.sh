@@ -41,6 +41,10 @@ apt_need podman podman
 PATH="$PATH:/usr/sbin:/sbin" apt_need openssh-server sshd
 apt_need openssh-client ssh
 apt_need iproute2 ip
+# OpenLDAP for the LDAP login provider's tests (crates/autogit-api/tests/auth_ldap.rs): slapd
+# (in /usr/sbin) started by each test, ldapadd to load its directory.
+PATH="$PATH:/usr/sbin:/sbin" apt_need slapd slapd
+apt_need ldap-utils ldapadd
 # schemathesis (PyPI) fuzzes the REST API from its OpenAPI document; pinned, in a venv.
 apt_need python3 python3
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || apt_install python3-venv "python3 -m venv"

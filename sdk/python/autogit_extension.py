@@ -32,6 +32,7 @@ __all__ = [
     "DnsProvider",
     "NotifyProvider",
     "StorageProvider",
+    "AuthProvider",
     "Extension",
     "ExtensionError",
     "ConfigError",
@@ -193,6 +194,29 @@ class StorageProvider:
         """Called before the process ends (also when initialize never ran)."""
 
 
+class AuthProvider:
+    """Base class of an ``auth`` provider: a login method for autogit's API and dashboard
+    (``"provider": "<extension name>"`` in a login, or ``alice@<extension name>``). autogit
+    starts the extension for each login, sends one ``auth.login``, then ``shutdown``."""
+
+    settings = []
+
+    def initialize(self, config, secrets, context):
+        """``config``: the plain settings (typed); ``secrets``: the secret ones."""
+
+    def login(self, username, password):
+        """``{"name": ..., "role": "viewer" | "operator" | "admin"}`` for right credentials,
+        ``None`` for wrong ones (unknown users too). Raise ``Unavailable`` if the backend did
+        not answer. Never log the password."""
+        raise ExtensionError("auth.login is not implemented", None)
+
+    def health(self):
+        return {"status": "ok", "detail": ""}
+
+    def shutdown(self):
+        """Called before the process ends (also when initialize never ran)."""
+
+
 def log(*parts):
     """One line to stderr: autogit's log."""
     print(*parts, file=sys.stderr, flush=True)
@@ -222,6 +246,10 @@ class Extension:
 
     def storage(self, provider):
         self.providers["storage"] = provider
+        return self
+
+    def auth(self, provider):
+        self.providers["auth"] = provider
         return self
 
     def manifest(self):
@@ -287,6 +315,9 @@ class Extension:
         if method == "storage.delete":
             self._provider().delete(params["name"])
             return {}
+        if method == "auth.login":
+            user = self._provider().login(params.get("username", ""), params.get("password", ""))
+            return {"user": user}
         if method == "shutdown":
             return {}
         err = ExtensionError("unknown method %s" % method)

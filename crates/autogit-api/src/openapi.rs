@@ -204,6 +204,14 @@ impl Builder {
             op = op
                 .response("401", error_response("The login failed"))
                 .security(SecurityRequirement::default());
+            if info.id == "auth.token" {
+                op = op.response(
+                    "403",
+                    error_response(
+                        "The login is right but gives no role (an LDAP user in no mapped group)",
+                    ),
+                );
+            }
         }
         if !O::Path::into_params(|| None).is_empty() {
             op = op.response("404", error_response("No such resource"));

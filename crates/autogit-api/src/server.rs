@@ -75,6 +75,8 @@ pub struct Api {
     pub(crate) state: Mutex<Option<autogit_drivers::state::Store>>,
     /// The log store's searches (`GET /api/v1/search/logs`).
     pub logs: Arc<autogit_app::logs::LogController>,
+    /// The dashboard's OIDC sign-in, when `OIDC_ISSUER` is set.
+    pub oidc: Option<Arc<autogit_app::oidc::OidcLogin>>,
 }
 
 impl std::fmt::Debug for Api {
@@ -105,6 +107,9 @@ impl Api {
             bus.clock().clone(),
         ));
         let metrics = Arc::new(autogit_app::metrics::Metrics::new());
+        let oidc = autogit_app::oidc::OidcLogin::from_settings(&settings, bus.clock().clone())
+            .map_err(|e| e.to_string())?
+            .map(Arc::new);
         let mut csrf_key = [0u8; 32];
         getrandom::fill(&mut csrf_key)
             .map_err(|e| format!("no randomness for the CSRF key: {e}"))?;
@@ -128,6 +133,7 @@ impl Api {
             plan,
             metrics,
             state: Mutex::new(None),
+            oidc,
             logs,
         })
     }
@@ -264,6 +270,9 @@ pub fn auth_problem(e: &AuthError) -> Problem {
     }
     if e.is_internal() {
         return Problem::unavailable("auth-unavailable", e.reason());
+    }
+    if matches!(e, AuthError::NoRole(_)) {
+        return Problem::new(StatusCode::FORBIDDEN, "no-role", e.reason());
     }
     Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.reason())
 }

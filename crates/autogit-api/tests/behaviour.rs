@@ -303,7 +303,7 @@ async fn dns_records_and_drift_say_what_cloudflare_proxies() {
         fake.url,
         cloudflare_fake::TOKEN
     );
-    let s = Server::start_with(unlimited(), &env);
+    let s = Server::start_env(unlimited(), &env);
     let c = client();
     let r = call(&c, "GET", s.url("/api/v1/dns/records"), &s.viewer, &[]).await;
     assert_eq!(r.status(), 200);

@@ -2,7 +2,8 @@
 //!
 //! Credentials are API keys (`agk_<prefix>_<secret>`, argon2id-hashed in `access.db`) and
 //! short-lived EdDSA JWTs issued from a key or a login; logins go through [`AuthProvider`]s
-//! (the built-in `local` one checks users in `access.db`; OIDC and LDAP plug in later). The
+//! (the built-in `local` one checks users in `access.db`; `ldap` binds to a directory,
+//! [`crate::ldap`]). The
 //! decisions are `autogit_core::access`'s; the storage and crypto `autogit_drivers::auth`'s.
 //!
 //! The hot path ([`AccessController::authenticate`]) is synchronous and in memory: a JWT is
@@ -95,6 +96,8 @@ pub enum AuthError {
     Locked { retry_after_secs: u64 },
     #[error("no login provider named `{0}`")]
     UnknownProvider(String),
+    #[error("the login is right but gives no role: {0}")]
+    NoRole(String),
     #[error("the login provider is unavailable: {0}")]
     ProviderUnavailable(String),
     #[error("authentication is unavailable: {0}")]
@@ -120,6 +123,7 @@ impl AuthError {
             AuthError::BadCredentials => "invalid username or password",
             AuthError::Locked { .. } => "too many failed logins",
             AuthError::UnknownProvider(_) => "unknown login provider",
+            AuthError::NoRole(_) => "no role for this user: it is in no group mapped to a role",
             AuthError::ProviderUnavailable(_) => "login provider unavailable",
             AuthError::Internal(_) => "authentication unavailable",
         }
@@ -187,6 +191,11 @@ pub enum AccessError {
     NoSigningKey,
     #[error("a token id is 1 to 128 characters; `{0}` is not one")]
     InvalidTokenId(String),
+    #[error("login provider `{provider}`: {problem}")]
+    Provider {
+        provider: &'static str,
+        problem: String,
+    },
 }
 
 /// A key to create.
@@ -247,10 +256,17 @@ pub struct Identity {
     pub role: Role,
 }
 
-/// A provider that could not answer (directory down, misconfigured); not a wrong password.
+/// Why a provider gives no identity, other than a wrong password.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ProviderError(pub String);
+pub enum ProviderError {
+    /// It could not answer (directory down, misconfigured).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The password is right but the user has no role here (in no group that is mapped to
+    /// one); the message says what would give one.
+    #[error("{0}")]
+    NoRole(String),
+}
 
 /// Checks a username and password. OIDC and LDAP come as implementations of this trait
 /// (registered with [`AccessController::register_provider`]).
@@ -298,7 +314,7 @@ impl AuthProvider for LocalUsers {
             let row = if rules::valid_user_name(&name) {
                 lock(&db)
                     .user(&name)
-                    .map_err(|e| ProviderError(e.to_string()))?
+                    .map_err(|e| ProviderError::Unavailable(e.to_string()))?
             } else {
                 None
             };
@@ -306,7 +322,7 @@ impl AuthProvider for LocalUsers {
                 Some(u) if hasher.verify(pw, &u.hash) => {
                     lock(&db)
                         .touch_user(&u.name, clock.now() as i64)
-                        .map_err(|e| ProviderError(e.to_string()))?;
+                        .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
                     Ok(Some(Identity {
                         username: u.name,
                         role: u.role,
@@ -320,7 +336,7 @@ impl AuthProvider for LocalUsers {
             }
         })
         .await
-        .map_err(|e| ProviderError(format!("the local provider's task failed: {e}")))?
+        .map_err(|e| ProviderError::Unavailable(format!("the local provider's task failed: {e}")))?
     }
 }
 
@@ -408,7 +424,8 @@ fn key_subject_prefix(subject: &str) -> Option<&str> {
 
 impl AccessController {
     /// Opens the access store of `settings.data_dir`: `access.db`, the pepper and the signing
-    /// key (both made on first use), and registers the `local` provider.
+    /// key (both made on first use), and registers the `local` provider and, when `LDAP_URL` is
+    /// set, the `ldap` one.
     pub fn open(settings: &Settings, clock: SharedClock) -> Result<Self, AccessError> {
         let data_dir = settings.data_dir.clone();
         let secrets = SecretStore::open(&data_dir).map_err(AuthStoreError::from)?;
@@ -431,6 +448,9 @@ impl AccessController {
                 providers: RwLock::new(BTreeMap::from([(LOCAL_PROVIDER.to_owned(), local)])),
             }),
         };
+        for p in crate::extensions::built_in_auth(settings)? {
+            ctl.register_provider(p);
+        }
         let has_current = lock(&ctl.inner.db)
             .signing_keys()?
             .iter()
@@ -454,6 +474,42 @@ impl AccessController {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(provider.name().to_owned(), provider);
+    }
+
+    fn has_provider(&self, name: &str) -> bool {
+        self.inner
+            .providers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(name)
+    }
+
+    /// Registers the enabled extensions that declare `auth` (`EXTENSIONS_ENABLED`), each under
+    /// its name, replacing a built-in of that name. Returns their names; an extension that
+    /// cannot be asked its handshake is logged and left out.
+    pub async fn register_extensions(&self, settings: &Settings) -> Vec<String> {
+        let registry = match crate::extensions::Registry::load(settings) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("login providers from extensions: {e}");
+                return Vec::new();
+            }
+        };
+        let (providers, failed) = registry.auth_providers(settings).await;
+        for (name, why) in failed {
+            tracing::warn!(
+                extension = name,
+                "not registered as a login provider: {why}"
+            );
+        }
+        providers
+            .into_iter()
+            .map(|p| {
+                let name = p.name().to_owned();
+                self.register_provider(p);
+                name
+            })
+            .collect()
     }
 
     /// Names of the registered login providers.
@@ -740,7 +796,13 @@ impl AccessController {
         username: &str,
         password: &SecretString,
     ) -> Result<Principal, AuthError> {
-        let name = provider.unwrap_or(LOCAL_PROVIDER);
+        // `bob@ldap` names the provider in the username (local names have no `@`);
+        // `bob@example.org@ldap` too.
+        let (name, username) = match (provider, username.rsplit_once('@')) {
+            (Some(p), _) => (p, username),
+            (None, Some((user, p))) if p != LOCAL_PROVIDER && self.has_provider(p) => (p, user),
+            (None, _) => (LOCAL_PROVIDER, username),
+        };
         let p = self
             .inner
             .providers
@@ -796,7 +858,14 @@ impl AccessController {
                 )?;
                 Err(AuthError::BadCredentials)
             }
-            Err(e) => Err(AuthError::ProviderUnavailable(e.0)),
+            Err(ProviderError::NoRole(why)) => {
+                tracing::warn!(provider = name, "login without a role: {why}");
+                Err(AuthError::NoRole(why))
+            }
+            Err(ProviderError::Unavailable(why)) => {
+                tracing::warn!(provider = name, "login provider unavailable: {why}");
+                Err(AuthError::ProviderUnavailable(why))
+            }
         }
     }
 

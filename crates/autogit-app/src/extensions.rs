@@ -5,10 +5,13 @@
 //! dnsmasq) at construction, then each extension named in `EXTENSIONS_ENABLED` and found in
 //! the extensions directory, replacing a built-in of the same name. `DNS_PROVIDER` picks one.
 //! A `notify` extension is started by name for `health.notify`'s `{type: extension}`
-//! ([`Registry::notify_extension`]). `autogit extension list|info|check` reads the same
-//! registry.
+//! ([`Registry::notify_extension`]). Login providers: the built-in `ldap`
+//! ([`built_in_auth`]) and every enabled extension declaring `auth`
+//! ([`Registry::auth_providers`]), registered with the access controller by name.
+//! `autogit extension list|info|check` reads the same registry.
 
 use crate::Settings;
+use crate::access::{AccessError, AuthProvider, Identity, ProviderError};
 use crate::dns::DnsError;
 use autogit_core::extension::{Manifest, OrderError, ProviderType, start_order};
 use autogit_core::platform::DnsProvider as Kind;
@@ -96,6 +99,63 @@ impl DnsFactory for Extension {
         let grant = grant(settings, &self.available);
         let started = ExtensionDns::start(&self.found, &grant, &zone, ttl, self.limits).await;
         Ok(Box::new(started.map_err(dns_error)?))
+    }
+}
+
+/// The built-in login providers the settings configure: `ldap` when `LDAP_URL` is set (`local`
+/// is the access controller's own). [`Registry::auth_providers`] adds the extensions.
+pub fn built_in_auth(settings: &Settings) -> Result<Vec<Arc<dyn AuthProvider>>, AccessError> {
+    let mut out: Vec<Arc<dyn AuthProvider>> = Vec::new();
+    if let Some(ldap) = crate::ldap::LdapProvider::from_settings(settings)? {
+        out.push(Arc::new(ldap));
+    }
+    Ok(out)
+}
+
+/// An enabled extension providing `auth`: a login provider named after it, started for each
+/// login (`drivers::extension::auth::login`).
+struct ExtensionAuth {
+    found: Found,
+    limits: Limits,
+    settings: Settings,
+    available: Vec<String>,
+}
+
+impl std::fmt::Debug for ExtensionAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtensionAuth")
+            .field("name", &self.found.name)
+            .field("path", &self.found.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl AuthProvider for ExtensionAuth {
+    fn name(&self) -> &str {
+        &self.found.name
+    }
+
+    async fn verify(
+        &self,
+        username: &str,
+        password: &secrecy::SecretString,
+    ) -> Result<Option<Identity>, ProviderError> {
+        let grant = grant(&self.settings, &self.available);
+        match ext::auth::login(&self.found, &grant, self.limits, username, password).await {
+            Ok(Some(u)) => Ok(Some(Identity {
+                username: u.name,
+                role: u.role,
+            })),
+            Ok(None) => Ok(None),
+            // The SDK's AuthError: the backend refused the credentials.
+            Err(ExtensionError::Remote { code, .. })
+                if code == autogit_core::extension::code::AUTH =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(ProviderError::Unavailable(e.to_string())),
+        }
     }
 }
 
@@ -261,6 +321,33 @@ impl Registry {
                 "no DNS provider `{name}` is registered"
             ))),
         }
+    }
+
+    /// The enabled extensions that declare `auth` (each asked its handshake), as login
+    /// providers named after them; an extension named after a built-in (`ldap`) replaces it
+    /// in the access controller. The extensions that could not be asked, with why.
+    pub async fn auth_providers(
+        &self,
+        settings: &Settings,
+    ) -> (Vec<Arc<dyn AuthProvider>>, Vec<(String, String)>) {
+        let available = self.available();
+        let (mut providers, mut failed) = (Vec::new(), Vec::new());
+        for name in &available {
+            let found = self.found[name].clone();
+            match ext::handshake(&found, self.limits).await {
+                Ok(m) if m.provider(ProviderType::Auth).is_some() => {
+                    providers.push(Arc::new(ExtensionAuth {
+                        found,
+                        limits: self.limits,
+                        settings: settings.clone(),
+                        available: available.clone(),
+                    }) as Arc<dyn AuthProvider>);
+                }
+                Ok(_) => {}
+                Err(e) => failed.push((name.clone(), e.to_string())),
+            }
+        }
+        (providers, failed)
     }
 
     /// The enabled extension `name`, started as a `notify` provider (`health.notify`'s

@@ -178,6 +178,16 @@ fn chat_target(settings: &crate::Settings, n: &Notify) -> Option<Result<Chat, (S
                 token,
             })
         }
+        Notify::Matrix {
+            homeserver,
+            room,
+            token_env,
+        } => secret(format!("matrix {room} ({token_env})"), token_env).map(|token| Chat::Matrix {
+            homeserver: homeserver.clone(),
+            room: room.clone(),
+            token,
+            label: token_env.clone(),
+        }),
         Notify::Log | Notify::Webhook { .. } | Notify::Extension { .. } => return None,
     })
 }

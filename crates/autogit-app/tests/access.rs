@@ -364,7 +364,9 @@ impl AuthProvider for FakeDirectory {
                 username: "bob".into(),
                 role: Role::Operator,
             })),
-            ("outage", _) => Err(ProviderError("ldap://dir: connection refused".into())),
+            ("outage", _) => Err(ProviderError::Unavailable(
+                "ldap://dir: connection refused".into(),
+            )),
             _ => Ok(None),
         }
     }

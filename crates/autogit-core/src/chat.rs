@@ -102,6 +102,18 @@ pub fn ntfy_body(m: &Message, topic: &str) -> Value {
     })
 }
 
+/// A Matrix `m.room.message` event's content (client-server API, `PUT
+/// /_matrix/client/v3/rooms/{roomId}/send/m.room.message/{txnId}`): an `m.notice` (clients and
+/// bots treat it as automated), plain text only, and `m.mentions` empty so that `@room` or a
+/// user id in the text pings nobody (intentional mentions, spec v1.7).
+pub fn matrix_body(m: &Message) -> Value {
+    json!({
+        "msgtype": "m.notice",
+        "body": format!("{}\n{}", clip(&m.title(), 250), clip(&m.summary, 4000)),
+        "m.mentions": {},
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,6 +146,18 @@ mod tests {
         assert_eq!(b["allowed_mentions"]["parse"], json!([]));
         let long = discord_body(&msg(&"é".repeat(5000)));
         assert!(long["content"].as_str().unwrap().chars().count() <= 2000);
+    }
+
+    #[test]
+    fn matrix_is_a_plain_notice_that_mentions_nobody() {
+        let b = matrix_body(&msg("@room <b>x</b>"));
+        assert_eq!(
+            b,
+            json!({"msgtype": "m.notice",
+                   "body": "autogit error: mirror_failed (docs)\n@room <b>x</b>",
+                   "m.mentions": {}})
+        );
+        assert!(b.get("format").is_none(), "no HTML body");
     }
 
     #[test]

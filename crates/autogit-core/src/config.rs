@@ -534,6 +534,13 @@ pub enum Notify {
         #[serde(skip_serializing_if = "Option::is_none")]
         token_env: Option<String>,
     },
+    /// A Matrix room (`room`: its id, `!…:server`) on `homeserver`, as the user whose access
+    /// token is in the variable `token_env` (a secret).
+    Matrix {
+        homeserver: String,
+        room: String,
+        token_env: String,
+    },
     /// An extension providing `notify` (enabled by EXTENSIONS_ENABLED).
     Extension {
         name: String,

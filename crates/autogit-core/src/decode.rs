@@ -441,6 +441,29 @@ fn p_ntfy_topic(n: &Node) -> Result<String, Bad> {
     }
 }
 
+/// A Matrix room id (`!opaque:server.name`, the client-server API's `roomId`); an alias
+/// (`#room:server`) is not accepted: sending needs the id.
+fn p_matrix_room(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a room id"))?;
+    let ok = s.len() <= 255
+        && s.strip_prefix('!')
+            .and_then(|r| r.split_once(':'))
+            .is_some_and(|(local, server)| {
+                !local.is_empty()
+                    && !server.is_empty()
+                    && !s
+                        .chars()
+                        .any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
+            });
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new(
+            "a room id `!opaque:server` (Room settings → Advanced in Element), not an alias",
+        ))
+    }
+}
+
 fn p_extension_name(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("an extension name"))?;
     crate::extension::check_name(s)
@@ -808,7 +831,9 @@ keys!(NotifyKey {
     url_env,
     topic,
     token_env,
-    name
+    name,
+    homeserver,
+    room
 });
 keys!(ComputeKey {
     queue_limit,
@@ -1717,6 +1742,31 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                     });
                 }
             }
+            Some("matrix") => {
+                cx.required(
+                    &no,
+                    N::homeserver,
+                    "the homeserver's URL, e.g. https://matrix.org",
+                );
+                cx.required(&no, N::room, "the room's id, e.g. !abcdef:example.org");
+                cx.required(
+                    &no,
+                    N::token_env,
+                    "the NAME of the variable holding the access token (a secret)",
+                );
+                let homeserver = cx.field(&no, N::homeserver, p_http_url);
+                let room = cx.field(&no, N::room, p_matrix_room);
+                let token_env = cx.field(&no, N::token_env, p_env_name);
+                if let (Some(homeserver), Some(room), Some(token_env)) =
+                    (homeserver, room, token_env)
+                {
+                    h.notify.push(Notify::Matrix {
+                        homeserver,
+                        room,
+                        token_env,
+                    });
+                }
+            }
             Some("extension") => {
                 cx.required(&no, N::name, "the extension's name (EXTENSIONS_ENABLED)");
                 if let Some(name) = cx.field(&no, N::name, p_extension_name) {
@@ -1724,12 +1774,21 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                 }
             }
             Some(other) => {
-                const TYPES: [&str; 6] =
-                    ["log", "webhook", "slack", "discord", "ntfy", "extension"];
+                const TYPES: [&str; 7] = [
+                    "log",
+                    "webhook",
+                    "slack",
+                    "discord",
+                    "ntfy",
+                    "matrix",
+                    "extension",
+                ];
                 let loc = no_ref.key_loc(N::r#type).unwrap_or(loc);
                 let mut d =
                     Diagnostic::error("invalid-value", format!("unknown notifier type `{other}`"))
-                        .expected("`log`, `webhook`, `slack`, `discord`, `ntfy` or `extension`")
+                        .expected(
+                            "`log`, `webhook`, `slack`, `discord`, `ntfy`, `matrix` or `extension`",
+                        )
                         .found(format!("`{other}`"));
                 if let Some(s) = suggest(other, TYPES) {
                     d = d.label(format!("did you mean `{s}`?"));

@@ -71,7 +71,7 @@ impl ProviderType {
     pub fn supported(self) -> bool {
         matches!(
             self,
-            ProviderType::Dns | ProviderType::Notify | ProviderType::Storage
+            ProviderType::Dns | ProviderType::Notify | ProviderType::Storage | ProviderType::Auth
         )
     }
 }

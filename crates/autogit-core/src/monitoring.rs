@@ -254,6 +254,7 @@ pub fn alertmanager_config(notify: &[Notify]) -> String {
             | Notify::Slack { .. }
             | Notify::Discord { .. }
             | Notify::Ntfy { .. }
+            | Notify::Matrix { .. }
             | Notify::Extension { .. } => None,
         })
         .collect();

@@ -141,6 +141,13 @@ pub enum Chat {
         topic: String,
         token: Option<SecretString>,
     },
+    /// A Matrix room, as the user of the access token (`label`: its variable).
+    Matrix {
+        homeserver: String,
+        room: String,
+        token: SecretString,
+        label: String,
+    },
 }
 
 impl std::fmt::Debug for Chat {
@@ -158,6 +165,7 @@ impl Chat {
             Chat::Ntfy { url, topic, .. } => {
                 format!("ntfy {}/{topic}", url.trim_end_matches('/'))
             }
+            Chat::Matrix { room, label, .. } => format!("matrix {room} ({label})"),
         }
     }
 }
@@ -185,17 +193,45 @@ pub async fn deliver_chat(
             chat::ntfy_body(msg, topic),
             token.as_ref().map(|t| t.expose_secret().to_owned()),
         ),
+        // One transaction id for every try: the homeserver sends the message once however
+        // often the PUT is repeated (client-server API, transaction identifiers).
+        Chat::Matrix {
+            homeserver,
+            room,
+            token,
+            ..
+        } => {
+            let txn: String = crate::auth::random::<16>()
+                .map_err(|e| e.to_string())?
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            let room =
+                percent_encoding::utf8_percent_encode(room, percent_encoding::NON_ALPHANUMERIC);
+            (
+                format!(
+                    "{}/_matrix/client/v3/rooms/{room}/send/m.room.message/autogit-{txn}",
+                    homeserver.trim_end_matches('/')
+                ),
+                chat::matrix_body(msg),
+                Some(token.expose_secret().to_owned()),
+            )
+        }
     };
+    let put = matches!(chat, Chat::Matrix { .. });
     let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
     let label = chat.label();
     let mut delay = retry.first_delay;
     let mut last = String::new();
     for attempt in 1..=retry.attempts.max(1) {
-        let mut req = client
-            .post(&url)
-            .timeout(retry.timeout)
-            .header("content-type", "application/json")
-            .header("user-agent", concat!("autogit/", env!("CARGO_PKG_VERSION")));
+        let mut req = if put {
+            client.put(&url)
+        } else {
+            client.post(&url)
+        }
+        .timeout(retry.timeout)
+        .header("content-type", "application/json")
+        .header("user-agent", concat!("autogit/", env!("CARGO_PKG_VERSION")));
         if let Some(t) = &bearer {
             req = req.bearer_auth(t);
         }

@@ -367,6 +367,7 @@ async fn api_in_process(
     let clock = bus.clock().clone();
     let access = autogit_app::access::AccessController::open(loaded, clock.clone())
         .map_err(|e| fail(ui, format!("API keys: {e}")))?;
+    access.register_extensions(loaded).await;
     let audit = autogit_app::audit::AuditLog::open(loaded, clock)
         .map_err(|e| fail(ui, format!("audit log: {e}")))?;
     let api = Api::new(

@@ -26,6 +26,9 @@ pub fn serve(ui: &Ui, loaded: &Loaded, listen: SocketAddr, options: ServeOptions
             Ok(a) => a,
             Err(e) => return fail(ui, format!("API keys: {e}")),
         };
+        for name in access.register_extensions(loaded).await {
+            ui.note(&format!("autogit serve: login provider `{name}` (extension)"));
+        }
         let audit = match AuditLog::open(loaded, clock.clone()) {
             Ok(a) => a,
             Err(e) => return fail(ui, format!("audit log: {e}")),

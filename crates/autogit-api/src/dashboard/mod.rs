@@ -16,6 +16,7 @@
 //!   page's `<main>` again (`X-Autogit-Fragment: main`) and swaps it in. No framework, no
 //!   build step: the script and the stylesheet are compiled into the binary.
 
+pub mod oidc;
 pub mod pages;
 
 use crate::op::Verb;
@@ -223,6 +224,7 @@ async fn login_page(
         &safe_next(q.next.as_deref()),
         message,
         &api.access.providers(),
+        api.oidc.is_some(),
     );
     with_dashboard_headers(
         (
@@ -269,7 +271,15 @@ async fn login_submit(State(api): State<Arc<Api>>, req: Request) -> Response {
         with_dashboard_headers(
             (
                 status,
-                Html(pages::login(next, Some(message), &api.access.providers()).into_string()),
+                Html(
+                    pages::login(
+                        next,
+                        Some(message),
+                        &api.access.providers(),
+                        api.oidc.is_some(),
+                    )
+                    .into_string(),
+                ),
             )
                 .into_response(),
         )
@@ -339,7 +349,10 @@ async fn login_submit(State(api): State<Arc<Api>>, req: Request) -> Response {
                     "Too many failed attempts: this sign-in is locked for a while. Try again later."
                 }
                 StatusCode::SERVICE_UNAVAILABLE => {
-                    "Sign-in is unavailable right now (the credential store could not be read)."
+                    "Sign-in is unavailable right now (the credential store or the directory could not be read)."
+                }
+                StatusCode::FORBIDDEN => {
+                    "Signed in, but this account is in no group that has a role here; ask an administrator."
                 }
                 _ => "Those credentials were not accepted.",
             };
@@ -499,6 +512,8 @@ pub fn routes() -> Router<Arc<Api>> {
     use axum::routing::{get, post};
     let mut r = Router::new()
         .route("/login", get(login_page).post(login_submit))
+        .route("/login/oidc", get(oidc::begin))
+        .route("/login/oidc/callback", get(oidc::callback))
         .route("/logout", post(logout))
         .route(
             "/assets/app.js",

@@ -192,7 +192,12 @@ pub fn layout(v: &View, title: &str, path: &str, main: Markup) -> Markup {
 }
 
 /// The sign-in page.
-pub fn login(next: &str, message: Option<&str>, providers: &[String]) -> Markup {
+/// The sign-in page; `oidc`: offer the OIDC sign-in (`OIDC_ISSUER` is set).
+pub fn login(next: &str, message: Option<&str>, providers: &[String], oidc: bool) -> Markup {
+    let oidc_href = format!(
+        "/login/oidc?next={}",
+        percent_encoding::utf8_percent_encode(next, percent_encoding::NON_ALPHANUMERIC)
+    );
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -232,6 +237,9 @@ pub fn login(next: &str, message: Option<&str>, providers: &[String]) -> Markup 
                             }
                         }
                         button #sign-in type="submit" { "Sign in" }
+                    }
+                    @if oidc {
+                        p #oidc { a #oidc-sign-in href=(oidc_href) { "Sign in with your organisation's account (OIDC)" } }
                     }
                 }
             }

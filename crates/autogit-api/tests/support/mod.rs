@@ -24,11 +24,16 @@ pub const CONFIG: &str = "platform:\n  socket: /nonexistent/autogit-test/docker.
 pub const ENV: &str = "BASE_DOMAIN=example.test\nINGRESS_IP=192.0.2.10\nDNS_PROVIDER=manual\n";
 
 pub fn settings(data: &Path) -> Arc<Settings> {
-    settings_with(data, ENV)
+    settings_env(data, ENV)
 }
 
-/// The settings of [`CONFIG`] with another `.env`.
-pub fn settings_with(data: &Path, env: &str) -> Arc<Settings> {
+/// [`settings`] with more `.env` lines (`KEY=value\n`...) after [`ENV`]'s.
+pub fn settings_with(data: &Path, extra_env: &str) -> Arc<Settings> {
+    settings_env(data, &format!("{ENV}{extra_env}"))
+}
+
+/// The settings of [`CONFIG`] with another `.env` altogether.
+pub fn settings_env(data: &Path, env: &str) -> Arc<Settings> {
     let loaded = load(&LoadInput {
         file: Some(("autogit.yml", CONFIG)),
         ..Default::default()
@@ -75,13 +80,18 @@ impl Drop for Server {
 
 impl Server {
     pub fn start(options: ServeOptions) -> Server {
-        Server::start_with(options, ENV)
+        Self::start_env(options, ENV)
     }
 
-    /// A server on another `.env` (its DNS provider, say).
-    pub fn start_with(options: ServeOptions, env: &str) -> Server {
+    /// A server whose `.env` has `extra_env`'s lines too.
+    pub fn start_with_env(options: ServeOptions, extra_env: &str) -> Server {
+        Self::start_env(options, &format!("{ENV}{extra_env}"))
+    }
+
+    /// A server on another `.env` altogether (its DNS provider, say).
+    pub fn start_env(options: ServeOptions, env: &str) -> Server {
         let data = tempfile::tempdir().unwrap();
-        let settings = settings_with(data.path(), env);
+        let settings = settings_env(data.path(), env);
         settings.ensure_data_dir().unwrap();
         let clock = autogit_app::clock::system();
         let bus = Bus::new(clock.clone());

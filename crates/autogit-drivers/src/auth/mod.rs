@@ -10,6 +10,8 @@ pub mod db;
 pub mod hash;
 pub mod jwt;
 pub mod keys;
+pub mod ldap;
+pub mod oidc;
 
 use std::path::PathBuf;
 

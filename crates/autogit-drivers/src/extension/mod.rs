@@ -7,12 +7,14 @@
 //!   by id, stderr to the log (secrets it was given scrubbed), its process group killed when
 //!   it fails or is dropped;
 //! - `dns.rs`: a `dns` extension as a [`crate::dns::DnsProvider`];
-//! - `notify.rs`: a `notify` extension ([`ExtensionNotify`]: `notify.send`).
+//! - `notify.rs`: a `notify` extension ([`ExtensionNotify`]: `notify.send`);
+//! - `auth.rs`: an `auth` extension ([`auth::login`]: `auth.login`, one process per login).
 //!
 //! **Invariant:** whatever an extension does (hang, crash, flood its stdout, answer out of
 //! turn), the error is that extension's ([`ExtensionError`] names it) and the process is gone;
 //! autogit goes on.
 
+pub mod auth;
 mod dns;
 mod host;
 mod notify;
