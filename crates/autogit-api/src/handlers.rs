@@ -1203,12 +1203,12 @@ impl Handle for SubmitJobOp {
         let row = compute(api)
             .submit(autogit_app::compute::Submit {
                 gpus: body.gpus.unwrap_or(1),
-                vram: body.vram,
+                vram: Some(body.vram),
                 capability: body.capability,
                 priority: body.priority.unwrap_or(0),
                 user: cx.actor(),
                 job,
-                on_lost: None,
+                ..Default::default()
             })
             .await
             .map_err(compute_problem)?;

@@ -147,12 +147,13 @@ async fn a_partitioned_host_is_fenced_and_its_jobs_rescheduled_or_resumed_by_pol
     lab.set_link(1, false).unwrap();
     let submit = |policy: OnLost| Submit {
         gpus: 0,
-        vram: "1G".into(),
+        vram: Some("1G".into()),
         capability: None,
         priority: 0,
         user: "ann".into(),
         job: vec![image.clone(), "sleep".into(), "600".into()],
         on_lost: Some(policy),
+        ..Submit::default()
     };
     for (id, policy) in [("job-1", OnLost::Reschedule), ("job-2", OnLost::Resume)] {
         let row = c.submit(submit(policy)).await.unwrap();

@@ -50,11 +50,9 @@ impl OnLost {
     /// The default per job kind: render jobs keep their checkpointed output on their host and
     /// resume there; train jobs are preemptible with checkpoints and inference is a service,
     /// so they (and jobs of no kind) are placed elsewhere.
+    /// (`core::jobkind::defaults` holds every kind's defaults.)
     pub fn default_for(kind: Option<Capability>) -> OnLost {
-        match kind {
-            Some(Capability::Render) => OnLost::Resume,
-            _ => OnLost::Reschedule,
-        }
+        crate::jobkind::defaults(kind).on_lost
     }
 
     pub fn as_str(self) -> &'static str {
@@ -210,7 +208,9 @@ pub fn lease_path(job: &str) -> String {
 /// expired: the controller places a job again only then), runs the engine and starts the
 /// watchdog. `renew` touches the lease, and when the watchdog had stopped the container
 /// (`.fenced`), starts it again with a new watchdog and prints `resumed`, or, when the engine
-/// cannot start it, `resume-failed: <its error>` (the container stays stopped).
+/// cannot start it, `resume-failed: <its error>` (the container stays stopped). `restart`
+/// (a service job's repair) touches the lease, restarts the container and starts a new
+/// watchdog (the old one left when the container exited).
 /// The watchdog stops the container once the lease file is older than the lease time, by
 /// the host's clock, and leaves when the container ends or is gone.
 pub const WRAPPER: &str = r#"set -u
@@ -249,6 +249,10 @@ case $mode in
         echo "resume-failed: $err" | head -n 1
       fi
     fi ;;
+  restart)
+    rm -f "$lease.fenced"
+    "$eng" restart -t STOP "$name" >/dev/null || exit $?
+    watchdog ;;
   *) exit 125 ;;
 esac
 "#;
@@ -287,6 +291,11 @@ pub fn start_argv(job: &str, ttl: u64, run: &[String]) -> Vec<String> {
 /// The argv that renews a job's lease on its host (and resumes a fenced container).
 pub fn renew_argv(job: &str, ttl: u64, engine: &str) -> Vec<String> {
     wrapped("renew", job, ttl, engine)
+}
+
+/// The argv that restarts a job's container under its lease (a service job's repair).
+pub fn restart_argv(job: &str, ttl: u64, engine: &str) -> Vec<String> {
+    wrapped("restart", job, ttl, engine)
 }
 
 #[cfg(test)]
