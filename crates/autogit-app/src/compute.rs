@@ -127,6 +127,11 @@ impl ComputeController {
         self.runners.settings()
     }
 
+    /// `platform.project`: the prefix of its jobs' containers and lease files.
+    fn project(&self) -> &str {
+        &self.settings().config.platform.project
+    }
+
     fn rules(&self) -> LeaseRules {
         let c = &self.settings().config.compute;
         LeaseRules {
@@ -307,7 +312,7 @@ impl ComputeController {
                 engine_name(inv.as_ref()),
                 "rm",
                 "-f",
-                &container_name(&row.id),
+                &container_name(self.project(), &row.id),
             ]
             .map(str::to_owned)
             .into();
@@ -426,7 +431,7 @@ impl ComputeController {
         // Renew first: a fenced container (its watchdog stopped it) is started again here.
         let renewal = match self.runners.remote(&host) {
             Ok(r) => r
-                .run(&renew_argv(&row.id, rules.ttl, engine))
+                .run(&renew_argv(self.project(), &row.id, rules.ttl, engine))
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
@@ -483,7 +488,7 @@ impl ComputeController {
         let spec = spec_of(row);
         let service = spec.as_ref().and_then(|s| s.service()).cloned();
         let format = inspect_format(service.as_ref().map(ServiceSpec::port_key).as_deref());
-        let name = container_name(&row.id);
+        let name = container_name(self.project(), &row.id);
         let argv: Vec<String> = [engine, "inspect", "--format", &format, &name]
             .map(str::to_owned)
             .into();
@@ -551,7 +556,7 @@ impl ComputeController {
             "stop".into(),
             "-t".into(),
             autogit_core::lease::STOP_SECS.to_string(),
-            container_name(&row.id),
+            container_name(self.project(), &row.id),
         ]
         .into();
         let out = match self.runners.remote(host) {
@@ -705,7 +710,7 @@ impl ComputeController {
         let inv = h.inventory.as_ref();
         let engine = engine_name(inv);
         let argv = match how {
-            RepairAction::Restart => restart_argv(&row.id, ttl, engine),
+            RepairAction::Restart => restart_argv(self.project(), &row.id, ttl, engine),
             RepairAction::Recreate => {
                 let kind = inv
                     .and_then(|i| i.engine.as_ref())
@@ -719,7 +724,12 @@ impl ComputeController {
                 let devs = inv
                     .and_then(|i| devices(i, &gpus))
                     .ok_or("its MIG devices are gone from the host's inventory")?;
-                start_argv(&row.id, ttl, &run_argv_on(kind, wsl, &row.id, spec, &devs))
+                start_argv(
+                    self.project(),
+                    &row.id,
+                    ttl,
+                    &run_argv_on(kind, wsl, self.project(), &row.id, spec, &devs),
+                )
             }
         };
         let out = self
@@ -849,9 +859,10 @@ impl ComputeController {
                 continue;
             };
             let argv = start_argv(
+                self.project(),
                 &row.id,
                 ttl,
-                &run_argv_on(engine, inv.wsl2, &row.id, &spec, &devs),
+                &run_argv_on(engine, inv.wsl2, self.project(), &row.id, &spec, &devs),
             );
             let out = match self.runners.remote(&p.host) {
                 Ok(r) => r.run(&argv).await.map_err(|e| e.to_string()),

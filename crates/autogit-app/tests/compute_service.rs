@@ -44,6 +44,9 @@ fn skip(why: &str) -> bool {
     true
 }
 
+/// The job's container: `platform.project` (here `agsvc`) is its prefix.
+const NAME: &str = "agsvc-job-1";
+
 fn docker(args: &[&str]) -> String {
     let o = Command::new("docker").args(args).output().unwrap();
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
@@ -144,13 +147,13 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
         }
     };
     let lab = SshLab::start(1).unwrap_or_else(|e| panic!("{e}"));
-    let _cleanup = Container("autogit-job-1");
-    let _ = docker(&["rm", "-f", "autogit-job-1"]);
+    let _cleanup = Container(NAME);
+    let _ = docker(&["rm", "-f", NAME]);
 
     let data = tempfile::tempdir().unwrap();
     let h0 = lab.hosts[0].addr.clone();
     let yml = format!(
-        "runners:\n  gpu:\n    - name: g0\n      host: {h0}\n      user: root\n      capabilities: [inference]\n\
+        "platform:\n  project: agsvc\nrunners:\n  gpu:\n    - name: g0\n      host: {h0}\n      user: root\n      capabilities: [inference]\n\
          health:\n  restart_budget:\n    max: 4\n    window: 10m\n  backoff:\n    initial: 1s\n    max: 2s\n\
          compute:\n  lease: 60s\n"
     );
@@ -183,12 +186,19 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
         .unwrap();
     assert_eq!((row.id.as_str(), row.state.as_str()), ("job-1", "running"));
     assert_eq!(service_state(data.path()).0, Some(State::Deploying));
+    // Its lease file is in the platform's own directory on the host.
+    assert!(
+        lab.hosts[0]
+            .dir
+            .join(".autogit/leases/agsvc/job-1")
+            .is_file()
+    );
     assert_eq!(
         docker(&[
             "inspect",
             "--format",
             "{{index .Config.Labels \"io.autogit.kind\"}}",
-            "autogit-job-1"
+            NAME
         ]),
         "inference"
     );
@@ -221,10 +231,10 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
         "{answer}"
     );
-    let first_id = docker(&["inspect", "--format", "{{.Id}}", "autogit-job-1"]);
+    let first_id = docker(&["inspect", "--format", "{{.Id}}", NAME]);
 
     // Its health endpoint fails: degraded, restarted in place, healthy again.
-    docker(&["exec", "autogit-job-1", "sh", "-c", "kill $(cat /pid)"]);
+    docker(&["exec", NAME, "sh", "-c", "kill $(cat /pid)"]);
     until(&c, data.path(), "unhealthy", 60, |_, s| {
         s == Some(State::Repairing)
     })
@@ -234,23 +244,16 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
     })
     .await;
     assert_eq!(
-        docker(&["inspect", "--format", "{{.Id}}", "autogit-job-1"]),
+        docker(&["inspect", "--format", "{{.Id}}", NAME]),
         first_id,
         "a first repair restarts the same container"
     );
     assert_eq!(repairs(&support::drain(&mut rx)), ["restart#1"]);
 
     // Broken for good in this container: the restart does not help; the recreate does.
-    docker(&[
-        "exec",
-        "autogit-job-1",
-        "sh",
-        "-c",
-        ": > /broken; kill $(cat /pid)",
-    ]);
+    docker(&["exec", NAME, "sh", "-c", ": > /broken; kill $(cat /pid)"]);
     until(&c, data.path(), "broken", 90, |_, s| {
-        s == Some(State::Healthy)
-            && docker(&["inspect", "--format", "{{.Id}}", "autogit-job-1"]) != first_id
+        s == Some(State::Healthy) && docker(&["inspect", "--format", "{{.Id}}", NAME]) != first_id
     })
     .await;
     let events = support::drain(&mut rx);
@@ -262,11 +265,11 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
         ),
         "the failed restart is a FAILED state: {events:?}"
     );
-    let second_id = docker(&["inspect", "--format", "{{.Id}}", "autogit-job-1"]);
+    let second_id = docker(&["inspect", "--format", "{{.Id}}", NAME]);
     assert_ne!(second_id, first_id, "recreated");
 
     // Killed: a crash, restarted.
-    docker(&["kill", "autogit-job-1"]);
+    docker(&["kill", NAME]);
     until(&c, data.path(), "killed", 60, |_, s| {
         s == Some(State::Repairing)
     })
@@ -278,7 +281,7 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
     assert_eq!(repairs(&support::drain(&mut rx)), ["restart#1"]);
 
     // Killed again with 4 repairs in the window (restart_budget.max 4): flagged, left alone.
-    docker(&["kill", "autogit-job-1"]);
+    docker(&["kill", NAME]);
     let row = until(&c, data.path(), "budget spent", 60, |_, _| {
         service_state(data.path()).1
     })
@@ -301,7 +304,7 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
         c.pass().await.unwrap();
     }
     assert_eq!(
-        docker(&["inspect", "--format", "{{.State.Status}}", "autogit-job-1"]),
+        docker(&["inspect", "--format", "{{.State.Status}}", NAME]),
         "exited",
         "a flagged service is left alone"
     );
@@ -311,8 +314,5 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
     let row = c.cancel("job-1").await.unwrap();
     assert_eq!(row.state, "cancelled");
     assert_eq!(service_state(data.path()).0, Some(State::Absent));
-    assert_eq!(
-        docker(&["ps", "-aq", "--filter", "name=^autogit-job-1$"]),
-        ""
-    );
+    assert_eq!(docker(&["ps", "-aq", "--filter", "name=^agsvc-job-1$"]), "");
 }

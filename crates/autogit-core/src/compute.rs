@@ -584,9 +584,14 @@ impl Scheduler {
     }
 }
 
-/// The container name of a job (`autogit-job-7`).
-pub fn container_name(job: &str) -> String {
-    format!("autogit-{job}")
+/// `platform.project`'s default: job containers are `autogit-job-N` under it.
+pub const DEFAULT_PROJECT: &str = "autogit";
+
+/// The container name of a job: the platform's project (`platform.project`, the prefix of
+/// its containers), then the job (`autogit-job-7`), so platforms sharing an engine do not
+/// take each other's jobs.
+pub fn container_name(project: &str, job: &str) -> String {
+    format!("{project}-{job}")
 }
 
 /// Where MIG devices' slot numbers start: a MIG device is the scheduler's slot
@@ -672,7 +677,7 @@ pub fn run_argv(
     gpus: &[u32],
 ) -> Vec<String> {
     let devices: Vec<Device> = gpus.iter().map(|&g| Device::Gpu(g)).collect();
-    run_argv_on(engine, wsl2, job, spec, &devices)
+    run_argv_on(engine, wsl2, DEFAULT_PROJECT, job, spec, &devices)
 }
 
 /// [`run_argv`] with MIG devices: Docker names them by UUID (`--gpus "device=MIG-…"`, the
@@ -681,6 +686,7 @@ pub fn run_argv(
 pub fn run_argv_on(
     engine: crate::inventory::EngineKind,
     wsl2: bool,
+    project: &str,
     job: &str,
     spec: &JobSpec,
     gpus: &[Device],
@@ -691,7 +697,7 @@ pub fn run_argv_on(
         EngineKind::Podman => "podman",
     };
     let mut v: Vec<String> = [program, "run", "-d", "--name"].map(str::to_owned).into();
-    v.push(container_name(job));
+    v.push(container_name(project, job));
     v.extend(["--label".to_owned(), format!("io.autogit.job={job}")]);
     if !gpus.is_empty() {
         let list: Vec<String> = gpus
@@ -730,7 +736,9 @@ pub fn run_argv_on(
         v.extend(crate::jobkind::service_run_args(s));
     }
     if spec.defaults().checkpoint {
-        v.extend(crate::jobkind::checkpoint_run_args(&container_name(job)));
+        v.extend(crate::jobkind::checkpoint_run_args(&container_name(
+            project, job,
+        )));
     }
     v.push(spec.image.clone());
     v.extend(spec.command.iter().cloned());
@@ -1138,12 +1146,12 @@ mod tests {
         };
         let devs = devices(&inv, &placed[2].gpus).unwrap();
         assert_eq!(
-            run_argv_on(EngineKind::Docker, false, "job-1", &spec, &devs).join(" "),
+            run_argv_on(EngineKind::Docker, false, "autogit", "job-1", &spec, &devs).join(" "),
             "docker run -d --name autogit-job-1 --label io.autogit.job=job-1 --gpus \"device=MIG-bbbb\" vllm/vllm-openai:v0.6.4"
         );
         assert_eq!(
-            run_argv_on(EngineKind::Podman, false, "job-1", &spec, &devs).join(" "),
-            "podman run -d --name autogit-job-1 --label io.autogit.job=job-1 --device nvidia.com/gpu=0:1 vllm/vllm-openai:v0.6.4"
+            run_argv_on(EngineKind::Podman, false, "lab2", "job-1", &spec, &devs).join(" "),
+            "podman run -d --name lab2-job-1 --label io.autogit.job=job-1 --device nvidia.com/gpu=0:1 vllm/vllm-openai:v0.6.4"
         );
         // A device gone from the inventory (instances reconfigured): no command.
         assert_eq!(devices(&inv, &[mig_slot(0, 7)]), None);

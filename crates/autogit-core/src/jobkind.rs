@@ -294,7 +294,7 @@ pub fn decide_service(
     let seen: Vec<reconcile::Seen> = seen
         .map(|s| reconcile::Seen {
             service: service.clone(),
-            container_id: crate::compute::container_name(job),
+            container_id: job.to_owned(),
             spec_hash: Some("job".into()),
             running: s.status == "running",
             never_started: s.status == "created",

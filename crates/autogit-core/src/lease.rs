@@ -197,9 +197,16 @@ pub fn decide(
     }
 }
 
-/// Where the job's lease file lives on its host, under the remote user's `$HOME`.
-pub fn lease_path(job: &str) -> String {
-    format!(".autogit/leases/{job}")
+/// Where the job's lease file lives on its host, under the remote user's `$HOME`: one
+/// directory per platform (`platform.project`), so two autogit instances sharing a host and
+/// SSH user do not fence each other's jobs. The default project keeps the path of earlier
+/// versions (`.autogit/leases/job-N`), so jobs running across an upgrade keep their lease.
+pub fn lease_path(project: &str, job: &str) -> String {
+    if project == crate::compute::DEFAULT_PROJECT {
+        format!(".autogit/leases/{job}")
+    } else {
+        format!(".autogit/leases/{project}/{job}")
+    }
 }
 
 /// The host-side wrapper. `$1` is `start` or `renew`, then the lease file, the lease time
@@ -263,17 +270,17 @@ fn wrapper() -> String {
         .replace("STOP", &STOP_SECS.to_string())
 }
 
-fn wrapped(mode: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
+fn wrapped(mode: &str, project: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
     [
         "sh",
         "-c",
         &wrapper(),
         "autogit-job",
         mode,
-        &lease_path(job),
+        &lease_path(project, job),
         &ttl.to_string(),
         engine,
-        &crate::compute::container_name(job),
+        &crate::compute::container_name(project, job),
     ]
     .map(str::to_owned)
     .into()
@@ -281,21 +288,21 @@ fn wrapped(mode: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
 
 /// The argv that starts a job under its lease: the wrapper, then `run` (from
 /// `compute::run_argv`, whose first word is the engine).
-pub fn start_argv(job: &str, ttl: u64, run: &[String]) -> Vec<String> {
+pub fn start_argv(project: &str, job: &str, ttl: u64, run: &[String]) -> Vec<String> {
     let engine = run.first().map_or("docker", String::as_str);
-    let mut v = wrapped("start", job, ttl, engine);
+    let mut v = wrapped("start", project, job, ttl, engine);
     v.extend(run.iter().cloned());
     v
 }
 
 /// The argv that renews a job's lease on its host (and resumes a fenced container).
-pub fn renew_argv(job: &str, ttl: u64, engine: &str) -> Vec<String> {
-    wrapped("renew", job, ttl, engine)
+pub fn renew_argv(project: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
+    wrapped("renew", project, job, ttl, engine)
 }
 
 /// The argv that restarts a job's container under its lease (a service job's repair).
-pub fn restart_argv(job: &str, ttl: u64, engine: &str) -> Vec<String> {
-    wrapped("restart", job, ttl, engine)
+pub fn restart_argv(project: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
+    wrapped("restart", project, job, ttl, engine)
 }
 
 #[cfg(test)]
@@ -467,7 +474,7 @@ mod tests {
         ]
         .map(str::to_owned)
         .into();
-        let v = start_argv("job-1", 60, &run);
+        let v = start_argv("autogit", "job-1", 60, &run);
         assert_eq!(&v[..2], ["sh", "-c"]);
         assert!(
             v[2].contains("sleep 1") && v[2].contains("stop -t 5"),
@@ -486,7 +493,7 @@ mod tests {
             ]
         );
         assert_eq!(&v[9..], &run[..]);
-        let r = renew_argv("job-1", 60, "podman");
+        let r = renew_argv("autogit", "job-1", 60, "podman");
         assert_eq!(
             &r[4..],
             [
@@ -495,6 +502,18 @@ mod tests {
                 "60",
                 "podman",
                 "autogit-job-1"
+            ]
+        );
+        // Another platform on the same host: its own container names and lease directory.
+        let r = restart_argv("lab2", "job-1", 60, "docker");
+        assert_eq!(
+            &r[4..],
+            [
+                "restart",
+                ".autogit/leases/lab2/job-1",
+                "60",
+                "docker",
+                "lab2-job-1"
             ]
         );
     }
