@@ -12,7 +12,8 @@
 //! - killed: restarted;
 //! - killed once more with the restart budget spent: `FAILED` and flagged for a human, left
 //!   alone (the job stays `running`, its note says how to clear the flag);
-//! - cancelled: its container is removed and its service record is `ABSENT`.
+//! - cancelled: its container is removed and its service record is `ABSENT`;
+//! - and a batch job run past its `--timeout` is stopped and failed.
 //!
 //! Needs root, iproute2, openssh and dockerd; without them "skipping" (a failure under
 //! `AUTOGIT_REQUIRE_TOOLS`).
@@ -52,7 +53,7 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&o.stdout).trim().to_owned()
 }
 
-/// Removes the job's container and checkpoint-free leftovers, whatever happens.
+/// Removes a job's container, whatever happens.
 struct Container(&'static str);
 
 impl Drop for Container {
@@ -315,4 +316,34 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
     assert_eq!(row.state, "cancelled");
     assert_eq!(service_state(data.path()).0, Some(State::Absent));
     assert_eq!(docker(&["ps", "-aq", "--filter", "name=^agsvc-job-1$"]), "");
+
+    // A batch job past its time limit (`--timeout`): stopped and failed.
+    let _cleanup2 = Container("agsvc-job-2");
+    let row = c
+        .submit(Submit {
+            gpus: 0,
+            user: "ann".into(),
+            job: vec![image.clone(), "sleep".into(), "600".into()],
+            timeout: Some("2s".into()),
+            ..Submit::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((row.id.as_str(), row.state.as_str()), ("job-2", "running"));
+    let start = Instant::now();
+    let row = loop {
+        let (_, rows) = c.pass().await.unwrap();
+        let row = rows.into_iter().find(|r| r.id == "job-2").unwrap();
+        if row.state != "running" {
+            break row;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{row:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(row.state, "failed", "{row:?}");
+    assert!(row.message.contains("time limit of 2 s"), "{}", row.message);
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.State.Status}}", "agsvc-job-2"]),
+        "exited"
+    );
 }
