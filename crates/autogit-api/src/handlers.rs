@@ -1072,8 +1072,23 @@ impl Handle for ListRunners {
     }
 }
 
-fn wire_job(r: autogit_drivers::state::JobRow) -> Job {
+/// Every running job's lease (none when the state database cannot say).
+fn leases(api: &Api) -> std::collections::BTreeMap<String, autogit_app::compute::LeaseInfo> {
+    compute(api).leases().unwrap_or_default()
+}
+
+fn wire_job(
+    r: autogit_drivers::state::JobRow,
+    leases: &std::collections::BTreeMap<String, autogit_app::compute::LeaseInfo>,
+) -> Job {
     Job {
+        lease: leases.get(&r.id).map(|l| JobLease {
+            host: l.host.clone(),
+            state: l.state.as_str().to_owned(),
+            expires_at: l.expires_at,
+            missed: l.missed,
+            on_lost: l.on_lost.as_str().to_owned(),
+        }),
         spec: serde_json::from_str(&r.spec).unwrap_or(serde_json::Value::Null),
         gpus: r.gpus.as_deref().and_then(|g| serde_json::from_str(g).ok()),
         id: r.id,
@@ -1145,6 +1160,7 @@ impl Handle for ListJobs {
         _: NoBody,
     ) -> Result<Reply<JobList>, Problem> {
         let rows = with_store(api, |s| s.jobs())?.unwrap_or_default();
+        let leases = leases(api);
         let all: Vec<Job> = rows
             .into_iter()
             .filter(|r| {
@@ -1155,7 +1171,7 @@ impl Handle for ListJobs {
                         .unwrap_or(false)
                 })
             })
-            .map(wire_job)
+            .map(|r| wire_job(r, &leases))
             .collect();
         paged(all, q.limit, q.offset, JobList)
     }
@@ -1176,7 +1192,7 @@ impl Handle for GetJob {
         _: NoParams,
         _: NoBody,
     ) -> Result<Reply<Job>, Problem> {
-        Ok(Reply::new(wire_job(job_row(api, &p.id)?)))
+        Ok(Reply::new(wire_job(job_row(api, &p.id)?, &leases(api))))
     }
 }
 
@@ -1212,16 +1228,16 @@ impl Handle for SubmitJobOp {
         let row = compute(api)
             .submit(autogit_app::compute::Submit {
                 gpus: body.gpus.unwrap_or(1),
-                vram: body.vram,
+                vram: Some(body.vram),
                 capability: body.capability,
                 priority: body.priority.unwrap_or(0),
                 user: cx.actor(),
                 job,
-                on_lost: None,
+                ..Default::default()
             })
             .await
             .map_err(compute_problem)?;
-        let mut r = Reply::new(wire_job(row));
+        let mut r = Reply::new(wire_job(row, &leases(api)));
         r.target = Some(r.body.id.clone());
         Ok(r)
     }
@@ -1235,13 +1251,13 @@ impl Handle for CancelJob {
         _: NoParams,
         _: NoBody,
     ) -> Result<Reply<Job>, Problem> {
-        let current = wire_job(job_row(api, &p.id)?);
+        let current = wire_job(job_row(api, &p.id)?, &leases(api));
         check_if_match(cx, &etag_of(&current))?;
         let row = compute(api).cancel(&p.id).await.map_err(|e| match e {
             autogit_app::compute::ComputeError::Request(m) => Problem::conflict(m),
             other => compute_problem(other),
         })?;
-        Ok(Reply::new(wire_job(row)))
+        Ok(Reply::new(wire_job(row, &leases(api))))
     }
 }
 
@@ -1677,5 +1693,50 @@ impl Handle for Events {
             "not-acceptable",
             "this operation is a stream: send `Accept: text/event-stream`",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job's wire form carries its lease as `compute status` shows it; a job without one has
+    /// `lease: null`.
+    #[test]
+    fn jobs_carry_their_lease() {
+        let row = |id: &str| autogit_drivers::state::JobRow {
+            id: id.into(),
+            user: "ann".into(),
+            state: "running".into(),
+            spec: r#"{"image":"x","gpus":1,"vram":"8G"}"#.into(),
+            submitted_at: 1,
+            host: Some("gpu1".into()),
+            gpus: Some("[0]".into()),
+            container: None,
+            started_at: Some(2),
+            finished_at: None,
+            exit_code: None,
+            message: String::new(),
+        };
+        let leases = std::collections::BTreeMap::from([(
+            "job-1".to_owned(),
+            autogit_app::compute::LeaseInfo {
+                host: "gpu1".into(),
+                state: autogit_core::lease::LeaseState::Unreachable,
+                expires_at: 120,
+                missed: 2,
+                on_lost: autogit_core::lease::OnLost::Resume,
+            },
+        )]);
+        let v = serde_json::to_value(wire_job(row("job-1"), &leases)).unwrap();
+        assert_eq!(
+            v["lease"],
+            serde_json::json!({
+                "host": "gpu1", "state": "unreachable", "expires_at": 120, "missed": 2,
+                "on_lost": "resume"
+            })
+        );
+        let v = serde_json::to_value(wire_job(row("job-2"), &leases)).unwrap();
+        assert!(v["lease"].is_null(), "{v}");
     }
 }

@@ -483,6 +483,25 @@ pub struct Job {
     pub finished_at: Option<i64>,
     pub exit_code: Option<i64>,
     pub message: String,
+    /// A running job's lease on its host (docs/runners.md, "Partitions: fencing by lease");
+    /// `null` when it holds none.
+    #[serde(default)]
+    pub lease: Option<JobLease>,
+}
+
+/// A running job's lease on its host.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct JobLease {
+    pub host: String,
+    /// `live` (renewed), `unreachable` (the host missed `compute.unreachable_after` probes;
+    /// the job may still run there) or `lost` (expired: the host's watchdog stops the job).
+    pub state: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// Probes of the host missed in a row.
+    pub missed: u32,
+    /// What happens when it is lost: `resume` or `reschedule`.
+    pub on_lost: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

@@ -14,14 +14,17 @@
 use crate::runners::{HostHealth, RunnerController};
 use crate::{Bus, Event, Settings, SharedClock};
 use autogit_core::compute::{
-    Fit, GpuSlot, HostSlots, JobEvent, JobSpec, JobState, Placement, Request, Scheduler,
-    check_image, container_name, job_transition, run_argv,
+    Fit, HostSlots, JobEvent, JobSpec, JobState, MIG_SLOT_BASE, Placement, Request, Scheduler,
+    check_image, container_name, devices, gpu_slots, job_transition, run_argv_on,
 };
 use autogit_core::config::Capability;
 use autogit_core::inventory::{EngineKind, Inventory};
+use autogit_core::jobkind::{JobSeen, ServiceSpec, decide_service, inspect_format, parse_seen};
 use autogit_core::lease::{
-    Action, Lease, LeaseRules, LeaseState, OnLost, Seen, decide, renew_argv, start_argv,
+    Action, Lease, LeaseRules, LeaseState, OnLost, Seen, decide, renew_argv, restart_argv,
+    start_argv,
 };
+use autogit_core::lifecycle::{RepairAction, RepairPolicy, State};
 use autogit_core::units::Bytes;
 use autogit_drivers::remote::RemoteExec;
 use autogit_drivers::state::{JobRow, Store};
@@ -42,10 +45,11 @@ pub enum ComputeError {
 }
 
 /// A job to submit.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Submit {
     pub gpus: u32,
-    pub vram: String,
+    /// VRAM per GPU (`8G`); `None`: its kind's default (`core::jobkind`).
+    pub vram: Option<String>,
     pub capability: Option<String>,
     pub priority: i32,
     pub user: String,
@@ -53,6 +57,31 @@ pub struct Submit {
     pub job: Vec<String>,
     /// When its lease expires while its host is away; `None`: the default for its kind.
     pub on_lost: Option<OnLost>,
+    /// An inference job's port in its container: the job is a service, health-checked at
+    /// `health` and kept running by the lifecycle policy.
+    pub port: Option<u16>,
+    /// The service's health path (default `/health`).
+    pub health: Option<String>,
+    /// Between health checks (`10s`).
+    pub health_interval: Option<String>,
+    /// How long a (re)started service may take to become healthy (`2m`).
+    pub start_period: Option<String>,
+    /// How long it may run (`24h`; `0`: no limit); `None`: its kind's default.
+    pub timeout: Option<String>,
+}
+
+/// Parses a duration flag (`90s`, `5m`, `24h`) to seconds.
+fn secs(flag: &str, v: Option<&str>) -> Result<Option<u64>, ComputeError> {
+    v.map(|t| {
+        autogit_core::units::Dur::parse(t)
+            .map(|d| d.as_secs())
+            .ok_or_else(|| {
+                ComputeError::Request(format!(
+                    "{flag} `{t}` is not a duration (e.g. 90s, 5m, 24h)"
+                ))
+            })
+    })
+    .transpose()
 }
 
 /// A running job's lease as `compute status` shows it.
@@ -96,6 +125,11 @@ impl ComputeController {
 
     fn settings(&self) -> &Settings {
         self.runners.settings()
+    }
+
+    /// `platform.project`: the prefix of its jobs' containers and lease files.
+    fn project(&self) -> &str {
+        &self.settings().config.platform.project
     }
 
     fn rules(&self) -> LeaseRules {
@@ -161,12 +195,32 @@ impl ComputeController {
             return Err(ComputeError::Request("compute run needs an image".into()));
         };
         check_image(image).map_err(ComputeError::Request)?;
-        let vram = Bytes::parse(&req.vram).ok_or_else(|| {
-            ComputeError::Request(format!("--vram `{}` is not a size (e.g. 8G)", req.vram))
-        })?;
-        let capability = req.capability.as_deref().and_then(|c| {
-            serde_json::from_value::<Capability>(serde_json::Value::String(c.to_owned())).ok()
-        });
+        let capability = req.capability.as_deref().and_then(Capability::parse);
+        let vram = match &req.vram {
+            Some(v) => Bytes::parse(v).ok_or_else(|| {
+                ComputeError::Request(format!("--vram `{v}` is not a size (e.g. 8G)"))
+            })?,
+            None => autogit_core::jobkind::defaults(capability).vram,
+        };
+        let service = match req.port {
+            Some(port) => {
+                let mut s =
+                    ServiceSpec::new(port, req.health.as_deref()).map_err(ComputeError::Request)?;
+                if let Some(i) = secs("--health-interval", req.health_interval.as_deref())? {
+                    s.interval = i;
+                }
+                if let Some(p) = secs("--start-period", req.start_period.as_deref())? {
+                    s.start_period = p;
+                }
+                Some(s)
+            }
+            None if req.health.is_some() => {
+                return Err(ComputeError::Request(
+                    "--health needs --port (the service's port in its container)".into(),
+                ));
+            }
+            None => None,
+        };
         let spec = JobSpec {
             image: image.clone(),
             command: command.to_vec(),
@@ -175,7 +229,10 @@ impl ComputeController {
             capability,
             priority: req.priority,
             on_lost: req.on_lost,
+            service,
+            timeout: secs("--timeout", req.timeout.as_deref())?,
         };
+        spec.check().map_err(ComputeError::Request)?;
         let store = self.store()?;
         let queued = store
             .jobs()
@@ -255,7 +312,7 @@ impl ComputeController {
                 engine_name(inv.as_ref()),
                 "rm",
                 "-f",
-                &container_name(&row.id),
+                &container_name(self.project(), &row.id),
             ]
             .map(str::to_owned)
             .into();
@@ -274,6 +331,7 @@ impl ComputeController {
             }
         }
         self.apply(&mut row, JobEvent::Cancel, "cancelled on request".into());
+        self.end_service(&row, "cancelled on request");
         store.update_job(&row).map_err(st)?;
         store.drop_lease(&row.id).map_err(st)?;
         Ok(row)
@@ -373,7 +431,7 @@ impl ComputeController {
         // Renew first: a fenced container (its watchdog stopped it) is started again here.
         let renewal = match self.runners.remote(&host) {
             Ok(r) => r
-                .run(&renew_argv(&row.id, rules.ttl, engine))
+                .run(&renew_argv(self.project(), &row.id, rules.ttl, engine))
                 .await
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
@@ -427,36 +485,36 @@ impl ComputeController {
                 return;
             }
         }
-        let argv: Vec<String> = [
-            engine,
-            "inspect",
-            "--format",
-            "{{.State.Status}} {{.State.ExitCode}}",
-            &container_name(&row.id),
-        ]
-        .map(str::to_owned)
-        .into();
+        let spec = spec_of(row);
+        let service = spec.as_ref().and_then(|s| s.service()).cloned();
+        let format = inspect_format(service.as_ref().map(ServiceSpec::port_key).as_deref());
+        let name = container_name(self.project(), &row.id);
+        let argv: Vec<String> = [engine, "inspect", "--format", &format, &name]
+            .map(str::to_owned)
+            .into();
         let out = match self.runners.remote(&host) {
             Ok(r) => r.run(&argv).await.map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        match out {
-            Ok(o) if o.success() => {
-                let text = o.stdout.trim();
-                let (status, code) = text.split_once(' ').unwrap_or((text, ""));
-                if matches!(status, "exited" | "dead") {
-                    let code: i64 = code.parse().unwrap_or(-1);
-                    self.apply(row, JobEvent::Exited(code), String::new());
-                } else {
-                    row.message.clear();
+        let seen: Option<JobSeen> = match out {
+            Ok(o) if o.success() => match parse_seen(o.stdout.trim()) {
+                Some(s) => Some(s),
+                None => {
+                    row.message =
+                        format!("{engine} inspect on {host} answered `{}`", o.stdout.trim());
+                    return;
                 }
-            }
+            },
             Ok(o) if o.stderr.to_ascii_lowercase().contains("no such") => {
-                self.apply(
-                    row,
-                    JobEvent::Vanished,
-                    format!("the container is gone: {}", o.stderr.trim()),
-                );
+                if service.is_none() {
+                    self.apply(
+                        row,
+                        JobEvent::Vanished,
+                        format!("the container is gone: {}", o.stderr.trim()),
+                    );
+                    return;
+                }
+                None
             }
             // The engine did not answer (daemon down, permissions): the job's fate is unknown.
             Ok(o) => {
@@ -464,9 +522,271 @@ impl ComputeController {
                     "{engine} inspect failed on {host}: {}",
                     o.stderr.trim().lines().last().unwrap_or("")
                 );
+                return;
             }
-            Err(e) => row.message = e,
+            Err(e) => {
+                row.message = e;
+                return;
+            }
+        };
+        let limit = spec.as_ref().and_then(JobSpec::time_limit);
+        if let (Some(limit), Some(started), Some(s)) = (limit, row.started_at, seen.as_ref())
+            && !s.ended()
+            && now >= (started.max(0) as u64).saturating_add(limit)
+        {
+            self.time_out(row, &host, engine, limit).await;
+            return;
         }
+        if let (Some(svc), Some(spec)) = (service, spec) {
+            self.service_pass(row, &svc, &spec, seen.as_ref(), h, rules.ttl)
+                .await;
+            return;
+        }
+        match seen {
+            Some(s) if s.ended() => self.apply(row, JobEvent::Exited(s.exit_code), String::new()),
+            _ => row.message.clear(),
+        }
+    }
+
+    /// Stops a job that ran past its time limit and fails it (a service's record goes to
+    /// `ABSENT`). When the engine refuses the stop, it is tried again on the next pass.
+    async fn time_out(&self, row: &mut JobRow, host: &str, engine: &str, limit: u64) {
+        let stop: Vec<String> = [
+            engine.to_owned(),
+            "stop".into(),
+            "-t".into(),
+            autogit_core::lease::STOP_SECS.to_string(),
+            container_name(self.project(), &row.id),
+        ]
+        .into();
+        let out = match self.runners.remote(host) {
+            Ok(r) => r.run(&stop).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        match out {
+            Ok(o) if o.success() => {
+                self.apply(
+                    row,
+                    JobEvent::TimedOut,
+                    format!("stopped: it ran past its time limit of {limit} s (--timeout)"),
+                );
+                self.end_service(row, "its time limit passed");
+            }
+            Ok(o) => {
+                row.message = format!(
+                    "past its time limit, but stopping it on {host} failed: {}",
+                    o.stderr.trim().lines().last().unwrap_or("")
+                );
+            }
+            Err(e) => row.message = format!("past its time limit, but {host}: {e}"),
+        }
+    }
+
+    /// One pass of the lifecycle state machine for an inference job's service
+    /// (`core::jobkind::decide_service`, the platform services' policy): its state, repairs
+    /// (restart, then recreate, with backoff and the restart budget) and the human flag are
+    /// recorded in the state store as the service `compute-<job>`.
+    async fn service_pass(
+        &self,
+        row: &mut JobRow,
+        svc: &ServiceSpec,
+        spec: &JobSpec,
+        seen: Option<&JobSeen>,
+        h: &HostHealth,
+        ttl: u64,
+    ) {
+        use autogit_core::reconcile::Action as A;
+        let host = h.host.clone();
+        let name = autogit_core::jobkind::service_name(&row.id);
+        let now = self.clock.now();
+        let policy = RepairPolicy::from_config(&self.settings().config.health);
+        let store = match self.store() {
+            Ok(s) => s,
+            Err(e) => {
+                row.message = e.to_string();
+                return;
+            }
+        };
+        let record = match store.records(now, policy.budget_window_secs) {
+            Ok(mut r) => r.remove(&name).unwrap_or_default(),
+            Err(e) => {
+                row.message = e.to_string();
+                return;
+            }
+        };
+        let mut state = record.state;
+        let mut notes: Vec<String> = Vec::new();
+        for a in decide_service(&row.id, svc, seen, &record, policy, now, fastrand::f64()) {
+            match a {
+                A::Transition { to, reason, .. } => {
+                    self.move_service(&store, &name, state, to, &reason, false);
+                    state = Some(to);
+                    notes.push(reason);
+                }
+                A::Flag { reason, .. } => {
+                    if let Err(e) = store.set_flag(&name, &reason) {
+                        notes.push(e.to_string());
+                    }
+                    self.bus.publish(Event::FlagRaised {
+                        service: name.clone(),
+                        reason: reason.clone(),
+                    });
+                }
+                A::Repair { how, attempt, .. } => {
+                    let what = match how {
+                        RepairAction::Restart => "restart",
+                        RepairAction::Recreate => "recreate",
+                    };
+                    if let Err(e) = store.record_repair(&name, what, attempt, now) {
+                        notes.push(e.to_string());
+                    }
+                    let error = self.restart(row, spec, h, ttl, how).await.err();
+                    self.bus.publish(Event::ComputeServiceRepaired {
+                        job: row.id.clone(),
+                        host: host.clone(),
+                        action: what.to_owned(),
+                        attempt,
+                        error: error.clone(),
+                    });
+                    notes.push(match error {
+                        None => format!("{what} #{attempt}"),
+                        Some(e) => format!("{what} #{attempt} failed: {e}"),
+                    });
+                }
+                // Gone before it was ever healthy, or created and never started: started
+                // again (not a repair).
+                A::Create { .. } | A::Recreate { .. } => {
+                    if let Err(e) = self
+                        .restart(row, spec, h, ttl, RepairAction::Recreate)
+                        .await
+                    {
+                        notes.push(format!("starting it again failed: {e}"));
+                    }
+                }
+                A::Start { .. } => {
+                    if let Err(e) = self.restart(row, spec, h, ttl, RepairAction::Restart).await {
+                        notes.push(format!("starting it failed: {e}"));
+                    }
+                }
+                A::RequeueAt { .. } | A::RemoveOrphan { .. } => {}
+            }
+        }
+        notes.dedup();
+        let flagged = store
+            .records(now, 0)
+            .ok()
+            .and_then(|mut r| r.remove(&name))
+            .filter(|r| r.history.flagged);
+        let state = state.map_or("DEPLOYING", State::as_str);
+        row.message = match (flagged, seen.and_then(|s| s.host_port)) {
+            (Some(r), _) => format!(
+                "service {state}, flagged for a human: {}; `autogit reconcile --clear {name}` lets autogit repair it again",
+                r.history.flag_reason.unwrap_or_default()
+            ),
+            (None, Some(port)) if notes.is_empty() => {
+                format!("service {state} at http://{host}:{port}")
+            }
+            (None, Some(port)) => {
+                format!(
+                    "service {state} at http://{host}:{port}: {}",
+                    notes.join("; ")
+                )
+            }
+            (None, None) if notes.is_empty() => format!("service {state}"),
+            (None, None) => format!("service {state}: {}", notes.join("; ")),
+        };
+    }
+
+    /// Restarts a job's container under its lease (`restart`), or removes it and runs it
+    /// again with its placement (`recreate`).
+    async fn restart(
+        &self,
+        row: &JobRow,
+        spec: &JobSpec,
+        h: &HostHealth,
+        ttl: u64,
+        how: RepairAction,
+    ) -> Result<(), String> {
+        let inv = h.inventory.as_ref();
+        let engine = engine_name(inv);
+        let argv = match how {
+            RepairAction::Restart => restart_argv(self.project(), &row.id, ttl, engine),
+            RepairAction::Recreate => {
+                let kind = inv
+                    .and_then(|i| i.engine.as_ref())
+                    .map_or(EngineKind::Docker, |e| e.kind);
+                let gpus: Vec<u32> = row
+                    .gpus
+                    .as_deref()
+                    .and_then(|t| serde_json::from_str(t).ok())
+                    .unwrap_or_default();
+                let wsl = inv.is_some_and(|i| i.wsl2);
+                let devs = inv
+                    .and_then(|i| devices(i, &gpus))
+                    .ok_or("its MIG devices are gone from the host's inventory")?;
+                start_argv(
+                    self.project(),
+                    &row.id,
+                    ttl,
+                    &run_argv_on(kind, wsl, self.project(), &row.id, spec, &devs),
+                )
+            }
+        };
+        let out = self
+            .runners
+            .remote(&h.host)?
+            .run(&argv)
+            .await
+            .map_err(|e| e.to_string())?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(out.stderr.trim().lines().last().unwrap_or("").to_owned())
+        }
+    }
+
+    /// Records a state change of a service job and publishes it, like the platform's runtime.
+    fn move_service(
+        &self,
+        store: &Store,
+        name: &str,
+        from: Option<State>,
+        to: State,
+        reason: &str,
+        flagged: bool,
+    ) {
+        if let Err(e) = store.transition(name, from, to, reason, self.clock.now()) {
+            tracing::warn!(service = name, error = %e, "recording a service job's state");
+        }
+        self.bus.publish(Event::ServiceStateChanged {
+            project: self.settings().config.platform.project.clone(),
+            service: name.to_owned(),
+            from: from.map(|s| s.as_str().to_owned()),
+            to: to.as_str().to_owned(),
+            reason: reason.to_owned(),
+            flagged,
+        });
+    }
+
+    /// A service job starts (`DEPLOYING`) or ends (`ABSENT`): its record follows.
+    fn service_moves(&self, row: &JobRow, to: State, reason: &str) {
+        if spec_of(row).is_none_or(|s| s.service().is_none()) {
+            return;
+        }
+        let name = autogit_core::jobkind::service_name(&row.id);
+        let Ok(store) = self.store() else { return };
+        let from = store
+            .records(self.clock.now(), 0)
+            .ok()
+            .and_then(|mut r| r.remove(&name))
+            .and_then(|r| r.state);
+        if from != Some(to) {
+            self.move_service(&store, &name, from, to, reason, false);
+        }
+    }
+
+    fn end_service(&self, row: &JobRow, reason: &str) {
+        self.service_moves(row, State::Absent, reason);
     }
 
     async fn pump(&self, health: &[HostHealth]) -> Result<Vec<JobRow>, ComputeError> {
@@ -535,10 +855,14 @@ impl ComputeController {
                 continue;
             };
             let ttl = self.rules().ttl;
+            let Some(devs) = devices(inv, &p.gpus) else {
+                continue;
+            };
             let argv = start_argv(
+                self.project(),
                 &row.id,
                 ttl,
-                &run_argv(engine, inv.wsl2, &row.id, &spec, &p.gpus),
+                &run_argv_on(engine, inv.wsl2, self.project(), &row.id, &spec, &devs),
             );
             let out = match self.runners.remote(&p.host) {
                 Ok(r) => r.run(&argv).await.map_err(|e| e.to_string()),
@@ -554,6 +878,7 @@ impl ComputeController {
                     let lease = Lease::granted(&row.id, &p.host, &self.rules(), self.clock.now());
                     store.set_lease(&lease).map_err(st)?;
                     self.apply(row, JobEvent::Started, String::new());
+                    self.service_moves(row, State::Deploying, &format!("started on {}", p.host));
                 }
                 Ok(o) => {
                     row.host = Some(p.host.clone());
@@ -618,25 +943,15 @@ pub fn host_slots(settings: &Settings, health: &[HostHealth]) -> Vec<HostSlots> 
                 .find(|r| r.host == h.host)
                 .map(|r| r.sharing)
                 .unwrap_or_default();
+            let gpus = inv.map_or_else(Vec::new, |i| gpu_slots(i, sharing, h.reachable));
+            // MIG devices have no place in `nvidia-smi topo -m`'s matrix.
+            let mig = gpus.iter().any(|g| g.index >= MIG_SLOT_BASE);
             HostSlots {
-                topology: inv.and_then(|i| i.topology.clone()),
+                topology: inv.and_then(|i| i.topology.clone()).filter(|_| !mig),
                 sharing,
                 name: h.host.clone(),
                 capabilities: caps,
-                gpus: inv.map_or_else(Vec::new, |i| {
-                    i.gpus
-                        .iter()
-                        .map(|g| GpuSlot {
-                            index: g.index,
-                            total: g.memory_total,
-                            free: if h.reachable {
-                                g.memory_free
-                            } else {
-                                g.memory_total
-                            },
-                        })
-                        .collect()
-                }),
+                gpus,
                 reachable: h.reachable && inv.is_some_and(|i| i.engine.is_some()),
             }
         })

@@ -188,6 +188,15 @@ pub enum Event {
     HostReachable {
         host: String,
     },
+    /// An inference job's service was restarted (or recreated) on its host by the lifecycle
+    /// policy; `error` when the engine refused.
+    ComputeServiceRepaired {
+        job: String,
+        host: String,
+        action: String,
+        attempt: u32,
+        error: Option<String>,
+    },
     /// A compute job changed state.
     ComputeJobChanged {
         job: String,
@@ -260,6 +269,7 @@ impl Event {
             Event::HostUnreachable { .. } => "host_unreachable",
             Event::HostReachable { .. } => "host_reachable",
             Event::ComputeJobChanged { .. } => "compute_job_changed",
+            Event::ComputeServiceRepaired { .. } => "compute_service_repaired",
             Event::ControllerFailed { .. } => "controller_failed",
             Event::WebhookFailed { .. } => "webhook_failed",
             Event::TaskStarted { .. } => "task_started",
@@ -282,7 +292,7 @@ impl Event {
             | Event::ControllerFailed { .. } => Severity::Error,
             Event::TaskFinished { ok: false, .. } => Severity::Error,
             Event::HostUnreachable { .. } | Event::WebhookFailed { .. } => Severity::Warning,
-            Event::RunnerRepaired { error, .. } => {
+            Event::RunnerRepaired { error, .. } | Event::ComputeServiceRepaired { error, .. } => {
                 if error.is_some() {
                     Severity::Error
                 } else {
@@ -331,7 +341,9 @@ impl Event {
             Event::HostUnreachable { host, .. }
             | Event::HostReachable { host }
             | Event::RunnerHostPrepared { host, .. } => Some(host),
-            Event::ComputeJobChanged { job, .. } => Some(job),
+            Event::ComputeJobChanged { job, .. } | Event::ComputeServiceRepaired { job, .. } => {
+                Some(job)
+            }
             Event::ControllerFailed { controller, .. } => Some(controller),
             Event::TaskStarted { target, .. } | Event::TaskFinished { target, .. } => Some(target),
             Event::CertificateRenewed { .. }
@@ -480,6 +492,18 @@ impl Event {
                 host.as_deref().unwrap_or("-")
             ),
             Event::HostUnreachable { host, error } => format!("{host} is unreachable: {error}"),
+            Event::ComputeServiceRepaired {
+                job,
+                host,
+                action,
+                attempt,
+                error,
+            } => match error {
+                None => format!("job {job}: its service on {host}: {action} #{attempt}"),
+                Some(e) => {
+                    format!("job {job}: {action} #{attempt} of its service on {host} failed: {e}")
+                }
+            },
             Event::HostReachable { host } => format!("{host} answers again"),
             Event::ComputeJobChanged {
                 job,

@@ -147,12 +147,13 @@ async fn a_partitioned_host_is_fenced_and_its_jobs_rescheduled_or_resumed_by_pol
     lab.set_link(1, false).unwrap();
     let submit = |policy: OnLost| Submit {
         gpus: 0,
-        vram: "1G".into(),
+        vram: Some("1G".into()),
         capability: None,
         priority: 0,
         user: "ann".into(),
         job: vec![image.clone(), "sleep".into(), "600".into()],
         on_lost: Some(policy),
+        ..Submit::default()
     };
     for (id, policy) in [("job-1", OnLost::Reschedule), ("job-2", OnLost::Resume)] {
         let row = c.submit(submit(policy)).await.unwrap();
@@ -328,4 +329,31 @@ async fn a_partitioned_host_is_fenced_and_its_jobs_rescheduled_or_resumed_by_pol
     for id in ["job-1", "job-2"] {
         c.cancel(id).await.unwrap();
     }
+}
+
+/// The `host_unreachable` event and the leases agree: it fires once, at the probe that makes
+/// `compute.unreachable_after` misses in a row, not at the first. The host's name cannot
+/// resolve (`.invalid`), so each probe fails at once with the real `ssh`.
+#[tokio::test]
+async fn host_unreachable_fires_after_unreachable_after_missed_probes() {
+    if Command::new("ssh").arg("-V").output().is_err() && skip("no ssh client") {
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let yml = "runners:\n  cpu:\n    - name: c0\n      host: gone.invalid\n      user: root\ncompute:\n  unreachable_after: 3\n";
+    let settings = support::settings(yml, "", data.path());
+    let (bus, _) = support::bus_at(0);
+    let mut rx = bus.subscribe();
+    let c = ComputeController::new(settings, bus, autogit_app::clock::system());
+    let mut fired = Vec::new();
+    for probe in 1..=5 {
+        let (health, _) = c.pass().await.unwrap();
+        assert!(!health[0].reachable, "{health:?}");
+        let n = support::drain(&mut rx)
+            .iter()
+            .filter(|e| matches!(e, autogit_app::Event::HostUnreachable { host, .. } if host == "gone.invalid"))
+            .count();
+        fired.push((probe, n));
+    }
+    assert_eq!(fired, [(1, 0), (2, 0), (3, 1), (4, 0), (5, 0)]);
 }

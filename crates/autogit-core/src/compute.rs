@@ -39,6 +39,14 @@ pub struct JobSpec {
     /// its kind ([`crate::lease::OnLost::default_for`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_lost: Option<crate::lease::OnLost>,
+    /// An inference job's service (port and health endpoint): it is kept running, health
+    /// checked and repaired (`core::jobkind`). Only for `inference` jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<crate::jobkind::ServiceSpec>,
+    /// Seconds it may run before it is stopped and failed; `None`: its kind's default, 0: no
+    /// limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
 }
 
 impl JobSpec {
@@ -46,6 +54,42 @@ impl JobSpec {
     pub fn on_lost(&self) -> crate::lease::OnLost {
         self.on_lost
             .unwrap_or_else(|| crate::lease::OnLost::default_for(self.capability))
+    }
+
+    /// Its kind's defaults (`core::jobkind`).
+    pub fn defaults(&self) -> crate::jobkind::KindDefaults {
+        crate::jobkind::defaults(self.capability)
+    }
+
+    /// Seconds it may run (its own limit, else its kind's); `None`: no limit.
+    pub fn time_limit(&self) -> Option<u64> {
+        match self.timeout {
+            Some(0) => None,
+            Some(t) => Some(t),
+            None => self.defaults().timeout,
+        }
+    }
+
+    /// Whether it is a long-lived service (an `inference` job with a port), repaired by the
+    /// lifecycle policy rather than ended by its exit.
+    pub fn service(&self) -> Option<&crate::jobkind::ServiceSpec> {
+        self.service
+            .as_ref()
+            .filter(|_| self.defaults().restart == crate::jobkind::Restart::Service)
+    }
+
+    /// Refuses a service on a job that is not `inference`, and a bad service.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(s) = &self.service {
+            if self.capability != Some(Capability::Inference) {
+                return Err(
+                    "--port makes the job a service: only inference jobs are services (--capability inference)"
+                        .into(),
+                );
+            }
+            s.check()?;
+        }
+        Ok(())
     }
 }
 
@@ -540,9 +584,84 @@ impl Scheduler {
     }
 }
 
-/// The container name of a job (`autogit-job-7`).
-pub fn container_name(job: &str) -> String {
-    format!("autogit-{job}")
+/// `platform.project`'s default: job containers are `autogit-job-N` under it.
+pub const DEFAULT_PROJECT: &str = "autogit";
+
+/// The container name of a job: the platform's project (`platform.project`, the prefix of
+/// its containers), then the job (`autogit-job-7`), so platforms sharing an engine do not
+/// take each other's jobs.
+pub fn container_name(project: &str, job: &str) -> String {
+    format!("{project}-{job}")
+}
+
+/// Where MIG devices' slot numbers start: a MIG device is the scheduler's slot
+/// `MIG_SLOT_BASE + gpu * 100 + device`; a whole GPU's slot is its index.
+pub const MIG_SLOT_BASE: u32 = 1_000_000;
+
+pub fn mig_slot(gpu: u32, device: u32) -> u32 {
+    MIG_SLOT_BASE + gpu * 100 + device
+}
+
+/// The scheduler's GPU slots of a host. On a `mig` host each GPU with MIG devices is replaced
+/// by its devices (one job each: `mig` sharing holds one job per slot; their memory as
+/// [`crate::mig`] reads it); GPUs without MIG devices stay whole. An unreachable host keeps its
+/// last known slots, all free (`free` then is the total).
+pub fn gpu_slots(
+    inv: &crate::inventory::Inventory,
+    sharing: GpuSharing,
+    reachable: bool,
+) -> Vec<GpuSlot> {
+    let mut slots = Vec::new();
+    for g in &inv.gpus {
+        let mig: Vec<&crate::mig::MigDevice> =
+            inv.mig.iter().filter(|m| m.gpu == g.index).collect();
+        if sharing == GpuSharing::Mig && !mig.is_empty() {
+            slots.extend(mig.into_iter().map(|m| GpuSlot {
+                index: mig_slot(m.gpu, m.device),
+                total: m.memory,
+                free: m.memory,
+            }));
+        } else {
+            slots.push(GpuSlot {
+                index: g.index,
+                total: g.memory_total,
+                free: if reachable {
+                    g.memory_free
+                } else {
+                    g.memory_total
+                },
+            });
+        }
+    }
+    slots
+}
+
+/// What a job is given: a whole GPU by index, or a MIG device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Device {
+    Gpu(u32),
+    Mig { gpu: u32, device: u32, uuid: String },
+}
+
+/// The devices of placed slots, from the host's inventory; `None` when a MIG slot is no
+/// longer in it (its instances were reconfigured).
+pub fn devices(inv: &crate::inventory::Inventory, slots: &[u32]) -> Option<Vec<Device>> {
+    slots
+        .iter()
+        .map(|&s| {
+            if s < MIG_SLOT_BASE {
+                return Some(Device::Gpu(s));
+            }
+            inv.mig
+                .iter()
+                .find(|m| mig_slot(m.gpu, m.device) == s)
+                .map(|m| Device::Mig {
+                    gpu: m.gpu,
+                    device: m.device,
+                    uuid: m.uuid.clone(),
+                })
+        })
+        .collect()
 }
 
 /// The engine command that starts a placed job, detached: Docker selects GPUs with
@@ -557,16 +676,38 @@ pub fn run_argv(
     spec: &JobSpec,
     gpus: &[u32],
 ) -> Vec<String> {
+    let devices: Vec<Device> = gpus.iter().map(|&g| Device::Gpu(g)).collect();
+    run_argv_on(engine, wsl2, DEFAULT_PROJECT, job, spec, &devices)
+}
+
+/// [`run_argv`] with MIG devices: Docker names them by UUID (`--gpus "device=MIG-…"`, the
+/// NVIDIA runtime's `NVIDIA_VISIBLE_DEVICES=MIG-…`), Podman by CDI's `GPU:DEVICE` index names
+/// (`nvidia-ctk cdi generate`'s default).
+pub fn run_argv_on(
+    engine: crate::inventory::EngineKind,
+    wsl2: bool,
+    project: &str,
+    job: &str,
+    spec: &JobSpec,
+    gpus: &[Device],
+) -> Vec<String> {
     use crate::inventory::EngineKind;
     let program = match engine {
         EngineKind::Docker => "docker",
         EngineKind::Podman => "podman",
     };
     let mut v: Vec<String> = [program, "run", "-d", "--name"].map(str::to_owned).into();
-    v.push(container_name(job));
+    v.push(container_name(project, job));
     v.extend(["--label".to_owned(), format!("io.autogit.job={job}")]);
     if !gpus.is_empty() {
-        let list: Vec<String> = gpus.iter().map(u32::to_string).collect();
+        let list: Vec<String> = gpus
+            .iter()
+            .map(|d| match (d, engine) {
+                (Device::Gpu(i), _) => i.to_string(),
+                (Device::Mig { uuid, .. }, EngineKind::Docker) => uuid.clone(),
+                (Device::Mig { gpu, device, .. }, EngineKind::Podman) => format!("{gpu}:{device}"),
+            })
+            .collect();
         match engine {
             EngineKind::Docker => {
                 v.extend([
@@ -584,6 +725,20 @@ pub fn run_argv(
             v.extend(["--device".to_owned(), "/dev/dxg".to_owned()]);
             v.extend(["-v".to_owned(), "/usr/lib/wsl:/usr/lib/wsl:ro".to_owned()]);
         }
+    }
+    if let Some(kind) = spec.capability {
+        v.extend([
+            "--label".to_owned(),
+            format!("io.autogit.kind={}", kind.as_str()),
+        ]);
+    }
+    if let Some(s) = spec.service() {
+        v.extend(crate::jobkind::service_run_args(s));
+    }
+    if spec.defaults().checkpoint {
+        v.extend(crate::jobkind::checkpoint_run_args(&container_name(
+            project, job,
+        )));
     }
     v.push(spec.image.clone());
     v.extend(spec.command.iter().cloned());
@@ -687,6 +842,8 @@ pub enum JobEvent {
     /// Its lease expired past the fencing grace and its policy is `reschedule`
     /// (`core::lease`): the old copy is stopped, so it goes back to the queue.
     LeaseExpired,
+    /// It ran past its time limit (`--timeout`, or its kind's): it was stopped.
+    TimedOut,
     /// A person cancelled it.
     Cancel,
 }
@@ -701,7 +858,7 @@ pub fn job_transition(state: JobState, event: JobEvent) -> Option<JobState> {
         (S::Queued, E::Started) => Some(S::Running),
         (S::Queued | S::Running, E::Cancel) => Some(S::Cancelled),
         (S::Running, E::Exited(0)) => Some(S::Succeeded),
-        (S::Running, E::Exited(_) | E::Vanished) => Some(S::Failed),
+        (S::Running, E::Exited(_) | E::Vanished | E::TimedOut) => Some(S::Failed),
         (S::Running, E::LeaseExpired) => Some(S::Queued),
         // Queued stays queued when its host is away (docs/runners.md promises it); a running
         // job's fate is unknown while its host is unreachable, so it keeps its state.
@@ -771,6 +928,8 @@ mod tests {
             capability: None,
             priority: 0,
             on_lost: None,
+            service: None,
+            timeout: None,
         };
         let cases: &[(EngineKind, bool, &[u32], &str)] = &[
             (
@@ -798,6 +957,47 @@ mod tests {
                 *want
             );
         }
+        // Kinds: a service publishes its port with a health check; render and train get a
+        // checkpoint volume.
+        let inference = JobSpec {
+            capability: Some(Capability::Inference),
+            service: Some(crate::jobkind::ServiceSpec::new(8000, Some("/v1/models")).unwrap()),
+            command: vec![],
+            ..spec.clone()
+        };
+        assert_eq!(
+            run_argv(EngineKind::Docker, false, "job-2", &inference, &[1]).join(" "),
+            format!(
+                "docker run -d --name autogit-job-2 --label io.autogit.job=job-2 --gpus \"device=1\" --label io.autogit.kind=inference {} pytorch/pytorch:2.5.1",
+                crate::jobkind::service_run_args(inference.service.as_ref().unwrap()).join(" ")
+            )
+        );
+        assert!(inference.check().is_ok());
+        let render = JobSpec {
+            capability: Some(Capability::Render),
+            command: vec![],
+            ..spec.clone()
+        };
+        assert_eq!(
+            run_argv(EngineKind::Docker, false, "job-3", &render, &[]).join(" "),
+            "docker run -d --name autogit-job-3 --label io.autogit.job=job-3 --label io.autogit.kind=render -v autogit-job-3-checkpoint:/autogit/checkpoint -e AUTOGIT_CHECKPOINT_DIR=/autogit/checkpoint pytorch/pytorch:2.5.1"
+        );
+        assert_eq!(render.time_limit(), Some(86_400));
+        assert_eq!(
+            JobSpec {
+                timeout: Some(0),
+                ..render.clone()
+            }
+            .time_limit(),
+            None
+        );
+        assert_eq!(spec.time_limit(), None);
+        // A port on a job that is not inference is refused (it would not be kept alive).
+        let bad = JobSpec {
+            service: inference.service.clone(),
+            ..render
+        };
+        assert!(bad.check().unwrap_err().contains("--capability inference"));
         assert!(check_image("ghcr.io/a/b:1@sha256:abc").is_ok());
         for bad in ["", "-v", "a b", "a;b", "$(id)"] {
             assert!(check_image(bad).is_err(), "{bad}");
@@ -858,6 +1058,103 @@ mod tests {
                 assert_eq!(show(&s.schedule(10)), ["b@h[0]"]);
             }
         }
+    }
+
+    /// A MIG host (`sharing: mig`): each MIG device is a slot of one job, placed by best fit
+    /// on its memory, and given by UUID (Docker) or CDI index name (Podman); a GPU without MIG
+    /// devices stays whole.
+    #[test]
+    fn mig_devices_are_slots_of_one_job_each() {
+        use crate::inventory::{EngineKind, Gpu, Inventory};
+        let gpu = |index: u32| Gpu {
+            index,
+            name: "NVIDIA A100-SXM4-40GB".into(),
+            memory_total: Bytes::gib(40),
+            memory_free: Bytes::gib(40),
+            utilization: Some(0),
+            driver: "550.54.14".into(),
+        };
+        let (mig, problems) = crate::mig::parse_list(
+            "GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-5d5ba0d6)
+               MIG 3g.20gb     Device  0: (UUID: MIG-aaaa)
+               MIG 1g.5gb      Device  1: (UUID: MIG-bbbb)
+               MIG 1g.5gb      Device  2: (UUID: MIG-cccc)
+             GPU 1: NVIDIA A100-SXM4-40GB (UUID: GPU-0b2d7c4e)
+",
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+        let inv = Inventory {
+            gpus: vec![gpu(0), gpu(1)],
+            mig,
+            ..Inventory::default()
+        };
+        let slots = gpu_slots(&inv, GpuSharing::Mig, true);
+        let show_slots: Vec<(u32, u64)> = slots.iter().map(|g| (g.index, g.total.0)).collect();
+        assert_eq!(
+            show_slots,
+            [
+                (mig_slot(0, 0), 20_000_000_000),
+                (mig_slot(0, 1), 5_000_000_000),
+                (mig_slot(0, 2), 5_000_000_000),
+                (1, Bytes::gib(40).0),
+            ]
+        );
+        // Not a MIG host: the GPUs are whole.
+        assert_eq!(
+            gpu_slots(&inv, GpuSharing::Exclusive, true)
+                .iter()
+                .map(|g| g.index)
+                .collect::<Vec<_>>(),
+            [0, 1]
+        );
+        let mut h = host("a100", &[], &[]);
+        h.sharing = GpuSharing::Mig;
+        h.gpus = slots;
+        let mut s = sched(vec![h], Fit::BestFit);
+        for (id, gib) in [
+            ("small", 4),
+            ("small2", 4),
+            ("small3", 4),
+            ("mid", 12),
+            ("big", 30),
+        ] {
+            s.submit(job(id, "u", 1, gib, 0, 0)).unwrap();
+        }
+        let placed = s.schedule(0);
+        // Best fit, in queue order: the whole GPU for `big`, the 20 GB device for `mid`, the 5 GB
+        // devices for the small jobs; nothing is left for the third.
+        assert_eq!(
+            show(&placed),
+            [
+                "big@a100[1]".to_owned(),
+                format!("mid@a100[{}]", mig_slot(0, 0)),
+                format!("small@a100[{}]", mig_slot(0, 1)),
+                format!("small2@a100[{}]", mig_slot(0, 2)),
+            ]
+        );
+        s.check_invariants().unwrap();
+        let spec = JobSpec {
+            image: "vllm/vllm-openai:v0.6.4".into(),
+            command: vec![],
+            gpus: 1,
+            vram: Bytes::gib(4),
+            capability: None,
+            priority: 0,
+            on_lost: None,
+            service: None,
+            timeout: None,
+        };
+        let devs = devices(&inv, &placed[2].gpus).unwrap();
+        assert_eq!(
+            run_argv_on(EngineKind::Docker, false, "autogit", "job-1", &spec, &devs).join(" "),
+            "docker run -d --name autogit-job-1 --label io.autogit.job=job-1 --gpus \"device=MIG-bbbb\" vllm/vllm-openai:v0.6.4"
+        );
+        assert_eq!(
+            run_argv_on(EngineKind::Podman, false, "lab2", "job-1", &spec, &devs).join(" "),
+            "podman run -d --name lab2-job-1 --label io.autogit.job=job-1 --device nvidia.com/gpu=0:1 vllm/vllm-openai:v0.6.4"
+        );
+        // A device gone from the inventory (instances reconfigured): no command.
+        assert_eq!(devices(&inv, &[mig_slot(0, 7)]), None);
     }
 
     #[test]
@@ -1009,6 +1306,7 @@ mod tests {
             E::Vanished,
             E::HostUnreachable,
             E::LeaseExpired,
+            E::TimedOut,
             E::Cancel,
         ];
         let mut table = String::new();
@@ -1024,14 +1322,14 @@ mod tests {
             }
         }
         // Columns: rejected started refused start-unreachable exit0 exit3 vanished
-        // host-unreachable lease-expired cancel.
+        // host-unreachable lease-expired timed-out cancel.
         assert_eq!(
             table,
-            "queued    failed running failed - - - - - - cancelled\n\
-             running   - - - - succeeded failed failed - queued cancelled\n\
-             succeeded - - - - - - - - - -\n\
-             failed    - - - - - - - - - -\n\
-             cancelled - - - - - - - - - -\n"
+            "queued    failed running failed - - - - - - - cancelled\n\
+             running   - - - - succeeded failed failed - queued failed cancelled\n\
+             succeeded - - - - - - - - - - -\n\
+             failed    - - - - - - - - - - -\n\
+             cancelled - - - - - - - - - - -\n"
         );
     }
 }

@@ -438,6 +438,20 @@ pub enum Capability {
 
 impl Capability {
     pub const NAMES: [&'static str; 3] = ["inference", "render", "train"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Inference => "inference",
+            Capability::Render => "render",
+            Capability::Train => "train",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Capability> {
+        [Capability::Inference, Capability::Render, Capability::Train]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -480,8 +494,8 @@ pub enum GpuSharing {
     TimeSliced,
     /// One job per GPU, whatever VRAM is left.
     Exclusive,
-    /// The GPUs are partitioned (Multi-Instance GPU): one job per GPU, which gets its
-    /// instances (per-instance placement is not done yet).
+    /// The GPUs are partitioned (Multi-Instance GPU): each MIG device (`nvidia-smi -L`) takes
+    /// one job; GPUs without MIG devices take one job each.
     Mig,
 }
 

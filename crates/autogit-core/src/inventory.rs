@@ -21,6 +21,7 @@ echo @@podman; podman version --format '{{.Client.Version}}' 2>/dev/null
 echo @@gpus; nvidia-smi --query-gpu=name,memory.total,memory.free,utilization.gpu,driver_version --format=csv,noheader,nounits 2>&1
 echo @@smi; nvidia-smi 2>/dev/null | head -n 6
 echo @@topo; nvidia-smi topo -m 2>/dev/null
+echo @@mig; nvidia-smi -L 2>/dev/null
 echo @@end
 ";
 
@@ -63,6 +64,9 @@ pub struct Inventory {
     /// The links between its GPUs (`nvidia-smi topo -m`), with two GPUs or more.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<crate::topology::Topology>,
+    /// Its MIG devices (`nvidia-smi -L`), where MIG is enabled.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mig: Vec<crate::mig::MigDevice>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
 }
@@ -222,6 +226,9 @@ pub fn parse_probe(text: &str) -> Inventory {
                 Err(e) => inv.problems.push(format!("nvidia-smi topo -m: {e}")),
             }
         }
+        let (mig, problems) = crate::mig::parse_list(section("mig").unwrap_or(""));
+        inv.mig = mig;
+        inv.problems.extend(problems);
     }
     inv
 }

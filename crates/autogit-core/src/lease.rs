@@ -50,11 +50,9 @@ impl OnLost {
     /// The default per job kind: render jobs keep their checkpointed output on their host and
     /// resume there; train jobs are preemptible with checkpoints and inference is a service,
     /// so they (and jobs of no kind) are placed elsewhere.
+    /// (`core::jobkind::defaults` holds every kind's defaults.)
     pub fn default_for(kind: Option<Capability>) -> OnLost {
-        match kind {
-            Some(Capability::Render) => OnLost::Resume,
-            _ => OnLost::Reschedule,
-        }
+        crate::jobkind::defaults(kind).on_lost
     }
 
     pub fn as_str(self) -> &'static str {
@@ -199,9 +197,16 @@ pub fn decide(
     }
 }
 
-/// Where the job's lease file lives on its host, under the remote user's `$HOME`.
-pub fn lease_path(job: &str) -> String {
-    format!(".autogit/leases/{job}")
+/// Where the job's lease file lives on its host, under the remote user's `$HOME`: one
+/// directory per platform (`platform.project`), so two autogit instances sharing a host and
+/// SSH user do not fence each other's jobs. The default project keeps the path of earlier
+/// versions (`.autogit/leases/job-N`), so jobs running across an upgrade keep their lease.
+pub fn lease_path(project: &str, job: &str) -> String {
+    if project == crate::compute::DEFAULT_PROJECT {
+        format!(".autogit/leases/{job}")
+    } else {
+        format!(".autogit/leases/{project}/{job}")
+    }
 }
 
 /// The host-side wrapper. `$1` is `start` or `renew`, then the lease file, the lease time
@@ -210,7 +215,9 @@ pub fn lease_path(job: &str) -> String {
 /// expired: the controller places a job again only then), runs the engine and starts the
 /// watchdog. `renew` touches the lease, and when the watchdog had stopped the container
 /// (`.fenced`), starts it again with a new watchdog and prints `resumed`, or, when the engine
-/// cannot start it, `resume-failed: <its error>` (the container stays stopped).
+/// cannot start it, `resume-failed: <its error>` (the container stays stopped). `restart`
+/// (a service job's repair) touches the lease, restarts the container and starts a new
+/// watchdog (the old one left when the container exited).
 /// The watchdog stops the container once the lease file is older than the lease time, by
 /// the host's clock, and leaves when the container ends or is gone.
 pub const WRAPPER: &str = r#"set -u
@@ -249,6 +256,10 @@ case $mode in
         echo "resume-failed: $err" | head -n 1
       fi
     fi ;;
+  restart)
+    rm -f "$lease.fenced"
+    "$eng" restart -t STOP "$name" >/dev/null || exit $?
+    watchdog ;;
   *) exit 125 ;;
 esac
 "#;
@@ -259,17 +270,17 @@ fn wrapper() -> String {
         .replace("STOP", &STOP_SECS.to_string())
 }
 
-fn wrapped(mode: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
+fn wrapped(mode: &str, project: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
     [
         "sh",
         "-c",
         &wrapper(),
         "autogit-job",
         mode,
-        &lease_path(job),
+        &lease_path(project, job),
         &ttl.to_string(),
         engine,
-        &crate::compute::container_name(job),
+        &crate::compute::container_name(project, job),
     ]
     .map(str::to_owned)
     .into()
@@ -277,16 +288,21 @@ fn wrapped(mode: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
 
 /// The argv that starts a job under its lease: the wrapper, then `run` (from
 /// `compute::run_argv`, whose first word is the engine).
-pub fn start_argv(job: &str, ttl: u64, run: &[String]) -> Vec<String> {
+pub fn start_argv(project: &str, job: &str, ttl: u64, run: &[String]) -> Vec<String> {
     let engine = run.first().map_or("docker", String::as_str);
-    let mut v = wrapped("start", job, ttl, engine);
+    let mut v = wrapped("start", project, job, ttl, engine);
     v.extend(run.iter().cloned());
     v
 }
 
 /// The argv that renews a job's lease on its host (and resumes a fenced container).
-pub fn renew_argv(job: &str, ttl: u64, engine: &str) -> Vec<String> {
-    wrapped("renew", job, ttl, engine)
+pub fn renew_argv(project: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
+    wrapped("renew", project, job, ttl, engine)
+}
+
+/// The argv that restarts a job's container under its lease (a service job's repair).
+pub fn restart_argv(project: &str, job: &str, ttl: u64, engine: &str) -> Vec<String> {
+    wrapped("restart", project, job, ttl, engine)
 }
 
 #[cfg(test)]
@@ -458,7 +474,7 @@ mod tests {
         ]
         .map(str::to_owned)
         .into();
-        let v = start_argv("job-1", 60, &run);
+        let v = start_argv("autogit", "job-1", 60, &run);
         assert_eq!(&v[..2], ["sh", "-c"]);
         assert!(
             v[2].contains("sleep 1") && v[2].contains("stop -t 5"),
@@ -477,7 +493,7 @@ mod tests {
             ]
         );
         assert_eq!(&v[9..], &run[..]);
-        let r = renew_argv("job-1", 60, "podman");
+        let r = renew_argv("autogit", "job-1", 60, "podman");
         assert_eq!(
             &r[4..],
             [
@@ -486,6 +502,18 @@ mod tests {
                 "60",
                 "podman",
                 "autogit-job-1"
+            ]
+        );
+        // Another platform on the same host: its own container names and lease directory.
+        let r = restart_argv("lab2", "job-1", 60, "docker");
+        assert_eq!(
+            &r[4..],
+            [
+                "restart",
+                ".autogit/leases/lab2/job-1",
+                "60",
+                "docker",
+                "lab2-job-1"
             ]
         );
     }

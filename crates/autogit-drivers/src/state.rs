@@ -152,6 +152,9 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL,
         missed INTEGER NOT NULL DEFAULT 0
     );",
+    // 7: probes of each runner host missed in a row (a host is unreachable after
+    // `compute.unreachable_after` of them, for its events as for its jobs' leases).
+    "ALTER TABLE runner_hosts ADD COLUMN missed INTEGER NOT NULL DEFAULT 0;",
 ];
 
 #[derive(Debug)]
@@ -267,6 +270,8 @@ pub struct HostRow {
     /// `core::inventory::Inventory` as JSON.
     pub inventory: Option<String>,
     pub error: Option<String>,
+    /// Probes missed in a row (0 when the last one answered).
+    pub missed: u32,
 }
 
 /// A runner's registration: `token` (GitLab created the runner; its token is in the secret
@@ -1077,16 +1082,17 @@ impl Store {
     pub fn record_host(&self, row: &HostRow) -> Result<(), StateError> {
         self.conn
             .execute(
-                "INSERT INTO runner_hosts (host, checked_at, reachable, inventory, error)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO runner_hosts (host, checked_at, reachable, inventory, error, missed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(host) DO UPDATE SET checked_at = ?2, reachable = ?3,
-                   inventory = COALESCE(?4, inventory), error = ?5",
+                   inventory = COALESCE(?4, inventory), error = ?5, missed = ?6",
                 params![
                     row.host,
                     row.checked_at,
                     row.reachable,
                     row.inventory,
-                    row.error
+                    row.error,
+                    row.missed
                 ],
             )
             .map(drop)
@@ -1139,7 +1145,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT host, checked_at, reachable, inventory, error FROM runner_hosts ORDER BY host",
+                "SELECT host, checked_at, reachable, inventory, error, missed FROM runner_hosts ORDER BY host",
             )
             .map_err(|e| self.err(e))?;
         stmt.query_map([], |r| {
@@ -1149,6 +1155,7 @@ impl Store {
                 reachable: r.get(2)?,
                 inventory: r.get(3)?,
                 error: r.get(4)?,
+                missed: r.get(5)?,
             })
         })
         .and_then(Iterator::collect)
@@ -1599,18 +1606,21 @@ mod tests {
             reachable: true,
             inventory: Some("{}".into()),
             error: None,
+            missed: 0,
         };
         s.record_host(&h).unwrap();
         h.checked_at = 20;
         h.reachable = false;
         h.inventory = None;
         h.error = Some("unreachable".into());
+        h.missed = 2;
         s.record_host(&h).unwrap();
         let rows = s.hosts().unwrap();
         assert_eq!(rows.len(), 1);
         // The last inventory is kept while the host is unreachable.
         assert_eq!(rows[0].inventory.as_deref(), Some("{}"));
         assert!(!rows[0].reachable);
+        assert_eq!(rows[0].missed, 2);
 
         assert_eq!(s.add_job("ann", "{}", 5).unwrap(), "job-1");
         assert_eq!(s.add_job("bob", "{}", 6).unwrap(), "job-2");

@@ -539,6 +539,8 @@ pub enum RunnerCommand {
     },
 }
 
+// Parsed once per run: boxing `Run` would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum ComputeCommand {
     /// Hosts, GPUs, free VRAM and the queue
@@ -549,10 +551,12 @@ pub enum ComputeCommand {
         /// Distinct GPUs the job needs on one host (0: CPU only)
         #[arg(long, default_value_t = 1)]
         gpus: u32,
-        /// VRAM needed on each GPU, e.g. 8G
-        #[arg(long, default_value = "1G")]
-        vram: String,
-        /// Only hosts whose runners have this capability
+        /// VRAM needed on each GPU, e.g. 8G (default by kind: 8G for inference and render,
+        /// 16G for train, 1G without a kind)
+        #[arg(long)]
+        vram: Option<String>,
+        /// The job's kind: only hosts whose runners have this capability, and the kind's
+        /// defaults (docs/runners.md "Job kinds")
         #[arg(long, value_parser = ["inference", "render", "train"])]
         capability: Option<String>,
         /// Higher runs first; waiting jobs gain one step per `compute.aging`
@@ -566,12 +570,31 @@ pub enum ComputeCommand {
         /// resume for render jobs, reschedule for the others)
         #[arg(long, value_parser = ["resume", "reschedule"])]
         on_lost: Option<String>,
+        /// An inference job's port in its container: the job is a long-lived service,
+        /// published on its host, health-checked and restarted by the lifecycle policy
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        port: Option<u16>,
+        /// The service's health path on that port (default /health)
+        #[arg(long, requires = "port")]
+        health: Option<String>,
+        /// Between the service's health checks (default 10s)
+        #[arg(long, requires = "port")]
+        health_interval: Option<String>,
+        /// How long a (re)started service may take to become healthy (default 2m)
+        #[arg(long, requires = "port")]
+        start_period: Option<String>,
+        /// How long the job may run before it is stopped and failed, e.g. 12h (0: no limit;
+        /// default by kind: render 24h, train 72h, others none)
+        #[arg(long)]
+        timeout: Option<String>,
         /// IMAGE [COMMAND...]
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         job: Vec<String>,
     },
     /// Status of a job
     Status { job_id: String },
+    /// Cancel a queued or running job (a running one's container is removed on its host)
+    Cancel { job_id: String },
 }
 
 #[derive(Subcommand, Debug)]

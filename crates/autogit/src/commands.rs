@@ -198,6 +198,11 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 priority,
                 user,
                 on_lost,
+                port,
+                health,
+                health_interval,
+                start_period,
+                timeout,
                 job,
             } => crate::compute_cmd::run(
                 &ui,
@@ -213,10 +218,18 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                     on_lost: on_lost
                         .as_deref()
                         .and_then(autogit_core::lease::OnLost::parse),
+                    port,
+                    health,
+                    health_interval,
+                    start_period,
+                    timeout,
                 },
             ),
             ComputeCommand::Status { job_id } => {
                 crate::compute_cmd::status(&ui, g, &load_all(g, &[]), &job_id)
+            }
+            ComputeCommand::Cancel { job_id } => {
+                crate::compute_cmd::cancel(&ui, g, &load_all(g, &[]), &job_id)
             }
         },
         Command::Reconcile { clear, target } if target.target == TargetArg::Kubernetes => {

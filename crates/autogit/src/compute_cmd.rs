@@ -95,6 +95,7 @@ pub fn status(ui: &Ui, _g: &Global, loaded: &Loaded, job: &str) -> u8 {
         ui.print_json(&v);
     } else {
         println!("job:       {}", row.id);
+        println!("kind:      {}", kind(&row));
         println!("user:      {}", row.user);
         println!("state:     {}", row.state);
         if let Some(h) = &row.host {
@@ -119,6 +120,24 @@ pub fn status(ui: &Ui, _g: &Global, loaded: &Loaded, job: &str) -> u8 {
         }
     }
     exit::OK
+}
+
+/// `compute cancel JOB`: a queued job leaves the queue, a running one's container is removed.
+pub fn cancel(ui: &Ui, _g: &Global, loaded: &Loaded, job: &str) -> u8 {
+    if !crate::commands::report(ui, loaded) {
+        return exit::INVALID_CONFIG;
+    }
+    match with_controller(loaded, compute(loaded), async |c| c.cancel(job).await) {
+        Ok(row) if ui.json => {
+            ui.print_json(&job_json(&row));
+            exit::OK
+        }
+        Ok(row) => {
+            println!("{} cancelled", row.id);
+            exit::OK
+        }
+        Err(e) => fail(ui, e),
+    }
 }
 
 /// `compute list`: hosts and GPUs (free VRAM), then the jobs; runs a scheduling pass first.
@@ -177,11 +196,12 @@ pub fn list(ui: &Ui, _g: &Global, loaded: &Loaded) -> u8 {
     println!("{t}");
     let mut t = ui.table();
     t.set_header(vec![
-        "JOB", "USER", "STATE", "HOST", "GPUS", "LEASE", "IMAGE", "NOTE",
+        "JOB", "KIND", "USER", "STATE", "HOST", "GPUS", "LEASE", "IMAGE", "NOTE",
     ]);
     for r in &rows {
         t.add_row(vec![
             r.id.clone(),
+            kind(r),
             r.user.clone(),
             r.state.clone(),
             r.host.clone().unwrap_or_default(),
@@ -195,6 +215,15 @@ pub fn list(ui: &Ui, _g: &Global, loaded: &Loaded) -> u8 {
     }
     println!("{t}");
     exit::OK
+}
+
+/// The job's kind for a table (`inference`, `render`, `train`, or `-`); a service says so.
+fn kind(r: &JobRow) -> String {
+    spec_of(r).map_or("-".into(), |s| match (s.capability, s.service()) {
+        (Some(c), Some(_)) => format!("{} (service)", c.as_str()),
+        (Some(c), None) => c.as_str().to_owned(),
+        (None, _) => "-".into(),
+    })
 }
 
 /// The compute controller on the command's bus.

@@ -693,3 +693,55 @@ fn gitlab_external_url_follows_base_domain_and_validate_warns_on_disagreement() 
     assert_eq!(w["found"], "https://git.example.test");
     assert_eq!(w["expected"], "https://gitlab.example.test");
 }
+
+/// `compute run`'s job-kind options are checked before anything is queued or any host asked:
+/// a port only makes an inference job a service, a health path is a plain path, durations
+/// read as durations; each refusal names the flag and exits 2.
+#[test]
+fn compute_run_refuses_bad_job_kind_options() {
+    let d = tmp();
+    assert_eq!(run(d.path(), &["init"]).code, 0);
+    let cases: &[(&[&str], &str)] = &[
+        (&["--port", "8000"], "--capability inference"),
+        (
+            &[
+                "--capability",
+                "inference",
+                "--port",
+                "8000",
+                "--health",
+                "health",
+            ],
+            "--health `health` is not a path",
+        ),
+        (&["--timeout", "5x"], "--timeout `5x` is not a duration"),
+        (
+            &[
+                "--capability",
+                "inference",
+                "--port",
+                "8000",
+                "--start-period",
+                "0s",
+            ],
+            "start period must be 1 s to 1 day",
+        ),
+        (&["--health", "/health"], "--port"),
+        (&["--vram", "lots"], "--vram `lots` is not a size"),
+    ];
+    for (flags, want) in cases {
+        let mut args = vec!["compute", "run"];
+        args.extend_from_slice(flags);
+        args.push("img:1");
+        let r = run(d.path(), &args);
+        assert_eq!(r.code, 2, "{flags:?}: {}{}", r.stdout, r.stderr);
+        assert!(r.stderr.contains(want), "{flags:?}: {}", r.stderr);
+    }
+    // Nothing was queued.
+    assert!(
+        !d.path().join("data/state.db").exists() || {
+            let r = run(d.path(), &["compute", "list", "-o", "json"]);
+            !r.stdout.contains("img:1")
+        }
+    );
+}

@@ -145,7 +145,8 @@ fn bad_hosts_are_refused_without_running_ssh() {
 }
 
 /// A stand-in `docker` that records `run` arguments and answers `inspect` from marker files
-/// in `state` (`done-NAME` holds the exit code).
+/// in `state` (`done-NAME` holds the exit code), as the real one prints autogit's format
+/// (`core::jobkind::inspect_format`: status, exit code, OOM-killed, health).
 fn fake_docker(state: &Path) -> String {
     format!(
         r#"#!/bin/sh
@@ -155,8 +156,8 @@ case "$1" in
   version) echo 27.3.1 ;;
   run) printf '%s\n' "$@" > "$state/run-$4.args"; echo "cid-$4" ;;
   inspect)
-    if [ -e "$state/done-$4" ]; then echo "exited $(cat "$state/done-$4")"
-    elif [ -e "$state/run-$4.args" ]; then echo "running 0"
+    if [ -e "$state/done-$4" ]; then echo "exited $(cat "$state/done-$4") false none"
+    elif [ -e "$state/run-$4.args" ]; then echo "running 0 false none"
     else echo "Error: No such object: $4" >&2; exit 1; fi ;;
   *) echo "fake docker: $*" >&2; exit 1 ;;
 esac

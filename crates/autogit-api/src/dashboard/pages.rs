@@ -599,7 +599,7 @@ async fn runners(v: &View) -> Markup {
                                     th scope="row" { (j.id) br; span.muted { (j.spec.get("image").and_then(|i| i.as_str()).unwrap_or_default()) } }
                                     td { (j.user) }
                                     td { (status_badge(&j.state)) }
-                                    td { (j.host.clone().unwrap_or_else(|| "—".into())) @if let Some(g) = &j.gpus { " GPU " (g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) } }
+                                    td { (j.host.clone().unwrap_or_else(|| "—".into())) @if let Some(g) = &j.gpus { " GPU " (g.iter().map(u32::to_string).collect::<Vec<_>>().join(",")) } @if let Some(l) = &j.lease { br; span.muted data-lease=(l.state) { "lease " (l.state) } } }
                                     td { (v.ago(Some(j.submitted_at))) }
                                     td.wrap { (j.message) }
                                     @if can_cancel { td { @if matches!(j.state.as_str(), "queued" | "running" | "placed") { (action("POST", &format!("/api/v1/compute/jobs/{}/cancel", url_path(&j.id)), "", "Cancel", Some("Cancel this job?"))) } } }
@@ -1003,6 +1003,7 @@ mod tests {
             finished_at: None,
             exit_code: None,
             message: String::new(),
+            lease: None,
         }
     }
 

@@ -289,6 +289,7 @@ impl RunnerController {
             results[i] = Some(r);
         }
         let at = self.clock.now() as i64;
+        let unreachable_after = self.settings.config.compute.unreachable_after.max(1);
         let store = self.store().ok();
         let before: BTreeMap<String, HostRow> = store
             .as_ref()
@@ -309,14 +310,23 @@ impl RunnerController {
                         .and_then(|p| p.inventory.as_deref())
                         .and_then(|t| serde_json::from_str(t).ok()),
                 };
-                match (&r, prev.map(|p| p.reachable)) {
-                    (Err(e), Some(true) | None) if host != "auto" => {
+                // Unreachable after `compute.unreachable_after` missed probes in a row, as
+                // its jobs' leases count them (`core::lease`): one event when it gets there,
+                // one when it answers again.
+                let missed_before = prev.map_or(0, |p| p.missed);
+                let missed = if r.is_ok() {
+                    0
+                } else {
+                    missed_before.saturating_add(1)
+                };
+                match &r {
+                    Err(e) if host != "auto" && missed == unreachable_after => {
                         self.bus.publish(Event::HostUnreachable {
                             host: host.clone(),
                             error: e.clone(),
                         });
                     }
-                    (Ok(_), Some(false)) => self
+                    Ok(_) if missed_before >= unreachable_after => self
                         .bus
                         .publish(Event::HostReachable { host: host.clone() }),
                     _ => {}
@@ -341,6 +351,7 @@ impl RunnerController {
                             .as_ref()
                             .and_then(|i| serde_json::to_string(i).ok()),
                         error: h.error.clone(),
+                        missed,
                     });
                 }
                 h
