@@ -898,9 +898,9 @@ const TEMPLATE_CHARS: usize = 512;
 
 /// A message's template: what is embedded once for every line that shares it. Lowercased (the
 /// model is uncased), whitespace collapsed, in every run of letters and digits: a run of 6 or
-/// more characters mixing both becomes `<id>` (commit ids, request ids, `2097152kb`), else
-/// every run of digits one `0` (`took 12ms` and `took 340ms` are one template); cut to 512
-/// characters.
+/// more characters that goes from letters to digits and back at least twice becomes `<id>`
+/// (commit ids, request ids), else every run of digits is one `0` (`took 12ms` and `took
+/// 34000ms` are one template); cut to 512 characters.
 pub fn template(message: &str) -> String {
     let mut out = String::with_capacity(message.len().min(TEMPLATE_CHARS));
     for word in message.split_whitespace() {
@@ -922,8 +922,12 @@ pub fn template(message: &str) -> String {
             }
             let run = &rest[..end];
             rest = &rest[end..];
-            let digits = run.bytes().filter(u8::is_ascii_digit).count();
-            if digits > 0 && digits < run.chars().count() && run.len() >= 6 {
+            let switches = run
+                .as_bytes()
+                .windows(2)
+                .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+                .count();
+            if switches >= 2 && run.len() >= 6 {
                 out.push_str("<id>");
                 continue;
             }
@@ -981,7 +985,8 @@ mod tests {
             ("commit 3f2a9c1d0e pushed", "commit <id> pushed"),
             ("jid=01J9E3779B1 done", "jid=<id> done"),
             ("  GET  /api/v4/projects/42  ", "get /api/v0/projects/0"),
-            ("(deadbeef12),", "(<id>),"),
+            ("(deadbe3f12),", "(<id>),"),
+            ("took 34000ms for user123", "took 0ms for user0"),
             ("Connection REFUSED", "connection refused"),
             ("cafebabe", "cafebabe"),
         ] {
