@@ -28,6 +28,7 @@ pub const MODEL_SHA256: &str = "53aa51172d142c89d9012cce15ae4d6cc0ca689589511437
 pub const TOKENIZER_SHA256: &str =
     "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037";
 /// Texts run through the model together (sorted by length first, so little padding).
+#[cfg(feature = "semantic")]
 const BATCH: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
