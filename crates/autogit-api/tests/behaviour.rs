@@ -453,11 +453,27 @@ async fn log_search_reads_the_store_the_daemon_fills() {
     assert_eq!(hits[0]["level"], "error");
     assert!(hits[0]["message"].as_str().unwrap().contains("<email>"));
     assert!(hits[0]["at"].as_str().unwrap().ends_with('Z'));
+    // Lexical is the default while semantic search is off; asking for it is the same.
+    let r = call(
+        &c,
+        "GET",
+        s.url("/api/v1/search/logs?q=class%3ACommandError&timeRange=1h&mode=lexical"),
+        &s.viewer,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let w: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(w["hits"], v["hits"]);
     // Mistakes are 422s naming the field.
     for (q, field) in [
         ("q=colour%3Ared", "query.q"),
         ("q=x&timeRange=soon", "query.timeRange"),
         ("q=x&timeRange=", "query.timeRange"),
+        // Semantic search is off unless logs.semantic.enabled: asking for it says so.
+        ("q=x&mode=semantic", "query.mode"),
+        ("q=x&mode=hybrid", "query.mode"),
+        ("q=x&mode=fuzzy", "query.mode"),
     ] {
         let r = call(
             &c,

@@ -81,7 +81,14 @@ pub async fn run<E: ContainerEngine>(
         crate::registry::RegistryController::new(settings.clone(), bus.clone(), clock.clone());
     let gitlab_url = settings.gitlab_local_url();
     let logs = crate::logs::LogController::new(settings.clone(), clock.clone());
+    // Embeddings (logs.semantic) on a blocking thread of their own, with their own connection
+    // to the store: the follower never waits for the model.
+    let embed = std::sync::Arc::new(crate::logs::LogController::new(
+        settings.clone(),
+        clock.clone(),
+    ));
     let loki = logs.loki_url();
+    let meili = logs.meilisearch_url();
     let http = reqwest::Client::new();
 
     let reconcile = platform.run(shutdown.wait());
@@ -169,7 +176,29 @@ pub async fn run<E: ContainerEngine>(
                 .await
                 .map_err(|e| PassError::from(e.to_string()))?;
         }
+        // And to Meilisearch, the same way.
+        if let Some(url) = &meili {
+            logs.meilisearch_pass(&http, url)
+                .await
+                .map_err(|e| PassError::from(e.to_string()))?;
+        }
         Ok(Requeue::After(crate::logs::FOLLOW_INTERVAL))
+    });
+    let embed_loop = supervise("logs-embed", bus, clock, policy, shutdown, || async {
+        if !embed.semantic() {
+            return Ok(Requeue::Never);
+        }
+        let e = embed.clone();
+        let n = tokio::task::spawn_blocking(move || e.embed_pass())
+            .await
+            .map_err(|e| PassError::from(e.to_string()))?
+            .map_err(|e| PassError::from(e.to_string()))?;
+        // More to embed: at once; else when new lines may have come.
+        Ok(Requeue::After(if n > 0 {
+            Duration::ZERO
+        } else {
+            crate::logs::FOLLOW_INTERVAL
+        }))
     });
     let backup_loop = supervise("backup", bus, clock, policy, shutdown, || async {
         match backup.pass().await.map_err(PassError::from)? {
@@ -198,6 +227,7 @@ pub async fn run<E: ContainerEngine>(
         repair_loop,
         compute_loop,
         logs_loop,
+        embed_loop,
         backup_loop,
         registry_loop
     );

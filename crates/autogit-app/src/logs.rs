@@ -4,7 +4,10 @@
 //! every second; `autogit serve` and `autogit logs search` call [`LogController::search`].
 
 use crate::{Settings, SharedClock};
-use autogit_core::logs::{Query, QueryError, ScrubPatterns, enrich_with, parse_query, parse_range};
+use autogit_core::logs::{
+    Query, QueryError, ScrubPatterns, SearchMode, enrich_with, parse_query, parse_range, template,
+};
+use autogit_drivers::embed::{EmbedError, Embedder};
 use autogit_drivers::engine::ContainerEngine;
 use autogit_drivers::logstore::{Hit, Line, LogStore, LogStoreError, Retention};
 use std::path::PathBuf;
@@ -17,6 +20,10 @@ pub const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 pub const FIRST_TAIL: usize = 1000;
 /// Retention is applied every this many passes.
 const TRIM_EVERY: u64 = 300;
+/// Lines given their templates per embed pass (one transaction).
+const TEMPLATE_BATCH: usize = 5_000;
+/// Templates embedded per embed pass (seconds of one core; the store is not held meanwhile).
+const EMBED_BATCH: usize = 128;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
@@ -30,16 +37,30 @@ pub enum LogError {
     Engine(String),
     #[error(transparent)]
     Loki(#[from] autogit_drivers::loki::LokiError),
+    #[error(transparent)]
+    Meili(#[from] autogit_drivers::meili::MeiliError),
     #[error(
         "{0}: fix it in autogit.yml (`autogit validate` shows it); no line is stored until then"
     )]
     Scrub(String),
+    #[error(
+        "mode `{0}` needs semantic search, which is off: set logs.semantic.enabled: true in autogit.yml (docs/logs.md), or search with mode lexical"
+    )]
+    SemanticOff(&'static str),
+    #[error(
+        "logs.semantic.enabled is true but no model directory is given: set logs.semantic.model_dir in autogit.yml or AUTOGIT_EMBED_MODEL to the directory of all-MiniLM-L6-v2 (docs/logs.md)"
+    )]
+    NoModel,
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
 }
 
 /// What a search returns: the hits and the parsed query (for display).
 #[derive(Debug)]
 pub struct Found {
     pub query: Query,
+    /// How the hits were ranked.
+    pub mode: SearchMode,
     pub hits: Vec<Hit>,
     /// Whether any line has been stored yet (a fresh install has none).
     pub indexed: u64,
@@ -53,6 +74,8 @@ pub struct LogController {
     retention: Retention,
     /// `logs.scrub`, compiled once; an error stores nothing (fails closed).
     patterns: Result<ScrubPatterns, String>,
+    /// The embedding model, loaded at its first use (`logs.semantic.enabled`).
+    embedder: std::sync::OnceLock<Result<Arc<Embedder>, String>>,
 }
 
 impl std::fmt::Debug for LogController {
@@ -75,7 +98,64 @@ impl LogController {
             },
             patterns: ScrubPatterns::compile(&settings.config.logs.scrub),
             settings,
+            embedder: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Whether semantic search is on (`logs.semantic.enabled`).
+    pub fn semantic(&self) -> bool {
+        self.settings.config.logs.semantic.enabled
+    }
+
+    /// The embedding model (`AUTOGIT_EMBED_MODEL`, else `logs.semantic.model_dir`), loaded
+    /// once; a model that cannot be loaded is reported the same way at every use.
+    pub fn embedder(&self) -> Result<Arc<Embedder>, LogError> {
+        let env = std::env::var(autogit_drivers::embed::ENV).ok();
+        let configured = self.settings.config.logs.semantic.model_dir.as_deref();
+        let dir = Embedder::locate(env.as_deref(), configured.map(std::path::Path::new))
+            .ok_or(LogError::NoModel)?;
+        self.embedder
+            .get_or_init(|| {
+                Embedder::load(&dir)
+                    .map(Arc::new)
+                    .map_err(|e| e.to_string())
+            })
+            .clone()
+            .map_err(|e| LogError::Embed(EmbedError::Run(e)))
+    }
+
+    /// The embed pass, off the ingest path (the daemon runs it on a blocking thread of its
+    /// own): gives the lines stored since the last pass their templates, then embeds up to
+    /// [`EMBED_BATCH`] templates that have no vector yet. The store is not held while the
+    /// model runs. Returns how many templates were embedded (0: nothing left; off: 0).
+    pub fn embed_pass(&self) -> Result<usize, LogError> {
+        if !self.semantic() || !self.db().exists() {
+            return Ok(0);
+        }
+        let embedder = self.embedder()?;
+        loop {
+            let lines = self.with_store(|s| s.lines_to_template(TEMPLATE_BATCH))?;
+            if lines.is_empty() {
+                break;
+            }
+            let keyed: Vec<(i64, String)> = lines
+                .into_iter()
+                .map(|(id, m)| (id, template(&m)))
+                .collect();
+            self.with_store(|s| s.assign_templates(&keyed))?;
+            if keyed.len() < TEMPLATE_BATCH {
+                break;
+            }
+        }
+        let todo = self.with_store(|s| s.templates_to_embed(EMBED_BATCH))?;
+        if todo.is_empty() {
+            return Ok(0);
+        }
+        let texts: Vec<&str> = todo.iter().map(|t| t.1.as_str()).collect();
+        let vectors = embedder.embed(&texts)?;
+        let rows: Vec<(i64, Vec<f32>)> = todo.iter().map(|t| t.0).zip(vectors).collect();
+        self.with_store(|s| s.set_vectors(&rows))?;
+        Ok(rows.len())
     }
 
     /// What the store keeps (`logs.retention`, `logs.max_lines`).
@@ -254,10 +334,68 @@ impl LogController {
         Ok(entries.len())
     }
 
+    /// Where the lines are also pushed as documents: `MEILISEARCH_URL`, else the platform's
+    /// Meilisearch on this host's published port when it is enabled; `None`: nowhere.
+    pub fn meilisearch_url(&self) -> Option<String> {
+        if let Some(u) = &self.settings.platform.meilisearch_url {
+            return Some(u.clone());
+        }
+        let plan = crate::plan::quiet(&self.settings).ok()?;
+        plan.local()
+            .find(|s| s.name == "meilisearch")
+            .and_then(|s| s.ports.first())
+            .map(|p| format!("http://127.0.0.1:{}", p.host))
+    }
+
+    /// Pushes the stored lines Meilisearch has not had yet (at most 5000 per call, keyed by
+    /// row so a repeat replaces; the cursor moves only when Meilisearch accepted them with
+    /// its 202 and a task). Returns how many were pushed.
+    pub async fn meilisearch_pass(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+    ) -> Result<usize, LogError> {
+        let after = self.with_store(|s| s.cursor("meilisearch"))?.unwrap_or(0);
+        let docs = self.with_store(|s| s.documents_after(after, 5000))?;
+        let Some(last) = docs.last().map(|d| d.id) else {
+            return Ok(0);
+        };
+        let key = self
+            .settings
+            .values
+            .get("MEILI_MASTER_KEY")
+            .filter(|k| !k.is_empty())
+            .map(|k| secrecy::SecretString::from(k.clone()));
+        autogit_drivers::meili::push(client, url, key.as_ref(), &docs).await?;
+        self.with_store(|s| s.set_cursor("meilisearch", last))?;
+        Ok(docs.len())
+    }
+
     /// Searches the store: `q` in the query language of `core::logs`, `range` like `24h`
     /// (default: everything kept).
     pub fn search(&self, q: &str, range: Option<&str>, limit: usize) -> Result<Found, LogError> {
+        self.search_mode(q, range, limit, None)
+    }
+
+    /// [`Self::search`] ranked as `mode` says; `None`: hybrid when semantic search is on,
+    /// else lexical. Semantic and hybrid need `logs.semantic.enabled`; lines not embedded yet
+    /// are found by their words only.
+    pub fn search_mode(
+        &self,
+        q: &str,
+        range: Option<&str>,
+        limit: usize,
+        mode: Option<SearchMode>,
+    ) -> Result<Found, LogError> {
         let query = parse_query(q)?;
+        let mode = match mode {
+            Some(m) if m.semantic() && !self.semantic() => {
+                return Err(LogError::SemanticOff(m.as_str()));
+            }
+            Some(m) => m,
+            None if self.semantic() => SearchMode::Hybrid,
+            None => SearchMode::Lexical,
+        };
         let now_ns = (self.clock.now() as i64 + 1).saturating_mul(1_000_000_000);
         let from_ns = match range.filter(|r| !r.is_empty()) {
             Some(r) => {
@@ -269,14 +407,25 @@ impl LogController {
         if !self.db().exists() {
             return Ok(Found {
                 query,
+                mode,
                 hits: Vec::new(),
                 indexed: 0,
             });
         }
-        let (hits, indexed) =
-            self.with_store(|s| Ok((s.search(&query, from_ns, now_ns, limit)?, s.count()?)))?;
+        let vector = match query.text() {
+            Some(text) if mode.semantic() => {
+                let v = self.embedder()?.embed(&[&text])?;
+                v.into_iter().next()
+            }
+            _ => None,
+        };
+        let (hits, indexed) = self.with_store(|s| {
+            let hits = s.search_mode(&query, from_ns, now_ns, limit, mode, vector.as_deref())?;
+            Ok((hits, s.count()?))
+        })?;
         Ok(Found {
             query,
+            mode,
             hits,
             indexed,
         })

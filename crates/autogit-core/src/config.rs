@@ -593,6 +593,9 @@ pub struct Logs {
     /// `<redacted>` before a line is stored, besides the built-in scrubbing.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scrub: Vec<String>,
+    /// Semantic (and hybrid) search: sentence embeddings of the stored messages.
+    #[serde(skip_serializing_if = "Semantic::is_default")]
+    pub semantic: Semantic,
 }
 
 impl Default for Logs {
@@ -601,7 +604,25 @@ impl Default for Logs {
             retention: Dur::secs(14 * 86_400),
             max_lines: 5_000_000,
             scrub: Vec::new(),
+            semantic: Semantic::default(),
         }
+    }
+}
+
+/// `logs.semantic` (docs/logs.md): embeddings of the stored messages, computed in the
+/// background by all-MiniLM-L6-v2, for `mode=semantic|hybrid` searches. Off by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Semantic {
+    pub enabled: bool,
+    /// The directory holding the model's `model.safetensors`, `tokenizer.json` and
+    /// `config.json` (`AUTOGIT_EMBED_MODEL` comes first when set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_dir: Option<String>,
+}
+
+impl Semantic {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
     }
 }
 

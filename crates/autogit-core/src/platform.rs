@@ -143,6 +143,10 @@ pub struct PlatformEnv {
     /// Where the daemon pushes the enriched log lines (Loki's push API), besides its own
     /// store: `LOKI_URL`, else the platform's Loki on its published port when enabled.
     pub loki_url: Option<String>,
+    /// Where the daemon also pushes the stored lines as documents (Meilisearch's document
+    /// API): `MEILISEARCH_URL`, else the platform's Meilisearch on its published port when
+    /// enabled. The key is `MEILI_MASTER_KEY` of `.env`.
+    pub meilisearch_url: Option<String>,
     /// Where autogit exports its traces (OTLP/HTTP, protobuf): `OTLP_ENDPOINT`, the
     /// collector's base URL (`/v1/traces` is added). Unset: no traces.
     pub otlp_endpoint: Option<String>,
@@ -197,6 +201,7 @@ impl Default for PlatformEnv {
             base_domain: None,
             acme_email: None,
             loki_url: None,
+            meilisearch_url: None,
             otlp_endpoint: None,
             acme_directory: "production".to_owned(),
             acme_ca_root: None,
@@ -262,6 +267,7 @@ const KNOWN: &[&str] = &[
     "DNSMASQ_CONFIG_PATH",
     "DNSMASQ_RELOAD_COMMAND",
     "LOKI_URL",
+    "MEILISEARCH_URL",
     "OTLP_ENDPOINT",
     "EXTENSIONS_ENABLED",
     "EXTENSIONS_DIR",
@@ -499,6 +505,21 @@ pub fn load_platform(
             diags.push(bad(
                 e,
                 "Loki's base URL, http:// or https://, without credentials (http://loki.lan:3100)",
+            ));
+        }
+    }
+    if let Some(e) = get("MEILISEARCH_URL") {
+        let v = e.value.trim_end_matches('/');
+        if (v.starts_with("http://") || v.starts_with("https://"))
+            && v.len() > "https://".len()
+            && !v.contains(char::is_whitespace)
+            && !v.contains('@')
+        {
+            p.meilisearch_url = Some(v.to_owned());
+        } else {
+            diags.push(bad(
+                e,
+                "Meilisearch's base URL, http:// or https://, without credentials (http://search.lan:7700); its key goes in MEILI_MASTER_KEY",
             ));
         }
     }

@@ -122,6 +122,13 @@ fn check(name: &str, text: &str) -> String {
                 c.logs.retention, c.logs.max_lines, c.logs.scrub
             );
         }
+        if !c.logs.semantic.is_default() {
+            let _ = writeln!(
+                out,
+                "logs.semantic: enabled {} model_dir {:?}",
+                c.logs.semantic.enabled, c.logs.semantic.model_dir
+            );
+        }
     }
     out
 }

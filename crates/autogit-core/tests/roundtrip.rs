@@ -42,11 +42,17 @@ fn logs() -> impl Strategy<Value = Logs> {
             ]),
             0..3,
         ),
+        any::<bool>(),
+        prop::option::of(prop::sample::select(vec![
+            "/opt/models/all-MiniLM-L6-v2".to_owned(),
+            "/var/lib/autogit/model dir".to_owned(),
+        ])),
     )
-        .prop_map(|(retention, max_lines, scrub)| Logs {
+        .prop_map(|(retention, max_lines, scrub, enabled, model_dir)| Logs {
             retention,
             max_lines,
             scrub,
+            semantic: Semantic { enabled, model_dir },
         })
 }
 fn preset() -> impl Strategy<Value = Preset> {

@@ -7,7 +7,7 @@
 //! **Invariant:** only [`autogit_core::logs::enrich`]'s scrubbed message is stored; nothing
 //! here sees a raw line.
 
-use autogit_core::logs::{Enriched, Field, Level, Query, status_range};
+use autogit_core::logs::{Enriched, Field, Level, Query, RRF_K, SearchMode, fuse, status_range};
 use rusqlite::{Connection, OpenFlags, params, params_from_iter};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +29,9 @@ pub struct Line {
 /// A search hit.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Hit {
+    /// The line's row (fusion's key; not shown).
+    #[serde(skip)]
+    pub id: i64,
     pub at_ns: i64,
     pub service: String,
     pub level: String,
@@ -38,7 +41,8 @@ pub struct Hit {
     pub request_id: Option<String>,
     pub trace_id: Option<String>,
     pub job_id: Option<String>,
-    /// BM25 relevance (higher is better); 0 for a filter-only query (newest first).
+    /// Relevance, higher is better: BM25 (lexical), cosine similarity (semantic) or the
+    /// reciprocal rank fusion of both (hybrid); 0 for a filter-only query (newest first).
     pub score: f64,
 }
 
@@ -85,7 +89,22 @@ CREATE VIRTUAL TABLE IF NOT EXISTS lines_fts USING fts5(
     message, content='lines', content_rowid='id', columnsize=0
 );
 CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, at INTEGER NOT NULL);
+-- Semantic search (`logs.semantic`), filled off the ingest path by the embed pass: one row
+-- per message template (`core::logs::template`) with its embedding (384 little-endian f32)
+-- once computed, and each embedded line's template.
+CREATE TABLE IF NOT EXISTS templates (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, vec BLOB);
+CREATE TABLE IF NOT EXISTS line_templates (line INTEGER PRIMARY KEY, template INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS line_templates_t ON line_templates(template, line);
 ";
+
+/// Templates whose lines a semantic search reads, most similar first.
+const SEMANTIC_TEMPLATES: usize = 64;
+/// Candidates each ranking gives the fusion of a hybrid search (at least the limit).
+const FUSION_CANDIDATES: usize = 100;
+/// The cursor row counting changes of the templates' vectors (the in-memory copy follows it).
+const VECTORS_VERSION: &str = "embed-vectors-version";
+/// The cursor row of the last line given a template.
+const EMBED_CURSOR: &str = "embed-lines";
 
 /// Rows per multi-row `INSERT` (12 parameters a row, well under SQLite's 32 766).
 const ROWS_PER_INSERT: usize = 64;
@@ -100,10 +119,110 @@ fn sql_err(path: &Path, e: rusqlite::Error) -> LogStoreError {
     }
 }
 
+/// The columns of a [`Hit`] (with `l` the `lines` row), then its score.
+const HIT_COLUMNS: &str = "l.id, l.at, l.service, l.level, l.message, l.class, l.status, l.request_id, l.trace_id, l.job_id";
+
+fn hit_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Hit> {
+    Ok(Hit {
+        id: r.get(0)?,
+        at_ns: r.get(1)?,
+        service: r.get(2)?,
+        level: r.get(3)?,
+        message: r.get(4)?,
+        error_class: r.get(5)?,
+        http_status: r.get::<_, Option<i64>>(6)?.map(|s| s as u16),
+        request_id: r.get(7)?,
+        trace_id: r.get(8)?,
+        job_id: r.get(9)?,
+        score: r.get(10)?,
+    })
+}
+
+/// The query's time range and field filters as `AND …` on `lines l`.
+fn filters_sql(
+    q: &Query,
+    from_ns: i64,
+    to_ns: i64,
+    sql: &mut String,
+    args: &mut Vec<rusqlite::types::Value>,
+) {
+    use rusqlite::types::Value as V;
+    sql.push_str(" AND l.at >= ? AND l.at <= ?");
+    args.push(V::Integer(from_ns));
+    args.push(V::Integer(to_ns));
+    for (field, value) in &q.filters {
+        match field {
+            Field::Service => {
+                sql.push_str(" AND l.service = ?");
+                args.push(V::Text(value.clone()));
+            }
+            Field::Level => {
+                let l = Level::parse(value).unwrap_or(Level::Unknown);
+                sql.push_str(" AND l.level = ?");
+                args.push(V::Text(l.as_str().to_owned()));
+            }
+            Field::Status => {
+                let (lo, hi) = status_range(value).unwrap_or((0, 0));
+                sql.push_str(" AND l.status BETWEEN ? AND ?");
+                args.push(V::Integer(i64::from(lo)));
+                args.push(V::Integer(i64::from(hi)));
+            }
+            Field::Class => {
+                // The whole class, or its last segment (`NullPointerException` finds
+                // `java.lang.NullPointerException`); both indexed.
+                let tail = value.rsplit(['.', ':']).next().unwrap_or(value);
+                sql.push_str(" AND l.class_tail = ? AND (l.class = ? OR ? = l.class_tail)");
+                args.push(V::Text(tail.to_owned()));
+                args.push(V::Text(value.clone()));
+                args.push(V::Text(value.clone()));
+            }
+            Field::Ip => {
+                sql.push_str(" AND (' ' || l.ips || ' ') LIKE ?");
+                args.push(V::Text(format!("% {value} %")));
+            }
+            Field::Url => {
+                sql.push_str(" AND instr(l.urls, ?) > 0");
+                args.push(V::Text(value.clone()));
+            }
+            Field::Request => {
+                sql.push_str(" AND l.request_id = ?");
+                args.push(V::Text(value.clone()));
+            }
+            Field::Trace => {
+                sql.push_str(" AND l.trace_id = ?");
+                args.push(V::Text(value.clone()));
+            }
+            Field::Job => {
+                sql.push_str(" AND l.job_id = ?");
+                args.push(V::Text(value.clone()));
+            }
+        }
+    }
+}
+
+/// Marks the templates' vectors changed (searches reload their copy).
+fn bump_vectors(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute(
+        "INSERT INTO cursors (source, at) VALUES (?1, 1)
+         ON CONFLICT(source) DO UPDATE SET at = at + 1",
+        [VECTORS_VERSION],
+    )
+    .map(drop)
+}
+
 /// The store. Not `Sync`: one per thread (the follower writes, each search opens its own).
 pub struct LogStore {
     conn: Connection,
     path: PathBuf,
+    /// The templates' vectors in one matrix, as of a [`VECTORS_VERSION`].
+    vectors: Option<Vectors>,
+}
+
+/// Embedded templates in memory: their ids and one row of [`crate::embed::DIM`] numbers each.
+struct Vectors {
+    version: i64,
+    ids: Vec<i64>,
+    data: Vec<f32>,
 }
 
 impl std::fmt::Debug for LogStore {
@@ -168,6 +287,7 @@ impl LogStore {
         Ok(Self {
             conn,
             path: path.to_owned(),
+            vectors: None,
         })
     }
 
@@ -285,6 +405,39 @@ impl LogStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// Stored lines after row `after`, oldest first, at most `limit`, as Meilisearch
+    /// documents (keyed by row).
+    pub fn documents_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::meili::Document>, LogStoreError> {
+        let sql =
+            format!("SELECT {HIT_COLUMNS}, 0.0 FROM lines l WHERE l.id > ? ORDER BY l.id LIMIT ?");
+        let hits = self.hits(
+            &sql,
+            vec![
+                rusqlite::types::Value::Integer(after),
+                rusqlite::types::Value::Integer(limit as i64),
+            ],
+        )?;
+        Ok(hits
+            .into_iter()
+            .map(|h| crate::meili::Document {
+                id: h.id,
+                at: h.at_ns,
+                service: h.service,
+                level: h.level,
+                message: h.message,
+                error_class: h.error_class,
+                http_status: h.http_status,
+                request_id: h.request_id,
+                trace_id: h.trace_id,
+                job_id: h.job_id,
+            })
+            .collect())
+    }
+
     /// Lines stored.
     pub fn count(&self) -> Result<u64, LogStoreError> {
         self.conn
@@ -307,17 +460,16 @@ impl LogStore {
         use rusqlite::types::Value as V;
         let fts = q.fts();
         if let Some(m) = &fts {
-            sql.push_str(
-                "SELECT l.at, l.service, l.level, l.message, l.class, l.status, l.request_id, l.trace_id, l.job_id, -lines_fts.rank AS score
+            sql.push_str(&format!(
+                "SELECT {HIT_COLUMNS}, -lines_fts.rank AS score
                  FROM lines_fts JOIN lines l ON l.id = lines_fts.rowid
-                 WHERE lines_fts MATCH ?",
-            );
+                 WHERE lines_fts MATCH ?"
+            ));
             args.push(V::Text(m.clone()));
         } else {
-            sql.push_str(
-                "SELECT l.at, l.service, l.level, l.message, l.class, l.status, l.request_id, l.trace_id, l.job_id, 0.0 AS score
-                 FROM lines l WHERE 1",
-            );
+            sql.push_str(&format!(
+                "SELECT {HIT_COLUMNS}, 0.0 AS score FROM lines l WHERE 1"
+            ));
             if !q.not.is_empty() {
                 // Negation without words: the index decides which lines to drop.
                 let not = q
@@ -332,57 +484,7 @@ impl LogStore {
                 args.push(V::Text(not));
             }
         }
-        sql.push_str(" AND l.at >= ? AND l.at <= ?");
-        args.push(V::Integer(from_ns));
-        args.push(V::Integer(to_ns));
-        for (field, value) in &q.filters {
-            match field {
-                Field::Service => {
-                    sql.push_str(" AND l.service = ?");
-                    args.push(V::Text(value.clone()));
-                }
-                Field::Level => {
-                    let l = Level::parse(value).unwrap_or(Level::Unknown);
-                    sql.push_str(" AND l.level = ?");
-                    args.push(V::Text(l.as_str().to_owned()));
-                }
-                Field::Status => {
-                    let (lo, hi) = status_range(value).unwrap_or((0, 0));
-                    sql.push_str(" AND l.status BETWEEN ? AND ?");
-                    args.push(V::Integer(i64::from(lo)));
-                    args.push(V::Integer(i64::from(hi)));
-                }
-                Field::Class => {
-                    // The whole class, or its last segment (`NullPointerException` finds
-                    // `java.lang.NullPointerException`); both indexed.
-                    let tail = value.rsplit(['.', ':']).next().unwrap_or(value);
-                    sql.push_str(" AND l.class_tail = ? AND (l.class = ? OR ? = l.class_tail)");
-                    args.push(V::Text(tail.to_owned()));
-                    args.push(V::Text(value.clone()));
-                    args.push(V::Text(value.clone()));
-                }
-                Field::Ip => {
-                    sql.push_str(" AND (' ' || l.ips || ' ') LIKE ?");
-                    args.push(V::Text(format!("% {value} %")));
-                }
-                Field::Url => {
-                    sql.push_str(" AND instr(l.urls, ?) > 0");
-                    args.push(V::Text(value.clone()));
-                }
-                Field::Request => {
-                    sql.push_str(" AND l.request_id = ?");
-                    args.push(V::Text(value.clone()));
-                }
-                Field::Trace => {
-                    sql.push_str(" AND l.trace_id = ?");
-                    args.push(V::Text(value.clone()));
-                }
-                Field::Job => {
-                    sql.push_str(" AND l.job_id = ?");
-                    args.push(V::Text(value.clone()));
-                }
-            }
-        }
+        filters_sql(q, from_ns, to_ns, &mut sql, &mut args);
         if fts.is_some() {
             // Newest first, as log tools show them: FTS5 walks its rowids backwards and stops
             // at the limit. (Ordering by BM25 scores every match: 300 ms for a phrase found
@@ -392,24 +494,250 @@ impl LogStore {
             sql.push_str(" ORDER BY l.id DESC LIMIT ?");
         }
         args.push(V::Integer(limit.min(10_000) as i64));
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.err(e))?;
+        self.hits(&sql, args)
+    }
+
+    fn hits(
+        &self,
+        sql: &str,
+        args: Vec<rusqlite::types::Value>,
+    ) -> Result<Vec<Hit>, LogStoreError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.err(e))?;
         let rows = stmt
-            .query_map(params_from_iter(args), |r| {
-                Ok(Hit {
-                    at_ns: r.get(0)?,
-                    service: r.get(1)?,
-                    level: r.get(2)?,
-                    message: r.get(3)?,
-                    error_class: r.get(4)?,
-                    http_status: r.get::<_, Option<i64>>(5)?.map(|s| s as u16),
-                    request_id: r.get(6)?,
-                    trace_id: r.get(7)?,
-                    job_id: r.get(8)?,
-                    score: r.get(9)?,
-                })
-            })
+            .query_map(params_from_iter(args), hit_row)
             .map_err(|e| self.err(e))?;
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// A search ranked as `mode` says. `query_vec` is the embedding of the query's text
+    /// ([`Query::text`]); without it (a query of filters only) every mode is lexical.
+    pub fn search_mode(
+        &mut self,
+        q: &Query,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+        mode: SearchMode,
+        query_vec: Option<&[f32]>,
+    ) -> Result<Vec<Hit>, LogStoreError> {
+        let (mode, v) = match query_vec {
+            Some(v) if mode.semantic() => (mode, v),
+            _ => return self.search(q, from_ns, to_ns, limit),
+        };
+        let limit = limit.min(10_000);
+        if mode == SearchMode::Semantic {
+            return self.search_semantic(q, from_ns, to_ns, limit, v);
+        }
+        let n = limit.max(FUSION_CANDIDATES);
+        // Lexical: the newest matches, ranked by BM25 (best first).
+        let mut lexical = self.search(q, from_ns, to_ns, n)?;
+        lexical.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.id.cmp(&a.id)));
+        let semantic = self.search_semantic(q, from_ns, to_ns, n, v)?;
+        let ids = |h: &[Hit]| h.iter().map(|h| h.id).collect::<Vec<_>>();
+        let fused = fuse(&[&ids(&lexical), &ids(&semantic)], RRF_K);
+        let mut by_id: std::collections::HashMap<i64, Hit> = semantic
+            .into_iter()
+            .chain(lexical)
+            .map(|h| (h.id, h))
+            .collect();
+        Ok(fused
+            .into_iter()
+            .take(limit)
+            .filter_map(|(id, score)| {
+                by_id.remove(&id).map(|mut h| {
+                    h.score = score;
+                    h
+                })
+            })
+            .collect())
+    }
+
+    /// The lines whose templates are nearest `v` in meaning (most similar template first,
+    /// its newest lines first), within the filters and time range (the words need not be
+    /// in the line; `-word` still excludes). Each hit's score is the cosine similarity.
+    fn search_semantic(
+        &mut self,
+        q: &Query,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+        v: &[f32],
+    ) -> Result<Vec<Hit>, LogStoreError> {
+        use rusqlite::types::Value as V;
+        let nearest = self.nearest_templates(v, SEMANTIC_TEMPLATES)?;
+        let mut sql = format!(
+            "SELECT {HIT_COLUMNS}, 0.0 FROM line_templates lt JOIN lines l ON l.id = lt.line
+             WHERE lt.template = ?"
+        );
+        let mut tail: Vec<V> = Vec::new();
+        if !q.not.is_empty() {
+            let not = q
+                .not
+                .iter()
+                .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            sql.push_str(" AND l.id NOT IN (SELECT rowid FROM lines_fts WHERE lines_fts MATCH ?)");
+            tail.push(V::Text(not));
+        }
+        filters_sql(q, from_ns, to_ns, &mut sql, &mut tail);
+        sql.push_str(" ORDER BY lt.line DESC LIMIT ?");
+        let mut out = Vec::new();
+        for (template, sim) in nearest {
+            if out.len() >= limit {
+                break;
+            }
+            let mut args = vec![V::Integer(template)];
+            args.extend(tail.iter().cloned());
+            args.push(V::Integer((limit - out.len()) as i64));
+            out.extend(self.hits(&sql, args)?.into_iter().map(|mut h| {
+                h.score = f64::from(sim);
+                h
+            }));
+        }
+        Ok(out)
+    }
+
+    /// The `k` embedded templates most similar to `v`, most similar first.
+    fn nearest_templates(&mut self, v: &[f32], k: usize) -> Result<Vec<(i64, f32)>, LogStoreError> {
+        use crate::embed::DIM;
+        let version = self.cursor(VECTORS_VERSION)?.unwrap_or(0);
+        if self.vectors.as_ref().is_none_or(|m| m.version != version) {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, vec FROM templates WHERE vec IS NOT NULL ORDER BY id")
+                .map_err(|e| self.err(e))?;
+            let mut ids = Vec::new();
+            let mut data = Vec::new();
+            let mut rows = stmt.query([]).map_err(|e| sql_err(&self.path, e))?;
+            while let Some(r) = rows.next().map_err(|e| sql_err(&self.path, e))? {
+                let blob: Vec<u8> = r.get(1).map_err(|e| sql_err(&self.path, e))?;
+                if let Some(x) = crate::embed::from_blob(&blob) {
+                    ids.push(r.get(0).map_err(|e| sql_err(&self.path, e))?);
+                    data.extend(x);
+                }
+            }
+            drop(rows);
+            drop(stmt);
+            self.vectors = Some(Vectors { version, ids, data });
+        }
+        let m = self.vectors.as_ref().expect("loaded above");
+        let mut sims: Vec<(i64, f32)> = m
+            .ids
+            .iter()
+            .zip(m.data.chunks_exact(DIM))
+            .map(|(id, row)| (*id, crate::embed::cosine(row, v)))
+            .collect();
+        let k = k.min(sims.len());
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        sims.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+        sims.truncate(k);
+        sims.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+        Ok(sims)
+    }
+
+    /// Lines not yet given a template (the embed pass's input), oldest first: (row, message).
+    pub fn lines_to_template(&self, limit: usize) -> Result<Vec<(i64, String)>, LogStoreError> {
+        let after = self.cursor(EMBED_CURSOR)?.unwrap_or(0);
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, message FROM lines WHERE id > ?1 ORDER BY id LIMIT ?2")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Gives lines their templates (one row per distinct template, kept) and moves the embed
+    /// cursor past them, in one transaction.
+    pub fn assign_templates(&mut self, lines: &[(i64, String)]) -> Result<(), LogStoreError> {
+        let Some(last) = lines.iter().map(|l| l.0).max() else {
+            return Ok(());
+        };
+        let path = self.path.clone();
+        let e = |x: rusqlite::Error| sql_err(&path, x);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e)?;
+        {
+            let mut add = tx
+                .prepare_cached(
+                    "INSERT INTO templates (key) VALUES (?1) ON CONFLICT(key) DO UPDATE SET key = key RETURNING id",
+                )
+                .map_err(e)?;
+            let mut link = tx
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO line_templates (line, template) VALUES (?1, ?2)",
+                )
+                .map_err(e)?;
+            let mut seen: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+            for (line, key) in lines {
+                let id = match seen.get(key.as_str()) {
+                    Some(id) => *id,
+                    None => {
+                        let id: i64 = add.query_row([key], |r| r.get(0)).map_err(e)?;
+                        seen.insert(key, id);
+                        id
+                    }
+                };
+                link.execute(params![line, id]).map_err(e)?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO cursors (source, at) VALUES (?1, ?2)
+             ON CONFLICT(source) DO UPDATE SET at = excluded.at",
+            params![EMBED_CURSOR, last],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// Templates without a vector yet, at most `limit`: (id, template text).
+    pub fn templates_to_embed(&self, limit: usize) -> Result<Vec<(i64, String)>, LogStoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, key FROM templates WHERE vec IS NULL ORDER BY id LIMIT ?1")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Stores templates' vectors.
+    pub fn set_vectors(&mut self, vectors: &[(i64, Vec<f32>)]) -> Result<(), LogStoreError> {
+        let path = self.path.clone();
+        let e = |x: rusqlite::Error| sql_err(&path, x);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e)?;
+        {
+            let mut st = tx
+                .prepare_cached("UPDATE templates SET vec = ?2 WHERE id = ?1")
+                .map_err(e)?;
+            for (id, v) in vectors {
+                st.execute(params![id, crate::embed::to_blob(v)])
+                    .map_err(e)?;
+            }
+        }
+        bump_vectors(&tx).map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// (templates, templates with a vector, lines with a template).
+    pub fn semantic_counts(&self) -> Result<(u64, u64, u64), LogStoreError> {
+        self.conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM templates), (SELECT count(*) FROM templates WHERE vec IS NOT NULL), (SELECT count(*) FROM line_templates)",
+                [],
+                |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)),
+            )
+            .map_err(|e| self.err(e))
     }
 
     /// Drops lines older than the retention's age (relative to `now_ns`), then the oldest
@@ -444,12 +772,31 @@ impl LogStore {
             params![cutoff, by_count],
         )
         .map_err(|e| sql_err(&path, e))?;
+        let linked = tx
+            .execute(
+                &format!(
+                    "DELETE FROM line_templates WHERE line IN (SELECT id FROM lines WHERE {doomed})"
+                ),
+                params![cutoff, by_count],
+            )
+            .map_err(|e| sql_err(&path, e))?;
         let n = tx
             .execute(
                 &format!("DELETE FROM lines WHERE {doomed}"),
                 params![cutoff, by_count],
             )
             .map_err(|e| sql_err(&path, e))?;
+        if linked > 0 {
+            // Templates no kept line has any more (lines not yet given one keep theirs: a
+            // template is only made for a line).
+            tx.execute(
+                "DELETE FROM templates WHERE NOT EXISTS
+                 (SELECT 1 FROM line_templates lt WHERE lt.template = templates.id)",
+                [],
+            )
+            .map_err(|e| sql_err(&path, e))?;
+            bump_vectors(&tx).map_err(|e| sql_err(&path, e))?;
+        }
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n as u64)
     }

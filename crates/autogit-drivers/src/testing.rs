@@ -7,6 +7,7 @@ use std::process::{Command, Stdio};
 
 pub mod bind;
 pub mod dnsmasq;
+pub mod minilm;
 pub mod netns;
 pub mod pebble;
 pub mod rclone;

@@ -611,6 +611,11 @@ pub enum LogsCommand {
         /// At most this many hits
         #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
         limit: u32,
+        /// Ranking: hybrid (words and meaning, fused), lexical (words, BM25) or semantic
+        /// (meaning); semantic and hybrid need logs.semantic.enabled. Default: hybrid when
+        /// semantic search is on, else lexical
+        #[arg(long, value_parser = ["hybrid", "lexical", "semantic"])]
+        mode: Option<String>,
     },
 }
 

@@ -298,6 +298,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                     query,
                     since,
                     limit,
+                    mode,
                 }),
             ..
         } => crate::status_cmd::log_search(
@@ -306,6 +307,8 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             &query.join(" "),
             since.as_deref(),
             limit as usize,
+            mode.as_deref()
+                .and_then(autogit_core::logs::SearchMode::parse),
         ),
         Command::Logs {
             cmd: None,

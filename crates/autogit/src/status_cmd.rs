@@ -110,12 +110,23 @@ pub fn logs(
 }
 
 /// `autogit logs search QUERY`: the hits, newest or best first; JSON with `-o json`.
-pub fn log_search(ui: &Ui, loaded: &Loaded, query: &str, since: Option<&str>, limit: usize) -> u8 {
+pub fn log_search(
+    ui: &Ui,
+    loaded: &Loaded,
+    query: &str,
+    since: Option<&str>,
+    limit: usize,
+    mode: Option<autogit_core::logs::SearchMode>,
+) -> u8 {
+    use autogit_app::logs::LogError;
     let c = autogit_app::logs::LogController::new(loaded.settings.clone(), clock::system());
-    let found = match c.search(query, since, limit) {
+    let found = match c.search_mode(query, since, limit, mode) {
         Ok(f) => f,
         Err(
-            e @ (autogit_app::logs::LogError::Query(_) | autogit_app::logs::LogError::Range(_)),
+            e @ (LogError::Query(_)
+            | LogError::Range(_)
+            | LogError::SemanticOff(_)
+            | LogError::NoModel),
         ) => {
             ui.error(&e.to_string());
             return exit::UNAVAILABLE;
@@ -125,6 +136,7 @@ pub fn log_search(ui: &Ui, loaded: &Loaded, query: &str, since: Option<&str>, li
     if ui.json {
         ui.print_json(&json!({
             "query": found.query,
+            "mode": found.mode,
             "indexed": found.indexed,
             "hits": found.hits,
         }));

@@ -24,7 +24,7 @@ use crate::bench_logs_tantivy::TantivyStore;
 use crate::scheduler::Rng;
 
 /// CPU seconds this process has used, all threads (user + system, from `/proc/self/stat`).
-fn cpu_s() -> f64 {
+pub(crate) fn cpu_s() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // After the command name's closing parenthesis: field 3 onwards; utime and stime are 14
     // and 15, in clock ticks (100 a second on Linux).
@@ -80,7 +80,7 @@ const WORDS: [&str; 10] = [
 ];
 
 /// One line of the corpus: (service, text).
-fn line(r: &mut Rng, i: u64) -> (&'static str, String) {
+pub(crate) fn line(r: &mut Rng, i: u64) -> (&'static str, String) {
     let rid = format!("01J{:08X}", i.wrapping_mul(2_654_435_761) & 0xFFFF_FFFF);
     let error = r.below(50) == 0;
     match r.below(5) {
@@ -195,7 +195,7 @@ fn line(r: &mut Rng, i: u64) -> (&'static str, String) {
     }
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 

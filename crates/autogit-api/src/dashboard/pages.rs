@@ -957,7 +957,7 @@ async fn logs(v: &View) -> Markup {
             p.hint { "Words and \"phrases\" (all must match), " code { "-word" } ", and fields: " code { "service: level: status:5xx class: ip: url: request: trace: job:" } ". Lines are scrubbed: addresses and secrets are never stored." }
         }
         @if let Some(q) = q {
-            @match v.get::<SearchLogs>(NoParams {}, LogSearchQuery { q, time_range: range }).await {
+            @match v.get::<SearchLogs>(NoParams {}, LogSearchQuery { q, time_range: range, mode: None }).await {
                 Err(p) => (problem_box(&p)),
                 Ok(r) if r.indexed == 0 => p.muted { "Nothing is indexed yet: " code { "autogit daemon" } " follows the containers' logs and indexes them." },
                 Ok(r) if r.hits.is_empty() => p.muted { "No match in " (r.indexed) " indexed lines." },
