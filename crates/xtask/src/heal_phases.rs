@@ -32,6 +32,7 @@ struct Ev {
 }
 
 /// Every container and network event of the engine, from when it was made.
+#[derive(Debug)]
 pub struct EngineLog {
     child: Child,
     events: Arc<Mutex<Vec<Ev>>>,
