@@ -539,7 +539,7 @@ pub async fn sync_once_held(
             source,
         })?;
     }
-    fetch(job, git, &pinned, &cache).await?;
+    fetch(job, git, &pinned, &cache, false).await?;
     let lfs = move_lfs(job, git, lfs_installed, &pinned, &cache).await?;
     push(job, git, &cache, false).await?;
     Ok(Outcome::Synced {
@@ -568,7 +568,7 @@ async fn first_sync(
             source,
         })?;
     }
-    if let Err(fetch_error) = fetch(job, git, pinned, cache).await {
+    if let Err(fetch_error) = fetch(job, git, pinned, cache, true).await {
         let listed = ls_remote(
             git,
             opts,
@@ -630,17 +630,22 @@ fn cache_is_empty(cache: &Path) -> bool {
 }
 
 /// Complete and atomic, or nothing: a push only ever sees a whole fetch. No automatic
-/// maintenance afterwards (one process less per sync; the caches are only ever fetched into
-/// and pushed from).
-async fn fetch(job: &Job, git: &Git, pinned: &Pinned, cache: &Path) -> Result<(), MirrorError> {
+/// maintenance after a `first` fetch (one process less, and nothing to pack yet).
+async fn fetch(
+    job: &Job,
+    git: &Git,
+    pinned: &Pinned,
+    cache: &Path,
+    first: bool,
+) -> Result<(), MirrorError> {
+    // After later fetches git's automatic maintenance keeps a long-lived cache packed.
+    let maintenance = if first { "false" } else { "true" };
     git.run(Call {
         step: "git fetch",
         dir: Some(cache),
         args: vec![
             "-c".into(),
-            "maintenance.auto=false".into(),
-            "-c".into(),
-            "gc.auto=0".into(),
+            format!("maintenance.auto={maintenance}"),
             "fetch".into(),
             "--atomic".into(),
             "--prune".into(),
@@ -909,6 +914,10 @@ async fn lfs_available(git: &Git) -> bool {
 /// cat-file` (one pass over the objects each, no history walk). A `.gitattributes` that
 /// tracks files with LFS but no pointer means there is nothing to move.
 async fn uses_lfs(git: &Git, cache: &Path) -> Result<bool, MirrorError> {
+    // A small fetch left only loose objects: read here, no process at all.
+    if let Ok(Some(found)) = objects::loose_lfs(cache) {
+        return Ok(found);
+    }
     if let Ok(Some(mut oids)) = objects::list(cache) {
         if oids.is_empty() {
             return Ok(false);

@@ -58,6 +58,71 @@ pub fn list(repo: &Path) -> std::io::Result<Option<Vec<String>>> {
     Ok(Some(out))
 }
 
+/// Whether the repository's objects hold an LFS pointer, read in-process when every object is
+/// loose (what `git fetch` leaves of a small first fetch: under `fetch.unpackLimit`, 100
+/// objects, it unpacks them): each object's header inflated for its type and size, and the
+/// blobs of pointer size read whole ([`autogit_core::mirror::lfs_pointer_candidates`]'s
+/// bounds, [`autogit_core::mirror::has_lfs_pointer`]'s test). `None` when there is a pack
+/// or anything [`list`] would not read: the caller asks git.
+pub fn loose_lfs(repo: &Path) -> std::io::Result<Option<bool>> {
+    use std::io::Read as _;
+    let pack_dir = repo.join("objects/pack");
+    if pack_dir.exists()
+        && std::fs::read_dir(&pack_dir)?.any(|e| {
+            e.is_ok_and(|e| {
+                e.path()
+                    .extension()
+                    .is_some_and(|x| x == "idx" || x == "pack")
+            })
+        })
+    {
+        return Ok(None);
+    }
+    let Some(oids) = list(repo)? else {
+        return Ok(None);
+    };
+    let objects = repo.join("objects");
+    for oid in oids {
+        let file = std::fs::File::open(objects.join(&oid[..2]).join(&oid[2..]))?;
+        // A header (`blob 130\0`) and, for a pointer, at most 1024 bytes: never more read.
+        let mut z = flate2::read::ZlibDecoder::new(file).take(64 + 1024);
+        let mut head = Vec::with_capacity(32);
+        let mut byte = [0u8; 1];
+        loop {
+            if z.read(&mut byte)? == 0 || head.len() > 32 {
+                return Ok(None);
+            }
+            if byte[0] == 0 {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let Some((kind, size)) = head.split_once(' ') else {
+            return Ok(None);
+        };
+        let Ok(size) = size.parse::<usize>() else {
+            return Ok(None);
+        };
+        let line = format!("{kind} {size} {oid}");
+        if autogit_core::mirror::lfs_pointer_candidates(&line).is_empty() {
+            continue;
+        }
+        let mut content = Vec::with_capacity(size);
+        z.read_to_end(&mut content)?;
+        if content.len() != size {
+            return Ok(None);
+        }
+        let mut batch = format!("{oid} {kind} {size}\n").into_bytes();
+        batch.extend_from_slice(&content);
+        batch.push(b'\n');
+        if autogit_core::mirror::has_lfs_pointer(&batch) {
+            return Ok(Some(true));
+        }
+    }
+    Ok(Some(false))
+}
+
 /// The object names of a version 2 pack index of SHA-1 objects; `None` for anything else
 /// (version 1, SHA-256, a truncated file).
 pub fn idx_names(bytes: &[u8]) -> Option<Vec<String>> {
@@ -158,6 +223,40 @@ mod tests {
         assert!(ours.contains(&loose.trim().to_owned()));
         // 3 commits, 3 trees, 3 blobs, a tag, the loose blob.
         assert_eq!(ours.len(), 11, "{ours:?}");
+    }
+
+    /// Loose objects only: read here, a pointer found among them and not elsewhere; with a
+    /// pack, left to git.
+    #[test]
+    fn loose_objects_are_scanned_for_pointers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("r.git");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "--bare", "--quiet"]);
+        std::fs::write(tmp.path().join("text"), "x".repeat(300)).unwrap();
+        git(&repo, &["hash-object", "-w", "../text"]);
+        assert_eq!(loose_lfs(&repo).unwrap(), Some(false));
+        let pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n";
+        std::fs::write(tmp.path().join("pointer"), pointer).unwrap();
+        let oid = git(&repo, &["hash-object", "-w", "../pointer"]);
+        assert_eq!(loose_lfs(&repo).unwrap(), Some(true));
+        // A pack beside them (git packs what a larger fetch brings).
+        let mut child = Command::new("git")
+            .current_dir(&repo)
+            .args(["pack-objects", "--quiet", "objects/pack/pack"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(oid.as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(loose_lfs(&repo).unwrap(), None);
     }
 
     #[test]
