@@ -909,7 +909,8 @@ async fn lfs_available(git: &Git) -> bool {
 
 /// Whether the cache holds any LFS pointer, in history or at a head: the blobs small enough
 /// to be pointers ([`autogit_core::mirror::lfs_pointer_candidates`]), then their first bytes.
-/// The cache's objects are listed in-process ([`objects`]) and one `git cat-file
+/// A cache of loose objects only (a small fetch) is read in-process ([`objects::loose_lfs`]);
+/// otherwise its objects are listed in-process ([`objects::list`]) and one `git cat-file
 /// --batch-command` answers both questions; where the listing cannot be read here, two `git
 /// cat-file` (one pass over the objects each, no history walk). A `.gitattributes` that
 /// tracks files with LFS but no pointer means there is nothing to move.
