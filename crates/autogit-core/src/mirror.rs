@@ -553,6 +553,19 @@ pub fn lfs_pointer_candidates(batch_check: &str) -> Vec<&str> {
         .collect()
 }
 
+/// [`lfs_pointer_candidates`] from `git cat-file --batch-command`'s `info` answers, in git's
+/// default format (`<oid> <type> <size>`, or `<oid> missing`).
+pub fn lfs_pointer_candidates_named(info: &str) -> Vec<&str> {
+    info.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let (oid, kind, size) = (f.next()?, f.next()?, f.next()?);
+            let size: u64 = size.parse().ok()?;
+            (kind == "blob" && (LFS_POINTER_MIN..=LFS_POINTER_MAX).contains(&size)).then_some(oid)
+        })
+        .collect()
+}
+
 /// From `git cat-file --batch` (`<oid> <type> <size>\n<content>\n` per object): whether any
 /// object is an LFS pointer.
 pub fn has_lfs_pointer(batch: &[u8]) -> bool {
@@ -614,6 +627,33 @@ pub fn decide(source: &Refs, target: &Refs) -> Decision {
     } else {
         Decision::Sync { changed, deleted }
     }
+}
+
+/// From the standard output of `git push --porcelain` (`<flag>\t<from>:<to>\t<summary>` per
+/// ref, between a `To <url>` line and `Done`): how many refs it created or moved (`*`, ` `, `+`)
+/// and how many it deleted (`-`). Refs already equal (`=`) count as neither. What a first
+/// sync reports instead of [`decide`]'s counts, when it did not read the target first.
+pub fn push_porcelain_counts(stdout: &str) -> Result<(usize, usize), String> {
+    let (mut changed, mut deleted) = (0, 0);
+    for line in stdout.lines() {
+        if line.starts_with("To ") || line == "Done" || line.is_empty() {
+            continue;
+        }
+        let mut f = line.split('\t');
+        let (Some(flag), Some(refs)) = (f.next(), f.next()) else {
+            return Err(format!("unexpected line `{line}`"));
+        };
+        if !refs.contains(':') {
+            return Err(format!("unexpected line `{line}`"));
+        }
+        match flag {
+            "*" | " " | "+" => changed += 1,
+            "-" => deleted += 1,
+            "=" => {}
+            _ => return Err(format!("ref not pushed: `{line}`")),
+        }
+    }
+    Ok((changed, deleted))
 }
 
 /// A URL without userinfo (`https://user:secret@host/x` → `https://***@host/x`), for logs and
@@ -994,9 +1034,26 @@ mod tests {
     }
 
     #[test]
+    fn push_porcelain_is_counted() {
+        let out = "To git://h/x.git\n*\trefs/heads/dev:refs/heads/dev\t[new branch]\n \trefs/heads/main:refs/heads/main\ta..b\n+\trefs/heads/f:refs/heads/f\ta...c (forced update)\n-\t:refs/heads/old\t[deleted]\n=\trefs/tags/v1:refs/tags/v1\t[up to date]\nDone\n";
+        assert_eq!(push_porcelain_counts(out), Ok((3, 1)));
+        assert_eq!(push_porcelain_counts("To x\nDone\n"), Ok((0, 0)));
+        let rejected =
+            "To x\n!\trefs/heads/main:refs/heads/main\t[rejected] (atomic push failed)\nDone\n";
+        assert!(
+            push_porcelain_counts(rejected)
+                .unwrap_err()
+                .contains("not pushed")
+        );
+        assert!(push_porcelain_counts("garbage\n").is_err());
+    }
+
+    #[test]
     fn lfs_pointers_are_found_among_small_blobs() {
         let check = "commit 250 1111\nblob 130 2222\nblob 5000 3333\nblob 20 4444\ntree 90 5555\nblob 1024 6666\n";
         assert_eq!(lfs_pointer_candidates(check), ["2222", "6666"]);
+        let named = "1111 commit 250\n2222 blob 130\n3333 blob 5000\n4444 blob 20\n5555 tree 90\n6666 blob 1024\n7777 missing\n";
+        assert_eq!(lfs_pointer_candidates_named(named), ["2222", "6666"]);
         let pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n";
         let text = "fn main() {}\n";
         let batch = |items: &[(&str, &str)]| -> Vec<u8> {

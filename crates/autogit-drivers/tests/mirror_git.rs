@@ -150,6 +150,58 @@ async fn new_repository_is_mirrored_and_a_second_sync_does_nothing() {
     assert!(calls.iter().all(|c| c.contains("ls-remote")), "{calls:#?}");
 }
 
+/// A first sync reads no advertisement: with the fast path off (any listing would be a `git
+/// ls-remote` child), it runs one fetch and one push, as `clone --mirror` + `push --mirror`
+/// would (the LFS scan reads the fetched loose objects in-process); the counts come from the push's report. A later
+/// sync compares both sides again, and an empty source does not make every sync a first one.
+#[tokio::test]
+async fn a_first_sync_reads_no_advertisement() {
+    let Some(mut fx) = Fx::new("first") else {
+        return;
+    };
+    fx.opts.native_refs = false;
+    let w = fx.repo("app");
+    w.commit("a", "1");
+    w.run(&["branch", "dev"]);
+    w.run(&["tag", "-a", "v1", "-m", "v1"]);
+    w.publish();
+    assert_eq!(synced(&fx.sync_one("app").await), (3, 0));
+    fx.assert_mirrored("app");
+    let verbs: Vec<String> = fx
+        .git_calls()
+        .iter()
+        .filter_map(|l| {
+            ["ls-remote", "fetch", "cat-file", "push"]
+                .into_iter()
+                .find(|v| l.split(' ').any(|w| w == *v))
+                .map(str::to_owned)
+        })
+        .collect();
+    // (The few objects came unpacked, loose: the LFS scan read them in-process.)
+    assert_eq!(verbs, ["fetch", "push"], "{:#?}", fx.git_calls());
+
+    // Nothing changed: both sides listed, nothing else.
+    let before = fx.git_calls().len();
+    assert!(matches!(fx.sync_one("app").await, Ok(Outcome::UpToDate)));
+    let calls = fx.git_calls()[before..].to_vec();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    assert!(calls.iter().all(|c| c.contains("ls-remote")), "{calls:#?}");
+
+    // A cache lost while the target kept everything: fetched again, nothing to push.
+    std::fs::remove_dir_all(cache_path(&fx.opts.cache_dir, "app")).unwrap();
+    assert!(matches!(fx.sync_one("app").await, Ok(Outcome::UpToDate)));
+    fx.assert_mirrored("app");
+
+    // An empty source: its first sync leaves the cache without refs, the next one lists.
+    fx.src.init("empty.git");
+    fx.dst.init("mirrors/empty.git");
+    assert!(matches!(fx.sync_one("empty").await, Ok(Outcome::UpToDate)));
+    let before = fx.git_calls().len();
+    assert!(matches!(fx.sync_one("empty").await, Ok(Outcome::UpToDate)));
+    let calls = fx.git_calls()[before..].to_vec();
+    assert!(calls.iter().all(|c| c.contains("ls-remote")), "{calls:#?}");
+}
+
 /// Every path under `dir` whose mode gives group or others any access.
 fn not_private(dir: &std::path::Path) -> Vec<String> {
     use std::os::unix::fs::PermissionsExt;

@@ -26,6 +26,7 @@ mod bench_logs;
 mod bench_logs_tantivy;
 mod bench_mirror;
 mod bench_semantic;
+mod heal_phases;
 mod scheduler;
 
 use std::path::{Path, PathBuf};
@@ -364,27 +365,41 @@ fn bench_heal(runs: usize) {
     // Both run at once and are killed in turn (A B A B), so drift hits both alike.
     println!("== SIGKILL -> health endpoint answers again ({runs} runs, interleaved)");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours_phases, mut theirs_phases) = (Vec::new(), Vec::new());
     {
         let a = Autogit::start("kill", "0.2.0", 33080);
         run_plain("bench-docker-always", &image, 33180, "always");
+        let engine = heal_phases::EngineLog::watch();
+        // Timed twice: `Instant` for the total, the wall clock to place the engine's events.
+        let timed = |name: &str, port: u16, phases: &mut Vec<heal_phases::Phases>| {
+            let id = sh("docker", &["inspect", "-f", "{{.Id}}", name]);
+            let (t, wall) = (Instant::now(), std::time::SystemTime::now());
+            crash(name);
+            let _ = wait_healthy(port, Duration::from_secs(60));
+            let total = t.elapsed();
+            let healthy = wall + total;
+            // The last events may still be on their way to the reader.
+            std::thread::sleep(Duration::from_millis(200));
+            match engine.phases(&id, wall, healthy) {
+                Some(p) => phases.push(p),
+                None => println!("  ({name}: an engine event was not seen; no breakdown)"),
+            }
+            total
+        };
         for i in 0..runs {
             std::thread::sleep(spacing);
-            let t = Instant::now();
-            crash("bench-kill-gitlab");
-            let _ = wait_healthy(33080, Duration::from_secs(60));
-            ours.push(t.elapsed());
-            let t = Instant::now();
-            crash("bench-docker-always");
-            let _ = wait_healthy(33180, Duration::from_secs(60));
-            theirs.push(t.elapsed());
+            ours.push(timed("bench-kill-gitlab", 33080, &mut ours_phases));
+            theirs.push(timed("bench-docker-always", 33180, &mut theirs_phases));
             println!(
                 "  run {i}: autogit daemon {:?}, restart: always {:?}",
                 ours[i], theirs[i]
             );
         }
+        drop(engine);
         drop(a);
         remove_plain("bench-docker-always");
     }
+    heal_phases::print(&ours_phases, &theirs_phases);
     let (m1, m2) = (median(&mut ours), median(&mut theirs));
     println!(
         "  median: autogit {m1:?}, docker restart=always on the same container spec {m2:?}, ratio autogit/docker = {:.2}",

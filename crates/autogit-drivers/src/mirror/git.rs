@@ -161,9 +161,8 @@ impl Git {
         })
     }
 
-    /// Runs the call; stdout on success, a scrubbed error otherwise. The child is killed when
-    /// the future is dropped (timeouts).
-    pub async fn run(&self, call: Call<'_>) -> Result<Vec<u8>, MirrorError> {
+    /// The command for `call`: hardened environment and settings, its arguments.
+    fn command(&self, call: &Call<'_>) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(&self.program);
         cmd.env_clear().envs(child_env(
             std::env::vars_os(),
@@ -191,21 +190,44 @@ impl Git {
             args.push("-C".into());
             args.push(d.to_string_lossy().into_owned());
         }
-        args.extend(call.args);
+        args.extend(call.args.iter().cloned());
         cmd.args(&args)
-            .stdin(if call.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        cmd
+    }
+
+    fn failed(call: &Call<'_>, stdout: &[u8], stderr: &[u8]) -> MirrorError {
+        let mut stderr = String::from_utf8_lossy(stderr).into_owned();
+        // `push --porcelain` reports refused refs on stdout (`!\t<ref>\t<reason>`).
+        for l in String::from_utf8_lossy(stdout).lines() {
+            if let Some(refused) = l.strip_prefix("!\t") {
+                stderr.push_str(&format!("\nrefused: {}", refused.replace('\t', " ")));
+            }
+        }
+        MirrorError::Git {
+            step: call.step,
+            remote: call.remote.map(redact_url),
+            detail: scrub(&stderr, call.token),
+        }
+    }
+
+    /// Runs the call; stdout on success, a scrubbed error otherwise. The child is killed when
+    /// the future is dropped (timeouts).
+    pub async fn run(&self, mut call: Call<'_>) -> Result<Vec<u8>, MirrorError> {
+        let mut cmd = self.command(&call);
+        let input = call.stdin.take();
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         let mut child = cmd.spawn().map_err(|source| MirrorError::Spawn {
             git: self.program.clone(),
             source,
         })?;
-        if let (Some(input), Some(mut stdin)) = (call.stdin, child.stdin.take()) {
+        if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             // Written concurrently with reading the output, so a large answer cannot deadlock.
             tokio::spawn(async move {
                 let _ = stdin.write_all(&input).await;
@@ -221,12 +243,88 @@ impl Git {
         if out.status.success() {
             return Ok(out.stdout);
         }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        Err(MirrorError::Git {
-            step: call.step,
-            remote: call.remote.map(redact_url),
-            detail: scrub(&stderr, call.token),
-        })
+        Err(Self::failed(&call, &out.stdout, &out.stderr))
+    }
+
+    /// One `git cat-file --batch-command --buffer` (in `call.dir`; `call.args` are ignored)
+    /// asked in two rounds: `info` of every object in `oids` (one `<oid> <type> <size>` line
+    /// each), then `contents` of the objects `pick` chooses from those lines. The second
+    /// round's answer (`<oid> <type> <size>\n<content>\n` each). One process where a listing
+    /// and a read would take two.
+    pub async fn cat_file_two_rounds(
+        &self,
+        mut call: Call<'_>,
+        oids: &[String],
+        pick: impl FnOnce(&str) -> Vec<String>,
+    ) -> Result<Vec<u8>, MirrorError> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+        call.args = vec![
+            "cat-file".into(),
+            "--batch-command".into(),
+            "--buffer".into(),
+        ];
+        let mut cmd = self.command(&call);
+        cmd.stdin(Stdio::piped());
+        let spawn_error = |source| MirrorError::Spawn {
+            git: self.program.clone(),
+            source,
+        };
+        let mut child = cmd.spawn().map_err(spawn_error)?;
+        let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(spawn_error(std::io::Error::other("no pipes to git")));
+        };
+        let mut first = String::with_capacity(oids.len() * 48);
+        for o in oids {
+            first.push_str("info ");
+            first.push_str(o);
+            first.push('\n');
+        }
+        first.push_str("flush\n");
+        // The writer runs beside the reader (a long list cannot deadlock on full pipes); the
+        // second round reaches it through the channel, and it closes stdin after it.
+        let (more_tx, more_rx) = tokio::sync::oneshot::channel::<String>();
+        let writer = tokio::spawn(async move {
+            stdin.write_all(first.as_bytes()).await?;
+            stdin.flush().await?;
+            if let Ok(more) = more_rx.await {
+                stdin.write_all(more.as_bytes()).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        });
+        let errors = tokio::spawn(async move {
+            let mut e = Vec::new();
+            let _ = stderr.read_to_end(&mut e).await;
+            e
+        });
+        let mut out = BufReader::new(stdout);
+        let mut info = String::new();
+        let mut complete = true;
+        for _ in 0..oids.len() {
+            if out.read_line(&mut info).await.map_err(spawn_error)? == 0 {
+                complete = false;
+                break;
+            }
+        }
+        let mut second = String::new();
+        if complete {
+            for o in pick(&info) {
+                second.push_str("contents ");
+                second.push_str(&o);
+                second.push('\n');
+            }
+        }
+        let _ = more_tx.send(second);
+        let mut contents = Vec::new();
+        out.read_to_end(&mut contents).await.map_err(spawn_error)?;
+        let status = child.wait().await.map_err(spawn_error)?;
+        let _ = writer.await;
+        let stderr = errors.await.unwrap_or_default();
+        if status.success() && complete {
+            return Ok(contents);
+        }
+        Err(Self::failed(&call, &contents, &stderr))
     }
 }
 

@@ -7,7 +7,8 @@
 //! ([`autogit_core::mirror::decide`]) nothing else runs: no git process at all. Otherwise a complete, atomic
 //! `fetch --prune` into the cache, LFS objects when the repository uses LFS and `git lfs` is
 //! installed, then one atomic `push --prune`. A failed or interrupted fetch therefore never
-//! reaches the target. Mirrors run in parallel up to a bound, each attempt under a timeout (the
+//! reaches the target. A first sync (a cache without refs, a target that holds no other
+//! source's mirror) skips the advertisements: there is nothing to compare yet. Mirrors run in parallel up to a bound, each attempt under a timeout (the
 //! child is killed), with retries and exponential backoff, and each run is recorded in SQLite.
 //!
 //! **Invariant:** credentials only travel through `GIT_ASKPASS` to git ([`git`]), and as the
@@ -17,6 +18,7 @@
 pub mod advert;
 pub mod git;
 pub mod github;
+pub mod objects;
 
 use crate::state::{MirrorRunEnd, Store};
 use autogit_core::mirror::{
@@ -158,7 +160,8 @@ pub fn default_parallel(cpus: usize) -> usize {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Outcome {
-    /// Source and target agreed: nothing was fetched or pushed.
+    /// Source and target agreed: nothing was pushed (and nothing fetched, unless the cache was
+    /// new).
     UpToDate,
     Synced {
         changed: usize,
@@ -497,6 +500,14 @@ pub async fn sync_once_held(
     // The source is resolved here, every address checked, and git connects to the checked
     // one: no second resolution that DNS rebinding could switch to a private address.
     let pinned = pin_source(&job.source, opts.allow_private).await?;
+    let ours = redact_url(&job.source);
+    let cache = cache_path(&opts.cache_dir, &job.name);
+    // A first sync (the cache holds no ref) of a target that holds no other source's mirror:
+    // nothing to compare, nothing to refuse, so no advertisement is read; the fetch reads the
+    // source's and the push the target's, as `clone --mirror` + `push --mirror` do.
+    if cache_is_empty(&cache) && holder.is_none_or(|h| h == ours) {
+        return first_sync(job, opts, git, lfs_installed, &pinned, &cache).await;
+    }
     // Both sides at once: a no-change sync costs one round trip, not two.
     let (source, target) = tokio::try_join!(
         ls_remote(
@@ -512,7 +523,6 @@ pub async fn sync_once_held(
         Decision::UpToDate => return Ok(Outcome::UpToDate),
         Decision::Sync { changed, deleted } => (changed.len(), deleted.len()),
     };
-    let ours = redact_url(&job.source);
     if let Some(h) = holder
         && !target.is_empty()
         && h != ours
@@ -523,18 +533,119 @@ pub async fn sync_once_held(
             holder: h.to_owned(),
         });
     }
-    let cache = cache_path(&opts.cache_dir, &job.name);
     if !cache.join("HEAD").exists() {
         init_cache(&cache).map_err(|source| MirrorError::Io {
             path: cache.clone(),
             source,
         })?;
     }
-    // Complete and atomic, or nothing: the push below only ever sees a whole fetch.
+    fetch(job, git, &pinned, &cache, false).await?;
+    let lfs = move_lfs(job, git, lfs_installed, &pinned, &cache).await?;
+    push(job, git, &cache, false).await?;
+    Ok(Outcome::Synced {
+        changed,
+        deleted,
+        lfs,
+    })
+}
+
+/// The first sync of a mirror: fetch, LFS, push, without reading either advertisement first
+/// (each git process reads its own). The counts come from the push's porcelain report. A
+/// failed fetch is explained as a failed listing would have been: when the source's
+/// advertisement cannot be read either (a missing repository, a refused credential), that
+/// error, as `git ls-remote` would give it; otherwise the fetch's own.
+async fn first_sync(
+    job: &Job,
+    opts: &Options,
+    git: &Git,
+    lfs_installed: &OnceCell<bool>,
+    pinned: &Pinned,
+    cache: &Path,
+) -> Result<Outcome, MirrorError> {
+    if !cache.join("HEAD").exists() {
+        init_cache(cache).map_err(|source| MirrorError::Io {
+            path: cache.to_owned(),
+            source,
+        })?;
+    }
+    if let Err(fetch_error) = fetch(job, git, pinned, cache, true).await {
+        let listed = ls_remote(
+            git,
+            opts,
+            &job.source,
+            job.source_token.as_ref(),
+            Some(pinned),
+        )
+        .await;
+        return Err(listed.err().unwrap_or(fetch_error));
+    }
+    let lfs = move_lfs(job, git, lfs_installed, pinned, cache).await?;
+    let report = push(job, git, cache, true).await?;
+    let (changed, deleted) = autogit_core::mirror::push_porcelain_counts(&String::from_utf8_lossy(
+        &report,
+    ))
+    .map_err(|detail| MirrorError::Git {
+        step: "git push",
+        remote: Some(redact_url(&job.target)),
+        detail,
+    })?;
+    // An empty source leaves the cache without refs: marked, so that later syncs compare
+    // advertisements rather than fetch and push again.
+    let mark = cache.join(SYNCED_MARK);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&mark)
+        .map_err(|source| MirrorError::Io { path: mark, source })?;
+    if changed == 0 && deleted == 0 {
+        // The target already had every ref (a cache lost, the target kept).
+        return Ok(Outcome::UpToDate);
+    }
+    Ok(Outcome::Synced {
+        changed,
+        deleted,
+        lfs,
+    })
+}
+
+/// A file in a cache whose first sync completed (git ignores it).
+const SYNCED_MARK: &str = "autogit-synced";
+
+/// Whether the cache never completed a sync and holds no branch or tag (absent, just
+/// created, or left by a failed fetch: `--atomic` writes all refs or none).
+fn cache_is_empty(cache: &Path) -> bool {
+    if !cache.join("HEAD").exists() {
+        return true;
+    }
+    if cache.join(SYNCED_MARK).exists() {
+        return false;
+    }
+    let packed = std::fs::metadata(cache.join("packed-refs")).map_or(0, |m| m.len());
+    let none_under = |d: &str| {
+        std::fs::read_dir(cache.join(d)).map_or(true, |mut entries| entries.next().is_none())
+    };
+    packed == 0 && none_under("refs/heads") && none_under("refs/tags")
+}
+
+/// Complete and atomic, or nothing: a push only ever sees a whole fetch. No automatic
+/// maintenance after a `first` fetch (one process less, and nothing to pack yet).
+async fn fetch(
+    job: &Job,
+    git: &Git,
+    pinned: &Pinned,
+    cache: &Path,
+    first: bool,
+) -> Result<(), MirrorError> {
+    // After later fetches git's automatic maintenance keeps a long-lived cache packed.
+    let maintenance = if first { "false" } else { "true" };
     git.run(Call {
         step: "git fetch",
-        dir: Some(&cache),
+        dir: Some(cache),
         args: vec![
+            "-c".into(),
+            format!("maintenance.auto={maintenance}"),
             "fetch".into(),
             "--atomic".into(),
             "--prune".into(),
@@ -550,14 +661,51 @@ pub async fn sync_once_held(
         remote: Some(&job.source),
         token: job.source_token.as_ref(),
         stdin: None,
-        pin: Some(&pinned),
+        pin: Some(pinned),
     })
-    .await?;
-    // Without `git lfs` there is nothing to move LFS objects with: no scan (once per run).
+    .await
+    .map(drop)
+}
+
+/// One atomic, pruning push of the cache's branches and tags; with `porcelain`, git's report
+/// of each ref (stdout), for [`autogit_core::mirror::push_porcelain_counts`].
+async fn push(job: &Job, git: &Git, cache: &Path, porcelain: bool) -> Result<Vec<u8>, MirrorError> {
+    git.run(Call {
+        step: "git push",
+        dir: Some(cache),
+        args: vec![
+            "push".into(),
+            "--atomic".into(),
+            "--prune".into(),
+            // `--quiet` would silence the porcelain report too.
+            if porcelain { "--porcelain" } else { "--quiet" }.into(),
+            "--".into(),
+            job.target.clone(),
+            HEADS.into(),
+            TAGS.into(),
+        ],
+        remote: Some(&job.target),
+        token: job.target_token.as_ref(),
+        stdin: None,
+        pin: None,
+    })
+    .await
+}
+
+/// LFS objects from the source to the target when the cache holds any LFS pointer and `git
+/// lfs` is installed (without it there is nothing to move them with: no scan, checked once
+/// per run). Whether it did.
+async fn move_lfs(
+    job: &Job,
+    git: &Git,
+    lfs_installed: &OnceCell<bool>,
+    pinned: &Pinned,
+    cache: &Path,
+) -> Result<bool, MirrorError> {
     let installed = *lfs_installed
         .get_or_init(|| async { lfs_available(git).await })
         .await;
-    let lfs = installed && uses_lfs(git, &cache).await?;
+    let lfs = installed && uses_lfs(git, cache).await?;
     if lfs {
         for (step, verb, remote, url, token, pin) in [
             (
@@ -566,7 +714,7 @@ pub async fn sync_once_held(
                 &job.source,
                 &pinned.url,
                 job.source_token.as_ref(),
-                Some(&pinned),
+                Some(pinned),
             ),
             (
                 "git lfs push",
@@ -579,7 +727,7 @@ pub async fn sync_once_held(
         ] {
             git.run(Call {
                 step,
-                dir: Some(&cache),
+                dir: Some(cache),
                 // No lock verification: a mirror pushes what the source has, locks or not.
                 args: vec![
                     "-c".into(),
@@ -597,30 +745,7 @@ pub async fn sync_once_held(
             .await?;
         }
     }
-    git.run(Call {
-        step: "git push",
-        dir: Some(&cache),
-        args: vec![
-            "push".into(),
-            "--atomic".into(),
-            "--prune".into(),
-            "--quiet".into(),
-            "--".into(),
-            job.target.clone(),
-            HEADS.into(),
-            TAGS.into(),
-        ],
-        remote: Some(&job.target),
-        token: job.target_token.as_ref(),
-        stdin: None,
-        pin: None,
-    })
-    .await?;
-    Ok(Outcome::Synced {
-        changed,
-        deleted,
-        lfs,
-    })
+    Ok(lfs)
 }
 
 /// What `git init --bare --shared=0600` makes, without a process: `HEAD`, `config`,
@@ -784,10 +909,44 @@ async fn lfs_available(git: &Git) -> bool {
 
 /// Whether the cache holds any LFS pointer, in history or at a head: the blobs small enough
 /// to be pointers ([`autogit_core::mirror::lfs_pointer_candidates`]), then their first bytes.
-/// Two `git cat-file` (one pass over the objects each, no history walk), where `git lfs
-/// ls-files --all` walked the history with several processes. A `.gitattributes` that tracks
-/// files with LFS but no pointer means there is nothing to move.
+/// A cache of loose objects only (a small fetch) is read in-process ([`objects::loose_lfs`]);
+/// otherwise its objects are listed in-process ([`objects::list`]) and one `git cat-file
+/// --batch-command` answers both questions; where the listing cannot be read here, two `git
+/// cat-file` (one pass over the objects each, no history walk). A `.gitattributes` that
+/// tracks files with LFS but no pointer means there is nothing to move.
 async fn uses_lfs(git: &Git, cache: &Path) -> Result<bool, MirrorError> {
+    // A small fetch left only loose objects: read here, no process at all.
+    if let Ok(Some(found)) = objects::loose_lfs(cache) {
+        return Ok(found);
+    }
+    if let Ok(Some(mut oids)) = objects::list(cache) {
+        if oids.is_empty() {
+            return Ok(false);
+        }
+        oids.sort_unstable();
+        oids.dedup();
+        let blobs = git
+            .cat_file_two_rounds(
+                Call {
+                    step: "git cat-file",
+                    dir: Some(cache),
+                    args: Vec::new(),
+                    remote: None,
+                    token: None,
+                    stdin: None,
+                    pin: None,
+                },
+                &oids,
+                |info| {
+                    autogit_core::mirror::lfs_pointer_candidates_named(info)
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect()
+                },
+            )
+            .await?;
+        return Ok(autogit_core::mirror::has_lfs_pointer(&blobs));
+    }
     let listed = git
         .run(Call {
             step: "git cat-file",
