@@ -29,21 +29,7 @@ use autogit_drivers::testing::netns::{SshLab, lab_available};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn docker_available() -> bool {
-    Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn skip(why: &str) -> bool {
-    assert!(
-        std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
-        "AUTOGIT_REQUIRE_TOOLS is set but {why}"
-    );
-    eprintln!("skipping: {why}");
-    true
-}
+use support::{docker_available, skip};
 
 /// The job's container: `platform.project` (here `agsvc`) is its prefix.
 const NAME: &str = "agsvc-job-1";

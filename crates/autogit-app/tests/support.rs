@@ -37,3 +37,21 @@ pub fn drain(rx: &mut broadcast::Receiver<Arc<Envelope>>) -> Vec<Event> {
     }
     out
 }
+
+/// Whether a container engine answers (`docker version`).
+pub fn docker_available() -> bool {
+    std::process::Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Says why a test skips and returns true; under `AUTOGIT_REQUIRE_TOOLS` it fails instead.
+pub fn skip(why: &str) -> bool {
+    assert!(
+        std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
+        "AUTOGIT_REQUIRE_TOOLS is set but {why}"
+    );
+    eprintln!("skipping: {why}");
+    true
+}

@@ -10,35 +10,17 @@
 //! network changes. Without nginx, unshare or the privilege to create a namespace the test says
 //! "skipping" and passes, unless `AUTOGIT_REQUIRE_TOOLS` is set.
 
-use autogit_core::diag::Diagnostics;
-use autogit_core::load::{LoadInput, load};
-use autogit_core::plan::{PlanInput, plan};
-use autogit_core::platform::load_platform;
+mod support;
+
 use std::process::Command;
+use support::skip;
 
 const CONFIG: &str = "platform:\n  ingress: nginx\n";
 const ENV: &str = "BASE_DOMAIN=example.test\nSERVICES_ENABLED=gitlab,grafana\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=t\nCLOUDFLARE_PROXIED=grafana\n";
 
 /// The nginx configuration `autogit install` renders for [`CONFIG`] and [`ENV`].
 fn rendered() -> String {
-    let loaded = load(&LoadInput {
-        file: Some(("autogit.yml", CONFIG)),
-        ..Default::default()
-    });
-    let mut sources = loaded.sources;
-    let mut diags: Diagnostics = loaded.diagnostics;
-    let (platform, _) = load_platform(Some((".env", ENV)), &[], &mut sources, &mut diags);
-    assert_eq!(diags.errors(), 0, "{diags:?}");
-    let (p, _) = plan(&loaded.config, &platform, &PlanInput::default());
-    autogit_core::render::nginx(&p)
-}
-
-fn skip(what: &str) {
-    assert!(
-        std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
-        "{what} is required (AUTOGIT_REQUIRE_TOOLS=1)"
-    );
-    eprintln!("skipping: {what}");
+    autogit_core::render::nginx(&support::plan_of(CONFIG, ENV))
 }
 
 #[test]

@@ -14,15 +14,14 @@
 //! outside every range, and the server's. Without Traefik, unshare or the privilege to create a
 //! namespace the test says "skipping" and passes, unless `AUTOGIT_REQUIRE_TOOLS` is set.
 
-use autogit_core::diag::Diagnostics;
-use autogit_core::load::{LoadInput, load};
-use autogit_core::plan::{PlanInput, plan};
-use autogit_core::platform::load_platform;
+mod support;
+
 use autogit_core::source::SourceId;
 use autogit_core::yaml::{Limits, node_to_json, parse};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use support::skip;
 
 const CONFIG: &str = "platform:\n  ingress: traefik\n  ingress_allow: [192.0.2.0/24]\n";
 const ENV: &str = "BASE_DOMAIN=example.test\nSERVICES_ENABLED=gitlab,grafana\nDNS_PROVIDER=cloudflare\nCLOUDFLARE_API_TOKEN=t\nCLOUDFLARE_PROXIED=grafana\n";
@@ -30,15 +29,7 @@ const ENV: &str = "BASE_DOMAIN=example.test\nSERVICES_ENABLED=gitlab,grafana\nDN
 /// Traefik's static and dynamic files as `autogit install` renders them for [`CONFIG`] and
 /// [`ENV`], read as YAML.
 fn rendered() -> (Value, Value) {
-    let loaded = load(&LoadInput {
-        file: Some(("autogit.yml", CONFIG)),
-        ..Default::default()
-    });
-    let mut sources = loaded.sources;
-    let mut diags: Diagnostics = loaded.diagnostics;
-    let (platform, _) = load_platform(Some((".env", ENV)), &[], &mut sources, &mut diags);
-    assert_eq!(diags.errors(), 0, "{diags:?}");
-    let (p, _) = plan(&loaded.config, &platform, &PlanInput::default());
+    let p = support::plan_of(CONFIG, ENV);
     let yaml = |text: &str| {
         node_to_json(
             &parse(text, SourceId(0), Limits::default())
@@ -50,14 +41,6 @@ fn rendered() -> (Value, Value) {
         yaml(&autogit_core::render::traefik_static(&p)),
         yaml(&autogit_core::render::traefik_dynamic(&p)),
     )
-}
-
-fn skip(what: &str) {
-    assert!(
-        std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
-        "{what} is required (AUTOGIT_REQUIRE_TOOLS=1)"
-    );
-    eprintln!("skipping: {what}");
 }
 
 fn traefik() -> Option<PathBuf> {

@@ -427,3 +427,33 @@ impl Drop for Tmpfs {
             .status();
     }
 }
+
+/// The plan `autogit install` makes of `config` (autogit.yml) and `env` (.env) text, which
+/// must have no error.
+pub fn plan_of(config: &str, env: &str) -> autogit_core::plan::Plan {
+    use autogit_core::load::{LoadInput, load};
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", config)),
+        ..Default::default()
+    });
+    let mut sources = loaded.sources;
+    let mut diags: autogit_core::diag::Diagnostics = loaded.diagnostics;
+    let (platform, _) =
+        autogit_core::platform::load_platform(Some((".env", env)), &[], &mut sources, &mut diags);
+    assert_eq!(diags.errors(), 0, "{diags:?}");
+    autogit_core::plan::plan(
+        &loaded.config,
+        &platform,
+        &autogit_core::plan::PlanInput::default(),
+    )
+    .0
+}
+
+/// Says what a test skips for; under `AUTOGIT_REQUIRE_TOOLS` it fails instead.
+pub fn skip(what: &str) {
+    assert!(
+        std::env::var_os("AUTOGIT_REQUIRE_TOOLS").is_none(),
+        "{what} is required (AUTOGIT_REQUIRE_TOOLS=1)"
+    );
+    eprintln!("skipping: {what}");
+}
