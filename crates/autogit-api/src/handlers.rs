@@ -1218,30 +1218,40 @@ impl Handle for SubmitJobOp {
         if body.gpus.is_some_and(|g| !(1..=64).contains(&g)) {
             return Err(Problem::invalid("body.gpus", "between 1 and 64"));
         }
-        if let Some(c) = &body.capability {
-            let ok = c.split_once('.').is_some_and(|(a, b)| {
-                (1..=2).contains(&a.len())
-                    && b.len() == 1
-                    && a.bytes().chain(b.bytes()).all(|x| x.is_ascii_digit())
-            });
-            if !ok {
-                return Err(Problem::invalid(
-                    "body.capability",
-                    "a compute capability such as 8.6",
-                ));
-            }
+        if let Some(c) = &body.capability
+            && autogit_core::config::Capability::parse(c).is_none()
+        {
+            return Err(Problem::invalid(
+                "body.capability",
+                "the job's kind: inference, render or train",
+            ));
         }
+        if body.port == Some(0) {
+            return Err(Problem::invalid("body.port", "a port between 1 and 65535"));
+        }
+        let on_lost = match body.on_lost.as_deref() {
+            None => None,
+            Some(o) => Some(
+                autogit_core::lease::OnLost::parse(o)
+                    .ok_or_else(|| Problem::invalid("body.on_lost", "resume or reschedule"))?,
+            ),
+        };
         let mut job = vec![body.image];
         job.extend(body.command);
         let row = compute(api)
             .submit(autogit_app::compute::Submit {
                 gpus: body.gpus.unwrap_or(1),
-                vram: Some(body.vram),
+                vram: body.vram,
                 capability: body.capability,
                 priority: body.priority.unwrap_or(0),
                 user: cx.actor(),
                 job,
-                ..Default::default()
+                on_lost,
+                port: body.port,
+                health: body.health,
+                health_interval: body.health_interval,
+                start_period: body.start_period,
+                timeout: body.timeout,
             })
             .await
             .map_err(compute_problem)?;

@@ -546,16 +546,45 @@ pub struct SubmitJob {
     #[serde(default, deserialize_with = "int")]
     #[schema(minimum = 1, maximum = 64)]
     pub gpus: Option<u32>,
-    /// VRAM per GPU (`8G`, `512M`, `24GiB`).
-    #[schema(pattern = "^[0-9]{1,6}([KMGkmg]([Ii]?[Bb])?)?$")]
-    pub vram: String,
-    /// Minimum compute capability (`8.6`).
+    /// VRAM per GPU (`8G`, `512M`, `24GiB`); default: the kind's (`capability`), else 1G.
     #[serde(default)]
-    #[schema(pattern = "^[0-9]{1,2}\\.[0-9]$")]
+    #[schema(pattern = "^[0-9]{1,6}([KMGkmg]([Ii]?[Bb])?)?$")]
+    pub vram: Option<String>,
+    /// The job's kind, as `compute run --capability`: only hosts whose runners have this
+    /// capability take it, and it gets the kind's defaults (VRAM when `vram` is left out,
+    /// lease policy, time limit, checkpoint volume; docs/runners.md, "Job kinds").
+    #[serde(default)]
+    #[schema(pattern = "^(inference|render|train)$")]
     pub capability: Option<String>,
     #[serde(default, deserialize_with = "int")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
+    /// An inference service's port in its container: the job then runs as a service,
+    /// health-checked at `health` and kept running by the lifecycle policy until cancelled.
+    #[serde(default, deserialize_with = "int")]
+    #[schema(minimum = 1, maximum = 65535)]
+    pub port: Option<u16>,
+    /// The service's health path (default `/health`; needs `port`).
+    #[serde(default)]
+    #[schema(pattern = "^/[\\x21-\\x7e]{0,255}$")]
+    pub health: Option<String>,
+    /// Between health checks (`10s`; needs `port`).
+    #[serde(default)]
+    #[schema(pattern = "^[0-9]{1,6}(ms|s|m|h|d)?$")]
+    pub health_interval: Option<String>,
+    /// How long a (re)started service may take to become healthy (`2m`; needs `port`).
+    #[serde(default)]
+    #[schema(pattern = "^[0-9]{1,6}(ms|s|m|h|d)?$")]
+    pub start_period: Option<String>,
+    /// How long the job may run (`24h`; `0`: no limit); default: its kind's.
+    #[serde(default)]
+    #[schema(pattern = "^[0-9]{1,6}(ms|s|m|h|d)?$")]
+    pub timeout: Option<String>,
+    /// When its lease expires while its host is away: `resume` (wait for the host) or
+    /// `reschedule`; default: its kind's.
+    #[serde(default)]
+    #[schema(pattern = "^(resume|reschedule)$")]
+    pub on_lost: Option<String>,
 }
 
 /// An area of the API: what a key's scopes name.

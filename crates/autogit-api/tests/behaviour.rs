@@ -192,6 +192,54 @@ async fn etags_pagination_jobs_and_tokens() {
             .unwrap()
             .contains("no configured host")
     );
+    // The job's kind and an inference service, as `compute run --capability inference
+    // --port 8000` gives them: the kind's VRAM when none is given, the service in the spec.
+    let r = c
+        .post(s.url("/api/v1/compute/jobs"))
+        .bearer_auth(&s.operator)
+        .json(
+            &serde_json::json!({"image": "registry.example/vllm:1.0", "capability": "inference",
+            "port": 8000, "health": "/v1/models", "start_period": "2m", "on_lost": "reschedule"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let service: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(service["spec"]["capability"], "inference", "{service}");
+    assert_eq!(service["spec"]["service"]["port"], 8000, "{service}");
+    assert_eq!(
+        service["spec"]["service"]["health"], "/v1/models",
+        "{service}"
+    );
+    assert_eq!(service["spec"]["service"]["start_period"], 120, "{service}");
+    assert!(
+        !service["spec"]["vram"].is_null(),
+        "the kind's VRAM: {service}"
+    );
+    // A CUDA compute capability is not a kind (what this field meant before), nor is a
+    // made-up lease policy: each refused, naming the field.
+    for (body, field) in [
+        (
+            serde_json::json!({"image": "registry.example/train:1.0", "capability": "8.6"}),
+            "body.capability",
+        ),
+        (
+            serde_json::json!({"image": "registry.example/train:1.0", "on_lost": "later"}),
+            "body.on_lost",
+        ),
+    ] {
+        let r = c
+            .post(s.url("/api/v1/compute/jobs"))
+            .bearer_auth(&s.operator)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422, "{body}");
+        let p: serde_json::Value = r.json().await.unwrap();
+        assert!(p.to_string().contains(field), "{p}");
+    }
     // A queued job (recorded as the CLI would, while its host is away) can be cancelled, once.
     let store = autogit_drivers::state::Store::open(&s.api.settings.state_db()).unwrap();
     let queued = store

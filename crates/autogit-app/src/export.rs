@@ -95,6 +95,7 @@ pub async fn capture<E: ContainerEngine>(
     let rendered = rendered.display().to_string();
     let mut st = state::from_containers(&config, &specs, &rendered);
     st.mirrors = recorded_mirrors(settings, &config)?;
+    st.certificates = certificates_on_disk(settings, &config);
     let dns_unread = match zone_records(settings, plan).await {
         Ok(records) => {
             st.dns = records;
@@ -109,6 +110,36 @@ pub async fn capture<E: ContainerEngine>(
         drift,
         dns_unread,
     })
+}
+
+/// The certificates the configuration has, as they are on disk (`<data>/tls/<domain>/`): the
+/// names the leaf covers and when it expires; one that is not there (or unreadable) is left
+/// out, which the drift reports.
+fn certificates_on_disk(
+    settings: &Settings,
+    config: &PlatformState,
+) -> Vec<state::CertificateState> {
+    let Some(domain) = settings.platform.base_domain.as_deref() else {
+        return Vec::new();
+    };
+    let (chain, key) = autogit_drivers::acme::cert_paths(&settings.data_dir.join("tls"), domain);
+    let Ok(info) = autogit_drivers::acme::read_cert(&chain, &key) else {
+        return Vec::new();
+    };
+    config
+        .certificates
+        .iter()
+        .map(|c| {
+            let mut names = info.names.clone();
+            names.sort();
+            state::CertificateState {
+                name: c.name.clone(),
+                dns_names: names,
+                current: c.current.clone(),
+                not_after: Some(info.not_after),
+            }
+        })
+        .collect()
 }
 
 /// The platform's records as the provider's zone holds them (`core::state::dns_found`).

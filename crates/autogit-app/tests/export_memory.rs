@@ -35,10 +35,25 @@ async fn deployed(
     (p, s, plan)
 }
 
+/// A certificate for `names` where the TLS controller keeps the platform's
+/// (`<data>/tls/example.com/`).
+fn write_cert(data: &std::path::Path, names: &[&str]) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (chain, key_path) = autogit_drivers::acme::cert_paths(&data.join("tls"), "example.com");
+    std::fs::create_dir_all(chain.parent().unwrap()).unwrap();
+    std::fs::write(&chain, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+}
+
 #[tokio::test]
 async fn what_the_controller_deployed_is_captured_without_drift() {
     let dir = tempfile::tempdir().unwrap();
     let (p, s, plan) = deployed(dir.path()).await;
+    write_cert(&s.data_dir, &["*.example.com", "example.com"]);
     Store::open(&s.state_db())
         .unwrap()
         .record_mirror_target("https://example.org/a/tool.git", "mirrors/tool", 1)
@@ -63,6 +78,12 @@ async fn what_the_controller_deployed_is_captured_without_drift() {
     );
     assert_eq!(c.state.mirrors.len(), 1);
     assert_eq!(c.state.mirrors[0].target, "mirrors/tool");
+    assert_eq!(c.state.certificates.len(), 1);
+    assert_eq!(
+        c.state.certificates[0].dns_names,
+        ["*.example.com", "example.com"]
+    );
+    assert!(c.state.certificates[0].not_after.is_some());
     // The containers hold the secrets' values; the captured state and every export do not.
     let json = serde_json::to_string(&c.state).unwrap();
     for f in [
@@ -105,6 +126,8 @@ async fn a_changed_platform_shows_as_drift() {
             .unwrap();
         g.containers.remove(&meili);
     }
+    // A certificate that does not cover the apex any more.
+    write_cert(&s.data_dir, &["*.example.com"]);
     let c = export::capture(&s, &p.runtime.engine, &plan).await.unwrap();
     let found: Vec<String> = c
         .drift
@@ -114,10 +137,26 @@ async fn a_changed_platform_shows_as_drift() {
     assert_eq!(
         found,
         [
+            "- certificate.wildcard",
             "grafana env.ADDED_BY_HAND",
             "grafana image",
             "meilisearch service"
         ]
+    );
+    assert!(
+        c.drift[0].found.contains("missing example.com"),
+        "{:?}",
+        c.drift[0]
+    );
+    // None on disk at all: absent.
+    std::fs::remove_dir_all(s.data_dir.join("tls")).unwrap();
+    let c = export::capture(&s, &p.runtime.engine, &plan).await.unwrap();
+    assert!(
+        c.drift
+            .iter()
+            .any(|d| d.field == "certificate.wildcard" && d.found.starts_with("absent")),
+        "{:?}",
+        c.drift
     );
     assert!(!format!("{:?}", c.drift).contains("hand-value"));
     // The export of what runs says so: the hand-set variable is asked for, not written.

@@ -2321,7 +2321,9 @@ mod key_tests {
                 "url_env",
                 "topic",
                 "token_env",
-                "name"
+                "name",
+                "homeserver",
+                "room"
             ]
         );
         assert_eq!(NotifyKey::r#type.name(), "type");

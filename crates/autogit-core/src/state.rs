@@ -103,6 +103,9 @@ pub struct CertificateState {
     pub dns_names: Vec<String>,
     /// The identifier of the certificate on disk (changes with each renewal), if any.
     pub current: Option<String>,
+    /// When the certificate on disk expires (unix seconds), as captured (`--from running`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -599,6 +602,7 @@ pub fn from_config(
             name: "wildcard".to_owned(),
             dns_names,
             current: plan.tls.clone(),
+            not_after: None,
         });
         st.acme = Some(AcmeState {
             directory: crate::tls::directory_url(&env.acme_directory).to_owned(),
@@ -881,6 +885,38 @@ pub fn drift(config: &PlatformState, captured: &PlatformState) -> Vec<Drift> {
             expected: "absent".into(),
             found: r.to_string(),
         });
+    }
+    // The certificate: on disk at all, and covering every name the platform wants.
+    for want in &config.certificates {
+        let field = format!("certificate.{}", want.name);
+        match captured.certificates.iter().find(|c| c.name == want.name) {
+            None => out.push(Drift {
+                service: None,
+                field,
+                expected: "present".into(),
+                found: "absent: no certificate on disk yet (`autogit tls renew`)".into(),
+            }),
+            Some(got) => {
+                let missing: Vec<&str> = want
+                    .dns_names
+                    .iter()
+                    .filter(|n| !got.dns_names.contains(n))
+                    .map(String::as_str)
+                    .collect();
+                if !missing.is_empty() {
+                    out.push(Drift {
+                        service: None,
+                        field,
+                        expected: want.dns_names.join(", "),
+                        found: format!(
+                            "{} (missing {}: `autogit tls renew --force`)",
+                            got.dns_names.join(", "),
+                            missing.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
     }
     let mut d = |service: &str, field: &str, expected: String, found: String| {
         out.push(Drift {

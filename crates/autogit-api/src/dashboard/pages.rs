@@ -635,8 +635,15 @@ async fn runners(v: &View) -> Markup {
                     label for="job-image" { "Image" } input #job-image name="image" required placeholder="registry.example/train:1.0";
                     label for="job-command" { "Command (space-separated)" } input #job-command name="command" data-split="words";
                     label for="job-gpus" { "GPUs" } input #job-gpus name="gpus" type="number" min="0" max="16" value="1" data-number="";
-                    label for="job-vram" { "VRAM per GPU" } input #job-vram name="vram" required placeholder="8G";
-                    label for="job-capability" { "Capability" } input #job-capability name="capability" placeholder="cuda";
+                    label for="job-capability" { "Kind" }
+                    select #job-capability name="capability" {
+                        option value="" { "any (1G per GPU)" }
+                        option value="inference" { "inference" }
+                        option value="render" { "render" }
+                        option value="train" { "train" }
+                    }
+                    label for="job-vram" { "VRAM per GPU (empty: the kind's)" } input #job-vram name="vram" placeholder="8G";
+                    label for="job-port" { "Service port (inference as a service)" } input #job-port name="port" type="number" min="1" max="65535" data-number="";
                     button type="submit" { "Submit" }
                 }
             }

@@ -407,7 +407,7 @@ mod tests {
     fn pkce_s256_is_rfc7636s_example() {
         // RFC 7636 appendix B.
         assert_eq!(
-            challenge_of("dBjftJeZ4CVP-mJ0DU9dc6AY6u2LI0bs3IM8EWy8NO4"),
+            challenge_of("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
         let (v, c) = pkce().unwrap();
