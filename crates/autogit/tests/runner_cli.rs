@@ -712,3 +712,107 @@ fn multi_gpu_jobs_go_to_nvlinked_gpus_and_exclusive_gpus_are_not_shared() {
     ]));
     assert_eq!(v["state"], "queued", "{v}");
 }
+
+/// `diagnose` against runner hosts in network namespaces: one whose clock is an hour ahead (a
+/// stand-in `date` on its PATH, as a host without time synchronisation answers) fails
+/// `clock.<host>` with the fix; the other is in step; then that one's link goes down and it
+/// fails `runner.<host>` as not reachable, with the way to check it.
+#[test]
+fn diagnose_reports_a_skewed_clock_and_a_host_down_in_its_namespace() {
+    if !lab_available() {
+        return;
+    }
+    let lab = SshLab::start(2).unwrap_or_else(|e| panic!("{e}"));
+    lab.hosts[0].install_script(
+        "date",
+        "#!/bin/sh\n# An hour ahead: `date +%s` as a host without time synchronisation answers.\nif [ \"$1\" = +%s ]; then echo $(( $(/bin/date +%s) + 3600 )); else exec /bin/date \"$@\"; fi\n",
+    );
+    let d = tempfile::tempdir().unwrap();
+    let (skewed, other) = (&lab.hosts[0].addr, &lab.hosts[1].addr);
+    std::fs::write(
+        d.path().join("autogit.yml"),
+        format!(
+            "runners:\n  cpu:\n    - name: skewed\n      host: {skewed}\n    - name: other\n      host: {other}\n"
+        ),
+    )
+    .unwrap();
+    for h in [skewed, other] {
+        let r = run_in(&lab, d.path(), &["runner", "trust", h]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let diagnose = || {
+        let r = run_in(
+            &lab,
+            d.path(),
+            &[
+                "diagnose",
+                "--only",
+                "runner",
+                "--only",
+                "clock",
+                "--timeout",
+                "20s",
+                "-o",
+                "json",
+            ],
+        );
+        let v: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", r.stdout, r.stderr));
+        (r.code, v)
+    };
+    let check = |v: &serde_json::Value, id: &str| -> serde_json::Value {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {id} in {v:#}"))
+    };
+    let (code, v) = diagnose();
+    assert_eq!(code, 11, "a failed check: {v:#}");
+    let c = check(&v, &format!("clock.{skewed}"));
+    assert_eq!(c["status"], "fail", "{c}");
+    let evidence = c["evidence"].as_str().unwrap();
+    assert!(evidence.starts_with("ahead by 3"), "{c}");
+    assert!(
+        c["fix"]
+            .as_str()
+            .unwrap()
+            .contains("timedatectl set-ntp true"),
+        "{c}"
+    );
+    assert_eq!(
+        check(&v, &format!("clock.{other}"))["status"],
+        "ok",
+        "{v:#}"
+    );
+    assert_eq!(
+        check(&v, &format!("runner.{other}"))["status"],
+        "ok",
+        "{v:#}"
+    );
+
+    // The other host's link goes down: not reachable, with the way to check it; no clock read.
+    lab.set_link(1, false).unwrap();
+    let (code, v) = diagnose();
+    assert_eq!(code, 11, "{v:#}");
+    let c = check(&v, &format!("runner.{other}"));
+    assert_eq!(c["status"], "fail", "{c}");
+    assert!(
+        c["evidence"].as_str().unwrap().contains("not reachable"),
+        "{c}"
+    );
+    assert!(
+        c["fix"].as_str().unwrap().contains("autogit runner health"),
+        "{c}"
+    );
+    assert!(
+        !v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == format!("clock.{other}")),
+        "{v:#}"
+    );
+}
