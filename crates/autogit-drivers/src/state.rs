@@ -406,6 +406,25 @@ impl Store {
                 });
             }
         }
+        // SQLite answers some lock conflicts at once, without its busy handler (to break a
+        // possible deadlock, or while another connection recovers the WAL index), which many
+        // connections opening a fresh file together meet. Such an open is tried again, for
+        // up to 10 s in all, before it is reported `Locked`.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match Store::open_existing(path) {
+                Err(StateError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// [`Store::open`] of a file that exists and was checked: connect, check, migrate.
+    fn open_existing(path: &Path) -> Result<Store, StateError> {
         // Never create here: what exists was checked above, and a file that vanished since is
         // an error, not a fresh start.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
