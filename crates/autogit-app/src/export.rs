@@ -205,7 +205,11 @@ fn recorded_mirrors(
 pub fn files(format: Format, st: &PlatformState, settings: &Settings, plan: &Plan) -> Files {
     // The Kubernetes generators mount the cluster's variant (Prometheus without the host's
     // exporters and API).
-    let cluster = |plan: &Plan, settings: &Settings| render::cluster_files(plan, &settings.config).into_iter().collect();
+    let cluster = |plan: &Plan, settings: &Settings| {
+        render::cluster_files(plan, &settings.config)
+            .into_iter()
+            .collect()
+    };
     let rendered = render::all_files(plan, &settings.config);
     match format {
         Format::Compose => {

@@ -338,7 +338,8 @@ pub fn cluster_setup(plan: &crate::plan::Plan, config: &Config) -> PrometheusSet
     let mut s = compose_setup(plan, config);
     s.node_exporter = None;
     s.autogit = None;
-    s.jobs.retain(|(name, _, _)| !CLUSTER_EXCLUDED_JOBS.contains(&name.as_str()));
+    s.jobs
+        .retain(|(name, _, _)| !CLUSTER_EXCLUDED_JOBS.contains(&name.as_str()));
     s
 }
 

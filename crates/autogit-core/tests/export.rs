@@ -75,7 +75,9 @@ fn all(files: &[(String, String)]) -> String {
 }
 
 fn rendered(b: &Built) -> BTreeMap<String, String> {
-    render::cluster_files(&b.plan, &b.config).into_iter().collect()
+    render::cluster_files(&b.plan, &b.config)
+        .into_iter()
+        .collect()
 }
 
 #[test]
@@ -100,7 +102,10 @@ fn kubernetes_prometheus_scrapes_only_what_the_cluster_runs() {
     let text = all(&kubernetes::manifests(&config_state(&b), &rendered(&b)));
     for target in ["node-exporter:9100", "cadvisor:8080", "api:8000"] {
         assert!(host.contains(target), "compose scrapes {target}:\n{host}");
-        assert!(!text.contains(target), "the cluster has no {target}:\n{text}");
+        assert!(
+            !text.contains(target),
+            "the cluster has no {target}:\n{text}"
+        );
     }
     assert!(text.contains("job_name: grafana"), "{text}");
 }
