@@ -648,14 +648,14 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         ports: vec![
             PortMap {
                 name: "http".into(),
-                bind: None,
+                bind: g.ports.bind.map(|ip| ip.to_string()),
                 host: g.ports.http,
                 container: 80,
                 protocol: Protocol::Tcp,
             },
             PortMap {
                 name: "https".into(),
-                bind: None,
+                bind: g.ports.bind.map(|ip| ip.to_string()),
                 host: g.ports.https,
                 container: 443,
                 protocol: Protocol::Tcp,
@@ -1035,6 +1035,22 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     protocol: Protocol::Tcp,
                 },
             ];
+            // GitLab's own HTTP(S) ports stay for autogit and the host (the bootstrap, health
+            // checks, a local runner) but, behind the ingress, only on loopback unless
+            // `gitlab.ports.bind` says otherwise: the ingress's rate limits, body limits and
+            // WAF rules would mean nothing with a second door open to the network.
+            let gitlab_bind = config
+                .gitlab
+                .ports
+                .bind
+                .map_or_else(|| "127.0.0.1".to_owned(), |ip| ip.to_string());
+            if let Some(gitlab) = services.iter_mut().find(|s| s.role == Role::Gitlab) {
+                for p in &mut gitlab.ports {
+                    if p.name == "http" || p.name == "https" {
+                        p.bind = Some(gitlab_bind.clone());
+                    }
+                }
+            }
             if let Some(gitlab) = services.iter_mut().find(|s| s.role == Role::Gitlab)
                 && let Some(i) = gitlab.ports.iter().position(|p| p.name == "ssh")
             {

@@ -1307,3 +1307,51 @@ fn loki_and_tempo_configs_follow_their_documented_schemas() {
     );
     insta::assert_snapshot!("loki", files["loki/loki.yaml"]);
 }
+
+/// GitLab's own HTTP(S) ports: behind an ingress only on loopback (the ingress is the door,
+/// with its limits), unless `gitlab.ports.bind` says otherwise; without an ingress on every
+/// address, or on the one `bind` names. SSH is never rebound (the ingress takes it over).
+#[test]
+fn gitlab_ports_are_loopback_only_behind_an_ingress() {
+    let binds = |config: &str, env: &str| -> Vec<(String, Option<String>)> {
+        let (plan, diags) = build(config, env, &PlanInput::default());
+        assert!(!diags.contains("error["), "{diags}");
+        let gitlab = plan.services.iter().find(|s| s.name == "gitlab").unwrap();
+        gitlab
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), p.bind.clone()))
+            .collect()
+    };
+    let lo = Some("127.0.0.1".to_owned());
+    for ingress in ["traefik", "nginx"] {
+        let config = format!("platform:\n  ingress: {ingress}\n");
+        assert_eq!(
+            binds(&config, "BASE_DOMAIN=example.test\n"),
+            [("http".into(), lo.clone()), ("https".into(), lo.clone())],
+            "{ingress}: SSH moved to the ingress, HTTP(S) on loopback"
+        );
+        let config =
+            format!("platform:\n  ingress: {ingress}\ngitlab:\n  ports:\n    bind: 0.0.0.0\n");
+        assert_eq!(
+            binds(&config, "BASE_DOMAIN=example.test\n"),
+            [
+                ("http".into(), Some("0.0.0.0".into())),
+                ("https".into(), Some("0.0.0.0".into()))
+            ],
+            "{ingress}: an explicit bind wins"
+        );
+    }
+    // No base domain: no ingress, GitLab's ports are the door.
+    assert_eq!(
+        binds("", ""),
+        [
+            ("http".into(), None),
+            ("https".into(), None),
+            ("ssh".into(), None)
+        ]
+    );
+    let b = binds("gitlab:\n  ports:\n    bind: 192.168.1.10\n", "");
+    assert_eq!(b[0], ("http".into(), Some("192.168.1.10".into())));
+    assert_eq!(b[2], ("ssh".into(), None), "bind is GitLab's HTTP(S) only");
+}
