@@ -1355,3 +1355,65 @@ fn gitlab_ports_are_loopback_only_behind_an_ingress() {
     assert_eq!(b[0], ("http".into(), Some("192.168.1.10".into())));
     assert_eq!(b[2], ("ssh".into(), None), "bind is GitLab's HTTP(S) only");
 }
+
+/// Tempo's OTLP/HTTP receiver is published on loopback beside its query port: a pool port
+/// (kept across installs as `tempo-otlp`, never another service's), PORT_TEMPO_OTLP when set,
+/// none with explicit allocation and no PORT_TEMPO_OTLP; it is autogit's default trace
+/// endpoint (`plan::tempo_otlp_endpoint`).
+#[test]
+fn tempo_publishes_its_otlp_receiver_on_loopback() {
+    let env = "SERVICES_ENABLED=gitlab,tempo,loki\n";
+    let otlp = |p: &Plan| {
+        p.service("tempo")
+            .unwrap()
+            .ports
+            .iter()
+            .find(|x| x.name == "otlp")
+            .map(|x| (x.bind.clone(), x.host, x.container))
+    };
+    let (p, diags) = build("", env, &PlanInput::default());
+    assert!(!diags.contains("error["), "{diags}");
+    let (bind, host, container) = otlp(&p).expect("an OTLP port");
+    assert_eq!((bind.as_deref(), container), (Some("127.0.0.1"), 4318));
+    let mut hosts: Vec<u16> = p
+        .local()
+        .flat_map(|s| s.ports.iter().map(|x| x.host))
+        .collect();
+    let n = hosts.len();
+    hosts.sort_unstable();
+    hosts.dedup();
+    assert_eq!(hosts.len(), n, "no port twice");
+    assert_eq!(
+        autogit_core::plan::tempo_otlp_endpoint(&p),
+        Some(format!("http://127.0.0.1:{host}"))
+    );
+
+    // Remembered: kept, even where the pool would have picked another port.
+    let input = PlanInput {
+        remembered_ports: BTreeMap::from([("tempo-otlp".to_owned(), 20700)]),
+        ..Default::default()
+    };
+    let (p, _) = build("", env, &input);
+    assert_eq!(otlp(&p).unwrap().1, 20700);
+    // A remembered port another service now holds is not reused.
+    let (p, _) = build("", &format!("{env}PORT_LOKI=20700\n"), &input);
+    assert_ne!(otlp(&p).unwrap().1, 20700);
+
+    let (p, _) = build(
+        "",
+        &format!("{env}PORT_TEMPO_OTLP=24318\n"),
+        &PlanInput::default(),
+    );
+    assert_eq!(otlp(&p).unwrap().1, 24318);
+    let explicit = "SERVICES_ENABLED=gitlab,tempo\nPORT_ALLOCATION=explicit\nPORT_TEMPO=23200\n";
+    let (p, diags) = build("", explicit, &PlanInput::default());
+    assert!(!diags.contains("error["), "{diags}");
+    assert_eq!(otlp(&p), None);
+    assert_eq!(autogit_core::plan::tempo_otlp_endpoint(&p), None);
+    let (_, diags) = build(
+        "",
+        &format!("{env}PORT_TEMPO_OTLP=nope\n"),
+        &PlanInput::default(),
+    );
+    assert!(diags.contains("PORT_TEMPO_OTLP"), "{diags}");
+}
