@@ -345,7 +345,16 @@ impl DiagnoseController {
             }
         }
         let probes = ports.into_iter().map(|(service, p, running)| async move {
-            let addr = format!("127.0.0.1:{}", p.host);
+            // A port published on one address answers there only (`::1` included).
+            let host = match p
+                .bind
+                .as_deref()
+                .and_then(|b| b.parse::<std::net::IpAddr>().ok())
+            {
+                Some(ip) if !ip.is_unspecified() => ip,
+                _ => std::net::IpAddr::from([127, 0, 0, 1]),
+            };
+            let addr = std::net::SocketAddr::from((host, p.host)).to_string();
             let answers =
                 autogit_drivers::health::tcp(&addr, Duration::from_secs(2).min(self.timeout))
                     .await

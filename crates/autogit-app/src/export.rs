@@ -203,6 +203,13 @@ fn recorded_mirrors(
 /// Prometheus, the ingress) are rendered from the configuration (`plan`) in both cases: the
 /// engine does not hold them.
 pub fn files(format: Format, st: &PlatformState, settings: &Settings, plan: &Plan) -> Files {
+    // The Kubernetes generators mount the cluster's variant (Prometheus without the host's
+    // exporters and API).
+    let cluster = |plan: &Plan, settings: &Settings| {
+        render::cluster_files(plan, &settings.config)
+            .into_iter()
+            .collect()
+    };
     let rendered = render::all_files(plan, &settings.config);
     match format {
         Format::Compose => {
@@ -218,11 +225,11 @@ pub fn files(format: Format, st: &PlatformState, settings: &Settings, plan: &Pla
             out
         }
         Format::Kubernetes => {
-            let files: BTreeMap<String, String> = rendered.into_iter().collect();
+            let files: BTreeMap<String, String> = cluster(plan, settings);
             kubernetes::manifests(st, &files)
         }
         Format::Kustomize => {
-            let files: BTreeMap<String, String> = rendered.into_iter().collect();
+            let files: BTreeMap<String, String> = cluster(plan, settings);
             autogit_core::kustomize::files(st, &files)
         }
         // The .tf files only: the configuration files the containers bind-mount from the
@@ -230,7 +237,7 @@ pub fn files(format: Format, st: &PlatformState, settings: &Settings, plan: &Pla
         // compose (it has the API's configuration copies and the certificate too).
         Format::Terraform => terraform::files(st),
         Format::TerraformKubernetes => {
-            let files: BTreeMap<String, String> = rendered.into_iter().collect();
+            let files: BTreeMap<String, String> = cluster(plan, settings);
             terraform::kubernetes_files(st, &files)
         }
         // `Pulumi.yaml`; the rendered files go under `rendered/` (its `renderedDir`).

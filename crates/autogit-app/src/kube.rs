@@ -106,7 +106,7 @@ pub fn store_path(settings: &Settings) -> std::path::PathBuf {
 /// as an apply plan.
 pub fn apply_plan(settings: &Arc<Settings>, plan: &Plan) -> Result<ApplyPlan, String> {
     let st = crate::export::from_config(settings, plan);
-    let files: BTreeMap<String, String> = render::all_files(plan, &settings.config)
+    let files: BTreeMap<String, String> = render::cluster_files(plan, &settings.config)
         .into_iter()
         .collect();
     kube_target::apply_plan(&st, &kubernetes::objects(&st, &files))

@@ -146,12 +146,34 @@ pub fn remember_ports(store: &Store, settings: &Settings, plan: &Plan) -> Result
         if let Some(p) = s.ports.first() {
             store.set_port(&s.name, p.host).map_err(|e| e.to_string())?;
         }
+        // A second port of a service (Tempo's OTLP receiver) under `<service>-<port>`.
+        for p in s.ports.iter().skip(1) {
+            store
+                .set_port(&format!("{}-{}", s.name, p.name), p.host)
+                .map_err(|e| e.to_string())?;
+        }
     }
     let legacy = settings.data_dir.join("state/ports.json");
     if legacy.exists() {
         let _ = std::fs::remove_file(legacy);
     }
     Ok(())
+}
+
+/// Where autogit exports its traces: OTLP_ENDPOINT, else the platform's Tempo on this host
+/// when it is enabled (`core::plan::tempo_otlp_endpoint`), else nowhere.
+pub fn otlp_endpoint(settings: &Settings) -> Option<String> {
+    if let Some(e) = &settings.platform.otlp_endpoint {
+        return Some(e.clone());
+    }
+    if !settings
+        .platform
+        .services_enabled
+        .contains(&autogit_core::platform::ServiceId::Tempo)
+    {
+        return None;
+    }
+    autogit_core::plan::tempo_otlp_endpoint(&quiet(settings).ok()?)
 }
 
 /// The platform certificate on disk, as the planner's fact: its expiry (changes with every

@@ -120,9 +120,11 @@ impl Settings {
         }
     }
 
-    /// GitLab's published HTTP port on loopback: how the daemon and `install` reach it.
+    /// GitLab's published HTTP port on this host (loopback, or the one address of
+    /// `gitlab.ports.bind`): how the daemon and `install` reach it.
     pub fn gitlab_local_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.config.gitlab.ports.http)
+        let ports = &self.config.gitlab.ports;
+        format!("http://{}:{}", ports.local_host(), ports.http)
     }
 
     /// How autogit reaches runner hosts: `ssh` with autogit's known_hosts and connection

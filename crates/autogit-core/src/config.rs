@@ -234,6 +234,26 @@ pub struct GitLabPorts {
     pub http: u16,
     pub https: u16,
     pub ssh: u16,
+    /// The host address GitLab's own HTTP and HTTPS ports are published on
+    /// (`gitlab.ports.bind`). Unset: `127.0.0.1` when the ingress serves GitLab (the ingress
+    /// is then the only door from the network, with its rate limits and WAF rules), every
+    /// address when there is no ingress (those ports are then the door).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<std::net::IpAddr>,
+}
+
+impl GitLabPorts {
+    /// The address on this host that reaches GitLab's published HTTP port: loopback, unless
+    /// `bind` names one specific address (then only that one answers).
+    pub fn local_host(&self) -> String {
+        match self.bind {
+            Some(std::net::IpAddr::V4(ip)) if !ip.is_unspecified() && !ip.is_loopback() => {
+                ip.to_string()
+            }
+            Some(std::net::IpAddr::V6(ip)) if !ip.is_unspecified() => format!("[{ip}]"),
+            _ => "127.0.0.1".to_owned(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -802,6 +822,7 @@ impl Default for Config {
                     http: 8080,
                     https: 8443,
                     ssh: 2222,
+                    bind: None,
                 },
                 resources: Resources {
                     preset: Preset::Homelab,

@@ -535,6 +535,12 @@ pub(crate) fn p_glob(n: &Node) -> Result<String, Bad> {
     p_string(n)
 }
 
+fn p_ip(n: &Node) -> Result<std::net::IpAddr, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an IP address"))?;
+    s.parse()
+        .map_err(|_| Bad::new("an IP address such as 127.0.0.1, 192.168.1.10 or ::1"))
+}
+
 fn p_cidr(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("an address range"))?;
     let (ip, bits) = s.split_once('/').unwrap_or((s, ""));
@@ -713,7 +719,12 @@ keys!(RegistryKey {
     enabled,
     gc_schedule
 });
-keys!(PortsKey { http, https, ssh });
+keys!(PortsKey {
+    http,
+    https,
+    ssh,
+    bind
+});
 keys!(ResourcesKey {
     preset,
     cpu,
@@ -978,6 +989,7 @@ fn gitlab(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, g: &mut GitLab) {
     if let Some(v) = cx.field(&ports, PortsKey::ssh, p_port) {
         g.ports.ssh = v;
     }
+    g.ports.bind = cx.field(&ports, PortsKey::bind, p_ip);
     let res = sub(cx, &o, K::resources);
     if let Some(v) = cx.field(&res, ResourcesKey::preset, p_preset) {
         g.resources.preset = v;

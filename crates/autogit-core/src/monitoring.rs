@@ -329,6 +329,23 @@ pub fn compose_setup(plan: &crate::plan::Plan, config: &Config) -> PrometheusSet
     }
 }
 
+/// The setup for a Kubernetes cluster ([`crate::kubernetes`]): the compose setup without what
+/// the cluster does not run. The host exporters (node-exporter, cAdvisor) are per-node
+/// DaemonSets of the cluster's own monitoring there, and autogit's API is the host's binary
+/// driving the host's engine: scraping their compose names would only make targets that are
+/// always down. The DCGM exporters of the GPU hosts stay (they are hosts, not pods).
+pub fn cluster_setup(plan: &crate::plan::Plan, config: &Config) -> PrometheusSetup {
+    let mut s = compose_setup(plan, config);
+    s.node_exporter = None;
+    s.autogit = None;
+    s.jobs
+        .retain(|(name, _, _)| !CLUSTER_EXCLUDED_JOBS.contains(&name.as_str()));
+    s
+}
+
+/// The compose scrape jobs that have no target in a cluster ([`cluster_setup`]).
+const CLUSTER_EXCLUDED_JOBS: [&str; 1] = ["cadvisor"];
+
 /// The port NVIDIA's DCGM exporter listens on.
 pub const DCGM_PORT: u16 = 9400;
 

@@ -625,6 +625,22 @@ fn monitoring_companions(preset: Preset, health: &crate::config::Health) -> Vec<
     ]
 }
 
+/// The name Tempo's OTLP port is remembered under in the state store's `ports` table.
+pub const TEMPO_OTLP_PORT_KEY: &str = "tempo-otlp";
+/// Tempo's OTLP/HTTP receiver in its container (`render::tempo`).
+pub const TEMPO_OTLP_CONTAINER_PORT: u16 = 4318;
+
+/// Where autogit sends its traces when OTLP_ENDPOINT is unset: the platform's Tempo on this
+/// host, by its published OTLP/HTTP port. `None` without Tempo (or without that port).
+pub fn tempo_otlp_endpoint(plan: &Plan) -> Option<String> {
+    plan.local()
+        .find(|s| s.name == "tempo")?
+        .ports
+        .iter()
+        .find(|p| p.name == "otlp")
+        .map(|p| format!("http://127.0.0.1:{}", p.host))
+}
+
 /// Builds the plan. Diagnostics are warnings about the host (preset too large, low ports when
 /// rootless) and errors about ports (collisions, explicit mode without a port).
 pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Diagnostics) {
@@ -648,14 +664,14 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         ports: vec![
             PortMap {
                 name: "http".into(),
-                bind: None,
+                bind: g.ports.bind.map(|ip| ip.to_string()),
                 host: g.ports.http,
                 container: 80,
                 protocol: Protocol::Tcp,
             },
             PortMap {
                 name: "https".into(),
-                bind: None,
+                bind: g.ports.bind.map(|ip| ip.to_string()),
                 host: g.ports.https,
                 container: 443,
                 protocol: Protocol::Tcp,
@@ -838,6 +854,44 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     target: "/etc/tempo/tempo.yaml".into(),
                 });
                 spec.command = vec!["-config.file=/etc/tempo/tempo.yaml".into()];
+                // Its OTLP/HTTP receiver on loopback: where autogit sends its own traces when
+                // OTLP_ENDPOINT is unset (`tempo_otlp_endpoint`). PORT_TEMPO_OTLP, else a
+                // port of the pool remembered as `tempo-otlp`; none with explicit allocation
+                // and no PORT_TEMPO_OTLP.
+                let taken = |p: u16, used: &[(u16, String, Option<Loc>)]| {
+                    used.iter().any(|(u, _, _)| *u == p)
+                        || env.ports.values().any(|v| *v == p)
+                        || Some(p) == host_port
+                };
+                let otlp = match env.tempo_otlp_port {
+                    Some(p) => Some(p),
+                    None if env.port_allocation == PortAllocation::Explicit => None,
+                    None => match input.remembered_ports.get(TEMPO_OTLP_PORT_KEY) {
+                        Some(p) if !taken(*p, &used) => Some(*p),
+                        _ => {
+                            let mut p = next_free;
+                            while taken(p, &used)
+                                || input.remembered_ports.values().any(|v| *v == p)
+                            {
+                                p = p.saturating_add(1);
+                            }
+                            (p <= env.port_pool.1).then(|| {
+                                next_free = p + 1;
+                                p
+                            })
+                        }
+                    },
+                };
+                if let Some(p) = otlp {
+                    used.push((p, "PORT_TEMPO_OTLP".into(), None));
+                    spec.ports.push(PortMap {
+                        name: "otlp".into(),
+                        bind: Some("127.0.0.1".into()),
+                        host: p,
+                        container: TEMPO_OTLP_CONTAINER_PORT,
+                        protocol: Protocol::Tcp,
+                    });
+                }
             }
             ServiceId::Prometheus => {
                 // The directory: the configuration, the alert rules and, once the user
@@ -918,6 +972,14 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     ("DOCKER_HOST", format!("unix://{API_ENGINE_SOCKET}")),
                 ] {
                     spec.environment.insert(k.into(), v);
+                }
+                // Its traces go to the platform's Tempo on the platform network (loopback
+                // is the container's own there), unless OTLP_ENDPOINT names a collector.
+                if env.otlp_endpoint.is_none() && env.services_enabled.contains(&ServiceId::Tempo) {
+                    spec.environment.insert(
+                        "OTLP_ENDPOINT".into(),
+                        format!("http://tempo:{TEMPO_OTLP_CONTAINER_PORT}"),
+                    );
                 }
                 for p in [
                     HostPath::DataDir,
@@ -1035,6 +1097,22 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     protocol: Protocol::Tcp,
                 },
             ];
+            // GitLab's own HTTP(S) ports stay for autogit and the host (the bootstrap, health
+            // checks, a local runner) but, behind the ingress, only on loopback unless
+            // `gitlab.ports.bind` says otherwise: the ingress's rate limits, body limits and
+            // WAF rules would mean nothing with a second door open to the network.
+            let gitlab_bind = config
+                .gitlab
+                .ports
+                .bind
+                .map_or_else(|| "127.0.0.1".to_owned(), |ip| ip.to_string());
+            if let Some(gitlab) = services.iter_mut().find(|s| s.role == Role::Gitlab) {
+                for p in &mut gitlab.ports {
+                    if p.name == "http" || p.name == "https" {
+                        p.bind = Some(gitlab_bind.clone());
+                    }
+                }
+            }
             if let Some(gitlab) = services.iter_mut().find(|s| s.role == Role::Gitlab)
                 && let Some(i) = gitlab.ports.iter().position(|p| p.name == "ssh")
             {

@@ -162,6 +162,9 @@ pub struct PlatformEnv {
     pub port_allocation: PortAllocation,
     pub port_pool: (u16, u16),
     pub ports: BTreeMap<ServiceId, u16>,
+    /// PORT_TEMPO_OTLP: the host port (on loopback) of Tempo's OTLP/HTTP receiver, where
+    /// autogit sends its traces when OTLP_ENDPOINT is unset; dynamic when not set.
+    pub tempo_otlp_port: Option<u16>,
     pub ingress_ip: Option<String>,
     pub ingress_http_port: u16,
     pub ingress_https_port: u16,
@@ -210,6 +213,7 @@ impl Default for PlatformEnv {
             port_allocation: PortAllocation::Dynamic,
             port_pool: (20000, 20999),
             ports: BTreeMap::new(),
+            tempo_otlp_port: None,
             ingress_ip: None,
             ingress_http_port: 80,
             ingress_https_port: 443,
@@ -620,6 +624,13 @@ pub fn load_platform(
             continue;
         };
         if matches!(svc, "ALLOCATION" | "POOL") || e.value.is_empty() {
+            continue;
+        }
+        if svc == "TEMPO_OTLP" {
+            match port(e) {
+                Some(v) => p.tempo_otlp_port = Some(v),
+                None => diags.push(bad(e, "a port number from 1 to 65535")),
+            }
             continue;
         }
         let Some(id) = ServiceId::parse(svc) else {

@@ -795,6 +795,20 @@ fn nginx_proxy_headers(guarded: bool) -> String {
     h
 }
 
+/// The rendered files the Kubernetes generators mount: [`all_files`] with Prometheus scraping
+/// only what a cluster runs ([`crate::monitoring::cluster_setup`]).
+pub fn cluster_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
+    let mut files = all_files(plan, config);
+    for (name, text) in &mut files {
+        if name == "prometheus/prometheus.yml" {
+            *text = crate::monitoring::prometheus_config(&crate::monitoring::cluster_setup(
+                plan, config,
+            ));
+        }
+    }
+    files
+}
+
 /// Every file `install --dry-run` writes under `rendered/`, as (relative path, content).
 pub fn all_files(plan: &Plan, config: &Config) -> Vec<(String, String)> {
     let mut files = vec![

@@ -75,7 +75,9 @@ fn all(files: &[(String, String)]) -> String {
 }
 
 fn rendered(b: &Built) -> BTreeMap<String, String> {
-    render::all_files(&b.plan, &b.config).into_iter().collect()
+    render::cluster_files(&b.plan, &b.config)
+        .into_iter()
+        .collect()
 }
 
 #[test]
@@ -84,6 +86,28 @@ fn kubernetes_manifests() {
     let st = config_state(&b);
     let files = kubernetes::manifests(&st, &rendered(&b));
     insta::assert_snapshot!(all(&files));
+}
+
+/// The cluster runs neither the host's exporters nor autogit's API: its Prometheus does not
+/// scrape their compose names (targets that would always be down), while the compose
+/// deployment's does.
+#[test]
+fn kubernetes_prometheus_scrapes_only_what_the_cluster_runs() {
+    let b = build(CONFIG, ENV);
+    let host = render::all_files(&b.plan, &b.config)
+        .into_iter()
+        .find(|(n, _)| n == "prometheus/prometheus.yml")
+        .expect("prometheus is enabled")
+        .1;
+    let text = all(&kubernetes::manifests(&config_state(&b), &rendered(&b)));
+    for target in ["node-exporter:9100", "cadvisor:8080", "api:8000"] {
+        assert!(host.contains(target), "compose scrapes {target}:\n{host}");
+        assert!(
+            !text.contains(target),
+            "the cluster has no {target}:\n{text}"
+        );
+    }
+    assert!(text.contains("job_name: grafana"), "{text}");
 }
 
 #[test]

@@ -1307,3 +1307,113 @@ fn loki_and_tempo_configs_follow_their_documented_schemas() {
     );
     insta::assert_snapshot!("loki", files["loki/loki.yaml"]);
 }
+
+/// GitLab's own HTTP(S) ports: behind an ingress only on loopback (the ingress is the door,
+/// with its limits), unless `gitlab.ports.bind` says otherwise; without an ingress on every
+/// address, or on the one `bind` names. SSH is never rebound (the ingress takes it over).
+#[test]
+fn gitlab_ports_are_loopback_only_behind_an_ingress() {
+    let binds = |config: &str, env: &str| -> Vec<(String, Option<String>)> {
+        let (plan, diags) = build(config, env, &PlanInput::default());
+        assert!(!diags.contains("error["), "{diags}");
+        let gitlab = plan.services.iter().find(|s| s.name == "gitlab").unwrap();
+        gitlab
+            .ports
+            .iter()
+            .map(|p| (p.name.clone(), p.bind.clone()))
+            .collect()
+    };
+    let lo = Some("127.0.0.1".to_owned());
+    for ingress in ["traefik", "nginx"] {
+        let config = format!("platform:\n  ingress: {ingress}\n");
+        assert_eq!(
+            binds(&config, "BASE_DOMAIN=example.test\n"),
+            [("http".into(), lo.clone()), ("https".into(), lo.clone())],
+            "{ingress}: SSH moved to the ingress, HTTP(S) on loopback"
+        );
+        let config =
+            format!("platform:\n  ingress: {ingress}\ngitlab:\n  ports:\n    bind: 0.0.0.0\n");
+        assert_eq!(
+            binds(&config, "BASE_DOMAIN=example.test\n"),
+            [
+                ("http".into(), Some("0.0.0.0".into())),
+                ("https".into(), Some("0.0.0.0".into()))
+            ],
+            "{ingress}: an explicit bind wins"
+        );
+    }
+    // No base domain: no ingress, GitLab's ports are the door.
+    assert_eq!(
+        binds("", ""),
+        [
+            ("http".into(), None),
+            ("https".into(), None),
+            ("ssh".into(), None)
+        ]
+    );
+    let b = binds("gitlab:\n  ports:\n    bind: 192.168.1.10\n", "");
+    assert_eq!(b[0], ("http".into(), Some("192.168.1.10".into())));
+    assert_eq!(b[2], ("ssh".into(), None), "bind is GitLab's HTTP(S) only");
+}
+
+/// Tempo's OTLP/HTTP receiver is published on loopback beside its query port: a pool port
+/// (kept across installs as `tempo-otlp`, never another service's), PORT_TEMPO_OTLP when set,
+/// none with explicit allocation and no PORT_TEMPO_OTLP; it is autogit's default trace
+/// endpoint (`plan::tempo_otlp_endpoint`).
+#[test]
+fn tempo_publishes_its_otlp_receiver_on_loopback() {
+    let env = "SERVICES_ENABLED=gitlab,tempo,loki\n";
+    let otlp = |p: &Plan| {
+        p.service("tempo")
+            .unwrap()
+            .ports
+            .iter()
+            .find(|x| x.name == "otlp")
+            .map(|x| (x.bind.clone(), x.host, x.container))
+    };
+    let (p, diags) = build("", env, &PlanInput::default());
+    assert!(!diags.contains("error["), "{diags}");
+    let (bind, host, container) = otlp(&p).expect("an OTLP port");
+    assert_eq!((bind.as_deref(), container), (Some("127.0.0.1"), 4318));
+    let mut hosts: Vec<u16> = p
+        .local()
+        .flat_map(|s| s.ports.iter().map(|x| x.host))
+        .collect();
+    let n = hosts.len();
+    hosts.sort_unstable();
+    hosts.dedup();
+    assert_eq!(hosts.len(), n, "no port twice");
+    assert_eq!(
+        autogit_core::plan::tempo_otlp_endpoint(&p),
+        Some(format!("http://127.0.0.1:{host}"))
+    );
+
+    // Remembered: kept, even where the pool would have picked another port.
+    let input = PlanInput {
+        remembered_ports: BTreeMap::from([("tempo-otlp".to_owned(), 20700)]),
+        ..Default::default()
+    };
+    let (p, _) = build("", env, &input);
+    assert_eq!(otlp(&p).unwrap().1, 20700);
+    // A remembered port another service now holds is not reused.
+    let (p, _) = build("", &format!("{env}PORT_LOKI=20700\n"), &input);
+    assert_ne!(otlp(&p).unwrap().1, 20700);
+
+    let (p, _) = build(
+        "",
+        &format!("{env}PORT_TEMPO_OTLP=24318\n"),
+        &PlanInput::default(),
+    );
+    assert_eq!(otlp(&p).unwrap().1, 24318);
+    let explicit = "SERVICES_ENABLED=gitlab,tempo\nPORT_ALLOCATION=explicit\nPORT_TEMPO=23200\n";
+    let (p, diags) = build("", explicit, &PlanInput::default());
+    assert!(!diags.contains("error["), "{diags}");
+    assert_eq!(otlp(&p), None);
+    assert_eq!(autogit_core::plan::tempo_otlp_endpoint(&p), None);
+    let (_, diags) = build(
+        "",
+        &format!("{env}PORT_TEMPO_OTLP=nope\n"),
+        &PlanInput::default(),
+    );
+    assert!(diags.contains("PORT_TEMPO_OTLP"), "{diags}");
+}

@@ -224,7 +224,8 @@ pub fn status_table(ui: &Ui, rows: &[autogit_app::platform::ServiceStatus], now:
 
 /// The daemon's log: every event as one JSON line on stderr (`tracing`'s JSON format, fields
 /// at the top level), warnings and errors always, information unless --quiet. With
-/// `OTLP_ENDPOINT` set, the spans are also exported as traces (`drivers::telemetry`); the
+/// `OTLP_ENDPOINT` set, or the platform's Tempo enabled, the spans are also exported as traces
+/// (`drivers::telemetry`, `app::plan::otlp_endpoint`); the
 /// returned handle sends the last ones ([`Telemetry::shutdown`], outside the runtime). Call it
 /// outside the async runtime.
 pub fn init_json_log(
@@ -247,11 +248,11 @@ pub fn init_json_log(
         .with_writer(std::io::stderr)
         .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level));
     let registry = tracing_subscriber::registry().with(log);
-    let Some(endpoint) = loaded.settings.platform.otlp_endpoint.as_deref() else {
+    let Some(endpoint) = autogit_app::plan::otlp_endpoint(&loaded.settings) else {
         let _ = registry.try_init();
         return None;
     };
-    match autogit_drivers::telemetry::Telemetry::otlp(endpoint, "autogit") {
+    match autogit_drivers::telemetry::Telemetry::otlp(&endpoint, "autogit") {
         Ok((telemetry, layer)) => {
             // Every span at INFO and above is exported, whatever the log's level.
             let layer = layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO);

@@ -404,3 +404,88 @@ fn sigterm(child: &Child) {
         .args(["-TERM", &child.id().to_string()])
         .status();
 }
+
+/// With Tempo in SERVICES_ENABLED and OTLP_ENDPOINT unset, autogit sends its traces to the
+/// platform's Tempo on this host: its OTLP/HTTP receiver published on loopback at
+/// PORT_TEMPO_OTLP (here the fake collector's port; dynamic when unset, remembered as
+/// `tempo-otlp`). Without Tempo, no trace leaves (the first test sets OTLP_ENDPOINT).
+#[test]
+fn the_platforms_tempo_is_the_default_trace_endpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (otlp_port, got) = fake_collector();
+    std::fs::write(
+        dir.join("autogit.yml"),
+        "platform:\n  socket: /nonexistent/autogit-test/docker.sock\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        format!("SERVICES_ENABLED=gitlab,tempo\nPORT_TEMPO_OTLP={otlp_port}\n"),
+    )
+    .unwrap();
+    let r = run_platform(
+        dir,
+        &["api-key", "create", "ops", "--role", "operator", "--json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let key = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(autogit_drivers::state::Store::open(&dir.join("data/state.db")).unwrap());
+    let log = test_log_dir().join("traces-tempo-default.log");
+    let api_port = free_port();
+    let mut c = cmd(dir);
+    c.args(["serve", "--listen", &format!("127.0.0.1:{api_port}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in platform_env(dir) {
+        c.env(k, v);
+    }
+    c.env_remove("OTLP_ENDPOINT");
+    let mut serve = KillOnDrop(c.spawn().unwrap());
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let start = Instant::now();
+    while http
+        .get(format!("{api}/healthz"))
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "autogit serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let resp = http
+        .get(format!("{api}/api/v1/dns/plan"))
+        .bearer_auth(&key)
+        .send()
+        .unwrap();
+    let status = resp.status().as_u16();
+    let seen = |g: &Received| {
+        g.spans
+            .iter()
+            .any(|(svc, s)| svc == "autogit" && s.name == "GET /api/v1/dns/plan")
+    };
+    let start = Instant::now();
+    while !seen(&got.lock().unwrap()) && start.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sigterm(&serve.0);
+    let _ = serve.0.wait();
+    let g = got.lock().unwrap();
+    assert!(
+        seen(&g),
+        "no span of the request (answered {status}) reached Tempo's port; received: {:?}\n{}",
+        g.spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>(),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}

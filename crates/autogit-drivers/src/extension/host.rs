@@ -97,6 +97,28 @@ async fn read_line<R: AsyncRead + Unpin>(
     }
 }
 
+/// Spawns `cmd`, trying again for up to about a second while the kernel answers ETXTBSY.
+///
+/// An executable that was just written (an extension installed a moment ago) can still be
+/// open for writing in a child that another thread forked before the writer closed it: the
+/// descriptor lives in that child until its own `exec`, and an `exec` of the file meanwhile
+/// fails with "Text file busy" (rust-lang/rust#114554; Go's os/exec meets the same race).
+/// The window is a fork-to-exec, so a few short retries are enough.
+fn spawn_past_busy_text(cmd: &mut Command) -> std::io::Result<Child> {
+    const ETXTBSY: i32 = 26;
+    let mut wait = Duration::from_millis(2);
+    for _ in 0..9 {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) => {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+            other => return other,
+        }
+    }
+    cmd.spawn()
+}
+
 impl Process {
     /// Starts `found` with exactly `env` as its environment, in a process group of its own,
     /// in its directory. Its stderr goes to the log, line by line, with `scrub` values hidden.
@@ -117,7 +139,7 @@ impl Process {
         if let Some(dir) = found.path.parent() {
             cmd.current_dir(dir);
         }
-        let mut child = cmd.spawn().map_err(|source| ExtensionError::Spawn {
+        let mut child = spawn_past_busy_text(&mut cmd).map_err(|source| ExtensionError::Spawn {
             name: found.name.clone(),
             path: found.path.clone(),
             source,
