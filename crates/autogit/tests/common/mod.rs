@@ -23,6 +23,9 @@ pub fn cmd(dir: &Path) -> Command {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir)
         .env("NO_COLOR", "1")
+        // Never the machine's own data dir (`/var/lib/autogit` as root): a command that names
+        // none uses the test's (`--data-dir` and the tests' own AUTOGIT_DATA_DIR still win).
+        .env("AUTOGIT_DATA_DIR", dir.join("data"))
         // `install` would set autogit up as a systemd service of the machine running the tests.
         .env("AUTOGIT_NO_SERVICE", "1");
     c
