@@ -2508,13 +2508,25 @@ mod key_tests {
                 "token_env",
                 "name",
                 "homeserver",
-                "room"
+                "room",
+                "host",
+                "port",
+                "starttls",
+                "from",
+                "to",
+                "username_env",
+                "password_env",
+                "ca_file",
+                "events",
+                "min_severity",
+                "rate_limit"
             ]
         );
         assert_eq!(NotifyKey::r#type.name(), "type");
         assert_eq!(RunnerKey::wsl2.name(), "wsl2");
         for all in [
             TopKey::ALL,
+            RateLimitKey::ALL,
             GitLabKey::ALL,
             RegistryKey::ALL,
             PortsKey::ALL,

@@ -294,7 +294,7 @@ fn config() -> impl Strategy<Value = Config> {
             c.health.reconcile_interval = h.1;
             c.health.restart_budget.max = h.2;
             c.health.self_heal = h.3;
-            c.health.notify = autogit_core::config::Notifiers::default();
+            c.health.notify = Notifiers::default();
             for n in [
                 Notify::Log,
                 Notify::Webhook {
@@ -321,7 +321,7 @@ fn config() -> impl Strategy<Value = Config> {
             c.health.notify.push(Notify::Email {
                 host: "smtp.example.com".into(),
                 port: 587,
-                starttls: autogit_core::config::Starttls::Required,
+                starttls: Starttls::Required,
                 from: "autogit@example.com".into(),
                 to: vec!["ops@example.com".into()],
                 username_env: Some("SMTP_USER".into()),
