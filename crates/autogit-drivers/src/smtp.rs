@@ -5,7 +5,6 @@
 
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor, address::Envelope};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -61,8 +60,9 @@ impl Email {
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.host.clone())
             .port(self.port)
             .tls(tls)
-            .timeout(Some(timeout))
-            .hello_name(ClientId::Domain("autogit".to_owned()));
+            // EHLO with lettre's default, the address literal [127.0.0.1]: valid whatever
+            // this host's name is (RFC 5321 §4.1.4).
+            .timeout(Some(timeout));
         if let Some((user, password, _)) = &self.login {
             b = b.credentials(Credentials::new(
                 user.clone(),
@@ -154,4 +154,37 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
         s.push_str(" (starttls: required; the server offers no STARTTLS)");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_and_label_name_the_variable_never_the_password() {
+        let e = Email {
+            host: "smtp.example.com".into(),
+            port: 587,
+            starttls: true,
+            from: "a@example.com".into(),
+            to: vec!["b@example.com".into()],
+            login: Some((
+                "autogit".into(),
+                SecretString::from("hunter2-smtp"),
+                "SMTP_PASSWORD".into(),
+            )),
+            ca_pem: None,
+        };
+        for text in [format!("{e:?}"), e.label()] {
+            assert_eq!(text, "email smtp.example.com:587 (SMTP_PASSWORD)");
+        }
+    }
+
+    #[test]
+    fn a_refused_certificate_is_not_retried() {
+        assert!(certificate(
+            "Connection error: invalid peer certificate: UnknownIssuer"
+        ));
+        assert!(!certificate("Connection error: connection refused"));
+    }
 }
