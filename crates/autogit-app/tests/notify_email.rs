@@ -12,7 +12,21 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A `tracing` writer into memory.
+struct LogBuf(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 const SERVER: &str = r#"
 import json, os, ssl, sys
@@ -399,8 +413,19 @@ async fn a_wrong_password_no_starttls_and_an_unknown_ca_are_refused_and_named() 
     );
     let env = "SMTP_USER=autogit\nSMTP_PASSWORD=right-pw\nSMTP_OLD_PASSWORD=wrong-pw-9f3\n";
     let settings = support::settings(&config, env, d.path());
+    // What the daemon's log would say (the log sink through `tracing`), kept in memory.
+    let log = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let writer = log.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || LogBuf(writer.clone()))
+            .with_ansi(false)
+            .finish(),
+    )
+    .unwrap();
     let (bus, _clock) = support::bus_at(1_800_000_000);
     let mut rx = bus.subscribe();
+    let logger = autogit_app::sinks::log(&bus);
     let sink = autogit_app::sinks::chat(&bus, settings, retry());
     bus.publish(mirror_failed("docs", "unreachable"));
     let mut failed = Vec::new();
@@ -427,6 +452,19 @@ async fn a_wrong_password_no_starttls_and_an_unknown_ca_are_refused_and_named() 
         .await
         .unwrap()
         .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), logger)
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    assert!(
+        log.contains("webhook_failed") && log.contains("535"),
+        "the failures were logged: {log}"
+    );
+    assert!(
+        !log.contains("wrong-pw-9f3") && !log.contains("right-pw"),
+        "{log}"
+    );
     failed.sort();
     assert_eq!(failed.len(), 3, "{failed:#?}");
     let find = |label: String| {
