@@ -37,7 +37,13 @@ port, mode, cert, key, out, user, password = sys.argv[1:8]
 
 class Handler:
     n = 0
+    tries = 0
     async def handle_DATA(self, server, session, envelope):
+        Handler.tries += 1
+        with open(os.path.join(out, "tries"), "w") as f:
+            f.write(str(Handler.tries))
+        if mode == "flaky" and Handler.tries == 1:
+            return "451 4.3.0 try again later"
         Handler.n += 1
         base = os.path.join(out, "%03d" % Handler.n)
         with open(base + ".eml", "wb") as f:
@@ -54,7 +60,7 @@ def authenticator(server, session, envelope, mechanism, auth_data):
           and auth_data.login == user.encode() and auth_data.password == password.encode())
     return AuthResult(success=ok, handled=False)
 
-if mode == "starttls":
+if mode in ("starttls", "flaky"):
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     kw = dict(tls_context=ctx, require_starttls=True, auth_required=True,
@@ -115,8 +121,9 @@ struct Smtpd {
 }
 
 impl Smtpd {
-    /// `mode`: `starttls` (STARTTLS and AUTH required, as user `autogit` with `password`) or
-    /// `plain` (no STARTTLS offered, no AUTH).
+    /// `mode`: `starttls` (STARTTLS and AUTH required, as user `autogit` with `password`),
+    /// `flaky` (the same, but the first DATA is answered 451) or `plain` (no STARTTLS
+    /// offered, no AUTH).
     fn start(py: &Path, dir: &Path, name: &str, mode: &str, password: &str) -> Smtpd {
         let script = dir.join("smtpd.py");
         std::fs::write(&script, SERVER).unwrap();
@@ -493,6 +500,45 @@ async fn a_wrong_password_no_starttls_and_an_unknown_ca_are_refused_and_named() 
     assert_eq!(relayed.len(), 1, "{relayed:#?}");
     assert_eq!(relayed[0].0["tls"], false);
     assert!(relayed[0].1.contains("docs: mirror failed: unreachable"));
+}
+
+/// A 4xx answer is tried again (with backoff) and the message arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_failure_is_retried() {
+    let Some(py) = python() else { return };
+    let d = tempfile::tempdir().unwrap();
+    certificates(d.path(), "mx");
+    let smtpd = Smtpd::start(&py, d.path(), "mx", "flaky", "pw-flaky");
+    let config = format!(
+        "health:\n  notify:\n    - type: email\n      host: 127.0.0.1\n      port: {}\n      ca_file: {}\n      from: a@example.org\n      to: ops@example.org\n      username_env: SMTP_USER\n      password_env: SMTP_PASSWORD\n",
+        smtpd.port,
+        d.path().join("mx-ca.pem").display()
+    );
+    let settings = support::settings(
+        &config,
+        "SMTP_USER=autogit\nSMTP_PASSWORD=pw-flaky\n",
+        d.path(),
+    );
+    let (bus, _clock) = support::bus_at(1_800_000_000);
+    let mut rx = bus.subscribe();
+    let sink = autogit_app::sinks::chat(&bus, settings, retry());
+    bus.publish(mirror_failed("docs", "unreachable"));
+    drop(bus);
+    tokio::time::timeout(Duration::from_secs(60), sink)
+        .await
+        .unwrap()
+        .unwrap();
+    let failures: Vec<Event> = support::drain(&mut rx)
+        .into_iter()
+        .filter(|e| matches!(e, Event::WebhookFailed { .. }))
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(smtpd.received().len(), 1);
+    assert_eq!(
+        std::fs::read_to_string(smtpd.out.join("tries")).unwrap(),
+        "2",
+        "451, then accepted"
+    );
 }
 
 #[test]
