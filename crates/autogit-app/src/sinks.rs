@@ -5,9 +5,11 @@
 use crate::bus::{Bus, next};
 use crate::event::{Envelope, Event};
 use autogit_core::config::Notify;
+use autogit_core::notify::{Decision, Limiter, Rule};
 use autogit_drivers::notify::{Chat, Retry, Webhook, deliver_body, deliver_chat};
+use autogit_drivers::smtp::{Email, deliver_email};
 use autogit_drivers::state::Store;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -66,18 +68,62 @@ pub fn store(bus: &Bus, db: PathBuf) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// One notifier's filter and rate limiter (`events`, `min_severity`, `rate_limit` of its
+/// `health.notify` entry): the decisions are `core::notify`'s, the state and the clock (the
+/// event's time) are here.
+#[derive(Clone, Debug, Default)]
+pub struct Gate {
+    rule: Rule,
+    limiter: Limiter,
+}
+
+impl Gate {
+    pub fn new(rule: Rule) -> Gate {
+        Gate {
+            rule,
+            limiter: Limiter::default(),
+        }
+    }
+
+    /// `Some(suppressed)` when the notifier gets this event (and how many it lost to the rate
+    /// limit since its last message); `None` when filtered out or over the limit (counted).
+    pub fn pass(&mut self, env: &Envelope) -> Option<u64> {
+        if !self
+            .rule
+            .admits(env.event.kind(), env.event.severity().as_str())
+        {
+            return None;
+        }
+        match self.limiter.decide(self.rule.rate_limit.as_ref(), env.at) {
+            Decision::Send { suppressed } => Some(suppressed),
+            Decision::Drop => None,
+        }
+    }
+}
+
 /// The webhooks of `health.notify`, with their signing secrets from the settings.
 pub fn webhooks(settings: &crate::Settings) -> Vec<Webhook> {
+    webhooks_with_rules(settings)
+        .into_iter()
+        .map(|(w, _)| w)
+        .collect()
+}
+
+/// The webhooks of `health.notify`, each with its filter and rate limit.
+pub fn webhooks_with_rules(settings: &crate::Settings) -> Vec<(Webhook, Rule)> {
     settings
         .config
         .health
         .notify
-        .iter()
-        .filter_map(|n| match n {
-            Notify::Webhook { url, secret_env } => Some(Webhook {
-                url: url.clone(),
-                secret: secret_env.as_ref().and_then(|k| settings.value(k)),
-            }),
+        .entries()
+        .filter_map(|(n, rule)| match n {
+            Notify::Webhook { url, secret_env } => Some((
+                Webhook {
+                    url: url.clone(),
+                    secret: secret_env.as_ref().and_then(|k| settings.value(k)),
+                },
+                rule.clone(),
+            )),
             _ => None,
         })
         .collect()
@@ -88,12 +134,27 @@ pub fn webhooks(settings: &crate::Settings) -> Vec<Webhook> {
 /// in its own task with retries; a failed delivery is published as `webhook_failed`. The task
 /// ends once the bus is closed and every delivery has finished.
 pub fn notify(bus: &Bus, hooks: Vec<Webhook>, retry: Retry) -> tokio::task::JoinHandle<()> {
+    notify_with(
+        bus,
+        hooks.into_iter().map(|h| (h, Rule::default())).collect(),
+        retry,
+    )
+}
+
+/// [`notify`], each webhook behind its filter and rate limit; after suppressed events the
+/// next body carries `"suppressed": <count>`.
+pub fn notify_with(
+    bus: &Bus,
+    hooks: Vec<(Webhook, Rule)>,
+    retry: Retry,
+) -> tokio::task::JoinHandle<()> {
     let mut rx = bus.subscribe();
     let weak = bus.downgrade();
     tokio::spawn(async move {
         if hooks.is_empty() {
             return;
         }
+        let mut gates: Vec<Gate> = hooks.iter().map(|(_, r)| Gate::new(r.clone())).collect();
         let client = autogit_drivers::health::client();
         let mut deliveries = tokio::task::JoinSet::new();
         let mut lost = 0;
@@ -103,13 +164,23 @@ pub fn notify(bus: &Bus, hooks: Vec<Webhook>, retry: Retry) -> tokio::task::Join
             if !env.event.notifies() {
                 continue;
             }
-            let Ok(body) = serde_json::to_vec(&*env) else {
+            let Ok(value) = serde_json::to_value(&*env) else {
                 continue;
             };
-            let body = Arc::new(body);
-            for hook in &hooks {
-                let (client, hook, body, weak) =
-                    (client.clone(), hook.clone(), body.clone(), weak.clone());
+            for ((hook, _), gate) in hooks.iter().zip(&mut gates) {
+                let Some(suppressed) = gate.pass(&env) else {
+                    continue;
+                };
+                let mut value = value.clone();
+                if suppressed > 0
+                    && let Some(o) = value.as_object_mut()
+                {
+                    o.insert("suppressed".into(), suppressed.into());
+                }
+                let Ok(body) = serde_json::to_vec(&value) else {
+                    continue;
+                };
+                let (client, hook, weak) = (client.clone(), hook.clone(), weak.clone());
                 let kind = env.event.kind();
                 deliveries.spawn(async move {
                     if let Err(error) = deliver_body(&client, &hook, kind, &body, retry).await {
@@ -128,17 +199,45 @@ pub fn notify(bus: &Bus, hooks: Vec<Webhook>, retry: Retry) -> tokio::task::Join
 
 /// What one event says, for a chat service or a `notify` extension.
 pub fn message(event: &Event) -> autogit_core::chat::Message {
+    message_after(event, 0)
+}
+
+/// [`message`], saying how many events the rate limit suppressed before it
+/// (`… (3 more events suppressed by the rate limit)`).
+pub fn message_after(event: &Event, suppressed: u64) -> autogit_core::chat::Message {
+    let mut summary = event.summary();
+    if suppressed > 0 {
+        summary = format!(
+            "{summary} ({})",
+            autogit_core::notify::suppressed_note(suppressed)
+        );
+    }
     autogit_core::chat::Message {
         kind: event.kind().to_owned(),
         severity: event.severity().as_str().to_owned(),
         subject: event.subject().map(str::to_owned),
-        summary: event.summary(),
+        summary,
+    }
+}
+
+/// A message target of `health.notify` other than a webhook or an extension.
+enum Target {
+    Chat(Chat),
+    Email(Email),
+}
+
+impl Target {
+    fn label(&self) -> String {
+        match self {
+            Target::Chat(c) => c.label(),
+            Target::Email(e) => e.label(),
+        }
     }
 }
 
 /// A chat target of `health.notify`, its secrets read now (the variable, or `<NAME>_FILE`);
 /// `Err((label, why))` when one is missing. `None` for the other notifier types.
-fn chat_target(settings: &crate::Settings, n: &Notify) -> Option<Result<Chat, (String, String)>> {
+fn chat_target(settings: &crate::Settings, n: &Notify) -> Option<Result<Target, (String, String)>> {
     let secret = |label: String, key: &str| match settings.secret(key) {
         Ok(Some(v)) => Ok(SecretString::from(v)),
         Ok(None) => Err((
@@ -147,57 +246,107 @@ fn chat_target(settings: &crate::Settings, n: &Notify) -> Option<Result<Chat, (S
         )),
         Err(e) => Err((label, e)),
     };
-    Some(match n {
-        Notify::Slack { url_env } => {
-            secret(format!("slack ({url_env})"), url_env).map(|url| Chat::Slack {
+    Some(
+        match n {
+            Notify::Slack { url_env } => {
+                secret(format!("slack ({url_env})"), url_env).map(|url| Chat::Slack {
+                    url,
+                    label: url_env.clone(),
+                })
+            }
+            Notify::Discord { url_env } => {
+                secret(format!("discord ({url_env})"), url_env).map(|url| Chat::Discord {
+                    url,
+                    label: url_env.clone(),
+                })
+            }
+            Notify::Ntfy {
                 url,
-                label: url_env.clone(),
-            })
+                topic,
+                token_env,
+            } => {
+                let token = match token_env {
+                    Some(k) => match secret(format!("ntfy {url}/{topic}"), k) {
+                        Ok(t) => Some(t),
+                        Err(e) => return Some(Err(e)),
+                    },
+                    None => None,
+                };
+                Ok(Chat::Ntfy {
+                    url: url.clone(),
+                    topic: topic.clone(),
+                    token,
+                })
+            }
+            Notify::Matrix {
+                homeserver,
+                room,
+                token_env,
+            } => secret(format!("matrix {room} ({token_env})"), token_env).map(|token| {
+                Chat::Matrix {
+                    homeserver: homeserver.clone(),
+                    room: room.clone(),
+                    token,
+                    label: token_env.clone(),
+                }
+            }),
+            Notify::Email {
+                host,
+                port,
+                starttls,
+                from,
+                to,
+                username_env,
+                password_env,
+                ca_file,
+            } => {
+                let label = match password_env {
+                    Some(p) => format!("email {host}:{port} ({p})"),
+                    None => format!("email {host}:{port}"),
+                };
+                let login = match (username_env, password_env) {
+                    (Some(u), Some(p)) => {
+                        let user = match secret(label.clone(), u) {
+                            Ok(v) => v,
+                            Err(e) => return Some(Err(e)),
+                        };
+                        let password = match secret(label.clone(), p) {
+                            Ok(v) => v,
+                            Err(e) => return Some(Err(e)),
+                        };
+                        Some((user.expose_secret().to_owned(), password, p.clone()))
+                    }
+                    _ => None,
+                };
+                let ca_pem = match ca_file {
+                    Some(f) => match std::fs::read(f) {
+                        Ok(b) => Some(b),
+                        Err(e) => return Some(Err((label, format!("ca_file {f}: {e}")))),
+                    },
+                    None => None,
+                };
+                return Some(Ok(Target::Email(Email {
+                    host: host.clone(),
+                    port: *port,
+                    starttls: *starttls == autogit_core::config::Starttls::Required,
+                    from: from.clone(),
+                    to: to.clone(),
+                    login,
+                    ca_pem,
+                })));
+            }
+            Notify::Log | Notify::Webhook { .. } | Notify::Extension { .. } => return None,
         }
-        Notify::Discord { url_env } => {
-            secret(format!("discord ({url_env})"), url_env).map(|url| Chat::Discord {
-                url,
-                label: url_env.clone(),
-            })
-        }
-        Notify::Ntfy {
-            url,
-            topic,
-            token_env,
-        } => {
-            let token = match token_env {
-                Some(k) => match secret(format!("ntfy {url}/{topic}"), k) {
-                    Ok(t) => Some(t),
-                    Err(e) => return Some(Err(e)),
-                },
-                None => None,
-            };
-            Ok(Chat::Ntfy {
-                url: url.clone(),
-                topic: topic.clone(),
-                token,
-            })
-        }
-        Notify::Matrix {
-            homeserver,
-            room,
-            token_env,
-        } => secret(format!("matrix {room} ({token_env})"), token_env).map(|token| Chat::Matrix {
-            homeserver: homeserver.clone(),
-            room: room.clone(),
-            token,
-            label: token_env.clone(),
-        }),
-        Notify::Log | Notify::Webhook { .. } | Notify::Extension { .. } => return None,
-    })
+        .map(Target::Chat),
+    )
 }
 
 /// Sends every event that [`Event::notifies`] to the chat services of `health.notify`
-/// (`slack`, `discord`, `ntfy`: `drivers::notify::deliver_chat`) and to its `notify`
-/// extensions (`{type: extension, name}`: started for the event, `notify.send`, `shutdown`),
+/// (`slack`, `discord`, `ntfy`, `matrix`: `drivers::notify::deliver_chat`), its e-mail
+/// targets (`email`: `drivers::smtp::deliver_email`) and to its `notify` extensions (`{type: extension, name}`: started for the event, `notify.send`, `shutdown`),
 /// each delivery in its own task. A failure is published as `webhook_failed` whose `url` is
 /// the target's label (`slack (SLACK_WEBHOOK_URL)`, `extension pager`), never a Slack or
-/// Discord URL, which is the secret.
+/// Discord URL, which is the secret. Each entry is behind its [`Gate`] (filter, rate limit).
 pub fn chat(
     bus: &Bus,
     settings: Arc<crate::Settings>,
@@ -206,23 +355,17 @@ pub fn chat(
     let mut rx = bus.subscribe();
     let weak = bus.downgrade();
     tokio::spawn(async move {
-        let extensions: Vec<String> = settings
-            .config
-            .health
-            .notify
-            .iter()
-            .filter_map(|n| match n {
-                Notify::Extension { name } => Some(name.clone()),
-                _ => None,
+        let notify = &settings.config.health.notify;
+        // One gate per entry this sink sends to (by its index in health.notify).
+        let mut gates: Vec<Option<Gate>> = notify
+            .entries()
+            .map(|(n, rule)| {
+                let mine =
+                    matches!(n, Notify::Extension { .. }) || chat_target(&settings, n).is_some();
+                mine.then(|| Gate::new(rule.clone()))
             })
             .collect();
-        let any_chat = settings
-            .config
-            .health
-            .notify
-            .iter()
-            .any(|n| chat_target(&settings, n).is_some());
-        if extensions.is_empty() && !any_chat {
+        if gates.iter().all(Option::is_none) {
             return;
         }
         let client = autogit_drivers::health::client();
@@ -233,8 +376,8 @@ pub fn chat(
             if !env.event.notifies() {
                 continue;
             }
-            let msg = Arc::new(message(&env.event));
             let kind = env.event.kind();
+            let at = env.at;
             let fail = |weak: &crate::bus::WeakBus, label: String, error: String| {
                 weak.publish(Event::WebhookFailed {
                     url: label,
@@ -242,44 +385,54 @@ pub fn chat(
                     error,
                 })
             };
-            for n in &settings.config.health.notify {
+            let event = serde_json::to_value(&*env).unwrap_or_default();
+            for (n, gate) in notify.iter().zip(&mut gates) {
+                let Some(gate) = gate else { continue };
+                let Some(suppressed) = gate.pass(&env) else {
+                    continue;
+                };
+                let msg = Arc::new(message_after(&env.event, suppressed));
+                if let Notify::Extension { name } = n {
+                    let (settings, msg, weak, event, name) = (
+                        settings.clone(),
+                        msg.clone(),
+                        weak.clone(),
+                        event.clone(),
+                        name.clone(),
+                    );
+                    deliveries.spawn(async move {
+                        let sent = async {
+                            let registry = crate::extensions::Registry::load(&settings)?;
+                            let ext = registry
+                                .notify_extension(&name, &settings)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            let sent = ext.send(&msg, &event).await.map_err(|e| e.to_string());
+                            ext.close().await;
+                            sent
+                        };
+                        if let Err(e) = sent.await {
+                            fail(&weak, format!("extension {name}"), e);
+                        }
+                    });
+                    continue;
+                }
                 match chat_target(&settings, n) {
                     None => {}
                     Some(Err((label, why))) => fail(&weak, label, why),
                     Some(Ok(target)) => {
-                        let (client, msg, weak) = (client.clone(), msg.clone(), weak.clone());
+                        let (client, weak) = (client.clone(), weak.clone());
                         deliveries.spawn(async move {
-                            if let Err(e) = deliver_chat(&client, &target, &msg, retry).await {
+                            let sent = match &target {
+                                Target::Chat(c) => deliver_chat(&client, c, &msg, retry).await,
+                                Target::Email(e) => deliver_email(e, &msg, at, retry).await,
+                            };
+                            if let Err(e) = sent {
                                 fail(&weak, target.label(), e);
                             }
                         });
                     }
                 }
-            }
-            let event = serde_json::to_value(&*env).unwrap_or_default();
-            for name in &extensions {
-                let (settings, msg, weak, event, name) = (
-                    settings.clone(),
-                    msg.clone(),
-                    weak.clone(),
-                    event.clone(),
-                    name.clone(),
-                );
-                deliveries.spawn(async move {
-                    let sent = async {
-                        let registry = crate::extensions::Registry::load(&settings)?;
-                        let ext = registry
-                            .notify_extension(&name, &settings)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        let sent = ext.send(&msg, &event).await.map_err(|e| e.to_string());
-                        ext.close().await;
-                        sent
-                    };
-                    if let Err(e) = sent.await {
-                        fail(&weak, format!("extension {name}"), e);
-                    }
-                });
             }
         }
         while deliveries.join_next().await.is_some() {}
@@ -295,7 +448,7 @@ impl Sinks {
     pub fn for_command(bus: &Bus, settings: &crate::Settings) -> Sinks {
         Sinks(vec![
             store(bus, settings.state_db()),
-            notify(bus, webhooks(settings), Retry::default()),
+            notify_with(bus, webhooks_with_rules(settings), Retry::default()),
             chat(bus, Arc::new(settings.clone()), Retry::default()),
         ])
     }

@@ -101,3 +101,47 @@ async fn every_failure_kind_reaches_the_webhook_signed() {
         assert_eq!(body["at"], 1_700_000_000u64);
     }
 }
+
+/// `events` and `rate_limit` on a webhook entry: other kinds never reach it; over the limit
+/// events are dropped, and the first body of the next window carries `"suppressed": <n>`.
+#[tokio::test]
+async fn a_filtered_rate_limited_webhook_says_what_it_suppressed() {
+    let (url, seen) = webhook().await;
+    let d = tempfile::tempdir().unwrap();
+    let config = format!(
+        "health:\n  notify:\n    - type: webhook\n      url: {url}\n      secret_env: HOOK_SECRET\n      events: [mirror_failed]\n      rate_limit: {{max: 1, per: 1m}}\n"
+    );
+    let settings = support::settings(&config, "HOOK_SECRET=hook-secret\n", d.path());
+    let (bus, clock) = support::bus_at(1_700_000_000);
+    let sink = autogit_app::sinks::notify_with(
+        &bus,
+        autogit_app::sinks::webhooks_with_rules(&settings),
+        Retry::default(),
+    );
+    let failed = |name: &str| Event::MirrorFailed {
+        name: name.into(),
+        source: "git://127.0.0.1/a.git".into(),
+        error: "unreachable".into(),
+    };
+    bus.publish(failed("first"));
+    bus.publish(Event::BackupFailed {
+        error: "no space left".into(),
+    });
+    bus.publish(failed("dropped-1"));
+    bus.publish(failed("dropped-2"));
+    clock.advance(60);
+    bus.publish(failed("next"));
+    drop(bus);
+    tokio::time::timeout(Duration::from_secs(20), sink)
+        .await
+        .unwrap()
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    let mut bodies: Vec<&serde_json::Value> = seen.iter().map(|(_, _, b)| b).collect();
+    bodies.sort_by_key(|b| b["at"].as_u64());
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
+    assert_eq!(bodies[0]["name"], "first");
+    assert!(bodies[0].get("suppressed").is_none());
+    assert_eq!(bodies[1]["name"], "next");
+    assert_eq!(bodies[1]["suppressed"], 2);
+}

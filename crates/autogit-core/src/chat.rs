@@ -21,7 +21,8 @@ pub struct Message {
 }
 
 impl Message {
-    fn title(&self) -> String {
+    /// `autogit <severity>: <kind> (<subject>)`: the first line of every notifier's message.
+    pub fn title(&self) -> String {
         match &self.subject {
             Some(s) => format!("autogit {}: {} ({s})", self.severity, self.kind),
             None => format!("autogit {}: {}", self.severity, self.kind),

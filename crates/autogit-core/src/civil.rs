@@ -57,6 +57,19 @@ pub fn rfc3339_utc(unix: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
+/// RFC 5322's date-time, in UTC (`Tue, 01 Dec 2026 02:30:00 +0000`), for an e-mail's `Date`.
+pub fn rfc5322_utc(unix: u64) -> String {
+    let (y, m, d, hh, mm, ss) = parts(unix);
+    // 1970-01-01 was a Thursday.
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let wd = DAYS[((unix / 86_400) % 7) as usize];
+    let mon = MONTHS[(m.clamp(1, 12) - 1) as usize];
+    format!("{wd}, {d:02} {mon} {y:04} {hh:02}:{mm:02}:{ss:02} +0000")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,6 +78,16 @@ mod tests {
     /// Day numbers of -9999-01-01 and 9999-12-31, the range jiff represents.
     const FIRST_DAY: i64 = -4_371_587;
     const LAST_DAY: i64 = 2_932_896;
+
+    #[test]
+    fn rfc5322_dates() {
+        assert_eq!(rfc5322_utc(0), "Thu, 01 Jan 1970 00:00:00 +0000");
+        // 2026-12-07 12:58:57 UTC was a Monday.
+        assert_eq!(
+            rfc5322_utc(1_796_648_337),
+            "Mon, 07 Dec 2026 12:58:57 +0000"
+        );
+    }
 
     #[test]
     fn known_days() {

@@ -528,7 +528,92 @@ pub struct Health {
     pub self_heal: bool,
     pub restart_budget: RestartBudget,
     pub backoff: Backoff,
-    pub notify: Vec<Notify>,
+    pub notify: Notifiers,
+}
+
+/// The entries of `health.notify`, each with its filter and rate limit
+/// ([`crate::notify::Rule`]). Derefs to the targets; serialized as the YAML list it came
+/// from (each target's keys and, when set, `events`, `min_severity`, `rate_limit`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Notifiers {
+    targets: Vec<Notify>,
+    rules: Vec<crate::notify::Rule>,
+}
+
+impl Notifiers {
+    /// A target that gets every notifying event.
+    pub fn push(&mut self, n: Notify) {
+        self.push_with(n, crate::notify::Rule::default());
+    }
+
+    pub fn push_with(&mut self, n: Notify, rule: crate::notify::Rule) {
+        self.targets.push(n);
+        self.rules.push(rule);
+    }
+
+    pub fn clear(&mut self) {
+        self.targets.clear();
+        self.rules.clear();
+    }
+
+    /// Each target with its rule, in the order configured (the index keys a rate limiter).
+    pub fn entries(&self) -> impl Iterator<Item = (&Notify, &crate::notify::Rule)> {
+        self.targets.iter().zip(&self.rules)
+    }
+}
+
+/// The targets as a list; an entry with a filter or a rate limit is followed by its rule.
+impl std::fmt::Debug for Notifiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct One<'a>(&'a Notify, &'a crate::notify::Rule);
+        impl std::fmt::Debug for One<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)?;
+                if *self.1 != crate::notify::Rule::default() {
+                    write!(f, " if {:?}", self.1)?;
+                }
+                Ok(())
+            }
+        }
+        f.debug_list()
+            .entries(self.entries().map(|(n, r)| One(n, r)))
+            .finish()
+    }
+}
+
+impl From<Vec<Notify>> for Notifiers {
+    fn from(targets: Vec<Notify>) -> Self {
+        let rules = vec![crate::notify::Rule::default(); targets.len()];
+        Self { targets, rules }
+    }
+}
+
+impl<'a> IntoIterator for &'a Notifiers {
+    type Item = &'a Notify;
+    type IntoIter = std::slice::Iter<'a, Notify>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.targets.iter()
+    }
+}
+
+impl std::ops::Deref for Notifiers {
+    type Target = [Notify];
+    fn deref(&self) -> &[Notify] {
+        &self.targets
+    }
+}
+
+impl Serialize for Notifiers {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Entry<'a> {
+            #[serde(flatten)]
+            target: &'a Notify,
+            #[serde(flatten)]
+            rule: &'a crate::notify::Rule,
+        }
+        s.collect_seq(self.entries().map(|(target, rule)| Entry { target, rule }))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -575,10 +660,38 @@ pub enum Notify {
         room: String,
         token_env: String,
     },
+    /// E-mail over SMTP (RFC 5321) to `to`, from `from`; STARTTLS required unless the host is
+    /// a loopback address; the server's certificate checked against Mozilla's roots, or
+    /// against `ca_file` (PEM) when set. Credentials (AUTH PLAIN/LOGIN, a secret) from the
+    /// variables `username_env` and `password_env`.
+    Email {
+        host: String,
+        port: u16,
+        starttls: Starttls,
+        from: String,
+        to: Vec<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        username_env: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        password_env: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ca_file: Option<String>,
+    },
     /// An extension providing `notify` (enabled by EXTENSIONS_ENABLED).
     Extension {
         name: String,
     },
+}
+
+/// Whether an e-mail notifier upgrades the SMTP session with STARTTLS (RFC 3207).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Starttls {
+    /// STARTTLS or no message: a server that does not offer it is refused.
+    #[default]
+    Required,
+    /// Plain text; allowed only for a loopback host (a local relay).
+    None,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -871,7 +984,7 @@ impl Default for Config {
                     initial: Dur::secs(10),
                     max: Dur::secs(300),
                 },
-                notify: vec![Notify::Log],
+                notify: vec![Notify::Log].into(),
             },
             compute: Compute {
                 queue_limit: 1000,

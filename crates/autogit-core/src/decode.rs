@@ -464,6 +464,74 @@ fn p_matrix_room(n: &Node) -> Result<String, Bad> {
     }
 }
 
+/// An event kind for a notifier's `events` (those autogit publishes).
+fn p_event_kind(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("an event kind"))?;
+    if crate::notify::EVENT_KINDS.contains(&s) {
+        return Ok(s.to_owned());
+    }
+    let mut bad = Bad::new(format!(
+        "an event kind, one of: {}",
+        crate::notify::EVENT_KINDS.join(", ")
+    ));
+    if let Some(g) = suggest(s, crate::notify::EVENT_KINDS) {
+        bad = bad.help(format!("did you mean `{g}`?"));
+    }
+    Err(bad)
+}
+
+fn p_level(n: &Node) -> Result<crate::notify::Level, Bad> {
+    scalar(n)
+        .ok()
+        .and_then(crate::notify::Level::parse)
+        .ok_or_else(|| Bad::new("`info`, `warning` or `error`"))
+}
+
+fn p_starttls(n: &Node) -> Result<Starttls, Bad> {
+    match scalar(n) {
+        Ok("required") => Ok(Starttls::Required),
+        Ok("none") => Ok(Starttls::None),
+        _ => Err(Bad::new(
+            "`required` (the default) or `none` (a loopback host only)",
+        )),
+    }
+}
+
+/// An SMTP server: a hostname or an IP address.
+fn p_smtp_host(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a hostname or an IP address"))?;
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(s.to_owned());
+    }
+    check_hostname(s).map_err(|why| Bad::new("a hostname or an IP address").help(why))?;
+    Ok(s.to_ascii_lowercase())
+}
+
+/// A bare address for an e-mail header and envelope: [`p_email`] without the characters
+/// that would make it a list or a display name (`,;<>()"[]\`).
+fn p_mailbox(n: &Node) -> Result<String, Bad> {
+    let s = p_email(n)?;
+    if s.chars().any(|c| {
+        matches!(
+            c,
+            ',' | ';' | '<' | '>' | '(' | ')' | '"' | '[' | ']' | '\\'
+        )
+    }) {
+        return Err(Bad::new("a bare address such as alerts@example.com")
+            .help("no display name, list or quoting: one address per entry"));
+    }
+    Ok(s)
+}
+
+/// Whether `host` is this machine (`localhost`, 127.0.0.0/8, ::1).
+fn loopback(host: &str) -> bool {
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 fn p_extension_name(n: &Node) -> Result<String, Bad> {
     let s = scalar(n).map_err(|_| Bad::new("an extension name"))?;
     crate::extension::check_name(s)
@@ -844,8 +912,20 @@ keys!(NotifyKey {
     token_env,
     name,
     homeserver,
-    room
+    room,
+    host,
+    port,
+    starttls,
+    from,
+    to,
+    username_env,
+    password_env,
+    ca_file,
+    events,
+    min_severity,
+    rate_limit
 });
+keys!(RateLimitKey { max, per });
 keys!(ComputeKey {
     queue_limit,
     aging,
@@ -1678,6 +1758,31 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
     }
 }
 
+/// A `health.notify` entry's `events`, `min_severity` and `rate_limit` (any type).
+fn notify_rule(cx: &mut Cx, no: &Option<Obj<'_, NotifyKey>>) -> crate::notify::Rule {
+    use NotifyKey as N;
+    let mut rule = crate::notify::Rule {
+        events: cx.list_of(no, N::events, p_event_kind).unwrap_or_default(),
+        min_severity: cx.field(no, N::min_severity, p_level),
+        rate_limit: None,
+    };
+    let rl = sub::<_, RateLimitKey>(cx, no, N::rate_limit);
+    if rl.is_some() {
+        cx.required(
+            &rl,
+            RateLimitKey::max,
+            "how many messages per window, e.g. 10",
+        );
+        cx.required(&rl, RateLimitKey::per, "the window, e.g. 10m");
+    }
+    let max = cx.field(&rl, RateLimitKey::max, p_small_count);
+    let per = cx.field(&rl, RateLimitKey::per, p_duration);
+    if let (Some(max), Some(per)) = (max, per) {
+        rule.rate_limit = Some(crate::notify::RateLimit { max, per });
+    }
+    rule
+}
+
 fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
     use HealthKey as K;
     let o = sub(cx, top, TopKey::health);
@@ -1718,14 +1823,32 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
         let no = cx.obj::<N>(Some(node), &path);
         let Some(no_ref) = &no else { continue };
         let (loc, p) = (no_ref.loc(), no_ref.path().to_owned());
+        let rule = notify_rule(cx, &no);
+        let mut pushed = None;
         match cx.field(&no, N::r#type, p_string).as_deref() {
-            Some("log") => h.notify.push(Notify::Log),
+            Some("log") => {
+                // The log records every event; filters are for the notifiers that send.
+                for key in [N::events, N::min_severity, N::rate_limit] {
+                    if let Some(at) = no_ref.key_loc(key) {
+                        cx.error_at(
+                            at,
+                            &format!("{p}.{}", key.name()),
+                            Diagnostic::error(
+                                "invalid-value",
+                                format!("`{}` on `type: log`", key.name()),
+                            )
+                            .expected("no filter: the log records every event (filter the webhook, chat or email entries)"),
+                        );
+                    }
+                }
+                pushed = Some(Notify::Log);
+            }
             Some("webhook") => {
                 cx.required(&no, N::url, "the webhook's http(s) URL");
                 let url = cx.field(&no, N::url, p_http_url);
                 let secret_env = cx.field(&no, N::secret_env, p_env_name);
                 if let Some(url) = url {
-                    h.notify.push(Notify::Webhook { url, secret_env });
+                    pushed = Some(Notify::Webhook { url, secret_env });
                 }
             }
             Some(kind @ ("slack" | "discord")) => {
@@ -1735,7 +1858,7 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                     "the NAME of the variable holding the webhook URL (a secret)",
                 );
                 if let Some(url_env) = cx.field(&no, N::url_env, p_env_name) {
-                    h.notify.push(if kind == "slack" {
+                    pushed = Some(if kind == "slack" {
                         Notify::Slack { url_env }
                     } else {
                         Notify::Discord { url_env }
@@ -1749,7 +1872,7 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                 let topic = cx.field(&no, N::topic, p_ntfy_topic);
                 let token_env = cx.field(&no, N::token_env, p_env_name);
                 if let (Some(url), Some(topic)) = (url, topic) {
-                    h.notify.push(Notify::Ntfy {
+                    pushed = Some(Notify::Ntfy {
                         url,
                         topic,
                         token_env,
@@ -1774,34 +1897,93 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                 if let (Some(homeserver), Some(room), Some(token_env)) =
                     (homeserver, room, token_env)
                 {
-                    h.notify.push(Notify::Matrix {
+                    pushed = Some(Notify::Matrix {
                         homeserver,
                         room,
                         token_env,
                     });
                 }
             }
+            Some("email") => {
+                cx.required(&no, N::host, "the SMTP server's hostname");
+                cx.required(&no, N::from, "the sender's address");
+                cx.required(&no, N::to, "the recipients' addresses");
+                let host = cx.field(&no, N::host, p_smtp_host);
+                let port = cx.field(&no, N::port, p_port).unwrap_or(587);
+                let starttls = cx.field(&no, N::starttls, p_starttls).unwrap_or_default();
+                let from = cx.field(&no, N::from, p_mailbox);
+                let to = cx.list_of(&no, N::to, p_mailbox).unwrap_or_default();
+                let username_env = cx.field(&no, N::username_env, p_env_name);
+                let password_env = cx.field(&no, N::password_env, p_env_name);
+                let ca_file = cx.field(&no, N::ca_file, p_string);
+                let mut ok = true;
+                if let (Some(h), Starttls::None) = (&host, starttls)
+                    && !loopback(h)
+                {
+                    ok = false;
+                    let at = no_ref.key_loc(N::starttls).unwrap_or(loc);
+                    cx.error_at(
+                        at,
+                        &format!("{p}.starttls"),
+                        Diagnostic::error(
+                            "invalid-value",
+                            format!("`starttls: none` for `{h}`, which is not this machine"),
+                        )
+                        .expected("`starttls: required` (the default), or a loopback host (localhost, 127.0.0.1, ::1)")
+                        .found("`none`")
+                        .help("without STARTTLS the password and the messages cross the network in plain text"),
+                    );
+                }
+                if username_env.is_some() != password_env.is_some() {
+                    ok = false;
+                    cx.error_at(
+                        loc,
+                        &p,
+                        Diagnostic::error(
+                            "missing",
+                            "`username_env` and `password_env` go together".to_owned(),
+                        )
+                        .expected("both (SMTP AUTH) or neither (a relay that needs no login)"),
+                    );
+                }
+                if no_ref.get(N::to).is_some() && to.is_empty() {
+                    ok = false;
+                }
+                if let (true, Some(host), Some(from)) = (ok, host, from) {
+                    pushed = Some(Notify::Email {
+                        host,
+                        port,
+                        starttls,
+                        from,
+                        to,
+                        username_env,
+                        password_env,
+                        ca_file,
+                    });
+                }
+            }
             Some("extension") => {
                 cx.required(&no, N::name, "the extension's name (EXTENSIONS_ENABLED)");
                 if let Some(name) = cx.field(&no, N::name, p_extension_name) {
-                    h.notify.push(Notify::Extension { name });
+                    pushed = Some(Notify::Extension { name });
                 }
             }
             Some(other) => {
-                const TYPES: [&str; 7] = [
+                const TYPES: [&str; 8] = [
                     "log",
                     "webhook",
                     "slack",
                     "discord",
                     "ntfy",
                     "matrix",
+                    "email",
                     "extension",
                 ];
                 let loc = no_ref.key_loc(N::r#type).unwrap_or(loc);
                 let mut d =
                     Diagnostic::error("invalid-value", format!("unknown notifier type `{other}`"))
                         .expected(
-                            "`log`, `webhook`, `slack`, `discord`, `ntfy`, `matrix` or `extension`",
+                            "`log`, `webhook`, `slack`, `discord`, `ntfy`, `matrix`, `email` or `extension`",
                         )
                         .found(format!("`{other}`"));
                 if let Some(s) = suggest(other, TYPES) {
@@ -1812,8 +1994,11 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
             None => cx.required(
                 &no,
                 N::r#type,
-                "`log`, `webhook`, `slack`, `discord`, `ntfy` or `extension`",
+                "`log`, `webhook`, `slack`, `discord`, `ntfy`, `matrix`, `email` or `extension`",
             ),
+        }
+        if let Some(n) = pushed {
+            h.notify.push_with(n, rule);
         }
     }
     if h.backoff.initial > h.backoff.max
@@ -2335,13 +2520,25 @@ mod key_tests {
                 "token_env",
                 "name",
                 "homeserver",
-                "room"
+                "room",
+                "host",
+                "port",
+                "starttls",
+                "from",
+                "to",
+                "username_env",
+                "password_env",
+                "ca_file",
+                "events",
+                "min_severity",
+                "rate_limit"
             ]
         );
         assert_eq!(NotifyKey::r#type.name(), "type");
         assert_eq!(RunnerKey::wsl2.name(), "wsl2");
         for all in [
             TopKey::ALL,
+            RateLimitKey::ALL,
             GitLabKey::ALL,
             RegistryKey::ALL,
             PortsKey::ALL,

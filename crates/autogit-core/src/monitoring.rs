@@ -255,6 +255,7 @@ pub fn alertmanager_config(notify: &[Notify]) -> String {
             | Notify::Discord { .. }
             | Notify::Ntfy { .. }
             | Notify::Matrix { .. }
+            | Notify::Email { .. }
             | Notify::Extension { .. } => None,
         })
         .collect();

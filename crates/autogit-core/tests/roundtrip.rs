@@ -294,7 +294,8 @@ fn config() -> impl Strategy<Value = Config> {
             c.health.reconcile_interval = h.1;
             c.health.restart_budget.max = h.2;
             c.health.self_heal = h.3;
-            c.health.notify = vec![
+            c.health.notify = Notifiers::default();
+            for n in [
                 Notify::Log,
                 Notify::Webhook {
                     url: "https://hooks.example.com/x".into(),
@@ -314,7 +315,30 @@ fn config() -> impl Strategy<Value = Config> {
                 Notify::Extension {
                     name: "pager".into(),
                 },
-            ];
+            ] {
+                c.health.notify.push(n);
+            }
+            c.health.notify.push(Notify::Email {
+                host: "smtp.example.com".into(),
+                port: 587,
+                starttls: Starttls::Required,
+                from: "autogit@example.com".into(),
+                to: vec!["ops@example.com".into()],
+                username_env: Some("SMTP_USER".into()),
+                password_env: Some("SMTP_PASSWORD".into()),
+                ca_file: None,
+            });
+            c.health.notify.push_with(
+                Notify::Webhook {
+                    url: "https://hooks.example.com/filtered".into(),
+                    secret_env: None,
+                },
+                autogit_core::notify::Rule {
+                    events: vec!["mirror_failed".into()],
+                    min_severity: Some(autogit_core::notify::Level::Warning),
+                    rate_limit: Some(autogit_core::notify::RateLimit { max: 3, per: h.0 }),
+                },
+            );
             c.backup.retention = b.0;
             c.backup.schedule = b.1;
             c.platform.ingress = b.2;

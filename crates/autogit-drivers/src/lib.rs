@@ -25,6 +25,7 @@ pub mod notify;
 pub mod remote;
 pub mod runtime;
 pub mod secrets;
+pub mod smtp;
 pub mod state;
 pub mod storage;
 pub mod systemd;
