@@ -123,6 +123,65 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// An operator key, then `autogit serve` on a free port of loopback with the platform of
+/// `dir` (its log in `target/test-logs/<log>`; OTLP_ENDPOINT only as `dir`'s .env says), once
+/// it answers: the server, the key, a client, the API's base URL and the log's path.
+fn start_serve(
+    dir: &std::path::Path,
+    log: &str,
+) -> (
+    KillOnDrop,
+    String,
+    reqwest::blocking::Client,
+    String,
+    std::path::PathBuf,
+) {
+    let r = run_platform(
+        dir,
+        &["api-key", "create", "ops", "--role", "operator", "--json"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let key = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The state store exists before the server starts, as after any install. (Created by the
+    // mirror sync and the event recorder at the same moment, a fresh store can fail with
+    // "disk I/O error" on its init file: a race of its own, not this test's subject.)
+    drop(autogit_drivers::state::Store::open(&dir.join("data/state.db")).unwrap());
+    let log = test_log_dir().join(log);
+    let api_port = free_port();
+    let mut c = cmd(dir);
+    c.args(["serve", "--listen", &format!("127.0.0.1:{api_port}")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in platform_env(dir) {
+        c.env(k, v);
+    }
+    c.env_remove("OTLP_ENDPOINT");
+    let serve = KillOnDrop(c.spawn().unwrap());
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let api = format!("http://127.0.0.1:{api_port}");
+    let start = Instant::now();
+    while http
+        .get(format!("{api}/healthz"))
+        .send()
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+        != 200
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "autogit serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (serve, key, http, api, log)
+}
+
 fn hex(id: &[u8]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -162,49 +221,7 @@ fn an_api_request_is_one_trace_request_controller_driver() {
         ),
     )
     .unwrap();
-    let r = run_platform(
-        dir,
-        &["api-key", "create", "ops", "--role", "operator", "--json"],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let key = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
-    // The state store exists before the server starts, as after any install. (Created by the
-    // mirror sync and the event recorder at the same moment, a fresh store can fail with
-    // "disk I/O error" on its init file: a race of its own, not this test's subject.)
-    drop(autogit_drivers::state::Store::open(&dir.join("data/state.db")).unwrap());
-    let log = test_log_dir().join("traces-autogit.log");
-    let api_port = free_port();
-    let mut c = cmd(dir);
-    c.args(["serve", "--listen", &format!("127.0.0.1:{api_port}")])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    for (k, v) in platform_env(dir) {
-        c.env(k, v);
-    }
-    let mut serve = KillOnDrop(c.spawn().unwrap());
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let api = format!("http://127.0.0.1:{api_port}");
-    let start = Instant::now();
-    while http
-        .get(format!("{api}/healthz"))
-        .send()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "autogit serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut serve, key, http, api, log) = start_serve(dir, "traces-autogit.log");
     let rid = "trace-test-0001";
     let resp = http
         .get(format!("{api}/api/v1/dns/plan"))
@@ -424,46 +441,7 @@ fn the_platforms_tempo_is_the_default_trace_endpoint() {
         format!("SERVICES_ENABLED=gitlab,tempo\nPORT_TEMPO_OTLP={otlp_port}\n"),
     )
     .unwrap();
-    let r = run_platform(
-        dir,
-        &["api-key", "create", "ops", "--role", "operator", "--json"],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    let key = serde_json::from_str::<serde_json::Value>(&r.stdout).unwrap()["key"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    drop(autogit_drivers::state::Store::open(&dir.join("data/state.db")).unwrap());
-    let log = test_log_dir().join("traces-tempo-default.log");
-    let api_port = free_port();
-    let mut c = cmd(dir);
-    c.args(["serve", "--listen", &format!("127.0.0.1:{api_port}")])
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    for (k, v) in platform_env(dir) {
-        c.env(k, v);
-    }
-    c.env_remove("OTLP_ENDPOINT");
-    let mut serve = KillOnDrop(c.spawn().unwrap());
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let api = format!("http://127.0.0.1:{api_port}");
-    let start = Instant::now();
-    while http
-        .get(format!("{api}/healthz"))
-        .send()
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-        != 200
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "autogit serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (mut serve, key, http, api, log) = start_serve(dir, "traces-tempo-default.log");
     let resp = http
         .get(format!("{api}/api/v1/dns/plan"))
         .bearer_auth(&key)
