@@ -20,6 +20,11 @@
 //! stores an API container's lines (scrubbed and enriched), `trace:<id>` finds it with the
 //! request's id. The daemon's engine follower is not involved (no engine here).
 //!
+//! The container engine's calls are client spans of the same tree: on the real engine, a
+//! service's logs asked through the API (no platform runs, so it answers 503) holds an
+//! `engine.list` span with the project. With `tempo` enabled and no OTLP_ENDPOINT, the spans
+//! go to the platform's Tempo on this host (its published OTLP port).
+//!
 //! autogit's log: `target/test-logs/traces-autogit.log`.
 
 mod common;
@@ -465,5 +470,82 @@ fn the_platforms_tempo_is_the_default_trace_endpoint() {
         "no span of the request (answered {status}) reached Tempo's port; received: {:?}\n{}",
         g.spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>(),
         std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// The container engine is a traced driver too: an API request that reads the engine (the
+/// services' state, a service's logs) has `engine.*` client spans under its controller's
+/// span, on the real engine (no platform runs: the engine answers "none" and "not found").
+#[test]
+fn engine_calls_are_client_spans_in_the_requests_trace() {
+    if !have_engine() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let (otlp_port, got) = fake_collector();
+    let project = format!("agt-traces-{}", std::process::id());
+    std::fs::write(
+        dir.join("autogit.yml"),
+        format!("platform:\n  project: {project}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        format!("OTLP_ENDPOINT=http://127.0.0.1:{otlp_port}\n"),
+    )
+    .unwrap();
+    let (mut serve, key, http, api, log) = start_serve(dir, "traces-engine.log");
+    let r = http
+        .get(format!("{api}/api/v1/services/gitlab/logs"))
+        .bearer_auth(&key)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let root_name = "GET /api/v1/services/{service}/logs";
+    let found = |g: &Received| -> Option<(Span, Span)> {
+        let root = g
+            .spans
+            .iter()
+            .map(|(_, s)| s)
+            .find(|s| s.name == root_name)?;
+        // An engine span whose chain of parents reaches the request.
+        g.spans.iter().map(|(_, s)| s).find_map(|s| {
+            if !s.name.starts_with("engine.") || s.trace_id != root.trace_id {
+                return None;
+            }
+            let mut at = s;
+            for _ in 0..16 {
+                if at.parent_span_id == root.span_id {
+                    return Some((root.clone(), s.clone()));
+                }
+                at = g
+                    .spans
+                    .iter()
+                    .map(|(_, p)| p)
+                    .find(|p| p.span_id == at.parent_span_id)?;
+            }
+            None
+        })
+    };
+    let start = Instant::now();
+    while found(&got.lock().unwrap()).is_none() && start.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sigterm(&serve.0);
+    let _ = serve.0.wait();
+    let g = got.lock().unwrap();
+    let (_, engine) = found(&g).unwrap_or_else(|| {
+        panic!(
+            "no engine span under the request (answered {status}); received: {:?}\n{}",
+            g.spans.iter().map(|(_, s)| &s.name).collect::<Vec<_>>(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert_eq!(engine.kind, 3, "SPAN_KIND_CLIENT: {}", engine.name);
+    assert_eq!(engine.name, "engine.list");
+    assert_eq!(
+        attr(&engine.attributes, "project").as_deref(),
+        Some(project.as_str())
     );
 }

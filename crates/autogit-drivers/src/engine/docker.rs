@@ -788,7 +788,12 @@ impl Docker {
     }
 }
 
+// Every call is a client span `engine.<call>` (under the controller's span, so a trace shows
+// what an API request or a repair asked of the engine), except `events` and `logs_after`:
+// a stream that lasts as long as the daemon, and the log follower's poll every second per
+// container, would drown the traces.
 impl ContainerEngine for Docker {
+    #[tracing::instrument(name = "engine.info", skip_all, fields(otel.kind = "client"))]
     async fn info(&self) -> Result<EngineInfo, EngineError> {
         let version = self
             .client
@@ -832,6 +837,7 @@ impl ContainerEngine for Docker {
         })
     }
 
+    #[tracing::instrument(name = "engine.ensure_network", skip_all, fields(otel.kind = "client", network = %name))]
     async fn ensure_network(
         &self,
         name: &str,
@@ -860,6 +866,7 @@ impl ContainerEngine for Docker {
         }
     }
 
+    #[tracing::instrument(name = "engine.ensure_volume", skip_all, fields(otel.kind = "client", volume = %name))]
     async fn ensure_volume(
         &self,
         name: &str,
@@ -883,6 +890,7 @@ impl ContainerEngine for Docker {
         Ok(true)
     }
 
+    #[tracing::instrument(name = "engine.image_present", skip_all, fields(otel.kind = "client", image = %image))]
     async fn image_present(&self, image: &str) -> Result<bool, EngineError> {
         match self.client.inspect_image(image).await {
             Ok(_) => Ok(true),
@@ -891,6 +899,7 @@ impl ContainerEngine for Docker {
         }
     }
 
+    #[tracing::instrument(name = "engine.pull", skip_all, fields(otel.kind = "client", image = %image))]
     async fn pull(
         &self,
         image: &str,
@@ -942,6 +951,7 @@ impl ContainerEngine for Docker {
         Ok(())
     }
 
+    #[tracing::instrument(name = "engine.inspect", skip_all, fields(otel.kind = "client", container = %id))]
     async fn inspect(&self, id: &str) -> Result<ContainerSpec, EngineError> {
         let c = self.inspect_raw(id).await?;
         let image = match c.config.as_ref().and_then(|c| c.image.as_deref()) {
@@ -956,6 +966,7 @@ impl ContainerEngine for Docker {
         Ok(spec_from_inspect(&c, image.as_ref()))
     }
 
+    #[tracing::instrument(name = "engine.list", skip_all, fields(otel.kind = "client", project = %project))]
     async fn list(&self, project: &str) -> Result<Vec<Observed>, EngineError> {
         let options = ListContainersOptions {
             all: true,
@@ -994,10 +1005,12 @@ impl ContainerEngine for Docker {
         Ok(out)
     }
 
+    #[tracing::instrument(name = "engine.create", skip_all, fields(otel.kind = "client", container = %spec.name))]
     async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
         self.create_inner(spec).await
     }
 
+    #[tracing::instrument(name = "engine.start", skip_all, fields(otel.kind = "client", container = %id))]
     async fn start(&self, id: &str) -> Result<(), EngineError> {
         // A host port that a container just removed was publishing is released by the engine's
         // proxy a moment after the removal returns (a recreate on the same port meets it):
@@ -1022,6 +1035,7 @@ impl ContainerEngine for Docker {
         }
     }
 
+    #[tracing::instrument(name = "engine.stop", skip_all, fields(otel.kind = "client", container = %id))]
     async fn stop(&self, id: &str, timeout_secs: u32) -> Result<(), EngineError> {
         let options = StopContainerOptions {
             t: Some(i32::try_from(timeout_secs).unwrap_or(i32::MAX)),
@@ -1035,6 +1049,7 @@ impl ContainerEngine for Docker {
         }
     }
 
+    #[tracing::instrument(name = "engine.restart", skip_all, fields(otel.kind = "client", container = %id))]
     async fn restart(&self, id: &str, timeout_secs: u32) -> Result<(), EngineError> {
         let options = RestartContainerOptions {
             t: Some(i32::try_from(timeout_secs).unwrap_or(i32::MAX)),
@@ -1046,6 +1061,7 @@ impl ContainerEngine for Docker {
             .map_err(|e| self.err(e, || format!("container {id}")))
     }
 
+    #[tracing::instrument(name = "engine.remove", skip_all, fields(otel.kind = "client", container = %id))]
     async fn remove(&self, id: &str) -> Result<(), EngineError> {
         let options = RemoveContainerOptions {
             force: true,
@@ -1060,6 +1076,7 @@ impl ContainerEngine for Docker {
         }
     }
 
+    #[tracing::instrument(name = "engine.remove_network", skip_all, fields(otel.kind = "client", network = %name))]
     async fn remove_network(&self, name: &str) -> Result<(), EngineError> {
         self.client
             .remove_network(name)
@@ -1067,6 +1084,7 @@ impl ContainerEngine for Docker {
             .map_err(|e| self.err(e, || format!("network {name}")))
     }
 
+    #[tracing::instrument(name = "engine.remove_volume", skip_all, fields(otel.kind = "client", volume = %name))]
     async fn remove_volume(&self, name: &str) -> Result<(), EngineError> {
         self.client
             .remove_volume(name, None::<RemoveVolumeOptions>)
@@ -1074,6 +1092,7 @@ impl ContainerEngine for Docker {
             .map_err(|e| self.err(e, || format!("volume {name}")))
     }
 
+    #[tracing::instrument(name = "engine.logs", skip_all, fields(otel.kind = "client", container = %id))]
     async fn logs(
         &self,
         id: &str,
@@ -1130,10 +1149,12 @@ impl ContainerEngine for Docker {
             .collect())
     }
 
+    #[tracing::instrument(name = "engine.exec", skip_all, fields(otel.kind = "client", container = %id))]
     async fn exec(&self, id: &str, argv: &[String]) -> Result<(i64, String), EngineError> {
         self.exec_io(id, argv, None).await
     }
 
+    #[tracing::instrument(name = "engine.exec_with_stdin", skip_all, fields(otel.kind = "client", container = %id))]
     async fn exec_with_stdin(
         &self,
         id: &str,
@@ -1143,6 +1164,7 @@ impl ContainerEngine for Docker {
         self.exec_io(id, argv, Some(stdin)).await
     }
 
+    #[tracing::instrument(name = "engine.copy_out", skip_all, fields(otel.kind = "client", container = %id, path = %path))]
     async fn copy_out(&self, id: &str, path: &str, dest: &Path) -> Result<u64, EngineError> {
         use tokio::io::AsyncWriteExt;
         let options = bollard::query_parameters::DownloadFromContainerOptionsBuilder::default()
@@ -1164,6 +1186,7 @@ impl ContainerEngine for Docker {
         Ok(written)
     }
 
+    #[tracing::instrument(name = "engine.copy_in", skip_all, fields(otel.kind = "client", container = %id, dir = %dir))]
     async fn copy_in(&self, id: &str, dir: &str, tar: &Path) -> Result<(), EngineError> {
         use tokio::io::AsyncReadExt;
         let io = |e: std::io::Error| EngineError::Engine(format!("{}: {e}", tar.display()));
