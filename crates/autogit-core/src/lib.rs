@@ -45,6 +45,7 @@ pub mod platform;
 pub mod preset;
 pub mod pulumi;
 pub mod reconcile;
+pub mod routes;
 pub mod registry;
 pub mod remote;
 pub mod render;
