@@ -918,6 +918,10 @@ pub enum GuardCommand {
 /// Authentication and resource limits of `guard serve`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeLimitArgs {
+    /// More HOST=URL upstreams, one a line, read again whenever the file changes: the routes
+    /// of inference services that autogit writes to <data>/rendered/guard/upstreams.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_file: Option<PathBuf>,
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = 8 << 20)]
     pub max_body_bytes: usize,
@@ -998,6 +1002,10 @@ impl ServeLimitArgs {
         Ok(autogit_guard_service::server::ServeOptions {
             upstream,
             upstream_hosts,
+            upstream_file: self
+                .upstream_file
+                .as_ref()
+                .map(autogit_guard_service::server::UpstreamFile::new),
             max_body_bytes: self.max_body_bytes,
             scan_system,
             auth_token,
