@@ -25,11 +25,16 @@ use autogit_core::lease::{
     start_argv,
 };
 use autogit_core::lifecycle::{RepairAction, RepairPolicy, State};
+use autogit_core::routes::ServiceRoute;
 use autogit_core::units::Bytes;
 use autogit_drivers::remote::RemoteExec;
 use autogit_drivers::state::{JobRow, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// The guard's upstreams of guarded routes (proxy mode), under `<data>/rendered`: what
+/// `autogit guard serve --upstream-file` reads.
+pub const ROUTES_GUARD_FILE: &str = "guard/upstreams";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
@@ -68,6 +73,11 @@ pub struct Submit {
     pub start_period: Option<String>,
     /// How long it may run (`24h`; `0`: no limit); `None`: its kind's default.
     pub timeout: Option<String>,
+    /// A service's route: served by the ingress at `https://ROUTE.<BASE_DOMAIN>` while it
+    /// runs (`core::routes`).
+    pub route: Option<String>,
+    /// Whether the route goes through the guard; `None`: when the ingress has the guard.
+    pub guard: Option<bool>,
 }
 
 /// Parses a duration flag (`90s`, `5m`, `24h`) to seconds.
@@ -219,7 +229,27 @@ impl ComputeController {
                     "--health needs --port (the service's port in its container)".into(),
                 ));
             }
+            None if req.route.is_some() => {
+                return Err(ComputeError::Request(
+                    "--route needs --port (the service's port in its container that the route goes to)".into(),
+                ));
+            }
             None => None,
+        };
+        let service = match (service, &req.route) {
+            (Some(mut s), Some(route)) => {
+                self.check_route(route)?;
+                s.route = Some(route.clone());
+                s.guard = autogit_core::routes::resolve_guard(&self.settings().config, req.guard)
+                    .map_err(ComputeError::Request)?;
+                Some(s)
+            }
+            (_, None) if req.guard.is_some() => {
+                return Err(ComputeError::Request(
+                    "--no-guard applies to a route (--route NAME)".into(),
+                ));
+            }
+            (s, _) => s,
         };
         let spec = JobSpec {
             image: image.clone(),
@@ -250,6 +280,87 @@ impl ComputeController {
         rows.into_iter()
             .find(|r| r.id == id)
             .ok_or_else(|| ComputeError::State(format!("{id} vanished from the state database")))
+    }
+
+    /// Refuses a route the ingress cannot serve (`core::routes::check_route`), or one that a
+    /// queued or running job holds.
+    fn check_route(&self, route: &str) -> Result<(), ComputeError> {
+        let plan = crate::plan::quiet(self.settings()).map_err(ComputeError::Request)?;
+        let taken: Vec<(String, String)> = self
+            .store()?
+            .jobs()
+            .map_err(|e| ComputeError::State(e.to_string()))?
+            .iter()
+            .filter(|r| matches!(state_of(r), JobState::Queued | JobState::Running))
+            .filter_map(|r| Some((spec_of(r)?.service?.route?, r.id.clone())))
+            .collect();
+        autogit_core::routes::check_route(&self.settings().config, &plan, route, &taken)
+            .map_err(ComputeError::Request)
+    }
+
+    /// The routes of the running routed services in `rows` (those whose host port is known).
+    pub fn routes_of(rows: &[JobRow]) -> Vec<ServiceRoute> {
+        rows.iter()
+            .filter(|r| state_of(r) == JobState::Running)
+            .filter_map(|r| {
+                let svc = spec_of(r)?.service?;
+                Some(ServiceRoute {
+                    name: svc.route?,
+                    job: r.id.clone(),
+                    upstream: autogit_core::routes::upstream_url(r.host.as_deref()?, r.host_port?),
+                    guard: svc.guard,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes the ingress's routes of the running routed services (Traefik's
+    /// `<data>/rendered/traefik/dynamic/compute.yml`, and the guard's
+    /// `<data>/rendered/guard/upstreams` in proxy mode) when they changed, atomically; removes
+    /// them when no route is left. Traefik's file provider (and the guard) read them again
+    /// without a restart. Returns the routes written.
+    pub fn sync_routes(&self) -> Result<Vec<ServiceRoute>, ComputeError> {
+        let rows = self
+            .store()?
+            .jobs()
+            .map_err(|e| ComputeError::State(e.to_string()))?;
+        let routes = Self::routes_of(&rows);
+        let rendered = self.settings().data_dir.join("rendered");
+        let files = [
+            rendered
+                .join("traefik/dynamic")
+                .join(autogit_core::routes::TRAEFIK_FILE),
+            rendered.join(ROUTES_GUARD_FILE),
+        ];
+        if routes.is_empty() && !files.iter().any(|f| f.exists()) {
+            return Ok(routes);
+        }
+        let texts = if routes.is_empty() {
+            [String::new(), String::new()]
+        } else {
+            let plan = crate::plan::quiet(self.settings()).map_err(ComputeError::State)?;
+            [
+                autogit_core::routes::traefik_routes(&plan, &routes),
+                autogit_core::routes::guard_upstreams(&plan, &routes),
+            ]
+        };
+        for (path, text) in files.iter().zip(texts) {
+            let io = |e: String| {
+                ComputeError::State(format!("writing the routes of compute services: {e}"))
+            };
+            if text.is_empty() {
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io(format!("{}: {e}", path.display())));
+                    }
+                    _ => {}
+                }
+            } else if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+                autogit_drivers::fsx::write_atomic(path, text.as_bytes(), 0o644)
+                    .map_err(|e| io(e.to_string()))?;
+            }
+        }
+        Ok(routes)
     }
 
     /// A job, refreshed from its host when it runs.
@@ -334,6 +445,8 @@ impl ComputeController {
         self.end_service(&row, "cancelled on request");
         store.update_job(&row).map_err(st)?;
         store.drop_lease(&row.id).map_err(st)?;
+        drop(store);
+        self.sync_routes()?;
         Ok(row)
     }
 
@@ -342,6 +455,7 @@ impl ComputeController {
     pub async fn pass(&self) -> Result<(Vec<HostHealth>, Vec<JobRow>), ComputeError> {
         let health = self.runners.probe_all().await;
         let rows = self.pump(&health).await?;
+        self.sync_routes()?;
         Ok((health, rows))
     }
 
@@ -529,6 +643,13 @@ impl ComputeController {
                 return;
             }
         };
+        // Its route follows the port (a recreated container gets a new one); while the
+        // container is down or gone, the route keeps the last one (502 until it is back).
+        if service.is_some()
+            && let Some(port) = seen.as_ref().and_then(|s| s.host_port)
+        {
+            row.host_port = Some(port);
+        }
         let limit = spec.as_ref().and_then(JobSpec::time_limit);
         if let (Some(limit), Some(started), Some(s)) = (limit, row.started_at, seen.as_ref())
             && !s.ended()
@@ -874,6 +995,7 @@ impl ComputeController {
                     row.gpus = serde_json::to_string(&p.gpus).ok();
                     row.container = o.stdout.trim().lines().last().map(str::to_owned);
                     row.started_at = Some(now);
+                    row.host_port = None;
                     // From when the start returned: the wrapper touched the lease before.
                     let lease = Lease::granted(&row.id, &p.host, &self.rules(), self.clock.now());
                     store.set_lease(&lease).map_err(st)?;

@@ -587,6 +587,13 @@ pub enum ComputeCommand {
         /// default by kind: render 24h, train 72h, others none)
         #[arg(long)]
         timeout: Option<String>,
+        /// Serve the service at https://NAME.<BASE_DOMAIN> through the ingress (Traefik)
+        /// while it runs, through the guard when the ingress has it
+        #[arg(long, value_name = "NAME", requires = "port")]
+        route: Option<String>,
+        /// Do not send the route's requests through the prompt-injection guard
+        #[arg(long, requires = "route")]
+        no_guard: bool,
         /// IMAGE [COMMAND...]
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         job: Vec<String>,
