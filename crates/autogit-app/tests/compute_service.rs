@@ -213,6 +213,8 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
         "{}",
         row.message
     );
+    // The host port a route would follow is recorded with the job.
+    assert_eq!(row.host_port, Some(port), "{row:?}");
     let answer = http_get(port, "/health");
     assert!(
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
@@ -239,10 +241,16 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
 
     // Broken for good in this container: the restart does not help; the recreate does.
     docker(&["exec", NAME, "sh", "-c", ": > /broken; kill $(cat /pid)"]);
-    until(&c, data.path(), "broken", 90, |_, s| {
+    let row = until(&c, data.path(), "broken", 90, |_, s| {
         s == Some(State::Healthy) && docker(&["inspect", "--format", "{{.Id}}", NAME]) != first_id
     })
     .await;
+    // The recreated container's host port is the one recorded (a route follows it).
+    let published = docker(&["port", NAME, "8080/tcp"]);
+    let now_at: Option<u16> = published
+        .lines()
+        .find_map(|l| l.rsplit_once(':').and_then(|(_, p)| p.parse().ok()));
+    assert_eq!(row.host_port, now_at, "{published}");
     let events = support::drain(&mut rx);
     assert_eq!(repairs(&events), ["restart#1", "recreate#2"]);
     assert!(

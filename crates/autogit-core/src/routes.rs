@@ -93,9 +93,10 @@ pub fn check_route(
             );
         }
     }
-    let platform = plan.services.iter().find(|s| {
-        s.name == name || s.hosts().iter().any(|h| h == name)
-    });
+    let platform = plan
+        .services
+        .iter()
+        .find(|s| s.name == name || s.hosts().iter().any(|h| h == name));
     if let Some(s) = platform {
         return Err(format!(
             "--route `{name}`: {name}.{domain} is the platform service {}'s; choose another name",

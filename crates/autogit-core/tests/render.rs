@@ -1352,14 +1352,28 @@ fn compute_service_routes() {
         insta::assert_snapshot!(format!("traefik_compute_routes_{mode}"), doc);
         let llm = &doc[doc.find("    compute-llm:").unwrap()..];
         let llm = &llm[..llm.find("    compute-embed").unwrap_or(llm.len())];
-        assert!(llm.contains("rule: \"Host(`llm.vectorweight.com`)\""), "{doc}");
         assert!(
-            llm.contains("- security-headers\n") && llm.contains("- rate-limit\n") && llm.contains("- body-limit\n") && llm.contains("- request-id\n"),
+            llm.contains("rule: \"Host(`llm.vectorweight.com`)\""),
+            "{doc}"
+        );
+        assert!(
+            llm.contains("- security-headers\n")
+                && llm.contains("- rate-limit\n")
+                && llm.contains("- body-limit\n")
+                && llm.contains("- request-id\n"),
             "{doc}"
         );
         assert_eq!(llm.contains("- guard\n"), mode == "forward_auth", "{doc}");
-        assert_eq!(llm.contains("- guard-headers\n"), mode.starts_with("proxy"), "{doc}");
-        assert_eq!(llm.contains("- ip-allowlist\n"), mode == "forward_auth", "{doc}");
+        assert_eq!(
+            llm.contains("- guard-headers\n"),
+            mode.starts_with("proxy"),
+            "{doc}"
+        );
+        assert_eq!(
+            llm.contains("- ip-allowlist\n"),
+            mode == "forward_auth",
+            "{doc}"
+        );
         let want = match mode {
             "proxy" => "service: autogit-guard\n",
             "proxy_fail_open" => "service: compute-llm-guarded\n",
@@ -1368,8 +1382,12 @@ fn compute_service_routes() {
         assert!(llm.contains(want), "{mode}: {doc}");
         // The unguarded route goes to its service, whatever the mode.
         assert!(doc.contains("url: \"http://[fd00::7]:32769\""), "{doc}");
-        let embed = &doc[doc.find("    compute-embed:").unwrap()..doc.find("    compute-llm:").unwrap()];
-        assert!(!embed.contains("guard") && !embed.contains("refuse"), "{doc}");
+        let embed =
+            &doc[doc.find("    compute-embed:").unwrap()..doc.find("    compute-llm:").unwrap()];
+        assert!(
+            !embed.contains("guard") && !embed.contains("refuse"),
+            "{doc}"
+        );
         // Guarded without a guard in the ingress (the configuration changed after submit):
         // refused (403), not served unchecked.
         assert_eq!(llm.contains("- refuse\n"), mode == "plain", "{doc}");
@@ -1423,8 +1441,12 @@ fn compute_route_guard_default() {
     assert_eq!(resolve_guard(&none, None), Ok(false));
     assert_eq!(resolve_guard(&none, Some(false)), Ok(false));
     let e = resolve_guard(&none, Some(true)).unwrap_err();
-    assert!(e.contains("platform.guard_proxy") && e.contains("guard_forward_auth"), "{e}");
-    let cfg = format!("{CONFIG}platform:\n  guard_proxy: http://g:8787\n  guard_services: [grafana]\n");
+    assert!(
+        e.contains("platform.guard_proxy") && e.contains("guard_forward_auth"),
+        "{e}"
+    );
+    let cfg =
+        format!("{CONFIG}platform:\n  guard_proxy: http://g:8787\n  guard_services: [grafana]\n");
     let loaded = load(&LoadInput {
         file: Some(("autogit.yml", &cfg)),
         ..Default::default()

@@ -200,8 +200,11 @@ pub fn parse_upstreams(values: &[String]) -> Result<Upstreams, ServiceError> {
 #[derive(Clone, Debug)]
 pub struct UpstreamFile {
     path: std::path::PathBuf,
-    cache: Arc<Mutex<(Option<FileStamp>, Vec<(String, String)>)>>,
+    cache: Arc<Mutex<(Option<FileStamp>, HostUpstreams)>>,
 }
+
+/// Upstreams by host, as (host, URL).
+type HostUpstreams = Vec<(String, String)>;
 
 /// What says a file changed: (device, inode, size, modification time).
 type FileStamp = (u64, u64, u64, Option<std::time::SystemTime>);

@@ -1718,9 +1718,8 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
     let guard_port = autogit_drivers::testing::bind::free_port();
     let bind = Bind::start(&named, &[TestZone::new(ZONE, "")]).unwrap();
     let pebble = Pebble::start(&pebble_bin, &bind.server()).unwrap();
-    let platform = format!(
-        "  guard_proxy: http://{gateway}:{guard_port}\n  guard_services: [grafana]\n"
-    );
+    let platform =
+        format!("  guard_proxy: http://{gateway}:{guard_port}\n  guard_services: [grafana]\n");
     let p = Platform::new("traefik", &platform, &bind, &pebble);
     let root = pebble_root(&pebble, p.dir.path());
     let data = p.dir.path().join("data");
@@ -1736,11 +1735,8 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
     let mut diags = loaded.diagnostics;
     let (env, _) =
         autogit_core::platform::load_platform(Some((".env", &env)), &[], &mut sources, &mut diags);
-    let settings = std::sync::Arc::new(autogit_app::Settings::new(
-        loaded.config,
-        env,
-        data.clone(),
-    ));
+    let settings =
+        std::sync::Arc::new(autogit_app::Settings::new(loaded.config, env, data.clone()));
     let clock: autogit_app::SharedClock = autogit_app::clock::system();
     let c = ComputeController::new(settings, autogit_app::Bus::new(clock.clone()), clock);
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -1825,7 +1821,10 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
     );
     let start = Instant::now();
     while std::net::TcpStream::connect(listen.as_str()).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "guard serve did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "guard serve did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let plan = p.plan();
@@ -1837,7 +1836,14 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
             &format!("{host}.{ZONE}"),
             https,
             &root,
-            &["-D", "-", "-H", "Content-Type: application/json", "--data-binary", body],
+            &[
+                "-D",
+                "-",
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                body,
+            ],
             "/v1/chat/completions",
         )
     };
@@ -1856,12 +1862,17 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
         }
     };
     let (out, err, _) = until("llm", clean, "I am llm", 30);
-    assert!(out.contains("I am llm"), "{out}{err}\n{}", lab.logs(&ingress));
+    assert!(
+        out.contains("I am llm"),
+        "{out}{err}\n{}",
+        lab.logs(&ingress)
+    );
     assert!(out.contains("verdict=clean"), "through the guard: {out}");
     assert!(out.contains("good morning"), "{out}");
     // The platform's middlewares apply: security headers (HSTS).
     assert!(
-        out.to_ascii_lowercase().contains("strict-transport-security"),
+        out.to_ascii_lowercase()
+            .contains("strict-transport-security"),
         "{out}"
     );
     let (out, err) = curl(
@@ -1871,19 +1882,33 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
         &["-o", "/dev/null", "-w", "%{ssl_verify_result}"],
         "/",
     );
-    assert_eq!(out, "0", "the wildcard, verified against Pebble's root: {err}");
+    assert_eq!(
+        out, "0",
+        "the wildcard, verified against Pebble's root: {err}"
+    );
     let (out, err) = post("llm", injection);
     assert_eq!(status(&out), "403", "{out}{err}");
     assert!(!out.contains("I am llm"), "the service never saw it: {out}");
     let q = common::run(
         p.dir.path(),
-        &["guard", "quarantine", "list", "-o", "json", "--data-dir", guard_data.to_str().unwrap()],
+        &[
+            "guard",
+            "quarantine",
+            "list",
+            "-o",
+            "json",
+            "--data-dir",
+            guard_data.to_str().unwrap(),
+        ],
     );
     assert_eq!(q.code, 0, "{}", q.stderr);
     assert!(q.stdout.contains("Ignore all previous"), "{}", q.stdout);
     // Not guarded: the injection reaches the service, with no verdict.
     let (out, err, _) = until("embed", injection, "I am embed", 10);
-    assert!(out.contains("I am embed") && out.contains("verdict=\n"), "{out}{err}");
+    assert!(
+        out.contains("I am embed") && out.contains("verdict=\n"),
+        "{out}{err}"
+    );
 
     // The services come back on other host ports (recreated containers): the routes follow,
     // Traefik's (`embed`: its service in compute.yml) and the guard's (`llm`: its upstream
@@ -1895,10 +1920,21 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
     store.update_job(&embed).unwrap();
     c.sync_routes().unwrap();
     let (out, err, took) = until("embed", clean, "I am embed-again", 30);
-    assert!(out.contains("I am embed-again"), "{out}{err}\n{}", lab.logs(&ingress));
-    eprintln!("Traefik's route followed the new port in {:.1} s", took.as_secs_f64());
+    assert!(
+        out.contains("I am embed-again"),
+        "{out}{err}\n{}",
+        lab.logs(&ingress)
+    );
+    eprintln!(
+        "Traefik's route followed the new port in {:.1} s",
+        took.as_secs_f64()
+    );
     let (out, err, _) = until("llm", clean, "I am llm-again", 30);
-    assert!(out.contains("I am llm-again"), "{out}{err}\n{}", lab.logs(&ingress));
+    assert!(
+        out.contains("I am llm-again"),
+        "{out}{err}\n{}",
+        lab.logs(&ingress)
+    );
     assert!(out.contains("verdict=clean"), "{out}");
 
     // The job ends: its route is gone; the other stays.
@@ -1908,8 +1944,15 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
     c.sync_routes().unwrap();
     let (out, err, took) = until("llm", clean, "404 page not found", 30);
     assert_eq!(status(&out), "404", "{out}{err}");
-    eprintln!("the route was gone {:.1} s after its job ended", took.as_secs_f64());
-    assert!(!fs::read_to_string(&upstreams).unwrap_or_default().contains("llm"));
+    eprintln!(
+        "the route was gone {:.1} s after its job ended",
+        took.as_secs_f64()
+    );
+    assert!(
+        !fs::read_to_string(&upstreams)
+            .unwrap_or_default()
+            .contains("llm")
+    );
     let (out, err, _) = until("embed", clean, "I am embed-again", 10);
     assert!(out.contains("I am embed-again"), "{out}{err}");
     embed.state = "cancelled".into();
