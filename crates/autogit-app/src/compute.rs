@@ -10,6 +10,11 @@
 //! every pass in which the host answers renews it, and once the lease expired the job's
 //! policy either waits for the host (`resume`) or puts it back in the queue (`reschedule`),
 //! the latter only when the old copy is surely stopped (nothing starts twice).
+//!
+//! A service job with a route (`compute run --route NAME`, `core::routes`) is served by the
+//! ingress: every pass records the host port its container is published on and, when the
+//! routes of the running services changed, rewrites Traefik's `compute.yml` (and, for the
+//! guard in proxy mode, its upstream file) atomically; a route leaves with its job.
 
 use crate::runners::{HostHealth, RunnerController};
 use crate::{Bus, Event, Settings, SharedClock};
@@ -446,7 +451,9 @@ impl ComputeController {
         store.update_job(&row).map_err(st)?;
         store.drop_lease(&row.id).map_err(st)?;
         drop(store);
-        self.sync_routes()?;
+        if let Err(e) = self.sync_routes() {
+            tracing::warn!(error = %e, "the routes of compute services are not up to date");
+        }
         Ok(row)
     }
 
@@ -455,7 +462,11 @@ impl ComputeController {
     pub async fn pass(&self) -> Result<(Vec<HostHealth>, Vec<JobRow>), ComputeError> {
         let health = self.runners.probe_all().await;
         let rows = self.pump(&health).await?;
-        self.sync_routes()?;
+        // The jobs' states are stored: a route file that cannot be written is said, and
+        // written on the next pass, without failing the pass.
+        if let Err(e) = self.sync_routes() {
+            tracing::warn!(error = %e, "the routes of compute services are not up to date");
+        }
         Ok((health, rows))
     }
 
@@ -799,17 +810,22 @@ impl ComputeController {
             .and_then(|mut r| r.remove(&name))
             .filter(|r| r.history.flagged);
         let state = state.map_or("DEPLOYING", State::as_str);
+        // Its route, when it has one (`core::routes`).
+        let routed = match (&svc.route, &self.settings().platform.base_domain) {
+            (Some(r), Some(d)) => format!(", routed at https://{r}.{d}"),
+            _ => String::new(),
+        };
         row.message = match (flagged, seen.and_then(|s| s.host_port)) {
             (Some(r), _) => format!(
                 "service {state}, flagged for a human: {}; `autogit reconcile --clear {name}` lets autogit repair it again",
                 r.history.flag_reason.unwrap_or_default()
             ),
             (None, Some(port)) if notes.is_empty() => {
-                format!("service {state} at http://{host}:{port}")
+                format!("service {state} at http://{host}:{port}{routed}")
             }
             (None, Some(port)) => {
                 format!(
-                    "service {state} at http://{host}:{port}: {}",
+                    "service {state} at http://{host}:{port}{routed}: {}",
                     notes.join("; ")
                 )
             }
