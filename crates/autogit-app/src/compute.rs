@@ -251,7 +251,7 @@ impl ComputeController {
             }
             (_, None) if req.guard.is_some() => {
                 return Err(ComputeError::Request(
-                    "--no-guard applies to a route (--route NAME)".into(),
+                    "the guard setting (--no-guard; API: guard) applies to a route: give --route NAME (API: route) too".into(),
                 ));
             }
             (s, _) => s,

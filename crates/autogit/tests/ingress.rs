@@ -1694,7 +1694,8 @@ fn stand_in_service(addr: &str, name: &'static str) -> u16 {
 /// on the host, as a runner host publishes them), the compute controller writes Traefik's
 /// `compute.yml` and the guard's upstream file, and the real Traefik (started once, never
 /// restarted) serves them at `<name>.test.internal` with Pebble's wildcard certificate,
-/// `llm` through the real `autogit guard serve --upstream-file` (proxy mode):
+/// `llm` through the real `autogit guard serve --upstream-file` (proxy mode; or asked by
+/// Traefik's forwardAuth):
 ///
 /// - a clean prompt reaches `llm` with the guard's verdict; an injection gets the guard's
 ///   403 and lands in the quarantine; `embed` is not guarded;
@@ -1705,6 +1706,16 @@ fn stand_in_service(addr: &str, name: &'static str) -> u16 {
 ///   file is removed.
 #[test]
 fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports() {
+    compute_routes_end_to_end(GuardMode::Proxy { fail_open: false });
+}
+
+/// The same with the guard asked by Traefik's forwardAuth (`platform.guard_forward_auth`).
+#[test]
+fn traefik_routes_inference_services_through_the_guard_by_forward_auth() {
+    compute_routes_end_to_end(GuardMode::ForwardAuth);
+}
+
+fn compute_routes_end_to_end(mode: GuardMode) {
     use autogit_app::compute::{ComputeController, ROUTES_GUARD_FILE, Submit};
     use autogit_core::compute::JobSpec;
     use autogit_core::config::Capability;
@@ -1713,13 +1724,20 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
     let Some((named, pebble_bin, traefik)) = lab_tools("traefik") else {
         return;
     };
-    let mut lab = Lab::new("cr");
+    let proxy = mode != GuardMode::ForwardAuth;
+    let mut lab = Lab::new(if proxy { "crp" } else { "crf" });
     let gateway = lab.gateway();
     let guard_port = autogit_drivers::testing::bind::free_port();
     let bind = Bind::start(&named, &[TestZone::new(ZONE, "")]).unwrap();
     let pebble = Pebble::start(&pebble_bin, &bind.server()).unwrap();
-    let platform =
-        format!("  guard_proxy: http://{gateway}:{guard_port}\n  guard_services: [grafana]\n");
+    let platform = if proxy {
+        format!("  guard_proxy: http://{gateway}:{guard_port}\n  guard_services: [grafana]\n")
+    } else {
+        // The guard on the host, named in the ingress's container by `--add-host`.
+        format!(
+            "  guard_forward_auth: http://autogit-guard:{guard_port}/guard/forward-auth\n  guard_services: [grafana]\n"
+        )
+    };
     let p = Platform::new("traefik", &platform, &bind, &pebble);
     let root = pebble_root(&pebble, p.dir.path());
     let data = p.dir.path().join("data");
@@ -1780,12 +1798,13 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
     let rendered = p.rendered();
     let compute_yml = rendered.join("traefik/dynamic/compute.yml");
     let upstreams = rendered.join(ROUTES_GUARD_FILE);
-    assert!(
-        fs::read_to_string(&upstreams)
-            .unwrap()
-            .contains(&format!("llm.{ZONE}=http://{gateway}:")),
-        "{}",
-        fs::read_to_string(&upstreams).unwrap()
+    // The guard's upstream file: proxy mode only (with forward-auth, Traefik sends the
+    // request to the service itself).
+    let lines = fs::read_to_string(&upstreams).unwrap_or_default();
+    assert_eq!(
+        lines.contains(&format!("llm.{ZONE}=http://{gateway}:")),
+        proxy,
+        "{lines}"
     );
 
     // Routes a platform service or a running job holds are refused at submit.
@@ -1828,7 +1847,12 @@ fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports()
         std::thread::sleep(Duration::from_millis(50));
     }
     let plan = p.plan();
-    let ingress = start_ingress(&mut lab, &plan, &p, "traefik", traefik.as_deref(), &[]);
+    let extra = if proxy {
+        Vec::new()
+    } else {
+        vec!["--add-host".to_owned(), format!("autogit-guard:{gateway}")]
+    };
+    let ingress = start_ingress(&mut lab, &plan, &p, "traefik", traefik.as_deref(), &extra);
     let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &ingress]);
     let https = published(&ingress, 443);
     let post = |host: &str, body: &str| {
