@@ -103,6 +103,16 @@ pub fn check_route(
             s.name
         ));
     }
+    // The platform's other services, enabled later, would collide with the route.
+    let reserved = crate::platform::ServiceId::NAMES
+        .iter()
+        .chain(crate::plan::aliases(crate::plan::Role::Api))
+        .chain(&["traefik", "nginx"]);
+    if let Some(r) = reserved.into_iter().find(|r| **r == name) {
+        return Err(format!(
+            "--route `{name}`: {name}.{domain} is reserved for the platform service {r} (enabled or not); choose another name"
+        ));
+    }
     if name == crate::registry::SUBDOMAIN {
         return Err(format!(
             "--route `{name}`: {name}.{domain} is the container registry's; choose another name"

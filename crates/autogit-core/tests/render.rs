@@ -1430,6 +1430,22 @@ fn compute_service_routes() {
     let (p, _) = build(CONFIG, "SERVICES_ENABLED=gitlab\n", &PlanInput::default());
     let e = check_route(&config, &p, "chat", &[]).unwrap_err();
     assert!(e.contains("BASE_DOMAIN"), "{e}");
+    // A platform service that is not enabled keeps its name (enabling it later would collide).
+    let (p, _) = build(
+        CONFIG,
+        "BASE_DOMAIN=vectorweight.com\nSERVICES_ENABLED=gitlab\n",
+        &PlanInput::default(),
+    );
+    for name in ["grafana", "dash"] {
+        let e = check_route(&config, &p, name, &[]).unwrap_err();
+        assert!(
+            e.contains("reserved for the platform service"),
+            "{name}: {e}"
+        );
+    }
+    let e = check_route(&config, &p, "traefik", &[]).unwrap_err();
+    assert!(e.contains("platform service traefik"), "{e}");
+    assert!(check_route(&config, &p, "chat", &[]).is_ok());
 }
 
 /// Whether a route goes through the guard: as asked, else when the ingress has the guard;
