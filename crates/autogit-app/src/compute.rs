@@ -304,7 +304,10 @@ impl ComputeController {
     }
 
     /// The routes of the running routed services in `rows` (those whose host port is known).
+    /// Two jobs that got the same route (submitted at once, both checked before either was
+    /// stored): the earlier one's.
     pub fn routes_of(rows: &[JobRow]) -> Vec<ServiceRoute> {
+        let mut seen = std::collections::BTreeSet::new();
         rows.iter()
             .filter(|r| state_of(r) == JobState::Running)
             .filter_map(|r| {
@@ -316,6 +319,7 @@ impl ComputeController {
                     guard: svc.guard,
                 })
             })
+            .filter(|route| seen.insert(route.name.clone()))
             .collect()
     }
 
@@ -1109,5 +1113,68 @@ fn request_of(row: &JobRow, spec: &JobSpec) -> Request {
         capability: spec.capability,
         priority: spec.priority,
         submitted_at: row.submitted_at.max(0) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, state: &str, route: Option<&str>, port: Option<u16>) -> JobRow {
+        let spec = serde_json::json!({
+            "image": "x", "gpus": 0, "vram": "1G", "capability": "inference",
+            "service": {"port": 8000, "route": route, "guard": true},
+        });
+        JobRow {
+            id: id.into(),
+            user: "ann".into(),
+            state: state.into(),
+            spec: spec.to_string(),
+            submitted_at: 1,
+            host: Some("gpu1.lan".into()),
+            gpus: None,
+            container: None,
+            started_at: Some(2),
+            finished_at: None,
+            exit_code: None,
+            message: String::new(),
+            host_port: port,
+        }
+    }
+
+    /// Only running jobs with a route and a known host port are routed; a route two jobs got
+    /// at once goes to the earlier one.
+    #[test]
+    fn routes_of_running_routed_services() {
+        let rows = [
+            row("job-1", "running", Some("llm"), Some(32768)),
+            row("job-2", "running", Some("llm"), Some(32769)),
+            row("job-3", "running", Some("embed"), None),
+            row("job-4", "cancelled", Some("old"), Some(32770)),
+            row("job-5", "queued", Some("next"), None),
+            row("job-6", "running", None, Some(32771)),
+            row("job-7", "running", Some("chat"), Some(32772)),
+        ];
+        let got: Vec<(String, String, String, bool)> = ComputeController::routes_of(&rows)
+            .into_iter()
+            .map(|r| (r.name, r.job, r.upstream, r.guard))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "llm".into(),
+                    "job-1".into(),
+                    "http://gpu1.lan:32768".into(),
+                    true
+                ),
+                (
+                    "chat".into(),
+                    "job-7".into(),
+                    "http://gpu1.lan:32772".into(),
+                    true
+                ),
+            ]
+        );
     }
 }
