@@ -1252,6 +1252,8 @@ impl Handle for SubmitJobOp {
                 health_interval: body.health_interval,
                 start_period: body.start_period,
                 timeout: body.timeout,
+                route: body.route,
+                guard: body.guard,
             })
             .await
             .map_err(compute_problem)?;
@@ -1735,6 +1737,7 @@ mod tests {
             finished_at: None,
             exit_code: None,
             message: String::new(),
+            host_port: None,
         };
         let leases = std::collections::BTreeMap::from([(
             "job-1".to_owned(),

@@ -10,6 +10,11 @@
 //! every pass in which the host answers renews it, and once the lease expired the job's
 //! policy either waits for the host (`resume`) or puts it back in the queue (`reschedule`),
 //! the latter only when the old copy is surely stopped (nothing starts twice).
+//!
+//! A service job with a route (`compute run --route NAME`, `core::routes`) is served by the
+//! ingress: every pass records the host port its container is published on and, when the
+//! routes of the running services changed, rewrites Traefik's `compute.yml` (and, for the
+//! guard in proxy mode, its upstream file) atomically; a route leaves with its job.
 
 use crate::runners::{HostHealth, RunnerController};
 use crate::{Bus, Event, Settings, SharedClock};
@@ -25,11 +30,16 @@ use autogit_core::lease::{
     start_argv,
 };
 use autogit_core::lifecycle::{RepairAction, RepairPolicy, State};
+use autogit_core::routes::ServiceRoute;
 use autogit_core::units::Bytes;
 use autogit_drivers::remote::RemoteExec;
 use autogit_drivers::state::{JobRow, Store};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// The guard's upstreams of guarded routes (proxy mode), under `<data>/rendered`: what
+/// `autogit guard serve --upstream-file` reads.
+pub const ROUTES_GUARD_FILE: &str = "guard/upstreams";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComputeError {
@@ -68,6 +78,11 @@ pub struct Submit {
     pub start_period: Option<String>,
     /// How long it may run (`24h`; `0`: no limit); `None`: its kind's default.
     pub timeout: Option<String>,
+    /// A service's route: served by the ingress at `https://ROUTE.<BASE_DOMAIN>` while it
+    /// runs (`core::routes`).
+    pub route: Option<String>,
+    /// Whether the route goes through the guard; `None`: when the ingress has the guard.
+    pub guard: Option<bool>,
 }
 
 /// Parses a duration flag (`90s`, `5m`, `24h`) to seconds.
@@ -219,7 +234,27 @@ impl ComputeController {
                     "--health needs --port (the service's port in its container)".into(),
                 ));
             }
+            None if req.route.is_some() => {
+                return Err(ComputeError::Request(
+                    "--route needs --port (the service's port in its container that the route goes to)".into(),
+                ));
+            }
             None => None,
+        };
+        let service = match (service, &req.route) {
+            (Some(mut s), Some(route)) => {
+                self.check_route(route)?;
+                s.route = Some(route.clone());
+                s.guard = autogit_core::routes::resolve_guard(&self.settings().config, req.guard)
+                    .map_err(ComputeError::Request)?;
+                Some(s)
+            }
+            (_, None) if req.guard.is_some() => {
+                return Err(ComputeError::Request(
+                    "the guard setting (--no-guard; API: guard) applies to a route: give --route NAME (API: route) too".into(),
+                ));
+            }
+            (s, _) => s,
         };
         let spec = JobSpec {
             image: image.clone(),
@@ -250,6 +285,91 @@ impl ComputeController {
         rows.into_iter()
             .find(|r| r.id == id)
             .ok_or_else(|| ComputeError::State(format!("{id} vanished from the state database")))
+    }
+
+    /// Refuses a route the ingress cannot serve (`core::routes::check_route`), or one that a
+    /// queued or running job holds.
+    fn check_route(&self, route: &str) -> Result<(), ComputeError> {
+        let plan = crate::plan::quiet(self.settings()).map_err(ComputeError::Request)?;
+        let taken: Vec<(String, String)> = self
+            .store()?
+            .jobs()
+            .map_err(|e| ComputeError::State(e.to_string()))?
+            .iter()
+            .filter(|r| matches!(state_of(r), JobState::Queued | JobState::Running))
+            .filter_map(|r| Some((spec_of(r)?.service?.route?, r.id.clone())))
+            .collect();
+        autogit_core::routes::check_route(&self.settings().config, &plan, route, &taken)
+            .map_err(ComputeError::Request)
+    }
+
+    /// The routes of the running routed services in `rows` (those whose host port is known).
+    /// Two jobs that got the same route (submitted at once, both checked before either was
+    /// stored): the earlier one's.
+    pub fn routes_of(rows: &[JobRow]) -> Vec<ServiceRoute> {
+        let mut seen = std::collections::BTreeSet::new();
+        rows.iter()
+            .filter(|r| state_of(r) == JobState::Running)
+            .filter_map(|r| {
+                let svc = spec_of(r)?.service?;
+                Some(ServiceRoute {
+                    name: svc.route?,
+                    job: r.id.clone(),
+                    upstream: autogit_core::routes::upstream_url(r.host.as_deref()?, r.host_port?),
+                    guard: svc.guard,
+                })
+            })
+            .filter(|route| seen.insert(route.name.clone()))
+            .collect()
+    }
+
+    /// Writes the ingress's routes of the running routed services (Traefik's
+    /// `<data>/rendered/traefik/dynamic/compute.yml`, and the guard's
+    /// `<data>/rendered/guard/upstreams` in proxy mode) when they changed, atomically; removes
+    /// them when no route is left. Traefik's file provider (and the guard) read them again
+    /// without a restart. Returns the routes written.
+    pub fn sync_routes(&self) -> Result<Vec<ServiceRoute>, ComputeError> {
+        let rows = self
+            .store()?
+            .jobs()
+            .map_err(|e| ComputeError::State(e.to_string()))?;
+        let routes = Self::routes_of(&rows);
+        let rendered = self.settings().data_dir.join("rendered");
+        let files = [
+            rendered
+                .join("traefik/dynamic")
+                .join(autogit_core::routes::TRAEFIK_FILE),
+            rendered.join(ROUTES_GUARD_FILE),
+        ];
+        if routes.is_empty() && !files.iter().any(|f| f.exists()) {
+            return Ok(routes);
+        }
+        let texts = if routes.is_empty() {
+            [String::new(), String::new()]
+        } else {
+            let plan = crate::plan::quiet(self.settings()).map_err(ComputeError::State)?;
+            [
+                autogit_core::routes::traefik_routes(&plan, &routes),
+                autogit_core::routes::guard_upstreams(&plan, &routes),
+            ]
+        };
+        for (path, text) in files.iter().zip(texts) {
+            let io = |e: String| {
+                ComputeError::State(format!("writing the routes of compute services: {e}"))
+            };
+            if text.is_empty() {
+                match std::fs::remove_file(path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(io(format!("{}: {e}", path.display())));
+                    }
+                    _ => {}
+                }
+            } else if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+                autogit_drivers::fsx::write_atomic(path, text.as_bytes(), 0o644)
+                    .map_err(|e| io(e.to_string()))?;
+            }
+        }
+        Ok(routes)
     }
 
     /// A job, refreshed from its host when it runs.
@@ -334,6 +454,10 @@ impl ComputeController {
         self.end_service(&row, "cancelled on request");
         store.update_job(&row).map_err(st)?;
         store.drop_lease(&row.id).map_err(st)?;
+        drop(store);
+        if let Err(e) = self.sync_routes() {
+            tracing::warn!(error = %e, "the routes of compute services are not up to date");
+        }
         Ok(row)
     }
 
@@ -342,6 +466,11 @@ impl ComputeController {
     pub async fn pass(&self) -> Result<(Vec<HostHealth>, Vec<JobRow>), ComputeError> {
         let health = self.runners.probe_all().await;
         let rows = self.pump(&health).await?;
+        // The jobs' states are stored: a route file that cannot be written is said, and
+        // written on the next pass, without failing the pass.
+        if let Err(e) = self.sync_routes() {
+            tracing::warn!(error = %e, "the routes of compute services are not up to date");
+        }
         Ok((health, rows))
     }
 
@@ -529,6 +658,13 @@ impl ComputeController {
                 return;
             }
         };
+        // Its route follows the port (a recreated container gets a new one); while the
+        // container is down or gone, the route keeps the last one (502 until it is back).
+        if service.is_some()
+            && let Some(port) = seen.as_ref().and_then(|s| s.host_port)
+        {
+            row.host_port = Some(port);
+        }
         let limit = spec.as_ref().and_then(JobSpec::time_limit);
         if let (Some(limit), Some(started), Some(s)) = (limit, row.started_at, seen.as_ref())
             && !s.ended()
@@ -678,17 +814,22 @@ impl ComputeController {
             .and_then(|mut r| r.remove(&name))
             .filter(|r| r.history.flagged);
         let state = state.map_or("DEPLOYING", State::as_str);
+        // Its route, when it has one (`core::routes`).
+        let routed = match (&svc.route, &self.settings().platform.base_domain) {
+            (Some(r), Some(d)) => format!(", routed at https://{r}.{d}"),
+            _ => String::new(),
+        };
         row.message = match (flagged, seen.and_then(|s| s.host_port)) {
             (Some(r), _) => format!(
                 "service {state}, flagged for a human: {}; `autogit reconcile --clear {name}` lets autogit repair it again",
                 r.history.flag_reason.unwrap_or_default()
             ),
             (None, Some(port)) if notes.is_empty() => {
-                format!("service {state} at http://{host}:{port}")
+                format!("service {state} at http://{host}:{port}{routed}")
             }
             (None, Some(port)) => {
                 format!(
-                    "service {state} at http://{host}:{port}: {}",
+                    "service {state} at http://{host}:{port}{routed}: {}",
                     notes.join("; ")
                 )
             }
@@ -874,6 +1015,7 @@ impl ComputeController {
                     row.gpus = serde_json::to_string(&p.gpus).ok();
                     row.container = o.stdout.trim().lines().last().map(str::to_owned);
                     row.started_at = Some(now);
+                    row.host_port = None;
                     // From when the start returned: the wrapper touched the lease before.
                     let lease = Lease::granted(&row.id, &p.host, &self.rules(), self.clock.now());
                     store.set_lease(&lease).map_err(st)?;
@@ -971,5 +1113,68 @@ fn request_of(row: &JobRow, spec: &JobSpec) -> Request {
         capability: spec.capability,
         priority: spec.priority,
         submitted_at: row.submitted_at.max(0) as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, state: &str, route: Option<&str>, port: Option<u16>) -> JobRow {
+        let spec = serde_json::json!({
+            "image": "x", "gpus": 0, "vram": "1G", "capability": "inference",
+            "service": {"port": 8000, "route": route, "guard": true},
+        });
+        JobRow {
+            id: id.into(),
+            user: "ann".into(),
+            state: state.into(),
+            spec: spec.to_string(),
+            submitted_at: 1,
+            host: Some("gpu1.lan".into()),
+            gpus: None,
+            container: None,
+            started_at: Some(2),
+            finished_at: None,
+            exit_code: None,
+            message: String::new(),
+            host_port: port,
+        }
+    }
+
+    /// Only running jobs with a route and a known host port are routed; a route two jobs got
+    /// at once goes to the earlier one.
+    #[test]
+    fn routes_of_running_routed_services() {
+        let rows = [
+            row("job-1", "running", Some("llm"), Some(32768)),
+            row("job-2", "running", Some("llm"), Some(32769)),
+            row("job-3", "running", Some("embed"), None),
+            row("job-4", "cancelled", Some("old"), Some(32770)),
+            row("job-5", "queued", Some("next"), None),
+            row("job-6", "running", None, Some(32771)),
+            row("job-7", "running", Some("chat"), Some(32772)),
+        ];
+        let got: Vec<(String, String, String, bool)> = ComputeController::routes_of(&rows)
+            .into_iter()
+            .map(|r| (r.name, r.job, r.upstream, r.guard))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "llm".into(),
+                    "job-1".into(),
+                    "http://gpu1.lan:32768".into(),
+                    true
+                ),
+                (
+                    "chat".into(),
+                    "job-7".into(),
+                    "http://gpu1.lan:32772".into(),
+                    true
+                ),
+            ]
+        );
     }
 }

@@ -13,6 +13,8 @@
 //! - killed once more with the restart budget spent: `FAILED` and flagged for a human, left
 //!   alone (the job stays `running`, its note says how to clear the flag);
 //! - cancelled: its container is removed and its service record is `ABSENT`;
+//! - all along, its route (`--route llm`) in Traefik's `compute.yml` goes to the host port
+//!   it is published on (a recreated container's new one), and leaves with the job;
 //! - and a batch job run past its `--timeout` is stopped and failed.
 //!
 //! Needs root, iproute2, openssh and dockerd; without them "skipping" (a failure under
@@ -144,7 +146,18 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
          health:\n  restart_budget:\n    max: 4\n    window: 10m\n  backoff:\n    initial: 1s\n    max: 2s\n\
          compute:\n  lease: 60s\n"
     );
-    let settings = support::settings(&yml, "", data.path());
+    let settings = support::settings(&yml, "BASE_DOMAIN=test.internal\n", data.path());
+    let routes = data.path().join("rendered/traefik/dynamic/compute.yml");
+    let route_url = |routes: &std::path::Path| {
+        std::fs::read_to_string(routes)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("- url: ")
+                    .map(|u| u.trim_matches('"').to_owned())
+            })
+    };
     let cfg = lab.ssh_config(data.path());
     trust(&cfg, &h0, false).await.unwrap();
     let (bus, _) = support::bus_at(0);
@@ -165,6 +178,7 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
             user: "ann".into(),
             job: vec![image.clone(), "sh".into(), "-c".into(), server.into()],
             port: Some(8080),
+            route: Some("llm".into()),
             health_interval: Some("1s".into()),
             start_period: Some("6s".into()),
             ..Submit::default()
@@ -213,6 +227,15 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
         "{}",
         row.message
     );
+    // The host port is recorded with the job, and its route (`--route llm`) goes there.
+    assert_eq!(row.host_port, Some(port), "{row:?}");
+    assert!(
+        row.message
+            .contains(", routed at https://llm.test.internal"),
+        "{}",
+        row.message
+    );
+    assert_eq!(route_url(&routes), Some(format!("http://{h0}:{port}")));
     let answer = http_get(port, "/health");
     assert!(
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
@@ -239,10 +262,21 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
 
     // Broken for good in this container: the restart does not help; the recreate does.
     docker(&["exec", NAME, "sh", "-c", ": > /broken; kill $(cat /pid)"]);
-    until(&c, data.path(), "broken", 90, |_, s| {
+    let row = until(&c, data.path(), "broken", 90, |_, s| {
         s == Some(State::Healthy) && docker(&["inspect", "--format", "{{.Id}}", NAME]) != first_id
     })
     .await;
+    // The recreated container's host port is the one recorded (a route follows it).
+    let published = docker(&["port", NAME, "8080/tcp"]);
+    let now_at: Option<u16> = published
+        .lines()
+        .find_map(|l| l.rsplit_once(':').and_then(|(_, p)| p.parse().ok()));
+    assert_eq!(row.host_port, now_at, "{published}");
+    // The route follows the recreated container's port.
+    assert_eq!(
+        route_url(&routes),
+        Some(format!("http://{h0}:{}", now_at.unwrap()))
+    );
     let events = support::drain(&mut rx);
     assert_eq!(repairs(&events), ["restart#1", "recreate#2"]);
     assert!(
@@ -302,6 +336,7 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
     assert_eq!(row.state, "cancelled");
     assert_eq!(service_state(data.path()).0, Some(State::Absent));
     assert_eq!(docker(&["ps", "-aq", "--filter", "name=^agsvc-job-1$"]), "");
+    assert!(!routes.exists(), "its route is gone with it");
 
     // A batch job past its time limit (`--timeout`): stopped and failed.
     let _cleanup2 = Container("agsvc-job-2");

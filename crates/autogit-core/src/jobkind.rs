@@ -108,6 +108,13 @@ pub struct ServiceSpec {
     /// Seconds a (re)started service may take to become healthy.
     #[serde(default = "default_start_period")]
     pub start_period: u64,
+    /// Served by the ingress at `https://ROUTE.<BASE_DOMAIN>` while it runs
+    /// (`core::routes`); `None`: reached at its host port only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// Whether its route goes through the prompt-injection guard.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub guard: bool,
 }
 
 fn default_health() -> String {
@@ -129,6 +136,8 @@ impl ServiceSpec {
             health: health.map_or_else(default_health, str::to_owned),
             interval: HEALTH_INTERVAL_SECS,
             start_period: START_PERIOD_SECS,
+            route: None,
+            guard: false,
         };
         s.check()?;
         Ok(s)
@@ -159,6 +168,9 @@ impl ServiceSpec {
                     "the health check's {name} must be 1 s to 1 day, not {v} s"
                 ));
             }
+        }
+        if let Some(r) = &self.route {
+            crate::routes::check_name(r)?;
         }
         Ok(())
     }

@@ -50,6 +50,7 @@ pub mod reconcile;
 pub mod registry;
 pub mod remote;
 pub mod render;
+pub mod routes;
 pub mod runner;
 pub mod schedule;
 pub mod service;

@@ -1416,4 +1416,166 @@ fn tempo_publishes_its_otlp_receiver_on_loopback() {
         &PlanInput::default(),
     );
     assert!(diags.contains("PORT_TEMPO_OTLP"), "{diags}");
+
+/// Routes of running inference services (`core::routes`): a router per route on `websecure`
+/// with the platform routes' middlewares, to the service's `http://HOST:PORT`; guarded
+/// routes through forward-auth or the guard's proxy (failing open: a failover service), and
+/// the guard's upstream lines in proxy mode only. Names the platform holds are refused.
+#[test]
+fn compute_service_routes() {
+    use autogit_core::routes::{ServiceRoute, check_route, guard_upstreams, traefik_routes};
+    let routes = [
+        ServiceRoute {
+            name: "llm".into(),
+            job: "job-3".into(),
+            upstream: "http://gpu1.lan:32768".into(),
+            guard: true,
+        },
+        ServiceRoute {
+            name: "embed".into(),
+            job: "job-4".into(),
+            upstream: autogit_core::routes::upstream_url("fd00::7", 32769),
+            guard: false,
+        },
+    ];
+    let modes = [
+        ("plain", ""),
+        (
+            "forward_auth",
+            "platform:\n  ingress_allow: [10.0.0.0/8]\n  guard_forward_auth: http://autogit-guard:8787/guard/forward-auth\n  guard_services: [grafana]\n",
+        ),
+        (
+            "proxy",
+            "platform:\n  guard_proxy: http://autogit-guard:8787\n  guard_services: [grafana]\n",
+        ),
+        (
+            "proxy_fail_open",
+            "platform:\n  guard_proxy: http://autogit-guard:8787\n  guard_services: [grafana]\n  guard_fail_open: true\n",
+        ),
+    ];
+    for (mode, extra) in modes {
+        let config = format!("{CONFIG}{extra}");
+        let (p, diags) = build(&config, ENV, &PlanInput::default());
+        assert!(!diags.contains("error["), "{diags}");
+        let doc = traefik_routes(&p, &routes);
+        insta::assert_snapshot!(format!("traefik_compute_routes_{mode}"), doc);
+        let llm = &doc[doc.find("    compute-llm:").unwrap()..];
+        let llm = &llm[..llm.find("    compute-embed").unwrap_or(llm.len())];
+        assert!(
+            llm.contains("rule: \"Host(`llm.vectorweight.com`)\""),
+            "{doc}"
+        );
+        assert!(
+            llm.contains("- security-headers\n")
+                && llm.contains("- rate-limit\n")
+                && llm.contains("- body-limit\n")
+                && llm.contains("- request-id\n"),
+            "{doc}"
+        );
+        assert_eq!(llm.contains("- guard\n"), mode == "forward_auth", "{doc}");
+        assert_eq!(
+            llm.contains("- guard-headers\n"),
+            mode.starts_with("proxy"),
+            "{doc}"
+        );
+        assert_eq!(
+            llm.contains("- ip-allowlist\n"),
+            mode == "forward_auth",
+            "{doc}"
+        );
+        let want = match mode {
+            "proxy" => "service: autogit-guard\n",
+            "proxy_fail_open" => "service: compute-llm-guarded\n",
+            _ => "service: compute-llm\n",
+        };
+        assert!(llm.contains(want), "{mode}: {doc}");
+        // The unguarded route goes to its service, whatever the mode.
+        assert!(doc.contains("url: \"http://[fd00::7]:32769\""), "{doc}");
+        let embed =
+            &doc[doc.find("    compute-embed:").unwrap()..doc.find("    compute-llm:").unwrap()];
+        assert!(
+            !embed.contains("guard") && !embed.contains("refuse"),
+            "{doc}"
+        );
+        // Guarded without a guard in the ingress (the configuration changed after submit):
+        // refused (403), not served unchecked.
+        assert_eq!(llm.contains("- refuse\n"), mode == "plain", "{doc}");
+        let lines = guard_upstreams(&p, &routes);
+        if mode.starts_with("proxy") {
+            assert!(
+                lines.ends_with("\nllm.vectorweight.com=http://gpu1.lan:32768\n"),
+                "{lines}"
+            );
+            assert!(!lines.contains("embed"), "{lines}");
+        } else {
+            assert_eq!(lines, "");
+        }
+        assert_eq!(traefik_routes(&p, &[]), "");
+    }
+    let (p, _) = build(CONFIG, ENV, &PlanInput::default());
+    let (_, config) = full();
+    let taken = [("llm".to_owned(), "job-3".to_owned())];
+    assert!(check_route(&config, &p, "chat", &taken).is_ok());
+    for (name, why) in [
+        ("llm", "taken by job-3"),
+        ("grafana", "platform service grafana"),
+        ("registry", "container registry"),
+        ("Chat", "not a subdomain name"),
+        ("-x", "not a subdomain name"),
+        ("a.b", "not a subdomain name"),
+        ("", "not a subdomain name"),
+    ] {
+        let e = check_route(&config, &p, name, &taken).unwrap_err();
+        assert!(e.contains(why), "{name}: {e}");
+    }
+    // nginx and no base domain: refused, saying why.
+    let nginx = format!("{CONFIG}platform:\n  ingress: nginx\n");
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", &nginx)),
+        ..Default::default()
+    });
+    let e = check_route(&loaded.config, &p, "chat", &[]).unwrap_err();
+    assert!(e.contains("Traefik"), "{e}");
+    let (p, _) = build(CONFIG, "SERVICES_ENABLED=gitlab\n", &PlanInput::default());
+    let e = check_route(&config, &p, "chat", &[]).unwrap_err();
+    assert!(e.contains("BASE_DOMAIN"), "{e}");
+    // A platform service that is not enabled keeps its name (enabling it later would collide).
+    let (p, _) = build(
+        CONFIG,
+        "BASE_DOMAIN=vectorweight.com\nSERVICES_ENABLED=gitlab\n",
+        &PlanInput::default(),
+    );
+    for name in ["grafana", "dash"] {
+        let e = check_route(&config, &p, name, &[]).unwrap_err();
+        assert!(
+            e.contains("reserved for the platform service"),
+            "{name}: {e}"
+        );
+    }
+    let e = check_route(&config, &p, "traefik", &[]).unwrap_err();
+    assert!(e.contains("platform service traefik"), "{e}");
+    assert!(check_route(&config, &p, "chat", &[]).is_ok());
+}
+
+/// Whether a route goes through the guard: as asked, else when the ingress has the guard;
+/// asking for it without one is an error that names both settings.
+#[test]
+fn compute_route_guard_default() {
+    use autogit_core::routes::resolve_guard;
+    let (_, none) = full();
+    assert_eq!(resolve_guard(&none, None), Ok(false));
+    assert_eq!(resolve_guard(&none, Some(false)), Ok(false));
+    let e = resolve_guard(&none, Some(true)).unwrap_err();
+    assert!(
+        e.contains("platform.guard_proxy") && e.contains("guard_forward_auth"),
+        "{e}"
+    );
+    let cfg =
+        format!("{CONFIG}platform:\n  guard_proxy: http://g:8787\n  guard_services: [grafana]\n");
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", &cfg)),
+        ..Default::default()
+    });
+    assert_eq!(resolve_guard(&loaded.config, None), Ok(true));
+    assert_eq!(resolve_guard(&loaded.config, Some(false)), Ok(false));
 }

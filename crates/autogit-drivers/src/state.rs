@@ -155,6 +155,9 @@ const MIGRATIONS: &[&str] = &[
     // 7: probes of each runner host missed in a row (a host is unreachable after
     // `compute.unreachable_after` of them, for its events as for its jobs' leases).
     "ALTER TABLE runner_hosts ADD COLUMN missed INTEGER NOT NULL DEFAULT 0;",
+    // 8: the host port a running service job was last seen published on (its route follows
+    // it: `core::routes`).
+    "ALTER TABLE compute_jobs ADD COLUMN host_port INTEGER;",
 ];
 
 #[derive(Debug)]
@@ -305,6 +308,9 @@ pub struct JobRow {
     pub finished_at: Option<i64>,
     pub exit_code: Option<i64>,
     pub message: String,
+    /// The host port its service was last seen published on (service jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<u16>,
 }
 
 /// One row of `autogit status`.
@@ -1207,7 +1213,8 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE compute_jobs SET state = ?2, host = ?3, gpus = ?4, container = ?5,
-                   started_at = ?6, finished_at = ?7, exit_code = ?8, message = ?9 WHERE id = ?1",
+                   started_at = ?6, finished_at = ?7, exit_code = ?8, message = ?9, host_port = ?10
+                 WHERE id = ?1",
                 params![
                     row.id,
                     row.state,
@@ -1217,7 +1224,8 @@ impl Store {
                     row.started_at,
                     row.finished_at,
                     row.exit_code,
-                    row.message
+                    row.message,
+                    row.host_port
                 ],
             )
             .map(drop)
@@ -1284,7 +1292,7 @@ impl Store {
             .conn
             .prepare(&format!(
                 "SELECT id, user, state, spec, submitted_at, host, gpus, container, started_at,
-                   finished_at, exit_code, message FROM compute_jobs WHERE {cond} ORDER BY seq"
+                   finished_at, exit_code, message, host_port FROM compute_jobs WHERE {cond} ORDER BY seq"
             ))
             .map_err(|e| self.err(e))?;
         stmt.query_map(args, |r| {
@@ -1301,6 +1309,7 @@ impl Store {
                 finished_at: r.get(9)?,
                 exit_code: r.get(10)?,
                 message: r.get(11)?,
+                host_port: r.get(12)?,
             })
         })
         .and_then(Iterator::collect)

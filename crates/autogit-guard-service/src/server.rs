@@ -44,6 +44,10 @@ pub struct ServeOptions {
     /// front of several services, as the ingress's `platform.guard_proxy` sends them. A
     /// request for a host not listed goes to `upstream`, or gets `404` without one.
     pub upstream_hosts: Vec<(String, String)>,
+    /// More upstreams by host, from a file of `HOST=URL` lines that is read again whenever
+    /// it is replaced (the compute controller's routes of inference services); after
+    /// `upstream_hosts`, before `upstream`.
+    pub upstream_file: Option<UpstreamFile>,
     /// Largest request body accepted (default 8 MiB); larger bodies get `413`.
     pub max_body_bytes: usize,
     /// Also inspect `system`/`developer` messages (they normally come from the operator).
@@ -76,6 +80,7 @@ impl Default for ServeOptions {
         Self {
             upstream: None,
             upstream_hosts: Vec::new(),
+            upstream_file: None,
             max_body_bytes: 8 << 20,
             scan_system: false,
             auth_token: None,
@@ -189,8 +194,66 @@ pub fn parse_upstreams(values: &[String]) -> Result<Upstreams, ServiceError> {
     Ok((default, hosts))
 }
 
-/// The upstream for a request: by its `Host` (port and case ignored), else the default.
-fn upstream_for<'a>(options: &'a ServeOptions, headers: &HeaderMap) -> Option<&'a str> {
+/// A file of `HOST=URL` lines (`#` comments and blank lines allowed), read again when it
+/// is replaced or changes (device, inode, size, modification time). A missing file has no
+/// upstream; a line that is not `HOST=URL` is skipped and logged once per version.
+#[derive(Clone, Debug)]
+pub struct UpstreamFile {
+    path: std::path::PathBuf,
+    cache: Arc<Mutex<(Option<FileStamp>, HostUpstreams)>>,
+}
+
+/// Upstreams by host, as (host, URL).
+type HostUpstreams = Vec<(String, String)>;
+
+/// What says a file changed: (device, inode, size, modification time).
+type FileStamp = (u64, u64, u64, Option<std::time::SystemTime>);
+
+impl UpstreamFile {
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            cache: Arc::new(Mutex::new((None, Vec::new()))),
+        }
+    }
+
+    /// The upstream URL for `host` (lower case, without a port) in the file as it is now.
+    pub fn lookup(&self, host: &str) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let stamp = std::fs::metadata(&self.path)
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.size(), m.modified().ok()));
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.0 != stamp || stamp.is_none() {
+            let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+            let mut hosts = Vec::new();
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                match parse_upstreams(&[line.to_owned()]) {
+                    Ok((None, h)) => hosts.extend(h),
+                    _ => eprintln!(
+                        "autogit guard: {}:{}: not HOST=URL (e.g. llm.example.com=http://gpu1:32768); skipped",
+                        self.path.display(),
+                        n + 1
+                    ),
+                }
+            }
+            *cache = (stamp, hosts);
+        }
+        cache
+            .1
+            .iter()
+            .find(|(h, _)| h == host)
+            .map(|(_, u)| u.clone())
+    }
+}
+
+/// The upstream for a request: by its `Host` (port and case ignored), in the options, then
+/// in the upstream file, else the default.
+fn upstream_for(options: &ServeOptions, headers: &HeaderMap) -> Option<String> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -211,9 +274,10 @@ fn upstream_for<'a>(options: &'a ServeOptions, headers: &HeaderMap) -> Option<&'
             .upstream_hosts
             .iter()
             .find(|(x, _)| *x == h)
-            .map(|(_, u)| u.as_str())
+            .map(|(_, u)| u.clone())
+            .or_else(|| options.upstream_file.as_ref().and_then(|f| f.lookup(&h)))
     })
-    .or(options.upstream.as_deref())
+    .or_else(|| options.upstream.clone())
 }
 
 /// The texts a request asks the model to read: `(field path, text)`.
@@ -659,7 +723,7 @@ fn hop_by_hop(name: &str) -> bool {
 }
 
 async fn proxy(State(state): State<Arc<ServerState>>, req: Request) -> Response {
-    let Some(upstream) = upstream_for(&state.options, req.headers()).map(str::to_owned) else {
+    let Some(upstream) = upstream_for(&state.options, req.headers()) else {
         let host = req
             .headers()
             .get(header::HOST)
@@ -999,4 +1063,43 @@ pub fn run_blocking(listen: SocketAddr, state: ServerState) -> Result<(), Servic
         })
         .await
     })
+}
+
+#[cfg(test)]
+mod upstream_file_tests {
+    use super::*;
+
+    fn request(host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        h
+    }
+
+    /// The file's upstreams follow it as it is replaced (same size, other URL), come after
+    /// the `--upstream HOST=URL` ones and before the default; bad lines are skipped.
+    #[test]
+    fn upstreams_from_a_file_follow_its_replacements() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upstreams");
+        let replace = |text: &str| {
+            let tmp = dir.path().join("tmp");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        };
+        let options = ServeOptions {
+            upstream: Some("http://default:1".into()),
+            upstream_hosts: vec![("a.test".into(), "http://static:1".into())],
+            upstream_file: Some(UpstreamFile::new(&path)),
+            ..ServeOptions::default()
+        };
+        let get = |h: &str| upstream_for(&options, &request(h));
+        assert_eq!(get("llm.test").as_deref(), Some("http://default:1"));
+        replace("# routes\nllm.test=http://gpu1:32768\nnot a line\na.test=http://file:1\n");
+        assert_eq!(get("LLM.test:443").as_deref(), Some("http://gpu1:32768"));
+        assert_eq!(get("a.test").as_deref(), Some("http://static:1"));
+        replace("llm.test=http://gpu1:32769\n");
+        assert_eq!(get("llm.test").as_deref(), Some("http://gpu1:32769"));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(get("llm.test").as_deref(), Some("http://default:1"));
+    }
 }

@@ -587,6 +587,13 @@ pub enum ComputeCommand {
         /// default by kind: render 24h, train 72h, others none)
         #[arg(long)]
         timeout: Option<String>,
+        /// Serve the service at https://NAME.<BASE_DOMAIN> through the ingress (Traefik)
+        /// while it runs, through the guard when the ingress has it
+        #[arg(long, value_name = "NAME", requires = "port")]
+        route: Option<String>,
+        /// Do not send the route's requests through the prompt-injection guard
+        #[arg(long, requires = "route")]
+        no_guard: bool,
         /// IMAGE [COMMAND...]
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         job: Vec<String>,
@@ -918,6 +925,10 @@ pub enum GuardCommand {
 /// Authentication and resource limits of `guard serve`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeLimitArgs {
+    /// More HOST=URL upstreams, one a line, read again whenever the file changes: the routes
+    /// of inference services that autogit writes to <data>/rendered/guard/upstreams.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_file: Option<PathBuf>,
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, default_value_t = 8 << 20)]
     pub max_body_bytes: usize,
@@ -998,6 +1009,10 @@ impl ServeLimitArgs {
         Ok(autogit_guard_service::server::ServeOptions {
             upstream,
             upstream_hosts,
+            upstream_file: self
+                .upstream_file
+                .as_ref()
+                .map(autogit_guard_service::server::UpstreamFile::new),
             max_body_bytes: self.max_body_bytes,
             scan_system,
             auth_token,

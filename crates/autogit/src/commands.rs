@@ -203,6 +203,8 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                 health_interval,
                 start_period,
                 timeout,
+                route,
+                no_guard,
                 job,
             } => crate::compute_cmd::run(
                 &ui,
@@ -223,6 +225,8 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                     health_interval,
                     start_period,
                     timeout,
+                    route,
+                    guard: no_guard.then_some(false),
                 },
             ),
             ComputeCommand::Status { job_id } => {

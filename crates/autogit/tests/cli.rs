@@ -696,7 +696,8 @@ fn gitlab_external_url_follows_base_domain_and_validate_warns_on_disagreement() 
 
 /// `compute run`'s job-kind options are checked before anything is queued or any host asked:
 /// a port only makes an inference job a service, a health path is a plain path, durations
-/// read as durations; each refusal names the flag and exits 2.
+/// read as durations, a route is a subdomain name on a platform with a base domain; each
+/// refusal names the flag and exits 2.
 #[test]
 fn compute_run_refuses_bad_job_kind_options() {
     let d = tmp();
@@ -728,6 +729,31 @@ fn compute_run_refuses_bad_job_kind_options() {
         ),
         (&["--health", "/health"], "--port"),
         (&["--vram", "lots"], "--vram `lots` is not a size"),
+        // Routes: a DNS label, and only with a base domain (`init` sets none).
+        (
+            &[
+                "--capability",
+                "inference",
+                "--port",
+                "8000",
+                "--route",
+                "Big_Model",
+            ],
+            "--route `Big_Model` is not a subdomain name",
+        ),
+        (
+            &[
+                "--capability",
+                "inference",
+                "--port",
+                "8000",
+                "--route",
+                "llm",
+            ],
+            "needs BASE_DOMAIN",
+        ),
+        (&["--route", "llm"], "--port"),
+        (&["--no-guard"], "--route"),
     ];
     for (flags, want) in cases {
         let mut args = vec!["compute", "run"];

@@ -1,0 +1,252 @@
+//! Routes of inference services: a running service job that asks for `route: NAME` is served
+//! by the ingress at `https://NAME.<BASE_DOMAIN>` with the wildcard certificate and the
+//! platform routes' middlewares, optionally through the prompt-injection guard (proxy or
+//! forward-auth mode, whichever `platform` configures). Pure: [`check_name`] and
+//! [`resolve_guard`] decide at submit, [`traefik_routes`] renders the Traefik file-provider
+//! document that the compute controller writes next to the platform's (`compute.yml` in the
+//! dynamic directory), and [`guard_upstreams`] the guard's `HOST=URL` lines (`guard serve
+//! --upstream-file`) for the guarded routes in proxy mode.
+//!
+//! Routed services are Traefik-only: nginx's configuration is mounted file by file and read
+//! once, so a route that moves with its service's host port cannot follow it there.
+
+use crate::config::{Config, IngressKind};
+use crate::emit::to_yaml;
+use crate::plan::Plan;
+use serde::Serialize;
+use serde_json::{Map, json};
+
+/// Prefix of the routers and services of routed jobs in Traefik's configuration (they share
+/// one namespace with the platform's routers in the file provider's directory).
+pub const PREFIX: &str = "compute-";
+
+/// The file the compute controller writes in Traefik's dynamic directory.
+pub const TRAEFIK_FILE: &str = "compute.yml";
+
+/// One running routed service.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceRoute {
+    /// The subdomain (`NAME` of `NAME.<BASE_DOMAIN>`).
+    pub name: String,
+    /// The job it serves.
+    pub job: String,
+    /// `http://HOST:HOST_PORT` of the running service.
+    pub upstream: String,
+    /// Whether requests go through the guard.
+    pub guard: bool,
+}
+
+/// `http://HOST:PORT` (an IPv6 literal in brackets).
+pub fn upstream_url(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("http://[{host}]:{port}")
+    } else {
+        format!("http://{host}:{port}")
+    }
+}
+
+/// A route name is one DNS label of lower-case letters, digits and `-` (not first or last),
+/// 1 to 63 characters.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "--route `{name}` is not a subdomain name: 1 to 63 of `a-z 0-9 -`, not starting or ending with `-` (e.g. llm)"
+        ))
+    }
+}
+
+/// Why a route cannot be served on this platform (no base domain, an ingress other than
+/// Traefik, a name a platform service has, or one a running job holds), else `Ok`.
+/// `taken`: the routes of queued and running jobs, as (route, job).
+pub fn check_route(
+    config: &Config,
+    plan: &Plan,
+    name: &str,
+    taken: &[(String, String)],
+) -> Result<(), String> {
+    check_name(name)?;
+    let Some(domain) = &plan.base_domain else {
+        return Err(format!(
+            "--route `{name}` needs BASE_DOMAIN (the route is https://{name}.<BASE_DOMAIN>); set it in .env"
+        ));
+    };
+    match config.platform.ingress {
+        IngressKind::Traefik => {}
+        IngressKind::Nginx => {
+            return Err(
+                "--route needs the Traefik ingress (platform.ingress: traefik): nginx reads its configuration once, so it cannot follow a service's routes (docs/runners.md)"
+                    .into(),
+            );
+        }
+        IngressKind::None => {
+            return Err(
+                "--route needs an ingress (platform.ingress: traefik); platform.ingress is none"
+                    .into(),
+            );
+        }
+    }
+    let platform = plan
+        .services
+        .iter()
+        .find(|s| s.name == name || s.hosts().iter().any(|h| h == name));
+    if let Some(s) = platform {
+        return Err(format!(
+            "--route `{name}`: {name}.{domain} is the platform service {}'s; choose another name",
+            s.name
+        ));
+    }
+    // The platform's other services, enabled later, would collide with the route.
+    let reserved = crate::platform::ServiceId::NAMES
+        .iter()
+        .chain(crate::plan::aliases(crate::plan::Role::Api))
+        .chain(&["traefik", "nginx"]);
+    if let Some(r) = reserved.into_iter().find(|r| **r == name) {
+        return Err(format!(
+            "--route `{name}`: {name}.{domain} is reserved for the platform service {r} (enabled or not); choose another name"
+        ));
+    }
+    if name == crate::registry::SUBDOMAIN {
+        return Err(format!(
+            "--route `{name}`: {name}.{domain} is the container registry's; choose another name"
+        ));
+    }
+    if let Some((_, job)) = taken.iter().find(|(r, _)| r == name) {
+        return Err(format!(
+            "--route `{name}` is taken by {job}, which is queued or running; cancel it or choose another name"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a route goes through the guard: as asked (`Some`), else whenever the guard is in
+/// the ingress (`platform.guard_proxy` or `platform.guard_forward_auth`). Asking for the
+/// guard when neither is set is an error.
+pub fn resolve_guard(config: &Config, asked: Option<bool>) -> Result<bool, String> {
+    let p = &config.platform;
+    let configured = p.guard_proxy.is_some() || p.guard_forward_auth.is_some();
+    match asked {
+        Some(true) if !configured => Err(
+            "the route asks for the guard, but the ingress sends nothing through it: set platform.guard_proxy (the guard in the path) or platform.guard_forward_auth (docs/guard.md), or submit with --no-guard"
+                .into(),
+        ),
+        Some(g) => Ok(g),
+        None => Ok(configured),
+    }
+}
+
+fn host(route: &ServiceRoute, domain: &str) -> String {
+    format!("{}.{domain}", route.name)
+}
+
+/// Traefik's file-provider document for the routed services: per route a router on
+/// `websecure` for `NAME.<domain>` with the platform's TLS and middlewares (request id,
+/// the allowlist when set, security headers, rate limit, body limit), and its service; a
+/// guarded route gets the forward-auth middleware (forward-auth mode) or goes to the guard's
+/// service with the verdict headers removed (proxy mode; failing open through a failover
+/// service), and is refused (403) when the ingress has no guard any more. The middlewares and the guard's service are the platform's (`autogit.yml`, the
+/// same file provider). Empty when there is no route or no base domain.
+pub fn traefik_routes(plan: &Plan, routes: &[ServiceRoute]) -> String {
+    let Some(domain) = &plan.base_domain else {
+        return String::new();
+    };
+    if routes.is_empty() {
+        return String::new();
+    }
+    let tls = if plan.http01.is_some() && plan.tls.is_none() {
+        json!({"certResolver": "autogit"})
+    } else {
+        json!({})
+    };
+    let mut routers = Map::new();
+    let mut services = Map::new();
+    for r in routes {
+        let id = format!("{PREFIX}{}", r.name);
+        let proxied = plan.cloudflare_proxied.contains(&r.name);
+        let mut middlewares = vec!["request-id".to_owned()];
+        if !plan.ingress_allow.is_empty() {
+            middlewares.push(if proxied {
+                crate::ingress::CLOUDFLARE_ALLOWLIST.to_owned()
+            } else {
+                "ip-allowlist".to_owned()
+            });
+        }
+        middlewares.extend(crate::state::MIDDLEWARES.iter().map(|m| match *m {
+            "rate-limit" if proxied => crate::ingress::CLOUDFLARE_RATE_LIMIT.to_owned(),
+            m => m.to_owned(),
+        }));
+        let mut service = id.clone();
+        if r.guard {
+            if let Some(g) = &plan.guard_proxy {
+                middlewares.push("guard-headers".to_owned());
+                service = if g.fail_open {
+                    services.insert(
+                        format!("{id}-guarded"),
+                        json!({"failover": {"service": crate::ingress::GUARD_PROXY_SERVICE, "fallback": id}}),
+                    );
+                    format!("{id}-guarded")
+                } else {
+                    crate::ingress::GUARD_PROXY_SERVICE.to_owned()
+                };
+            } else if plan.guard.is_some() {
+                middlewares.push("guard".to_owned());
+            } else {
+                // Asked for the guard, which the ingress no longer has (the configuration
+                // changed since the job was submitted): refused, not served unchecked.
+                middlewares.push("refuse".to_owned());
+            }
+        }
+        routers.insert(
+            id.clone(),
+            json!({
+                "rule": format!("Host(`{}`)", host(r, domain)),
+                "entryPoints": ["websecure"],
+                "service": service,
+                "tls": tls,
+                "middlewares": middlewares,
+            }),
+        );
+        services.insert(
+            id,
+            json!({"loadBalancer": {"servers": [{"url": r.upstream}]}}),
+        );
+    }
+    let doc = json!({"http": {"routers": routers, "services": services}});
+    let mut head = String::from(
+        "# Rendered by autogit: routes of running compute services (Traefik file provider).\n",
+    );
+    for r in routes {
+        head.push_str(&format!(
+            "# {} -> {} ({}{})\n",
+            host(r, domain),
+            r.upstream,
+            r.job,
+            if r.guard { ", guarded" } else { "" }
+        ));
+    }
+    format!("{head}{}", to_yaml(&doc))
+}
+
+/// The guard's upstreams for the guarded routes in proxy mode, one `HOST=URL` a line (what
+/// `autogit guard serve --upstream-file` reads); empty in forward-auth mode (the ingress
+/// sends the request to the service itself) or without a base domain.
+pub fn guard_upstreams(plan: &Plan, routes: &[ServiceRoute]) -> String {
+    let (Some(domain), Some(_)) = (&plan.base_domain, &plan.guard_proxy) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    for r in routes.iter().filter(|r| r.guard) {
+        out.push_str(&format!("{}={}\n", host(r, domain), r.upstream));
+    }
+    if out.is_empty() {
+        return out;
+    }
+    format!("# Rendered by autogit: the guarded routes of running compute services.\n{out}")
+}
