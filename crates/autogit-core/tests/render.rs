@@ -1416,6 +1416,7 @@ fn tempo_publishes_its_otlp_receiver_on_loopback() {
         &PlanInput::default(),
     );
     assert!(diags.contains("PORT_TEMPO_OTLP"), "{diags}");
+}
 
 /// Routes of running inference services (`core::routes`): a router per route on `websecure`
 /// with the platform routes' middlewares, to the service's `http://HOST:PORT`; guarded
