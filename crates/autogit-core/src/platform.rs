@@ -128,6 +128,41 @@ impl DnsProvider {
     }
 }
 
+/// Where the platform certificate comes from (`TLS_SOURCE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsSource {
+    /// An ACME CA (`ACME_DIRECTORY`), by DNS-01 or HTTP-01: today's behaviour.
+    #[default]
+    Acme,
+    /// autogit's own CA (for LAN-only installs): `autogit tls ca` prints it for clients.
+    Internal,
+    /// A user-supplied chain and key (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
+    File,
+}
+
+impl TlsSource {
+    /// The valid `TLS_SOURCE` values.
+    pub const NAMES: &[&str] = &["acme", "internal", "file"];
+
+    pub fn parse(s: &str) -> Option<TlsSource> {
+        match s {
+            "acme" => Some(TlsSource::Acme),
+            "internal" => Some(TlsSource::Internal),
+            "file" => Some(TlsSource::File),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsSource::Acme => "acme",
+            TlsSource::Internal => "internal",
+            TlsSource::File => "file",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DnsMode {
@@ -158,6 +193,14 @@ pub struct PlatformEnv {
     /// ACME_CHALLENGE=http-01: certificates for the services' own names by HTTP-01 (served by
     /// the ingress) instead of the DNS-01 wildcard.
     pub acme_http01: bool,
+    /// TLS_SOURCE: where the platform certificate comes from (`acme`, `internal`, `file`).
+    pub tls_source: TlsSource,
+    /// TLS_CERT_FILE / TLS_KEY_FILE: the user-supplied chain and key of `TLS_SOURCE=file`
+    /// (absolute paths).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
     pub services_enabled: Vec<ServiceId>,
     pub port_allocation: PortAllocation,
     pub port_pool: (u16, u16),
@@ -209,6 +252,9 @@ impl Default for PlatformEnv {
             acme_directory: "production".to_owned(),
             acme_ca_root: None,
             acme_http01: false,
+            tls_source: TlsSource::Acme,
+            tls_cert_file: None,
+            tls_key_file: None,
             services_enabled: vec![ServiceId::Gitlab],
             port_allocation: PortAllocation::Dynamic,
             port_pool: (20000, 20999),
@@ -238,6 +284,9 @@ const KNOWN: &[&str] = &[
     "ACME_DIRECTORY",
     "ACME_CA_ROOT",
     "ACME_CHALLENGE",
+    "TLS_SOURCE",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
     "SERVICES_ENABLED",
     "PORT_ALLOCATION",
     "PORT_POOL",
@@ -565,6 +614,50 @@ pub fn load_platform(
             p.acme_ca_root = Some(e.value.clone());
         } else {
             diags.push(bad(e, "an absolute path to a PEM file"));
+        }
+    }
+    if let Some(e) = get("TLS_SOURCE") {
+        match TlsSource::parse(e.value.as_str()) {
+            Some(t) => p.tls_source = t,
+            None => diags.push(bad(
+                e,
+                "`acme` (a certificate from ACME_DIRECTORY), `internal` (autogit's own CA, for LAN-only installs) or `file` (TLS_CERT_FILE and TLS_KEY_FILE)",
+            )),
+        }
+    }
+    for (key, slot) in [
+        ("TLS_CERT_FILE", &mut p.tls_cert_file),
+        ("TLS_KEY_FILE", &mut p.tls_key_file),
+    ] {
+        if let Some(e) = get(key) {
+            if e.value.starts_with('/') {
+                *slot = Some(e.value.clone());
+            } else {
+                diags.push(bad(e, "an absolute path to a PEM file"));
+            }
+        }
+    }
+    if p.tls_source == TlsSource::File
+        && let Some(e) = get("TLS_SOURCE")
+    {
+        let missing: Vec<&str> = [
+            ("TLS_CERT_FILE", p.tls_cert_file.is_none()),
+            ("TLS_KEY_FILE", p.tls_key_file.is_none()),
+        ]
+        .into_iter()
+        .filter(|(_, m)| *m)
+        .map(|(k, _)| k)
+        .collect();
+        if !missing.is_empty() {
+            diags.push(
+                Diagnostic::error(
+                    "missing",
+                    format!("TLS_SOURCE=file needs {}", missing.join(" and ")),
+                )
+                .at(Some(e.loc))
+                .path(e.key.clone())
+                .help("set TLS_CERT_FILE (the PEM chain, leaf first) and TLS_KEY_FILE (its private key) to absolute paths"),
+            );
         }
     }
     if let Some(e) = get("SERVICES_ENABLED") {

@@ -1,4 +1,4 @@
-//! `autogit tls status` and `autogit tls renew`: parse, call the TLS controller
+//! `autogit tls status`, `autogit tls renew` and `autogit tls ca`: parse, call the TLS controller
 //! (`autogit_app::tls`), render. The daemon renews through the same controller.
 
 use crate::cli::{Global, TlsCommand};
@@ -46,7 +46,47 @@ pub fn run(ui: &Ui, g: &Global, cmd: TlsCommand) -> u8 {
     with_controller(&loaded, make, async |tls| match cmd {
         TlsCommand::Status => status(ui, tls),
         TlsCommand::Renew { force } => renew(ui, tls, force).await,
+        TlsCommand::Ca { out } => ca(ui, tls, &loaded.settings, out.as_deref()),
     })
+}
+
+/// The internal CA's certificate (made first when there is none), to stdout or `out`.
+fn ca(
+    ui: &Ui,
+    tls: &TlsController,
+    settings: &autogit_app::Settings,
+    out: Option<&std::path::Path>,
+) -> u8 {
+    let source = settings.platform.tls_source;
+    if source != autogit_core::platform::TlsSource::Internal {
+        return fail(
+            ui,
+            format!(
+                "TLS_SOURCE is `{}`: the internal CA is used only with TLS_SOURCE=internal in .env",
+                source.name()
+            ),
+        );
+    }
+    let pem = match tls.internal_ca() {
+        Ok(p) => p,
+        Err(e) => return fail(ui, format!("the internal CA: {e}")),
+    };
+    match out {
+        None => {
+            print!("{pem}");
+            exit::OK
+        }
+        Some(path) => match autogit_drivers::fsx::write_atomic(path, pem.as_bytes(), 0o644) {
+            Ok(()) => {
+                ui.note(&format!(
+                    "wrote the internal CA's certificate to {}",
+                    path.display()
+                ));
+                exit::OK
+            }
+            Err(e) => fail(ui, format!("{}: {e}", path.display())),
+        },
+    }
 }
 
 fn status(ui: &Ui, tls: &TlsController) -> u8 {
