@@ -61,6 +61,11 @@ impl TlsController {
         }
     }
 
+    /// Where the certificate comes from (`TLS_SOURCE`).
+    pub fn source(&self) -> TlsSource {
+        self.settings.platform.tls_source
+    }
+
     /// Whether TLS is configured (BASE_DOMAIN, and ACME_EMAIL for an ACME certificate): what
     /// the daemon checks.
     pub fn configured(&self) -> bool {

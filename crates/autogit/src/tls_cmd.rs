@@ -40,6 +40,11 @@ fn show(ui: &Ui, info: &CertInfo, due: bool) {
 
 pub fn run(ui: &Ui, g: &Global, cmd: TlsCommand) -> u8 {
     let loaded = load_all(g, &[]);
+    // A mistyped TLS_SOURCE must not fall back to ACME (nor a bad ACME_CHALLENGE to DNS-01).
+    if loaded.diagnostics.has_errors() {
+        ui.diagnostics(&loaded.diagnostics, &loaded.sources);
+        return exit::INVALID_CONFIG;
+    }
     let make = |bus: &autogit_app::Bus| {
         TlsController::new(loaded.settings.clone(), bus.clone(), bus.clock().clone())
     };
@@ -133,7 +138,11 @@ async fn renew(ui: &Ui, tls: &TlsController, force: bool) -> u8 {
             if let Ok(Some(c)) = tls.current() {
                 show(ui, &c.info, c.due);
             }
-            ui.note("not due for renewal (two thirds of its lifetime have not passed); --force renews anyway");
+            if tls.source() == autogit_core::platform::TlsSource::File {
+                ui.note("TLS_CERT_FILE and TLS_KEY_FILE have not changed: already installed; --force installs them again");
+            } else {
+                ui.note("not due for renewal (two thirds of its lifetime have not passed); --force renews anyway");
+            }
             exit::OK
         }
         Err(e) => fail(
