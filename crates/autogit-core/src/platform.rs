@@ -997,6 +997,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn tls_source_and_its_files() {
+        assert_eq!(load("").0.tls_source, TlsSource::Acme, "today's behaviour");
+        let (p, d) = load("TLS_SOURCE=internal\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.tls_source, TlsSource::Internal);
+        let (p, d) = load("TLS_SOURCE=file\nTLS_CERT_FILE=/etc/c.pem\nTLS_KEY_FILE=/etc/k.pem\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.tls_source, TlsSource::File);
+        assert_eq!(p.tls_cert_file.as_deref(), Some("/etc/c.pem"));
+        assert_eq!(p.tls_key_file.as_deref(), Some("/etc/k.pem"));
+        let (p, d) = load("TLS_SOURCE=letsencrypt\n");
+        assert_eq!(p.tls_source, TlsSource::Acme);
+        assert_eq!(d, ["invalid-value: invalid value for `TLS_SOURCE`"]);
+        let (_, d) = load("TLS_SOURCE=file\nTLS_KEY_FILE=/etc/k.pem\n");
+        assert_eq!(d, ["missing: TLS_SOURCE=file needs TLS_CERT_FILE"]);
+        let (_, d) = load("TLS_SOURCE=file\nTLS_CERT_FILE=c.pem\nTLS_KEY_FILE=/k.pem\n");
+        assert_eq!(
+            d,
+            [
+                "invalid-value: invalid value for `TLS_CERT_FILE`",
+                "missing: TLS_SOURCE=file needs TLS_CERT_FILE"
+            ]
+        );
+        for t in TlsSource::NAMES {
+            assert_eq!(TlsSource::parse(t).map(TlsSource::name), Some(*t));
+        }
+    }
+
     fn load(text: &str) -> (PlatformEnv, Vec<String>) {
         let mut sources = Sources::new();
         let mut diags = Diagnostics::default();

@@ -304,7 +304,11 @@ fn file_source_installs_a_good_pair_and_refuses_bad_ones() {
         }
         assert!(r.stderr.contains("keeps serving"), "{}", r.stderr);
         let body = key_pem.lines().nth(1).unwrap_or("-----BEGIN PRIVATE");
-        assert!(!r.stderr.contains(body), "the key in an error: {}", r.stderr);
+        assert!(
+            !r.stderr.contains(body),
+            "the key in an error: {}",
+            r.stderr
+        );
         // Nothing half-written: the good pair is still served.
         assert_eq!(fs::read_to_string(&fullchain).unwrap(), good.0);
         assert_eq!(fs::read_to_string(&key).unwrap(), good.1);
