@@ -199,6 +199,11 @@ impl TlsController {
         if p.tls_source == TlsSource::Internal {
             return self.issue_internal(&s.dir, &domain, &wanted, progress);
         }
+        if p.tls_source == TlsSource::Extension {
+            return self
+                .issue_extension(&s.dir, &domain, &wanted, progress)
+                .await;
+        }
         if p.acme_http01 {
             if self.settings.config.platform.ingress != autogit_core::config::IngressKind::Nginx {
                 return Err(
@@ -293,6 +298,52 @@ impl TlsController {
         autogit_drivers::acme::store(dir, domain, wanted, key.as_str().to_owned(), &chain)
             .map(Some)
             .map_err(|e| e.to_string())
+    }
+
+    /// TLS_SOURCE=extension:NAME: `ssl.issue` with the names; the answer is checked like a
+    /// user-supplied pair (the key is the leaf's, every name covered, valid now) before it is
+    /// installed, so a wrong answer leaves the served certificate as it was.
+    async fn issue_extension(
+        &self,
+        dir: &std::path::Path,
+        domain: &str,
+        wanted: &[String],
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Option<CertInfo>, String> {
+        let name = self
+            .settings
+            .platform
+            .tls_extension
+            .clone()
+            .ok_or("TLS_SOURCE=extension needs an extension name (extension:<name>)")?;
+        let ext = crate::extensions::Registry::load(&self.settings)?
+            .ssl_extension(&name, &self.settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        progress(&format!(
+            "asking extension `{name}` for {}",
+            wanted.join(", ")
+        ));
+        let issued = ext.issue(wanted).await;
+        ext.close().await;
+        let issued = issued.map_err(|e| e.to_string())?;
+        let checked = tls_source::check_pair(
+            issued.chain,
+            issued.key,
+            &format!("the chain from extension `{name}`"),
+            &format!("the key from extension `{name}`"),
+            wanted,
+            self.clock.now() as i64,
+        )?;
+        autogit_drivers::acme::store(
+            dir,
+            domain,
+            wanted,
+            checked.key.as_str().to_owned(),
+            &checked.chain,
+        )
+        .map(Some)
+        .map_err(|e| e.to_string())
     }
 
     /// TLS_SOURCE=file: checks TLS_CERT_FILE and TLS_KEY_FILE and copies them in when they

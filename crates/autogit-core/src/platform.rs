@@ -139,6 +139,9 @@ pub enum TlsSource {
     Internal,
     /// A user-supplied chain and key (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
     File,
+    /// `extension:<name>`: an enabled extension providing `ssl` (`ssl.issue`), named by
+    /// [`PlatformEnv::tls_extension`].
+    Extension,
 }
 
 impl TlsSource {
@@ -159,6 +162,7 @@ impl TlsSource {
             TlsSource::Acme => "acme",
             TlsSource::Internal => "internal",
             TlsSource::File => "file",
+            TlsSource::Extension => "extension",
         }
     }
 }
@@ -201,6 +205,9 @@ pub struct PlatformEnv {
     pub tls_cert_file: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key_file: Option<String>,
+    /// With [`TlsSource::Extension`]: the extension's name (after `extension:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_extension: Option<String>,
     pub services_enabled: Vec<ServiceId>,
     pub port_allocation: PortAllocation,
     pub port_pool: (u16, u16),
@@ -255,6 +262,7 @@ impl Default for PlatformEnv {
             tls_source: TlsSource::Acme,
             tls_cert_file: None,
             tls_key_file: None,
+            tls_extension: None,
             services_enabled: vec![ServiceId::Gitlab],
             port_allocation: PortAllocation::Dynamic,
             port_pool: (20000, 20999),
@@ -619,9 +627,14 @@ pub fn load_platform(
     if let Some(e) = get("TLS_SOURCE") {
         match TlsSource::parse(e.value.as_str()) {
             Some(t) => p.tls_source = t,
+            // Checked against EXTENSIONS_ENABLED below, once that is decoded.
+            None if e.value.starts_with("extension:") => {
+                p.tls_source = TlsSource::Extension;
+                p.tls_extension = Some(e.value["extension:".len()..].trim().to_owned());
+            }
             None => diags.push(bad(
                 e,
-                "`acme` (a certificate from ACME_DIRECTORY), `internal` (autogit's own CA, for LAN-only installs) or `file` (TLS_CERT_FILE and TLS_KEY_FILE)",
+                "`acme` (a certificate from ACME_DIRECTORY), `internal` (autogit's own CA, for LAN-only installs), `file` (TLS_CERT_FILE and TLS_KEY_FILE) or `extension:<name>` (an enabled extension providing `ssl`)",
             )),
         }
     }
@@ -815,6 +828,28 @@ pub fn load_platform(
         match e.value.trim().parse::<u32>() {
             Ok(t) if (1..=3600).contains(&t) => p.extensions_timeout = t,
             _ => diags.push(bad(e, "seconds, from 1 to 3600")),
+        }
+    }
+    if let (Some(name), Some(e)) = (p.tls_extension.clone(), get("TLS_SOURCE")) {
+        match p
+            .extensions_enabled
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(&name))
+        {
+            Some(n) => p.tls_extension = Some(n.clone()),
+            None => {
+                p.tls_source = TlsSource::Acme;
+                p.tls_extension = None;
+                diags.push(
+                    bad(
+                        e,
+                        "`extension:<name>` naming an extension in EXTENSIONS_ENABLED",
+                    )
+                    .help(format!(
+                        "add `{name}` to EXTENSIONS_ENABLED, or pick `acme`, `internal` or `file`"
+                    )),
+                );
+            }
         }
     }
     if let Some(e) = get("DNS_PROVIDER") {
@@ -1021,6 +1056,13 @@ mod tests {
                 "missing: TLS_SOURCE=file needs TLS_CERT_FILE"
             ]
         );
+        let (p, d) = load("EXTENSIONS_ENABLED=step-ca\nTLS_SOURCE=extension:step-ca\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.tls_source, TlsSource::Extension);
+        assert_eq!(p.tls_extension.as_deref(), Some("step-ca"));
+        let (p, d) = load("TLS_SOURCE=extension:step-ca\n");
+        assert_eq!(p.tls_source, TlsSource::Acme);
+        assert_eq!(d, ["invalid-value: invalid value for `TLS_SOURCE`"]);
         for t in TlsSource::NAMES {
             assert_eq!(TlsSource::parse(t).map(TlsSource::name), Some(*t));
         }

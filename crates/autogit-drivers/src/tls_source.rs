@@ -171,45 +171,55 @@ pub fn check_supplied(
     wanted: &[String],
     now: i64,
 ) -> Result<Supplied, String> {
+    let cf = format!("TLS_CERT_FILE {}", cert_file.display());
+    let kf = format!("TLS_KEY_FILE {}", key_file.display());
+    let chain_bytes = fsx::read_bounded(cert_file, 1 << 20).map_err(|e| format!("{cf}: {e}"))?;
+    let chain = String::from_utf8(chain_bytes).map_err(|_| format!("{cf}: not a PEM text file"))?;
+    let key_bytes =
+        Zeroizing::new(fsx::read_bounded(key_file, 64 << 10).map_err(|e| format!("{kf}: {e}"))?);
+    let key = Zeroizing::new(
+        String::from_utf8(key_bytes.to_vec()).map_err(|_| format!("{kf}: not a PEM text file"))?,
+    );
+    check_pair(chain, key, &cf, &kf, wanted, now)
+}
+
+/// Checks a PEM `chain` (the leaf first) and `key` at `now`, as [`check_supplied`] does; `cf`
+/// and `kf` name where they came from in the errors ("TLS_CERT_FILE /etc/x.pem", "the chain
+/// from extension `step`").
+pub fn check_pair(
+    chain: String,
+    key: Zeroizing<String>,
+    cf: &str,
+    kf: &str,
+    wanted: &[String],
+    now: i64,
+) -> Result<Supplied, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let cf = cert_file.display();
-    let kf = key_file.display();
-    let chain_bytes =
-        fsx::read_bounded(cert_file, 1 << 20).map_err(|e| format!("TLS_CERT_FILE {cf}: {e}"))?;
-    let chain = String::from_utf8(chain_bytes)
-        .map_err(|_| format!("TLS_CERT_FILE {cf}: not a PEM text file"))?;
-    let key_bytes = Zeroizing::new(
-        fsx::read_bounded(key_file, 64 << 10).map_err(|e| format!("TLS_KEY_FILE {kf}: {e}"))?,
-    );
-    let key = Zeroizing::new(
-        String::from_utf8(key_bytes.to_vec())
-            .map_err(|_| format!("TLS_KEY_FILE {kf}: not a PEM text file"))?,
-    );
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain.as_bytes())
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("TLS_CERT_FILE {cf}: not a PEM certificate chain ({e})"))?;
+        .map_err(|e| format!("{cf}: not a PEM certificate chain ({e})"))?;
     let Some(leaf) = certs.first() else {
         return Err(format!(
-            "TLS_CERT_FILE {cf}: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks, the server's certificate first)"
+            "{cf}: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks, the server's certificate first)"
         ));
     };
     let (_, parsed) = x509_parser::parse_x509_certificate(leaf)
-        .map_err(|e| format!("TLS_CERT_FILE {cf}: the first certificate does not parse: {e}"))?;
+        .map_err(|e| format!("{cf}: the first certificate does not parse: {e}"))?;
     let private = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|_| {
         format!(
-            "TLS_KEY_FILE {kf}: no private key in it (expected a PEM `PRIVATE KEY`, `EC PRIVATE KEY` or `RSA PRIVATE KEY` block)"
+            "{kf}: no private key in it (expected a PEM `PRIVATE KEY`, `EC PRIVATE KEY` or `RSA PRIVATE KEY` block)"
         )
     })?;
     let signing = rustls::crypto::ring::sign::any_supported_type(&private).map_err(|_| {
-        format!("TLS_KEY_FILE {kf}: an unsupported key type (RSA, ECDSA P-256/P-384 and Ed25519 are supported)")
+        format!("{kf}: an unsupported key type (RSA, ECDSA P-256/P-384 and Ed25519 are supported)")
     })?;
     drop(private);
     rustls::sign::CertifiedKey::new(certs.clone(), signing)
         .keys_match()
         .map_err(|_| {
             format!(
-                "TLS_KEY_FILE {kf} is not the private key of the certificate in TLS_CERT_FILE {cf} (the first certificate of the chain must be the server's)"
+                "{kf} is not the private key of the certificate in {cf} (the first certificate of the chain must be the server's)"
             )
         })?;
     let mut names = Vec::new();
@@ -227,7 +237,7 @@ pub fn check_supplied(
             format!("it names {}", names.join(", "))
         };
         return Err(format!(
-            "TLS_CERT_FILE {cf} does not cover {missing}: {has} (it must cover {})",
+            "{cf} does not cover {missing}: {has} (it must cover {})",
             wanted.join(" and ")
         ));
     }
@@ -235,8 +245,7 @@ pub fn check_supplied(
         parsed.validity().not_before.timestamp(),
         parsed.validity().not_after.timestamp(),
     );
-    let expires_soon =
-        file_validity(nb, na, now).map_err(|e| format!("TLS_CERT_FILE {cf}: {e}"))?;
+    let expires_soon = file_validity(nb, na, now).map_err(|e| format!("{cf}: {e}"))?;
     Ok(Supplied {
         chain,
         key,

@@ -415,3 +415,64 @@ fn tls_source_settings_are_checked() {
         r.stderr
     );
 }
+
+/// `TLS_SOURCE=extension:openssl-ca`: the Python SDK's example `ssl` extension
+/// (`sdk/python/examples/openssl_ca_ssl.py`, a real process signing with the `openssl` CLI)
+/// issues the certificate; autogit checks and installs it. A CA key that does not match makes
+/// the extension fail: the error names it and the served certificate stays.
+#[test]
+fn an_ssl_extension_issues_the_certificate() {
+    if !have("openssl") || !have("python3") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let ext = d.path().join("data/extensions");
+    fs::create_dir_all(&ext).unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::os::unix::fs::symlink(
+        repo.join("sdk/python/examples/openssl_ca_ssl.py"),
+        ext.join("openssl-ca"),
+    )
+    .unwrap();
+    let ca = make_ca();
+    let (ca_cert, ca_key) = (d.path().join("ca.pem"), d.path().join("ca.key"));
+    fs::write(&ca_cert, ca.0.pem()).unwrap();
+    fs::write(&ca_key, ca.1.serialize_pem()).unwrap();
+    let env = |key: &Path| {
+        format!(
+            "BASE_DOMAIN=example.test\nEXTENSIONS_ENABLED=openssl-ca\nTLS_SOURCE=extension:openssl-ca\n\
+             OPENSSL_CA_CERT_FILE={}\nOPENSSL_CA_KEY_FILE={}\nOPENSSL_CA_DAYS=30\n",
+            ca_cert.display(),
+            key.display()
+        )
+    };
+    write_env(d.path(), &env(&ca_key));
+    let v = json(&tls(d.path(), &["renew", "-o", "json"]));
+    assert_eq!(names(&v), ["*.example.test", "example.test"]);
+    let lifetime = v["not_after"].as_i64().unwrap() - v["not_before"].as_i64().unwrap();
+    assert_eq!(lifetime, 30 * 86_400, "{v}");
+    let fullchain = PathBuf::from(v["fullchain"].as_str().unwrap());
+    let out = openssl_verify(&ca_cert, &fullchain, "gitlab.example.test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let served = fs::read(&fullchain).unwrap();
+    let r = tls(d.path(), &["renew"]);
+    assert!(r.stderr.contains("not due"), "{}", r.stderr);
+
+    let stranger = d.path().join("stranger.key");
+    fs::write(&stranger, KeyPair::generate().unwrap().serialize_pem()).unwrap();
+    write_env(d.path(), &env(&stranger));
+    let r = tls(d.path(), &["renew", "--force"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("extension `openssl-ca` failed `ssl.issue`")
+            && r.stderr.contains("keeps serving"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(fs::read(&fullchain).unwrap(), served);
+}
