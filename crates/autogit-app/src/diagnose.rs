@@ -429,7 +429,7 @@ impl DiagnoseController {
         if !tls.configured() {
             return d::judge_certificate(
                 Err(
-                    "TLS is not configured (BASE_DOMAIN, and ACME_EMAIL unless TLS_SOURCE is internal or file, in .env)",
+                    "TLS is not configured (BASE_DOMAIN, and ACME_EMAIL unless TLS_SOURCE is internal, file or extension:<name>, in .env)",
                 ),
                 Ok(None),
                 &[],
