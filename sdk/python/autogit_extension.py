@@ -217,6 +217,29 @@ class AuthProvider:
         """Called before the process ends (also when initialize never ran)."""
 
 
+class SslProvider:
+    """Base class of an ``ssl`` provider: a certificate source (``TLS_SOURCE=extension:<name>``
+    in ``.env``). autogit starts the extension when the platform certificate is due, sends one
+    ``ssl.issue`` with the names it must cover (``*.BASE_DOMAIN`` and ``BASE_DOMAIN``), checks
+    what comes back (the key is the leaf's, every name covered, valid now) and installs it."""
+
+    settings = []
+
+    def initialize(self, config, secrets, context):
+        """``config``: the plain settings (typed); ``secrets``: the secret ones."""
+
+    def issue(self, names):
+        """``{"chain": PEM certificates (the leaf first), "key": the leaf's PEM private key}``.
+        Raise ``Unavailable`` if the CA did not answer. Never log the key."""
+        raise ExtensionError("ssl.issue is not implemented", None)
+
+    def health(self):
+        return {"status": "ok", "detail": ""}
+
+    def shutdown(self):
+        """Called before the process ends (also when initialize never ran)."""
+
+
 def log(*parts):
     """One line to stderr: autogit's log."""
     print(*parts, file=sys.stderr, flush=True)
@@ -250,6 +273,10 @@ class Extension:
 
     def auth(self, provider):
         self.providers["auth"] = provider
+        return self
+
+    def ssl(self, provider):
+        self.providers["ssl"] = provider
         return self
 
     def manifest(self):
@@ -318,6 +345,9 @@ class Extension:
         if method == "auth.login":
             user = self._provider().login(params.get("username", ""), params.get("password", ""))
             return {"user": user}
+        if method == "ssl.issue":
+            issued = self._provider().issue(list(params.get("names", [])))
+            return {"chain": issued["chain"], "key": issued["key"]}
         if method == "shutdown":
             return {}
         err = ExtensionError("unknown method %s" % method)

@@ -584,7 +584,7 @@ impl Handle for RenewTls {
         let c = tls(api);
         if !c.configured() {
             return Err(Problem::conflict(
-                "TLS is not configured: set BASE_DOMAIN and ACME_EMAIL in .env",
+                "TLS is not configured: set BASE_DOMAIN (and ACME_EMAIL, unless TLS_SOURCE is internal, file or extension:<name>) in .env",
             ));
         }
         let force = body.force.unwrap_or(false);

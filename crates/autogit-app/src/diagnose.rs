@@ -428,7 +428,9 @@ impl DiagnoseController {
         let now = self.clock.now() as i64;
         if !tls.configured() {
             return d::judge_certificate(
-                Err("TLS is not configured (BASE_DOMAIN and ACME_EMAIL in .env)"),
+                Err(
+                    "TLS is not configured (BASE_DOMAIN, and ACME_EMAIL unless TLS_SOURCE is internal, file or extension:<name>, in .env)",
+                ),
                 Ok(None),
                 &[],
                 now,
@@ -445,12 +447,11 @@ impl DiagnoseController {
                 not_after: c.info.not_after,
             })
         });
-        d::judge_certificate(
-            Ok(()),
-            cur.as_ref().map(Option::as_ref).map_err(String::as_str),
-            &wanted,
-            now,
-        )
+        let cert = cur.as_ref().map(Option::as_ref).map_err(String::as_str);
+        if tls.source() == autogit_core::platform::TlsSource::File {
+            return d::judge_supplied_certificate(cert, &wanted, now);
+        }
+        d::judge_certificate(Ok(()), cert, &wanted, now)
     }
 
     async fn dns_checks(&self, plan: &Result<Plan, String>) -> Vec<Check> {

@@ -386,6 +386,23 @@ impl Registry {
         ext::ExtensionStorage::start(found, &grant(settings, &available), self.limits).await
     }
 
+    /// The enabled extension `name`, started as an `ssl` provider (`TLS_SOURCE=extension:<name>`).
+    pub async fn ssl_extension(
+        &self,
+        name: &str,
+        settings: &Settings,
+    ) -> Result<ext::ExtensionSsl, ExtensionError> {
+        if !self.enabled.iter().any(|n| n == name) {
+            return Err(ExtensionError::Config {
+                name: name.to_owned(),
+                reason: "TLS_SOURCE names it, but it is not in EXTENSIONS_ENABLED".to_owned(),
+            });
+        }
+        let found = self.find(name)?;
+        let available = self.available();
+        ext::ExtensionSsl::start(found, &grant(settings, &available), self.limits).await
+    }
+
     /// The extension `name` if it is installed.
     pub fn find(&self, name: &str) -> Result<&Found, ExtensionError> {
         self.found

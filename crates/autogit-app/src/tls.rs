@@ -3,12 +3,23 @@
 //! ACME CA of `ACME_DIRECTORY`; renewal at two thirds of its lifetime (`core::tls`), retried
 //! with backoff when it fails while the old certificate keeps serving; the ingress refreshed
 //! after a renewal.
+//!
+//! `TLS_SOURCE` picks where the certificate comes from: `acme` (the above), `internal`
+//! (autogit's own CA, [`autogit_drivers::tls_source`]; its key sealed in the secret store as
+//! `tls-internal-ca-key`, its certificate at `<data>/tls/internal-ca.pem`) or `file`
+//! (`TLS_CERT_FILE` and `TLS_KEY_FILE`, checked and copied in whenever they change). Every
+//! source stores at the same paths, so the rest (ingress, status, diagnose, the daemon) is one.
 
 use crate::{Bus, Event, Settings, SharedClock};
-use autogit_core::platform::DnsProvider as Kind;
-use autogit_core::tls::{certificate_names, directory_url, renewal_due, retry_after};
+use autogit_core::platform::{DnsProvider as Kind, TlsSource};
+use autogit_core::tls::{
+    INTERNAL_CA_FILE, INTERNAL_CA_KEY_SECRET, certificate_names, directory_url, file_validity,
+    first_uncovered, internal_ca_stale, renewal_due, retry_after,
+};
 use autogit_drivers::acme::{AcmeSettings, CertInfo, cert_paths, issue, read_cert};
 use autogit_drivers::engine::ContainerEngine;
+use autogit_drivers::secrets::{ExposeSecret, SecretString};
+use autogit_drivers::tls_source;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
@@ -50,9 +61,16 @@ impl TlsController {
         }
     }
 
-    /// Whether TLS is configured (BASE_DOMAIN and ACME_EMAIL set): what the daemon checks.
+    /// Where the certificate comes from (`TLS_SOURCE`).
+    pub fn source(&self) -> TlsSource {
+        self.settings.platform.tls_source
+    }
+
+    /// Whether TLS is configured (BASE_DOMAIN, and ACME_EMAIL for an ACME certificate): what
+    /// the daemon checks.
     pub fn configured(&self) -> bool {
-        self.settings.platform.base_domain.is_some() && self.settings.platform.acme_email.is_some()
+        let p = &self.settings.platform;
+        p.base_domain.is_some() && (p.tls_source != TlsSource::Acme || p.acme_email.is_some())
     }
 
     /// The ACME settings and base domain from `.env`, or why TLS is not configured.
@@ -78,8 +96,10 @@ impl TlsController {
 
     /// The names the certificate must cover: `*.BASE_DOMAIN` and the apex by DNS-01, or with
     /// ACME_CHALLENGE=http-01 each routed service's own name (HTTP-01 cannot prove a wildcard).
+    /// (`TLS_SOURCE=internal` and `file` always want the wildcard and the apex.)
     pub fn wanted_names(&self, domain: &str) -> Result<Vec<String>, String> {
-        if !self.settings.platform.acme_http01 {
+        let p = &self.settings.platform;
+        if !p.acme_http01 || p.tls_source != TlsSource::Acme {
             return Ok(certificate_names(domain));
         }
         let plan = crate::plan::quiet(&self.settings)?;
@@ -98,13 +118,15 @@ impl TlsController {
         let Ok(info) = read_cert(&chain, &key) else {
             return Ok(None);
         };
-        let covers = wanted.iter().all(|n| info.names.contains(n));
-        let due = renewal_due(
-            info.not_before,
-            info.not_after,
-            self.clock.now() as i64,
-            covers,
-        );
+        let now = self.clock.now() as i64;
+        let due = if self.settings.platform.tls_source == TlsSource::File {
+            // A user-supplied certificate is "due" when it must be replaced soon.
+            first_uncovered(&info.names, &wanted).is_some()
+                || file_validity(info.not_before, info.not_after, now) != Ok(None)
+        } else {
+            let covers = wanted.iter().all(|n| info.names.contains(n));
+            renewal_due(info.not_before, info.not_after, now, covers)
+        };
         Ok(Some(CertState { info, due }))
     }
 
@@ -167,10 +189,21 @@ impl TlsController {
     ) -> Result<Option<CertInfo>, String> {
         let (s, domain) = self.acme_settings()?;
         let wanted = self.wanted_names(&domain)?;
+        let p = &self.settings.platform;
+        if p.tls_source == TlsSource::File {
+            return self.install_file(&s.dir, &domain, &wanted, force, progress);
+        }
         if !force && let Some(CertState { due: false, .. }) = self.current()? {
             return Ok(None);
         }
-        let p = &self.settings.platform;
+        if p.tls_source == TlsSource::Internal {
+            return self.issue_internal(&s.dir, &domain, &wanted, progress);
+        }
+        if p.tls_source == TlsSource::Extension {
+            return self
+                .issue_extension(&s.dir, &domain, &wanted, progress)
+                .await;
+        }
         if p.acme_http01 {
             if self.settings.config.platform.ingress != autogit_core::config::IngressKind::Nginx {
                 return Err(
@@ -201,6 +234,168 @@ impl TlsController {
             .map_err(|e| e.to_string());
         dns.close().await;
         issued
+    }
+
+    /// The internal CA's certificate PEM, made first when there is none (or it is for another
+    /// BASE_DOMAIN, or too close to its end to sign a certificate): its key is sealed in the
+    /// secret store, its certificate written to `<data>/tls/internal-ca.pem`.
+    pub fn internal_ca(&self) -> Result<String, String> {
+        let (s, domain) = self.acme_settings()?;
+        self.ensure_ca(&s.dir, &domain, &|_| {}).map(|(pem, _)| pem)
+    }
+
+    fn ensure_ca(
+        &self,
+        dir: &std::path::Path,
+        domain: &str,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<(String, SecretString), String> {
+        let store = crate::secrets::store(&self.settings)?;
+        let path = dir.join(INTERNAL_CA_FILE);
+        let now = self.clock.now() as i64;
+        let key = store
+            .get(INTERNAL_CA_KEY_SECRET)
+            .map_err(|e| e.to_string())?;
+        if let (Some(key), Ok(pem)) = (&key, std::fs::read_to_string(&path))
+            && let Ok(facts) = tls_source::ca_facts(&pem)
+            && !internal_ca_stale(&facts.common_name, facts.not_after, domain, now)
+            && tls_source::ca_key_matches(&pem, key.expose_secret())
+        {
+            return Ok((pem, key.clone()));
+        }
+        progress(&format!(
+            "making the internal CA for {domain} (clients must trust {}: `autogit tls ca`)",
+            path.display()
+        ));
+        let (pem, key) = tls_source::new_ca(domain, now)?;
+        let key = SecretString::from(key.as_str().to_owned());
+        // The key first: a CA certificate on disk always has its key in the store.
+        store
+            .put(INTERNAL_CA_KEY_SECRET, &key)
+            .map_err(|e| e.to_string())?;
+        autogit_drivers::fsx::ensure_private_dir(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        autogit_drivers::fsx::write_atomic(&path, pem.as_bytes(), 0o644)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        tracing::info!(path = %path.display(), "made the internal CA");
+        Ok((pem, key))
+    }
+
+    fn issue_internal(
+        &self,
+        dir: &std::path::Path,
+        domain: &str,
+        wanted: &[String],
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Option<CertInfo>, String> {
+        let (ca, ca_key) = self.ensure_ca(dir, domain, progress)?;
+        let now = self.clock.now() as i64;
+        let (chain, key) = tls_source::issue_leaf(&ca, ca_key.expose_secret(), wanted, now)?;
+        progress(&format!(
+            "issued {} from the internal CA",
+            wanted.join(", ")
+        ));
+        autogit_drivers::acme::store(dir, domain, wanted, key.as_str().to_owned(), &chain)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
+
+    /// TLS_SOURCE=extension:NAME: `ssl.issue` with the names; the answer is checked like a
+    /// user-supplied pair (the key is the leaf's, every name covered, valid now) before it is
+    /// installed, so a wrong answer leaves the served certificate as it was.
+    async fn issue_extension(
+        &self,
+        dir: &std::path::Path,
+        domain: &str,
+        wanted: &[String],
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Option<CertInfo>, String> {
+        let name = self
+            .settings
+            .platform
+            .tls_extension
+            .clone()
+            .ok_or("TLS_SOURCE=extension needs an extension name (extension:<name>)")?;
+        let ext = crate::extensions::Registry::load(&self.settings)?
+            .ssl_extension(&name, &self.settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        progress(&format!(
+            "asking extension `{name}` for {}",
+            wanted.join(", ")
+        ));
+        let issued = ext.issue(wanted).await;
+        ext.close().await;
+        let issued = issued.map_err(|e| e.to_string())?;
+        let checked = tls_source::check_pair(
+            issued.chain,
+            issued.key,
+            &format!("the chain from extension `{name}`"),
+            &format!("the key from extension `{name}`"),
+            wanted,
+            self.clock.now() as i64,
+        )?;
+        autogit_drivers::acme::store(
+            dir,
+            domain,
+            wanted,
+            checked.key.as_str().to_owned(),
+            &checked.chain,
+        )
+        .map(Some)
+        .map_err(|e| e.to_string())
+    }
+
+    /// TLS_SOURCE=file: checks TLS_CERT_FILE and TLS_KEY_FILE and copies them in when they
+    /// differ from what is served (or `force`); `Ok(None)` when they are already served. A
+    /// refused pair leaves the served one as it was.
+    fn install_file(
+        &self,
+        dir: &std::path::Path,
+        domain: &str,
+        wanted: &[String],
+        force: bool,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<Option<CertInfo>, String> {
+        let p = &self.settings.platform;
+        let (Some(cert_file), Some(key_file)) = (&p.tls_cert_file, &p.tls_key_file) else {
+            return Err("TLS_SOURCE=file needs TLS_CERT_FILE and TLS_KEY_FILE in .env".to_owned());
+        };
+        let now = self.clock.now() as i64;
+        let supplied = tls_source::check_supplied(
+            std::path::Path::new(cert_file),
+            std::path::Path::new(key_file),
+            wanted,
+            now,
+        )?;
+        if let Some(days) = supplied.expires_soon {
+            let warning = format!(
+                "warning: TLS_CERT_FILE {cert_file} expires in {days} day(s): replace it (and TLS_KEY_FILE); the next `tls renew` or the daemon's pass installs the new pair"
+            );
+            tracing::warn!("{warning}");
+            progress(&warning);
+        }
+        let (chain_path, key_path) = cert_paths(dir, domain);
+        let same = std::fs::read(&chain_path).is_ok_and(|c| c == supplied.chain.as_bytes())
+            && std::fs::read(&key_path).is_ok_and(|k| {
+                secrecy::zeroize::Zeroizing::new(k).as_slice() == supplied.key.as_bytes()
+            });
+        if same && !force {
+            return Ok(None);
+        }
+        progress(&format!(
+            "installing {cert_file} (names {})",
+            supplied.names.join(", ")
+        ));
+        autogit_drivers::acme::store(
+            dir,
+            domain,
+            wanted,
+            supplied.key.as_str().to_owned(),
+            &supplied.chain,
+        )
+        .map(Some)
+        .map_err(|e| e.to_string())
     }
 
     /// After a renewal: render again (the ingress configuration names the new certificate,

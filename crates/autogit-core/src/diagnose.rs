@@ -600,6 +600,45 @@ pub fn judge_certificate(
     )
 }
 
+/// [`judge_certificate`] for a user-supplied certificate (`TLS_SOURCE=file`): autogit cannot
+/// renew it, so it is fine until [`crate::tls::FILE_EXPIRY_WARNING_DAYS`] before its expiry
+/// (not at two thirds of its lifetime), and every fix is replacing the files.
+pub fn judge_supplied_certificate(
+    cert: Result<Option<&CertFacts>, &str>,
+    wanted: &[String],
+    now: i64,
+) -> Check {
+    let mut check = judge_certificate(Ok(()), cert, wanted, now);
+    if check.status == Status::Ok {
+        return check;
+    }
+    if check.status == Status::Warn
+        && let Ok(Some(c)) = cert
+        && c.not_after - now >= crate::tls::FILE_EXPIRY_WARNING_DAYS * 86_400
+    {
+        return Check::new(
+            &check.id,
+            &check.title,
+            Status::Ok,
+            format!(
+                "{}: expires in {} ({})",
+                c.names.join(", "),
+                days(c.not_after - now),
+                date(c.not_after)
+            ),
+        );
+    }
+    if let Some(e) = check.evidence.strip_suffix("; renewal is due") {
+        check.evidence = format!("{e}; it is user-supplied (TLS_SOURCE=file)");
+    }
+    check.fix = Some(
+        "replace TLS_CERT_FILE and TLS_KEY_FILE with a valid pair covering the wanted names, then `autogit tls renew` (the daemon installs it within the hour)"
+            .to_owned(),
+    );
+    check.safe_fix = None;
+    check
+}
+
 /// One certificate of the served chain file, in file order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChainLink {

@@ -128,6 +128,45 @@ impl DnsProvider {
     }
 }
 
+/// Where the platform certificate comes from (`TLS_SOURCE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsSource {
+    /// An ACME CA (`ACME_DIRECTORY`), by DNS-01 or HTTP-01: today's behaviour.
+    #[default]
+    Acme,
+    /// autogit's own CA (for LAN-only installs): `autogit tls ca` prints it for clients.
+    Internal,
+    /// A user-supplied chain and key (`TLS_CERT_FILE`, `TLS_KEY_FILE`).
+    File,
+    /// `extension:<name>`: an enabled extension providing `ssl` (`ssl.issue`), named by
+    /// [`PlatformEnv::tls_extension`].
+    Extension,
+}
+
+impl TlsSource {
+    /// The valid `TLS_SOURCE` values.
+    pub const NAMES: &[&str] = &["acme", "internal", "file"];
+
+    pub fn parse(s: &str) -> Option<TlsSource> {
+        match s {
+            "acme" => Some(TlsSource::Acme),
+            "internal" => Some(TlsSource::Internal),
+            "file" => Some(TlsSource::File),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TlsSource::Acme => "acme",
+            TlsSource::Internal => "internal",
+            TlsSource::File => "file",
+            TlsSource::Extension => "extension",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DnsMode {
@@ -158,6 +197,17 @@ pub struct PlatformEnv {
     /// ACME_CHALLENGE=http-01: certificates for the services' own names by HTTP-01 (served by
     /// the ingress) instead of the DNS-01 wildcard.
     pub acme_http01: bool,
+    /// TLS_SOURCE: where the platform certificate comes from (`acme`, `internal`, `file`).
+    pub tls_source: TlsSource,
+    /// TLS_CERT_FILE / TLS_KEY_FILE: the user-supplied chain and key of `TLS_SOURCE=file`
+    /// (absolute paths).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key_file: Option<String>,
+    /// With [`TlsSource::Extension`]: the extension's name (after `extension:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_extension: Option<String>,
     pub services_enabled: Vec<ServiceId>,
     pub port_allocation: PortAllocation,
     pub port_pool: (u16, u16),
@@ -209,6 +259,10 @@ impl Default for PlatformEnv {
             acme_directory: "production".to_owned(),
             acme_ca_root: None,
             acme_http01: false,
+            tls_source: TlsSource::Acme,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_extension: None,
             services_enabled: vec![ServiceId::Gitlab],
             port_allocation: PortAllocation::Dynamic,
             port_pool: (20000, 20999),
@@ -238,6 +292,9 @@ const KNOWN: &[&str] = &[
     "ACME_DIRECTORY",
     "ACME_CA_ROOT",
     "ACME_CHALLENGE",
+    "TLS_SOURCE",
+    "TLS_CERT_FILE",
+    "TLS_KEY_FILE",
     "SERVICES_ENABLED",
     "PORT_ALLOCATION",
     "PORT_POOL",
@@ -567,6 +624,55 @@ pub fn load_platform(
             diags.push(bad(e, "an absolute path to a PEM file"));
         }
     }
+    if let Some(e) = get("TLS_SOURCE") {
+        match TlsSource::parse(e.value.as_str()) {
+            Some(t) => p.tls_source = t,
+            // Checked against EXTENSIONS_ENABLED below, once that is decoded.
+            None if e.value.starts_with("extension:") => {
+                p.tls_source = TlsSource::Extension;
+                p.tls_extension = Some(e.value["extension:".len()..].trim().to_owned());
+            }
+            None => diags.push(bad(
+                e,
+                "`acme` (a certificate from ACME_DIRECTORY), `internal` (autogit's own CA, for LAN-only installs), `file` (TLS_CERT_FILE and TLS_KEY_FILE) or `extension:<name>` (an enabled extension providing `ssl`)",
+            )),
+        }
+    }
+    for (key, slot) in [
+        ("TLS_CERT_FILE", &mut p.tls_cert_file),
+        ("TLS_KEY_FILE", &mut p.tls_key_file),
+    ] {
+        if let Some(e) = get(key) {
+            if e.value.starts_with('/') {
+                *slot = Some(e.value.clone());
+            } else {
+                diags.push(bad(e, "an absolute path to a PEM file"));
+            }
+        }
+    }
+    if p.tls_source == TlsSource::File
+        && let Some(e) = get("TLS_SOURCE")
+    {
+        let missing: Vec<&str> = [
+            ("TLS_CERT_FILE", p.tls_cert_file.is_none()),
+            ("TLS_KEY_FILE", p.tls_key_file.is_none()),
+        ]
+        .into_iter()
+        .filter(|(_, m)| *m)
+        .map(|(k, _)| k)
+        .collect();
+        if !missing.is_empty() {
+            diags.push(
+                Diagnostic::error(
+                    "missing",
+                    format!("TLS_SOURCE=file needs {}", missing.join(" and ")),
+                )
+                .at(Some(e.loc))
+                .path(e.key.clone())
+                .help("set TLS_CERT_FILE (the PEM chain, leaf first) and TLS_KEY_FILE (its private key) to absolute paths"),
+            );
+        }
+    }
     if let Some(e) = get("SERVICES_ENABLED") {
         let mut list = Vec::new();
         for name in e.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -722,6 +828,28 @@ pub fn load_platform(
         match e.value.trim().parse::<u32>() {
             Ok(t) if (1..=3600).contains(&t) => p.extensions_timeout = t,
             _ => diags.push(bad(e, "seconds, from 1 to 3600")),
+        }
+    }
+    if let (Some(name), Some(e)) = (p.tls_extension.clone(), get("TLS_SOURCE")) {
+        match p
+            .extensions_enabled
+            .iter()
+            .find(|n| n.eq_ignore_ascii_case(&name))
+        {
+            Some(n) => p.tls_extension = Some(n.clone()),
+            None => {
+                p.tls_source = TlsSource::Acme;
+                p.tls_extension = None;
+                diags.push(
+                    bad(
+                        e,
+                        "`extension:<name>` naming an extension in EXTENSIONS_ENABLED",
+                    )
+                    .help(format!(
+                        "add `{name}` to EXTENSIONS_ENABLED, or pick `acme`, `internal` or `file`"
+                    )),
+                );
+            }
         }
     }
     if let Some(e) = get("DNS_PROVIDER") {
@@ -901,6 +1029,42 @@ mod tests {
             let (p, d) = load(&format!("OTLP_ENDPOINT={bad}\n"));
             assert!(p.otlp_endpoint.is_none(), "{bad}");
             assert_eq!(d.len(), 1, "{bad}: {d:?}");
+        }
+    }
+
+    #[test]
+    fn tls_source_and_its_files() {
+        assert_eq!(load("").0.tls_source, TlsSource::Acme, "today's behaviour");
+        let (p, d) = load("TLS_SOURCE=internal\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.tls_source, TlsSource::Internal);
+        let (p, d) = load("TLS_SOURCE=file\nTLS_CERT_FILE=/etc/c.pem\nTLS_KEY_FILE=/etc/k.pem\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.tls_source, TlsSource::File);
+        assert_eq!(p.tls_cert_file.as_deref(), Some("/etc/c.pem"));
+        assert_eq!(p.tls_key_file.as_deref(), Some("/etc/k.pem"));
+        let (p, d) = load("TLS_SOURCE=letsencrypt\n");
+        assert_eq!(p.tls_source, TlsSource::Acme);
+        assert_eq!(d, ["invalid-value: invalid value for `TLS_SOURCE`"]);
+        let (_, d) = load("TLS_SOURCE=file\nTLS_KEY_FILE=/etc/k.pem\n");
+        assert_eq!(d, ["missing: TLS_SOURCE=file needs TLS_CERT_FILE"]);
+        let (_, d) = load("TLS_SOURCE=file\nTLS_CERT_FILE=c.pem\nTLS_KEY_FILE=/k.pem\n");
+        assert_eq!(
+            d,
+            [
+                "invalid-value: invalid value for `TLS_CERT_FILE`",
+                "missing: TLS_SOURCE=file needs TLS_CERT_FILE"
+            ]
+        );
+        let (p, d) = load("EXTENSIONS_ENABLED=step-ca\nTLS_SOURCE=extension:step-ca\n");
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(p.tls_source, TlsSource::Extension);
+        assert_eq!(p.tls_extension.as_deref(), Some("step-ca"));
+        let (p, d) = load("TLS_SOURCE=extension:step-ca\n");
+        assert_eq!(p.tls_source, TlsSource::Acme);
+        assert_eq!(d, ["invalid-value: invalid value for `TLS_SOURCE`"]);
+        for t in TlsSource::NAMES {
+            assert_eq!(TlsSource::parse(t).map(TlsSource::name), Some(*t));
         }
     }
 

@@ -97,9 +97,141 @@ pub fn acme_issuance_deadline(propagation: Duration, order: Duration) -> Duratio
     propagation + order * 2 + acme_request_timeout(order) * 12
 }
 
+/// Days the internal CA (`TLS_SOURCE=internal`) is valid: 10 years.
+pub const INTERNAL_CA_DAYS: i64 = 3650;
+/// Days a certificate from the internal CA is valid: 90, renewed at two thirds like ACME's.
+pub const INTERNAL_LEAF_DAYS: i64 = 90;
+/// A user-supplied certificate (`TLS_SOURCE=file`) is warned about this many days before it
+/// expires.
+pub const FILE_EXPIRY_WARNING_DAYS: i64 = 14;
+/// The secret (in the sealed secret store) holding the internal CA's private key.
+pub const INTERNAL_CA_KEY_SECRET: &str = "tls-internal-ca-key";
+/// The internal CA's certificate under `<data>/tls/`.
+pub const INTERNAL_CA_FILE: &str = "internal-ca.pem";
+
+/// The common name of the internal CA of `base_domain`.
+pub fn internal_ca_name(base_domain: &str) -> String {
+    format!(
+        "autogit internal CA {}",
+        base_domain.trim_end_matches('.').to_ascii_lowercase()
+    )
+}
+
+/// Validity (not_before, not_after) of a certificate issued at `now` for `days`: backdated by
+/// an hour so that a client whose clock is a little behind accepts it.
+pub fn validity(now: i64, days: i64) -> (i64, i64) {
+    (now - 3600, now + days * 86_400)
+}
+
+/// Whether the internal CA must be made again before issuing at `now`: it is for another
+/// domain, or it would expire before a certificate issued now (the leaf must not outlive it).
+pub fn internal_ca_stale(ca_name: &str, ca_not_after: i64, base_domain: &str, now: i64) -> bool {
+    ca_name != internal_ca_name(base_domain) || ca_not_after < now + INTERNAL_LEAF_DAYS * 86_400
+}
+
+/// Whether the certificate name `have` covers the wanted name `want` (both lower case): the
+/// same name, or `have` is a wildcard `*.d` and `want` is one label under `d`. A wanted
+/// wildcard is covered only by the same wildcard.
+pub fn name_covers(have: &str, want: &str) -> bool {
+    if have == want {
+        return true;
+    }
+    match (have.strip_prefix("*."), want.split_once('.')) {
+        (Some(parent), Some((label, rest))) => {
+            !want.starts_with("*.") && !label.is_empty() && rest == parent
+        }
+        _ => false,
+    }
+}
+
+/// The first of `wanted` that none of `names` covers.
+pub fn first_uncovered<'a>(names: &[String], wanted: &'a [String]) -> Option<&'a str> {
+    wanted
+        .iter()
+        .find(|w| !names.iter().any(|h| name_covers(h, w)))
+        .map(String::as_str)
+}
+
+/// What is wrong with a user-supplied certificate's validity at `now`, if anything: `Err` when
+/// it cannot be served (expired, not yet valid), `Ok(Some(days))` when it expires within
+/// [`FILE_EXPIRY_WARNING_DAYS`] (the days left), `Ok(None)` when it is fine.
+pub fn file_validity(not_before: i64, not_after: i64, now: i64) -> Result<Option<i64>, String> {
+    if now >= not_after {
+        return Err(format!(
+            "it expired {} day(s) ago",
+            (now - not_after) / 86_400
+        ));
+    }
+    if now < not_before {
+        return Err(format!(
+            "it is not valid for another {} second(s) (is this host's clock behind?)",
+            not_before - now
+        ));
+    }
+    let left = not_after - now;
+    Ok((left < FILE_EXPIRY_WARNING_DAYS * 86_400).then_some(left / 86_400))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn internal_ca_decisions() {
+        assert_eq!(
+            internal_ca_name("Test.Internal."),
+            "autogit internal CA test.internal"
+        );
+        let now = 1_000_000_000;
+        assert_eq!(validity(now, 90), (now - 3600, now + 90 * 86_400));
+        let ca_name = internal_ca_name("test.internal");
+        let (_, ca_end) = validity(now, INTERNAL_CA_DAYS);
+        assert!(!internal_ca_stale(&ca_name, ca_end, "test.internal", now));
+        assert!(internal_ca_stale(&ca_name, ca_end, "other.test", now));
+        // Less than a leaf's lifetime left: a new CA.
+        assert!(internal_ca_stale(
+            &ca_name,
+            now + 89 * 86_400,
+            "test.internal",
+            now
+        ));
+    }
+
+    #[test]
+    fn coverage_of_names() {
+        assert!(name_covers("*.example.test", "registry.example.test"));
+        assert!(name_covers("*.example.test", "*.example.test"));
+        assert!(!name_covers("*.example.test", "example.test"));
+        assert!(!name_covers("*.example.test", "a.b.example.test"));
+        assert!(!name_covers("*.other.test", "registry.example.test"));
+        assert!(!name_covers("registry.example.test", "*.example.test"));
+        let wanted = certificate_names("example.test");
+        let names = vec!["*.example.test".to_owned(), "example.test".to_owned()];
+        assert_eq!(first_uncovered(&names, &wanted), None);
+        assert_eq!(first_uncovered(&names[..1], &wanted), Some("example.test"));
+        assert_eq!(
+            first_uncovered(&["*.other.test".to_owned()], &wanted),
+            Some("*.example.test")
+        );
+    }
+
+    #[test]
+    fn user_supplied_validity() {
+        let day = 86_400;
+        let now = 1_000 * day;
+        assert_eq!(file_validity(now - day, now + 30 * day, now), Ok(None));
+        assert_eq!(file_validity(now - day, now + 13 * day, now), Ok(Some(13)));
+        assert!(
+            file_validity(now - 10 * day, now - 2 * day, now)
+                .unwrap_err()
+                .contains("expired 2 day(s) ago")
+        );
+        assert!(
+            file_validity(now + 60, now + 30 * day, now)
+                .unwrap_err()
+                .contains("not valid for another 60")
+        );
+    }
 
     #[test]
     fn names_and_directories() {

@@ -716,3 +716,30 @@ fn proxied_names_must_be_http_services_and_resolve_to_cloudflare() {
         hand.evidence
     );
 }
+
+/// A user-supplied certificate (TLS_SOURCE=file) is not "due" at two thirds of its lifetime:
+/// only within 14 days of its expiry, and the fix is new files, not a renewal.
+#[test]
+fn a_supplied_certificate_is_judged_by_its_expiry() {
+    let wanted = vec!["*.example.com".to_owned(), "example.com".to_owned()];
+    let both = ["*.example.com", "example.com"];
+    let year = cert(&both, NOW - 300 * DAY, NOW + 65 * DAY);
+    let c = judge_supplied_certificate(Ok(Some(&year)), &wanted, NOW);
+    assert_eq!(c.status, Status::Ok, "{c:?}");
+    assert!(c.evidence.contains("expires in"), "{c:?}");
+    // The same certificate with the ACME rule: due.
+    assert_eq!(
+        judge_certificate(Ok(()), Ok(Some(&year)), &wanted, NOW).status,
+        Status::Warn
+    );
+    let soon = cert(&both, NOW - 300 * DAY, NOW + 10 * DAY);
+    let c = judge_supplied_certificate(Ok(Some(&soon)), &wanted, NOW);
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.evidence.contains("user-supplied"), "{c:?}");
+    assert!(c.fix.as_deref().unwrap().contains("TLS_CERT_FILE"), "{c:?}");
+    assert_eq!(c.safe_fix, None);
+    let expired = cert(&both, NOW - 300 * DAY, NOW - DAY);
+    let c = judge_supplied_certificate(Ok(Some(&expired)), &wanted, NOW);
+    assert_eq!(c.status, Status::Fail, "{c:?}");
+    assert_eq!(c.safe_fix, None);
+}

@@ -557,11 +557,26 @@ fn store_certificate(
     s: &AcmeSettings,
     base_domain: &str,
     names: &[String],
+    key_pem: String,
+    chain: &str,
+) -> Result<CertInfo, AcmeError> {
+    store(&s.dir, base_domain, names, key_pem, chain)
+}
+
+/// Installs a chain and its key for `base_domain` under `dir` (`<data>/tls`), where the ingress
+/// takes them from: the chain must name every one of `names`; the key (0600) and the chain are
+/// each written atomically, so a failure leaves the old pair serving. Every certificate source
+/// (ACME, the internal CA, a user-supplied file) stores through here.
+pub fn store(
+    dir: &Path,
+    base_domain: &str,
+    names: &[String],
     mut key_pem: String,
     chain: &str,
 ) -> Result<CertInfo, AcmeError> {
-    let (fullchain, key) = cert_paths(&s.dir, base_domain);
-    private_tls_dir(fullchain.parent().unwrap_or(&s.dir))?;
+    let (fullchain, key) = cert_paths(dir, base_domain);
+    private_tls_dir(dir)?;
+    private_tls_dir(fullchain.parent().unwrap_or(dir))?;
     let write = |p: &Path, data: &[u8], mode: u32| {
         fsx::write_atomic(p, data, mode).map_err(|e| AcmeError::File {
             path: p.to_owned(),

@@ -32,3 +32,4 @@ pub mod systemd;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls_source;

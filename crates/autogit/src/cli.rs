@@ -680,6 +680,13 @@ pub enum TlsCommand {
         #[arg(long)]
         force: bool,
     },
+    /// The internal CA's certificate (TLS_SOURCE=internal), for clients to trust: printed, or
+    /// written to --out
+    Ca {
+        /// Write the PEM to this file instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -1,4 +1,4 @@
-//! `autogit tls status` and `autogit tls renew`: parse, call the TLS controller
+//! `autogit tls status`, `autogit tls renew` and `autogit tls ca`: parse, call the TLS controller
 //! (`autogit_app::tls`), render. The daemon renews through the same controller.
 
 use crate::cli::{Global, TlsCommand};
@@ -40,13 +40,58 @@ fn show(ui: &Ui, info: &CertInfo, due: bool) {
 
 pub fn run(ui: &Ui, g: &Global, cmd: TlsCommand) -> u8 {
     let loaded = load_all(g, &[]);
+    // A mistyped TLS_SOURCE must not fall back to ACME (nor a bad ACME_CHALLENGE to DNS-01).
+    if loaded.diagnostics.has_errors() {
+        ui.diagnostics(&loaded.diagnostics, &loaded.sources);
+        return exit::INVALID_CONFIG;
+    }
     let make = |bus: &autogit_app::Bus| {
         TlsController::new(loaded.settings.clone(), bus.clone(), bus.clock().clone())
     };
     with_controller(&loaded, make, async |tls| match cmd {
         TlsCommand::Status => status(ui, tls),
         TlsCommand::Renew { force } => renew(ui, tls, force).await,
+        TlsCommand::Ca { out } => ca(ui, tls, &loaded.settings, out.as_deref()),
     })
+}
+
+/// The internal CA's certificate (made first when there is none), to stdout or `out`.
+fn ca(
+    ui: &Ui,
+    tls: &TlsController,
+    settings: &autogit_app::Settings,
+    out: Option<&std::path::Path>,
+) -> u8 {
+    let source = settings.platform.tls_source;
+    if source != autogit_core::platform::TlsSource::Internal {
+        return fail(
+            ui,
+            format!(
+                "TLS_SOURCE is `{}`: the internal CA is used only with TLS_SOURCE=internal in .env",
+                source.name()
+            ),
+        );
+    }
+    let pem = match tls.internal_ca() {
+        Ok(p) => p,
+        Err(e) => return fail(ui, format!("the internal CA: {e}")),
+    };
+    match out {
+        None => {
+            print!("{pem}");
+            exit::OK
+        }
+        Some(path) => match autogit_drivers::fsx::write_atomic(path, pem.as_bytes(), 0o644) {
+            Ok(()) => {
+                ui.note(&format!(
+                    "wrote the internal CA's certificate to {}",
+                    path.display()
+                ));
+                exit::OK
+            }
+            Err(e) => fail(ui, format!("{}: {e}", path.display())),
+        },
+    }
 }
 
 fn status(ui: &Ui, tls: &TlsController) -> u8 {
@@ -93,7 +138,11 @@ async fn renew(ui: &Ui, tls: &TlsController, force: bool) -> u8 {
             if let Ok(Some(c)) = tls.current() {
                 show(ui, &c.info, c.due);
             }
-            ui.note("not due for renewal (two thirds of its lifetime have not passed); --force renews anyway");
+            if tls.source() == autogit_core::platform::TlsSource::File {
+                ui.note("TLS_CERT_FILE and TLS_KEY_FILE have not changed: already installed; --force installs them again");
+            } else {
+                ui.note("not due for renewal (two thirds of its lifetime have not passed); --force renews anyway");
+            }
             exit::OK
         }
         Err(e) => fail(

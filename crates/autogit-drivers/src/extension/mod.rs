@@ -18,11 +18,13 @@ pub mod auth;
 mod dns;
 mod host;
 mod notify;
+mod ssl;
 mod storage;
 
 pub use dns::ExtensionDns;
 pub use host::{Grant, Limits, Process, Started, handshake, start};
 pub use notify::ExtensionNotify;
+pub use ssl::{ExtensionSsl, Issued};
 pub use storage::ExtensionStorage;
 
 use std::os::unix::fs::PermissionsExt;
