@@ -3,10 +3,11 @@
 //!
 //! Capture reads the engine (every managed container of the project, inspected through
 //! [`ContainerEngine::inspect`]), the state store (the mirror sources and the targets they
-//! were first recorded with) and the DNS provider's zone (the platform's records, when
-//! autogit manages records there); what none holds (the certificate and how it is obtained,
-//! the runner hosts) comes from the configuration, and the drift between the configuration
-//! and what runs is computed by `core::state::drift`.
+//! were first recorded with, the runners' registrations and their hosts' last probes), the
+//! certificate on disk and the DNS provider's zone (the platform's records, when autogit
+//! manages records there); what none holds (how the certificate is obtained, the runners'
+//! settings) comes from the configuration, and the drift between the configuration and what
+//! runs is computed by `core::state::drift`.
 
 use crate::Settings;
 use crate::dns::DnsController;
@@ -95,6 +96,7 @@ pub async fn capture<E: ContainerEngine>(
     let rendered = rendered.display().to_string();
     let mut st = state::from_containers(&config, &specs, &rendered);
     st.mirrors = recorded_mirrors(settings, &config)?;
+    recorded_runners(settings, &mut st)?;
     st.certificates = certificates_on_disk(settings, &config);
     let dns_unread = match zone_records(settings, plan).await {
         Ok(records) => {
@@ -168,6 +170,42 @@ fn absolute(p: &std::path::Path) -> std::path::PathBuf {
 
 /// The mirror sources the state store has recorded a target for, named and typed as the
 /// configuration names them where it still does.
+/// The runners' registrations and their hosts' last probes, as the state store recorded them
+/// (read-only; a missing database means nothing was ever registered or probed).
+fn recorded_runners(settings: &Settings, st: &mut PlatformState) -> Result<(), ExportError> {
+    let db = settings.state_db();
+    let (registrations, hosts) = if db.exists() {
+        let err = |e: autogit_drivers::state::StateError| ExportError::State {
+            path: db.display().to_string(),
+            reason: e.to_string(),
+        };
+        let store = Store::open(&db).map_err(err)?;
+        (
+            store.registrations().map_err(err)?,
+            store.hosts().map_err(err)?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    for r in &mut st.runners {
+        r.recorded = Some(state::RunnerRecord {
+            registration: registrations
+                .iter()
+                .find(|g| g.name == r.name)
+                .map(|g| g.state.clone()),
+            probe: hosts
+                .iter()
+                .find(|h| h.host == r.host)
+                .map(|h| state::HostProbe {
+                    reachable: h.reachable,
+                    checked_at: h.checked_at,
+                    error: h.error.clone(),
+                }),
+        });
+    }
+    Ok(())
+}
+
 fn recorded_mirrors(
     settings: &Settings,
     config: &PlatformState,

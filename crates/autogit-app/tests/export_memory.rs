@@ -21,7 +21,18 @@ async fn deployed(
     std::sync::Arc<autogit_app::Settings>,
     autogit_core::plan::Plan,
 ) {
-    let s = settings(CONFIG, ENV, dir);
+    deployed_with(dir, CONFIG).await
+}
+
+async fn deployed_with(
+    dir: &std::path::Path,
+    config: &str,
+) -> (
+    PlatformController<MemoryEngine>,
+    std::sync::Arc<autogit_app::Settings>,
+    autogit_core::plan::Plan,
+) {
+    let s = settings(config, ENV, dir);
     let plan = autogit_app::plan::quiet(&s).unwrap();
     let images: Vec<String> = plan.images().iter().map(ToString::to_string).collect();
     let engine = MemoryEngine::new(&images.iter().map(String::as_str).collect::<Vec<_>>());
@@ -185,4 +196,84 @@ async fn an_engine_that_is_down_is_an_error_that_says_so() {
             .starts_with("cannot read the running platform from the engine:"),
         "{e}"
     );
+}
+
+/// Runners as the state store recorded them: one registered on a host that answers is no
+/// drift; one GitLab created but its host never registered, on a host whose last probe
+/// failed, is two differences, each saying what to do; with no record at all, "never
+/// registered".
+#[tokio::test]
+async fn runner_registrations_and_host_probes_are_read_back() {
+    use autogit_drivers::state::{HostRow, RegistrationRow};
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{CONFIG}runners:\n  cpu:\n    - name: r1\n      host: local\n  gpu:\n    - name: g1\n      host: 192.0.2.7\n"
+    );
+    let (p, s, plan) = deployed_with(dir.path(), &config).await;
+    write_cert(&s.data_dir, &["*.example.com", "example.com"]);
+    let store = Store::open(&s.state_db()).unwrap();
+    store
+        .record_mirror_target("https://example.org/a/tool.git", "mirrors/tool", 1)
+        .unwrap();
+    let runner_drift = |c: &export::Captured| -> Vec<String> {
+        c.drift
+            .iter()
+            .filter(|d| {
+                d.service
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("runner-"))
+                    && (d.field == "registration" || d.field == "host")
+            })
+            .map(|d| format!("{} {}: {}", d.service.as_deref().unwrap(), d.field, d.found))
+            .collect()
+    };
+    // Nothing recorded yet.
+    let c = export::capture(&s, &p.runtime.engine, &plan).await.unwrap();
+    assert_eq!(
+        runner_drift(&c),
+        [
+            "runner-g1 registration: never registered: `autogit runner register g1`",
+            "runner-r1 registration: never registered: `autogit runner register r1`",
+        ]
+    );
+    let reg = |name: &str, host: &str, state: &str| RegistrationRow {
+        name: name.into(),
+        host: host.into(),
+        runner_id: 7,
+        secret: format!("runner-token-{name}"),
+        state: state.into(),
+        at: 1_000_000,
+        message: String::new(),
+    };
+    store
+        .set_registration(&reg("r1", "local", "registered"))
+        .unwrap();
+    store
+        .set_registration(&reg("g1", "192.0.2.7", "token"))
+        .unwrap();
+    store
+        .record_host(&HostRow {
+            host: "192.0.2.7".into(),
+            checked_at: 1_000_000,
+            reachable: false,
+            inventory: None,
+            error: Some("ssh: connect to host 192.0.2.7 port 22: No route to host".into()),
+            missed: 3,
+        })
+        .unwrap();
+    let c = export::capture(&s, &p.runtime.engine, &plan).await.unwrap();
+    assert_eq!(
+        runner_drift(&c),
+        [
+            "runner-g1 host: not reachable at the last probe (1970-01-12T13:46:40Z): ssh: connect to host 192.0.2.7 port 22: No route to host",
+            "runner-g1 registration: created in GitLab, not registered on its host yet: `autogit runner register g1`",
+        ]
+    );
+    // The record is in the captured state; no secret of the registration is.
+    let g1 = c.state.runners.iter().find(|r| r.name == "g1").unwrap();
+    assert_eq!(
+        g1.recorded.as_ref().unwrap().registration.as_deref(),
+        Some("token")
+    );
+    assert!(!format!("{:?}", c.state).contains("runner-token-"));
 }

@@ -119,6 +119,33 @@ pub struct RunnerHost {
     pub gpu: Option<GpuVendor>,
     pub wsl2: bool,
     pub on_demand: bool,
+    /// What the state store recorded of it (`export --from running`); `None` from the
+    /// configuration alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<RunnerRecord>,
+}
+
+/// A runner as the state store last recorded it: its registration and its host's last
+/// probe (the daemon probes every runner host each pass).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RunnerRecord {
+    /// The registration's state: `registered` (gitlab-runner on the host has it), `token`
+    /// (GitLab created the runner, the host has not registered it yet); `None`: never.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration: Option<String>,
+    /// The host's last probe; `None`: never probed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<HostProbe>,
+}
+
+/// One probe of a runner host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HostProbe {
+    pub reachable: bool,
+    /// Unix seconds.
+    pub checked_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -557,6 +584,7 @@ pub fn from_config(
             gpu: r.gpu,
             wsl2: r.wsl2,
             on_demand: config.runners.mode == RunnerMode::OnDemand,
+            recorded: None,
         });
     }
     st.runners.sort_by(|a, b| a.name.cmp(&b.name));
@@ -916,6 +944,44 @@ pub fn drift(config: &PlatformState, captured: &PlatformState) -> Vec<Drift> {
                     });
                 }
             }
+        }
+    }
+    // Runners, as the state store recorded them: registered, and their host answering.
+    for got in &captured.runners {
+        let Some(rec) = &got.recorded else { continue };
+        let service = Some(format!("runner-{}", got.name));
+        if config.runners.iter().all(|r| r.name != got.name) {
+            continue;
+        }
+        if rec.registration.as_deref() != Some("registered") {
+            out.push(Drift {
+                service: service.clone(),
+                field: "registration".into(),
+                expected: "registered".into(),
+                found: match rec.registration.as_deref() {
+                    Some("token") => format!(
+                        "created in GitLab, not registered on its host yet: `autogit runner register {}`",
+                        got.name
+                    ),
+                    Some(other) => format!("{other}: `autogit runner register {}`", got.name),
+                    None => format!("never registered: `autogit runner register {}`", got.name),
+                },
+            });
+        }
+        if let Some(p) = rec.probe.as_ref().filter(|p| !p.reachable) {
+            out.push(Drift {
+                service,
+                field: "host".into(),
+                expected: format!("{} reachable", got.host),
+                found: format!(
+                    "not reachable at the last probe ({}){}",
+                    crate::civil::rfc3339_utc(p.checked_at.max(0) as u64),
+                    p.error
+                        .as_deref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+            });
         }
     }
     let mut d = |service: &str, field: &str, expected: String, found: String| {
