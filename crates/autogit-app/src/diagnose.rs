@@ -1149,6 +1149,28 @@ impl DiagnoseController {
         named.extend(src.github.iter().filter_map(|m| m.token_env.clone()));
         named.extend(src.gitlab.iter().filter_map(|m| m.token_env.clone()));
         named.extend(src.git.iter().filter_map(|m| m.token_env.clone()));
+        // Every notifier's secret, whatever its variable is called: a Slack or Discord URL
+        // (its credential is in the path), an ntfy or Matrix token, an SMTP password, a
+        // webhook's signing secret.
+        for n in &s.config.health.notify {
+            use autogit_core::config::Notify as N;
+            match n {
+                N::Slack { url_env } | N::Discord { url_env } => named.push(url_env.clone()),
+                N::Matrix { token_env, .. } => named.push(token_env.clone()),
+                N::Ntfy {
+                    token_env: Some(k), ..
+                }
+                | N::Email {
+                    password_env: Some(k),
+                    ..
+                }
+                | N::Webhook {
+                    secret_env: Some(k),
+                    ..
+                } => named.push(k.clone()),
+                _ => {}
+            }
+        }
         named.extend(
             autogit_core::platform::FILE_VARIANTS
                 .iter()
@@ -1165,24 +1187,10 @@ impl DiagnoseController {
                 v.push(x);
             }
         }
-        // Webhook URLs carry their credentials in the path (Slack, Discord, ...).
+        // Webhook URLs may carry their credentials in the path.
         for n in &s.config.health.notify {
-            // An SMTP password, whatever its variable is called.
-            if let autogit_core::config::Notify::Email {
-                password_env: Some(k),
-                ..
-            } = n
-                && let Ok(Some(x)) = s.secret(k)
-            {
-                v.push(x);
-            }
-            if let autogit_core::config::Notify::Webhook { url, secret_env } = n {
+            if let autogit_core::config::Notify::Webhook { url, .. } = n {
                 v.push(url.clone());
-                if let Some(k) = secret_env
-                    && let Ok(Some(x)) = s.secret(k)
-                {
-                    v.push(x);
-                }
             }
         }
         // Only a store that exists: looking must not create one (or its key).

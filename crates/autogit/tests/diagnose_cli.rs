@@ -612,7 +612,7 @@ fn the_bundle_holds_no_planted_secret_in_any_spelling() {
         .unwrap()
         .replace(
             "  reconcile_interval: 2s\n",
-            &format!("  reconcile_interval: 2s\n  notify:\n    - {{type: webhook, url: \"{hook}\", secret_env: HOOK_SECRET}}\n"),
+            &format!("  reconcile_interval: 2s\n  notify:\n    - {{type: webhook, url: \"{hook}\", secret_env: HOOK_SECRET}}\n    - {{type: slack, url_env: SLACK_HOOK, events: [flag_raised]}}\n    - {{type: matrix, homeserver: \"https://matrix.example.test\", room: \"!r00m:example.test\", token_env: MATRIX_ACCESS, events: [flag_raised]}}\n"),
         );
     fs::write(p.path().join("autogit.yml"), yml).unwrap();
     let secrets = [
@@ -622,6 +622,9 @@ fn the_bundle_holds_no_planted_secret_in_any_spelling() {
         "Pl4nted-Hook-Signing-Secret",
         "Pl4nted_Grafana_Pw_77",
         hook,
+        // Notifier secrets under names that do not look secret, in the process environment.
+        "https://hooks.slack.example.test/services/T1/B1/Pl4ntedSlackPath",
+        "Pl4ntedMatrixAccess7",
     ];
     write_env(
         p.path(),
@@ -641,11 +644,27 @@ fn the_bundle_holds_no_planted_secret_in_any_spelling() {
             &serde_json::json!({"error": format!("401 for token {} (hex {})", secrets[2], spellings(secrets[3])[5])}).to_string(),
         )
         .unwrap();
+    // A notifier's failure that quoted its URL and a token it sent.
+    store
+        .event(
+            now() as u64,
+            None,
+            "webhook_failed",
+            &serde_json::json!({"error": format!("delivery to {} failed, then {} was refused", secrets[6], secrets[7])}).to_string(),
+        )
+        .unwrap();
     drop(store);
     // Let the container print.
     std::thread::sleep(Duration::from_secs(1));
     let bundle = p.path().join("out/diag.tar.gz");
-    let (_, v) = diagnose(p.path(), &["--bundle", bundle.to_str().unwrap()], &[]);
+    // The notifiers' secrets come from the process environment (a systemd unit's
+    // Environment=, a container's -e), under names that do not look secret: known because
+    // the configuration names them.
+    let (_, v) = diagnose(
+        p.path(),
+        &["--bundle", bundle.to_str().unwrap()],
+        &[("SLACK_HOOK", secrets[6]), ("MATRIX_ACCESS", secrets[7])],
+    );
     assert!(v["bundle"]["files"].is_array(), "{v:#}");
     assert_eq!(
         fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
