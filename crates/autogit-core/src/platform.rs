@@ -673,6 +673,23 @@ pub fn load_platform(
             );
         }
     }
+    // ACME_CHALLENGE chooses how an ACME CA is answered: with another source there is no ACME
+    // at all (no HTTP-01 webroot for nginx, no Traefik resolver of its own).
+    if p.tls_source != TlsSource::Acme
+        && p.acme_http01
+        && let Some(e) = get("ACME_CHALLENGE")
+    {
+        p.acme_http01 = false;
+        diags.push(
+            Diagnostic::warning(
+                "acme-challenge-unused",
+                "ACME_CHALLENGE=http-01 is ignored: TLS_SOURCE is not `acme`, so no ACME CA is asked",
+            )
+            .at(Some(e.loc))
+            .path(e.key.clone())
+            .help("remove ACME_CHALLENGE, or set TLS_SOURCE=acme to have the certificate from an ACME CA"),
+        );
+    }
     if let Some(e) = get("SERVICES_ENABLED") {
         let mut list = Vec::new();
         for name in e.value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -1030,6 +1047,18 @@ mod tests {
             assert!(p.otlp_endpoint.is_none(), "{bad}");
             assert_eq!(d.len(), 1, "{bad}: {d:?}");
         }
+    }
+
+    /// HTTP-01 belongs to ACME: with another source it is ignored, with a warning, so the
+    /// plan renders no webroot or Traefik resolver for it.
+    #[test]
+    fn acme_challenge_only_with_an_acme_source() {
+        let (p, d) = load("ACME_CHALLENGE=http-01\n");
+        assert!(p.acme_http01 && d.is_empty(), "{d:?}");
+        let (p, d) = load("TLS_SOURCE=internal\nACME_CHALLENGE=http-01\n");
+        assert!(!p.acme_http01);
+        assert_eq!(d.len(), 1, "{d:?}");
+        assert!(format!("{d:?}").contains("acme-challenge-unused"), "{d:?}");
     }
 
     #[test]
