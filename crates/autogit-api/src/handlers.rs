@@ -1229,6 +1229,40 @@ impl Handle for SubmitJobOp {
         if body.port == Some(0) {
             return Err(Problem::invalid("body.port", "a port between 1 and 65535"));
         }
+        // The documented shapes hold whether or not the field is used (a service's fields
+        // without `port` are ignored, but never accepted malformed).
+        for (field, v) in [
+            ("body.health_interval", &body.health_interval),
+            ("body.start_period", &body.start_period),
+            ("body.timeout", &body.timeout),
+        ] {
+            if let Some(v) = v
+                && !duration_shape(v)
+            {
+                return Err(Problem::invalid(
+                    field,
+                    "a duration: 1 to 6 digits, then ms, s, m, h or d (`10s`, `2m`)",
+                ));
+            }
+        }
+        if let Some(h) = &body.health
+            && !(h.starts_with('/')
+                && h.len() <= 256
+                && h.bytes().all(|b| (0x21..=0x7e).contains(&b)))
+        {
+            return Err(Problem::invalid(
+                "body.health",
+                "an absolute path of printable ASCII without spaces (`/health`)",
+            ));
+        }
+        if let Some(r) = &body.route
+            && !route_shape(r)
+        {
+            return Err(Problem::invalid(
+                "body.route",
+                "one DNS label: 1 to 63 of a-z, 0-9 and `-`, not starting or ending with `-`",
+            ));
+        }
         let on_lost = match body.on_lost.as_deref() {
             None => None,
             Some(o) => Some(
@@ -1260,6 +1294,41 @@ impl Handle for SubmitJobOp {
         let mut r = Reply::new(wire_job(row, &leases(api)));
         r.target = Some(r.body.id.clone());
         Ok(r)
+    }
+}
+
+/// `^[0-9]{1,6}(ms|s|m|h|d)?$`, the schema's pattern of a job's durations.
+fn duration_shape(v: &str) -> bool {
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    (1..=6).contains(&digits) && matches!(&v[digits..], "" | "ms" | "s" | "m" | "h" | "d")
+}
+
+/// `^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`, the schema's pattern of a route.
+fn route_shape(v: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let b = v.as_bytes();
+    (1..=63).contains(&b.len())
+        && ok(b[0])
+        && ok(b[b.len() - 1])
+        && b.iter().all(|&c| ok(c) || c == b'-')
+}
+
+#[cfg(test)]
+mod shape_tests {
+    #[test]
+    fn durations_and_routes_follow_the_schema_patterns() {
+        for ok in ["7m", "10s", "250ms", "0", "123456d"] {
+            assert!(super::duration_shape(ok), "{ok}");
+        }
+        for bad in ["7m*", "", "m", "1234567s", "10 s", "-1s", "1y"] {
+            assert!(!super::duration_shape(bad), "{bad}");
+        }
+        for ok in ["llm", "a", "a-b", "x9"] {
+            assert!(super::route_shape(ok), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "A", "a.b", &"a".repeat(64)] {
+            assert!(!super::route_shape(bad), "{bad}");
+        }
     }
 }
 
