@@ -1080,31 +1080,11 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
     let gitlab = format!("gitlab.{ZONE}");
     let guard_data = p.dir.path().join("guard-data");
     let listen = format!("{gateway}:{port}");
-    // `--insecure-no-auth`: only the ingress reaches it, and it cannot send the guard's token;
-    // `--rate-limit 0`: the ingress is its one client.
     let upstream = match mode {
         GuardMode::ForwardAuth => Vec::new(),
         GuardMode::Proxy { .. } => vec!["--upstream".to_owned(), format!("{grafana}={grafana_at}")],
     };
-    let guard = KillOnDrop(
-        common::cmd(p.dir.path())
-            .args(["guard", "serve", "--listen", &listen, "--insecure-no-auth"])
-            .args(&upstream)
-            .args(["--rate-limit", "0", "--data-dir"])
-            .arg(&guard_data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(listen.as_str()).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "guard serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let guard = start_guard(p.dir.path(), &listen, &upstream, &guard_data);
     let extra = match mode {
         GuardMode::ForwardAuth => vec!["--add-host".to_owned(), format!("autogit-guard:{gateway}")],
         GuardMode::Proxy { .. } => Vec::new(),
@@ -1837,26 +1817,11 @@ fn compute_routes_end_to_end(mode: GuardMode) {
     // The guard, reading its upstreams from the file the controller writes.
     let guard_data = p.dir.path().join("guard-data");
     let listen = format!("{gateway}:{guard_port}");
-    let _guard = KillOnDrop(
-        common::cmd(p.dir.path())
-            .args(["guard", "serve", "--listen", &listen, "--insecure-no-auth"])
-            .arg("--upstream-file")
-            .arg(&upstreams)
-            .args(["--rate-limit", "0", "--data-dir"])
-            .arg(&guard_data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(listen.as_str()).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "guard serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let upstream_file = [
+        "--upstream-file".to_owned(),
+        upstreams.display().to_string(),
+    ];
+    let _guard = start_guard(p.dir.path(), &listen, &upstream_file, &guard_data);
     let plan = p.plan();
     let extra = if proxy {
         Vec::new()
@@ -1999,4 +1964,30 @@ fn compute_routes_end_to_end(mode: GuardMode) {
         started,
         "Traefik was not restarted"
     );
+}
+
+/// `autogit guard serve` on `listen` for the ingress (`--insecure-no-auth`: only the ingress
+/// reaches it and it cannot send the guard's token; `--rate-limit 0`: the ingress is its one
+/// client), with `upstream` arguments, once it accepts connections.
+fn start_guard(dir: &Path, listen: &str, upstream: &[String], data: &Path) -> KillOnDrop {
+    let guard = KillOnDrop(
+        common::cmd(dir)
+            .args(["guard", "serve", "--listen", listen, "--insecure-no-auth"])
+            .args(upstream)
+            .args(["--rate-limit", "0", "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while std::net::TcpStream::connect(listen).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "guard serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    guard
 }
