@@ -625,6 +625,11 @@ fn monitoring_companions(preset: Preset, health: &crate::config::Health) -> Vec<
     ]
 }
 
+/// The first port from `from` up to `last` (the end of PORT_POOL) that is not `taken`.
+fn free_in_pool(from: u16, last: u16, taken: impl Fn(u16) -> bool) -> Option<u16> {
+    (from..=last).find(|p| !taken(*p))
+}
+
 /// The name Tempo's OTLP port is remembered under in the state store's `ports` table.
 pub const TEMPO_OTLP_PORT_KEY: &str = "tempo-otlp";
 /// Tempo's OTLP/HTTP receiver in its container (`render::tempo`).
@@ -771,25 +776,26 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     Some(*p)
                 }
                 _ => {
-                    let mut p = next_free;
-                    while used.iter().any(|(u, _, _)| *u == p)
-                        || env.ports.values().any(|v| *v == p)
-                        || input.remembered_ports.values().any(|v| *v == p)
-                    {
-                        p = p.saturating_add(1);
-                    }
-                    if p > env.port_pool.1 {
-                        diags.push(Diagnostic::error(
-                            "port-pool",
-                            format!(
-                                "no free port left in PORT_POOL {}-{}",
-                                env.port_pool.0, env.port_pool.1
-                            ),
-                        ));
-                        None
-                    } else {
-                        next_free = p + 1;
-                        Some(p)
+                    let free = free_in_pool(next_free, env.port_pool.1, |p| {
+                        used.iter().any(|(u, _, _)| *u == p)
+                            || env.ports.values().any(|v| *v == p)
+                            || input.remembered_ports.values().any(|v| *v == p)
+                    });
+                    match free {
+                        None => {
+                            diags.push(Diagnostic::error(
+                                "port-pool",
+                                format!(
+                                    "no free port left in PORT_POOL {}-{}",
+                                    env.port_pool.0, env.port_pool.1
+                                ),
+                            ));
+                            None
+                        }
+                        Some(p) => {
+                            next_free = p + 1;
+                            Some(p)
+                        }
                     }
                 }
             },
@@ -869,16 +875,13 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     None => match input.remembered_ports.get(TEMPO_OTLP_PORT_KEY) {
                         Some(p) if !taken(*p, &used) => Some(*p),
                         _ => {
-                            let mut p = next_free;
-                            while taken(p, &used)
-                                || input.remembered_ports.values().any(|v| *v == p)
-                            {
-                                p = p.saturating_add(1);
-                            }
-                            (p <= env.port_pool.1).then(|| {
+                            let free = free_in_pool(next_free, env.port_pool.1, |p| {
+                                taken(p, &used) || input.remembered_ports.values().any(|v| *v == p)
+                            });
+                            if let Some(p) = free {
                                 next_free = p + 1;
-                                p
-                            })
+                            }
+                            free
                         }
                     },
                 };
