@@ -585,14 +585,15 @@ pub struct SubmitJob {
     #[serde(default)]
     #[schema(pattern = "^(resume|reschedule)$")]
     pub on_lost: Option<String>,
-    /// A service's route (needs `port`): served by the ingress (Traefik) at
+    /// A service's route (needs `port`): served by the ingress (Traefik or nginx) at
     /// `https://ROUTE.<BASE_DOMAIN>` while it runs; not a platform service's name, nor one a
     /// queued or running job holds.
     #[serde(default)]
     #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub route: Option<String>,
     /// Whether the route goes through the prompt-injection guard (needs `route`); default:
-    /// when the ingress has the guard (`platform.guard_proxy` or `guard_forward_auth`).
+    /// when the ingress has the guard (deployed for `platform.guard_services`, or
+    /// `guard_proxy`, or `guard_forward_auth` with Traefik).
     #[serde(default)]
     pub guard: Option<bool>,
 }

@@ -30,6 +30,7 @@ use autogit_core::lease::{
     start_argv,
 };
 use autogit_core::lifecycle::{RepairAction, RepairPolicy, State};
+use autogit_core::plan::Plan;
 use autogit_core::routes::ServiceRoute;
 use autogit_core::units::Bytes;
 use autogit_drivers::remote::RemoteExec;
@@ -245,7 +246,8 @@ impl ComputeController {
             (Some(mut s), Some(route)) => {
                 self.check_route(route)?;
                 s.route = Some(route.clone());
-                s.guard = autogit_core::routes::resolve_guard(&self.settings().config, req.guard)
+                let plan = self.check_route(route)?;
+                s.guard = autogit_core::routes::resolve_guard(&plan, req.guard)
                     .map_err(ComputeError::Request)?;
                 Some(s)
             }
@@ -288,8 +290,8 @@ impl ComputeController {
     }
 
     /// Refuses a route the ingress cannot serve (`core::routes::check_route`), or one that a
-    /// queued or running job holds.
-    fn check_route(&self, route: &str) -> Result<(), ComputeError> {
+    /// queued or running job holds; returns the plan it checked against.
+    fn check_route(&self, route: &str) -> Result<Plan, ComputeError> {
         let plan = crate::plan::quiet(self.settings()).map_err(ComputeError::Request)?;
         let taken: Vec<(String, String)> = self
             .store()?
@@ -300,7 +302,8 @@ impl ComputeController {
             .filter_map(|r| Some((spec_of(r)?.service?.route?, r.id.clone())))
             .collect();
         autogit_core::routes::check_route(&self.settings().config, &plan, route, &taken)
-            .map_err(ComputeError::Request)
+            .map_err(ComputeError::Request)?;
+        Ok(plan)
     }
 
     /// The routes of the running routed services in `rows` (those whose host port is known).
@@ -324,11 +327,13 @@ impl ComputeController {
     }
 
     /// Writes the ingress's routes of the running routed services (Traefik's
-    /// `<data>/rendered/traefik/dynamic/compute.yml`, and the guard's
+    /// `<data>/rendered/traefik/dynamic/compute.yml`, or nginx's
+    /// `<data>/rendered/nginx/routes/compute.conf`, and the guard's
     /// `<data>/rendered/guard/upstreams` in proxy mode) when they changed, atomically; removes
     /// them when no route is left. Traefik's file provider (and the guard) read them again
-    /// without a restart. Returns the routes written.
-    pub fn sync_routes(&self) -> Result<Vec<ServiceRoute>, ComputeError> {
+    /// without a restart; nginx needs to be told ([`Self::apply_routes`]). Returns the routes
+    /// written and whether nginx's file changed.
+    pub fn sync_routes(&self) -> Result<(Vec<ServiceRoute>, bool), ComputeError> {
         let rows = self
             .store()?
             .jobs()
@@ -340,36 +345,79 @@ impl ComputeController {
                 .join("traefik/dynamic")
                 .join(autogit_core::routes::TRAEFIK_FILE),
             rendered.join(ROUTES_GUARD_FILE),
+            rendered
+                .join(autogit_core::routes::NGINX_RENDERED_DIR)
+                .join(autogit_core::routes::NGINX_FILE),
         ];
         if routes.is_empty() && !files.iter().any(|f| f.exists()) {
-            return Ok(routes);
+            return Ok((routes, false));
         }
         let texts = if routes.is_empty() {
-            [String::new(), String::new()]
+            [String::new(), String::new(), String::new()]
         } else {
             let plan = crate::plan::quiet(self.settings()).map_err(ComputeError::State)?;
+            let nginx = plan.service("nginx").is_some();
             [
-                autogit_core::routes::traefik_routes(&plan, &routes),
+                if nginx {
+                    String::new()
+                } else {
+                    autogit_core::routes::traefik_routes(&plan, &routes)
+                },
                 autogit_core::routes::guard_upstreams(&plan, &routes),
+                if nginx {
+                    autogit_core::routes::nginx_routes(&plan, &routes)
+                } else {
+                    String::new()
+                },
             ]
         };
-        for (path, text) in files.iter().zip(texts) {
+        let mut nginx_changed = false;
+        for (i, (path, text)) in files.iter().zip(texts).enumerate() {
             let io = |e: String| {
                 ComputeError::State(format!("writing the routes of compute services: {e}"))
             };
-            if text.is_empty() {
+            let changed = if text.is_empty() {
                 match std::fs::remove_file(path) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                         return Err(io(format!("{}: {e}", path.display())));
                     }
-                    _ => {}
+                    Err(_) => false,
+                    Ok(()) => true,
                 }
             } else if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
                 autogit_drivers::fsx::write_atomic(path, text.as_bytes(), 0o644)
                     .map_err(|e| io(e.to_string()))?;
+                true
+            } else {
+                false
+            };
+            nginx_changed |= i == 2 && changed;
+        }
+        Ok((routes, nginx_changed))
+    }
+
+    /// [`Self::sync_routes`], then `nginx -s reload` when nginx's routes changed. A failure is
+    /// said (the files are right; the next change or pass reloads again), not returned: the
+    /// jobs' states are stored either way.
+    pub async fn apply_routes(&self) -> Vec<ServiceRoute> {
+        match self.sync_routes() {
+            Ok((routes, nginx_changed)) => {
+                if nginx_changed {
+                    let reloaded = match crate::plan::quiet(self.settings()) {
+                        Ok(plan) => crate::platform::reload_nginx(self.settings(), &plan).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = reloaded {
+                        tracing::warn!(error = %e, "nginx did not reload the routes of compute services");
+                    }
+                }
+                routes
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the routes of compute services are not up to date");
+                Vec::new()
             }
         }
-        Ok(routes)
     }
 
     /// A job, refreshed from its host when it runs.
@@ -455,9 +503,7 @@ impl ComputeController {
         store.update_job(&row).map_err(st)?;
         store.drop_lease(&row.id).map_err(st)?;
         drop(store);
-        if let Err(e) = self.sync_routes() {
-            tracing::warn!(error = %e, "the routes of compute services are not up to date");
-        }
+        self.apply_routes().await;
         Ok(row)
     }
 
@@ -468,9 +514,7 @@ impl ComputeController {
         let rows = self.pump(&health).await?;
         // The jobs' states are stored: a route file that cannot be written is said, and
         // written on the next pass, without failing the pass.
-        if let Err(e) = self.sync_routes() {
-            tracing::warn!(error = %e, "the routes of compute services are not up to date");
-        }
+        self.apply_routes().await;
         Ok((health, rows))
     }
 

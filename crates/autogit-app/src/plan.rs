@@ -31,14 +31,9 @@ pub fn plan_with(
         tls_certificate: tls_certificate(settings),
     };
     let (mut plan, diags) = core_plan(&settings.config, &settings.platform, &input);
-    let needed = [
-        HostPath::DataDir,
-        HostPath::KeyFile,
-        HostPath::Binary,
-        HostPath::EngineSocket,
-    ]
-    .into_iter()
-    .any(|p| autogit_core::plan::needs(&plan, p));
+    let needed = HostPath::ALL
+        .into_iter()
+        .any(|p| autogit_core::plan::needs(&plan, p));
     if needed {
         autogit_core::plan::resolve(&mut plan, &host_paths(settings));
         // `serve` reads its configuration once: a changed autogit.yml recreates the container
@@ -90,6 +85,7 @@ pub fn host_paths(settings: &Settings) -> HostPaths {
         key_file: key.path.display().to_string(),
         binary,
         engine_socket: socket,
+        guard_dir: data.join("guard").display().to_string(),
     }
 }
 
@@ -236,6 +232,24 @@ pub fn write_rendered(
                 open_tree(&dir.join(file))?;
             }
         }
+    }
+    // The deployed guard's two directories exist before its container mounts them (else the
+    // engine would make them, root-owned): its view of the compute routes, and its data.
+    if plan.service(autogit_core::plan::GUARD_SERVICE).is_some() {
+        let routes = dir.join(autogit_core::plan::GUARD_RENDERED);
+        let data = settings.data_dir.join("guard");
+        for d in [&routes, &data] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        }
+        open_tree(&routes)?;
+    }
+    // nginx's directory of compute routes, mounted even while it is empty.
+    if plan.service("nginx").is_some() {
+        let routes = dir.join(autogit_core::routes::NGINX_RENDERED_DIR);
+        std::fs::create_dir_all(&routes)
+            .map_err(|e| format!("cannot create {}: {e}", routes.display()))?;
+        open_tree(&routes)?;
     }
     if plan.http01.is_some() {
         let acme = dir.join("acme-http/.well-known/acme-challenge");

@@ -59,6 +59,39 @@ pub fn plan_secrets(settings: &Settings, plan: &Plan) -> BTreeMap<String, String
 }
 
 /// The data dir, created private (0700) and absolute (bind mounts need absolute paths).
+/// `nginx -s reload` in the plan's running nginx container, when there is one (nothing
+/// else: `Ok(false)`): the master reads the configuration again, starts new workers and lets
+/// the old ones finish their requests. After a renewal (`tls`) and after the routes of compute
+/// services changed (`compute`); Traefik reloads by itself.
+pub async fn reload_nginx(settings: &Settings, plan: &Plan) -> Result<bool, String> {
+    if plan.service("nginx").is_none() {
+        return Ok(false);
+    }
+    let engine = autogit_drivers::engine::docker::Docker::connect(settings.socket(), &settings.env)
+        .await
+        .map_err(|e| e.to_string())?;
+    let running = engine
+        .list(&plan.project)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .find(|o| o.service == "nginx" && o.state == autogit_drivers::engine::RunState::Running);
+    let Some(o) = running else {
+        return Ok(false);
+    };
+    let (code, out) = engine
+        .exec(
+            &o.id,
+            &["nginx".to_owned(), "-s".to_owned(), "reload".to_owned()],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    if code != 0 {
+        return Err(format!("nginx -s reload failed: {}", out.trim()));
+    }
+    Ok(true)
+}
+
 pub fn data_dir(settings: &Settings) -> Result<PathBuf, String> {
     settings.ensure_data_dir()
 }

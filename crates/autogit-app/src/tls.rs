@@ -17,7 +17,6 @@ use autogit_core::tls::{
     first_uncovered, internal_ca_stale, renewal_due, retry_after,
 };
 use autogit_drivers::acme::{AcmeSettings, CertInfo, cert_paths, issue, read_cert};
-use autogit_drivers::engine::ContainerEngine;
 use autogit_drivers::secrets::{ExposeSecret, SecretString};
 use autogit_drivers::tls_source;
 use std::path::PathBuf;
@@ -405,35 +404,7 @@ impl TlsController {
         let plan = crate::plan::quiet(&self.settings)?;
         let rendered = self.settings.data_dir.join("rendered");
         crate::plan::write_rendered(&self.settings, &rendered, &plan)?;
-        if plan.service("nginx").is_none() {
-            return Ok(());
-        }
-        let engine = autogit_drivers::engine::docker::Docker::connect(
-            self.settings.socket(),
-            &self.settings.env,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        let running = engine
-            .list(&plan.project)
-            .await
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .find(|o| {
-                o.service == "nginx" && o.state == autogit_drivers::engine::RunState::Running
-            });
-        if let Some(o) = running {
-            let (code, out) = engine
-                .exec(
-                    &o.id,
-                    &["nginx".to_owned(), "-s".to_owned(), "reload".to_owned()],
-                )
-                .await
-                .map_err(|e| e.to_string())?;
-            if code != 0 {
-                return Err(format!("nginx -s reload failed: {}", out.trim()));
-            }
-        }
+        crate::platform::reload_nginx(&self.settings, &plan).await?;
         Ok(())
     }
 

@@ -223,6 +223,12 @@ pub const HEADER_TIMEOUT_SECS: u32 = 10;
 /// after it, and so is a request body that takes longer (a 250 MiB push needs ~4.2 MB/s; slower
 /// links push over SSH, which has no such limit).
 pub const READ_TIMEOUT_SECS: u32 = 60;
+/// nginx: how long a connection to an upstream may take to open (`proxy_connect_timeout`; its
+/// default is 60 s). Upstreams are on the platform network or the LAN: a container that is
+/// stopped leaves an address nobody answers on until nginx's resolver forgets it (10 s), and
+/// a request there then fails after this (504) instead of hanging for a minute. The guard's
+/// fail-closed (and fail-open) answer depends on it.
+pub const CONNECT_TIMEOUT_SECS: u32 = 5;
 
 /// Paths on GitLab's route the ingress refuses (403) before they reach GitLab, as regular
 /// expressions on the decoded, normalised path (the same text for nginx's `location ~` and

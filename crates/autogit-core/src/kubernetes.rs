@@ -543,10 +543,12 @@ fn secret_args(keys: &[String]) -> String {
 }
 
 /// Whether the service has a place in the cluster: the ingress container is replaced by the
-/// cluster's ingress controller, the API (the host's own binary driving the host's engine)
-/// and the host's exporters have no meaning there.
+/// cluster's ingress controller, the API (the host's own binary driving the host's engine),
+/// the guard autogit deploys (the host's binary too: a cluster's guard is named by
+/// `platform.guard_forward_auth`) and the host's exporters have no meaning there.
 pub fn in_cluster(s: &ServiceState) -> bool {
-    !matches!(s.role, Role::Ingress | Role::Api) && !HOST_EXPORTERS.contains(&s.name.as_str())
+    !matches!(s.role, Role::Ingress | Role::Api | Role::Guard)
+        && !HOST_EXPORTERS.contains(&s.name.as_str())
 }
 
 /// The exporters that read the Docker host itself (its root file system, the engine's

@@ -59,6 +59,20 @@ pub const API_CONFIG_DIR: &str = "/etc/autogit";
 /// Where the `api` container finds the autogit binary and the engine socket.
 pub const API_BINARY: &str = "/usr/local/bin/autogit";
 pub const API_ENGINE_SOCKET: &str = "/var/run/docker.sock";
+/// The guard autogit deploys (docs/ingress.md, "The guard as a platform service"): with
+/// `platform.guard_services` set and neither `guard_proxy` nor `guard_forward_auth` naming a
+/// guard of the user's, the plan runs `autogit guard serve` (the deploying binary, like the
+/// `api` service) as this service on the platform network, and the ingress sends the guarded
+/// routes through it ([`GUARD_PORT`]; proxy mode).
+pub const GUARD_SERVICE: &str = "guard";
+pub const GUARD_PORT: u16 = 8787;
+/// `rendered/guard/` (the routes of inference services, `upstreams`, written by the compute
+/// controller), mounted read-only as a directory so that its atomic rewrites are seen.
+pub const GUARD_RENDERED: &str = "guard";
+pub const GUARD_CONFIG_DIR: &str = "/etc/autogit/guard";
+/// The guard's data dir inside its container: `<data dir>/guard` is mounted at
+/// `<GUARD_DATA_DIR>/guard`, where `guard serve` keeps its quarantine.
+pub const GUARD_DATA_DIR: &str = "/var/lib/autogit";
 
 /// A host path that only the deploying autogit knows (where it runs from, its data dir):
 /// the plan names it, the app layer resolves it ([`resolve`]) before a container or a compose
@@ -74,9 +88,20 @@ pub enum HostPath {
     Binary,
     /// The container engine's unix socket (rootless or system).
     EngineSocket,
+    /// `<data dir>/guard`: the quarantine, calibrated thresholds and refitted model of the
+    /// guard autogit deploys ([`GUARD_SERVICE`]); the only part of the data dir it sees.
+    GuardDir,
 }
 
 impl HostPath {
+    pub const ALL: [HostPath; 5] = [
+        HostPath::DataDir,
+        HostPath::KeyFile,
+        HostPath::Binary,
+        HostPath::EngineSocket,
+        HostPath::GuardDir,
+    ];
+
     /// The variable an unresolved compose file reads it from.
     pub fn compose_var(self) -> &'static str {
         match self {
@@ -84,6 +109,7 @@ impl HostPath {
             HostPath::KeyFile => "AUTOGIT_KEY_FILE",
             HostPath::Binary => "AUTOGIT_HOST_BINARY",
             HostPath::EngineSocket => "AUTOGIT_HOST_ENGINE_SOCKET",
+            HostPath::GuardDir => "AUTOGIT_GUARD_DIR",
         }
     }
 }
@@ -95,6 +121,7 @@ pub struct HostPaths {
     pub key_file: String,
     pub binary: String,
     pub engine_socket: String,
+    pub guard_dir: String,
 }
 
 impl HostPaths {
@@ -104,6 +131,7 @@ impl HostPaths {
             HostPath::KeyFile => &self.key_file,
             HostPath::Binary => &self.binary,
             HostPath::EngineSocket => &self.engine_socket,
+            HostPath::GuardDir => &self.guard_dir,
         }
     }
 }
@@ -317,6 +345,8 @@ pub enum Role {
     Search,
     Api,
     Runner,
+    /// The prompt-injection guard autogit deploys in front of `platform.guard_services`.
+    Guard,
 }
 
 impl Role {
@@ -329,7 +359,7 @@ impl Role {
         match self {
             Role::Gitlab => 30,
             Role::Observability | Role::Search | Role::Runner => 10,
-            Role::Api | Role::Ingress => 2,
+            Role::Api | Role::Ingress | Role::Guard => 2,
         }
     }
 }
@@ -511,6 +541,86 @@ fn catalog(id: ServiceId) -> Option<Catalog> {
             labels: &["api"],
         },
     })
+}
+
+/// The guard autogit deploys ([`GUARD_SERVICE`]): `autogit guard serve` of the deploying
+/// binary in the API's base image, on the platform network only (no host port, no subdomain:
+/// the ingress is its only client). It sees `<data dir>/guard` (its quarantine, which
+/// `autogit guard quarantine` on the host reviews) and `rendered/guard/` (the routes of
+/// inference services), nothing else of the host: no engine socket, no secrets key.
+/// `upstreams` are its `--upstream HOST=URL` arguments: each guarded route's host names to
+/// the service on the platform network. Without a token (`--insecure-no-auth`): only
+/// containers on the platform network reach it, and they reach the guarded services directly
+/// anyway; without a per-client rate limit (`--rate-limit 0`): every request comes from the
+/// ingress, which limits per client itself.
+fn guard_service(
+    preset: Preset,
+    health: &crate::config::Health,
+    upstreams: &[String],
+) -> ServiceSpec {
+    let size = preset.size(Component::Guard);
+    let mut command: Vec<String> = [
+        API_BINARY,
+        "guard",
+        "serve",
+        "--listen",
+        &format!("0.0.0.0:{GUARD_PORT}"),
+        "--insecure-no-auth",
+        "--rate-limit",
+        "0",
+        "--upstream-file",
+        &format!("{GUARD_CONFIG_DIR}/upstreams"),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for u in upstreams {
+        command.push("--upstream".into());
+        command.push(u.clone());
+    }
+    ServiceSpec {
+        name: GUARD_SERVICE.into(),
+        role: Role::Guard,
+        image: ImageRef::new(images::API_BASE.0, images::API_BASE.1),
+        cpus: size.cpus,
+        memory: size.memory,
+        shm_size: None,
+        ports: Vec::new(),
+        subdomain: None,
+        internal_port: Some(GUARD_PORT),
+        mounts: vec![
+            Mount::HostPath {
+                of: HostPath::Binary,
+                target: Some(API_BINARY.into()),
+                read_only: true,
+            },
+            Mount::HostPath {
+                of: HostPath::GuardDir,
+                target: Some(format!("{GUARD_DATA_DIR}/guard")),
+                read_only: false,
+            },
+            Mount::Rendered {
+                file: GUARD_RENDERED.into(),
+                target: GUARD_CONFIG_DIR.into(),
+            },
+        ],
+        environment: BTreeMap::from([("AUTOGIT_DATA_DIR".to_owned(), GUARD_DATA_DIR.to_owned())]),
+        secret_env: Vec::new(),
+        host_env: BTreeMap::new(),
+        command,
+        health: Some(HealthCheck {
+            probe: http(GUARD_PORT, "/healthz"),
+            ready_path: None,
+            interval: health.check_interval,
+            timeout: health.timeout,
+            retries: health.failure_threshold,
+            start_period: Dur::secs(10),
+            also: Vec::new(),
+        }),
+        depends_on: Vec::new(),
+        labels: vec!["security".into()],
+        placement: Placement::Local,
+        on_demand: false,
+    }
 }
 
 /// The services that come with Prometheus (docs/observability.md): node-exporter (the host's
@@ -1024,6 +1134,14 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         );
     }
 
+    // The guard: the user's (`guard_proxy`, `guard_forward_auth`), else the one autogit
+    // deploys for `guard_services`, which needs the ingress to send it anything.
+    let guard_wanted = !config.platform.guard_services.is_empty()
+        && config.platform.guard_proxy.is_none()
+        && config.platform.guard_forward_auth.is_none();
+    let deploy_guard =
+        guard_wanted && config.platform.ingress != IngressKind::None && env.base_domain.is_some();
+
     // Ingress: one subdomain per service under BASE_DOMAIN.
     if config.platform.ingress != IngressKind::None {
         if let Some(domain) = &env.base_domain {
@@ -1038,6 +1156,22 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 .map(|s| s.name.clone())
                 .collect();
             let tls = input.tls_certificate.is_some();
+            // The guard autogit deploys, before the ingress that sends the guarded routes to it.
+            let mut routed = routed;
+            if deploy_guard {
+                let upstreams: Vec<String> = services
+                    .iter()
+                    .filter(|s| config.platform.guard_services.contains(&s.name))
+                    .filter_map(|s| Some((s, s.internal_port?)))
+                    .flat_map(|(s, port)| {
+                        s.hosts()
+                            .into_iter()
+                            .map(move |h| format!("{h}.{domain}=http://{}:{port}", s.name))
+                    })
+                    .collect();
+                services.push(guard_service(preset, health, &upstreams));
+                routed.push(GUARD_SERVICE.into());
+            }
             let mut mounts = match config.platform.ingress {
                 IngressKind::Nginx => vec![
                     Mount::Rendered {
@@ -1047,6 +1181,12 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                     Mount::Rendered {
                         file: "nginx/autogit.conf".into(),
                         target: "/etc/nginx/conf.d/autogit.conf".into(),
+                    },
+                    // A directory: the compute controller replaces the file of its routes
+                    // there and nginx, told to reload, reads the new one.
+                    Mount::Rendered {
+                        file: crate::routes::NGINX_RENDERED_DIR.into(),
+                        target: crate::routes::NGINX_ROUTES_DIR.into(),
                     },
                 ],
                 _ => vec![
@@ -1345,7 +1485,17 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             .help("keep guard_proxy (one exchange per request, nginx too, can fail open) and remove guard_forward_auth"),
         );
     }
-    if p.guard_fail_open && p.guard_proxy.is_none() {
+    if guard_wanted && !deploy_guard {
+        diags.push(
+            Diagnostic::warning(
+                "guard-needs-ingress",
+                "platform.guard_services is set but there is no ingress (BASE_DOMAIN and platform.ingress), so autogit deploys no guard and no request goes through one",
+            )
+            .path("platform.guard_services")
+            .help("set BASE_DOMAIN in .env and keep platform.ingress (traefik or nginx), or remove guard_services"),
+        );
+    }
+    if p.guard_fail_open && p.guard_proxy.is_none() && !deploy_guard {
         diags.push(
             Diagnostic::warning(
                 "guard-fail-open-needs-proxy",
@@ -1365,7 +1515,7 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             .help("list the services whose requests the guard checks, e.g. guard_services: [ollama]"),
         );
     }
-    if p.guard_proxy.is_some() {
+    if p.guard_proxy.is_some() || deploy_guard {
         guard_services_known(config, &services, &mut diags);
     }
     if config.platform.guard_forward_auth.is_some() {
@@ -1399,11 +1549,16 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 .clone()
                 .map(|a| (a, config.platform.guard_services.clone())),
             registry: crate::registry::enabled(config, env.base_domain.as_deref()),
-            guard_proxy: config.platform.guard_proxy.clone().map(|url| GuardProxy {
-                url,
-                services: config.platform.guard_services.clone(),
-                fail_open: config.platform.guard_fail_open,
-            }),
+            guard_proxy: config
+                .platform
+                .guard_proxy
+                .clone()
+                .or_else(|| deploy_guard.then(|| format!("http://{GUARD_SERVICE}:{GUARD_PORT}")))
+                .map(|url| GuardProxy {
+                    url,
+                    services: config.platform.guard_services.clone(),
+                    fail_open: config.platform.guard_fail_open,
+                }),
             preset,
             services,
             total_cpus,

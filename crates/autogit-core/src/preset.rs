@@ -84,6 +84,15 @@ impl Preset {
                 (2.0, GIB),
                 (4.0, 2 * GIB),
             ],
+            // Not in the spec's table: the guard autogit deploys in front of AI routes. Its
+            // analysis is CPU-bound (about 4 us per KiB), its memory the request bodies it
+            // holds (64 MiB at most by default) and the stage-4 model.
+            Component::Guard => [
+                (0.5, 256 * MIB),
+                (1.0, 256 * MIB),
+                (2.0, 512 * MIB),
+                (4.0, GIB),
+            ],
             // Not in the spec's table (it sizes the services a user enables, not the exporters
             // that come with Prometheus): node-exporter reads /proc and /sys, a few MB.
             Component::NodeExporter => [
@@ -180,6 +189,7 @@ pub enum Component {
     NodeExporter,
     Cadvisor,
     Alertmanager,
+    Guard,
 }
 
 #[cfg(test)]

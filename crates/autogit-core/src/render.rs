@@ -596,7 +596,14 @@ pub fn nginx_main(plan: &Plan) -> String {
          events {\n    worker_connections 1024;\n}\n\
          http {\n    include /etc/nginx/mime.types;\n    default_type application/octet-stream;\n\
          \x20   sendfile on;\n    keepalive_timeout 65;\n\
-         \x20   include /etc/nginx/conf.d/*.conf;\n}\n",
+         \x20   include /etc/nginx/conf.d/*.conf;\n",
+    );
+    // The routes of compute services (`rendered/nginx/routes/`, a mounted directory: the
+    // compute controller replaces its file and makes nginx reload).
+    let _ = writeln!(
+        o,
+        "    include {}/*.conf;\n}}",
+        crate::routes::NGINX_ROUTES_DIR
     );
     if gitlab_ssh(plan) {
         let allow = nginx_allow(plan, "        ");
@@ -663,23 +670,19 @@ pub fn nginx(plan: &Plan) -> String {
          access_log /var/log/nginx/access.log autogit_json;\n\
          # Slow clients: the whole header within {header}s (408), pauses in a body or a response\n\
          # up to {read}s.\n\
-         client_header_timeout {header}s;\nclient_body_timeout {read}s;\nsend_timeout {read}s;\n",
+         client_header_timeout {header}s;\nclient_body_timeout {read}s;\nsend_timeout {read}s;\n\
+         # An upstream that does not answer (a stopped container's old address) fails fast.\n\
+         proxy_connect_timeout {connect}s;\n",
         crate::ingress::RATE_AVERAGE,
         crate::ingress::REQUEST_ID_PATTERN,
         header = crate::ingress::HEADER_TIMEOUT_SECS,
         read = crate::ingress::READ_TIMEOUT_SECS,
+        connect = crate::ingress::CONNECT_TIMEOUT_SECS,
     );
     o.push_str(&crate::ingress::nginx_real_ip(
         !plan.cloudflare_proxied.is_empty(),
     ));
-    // HTTP-01: the challenge files autogit writes into `rendered/acme-http`.
-    let acme = if plan.http01.is_some() {
-        format!(
-            "\n    location ^~ /.well-known/acme-challenge/ {{\n        root {ACME_HTTP_DIR};\n        default_type text/plain;\n    }}"
-        )
-    } else {
-        String::new()
-    };
+    let server = NginxServer::of(plan);
     if let Some(id) = &plan.tls {
         let _ = write!(
             o,
@@ -688,24 +691,23 @@ pub fn nginx(plan: &Plan) -> String {
              ssl_certificate_key {TLS_DIR}/key.pem;\n\
              ssl_protocols TLSv1.2 TLSv1.3;\n\
              ssl_session_cache shared:autogit_tls:10m;\n\
-             \nserver {{\n    listen 80 default_server;\n    server_name _;{acme}\n    location / {{\n        return 308 https://$host$request_uri;\n    }}\n}}\n"
+             \nserver {{\n    listen 80 default_server;\n    server_name _;{acme}\n    location / {{\n        return 308 https://$host$request_uri;\n    }}\n}}\n",
+            acme = server.acme,
         );
     }
-    let (listen, hsts) = if plan.tls.is_some() {
-        (
-            "443 ssl",
-            "\n    add_header Strict-Transport-Security \"max-age=31536000; includeSubDomains\" always;",
-        )
-    } else {
-        ("80", "")
-    };
-    let allow = nginx_allow(plan, "    ");
-    // Without TLS the service blocks themselves listen on 80 and answer the challenges.
-    let acme80 = if plan.tls.is_none() {
-        acme.as_str()
-    } else {
-        ""
-    };
+    // A host no server names (a route that was removed, a mistyped name) gets 404, as with
+    // Traefik, not the first service's answer (nginx's default server would be the first).
+    let _ = write!(
+        o,
+        "\nserver {{\n    listen {} default_server;\n    server_name _;\n    return 404;\n}}\n",
+        server.listen
+    );
+    let (listen, hsts, allow, acme80) = (
+        server.listen,
+        server.hsts,
+        server.allow.as_str(),
+        server.acme80(),
+    );
     for s in plan.local() {
         if let (Some(_), Some(port)) = (&s.subdomain, s.internal_port) {
             let names = s
@@ -726,41 +728,16 @@ pub fn nginx(plan: &Plan) -> String {
             } else {
                 String::new()
             };
-            let direct = format!("http://{}:{port}", s.name);
             let guard = plan
                 .guard_proxy
                 .as_ref()
                 .filter(|g| g.services.contains(&s.name));
-            // The guard as a reverse proxy: `/` goes to it (it keeps the Host and chooses the
-            // service by it); failing open, a 502/504 nginx itself gives when the guard does not
-            // answer sends the request (body included: nginx has read it) to the service.
-            // An answer of the guard's own (403, its 502 for a service that is down) is passed
-            // on as it is (`proxy_intercept_errors` stays off).
-            let (target, fallback) = match guard {
-                Some(g) => (
-                    format!("http://{}", g.authority()),
-                    g.fail_open.then(|| {
-                        format!(
-                            "\n    location @autogit_unguarded {{\n        set $upstream {direct};\n        proxy_pass $upstream;{headers}\n    }}",
-                            headers = nginx_proxy_headers(true),
-                        )
-                    }),
-                ),
-                None => (direct.clone(), None),
-            };
-            let error_page = if fallback.is_some() {
-                "\n        error_page 502 504 = @autogit_unguarded;"
-            } else {
-                ""
-            };
-            let _ = write!(
-                o,
-                "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;\n    add_header X-Request-Id $autogit_request_id always;{allow}{acme80}\n    client_max_body_size {max_body};{refused}\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream {target};\n        proxy_pass $upstream;{headers}{error_page}\n    }}{fallback}\n}}\n",
-                max_body = crate::ingress::MAX_BODY_BYTES,
-                burst = crate::ingress::RATE_BURST,
-                headers = nginx_proxy_headers(guard.is_some()),
-                fallback = fallback.unwrap_or_default(),
-            );
+            o.push_str(&server.block(
+                &names,
+                &format!("http://{}:{port}", s.name),
+                guard,
+                &refused,
+            ));
         }
     }
     // The registry: GitLab's allowlist and rate limit, no body limit, nothing buffered (layers
@@ -778,6 +755,92 @@ pub fn nginx(plan: &Plan) -> String {
         );
     }
     o
+}
+
+/// What nginx's routed server blocks share (the platform's services and the routes of
+/// compute services, `crate::routes::nginx_routes`): the listen line, HSTS, the allowlist and,
+/// without a platform certificate, the HTTP-01 location on port 80.
+pub(crate) struct NginxServer {
+    pub(crate) listen: &'static str,
+    pub(crate) hsts: &'static str,
+    pub(crate) allow: String,
+    /// The HTTP-01 challenge location (`rendered/acme-http`), when autogit answers them.
+    pub(crate) acme: String,
+    tls: bool,
+}
+
+impl NginxServer {
+    pub(crate) fn of(plan: &Plan) -> Self {
+        let tls = plan.tls.is_some();
+        let (listen, hsts) = if tls {
+            (
+                "443 ssl",
+                "\n    add_header Strict-Transport-Security \"max-age=31536000; includeSubDomains\" always;",
+            )
+        } else {
+            ("80", "")
+        };
+        NginxServer {
+            listen,
+            hsts,
+            allow: nginx_allow(plan, "    "),
+            acme: if plan.http01.is_some() {
+                format!(
+                    "\n    location ^~ /.well-known/acme-challenge/ {{\n        root {ACME_HTTP_DIR};\n        default_type text/plain;\n    }}"
+                )
+            } else {
+                String::new()
+            },
+            tls,
+        }
+    }
+
+    /// Without TLS the service blocks themselves listen on 80 and answer the challenges.
+    fn acme80(&self) -> &str {
+        if self.tls { "" } else { &self.acme }
+    }
+
+    /// One server block for `names` (space-separated host names) proxying to `direct`
+    /// (`http://host:port`), or through `guard` (proxy mode: `/` goes to it, it keeps the Host
+    /// and chooses the service by it; failing open, a 502/504 nginx itself gives when the guard
+    /// does not answer sends the request, body included, to the service; an answer of the
+    /// guard's own is passed on as it is); `extra` are more locations (refused paths).
+    pub(crate) fn block(
+        &self,
+        names: &str,
+        direct: &str,
+        guard: Option<&crate::plan::GuardProxy>,
+        extra: &str,
+    ) -> String {
+        let (target, fallback) = match guard {
+            Some(g) => (
+                format!("http://{}", g.authority()),
+                g.fail_open.then(|| {
+                    format!(
+                        "\n    location @autogit_unguarded {{\n        set $upstream {direct};\n        proxy_pass $upstream;{headers}\n    }}",
+                        headers = nginx_proxy_headers(true),
+                    )
+                }),
+            ),
+            None => (direct.to_owned(), None),
+        };
+        let error_page = if fallback.is_some() {
+            "\n        error_page 502 504 = @autogit_unguarded;"
+        } else {
+            ""
+        };
+        format!(
+            "\nserver {{\n    listen {listen};\n    server_name {names};{hsts}\n    add_header X-Content-Type-Options \"nosniff\" always;\n    add_header X-Frame-Options \"DENY\" always;\n    add_header Referrer-Policy \"strict-origin-when-cross-origin\" always;\n    add_header X-Request-Id $autogit_request_id always;{allow}{acme80}\n    client_max_body_size {max_body};{extra}\n    location / {{\n        limit_req zone=autogit burst={burst} nodelay;\n        set $upstream {target};\n        proxy_pass $upstream;{headers}{error_page}\n    }}{fallback}\n}}\n",
+            listen = self.listen,
+            hsts = self.hsts,
+            allow = self.allow,
+            acme80 = self.acme80(),
+            max_body = crate::ingress::MAX_BODY_BYTES,
+            burst = crate::ingress::RATE_BURST,
+            headers = nginx_proxy_headers(guard.is_some()),
+            fallback = fallback.unwrap_or_default(),
+        )
+    }
 }
 
 /// The request headers nginx sends upstream; with `guarded`, the guard's verdict headers a

@@ -6,9 +6,10 @@
 //! document that the compute controller writes next to the platform's (`compute.yml` in the
 //! dynamic directory), and [`guard_upstreams`] the guard's `HOST=URL` lines (`guard serve
 //! --upstream-file`) for the guarded routes in proxy mode.
-//!
-//! Routed services are Traefik-only: nginx's configuration is mounted file by file and read
-//! once, so a route that moves with its service's host port cannot follow it there.
+//! With nginx, [`nginx_routes`] renders the server blocks of the routes into
+//! `rendered/nginx/routes/` ([`NGINX_RENDERED_DIR`], a directory nginx's container mounts and
+//! its main configuration includes), and the compute controller makes nginx reload; the
+//! guard is then in proxy mode only (nginx cannot send a body to a forward-auth endpoint).
 
 use crate::config::{Config, IngressKind};
 use crate::emit::to_yaml;
@@ -22,6 +23,11 @@ pub const PREFIX: &str = "compute-";
 
 /// The file the compute controller writes in Traefik's dynamic directory.
 pub const TRAEFIK_FILE: &str = "compute.yml";
+/// nginx's routes of compute services: `rendered/<NGINX_RENDERED_DIR>/<NGINX_FILE>`, mounted
+/// (the directory) at [`NGINX_ROUTES_DIR`], which nginx's main configuration includes.
+pub const NGINX_RENDERED_DIR: &str = "nginx/routes";
+pub const NGINX_FILE: &str = "compute.conf";
+pub const NGINX_ROUTES_DIR: &str = "/etc/nginx/autogit-routes";
 
 /// One running routed service.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -78,20 +84,11 @@ pub fn check_route(
             "--route `{name}` needs BASE_DOMAIN (the route is https://{name}.<BASE_DOMAIN>); set it in .env"
         ));
     };
-    match config.platform.ingress {
-        IngressKind::Traefik => {}
-        IngressKind::Nginx => {
-            return Err(
-                "--route needs the Traefik ingress (platform.ingress: traefik): nginx reads its configuration once, so it cannot follow a service's routes (docs/runners.md)"
-                    .into(),
-            );
-        }
-        IngressKind::None => {
-            return Err(
-                "--route needs an ingress (platform.ingress: traefik); platform.ingress is none"
-                    .into(),
-            );
-        }
+    if config.platform.ingress == IngressKind::None {
+        return Err(
+            "--route needs an ingress (platform.ingress: traefik or nginx); platform.ingress is none"
+                .into(),
+        );
     }
     let platform = plan
         .services
@@ -126,15 +123,16 @@ pub fn check_route(
     Ok(())
 }
 
-/// Whether a route goes through the guard: as asked (`Some`), else whenever the guard is in
-/// the ingress (`platform.guard_proxy` or `platform.guard_forward_auth`). Asking for the
-/// guard when neither is set is an error.
-pub fn resolve_guard(config: &Config, asked: Option<bool>) -> Result<bool, String> {
-    let p = &config.platform;
-    let configured = p.guard_proxy.is_some() || p.guard_forward_auth.is_some();
+/// Whether a route goes through the guard: as asked (`Some`), else whenever the plan's
+/// ingress has one (the guard autogit deploys for `platform.guard_services`,
+/// `platform.guard_proxy`, or `platform.guard_forward_auth` with Traefik: nginx cannot send
+/// a body to a forward-auth endpoint). Asking for the guard without one is an error.
+pub fn resolve_guard(plan: &Plan, asked: Option<bool>) -> Result<bool, String> {
+    let nginx = plan.service("nginx").is_some();
+    let configured = plan.guard_proxy.is_some() || (plan.guard.is_some() && !nginx);
     match asked {
         Some(true) if !configured => Err(
-            "the route asks for the guard, but the ingress sends nothing through it: set platform.guard_proxy (the guard in the path) or platform.guard_forward_auth (docs/guard.md), or submit with --no-guard"
+            "the route asks for the guard, but the ingress sends nothing through it: list services in platform.guard_services (autogit then deploys the guard) or set platform.guard_proxy (a guard of yours in the path); platform.guard_forward_auth works with Traefik only (docs/guard.md); or submit with --no-guard"
                 .into(),
         ),
         Some(g) => Ok(g),
@@ -232,6 +230,55 @@ pub fn traefik_routes(plan: &Plan, routes: &[ServiceRoute]) -> String {
         ));
     }
     format!("{head}{}", to_yaml(&doc))
+}
+
+/// nginx's server blocks for the routed services (the file the compute controller writes to
+/// [`NGINX_RENDERED_DIR`]): per route a server for `NAME.<domain>` with the platform's TLS,
+/// headers, allowlist, rate and body limits (`render::NginxServer`, the platform services'
+/// own), proxying to the service, or through the guard in proxy mode when the route is
+/// guarded (failing open as configured); a guarded route whose guard the ingress no longer
+/// has answers 403, never unchecked. Empty when there is no route or no base domain.
+pub fn nginx_routes(plan: &Plan, routes: &[ServiceRoute]) -> String {
+    let Some(domain) = &plan.base_domain else {
+        return String::new();
+    };
+    if routes.is_empty() {
+        return String::new();
+    }
+    let server = crate::render::NginxServer::of(plan);
+    let mut out = String::from(
+        "# Rendered by autogit: routes of running compute services (included by nginx.conf).\n",
+    );
+    for r in routes {
+        out.push_str(&format!(
+            "# {} -> {} ({}{})\n",
+            host(r, domain),
+            r.upstream,
+            r.job,
+            if r.guard { ", guarded" } else { "" }
+        ));
+    }
+    for r in routes {
+        let guard = plan.guard_proxy.as_ref().filter(|_| r.guard);
+        // Guarded without a guard in the ingress (the configuration changed since the job was
+        // submitted): refused, not served unchecked.
+        let refuse = if r.guard && guard.is_none() {
+            "\n    location / {\n        return 403;\n    }"
+        } else {
+            ""
+        };
+        let block = server.block(&host(r, domain), &r.upstream, guard, "");
+        if refuse.is_empty() {
+            out.push_str(&block);
+        } else {
+            // The server's own limits and headers, with `/` refused.
+            let head = &block[..block.find("\n    location / {").unwrap_or(block.len())];
+            out.push_str(head);
+            out.push_str(refuse);
+            out.push_str("\n}\n");
+        }
+    }
+    out
 }
 
 /// The guard's upstreams for the guarded routes in proxy mode, one `HOST=URL` a line (what

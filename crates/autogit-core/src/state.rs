@@ -344,7 +344,7 @@ pub fn health_test(h: &HealthCheck, role: Role) -> Vec<String> {
             }
             vec!["CMD-SHELL".into(), script]
         }
-        (Role::Api, Probe::Http { port, path, .. }) => {
+        (Role::Api | Role::Guard, Probe::Http { port, path, .. }) => {
             crate::container::api_healthcheck(*port, path)
         }
         (_, Probe::Http { port, path, .. }) => vec![

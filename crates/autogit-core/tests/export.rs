@@ -221,6 +221,7 @@ fn paths() -> HostPaths {
         key_file: "/srv/autogit.key".into(),
         binary: "/usr/local/bin/autogit".into(),
         engine_socket: "/var/run/docker.sock".into(),
+        guard_dir: "/srv/autogit/guard".into(),
     }
 }
 

@@ -300,6 +300,136 @@ fn guard_proxy_routes_and_failing_open() {
     assert!(diags.contains("guard-no-services"), "{diags}");
 }
 
+/// `guard_services` alone: autogit deploys the guard (`autogit guard serve` of the deploying
+/// binary, on the platform network only, seeing `<data>/guard` and `rendered/guard/`), the
+/// ingress starts after it and sends the guarded routes to it in proxy mode (both ingresses);
+/// its upstreams are each guarded service's host names on the platform network. A guard of
+/// the user's (`guard_proxy`) means none is deployed; without an ingress none is, with a
+/// warning.
+#[test]
+fn guard_services_alone_deploy_the_guard_in_proxy_mode() {
+    use autogit_core::plan::{GUARD_PORT, GUARD_SERVICE, HostPath, Mount, Role};
+    let config = format!("{CONFIG}platform:\n  guard_services: [grafana, api]\n");
+    let (p, diags) = build(&config, ENV, &PlanInput::default());
+    assert!(!diags.contains("guard-"), "{diags}");
+    let g = p.service(GUARD_SERVICE).expect("a guard service");
+    assert_eq!(g.role, Role::Guard);
+    assert!(g.ports.is_empty() && g.subdomain.is_none(), "{g:?}");
+    assert_eq!(g.internal_port, Some(GUARD_PORT));
+    let cmd = g.command.join(" ");
+    assert!(cmd.starts_with("/usr/local/bin/autogit guard serve --listen 0.0.0.0:8787 --insecure-no-auth --rate-limit 0 --upstream-file /etc/autogit/guard/upstreams"), "{cmd}");
+    for u in [
+        "--upstream grafana.vectorweight.com=http://grafana:3000",
+        "--upstream api.vectorweight.com=http://api:8000",
+        "--upstream dash.vectorweight.com=http://api:8000",
+    ] {
+        assert!(cmd.contains(u), "{u} not in {cmd}");
+    }
+    assert!(!cmd.contains("gitlab"), "{cmd}");
+    // Only the binary, its own data and the routes' directory: no engine socket, no key, not
+    // the whole data dir.
+    let of: Vec<_> = g
+        .mounts
+        .iter()
+        .map(|m| match m {
+            Mount::HostPath {
+                of,
+                target,
+                read_only,
+            } => format!("{of:?}:{target:?}:{read_only}"),
+            Mount::Rendered { file, target } => format!("rendered/{file}:{target}"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        of,
+        [
+            "Binary:Some(\"/usr/local/bin/autogit\"):true",
+            "GuardDir:Some(\"/var/lib/autogit/guard\"):false",
+            "rendered/guard:/etc/autogit/guard",
+        ]
+    );
+    assert!(g.host_env.is_empty() && g.secret_env.is_empty(), "{g:?}");
+    assert_eq!(
+        g.environment.get("AUTOGIT_DATA_DIR").map(String::as_str),
+        Some("/var/lib/autogit")
+    );
+    assert!(autogit_core::plan::needs(&p, HostPath::GuardDir));
+    let ingress = p.service("traefik").unwrap();
+    assert!(
+        ingress.depends_on.iter().any(|d| d == GUARD_SERVICE),
+        "{:?}",
+        ingress.depends_on
+    );
+    let gp = p.guard_proxy.as_ref().expect("proxy mode");
+    assert_eq!(gp.url, "http://guard:8787");
+    assert!(!gp.fail_open);
+    let dynamic = render::traefik_dynamic(&p);
+    assert!(dynamic.contains("url: \"http://guard:8787\""), "{dynamic}");
+    let grafana = &dynamic[dynamic.find("    grafana:").unwrap()..];
+    assert!(grafana.contains("service: autogit-guard"), "{dynamic}");
+    let gitlab = &dynamic[dynamic.find("    gitlab:").unwrap()..];
+    assert!(gitlab.contains("service: gitlab\n"), "{dynamic}");
+    // The compose file runs it too, with the guard dir from its environment.
+    let compose = render::compose(&p, "/srv/autogit/rendered");
+    assert!(
+        compose.contains(
+            "${AUTOGIT_GUARD_DIR:?set AUTOGIT_GUARD_DIR to the host path}:/var/lib/autogit/guard"
+        ),
+        "{compose}"
+    );
+
+    // nginx: the same, through proxy_pass; failing open as configured.
+    let (p, diags) = build(
+        &format!("{config}  ingress: nginx\n  guard_fail_open: true\n"),
+        ENV,
+        &PlanInput::default(),
+    );
+    assert!(!diags.contains("guard-"), "{diags}");
+    assert!(p.guard_proxy.as_ref().unwrap().fail_open);
+    let nginx = render::nginx(&p);
+    let grafana = &nginx[nginx.find("server_name grafana.").unwrap()..];
+    assert!(
+        grafana.contains("set $upstream http://guard:8787;"),
+        "{grafana}"
+    );
+    assert!(
+        grafana.contains("error_page 502 504 = @autogit_unguarded;"),
+        "{grafana}"
+    );
+    assert!(
+        p.service("nginx")
+            .unwrap()
+            .depends_on
+            .iter()
+            .any(|d| d == GUARD_SERVICE)
+    );
+
+    // A guard of the user's: none deployed.
+    let (p, _) = build(
+        &format!("{config}  guard_proxy: http://mine:9000\n"),
+        ENV,
+        &PlanInput::default(),
+    );
+    assert!(p.service(GUARD_SERVICE).is_none());
+    assert_eq!(p.guard_proxy.unwrap().url, "http://mine:9000");
+    // No ingress: none, and a warning that says why.
+    let (p, diags) = build(
+        &config,
+        "SERVICES_ENABLED=gitlab,grafana\n",
+        &PlanInput::default(),
+    );
+    assert!(p.service(GUARD_SERVICE).is_none() && p.guard_proxy.is_none());
+    assert!(diags.contains("warning[guard-needs-ingress]"), "{diags}");
+    // A guarded name that is not a routed service is still a warning.
+    let (_, diags) = build(
+        &format!("{CONFIG}platform:\n  guard_services: [nosuch]\n"),
+        ENV,
+        &PlanInput::default(),
+    );
+    assert!(diags.contains("nosuch"), "{diags}");
+}
+
 /// GitLab's SSH moves from GitLab's own ports to the ingress's `ssh` entry point (same host
 /// port, `gitlab.ports.ssh`); without an ingress GitLab keeps publishing it.
 #[test]
@@ -653,6 +783,7 @@ fn api_service_mounts_resolve_to_the_host_paths() {
         data_dir: "/srv/autogit".into(),
         key_file: "/srv/autogit.key".into(),
         binary: "/opt/bin/autogit".into(),
+        guard_dir: "/srv/autogit/guard".into(),
         engine_socket: "/run/user/1000/docker.sock".into(),
     };
     resolve(&mut p, &paths);
@@ -1424,7 +1555,9 @@ fn tempo_publishes_its_otlp_receiver_on_loopback() {
 /// the guard's upstream lines in proxy mode only. Names the platform holds are refused.
 #[test]
 fn compute_service_routes() {
-    use autogit_core::routes::{ServiceRoute, check_route, guard_upstreams, traefik_routes};
+    use autogit_core::routes::{
+        ServiceRoute, check_route, guard_upstreams, nginx_routes, traefik_routes,
+    };
     let routes = [
         ServiceRoute {
             name: "llm".into(),
@@ -1512,6 +1645,50 @@ fn compute_service_routes() {
             assert_eq!(lines, "");
         }
         assert_eq!(traefik_routes(&p, &[]), "");
+
+        // The same routes with nginx: a server per route with the platform's limits and
+        // headers, guarded through the guard's proxy (forward-auth: impossible with nginx,
+        // refused with 403 like a guard that is gone), never unchecked.
+        let (p, _) = build(
+            &format!(
+                "{config}{}  ingress: nginx\n",
+                if extra.is_empty() { "platform:\n" } else { "" }
+            ),
+            ENV,
+            &PlanInput::default(),
+        );
+        let conf = nginx_routes(&p, &routes);
+        insta::assert_snapshot!(format!("nginx_compute_routes_{mode}"), conf);
+        let llm = &conf[conf.find("server_name llm.vectorweight.com;").unwrap()..];
+        let llm = &llm[..llm.find("\nserver {").unwrap_or(llm.len())];
+        assert!(
+            llm.contains("limit_req zone=autogit") || llm.contains("return 403;"),
+            "{conf}"
+        );
+        assert!(llm.contains("client_max_body_size"), "{conf}");
+        match mode {
+            "proxy" | "proxy_fail_open" => {
+                assert!(
+                    llm.contains("set $upstream http://autogit-guard:8787;"),
+                    "{conf}"
+                );
+                assert_eq!(
+                    llm.contains("error_page 502 504 = @autogit_unguarded;"),
+                    mode == "proxy_fail_open",
+                    "{conf}"
+                );
+            }
+            _ => {
+                assert!(llm.contains("location / {\n        return 403;"), "{conf}");
+                assert!(!llm.contains("gpu1.lan"), "{conf}");
+            }
+        }
+        let embed = &conf[conf.find("server_name embed.vectorweight.com;").unwrap()..];
+        assert!(
+            embed.contains("set $upstream http://[fd00::7]:32769;"),
+            "{conf}"
+        );
+        assert_eq!(nginx_routes(&p, &[]), "");
     }
     let (p, _) = build(CONFIG, ENV, &PlanInput::default());
     let (_, config) = full();
@@ -1529,14 +1706,20 @@ fn compute_service_routes() {
         let e = check_route(&config, &p, name, &taken).unwrap_err();
         assert!(e.contains(why), "{name}: {e}");
     }
-    // nginx and no base domain: refused, saying why.
+    // nginx serves routes too; no ingress and no base domain: refused, saying why.
     let nginx = format!("{CONFIG}platform:\n  ingress: nginx\n");
     let loaded = load(&LoadInput {
         file: Some(("autogit.yml", &nginx)),
         ..Default::default()
     });
+    assert!(check_route(&loaded.config, &p, "chat", &[]).is_ok());
+    let none = format!("{CONFIG}platform:\n  ingress: none\n");
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", &none)),
+        ..Default::default()
+    });
     let e = check_route(&loaded.config, &p, "chat", &[]).unwrap_err();
-    assert!(e.contains("Traefik"), "{e}");
+    assert!(e.contains("needs an ingress"), "{e}");
     let (p, _) = build(CONFIG, "SERVICES_ENABLED=gitlab\n", &PlanInput::default());
     let e = check_route(&config, &p, "chat", &[]).unwrap_err();
     assert!(e.contains("BASE_DOMAIN"), "{e}");
@@ -1558,25 +1741,38 @@ fn compute_service_routes() {
     assert!(check_route(&config, &p, "chat", &[]).is_ok());
 }
 
-/// Whether a route goes through the guard: as asked, else when the ingress has the guard;
-/// asking for it without one is an error that names both settings.
+/// Whether a route goes through the guard: as asked, else when the plan's ingress has one
+/// (deployed for `guard_services`, `guard_proxy`, or forward-auth with Traefik); asking for
+/// it without one is an error that names the settings.
 #[test]
 fn compute_route_guard_default() {
     use autogit_core::routes::resolve_guard;
-    let (_, none) = full();
+    let plan_of =
+        |platform: &str| build(&format!("{CONFIG}{platform}"), ENV, &PlanInput::default()).0;
+    let none = plan_of("");
     assert_eq!(resolve_guard(&none, None), Ok(false));
     assert_eq!(resolve_guard(&none, Some(false)), Ok(false));
     let e = resolve_guard(&none, Some(true)).unwrap_err();
     assert!(
-        e.contains("platform.guard_proxy") && e.contains("guard_forward_auth"),
+        e.contains("platform.guard_services")
+            && e.contains("platform.guard_proxy")
+            && e.contains("guard_forward_auth"),
         "{e}"
     );
-    let cfg =
-        format!("{CONFIG}platform:\n  guard_proxy: http://g:8787\n  guard_services: [grafana]\n");
-    let loaded = load(&LoadInput {
-        file: Some(("autogit.yml", &cfg)),
-        ..Default::default()
-    });
-    assert_eq!(resolve_guard(&loaded.config, None), Ok(true));
-    assert_eq!(resolve_guard(&loaded.config, Some(false)), Ok(false));
+    for platform in [
+        "platform:\n  guard_proxy: http://g:8787\n  guard_services: [grafana]\n",
+        "platform:\n  guard_services: [grafana]\n",
+        "platform:\n  guard_services: [grafana]\n  ingress: nginx\n",
+        "platform:\n  guard_forward_auth: http://g:8787/guard/forward-auth\n  guard_services: [grafana]\n",
+    ] {
+        let p = plan_of(platform);
+        assert_eq!(resolve_guard(&p, None), Ok(true), "{platform}");
+        assert_eq!(resolve_guard(&p, Some(false)), Ok(false), "{platform}");
+    }
+    // Forward-auth with nginx sends nothing through the guard.
+    let p = plan_of(
+        "platform:\n  guard_forward_auth: http://g:8787/guard/forward-auth\n  guard_services: [grafana]\n  ingress: nginx\n",
+    );
+    assert_eq!(resolve_guard(&p, None), Ok(false));
+    assert!(resolve_guard(&p, Some(true)).is_err());
 }

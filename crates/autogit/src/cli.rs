@@ -587,7 +587,7 @@ pub enum ComputeCommand {
         /// default by kind: render 24h, train 72h, others none)
         #[arg(long)]
         timeout: Option<String>,
-        /// Serve the service at https://NAME.<BASE_DOMAIN> through the ingress (Traefik)
+        /// Serve the service at https://NAME.<BASE_DOMAIN> through the ingress (Traefik or nginx)
         /// while it runs, through the guard when the ingress has it
         #[arg(long, value_name = "NAME", requires = "port")]
         route: Option<String>,

@@ -1020,6 +1020,92 @@ enum GuardMode {
     ForwardAuth,
     /// `platform.guard_proxy`: the route goes through it.
     Proxy { fail_open: bool },
+    /// `guard_services` alone: the guard autogit deploys, run as the plan says.
+    Deployed,
+}
+
+/// The guard of a test: `guard serve` on the host, or the plan's `guard` service in the lab.
+enum GuardRun {
+    Host(KillOnDrop),
+    Container(String),
+}
+
+impl GuardRun {
+    fn stop(self) {
+        match self {
+            GuardRun::Host(g) => drop(g),
+            GuardRun::Container(c) => {
+                docker(&["stop", "-t", "1", &c]);
+            }
+        }
+    }
+}
+
+/// The plan's `guard` service (autogit deploys it for `guard_services`) started in the lab
+/// exactly as planned: its image (the `api` base image's stand-in), command, environment and
+/// mounts (the plan is resolved: host paths, rendered files), on the lab's network as `guard`;
+/// once it answers `/healthz` there.
+fn start_planned_guard(lab: &mut Lab, plan: &serde_json::Value, rendered: &Path) -> String {
+    let s = plan["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "guard")
+        .unwrap_or_else(|| panic!("the plan deploys no guard: {plan}"));
+    assert!(
+        s["ports"].as_array().unwrap().is_empty(),
+        "no host port: {s}"
+    );
+    let mut args = Vec::new();
+    for m in s["mounts"].as_array().unwrap() {
+        let target = m["target"].as_str().unwrap();
+        let (source, ro) = match m["kind"].as_str().unwrap() {
+            "rendered" => (rendered.join(m["file"].as_str().unwrap()), true),
+            "host" => (
+                PathBuf::from(m["path"].as_str().unwrap()),
+                m["read_only"] == true,
+            ),
+            other => panic!("the guard mounts a {other}: {s}"),
+        };
+        assert!(
+            source.exists(),
+            "{} exists before the guard starts",
+            source.display()
+        );
+        args.push("-v".to_owned());
+        args.push(format!(
+            "{}:{target}{}",
+            source.display(),
+            if ro { ":ro" } else { "" }
+        ));
+    }
+    for (k, v) in s["environment"].as_object().unwrap() {
+        args.push("-e".to_owned());
+        args.push(format!("{k}={}", v.as_str().unwrap()));
+    }
+    common::api_base_image();
+    let image = format!(
+        "{}:{}",
+        s["image"]["repository"].as_str().unwrap(),
+        s["image"]["tag"].as_str().unwrap()
+    );
+    let cmd: Vec<&str> = s["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    let c = lab.run("guard", &args, &image, &cmd);
+    let start = Instant::now();
+    while !common::docker_ok(&["exec", &c, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8787"]) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the guard did not start:\n{}",
+            lab.logs(&c)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c
 }
 
 /// The guard in front of an AI route through the real ingress (forward-auth, or a reverse proxy
@@ -1030,7 +1116,8 @@ enum GuardMode {
 /// client forged never does), an injection gets the guard's 403 and lands in the quarantine,
 /// other routes do not go through the guard. Then the guard stops: failing closed, the route
 /// answers 502 and the others are served; failing open, the route reaches the service
-/// unchecked (no verdict header) once the ingress sees the guard down.
+/// unchecked (no verdict header) once the ingress sees the guard down. `Deployed`: the same
+/// through the `guard` service the plan adds for `guard_services` alone, run as planned.
 fn guard_end_to_end(kind: &str, mode: GuardMode) {
     let fail_open = mode == GuardMode::Proxy { fail_open: true };
     let Some((named, pebble_bin, traefik)) = lab_tools(kind) else {
@@ -1039,6 +1126,7 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
     let tag = match mode {
         GuardMode::ForwardAuth => "fa".to_owned(),
         GuardMode::Proxy { fail_open } => format!("gp{}{}", &kind[..1], u8::from(fail_open)),
+        GuardMode::Deployed => format!("gd{}", &kind[..1]),
     };
     let mut lab = Lab::new(&tag);
     let gateway = lab.gateway();
@@ -1053,6 +1141,7 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
         GuardMode::Proxy { fail_open } => format!(
             "  guard_proxy: http://{gateway}:{port}\n  guard_services: [grafana]\n  guard_fail_open: {fail_open}\n"
         ),
+        GuardMode::Deployed => "  guard_services: [grafana]\n".to_owned(),
     };
     let p = Platform::new(kind, &platform, &bind, &pebble);
     let root = pebble_root(&pebble, p.dir.path());
@@ -1078,16 +1167,33 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
     }
     let grafana = format!("grafana.{ZONE}");
     let gitlab = format!("gitlab.{ZONE}");
-    let guard_data = p.dir.path().join("guard-data");
     let listen = format!("{gateway}:{port}");
-    let upstream = match mode {
-        GuardMode::ForwardAuth => Vec::new(),
-        GuardMode::Proxy { .. } => vec!["--upstream".to_owned(), format!("{grafana}={grafana_at}")],
+    // The data dir whose quarantine the host's `guard quarantine list` reads: the deployed
+    // guard's is the platform's own (its `guard/` is what the container sees).
+    let (guard, guard_data) = match mode {
+        GuardMode::ForwardAuth => {
+            let data = p.dir.path().join("guard-data");
+            (
+                GuardRun::Host(start_guard(p.dir.path(), &listen, &[], &data)),
+                data,
+            )
+        }
+        GuardMode::Proxy { .. } => {
+            let data = p.dir.path().join("guard-data");
+            let upstream = ["--upstream".to_owned(), format!("{grafana}={grafana_at}")];
+            (
+                GuardRun::Host(start_guard(p.dir.path(), &listen, &upstream, &data)),
+                data,
+            )
+        }
+        GuardMode::Deployed => (
+            GuardRun::Container(start_planned_guard(&mut lab, &plan, &p.rendered())),
+            p.dir.path().join("data"),
+        ),
     };
-    let guard = start_guard(p.dir.path(), &listen, &upstream, &guard_data);
     let extra = match mode {
         GuardMode::ForwardAuth => vec!["--add-host".to_owned(), format!("autogit-guard:{gateway}")],
-        GuardMode::Proxy { .. } => Vec::new(),
+        GuardMode::Proxy { .. } | GuardMode::Deployed => Vec::new(),
     };
     let ingress = start_ingress(&mut lab, &plan, &p, kind, traefik.as_deref(), &extra);
     let https = published(&ingress, 443);
@@ -1163,7 +1269,7 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
     assert!(q.stdout.contains("Ignore all previous"), "{}", q.stdout);
 
     // The guard goes down.
-    drop(guard);
+    guard.stop();
     if fail_open {
         let (out, err, took) = until_served(20);
         assert!(
@@ -1185,10 +1291,26 @@ fn guard_end_to_end(kind: &str, mode: GuardMode) {
         match mode {
             GuardMode::ForwardAuth => assert!(status(&out).starts_with('5'), "{out}{err}"),
             GuardMode::Proxy { .. } => assert_eq!(status(&out), "502", "{out}{err}"),
+            // A stopped container: Traefik resolves the name per connection (502 at once);
+            // nginx keeps its address up to 10 s, so the first requests fail on the connect
+            // timeout (504 after 5 s) until it resolves again (502).
+            GuardMode::Deployed => {
+                assert!(matches!(status(&out), "502" | "504"), "{out}{err}")
+            }
         }
     }
     let (body, err) = curl(&gitlab, https, &root, &[], "/");
     assert_eq!(body, "I am gitlab\n", "{err}");
+}
+
+#[test]
+fn traefik_guard_deployed_by_the_plan_checks_ai_routes_and_fails_closed() {
+    guard_end_to_end("traefik", GuardMode::Deployed);
+}
+
+#[test]
+fn nginx_guard_deployed_by_the_plan_checks_ai_routes_and_fails_closed() {
+    guard_end_to_end("nginx", GuardMode::Deployed);
 }
 
 #[test]
@@ -1697,26 +1819,39 @@ fn stand_in_service(addr: &str, name: &'static str) -> u16 {
 ///   file is removed.
 #[test]
 fn traefik_routes_inference_services_through_the_guard_and_follows_their_ports() {
-    compute_routes_end_to_end(GuardMode::Proxy { fail_open: false });
+    compute_routes_end_to_end("traefik", GuardMode::Proxy { fail_open: false });
 }
 
 /// The same with the guard asked by Traefik's forwardAuth (`platform.guard_forward_auth`).
 #[test]
 fn traefik_routes_inference_services_through_the_guard_by_forward_auth() {
-    compute_routes_end_to_end(GuardMode::ForwardAuth);
+    compute_routes_end_to_end("traefik", GuardMode::ForwardAuth);
 }
 
-fn compute_routes_end_to_end(mode: GuardMode) {
+/// The same with nginx (proxy mode: nginx cannot send a body to forward-auth): the controller
+/// writes `rendered/nginx/routes/compute.conf` and makes the running nginx reload through the
+/// engine (`nginx -s reload` by exec: the lab's nginx carries the project's labels, so the
+/// production path finds it), never restarting it.
+#[test]
+fn nginx_routes_inference_services_through_the_guard_and_follows_their_ports() {
+    compute_routes_end_to_end("nginx", GuardMode::Proxy { fail_open: false });
+}
+
+fn compute_routes_end_to_end(kind: &str, mode: GuardMode) {
     use autogit_app::compute::{ComputeController, ROUTES_GUARD_FILE, Submit};
     use autogit_core::compute::JobSpec;
     use autogit_core::config::Capability;
     use autogit_core::jobkind::ServiceSpec;
     use autogit_drivers::state::Store;
-    let Some((named, pebble_bin, traefik)) = lab_tools("traefik") else {
+    let Some((named, pebble_bin, traefik)) = lab_tools(kind) else {
         return;
     };
     let proxy = mode != GuardMode::ForwardAuth;
-    let mut lab = Lab::new(if proxy { "crp" } else { "crf" });
+    let mut lab = Lab::new(&format!(
+        "cr{}{}",
+        &kind[..1],
+        if proxy { "p" } else { "f" }
+    ));
     let gateway = lab.gateway();
     let guard_port = autogit_drivers::testing::bind::free_port();
     let bind = Bind::start(&named, &[TestZone::new(ZONE, "")]).unwrap();
@@ -1729,7 +1864,7 @@ fn compute_routes_end_to_end(mode: GuardMode) {
             "  guard_forward_auth: http://autogit-guard:{guard_port}/guard/forward-auth\n  guard_services: [grafana]\n"
         )
     };
-    let p = Platform::new("traefik", &platform, &bind, &pebble);
+    let p = Platform::new(kind, &platform, &bind, &pebble);
     let root = pebble_root(&pebble, p.dir.path());
     let data = p.dir.path().join("data");
 
@@ -1784,10 +1919,20 @@ fn compute_routes_end_to_end(mode: GuardMode) {
     };
     let mut llm = register("llm", true, stand_in_service(&gateway, "llm"));
     let embed = register("embed", false, stand_in_service(&gateway, "embed"));
-    let routes = c.sync_routes().unwrap();
+    let (routes, _) = c.sync_routes().unwrap();
     assert_eq!(routes.len(), 2, "{routes:?}");
     let rendered = p.rendered();
-    let compute_yml = rendered.join("traefik/dynamic/compute.yml");
+    // The ingress's own file of routes: Traefik's, or nginx's; never the other's.
+    let (compute_yml, other) = (
+        rendered.join("traefik/dynamic/compute.yml"),
+        rendered.join("nginx/routes/compute.conf"),
+    );
+    let (compute_yml, other) = if kind == "nginx" {
+        (other, compute_yml)
+    } else {
+        (compute_yml, other)
+    };
+    assert!(compute_yml.exists() && !other.exists());
     let upstreams = rendered.join(ROUTES_GUARD_FILE);
     // The guard's upstream file: proxy mode only (with forward-auth, Traefik sends the
     // request to the service itself).
@@ -1823,12 +1968,20 @@ fn compute_routes_end_to_end(mode: GuardMode) {
     ];
     let _guard = start_guard(p.dir.path(), &listen, &upstream_file, &guard_data);
     let plan = p.plan();
-    let extra = if proxy {
+    let mut extra = if proxy {
         Vec::new()
     } else {
         vec!["--add-host".to_owned(), format!("autogit-guard:{gateway}")]
     };
-    let ingress = start_ingress(&mut lab, &plan, &p, "traefik", traefik.as_deref(), &extra);
+    // The project's labels: the compute controller finds the running nginx by them to make it
+    // reload, as it finds the one autogit deployed.
+    extra.extend([
+        "--label".to_owned(),
+        format!("io.autogit.project={}", plan["project"].as_str().unwrap()),
+        "--label".to_owned(),
+        format!("io.autogit.service={kind}"),
+    ]);
+    let ingress = start_ingress(&mut lab, &plan, &p, kind, traefik.as_deref(), &extra);
     let started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &ingress]);
     let https = published(&ingress, 443);
     let post = |host: &str, body: &str| {
@@ -1918,7 +2071,7 @@ fn compute_routes_end_to_end(mode: GuardMode) {
     embed.host_port = Some(stand_in_service(&gateway, "embed-again"));
     store.update_job(&llm).unwrap();
     store.update_job(&embed).unwrap();
-    c.sync_routes().unwrap();
+    assert_eq!(rt.block_on(c.apply_routes()).len(), 2);
     let (out, err, took) = until("embed", clean, "I am embed-again", 30);
     assert!(
         out.contains("I am embed-again"),
@@ -1926,7 +2079,7 @@ fn compute_routes_end_to_end(mode: GuardMode) {
         lab.logs(&ingress)
     );
     eprintln!(
-        "Traefik's route followed the new port in {:.1} s",
+        "{kind}'s route followed the new port in {:.1} s",
         took.as_secs_f64()
     );
     let (out, err, _) = until("llm", clean, "I am llm-again", 30);
@@ -1941,8 +2094,8 @@ fn compute_routes_end_to_end(mode: GuardMode) {
     llm.state = "cancelled".into();
     llm.finished_at = Some(3);
     store.update_job(&llm).unwrap();
-    c.sync_routes().unwrap();
-    let (out, err, took) = until("llm", clean, "404 page not found", 30);
+    assert_eq!(rt.block_on(c.apply_routes()).len(), 1);
+    let (out, err, took) = until("llm", clean, "404 ", 30);
     assert_eq!(status(&out), "404", "{out}{err}");
     eprintln!(
         "the route was gone {:.1} s after its job ended",
@@ -1957,12 +2110,14 @@ fn compute_routes_end_to_end(mode: GuardMode) {
     assert!(out.contains("I am embed-again"), "{out}{err}");
     embed.state = "cancelled".into();
     store.update_job(&embed).unwrap();
-    assert!(c.sync_routes().unwrap().is_empty());
+    assert!(rt.block_on(c.apply_routes()).is_empty());
     assert!(!compute_yml.exists() && !upstreams.exists());
+    let (out, err, _) = until("embed", clean, "404 ", 30);
+    assert_eq!(status(&out), "404", "{out}{err}");
     assert_eq!(
         docker(&["inspect", "-f", "{{.State.StartedAt}}", &ingress]),
         started,
-        "Traefik was not restarted"
+        "{kind} was not restarted"
     );
 }
 

@@ -196,3 +196,72 @@ pub fn test_log_dir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+pub const API_BASE: &str = "debian:trixie-slim";
+const API_BASE_STAND_IN: &str = "io.autogit.stand-in-api-base";
+
+/// `API_BASE` (the image of the `api` and `guard` services), imported from a root file system of this host's bash, busybox and the shared
+/// libraries of bash and of the autogit binary, unless a real one (or this stand-in) is there.
+pub fn api_base_image() {
+    if docker_ok(&["image", "inspect", API_BASE]) {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    for d in ["bin", "usr/bin", "usr/local/bin", "tmp", "etc", "lib64"] {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("busybox-static is not installed (apt-get install busybox-static)");
+    std::fs::copy(busybox, r.join("bin/busybox")).unwrap();
+    for tool in ["sh", "head", "grep", "cat", "ls"] {
+        std::os::unix::fs::symlink("busybox", r.join("bin").join(tool)).unwrap();
+    }
+    std::fs::copy("/bin/bash", r.join("bin/bash")).unwrap();
+    std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    // Every library bash and autogit load, at the path the loader looks for it.
+    for exe in [Path::new("/bin/bash"), bin().as_path()] {
+        let out = Command::new("ldd").arg(exe).output().unwrap();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let path = line
+                .split_whitespace()
+                .find(|w| w.starts_with('/'))
+                .map(str::to_owned);
+            if let Some(p) = path {
+                let dest = r.join(p.trim_start_matches('/'));
+                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+                std::fs::copy(&p, &dest).unwrap_or_else(|e| panic!("{p}: {e}"));
+            }
+        }
+    }
+    let mut tar = Command::new("tar")
+        .arg("-C")
+        .arg(r)
+        .args(["-c", "."])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Command::new("docker")
+        .args([
+            "import",
+            "-c",
+            "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+            "-c",
+            "CMD [\"bash\"]",
+            "-c",
+            &format!("LABEL {API_BASE_STAND_IN}=1"),
+            "-",
+            API_BASE,
+        ])
+        .stdin(tar.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(tar.wait().unwrap().success(), "tar of the root file system");
+    assert!(
+        out.status.success(),
+        "docker import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
