@@ -15,23 +15,39 @@ fn schemathesis_finds_nothing() {
     let report = server.data.path().join("st-report");
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/schemathesis.toml");
     // Its cache (`.schemathesis/`) goes to the temporary dir, not the source tree.
-    let out = std::process::Command::new(&st)
-        .current_dir(server.data.path())
-        .arg("--config-file")
-        .arg(config)
-        .arg("run")
-        .arg(server.url("/api/v1/openapi.json"))
-        .args(["--checks", "all"])
-        .args(["--max-examples", "30"])
-        .args(["--workers", "2"])
-        .args(["--request-timeout", "30"])
-        .arg("--header")
-        .arg(format!("Authorization: Bearer {}", server.admin))
-        .arg("--report-dir")
-        .arg(&report)
-        .args(["--report", "junit"])
-        .output()
-        .expect("schemathesis runs");
+    let run = || {
+        std::process::Command::new(&st)
+            .current_dir(server.data.path())
+            .arg("--config-file")
+            .arg(config)
+            .arg("run")
+            .arg(server.url("/api/v1/openapi.json"))
+            .args(["--checks", "all"])
+            .args(["--max-examples", "30"])
+            .args(["--workers", "2"])
+            .args(["--request-timeout", "30"])
+            .arg("--header")
+            .arg(format!("Authorization: Bearer {}", server.admin))
+            .arg("--report-dir")
+            .arg(&report)
+            .args(["--report", "junit"])
+            .output()
+            .expect("schemathesis runs")
+    };
+    let mut out = run();
+    // CPython 3.11's AST constructor can fail with a SystemError when Hypothesis describes a
+    // lambda deep in its own recursion (python/cpython#106905): a crash of the test generator
+    // for one operation, not a finding about the API. Seen once in CI; then run it again once.
+    // A real problem (a failed check) is never retried.
+    if !out.status.success()
+        && String::from_utf8_lossy(&out.stdout).contains("AST constructor recursion depth mismatch")
+        && !String::from_utf8_lossy(&out.stdout).contains("FAILURES")
+    {
+        eprintln!(
+            "schemathesis crashed on CPython's AST bug (python/cpython#106905); running it again"
+        );
+        out = run();
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

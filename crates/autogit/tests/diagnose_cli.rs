@@ -16,11 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    autogit_drivers::testing::bind::free_port()
 }
 
 fn write_env(dir: &Path, text: &str) {

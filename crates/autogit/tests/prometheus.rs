@@ -104,11 +104,7 @@ fn amtool_accepts_the_rendered_alertmanager_config() {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    autogit_drivers::testing::bind::free_port()
 }
 
 fn key(dir: &Path, args: &[&str]) -> String {

@@ -121,11 +121,7 @@ fn fake_collector() -> (u16, Arc<Mutex<Received>>) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    autogit_drivers::testing::bind::free_port()
 }
 
 /// An operator key, then `autogit serve` on a free port of loopback with the platform of

@@ -98,8 +98,29 @@ pub fn named_or_skip() -> Option<PathBuf> {
     found
 }
 
-/// A port on 127.0.0.1 that was free a moment ago (TCP; UDP is checked by `named` itself).
+/// A TCP port free a moment ago on every address (UDP is checked by `named` itself), above
+/// the kernel's ephemeral range (32768-60999 on Linux), clear of the default `PORT_POOL`
+/// (20000-20999) and of the fixed ports some tests publish (31xxx). A port the kernel picked (`bind` to
+/// port 0) is one it also hands to client connections and to the engine's `-p ::PORT`
+/// publications, so under load another test could take it before this one binds it (seen:
+/// "bind: address already in use" from the engine in `docker_engine.rs`). Ports here come
+/// from a walk that starts at an offset of this process's id, one step per call, skipping
+/// ports that are in use.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::AtomicU16;
+    const LOW: u16 = 61_000;
+    const SPAN: u16 = 4_500;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let step = NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        let port = LOW + (base + step) % SPAN;
+        if TcpListener::bind(("0.0.0.0", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

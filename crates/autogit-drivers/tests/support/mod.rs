@@ -157,8 +157,7 @@ pub async fn ready() -> Option<Docker> {
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    autogit_drivers::testing::bind::free_port()
 }
 
 /// A spec for the test image: httpd on 8080 with the `/health` healthcheck (1 s interval),
