@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// Every event kind autogit publishes (the application layer's `Event::kind`; its tests
 /// check that the two lists agree). `events: [...]` accepts these.
-pub const EVENT_KINDS: [&str; 34] = [
+pub const EVENT_KINDS: [&str; 35] = [
     "service_state_changed",
     "flag_raised",
     "reconcile_action",
@@ -22,6 +22,7 @@ pub const EVENT_KINDS: [&str; 34] = [
     "dns_sync_failed",
     "certificate_renewed",
     "certificate_renewal_failed",
+    "certificate_expiring",
     "ingress_refresh_failed",
     "backup_created",
     "backup_failed",
