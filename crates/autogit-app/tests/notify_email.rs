@@ -653,7 +653,7 @@ async fn mail_arrives_over_implicit_tls_and_a_wrong_mode_fails_with_the_right_on
 }
 
 #[test]
-fn starttls_none_for_a_remote_host_and_an_unknown_event_kind_are_config_errors() {
+fn notify_config_errors_plain_smtp_to_a_remote_host_wrong_tls_filters_on_log_unknown_kinds() {
     use autogit_core::load::{LoadInput, load};
     for (entry, want) in [
         (
@@ -681,6 +681,15 @@ fn starttls_none_for_a_remote_host_and_an_unknown_event_kind_are_config_errors()
             "rate_limit.per",
         ),
         ("{type: emial}", "email"),
+        // The log takes no filter: it is the record of every event.
+        (
+            "{type: log, events: [mirror_failed]}",
+            "`events` on `type: log`",
+        ),
+        (
+            "{type: log, rate_limit: {max: 5, per: 1m}}",
+            "extension entries",
+        ),
     ] {
         let yml = format!("health:\n  notify:\n    - {entry}\n");
         let loaded = load(&LoadInput {

@@ -1840,7 +1840,9 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
         let mut pushed = None;
         match cx.field(&no, N::r#type, p_string).as_deref() {
             Some("log") => {
-                // The log records every event; filters are for the notifiers that send.
+                // The log records every event, whatever this list holds: it is the history a
+                // diagnosis reads, so it takes no filter (decided in issue 17; docs/config.md).
+                // Filters are for the notifiers that send.
                 for key in [N::events, N::min_severity, N::rate_limit] {
                     if let Some(at) = no_ref.key_loc(key) {
                         cx.error_at(
@@ -1850,7 +1852,7 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                                 "invalid-value",
                                 format!("`{}` on `type: log`", key.name()),
                             )
-                            .expected("no filter: the log records every event (filter the webhook, chat or email entries)"),
+                            .expected("no filter: the log records every event (filter the webhook, chat, email or extension entries, which send)"),
                         );
                     }
                 }
