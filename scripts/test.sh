@@ -67,7 +67,8 @@ if [ ! -x "$tr_venv/bin/traefik" ]; then
 fi
 export AUTOGIT_TRAEFIK=$tr_venv/bin/traefik
 # A real SMTP server for the e-mail notifier (crates/autogit-app/tests/notify_email.rs):
-# aiosmtpd (PyPI, Apache-2.0), pinned, in a venv; each test runs it with STARTTLS and AUTH.
+# aiosmtpd (PyPI, Apache-2.0), pinned, in a venv; the tests run it with STARTTLS or implicit TLS
+# (SMTPS) and AUTH.
 sm_venv=$PWD/target/tools/aiosmtpd
 if ! "$sm_venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1; then
     echo "installing aiosmtpd into $sm_venv ..."

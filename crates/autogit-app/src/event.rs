@@ -100,6 +100,17 @@ pub enum Event {
         failures: u32,
         retry_at: i64,
     },
+    /// A certificate autogit cannot renew itself (`TLS_SOURCE=file`: a user-supplied pair)
+    /// is within its warning period ([`autogit_core::tls::FILE_EXPIRY_WARNING_DAYS`]): it
+    /// must be replaced by hand. `days_left` is whole days; `source` is `file`; `file` the
+    /// path of `TLS_CERT_FILE`.
+    CertificateExpiring {
+        names: Vec<String>,
+        not_after: i64,
+        days_left: i64,
+        source: String,
+        file: String,
+    },
     IngressRefreshFailed {
         error: String,
     },
@@ -253,6 +264,7 @@ impl Event {
             Event::DnsSyncFailed { .. } => "dns_sync_failed",
             Event::CertificateRenewed { .. } => "certificate_renewed",
             Event::CertificateRenewalFailed { .. } => "certificate_renewal_failed",
+            Event::CertificateExpiring { .. } => "certificate_expiring",
             Event::IngressRefreshFailed { .. } => "ingress_refresh_failed",
             Event::BackupCreated { .. } => "backup_created",
             Event::BackupFailed { .. } => "backup_failed",
@@ -291,7 +303,9 @@ impl Event {
             | Event::RunnerRegistrationFailed { .. }
             | Event::ControllerFailed { .. } => Severity::Error,
             Event::TaskFinished { ok: false, .. } => Severity::Error,
-            Event::HostUnreachable { .. } | Event::WebhookFailed { .. } => Severity::Warning,
+            Event::HostUnreachable { .. }
+            | Event::WebhookFailed { .. }
+            | Event::CertificateExpiring { .. } => Severity::Warning,
             Event::RunnerRepaired { error, .. } | Event::ComputeServiceRepaired { error, .. } => {
                 if error.is_some() {
                     Severity::Error
@@ -348,6 +362,7 @@ impl Event {
             Event::TaskStarted { target, .. } | Event::TaskFinished { target, .. } => Some(target),
             Event::CertificateRenewed { .. }
             | Event::CertificateRenewalFailed { .. }
+            | Event::CertificateExpiring { .. }
             | Event::IngressRefreshFailed { .. } => Some("tls"),
             Event::DnsSynced { .. } | Event::DnsSyncFailed { .. } => Some("dns"),
             Event::BackupCreated { .. } | Event::BackupFailed { .. } => Some("backup"),
@@ -415,6 +430,15 @@ impl Event {
             Event::CertificateRenewalFailed { error, .. } => {
                 format!("certificate renewal failed: {error}")
             }
+            Event::CertificateExpiring {
+                names,
+                days_left,
+                file,
+                ..
+            } => format!(
+                "the certificate for {} ({file}) expires in {days_left} day(s): replace TLS_CERT_FILE and TLS_KEY_FILE",
+                names.join(", ")
+            ),
             Event::IngressRefreshFailed { error } => {
                 format!("the ingress was not refreshed: {error}")
             }
@@ -627,6 +651,13 @@ mod tests {
                 failures: 1,
                 retry_at: 5,
             },
+            Event::CertificateExpiring {
+                names: vec!["*.example.com".into(), "example.com".into()],
+                not_after: 86_400 * 3,
+                days_left: 3,
+                source: "file".into(),
+                file: "/etc/ssl/git.pem".into(),
+            },
             Event::MirrorSynced {
                 name: "a".into(),
                 changed: 1,
@@ -670,6 +701,7 @@ mod tests {
                 ("backup_copy_failed", true),
                 ("dns_sync_failed", true),
                 ("certificate_renewal_failed", true),
+                ("certificate_expiring", true),
                 ("mirror_synced", false),
                 // A failed webhook is not sent to the webhooks (no loop).
                 ("webhook_failed", false),

@@ -70,11 +70,13 @@ pub fn store(bus: &Bus, db: PathBuf) -> tokio::task::JoinHandle<()> {
 
 /// One notifier's filter and rate limiter (`events`, `min_severity`, `rate_limit` of its
 /// `health.notify` entry): the decisions are `core::notify`'s, the state and the clock (the
-/// event's time) are here.
+/// event's time) are here. With a key and a [`Limits`] that has a store, the window lives in
+/// the state store (`notify_limits`), so a restart does not reset it.
 #[derive(Clone, Debug, Default)]
 pub struct Gate {
     rule: Rule,
     limiter: Limiter,
+    key: Option<String>,
 }
 
 impl Gate {
@@ -82,23 +84,118 @@ impl Gate {
         Gate {
             rule,
             limiter: Limiter::default(),
+            key: None,
+        }
+    }
+
+    /// A gate whose window is kept under `key` (see [`limit_keys`]).
+    pub fn keyed(rule: Rule, key: String) -> Gate {
+        Gate {
+            key: Some(key),
+            ..Gate::new(rule)
         }
     }
 
     /// `Some(suppressed)` when the notifier gets this event (and how many it lost to the rate
     /// limit since its last message); `None` when filtered out or over the limit (counted).
-    pub fn pass(&mut self, env: &Envelope) -> Option<u64> {
+    pub fn pass(&mut self, env: &Envelope, limits: &mut Limits) -> Option<u64> {
         if !self
             .rule
             .admits(env.event.kind(), env.event.severity().as_str())
         {
             return None;
         }
-        match self.limiter.decide(self.rule.rate_limit.as_ref(), env.at) {
+        let decision = match (&self.rule.rate_limit, &self.key) {
+            (Some(limit), Some(key)) => limits.decide(key, limit, env.at, &mut self.limiter),
+            (limit, _) => self.limiter.decide(limit.as_ref(), env.at),
+        };
+        match decision {
             Decision::Send { suppressed } => Some(suppressed),
             Decision::Drop => None,
         }
     }
+}
+
+/// Where rate-limited gates keep their windows: the state store, opened when first needed
+/// (and again after an error); in memory when there is none or it fails (a notifier never
+/// stops because the store did: it only forgets its window on the next restart).
+#[derive(Debug, Default)]
+pub struct Limits {
+    db: Option<PathBuf>,
+    store: Option<Store>,
+    warned: bool,
+}
+
+impl Limits {
+    /// Windows in the state database at `db`; `None`: in memory only.
+    pub fn new(db: Option<PathBuf>) -> Limits {
+        Limits {
+            db,
+            store: None,
+            warned: false,
+        }
+    }
+
+    fn decide(
+        &mut self,
+        key: &str,
+        limit: &autogit_core::notify::RateLimit,
+        now: u64,
+        memory: &mut Limiter,
+    ) -> Decision {
+        if let Some(db) = &self.db {
+            if self.store.is_none() {
+                match Store::open(db) {
+                    Ok(s) => self.store = Some(s),
+                    Err(e) => self.warn(&e.to_string()),
+                }
+            }
+            if let Some(s) = &self.store {
+                match s.with_notify_limit(key, |l| {
+                    let d = l.decide(Some(limit), now);
+                    *memory = l.clone();
+                    d
+                }) {
+                    Ok(d) => return d,
+                    Err(e) => {
+                        self.warn(&e.to_string());
+                        self.store = None;
+                    }
+                }
+            }
+        }
+        memory.decide(Some(limit), now)
+    }
+
+    fn warn(&mut self, why: &str) {
+        if !std::mem::replace(&mut self.warned, true) {
+            tracing::warn!(
+                "notifier rate limits are kept in memory only (a restart resets them): {why}"
+            );
+        }
+    }
+}
+
+/// A stable key for each rate-limit window: a digest of the entry as configured (type,
+/// target, filters; names of variables, never their values) and its rule, and which of the
+/// identical entries it is. Editing an entry starts it a fresh window; moving it does not.
+pub fn limit_keys<'a>(entries: impl Iterator<Item = (String, &'a Rule)>) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let mut seen = std::collections::HashMap::<String, u32>::new();
+    entries
+        .map(|(what, rule)| {
+            let text = format!(
+                "{what}\n{}",
+                serde_json::to_string(rule).unwrap_or_default()
+            );
+            let digest = Sha256::digest(text.as_bytes());
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let n = seen.entry(hex.clone()).or_default();
+            let key = format!("{hex}#{n}");
+            *n += 1;
+            key
+        })
+        .collect()
 }
 
 /// The webhooks of `health.notify`, with their signing secrets from the settings.
@@ -142,11 +239,23 @@ pub fn notify(bus: &Bus, hooks: Vec<Webhook>, retry: Retry) -> tokio::task::Join
 }
 
 /// [`notify`], each webhook behind its filter and rate limit; after suppressed events the
-/// next body carries `"suppressed": <count>`.
+/// next body carries `"suppressed": <count>`. The rate-limit windows are in memory: see
+/// [`notify_kept`].
 pub fn notify_with(
     bus: &Bus,
     hooks: Vec<(Webhook, Rule)>,
     retry: Retry,
+) -> tokio::task::JoinHandle<()> {
+    notify_kept(bus, hooks, retry, None)
+}
+
+/// [`notify_with`], the rate-limit windows kept in the state database `db` (when given), so
+/// a restart does not reset them.
+pub fn notify_kept(
+    bus: &Bus,
+    hooks: Vec<(Webhook, Rule)>,
+    retry: Retry,
+    db: Option<PathBuf>,
 ) -> tokio::task::JoinHandle<()> {
     let mut rx = bus.subscribe();
     let weak = bus.downgrade();
@@ -154,7 +263,13 @@ pub fn notify_with(
         if hooks.is_empty() {
             return;
         }
-        let mut gates: Vec<Gate> = hooks.iter().map(|(_, r)| Gate::new(r.clone())).collect();
+        let keys = limit_keys(hooks.iter().map(|(h, r)| (format!("webhook {}", h.url), r)));
+        let mut gates: Vec<Gate> = hooks
+            .iter()
+            .zip(keys)
+            .map(|((_, r), k)| Gate::keyed(r.clone(), k))
+            .collect();
+        let mut limits = Limits::new(db);
         let client = autogit_drivers::health::client();
         let mut deliveries = tokio::task::JoinSet::new();
         let mut lost = 0;
@@ -168,7 +283,7 @@ pub fn notify_with(
                 continue;
             };
             for ((hook, _), gate) in hooks.iter().zip(&mut gates) {
-                let Some(suppressed) = gate.pass(&env) else {
+                let Some(suppressed) = gate.pass(&env, &mut limits) else {
                     continue;
                 };
                 let mut value = value.clone();
@@ -293,7 +408,7 @@ fn chat_target(settings: &crate::Settings, n: &Notify) -> Option<Result<Target, 
             Notify::Email {
                 host,
                 port,
-                starttls,
+                tls,
                 from,
                 to,
                 username_env,
@@ -328,7 +443,7 @@ fn chat_target(settings: &crate::Settings, n: &Notify) -> Option<Result<Target, 
                 return Some(Ok(Target::Email(Email {
                     host: host.clone(),
                     port: *port,
-                    starttls: *starttls == autogit_core::config::Starttls::Required,
+                    tls: *tls,
                     from: from.clone(),
                     to: to.clone(),
                     login,
@@ -357,14 +472,21 @@ pub fn chat(
     tokio::spawn(async move {
         let notify = &settings.config.health.notify;
         // One gate per entry this sink sends to (by its index in health.notify).
+        let keys = limit_keys(
+            notify
+                .entries()
+                .map(|(n, rule)| (serde_json::to_string(n).unwrap_or_default(), rule)),
+        );
         let mut gates: Vec<Option<Gate>> = notify
             .entries()
-            .map(|(n, rule)| {
+            .zip(keys)
+            .map(|((n, rule), key)| {
                 let mine =
                     matches!(n, Notify::Extension { .. }) || chat_target(&settings, n).is_some();
-                mine.then(|| Gate::new(rule.clone()))
+                mine.then(|| Gate::keyed(rule.clone(), key))
             })
             .collect();
+        let mut limits = Limits::new(Some(settings.state_db()));
         if gates.iter().all(Option::is_none) {
             return;
         }
@@ -388,7 +510,7 @@ pub fn chat(
             let event = serde_json::to_value(&*env).unwrap_or_default();
             for (n, gate) in notify.iter().zip(&mut gates) {
                 let Some(gate) = gate else { continue };
-                let Some(suppressed) = gate.pass(&env) else {
+                let Some(suppressed) = gate.pass(&env, &mut limits) else {
                     continue;
                 };
                 let msg = Arc::new(message_after(&env.event, suppressed));
@@ -448,7 +570,12 @@ impl Sinks {
     pub fn for_command(bus: &Bus, settings: &crate::Settings) -> Sinks {
         Sinks(vec![
             store(bus, settings.state_db()),
-            notify_with(bus, webhooks_with_rules(settings), Retry::default()),
+            notify_kept(
+                bus,
+                webhooks_with_rules(settings),
+                Retry::default(),
+                Some(settings.state_db()),
+            ),
             chat(bus, Arc::new(settings.clone()), Retry::default()),
         ])
     }

@@ -32,6 +32,9 @@ pub struct TlsController {
     /// Failed renewals in a row, and when to try again (the daemon's backoff).
     failures: AtomicU32,
     retry_at: AtomicI64,
+    /// The last `certificate_expiring` published: (the certificate's `not_after`, days left).
+    /// One event a day for one certificate, however often the pass runs.
+    expiring_told: std::sync::Mutex<Option<(i64, i64)>>,
 }
 
 /// A certificate just issued, and whether the ingress took it.
@@ -57,6 +60,7 @@ impl TlsController {
             clock,
             failures: AtomicU32::new(0),
             retry_at: AtomicI64::new(0),
+            expiring_told: std::sync::Mutex::new(None),
         }
     }
 
@@ -347,7 +351,8 @@ impl TlsController {
 
     /// TLS_SOURCE=file: checks TLS_CERT_FILE and TLS_KEY_FILE and copies them in when they
     /// differ from what is served (or `force`); `Ok(None)` when they are already served. A
-    /// refused pair leaves the served one as it was.
+    /// refused pair leaves the served one as it was. Within the warning period it publishes
+    /// `certificate_expiring` (once per certificate and day left): autogit cannot renew it.
     fn install_file(
         &self,
         dir: &std::path::Path,
@@ -373,6 +378,18 @@ impl TlsController {
             );
             tracing::warn!("{warning}");
             progress(&warning);
+            let told = (supplied.not_after, days);
+            let mut last = self.expiring_told.lock().unwrap_or_else(|e| e.into_inner());
+            if *last != Some(told) {
+                *last = Some(told);
+                self.bus.publish(Event::CertificateExpiring {
+                    names: supplied.names.clone(),
+                    not_after: supplied.not_after,
+                    days_left: days,
+                    source: "file".to_owned(),
+                    file: cert_file.clone(),
+                });
+            }
         }
         let (chain_path, key_path) = cert_paths(dir, domain);
         let same = std::fs::read(&chain_path).is_ok_and(|c| c == supplied.chain.as_bytes())

@@ -1,7 +1,9 @@
 //! `auth` from an extension: the Python SDK's example (`sdk/python/examples/static_users_auth.py`,
 //! a real process speaking the protocol) registered by the registry under its name, and logins
 //! through the access controller: right and wrong passwords, `alice@static-users`, an extension
-//! that is not enabled or does not declare `auth`, and one that crashes on `auth.login`.
+//! that is not enabled or does not declare `auth`, and one that crashes on `auth.login`. And
+//! the Rust SDK's example (`crates/autogit-extension-sdk/examples/static_users_auth.rs`, built
+//! by cargo) the same way, reading hashes either example makes.
 
 mod support;
 
@@ -128,4 +130,86 @@ async fn the_sdk_example_is_a_login_provider_under_its_name() {
             .await
             .is_ok()
     );
+}
+
+/// The Rust SDK's example, built by cargo into a target directory of its own (the test's own
+/// build directory may be locked by the `cargo test` that runs it).
+fn build_rust_example(name: &str) -> PathBuf {
+    let target = repo().join("target/sdk-example");
+    let out = std::process::Command::new(env!("CARGO"))
+        .current_dir(repo())
+        .args(["build", "-p", "autogit-extension-sdk", "--example", name])
+        .arg("--target-dir")
+        .arg(&target)
+        .env("CARGO_INCREMENTAL", "0")
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug/examples").join(name)
+}
+
+#[tokio::test]
+async fn the_rust_sdk_example_is_a_login_provider_under_its_name() {
+    let exe = build_rust_example("static_users_auth");
+    let d = tempfile::tempdir().unwrap();
+    let ext = d.path().join("ext");
+    std::fs::create_dir(&ext).unwrap();
+    std::fs::copy(&exe, ext.join("static-users-rs")).unwrap();
+    // A hash the Rust example makes; and one the Python example makes, when python3 is here.
+    let out = std::process::Command::new(&exe)
+        .args(["hash", "carol-password-3"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let carol = String::from_utf8(out.stdout).unwrap();
+    assert!(carol.starts_with("pbkdf2_sha256$200000$"), "{carol}");
+    let mut users = vec![format!("carol:{}:operator", carol.trim())];
+    let python = Path::new("/usr/bin/python3").exists();
+    if python {
+        users.push(user("dave", "dave-password-4", "admin"));
+    }
+    let env = format!(
+        "EXTENSIONS_ENABLED=static-users-rs\nEXTENSIONS_DIR={}\nEXTENSIONS_TIMEOUT=20\n\
+         STATIC_USERS='{}'\n",
+        ext.display(),
+        users.join(",")
+    );
+    let data = d.path().join("data");
+    let s = support::settings("", &env, &data);
+    s.ensure_data_dir().unwrap();
+    let ctl = AccessController::open(&s, autogit_app::clock::system()).unwrap();
+    assert_eq!(ctl.register_extensions(&s).await, ["static-users-rs"]);
+    assert_eq!(ctl.providers(), ["local", "static-users-rs"]);
+    let pw = |p: &str| SecretString::from(p.to_owned());
+    let p = ctl
+        .login(Some("static-users-rs"), "carol", &pw("carol-password-3"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (p.subject.as_str(), p.role),
+        ("user:carol@static-users-rs", Role::Operator)
+    );
+    if python {
+        let p = ctl
+            .login(None, "dave@static-users-rs", &pw("dave-password-4"))
+            .await
+            .unwrap();
+        assert_eq!(
+            (p.subject.as_str(), p.role),
+            ("user:dave@static-users-rs", Role::Admin),
+            "a hash the Python example made"
+        );
+    }
+    for (u, p) in [("carol", "wrong-password"), ("nobody", "carol-password-3")] {
+        let e = ctl
+            .login(Some("static-users-rs"), u, &pw(p))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, AuthError::BadCredentials), "{u}: {e:?}");
+        assert!(!format!("{e:?}").contains(p), "{e:?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! `health.notify`'s `{type: email}` against a real SMTP server: Python's aiosmtpd (PyPI,
 //! pinned, in the venv scripts/test.sh makes; `AUTOGIT_AIOSMTPD` names its python) with
-//! STARTTLS required (a certificate from a CA this test makes) and AUTH PLAIN/LOGIN. A small
+//! STARTTLS required or implicit TLS (SMTPS; a certificate from a CA this test makes) and
+//! AUTH PLAIN/LOGIN. A small
 //! controller script below saves every message it accepts (the raw message and its envelope)
 //! to a directory. And the per-notifier filters and rate limits, which every type shares.
 
@@ -48,8 +49,11 @@ class Handler:
         base = os.path.join(out, "%03d" % Handler.n)
         with open(base + ".eml", "wb") as f:
             f.write(envelope.original_content)
+        # session.ssl is set by STARTTLS only; an implicit-TLS transport has an ssl_object.
+        tls = (session.ssl is not None
+               or server.transport.get_extra_info("ssl_object") is not None)
         meta = {"from": envelope.mail_from, "to": envelope.rcpt_tos,
-                "tls": session.ssl is not None, "auth": session.authenticated}
+                "tls": tls, "auth": session.authenticated}
         with open(base + ".tmp", "w") as f:
             json.dump(meta, f)
         os.rename(base + ".tmp", base + ".json")
@@ -64,6 +68,13 @@ if mode in ("starttls", "flaky"):
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(cert, key)
     kw = dict(tls_context=ctx, require_starttls=True, auth_required=True,
+              authenticator=authenticator)
+elif mode == "implicit":
+    # TLS from the first byte (SMTPS). aiosmtpd's auth_require_tls looks for STARTTLS only,
+    # so it is off: the whole session is TLS.
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    kw = dict(ssl_context=ctx, auth_required=True, auth_require_tls=False,
               authenticator=authenticator)
 else:
     kw = dict(auth_require_tls=False)
@@ -122,8 +133,8 @@ struct Smtpd {
 
 impl Smtpd {
     /// `mode`: `starttls` (STARTTLS and AUTH required, as user `autogit` with `password`),
-    /// `flaky` (the same, but the first DATA is answered 451) or `plain` (no STARTTLS
-    /// offered, no AUTH).
+    /// `flaky` (the same, but the first DATA is answered 451), `implicit` (TLS from the first
+    /// byte, AUTH required) or `plain` (no STARTTLS offered, no AUTH).
     fn start(py: &Path, dir: &Path, name: &str, mode: &str, password: &str) -> Smtpd {
         let script = dir.join("smtpd.py");
         std::fs::write(&script, SERVER).unwrap();
@@ -541,13 +552,125 @@ async fn a_temporary_failure_is_retried() {
     );
 }
 
+/// `tls: implicit` (SMTPS) delivers over TLS from the first byte, with AUTH; each wrong
+/// mode fails with a message naming the right one: a STARTTLS client at an SMTPS server
+/// hears no greeting (bounded by the try's timeout, not a hang), an implicit-TLS client at a
+/// STARTTLS server gets plain text where TLS belongs (at once, not retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_arrives_over_implicit_tls_and_a_wrong_mode_fails_with_the_right_one_named() {
+    let Some(py) = python() else { return };
+    let d = tempfile::tempdir().unwrap();
+    certificates(d.path(), "mx");
+    let smtps = Smtpd::start(&py, d.path(), "mx", "implicit", "pw-465");
+    // The same certificate for the STARTTLS server (its own name: its own mail directory).
+    for ext in ["pem", "key"] {
+        std::fs::copy(
+            d.path().join(format!("mx.{ext}")),
+            d.path().join(format!("sub.{ext}")),
+        )
+        .unwrap();
+    }
+    let submission = Smtpd::start(&py, d.path(), "sub", "starttls", "pw-465");
+    let ca = d.path().join("mx-ca.pem");
+    let entry = |port: u16, tls: &str, to: &str| {
+        format!(
+            "    - type: email\n      host: 127.0.0.1\n      port: {port}\n      tls: {tls}\n\
+             \x20     ca_file: {}\n      from: a@example.org\n      to: {to}\n\
+             \x20     username_env: SMTP_USER\n      password_env: SMTP_PASSWORD\n",
+            ca.display()
+        )
+    };
+    let config = format!(
+        "health:\n  notify:\n{}{}{}",
+        entry(smtps.port, "implicit", "ops@example.org"),
+        entry(smtps.port, "starttls", "wrong-mode@example.org"),
+        entry(submission.port, "implicit", "wrong-mode@example.org"),
+    );
+    let settings = support::settings(
+        &config,
+        "SMTP_USER=autogit\nSMTP_PASSWORD=pw-465\n",
+        d.path(),
+    );
+    let (bus, _clock) = support::bus_at(1_800_000_000);
+    let mut rx = bus.subscribe();
+    let sink = autogit_app::sinks::chat(
+        &bus,
+        settings,
+        Retry {
+            attempts: 2,
+            first_delay: Duration::from_millis(20),
+            timeout: Duration::from_secs(2),
+        },
+    );
+    let started = std::time::Instant::now();
+    bus.publish(mirror_failed("docs", "unreachable"));
+    let mut failed = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while failed.len() < 2 {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(env)) => {
+                if let Event::WebhookFailed { url, error, .. } = &env.event {
+                    failed.push((url.clone(), error.clone()));
+                }
+            }
+            _ => break,
+        }
+    }
+    let elapsed = started.elapsed();
+    drop(bus);
+    tokio::time::timeout(Duration::from_secs(60), sink)
+        .await
+        .expect("the sink finished: no try hangs")
+        .unwrap();
+    // Two tries of at most 2 s for the silent server, plus the others: well under 20 s.
+    assert!(elapsed < Duration::from_secs(20), "{elapsed:?}");
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    for (url, error) in &failed {
+        assert!(!error.contains("pw-465"), "{error}");
+        if *url == format!("email 127.0.0.1:{} (SMTP_PASSWORD)", smtps.port) {
+            assert!(
+                error.contains("no SMTP greeting") && error.contains("`tls: implicit`"),
+                "{error}"
+            );
+        } else {
+            assert_eq!(
+                *url,
+                format!("email 127.0.0.1:{} (SMTP_PASSWORD)", submission.port)
+            );
+            assert!(
+                error.contains("plain text") && error.contains("`tls: starttls`"),
+                "{error}"
+            );
+        }
+    }
+    assert!(submission.received().is_empty());
+    let got = smtps.received();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0].0["tls"], true, "TLS from the first byte");
+    assert_eq!(got[0].0["auth"], true);
+    assert_eq!(got[0].0["to"][0], "ops@example.org");
+    assert!(got[0].1.contains("docs: mirror failed: unreachable"));
+}
+
 #[test]
-fn starttls_none_for_a_remote_host_and_an_unknown_event_kind_are_config_errors() {
+fn notify_config_errors_plain_smtp_to_a_remote_host_wrong_tls_filters_on_log_unknown_kinds() {
     use autogit_core::load::{LoadInput, load};
     for (entry, want) in [
         (
             "{type: email, host: smtp.example.com, starttls: none, from: a@example.org, to: b@example.org}",
             "not this machine",
+        ),
+        (
+            "{type: email, host: smtp.example.com, tls: none, from: a@example.org, to: b@example.org}",
+            "`tls: none` for `smtp.example.com`",
+        ),
+        (
+            "{type: email, host: smtp.example.com, tls: smtps, from: a@example.org, to: b@example.org}",
+            "`implicit`",
+        ),
+        (
+            "{type: email, host: smtp.example.com, tls: implicit, starttls: required, from: a@example.org, to: b@example.org}",
+            "both `tls` and `starttls`",
         ),
         (
             "{type: email, host: smtp.example.com, from: a@example.org, to: b@example.org, events: [mirror_fail]}",
@@ -558,6 +681,15 @@ fn starttls_none_for_a_remote_host_and_an_unknown_event_kind_are_config_errors()
             "rate_limit.per",
         ),
         ("{type: emial}", "email"),
+        // The log takes no filter: it is the record of every event.
+        (
+            "{type: log, events: [mirror_failed]}",
+            "`events` on `type: log`",
+        ),
+        (
+            "{type: log, rate_limit: {max: 5, per: 1m}}",
+            "extension entries",
+        ),
     ] {
         let yml = format!("health:\n  notify:\n    - {entry}\n");
         let loaded = load(&LoadInput {

@@ -145,3 +145,53 @@ async fn a_filtered_rate_limited_webhook_says_what_it_suppressed() {
     assert_eq!(bodies[1]["name"], "next");
     assert_eq!(bodies[1]["suppressed"], 2);
 }
+
+/// A rate limit outlives the process: the window and the suppressed count are in the state
+/// store, so a "restarted" daemon (new sinks, the same data dir, as `Sinks::all` and every
+/// command's `Sinks::for_command` start them) does not hand out a fresh allowance.
+#[tokio::test]
+async fn a_rate_limit_survives_a_restart() {
+    let (url, seen) = webhook().await;
+    let d = tempfile::tempdir().unwrap();
+    let config = format!(
+        "health:\n  notify:\n    - type: webhook\n      url: {url}\n      secret_env: HOOK_SECRET\n      rate_limit: {{max: 2, per: 10m}}\n"
+    );
+    let settings = support::settings(&config, "HOOK_SECRET=hook-secret\n", d.path());
+    let failed = |name: &str| Event::MirrorFailed {
+        name: name.into(),
+        source: "git://127.0.0.1/a.git".into(),
+        error: "unreachable".into(),
+    };
+    // One run of the daemon: its sinks, these events, then the process is gone.
+    let run = |at: u64, names: &'static [&'static str]| {
+        let settings = settings.clone();
+        async move {
+            let (bus, _clock) = support::bus_at(at);
+            let sinks = autogit_app::sinks::Sinks::for_command(&bus, &settings);
+            for n in names {
+                bus.publish(failed(n));
+            }
+            sinks.finish(bus, Duration::from_secs(20)).await;
+        }
+    };
+    let t0 = 1_700_000_000;
+    run(t0, &["a", "b", "c"]).await;
+    assert_eq!(seen.lock().unwrap().len(), 2, "2 of 3 in the first window");
+    // Restarted a minute later: still the same window, already full.
+    run(t0 + 60, &["d", "e"]).await;
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "the restart did not reset the limit"
+    );
+    // The next window: sent, with every event dropped before and after the restart counted.
+    run(t0 + 600, &["f"]).await;
+    let seen = seen.lock().unwrap();
+    let names: Vec<&str> = seen
+        .iter()
+        .map(|(_, _, b)| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert_eq!(names[2], "f");
+    assert_eq!(seen[2].2["suppressed"], 3, "c, d and e");
+}

@@ -660,14 +660,14 @@ pub enum Notify {
         room: String,
         token_env: String,
     },
-    /// E-mail over SMTP (RFC 5321) to `to`, from `from`; STARTTLS required unless the host is
-    /// a loopback address; the server's certificate checked against Mozilla's roots, or
+    /// E-mail over SMTP (RFC 5321) to `to`, from `from`; over TLS ([`SmtpTls`]: STARTTLS, or
+    /// implicit TLS on port 465) unless the host is a loopback address; the server's certificate checked against Mozilla's roots, or
     /// against `ca_file` (PEM) when set. Credentials (AUTH PLAIN/LOGIN, a secret) from the
     /// variables `username_env` and `password_env`.
     Email {
         host: String,
         port: u16,
-        starttls: Starttls,
+        tls: SmtpTls,
         from: String,
         to: Vec<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -683,15 +683,28 @@ pub enum Notify {
     },
 }
 
-/// Whether an e-mail notifier upgrades the SMTP session with STARTTLS (RFC 3207).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+/// How an e-mail notifier protects its SMTP session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Starttls {
-    /// STARTTLS or no message: a server that does not offer it is refused.
-    #[default]
-    Required,
+pub enum SmtpTls {
+    /// A plain connection upgraded with STARTTLS (RFC 3207), or no message: a server that
+    /// does not offer it is refused. The default except on port 465.
+    Starttls,
+    /// TLS from the first byte ("SMTPS", RFC 8314 §3.3), the default on port 465.
+    Implicit,
     /// Plain text; allowed only for a loopback host (a local relay).
     None,
+}
+
+impl SmtpTls {
+    /// The mode a port implies when `tls` is not given: implicit on 465, STARTTLS elsewhere.
+    pub fn default_for(port: u16) -> SmtpTls {
+        if port == 465 {
+            SmtpTls::Implicit
+        } else {
+            SmtpTls::Starttls
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

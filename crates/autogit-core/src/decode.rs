@@ -487,12 +487,24 @@ fn p_level(n: &Node) -> Result<crate::notify::Level, Bad> {
         .ok_or_else(|| Bad::new("`info`, `warning` or `error`"))
 }
 
-fn p_starttls(n: &Node) -> Result<Starttls, Bad> {
+/// `starttls:`, the older spelling of `tls:` (`required` is `tls: starttls`).
+fn p_starttls(n: &Node) -> Result<SmtpTls, Bad> {
     match scalar(n) {
-        Ok("required") => Ok(Starttls::Required),
-        Ok("none") => Ok(Starttls::None),
+        Ok("required") => Ok(SmtpTls::Starttls),
+        Ok("none") => Ok(SmtpTls::None),
         _ => Err(Bad::new(
-            "`required` (the default) or `none` (a loopback host only)",
+            "`required` or `none` (a loopback host only); or use `tls: starttls|implicit|none`",
+        )),
+    }
+}
+
+fn p_smtp_tls(n: &Node) -> Result<SmtpTls, Bad> {
+    match scalar(n) {
+        Ok("starttls") => Ok(SmtpTls::Starttls),
+        Ok("implicit") => Ok(SmtpTls::Implicit),
+        Ok("none") => Ok(SmtpTls::None),
+        _ => Err(Bad::new(
+            "`starttls` (the default except on port 465), `implicit` (TLS from the first byte, SMTPS; the default on port 465) or `none` (a loopback host only)",
         )),
     }
 }
@@ -915,6 +927,7 @@ keys!(NotifyKey {
     room,
     host,
     port,
+    tls,
     starttls,
     from,
     to,
@@ -1827,7 +1840,9 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
         let mut pushed = None;
         match cx.field(&no, N::r#type, p_string).as_deref() {
             Some("log") => {
-                // The log records every event; filters are for the notifiers that send.
+                // The log records every event, whatever this list holds: it is the history a
+                // diagnosis reads, so it takes no filter (decided in issue 17; docs/config.md).
+                // Filters are for the notifiers that send.
                 for key in [N::events, N::min_severity, N::rate_limit] {
                     if let Some(at) = no_ref.key_loc(key) {
                         cx.error_at(
@@ -1837,7 +1852,7 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                                 "invalid-value",
                                 format!("`{}` on `type: log`", key.name()),
                             )
-                            .expected("no filter: the log records every event (filter the webhook, chat or email entries)"),
+                            .expected("no filter: the log records every event (filter the webhook, chat, email or extension entries, which send)"),
                         );
                     }
                 }
@@ -1909,17 +1924,23 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                 cx.required(&no, N::from, "the sender's address");
                 cx.required(&no, N::to, "the recipients' addresses");
                 let host = cx.field(&no, N::host, p_smtp_host);
-                let port = cx.field(&no, N::port, p_port).unwrap_or(587);
-                let starttls = cx.field(&no, N::starttls, p_starttls).unwrap_or_default();
+                let tls = cx.field(&no, N::tls, p_smtp_tls);
+                let starttls = cx.field(&no, N::starttls, p_starttls);
+                // `tls: implicit` alone means SMTPS's port.
+                let port =
+                    cx.field(&no, N::port, p_port)
+                        .unwrap_or(if tls == Some(SmtpTls::Implicit) {
+                            465
+                        } else {
+                            587
+                        });
                 let from = cx.field(&no, N::from, p_mailbox);
                 let to = cx.list_of(&no, N::to, p_mailbox).unwrap_or_default();
                 let username_env = cx.field(&no, N::username_env, p_env_name);
                 let password_env = cx.field(&no, N::password_env, p_env_name);
                 let ca_file = cx.field(&no, N::ca_file, p_string);
                 let mut ok = true;
-                if let (Some(h), Starttls::None) = (&host, starttls)
-                    && !loopback(h)
-                {
+                if no_ref.get(N::tls).is_some() && no_ref.get(N::starttls).is_some() {
                     ok = false;
                     let at = no_ref.key_loc(N::starttls).unwrap_or(loc);
                     cx.error_at(
@@ -1927,11 +1948,34 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                         &format!("{p}.starttls"),
                         Diagnostic::error(
                             "invalid-value",
-                            format!("`starttls: none` for `{h}`, which is not this machine"),
+                            "both `tls` and `starttls` are set".to_owned(),
                         )
-                        .expected("`starttls: required` (the default), or a loopback host (localhost, 127.0.0.1, ::1)")
+                        .expected("`tls: starttls|implicit|none` alone (`starttls: required|none` is its older spelling)"),
+                    );
+                }
+                let key = if starttls.is_some() {
+                    "starttls"
+                } else {
+                    "tls"
+                };
+                let tls = tls.or(starttls).unwrap_or(SmtpTls::default_for(port));
+                if let (Some(h), SmtpTls::None) = (&host, tls)
+                    && !loopback(h)
+                {
+                    ok = false;
+                    let at = no_ref
+                        .key_loc(if key == "tls" { N::tls } else { N::starttls })
+                        .unwrap_or(loc);
+                    cx.error_at(
+                        at,
+                        &format!("{p}.{key}"),
+                        Diagnostic::error(
+                            "invalid-value",
+                            format!("`{key}: none` for `{h}`, which is not this machine"),
+                        )
+                        .expected("`tls: starttls` (the default), `tls: implicit` (port 465), or a loopback host (localhost, 127.0.0.1, ::1)")
                         .found("`none`")
-                        .help("without STARTTLS the password and the messages cross the network in plain text"),
+                        .help("without TLS the password and the messages cross the network in plain text"),
                     );
                 }
                 if username_env.is_some() != password_env.is_some() {
@@ -1953,7 +1997,7 @@ fn health(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, h: &mut Health) {
                     pushed = Some(Notify::Email {
                         host,
                         port,
-                        starttls,
+                        tls,
                         from,
                         to,
                         username_env,
@@ -2523,6 +2567,7 @@ mod key_tests {
                 "room",
                 "host",
                 "port",
+                "tls",
                 "starttls",
                 "from",
                 "to",

@@ -1,13 +1,14 @@
 //! Which events a `health.notify` entry gets: its filter (`events`, `min_severity`) and its
 //! rate limit (`rate_limit: {max, per}`, a fixed window per entry). Pure: the application
-//! layer keeps one [`Limiter`] per entry and passes the event's time in.
+//! layer keeps one [`Limiter`] per entry (in the state store, so a restart does not reset
+//! it) and passes the event's time in.
 
 use crate::units::Dur;
 use serde::Serialize;
 
 /// Every event kind autogit publishes (the application layer's `Event::kind`; its tests
 /// check that the two lists agree). `events: [...]` accepts these.
-pub const EVENT_KINDS: [&str; 34] = [
+pub const EVENT_KINDS: [&str; 35] = [
     "service_state_changed",
     "flag_raised",
     "reconcile_action",
@@ -21,6 +22,7 @@ pub const EVENT_KINDS: [&str; 34] = [
     "dns_sync_failed",
     "certificate_renewed",
     "certificate_renewal_failed",
+    "certificate_expiring",
     "ingress_refresh_failed",
     "backup_created",
     "backup_failed",
@@ -105,12 +107,15 @@ pub enum Decision {
 
 /// A fixed-window rate limiter for one notifier: the first event opens a window of `per`;
 /// within it, `max` are sent and the rest dropped and counted; the first event sent after
-/// that carries the count.
+/// that carries the count. Its fields are what a store keeps between runs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Limiter {
-    window_start: Option<u64>,
-    sent: u32,
-    suppressed: u64,
+    /// When the current window opened (Unix seconds); `None` before the first event.
+    pub window_start: Option<u64>,
+    /// Messages sent in the current window.
+    pub sent: u32,
+    /// Events dropped and not yet reported.
+    pub suppressed: u64,
 }
 
 impl Limiter {

@@ -321,7 +321,7 @@ fn config() -> impl Strategy<Value = Config> {
             c.health.notify.push(Notify::Email {
                 host: "smtp.example.com".into(),
                 port: 587,
-                starttls: Starttls::Required,
+                tls: SmtpTls::Starttls,
                 from: "autogit@example.com".into(),
                 to: vec!["ops@example.com".into()],
                 username_env: Some("SMTP_USER".into()),

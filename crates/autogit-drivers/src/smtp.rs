@@ -1,12 +1,20 @@
-//! E-mail notifications over SMTP (RFC 5321) with STARTTLS (RFC 3207) and AUTH PLAIN/LOGIN,
-//! through lettre on rustls: the server's certificate is checked against Mozilla's roots, or
-//! only against `ca_file` when one is given. The message is `core::email`'s; a failed
-//! delivery names the server and the variables, never the password.
+//! E-mail notifications over SMTP (RFC 5321) with STARTTLS (RFC 3207) or implicit TLS
+//! ("SMTPS", RFC 8314 §3.3, port 465) and AUTH PLAIN/LOGIN, through lettre on rustls: the
+//! server's certificate is checked against Mozilla's roots, or only against `ca_file` when
+//! one is given. The message is `core::email`'s; a failed delivery names the server and the
+//! variables, never the password.
+//!
+//! lettre's async transport bounds only the TCP connect by its timeout; each try here is
+//! bounded as a whole (greeting, TLS handshake, EHLO, AUTH, DATA), so a server that speaks
+//! the other TLS mode (an SMTPS server waits for a TLS ClientHello while a STARTTLS client
+//! waits for its greeting) fails with a message instead of hanging.
 
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, CertificateStore, Tls, TlsParameters};
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor, address::Envelope};
 use secrecy::{ExposeSecret, SecretString};
+
+pub use autogit_core::config::SmtpTls;
 
 use crate::notify::Retry;
 
@@ -15,8 +23,9 @@ use crate::notify::Retry;
 pub struct Email {
     pub host: String,
     pub port: u16,
-    /// `false` only for a loopback host (the configuration refuses it otherwise).
-    pub starttls: bool,
+    /// STARTTLS, implicit TLS, or `None` (only for a loopback host: the configuration
+    /// refuses it otherwise).
+    pub tls: SmtpTls,
     pub from: String,
     pub to: Vec<String>,
     /// The user name and password, with the name of the password's variable for messages.
@@ -44,7 +53,7 @@ impl Email {
         &self,
         timeout: std::time::Duration,
     ) -> Result<AsyncSmtpTransport<Tokio1Executor>, String> {
-        let tls = if self.starttls {
+        let params = || -> Result<TlsParameters, String> {
             let mut p = TlsParameters::builder(self.host.clone());
             if let Some(pem) = &self.ca_pem {
                 let ca = Certificate::from_pem(pem)
@@ -53,9 +62,12 @@ impl Email {
                     .certificate_store(CertificateStore::None)
                     .add_root_certificate(ca);
             }
-            Tls::Required(p.build_rustls().map_err(|e| e.to_string())?)
-        } else {
-            Tls::None
+            p.build_rustls().map_err(|e| e.to_string())
+        };
+        let tls = match self.tls {
+            SmtpTls::Starttls => Tls::Required(params()?),
+            SmtpTls::Implicit => Tls::Wrapper(params()?),
+            SmtpTls::None => Tls::None,
         };
         let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.host.clone())
             .port(self.port)
@@ -107,15 +119,28 @@ pub async fn deliver_email(
     let mut delay = retry.first_delay;
     let mut last = String::new();
     for attempt in 1..=retry.attempts.max(1) {
-        match transport.send_raw(&envelope, text.as_bytes()).await {
-            Ok(_) => return Ok(attempt),
-            Err(e) => {
-                let why = describe(&e);
-                if e.is_permanent() || e.is_tls() || e.is_client() || certificate(&why) {
+        let sent = tokio::time::timeout(
+            retry.timeout,
+            transport.send_raw(&envelope, text.as_bytes()),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => return Ok(attempt),
+            Ok(Err(e)) => {
+                let why = describe(&e, email.tls);
+                if e.is_permanent()
+                    || e.is_tls()
+                    || e.is_client()
+                    || certificate(&why)
+                    || not_tls(&why)
+                {
                     return Err(format!("{label}: {why}"));
                 }
                 last = format!("{label}: {why}");
             }
+            // A server that sends nothing: one that speaks TLS at once to a STARTTLS or
+            // plain client, or one too busy to answer. Tried again (it may be the latter).
+            Err(_) => last = format!("{label}: {}", silent(retry.timeout, email.tls)),
         }
         if attempt < retry.attempts {
             tokio::time::sleep(delay).await;
@@ -130,8 +155,31 @@ fn certificate(why: &str) -> bool {
     why.contains("invalid peer certificate")
 }
 
+/// Whether rustls got plain text where a TLS record belongs: a server that speaks SMTP
+/// before TLS (a STARTTLS or plain server) under `tls: implicit`. It will not change on a
+/// retry.
+fn not_tls(why: &str) -> bool {
+    why.contains("InvalidContentType") || why.contains("corrupt message")
+}
+
+/// What a try that got no answer within `timeout` says.
+fn silent(timeout: std::time::Duration, tls: SmtpTls) -> String {
+    let mut s = format!(
+        "no answer from the server within {} s",
+        timeout.as_secs_f64()
+    );
+    match tls {
+        SmtpTls::Starttls | SmtpTls::None => s.push_str(
+            " (no SMTP greeting: a server that speaks TLS at once (SMTPS, usually port 465) \
+             needs `tls: implicit`)",
+        ),
+        SmtpTls::Implicit => s.push_str(" (the TLS handshake or the SMTP session stalled)"),
+    }
+    s
+}
+
 /// lettre's error with its causes, and what to do about the common ones.
-fn describe(e: &lettre::transport::smtp::Error) -> String {
+fn describe(e: &lettre::transport::smtp::Error, tls: SmtpTls) -> String {
     let mut s = e.to_string();
     let mut source = std::error::Error::source(e);
     while let Some(cause) = source {
@@ -146,12 +194,20 @@ fn describe(e: &lettre::transport::smtp::Error) -> String {
     while let Some(i) = s.find("Connection error: Connection error") {
         s.replace_range(i..i + "Connection error: ".len(), "");
     }
-    if e.is_tls() || certificate(&s) {
+    if tls == SmtpTls::Implicit && not_tls(&s) {
+        s.push_str(
+            " (tls: implicit, but the server answered in plain text: a STARTTLS server \
+             (usually port 587 or 25) needs `tls: starttls`)",
+        );
+    } else if e.is_tls() || certificate(&s) {
         s.push_str(" (the server's certificate did not verify: check ca_file and the host name)");
     } else if e.status().is_some_and(|c| c.to_string() == "535") {
         s.push_str(" (the server refused the login: check username_env and password_env)");
     } else if e.is_client() && s.contains("STARTTLS") {
-        s.push_str(" (starttls: required; the server offers no STARTTLS)");
+        s.push_str(
+            " (tls: starttls, but the server offers no STARTTLS: `tls: implicit` if it \
+             speaks TLS at once on port 465, `tls: none` for a loopback relay)",
+        );
     }
     s
 }
@@ -165,7 +221,7 @@ mod tests {
         let e = Email {
             host: "smtp.example.com".into(),
             port: 587,
-            starttls: true,
+            tls: SmtpTls::Starttls,
             from: "a@example.com".into(),
             to: vec!["b@example.com".into()],
             login: Some((
@@ -186,5 +242,13 @@ mod tests {
             "Connection error: invalid peer certificate: UnknownIssuer"
         ));
         assert!(!certificate("Connection error: connection refused"));
+    }
+
+    #[test]
+    fn a_silent_server_is_named_by_mode() {
+        let t = std::time::Duration::from_millis(1500);
+        assert!(silent(t, SmtpTls::Starttls).contains("1.5 s"));
+        assert!(silent(t, SmtpTls::Starttls).contains("`tls: implicit`"));
+        assert!(!silent(t, SmtpTls::Implicit).contains("`tls: implicit`"));
     }
 }

@@ -1,10 +1,11 @@
 //! The runtime's memory: a SQLite database (WAL) in the data dir with every service's state,
 //! every state-machine transition with time and reason, repairs, the human-intervention flag,
-//! events, and remembered ports. Schema migrations are versioned with `PRAGMA user_version`.
+//! events, remembered ports, and the notifiers' rate-limit windows. Schema migrations are versioned with `PRAGMA user_version`.
 //! A corrupt or locked database is a clear error; it is never silently replaced.
 
 use autogit_core::lease::Lease;
 use autogit_core::lifecycle::{History, State};
+use autogit_core::notify::Limiter;
 use autogit_core::reconcile::Record;
 use rusqlite::{
     Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
@@ -158,6 +159,14 @@ const MIGRATIONS: &[&str] = &[
     // 8: the host port a running service job was last seen published on (its route follows
     // it: `core::routes`).
     "ALTER TABLE compute_jobs ADD COLUMN host_port INTEGER;",
+    // 9: each rate-limited notifier's window (`core::notify::Limiter`), so a restart of the
+    // daemon (or a one-shot command's own sinks) does not hand out a fresh allowance.
+    "CREATE TABLE notify_limits (
+        notifier TEXT PRIMARY KEY,
+        window_start INTEGER,
+        sent INTEGER NOT NULL,
+        suppressed INTEGER NOT NULL
+    );",
 ];
 
 #[derive(Debug)]
@@ -899,6 +908,48 @@ impl Store {
             .execute("INSERT INTO ports (service, port) VALUES (?1, ?2) ON CONFLICT(service) DO UPDATE SET port = excluded.port", params![service, port])
             .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    /// Runs `f` on the rate-limit window of `notifier` (a stable key of its `health.notify`
+    /// entry) and keeps what it leaves, in one write transaction: two processes notifying at
+    /// once (the daemon and a command) share one allowance.
+    pub fn with_notify_limit<R>(
+        &self,
+        notifier: &str,
+        f: impl FnOnce(&mut Limiter) -> R,
+    ) -> Result<R, StateError> {
+        let tx = self.write_tx()?;
+        let mut limiter = tx
+            .query_row(
+                "SELECT window_start, sent, suppressed FROM notify_limits WHERE notifier = ?1",
+                params![notifier],
+                |r| {
+                    Ok(Limiter {
+                        window_start: r.get::<_, Option<i64>>(0)?.map(|v| v.max(0) as u64),
+                        sent: u32::try_from(r.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+                        suppressed: r.get::<_, i64>(2)?.max(0) as u64,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?
+            .unwrap_or_default();
+        let out = f(&mut limiter);
+        tx.execute(
+            "INSERT INTO notify_limits (notifier, window_start, sent, suppressed)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(notifier) DO UPDATE SET window_start = excluded.window_start,
+                 sent = excluded.sent, suppressed = excluded.suppressed",
+            params![
+                notifier,
+                limiter.window_start.map(|v| v.min(i64::MAX as u64) as i64),
+                limiter.sent,
+                limiter.suppressed.min(i64::MAX as u64) as i64
+            ],
+        )
+        .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(out)
     }
 
     /// Records the start of a mirror run; returns its id for [`Store::mirror_run_end`].
@@ -1847,6 +1898,60 @@ mod tests {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let _s = Store::open(&p).unwrap();
         assert_eq!(mode(&p), 0o600);
+    }
+
+    #[test]
+    fn a_notifier_window_is_kept_between_opens_and_an_older_store_gains_the_table() {
+        use autogit_core::notify::{Decision, RateLimit};
+        use autogit_core::units::Dur;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("state.db");
+        // A store as the release before notify_limits left it (schema 8), with a row.
+        {
+            let c = Connection::open(&p).unwrap();
+            for sql in &MIGRATIONS[..8] {
+                c.execute_batch(sql).unwrap();
+            }
+            c.pragma_update(None, "user_version", 8).unwrap();
+            c.execute(
+                "INSERT INTO ports (service, port) VALUES ('gitlab', 8080)",
+                [],
+            )
+            .unwrap();
+        }
+        let limit = RateLimit {
+            max: 2,
+            per: Dur::secs(600),
+        };
+        let s = Store::open(&p).unwrap();
+        assert_eq!(s.schema_version().unwrap(), 9);
+        assert_eq!(s.ports().unwrap()["gitlab"], 8080, "older rows kept");
+        let decide = |s: &Store, key: &str, now: u64| {
+            s.with_notify_limit(key, |l| l.decide(Some(&limit), now))
+                .unwrap()
+        };
+        assert_eq!(decide(&s, "a", 1000), Decision::Send { suppressed: 0 });
+        assert_eq!(decide(&s, "a", 1001), Decision::Send { suppressed: 0 });
+        assert_eq!(decide(&s, "a", 1002), Decision::Drop);
+        drop(s);
+        // Another open (a restarted daemon): the window and the count are still there.
+        let s = Store::open(&p).unwrap();
+        assert_eq!(decide(&s, "a", 1003), Decision::Drop);
+        assert_eq!(
+            decide(&s, "b", 1003),
+            Decision::Send { suppressed: 0 },
+            "per notifier"
+        );
+        assert_eq!(decide(&s, "a", 1600), Decision::Send { suppressed: 2 });
+        let kept = s.with_notify_limit("a", |l| l.clone()).unwrap();
+        assert_eq!(
+            kept,
+            Limiter {
+                window_start: Some(1600),
+                sent: 1,
+                suppressed: 0
+            }
+        );
     }
 
     #[test]

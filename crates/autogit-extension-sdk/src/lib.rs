@@ -22,6 +22,10 @@
 //! }
 //! ```
 //!
+//! The other provider types work the same way: [`NotifyProvider`], [`StorageProvider`],
+//! [`AuthProvider`] (`auth.login`) and [`SslProvider`] (`ssl.issue`); `examples/` holds a
+//! complete extension of `dns`, `auth` and `ssl`.
+//!
 //! Log with `eprintln!`: autogit puts each stderr line in its log. Never write to stdout: it
 //! is the protocol's channel.
 
@@ -292,6 +296,82 @@ pub trait StorageProvider {
     fn shutdown(&mut self) {}
 }
 
+/// A role autogit's API and dashboard give a signed-in user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Operator,
+    Admin,
+}
+
+impl Role {
+    /// `viewer`, `operator` or `admin`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "viewer" => Some(Role::Viewer),
+            "operator" => Some(Role::Operator),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+}
+
+/// Who an `auth.login` signed in: the session is `user:<name>@<extension>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+}
+
+/// An `auth` provider: a login method for autogit's API and dashboard (`"provider":
+/// "<extension name>"` in a login, or `alice@<extension name>`). autogit starts the
+/// extension for each login, sends one `auth.login`, then `shutdown`.
+pub trait AuthProvider {
+    fn settings(&self) -> Vec<Setting>;
+    fn initialize(&mut self, init: &Init) -> Result<(), Error>;
+    /// `Some` for right credentials, `None` for wrong ones (unknown users too: take as long
+    /// as for a known one). [`Error::unavailable`] when the backend did not answer. Never log
+    /// or return the password.
+    fn login(&mut self, username: &str, password: &str) -> Result<Option<User>, Error>;
+    fn health(&mut self) -> Result<Health, Error> {
+        Ok(Health::ok(""))
+    }
+    fn shutdown(&mut self) {}
+}
+
+/// What `ssl.issue` answers: PEM certificates (the server's first) and its PEM private key.
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct Issued {
+    pub chain: String,
+    pub key: String,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("chain", &self.chain)
+            .field("key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// An `ssl` provider: a certificate source (`TLS_SOURCE=extension:<name>` in `.env`).
+/// autogit starts the extension when the platform certificate is due, sends one `ssl.issue`
+/// with the names it must cover (`*.BASE_DOMAIN` and `BASE_DOMAIN`), checks the answer (the
+/// key is the leaf's, every name covered, valid now) and installs it.
+pub trait SslProvider {
+    fn settings(&self) -> Vec<Setting>;
+    fn initialize(&mut self, init: &Init) -> Result<(), Error>;
+    /// A certificate for every one of `names` and its key. [`Error::unavailable`] when the CA
+    /// did not answer. Never log the key.
+    fn issue(&mut self, names: &[String]) -> Result<Issued, Error>;
+    fn health(&mut self) -> Result<Health, Error> {
+        Ok(Health::ok(""))
+    }
+    fn shutdown(&mut self) {}
+}
+
 /// An extension: its name (its file name in the extensions directory), version, the
 /// environment variables it inherits from autogit, its dependencies, its providers.
 pub struct Extension {
@@ -303,6 +383,8 @@ pub struct Extension {
     dns: Option<Box<dyn DnsProvider>>,
     notify: Option<Box<dyn NotifyProvider>>,
     storage: Option<Box<dyn StorageProvider>>,
+    auth: Option<Box<dyn AuthProvider>>,
+    ssl: Option<Box<dyn SslProvider>>,
     /// The provider type `initialize` chose.
     active: Option<&'static str>,
 }
@@ -335,6 +417,8 @@ impl Extension {
             dns: None,
             notify: None,
             storage: None,
+            auth: None,
+            ssl: None,
             active: None,
         }
     }
@@ -366,36 +450,44 @@ impl Extension {
         self
     }
 
+    pub fn auth(mut self, provider: impl AuthProvider + 'static) -> Self {
+        self.auth = Some(Box::new(provider));
+        self
+    }
+
+    pub fn ssl(mut self, provider: impl SslProvider + 'static) -> Self {
+        self.ssl = Some(Box::new(provider));
+        self
+    }
+
     /// The answer to `handshake`.
     pub fn manifest(&self) -> Value {
         let mut providers = Vec::new();
         let mut secrets: Vec<String> = Vec::new();
-        if let Some(p) = &self.dns {
-            let settings = p.settings();
+        let mut declare = |kind: &str, settings: Vec<Setting>| {
             for s in settings.iter().filter(|s| s.secret) {
                 if !secrets.contains(&s.key) {
                     secrets.push(s.key.clone());
                 }
             }
-            providers.push(json!({"type": "dns", "atomic": p.atomic(), "config": settings}));
+            json!({"type": kind, "config": settings})
+        };
+        if let Some(p) = &self.dns {
+            let mut d = declare("dns", p.settings());
+            d["atomic"] = json!(p.atomic());
+            providers.push(d);
         }
         if let Some(p) = &self.notify {
-            let settings = p.settings();
-            for s in settings.iter().filter(|s| s.secret) {
-                if !secrets.contains(&s.key) {
-                    secrets.push(s.key.clone());
-                }
-            }
-            providers.push(json!({"type": "notify", "config": settings}));
+            providers.push(declare("notify", p.settings()));
         }
         if let Some(p) = &self.storage {
-            let settings = p.settings();
-            for s in settings.iter().filter(|s| s.secret) {
-                if !secrets.contains(&s.key) {
-                    secrets.push(s.key.clone());
-                }
-            }
-            providers.push(json!({"type": "storage", "config": settings}));
+            providers.push(declare("storage", p.settings()));
+        }
+        if let Some(p) = &self.auth {
+            providers.push(declare("auth", p.settings()));
+        }
+        if let Some(p) = &self.ssl {
+            providers.push(declare("ssl", p.settings()));
         }
         json!({
             "name": self.name,
@@ -437,6 +529,22 @@ impl Extension {
         }
     }
 
+    fn auth_provider(&mut self) -> Result<&mut Box<dyn AuthProvider>, Error> {
+        match self.active {
+            None => Err(Error::failed("initialize first")),
+            Some("auth") => Ok(self.auth.as_mut().expect("initialized as auth")),
+            Some(other) => Err(Error::failed(format!("initialized as `{other}`, not auth"))),
+        }
+    }
+
+    fn ssl_provider(&mut self) -> Result<&mut Box<dyn SslProvider>, Error> {
+        match self.active {
+            None => Err(Error::failed("initialize first")),
+            Some("ssl") => Ok(self.ssl.as_mut().expect("initialized as ssl")),
+            Some(other) => Err(Error::failed(format!("initialized as `{other}`, not ssl"))),
+        }
+    }
+
     fn dispatch(&mut self, method: &str, params: Value) -> Result<Value, Error> {
         let bad = |e: serde_json::Error| Error::new(-32602, format!("invalid params: {e}"));
         match method {
@@ -459,22 +567,22 @@ impl Extension {
             "initialize" => {
                 let kind = params.get("provider").and_then(Value::as_str).unwrap_or("");
                 let init: Init = serde_json::from_value(params.clone()).map_err(bad)?;
-                match (kind, self.dns.as_mut(), self.notify.as_mut()) {
-                    ("dns", Some(p), _) => {
-                        p.initialize(&init)?;
-                        self.active = Some("dns");
+                let active = match kind {
+                    "dns" => self.dns.as_mut().map(|p| p.initialize(&init)),
+                    "notify" => self.notify.as_mut().map(|p| p.initialize(&init)),
+                    "storage" => self.storage.as_mut().map(|p| p.initialize(&init)),
+                    "auth" => self.auth.as_mut().map(|p| p.initialize(&init)),
+                    "ssl" => self.ssl.as_mut().map(|p| p.initialize(&init)),
+                    _ => None,
+                };
+                match active {
+                    Some(done) => {
+                        done?;
+                        self.active = ["dns", "notify", "storage", "auth", "ssl"]
+                            .into_iter()
+                            .find(|k| *k == kind);
                     }
-                    ("notify", _, Some(p)) => {
-                        p.initialize(&init)?;
-                        self.active = Some("notify");
-                    }
-                    ("storage", _, _) if self.storage.is_some() => {
-                        if let Some(p) = self.storage.as_mut() {
-                            p.initialize(&init)?;
-                        }
-                        self.active = Some("storage");
-                    }
-                    _ => {
+                    None => {
                         return Err(Error::config(format!(
                             "this extension does not provide `{kind}`"
                         )));
@@ -486,6 +594,8 @@ impl Extension {
                 let h = match self.active {
                     Some("notify") => self.notify_provider()?.health()?,
                     Some("storage") => self.storage_provider()?.health()?,
+                    Some("auth") => self.auth_provider()?.health()?,
+                    Some("ssl") => self.ssl_provider()?.health()?,
                     _ => self.dns_provider()?.health()?,
                 };
                 Ok(serde_json::to_value(h).expect("serializes"))
@@ -534,6 +644,30 @@ impl Extension {
                 let objects = self.storage_provider()?.list()?;
                 Ok(json!({ "objects": objects }))
             }
+            "auth.login" => {
+                #[derive(Deserialize)]
+                struct P {
+                    #[serde(default)]
+                    username: String,
+                    #[serde(default)]
+                    password: String,
+                }
+                // Not `bad`: serde's message may quote the value, and this one is a password.
+                let p: P = serde_json::from_value(params).map_err(|_| {
+                    Error::new(-32602, "invalid params: username and password are strings")
+                })?;
+                let user = self.auth_provider()?.login(&p.username, &p.password)?;
+                Ok(json!({ "user": user }))
+            }
+            "ssl.issue" => {
+                #[derive(Deserialize)]
+                struct P {
+                    names: Vec<String>,
+                }
+                let p: P = serde_json::from_value(params).map_err(bad)?;
+                let issued = self.ssl_provider()?.issue(&p.names)?;
+                Ok(serde_json::to_value(issued).expect("serializes"))
+            }
             "shutdown" => Ok(json!({})),
             other => Err(Error::new(
                 code::METHOD_NOT_FOUND,
@@ -581,6 +715,12 @@ impl Extension {
             p.shutdown();
         }
         if let Some(p) = self.storage.as_mut() {
+            p.shutdown();
+        }
+        if let Some(p) = self.auth.as_mut() {
+            p.shutdown();
+        }
+        if let Some(p) = self.ssl.as_mut() {
             p.shutdown();
         }
         Ok(())
@@ -715,6 +855,83 @@ mod tests {
         assert_eq!(out[5]["result"], json!({}));
         assert_eq!(out[6]["error"]["code"], code::NOT_FOUND);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    struct OneUser;
+    impl AuthProvider for OneUser {
+        fn settings(&self) -> Vec<Setting> {
+            vec![Setting::new("ONE_PASSWORD").secret().required()]
+        }
+        fn initialize(&mut self, _: &Init) -> Result<(), Error> {
+            Ok(())
+        }
+        fn login(&mut self, username: &str, password: &str) -> Result<Option<User>, Error> {
+            Ok((username == "alice" && password == "pw").then(|| User {
+                name: "alice".into(),
+                role: Role::Operator,
+            }))
+        }
+    }
+
+    struct Fixed;
+    impl SslProvider for Fixed {
+        fn settings(&self) -> Vec<Setting> {
+            vec![Setting::new("FIXED_DAYS").integer()]
+        }
+        fn initialize(&mut self, _: &Init) -> Result<(), Error> {
+            Ok(())
+        }
+        fn issue(&mut self, names: &[String]) -> Result<Issued, Error> {
+            Ok(Issued {
+                chain: format!("CERT {}", names.join(",")),
+                key: "KEY".into(),
+            })
+        }
+    }
+
+    #[test]
+    fn auth_and_ssl_sessions() {
+        let ext = Extension::new("both", "1.0.0").auth(OneUser).ssl(Fixed);
+        let out = session(
+            ext,
+            &[
+                json!({"jsonrpc": "2.0", "id": 1, "method": "handshake", "params": {"protocol_versions": [1]}}),
+                json!({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"provider": "auth", "secrets": {"ONE_PASSWORD": "x"}}}),
+                json!({"jsonrpc": "2.0", "id": 3, "method": "auth.login", "params": {"username": "alice", "password": "pw"}}),
+                json!({"jsonrpc": "2.0", "id": 4, "method": "auth.login", "params": {"username": "alice", "password": "no"}}),
+                json!({"jsonrpc": "2.0", "id": 5, "method": "auth.login", "params": {"username": "alice", "password": 12345}}),
+                json!({"jsonrpc": "2.0", "id": 6, "method": "ssl.issue", "params": {"names": ["a.test"]}}),
+            ],
+        );
+        let types: Vec<&Value> = out[0]["result"]["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| &p["type"])
+            .collect();
+        assert_eq!(types, [&json!("auth"), &json!("ssl")]);
+        assert_eq!(out[0]["result"]["secrets"], json!(["ONE_PASSWORD"]));
+        assert_eq!(
+            out[2]["result"],
+            json!({"user": {"name": "alice", "role": "operator"}})
+        );
+        assert_eq!(out[3]["result"], json!({"user": null}));
+        let bad = out[4]["error"]["message"].as_str().unwrap();
+        assert!(!bad.contains("12345"), "{bad}");
+        assert_eq!(out[5]["error"]["message"], "initialized as `auth`, not ssl");
+        let out = session(
+            Extension::new("both", "1.0.0").auth(OneUser).ssl(Fixed),
+            &[
+                json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"provider": "ssl"}}),
+                json!({"jsonrpc": "2.0", "id": 2, "method": "ssl.issue", "params": {"names": ["*.a.test", "a.test"]}}),
+            ],
+        );
+        assert_eq!(
+            out[1]["result"],
+            json!({"chain": "CERT *.a.test,a.test", "key": "KEY"})
+        );
+        let issued = Fixed.issue(&["a".into()]).unwrap();
+        assert!(!format!("{issued:?}").contains("KEY"));
     }
 
     struct Mem(Vec<Record>);
