@@ -361,6 +361,7 @@ impl KubeController {
     }
 
     /// The workloads as the cluster shows them, with what the reconcile loop recorded.
+    #[tracing::instrument(name = "kube.status", skip_all, fields(namespace = %self.namespace()))]
     pub async fn status(&self) -> Result<Vec<WorkloadStatus>, KubeTargetError> {
         let (found, _) = self.observe().await?;
         let rows: BTreeMap<String, ServiceRow> = self
@@ -403,6 +404,7 @@ impl KubeController {
 
     /// One reconcile pass against the cluster: observe, decide (the platform's `decide`),
     /// act, record, publish.
+    #[tracing::instrument(name = "kube.reconcile", skip_all, fields(namespace = %self.namespace()))]
     pub async fn reconcile_once(&self) -> Result<KubePass, KubeTargetError> {
         let (found, orphans) = match self.observe().await {
             Ok(o) => o,
@@ -528,6 +530,7 @@ impl KubeController {
     }
 
     /// The rollout restart of a service's workload (its pods replaced).
+    #[tracing::instrument(name = "kube.restart", skip_all, fields(namespace = %self.namespace(), service = %service))]
     pub async fn restart(&self, service: &str) -> Result<(), KubeError> {
         let Some(w) = self.workload(service) else {
             return Ok(());

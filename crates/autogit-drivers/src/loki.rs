@@ -54,16 +54,18 @@ pub async fn push(
     entries: &[Entry],
 ) -> Result<(), LokiError> {
     let url = format!("{}/loki/api/v1/push", base.trim_end_matches('/'));
-    let resp = client
-        .post(&url)
-        .timeout(Duration::from_secs(10))
-        .json(&body(entries))
-        .send()
-        .await
-        .map_err(|e| LokiError::Unreachable {
-            url: url.clone(),
-            message: e.to_string(),
-        })?;
+    let resp = crate::telemetry::Traced::traced(
+        client
+            .post(&url)
+            .timeout(Duration::from_secs(10))
+            .json(&body(entries)),
+    )
+    .send()
+    .await
+    .map_err(|e| LokiError::Unreachable {
+        url: url.clone(),
+        message: e.to_string(),
+    })?;
     let status = resp.status();
     if status.is_success() {
         return Ok(());

@@ -100,10 +100,13 @@ pub async fn push(
     if let Some(k) = key {
         req = req.bearer_auth(k.expose_secret());
     }
-    let resp = req.send().await.map_err(|e| MeiliError::Unreachable {
-        url: url.clone(),
-        message: e.to_string(),
-    })?;
+    let resp = crate::telemetry::Traced::traced(req)
+        .send()
+        .await
+        .map_err(|e| MeiliError::Unreachable {
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
     if status == 202 {

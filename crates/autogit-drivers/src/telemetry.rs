@@ -140,6 +140,44 @@ pub fn current_trace_id() -> Option<String> {
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
 
+/// The current span as a W3C Trace Context `traceparent` header
+/// (`00-<trace id>-<span id>-<flags>`), when it is part of an exported trace: what autogit's
+/// HTTP clients send on ([`Traced`]), so a service that continues traces (GitLab, Loki,
+/// Kubernetes' API server with tracing on, a collector in front of them) puts its work under
+/// autogit's span.
+pub fn traceparent() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
+
+/// `traceparent` on an outgoing request ([`traceparent`]), nothing when there is no trace.
+/// Used by the clients of services the platform runs or the user points it at (GitLab, the
+/// Kubernetes API, Loki, Meilisearch); not by the clients of public SaaS APIs (Cloudflare,
+/// Route 53, Cloud DNS, GitHub, chat webhooks), which do nothing with it (docs/observability.md).
+pub trait Traced {
+    fn traced(self) -> Self;
+}
+
+impl Traced for reqwest::RequestBuilder {
+    fn traced(self) -> Self {
+        match traceparent() {
+            Some(tp) => self.header("traceparent", tp),
+            None => self,
+        }
+    }
+}
+
 /// Continues the caller's trace: a W3C Trace Context `traceparent` header
 /// (`00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`) becomes the remote parent of
 /// `span`, which must not have been entered yet. Whether it is sampled follows the caller's

@@ -28,6 +28,8 @@
 //! autogit's log: `target/test-logs/traces-autogit.log`.
 
 mod common;
+#[path = "../../autogit-drivers/tests/kube_support/mod.rs"]
+mod kube_support;
 use common::*;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
@@ -544,4 +546,122 @@ fn engine_calls_are_client_spans_in_the_requests_trace() {
         attr(&engine.attributes, "project").as_deref(),
         Some(project.as_str())
     );
+}
+
+/// autogit's HTTP clients carry the trace on: the daemon reconciling a Kubernetes target (the
+/// in-process fake API server of `kube_support`: no cluster runs here) sends W3C `traceparent`
+/// headers, and each names a trace and a span that autogit exported to the collector, so the
+/// server's work would sit under autogit's span. (GitLab's, Loki's and Meilisearch's clients
+/// send it the same way, `drivers::telemetry::Traced`.)
+#[test]
+fn outgoing_requests_carry_the_trace_to_the_server() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fake = rt.block_on(kube_support::Fake::start());
+    fake.state().auto_rollout = true;
+    let (otlp_port, got) = fake_collector();
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    std::fs::write(
+        dir.join("autogit.yml"),
+        "gitlab:\n  resources:\n    preset: minimal\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(".env"),
+        format!("BASE_DOMAIN=example.com\nSERVICES_ENABLED=gitlab,grafana\nGF_SECURITY_ADMIN_PASSWORD=grafana-secret-value\nOTLP_ENDPOINT=http://127.0.0.1:{otlp_port}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.join(".env"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(dir.join("kubeconfig"), fake.kubeconfig()).unwrap();
+    let data = dir.join("data");
+    let kc = dir.join("kubeconfig");
+    let r = run_env(
+        dir,
+        &[
+            "install",
+            "--target",
+            "kubernetes",
+            "--wait",
+            "60s",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        &[("KUBECONFIG", kc.to_str().unwrap())],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let log = test_log_dir().join("traces-kube-daemon.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let before = fake.state().traceparents.len();
+    let mut daemon = KillOnDrop(
+        cmd(dir)
+            .args([
+                "daemon",
+                "--target",
+                "kubernetes",
+                "--data-dir",
+                data.to_str().unwrap(),
+            ])
+            .env("KUBECONFIG", &kc)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    );
+    let start = Instant::now();
+    while fake.state().traceparents.len() == before {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no request carried a traceparent:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    sigterm(&daemon.0);
+    let status = daemon.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let sent: Vec<String> = fake.state().traceparents[before..].to_vec();
+    // W3C form, sampled.
+    let ids: Vec<(String, String)> = sent
+        .iter()
+        .map(|tp| {
+            let p: Vec<&str> = tp.split('-').collect();
+            assert_eq!(p.len(), 4, "{tp}");
+            assert_eq!((p[0], p[3]), ("00", "01"), "{tp}");
+            assert!(p[1].len() == 32 && p[2].len() == 16, "{tp}");
+            (p[1].to_owned(), p[2].to_owned())
+        })
+        .collect();
+    // The exporter sends what is left at shutdown; each parent is a span autogit exported.
+    let start = Instant::now();
+    loop {
+        let g = got.lock().unwrap();
+        let exported: std::collections::BTreeSet<(String, String)> = g
+            .spans
+            .iter()
+            .map(|(_, s)| (hex(&s.trace_id), hex(&s.span_id)))
+            .collect();
+        let missing: Vec<_> = ids.iter().filter(|i| !exported.contains(*i)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{} of {} traceparents name no exported span (e.g. {:?}); {} spans exported",
+            missing.len(),
+            ids.len(),
+            missing.first(),
+            exported.len()
+        );
+        drop(g);
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -396,6 +396,7 @@ impl GitLabClient {
                 .request(method.clone(), url.clone())
                 .timeout(self.retry.timeout)
                 .header("accept", "application/json");
+            req = crate::telemetry::Traced::traced(req);
             if let Some(t) = &self.token {
                 let mut v = HeaderValue::from_str(t.expose_secret()).map_err(|_| {
                     GitLabError::Url("the token is not a valid header value".into())

@@ -116,7 +116,7 @@ impl KubeClient {
             v.set_sensitive(true);
             r = r.header(reqwest::header::AUTHORIZATION, v);
         }
-        r.header(reqwest::header::ACCEPT, "application/json")
+        crate::telemetry::Traced::traced(r.header(reqwest::header::ACCEPT, "application/json"))
     }
 
     fn unreachable(&self, e: &reqwest::Error) -> KubeError {

@@ -58,6 +58,8 @@ pub struct FakeState {
     pub auto_rollout: bool,
     /// "METHOD path?query" of every request, in order.
     pub requests: Vec<String>,
+    /// The W3C `traceparent` of every request that sent one, in order.
+    pub traceparents: Vec<String>,
     /// Each apply: (path, field manager, force).
     pub applies: Vec<(String, String, bool)>,
     /// Served over TLS with a required client certificate: that certificate authenticates
@@ -84,6 +86,7 @@ impl Fake {
             compacted_before: 0,
             auto_rollout: false,
             requests: Vec::new(),
+            traceparents: Vec::new(),
             applies: Vec::new(),
             client_cert_auth: false,
             next_uid: 0,
@@ -467,6 +470,9 @@ async fn handle(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         st.requests.push(format!("{method} {uri}"));
+        if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+            st.traceparents.push(tp.to_owned());
+        }
     }
     let auth = headers
         .get("authorization")
