@@ -132,29 +132,9 @@ async fn the_sdk_example_is_a_login_provider_under_its_name() {
     );
 }
 
-/// The Rust SDK's example, built by cargo into a target directory of its own (the test's own
-/// build directory may be locked by the `cargo test` that runs it).
-fn build_rust_example(name: &str) -> PathBuf {
-    let target = repo().join("target/sdk-example");
-    let out = std::process::Command::new(env!("CARGO"))
-        .current_dir(repo())
-        .args(["build", "-p", "autogit-extension-sdk", "--example", name])
-        .arg("--target-dir")
-        .arg(&target)
-        .env("CARGO_INCREMENTAL", "0")
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("debug/examples").join(name)
-}
-
 #[tokio::test]
 async fn the_rust_sdk_example_is_a_login_provider_under_its_name() {
-    let exe = build_rust_example("static_users_auth");
+    let exe = autogit_drivers::testing::sdk_example("static_users_auth");
     let d = tempfile::tempdir().unwrap();
     let ext = d.path().join("ext");
     std::fs::create_dir(&ext).unwrap();

@@ -217,9 +217,17 @@ pub fn traefik_routes(plan: &Plan, routes: &[ServiceRoute]) -> String {
         );
     }
     let doc = json!({"http": {"routers": routers, "services": services}});
-    let mut head = String::from(
+    let head = header(
         "# Rendered by autogit: routes of running compute services (Traefik file provider).\n",
+        routes,
+        domain,
     );
+    format!("{head}{}", to_yaml(&doc))
+}
+
+/// `title`, then a comment line per route: its host, upstream and job, and whether guarded.
+fn header(title: &str, routes: &[ServiceRoute], domain: &str) -> String {
+    let mut head = title.to_owned();
     for r in routes {
         head.push_str(&format!(
             "# {} -> {} ({}{})\n",
@@ -229,7 +237,7 @@ pub fn traefik_routes(plan: &Plan, routes: &[ServiceRoute]) -> String {
             if r.guard { ", guarded" } else { "" }
         ));
     }
-    format!("{head}{}", to_yaml(&doc))
+    head
 }
 
 /// nginx's server blocks for the routed services (the file the compute controller writes to
@@ -246,18 +254,11 @@ pub fn nginx_routes(plan: &Plan, routes: &[ServiceRoute]) -> String {
         return String::new();
     }
     let server = crate::render::NginxServer::of(plan);
-    let mut out = String::from(
+    let mut out = header(
         "# Rendered by autogit: routes of running compute services (included by nginx.conf).\n",
+        routes,
+        domain,
     );
-    for r in routes {
-        out.push_str(&format!(
-            "# {} -> {} ({}{})\n",
-            host(r, domain),
-            r.upstream,
-            r.job,
-            if r.guard { ", guarded" } else { "" }
-        ));
-    }
     for r in routes {
         let guard = plan.guard_proxy.as_ref().filter(|_| r.guard);
         // Guarded without a guard in the ingress (the configuration changed since the job was

@@ -44,6 +44,28 @@ fn current(tag: &str, cmd: &[&str]) -> bool {
             .is_some_and(|c| c == cmd)
 }
 
+/// An example extension of the Rust SDK (`crates/autogit-extension-sdk/examples/<name>.rs`),
+/// built by cargo into a target directory of its own (`target/sdk-example`: the build
+/// directory of the `cargo test` that runs the caller may be locked); its path.
+pub fn sdk_example(name: &str) -> std::path::PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target = repo.join("target/sdk-example");
+    let out = Command::new(env!("CARGO"))
+        .current_dir(&repo)
+        .args(["build", "-p", "autogit-extension-sdk", "--example", name])
+        .arg("--target-dir")
+        .arg(&target)
+        .env("CARGO_INCREMENTAL", "0")
+        .output()
+        .expect("run cargo");
+    assert!(
+        out.status.success(),
+        "building the SDK example {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    target.join("debug/examples").join(name)
+}
+
 /// A stand-in for GitLab CE: busybox `httpd` on port 80 answering `/-/health` with
 /// `GitLab OK`, the image's `/opt/gitlab/bin/gitlab-healthcheck`, GitLab's volume paths, and
 /// its registry's answer to an unauthenticated `GET /v2/` (401) on 5050, which GitLab's health

@@ -155,38 +155,12 @@ async fn the_python_example_syncs_a_real_bind() {
     drive(d.path(), &bind, "nsupdate-dns").await;
 }
 
-/// The Rust example, built by cargo into a target directory of its own (the test's own build
-/// directory may be locked by the `cargo test` that runs it).
-fn build_rust_example() -> PathBuf {
-    let target = repo().join("target/sdk-example");
-    let out = std::process::Command::new(env!("CARGO"))
-        .current_dir(repo())
-        .args([
-            "build",
-            "-p",
-            "autogit-extension-sdk",
-            "--example",
-            "nsupdate_dns",
-        ])
-        .arg("--target-dir")
-        .arg(&target)
-        .env("CARGO_INCREMENTAL", "0")
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    target.join("debug/examples/nsupdate_dns")
-}
-
 #[tokio::test]
 async fn the_rust_example_syncs_a_real_bind() {
     let Some(bind) = tools_or_skip() else {
         return;
     };
-    let exe = build_rust_example();
+    let exe = autogit_drivers::testing::sdk_example("nsupdate_dns");
     let d = tempfile::tempdir().unwrap();
     let ext = d.path().join("data/extensions");
     fs::create_dir_all(&ext).unwrap();

@@ -445,35 +445,11 @@ fn the_rust_ssl_example_issues_the_certificate() {
     if !have("openssl") {
         return;
     }
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = repo.join("target/sdk-example");
-    let out = Command::new(env!("CARGO"))
-        .current_dir(&repo)
-        .args([
-            "build",
-            "-p",
-            "autogit-extension-sdk",
-            "--example",
-            "openssl_ca_ssl",
-        ])
-        .arg("--target-dir")
-        .arg(&target)
-        .env("CARGO_INCREMENTAL", "0")
-        .output()
-        .expect("run cargo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let example = autogit_drivers::testing::sdk_example("openssl_ca_ssl");
     let d = tempfile::tempdir().unwrap();
     let ext = d.path().join("data/extensions");
     fs::create_dir_all(&ext).unwrap();
-    fs::copy(
-        target.join("debug/examples/openssl_ca_ssl"),
-        ext.join("openssl-ca-rs"),
-    )
-    .unwrap();
+    fs::copy(&example, ext.join("openssl-ca-rs")).unwrap();
     ssl_extension_issues(d.path(), "openssl-ca-rs");
 }
 
