@@ -162,6 +162,20 @@ const ROWS_PER_INSERT: usize = 64;
 /// FTS5's in-memory pending terms before it writes a segment within one transaction.
 const FTS_HASH_BYTES: i64 = 64 << 20;
 
+/// FTS5's settings. `hashsize`: it flushes its pending terms to a new segment at every commit
+/// or when they pass this (default 1 MiB, a segment every few thousand lines within one
+/// batch). `automerge`: how many segments of one level it lets pile up before merging them
+/// into one of the next (default 4); at 16 a term's postings are rewritten about half as
+/// often as the index grows (store CPU per line at 10 million lines 4.25 -> 3.32 us,
+/// `xtask bench logs-store`), for more segments a query reads (see docs/logs.md, "Speed").
+/// `crisismerge`: the level's count at which a write merges at once (default 16, below 16
+/// segments it would override `automerge`).
+const FTS_CONFIG: [(&str, i64); 3] = [
+    ("hashsize", FTS_HASH_BYTES),
+    ("automerge", 16),
+    ("crisismerge", 64),
+];
+
 fn sql_err(path: &Path, e: rusqlite::Error) -> LogStoreError {
     LogStoreError::Sqlite {
         path: path.to_owned(),
@@ -351,25 +365,23 @@ impl LogStore {
                 ),
             });
         }
-        // FTS5 flushes its pending terms to a new segment at every commit or when they pass
-        // `hashsize` (default 1 MiB, a segment every few thousand lines within one batch).
-        // Written once: every search opens the store, and a write here would take the lock.
-        let hash: Option<i64> = {
+        // FTS5's settings, kept in the database. Written only when they differ: every search
+        // opens the store, and a write here would take the lock.
+        for (key, value) in FTS_CONFIG {
             use rusqlite::OptionalExtension;
-            conn.query_row(
-                "SELECT v FROM lines_fts_config WHERE k = 'hashsize'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(err)?
-        };
-        if hash != Some(FTS_HASH_BYTES) {
-            conn.execute(
-                "INSERT INTO lines_fts (lines_fts, rank) VALUES ('hashsize', ?1)",
-                [FTS_HASH_BYTES],
-            )
-            .map_err(err)?;
+            let now: Option<i64> = conn
+                .query_row("SELECT v FROM lines_fts_config WHERE k = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(err)?;
+            if now != Some(value) {
+                conn.execute(
+                    "INSERT INTO lines_fts (lines_fts, rank) VALUES (?1, ?2)",
+                    params![key, value],
+                )
+                .map_err(err)?;
+            }
         }
         Ok(Self {
             conn,

@@ -6,7 +6,8 @@
 //! rows 64 to an `INSERT`, then one `INSERT … SELECT` into the index, as the shipped store
 //! does), and the CPU time of the process spent storing. `shipped` is
 //! `autogit_drivers::logstore::LogStore` itself; `main` is the store as it was before
-//! issue 21's round (`MAIN_SCHEMA`), the baseline every ratio is against. What each variant
+//! issue 21's round (`MAIN_SCHEMA`), the baseline every ratio is against (the first variant
+//! run when `--variants` leaves it out). What each variant
 //! breaks is in docs/logs.md ("Speed").
 
 use autogit_core::logs::{Level, enrich};
@@ -35,7 +36,7 @@ CREATE VIRTUAL TABLE lines_fts USING fts5(message, content='lines', content_rowi
 struct Variant {
     name: &'static str,
     what: &'static str,
-    /// `None`: the shipped `LogStore`.
+    /// `None`: the shipped `LogStore` (with `fts` set on it; `pragmas` unused).
     schema: Option<String>,
     pragmas: &'static [(&'static str, &'static str)],
     /// FTS5 configuration (`INSERT INTO lines_fts(lines_fts, rank) VALUES (k, v)`).
@@ -81,6 +82,20 @@ fn variants() -> Vec<Variant> {
             schema: None,
             pragmas: &[],
             fts: &[],
+        },
+        Variant {
+            name: "shipped-automerge-8",
+            what: "the shipped store, FTS5 automerge 8 (shipped: 16)",
+            schema: None,
+            pragmas: &[],
+            fts: &[("automerge", 8)],
+        },
+        Variant {
+            name: "shipped-automerge-4",
+            what: "the shipped store with FTS5's default merging (automerge 4, crisismerge 16)",
+            schema: None,
+            pragmas: &[],
+            fts: &[("automerge", 4), ("crisismerge", 16)],
         },
         Variant {
             name: "no-request-index",
@@ -335,14 +350,14 @@ pub fn bench_logs_store(lines: u64, batch: usize, only: Option<&str>) {
         "corpus: {lines} lines of `bench logs`, enriched in {:.1} s; transactions of {batch}",
         t.elapsed().as_secs_f64()
     );
+    // Ratios are against the first variant run (`main` unless `--variants` leaves it out).
     println!(
-        "\n| variant | what | store µs per line (CPU) | lines per CPU-second (store only) | vs main | size MB per million lines |"
+        "\n| variant | what | store µs per line (CPU) | lines per CPU-second (store only) | vs first | size MB per million lines |"
     );
     println!("| --- | --- | --- | --- | --- | --- |");
     let mut base: Option<f64> = None;
     for v in variants() {
         if let Some(only) = only
-            && v.name != "main"
             && !only.split(',').any(|o| o == v.name)
         {
             continue;
@@ -352,6 +367,16 @@ pub fn bench_logs_store(lines: u64, batch: usize, only: Option<&str>) {
         match &v.schema {
             None => {
                 let mut s = LogStore::open(&db).unwrap();
+                // FTS5's settings live in the database: set them on a second connection.
+                let c = Connection::open(&db).unwrap();
+                for (k, val) in v.fts {
+                    c.execute(
+                        "INSERT INTO lines_fts (lines_fts, rank) VALUES (?1, ?2)",
+                        rusqlite::params![k, val],
+                    )
+                    .unwrap();
+                }
+                drop(c);
                 for chunk in corpus.chunks(batch) {
                     s.insert(chunk).unwrap();
                 }
