@@ -1296,6 +1296,63 @@ mod tests {
         assert_eq!(spans, 1, "emptied spans go");
     }
 
+    #[test]
+    fn semantic_and_hybrid_search_keep_filters_and_negation() {
+        // Vectors made up here (no model): each template gets a unit vector, the query is
+        // nearest the "disk" lines.
+        let (_d, mut s) = store();
+        s.insert(&[
+            line(10, "a", "disk full on sda"),
+            line(11, "b", "disk full on sdb fine"),
+            line(12, "a", "cache warm"),
+        ])
+        .unwrap();
+        let todo = s.lines_to_template(100).unwrap();
+        let keyed: Vec<(i64, String)> = todo
+            .iter()
+            .map(|(id, m)| (*id, autogit_core::logs::template(m)))
+            .collect();
+        s.assign_templates(&keyed).unwrap();
+        let templates = s.templates_to_embed(100).unwrap();
+        let unit = |k: usize| {
+            let mut v = vec![0.0f32; crate::embed::DIM];
+            v[k] = 1.0;
+            v
+        };
+        let vectors: Vec<(i64, Vec<f32>)> = templates
+            .iter()
+            .map(|(id, t)| (*id, unit(usize::from(!t.starts_with("disk")))))
+            .collect();
+        s.set_vectors(&vectors).unwrap();
+        let search = |s: &mut LogStore, q: &str, mode| -> Vec<String> {
+            s.search_mode(
+                &parse_query(q).unwrap(),
+                0,
+                i64::MAX,
+                10,
+                mode,
+                Some(&unit(0)),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|h| h.message)
+            .collect()
+        };
+        for mode in [SearchMode::Semantic, SearchMode::Hybrid] {
+            let hits = search(&mut s, "storage -fine", mode);
+            assert!(
+                hits.contains(&"disk full on sda".to_owned()),
+                "{mode:?}: {hits:?}"
+            );
+            assert!(
+                !hits.iter().any(|m| m.contains("fine")),
+                "{mode:?}: {hits:?}"
+            );
+            let hits = search(&mut s, "storage service:b", mode);
+            assert_eq!(hits, ["disk full on sdb fine"], "{mode:?}");
+        }
+    }
+
     /// The schema before issue 21's round (version 0), as autogit wrote it.
     const SCHEMA_0: &str = "
         CREATE TABLE lines (
