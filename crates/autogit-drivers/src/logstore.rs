@@ -2,7 +2,8 @@
 //! (`<data>/logs.db`, WAL, mode 0600), searched newest first with a BM25 score per hit and
 //! field filters, and trimmed by age and by line count. SQLite FTS5 (compiled into the
 //! bundled SQLite): no new dependency and one file that `backup` already knows how to copy;
-//! its figures are in `xtask bench logs` (tantivy has not been measured against it).
+//! its figures are in `xtask bench logs` (against tantivy and `rg`) and `xtask bench logs-store`
+//! (the store's CPU per line, each choice of its schema against the others).
 //!
 //! **Invariant:** only [`autogit_core::logs::enrich`]'s scrubbed message is stored; nothing
 //! here sees a raw line.
