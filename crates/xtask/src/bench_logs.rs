@@ -414,8 +414,17 @@ pub fn bench_logs(lines: u64, batch: usize, fts5_only: bool) {
                 format!("{b:.1} ms | {:.0}x / {tv}", b / p50.max(0.001))
             })
         };
+        let ms = |x: f64| {
+            if x.is_nan() {
+                "n/a".to_owned()
+            } else {
+                format!("{x:.2} ms")
+            }
+        };
         println!(
-            "| {name} (`{q}`) | {p50:.2} ms | {p99:.2} ms | {tp50:.2} ms | {tp99:.2} ms | {hits} | {} |{}",
+            "| {name} (`{q}`) | {p50:.2} ms | {p99:.2} ms | {} | {} | {hits} | {} |{}",
+            ms(tp50),
+            ms(tp99),
             fmt(grep),
             if have_rg {
                 format!(" {} |", fmt(rg))
