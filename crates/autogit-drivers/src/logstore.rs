@@ -2,7 +2,8 @@
 //! (`<data>/logs.db`, WAL, mode 0600), searched newest first with a BM25 score per hit and
 //! field filters, and trimmed by age and by line count. SQLite FTS5 (compiled into the
 //! bundled SQLite): no new dependency and one file that `backup` already knows how to copy;
-//! its figures are in `xtask bench logs` (tantivy has not been measured against it).
+//! its figures are in `xtask bench logs` (against tantivy and `rg`) and `xtask bench logs-store`
+//! (the store's CPU per line, each choice of its schema against the others).
 //!
 //! **Invariant:** only [`autogit_core::logs::enrich`]'s scrubbed message is stored; nothing
 //! here sees a raw line.
@@ -62,6 +63,10 @@ impl Default for Retention {
     }
 }
 
+/// The schema's version (`PRAGMA user_version`): 0 is the store before issue 21's ingest
+/// round (four b-tree indexes on `lines`, a one-column index), migrated at open.
+const SCHEMA_VERSION: i64 = 1;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS lines (
     id INTEGER PRIMARY KEY,
@@ -77,17 +82,37 @@ CREATE TABLE IF NOT EXISTS lines (
     job_id TEXT,
     ips TEXT NOT NULL DEFAULT '',
     urls TEXT NOT NULL DEFAULT '',
-    message TEXT NOT NULL
+    message TEXT NOT NULL,
+    -- What the index's second column holds (computed when read, not stored).
+    ids TEXT GENERATED ALWAYS AS (concat_ws(' ', service, level, request_id, trace_id, job_id)) VIRTUAL
 );
-CREATE INDEX IF NOT EXISTS lines_at ON lines(at);
-CREATE INDEX IF NOT EXISTS lines_service ON lines(service, id);
-CREATE INDEX IF NOT EXISTS lines_request ON lines(request_id) WHERE request_id IS NOT NULL;
+-- The only b-tree index besides the rowid: 2% of lines have a class. The service, the level
+-- and the correlation ids are found through the full-text index's `ids` column instead (an index
+-- that takes a line's keys in sorted segments, not one b-tree insert per key: the request
+-- id's b-tree took 1.5 us of the 5.6 us a line cost to store), the time range through
+-- `spans`.
 CREATE INDEX IF NOT EXISTS lines_class ON lines(class_tail, id) WHERE class_tail IS NOT NULL;
 -- External content (the text is stored once, in `lines`); no per-line size table
 -- (`columnsize=0`: one b-tree insert less per line; BM25 reads the length from the text).
+-- `message` holds the words; `ids` the service, level, request, trace and job ids, matched only
+-- with a column filter and checked against their own columns (`ids` weighs 0 in BM25).
 CREATE VIRTUAL TABLE IF NOT EXISTS lines_fts USING fts5(
-    message, content='lines', content_rowid='id', columnsize=0
+    message, ids, content='lines', content_rowid='id', columnsize=0
 );
+-- One row per stored batch: its rows (`first_id`..=`last_id`, rows `n`), their oldest `at`,
+-- and `upto`, the newest `at` of this batch and of every batch before it (never falls, so
+-- the first span with `upto >= t` starts at or before every line at `t` or later). Replaces
+-- an index on `at`: a time range's lower bound is one lookup, trimming by age visits only
+-- the spans with lines that old, and `count()` sums `n`.
+CREATE TABLE IF NOT EXISTS spans (
+    last_id INTEGER PRIMARY KEY,
+    first_id INTEGER NOT NULL,
+    min_at INTEGER NOT NULL,
+    upto INTEGER NOT NULL,
+    n INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS spans_upto ON spans(upto);
+CREATE INDEX IF NOT EXISTS spans_min_at ON spans(min_at);
 CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, at INTEGER NOT NULL);
 -- Semantic search (`logs.semantic`), filled off the ingest path by the embed pass: one row
 -- per message template (`core::logs::template`) with its embedding (384 little-endian f32)
@@ -95,6 +120,32 @@ CREATE TABLE IF NOT EXISTS cursors (source TEXT PRIMARY KEY, at INTEGER NOT NULL
 CREATE TABLE IF NOT EXISTS templates (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, vec BLOB);
 CREATE TABLE IF NOT EXISTS line_templates (line INTEGER PRIMARY KEY, template INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS line_templates_t ON line_templates(template, line);
+";
+
+/// A store of schema version 0 brought to [`SCHEMA_VERSION`], in one transaction: its three
+/// b-tree indexes dropped, the `ids` column added, the full-text index rebuilt with its
+/// second column (every stored line tokenized again: about 3 us a line, 15 s for 5 million
+/// lines, once), and one span for the lines already there.
+const MIGRATE_0: &str = "
+DROP INDEX IF EXISTS lines_at;
+DROP INDEX IF EXISTS lines_service;
+DROP INDEX IF EXISTS lines_request;
+ALTER TABLE lines ADD COLUMN
+    ids TEXT GENERATED ALWAYS AS (concat_ws(' ', service, level, request_id, trace_id, job_id)) VIRTUAL;
+DROP TABLE lines_fts;
+CREATE VIRTUAL TABLE lines_fts USING fts5(
+    message, ids, content='lines', content_rowid='id', columnsize=0
+);
+INSERT INTO lines_fts (lines_fts) VALUES ('rebuild');
+CREATE TABLE spans (
+    last_id INTEGER PRIMARY KEY,
+    first_id INTEGER NOT NULL,
+    min_at INTEGER NOT NULL,
+    upto INTEGER NOT NULL,
+    n INTEGER NOT NULL
+);
+INSERT INTO spans (last_id, first_id, min_at, upto, n)
+    SELECT max(id), min(id), min(at), max(at), count(*) FROM lines HAVING count(*) > 0;
 ";
 
 /// Templates whose lines a semantic search reads, most similar first.
@@ -111,6 +162,20 @@ const ROWS_PER_INSERT: usize = 64;
 
 /// FTS5's in-memory pending terms before it writes a segment within one transaction.
 const FTS_HASH_BYTES: i64 = 64 << 20;
+
+/// FTS5's settings. `hashsize`: it flushes its pending terms to a new segment at every commit
+/// or when they pass this (default 1 MiB, a segment every few thousand lines within one
+/// batch). `automerge`: how many segments of one level it lets pile up before merging them
+/// into one of the next (default 4); at 16 a term's postings are rewritten about half as
+/// often as the index grows (store CPU per line at 10 million lines 4.25 -> 3.32 us,
+/// `xtask bench logs-store`), for more segments a query reads (see docs/logs.md, "Speed").
+/// `crisismerge`: the level's count at which a write merges at once (default 16, below 16
+/// segments it would override `automerge`).
+const FTS_CONFIG: [(&str, i64); 3] = [
+    ("hashsize", FTS_HASH_BYTES),
+    ("automerge", 16),
+    ("crisismerge", 64),
+];
 
 fn sql_err(path: &Path, e: rusqlite::Error) -> LogStoreError {
     LogStoreError::Sqlite {
@@ -263,26 +328,61 @@ impl LogStore {
             .map_err(err)?;
         conn.pragma_update(None, "wal_autocheckpoint", 4096)
             .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
-        // FTS5 flushes its pending terms to a new segment at every commit or when they pass
-        // `hashsize` (default 1 MiB, a segment every few thousand lines within one batch).
-        // Written once: every search opens the store, and a write here would take the lock.
-        let hash: Option<i64> = {
-            use rusqlite::OptionalExtension;
-            conn.query_row(
-                "SELECT v FROM lines_fts_config WHERE k = 'hashsize'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(err)?
-        };
-        if hash != Some(FTS_HASH_BYTES) {
-            conn.execute(
-                "INSERT INTO lines_fts (lines_fts, rank) VALUES ('hashsize', ?1)",
-                [FTS_HASH_BYTES],
-            )
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(err)?;
+        if version < SCHEMA_VERSION {
+            // Under the write lock, reading the version again: of two processes opening an
+            // old store at once, one migrates and the other finds it done.
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+            let migrate = || -> rusqlite::Result<()> {
+                let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+                if version < SCHEMA_VERSION {
+                    let old: bool = conn.query_row(
+                        "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'lines'",
+                        [],
+                        |r| r.get(0),
+                    )?;
+                    if old && version == 0 {
+                        conn.execute_batch(MIGRATE_0)?;
+                    }
+                    conn.execute_batch(SCHEMA)?;
+                    conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                }
+                Ok(())
+            };
+            match migrate() {
+                Ok(()) => conn.execute_batch("COMMIT").map_err(err)?,
+                Err(e) => {
+                    let _ = conn.execute_batch("ROLLBACK");
+                    return Err(err(e));
+                }
+            }
+        } else if version > SCHEMA_VERSION {
+            return Err(LogStoreError::Sqlite {
+                path: path.to_owned(),
+                message: format!(
+                    "the store's schema is version {version}, newer than this autogit's {SCHEMA_VERSION}: open it with the autogit that wrote it, or move the file away (it is rebuilt empty)"
+                ),
+            });
+        }
+        // FTS5's settings, kept in the database. Written only when they differ: every search
+        // opens the store, and a write here would take the lock.
+        for (key, value) in FTS_CONFIG {
+            use rusqlite::OptionalExtension;
+            let now: Option<i64> = conn
+                .query_row("SELECT v FROM lines_fts_config WHERE k = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(err)?;
+            if now != Some(value) {
+                conn.execute(
+                    "INSERT INTO lines_fts (lines_fts, rank) VALUES (?1, ?2)",
+                    params![key, value],
+                )
+                .map_err(err)?;
+            }
         }
         Ok(Self {
             conn,
@@ -347,10 +447,30 @@ impl LogStore {
                 .map_err(e)?;
         }
         tx.prepare_cached(
-            "INSERT INTO lines_fts (rowid, message) SELECT id, message FROM lines WHERE id > ?1",
+            "INSERT INTO lines_fts (rowid, message, ids) SELECT id, message, ids FROM lines WHERE id > ?1",
         )
         .and_then(|mut st| st.execute([before]))
         .map_err(e)?;
+        if let (Some(min_at), Some(max_at)) = (
+            lines.iter().map(|l| l.at_ns).min(),
+            lines.iter().map(|l| l.at_ns).max(),
+        ) {
+            // The batch's span; `upto` the newest `at` so far (the last span's is the largest).
+            tx.prepare_cached(
+                "INSERT INTO spans (last_id, first_id, min_at, upto, n)
+                 SELECT ?1, ?2, ?3, max(?4, coalesce((SELECT upto FROM spans ORDER BY last_id DESC LIMIT 1), ?4)), ?5",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    before + lines.len() as i64,
+                    before + 1,
+                    min_at,
+                    max_at,
+                    lines.len() as i64
+                ])
+            })
+            .map_err(e)?;
+        }
         tx.commit().map_err(|e| self.err(e))
     }
 
@@ -441,7 +561,9 @@ impl LogStore {
     /// Lines stored.
     pub fn count(&self) -> Result<u64, LogStoreError> {
         self.conn
-            .query_row("SELECT count(*) FROM lines", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT coalesce(sum(n), 0) FROM spans", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n.max(0) as u64)
             .map_err(|e| self.err(e))
     }
@@ -455,29 +577,63 @@ impl LogStore {
         to_ns: i64,
         limit: usize,
     ) -> Result<Vec<Hit>, LogStoreError> {
-        let mut sql = String::new();
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
         use rusqlite::types::Value as V;
-        let fts = q.fts();
-        if let Some(m) = &fts {
+        // The first row that can be in the range (see `spans`); no span: no line that new.
+        let Some(lo) = self.first_row_from(from_ns)? else {
+            return Ok(Vec::new());
+        };
+        let mut sql = String::new();
+        let mut args: Vec<V> = Vec::new();
+        let quote = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+        // Words match the message only; the service and the ids narrow through the index's
+        // `ids` column and are checked exactly against their own columns (filters_sql).
+        let words = q.fts().map(|m| format!("message : ({m})"));
+        let keys = q.filters.iter().filter_map(|(field, value)| {
+            let value = match field {
+                Field::Service | Field::Request | Field::Trace | Field::Job => value.as_str(),
+                Field::Level => Level::parse(value).unwrap_or(Level::Unknown).as_str(),
+                _ => return None,
+            };
+            // A value without a letter or digit has no token to look up.
+            value
+                .chars()
+                .any(char::is_alphanumeric)
+                .then(|| format!("ids : {}", quote(value)))
+        });
+        let expr: Vec<String> = words.iter().cloned().chain(keys).collect();
+        let not = (!q.not.is_empty()).then(|| {
+            let any = q.not.iter().map(|n| quote(n)).collect::<Vec<_>>();
+            format!("message : ({})", any.join(" OR "))
+        });
+        let indexed = !expr.is_empty();
+        if indexed {
+            let mut m = expr.join(" AND ");
+            if words.is_none()
+                && let Some(not) = &not
+            {
+                // (With words, `q.fts()` has the negation already.)
+                m = format!("{m} NOT {not}");
+            }
+            let score = if words.is_some() {
+                // BM25 of the words in the message (the ids column weighs nothing).
+                "-bm25(lines_fts, 1.0, 0.0)"
+            } else {
+                "0.0"
+            };
             sql.push_str(&format!(
-                "SELECT {HIT_COLUMNS}, -lines_fts.rank AS score
+                "SELECT {HIT_COLUMNS}, {score} AS score
                  FROM lines_fts JOIN lines l ON l.id = lines_fts.rowid
-                 WHERE lines_fts MATCH ?"
+                 WHERE lines_fts MATCH ? AND lines_fts.rowid >= ?"
             ));
-            args.push(V::Text(m.clone()));
+            args.push(V::Text(m));
+            args.push(V::Integer(lo));
         } else {
             sql.push_str(&format!(
-                "SELECT {HIT_COLUMNS}, 0.0 AS score FROM lines l WHERE 1"
+                "SELECT {HIT_COLUMNS}, 0.0 AS score FROM lines l WHERE l.id >= ?"
             ));
-            if !q.not.is_empty() {
-                // Negation without words: the index decides which lines to drop.
-                let not = q
-                    .not
-                    .iter()
-                    .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
+            args.push(V::Integer(lo));
+            if let Some(not) = not {
+                // Negation alone: the index decides which lines to drop.
                 sql.push_str(
                     " AND l.id NOT IN (SELECT rowid FROM lines_fts WHERE lines_fts MATCH ?)",
                 );
@@ -485,7 +641,7 @@ impl LogStore {
             }
         }
         filters_sql(q, from_ns, to_ns, &mut sql, &mut args);
-        if fts.is_some() {
+        if indexed {
             // Newest first, as log tools show them: FTS5 walks its rowids backwards and stops
             // at the limit. (Ordering by BM25 scores every match: 300 ms for a phrase found
             // 40 000 times in 10 million lines.) The score is still reported per hit.
@@ -495,6 +651,18 @@ impl LogStore {
         }
         args.push(V::Integer(limit.min(10_000) as i64));
         self.hits(&sql, args)
+    }
+
+    /// The first row a line at `from_ns` or later can have: the first span whose `upto`
+    /// reaches it (none: no line is that new).
+    fn first_row_from(&self, from_ns: i64) -> Result<Option<i64>, LogStoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .prepare_cached(
+                "SELECT first_id FROM spans WHERE upto >= ?1 ORDER BY upto, last_id LIMIT 1",
+            )
+            .and_then(|mut st| st.query_row([from_ns], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))
     }
 
     fn hits(
@@ -578,7 +746,7 @@ impl LogStore {
                 .collect::<Vec<_>>()
                 .join(" OR ");
             sql.push_str(" AND l.id NOT IN (SELECT rowid FROM lines_fts WHERE lines_fts MATCH ?)");
-            tail.push(V::Text(not));
+            tail.push(V::Text(format!("message : ({not})")));
         }
         filters_sql(q, from_ns, to_ns, &mut sql, &mut tail);
         sql.push_str(" ORDER BY lt.line DESC LIMIT ?");
@@ -763,29 +931,66 @@ impl LogStore {
         } else {
             0
         };
-        let doomed = "(at < ?1 OR id < ?2)";
+        // The doomed rows: below the count's cut, and those older than the cutoff, looked for
+        // only in the spans that have lines that old (no index on `at`).
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS doomed (id INTEGER PRIMARY KEY); DELETE FROM temp.doomed;",
+        )
+        .map_err(|e| sql_err(&path, e))?;
+        tx.execute(
+            "INSERT OR IGNORE INTO temp.doomed (id)
+             SELECT l.id FROM spans s JOIN lines l ON l.id BETWEEN s.first_id AND s.last_id
+             WHERE s.min_at < ?1 AND l.at < ?1
+             UNION ALL SELECT id FROM lines WHERE id < ?2",
+            params![cutoff, by_count],
+        )
+        .map_err(|e| sql_err(&path, e))?;
+        let doomed = "id IN (SELECT id FROM temp.doomed)";
         tx.execute(
             &format!(
-                "INSERT INTO lines_fts (lines_fts, rowid, message)
-                 SELECT 'delete', id, message FROM lines WHERE {doomed}"
+                "INSERT INTO lines_fts (lines_fts, rowid, message, ids)
+                 SELECT 'delete', id, message, ids FROM lines WHERE {doomed}"
             ),
-            params![cutoff, by_count],
+            [],
         )
         .map_err(|e| sql_err(&path, e))?;
         let linked = tx
             .execute(
-                &format!(
-                    "DELETE FROM line_templates WHERE line IN (SELECT id FROM lines WHERE {doomed})"
-                ),
-                params![cutoff, by_count],
+                "DELETE FROM line_templates WHERE line IN (SELECT id FROM temp.doomed)",
+                [],
             )
             .map_err(|e| sql_err(&path, e))?;
         let n = tx
-            .execute(
-                &format!("DELETE FROM lines WHERE {doomed}"),
-                params![cutoff, by_count],
-            )
+            .execute(&format!("DELETE FROM lines WHERE {doomed}"), [])
             .map_err(|e| sql_err(&path, e))?;
+        // The spans that lost lines: gone when empty, else their first row, oldest time and
+        // count as they are now (`upto` stays: it only ever bounds from below).
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS touched (last_id INTEGER PRIMARY KEY);
+             DELETE FROM temp.touched;",
+        )
+        .map_err(|e| sql_err(&path, e))?;
+        tx.execute(
+            // Spans are disjoint and in row order: those starting below the count's cut are
+            // those ending below it and the one holding it.
+            "INSERT OR IGNORE INTO temp.touched (last_id)
+             SELECT last_id FROM spans WHERE min_at < ?1
+             UNION SELECT last_id FROM spans WHERE last_id < ?2
+             UNION SELECT * FROM (SELECT last_id FROM spans WHERE last_id >= ?2 ORDER BY last_id LIMIT 1)",
+            params![cutoff, by_count],
+        )
+        .map_err(|e| sql_err(&path, e))?;
+        tx.execute_batch(
+            "DELETE FROM spans WHERE last_id IN (SELECT last_id FROM temp.touched)
+                 AND NOT EXISTS (SELECT 1 FROM lines WHERE id BETWEEN spans.first_id AND spans.last_id);
+             UPDATE spans SET
+                 first_id = (SELECT min(id) FROM lines WHERE id BETWEEN spans.first_id AND spans.last_id),
+                 min_at = (SELECT min(at) FROM lines WHERE id BETWEEN spans.first_id AND spans.last_id),
+                 n = (SELECT count(*) FROM lines WHERE id BETWEEN spans.first_id AND spans.last_id)
+             WHERE last_id IN (SELECT last_id FROM temp.touched);
+             DELETE FROM temp.doomed; DELETE FROM temp.touched;",
+        )
+        .map_err(|e| sql_err(&path, e))?;
         if linked > 0 {
             // Templates no kept line has any more (lines not yet given one keep theirs: a
             // template is only made for a line).
@@ -976,5 +1181,281 @@ mod tests {
         s.set_cursor("c1", 5).unwrap();
         s.set_cursor("c1", 7).unwrap();
         assert_eq!(s.cursor("c1").unwrap(), Some(7));
+    }
+
+    #[test]
+    fn ids_and_services_are_found_through_their_own_column_only() {
+        let (_d, mut s) = store();
+        let mut event = line(50, "autogit", "task_started: deploy gitlab");
+        // autogit's own events carry the request id outside the text.
+        event.enriched.request_id = Some("req-77".into());
+        s.insert(&[
+            line(
+                10,
+                "gitaly",
+                "finished unary call trace_id=4bf92f3577b34da6",
+            ),
+            line(11, "gitlab", "gitaly call failed request_id=r9"),
+            line(12, "gitlab-runner", "job started job_id=551"),
+            event,
+        ])
+        .unwrap();
+        // A word is looked for in the message, never in the service or the ids.
+        assert_eq!(found(&s, "gitaly"), ["gitaly call failed request_id=r9"]);
+        assert_eq!(found(&s, "runner").len(), 0);
+        assert!(found(&s, "unknown").is_empty(), "a level is no word");
+        let unknown: usize = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM lines WHERE level = 'unknown'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(unknown > 0);
+        assert_eq!(found(&s, "level:unknown").len(), unknown);
+        assert_eq!(found(&s, "service:gitaly").len(), 1);
+        assert_eq!(found(&s, "service:gitlab").len(), 1, "not gitlab-runner");
+        assert_eq!(found(&s, "service:gitlab-runner").len(), 1);
+        assert_eq!(found(&s, "service:runner").len(), 0);
+        assert_eq!(found(&s, "request:req-77"), ["task_started: deploy gitlab"]);
+        assert_eq!(found(&s, "request:req").len(), 0, "the whole id");
+        assert_eq!(found(&s, "trace:4bf92f3577b34da6").len(), 1);
+        assert_eq!(found(&s, "job:551").len(), 1);
+        assert_eq!(found(&s, "job:551 started").len(), 1);
+        assert_eq!(found(&s, "job:551 -started").len(), 0);
+        assert_eq!(found(&s, "service:gitlab -failed").len(), 0);
+        // Filter-only hits have no score; words have their BM25 score, ids adding nothing.
+        let q = parse_query("request:r9").unwrap();
+        assert_eq!(s.search(&q, 0, i64::MAX, 10).unwrap()[0].score, 0.0);
+        let q = parse_query("call").unwrap();
+        let plain = s.search(&q, 0, i64::MAX, 10).unwrap();
+        let q = parse_query("call service:gitaly").unwrap();
+        let keyed = s.search(&q, 0, i64::MAX, 10).unwrap();
+        let score = |h: &[Hit], m: &str| h.iter().find(|h| h.message.starts_with(m)).unwrap().score;
+        assert!(score(&plain, "finished") > 0.0);
+        assert_eq!(score(&plain, "finished"), score(&keyed, "finished"));
+    }
+
+    #[test]
+    fn late_old_lines_are_in_range_and_trimmed_by_age() {
+        let (_d, mut s) = store();
+        s.insert(&[line(100, "a", "disk one"), line(200, "a", "disk two")])
+            .unwrap();
+        // A container seen late contributes its backlog: older lines, newer rows.
+        s.insert(&[line(50, "b", "disk old"), line(300, "b", "disk new")])
+            .unwrap();
+        s.insert(&[line(150, "c", "disk mid")]).unwrap();
+        fn within(s: &LogStore, from: i64, to: i64) -> Vec<String> {
+            s.search(
+                &parse_query("disk").unwrap(),
+                from * 1_000_000_000,
+                to * 1_000_000_000,
+                50,
+            )
+            .unwrap()
+            .into_iter()
+            .map(|h| h.message)
+            .collect()
+        }
+        assert_eq!(within(&s, 0, 400).len(), 5);
+        assert_eq!(within(&s, 40, 60), ["disk old"]);
+        assert_eq!(within(&s, 140, 210), ["disk mid", "disk two"]);
+        assert_eq!(within(&s, 301, 400).len(), 0);
+        let q = parse_query("service:b").unwrap();
+        assert_eq!(s.search(&q, 0, 60 * 1_000_000_000, 50).unwrap().len(), 1);
+        assert_eq!(s.count().unwrap(), 5);
+        let gone = s
+            .trim(
+                Retention {
+                    max_age: Duration::from_secs(90),
+                    max_lines: 100,
+                },
+                210 * 1_000_000_000,
+            )
+            .unwrap();
+        // At 210 s with 90 s kept: 50 (a late row) and 100 go; 150, 200 and 300 stay.
+        assert_eq!(gone, 2);
+        assert_eq!(s.count().unwrap(), 3);
+        assert_eq!(within(&s, 0, 400), ["disk mid", "disk new", "disk two"]);
+        let gone = s
+            .trim(
+                Retention {
+                    max_age: Duration::from_secs(3600),
+                    max_lines: 1,
+                },
+                210 * 1_000_000_000,
+            )
+            .unwrap();
+        assert_eq!(gone, 2);
+        assert_eq!(within(&s, 0, 400), ["disk mid"]);
+        assert_eq!(s.count().unwrap(), 1);
+        let spans: i64 = s
+            .conn
+            .query_row("SELECT count(*) FROM spans", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(spans, 1, "emptied spans go");
+    }
+
+    #[test]
+    fn semantic_and_hybrid_search_keep_filters_and_negation() {
+        // Vectors made up here (no model): each template gets a unit vector, the query is
+        // nearest the "disk" lines.
+        let (_d, mut s) = store();
+        s.insert(&[
+            line(10, "a", "disk full on sda"),
+            line(11, "b", "disk full on sdb fine"),
+            line(12, "a", "cache warm"),
+        ])
+        .unwrap();
+        let todo = s.lines_to_template(100).unwrap();
+        let keyed: Vec<(i64, String)> = todo
+            .iter()
+            .map(|(id, m)| (*id, autogit_core::logs::template(m)))
+            .collect();
+        s.assign_templates(&keyed).unwrap();
+        let templates = s.templates_to_embed(100).unwrap();
+        let unit = |k: usize| {
+            let mut v = vec![0.0f32; crate::embed::DIM];
+            v[k] = 1.0;
+            v
+        };
+        let vectors: Vec<(i64, Vec<f32>)> = templates
+            .iter()
+            .map(|(id, t)| (*id, unit(usize::from(!t.starts_with("disk")))))
+            .collect();
+        s.set_vectors(&vectors).unwrap();
+        let search = |s: &mut LogStore, q: &str, mode| -> Vec<String> {
+            s.search_mode(
+                &parse_query(q).unwrap(),
+                0,
+                i64::MAX,
+                10,
+                mode,
+                Some(&unit(0)),
+            )
+            .unwrap()
+            .into_iter()
+            .map(|h| h.message)
+            .collect()
+        };
+        for mode in [SearchMode::Semantic, SearchMode::Hybrid] {
+            let hits = search(&mut s, "storage -fine", mode);
+            assert!(
+                hits.contains(&"disk full on sda".to_owned()),
+                "{mode:?}: {hits:?}"
+            );
+            assert!(
+                !hits.iter().any(|m| m.contains("fine")),
+                "{mode:?}: {hits:?}"
+            );
+            let hits = search(&mut s, "storage service:b", mode);
+            assert_eq!(hits, ["disk full on sdb fine"], "{mode:?}");
+        }
+    }
+
+    /// The schema before issue 21's round (version 0), as autogit wrote it.
+    const SCHEMA_0: &str = "
+        CREATE TABLE lines (
+            id INTEGER PRIMARY KEY, at INTEGER NOT NULL, service TEXT NOT NULL,
+            level TEXT NOT NULL, class TEXT, class_tail TEXT, status INTEGER, request_id TEXT,
+            trace_id TEXT, job_id TEXT, ips TEXT NOT NULL DEFAULT '',
+            urls TEXT NOT NULL DEFAULT '', message TEXT NOT NULL
+        );
+        CREATE INDEX lines_at ON lines(at);
+        CREATE INDEX lines_service ON lines(service, id);
+        CREATE INDEX lines_request ON lines(request_id) WHERE request_id IS NOT NULL;
+        CREATE INDEX lines_class ON lines(class_tail, id) WHERE class_tail IS NOT NULL;
+        CREATE VIRTUAL TABLE lines_fts USING fts5(
+            message, content='lines', content_rowid='id', columnsize=0
+        );
+        CREATE TABLE cursors (source TEXT PRIMARY KEY, at INTEGER NOT NULL);
+        CREATE TABLE templates (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, vec BLOB);
+        CREATE TABLE line_templates (line INTEGER PRIMARY KEY, template INTEGER NOT NULL);
+        CREATE INDEX line_templates_t ON line_templates(template, line);
+        INSERT INTO lines_fts (lines_fts, rank) VALUES ('hashsize', 67108864);
+        INSERT INTO lines (at, service, level, class, class_tail, request_id, message) VALUES
+            (10000000000, 'gitlab', 'error', 'java.lang.NullPointerException',
+             'NullPointerException', 'r1', 'ERROR java.lang.NullPointerException: boom request_id=r1'),
+            (20000000000, 'gitaly', 'warn', NULL, NULL, NULL, 'WARNING: connection refused by redis'),
+            (30000000000, 'gitlab', 'info', NULL, NULL, 'r2', 'Completed 200 OK request_id=r2');
+        INSERT INTO lines_fts (rowid, message) SELECT id, message FROM lines;
+        INSERT INTO cursors (source, at) VALUES ('c1', 42);
+    ";
+
+    #[test]
+    fn a_store_of_the_schema_before_opens_migrated() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("logs.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(SCHEMA_0)
+            .unwrap();
+        let mut s = LogStore::open(&path).unwrap();
+        let version: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let indexes: Vec<String> = s
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'lines'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes, ["lines_class"]);
+        // The lines, the index (rebuilt with its second column), the cursors are all there.
+        assert_eq!(s.count().unwrap(), 3);
+        assert_eq!(s.cursor("c1").unwrap(), Some(42));
+        assert_eq!(found(&s, "\"connection refused\"").len(), 1);
+        assert_eq!(found(&s, "class:NullPointerException").len(), 1);
+        assert_eq!(found(&s, "request:r2"), ["Completed 200 OK request_id=r2"]);
+        assert_eq!(found(&s, "service:gitlab").len(), 2);
+        assert_eq!(found(&s, "service:gitlab -boom").len(), 1);
+        let q = parse_query("boom").unwrap();
+        assert_eq!(s.search(&q, 15_000_000_000, i64::MAX, 10).unwrap().len(), 0);
+        s.conn
+            .execute(
+                "INSERT INTO lines_fts (lines_fts) VALUES ('integrity-check')",
+                [],
+            )
+            .unwrap();
+        // New lines go on as in a new store; opening again migrates nothing.
+        s.insert(&[line(40, "gitaly", "connection refused again")])
+            .unwrap();
+        drop(s);
+        let mut s = LogStore::open(&path).unwrap();
+        assert_eq!(found(&s, "\"connection refused\"").len(), 2);
+        let gone = s
+            .trim(
+                Retention {
+                    max_age: Duration::from_secs(10),
+                    max_lines: 100,
+                },
+                35_000_000_000,
+            )
+            .unwrap();
+        assert_eq!(gone, 2);
+        assert_eq!(s.count().unwrap(), 2);
+        s.conn
+            .execute(
+                "INSERT INTO lines_fts (lines_fts) VALUES ('integrity-check')",
+                [],
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn a_store_of_a_newer_schema_is_refused_with_its_version() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("logs.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        let e = LogStore::open(&path).unwrap_err().to_string();
+        assert!(e.contains("version 99") && e.contains("logs.db"), "{e}");
     }
 }

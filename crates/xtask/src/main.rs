@@ -3,7 +3,9 @@
 //! `cargo run -p xtask --release -- bench scheduler [--jobs N] [--hosts N]` (see `scheduler.rs`)
 //! `cargo run -p xtask --release -- bench api [--secs N] [--connections N] [--autogit PATH]`
 //! (see `bench_api.rs`)
-//! `cargo run -p xtask --release -- bench logs [--lines N] [--batch N]` (see `bench_logs.rs`)
+//! `cargo run -p xtask --release -- bench logs [--lines N] [--batch N] [--fts5-only]` (see `bench_logs.rs`)
+//! `cargo run -p xtask --release -- bench logs-store [--lines N] [--batch N] [--variants a,b]`
+//! (see `bench_logs_store.rs`)
 //! `cargo run -p xtask --release --features semantic -- bench semantic [--lines N] [--model DIR]`
 //! (see `bench_semantic.rs`)
 //! `cargo run -p xtask --release -- bench ingress [--secs N] [--connections N] [--rounds N]
@@ -23,6 +25,7 @@
 mod bench_api;
 mod bench_ingress;
 mod bench_logs;
+mod bench_logs_store;
 mod bench_logs_tantivy;
 mod bench_mirror;
 mod bench_semantic;
@@ -76,15 +79,22 @@ fn main() {
             path("--autogit"),
             path("--traefik"),
         ),
-        Some(("bench", "logs")) => {
-            bench_logs::bench_logs(num("--lines", 1_000_000) as u64, num("--batch", 50_000))
-        }
+        Some(("bench", "logs")) => bench_logs::bench_logs(
+            num("--lines", 1_000_000) as u64,
+            num("--batch", 50_000),
+            args.iter().any(|a| a == "--fts5-only"),
+        ),
+        Some(("bench", "logs-store")) => bench_logs_store::bench_logs_store(
+            num("--lines", 1_000_000) as u64,
+            num("--batch", 50_000),
+            flag(&args, "--variants"),
+        ),
         Some(("bench", "semantic")) => {
             bench_semantic::bench_semantic(num("--lines", 200_000) as u64, path("--model"))
         }
         _ => {
             eprintln!(
-                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] [--parallel N] [--runs N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N] [--batch N] | bench semantic [--lines N] [--model DIR] (--features semantic) | bench ingress [--secs N] [--connections N] [--rounds N] [--autogit PATH] [--traefik PATH]"
+                "usage: cargo run -p xtask --release -- bench heal [--runs N] | bench mirror [--repos N] [--parallel N] [--runs N] | bench scheduler [--jobs N] [--hosts N] | bench api [--secs N] [--connections N] [--autogit PATH] | bench logs [--lines N] [--batch N] [--fts5-only] | bench logs-store [--lines N] [--batch N] [--variants a,b] | bench semantic [--lines N] [--model DIR] (--features semantic) | bench ingress [--secs N] [--connections N] [--rounds N] [--autogit PATH] [--traefik PATH]"
             );
             std::process::exit(2);
         }
