@@ -278,6 +278,27 @@ pub struct HealthCheck {
     pub also: Vec<Probe>,
 }
 
+impl HealthCheck {
+    /// `probe` at the configuration's interval, timeout and retries (`health`), given
+    /// `start_period` to come up; `ready`: its readiness endpoint, when it has one.
+    pub fn of(
+        probe: Probe,
+        ready: Option<&str>,
+        start_period: Dur,
+        health: &crate::config::Health,
+    ) -> Self {
+        HealthCheck {
+            probe,
+            ready_path: ready.map(str::to_owned),
+            interval: health.check_interval,
+            timeout: health.timeout,
+            retries: health.failure_threshold,
+            start_period,
+            also: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "address")]
 pub enum Placement {
@@ -607,15 +628,12 @@ fn guard_service(
         secret_env: Vec::new(),
         host_env: BTreeMap::new(),
         command,
-        health: Some(HealthCheck {
-            probe: http(GUARD_PORT, "/healthz"),
-            ready_path: None,
-            interval: health.check_interval,
-            timeout: health.timeout,
-            retries: health.failure_threshold,
-            start_period: Dur::secs(10),
-            also: Vec::new(),
-        }),
+        health: Some(HealthCheck::of(
+            http(GUARD_PORT, "/healthz"),
+            None,
+            Dur::secs(10),
+            health,
+        )),
         depends_on: Vec::new(),
         labels: vec!["security".into()],
         placement: Placement::Local,
@@ -662,15 +680,12 @@ fn monitoring_companions(preset: Preset, health: &crate::config::Health) -> Vec<
             secret_env: Vec::new(),
             host_env: BTreeMap::new(),
             command: command.iter().map(|c| (*c).to_owned()).collect(),
-            health: Some(HealthCheck {
-                probe: http(port, health_path),
-                ready_path: ready.map(str::to_owned),
-                interval: health.check_interval,
-                timeout: health.timeout,
-                retries: health.failure_threshold,
-                start_period: Dur::secs(30),
-                also: Vec::new(),
-            }),
+            health: Some(HealthCheck::of(
+                http(port, health_path),
+                ready,
+                Dur::secs(30),
+                health,
+            )),
             depends_on: Vec::new(),
             labels: vec!["metrics".into()],
             placement: Placement::Local,
@@ -949,15 +964,12 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             secret_env: Vec::new(),
             host_env: BTreeMap::new(),
             command: Vec::new(),
-            health: Some(HealthCheck {
-                probe: cat.probe.clone(),
-                ready_path: cat.ready.map(str::to_owned),
-                interval: health.check_interval,
-                timeout: health.timeout,
-                retries: health.failure_threshold,
-                start_period: Dur::secs(60),
-                also: Vec::new(),
-            }),
+            health: Some(HealthCheck::of(
+                cat.probe.clone(),
+                cat.ready,
+                Dur::secs(60),
+                health,
+            )),
             depends_on: Vec::new(),
             labels: cat.labels.iter().map(|l| (*l).to_owned()).collect(),
             placement: Placement::Local,
@@ -1281,15 +1293,12 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
                 secret_env: Vec::new(),
                 host_env: BTreeMap::new(),
                 command: Vec::new(),
-                health: Some(HealthCheck {
-                    probe: Probe::Tcp { port: 80 },
-                    ready_path: None,
-                    interval: health.check_interval,
-                    timeout: health.timeout,
-                    retries: health.failure_threshold,
-                    start_period: Dur::secs(10),
-                    also: Vec::new(),
-                }),
+                health: Some(HealthCheck::of(
+                    Probe::Tcp { port: 80 },
+                    None,
+                    Dur::secs(10),
+                    health,
+                )),
                 depends_on: routed,
                 labels: vec!["ingress".into(), format!("domain={domain}")],
                 placement: Placement::Local,
@@ -1391,17 +1400,14 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
             secret_env: Vec::new(),
             host_env: BTreeMap::new(),
             command: Vec::new(),
-            health: Some(HealthCheck {
-                probe: Probe::Command {
+            health: Some(HealthCheck::of(
+                Probe::Command {
                     argv: vec!["gitlab-runner".into(), "verify".into()],
                 },
-                ready_path: None,
-                interval: health.check_interval,
-                timeout: health.timeout,
-                retries: health.failure_threshold,
-                start_period: Dur::secs(30),
-                also: Vec::new(),
-            }),
+                None,
+                Dur::secs(30),
+                health,
+            )),
             depends_on: if placement == Placement::Local {
                 vec!["gitlab".into()]
             } else {

@@ -405,47 +405,7 @@ impl LogStore {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(e)?;
-        // Under the write lock rowids are handed out in order from here.
-        let before: i64 = tx
-            .query_row("SELECT coalesce(max(id), 0) FROM lines", [], |r| r.get(0))
-            .map_err(e)?;
-        let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(ROWS_PER_INSERT * 12);
-        for chunk in lines.chunks(ROWS_PER_INSERT) {
-            use rusqlite::types::Value as V;
-            let text = |s: &Option<String>| s.clone().map_or(V::Null, V::Text);
-            args.clear();
-            for l in chunk {
-                let x = &l.enriched;
-                let tail = x
-                    .error_class
-                    .as_deref()
-                    .map(|c| c.rsplit(['.', ':']).next().unwrap_or(c).to_owned());
-                args.extend([
-                    V::Integer(l.at_ns),
-                    V::Text(l.service.clone()),
-                    V::Text(x.level.unwrap_or(Level::Unknown).as_str().to_owned()),
-                    text(&x.error_class),
-                    tail.map_or(V::Null, V::Text),
-                    x.http_status.map_or(V::Null, |s| V::Integer(i64::from(s))),
-                    text(&x.request_id),
-                    text(&x.trace_id),
-                    text(&x.job_id),
-                    V::Text(x.ips.join(" ")),
-                    V::Text(x.urls.join(" ")),
-                    V::Text(x.message.clone()),
-                ]);
-            }
-            let mut sql = String::from(
-                "INSERT INTO lines (at, service, level, class, class_tail, status, request_id, trace_id, job_id, ips, urls, message) VALUES ",
-            );
-            for k in 0..chunk.len() {
-                sql.push_str(if k == 0 { "(" } else { ",(" });
-                sql.push_str("?,?,?,?,?,?,?,?,?,?,?,?)");
-            }
-            tx.prepare_cached(&sql)
-                .and_then(|mut st| st.execute(params_from_iter(args.drain(..))))
-                .map_err(e)?;
-        }
+        let before = insert_rows(&tx, lines, ROWS_PER_INSERT).map_err(e)?;
         tx.prepare_cached(
             "INSERT INTO lines_fts (rowid, message, ids) SELECT id, message, ids FROM lines WHERE id > ?1",
         )
@@ -1005,6 +965,54 @@ impl LogStore {
         tx.commit().map_err(|e| self.err(e))?;
         Ok(n as u64)
     }
+}
+
+/// The rows of `lines` into the `lines` table of a write transaction, `rows` to an `INSERT`;
+/// returns the largest id before them (under the write lock, rowids are handed out in order
+/// from there). The store's insert path, and `xtask bench logs-store`'s for its variants.
+pub fn insert_rows(
+    tx: &rusqlite::Transaction<'_>,
+    lines: &[Line],
+    rows: usize,
+) -> rusqlite::Result<i64> {
+    let before: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM lines", [], |r| r.get(0))?;
+    let mut args: Vec<rusqlite::types::Value> = Vec::with_capacity(rows * 12);
+    for chunk in lines.chunks(rows) {
+        use rusqlite::types::Value as V;
+        let text = |s: &Option<String>| s.clone().map_or(V::Null, V::Text);
+        args.clear();
+        for l in chunk {
+            let x = &l.enriched;
+            let tail = x
+                .error_class
+                .as_deref()
+                .map(|c| c.rsplit(['.', ':']).next().unwrap_or(c).to_owned());
+            args.extend([
+                V::Integer(l.at_ns),
+                V::Text(l.service.clone()),
+                V::Text(x.level.unwrap_or(Level::Unknown).as_str().to_owned()),
+                text(&x.error_class),
+                tail.map_or(V::Null, V::Text),
+                x.http_status.map_or(V::Null, |s| V::Integer(i64::from(s))),
+                text(&x.request_id),
+                text(&x.trace_id),
+                text(&x.job_id),
+                V::Text(x.ips.join(" ")),
+                V::Text(x.urls.join(" ")),
+                V::Text(x.message.clone()),
+            ]);
+        }
+        let mut sql = String::from(
+            "INSERT INTO lines (at, service, level, class, class_tail, status, request_id, trace_id, job_id, ips, urls, message) VALUES ",
+        );
+        for k in 0..chunk.len() {
+            sql.push_str(if k == 0 { "(" } else { ",(" });
+            sql.push_str("?,?,?,?,?,?,?,?,?,?,?,?)");
+        }
+        tx.prepare_cached(&sql)
+            .and_then(|mut st| st.execute(params_from_iter(args.drain(..))))?;
+    }
+    Ok(before)
 }
 
 #[cfg(test)]

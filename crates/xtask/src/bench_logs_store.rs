@@ -10,9 +10,9 @@
 //! run when `--variants` leaves it out). What each variant
 //! breaks is in docs/logs.md ("Speed").
 
-use autogit_core::logs::{Level, enrich};
+use autogit_core::logs::enrich;
 use autogit_drivers::logstore::{Line, LogStore};
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::Connection;
 use std::path::Path;
 use std::time::Instant;
 
@@ -275,49 +275,10 @@ fn open_variant(path: &Path, v: &Variant) -> Connection {
 
 /// The shipped store's insert path, on a variant's connection.
 fn insert_variant(conn: &mut Connection, lines: &[Line], has_fts: bool, cols: &str) {
-    use rusqlite::types::Value as V;
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .unwrap();
-    let before: i64 = tx
-        .query_row("SELECT coalesce(max(id), 0) FROM lines", [], |r| r.get(0))
-        .unwrap();
-    let mut args: Vec<V> = Vec::with_capacity(64 * 12);
-    for chunk in lines.chunks(64) {
-        let text = |s: &Option<String>| s.clone().map_or(V::Null, V::Text);
-        args.clear();
-        for l in chunk {
-            let x = &l.enriched;
-            let tail = x
-                .error_class
-                .as_deref()
-                .map(|c| c.rsplit(['.', ':']).next().unwrap_or(c).to_owned());
-            args.extend([
-                V::Integer(l.at_ns),
-                V::Text(l.service.clone()),
-                V::Text(x.level.unwrap_or(Level::Unknown).as_str().to_owned()),
-                text(&x.error_class),
-                tail.map_or(V::Null, V::Text),
-                x.http_status.map_or(V::Null, |s| V::Integer(i64::from(s))),
-                text(&x.request_id),
-                text(&x.trace_id),
-                text(&x.job_id),
-                V::Text(x.ips.join(" ")),
-                V::Text(x.urls.join(" ")),
-                V::Text(x.message.clone()),
-            ]);
-        }
-        let mut sql = String::from(
-            "INSERT INTO lines (at, service, level, class, class_tail, status, request_id, trace_id, job_id, ips, urls, message) VALUES ",
-        );
-        for k in 0..chunk.len() {
-            sql.push_str(if k == 0 { "(" } else { ",(" });
-            sql.push_str("?,?,?,?,?,?,?,?,?,?,?,?)");
-        }
-        tx.prepare_cached(&sql)
-            .and_then(|mut st| st.execute(params_from_iter(args.drain(..))))
-            .unwrap();
-    }
+    let before = autogit_drivers::logstore::insert_rows(&tx, lines, 64).unwrap();
     if has_fts {
         tx.prepare_cached(&format!(
             "INSERT INTO lines_fts (rowid, {cols}) SELECT id, {cols} FROM lines WHERE id > ?1"
