@@ -298,9 +298,7 @@ impl TlsController {
             "issued {} from the internal CA",
             wanted.join(", ")
         ));
-        autogit_drivers::acme::store(dir, domain, wanted, key.as_str().to_owned(), &chain)
-            .map(Some)
-            .map_err(|e| e.to_string())
+        install_pair(dir, domain, wanted, key.as_str(), &chain)
     }
 
     /// TLS_SOURCE=extension:NAME: `ssl.issue` with the names; the answer is checked like a
@@ -338,15 +336,7 @@ impl TlsController {
             wanted,
             self.clock.now() as i64,
         )?;
-        autogit_drivers::acme::store(
-            dir,
-            domain,
-            wanted,
-            checked.key.as_str().to_owned(),
-            &checked.chain,
-        )
-        .map(Some)
-        .map_err(|e| e.to_string())
+        install_pair(dir, domain, wanted, checked.key.as_str(), &checked.chain)
     }
 
     /// TLS_SOURCE=file: checks TLS_CERT_FILE and TLS_KEY_FILE and copies them in when they
@@ -403,15 +393,7 @@ impl TlsController {
             "installing {cert_file} (names {})",
             supplied.names.join(", ")
         ));
-        autogit_drivers::acme::store(
-            dir,
-            domain,
-            wanted,
-            supplied.key.as_str().to_owned(),
-            &supplied.chain,
-        )
-        .map(Some)
-        .map_err(|e| e.to_string())
+        install_pair(dir, domain, wanted, supplied.key.as_str(), &supplied.chain)
     }
 
     /// After a renewal: render again (the ingress configuration names the new certificate,
@@ -439,4 +421,18 @@ impl TlsController {
             Ok(_) => now + 3600,
         }
     }
+}
+
+/// A checked pair installed as the served certificate (`acme::store`: private directory,
+/// atomic writes), for the internal CA, an `ssl` extension and a user-supplied pair alike.
+fn install_pair(
+    dir: &std::path::Path,
+    domain: &str,
+    wanted: &[String],
+    key: &str,
+    chain: &str,
+) -> Result<Option<CertInfo>, String> {
+    autogit_drivers::acme::store(dir, domain, wanted, key.to_owned(), chain)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
