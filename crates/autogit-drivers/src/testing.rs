@@ -44,6 +44,58 @@ fn current(tag: &str, cmd: &[&str]) -> bool {
             .is_some_and(|c| c == cmd)
 }
 
+/// nginx run on this host from a prefix of its own (the caller writes `<prefix>/nginx.conf`),
+/// in the foreground, its output discarded; `start` returns once `127.0.0.1:port` accepts
+/// connections (panicking with `error_log` after 10 s). Dropped: SIGTERM, so that the master
+/// stops its workers (SIGKILL would orphan them, still listening), SIGKILL only if it has not
+/// gone within 5 s.
+#[derive(Debug)]
+pub struct HostNginx(std::process::Child);
+
+impl HostNginx {
+    pub fn start(bin: &Path, prefix: &Path, port: u16, error_log: &Path) -> HostNginx {
+        let nginx = HostNginx(
+            Command::new(bin)
+                .arg("-p")
+                .arg(prefix)
+                .arg("-c")
+                .arg(prefix.join("nginx.conf"))
+                .args(["-g", "daemon off;"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start nginx"),
+        );
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "nginx did not start: {}",
+                std::fs::read_to_string(error_log).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        nginx
+    }
+}
+
+impl Drop for HostNginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// An example extension of the Rust SDK (`crates/autogit-extension-sdk/examples/<name>.rs`),
 /// built by cargo into a target directory of its own (`target/sdk-example`: the build
 /// directory of the `cargo test` that runs the caller may be locked); its path.

@@ -9,36 +9,16 @@ use autogit_core::dns::RecordType;
 use autogit_drivers::acme::{AcmeError, AcmeSettings, issue, read_cert};
 use autogit_drivers::dns::DnsProvider;
 use autogit_drivers::dns::rfc2136::Rfc2136;
+use autogit_drivers::testing::HostNginx;
 use autogit_drivers::testing::bind::{Bind, TestZone, free_port, named_or_skip};
 use autogit_drivers::testing::pebble::{Pebble, pebble_or_skip};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const ZONE: &str = "example.test";
 
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        // SIGTERM: nginx's master stops its workers (SIGKILL would orphan them, still
-        // listening). SIGKILL only if it does not go within 5 s.
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn nginx(dir: &Path, port: u16, chain: &Path, key: &Path) -> Option<Nginx> {
+fn nginx(dir: &Path, port: u16, chain: &Path, key: &Path) -> Option<HostNginx> {
     let bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
         .into_iter()
         .find(|p| Path::new(p).exists());
@@ -61,27 +41,12 @@ fn nginx(dir: &Path, port: u16, chain: &Path, key: &Path) -> Option<Nginx> {
         ),
     )
     .unwrap();
-    let child = Command::new(bin)
-        .arg("-p")
-        .arg(dir)
-        .arg("-c")
-        .arg(dir.join("nginx.conf"))
-        .args(["-g", "daemon off;"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "nginx did not start: {}",
-            std::fs::read_to_string(dir.join("logs/error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Some(Nginx(child))
+    Some(HostNginx::start(
+        Path::new(bin),
+        dir,
+        port,
+        &dir.join("logs/error.log"),
+    ))
 }
 
 async fn fetch(root_pem: &str, port: u16) -> Result<String, String> {
@@ -284,27 +249,12 @@ async fn http01_certificate_for_service_names_through_an_nginx_webroot() {
         ),
     )
     .unwrap();
-    let _nginx = Nginx(
-        Command::new(bin)
-            .arg("-p")
-            .arg(&ndir)
-            .arg("-c")
-            .arg(ndir.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _nginx = HostNginx::start(
+        Path::new(bin),
+        &ndir,
+        http_port,
+        &ndir.join("logs/error.log"),
     );
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", http_port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "nginx did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let pebble = Pebble::start_with_http_port(&pebble_bin, &bind.server(), http_port).unwrap();
     let settings = AcmeSettings {
         directory: pebble.directory(),

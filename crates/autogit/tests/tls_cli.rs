@@ -165,41 +165,12 @@ fn http01_renew_for_the_service_names() {
         ),
     )
     .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            // SIGTERM: nginx's master stops its workers (SIGKILL would orphan them, still
-            // listening). SIGKILL only if it does not go within 5 s.
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            for _ in 0..50 {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _nginx = Kill(
-        std::process::Command::new(nginx)
-            .arg("-p")
-            .arg(&ndir)
-            .arg("-c")
-            .arg(ndir.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _nginx = autogit_drivers::testing::HostNginx::start(
+        Path::new(nginx),
+        &ndir,
+        port,
+        &ndir.join("error.log"),
     );
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < std::time::Duration::from_secs(10));
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     let pebble = Pebble::start_with_http_port(&pebble_bin, &bind.server(), port).unwrap();
     fs::write(
         d.path().join("autogit.yml"),

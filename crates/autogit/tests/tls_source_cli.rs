@@ -68,23 +68,6 @@ fn openssl_verify(ca: &Path, cert: &Path, host: &str) -> std::process::Output {
         .unwrap()
 }
 
-struct Kill(std::process::Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        for _ in 0..50 {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn internal_ca_issues_a_certificate_that_openssl_and_curl_through_nginx_accept() {
     if !have("openssl") || !have("curl") {
@@ -184,27 +167,12 @@ fn internal_ca_issues_a_certificate_that_openssl_and_curl_through_nginx_accept()
         ),
     )
     .unwrap();
-    let _nginx = Kill(
-        Command::new(nginx)
-            .arg("-p")
-            .arg(&ndir)
-            .arg("-c")
-            .arg(ndir.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+    let _nginx = autogit_drivers::testing::HostNginx::start(
+        Path::new(nginx),
+        &ndir,
+        port,
+        &ndir.join("error.log"),
     );
-    let start = std::time::Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
-            "nginx did not start: {}",
-            fs::read_to_string(ndir.join("error.log")).unwrap_or_default()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     let curl = |ca: &Path| {
         Command::new("curl")
             .args(["-sS", "--max-time", "10", "--cacert"])
