@@ -20,6 +20,7 @@ Log to stderr (``log()``): autogit puts each line in its log. Never print to std
 protocol's channel.
 """
 
+import base64
 import json
 import sys
 import traceback
@@ -33,6 +34,8 @@ __all__ = [
     "NotifyProvider",
     "StorageProvider",
     "AuthProvider",
+    "SslProvider",
+    "ComputeProvider",
     "Extension",
     "ExtensionError",
     "ConfigError",
@@ -80,7 +83,7 @@ class Unavailable(ExtensionError):
 
 
 class NotFound(ExtensionError):
-    """storage.get / storage.delete: no object of that name."""
+    """storage.get / storage.delete: no object of that name; compute.exec: no such host."""
 
     code = -32005
 
@@ -240,6 +243,31 @@ class SslProvider:
         """Called before the process ends (also when initialize never ran)."""
 
 
+class ComputeProvider:
+    """Base class of a ``compute`` provider: how autogit runs commands on runner hosts it does
+    not reach over SSH. A runner whose ``host`` is ``extension:<name>/<host>`` is reached with
+    ``exec(host, argv, stdin)``; autogit's inventory probe, scheduler, leases, health checks
+    and routes then work on it as on an SSH host."""
+
+    settings = []
+
+    def initialize(self, config, secrets, context):
+        """``config``: the plain settings (typed); ``secrets``: the secret ones."""
+
+    def exec(self, host, argv, stdin):
+        """Run ``argv`` (a list, never through a shell) on ``host`` with ``stdin`` (bytes) on
+        its standard input; return ``{"code": exit status or None if a signal ended it,
+        "stdout": str, "stderr": str}``. Raise ``NotFound`` for a host this provider does not
+        serve and ``Unavailable`` when the host cannot be reached."""
+        raise ExtensionError("compute.exec is not implemented", None)
+
+    def health(self):
+        return {"status": "ok", "detail": ""}
+
+    def shutdown(self):
+        """Called before the process ends (also when initialize never ran)."""
+
+
 def log(*parts):
     """One line to stderr: autogit's log."""
     print(*parts, file=sys.stderr, flush=True)
@@ -277,6 +305,10 @@ class Extension:
 
     def ssl(self, provider):
         self.providers["ssl"] = provider
+        return self
+
+    def compute(self, provider):
+        self.providers["compute"] = provider
         return self
 
     def manifest(self):
@@ -348,6 +380,11 @@ class Extension:
         if method == "ssl.issue":
             issued = self._provider().issue(list(params.get("names", [])))
             return {"chain": issued["chain"], "key": issued["key"]}
+        if method == "compute.exec":
+            out = self._provider().exec(
+                params["host"], list(params["argv"]), base64.b64decode(params.get("stdin", ""))
+            )
+            return {"code": out["code"], "stdout": out["stdout"], "stderr": out["stderr"]}
         if method == "shutdown":
             return {}
         err = ExtensionError("unknown method %s" % method)

@@ -487,6 +487,7 @@ impl ComputeController {
             let out = self
                 .runners
                 .remote(&host)
+                .await
                 .map_err(ComputeError::Request)?
                 .run(&argv)
                 .await
@@ -602,7 +603,7 @@ impl ComputeController {
         };
         let engine = engine_name(h.inventory.as_ref());
         // Renew first: a fenced container (its watchdog stopped it) is started again here.
-        let renewal = match self.runners.remote(&host) {
+        let renewal = match self.runners.remote(&host).await {
             Ok(r) => r
                 .run(&renew_argv(self.project(), &row.id, rules.ttl, engine))
                 .await
@@ -665,7 +666,7 @@ impl ComputeController {
         let argv: Vec<String> = [engine, "inspect", "--format", &format, &name]
             .map(str::to_owned)
             .into();
-        let out = match self.runners.remote(&host) {
+        let out = match self.runners.remote(&host).await {
             Ok(r) => r.run(&argv).await.map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
@@ -739,7 +740,7 @@ impl ComputeController {
             container_name(self.project(), &row.id),
         ]
         .into();
-        let out = match self.runners.remote(host) {
+        let out = match self.runners.remote(host).await {
             Ok(r) => r.run(&stop).await.map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
@@ -863,17 +864,19 @@ impl ComputeController {
             (Some(r), Some(d)) => format!(", routed at https://{r}.{d}"),
             _ => String::new(),
         };
+        let at = |port| autogit_core::routes::upstream_url(&host, port);
         row.message = match (flagged, seen.and_then(|s| s.host_port)) {
             (Some(r), _) => format!(
                 "service {state}, flagged for a human: {}; `autogit reconcile --clear {name}` lets autogit repair it again",
                 r.history.flag_reason.unwrap_or_default()
             ),
             (None, Some(port)) if notes.is_empty() => {
-                format!("service {state} at http://{host}:{port}{routed}")
+                format!("service {state} at {}{routed}", at(port))
             }
             (None, Some(port)) => {
                 format!(
-                    "service {state} at http://{host}:{port}{routed}: {}",
+                    "service {state} at {}{routed}: {}",
+                    at(port),
                     notes.join("; ")
                 )
             }
@@ -919,7 +922,8 @@ impl ComputeController {
         };
         let out = self
             .runners
-            .remote(&h.host)?
+            .remote(&h.host)
+            .await?
             .run(&argv)
             .await
             .map_err(|e| e.to_string())?;
@@ -1049,7 +1053,7 @@ impl ComputeController {
                 ttl,
                 &run_argv_on(engine, inv.wsl2, self.project(), &row.id, &spec, &devs),
             );
-            let out = match self.runners.remote(&p.host) {
+            let out = match self.runners.remote(&p.host).await {
                 Ok(r) => r.run(&argv).await.map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };

@@ -843,14 +843,13 @@ impl DiagnoseController {
         }
         let runners = rc.runners();
         let mut out = Vec::new();
-        let cfg = rc.ssh_config();
         // Probed directly, not through `probe_all`: looking records and publishes nothing
         // (and creates no state database before `install`).
         let probes = rc
             .configured_hosts()
             .into_iter()
             .map(|(host, user, names)| {
-                let cfg = cfg.clone();
+                let rc = &rc;
                 async move {
                     let r = if host == "auto" {
                         Err(
@@ -858,11 +857,11 @@ impl DiagnoseController {
                                 .to_owned(),
                         )
                     } else {
-                        match autogit_drivers::remote::Host::new(&cfg, &host, user.as_deref()) {
+                        match rc.remote_as(&host, user.as_deref()).await {
                             Ok(h) => autogit_drivers::remote::inventory::probe(&h)
                                 .await
                                 .map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
+                            Err(e) => Err(e),
                         }
                     };
                     (host, names, r)
@@ -900,7 +899,7 @@ impl DiagnoseController {
             async move {
                 let skew = async {
                     use autogit_drivers::remote::RemoteExec;
-                    let remote = rc.remote(&host)?;
+                    let remote = rc.remote(&host).await?;
                     let before = self.clock.now() as i64;
                     let o = remote
                         .run(&["date".to_owned(), "+%s".to_owned()])

@@ -403,6 +403,30 @@ impl Registry {
         ext::ExtensionSsl::start(found, &grant(settings, &available), self.limits).await
     }
 
+    /// The enabled extension `name`, started as a `compute` provider (a runner `host:
+    /// extension:NAME/HOST`); each command it runs may take `command_timeout` (or
+    /// `EXTENSIONS_TIMEOUT` when that is longer).
+    pub async fn compute_extension(
+        &self,
+        name: &str,
+        settings: &Settings,
+        command_timeout: Duration,
+    ) -> Result<ext::ExtensionCompute, ExtensionError> {
+        if !self.enabled.iter().any(|n| n == name) {
+            return Err(ExtensionError::Config {
+                name: name.to_owned(),
+                reason: format!(
+                    "a runner's host is `extension:{name}/…`, but `{name}` is not in EXTENSIONS_ENABLED"
+                ),
+            });
+        }
+        let found = self.find(name)?;
+        let available = self.available();
+        let mut limits = self.limits;
+        limits.call_timeout = limits.call_timeout.max(command_timeout);
+        ext::ExtensionCompute::start(found, &grant(settings, &available), limits).await
+    }
+
     /// The extension `name` if it is installed.
     pub fn find(&self, name: &str) -> Result<&Found, ExtensionError> {
         self.found
@@ -464,10 +488,7 @@ impl Registry {
         let manifest = ext::handshake(&found, self.limits).await?;
         let enabled = self.enabled.iter().any(|n| n == name);
         let mut health = Vec::new();
-        let usable = manifest
-            .providers
-            .iter()
-            .filter(|p| enabled && p.kind.supported());
+        let usable = manifest.providers.iter().filter(|_| enabled);
         for decl in usable {
             let zone = autogit_drivers::dns::zone_of(&settings.platform).unwrap_or_default();
             let context = match decl.kind {

@@ -729,10 +729,19 @@ pub(crate) fn p_tag(n: &Node) -> Result<String, Bad> {
 /// A runner host, optionally `user@host`: (user, host), both checked.
 pub(crate) fn p_runner_host(n: &Node) -> Result<(Option<String>, String), Bad> {
     let s = scalar(n).map_err(|_| Bad::new("a host"))?;
+    let expected = "`auto`, `local`, an IP address or a hostname, optionally as `user@host`, or `extension:NAME/HOST`";
+    if s.starts_with(crate::remote::VIA_EXTENSION) {
+        crate::remote::check_extension_host(s).map_err(|why| Bad::new(expected).help(why))?;
+        return Ok((None, s.to_owned()));
+    }
     let Some((user, host)) = s.split_once('@') else {
         return p_host_str(s).map(|h| (None, h));
     };
-    let expected = "`auto`, `local`, an IP address or a hostname, optionally as `user@host`";
+    if host.starts_with(crate::remote::VIA_EXTENSION) {
+        return Err(Bad::new(expected).help(
+            "a host reached through a `compute` extension takes no user: the extension decides how it runs commands there",
+        ));
+    }
     check_unix_user(user)
         .map_err(|why| Bad::new(expected).help(format!("the user of `user@host`: {why}")))?;
     if matches!(host, "auto" | "local") {

@@ -66,14 +66,6 @@ impl ProviderType {
             ProviderType::Compute => "compute",
         }
     }
-
-    /// Whether autogit can use providers of this type from an extension yet.
-    pub fn supported(self) -> bool {
-        matches!(
-            self,
-            ProviderType::Dns | ProviderType::Notify | ProviderType::Storage | ProviderType::Auth
-        )
-    }
 }
 
 impl fmt::Display for ProviderType {

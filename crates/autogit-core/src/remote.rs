@@ -38,6 +38,41 @@ pub fn sh_join<S: AsRef<str>>(argv: &[S]) -> String {
         .join(" ")
 }
 
+/// How a runner host that a `compute` extension reaches is written: `extension:NAME/HOST`.
+pub const VIA_EXTENSION: &str = "extension:";
+
+/// A runner host reached through a `compute` extension (`extension:NAME/HOST`): the
+/// extension's name and the host as the extension knows it. `None` for any other host.
+pub fn via_extension(host: &str) -> Option<(&str, &str)> {
+    host.strip_prefix(VIA_EXTENSION)?.split_once('/')
+}
+
+/// Checks `extension:NAME/HOST`: NAME an extension name, HOST a host name or address (what
+/// the extension is asked to run commands on, and where the ingress reaches the ports its
+/// jobs publish).
+pub fn check_extension_host(host: &str) -> Result<(), String> {
+    let Some((name, target)) = via_extension(host) else {
+        return Err(format!(
+            "`{host}` is not `extension:NAME/HOST` (a `compute` extension's name, `/`, a host it reaches)"
+        ));
+    };
+    crate::extension::check_name(name)?;
+    if target.parse::<std::net::IpAddr>().is_err() {
+        crate::validate::check_hostname(target)
+            .map_err(|why| format!("`{target}` (after `extension:{name}/`): {why}"))?;
+    }
+    Ok(())
+}
+
+/// Where a runner host is reached on the network (a routed service's upstream): the host
+/// without `user@` or `extension:NAME/`.
+pub fn host_address(host: &str) -> &str {
+    if let Some((_, target)) = via_extension(host) {
+        return target;
+    }
+    host.rsplit_once('@').map_or(host, |(_, h)| h)
+}
+
 /// A host name or address safe to put on an `ssh` command line: no leading `-` (option
 /// injection, CVE-2017-1000117 style), no whitespace or control characters, no shell or
 /// `ssh_config` metacharacters. An optional `user@` prefix is allowed.
@@ -140,6 +175,27 @@ mod tests {
             assert_eq!(sh_quote(input), *want, "{input:?}");
         }
         assert_eq!(sh_join(&["echo", "a b", "'"]), "echo 'a b' ''\\'''");
+    }
+
+    #[test]
+    fn extension_hosts_name_the_extension_and_the_host() {
+        assert_eq!(
+            via_extension("extension:wsl-exec/gpu-box.lan"),
+            Some(("wsl-exec", "gpu-box.lan"))
+        );
+        assert_eq!(via_extension("gpu-box.lan"), None);
+        assert_eq!(via_extension("extension:wsl-exec"), None);
+        assert!(check_extension_host("extension:wsl-exec/gpu-box.lan").is_ok());
+        assert!(check_extension_host("extension:wsl-exec/10.0.0.7").is_ok());
+        assert!(check_extension_host("extension:wsl-exec/fd00::7").is_ok());
+        let bad = check_extension_host("extension:Wsl/gpu").unwrap_err();
+        assert!(bad.contains("not an extension name"), "{bad}");
+        let bad = check_extension_host("extension:wsl-exec/-oProxyCommand=x").unwrap_err();
+        assert!(bad.contains("after `extension:wsl-exec/`"), "{bad}");
+        assert!(check_extension_host("extension:wsl-exec").is_err());
+        assert_eq!(host_address("extension:wsl-exec/10.0.0.7"), "10.0.0.7");
+        assert_eq!(host_address("ci@gpu1.lan"), "gpu1.lan");
+        assert_eq!(host_address("gpu1.lan"), "gpu1.lan");
     }
 
     #[test]

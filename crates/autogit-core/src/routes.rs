@@ -44,6 +44,7 @@ pub struct ServiceRoute {
 
 /// `http://HOST:PORT` (an IPv6 literal in brackets).
 pub fn upstream_url(host: &str, port: u16) -> String {
+    let host = crate::remote::host_address(host);
     if host.contains(':') && !host.starts_with('[') {
         format!("http://[{host}]:{port}")
     } else {

@@ -23,7 +23,8 @@
 //! ```
 //!
 //! The other provider types work the same way: [`NotifyProvider`], [`StorageProvider`],
-//! [`AuthProvider`] (`auth.login`) and [`SslProvider`] (`ssl.issue`); `examples/` holds a
+//! [`AuthProvider`] (`auth.login`), [`SslProvider`] (`ssl.issue`) and [`ComputeProvider`]
+//! (`compute.exec`: runner hosts reached without SSH); `examples/` holds a
 //! complete extension of `dns`, `auth` and `ssl`.
 //!
 //! Log with `eprintln!`: autogit puts each stderr line in its log. Never write to stdout: it
@@ -372,6 +373,66 @@ pub trait SslProvider {
     fn shutdown(&mut self) {}
 }
 
+/// What a command run by `compute.exec` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ran {
+    /// Its exit status; `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// A `compute` provider: how autogit runs commands on runner hosts it does not reach over
+/// SSH. A runner whose `host` is `extension:<name>/<host>` is reached with
+/// [`ComputeProvider::exec`]; autogit's inventory probe, scheduler, leases, health checks and
+/// routes then work on it as on an SSH host.
+pub trait ComputeProvider {
+    fn settings(&self) -> Vec<Setting>;
+    fn initialize(&mut self, init: &Init) -> Result<(), Error>;
+    /// Run `argv` (never through a shell) on `host` with `stdin` on its standard input.
+    /// [`Error::not_found`] for a host this provider does not serve, [`Error::unavailable`]
+    /// when the host cannot be reached or the command did not finish.
+    fn exec(&mut self, host: &str, argv: &[String], stdin: &[u8]) -> Result<Ran, Error>;
+    fn health(&mut self) -> Result<Health, Error> {
+        Ok(Health::ok(""))
+    }
+    fn shutdown(&mut self) {}
+}
+
+/// Standard base64 (RFC 4648, padded), as `compute.exec` carries standard input.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (i, chunk) in bytes.chunks(4).enumerate() {
+        let last = i + 1 == bytes.len() / 4;
+        let pad = chunk.iter().rev().take_while(|b| **b == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = (n << 6) | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let three = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&three[..3 - pad]);
+    }
+    Some(out)
+}
+
 /// An extension: its name (its file name in the extensions directory), version, the
 /// environment variables it inherits from autogit, its dependencies, its providers.
 pub struct Extension {
@@ -385,6 +446,7 @@ pub struct Extension {
     storage: Option<Box<dyn StorageProvider>>,
     auth: Option<Box<dyn AuthProvider>>,
     ssl: Option<Box<dyn SslProvider>>,
+    compute: Option<Box<dyn ComputeProvider>>,
     /// The provider type `initialize` chose.
     active: Option<&'static str>,
 }
@@ -419,6 +481,7 @@ impl Extension {
             storage: None,
             auth: None,
             ssl: None,
+            compute: None,
             active: None,
         }
     }
@@ -460,6 +523,11 @@ impl Extension {
         self
     }
 
+    pub fn compute(mut self, provider: impl ComputeProvider + 'static) -> Self {
+        self.compute = Some(Box::new(provider));
+        self
+    }
+
     /// The answer to `handshake`.
     pub fn manifest(&self) -> Value {
         let mut providers = Vec::new();
@@ -488,6 +556,9 @@ impl Extension {
         }
         if let Some(p) = &self.ssl {
             providers.push(declare("ssl", p.settings()));
+        }
+        if let Some(p) = &self.compute {
+            providers.push(declare("compute", p.settings()));
         }
         json!({
             "name": self.name,
@@ -545,6 +616,16 @@ impl Extension {
         }
     }
 
+    fn compute_provider(&mut self) -> Result<&mut Box<dyn ComputeProvider>, Error> {
+        match self.active {
+            None => Err(Error::failed("initialize first")),
+            Some("compute") => Ok(self.compute.as_mut().expect("initialized as compute")),
+            Some(other) => Err(Error::failed(format!(
+                "initialized as `{other}`, not compute"
+            ))),
+        }
+    }
+
     fn dispatch(&mut self, method: &str, params: Value) -> Result<Value, Error> {
         let bad = |e: serde_json::Error| Error::new(-32602, format!("invalid params: {e}"));
         match method {
@@ -573,12 +654,13 @@ impl Extension {
                     "storage" => self.storage.as_mut().map(|p| p.initialize(&init)),
                     "auth" => self.auth.as_mut().map(|p| p.initialize(&init)),
                     "ssl" => self.ssl.as_mut().map(|p| p.initialize(&init)),
+                    "compute" => self.compute.as_mut().map(|p| p.initialize(&init)),
                     _ => None,
                 };
                 match active {
                     Some(done) => {
                         done?;
-                        self.active = ["dns", "notify", "storage", "auth", "ssl"]
+                        self.active = ["dns", "notify", "storage", "auth", "ssl", "compute"]
                             .into_iter()
                             .find(|k| *k == kind);
                     }
@@ -596,6 +678,7 @@ impl Extension {
                     Some("storage") => self.storage_provider()?.health()?,
                     Some("auth") => self.auth_provider()?.health()?,
                     Some("ssl") => self.ssl_provider()?.health()?,
+                    Some("compute") => self.compute_provider()?.health()?,
                     _ => self.dns_provider()?.health()?,
                 };
                 Ok(serde_json::to_value(h).expect("serializes"))
@@ -668,6 +751,26 @@ impl Extension {
                 let issued = self.ssl_provider()?.issue(&p.names)?;
                 Ok(serde_json::to_value(issued).expect("serializes"))
             }
+            "compute.exec" => {
+                #[derive(Deserialize)]
+                struct P {
+                    host: String,
+                    argv: Vec<String>,
+                    #[serde(default)]
+                    stdin: String,
+                }
+                // Not `bad`: serde's message may quote the input, which may hold a secret.
+                let p: P = serde_json::from_value(params).map_err(|_| {
+                    Error::new(
+                        -32602,
+                        "invalid params: host and stdin are strings, argv a list of strings",
+                    )
+                })?;
+                let stdin = base64_decode(&p.stdin)
+                    .ok_or_else(|| Error::new(-32602, "invalid params: stdin is not base64"))?;
+                let ran = self.compute_provider()?.exec(&p.host, &p.argv, &stdin)?;
+                Ok(serde_json::to_value(ran).expect("serializes"))
+            }
             "shutdown" => Ok(json!({})),
             other => Err(Error::new(
                 code::METHOD_NOT_FOUND,
@@ -721,6 +824,9 @@ impl Extension {
             p.shutdown();
         }
         if let Some(p) = self.ssl.as_mut() {
+            p.shutdown();
+        }
+        if let Some(p) = self.compute.as_mut() {
             p.shutdown();
         }
         Ok(())
@@ -855,6 +961,62 @@ mod tests {
         assert_eq!(out[5]["result"], json!({}));
         assert_eq!(out[6]["error"]["code"], code::NOT_FOUND);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Echoes its input back as stdout, for the host `gpu-1` only.
+    struct Echo;
+    impl ComputeProvider for Echo {
+        fn settings(&self) -> Vec<Setting> {
+            vec![]
+        }
+        fn initialize(&mut self, _: &Init) -> Result<(), Error> {
+            Ok(())
+        }
+        fn exec(&mut self, host: &str, argv: &[String], stdin: &[u8]) -> Result<Ran, Error> {
+            if host != "gpu-1" {
+                return Err(Error::not_found(host));
+            }
+            Ok(Ran {
+                code: Some(argv.len() as i32),
+                stdout: String::from_utf8_lossy(stdin).into_owned(),
+                stderr: argv.join(" "),
+            })
+        }
+    }
+
+    #[test]
+    fn a_compute_session() {
+        let ext = Extension::new("echo", "1.0.0").compute(Echo);
+        let input = [
+            json!({"jsonrpc": "2.0", "id": 1, "method": "handshake", "params": {"protocol_versions": [1]}}),
+            json!({"jsonrpc": "2.0", "id": 2, "method": "initialize", "params": {"provider": "compute"}}),
+            // "token\n" in base64.
+            json!({"jsonrpc": "2.0", "id": 3, "method": "compute.exec", "params": {"host": "gpu-1", "argv": ["docker", "login", "--password-stdin"], "stdin": "dG9rZW4K"}}),
+            json!({"jsonrpc": "2.0", "id": 4, "method": "compute.exec", "params": {"host": "gpu-2", "argv": ["true"], "stdin": ""}}),
+            json!({"jsonrpc": "2.0", "id": 5, "method": "compute.exec", "params": {"host": "gpu-1", "argv": ["true"], "stdin": "not base64!"}}),
+            json!({"jsonrpc": "2.0", "id": 6, "method": "health", "params": {}}),
+        ];
+        let out = session(ext, &input);
+        assert_eq!(out[0]["result"]["providers"][0]["type"], "compute");
+        assert_eq!(
+            out[2]["result"],
+            json!({"code": 3, "stdout": "token\n", "stderr": "docker login --password-stdin"})
+        );
+        assert_eq!(out[3]["error"]["code"], code::NOT_FOUND);
+        assert_eq!(out[4]["error"]["code"], -32602);
+        assert_eq!(out[5]["result"]["status"], "ok");
+    }
+
+    #[test]
+    fn base64_round_trips_every_padding() {
+        assert_eq!(base64_decode("").unwrap(), b"");
+        assert_eq!(base64_decode("YQ==").unwrap(), b"a");
+        assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+        assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
+        assert_eq!(base64_decode("/+8=").unwrap(), [0xff, 0xef]);
+        for bad in ["YQ=", "Y===", "YQ==YQ==", "YQ!=", "a"] {
+            assert_eq!(base64_decode(bad), None, "{bad}");
+        }
     }
 
     struct OneUser;

@@ -145,12 +145,7 @@ async fn info(ui: &Ui, registry: &Registry, name: &str) -> u8 {
         println!("{}", m.description);
     }
     for p in &m.providers {
-        let usable = if p.kind.supported() {
-            ""
-        } else {
-            " (not used by this autogit yet)"
-        };
-        println!("provides {}{usable}", p.kind);
+        println!("provides {}", p.kind);
         let mut t = ui.table();
         t.set_header(vec!["SETTING", "TYPE", "REQUIRED", "SECRET", "DESCRIPTION"]);
         for f in &p.config {

@@ -133,7 +133,7 @@ fn list_info_and_check() {
         "secrets: DEMO_TOKEN",
         "environment: PATH",
         "depends on: base",
-        "provides ssl (not used by this autogit yet)",
+        "provides ssl",
     ] {
         assert!(info.stdout.contains(want), "{want}: {}", info.stdout);
     }
@@ -144,6 +144,14 @@ fn list_info_and_check() {
         check
             .stdout
             .contains("dns: initialize ok, health ok reachable"),
+        "{}",
+        check.stdout
+    );
+    // Every type it provides is initialized and asked (an `ssl` source too).
+    assert!(
+        check
+            .stdout
+            .contains("ssl: initialize ok, health ok reachable"),
         "{}",
         check.stdout
     );

@@ -20,6 +20,7 @@ use autogit_core::ondemand::{
     Action, ScaleInput, job_matches, parse_replicas, plan_scale, quit_argv, remove_argv,
     replicas_argv, start_replica_argv,
 };
+use autogit_drivers::extension::{ExtensionCompute, ExtensionExec};
 use autogit_drivers::remote::inventory::probe;
 use autogit_drivers::remote::{Host, RemoteExec};
 use autogit_drivers::state::{HostRow, Store};
@@ -93,6 +94,8 @@ pub struct RunnerController {
     clock: SharedClock,
     /// How hosts are reached when not as the settings say (tests: the SSH lab's namespace).
     ssh: Option<autogit_drivers::remote::ssh::SshConfig>,
+    /// The `compute` extensions started for hosts `extension:NAME/HOST`, by name.
+    pools: tokio::sync::Mutex<BTreeMap<String, Arc<ExtensionCompute>>>,
 }
 
 /// A registered runner as the on-demand autoscaler sees it.
@@ -116,6 +119,7 @@ impl RunnerController {
             bus,
             clock,
             ssh: None,
+            pools: Default::default(),
         }
     }
 
@@ -249,14 +253,43 @@ impl RunnerController {
         out
     }
 
-    /// How to run commands on `host` (SSH with the user of its runners, or this machine).
-    pub fn remote(&self, host: &str) -> Result<Host, String> {
+    /// How to run commands on `host`: SSH with the user of its runners, this machine, or, for
+    /// `extension:NAME/HOST`, the `compute` extension NAME (started on first use, and again
+    /// after it failed).
+    pub async fn remote(&self, host: &str) -> Result<Host, String> {
         let user = self
             .runners()
             .into_iter()
             .find(|r| r.host == host)
             .and_then(|r| r.user);
-        Host::new(&self.ssh_config(), host, user.as_deref()).map_err(|e| e.to_string())
+        self.remote_as(host, user.as_deref()).await
+    }
+
+    /// [`Self::remote`] as `user` (over SSH).
+    pub async fn remote_as(&self, host: &str, user: Option<&str>) -> Result<Host, String> {
+        match autogit_core::remote::via_extension(host) {
+            Some((name, target)) => {
+                let pool = self.pool(name).await?;
+                Ok(Host::Extension(ExtensionExec::new(pool, target)))
+            }
+            None => Host::new(&self.ssh_config(), host, user).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The running `compute` extension `name`, started if it is not (or no longer) running.
+    async fn pool(&self, name: &str) -> Result<Arc<ExtensionCompute>, String> {
+        let mut pools = self.pools.lock().await;
+        if let Some(p) = pools.get(name).filter(|p| p.alive()) {
+            return Ok(p.clone());
+        }
+        let registry = crate::extensions::Registry::load(&self.settings)?;
+        let started = registry
+            .compute_extension(name, &self.settings, self.ssh_config().command_timeout)
+            .await
+            .map_err(|e| e.to_string())?;
+        let pool = Arc::new(started);
+        pools.insert(name.to_owned(), pool.clone());
+        Ok(pool)
     }
 
     fn store(&self) -> Result<Store, String> {
@@ -268,18 +301,18 @@ impl RunnerController {
     /// host that stops or starts answering. An unreachable host keeps its last inventory in
     /// the store (the scheduler still knows what it can run).
     pub async fn probe_all(&self) -> Vec<HostHealth> {
-        let cfg = self.ssh_config();
         let hosts = self.configured_hosts();
         let mut set = tokio::task::JoinSet::new();
         for (i, (name, user, _)) in hosts.iter().enumerate() {
-            let (cfg, name, user) = (cfg.clone(), name.clone(), user.clone());
+            let host = if name == "auto" {
+                Err("not discovered yet (`host: auto`)".to_owned())
+            } else {
+                self.remote_as(name, user.as_deref()).await
+            };
             set.spawn(async move {
-                if name == "auto" {
-                    return (i, Err("not discovered yet (`host: auto`)".to_owned()));
-                }
-                let r = match Host::new(&cfg, &name, user.as_deref()) {
+                let r = match host {
                     Ok(h) => probe(&h).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e),
                 };
                 (i, r)
             });
@@ -409,7 +442,7 @@ impl RunnerController {
                 continue;
             }
             let result: Result<(), String> = async {
-                let host = self.remote(&r.host)?;
+                let host = self.remote(&r.host).await?;
                 let run = |argv: Vec<String>| {
                     let host = &host;
                     async move {

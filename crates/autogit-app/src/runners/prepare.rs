@@ -55,7 +55,7 @@ impl RunnerController {
     }
 
     async fn probe_toolkit(&self, host: &str) -> Result<HostToolkit, RunnerError> {
-        let remote = self.remote(host)?;
+        let remote = self.remote(host).await?;
         let out = remote
             .run(&probe_argv())
             .await
@@ -93,7 +93,7 @@ impl RunnerController {
                     .join("; ")
             ))
         })?;
-        let remote = self.remote(&host)?;
+        let remote = self.remote(&host).await?;
         let mut ran = Vec::new();
         for step in steps {
             let argv = step_argv(step, &before.toolkit);

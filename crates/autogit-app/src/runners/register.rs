@@ -158,7 +158,7 @@ impl RunnerController {
         if let Some(row) = previous.as_ref().filter(|r| r.state == "registered") {
             return Ok(registration(row, false));
         }
-        let host = self.remote(&runner.host)?;
+        let host = self.remote(&runner.host).await?;
         let inv = probe(&host).await.map_err(|e| e.to_string())?;
         let engine = match inv.engine.map(|e| e.kind) {
             Some(EngineKind::Docker) => "docker",
@@ -324,7 +324,7 @@ impl RunnerController {
         if let Some(runner) = self.runners().into_iter().find(|r| r.name == name) {
             let engine = autogit_core::ondemand::engine_of(&runner);
             let volume = runner_volume(name);
-            let host = self.remote(&row.host).map_err(|e| {
+            let host = self.remote(&row.host).await.map_err(|e| {
                 format!(
                     "{e}; GitLab runner {} is already removed: run this again",
                     row.runner_id

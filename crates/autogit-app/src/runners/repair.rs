@@ -72,7 +72,7 @@ impl RunnerController {
         row: &mut RepairRow,
         next: &mut Option<u64>,
     ) -> Result<(), String> {
-        let host = self.remote(&r.host)?;
+        let host = self.remote(&r.host).await?;
         let out = host
             .run(&inspect_argv(r))
             .await

@@ -174,6 +174,12 @@ impl Process {
         &self.name
     }
 
+    /// Whether it was stopped after a failed call (later calls fail with
+    /// [`ExtensionError::Dead`]).
+    pub fn is_dead(&self) -> bool {
+        self.dead
+    }
+
     /// One request and its answer. Any failure but an error answer kills the extension (its
     /// stream cannot be trusted any more) and later calls fail with [`ExtensionError::Dead`].
     pub async fn call(&mut self, method: &str, params: Value) -> Result<Value, ExtensionError> {

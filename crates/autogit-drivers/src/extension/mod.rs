@@ -8,6 +8,8 @@
 //!   it fails or is dropped;
 //! - `dns.rs`: a `dns` extension as a [`crate::dns::DnsProvider`];
 //! - `notify.rs`: a `notify` extension ([`ExtensionNotify`]: `notify.send`);
+//! - `compute.rs`: a `compute` extension ([`ExtensionCompute`]: `compute.exec`), each of its
+//!   hosts a [`crate::remote::RemoteExec`] ([`ExtensionExec`]);
 //! - `auth.rs`: an `auth` extension ([`auth::login`]: `auth.login`, one process per login).
 //!
 //! **Invariant:** whatever an extension does (hang, crash, flood its stdout, answer out of
@@ -15,12 +17,14 @@
 //! autogit goes on.
 
 pub mod auth;
+mod compute;
 mod dns;
 mod host;
 mod notify;
 mod ssl;
 mod storage;
 
+pub use compute::{ExtensionCompute, ExtensionExec};
 pub use dns::ExtensionDns;
 pub use host::{Grant, Limits, Process, Started, handshake, start};
 pub use notify::ExtensionNotify;

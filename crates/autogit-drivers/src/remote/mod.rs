@@ -50,6 +50,9 @@ pub enum RemoteError {
     Ssh { host: String, detail: String },
     #[error("{host}: the host key changed: {detail}")]
     KeyChanged { host: String, detail: String },
+    /// A `compute` extension could not run the command (`extension:NAME/HOST`).
+    #[error("{host}: {detail}")]
+    Extension { host: String, detail: String },
     #[error(transparent)]
     Fs(#[from] crate::fsx::FsError),
 }
@@ -164,17 +167,27 @@ pub(crate) async fn run_with_timeout(
 
 const LIMIT: u64 = 16 << 20;
 
-/// A runner host as configuration names it: `local` runs here, anything else over SSH.
+/// A runner host as configuration names it: `local` runs here, `extension:NAME/HOST`
+/// through a `compute` extension, anything else over SSH.
 #[derive(Clone, Debug)]
 pub enum Host {
     Local(Local),
     Ssh(ssh::Ssh),
+    Extension(crate::extension::ExtensionExec),
 }
 
 impl Host {
     /// `local` (or `localhost`) → [`Local`]; otherwise [`ssh::Ssh`] with `user` unless the
     /// name carries `user@`.
     pub fn new(cfg: &ssh::SshConfig, name: &str, user: Option<&str>) -> Result<Self, RemoteError> {
+        if let Some((ext, _)) = autogit_core::remote::via_extension(name) {
+            return Err(RemoteError::BadHost {
+                host: name.to_owned(),
+                reason: format!(
+                    "it is reached through the `compute` extension `{ext}`, which has to be started first"
+                ),
+            });
+        }
         if name == "local" || name == "localhost" {
             return Ok(Host::Local(Local {
                 timeout: cfg.command_timeout,
@@ -195,6 +208,7 @@ impl RemoteExec for Host {
         match self {
             Host::Local(l) => l.host(),
             Host::Ssh(s) => s.host(),
+            Host::Extension(e) => e.host(),
         }
     }
 
@@ -202,6 +216,7 @@ impl RemoteExec for Host {
         match self {
             Host::Local(l) => l.run_input(argv, input).await,
             Host::Ssh(s) => s.run_input(argv, input).await,
+            Host::Extension(e) => e.run_input(argv, input).await,
         }
     }
 }
