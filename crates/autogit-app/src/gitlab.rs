@@ -8,8 +8,8 @@ use crate::Settings;
 use autogit_drivers::engine::docker::Docker;
 use autogit_drivers::engine::{ContainerEngine, EngineError};
 use autogit_drivers::gitlab::bootstrap::{
-    self, ADMIN_TOKEN, Bootstrap, Date, Exec, Report, RunnerTarget, RunnerToken, admin_client,
-    capture_initial_root_password,
+    self, ADMIN_TOKEN, Bootstrap, Date, Exec, Report, RunnerMeta, RunnerTarget, RunnerToken,
+    TokenIndex, admin_client, capture_initial_root_password,
 };
 use autogit_drivers::gitlab::client::{GitLabClient, RetryPolicy};
 use autogit_drivers::secrets::{SecretStore, SecretString};
@@ -153,12 +153,13 @@ impl GitLabController {
         target: &RunnerTarget,
         tags: &[String],
         run_untagged: bool,
+        protected: bool,
         description: &str,
     ) -> Result<RunnerToken, String> {
         let store = self.store()?;
         let (client, _) = self.admin(&store).await?;
         let boot = Bootstrap::new(client, &store, &self.settings.config.gitlab, Date::today());
-        boot.create_runner_token(target, tags, run_untagged, description)
+        boot.create_runner_token(target, tags, run_untagged, protected, description)
             .await
             .map_err(|e| format!("creating a runner: {e}"))
     }
@@ -167,13 +168,20 @@ impl GitLabController {
     pub async fn instance_runner(
         &self,
         tags: &[String],
+        protected: bool,
         description: &str,
     ) -> Result<(u64, String, SecretString), String> {
         let store = self.store()?;
         let (client, _) = self.admin(&store).await?;
         let boot = Bootstrap::new(client, &store, &self.settings.config.gitlab, Date::today());
         let t = boot
-            .create_runner_token(&RunnerTarget::Instance, tags, tags.is_empty(), description)
+            .create_runner_token(
+                &RunnerTarget::Instance,
+                tags,
+                tags.is_empty(),
+                protected,
+                description,
+            )
             .await
             .map_err(|e| format!("creating a runner in GitLab: {e}"))?;
         let token = store
@@ -181,6 +189,49 @@ impl GitLabController {
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("the token {} was not stored", t.secret))?;
         Ok((t.id, t.secret, token))
+    }
+
+    /// Brings the scope of the runner whose token is the secret `secret` (GitLab runner `id`)
+    /// to `tags` (untagged jobs too when there are none) and `protected`, in place with `PUT
+    /// /runners/:id` when the stored record says it differs; whether it changed.
+    pub async fn sync_runner_scope(
+        &self,
+        id: u64,
+        secret: &str,
+        tags: &[String],
+        protected: bool,
+    ) -> Result<bool, String> {
+        let store = self.store()?;
+        let mut index = TokenIndex::load(&store).map_err(|e| e.to_string())?;
+        let run_untagged = tags.is_empty();
+        if let Some(m) = index.runners.get(secret)
+            && m.tags == tags
+            && m.run_untagged == run_untagged
+            && m.protected == protected
+        {
+            return Ok(false);
+        }
+        let (client, _) = self.admin(&store).await?;
+        client
+            .update_runner_scope(id, tags, run_untagged, protected)
+            .await
+            .map_err(|e| format!("updating runner {id} in GitLab: {e}"))?;
+        let meta = index
+            .runners
+            .entry(secret.to_owned())
+            .or_insert_with(|| RunnerMeta {
+                id,
+                runner_type: "instance_type".to_owned(),
+                description: String::new(),
+                tags: Vec::new(),
+                run_untagged,
+                protected,
+            });
+        meta.tags = tags.to_vec();
+        meta.run_untagged = run_untagged;
+        meta.protected = protected;
+        index.save(&store).map_err(|e| e.to_string())?;
+        Ok(true)
     }
 
     /// GitLab's status over REST: authenticated with the stored admin token when there is one

@@ -497,6 +497,10 @@ pub struct Runner {
     /// How compute jobs share this host's GPUs (`gpu` runners; one value per host).
     #[serde(skip_serializing_if = "GpuSharing::is_default")]
     pub sharing: GpuSharing,
+    /// Takes only jobs of protected branches and tags (GitLab's `access_level:
+    /// ref_protected`): a deploy runner that unreviewed code cannot reach.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
 }
 
 impl GpuSharing {

@@ -910,7 +910,8 @@ keys!(RunnerKey {
     wsl2,
     min,
     max,
-    sharing
+    sharing,
+    protected
 });
 keys!(HealthKey {
     check_interval,
@@ -1734,6 +1735,7 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
             }
             let max = max.unwrap_or(min.max(1));
             let sharing = cx.field(&ro, K::sharing, p_sharing);
+            let protected = cx.field(&ro, K::protected, p_bool).unwrap_or(false);
             if is_gpu {
                 gpu.get_or_insert(GpuVendor::Nvidia);
                 if capabilities.is_empty() {
@@ -1770,6 +1772,7 @@ fn runners(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, r: &mut Runners, preset: 
                 min,
                 max,
                 sharing: sharing.unwrap_or_default(),
+                protected,
             };
             if is_gpu {
                 r.gpu.push(runner)

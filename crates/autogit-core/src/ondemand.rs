@@ -433,6 +433,7 @@ mod tests {
             min: 0,
             max: 1,
             sharing: Default::default(),
+            protected: false,
         };
         let a = start_argv(
             &r,

@@ -415,6 +415,7 @@ mod tests {
             min: 0,
             max: 1,
             sharing: Default::default(),
+            protected: false,
         };
         let argv = register_argv(
             "podman",
@@ -447,6 +448,7 @@ mod tests {
             min: 0,
             max: 1,
             sharing: Default::default(),
+            protected: false,
         };
         let auth = RunnerAuth {
             url: "https://git.example.test".into(),
@@ -508,6 +510,7 @@ mod tests {
             min: 0,
             max: 1,
             sharing: Default::default(),
+            protected: false,
         };
         let c = |host: &str, names: &[&str], gpus: usize, wsl2: bool| Candidate {
             host: host.into(),

@@ -84,6 +84,7 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
                 GpuSharing::Exclusive,
                 GpuSharing::Mig,
             ]),
+            any::<bool>(),
         ),
     )
         .prop_map(
@@ -95,7 +96,7 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
                 concurrent,
                 tags,
                 caps,
-                (wsl2, min, more, sharing),
+                (wsl2, min, more, sharing, protected),
             )| Runner {
                 name,
                 host,
@@ -109,6 +110,7 @@ fn runner(gpu: bool) -> impl Strategy<Value = Runner> {
                 min,
                 max: min.max(1) + more - 1,
                 sharing: if gpu { sharing } else { GpuSharing::TimeSliced },
+                protected,
             },
         )
 }

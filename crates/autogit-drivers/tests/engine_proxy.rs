@@ -100,6 +100,7 @@ fn runner(name: &str) -> Runner {
         min: 0,
         max: 1,
         sharing: Default::default(),
+        protected: false,
     }
 }
 

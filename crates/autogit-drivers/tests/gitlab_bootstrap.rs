@@ -488,6 +488,7 @@ async fn runner_tokens_are_created_with_tags_and_stored() {
             &RunnerTarget::Group("team".into()),
             &tags,
             false,
+            true,
             "desktop-3090ti",
         )
         .await
@@ -499,19 +500,30 @@ async fn runner_tokens_are_created_with_tags_and_stored() {
         let r = st.runners.iter().find(|r| r.id == t.id).unwrap();
         assert_eq!(r.tags, tags);
         assert!(!r.run_untagged);
+        assert_eq!(r.access_level, "ref_protected");
         assert_eq!(r.runner_type, "group_type");
         assert_eq!(r.token, value.expose_secret());
     }
     let inst = b
-        .create_runner_token(&RunnerTarget::Instance, &[], true, "shared")
+        .create_runner_token(&RunnerTarget::Instance, &[], true, false, "shared")
         .await
         .unwrap();
     assert_ne!(inst.id, t.id);
     let index = TokenIndex::load(&store).unwrap();
     assert_eq!(index.runners[&t.secret].tags, tags);
     assert_eq!(index.runners[&inst.secret].runner_type, "instance_type");
+    assert!(index.runners[&t.secret].protected && !index.runners[&inst.secret].protected);
+    assert_eq!(
+        fake.state()
+            .runners
+            .iter()
+            .find(|r| r.id == inst.id)
+            .unwrap()
+            .access_level,
+        "not_protected"
+    );
     let e = b
-        .create_runner_token(&RunnerTarget::Group("nope".into()), &[], true, "x")
+        .create_runner_token(&RunnerTarget::Group("nope".into()), &[], true, false, "x")
         .await
         .unwrap_err();
     assert!(matches!(e, BootstrapError::UnknownGroup(_)), "{e:?}");
@@ -536,7 +548,7 @@ async fn secrets_are_0600_and_never_in_debug_or_errors() {
         .unwrap();
     let b = Bootstrap::new(client, &store, &cfg, today());
     let rt = b
-        .create_runner_token(&RunnerTarget::Instance, &[], true, "r")
+        .create_runner_token(&RunnerTarget::Instance, &[], true, false, "r")
         .await
         .unwrap();
 

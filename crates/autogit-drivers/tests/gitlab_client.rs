@@ -243,6 +243,7 @@ async fn error_bodies_become_typed_errors_with_gitlabs_message() {
             description: "x".into(),
             tags: vec![],
             run_untagged: true,
+            protected: false,
         })
         .await
         .unwrap_err();
@@ -334,6 +335,7 @@ async fn endpoints_round_trip_through_the_fake() {
             description: "gpu box".into(),
             tags: vec!["gpu".into(), "cuda".into()],
             run_untagged: false,
+            protected: false,
         })
         .await
         .unwrap();

@@ -716,6 +716,9 @@ pub enum GitlabCommand {
         /// Also pick up jobs without tags
         #[arg(long)]
         run_untagged: bool,
+        /// Only jobs of protected branches and tags (a deploy runner)
+        #[arg(long)]
+        protected: bool,
         /// Shown in GitLab's runner list
         #[arg(long, default_value = "autogit runner")]
         description: String,

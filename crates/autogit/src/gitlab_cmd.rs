@@ -109,6 +109,7 @@ pub fn run(ui: &Ui, loaded: &Loaded, cmd: GitlabCommand) -> u8 {
             project,
             tags,
             run_untagged,
+            protected,
             description,
             api,
         } => {
@@ -118,7 +119,8 @@ pub fn run(ui: &Ui, loaded: &Loaded, cmd: GitlabCommand) -> u8 {
                 (None, None) => RunnerTarget::Instance,
             };
             let c = controller(loaded, &api);
-            match rt.block_on(c.runner_token(&target, &tags, run_untagged, &description)) {
+            match rt.block_on(c.runner_token(&target, &tags, run_untagged, protected, &description))
+            {
                 Ok(t) => {
                     let path = c
                         .store()

@@ -181,11 +181,12 @@ async fn bootstrap_twice_rotate_runner_token_status_and_secrets() {
         "gpu",
         "--tag",
         "cuda",
+        "--protected",
         "--description",
         "wsl2 gpu",
         "--url",
     ]);
-    a.insert(9, url.clone());
+    a.insert(10, url.clone());
     let r = call(a).await;
     let v = json(&r);
     let secret = v["secret"].as_str().unwrap().to_owned();
@@ -199,6 +200,7 @@ async fn bootstrap_twice_rotate_runner_token_status_and_secrets() {
         assert_eq!(runner.description, "wsl2 gpu");
         assert_eq!(runner.runner_type, "instance_type");
         assert!(!runner.run_untagged);
+        assert_eq!(runner.access_level, "ref_protected");
     }
 
     // Status with the (rotated) admin token.

@@ -81,7 +81,7 @@ async fn register_creates_the_runner_once_and_passes_the_token_on_stdin() {
     );
     std::fs::write(
         dir.path().join("autogit.yml"),
-        "gitlab:\n  external_url: https://git.example.test\nrunners:\n  gpu:\n    - name: g1\n      host: local\n      tags: [cuda]\n      capabilities: [inference]\n",
+        "gitlab:\n  external_url: https://git.example.test\nrunners:\n  gpu:\n    - name: g1\n      host: local\n      tags: [cuda]\n      capabilities: [inference]\n      protected: true\n",
     )
     .unwrap();
     let data = dir.path().join("data");
@@ -123,6 +123,8 @@ async fn register_creates_the_runner_once_and_passes_the_token_on_stdin() {
     assert_eq!(fake.state().runners.len(), 1, "no second runner in GitLab");
     let runner = fake.state().runners[0].clone();
     assert_eq!(runner.tags, ["cuda", "inference"]);
+    // `protected: true`: only jobs of protected branches and tags.
+    assert_eq!(runner.access_level, "ref_protected");
 
     let token = std::fs::read_to_string(bin.join("register.token")).unwrap();
     assert!(token.starts_with("glrt-"), "{token}");
@@ -169,6 +171,27 @@ async fn register_creates_the_runner_once_and_passes_the_token_on_stdin() {
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["changed"], false);
     assert_eq!(fake.state().runners.len(), 1);
+
+    // Its scope changed in the file: set in place (`PUT /runners/:id`), same runner and token.
+    std::fs::write(
+        dir.path().join("autogit.yml"),
+        "gitlab:\n  external_url: https://git.example.test\nrunners:\n  gpu:\n    - name: g1\n      host: local\n      tags: [cuda, deploy]\n      capabilities: [inference]\n",
+    )
+    .unwrap();
+    let r = autogit(dir.path(), &path, &args).await;
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["changed"], true, "{v}");
+    let after = fake.state().runners.clone();
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        (after[0].id, after[0].access_level.as_str()),
+        (runner.id, "not_protected")
+    );
+    assert_eq!(after[0].tags, ["cuda", "deploy", "inference"]);
+    let r = autogit(dir.path(), &path, &args).await;
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["changed"], false, "{v}");
 
     // runner list shows it.
     let r = autogit(dir.path(), &path, &["runner", "list", "--data-dir", &d]).await;

@@ -155,8 +155,24 @@ impl RunnerController {
             .unwrap_or_default()
             .into_iter()
             .find(|r| r.name == name && r.host == runner.host && r.state != "discovered");
+        // Its scope in GitLab: its tags and capabilities, protected refs only or not.
+        let mut tags = runner.tags.clone();
+        tags.extend(
+            runner
+                .capabilities
+                .iter()
+                .map(|c| format!("{c:?}").to_ascii_lowercase()),
+        );
         if let Some(row) = previous.as_ref().filter(|r| r.state == "registered") {
-            return Ok(registration(row, false));
+            // Registered: only the scope can have changed in the file; set it in place.
+            let changed = crate::gitlab::GitLabController::new(
+                self.settings.clone(),
+                Some(gitlab_url.to_owned()),
+            )
+            .sync_runner_scope(row.runner_id as u64, &row.secret, &tags, runner.protected)
+            .await
+            .map_err(RunnerError::Failed)?;
+            return Ok(registration(row, changed));
         }
         let host = self.remote(&runner.host).await?;
         let inv = probe(&host).await.map_err(|e| e.to_string())?;
@@ -176,17 +192,11 @@ impl RunnerController {
         let (runner_id, secret, token) = match reuse {
             Some((r, t)) => (r.runner_id, r.secret.clone(), t),
             None => {
-                let mut tags = runner.tags.clone();
-                tags.extend(
-                    runner
-                        .capabilities
-                        .iter()
-                        .map(|c| format!("{c:?}").to_ascii_lowercase()),
-                );
                 let (id, secret, token) = create_instance_runner(
                     &self.settings,
                     gitlab_url,
                     &tags,
+                    runner.protected,
                     &format!("autogit {name}"),
                 )
                 .await?;
@@ -408,10 +418,11 @@ pub async fn create_instance_runner(
     settings: &Settings,
     gitlab_url: &str,
     tags: &[String],
+    protected: bool,
     description: &str,
 ) -> Result<(u64, String, SecretString), String> {
     let settings = std::sync::Arc::new(settings.clone());
     crate::gitlab::GitLabController::new(settings, Some(gitlab_url.to_owned()))
-        .instance_runner(tags, description)
+        .instance_runner(tags, protected, description)
         .await
 }

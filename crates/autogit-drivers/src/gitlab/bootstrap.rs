@@ -352,6 +352,9 @@ pub struct RunnerMeta {
     pub description: String,
     pub tags: Vec<String>,
     pub run_untagged: bool,
+    /// Only jobs of protected branches and tags (absent in an index written before: no).
+    #[serde(default)]
+    pub protected: bool,
 }
 
 /// `gitlab-tokens.json`: secret name → metadata.
@@ -690,6 +693,7 @@ impl<'a> Bootstrap<'a> {
         target: &RunnerTarget,
         tags: &[String],
         run_untagged: bool,
+        protected: bool,
         description: &str,
     ) -> Result<RunnerToken, BootstrapError> {
         let (runner_type, group_id, project_id) = match target {
@@ -713,6 +717,7 @@ impl<'a> Bootstrap<'a> {
                 description: description.to_owned(),
                 tags: tags.to_vec(),
                 run_untagged,
+                protected,
             })
             .await?;
         let secret = runner_token_secret(created.id);
@@ -726,6 +731,7 @@ impl<'a> Bootstrap<'a> {
                 description: description.to_owned(),
                 tags: tags.to_vec(),
                 run_untagged,
+                protected,
             },
         );
         index.save(self.store)?;

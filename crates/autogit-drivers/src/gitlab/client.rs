@@ -905,6 +905,7 @@ impl GitLabClient {
             "description": r.description,
             "tag_list": r.tags.join(","),
             "run_untagged": r.run_untagged,
+            "access_level": access_level(r.protected),
         });
         if let Some(g) = r.group_id {
             body["group_id"] = g.into();
@@ -913,6 +914,25 @@ impl GitLabClient {
             body["project_id"] = p.into();
         }
         self.post("user/runners", &body).await
+    }
+
+    /// `PUT /runners/:id`: what jobs the runner takes (its tags, untagged jobs, protected
+    /// refs only), set in place: its token stays valid.
+    pub async fn update_runner_scope(
+        &self,
+        id: u64,
+        tags: &[String],
+        run_untagged: bool,
+        protected: bool,
+    ) -> Result<(), GitLabError> {
+        let body = serde_json::json!({
+            "tag_list": tags.join(","),
+            "run_untagged": run_untagged,
+            "access_level": access_level(protected),
+        });
+        self.json::<serde_json::Value>(Method::PUT, &format!("runners/{id}"), Some(&body))
+            .await
+            .map(drop)
     }
 
     /// `GET /runners/all` (admin).
@@ -1245,6 +1265,17 @@ pub struct NewRunner {
     pub description: String,
     pub tags: Vec<String>,
     pub run_untagged: bool,
+    /// Only jobs of protected branches and tags (`access_level: ref_protected`).
+    pub protected: bool,
+}
+
+/// GitLab's `access_level` of a runner.
+pub fn access_level(protected: bool) -> &'static str {
+    if protected {
+        "ref_protected"
+    } else {
+        "not_protected"
+    }
 }
 
 /// `POST /user/runners`'s answer: id and the `glrt-` authentication token.

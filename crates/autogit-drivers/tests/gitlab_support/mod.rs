@@ -88,6 +88,8 @@ pub struct FRunner {
     pub description: String,
     pub tags: Vec<String>,
     pub run_untagged: bool,
+    /// `not_protected` (GitLab's default) or `ref_protected`.
+    pub access_level: String,
     pub token: String,
     pub group_id: Option<u64>,
 }
@@ -1204,19 +1206,13 @@ async fn handle(
                 }
             }
             let id = st.id();
-            let tags: Vec<String> = match body.get("tag_list") {
-                Some(Value::String(s)) => s
-                    .split(',')
-                    .map(|t| t.trim().to_owned())
-                    .filter(|t| !t.is_empty())
-                    .collect(),
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|t| t.as_str().map(str::to_owned))
-                    .collect(),
-                _ => Vec::new(),
+            let tags = tag_list(&body).unwrap_or_default();
+            let access_level = match access_level(&body) {
+                Ok(a) => a.unwrap_or("not_protected").to_owned(),
+                Err(bad) => return bad,
             };
             let r = FRunner {
+                access_level,
                 id,
                 runner_type,
                 description: str_field(&body, "description")
@@ -1270,6 +1266,40 @@ async fn handle(
                 msg(202, json!("202 Accepted"))
             }
         }
+        // doc/api/runners.md, "Update runner's details": admin, or a user who can manage it.
+        (Method::PUT, ["runners", id]) => {
+            if !api_write {
+                return scope_error();
+            }
+            if !me.admin {
+                return forbidden();
+            }
+            let id = id.parse::<u64>().unwrap_or(0);
+            let access = match access_level(&body) {
+                Ok(a) => a.map(str::to_owned),
+                Err(bad) => return bad,
+            };
+            let tags = tag_list(&body);
+            let untagged = body.get("run_untagged").and_then(Value::as_bool);
+            let Some(r) = st.runners.iter_mut().find(|r| r.id == id) else {
+                return msg(404, json!("404 Runner Not Found"));
+            };
+            if let Some(t) = tags {
+                r.tags = t;
+            }
+            if let Some(u) = untagged {
+                r.run_untagged = u;
+            }
+            if let Some(a) = access {
+                r.access_level = a;
+            }
+            reply(
+                200,
+                json!({"id": r.id, "description": r.description, "tag_list": r.tags,
+                       "run_untagged": r.run_untagged, "access_level": r.access_level,
+                       "runner_type": r.runner_type, "active": true, "paused": false}),
+            )
+        }
         (Method::DELETE, ["runners", id]) => {
             if !api_write {
                 return scope_error();
@@ -1284,6 +1314,36 @@ async fn handle(
             }
         }
         _ => msg(404, json!("404 Not Found")),
+    }
+}
+
+/// A runner's `tag_list`: a comma-separated string or an array (`None` when absent).
+fn tag_list(body: &Value) -> Option<Vec<String>> {
+    match body.get("tag_list")? {
+        Value::String(s) => Some(
+            s.split(',')
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        ),
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect(),
+        ),
+        _ => Some(Vec::new()),
+    }
+}
+
+/// A runner's `access_level`: `not_protected` or `ref_protected`, else GitLab's 400.
+fn access_level(body: &Value) -> Result<Option<&str>, Response> {
+    match body.get("access_level").map(|v| v.as_str()) {
+        None => Ok(None),
+        Some(Some(a @ ("not_protected" | "ref_protected"))) => Ok(Some(a)),
+        Some(_) => Err(reply(
+            400,
+            json!({"error": "access_level does not have a valid value"}),
+        )),
     }
 }
 
