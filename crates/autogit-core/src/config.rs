@@ -7,6 +7,7 @@
 use crate::preset::Preset;
 use crate::units::{Bytes, Dur};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 pub const CONFIG_VERSION: &str = "1.0";
 /// GitLab CE version deployed unless `gitlab.version` says otherwise. Image tags are pinned
@@ -936,6 +937,14 @@ pub struct Platform {
     /// unchecked (`true`) instead of answering 502 (`false`, the default: fail closed).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub guard_fail_open: bool,
+    /// Where a cluster (`export kubernetes`, `install --target kubernetes`) puts the
+    /// volumes' claims: a StorageClass name; `None`: the cluster's default class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// The size each volume's claim asks for in a cluster, by volume name (`gitlab-data:
+    /// 200G`); a volume not named gets its preset's size (`kubernetes::default_volume_size`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_sizes: BTreeMap<String, Bytes>,
 }
 
 impl Default for Config {
@@ -1036,6 +1045,8 @@ impl Default for Config {
                 guard_services: Vec::new(),
                 guard_proxy: None,
                 guard_fail_open: false,
+                storage_class: None,
+                volume_sizes: BTreeMap::new(),
             },
             logs: Logs::default(),
         }

@@ -1001,6 +1001,8 @@ keys!(PlatformKey {
     guard_services,
     guard_proxy,
     guard_fail_open,
+    storage_class,
+    volume_sizes,
 });
 
 /// The sources with repository filters (`include`, `exclude`, `forks`, `archived`).
@@ -2403,6 +2405,69 @@ fn platform(cx: &mut Cx, top: &Option<Obj<'_, TopKey>>, p: &mut Platform) {
     p.guard_proxy = cx.field(&o, K::guard_proxy, p_http_url);
     if let Some(v) = cx.field(&o, K::guard_fail_open, p_bool) {
         p.guard_fail_open = v;
+    }
+    p.storage_class = cx.field(&o, K::storage_class, p_storage_class);
+    if let Some(node) = o.as_ref().and_then(|o| o.get(K::volume_sizes)) {
+        let path = join(o.as_ref().map_or("platform", |o| o.path()), "volume_sizes");
+        match &node.value {
+            Value::Null => {}
+            Value::Map(entries) => {
+                for e in entries {
+                    let at = format!("{path}.{}", e.key);
+                    if let Err(why) = check_volume_name(&e.key) {
+                        cx.error_at(
+                            e.key_loc,
+                            &at,
+                            Diagnostic::error("invalid-value", format!("invalid volume name `{}`", e.key))
+                                .expected("a volume of the plan such as gitlab-data (`autogit plan` lists them)")
+                                .help(why),
+                        );
+                        continue;
+                    }
+                    if let Some(size) = cx.value(&e.value, &at, p_bytes) {
+                        p.volume_sizes.insert(e.key.clone(), size);
+                    }
+                }
+            }
+            _ => cx.error_at(
+                node.loc,
+                &path,
+                Diagnostic::error("type", format!("`{path}` must be a mapping"))
+                    .found(node.describe())
+                    .expected("a mapping of volume names to sizes, such as `gitlab-data: 200G`"),
+            ),
+        }
+    }
+}
+
+/// A StorageClass name: a DNS-1123 subdomain (lower-case letters, digits, `-` and `.`).
+fn p_storage_class(n: &Node) -> Result<String, Bad> {
+    let s = scalar(n).map_err(|_| Bad::new("a StorageClass name"))?;
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && s.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(Bad::new("a StorageClass name such as `longhorn` or `local-path`")
+            .help("lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit"))
+    }
+}
+
+/// A volume name as the plan names volumes (`gitlab-data`, `runner-gpu1`).
+fn check_volume_name(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.starts_with(|c: char| c.is_ascii_lowercase());
+    if ok {
+        Ok(())
+    } else {
+        Err("lower-case letters, digits and `-`, starting with a letter".to_owned())
     }
 }
 

@@ -27,6 +27,7 @@ use crate::dns::canonical_name;
 use crate::emit::to_yaml;
 use crate::plan::{Mount, Probe, Protocol, Role};
 use crate::platform::DnsProvider;
+use crate::preset::Preset;
 use crate::state::{
     AcmeState, Challenge, EnvValue, HealthState, IngressClass, PlatformState, ServiceState,
 };
@@ -106,14 +107,38 @@ pub fn memory_quantity(b: Bytes) -> String {
     b.0.to_string()
 }
 
-/// The size asked for a volume's claim: the data volumes of GitLab get the most.
-pub fn volume_size(volume: &str) -> &'static str {
-    match volume {
-        "gitlab-data" => "50Gi",
-        "gitlab-config" | "gitlab-logs" => "5Gi",
-        v if v.starts_with("runner-") => "1Gi",
-        _ => "10Gi",
-    }
+/// A volume's claim size when the configuration names none: GitLab's repositories,
+/// uploads and database grow with the preset; its configuration and logs, and every other
+/// service's data, are small; a runner's volume holds only its `config.toml`.
+pub fn default_volume_size(preset: Preset, volume: &str) -> Bytes {
+    const GI: u64 = 1 << 30;
+    let gi = match volume {
+        "gitlab-data" => match preset {
+            Preset::Minimal => 20,
+            Preset::Homelab => 50,
+            Preset::Team => 200,
+            Preset::Beast => 500,
+        },
+        "gitlab-logs" => match preset {
+            Preset::Minimal | Preset::Homelab => 5,
+            Preset::Team | Preset::Beast => 20,
+        },
+        "gitlab-config" => 1,
+        v if v.starts_with("runner-") => 1,
+        _ => 10,
+    };
+    Bytes(gi * GI)
+}
+
+/// The size a volume's claim asks for: `platform.volume_sizes`, else its preset's.
+pub fn volume_size(st: &PlatformState, volume: &str) -> String {
+    memory_quantity(
+        st.storage
+            .sizes
+            .get(volume)
+            .copied()
+            .unwrap_or_else(|| default_volume_size(st.preset, volume)),
+    )
 }
 
 /// A DNS-1123 label from a path (`tempo/tempo.yaml` → `tempo-tempo-yaml`).
@@ -342,10 +367,13 @@ fn template(st: &PlatformState, s: &ServiceState, spec: Value) -> Value {
 /// The claim of a volume: a `PersistentVolumeClaim` object, or (`templated`) the entry of a
 /// StatefulSet's `volumeClaimTemplates` (no namespace: the StatefulSet's).
 fn claim(st: &PlatformState, name: &str, component: &str, templated: bool) -> Value {
-    let spec = json!({
+    let mut spec = json!({
         "accessModes": ["ReadWriteOnce"],
-        "resources": {"requests": {"storage": volume_size(name)}},
+        "resources": {"requests": {"storage": volume_size(st, name)}},
     });
+    if let Some(class) = &st.storage.class {
+        spec["storageClassName"] = json!(class);
+    }
     let m = meta(st, name, Some(component));
     if templated {
         json!({"metadata": {"name": name, "labels": m["labels"]}, "spec": spec})

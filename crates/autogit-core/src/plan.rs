@@ -1537,6 +1537,33 @@ pub fn plan(config: &Config, env: &PlatformEnv, input: &PlanInput) -> (Plan, Dia
         }
         guard_services_known(config, &services, &mut diags);
     }
+    // A size for a volume no service has is a typo, or a service left out.
+    let volumes: Vec<&str> = services
+        .iter()
+        .flat_map(|s| &s.mounts)
+        .filter_map(|m| match m {
+            Mount::Volume { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    for name in config.platform.volume_sizes.keys() {
+        if !volumes.contains(&name.as_str()) {
+            let mut d = Diagnostic::warning(
+                "unknown-volume",
+                format!(
+                    "platform.volume_sizes names `{name}`, which no service of the plan has, so the size is not used"
+                ),
+            )
+            .path(format!("platform.volume_sizes.{name}"));
+            d = match crate::diag::suggest(name, volumes.iter().copied()) {
+                Some(s) => d.help(format!(
+                    "did you mean `{s}`? (`autogit plan` lists the volumes)"
+                )),
+                None => d.help(format!("the plan's volumes: {}", volumes.join(", "))),
+            };
+            diags.push(d);
+        }
+    }
     (
         Plan {
             project,

@@ -51,6 +51,25 @@ pub struct PlatformState {
     pub acme: Option<AcmeState>,
     pub runners: Vec<RunnerHost>,
     pub mirrors: Vec<MirrorSource>,
+    /// How a cluster stores the volumes (`platform.storage_class`, `platform.volume_sizes`).
+    #[serde(skip_serializing_if = "Storage::is_default")]
+    pub storage: Storage,
+}
+
+/// The volumes' claims in a cluster: their StorageClass and the sizes set in the
+/// configuration (the others get their preset's, [`crate::kubernetes::volume_size`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Storage {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sizes: BTreeMap<String, Bytes>,
+}
+
+impl Storage {
+    pub fn is_default(&self) -> bool {
+        *self == Storage::default()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -514,6 +533,7 @@ pub fn from_plan(plan: &Plan) -> PlatformState {
         acme: None,
         runners: Vec::new(),
         mirrors: Vec::new(),
+        storage: Storage::default(),
     }
 }
 
@@ -556,6 +576,10 @@ pub fn from_config(
     setting: &dyn Fn(&str) -> Option<String>,
 ) -> PlatformState {
     let mut st = from_plan(plan);
+    st.storage = Storage {
+        class: config.platform.storage_class.clone(),
+        sizes: config.platform.volume_sizes.clone(),
+    };
     for r in config.all_runners() {
         if let Some(s) = st
             .services

@@ -1084,3 +1084,89 @@ fn pulumi_keeps_values_that_look_like_interpolations_literal() {
         "{text}"
     );
 }
+
+/// The claims' sizes follow the preset unless `platform.volume_sizes` names the volume, and
+/// `platform.storage_class` lands in every claim (GitLab's templated ones too).
+#[test]
+fn volume_claims_are_sized_by_preset_and_configuration() {
+    let claims = |config: &str| -> Vec<(String, String, Option<String>)> {
+        let b = build(config, ENV);
+        let st = config_state(&b);
+        let mut out = Vec::new();
+        for v in kubernetes::objects(&st, &rendered(&b))
+            .into_iter()
+            .flat_map(|m| m.objects)
+        {
+            let mut add = |c: &serde_json::Value| {
+                out.push((
+                    c["metadata"]["name"].as_str().unwrap().to_owned(),
+                    c["spec"]["resources"]["requests"]["storage"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    c["spec"]["storageClassName"].as_str().map(str::to_owned),
+                ));
+            };
+            if v["kind"] == "PersistentVolumeClaim" {
+                add(&v);
+            }
+            for c in v["spec"]["volumeClaimTemplates"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                add(c);
+            }
+        }
+        out.sort();
+        out
+    };
+    let size_of = |all: &[(String, String, Option<String>)], name: &str| {
+        all.iter()
+            .find(|c| c.0 == name)
+            .unwrap_or_else(|| panic!("no claim {name} in {all:?}"))
+            .1
+            .clone()
+    };
+    let homelab = claims(CONFIG);
+    assert_eq!(size_of(&homelab, "gitlab-data"), "50Gi");
+    assert_eq!(size_of(&homelab, "gitlab-config"), "1Gi");
+    assert!(homelab.iter().all(|c| c.2.is_none()), "{homelab:?}");
+
+    let team = CONFIG.replace("preset: homelab", "preset: team");
+    assert_eq!(size_of(&claims(&team), "gitlab-data"), "200Gi");
+
+    let sized = format!(
+        "{CONFIG}platform:\n  storage_class: longhorn\n  volume_sizes:\n    gitlab-data: 1T\n    grafana-data: 512M\n"
+    );
+    let sized = claims(&sized);
+    assert_eq!(size_of(&sized, "gitlab-data"), "1Ti");
+    assert_eq!(size_of(&sized, "grafana-data"), "512Mi");
+    assert_eq!(size_of(&sized, "gitlab-logs"), "5Gi");
+    assert!(
+        sized.iter().all(|c| c.2.as_deref() == Some("longhorn")),
+        "{sized:?}"
+    );
+}
+
+/// A size for a volume no service has is said, with the name it probably meant.
+#[test]
+fn a_size_for_an_unknown_volume_is_a_warning() {
+    let config = format!("{CONFIG}platform:\n  volume_sizes:\n    gitlab-dat: 1T\n");
+    let loaded = load(&LoadInput {
+        file: Some(("autogit.yml", &config)),
+        ..Default::default()
+    });
+    let mut sources = loaded.sources;
+    let mut diags = loaded.diagnostics;
+    let (env, _) = load_platform(Some((".env", ENV)), &[], &mut sources, &mut diags);
+    let (_, d) = plan(&loaded.config, &env, &PlanInput::default());
+    let w =
+        d.0.iter()
+            .find(|d| d.code == "unknown-volume")
+            .unwrap_or_else(|| panic!("{d:?}"));
+    assert!(
+        w.help.as_deref().unwrap_or("").contains("`gitlab-data`"),
+        "{w:?}"
+    );
+}
