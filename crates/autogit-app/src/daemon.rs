@@ -113,15 +113,8 @@ pub async fn run<E: ContainerEngine>(
         // of the loop: the next pass time already says when to try again.
         Ok(Requeue::At(tls.pass().await))
     });
-    let mirror_loop = supervise("mirror", bus, clock, policy, shutdown, || async {
-        if !mirror.scheduled() {
-            return Ok(Requeue::Never);
-        }
-        match mirror.pass(shutdown.wait()).await {
-            Ok(Some(next)) => Ok(Requeue::At(next)),
-            Ok(None) => Ok(Requeue::After(Duration::from_secs(60))),
-            Err(e) => Err(e.to_string().into()),
-        }
+    let mirror_loop = supervise("mirror", bus, clock, policy, shutdown, || {
+        mirror_pass(&mirror, shutdown)
     });
     let dns_loop = supervise("dns", bus, clock, policy, shutdown, || async {
         if !dns.manages_records() {
@@ -253,5 +246,46 @@ async fn watch_state<E: ContainerEngine>(
             () = tokio::time::sleep(STATE_CHECK_INTERVAL) => {}
             () = shutdown.wait() => return std::future::pending().await,
         }
+    }
+}
+
+/// `autogit daemon --target kubernetes`: the cluster's reconcile loop (woken by a watch of
+/// the project's workloads, `on_pass` told of each pass) and the scheduled mirror syncs,
+/// which need no container engine (git and GitLab's API at `gitlab.external_url`), until
+/// `shutdown`. The engine daemon's other loops have their cluster counterpart or no place
+/// there: records are ExternalDNS's (annotations of the export), certificates cert-manager's,
+/// runners are the cluster's Deployments, logs the cluster's.
+pub async fn run_kube(
+    k: &crate::kube::KubeController,
+    bus: &Bus,
+    clock: &SharedClock,
+    shutdown: &Shutdown,
+    on_pass: impl Fn(&Result<crate::kube::KubePass, crate::kube::KubeTargetError>),
+) {
+    let settings = k.settings().clone();
+    let interval = settings.config.health.reconcile_interval.0;
+    let mirror = MirrorController::new(settings, bus.clone(), clock.clone());
+    let cluster = k.run(interval, shutdown.wait(), on_pass);
+    let mirror_loop = supervise(
+        "mirror",
+        bus,
+        clock,
+        ErrorPolicy::default(),
+        shutdown,
+        || mirror_pass(&mirror, shutdown),
+    );
+    tokio::join!(cluster, mirror_loop);
+}
+
+/// One pass of the scheduled mirror syncs: none configured, never again; else at the next
+/// due time (a minute when none is due). A sync in flight stops at `shutdown`.
+async fn mirror_pass(mirror: &MirrorController, shutdown: &Shutdown) -> Result<Requeue, PassError> {
+    if !mirror.scheduled() {
+        return Ok(Requeue::Never);
+    }
+    match mirror.pass(shutdown.wait()).await {
+        Ok(Some(next)) => Ok(Requeue::At(next)),
+        Ok(None) => Ok(Requeue::After(Duration::from_secs(60))),
+        Err(e) => Err(e.to_string().into()),
     }
 }

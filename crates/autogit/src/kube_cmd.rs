@@ -196,7 +196,8 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, target: &TargetArgs) -> u8 {
                     k.namespace(),
                     k.context()
                 ));
-                let stop = async {
+                let (trigger, shutdown) = autogit_app::supervisor::shutdown();
+                let signals = tokio::spawn(async move {
                     let mut term = tokio::signal::unix::signal(
                         tokio::signal::unix::SignalKind::terminate(),
                     )
@@ -205,14 +206,16 @@ pub fn daemon(ui: &Ui, g: &Global, loaded: &Loaded, target: &TargetArgs) -> u8 {
                         _ = tokio::signal::ctrl_c() => {}
                         Some(()) = async { match term.as_mut() { Some(t) => t.recv().await, None => std::future::pending().await } } => {}
                     }
-                };
-                let interval = loaded.settings.config.health.reconcile_interval.0;
-                k.run(interval, stop, |r| {
+                    trigger.fire();
+                });
+                let clock = bus.clock().clone();
+                autogit_app::daemon::run_kube(&k, &bus, &clock, &shutdown, |r| {
                     if let Err(e) = r {
                         ui.error(&e.to_string());
                     }
                 })
                 .await;
+                signals.abort();
                 exit::OK
             }
             Err(code) => code,

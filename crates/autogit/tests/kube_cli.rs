@@ -221,8 +221,9 @@ fn a_wrong_context_or_kubeconfig_says_what_to_do() {
     );
 }
 
-/// `daemon --target kubernetes`: the loop repairs a failed workload without being asked, and
-/// stops on SIGTERM with status 0. Its output goes to target/test-logs.
+/// `daemon --target kubernetes`: the loop repairs a failed workload without being asked, the
+/// scheduled mirror syncs run beside it (they need no engine), and it stops on SIGTERM with
+/// status 0. Its output goes to target/test-logs.
 #[test]
 fn the_daemon_repairs_on_the_cluster_and_stops_on_sigterm() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -233,6 +234,12 @@ fn the_daemon_repairs_on_the_cluster_and_stops_on_sigterm() {
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
     fake.state().auto_rollout = false;
+    // A mirror due every minute (its source is nowhere: the sync starts, then fails).
+    fs::write(
+        d.path().join("autogit.yml"),
+        "gitlab:\n  resources:\n    preset: minimal\nmirroring:\n  enabled: true\n  schedule: \"* * * * *\"\n  target_url_template: \"git://nowhere.invalid/{path}.git\"\n  sources:\n    git:\n      - https://nowhere.invalid/none.git\n",
+    )
+    .unwrap();
     let log = test_log_dir().join("kube-cli-daemon.log");
     let out = fs::File::create(&log).unwrap();
     let mut c = cmd(d.path());
@@ -263,6 +270,17 @@ fn the_daemon_repairs_on_the_cluster_and_stops_on_sigterm() {
     }
     let text = || fs::read_to_string(&log).unwrap_or_default();
     assert!(repaired, "not repaired:\n{}", text());
+    for _ in 0..100 {
+        if text().contains("mirror_sync_started") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        text().contains("mirror_sync_started"),
+        "the mirror loop did not run:\n{}",
+        text()
+    );
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])
         .status()
