@@ -288,3 +288,51 @@ async fn restart_of_autogit_adopts_existing_containers() {
     assert_eq!(w2.rt.engine.by_service("gitlab").len(), 1, "no duplicate");
     assert_eq!(w2.state("gitlab"), Some(State::Healthy));
 }
+
+/// A pass focused on what an engine event named (the repair's hot path) restarts the dead
+/// service without probing the others: here GitLab's health endpoint accepts connections and
+/// never answers, which a full pass waits out (its probe timeout, 2 s here), and which the
+/// focused pass does not even ask.
+#[tokio::test]
+async fn a_focused_pass_repairs_without_waiting_for_the_other_probes() {
+    let config = CONFIG.replace("health:\n", "health:\n  timeout: 2s\n");
+    let w = world(&config, "SERVICES_ENABLED=gitlab,loki\n", None);
+    w.pass().await;
+    w.pass().await;
+    assert_eq!(w.state("loki"), Some(State::Healthy));
+    // GitLab's endpoint: accepted, never answered.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/-/readiness", hang.local_addr().unwrap());
+    let World { rt, clock, _dir } = w;
+    let w = World {
+        rt: rt.with_host_probe(
+            "gitlab",
+            autogit_drivers::runtime::HostProbe::Http {
+                url,
+                status: 200,
+                body: None,
+            },
+        ),
+        clock,
+        _dir,
+    };
+    w.rt.engine.kill("loki");
+    w.advance(5);
+    let r =
+        w.rt.reconcile_services(&["loki".to_owned()].into())
+            .await
+            .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(
+        r.actions.iter().all(|a| a.service() == "loki"),
+        "{:?}",
+        r.actions
+    );
+    assert_eq!(w.rt.engine.by_service("loki")[0].starts, 2, "restarted");
+    // GitLab's endpoint was not asked.
+    hang.set_nonblocking(true).unwrap();
+    assert!(hang.accept().is_err(), "the focused pass probed GitLab");
+    // The full pass does ask it (and waits out its timeout): what the focused one spared.
+    w.rt.reconcile_once().await.unwrap();
+    assert!(hang.accept().is_ok(), "the full pass probes GitLab");
+}
