@@ -21,7 +21,7 @@ use autogit_app::compute::{ComputeController, Submit};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use support::{docker_available, skip};
+use support::skip;
 
 /// The job's container: `platform.project` (here `agext`) is its prefix.
 const NAME: &str = "agext-job-1";
@@ -60,15 +60,8 @@ async fn a_job_runs_on_a_host_reached_through_a_compute_extension() {
     if !Path::new("/usr/bin/python3").exists() && skip("no /usr/bin/python3") {
         return;
     }
-    if !docker_available() && skip("no container engine answers `docker version`") {
+    let Some(image) = support::job_image_or_skip() else {
         return;
-    }
-    let image = match autogit_drivers::testing::job_stand_in_image() {
-        Ok(i) => i,
-        Err(e) => {
-            skip(&format!("the stand-in job image cannot be built: {e}"));
-            return;
-        }
     };
     let _cleanup = Container(NAME);
     let _ = Command::new("docker").args(["rm", "-f", NAME]).output();

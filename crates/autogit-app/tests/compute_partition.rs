@@ -27,7 +27,7 @@ use autogit_drivers::testing::netns::{SshLab, lab_available};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{docker_available, skip};
+use support::skip;
 
 /// The host's `docker`: log each call (begin and end, with the exit status), run the real one.
 fn logging_docker(real: &str, host: &str, log: &std::path::Path) -> String {
@@ -84,15 +84,8 @@ async fn a_partitioned_host_is_fenced_and_its_jobs_rescheduled_or_resumed_by_pol
     if !lab_available() {
         return;
     }
-    if !docker_available() && skip("no container engine answers `docker version`") {
+    let Some(image) = support::job_image_or_skip() else {
         return;
-    }
-    let image = match autogit_drivers::testing::job_stand_in_image() {
-        Ok(i) => i,
-        Err(e) => {
-            skip(&format!("the stand-in job image cannot be built: {e}"));
-            return;
-        }
     };
     let real = String::from_utf8(
         Command::new("sh")

@@ -31,8 +31,6 @@ use autogit_drivers::testing::netns::{SshLab, lab_available};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{docker_available, skip};
-
 /// The job's container: `platform.project` (here `agsvc`) is its prefix.
 const NAME: &str = "agsvc-job-1";
 
@@ -125,15 +123,8 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
     if !lab_available() {
         return;
     }
-    if !docker_available() && skip("no container engine answers `docker version`") {
+    let Some(image) = support::job_image_or_skip() else {
         return;
-    }
-    let image = match autogit_drivers::testing::job_stand_in_image() {
-        Ok(i) => i,
-        Err(e) => {
-            skip(&format!("the stand-in job image cannot be built: {e}"));
-            return;
-        }
     };
     let lab = SshLab::start(1).unwrap_or_else(|e| panic!("{e}"));
     let _cleanup = Container(NAME);

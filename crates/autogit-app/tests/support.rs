@@ -55,3 +55,18 @@ pub fn skip(why: &str) -> bool {
     eprintln!("skipping: {why}");
     true
 }
+
+/// The stand-in job image on the real engine, or `None` (said, or a failure under
+/// `AUTOGIT_REQUIRE_TOOLS`) when no engine answers or the image cannot be built.
+pub fn job_image_or_skip() -> Option<String> {
+    if !docker_available() && skip("no container engine answers `docker version`") {
+        return None;
+    }
+    match autogit_drivers::testing::job_stand_in_image() {
+        Ok(i) => Some(i),
+        Err(e) => {
+            skip(&format!("the stand-in job image cannot be built: {e}"));
+            None
+        }
+    }
+}
