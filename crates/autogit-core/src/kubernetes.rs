@@ -579,6 +579,17 @@ pub fn in_cluster(s: &ServiceState) -> bool {
         && !HOST_EXPORTERS.contains(&s.name.as_str())
 }
 
+/// Whether the service's requests go through the guard in proxy mode (`guard-headers`: the
+/// guard autogit deploys, or `platform.guard_proxy`). That guard runs beside the Docker
+/// host's ingress and has no place in a cluster, so such a service is not routed there: it
+/// fails closed, as the host's ingress does while the guard is down, instead of being
+/// served unchecked.
+pub fn behind_proxy_guard(s: &ServiceState) -> bool {
+    s.route
+        .as_ref()
+        .is_some_and(|r| r.middlewares.iter().any(|m| m == "guard-headers"))
+}
+
 /// The exporters that read the Docker host itself (its root file system, the engine's
 /// socket): in a cluster they are per-node DaemonSets of the cluster's own monitoring
 /// (kube-prometheus, the kubelet's cAdvisor), not one Deployment of the platform.
@@ -1106,18 +1117,28 @@ pub fn objects(st: &PlatformState, files: &BTreeMap<String, String>) -> Vec<Mani
     let routed: Vec<&ServiceState> = placed
         .iter()
         .copied()
-        .filter(|s| s.route.is_some())
+        .filter(|s| s.route.is_some() && !behind_proxy_guard(s))
         .collect();
+    let unguarded: Vec<&str> = placed
+        .iter()
+        .filter(|s| behind_proxy_guard(s))
+        .map(|s| s.name.as_str())
+        .collect();
+    let left_out = (!unguarded.is_empty()).then(|| {
+        format!(
+            "\n# Not routed: {} (behind the guard in proxy mode, which runs beside a Docker host's\n# ingress and has no place here; a guard the cluster reaches can check them through\n# Traefik's forward-auth: platform.guard_forward_auth).",
+            unguarded.join(", ")
+        )
+    });
     if let Some(docs) = ingress(st, &routed) {
-        out.push(Manifest::new(
-            "ingress.yaml",
-            "ingress (networking.k8s.io/v1) with ExternalDNS annotations.",
-            docs,
-        ));
+        let mut head = "ingress (networking.k8s.io/v1) with ExternalDNS annotations.".to_owned();
+        head.push_str(left_out.as_deref().unwrap_or(""));
+        out.push(Manifest::new("ingress.yaml", head, docs));
     }
     if let Some(docs) = traefik(st, &routed) {
         let mut head =
             "Traefik IngressRoute and middlewares (custom resources: Traefik's CRDs).".to_owned();
+        head.push_str(left_out.as_deref().unwrap_or(""));
         if st.ingress.as_ref().is_some_and(|i| i.guard.is_some()) {
             head.push_str(
                 "\n# Services behind the guard are routed here only, through its forward-auth.",

@@ -1170,3 +1170,33 @@ fn a_size_for_an_unknown_volume_is_a_warning() {
         "{w:?}"
     );
 }
+
+/// A service behind the guard in proxy mode (here the guard autogit deploys) is not routed in
+/// a cluster, where that guard does not run: it fails closed instead of being served
+/// unchecked, and the manifests say why.
+#[test]
+fn services_behind_the_proxy_guard_are_not_routed_in_a_cluster() {
+    let b = build(
+        &format!("{CONFIG}platform:\n  guard_services: [grafana]\n"),
+        ENV,
+    );
+    let st = config_state(&b);
+    let files = kubernetes::manifests(&st, &rendered(&b));
+    let text = |name: &str| {
+        files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    for f in ["ingress.yaml", "traefik.yaml"] {
+        let t = text(f);
+        assert!(t.contains("# Not routed: grafana"), "{t}");
+        assert!(!t.contains("Host(`grafana.vectorweight.com`)"), "{t}");
+        assert!(!t.contains("host: grafana.vectorweight.com"), "{t}");
+        // The others still are.
+        assert!(t.contains("gitlab.vectorweight.com"), "{t}");
+    }
+    // Grafana itself still runs there.
+    assert!(files.iter().any(|(n, _)| n == "grafana.yaml"));
+}
