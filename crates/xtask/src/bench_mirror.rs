@@ -3,7 +3,9 @@
 //! N generated repositories (default 200; three commits, two branches and a tag each) are served
 //! by `git daemon` (receive-pack enabled), and mirrored into empty bare repositories served by
 //! other daemons. Both sides run at the same parallelism (`--parallel`, default autogit's) and
-//! do the same work, in interleaved rounds ([`bench_mirror`]).
+//! do the same work, in interleaved rounds ([`bench_mirror`]). A third loop runs autogit's own
+//! two git commands of a first sync, so that the cost of its options and of its own work
+//! around them show apart.
 //!
 //! Prints the medians and the ratios autogit / baseline (below 1: autogit is faster).
 
@@ -162,9 +164,11 @@ pub fn bench_mirror(n: usize, rounds: usize, parallel: Option<usize>) {
     for i in 0..n {
         generate(&root.join(format!("src/r{i}.git")), i);
         for r in 0..rounds {
-            for side in ["dst-autogit", "dst-loop"] {
+            for side in ["dst-autogit", "dst-loop", "dst-same"] {
                 empty(&root.join(format!("{side}-{r}/r{i}.git")));
             }
+            // The third side's caches exist beforehand, as autogit creates its own in-process.
+            empty(&root.join(format!("same-{r}/r{i}.git")));
         }
     }
     eprintln!(
@@ -172,11 +176,12 @@ pub fn bench_mirror(n: usize, rounds: usize, parallel: Option<usize>) {
         t.elapsed().as_secs_f64()
     );
     let src = Daemon::start(&root.join("src"));
-    let dst: Vec<(Daemon, Daemon)> = (0..rounds)
+    let dst: Vec<(Daemon, Daemon, Daemon)> = (0..rounds)
         .map(|r| {
             (
                 Daemon::start(&root.join(format!("dst-autogit-{r}"))),
                 Daemon::start(&root.join(format!("dst-loop-{r}"))),
+                Daemon::start(&root.join(format!("dst-same-{r}"))),
             )
         })
         .collect();
@@ -241,6 +246,47 @@ pub fn bench_mirror(n: usize, rounds: usize, parallel: Option<usize>) {
         eprintln!("  git loop: {:.2}s", d.as_secs_f64());
         d
     };
+    // autogit's own two git commands of a first sync (an atomic, pruning fetch of branches
+    // and tags without maintenance, then an atomic, pruning push with its porcelain report),
+    // run by the same loop: what the options cost, apart from autogit's own work.
+    let same_work = |dst: &Daemon, caches: &Path| -> Duration {
+        let d = parallel_loop(n, parallel, |i| {
+            let c = caches.join(format!("r{i}.git"));
+            git(
+                &c,
+                &[
+                    "-c",
+                    "maintenance.auto=false",
+                    "fetch",
+                    "--atomic",
+                    "--prune",
+                    "--no-tags",
+                    "--update-head-ok",
+                    "--no-write-fetch-head",
+                    "--quiet",
+                    "--",
+                    &src.url(&format!("r{i}.git")),
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+            );
+            git(
+                &c,
+                &[
+                    "push",
+                    "--atomic",
+                    "--prune",
+                    "--porcelain",
+                    "--",
+                    &dst.url(&format!("r{i}.git")),
+                    "+refs/heads/*:refs/heads/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+            );
+        });
+        eprintln!("  same git commands loop: {:.2}s", d.as_secs_f64());
+        d
+    };
     let fetch_push = |dst: &Daemon, clones: &Path| -> Duration {
         let d = parallel_loop(n, parallel, |i| {
             let c = clones.join(format!("r{i}.git"));
@@ -260,11 +306,13 @@ pub fn bench_mirror(n: usize, rounds: usize, parallel: Option<usize>) {
     };
 
     let (mut first_a, mut first_b, mut none_a, mut none_b) = (vec![], vec![], vec![], vec![]);
-    for (r, (dst_a, dst_b)) in dst.iter().enumerate() {
+    let mut first_c = vec![];
+    for (r, (dst_a, dst_b, dst_c)) in dst.iter().enumerate() {
         let clones = root.join(format!("clones-{r}"));
         eprintln!("round {r}: first sync");
         first_a.push(autogit(dst_a, &format!("cache-{r}")));
         first_b.push(clone_push(dst_b, &clones));
+        first_c.push(same_work(dst_c, &root.join(format!("same-{r}"))));
         eprintln!("round {r}: no-change sync");
         none_a.push(autogit(dst_a, &format!("cache-{r}")));
         none_b.push(fetch_push(dst_b, &clones));
@@ -283,6 +331,13 @@ pub fn bench_mirror(n: usize, rounds: usize, parallel: Option<usize>) {
         fa.as_secs_f64(),
         fb.as_secs_f64(),
         ratio(fa, fb)
+    );
+    let fc = median(&first_c);
+    println!(
+        "first sync:     the loop running autogit's two git commands {:.2}s; autogit/that {:.2}, that/clone+push {:.2}",
+        fc.as_secs_f64(),
+        ratio(fa, fc),
+        ratio(fc, fb)
     );
     println!(
         "no-change sync: autogit {:.2}s; fetch --prune + push --mirror loop {:.2}s; ratio {:.2}",
