@@ -8,20 +8,16 @@
 //! One process serves every host of the extension, one call at a time; a process that
 //! failed (timeout, crash, broken protocol) is gone, and the next command starts a new one.
 
-use super::host::{Grant, Limits, Process, start};
+use super::host::{Grant, Limits, Session};
 use super::{ExtensionError, Found};
 use crate::remote::{Output, RemoteError, RemoteExec};
 use autogit_core::extension::{ProviderType, code};
 use serde_json::json;
 use std::sync::Arc;
-use tokio::sync::Mutex;
 
 /// A started `compute` extension.
 #[derive(Debug)]
-pub struct ExtensionCompute {
-    name: String,
-    process: Mutex<Option<Process>>,
-}
+pub struct ExtensionCompute(Session);
 
 /// Largest standard input a command is given through the protocol (it travels base64 in
 /// one message of at most 4 MiB).
@@ -35,24 +31,19 @@ impl ExtensionCompute {
         grant: &Grant<'_>,
         limits: Limits,
     ) -> Result<Self, ExtensionError> {
-        let started = start(found, ProviderType::Compute, grant, json!({}), limits).await?;
-        Ok(Self {
-            name: started.manifest.name.clone(),
-            process: Mutex::new(Some(started.process)),
-        })
+        Session::start(found, ProviderType::Compute, grant, limits)
+            .await
+            .map(Self)
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// Whether it can take calls (false once a call failed other than with an error answer);
     /// one that is busy with a call counts as alive.
     pub fn alive(&self) -> bool {
-        match self.process.try_lock() {
-            Ok(p) => p.as_ref().is_some_and(|p| !p.is_dead()),
-            Err(_) => true,
-        }
+        self.0.alive()
     }
 
     /// `compute.exec`: runs `argv` on `host` with `input` on its standard input.
@@ -62,7 +53,7 @@ impl ExtensionCompute {
         argv: &[String],
         input: &[u8],
     ) -> Result<Output, RemoteError> {
-        let shown = format!("extension:{}/{host}", self.name);
+        let shown = format!("extension:{}/{host}", self.name());
         if input.len() > MAX_INPUT {
             return Err(RemoteError::Extension {
                 host: shown,
@@ -77,20 +68,7 @@ impl ExtensionCompute {
             "argv": argv,
             "stdin": data_encoding::BASE64.encode(input),
         });
-        let answer = {
-            let mut guard = self.process.lock().await;
-            let Some(p) = guard.as_mut() else {
-                return Err(RemoteError::Extension {
-                    host: shown,
-                    detail: ExtensionError::Dead {
-                        name: self.name.clone(),
-                    }
-                    .to_string(),
-                });
-            };
-            p.call("compute.exec", params).await
-        };
-        let v = match answer {
+        let v = match self.0.call("compute.exec", params).await {
             Ok(v) => v,
             Err(e) => return Err(exec_error(&shown, e)),
         };
@@ -104,7 +82,7 @@ impl ExtensionCompute {
                         host: shown,
                         detail: format!(
                             "extension `{}` answered `compute.exec` with code {c}, not an exit status or null",
-                            self.name
+                            self.name()
                         ),
                     });
                 }
@@ -119,9 +97,7 @@ impl ExtensionCompute {
 
     /// Sends `shutdown` and waits for it to exit.
     pub async fn shutdown(&self) {
-        if let Some(p) = self.process.lock().await.take() {
-            p.shutdown().await;
-        }
+        self.0.shutdown().await;
     }
 }
 

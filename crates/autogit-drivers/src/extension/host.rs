@@ -434,6 +434,61 @@ pub async fn handshake(found: &Found, limits: Limits) -> Result<Manifest, Extens
     m
 }
 
+/// A provider's running extension, shared by its callers: one call at a time, and no more
+/// calls once it failed (it was killed) or was shut down.
+#[derive(Debug)]
+pub struct Session {
+    name: String,
+    process: tokio::sync::Mutex<Option<Process>>,
+}
+
+impl Session {
+    /// Starts `found` as a provider of `kind` ([`start`], no context).
+    pub async fn start(
+        found: &Found,
+        kind: ProviderType,
+        grant: &Grant<'_>,
+        limits: Limits,
+    ) -> Result<Self, ExtensionError> {
+        let started = start(found, kind, grant, json!({}), limits).await?;
+        Ok(Self {
+            name: started.manifest.name.clone(),
+            process: tokio::sync::Mutex::new(Some(started.process)),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// One call ([`Process::call`]); [`ExtensionError::Dead`] after `shutdown`.
+    pub async fn call(&self, method: &str, params: Value) -> Result<Value, ExtensionError> {
+        let mut guard = self.process.lock().await;
+        let Some(p) = guard.as_mut() else {
+            return Err(ExtensionError::Dead {
+                name: self.name.clone(),
+            });
+        };
+        p.call(method, params).await
+    }
+
+    /// Whether it takes calls (false once one failed other than with an error answer, or
+    /// after `shutdown`); one that is busy with a call counts as alive.
+    pub fn alive(&self) -> bool {
+        match self.process.try_lock() {
+            Ok(p) => p.as_ref().is_some_and(|p| !p.is_dead()),
+            Err(_) => true,
+        }
+    }
+
+    /// Sends `shutdown` and waits for it to exit.
+    pub async fn shutdown(&self) {
+        if let Some(p) = self.process.lock().await.take() {
+            p.shutdown().await;
+        }
+    }
+}
+
 /// A started and initialized extension.
 #[derive(Debug)]
 pub struct Started {

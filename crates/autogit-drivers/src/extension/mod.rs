@@ -26,7 +26,7 @@ mod storage;
 
 pub use compute::{ExtensionCompute, ExtensionExec};
 pub use dns::ExtensionDns;
-pub use host::{Grant, Limits, Process, Started, handshake, start};
+pub use host::{Grant, Limits, Process, Session, Started, handshake, start};
 pub use notify::ExtensionNotify;
 pub use ssl::{ExtensionSsl, Issued};
 pub use storage::ExtensionStorage;

@@ -2,19 +2,15 @@
 //! PEM chain (the leaf first) and the leaf's PEM key. The caller checks both before anything is
 //! installed (`tls_source::check_pair`); the key never reaches a log or an error.
 
-use super::host::{Grant, Limits, Process, start};
+use super::host::{Grant, Limits, Session};
 use super::{ExtensionError, Found};
 use autogit_core::extension::ProviderType;
 use secrecy::zeroize::Zeroizing;
 use serde_json::json;
-use tokio::sync::Mutex;
 
 /// A started `ssl` extension.
 #[derive(Debug)]
-pub struct ExtensionSsl {
-    name: String,
-    process: Mutex<Option<Process>>,
-}
+pub struct ExtensionSsl(Session);
 
 /// What `ssl.issue` answered (not yet checked).
 pub struct Issued {
@@ -38,28 +34,20 @@ impl ExtensionSsl {
         grant: &Grant<'_>,
         limits: Limits,
     ) -> Result<Self, ExtensionError> {
-        let started = start(found, ProviderType::Ssl, grant, json!({}), limits).await?;
-        Ok(Self {
-            name: started.manifest.name.clone(),
-            process: Mutex::new(Some(started.process)),
-        })
+        Session::start(found, ProviderType::Ssl, grant, limits)
+            .await
+            .map(Self)
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// `ssl.issue` for `names`: `{"chain": "...", "key": "..."}`.
     pub async fn issue(&self, names: &[String]) -> Result<Issued, ExtensionError> {
-        let mut guard = self.process.lock().await;
-        let Some(p) = guard.as_mut() else {
-            return Err(ExtensionError::Dead {
-                name: self.name.clone(),
-            });
-        };
-        let mut v = p.call("ssl.issue", json!({ "names": names })).await?;
+        let mut v = self.0.call("ssl.issue", json!({ "names": names })).await?;
         let bad = |reason: &str| ExtensionError::Protocol {
-            name: self.name.clone(),
+            name: self.name().to_owned(),
             method: "ssl.issue".to_owned(),
             reason: reason.to_owned(),
         };
@@ -76,8 +64,6 @@ impl ExtensionSsl {
 
     /// Sends `shutdown` and waits for it to exit.
     pub async fn close(&self) {
-        if let Some(p) = self.process.lock().await.take() {
-            p.shutdown().await;
-        }
+        self.0.shutdown().await;
     }
 }

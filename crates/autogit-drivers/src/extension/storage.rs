@@ -4,20 +4,16 @@
 //! writes (`get`). Verification and retention are autogit's (`crate::storage`), so an
 //! extension that loses or corrupts a copy is caught the same way a built-in would be.
 
-use super::host::{Grant, Limits, Process, start};
+use super::host::{Grant, Limits, Session};
 use super::{ExtensionError, Found};
 use crate::storage::{RemoteObject, Storage, StorageError, check_name};
 use autogit_core::extension::{ProviderType, code};
 use serde_json::{Value, json};
 use std::path::Path;
-use tokio::sync::Mutex;
 
 /// A started `storage` extension.
 #[derive(Debug)]
-pub struct ExtensionStorage {
-    name: String,
-    process: Mutex<Option<Process>>,
-}
+pub struct ExtensionStorage(Session);
 
 impl ExtensionStorage {
     /// Starts `found` as a `storage` provider (only what it declared reaches it).
@@ -26,21 +22,13 @@ impl ExtensionStorage {
         grant: &Grant<'_>,
         limits: Limits,
     ) -> Result<Self, ExtensionError> {
-        let started = start(found, ProviderType::Storage, grant, json!({}), limits).await?;
-        Ok(Self {
-            name: started.manifest.name.clone(),
-            process: Mutex::new(Some(started.process)),
-        })
+        Session::start(found, ProviderType::Storage, grant, limits)
+            .await
+            .map(Self)
     }
 
     async fn call(&self, method: &str, params: Value) -> Result<Value, StorageError> {
-        let mut guard = self.process.lock().await;
-        let Some(p) = guard.as_mut() else {
-            return Err(self.fail(ExtensionError::Dead {
-                name: self.name.clone(),
-            }));
-        };
-        p.call(method, params).await.map_err(|e| self.fail(e))
+        self.0.call(method, params).await.map_err(|e| self.fail(e))
     }
 
     fn fail(&self, e: ExtensionError) -> StorageError {
@@ -50,7 +38,7 @@ impl ExtensionStorage {
                 message,
                 ..
             } => StorageError::NotFound {
-                target: self.name.clone(),
+                target: self.0.name().to_owned(),
                 name: message,
             },
             ExtensionError::Remote {
@@ -58,12 +46,15 @@ impl ExtensionStorage {
                 message,
                 ..
             } => StorageError::Auth {
-                target: self.name.clone(),
+                target: self.0.name().to_owned(),
                 detail: message,
-                hint: format!("the settings `autogit extension info {}` lists", self.name),
+                hint: format!(
+                    "the settings `autogit extension info {}` lists",
+                    self.0.name()
+                ),
             },
             e => StorageError::Remote {
-                target: self.name.clone(),
+                target: self.0.name().to_owned(),
                 detail: e.to_string(),
             },
         }
@@ -71,9 +62,7 @@ impl ExtensionStorage {
 
     /// Sends `shutdown` and waits for it to exit.
     pub async fn shutdown(&self) {
-        if let Some(p) = self.process.lock().await.take() {
-            p.shutdown().await;
-        }
+        self.0.shutdown().await;
     }
 }
 
@@ -87,22 +76,22 @@ fn abs(path: &Path) -> String {
 #[async_trait::async_trait]
 impl Storage for ExtensionStorage {
     fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     fn describe(&self) -> String {
-        format!("extension {}", self.name)
+        format!("extension {}", self.0.name())
     }
 
     async fn put(&self, file: &Path, name: &str) -> Result<(), StorageError> {
-        check_name(&self.name, name)?;
+        check_name(self.0.name(), name)?;
         self.call("storage.put", json!({"name": name, "path": abs(file)}))
             .await
             .map(drop)
     }
 
     async fn get(&self, name: &str, file: &Path) -> Result<(), StorageError> {
-        check_name(&self.name, name)?;
+        check_name(self.0.name(), name)?;
         self.call("storage.get", json!({"name": name, "path": abs(file)}))
             .await
             .map_err(|e| match e {
@@ -121,7 +110,7 @@ impl Storage for ExtensionStorage {
             v.get("objects")
                 .and_then(Value::as_array)
                 .ok_or_else(|| StorageError::Remote {
-                    target: self.name.clone(),
+                    target: self.0.name().to_owned(),
                     detail: "`storage.list` answered without `objects`".into(),
                 })?;
         Ok(objects
@@ -136,7 +125,7 @@ impl Storage for ExtensionStorage {
     }
 
     async fn delete(&self, name: &str) -> Result<(), StorageError> {
-        check_name(&self.name, name)?;
+        check_name(self.0.name(), name)?;
         match self.call("storage.delete", json!({"name": name})).await {
             Ok(_) | Err(StorageError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
