@@ -94,31 +94,6 @@ pub enum Action {
     },
 }
 
-impl Action {
-    /// The service the action is about.
-    pub fn service(&self) -> &str {
-        match self {
-            Action::Transition { service, .. }
-            | Action::Create { service }
-            | Action::Recreate { service, .. }
-            | Action::Start { service }
-            | Action::Repair { service, .. }
-            | Action::Flag { service, .. }
-            | Action::RemoveOrphan { service, .. }
-            | Action::RequeueAt { service, .. } => service,
-        }
-    }
-}
-
-/// The actions about `services` only, in order: a pass focused on what an engine event named
-/// (the repair's hot path), whose other services wait for the next full pass.
-pub fn focus(actions: Vec<Action>, services: &std::collections::BTreeSet<String>) -> Vec<Action> {
-    actions
-        .into_iter()
-        .filter(|a| services.contains(a.service()))
-        .collect()
-}
-
 #[derive(Debug)]
 pub struct Input<'a> {
     pub desired: &'a [Desired],

@@ -18,7 +18,7 @@ use autogit_core::container::{ContainerSpec, container_spec, labels, network_nam
 use autogit_core::lifecycle::{RepairAction, RepairPolicy};
 use autogit_core::plan::{Mount, Placement, Plan, Probe};
 use autogit_core::reconcile::{Action, Desired, Health, Input, Seen, decide};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -213,12 +213,6 @@ impl<E: ContainerEngine> Runtime<E> {
         self
     }
 
-    /// Probes `service` from the host with `probe` (instead of what its plan says).
-    pub fn with_host_probe(mut self, service: &str, probe: HostProbe) -> Self {
-        self.probes.insert(service.to_owned(), probe);
-        self
-    }
-
     pub fn now(&self) -> u64 {
         (self.clock.0)()
     }
@@ -304,15 +298,6 @@ impl<E: ContainerEngine> Runtime<E> {
 
     /// What the engine and the probes show, per managed container.
     pub async fn observe(&self) -> Result<(Vec<Observed>, Vec<Seen>), RuntimeError> {
-        self.observe_probing(None).await
-    }
-
-    /// [`Self::observe`], probing from the host only the services in `only` (all: `None`);
-    /// the others' health is the engine's.
-    async fn observe_probing(
-        &self,
-        only: Option<&BTreeSet<String>>,
-    ) -> Result<(Vec<Observed>, Vec<Seen>), RuntimeError> {
         let observed = self.engine.list(&self.project).await?;
         let mut seen = Vec::new();
         for o in &observed {
@@ -323,11 +308,7 @@ impl<E: ContainerEngine> Runtime<E> {
                 EngineHealth::Healthy => Health::Healthy,
                 EngineHealth::Unhealthy => Health::Unhealthy,
             };
-            let probed = only.is_none_or(|s| s.contains(&o.service));
-            if running
-                && probed
-                && let Some(result) = self.probe(&o.service).await
-            {
+            if running && let Some(result) = self.probe(&o.service).await {
                 health = match (result.passed(), health) {
                     // The service answers from the host: good enough while the engine's own
                     // check has not run yet.
@@ -353,22 +334,7 @@ impl<E: ContainerEngine> Runtime<E> {
 
     /// One reconcile pass: observe, decide, act, record.
     pub async fn reconcile_once(&self) -> Result<PassReport, RuntimeError> {
-        self.pass(None).await
-    }
-
-    /// A pass for `services` only (what an engine event named): one engine listing, host
-    /// probes of those services alone, their actions alone (`core::reconcile::focus`). A
-    /// service that died is restarted without waiting for the other services' health
-    /// endpoints, one of which may be slow to answer or hang until its timeout.
-    pub async fn reconcile_services(
-        &self,
-        services: &BTreeSet<String>,
-    ) -> Result<PassReport, RuntimeError> {
-        self.pass(Some(services)).await
-    }
-
-    async fn pass(&self, only: Option<&BTreeSet<String>>) -> Result<PassReport, RuntimeError> {
-        let (observed, seen) = self.observe_probing(only).await?;
+        let (observed, seen) = self.observe().await?;
         let t = self.now();
         let records = self.store().records(t, self.policy.budget_window_secs)?;
         let actions = decide(&Input {
@@ -379,10 +345,6 @@ impl<E: ContainerEngine> Runtime<E> {
             now: t,
             jitter: self.jitter(),
         });
-        let actions = match only {
-            Some(s) => autogit_core::reconcile::focus(actions, s),
-            None => actions,
-        };
         let mut report = PassReport::default();
         for action in &actions {
             if let Err((service, e)) = self.execute(action, &observed, t).await {
@@ -623,19 +585,12 @@ impl<E: ContainerEngine> Runtime<E> {
                         }
                     }
                     ev = rx.recv(), if rx_open => match ev {
-                        Some(ev) if wakes(&ev) => {
+                        Some(ev) if matches!(ev.action.as_str(), "die" | "oom" | "destroy") || ev.action.starts_with("health_status") => {
                             // Let a burst of events (die, then health_status) settle into one
                             // pass; short, as this is the repair's hot path (a later event only
                             // costs one more, idempotent pass).
                             tokio::time::sleep(EVENT_SETTLE).await;
-                            let mut named = BTreeSet::from([ev.service]);
-                            while let Ok(more) = rx.try_recv() {
-                                if wakes(&more) {
-                                    named.insert(more.service);
-                                }
-                            }
-                            // The services the events named first, then everything.
-                            on_pass(&self.reconcile_services(&named).await);
+                            while rx.try_recv().is_ok() {}
                             break;
                         }
                         Some(_) => {}
@@ -645,11 +600,4 @@ impl<E: ContainerEngine> Runtime<E> {
             }
         }
     }
-}
-
-/// Whether an engine event calls for a pass: a container died, was killed for memory or
-/// removed, or its health check changed.
-fn wakes(ev: &EngineEvent) -> bool {
-    matches!(ev.action.as_str(), "die" | "oom" | "destroy")
-        || ev.action.starts_with("health_status")
 }

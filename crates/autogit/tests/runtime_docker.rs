@@ -109,10 +109,15 @@ impl Platform {
         let mut args = vec!["daemon"];
         args.extend_from_slice(extra);
         let a = self.args(&args);
+        // Its events (JSON lines) and notes, kept for a failure's diagnosis.
+        let log = std::fs::File::create(
+            test_log_dir().join(format!("runtime-docker-{}-daemon.log", self.project)),
+        )
+        .unwrap();
         let child = cmd(self.path())
             .args(&a)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
         Daemon(child)
