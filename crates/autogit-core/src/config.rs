@@ -504,6 +504,15 @@ pub struct Runner {
     pub protected: bool,
 }
 
+impl Runner {
+    /// The tags GitLab gives the runner: its `tags`, then its capabilities (`inference`, ...).
+    pub fn gitlab_tags(&self) -> Vec<String> {
+        let mut tags = self.tags.clone();
+        tags.extend(self.capabilities.iter().map(|c| c.as_str().to_owned()));
+        tags
+    }
+}
+
 impl GpuSharing {
     pub fn is_default(&self) -> bool {
         *self == GpuSharing::TimeSliced

@@ -156,13 +156,7 @@ impl RunnerController {
             .into_iter()
             .find(|r| r.name == name && r.host == runner.host && r.state != "discovered");
         // Its scope in GitLab: its tags and capabilities, protected refs only or not.
-        let mut tags = runner.tags.clone();
-        tags.extend(
-            runner
-                .capabilities
-                .iter()
-                .map(|c| format!("{c:?}").to_ascii_lowercase()),
-        );
+        let tags = runner.gitlab_tags();
         if let Some(row) = previous.as_ref().filter(|r| r.state == "registered") {
             // Registered: only the scope can have changed in the file; set it in place.
             let changed = crate::gitlab::GitLabController::new(
