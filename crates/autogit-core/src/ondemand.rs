@@ -31,6 +31,13 @@ pub fn job_matches(job_tags: &[String], runner_tags: &[String]) -> bool {
     job_tags.iter().all(|t| runner_tags.contains(t))
 }
 
+/// Whether `runner` can take a job with `job_tags`, with the tags GitLab knows it by: its
+/// `tags`, then its `capabilities` (`Runner::gitlab_tags`, what registration sends). A job
+/// tagged only `inference` is work for a runner whose `capabilities` say `inference`.
+pub fn runner_takes(runner: &Runner, job_tags: &[String]) -> bool {
+    job_matches(job_tags, &runner.gitlab_tags())
+}
+
 /// The decision for one runner. `demand`: a pending or running job it could take.
 /// `mode: always` keeps it running; `on-demand` starts it on demand and stops it once it has
 /// been idle for `cooldown` seconds.
@@ -419,9 +426,28 @@ mod tests {
     }
 
     #[test]
-    fn commands_keep_names_out_of_the_script() {
-        let r = Runner {
-            name: "wsl-gpu".into(),
+    fn capabilities_are_tags_for_matching() {
+        use crate::config::Capability;
+        let mut r = runner("gpu-box");
+        r.tags = tags(&["cuda"]);
+        r.capabilities = vec![Capability::Inference];
+        assert!(runner_takes(&r, &tags(&["inference"])));
+        assert!(runner_takes(&r, &tags(&["cuda", "inference"])));
+        assert!(!runner_takes(&r, &tags(&["render"])));
+        assert!(
+            !runner_takes(&r, &[]),
+            "a tagged runner takes no untagged job"
+        );
+        r.tags.clear();
+        assert!(
+            !runner_takes(&r, &[]),
+            "a runner with only capabilities is registered with tags, so not run_untagged"
+        );
+    }
+
+    fn runner(name: &str) -> Runner {
+        Runner {
+            name: name.into(),
             host: "desktop".into(),
             user: None,
             executor: Executor::Podman,
@@ -434,7 +460,12 @@ mod tests {
             max: 1,
             sharing: Default::default(),
             protected: false,
-        };
+        }
+    }
+
+    #[test]
+    fn commands_keep_names_out_of_the_script() {
+        let r = runner("wsl-gpu");
         let a = start_argv(
             &r,
             "gitlab/gitlab-runner:alpine-v18.5.0",

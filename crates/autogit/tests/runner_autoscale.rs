@@ -100,7 +100,9 @@ async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
         id: 501,
         project_id: project,
         status: "pending".into(),
-        tag_list: vec!["gpu".into()],
+        // `render` is one of the runner's capabilities, not of its `tags`: GitLab knows the
+        // runner by both, and so does the autoscaler.
+        tag_list: vec!["gpu".into(), "render".into()],
     });
     let name = format!("r{}", std::process::id());
     let container = format!("autogit-runner-{name}");
@@ -119,7 +121,7 @@ async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
     std::fs::write(
         d.path().join("autogit.yml"),
         format!(
-            "runners:\n  mode: on-demand\n  cooldown: 2s\n  image: {image}\n  isolation:\n    proxy_socket: {}\n  cpu:\n    - name: {name}\n      host: local\n      tags: [gpu]\n",
+            "runners:\n  mode: on-demand\n  cooldown: 2s\n  image: {image}\n  isolation:\n    proxy_socket: {}\n  cpu:\n    - name: {name}\n      host: local\n      tags: [gpu]\n      capabilities: [render]\n",
             d.path().join("proxy.sock").display()
         ),
     )

@@ -17,8 +17,8 @@ pub use repair::{RepairReport, RepairRow};
 use crate::{Bus, Event, Settings, SharedClock};
 use autogit_core::inventory::Inventory;
 use autogit_core::ondemand::{
-    Action, ScaleInput, job_matches, parse_replicas, plan_scale, quit_argv, remove_argv,
-    replicas_argv, start_replica_argv,
+    Action, ScaleInput, parse_replicas, plan_scale, quit_argv, remove_argv, replicas_argv,
+    runner_takes, start_replica_argv,
 };
 use autogit_drivers::extension::{ExtensionCompute, ExtensionExec};
 use autogit_drivers::remote::inventory::probe;
@@ -421,7 +421,7 @@ impl RunnerController {
         let cooldown = cfg.cooldown.as_secs() as i64;
         let mut rows = Vec::new();
         for r in &runners {
-            let theirs = || jobs.iter().filter(|j| job_matches(&j.tag_list, &r.tags));
+            let theirs = || jobs.iter().filter(|j| runner_takes(r, &j.tag_list));
             let demand = theirs().count();
             let pending = theirs().filter(|j| j.status == "pending").count();
             let mut row = ScaleRow {
