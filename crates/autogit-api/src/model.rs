@@ -378,8 +378,9 @@ pub struct LogHit {
     pub at: String,
     pub service: String,
     pub message: String,
-    /// Relevance, higher is better: BM25 (lexical), cosine similarity (semantic) or the
-    /// reciprocal rank fusion of both (hybrid); 0 when the query has only fields (newest first).
+    /// Relevance, higher is better: cosine similarity (semantic) or the reciprocal rank
+    /// fusion of BM25's and the semantic ranking (hybrid); 0 in lexical search, which is
+    /// ordered by time (newest first) and computes no score.
     pub score: f64,
     /// `debug`, `info`, `warn`, `error` or `unknown`.
     pub level: String,

@@ -1,6 +1,6 @@
 //! The embedded log store: enriched, scrubbed lines in SQLite with an FTS5 full-text index
-//! (`<data>/logs.db`, WAL, mode 0600), searched newest first with a BM25 score per hit and
-//! field filters, and trimmed by age and by line count. SQLite FTS5 (compiled into the
+//! (`<data>/logs.db`, WAL, mode 0600), searched newest first (BM25 scores for hybrid
+//! ranking only) with field filters, and trimmed by age and by line count. SQLite FTS5 (compiled into the
 //! bundled SQLite): no new dependency and one file that `backup` already knows how to copy;
 //! its figures are in `xtask bench logs` (against tantivy and `rg`) and `xtask bench logs-store`
 //! (the store's CPU per line, each choice of its schema against the others).
@@ -42,8 +42,9 @@ pub struct Hit {
     pub request_id: Option<String>,
     pub trace_id: Option<String>,
     pub job_id: Option<String>,
-    /// Relevance, higher is better: BM25 (lexical), cosine similarity (semantic) or the
-    /// reciprocal rank fusion of both (hybrid); 0 for a filter-only query (newest first).
+    /// Relevance, higher is better: cosine similarity (semantic) or the reciprocal rank
+    /// fusion of BM25's and the semantic ranking (hybrid); 0 in lexical search, which is
+    /// ordered by time (newest first) and computes no score.
     pub score: f64,
 }
 
@@ -528,14 +529,30 @@ impl LogStore {
             .map_err(|e| self.err(e))
     }
 
-    /// Searches lines in `[from_ns, to_ns]`, newest first (each hit with its BM25 score when
-    /// the query has words); at most `limit`.
+    /// Searches lines in `[from_ns, to_ns]`, newest first; at most `limit`. Ordered by time,
+    /// a hit carries no score (0), as Elasticsearch leaves `_score` out of a search sorted by
+    /// a field: BM25 needs the number of lines holding each word or phrase, which FTS5 counts
+    /// by walking every match (40 000 for a common phrase in 10 million lines, 80 % of the
+    /// query's time), whatever the limit. A ranking that uses the score asks for it
+    /// ([`Self::search_mode`], hybrid).
     pub fn search(
         &self,
         q: &Query,
         from_ns: i64,
         to_ns: i64,
         limit: usize,
+    ) -> Result<Vec<Hit>, LogStoreError> {
+        self.lexical(q, from_ns, to_ns, limit, false)
+    }
+
+    /// [`Self::search`], each hit with its BM25 score when `scored` and the query has words.
+    fn lexical(
+        &self,
+        q: &Query,
+        from_ns: i64,
+        to_ns: i64,
+        limit: usize,
+        scored: bool,
     ) -> Result<Vec<Hit>, LogStoreError> {
         use rusqlite::types::Value as V;
         // The first row that can be in the range (see `spans`); no span: no line that new.
@@ -574,7 +591,7 @@ impl LogStore {
                 // (With words, `q.fts()` has the negation already.)
                 m = format!("{m} NOT {not}");
             }
-            let score = if words.is_some() {
+            let score = if scored && words.is_some() {
                 // BM25 of the words in the message (the ids column weighs nothing).
                 "-bm25(lines_fts, 1.0, 0.0)"
             } else {
@@ -604,7 +621,7 @@ impl LogStore {
         if indexed {
             // Newest first, as log tools show them: FTS5 walks its rowids backwards and stops
             // at the limit. (Ordering by BM25 scores every match: 300 ms for a phrase found
-            // 40 000 times in 10 million lines.) The score is still reported per hit.
+            // 40 000 times in 10 million lines.)
             sql.push_str(" ORDER BY lines_fts.rowid DESC LIMIT ?");
         } else {
             sql.push_str(" ORDER BY l.id DESC LIMIT ?");
@@ -658,7 +675,7 @@ impl LogStore {
         }
         let n = limit.max(FUSION_CANDIDATES);
         // Lexical: the newest matches, ranked by BM25 (best first).
-        let mut lexical = self.search(q, from_ns, to_ns, n)?;
+        let mut lexical = self.lexical(q, from_ns, to_ns, n, true)?;
         lexical.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.id.cmp(&a.id)));
         let semantic = self.search_semantic(q, from_ns, to_ns, n, v)?;
         let ids = |h: &[Hit]| h.iter().map(|h| h.id).collect::<Vec<_>>();
@@ -1150,6 +1167,12 @@ mod tests {
         assert_eq!(hits[0].at_ns, 30 * 1_000_000_000);
         let all = s.search(&q, 0, i64::MAX, 10).unwrap();
         assert_eq!(all[0].at_ns, 30 * 1_000_000_000, "newest first");
+        assert!(
+            all.iter().all(|h| h.score == 0.0),
+            "ordered by time, no score"
+        );
+        let all = s.lexical(&q, 0, i64::MAX, 10, true).unwrap();
+        assert_eq!(all[0].at_ns, 30 * 1_000_000_000, "still newest first");
         let score = |at: i64| {
             all.iter()
                 .find(|h| h.at_ns == at * 1_000_000_000)
@@ -1233,13 +1256,14 @@ mod tests {
         assert_eq!(found(&s, "job:551 started").len(), 1);
         assert_eq!(found(&s, "job:551 -started").len(), 0);
         assert_eq!(found(&s, "service:gitlab -failed").len(), 0);
-        // Filter-only hits have no score; words have their BM25 score, ids adding nothing.
+        // Filter-only hits have no score; words scored have their BM25 score, ids adding
+        // nothing.
         let q = parse_query("request:r9").unwrap();
         assert_eq!(s.search(&q, 0, i64::MAX, 10).unwrap()[0].score, 0.0);
         let q = parse_query("call").unwrap();
-        let plain = s.search(&q, 0, i64::MAX, 10).unwrap();
+        let plain = s.lexical(&q, 0, i64::MAX, 10, true).unwrap();
         let q = parse_query("call service:gitaly").unwrap();
-        let keyed = s.search(&q, 0, i64::MAX, 10).unwrap();
+        let keyed = s.lexical(&q, 0, i64::MAX, 10, true).unwrap();
         let score = |h: &[Hit], m: &str| h.iter().find(|h| h.message.starts_with(m)).unwrap().score;
         assert!(score(&plain, "finished") > 0.0);
         assert_eq!(score(&plain, "finished"), score(&keyed, "finished"));
