@@ -4,7 +4,8 @@
 //! Capture reads the engine (every managed container of the project, inspected through
 //! [`ContainerEngine::inspect`]), the state store (the mirror sources and the targets they
 //! were first recorded with, the runners' registrations and their hosts' last probes), the
-//! certificate on disk and the DNS provider's zone (the platform's records, when autogit
+//! runners' hosts themselves when asked ([`capture_with`]: their running runner containers,
+//! and whether they answer now), the certificate on disk and the DNS provider's zone (the platform's records, when autogit
 //! manages records there); what none holds (how the certificate is obtained, the runners'
 //! settings) comes from the configuration, and the drift between the configuration and what
 //! runs is computed by `core::state::drift`.
@@ -75,11 +76,25 @@ pub struct Captured {
 }
 
 /// Reads the running platform: the project's containers on `engine` and the state store of
-/// the settings' data dir (read-only; a missing database means nothing was recorded).
+/// the settings' data dir (read-only; a missing database means nothing was recorded). The
+/// runners' hosts are not visited: see [`capture_with`].
 pub async fn capture<E: ContainerEngine>(
     settings: &Arc<Settings>,
     engine: &E,
     plan: &Plan,
+) -> Result<Captured, ExportError> {
+    capture_with(settings, engine, plan, None).await
+}
+
+/// [`capture`], and with `runners` each runner's host visited as well (over SSH, a compute
+/// extension, or locally; all at once, within the SSH timeouts): the runner containers
+/// running there are counted, and a host that answers or not is this capture's probe, in
+/// place of the daemon's last one. Nothing is written to the hosts or the store.
+pub async fn capture_with<E: ContainerEngine>(
+    settings: &Arc<Settings>,
+    engine: &E,
+    plan: &Plan,
+    runners: Option<&crate::runners::RunnerController>,
 ) -> Result<Captured, ExportError> {
     let config = from_config(settings, plan);
     let mut specs = Vec::new();
@@ -97,6 +112,10 @@ pub async fn capture<E: ContainerEngine>(
     let mut st = state::from_containers(&config, &specs, &rendered);
     st.mirrors = recorded_mirrors(settings, &config)?;
     recorded_runners(settings, &mut st)?;
+    if let Some(runners) = runners {
+        let (at, seen) = runners.running_containers().await;
+        seen_runners(&mut st, at, &seen);
+    }
     st.certificates = certificates_on_disk(settings, &config);
     let dns_unread = match zone_records(settings, plan).await {
         Ok(records) => {
@@ -200,10 +219,31 @@ fn recorded_runners(settings: &Settings, st: &mut PlatformState) -> Result<(), E
                     reachable: h.reachable,
                     checked_at: h.checked_at,
                     error: h.error.clone(),
+                    live: false,
                 }),
+            containers: None,
         });
     }
     Ok(())
+}
+
+/// What a capture saw on the runners' hosts (`RunnerController::running_containers`) over
+/// what the store recorded: the host's probe is this one, and the running containers are
+/// counted where the host answered.
+fn seen_runners(st: &mut PlatformState, at: i64, seen: &BTreeMap<String, Result<u32, String>>) {
+    for r in &mut st.runners {
+        let Some(got) = seen.get(&r.name) else {
+            continue;
+        };
+        let rec = r.recorded.get_or_insert_with(Default::default);
+        rec.probe = Some(state::HostProbe {
+            reachable: got.is_ok(),
+            checked_at: at,
+            error: got.as_ref().err().cloned(),
+            live: true,
+        });
+        rec.containers = got.as_ref().ok().copied();
+    }
 }
 
 fn recorded_mirrors(

@@ -277,3 +277,122 @@ async fn runner_registrations_and_host_probes_are_read_back() {
     );
     assert!(!format!("{:?}", c.state).contains("runner-token-"));
 }
+
+/// With the runner controller, a capture visits the runners' hosts: the runner containers
+/// running on `host: local` are counted on the real engine (a container labelled as the
+/// runner's, as the on-demand start makes it), and a host that refuses the SSH connection is
+/// this capture's probe, not the daemon's last one. A runner kept running
+/// (`runners.mode: always`) without a container is drift.
+#[tokio::test]
+async fn a_capture_visits_the_runners_hosts() {
+    use autogit_app::runners::RunnerController;
+    use autogit_drivers::state::RegistrationRow;
+    let Some(image) = support::job_image_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("x{}", std::process::id());
+    let container = format!("autogit-runner-{name}");
+    struct Gone(String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", &self.0])
+                .output();
+        }
+    }
+    let gone = Gone(container.clone());
+    let config = format!(
+        "{CONFIG}runners:\n  mode: always\n  cpu:\n    - name: {name}\n      host: local\n  gpu:\n    - name: g1\n      host: 127.0.0.1\n"
+    );
+    let (p, s, plan) = deployed_with(dir.path(), &config).await;
+    let store = Store::open(&s.state_db()).unwrap();
+    for (runner, host) in [(name.as_str(), "local"), ("g1", "127.0.0.1")] {
+        store
+            .set_registration(&RegistrationRow {
+                name: runner.into(),
+                host: host.into(),
+                runner_id: 7,
+                secret: format!("runner-token-{runner}"),
+                state: "registered".into(),
+                at: 1_000_000,
+                message: String::new(),
+            })
+            .unwrap();
+    }
+    let run = std::process::Command::new("docker")
+        .args(["run", "-d", "--name", &container, "--label"])
+        .arg(format!("io.autogit.runner={container}"))
+        .args([image.as_str(), "sleep", "300"])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{run:?}");
+    // An SSH port nothing listens on: the connection is refused at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut ssh = s.ssh_config();
+    ssh.port = Some(closed);
+    ssh.connect_timeout = std::time::Duration::from_secs(3);
+    let (bus, clock) = bus_at(2_000_000);
+    let runners =
+        RunnerController::new(s.clone(), bus, std::sync::Arc::new(clock)).with_ssh_config(ssh);
+    let visit = || export::capture_with(&s, &p.runtime.engine, &plan, Some(&runners));
+    let c = visit().await.unwrap();
+    let rec = |c: &export::Captured, n: &str| {
+        c.state
+            .runners
+            .iter()
+            .find(|r| r.name == n)
+            .unwrap()
+            .recorded
+            .clone()
+            .unwrap()
+    };
+    let local = rec(&c, &name);
+    assert_eq!(local.containers, Some(1), "{local:?}");
+    let probe = local.probe.unwrap();
+    assert!(probe.reachable && probe.live && probe.checked_at == 2_000_000);
+    let far = rec(&c, "g1");
+    assert_eq!(far.containers, None);
+    let probe = far.probe.unwrap();
+    assert!(!probe.reachable && probe.live, "{probe:?}");
+    let drift: Vec<String> = c
+        .drift
+        .iter()
+        .filter(|d| {
+            d.service
+                .as_deref()
+                .is_some_and(|s| s.starts_with("runner-"))
+        })
+        .map(|d| format!("{} {}: {}", d.service.as_deref().unwrap(), d.field, d.found))
+        .collect();
+    assert_eq!(drift.len(), 1, "{drift:?}");
+    assert!(
+        drift[0]
+            .starts_with("runner-g1 host: not reachable at the capture (1970-01-24T03:33:20Z): "),
+        "{drift:?}"
+    );
+    // Without the controller, nothing is visited: the store has no probe of either host.
+    let c = export::capture(&s, &p.runtime.engine, &plan).await.unwrap();
+    assert_eq!(rec(&c, &name).probe, None);
+    assert_eq!(rec(&c, &name).containers, None);
+    // The runner's container gone: a runner kept running has none, which is drift.
+    drop(gone);
+    let c = visit().await.unwrap();
+    assert_eq!(rec(&c, &name).containers, Some(0));
+    let found = c
+        .drift
+        .iter()
+        .find(|d| d.field == "container")
+        .map(|d| (d.service.clone(), d.found.clone()));
+    assert_eq!(
+        found,
+        Some((
+            Some(format!("runner-{name}")),
+            "no runner container running on local: the daemon starts it, or `autogit runner autoscale --once`".to_owned()
+        ))
+    );
+}

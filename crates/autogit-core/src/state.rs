@@ -155,6 +155,10 @@ pub struct RunnerRecord {
     /// The host's last probe; `None`: never probed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe: Option<HostProbe>,
+    /// The runner's containers running on its host, counted at capture (over SSH, or
+    /// locally); `None`: not looked at, or the host did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub containers: Option<u32>,
 }
 
 /// One probe of a runner host.
@@ -165,6 +169,10 @@ pub struct HostProbe {
     pub checked_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether the capture itself reached the host (true) or this is the daemon's last
+    /// recorded probe (false).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub live: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -992,13 +1000,30 @@ pub fn drift(config: &PlatformState, captured: &PlatformState) -> Vec<Drift> {
                 },
             });
         }
+        // A runner kept running (`runners.mode: always`) has its container; an on-demand
+        // runner has none while idle, so no count is drift for it.
+        if !got.on_demand
+            && rec.registration.as_deref() == Some("registered")
+            && rec.containers == Some(0)
+        {
+            out.push(Drift {
+                service: service.clone(),
+                field: "container".into(),
+                expected: "running (runners.mode: always)".into(),
+                found: format!(
+                    "no runner container running on {}: the daemon starts it, or `autogit runner autoscale --once`",
+                    got.host
+                ),
+            });
+        }
         if let Some(p) = rec.probe.as_ref().filter(|p| !p.reachable) {
             out.push(Drift {
                 service,
                 field: "host".into(),
                 expected: format!("{} reachable", got.host),
                 found: format!(
-                    "not reachable at the last probe ({}){}",
+                    "not reachable at the {} ({}){}",
+                    if p.live { "capture" } else { "last probe" },
                     crate::civil::rfc3339_utc(p.checked_at.max(0) as u64),
                     p.error
                         .as_deref()

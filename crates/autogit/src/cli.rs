@@ -414,6 +414,10 @@ pub struct ExportArgs {
     /// printing; for compose, a path ending in .yml/.yaml names the compose file itself
     #[arg(long, short = 'O', value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// With `--from running`: do not visit the runners' hosts (their running runner
+    /// containers are not counted, and the daemon's last probe of each host is reported)
+    #[arg(long)]
+    pub no_runner_hosts: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

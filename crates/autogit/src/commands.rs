@@ -437,11 +437,7 @@ fn validate(ui: &Ui, loaded: &Loaded) -> u8 {
 /// (read from the state store; nothing is created).
 fn undiscovered_runners(loaded: &Loaded) -> autogit_core::diag::Diagnostics {
     use autogit_core::diag::{Diagnostic, Diagnostics};
-    let runners = autogit_app::runners::RunnerController::new(
-        loaded.settings.clone(),
-        autogit_app::Bus::new(autogit_app::clock::system()),
-        autogit_app::clock::system(),
-    );
+    let runners = autogit_app::runners::RunnerController::standalone(loaded.settings.clone());
     let mut d = Diagnostics::default();
     for r in runners.runners().iter().filter(|r| r.host == "auto") {
         d.push(

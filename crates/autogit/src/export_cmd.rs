@@ -38,7 +38,7 @@ pub fn run(ui: &Ui, g: &Global, loaded: &Loaded, cmd: ExportCommand) -> u8 {
     }
     let (state, drift) = match args.from {
         ExportFrom::Config => (export::from_config(&loaded.settings, &plan), None),
-        ExportFrom::Running => match capture(loaded, &plan) {
+        ExportFrom::Running => match capture(loaded, &plan, !args.no_runner_hosts) {
             Ok(c) => {
                 if let Some(why) = &c.dns_unread {
                     ui.note(&format!("note: DNS records not read from the zone: {why}"));
@@ -73,12 +73,14 @@ struct Done<'a> {
     drift: Option<Vec<Drift>>,
 }
 
-fn capture(loaded: &Loaded, plan: &Plan) -> Result<export::Captured, String> {
+fn capture(loaded: &Loaded, plan: &Plan, visit_hosts: bool) -> Result<export::Captured, String> {
     runtime().block_on(async {
         let engine = Docker::connect(loaded.socket(), &loaded.env)
             .await
             .map_err(|e| format!("--from running needs the container engine: {e}"))?;
-        export::capture(&loaded.settings, &engine, plan)
+        let runners = visit_hosts
+            .then(|| autogit_app::runners::RunnerController::standalone(loaded.settings.clone()));
+        export::capture_with(&loaded.settings, &engine, plan, runners.as_ref())
             .await
             .map_err(|e| e.to_string())
     })

@@ -123,6 +123,13 @@ impl RunnerController {
         }
     }
 
+    /// A controller of its own for a one-off command: the system clock, and a bus nobody
+    /// else listens to.
+    pub fn standalone(settings: Arc<Settings>) -> Self {
+        let clock = crate::clock::system();
+        Self::new(settings, Bus::new(clock.clone()), clock)
+    }
+
     /// The same controller reaching hosts with `cfg` instead of [`Settings::ssh_config`].
     pub fn with_ssh_config(mut self, cfg: autogit_drivers::remote::ssh::SshConfig) -> Self {
         self.ssh = Some(cfg);
@@ -295,6 +302,52 @@ impl RunnerController {
     fn store(&self) -> Result<Store, String> {
         self.settings.ensure_data_dir()?;
         Store::open(&self.settings.state_db()).map_err(|e| e.to_string())
+    }
+
+    /// Each configured runner's containers running on its host now (`replicas_argv`: one
+    /// command per runner, all at once), with the time of the look (unix seconds). Read-only:
+    /// nothing is recorded or published (`export --from running`). `Err`: the host did not
+    /// answer, or its engine refused (the message).
+    pub async fn running_containers(&self) -> (i64, BTreeMap<String, Result<u32, String>>) {
+        let mut set = tokio::task::JoinSet::new();
+        for r in self.runners() {
+            let host = if r.host == "auto" {
+                Err("not discovered yet (`host: auto`)".to_owned())
+            } else {
+                self.remote_as(&r.host, r.user.as_deref()).await
+            };
+            set.spawn(async move {
+                let seen = async {
+                    let out = host?
+                        .run(&replicas_argv(&r))
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !out.success() {
+                        let why = out.stderr.trim().lines().last().unwrap_or("").to_owned();
+                        return Err(if why.is_empty() {
+                            match out.code {
+                                Some(c) => format!("listing its containers exited with {c}"),
+                                None => "listing its containers was killed".to_owned(),
+                            }
+                        } else {
+                            why
+                        });
+                    }
+                    let up = parse_replicas(&r.name, &out.stdout)
+                        .iter()
+                        .filter(|(_, up)| *up)
+                        .count();
+                    Ok(up as u32)
+                }
+                .await;
+                (r.name, seen)
+            });
+        }
+        let mut seen = BTreeMap::new();
+        while let Some(Ok((name, r))) = set.join_next().await {
+            seen.insert(name, r);
+        }
+        (self.clock.now() as i64, seen)
     }
 
     /// Probes every configured host (concurrently), records what it found, and publishes a
