@@ -1143,7 +1143,6 @@ pub fn host_slots(settings: &Settings, health: &[HostHealth]) -> Vec<HostSlots> 
                 capabilities: caps,
                 gpus,
                 reachable: h.reachable && inv.is_some_and(|i| i.engine.is_some()),
-                routable: autogit_core::remote::routable(&h.host),
             }
         })
         .collect()
@@ -1162,7 +1161,6 @@ fn request_of(row: &JobRow, spec: &JobSpec) -> Request {
         capability: spec.capability,
         priority: spec.priority,
         submitted_at: row.submitted_at.max(0) as u64,
-        routed: spec.service().is_some_and(|s| s.route.is_some()),
     }
 }
 

@@ -104,9 +104,6 @@ pub struct Request {
     pub priority: i32,
     /// Unix seconds.
     pub submitted_at: u64,
-    /// A service the ingress routes to: placed only on a host whose published ports the
-    /// ingress reaches ([`HostSlots::routable`]).
-    pub routed: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,8 +125,6 @@ pub struct HostSlots {
     pub topology: Option<Topology>,
     /// How jobs share its GPUs (`runners.gpu[].sharing`).
     pub sharing: GpuSharing,
-    /// Whether the ingress reaches the ports published on it (`core::remote::routable`).
-    pub routable: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -181,7 +176,6 @@ struct HostState {
     gpus: Vec<GpuState>,
     topology: Option<Topology>,
     sharing: GpuSharing,
-    routable: bool,
 }
 
 impl HostState {
@@ -227,7 +221,6 @@ impl Scheduler {
                     reachable: h.reachable,
                     topology: h.topology,
                     sharing: h.sharing,
-                    routable: h.routable,
                     gpus: h
                         .gpus
                         .into_iter()
@@ -296,13 +289,8 @@ impl Scheduler {
                 Some(c) => format!("{c:?}").to_ascii_lowercase() + " with ",
                 None => String::new(),
             };
-            let routed = if r.routed {
-                " on a host the ingress reaches (routed services do not run on `host: local`)"
-            } else {
-                ""
-            };
             return Err(Rejected::NeverFits(format!(
-                "{what}{} GPU(s) of {} each{routed}",
+                "{what}{} GPU(s) of {} each",
                 r.gpus, r.vram
             )));
         }
@@ -412,7 +400,7 @@ impl Scheduler {
         type Choice = ((u64, u64, u64, usize), usize, Vec<usize>);
         let mut best: Option<Choice> = None;
         for (hi, h) in self.hosts.iter().enumerate() {
-            if !h.reachable || !has_cap(h, r) || (r.routed && !h.routable) {
+            if !h.reachable || !has_cap(h, r) {
                 continue;
             }
             if r.gpus == 0 {
@@ -520,9 +508,8 @@ impl Scheduler {
     /// For tests and benchmarks: (reserved, total) per GPU of every host, and each user's use.
     /// Also: each GPU's reservation and job count are exactly those of the running jobs
     /// placed on it (a reservation is all of a job's GPUs or none: no partial starts), every
-    /// placement has the job's number of distinct GPUs on one host, an exclusive or MIG
-    /// host runs at most one job per GPU, and no routed service runs where the ingress does
-    /// not reach.
+    /// placement has the job's number of distinct GPUs on one host, and an exclusive or MIG
+    /// host runs at most one job per GPU.
     pub fn check_invariants(&self) -> Result<(), String> {
         for h in &self.hosts {
             for g in &h.gpus {
@@ -559,12 +546,6 @@ impl Scheduler {
             }
         }
         for (r, p) in self.running.values() {
-            if r.routed && self.hosts.iter().any(|h| h.name == p.host && !h.routable) {
-                return Err(format!(
-                    "{} is routed but runs on {}, which the ingress does not reach",
-                    r.id, p.host
-                ));
-            }
             let mut distinct = p.gpus.clone();
             distinct.sort_unstable();
             distinct.dedup();
@@ -787,9 +768,7 @@ fn has_cap(h: &HostState, r: &Request) -> bool {
 
 /// Whether `r` fits `h` with nothing else running.
 fn fits_empty(h: &HostState, r: &Request) -> bool {
-    has_cap(h, r)
-        && (h.routable || !r.routed)
-        && h.gpus.iter().filter(|g| g.total >= r.vram.0).count() >= r.gpus as usize
+    has_cap(h, r) && h.gpus.iter().filter(|g| g.total >= r.vram.0).count() >= r.gpus as usize
 }
 
 /// Where a compute job is in its life. Stored by name (`as_str`) in the state database.
@@ -908,7 +887,6 @@ mod tests {
                 })
                 .collect(),
             reachable: true,
-            routable: !crate::remote::is_local(name),
         }
     }
 
@@ -921,34 +899,7 @@ mod tests {
             capability: None,
             priority: prio,
             submitted_at: at,
-            routed: false,
         }
-    }
-
-    #[test]
-    fn routed_services_go_where_the_ingress_reaches() {
-        // Best fit would put a 20 GiB job on `local` (4 GiB left over against 20), but the
-        // ingress cannot reach ports published there.
-        let mut s = sched(
-            vec![host("local", &[], &[24]), host("wsl", &[], &[40])],
-            Fit::BestFit,
-        );
-        let mut routed = job("llm", "u", 1, 20, 0, 0);
-        routed.routed = true;
-        s.submit(routed).unwrap();
-        s.submit(job("train", "u", 1, 24, 0, 0)).unwrap();
-        assert_eq!(show(&s.schedule(0)), ["llm@wsl[0]", "train@local[0]"]);
-        s.check_invariants().unwrap();
-        // With only autogit's own machine, a routed service can never run: refused at once.
-        let mut s = sched(vec![host("local", &[], &[80])], Fit::BestFit);
-        let mut routed = job("llm", "u", 1, 20, 0, 0);
-        routed.routed = true;
-        let e = s.submit(routed).unwrap_err().to_string();
-        assert!(
-            e.contains("routed services do not run on `host: local`"),
-            "{e}"
-        );
-        s.submit(job("plain", "u", 1, 20, 0, 0)).unwrap();
     }
 
     fn sched(hosts: Vec<HostSlots>, fit: Fit) -> Scheduler {

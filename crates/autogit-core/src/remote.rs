@@ -64,19 +64,6 @@ pub fn check_extension_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether `host` is autogit's own machine (`local` or `localhost`: commands run here, not
-/// over SSH).
-pub fn is_local(host: &str) -> bool {
-    host == "local" || host == "localhost"
-}
-
-/// Whether the ingress reaches a port published on `host` at [`host_address`]. Not on
-/// autogit's own machine: the ingress runs in a container there, where `local` names nothing
-/// and `localhost` is the container itself.
-pub fn routable(host: &str) -> bool {
-    !is_local(host)
-}
-
 /// Where a runner host is reached on the network (a routed service's upstream): the host
 /// without `user@` or `extension:NAME/`.
 pub fn host_address(host: &str) -> &str {

@@ -58,8 +58,6 @@ fn hosts() -> impl Strategy<Value = Vec<HostSlots>> {
                         free: Bytes::gib(g),
                     })
                     .collect(),
-                // The first host is autogit's own machine: no routed service there.
-                routable: i != 0,
                 reachable: true,
             })
             .collect()
@@ -87,7 +85,6 @@ fn jobs() -> impl Strategy<Value = Vec<Request>> {
                 capability,
                 priority: prio,
                 submitted_at: at,
-                routed: i % 3 == 0,
             })
             .collect()
     })

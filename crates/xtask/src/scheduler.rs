@@ -59,7 +59,6 @@ fn world(jobs: usize, hosts: usize) -> (Vec<HostSlots>, Vec<Job>) {
                     })
                     .collect(),
                 reachable: true,
-                routable: true,
             }
         })
         .collect();
@@ -73,7 +72,6 @@ fn world(jobs: usize, hosts: usize) -> (Vec<HostSlots>, Vec<Job>) {
                 capability: None,
                 priority: rng.pick(&[0, 0, 0, 1, 2]),
                 submitted_at: 0,
-                routed: false,
             },
             duration: 1 + rng.next() % 20,
             arrives: (i / 80) as u64,

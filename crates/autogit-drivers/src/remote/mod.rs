@@ -188,7 +188,7 @@ impl Host {
                 ),
             });
         }
-        if autogit_core::remote::is_local(name) {
+        if name == "local" || name == "localhost" {
             return Ok(Host::Local(Local {
                 timeout: cfg.command_timeout,
             }));
