@@ -121,7 +121,7 @@ async fn a_waiting_job_starts_the_runner_and_the_cooldown_stops_it() {
     std::fs::write(
         d.path().join("autogit.yml"),
         format!(
-            "runners:\n  mode: on-demand\n  cooldown: 2s\n  image: {image}\n  isolation:\n    proxy_socket: {}\n  cpu:\n    - name: {name}\n      host: local\n      tags: [gpu]\n      capabilities: [render]\n",
+            "runners:\n  mode: on-demand\n  cooldown: 2s\n  image: {image}\n  isolation:\n    proxy_socket: {}\n  gpu:\n    - name: {name}\n      host: local\n      tags: [gpu]\n      capabilities: [render]\n",
             d.path().join("proxy.sock").display()
         ),
     )
