@@ -189,6 +189,12 @@ impl ComputeController {
             .collect())
     }
 
+    fn jobs(&self) -> Result<Vec<JobRow>, ComputeError> {
+        self.store()?
+            .jobs()
+            .map_err(|e| ComputeError::State(e.to_string()))
+    }
+
     fn store(&self) -> Result<Store, ComputeError> {
         let s = self.settings();
         s.ensure_data_dir().map_err(ComputeError::State)?;
@@ -306,10 +312,11 @@ impl ComputeController {
         Ok(plan)
     }
 
-    /// The routes of the running routed services in `rows` (those whose host port is known).
-    /// Two jobs that got the same route (submitted at once, both checked before either was
+    /// The routes of the running routed services in `rows` (those whose host port is known;
+    /// on `host: local`, also the gateway of the platform's network, `local_gateway`). Two
+    /// jobs that got the same route (submitted at once, both checked before either was
     /// stored): the earlier one's.
-    pub fn routes_of(rows: &[JobRow]) -> Vec<ServiceRoute> {
+    pub fn routes_of(rows: &[JobRow], local_gateway: Option<&str>) -> Vec<ServiceRoute> {
         let mut seen = std::collections::BTreeSet::new();
         rows.iter()
             .filter(|r| state_of(r) == JobState::Running)
@@ -318,12 +325,65 @@ impl ComputeController {
                 Some(ServiceRoute {
                     name: svc.route?,
                     job: r.id.clone(),
-                    upstream: autogit_core::routes::upstream_url(r.host.as_deref()?, r.host_port?),
+                    upstream: autogit_core::routes::upstream_url(
+                        r.host.as_deref()?,
+                        r.host_port?,
+                        local_gateway,
+                    )?,
                     guard: svc.guard,
                 })
             })
             .filter(|route| seen.insert(route.name.clone()))
             .collect()
+    }
+
+    /// The gateway of the platform's network on this machine, where the ingress's container
+    /// reaches the ports that routed services on `host: local` publish
+    /// (`core::routes::upstream_url`): asked of the engine only when such a service runs.
+    /// `None`, said in the log, when the engine does not tell.
+    async fn local_gateway(&self, rows: &[JobRow]) -> Option<String> {
+        let local = rows.iter().find(|r| {
+            state_of(r) == JobState::Running
+                && r.host
+                    .as_deref()
+                    .is_some_and(autogit_core::remote::is_local)
+                && spec_of(r)
+                    .and_then(|s| s.service)
+                    .is_some_and(|s| s.route.is_some())
+        })?;
+        let host = local.host.as_deref()?;
+        let config = &self.settings().config;
+        let network = autogit_core::container::network_name(
+            &config.platform.project,
+            &config.platform.network,
+        );
+        let found: Result<String, String> = async {
+            let remote = self.runners.remote(host).await?;
+            // The engine the host's last probe found there (Docker unless it said Podman).
+            let engine = self
+                .store()
+                .ok()
+                .and_then(|s| s.hosts().ok())
+                .and_then(|hs| hs.into_iter().find(|h| h.host == host))
+                .and_then(|h| serde_json::from_str::<Inventory>(h.inventory.as_deref()?).ok())
+                .and_then(|i| i.engine.map(|e| e.kind))
+                .unwrap_or(EngineKind::Docker);
+            let argv = autogit_core::routes::gateway_argv(engine, &network);
+            let out = remote.run(&argv).await.map_err(|e| e.to_string())?;
+            if !out.success() {
+                return Err(out.stderr.trim().lines().last().unwrap_or("").to_owned());
+            }
+            autogit_core::routes::parse_gateway(&out.stdout)
+                .ok_or_else(|| format!("no gateway in `{}`", out.stdout.trim()))
+        }
+        .await;
+        match found {
+            Ok(g) => Some(g),
+            Err(e) => {
+                tracing::warn!(network = %network, error = %e, "the platform network's gateway is unknown: routes to services on host: local are left out");
+                None
+            }
+        }
     }
 
     /// Writes the ingress's routes of the running routed services (Traefik's
@@ -333,12 +393,12 @@ impl ComputeController {
     /// them when no route is left. Traefik's file provider (and the guard) read them again
     /// without a restart; nginx needs to be told ([`Self::apply_routes`]). Returns the routes
     /// written and whether nginx's file changed.
-    pub fn sync_routes(&self) -> Result<(Vec<ServiceRoute>, bool), ComputeError> {
-        let rows = self
-            .store()?
-            .jobs()
-            .map_err(|e| ComputeError::State(e.to_string()))?;
-        let routes = Self::routes_of(&rows);
+    pub fn sync_routes(
+        &self,
+        local_gateway: Option<&str>,
+    ) -> Result<(Vec<ServiceRoute>, bool), ComputeError> {
+        let rows = self.jobs()?;
+        let routes = Self::routes_of(&rows, local_gateway);
         let rendered = self.settings().data_dir.join("rendered");
         let files = [
             rendered
@@ -400,7 +460,11 @@ impl ComputeController {
     /// said (the files are right; the next change or pass reloads again), not returned: the
     /// jobs' states are stored either way.
     pub async fn apply_routes(&self) -> Vec<ServiceRoute> {
-        match self.sync_routes() {
+        let gateway = match self.jobs() {
+            Ok(rows) => self.local_gateway(&rows).await,
+            Err(_) => None,
+        };
+        match self.sync_routes(gateway.as_deref()) {
             Ok((routes, nginx_changed)) => {
                 if nginx_changed {
                     let reloaded = match crate::plan::quiet(self.settings()) {
@@ -864,7 +928,7 @@ impl ComputeController {
             (Some(r), Some(d)) => format!(", routed at https://{r}.{d}"),
             _ => String::new(),
         };
-        let at = |port| autogit_core::routes::upstream_url(&host, port);
+        let at = |port| autogit_core::routes::service_url(&host, port);
         row.message = match (flagged, seen.and_then(|s| s.host_port)) {
             (Some(r), _) => format!(
                 "service {state}, flagged for a human: {}; `autogit reconcile --clear {name}` lets autogit repair it again",
@@ -1203,7 +1267,7 @@ mod tests {
             row("job-6", "running", None, Some(32771)),
             row("job-7", "running", Some("chat"), Some(32772)),
         ];
-        let got: Vec<(String, String, String, bool)> = ComputeController::routes_of(&rows)
+        let got: Vec<(String, String, String, bool)> = ComputeController::routes_of(&rows, None)
             .into_iter()
             .map(|r| (r.name, r.job, r.upstream, r.guard))
             .collect();
@@ -1224,5 +1288,16 @@ mod tests {
                 ),
             ]
         );
+        // On autogit's own machine: at the platform network's gateway, once it is known.
+        let mut local = row("job-8", "running", Some("here"), Some(32773));
+        local.host = Some("local".into());
+        let upstream = |g| {
+            ComputeController::routes_of(std::slice::from_ref(&local), g)
+                .into_iter()
+                .map(|r| r.upstream)
+                .collect::<Vec<_>>()
+        };
+        assert!(upstream(None).is_empty());
+        assert_eq!(upstream(Some("172.18.0.1")), ["http://172.18.0.1:32773"]);
     }
 }

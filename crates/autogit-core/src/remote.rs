@@ -64,6 +64,12 @@ pub fn check_extension_host(host: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `host` is autogit's own machine (`local` or `localhost`: commands run here, not
+/// over SSH).
+pub fn is_local(host: &str) -> bool {
+    host == "local" || host == "localhost"
+}
+
 /// Where a runner host is reached on the network (a routed service's upstream): the host
 /// without `user@` or `extension:NAME/`.
 pub fn host_address(host: &str) -> &str {

@@ -42,14 +42,63 @@ pub struct ServiceRoute {
     pub guard: bool,
 }
 
-/// `http://HOST:PORT` (an IPv6 literal in brackets).
-pub fn upstream_url(host: &str, port: u16) -> String {
-    let host = crate::remote::host_address(host);
-    if host.contains(':') && !host.starts_with('[') {
-        format!("http://[{host}]:{port}")
+/// `http://ADDRESS:PORT` (an IPv6 literal in brackets).
+pub fn host_url(address: &str, port: u16) -> String {
+    if address.contains(':') && !address.starts_with('[') {
+        format!("http://[{address}]:{port}")
     } else {
-        format!("http://{host}:{port}")
+        format!("http://{address}:{port}")
     }
+}
+
+/// Where the ingress reaches a port published on runner host `host`: at the host's address
+/// ([`crate::remote::host_address`]), or, on autogit's own machine (`host: local`), at
+/// `local_gateway`, the gateway of the platform's network. The ingress runs in a container on
+/// that network, where `localhost` is the container itself; the gateway is this machine, and
+/// the engine answers there for every port it publishes. `None`: a local host and no gateway
+/// known.
+pub fn upstream_url(host: &str, port: u16, local_gateway: Option<&str>) -> Option<String> {
+    if crate::remote::is_local(host) {
+        return local_gateway.map(|g| host_url(g, port));
+    }
+    Some(host_url(crate::remote::host_address(host), port))
+}
+
+/// Where a port published on runner host `host` is reached from autogit's own machine (for
+/// messages): `127.0.0.1` for `host: local`, else the host's address.
+pub fn service_url(host: &str, port: u16) -> String {
+    if crate::remote::is_local(host) {
+        host_url("127.0.0.1", port)
+    } else {
+        host_url(crate::remote::host_address(host), port)
+    }
+}
+
+/// The engine command that prints the gateways of network `network` (one per line, IPv4
+/// and IPv6), for [`upstream_url`]'s `local_gateway`: Docker's and Podman's `network
+/// inspect` keep them in different places.
+pub fn gateway_argv(engine: crate::inventory::EngineKind, network: &str) -> Vec<String> {
+    use crate::inventory::EngineKind;
+    let (program, format) = match engine {
+        EngineKind::Docker => (
+            "docker",
+            "{{range .IPAM.Config}}{{println .Gateway}}{{end}}",
+        ),
+        EngineKind::Podman => ("podman", "{{range .Subnets}}{{println .Gateway}}{{end}}"),
+    };
+    [program, "network", "inspect", "--format", format, network]
+        .map(str::to_owned)
+        .into()
+}
+
+/// The gateway [`gateway_argv`] printed that the ingress should use: the first IPv4 one
+/// (published ports are always there), else the first address at all.
+pub fn parse_gateway(out: &str) -> Option<String> {
+    let all: Vec<std::net::IpAddr> = out.lines().filter_map(|l| l.trim().parse().ok()).collect();
+    all.iter()
+        .find(|a| a.is_ipv4())
+        .or(all.first())
+        .map(ToString::to_string)
 }
 
 /// A route name is one DNS label of lower-case letters, digits and `-` (not first or last),
@@ -298,4 +347,45 @@ pub fn guard_upstreams(plan: &Plan, routes: &[ServiceRoute]) -> String {
         return out;
     }
     format!("# Rendered by autogit: the guarded routes of running compute services.\n{out}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::EngineKind;
+
+    #[test]
+    fn upstreams_by_host() {
+        let up = |h: &str, g: Option<&str>| upstream_url(h, 32768, g);
+        assert_eq!(up("192.0.2.7", None).unwrap(), "http://192.0.2.7:32768");
+        assert_eq!(up("root@gpu-box", None).unwrap(), "http://gpu-box:32768");
+        assert_eq!(up("extension:wsl/desk", None).unwrap(), "http://desk:32768");
+        assert_eq!(up("fd00::7", None).unwrap(), "http://[fd00::7]:32768");
+        // Autogit's own machine: the ingress's container reaches it at its network's gateway.
+        assert_eq!(up("local", None), None);
+        assert_eq!(
+            up("localhost", Some("172.18.0.1")).unwrap(),
+            "http://172.18.0.1:32768"
+        );
+        assert_eq!(service_url("local", 8), "http://127.0.0.1:8");
+        assert_eq!(service_url("root@[fd00::7]", 8), "http://[fd00::7]:8");
+    }
+
+    #[test]
+    fn gateways() {
+        assert_eq!(
+            gateway_argv(EngineKind::Docker, "p_autogit")[..3],
+            ["docker", "network", "inspect"]
+        );
+        assert_eq!(
+            gateway_argv(EngineKind::Podman, "p_autogit")[5],
+            "p_autogit"
+        );
+        assert_eq!(
+            parse_gateway("fd00:1::1\n172.18.0.1\n").as_deref(),
+            Some("172.18.0.1")
+        );
+        assert_eq!(parse_gateway("fd00:1::1\n").as_deref(), Some("fd00:1::1"));
+        assert_eq!(parse_gateway("\n<no value>\n"), None);
+    }
 }

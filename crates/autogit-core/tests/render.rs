@@ -1568,7 +1568,7 @@ fn compute_service_routes() {
         ServiceRoute {
             name: "embed".into(),
             job: "job-4".into(),
-            upstream: autogit_core::routes::upstream_url("fd00::7", 32769),
+            upstream: autogit_core::routes::upstream_url("fd00::7", 32769, None).unwrap(),
             guard: false,
         },
     ];

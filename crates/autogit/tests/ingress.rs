@@ -1919,7 +1919,7 @@ fn compute_routes_end_to_end(kind: &str, mode: GuardMode) {
     };
     let mut llm = register("llm", true, stand_in_service(&gateway, "llm"));
     let embed = register("embed", false, stand_in_service(&gateway, "embed"));
-    let (routes, _) = c.sync_routes().unwrap();
+    let (routes, _) = c.sync_routes(None).unwrap();
     assert_eq!(routes.len(), 2, "{routes:?}");
     let rendered = p.rendered();
     // The ingress's own file of routes: Traefik's, or nginx's; never the other's.

@@ -188,7 +188,7 @@ impl Host {
                 ),
             });
         }
-        if name == "local" || name == "localhost" {
+        if autogit_core::remote::is_local(name) {
             return Ok(Host::Local(Local {
                 timeout: cfg.command_timeout,
             }));
