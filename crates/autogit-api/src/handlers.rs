@@ -1288,6 +1288,7 @@ impl Handle for SubmitJobOp {
                 timeout: body.timeout,
                 route: body.route,
                 guard: body.guard,
+                hosts: body.hosts,
             })
             .await
             .map_err(compute_problem)?;

@@ -560,6 +560,13 @@ pub struct SubmitJob {
     #[serde(default, deserialize_with = "int")]
     #[schema(minimum = -1000, maximum = 1000)]
     pub priority: Option<i32>,
+    /// Spread the job over this many hosts (default 1): one part per host, each with `gpus`
+    /// GPUs and a job id of its own (the answer is the first), all started together or none,
+    /// each told `AUTOGIT_RANK`, `AUTOGIT_WORLD_SIZE`, `AUTOGIT_HOSTS` and `MASTER_ADDR`
+    /// (docs/runners.md, "Jobs over several hosts"). Not for services (`port`).
+    #[serde(default, deserialize_with = "int")]
+    #[schema(minimum = 1, maximum = 64)]
+    pub hosts: Option<u32>,
     /// An inference service's port in its container: the job then runs as a service,
     /// health-checked at `health` and kept running by the lifecycle policy until cancelled.
     #[serde(default, deserialize_with = "int")]

@@ -20,7 +20,7 @@ use crate::runners::{HostHealth, RunnerController};
 use crate::{Bus, Event, Settings, SharedClock};
 use autogit_core::compute::{
     Fit, HostSlots, JobEvent, JobSpec, JobState, MIG_SLOT_BASE, Placement, Request, Scheduler,
-    check_image, container_name, devices, gpu_slots, job_transition, run_argv_on,
+    check_image, container_name, devices, gang_action, gpu_slots, job_transition, run_argv_on,
 };
 use autogit_core::config::Capability;
 use autogit_core::inventory::{EngineKind, Inventory};
@@ -84,7 +84,13 @@ pub struct Submit {
     pub route: Option<String>,
     /// Whether the route goes through the guard; `None`: when the ingress has the guard.
     pub guard: Option<bool>,
+    /// Spread the job over this many hosts (one part per host, each with `gpus` GPUs), all
+    /// started together or none; `None`: one host.
+    pub hosts: Option<u32>,
 }
+
+/// The most hosts one job may be spread over.
+pub const MAX_HOSTS: u32 = 64;
 
 /// Parses a duration flag (`90s`, `5m`, `24h`) to seconds.
 fn secs(flag: &str, v: Option<&str>) -> Result<Option<u64>, ComputeError> {
@@ -274,8 +280,20 @@ impl ComputeController {
             on_lost: req.on_lost,
             service,
             timeout: secs("--timeout", req.timeout.as_deref())?,
+            gang: None,
         };
         spec.check().map_err(ComputeError::Request)?;
+        let hosts = req.hosts.unwrap_or(1);
+        if !(1..=MAX_HOSTS).contains(&hosts) {
+            return Err(ComputeError::Request(format!(
+                "--hosts {hosts}: a job runs on 1 to {MAX_HOSTS} hosts"
+            )));
+        }
+        if hosts > 1 && spec.service.is_some() {
+            return Err(ComputeError::Request(
+                "--hosts: a service (--port) runs on one host; spread batch jobs only".into(),
+            ));
+        }
         let store = self.store()?;
         let queued = store
             .jobs()
@@ -285,10 +303,21 @@ impl ComputeController {
         if queued >= limit as usize {
             return Err(ComputeError::QueueFull(limit));
         }
-        let spec_text = serde_json::to_string(&spec).expect("a job spec serializes");
-        let id = store
-            .add_job(&req.user, &spec_text, self.clock.now() as i64)
+        // Its parts, one per host, stored at once: the gang is named after the first.
+        let ids = store
+            .add_jobs(&req.user, self.clock.now() as i64, hosts, |first, rank| {
+                let spec = JobSpec {
+                    gang: (hosts > 1).then(|| autogit_core::compute::Gang {
+                        id: first.to_owned(),
+                        rank,
+                        size: hosts,
+                    }),
+                    ..spec.clone()
+                };
+                serde_json::to_string(&spec).expect("a job spec serializes")
+            })
             .map_err(|e| ComputeError::State(e.to_string()))?;
+        let id = ids[0].clone();
         let (_, rows) = self.pass().await?;
         rows.into_iter()
             .find(|r| r.id == id)
@@ -526,42 +555,11 @@ impl ComputeController {
                 from.as_str()
             )));
         }
-        if from == JobState::Running
-            && let Some(host) = row.host.clone()
-        {
+        if from == JobState::Running {
             let health = self.runners.probe_all().await;
-            let inv = health
-                .iter()
-                .find(|h| h.host == host && h.reachable)
-                .ok_or_else(|| {
-                    ComputeError::Request(format!(
-                        "{host} is unreachable: the job's container cannot be stopped now; try again when it answers"
-                    ))
-                })?
-                .inventory
-                .clone();
-            let argv: Vec<String> = [
-                engine_name(inv.as_ref()),
-                "rm",
-                "-f",
-                &container_name(self.project(), &row.id),
-            ]
-            .map(str::to_owned)
-            .into();
-            let out = self
-                .runners
-                .remote(&host)
+            self.remove_container(&health, &row)
                 .await
-                .map_err(ComputeError::Request)?
-                .run(&argv)
-                .await
-                .map_err(|e| ComputeError::Request(e.to_string()))?;
-            if !out.success() && !out.stderr.to_ascii_lowercase().contains("no such") {
-                return Err(ComputeError::Request(format!(
-                    "removing the container on {host} failed: {}",
-                    out.stderr.trim().lines().last().unwrap_or("")
-                )));
-            }
+                .map_err(ComputeError::Request)?;
         }
         self.apply(&mut row, JobEvent::Cancel, "cancelled on request".into());
         self.end_service(&row, "cancelled on request");
@@ -570,6 +568,94 @@ impl ComputeController {
         drop(store);
         self.apply_routes().await;
         Ok(row)
+    }
+
+    /// Removes a running job's container from its host (`rm -f`; already gone is fine). Fails,
+    /// saying why, when the host is unreachable or its engine refuses: the copy may still run.
+    async fn remove_container(&self, health: &[HostHealth], row: &JobRow) -> Result<(), String> {
+        let Some(host) = row.host.as_deref() else {
+            return Ok(());
+        };
+        let inv = health
+            .iter()
+            .find(|h| h.host == host && h.reachable)
+            .ok_or_else(|| {
+                format!(
+                    "{host} is unreachable: the job's container cannot be stopped now; try again when it answers"
+                )
+            })?
+            .inventory
+            .clone();
+        let argv: Vec<String> = [
+            engine_name(inv.as_ref()),
+            "rm",
+            "-f",
+            &container_name(self.project(), &row.id),
+        ]
+        .map(str::to_owned)
+        .into();
+        let out = self
+            .runners
+            .remote(host)
+            .await?
+            .run(&argv)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !out.success() && !out.stderr.to_ascii_lowercase().contains("no such") {
+            return Err(format!(
+                "removing the container on {host} failed: {}",
+                out.stderr.trim().lines().last().unwrap_or("")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Keeps each job spread over several hosts whole (`core::compute::gang_action`): when a
+    /// part failed or was cancelled, the others are stopped and cancelled; when a part went
+    /// back to the queue (its lease expired, or its host did not answer its start) while
+    /// others run, those are stopped and queued again, so that the parts start together. A
+    /// part whose host does not answer keeps its state until it does (or its lease decides).
+    async fn keep_gangs_whole(
+        &self,
+        health: &[HostHealth],
+        rows: &mut [JobRow],
+    ) -> Result<(), ComputeError> {
+        let st = |e: autogit_drivers::state::StateError| ComputeError::State(e.to_string());
+        let store = self.store()?;
+        let parts: Vec<(String, JobState)> = rows
+            .iter()
+            .filter_map(|r| Some((spec_of(r)?.gang?.id, state_of(r))))
+            .collect();
+        for row in rows.iter_mut() {
+            let Some(gang) = spec_of(row).and_then(|s| s.gang) else {
+                continue;
+            };
+            let others: Vec<JobState> = parts
+                .iter()
+                .filter(|(g, _)| *g == gang.id)
+                .map(|(_, s)| *s)
+                .collect();
+            let Some((event, why)) = gang_action(state_of(row), &others) else {
+                continue;
+            };
+            if state_of(row) == JobState::Running {
+                if let Err(e) = self.remove_container(health, row).await {
+                    row.message = format!("{why}; not yet: {e}");
+                    store.update_job(row).map_err(st)?;
+                    continue;
+                }
+                store.drop_lease(&row.id).map_err(st)?;
+                if event == JobEvent::Requeued {
+                    row.host = None;
+                    row.gpus = None;
+                    row.container = None;
+                    row.started_at = None;
+                }
+            }
+            self.apply(row, event, format!("{why} (gang {})", gang.id));
+            store.update_job(row).map_err(st)?;
+        }
+        Ok(())
     }
 
     /// One scheduling pass: probe the hosts, refresh running jobs, place what fits (best
@@ -980,7 +1066,7 @@ impl ComputeController {
                     self.project(),
                     &row.id,
                     ttl,
-                    &run_argv_on(kind, wsl, self.project(), &row.id, spec, &devs),
+                    &run_argv_on(kind, wsl, self.project(), &row.id, spec, &devs, &[]),
                 )
             }
         };
@@ -1056,6 +1142,7 @@ impl ComputeController {
             store.update_job(row).map_err(st)?;
             keep_lease(&store, row, lease.as_ref()).map_err(st)?;
         }
+        self.keep_gangs_whole(health, &mut rows).await?;
         let mut sched = Scheduler::new(
             host_slots(settings, health),
             &c.quotas,
@@ -1092,7 +1179,23 @@ impl ComputeController {
                 store.update_job(row).map_err(st)?;
             }
         }
-        for p in sched.schedule(now.max(0) as u64) {
+        let placed = sched.schedule(now.max(0) as u64);
+        // Where each gang's parts go, in rank order (the parts learn it from AUTOGIT_HOSTS).
+        let mut gang_hosts: BTreeMap<String, BTreeMap<u32, String>> = BTreeMap::new();
+        for p in &placed {
+            if let Some(g) = rows
+                .iter()
+                .find(|r| r.id == p.job)
+                .and_then(spec_of)
+                .and_then(|s| s.gang)
+            {
+                gang_hosts.entry(g.id).or_default().insert(
+                    g.rank,
+                    autogit_core::remote::host_address(&p.host).to_owned(),
+                );
+            }
+        }
+        for p in placed {
             let Some(row) = rows.iter_mut().find(|r| r.id == p.job) else {
                 continue;
             };
@@ -1115,7 +1218,20 @@ impl ComputeController {
                 self.project(),
                 &row.id,
                 ttl,
-                &run_argv_on(engine, inv.wsl2, self.project(), &row.id, &spec, &devs),
+                &run_argv_on(
+                    engine,
+                    inv.wsl2,
+                    self.project(),
+                    &row.id,
+                    &spec,
+                    &devs,
+                    &spec
+                        .gang
+                        .as_ref()
+                        .and_then(|g| gang_hosts.get(&g.id))
+                        .map(|h| h.values().cloned().collect::<Vec<_>>())
+                        .unwrap_or_default(),
+                ),
             );
             let out = match self.runners.remote(&p.host).await {
                 Ok(r) => r.run(&argv).await.map_err(|e| e.to_string()),
@@ -1225,6 +1341,7 @@ fn request_of(row: &JobRow, spec: &JobSpec) -> Request {
         capability: spec.capability,
         priority: spec.priority,
         submitted_at: row.submitted_at.max(0) as u64,
+        gang: spec.gang.clone(),
     }
 }
 

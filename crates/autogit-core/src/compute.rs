@@ -47,6 +47,9 @@ pub struct JobSpec {
     /// limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<u64>,
+    /// Its part of a job spread over several hosts (`compute run --hosts N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gang: Option<Gang>,
 }
 
 impl JobSpec {
@@ -104,6 +107,19 @@ pub struct Request {
     pub priority: i32,
     /// Unix seconds.
     pub submitted_at: u64,
+    /// One part of a job spread over several hosts: placed with every other part of its
+    /// gang in the same pass, each on a host of its own, or not at all.
+    pub gang: Option<Gang>,
+}
+
+/// A job spread over `size` hosts (`compute run --hosts N`): its parts are jobs of their own
+/// (one per host, each with its own GPUs and lease) that share the gang's `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gang {
+    pub id: String,
+    /// This part's place in the gang, 0 to `size - 1`.
+    pub rank: u32,
+    pub size: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -276,21 +292,29 @@ impl Scheduler {
             });
         }
         if let Some(&(gpus, vram)) = self.quotas.get(&r.user) {
-            let need = u64::from(r.gpus).saturating_mul(r.vram.0);
-            if r.gpus > gpus || need > vram {
+            // A gang's parts count together: it runs whole or not at all.
+            let parts = r.gang.as_ref().map_or(1, |g| g.size.max(1));
+            let need = u64::from(r.gpus * parts).saturating_mul(r.vram.0);
+            if r.gpus * parts > gpus || need > vram {
                 return Err(Rejected::OverQuota(
                     format!("{gpus} GPUs, {} VRAM", Bytes(vram)),
                     r.user.clone(),
                 ));
             }
         }
-        if !self.hosts.iter().any(|h| fits_empty(h, &r)) {
+        let hosts_needed = r.gang.as_ref().map_or(1, |g| g.size.max(1)) as usize;
+        if self.hosts.iter().filter(|h| fits_empty(h, &r)).count() < hosts_needed {
             let what = match r.capability {
                 Some(c) => format!("{c:?}").to_ascii_lowercase() + " with ",
                 None => String::new(),
             };
+            let spread = if hosts_needed > 1 {
+                format!(" on each of {hosts_needed} hosts")
+            } else {
+                String::new()
+            };
             return Err(Rejected::NeverFits(format!(
-                "{what}{} GPU(s) of {} each",
+                "{what}{} GPU(s) of {} each{spread}",
                 r.gpus, r.vram
             )));
         }
@@ -325,28 +349,88 @@ impl Scheduler {
         });
         let mut placed = Vec::new();
         let mut blocked = false;
-        for r in order {
-            if blocked || !self.within_quota(&r) {
-                self.queue.push(r);
+        let mut order = std::collections::VecDeque::from(order);
+        while let Some(r) = order.pop_front() {
+            // A gang goes as one, when its first part comes up: every queued part of it.
+            let parts: Vec<Request> = match &r.gang {
+                Some(g) => {
+                    let (mut mine, rest): (Vec<Request>, Vec<Request>) = std::mem::take(&mut order)
+                        .into_iter()
+                        .partition(|o| o.gang.as_ref().is_some_and(|og| og.id == g.id));
+                    order = rest.into();
+                    mine.insert(0, r);
+                    mine.sort_by_key(|p| p.gang.as_ref().map_or(0, |g| g.rank));
+                    mine
+                }
+                None => vec![r],
+            };
+            // A gang with a part still running waits: the compute controller brings its parts
+            // back together. (Parts that ended are not waited for.)
+            let complete = parts[0].gang.as_ref().is_none_or(|g| {
+                !self
+                    .running
+                    .values()
+                    .any(|(o, _)| o.gang.as_ref().is_some_and(|og| og.id == g.id))
+            });
+            if blocked || !complete {
+                self.queue.extend(parts);
                 continue;
             }
-            match self.find(&r) {
-                Some((hi, gpus)) => {
-                    let p = self.apply(&r, hi, gpus);
-                    placed.push(p.clone());
-                    self.running.insert(r.id.clone(), (r, p));
+            match self.place_all(&parts) {
+                Some(ps) => {
+                    for (r, p) in parts.into_iter().zip(ps) {
+                        placed.push(p.clone());
+                        self.running.insert(r.id.clone(), (r, p));
+                    }
                 }
                 None => {
+                    let r = &parts[0];
                     let starving = self.aging > 0
                         && now.saturating_sub(r.submitted_at) >= self.aging * STARVATION_STEPS;
-                    if starving && self.hosts.iter().any(|h| h.reachable && fits_empty(h, &r)) {
+                    let fit_empty = self
+                        .hosts
+                        .iter()
+                        .filter(|h| h.reachable && fits_empty(h, r))
+                        .count();
+                    if starving && fit_empty >= parts.len() {
                         blocked = true;
                     }
-                    self.queue.push(r);
+                    self.queue.extend(parts);
                 }
             }
         }
         placed
+    }
+
+    /// Places every one of `parts` (one job, or a gang's parts) each on a host of its own
+    /// when there are several, within quota, or none of them: what was reserved for the first
+    /// parts is released when a later one does not fit (no partial starts).
+    fn place_all(&mut self, parts: &[Request]) -> Option<Vec<Placement>> {
+        let mut done: Vec<(usize, Placement)> = Vec::new();
+        for (i, r) in parts.iter().enumerate() {
+            let avoid: Vec<usize> = if parts.len() > 1 {
+                done.iter()
+                    .filter_map(|(_, p)| self.hosts.iter().position(|h| h.name == p.host))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let found = if self.within_quota(r) {
+                self.find(r, &avoid)
+            } else {
+                None
+            };
+            match found {
+                Some((hi, gpus)) => done.push((i, self.apply(r, hi, gpus))),
+                None => {
+                    for (j, p) in done {
+                        self.release(&parts[j], &p);
+                    }
+                    return None;
+                }
+            }
+        }
+        Some(done.into_iter().map(|(_, p)| p).collect())
     }
 
     /// A job ended: its VRAM and quota are free again. False if it was not running.
@@ -359,15 +443,25 @@ impl Scheduler {
     }
 
     /// The host is unreachable: nothing more goes there, and its running jobs go back to the
-    /// queue (their ids are returned) to be placed elsewhere.
+    /// queue (their ids are returned) to be placed elsewhere, each with the other parts of its
+    /// gang.
     pub fn host_down(&mut self, host: &str) -> Vec<String> {
         if let Some(h) = self.hosts.iter_mut().find(|h| h.name == host) {
             h.reachable = false;
         }
+        // With every running part of the gangs it had a part of: a gang runs whole or not.
+        let gangs: Vec<String> = self
+            .running
+            .values()
+            .filter(|(_, p)| p.host == host)
+            .filter_map(|(r, _)| r.gang.as_ref().map(|g| g.id.clone()))
+            .collect();
         let ids: Vec<String> = self
             .running
             .iter()
-            .filter(|(_, (_, p))| p.host == host)
+            .filter(|(_, (r, p))| {
+                p.host == host || r.gang.as_ref().is_some_and(|g| gangs.contains(&g.id))
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in &ids {
@@ -393,14 +487,15 @@ impl Scheduler {
         ug + r.gpus <= gpus && uv + u64::from(r.gpus) * r.vram.0 <= vram
     }
 
-    /// (host index, GPU positions on that host) for `r`, by the configured fit.
-    fn find(&self, r: &Request) -> Option<(usize, Vec<usize>)> {
+    /// (host index, GPU positions on that host) for `r`, by the configured fit, on none of
+    /// the hosts `avoid` (a gang's other parts).
+    fn find(&self, r: &Request, avoid: &[usize]) -> Option<(usize, Vec<usize>)> {
         // (score: the set's slowest link, VRAM left over, GPU sizes, host position), host,
         // GPU positions.
         type Choice = ((u64, u64, u64, usize), usize, Vec<usize>);
         let mut best: Option<Choice> = None;
         for (hi, h) in self.hosts.iter().enumerate() {
-            if !h.reachable || !has_cap(h, r) {
+            if !h.reachable || !has_cap(h, r) || avoid.contains(&hi) {
                 continue;
             }
             if r.gpus == 0 {
@@ -508,8 +603,8 @@ impl Scheduler {
     /// For tests and benchmarks: (reserved, total) per GPU of every host, and each user's use.
     /// Also: each GPU's reservation and job count are exactly those of the running jobs
     /// placed on it (a reservation is all of a job's GPUs or none: no partial starts), every
-    /// placement has the job's number of distinct GPUs on one host, and an exclusive or MIG
-    /// host runs at most one job per GPU.
+    /// placement has the job's number of distinct GPUs on one host, an exclusive or MIG
+    /// host runs at most one job per GPU, and a gang's running parts are on distinct hosts.
     pub fn check_invariants(&self) -> Result<(), String> {
         for h in &self.hosts {
             for g in &h.gpus {
@@ -543,6 +638,16 @@ impl Scheduler {
                         h.name, g.index, g.jobs, h.sharing
                     ));
                 }
+            }
+        }
+        let mut gang_hosts: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for (r, p) in self.running.values() {
+            if let Some(g) = &r.gang {
+                let hosts = gang_hosts.entry(g.id.as_str()).or_default();
+                if hosts.contains(&p.host.as_str()) {
+                    return Err(format!("gang {}: two parts on {}", g.id, p.host));
+                }
+                hosts.push(&p.host);
             }
         }
         for (r, p) in self.running.values() {
@@ -677,12 +782,16 @@ pub fn run_argv(
     gpus: &[u32],
 ) -> Vec<String> {
     let devices: Vec<Device> = gpus.iter().map(|&g| Device::Gpu(g)).collect();
-    run_argv_on(engine, wsl2, DEFAULT_PROJECT, job, spec, &devices)
+    run_argv_on(engine, wsl2, DEFAULT_PROJECT, job, spec, &devices, &[])
 }
 
 /// [`run_argv`] with MIG devices: Docker names them by UUID (`--gpus "device=MIG-…"`, the
 /// NVIDIA runtime's `NVIDIA_VISIBLE_DEVICES=MIG-…`), Podman by CDI's `GPU:DEVICE` index names
-/// (`nvidia-ctk cdi generate`'s default).
+/// (`nvidia-ctk cdi generate`'s default). A part of a job spread over hosts (`spec.gang`)
+/// learns its gang, its rank, their number and every part's host (`hosts`, in rank order;
+/// the first is `MASTER_ADDR`, as PyTorch's `env://` rendezvous reads it) from its
+/// environment, and uses its host's network, where the other parts reach it (collective
+/// libraries such as NCCL open ports of their choosing).
 pub fn run_argv_on(
     engine: crate::inventory::EngineKind,
     wsl2: bool,
@@ -690,6 +799,7 @@ pub fn run_argv_on(
     job: &str,
     spec: &JobSpec,
     gpus: &[Device],
+    hosts: &[String],
 ) -> Vec<String> {
     use crate::inventory::EngineKind;
     let program = match engine {
@@ -734,6 +844,19 @@ pub fn run_argv_on(
     }
     if let Some(s) = spec.service() {
         v.extend(crate::jobkind::service_run_args(s));
+    }
+    if let Some(g) = spec.gang.as_ref().filter(|g| g.size > 1) {
+        v.extend(["--network".to_owned(), "host".to_owned()]);
+        let env = [
+            ("AUTOGIT_GANG", g.id.clone()),
+            ("AUTOGIT_RANK", g.rank.to_string()),
+            ("AUTOGIT_WORLD_SIZE", g.size.to_string()),
+            ("AUTOGIT_HOSTS", hosts.join(",")),
+            ("MASTER_ADDR", hosts.first().cloned().unwrap_or_default()),
+        ];
+        for (k, val) in env {
+            v.extend(["-e".to_owned(), format!("{k}={val}")]);
+        }
     }
     if spec.defaults().checkpoint {
         v.extend(crate::jobkind::checkpoint_run_args(&container_name(
@@ -844,8 +967,32 @@ pub enum JobEvent {
     LeaseExpired,
     /// It ran past its time limit (`--timeout`, or its kind's): it was stopped.
     TimedOut,
-    /// A person cancelled it.
+    /// A person cancelled it, or another part of its gang failed or was cancelled.
     Cancel,
+    /// Stopped and put back in the queue with the other parts of its gang, one of which went
+    /// back to the queue (they start together).
+    Requeued,
+}
+
+/// What keeps a job spread over hosts whole, for one of its parts in `state`, given the
+/// states of every part of its gang (itself included): cancelled once another part failed or
+/// was cancelled; stopped and queued again while running when another part is queued (so
+/// the parts start together again). `None`: nothing to do.
+pub fn gang_action(state: JobState, parts: &[JobState]) -> Option<(JobEvent, &'static str)> {
+    use JobState as S;
+    if state.is_final() {
+        return None;
+    }
+    if parts.iter().any(|p| matches!(p, S::Failed | S::Cancelled)) {
+        return Some((
+            JobEvent::Cancel,
+            "cancelled: another part of its job failed or was cancelled",
+        ));
+    }
+    (state == S::Running && parts.contains(&S::Queued)).then_some((
+        JobEvent::Requeued,
+        "stopped and queued again: another part of its job is back in the queue, and the parts start together",
+    ))
 }
 
 /// The job's next state, or `None` when the event does not apply in this state (the job keeps
@@ -859,7 +1006,7 @@ pub fn job_transition(state: JobState, event: JobEvent) -> Option<JobState> {
         (S::Queued | S::Running, E::Cancel) => Some(S::Cancelled),
         (S::Running, E::Exited(0)) => Some(S::Succeeded),
         (S::Running, E::Exited(_) | E::Vanished | E::TimedOut) => Some(S::Failed),
-        (S::Running, E::LeaseExpired) => Some(S::Queued),
+        (S::Running, E::LeaseExpired | E::Requeued) => Some(S::Queued),
         // Queued stays queued when its host is away (docs/runners.md promises it); a running
         // job's fate is unknown while its host is unreachable, so it keeps its state.
         (_, E::StartUnreachable | E::HostUnreachable) => None,
@@ -899,7 +1046,73 @@ mod tests {
             capability: None,
             priority: prio,
             submitted_at: at,
+            gang: None,
         }
+    }
+
+    fn part(gang: &str, rank: u32, size: u32, gib: u64) -> Request {
+        let mut r = job(&format!("{gang}.{rank}"), "u", 1, gib, 0, 0);
+        r.gang = Some(Gang {
+            id: gang.into(),
+            rank,
+            size,
+        });
+        r
+    }
+
+    #[test]
+    fn a_gang_is_placed_whole_on_distinct_hosts_or_not_at_all() {
+        let three = || {
+            vec![
+                host("a", &[], &[24]),
+                host("b", &[], &[24]),
+                host("c", &[], &[24]),
+            ]
+        };
+        let mut s = sched(three(), Fit::BestFit);
+        for r in 0..3 {
+            s.submit(part("g", r, 3, 20)).unwrap();
+        }
+        assert_eq!(show(&s.schedule(0)), ["g.0@a[0]", "g.1@b[0]", "g.2@c[0]"]);
+        s.check_invariants().unwrap();
+        // A host going away takes the whole gang back to the queue.
+        let mut back = s.host_down("b");
+        back.sort();
+        assert_eq!(back, ["g.0", "g.1", "g.2"]);
+        assert_eq!(s.queued().len(), 3);
+        assert!(s.schedule(0).is_empty(), "two hosts left for three parts");
+        assert_eq!(s.vram_utilisation(), 0.0, "nothing half-reserved");
+        s.host_up("b");
+        assert_eq!(s.schedule(0).len(), 3);
+
+        // One host taken: a gang of two that fits on the other two hosts only.
+        let mut s = sched(three(), Fit::BestFit);
+        s.submit(job("big", "u", 1, 20, 5, 0)).unwrap();
+        s.submit(part("h", 0, 2, 20)).unwrap();
+        s.submit(part("h", 1, 2, 20)).unwrap();
+        s.submit(part("k", 0, 2, 20)).unwrap();
+        s.submit(part("k", 1, 2, 20)).unwrap();
+        assert_eq!(
+            show(&s.schedule(0)),
+            ["big@a[0]", "h.0@b[0]", "h.1@c[0]"],
+            "gang k waits whole: nothing of it reserved"
+        );
+        s.check_invariants().unwrap();
+        assert_eq!(s.queued().len(), 2);
+        assert!(s.finish("big"));
+        assert!(s.schedule(0).is_empty(), "one free host for two parts");
+        s.check_invariants().unwrap();
+        assert!(s.finish("h.0"));
+        assert_eq!(show(&s.schedule(0)), ["k.0@a[0]", "k.1@b[0]"]);
+
+        // More parts than hosts: refused at once.
+        let mut s = sched(three(), Fit::FirstFit);
+        let e = s.submit(part("m", 0, 4, 20)).unwrap_err().to_string();
+        assert!(e.contains("on each of 4 hosts"), "{e}");
+        // A gang counts whole against a quota (capped: 1 GPU).
+        let mut r = part("q", 0, 2, 8);
+        r.user = "capped".into();
+        assert!(matches!(s.submit(r), Err(Rejected::OverQuota(..))));
     }
 
     fn sched(hosts: Vec<HostSlots>, fit: Fit) -> Scheduler {
@@ -930,6 +1143,7 @@ mod tests {
             on_lost: None,
             service: None,
             timeout: None,
+            gang: None,
         };
         let cases: &[(EngineKind, bool, &[u32], &str)] = &[
             (
@@ -1143,14 +1357,33 @@ mod tests {
             on_lost: None,
             service: None,
             timeout: None,
+            gang: None,
         };
         let devs = devices(&inv, &placed[2].gpus).unwrap();
         assert_eq!(
-            run_argv_on(EngineKind::Docker, false, "autogit", "job-1", &spec, &devs).join(" "),
+            run_argv_on(
+                EngineKind::Docker,
+                false,
+                "autogit",
+                "job-1",
+                &spec,
+                &devs,
+                &[]
+            )
+            .join(" "),
             "docker run -d --name autogit-job-1 --label io.autogit.job=job-1 --gpus \"device=MIG-bbbb\" vllm/vllm-openai:v0.6.4"
         );
         assert_eq!(
-            run_argv_on(EngineKind::Podman, false, "lab2", "job-1", &spec, &devs).join(" "),
+            run_argv_on(
+                EngineKind::Podman,
+                false,
+                "lab2",
+                "job-1",
+                &spec,
+                &devs,
+                &[]
+            )
+            .join(" "),
             "podman run -d --name lab2-job-1 --label io.autogit.job=job-1 --device nvidia.com/gpu=0:1 vllm/vllm-openai:v0.6.4"
         );
         // A device gone from the inventory (instances reconfigured): no command.
@@ -1308,6 +1541,7 @@ mod tests {
             E::LeaseExpired,
             E::TimedOut,
             E::Cancel,
+            E::Requeued,
         ];
         let mut table = String::new();
         for s in JobState::ALL {
@@ -1322,14 +1556,90 @@ mod tests {
             }
         }
         // Columns: rejected started refused start-unreachable exit0 exit3 vanished
-        // host-unreachable lease-expired timed-out cancel.
+        // host-unreachable lease-expired timed-out cancel requeued.
         assert_eq!(
             table,
-            "queued    failed running failed - - - - - - - cancelled\n\
-             running   - - - - succeeded failed failed - queued failed cancelled\n\
-             succeeded - - - - - - - - - - -\n\
-             failed    - - - - - - - - - - -\n\
-             cancelled - - - - - - - - - - -\n"
+            "queued    failed running failed - - - - - - - cancelled -\n\
+             running   - - - - succeeded failed failed - queued failed cancelled queued\n\
+             succeeded - - - - - - - - - - - -\n\
+             failed    - - - - - - - - - - - -\n\
+             cancelled - - - - - - - - - - - -\n"
         );
+    }
+
+    #[test]
+    fn a_part_of_a_gang_knows_its_gang_and_uses_its_hosts_network() {
+        use crate::inventory::EngineKind;
+        let spec = JobSpec {
+            image: "trainer:1".into(),
+            command: vec!["torchrun".into()],
+            gpus: 1,
+            vram: Bytes::gib(8),
+            capability: Some(Capability::Train),
+            priority: 0,
+            on_lost: None,
+            service: None,
+            timeout: None,
+            gang: Some(Gang {
+                id: "job-4".into(),
+                rank: 1,
+                size: 2,
+            }),
+        };
+        let hosts = ["10.0.0.2".to_owned(), "10.0.0.3".to_owned()];
+        let argv = run_argv_on(
+            EngineKind::Docker,
+            false,
+            "autogit",
+            "job-5",
+            &spec,
+            &[Device::Gpu(0)],
+            &hosts,
+        )
+        .join(" ");
+        assert!(
+            argv.contains(
+                "--network host -e AUTOGIT_GANG=job-4 -e AUTOGIT_RANK=1 -e AUTOGIT_WORLD_SIZE=2 -e AUTOGIT_HOSTS=10.0.0.2,10.0.0.3 -e MASTER_ADDR=10.0.0.2 "
+            ) && argv.ends_with(" trainer:1 torchrun"),
+            "{argv}"
+        );
+        let alone = JobSpec { gang: None, ..spec };
+        let argv = run_argv_on(
+            EngineKind::Docker,
+            false,
+            "autogit",
+            "job-5",
+            &alone,
+            &[],
+            &[],
+        );
+        assert!(
+            !argv.iter().any(|a| a == "--network"
+                || a.starts_with("AUTOGIT_RANK")
+                || a.starts_with("MASTER_ADDR")),
+            "{argv:?}"
+        );
+    }
+
+    #[test]
+    fn gangs_stay_whole() {
+        use JobState::*;
+        let act = |s, parts: &[JobState]| gang_action(s, parts).map(|(e, _)| e);
+        assert_eq!(act(Running, &[Running, Running]), None);
+        assert_eq!(
+            act(Running, &[Running, Succeeded]),
+            None,
+            "a part may end first"
+        );
+        assert_eq!(act(Running, &[Running, Failed]), Some(JobEvent::Cancel));
+        assert_eq!(act(Queued, &[Queued, Cancelled]), Some(JobEvent::Cancel));
+        assert_eq!(act(Running, &[Running, Queued]), Some(JobEvent::Requeued));
+        assert_eq!(
+            act(Queued, &[Queued, Running]),
+            None,
+            "the running part comes back"
+        );
+        assert_eq!(act(Failed, &[Failed, Running]), None);
+        assert_eq!(act(Succeeded, &[Succeeded, Queued]), None);
     }
 }

@@ -1,10 +1,11 @@
 //! Properties of `core::compute::Scheduler`: VRAM and quotas are never over-committed, a
-//! multi-GPU job's GPUs are reserved all at once or not at all (no partial starts), an
+//! multi-GPU job's GPUs are reserved all at once or not at all (no partial starts), a job
+//! spread over hosts (a gang) starts whole on distinct hosts or not at all, an
 //! exclusive host runs one job per GPU, and every accepted job runs once capacity frees (jobs
 //! finish in an arbitrary order, hosts go down and come back), whatever the hosts' topology
 //! and sharing mode.
 
-use autogit_core::compute::{Fit, GpuSlot, HostSlots, Request, Scheduler};
+use autogit_core::compute::{Fit, Gang, GpuSlot, HostSlots, Request, Scheduler};
 use autogit_core::config::{Capability, GpuSharing, Quota};
 use autogit_core::topology::{Link, Topology};
 use autogit_core::units::{Bytes, Dur};
@@ -85,8 +86,33 @@ fn jobs() -> impl Strategy<Value = Vec<Request>> {
                 capability,
                 priority: prio,
                 submitted_at: at,
+                gang: None,
             })
-            .collect()
+            .collect::<Vec<_>>()
+    })
+    .prop_map(|mut js| {
+        // Every fifth job and the next are one job spread over two hosts: the same request
+        // twice, as `compute run --hosts 2` makes it.
+        for i in (0..js.len().saturating_sub(1)).step_by(5) {
+            let gang = |rank| {
+                Some(Gang {
+                    id: format!("g{i}"),
+                    rank,
+                    size: 2,
+                })
+            };
+            let first = Request {
+                gang: gang(0),
+                ..js[i].clone()
+            };
+            js[i + 1] = Request {
+                id: js[i + 1].id.clone(),
+                gang: gang(1),
+                ..first.clone()
+            };
+            js[i] = first;
+        }
+        js
     })
 }
 
@@ -109,6 +135,10 @@ proptest! {
         let mut accepted = Vec::new();
         let wants: std::collections::BTreeMap<String, u32> =
             jobs.iter().map(|j| (j.id.clone(), j.gpus)).collect();
+        let gang_of: std::collections::BTreeMap<String, String> = jobs
+            .iter()
+            .filter_map(|j| Some((j.id.clone(), j.gang.as_ref()?.id.clone())))
+            .collect();
         for j in jobs {
             let id = j.id.clone();
             if s.submit(j).is_ok() {
@@ -116,6 +146,7 @@ proptest! {
             }
         }
         let mut started = std::collections::BTreeSet::new();
+        let mut ended = std::collections::BTreeSet::new();
         let mut running: Vec<String> = Vec::new();
         let mut now = 600;
         let mut steps = 0;
@@ -129,7 +160,22 @@ proptest! {
             if outage && steps == 6 {
                 s.host_up("h0");
             }
-            for p in s.schedule(now) {
+            let placed = s.schedule(now);
+            // A gang starts whole in one pass (every part that has not ended), or not at all.
+            for p in &placed {
+                if let Some(g) = gang_of.get(&p.job) {
+                    let parts = placed
+                        .iter()
+                        .filter(|q| gang_of.get(&q.job) == Some(g))
+                        .count();
+                    let left = gang_of
+                        .iter()
+                        .filter(|(id, og)| *og == g && accepted.contains(*id) && !ended.contains(*id))
+                        .count();
+                    prop_assert_eq!(parts, left, "gang {} started in part: {:?}", g, placed);
+                }
+            }
+            for p in placed {
                 let wanted = wants[&p.job];
                 prop_assert_eq!(p.gpus.len() as u32, wanted, "{:?}", p);
                 started.insert(p.job.clone());
@@ -147,6 +193,7 @@ proptest! {
                 let i = picks[steps % picks.len()].index(running.len());
                 let id = running.remove(i);
                 prop_assert!(s.finish(&id));
+                ended.insert(id);
             }
             now += 30;
             steps += 1;

@@ -1240,6 +1240,19 @@ impl Store {
 
     /// Adds a queued job; its id is `job-<n>`, n counting up from 1.
     pub fn add_job(&self, user: &str, spec: &str, at: i64) -> Result<String, StateError> {
+        let ids = self.add_jobs(user, at, 1, |_, _| spec.to_owned())?;
+        Ok(ids.into_iter().next().unwrap_or_default())
+    }
+
+    /// Queues `n` jobs at once (the parts of a job spread over hosts), with consecutive ids:
+    /// all or none. `spec(first, i)` is the `i`-th one's description, given the first's id.
+    pub fn add_jobs(
+        &self,
+        user: &str,
+        at: i64,
+        n: u32,
+        spec: impl Fn(&str, u32) -> String,
+    ) -> Result<Vec<String>, StateError> {
         let tx = self.write_tx()?;
         let next: i64 = tx
             .query_row(
@@ -1248,14 +1261,20 @@ impl Store {
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))?;
-        let id = format!("job-{next}");
-        tx.execute(
-            "INSERT INTO compute_jobs (seq, id, user, state, spec, submitted_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
-            params![next, id, user, spec, at],
-        )
-        .map_err(|e| self.err(e))?;
+        let first = format!("job-{next}");
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let seq = next + i64::from(i);
+            let id = format!("job-{seq}");
+            tx.execute(
+                "INSERT INTO compute_jobs (seq, id, user, state, spec, submitted_at) VALUES (?1, ?2, ?3, 'queued', ?4, ?5)",
+                params![seq, id, user, spec(&first, i), at],
+            )
+            .map_err(|e| self.err(e))?;
+            ids.push(id);
+        }
         tx.commit().map_err(|e| self.err(e))?;
-        Ok(id)
+        Ok(ids)
     }
 
     /// Stores a job's new state and placement (every field of `row` but id, user, spec and

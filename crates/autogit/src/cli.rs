@@ -555,6 +555,11 @@ pub enum ComputeCommand {
         /// Distinct GPUs the job needs on one host (0: CPU only)
         #[arg(long, default_value_t = 1)]
         gpus: u32,
+        /// Spread the job over N hosts: one part per host (each with --gpus GPUs), all started
+        /// together or none, each told AUTOGIT_RANK, AUTOGIT_WORLD_SIZE, AUTOGIT_HOSTS and
+        /// MASTER_ADDR; not for services (--port)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64), conflicts_with = "port")]
+        hosts: Option<u32>,
         /// VRAM needed on each GPU, e.g. 8G (default by kind: 8G for inference and render,
         /// 16G for train, 1G without a kind)
         #[arg(long)]

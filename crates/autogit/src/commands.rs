@@ -193,6 +193,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
             ComputeCommand::List => crate::compute_cmd::list(&ui, g, &load_all(g, &[])),
             ComputeCommand::Run {
                 gpus,
+                hosts,
                 vram,
                 capability,
                 priority,
@@ -227,6 +228,7 @@ pub fn run(cli: Cli) -> std::process::ExitCode {
                     timeout,
                     route,
                     guard: no_guard.then_some(false),
+                    hosts,
                 },
             ),
             ComputeCommand::Status { job_id } => {

@@ -1905,6 +1905,7 @@ fn compute_routes_end_to_end(kind: &str, mode: GuardMode) {
                 ..ServiceSpec::new(8000, None).unwrap()
             }),
             timeout: None,
+            gang: None,
         };
         let id = store
             .add_job("ann", &serde_json::to_string(&spec).unwrap(), 1)

@@ -72,6 +72,7 @@ fn world(jobs: usize, hosts: usize) -> (Vec<HostSlots>, Vec<Job>) {
                 capability: None,
                 priority: rng.pick(&[0, 0, 0, 1, 2]),
                 submitted_at: 0,
+                gang: None,
             },
             duration: 1 + rng.next() % 20,
             arrives: (i / 80) as u64,
