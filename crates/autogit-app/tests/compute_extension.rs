@@ -16,8 +16,7 @@
 
 mod support;
 
-use autogit_app::SharedClock;
-use autogit_app::compute::{ComputeController, Submit};
+use autogit_app::compute::Submit;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -82,9 +81,7 @@ async fn a_job_runs_on_a_host_reached_through_a_compute_extension() {
         home.display()
     );
     let settings = support::settings(yml, &env, data.path());
-    let (bus, _) = support::bus_at(0);
-    let clock: SharedClock = autogit_app::clock::system();
-    let c = ComputeController::new(settings, bus, clock);
+    let (c, _) = support::compute(settings);
 
     // Exits 3 after a moment: long enough to be seen running.
     let row = c

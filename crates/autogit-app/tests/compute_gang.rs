@@ -13,9 +13,7 @@
 
 mod support;
 
-use autogit_app::SharedClock;
-use autogit_app::compute::{ComputeController, ComputeError, Submit};
-use autogit_drivers::remote::ssh::trust;
+use autogit_app::compute::{ComputeError, Submit};
 use autogit_drivers::state::JobRow;
 use autogit_drivers::testing::netns::{SshLab, lab_available};
 use std::process::Command;
@@ -64,13 +62,7 @@ async fn a_job_over_two_hosts_starts_whole_and_ends_whole() {
         "platform:\n  project: aggang\nrunners:\n  cpu:\n    - name: c0\n      host: {h0}\n      user: root\n    - name: c1\n      host: {h1}\n      user: root\n"
     );
     let settings = support::settings(&yml, "", data.path());
-    let cfg = lab.ssh_config(data.path());
-    for h in [&h0, &h1] {
-        trust(&cfg, h, false).await.unwrap();
-    }
-    let (bus, _) = support::bus_at(0);
-    let clock: SharedClock = autogit_app::clock::system();
-    let c = ComputeController::new(settings, bus, clock).with_ssh_config(cfg);
+    let (c, _) = support::lab_compute(&lab, settings, data.path()).await;
     let spread = |hosts: u32| {
         Submit {
         gpus: 0,

@@ -10,8 +10,7 @@
 
 mod support;
 
-use autogit_app::SharedClock;
-use autogit_app::compute::{ComputeController, Submit};
+use autogit_app::compute::Submit;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -61,9 +60,7 @@ async fn a_routed_service_on_this_machine_is_reached_at_the_platform_networks_ga
         "platform:\n  project: {project}\nrunners:\n  gpu:\n    - name: g0\n      host: local\n      capabilities: [inference]\n"
     );
     let settings = support::settings(&yml, "BASE_DOMAIN=test.internal\n", data.path());
-    let (bus, _) = support::bus_at(0);
-    let clock: SharedClock = autogit_app::clock::system();
-    let c = ComputeController::new(settings, bus, clock);
+    let (c, _) = support::compute(settings);
     let server = "mkdir -p /www && echo llm-here > /www/health && cp /www/health /www/index.html; \
         httpd -f -p 8080 -h /www & trap 'exit 0' TERM; while :; do sleep 1; done";
     let row = c
@@ -87,15 +84,7 @@ async fn a_routed_service_on_this_machine_is_reached_at_the_platform_networks_ga
     let start = Instant::now();
     let upstream = loop {
         c.pass().await.unwrap();
-        let url = std::fs::read_to_string(&routes)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("- url: ")
-                    .map(|u| u.trim_matches('"').to_owned())
-            });
-        if let Some(u) = url {
+        if let Some(u) = support::route_upstream(&routes) {
             break u;
         }
         assert!(

@@ -18,10 +18,8 @@
 
 mod support;
 
-use autogit_app::SharedClock;
 use autogit_app::compute::{ComputeController, Submit};
 use autogit_core::lease::{LeaseState, OnLost};
-use autogit_drivers::remote::ssh::trust;
 use autogit_drivers::state::JobRow;
 use autogit_drivers::testing::netns::{SshLab, lab_available};
 use std::process::Command;
@@ -114,13 +112,7 @@ async fn a_partitioned_host_is_fenced_and_its_jobs_rescheduled_or_resumed_by_pol
         "runners:\n  cpu:\n    - name: c0\n      host: {h0}\n      user: root\n    - name: c1\n      host: {h1}\n      user: root\ncompute:\n  lease: 30s\n  unreachable_after: 1\n"
     );
     let settings = support::settings(&yml, "", data.path());
-    let cfg = lab.ssh_config(data.path());
-    for h in [&h0, &h1] {
-        trust(&cfg, h, false).await.unwrap();
-    }
-    let (bus, _) = support::bus_at(0);
-    let clock: SharedClock = autogit_app::clock::system();
-    let c = ComputeController::new(settings, bus, clock).with_ssh_config(cfg);
+    let (c, _) = support::lab_compute(&lab, settings, data.path()).await;
 
     // Both jobs on host 0: host 1 is away while they are submitted.
     lab.set_link(1, false).unwrap();
@@ -321,9 +313,8 @@ async fn host_unreachable_fires_after_unreachable_after_missed_probes() {
     let data = tempfile::tempdir().unwrap();
     let yml = "runners:\n  cpu:\n    - name: c0\n      host: gone.invalid\n      user: root\ncompute:\n  unreachable_after: 3\n";
     let settings = support::settings(yml, "", data.path());
-    let (bus, _) = support::bus_at(0);
+    let (c, bus) = support::compute(settings);
     let mut rx = bus.subscribe();
-    let c = ComputeController::new(settings, bus, autogit_app::clock::system());
     let mut fired = Vec::new();
     for probe in 1..=5 {
         let (health, _) = c.pass().await.unwrap();

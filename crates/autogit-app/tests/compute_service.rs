@@ -22,10 +22,9 @@
 
 mod support;
 
+use autogit_app::Event;
 use autogit_app::compute::{ComputeController, Submit};
-use autogit_app::{Event, SharedClock};
 use autogit_core::lifecycle::State;
-use autogit_drivers::remote::ssh::trust;
 use autogit_drivers::state::{JobRow, Store};
 use autogit_drivers::testing::netns::{SshLab, lab_available};
 use std::process::Command;
@@ -139,22 +138,8 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
     );
     let settings = support::settings(&yml, "BASE_DOMAIN=test.internal\n", data.path());
     let routes = data.path().join("rendered/traefik/dynamic/compute.yml");
-    let route_url = |routes: &std::path::Path| {
-        std::fs::read_to_string(routes)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("- url: ")
-                    .map(|u| u.trim_matches('"').to_owned())
-            })
-    };
-    let cfg = lab.ssh_config(data.path());
-    trust(&cfg, &h0, false).await.unwrap();
-    let (bus, _) = support::bus_at(0);
+    let (c, bus) = support::lab_compute(&lab, settings, data.path()).await;
     let mut rx = bus.subscribe();
-    let clock: SharedClock = autogit_app::clock::system();
-    let c = ComputeController::new(settings, bus, clock).with_ssh_config(cfg);
 
     // The stand-in server: busybox httpd serving /www/health (its pid in /pid), unless
     // /broken exists in the container's file system (which survives a restart, not a
@@ -226,7 +211,10 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
         "{}",
         row.message
     );
-    assert_eq!(route_url(&routes), Some(format!("http://{h0}:{port}")));
+    assert_eq!(
+        support::route_upstream(&routes),
+        Some(format!("http://{h0}:{port}"))
+    );
     let answer = http_get(port, "/health");
     assert!(
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
@@ -265,7 +253,7 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
     assert_eq!(row.host_port, now_at, "{published}");
     // The route follows the recreated container's port.
     assert_eq!(
-        route_url(&routes),
+        support::route_upstream(&routes),
         Some(format!("http://{h0}:{}", now_at.unwrap()))
     );
     let events = support::drain(&mut rx);

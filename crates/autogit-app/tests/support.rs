@@ -70,3 +70,42 @@ pub fn job_image_or_skip() -> Option<String> {
         }
     }
 }
+
+/// A compute controller over `settings` on the system clock, and its bus.
+pub fn compute(settings: Arc<Settings>) -> (autogit_app::compute::ComputeController, Bus) {
+    let (bus, _) = bus_at(0);
+    let c = autogit_app::compute::ComputeController::new(
+        settings,
+        bus.clone(),
+        autogit_app::clock::system(),
+    );
+    (c, bus)
+}
+
+/// [`compute`] reaching the hosts of `lab` over SSH, every host's key trusted.
+pub async fn lab_compute(
+    lab: &autogit_drivers::testing::netns::SshLab,
+    settings: Arc<Settings>,
+    data: &Path,
+) -> (autogit_app::compute::ComputeController, Bus) {
+    let cfg = lab.ssh_config(data);
+    for h in &lab.hosts {
+        autogit_drivers::remote::ssh::trust(&cfg, &h.addr, false)
+            .await
+            .unwrap();
+    }
+    let (c, bus) = compute(settings);
+    (c.with_ssh_config(cfg), bus)
+}
+
+/// The upstream URL of the first route in Traefik's `compute.yml` at `path`, if any.
+pub fn route_upstream(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("- url: ")
+                .map(|u| u.trim_matches('"').to_owned())
+        })
+}
