@@ -16,7 +16,6 @@
 
 mod support;
 
-use autogit_app::compute::Submit;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -85,18 +84,7 @@ async fn a_job_runs_on_a_host_reached_through_a_compute_extension() {
 
     // Exits 3 after a moment: long enough to be seen running.
     let row = c
-        .submit(Submit {
-            gpus: 0,
-            vram: Some("1G".into()),
-            user: "ann".into(),
-            job: vec![
-                image.clone(),
-                "sh".into(),
-                "-c".into(),
-                "sleep 3; exit 3".into(),
-            ],
-            ..Submit::default()
-        })
+        .submit(support::shell_job(&image, "sleep 3; exit 3"))
         .await
         .unwrap();
     assert_eq!(row.id, "job-1");

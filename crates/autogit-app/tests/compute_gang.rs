@@ -38,6 +38,9 @@ impl Drop for Containers {
     }
 }
 
+/// What each part says of itself, then it waits.
+const SAY: &str = "echo \"part $AUTOGIT_RANK of $AUTOGIT_WORLD_SIZE in $AUTOGIT_GANG: $AUTOGIT_HOSTS, master $MASTER_ADDR\"; sleep 600";
+
 fn row<'a>(rows: &'a [JobRow], id: &str) -> &'a JobRow {
     rows.iter().find(|r| r.id == id).unwrap()
 }
@@ -63,20 +66,9 @@ async fn a_job_over_two_hosts_starts_whole_and_ends_whole() {
     );
     let settings = support::settings(&yml, "", data.path());
     let (c, _) = support::lab_compute(&lab, settings, data.path()).await;
-    let spread = |hosts: u32| {
-        Submit {
-        gpus: 0,
-        vram: Some("1G".into()),
-        user: "ann".into(),
-        job: vec![
-            image.clone(),
-            "sh".into(),
-            "-c".into(),
-            "echo \"part $AUTOGIT_RANK of $AUTOGIT_WORLD_SIZE in $AUTOGIT_GANG: $AUTOGIT_HOSTS, master $MASTER_ADDR\"; sleep 600".into(),
-        ],
+    let spread = |hosts: u32| Submit {
         hosts: Some(hosts),
-        ..Submit::default()
-    }
+        ..support::shell_job(&image, SAY)
     };
 
     // Both parts start at once, one on each host.

@@ -10,7 +10,6 @@
 
 mod support;
 
-use autogit_app::compute::Submit;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -64,16 +63,7 @@ async fn a_routed_service_on_this_machine_is_reached_at_the_platform_networks_ga
     let server = "mkdir -p /www && echo llm-here > /www/health && cp /www/health /www/index.html; \
         httpd -f -p 8080 -h /www & trap 'exit 0' TERM; while :; do sleep 1; done";
     let row = c
-        .submit(Submit {
-            gpus: 0,
-            capability: Some("inference".into()),
-            user: "ann".into(),
-            job: vec![image.clone(), "sh".into(), "-c".into(), server.into()],
-            port: Some(8080),
-            route: Some("llm".into()),
-            health_interval: Some("1s".into()),
-            ..Submit::default()
-        })
+        .submit(support::routed_service(&image, server))
         .await
         .unwrap();
     assert_eq!(row.state, "running", "{}", row.message);

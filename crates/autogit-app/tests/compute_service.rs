@@ -149,15 +149,8 @@ async fn an_inference_service_is_health_checked_repaired_and_flagged_by_the_life
         trap 'exit 0' TERM; while :; do sleep 1; done";
     let row = c
         .submit(Submit {
-            gpus: 0,
-            capability: Some("inference".into()),
-            user: "ann".into(),
-            job: vec![image.clone(), "sh".into(), "-c".into(), server.into()],
-            port: Some(8080),
-            route: Some("llm".into()),
-            health_interval: Some("1s".into()),
             start_period: Some("6s".into()),
-            ..Submit::default()
+            ..support::routed_service(&image, server)
         })
         .await
         .unwrap();

@@ -109,3 +109,27 @@ pub fn route_upstream(path: &Path) -> Option<String> {
                 .map(|u| u.trim_matches('"').to_owned())
         })
 }
+
+/// A CPU job for `ann` running `script` with `sh -c` in `image` (1G, no kind).
+pub fn shell_job(image: &str, script: &str) -> autogit_app::compute::Submit {
+    autogit_app::compute::Submit {
+        gpus: 0,
+        vram: Some("1G".into()),
+        user: "ann".into(),
+        job: vec![image.into(), "sh".into(), "-c".into(), script.into()],
+        ..Default::default()
+    }
+}
+
+/// An inference service for `ann`: `script` with `sh -c` in `image`, serving port 8080,
+/// routed as `llm`, health-checked every second.
+pub fn routed_service(image: &str, script: &str) -> autogit_app::compute::Submit {
+    autogit_app::compute::Submit {
+        vram: None,
+        capability: Some("inference".into()),
+        port: Some(8080),
+        route: Some("llm".into()),
+        health_interval: Some("1s".into()),
+        ..shell_job(image, script)
+    }
+}
