@@ -68,6 +68,18 @@ pub fn run(ui: &Ui, _g: &Global, loaded: &Loaded, req: Submit) -> u8 {
             ),
             other => println!("{id} {other}: {}", row.message),
         }
+        // A job spread over hosts: its parts are consecutive jobs, the first answered here.
+        if let Some(g) = spec_of(&row).and_then(|s| s.gang).filter(|g| g.size > 1) {
+            let last = id
+                .strip_prefix("job-")
+                .and_then(|n| n.parse::<u64>().ok())
+                .map(|n| format!("job-{}", n + u64::from(g.size) - 1))
+                .unwrap_or_default();
+            println!(
+                "one job over {} hosts: its parts are {id} to {last} (`compute status` each; when one fails or is cancelled, the others are cancelled)",
+                g.size
+            );
+        }
     }
     if row.state == "failed" {
         exit::FAILURE

@@ -416,6 +416,56 @@ fn compute_run_places_starts_queues_and_tracks_jobs() {
     assert!(v["lease"].is_null(), "{v}");
     let r = run(&["compute", "status", "job-99"]);
     assert_eq!(r.code, 1);
+
+    // One job over both hosts: its parts start together, one on each, and know each other.
+    let r = run(&["compute", "run", "--gpus", "0", "--hosts", "2", "img:1"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let first: u64 = r
+        .stdout
+        .split_whitespace()
+        .next()
+        .and_then(|id| id.strip_prefix("job-"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", r.stdout));
+    assert!(
+        r.stdout.contains(&format!(
+            "one job over 2 hosts: its parts are job-{first} to job-{}",
+            first + 1
+        )),
+        "{}",
+        r.stdout
+    );
+    let mut hosts = Vec::new();
+    for (rank, id) in [first, first + 1].into_iter().enumerate() {
+        let v = json(&run(&[
+            "compute",
+            "status",
+            &format!("job-{id}"),
+            "-o",
+            "json",
+        ]));
+        assert_eq!(v["state"], "running", "{v}");
+        let host = v["host"].as_str().unwrap().to_owned();
+        let i = if host == *gpu { 0 } else { 1 };
+        let args = std::fs::read_to_string(
+            lab.hosts[i]
+                .dir
+                .join(format!("docker/run-autogit-job-{id}.args")),
+        )
+        .unwrap();
+        assert!(
+            args.contains("--network\nhost\n") && args.contains(&format!("AUTOGIT_RANK={rank}\n")),
+            "{args}"
+        );
+        hosts.push(host);
+    }
+    hosts.sort();
+    let mut want = vec![gpu.to_string(), cpu.to_string()];
+    want.sort();
+    assert_eq!(hosts, want, "one part on each host");
+    // A service is not spread.
+    let r = run(&["compute", "run", "--hosts", "2", "--port", "8080", "img:1"]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
 }
 
 #[test]
