@@ -622,17 +622,19 @@ impl ComputeController {
     ) -> Result<(), ComputeError> {
         let st = |e: autogit_drivers::state::StateError| ComputeError::State(e.to_string());
         let store = self.store()?;
-        let parts: Vec<(String, JobState)> = rows
+        // Each row's gang and state, its description read once.
+        let parts: Vec<Option<(String, JobState)>> = rows
             .iter()
-            .filter_map(|r| Some((spec_of(r)?.gang?.id, state_of(r))))
+            .map(|r| Some((spec_of(r)?.gang?.id, state_of(r))))
             .collect();
-        for row in rows.iter_mut() {
-            let Some(gang) = spec_of(row).and_then(|s| s.gang) else {
+        for (row, part) in rows.iter_mut().zip(&parts) {
+            let Some((gang, _)) = part else {
                 continue;
             };
             let others: Vec<JobState> = parts
                 .iter()
-                .filter(|(g, _)| *g == gang.id)
+                .flatten()
+                .filter(|(g, _)| g == gang)
                 .map(|(_, s)| *s)
                 .collect();
             let Some((event, why)) = gang_action(state_of(row), &others) else {
@@ -652,7 +654,7 @@ impl ComputeController {
                     row.started_at = None;
                 }
             }
-            self.apply(row, event, format!("{why} (gang {})", gang.id));
+            self.apply(row, event, format!("{why} (gang {gang})"));
             store.update_job(row).map_err(st)?;
         }
         Ok(())

@@ -112,6 +112,13 @@ pub struct Request {
     pub gang: Option<Gang>,
 }
 
+impl Request {
+    /// How many hosts it needs at once: its gang's size, else 1.
+    pub fn hosts(&self) -> u32 {
+        self.gang.as_ref().map_or(1, |g| g.size.max(1))
+    }
+}
+
 /// A job spread over `size` hosts (`compute run --hosts N`): its parts are jobs of their own
 /// (one per host, each with its own GPUs and lease) that share the gang's `id`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,16 +300,15 @@ impl Scheduler {
         }
         if let Some(&(gpus, vram)) = self.quotas.get(&r.user) {
             // A gang's parts count together: it runs whole or not at all.
-            let parts = r.gang.as_ref().map_or(1, |g| g.size.max(1));
-            let need = u64::from(r.gpus * parts).saturating_mul(r.vram.0);
-            if r.gpus * parts > gpus || need > vram {
+            let need = u64::from(r.gpus * r.hosts()).saturating_mul(r.vram.0);
+            if r.gpus * r.hosts() > gpus || need > vram {
                 return Err(Rejected::OverQuota(
                     format!("{gpus} GPUs, {} VRAM", Bytes(vram)),
                     r.user.clone(),
                 ));
             }
         }
-        let hosts_needed = r.gang.as_ref().map_or(1, |g| g.size.max(1)) as usize;
+        let hosts_needed = r.hosts() as usize;
         if self.hosts.iter().filter(|h| fits_empty(h, &r)).count() < hosts_needed {
             let what = match r.capability {
                 Some(c) => format!("{c:?}").to_ascii_lowercase() + " with ",
@@ -406,25 +412,23 @@ impl Scheduler {
     /// when there are several, within quota, or none of them: what was reserved for the first
     /// parts is released when a later one does not fit (no partial starts).
     fn place_all(&mut self, parts: &[Request]) -> Option<Vec<Placement>> {
+        // (host index, placement) of the parts placed so far.
         let mut done: Vec<(usize, Placement)> = Vec::new();
-        for (i, r) in parts.iter().enumerate() {
-            let avoid: Vec<usize> = if parts.len() > 1 {
-                done.iter()
-                    .filter_map(|(_, p)| self.hosts.iter().position(|h| h.name == p.host))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+        for r in parts {
+            let avoid: Vec<usize> = done.iter().map(|(hi, _)| *hi).collect();
             let found = if self.within_quota(r) {
                 self.find(r, &avoid)
             } else {
                 None
             };
             match found {
-                Some((hi, gpus)) => done.push((i, self.apply(r, hi, gpus))),
+                Some((hi, gpus)) => {
+                    let p = self.apply(r, hi, gpus);
+                    done.push((hi, p));
+                }
                 None => {
-                    for (j, p) in done {
-                        self.release(&parts[j], &p);
+                    for (r, (_, p)) in parts.iter().zip(&done) {
+                        self.release(r, p);
                     }
                     return None;
                 }
@@ -649,8 +653,6 @@ impl Scheduler {
                 }
                 hosts.push(&p.host);
             }
-        }
-        for (r, p) in self.running.values() {
             let mut distinct = p.gpus.clone();
             distinct.sort_unstable();
             distinct.dedup();

@@ -558,7 +558,7 @@ pub enum ComputeCommand {
         /// Spread the job over N hosts: one part per host (each with --gpus GPUs), all started
         /// together or none, each told AUTOGIT_RANK, AUTOGIT_WORLD_SIZE, AUTOGIT_HOSTS and
         /// MASTER_ADDR; not for services (--port)
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=64), conflicts_with = "port")]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(autogit_app::compute::MAX_HOSTS)), conflicts_with = "port")]
         hosts: Option<u32>,
         /// VRAM needed on each GPU, e.g. 8G (default by kind: 8G for inference and render,
         /// 16G for train, 1G without a kind)
