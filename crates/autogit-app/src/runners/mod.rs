@@ -283,6 +283,15 @@ impl RunnerController {
         }
     }
 
+    /// A configured host as [`Self::remote_as`] reaches it; one still `auto` (not placed by
+    /// discovery) is not reached at all.
+    async fn configured(&self, host: &str, user: Option<&str>) -> Result<Host, String> {
+        if host == "auto" {
+            return Err("not discovered yet (`host: auto`)".to_owned());
+        }
+        self.remote_as(host, user).await
+    }
+
     /// The running `compute` extension `name`, started if it is not (or no longer) running.
     async fn pool(&self, name: &str) -> Result<Arc<ExtensionCompute>, String> {
         let mut pools = self.pools.lock().await;
@@ -311,11 +320,7 @@ impl RunnerController {
     pub async fn running_containers(&self) -> (i64, BTreeMap<String, Result<u32, String>>) {
         let mut set = tokio::task::JoinSet::new();
         for r in self.runners() {
-            let host = if r.host == "auto" {
-                Err("not discovered yet (`host: auto`)".to_owned())
-            } else {
-                self.remote_as(&r.host, r.user.as_deref()).await
-            };
+            let host = self.configured(&r.host, r.user.as_deref()).await;
             set.spawn(async move {
                 let seen = async {
                     let out = host?
@@ -357,11 +362,7 @@ impl RunnerController {
         let hosts = self.configured_hosts();
         let mut set = tokio::task::JoinSet::new();
         for (i, (name, user, _)) in hosts.iter().enumerate() {
-            let host = if name == "auto" {
-                Err("not discovered yet (`host: auto`)".to_owned())
-            } else {
-                self.remote_as(name, user.as_deref()).await
-            };
+            let host = self.configured(name, user.as_deref()).await;
             set.spawn(async move {
                 let r = match host {
                     Ok(h) => probe(&h).await.map_err(|e| e.to_string()),
