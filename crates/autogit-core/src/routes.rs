@@ -67,11 +67,7 @@ pub fn upstream_url(host: &str, port: u16, local_gateway: Option<&str>) -> Optio
 /// Where a port published on runner host `host` is reached from autogit's own machine (for
 /// messages): `127.0.0.1` for `host: local`, else the host's address.
 pub fn service_url(host: &str, port: u16) -> String {
-    if crate::remote::is_local(host) {
-        host_url("127.0.0.1", port)
-    } else {
-        host_url(crate::remote::host_address(host), port)
-    }
+    upstream_url(host, port, Some("127.0.0.1")).unwrap_or_else(|| host_url(host, port))
 }
 
 /// The engine command that prints the gateways of network `network` (one per line, IPv4
